@@ -1,0 +1,272 @@
+// Package store holds KetaBridge's state contract: serialized FHIR resources with
+// version history, their search index rows, and the clinic source records they
+// were mapped from. Backends (store/sqlite, later store/postgres) implement Store
+// and pass the contract suite in store/storetest.
+//
+// Resources are mapped and serialized once, at write time; reads return the
+// stored bytes and never re-map.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. The fhir package turns them into OperationOutcomes
+// (ErrNotFound -> 404, ErrGone -> 410); nothing earlier does.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrGone     = errors.New("store: deleted")
+)
+
+// Key identifies a resource.
+type Key struct {
+	Type string
+	ID   string
+}
+
+func (k Key) String() string { return k.Type + "/" + k.ID }
+
+// Resource is one stored version of a resource.
+type Resource struct {
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time
+	Deleted     bool
+	// Patient is the compartment the resource belongs to (see ResourceWrite).
+	Patient string
+	// Body is the resource's JSON with meta.versionId and meta.lastUpdated set
+	// (empty for a deleted version).
+	Body []byte
+}
+
+// IndexKind is the type of a search index row (FHIR search parameter type).
+type IndexKind uint8
+
+// Index kinds (FHIR search.html#ptypes).
+const (
+	KindToken IndexKind = iota + 1
+	KindString
+	KindDate
+	KindReference
+	KindNumber
+	KindQuantity
+)
+
+// IndexRow is one searchable value of a resource for one search parameter.
+type IndexRow struct {
+	Param string
+	Kind  IndexKind
+	// Token: System (may be empty) and Code. Quantity: System/Code are the unit.
+	System string
+	Code   string
+	// String: the normalized value (lower case, accents removed) for prefix
+	// match. Reference: the target as "Type/id".
+	Value string
+	// Date: the instant range covered, as Unix milliseconds, [Lo, Hi] inclusive.
+	// Number/Quantity: Num.
+	Lo, Hi int64
+	Num    float64
+}
+
+// ResourceWrite is one resource produced by mapping a source record.
+type ResourceWrite struct {
+	Type string
+	ID   string
+	// Patient is the id of the Patient whose compartment holds the resource
+	// (the Patient's own id for a Patient; empty when it is in no patient's
+	// compartment, e.g. Practitioner).
+	Patient string
+	// Body is the resource's canonical JSON without meta.versionId and
+	// meta.lastUpdated; the store stamps those (see StampMeta).
+	Body  []byte
+	Index []IndexRow
+}
+
+// RecordWrite is one clinic record and everything mapped from it. The store
+// writes it atomically: the source record, new versions of the resources whose
+// bodies changed, deletions of resources the record no longer produces, and
+// their index rows.
+type RecordWrite struct {
+	Kind     string
+	ClinicID string
+	// Hash is a digest of the canonical source record; an identical hash for
+	// the same (Kind, ClinicID) means the record is unchanged.
+	Hash      string
+	Source    []byte
+	Resources []ResourceWrite
+}
+
+// Outcome is what a write did.
+type Outcome string
+
+// Outcomes of a record or resource write.
+const (
+	Created   Outcome = "created"
+	Updated   Outcome = "updated"
+	Unchanged Outcome = "unchanged"
+	Deleted   Outcome = "deleted"
+)
+
+// ResourceResult is the outcome for one resource of a record write.
+type ResourceResult struct {
+	Type    string
+	ID      string
+	Version int64
+	Outcome Outcome
+}
+
+// WriteResult is the outcome of one RecordWrite.
+type WriteResult struct {
+	Outcome   Outcome
+	Resources []ResourceResult
+}
+
+// RecordKey identifies a clinic source record.
+type RecordKey struct {
+	Kind     string
+	ClinicID string
+}
+
+// Prefix is a FHIR search comparison prefix (search.html#prefix).
+type Prefix string
+
+// Search prefixes.
+const (
+	Eq Prefix = "eq"
+	Ne Prefix = "ne"
+	Gt Prefix = "gt"
+	Lt Prefix = "lt"
+	Ge Prefix = "ge"
+	Le Prefix = "le"
+	Sa Prefix = "sa"
+	Eb Prefix = "eb"
+)
+
+// Special parameters the store answers from resource columns, not index rows.
+const (
+	ParamID          = "_id"
+	ParamLastUpdated = "_lastUpdated"
+)
+
+// Value is one alternative of a search clause.
+type Value struct {
+	Prefix Prefix
+	// Token: match Code, and System too when AnySystem is false (an empty
+	// System with AnySystem false matches rows with no system: "|code").
+	System    string
+	Code      string
+	AnySystem bool
+	// String: prefix match on the normalized value unless Exact.
+	// Reference: "Type/id". _id: the id.
+	Str   string
+	Exact bool
+	// Date/_lastUpdated: the range the parameter value covers (Unix ms,
+	// inclusive), compared per Prefix as in search.html#date.
+	Lo, Hi int64
+	// Number.
+	Num float64
+}
+
+// Clause is one search parameter: the resource matches when any Value does.
+type Clause struct {
+	Param  string
+	Kind   IndexKind
+	Values []Value
+	// Missing, when non-nil, is the :missing modifier.
+	Missing *bool
+}
+
+// Sort is one sort key; Param is a search parameter or _id / _lastUpdated.
+type Sort struct {
+	Param string
+	Kind  IndexKind
+	Desc  bool
+}
+
+// Query is a typed search: every Clause must match (AND).
+type Query struct {
+	Type    string
+	Clauses []Clause
+	// Patients, when non-empty, restricts matches to resources in these
+	// patients' compartments. Access control sets it before the query runs.
+	Patients []string
+	Sort     []Sort
+	Count    int
+	Offset   int
+	// Total asks for the number of all matches (-1 in the result otherwise).
+	Total bool
+	// CountOnly returns only the total (_summary=count).
+	CountOnly bool
+}
+
+// SearchResult is a page of matches.
+type SearchResult struct {
+	Resources []Resource
+	// Total is the number of all matches, or -1 when not asked for.
+	Total int
+	// More reports whether matches exist beyond this page.
+	More bool
+}
+
+// Ref is a reference from one stored resource to another, by search parameter.
+type Ref struct {
+	From   Key
+	Param  string
+	Target Key
+}
+
+// EverythingQuery selects a patient's compartment for Patient/$everything.
+type EverythingQuery struct {
+	Patient string
+	// Types, when non-empty, limits the resource types (_type).
+	Types []string
+	// Since, when non-zero, keeps resources updated at or after it (_since).
+	Since  time.Time
+	Count  int
+	Offset int
+}
+
+// Store is the resource store. All methods are safe for concurrent use.
+type Store interface {
+	// Apply writes each record atomically and reports per-record outcomes in
+	// order. An error means nothing of the failing record was written.
+	Apply(ctx context.Context, records []RecordWrite) ([]WriteResult, error)
+	// SourceRecords returns the stored source records for the keys that exist.
+	SourceRecords(ctx context.Context, keys []RecordKey) (map[RecordKey][]byte, error)
+
+	// Read returns the current version (http.html#read). A deleted resource
+	// returns its deletion version and ErrGone; an unknown one ErrNotFound.
+	Read(ctx context.Context, typ, id string) (Resource, error)
+	// VRead returns one version (http.html#vread).
+	VRead(ctx context.Context, typ, id string, version int64) (Resource, error)
+	// History returns a resource's versions, newest first (http.html#history).
+	History(ctx context.Context, typ, id string, count, offset int) ([]Resource, int, error)
+	// GetMany returns the current, non-deleted versions of the keys that
+	// exist, in the order of keys; callers apply access control to the result.
+	GetMany(ctx context.Context, keys []Key) ([]Resource, error)
+
+	// Search runs a typed query (search.html).
+	Search(ctx context.Context, q Query) (SearchResult, error)
+	// Refs returns the references the given resources make through params
+	// (all reference params when params is empty): the basis of _include.
+	Refs(ctx context.Context, from []Key, params []string) ([]Ref, error)
+	// Everything returns a page of a patient's compartment (the Patient
+	// first), ordered by type and id, and the total.
+	Everything(ctx context.Context, q EverythingQuery) ([]Resource, int, error)
+
+	// Ping checks the backend is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Clock tells the time; stores take one so tests control lastUpdated.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now implements Clock.
+func (SystemClock) Now() time.Time { return time.Now() }
