@@ -1,0 +1,113 @@
+package auth
+
+// Interaction is a FHIR RESTful interaction the resource server authorizes.
+type Interaction string
+
+// Interactions (FHIR http.html) the access decision knows.
+const (
+	InteractionRead            Interaction = "read"
+	InteractionVRead           Interaction = "vread"
+	InteractionHistoryInstance Interaction = "history-instance"
+	InteractionHistoryType     Interaction = "history-type"
+	InteractionSearch          Interaction = "search-type"
+	InteractionCreate          Interaction = "create"
+	InteractionUpdate          Interaction = "update"
+	InteractionPatch           Interaction = "patch"
+	InteractionDelete          Interaction = "delete"
+)
+
+// Needed returns the SMART v2 permission an interaction needs (SMART.md R49:
+// r = read/vread/instance history; s = type search and history; c = create;
+// u = update/patch; d = delete). An unknown interaction needs nothing it can
+// be granted, so it is denied.
+func Needed(i Interaction) (Perm, bool) {
+	switch i {
+	case InteractionRead, InteractionVRead, InteractionHistoryInstance:
+		return PermRead, true
+	case InteractionSearch, InteractionHistoryType:
+		return PermSearch, true
+	case InteractionCreate:
+		return PermCreate, true
+	case InteractionUpdate, InteractionPatch:
+		return PermUpdate, true
+	case InteractionDelete:
+		return PermDelete, true
+	}
+	return 0, false
+}
+
+// Principal is who is asking: the scopes granted and the launch context.
+type Principal struct {
+	ClientID string
+	Grant    Grant
+	// Patient is the patient in context; patient/ scopes are limited to it.
+	Patient string
+	// PatientUser marks a patient's own login: user/ scopes are then limited
+	// to the user's own record (Patient) as well.
+	PatientUser bool
+}
+
+// Decision is the outcome of an access check. When Allowed, the query must be
+// narrowed BEFORE it runs: to Patients when non-nil, and to resources matching
+// at least one of FilterSets when non-empty (each set is ANDed).
+type Decision struct {
+	Allowed    bool
+	Patients   []string
+	FilterSets [][]Filter
+	// Reason is a short, PHI-free explanation for a denial (safe to log).
+	Reason string
+}
+
+// Decide is the access decision for one interaction on one resource type
+// (SMART.md R49-R51). Default deny.
+//
+// Scopes of the system/ and user/ contexts reach every patient (a user/ scope
+// of a patient's own login reaches only that patient); patient/ scopes reach
+// only the patient in context, and without a patient in context they reach
+// nothing (fail closed). When scopes of both kinds match, the unrestricted
+// ones decide alone: a union across contexts with different filters cannot be
+// expressed as one narrowed query, so the decision takes the narrower reading
+// and never grants what no single scope grants.
+func Decide(p Principal, typ string, i Interaction) Decision {
+	need, ok := Needed(i)
+	if !ok {
+		return Decision{Reason: "interaction not supported"}
+	}
+	var broad, narrow []Scope
+	for _, s := range p.Grant.Resource {
+		if s.ResourceType != "*" && s.ResourceType != typ {
+			continue
+		}
+		if !s.Perms.Has(need) {
+			continue
+		}
+		if s.Context == ContextPatient || (s.Context == ContextUser && p.PatientUser) {
+			narrow = append(narrow, s)
+		} else {
+			broad = append(broad, s)
+		}
+	}
+	switch {
+	case len(broad) > 0:
+		return Decision{Allowed: true, FilterSets: filterSets(broad)}
+	case len(narrow) > 0:
+		if p.Patient == "" {
+			return Decision{Reason: "patient scope without a patient in context"}
+		}
+		return Decision{Allowed: true, Patients: []string{p.Patient}, FilterSets: filterSets(narrow)}
+	}
+	return Decision{Reason: "no scope grants " + need.String() + " on " + typ}
+}
+
+// filterSets is the union of the scopes' granular constraints; any scope
+// without constraints makes the whole type visible (nil).
+func filterSets(scopes []Scope) [][]Filter {
+	var sets [][]Filter
+	for _, s := range scopes {
+		if len(s.Filters) == 0 {
+			return nil
+		}
+		sets = append(sets, s.Filters)
+	}
+	return sets
+}
