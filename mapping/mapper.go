@@ -1,0 +1,321 @@
+// Package mapping turns validated clinic records (package clinic) into FHIR R4
+// resources (samply r4 structs plus their canonical JSON from
+// conformance/fhirjson). Mapping is pure and deterministic: no I/O, no clock,
+// stable output order, inputs never modified, and every id derived from the
+// clinic's own ids (ResourceID), so a re-sent record updates the same
+// resources instead of duplicating them.
+//
+// # Ids and references
+//
+// The main resource of a record has ResourceID(kind, clinicID) with no parts;
+// it is what other records reference (Patient, Practitioner, Organization,
+// Location, PlanDefinition of a protocol, Condition of a diagnosis, CarePlan of
+// a course, Encounter of a session, Coverage, Consent, MedicationStatement).
+// Sub-resources add parts: a course's MedicationRequest is
+// (course, id, "MedicationRequest"); a protocol's Medication is
+// (protocol, id, "Medication"); a session's body weight is
+// (session, id, "weight"), its administrations (session, id, "administration",
+// i) with the lot's Medication (..., i, "Medication"), vitals
+// (session, id, "vitals", i, "bp"|"hr"|"rr"|"spo2"|"temp"), assessments
+// (session, id, "assessment", i) with "item", n / "difficulty" / "score"
+// members, adverse events (session, id, "adverse", i) and the REMS form
+// (session, id, "rems"); every record's Provenance is (kind, id, "Provenance").
+// Indexes i are 0-based positions in the record, item numbers n 1-based.
+// References are relative ("Type/id").
+//
+// # Sessions
+//
+// R4 Encounter.status has no no-show or stopped-early. A session maps to
+// Encounter.status finished (completed, stopped-early), cancelled (cancelled,
+// no-show) or planned (scheduled); the clinic's exact status is carried in the
+// {Canonical}/StructureDefinition/session-status extension (valueCodeableConcept
+// with a local session-status code and the clinic's statusReason as text).
+// For stopped-early the last MedicationAdministration has status stopped with
+// the reason in statusReason; a no-show or cancelled Encounter has no period.
+// The course link (R4 Encounter.basedOn allows only ServiceRequest) is the R5
+// cross-version extension Encounter.basedOn -> CarePlan.
+//
+// The Spravato REMS Patient Monitoring Form answers become one Observation
+// (local code rems-monitoring, category survey) with a component per answer:
+// first treatment, enrolled, concomitant medications (one component each),
+// minutes to ready, total monitoring minutes, vitals acceptable before dosing
+// and at discharge (booleans always present: the record cannot tell false from
+// absent, and the form asks yes/no).
+//
+// The action taken for an adverse effect (R4 AdverseEvent has no such
+// element) is the adverse-event-action extension with a local code; its
+// resolution time the adverse-event-resolved extension.
+package mapping
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketabridge/ketabridge/conformance/fhirjson"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+)
+
+// Options configure a Mapper.
+type Options struct {
+	// Canonical is the base of the project's own canonical URLs (its CodeSystem
+	// for local codes, PlanDefinition urls), e.g. "http://localhost:8080/fhir".
+	Canonical string
+	// Organization is the clinic id of the clinic's own organization record,
+	// when configured. It is the Provenance author/transmitter of records that
+	// do not name their organization themselves. Optional.
+	Organization string
+}
+
+// Mapper maps clinic records to FHIR R4 resources. It is safe for concurrent
+// use.
+type Mapper struct {
+	canonical string
+	org       string
+	scales    string // system URI of the ketabridge-scales CodeSystem
+	local     string // system URI of the ketabridge CodeSystem
+}
+
+// New returns a Mapper.
+func New(opts Options) *Mapper {
+	c := strings.TrimRight(opts.Canonical, "/")
+	return &Mapper{
+		canonical: c,
+		org:       opts.Organization,
+		scales:    c + "/CodeSystem/ketabridge-scales",
+		local:     c + "/CodeSystem/ketabridge",
+	}
+}
+
+// Output is one mapped resource.
+type Output struct {
+	Type, ID string
+	// Patient is the compartment: id of the Patient resource it belongs to (""
+	// for Practitioner, Organization, Location, PlanDefinition, CodeSystem,
+	// Medication with no patient). A protocol's Medication has none; the
+	// lot-specific Medication of a session's administration belongs to the
+	// session's patient, as does every record's Provenance when the record has
+	// a patient.
+	Patient string
+	// Resource is the samply r4 struct (pointer), for typed index extraction.
+	Resource any
+	// Body is the canonical JSON from fhirjson.Marshal(Resource).
+	Body []byte
+}
+
+// Error is a record that could not be mapped. Path is the JSON path into the
+// record; no field carries record values, so an Error is safe to log.
+type Error struct {
+	Key    clinic.Key
+	Path   string
+	Reason string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return "mapping: " + e.Key.String() + ": " + e.Reason
+	}
+	return "mapping: " + e.Key.String() + ": " + e.Path + ": " + e.Reason
+}
+
+// namespace is the fixed UUIDv5 namespace of KetaBridge resource ids. Never
+// change it: every stored id derives from it.
+var namespace = uuid.MustParse("6f1d0c3e-4b7a-5e21-9c8d-2a4f6b9e0d17")
+
+// ResourceID is the deterministic id: UUIDv5 over a fixed project namespace of
+// kind + "/" + clinic id (+ "/" + parts...).
+func ResourceID(kind clinic.Kind, clinicID string, parts ...string) string {
+	n := len(kind) + 1 + len(clinicID)
+	for _, p := range parts {
+		n += 1 + len(p)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, kind...)
+	b = append(b, '/')
+	b = append(b, clinicID...)
+	for _, p := range parts {
+		b = append(b, '/')
+		b = append(b, p...)
+	}
+	return uuid.NewSHA1(namespace, b).String()
+}
+
+// MedicationRequestID is the id of the MedicationRequest mapped from a course.
+func MedicationRequestID(courseID string) string {
+	return ResourceID(clinic.KindCourse, courseID, "MedicationRequest")
+}
+
+// ProtocolMedicationID is the id of the Medication mapped from a protocol's drug.
+func ProtocolMedicationID(protocolID string) string {
+	return ResourceID(clinic.KindProtocol, protocolID, "Medication")
+}
+
+// ProvenanceID is the id of the Provenance of a record.
+func ProvenanceID(k clinic.Key) string { return ResourceID(k.Kind, k.ID, "Provenance") }
+
+// PlanDefinitionURL is the canonical url of a protocol's PlanDefinition.
+func (m *Mapper) PlanDefinitionURL(protocolID string) string {
+	return m.canonical + "/PlanDefinition/" + ResourceID(clinic.KindProtocol, protocolID)
+}
+
+// Map maps one validated record to its resources plus one Provenance for the
+// record. recorded is when the gateway received the record
+// (Provenance.recorded); Map is pure: no I/O, no time.Now, deterministic,
+// stable order (the record's main resource first, Provenance last).
+func (m *Mapper) Map(rec clinic.Record, recorded time.Time) ([]Output, error) {
+	if rec == nil {
+		return nil, &Error{Reason: "nil record"}
+	}
+	e := &emitter{m: m, key: clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}}
+	if e.key.ID == "" {
+		return nil, &Error{Key: e.key, Path: "id", Reason: "is required"}
+	}
+	if recorded.IsZero() {
+		return nil, &Error{Key: e.key, Reason: "recorded time is required"}
+	}
+	switch r := rec.(type) {
+	case *clinic.Patient:
+		e.patient(r)
+	case *clinic.Practitioner:
+		e.practitioner(r)
+	case *clinic.Organization:
+		e.organization(r)
+	case *clinic.Location:
+		e.location(r)
+	case *clinic.Protocol:
+		e.protocol(r)
+	case *clinic.Course:
+		e.course(r)
+	case *clinic.Diagnosis:
+		e.diagnosis(r)
+	case *clinic.Session:
+		e.session(r)
+	case *clinic.Coverage:
+		e.coverage(r)
+	case *clinic.Consent:
+		e.consent(r)
+	case *clinic.AntidepressantTrial:
+		e.trial(r)
+	default:
+		if p := asPointer(rec); p != rec {
+			return m.Map(p, recorded)
+		}
+		return nil, &Error{Key: e.key, Path: "kind", Reason: "unsupported record type"}
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	if len(e.outs) == 0 {
+		return nil, &Error{Key: e.key, Reason: "mapped to no resources"}
+	}
+	e.provenance(recorded)
+	for i := range e.outs {
+		body, err := fhirjson.Marshal(e.outs[i].Resource)
+		if err != nil {
+			return nil, &Error{Key: e.key, Reason: fmt.Sprintf("emit %s: %v", e.outs[i].Type, err)}
+		}
+		e.outs[i].Body = body
+	}
+	return e.outs, nil
+}
+
+// asPointer returns a record passed by value as a pointer to a copy.
+func asPointer(r clinic.Record) clinic.Record {
+	switch v := r.(type) {
+	case clinic.Patient:
+		return &v
+	case clinic.Practitioner:
+		return &v
+	case clinic.Organization:
+		return &v
+	case clinic.Location:
+		return &v
+	case clinic.Protocol:
+		return &v
+	case clinic.Course:
+		return &v
+	case clinic.Diagnosis:
+		return &v
+	case clinic.Session:
+		return &v
+	case clinic.Coverage:
+		return &v
+	case clinic.Consent:
+		return &v
+	case clinic.AntidepressantTrial:
+		return &v
+	}
+	return r
+}
+
+// emitter collects the resources of one record and the first error.
+type emitter struct {
+	m   *Mapper
+	key clinic.Key
+	// org is the clinic id of the organization behind the record, when known.
+	org string
+	// patientID is the compartment of the record's resources (a Patient id).
+	patientID string
+	outs      []Output
+	err       *Error
+}
+
+// add appends a resource; id and type come from the caller, the compartment
+// from the emitter unless the resource is compartment-free.
+func (e *emitter) add(typ, id string, inCompartment bool, res any) {
+	o := Output{Type: typ, ID: id, Resource: res}
+	if inCompartment {
+		o.Patient = e.patientID
+	}
+	e.outs = append(e.outs, o)
+}
+
+// fail records the first mapping error.
+func (e *emitter) fail(path, reason string) {
+	if e.err == nil {
+		e.err = &Error{Key: e.key, Path: path, Reason: reason}
+	}
+}
+
+// id is the id of a sub-resource of the current record.
+func (e *emitter) id(parts ...string) string { return ResourceID(e.key.Kind, e.key.ID, parts...) }
+
+// provenance appends the record's Provenance (us-core-provenance): target =
+// every resource mapped from the record, agents author and transmitter = the
+// clinic Organization when known, entity = the source record by kind/id.
+func (e *emitter) provenance(recorded time.Time) {
+	m := e.m
+	targets := make([]r4.Reference, len(e.outs))
+	for i, o := range e.outs {
+		targets[i] = ref(o.Type, o.ID)
+	}
+	who := r4.Reference{Display: ptr("KetaBridge clinic record feed")}
+	org := e.org
+	if org == "" {
+		org = m.org
+	}
+	if org != "" {
+		who = ref("Organization", ResourceID(clinic.KindOrganization, org))
+	}
+	p := &r4.Provenance{
+		Id:       ptr(ProvenanceID(e.key)),
+		Meta:     m.meta("us-core-provenance", false),
+		Target:   targets,
+		Recorded: recorded.UTC().Format(time.RFC3339Nano),
+		Agent: []r4.ProvenanceAgent{
+			{Type: ccp(m.cc("", codeOf(provParticipant, "author", "Author"))), Who: who},
+			{Type: ccp(m.cc("", codeOf(usCoreProvParticipant, "transmitter", "Transmitter"))), Who: who},
+		},
+		Entity: []r4.ProvenanceEntity{{
+			Role: r4.ProvenanceEntityRoleSource,
+			What: r4.Reference{Identifier: &r4.Identifier{
+				System: ptr(m.sid("clinic-record")),
+				Value:  ptr(e.key.String()),
+			}},
+		}},
+	}
+	e.add("Provenance", *p.Id, true, p)
+}
