@@ -1,0 +1,59 @@
+package fhir
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+)
+
+func benchEnv(b *testing.B) *echo.Echo {
+	fs := fixture()
+	for i := 0; i < 60; i++ {
+		id := fmt.Sprintf("b%02d", i)
+		fs.put("Observation", id, "p2", t0, obsBody(id, "p2"), obsRows("p2")...)
+	}
+	s, err := New(Options{
+		Store: fs, Base: testBase, Authorizer: allowAll, Clock: fixedClock{t0},
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := echo.New()
+	s.Register(e)
+	return e
+}
+
+// BenchmarkRead measures GET Patient/{id} through Echo, middleware, access
+// log (JSON to io.Discard) and the fake store.
+func BenchmarkRead(b *testing.B) {
+	e := benchEnv(b)
+	req := httptest.NewRequest("GET", "/fhir/Patient/p1", nil)
+	req.Header.Set("Accept", "application/fhir+json")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// BenchmarkSearchBundle measures a searchset of 50 entries.
+func BenchmarkSearchBundle(b *testing.B) {
+	e := benchEnv(b)
+	req := httptest.NewRequest("GET", "/fhir/Observation?patient=Patient/p2&_count=50", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}

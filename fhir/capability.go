@@ -1,0 +1,141 @@
+package fhir
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketabridge/ketabridge/conformance/fhirjson"
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+const usCore = "http://hl7.org/fhir/us/core/StructureDefinition/"
+
+// USCoreProfiles are the US Core 6.1 profiles the gateway claims per resource
+// type (see /work/shared/domain/KETAMINE-FHIR.md §3); the CapabilityStatement
+// lists them as supportedProfile for the types that are served.
+var USCoreProfiles = map[string][]string{
+	"Patient":               {usCore + "us-core-patient"},
+	"Practitioner":          {usCore + "us-core-practitioner"},
+	"PractitionerRole":      {usCore + "us-core-practitionerrole"},
+	"Organization":          {usCore + "us-core-organization"},
+	"Location":              {usCore + "us-core-location"},
+	"Encounter":             {usCore + "us-core-encounter"},
+	"MedicationRequest":     {usCore + "us-core-medicationrequest"},
+	"Medication":            {usCore + "us-core-medication"},
+	"Condition":             {usCore + "us-core-condition-problems-health-concerns", usCore + "us-core-condition-encounter-diagnosis"},
+	"Procedure":             {usCore + "us-core-procedure"},
+	"Coverage":              {usCore + "us-core-coverage"},
+	"Provenance":            {usCore + "us-core-provenance"},
+	"CarePlan":              {usCore + "us-core-careplan"},
+	"QuestionnaireResponse": {usCore + "us-core-questionnaireresponse"},
+	"Observation": {
+		usCore + "us-core-blood-pressure", usCore + "us-core-heart-rate",
+		usCore + "us-core-respiratory-rate", usCore + "us-core-pulse-oximetry",
+		usCore + "us-core-body-weight", usCore + "us-core-body-temperature",
+		usCore + "us-core-vital-signs", usCore + "us-core-observation-screening-assessment",
+	},
+}
+
+// everythingDefinition is the canonical of Patient/$everything.
+const everythingDefinition = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+
+// buildCapabilityStatement generates the CapabilityStatement
+// (capabilitystatement.html) from what is registered: one rest.resource per
+// search.Types() with read/vread/history-instance/search-type, its
+// searchParams, include/revinclude from reference params, and $everything on
+// Patient. It is emitted once through fhirjson.Marshal and cached.
+func buildCapabilityStatement(base, version string, now time.Time, profiles map[string][]string) ([]byte, error) {
+	types := slices.Sorted(slices.Values(search.Types()))
+	var resources []r4.CapabilityStatementRestResource
+	for _, typ := range types {
+		var rt r4.ResourceType
+		if err := rt.UnmarshalJSON([]byte(strconv.Quote(typ))); err != nil || rt.Code() != typ {
+			return nil, fmt.Errorf("fhir: capability: %q is not an R4 resource type", typ)
+		}
+		res := r4.CapabilityStatementRestResource{
+			Type: rt,
+			Interaction: []r4.CapabilityStatementRestResourceInteraction{
+				{Code: r4.TypeRestfulInteractionRead},
+				{Code: r4.TypeRestfulInteractionVread},
+				{Code: r4.TypeRestfulInteractionHistoryInstance},
+				{Code: r4.TypeRestfulInteractionSearchType},
+			},
+			Versioning:       ptr(r4.ResourceVersionPolicyVersioned),
+			ReadHistory:      ptr(true),
+			SupportedProfile: slices.Clone(profiles[typ]),
+		}
+		for _, p := range search.Params(typ) {
+			var pt r4.SearchParamType
+			if code := p.FHIRType(); code == "" || pt.UnmarshalJSON([]byte(strconv.Quote(code))) != nil || pt.Code() != code {
+				return nil, fmt.Errorf("fhir: capability: %s.%s has no search parameter type", typ, p.Name)
+			}
+			sp := r4.CapabilityStatementRestResourceSearchParam{Name: p.Name, Type: pt}
+			if p.Definition != "" {
+				sp.Definition = ptr(p.Definition)
+			}
+			if p.Doc != "" {
+				sp.Documentation = ptr(p.Doc)
+			}
+			res.SearchParam = append(res.SearchParam, sp)
+			if p.Type == store.KindReference {
+				res.SearchInclude = append(res.SearchInclude, typ+":"+p.Name)
+			}
+		}
+		// _revinclude: reference params of other types that can point here.
+		for _, src := range types {
+			for _, p := range search.Params(src) {
+				if p.Type == store.KindReference && (len(p.Targets) == 0 || slices.Contains(p.Targets, typ)) {
+					res.SearchRevInclude = append(res.SearchRevInclude, src+":"+p.Name)
+				}
+			}
+		}
+		if typ == "Patient" {
+			res.Operation = []r4.CapabilityStatementRestResourceOperation{{
+				Name:       "everything",
+				Definition: everythingDefinition,
+			}}
+		}
+		resources = append(resources, res)
+	}
+	cs := r4.CapabilityStatement{
+		Name:        ptr("KetaBridgeCapabilityStatement"),
+		Title:       ptr("KetaBridge FHIR API"),
+		Status:      r4.PublicationStatusActive,
+		Date:        now.UTC().Format(time.RFC3339),
+		Publisher:   ptr("KetaBridge"),
+		Description: ptr("Read-only FHIR R4 API of a KetaBridge gateway."),
+		Kind:        r4.CapabilityStatementKindInstance,
+		Software:    &r4.CapabilityStatementSoftware{Name: "KetaBridge", Version: ptr(version)},
+		Implementation: &r4.CapabilityStatementImplementation{
+			Description: "KetaBridge FHIR gateway",
+			Url:         ptr(base),
+		},
+		FhirVersion: r4.FHIRVersion4_0_1,
+		Format:      []string{"json"},
+		Rest: []r4.CapabilityStatementRest{{
+			Mode:     r4.RestfulCapabilityModeServer,
+			Resource: resources,
+		}},
+	}
+	b, err := fhirjson.Marshal(cs)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: capability: %w", err)
+	}
+	return b, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// metadata serves GET [base]/metadata (http.html#capabilities); no
+// authorization (SMART: discovery is public).
+func (s *Server) metadata(c echo.Context) error {
+	ct, _ := responseType(c)
+	return c.Blob(http.StatusOK, ct, s.capability)
+}

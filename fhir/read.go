@@ -1,0 +1,250 @@
+package fhir
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// validID reports whether id is a FHIR id (datatypes.html#id:
+// [A-Za-z0-9\-\.]{1,64}).
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// target checks the :type and :id path parameters.
+func (s *Server) target(c echo.Context) (typ, id string, err error) {
+	typ, id = c.Param("type"), c.Param("id")
+	if typ == "" {
+		typ = "Patient" // the $everything route has Patient in its path
+	}
+	if err := s.checkType(typ); err != nil {
+		return "", "", err
+	}
+	if !validID(id) {
+		return "", "", ErrNotFound
+	}
+	return typ, id, nil
+}
+
+// read serves GET [base]/[type]/[id] (http.html#read).
+func (s *Server) read(c echo.Context) error {
+	typ, id, err := s.target(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.authorize(c, Access{Interaction: InteractionRead, Type: typ, ID: id})
+	if err != nil {
+		return err
+	}
+	r, err := s.store.Read(c.Request().Context(), typ, id)
+	if err != nil {
+		if errors.Is(err, store.ErrGone) && !d.allows(r.Patient) {
+			return ErrForbidden
+		}
+		return err
+	}
+	if !d.allows(r.Patient) {
+		return ErrForbidden
+	}
+	return writeResource(c, &r)
+}
+
+// vread serves GET [base]/[type]/[id]/_history/[vid] (http.html#vread).
+func (s *Server) vread(c echo.Context) error {
+	typ, id, err := s.target(c)
+	if err != nil {
+		return err
+	}
+	vid, err := strconv.ParseInt(c.Param("vid"), 10, 64)
+	if err != nil || vid < 1 {
+		return ErrNotFound.WithDetails("unknown version")
+	}
+	d, err := s.authorize(c, Access{Interaction: InteractionVRead, Type: typ, ID: id})
+	if err != nil {
+		return err
+	}
+	r, err := s.store.VRead(c.Request().Context(), typ, id, vid)
+	if err != nil {
+		if errors.Is(err, store.ErrGone) && !d.allows(r.Patient) {
+			return ErrForbidden
+		}
+		return err
+	}
+	if !d.allows(r.Patient) {
+		return ErrForbidden
+	}
+	if r.Deleted || len(r.Body) == 0 {
+		return ErrGone
+	}
+	return writeResource(c, &r)
+}
+
+// writeResource sends a stored body as is, with ETag and Last-Modified, or
+// 304 when the client's copy is current (http.html#read, http.html#cread;
+// RFC 9110 §13.1.2: If-None-Match takes precedence over If-Modified-Since).
+func writeResource(c echo.Context, r *store.Resource) error {
+	ct, _ := responseType(c)
+	// ETag and Last-Modified share one string and the three header values
+	// one slice: a read is the hottest path.
+	var stack [64]byte
+	buf := append(stack[:0], `W/"`...)
+	buf = strconv.AppendInt(buf, r.Version, 10)
+	buf = append(buf, '"')
+	n := len(buf)
+	if !r.LastUpdated.IsZero() {
+		buf = r.LastUpdated.UTC().AppendFormat(buf, http.TimeFormat)
+	}
+	hv := string(buf)
+	vals := make([]string, 3)
+	vals[0], vals[1], vals[2] = hv[:n], hv[n:], ct
+	h := c.Response().Header()
+	h["Etag"] = vals[0:1:1]
+	if len(hv) > n {
+		h["Last-Modified"] = vals[1:2:2]
+	}
+	req := c.Request()
+	if inm := req.Header.Get("If-None-Match"); inm != "" {
+		if etagMatches(inm, vals[0]) {
+			return c.NoContent(http.StatusNotModified)
+		}
+	} else if ims := req.Header.Get(echo.HeaderIfModifiedSince); ims != "" && !r.LastUpdated.IsZero() {
+		if t, err := http.ParseTime(ims); err == nil && !r.LastUpdated.Truncate(time.Second).After(t) {
+			return c.NoContent(http.StatusNotModified)
+		}
+	}
+	h["Content-Type"] = vals[2:3:3]
+	resp := c.Response()
+	resp.WriteHeader(http.StatusOK)
+	_, err := resp.Write(r.Body)
+	return err
+}
+
+// etagMatches implements the weak comparison of If-None-Match (RFC 9110
+// §13.1.2) against etag, which is W/"n".
+func etagMatches(header, etag string) bool {
+	opaque := etag[2:] // "n" with quotes
+	for part := range strings.SplitSeq(header, ",") {
+		p := strings.TrimSpace(part)
+		if p == "*" {
+			return true
+		}
+		p = strings.TrimPrefix(p, "W/")
+		if p == opaque {
+			return true
+		}
+	}
+	return false
+}
+
+// history serves GET [base]/[type]/[id]/_history (http.html#history) as a
+// Bundle of type history, newest first, paged with _count/_offset.
+func (s *Server) history(c echo.Context) error {
+	typ, id, err := s.target(c)
+	if err != nil {
+		return err
+	}
+	count, offset, _, err := pageParams(c.QueryParams(), lenient(c), "_count", "_offset")
+	if err != nil {
+		return err
+	}
+	d, err := s.authorize(c, Access{Interaction: InteractionHistory, Type: typ, ID: id})
+	if err != nil {
+		return err
+	}
+	versions, total, err := s.store.History(c.Request().Context(), typ, id, count, offset)
+	if err != nil {
+		return err
+	}
+	if len(versions) == 0 && offset == 0 && count > 0 {
+		return ErrNotFound
+	}
+	size := 0
+	for i := range versions {
+		if !d.allows(versions[i].Patient) {
+			return ErrForbidden
+		}
+		size += len(versions[i].Body) + 256
+	}
+	path := s.base + "/" + typ + "/" + id + "/_history"
+	links := pageLinks(path, nil, count, offset, offset+len(versions) < total)
+	b := s.newBundle(bundleHistory, total, links, size)
+	for i := range versions {
+		b.historyEntry(&versions[i])
+	}
+	return writeBundle(c, b.finish())
+}
+
+// lenient reports whether the client asked for lenient handling of unknown
+// parameters (search.html#errors: Prefer: handling=lenient).
+func lenient(c echo.Context) bool {
+	for _, v := range c.Request().Header.Values("Prefer") {
+		for part := range strings.SplitSeq(v, ",") {
+			k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.EqualFold(strings.TrimSpace(k), "handling") && strings.EqualFold(strings.Trim(strings.TrimSpace(val), `"`), "lenient") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// commonParams are accepted by every interaction (http.html#parameters).
+var commonParams = map[string]bool{"_format": true, "_pretty": true}
+
+// pageParams reads _count and _offset (and any extra names the caller
+// accepts); any other parameter is a 400 unless lenient, when it is
+// returned as a warning issue. History Bundles drop the warnings: only a
+// searchset may carry an outcome entry (bundle.html#searchset).
+func pageParams(q url.Values, lenient bool, allowed ...string) (count, offset int, warnings []*Error, err error) {
+	count = search.DefaultCount
+	for k, vs := range q {
+		switch {
+		case k == "_count":
+			n, err := strconv.Atoi(vs[0])
+			if err != nil || n < 0 {
+				return 0, 0, nil, ErrInvalid.WithDetails("invalid _count").WithExpression(k)
+			}
+			count = min(n, search.MaxCount)
+		case k == "_offset":
+			n, err := strconv.Atoi(vs[0])
+			if err != nil || n < 0 {
+				return 0, 0, nil, ErrInvalid.WithDetails("invalid _offset").WithExpression(k)
+			}
+			offset = n
+		case commonParams[k] || contains(allowed, k):
+		case lenient:
+			warnings = append(warnings, ErrNotImplemented.WithSeverity(SeverityWarning).
+				WithDetails("parameter ignored").WithExpression(k))
+		default:
+			return 0, 0, nil, ErrInvalid.WithDetails("unsupported parameter").WithExpression(k)
+		}
+	}
+	return count, offset, warnings, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

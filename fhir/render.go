@@ -1,0 +1,143 @@
+package fhir
+
+import (
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+)
+
+// renderError is THE error renderer under /fhir: every error becomes an
+// OperationOutcome (operationoutcome.html) with the status from the kind
+// table. 401 carries WWW-Authenticate: Bearer (RFC 6750 §3) unless the
+// Authorizer already set a more specific challenge; 405 carries Allow.
+func (s *Server) renderError(c echo.Context, err error) {
+	resp := c.Response()
+	if resp.Committed {
+		return
+	}
+	fe := AsError(err)
+	h := resp.Header()
+	ct, ok := responseType(c)
+	if !ok {
+		ct = contentFHIRJSON
+	}
+	h.Set(echo.HeaderContentType, ct)
+	h.Del(headerETag)
+	h.Del(echo.HeaderLastModified)
+	switch fe.Status {
+	case http.StatusUnauthorized:
+		if h.Get(echo.HeaderWWWAuthenticate) == "" {
+			h.Set(echo.HeaderWWWAuthenticate, "Bearer")
+		}
+	case http.StatusMethodNotAllowed:
+		allow, _ := c.Get(echo.ContextKeyHeaderAllow).(string)
+		if allow == "" {
+			allow = http.MethodGet
+		}
+		h.Set(echo.HeaderAllow, allow)
+	}
+	if c.Request().Method == http.MethodHead {
+		resp.WriteHeader(fe.Status)
+		return
+	}
+	body := appendOutcome(make([]byte, 0, 256), fe)
+	resp.WriteHeader(fe.Status)
+	_, _ = resp.Write(body)
+}
+
+// appendOutcome appends the OperationOutcome JSON for one issue.
+func appendOutcome(dst []byte, e *Error) []byte {
+	dst = append(dst, `{"resourceType":"OperationOutcome","issue":[`...)
+	dst = appendIssue(dst, e)
+	return append(dst, "]}"...)
+}
+
+// appendIssue appends one OperationOutcome.issue object; empty members are
+// left out (ele-1).
+func appendIssue(dst []byte, e *Error) []byte {
+	sev := e.Severity
+	if sev == "" {
+		sev = SeverityError
+	}
+	dst = append(dst, `{"severity":`...)
+	dst = appendString(dst, sev)
+	dst = append(dst, `,"code":`...)
+	dst = appendString(dst, e.Code)
+	if e.Details != "" {
+		dst = append(dst, `,"details":{"text":`...)
+		dst = appendString(dst, e.Details)
+		dst = append(dst, '}')
+	}
+	if e.Diagnostics != "" {
+		dst = append(dst, `,"diagnostics":`...)
+		dst = appendString(dst, e.Diagnostics)
+	}
+	n := 0
+	for _, x := range e.Expression {
+		if x == "" {
+			continue
+		}
+		if n == 0 {
+			dst = append(dst, `,"expression":[`...)
+		} else {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, x)
+		n++
+	}
+	if n > 0 {
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, so
+// the output is always valid JSON.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// appendEscaped appends s escaped for the inside of a JSON string.
+func appendEscaped(dst []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(dst, s[start:]...)
+}

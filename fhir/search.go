@@ -1,0 +1,319 @@
+package fhir
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// search serves GET [base]/[type]?params (http.html#search).
+func (s *Server) search(c echo.Context) error {
+	return s.runSearch(c, c.QueryParams())
+}
+
+// searchPost serves POST [base]/[type]/_search with a form body
+// (http.html#search: parameters may also be in the URL). Other content
+// types get 415.
+func (s *Server) searchPost(c echo.Context) error {
+	if err := s.checkType(c.Param("type")); err != nil {
+		return err
+	}
+	req := c.Request()
+	ct := req.Header.Get(echo.HeaderContentType)
+	hasBody := req.ContentLength > 0 || (req.ContentLength < 0 && req.Body != nil)
+	if mediaType(ct) != mimeForm && (ct != "" || hasBody) {
+		return ErrUnsupportedMedia.WithDetails("POST _search requires application/x-www-form-urlencoded")
+	}
+	if err := req.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return ErrTooLarge.WithCause(err)
+		}
+		return ErrInvalid.WithDetails("invalid form body").WithCause(err)
+	}
+	return s.runSearch(c, req.Form)
+}
+
+// runSearch parses, authorizes and runs a type search and writes the
+// searchset Bundle.
+func (s *Server) runSearch(c echo.Context, values url.Values) error {
+	typ := c.Param("type")
+	if err := s.checkType(typ); err != nil {
+		return err
+	}
+	sr, err := search.Parse(typ, values, lenient(c))
+	if err != nil {
+		return err
+	}
+	d, err := s.authorize(c, Access{Interaction: InteractionSearch, Type: typ})
+	if err != nil {
+		return err
+	}
+	q := sr.Query
+	q.Type = typ
+	if sr.TotalMode == "accurate" {
+		q.Total = true
+	}
+	if sr.Summary == "count" {
+		q.CountOnly, q.Total = true, true
+	}
+	var warnings []*Error
+	for _, name := range sr.Ignored {
+		warnings = append(warnings, ErrNotImplemented.WithSeverity(SeverityWarning).
+			WithDetails("search parameter ignored").WithExpression(name))
+	}
+	rewrite, err := newRewriter(typ, sr.Elements, sr.Summary)
+	if err != nil {
+		return err
+	}
+
+	ctx := c.Request().Context()
+	res, err := s.searchWithin(ctx, q, d)
+	if err != nil {
+		return err
+	}
+	matches := filterAllowed(res.Resources, d)
+	total := -1
+	switch {
+	case res.Total >= 0:
+		total = res.Total
+	case q.Offset == 0 && !res.More && !q.CountOnly:
+		total = len(matches) // cheap: this page holds every match
+	}
+	if sr.TotalMode == "none" && !q.CountOnly {
+		total = -1
+	}
+
+	var included []store.Resource
+	if !q.CountOnly && len(matches) > 0 {
+		included, err = s.includes(c, typ, matches, sr)
+		if err != nil {
+			return err
+		}
+	}
+
+	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)
+	size := 0
+	for i := range matches {
+		size += len(matches[i].Body) + 128
+	}
+	for i := range included {
+		size += len(included[i].Body) + 128
+	}
+	b := s.newBundle(bundleSearchset, total, links, size)
+	for i := range matches {
+		body, err := rewrite.apply(matches[i].Body)
+		if err != nil {
+			return err
+		}
+		b.searchEntry(&matches[i], body, modeMatch)
+	}
+	for i := range included {
+		b.searchEntry(&included[i], nil, modeInclude)
+	}
+	b.outcomeEntry(warnings)
+	return writeBundle(c, b.finish())
+}
+
+// searchWithin runs q restricted to the Decision's patients: it sets
+// store.Query.Patients before the query runs (intersecting any restriction
+// the query already has) and never runs an unrestricted query for a
+// restricted Decision.
+func (s *Server) searchWithin(ctx context.Context, q store.Query, d Decision) (store.SearchResult, error) {
+	if !d.AllPatients {
+		patients := slices.Clone(d.Patients)
+		if len(q.Patients) > 0 {
+			patients = slices.DeleteFunc(patients, func(p string) bool { return !slices.Contains(q.Patients, p) })
+		}
+		if len(patients) == 0 {
+			// Nothing is visible; an empty Patients would mean "all".
+			res := store.SearchResult{}
+			if q.Total {
+				res.Total = 0
+			} else {
+				res.Total = -1
+			}
+			return res, nil
+		}
+		q.Patients = patients
+	}
+	return s.store.Search(ctx, q)
+}
+
+// filterAllowed drops resources outside the Decision's compartments (a
+// second line of defence behind store.Query.Patients).
+func filterAllowed(rs []store.Resource, d Decision) []store.Resource {
+	if d.AllPatients {
+		return rs
+	}
+	return slices.DeleteFunc(rs, func(r store.Resource) bool { return !d.allows(r.Patient) })
+}
+
+// decisions caches one access Decision per resource type for a request's
+// included resources; a denial means "not included", an Authorizer error
+// fails the request.
+type decisions struct {
+	s   *Server
+	c   echo.Context
+	got map[string]*Decision
+}
+
+func (ds *decisions) get(typ string) (*Decision, error) {
+	if d, ok := ds.got[typ]; ok {
+		return d, nil
+	}
+	d, err := ds.s.auth.Authorize(ds.c, Access{Interaction: InteractionSearch, Type: typ})
+	var fe *Error
+	switch {
+	case errors.As(err, &fe):
+		d = Decision{} // an *Error is a denial: the type is not included
+	case err != nil:
+		return nil, ErrAuthorizerFailure.WithCause(err)
+	}
+	ds.got[typ] = &d
+	return &d, nil
+}
+
+// includes resolves _include (store.Refs + store.GetMany) and _revinclude (a
+// reference search over the matched keys) (search.html#include). Every
+// included resource passes the access Decision for its own type and
+// compartment; _include:iterate is not followed.
+func (s *Server) includes(c echo.Context, typ string, matches []store.Resource, sr *search.Request) ([]store.Resource, error) {
+	if len(sr.Includes) == 0 && len(sr.RevIncludes) == 0 {
+		return nil, nil
+	}
+	ctx := c.Request().Context()
+	ds := &decisions{s: s, c: c, got: map[string]*Decision{}}
+	seen := make(map[store.Key]bool, len(matches))
+	keys := make([]store.Key, len(matches))
+	for i := range matches {
+		keys[i] = store.Key{Type: matches[i].Type, ID: matches[i].ID}
+		seen[keys[i]] = true
+	}
+	var out []store.Resource
+	add := func(rs []store.Resource) error {
+		for _, r := range rs {
+			k := store.Key{Type: r.Type, ID: r.ID}
+			if seen[k] || r.Deleted || len(r.Body) == 0 {
+				continue
+			}
+			d, err := ds.get(r.Type)
+			if err != nil {
+				return err
+			}
+			if !d.allows(r.Patient) {
+				continue
+			}
+			seen[k] = true
+			out = append(out, r)
+		}
+		return nil
+	}
+
+	for _, inc := range sr.Includes {
+		if inc.Source != typ {
+			continue
+		}
+		var params []string
+		if inc.Param != "*" {
+			params = []string{inc.Param}
+		}
+		refs, err := s.store.Refs(ctx, keys, params)
+		if err != nil {
+			return nil, err
+		}
+		var targets []store.Key
+		for _, ref := range refs {
+			if (inc.Target != "" && ref.Target.Type != inc.Target) || seen[ref.Target] || !s.types[ref.Target.Type] {
+				continue
+			}
+			if !slices.Contains(targets, ref.Target) {
+				targets = append(targets, ref.Target)
+			}
+		}
+		if len(targets) == 0 {
+			continue
+		}
+		rs, err := s.store.GetMany(ctx, targets)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(rs); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, inc := range sr.RevIncludes {
+		if (inc.Target != "" && inc.Target != typ) || !s.types[inc.Source] {
+			continue
+		}
+		d, err := ds.get(inc.Source)
+		if err != nil {
+			return nil, err
+		}
+		if !d.Allow {
+			continue
+		}
+		p, _ := search.Lookup(inc.Source, inc.Param)
+		if p.Type != 0 && p.Type != store.KindReference {
+			continue
+		}
+		clause := store.Clause{Param: inc.Param, Kind: store.KindReference}
+		for _, k := range keys {
+			clause.Values = append(clause.Values, store.Value{Str: k.String()})
+		}
+		res, err := s.searchWithin(ctx, store.Query{
+			Type:    inc.Source,
+			Clauses: []store.Clause{clause},
+			Count:   search.MaxCount,
+		}, *d)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(res.Resources); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// controlParams are the result and common parameters a paging link may carry
+// besides the type's own search parameters (search.html#all, #summary...).
+var controlParams = map[string]bool{
+	"_id": true, "_lastUpdated": true, "_tag": true, "_profile": true, "_security": true,
+	"_source": true, "_text": true, "_content": true, "_list": true, "_has": true, "_type": true,
+	"_sort": true, "_include": true, "_revinclude": true, "_elements": true, "_summary": true,
+	"_total": true, "_contained": true, "_containedType": true,
+}
+
+// canonicalQuery re-serializes the parsed query for paging links: only
+// parameters the parser accepted (known to fhir/search for typ or standard
+// control parameters, never the ignored ones), without _count/_offset (the
+// links set them) and without _format/_pretty. url.Values.Encode sorts keys.
+func canonicalQuery(typ string, values url.Values, sr *search.Request) url.Values {
+	out := make(url.Values, len(values))
+	for k, vs := range values {
+		if slices.Contains(sr.Ignored, k) {
+			continue
+		}
+		name := k
+		if i := strings.IndexAny(name, ":."); i >= 0 {
+			name = name[:i]
+		}
+		if !controlParams[name] {
+			if _, ok := search.Lookup(typ, name); !ok {
+				continue
+			}
+		}
+		out[k] = vs
+	}
+	return out
+}

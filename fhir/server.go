@@ -1,0 +1,220 @@
+// Package fhir is KetaBridge's FHIR R4 REST surface on Echo: read, vread,
+// instance history, search (parsed by fhir/search before the store sees it),
+// searchset and history Bundles with paging, _include/_revinclude,
+// Patient/$everything, the CapabilityStatement, content negotiation, ETags,
+// and one error renderer that answers every failure with an OperationOutcome.
+//
+// The API is read-only (ingest is separate); every data access passes an
+// Authorizer decision before the store is queried.
+package fhir
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Defaults for Options.
+const (
+	DefaultBodyLimit = 1 << 20
+	DefaultTimeout   = 30 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	Store store.Store
+	// Base is the FHIR base URL clients use, e.g. http://localhost:8080/fhir;
+	// fullUrls, paging links and implementation.url are built from it.
+	Base string
+	// Authorizer decides access; nil denies everything (DenyAll).
+	Authorizer Authorizer
+	// Logger receives the access log; nil uses slog.Default().
+	Logger *slog.Logger
+	// Clock stamps Bundle meta.lastUpdated; nil uses the wall clock.
+	Clock store.Clock
+	// BodyLimit caps request bodies in bytes (default DefaultBodyLimit).
+	BodyLimit int64
+	// Timeout caps each request (default DefaultTimeout).
+	Timeout time.Duration
+	// Version is the software version in the CapabilityStatement ("dev" if empty).
+	Version string
+	// Profiles lists, per resource type, the profiles the gateway claims in
+	// the CapabilityStatement (supportedProfile); nil uses USCoreProfiles.
+	Profiles map[string][]string
+}
+
+// Server serves the FHIR API. Create it with New and mount it with Register.
+type Server struct {
+	store      store.Store
+	base       string
+	auth       Authorizer
+	log        *slog.Logger
+	clock      store.Clock
+	bodyLimit  int64
+	timeout    time.Duration
+	types      map[string]bool
+	capability []byte
+}
+
+// New validates opts and builds a Server, including the CapabilityStatement
+// bytes it serves at /metadata.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("fhir: Options.Store is required")
+	}
+	u, err := url.Parse(opts.Base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("fhir: Options.Base must be an absolute http(s) URL without query")
+	}
+	s := &Server{
+		store:     opts.Store,
+		base:      strings.TrimSuffix(opts.Base, "/"),
+		auth:      opts.Authorizer,
+		log:       opts.Logger,
+		clock:     opts.Clock,
+		bodyLimit: opts.BodyLimit,
+		timeout:   opts.Timeout,
+		types:     map[string]bool{},
+	}
+	if s.auth == nil {
+		s.auth = DenyAll{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.clock == nil {
+		s.clock = store.SystemClock{}
+	}
+	if s.bodyLimit <= 0 {
+		s.bodyLimit = DefaultBodyLimit
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	for _, t := range search.Types() {
+		s.types[t] = true
+	}
+	profiles := opts.Profiles
+	if profiles == nil {
+		profiles = USCoreProfiles
+	}
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
+	s.capability, err = buildCapabilityStatement(s.base, version, s.clock.Now(), profiles)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Register mounts the API under /fhir on e and installs the /fhir branch of
+// e's HTTPErrorHandler (other paths keep the previous handler).
+func (s *Server) Register(e *echo.Echo) {
+	prev := e.HTTPErrorHandler
+	if prev == nil {
+		prev = e.DefaultHTTPErrorHandler
+	}
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if isFHIRPath(c.Request().URL.Path) {
+			s.renderError(c, err)
+			return
+		}
+		prev(err, c)
+	}
+
+	// The middleware chain is composed once per route here rather than by
+	// group middleware, which echo v4 re-applies on every request.
+	g := e.Group("/fhir")
+	add := func(method, path string, h echo.HandlerFunc) {
+		g.Add(method, path, s.chain(h))
+	}
+	add(http.MethodGet, "/metadata", s.metadata)
+	add(http.MethodGet, "/:type", s.search)
+	add(http.MethodPost, "/:type/_search", s.searchPost)
+	add(http.MethodGet, "/:type/_search", s.search)
+	add(http.MethodGet, "/:type/:id", s.read)
+	add(http.MethodGet, "/:type/:id/_history", s.history)
+	add(http.MethodGet, "/:type/:id/_history/:vid", s.vread)
+	add(http.MethodGet, "/Patient/:id/$everything", s.everything)
+	add(http.MethodGet, "/Patient/:id/%24everything", s.everything) // echo routes on the raw path when it is escaped
+
+	// Write interactions (http.html#create, #update, #patch, #delete,
+	// #transaction): the API is read-only.
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		add(m, "", s.readOnly)
+		add(m, "/:type", s.readOnly)
+		add(m, "/:type/:id", s.readOnly)
+	}
+	// Unmatched paths under /fhir (still through the middleware): 404 for
+	// GET, 405 for other methods.
+	add(echo.RouteNotFound, "", s.unmatched)
+	add(echo.RouteNotFound, "/*", s.unmatched)
+}
+
+// chain wraps h in the /fhir middleware, outermost first: request id,
+// access log + error rendering, panic recovery, content negotiation (406),
+// body limit and timeout.
+func (s *Server) chain(h echo.HandlerFunc) echo.HandlerFunc {
+	mws := []echo.MiddlewareFunc{s.requestID, s.accessLog, s.recover, s.negotiate, s.limits}
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+func isFHIRPath(p string) bool { return p == "/fhir" || strings.HasPrefix(p, "/fhir/") }
+
+// checkType returns ErrUnknownType unless typ is served.
+func (s *Server) checkType(typ string) error {
+	if !s.types[typ] {
+		return ErrUnknownType
+	}
+	return nil
+}
+
+// unmatched answers requests no route matched: 404 for GET, else 405 (only
+// GET, and POST for _search, are served under /fhir).
+func (s *Server) unmatched(c echo.Context) error {
+	if c.Request().Method == http.MethodGet {
+		return ErrUnknownRoute
+	}
+	return ErrMethodNotAllowed
+}
+
+// readOnly answers write interactions: 404 for an unknown type, else 405.
+func (s *Server) readOnly(c echo.Context) error {
+	if t := c.Param("type"); t != "" {
+		if err := s.checkType(t); err != nil {
+			return err
+		}
+	}
+	return ErrReadOnly
+}
+
+// authorize asks the Authorizer and turns denials and failures into errors
+// (fail closed).
+func (s *Server) authorize(c echo.Context, a Access) (Decision, error) {
+	d, err := s.auth.Authorize(c, a)
+	if err != nil {
+		var fe *Error
+		if errors.As(err, &fe) {
+			return Decision{}, fe
+		}
+		return Decision{}, ErrAuthorizerFailure.WithCause(err)
+	}
+	if !d.Allow {
+		return Decision{}, d.denial()
+	}
+	return d, nil
+}
