@@ -536,11 +536,16 @@ func (c *checker) bundleRules(r map[string]any, p string) {
 			}
 		}
 		if typ == "searchset" {
-			if mode, _ := strOf(objOf(e, "search"), "mode"); mode == "match" {
+			mode, _ := strOf(objOf(e, "search"), "mode")
+			if mode == "match" {
 				matches++
 			}
 			switch {
 			case res == nil:
+			case mode == "outcome" && hasFU && (reUUID.MatchString(fu) || reOID.MatchString(fu)):
+				// An outcome entry (search.html#errors) is not a stored
+				// resource and has no RESTful URL; a urn:uuid fullUrl is the
+				// identity bundle.html allows for it.
 			case !hasFU:
 				c.add(ep+".fullUrl", CodeRequired, "searchset entries need a fullUrl")
 			case !isAbsoluteURL(fu):
