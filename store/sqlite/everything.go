@@ -1,0 +1,146 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Refs returns the references the given current, non-deleted resources make
+// through params (all reference params when params is empty), for _include
+// (search.html#include). Refs are grouped by source resource in the order of
+// from (each key once), then ordered by param and target. Targets that are
+// not "Type/id" are skipped.
+func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
+	if len(from) == 0 {
+		return nil, nil
+	}
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	st, err := tx.PrepareContext(ctx, `SELECT p.name, x.target
+FROM resources r
+CROSS JOIN idx_ref x INDEXED BY idx_ref_rid ON x.rid = r.rid
+JOIN params p ON p.pid = x.pid
+WHERE r.type = ? AND r.id = ? AND r.deleted = 0
+ORDER BY p.name, x.target`)
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+	}
+	defer st.Close()
+	want := make(map[string]bool, len(params))
+	for _, p := range params {
+		want[p] = true
+	}
+	seen := make(map[store.Key]bool, len(from))
+	var out []store.Ref
+	for _, k := range from {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		rows, err := st.QueryContext(ctx, k.Type, k.ID)
+		if err != nil {
+			return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+		}
+		for rows.Next() {
+			var name, target string
+			if err := rows.Scan(&name, &target); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+			}
+			if len(want) > 0 && !want[name] {
+				continue
+			}
+			typ, id, ok := strings.Cut(target, "/")
+			if !ok || typ == "" || id == "" || strings.Contains(id, "/") {
+				continue
+			}
+			out = append(out, store.Ref{From: k, Param: name, Target: store.Key{Type: typ, ID: id}})
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Everything returns a page of a patient's compartment for
+// Patient/$everything (patient-operation-everything.html): current,
+// non-deleted resources whose compartment is q.Patient, the Patient itself
+// first, then ordered by type and id; Types limits the types (_type), Since
+// keeps resources updated at or after it (_since). The int is the number of
+// all matches. Count <= 0 returns every match from Offset. An unknown or
+// deleted patient yields no resources and a total of 0 (the caller decides
+// between 404 and 410 with Read).
+func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
+	if q.Patient == "" {
+		return nil, 0, errors.New("store: everything: patient is required")
+	}
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	var b sqlBuilder
+	b.add("r.patient = ?", q.Patient)
+	b.add("r.deleted = 0")
+	if len(q.Types) > 0 {
+		types := append([]string(nil), q.Types...)
+		sort.Strings(types)
+		b.add("r.type IN ("+placeholders(len(types))+")", stringArgs(types)...)
+	}
+	if !q.Since.IsZero() {
+		b.add("r.last_updated >= ?", q.Since.UnixMilli())
+	}
+	// (type, id) order, the Patient first; the compartment is small, so the
+	// sort is cheap.
+	const from = "resources r INDEXED BY resources_patient"
+	text := `SELECT r.hid, r.type, r.id, r.version, r.last_updated FROM ` + from + ` WHERE ` + b.sb.String() +
+		` ORDER BY (r.type = 'Patient' AND r.id = ?) DESC, r.type, r.id LIMIT ? OFFSET ?`
+	args := append(append([]any{}, b.args...), q.Patient, limit(q.Count), max(q.Offset, 0))
+	st, err := s.stmt(ctx, tx, text)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: sqlite: everything: %w", err)
+	}
+	var out []store.Resource
+	var hids []int64
+	for rows.Next() {
+		r := store.Resource{Patient: q.Patient}
+		var hid, ms int64
+		if err := rows.Scan(&hid, &r.Type, &r.ID, &r.Version, &ms); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("store: sqlite: everything: %w", err)
+		}
+		r.LastUpdated = msTime(ms)
+		out = append(out, r)
+		hids = append(hids, hid)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("store: sqlite: everything: %w", err)
+	}
+	if err := loadBodies(ctx, tx, out, hids); err != nil {
+		return nil, 0, err
+	}
+	total := max(q.Offset, 0) + len(out)
+	if (q.Count > 0 && len(out) == q.Count) || (len(out) == 0 && q.Offset > 0) {
+		if total, err = s.count(ctx, tx, where{from: from, sql: b.sb.String(), args: b.args}); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, total, nil
+}

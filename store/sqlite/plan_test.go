@@ -1,0 +1,71 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// TestQueryPlans checks with EXPLAIN QUERY PLAN that search shapes are driven
+// by an index and never scan a whole table.
+func TestQueryPlans(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "plan.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Index rows for every param used below, so pids exist.
+	rw := store.ResourceWrite{Type: "Observation", ID: "o1", Patient: "p1", Body: []byte(`{"id":"o1","resourceType":"Observation"}`),
+		Index: []store.IndexRow{
+			{Param: "patient", Kind: store.KindReference, Value: "Patient/p1"},
+			{Param: "code", Kind: store.KindToken, System: "s", Code: "c"},
+			{Param: "date", Kind: store.KindDate, Lo: 1, Hi: 2},
+			{Param: "name", Kind: store.KindString, Value: "x"},
+			{Param: "score", Kind: store.KindNumber, Num: 1},
+		}}
+	if _, err := s.Apply(ctx, []store.RecordWrite{{Kind: "k", ClinicID: "c", Hash: "h", Resources: []store.ResourceWrite{rw}}}); err != nil {
+		t.Fatal(err)
+	}
+	ref := store.Clause{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}
+	code := store.Clause{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "s", Code: "c"}, {Code: "d", AnySystem: true}}}
+	date := store.Clause{Param: "date", Kind: store.KindDate, Values: []store.Value{{Prefix: store.Ge, Lo: 1, Hi: 2}}}
+	name := store.Clause{Param: "name", Kind: store.KindString, Values: []store.Value{{Str: "x"}}}
+	id := store.Clause{Param: store.ParamID, Values: []store.Value{{Str: "o1"}}}
+	lu := store.Clause{Param: store.ParamLastUpdated, Values: []store.Value{{Prefix: store.Gt, Lo: 1, Hi: 2}}}
+	for _, tc := range []struct {
+		name  string
+		q     store.Query
+		wants []string // substrings the plan must contain
+	}{
+		{"type scan in id order", store.Query{Type: "Observation", Count: 10}, []string{"sqlite_autoindex_resources_1 (type=?)"}},
+		{"type scan by _lastUpdated", store.Query{Type: "Observation", Sort: []store.Sort{{Param: store.ParamLastUpdated}}, Count: 10}, []string{"resources_updated (type=?)"}},
+		{"reference drives", store.Query{Type: "Observation", Clauses: []store.Clause{date, code, ref}}, []string{"PRIMARY KEY (pid=? AND target=?)", "idx_token_rid (rid=? AND pid=?", "idx_date_rid (rid=? AND pid=?)"}},
+		{"token drives", store.Query{Type: "Observation", Clauses: []store.Clause{date, code}}, []string{"PRIMARY KEY (pid=? AND code=? AND system=?)", "PRIMARY KEY (pid=? AND code=?)"}},
+		{"string prefix drives", store.Query{Type: "Observation", Clauses: []store.Clause{name}}, []string{"PRIMARY KEY (pid=? AND value>? AND value<?)"}},
+		{"patients drive", store.Query{Type: "Observation", Clauses: []store.Clause{code}, Patients: []string{"p1", "p2"}}, []string{"resources_patient (patient=? AND type=?)"}},
+		{"_id drives", store.Query{Type: "Observation", Clauses: []store.Clause{code, id}}, []string{"sqlite_autoindex_resources_1 (type=? AND id=?)"}},
+		{"_lastUpdated filters", store.Query{Type: "Observation", Clauses: []store.Clause{ref, lu}}, []string{"PRIMARY KEY (pid=? AND target=?)"}},
+		{"sort by param", store.Query{Type: "Observation", Clauses: []store.Clause{ref}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate}}}, []string{"idx_date_rid (rid=? AND pid=?)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := s.ExplainSearch(ctx, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(plan, "\n") {
+				if strings.HasPrefix(strings.TrimSpace(line), "SCAN ") {
+					t.Errorf("plan scans a table:\n%s", plan)
+				}
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(plan, w) {
+					t.Errorf("plan lacks %q:\n%s", w, plan)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,322 @@
+// Package sqlite is the embedded store.Store backend: one SQLite database file
+// in WAL mode, written through a single writer connection while a pool of
+// reader connections serves reads concurrently (WAL readers see the last
+// committed state and never wait for the writer).
+//
+// Layout (migrations/0001_init.sql): resources holds one row per resource with
+// its current version; history holds every version's stamped body (the
+// current one included); idx_token, idx_string, idx_date, idx_ref, idx_number
+// and idx_quantity hold search index rows of current, non-deleted versions;
+// source_records holds the clinic records and the keys of the resources each
+// produced. Times are stored as Unix milliseconds.
+//
+// One process owns a database file; other processes may read it.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ketabridge/ketabridge/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Pragmas shared by every connection (https://www.sqlite.org/pragma.html).
+// foreign_keys guards history and index rows against dangling rids; mmap lets
+// readers share the OS page cache.
+var commonPragmas = []string{
+	"busy_timeout(10000)",
+	"foreign_keys(1)",
+	"temp_store(MEMORY)",
+	"mmap_size(268435456)",
+}
+
+// writerPragmas: WAL with synchronous=NORMAL is durable across application
+// crashes and loses at most the last transactions on power loss
+// (https://www.sqlite.org/wal.html#performance_considerations).
+var writerPragmas = []string{
+	"journal_mode(WAL)",
+	"synchronous(NORMAL)",
+	"cache_size(-65536)", // 64 MiB
+}
+
+var readerPragmas = []string{
+	"cache_size(-16384)", // 16 MiB per reader
+	"query_only(1)",
+}
+
+// errClosed is returned by calls on a closed Store.
+var errClosed = errors.New("store: closed")
+
+// Store is the SQLite store.Store. All methods are safe for concurrent use.
+type Store struct {
+	clock store.Clock
+
+	wdb  *sql.DB
+	w    *sql.Conn     // the one writer connection
+	wsem chan struct{} // held by the goroutine using w
+	ws   *writeStmts
+
+	rdb *sql.DB // reader pool (query_only)
+
+	pmu  sync.RWMutex
+	pids map[paramKey]int64 // committed (type, param) -> pid
+
+	qmu    sync.Mutex
+	qcache map[string]*sql.Stmt // prepared search SQL on rdb
+
+	closed atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+type paramKey struct{ typ, name string }
+
+// Open opens (creating if needed) the database file at path, in WAL mode,
+// applying the embedded versioned migrations (a schema_version table records
+// the applied ones). clock stamps meta.lastUpdated.
+func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		return nil, fmt.Errorf("store: sqlite: invalid database path (a plain file path without '?' or '#' is required)")
+	}
+	if clock == nil {
+		clock = store.SystemClock{}
+	}
+	wdb, err := sql.Open("sqlite", dsn(path, append(append([]string{}, commonPragmas...), writerPragmas...)))
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: open: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{
+		clock:  clock,
+		wdb:    wdb,
+		wsem:   make(chan struct{}, 1),
+		pids:   make(map[paramKey]int64),
+		qcache: make(map[string]*sql.Stmt),
+	}
+	fail := func(err error) (*Store, error) {
+		s.closeAll()
+		return nil, err
+	}
+	s.w, err = wdb.Conn(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("store: sqlite: open: %w", err))
+	}
+	if err := migrate(ctx, s.w); err != nil {
+		return fail(err)
+	}
+	if err := s.w.Raw(func(dc any) error {
+		var err error
+		s.ws, err = prepareWrite(ctx, dconn{dc.(driver.Conn)})
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+	s.rdb, err = sql.Open("sqlite", dsn(path, append(append([]string{}, commonPragmas...), readerPragmas...)))
+	if err != nil {
+		return fail(fmt.Errorf("store: sqlite: open readers: %w", err))
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	s.rdb.SetMaxOpenConns(n)
+	s.rdb.SetMaxIdleConns(n)
+	s.rdb.SetConnMaxIdleTime(0)
+	if err := s.rdb.PingContext(ctx); err != nil {
+		return fail(fmt.Errorf("store: sqlite: open readers: %w", err))
+	}
+	return s, nil
+}
+
+func dsn(path string, pragmas []string) string {
+	var b strings.Builder
+	b.WriteString(path)
+	for i, p := range pragmas {
+		if i == 0 {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte('&')
+		}
+		b.WriteString("_pragma=")
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// migrate applies the embedded migrations newer than schema_version, each in
+// its own transaction. Files are named NNNN_description.sql.
+func migrate(ctx context.Context, c *sql.Conn) error {
+	if _, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("store: sqlite: migrate: %w", err)
+	}
+	var cur int
+	if err := c.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&cur); err != nil {
+		return fmt.Errorf("store: sqlite: migrate: %w", err)
+	}
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("store: sqlite: migrate: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return fmt.Errorf("store: sqlite: migrate: bad migration name %s", base)
+		}
+		if v <= cur {
+			continue
+		}
+		text, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("store: sqlite: migrate: %w", err)
+		}
+		if err := execTx(ctx, c, func() error {
+			if _, err := c.ExecContext(ctx, string(text)); err != nil {
+				return err
+			}
+			_, err := c.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, v)
+			return err
+		}); err != nil {
+			return fmt.Errorf("store: sqlite: migrate %s: %w", base, err)
+		}
+		cur = v
+	}
+	return nil
+}
+
+// execTx runs fn inside BEGIN IMMEDIATE ... COMMIT on c.
+func execTx(ctx context.Context, c *sql.Conn, fn func() error) error {
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		_, _ = c.ExecContext(context.Background(), "ROLLBACK")
+		return err
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = c.ExecContext(context.Background(), "ROLLBACK")
+		return err
+	}
+	return nil
+}
+
+// Ping checks both the writer and the reader connections answer.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store: sqlite: ping: %w", err)
+	}
+	select {
+	case s.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.wsem }()
+	if s.closed.Load() {
+		return errClosed
+	}
+	return s.w.PingContext(ctx)
+}
+
+// Close waits for a running Apply, runs PRAGMA optimize and closes every
+// connection. Calls after Close fail.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.wsem <- struct{}{}
+	defer func() { <-s.wsem }()
+	if s.w != nil {
+		_, _ = s.w.ExecContext(context.Background(), "PRAGMA optimize")
+	}
+	return s.closeAll()
+}
+
+func (s *Store) closeAll() error {
+	var errs []error
+	if s.ws != nil && s.w != nil {
+		errs = append(errs, s.w.Raw(func(any) error { return s.ws.close() }))
+	}
+	s.qmu.Lock()
+	for k, st := range s.qcache {
+		errs = append(errs, st.Close())
+		delete(s.qcache, k)
+	}
+	s.qmu.Unlock()
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	errs = append(errs, s.wdb.Close())
+	return errors.Join(errs...)
+}
+
+// cachedPID returns the committed pid of (typ, name) when known.
+func (s *Store) cachedPID(typ, name string) (int64, bool) {
+	s.pmu.RLock()
+	pid, ok := s.pids[paramKey{typ, name}]
+	s.pmu.RUnlock()
+	return pid, ok
+}
+
+// lookupPID resolves (typ, name) for a reader; ok is false when no resource
+// of typ has ever been indexed under name.
+func (s *Store) lookupPID(ctx context.Context, q queryer, typ, name string) (int64, bool, error) {
+	if pid, ok := s.cachedPID(typ, name); ok {
+		return pid, true, nil
+	}
+	var pid int64
+	err := q.QueryRowContext(ctx, `SELECT pid FROM params WHERE type = ? AND name = ?`, typ, name).Scan(&pid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	s.pmu.Lock()
+	s.pids[paramKey{typ, name}] = pid
+	s.pmu.Unlock()
+	return pid, true, nil
+}
+
+// queryer is what *sql.Tx, *sql.Conn and *sql.DB share.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readTx starts a read transaction on a reader connection: every statement in
+// it sees one snapshot. End it with tx.Rollback.
+func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: begin read: %w", err)
+	}
+	return tx, nil
+}
