@@ -1,0 +1,401 @@
+package ingestapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/ingest"
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/sqlite"
+)
+
+type fixedClock struct{}
+
+func (fixedClock) Now() time.Time { return time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC) }
+
+// testAPI is the internal API on a real SQLite store.
+type testAPI struct {
+	e  *echo.Echo
+	st store.Store
+}
+
+func newTestAPI(t *testing.T, limit int64) *testAPI {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "test.db"), fixedClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
+	svc := ingest.New(st, m, search.Extract, fixedClock{})
+	e := echo.New()
+	register(e.Group("/internal/v1"), svc, clinic.Schema(), limit)
+	return &testAPI{e: e, st: st}
+}
+
+func (a *testAPI) do(method, path, contentType string, body []byte, remote string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set(echo.HeaderContentType, contentType)
+	}
+	req.RemoteAddr = remote
+	rec := httptest.NewRecorder()
+	a.e.ServeHTTP(rec, req)
+	return rec
+}
+
+func (a *testAPI) post(t *testing.T, contentType string, body []byte) (int, Response, *httptest.ResponseRecorder) {
+	t.Helper()
+	rec := a.do(http.MethodPost, "/internal/v1/records", contentType, body, "127.0.0.1:40000")
+	var resp Response
+	if rec.Code == http.StatusOK || rec.Code == http.StatusUnprocessableEntity {
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+			t.Fatalf("response: %v: %s", err, rec.Body)
+		}
+	}
+	return rec.Code, resp, rec
+}
+
+// goodRecords is mapping/ingest/testdata/good.ndjson as generic objects.
+func goodRecords(t *testing.T) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile("../../mapping/ingest/testdata/good.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func byID(recs []map[string]any, id string) map[string]any {
+	for _, r := range recs {
+		if r["id"] == id {
+			return r
+		}
+	}
+	panic("no record " + id)
+}
+
+// clone deep-copies a record through JSON.
+func clone(r map[string]any) map[string]any {
+	b, _ := json.Marshal(r)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func ndjson(t *testing.T, recs []map[string]any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes()
+}
+
+// mixedBatch is the good records followed by seven bad ones; want maps the
+// index of each bad record to its id and the path of its error.
+func mixedBatch(t *testing.T) (recs []map[string]any, want map[int][2]string) {
+	good := goodRecords(t)
+	recs = append(recs, good...)
+	want = map[int][2]string{}
+	add := func(id, path string, r map[string]any) {
+		want[len(recs)] = [2]string{id, path}
+		recs = append(recs, r)
+	}
+
+	p2 := clone(byID(good, "P1"))
+	p2["id"], p2["mrn"], p2["birthDate"] = "P2", "MRN-0002", 1980
+	add("P2", "birthDate", p2) // wrong type
+
+	dr2 := clone(byID(good, "DR1"))
+	dr2["id"] = "DR2"
+	delete(dr2, "name")
+	delete(dr2, "npi")
+	add("DR2", "name.family", dr2) // missing field
+
+	add("R1", "kind", map[string]any{"kind": "room", "id": "R1", "name": "Room 1"}) // unknown kind
+
+	dx2 := clone(byID(good, "DX1"))
+	dx2["id"], dx2["patientId"] = "DX2", "NOPE"
+	add("DX2", "patientId", dx2) // dangling reference
+
+	s2 := clone(byID(good, "S1"))
+	s2["id"] = "S2"
+	s2["assessments"].([]any)[0].(map[string]any)["total"] = 14
+	add("S2", "assessments[0].total", s2) // PHQ-9 total wrong
+
+	s3 := clone(byID(good, "S1"))
+	s3["id"] = "S3"
+	s3["vitals"].([]any)[0].(map[string]any)["diastolic"] = 130
+	add("S3", "vitals[0].diastolic", s3) // diastolic >= systolic
+
+	s4 := clone(byID(good, "S1"))
+	s4["id"] = "S4"
+	delete(s4, "weightKg")
+	delete(s4, "weightTime")
+	add("S4", "administrations[0].mgPerKg", s4) // mg/kg without weight
+	return recs, want
+}
+
+func TestPostRecordsMixedBatch(t *testing.T) {
+	ctx := context.Background()
+	api := newTestAPI(t, MaxBody)
+	recs, want := mixedBatch(t)
+	body, err := json.Marshal(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, resp, raw := api.post(t, "application/json", body)
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, raw.Body)
+	}
+	if len(resp.Results) != len(recs) {
+		t.Fatalf("%d results for %d records", len(resp.Results), len(recs))
+	}
+	good := len(recs) - len(want)
+	if resp.Summary.Created != good || resp.Summary.Rejected != len(want) {
+		t.Errorf("summary %+v", resp.Summary)
+	}
+	for i, r := range resp.Results {
+		if r.Index != i {
+			t.Errorf("result %d has index %d", i, r.Index)
+		}
+		w, bad := want[i]
+		if !bad {
+			if r.Outcome != "created" || r.Resources < 1 || len(r.Errors) != 0 {
+				t.Errorf("record %d (%s): %+v, want created", i, r.ID, r)
+			}
+			continue
+		}
+		if r.Outcome != "rejected" || r.ID != w[0] || len(r.Errors) == 0 {
+			t.Errorf("record %d: %+v, want %s rejected", i, r, w[0])
+			continue
+		}
+		if r.Errors[0].Path != w[1] || r.Errors[0].Message == "" {
+			t.Errorf("record %d (%s): errors %+v, want first at %q", i, r.ID, r.Errors, w[1])
+		}
+	}
+
+	// The good records are stored, the bad ones are not.
+	keys := func(rs []map[string]any) []store.RecordKey {
+		var out []store.RecordKey
+		for _, r := range rs {
+			out = append(out, store.RecordKey{Kind: r["kind"].(string), ClinicID: r["id"].(string)})
+		}
+		return out
+	}
+	src, err := api.st.SourceRecords(ctx, keys(recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys(recs) {
+		_, stored := src[k]
+		if _, bad := want[i]; bad == stored {
+			t.Errorf("%s: stored=%v", k.ClinicID, stored)
+		}
+	}
+	pat, err := api.st.Read(ctx, "Patient", mapping.ResourceID(clinic.KindPatient, "P1"))
+	if err != nil || pat.Version != 1 || !bytes.Contains(pat.Body, []byte(`"resourceType":"Patient"`)) {
+		t.Errorf("Patient P1: %v version %d", err, pat.Version)
+	}
+	for _, id := range []string{"S2", "S3", "S4"} {
+		if _, err := api.st.Read(ctx, "Encounter", mapping.ResourceID(clinic.KindSession, id)); err == nil {
+			t.Errorf("Encounter of rejected %s is stored", id)
+		}
+	}
+
+	// Re-sending the same batch: the good ones unchanged.
+	status, resp, _ = api.post(t, "application/x-ndjson", ndjson(t, recs))
+	if status != http.StatusOK || resp.Summary.Unchanged != good || resp.Summary.Rejected != len(want) ||
+		resp.Summary.Created+resp.Summary.Updated != 0 {
+		t.Errorf("re-send: status %d summary %+v", status, resp.Summary)
+	}
+
+	// Changing one record: updated, with a new version of its resources.
+	s1 := clone(byID(recs, "S1"))
+	s1["dischargeTime"] = "2025-01-06T10:45:00-05:00"
+	status, resp, _ = api.post(t, "application/ndjson", ndjson(t, []map[string]any{s1}))
+	if status != http.StatusOK || resp.Summary.Updated != 1 || resp.Results[0].Outcome != "updated" {
+		t.Fatalf("change: status %d %+v", status, resp)
+	}
+	enc, err := api.st.Read(ctx, "Encounter", mapping.ResourceID(clinic.KindSession, "S1"))
+	if err != nil || enc.Version != 2 {
+		t.Errorf("Encounter S1 after the change: %v version %d, want 2", err, enc.Version)
+	}
+}
+
+func TestPostRecordsRequestErrors(t *testing.T) {
+	api := newTestAPI(t, 4096)
+	good := ndjson(t, goodRecords(t)[:1])
+	tests := []struct {
+		name        string
+		contentType string
+		body        []byte
+		remote      string
+		status      int
+		code        string // OperationOutcome issue code
+		diagnostics string // substring of diagnostics
+	}{
+		{"empty body", "application/json", nil, "", 400, "invalid", ""},
+		{"blank body", "application/x-ndjson", []byte("\n \n"), "", 400, "invalid", ""},
+		{"empty array", "application/json", []byte("[]"), "", 400, "invalid", ""},
+		{"broken JSON array", "application/json", []byte("[\n{\"kind\":\"patient\",\n\"id\":}]"), "", 400, "invalid", "line 3, column 6"},
+		{"not an array", "application/json", []byte(`{"kind":"patient"}`), "", 400, "invalid", "JSON array"},
+		{"broken NDJSON line", "application/x-ndjson", append(append([]byte{}, good...), []byte("{\"kind\":\n")...), "", 400, "invalid", "line 2"},
+		{"unsupported type", "text/plain", good, "", 415, "not-supported", ""},
+		{"no content type", "", good, "", 415, "not-supported", ""},
+		{"other charset", "application/json; charset=latin1", []byte("[]"), "", 415, "not-supported", "UTF-8"},
+		{"too large", "application/x-ndjson", bytes.Repeat([]byte(" "), 5000), "", 413, "too-costly", ""},
+		{"not loopback", "application/x-ndjson", good, "192.0.2.7:5000", 401, "login", ""},
+		{"forwarded header does not help", "application/x-ndjson", good, "[2001:db8::1]:5000", 401, "login", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			remote := tc.remote
+			if remote == "" {
+				remote = "127.0.0.1:1234"
+			}
+			req := httptest.NewRequest(http.MethodPost, "/internal/v1/records", bytes.NewReader(tc.body))
+			if tc.contentType != "" {
+				req.Header.Set(echo.HeaderContentType, tc.contentType)
+			}
+			req.Header.Set("X-Forwarded-For", "127.0.0.1")
+			req.RemoteAddr = remote
+			rec := httptest.NewRecorder()
+			api.e.ServeHTTP(rec, req)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+			if ct := rec.Header().Get(echo.HeaderContentType); !strings.HasPrefix(ct, "application/fhir+json") {
+				t.Errorf("content type %q", ct)
+			}
+			var oo struct {
+				ResourceType string `json:"resourceType"`
+				Issue        []struct {
+					Severity, Code, Diagnostics string
+				} `json:"issue"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) != 1 {
+				t.Fatalf("not an OperationOutcome: %s", rec.Body)
+			}
+			if oo.Issue[0].Code != tc.code || oo.Issue[0].Severity != "error" {
+				t.Errorf("issue %+v, want code %s", oo.Issue[0], tc.code)
+			}
+			if !strings.Contains(oo.Issue[0].Diagnostics, tc.diagnostics) {
+				t.Errorf("diagnostics %q, want %q in it", oo.Issue[0].Diagnostics, tc.diagnostics)
+			}
+		})
+	}
+}
+
+func TestPostRecordsAllRejected(t *testing.T) {
+	api := newTestAPI(t, MaxBody)
+	status, resp, raw := api.post(t, "application/x-ndjson", []byte(`{"kind":"patient","id":"P1"}`+"\n"+`{"kind":"nope","id":"X"}`))
+	if status != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d, want 422: %s", status, raw.Body)
+	}
+	if resp.Summary.Rejected != 2 || resp.Results[1].Errors[0].Path != "kind" || resp.Results[1].Kind != "nope" {
+		t.Errorf("response %+v", resp)
+	}
+}
+
+func TestGetSchema(t *testing.T) {
+	api := newTestAPI(t, MaxBody)
+	rec := api.do(http.MethodGet, "/internal/v1/schema", "", nil, "[::1]:5555")
+	if rec.Code != http.StatusOK || rec.Header().Get(echo.HeaderContentType) != MIMESchemaJSON {
+		t.Fatalf("status %d type %q", rec.Code, rec.Header().Get(echo.HeaderContentType))
+	}
+	if !json.Valid(rec.Body.Bytes()) || !bytes.Equal(rec.Body.Bytes(), clinic.Schema()) {
+		t.Error("schema body differs from clinic.Schema()")
+	}
+	if rec := api.do(http.MethodGet, "/internal/v1/schema", "", nil, "10.1.2.3:5555"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("non-loopback schema: status %d", rec.Code)
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	tests := []struct {
+		name   string
+		remote string
+		want   int
+	}{
+		{"IPv4 loopback", "127.0.0.1:1", http.StatusNoContent},
+		{"other 127/8", "127.9.8.7:1", http.StatusNoContent},
+		{"IPv6 loopback", "[::1]:1", http.StatusNoContent},
+		{"private address", "10.0.0.1:1", http.StatusUnauthorized},
+		{"public address", "203.0.113.5:1", http.StatusUnauthorized},
+		{"garbage", "localhost:1", http.StatusUnauthorized},
+		{"empty", "", http.StatusUnauthorized},
+	}
+	e := echo.New()
+	e.GET("/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }, RenderErrors, LoopbackOnly)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/x", nil)
+			req.RemoteAddr = tc.remote
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Errorf("status %d, want %d", rec.Code, tc.want)
+			}
+			if tc.want == http.StatusUnauthorized && rec.Header().Get(echo.HeaderWWWAuthenticate) != "Bearer" {
+				t.Error("no WWW-Authenticate: Bearer")
+			}
+		})
+	}
+}
+
+func TestParseNDJSON(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		n       int
+		wantErr string
+	}{
+		{"lines", "{\"a\":1}\n{\"b\":2}\n", 2, ""},
+		{"crlf and blanks", "{\"a\":1}\r\n\r\n  \n{\"b\":2}", 2, ""},
+		{"broken third line", "{}\n{}\n{\"a\":", 0, "line 3"},
+		{"two values on a line", "{} {}\n", 0, "line 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseNDJSON([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != tc.n {
+				t.Fatalf("got %d records, err %v", len(got), err)
+			}
+		})
+	}
+}

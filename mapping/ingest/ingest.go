@@ -1,0 +1,685 @@
+// Package ingest is the boundary where clinic records enter KetaBridge: it
+// decodes, validates and reference-checks a batch of clinic records, maps the
+// good ones to FHIR R4, indexes them for search and hands them to the store.
+//
+// A bad record gets precise errors (field path and message, never values) and
+// writes nothing; good records in the same batch still land. Every record is
+// written atomically with everything mapped from it (store.Store.Apply).
+//
+// The package knows the store only through its interfaces; it imports no web
+// framework and no database driver.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Indexer extracts the search index rows of a mapped resource (fhir/search.Extract).
+type Indexer func(resource any) ([]store.IndexRow, error)
+
+// Record outcomes reported in Result.Outcome.
+const (
+	OutcomeCreated   = "created"
+	OutcomeUpdated   = "updated"
+	OutcomeUnchanged = "unchanged"
+	OutcomeRejected  = "rejected"
+)
+
+// DefaultChunk is the number of records written per store.Apply call.
+const DefaultChunk = 500
+
+// Service ingests clinic records. It is safe for concurrent use; concurrent
+// batches that touch the same records are serialised by the store.
+type Service struct {
+	st     store.Store
+	mapper *mapping.Mapper
+	index  Indexer
+	clock  store.Clock
+	chunk  int
+}
+
+// New returns a Service writing to st. clock supplies the recorded time handed
+// to the mapper (one instant per batch).
+func New(st store.Store, m *mapping.Mapper, index Indexer, clock store.Clock) *Service {
+	if clock == nil {
+		clock = store.SystemClock{}
+	}
+	return &Service{st: st, mapper: m, index: index, clock: clock, chunk: DefaultChunk}
+}
+
+// SetChunk sets how many records go into one store write (default
+// DefaultChunk); n < 1 restores the default. Call it before use.
+func (s *Service) SetChunk(n int) {
+	if n < 1 {
+		n = DefaultChunk
+	}
+	s.chunk = n
+}
+
+// Result is the outcome of one record of a batch.
+type Result struct {
+	// Index is the record's position in the batch (0-based).
+	Index int
+	// Kind and ID are the record's kind and clinic id, when they could be read.
+	Kind, ID string
+	// Outcome is created, updated, unchanged or rejected.
+	Outcome string
+	// Errors say why a record was rejected: field paths and messages, no values.
+	Errors []clinic.FieldError
+	// Resources is the number of FHIR resources the record maps to (0 when
+	// rejected).
+	Resources int
+}
+
+// Summary counts a batch's outcomes.
+type Summary struct {
+	Created, Updated, Unchanged, Rejected int
+	// Resources is the number of FHIR resources mapped from the records that
+	// landed (created, updated or unchanged).
+	Resources int
+}
+
+// Progress is told, after each store write, how many records of the batch
+// have been handled (written or rejected) and how many resources written.
+// It is called from the goroutine that writes, never concurrently.
+type Progress func(records, resources int)
+
+// Ingest decodes, validates, checks references, maps, indexes and writes a
+// batch. See IngestProgress.
+func (s *Service) Ingest(ctx context.Context, raw []json.RawMessage) ([]Result, Summary, error) {
+	return s.IngestProgress(ctx, raw, nil)
+}
+
+// IngestProgress is Ingest with a progress callback (nil for none).
+//
+// References are checked against the batch (a record may reference one
+// earlier or later in the batch) and against the store's source records,
+// loaded in bulk. A record that references a rejected record of the same
+// batch is rejected too. A rejected record writes nothing; the others land.
+//
+// The returned error is only for infrastructure failures (store unreachable,
+// context cancelled). The records of chunks written before the failure are
+// stored and their results are returned with Outcome set; the records not
+// written have an empty Outcome. Re-sending the batch is safe: what landed
+// comes back unchanged.
+func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, progress Progress) ([]Result, Summary, error) {
+	results := make([]Result, len(raw))
+	items := make([]item, len(raw))
+
+	// 1. Decode and validate every record; index the good ones by key.
+	batch := make(map[clinic.Key]int, len(raw)) // key -> index of the last good record
+	for i, data := range raw {
+		results[i].Index = i
+		it := &items[i]
+		rec, errs := decode(data)
+		if rec != nil {
+			results[i].Kind, results[i].ID = string(rec.RecordKind()), rec.RecordID()
+		} else {
+			results[i].Kind, results[i].ID = peekHeader(data)
+		}
+		if len(errs) == 0 {
+			errs = clinic.Validate(rec)
+		}
+		if len(errs) > 0 {
+			s.reject(&results[i], errs)
+			continue
+		}
+		it.rec = rec
+		it.ok = true
+		batch[clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}] = i
+	}
+	if err := ctx.Err(); err != nil {
+		return results, Summary{}, err
+	}
+
+	// Records rejected here shadow their key: a reference to them is an
+	// error that says so, even when an older version is stored.
+	res := &resolver{items: items, batch: batch, stored: map[clinic.Key]clinic.Record{}, rejected: map[clinic.Key]bool{}}
+	for i := range results {
+		if results[i].Outcome != OutcomeRejected || results[i].Kind == "" || results[i].ID == "" {
+			continue
+		}
+		if k := (clinic.Key{Kind: clinic.Kind(results[i].Kind), ID: results[i].ID}); !hasKey(batch, k) {
+			res.rejected[k] = true
+		}
+	}
+
+	// 2. Load the referenced records that are not in the batch, in one call.
+	if err := s.loadStored(ctx, items, res); err != nil {
+		return results, Summary{}, err
+	}
+
+	// 3. Check references in dependency order (a kind only references kinds
+	// before it, clinic.Kinds), so a rejection propagates to the records that
+	// reference the rejected one, wherever they stand in the batch.
+	order := dependencyOrder(items)
+	for _, i := range order {
+		it := &items[i]
+		if !it.ok {
+			continue
+		}
+		res.rejectedHits = res.rejectedHits[:0]
+		if errs := clinic.CheckRefs(it.rec, res); len(errs) > 0 {
+			if len(res.rejectedHits) > 0 {
+				errs = explainRejectedRefs(raw[i], errs, res.rejectedHits)
+			}
+			it.ok = false
+			s.reject(&results[i], errs)
+			res.drop(i, it.rec)
+		}
+	}
+
+	// 4. Map, index and write chunk by chunk: the next chunk is prepared while
+	// the store writes the previous one.
+	recorded := s.clock.Now()
+	type chunk struct {
+		idx    []int
+		writes []store.RecordWrite
+		upto   int // records of the batch handled once this chunk is written
+	}
+	chunks := make(chan chunk, 1)
+	done := make(chan error, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var writtenResources int
+	go func() {
+		var err error
+		for c := range chunks {
+			if err != nil {
+				continue // drain
+			}
+			var wr []store.WriteResult
+			wr, err = s.st.Apply(wctx, c.writes)
+			// A *store.BatchError names records the store refused while it
+			// wrote the others: those are rejected, the batch goes on.
+			failed := map[int]error{}
+			var be *store.BatchError
+			if errors.As(err, &be) {
+				for _, re := range be.Records {
+					failed[re.Index] = re.Err
+				}
+				err = nil
+			}
+			if err == nil && len(wr) != len(c.writes) {
+				err = fmt.Errorf("store returned %d results for %d records", len(wr), len(c.writes))
+			}
+			if err != nil {
+				cancel()
+				continue
+			}
+			for k, i := range c.idx {
+				if ferr, bad := failed[k]; bad || wr[k].Outcome == store.Failed {
+					msg := "could not be stored"
+					if ferr != nil {
+						msg += ": " + ferr.Error()
+					}
+					s.reject(&results[i], []clinic.FieldError{{Message: msg}})
+					continue
+				}
+				results[i].Outcome = string(wr[k].Outcome)
+				results[i].Resources = len(c.writes[k].Resources)
+				writtenResources += results[i].Resources
+			}
+			if progress != nil {
+				progress(c.upto, writtenResources)
+			}
+		}
+		done <- err
+	}()
+
+	var prepErr error
+	cur := chunk{}
+	for n, i := range order {
+		if err := wctx.Err(); err != nil {
+			prepErr = err
+			break
+		}
+		it := &items[i]
+		if !it.ok {
+			continue
+		}
+		w, errs, err := s.prepare(it.rec, recorded)
+		if err != nil {
+			prepErr = err
+			break
+		}
+		if len(errs) > 0 {
+			// Mapping failed: reject, and reject the later records that
+			// reference this one (they come later in dependency order).
+			it.ok = false
+			s.reject(&results[i], errs)
+			res.drop(i, it.rec)
+			continue
+		}
+		if bad := res.rejectedRef(it.rec); len(bad) > 0 {
+			it.ok = false
+			s.reject(&results[i], refErrors(raw[i], bad))
+			res.drop(i, it.rec)
+			continue
+		}
+		cur.idx = append(cur.idx, i)
+		cur.writes = append(cur.writes, w)
+		if len(cur.idx) >= s.chunk {
+			cur.upto = n + 1
+			chunks <- cur
+			cur = chunk{}
+		}
+	}
+	if prepErr == nil && len(cur.idx) > 0 {
+		cur.upto = len(order)
+		chunks <- cur
+	}
+	close(chunks)
+	werr := <-done
+	if progress != nil && werr == nil && prepErr == nil {
+		progress(len(order), writtenResources)
+	}
+
+	var sum Summary
+	for i := range results {
+		switch results[i].Outcome {
+		case OutcomeCreated:
+			sum.Created++
+		case OutcomeUpdated:
+			sum.Updated++
+		case OutcomeUnchanged:
+			sum.Unchanged++
+		case OutcomeRejected:
+			sum.Rejected++
+		}
+		if results[i].Outcome != OutcomeRejected {
+			sum.Resources += results[i].Resources
+		}
+	}
+	if werr != nil {
+		return results, sum, fmt.Errorf("ingest: write: %w", werr)
+	}
+	if prepErr != nil {
+		return results, sum, fmt.Errorf("ingest: %w", prepErr)
+	}
+	return results, sum, nil
+}
+
+// item is the working state of one record.
+type item struct {
+	rec clinic.Record
+	ok  bool // decoded, valid and not rejected so far
+}
+
+func (s *Service) reject(r *Result, errs []clinic.FieldError) {
+	r.Outcome = OutcomeRejected
+	r.Errors = errs
+	r.Resources = 0
+}
+
+// decode wraps clinic.Decode and guards against a record returned with no
+// errors but nil.
+func decode(data []byte) (clinic.Record, []clinic.FieldError) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, []clinic.FieldError{{Path: "", Message: "a record must be a JSON object"}}
+	}
+	rec, errs := clinic.Decode(data)
+	if len(errs) == 0 && rec == nil {
+		errs = []clinic.FieldError{{Path: "", Message: "record could not be decoded"}}
+	}
+	if len(errs) > 0 {
+		return rec, errs
+	}
+	return rec, nil
+}
+
+// peekHeader reads kind and id from a record that did not decode, for the
+// result; it tolerates anything.
+func peekHeader(data []byte) (kind, id string) {
+	var h struct {
+		Kind json.RawMessage `json:"kind"`
+		ID   json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(data, &h) != nil {
+		return "", ""
+	}
+	var k, i string
+	if json.Unmarshal(h.Kind, &k) == nil && len(k) <= 64 {
+		kind = k
+	}
+	if json.Unmarshal(h.ID, &i) == nil && len(i) <= 128 {
+		id = i
+	}
+	return kind, id
+}
+
+// dependencyOrder returns the batch indexes sorted by clinic.Kinds order,
+// stable within a kind; records of unknown kinds (rejected) go last.
+func dependencyOrder(items []item) []int {
+	rank := make(map[clinic.Kind]int, len(clinic.Kinds))
+	for i, k := range clinic.Kinds {
+		rank[k] = i
+	}
+	order := make([]int, len(items))
+	keys := make([]int, len(items))
+	for i := range items {
+		order[i] = i
+		keys[i] = len(clinic.Kinds)
+		if items[i].rec != nil {
+			if r, ok := rank[items[i].rec.RecordKind()]; ok {
+				keys[i] = r
+			}
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return keys[a] - keys[b] })
+	return order
+}
+
+// loadStored fetches, in one store call, the source records that good records
+// of the batch reference and the batch does not hold.
+func (s *Service) loadStored(ctx context.Context, items []item, res *resolver) error {
+	seen := map[clinic.Key]bool{}
+	var keys []store.RecordKey
+	for i := range items {
+		if !items[i].ok {
+			continue
+		}
+		for _, k := range clinic.Refs(items[i].rec) {
+			if _, in := res.batch[k]; in || seen[k] || res.rejected[k] {
+				continue
+			}
+			seen[k] = true
+			keys = append(keys, store.RecordKey{Kind: string(k.Kind), ClinicID: k.ID})
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := s.fetch(ctx, keys, res); err != nil {
+		return err
+	}
+	// Second hop: CheckRefs checks a session's doses against the protocol of
+	// its course (clinic.Refs). Load the protocols of stored courses too.
+	keys = keys[:0]
+	for i := range items {
+		if !items[i].ok || items[i].rec.RecordKind() != clinic.KindSession {
+			continue
+		}
+		for _, k := range clinic.Refs(items[i].rec) {
+			if k.Kind != clinic.KindCourse {
+				continue
+			}
+			course, ok := res.Resolve(k)
+			if !ok {
+				continue
+			}
+			for _, pk := range clinic.Refs(course) {
+				if pk.Kind != clinic.KindProtocol || seen[pk] || res.rejected[pk] || hasKey(res.batch, pk) {
+					continue
+				}
+				seen[pk] = true
+				keys = append(keys, store.RecordKey{Kind: string(pk.Kind), ClinicID: pk.ID})
+			}
+		}
+	}
+	res.rejectedHits = res.rejectedHits[:0]
+	if len(keys) == 0 {
+		return nil
+	}
+	return s.fetch(ctx, keys, res)
+}
+
+// fetch loads stored source records into the resolver.
+func (s *Service) fetch(ctx context.Context, keys []store.RecordKey, res *resolver) error {
+	src, err := s.st.SourceRecords(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("ingest: load referenced records: %w", err)
+	}
+	for rk, body := range src {
+		rec, errs := clinic.Decode(body)
+		if len(errs) > 0 || rec == nil {
+			continue // a stored record that no longer decodes counts as absent
+		}
+		res.stored[clinic.Key{Kind: clinic.Kind(rk.Kind), ID: rk.ClinicID}] = rec
+	}
+	return nil
+}
+
+// resolver resolves references against the batch's good records first, then
+// the stored ones. A key of a rejected batch record resolves to nothing and
+// is remembered in rejectedHits, so the error can say why.
+type resolver struct {
+	items        []item
+	batch        map[clinic.Key]int
+	stored       map[clinic.Key]clinic.Record
+	rejected     map[clinic.Key]bool // keys whose last batch record was rejected
+	rejectedHits []clinic.Key
+}
+
+// Resolve implements clinic.Resolver.
+func (r *resolver) Resolve(k clinic.Key) (clinic.Record, bool) {
+	if i, ok := r.batch[k]; ok {
+		return r.items[i].rec, true
+	}
+	if r.rejected[k] {
+		r.rejectedHits = append(r.rejectedHits, k)
+		return nil, false
+	}
+	if rec, ok := r.stored[k]; ok {
+		return rec, true
+	}
+	return nil, false
+}
+
+// drop removes a rejected record from the batch index, if it was the record
+// that key resolved to. A rejected record shadows the stored version of the
+// same key: the batch meant to change it, and the change did not land.
+func (r *resolver) drop(i int, rec clinic.Record) {
+	k := clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}
+	if j, ok := r.batch[k]; ok && j == i {
+		delete(r.batch, k)
+		if r.rejected == nil {
+			r.rejected = map[clinic.Key]bool{}
+		}
+		r.rejected[k] = true
+	}
+}
+
+// rejectedRef lists the references of rec to batch records rejected after
+// its references were checked (mapping failures).
+func (r *resolver) rejectedRef(rec clinic.Record) []clinic.Key {
+	if len(r.rejected) == 0 {
+		return nil
+	}
+	var bad []clinic.Key
+	for _, k := range clinic.Refs(rec) {
+		if _, ok := r.batch[k]; !ok && r.rejected[k] {
+			bad = append(bad, k)
+		}
+	}
+	return bad
+}
+
+// explainRejectedRefs rewrites the reference errors whose target is a record
+// rejected in the same batch, so the client sees the cause rather than
+// "not found". The path of each error is looked up in the raw record to find
+// which id it names.
+func explainRejectedRefs(raw json.RawMessage, errs []clinic.FieldError, hits []clinic.Key) []clinic.FieldError {
+	var doc any
+	if json.Unmarshal(raw, &doc) != nil {
+		return errs
+	}
+	out := make([]clinic.FieldError, len(errs))
+	copy(out, errs)
+	explained := map[clinic.Key]bool{}
+	for n, e := range out {
+		v, ok := lookupPath(doc, e.Path).(string)
+		if !ok {
+			continue
+		}
+		for _, k := range hits {
+			if k.ID == v {
+				out[n].Message = rejectedMessage(k)
+				explained[k] = true
+				break
+			}
+		}
+	}
+	// A hit that no error names (the clinic package reported it differently):
+	// say it on the record as a whole.
+	for _, k := range hits {
+		if !explained[k] {
+			out = append(out, clinic.FieldError{Path: refPath(doc, k), Message: rejectedMessage(k)})
+			explained[k] = true
+		}
+	}
+	return out
+}
+
+// refErrors builds errors for references to records rejected while mapping.
+func refErrors(raw json.RawMessage, bad []clinic.Key) []clinic.FieldError {
+	var doc any
+	_ = json.Unmarshal(raw, &doc)
+	errs := make([]clinic.FieldError, 0, len(bad))
+	for _, k := range bad {
+		errs = append(errs, clinic.FieldError{Path: refPath(doc, k), Message: rejectedMessage(k)})
+	}
+	return errs
+}
+
+func hasKey(m map[clinic.Key]int, k clinic.Key) bool {
+	_, ok := m[k]
+	return ok
+}
+
+func rejectedMessage(k clinic.Key) string {
+	return "references " + k.String() + ", which was rejected in this batch"
+}
+
+// refPath finds the first path in doc whose string value is k.ID under a
+// member whose name ends in "Id" or "Ids"; "" when none is found.
+func refPath(doc any, k clinic.Key) string {
+	var walk func(v any, path string) (string, bool)
+	walk = func(v any, path string) (string, bool) {
+		switch t := v.(type) {
+		case map[string]any:
+			names := make([]string, 0, len(t))
+			for name := range t {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			for _, name := range names {
+				p := name
+				if path != "" {
+					p = path + "." + name
+				}
+				child := t[name]
+				if s, ok := child.(string); ok && s == k.ID && name != "id" && strings.HasSuffix(name, "Id") {
+					return p, true
+				}
+				if arr, ok := child.([]any); ok && strings.HasSuffix(name, "Ids") {
+					for n, el := range arr {
+						if s, ok := el.(string); ok && s == k.ID {
+							return p + "[" + strconv.Itoa(n) + "]", true
+						}
+					}
+				}
+				if got, ok := walk(child, p); ok {
+					return got, true
+				}
+			}
+		case []any:
+			for n, el := range t {
+				if got, ok := walk(el, path+"["+strconv.Itoa(n)+"]"); ok {
+					return got, true
+				}
+			}
+		}
+		return "", false
+	}
+	p, _ := walk(doc, "")
+	return p
+}
+
+// lookupPath follows a field path such as "administrations[0].performerId" in
+// a generic JSON document; nil when the path does not exist.
+func lookupPath(doc any, path string) any {
+	cur := doc
+	for _, part := range strings.Split(path, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		if name != "" {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return nil
+			}
+			cur = m[name]
+		}
+		for rest != "" {
+			num, after, ok := strings.Cut(rest, "]")
+			if !ok {
+				return nil
+			}
+			n, err := strconv.Atoi(num)
+			arr, isArr := cur.([]any)
+			if err != nil || !isArr || n < 0 || n >= len(arr) {
+				return nil
+			}
+			cur = arr[n]
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return cur
+}
+
+// prepare maps and indexes one record into a store write. errs reports a
+// record the mapper or indexer refused (the record is rejected); err is
+// reserved for failures that are not the record's fault.
+func (s *Service) prepare(rec clinic.Record, recorded time.Time) (store.RecordWrite, []clinic.FieldError, error) {
+	src, err := clinic.Canonical(rec)
+	if err != nil {
+		return store.RecordWrite{}, []clinic.FieldError{{Message: "record cannot be serialised: " + err.Error()}}, nil
+	}
+	outs, err := s.mapper.Map(rec, recorded)
+	if err != nil {
+		return store.RecordWrite{}, []clinic.FieldError{{Message: "record cannot be mapped to FHIR: " + err.Error()}}, nil
+	}
+	w := store.RecordWrite{
+		Kind:      string(rec.RecordKind()),
+		ClinicID:  rec.RecordID(),
+		Hash:      clinic.Hash(rec),
+		Source:    src,
+		Resources: make([]store.ResourceWrite, 0, len(outs)),
+	}
+	for _, o := range outs {
+		rw, err := s.resourceWrite(o)
+		if err != nil {
+			return store.RecordWrite{}, []clinic.FieldError{{Message: err.Error()}}, nil
+		}
+		w.Resources = append(w.Resources, rw)
+	}
+	return w, nil, nil
+}
+
+// resourceWrite indexes one mapped resource.
+func (s *Service) resourceWrite(o mapping.Output) (store.ResourceWrite, error) {
+	if o.Type == "" || o.ID == "" || len(o.Body) == 0 {
+		return store.ResourceWrite{}, fmt.Errorf("mapping produced an incomplete %s resource", o.Type)
+	}
+	var rows []store.IndexRow
+	if s.index != nil {
+		var err error
+		rows, err = s.index(o.Resource)
+		if err != nil {
+			return store.ResourceWrite{}, fmt.Errorf("%s/%s cannot be indexed for search: %v", o.Type, o.ID, err)
+		}
+	}
+	return store.ResourceWrite{Type: o.Type, ID: o.ID, Patient: o.Patient, Body: o.Body, Index: rows}, nil
+}
