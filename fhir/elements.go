@@ -136,7 +136,10 @@ func (rw *rewriter) apply(body []byte) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// tagSubsetted adds the SUBSETTED coding to a meta object's tag array.
+// tagSubsetted adds the SUBSETTED coding to a meta object's tag array and
+// drops meta.profile: a subset no longer carries the elements its profiles
+// make mandatory, so keeping the claim would be false (and invalid against
+// those profiles).
 func tagSubsetted(meta []byte) ([]byte, error) {
 	ms, err := members(meta)
 	if err != nil {
@@ -144,11 +147,15 @@ func tagSubsetted(meta []byte) ([]byte, error) {
 	}
 	out := make([]byte, 0, len(meta)+len(subsettedTag)+16)
 	out = append(out, '{')
-	sawTag := false
-	for i, m := range ms {
-		if i > 0 {
+	sawTag, kept := false, 0
+	for _, m := range ms {
+		if m.name == "profile" {
+			continue
+		}
+		if kept > 0 {
 			out = append(out, ',')
 		}
+		kept++
 		out = appendString(out, m.name)
 		out = append(out, ':')
 		if m.name == "tag" {
@@ -167,7 +174,7 @@ func tagSubsetted(meta []byte) ([]byte, error) {
 		out = append(out, m.raw...)
 	}
 	if !sawTag {
-		if len(ms) > 0 {
+		if kept > 0 {
 			out = append(out, ',')
 		}
 		out = append(out, `"tag":[`+subsettedTag+`]`...)

@@ -50,7 +50,7 @@ func obsRows(patient string) []store.IndexRow {
 }
 
 func patientBody(id, family string) string {
-	return `{"id":"` + id + `","identifier":[{"system":"urn:oid:2.16.840.1.113883.4.1","value":"` + id + `-mrn"}],` +
+	return `{"id":"` + id + `","meta":{"profile":["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},"identifier":[{"system":"urn:oid:2.16.840.1.113883.4.1","value":"` + id + `-mrn"}],` +
 		`"name":[{"family":"` + family + `","given":["Jane"]}],"gender":"female","birthDate":"1980-04-02","resourceType":"Patient"}`
 }
 

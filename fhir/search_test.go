@@ -134,6 +134,10 @@ func TestSearch(t *testing.T) {
 			get(res, "meta", "tag", 0, "system") != "http://terminology.hl7.org/CodeSystem/v3-ObservationValue" {
 			t.Errorf("meta = %v", res["meta"])
 		}
+		// The subset lacks what us-core-patient makes mandatory: the claim goes.
+		if get(res, "meta", "profile") != nil {
+			t.Errorf("subsetted resource still claims %v", get(res, "meta", "profile"))
+		}
 		if !strings.Contains(linkURL(m, "self"), "_elements=gender") {
 			t.Errorf("self link lacks _elements: %s", linkURL(m, "self"))
 		}
