@@ -1,0 +1,43 @@
+# KetaBridge developer commands. `make run` starts the gateway with demo data;
+# `make test` is what CI runs (after `make lint`).
+
+GO        ?= go
+BIN       ?= bin/ketabridge
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+PKGS      := ./...
+# Packages whose concurrency is worth the race detector on 2 cores.
+RACE_PKGS ?= ./mapping/ingest/... ./store/sqlite/...
+IMAGE     ?= ketabridge:$(VERSION)
+
+.PHONY: run test race build bench bench-go lint docker clean
+
+run:
+	$(GO) run ./cmd/ketabridge serve --demo
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -timeout 10m -count=1 $(PKGS)
+
+race:
+	$(GO) test -race -timeout 10m -count=1 $(RACE_PKGS)
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ketabridge
+
+bench:
+	$(GO) run ./cmd/ketabridge bench
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+docker:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+clean:
+	rm -rf bin

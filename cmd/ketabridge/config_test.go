@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{"defaults", nil, nil, func(t *testing.T, c Config) {
+			if c.DataDir != "./data" || c.Addr != ":8080" || c.BaseURL != "http://localhost:8080" ||
+				c.LogLevel != slog.LevelInfo || c.DatabaseURL != "" || c.RedisURL != "" {
+				t.Errorf("defaults: %+v", c)
+			}
+			if c.FHIRBase() != "http://localhost:8080/fhir" || c.DBPath() != "data/ketabridge.db" {
+				t.Errorf("derived: %s %s", c.FHIRBase(), c.DBPath())
+			}
+		}},
+		{"env beats default", nil, map[string]string{
+			"KETABRIDGE_DATA_DIR": "/var/lib/kb", "KETABRIDGE_ADDR": "127.0.0.1:9000",
+			"KETABRIDGE_BASE_URL": "https://fhir.example.org/", "KETABRIDGE_LOG_LEVEL": "debug",
+		}, func(t *testing.T, c Config) {
+			if c.DataDir != "/var/lib/kb" || c.Addr != "127.0.0.1:9000" || c.BaseURL != "https://fhir.example.org" ||
+				c.LogLevel != slog.LevelDebug {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"flag beats env", []string{"--data-dir", "/tmp/x", "--addr=:9100", "--base-url", "http://gw.local:9100/kb",
+			"--log-level", "error"}, map[string]string{
+			"KETABRIDGE_DATA_DIR": "/var/lib/kb", "KETABRIDGE_ADDR": "127.0.0.1:9000",
+			"KETABRIDGE_BASE_URL": "https://fhir.example.org", "KETABRIDGE_LOG_LEVEL": "debug",
+		}, func(t *testing.T, c Config) {
+			if c.DataDir != "/tmp/x" || c.Addr != ":9100" || c.BaseURL != "http://gw.local:9100/kb" ||
+				c.LogLevel != slog.LevelError || c.FHIRBase() != "http://gw.local:9100/kb/fhir" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"flag beats an invalid env value", []string{"--log-level", "warn"}, map[string]string{
+			"KETABRIDGE_LOG_LEVEL": "loud"}, func(t *testing.T, c Config) {
+			if c.LogLevel != slog.LevelWarn {
+				t.Errorf("%+v", c)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := newFlagSet("serve").parse(tc.args, envOf(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // substring of the one stderr line
+	}{
+		{"empty data dir", []string{"--data-dir", ""}, nil, "--data-dir"},
+		{"postgres flag", []string{"--database-url", "postgres://u:secret@db/kb"}, nil, "postgres support is not built yet (issue 5)"},
+		{"postgres env", nil, map[string]string{"KETABRIDGE_DATABASE_URL": "postgresql://db/kb"}, "postgres support is not built yet (issue 5)"},
+		{"other database", []string{"--database-url", "mysql://db/kb"}, nil, "unsupported scheme"},
+		{"redis", nil, map[string]string{"KETABRIDGE_REDIS_URL": "redis://cache:6379"}, "redis support is not built yet"},
+		{"addr without port", []string{"--addr", "localhost"}, nil, "invalid --addr"},
+		{"addr bad port", nil, map[string]string{"KETABRIDGE_ADDR": ":99999"}, "invalid KETABRIDGE_ADDR"},
+		{"base url relative", []string{"--base-url", "/fhir"}, nil, "invalid --base-url"},
+		{"base url ftp", nil, map[string]string{"KETABRIDGE_BASE_URL": "ftp://x"}, "invalid KETABRIDGE_BASE_URL"},
+		{"base url query", []string{"--base-url", "http://x/?a=1"}, nil, "query or fragment"},
+		{"base url fragment", []string{"--base-url", "http://x/#f"}, nil, "query or fragment"},
+		{"base url credentials", []string{"--base-url", "http://u:p@x"}, nil, "credentials"},
+		{"log level", nil, map[string]string{"KETABRIDGE_LOG_LEVEL": "loud"}, "invalid KETABRIDGE_LOG_LEVEL"},
+		{"unknown flag", []string{"--nope"}, nil, "flag provided but not defined"},
+		{"unexpected argument", []string{"extra"}, nil, "unexpected argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"serve", "--data-dir", t.TempDir()}, tc.args...)
+			code := run(context.Background(), args, env{stdout: &stdout, stderr: &stderr, getenv: envOf(tc.env)})
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr %q", code, stderr.String())
+			}
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("stderr %q, want one line containing %q", stderr.String(), tc.want)
+			}
+			if strings.Contains(stderr.String(), "secret") {
+				t.Error("stderr leaks a password")
+			}
+		})
+	}
+}
+
+func TestConfigStringRedacts(t *testing.T) {
+	c := Config{DatabaseURL: "postgres://kb:hunter2@db:5432/kb", RedisURL: "redis://:pw@cache:6379"}
+	if s := c.String(); strings.Contains(s, "hunter2") || strings.Contains(s, ":pw@") {
+		t.Errorf("String() leaks secrets: %s", s)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"frobnicate"}, env{stdout: &stdout, stderr: &stderr}); code != 2 {
+		t.Errorf("exit code %d", code)
+	}
+	if code := run(context.Background(), []string{"help"}, env{stdout: &stdout, stderr: &stderr}); code != 0 ||
+		!strings.Contains(stdout.String(), "serve") || strings.Contains(stdout.String(), "conformance") {
+		t.Errorf("help: %d %q", code, stdout.String())
+	}
+}

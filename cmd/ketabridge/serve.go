@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/fhir"
+	"github.com/ketabridge/ketabridge/fhir/ingestapi"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+)
+
+// Server timeouts.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 5 * time.Minute // large ingest batches
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 15 * time.Second
+	readyzTimeout     = 2 * time.Second
+)
+
+func cmdServe(ctx context.Context, args []string, e env) error {
+	cf := newFlagSet("serve")
+	demo := cf.fs.Bool("demo", false, "ingest 12 synthetic patients at start (idempotent)")
+	cfg, err := cf.parse(args, e.getenv)
+	if err != nil {
+		return err
+	}
+	if cf.fs.NArg() > 0 {
+		return &usageError{msg: "serve: unexpected argument " + fmt.Sprintf("%q", cf.fs.Arg(0))}
+	}
+	log := newLogger(e.stderr, cfg.LogLevel)
+	return serve(ctx, cfg, *demo, log, e)
+}
+
+// serve runs the gateway until ctx is done, then shuts down gracefully.
+func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) error {
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := a.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+	if err := a.storeDefinitions(ctx); err != nil {
+		return err
+	}
+	if demo {
+		if err := a.loadDemo(ctx); err != nil {
+			return err
+		}
+	}
+
+	ec, err := a.newEcho(log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &exitError{code: 1, msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Addr, err)}
+	}
+	srv := &http.Server{
+		Handler:           ec,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	addr := ln.Addr().String()
+	log.Info("listening", "addr", addr, "fhir_base", cfg.FHIRBase(), "version", versionString())
+	fmt.Fprintf(e.stdout, "KetaBridge %s listening on %s\n", versionString(), addr)
+	fmt.Fprintf(e.stdout, "FHIR base: %s   (internal ingest API: %s/internal/v1/records)\n", cfg.FHIRBase(), cfg.BaseURL)
+	fmt.Fprintln(e.stdout, "Plain HTTP is for local use only: put TLS in front of the gateway for anything else.")
+	if e.ready != nil {
+		e.ready(addr)
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("graceful shutdown incomplete; closing connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("server", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newEcho builds the HTTP routes: the FHIR API, the internal ingest API,
+// /healthz and /readyz.
+func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
+	ec := echo.New()
+	ec.HideBanner = true
+	ec.HidePort = true
+	ec.Logger.SetOutput(discard{})
+
+	fs, err := fhir.New(fhir.Options{
+		Store:      a.store,
+		Base:       a.cfg.FHIRBase(),
+		Authorizer: fhir.LoopbackOnly{},
+		Logger:     log,
+		Version:    versionString(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fhir server: %w", err)
+	}
+	fs.Register(ec)
+
+	internal := ec.Group("/internal/v1", requestLog(log))
+	ingestapi.Register(internal, a.ingest, clinic.Schema())
+
+	// Liveness: the process answers (always 200 while it runs).
+	ec.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	// Readiness: the store answers a ping.
+	ec.GET("/readyz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), readyzTimeout)
+		defer cancel()
+		if err := a.store.Ping(ctx); err != nil {
+			log.Warn("readyz: store ping failed", "err", err)
+			return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": []string{"store"}})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return ec, nil
+}
+
+// requestLog logs one line per request: method, route template, status,
+// latency. Never query strings or bodies (PHI).
+func requestLog(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			status := c.Response().Status
+			if err != nil {
+				var he *echo.HTTPError
+				if errors.As(err, &he) {
+					status = he.Code
+				} else {
+					status = http.StatusInternalServerError
+				}
+			}
+			level := slog.LevelInfo
+			if status >= 500 {
+				level = slog.LevelError
+			}
+			attrs := []any{"method", c.Request().Method, "route", c.Path(), "status", status,
+				"latency_ms", time.Since(start).Milliseconds()}
+			if cause, ok := c.Get("ingestapi.error").(error); ok && cause != nil {
+				attrs = append(attrs, "err", cause.Error())
+			}
+			log.Log(c.Request().Context(), level, "request", attrs...)
+			return err
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
