@@ -1,0 +1,118 @@
+package auth
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// OAuthError is an OAuth 2.0 error response (RFC 6749 §5.2, §4.1.2.1): the
+// error code, the HTTP status the token-side endpoints answer with, and a
+// human-readable description. Descriptions never carry secrets, codes,
+// tokens or PHI: they are safe to log and to show.
+type OAuthError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+// Error implements error.
+func (e *OAuthError) Error() string {
+	if e.Description == "" {
+		return "oauth: " + e.Code
+	}
+	return "oauth: " + e.Code + ": " + e.Description
+}
+
+// WithDescription returns a copy of e with the description set; the sentinel
+// itself is never modified.
+func (e *OAuthError) WithDescription(d string) *OAuthError {
+	c := *e
+	c.Description = d
+	return &c
+}
+
+// Is makes errors.Is match any OAuthError with the same code.
+func (e *OAuthError) Is(target error) bool {
+	t, ok := target.(*OAuthError)
+	return ok && t.Code == e.Code
+}
+
+// RFC 6749 §5.2 (token endpoint), §4.1.2.1 (authorization endpoint) and
+// RFC 6750 §3.1 errors. Use WithDescription for a specific text.
+var (
+	// ErrInvalidRequest: a parameter is missing, repeated, malformed or unsupported.
+	ErrInvalidRequest = &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request"}
+	// ErrInvalidClient: client authentication failed (401; RFC 6749 §5.2).
+	ErrInvalidClient = &OAuthError{Status: http.StatusUnauthorized, Code: "invalid_client"}
+	// ErrInvalidGrant: the code or refresh token is invalid, expired, revoked,
+	// bound to another client or redirect URI, or the PKCE verifier fails.
+	ErrInvalidGrant = &OAuthError{Status: http.StatusBadRequest, Code: "invalid_grant"}
+	// ErrUnauthorizedClient: the client may not use this grant type.
+	ErrUnauthorizedClient = &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client"}
+	// ErrUnsupportedGrantType: the grant type is not supported.
+	ErrUnsupportedGrantType = &OAuthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type"}
+	// ErrInvalidScope: the requested scope is invalid, unknown, malformed or
+	// exceeds what was granted.
+	ErrInvalidScope = &OAuthError{Status: http.StatusBadRequest, Code: "invalid_scope"}
+	// ErrAccessDenied: the resource owner or server denied the request.
+	ErrAccessDenied = &OAuthError{Status: http.StatusForbidden, Code: "access_denied"}
+	// ErrUnsupportedResponseType: the authorization server does not support
+	// this response_type (RFC 6749 §4.1.2.1).
+	ErrUnsupportedResponseType = &OAuthError{Status: http.StatusBadRequest, Code: "unsupported_response_type"}
+	// ErrServerError: an unexpected condition (500). Its description is generic.
+	ErrServerError = &OAuthError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
+	// ErrTemporarilyUnavailable: the server is overloaded or a dependency is
+	// down (503).
+	ErrTemporarilyUnavailable = &OAuthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable"}
+)
+
+// challengeError is an OAuthError answered with a WWW-Authenticate header:
+// RFC 6749 §5.2 requires it on a 401 invalid_client when the client tried
+// HTTP Basic authentication.
+type challengeError struct {
+	*OAuthError
+	challenge string
+}
+
+func (e *challengeError) Unwrap() error { return e.OAuthError }
+
+// withChallenge attaches a WWW-Authenticate challenge to e.
+func withChallenge(e *OAuthError, challenge string) error {
+	return &challengeError{OAuthError: e, challenge: challenge}
+}
+
+// basicChallenge is the WWW-Authenticate value for HTTP Basic client auth.
+const basicChallenge = `Basic realm="ketabridge", charset="UTF-8"`
+
+// noStore sets the caching headers every token-side JSON response carries
+// (RFC 6749 §5.1, §5.2; SMART.md R25).
+func noStore(c echo.Context) {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// writeOAuthError is the one renderer of errors for the /auth JSON endpoints:
+// `{"error","error_description"}` with no-store caching. Anything that is not
+// an OAuthError becomes a 500 server_error with a generic description; the
+// cause goes to the log (it carries no secrets: callers wrap ids only).
+func (s *Server) writeOAuthError(c echo.Context, err error) error {
+	var oe *OAuthError
+	if !errors.As(err, &oe) {
+		s.opts.Logger.ErrorContext(c.Request().Context(), "auth endpoint failed",
+			"path", c.Path(), "err", err.Error())
+		oe = ErrServerError
+	}
+	var ch *challengeError
+	if errors.As(err, &ch) {
+		c.Response().Header().Set("WWW-Authenticate", ch.challenge)
+	}
+	noStore(c)
+	body := map[string]string{"error": oe.Code}
+	if oe.Description != "" {
+		body["error_description"] = oe.Description
+	}
+	return c.JSON(oe.Status, body)
+}

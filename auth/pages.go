@@ -1,0 +1,106 @@
+package auth
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// The login, consent, launcher and error pages are server-rendered
+// html/template pages without JavaScript. Every page is sent with the headers
+// of setPageHeaders: never cached, never framed, no referrer, and a CSP that
+// allows only our own resources (the CSS is inline, hence 'unsafe-inline' for
+// styles only).
+
+//go:embed templates/*.html
+var pageFS embed.FS
+
+// pageTemplates maps a page name to its template (the shared layout plus the
+// page's "content" block).
+var pageTemplates = func() map[string]*template.Template {
+	m := map[string]*template.Template{}
+	for _, name := range []string{"error", "login", "consent", "launch"} {
+		m[name] = template.Must(template.New("layout.html").
+			ParseFS(pageFS, "templates/layout.html", "templates/"+name+".html"))
+	}
+	return m
+}()
+
+// pageCSP is the Content-Security-Policy of every page. form-action is left
+// out on purpose: browsers apply it to the redirect that follows a form post,
+// which would block the redirect to the app's redirect_uri.
+const pageCSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+
+// setPageHeaders sets the security headers every page carries.
+func setPageHeaders(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// pageData is what every page template sees.
+type pageData struct {
+	Title string
+	// Error is a message shown above the form (never PHI beyond what the
+	// signed-in user may see).
+	Error string
+	// CSRF is the token every form posts back (csrf.go).
+	CSRF string
+	// Body is the page-specific data.
+	Body any
+}
+
+// renderPage renders the named page with status. The page is rendered into
+// a buffer first, so a template failure is a clean 500, never half a page.
+func renderPage(c echo.Context, status int, name string, d pageData) error {
+	t, ok := pageTemplates[name]
+	if !ok {
+		return echo.NewHTTPError(http.StatusInternalServerError)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		return err
+	}
+	setPageHeaders(c.Response().Header())
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// errorPage renders a plain error page: no redirect, no form. message must
+// not contain PHI or secrets.
+func errorPage(c echo.Context, status int, title, message string) error {
+	return renderPage(c, status, "error", pageData{Title: title, Error: message})
+}
+
+// smartStyle is the SMART style document (SMART App Launch 2.2
+// scopes-and-launch-context#styling, SMART.md R27), matching the pages' CSS.
+var smartStyle = []byte(`{
+  "color_background": "#f6f7f9",
+  "color_error": "#b3261e",
+  "color_highlight": "#2f6f8f",
+  "color_modal_backdrop": "#1b1f24",
+  "color_success": "#2e7d32",
+  "color_text": "#1b1f24",
+  "dim_border_radius": "6px",
+  "dim_font_size": "15px",
+  "dim_spacing_size": "16px",
+  "font_family_body": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+  "font_family_heading": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+}
+`)
+
+// handleStyle serves GET /auth/style.json, the smart_style_url document. It
+// is public and the same for everyone, so it may be cached and read from any
+// origin.
+func handleStyle(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "public, max-age=3600")
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("X-Content-Type-Options", "nosniff")
+	return c.Blob(http.StatusOK, "application/json", smartStyle)
+}
