@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // Interaction names a FHIR interaction for an access decision
@@ -19,6 +21,12 @@ const (
 	InteractionSearch     Interaction = "search"
 	InteractionEverything Interaction = "everything"
 	InteractionMetadata   Interaction = "metadata"
+	// Write interactions are authorized before the read-only API refuses
+	// them (405), so a token lacking the scope gets 401/403 (SMART.md N48).
+	InteractionCreate Interaction = "create"
+	InteractionUpdate Interaction = "update"
+	InteractionPatch  Interaction = "patch"
+	InteractionDelete Interaction = "delete"
 )
 
 // Access describes the interaction a request asks for. Included resources of
@@ -38,12 +46,23 @@ type Access struct {
 // searches get store.Query.Patients set, and every resource returned (reads,
 // includes, $everything) must have Resource.Patient in the list. An allowing
 // Decision with neither AllPatients nor Patients allows nothing patient-bound.
+//
+// Filters further narrow an allowing Decision (SMART granular scopes,
+// SMART.md R51): the clauses are ANDed into every store.Query of the type
+// BEFORE it runs, and a resource reached otherwise (read, vread, history,
+// _include, $everything) is returned only if a search by its _id under the
+// same Filters and Patients finds it.
 type Decision struct {
 	Allow       bool
 	AllPatients bool
 	Patients    []string
+	Filters     []store.Clause
 	// Deny is the error returned when Allow is false (ErrForbidden if nil).
 	Deny *Error
+	// Challenge, when set, is the WWW-Authenticate value (RFC 6750 §3) sent
+	// with a 401 or 403 this Decision causes: its denial, or a resource an
+	// allowing Decision does not cover.
+	Challenge string
 }
 
 // Allow returns a Decision allowing the interaction for all patients.
@@ -68,6 +87,15 @@ func (d Decision) allows(patient string) bool {
 		return true
 	}
 	return patient != "" && slices.Contains(d.Patients, patient)
+}
+
+// forbidden returns ErrForbidden for a resource the allowing Decision d does
+// not cover, with d's challenge (RFC 6750 §3.1 insufficient_scope).
+func forbidden(c echo.Context, d Decision) error {
+	if d.Challenge != "" {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, d.Challenge)
+	}
+	return ErrForbidden
 }
 
 // denial returns the error to render for a denying Decision.

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"context"
 	"net/url"
 	"slices"
 	"strings"
@@ -58,19 +59,41 @@ func (s *Server) everything(c echo.Context) error {
 		return err
 	}
 	if !d.allows(id) {
-		return ErrForbidden
+		return forbidden(c, d)
 	}
 	ctx := c.Request().Context()
 	if _, err := s.store.Read(ctx, "Patient", id); err != nil {
 		return err
 	}
-	rs, total, err := s.store.Everything(ctx, eq)
+	if err := s.checkFilters(c, d, "Patient", id); err != nil {
+		return err
+	}
+	plan, err := s.everythingPlan(c, id, d, eq.Types)
 	if err != nil {
 		return err
 	}
-	// Keep only what the Decision allows (the compartment is the store's job;
-	// this is the second line of defence).
-	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return r.Patient != id && !d.allows(r.Patient) })
+	var rs []store.Resource
+	var total int
+	switch {
+	case len(plan.types) == 0:
+		// Nothing the token may see besides what _type excluded.
+	case plan.filtered:
+		rs, total, err = s.everythingBySearch(ctx, id, plan, eq)
+	default:
+		if plan.narrowed {
+			eq.Types = make([]string, len(plan.types))
+			for i, t := range plan.types {
+				eq.Types[i] = t.typ
+			}
+		}
+		rs, total, err = s.store.Everything(ctx, eq)
+	}
+	if err != nil {
+		return err
+	}
+	// Keep only what the Decisions allow (the compartment and the types are
+	// the store's job; this is the second line of defence).
+	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(r) })
 	links := pageLinks(s.base+"/Patient/"+id+"/$everything", canon, count, offset, offset+len(rs) < total)
 	size := 0
 	for i := range rs {
@@ -85,4 +108,119 @@ func (s *Server) everything(c echo.Context) error {
 	}
 	b.outcomeEntry(warnings)
 	return writeBundle(c, b.finish())
+}
+
+// everythingType is one resource type $everything returns, with the
+// Decision it is returned under.
+type everythingType struct {
+	typ string
+	d   Decision
+}
+
+// everythingTypes is which types $everything may return for one patient.
+type everythingTypes struct {
+	types []everythingType // Patient first, then by name
+	// narrowed: some served type is left out (denied or excluded by _type).
+	narrowed bool
+	// filtered: some type is under granular Filters.
+	filtered bool
+}
+
+func (p *everythingTypes) allows(r store.Resource) bool {
+	for _, t := range p.types {
+		if t.typ == r.Type {
+			return t.d.allows(r.Patient)
+		}
+	}
+	return false
+}
+
+// everythingPlan authorizes each resource type of the patient's compartment
+// separately with InteractionSearch, as included resources are
+// (operation-patient-everything.html returns only what the client may
+// see): the Patient itself under d, every other type only if its Decision
+// allows the patient. A denial (or an *Error) leaves the type out; any
+// other Authorizer error fails the request. only, when non-empty, is _type.
+func (s *Server) everythingPlan(c echo.Context, patient string, d Decision, only []string) (*everythingTypes, error) {
+	ds := &decisions{s: s, c: c, got: map[string]*Decision{}}
+	names := make([]string, 0, len(s.types))
+	for t := range s.types {
+		if t != "Patient" {
+			names = append(names, t)
+		}
+	}
+	slices.Sort(names)
+	names = append([]string{"Patient"}, names...)
+	plan := &everythingTypes{}
+	for _, t := range names {
+		if len(only) > 0 && !slices.Contains(only, t) {
+			plan.narrowed = true
+			continue
+		}
+		td := d
+		if t != "Patient" {
+			got, err := ds.get(t)
+			if err != nil {
+				return nil, err
+			}
+			td = *got
+		}
+		if !td.Allow || !td.allows(patient) {
+			plan.narrowed = true
+			continue
+		}
+		plan.filtered = plan.filtered || len(td.Filters) > 0
+		plan.types = append(plan.types, everythingType{typ: t, d: td})
+	}
+	return plan, nil
+}
+
+// everythingBySearch pages through the patient's compartment type by type
+// with store searches (Patient first, then by type and id, as
+// store.Everything orders it), so each type's granular Filters are ANDed
+// into its query before it runs. The total counts only visible resources.
+func (s *Server) everythingBySearch(ctx context.Context, patient string, plan *everythingTypes, eq store.EverythingQuery) ([]store.Resource, int, error) {
+	var since []store.Clause
+	if !eq.Since.IsZero() {
+		ms := eq.Since.UnixMilli()
+		since = []store.Clause{{Param: store.ParamLastUpdated, Kind: store.KindDate,
+			Values: []store.Value{{Prefix: store.Ge, Lo: ms, Hi: ms}}}}
+	}
+	query := func(typ string) store.Query {
+		return store.Query{Type: typ, Clauses: slices.Clone(since), Patients: []string{patient},
+			Sort: []store.Sort{{Param: store.ParamID, Kind: store.KindToken}}}
+	}
+	total := 0
+	counts := make([]int, len(plan.types))
+	for i, t := range plan.types {
+		q := query(t.typ)
+		q.Total, q.CountOnly = true, true
+		res, err := s.searchWithin(ctx, q, t.d)
+		if err != nil {
+			return nil, 0, err
+		}
+		counts[i] = max(res.Total, 0)
+		total += counts[i]
+	}
+	var out []store.Resource
+	offset, want := eq.Offset, eq.Count
+	for i, t := range plan.types {
+		if want <= 0 {
+			break
+		}
+		if offset >= counts[i] {
+			offset -= counts[i]
+			continue
+		}
+		q := query(t.typ)
+		q.Offset, q.Count = offset, min(want, counts[i]-offset)
+		res, err := s.searchWithin(ctx, q, t.d)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, res.Resources...)
+		want -= len(res.Resources)
+		offset = 0
+	}
+	return out, total, nil
 }

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -56,13 +57,16 @@ func (s *Server) read(c echo.Context) error {
 	}
 	r, err := s.store.Read(c.Request().Context(), typ, id)
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && !d.allows(r.Patient) {
-			return ErrForbidden
+		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.Filters) > 0) {
+			return forbidden(c, d)
 		}
 		return err
 	}
 	if !d.allows(r.Patient) {
-		return ErrForbidden
+		return forbidden(c, d)
+	}
+	if err := s.checkFilters(c, d, typ, id); err != nil {
+		return err
 	}
 	return writeResource(c, &r)
 }
@@ -83,18 +87,63 @@ func (s *Server) vread(c echo.Context) error {
 	}
 	r, err := s.store.VRead(c.Request().Context(), typ, id, vid)
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && !d.allows(r.Patient) {
-			return ErrForbidden
+		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.Filters) > 0) {
+			return forbidden(c, d)
 		}
 		return err
 	}
 	if !d.allows(r.Patient) {
-		return ErrForbidden
+		return forbidden(c, d)
+	}
+	if err := s.checkFilters(c, d, typ, id); err != nil {
+		return err
 	}
 	if r.Deleted || len(r.Body) == 0 {
 		return ErrGone
 	}
 	return writeResource(c, &r)
+}
+
+// checkFilters returns nil when d has no Filters or a search for typ/id
+// under d's Filters and Patients finds the resource, else 403: a single
+// resource under a granular scope is shown only if the scope's search would
+// show it (SMART.md R51). The version history of a resource follows its
+// current version.
+func (s *Server) checkFilters(c echo.Context, d Decision, typ, id string) error {
+	if len(d.Filters) == 0 {
+		return nil
+	}
+	ok, err := s.visible(c.Request().Context(), d, typ, []string{id})
+	if err != nil {
+		return err
+	}
+	if !ok[id] {
+		return forbidden(c, d)
+	}
+	return nil
+}
+
+// visible returns which of the ids of typ a search under d (Filters and
+// Patients) finds. It runs store searches by _id, never inspects bodies.
+func (s *Server) visible(ctx context.Context, d Decision, typ string, ids []string) (map[string]bool, error) {
+	found := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += search.MaxCount {
+		chunk := ids[start:min(len(ids), start+search.MaxCount)]
+		clause := store.Clause{Param: store.ParamID, Kind: store.KindToken, Values: make([]store.Value, len(chunk))}
+		for i, id := range chunk {
+			clause.Values[i] = store.Value{Str: id}
+		}
+		res, err := s.searchWithin(ctx, store.Query{Type: typ, Clauses: []store.Clause{clause}, Count: len(chunk)}, d)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res.Resources {
+			if r.Type == typ && d.allows(r.Patient) {
+				found[r.ID] = true
+			}
+		}
+	}
+	return found, nil
 }
 
 // writeResource sends a stored body as is, with ETag and Last-Modified, or
@@ -179,9 +228,12 @@ func (s *Server) history(c echo.Context) error {
 	size := 0
 	for i := range versions {
 		if !d.allows(versions[i].Patient) {
-			return ErrForbidden
+			return forbidden(c, d)
 		}
 		size += len(versions[i].Body) + 256
+	}
+	if err := s.checkFilters(c, d, typ, id); err != nil {
+		return err
 	}
 	path := s.base + "/" + typ + "/" + id + "/_history"
 	links := pageLinks(path, nil, count, offset, offset+len(versions) < total)

@@ -57,6 +57,11 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	if err != nil {
 		return err
 	}
+	if outsidePatients(typ, sr.Query.Clauses, d) {
+		// Asking for another patient's data is refused, not answered
+		// with an empty page (SMART.md N46).
+		return forbidden(c, d)
+	}
 	q := sr.Query
 	q.Type = typ
 	if sr.TotalMode == "accurate" {
@@ -127,7 +132,17 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 // store.Query.Patients before the query runs (intersecting any restriction
 // the query already has) and never runs an unrestricted query for a
 // restricted Decision.
+//
+// The Decision's Filters (granular scopes) are ANDed into the query's
+// clauses, so no page, total, _include or _revinclude can reach a resource
+// they exclude.
 func (s *Server) searchWithin(ctx context.Context, q store.Query, d Decision) (store.SearchResult, error) {
+	if !d.Allow {
+		return store.SearchResult{}, ErrForbidden // never reached: callers pass allowing Decisions
+	}
+	if len(d.Filters) > 0 {
+		q.Clauses = append(slices.Clip(q.Clauses), d.Filters...)
+	}
 	if !d.AllPatients {
 		patients := slices.Clone(d.Patients)
 		if len(q.Patients) > 0 {
@@ -146,6 +161,40 @@ func (s *Server) searchWithin(ctx context.Context, q store.Query, d Decision) (s
 		q.Patients = patients
 	}
 	return s.store.Search(ctx, q)
+}
+
+// outsidePatients reports whether a query can only match resources outside
+// a patient-restricted Decision's compartments: a patient or subject
+// reference clause (or _id on Patient) naming only other patients.
+func outsidePatients(typ string, clauses []store.Clause, d Decision) bool {
+	if d.AllPatients {
+		return false
+	}
+	for _, c := range clauses {
+		if c.Missing != nil || len(c.Values) == 0 {
+			continue
+		}
+		var ids []string
+		switch {
+		case c.Kind == store.KindReference && (c.Param == "patient" || c.Param == "subject"):
+			for _, v := range c.Values {
+				id, ok := strings.CutPrefix(v.Str, "Patient/")
+				if !ok {
+					ids = nil
+					break
+				}
+				ids = append(ids, id)
+			}
+		case typ == "Patient" && c.Param == store.ParamID:
+			for _, v := range c.Values {
+				ids = append(ids, v.Str)
+			}
+		}
+		if len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(d.Patients, id) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // filterAllowed drops resources outside the Decision's compartments (a
@@ -200,6 +249,27 @@ func (s *Server) includes(c echo.Context, typ string, matches []store.Resource, 
 	}
 	var out []store.Resource
 	add := func(rs []store.Resource) error {
+		// Types under granular Filters: keep only what a search by _id
+		// under the type's Decision finds (one search per type).
+		filtered := map[string][]string{}
+		for _, r := range rs {
+			d, err := ds.get(r.Type)
+			if err != nil {
+				return err
+			}
+			if len(d.Filters) > 0 && d.allows(r.Patient) {
+				filtered[r.Type] = append(filtered[r.Type], r.ID)
+			}
+		}
+		visible := map[string]map[string]bool{}
+		for typ, ids := range filtered {
+			d, _ := ds.get(typ)
+			v, err := s.visible(ctx, *d, typ, ids)
+			if err != nil {
+				return err
+			}
+			visible[typ] = v
+		}
 		for _, r := range rs {
 			k := store.Key{Type: r.Type, ID: r.ID}
 			if seen[k] || r.Deleted || len(r.Body) == 0 {
@@ -209,7 +279,7 @@ func (s *Server) includes(c echo.Context, typ string, matches []store.Resource, 
 			if err != nil {
 				return err
 			}
-			if !d.allows(r.Patient) {
+			if !d.allows(r.Patient) || (len(d.Filters) > 0 && !visible[r.Type][r.ID]) {
 				continue
 			}
 			seen[k] = true

@@ -198,8 +198,31 @@ func (s *Server) readOnly(c echo.Context) error {
 		if err := s.checkType(t); err != nil {
 			return err
 		}
+		// Every interaction needs authorization (SMART.md R47-R49, N48): a
+		// write the token does not allow is a 401/403, not a 405.
+		if i, ok := writeInteraction(c.Request().Method, c.Param("id") != ""); ok {
+			if _, err := s.authorize(c, Access{Interaction: i, Type: t, ID: c.Param("id")}); err != nil {
+				return err
+			}
+		}
 	}
 	return ErrReadOnly
+}
+
+// writeInteraction names the write interaction of a method on a type
+// (withID: on an instance) (http.html#create, #update, #patch, #delete).
+func writeInteraction(method string, withID bool) (Interaction, bool) {
+	switch {
+	case method == http.MethodPost && !withID:
+		return InteractionCreate, true
+	case method == http.MethodPut:
+		return InteractionUpdate, true
+	case method == http.MethodPatch:
+		return InteractionPatch, true
+	case method == http.MethodDelete:
+		return InteractionDelete, true
+	}
+	return "", false
 }
 
 // authorize asks the Authorizer and turns denials and failures into errors
@@ -214,6 +237,9 @@ func (s *Server) authorize(c echo.Context, a Access) (Decision, error) {
 		return Decision{}, ErrAuthorizerFailure.WithCause(err)
 	}
 	if !d.Allow {
+		if d.Challenge != "" {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, d.Challenge)
+		}
 		return Decision{}, d.denial()
 	}
 	return d, nil
