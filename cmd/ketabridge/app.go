@@ -25,6 +25,9 @@ type app struct {
 	store  store.Store
 	mapper *mapping.Mapper
 	ingest *ingest.Service
+	// auth is built on first use by openAuth (serve and the tools that
+	// drive the API in-process).
+	auth *authState
 }
 
 // openApp opens the configured store and builds the ingest pipeline on it.

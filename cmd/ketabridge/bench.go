@@ -67,6 +67,10 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	defer srv.Close()
 	client := srv.Client()
 	client.Transport.(*http.Transport).MaxIdleConnsPerHost = *clients
+	tok, err := a.toolToken(ctx, client, srv.URL, "system/*.rs")
+	if err != nil {
+		return fmt.Errorf("bench: token: %w", err)
+	}
 
 	cases := []struct {
 		name string
@@ -76,6 +80,12 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		{"search Observation?patient", func(i int) string {
 			return "/fhir/Observation?patient=" + pids[i%len(pids)] + "&_count=20"
 		}},
+		// The issue's search target: patient + code + date range, _count=50
+		// (heart rate, LOINC 8867-4, recorded at every vitals set).
+		{"search Obs?patient&code&date", func(i int) string {
+			return "/fhir/Observation?patient=" + pids[i%len(pids)] +
+				"&code=http://loinc.org|8867-4&date=ge2024-01-01&date=le2027-12-31&_count=50"
+		}},
 		{"search Encounter?patient&date", func(i int) string {
 			return "/fhir/Encounter?patient=" + pids[i%len(pids)] + "&date=ge2020-01-01"
 		}},
@@ -84,7 +94,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		}},
 	}
 	for _, c := range cases {
-		lat, errs, wall := measure(ctx, client, srv.URL, c.path, *clients, *requests, *limit)
+		lat, errs, wall := measure(ctx, client, srv.URL, tok, c.path, *clients, *requests, *limit)
 		if len(lat) == 0 {
 			return fmt.Errorf("bench: %s: every request failed", c.name)
 		}
@@ -96,7 +106,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 
 // measure runs n requests with the given concurrency (stopping at limit) and
 // returns the sorted latencies of the 200 answers and the error count.
-func measure(ctx context.Context, c *http.Client, base string, path func(int) string, clients, n int, limit time.Duration) ([]time.Duration, int, time.Duration) {
+func measure(ctx context.Context, c *http.Client, base, token string, path func(int) string, clients, n int, limit time.Duration) ([]time.Duration, int, time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var next atomic.Int64
@@ -115,7 +125,7 @@ func measure(ctx context.Context, c *http.Client, base string, path func(int) st
 					return
 				}
 				t := time.Now()
-				_, status, err := httpGet(ctx, c, base+path(i))
+				_, status, err := httpGet(ctx, c, base+path(i), "Authorization", "Bearer "+token)
 				d := time.Since(t)
 				mu.Lock()
 				if err != nil || status != http.StatusOK {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,9 @@ type Config struct {
 	BaseURL string
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
+	// TLSCert and TLSKey are PEM files; when set, serve speaks HTTPS only
+	// (TLS 1.2 or later). Both or neither.
+	TLSCert, TLSKey string
 }
 
 // DBPath is the SQLite database file.
@@ -80,6 +84,8 @@ var sharedFlags = []sharedFlag{
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
 	{"log-level", "KETABRIDGE_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+	{"tls-cert", "KETABRIDGE_TLS_CERT", "", "PEM certificate chain; with --tls-key, serve HTTPS (TLS >= 1.2)"},
+	{"tls-key", "KETABRIDGE_TLS_KEY", "", "PEM private key of --tls-cert"},
 }
 
 // configFlags holds the shared flags of one subcommand's FlagSet.
@@ -175,6 +181,16 @@ func (cf *configFlags) parse(args []string, getenv func(string) string) (Config,
 		return Config{}, bad("base-url", "must not have a query or fragment")
 	case u.User != nil:
 		return Config{}, bad("base-url", "must not contain credentials")
+	}
+
+	c.TLSCert, c.TLSKey = strings.TrimSpace(vals["tls-cert"]), strings.TrimSpace(vals["tls-key"])
+	switch {
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return Config{}, &configError{msg: "invalid TLS configuration: give both --tls-cert and --tls-key, or neither"}
+	case c.TLSCert != "":
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return Config{}, bad("tls-cert", "cannot load the certificate and key: "+err.Error())
+		}
 	}
 
 	switch strings.ToLower(strings.TrimSpace(vals["log-level"])) {

@@ -104,9 +104,14 @@ func cmdConformance(ctx context.Context, args []string, e env) error {
 	}
 	srv := httptest.NewServer(ec)
 	defer srv.Close()
+	tok, err := a.toolToken(ctx, srv.Client(), srv.URL, "system/*.rs")
+	if err != nil {
+		return err
+	}
 	captures := apiCaptures(pids)
 	for _, c := range captures {
-		body, status, err := httpGet(ctx, srv.Client(), srv.URL+c.path, c.header...)
+		h := append([]string{"Authorization", "Bearer " + tok}, c.header...)
+		body, status, err := httpGet(ctx, srv.Client(), srv.URL+c.path, h...)
 		if err != nil {
 			return fmt.Errorf("GET %s: %w", c.name, err)
 		}
@@ -178,6 +183,8 @@ func apiCaptures(patients []string) []capture {
 		{name: "search-observation-code-date", path: "/fhir/Observation?patient=" + pid +
 			"&code=http://loinc.org|85354-9&date=ge2020-01-01&date=le2030-12-31&_count=50&_sort=-date", status: 200},
 		{name: "search-observation-survey", path: "/fhir/Observation?patient=" + pid + "&category=survey&_total=accurate", status: 200},
+		{name: "search-observation-category-code", path: "/fhir/Observation?category=survey&code=http://loinc.org|44261-6&_count=5", status: 200},
+		{name: "search-encounter-status-date", path: "/fhir/Encounter?status=finished&date=ge2020-01-01&_sort=date&_count=5", status: 200},
 		{name: "search-medadmin-include", path: "/fhir/MedicationAdministration?patient=" + pid +
 			"&_include=MedicationAdministration:medication&_include=MedicationAdministration:request&_include=MedicationAdministration:context", status: 200},
 		{name: "search-encounter-revinclude", path: "/fhir/Encounter?patient=" + pid + "&_revinclude=Provenance:target&_count=5", status: 200},
@@ -190,6 +197,8 @@ func apiCaptures(patients []string) []capture {
 		{name: "error-not-found", path: "/fhir/Patient/does-not-exist", status: 404},
 		{name: "error-unknown-type", path: "/fhir/NoSuchType", status: 404},
 		{name: "error-xml", path: "/fhir/Patient/" + pid, header: []string{"Accept", "application/fhir+xml"}, status: 406},
+		{name: "error-no-token", path: "/fhir/Patient/" + pid, header: []string{"Authorization", ""}, status: 401},
+		{name: "error-bad-token", path: "/fhir/Patient/" + pid, header: []string{"Authorization", "Bearer not-a-token"}, status: 401},
 	}
 	for _, typ := range search.Types() {
 		cs = append(cs, capture{name: "search-type-" + strings.ToLower(typ), path: "/fhir/" + typ + "?_count=100", status: 200})
@@ -211,6 +220,10 @@ func httpGet(ctx context.Context, c *http.Client, u string, header ...string) ([
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i]) // a later pair may remove an earlier one
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := c.Do(req)

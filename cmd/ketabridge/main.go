@@ -77,6 +77,10 @@ func init() {
 		"healthcheck": {summary: "check a running gateway's /healthz (exit 0 when healthy)", run: cmdHealthcheck},
 		"version":     {summary: "print the version", run: cmdVersion},
 		"conformance": {summary: "conformance export --patients N --out DIR", hidden: true, run: cmdConformance},
+		"users":       {summary: "manage logins: users add|list|remove", run: cmdUsers},
+		"clients":     {summary: "manage SMART client apps: clients add|list|remove", run: cmdClients},
+		"keys":        {summary: "manage token signing keys: keys rotate|list", run: cmdKeys},
+		"token":       {summary: "get an access token as a backend client (client_credentials)", run: cmdToken},
 	}
 }
 

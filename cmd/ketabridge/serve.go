@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,9 +12,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/fhir/ingestapi"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // Server timeouts.
@@ -58,6 +61,14 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 			return err
 		}
 	}
+	if _, err := a.openAuth(ctx); err != nil {
+		return err
+	}
+	if demo {
+		if err := a.registerDemo(ctx, e.stdout); err != nil {
+			return err
+		}
+	}
 
 	ec, err := a.newEcho(log)
 	if err != nil {
@@ -74,14 +85,33 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return &exitError{code: 1, msg: "cannot load the TLS certificate: " + err.Error()}
+		}
+		// SMART.md R55: TLS 1.2 or later; 1.0 and 1.1 handshakes are refused.
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		scheme = "https"
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if scheme == "https" {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 
 	addr := ln.Addr().String()
-	log.Info("listening", "addr", addr, "fhir_base", cfg.FHIRBase(), "version", versionString())
+	log.Info("listening", "addr", addr, "scheme", scheme, "fhir_base", cfg.FHIRBase(), "version", versionString())
 	fmt.Fprintf(e.stdout, "KetaBridge %s listening on %s\n", versionString(), addr)
 	fmt.Fprintf(e.stdout, "FHIR base: %s   (internal ingest API: %s/internal/v1/records)\n", cfg.FHIRBase(), cfg.BaseURL)
-	fmt.Fprintln(e.stdout, "Plain HTTP is for local use only: put TLS in front of the gateway for anything else.")
+	if scheme == "http" {
+		fmt.Fprintln(e.stdout, "Plain HTTP is for local use only: serve with --tls-cert/--tls-key, or put TLS in front, for anything else.")
+		log.Warn("serving plain HTTP: for local use only")
+	}
 	if e.ready != nil {
 		e.ready(addr)
 	}
@@ -113,20 +143,29 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	ec.HidePort = true
 	ec.Logger.SetOutput(discard{})
 
+	as, err := a.openAuth(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	ec.Pre(fhirCORS(a.store.(store.AuthStore)))
 	fs, err := fhir.New(fhir.Options{
 		Store:      a.store,
 		Base:       a.cfg.FHIRBase(),
-		Authorizer: fhir.LoopbackOnly{},
+		Authorizer: fhir.SMART{Tokens: as.tokens, Realm: fhir.DefaultRealm},
 		Logger:     log,
 		Version:    versionString(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fhir server: %w", err)
 	}
+	// The authorization server first: fhir.Register wraps the error handler
+	// in place at that moment for everything outside /fhir.
+	as.server.Register(ec)
 	fs.Register(ec)
 
 	internal := ec.Group("/internal/v1", requestLog(log))
-	ingestapi.Register(internal, a.ingest, clinic.Schema())
+	ingestapi.Register(internal, a.ingest, clinic.Schema(),
+		fhir.RequireScope(as.tokens, "ClinicRecord", auth.InteractionCreate))
 
 	// Liveness: the process answers (always 200 while it runs).
 	ec.GET("/healthz", func(c echo.Context) error {

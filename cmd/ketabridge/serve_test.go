@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -131,6 +133,52 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("/readyz: %d %s\n%s", code, body, logs)
 	}
 
+	// Nothing is open without a token: the FHIR API and the ingest API both
+	// answer 401 with a Bearer challenge.
+	for _, path := range []string{"/fhir/Patient", "/internal/v1/schema"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("GET %s without a token: %d %q", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+
+	// The operator's path: register a backend client with the CLI, then get
+	// a token with `ketabridge token` (client_credentials + private_key_jwt).
+	bk, err := newBackendKey("ehr-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := bk.jwks()
+	keyPEM, _ := bk.privatePEM()
+	jwksFile, keyFile := filepath.Join(t.TempDir(), "ehr-1.jwks.json"), filepath.Join(t.TempDir(), "ehr-1.key.pem")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	cli := env{stdout: &out, stderr: &errOut, getenv: envOf(nil)}
+	scope := "system/*.rs system/ClinicRecord.write"
+	if code := run(context.Background(), []string{"clients", "add", "--data-dir", dir, "--id", "ehr-1", "--kind", "backend",
+		"--jwks-file", jwksFile, "--scope", scope}, cli); code != 0 {
+		t.Fatalf("clients add exited %d: %s", code, errOut.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"token", "--client", "ehr-1", "--key", keyFile, "--scope", scope,
+		"--token-url", base + "/auth/token"}, cli); code != 0 {
+		t.Fatalf("token exited %d: %s", code, errOut.String())
+	}
+	token := strings.TrimSpace(out.String())
+	bearer := func(req *http.Request) *http.Request {
+		req.Header.Set("Authorization", "Bearer "+token)
+		return req
+	}
+
 	// Ingest a synth batch over HTTP (other patients than the demo's).
 	raw, err := synthRecords(3, 42, demoStart)
 	if err != nil {
@@ -146,7 +194,9 @@ func TestServeEndToEnd(t *testing.T) {
 			patient = mapping.ResourceID(clinic.KindPatient, h.ID)
 		}
 	}
-	resp, err := http.Post(base+"/internal/v1/records", "application/x-ndjson", &nd)
+	req, _ := http.NewRequest(http.MethodPost, base+"/internal/v1/records", &nd)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(bearer(req))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +229,14 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			code, body := get(t, base+c.path)
+			req, _ := http.NewRequest(http.MethodGet, base+c.path, nil)
+			resp, err := http.DefaultClient.Do(bearer(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code := resp.StatusCode
 			if code != http.StatusOK || !bytes.Contains(body, []byte(c.want)) {
 				t.Fatalf("GET %s: %d %.300s", c.path, code, body)
 			}

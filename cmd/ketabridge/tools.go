@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -70,14 +73,35 @@ func cmdHealthcheck(ctx context.Context, args []string, e env) error {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+	scheme, client := "http", http.DefaultClient
+	if cfg.TLSCert != "" {
+		// The probe asks its own process on loopback: it trusts exactly the
+		// leaf certificate the server was given, whatever names it carries.
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil || len(cert.Certificate) == 0 {
+			return &exitError{code: 1, msg: "healthcheck: cannot load --tls-cert"}
+		}
+		leaf := cert.Certificate[0]
+		scheme = "https"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			InsecureSkipVerify: true, // replaced by the exact-certificate check below
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 || !bytes.Equal(raw[0], leaf) {
+					return fmt.Errorf("the server's certificate is not --tls-cert")
+				}
+				return nil
+			},
+		}}}
+	}
+	url := scheme + "://" + net.JoinHostPort(host, port) + "/healthz"
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return &exitError{code: 1, msg: "healthcheck: " + err.Error()}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return &exitError{code: 1, msg: "healthcheck: " + err.Error()}
 	}

@@ -24,8 +24,8 @@
 // batch can then be re-sent as it is (re-sent records that landed come back
 // unchanged).
 //
-// Until SMART authorization protects it, the API answers loopback clients
-// only (LoopbackOnly).
+// Access: the gateway guards the API with a SMART backend-services token
+// carrying system/ClinicRecord.write (see Register).
 package ingestapi
 
 import (
@@ -58,15 +58,20 @@ const (
 
 // Register mounts the internal API on g, the group at the API's prefix
 // (conventionally e.Group("/internal/v1")): POST {g}/records and
-// GET {g}/schema. It installs the group's error renderer and the loopback
-// restriction as group middleware.
-func Register(g *echo.Group, svc *ingest.Service, schema []byte) {
-	register(g, svc, schema, MaxBody)
+// GET {g}/schema. It installs the group's error renderer and guard, the
+// access check every request passes first: the gateway passes the SMART
+// check for a backend token with system/ClinicRecord.write
+// (fhir.RequireScope). There is no default: a nil guard is refused.
+func Register(g *echo.Group, svc *ingest.Service, schema []byte, guard echo.MiddlewareFunc) {
+	register(g, svc, schema, MaxBody, guard)
 }
 
-func register(g *echo.Group, svc *ingest.Service, schema []byte, limit int64) {
+func register(g *echo.Group, svc *ingest.Service, schema []byte, limit int64, guard echo.MiddlewareFunc) {
+	if guard == nil {
+		panic("ingestapi: Register needs an access guard")
+	}
 	h := &handler{svc: svc, schema: schema, limit: limit}
-	g.Use(RenderErrors, LoopbackOnly)
+	g.Use(RenderErrors, guard)
 	g.POST("/records", h.postRecords)
 	g.GET("/schema", h.getSchema)
 }

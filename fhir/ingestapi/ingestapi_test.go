@@ -43,7 +43,7 @@ func newTestAPI(t *testing.T, limit int64) *testAPI {
 	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
 	svc := ingest.New(st, m, search.Extract, fixedClock{})
 	e := echo.New()
-	register(e.Group("/internal/v1"), svc, clinic.Schema(), limit)
+	register(e.Group("/internal/v1"), svc, clinic.Schema(), limit, LoopbackOnly)
 	return &testAPI{e: e, st: st}
 }
 

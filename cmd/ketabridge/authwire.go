@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/memory"
+)
+
+// ingestScope is the SMART scope the internal ingest API requires: a backend
+// client's token with system/ClinicRecord.write (or .c / .cruds).
+const ingestScope = "system/ClinicRecord.write"
+
+// authState is the SMART side of a running gateway: the authorization server
+// and the token verifier the FHIR and ingest APIs check every request with.
+type authState struct {
+	server *auth.Server
+	tokens *auth.Tokens
+	eph    store.Ephemeral
+}
+
+// openAuth loads (or on first start generates) the signing keys and the
+// revocation set from the durable store and builds the authorization server.
+func (a *app) openAuth(ctx context.Context) (*authState, error) {
+	if a.auth != nil {
+		return a.auth, nil
+	}
+	as, ok := a.store.(store.AuthStore)
+	if !ok {
+		return nil, fmt.Errorf("the store does not keep auth state")
+	}
+	clock := store.SystemClock{}
+	keys, err := auth.LoadKeySet(ctx, as, clock)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	revs, err := auth.NewRevocations(ctx, as, clock)
+	if err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	eph := memory.NewEphemeral(clock)
+	srv := auth.New(auth.Options{
+		BaseURL:       a.cfg.BaseURL,
+		Store:         as,
+		Ephemeral:     eph,
+		Keys:          keys,
+		Patients:      newPatientDirectory(a.store),
+		Clock:         clock,
+		Logger:        a.log,
+		SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
+	})
+	srv.Tokens().SetRevocations(revs)
+	a.auth = &authState{server: srv, tokens: srv.Tokens(), eph: eph}
+	return a.auth, nil
+}
+
+// fhirCORS is the FHIR API's CORS policy (SMART.md R54): the CapabilityStatement
+// and the SMART configuration are open to any origin; everything else only to
+// origins a registered client lists. Preflights (OPTIONS) are answered here,
+// before routing, allowing the Authorization and Content-Type headers.
+func fhirCORS(st store.AuthStore) echo.MiddlewareFunc {
+	origins := &originCache{st: st, ttl: 10 * time.Second}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if !strings.HasPrefix(r.URL.Path, "/fhir/") && r.URL.Path != "/fhir" {
+				return next(c)
+			}
+			origin := r.Header.Get("Origin")
+			if origin == "" {
+				return next(c)
+			}
+			h := c.Response().Header()
+			h.Add("Vary", "Origin")
+			open := r.URL.Path == "/fhir/metadata" || strings.HasPrefix(r.URL.Path, "/fhir/.well-known/")
+			allowed := open
+			if !allowed {
+				ok, err := origins.allowed(r.Context(), origin)
+				if err != nil {
+					return err // fail closed: no CORS headers, the error renders
+				}
+				allowed = ok
+			}
+			if allowed {
+				if open {
+					h.Set("Access-Control-Allow-Origin", "*")
+				} else {
+					h.Set("Access-Control-Allow-Origin", origin)
+				}
+				h.Set("Access-Control-Expose-Headers", "ETag, Last-Modified, Location, Content-Location, WWW-Authenticate")
+			}
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				if allowed {
+					h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+					h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Prefer, If-None-Match")
+					h.Set("Access-Control-Max-Age", "600")
+				}
+				return c.NoContent(http.StatusNoContent)
+			}
+			return next(c)
+		}
+	}
+}
+
+// originCache remembers the registered client origins for a short time, so a
+// browser app's requests do not each list the client registry.
+type originCache struct {
+	st  store.AuthStore
+	ttl time.Duration
+
+	mu      sync.Mutex
+	at      time.Time
+	origins []string
+}
+
+func (o *originCache) allowed(ctx context.Context, origin string) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.at.IsZero() || time.Since(o.at) > o.ttl {
+		clients, err := o.st.ListClients(ctx)
+		if err != nil {
+			return false, err
+		}
+		o.origins = o.origins[:0]
+		for _, cl := range clients {
+			o.origins = append(o.origins, cl.Origins...)
+		}
+		o.at = time.Now()
+	}
+	return slices.Contains(o.origins, origin), nil
+}
