@@ -37,7 +37,7 @@ func cmdToken(ctx context.Context, args []string, e env) error {
 	keyFile := cf.fs.String("key", "", "PEM private key (PKCS#8 or PKCS#1 RSA, or EC P-384) of the client")
 	kid := cf.fs.String("kid", "", "key id registered in the client's JWKS (default: the key's RFC 7638 thumbprint)")
 	scope := cf.fs.String("scope", "system/*.rs", "scopes to request")
-	tokenURL := cf.fs.String("token-url", "", "token endpoint (default: {base-url}/auth/token)")
+	tokenURL := cf.fs.String("token-url", "", "where to POST (default: {base-url}/auth/token); the assertion's aud is always {base-url}/auth/token, the URL the server advertises, so set --base-url to the server's")
 	cfg, err := cf.parse(args, e.getenv)
 	if err != nil {
 		return err
