@@ -18,10 +18,10 @@ import (
 type writeStmts struct {
 	getSource, insSource, updSource *dstmt
 	getRes, insRes, updRes, setSrc  *dstmt
-	insHist                         *dstmt
 	getPID, insPID                  *dstmt
 	maxRID, maxHID                  *dstmt
-	insIdx, delIdx                  [numKinds]*dstmt
+	delIdx                          [numKinds]*dstmt
+	multi                           map[multiKey]*dstmt // multi-row inserts, prepared on first use
 	all                             []*dstmt
 }
 
@@ -36,15 +36,6 @@ var indexTables = [numKinds]string{
 	store.KindReference: "idx_ref",
 	store.KindNumber:    "idx_number",
 	store.KindQuantity:  "idx_quantity",
-}
-
-var indexInserts = [numKinds]string{
-	store.KindToken:     `INSERT OR IGNORE INTO idx_token (pid, code, system, rid) VALUES (?, ?, ?, ?)`,
-	store.KindString:    `INSERT OR IGNORE INTO idx_string (pid, value, rid) VALUES (?, ?, ?)`,
-	store.KindDate:      `INSERT OR IGNORE INTO idx_date (pid, lo, hi, rid) VALUES (?, ?, ?, ?)`,
-	store.KindReference: `INSERT OR IGNORE INTO idx_ref (pid, target, rid) VALUES (?, ?, ?)`,
-	store.KindNumber:    `INSERT OR IGNORE INTO idx_number (pid, num, rid) VALUES (?, ?, ?)`,
-	store.KindQuantity:  `INSERT OR IGNORE INTO idx_quantity (pid, num, system, code, rid) VALUES (?, ?, ?, ?, ?)`,
 }
 
 func prepareWrite(ctx context.Context, c dconn) (*writeStmts, error) {
@@ -72,13 +63,11 @@ func prepareWrite(ctx context.Context, c dconn) (*writeStmts, error) {
 VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	ws.updRes = prep(`UPDATE resources SET version = ?, hid = ?, last_updated = ?, deleted = ?, patient = ?, hash = ?, src = ? WHERE rid = ?`)
 	ws.setSrc = prep(`UPDATE resources SET src = ? WHERE rid = ?`)
-	ws.insHist = prep(`INSERT INTO history (hid, rid, version, last_updated, deleted, patient, body) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	ws.getPID = prep(`SELECT pid FROM params WHERE type = ? AND name = ?`)
 	ws.insPID = prep(`INSERT INTO params (type, name) VALUES (?, ?) RETURNING pid`)
 	ws.maxRID = prep(`SELECT coalesce(max(rid), 0) FROM resources`)
 	ws.maxHID = prep(`SELECT coalesce(max(hid), 0) FROM history`)
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
-		ws.insIdx[k] = prep(indexInserts[k])
 		ws.delIdx[k] = prep(`DELETE FROM ` + indexTables[k] + ` WHERE rid = ?`)
 	}
 	if firstErr != nil {
@@ -210,6 +199,12 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		}
 		results[i] = res
 	}
+	if err := a.flush(); err != nil {
+		if !safe {
+			return rollback(&retrySafe{err})
+		}
+		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
+	}
 	if err := c.exec(bg, "COMMIT"); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: commit: %w", err))
 	}
@@ -239,6 +234,7 @@ type applier struct {
 	lastRID int64
 	lastHID int64
 	newPIDs map[paramKey]int64 // created in this transaction
+	buf     rowBuf             // index and history rows awaiting a flush
 }
 
 // curRes is a resource's current row as the writer sees it.
@@ -309,7 +305,11 @@ func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
 		return store.WriteResult{}, &fatalError{err}
 	}
 	res, err := a.writeRecord(rec, existing, srid, oldKeys, preps)
+	if err == nil {
+		err = a.flush() // the record's rows land inside its savepoint
+	}
 	if err != nil {
+		a.buf.reset()
 		if rerr := a.c.exec(a.ctx, "ROLLBACK TO rec"); rerr != nil {
 			return store.WriteResult{}, &fatalError{rerr}
 		}
@@ -481,11 +481,11 @@ func (a *applier) writeResource(rw *store.ResourceWrite, srid int64, p *prepared
 	}
 	if n == 1 { // created
 		a.lastRID, a.lastHID = rid, hid
-		if _, err := a.ws.insHist.exec(a.ctx, hid, rid, int64(1), a.ms, false, patient, p.stamped); err != nil {
+		if err := a.bufferHistory(histRow{hid: hid, rid: rid, version: 1, patient: patient, body: p.stamped}); err != nil {
 			return rr, err
 		}
-		if err := a.insertIndex(rw, rid, p.pids); err != nil {
-			return rr, err
+		if err := a.bufferIndex(rw, rid, p.pids); err != nil {
+			return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
 		}
 		if failAfterWrite != nil {
 			if err := failAfterWrite(rw.Type, rw.ID); err != nil {
@@ -523,11 +523,11 @@ func (a *applier) writeResource(rw *store.ResourceWrite, srid int64, p *prepared
 	if err := a.deleteIndex(cur.rid); err != nil {
 		return rr, err
 	}
-	if _, err := a.ws.insHist.exec(a.ctx, hid, cur.rid, version, a.ms, false, patient, body); err != nil {
+	if err := a.bufferHistory(histRow{hid: hid, rid: cur.rid, version: version, patient: patient, body: body}); err != nil {
 		return rr, err
 	}
-	if err := a.insertIndex(rw, cur.rid, p.pids); err != nil {
-		return rr, err
+	if err := a.bufferIndex(rw, cur.rid, p.pids); err != nil {
+		return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
 	}
 	rr.Version, rr.Outcome = version, store.Updated
 	if cur.deleted {
@@ -536,34 +536,12 @@ func (a *applier) writeResource(rw *store.ResourceWrite, srid int64, p *prepared
 	return rr, nil
 }
 
-func (a *applier) insertIndex(rw *store.ResourceWrite, rid int64, pids []int64) error {
-	for j := range rw.Index {
-		row := &rw.Index[j]
-		st := a.ws.insIdx[row.Kind]
-		pid := pids[j]
-		var err error
-		switch row.Kind {
-		case store.KindToken:
-			_, err = st.exec(a.ctx, pid, row.Code, row.System, rid)
-		case store.KindString:
-			_, err = st.exec(a.ctx, pid, store.NormalizeString(row.Value), rid)
-		case store.KindDate:
-			_, err = st.exec(a.ctx, pid, row.Lo, row.Hi, rid)
-		case store.KindReference:
-			_, err = st.exec(a.ctx, pid, row.Value, rid)
-		case store.KindNumber:
-			_, err = st.exec(a.ctx, pid, row.Num, rid)
-		case store.KindQuantity:
-			_, err = st.exec(a.ctx, pid, row.Num, row.System, row.Code, rid)
-		}
-		if err != nil {
-			return fmt.Errorf("%s/%s: index %s: %w", rw.Type, rw.ID, row.Param, err)
-		}
-	}
-	return nil
-}
-
+// deleteIndex deletes rid's index rows, flushing the buffer first (it may
+// hold some of them).
 func (a *applier) deleteIndex(rid int64) error {
+	if err := a.flush(); err != nil {
+		return err
+	}
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
 		if _, err := a.ws.delIdx[k].exec(a.ctx, rid); err != nil {
 			return err
@@ -587,7 +565,7 @@ func (a *applier) deleteResource(typ, id string, srid int64) (store.ResourceResu
 	if _, err := a.ws.updRes.exec(a.ctx, version, hid, a.ms, true, patient, nil, srid, cur.rid); err != nil {
 		return store.ResourceResult{}, false, err
 	}
-	if _, err := a.ws.insHist.exec(a.ctx, hid, cur.rid, version, a.ms, true, patient, nil); err != nil {
+	if err := a.bufferHistory(histRow{hid: hid, rid: cur.rid, version: version, deleted: true, patient: patient}); err != nil {
 		return store.ResourceResult{}, false, err
 	}
 	if err := a.deleteIndex(cur.rid); err != nil {

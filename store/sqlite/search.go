@@ -171,28 +171,47 @@ func loadBodies(ctx context.Context, tx *sql.Tx, out []store.Resource, hids []in
 	return nil
 }
 
-// dbStmt returns the reader pool's prepared statement for text (prepared
-// once per reader connection), or nil when the cache of statement shapes is
-// full.
-func (s *Store) dbStmt(ctx context.Context, text string) (*sql.Stmt, error) {
+// dbStmt returns the reader pool's prepared statement for text, or nil when
+// it is not prepared yet. It never waits for a connection: a caller may hold
+// a pooled connection (a read transaction) while it asks, and preparing on
+// the pool then would wait for a connection that callers like it hold - with
+// as many concurrent readers as pool slots, forever. A miss starts one
+// background prepare (it waits for a free connection holding no lock); the
+// caller meanwhile prepares on its own transaction or queries the pool.
+func (s *Store) dbStmt(_ context.Context, text string) (*sql.Stmt, error) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	st, ok := s.qcache[text]
-	if !ok && len(s.qcache) < 512 {
-		var err error
-		if st, err = s.rdb.PrepareContext(ctx, text); err != nil {
-			return nil, fmt.Errorf("store: sqlite: prepare: %w", err)
-		}
-		s.qcache[text] = st
+	if st, ok := s.qcache[text]; ok {
+		return st, nil
 	}
-	return st, nil
+	if len(s.qcache)+len(s.qpending) < 512 && !s.qpending[text] {
+		s.qpending[text] = true
+		go s.prepareShared(text)
+	}
+	return nil, nil
 }
 
-// stmt returns a statement for text bound to tx, prepared once per reader
-// connection through a small cache of search shapes.
+// prepareShared prepares text on the reader pool and adds it to the cache.
+func (s *Store) prepareShared(text string) {
+	st, err := s.rdb.PrepareContext(context.Background(), text)
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	delete(s.qpending, text)
+	if err != nil {
+		return // the callers prepare on their own connections and report errors
+	}
+	if s.closed.Load() {
+		st.Close()
+		return
+	}
+	s.qcache[text] = st
+}
+
+// stmt returns a statement for text bound to tx: the shared prepared one
+// when cached, otherwise prepared on tx itself (closed with the tx).
 func (s *Store) stmt(ctx context.Context, tx *sql.Tx, text string) (*sql.Stmt, error) {
 	st, err := s.dbStmt(ctx, text)
 	if err != nil {
