@@ -23,7 +23,7 @@ func TestSearch(t *testing.T) {
 	env := newEnv(t, allowAll)
 
 	t.Run("paging links", func(t *testing.T) {
-		w := env.do("GET", "/fhir/Observation?code=http://loinc.org|8867-4&patient=Patient/p1&_count=10&_offset=10", "")
+		w := env.do("GET", "/fhir/Observation?code=http://loinc.org|8867-4&patient=Patient/p1&_count=10&_offset=10&_total=accurate", "")
 		if w.Code != 200 {
 			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}
@@ -40,7 +40,7 @@ func TestSearch(t *testing.T) {
 			t.Errorf("fullUrl = %v", get(m, "entry", 0, "fullUrl"))
 		}
 		want := func(off string) string {
-			return testBase + "/Observation?_count=10&_offset=" + off + "&code=http%3A%2F%2Floinc.org%7C8867-4&patient=Patient%2Fp1"
+			return testBase + "/Observation?_count=10&_offset=" + off + "&_total=accurate&code=http%3A%2F%2Floinc.org%7C8867-4&patient=Patient%2Fp1"
 		}
 		for rel, off := range map[string]string{"self": "10", "first": "0", "previous": "0", "next": "20"} {
 			if got := linkURL(m, rel); got != want(off) {
@@ -112,6 +112,16 @@ func TestSearch(t *testing.T) {
 		m := parseFHIR(t, env.do("GET", "/fhir/Observation?patient=Patient/p1&_total=none", "").Body.Bytes())
 		if _, ok := m["total"]; ok {
 			t.Errorf("total present with _total=none")
+		}
+	})
+
+	t.Run("no total unless asked while more pages exist", func(t *testing.T) {
+		m := parseFHIR(t, env.do("GET", "/fhir/Observation?patient=Patient/p1&_count=1", "").Body.Bytes())
+		if _, ok := m["total"]; ok {
+			t.Errorf("total = %v without _total", m["total"])
+		}
+		if linkURL(m, "next") == "" {
+			t.Error("no next link")
 		}
 	})
 

@@ -186,7 +186,9 @@ type Sort struct {
 	Desc  bool
 }
 
-// Query is a typed search: every Clause must match (AND).
+// Query is a typed search: every Clause must match (AND). Without Sort, and
+// after the Sort keys, matches come in insertion order (the order resources
+// were first stored): stable, so Offset paging neither skips nor repeats.
 type Query struct {
 	Type    string
 	Clauses []Clause

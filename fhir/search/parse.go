@@ -81,7 +81,11 @@ func Parse(resourceType string, values url.Values, lenient bool) (*Request, erro
 	if ps == nil {
 		return nil, &Error{Message: "resource type is not searchable"}
 	}
-	req := &Request{Query: store.Query{Type: resourceType, Count: DefaultCount, Total: true}}
+	// Bundle.total is optional in a searchset (bundle.html); counting every
+	// match costs a second pass, so it is computed only for _total=accurate
+	// or estimate (the store still reports it for free when every match
+	// fits on the page).
+	req := &Request{Query: store.Query{Type: resourceType, Count: DefaultCount}}
 	keys := make([]string, 0, len(values))
 	for k := range values {
 		keys = append(keys, k)

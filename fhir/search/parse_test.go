@@ -253,7 +253,7 @@ func TestErrorDoesNotEchoValues(t *testing.T) {
 
 func TestParseResultParams(t *testing.T) {
 	base := func() *Request {
-		return &Request{Query: store.Query{Type: "Observation", Count: DefaultCount, Total: true}}
+		return &Request{Query: store.Query{Type: "Observation", Count: DefaultCount}}
 	}
 	tests := []struct {
 		name    string
@@ -274,12 +274,12 @@ func TestParseResultParams(t *testing.T) {
 		}},
 		{"_count=0 is count only", "_count=0", false, func() *Request {
 			r := base()
-			r.Query.Count, r.Query.CountOnly, r.Summary = 0, true, "count"
+			r.Query.Count, r.Query.CountOnly, r.Query.Total, r.Summary = 0, true, true, "count"
 			return r
 		}},
 		{"_summary=count", "_summary=count&_total=none", false, func() *Request {
 			r := base()
-			r.Query.CountOnly, r.Summary, r.TotalMode = true, "count", "none"
+			r.Query.CountOnly, r.Query.Total, r.Summary, r.TotalMode = true, true, "count", "none"
 			return r
 		}},
 		{"_summary=false", "_summary=false", false, base},
@@ -290,7 +290,7 @@ func TestParseResultParams(t *testing.T) {
 		}},
 		{"_total=estimate", "_total=estimate", false, func() *Request {
 			r := base()
-			r.TotalMode = "estimate"
+			r.Query.Total, r.TotalMode = true, "estimate"
 			return r
 		}},
 		{"_sort", "_sort=-date,_id,status,-_lastUpdated", false, func() *Request {

@@ -32,8 +32,9 @@ import (
 //
 // Order: the Sort keys (a parameter sorts by the lowest of a resource's values
 // ascending and the highest descending, resources without a value last; date
-// ascending by range start, descending by range end), then the id. Without
-// Sort the order is by id. Count <= 0 returns every match from Offset.
+// ascending by range start, descending by range end), then insertion order.
+// Without Sort the order is insertion order (stable across pages).
+// Count <= 0 returns every match from Offset.
 func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
 	res := store.SearchResult{Total: -1}
 	if q.Type == "" {
@@ -607,7 +608,10 @@ func (s *Store) compileOrder(ctx context.Context, tx *sql.Tx, q *store.Query) (s
 		hasID = hasID || so.Param == store.ParamID
 	}
 	if !hasID {
-		parts = append(parts, "r.id")
+		// Insertion order (the rowid): stable for paging, and the order in
+		// which a driver's index range yields candidates, so SQLite walks
+		// them and stops at the page end instead of probing and sorting all.
+		parts = append(parts, "r.rid")
 	}
 	return strings.Join(parts, ", "), args, nil
 }

@@ -104,6 +104,40 @@ func missing(param string, kind store.IndexKind, m bool) store.Clause {
 	return store.Clause{Param: param, Kind: kind, Missing: &m}
 }
 
+// testInsertionOrder: without Sort, matches come in the order resources were
+// first stored - not id order - and paging with Offset follows it; an update
+// keeps a resource's place.
+func testInsertionOrder(t *testing.T, newStore NewStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	for _, id := range []string{"zz", "aa", "mm"} {
+		apply(t, s, Rec("session", id, "h-"+id, Res("Observation", id, "p1", `,"status":"final"`,
+			Ref("patient", "Patient/p1"))))
+	}
+	apply(t, s, Rec("session", "zz", "h-zz2", Res("Observation", "zz", "p1", `,"status":"amended"`,
+		Ref("patient", "Patient/p1"))))
+	for _, q := range []store.Query{
+		{Type: "Observation"},
+		{Type: "Observation", Clauses: []store.Clause{{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}}},
+		{Type: "Observation", Patients: []string{"p1"}},
+	} {
+		got, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStrings(t, "default order", ids(got.Resources), []string{"zz", "aa", "mm"})
+	}
+	var paged []string
+	for off := 0; off < 3; off++ {
+		got, err := s.Search(ctx, store.Query{Type: "Observation", Count: 1, Offset: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, ids(got.Resources)...)
+	}
+	wantStrings(t, "paged", paged, []string{"zz", "aa", "mm"})
+}
+
 func testSearch(t *testing.T, newStore NewStoreFunc) {
 	ctx := context.Background()
 	clock := NewFakeClock(T0)
@@ -215,7 +249,7 @@ func testSearch(t *testing.T, newStore NewStoreFunc) {
 			sort []store.Sort
 			want []string
 		}{
-			{"default by id", nil, []string{"o1", "o2", "o3", "o4", "o5"}},
+			{"default in insertion order", nil, []string{"o1", "o2", "o3", "o4", "o5"}},
 			{"_id desc", []store.Sort{{Param: store.ParamID, Desc: true}}, []string{"o5", "o4", "o3", "o2", "o1"}},
 			{"_lastUpdated desc then id", []store.Sort{{Param: store.ParamLastUpdated, Desc: true}}, []string{"o3", "o4", "o5", "o1", "o2"}},
 			{"_lastUpdated asc", []store.Sort{{Param: store.ParamLastUpdated}}, []string{"o1", "o2", "o3", "o4", "o5"}},
@@ -226,7 +260,7 @@ func testSearch(t *testing.T, newStore NewStoreFunc) {
 			{"token by lowest code", []store.Sort{{Param: "code", Kind: tok}}, []string{"o1", "o3", "o4", "o2", "o5"}},
 			{"token desc by highest code", []store.Sort{{Param: "code", Kind: tok, Desc: true}}, []string{"o4", "o5", "o2", "o1", "o3"}},
 			{"two keys", []store.Sort{{Param: "status", Kind: tok}, {Param: "date", Kind: date, Desc: true}}, []string{"o5", "o4", "o3", "o1", "o2"}},
-			{"unknown param keeps id order", []store.Sort{{Param: "nothing", Kind: str}}, []string{"o1", "o2", "o3", "o4", "o5"}},
+			{"unknown param keeps insertion order", []store.Sort{{Param: "nothing", Kind: str}}, []string{"o1", "o2", "o3", "o4", "o5"}},
 			{"reference", []store.Sort{{Param: "patient", Kind: ref, Desc: true}}, []string{"o4", "o3", "o1", "o2", "o5"}},
 			{"quantity", []store.Sort{{Param: "value-quantity", Kind: qty}}, []string{"o1", "o2", "o4", "o3", "o5"}},
 		} {
