@@ -25,8 +25,12 @@ race:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ketabridge
 
+# bench: ingest throughput and read/search latency over HTTP with real tokens
+# (ketabridge bench), then the cost of token verification on a read
+# (unauthenticated vs SMART-authorized read through the same handler).
 bench:
 	$(GO) run ./cmd/ketabridge bench
+	$(GO) test -run '^$$' -bench 'BenchmarkRead$$|BenchmarkReadSMART$$|BenchmarkVerify' -benchmem ./fhir ./auth
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m $(PKGS)
