@@ -3,8 +3,8 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 )
@@ -80,21 +80,9 @@ func infoFor(t reflect.Type) *typeInfo {
 	return actual.(*typeInfo)
 }
 
-// choiceSuffixes maps the capitalised FHIR type name ending a choice
-// alternative (formats.html#choice) to the FHIR type; longest first.
-var choiceSuffixes = func() []string {
-	s := []string{
-		"Base64Binary", "Boolean", "Canonical", "Code", "Date", "DateTime", "Decimal", "Id", "Instant",
-		"Integer", "Markdown", "Oid", "PositiveInt", "String", "Time", "UnsignedInt", "Uri", "Url", "Uuid",
-		"Address", "Age", "Annotation", "Attachment", "CodeableConcept", "Coding", "ContactPoint", "Count",
-		"Distance", "Duration", "HumanName", "Identifier", "Money", "Period", "Quantity", "Range", "Ratio",
-		"Reference", "SampledData", "Signature", "Timing", "ContactDetail", "Contributor",
-		"DataRequirement", "Expression", "ParameterDefinition", "RelatedArtifact", "TriggerDefinition",
-		"UsageContext", "Dosage", "Meta",
-	}
-	sort.Slice(s, func(i, j int) bool { return len(s[i]) > len(s[j]) })
-	return s
-}()
+// choiceSuffixes are the capitalised FHIR type names ending a choice
+// alternative (formats.html#choice), longest first: the emit path's list.
+var choiceSuffixes = fhirjson.ChoiceTypeSuffixes
 
 func splitChoice(name string) (prefix, suffix string) {
 	for _, s := range choiceSuffixes {

@@ -196,10 +196,11 @@ func reachesGroups(t reflect.Type, seen map[reflect.Type]bool) bool {
 	return false
 }
 
-// fhirTypeSuffixes are the FHIR R4 type names as they appear capitalised at
+// ChoiceTypeSuffixes are the FHIR R4 type names as they appear capitalised at
 // the end of a choice element's JSON name (formats.html#choice), longest first
 // so that "valueDateTime" splits as value + DateTime, not valueDate + Time.
-var fhirTypeSuffixes = func() []string {
+// The validator in package conformance splits choice names with the same list.
+var ChoiceTypeSuffixes = func() []string {
 	s := []string{
 		"Base64Binary", "Boolean", "Canonical", "Code", "Date", "DateTime", "Decimal", "Id", "Instant",
 		"Integer", "Markdown", "Oid", "PositiveInt", "String", "Time", "UnsignedInt", "Uri", "Url", "Uuid",
@@ -217,7 +218,7 @@ var fhirTypeSuffixes = func() []string {
 // ("medication" for "medicationCodeableConcept") or "" if name does not end in
 // a FHIR type name.
 func choicePrefix(name string) string {
-	for _, s := range fhirTypeSuffixes {
+	for _, s := range ChoiceTypeSuffixes {
 		if len(name) > len(s) && strings.HasSuffix(name, s) {
 			return name[:len(name)-len(s)]
 		}
