@@ -393,12 +393,7 @@ func scopeCovers(a, b Scope) bool {
 	if a.Context != b.Context || (a.ResourceType != "*" && a.ResourceType != b.ResourceType) || !a.Perms.Has(b.Perms) {
 		return false
 	}
-	for _, f := range a.Filters {
-		if !slices.Contains(b.Filters, f) {
-			return false
-		}
-	}
-	return true
+	return filtersCover(a.Filters, b.Filters)
 }
 
 // intersectScopes is the scope allowing what both a and b allow, when that

@@ -81,8 +81,9 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 		}
 		var want []string
 		seen := map[string]bool{}
+		granted, _ := ParseGrant(g.Scope)
 		for _, x := range strings.Fields(s) {
-			if !have[x] {
+			if !have[x] && !coveredByGrant(granted, x) {
 				return nil, ErrInvalidScope.WithDescription("the requested scope exceeds the original grant")
 			}
 			if !seen[x] {
@@ -132,4 +133,24 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 		AccessToken: access, TokenType: "Bearer", ExpiresIn: t.expiresIn(exp), Scope: scope,
 		RefreshToken: next, Patient: g.Patient, Encounter: g.Encounter, SmartStyleURL: t.styleURL(),
 	}, nil
+}
+
+// coveredByGrant reports whether the resource scope x asks for nothing the
+// granted resource scopes do not already allow (patient/Patient.rs under
+// patient/*.rs): a narrower scope on refresh (RFC 6749 §6). Unparseable and
+// non-resource scopes are covered only by being granted verbatim.
+func coveredByGrant(g Grant, x string) bool {
+	if !IsResourceScope(x) {
+		return false
+	}
+	want, err := ParseScope(x)
+	if err != nil {
+		return false
+	}
+	for _, have := range g.Resource {
+		if scopeCovers(have, want) {
+			return true
+		}
+	}
+	return false
 }

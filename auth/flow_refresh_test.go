@@ -74,6 +74,18 @@ func TestRefreshGrant(t *testing.T) {
 		}
 	})
 
+	t.Run("semantically narrower scope (RFC 6749 §6)", func(t *testing.T) {
+		env := newTDEnv(t)
+		first := start(t, env, AuthCode{})
+		// patient/Patient.r and a granular Observation scope both lie within
+		// the granted patient/*.rs.
+		want := "patient/Patient.r patient/Observation.rs?category=vital-signs offline_access"
+		r := refresh(env, first.str("refresh_token"), url.Values{"scope": {want}})
+		if r.status != 200 || r.str("scope") != want {
+			t.Fatalf("%d %s", r.status, r.raw)
+		}
+	})
+
 	t.Run("public client may send its own client_id (R32)", func(t *testing.T) {
 		env := newTDEnv(t)
 		first := start(t, env, AuthCode{})
@@ -114,6 +126,8 @@ func TestRefreshGrant(t *testing.T) {
 		}, status: 400, code: "invalid_grant"},
 		{name: "N22 wider scope", extra: url.Values{"scope": {"patient/*.rs patient/*.cruds"}}, status: 400, code: "invalid_scope"},
 		{name: "N22 user scope", extra: url.Values{"scope": {"user/*.rs"}}, status: 400, code: "invalid_scope"},
+		{name: "N22 more permissions on one type", extra: url.Values{"scope": {"patient/Observation.rsd"}}, status: 400, code: "invalid_scope"},
+		{name: "N22 launch scope not granted", extra: url.Values{"scope": {"launch"}}, status: 400, code: "invalid_scope"},
 		{name: "N23 client B uses A's token", extra: url.Values{"client_id": {"pub2"}}, status: 400, code: "invalid_grant"},
 		{name: "N23 confidential client omits its secret", ac: AuthCode{ClientID: "conf"}, status: 401, code: "invalid_client"},
 		{name: "N23 confidential token with another client's secret", ac: AuthCode{ClientID: "conf"},
