@@ -96,3 +96,16 @@ func TestDecideUnknownInteraction(t *testing.T) {
 		t.Fatal("an unknown interaction was allowed")
 	}
 }
+
+// BenchmarkDecide is the per-request access decision (a pure function over the
+// token's already-parsed scopes).
+func BenchmarkDecide(b *testing.B) {
+	g, _ := ParseGrant("launch/patient openid fhirUser patient/Observation.rs?category=vital-signs patient/Observation.rs?category=survey patient/Patient.rs patient/Encounter.rs")
+	p := Principal{ClientID: "app", Grant: g, Patient: "p1"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := Decide(p, "Observation", InteractionSearch); !d.Allowed {
+			b.Fatal("denied")
+		}
+	}
+}

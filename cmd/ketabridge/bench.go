@@ -3,52 +3,194 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/store"
 )
 
-// cmdBench synthesises patients into a temporary SQLite store, reports the
-// ingest throughput, then measures read-by-id and search latency over HTTP
-// on loopback with concurrent clients. Every loop is bounded by a request
-// count and a time limit.
+// Bench defaults (issue 4): ~1,000,000 resources from 1,100 synthetic
+// patients, 32 connections, 10 s per scenario; --small is a smoke run.
+const (
+	benchPatients      = 1100
+	benchSmallPatients = 20
+	benchDuration      = 10 * time.Second
+	benchSmallDuration = 3 * time.Second
+	benchConnections   = 32
+	// benchHotSet is the number of ids read-hot (and the limit handler) cycle
+	// through.
+	benchHotSet = 16
+	// benchSample caps the ids read-uniform draws from: a uniform reservoir
+	// sample of every stored compartment resource, so the id list does not
+	// inflate the RSS being measured.
+	benchSample = 100_000
+	// benchEverythingSize is the compartment size $everything is measured on.
+	benchEverythingSize = 500
+)
+
+// cmdBench is `ketabridge bench` (issue 4): it synthesises a seeded data set
+// into a temporary SQLite store and reports the ingest throughput, then starts
+// the real gateway (a.newEcho) on loopback, obtains a real token through
+// client_credentials, and drives each scenario with vegeta at a fixed number
+// of connections for a fixed time. The gateway, SQLite and the load generator
+// share one process and the same cores. It prints one table, writes
+// results.json and one latency chart per scenario to --out, and appends the
+// dated rows to --docs.
 func cmdBench(ctx context.Context, args []string, e env) error {
 	cf := newFlagSet("bench")
-	patients := cf.fs.Int("patients", 200, "number of synthetic patients")
-	clients := cf.fs.Int("clients", 8, "concurrent HTTP clients")
-	requests := cf.fs.Int("requests", 2000, "requests per measured interaction")
-	limit := cf.fs.Duration("max-time", 60*time.Second, "time limit per measured interaction")
+	small := cf.fs.Bool("small", false, fmt.Sprintf("smoke run: %d patients, %s per scenario, no docs row unless --docs is given",
+		benchSmallPatients, benchSmallDuration))
+	patients := cf.fs.Int("patients", benchPatients, "number of synthetic patients (~860 resources each)")
+	seed := cf.fs.Int64("seed", 1, "random seed of the data set and of the request sequence")
+	duration := cf.fs.Duration("duration", benchDuration, "how long each scenario runs")
+	conns := cf.fs.Int("connections", benchConnections, "connections (and vegeta workers) per scenario")
+	out := cf.fs.String("out", "bench", "directory for results.json and the latency charts")
+	docs := cf.fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
 	cfg, err := cf.parse(args, e.getenv)
 	if err != nil {
 		return err
 	}
-	if *patients < 1 || *clients < 1 || *requests < 1 {
-		return &usageError{msg: "bench: --patients, --clients and --requests must be at least 1"}
+	set := map[string]bool{}
+	cf.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *small {
+		if !set["patients"] {
+			*patients = benchSmallPatients
+		}
+		if !set["duration"] {
+			*duration = benchSmallDuration
+		}
+		if !set["docs"] {
+			*docs = ""
+		}
+	}
+	if *patients < 1 || *conns < 1 || *duration <= 0 {
+		return &usageError{msg: "bench: --patients and --connections must be at least 1 and --duration positive"}
+	}
+	if *out == "" {
+		return &usageError{msg: "bench: --out must name a directory"}
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return &exitError{code: 1, msg: err.Error()}
 	}
 	log := newLogger(io.Discard, cfg.LogLevel)
-	a, raw, cleanup, err := tempApp(ctx, cfg, log, *patients, 1)
+	res := benchResults{
+		Machine: machineInfo(),
+		Run: benchRun{Patients: *patients, Seed: *seed, DurationS: duration.Seconds(), Connections: *conns,
+			Store: "sqlite", Load: "vegeta (in-process)", RSSScope: "process"},
+	}
+
+	// 1. Synthesise and ingest.
+	fmt.Fprintf(e.stderr, "bench: synthesising %d patients (seed %d)\n", *patients, *seed)
+	a, raw, cleanup, err := tempApp(ctx, cfg, log, *patients, *seed)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-
+	fmt.Fprintf(e.stderr, "bench: ingesting %d records\n", len(raw))
 	start := time.Now()
 	_, sum, err := a.ingest.Ingest(ctx, raw)
 	if err != nil {
 		return err
 	}
 	el := time.Since(start)
-	fmt.Fprintf(e.stdout, "ingest: %d records, %d resources in %s: %.0f resources/s (%d rejected)\n",
-		len(raw), sum.Resources, el.Round(time.Millisecond), float64(sum.Resources)/el.Seconds(), sum.Rejected)
+	res.Ingest = benchIngest{
+		ResourcesPerS: round1(float64(sum.Resources) / el.Seconds()),
+		Resources:     sum.Resources, Records: len(raw), Rejected: sum.Rejected,
+		Seconds: round3(el.Seconds()), PeakRSSMB: peakRSSMB(),
+	}
+	pids := patientIDs(raw)
+	if len(pids) == 0 {
+		return fmt.Errorf("bench: no patients generated")
+	}
+	// The records are no longer needed: release them so the serving phase's
+	// RSS is the gateway's, not the synthesiser's.
+	raw = nil
+	runtime.GC()
+	debug.FreeOSMemory()
 
+	// 2. Ids from the store: compartment sizes, a uniform sample of ids.
+	fmt.Fprintf(e.stderr, "bench: reading ids from the store\n")
+	ds, err := benchDatasetFrom(ctx, a.store, pids, *seed)
+	if err != nil {
+		return err
+	}
+	res.Run.Types = ds.types
+	res.Run.EverythingSize = ds.size
+
+	// 3. The gateway on loopback and a real token (client_credentials).
+	ec, err := a.newEcho(log)
+	if err != nil {
+		return err
+	}
+	srv := httptest.NewServer(ec)
+	defer srv.Close()
+	tok, err := a.toolToken(ctx, srv.Client(), srv.URL, "system/*.rs")
+	if err != nil {
+		return fmt.Errorf("bench: token: %w", err)
+	}
+	auth := http.Header{"Authorization": {"Bearer " + tok}, "Accept": {"application/fhir+json"}}
+
+	// The limit: the hot set's bytes, exactly as the gateway served them,
+	// from memory by a bare net/http handler on its own server, no auth.
+	hotBodies := make(map[string][]byte, len(ds.hot))
+	for _, p := range ds.hot {
+		b, status, err := httpGet(ctx, srv.Client(), srv.URL+p, "Authorization", "Bearer "+tok)
+		if err != nil || status != http.StatusOK {
+			return fmt.Errorf("bench: read %s: status %d: %v", p, status, err)
+		}
+		hotBodies[p] = b
+	}
+	limitSrv := httptest.NewServer(bareHandler(hotBodies))
+	defer limitSrv.Close()
+
+	scenarios := benchScenarios(ds, srv.URL, limitSrv.URL, auth, uint64(*seed))
+	for _, sc := range scenarios {
+		if err := sc.preflight(ctx, srv.Client()); err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+	}
+	if rssResettable() {
+		res.Run.RSSScope = "process, reset before each scenario"
+	}
+	for _, sc := range scenarios {
+		fmt.Fprintf(e.stderr, "bench: %s for %s\n", sc.name, *duration)
+		r, err := attackScenario(sc, *conns, *duration)
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		res.Scenarios = append(res.Scenarios, r)
+	}
+	res.finish()
+	res.Run.RSSEndAnonMB, res.Run.RSSEndFileMB = rssNowMB()
+
+	// 4. Report.
+	printBenchTable(e.stdout, &res)
+	if err := writeBenchOutputs(*out, &res); err != nil {
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	fmt.Fprintf(e.stdout, "wrote %s and %d latency charts\n", benchJoin(*out, "results.json"), len(res.Scenarios))
+	if *docs != "" {
+		if err := appendBenchDocs(*docs, *out, &res); err != nil {
+			return &exitError{code: 1, msg: err.Error()}
+		}
+		fmt.Fprintf(e.stdout, "appended the run to %s\n", *docs)
+	}
+	return nil
+}
+
+// patientIDs returns the FHIR ids of the Patient records in raw, in order.
+func patientIDs(raw []json.RawMessage) []string {
 	var pids []string
 	for _, r := range raw {
 		var h clinic.Header
@@ -56,101 +198,76 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 			pids = append(pids, mapping.ResourceID(clinic.KindPatient, h.ID))
 		}
 	}
-	if len(pids) == 0 {
-		return fmt.Errorf("bench: no patients generated")
-	}
-	ec, err := a.newEcho(log)
-	if err != nil {
-		return err
-	}
-	srv := httptest.NewServer(ec)
-	defer srv.Close()
-	client := srv.Client()
-	client.Transport.(*http.Transport).MaxIdleConnsPerHost = *clients
-	tok, err := a.toolToken(ctx, client, srv.URL, "system/*.rs")
-	if err != nil {
-		return fmt.Errorf("bench: token: %w", err)
-	}
+	return pids
+}
 
-	cases := []struct {
-		name string
-		path func(i int) string
-	}{
-		{"read Patient/{id}", func(i int) string { return "/fhir/Patient/" + pids[i%len(pids)] }},
-		{"search Observation?patient", func(i int) string {
-			return "/fhir/Observation?patient=" + pids[i%len(pids)] + "&_count=20"
-		}},
-		// The issue's search target: patient + code + date range, _count=50
-		// (heart rate, LOINC 8867-4, recorded at every vitals set).
-		{"search Obs?patient&code&date", func(i int) string {
-			return "/fhir/Observation?patient=" + pids[i%len(pids)] +
-				"&code=http://loinc.org|8867-4&date=ge2024-01-01&date=le2027-12-31&_count=50"
-		}},
-		{"search Encounter?patient&date", func(i int) string {
-			return "/fhir/Encounter?patient=" + pids[i%len(pids)] + "&date=ge2020-01-01"
-		}},
-		{"Patient/{id}/$everything", func(i int) string {
-			return "/fhir/Patient/" + pids[i%len(pids)] + "/$everything?_count=50"
-		}},
-	}
-	for _, c := range cases {
-		lat, errs, wall := measure(ctx, client, srv.URL, tok, c.path, *clients, *requests, *limit)
-		if len(lat) == 0 {
-			return fmt.Errorf("bench: %s: every request failed", c.name)
+// benchDataset is what the scenarios draw from, read back from the store.
+type benchDataset struct {
+	// patients are the Patient ids; maPatients those with at least one
+	// MedicationAdministration (search-include draws from them).
+	patients, maPatients []string
+	// sample is a uniform sample of every stored compartment resource, as
+	// "/fhir/Type/id"; hot its first benchHotSet entries.
+	sample, hot []string
+	// total is the number of compartment resources the sample is drawn from.
+	total int
+	// everything is the patient whose compartment size is closest to
+	// benchEverythingSize, and size that size.
+	everything string
+	size       int
+	types      []string
+}
+
+// benchDatasetFrom reads each patient's compartment back from the store
+// (Store.Everything) to size the compartments and draw a seeded uniform
+// reservoir sample of all their resource ids.
+func benchDatasetFrom(ctx context.Context, st store.Store, pids []string, seed int64) (*benchDataset, error) {
+	ds := &benchDataset{patients: pids}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x6b657461))
+	types := map[string]bool{}
+	best := -1
+	for _, pid := range pids {
+		rs, _, err := st.Everything(ctx, store.EverythingQuery{Patient: pid})
+		if err != nil {
+			return nil, fmt.Errorf("bench: everything %s: %w", pid, err)
 		}
-		fmt.Fprintf(e.stdout, "%-32s n=%d errors=%d  p50=%s p95=%s p99=%s  %.0f req/s\n", c.name, len(lat), errs,
-			pct(lat, 50), pct(lat, 95), pct(lat, 99), float64(len(lat))/wall.Seconds())
-	}
-	return nil
-}
-
-// measure runs n requests with the given concurrency (stopping at limit) and
-// returns the sorted latencies of the 200 answers and the error count.
-func measure(ctx context.Context, c *http.Client, base, token string, path func(int) string, clients, n int, limit time.Duration) ([]time.Duration, int, time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	var next atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errs int
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < clients; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				t := time.Now()
-				_, status, err := httpGet(ctx, c, base+path(i), "Authorization", "Bearer "+token)
-				d := time.Since(t)
-				mu.Lock()
-				if err != nil || status != http.StatusOK {
-					errs++
-				} else {
-					lat = append(lat, d)
-				}
-				mu.Unlock()
+		ma := false
+		for i := range rs {
+			r := &rs[i]
+			types[r.Type] = true
+			ma = ma || r.Type == "MedicationAdministration"
+			ds.total++
+			p := "/fhir/" + r.Type + "/" + r.ID
+			if len(ds.sample) < benchSample {
+				ds.sample = append(ds.sample, p)
+			} else if j := rng.IntN(ds.total); j < benchSample {
+				ds.sample[j] = p
 			}
-		}()
+		}
+		if ma {
+			ds.maPatients = append(ds.maPatients, pid)
+		}
+		if d := abs(len(rs) - benchEverythingSize); best < 0 || d < best {
+			best, ds.everything, ds.size = d, pid, len(rs)
+		}
 	}
-	wg.Wait()
-	wall := time.Since(start)
-	slices.Sort(lat)
-	return lat, errs, wall
+	if len(ds.sample) == 0 || len(ds.maPatients) == 0 {
+		return nil, fmt.Errorf("bench: the store holds no compartment resources or no MedicationAdministration")
+	}
+	// The reservoir's order follows the store's; shuffle so the hot set
+	// mixes types.
+	rng.Shuffle(len(ds.sample), func(i, j int) { ds.sample[i], ds.sample[j] = ds.sample[j], ds.sample[i] })
+	ds.hot = ds.sample[:min(benchHotSet, len(ds.sample))]
+	for t := range types {
+		ds.types = append(ds.types, t)
+	}
+	slices.Sort(ds.types)
+	return ds, nil
 }
 
-// pct returns the p-th percentile of sorted latencies (nearest rank).
-func pct(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
+func abs(n int) int {
+	if n < 0 {
+		return -n
 	}
-	i := (len(sorted)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	return sorted[i-1].Round(10 * time.Microsecond)
+	return n
 }

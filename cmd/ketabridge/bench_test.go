@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"io"
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,15 +52,114 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(float64(len(raw)), "records/op")
 }
 
-// TestBenchCommand runs the bench subcommand at a tiny size, so it stays
-// working.
+// TestBenchCommand runs `bench --small` with tiny durations and checks the
+// outputs: results.json with the six scenarios, each with requests served and
+// no errors, a chart per scenario, and the docs row appended after the
+// existing content.
 func TestBenchCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench")
 	}
-	code := run(context.Background(), []string{"bench", "--patients", "2", "--clients", "2", "--requests", "20"},
-		env{stdout: io.Discard, stderr: io.Discard, getenv: envOf(nil)})
+	out := t.TempDir()
+	docs := filepath.Join(t.TempDir(), "docs", "benchmarks.md")
+	const before = "# Benchmarks\n\nearlier rows\n"
+	if err := os.MkdirAll(filepath.Dir(docs), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(docs, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"bench", "--small", "--patients", "8", "--duration", "300ms",
+		"--out", out, "--docs", docs}, env{stdout: &stdout, stderr: &stderr, getenv: envOf(nil)})
 	if code != 0 {
-		t.Fatalf("bench exited %d", code)
+		t.Fatalf("bench exited %d: %s", code, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Machine   map[string]any `json:"machine"`
+		Ingest    map[string]any `json:"ingest"`
+		Scenarios []struct {
+			Name       string
+			RPS        float64  `json:"rps"`
+			P50        float64  `json:"p50_ms"`
+			P95        float64  `json:"p95_ms"`
+			P99        float64  `json:"p99_ms"`
+			Max        float64  `json:"max_ms"`
+			Errors     *int     `json:"errors"`
+			LimitRatio *float64 `json:"limit_ratio"`
+		} `json:"scenarios"`
+		PeakRSSMB *float64 `json:"peak_rss_mb"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if rps, _ := res.Ingest["resources_per_s"].(float64); rps <= 0 {
+		t.Errorf("ingest.resources_per_s = %v", res.Ingest["resources_per_s"])
+	}
+	if cores, _ := res.Machine["cores"].(float64); cores < 1 {
+		t.Errorf("machine.cores = %v", res.Machine["cores"])
+	}
+	if res.PeakRSSMB == nil {
+		t.Error("peak_rss_mb missing")
+	}
+	names := []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
+	if len(res.Scenarios) != len(names) {
+		t.Fatalf("got %d scenarios, want %d", len(res.Scenarios), len(names))
+	}
+	doc, err := os.ReadFile(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		t.Run(name, func(t *testing.T) {
+			s := res.Scenarios[i]
+			if s.Name != name {
+				t.Fatalf("scenario %d is %q, want %q", i, s.Name, name)
+			}
+			if s.RPS <= 0 || s.P50 <= 0 || s.P95 < s.P50 || s.Max < s.P99 || s.P99 < s.P95 {
+				t.Errorf("rps %v p50 %v p99 %v max %v", s.RPS, s.P50, s.P99, s.Max)
+			}
+			if s.Errors == nil || *s.Errors != 0 {
+				t.Errorf("errors = %v, want 0", s.Errors)
+			}
+			if s.LimitRatio == nil || *s.LimitRatio <= 0 {
+				t.Errorf("limit_ratio = %v", s.LimitRatio)
+			}
+			svg, err := os.ReadFile(filepath.Join(out, "latency-"+name+".svg"))
+			if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) {
+				t.Errorf("chart: %v, %.20q", err, svg)
+			}
+			if !strings.Contains(stdout.String(), name+"  ") {
+				t.Errorf("the table has no %s row:\n%s", name, stdout.String())
+			}
+			if !strings.Contains(string(doc), "| "+name+" |") || !strings.Contains(string(doc), "latency-"+name+".svg") {
+				t.Errorf("docs have no %s row", name)
+			}
+		})
+	}
+	if !strings.HasPrefix(string(doc), before) || !strings.Contains(string(doc), benchDocsSection) {
+		t.Errorf("docs lost their content or the section heading:\n%s", doc)
+	}
+}
+
+// TestThousands checks the docs' number format.
+func TestThousands(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		want string
+	}{
+		{"small", 7, "7"}, {"three digits", 999, "999"}, {"four digits", 1000, "1,000"},
+		{"million", 1234567, "1,234,567"}, {"negative", -12345, "-12,345"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := thousands(tc.n); got != tc.want {
+				t.Errorf("thousands(%d) = %q, want %q", tc.n, got, tc.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// benchScenario is one measured workload: the request paths it cycles
+// through against one server.
+type benchScenario struct {
+	name string
+	base string
+	hdr  http.Header
+	// path returns the i-th request's path and query.
+	path func(i uint64) string
+	// include asks preflight for at least one _include entry.
+	include bool
+	// bundle asks preflight for at least one match entry.
+	bundle bool
+}
+
+// benchScenarios builds the six scenarios of issue 4, in run order. Every
+// request sequence is a pure function of the seed.
+func benchScenarios(ds *benchDataset, gw, limit string, auth http.Header, seed uint64) []benchScenario {
+	pick := func(l []string, i uint64, salt uint64) string { return l[mix(seed^salt, i)%uint64(len(l))] }
+	// Unauthenticated, but the same Accept header as the gateway reads.
+	bare := http.Header{"Accept": {"application/fhir+json"}}
+	return []benchScenario{
+		{name: "read-hot", base: gw, hdr: auth, path: func(i uint64) string { return pick(ds.hot, i, 1) }},
+		{name: "read-uniform", base: gw, hdr: auth, path: func(i uint64) string { return pick(ds.sample, i, 2) }},
+		// Heart rate (LOINC 8867-4) is recorded at every vitals set.
+		{name: "search", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
+			return "/fhir/Observation?patient=" + pick(ds.patients, i, 3) +
+				"&code=http://loinc.org|8867-4&date=ge2024-01-01&date=le2027-12-31&_count=50"
+		}},
+		{name: "search-include", base: gw, hdr: auth, bundle: true, include: true, path: func(i uint64) string {
+			return "/fhir/MedicationAdministration?patient=" + pick(ds.maPatients, i, 4) +
+				"&_include=MedicationAdministration:medication"
+		}},
+		{name: "everything", base: gw, hdr: auth, bundle: true, path: func(uint64) string {
+			return "/fhir/Patient/" + ds.everything + "/$everything?_count=" + strconv.Itoa(benchEverythingSize)
+		}},
+		// The same reads as read-hot, from memory, no auth: the limit.
+		{name: "limit", base: limit, hdr: bare, path: func(i uint64) string { return pick(ds.hot, i, 1) }},
+	}
+}
+
+// mix is splitmix64 of seed+i: a lock-free, reproducible request sequence.
+func mix(seed, i uint64) uint64 {
+	z := seed + (i+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// targeter yields the scenario's requests in sequence; safe for vegeta's
+// concurrent workers (Target.Request copies the shared header).
+func (sc benchScenario) targeter() vegeta.Targeter {
+	var n atomic.Uint64
+	return func(t *vegeta.Target) error {
+		i := n.Add(1) - 1
+		t.Method = http.MethodGet
+		t.URL = sc.base + sc.path(i)
+		t.Header = sc.hdr
+		return nil
+	}
+}
+
+// preflight sends the scenario's first request once and checks it is a 200
+// with what the scenario is meant to exercise, so a run never measures
+// errors or empty Bundles.
+func (sc benchScenario) preflight(ctx context.Context, c *http.Client) error {
+	hdr := make([]string, 0, 2*len(sc.hdr))
+	for k, vs := range sc.hdr {
+		hdr = append(hdr, k, vs[0])
+	}
+	u := sc.base + sc.path(0)
+	b, status, err := httpGet(ctx, c, u, hdr...)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("preflight: status %d", status)
+	}
+	if !sc.bundle {
+		return nil
+	}
+	var bundle struct {
+		Entry []struct {
+			Search struct {
+				Mode string `json:"mode"`
+			} `json:"search"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(b, &bundle); err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	modes := map[string]int{}
+	for _, e := range bundle.Entry {
+		modes[e.Search.Mode]++
+	}
+	if modes["match"] == 0 || (sc.include && modes["include"] == 0) {
+		return fmt.Errorf("preflight: the Bundle has %d match and %d include entries", modes["match"], modes["include"])
+	}
+	return nil
+}
+
+// attackScenario runs the scenario with vegeta at conns connections and as
+// many workers (an unpaced, closed-loop load) for d, and summarises it with
+// vegeta.Metrics. Peak RSS is the process's VmHWM, reset first when the
+// kernel allows.
+func attackScenario(sc benchScenario, conns int, d time.Duration) (scenarioResult, error) {
+	resetPeakRSS()
+	atk := vegeta.NewAttacker(
+		vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)),
+		vegeta.Connections(conns), vegeta.MaxConnections(conns),
+		vegeta.KeepAlive(true), vegeta.HTTP2(false), vegeta.Redirects(vegeta.NoFollow),
+		vegeta.Timeout(30*time.Second),
+	)
+	var m vegeta.Metrics
+	var errs int
+	var first string
+	for r := range atk.Attack(sc.targeter(), vegeta.ConstantPacer{}, d, sc.name) {
+		m.Add(r)
+		if r.Code != http.StatusOK || r.Error != "" {
+			errs++
+			if first == "" {
+				first = fmt.Sprintf("status %d %s", r.Code, r.Error)
+			}
+		}
+	}
+	m.Close()
+	if m.Requests == 0 {
+		return scenarioResult{}, fmt.Errorf("no request completed")
+	}
+	ms := func(d time.Duration) float64 { return round3(float64(d) / float64(time.Millisecond)) }
+	return scenarioResult{
+		Name: sc.name, RPS: round1(m.Throughput),
+		P50: ms(m.Latencies.P50), P95: ms(m.Latencies.P95), P99: ms(m.Latencies.P99), Max: ms(m.Latencies.Max),
+		Errors:   errs,
+		requests: m.Requests, p90: ms(m.Latencies.P90), mean: ms(m.Latencies.Mean),
+		bytesMean: m.BytesIn.Mean, peakRSS: peakRSSMB(), firstError: first,
+	}, nil
+}
+
+// bareHandler serves the given bodies by path from memory: the least work a
+// server can do for these responses, with the gateway's content type.
+func bareHandler(bodies map[string][]byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := bodies[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+	})
+}
+
+// rssNowMB returns the process's current anonymous and file-backed resident
+// memory in MiB (RssAnon, RssFile): SQLite maps the database file, so its
+// pages in the OS cache count towards RSS as file-backed memory.
+func rssNowMB() (anon, file float64) {
+	return procStatusMB("RssAnon:"), procStatusMB("RssFile:")
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM in /proc/self/status)
+// in MiB, or 0 where /proc is not available. The gateway, SQLite and the
+// load generator all run in this process.
+func peakRSSMB() float64 { return procStatusMB("VmHWM:") }
+
+// procStatusMB reads one kB field of /proc/self/status in MiB (0 when
+// unavailable).
+func procStatusMB(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.Lines(b) {
+		if rest, ok := bytes.CutPrefix(line, []byte(field)); ok {
+			f := strings.Fields(string(rest))
+			if len(f) > 0 {
+				kb, err := strconv.ParseFloat(f[0], 64)
+				if err == nil {
+					return round1(kb / 1024)
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (Linux clear_refs "5") and
+// reports whether it could.
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// rssResettable reports whether per-scenario peak RSS is possible here.
+func rssResettable() bool { return resetPeakRSS() }
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// benchResults is results.json, shaped as issue 4 asks; Run carries the
+// parameters needed to reproduce it.
+type benchResults struct {
+	Machine   benchMachine     `json:"machine"`
+	Ingest    benchIngest      `json:"ingest"`
+	Scenarios []scenarioResult `json:"scenarios"`
+	// PeakRSSMB is the highest per-scenario peak RSS of the serving phase.
+	PeakRSSMB float64  `json:"peak_rss_mb"`
+	Run       benchRun `json:"run"`
+}
+
+// benchMachine describes where the run happened.
+type benchMachine struct {
+	Date     string `json:"date"`
+	CPU      string `json:"cpu,omitempty"`
+	Cores    int    `json:"cores"`
+	MemoryMB int    `json:"memory_mb,omitempty"`
+	Go       string `json:"go"`
+	OS       string `json:"os"`
+}
+
+// benchIngest is the ingest phase of the run.
+type benchIngest struct {
+	ResourcesPerS float64 `json:"resources_per_s"`
+	Resources     int     `json:"resources"`
+	Records       int     `json:"records"`
+	Rejected      int     `json:"rejected"`
+	Seconds       float64 `json:"seconds"`
+	// PeakRSSMB is the process's peak RSS up to the end of ingest
+	// (synthesised records held in memory included).
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+}
+
+// benchRun holds the run's parameters.
+type benchRun struct {
+	Patients    int      `json:"patients"`
+	Seed        int64    `json:"seed"`
+	DurationS   float64  `json:"duration_s"`
+	Connections int      `json:"connections"`
+	Store       string   `json:"store"`
+	Load        string   `json:"load"`
+	RSSScope    string   `json:"rss_scope"`
+	Types       []string `json:"uniform_types"`
+	// EverythingSize is the compartment size $everything was measured on.
+	EverythingSize int `json:"everything_resources"`
+	// RSSEndAnonMB and RSSEndFileMB split the RSS at the end of the run into
+	// heap/stack and file-backed pages (SQLite's mmap of the database).
+	RSSEndAnonMB float64 `json:"rss_end_anon_mb"`
+	RSSEndFileMB float64 `json:"rss_end_file_mb"`
+}
+
+// scenarioResult is one scenario's figures; the exported fields are the
+// issue's JSON, the rest go to the table, the charts and the docs.
+type scenarioResult struct {
+	Name       string  `json:"name"`
+	RPS        float64 `json:"rps"`
+	P50        float64 `json:"p50_ms"`
+	P95        float64 `json:"p95_ms"`
+	P99        float64 `json:"p99_ms"`
+	Max        float64 `json:"max_ms"`
+	Errors     int     `json:"errors"`
+	LimitRatio float64 `json:"limit_ratio"`
+
+	requests   uint64
+	p90, mean  float64
+	bytesMean  float64
+	peakRSS    float64
+	firstError string
+}
+
+// finish sets the limit ratios and the overall peak RSS.
+func (r *benchResults) finish() {
+	var limit float64
+	for _, s := range r.Scenarios {
+		if s.Name == "limit" {
+			limit = s.RPS
+		}
+	}
+	r.PeakRSSMB = 0
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		if limit > 0 {
+			s.LimitRatio = round3(s.RPS / limit)
+		}
+		r.PeakRSSMB = max(r.PeakRSSMB, s.peakRSS)
+	}
+}
+
+// machineInfo reads the CPU model and memory from /proc where present.
+func machineInfo() benchMachine {
+	m := benchMachine{
+		Date:  time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.Atoi(f[1]); err == nil {
+					m.MemoryMB = kb / 1024
+				}
+			}
+		}
+	}
+	return m
+}
+
+// printBenchTable prints the run's one table.
+func printBenchTable(w io.Writer, r *benchResults) {
+	fmt.Fprintf(w, "ingest: %d records, %d resources in %.1f s: %.0f resources/s (%d rejected, peak RSS %.0f MB)\n",
+		r.Ingest.Records, r.Ingest.Resources, r.Ingest.Seconds, r.Ingest.ResourcesPerS, r.Ingest.Rejected, r.Ingest.PeakRSSMB)
+	fmt.Fprintf(w, "%d connections, %s per scenario; gateway, SQLite and load generator in one process on %d cores; peak RSS: %s\n",
+		r.Run.Connections, time.Duration(r.Run.DurationS*float64(time.Second)), r.Machine.Cores, r.Run.RSSScope)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trequests/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tlimit ratio\tpeak RSS MB\t")
+	for _, s := range r.Scenarios {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%.0f\t\n",
+			s.Name, s.RPS, s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "RSS at the end: %.0f MB anonymous (Go heap, SQLite page caches), %.0f MB file-backed (SQLite's mmap of the database)\n",
+		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
+	for _, s := range r.Scenarios {
+		if s.firstError != "" {
+			fmt.Fprintf(w, "%s: first error: %s\n", s.Name, s.firstError)
+		}
+	}
+}
+
+// benchJoin joins an output path for display.
+func benchJoin(dir, name string) string { return filepath.Join(dir, name) }
+
+// writeBenchOutputs writes results.json and latency-<scenario>.svg to dir.
+func writeBenchOutputs(dir string, r *benchResults) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	for _, s := range r.Scenarios {
+		if err := os.WriteFile(filepath.Join(dir, chartName(s.Name)), latencySVG(s, r), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func chartName(scenario string) string { return "latency-" + scenario + ".svg" }
+
+// latencySVG draws a scenario's latency percentiles (p50, p90, p95, p99,
+// max) as horizontal bars on a linear millisecond scale.
+func latencySVG(s scenarioResult, r *benchResults) []byte {
+	bars := []struct {
+		label string
+		v     float64
+	}{{"p50", s.P50}, {"p90", s.p90}, {"p95", s.P95}, {"p99", s.P99}, {"max", s.Max}}
+	const (
+		w, left, right, top, barH, gap = 560, 50, 90, 56, 22, 10
+	)
+	h := top + len(bars)*(barH+gap) + 24
+	top1 := 1e-9
+	for _, b := range bars {
+		top1 = max(top1, b.v)
+	}
+	span := float64(w - left - right)
+	var buf bytes.Buffer
+	esc := func(s string) string {
+		var b strings.Builder
+		_ = xml.EscapeText(&b, []byte(s))
+		return b.String()
+	}
+	fmt.Fprintf(&buf, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
+	fmt.Fprintf(&buf, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", w, h)
+	fmt.Fprintf(&buf, `<text x="%d" y="20" font-size="14" font-weight="bold">%s: latency (ms)</text>`+"\n", left, esc(s.Name))
+	fmt.Fprintf(&buf, `<text x="%d" y="38" fill="#555">%s req/s, %d requests, %d connections, %d errors, %s</text>`+"\n",
+		left, strconv.FormatFloat(s.RPS, 'f', 0, 64), s.requests, r.Run.Connections, s.Errors, esc(r.Machine.Date))
+	for i, b := range bars {
+		y := top + i*(barH+gap)
+		bw := b.v / top1 * span
+		if b.v > 0 && bw < 1 {
+			bw = 1
+		}
+		fmt.Fprintf(&buf, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+barH/2+4, b.label)
+		fmt.Fprintf(&buf, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="#3b6ea8"/>`+"\n", left, y, bw, barH)
+		fmt.Fprintf(&buf, `<text x="%.1f" y="%d">%s ms</text>`+"\n", float64(left)+bw+6, y+barH/2+4,
+			strconv.FormatFloat(b.v, 'f', 2, 64))
+	}
+	fmt.Fprintf(&buf, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>`+"\n", left, top-4, left, h-20)
+	buf.WriteString("</svg>\n")
+	return buf.Bytes()
+}
+
+// benchDocsSection heads the appended runs in docs/benchmarks.md.
+const benchDocsSection = "## Runs of `ketabridge bench`"
+
+// appendBenchDocs appends the run's dated row set to the Markdown file at
+// path (created when missing), under benchDocsSection, keeping everything
+// already there; chart links are relative to the file.
+func appendBenchDocs(path, outDir string, r *benchResults) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	rel := outDir
+	if absOut, err1 := filepath.Abs(outDir); err1 == nil {
+		if absDoc, err2 := filepath.Abs(filepath.Dir(path)); err2 == nil {
+			if p, err3 := filepath.Rel(absDoc, absOut); err3 == nil {
+				rel = p
+			}
+		}
+	}
+	rel = filepath.ToSlash(rel)
+
+	var b bytes.Buffer
+	w := bufio.NewWriter(&b)
+	if len(old) == 0 {
+		fmt.Fprintln(w, "# Benchmarks")
+	} else if !bytes.HasSuffix(old, []byte("\n")) {
+		fmt.Fprintln(w)
+	}
+	if !bytes.Contains(old, []byte(benchDocsSection)) {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, benchDocsSection)
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Appended by `make bench` (`ketabridge bench`, vegeta as a library): each scenario runs unpaced at a fixed")
+		fmt.Fprintln(w, "number of connections for a fixed time; `limit` serves the read-hot responses' bytes from memory with a bare")
+		fmt.Fprintln(w, "`net/http` handler (no auth), and the limit ratio is requests/s divided by the limit's. The gateway, SQLite")
+		fmt.Fprintln(w, "and the load generator share one process and the same cores; peak RSS is that process's VmHWM.")
+	}
+	m := r.Machine
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "### %s - %s patients, %s resources, %s, %d connections, %s per scenario\n\n",
+		m.Date, thousands(r.Run.Patients), thousands(r.Ingest.Resources), r.Run.Store, r.Run.Connections,
+		time.Duration(r.Run.DurationS*float64(time.Second)))
+	mem := "memory unknown"
+	if m.MemoryMB > 0 {
+		mem = fmt.Sprintf("%.1f GiB", float64(m.MemoryMB)/1024)
+	}
+	cpu := m.CPU
+	if cpu == "" {
+		cpu = "CPU unknown"
+	}
+	fmt.Fprintf(w, "Machine: %s, %d cores, %s, %s %s. Seed %d; `$everything` on a %d-resource compartment; read-uniform over %s.\n",
+		cpu, m.Cores, mem, m.Go, m.OS, r.Run.Seed, r.Run.EverythingSize, strings.Join(r.Run.Types, ", "))
+	fmt.Fprintf(w, "Ingest: %s records, %s resources in %.1f s: **%s resources/s** (%d rejected; peak RSS %.0f MB with the synthesised records in memory).\n",
+		thousands(r.Ingest.Records), thousands(r.Ingest.Resources), r.Ingest.Seconds,
+		thousands(int(r.Ingest.ResourcesPerS+0.5)), r.Ingest.Rejected, r.Ingest.PeakRSSMB)
+	fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous, %.0f MB file-backed (SQLite maps the database file; those pages count in VmHWM).\n\n",
+		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
+	fmt.Fprintln(w, "| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | limit ratio | peak RSS MB | chart |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, s := range r.Scenarios {
+		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.0f | [svg](%s/%s) |\n",
+			s.Name, thousands(int(s.RPS+0.5)), s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS,
+			rel, chartName(s.Name))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b.Bytes()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// thousands formats n with comma separators.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
