@@ -94,6 +94,7 @@ func (s *Server) everything(c echo.Context) error {
 	// Keep only what the Decisions allow (the compartment and the types are
 	// the store's job; this is the second line of defence).
 	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(r) })
+	noteResources(c, rs...)
 	links := pageLinks(s.base+"/Patient/"+id+"/$everything", canon, count, offset, offset+len(rs) < total)
 	size := 0
 	for i := range rs {

@@ -56,6 +56,7 @@ func (s *Server) read(c echo.Context) error {
 		return err
 	}
 	r, err := s.store.Read(c.Request().Context(), typ, id)
+	noteResources(c, r) // a denied or deleted read still touched the compartment
 	if err != nil {
 		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.Filters) > 0) {
 			return forbidden(c, d)
@@ -86,6 +87,7 @@ func (s *Server) vread(c echo.Context) error {
 		return err
 	}
 	r, err := s.store.VRead(c.Request().Context(), typ, id, vid)
+	noteResources(c, r)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.Filters) > 0) {
 			return forbidden(c, d)
@@ -222,6 +224,7 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	noteResources(c, versions...)
 	if len(versions) == 0 && offset == 0 && count > 0 {
 		return ErrNotFound
 	}

@@ -105,6 +105,8 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 		}
 	}
 
+	noteResources(c, matches...)
+	noteResources(c, included...)
 	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)
 	size := 0
 	for i := range matches {

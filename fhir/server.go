@@ -47,6 +47,11 @@ type Options struct {
 	Timeout time.Duration
 	// Version is the software version in the CapabilityStatement ("dev" if empty).
 	Version string
+	// Auditor receives an Event for every access to patient data (see
+	// Event). nil disables auditing, which is only for unit tests of other
+	// behaviour: cmd/ketabridge always passes one (fhir/auditlog.Writer),
+	// as ARCHITECTURE.md requires an AuditEvent for every access.
+	Auditor Auditor
 	// Profiles lists, per resource type, the profiles the gateway claims in
 	// the CapabilityStatement (supportedProfile); nil uses USCoreProfiles.
 	Profiles map[string][]string
@@ -57,6 +62,7 @@ type Server struct {
 	store      store.Store
 	base       string
 	auth       Authorizer
+	auditor    Auditor
 	log        *slog.Logger
 	clock      store.Clock
 	bodyLimit  int64
@@ -79,6 +85,7 @@ func New(opts Options) (*Server, error) {
 		store:     opts.Store,
 		base:      strings.TrimSuffix(opts.Base, "/"),
 		auth:      opts.Authorizer,
+		auditor:   opts.Auditor,
 		log:       opts.Logger,
 		clock:     opts.Clock,
 		bodyLimit: opts.BodyLimit,
@@ -163,10 +170,10 @@ func (s *Server) Register(e *echo.Echo) {
 }
 
 // chain wraps h in the /fhir middleware, outermost first: request id,
-// access log + error rendering, panic recovery, content negotiation (406),
+// audit (after the response is complete), access log + error rendering, panic recovery, content negotiation (406),
 // body limit and timeout.
 func (s *Server) chain(h echo.HandlerFunc) echo.HandlerFunc {
-	mws := []echo.MiddlewareFunc{s.requestID, s.accessLog, s.recover, s.negotiate, s.limits}
+	mws := []echo.MiddlewareFunc{s.requestID, s.audit, s.accessLog, s.recover, s.negotiate, s.limits}
 	for i := len(mws) - 1; i >= 0; i-- {
 		h = mws[i](h)
 	}
@@ -229,6 +236,7 @@ func writeInteraction(method string, withID bool) (Interaction, bool) {
 // (fail closed).
 func (s *Server) authorize(c echo.Context, a Access) (Decision, error) {
 	d, err := s.auth.Authorize(c, a)
+	noteAccess(c, a, d)
 	if err != nil {
 		var fe *Error
 		if errors.As(err, &fe) {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/ketabridge/ketabridge/fhir/auditlog"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
@@ -28,6 +30,9 @@ type app struct {
 	// auth is built on first use by openAuth (serve and the tools that
 	// drive the API in-process).
 	auth *authState
+	// audit writes the FHIR API's AuditEvents to the store; started by
+	// openAudit with the API, flushed and stopped by Close.
+	audit *auditlog.Writer
 }
 
 // openApp opens the configured store and builds the ingest pipeline on it.
@@ -51,8 +56,37 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-// Close closes the store.
-func (a *app) Close() error { return a.store.Close() }
+// auditCloseTimeout bounds how long Close waits for queued AuditEvents to
+// be written before it closes the store.
+const auditCloseTimeout = 10 * time.Second
+
+// openAudit starts (once) the audit writer over the store. A store without
+// an audit trail is an error: the FHIR API is not served unaudited.
+func (a *app) openAudit(log *slog.Logger) (*auditlog.Writer, error) {
+	if a.audit != nil {
+		return a.audit, nil
+	}
+	as, ok := a.store.(store.AuditStore)
+	if !ok {
+		return nil, errors.New("the store does not keep an audit trail")
+	}
+	a.audit = auditlog.New(as, auditlog.Options{Logger: log})
+	return a.audit, nil
+}
+
+// Close flushes and stops the audit writer (queued AuditEvents are written
+// while the store is still open), then closes the store. Call it after the
+// HTTP server has stopped, so no request records an event afterwards.
+func (a *app) Close() error {
+	var errs []error
+	if a.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		errs = append(errs, a.audit.Close(ctx))
+		cancel()
+	}
+	errs = append(errs, a.store.Close())
+	return errors.Join(errs...)
+}
 
 // storeDefinitions writes the mapper's definition resources (one synthetic
 // record of kind "definitions"; unchanged definitions are a no-op).

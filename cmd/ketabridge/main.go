@@ -9,6 +9,7 @@
 //	synth        write synthetic clinic records as NDJSON
 //	bench        measure ingest throughput and read/search latency
 //	healthcheck  GET /healthz of a running gateway (container HEALTHCHECK)
+//	audit        export the audit trail (AuditEvents) as NDJSON
 //	version      print the version
 //
 // Every subcommand takes the shared flags (--data-dir, --database-url,
@@ -81,6 +82,7 @@ func init() {
 		"clients":     {summary: "manage SMART client apps: clients add|list|remove", run: cmdClients},
 		"keys":        {summary: "manage token signing keys: keys rotate|list", run: cmdKeys},
 		"token":       {summary: "get an access token as a backend client (client_credentials)", run: cmdToken},
+		"audit":       {summary: "export the audit trail: audit export [--since RFC3339] [--out FILE]", run: cmdAudit},
 	}
 }
 

@@ -50,7 +50,7 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 	}
 	defer func() {
 		if err := a.Close(); err != nil {
-			log.Error("closing the store", "err", err)
+			log.Error("closing the audit writer and the store", "err", err)
 		}
 	}()
 	if err := a.storeDefinitions(ctx); err != nil {
@@ -135,8 +135,9 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 	return nil
 }
 
-// newEcho builds the HTTP routes: the FHIR API, the internal ingest API,
-// /healthz and /readyz.
+// newEcho builds the HTTP routes: the FHIR API (audited: its AuditEvents go
+// through a.audit, which a.Close flushes), the internal ingest API, /healthz
+// and /readyz.
 func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	ec := echo.New()
 	ec.HideBanner = true
@@ -147,11 +148,16 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
+	aud, err := a.openAudit(log)
+	if err != nil {
+		return nil, err
+	}
 	ec.Pre(fhirCORS(a.store.(store.AuthStore)))
 	fs, err := fhir.New(fhir.Options{
 		Store:      a.store,
 		Base:       a.cfg.FHIRBase(),
 		Authorizer: fhir.SMART{Tokens: as.tokens, Realm: fhir.DefaultRealm},
+		Auditor:    aud,
 		Logger:     log,
 		Version:    versionString(),
 	})

@@ -1,0 +1,389 @@
+package fhir
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketabridge/ketabridge/conformance/fhirjson"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Auditor receives one Event per audited request (ARCHITECTURE.md: every
+// access to patient data writes an AuditEvent). The Server calls Record on
+// the request's goroutine after the response status is known; Record must
+// return quickly (fhir/auditlog queues the event and writes it in the
+// background) and cannot fail the request, which has already been answered.
+// ctx is the request's context and may already be done.
+type Auditor interface {
+	Record(ctx context.Context, ev Event)
+}
+
+// AuditorFunc adapts a function to Auditor.
+type AuditorFunc func(ctx context.Context, ev Event)
+
+// Record implements Auditor.
+func (f AuditorFunc) Record(ctx context.Context, ev Event) { f(ctx, ev) }
+
+// Event is one audited FHIR API request: who (client and user) did what
+// (interaction on a type or instance) to which patients' data, with what
+// outcome. It holds ids and codes only, never query strings or resource
+// values. Event.AuditEvent turns it into the R4 AuditEvent that is stored.
+//
+// The Server emits an Event for every read, vread, history, search and
+// $everything that returned or tried to return patient data - it touched a
+// Patient-compartment resource, asked for a Patient-compartment type or a
+// Patient instance - and for every request the access decision denied (401,
+// 403), writes included. metadata and requests that failed before the
+// access decision (unknown type, malformed parameters) emit none.
+type Event struct {
+	// Time is when the response was complete (AuditEvent.recorded).
+	Time time.Time
+	// RequestID is the X-Request-Id of the request.
+	RequestID string
+	// Interaction, Type and ID are what was asked for (ID empty for a
+	// search); Version is the version id of a vread.
+	Interaction Interaction
+	Type        string
+	ID          string
+	Version     string
+	// Patients are the ids of the Patients whose compartments the request
+	// touched, in first-seen order without duplicates: the compartments of
+	// the resources read or returned (a denied read included), the Patient
+	// of a Patient instance request, else those the access Decision
+	// restricted the request to.
+	Patients []string
+	// Status is the HTTP status of the response.
+	Status int
+	// ClientID is the SMART client of the verified access token (empty when
+	// the request had none).
+	ClientID string
+	// FHIRUser is the token's fhirUser ("Practitioner/x"), empty when none.
+	FHIRUser string
+	// Subject is the token's subject when it names a user rather than the
+	// client itself (a backend client's subject is its client id).
+	Subject string
+	// Purpose is the purpose of use (a code of
+	// http://terminology.hl7.org/CodeSystem/v3-ActReason, e.g. TREAT) when
+	// the token carries one. The gateway's tokens carry none yet, so it is
+	// empty; the field keeps the AuditEvent mapping in one place.
+	Purpose string
+}
+
+// contextKeyAudit is the echo.Context key of the request's *auditNote.
+const contextKeyAudit = "fhir.audit"
+
+// auditNote collects, while a request runs, what its Event reports.
+type auditNote struct {
+	access Access // the first access decision asked for ("" = none)
+	// scope is the allowing Decision's patient restriction.
+	scope    []string
+	patients []string
+	seen     map[string]bool // index of patients once it grows
+}
+
+// touch adds a patient id (first-seen order, no duplicates).
+func (n *auditNote) touch(p string) {
+	if p == "" {
+		return
+	}
+	if n.seen != nil {
+		if n.seen[p] {
+			return
+		}
+		n.seen[p] = true
+		n.patients = append(n.patients, p)
+		return
+	}
+	if slices.Contains(n.patients, p) {
+		return
+	}
+	n.patients = append(n.patients, p)
+	if len(n.patients) > 8 { // searches may touch hundreds: index them
+		n.seen = make(map[string]bool, 2*len(n.patients))
+		for _, q := range n.patients {
+			n.seen[q] = true
+		}
+	}
+}
+
+func auditNoteOf(c echo.Context) *auditNote {
+	n, _ := c.Get(contextKeyAudit).(*auditNote)
+	return n
+}
+
+// noteAccess records the request's (first) access decision.
+func noteAccess(c echo.Context, a Access, d Decision) {
+	n := auditNoteOf(c)
+	if n == nil || n.access.Interaction != "" {
+		return
+	}
+	n.access = a
+	if d.Allow && !d.AllPatients {
+		n.scope = slices.Clone(d.Patients)
+	}
+}
+
+// noteResources records the compartments of resources the request read.
+func noteResources(c echo.Context, rs ...store.Resource) {
+	n := auditNoteOf(c)
+	if n == nil {
+		return
+	}
+	for i := range rs {
+		n.touch(rs[i].Patient)
+	}
+}
+
+// audit emits the request's Event once the response (and so its status) is
+// complete: it runs outside accessLog, which renders errors.
+func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.auditor == nil {
+		return next
+	}
+	return func(c echo.Context) error {
+		n := &auditNote{}
+		c.Set(contextKeyAudit, n)
+		err := next(c)
+		if ev, ok := s.auditEvent(c, n); ok {
+			s.auditor.Record(c.Request().Context(), ev)
+		}
+		return err
+	}
+}
+
+// auditEvent builds the Event of a finished request, or reports false when
+// the request is not audited (see Event).
+func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
+	a := n.access
+	if a.Interaction == "" || a.Interaction == InteractionMetadata {
+		return Event{}, false
+	}
+	status := c.Response().Status
+	denied := status == http.StatusUnauthorized || status == http.StatusForbidden
+	if isWrite(a.Interaction) && !denied {
+		return Event{}, false // refused as read-only (405): nothing was accessed
+	}
+	if a.Type == "Patient" && a.ID != "" {
+		n.touch(a.ID)
+	}
+	patients := n.patients
+	if len(patients) == 0 && !denied {
+		patients = n.scope
+	}
+	if len(patients) == 0 && !denied && !patientCompartment[a.Type] {
+		return Event{}, false
+	}
+	ev := Event{
+		Time:        s.clock.Now(),
+		RequestID:   requestIDOf(c),
+		Interaction: a.Interaction,
+		Type:        a.Type,
+		ID:          a.ID,
+		Patients:    slices.Clone(patients),
+		Status:      status,
+	}
+	if a.Interaction == InteractionVRead {
+		ev.Version = c.Param("vid")
+	}
+	if info := TokenInfo(c); info != nil {
+		ev.ClientID, ev.FHIRUser = info.ClientID, info.FHIRUser
+		if info.Subject != info.ClientID {
+			ev.Subject = info.Subject
+		}
+	}
+	return ev, true
+}
+
+func isWrite(i Interaction) bool {
+	switch i {
+	case InteractionCreate, InteractionUpdate, InteractionPatch, InteractionDelete:
+		return true
+	}
+	return false
+}
+
+// patientCompartment lists the resource types of the R4 Patient compartment
+// (compartmentdefinition-patient.html): a request for one of these types
+// asks for patient data even when it finds nothing.
+var patientCompartment = map[string]bool{}
+
+func init() {
+	for _, t := range []string{
+		"Account", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse", "AuditEvent",
+		"Basic", "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim", "ClaimResponse",
+		"ClinicalImpression", "Communication", "CommunicationRequest", "Composition", "Condition", "Consent",
+		"Coverage", "CoverageEligibilityRequest", "CoverageEligibilityResponse", "DetectedIssue",
+		"DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference",
+		"Encounter", "EnrollmentRequest", "EpisodeOfCare", "ExplanationOfBenefit", "FamilyMemberHistory",
+		"Flag", "Goal", "Group", "ImagingStudy", "Immunization", "ImmunizationEvaluation",
+		"ImmunizationRecommendation", "Invoice", "List", "MeasureReport", "Media", "MedicationAdministration",
+		"MedicationDispense", "MedicationRequest", "MedicationStatement", "MolecularSequence",
+		"NutritionOrder", "Observation", "Patient", "Person", "Procedure", "Provenance",
+		"QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchSubject", "RiskAssessment",
+		"Schedule", "ServiceRequest", "Specimen", "SupplyDelivery", "SupplyRequest", "VisionPrescription",
+	} {
+		patientCompartment[t] = true
+	}
+}
+
+// Code systems of the AuditEvent (auditevent.html).
+const (
+	systemAuditEventType  = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+	systemRestful         = "http://hl7.org/fhir/restful-interaction"
+	systemSourceType      = "http://terminology.hl7.org/CodeSystem/security-source-type"
+	systemEntityType      = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	systemObjectRole      = "http://terminology.hl7.org/CodeSystem/object-role"
+	systemResourceTypes   = "http://hl7.org/fhir/resource-types"
+	systemDICOM           = "http://dicom.nema.org/resources/ontology/DCM"
+	systemActReason       = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	auditObserverDisplay  = "KetaBridge"
+	auditAnonymousDisplay = "anonymous (no verified access token)"
+)
+
+// restfulInteraction maps an Interaction to its restful-interaction code
+// and AuditEvent.action (C, R, U, D, E).
+func restfulInteraction(i Interaction) (code string, action r4.AuditEventAction) {
+	switch i {
+	case InteractionRead:
+		return "read", r4.AuditEventActionR
+	case InteractionVRead:
+		return "vread", r4.AuditEventActionR
+	case InteractionHistory:
+		return "history-instance", r4.AuditEventActionR
+	case InteractionSearch:
+		return "search-type", r4.AuditEventActionE
+	case InteractionEverything:
+		return "operation", r4.AuditEventActionE
+	case InteractionCreate:
+		return "create", r4.AuditEventActionC
+	case InteractionUpdate:
+		return "update", r4.AuditEventActionU
+	case InteractionPatch:
+		return "patch", r4.AuditEventActionU
+	case InteractionDelete:
+		return "delete", r4.AuditEventActionD
+	}
+	return "operation", r4.AuditEventActionE
+}
+
+// AuditEvent returns the R4 AuditEvent of ev with the given id, following
+// auditevent.html and the IHE Basic Audit Log Patterns' RESTful-access shape:
+//
+//   - type: audit-event-type "rest"; subtype: the restful-interaction
+//     (read, vread, history-instance, search-type, operation, ...); action R
+//     for reads, E for searches and operations (C/U/D for refused writes);
+//   - outcome: 0 below 400, 4 (minor failure) for 4xx, 8 (serious failure)
+//     for 5xx; outcomeDesc names the HTTP status;
+//   - agents: the client (who.identifier = client id; the requestor when
+//     no user acted) and the user (who.reference = fhirUser, altId = the
+//     login subject; requestor); an anonymous requestor when the request
+//     had no verified token;
+//   - source: observer "KetaBridge", type 4 (application server);
+//   - entities: the target (the instance reference, or for a search only
+//     the resource type: no query string, no values) with the request id as
+//     a detail, then one entity per patient (what = Patient/id, role 1).
+func (ev Event) AuditEvent(id string) r4.AuditEvent {
+	code, action := restfulInteraction(ev.Interaction)
+	outcome := r4.AuditEventOutcome0
+	switch {
+	case ev.Status >= 500:
+		outcome = r4.AuditEventOutcome8
+	case ev.Status >= 400:
+		outcome = r4.AuditEventOutcome4
+	}
+	ae := r4.AuditEvent{
+		Type:        coding(systemAuditEventType, "rest", "RESTful Operation"),
+		Subtype:     []r4.Coding{coding(systemRestful, code, code)},
+		Action:      &action,
+		Recorded:    ev.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Outcome:     &outcome,
+		OutcomeDesc: ptr("HTTP " + strconv.Itoa(ev.Status)),
+		Source: r4.AuditEventSource{
+			Observer: r4.Reference{Display: ptr(auditObserverDisplay)},
+			Type:     []r4.Coding{coding(systemSourceType, "4", "Application Server")},
+		},
+	}
+	if id != "" {
+		ae.Id = ptr(id)
+	}
+	if ev.Purpose != "" {
+		ae.PurposeOfEvent = []r4.CodeableConcept{{Coding: []r4.Coding{coding(systemActReason, ev.Purpose, "")}}}
+	}
+
+	user := ev.FHIRUser != "" || ev.Subject != ""
+	switch {
+	case ev.ClientID != "":
+		ae.Agent = append(ae.Agent, r4.AuditEventAgent{
+			Type:      &r4.CodeableConcept{Coding: []r4.Coding{coding(systemDICOM, "110150", "Application")}},
+			Who:       &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}},
+			Requestor: !user,
+		})
+	case !user:
+		ae.Agent = append(ae.Agent, r4.AuditEventAgent{
+			Who:       &r4.Reference{Display: ptr(auditAnonymousDisplay)},
+			Requestor: true,
+		})
+	}
+	if user {
+		ag := r4.AuditEventAgent{Requestor: true}
+		if ev.FHIRUser != "" {
+			ag.Who = &r4.Reference{Reference: ptr(ev.FHIRUser)}
+			if ev.Subject != "" {
+				ag.AltId = ptr(ev.Subject)
+			}
+		} else {
+			ag.Who = &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.Subject)}}
+		}
+		ae.Agent = append(ae.Agent, ag)
+	}
+
+	var target r4.AuditEventEntity
+	if ev.Type != "" {
+		target.Type = ptr(coding(systemResourceTypes, ev.Type, ""))
+	}
+	switch {
+	case ev.ID != "":
+		ref := ev.Type + "/" + ev.ID
+		if ev.Version != "" {
+			ref += "/_history/" + ev.Version
+		}
+		target.What = &r4.Reference{Reference: ptr(ref)}
+		target.Role = ptr(coding(systemObjectRole, "4", "Domain Resource"))
+	default:
+		target.Role = ptr(coding(systemObjectRole, "24", "Query"))
+	}
+	if ev.RequestID != "" {
+		target.Detail = []r4.AuditEventEntityDetail{{Type: "request-id", ValueString: ev.RequestID}}
+	}
+	if target.Type != nil || target.What != nil || target.Detail != nil {
+		ae.Entity = append(ae.Entity, target)
+	}
+	for _, p := range ev.Patients {
+		ae.Entity = append(ae.Entity, r4.AuditEventEntity{
+			What: &r4.Reference{Reference: ptr("Patient/" + p)},
+			Type: ptr(coding(systemEntityType, "1", "Person")),
+			Role: ptr(coding(systemObjectRole, "1", "Patient")),
+		})
+	}
+	return ae
+}
+
+// MarshalAuditEvent returns the canonical JSON (fhirjson.Marshal) of ev's
+// AuditEvent with the given id.
+func MarshalAuditEvent(ev Event, id string) ([]byte, error) {
+	return fhirjson.Marshal(ev.AuditEvent(id))
+}
+
+func coding(system, code, display string) r4.Coding {
+	c := r4.Coding{System: ptr(system), Code: ptr(code)}
+	if display != "" {
+		c.Display = ptr(display)
+	}
+	return c
+}

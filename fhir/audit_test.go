@@ -1,0 +1,274 @@
+package fhir
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/conformance"
+)
+
+// eventLog is a fake Auditor collecting Events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (l *eventLog) Record(_ context.Context, ev Event) {
+	l.mu.Lock()
+	l.events = append(l.events, ev)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) take() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.events
+	l.events = nil
+	return out
+}
+
+// tokenAuthorizer marks the request as carrying info's token (as SMART does)
+// and answers with decide.
+func tokenAuthorizer(info *auth.AccessInfo, decide func(Access) Decision) Authorizer {
+	return AuthorizerFunc(func(c echo.Context, a Access) (Decision, error) {
+		if info != nil {
+			c.Set(contextKeyAccess, info)
+		}
+		return decide(a), nil
+	})
+}
+
+func newAuditEnv(t *testing.T, authz Authorizer) (*testEnv, *eventLog) {
+	t.Helper()
+	events := &eventLog{}
+	s, err := New(Options{
+		Store: fixture(), Base: testBase, Authorizer: authz, Clock: fixedClock{t0.Add(24 * time.Hour)},
+		Logger: slog.New(slog.DiscardHandler), Auditor: events,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	s.Register(e)
+	return &testEnv{e: e}, events
+}
+
+func TestAuditEvents(t *testing.T) {
+	clinician := &auth.AccessInfo{ClientID: "app-1", Subject: "alice", FHIRUser: "Practitioner/dr1", Scope: "user/*.rs"}
+	patientApp := &auth.AccessInfo{ClientID: "app-2", Subject: "jane", FHIRUser: "Patient/p1", Scope: "patient/*.rs",
+		Principal: auth.Principal{Patient: "p1"}}
+	backend := &auth.AccessInfo{ClientID: "ehr-1", Subject: "ehr-1", Scope: "system/*.rs"}
+
+	all := func(Access) Decision { return Allow() }
+	onlyP1 := func(Access) Decision { return AllowPatients("p1") }
+	noToken := func(Access) Decision { return Deny(ErrUnauthorized) }
+	noWrite := func(a Access) Decision {
+		if isWrite(a.Interaction) {
+			return Deny(ErrForbidden)
+		}
+		return Allow()
+	}
+
+	cases := []struct {
+		name    string
+		info    *auth.AccessInfo
+		decide  func(Access) Decision
+		method  string
+		path    string
+		status  int
+		want    *Event // nil: no Event
+		outcome string
+	}{
+		{name: "read patient", info: clinician, decide: all, path: "/fhir/Patient/p1", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"},
+				ClientID: "app-1", FHIRUser: "Practitioner/dr1", Subject: "alice"}},
+		{name: "read observation", info: patientApp, decide: onlyP1, path: "/fhir/Observation/o01", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "o01", Patients: []string{"p1"},
+				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
+		{name: "vread", info: backend, decide: all, path: "/fhir/Observation/o02/_history/1", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionVRead, Type: "Observation", ID: "o02", Version: "1", Patients: []string{"p1"},
+				ClientID: "ehr-1"}},
+		{name: "history", info: backend, decide: all, path: "/fhir/Patient/p1/_history", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionHistory, Type: "Patient", ID: "p1", Patients: []string{"p1"}, ClientID: "ehr-1"}},
+		{name: "search one patient", info: patientApp, decide: onlyP1, path: "/fhir/Observation?patient=p1", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionSearch, Type: "Observation", Patients: []string{"p1"},
+				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
+		{name: "search many patients", info: backend, decide: all, path: "/fhir/Observation?_count=100", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionSearch, Type: "Observation", Patients: []string{"p1", "p2"}, ClientID: "ehr-1"}},
+		{name: "search with include", info: backend, decide: all, path: "/fhir/Encounter?_include=Encounter:subject", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionSearch, Type: "Encounter", Patients: []string{"p1"}, ClientID: "ehr-1"}},
+		{name: "count only names the decision's patients", info: patientApp, decide: onlyP1, path: "/fhir/Observation?_summary=count",
+			status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionSearch, Type: "Observation", Patients: []string{"p1"},
+				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
+		{name: "denied read of another patient's resource", info: patientApp, decide: onlyP1, path: "/fhir/Observation/x1",
+			status: 403, outcome: "4",
+			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "x1", Patients: []string{"p2"},
+				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
+		{name: "denied without token", decide: noToken, path: "/fhir/Observation/o01", status: 401, outcome: "4",
+			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "o01"}},
+		{name: "denied everything of another patient", info: patientApp, decide: onlyP1, path: "/fhir/Patient/p2/$everything",
+			status: 403, outcome: "4",
+			want: &Event{Interaction: InteractionEverything, Type: "Patient", ID: "p2", Patients: []string{"p2"},
+				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
+		{name: "everything", info: clinician, decide: all, path: "/fhir/Patient/p1/$everything", status: 200, outcome: "0",
+			want: &Event{Interaction: InteractionEverything, Type: "Patient", ID: "p1", Patients: []string{"p1"},
+				ClientID: "app-1", FHIRUser: "Practitioner/dr1", Subject: "alice"}},
+		{name: "not found in a compartment type", info: backend, decide: all, path: "/fhir/Observation/nope", status: 404, outcome: "4",
+			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "nope", ClientID: "ehr-1"}},
+		{name: "denied practitioner read", decide: noToken, path: "/fhir/Practitioner/dr1", status: 401, outcome: "4",
+			want: &Event{Interaction: InteractionRead, Type: "Practitioner", ID: "dr1"}},
+		{name: "denied write", info: backend, decide: noWrite, method: http.MethodPost, path: "/fhir/Observation", status: 403, outcome: "4",
+			want: &Event{Interaction: InteractionCreate, Type: "Observation", ClientID: "ehr-1"}},
+		{name: "metadata is not audited", decide: noToken, path: "/fhir/metadata", status: 200},
+		{name: "practitioner read is not patient data", info: backend, decide: all, path: "/fhir/Practitioner/dr1", status: 200},
+		{name: "refused write touches nothing", info: backend, decide: all, method: http.MethodPost, path: "/fhir/Observation", status: 405},
+		{name: "bad parameter before the decision", info: backend, decide: all, path: "/fhir/Observation?bogus=1", status: 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env, events := newAuditEnv(t, tokenAuthorizer(tc.info, tc.decide))
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			w := env.do(method, tc.path, "", "X-Request-Id", "req-1")
+			if w.Code != tc.status {
+				t.Fatalf("status = %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			got := events.take()
+			if tc.want == nil {
+				if len(got) != 0 {
+					t.Fatalf("want no Event, got %+v", got)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("want 1 Event, got %d: %+v", len(got), got)
+			}
+			ev := got[0]
+			want := *tc.want
+			want.Status, want.RequestID, want.Time = tc.status, "req-1", t0.Add(24*time.Hour)
+			if ev.Interaction != want.Interaction || ev.Type != want.Type || ev.ID != want.ID || ev.Version != want.Version ||
+				!slices.Equal(ev.Patients, want.Patients) || ev.Status != want.Status || ev.ClientID != want.ClientID ||
+				ev.FHIRUser != want.FHIRUser || ev.Subject != want.Subject || ev.RequestID != want.RequestID ||
+				!ev.Time.Equal(want.Time) || ev.Purpose != "" {
+				t.Fatalf("Event =\n%+v\nwant\n%+v", ev, want)
+			}
+			body, err := MarshalAuditEvent(ev, "4f0c2a57-6b1e-4c1a-9d55-3a1f0e7b2c11")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if issues := conformance.Validate(body); len(issues) != 0 {
+				t.Fatalf("AuditEvent invalid: %+v\n%s", issues, body)
+			}
+			m := parseFHIR(t, body)
+			if m["resourceType"] != "AuditEvent" || m["outcome"] != tc.outcome {
+				t.Errorf("resourceType/outcome = %v/%v, want AuditEvent/%s", m["resourceType"], m["outcome"], tc.outcome)
+			}
+			writeSample(t, "auditevent-"+sampleName(tc.name)+".json", body)
+		})
+	}
+}
+
+func sampleName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == ' ' || c == '\'' {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+func TestAuditEventShape(t *testing.T) {
+	base := Event{
+		Time: time.Date(2025, 2, 3, 4, 5, 6, 7_000_000, time.FixedZone("X", 3600)), RequestID: "r1",
+		Interaction: InteractionSearch, Type: "Observation", Status: 200,
+	}
+	type check struct {
+		path []any
+		want any
+	}
+	cases := []struct {
+		name   string
+		edit   func(*Event)
+		checks []check
+		absent [][]any
+	}{
+		{name: "backend client is the requestor", edit: func(e *Event) { e.ClientID = "ehr-1"; e.Patients = []string{"p1", "p2"} },
+			checks: []check{
+				{[]any{"type", "system"}, systemAuditEventType}, {[]any{"type", "code"}, "rest"},
+				{[]any{"subtype", 0, "system"}, systemRestful}, {[]any{"subtype", 0, "code"}, "search-type"},
+				{[]any{"action"}, "E"}, {[]any{"outcome"}, "0"}, {[]any{"recorded"}, "2025-02-03T03:05:06.007Z"},
+				{[]any{"agent", 0, "who", "identifier", "value"}, "ehr-1"}, {[]any{"agent", 0, "requestor"}, true},
+				{[]any{"source", "observer", "display"}, "KetaBridge"},
+				{[]any{"source", "type", 0, "system"}, systemSourceType}, {[]any{"source", "type", 0, "code"}, "4"},
+				{[]any{"entity", 0, "type", "code"}, "Observation"}, {[]any{"entity", 0, "role", "code"}, "24"},
+				{[]any{"entity", 0, "detail", 0, "valueString"}, "r1"},
+				{[]any{"entity", 1, "what", "reference"}, "Patient/p1"}, {[]any{"entity", 1, "role", "code"}, "1"},
+				{[]any{"entity", 1, "role", "system"}, systemObjectRole},
+				{[]any{"entity", 2, "what", "reference"}, "Patient/p2"},
+			},
+			absent: [][]any{{"agent", 1}, {"entity", 0, "what"}, {"entity", 0, "query"}, {"purposeOfEvent"}, {"entity", 3}}},
+		{name: "user agent is the requestor", edit: func(e *Event) {
+			e.Interaction, e.ID, e.Version, e.Status = InteractionVRead, "o1", "3", 403
+			e.ClientID, e.FHIRUser, e.Subject, e.Purpose = "app-1", "Practitioner/dr1", "alice", "TREAT"
+		},
+			checks: []check{
+				{[]any{"subtype", 0, "code"}, "vread"}, {[]any{"action"}, "R"}, {[]any{"outcome"}, "4"},
+				{[]any{"outcomeDesc"}, "HTTP 403"},
+				{[]any{"agent", 0, "who", "identifier", "value"}, "app-1"}, {[]any{"agent", 0, "requestor"}, false},
+				{[]any{"agent", 1, "who", "reference"}, "Practitioner/dr1"}, {[]any{"agent", 1, "altId"}, "alice"},
+				{[]any{"agent", 1, "requestor"}, true},
+				{[]any{"entity", 0, "what", "reference"}, "Observation/o1/_history/3"}, {[]any{"entity", 0, "role", "code"}, "4"},
+				{[]any{"purposeOfEvent", 0, "coding", 0, "code"}, "TREAT"},
+			},
+			absent: [][]any{{"entity", 1}}},
+		{name: "anonymous and a server error", edit: func(e *Event) { e.Interaction, e.ID, e.Status = InteractionEverything, "p1", 500 },
+			checks: []check{
+				{[]any{"subtype", 0, "code"}, "operation"}, {[]any{"action"}, "E"}, {[]any{"outcome"}, "8"},
+				{[]any{"agent", 0, "who", "display"}, auditAnonymousDisplay}, {[]any{"agent", 0, "requestor"}, true},
+			},
+			absent: [][]any{{"agent", 1}}},
+		{name: "history", edit: func(e *Event) { e.Interaction, e.ID = InteractionHistory, "o1" },
+			checks: []check{{[]any{"subtype", 0, "code"}, "history-instance"}, {[]any{"action"}, "R"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := base
+			tc.edit(&ev)
+			body, err := MarshalAuditEvent(ev, "a1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if issues := conformance.Validate(body); len(issues) != 0 {
+				t.Fatalf("AuditEvent invalid: %+v\n%s", issues, body)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range tc.checks {
+				if got := get(m, c.path...); got != c.want {
+					t.Errorf("%v = %v, want %v", c.path, got, c.want)
+				}
+			}
+			for _, p := range tc.absent {
+				if got := get(m, p...); got != nil {
+					t.Errorf("%v = %v, want absent", p, got)
+				}
+			}
+			writeSample(t, "auditevent-shape-"+sampleName(tc.name)+".json", body)
+		})
+	}
+}

@@ -1,0 +1,289 @@
+// Package auditlog writes the FHIR API's audit Events to a store.AuditStore
+// in the background: Writer implements fhir.Auditor with a bounded queue
+// drained by one goroutine that turns each Event into R4 AuditEvents and
+// appends them in batches.
+//
+// One AuditEvent is stored per patient an Event touched (IHE Basic Audit Log
+// Patterns: a query returning several patients' data is recorded once per
+// patient), so "who accessed this patient's data" is a lookup on
+// store.AuditRecord.Patient; an Event that touched no patient (a denied or
+// empty request) is stored once without one.
+//
+// The trade-off when the queue is full (the store is slow or down): Record
+// blocks the request's goroutine for at most Options.Block, then gives up,
+// counts the event in Dropped and logs a warning with counts only. A request
+// is thus never held indefinitely by auditing and never goes unaudited
+// silently; the operator sees the drop count in the logs (and via Dropped).
+// A store error retries the batch with exponential backoff (logged, no PHI)
+// while events keep queueing; Close flushes what is queued.
+package auditlog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ketabridge/ketabridge/fhir"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Defaults for Options.
+const (
+	DefaultBuffer     = 10_000
+	DefaultBatch      = 500
+	DefaultFlushEvery = 200 * time.Millisecond
+	DefaultBlock      = 50 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+)
+
+// Options tune a Writer; zero values take the defaults.
+type Options struct {
+	// Buffer is the queue capacity in Events (DefaultBuffer).
+	Buffer int
+	// Batch is the most records appended in one transaction (DefaultBatch).
+	Batch int
+	// FlushEvery bounds how long a queued record waits for its batch to fill
+	// (DefaultFlushEvery).
+	FlushEvery time.Duration
+	// Block is how long Record waits for room in a full queue before it
+	// drops the Event (DefaultBlock).
+	Block time.Duration
+	// MaxBackoff caps the wait between retries of a failed append
+	// (DefaultMaxBackoff; the first retry waits 100 ms).
+	MaxBackoff time.Duration
+	// Logger receives warnings (counts and error types only); nil uses
+	// slog.Default().
+	Logger *slog.Logger
+	// NewID returns AuditEvent ids; nil uses random UUIDs.
+	NewID func() string
+}
+
+// Writer is a fhir.Auditor that queues Events and appends them to a
+// store.AuditStore from one background goroutine. Safe for concurrent use.
+type Writer struct {
+	st    store.AuditStore
+	opts  Options
+	log   *slog.Logger
+	newID func() string
+
+	mu     sync.RWMutex // guards closed against Record's send
+	closed bool
+	queue  chan fhir.Event
+	done   chan struct{} // closed when the drain goroutine returned
+	abort  chan struct{} // closed when Close gives up waiting
+	once   sync.Once
+
+	dropped  atomic.Uint64
+	lastWarn atomic.Int64 // unix nanos of the last drop warning
+	written  atomic.Uint64
+}
+
+var _ fhir.Auditor = (*Writer)(nil)
+
+// New starts a Writer on st. Close it to flush and stop.
+func New(st store.AuditStore, opts Options) *Writer {
+	if opts.Buffer <= 0 {
+		opts.Buffer = DefaultBuffer
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultBatch
+	}
+	if opts.FlushEvery <= 0 {
+		opts.FlushEvery = DefaultFlushEvery
+	}
+	if opts.Block <= 0 {
+		opts.Block = DefaultBlock
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	w := &Writer{
+		st:    st,
+		opts:  opts,
+		log:   opts.Logger,
+		newID: opts.NewID,
+		queue: make(chan fhir.Event, opts.Buffer),
+		done:  make(chan struct{}),
+		abort: make(chan struct{}),
+	}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	if w.newID == nil {
+		w.newID = uuid.NewString
+	}
+	go w.run()
+	return w
+}
+
+// Record queues ev. When the queue is full it waits up to Options.Block for
+// room, then drops ev, counts it (Dropped) and logs a warning (at most one
+// per second, with counts only). The request context is not consulted: an
+// access is audited even when its client went away. Events recorded after
+// Close are dropped the same way.
+func (w *Writer) Record(_ context.Context, ev fhir.Event) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.drop("audit writer closed")
+		return
+	}
+	select {
+	case w.queue <- ev:
+		return
+	default:
+	}
+	t := time.NewTimer(w.opts.Block)
+	defer t.Stop()
+	select {
+	case w.queue <- ev:
+	case <-t.C:
+		w.drop("audit queue full")
+	}
+}
+
+// drop counts one lost Event and warns, rate-limited to one line a second.
+func (w *Writer) drop(msg string) {
+	n := w.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := w.lastWarn.Load()
+	if now-last < int64(time.Second) || !w.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	w.log.Warn(msg+": audit events dropped", "dropped_total", n, "queued", len(w.queue))
+}
+
+// Dropped returns how many audit events were lost: one per Event dropped on
+// a full queue or after Close, one per AuditEvent record that failed to
+// serialize or was left unwritten when Close gave up.
+func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
+
+// Written returns how many AuditEvent records were appended.
+func (w *Writer) Written() uint64 { return w.written.Load() }
+
+// Close stops accepting Events and waits until everything queued is written
+// or ctx is done; then a failing append stops retrying, its records and the
+// rest of the queue are counted as dropped. It returns an error when any
+// event was dropped during the Writer's life, so shutdown reports the loss.
+func (w *Writer) Close(ctx context.Context) error {
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		close(w.queue)
+		w.mu.Unlock()
+	})
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		select {
+		case <-w.abort:
+		default:
+			close(w.abort)
+		}
+		<-w.done
+	}
+	if n := w.Dropped(); n > 0 {
+		return fmt.Errorf("auditlog: %d audit events were not stored", n)
+	}
+	return nil
+}
+
+// run drains the queue: it batches records (up to Options.Batch, or what
+// arrived within Options.FlushEvery of the batch's first record) and appends
+// each batch, retrying failures.
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]store.AuditRecord, 0, w.opts.Batch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		if len(batch) > 0 {
+			w.append(batch)
+			batch = batch[:0]
+		}
+	}
+	for {
+		select {
+		case ev, ok := <-w.queue:
+			if !ok {
+				flush()
+				return
+			}
+			if len(batch) == 0 {
+				timer.Reset(w.opts.FlushEvery)
+			}
+			batch = w.records(batch, ev)
+			if len(batch) >= w.opts.Batch {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// records appends ev's AuditRecords (one per patient, or one without a
+// patient) to batch.
+func (w *Writer) records(batch []store.AuditRecord, ev fhir.Event) []store.AuditRecord {
+	patients := ev.Patients
+	if len(patients) == 0 {
+		patients = []string{""}
+	}
+	one := ev
+	for _, p := range patients {
+		one.Patients = nil
+		if p != "" {
+			one.Patients = []string{p}
+		}
+		id := w.newID()
+		body, err := fhir.MarshalAuditEvent(one, id)
+		if err != nil {
+			// fhirjson errors name an element path, never a value.
+			w.dropped.Add(1)
+			w.log.Error("audit event not serializable: dropped", "err", err.Error(), "dropped_total", w.Dropped())
+			continue
+		}
+		batch = append(batch, store.AuditRecord{
+			ID: id, Recorded: ev.Time, Patient: p, ClientID: ev.ClientID, Body: body,
+		})
+	}
+	return batch
+}
+
+// append writes one batch, retrying with exponential backoff until it is
+// stored or Close gives up (abort).
+func (w *Writer) append(batch []store.AuditRecord) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := w.st.AppendAudit(ctx, batch)
+		cancel()
+		if err == nil {
+			w.written.Add(uint64(len(batch)))
+			if attempt > 1 {
+				w.log.Info("audit store append succeeded after retries", "attempt", attempt, "records", len(batch))
+			}
+			return
+		}
+		// Store errors name SQL, tables and constraints, never the bound
+		// values (the AuditEvent bodies are not in them).
+		w.log.Warn("audit store append failed; retrying", "attempt", attempt, "records", len(batch),
+			"retry_in", backoff.String(), "err", err.Error())
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-w.abort:
+			t.Stop()
+			n := w.dropped.Add(uint64(len(batch)))
+			w.log.Error("audit writer closing: unwritten audit events dropped", "records", len(batch), "dropped_total", n)
+			return
+		}
+		backoff = min(2*backoff, w.opts.MaxBackoff)
+	}
+}

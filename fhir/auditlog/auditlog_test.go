@@ -1,0 +1,283 @@
+package auditlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/fhir"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// fakeAudit is a store.AuditStore recording each appended batch. failures
+// makes the next appends fail; gate, when set, holds every append until it
+// is closed.
+type fakeAudit struct {
+	mu       sync.Mutex
+	batches  [][]store.AuditRecord
+	failures int
+	attempts int
+	gate     chan struct{}
+}
+
+func (f *fakeAudit) AppendAudit(ctx context.Context, rs []store.AuditRecord) error {
+	if f.gate != nil {
+		<-f.gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attempts++
+	if f.failures != 0 {
+		if f.failures > 0 {
+			f.failures--
+		}
+		return errors.New("store: sqlite: append audit: database is locked")
+	}
+	f.batches = append(f.batches, append([]store.AuditRecord(nil), rs...))
+	return nil
+}
+
+func (f *fakeAudit) ListAudit(context.Context, time.Time, int) ([]store.AuditRecord, error) {
+	return nil, errors.New("not used")
+}
+
+func (f *fakeAudit) records() []store.AuditRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []store.AuditRecord
+	for _, b := range f.batches {
+		out = append(out, b...)
+	}
+	return out
+}
+
+func (f *fakeAudit) sizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for _, b := range f.batches {
+		out = append(out, len(b))
+	}
+	return out
+}
+
+// syncBuffer is a log sink safe for the writer goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var t0 = time.Date(2025, 5, 1, 9, 0, 0, 0, time.UTC)
+
+// phiPatient is a patient id the logs must never contain.
+const phiPatient = "patient-jane-doe-1980"
+
+func event(i int, patients ...string) fhir.Event {
+	return fhir.Event{
+		Time: t0.Add(time.Duration(i) * time.Millisecond), RequestID: fmt.Sprintf("req-%d", i),
+		Interaction: fhir.InteractionRead, Type: "Observation", ID: fmt.Sprintf("o%d", i),
+		Patients: patients, Status: 200, ClientID: "ehr-1",
+	}
+}
+
+func newWriter(t *testing.T, st store.AuditStore, opts Options) (*Writer, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	w := New(st, opts)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = w.Close(ctx)
+	})
+	return w, logs
+}
+
+func closeNow(t *testing.T, w *Writer) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return w.Close(ctx)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestRecordsPerPatient(t *testing.T) {
+	st := &fakeAudit{}
+	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour})
+	w.Record(context.Background(), event(1, "p1", "p2"))
+	w.Record(context.Background(), event(2))
+	if err := closeNow(t, w); err != nil {
+		t.Fatal(err)
+	}
+	got := st.records()
+	if len(got) != 3 {
+		t.Fatalf("got %d records, want 3 (one per patient, one without)", len(got))
+	}
+	wantPatients := []string{"p1", "p2", ""}
+	ids := map[string]bool{}
+	for i, r := range got {
+		t.Run(fmt.Sprintf("record %d", i), func(t *testing.T) {
+			if r.Patient != wantPatients[i] || r.ClientID != "ehr-1" || r.ID == "" || ids[r.ID] {
+				t.Errorf("record = %+v", r)
+			}
+			ids[r.ID] = true
+			if issues := conformance.Validate(r.Body); len(issues) != 0 {
+				t.Errorf("invalid AuditEvent: %+v\n%s", issues, r.Body)
+			}
+			if !bytes.Contains(r.Body, []byte(`"id":"`+r.ID+`"`)) {
+				t.Errorf("body does not carry id %s: %s", r.ID, r.Body)
+			}
+			n := bytes.Count(r.Body, []byte(`"reference":"Patient/`))
+			if (r.Patient == "" && n != 0) || (r.Patient != "" && (n != 1 || !bytes.Contains(r.Body, []byte(`"Patient/`+r.Patient+`"`)))) {
+				t.Errorf("body names the wrong patients: %s", r.Body)
+			}
+		})
+	}
+	if w.Written() != 3 || w.Dropped() != 0 {
+		t.Errorf("written %d dropped %d", w.Written(), w.Dropped())
+	}
+}
+
+func TestBatching(t *testing.T) {
+	cases := []struct {
+		name      string
+		opts      Options
+		events    int
+		beforeEnd []int // batch sizes expected before Close
+		afterEnd  []int
+	}{
+		{"full batches are appended at once", Options{Batch: 3, FlushEvery: time.Hour}, 7, []int{3, 3}, []int{3, 3, 1}},
+		{"a partial batch waits for FlushEvery", Options{Batch: 100, FlushEvery: 20 * time.Millisecond}, 2, []int{2}, []int{2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &fakeAudit{}
+			w, _ := newWriter(t, st, tc.opts)
+			for i := range tc.events {
+				w.Record(context.Background(), event(i, "p1"))
+			}
+			waitFor(t, "batches", func() bool { return len(st.sizes()) == len(tc.beforeEnd) })
+			if got := fmt.Sprint(st.sizes()); got != fmt.Sprint(tc.beforeEnd) {
+				t.Errorf("before Close: batches %s, want %v", got, tc.beforeEnd)
+			}
+			if err := closeNow(t, w); err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(st.sizes()); got != fmt.Sprint(tc.afterEnd) {
+				t.Errorf("after Close: batches %s, want %v", got, tc.afterEnd)
+			}
+		})
+	}
+}
+
+func TestFullQueueDrops(t *testing.T) {
+	st := &fakeAudit{gate: make(chan struct{})}
+	w, logs := newWriter(t, st, Options{Buffer: 1, Batch: 1, Block: 5 * time.Millisecond})
+	ctx := context.Background()
+	// The first event is taken by the drain goroutine, which blocks in the
+	// store; the second fills the queue; the rest wait Block and drop.
+	w.Record(ctx, event(0, phiPatient))
+	waitFor(t, "the writer to take the first event", func() bool { return len(w.queue) == 0 })
+	start := time.Now()
+	for i := 1; i <= 4; i++ {
+		w.Record(ctx, event(i, phiPatient))
+	}
+	if el := time.Since(start); el < 3*5*time.Millisecond {
+		t.Errorf("Record returned after %v: it must wait Block before dropping", el)
+	}
+	if w.Dropped() != 3 {
+		t.Errorf("Dropped = %d, want 3", w.Dropped())
+	}
+	close(st.gate)
+	err := closeNow(t, w)
+	if err == nil || !strings.Contains(err.Error(), "3 audit events") {
+		t.Errorf("Close = %v, want the drop count", err)
+	}
+	if n := len(st.records()); n != 2 {
+		t.Errorf("stored %d records, want 2", n)
+	}
+	l := logs.String()
+	if !strings.Contains(l, "audit events dropped") || !strings.Contains(l, `"dropped_total":1`) {
+		t.Errorf("no drop warning with a count:\n%s", l)
+	}
+	if strings.Count(l, "audit events dropped") != 1 {
+		t.Errorf("drop warnings are not rate-limited:\n%s", l)
+	}
+	if strings.Contains(l, phiPatient) {
+		t.Errorf("logs name a patient:\n%s", l)
+	}
+	w.Record(ctx, event(9, phiPatient))
+	if w.Dropped() != 4 {
+		t.Errorf("Record after Close: Dropped = %d, want 4", w.Dropped())
+	}
+}
+
+func TestRetry(t *testing.T) {
+	t.Run("a failing append is retried until stored", func(t *testing.T) {
+		st := &fakeAudit{failures: 2}
+		w, logs := newWriter(t, st, Options{FlushEvery: time.Millisecond, MaxBackoff: 150 * time.Millisecond})
+		w.Record(context.Background(), event(1, phiPatient))
+		waitFor(t, "the retried append", func() bool { return len(st.records()) == 1 })
+		if err := closeNow(t, w); err != nil {
+			t.Fatal(err)
+		}
+		l := logs.String()
+		if strings.Count(l, "audit store append failed; retrying") != 2 || !strings.Contains(l, "succeeded after retries") {
+			t.Errorf("retries not logged:\n%s", l)
+		}
+		if strings.Contains(l, phiPatient) {
+			t.Errorf("logs name a patient:\n%s", l)
+		}
+		if w.Dropped() != 0 || w.Written() != 1 {
+			t.Errorf("dropped %d written %d", w.Dropped(), w.Written())
+		}
+	})
+	t.Run("Close gives up at its deadline", func(t *testing.T) {
+		st := &fakeAudit{failures: -1}
+		w, _ := newWriter(t, st, Options{FlushEvery: time.Hour})
+		w.Record(context.Background(), event(1, "p1", "p2"))
+		w.Record(context.Background(), event(2, "p3"))
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := w.Close(ctx)
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("Close took %v", el)
+		}
+		if err == nil || w.Dropped() != 3 {
+			t.Errorf("Close = %v, Dropped = %d; want an error and 3", err, w.Dropped())
+		}
+		if st.attempts < 2 {
+			t.Errorf("append attempted %d times, want retries", st.attempts)
+		}
+	})
+}

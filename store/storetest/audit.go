@@ -1,0 +1,178 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// NewAuditStoreFunc returns a fresh, empty store.AuditStore on clock, with
+// its cleanup registered on t.
+type NewAuditStoreFunc func(t *testing.T, clock store.Clock) store.AuditStore
+
+// RunAudit runs the store.AuditStore contract suite. Beyond the interface's
+// doc comments it pins: every field round-trips (Recorded at millisecond
+// precision, in UTC); the order is Recorded then ID whatever the insertion
+// order; since is inclusive; a batch with an invalid record writes nothing.
+func RunAudit(t *testing.T, newStore NewAuditStoreFunc) {
+	t.Run("RoundTripAndOrder", func(t *testing.T) { testAuditRoundTrip(t, newStore) })
+	t.Run("SinceAndLimit", func(t *testing.T) { testAuditSinceLimit(t, newStore) })
+	t.Run("DuplicateIgnored", func(t *testing.T) { testAuditDuplicate(t, newStore) })
+	t.Run("InvalidBatch", func(t *testing.T) { testAuditInvalid(t, newStore) })
+}
+
+func auditRec(id string, at time.Time, patient string) store.AuditRecord {
+	return store.AuditRecord{ID: id, Recorded: at, Patient: patient, ClientID: "ehr-1",
+		Body: []byte(`{"resourceType":"AuditEvent","id":"` + id + `"}`)}
+}
+
+func listAudit(t *testing.T, s store.AuditStore, since time.Time, limit int) []store.AuditRecord {
+	t.Helper()
+	got, err := s.ListAudit(context.Background(), since, limit)
+	if err != nil {
+		t.Fatalf("ListAudit: %v", err)
+	}
+	return got
+}
+
+func auditIDs(rs []store.AuditRecord) string {
+	var b bytes.Buffer
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(r.ID)
+	}
+	return b.String()
+}
+
+func testAuditRoundTrip(t *testing.T, newStore NewAuditStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	t.Run("empty store lists nothing", func(t *testing.T) {
+		if got := listAudit(t, s, time.Time{}, 0); len(got) != 0 {
+			t.Fatalf("got %d records", len(got))
+		}
+	})
+	t.Run("empty batch is a no-op", func(t *testing.T) {
+		if err := s.AppendAudit(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Two batches, out of time order, with equal times ordered by id.
+	local := time.FixedZone("UTC+2", 2*3600)
+	b1 := []store.AuditRecord{
+		auditRec("c", T0.Add(2*time.Second), "p1"),
+		auditRec("b", T0.Add(time.Second), ""),
+	}
+	b1[1].ClientID = ""
+	b2 := []store.AuditRecord{
+		auditRec("a", T0.Add(2*time.Second).In(local), "p2"),
+		auditRec("d", T0.Add(1500*time.Microsecond), "p1"), // sub-ms digits are dropped
+	}
+	for i, b := range [][]store.AuditRecord{b1, b2} {
+		if err := s.AppendAudit(ctx, b); err != nil {
+			t.Fatalf("AppendAudit batch %d: %v", i, err)
+		}
+	}
+	got := listAudit(t, s, time.Time{}, 0)
+	if ids := auditIDs(got); ids != "d,b,a,c" {
+		t.Fatalf("order = %s, want d,b,a,c", ids)
+	}
+	want := map[string]store.AuditRecord{}
+	for _, r := range append(append([]store.AuditRecord{}, b1...), b2...) {
+		r.Recorded = r.Recorded.Truncate(time.Millisecond).UTC()
+		want[r.ID] = r
+	}
+	for _, r := range got {
+		w := want[r.ID]
+		t.Run("fields "+r.ID, func(t *testing.T) {
+			if !r.Recorded.Equal(w.Recorded) || r.Recorded.Location() != time.UTC {
+				t.Errorf("Recorded = %v, want %v in UTC", r.Recorded, w.Recorded)
+			}
+			if r.Patient != w.Patient || r.ClientID != w.ClientID || !bytes.Equal(r.Body, w.Body) {
+				t.Errorf("got %+v, want %+v", r, w)
+			}
+		})
+	}
+}
+
+func testAuditSinceLimit(t *testing.T, newStore NewAuditStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	var batch []store.AuditRecord
+	for i := range 10 {
+		batch = append(batch, auditRec(fmt.Sprintf("e%02d", i), T0.Add(time.Duration(i)*time.Second), "p1"))
+	}
+	if err := s.AppendAudit(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		since time.Time
+		limit int
+		want  string
+	}{
+		{"all", time.Time{}, 0, "e00,e01,e02,e03,e04,e05,e06,e07,e08,e09"},
+		{"limit", time.Time{}, 3, "e00,e01,e02"},
+		{"since is inclusive", T0.Add(7 * time.Second), 0, "e07,e08,e09"},
+		{"since between records", T0.Add(7*time.Second + 500*time.Millisecond), 0, "e08,e09"},
+		{"since and limit", T0.Add(4 * time.Second), 2, "e04,e05"},
+		{"since after all", T0.Add(time.Hour), 0, ""},
+		{"negative limit is all", T0.Add(8 * time.Second), -1, "e08,e09"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := auditIDs(listAudit(t, s, tc.since, tc.limit)); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func testAuditDuplicate(t *testing.T, newStore NewAuditStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	first := auditRec("x", T0, "p1")
+	if err := s.AppendAudit(ctx, []store.AuditRecord{first}); err != nil {
+		t.Fatal(err)
+	}
+	retry := auditRec("x", T0.Add(time.Minute), "p2")
+	retry.Body = []byte(`{"resourceType":"AuditEvent","id":"x","changed":true}`)
+	if err := s.AppendAudit(ctx, []store.AuditRecord{retry, auditRec("y", T0, "p1")}); err != nil {
+		t.Fatalf("a batch repeating a stored id must succeed: %v", err)
+	}
+	got := listAudit(t, s, time.Time{}, 0)
+	if ids := auditIDs(got); ids != "x,y" {
+		t.Fatalf("ids = %s, want x,y", ids)
+	}
+	if got[0].Patient != "p1" || !bytes.Equal(got[0].Body, first.Body) {
+		t.Errorf("the stored record changed: %+v", got[0])
+	}
+}
+
+func testAuditInvalid(t *testing.T, newStore NewAuditStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	noID := auditRec("", T0, "p1")
+	noBody := auditRec("b", T0, "p1")
+	noBody.Body = nil
+	for _, tc := range []struct {
+		name string
+		bad  store.AuditRecord
+	}{{"empty id", noID}, {"empty body", noBody}} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.AppendAudit(ctx, []store.AuditRecord{auditRec("ok", T0, "p1"), tc.bad})
+			if err == nil {
+				t.Fatal("AppendAudit accepted an invalid record")
+			}
+			if got := listAudit(t, s, time.Time{}, 0); len(got) != 0 {
+				t.Errorf("a failed batch wrote %d records", len(got))
+			}
+		})
+	}
+}
