@@ -380,6 +380,37 @@ func MarshalAuditEvent(ev Event, id string) ([]byte, error) {
 	return fhirjson.Marshal(ev.AuditEvent(id))
 }
 
+// AuditRecord returns the stored form of ev's AuditEvent about patient
+// (empty: about none) with the given id: the fields AuditEvent renders, so
+// AuditEventJSON of the record is MarshalAuditEvent of ev narrowed to that
+// patient (recorded at millisecond precision, as it renders).
+func (ev Event) AuditRecord(id, patient string) store.AuditRecord {
+	return store.AuditRecord{
+		ID: id, Recorded: ev.Time.Truncate(time.Millisecond), Patient: patient, ClientID: ev.ClientID,
+		Interaction: string(ev.Interaction), Type: ev.Type, ResourceID: ev.ID, Version: ev.Version,
+		Status: ev.Status, FHIRUser: ev.FHIRUser, Subject: ev.Subject, Purpose: ev.Purpose,
+		RequestID: ev.RequestID,
+	}
+}
+
+// AuditEventJSON renders a stored audit record as its R4 AuditEvent JSON:
+// it rebuilds the Event (with the record's one patient, if any) and calls
+// MarshalAuditEvent, so rendering stays in one place and goes through the
+// canonical emit path. The output depends on the record alone: the same
+// record always renders to the same bytes.
+func AuditEventJSON(rec store.AuditRecord) ([]byte, error) {
+	ev := Event{
+		Time: rec.Recorded, RequestID: rec.RequestID,
+		Interaction: Interaction(rec.Interaction), Type: rec.Type, ID: rec.ResourceID, Version: rec.Version,
+		Status: rec.Status, ClientID: rec.ClientID, FHIRUser: rec.FHIRUser, Subject: rec.Subject,
+		Purpose: rec.Purpose,
+	}
+	if rec.Patient != "" {
+		ev.Patients = []string{rec.Patient}
+	}
+	return MarshalAuditEvent(ev, rec.ID)
+}
+
 func coding(system, code, display string) r4.Coding {
 	c := r4.Coding{System: ptr(system), Code: ptr(code)}
 	if display != "" {

@@ -272,3 +272,67 @@ func TestAuditEventShape(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditEventJSONRoundTrip pins that a stored record renders to exactly
+// the bytes MarshalAuditEvent gives for the original event narrowed to the
+// record's patient, every time, and that they are valid R4.
+func TestAuditEventJSONRoundTrip(t *testing.T) {
+	local := time.FixedZone("UTC-5", -5*3600)
+	at := time.Date(2025, 5, 1, 9, 30, 15, 123456789, local) // sub-ms digits, not UTC
+	cases := []struct {
+		name string
+		ev   Event
+	}{
+		{"vread by a user, two patients", Event{Time: at, RequestID: "req-1", Interaction: InteractionVRead,
+			Type: "Observation", ID: "o1", Version: "3", Patients: []string{"p1", "p2"}, Status: 200,
+			ClientID: "app-1", FHIRUser: "Practitioner/dr1", Subject: "alice", Purpose: "TREAT"}},
+		{"search by a backend client", Event{Time: at, RequestID: "req-2", Interaction: InteractionSearch,
+			Type: "Observation", Patients: []string{"p1"}, Status: 200, ClientID: "ehr-1"}},
+		{"anonymous denied read, no patient", Event{Time: at, Interaction: InteractionRead, Type: "Patient",
+			ID: "p9", Status: 401}},
+		{"user without fhirUser, server error", Event{Time: at, RequestID: "req-3", Interaction: InteractionEverything,
+			Type: "Patient", ID: "p1", Patients: []string{"p1"}, Status: 500, Subject: "bob"}},
+		{"refused write", Event{Time: at, RequestID: "req-4", Interaction: InteractionUpdate, Type: "Observation",
+			ID: "o1", Status: 403, ClientID: "app-1"}},
+		{"before 1970 with sub-ms digits", Event{Time: time.Date(1969, 12, 31, 23, 59, 59, 998_500_000, time.UTC),
+			Interaction: InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"}, Status: 200}},
+	}
+	for _, tc := range cases {
+		patients := tc.ev.Patients
+		if len(patients) == 0 {
+			patients = []string{""}
+		}
+		for i, p := range patients {
+			t.Run(tc.name+" "+p, func(t *testing.T) {
+				id := "0b5f6f1c-7f1e-4c39-9d0e-3a3c7f6b2f1" + string(rune('0'+i))
+				one := tc.ev
+				one.Patients = nil
+				if p != "" {
+					one.Patients = []string{p}
+				}
+				want, err := MarshalAuditEvent(one, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := tc.ev.AuditRecord(id, p)
+				if rec.Recorded.Nanosecond()%int(time.Millisecond) != 0 {
+					t.Errorf("Recorded %v keeps sub-millisecond digits", rec.Recorded)
+				}
+				// As a store returns it: milliseconds, in UTC.
+				rec.Recorded = time.UnixMilli(rec.Recorded.UnixMilli()).UTC()
+				for range 2 {
+					got, err := AuditEventJSON(rec)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if string(got) != string(want) {
+						t.Fatalf("rendered\n%s\nwant\n%s", got, want)
+					}
+				}
+				if issues := conformance.Validate(want); len(issues) != 0 {
+					t.Errorf("invalid AuditEvent: %+v\n%s", issues, want)
+				}
+			})
+		}
+	}
+}

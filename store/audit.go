@@ -5,14 +5,18 @@ import (
 	"time"
 )
 
-// AuditRecord is one stored FHIR AuditEvent (the record of an access to
-// patient data, ARCHITECTURE.md "Non-negotiables"). Patient and ClientID
-// repeat what the body says so that per-patient and per-client reports need
-// no JSON parsing; Body is the canonical AuditEvent JSON.
+// AuditRecord is one stored audit event (the record of an access to patient
+// data, ARCHITECTURE.md "Non-negotiables"): the compact, structured form of
+// one FHIR AuditEvent. The store keeps the fields, not the JSON; the FHIR
+// AuditEvent is rendered from a record when it is read (fhir.AuditEventJSON),
+// deterministically: the same record always renders to the same bytes.
+// Patient and ClientID make per-patient and per-client reports lookups.
+// Strings are ids and codes only, never query strings or resource values.
 type AuditRecord struct {
 	// ID is the AuditEvent's id (a UUID).
 	ID string
-	// Recorded is AuditEvent.recorded (stored at millisecond precision).
+	// Recorded is AuditEvent.recorded (stored at millisecond precision, the
+	// precision the AuditEvent renders).
 	Recorded time.Time
 	// Patient is the id of the Patient whose data the event is about, empty
 	// when it names none.
@@ -20,17 +24,36 @@ type AuditRecord struct {
 	// ClientID is the SMART client that made the request, empty when the
 	// request carried no verified token.
 	ClientID string
-	// Body is the FHIR R4 AuditEvent JSON.
-	Body []byte
+	// Interaction is the FHIR interaction asked for (a fhir.Interaction:
+	// "read", "vread", "search", ...). Required.
+	Interaction string
+	// Type is the resource type asked for, empty when none.
+	Type string
+	// ResourceID is the id of the instance asked for, empty for a search.
+	ResourceID string
+	// Version is the version id of a vread, else empty.
+	Version string
+	// Status is the HTTP status of the response.
+	Status int
+	// FHIRUser is the token's fhirUser ("Practitioner/x"), empty when none.
+	FHIRUser string
+	// Subject is the token's subject when it names a user rather than the
+	// client, else empty.
+	Subject string
+	// Purpose is the purpose-of-use code (v3-ActReason), empty when none.
+	Purpose string
+	// RequestID is the X-Request-Id of the request, empty when none.
+	RequestID string
 }
 
 // AuditStore is the append-only audit trail. Backends implement it beside
 // Store and pass storetest.RunAudit.
 type AuditStore interface {
 	// AppendAudit writes the records atomically (all or none). A record
-	// whose ID is already stored is skipped, so retrying a batch whose
-	// outcome is unknown never duplicates events. An empty ID or Body is an
-	// error.
+	// whose ID is already stored is skipped (the stored one is kept), so
+	// retrying a batch whose outcome is unknown never duplicates events. An
+	// empty ID or Interaction is an error. Every field round-trips exactly
+	// (Recorded at millisecond precision, in UTC).
 	AppendAudit(ctx context.Context, records []AuditRecord) error
 	// ListAudit returns up to limit records (all when limit <= 0) recorded at
 	// or after since (all when since is zero; compared at millisecond

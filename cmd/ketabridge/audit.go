@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/store"
 )
 
@@ -78,7 +79,8 @@ func auditExport(ctx context.Context, args []string, e env) error {
 // recorded time, then id) and writes each body as one line. A page resumes
 // at the last instant written, skipping the ids already written there; a
 // page holding nothing new (more events at one instant than a page) is
-// retried wider.
+// retried wider. Each stored record is rendered as its AuditEvent JSON
+// (fhir.AuditEventJSON) as it is written.
 func exportAudit(ctx context.Context, st store.AuditStore, since time.Time, w io.Writer) (int, error) {
 	n := 0
 	limit := auditPage
@@ -98,7 +100,12 @@ func exportAudit(ctx context.Context, st store.AuditStore, since time.Time, w io
 				at, seen = r.Recorded, map[string]bool{}
 			}
 			seen[r.ID] = true
-			if _, err := w.Write(r.Body); err != nil {
+			body, err := fhir.AuditEventJSON(r)
+			if err != nil {
+				// fhirjson errors name an element path, never a value.
+				return n, fmt.Errorf("AuditEvent %s: %w", r.ID, err)
+			}
+			if _, err := w.Write(body); err != nil {
 				return n, err
 			}
 			if _, err := w.Write([]byte{'\n'}); err != nil {

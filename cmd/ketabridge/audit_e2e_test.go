@@ -212,7 +212,7 @@ func TestExportAuditPaging(t *testing.T) {
 			when = at.Add(time.Millisecond * time.Duration(1+i%3))
 		}
 		recs = append(recs, store.AuditRecord{ID: fmt.Sprintf("id-%05d", i), Recorded: when,
-			Body: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+			Interaction: "read", Type: "Patient", ResourceID: "p1", Patient: "p1", Status: 200})
 	}
 	if err := st.AppendAudit(ctx, recs); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,8 @@
 // Package auditlog writes the FHIR API's audit Events to a store.AuditStore
 // in the background: Writer implements fhir.Auditor with a bounded queue
-// drained by one goroutine that turns each Event into R4 AuditEvents and
-// appends them in batches.
+// drained by one goroutine that turns each Event into store.AuditRecords (the
+// compact rows fhir.AuditEventJSON renders as R4 AuditEvents when the trail
+// is read) and appends them in batches.
 //
 // One AuditEvent is stored per patient an Event touched (IHE Basic Audit Log
 // Patterns: a query returning several patients' data is recorded once per
@@ -229,29 +230,14 @@ func (w *Writer) run() {
 }
 
 // records appends ev's AuditRecords (one per patient, or one without a
-// patient) to batch.
+// patient) to batch. They are compact rows: the AuditEvent JSON is rendered
+// when the trail is read (fhir.AuditEventJSON), off the request path.
 func (w *Writer) records(batch []store.AuditRecord, ev fhir.Event) []store.AuditRecord {
-	patients := ev.Patients
-	if len(patients) == 0 {
-		patients = []string{""}
+	if len(ev.Patients) == 0 {
+		return append(batch, ev.AuditRecord(w.newID(), ""))
 	}
-	one := ev
-	for _, p := range patients {
-		one.Patients = nil
-		if p != "" {
-			one.Patients = []string{p}
-		}
-		id := w.newID()
-		body, err := fhir.MarshalAuditEvent(one, id)
-		if err != nil {
-			// fhirjson errors name an element path, never a value.
-			w.dropped.Add(1)
-			w.log.Error("audit event not serializable: dropped", "err", err.Error(), "dropped_total", w.Dropped())
-			continue
-		}
-		batch = append(batch, store.AuditRecord{
-			ID: id, Recorded: ev.Time, Patient: p, ClientID: ev.ClientID, Body: body,
-		})
+	for _, p := range ev.Patients {
+		batch = append(batch, ev.AuditRecord(w.newID(), p))
 	}
 	return batch
 }
@@ -272,7 +258,7 @@ func (w *Writer) append(batch []store.AuditRecord) {
 			return
 		}
 		// Store errors name SQL, tables and constraints, never the bound
-		// values (the AuditEvent bodies are not in them).
+		// values (the records' ids are not in them).
 		w.log.Warn("audit store append failed; retrying", "attempt", attempt, "records", len(batch),
 			"retry_in", backoff.String(), "err", err.Error())
 		t := time.NewTimer(backoff)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/sqlite"
 )
 
 // fakeAudit is a store.AuditStore recording each appended batch. failures
@@ -150,15 +152,19 @@ func TestRecordsPerPatient(t *testing.T) {
 				t.Errorf("record = %+v", r)
 			}
 			ids[r.ID] = true
-			if issues := conformance.Validate(r.Body); len(issues) != 0 {
-				t.Errorf("invalid AuditEvent: %+v\n%s", issues, r.Body)
+			body, err := fhir.AuditEventJSON(r)
+			if err != nil {
+				t.Fatalf("AuditEventJSON: %v", err)
 			}
-			if !bytes.Contains(r.Body, []byte(`"id":"`+r.ID+`"`)) {
-				t.Errorf("body does not carry id %s: %s", r.ID, r.Body)
+			if issues := conformance.Validate(body); len(issues) != 0 {
+				t.Errorf("invalid AuditEvent: %+v\n%s", issues, body)
 			}
-			n := bytes.Count(r.Body, []byte(`"reference":"Patient/`))
-			if (r.Patient == "" && n != 0) || (r.Patient != "" && (n != 1 || !bytes.Contains(r.Body, []byte(`"Patient/`+r.Patient+`"`)))) {
-				t.Errorf("body names the wrong patients: %s", r.Body)
+			if !bytes.Contains(body, []byte(`"id":"`+r.ID+`"`)) {
+				t.Errorf("body does not carry id %s: %s", r.ID, body)
+			}
+			n := bytes.Count(body, []byte(`"reference":"Patient/`))
+			if (r.Patient == "" && n != 0) || (r.Patient != "" && (n != 1 || !bytes.Contains(body, []byte(`"Patient/`+r.Patient+`"`)))) {
+				t.Errorf("body names the wrong patients: %s", body)
 			}
 		})
 	}
@@ -280,4 +286,70 @@ func TestRetry(t *testing.T) {
 			t.Errorf("append attempted %d times, want retries", st.attempts)
 		}
 	})
+}
+
+// TestStoredRecordsRenderAsMarshalled writes Events through a Writer into
+// SQLite, reads the rows back and pins that each renders (AuditEventJSON) to
+// exactly MarshalAuditEvent of the original Event narrowed to its patient,
+// valid R4.
+func TestStoredRecordsRenderAsMarshalled(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour, NewID: func() string { n++; return fmt.Sprintf("id-%03d", n) }})
+	user := event(1, "p1", "p2")
+	user.Time = user.Time.Add(456789 * time.Nanosecond) // sub-ms digits
+	user.Interaction, user.Version = fhir.InteractionVRead, "2"
+	user.FHIRUser, user.Subject, user.Purpose = "Practitioner/dr1", "alice", "TREAT"
+	denied := fhir.Event{Time: t0.Add(time.Second), Interaction: fhir.InteractionSearch, Type: "Observation", Status: 401}
+	events := []fhir.Event{user, denied}
+	for _, ev := range events {
+		w.Record(ctx, ev)
+	}
+	if err := closeNow(t, w); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		ev      fhir.Event
+		patient string
+	}
+	wants := map[string]want{"id-001": {user, "p1"}, "id-002": {user, "p2"}, "id-003": {denied, ""}}
+	recs, err := st.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(wants) {
+		t.Fatalf("stored %d records, want %d", len(recs), len(wants))
+	}
+	for _, r := range recs {
+		t.Run(r.ID, func(t *testing.T) {
+			wt, ok := wants[r.ID]
+			if !ok {
+				t.Fatalf("unexpected record %+v", r)
+			}
+			one := wt.ev
+			one.Patients = nil
+			if wt.patient != "" {
+				one.Patients = []string{wt.patient}
+			}
+			wantBody, err := fhir.MarshalAuditEvent(one, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := fhir.AuditEventJSON(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, wantBody) {
+				t.Errorf("rendered\n%s\nwant\n%s", got, wantBody)
+			}
+			if issues := conformance.Validate(got); len(issues) != 0 {
+				t.Errorf("invalid AuditEvent: %+v\n%s", issues, got)
+			}
+		})
+	}
 }

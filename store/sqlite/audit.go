@@ -4,17 +4,45 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 )
 
 // The audit trail (store.AuditStore) lives in migrations/0003_audit.sql's
-// audit_events table. A batch is one BEGIN IMMEDIATE transaction on the one
+// audit_events table, one compact row per event (the AuditEvent JSON is
+// rendered when read). A batch is one BEGIN IMMEDIATE transaction on the one
 // writer connection (authWrite), so audit writes queue behind ingest like
-// every other write instead of contending for the database lock.
+// every other write instead of contending for the database lock; within it
+// rows go in multi-row INSERTs of up to auditRowsPerInsert rows.
 
 var _ store.AuditStore = (*Store)(nil)
+
+// auditRowsPerInsert is how many rows one INSERT statement carries
+// (auditColumns bound parameters each; far below SQLite's variable limit).
+const auditRowsPerInsert = 100
+
+// auditColumns are audit_events' columns, in insert and select order.
+const auditColumns = "id, recorded, patient, client_id, interaction, type, resource_id, version, status, fhir_user, subject, purpose, request_id"
+
+// auditColumnCount is the number of columns in auditColumns.
+const auditColumnCount = 13
+
+// auditInsertSQL returns the INSERT OR IGNORE of n rows.
+func auditInsertSQL(n int) string {
+	row := "(?" + strings.Repeat(",?", auditColumnCount-1) + ")"
+	var b strings.Builder
+	b.Grow(64 + len(auditColumns) + n*(len(row)+1))
+	b.WriteString("INSERT OR IGNORE INTO audit_events (" + auditColumns + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
 
 // AppendAudit writes the records in one transaction; records whose id is
 // already stored are skipped (INSERT OR IGNORE), so a retried batch is
@@ -24,18 +52,39 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 		return nil
 	}
 	for i, r := range records {
-		if r.ID == "" || len(r.Body) == 0 {
-			return fmt.Errorf("store: sqlite: append audit: record %d: empty id or body", i)
+		if r.ID == "" || r.Interaction == "" {
+			return fmt.Errorf("store: sqlite: append audit: record %d: empty id or interaction", i)
 		}
 	}
 	return s.authWrite(ctx, "append audit", func(w *sql.Conn) error {
-		st, err := w.PrepareContext(ctx, `INSERT OR IGNORE INTO audit_events (id, recorded, patient, client_id, body) VALUES (?,?,?,?,?)`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for _, r := range records {
-			if _, err := st.ExecContext(ctx, r.ID, r.Recorded.UnixMilli(), r.Patient, r.ClientID, r.Body); err != nil {
+		var full *sql.Stmt // the auditRowsPerInsert-row statement, reused
+		defer func() {
+			if full != nil {
+				full.Close()
+			}
+		}()
+		args := make([]any, 0, auditColumnCount*min(len(records), auditRowsPerInsert))
+		for rest := records; len(rest) > 0; {
+			chunk := rest[:min(len(rest), auditRowsPerInsert)]
+			rest = rest[len(chunk):]
+			args = args[:0]
+			for _, r := range chunk {
+				args = append(args, r.ID, r.Recorded.UnixMilli(), r.Patient, r.ClientID, r.Interaction, r.Type,
+					r.ResourceID, r.Version, r.Status, r.FHIRUser, r.Subject, r.Purpose, r.RequestID)
+			}
+			if len(chunk) < auditRowsPerInsert {
+				if _, err := w.ExecContext(ctx, auditInsertSQL(len(chunk)), args...); err != nil {
+					return err
+				}
+				continue
+			}
+			if full == nil {
+				var err error
+				if full, err = w.PrepareContext(ctx, auditInsertSQL(auditRowsPerInsert)); err != nil {
+					return err
+				}
+			}
+			if _, err := full.ExecContext(ctx, args...); err != nil {
 				return err
 			}
 		}
@@ -57,7 +106,7 @@ func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]st
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := db.QueryContext(ctx, `SELECT id, recorded, patient, client_id, body FROM audit_events
+	rows, err := db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events
 WHERE recorded >= ? ORDER BY recorded, id LIMIT ?`, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: list audit: %w", err)
@@ -67,7 +116,8 @@ WHERE recorded >= ? ORDER BY recorded, id LIMIT ?`, from, limit)
 	for rows.Next() {
 		var r store.AuditRecord
 		var ms int64
-		if err := rows.Scan(&r.ID, &ms, &r.Patient, &r.ClientID, &r.Body); err != nil {
+		if err := rows.Scan(&r.ID, &ms, &r.Patient, &r.ClientID, &r.Interaction, &r.Type, &r.ResourceID,
+			&r.Version, &r.Status, &r.FHIRUser, &r.Subject, &r.Purpose, &r.RequestID); err != nil {
 			return nil, fmt.Errorf("store: sqlite: list audit: %w", err)
 		}
 		r.Recorded = msTime(ms)
