@@ -1,0 +1,178 @@
+// Package redis is the Redis backend of store.Ephemeral, shared by replicas
+// (issue 5): authorization codes, launch contexts, login sessions, the
+// client-assertion jti replay set and login throttling live in one Redis so
+// every replica sees the same state. Expiry is Redis's own (PX, wall clock).
+//
+// Every command runs under short dial/read/write timeouts, so a down or
+// unreachable Redis fails fast; every error other than "not found" is
+// returned (wrapped) so callers fail closed. Error texts never carry keys or
+// values.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Timeouts of every connection and command.
+const (
+	dialTimeout = 500 * time.Millisecond
+	ioTimeout   = 500 * time.Millisecond
+	poolTimeout = time.Second
+)
+
+// Ephemeral is the Redis store.Ephemeral. Safe for concurrent use; create it
+// with Open and release it with Close.
+type Ephemeral struct {
+	c      *goredis.Client
+	prefix string
+}
+
+var _ store.Ephemeral = (*Ephemeral)(nil)
+
+// incrScript increments a counter and, on its first increment, sets its
+// expiry, atomically: the window runs from the first increment (a
+// non-positive ttl deletes the key again, so the counter never lives).
+// ARGV[1] is the ttl in milliseconds.
+var incrScript = goredis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+`)
+
+// Open connects to the Redis at url (redis://[user:pass@]host:port/db or
+// rediss://..., see redis.ParseURL), checks it answers a PING, and returns
+// an Ephemeral whose keys all begin with prefix.
+func Open(ctx context.Context, url, prefix string) (*Ephemeral, error) {
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis ephemeral: parse url: %w", err)
+	}
+	e := newEphemeral(opt, prefix)
+	if err := e.c.Ping(ctx).Err(); err != nil {
+		e.c.Close()
+		return nil, fmt.Errorf("redis ephemeral: ping: %w", err)
+	}
+	return e, nil
+}
+
+// newEphemeral applies the fail-fast timeouts to opt and makes the client
+// (without contacting the server).
+func newEphemeral(opt *goredis.Options, prefix string) *Ephemeral {
+	opt.DialTimeout = dialTimeout
+	opt.ReadTimeout = ioTimeout
+	opt.WriteTimeout = ioTimeout
+	opt.PoolTimeout = poolTimeout
+	opt.MaxRetries = 1               // one retry of a failed command
+	opt.DialerRetries = 1            // no dial retries (the default is 5, 100 ms apart)
+	opt.ContextTimeoutEnabled = true // honour callers' deadlines too
+	return &Ephemeral{c: goredis.NewClient(opt), prefix: prefix}
+}
+
+// Close closes the connection pool.
+func (e *Ephemeral) Close() error { return e.c.Close() }
+
+func (e *Ephemeral) key(k string) string { return e.prefix + k }
+
+// ms is ttl in whole milliseconds, rounded up so a positive ttl never
+// becomes 0 (PX needs at least 1).
+func ms(ttl time.Duration) int64 {
+	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+}
+
+func wrap(op string, err error) error {
+	return fmt.Errorf("redis ephemeral: %s: %w", op, err)
+}
+
+// Put stores val under key for ttl, replacing any value (SET PX). A
+// non-positive ttl stores a value that is already expired: the key is
+// removed.
+func (e *Ephemeral) Put(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return e.Delete(ctx, key)
+	}
+	if val == nil {
+		val = []byte{}
+	}
+	if err := e.c.SetArgs(ctx, e.key(key), val, goredis.SetArgs{TTL: time.Duration(ms(ttl)) * time.Millisecond}).Err(); err != nil {
+		return wrap("put", err)
+	}
+	return nil
+}
+
+// Get returns the value, or store.ErrNotFound when absent or expired.
+func (e *Ephemeral) Get(ctx context.Context, key string) ([]byte, error) {
+	b, err := e.c.Get(ctx, e.key(key)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("get", err)
+	}
+	return b, nil
+}
+
+// Take returns and deletes the value atomically (GETDEL, Redis >= 6.2), or
+// store.ErrNotFound: of concurrent Takes exactly one gets the value.
+func (e *Ephemeral) Take(ctx context.Context, key string) ([]byte, error) {
+	b, err := e.c.GetDel(ctx, e.key(key)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("take", err)
+	}
+	return b, nil
+}
+
+// Claim stores key for ttl if absent (SET NX PX) and reports whether this
+// call stored it. With a non-positive ttl nothing lasts: it reports whether
+// the key was absent.
+func (e *Ephemeral) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		n, err := e.c.Exists(ctx, e.key(key)).Result()
+		if err != nil {
+			return false, wrap("claim", err)
+		}
+		return n == 0, nil
+	}
+	err := e.c.SetArgs(ctx, e.key(key), "", goredis.SetArgs{Mode: "NX", TTL: time.Duration(ms(ttl)) * time.Millisecond}).Err()
+	if errors.Is(err, goredis.Nil) {
+		return false, nil // NX refused: present
+	}
+	if err != nil {
+		return false, wrap("claim", err)
+	}
+	return true, nil
+}
+
+// Incr increments the counter under key, which expires ttl after its first
+// increment, and returns the new value (INCR, then PEXPIRE when the value is
+// 1, in one Lua script).
+func (e *Ephemeral) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	ttlMS := ms(ttl)
+	if ttl <= 0 {
+		ttlMS = 0 // PEXPIRE 0 deletes the key
+	}
+	n, err := incrScript.Run(ctx, e.c, []string{e.key(key)}, ttlMS).Int64()
+	if err != nil {
+		return 0, wrap("incr", err)
+	}
+	return n, nil
+}
+
+// Delete removes key (no error when absent).
+func (e *Ephemeral) Delete(ctx context.Context, key string) error {
+	if err := e.c.Del(ctx, e.key(key)).Err(); err != nil {
+		return wrap("delete", err)
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/storetest"
+)
+
+// redisURL returns the test server's URL from KETABRIDGE_TEST_REDIS_URL, or
+// skips (fails when KETABRIDGE_TEST_REQUIRE_SERVICES=1) when it is unset.
+func redisURL(t *testing.T) string {
+	t.Helper()
+	url := os.Getenv("KETABRIDGE_TEST_REDIS_URL")
+	if url == "" {
+		const why = "KETABRIDGE_TEST_REDIS_URL is unset (e.g. redis://127.0.0.1:6379/0): no Redis to test against"
+		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal(why + " and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip(why)
+	}
+	return url
+}
+
+// openTest opens an Ephemeral under a fresh random prefix and deletes every
+// key under that prefix when t ends.
+func openTest(t *testing.T, url string) *Ephemeral {
+	t.Helper()
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "ketabridge-test:" + hex.EncodeToString(b[:]) + ":"
+	e, err := Open(context.Background(), url, prefix)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		var keys []string
+		iter := e.c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("cleanup scan: %v", err)
+		}
+		if len(keys) > 0 {
+			if err := e.c.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("cleanup del: %v", err)
+			}
+		}
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+func TestEphemeralContract(t *testing.T) {
+	url := redisURL(t)
+	storetest.RunEphemeralRealTime(t, func(t *testing.T) store.Ephemeral { return openTest(t, url) })
+}
+
+func TestPrefixIsolates(t *testing.T) {
+	url := redisURL(t)
+	ctx := context.Background()
+	a, b := openTest(t, url), openTest(t, url)
+	if err := a.Put(ctx, "k", []byte("a"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get from another prefix: err = %v, want ErrNotFound", err)
+	}
+	n, err := a.c.Exists(ctx, a.prefix+"k").Result()
+	if err != nil || n != 1 {
+		t.Errorf("EXISTS prefixed key = %d, %v; want 1", n, err)
+	}
+}
+
+func TestNonPositiveTTL(t *testing.T) {
+	url := redisURL(t)
+	ctx := context.Background()
+	e := openTest(t, url)
+	tests := []struct {
+		name string
+		ttl  time.Duration
+	}{
+		{"zero", 0},
+		{"negative", -time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := e.Put(ctx, "p", []byte("v"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Put(ctx, "p", []byte("v"), tc.ttl); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Get(ctx, "p"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get after Put with ttl %v: err = %v, want ErrNotFound", tc.ttl, err)
+			}
+			for i := range 2 {
+				ok, err := e.Claim(ctx, "c", tc.ttl)
+				if err != nil || !ok {
+					t.Errorf("Claim #%d = %v, %v; want true (nothing lasts)", i+1, ok, err)
+				}
+				n, err := e.Incr(ctx, "i", tc.ttl)
+				if err != nil || n != 1 {
+					t.Errorf("Incr #%d = %d, %v; want 1 (nothing lasts)", i+1, n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestUnreachableFailsFast(t *testing.T) {
+	tests := []struct {
+		name string
+		url  string
+	}{
+		{"nothing listening", "redis://127.0.0.1:1/0"},
+		// A blackholed address: the dial timeout bounds it.
+		{"unroutable", "redis://10.255.255.1:6379/0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			e, err := Open(context.Background(), tc.url, "x:")
+			if err == nil {
+				e.Close()
+				t.Fatal("Open succeeded")
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Open took %v, want < 2s", d)
+			}
+		})
+	}
+}
+
+func TestServerGoneFailsClosed(t *testing.T) {
+	// Every operation of an Ephemeral whose server is unreachable returns an
+	// error (never ErrNotFound, a false claim or a count) quickly: callers
+	// fail closed.
+	ctx := context.Background()
+	dead := newEphemeral(&goredis.Options{Addr: "127.0.0.1:1"}, "x:")
+	t.Cleanup(func() { dead.Close() })
+	ops := []struct {
+		name string
+		run  func() error
+	}{
+		{"Put", func() error { return dead.Put(ctx, "k", []byte("v"), time.Minute) }},
+		{"Get", func() error { _, err := dead.Get(ctx, "k"); return err }},
+		{"Take", func() error { _, err := dead.Take(ctx, "k"); return err }},
+		{"Claim", func() error { _, err := dead.Claim(ctx, "k", time.Minute); return err }},
+		{"Incr", func() error { _, err := dead.Incr(ctx, "k", time.Minute); return err }},
+		{"Delete", func() error { return dead.Delete(ctx, "k") }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			start := time.Now()
+			err := op.run()
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				t.Errorf("err = %v, want a connection error", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("took %v, want < 2s", d)
+			}
+		})
+	}
+}
