@@ -1,0 +1,495 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// numKinds bounds store.IndexKind values (1..KindQuantity).
+const numKinds = int(store.KindQuantity) + 1
+
+// indexTables names the index table of each kind.
+var indexTables = [numKinds]string{
+	store.KindToken:     "idx_token",
+	store.KindString:    "idx_string",
+	store.KindDate:      "idx_date",
+	store.KindReference: "idx_ref",
+	store.KindNumber:    "idx_number",
+	store.KindQuantity:  "idx_quantity",
+}
+
+// indexInsert is each index table's INSERT of one row; duplicates of a row
+// (the same value indexed twice) are kept once.
+var indexInsert = [numKinds]string{
+	store.KindToken:     `INSERT INTO idx_token (param, code, system, rid) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+	store.KindString:    `INSERT INTO idx_string (param, value, rid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+	store.KindDate:      `INSERT INTO idx_date (param, lo, hi, rid) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+	store.KindReference: `INSERT INTO idx_ref (param, target, rid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+	store.KindNumber:    `INSERT INTO idx_number (param, num, rid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+	store.KindQuantity:  `INSERT INTO idx_quantity (param, num, system, code, rid) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+}
+
+const (
+	getSourceSQL = `SELECT srid, hash, resources FROM source_records WHERE kind = $1 AND clinic_id = $2`
+	insSourceSQL = `INSERT INTO source_records (kind, clinic_id, hash, body, resources, updated) VALUES ($1, $2, $3, $4, $5, $6) RETURNING srid`
+	updSourceSQL = `UPDATE source_records SET hash = $1, body = $2, resources = $3, updated = $4 WHERE srid = $5`
+	getResSQL    = `SELECT rid, version, deleted, hash, coalesce(src, 0), coalesce(patient, '') FROM resources WHERE type = $1 AND id = $2`
+	// Creates are tried first: the unique (type, id) index answers "exists?"
+	// as part of the insert.
+	insResSQL = `INSERT INTO resources (type, id, version, last_updated, deleted, patient, hash, src)
+VALUES ($1, $2, 1, $3, false, $4, $5, $6) ON CONFLICT (type, id) DO NOTHING RETURNING rid`
+	updResSQL  = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
+	setSrcSQL  = `UPDATE resources SET src = $1 WHERE rid = $2`
+	insHistSQL = `INSERT INTO history (rid, version, last_updated, deleted, patient, body) VALUES ($1, $2, $3, $4, $5, $6)`
+)
+
+// Apply writes each record atomically within one transaction, so a failing
+// record writes nothing of itself while the others land. A record whose Hash equals the stored one for its (Kind,
+// ClinicID) is Unchanged and writes nothing. Otherwise each resource whose
+// body (compared by a SHA-256 of the unstamped body) differs from its current
+// version gets a new version stamped with store.StampMeta (Created when new
+// or previously deleted, Updated otherwise), its index rows replaced;
+// resources the record produced before but no longer produces (and that no
+// other record took over since) get a deletion version (Deleted). Every
+// version written by one call carries the same lastUpdated, clock.Now()
+// truncated to milliseconds.
+//
+// Each record is first checked and its bodies stamped in memory; a record
+// failing there writes nothing. Its writes then run; should one fail (an SQL
+// error, not a property of the record's data), the transaction is rolled
+// back and the batch rerun with a SAVEPOINT per record, so the failing record
+// is rolled back alone and the others land.
+//
+// When some records fail, the others are committed, the failed ones have
+// Outcome store.Failed, and the error is a *store.BatchError. Any other error
+// means nothing was written.
+func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
+	if len(records) == 0 {
+		return nil, nil
+	}
+	pool, err := s.db()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := s.clock.Now().UTC().Truncate(time.Millisecond)
+	var (
+		results []store.WriteResult
+		failed  []*store.RecordError
+	)
+	run := func(safe bool) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			results, failed = nil, nil
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.applyLock); err != nil {
+				return err
+			}
+			a := &applier{tx: tx, ctx: ctx, now: now, ms: now.UnixMilli(), safe: safe}
+			results = make([]store.WriteResult, len(records))
+			for i := range records {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				res, err := a.record(&records[i])
+				if err != nil {
+					var fatal *fatalError
+					var retry *retrySafe
+					switch {
+					case errors.As(err, &retry):
+						return err
+					case errors.As(err, &fatal):
+						return fatal.err
+					}
+					if cerr := ctx.Err(); cerr != nil {
+						return cerr
+					}
+					failed = append(failed, &store.RecordError{
+						Index: i,
+						Key:   store.RecordKey{Kind: records[i].Kind, ClinicID: records[i].ClinicID},
+						Err:   err,
+					})
+					results[i] = store.WriteResult{Outcome: store.Failed}
+					continue
+				}
+				results[i] = res
+			}
+			return nil
+		})
+	}
+	err = run(false)
+	var retry *retrySafe
+	if errors.As(err, &retry) && ctx.Err() == nil {
+		err = run(true)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("store: postgres: apply: %w", err)
+	}
+	if len(failed) > 0 {
+		return results, &store.BatchError{Records: failed}
+	}
+	return results, nil
+}
+
+// retrySafe asks Apply to rerun the batch with a savepoint per record.
+type retrySafe struct{ err error }
+
+func (e *retrySafe) Error() string { return e.err.Error() }
+
+// fatalError aborts the whole Apply (the transaction state is unknown).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+type applier struct {
+	tx  pgx.Tx
+	ctx context.Context
+	now time.Time
+	ms  int64
+	// safe puts each record's writes in a savepoint; without it a failing
+	// write aborts the transaction and Apply reruns the batch safely.
+	safe bool
+}
+
+// curRes is a resource's current row.
+type curRes struct {
+	rid, version int64
+	deleted      bool
+	hash         []byte
+	src          int64 // 0: none
+	patient      string
+}
+
+func (a *applier) current(q pgx.Tx, typ, id string) (curRes, bool, error) {
+	var c curRes
+	err := q.QueryRow(a.ctx, getResSQL, typ, id).Scan(&c.rid, &c.version, &c.deleted, &c.hash, &c.src, &c.patient)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return curRes{}, false, nil
+	}
+	return c, err == nil, err
+}
+
+// prepared is a resource checked and stamped as version 1 in memory.
+type prepared struct {
+	sum     [sha256.Size]byte
+	stamped []byte
+}
+
+func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
+	if err := validateRecord(rec); err != nil {
+		return store.WriteResult{}, err
+	}
+	var (
+		srid     int64
+		oldHash  string
+		oldKeys  string
+		existing = true
+	)
+	err := a.tx.QueryRow(a.ctx, getSourceSQL, rec.Kind, rec.ClinicID).Scan(&srid, &oldHash, &oldKeys)
+	if errors.Is(err, pgx.ErrNoRows) {
+		existing = false
+	} else if err != nil {
+		return store.WriteResult{}, &fatalError{err}
+	}
+	if existing && oldHash == rec.Hash {
+		return a.unchanged(rec)
+	}
+	preps := make([]prepared, len(rec.Resources))
+	for i := range rec.Resources {
+		if err := a.prepare(&rec.Resources[i], &preps[i]); err != nil {
+			return store.WriteResult{}, err
+		}
+	}
+	if !a.safe {
+		res, err := a.writeRecord(a.tx, rec, existing, srid, oldKeys, preps)
+		if err != nil {
+			return store.WriteResult{}, &retrySafe{err}
+		}
+		return res, nil
+	}
+	sp, err := a.tx.Begin(a.ctx) // SAVEPOINT
+	if err != nil {
+		return store.WriteResult{}, &fatalError{err}
+	}
+	res, err := a.writeRecord(sp, rec, existing, srid, oldKeys, preps)
+	if err != nil {
+		if rerr := sp.Rollback(a.ctx); rerr != nil {
+			return store.WriteResult{}, &fatalError{rerr}
+		}
+		return store.WriteResult{}, err
+	}
+	if err := sp.Commit(a.ctx); err != nil { // RELEASE
+		return store.WriteResult{}, &fatalError{err}
+	}
+	return res, nil
+}
+
+// prepare checks rw's body and stamps it as version 1: every way a body can
+// fail shows here, before the record writes anything.
+func (a *applier) prepare(rw *store.ResourceWrite, p *prepared) error {
+	if len(rw.Body) < len(rw.ID)+8 || !bytes.HasPrefix(rw.Body, []byte(`{"id":"`)) ||
+		string(rw.Body[7:7+len(rw.ID)]) != rw.ID || rw.Body[7+len(rw.ID)] != '"' {
+		return fmt.Errorf("%s/%s: body does not start with the resource's id", rw.Type, rw.ID)
+	}
+	stamped, err := store.StampMeta(rw.Body, 1, a.now)
+	if err != nil {
+		return fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
+	}
+	p.stamped = stamped
+	p.sum = sha256.Sum256(rw.Body)
+	return nil
+}
+
+func validateRecord(rec *store.RecordWrite) error {
+	if rec.Kind == "" || rec.ClinicID == "" {
+		return errors.New("record kind and clinic id are required")
+	}
+	if rec.Hash == "" {
+		return errors.New("record hash is required")
+	}
+	for i := range rec.Resources {
+		rw := &rec.Resources[i]
+		if rw.Type == "" || rw.ID == "" || strings.ContainsAny(rw.Type, "/\n") || strings.ContainsAny(rw.ID, "/\n") {
+			return fmt.Errorf("resources[%d]: type and id are required and may not contain '/' or newlines", i)
+		}
+		for j := range rw.Index {
+			row := &rw.Index[j]
+			if row.Param == "" {
+				return fmt.Errorf("%s/%s: index[%d]: param is required", rw.Type, rw.ID, j)
+			}
+			if row.Kind < store.KindToken || row.Kind > store.KindQuantity {
+				return fmt.Errorf("%s/%s: index[%d] (%s): unknown kind %d", rw.Type, rw.ID, j, row.Param, row.Kind)
+			}
+			if row.Kind == store.KindDate && row.Lo > row.Hi {
+				return fmt.Errorf("%s/%s: index[%d] (%s): date range ends before it starts", rw.Type, rw.ID, j, row.Param)
+			}
+		}
+	}
+	return nil
+}
+
+// unchanged reports a record whose hash matched: nothing is written.
+func (a *applier) unchanged(rec *store.RecordWrite) (store.WriteResult, error) {
+	res := store.WriteResult{Outcome: store.Unchanged, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
+	for i := range rec.Resources {
+		rw := &rec.Resources[i]
+		c, _, err := a.current(a.tx, rw.Type, rw.ID)
+		if err != nil {
+			return store.WriteResult{}, &fatalError{err}
+		}
+		res.Resources = append(res.Resources, store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: c.version, Outcome: store.Unchanged})
+	}
+	return res, nil
+}
+
+// writeRecord writes rec inside savepoint sp; history and index rows are
+// queued and sent in one pipelined batch at the end.
+func (a *applier) writeRecord(sp pgx.Tx, rec *store.RecordWrite, existing bool, srid int64, oldKeys string, preps []prepared) (store.WriteResult, error) {
+	res := store.WriteResult{Outcome: store.Created, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
+	var keys strings.Builder
+	for i := range rec.Resources {
+		rw := &rec.Resources[i]
+		if i > 0 {
+			keys.WriteByte('\n')
+		}
+		keys.WriteString(rw.Type)
+		keys.WriteByte('/')
+		keys.WriteString(rw.ID)
+	}
+	if existing {
+		res.Outcome = store.Updated
+		if _, err := sp.Exec(a.ctx, updSourceSQL, rec.Hash, nonNil(rec.Source), keys.String(), a.ms, srid); err != nil {
+			return res, err
+		}
+	} else if err := sp.QueryRow(a.ctx, insSourceSQL, rec.Kind, rec.ClinicID, rec.Hash, nonNil(rec.Source), keys.String(), a.ms).Scan(&srid); err != nil {
+		return res, err
+	}
+	b := &pgx.Batch{}
+	for i := range rec.Resources {
+		rr, err := a.writeResource(sp, b, &rec.Resources[i], srid, &preps[i])
+		if err != nil {
+			return res, err
+		}
+		res.Resources = append(res.Resources, rr)
+	}
+	if existing && oldKeys != "" {
+		produced := make(map[string]struct{}, len(rec.Resources))
+		for i := range rec.Resources {
+			produced[rec.Resources[i].Type+"/"+rec.Resources[i].ID] = struct{}{}
+		}
+		for key := range strings.SplitSeq(oldKeys, "\n") {
+			if _, ok := produced[key]; ok {
+				continue
+			}
+			typ, id, ok := strings.Cut(key, "/")
+			if !ok {
+				continue
+			}
+			rr, done, err := a.deleteResource(sp, b, typ, id, srid)
+			if err != nil {
+				return res, err
+			}
+			if done {
+				res.Resources = append(res.Resources, rr)
+			}
+		}
+	}
+	if b.Len() > 0 {
+		if err := sp.SendBatch(a.ctx, b).Close(); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (a *applier) writeResource(sp pgx.Tx, b *pgx.Batch, rw *store.ResourceWrite, srid int64, p *prepared) (store.ResourceResult, error) {
+	rr := store.ResourceResult{Type: rw.Type, ID: rw.ID}
+	patient := nullString(rw.Patient)
+	var rid int64
+	err := sp.QueryRow(a.ctx, insResSQL, rw.Type, rw.ID, a.ms, patient, p.sum[:], srid).Scan(&rid)
+	switch {
+	case err == nil: // created
+		b.Queue(insHistSQL, rid, int64(1), a.ms, false, patient, p.stamped)
+		queueIndex(b, rw, rid)
+		rr.Version, rr.Outcome = 1, store.Created
+		return rr, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return rr, err
+	}
+	cur, found, err := a.current(sp, rw.Type, rw.ID)
+	if err != nil {
+		return rr, err
+	}
+	if !found {
+		return rr, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
+	}
+	if !cur.deleted && bytes.Equal(cur.hash, p.sum[:]) {
+		if cur.src != srid {
+			b.Queue(setSrcSQL, srid, cur.rid)
+		}
+		rr.Version, rr.Outcome = cur.version, store.Unchanged
+		return rr, nil
+	}
+	version := cur.version + 1
+	body, err := store.StampMeta(rw.Body, version, a.now)
+	if err != nil {
+		return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
+	}
+	b.Queue(updResSQL, version, a.ms, false, patient, p.sum[:], srid, cur.rid)
+	queueDeleteIndex(b, cur.rid)
+	b.Queue(insHistSQL, cur.rid, version, a.ms, false, patient, body)
+	queueIndex(b, rw, cur.rid)
+	rr.Version, rr.Outcome = version, store.Updated
+	if cur.deleted {
+		rr.Outcome = store.Created
+	}
+	return rr, nil
+}
+
+// queueIndex queues rw's index rows for resource rid.
+func queueIndex(b *pgx.Batch, rw *store.ResourceWrite, rid int64) {
+	for j := range rw.Index {
+		row := &rw.Index[j]
+		q := indexInsert[row.Kind]
+		switch row.Kind {
+		case store.KindToken:
+			b.Queue(q, row.Param, row.Code, row.System, rid)
+		case store.KindString:
+			b.Queue(q, row.Param, store.NormalizeString(row.Value), rid)
+		case store.KindDate:
+			b.Queue(q, row.Param, row.Lo, row.Hi, rid)
+		case store.KindReference:
+			b.Queue(q, row.Param, row.Value, rid)
+		case store.KindNumber:
+			b.Queue(q, row.Param, row.Num, rid)
+		case store.KindQuantity:
+			b.Queue(q, row.Param, row.Num, row.System, row.Code, rid)
+		}
+	}
+}
+
+// queueDeleteIndex queues the deletion of rid's index rows.
+func queueDeleteIndex(b *pgx.Batch, rid int64) {
+	for k := store.KindToken; k <= store.KindQuantity; k++ {
+		b.Queue(`DELETE FROM `+indexTables[k]+` WHERE rid = $1`, rid)
+	}
+}
+
+// deleteResource queues a deletion version of typ/id when it exists, is not
+// deleted, and was last written by record srid (a resource another record
+// now produces is left alone). The resource is read in sp before the queued
+// writes run, which is right: a record never both writes and drops a key.
+func (a *applier) deleteResource(sp pgx.Tx, b *pgx.Batch, typ, id string, srid int64) (store.ResourceResult, bool, error) {
+	cur, found, err := a.current(sp, typ, id)
+	if err != nil || !found || cur.deleted || cur.src != srid {
+		return store.ResourceResult{}, false, err
+	}
+	version := cur.version + 1
+	patient := nullString(cur.patient)
+	b.Queue(updResSQL, version, a.ms, true, patient, nil, srid, cur.rid)
+	b.Queue(insHistSQL, cur.rid, version, a.ms, true, patient, nil)
+	queueDeleteIndex(b, cur.rid)
+	return store.ResourceResult{Type: typ, ID: id, Version: version, Outcome: store.Deleted}, true, nil
+}
+
+// SourceRecords returns the stored source records for the keys that exist.
+func (s *Store) SourceRecords(ctx context.Context, keys []store.RecordKey) (map[store.RecordKey][]byte, error) {
+	out := make(map[store.RecordKey][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	pool, err := s.db()
+	if err != nil {
+		return nil, err
+	}
+	kinds := make([]string, len(keys))
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		kinds[i], ids[i] = k.Kind, k.ClinicID
+	}
+	rows, err := pool.Query(ctx, `SELECT s.kind, s.clinic_id, s.body
+FROM unnest($1::text[], $2::text[]) AS k(kind, clinic_id)
+JOIN source_records s ON s.kind = k.kind AND s.clinic_id = k.clinic_id`, kinds, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres: source records: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k store.RecordKey
+		var body []byte
+		if err := rows.Scan(&k.Kind, &k.ClinicID, &body); err != nil {
+			return nil, fmt.Errorf("store: postgres: source records: %w", err)
+		}
+		out[k] = body
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: postgres: source records: %w", err)
+	}
+	return out, nil
+}

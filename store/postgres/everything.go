@@ -1,0 +1,126 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// Refs returns the references the given current, non-deleted resources make
+// through params (all reference params when params is empty), for _include
+// (search.html#include). Refs are grouped by source resource in the order of
+// from (each key once), then ordered by param and target. Targets that are
+// not "Type/id" are skipped.
+func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
+	if len(from) == 0 {
+		return nil, nil
+	}
+	pool, err := s.db()
+	if err != nil {
+		return nil, err
+	}
+	types, ids := uniqueKeys(from)
+	var paramArg any // NULL: every param
+	if len(params) > 0 {
+		paramArg = params
+	}
+	rows, err := pool.Query(ctx, `SELECT k.type, k.id, x.param, x.target
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(type, id, ord)
+JOIN resources r ON r.type = k.type AND r.id = k.id AND NOT r.deleted
+JOIN idx_ref x ON x.rid = r.rid
+WHERE $3::text[] IS NULL OR x.param = ANY($3::text[])
+ORDER BY k.ord, x.param, x.target`, types, ids, paramArg)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres: refs: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Ref
+	for rows.Next() {
+		var k store.Key
+		var name, target string
+		if err := rows.Scan(&k.Type, &k.ID, &name, &target); err != nil {
+			return nil, fmt.Errorf("store: postgres: refs: %w", err)
+		}
+		typ, id, ok := strings.Cut(target, "/")
+		if !ok || typ == "" || id == "" || strings.Contains(id, "/") {
+			continue
+		}
+		out = append(out, store.Ref{From: k, Param: name, Target: store.Key{Type: typ, ID: id}})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: postgres: refs: %w", err)
+	}
+	return out, nil
+}
+
+// Everything returns a page of a patient's compartment for
+// Patient/$everything (patient-operation-everything.html): current,
+// non-deleted resources whose compartment is q.Patient, the Patient itself
+// first, then ordered by type and id; Types limits the types (_type), Since
+// keeps resources updated at or after it (_since). The int is the number of
+// all matches. Count <= 0 returns every match from Offset. An unknown or
+// deleted patient yields no resources and a total of 0 (the caller decides
+// between 404 and 410 with Read).
+func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
+	if q.Patient == "" {
+		return nil, 0, errors.New("store: everything: patient is required")
+	}
+	var b sqlBuilder
+	pat := b.arg(q.Patient)
+	b.add("r.patient = " + pat)
+	b.add("NOT r.deleted")
+	if len(q.Types) > 0 {
+		types := append([]string(nil), q.Types...)
+		sort.Strings(types)
+		b.add("r.type = ANY(" + b.arg(types) + "::text[])")
+	}
+	if !q.Since.IsZero() {
+		b.add("r.last_updated >= " + b.arg(q.Since.UnixMilli()))
+	}
+	where := b.sb.String()
+	nWhere := len(b.args)
+	text := `SELECT r.type, r.id, r.version, r.last_updated, h.body
+FROM resources r JOIN history h ON h.rid = r.rid AND h.version = r.version
+WHERE ` + where + ` ORDER BY (r.type = 'Patient' AND r.id = ` + pat + `) DESC, r.type, r.id LIMIT ` +
+		b.arg(limitArg(q.Count)) + ` OFFSET ` + b.arg(max(q.Offset, 0))
+	var out []store.Resource
+	total := 0
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, text, b.args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r := store.Resource{Patient: q.Patient}
+			var ms int64
+			if err := rows.Scan(&r.Type, &r.ID, &r.Version, &ms, &r.Body); err != nil {
+				rows.Close()
+				return err
+			}
+			r.LastUpdated = msTime(ms)
+			out = append(out, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		total = max(q.Offset, 0) + len(out)
+		if (q.Count > 0 && len(out) == q.Count) || (len(out) == 0 && q.Offset > 0) {
+			return tx.QueryRow(ctx, `SELECT count(*) FROM resources r WHERE `+where, b.args[:nWhere]...).Scan(&total)
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errClosed) {
+			return nil, 0, err
+		}
+		return nil, 0, fmt.Errorf("store: postgres: everything: %w", err)
+	}
+	return out, total, nil
+}

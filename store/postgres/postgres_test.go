@@ -1,0 +1,182 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/postgres"
+	"github.com/ketabridge/ketabridge/store/storetest"
+)
+
+// databaseURL returns the test server's URL, skipping the test when none is
+// configured (failing it when KETABRIDGE_TEST_REQUIRE_SERVICES=1).
+func databaseURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("KETABRIDGE_TEST_DATABASE_URL")
+	if u == "" {
+		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("KETABRIDGE_TEST_DATABASE_URL is not set and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip("KETABRIDGE_TEST_DATABASE_URL is not set: skipping the PostgreSQL contract tests")
+	}
+	return u
+}
+
+// openFresh opens a store in a new schema of the test database, dropped when
+// the test ends, so tests never see each other's data.
+func openFresh(t *testing.T, clock store.Clock) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), freshSchema(t), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// freshSchema creates a schema kb_test_<random>, dropped when the test ends,
+// and returns the test database URL with it as the search_path.
+func freshSchema(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	base := databaseURL(t)
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatal(err)
+	}
+	schema := "kb_test_" + hex.EncodeToString(rnd[:])
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			t.Errorf("drop schema: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return withSearchPath(t, base, schema)
+}
+
+// withSearchPath adds search_path to the URL's parameters: pgx sends
+// unknown parameters as session settings (RuntimeParams) of every
+// connection of the pool.
+func withSearchPath(t *testing.T, base, schema string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("KETABRIDGE_TEST_DATABASE_URL must be a postgres:// URL")
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, clock store.Clock) store.Store { return openFresh(t, clock) })
+}
+
+func TestAuthContract(t *testing.T) {
+	storetest.RunAuth(t, func(t *testing.T, clock store.Clock) store.AuthStore { return openFresh(t, clock) })
+}
+
+func TestAuditContract(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T, clock store.Clock) store.AuditStore { return openFresh(t, clock) })
+}
+
+// TestFailingWriteRollsBackAlone covers the savepoint rerun: a record whose
+// data PostgreSQL rejects at write time (a NUL byte in a text column), after
+// its first resource is written, fails alone; the records around it land.
+func TestFailingWriteRollsBackAlone(t *testing.T) {
+	ctx := context.Background()
+	s := openFresh(t, storetest.NewFakeClock(storetest.T0))
+	for _, tc := range []struct {
+		name string
+		bad  store.IndexRow
+	}{
+		{"nul in string index", storetest.Str("name", "a\x00b")},
+		{"nul in token code", storetest.Token("code", "http://loinc.org", "1\x00")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := s.Apply(ctx, []store.RecordWrite{
+				storetest.Rec("patient", "g1-"+tc.name, "h1", storetest.Res("Patient", "g1", "g1", "")),
+				storetest.Rec("patient", "bad-"+tc.name, "h1", storetest.Res("Patient", "p9", "p9", ""), storetest.Res("Observation", "o9", "p9", "", tc.bad)),
+				storetest.Rec("patient", "g2-"+tc.name, "h1", storetest.Res("Patient", "g2", "g2", "")),
+			})
+			var be *store.BatchError
+			if !errors.As(err, &be) || len(be.Records) != 1 || be.Records[0].Index != 1 {
+				t.Fatalf("Apply err = %v, want a *store.BatchError naming record 1", err)
+			}
+			if len(res) != 3 || res[0].Outcome == store.Failed || res[1].Outcome != store.Failed || res[2].Outcome == store.Failed {
+				t.Fatalf("results = %+v", res)
+			}
+			for _, k := range []store.Key{{Type: "Patient", ID: "p9"}, {Type: "Observation", ID: "o9"}} {
+				if _, err := s.Read(ctx, k.Type, k.ID); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("Read %s = %v, want ErrNotFound", k, err)
+				}
+			}
+			for _, id := range []string{"g1", "g2"} {
+				if _, err := s.Read(ctx, "Patient", id); err != nil {
+					t.Errorf("Read Patient/%s: %v", id, err)
+				}
+			}
+			src, err := s.SourceRecords(ctx, []store.RecordKey{{Kind: "patient", ClinicID: "bad-" + tc.name}})
+			if err != nil || len(src) != 0 {
+				t.Errorf("source record of the failed record = %v, %v", src, err)
+			}
+		})
+	}
+}
+
+// TestMigrateTwice opens two stores on one schema at once (two replicas
+// starting together) on a fresh schema: both succeed and each migration is
+// applied and recorded once.
+func TestMigrateTwice(t *testing.T) {
+	ctx := context.Background()
+	u := freshSchema(t)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			s2, err := postgres.Open(ctx, u, store.SystemClock{})
+			if err == nil {
+				err = s2.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n, distinct int
+	if err := c.QueryRow(ctx, `SELECT count(*), count(DISTINCT version) FROM schema_version`).Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || distinct != 3 {
+		t.Errorf("schema_version has %d rows (%d distinct), want 3", n, distinct)
+	}
+}
