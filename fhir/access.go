@@ -146,3 +146,11 @@ func (LoopbackOnly) Authorize(c echo.Context, _ Access) (Decision, error) {
 	}
 	return Deny(ErrUnauthorized), nil
 }
+
+// Authenticate implements Authenticator: only loopback peers pass.
+func (l LoopbackOnly) Authenticate(c echo.Context) (Decision, error) {
+	return l.Authorize(c, Access{})
+}
+
+// Authenticate implements Authenticator: nobody passes.
+func (d DenyAll) Authenticate(c echo.Context) (Decision, error) { return d.Authorize(c, Access{}) }

@@ -36,10 +36,15 @@ func (s *Server) target(c echo.Context) (typ, id string, err error) {
 	if typ == "" {
 		typ = "Patient" // the $everything route has Patient in its path
 	}
-	if err := s.checkType(typ); err != nil {
+	if err := s.checkType(c, typ); err != nil {
 		return "", "", err
 	}
 	if !validID(id) {
+		// No such resource can exist; still, only an authenticated caller
+		// learns that (an invalid id is also how $export-style paths land).
+		if err := s.authenticated(c); err != nil {
+			return "", "", err
+		}
 		return "", "", ErrNotFound
 	}
 	return typ, id, nil

@@ -23,7 +23,7 @@ func (s *Server) search(c echo.Context) error {
 // (http.html#search: parameters may also be in the URL). Other content
 // types get 415.
 func (s *Server) searchPost(c echo.Context) error {
-	if err := s.checkType(c.Param("type")); err != nil {
+	if err := s.checkType(c, c.Param("type")); err != nil {
 		return err
 	}
 	req := c.Request()
@@ -46,7 +46,7 @@ func (s *Server) searchPost(c echo.Context) error {
 // searchset Bundle.
 func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	typ := c.Param("type")
-	if err := s.checkType(typ); err != nil {
+	if err := s.checkType(c, typ); err != nil {
 		return err
 	}
 	sr, err := search.Parse(typ, values, lenient(c))

@@ -182,17 +182,58 @@ func (s *Server) chain(h echo.HandlerFunc) echo.HandlerFunc {
 
 func isFHIRPath(p string) bool { return p == "/fhir" || strings.HasPrefix(p, "/fhir/") }
 
-// checkType returns ErrUnknownType unless typ is served.
-func (s *Server) checkType(typ string) error {
+// Authenticator is implemented by Authorizers that can tell whether a
+// request carries valid credentials at all, whatever it asks for. The server
+// asks it before answering for types and paths it does not serve, so an
+// unauthenticated caller gets 401 everywhere under /fhir except the
+// CapabilityStatement and learns nothing of the API's shape (SMART.md R47,
+// N51). A denying Decision is rendered like an Authorize denial.
+type Authenticator interface {
+	Authenticate(c echo.Context) (Decision, error)
+}
+
+// authenticated checks the caller's credentials when the Authorizer can.
+func (s *Server) authenticated(c echo.Context) error {
+	a, ok := s.auth.(Authenticator)
+	if !ok {
+		return nil
+	}
+	d, err := a.Authenticate(c)
+	if err != nil {
+		var fe *Error
+		if errors.As(err, &fe) {
+			return fe
+		}
+		return ErrAuthorizerFailure.WithCause(err)
+	}
+	if !d.Allow {
+		if d.Challenge != "" {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, d.Challenge)
+		}
+		return d.denial()
+	}
+	return nil
+}
+
+// checkType returns ErrUnknownType unless typ is served; for an unknown type
+// the caller's credentials are checked first.
+func (s *Server) checkType(c echo.Context, typ string) error {
 	if !s.types[typ] {
+		if err := s.authenticated(c); err != nil {
+			return err
+		}
 		return ErrUnknownType
 	}
 	return nil
 }
 
-// unmatched answers requests no route matched: 404 for GET, else 405 (only
-// GET, and POST for _search, are served under /fhir).
+// unmatched answers requests no route matched, after checking the caller's
+// credentials: 404 for GET, else 405 (only GET, and POST for _search, are
+// served under /fhir).
 func (s *Server) unmatched(c echo.Context) error {
+	if err := s.authenticated(c); err != nil {
+		return err
+	}
 	if c.Request().Method == http.MethodGet {
 		return ErrUnknownRoute
 	}
@@ -202,7 +243,7 @@ func (s *Server) unmatched(c echo.Context) error {
 // readOnly answers write interactions: 404 for an unknown type, else 405.
 func (s *Server) readOnly(c echo.Context) error {
 	if t := c.Param("type"); t != "" {
-		if err := s.checkType(t); err != nil {
+		if err := s.checkType(c, t); err != nil {
 			return err
 		}
 		// Every interaction needs authorization (SMART.md R47-R49, N48): a

@@ -126,6 +126,15 @@ func interactionOf(i Interaction) (auth.Interaction, bool) {
 	return "", false
 }
 
+// Authenticate implements Authenticator: a valid bearer token allows; a
+// missing or invalid one is denied with the RFC 6750 challenge.
+func (s SMART) Authenticate(c echo.Context) (Decision, error) {
+	if _, err := verifyRequest(c, s.Tokens); err != nil {
+		return challengeDecision(s.realm(), err, "")
+	}
+	return Allow(), nil
+}
+
 // Authorize implements Authorizer.
 func (s SMART) Authorize(c echo.Context, a Access) (Decision, error) {
 	if a.Interaction == InteractionMetadata {

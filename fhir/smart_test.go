@@ -540,3 +540,43 @@ func BenchmarkReadSMART(b *testing.B) {
 		}
 	}
 }
+
+// TestSMARTUnservedPathsNeedAToken: paths and types the API does not serve
+// (Bulk Data $export today, an unknown type, a write on the base) answer an
+// unauthenticated caller 401 with the Bearer challenge, not 404/405, so the
+// API's shape is not probeable without a token (SMART.md R47, N51); with a
+// valid token they are the ordinary 404/405 OperationOutcomes.
+func TestSMARTUnservedPathsNeedAToken(t *testing.T) {
+	env := newSMARTEnv(t)
+	forged := env.forgeries(t)
+	valid := env.token(t, "system/*.rs", "")
+	for _, tc := range []struct {
+		method, path string
+		known        int
+	}{
+		{"GET", "/fhir/$export", 404},
+		{"GET", "/fhir/Patient/$export", 404},
+		{"GET", "/fhir/Group/g1/$export", 404},
+		{"GET", "/fhir/NoSuchType", 404},
+		{"GET", "/fhir/NoSuchType/x", 404},
+		{"GET", "/fhir/a/b/c/d/e", 404},
+		{"POST", "/fhir/Patient/x/_history", 405},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			for name, hdr := range map[string][]string{"no token": nil, "garbage": bearer(forged["garbage"])} {
+				w := env.do(tc.method, tc.path, "", hdr...)
+				if w.Code != 401 || !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("%s: %d %q", name, w.Code, w.Header().Get("WWW-Authenticate"))
+				}
+				checkConformance(t, w.Body.Bytes())
+			}
+			if w := env.do(tc.method, tc.path, "", bearer(valid)...); w.Code != tc.known {
+				t.Errorf("valid token: %d, want %d", w.Code, tc.known)
+			}
+		})
+	}
+	// The CapabilityStatement stays open.
+	if w := env.do("GET", "/fhir/metadata", ""); w.Code != 200 {
+		t.Errorf("metadata without a token: %d", w.Code)
+	}
+}
