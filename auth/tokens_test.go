@@ -201,9 +201,14 @@ func TestVerifyRejects(t *testing.T) {
 	otherIss, _, _ := NewTokens(env.keys, "http://evil.example/auth", tkAud, env.clock).Access(tkReq)
 	good := sign(t, jwt.SigningMethodRS256, priv, validClaims(now), ourHdr)
 	parts := strings.Split(good, ".")
+	// Replace one character of the signature with another valid base64url
+	// character (not the last one, whose low bits may be padding): the
+	// signature still decodes but no longer verifies. Flipping a bit could
+	// leave the alphabet ('-' ^ 1 = ',') and test "malformed" instead.
 	sig := []byte(parts[2])
-	sig[10] ^= 1
-	if sig[10] == '.' || sig[10] == '=' {
+	if sig[10] == 'A' {
+		sig[10] = 'B'
+	} else {
 		sig[10] = 'A'
 	}
 
