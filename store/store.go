@@ -250,7 +250,28 @@ type Store interface {
 	// exist, in the order of keys; callers apply access control to the result.
 	GetMany(ctx context.Context, keys []Key) ([]Resource, error)
 
-	// Search runs a typed query (search.html).
+	// Search runs a typed query (search.html). Only current, non-deleted
+	// versions match. Every Clause must match (AND); within a Clause any
+	// Value may (OR). Matching, per kind (search.html#ptypes):
+	//   - token: Code, and System too unless AnySystem ("|code" matches rows
+	//     with no system; "system|" with an empty Code matches any code in
+	//     System);
+	//   - string: prefix match on NormalizeString of Str, or equality of the
+	//     normalized forms when Exact (the index holds normalized values only);
+	//   - date and _lastUpdated: the resource range [lo, hi] against the value
+	//     range [Lo, Hi] as search.html#date defines it: eq: Lo <= lo and
+	//     hi <= Hi; ne: not eq; gt: hi > Hi; lt: lo < Lo; ge: gt or eq;
+	//     le: lt or eq; sa: lo > Hi; eb: hi < Lo;
+	//   - reference: the target "Type/id" equals Str;
+	//   - number and quantity: Num compared per Prefix (sa as gt, eb as lt);
+	//     quantity also matches System and Code when set;
+	//   - _id: the resource id equals Str;
+	//   - Missing (:missing) ignores Values: true matches resources with no
+	//     index row for the parameter, false those with one.
+	// Order: the Sort keys (a parameter sorts by the lowest of a resource's
+	// values ascending and the highest descending, resources without a value
+	// last; dates by range start ascending, range end descending), then
+	// insertion order. Count <= 0 returns every match from Offset.
 	Search(ctx context.Context, q Query) (SearchResult, error)
 	// Refs returns the references the given resources make through params
 	// (all reference params when params is empty): the basis of _include.

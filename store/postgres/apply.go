@@ -188,7 +188,7 @@ type prepared struct {
 }
 
 func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
-	if err := validateRecord(rec); err != nil {
+	if err := rec.Validate(); err != nil {
 		return store.WriteResult{}, err
 	}
 	var (
@@ -249,34 +249,6 @@ func (a *applier) prepare(rw *store.ResourceWrite, p *prepared) error {
 	}
 	p.stamped = stamped
 	p.sum = sha256.Sum256(rw.Body)
-	return nil
-}
-
-func validateRecord(rec *store.RecordWrite) error {
-	if rec.Kind == "" || rec.ClinicID == "" {
-		return errors.New("record kind and clinic id are required")
-	}
-	if rec.Hash == "" {
-		return errors.New("record hash is required")
-	}
-	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		if rw.Type == "" || rw.ID == "" || strings.ContainsAny(rw.Type, "/\n") || strings.ContainsAny(rw.ID, "/\n") {
-			return fmt.Errorf("resources[%d]: type and id are required and may not contain '/' or newlines", i)
-		}
-		for j := range rw.Index {
-			row := &rw.Index[j]
-			if row.Param == "" {
-				return fmt.Errorf("%s/%s: index[%d]: param is required", rw.Type, rw.ID, j)
-			}
-			if row.Kind < store.KindToken || row.Kind > store.KindQuantity {
-				return fmt.Errorf("%s/%s: index[%d] (%s): unknown kind %d", rw.Type, rw.ID, j, row.Param, row.Kind)
-			}
-			if row.Kind == store.KindDate && row.Lo > row.Hi {
-				return fmt.Errorf("%s/%s: index[%d] (%s): date range ends before it starts", rw.Type, rw.ID, j, row.Param)
-			}
-		}
-	}
 	return nil
 }
 

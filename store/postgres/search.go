@@ -12,31 +12,8 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// Search runs a typed query (search.html), with the SQLite backend's
-// semantics exactly. Only current, non-deleted versions match. Every Clause
-// must match (AND); within a Clause any Value may (OR).
-//
-// Matching, per kind (search.html#ptypes):
-//   - token: Code, and System too unless AnySystem ("|code" matches rows with
-//     no system; "system|" with an empty Code matches any code in System);
-//   - string: prefix match on store.NormalizeString of Str, or equality of
-//     the normalized forms when Exact (the index holds normalized values only);
-//   - date and _lastUpdated: range comparison per Prefix as search.html#date
-//     defines it, the resource range [lo, hi] against the value range [Lo, Hi]:
-//     eq: Lo <= lo and hi <= Hi; ne: not eq; gt: hi > Hi; lt: lo < Lo;
-//     ge: gt or eq; le: lt or eq; sa: lo > Hi; eb: hi < Lo;
-//   - reference: the target "Type/id" equals Str;
-//   - number and quantity: Num compared per Prefix (eq/ne/gt/lt/ge/le, sa as
-//     gt, eb as lt) against the exact value; quantity also matches System and
-//     Code when set;
-//   - _id: the resource id equals Str;
-//   - Missing (the :missing modifier) ignores Values: true matches resources
-//     with no index row for the parameter, false those with one.
-//
-// Order: the Sort keys (a parameter sorts by the lowest of a resource's values
-// ascending and the highest descending, resources without a value last; date
-// ascending by range start, descending by range end), then insertion order
-// (rid). Count <= 0 returns every match from Offset.
+// Search implements store.Store.Search, whose doc states the semantics every
+// backend shares (the contract suite checks them).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
 	res := store.SearchResult{Total: -1}
 	if q.Type == "" {

@@ -1,0 +1,40 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Validate checks what every backend needs of a record before writing it:
+// kind, clinic id and hash present; resource types and ids present and free of
+// '/' and newlines; index rows with a parameter, a known kind and, for dates,
+// a range that does not end before it starts. Errors name positions and
+// parameters, never values.
+func (rec *RecordWrite) Validate() error {
+	if rec.Kind == "" || rec.ClinicID == "" {
+		return errors.New("record kind and clinic id are required")
+	}
+	if rec.Hash == "" {
+		return errors.New("record hash is required")
+	}
+	for i := range rec.Resources {
+		rw := &rec.Resources[i]
+		if rw.Type == "" || rw.ID == "" || strings.ContainsAny(rw.Type, "/\n") || strings.ContainsAny(rw.ID, "/\n") {
+			return fmt.Errorf("resources[%d]: type and id are required and may not contain '/' or newlines", i)
+		}
+		for j := range rw.Index {
+			row := &rw.Index[j]
+			if row.Param == "" {
+				return fmt.Errorf("%s/%s: index[%d]: param is required", rw.Type, rw.ID, j)
+			}
+			if row.Kind < KindToken || row.Kind > KindQuantity {
+				return fmt.Errorf("%s/%s: index[%d] (%s): unknown kind %d", rw.Type, rw.ID, j, row.Param, row.Kind)
+			}
+			if row.Kind == KindDate && row.Lo > row.Hi {
+				return fmt.Errorf("%s/%s: index[%d] (%s): date range ends before it starts", rw.Type, rw.ID, j, row.Param)
+			}
+		}
+	}
+	return nil
+}
