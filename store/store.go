@@ -293,3 +293,10 @@ type SystemClock struct{}
 
 // Now implements Clock.
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// ErrUnavailable marks an error caused by a dependency that cannot be
+// reached or is shutting down (the database, Redis): the request may succeed
+// when it is back. Backends wrap connection-level failures with it; the HTTP
+// layers answer 503 (FHIR OperationOutcome "transient", OAuth
+// temporarily_unavailable) rather than 500.
+var ErrUnavailable = errors.New("store: dependency unavailable")

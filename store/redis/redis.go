@@ -88,8 +88,12 @@ func ms(ttl time.Duration) int64 {
 	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
 }
 
+// wrap names the failed operation and marks the error store.ErrUnavailable:
+// every error but "not found" (handled by the callers) means Redis could not
+// answer (down, unreachable, timed out, loading, read-only), so callers
+// fail closed with a 503, never a 500.
 func wrap(op string, err error) error {
-	return fmt.Errorf("redis ephemeral: %s: %w", op, err)
+	return fmt.Errorf("redis ephemeral: %s: %w: %w", op, store.ErrUnavailable, err)
 }
 
 // Put stores val under key for ttl, replacing any value (SET PX). A

@@ -1,0 +1,31 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Cache is the read cache replicas share (Redis), or its in-memory twin in
+// the embedded mode. It is a version-stamp cache: an entry is stored under
+// its key together with the values its stamps had when the entry's data was
+// read from the store, and is found only while every stamp still has that
+// value. Bumping a stamp after a write therefore makes every entry that may
+// hold older data unreachable at once, on every replica, with no list of
+// entries to delete and no message to miss.
+//
+// Keys and stamp names are opaque (hashes, bucket numbers): never PHI.
+// Values may hold resource bodies and live only as long as their ttl.
+type Cache interface {
+	// Lookup reads the current values of stamps (a missing stamp reads as
+	// "0") and the entry stored for key at exactly those values, atomically
+	// and in one round trip. at is the stamps' current values, encoded; pass
+	// it to Fill after reading the data from the store on a miss.
+	Lookup(ctx context.Context, key string, stamps []string) (at string, val []byte, hit bool, err error)
+	// Fill stores val for key at the stamp values at (from a Lookup made
+	// BEFORE the data was read from the store), for ttl. A Fill racing with
+	// a Bump stores an entry nobody will find: never a stale hit.
+	Fill(ctx context.Context, key, at string, val []byte, ttl time.Duration) error
+	// Bump increments each stamp. It returns only after the increments are
+	// visible to every Lookup, on every replica.
+	Bump(ctx context.Context, stamps []string) error
+}
