@@ -268,6 +268,9 @@ func (s *Server) loadPending(c echo.Context, rid string) (*pendingAuthz, int, st
 			err = s.opts.Ephemeral.Put(ctx, pendingKey(rid), raw, ttl)
 		}
 		if err != nil {
+			if store.IsUnavailable(err) {
+				return nil, http.StatusServiceUnavailable, "The sign-in service is temporarily unavailable. Try again in a moment."
+			}
 			return nil, http.StatusInternalServerError, "The request could not be processed."
 		}
 		return &p, 0, ""
@@ -307,6 +310,13 @@ func appendQuery(base string, v url.Values) string {
 // pageFailure logs an internal error (never PHI: store errors carry ids only)
 // and shows a generic 500 page.
 func (s *Server) pageFailure(c echo.Context, err error) error {
+	if store.IsUnavailable(err) {
+		// Shared state is down: fail closed with a 503 the user can retry.
+		s.opts.Logger.WarnContext(c.Request().Context(), "auth: page dependency unavailable", "route", c.Path(), "err", err)
+		c.Response().Header().Set("Retry-After", "5")
+		return errorPage(c, http.StatusServiceUnavailable, "Temporarily unavailable",
+			"The sign-in service is temporarily unavailable. Try again in a moment.")
+	}
 	s.opts.Logger.ErrorContext(c.Request().Context(), "auth: page failed", "route", c.Path(), "err", err)
 	return errorPage(c, http.StatusInternalServerError, "Something went wrong", "The request could not be processed. Try again later.")
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // OAuthError is an OAuth 2.0 error response (RFC 6749 §5.2, §4.1.2.1): the
@@ -100,7 +102,15 @@ func noStore(c echo.Context) {
 // cause goes to the log (it carries no secrets: callers wrap ids only).
 func (s *Server) writeOAuthError(c echo.Context, err error) error {
 	var oe *OAuthError
-	if !errors.As(err, &oe) {
+	if !errors.As(err, &oe) && store.IsUnavailable(err) {
+		// Shared state (database, Redis) is down: fail closed, transiently.
+		s.opts.Logger.WarnContext(c.Request().Context(), "auth endpoint: dependency unavailable",
+			"path", c.Path(), "err", err.Error())
+		oe = &OAuthError{Status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavailable.Code,
+			Description: "a backing service is temporarily unavailable; retry later"}
+		c.Response().Header().Set("Retry-After", "5")
+	}
+	if oe == nil {
 		s.opts.Logger.ErrorContext(c.Request().Context(), "auth endpoint failed",
 			"path", c.Path(), "err", err.Error())
 		oe = ErrServerError

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -103,5 +104,73 @@ func (r *revocationSet) Revoke(ctx context.Context, grantID string, at time.Time
 	r.mu.Lock()
 	r.revoked[grantID] = struct{}{}
 	r.mu.Unlock()
+	return nil
+}
+
+// sharedRevocationTTL is how long a revocation stays in the shared
+// Ephemeral: far longer than RevocationRefresh, after which every replica's
+// own set (loaded from the durable store) knows it anyway.
+const sharedRevocationTTL = time.Hour
+
+// revocationKey is the Ephemeral key of a revoked grant (grant ids are
+// random and opaque).
+func revocationKey(grantID string) string { return "rev:" + grantID }
+
+// sharedRevocations is the replicated Revocations: a revocation made at any
+// replica is refused at every other one at once, not after the next refresh.
+// A grant is revoked when this process's set says so (the durable store, at
+// most RevocationRefresh behind) or the shared Ephemeral (Redis) holds its
+// key, which Revoke writes before it returns. When Redis cannot answer the
+// check falls back to the durable store itself (exact, slower); when that
+// fails too the error is returned and the request fails closed (503).
+type sharedRevocations struct {
+	local *revocationSet
+	eph   store.Ephemeral
+	st    store.AuthStore
+}
+
+// NewSharedRevocations is NewRevocations for replicas sharing eph (Redis).
+func NewSharedRevocations(ctx context.Context, st store.AuthStore, eph store.Ephemeral, clock store.Clock) (Revocations, error) {
+	local, err := NewRevocations(ctx, st, clock)
+	if err != nil {
+		return nil, err
+	}
+	return &sharedRevocations{local: local.(*revocationSet), eph: eph, st: st}, nil
+}
+
+// Revoked implements Revocations.
+func (r *sharedRevocations) Revoked(ctx context.Context, grantID string) (bool, error) {
+	if ok, _ := r.local.Revoked(ctx, grantID); ok {
+		return true, nil
+	}
+	_, err := r.eph.Get(ctx, revocationKey(grantID))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	// Redis is down: ask the durable store, which every Revoke writes first.
+	g, gerr := r.st.GetGrant(ctx, grantID)
+	switch {
+	case gerr == nil:
+		return !g.Revoked.IsZero(), nil
+	case errors.Is(gerr, store.ErrNotFound):
+		return false, nil // client_credentials tokens have no stored grant
+	}
+	return false, fmt.Errorf("auth: revocation check: %w", errors.Join(err, gerr))
+}
+
+// Revoke implements Revocations: durable first, then effective here, then
+// published to every replica. When the publication fails the revocation is
+// still durable (and reaches every replica within RevocationRefresh); the
+// error says so, so the caller can answer 503 and the client retry.
+func (r *sharedRevocations) Revoke(ctx context.Context, grantID string, at time.Time) error {
+	if err := r.local.Revoke(ctx, grantID, at); err != nil {
+		return err
+	}
+	if err := r.eph.Put(ctx, revocationKey(grantID), []byte{1}, sharedRevocationTTL); err != nil {
+		return fmt.Errorf("auth: publish revocation: %w", err)
+	}
 	return nil
 }

@@ -95,18 +95,22 @@ func NewError(status int) *Error {
 // Sentinel errors; compare with errors.Is (which matches copies made by the
 // With* helpers, by Status and Code).
 var (
-	ErrInvalid           = NewError(http.StatusBadRequest)
-	ErrUnauthorized      = NewError(http.StatusUnauthorized)
-	ErrForbidden         = NewError(http.StatusForbidden)
-	ErrNotFound          = NewError(http.StatusNotFound)
-	ErrMethodNotAllowed  = NewError(http.StatusMethodNotAllowed)
-	ErrNotAcceptable     = NewError(http.StatusNotAcceptable)
-	ErrGone              = NewError(http.StatusGone)
-	ErrTooLarge          = NewError(http.StatusRequestEntityTooLarge)
-	ErrUnsupportedMedia  = NewError(http.StatusUnsupportedMediaType)
-	ErrInternal          = NewError(http.StatusInternalServerError)
-	ErrNotImplemented    = NewError(http.StatusNotImplemented)
-	ErrTimeout           = NewError(http.StatusServiceUnavailable)
+	ErrInvalid          = NewError(http.StatusBadRequest)
+	ErrUnauthorized     = NewError(http.StatusUnauthorized)
+	ErrForbidden        = NewError(http.StatusForbidden)
+	ErrNotFound         = NewError(http.StatusNotFound)
+	ErrMethodNotAllowed = NewError(http.StatusMethodNotAllowed)
+	ErrNotAcceptable    = NewError(http.StatusNotAcceptable)
+	ErrGone             = NewError(http.StatusGone)
+	ErrTooLarge         = NewError(http.StatusRequestEntityTooLarge)
+	ErrUnsupportedMedia = NewError(http.StatusUnsupportedMediaType)
+	ErrInternal         = NewError(http.StatusInternalServerError)
+	ErrNotImplemented   = NewError(http.StatusNotImplemented)
+	ErrTimeout          = NewError(http.StatusServiceUnavailable)
+	// ErrUnavailable: a backing service (database, shared auth state) cannot
+	// be reached; the request may succeed later (Retry-After is set).
+	ErrUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "transient", Severity: SeverityError,
+		Details: "a backing service is temporarily unavailable; retry later"}
 	ErrUnknownType       = ErrNotFound.WithDetails("resource type not supported")
 	ErrUnknownRoute      = ErrNotFound.WithDetails("unknown route")
 	ErrReadOnly          = ErrMethodNotAllowed.WithDetails("this API is read-only")
@@ -209,6 +213,8 @@ func AsError(err error) *Error {
 		}
 		// echo messages may quote input: use the table's generic text.
 		return NewError(he.Code).WithCause(err)
+	case store.IsUnavailable(err):
+		return ErrUnavailable.WithCause(err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return ErrTimeout.WithCause(err)
 	default:

@@ -7,6 +7,10 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// retryAfterUnavailable is the Retry-After (seconds) of a 503: dependencies
+// come back (or fail over) on the order of seconds.
+const retryAfterUnavailable = "5"
+
 // renderError is THE error renderer under /fhir: every error becomes an
 // OperationOutcome (operationoutcome.html) with the status from the kind
 // table. 401 carries WWW-Authenticate: Bearer (RFC 6750 §3) unless the
@@ -36,6 +40,10 @@ func (s *Server) renderError(c echo.Context, err error) {
 			allow = http.MethodGet
 		}
 		h.Set(echo.HeaderAllow, allow)
+	case http.StatusServiceUnavailable:
+		if h.Get(echo.HeaderRetryAfter) == "" {
+			h.Set(echo.HeaderRetryAfter, retryAfterUnavailable)
+		}
 	}
 	if c.Request().Method == http.MethodHead {
 		resp.WriteHeader(fe.Status)

@@ -283,6 +283,11 @@ func (s *Server) authorize(c echo.Context, a Access) (Decision, error) {
 		if errors.As(err, &fe) {
 			return Decision{}, fe
 		}
+		if store.IsUnavailable(err) {
+			// Shared auth state (revocations) could not be checked: fail
+			// closed, but say it is transient.
+			return Decision{}, ErrUnavailable.WithCause(err)
+		}
 		return Decision{}, ErrAuthorizerFailure.WithCause(err)
 	}
 	if !d.Allow {

@@ -301,6 +301,9 @@ func RequireScope(t *auth.Tokens, typ string, i auth.Interaction) echo.Middlewar
 			if err != nil {
 				status, ch := auth.BearerChallenge(DefaultRealm, err)
 				if status == http.StatusInternalServerError {
+					if store.IsUnavailable(err) {
+						return writeOutcome(c, ErrUnavailable, "")
+					}
 					return writeOutcome(c, ErrAuthorizerFailure, "")
 				}
 				return writeOutcome(c, NewError(status).WithDetails("valid bearer token required"), ch)

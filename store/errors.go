@@ -1,9 +1,14 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Failed is the Outcome of a record that Apply could not write; nothing of it
@@ -54,4 +59,38 @@ func (e *BatchError) Unwrap() []error {
 		out[i] = r
 	}
 	return out
+}
+
+// IsUnavailable reports whether err means a dependency could not answer, so
+// the request may succeed later: errors marked ErrUnavailable (Redis),
+// network errors (refused, reset, timed out), a connection cut mid-reply,
+// and SQL states of class 08 (connection exception) or 57P0x (the server is
+// shutting down or restarting, PostgreSQL's operator intervention). HTTP
+// layers answer these with 503, never 500.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return true
+	}
+	// The caller's own deadline or cancellation is not an outage (and
+	// context.DeadlineExceeded is a net.Error).
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		s := st.SQLState()
+		return strings.HasPrefix(s, "08") || s == "57P01" || s == "57P02" || s == "57P03"
+	}
+	return false
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/ketabridge/ketabridge/mapping/ingest"
 	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/postgres"
+	redisstore "github.com/ketabridge/ketabridge/store/redis"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 )
 
@@ -33,6 +35,27 @@ type app struct {
 	// audit writes the FHIR API's AuditEvents to the store; started by
 	// openAudit with the API, flushed and stopped by Close.
 	audit *auditlog.Writer
+	// redis is the shared Redis (nil in the embedded mode): ephemeral auth
+	// state, revocations, read cache and rate limits.
+	redis *redisstore.Ephemeral
+	// backend names the store for logs and /readyz: "sqlite" or "postgres".
+	backend string
+	// metrics and prober are built by observe (serve and bench).
+	metrics *metrics
+	prober  *prober
+}
+
+// observe builds (once) the metrics registry and the dependency prober.
+func (a *app) observe(log *slog.Logger) {
+	if a.metrics != nil {
+		return
+	}
+	a.metrics = newMetrics()
+	deps := []dependency{{name: "database", ping: a.store.Ping, required: true}}
+	if a.redis != nil {
+		deps = append(deps, dependency{name: "redis", ping: a.redis.Ping})
+	}
+	a.prober = newProber(deps, a.metrics, log)
 }
 
 // openApp opens the configured store and builds the ingest pipeline on it.
@@ -41,20 +64,49 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot create data directory %s: %v", cfg.DataDir, err)}
 	}
-	st, err := sqlite.Open(ctx, cfg.DBPath(), store.SystemClock{})
-	if err != nil {
-		return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot open the SQLite store at %s: %v", cfg.DBPath(), err)}
+	var st store.Store
+	backend := "sqlite"
+	if cfg.DatabaseURL != "" {
+		backend = "postgres"
+		pg, err := postgres.Open(ctx, cfg.DatabaseURL, store.SystemClock{})
+		if err != nil {
+			// postgres.Open never echoes the URL (it may hold a password).
+			return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot open the PostgreSQL store (%s): %v", redactURL(cfg.DatabaseURL), err)}
+		}
+		st = pg
+	} else {
+		sq, err := sqlite.Open(ctx, cfg.DBPath(), store.SystemClock{})
+		if err != nil {
+			return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot open the SQLite store at %s: %v", cfg.DBPath(), err)}
+		}
+		st = sq
 	}
-	m := mapping.New(mapping.Options{Canonical: cfg.FHIRBase()})
-	a := &app{
-		cfg:    cfg,
-		log:    log,
-		store:  st,
-		mapper: m,
-		ingest: ingest.New(st, m, search.Extract, store.SystemClock{}),
+	a := &app{cfg: cfg, log: log, store: st, backend: backend}
+	if cfg.RedisURL != "" {
+		r, err := redisstore.Connect(cfg.RedisURL, redisPrefix)
+		if err != nil {
+			_ = st.Close()
+			return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot use Redis (%s): %v", redactURL(cfg.RedisURL), err)}
+		}
+		a.redis = r
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := r.Ping(pctx); err != nil {
+			// Start anyway: reads fall back to the store, shared auth state
+			// fails closed, /readyz says Redis is down, and the client
+			// reconnects by itself.
+			log.Warn("Redis does not answer; starting degraded", "err", err)
+		}
+		cancel()
 	}
+	a.mapper = mapping.New(mapping.Options{Canonical: cfg.FHIRBase()})
+	a.ingest = ingest.New(st, a.mapper, search.Extract, store.SystemClock{})
+	log.Info("store opened", "backend", backend, "redis", a.redis != nil)
 	return a, nil
 }
+
+// redisPrefix begins every key KetaBridge writes to Redis, so one Redis can
+// be shared with other applications (and ACLs can be scoped to it).
+const redisPrefix = "ketabridge:"
 
 // auditCloseTimeout bounds how long Close waits for queued AuditEvents to
 // be written before it closes the store.
@@ -85,6 +137,9 @@ func (a *app) Close() error {
 		cancel()
 	}
 	errs = append(errs, a.store.Close())
+	if a.redis != nil {
+		errs = append(errs, a.redis.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -43,11 +43,22 @@ func (a *app) openAuth(ctx context.Context) (*authState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
-	revs, err := auth.NewRevocations(ctx, as, clock)
+	// One process keeps codes, launch ids, the jti replay set and throttling
+	// in memory; replicas share them (and revocations) through Redis.
+	var (
+		eph  store.Ephemeral
+		revs auth.Revocations
+	)
+	if a.redis != nil {
+		eph = a.redis
+		revs, err = auth.NewSharedRevocations(ctx, as, eph, clock)
+	} else {
+		eph = memory.NewEphemeral(clock)
+		revs, err = auth.NewRevocations(ctx, as, clock)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("revocations: %w", err)
 	}
-	eph := memory.NewEphemeral(clock)
 	srv := auth.New(auth.Options{
 		BaseURL:       a.cfg.BaseURL,
 		Store:         as,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -22,8 +23,17 @@ type Config struct {
 	DataDir string
 	// DatabaseURL selects the database; empty is SQLite at DBPath.
 	DatabaseURL string
-	// RedisURL selects the cache; empty is the in-memory cache.
+	// RedisURL selects Redis for the read cache, the shared auth state and
+	// the rate limits; empty is in-memory (one process).
 	RedisURL string
+	// CacheMB bounds the in-memory read cache (no Redis); 0 disables it.
+	CacheMB int
+	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
+	RateLimit float64
+	// RateBurst is the per-client bucket size.
+	RateBurst int
+	// MetricsAddr, when set, is a separate listener for /metrics.
+	MetricsAddr string
 	// Addr is the listen address of serve, host:port.
 	Addr string
 	// BaseURL is the public base URL of the gateway (no trailing slash); the
@@ -45,8 +55,9 @@ func (c Config) FHIRBase() string { return c.BaseURL + "/fhir" }
 // String describes the configuration with secrets (passwords in URLs)
 // redacted, for logs.
 func (c Config) String() string {
-	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s",
-		c.DataDir, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel)
+	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s",
+		c.DataDir, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
+		c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr)
 }
 
 func redactURL(s string) string {
@@ -81,6 +92,10 @@ var sharedFlags = []sharedFlag{
 	{"data-dir", "KETABRIDGE_DATA_DIR", "./data", "directory for local state (SQLite database)"},
 	{"database-url", "KETABRIDGE_DATABASE_URL", "", "database URL; empty = SQLite at {data-dir}/ketabridge.db"},
 	{"redis-url", "KETABRIDGE_REDIS_URL", "", "Redis URL; empty = in-memory cache"},
+	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
+	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
+	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
+	{"metrics-addr", "KETABRIDGE_METRICS_ADDR", "", "listen address of a separate /metrics listener; empty = /metrics on --addr for loopback callers only"},
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
 	{"log-level", "KETABRIDGE_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
@@ -147,17 +162,37 @@ func (cf *configFlags) parse(args []string, getenv func(string) string) (Config,
 		case err != nil || u.Scheme == "":
 			return Config{}, bad("database-url", "must be a URL such as postgres://host/db, or empty for SQLite")
 		case u.Scheme == "postgres" || u.Scheme == "postgresql":
-			return Config{}, &configError{msg: "postgres support is not built yet (issue 5); leave " +
-				source["database-url"] + " empty to use SQLite in the data directory"}
+			if u.Host == "" && u.Query().Get("host") == "" {
+				return Config{}, bad("database-url", "must name the server, e.g. postgres://user@db.example.org:5432/ketabridge")
+			}
 		default:
-			return Config{}, bad("database-url", "unsupported scheme "+strconv.Quote(u.Scheme)+" (empty = SQLite)")
+			return Config{}, bad("database-url", "unsupported scheme "+strconv.Quote(u.Scheme)+" (postgres://..., or empty for SQLite)")
 		}
 	}
 
 	c.RedisURL = strings.TrimSpace(vals["redis-url"])
 	if c.RedisURL != "" {
-		return Config{}, &configError{msg: "redis support is not built yet; leave " + source["redis-url"] +
-			" empty to use the in-memory cache"}
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return Config{}, bad("redis-url", "must be redis://host:port/db or rediss://... (or empty for the in-memory cache)")
+		}
+	}
+
+	var err error
+	if c.CacheMB, err = strconv.Atoi(strings.TrimSpace(vals["cache-mb"])); err != nil || c.CacheMB < 0 || c.CacheMB > 1<<16 {
+		return Config{}, bad("cache-mb", "must be a whole number of MiB from 0 (no cache) to 65536")
+	}
+	if c.RateLimit, err = strconv.ParseFloat(strings.TrimSpace(vals["rate-limit"]), 64); err != nil || c.RateLimit < 0 || math.IsInf(c.RateLimit, 0) || math.IsNaN(c.RateLimit) {
+		return Config{}, bad("rate-limit", "must be requests per second per client, >= 0 (0 = no limit)")
+	}
+	if c.RateBurst, err = strconv.Atoi(strings.TrimSpace(vals["rate-burst"])); err != nil || c.RateBurst < 1 {
+		return Config{}, bad("rate-burst", "must be a whole number >= 1")
+	}
+	c.MetricsAddr = strings.TrimSpace(vals["metrics-addr"])
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return Config{}, bad("metrics-addr", "must be host:port, e.g. :9090")
+		}
 	}
 
 	c.Addr = strings.TrimSpace(vals["addr"])

@@ -47,6 +47,17 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"replicated", []string{"--database-url", "postgres://kb:secret@db:5432/kb?sslmode=require"}, map[string]string{
+			"KETABRIDGE_REDIS_URL": "rediss://cache:6380/1", "KETABRIDGE_RATE_LIMIT": "50.5", "KETABRIDGE_RATE_BURST": "10",
+			"KETABRIDGE_CACHE_MB": "0", "KETABRIDGE_METRICS_ADDR": ":9090"}, func(t *testing.T, c Config) {
+			if c.DatabaseURL != "postgres://kb:secret@db:5432/kb?sslmode=require" || c.RedisURL != "rediss://cache:6380/1" ||
+				c.RateLimit != 50.5 || c.RateBurst != 10 || c.CacheMB != 0 || c.MetricsAddr != ":9090" {
+				t.Errorf("%+v", c)
+			}
+			if strings.Contains(c.String(), "secret") {
+				t.Errorf("String leaks the password: %s", c)
+			}
+		}},
 		{"flag beats an invalid env value", []string{"--log-level", "warn"}, map[string]string{
 			"KETABRIDGE_LOG_LEVEL": "loud"}, func(t *testing.T, c Config) {
 			if c.LogLevel != slog.LevelWarn {
@@ -73,10 +84,14 @@ func TestConfigInvalid(t *testing.T) {
 		want string // substring of the one stderr line
 	}{
 		{"empty data dir", []string{"--data-dir", ""}, nil, "--data-dir"},
-		{"postgres flag", []string{"--database-url", "postgres://u:secret@db/kb"}, nil, "postgres support is not built yet (issue 5)"},
-		{"postgres env", nil, map[string]string{"KETABRIDGE_DATABASE_URL": "postgresql://db/kb"}, "postgres support is not built yet (issue 5)"},
-		{"other database", []string{"--database-url", "mysql://db/kb"}, nil, "unsupported scheme"},
-		{"redis", nil, map[string]string{"KETABRIDGE_REDIS_URL": "redis://cache:6379"}, "redis support is not built yet"},
+		{"postgres without host", []string{"--database-url", "postgres:///kb"}, nil, "must name the server"},
+		{"other database", []string{"--database-url", "mysql://u:secret@db/kb"}, nil, "unsupported scheme"},
+		{"redis scheme", nil, map[string]string{"KETABRIDGE_REDIS_URL": "memcache://cache:6379"}, "invalid KETABRIDGE_REDIS_URL"},
+		{"redis without host", []string{"--redis-url", "redis://"}, nil, "invalid --redis-url"},
+		{"cache size", []string{"--cache-mb", "-1"}, nil, "invalid --cache-mb"},
+		{"rate limit", nil, map[string]string{"KETABRIDGE_RATE_LIMIT": "fast"}, "invalid KETABRIDGE_RATE_LIMIT"},
+		{"rate burst", []string{"--rate-burst", "0"}, nil, "invalid --rate-burst"},
+		{"metrics addr", []string{"--metrics-addr", "9090"}, nil, "invalid --metrics-addr"},
 		{"addr without port", []string{"--addr", "localhost"}, nil, "invalid --addr"},
 		{"addr bad port", nil, map[string]string{"KETABRIDGE_ADDR": ":99999"}, "invalid KETABRIDGE_ADDR"},
 		{"base url relative", []string{"--base-url", "/fhir"}, nil, "invalid --base-url"},

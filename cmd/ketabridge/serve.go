@@ -26,6 +26,7 @@ const (
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 15 * time.Second
 	readyzTimeout     = 2 * time.Second
+	probeInterval     = 5 * time.Second
 )
 
 func cmdServe(ctx context.Context, args []string, e env) error {
@@ -73,6 +74,21 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 	ec, err := a.newEcho(log)
 	if err != nil {
 		return err
+	}
+	pctx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go a.prober.run(pctx, probeInterval)
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return &exitError{code: 1, msg: fmt.Sprintf("cannot listen on %s: %v", cfg.MetricsAddr, err)}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics.handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -143,6 +159,8 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	ec.HideBanner = true
 	ec.HidePort = true
 	ec.Logger.SetOutput(discard{})
+	a.observe(log)
+	ec.Use(a.metrics.middleware)
 
 	as, err := a.openAuth(context.Background())
 	if err != nil {
@@ -177,16 +195,11 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	ec.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
-	// Readiness: the store answers a ping.
-	ec.GET("/readyz", func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), readyzTimeout)
-		defer cancel()
-		if err := a.store.Ping(ctx); err != nil {
-			log.Warn("readyz: store ping failed", "err", err)
-			return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": []string{"store"}})
-		}
-		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
-	})
+	// Readiness: each dependency answers a ping (see prober.readyz).
+	ec.GET("/readyz", a.prober.readyz)
+	if a.cfg.MetricsAddr == "" {
+		ec.GET("/metrics", loopbackOnly(a.metrics.handler()))
+	}
 	return ec, nil
 }
 

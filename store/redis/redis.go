@@ -64,6 +64,26 @@ func Open(ctx context.Context, url, prefix string) (*Ephemeral, error) {
 	return e, nil
 }
 
+// Connect is Open without the PING: the gateway starts while Redis is down
+// (commands fail fast with store.ErrUnavailable, /readyz reports it) and the
+// client reconnects on its own when Redis is back.
+func Connect(url, prefix string) (*Ephemeral, error) {
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		// The parse error may echo the URL (and a password): no detail.
+		return nil, errors.New("redis ephemeral: invalid redis url")
+	}
+	return newEphemeral(opt, prefix), nil
+}
+
+// Ping checks Redis answers.
+func (e *Ephemeral) Ping(ctx context.Context) error {
+	if err := e.c.Ping(ctx).Err(); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
 // newEphemeral applies the fail-fast timeouts to opt and makes the client
 // (without contacting the server).
 func newEphemeral(opt *goredis.Options, prefix string) *Ephemeral {
