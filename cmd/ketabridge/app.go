@@ -83,7 +83,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a := &app{cfg: cfg, log: log, store: st, backend: backend}
 	if cfg.RedisURL != "" {
-		r, err := redisstore.Connect(cfg.RedisURL, redisPrefix)
+		r, err := redisstore.Connect(cfg.RedisURL, cfg.RedisPrefix)
 		if err != nil {
 			_ = st.Close()
 			return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot use Redis (%s): %v", redactURL(cfg.RedisURL), err)}
@@ -104,9 +104,6 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-// redisPrefix begins every key KetaBridge writes to Redis, so one Redis can
-// be shared with other applications (and ACLs can be scoped to it).
-const redisPrefix = "ketabridge:"
 
 // auditCloseTimeout bounds how long Close waits for queued AuditEvents to
 // be written before it closes the store.

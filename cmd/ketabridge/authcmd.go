@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/postgres"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 )
 
@@ -45,8 +46,25 @@ func parseNoArgs(cf *configFlags, args []string, e env) (Config, error) {
 	return cfg, nil
 }
 
-// openAuthStore opens the SQLite store in the data directory (creating it).
-func openAuthStore(ctx context.Context, cfg Config) (*sqlite.Store, error) {
+// adminStore is what the registry and audit subcommands use: the durable
+// auth state and the audit trail of the configured database.
+type adminStore interface {
+	store.AuthStore
+	store.AuditStore
+	Close() error
+}
+
+// openAuthStore opens the configured database (PostgreSQL when
+// --database-url is set, else the SQLite store in the data directory,
+// created when missing) for the registry and audit subcommands.
+func openAuthStore(ctx context.Context, cfg Config) (adminStore, error) {
+	if cfg.DatabaseURL != "" {
+		st, err := postgres.Open(ctx, cfg.DatabaseURL, store.SystemClock{})
+		if err != nil {
+			return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot open the PostgreSQL store (%s): %v", redactURL(cfg.DatabaseURL), err)}
+		}
+		return st, nil
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, &exitError{code: 1, msg: fmt.Sprintf("cannot create data directory %s: %v", cfg.DataDir, err)}
 	}

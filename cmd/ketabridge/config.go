@@ -26,6 +26,8 @@ type Config struct {
 	// RedisURL selects Redis for the read cache, the shared auth state and
 	// the rate limits; empty is in-memory (one process).
 	RedisURL string
+	// RedisPrefix begins every Redis key; replicas of one gateway share it.
+	RedisPrefix string
 	// CacheMB bounds the in-memory read cache (no Redis); 0 disables it.
 	CacheMB int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
@@ -92,6 +94,7 @@ var sharedFlags = []sharedFlag{
 	{"data-dir", "KETABRIDGE_DATA_DIR", "./data", "directory for local state (SQLite database)"},
 	{"database-url", "KETABRIDGE_DATABASE_URL", "", "database URL; empty = SQLite at {data-dir}/ketabridge.db"},
 	{"redis-url", "KETABRIDGE_REDIS_URL", "", "Redis URL; empty = in-memory cache"},
+	{"redis-prefix", "KETABRIDGE_REDIS_PREFIX", "ketabridge:", "prefix of every Redis key (one per gateway deployment sharing a Redis)"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
@@ -178,6 +181,10 @@ func (cf *configFlags) parse(args []string, getenv func(string) string) (Config,
 		}
 	}
 
+	c.RedisPrefix = strings.TrimSpace(vals["redis-prefix"])
+	if c.RedisPrefix == "" || len(c.RedisPrefix) > 64 || strings.ContainsAny(c.RedisPrefix, " *?[]\n") {
+		return Config{}, bad("redis-prefix", "must be 1-64 characters without spaces or glob characters")
+	}
 	var err error
 	if c.CacheMB, err = strconv.Atoi(strings.TrimSpace(vals["cache-mb"])); err != nil || c.CacheMB < 0 || c.CacheMB > 1<<16 {
 		return Config{}, bad("cache-mb", "must be a whole number of MiB from 0 (no cache) to 65536")

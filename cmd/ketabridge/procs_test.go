@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// This file runs KetaBridge as real processes (the built binary) against
+// real PostgreSQL and Redis: the replica and fault tests.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// TestMain removes the binary the process tests build.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// ketabridgeBinary builds this command once per test run.
+func ketabridgeBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ketabridge-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ketabridge")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// serviceURL returns the test service URL from env, or skips the test
+// (fails it when KETABRIDGE_TEST_REQUIRE_SERVICES=1) when unset.
+func serviceURL(t *testing.T, name string) string {
+	t.Helper()
+	u := os.Getenv(name)
+	if u == "" {
+		why := name + " is unset: no server to test against"
+		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal(why + " and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip(why)
+	}
+	return u
+}
+
+func randomName(t *testing.T, prefix string) string {
+	t.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// freshSchema creates a schema in the database at dbURL, drops it when t
+// ends, and returns dbURL with search_path set to it: every replica of a
+// test shares it, and no two tests see each other's tables.
+func freshSchema(t *testing.T, dbURL string) string {
+	t.Helper()
+	ctx := context.Background()
+	schema := randomName(t, "kb_proc_")
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect %s: %v", redactURL(dbURL), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), dbURL)
+		if err != nil {
+			t.Logf("cleanup: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Logf("cleanup: drop schema: %v", err)
+		}
+	})
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// cleanRedisPrefix deletes every key under prefix when t ends.
+func cleanRedisPrefix(t *testing.T, redisURL, prefix string) {
+	t.Cleanup(func() {
+		opt, err := goredis.ParseURL(redisURL)
+		if err != nil {
+			return
+		}
+		c := goredis.NewClient(opt)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) > 0 {
+			_ = c.Del(ctx, keys...).Err()
+		}
+	})
+}
+
+// proc is one running gateway process.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	base string // where it listens
+	logs *syncBuffer
+	done chan struct{}
+}
+
+// startProc starts `ketabridge serve` with env and args on addr and waits
+// until /healthz answers.
+func startProc(t *testing.T, name, addr string, env []string, args ...string) *proc {
+	t.Helper()
+	bin := ketabridgeBinary(t)
+	p := &proc{name: name, base: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--log-level", "info"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = io.Discard
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.stop(t) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before answering: %s", name, p.logs)
+		default:
+		}
+		if resp, err := http.Get(p.base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer /healthz in time: %s", name, p.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a graceful exit.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not stop in time; killing", p.name)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// do sends a request to the process and buffers the answer.
+func (p *proc) do(t *testing.T, method, path, token, contentType string, body []byte) smartResp {
+	t.Helper()
+	req, err := http.NewRequest(method, p.base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return smartDo(t, &http.Client{Timeout: 30 * time.Second}, req)
+}
+
+// form posts an urlencoded form to the process.
+func (p *proc) form(t *testing.T, path string, form url.Values) smartResp {
+	t.Helper()
+	return p.do(t, http.MethodPost, path, "", "application/x-www-form-urlencoded", []byte(form.Encode()))
+}
+
+// cliEnv runs a ketabridge subcommand in-process with the given
+// environment (database and Redis URLs) and returns its stdout.
+func cliEnv(t *testing.T, vars map[string]string, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), args, env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
+		getenv: envOf(vars)}); code != 0 {
+		t.Fatalf("ketabridge %s exited %d: %s", strings.Join(args, " "), code, errOut.String())
+	}
+	return out.String()
+}
