@@ -38,6 +38,10 @@ const contextKeyAccess = "fhir.smart.access"
 type SMART struct {
 	Tokens *auth.Tokens
 	Realm  string
+	// RateLimit, when set, limits each client's requests: a request with a
+	// valid token is charged right after verification, before any decision
+	// or store work, and a throttled one is denied with 429.
+	RateLimit *RateLimit
 }
 
 var _ Authorizer = SMART{}
@@ -129,8 +133,12 @@ func interactionOf(i Interaction) (auth.Interaction, bool) {
 // Authenticate implements Authenticator: a valid bearer token allows; a
 // missing or invalid one is denied with the RFC 6750 challenge.
 func (s SMART) Authenticate(c echo.Context) (Decision, error) {
-	if _, err := verifyRequest(c, s.Tokens); err != nil {
+	info, err := verifyRequest(c, s.Tokens)
+	if err != nil {
 		return challengeDecision(s.realm(), err, "")
+	}
+	if e := s.RateLimit.check(c, info); e != nil {
+		return Deny(e), nil
 	}
 	return Allow(), nil
 }
@@ -143,6 +151,9 @@ func (s SMART) Authorize(c echo.Context, a Access) (Decision, error) {
 	info, err := verifyRequest(c, s.Tokens)
 	if err != nil {
 		return challengeDecision(s.realm(), err, "")
+	}
+	if e := s.RateLimit.check(c, info); e != nil {
+		return Deny(e), nil
 	}
 	_, insufficient := auth.BearerChallenge(s.realm(), auth.ErrInsufficientScope)
 	deny := func(details string) (Decision, error) {

@@ -104,7 +104,6 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-
 // auditCloseTimeout bounds how long Close waits for queued AuditEvents to
 // be written before it closes the store.
 const auditCloseTimeout = 10 * time.Second
