@@ -1,0 +1,143 @@
+package fhir
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// ErrThrottled is the answer to a client over its request rate: 429
+// throttled, with Retry-After (RFC 6585 §4, RFC 9110 §10.2.3). Its details
+// name no client and no patient.
+var ErrThrottled = NewError(http.StatusTooManyRequests).WithDetails("request rate limit exceeded")
+
+// contextKeyRateLimit is the echo.Context key of the request's rate-limit
+// outcome: true when served, ErrThrottled when refused.
+const contextKeyRateLimit = "fhir.ratelimit"
+
+// RateLimit limits the requests of each OAuth client (the client_id of the
+// verified access token, issue 5) with a token bucket: Burst requests at
+// once, refilled at Rate per second. It is charged once per request, after
+// the token is verified and before any store work, on the FHIR API (the
+// SMART Authorizer's RateLimit; the CapabilityStatement, which needs no
+// token, is not charged) and on the ingest API (Guard). Requests without a
+// valid token are not charged: they fail with 401 before any work.
+//
+// When Limiter fails (Redis down), the request is charged to Fallback, a
+// local bucket per replica, so the API neither fails (500/503) nor goes
+// unlimited; with no Fallback, or when it fails too, the request is served.
+// Each failed Take calls OnError.
+type RateLimit struct {
+	// Limiter holds the buckets: shared by replicas (store/redis) or local
+	// (store/memory).
+	Limiter store.Limiter
+	// Rate is the refill rate in requests per second; Burst the bucket size.
+	Rate  float64
+	Burst int
+	// Fallback is the local limiter used when Limiter fails; nil serves such
+	// requests unlimited.
+	Fallback store.Limiter
+	// OnError, when set, is called for each failed Take (e.g. to count the
+	// failures in a metric).
+	OnError func()
+}
+
+// Validate reports a RateLimit that cannot limit: no Limiter, a Rate that
+// is not finite and positive, or a Burst below 1.
+func (r *RateLimit) Validate() error {
+	switch {
+	case r.Limiter == nil:
+		return errors.New("fhir: RateLimit.Limiter is required")
+	case !(r.Rate > 0) || math.IsInf(r.Rate, 1):
+		return fmt.Errorf("fhir: RateLimit.Rate %g must be finite and positive", r.Rate)
+	case r.Burst < 1:
+		return fmt.Errorf("fhir: RateLimit.Burst %d must be at least 1", r.Burst)
+	}
+	return nil
+}
+
+// check charges the client of info, the request's verified token, one
+// token, once per request (an Authorizer is asked several times for some
+// requests). It returns nil when the request may proceed, or ErrThrottled
+// with Retry-After set on the response. A nil RateLimit or info charges
+// nothing.
+func (r *RateLimit) check(c echo.Context, info *auth.AccessInfo) *Error {
+	if r == nil || info == nil {
+		return nil
+	}
+	switch v := c.Get(contextKeyRateLimit).(type) {
+	case bool:
+		return nil
+	case *Error:
+		return v
+	}
+	ok, retry := r.take(c, clientKey(info.ClientID))
+	if ok {
+		c.Set(contextKeyRateLimit, true)
+		return nil
+	}
+	c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter(retry))
+	c.Set(contextKeyRateLimit, ErrThrottled)
+	return ErrThrottled
+}
+
+// take asks Limiter, then Fallback when Limiter fails; it fails open.
+func (r *RateLimit) take(c echo.Context, key string) (bool, time.Duration) {
+	ctx := c.Request().Context()
+	for _, l := range []store.Limiter{r.Limiter, r.Fallback} {
+		if l == nil {
+			continue
+		}
+		ok, retry, err := l.Take(ctx, key, r.Rate, r.Burst)
+		if err == nil {
+			return ok, retry
+		}
+		if r.OnError != nil {
+			r.OnError()
+		}
+	}
+	return true, 0
+}
+
+// Guard returns guard followed by the rate limit, for the ingest API's
+// access guard: guard (RequireScope) verifies the token and its scope, then
+// the token's client is charged, and a throttled request is answered with
+// the 429 OperationOutcome before any ingest work. A nil RateLimit returns
+// guard itself.
+func (r *RateLimit) Guard(guard echo.MiddlewareFunc) echo.MiddlewareFunc {
+	if r == nil {
+		return guard
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return guard(func(c echo.Context) error {
+			if e := r.check(c, TokenInfo(c)); e != nil {
+				return writeOutcome(c, e, "")
+			}
+			return next(c)
+		})
+	}
+}
+
+// clientKey is the bucket key of a client: a hash, so key names stay
+// opaque whatever a client id looks like.
+func clientKey(clientID string) string {
+	h := sha256.Sum256([]byte(clientID))
+	return "client:" + hex.EncodeToString(h[:16])
+}
+
+// retryAfter is d in whole seconds, rounded up and at least 1 (Retry-After
+// takes delay-seconds, RFC 9110 §10.2.3; 0 would invite an immediate retry
+// that is refused again).
+func retryAfter(d time.Duration) string {
+	return strconv.FormatFloat(max(math.Ceil(d.Seconds()), 1), 'f', 0, 64)
+}

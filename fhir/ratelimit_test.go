@@ -1,0 +1,263 @@
+package fhir
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/memory"
+)
+
+// rateEnv serves the fixture behind SMART with rl, and mints tokens for
+// any client.
+type rateEnv struct {
+	*testEnv
+	tokens *auth.Tokens
+}
+
+func newRateEnv(t *testing.T, rl *RateLimit) *rateEnv {
+	t.Helper()
+	ks, _ := smartKit()
+	tk := auth.NewTokens(ks, smartIssuer, testBase, store.SystemClock{})
+	return &rateEnv{testEnv: newEnv(t, SMART{Tokens: tk, RateLimit: rl}), tokens: tk}
+}
+
+// token mints a system/*.rs access token of client.
+func (e *rateEnv) token(t *testing.T, client string) []string {
+	t.Helper()
+	tok, _, err := e.tokens.Access(auth.AccessRequest{GrantID: "g-" + client, ClientID: client, Scope: "system/*.rs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bearer(tok)
+}
+
+// wantThrottled checks a 429 answer: Retry-After in whole seconds (>= 1),
+// a valid OperationOutcome whose text names neither client nor patient. It
+// returns Retry-After.
+func wantThrottled(t *testing.T, w *httptest.ResponseRecorder, client string) time.Duration {
+	t.Helper()
+	issue := outcome(t, w, http.StatusTooManyRequests, "throttled")
+	if get(issue, "details", "text") == nil {
+		t.Errorf("issue has no details: %v", issue)
+	}
+	for _, s := range []string{client, "p1", clientKey(client)} {
+		if strings.Contains(w.Body.String(), s) {
+			t.Errorf("body names %q: %s", s, w.Body)
+		}
+	}
+	ra := w.Header().Get("Retry-After")
+	n, err := strconv.Atoi(ra)
+	if err != nil || n < 1 {
+		t.Fatalf("Retry-After = %q, want whole seconds >= 1", ra)
+	}
+	return time.Duration(n) * time.Second
+}
+
+func TestRateLimitPerClient(t *testing.T) {
+	env := newRateEnv(t, &RateLimit{Limiter: memory.NewLimiter(), Rate: 1, Burst: 3})
+	a, b := env.token(t, "app-a"), env.token(t, "app-b")
+	for i := range 3 {
+		if w := env.do("GET", "/fhir/Patient/p1", "", a...); w.Code != http.StatusOK {
+			t.Fatalf("request #%d of app-a: status %d, want 200: %s", i+1, w.Code, w.Body)
+		}
+	}
+	// A throttled request is refused before the store is touched (the store
+	// now panics: a read would be a 500).
+	env.fs.panics = true
+	retry := wantThrottled(t, env.do("GET", "/fhir/Patient/p1", "", a...), "app-a")
+	if retry != time.Second {
+		t.Errorf("Retry-After = %v, want 1s (one token a second)", retry)
+	}
+	env.fs.panics = false
+
+	// Every API path with a valid token is limited, including the paths
+	// answered after Authenticate only; the CapabilityStatement is not.
+	wantThrottled(t, env.do("GET", "/fhir/Observation?patient=p1", "", a...), "app-a")
+	wantThrottled(t, env.do("GET", "/fhir/NoSuchType", "", a...), "app-a")
+	if w := env.do("GET", "/fhir/metadata", "", a...); w.Code != http.StatusOK {
+		t.Errorf("metadata of a throttled client: status %d, want 200", w.Code)
+	}
+	// Requests without a valid token are answered 401, not charged.
+	for range 5 {
+		if w := env.do("GET", "/fhir/Patient/p1", ""); w.Code != http.StatusUnauthorized {
+			t.Fatalf("request without a token: status %d, want 401", w.Code)
+		}
+	}
+
+	if w := env.do("GET", "/fhir/Patient/p1", "", b...); w.Code != http.StatusOK {
+		t.Errorf("another client: status %d, want 200: %s", w.Code, w.Body)
+	}
+
+	time.Sleep(retry)
+	if w := env.do("GET", "/fhir/Patient/p1", "", a...); w.Code != http.StatusOK {
+		t.Errorf("after waiting Retry-After: status %d, want 200: %s", w.Code, w.Body)
+	}
+	wantThrottled(t, env.do("GET", "/fhir/Patient/p1", "", a...), "app-a")
+}
+
+func TestRateLimitOncePerRequest(t *testing.T) {
+	// $everything and _include ask the Authorizer once per type: the
+	// client is still charged once per request.
+	for _, target := range []string{"/fhir/Patient/p1/$everything", "/fhir/Observation?patient=p1&_include=Observation:subject"} {
+		t.Run(target, func(t *testing.T) {
+			// A type denied within a request is left out of the answer, not
+			// an error: what shows a second charge is the bucket.
+			env := newRateEnv(t, &RateLimit{Limiter: memory.NewLimiter(), Rate: 0.01, Burst: 2})
+			a := env.token(t, "app-a")
+			if w := env.do("GET", target, "", a...); w.Code != http.StatusOK {
+				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
+			}
+			if w := env.do("GET", "/fhir/Patient/p1", "", a...); w.Code != http.StatusOK {
+				t.Fatalf("second request: status %d, want 200 (one token left): %s", w.Code, w.Body)
+			}
+			wantThrottled(t, env.do("GET", "/fhir/Patient/p1", "", a...), "app-a")
+		})
+	}
+}
+
+// failingLimiter is a shared limiter that cannot be reached.
+type failingLimiter struct{}
+
+func (failingLimiter) Take(context.Context, string, float64, int) (bool, time.Duration, error) {
+	return false, 0, fmt.Errorf("limiter: %w", store.ErrUnavailable)
+}
+
+func TestRateLimitFallback(t *testing.T) {
+	tests := []struct {
+		name     string
+		fallback store.Limiter
+		// statuses of five requests; errs is how often OnError is called.
+		statuses []int
+		errs     int64
+	}{
+		{"local bucket limits", memory.NewLimiter(), []int{200, 200, 200, 429, 429}, 5},
+		{"no fallback serves", nil, []int{200, 200, 200, 200, 200}, 5},
+		{"failing fallback serves", failingLimiter{}, []int{200, 200, 200, 200, 200}, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var errs atomic.Int64
+			env := newRateEnv(t, &RateLimit{Limiter: failingLimiter{}, Fallback: tc.fallback, Rate: 0.01, Burst: 3, OnError: func() { errs.Add(1) }})
+			a := env.token(t, "app-a")
+			for i, want := range tc.statuses {
+				w := env.do("GET", "/fhir/Patient/p1", "", a...)
+				if want == http.StatusTooManyRequests {
+					wantThrottled(t, w, "app-a")
+				} else if w.Code != want {
+					t.Fatalf("request #%d: status %d, want %d: %s", i+1, w.Code, want, w.Body)
+				}
+			}
+			if n := errs.Load(); n != tc.errs {
+				t.Errorf("OnError called %d times, want %d", n, tc.errs)
+			}
+		})
+	}
+}
+
+func TestRateLimitIngestGuard(t *testing.T) {
+	env := newRateEnv(t, nil)
+	rl := &RateLimit{Limiter: memory.NewLimiter(), Rate: 0.01, Burst: 2}
+	e := echo.New()
+	g := e.Group("/internal/v1", rl.Guard(RequireScope(env.tokens, "ClinicRecord", auth.InteractionCreate)))
+	var served atomic.Int64
+	g.POST("/records", func(c echo.Context) error {
+		served.Add(1)
+		return c.NoContent(http.StatusNoContent)
+	})
+	post := func(client, scope string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/internal/v1/records", strings.NewReader("{}"))
+		if client != "" {
+			tok, _, err := env.tokens.Access(auth.AccessRequest{GrantID: "g-" + client, ClientID: client, Scope: scope})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Header.Set("Authorization", "Bearer "+tok)
+		}
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, r)
+		return w
+	}
+	const write = "system/ClinicRecord.write"
+	// Refused requests (no token, insufficient scope) are not charged.
+	if w := post("", ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("no token: status %d, want 401", w.Code)
+	}
+	if w := post("etl", "system/ClinicRecord.read"); w.Code != http.StatusForbidden {
+		t.Fatalf("read scope: status %d, want 403", w.Code)
+	}
+	for i := range 2 {
+		if w := post("etl", write); w.Code != http.StatusNoContent {
+			t.Fatalf("request #%d: status %d, want 204: %s", i+1, w.Code, w.Body)
+		}
+	}
+	wantThrottled(t, post("etl", write), "etl")
+	if n := served.Load(); n != 2 {
+		t.Errorf("handler ran %d times, want 2 (not for the throttled request)", n)
+	}
+	if w := post("etl-2", write); w.Code != http.StatusNoContent {
+		t.Errorf("another client: status %d, want 204", w.Code)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "1"},
+		{time.Nanosecond, "1"},
+		{time.Second, "1"},
+		{time.Second + time.Millisecond, "2"},
+		{90 * time.Second, "90"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.d.String(), func(t *testing.T) {
+			if got := retryAfter(tc.d); got != tc.want {
+				t.Errorf("retryAfter(%v) = %q, want %q", tc.d, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	a, b := clientKey("app-a"), clientKey("app-b")
+	if a == b || a != clientKey("app-a") {
+		t.Errorf("clientKey not a function of the client: %q, %q", a, b)
+	}
+	if strings.Contains(a, "app-a") {
+		t.Errorf("clientKey(%q) = %q names the client", "app-a", a)
+	}
+}
+
+func TestRateLimitValidate(t *testing.T) {
+	lim := memory.NewLimiter()
+	tests := []struct {
+		name string
+		rl   RateLimit
+		ok   bool
+	}{
+		{"valid", RateLimit{Limiter: lim, Rate: 0.5, Burst: 1}, true},
+		{"no limiter", RateLimit{Rate: 1, Burst: 1}, false},
+		{"zero rate", RateLimit{Limiter: lim, Burst: 1}, false},
+		{"negative rate", RateLimit{Limiter: lim, Rate: -1, Burst: 1}, false},
+		{"zero burst", RateLimit{Limiter: lim, Rate: 1}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.rl.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
