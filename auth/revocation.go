@@ -112,6 +112,10 @@ func (r *revocationSet) Revoke(ctx context.Context, grantID string, at time.Time
 // own set (loaded from the durable store) knows it anyway.
 const sharedRevocationTTL = time.Hour
 
+// sharedCheckTimeout bounds the shared revocation lookup on the request
+// path (Redis answers in well under a millisecond when it is up).
+const sharedCheckTimeout = 100 * time.Millisecond
+
 // revocationKey is the Ephemeral key of a revoked grant (grant ids are
 // random and opaque).
 func revocationKey(grantID string) string { return "rev:" + grantID }
@@ -143,7 +147,11 @@ func (r *sharedRevocations) Revoked(ctx context.Context, grantID string) (bool, 
 	if ok, _ := r.local.Revoked(ctx, grantID); ok {
 		return true, nil
 	}
-	_, err := r.eph.Get(ctx, revocationKey(grantID))
+	// A hung Redis costs at most sharedCheckTimeout before the durable
+	// store answers instead.
+	rctx, cancel := context.WithTimeout(ctx, sharedCheckTimeout)
+	_, err := r.eph.Get(rctx, revocationKey(grantID))
+	cancel()
 	switch {
 	case err == nil:
 		return true, nil

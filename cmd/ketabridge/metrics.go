@@ -27,7 +27,6 @@ type metrics struct {
 	cacheErr *prometheus.CounterVec   // op
 	depErr   *prometheus.CounterVec   // dependency
 	depUp    *prometheus.GaugeVec     // dependency
-	limited  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -57,11 +56,7 @@ func newMetrics() *metrics {
 		Name: "ketabridge_dependency_up",
 		Help: "1 when the dependency answered its last probe, else 0.",
 	}, []string{"dependency"})
-	m.limited = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ketabridge_rate_limited_total",
-		Help: "Requests refused with 429 by the per-client rate limit.",
-	})
-	m.reg.MustRegister(m.requests, m.latency, m.cache, m.cacheErr, m.depErr, m.depUp, m.limited,
+	m.reg.MustRegister(m.requests, m.latency, m.cache, m.cacheErr, m.depErr, m.depUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ketabridge/ketabridge/fhir/ingestapi"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/memory"
 )
 
 // Server timeouts.
@@ -171,10 +172,14 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 		return nil, err
 	}
 	ec.Pre(fhirCORS(a.store.(store.AuthStore)))
+	rl, err := a.rateLimit()
+	if err != nil {
+		return nil, err
+	}
 	fs, err := fhir.New(fhir.Options{
 		Store:      a.store,
 		Base:       a.cfg.FHIRBase(),
-		Authorizer: fhir.SMART{Tokens: as.tokens, Realm: fhir.DefaultRealm},
+		Authorizer: fhir.SMART{Tokens: as.tokens, Realm: fhir.DefaultRealm, RateLimit: rl},
 		Auditor:    aud,
 		Logger:     log,
 		Version:    versionString(),
@@ -188,8 +193,11 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	fs.Register(ec)
 
 	internal := ec.Group("/internal/v1", requestLog(log))
-	ingestapi.Register(internal, a.ingest, clinic.Schema(),
-		fhir.RequireScope(as.tokens, "ClinicRecord", auth.InteractionCreate))
+	guard := fhir.RequireScope(as.tokens, "ClinicRecord", auth.InteractionCreate)
+	if rl != nil {
+		guard = rl.Guard(guard)
+	}
+	ingestapi.Register(internal, a.ingest, clinic.Schema(), guard)
 
 	// Liveness: the process answers (always 200 while it runs).
 	ec.GET("/healthz", func(c echo.Context) error {
@@ -201,6 +209,24 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 		ec.GET("/metrics", loopbackOnly(a.metrics.handler()))
 	}
 	return ec, nil
+}
+
+// rateLimit is the per-client rate limit (nil when --rate-limit is 0):
+// shared buckets in Redis with a local fallback, or local buckets.
+func (a *app) rateLimit() (*fhir.RateLimit, error) {
+	if a.cfg.RateLimit == 0 {
+		return nil, nil
+	}
+	local := memory.NewLimiter()
+	rl := &fhir.RateLimit{Limiter: local, Rate: a.cfg.RateLimit, Burst: a.cfg.RateBurst}
+	if a.redis != nil {
+		rl.Limiter, rl.Fallback = a.redis.Limiter(), local
+		rl.OnError = func() { a.metrics.depErr.WithLabelValues("redis").Inc() }
+	}
+	if err := rl.Validate(); err != nil {
+		return nil, fmt.Errorf("rate limit: %w", err)
+	}
+	return rl, nil
 }
 
 // requestLog logs one line per request: method, route template, status,

@@ -84,6 +84,11 @@ func RenderErrors(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Response().Header().Set(echo.HeaderContentType, MIMEFHIRJSON+contentTypeUTF8)
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		if e.status == http.StatusServiceUnavailable {
+			// The store (or the shared cache) should be back within seconds;
+			// re-sending the batch is safe (landed records come back unchanged).
+			c.Response().Header().Set(echo.HeaderRetryAfter, "5")
+		}
 		if werr := c.JSON(e.status, outcome{ResourceType: "OperationOutcome", Issue: []issue{iss}}); werr != nil {
 			return werr
 		}
