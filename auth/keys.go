@@ -51,8 +51,9 @@ func (k *signingKey) verifies(now time.Time) bool {
 // keys keep verifying (and stay in the JWKS) until AccessTTL after their
 // retirement. Safe for concurrent use.
 type KeySet struct {
-	st    store.AuthStore
-	clock store.Clock
+	st     store.AuthStore
+	clock  store.Clock
+	sealer *KeySealer // nil: keys stored in clear
 
 	mu         sync.RWMutex
 	keys       []*signingKey // sorted by created, newest first
@@ -62,13 +63,21 @@ type KeySet struct {
 // LoadKeySet loads the signing keys from the store, generating (and storing)
 // an RSA-2048 key on first start, or when every stored key is retired.
 func LoadKeySet(ctx context.Context, st store.AuthStore, clock store.Clock) (*KeySet, error) {
+	return LoadSealedKeySet(ctx, st, clock, nil)
+}
+
+// LoadSealedKeySet is LoadKeySet with keys encrypted at rest by sealer: new
+// and retired keys are stored sealed; stored keys are opened with it (keys
+// stored in clear before a sealer was configured still load). A nil sealer
+// stores keys in clear and refuses sealed ones with a clear error.
+func LoadSealedKeySet(ctx context.Context, st store.AuthStore, clock store.Clock, sealer *KeySealer) (*KeySet, error) {
 	if st == nil {
 		return nil, errors.New("auth: LoadKeySet needs a store")
 	}
 	if clock == nil {
 		clock = store.SystemClock{}
 	}
-	k := &KeySet{st: st, clock: clock}
+	k := &KeySet{st: st, clock: clock, sealer: sealer}
 	if err := k.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -91,7 +100,16 @@ func (k *KeySet) reload(ctx context.Context) error {
 		if sk.Alg != "" && sk.Alg != AlgRS256 {
 			continue // not ours to use
 		}
-		priv, err := parsePrivatePEM(sk.PrivatePEM)
+		pemBytes := sk.PrivatePEM
+		if isSealed(pemBytes) {
+			if k.sealer == nil {
+				return fmt.Errorf("auth: signing key %s is encrypted: configure the key-encryption key (--key-encryption-key-file)", sk.KID)
+			}
+			if pemBytes, err = k.sealer.open(sk.KID, pemBytes); err != nil {
+				return fmt.Errorf("auth: signing key %s: %w", sk.KID, err)
+			}
+		}
+		priv, err := parsePrivatePEM(pemBytes)
 		if err != nil {
 			return fmt.Errorf("auth: signing key %s: %w", sk.KID, err)
 		}
@@ -116,6 +134,20 @@ func sortKeys(keys []*signingKey) {
 	slices.SortStableFunc(keys, func(a, b *signingKey) int { return b.created.Compare(a.created) })
 }
 
+// storedPEM is the form a PKCS#8 key is stored in: PEM, sealed when a
+// sealer is configured.
+func (k *KeySet) storedPEM(kid string, der []byte) ([]byte, error) {
+	p := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if k.sealer == nil {
+		return p, nil
+	}
+	sealed, err := k.sealer.seal(kid, p)
+	if err != nil {
+		return nil, fmt.Errorf("auth: seal signing key: %w", err)
+	}
+	return sealed, nil
+}
+
 // generate creates, stores and adds a new current key.
 func (k *KeySet) generate(ctx context.Context) (*signingKey, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, rsaBits)
@@ -131,12 +163,11 @@ func (k *KeySet) generate(ctx context.Context) (*signingKey, error) {
 		return nil, fmt.Errorf("auth: encode signing key: %w", err)
 	}
 	now := k.clock.Now().UTC()
-	sk := store.SigningKey{
-		KID:        kid,
-		Alg:        AlgRS256,
-		PrivatePEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		Created:    now,
+	stored, err := k.storedPEM(kid, der)
+	if err != nil {
+		return nil, err
 	}
+	sk := store.SigningKey{KID: kid, Alg: AlgRS256, PrivatePEM: stored, Created: now}
 	if err := k.st.PutKey(ctx, sk); err != nil {
 		return nil, fmt.Errorf("auth: store signing key: %w", err)
 	}
@@ -279,9 +310,12 @@ func (k *KeySet) Rotate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("auth: encode signing key: %w", err)
 		}
+		stored, err := k.storedPEM(key.kid, der)
+		if err != nil {
+			return err
+		}
 		if err := k.st.PutKey(ctx, store.SigningKey{
-			KID: key.kid, Alg: AlgRS256, Created: key.created, Retired: now,
-			PrivatePEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+			KID: key.kid, Alg: AlgRS256, Created: key.created, Retired: now, PrivatePEM: stored,
 		}); err != nil {
 			return fmt.Errorf("auth: retire signing key: %w", err)
 		}

@@ -39,7 +39,11 @@ func (a *app) openAuth(ctx context.Context) (*authState, error) {
 		return nil, fmt.Errorf("the store does not keep auth state")
 	}
 	clock := store.SystemClock{}
-	keys, err := auth.LoadKeySet(ctx, as, clock)
+	sealer, err := a.keySealer()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := auth.LoadSealedKeySet(ctx, as, clock, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
@@ -72,6 +76,19 @@ func (a *app) openAuth(ctx context.Context) (*authState, error) {
 	srv.Tokens().SetRevocations(revs)
 	a.auth = &authState{server: srv, tokens: srv.Tokens(), eph: eph}
 	return a.auth, nil
+}
+
+// keySealer is the signing keys' encryption at rest, when configured. A
+// shared database without it is allowed but logged: whoever reads the
+// database could mint tokens.
+func (a *app) keySealer() (*auth.KeySealer, error) {
+	if a.cfg.KeyEncryptionKey == nil {
+		if a.backend == "postgres" {
+			a.log.Warn("signing keys are stored in the database unencrypted; set --key-encryption-key-file on every replica")
+		}
+		return nil, nil
+	}
+	return auth.NewKeySealer(a.cfg.KeyEncryptionKey)
 }
 
 // fhirCORS is the FHIR API's CORS policy (SMART.md R54): the CapabilityStatement

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +30,9 @@ type Config struct {
 	RedisURL string
 	// RedisPrefix begins every Redis key; replicas of one gateway share it.
 	RedisPrefix string
+	// KeyEncryptionKey, read from --key-encryption-key-file, encrypts the
+	// signing keys at rest (nil: stored in clear).
+	KeyEncryptionKey []byte
 	// CacheMB bounds the in-memory read cache (no Redis); 0 disables it.
 	CacheMB int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
@@ -95,6 +100,7 @@ var sharedFlags = []sharedFlag{
 	{"database-url", "KETABRIDGE_DATABASE_URL", "", "database URL; empty = SQLite at {data-dir}/ketabridge.db"},
 	{"redis-url", "KETABRIDGE_REDIS_URL", "", "Redis URL; empty = in-memory cache"},
 	{"redis-prefix", "KETABRIDGE_REDIS_PREFIX", "ketabridge:", "prefix of every Redis key (one per gateway deployment sharing a Redis)"},
+	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
@@ -184,6 +190,17 @@ func (cf *configFlags) parse(args []string, getenv func(string) string) (Config,
 	c.RedisPrefix = strings.TrimSpace(vals["redis-prefix"])
 	if c.RedisPrefix == "" || len(c.RedisPrefix) > 64 || strings.ContainsAny(c.RedisPrefix, " *?[]\n") {
 		return Config{}, bad("redis-prefix", "must be 1-64 characters without spaces or glob characters")
+	}
+	if f := strings.TrimSpace(vals["key-encryption-key-file"]); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return Config{}, bad("key-encryption-key-file", "cannot read it: "+err.Error())
+		}
+		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(key) != 32 {
+			return Config{}, bad("key-encryption-key-file", "must hold 32 random bytes in base64 (e.g. from `openssl rand -base64 32`)")
+		}
+		c.KeyEncryptionKey = key
 	}
 	var err error
 	if c.CacheMB, err = strconv.Atoi(strings.TrimSpace(vals["cache-mb"])); err != nil || c.CacheMB < 0 || c.CacheMB > 1<<16 {

@@ -92,6 +92,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"rate limit", nil, map[string]string{"KETABRIDGE_RATE_LIMIT": "fast"}, "invalid KETABRIDGE_RATE_LIMIT"},
 		{"rate burst", []string{"--rate-burst", "0"}, nil, "invalid --rate-burst"},
 		{"metrics addr", []string{"--metrics-addr", "9090"}, nil, "invalid --metrics-addr"},
+		{"kek missing", []string{"--key-encryption-key-file", "/nonexistent/kek"}, nil, "invalid --key-encryption-key-file"},
+		{"kek short", []string{"--key-encryption-key-file", "testdata/kek-short.txt"}, nil, "32 random bytes"},
 		{"addr without port", []string{"--addr", "localhost"}, nil, "invalid --addr"},
 		{"addr bad port", nil, map[string]string{"KETABRIDGE_ADDR": ":99999"}, "invalid KETABRIDGE_ADDR"},
 		{"base url relative", []string{"--base-url", "/fhir"}, nil, "invalid --base-url"},

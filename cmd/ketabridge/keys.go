@@ -34,7 +34,13 @@ func keysRotate(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer st.Close()
-	ks, err := auth.LoadKeySet(ctx, st, store.SystemClock{})
+	var sealer *auth.KeySealer
+	if cfg.KeyEncryptionKey != nil {
+		if sealer, err = auth.NewKeySealer(cfg.KeyEncryptionKey); err != nil {
+			return err
+		}
+	}
+	ks, err := auth.LoadSealedKeySet(ctx, st, store.SystemClock{}, sealer)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -49,10 +51,21 @@ func startReplicasOn(t *testing.T, dbURL, redisURL string, extraEnv ...string) *
 	cleanRedisPrefix(t, redisURL, prefix)
 	portA, portB := smartFreePort(t), smartFreePort(t)
 	public := "http://127.0.0.1:" + portA
+	// The replicas share one key-encryption key file: the signing keys in
+	// the database are sealed with it.
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	kekFile := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(kekFile, []byte(base64.StdEncoding.EncodeToString(kek)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rs := &replicaSet{
 		vars: map[string]string{
 			"KETABRIDGE_DATABASE_URL": dbURL, "KETABRIDGE_REDIS_URL": redisURL, "KETABRIDGE_REDIS_PREFIX": prefix,
 			"KETABRIDGE_BASE_URL": public, "KETABRIDGE_DATA_DIR": t.TempDir(),
+			"KETABRIDGE_KEY_ENCRYPTION_KEY_FILE": kekFile,
 		},
 		env:     &smartEnv{base: public, fhirBase: public + "/fhir", issuer: public + "/auth"},
 		backend: "replica-backend",
