@@ -1,0 +1,433 @@
+// Package cached is the read cache in front of a store.Store (issue 5): a
+// decorator that serves Read, Search, Everything, GetMany and Refs through a
+// store.Cache (Redis shared by replicas, or store/memory in the embedded
+// mode) and invalidates after every Apply, so an answer is never older than
+// a write whose Apply returned before the read began, on any replica.
+//
+// Invalidation is by version stamps (see store.Cache): every entry is filled
+// at the values of its stamps, and Apply bumps the stamps of what it wrote:
+//
+//   - "e", the epoch, is under every entry; bumping it drops the whole cache.
+//   - "r:{bucket}" is under the entries of the resources hashing to the
+//     bucket: Read of the resource, and GetMany and Refs of key sets that
+//     include it. Apply bumps the buckets of every resource it wrote or
+//     deleted.
+//   - "g" is under Search and Everything, whose answers any write may
+//     change; every Apply bumps it.
+//
+// The cache fails open: when it cannot be reached, reads are served by the
+// store, uncached, after at most Options.Timeout. But when a Bump fails the
+// cache may hold data older than the write, so Apply returns an error
+// (store.ErrUnavailable) and the decorator stops using the cache until it
+// has bumped the epoch.
+//
+// Cache keys are SHA-256 hashes and stamps bucket numbers: never PHI. Values
+// hold resource bodies and live for Options.TTL.
+package cached
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/memory"
+)
+
+// Defaults of Options.
+const (
+	DefaultTTL     = 5 * time.Minute
+	DefaultTimeout = 50 * time.Millisecond
+	DefaultBuckets = 1 << 16
+)
+
+// bumpTimeout bounds Apply's Bump. It is longer than a read's Timeout: a
+// write's invalidation is worth waiting for, and giving up on it turns the
+// write into an error.
+const bumpTimeout = time.Second
+
+// Stamp names (see the package documentation).
+const (
+	epoch  = "e"
+	global = "g"
+)
+
+// Options configure a Store; zero values take the defaults.
+type Options struct {
+	// TTL is how long an entry lives (DefaultTTL).
+	TTL time.Duration
+	// Timeout bounds each cache call made for a read, and the epoch Bump
+	// made when the cache is dirty (DefaultTimeout): a hung cache costs a
+	// read at most about this much before it is served by the store.
+	Timeout time.Duration
+	// Buckets is how many "r:" stamps resources hash into (DefaultBuckets).
+	// More buckets mean fewer entries dropped needlessly by a write to
+	// another resource of the same bucket. Replicas sharing a cache must use
+	// the same value, or a write through one would bump buckets the others'
+	// entries are not under.
+	Buckets int
+	// Observer, when set, is told of hits, misses and errors (metrics).
+	Observer Observer
+}
+
+// Observer receives cache events, with op one of "read", "search",
+// "everything", "getmany", "refs" and "bump". Any func may be nil. They are
+// called on the request path: keep them cheap (a counter increment).
+type Observer struct {
+	Hit, Miss, Error func(op string)
+}
+
+func (o *Observer) hit(op string) {
+	if o.Hit != nil {
+		o.Hit(op)
+	}
+}
+
+func (o *Observer) miss(op string) {
+	if o.Miss != nil {
+		o.Miss(op)
+	}
+}
+
+func (o *Observer) error(op string) {
+	if o.Error != nil {
+		o.Error(op)
+	}
+}
+
+// Store is the caching store.Store. Safe for concurrent use.
+//
+// It implements store.Store only. Callers that type-assert the optional
+// interfaces of the backend (store.AuthStore, store.AuditStore) use Inner():
+// that state is not cached, and a decorator hiding it would fail those
+// assertions silently.
+type Store struct {
+	st   store.Store
+	c    store.Cache
+	opts Options
+
+	// local is set for the in-process cache (store/memory), whose calls
+	// never block: no timeout (a timer per call) is needed to bound them.
+	local bool
+
+	// The cache is dirty while failed != cleared: a Bump failed, so entries
+	// older than a write may still be found. A successful epoch Bump sets
+	// cleared to the failures counted before it began.
+	failed     atomic.Uint64
+	cleared    atomic.Uint64
+	recovering sync.Mutex // one epoch Bump at a time
+
+	closed atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns st with reads cached in c. Closing the Store closes st, not c.
+func New(st store.Store, c store.Cache, opts Options) *Store {
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Buckets <= 0 {
+		opts.Buckets = DefaultBuckets
+	}
+	_, local := c.(*memory.Cache)
+	return &Store{st: st, c: c, opts: opts, local: local}
+}
+
+// bounded returns ctx limited to opts.Timeout for a cache call.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.local {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opts.Timeout)
+}
+
+// Inner returns the decorated store, for its optional interfaces
+// (store.AuthStore, store.AuditStore) and anything else not cached.
+func (s *Store) Inner() store.Store { return s.st }
+
+// bucket returns the "r:" stamp of the resource typ/id: FNV-1a of
+// "typ/id", the same on every replica.
+func (s *Store) bucket(typ, id string) string {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(typ); i++ {
+		h = (h ^ uint64(typ[i])) * prime
+	}
+	h = (h ^ '/') * prime
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint64(id[i])) * prime
+	}
+	var buf [24]byte
+	return string(strconv.AppendUint(append(buf[:0], "r:"...), h%uint64(s.opts.Buckets), 10))
+}
+
+// keyStamps returns the stamps of an answer about the resources keys: the
+// epoch and each key's bucket, once.
+func (s *Store) keyStamps(keys []store.Key) []string {
+	stamps := make([]string, 1, len(keys)+1)
+	stamps[0] = epoch
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		b := s.bucket(k.Type, k.ID)
+		if !seen[b] {
+			seen[b] = true
+			stamps = append(stamps, b)
+		}
+	}
+	return stamps
+}
+
+// cacheKey is the key of op's answer to the arguments args: the SHA-256 of
+// the op, the codec version and args, in hex.
+func cacheKey(op string, args []byte) string {
+	h := sha256.New()
+	h.Write([]byte(op))
+	h.Write([]byte{0, codecVersion, 0})
+	h.Write(args)
+	var sum [sha256.Size]byte
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], h.Sum(sum[:0]))
+	return string(out[:])
+}
+
+// jsonKey is cacheKey of the JSON encoding of args (deterministic for the
+// structs and slices the ops take). ok is false when args cannot be encoded
+// (a NaN in a number search): that call is not cached.
+func jsonKey(op string, args any) (key string, ok bool) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return "", false
+	}
+	return cacheKey(op, b), true
+}
+
+// usable reports whether a call may use the cache: the Store is open and the
+// cache clean, or made clean now by an epoch Bump.
+func (s *Store) usable(ctx context.Context) bool {
+	if s.closed.Load() {
+		return false
+	}
+	return s.failed.Load() == s.cleared.Load() || s.recover(ctx)
+}
+
+// recover bumps the epoch, which makes every entry filled before it
+// unreachable, including those older than the writes whose Bump failed, and
+// then counts the failures seen before it began as cleared. Concurrent
+// callers do not queue behind it: they bypass the cache meanwhile.
+func (s *Store) recover(ctx context.Context) bool {
+	if !s.recovering.TryLock() {
+		return false
+	}
+	defer s.recovering.Unlock()
+	// Only recover moves cleared, under recovering: it never goes back.
+	failed := s.failed.Load()
+	if failed == s.cleared.Load() {
+		return true // another caller recovered
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	if err := s.c.Bump(ctx, []string{epoch}); err != nil {
+		s.opts.Observer.error("bump")
+		return false
+	}
+	s.cleared.Store(failed)
+	return s.failed.Load() == failed
+}
+
+// through answers op from the cache, or from load and then fills the cache.
+// Only successful answers are cached. Every cache failure falls back to
+// load: the cache is an optimization, never a dependency of reads.
+func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
+	enc func(T) []byte, dec func([]byte) (T, error), load func(context.Context) (T, error),
+) (T, error) {
+	if !s.usable(ctx) {
+		return load(ctx)
+	}
+	cctx, cancel := s.bounded(ctx)
+	at, val, hit, err := s.c.Lookup(cctx, key, stamps)
+	cancel()
+	switch {
+	case err != nil:
+		if ctx.Err() == nil { // not the caller giving up
+			s.opts.Observer.error(op)
+		}
+		return load(ctx)
+	case hit:
+		v, err := dec(val)
+		if err == nil {
+			s.opts.Observer.hit(op)
+			return v, nil
+		}
+		// A corrupt entry is a miss; the Fill below replaces it.
+		s.opts.Observer.error(op)
+	default:
+		s.opts.Observer.miss(op)
+	}
+	v, err := load(ctx)
+	if err != nil {
+		return v, err
+	}
+	// A Bump that failed meanwhile makes the cache dirty; filling would be
+	// harmless (at predates the epoch Bump to come) but pointless.
+	if s.failed.Load() != s.cleared.Load() {
+		return v, nil
+	}
+	cctx, cancel = s.bounded(ctx)
+	defer cancel()
+	if err := s.c.Fill(cctx, key, at, enc(v), s.opts.TTL); err != nil && ctx.Err() == nil {
+		s.opts.Observer.error(op)
+	}
+	return v, nil
+}
+
+// Read implements store.Store. A deleted or unknown resource is an error,
+// never cached.
+func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	ref := typ + "/" + id
+	return through(ctx, s, "read", cacheKey("read", []byte(ref)), []string{epoch, s.bucket(typ, id)},
+		encodeResource, decodeResource,
+		func(ctx context.Context) (store.Resource, error) { return s.st.Read(ctx, typ, id) })
+}
+
+// Search implements store.Store. The key is the whole query, including the
+// compartments access control restricted it to (Query.Patients).
+func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
+	load := func(ctx context.Context) (store.SearchResult, error) { return s.st.Search(ctx, q) }
+	key, ok := jsonKey("search", q)
+	if !ok {
+		return load(ctx)
+	}
+	return through(ctx, s, "search", key, []string{epoch, global}, encodeSearch, decodeSearch, load)
+}
+
+// Everything implements store.Store.
+func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
+	load := func(ctx context.Context) (page, error) {
+		rs, total, err := s.st.Everything(ctx, q)
+		return page{rs, total}, err
+	}
+	key, ok := jsonKey("everything", q)
+	if !ok {
+		p, err := load(ctx)
+		return p.rs, p.total, err
+	}
+	p, err := through(ctx, s, "everything", key, []string{epoch, global}, encodePage, decodePage, load)
+	return p.rs, p.total, err
+}
+
+// GetMany implements store.Store. Its answer depends on the keys' resources
+// only, so it is under their buckets, not "g".
+func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
+	load := func(ctx context.Context) ([]store.Resource, error) { return s.st.GetMany(ctx, keys) }
+	key, ok := jsonKey("getmany", keys)
+	if !ok {
+		return load(ctx)
+	}
+	return through(ctx, s, "getmany", key, s.keyStamps(keys), encodeResources, decodeResources, load)
+}
+
+// Refs implements store.Store. References are index rows of the from
+// resources, written with them: their buckets cover the answer.
+func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
+	load := func(ctx context.Context) ([]store.Ref, error) { return s.st.Refs(ctx, from, params) }
+	key, ok := jsonKey("refs", struct {
+		From   []store.Key
+		Params []string
+	}{from, params})
+	if !ok {
+		return load(ctx)
+	}
+	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, load)
+}
+
+// Apply writes through the inner store, then bumps "g" and the bucket of
+// every resource of the records and of the results (a deletion appears only
+// in the results). It bumps even when Apply failed, since a batch may be
+// partly written (store.BatchError), and when nothing changed, since this
+// may be the retry of an Apply whose Bump failed. When the Bump fails, Apply
+// returns an error marked store.ErrUnavailable (joined with the inner
+// error, if any; the results stay valid) and reads bypass the cache until an
+// epoch Bump succeeds.
+func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
+	s.usable(ctx) // when dirty, try to clean up first
+	res, err := s.st.Apply(ctx, records)
+	if len(records) == 0 {
+		return res, err
+	}
+	// The write has happened: invalidate even if the caller gives up now.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bumpTimeout)
+	defer cancel()
+	if berr := s.c.Bump(bctx, s.writeStamps(records, res)); berr != nil {
+		s.failed.Add(1)
+		s.opts.Observer.error("bump")
+		berr = fmt.Errorf("cached: invalidate after apply: %w: %w", store.ErrUnavailable, berr)
+		if err == nil {
+			return res, berr
+		}
+		return res, errors.Join(err, berr)
+	}
+	return res, err
+}
+
+// writeStamps returns "g" and the buckets of the resources of records and
+// results, once each.
+func (s *Store) writeStamps(records []store.RecordWrite, results []store.WriteResult) []string {
+	stamps := []string{global}
+	seen := map[string]bool{}
+	add := func(typ, id string) {
+		if b := s.bucket(typ, id); !seen[b] {
+			seen[b] = true
+			stamps = append(stamps, b)
+		}
+	}
+	for _, r := range records {
+		for _, w := range r.Resources {
+			add(w.Type, w.ID)
+		}
+	}
+	for _, r := range results {
+		for _, w := range r.Resources {
+			add(w.Type, w.ID)
+		}
+	}
+	return stamps
+}
+
+// VRead passes through: versions are immutable and so cacheable forever, but
+// vread is rare in FHIR clients and not worth the cache space.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
+	return s.st.VRead(ctx, typ, id, version)
+}
+
+// History passes through: rare (audits, sync tools) and paged.
+func (s *Store) History(ctx context.Context, typ, id string, count, offset int) ([]store.Resource, int, error) {
+	return s.st.History(ctx, typ, id, count, offset)
+}
+
+// SourceRecords passes through: ingest reads them to compare hashes and
+// needs the stored state, not a cached one.
+func (s *Store) SourceRecords(ctx context.Context, keys []store.RecordKey) (map[store.RecordKey][]byte, error) {
+	return s.st.SourceRecords(ctx, keys)
+}
+
+// Ping checks the inner store only: the cache failing open, it is not
+// needed to serve.
+func (s *Store) Ping(ctx context.Context) error { return s.st.Ping(ctx) }
+
+// Close closes the inner store (not the cache, which the caller owns and may
+// share). Later reads go to the closed store and fail as it does.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return s.st.Close()
+}

@@ -1,0 +1,682 @@
+package cached_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/cached"
+	"github.com/ketabridge/ketabridge/store/memory"
+	"github.com/ketabridge/ketabridge/store/redis"
+	"github.com/ketabridge/ketabridge/store/sqlite"
+	"github.com/ketabridge/ketabridge/store/storetest"
+)
+
+func openSQLite(t testing.TB, clock store.Clock) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ketabridge.db"), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestContract runs the store contract suite through the decorator. Every
+// cached read is made twice and must give the same answer both times: the
+// first fills the cache, the second is served from it, so the suite proves
+// hits and misses both answer as the store does.
+func TestContract(t *testing.T) {
+	runContract(t, func(t *testing.T) store.Cache { return memory.NewCache(64 << 20) })
+}
+
+// TestContractRedis is TestContract over the Redis cache.
+func TestContractRedis(t *testing.T) {
+	url := redisURL(t)
+	runContract(t, func(t *testing.T) store.Cache { return openRedisCache(t, url) })
+}
+
+func runContract(t *testing.T, newCache func(t *testing.T) store.Cache) {
+	ev := &events{}
+	obs := ev.observer()
+	storetest.Run(t, func(t *testing.T, clock store.Clock) store.Store {
+		return &twice{t: t, Store: cached.New(openSQLite(t, clock), newCache(t), cached.Options{Observer: obs})}
+	})
+	// Most second reads hit (not the errors, nor reads after a concurrent
+	// write): the suite did run against the cache.
+	for _, op := range []string{"read", "search", "everything", "getmany", "refs"} {
+		if h := ev.get("hit", op); h < 3 {
+			t.Errorf("%s: %d hits over the suite", op, h)
+		}
+		if e := ev.get("error", op); e != 0 {
+			t.Errorf("%s: %d cache errors", op, e)
+		}
+	}
+}
+
+// twice makes each cached read twice and reports when the answers differ,
+// unless an Apply ran meanwhile (the suite's concurrency test).
+type twice struct {
+	t *testing.T
+	*cached.Store
+	started, done atomic.Int64 // Apply calls
+}
+
+func (w *twice) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
+	w.started.Add(1)
+	defer w.done.Add(1)
+	return w.Store.Apply(ctx, records)
+}
+
+// quiet returns a token that is unchanged while no Apply starts or ends, or
+// -1 while one is in flight.
+func (w *twice) quiet() int64 {
+	d := w.done.Load()
+	if w.started.Load() != d {
+		return -1
+	}
+	return d
+}
+
+func (w *twice) check(op string, a, b any, tok int64) {
+	w.t.Helper()
+	if tok == -1 || w.quiet() != tok {
+		return
+	}
+	if !reflect.DeepEqual(a, b) {
+		w.t.Errorf("%s: cached answer differs:\nfirst  %+v\nsecond %+v", op, a, b)
+	}
+}
+
+type result[T any] struct {
+	V   T
+	Err string
+}
+
+func res[T any](v T, err error) result[T] {
+	r := result[T]{V: v}
+	if err != nil {
+		r.Err = err.Error()
+	}
+	return r
+}
+
+func (w *twice) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	tok := w.quiet()
+	a := res(w.Store.Read(ctx, typ, id))
+	r, err := w.Store.Read(ctx, typ, id)
+	w.check("Read", a, res(r, err), tok)
+	return r, err
+}
+
+func (w *twice) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
+	tok := w.quiet()
+	a := res(w.Store.Search(ctx, q))
+	r, err := w.Store.Search(ctx, q)
+	w.check("Search", a, res(r, err), tok)
+	return r, err
+}
+
+func (w *twice) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
+	tok := w.quiet()
+	a := res(w.Store.GetMany(ctx, keys))
+	r, err := w.Store.GetMany(ctx, keys)
+	w.check("GetMany", a, res(r, err), tok)
+	return r, err
+}
+
+func (w *twice) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
+	tok := w.quiet()
+	a := res(w.Store.Refs(ctx, from, params))
+	r, err := w.Store.Refs(ctx, from, params)
+	w.check("Refs", a, res(r, err), tok)
+	return r, err
+}
+
+func (w *twice) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
+	type page struct {
+		Rs    []store.Resource
+		Total int
+	}
+	tok := w.quiet()
+	rs, total, err := w.Store.Everything(ctx, q)
+	a := res(page{rs, total}, err)
+	rs, total, err = w.Store.Everything(ctx, q)
+	w.check("Everything", a, res(page{rs, total}, err), tok)
+	return rs, total, err
+}
+
+// redisURL returns the test server's URL from KETABRIDGE_TEST_REDIS_URL, or
+// skips (fails when KETABRIDGE_TEST_REQUIRE_SERVICES=1) when it is unset.
+func redisURL(t *testing.T) string {
+	t.Helper()
+	url := os.Getenv("KETABRIDGE_TEST_REDIS_URL")
+	if url == "" {
+		const why = "KETABRIDGE_TEST_REDIS_URL is unset (e.g. redis://127.0.0.1:6379/0): no Redis to test against"
+		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal(why + " and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip(why)
+	}
+	return url
+}
+
+// openRedisCache returns a Redis cache under a fresh random prefix and
+// deletes every key under it when t ends.
+func openRedisCache(t *testing.T, url string) store.Cache {
+	t.Helper()
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "ketabridge-test:" + hex.EncodeToString(b[:]) + ":"
+	ctx := context.Background()
+	e, err := redis.Open(ctx, url, prefix)
+	if err != nil {
+		t.Fatalf("redis.Open: %v", err)
+	}
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(opt)
+	t.Cleanup(func() {
+		var keys []string
+		iter := admin.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("cleanup scan: %v", err)
+		}
+		if len(keys) > 0 {
+			if err := admin.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("cleanup del: %v", err)
+			}
+		}
+		admin.Close()
+		e.Close()
+	})
+	return e.Cache()
+}
+
+// counting counts the calls that reach the inner store.
+type counting struct {
+	store.Store
+	reads, searches, everything, getMany, refs atomic.Int64
+}
+
+func (c *counting) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	c.reads.Add(1)
+	return c.Store.Read(ctx, typ, id)
+}
+
+func (c *counting) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
+	c.searches.Add(1)
+	return c.Store.Search(ctx, q)
+}
+
+func (c *counting) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
+	c.everything.Add(1)
+	return c.Store.Everything(ctx, q)
+}
+
+func (c *counting) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
+	c.getMany.Add(1)
+	return c.Store.GetMany(ctx, keys)
+}
+
+func (c *counting) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
+	c.refs.Add(1)
+	return c.Store.Refs(ctx, from, params)
+}
+
+// events counts Observer calls by kind and op.
+type events struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (e *events) observer() cached.Observer {
+	e.n = map[string]int{}
+	add := func(kind string) func(string) {
+		return func(op string) {
+			e.mu.Lock()
+			e.n[kind+" "+op]++
+			e.mu.Unlock()
+		}
+	}
+	return cached.Observer{Hit: add("hit"), Miss: add("miss"), Error: add("error")}
+}
+
+func (e *events) get(kind, op string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n[kind+" "+op]
+}
+
+// faulty is a store.Cache whose calls can be made to fail or hang, and
+// which records the stamps bumped.
+type faulty struct {
+	store.Cache
+	failLookup, failFill, failBump, hang, corrupt atomic.Bool
+
+	mu     sync.Mutex
+	bumped [][]string
+}
+
+var errCacheDown = errors.New("cache down")
+
+func (f *faulty) Lookup(ctx context.Context, key string, stamps []string) (string, []byte, bool, error) {
+	if f.hang.Load() {
+		<-ctx.Done()
+		return "", nil, false, ctx.Err()
+	}
+	if f.failLookup.Load() {
+		return "", nil, false, errCacheDown
+	}
+	return f.Cache.Lookup(ctx, key, stamps)
+}
+
+func (f *faulty) Fill(ctx context.Context, key, at string, val []byte, ttl time.Duration) error {
+	if f.failFill.Load() {
+		return errCacheDown
+	}
+	if f.corrupt.Load() {
+		val = val[:len(val)-1]
+	}
+	return f.Cache.Fill(ctx, key, at, val, ttl)
+}
+
+func (f *faulty) Bump(ctx context.Context, stamps []string) error {
+	f.mu.Lock()
+	f.bumped = append(f.bumped, append([]string(nil), stamps...))
+	f.mu.Unlock()
+	if f.failBump.Load() {
+		return errCacheDown
+	}
+	return f.Cache.Bump(ctx, stamps)
+}
+
+func (f *faulty) bumps() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]string(nil), f.bumped...)
+}
+
+// fixture is a small store: Patient p1, its Observations o1 and o2 (o1
+// referencing p1), written through s.
+type fixture struct {
+	*cached.Store
+	inner *counting
+	cache *faulty
+	ev    *events
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
+	cache := &faulty{Cache: memory.NewCache(16 << 20)}
+	ev := &events{}
+	f := fixture{Store: cached.New(inner, cache, cached.Options{Observer: ev.observer()}), inner: inner, cache: cache, ev: ev}
+	f.apply(t, "h1", `,"v":1`, true)
+	return f
+}
+
+// apply writes the patient record (hash h, Patient body rest) and, when
+// withObs, its Observations.
+func (f fixture) apply(t *testing.T, h, rest string, withObs bool) []store.WriteResult {
+	t.Helper()
+	res := []store.ResourceWrite{storetest.Res("Patient", "p1", "p1", rest, storetest.Str("name", "Ada"))}
+	if withObs {
+		res = append(res,
+			storetest.Res("Observation", "o1", "p1", "", storetest.Ref("subject", "Patient/p1")),
+			storetest.Res("Observation", "o2", "p1", ""))
+	}
+	out, err := f.Apply(context.Background(), []store.RecordWrite{storetest.Rec("patient", "p1", h, res...)})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	return out
+}
+
+// reads is every cached read of the fixture, returning the versions it saw
+// and how many calls of its kind reached the inner store.
+type readOp struct {
+	name  string
+	read  func(context.Context, store.Store) (string, error)
+	calls func(*counting) int64
+}
+
+func versions(rs []store.Resource) string {
+	var b bytes.Buffer
+	for _, r := range rs {
+		b.WriteString(r.Type + "/" + r.ID + "@" + string(rune('0'+r.Version)) + " ")
+	}
+	return b.String()
+}
+
+var readOps = []readOp{
+	{"read", func(ctx context.Context, s store.Store) (string, error) {
+		r, err := s.Read(ctx, "Patient", "p1")
+		return versions([]store.Resource{r}) + string(r.Body), err
+	}, func(c *counting) int64 { return c.reads.Load() }},
+	{"search", func(ctx context.Context, s store.Store) (string, error) {
+		res, err := s.Search(ctx, store.Query{Type: "Patient", Total: true})
+		return versions(res.Resources), err
+	}, func(c *counting) int64 { return c.searches.Load() }},
+	{"everything", func(ctx context.Context, s store.Store) (string, error) {
+		rs, total, err := s.Everything(ctx, store.EverythingQuery{Patient: "p1"})
+		return versions(rs) + string(rune('0'+total)), err
+	}, func(c *counting) int64 { return c.everything.Load() }},
+	{"getmany", func(ctx context.Context, s store.Store) (string, error) {
+		rs, err := s.GetMany(ctx, []store.Key{{Type: "Patient", ID: "p1"}, {Type: "Observation", ID: "o1"}})
+		return versions(rs), err
+	}, func(c *counting) int64 { return c.getMany.Load() }},
+	{"refs", func(ctx context.Context, s store.Store) (string, error) {
+		refs, err := s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o1"}}, nil)
+		var b bytes.Buffer
+		for _, r := range refs {
+			b.WriteString(r.From.String() + " " + r.Param + " " + r.Target.String() + ";")
+		}
+		return b.String(), err
+	}, func(c *counting) int64 { return c.refs.Load() }},
+}
+
+func TestSecondReadHits(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	for _, op := range readOps {
+		t.Run(op.name, func(t *testing.T) {
+			first, err := op.read(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := op.read(ctx, f)
+			if err != nil || second != first {
+				t.Errorf("second answer %q, %v; want %q", second, err, first)
+			}
+			if n := op.calls(f.inner); n != 1 {
+				t.Errorf("%d calls reached the store, want 1", n)
+			}
+			if h, m := f.ev.get("hit", op.name), f.ev.get("miss", op.name); h != 1 || m != 1 {
+				t.Errorf("observed %d hits, %d misses; want 1, 1", h, m)
+			}
+		})
+	}
+}
+
+func TestErrorsAreNotCached(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.apply(t, "h2", `,"v":1`, false) // deletes o1 and o2
+	for _, tc := range []struct {
+		typ, id string
+		want    error
+	}{
+		{"Patient", "nope", store.ErrNotFound},
+		{"Observation", "o1", store.ErrGone},
+	} {
+		before := f.inner.reads.Load()
+		for range 2 {
+			if _, err := f.Read(ctx, tc.typ, tc.id); !errors.Is(err, tc.want) {
+				t.Errorf("Read %s/%s: %v, want %v", tc.typ, tc.id, err, tc.want)
+			}
+		}
+		if n := f.inner.reads.Load() - before; n != 2 {
+			t.Errorf("Read %s/%s twice: %d reads reached the store, want 2", tc.typ, tc.id, n)
+		}
+	}
+}
+
+func TestApplyInvalidates(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	before := map[string]string{}
+	for _, op := range readOps {
+		v, err := op.read(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[op.name] = v
+	}
+	// A new Patient body: p1 gets version 2.
+	f.apply(t, "h2", `,"v":2`, true)
+	want := map[string]string{
+		"read":       "Patient/p1@2 " + string(f.mustInner(t).Body),
+		"search":     "Patient/p1@2 ",
+		"everything": "Patient/p1@2 Observation/o1@1 Observation/o2@1 3",
+		"getmany":    "Patient/p1@2 Observation/o1@1 ",
+		"refs":       before["refs"],
+	}
+	for _, op := range readOps {
+		if got, err := op.read(ctx, f); err != nil || got != want[op.name] {
+			t.Errorf("%s after update = %q, %v; want %q", op.name, got, err, want[op.name])
+		}
+	}
+	// The record no longer produces o1 and o2: deletions, which appear only
+	// in Apply's results, must invalidate too.
+	f.apply(t, "h3", `,"v":2`, false)
+	want = map[string]string{
+		"everything": "Patient/p1@2 1",
+		"getmany":    "Patient/p1@2 ",
+		"refs":       "",
+	}
+	for _, op := range readOps {
+		if w, ok := want[op.name]; ok {
+			if got, err := op.read(ctx, f); err != nil || got != w {
+				t.Errorf("%s after deletion = %q, %v; want %q", op.name, got, err, w)
+			}
+		}
+	}
+	if _, err := f.Read(ctx, "Observation", "o1"); !errors.Is(err, store.ErrGone) {
+		t.Errorf("Read of deleted o1: %v, want ErrGone", err)
+	}
+}
+
+func (f fixture) mustInner(t *testing.T) store.Resource {
+	t.Helper()
+	r, err := f.Inner().Read(context.Background(), "Patient", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestUnchangedApplyBumps(t *testing.T) {
+	// A retry of an Apply whose Bump failed writes nothing new, yet must
+	// invalidate: Apply bumps "g" and the resources' buckets regardless.
+	f := newFixture(t)
+	n := len(f.cache.bumps())
+	res := f.apply(t, "h1", `,"v":1`, true)
+	if res[0].Outcome != store.Unchanged {
+		t.Fatalf("outcome %s, want unchanged", res[0].Outcome)
+	}
+	bumps := f.cache.bumps()[n:]
+	if len(bumps) != 1 {
+		t.Fatalf("%d Bumps, want 1", len(bumps))
+	}
+	got := bumps[0]
+	// "g" and three resources' buckets (distinct with 65536 buckets).
+	if len(got) != 4 || got[0] != "g" {
+		t.Errorf("bumped %v, want g and 3 buckets", got)
+	}
+}
+
+func TestFailingCacheServesFromStore(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		setup func(*faulty)
+	}{
+		{"lookup fails", func(c *faulty) { c.failLookup.Store(true) }},
+		{"fill fails", func(c *faulty) { c.failFill.Store(true) }},
+		{"lookup hangs", func(c *faulty) { c.hang.Store(true) }},
+		{"entry corrupt", func(c *faulty) { c.corrupt.Store(true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tc.setup(f.cache)
+			for _, op := range readOps {
+				want, err := op.read(ctx, f.Inner())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 2 {
+					start := time.Now()
+					got, err := op.read(ctx, f)
+					if err != nil || got != want {
+						t.Errorf("%s #%d = %q, %v; want %q", op.name, i, got, err, want)
+					}
+					// The 50 ms default Timeout bounds a hung cache.
+					if d := time.Since(start); d > 500*time.Millisecond {
+						t.Errorf("%s #%d took %v", op.name, i, d)
+					}
+				}
+				if e := f.ev.get("error", op.name); e == 0 {
+					t.Errorf("%s: no error observed", op.name)
+				}
+			}
+			// A write still invalidates, and the answers follow it.
+			f.cache.hang.Store(false)
+			f.cache.failLookup.Store(false)
+			f.apply(t, "h2", `,"v":2`, true)
+			if got, err := readOps[0].read(ctx, f); err != nil || got[:13] != "Patient/p1@2 " {
+				t.Errorf("read after update = %q, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestFailedBumpBypassesUntilEpochBump(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	read := func() store.Resource {
+		t.Helper()
+		r, err := f.Read(ctx, "Patient", "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	read()
+	if read(); f.inner.reads.Load() != 1 {
+		t.Fatalf("setup: %d store reads, want 1 (a hit)", f.inner.reads.Load())
+	}
+
+	// The write lands but its invalidation fails: Apply says so.
+	f.cache.failBump.Store(true)
+	_, err := f.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h2",
+		storetest.Res("Patient", "p1", "p1", `,"v":2`))})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Apply with a failing Bump: %v, want ErrUnavailable", err)
+	}
+	if r, err := f.Inner().Read(ctx, "Patient", "p1"); err != nil || r.Version != 2 {
+		t.Fatalf("the write itself: v%d, %v; want v2", r.Version, err)
+	}
+
+	// Dirty: every read goes to the store (the stale v1 entry is still in
+	// the cache), and each first tries the epoch Bump.
+	n, bumps := f.inner.reads.Load(), len(f.cache.bumps())
+	for i := range 3 {
+		if r := read(); r.Version != 2 {
+			t.Errorf("dirty read #%d: v%d, want v2", i, r.Version)
+		}
+	}
+	if got := f.inner.reads.Load() - n; got != 3 {
+		t.Errorf("dirty: %d of 3 reads reached the store", got)
+	}
+	if got := f.cache.bumps()[bumps:]; len(got) != 3 || !reflect.DeepEqual(got[0], []string{"e"}) {
+		t.Errorf("dirty reads bumped %v, want 3 epoch Bumps", got)
+	}
+
+	// Redis is back: the next read bumps the epoch, misses and fills; the
+	// one after hits, and neither sees v1.
+	f.cache.failBump.Store(false)
+	n = f.inner.reads.Load()
+	for i := range 2 {
+		if r := read(); r.Version != 2 {
+			t.Errorf("read #%d after recovery: v%d, want v2", i, r.Version)
+		}
+	}
+	if got := f.inner.reads.Load() - n; got != 1 {
+		t.Errorf("after recovery: %d of 2 reads reached the store, want 1", got)
+	}
+}
+
+func TestFailedBumpKeepsInnerError(t *testing.T) {
+	// Apply joins a failed Bump's error with the store's own: a caller
+	// still finds the store.BatchError of a partly written batch.
+	ctx := context.Background()
+	f := newFixture(t)
+	f.cache.failBump.Store(true)
+	_, err := f.Apply(ctx, []store.RecordWrite{
+		storetest.Rec("patient", "p2", "h1", storetest.Res("Patient", "p2", "p2", "")),
+		storetest.Rec("patient", "p3", "h1", storetest.Res("Patient", "", "p3", "")), // invalid: no id
+	})
+	var be *store.BatchError
+	if !errors.As(err, &be) || !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Apply = %v; want a BatchError joined with ErrUnavailable", err)
+	}
+}
+
+func TestClosedBypassesCache(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	if _, err := f.Read(ctx, "Patient", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Read(ctx, "Patient", "p1"); err == nil {
+		t.Error("Read after Close served from the cache")
+	}
+}
+
+// TestTwoReplicas runs two decorators, as two replicas would, over one
+// store and one Redis: a write through one is seen at once through the
+// other, whose cache held the old answers.
+func TestTwoReplicas(t *testing.T) {
+	url := redisURL(t)
+	ctx := context.Background()
+	st := openSQLite(t, storetest.NewFakeClock(storetest.T0))
+	cache := openRedisCache(t, url)
+	a := cached.New(st, cache, cached.Options{})
+	b := cached.New(st, cache, cached.Options{})
+	write := func(h, rest string) {
+		t.Helper()
+		if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", h,
+			storetest.Res("Patient", "p1", "p1", rest, storetest.Str("name", "Ada")))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("h1", `,"v":1`)
+	for v := int64(1); v <= 3; v++ {
+		if v > 1 {
+			write("h"+string(rune('0'+v)), `,"v":`+string(rune('0'+v)))
+		}
+		for i := range 2 { // the second from B's cache
+			r, err := b.Read(ctx, "Patient", "p1")
+			if err != nil || r.Version != v {
+				t.Fatalf("B Read #%d after write %d: v%d, %v", i, v, r.Version, err)
+			}
+			res, err := b.Search(ctx, store.Query{Type: "Patient"})
+			if err != nil || len(res.Resources) != 1 || res.Resources[0].Version != v {
+				t.Fatalf("B Search #%d after write %d: %+v, %v", i, v, res, err)
+			}
+		}
+	}
+}

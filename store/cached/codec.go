@@ -1,0 +1,334 @@
+package cached
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// The cached values' binary form. Every value starts with codecVersion and a
+// kind byte; integers are varints; bodies are a uvarint length and the bytes
+// as they are (never re-encoded). The strings of a Resource or Ref are their
+// lengths, then their bytes together, so that decoding makes one string of
+// them all and slices it: one allocation, not one per field. Slices and bodies
+// store length+1, 0 meaning nil, so a decoded answer is the inner store's
+// answer exactly, nil or empty alike. A change of layout changes
+// codecVersion, which is also part of every cache key, so replicas of two
+// versions never read each other's entries.
+const codecVersion = 1
+
+// Kinds of cached value.
+const (
+	kindResource byte = iota + 1
+	kindSearch
+	kindPage
+	kindResources
+	kindRefs
+)
+
+// Resource flags.
+const flagDeleted = 1
+
+var errCorrupt = errors.New("cached: corrupt cache entry")
+
+func header(kind byte) []byte { return []byte{codecVersion, kind} }
+
+// appendStrings writes the lengths of ss, then their bytes.
+func appendStrings(b []byte, ss ...string) []byte {
+	for _, s := range ss {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+	}
+	for _, s := range ss {
+		b = append(b, s...)
+	}
+	return b
+}
+
+func appendBytes(b, v []byte) []byte {
+	if v == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))+1)
+	return append(b, v...)
+}
+
+// appendLen writes a slice length, 0 for a nil slice.
+func appendLen(b []byte, n int, isNil bool) []byte {
+	if isNil {
+		return append(b, 0)
+	}
+	return binary.AppendUvarint(b, uint64(n)+1)
+}
+
+// appendTime writes t as Unix milliseconds (the stores' precision) and the
+// nanoseconds below the millisecond (0 from every store today: one byte), so
+// the instant round-trips exactly whatever the precision. It decodes in UTC,
+// as the stores return it.
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.AppendVarint(b, t.UnixMilli())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()%int(time.Millisecond)))
+}
+
+func appendResource(b []byte, r store.Resource) []byte {
+	b = appendStrings(b, r.Type, r.ID, r.Patient)
+	b = binary.AppendVarint(b, r.Version)
+	b = appendTime(b, r.LastUpdated)
+	var flags byte
+	if r.Deleted {
+		flags |= flagDeleted
+	}
+	b = append(b, flags)
+	return appendBytes(b, r.Body)
+}
+
+func appendResources(b []byte, rs []store.Resource) []byte {
+	b = appendLen(b, len(rs), rs == nil)
+	for _, r := range rs {
+		b = appendResource(b, r)
+	}
+	return b
+}
+
+func encodeResource(r store.Resource) []byte {
+	return appendResource(header(kindResource), r)
+}
+
+func encodeSearch(res store.SearchResult) []byte {
+	b := appendResources(header(kindSearch), res.Resources)
+	b = binary.AppendVarint(b, int64(res.Total))
+	if res.More {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// page is an Everything answer: a page of resources and the total.
+type page struct {
+	rs    []store.Resource
+	total int
+}
+
+func encodePage(p page) []byte {
+	b := appendResources(header(kindPage), p.rs)
+	return binary.AppendVarint(b, int64(p.total))
+}
+
+func encodeResources(rs []store.Resource) []byte {
+	return appendResources(header(kindResources), rs)
+}
+
+func encodeRefs(refs []store.Ref) []byte {
+	b := appendLen(header(kindRefs), len(refs), refs == nil)
+	for _, r := range refs {
+		b = appendStrings(b, r.From.Type, r.From.ID, r.Param, r.Target.Type, r.Target.ID)
+	}
+	return b
+}
+
+// decoder reads a value; the first failure sticks in err and every later
+// read returns zero values, so callers check err once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func newDecoder(b []byte, kind byte) decoder {
+	d := decoder{b: b}
+	if len(b) < 2 || b[0] != codecVersion || b[1] != kind {
+		d.fail("header")
+		return d
+	}
+	d.b = b[2:]
+	return d
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", errCorrupt, what)
+		d.b = nil
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+// raw returns the next n bytes (aliasing the input).
+func (d *decoder) raw(n uint64) []byte {
+	if n > uint64(len(d.b)) {
+		d.fail("length")
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// strings reads len(out) strings written by appendStrings into out.
+func (d *decoder) strings(out ...*string) {
+	var lens [5]uint64
+	var total uint64
+	for i := range out {
+		lens[i] = d.uvarint()
+		total += lens[i]
+		if lens[i] > uint64(len(d.b)) {
+			d.fail("length")
+		}
+	}
+	raw := d.raw(total)
+	if d.err != nil {
+		return
+	}
+	all := string(raw)
+	for i, p := range out {
+		*p, all = all[:lens[i]], all[lens[i]:]
+	}
+}
+
+// bytes returns a copy: the input may be the cache's own storage.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	return append(make([]byte, 0, n-1), d.raw(n-1)...)
+}
+
+// count reads a slice length and reports whether the slice is nil. A length
+// beyond what the remaining input could hold (each element takes at least
+// min bytes) is corrupt: no allocation sized from bad input.
+func (d *decoder) count(min int) (n int, isNil bool) {
+	v := d.uvarint()
+	if v == 0 || d.err != nil {
+		return 0, true
+	}
+	if v-1 > uint64(len(d.b)/min) {
+		d.fail("count")
+		return 0, true
+	}
+	return int(v - 1), false
+}
+
+func (d *decoder) time() time.Time {
+	ms := d.varint()
+	sub := d.uvarint()
+	if sub >= uint64(time.Millisecond) {
+		d.fail("time")
+	}
+	return time.UnixMilli(ms).Add(time.Duration(sub)).UTC()
+}
+
+func (d *decoder) resource() store.Resource {
+	var r store.Resource
+	d.strings(&r.Type, &r.ID, &r.Patient)
+	r.Version = d.varint()
+	r.LastUpdated = d.time()
+	flags := d.byte()
+	if flags&^flagDeleted != 0 {
+		d.fail("flags")
+	}
+	r.Deleted = flags&flagDeleted != 0
+	r.Body = d.bytes()
+	return r
+}
+
+// minResource is the fewest bytes an encoded Resource takes.
+const minResource = 8
+
+func (d *decoder) resources() []store.Resource {
+	n, isNil := d.count(minResource)
+	if isNil {
+		return nil
+	}
+	rs := make([]store.Resource, n)
+	for i := range rs {
+		rs[i] = d.resource()
+	}
+	return rs
+}
+
+// done reports the first failure, or trailing bytes.
+func (d *decoder) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("length (trailing bytes)")
+	}
+	return d.err
+}
+
+func decodeResource(b []byte) (store.Resource, error) {
+	d := newDecoder(b, kindResource)
+	r := d.resource()
+	return r, d.done()
+}
+
+func decodeSearch(b []byte) (store.SearchResult, error) {
+	d := newDecoder(b, kindSearch)
+	var res store.SearchResult
+	res.Resources = d.resources()
+	res.Total = int(d.varint())
+	switch d.byte() {
+	case 0:
+	case 1:
+		res.More = true
+	default:
+		d.fail("more")
+	}
+	return res, d.done()
+}
+
+func decodePage(b []byte) (page, error) {
+	d := newDecoder(b, kindPage)
+	var p page
+	p.rs = d.resources()
+	p.total = int(d.varint())
+	return p, d.done()
+}
+
+func decodeResources(b []byte) ([]store.Resource, error) {
+	d := newDecoder(b, kindResources)
+	rs := d.resources()
+	return rs, d.done()
+}
+
+func decodeRefs(b []byte) ([]store.Ref, error) {
+	d := newDecoder(b, kindRefs)
+	n, isNil := d.count(5)
+	if isNil {
+		return nil, d.done()
+	}
+	refs := make([]store.Ref, n)
+	for i := range refs {
+		r := &refs[i]
+		d.strings(&r.From.Type, &r.From.ID, &r.Param, &r.Target.Type, &r.Target.ID)
+	}
+	return refs, d.done()
+}
