@@ -16,6 +16,8 @@ import (
 	"github.com/ketabridge/ketabridge/mapping/ingest"
 	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/cached"
+	"github.com/ketabridge/ketabridge/store/memory"
 	"github.com/ketabridge/ketabridge/store/postgres"
 	redisstore "github.com/ketabridge/ketabridge/store/redis"
 	"github.com/ketabridge/ketabridge/store/sqlite"
@@ -40,17 +42,46 @@ type app struct {
 	redis *redisstore.Ephemeral
 	// backend names the store for logs and /readyz: "sqlite" or "postgres".
 	backend string
-	// metrics and prober are built by observe (serve and bench).
+	// reads is the store the FHIR API reads and the ingest writes through:
+	// the read cache over store (Redis, or in memory), or store itself when
+	// there is no cache.
+	reads store.Store
+	// metrics is built with the app; prober by observe (serve and bench).
 	metrics *metrics
 	prober  *prober
 }
 
+// cacheStore puts the read cache in front of st: Redis when configured
+// (shared by replicas, invalidated across them), else an in-memory cache of
+// --cache-mb, else none.
+func (a *app) cacheStore(st store.Store) store.Store {
+	var c store.Cache
+	switch {
+	case a.redis != nil:
+		c = a.redis.Cache()
+	case a.cfg.CacheMB > 0:
+		c = memory.NewCache(int64(a.cfg.CacheMB) << 20)
+	default:
+		return st
+	}
+	m := a.metrics
+	return cached.New(st, c, cached.Options{Observer: cached.Observer{
+		Hit:  func(op string) { m.cache.WithLabelValues(op, "hit").Inc() },
+		Miss: func(op string) { m.cache.WithLabelValues(op, "miss").Inc() },
+		Error: func(op string) {
+			m.cacheErr.WithLabelValues(op).Inc()
+			if a.redis != nil {
+				m.depErr.WithLabelValues("redis").Inc()
+			}
+		},
+	}})
+}
+
 // observe builds (once) the metrics registry and the dependency prober.
 func (a *app) observe(log *slog.Logger) {
-	if a.metrics != nil {
+	if a.prober != nil {
 		return
 	}
-	a.metrics = newMetrics()
 	deps := []dependency{{name: "database", ping: a.store.Ping, required: true}}
 	if a.redis != nil {
 		deps = append(deps, dependency{name: "redis", ping: a.redis.Ping})
@@ -98,8 +129,10 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		}
 		cancel()
 	}
+	a.metrics = newMetrics()
+	a.reads = a.cacheStore(st)
 	a.mapper = mapping.New(mapping.Options{Canonical: cfg.FHIRBase()})
-	a.ingest = ingest.New(st, a.mapper, search.Extract, store.SystemClock{})
+	a.ingest = ingest.New(a.reads, a.mapper, search.Extract, store.SystemClock{})
 	log.Info("store opened", "backend", backend, "redis", a.redis != nil)
 	return a, nil
 }

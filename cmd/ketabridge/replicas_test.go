@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -258,6 +259,11 @@ func TestReplicasActAsOneGateway(t *testing.T) {
 		if fam2, _ := rs.readPatient(t, b, tok); fam != "Young" || fam2 != "Young" { // the second read may be a cache hit
 			t.Fatalf("before: family %q/%q", fam, fam2)
 		}
+		// The second read was served from the shared cache: what follows
+		// tests invalidation, not a cache that is never used.
+		if hits := metricValue(t, b, `ketabridge_cache_requests_total{op="read",result="hit"}`); hits < 1 {
+			t.Fatalf("B's cache has %v read hits after a repeated read", hits)
+		}
 		searchBefore := b.do(t, http.MethodGet, "/fhir/Patient?family=Youngblood", tok, "", nil)
 		if searchBefore.status != http.StatusOK || strings.Contains(string(searchBefore.body), rs.patient) {
 			t.Fatalf("search before: %s", searchBefore)
@@ -286,6 +292,9 @@ func TestReplicasActAsOneGateway(t *testing.T) {
 			v1 = v2
 		}
 		search := b.do(t, http.MethodGet, "/fhir/Patient?family=Youngblood", tok, "", nil)
+		if hits := metricValue(t, b, `ketabridge_cache_requests_total{op="search",result="miss"}`); hits < 2 {
+			t.Errorf("B's searches did not go through the cache (%v misses)", hits)
+		}
 		if search.status != http.StatusOK || !strings.Contains(string(search.body), rs.patient) {
 			t.Fatalf("search at B after the re-ingest does not find the patient: %s", search)
 		}
@@ -311,4 +320,23 @@ func TestReplicasActAsOneGateway(t *testing.T) {
 			t.Fatalf("B after revocation at A: %d %s (WWW-Authenticate %q)", got.status, got.body, got.header.Get("WWW-Authenticate"))
 		}
 	})
+}
+
+// metricValue reads one sample from p's /metrics (0 when absent).
+func metricValue(t *testing.T, p *proc, series string) float64 {
+	t.Helper()
+	r := p.do(t, http.MethodGet, "/metrics", "", "", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("/metrics at %s: %d", p.name, r.status)
+	}
+	for _, l := range strings.Split(string(r.body), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", series, v)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -177,7 +177,7 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 		return nil, err
 	}
 	fs, err := fhir.New(fhir.Options{
-		Store:      a.store,
+		Store:      a.reads,
 		Base:       a.cfg.FHIRBase(),
 		Authorizer: fhir.SMART{Tokens: as.tokens, Realm: fhir.DefaultRealm, RateLimit: rl},
 		Auditor:    aud,
