@@ -17,7 +17,9 @@ import (
 	"github.com/ketabridge/ketabridge/fhir/ingestapi"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/cached"
 	"github.com/ketabridge/ketabridge/store/memory"
+	"github.com/ketabridge/ketabridge/store/sqlite"
 )
 
 // Server timeouts.
@@ -28,6 +30,9 @@ const (
 	shutdownTimeout   = 15 * time.Second
 	readyzTimeout     = 2 * time.Second
 	probeInterval     = 5 * time.Second
+	// externalWriteInterval is how often an embedded gateway with a cache
+	// checks whether another process wrote its SQLite file.
+	externalWriteInterval = 250 * time.Millisecond
 )
 
 func cmdServe(ctx context.Context, args []string, e env) error {
@@ -79,6 +84,9 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 	pctx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
 	go a.prober.run(pctx, probeInterval)
+	if watch := a.externalWriteWatcher(pctx, externalWriteInterval); watch != nil {
+		go watch()
+	}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
@@ -209,6 +217,49 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 		ec.GET("/metrics", loopbackOnly(a.metrics.handler()))
 	}
 	return ec, nil
+}
+
+// externalWriteWatcher drops the whole read cache when the SQLite file has
+// new resource versions (sqlite.Store.ChangeVersion): another process (such
+// as `ketabridge import`) may have written them, which the cache cannot
+// see, so such writes show within one interval. Writes through this
+// process's ingest invalidate precisely and at once anyway; they also trip
+// this check, which only costs hits.
+//
+// The baseline is read here, before the gateway serves (and so before any
+// entry is cached), so no write can fall between it and the cache.
+func (a *app) externalWriteWatcher(ctx context.Context, interval time.Duration) func() {
+	sq, ok := a.store.(*sqlite.Store)
+	cs, cok := a.reads.(*cached.Store)
+	if !ok || !cok {
+		return nil
+	}
+	last, err := sq.ChangeVersion(ctx)
+	known := err == nil
+	return func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			v, err := sq.ChangeVersion(ctx)
+			if err != nil {
+				continue
+			}
+			if !known || v != last {
+				// Unknown baseline (the first read failed): drop to be safe.
+				if err := cs.Invalidate(ctx); err != nil {
+					a.log.Warn("cannot drop the read cache after a database change", "err", err)
+					continue // try again on the next tick
+				}
+				a.log.Debug("the database changed: read cache dropped")
+			}
+			last, known = v, true
+		}
+	}
 }
 
 // rateLimit is the per-client rate limit (nil when --rate-limit is 0):

@@ -431,3 +431,13 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	return s.st.Close()
 }
+
+// Invalidate bumps the epoch: every entry filled before it is never found
+// again, on every replica. For writes the decorator cannot see (another
+// process writing the same SQLite file).
+func (s *Store) Invalidate(ctx context.Context) error {
+	if err := s.c.Bump(ctx, []string{epoch}); err != nil {
+		return fmt.Errorf("cached: invalidate: %w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}

@@ -142,6 +142,18 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	return results, nil
 }
 
+// wroteResources reports whether any result wrote a resource version.
+func wroteResources(results []store.WriteResult) bool {
+	for _, r := range results {
+		for _, rr := range r.Resources {
+			if rr.Outcome != store.Unchanged {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // failAfterWrite, when set (by tests), fails the write of a created
 // resource after its rows are written, standing in for an I/O error.
 var failAfterWrite func(typ, id string) error
@@ -204,6 +216,11 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 			return rollback(&retrySafe{err})
 		}
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
+	}
+	if wroteResources(results) {
+		if err := c.exec(bg, "UPDATE changes SET seq = seq + 1 WHERE id = 1"); err != nil {
+			return rollback(fmt.Errorf("store: sqlite: apply: count the change: %w", err))
+		}
 	}
 	if err := c.exec(bg, "COMMIT"); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: commit: %w", err))

@@ -329,3 +329,19 @@ func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
 	}
 	return tx, nil
 }
+
+// ChangeVersion returns a number that changes with every committed write
+// of resource versions to the database file, by this store or by any other
+// process (such as `ketabridge import` next to a running gateway), and
+// with nothing else (not the audit trail, not unchanged records). An
+// in-process read cache polls it to drop what another process made stale.
+func (s *Store) ChangeVersion(ctx context.Context) (int64, error) {
+	if s.closed.Load() {
+		return 0, errClosed
+	}
+	var v int64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT seq FROM changes WHERE id = 1").Scan(&v); err != nil {
+		return 0, fmt.Errorf("store: sqlite: change version: %w", err)
+	}
+	return v, nil
+}
