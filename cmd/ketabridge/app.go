@@ -52,14 +52,15 @@ type app struct {
 }
 
 // cacheStore puts the read cache in front of st: Redis when configured
-// (shared by replicas, invalidated across them), else an in-memory cache of
-// --cache-mb, else none.
+// (shared by replicas, invalidated across them), else, for SQLite, an
+// in-memory cache of --cache-mb, else none. PostgreSQL without Redis gets
+// no cache: other replicas' writes could not invalidate a local one.
 func (a *app) cacheStore(st store.Store) store.Store {
 	var c store.Cache
 	switch {
 	case a.redis != nil:
 		c = a.redis.Cache()
-	case a.cfg.CacheMB > 0:
+	case a.cfg.CacheMB > 0 && a.backend == "sqlite":
 		c = memory.NewCache(int64(a.cfg.CacheMB) << 20)
 	default:
 		return st

@@ -57,6 +57,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	conns := cf.fs.Int("connections", benchConnections, "connections (and vegeta workers) per scenario")
 	out := cf.fs.String("out", "bench", "directory for results.json and the latency charts")
 	docs := cf.fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
+	compare := cf.fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	cfg, err := cf.parse(args, e.getenv)
 	if err != nil {
 		return err
@@ -88,25 +89,75 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return &exitError{code: 1, msg: err.Error()}
 	}
+	if *compare {
+		return benchCompare(ctx, cfg, benchParams{patients: *patients, seed: *seed, duration: *duration, conns: *conns},
+			*small, *out, *docs, e)
+	}
+	// Never the servers' existing data: a fresh schema and key prefix.
+	bcfg, cleanup, err := benchIsolate(ctx, cfg)
+	if err != nil {
+		return &exitError{code: 1, msg: "bench: " + err.Error()}
+	}
+	defer cleanup()
+	res, err := runBench(ctx, bcfg, benchParams{patients: *patients, seed: *seed, duration: *duration, conns: *conns}, e.stderr)
+	if err != nil {
+		return err
+	}
+	// 4. Report.
+	printBenchTable(e.stdout, res)
+	if err := writeBenchOutputs(*out, res); err != nil {
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	fmt.Fprintf(e.stdout, "wrote %s and %d latency charts\n", benchJoin(*out, "results.json"), len(res.Scenarios))
+	if *docs != "" {
+		if err := appendBenchDocs(*docs, *out, res); err != nil {
+			return &exitError{code: 1, msg: err.Error()}
+		}
+		fmt.Fprintf(e.stdout, "appended the run to %s\n", *docs)
+	}
+	return nil
+}
+
+// benchParams are the load parameters of one bench run.
+type benchParams struct {
+	patients int
+	seed     int64
+	duration time.Duration
+	conns    int
+	// only, when set, limits the scenarios run (by name); the limit is
+	// always measured when read-hot is.
+	only []string
+	// store labels the store configuration in the results.
+	store string
+}
+
+// runBench synthesises and ingests the data set into the store cfg selects
+// (a temporary SQLite file, or the PostgreSQL / Redis cfg names), serves it
+// on loopback and drives the scenarios.
+func runBench(ctx context.Context, cfg Config, p benchParams, stderr io.Writer) (*benchResults, error) {
+	patients, seed, duration, conns := &p.patients, &p.seed, &p.duration, &p.conns
+	if p.store == "" {
+		p.store = storeLabel(cfg)
+	}
 	log := newLogger(io.Discard, cfg.LogLevel)
 	res := benchResults{
 		Machine: machineInfo(),
 		Run: benchRun{Patients: *patients, Seed: *seed, DurationS: duration.Seconds(), Connections: *conns,
-			Store: "sqlite", Load: "vegeta (in-process)", RSSScope: "process"},
+			Store: p.store, Load: "vegeta (in-process)", RSSScope: "process"},
 	}
 
 	// 1. Synthesise and ingest.
-	fmt.Fprintf(e.stderr, "bench: synthesising %d patients (seed %d)\n", *patients, *seed)
+	fmt.Fprintf(stderr, "bench: synthesising %d patients (seed %d)\n", *patients, *seed)
 	a, raw, cleanup, err := tempApp(ctx, cfg, log, *patients, *seed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cleanup()
-	fmt.Fprintf(e.stderr, "bench: ingesting %d records\n", len(raw))
+	fmt.Fprintf(stderr, "bench: ingesting %d records\n", len(raw))
 	start := time.Now()
 	_, sum, err := a.ingest.Ingest(ctx, raw)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	el := time.Since(start)
 	res.Ingest = benchIngest{
@@ -116,7 +167,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	}
 	pids := patientIDs(raw)
 	if len(pids) == 0 {
-		return fmt.Errorf("bench: no patients generated")
+		return nil, fmt.Errorf("bench: no patients generated")
 	}
 	// The records are no longer needed: release them so the serving phase's
 	// RSS is the gateway's, not the synthesiser's.
@@ -125,10 +176,10 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	debug.FreeOSMemory()
 
 	// 2. Ids from the store: compartment sizes, a uniform sample of ids.
-	fmt.Fprintf(e.stderr, "bench: reading ids from the store\n")
+	fmt.Fprintf(stderr, "bench: reading ids from the store\n")
 	ds, err := benchDatasetFrom(ctx, a.store, pids, *seed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.Run.Types = ds.types
 	res.Run.EverythingSize = ds.size
@@ -136,13 +187,13 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	// 3. The gateway on loopback and a real token (client_credentials).
 	ec, err := a.newEcho(log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv := httptest.NewServer(ec)
 	defer srv.Close()
 	tok, err := a.toolToken(ctx, srv.Client(), srv.URL, "system/*.rs")
 	if err != nil {
-		return fmt.Errorf("bench: token: %w", err)
+		return nil, fmt.Errorf("bench: token: %w", err)
 	}
 	auth := http.Header{"Authorization": {"Bearer " + tok}, "Accept": {"application/fhir+json"}}
 
@@ -152,7 +203,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	for _, p := range ds.hot {
 		b, status, err := httpGet(ctx, srv.Client(), srv.URL+p, "Authorization", "Bearer "+tok)
 		if err != nil || status != http.StatusOK {
-			return fmt.Errorf("bench: read %s: status %d: %v", p, status, err)
+			return nil, fmt.Errorf("bench: read %s: status %d: %v", p, status, err)
 		}
 		hotBodies[p] = b
 	}
@@ -160,38 +211,28 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	defer limitSrv.Close()
 
 	scenarios := benchScenarios(ds, srv.URL, limitSrv.URL, auth, uint64(*seed))
+	if len(p.only) > 0 {
+		scenarios = slices.DeleteFunc(scenarios, func(sc benchScenario) bool { return !slices.Contains(p.only, sc.name) })
+	}
 	for _, sc := range scenarios {
 		if err := sc.preflight(ctx, srv.Client()); err != nil {
-			return fmt.Errorf("bench: %s: %w", sc.name, err)
+			return nil, fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
 	}
 	if rssResettable() {
 		res.Run.RSSScope = "process, reset before each scenario"
 	}
 	for _, sc := range scenarios {
-		fmt.Fprintf(e.stderr, "bench: %s for %s\n", sc.name, *duration)
+		fmt.Fprintf(stderr, "bench: %s for %s\n", sc.name, *duration)
 		r, err := attackScenario(sc, *conns, *duration)
 		if err != nil {
-			return fmt.Errorf("bench: %s: %w", sc.name, err)
+			return nil, fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
 		res.Scenarios = append(res.Scenarios, r)
 	}
 	res.finish()
 	res.Run.RSSEndAnonMB, res.Run.RSSEndFileMB = rssNowMB()
-
-	// 4. Report.
-	printBenchTable(e.stdout, &res)
-	if err := writeBenchOutputs(*out, &res); err != nil {
-		return &exitError{code: 1, msg: err.Error()}
-	}
-	fmt.Fprintf(e.stdout, "wrote %s and %d latency charts\n", benchJoin(*out, "results.json"), len(res.Scenarios))
-	if *docs != "" {
-		if err := appendBenchDocs(*docs, *out, &res); err != nil {
-			return &exitError{code: 1, msg: err.Error()}
-		}
-		fmt.Fprintf(e.stdout, "appended the run to %s\n", *docs)
-	}
-	return nil
+	return &res, nil
 }
 
 // patientIDs returns the FHIR ids of the Patient records in raw, in order.
