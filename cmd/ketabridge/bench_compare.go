@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Compare-mode defaults: fewer patients than the 1M-resource run, so the
+// PostgreSQL ingest of each variant stays within a minute or two.
+const (
+	benchComparePatients = 200
+	// benchCompareCacheMB is the in-memory cache of the "memory cache"
+	// variant.
+	benchCompareCacheMB = 64
+)
+
+// benchCompareScenarios are the scenarios compare mode runs per variant.
+var benchCompareScenarios = []string{"read-hot", "read-uniform", "search", "limit"}
+
+// benchVariant is one store configuration of a comparison.
+type benchVariant struct {
+	Name    string        `json:"name"`
+	Results *benchResults `json:"results"`
+}
+
+// benchComparison is compare.json.
+type benchComparison struct {
+	Machine  benchMachine   `json:"machine"`
+	Patients int            `json:"patients"`
+	Variants []benchVariant `json:"variants"`
+	// CachedOverUncachedPG is read-hot requests/s with the Redis cache over
+	// read-hot without a cache, both on PostgreSQL (design target >= 3).
+	CachedOverUncachedPG float64 `json:"cached_over_uncached_postgres_read_hot,omitempty"`
+	Skipped              string  `json:"skipped,omitempty"`
+}
+
+// benchCompare runs the compare scenarios on each store configuration:
+// SQLite uncached, SQLite with the in-memory cache, and, when --database-url
+// and --redis-url are given, PostgreSQL uncached and PostgreSQL with the
+// Redis cache. Each PostgreSQL variant runs in a fresh schema and each Redis
+// one under a fresh key prefix, removed afterwards: the servers named are
+// used, never their existing data.
+func benchCompare(ctx context.Context, cfg Config, p benchParams, small bool, out, docs string, e env) error {
+	if p.patients == benchPatients {
+		p.patients = benchComparePatients
+	}
+	if small {
+		p.patients = min(p.patients, benchSmallPatients)
+	}
+	p.only = benchCompareScenarios
+	cmp := benchComparison{Machine: machineInfo(), Patients: p.patients}
+
+	base := cfg
+	base.DatabaseURL, base.RedisURL, base.CacheMB = "", "", 0
+	type variant struct {
+		name string
+		cfg  Config
+	}
+	variants := []variant{{"sqlite", base}}
+	withMem := base
+	withMem.CacheMB = benchCompareCacheMB
+	variants = append(variants, variant{fmt.Sprintf("sqlite + memory cache (%d MiB)", benchCompareCacheMB), withMem})
+	if cfg.DatabaseURL != "" && cfg.RedisURL != "" {
+		pg := base
+		pg.DatabaseURL = cfg.DatabaseURL
+		pgRedis := pg
+		pgRedis.RedisURL = cfg.RedisURL
+		variants = append(variants, variant{"postgres", pg}, variant{"postgres + redis cache", pgRedis})
+	} else {
+		cmp.Skipped = "PostgreSQL and Redis variants: give --database-url and --redis-url (or KETABRIDGE_DATABASE_URL / KETABRIDGE_REDIS_URL)"
+		fmt.Fprintln(e.stderr, "bench: skipping the", cmp.Skipped)
+	}
+
+	for _, v := range variants {
+		fmt.Fprintf(e.stderr, "bench: --- %s ---\n", v.name)
+		vcfg, cleanup, err := benchIsolate(ctx, v.cfg)
+		if err != nil {
+			return &exitError{code: 1, msg: "bench: " + v.name + ": " + err.Error()}
+		}
+		vp := p
+		vp.store = v.name
+		res, err := runBench(ctx, vcfg, vp, e.stderr)
+		cleanup()
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", v.name, err)
+		}
+		cmp.Variants = append(cmp.Variants, benchVariant{Name: v.name, Results: res})
+	}
+	if pg, cached := cmp.rps("postgres", "read-hot"), cmp.rps("postgres + redis cache", "read-hot"); pg > 0 && cached > 0 {
+		cmp.CachedOverUncachedPG = round3(cached / pg)
+	}
+
+	printBenchComparison(e.stdout, &cmp)
+	b, err := json.MarshalIndent(&cmp, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(out, "compare.json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	fmt.Fprintf(e.stdout, "wrote %s\n", path)
+	if docs != "" {
+		if err := appendCompareDocs(docs, &cmp); err != nil {
+			return &exitError{code: 1, msg: err.Error()}
+		}
+		fmt.Fprintf(e.stdout, "appended the comparison to %s\n", docs)
+	}
+	return nil
+}
+
+// rps is a variant's requests/s in a scenario (0 when absent).
+func (c *benchComparison) rps(variant, scenario string) float64 {
+	for _, v := range c.Variants {
+		if v.Name != variant {
+			continue
+		}
+		for _, s := range v.Results.Scenarios {
+			if s.Name == scenario {
+				return s.RPS
+			}
+		}
+	}
+	return 0
+}
+
+// benchIsolate gives a bench run its own PostgreSQL schema and Redis key
+// prefix (when cfg uses them) and returns the cleanup that drops them.
+func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
+	if cfg.DatabaseURL != "" {
+		schema := "kb_bench_" + suffix
+		conn, err := pgx.Connect(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return cfg, cleanup, fmt.Errorf("connect to PostgreSQL (%s): %w", redactURL(cfg.DatabaseURL), err)
+		}
+		_, err = conn.Exec(ctx, "CREATE SCHEMA "+schema)
+		conn.Close(ctx)
+		if err != nil {
+			return cfg, cleanup, fmt.Errorf("create schema: %w", err)
+		}
+		dbURL := cfg.DatabaseURL
+		cleanups = append(cleanups, func() {
+			c, err := pgx.Connect(context.Background(), dbURL)
+			if err == nil {
+				_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+				c.Close(context.Background())
+			}
+		})
+		u, err := url.Parse(cfg.DatabaseURL)
+		if err != nil {
+			return cfg, cleanup, err
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		cfg.DatabaseURL = u.String()
+	}
+	if cfg.RedisURL != "" {
+		prefix := "ketabridge-bench:" + suffix + ":"
+		cfg.RedisPrefix = prefix
+		redisURL := cfg.RedisURL
+		cleanups = append(cleanups, func() {
+			opt, err := goredis.ParseURL(redisURL)
+			if err != nil {
+				return
+			}
+			c := goredis.NewClient(opt)
+			defer c.Close()
+			bg := context.Background()
+			iter := c.Scan(bg, 0, prefix+"*", 1000).Iterator()
+			var keys []string
+			for iter.Next(bg) {
+				keys = append(keys, iter.Val())
+				if len(keys) == 1000 {
+					c.Del(bg, keys...)
+					keys = keys[:0]
+				}
+			}
+			if len(keys) > 0 {
+				c.Del(bg, keys...)
+			}
+		})
+	}
+	return cfg, cleanup, nil
+}
+
+// storeLabel names cfg's store configuration for the results.
+func storeLabel(cfg Config) string {
+	s := "sqlite"
+	if cfg.DatabaseURL != "" {
+		s = "postgres"
+	}
+	switch {
+	case cfg.RedisURL != "":
+		s += " + redis cache"
+	case cfg.CacheMB > 0:
+		s += fmt.Sprintf(" + memory cache (%d MiB)", cfg.CacheMB)
+	}
+	return s
+}
+
+func printBenchComparison(w io.Writer, c *benchComparison) {
+	fmt.Fprintf(w, "store comparison: %d patients, %d cores\n", c.Patients, c.Machine.Cores)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "store\tingest res/s\tscenario\trequests/s\tp50 ms\tp99 ms\terrors\tpeak RSS MB\t")
+	for _, v := range c.Variants {
+		for i, s := range v.Results.Scenarios {
+			name, ingest := "", ""
+			if i == 0 {
+				name, ingest = v.Name, fmt.Sprintf("%.0f", v.Results.Ingest.ResourcesPerS)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t\n", name, ingest, s.Name, s.RPS, s.P50, s.P99, s.Errors, s.peakRSS)
+		}
+	}
+	tw.Flush()
+	if c.CachedOverUncachedPG > 0 {
+		fmt.Fprintf(w, "read-hot, PostgreSQL + Redis cache over PostgreSQL uncached: %.2fx (design target >= 3x)\n", c.CachedOverUncachedPG)
+	}
+	if c.Skipped != "" {
+		fmt.Fprintln(w, "skipped:", c.Skipped)
+	}
+}
+
+// appendCompareDocs appends the comparison as a dated table.
+func appendCompareDocs(path string, c *benchComparison) error {
+	var b strings.Builder
+	m := c.Machine
+	fmt.Fprintf(&b, "\n### %s - store comparison, %s patients, %d cores, %s\n\n", m.Date, thousands(c.Patients), m.Cores, m.Go)
+	b.WriteString("`ketabridge bench --compare`: the same data set and scenarios on each store configuration; PostgreSQL and\n")
+	b.WriteString("Redis are the local servers (loopback), in a fresh schema and key prefix.\n\n")
+	b.WriteString("| store | ingest resources/s | scenario | requests/s | p50 ms | p99 ms | errors | peak RSS MB |\n|---|---|---|---|---|---|---|---|\n")
+	for _, v := range c.Variants {
+		for i, s := range v.Results.Scenarios {
+			name, ingest := "", ""
+			if i == 0 {
+				name, ingest = v.Name, thousands(int(v.Results.Ingest.ResourcesPerS+0.5))
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f | %.2f | %d | %.0f |\n", name, ingest, s.Name,
+				thousands(int(s.RPS+0.5)), s.P50, s.P99, s.Errors, s.peakRSS)
+		}
+	}
+	if c.CachedOverUncachedPG > 0 {
+		fmt.Fprintf(&b, "\nread-hot with the Redis cache over uncached PostgreSQL: **%.2fx** (design target >= 3x).\n", c.CachedOverUncachedPG)
+	}
+	if c.Skipped != "" {
+		fmt.Fprintf(&b, "\nSkipped: %s.\n", c.Skipped)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
