@@ -58,6 +58,8 @@ type app struct {
 func (a *app) cacheStore(st store.Store) store.Store {
 	var c store.Cache
 	switch {
+	case !a.cfg.ReadCache:
+		return st
 	case a.redis != nil:
 		c = a.redis.Cache()
 	case a.cfg.CacheMB > 0 && a.backend == "sqlite":

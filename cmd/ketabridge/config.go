@@ -33,6 +33,8 @@ type Config struct {
 	// KeyEncryptionKey, read from --key-encryption-key-file, encrypts the
 	// signing keys at rest (nil: stored in clear).
 	KeyEncryptionKey []byte
+	// ReadCache turns the read cache on (default) or off.
+	ReadCache bool
 	// CacheMB bounds the in-memory read cache (no Redis); 0 disables it.
 	CacheMB int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
@@ -62,9 +64,9 @@ func (c Config) FHIRBase() string { return c.BaseURL + "/fhir" }
 // String describes the configuration with secrets (passwords in URLs)
 // redacted, for logs.
 func (c Config) String() string {
-	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s",
+	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s",
 		c.DataDir, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr)
+		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr)
 }
 
 func redactURL(s string) string {
@@ -101,6 +103,7 @@ var sharedFlags = []sharedFlag{
 	{"redis-url", "KETABRIDGE_REDIS_URL", "", "Redis URL; empty = in-memory cache"},
 	{"redis-prefix", "KETABRIDGE_REDIS_PREFIX", "ketabridge:", "prefix of every Redis key (one per gateway deployment sharing a Redis)"},
 	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
+	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
@@ -201,6 +204,13 @@ func (cf *configFlags) parse(args []string, getenv func(string) string) (Config,
 			return Config{}, bad("key-encryption-key-file", "must hold 32 random bytes in base64 (e.g. from `openssl rand -base64 32`)")
 		}
 		c.KeyEncryptionKey = key
+	}
+	switch strings.ToLower(strings.TrimSpace(vals["read-cache"])) {
+	case "on", "true", "1":
+		c.ReadCache = true
+	case "off", "false", "0":
+	default:
+		return Config{}, bad("read-cache", "must be on or off")
 	}
 	var err error
 	if c.CacheMB, err = strconv.Atoi(strings.TrimSpace(vals["cache-mb"])); err != nil || c.CacheMB < 0 || c.CacheMB > 1<<16 {
