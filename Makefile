@@ -30,10 +30,17 @@ build:
 # with a real client_credentials token (read-hot, read-uniform, search,
 # search-include, everything, and the bare net/http limit); prints the table,
 # writes bench/results.json and bench/latency-*.svg, appends the dated rows to
-# docs/benchmarks.md. Then the cost of token verification on a read
-# (unauthenticated vs SMART-authorized read through the same handler).
+# docs/benchmarks.md. Then `bench --compare` (issue 5): the same scenarios on
+# SQLite, SQLite + memory cache and, when BENCH_DATABASE_URL and
+# BENCH_REDIS_URL are set, PostgreSQL and PostgreSQL + Redis with the read
+# cache off and on (fresh schema and key prefix; bench/compare.json). Then the
+# cost of token verification on a read (unauthenticated vs SMART-authorized
+# read through the same handler).
+BENCH_DATABASE_URL ?=
+BENCH_REDIS_URL    ?=
 bench:
 	$(GO) run ./cmd/ketabridge bench
+	$(GO) run ./cmd/ketabridge bench --compare --database-url '$(BENCH_DATABASE_URL)' --redis-url '$(BENCH_REDIS_URL)'
 	$(GO) test -run '^$$' -bench 'BenchmarkRead$$|BenchmarkReadSMART$$|BenchmarkVerify' -benchmem ./fhir ./auth
 
 bench-go:
