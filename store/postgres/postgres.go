@@ -47,6 +47,11 @@ type Store struct {
 	closed atomic.Bool
 	// applyLock is the advisory lock key serializing Apply in this schema.
 	applyLock int64
+	// sinceAnalyze counts resource versions written since the last ANALYZE,
+	// analyzedAt those written before it (this process's view); analyzing
+	// is set while one runs. See noteWrites.
+	sinceAnalyze, analyzedAt atomic.Int64
+	analyzing                atomic.Bool
 }
 
 var (

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -178,5 +179,49 @@ func TestMigrateTwice(t *testing.T) {
 	}
 	if n != 3 || distinct != 3 {
 		t.Errorf("schema_version has %d rows (%d distinct), want 3", n, distinct)
+	}
+}
+
+// TestAnalyzeAfterBulkWrites: enough writes start a background ANALYZE, so
+// the planner does not keep planning for the empty database it saw before
+// a bulk load.
+func TestAnalyzeAfterBulkWrites(t *testing.T) {
+	defer postgres.SetAnalyzeMinRows(3)()
+	ctx := context.Background()
+	url := freshSchema(t)
+	s, err := postgres.Open(ctx, url, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	analyzed := func() bool {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_user_tables
+			WHERE schemaname = current_schema() AND relname = 'idx_token' AND last_analyze IS NOT NULL`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if analyzed() {
+		t.Fatal("analyzed before any write")
+	}
+	rec := storetest.Rec("patient", "p1", "h1",
+		storetest.Res("Patient", "p1", "p1", `"active":true`, storetest.Token("identifier", "urn:mrn", "1")),
+		storetest.Res("Observation", "o1", "p1", `"status":"final"`, storetest.Token("code", "http://loinc.org", "8867-4")),
+		storetest.Res("Observation", "o2", "p1", `"status":"final"`, storetest.Token("code", "http://loinc.org", "8867-4")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !analyzed() {
+		if time.Now().After(deadline) {
+			t.Fatal("no ANALYZE 20 s after the writes passed the threshold")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
