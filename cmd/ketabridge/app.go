@@ -176,11 +176,21 @@ func (a *app) Close() error {
 }
 
 // storeDefinitions writes the mapper's definition resources (one synthetic
-// record of kind "definitions"; unchanged definitions are a no-op).
+// record of kind "definitions"; unchanged definitions are a no-op). It
+// writes to the store directly and then invalidates the read cache when
+// they changed; when Redis is down at start the gateway still starts (with
+// the cache dirty: bypassed here, and the epoch bumped for every replica
+// as soon as Redis answers).
 func (a *app) storeDefinitions(ctx context.Context) error {
-	res, err := a.ingest.StoreDefinitions(ctx)
+	direct := ingest.New(a.store, a.mapper, search.Extract, store.SystemClock{})
+	res, err := direct.StoreDefinitions(ctx)
 	if err != nil {
 		return err
+	}
+	if cs, ok := a.reads.(*cached.Store); ok && res.Outcome != store.Unchanged {
+		if err := cs.Invalidate(ctx); err != nil {
+			a.log.Warn("definitions changed but the read cache cannot be invalidated yet; bypassing it until Redis answers", "err", err)
+		}
 	}
 	a.log.Info("definitions stored", "outcome", string(res.Outcome), "resources", len(res.Resources))
 	return nil

@@ -330,3 +330,28 @@ func TestFaultsRedisAndPostgresDown(t *testing.T) {
 func (rs *replicaSet) backendSearchPath() string {
 	return "/fhir/Organization?name=" + url.QueryEscape("lakeside") + "&_count=7"
 }
+
+// TestStartsWithRedisDown: a replica (re)started while Redis is down comes
+// up degraded rather than crash-looping, and recovers when Redis appears.
+func TestStartsWithRedisDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	dbURL := freshSchema(t, serviceURL(t, "KETABRIDGE_TEST_DATABASE_URL"))
+	redisPort := smartFreePort(t) // nothing listens there yet
+	port := smartFreePort(t)
+	env := []string{"KETABRIDGE_DATABASE_URL=" + dbURL, "KETABRIDGE_REDIS_URL=redis://127.0.0.1:" + redisPort + "/0",
+		"KETABRIDGE_DATA_DIR=" + t.TempDir(), "KETABRIDGE_BASE_URL=http://127.0.0.1:" + port}
+	p := startProc(t, "A", "127.0.0.1:"+port, env)
+	if code, status, down := readyz(t, p); code != http.StatusOK || status != "degraded" || strings.Join(down, ",") != "redis" {
+		t.Fatalf("/readyz with Redis down at start: %d %s %v\n%s", code, status, down, p.logs)
+	}
+	// The same replica restarted (definitions now unchanged) still starts.
+	p.stop(t)
+	p = startProc(t, "A again", "127.0.0.1:"+port, env)
+	startPrivateRedis(t, redisPort)
+	waitFor(t, "readyz ready once Redis is up", func() bool {
+		_, status, _ := readyz(t, p)
+		return status == "ready"
+	})
+}

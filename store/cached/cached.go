@@ -434,9 +434,14 @@ func (s *Store) Close() error {
 
 // Invalidate bumps the epoch: every entry filled before it is never found
 // again, on every replica. For writes the decorator cannot see (another
-// process writing the same SQLite file).
+// process writing the same SQLite file, definitions written at start-up).
+// When the Bump fails the Store turns dirty, exactly as after a failed
+// Apply: this replica bypasses the cache and bumps the epoch as soon as the
+// cache answers again; the error says so.
 func (s *Store) Invalidate(ctx context.Context) error {
 	if err := s.c.Bump(ctx, []string{epoch}); err != nil {
+		s.failed.Add(1)
+		s.opts.Observer.error("bump")
 		return fmt.Errorf("cached: invalidate: %w: %w", store.ErrUnavailable, err)
 	}
 	return nil

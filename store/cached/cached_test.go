@@ -680,3 +680,33 @@ func TestTwoReplicas(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedInvalidateBypassesUntilEpochBump(t *testing.T) {
+	// Invalidate (writes the decorator cannot see) that cannot reach the
+	// cache leaves it dirty, like a failed Apply: reads bypass it, and the
+	// first read once it answers bumps the epoch before using it.
+	ctx := context.Background()
+	f := newFixture(t)
+	if _, err := f.Read(ctx, "Patient", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	f.cache.failBump.Store(true)
+	if err := f.Invalidate(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Invalidate with a failing Bump: %v, want ErrUnavailable", err)
+	}
+	n := f.inner.reads.Load()
+	if _, err := f.Read(ctx, "Patient", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if f.inner.reads.Load()-n != 1 {
+		t.Fatal("a read after a failed Invalidate was served from the cache")
+	}
+	f.cache.failBump.Store(false)
+	bumps := len(f.cache.bumps())
+	if _, err := f.Read(ctx, "Patient", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.cache.bumps()[bumps:]; len(got) != 1 || !reflect.DeepEqual(got[0], []string{"e"}) {
+		t.Fatalf("first read after recovery bumped %v, want the epoch", got)
+	}
+}
