@@ -31,13 +31,15 @@ build:
 # search-include, everything, and the bare net/http limit); prints the table,
 # writes bench/results.json and bench/latency-*.svg, appends the dated rows to
 # docs/benchmarks.md. Then `bench --compare` (issue 5): the same scenarios on
-# SQLite, SQLite + memory cache and, when BENCH_DATABASE_URL and
-# BENCH_REDIS_URL are set, PostgreSQL and PostgreSQL + Redis with the read
-# cache off and on (fresh schema and key prefix; bench/compare.json). Then the
+# SQLite, SQLite + memory cache and, when PostgreSQL and Redis answer at
+# BENCH_DATABASE_URL and BENCH_REDIS_URL (default: the local servers; the
+# variants are skipped with a note when they do not), PostgreSQL and
+# PostgreSQL + Redis with the read cache off and on (fresh schema and key
+# prefix, dropped afterwards; bench/compare.json). Then the
 # cost of token verification on a read (unauthenticated vs SMART-authorized
 # read through the same handler).
-BENCH_DATABASE_URL ?=
-BENCH_REDIS_URL    ?=
+BENCH_DATABASE_URL ?= postgres://127.0.0.1:5432/test?sslmode=disable
+BENCH_REDIS_URL    ?= redis://127.0.0.1:6379/0
 bench:
 	$(GO) run ./cmd/ketabridge bench
 	$(GO) run ./cmd/ketabridge bench --compare --database-url '$(BENCH_DATABASE_URL)' --redis-url '$(BENCH_REDIS_URL)'

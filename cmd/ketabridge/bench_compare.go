@@ -72,7 +72,10 @@ func benchCompare(ctx context.Context, cfg Config, p benchParams, small bool, ou
 	withMem := base
 	withMem.CacheMB, withMem.ReadCache = benchCompareCacheMB, true
 	variants = append(variants, variant{fmt.Sprintf("sqlite + memory cache (%d MiB)", benchCompareCacheMB), withMem})
-	if cfg.DatabaseURL != "" && cfg.RedisURL != "" {
+	if why := benchServersDown(ctx, cfg); why != "" {
+		cmp.Skipped = "PostgreSQL and Redis variants: " + why
+		fmt.Fprintln(e.stderr, "bench: skipping the", cmp.Skipped)
+	} else {
 		pg := base
 		pg.DatabaseURL = cfg.DatabaseURL
 		pgRedis := pg
@@ -83,9 +86,6 @@ func benchCompare(ctx context.Context, cfg Config, p benchParams, small bool, ou
 		// and rate limits through Redis, one with the read cache on.
 		variants = append(variants, variant{"postgres", pg}, variant{"postgres + redis, no read cache", pgRedis},
 			variant{"postgres + redis cache", pgCached})
-	} else {
-		cmp.Skipped = "PostgreSQL and Redis variants: give --database-url and --redis-url (or KETABRIDGE_DATABASE_URL / KETABRIDGE_REDIS_URL)"
-		fmt.Fprintln(e.stderr, "bench: skipping the", cmp.Skipped)
 	}
 
 	for _, v := range variants {
@@ -130,6 +130,32 @@ func benchCompare(ctx context.Context, cfg Config, p benchParams, small bool, ou
 		fmt.Fprintf(e.stdout, "appended the comparison to %s\n", docs)
 	}
 	return nil
+}
+
+// benchServersDown says why the PostgreSQL and Redis variants cannot run
+// ("" when they can): no URLs given, or a server that does not answer. A
+// machine without them still gets the SQLite comparison.
+func benchServersDown(ctx context.Context, cfg Config) string {
+	if cfg.DatabaseURL == "" || cfg.RedisURL == "" {
+		return "give --database-url and --redis-url (make bench: BENCH_DATABASE_URL, BENCH_REDIS_URL)"
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(pctx, cfg.DatabaseURL)
+	if err != nil {
+		return "no PostgreSQL answers at " + redactURL(cfg.DatabaseURL)
+	}
+	conn.Close(pctx)
+	opt, err := goredis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return "invalid Redis URL"
+	}
+	c := goredis.NewClient(opt)
+	defer c.Close()
+	if err := c.Ping(pctx).Err(); err != nil {
+		return "no Redis answers at " + redactURL(cfg.RedisURL)
+	}
+	return ""
 }
 
 // rps is a variant's requests/s in a scenario (0 when absent).
