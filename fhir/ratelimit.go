@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -50,6 +51,27 @@ type RateLimit struct {
 	// OnError, when set, is called for each failed Take (e.g. to count the
 	// failures in a metric).
 	OnError func()
+	// Lease, when above 1 and Limiter is a store.BatchLimiter (Redis), is
+	// how many tokens a replica takes from the shared bucket per round trip
+	// and then spends locally: one round trip per Lease requests of a busy
+	// client instead of one per request. The shared bucket is still charged
+	// for every token, so the rate across replicas holds; a leased token not
+	// spent within LeaseTTL expires unused, so a replica can hold back at
+	// most Lease tokens for that long (a client gets less, never more). When
+	// fewer than Lease tokens are left, one is taken as usual.
+	Lease int
+
+	leaseMu sync.Mutex
+	leases  map[string]*lease
+}
+
+// LeaseTTL is how long leased tokens may be spent (see RateLimit.Lease).
+const LeaseTTL = 50 * time.Millisecond
+
+// lease is a client's tokens taken from the shared bucket, not yet spent.
+type lease struct {
+	left    int
+	expires time.Time
 }
 
 // Validate reports a RateLimit that cannot limit: no Limiter, a Rate that
@@ -91,9 +113,24 @@ func (r *RateLimit) check(c echo.Context, info *auth.AccessInfo) *Error {
 	return ErrThrottled
 }
 
-// take asks Limiter, then Fallback when Limiter fails; it fails open.
+// take spends a leased token, or asks Limiter (for a new lease when Lease
+// is set), then Fallback when Limiter fails; it fails open.
 func (r *RateLimit) take(c echo.Context, key string) (bool, time.Duration) {
 	ctx := c.Request().Context()
+	if bl, ok := r.Limiter.(store.BatchLimiter); ok && r.Lease > 1 {
+		now := time.Now()
+		if r.spendLease(key, now) {
+			return true, 0
+		}
+		n := min(r.Lease, r.Burst)
+		ok, _, err := bl.TakeN(ctx, key, n, r.Rate, r.Burst)
+		if err == nil && ok {
+			r.grantLease(key, n-1, now.Add(LeaseTTL))
+			return true, 0
+		}
+		// Not enough left for a lease, or the limiter failed: one token,
+		// as without leases (the failure reaches OnError there).
+	}
 	for _, l := range []store.Limiter{r.Limiter, r.Fallback} {
 		if l == nil {
 			continue
@@ -107,6 +144,38 @@ func (r *RateLimit) take(c echo.Context, key string) (bool, time.Duration) {
 		}
 	}
 	return true, 0
+}
+
+// spendLease takes one of key's leased tokens when it has an unexpired one.
+func (r *RateLimit) spendLease(key string, now time.Time) bool {
+	r.leaseMu.Lock()
+	defer r.leaseMu.Unlock()
+	l := r.leases[key]
+	if l == nil || l.left == 0 || !now.Before(l.expires) {
+		return false
+	}
+	l.left--
+	return true
+}
+
+// grantLease records n leased tokens of key, valid until expires. Expired
+// leases of other clients are dropped on the way, so the map holds only
+// clients active in the last lease period.
+func (r *RateLimit) grantLease(key string, n int, expires time.Time) {
+	r.leaseMu.Lock()
+	defer r.leaseMu.Unlock()
+	if r.leases == nil {
+		r.leases = map[string]*lease{}
+	}
+	now := time.Now()
+	if len(r.leases) > 64 {
+		for k, l := range r.leases {
+			if !now.Before(l.expires) {
+				delete(r.leases, k)
+			}
+		}
+	}
+	r.leases[key] = &lease{left: n, expires: expires}
 }
 
 // Guard returns guard followed by the rate limit, for the ingest API's

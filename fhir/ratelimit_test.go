@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,14 +245,14 @@ func TestRateLimitValidate(t *testing.T) {
 	lim := memory.NewLimiter()
 	tests := []struct {
 		name string
-		rl   RateLimit
+		rl   *RateLimit
 		ok   bool
 	}{
-		{"valid", RateLimit{Limiter: lim, Rate: 0.5, Burst: 1}, true},
-		{"no limiter", RateLimit{Rate: 1, Burst: 1}, false},
-		{"zero rate", RateLimit{Limiter: lim, Burst: 1}, false},
-		{"negative rate", RateLimit{Limiter: lim, Rate: -1, Burst: 1}, false},
-		{"zero burst", RateLimit{Limiter: lim, Rate: 1}, false},
+		{"valid", &RateLimit{Limiter: lim, Rate: 0.5, Burst: 1}, true},
+		{"no limiter", &RateLimit{Rate: 1, Burst: 1}, false},
+		{"zero rate", &RateLimit{Limiter: lim, Burst: 1}, false},
+		{"negative rate", &RateLimit{Limiter: lim, Rate: -1, Burst: 1}, false},
+		{"zero burst", &RateLimit{Limiter: lim, Rate: 1}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,5 +260,72 @@ func TestRateLimitValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// sharedBucket is a store.BatchLimiter with one bucket that never refills,
+// counting its round trips.
+type sharedBucket struct {
+	mu            sync.Mutex
+	tokens        int
+	takes, takeNs int
+}
+
+func (b *sharedBucket) Take(ctx context.Context, key string, rate float64, burst int) (bool, time.Duration, error) {
+	b.mu.Lock()
+	b.takes++
+	b.mu.Unlock()
+	return b.take(1)
+}
+
+func (b *sharedBucket) TakeN(ctx context.Context, key string, n int, rate float64, burst int) (bool, time.Duration, error) {
+	b.mu.Lock()
+	b.takeNs++
+	b.mu.Unlock()
+	return b.take(n)
+}
+
+func (b *sharedBucket) take(n int) (bool, time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tokens < n {
+		return false, time.Second, nil
+	}
+	b.tokens -= n
+	return true, 0, nil
+}
+
+func TestRateLimitLeases(t *testing.T) {
+	// Ten tokens in the shared bucket, leases of four: the client gets
+	// exactly ten requests (4 + 4 leased, then 2 one by one), in four round
+	// trips for the first eight, and the eleventh is refused.
+	bucket := &sharedBucket{tokens: 10}
+	env := newRateEnv(t, &RateLimit{Limiter: bucket, Rate: 0.001, Burst: 10, Lease: 4})
+	a := env.token(t, "app-a")
+	for i := range 10 {
+		if w := env.do("GET", "/fhir/Patient/p1", "", a...); w.Code != http.StatusOK {
+			t.Fatalf("request #%d: status %d, want 200: %s", i+1, w.Code, w.Body)
+		}
+	}
+	wantThrottled(t, env.do("GET", "/fhir/Patient/p1", "", a...), "app-a")
+	bucket.mu.Lock()
+	takeNs, takes := bucket.takeNs, bucket.takes
+	bucket.mu.Unlock()
+	if takeNs+takes >= 10 {
+		t.Errorf("%d round trips (%d leases, %d single) for 11 requests: leases saved nothing", takeNs+takes, takeNs, takes)
+	}
+
+	// A lease lasts LeaseTTL (50 ms): after it the shared bucket is asked
+	// again rather than the stale tokens spent.
+	bucket = &sharedBucket{tokens: 100}
+	env = newRateEnv(t, &RateLimit{Limiter: bucket, Rate: 100, Burst: 100, Lease: 4})
+	a = env.token(t, "app-a")
+	env.do("GET", "/fhir/Patient/p1", "", a...)
+	time.Sleep(60 * time.Millisecond)
+	env.do("GET", "/fhir/Patient/p1", "", a...)
+	bucket.mu.Lock()
+	defer bucket.mu.Unlock()
+	if bucket.takeNs != 2 || bucket.tokens != 92 {
+		t.Errorf("after an expired lease: %d leases taken, %d tokens left; want 2 and 92", bucket.takeNs, bucket.tokens)
 	}
 }

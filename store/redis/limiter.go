@@ -49,6 +49,27 @@ func (l *Limiter) Take(ctx context.Context, key string, rate float64, burst int)
 	return false, max(res.RetryAfter, time.Nanosecond), nil
 }
 
+var _ store.BatchLimiter = (*Limiter)(nil)
+
+// TakeN implements store.BatchLimiter: n tokens in one script run, or none.
+func (l *Limiter) TakeN(ctx context.Context, key string, n int, rate float64, burst int) (bool, time.Duration, error) {
+	lim, err := limit(rate, burst)
+	if err != nil {
+		return false, 0, err
+	}
+	if n < 1 || n > burst {
+		return false, 0, fmt.Errorf("redis limiter: n %d must be from 1 to the burst %d", n, burst)
+	}
+	res, err := l.rl.AllowN(ctx, key, lim, n)
+	if err != nil {
+		return false, 0, wrap("limiter take", err)
+	}
+	if res.Allowed >= n {
+		return true, 0, nil
+	}
+	return false, max(res.RetryAfter, time.Nanosecond), nil
+}
+
 // limit expresses rate tokens per second as redis_rate's integer Rate per
 // Period: the script's emission interval is Period/Rate seconds, so one
 // token per 1/rate s, rounded to the nanosecond (at least 1 ns, which

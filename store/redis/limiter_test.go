@@ -79,3 +79,29 @@ func TestLimiterServerGone(t *testing.T) {
 		t.Errorf("took %v, want < 2s", d)
 	}
 }
+
+func TestLimiterTakeN(t *testing.T) {
+	// TakeN takes all n tokens or none, from the same bucket as Take.
+	url := redisURL(t)
+	ctx := context.Background()
+	l := openTest(t, url).Limiter()
+	const rate, burst = 0.1, 10 // no refill within the test
+	if ok, _, err := l.TakeN(ctx, "k", 6, rate, burst); err != nil || !ok {
+		t.Fatalf("TakeN(6) of 10 = %v, %v; want allowed", ok, err)
+	}
+	ok, retry, err := l.TakeN(ctx, "k", 5, rate, burst)
+	if err != nil || ok || retry <= 0 {
+		t.Fatalf("TakeN(5) with 4 left = %v, %v, %v; want refused with a retry", ok, retry, err)
+	}
+	for i := range 4 { // the refused TakeN took nothing
+		if ok, _, err := l.Take(ctx, "k", rate, burst); err != nil || !ok {
+			t.Fatalf("Take #%d after the refused TakeN = %v, %v", i, ok, err)
+		}
+	}
+	if ok, _, _ := l.Take(ctx, "k", rate, burst); ok {
+		t.Fatal("an 11th token from a bucket of 10")
+	}
+	if _, _, err := l.TakeN(ctx, "k", 11, rate, burst); err == nil {
+		t.Fatal("TakeN beyond the burst accepted")
+	}
+}
