@@ -91,11 +91,15 @@ func (m *metrics) handler() http.Handler {
 
 // loopbackOnly serves h to loopback callers and answers everyone else 404:
 // /metrics on the public listener is for a local agent; a remote scraper
-// gets its own listener (--metrics-addr).
+// gets its own listener (--metrics-addr). A request a reverse proxy on the
+// same host forwarded (it says so in Forwarded / X-Forwarded-For) comes from
+// loopback but not from a local agent: refused too.
 func loopbackOnly(h http.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		r := c.Request()
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() ||
+			r.Header.Get("Forwarded") != "" || r.Header.Get("X-Forwarded-For") != "" {
 			return echo.NewHTTPError(http.StatusNotFound)
 		}
 		h.ServeHTTP(c.Response(), c.Request())
