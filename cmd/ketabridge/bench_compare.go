@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -141,7 +143,7 @@ func benchServersDown(ctx context.Context, cfg Config) string {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(pctx, cfg.DatabaseURL)
+	conn, err := pgConnect(pctx, cfg.DatabaseURL)
 	if err != nil {
 		return "no PostgreSQL answers at " + redactURL(cfg.DatabaseURL)
 	}
@@ -185,7 +187,7 @@ func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
 	if cfg.DatabaseURL != "" {
 		schema := "kb_bench_" + suffix
-		conn, err := pgx.Connect(ctx, cfg.DatabaseURL)
+		conn, err := pgConnect(ctx, cfg.DatabaseURL)
 		if err != nil {
 			return cfg, cleanup, fmt.Errorf("connect to PostgreSQL (%s): %w", redactURL(cfg.DatabaseURL), err)
 		}
@@ -196,7 +198,7 @@ func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
 		}
 		dbURL := cfg.DatabaseURL
 		cleanups = append(cleanups, func() {
-			c, err := pgx.Connect(context.Background(), dbURL)
+			c, err := pgConnect(context.Background(), dbURL)
 			if err == nil {
 				_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 				c.Close(context.Background())
@@ -238,6 +240,16 @@ func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
 		})
 	}
 	return cfg, cleanup, nil
+}
+
+// pgConnect opens one connection with the URL the store's pool takes (its
+// pool_* parameters are the pool's, not session settings).
+func pgConnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
+	pc, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, errors.New("invalid database url")
+	}
+	return pgx.ConnectConfig(ctx, pc.ConnConfig)
 }
 
 // storeLabel names cfg's store configuration for the results.
