@@ -136,6 +136,7 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 	if len(q.Patients) > 0 {
 		b.add("r.patient = ANY(" + b.arg(q.Patients) + "::text[])")
 	}
+	driver := driverClause(q.Clauses)
 	for i := range q.Clauses {
 		c := &q.Clauses[i]
 		if c.Missing == nil && len(c.Values) == 0 {
@@ -171,12 +172,31 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 		if c.Kind < store.KindToken || c.Kind > store.KindQuantity {
 			return false, fmt.Errorf("store: search: %s: unknown kind %d", c.Param, c.Kind)
 		}
+		if i == driver {
+			// The driving clause: the candidates come from its index
+			// (x.param, value...) and are joined to resources.
+			cond := "x.param = " + b.arg(c.Param)
+			parts := make([]string, 0, len(c.Values))
+			for _, v := range c.Values {
+				p, err := valuePred(b, c, v)
+				if err != nil {
+					return false, err
+				}
+				parts = append(parts, p)
+			}
+			b.add("r.rid IN (SELECT x.rid FROM " + indexTables[c.Kind] + " x WHERE " + cond + " AND (" + strings.Join(parts, " OR ") + "))")
+			continue
+		}
+		// Every other clause is checked per candidate through its (rid,
+		// param) index. OFFSET 0 keeps PostgreSQL from turning the EXISTS
+		// into a semi-join: with one join per clause, planning cost more
+		// than running (7 ms against 1.4 ms for patient + code + two dates).
 		sub := "SELECT 1 FROM " + indexTables[c.Kind] + " x WHERE x.rid = r.rid AND x.param = " + b.arg(c.Param)
 		if c.Missing != nil {
 			if *c.Missing {
-				b.add("NOT EXISTS (" + sub + ")")
+				b.add("NOT EXISTS (" + sub + " OFFSET 0)")
 			} else {
-				b.add("EXISTS (" + sub + ")")
+				b.add("EXISTS (" + sub + " OFFSET 0)")
 			}
 			continue
 		}
@@ -188,9 +208,40 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 			}
 			parts = append(parts, p)
 		}
-		b.add("EXISTS (" + sub + " AND (" + strings.Join(parts, " OR ") + "))")
+		b.add("EXISTS (" + sub + " AND (" + strings.Join(parts, " OR ") + ") OFFSET 0)")
 	}
 	return false, nil
+}
+
+// driverPreference orders index kinds by how few rows a value of theirs
+// usually matches: a reference names one resource, a token one code, a
+// string a prefix, a date or number a range.
+var driverPreference = [numKinds]int{
+	store.KindReference: 1,
+	store.KindToken:     2,
+	store.KindString:    3,
+	store.KindQuantity:  4,
+	store.KindNumber:    5,
+	store.KindDate:      6,
+}
+
+// driverClause picks the clause whose index rows drive the search (-1:
+// none, the type's resources are scanned in order): the first clause of the
+// most selective kind that has values (a :missing clause cannot drive, nor
+// can _id or _lastUpdated, which are columns of resources).
+func driverClause(clauses []store.Clause) int {
+	best, rank := -1, 0
+	for i := range clauses {
+		c := &clauses[i]
+		if c.Missing != nil || len(c.Values) == 0 || c.Param == store.ParamID || c.Param == store.ParamLastUpdated ||
+			c.Kind < store.KindToken || c.Kind > store.KindQuantity {
+			continue
+		}
+		if r := driverPreference[c.Kind]; best < 0 || r < rank {
+			best, rank = i, r
+		}
+	}
+	return best
 }
 
 // maxString sorts after every string with the same prefix (U+10FFFF is the
