@@ -8,7 +8,7 @@ import (
 
 // Validate checks what every backend needs of a record before writing it:
 // kind, clinic id and hash present; resource types and ids present and free of
-// '/' and newlines; index rows with a parameter, a known kind and, for dates,
+// '/' and newlines, each resource listed once; index rows with a parameter, a known kind and, for dates,
 // a range that does not end before it starts. Errors name positions and
 // parameters, never values.
 func (rec *RecordWrite) Validate() error {
@@ -18,11 +18,17 @@ func (rec *RecordWrite) Validate() error {
 	if rec.Hash == "" {
 		return errors.New("record hash is required")
 	}
+	seen := make(map[Key]int, len(rec.Resources))
 	for i := range rec.Resources {
 		rw := &rec.Resources[i]
 		if rw.Type == "" || rw.ID == "" || strings.ContainsAny(rw.Type, "/\n") || strings.ContainsAny(rw.ID, "/\n") {
 			return fmt.Errorf("resources[%d]: type and id are required and may not contain '/' or newlines", i)
 		}
+		// A resource listed twice would have two bodies for one version.
+		if j, dup := seen[Key{Type: rw.Type, ID: rw.ID}]; dup {
+			return fmt.Errorf("resources[%d]: the same resource as resources[%d]", i, j)
+		}
+		seen[Key{Type: rw.Type, ID: rw.ID}] = i
 		for j := range rw.Index {
 			row := &rw.Index[j]
 			if row.Param == "" {

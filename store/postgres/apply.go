@@ -27,29 +27,12 @@ var indexTables = [numKinds]string{
 	store.KindQuantity:  "idx_quantity",
 }
 
-// indexInsert is each index table's INSERT of one row; duplicates of a row
-// (the same value indexed twice) are kept once.
-var indexInsert = [numKinds]string{
-	store.KindToken:     `INSERT INTO idx_token (param, code, system, rid) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-	store.KindString:    `INSERT INTO idx_string (param, value, rid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-	store.KindDate:      `INSERT INTO idx_date (param, lo, hi, rid) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-	store.KindReference: `INSERT INTO idx_ref (param, target, rid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-	store.KindNumber:    `INSERT INTO idx_number (param, num, rid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-	store.KindQuantity:  `INSERT INTO idx_quantity (param, num, system, code, rid) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-}
-
 const (
 	getSourceSQL = `SELECT srid, hash, resources FROM source_records WHERE kind = $1 AND clinic_id = $2`
 	insSourceSQL = `INSERT INTO source_records (kind, clinic_id, hash, body, resources, updated) VALUES ($1, $2, $3, $4, $5, $6) RETURNING srid`
 	updSourceSQL = `UPDATE source_records SET hash = $1, body = $2, resources = $3, updated = $4 WHERE srid = $5`
-	getResSQL    = `SELECT rid, version, deleted, hash, coalesce(src, 0), coalesce(patient, '') FROM resources WHERE type = $1 AND id = $2`
-	// Creates are tried first: the unique (type, id) index answers "exists?"
-	// as part of the insert.
-	insResSQL = `INSERT INTO resources (type, id, version, last_updated, deleted, patient, hash, src)
-VALUES ($1, $2, 1, $3, false, $4, $5, $6) ON CONFLICT (type, id) DO NOTHING RETURNING rid`
-	updResSQL  = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
-	setSrcSQL  = `UPDATE resources SET src = $1 WHERE rid = $2`
-	insHistSQL = `INSERT INTO history (rid, version, last_updated, deleted, patient, body) VALUES ($1, $2, $3, $4, $5, $6)`
+	updResSQL    = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
+	setSrcSQL    = `UPDATE resources SET src = $1 WHERE rid = $2`
 )
 
 // Apply writes each record atomically within one transaction, so a failing
@@ -173,13 +156,27 @@ type curRes struct {
 	patient      string
 }
 
-func (a *applier) current(q pgx.Tx, typ, id string) (curRes, bool, error) {
-	var c curRes
-	err := q.QueryRow(a.ctx, getResSQL, typ, id).Scan(&c.rid, &c.version, &c.deleted, &c.hash, &c.src, &c.patient)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return curRes{}, false, nil
+// currentMany returns the current rows of the resources named by types[i],
+// ids[i] that exist, in one query.
+func (a *applier) currentMany(q pgx.Tx, types, ids []string) (map[store.Key]curRes, error) {
+	out := make(map[store.Key]curRes, len(types))
+	if len(types) == 0 {
+		return out, nil
 	}
-	return c, err == nil, err
+	rows, err := q.Query(a.ctx, getResManySQL, types, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k store.Key
+		var c curRes
+		if err := rows.Scan(&k.Type, &k.ID, &c.rid, &c.version, &c.deleted, &c.hash, &c.src, &c.patient); err != nil {
+			return nil, err
+		}
+		out[k] = c
+	}
+	return out, rows.Err()
 }
 
 // prepared is a resource checked and stamped as version 1 in memory.
@@ -256,75 +253,18 @@ func (a *applier) prepare(rw *store.ResourceWrite, p *prepared) error {
 // unchanged reports a record whose hash matched: nothing is written.
 func (a *applier) unchanged(rec *store.RecordWrite) (store.WriteResult, error) {
 	res := store.WriteResult{Outcome: store.Unchanged, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
+	types, ids := make([]string, len(rec.Resources)), make([]string, len(rec.Resources))
+	for i := range rec.Resources {
+		types[i], ids[i] = rec.Resources[i].Type, rec.Resources[i].ID
+	}
+	current, err := a.currentMany(a.tx, types, ids)
+	if err != nil {
+		return store.WriteResult{}, &fatalError{err}
+	}
 	for i := range rec.Resources {
 		rw := &rec.Resources[i]
-		c, _, err := a.current(a.tx, rw.Type, rw.ID)
-		if err != nil {
-			return store.WriteResult{}, &fatalError{err}
-		}
+		c := current[store.Key{Type: rw.Type, ID: rw.ID}]
 		res.Resources = append(res.Resources, store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: c.version, Outcome: store.Unchanged})
-	}
-	return res, nil
-}
-
-// writeRecordEach writes rec inside savepoint sp one resource at a time
-// (one round trip per resource); history and index rows are queued and sent
-// in one pipelined batch at the end. writeRecord uses it for the rare record
-// that lists one resource twice.
-func (a *applier) writeRecordEach(sp pgx.Tx, rec *store.RecordWrite, existing bool, srid int64, oldKeys string, preps []prepared) (store.WriteResult, error) {
-	res := store.WriteResult{Outcome: store.Created, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
-	var keys strings.Builder
-	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		if i > 0 {
-			keys.WriteByte('\n')
-		}
-		keys.WriteString(rw.Type)
-		keys.WriteByte('/')
-		keys.WriteString(rw.ID)
-	}
-	if existing {
-		res.Outcome = store.Updated
-		if _, err := sp.Exec(a.ctx, updSourceSQL, rec.Hash, nonNil(rec.Source), keys.String(), a.ms, srid); err != nil {
-			return res, err
-		}
-	} else if err := sp.QueryRow(a.ctx, insSourceSQL, rec.Kind, rec.ClinicID, rec.Hash, nonNil(rec.Source), keys.String(), a.ms).Scan(&srid); err != nil {
-		return res, err
-	}
-	b := &pgx.Batch{}
-	for i := range rec.Resources {
-		rr, err := a.writeResource(sp, b, &rec.Resources[i], srid, &preps[i])
-		if err != nil {
-			return res, err
-		}
-		res.Resources = append(res.Resources, rr)
-	}
-	if existing && oldKeys != "" {
-		produced := make(map[string]struct{}, len(rec.Resources))
-		for i := range rec.Resources {
-			produced[rec.Resources[i].Type+"/"+rec.Resources[i].ID] = struct{}{}
-		}
-		for key := range strings.SplitSeq(oldKeys, "\n") {
-			if _, ok := produced[key]; ok {
-				continue
-			}
-			typ, id, ok := strings.Cut(key, "/")
-			if !ok {
-				continue
-			}
-			rr, done, err := a.deleteResource(sp, b, typ, id, srid)
-			if err != nil {
-				return res, err
-			}
-			if done {
-				res.Resources = append(res.Resources, rr)
-			}
-		}
-	}
-	if b.Len() > 0 {
-		if err := sp.SendBatch(a.ctx, b).Close(); err != nil {
-			return res, err
-		}
 	}
 	return res, nil
 }
@@ -339,13 +279,9 @@ func (a *applier) writeRecordEach(sp pgx.Tx, rec *store.RecordWrite, existing bo
 // is about ten statements, not 1,600.
 func (a *applier) writeRecord(sp pgx.Tx, rec *store.RecordWrite, existing bool, srid int64, oldKeys string, preps []prepared) (store.WriteResult, error) {
 	n := len(rec.Resources)
-	produced := make(map[store.Key]int, n)
+	produced := make(map[store.Key]int, n) // Validate: each resource once
 	for i := range rec.Resources {
-		k := store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID}
-		if _, dup := produced[k]; dup {
-			return a.writeRecordEach(sp, rec, existing, srid, oldKeys, preps)
-		}
-		produced[k] = i
+		produced[store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID}] = i
 	}
 	res := store.WriteResult{Outcome: store.Created, Resources: make([]store.ResourceResult, 0, n)}
 	var keys strings.Builder
@@ -417,25 +353,9 @@ func (a *applier) writeRecord(sp pgx.Tx, rec *store.RecordWrite, existing bool, 
 	for _, k := range dropped {
 		lookT, lookI = append(lookT, k.Type), append(lookI, k.ID)
 	}
-	current := make(map[store.Key]curRes, len(lookT))
-	if len(lookT) > 0 {
-		rows, err := sp.Query(a.ctx, getResManySQL, lookT, lookI)
-		if err != nil {
-			return res, err
-		}
-		for rows.Next() {
-			var k store.Key
-			var c curRes
-			if err := rows.Scan(&k.Type, &k.ID, &c.rid, &c.version, &c.deleted, &c.hash, &c.src, &c.patient); err != nil {
-				rows.Close()
-				return res, err
-			}
-			current[k] = c
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return res, err
-		}
+	current, err := a.currentMany(sp, lookT, lookI)
+	if err != nil {
+		return res, err
 	}
 
 	// 3. Decide each resource; queue updates and index deletions first, the
@@ -624,94 +544,11 @@ func nullString(s string) any {
 	return s
 }
 
-func (a *applier) writeResource(sp pgx.Tx, b *pgx.Batch, rw *store.ResourceWrite, srid int64, p *prepared) (store.ResourceResult, error) {
-	rr := store.ResourceResult{Type: rw.Type, ID: rw.ID}
-	patient := nullString(rw.Patient)
-	var rid int64
-	err := sp.QueryRow(a.ctx, insResSQL, rw.Type, rw.ID, a.ms, patient, p.sum[:], srid).Scan(&rid)
-	switch {
-	case err == nil: // created
-		b.Queue(insHistSQL, rid, int64(1), a.ms, false, patient, p.stamped)
-		queueIndex(b, rw, rid)
-		rr.Version, rr.Outcome = 1, store.Created
-		return rr, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return rr, err
-	}
-	cur, found, err := a.current(sp, rw.Type, rw.ID)
-	if err != nil {
-		return rr, err
-	}
-	if !found {
-		return rr, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
-	}
-	if !cur.deleted && bytes.Equal(cur.hash, p.sum[:]) {
-		if cur.src != srid {
-			b.Queue(setSrcSQL, srid, cur.rid)
-		}
-		rr.Version, rr.Outcome = cur.version, store.Unchanged
-		return rr, nil
-	}
-	version := cur.version + 1
-	body, err := store.StampMeta(rw.Body, version, a.now)
-	if err != nil {
-		return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-	}
-	b.Queue(updResSQL, version, a.ms, false, patient, p.sum[:], srid, cur.rid)
-	queueDeleteIndex(b, cur.rid)
-	b.Queue(insHistSQL, cur.rid, version, a.ms, false, patient, body)
-	queueIndex(b, rw, cur.rid)
-	rr.Version, rr.Outcome = version, store.Updated
-	if cur.deleted {
-		rr.Outcome = store.Created
-	}
-	return rr, nil
-}
-
-// queueIndex queues rw's index rows for resource rid.
-func queueIndex(b *pgx.Batch, rw *store.ResourceWrite, rid int64) {
-	for j := range rw.Index {
-		row := &rw.Index[j]
-		q := indexInsert[row.Kind]
-		switch row.Kind {
-		case store.KindToken:
-			b.Queue(q, row.Param, row.Code, row.System, rid)
-		case store.KindString:
-			b.Queue(q, row.Param, store.NormalizeString(row.Value), rid)
-		case store.KindDate:
-			b.Queue(q, row.Param, row.Lo, row.Hi, rid)
-		case store.KindReference:
-			b.Queue(q, row.Param, row.Value, rid)
-		case store.KindNumber:
-			b.Queue(q, row.Param, row.Num, rid)
-		case store.KindQuantity:
-			b.Queue(q, row.Param, row.Num, row.System, row.Code, rid)
-		}
-	}
-}
-
 // queueDeleteIndex queues the deletion of rid's index rows.
 func queueDeleteIndex(b *pgx.Batch, rid int64) {
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
 		b.Queue(`DELETE FROM `+indexTables[k]+` WHERE rid = $1`, rid)
 	}
-}
-
-// deleteResource queues a deletion version of typ/id when it exists, is not
-// deleted, and was last written by record srid (a resource another record
-// now produces is left alone). The resource is read in sp before the queued
-// writes run, which is right: a record never both writes and drops a key.
-func (a *applier) deleteResource(sp pgx.Tx, b *pgx.Batch, typ, id string, srid int64) (store.ResourceResult, bool, error) {
-	cur, found, err := a.current(sp, typ, id)
-	if err != nil || !found || cur.deleted || cur.src != srid {
-		return store.ResourceResult{}, false, err
-	}
-	version := cur.version + 1
-	patient := nullString(cur.patient)
-	b.Queue(updResSQL, version, a.ms, true, patient, nil, srid, cur.rid)
-	b.Queue(insHistSQL, cur.rid, version, a.ms, true, patient, nil)
-	queueDeleteIndex(b, cur.rid)
-	return store.ResourceResult{Type: typ, ID: id, Version: version, Outcome: store.Deleted}, true, nil
 }
 
 // SourceRecords returns the stored source records for the keys that exist.

@@ -255,6 +255,7 @@ func testWrite(t *testing.T, newStore NewStoreFunc) {
 			{"no resource id", Rec("patient", "c1", "h", store.ResourceWrite{Type: "Patient", Body: Body("Patient", "", "")})},
 			{"body id differs", Rec("patient", "c1", "h", store.ResourceWrite{Type: "Patient", ID: "p1", Body: Body("Patient", "p2", "")})},
 			{"unknown index kind", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", "", store.IndexRow{Param: "x", Kind: 99}))},
+			{"resource listed twice", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", ""), Res("Patient", "p1", "p1", `"active":true`))},
 			{"date range reversed", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", "", store.IndexRow{Param: "birthdate", Kind: store.KindDate, Lo: 2, Hi: 1}))},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
