@@ -95,7 +95,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 			*small, *out, *docs, e)
 	}
 	// Never the servers' existing data: a fresh schema and key prefix.
-	bcfg, cleanup, err := benchIsolate(ctx, cfg)
+	bcfg, cleanup, err := freshNamespace(ctx, cfg, "bench")
 	if err != nil {
 		return &exitError{code: 1, msg: "bench: " + err.Error()}
 	}

@@ -92,7 +92,7 @@ func benchCompare(ctx context.Context, cfg Config, p benchParams, small bool, ou
 
 	for _, v := range variants {
 		fmt.Fprintf(e.stderr, "bench: --- %s ---\n", v.name)
-		vcfg, cleanup, err := benchIsolate(ctx, v.cfg)
+		vcfg, cleanup, err := freshNamespace(ctx, v.cfg, "bench")
 		if err != nil {
 			return &exitError{code: 1, msg: "bench: " + v.name + ": " + err.Error()}
 		}
@@ -175,9 +175,11 @@ func (c *benchComparison) rps(variant, scenario string) float64 {
 	return 0
 }
 
-// benchIsolate gives a bench run its own PostgreSQL schema and Redis key
-// prefix (when cfg uses them) and returns the cleanup that drops them.
-func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
+// freshNamespace gives a run (a bench variant, a test) its own PostgreSQL
+// schema and Redis key prefix, named label_<nanoseconds>, when cfg uses them,
+// and returns the cleanup that drops them: the servers' existing data is
+// never touched.
+func freshNamespace(ctx context.Context, cfg Config, label string) (Config, func(), error) {
 	var cleanups []func()
 	cleanup := func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -186,7 +188,7 @@ func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
 	}
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
 	if cfg.DatabaseURL != "" {
-		schema := "kb_bench_" + suffix
+		schema := "kb_" + label + "_" + suffix
 		conn, err := pgConnect(ctx, cfg.DatabaseURL)
 		if err != nil {
 			return cfg, cleanup, fmt.Errorf("connect to PostgreSQL (%s): %w", redactURL(cfg.DatabaseURL), err)
@@ -214,7 +216,7 @@ func benchIsolate(ctx context.Context, cfg Config) (Config, func(), error) {
 		cfg.DatabaseURL = u.String()
 	}
 	if cfg.RedisURL != "" {
-		prefix := "ketabridge-bench:" + suffix + ":"
+		prefix := "ketabridge-" + label + ":" + suffix + ":"
 		cfg.RedisPrefix = prefix
 		redisURL := cfg.RedisURL
 		cleanups = append(cleanups, func() {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,9 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // This file runs KetaBridge as real processes (the built binary) against
@@ -76,71 +71,16 @@ func serviceURL(t *testing.T, name string) string {
 	return u
 }
 
-func randomName(t *testing.T, prefix string) string {
+// isolated is cfg with its own PostgreSQL schema and Redis key prefix
+// (freshNamespace), dropped when t ends: no two tests see each other's data.
+func isolated(t *testing.T, cfg Config) Config {
 	t.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return prefix + hex.EncodeToString(b[:])
-}
-
-// freshSchema creates a schema in the database at dbURL, drops it when t
-// ends, and returns dbURL with search_path set to it: every replica of a
-// test shares it, and no two tests see each other's tables.
-func freshSchema(t *testing.T, dbURL string) string {
-	t.Helper()
-	ctx := context.Background()
-	schema := randomName(t, "kb_proc_")
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("connect %s: %v", redactURL(dbURL), err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), dbURL)
-		if err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Logf("cleanup: drop schema: %v", err)
-		}
-	})
-	u, err := url.Parse(dbURL)
+	out, cleanup, err := freshNamespace(context.Background(), cfg, "test")
+	t.Cleanup(cleanup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// cleanRedisPrefix deletes every key under prefix when t ends.
-func cleanRedisPrefix(t *testing.T, redisURL, prefix string) {
-	t.Cleanup(func() {
-		opt, err := goredis.ParseURL(redisURL)
-		if err != nil {
-			return
-		}
-		c := goredis.NewClient(opt)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if len(keys) > 0 {
-			_ = c.Del(ctx, keys...).Err()
-		}
-	})
+	return out
 }
 
 // proc is one running gateway process.

@@ -41,15 +41,15 @@ func startReplicas(t *testing.T, extraEnv ...string) *replicaSet {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	dbURL := freshSchema(t, serviceURL(t, "KETABRIDGE_TEST_DATABASE_URL"))
-	redisURL := serviceURL(t, "KETABRIDGE_TEST_REDIS_URL")
-	return startReplicasOn(t, dbURL, redisURL, extraEnv...)
+	return startReplicasOn(t, serviceURL(t, "KETABRIDGE_TEST_DATABASE_URL"), serviceURL(t, "KETABRIDGE_TEST_REDIS_URL"), extraEnv...)
 }
 
+// startReplicasOn is startReplicas on the given servers, in a fresh schema
+// and key prefix.
 func startReplicasOn(t *testing.T, dbURL, redisURL string, extraEnv ...string) *replicaSet {
 	t.Helper()
-	prefix := randomName(t, "kbtest-") + ":"
-	cleanRedisPrefix(t, redisURL, prefix)
+	ns := isolated(t, Config{DatabaseURL: dbURL, RedisURL: redisURL})
+	dbURL, prefix := ns.DatabaseURL, ns.RedisPrefix
 	portA, portB := smartFreePort(t), smartFreePort(t)
 	public := "http://127.0.0.1:" + portA
 	// The replicas share one key-encryption key file: the signing keys in
