@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ketabridge/ketabridge/fhir/auditlog"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/mapping"
@@ -67,17 +69,33 @@ func (a *app) cacheStore(st store.Store) store.Store {
 	default:
 		return st
 	}
+	// The counters are resolved once: Hit and Miss run on every read.
 	m := a.metrics
+	hits, misses, errs := map[string]prometheus.Counter{}, map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
+	for _, op := range cached.Ops {
+		hits[op] = m.cache.WithLabelValues(op, "hit")
+		misses[op] = m.cache.WithLabelValues(op, "miss")
+		errs[op] = m.cacheErr.WithLabelValues(op)
+	}
+	redisErr := m.depErr.WithLabelValues("redis")
 	return cached.New(st, c, cached.Options{Observer: cached.Observer{
-		Hit:  func(op string) { m.cache.WithLabelValues(op, "hit").Inc() },
-		Miss: func(op string) { m.cache.WithLabelValues(op, "miss").Inc() },
+		Hit:  func(op string) { incOp(hits, op) },
+		Miss: func(op string) { incOp(misses, op) },
 		Error: func(op string) {
-			m.cacheErr.WithLabelValues(op).Inc()
+			incOp(errs, op)
 			if a.redis != nil {
-				m.depErr.WithLabelValues("redis").Inc()
+				redisErr.Inc()
 			}
 		},
 	}})
+}
+
+// incOp increments the counter of op (an op outside cached.Ops counts
+// nowhere rather than panicking).
+func incOp(cs map[string]prometheus.Counter, op string) {
+	if c, ok := cs[op]; ok {
+		c.Inc()
+	}
 }
 
 // observe builds (once) the metrics registry and the dependency prober.

@@ -77,8 +77,10 @@ type Options struct {
 	Observer Observer
 }
 
-// Observer receives cache events, with op one of "read", "search",
-// "everything", "getmany", "refs" and "bump". Any func may be nil. They are
+// Ops are the op names an Observer receives.
+var Ops = []string{"read", "search", "everything", "getmany", "refs", "bump"}
+
+// Observer receives cache events, with op one of Ops. Any func may be nil. They are
 // called on the request path: keep them cheap (a counter increment).
 type Observer struct {
 	Hit, Miss, Error func(op string)
