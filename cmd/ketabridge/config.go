@@ -99,8 +99,8 @@ type sharedFlag struct {
 
 var sharedFlags = []sharedFlag{
 	{"data-dir", "KETABRIDGE_DATA_DIR", "./data", "directory for local state (SQLite database)"},
-	{"database-url", "KETABRIDGE_DATABASE_URL", "", "database URL; empty = SQLite at {data-dir}/ketabridge.db"},
-	{"redis-url", "KETABRIDGE_REDIS_URL", "", "Redis URL; empty = in-memory cache"},
+	{"database-url", "KETABRIDGE_DATABASE_URL", "", "postgres://... for PostgreSQL (replicas); empty = SQLite at {data-dir}/ketabridge.db"},
+	{"redis-url", "KETABRIDGE_REDIS_URL", "", "redis://... for the read cache, shared auth state and rate limits of replicas; empty = in process"},
 	{"redis-prefix", "KETABRIDGE_REDIS_PREFIX", "ketabridge:", "prefix of every Redis key (one per gateway deployment sharing a Redis)"},
 	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
