@@ -12,7 +12,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ketabridge/ketabridge/mapping"
@@ -58,6 +60,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	conns := cf.fs.Int("connections", benchConnections, "connections (and vegeta workers) per scenario")
 	out := cf.fs.String("out", "bench", "directory for results.json and the latency charts")
 	docs := cf.fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
+	scenarioList := cf.fs.String("scenarios", "", "comma-separated scenarios to run (default: all): read-hot, read-uniform, search, search-include, everything, limit")
+	cpuProfile := cf.fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file, for go tool pprof")
 	compare := cf.fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	cfg, err := cf.parse(args, e.getenv)
 	if err != nil {
@@ -100,7 +104,16 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		return &exitError{code: 1, msg: "bench: " + err.Error()}
 	}
 	defer cleanup()
-	res, err := runBench(ctx, bcfg, benchParams{patients: *patients, seed: *seed, duration: *duration, conns: *conns}, e.stderr)
+	bp := benchParams{patients: *patients, seed: *seed, duration: *duration, conns: *conns, cpuProfile: *cpuProfile}
+	if *scenarioList != "" {
+		for _, name := range strings.Split(*scenarioList, ",") {
+			if !slices.Contains(benchScenarioNames, name) {
+				return &usageError{msg: fmt.Sprintf("bench: --scenarios: unknown scenario %q (want %s)", name, strings.Join(benchScenarioNames, ", "))}
+			}
+			bp.only = append(bp.only, name)
+		}
+	}
+	res, err := runBench(ctx, bcfg, bp, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -130,6 +143,8 @@ type benchParams struct {
 	only []string
 	// store labels the store configuration in the results.
 	store string
+	// cpuProfile, when set, is the file the scenarios' CPU profile goes to.
+	cpuProfile string
 }
 
 // runBench synthesises and ingests the data set into the store cfg selects
@@ -230,6 +245,17 @@ func runBench(ctx context.Context, cfg Config, p benchParams, stderr io.Writer) 
 	}
 	if rssResettable() {
 		res.Run.RSSScope = "process, reset before each scenario"
+	}
+	if p.cpuProfile != "" {
+		f, err := os.Create(p.cpuProfile)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	for _, sc := range scenarios {
 		fmt.Fprintf(stderr, "bench: %s for %s\n", sc.name, *duration)

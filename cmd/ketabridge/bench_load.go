@@ -30,6 +30,9 @@ type benchScenario struct {
 	bundle bool
 }
 
+// benchScenarioNames are the scenarios' names, in run order.
+var benchScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
+
 // benchScenarios builds the six scenarios of issue 4, in run order. Every
 // request sequence is a pure function of the seed.
 func benchScenarios(ds *benchDataset, gw, limit string, auth http.Header, seed uint64) []benchScenario {
