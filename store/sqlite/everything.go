@@ -133,7 +133,7 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("store: sqlite: everything: %w", err)
 	}
-	if err := loadBodies(ctx, tx, out, hids); err != nil {
+	if err := s.loadBodies(ctx, tx, out, hids); err != nil {
 		return nil, 0, err
 	}
 	total := max(q.Offset, 0) + len(out)

@@ -125,29 +125,69 @@ func (s *Store) page(ctx context.Context, tx *sql.Tx, typ, text string, args []a
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: sqlite: search: %w", err)
 	}
-	if err := loadBodies(ctx, tx, out, hids); err != nil {
+	if err := s.loadBodies(ctx, tx, out, hids); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// loadBodies fills out[i].Body from history row hids[i].
-func loadBodies(ctx context.Context, tx *sql.Tx, out []store.Resource, hids []int64) error {
-	if len(out) == 0 {
-		return nil
-	}
-	st, err := tx.PrepareContext(ctx, `SELECT body FROM history WHERE hid = ?`)
-	if err != nil {
-		return fmt.Errorf("store: sqlite: load bodies: %w", err)
-	}
-	defer st.Close()
-	for i, hid := range hids {
-		if err := st.QueryRowContext(ctx, hid).Scan(&out[i].Body); err != nil {
+// loadBodies fills out[i].Body from history row hids[i] (distinct), with
+// one query per bodyChunk rows instead of one per row: a page of 50 bodies
+// cost 50 statement executions, about as much as the search itself.
+func (s *Store) loadBodies(ctx context.Context, tx *sql.Tx, out []store.Resource, hids []int64) error {
+	at := make(map[int64]int, min(len(hids), bodyChunk))
+	args := make([]any, 0, bodyChunk)
+	for lo := 0; lo < len(hids); lo += bodyChunk {
+		chunk := hids[lo:min(lo+bodyChunk, len(hids))]
+		// Round the list up to a power of two (at least 8), padded with hid
+		// 0, which no row has: a handful of statement texts to prepare.
+		n := 8
+		for n < len(chunk) {
+			n *= 2
+		}
+		clear(at)
+		args = args[:0]
+		for i, hid := range chunk {
+			at[hid] = lo + i
+			args = append(args, hid)
+		}
+		for len(args) < n {
+			args = append(args, int64(0))
+		}
+		st, err := s.stmt(ctx, tx, `SELECT hid, body FROM history WHERE hid IN (`+placeholders(n)+`)`)
+		if err != nil {
 			return fmt.Errorf("store: sqlite: load bodies: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("store: sqlite: load bodies: %w", err)
+		}
+		found := 0
+		for rows.Next() {
+			var hid int64
+			var body []byte
+			if err := rows.Scan(&hid, &body); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: sqlite: load bodies: %w", err)
+			}
+			if i, ok := at[hid]; ok {
+				out[i].Body = body
+				found++
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: sqlite: load bodies: %w", err)
+		}
+		if found != len(chunk) {
+			return fmt.Errorf("store: sqlite: load bodies: %d of %d history rows missing", len(chunk)-found, len(chunk))
 		}
 	}
 	return nil
 }
+
+// bodyChunk is the most bodies one loadBodies query fetches.
+const bodyChunk = 64
 
 // dbStmt returns the reader pool's prepared statement for text, or nil when
 // it is not prepared yet. It never waits for a connection: a caller may hold
