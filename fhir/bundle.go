@@ -33,6 +33,14 @@ type bundleWriter struct {
 	entries int
 }
 
+// searchEntrySize is what searchEntry appends for r, its body unchanged: the
+// body, the fullUrl and 64 bytes of entry syntax (57 with the longest mode).
+// Sizing the buffer short by a few bytes per entry would copy the whole
+// Bundle once more when the last entries grow it.
+func (s *Server) searchEntrySize(r *store.Resource) int {
+	return len(r.Body) + len(s.base) + len(r.Type) + len(r.ID) + 64
+}
+
 // newBundle starts a Bundle of bundleType; total < 0 leaves total out.
 func (s *Server) newBundle(bundleType string, total int, links []link, sizeHint int) *bundleWriter {
 	b := &bundleWriter{buf: make([]byte, 0, 512+sizeHint), base: s.base}

@@ -98,7 +98,7 @@ func (s *Server) everything(c echo.Context) error {
 	links := pageLinks(s.base+"/Patient/"+id+"/$everything", canon, count, offset, offset+len(rs) < total)
 	size := 0
 	for i := range rs {
-		size += len(rs[i].Body) + 128
+		size += s.searchEntrySize(&rs[i])
 	}
 	b := s.newBundle(bundleSearchset, total, links, size)
 	for i := range rs {

@@ -238,7 +238,7 @@ func (s *Server) history(c echo.Context) error {
 		if !d.allows(versions[i].Patient) {
 			return forbidden(c, d)
 		}
-		size += len(versions[i].Body) + 256
+		size += s.searchEntrySize(&versions[i]) + 192 // request and response
 	}
 	if err := s.checkFilters(c, d, typ, id); err != nil {
 		return err

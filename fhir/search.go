@@ -110,10 +110,10 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)
 	size := 0
 	for i := range matches {
-		size += len(matches[i].Body) + 128
+		size += s.searchEntrySize(&matches[i])
 	}
 	for i := range included {
-		size += len(included[i].Body) + 128
+		size += s.searchEntrySize(&included[i])
 	}
 	b := s.newBundle(bundleSearchset, total, links, size)
 	for i := range matches {
