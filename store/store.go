@@ -77,13 +77,23 @@ type ResourceWrite struct {
 	ID   string
 	// Patient is the id of the Patient whose compartment holds the resource
 	// (the Patient's own id for a Patient; empty when it is in no patient's
-	// compartment, e.g. Practitioner).
+	// compartment, e.g. Practitioner). A reference index row of a
+	// CompartmentParams parameter to "Patient/<id>" names this patient
+	// (Validate checks it), so a search by such a reference can use the
+	// compartment's indexes.
 	Patient string
 	// Body is the resource's canonical JSON without meta.versionId and
 	// meta.lastUpdated; the store stamps those (see StampMeta).
 	Body  []byte
 	Index []IndexRow
 }
+
+// CompartmentParams are the reference search parameters whose value
+// "Patient/<id>" puts a resource in that patient's compartment (the
+// parameters CompartmentDefinition/patient lists for the clinic's resource
+// types are named patient or subject). ResourceWrite.Patient must agree with
+// them; a store may then answer "patient=Patient/<id>" from the compartment.
+var CompartmentParams = []string{"patient", "subject"}
 
 // RecordWrite is one clinic record and everything mapped from it. The store
 // writes it atomically: the source record, new versions of the resources whose

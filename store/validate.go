@@ -3,13 +3,15 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // Validate checks what every backend needs of a record before writing it:
 // kind, clinic id and hash present; resource types and ids present and free of
 // '/' and newlines, each resource listed once; index rows with a parameter, a known kind and, for dates,
-// a range that does not end before it starts. Errors name positions and
+// a range that does not end before it starts; a compartment reference
+// (CompartmentParams) to a Patient agreeing with the resource's Patient. Errors name positions and
 // parameters, never values.
 func (rec *RecordWrite) Validate() error {
 	if rec.Kind == "" || rec.ClinicID == "" {
@@ -39,6 +41,11 @@ func (rec *RecordWrite) Validate() error {
 			}
 			if row.Kind == KindDate && row.Lo > row.Hi {
 				return fmt.Errorf("%s/%s: index[%d] (%s): date range ends before it starts", rw.Type, rw.ID, j, row.Param)
+			}
+			if row.Kind == KindReference && slices.Contains(CompartmentParams, row.Param) {
+				if id, ok := strings.CutPrefix(row.Value, "Patient/"); ok && id != rw.Patient {
+					return fmt.Errorf("%s/%s: index[%d] (%s): refers to a Patient other than the resource's compartment", rw.Type, rw.ID, j, row.Param)
+				}
 			}
 		}
 	}

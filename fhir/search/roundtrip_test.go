@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/url"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -40,7 +42,13 @@ func TestRoundTripSQLite(t *testing.T) {
 		delete(m, "meta")
 		rest, _ := json.Marshal(m)
 		body := append([]byte(`{"id":"`+id+`",`), rest[1:]...)
-		rec.Resources = append(rec.Resources, store.ResourceWrite{Type: tc.typ, ID: id, Body: body, Index: rows})
+		rw := store.ResourceWrite{Type: tc.typ, ID: id, Body: body, Index: rows}
+		for _, row := range rows { // the compartment its patient reference names
+			if p, ok := strings.CutPrefix(row.Value, "Patient/"); ok && slices.Contains(store.CompartmentParams, row.Param) {
+				rw.Patient = p
+			}
+		}
+		rec.Resources = append(rec.Resources, rw)
 	}
 	if _, err := st.Apply(ctx, []store.RecordWrite{rec}); err != nil {
 		t.Fatal(err)

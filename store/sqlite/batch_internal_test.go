@@ -53,7 +53,7 @@ func TestApplyBufferedRows(t *testing.T) {
 					storetest.Res("Observation", "o2", "p1", `,"status":"final"`, storetest.Token("code", "s", "c1"))),
 				// Another record takes o1 over with a new body and code.
 				storetest.Rec("session", "b", "h1",
-					storetest.Res("Observation", "o1", "p1", `,"status":"amended"`, storetest.Token("code", "s", "c2"), storetest.Ref("subject", "Patient/p2"))),
+					storetest.Res("Observation", "o1", "p2", `,"status":"amended"`, storetest.Token("code", "s", "c2"), storetest.Ref("subject", "Patient/p2"))),
 				// Record a again, no longer producing o2: o2 is deleted.
 				storetest.Rec("session", "a", "h2",
 					storetest.Res("Observation", "o3", "p1", `,"status":"final"`, storetest.Token("code", "s", "c1"))),

@@ -256,6 +256,8 @@ func testWrite(t *testing.T, newStore NewStoreFunc) {
 			{"body id differs", Rec("patient", "c1", "h", store.ResourceWrite{Type: "Patient", ID: "p1", Body: Body("Patient", "p2", "")})},
 			{"unknown index kind", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", "", store.IndexRow{Param: "x", Kind: 99}))},
 			{"resource listed twice", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", ""), Res("Patient", "p1", "p1", `"active":true`))},
+			{"compartment reference to another patient", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", ""),
+				Res("Observation", "o1", "p1", "", Ref("subject", "Patient/p2")))},
 			{"date range reversed", Rec("patient", "c1", "h", Res("Patient", "p1", "p1", "", store.IndexRow{Param: "birthdate", Kind: store.KindDate, Lo: 2, Hi: 1}))},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
