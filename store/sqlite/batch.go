@@ -39,6 +39,7 @@ type idxRow struct {
 	a, b     string // token: code, system; string: value; reference: target; quantity: system, code
 	lo, hi   int64  // date
 	num      float64
+	patient  any // token: the resource's compartment, string or nil
 }
 
 // histRow is a buffered history row.
@@ -69,7 +70,7 @@ func (b *rowBuf) reset() {
 
 // indexColumns lists each index table's columns in insert order.
 var indexColumns = [numKinds]string{
-	store.KindToken:     "pid, code, system, rid",
+	store.KindToken:     "pid, code, system, rid, patient",
 	store.KindString:    "pid, value, rid",
 	store.KindDate:      "pid, lo, hi, rid",
 	store.KindReference: "pid, target, rid",
@@ -126,6 +127,9 @@ func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, pids []int64) 
 		switch row.Kind {
 		case store.KindToken:
 			r.a, r.b = row.Code, row.System
+			if rw.Patient != "" {
+				r.patient = rw.Patient
+			}
 		case store.KindString:
 			r.a = store.NormalizeString(row.Value)
 		case store.KindDate:
@@ -178,6 +182,9 @@ func appendIdxArgs(nv []driver.NamedValue, kind store.IndexKind, r *idxRow) []dr
 		add(r.b)
 	}
 	add(r.rid)
+	if kind == store.KindToken {
+		add(r.patient)
+	}
 	return nv
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -258,6 +259,7 @@ type clause struct {
 // selective, and a scan of the type in id order stops at the page end.
 const (
 	costID       = 1
+	costCompCode = 10 // a token code within one patient's compartment
 	costPatient  = 50
 	costRef      = 100
 	costExact    = 300
@@ -306,9 +308,26 @@ func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (w
 	if len(q.Patients) > 0 {
 		driver, best = -2, costPatient*len(q.Patients)
 	}
+	// A token clause drives within the compartments every match is in, when
+	// the query names them (idx_token_patient): the patient's resources with
+	// that code, instead of all the patient's resources checked for the code
+	// or everyone's resources with the code checked for the patient.
+	comp := compartments(q, cls)
+	var driverComp []string
 	for i, cl := range cls {
 		if cl.c.Missing != nil {
 			continue
+		}
+		if cl.c.Kind == store.KindToken && len(comp) > 0 && cl.c.Param != store.ParamID && cl.c.Param != store.ParamLastUpdated {
+			per := costCompCode
+			for _, v := range cl.c.Values {
+				if v.Code == "" {
+					per = costRef // the patient's rows of the parameter
+				}
+			}
+			if cost := per * len(cl.c.Values) * len(comp); cost < best {
+				driver, best, driverComp = i, cost, comp
+			}
 		}
 		var per int
 		switch {
@@ -331,7 +350,7 @@ func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (w
 			continue
 		}
 		if cost := per * len(cl.c.Values); cost < best {
-			driver, best = i, cost
+			driver, best, driverComp = i, cost, nil
 		}
 	}
 
@@ -347,7 +366,7 @@ func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (w
 	case cls[driver].c.Param == store.ParamID:
 		b.add("r.type = ? AND r.id IN ("+placeholders(len(cls[driver].c.Values))+")", append([]any{q.Type}, idArgs(cls[driver].c)...)...)
 	default:
-		if err := b.driverIn(cls[driver]); err != nil {
+		if err := b.driverIn(cls[driver], driverComp); err != nil {
 			return where{}, false, err
 		}
 		b.add("+r.type = ?", q.Type)
@@ -403,24 +422,66 @@ func idArgs(c *store.Clause) []any {
 
 // driverIn adds "r.rid IN (lookups by value on the index table's primary
 // key)", one UNION ALL branch per value so each branch is an index range.
-func (b *sqlBuilder) driverIn(cl clause) error {
+// With comp (token clauses only), the lookups are by patient and value on
+// idx_token_patient, one branch per patient and value.
+func (b *sqlBuilder) driverIn(cl clause, comp []string) error {
 	var sb strings.Builder
 	var args []any
 	sb.WriteString("r.rid IN (")
-	for i, v := range cl.c.Values {
-		if i > 0 {
-			sb.WriteString(" UNION ALL ")
+	patients := comp
+	if len(patients) == 0 {
+		patients = []string{""}
+	}
+	n := 0
+	for _, p := range patients {
+		for _, v := range cl.c.Values {
+			if n > 0 {
+				sb.WriteString(" UNION ALL ")
+			}
+			n++
+			pred, pargs, err := valuePred(cl.c, v)
+			if err != nil {
+				return err
+			}
+			if len(comp) == 0 {
+				sb.WriteString("SELECT x.rid FROM " + cl.table + " x WHERE x.pid = ? AND " + pred)
+				args = append(append(args, cl.pid), pargs...)
+				continue
+			}
+			sb.WriteString("SELECT x.rid FROM idx_token x INDEXED BY idx_token_patient WHERE x.patient = ? AND x.pid = ? AND " + pred)
+			args = append(append(args, p, cl.pid), pargs...)
 		}
-		pred, pargs, err := valuePred(cl.c, v)
-		if err != nil {
-			return err
-		}
-		sb.WriteString("SELECT x.rid FROM " + cl.table + " x WHERE x.pid = ? AND " + pred)
-		args = append(append(args, cl.pid), pargs...)
 	}
 	sb.WriteString(")")
 	b.add(sb.String(), args...)
 	return nil
+}
+
+// compartments returns the patients whose compartments hold every match of
+// q, when q names them: the values of a compartment reference clause
+// (store.CompartmentParams, every value "Patient/<id>"; the store's writers
+// keep such references and the resource's compartment in agreement), or else
+// the Patients access control restricted q to. nil when q names none.
+func compartments(q *store.Query, cls []clause) []string {
+	for _, cl := range cls {
+		c := cl.c
+		if c.Kind != store.KindReference || c.Missing != nil || !slices.Contains(store.CompartmentParams, c.Param) {
+			continue
+		}
+		ids := make([]string, 0, len(c.Values))
+		for _, v := range c.Values {
+			id, ok := strings.CutPrefix(v.Str, "Patient/")
+			if !ok || id == "" {
+				ids = nil
+				break
+			}
+			ids = append(ids, id)
+		}
+		if len(ids) > 0 {
+			return ids
+		}
+	}
+	return q.Patients
 }
 
 // filter adds a per-resource check for cl.

@@ -138,6 +138,40 @@ func testInsertionOrder(t *testing.T, newStore NewStoreFunc) {
 	wantStrings(t, "paged", paged, []string{"zz", "aa", "mm"})
 }
 
+// testCompartmentMove: a resource that moves to another patient's
+// compartment is found by that patient's searches, by reference and by
+// access restriction, with a code (a store may index codes per compartment),
+// and no longer by the first patient's.
+func testCompartmentMove(t *testing.T, newStore NewStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	obs := func(patient, hash string) {
+		apply(t, s, Rec("session", "s1", hash, Res("Observation", "o1", patient, `,"status":"final","subject":{"reference":"Patient/`+patient+`"}`,
+			Ref("patient", "Patient/"+patient), Token("code", "http://loinc.org", "8867-4"))))
+	}
+	search := func(patient string) []string {
+		t.Helper()
+		code := store.Clause{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "http://loinc.org", Code: "8867-4"}}}
+		var found []string
+		for _, q := range []store.Query{
+			{Type: "Observation", Clauses: []store.Clause{code, {Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/" + patient}}}}},
+			{Type: "Observation", Clauses: []store.Clause{code}, Patients: []string{patient}},
+		} {
+			got, err := s.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = append(found, ids(got.Resources)...)
+		}
+		return found
+	}
+	obs("p1", "h1")
+	wantStrings(t, "p1 before the move", search("p1"), []string{"o1", "o1"})
+	obs("p2", "h2")
+	wantStrings(t, "p1 after the move", search("p1"), nil)
+	wantStrings(t, "p2 after the move", search("p2"), []string{"o1", "o1"})
+}
+
 func testSearch(t *testing.T, newStore NewStoreFunc) {
 	ctx := context.Background()
 	clock := NewFakeClock(T0)
@@ -220,6 +254,8 @@ func testSearch(t *testing.T, newStore NewStoreFunc) {
 			{"patients restriction with selective clause", "Observation", []store.Clause{clause("patient", ref, strV("Patient/p2"))}, []string{"p1"}, nil},
 			{"patients restriction excludes no compartment", "Practitioner", nil, []string{"p1"}, nil},
 			{"patients restriction on Patient", "Patient", nil, []string{"p2", "p3"}, []string{"p2", "p3"}},
+			{"patients by reference with code", "Observation", []store.Clause{clause("code", tok, anyV("1234")), clause("patient", ref, strV("Patient/p1"), strV("Patient/p2"))}, nil, []string{"o1", "o3"}},
+			{"patients by reference with code system only", "Observation", []store.Clause{clause("code", tok, tokV(snomed, "")), clause("patient", ref, strV("Patient/p2"))}, nil, []string{"o3"}},
 			{"patient code date", "Observation", []store.Clause{
 				clause("patient", ref, strV("Patient/p1")), clause("code", tok, tokV(loinc, "1234")),
 				clause("date", date, dayV(store.Ge, "2024-01-01")), clause("date", date, dayV(store.Le, "2024-01-31")),

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Run("Read", func(t *testing.T) { testRead(t, newStore) })
 	t.Run("Search", func(t *testing.T) { testSearch(t, newStore) })
 	t.Run("InsertionOrder", func(t *testing.T) { testInsertionOrder(t, newStore) })
+	t.Run("CompartmentMove", func(t *testing.T) { testCompartmentMove(t, newStore) })
 	t.Run("Refs", func(t *testing.T) { testRefs(t, newStore) })
 	t.Run("Everything", func(t *testing.T) { testEverything(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })

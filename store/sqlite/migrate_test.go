@@ -1,0 +1,79 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/storetest"
+)
+
+// TestMigrationBackfillsTokenCompartments: a database written before
+// migration 0005 gets its token rows' compartments filled in, so searches
+// that idx_token_patient now drives find what was stored before.
+func TestMigrationBackfillsTokenCompartments(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s, err := Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := storetest.Rec("session", "s1", "h1",
+		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"), storetest.Token("code", "http://loinc.org", "8867-4")),
+		storetest.Res("Practitioner", "pr1", "", ``, storetest.Token("identifier", "urn:npi", "1")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Turn the file back into a schema-4 database.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`DROP INDEX idx_token_patient`,
+		`ALTER TABLE idx_token DROP COLUMN patient`,
+		`DELETE FROM schema_version WHERE version >= 5`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	db.Close()
+
+	s, err = Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var patients []sql.NullString
+	rows, err := s.rdb.QueryContext(ctx, `SELECT patient FROM idx_token ORDER BY rid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p sql.NullString
+		if err := rows.Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		patients = append(patients, p)
+	}
+	rows.Close()
+	if want := []sql.NullString{{String: "p1", Valid: true}, {}}; !slices.Equal(patients, want) {
+		t.Errorf("token compartments after migration = %v, want %v", patients, want)
+	}
+	got, err := s.Search(ctx, store.Query{Type: "Observation", Clauses: []store.Clause{
+		{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}},
+		{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "http://loinc.org", Code: "8867-4"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Resources) != 1 || got.Resources[0].ID != "o1" {
+		t.Errorf("search after migration = %+v, want o1", got.Resources)
+	}
+}
