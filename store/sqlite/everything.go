@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -24,54 +25,104 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := tx.PrepareContext(ctx, `SELECT p.name, x.target
-FROM resources r
-CROSS JOIN idx_ref x INDEXED BY idx_ref_rid ON x.rid = r.rid
-JOIN params p ON p.pid = x.pid
-WHERE r.type = ? AND r.id = ? AND r.deleted = 0
-ORDER BY p.name, x.target`)
-	if err != nil {
-		return nil, fmt.Errorf("store: sqlite: refs: %w", err)
-	}
-	defer st.Close()
 	want := make(map[string]bool, len(params))
 	for _, p := range params {
 		want[p] = true
 	}
-	seen := make(map[store.Key]bool, len(from))
+	byKey := make(map[store.Key][]store.Ref, len(from))
+	err = s.eachIDChunk(ctx, tx, from, `SELECT r.id, p.name, x.target
+FROM resources r
+CROSS JOIN idx_ref x INDEXED BY idx_ref_rid ON x.rid = r.rid
+JOIN params p ON p.pid = x.pid
+WHERE r.type = ? AND r.id IN (%s) AND r.deleted = 0
+ORDER BY r.id, p.name, x.target`, func(typ string, rows *sql.Rows) error {
+		var id, name, target string
+		if err := rows.Scan(&id, &name, &target); err != nil {
+			return err
+		}
+		if len(want) > 0 && !want[name] {
+			return nil
+		}
+		ttyp, tid, ok := strings.Cut(target, "/")
+		if !ok || ttyp == "" || tid == "" || strings.Contains(tid, "/") {
+			return nil
+		}
+		k := store.Key{Type: typ, ID: id}
+		byKey[k] = append(byKey[k], store.Ref{From: k, Param: name, Target: store.Key{Type: ttyp, ID: tid}})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+	}
 	var out []store.Ref
 	for _, k := range from {
+		out = append(out, byKey[k]...)
+		delete(byKey, k) // each key once
+	}
+	return out, nil
+}
+
+// eachIDChunk runs text (a query with "r.type = ?" and "r.id IN (%s)") for
+// the distinct keys, one query per type and idChunk ids, calling fn for each
+// row: a few queries instead of one per key.
+func (s *Store) eachIDChunk(ctx context.Context, tx *sql.Tx, keys []store.Key, text string, fn func(typ string, rows *sql.Rows) error) error {
+	var types []string
+	ids := make(map[string][]string)
+	seen := make(map[store.Key]bool, len(keys))
+	for _, k := range keys {
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		rows, err := st.QueryContext(ctx, k.Type, k.ID)
-		if err != nil {
-			return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+		if _, ok := ids[k.Type]; !ok {
+			types = append(types, k.Type)
 		}
-		for rows.Next() {
-			var name, target string
-			if err := rows.Scan(&name, &target); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+		ids[k.Type] = append(ids[k.Type], k.ID)
+	}
+	args := make([]any, 0, 1+idChunk)
+	for _, typ := range types {
+		all := ids[typ]
+		for lo := 0; lo < len(all); lo += idChunk {
+			chunk := all[lo:min(lo+idChunk, len(all))]
+			// Padded to a power of two (at least 8) with the empty id, which
+			// no resource has: a handful of statement texts.
+			n := 8
+			for n < len(chunk) {
+				n *= 2
 			}
-			if len(want) > 0 && !want[name] {
-				continue
+			args = append(args[:0], typ)
+			for _, id := range chunk {
+				args = append(args, id)
 			}
-			typ, id, ok := strings.Cut(target, "/")
-			if !ok || typ == "" || id == "" || strings.Contains(id, "/") {
-				continue
+			for len(args) < n+1 {
+				args = append(args, "")
 			}
-			out = append(out, store.Ref{From: k, Param: name, Target: store.Key{Type: typ, ID: id}})
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+			st, err := s.stmt(ctx, tx, fmt.Sprintf(text, placeholders(n)))
+			if err != nil {
+				return err
+			}
+			rows, err := st.QueryContext(ctx, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				if err := fn(typ, rows); err != nil {
+					rows.Close()
+					return err
+				}
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return err
+			}
 		}
 	}
-	return out, nil
+	return nil
 }
+
+// idChunk is the most ids one eachIDChunk query asks for.
+const idChunk = 64
 
 // Everything returns a page of a patient's compartment for
 // Patient/$everything (patient-operation-everything.html): current,

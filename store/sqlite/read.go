@@ -143,27 +143,27 @@ func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := tx.PrepareContext(ctx, readSQL)
+	found := make(map[store.Key]store.Resource, len(keys))
+	err = s.eachIDChunk(ctx, tx, keys, `SELECT r.id, r.version, r.last_updated, coalesce(r.patient, ''), h.body
+FROM resources r JOIN history h ON h.hid = r.hid
+WHERE r.type = ? AND r.id IN (%s) AND r.deleted = 0`, func(typ string, rows *sql.Rows) error {
+		r := store.Resource{Type: typ}
+		var ms int64
+		if err := rows.Scan(&r.ID, &r.Version, &ms, &r.Patient, &r.Body); err != nil {
+			return err
+		}
+		r.LastUpdated = msTime(ms)
+		found[store.Key{Type: typ, ID: r.ID}] = r
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: get: %w", err)
 	}
-	defer st.Close()
-	seen := make(map[store.Key]struct{}, len(keys))
-	out := make([]store.Resource, 0, len(keys))
+	out := make([]store.Resource, 0, len(found))
 	for _, k := range keys {
-		if _, dup := seen[k]; dup {
-			continue
-		}
-		seen[k] = struct{}{}
-		r, err := readOne(ctx, stmtQueryer{st}, k.Type, k.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !r.Deleted {
+		if r, ok := found[k]; ok {
 			out = append(out, r)
+			delete(found, k) // each key once
 		}
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -101,6 +102,7 @@ func testRead(t *testing.T, newStore NewStoreFunc) {
 			{"order of keys", []store.Key{{Type: "Observation", ID: "o2"}, {Type: "Observation", ID: "o1"}}, []string{"Observation/o2", "Observation/o1"}},
 			{"missing, deleted and duplicates skipped", []store.Key{{Type: "Observation", ID: "o1"}, {Type: "Observation", ID: "nope"}, {Type: "Observation", ID: "o3"}, {Type: "Observation", ID: "o1"}, {Type: "Patient", ID: "o2"}}, []string{"Observation/o1"}},
 			{"none", nil, nil},
+			{"more keys than one query asks for", manyKeys(), []string{"Observation/o2", "Observation/o1"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got, err := s.GetMany(ctx, tc.keys)
@@ -116,4 +118,14 @@ func testRead(t *testing.T, newStore NewStoreFunc) {
 			})
 		}
 	})
+}
+
+// manyKeys is o2, 150 unknown Observations, then o1: more keys than a
+// backend may put in one query.
+func manyKeys() []store.Key {
+	k := []store.Key{{Type: "Observation", ID: "o2"}}
+	for i := range 150 {
+		k = append(k, store.Key{Type: "Observation", ID: fmt.Sprintf("none-%d", i)})
+	}
+	return append(k, store.Key{Type: "Observation", ID: "o1"})
 }
