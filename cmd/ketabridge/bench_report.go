@@ -62,7 +62,8 @@ type benchRun struct {
 	// EverythingSize is the compartment size $everything was measured on.
 	EverythingSize int `json:"everything_resources"`
 	// RSSEndAnonMB and RSSEndFileMB split the RSS at the end of the run into
-	// heap/stack and file-backed pages (SQLite's mmap of the database).
+	// anonymous pages (Go heap and stacks, SQLite page caches) and file-backed
+	// ones (the binary and mapped files).
 	RSSEndAnonMB float64 `json:"rss_end_anon_mb"`
 	RSSEndFileMB float64 `json:"rss_end_file_mb"`
 }
@@ -143,7 +144,7 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			s.Name, s.RPS, s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "RSS at the end: %.0f MB anonymous (Go heap, SQLite page caches), %.0f MB file-backed (SQLite's mmap of the database)\n",
+	fmt.Fprintf(w, "RSS at the end: %.0f MB anonymous (Go heap, SQLite page caches), %.0f MB file-backed (the binary, mapped files)\n",
 		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
 	for _, s := range r.Scenarios {
 		if s.firstError != "" {

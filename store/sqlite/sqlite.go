@@ -37,11 +37,16 @@ import (
 var migrationFiles embed.FS
 
 // Pragmas shared by every connection (https://www.sqlite.org/pragma.html).
-// mmap lets readers share the OS page cache.
+//
+// No mmap: measured at 170k resources it was no faster than reading through
+// each connection's page cache (SQLite re-initialises a mapped page on every
+// visit, where a cached one stays parsed), and the mapped file counted up to
+// 256 MiB into the process's RSS. Pages outside the caches come from the OS
+// page cache with pread.
 var commonPragmas = []string{
 	"busy_timeout(10000)",
 	"temp_store(MEMORY)",
-	"mmap_size(268435456)",
+	"mmap_size(0)",
 }
 
 // writerPragmas: WAL with synchronous=NORMAL is durable across application
@@ -58,11 +63,11 @@ var writerPragmas = []string{
 	"journal_mode(WAL)",
 	"foreign_keys(0)",
 	"synchronous(NORMAL)",
-	"cache_size(-65536)", // 64 MiB
+	"cache_size(-32768)", // 32 MiB
 }
 
 var readerPragmas = []string{
-	"cache_size(-16384)", // 16 MiB per reader
+	"cache_size(-8192)", // 8 MiB per reader
 	"query_only(1)",
 }
 
