@@ -276,7 +276,7 @@ func appendBenchDocs(path, outDir string, r *benchResults) error {
 	fmt.Fprintf(w, "Ingest: %s records, %s resources in %.1f s: **%s resources/s** (%d rejected; peak RSS %.0f MB with the synthesised records in memory).\n",
 		thousands(r.Ingest.Records), thousands(r.Ingest.Resources), r.Ingest.Seconds,
 		thousands(int(r.Ingest.ResourcesPerS+0.5)), r.Ingest.Rejected, r.Ingest.PeakRSSMB)
-	fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous, %.0f MB file-backed (SQLite maps the database file; those pages count in VmHWM).\n\n",
+	fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous (Go heap and stacks, SQLite page caches), %.0f MB file-backed (the binary).\n\n",
 		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
 	fmt.Fprintln(w, "| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | limit ratio | peak RSS MB | chart |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
