@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/store"
@@ -170,6 +171,33 @@ func TestRecordsPerPatient(t *testing.T) {
 	}
 	if w.Written() != 3 || w.Dropped() != 0 {
 		t.Errorf("written %d dropped %d", w.Written(), w.Dropped())
+	}
+}
+
+// TestDefaultIDsAreTimeOrdered: without Options.NewID, ids are version-7
+// UUIDs in the order the records were made, so the trail's id index grows
+// at its end.
+func TestDefaultIDsAreTimeOrdered(t *testing.T) {
+	st := &fakeAudit{}
+	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour})
+	for i := range 50 {
+		w.Record(context.Background(), event(i+1, "p1"))
+	}
+	if err := closeNow(t, w); err != nil {
+		t.Fatal(err)
+	}
+	got := st.records()
+	if len(got) != 50 {
+		t.Fatalf("got %d records, want 50", len(got))
+	}
+	for i, r := range got {
+		id, err := uuid.Parse(r.ID)
+		if err != nil || id.Version() != 7 {
+			t.Fatalf("record %d id %q: version %d, %v; want a version-7 UUID", i, r.ID, id.Version(), err)
+		}
+		if i > 0 && r.ID <= got[i-1].ID {
+			t.Errorf("record %d id %s does not sort after %s", i, r.ID, got[i-1].ID)
+		}
 	}
 }
 
