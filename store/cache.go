@@ -19,7 +19,9 @@ type Cache interface {
 	// Lookup reads the current values of stamps (a missing stamp reads as
 	// "0") and the entry stored for key at exactly those values, atomically
 	// and in one round trip. at is the stamps' current values, encoded; pass
-	// it to Fill after reading the data from the store on a miss.
+	// it to Fill after reading the data from the store on a miss. val is
+	// the caller's to keep and never changes afterwards (the caller's
+	// decoded answer may share its bytes).
 	Lookup(ctx context.Context, key string, stamps []string) (at string, val []byte, hit bool, err error)
 	// Fill stores val for key at the stamp values at (from a Lookup made
 	// BEFORE the data was read from the store), for ttl. A Fill racing with

@@ -38,7 +38,8 @@ type Resource struct {
 	// Patient is the compartment the resource belongs to (see ResourceWrite).
 	Patient string
 	// Body is the resource's JSON with meta.versionId and meta.lastUpdated set
-	// (empty for a deleted version).
+	// (empty for a deleted version). It is read-only: a read cache may hand
+	// the same bytes to every caller.
 	Body []byte
 }
 

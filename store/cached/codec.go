@@ -220,7 +220,12 @@ func (d *decoder) bytes() []byte {
 	if n == 0 || d.err != nil {
 		return nil
 	}
-	return append(make([]byte, 0, n-1), d.raw(n-1)...)
+	// A body shares the value's bytes instead of copying them (an entry
+	// of $everything copied 500 bodies on every hit): store.Cache.Lookup
+	// hands over bytes that never change. The capacity ends at the body,
+	// so an append to it reallocates instead of writing into the value.
+	v := d.raw(n - 1)
+	return v[:len(v):len(v)]
 }
 
 // count reads a slice length and reports whether the slice is nil. A length

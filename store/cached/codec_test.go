@@ -81,16 +81,19 @@ func TestCodecTimeInUTC(t *testing.T) {
 	}
 }
 
-func TestCodecBodyIsCopied(t *testing.T) {
-	// The memory cache returns its own slice: a decoded body must not alias it.
-	b := encodeResource(store.Resource{Body: []byte("abc")})
-	r, err := decodeResource(b)
+func TestCodecBodyAppendDoesNotWriteTheEntry(t *testing.T) {
+	// A decoded body shares the entry's bytes (store.Resource.Body is
+	// read-only); appending to it must reallocate, not overwrite what
+	// follows it in the entry.
+	b := encodeSearch(store.SearchResult{Resources: []store.Resource{{Body: []byte("abc")}, {Body: []byte("def")}}})
+	r, err := decodeSearch(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Body[0] = 'X'
-	if again, _ := decodeResource(b); string(again.Body) != "abc" {
-		t.Errorf("modifying a decoded body changed the entry: %q", again.Body)
+	_ = append(r.Resources[0].Body, "XYZXYZXYZ"...)
+	again, err := decodeSearch(b)
+	if err != nil || string(again.Resources[0].Body) != "abc" || string(again.Resources[1].Body) != "def" {
+		t.Errorf("appending to a decoded body changed the entry: %v, %v", again.Resources, err)
 	}
 }
 
