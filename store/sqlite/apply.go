@@ -19,6 +19,7 @@ type writeStmts struct {
 	getSource, insSource, updSource *dstmt
 	getRes, insRes, updRes, setSrc  *dstmt
 	getPID, insPID                  *dstmt
+	getCID, insCID                  *dstmt
 	maxRID, maxHID                  *dstmt
 	delIdx                          [numKinds]*dstmt
 	multi                           map[multiKey]*dstmt // multi-row inserts, prepared on first use
@@ -65,6 +66,8 @@ VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	ws.setSrc = prep(`UPDATE resources SET src = ? WHERE rid = ?`)
 	ws.getPID = prep(`SELECT pid FROM params WHERE type = ? AND name = ?`)
 	ws.insPID = prep(`INSERT INTO params (type, name) VALUES (?, ?) RETURNING pid`)
+	ws.getCID = prep(`SELECT cid FROM compartments WHERE patient = ?`)
+	ws.insCID = prep(`INSERT INTO compartments (patient) VALUES (?) RETURNING cid`)
 	ws.maxRID = prep(`SELECT coalesce(max(rid), 0) FROM resources`)
 	ws.maxHID = prep(`SELECT coalesce(max(hid), 0) FROM history`)
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
@@ -171,7 +174,7 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 	// records instead.
 	bg := context.WithoutCancel(ctx)
 	now := s.clock.Now().UTC().Truncate(time.Millisecond)
-	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, safe: safe}
+	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, cids: map[string]int64{}, safe: safe}
 	if err := c.exec(bg, "BEGIN IMMEDIATE"); err != nil {
 		return nil, nil, fmt.Errorf("store: sqlite: begin: %w", err)
 	}
@@ -251,6 +254,7 @@ type applier struct {
 	lastRID int64
 	lastHID int64
 	newPIDs map[paramKey]int64 // created in this transaction
+	cids    map[string]int64   // compartments interned in this transaction
 	buf     rowBuf             // index and history rows awaiting a flush
 }
 
@@ -274,6 +278,7 @@ type prepared struct {
 	sum     [sha256.Size]byte
 	stamped []byte
 	pids    []int64
+	cid     any // the compartment's cid (int64), nil when none
 }
 
 func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
@@ -298,8 +303,9 @@ func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
 			return store.WriteResult{}, err
 		}
 	}
-	// Params are interned outside the record's savepoint so that a rolled
-	// back record cannot leave the pid cache pointing at nothing.
+	// Params and compartments are interned outside the record's savepoint
+	// so that a rolled back record cannot leave the caches pointing at
+	// nothing.
 	for i := range rec.Resources {
 		rw := &rec.Resources[i]
 		preps[i].pids = make([]int64, len(rw.Index))
@@ -309,6 +315,13 @@ func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
 				return store.WriteResult{}, &fatalError{err}
 			}
 			preps[i].pids[j] = pid
+		}
+		if rw.Patient != "" {
+			cid, err := a.cid(rw.Patient)
+			if err != nil {
+				return store.WriteResult{}, &fatalError{err}
+			}
+			preps[i].cid = cid
 		}
 	}
 	if !a.safe {
@@ -392,6 +405,23 @@ func (a *applier) pid(typ, name string) (int64, error) {
 	return pid, nil
 }
 
+// cid interns patient's compartment: its cid, created on first use.
+func (a *applier) cid(patient string) (int64, error) {
+	if cid, ok := a.cids[patient]; ok {
+		return cid, nil
+	}
+	var cid int64
+	found, err := a.ws.getCID.queryRow(a.ctx, []any{patient}, &cid)
+	if err == nil && !found {
+		_, err = a.ws.insCID.queryRow(a.ctx, []any{patient}, &cid)
+	}
+	if err != nil {
+		return 0, err
+	}
+	a.cids[patient] = cid
+	return cid, nil
+}
+
 func (a *applier) writeRecord(rec *store.RecordWrite, existing bool, srid int64, oldKeys string, preps []prepared) (store.WriteResult, error) {
 	res := store.WriteResult{Outcome: store.Created, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
 	var keys strings.Builder
@@ -473,7 +503,7 @@ func (a *applier) writeResource(rw *store.ResourceWrite, srid int64, p *prepared
 		if err := a.bufferHistory(histRow{hid: hid, rid: rid, version: 1, patient: patient, body: p.stamped}); err != nil {
 			return rr, err
 		}
-		if err := a.bufferIndex(rw, rid, p.pids); err != nil {
+		if err := a.bufferIndex(rw, rid, p); err != nil {
 			return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
 		}
 		if failAfterWrite != nil {
@@ -515,7 +545,7 @@ func (a *applier) writeResource(rw *store.ResourceWrite, srid int64, p *prepared
 	if err := a.bufferHistory(histRow{hid: hid, rid: cur.rid, version: version, patient: patient, body: body}); err != nil {
 		return rr, err
 	}
-	if err := a.bufferIndex(rw, cur.rid, p.pids); err != nil {
+	if err := a.bufferIndex(rw, cur.rid, p); err != nil {
 		return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
 	}
 	rr.Version, rr.Outcome = version, store.Updated

@@ -39,7 +39,7 @@ type idxRow struct {
 	a, b     string // token: code, system; string: value; reference: target; quantity: system, code
 	lo, hi   int64  // date
 	num      float64
-	patient  any // token: the resource's compartment, string or nil
+	cid      any // token: the resource's compartment (int64), or nil
 }
 
 // histRow is a buffered history row.
@@ -70,7 +70,7 @@ func (b *rowBuf) reset() {
 
 // indexColumns lists each index table's columns in insert order.
 var indexColumns = [numKinds]string{
-	store.KindToken:     "pid, code, system, rid, patient",
+	store.KindToken:     "pid, code, system, rid, cid",
 	store.KindString:    "pid, value, rid",
 	store.KindDate:      "pid, lo, hi, rid",
 	store.KindReference: "pid, target, rid",
@@ -120,16 +120,13 @@ func (a *applier) multiInsert(kind store.IndexKind, rows int) (*dstmt, error) {
 }
 
 // bufferIndex buffers rw's index rows for resource rid.
-func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, pids []int64) error {
+func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, p *prepared) error {
 	for j := range rw.Index {
 		row := &rw.Index[j]
-		r := idxRow{pid: pids[j], rid: rid}
+		r := idxRow{pid: p.pids[j], rid: rid}
 		switch row.Kind {
 		case store.KindToken:
-			r.a, r.b = row.Code, row.System
-			if rw.Patient != "" {
-				r.patient = rw.Patient
-			}
+			r.a, r.b, r.cid = row.Code, row.System, p.cid
 		case store.KindString:
 			r.a = store.NormalizeString(row.Value)
 		case store.KindDate:
@@ -183,7 +180,7 @@ func appendIdxArgs(nv []driver.NamedValue, kind store.IndexKind, r *idxRow) []dr
 	}
 	add(r.rid)
 	if kind == store.KindToken {
-		add(r.patient)
+		add(r.cid)
 	}
 	return nv
 }

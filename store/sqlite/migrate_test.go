@@ -13,7 +13,7 @@ import (
 
 // TestMigrationBackfillsTokenCompartments: a database written before
 // migration 0005 gets its token rows' compartments filled in, so searches
-// that idx_token_patient now drives find what was stored before.
+// that idx_token_comp now drives find what was stored before.
 func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
@@ -35,8 +35,9 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, stmt := range []string{
-		`DROP INDEX idx_token_patient`,
-		`ALTER TABLE idx_token DROP COLUMN patient`,
+		`DROP INDEX idx_token_comp`,
+		`ALTER TABLE idx_token DROP COLUMN cid`,
+		`DROP TABLE compartments`,
 		`DELETE FROM schema_version WHERE version >= 5`,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
@@ -51,7 +52,7 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	}
 	defer s.Close()
 	var patients []sql.NullString
-	rows, err := s.rdb.QueryContext(ctx, `SELECT patient FROM idx_token ORDER BY rid`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT c.patient FROM idx_token x LEFT JOIN compartments c ON c.cid = x.cid ORDER BY x.rid`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -309,7 +309,7 @@ func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (w
 		driver, best = -2, costPatient*len(q.Patients)
 	}
 	// A token clause drives within the compartments every match is in, when
-	// the query names them (idx_token_patient): the patient's resources with
+	// the query names them (idx_token_comp): the patient's resources with
 	// that code, instead of all the patient's resources checked for the code
 	// or everyone's resources with the code checked for the patient.
 	comp := compartments(q, cls)
@@ -423,7 +423,7 @@ func idArgs(c *store.Clause) []any {
 // driverIn adds "r.rid IN (lookups by value on the index table's primary
 // key)", one UNION ALL branch per value so each branch is an index range.
 // With comp (token clauses only), the lookups are by patient and value on
-// idx_token_patient, one branch per patient and value.
+// idx_token_comp, one branch per patient and value.
 func (b *sqlBuilder) driverIn(cl clause, comp []string) error {
 	var sb strings.Builder
 	var args []any
@@ -448,7 +448,7 @@ func (b *sqlBuilder) driverIn(cl clause, comp []string) error {
 				args = append(append(args, cl.pid), pargs...)
 				continue
 			}
-			sb.WriteString("SELECT x.rid FROM idx_token x INDEXED BY idx_token_patient WHERE x.patient = ? AND x.pid = ? AND " + pred)
+			sb.WriteString("SELECT x.rid FROM idx_token x INDEXED BY idx_token_comp WHERE x.cid = (SELECT cid FROM compartments WHERE patient = ?) AND x.pid = ? AND " + pred)
 			args = append(append(args, p, cl.pid), pargs...)
 		}
 	}
