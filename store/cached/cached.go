@@ -266,7 +266,11 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		}
 		return load(ctx)
 	case hit:
-		v, err := dec(val)
+		plain, err := unpack(val)
+		var v T
+		if err == nil {
+			v, err = dec(plain)
+		}
 		if err == nil {
 			s.opts.Observer.hit(op)
 			return v, nil
@@ -287,7 +291,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	}
 	cctx, cancel = s.bounded(ctx)
 	defer cancel()
-	if err := s.c.Fill(cctx, key, at, enc(v), s.opts.TTL); err != nil && ctx.Err() == nil {
+	if err := s.c.Fill(cctx, key, at, pack(enc(v)), s.opts.TTL); err != nil && ctx.Err() == nil {
 		s.opts.Observer.error(op)
 	}
 	return v, nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/ketabridge/ketabridge/store"
 )
 
@@ -18,7 +20,20 @@ import (
 // answer exactly, nil or empty alike. A change of layout changes
 // codecVersion, which is also part of every cache key, so replicas of two
 // versions never read each other's entries.
-const codecVersion = 1
+const codecVersion = 2
+
+// Values of at least compressAt bytes are stored s2-compressed, the kind
+// byte marked with flagCompressed. FHIR JSON compresses about 7x (50
+// Observations, 62 KB: 8.5 KB, 13 us to compress, 7 us to decompress), so a
+// cache of a given size holds about seven times the answers, and Redis sends
+// a seventh of the bytes.
+const (
+	compressAt     = 1024
+	flagCompressed = 0x80
+	// maxDecoded bounds what a compressed value may claim to expand to: no
+	// allocation sized from a corrupt length.
+	maxDecoded = 256 << 20
+)
 
 // Kinds of cached value.
 const (
@@ -126,6 +141,34 @@ func encodeRefs(refs []store.Ref) []byte {
 		b = appendStrings(b, r.From.Type, r.From.ID, r.Param, r.Target.Type, r.Target.ID)
 	}
 	return b
+}
+
+// pack compresses an encoded value of at least compressAt bytes.
+func pack(b []byte) []byte {
+	if len(b) < compressAt {
+		return b
+	}
+	out := make([]byte, 2, 2+s2.MaxEncodedLen(len(b)-2))
+	out[0], out[1] = b[0], b[1]|flagCompressed
+	enc := s2.Encode(out[2:cap(out)], b[2:]) // written in place: dst is large enough
+	return out[:2+len(enc)]
+}
+
+// unpack undoes pack. A value it cannot expand is corrupt.
+func unpack(b []byte) ([]byte, error) {
+	if len(b) < 2 || b[1]&flagCompressed == 0 {
+		return b, nil
+	}
+	n, err := s2.DecodedLen(b[2:])
+	if err != nil || n > maxDecoded {
+		return nil, fmt.Errorf("%w: bad compressed length", errCorrupt)
+	}
+	out := make([]byte, 2+n)
+	out[0], out[1] = b[0], b[1]&^flagCompressed
+	if _, err := s2.Decode(out[2:], b[2:]); err != nil {
+		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	return out, nil
 }
 
 // decoder reads a value; the first failure sticks in err and every later

@@ -1,7 +1,10 @@
 package cached
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -94,6 +97,43 @@ func TestCodecBodyAppendDoesNotWriteTheEntry(t *testing.T) {
 	again, err := decodeSearch(b)
 	if err != nil || string(again.Resources[0].Body) != "abc" || string(again.Resources[1].Body) != "def" {
 		t.Errorf("appending to a decoded body changed the entry: %v, %v", again.Resources, err)
+	}
+}
+
+func TestCodecCompressesLargeValues(t *testing.T) {
+	var rs []store.Resource
+	for i := range 50 {
+		rs = append(rs, store.Resource{Type: "Observation", ID: fmt.Sprint("o", i), Version: 1, LastUpdated: ms,
+			Body: []byte(fmt.Sprintf(`{"resourceType":"Observation","id":"o%d","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":%d,"unit":"/min"}}`, i, 60+i))})
+	}
+	want := store.SearchResult{Resources: rs, Total: 50}
+	plain := encodeSearch(want)
+	packed := pack(plain)
+	if packed[1]&flagCompressed == 0 || len(packed) >= len(plain)/3 {
+		t.Fatalf("packed %d bytes of %d, flag %x: want compressed", len(packed), len(plain), packed[1])
+	}
+	un, err := unpack(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeSearch(un)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip = %+v, %v", got, err)
+	}
+
+	small := encodeResource(store.Resource{Type: "Patient", ID: "p1", Body: []byte(`{}`)})
+	if p := pack(small); !bytes.Equal(p, small) {
+		t.Errorf("a small value was changed: %x", p)
+	}
+	for name, bad := range map[string][]byte{
+		"garbage":        append([]byte{codecVersion, kindSearch | flagCompressed}, 0x05, 0xff, 0xff),
+		"truncated":      packed[:len(packed)/2],
+		"huge length":    append([]byte{codecVersion, kindSearch | flagCompressed}, binary.AppendUvarint(nil, 1<<40)...),
+		"no data at all": {codecVersion, kindSearch | flagCompressed},
+	} {
+		if _, err := unpack(bad); !errors.Is(err, errCorrupt) {
+			t.Errorf("%s: unpack = %v, want errCorrupt", name, err)
+		}
 	}
 }
 
