@@ -108,7 +108,7 @@ func (s *Server) everything(c echo.Context) error {
 		b.searchEntry(&rs[i], nil, modeMatch)
 	}
 	b.outcomeEntry(warnings)
-	return writeBundle(c, b.finish())
+	return b.write(c)
 }
 
 // everythingType is one resource type $everything returns, with the

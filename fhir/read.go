@@ -249,7 +249,7 @@ func (s *Server) history(c echo.Context) error {
 	for i := range versions {
 		b.historyEntry(&versions[i])
 	}
-	return writeBundle(c, b.finish())
+	return b.write(c)
 }
 
 // lenient reports whether the client asked for lenient handling of unknown

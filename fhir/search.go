@@ -127,7 +127,7 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 		b.searchEntry(&included[i], nil, modeInclude)
 	}
 	b.outcomeEntry(warnings)
-	return writeBundle(c, b.finish())
+	return b.write(c)
 }
 
 // searchWithin runs q restricted to the Decision's patients: it sets
