@@ -82,7 +82,6 @@ type scenarioResult struct {
 
 	requests   uint64
 	p90, mean  float64
-	bytesMean  float64
 	peakRSS    float64
 	firstError string
 }
