@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -124,6 +125,10 @@ func (sc benchScenario) preflight(ctx context.Context, c *http.Client) error {
 // vegeta.Metrics. Peak RSS is the process's VmHWM, reset first when the
 // kernel allows.
 func attackScenario(sc benchScenario, conns int, d time.Duration) (scenarioResult, error) {
+	// Each scenario's peak starts from the gateway at rest: the heap the
+	// previous scenario grew (and the runtime keeps for a while) is handed
+	// back to the OS first, so it does not count against this one.
+	debug.FreeOSMemory()
 	resetPeakRSS()
 	atk := vegeta.NewAttacker(
 		vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)),
