@@ -45,16 +45,11 @@ func BearerToken(h http.Header) (string, error) {
 
 // isB64Token reports whether s is RFC 6750 §2.1 b64token:
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+// Every request's token passes through it: one table lookup per byte.
 func isB64Token(s string) bool {
 	i := 0
-	for i < len(s) {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
-			i++
-			continue
-		}
-		break
+	for i < len(s) && b64tokenChar[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false
@@ -66,6 +61,15 @@ func isB64Token(s string) bool {
 	}
 	return true
 }
+
+// b64tokenChar marks the bytes of a b64token before its "=" padding.
+var b64tokenChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
 
 // BearerChallenge maps an error of BearerToken or Tokens.Verify, or
 // ErrInsufficientScope, to the resource server's response (RFC 6750 §3,
