@@ -10,6 +10,8 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -229,6 +231,34 @@ type Ref struct {
 	From   Key
 	Param  string
 	Target Key
+}
+
+// Compartments returns the patients whose compartments hold every match of
+// q, when q names them: the values of a compartment reference clause
+// (CompartmentParams, every value "Patient/<id>"; Validate keeps such
+// references and a resource's compartment in agreement), or else the
+// Patients access control restricted q to. nil when q names none. A store
+// may drive a search through per-compartment indexes with them.
+func (q *Query) Compartments() []string {
+	for i := range q.Clauses {
+		c := &q.Clauses[i]
+		if c.Kind != KindReference || c.Missing != nil || !slices.Contains(CompartmentParams, c.Param) {
+			continue
+		}
+		ids := make([]string, 0, len(c.Values))
+		for _, v := range c.Values {
+			id, ok := strings.CutPrefix(v.Str, "Patient/")
+			if !ok || id == "" {
+				ids = nil
+				break
+			}
+			ids = append(ids, id)
+		}
+		if len(ids) > 0 {
+			return ids
+		}
+	}
+	return q.Patients
 }
 
 // EverythingQuery selects a patient's compartment for Patient/$everything.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -312,7 +311,7 @@ func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (w
 	// the query names them (idx_token_comp): the patient's resources with
 	// that code, instead of all the patient's resources checked for the code
 	// or everyone's resources with the code checked for the patient.
-	comp := compartments(q, cls)
+	comp := q.Compartments()
 	var driverComp []string
 	for i, cl := range cls {
 		if cl.c.Missing != nil {
@@ -455,33 +454,6 @@ func (b *sqlBuilder) driverIn(cl clause, comp []string) error {
 	sb.WriteString(")")
 	b.add(sb.String(), args...)
 	return nil
-}
-
-// compartments returns the patients whose compartments hold every match of
-// q, when q names them: the values of a compartment reference clause
-// (store.CompartmentParams, every value "Patient/<id>"; the store's writers
-// keep such references and the resource's compartment in agreement), or else
-// the Patients access control restricted q to. nil when q names none.
-func compartments(q *store.Query, cls []clause) []string {
-	for _, cl := range cls {
-		c := cl.c
-		if c.Kind != store.KindReference || c.Missing != nil || !slices.Contains(store.CompartmentParams, c.Param) {
-			continue
-		}
-		ids := make([]string, 0, len(c.Values))
-		for _, v := range c.Values {
-			id, ok := strings.CutPrefix(v.Str, "Patient/")
-			if !ok || id == "" {
-				ids = nil
-				break
-			}
-			ids = append(ids, id)
-		}
-		if len(ids) > 0 {
-			return ids
-		}
-	}
-	return q.Patients
 }
 
 // filter adds a per-resource check for cl.
