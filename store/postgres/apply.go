@@ -468,6 +468,7 @@ func (h *histRows) queue(b *pgx.Batch) {
 type indexRows struct {
 	tokP, tokCode, tokSys []string
 	tokRID                []int64
+	tokPatient            []*string // the resource's compartment, nil for none
 	strP, strV            []string
 	strRID                []int64
 	dateP                 []string
@@ -484,11 +485,16 @@ type indexRows struct {
 }
 
 func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
+	var patient *string
+	if rw.Patient != "" {
+		patient = &rw.Patient
+	}
 	for j := range rw.Index {
 		row := &rw.Index[j]
 		switch row.Kind {
 		case store.KindToken:
 			x.tokP, x.tokCode, x.tokSys, x.tokRID = append(x.tokP, row.Param), append(x.tokCode, row.Code), append(x.tokSys, row.System), append(x.tokRID, rid)
+			x.tokPatient = append(x.tokPatient, patient)
 		case store.KindString:
 			x.strP, x.strV, x.strRID = append(x.strP, row.Param), append(x.strV, store.NormalizeString(row.Value)), append(x.strRID, rid)
 		case store.KindDate:
@@ -505,8 +511,8 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 
 func (x *indexRows) queue(b *pgx.Batch) {
 	if len(x.tokRID) > 0 {
-		b.Queue(`INSERT INTO idx_token (param, code, system, rid) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ON CONFLICT DO NOTHING`,
-			x.tokP, x.tokCode, x.tokSys, x.tokRID)
+		b.Queue(`INSERT INTO idx_token (param, code, system, rid, patient) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
+			x.tokP, x.tokCode, x.tokSys, x.tokRID, x.tokPatient)
 	}
 	if len(x.strRID) > 0 {
 		b.Queue(`INSERT INTO idx_string (param, value, rid) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,

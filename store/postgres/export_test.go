@@ -6,3 +6,6 @@ func SetAnalyzeMinRows(n int64) (restore func()) {
 	analyzeMinRows = n
 	return func() { analyzeMinRows = old }
 }
+
+// MigrationFiles are the embedded migrations.
+var MigrationFiles = migrationFiles

@@ -137,6 +137,19 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 		b.add("r.patient = ANY(" + b.arg(q.Patients) + "::text[])")
 	}
 	driver := driverClause(q.Clauses)
+	// A token clause drives within the compartments every match is in, when
+	// the query names them (idx_token_patient): the patient's resources with
+	// that code, instead of all the patient's resources checked for the code.
+	comp := q.Compartments()
+	if len(comp) > 0 {
+		for i := range q.Clauses {
+			if c := &q.Clauses[i]; c.Kind == store.KindToken && c.Missing == nil && len(c.Values) > 0 &&
+				c.Param != store.ParamID && c.Param != store.ParamLastUpdated {
+				driver = i
+				break
+			}
+		}
+	}
 	for i := range q.Clauses {
 		c := &q.Clauses[i]
 		if c.Missing == nil && len(c.Values) == 0 {
@@ -176,6 +189,9 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 			// The driving clause: the candidates come from its index
 			// (x.param, value...) and are joined to resources.
 			cond := "x.param = " + b.arg(c.Param)
+			if c.Kind == store.KindToken && len(comp) > 0 {
+				cond = "x.patient = ANY(" + b.arg(comp) + "::text[]) AND " + cond
+			}
 			parts := make([]string, 0, len(c.Values))
 			for _, v := range c.Values {
 				p, err := valuePred(b, c, v)
