@@ -122,6 +122,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	s.growForIngest(ctx)
 	var (
 		results []store.WriteResult
 		failed  []*store.RecordError
@@ -136,6 +137,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		}
 		return err
 	})
+	s.releaseWhenIdle()
 	if err != nil {
 		return nil, err
 	}

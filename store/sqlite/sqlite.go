@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 
@@ -63,7 +64,7 @@ var writerPragmas = []string{
 	"journal_mode(WAL)",
 	"foreign_keys(0)",
 	"synchronous(NORMAL)",
-	"cache_size(-32768)", // 32 MiB
+	"cache_size(-4096)", // 4 MiB between ingests, 64 MiB during them (ingestCache)
 }
 
 var readerPragmas = []string{
@@ -94,6 +95,65 @@ type Store struct {
 	qpending map[string]bool
 
 	closed atomic.Bool
+
+	// idle shrinks the writer's page cache back once ingest has paused
+	// (releaseWhenIdle; guarded by idleMu); ingesting is set while the cache
+	// is large (guarded by wsem).
+	idleMu    sync.Mutex
+	idle      *time.Timer
+	ingesting bool
+}
+
+// The writer's page cache: large while records are ingested (the index
+// B-trees' pages are re-visited across a batch), small otherwise, when what
+// it writes - audit appends, sessions - touches a handful of pages at the end
+// of their tables. A large cache would fill with appended audit pages under
+// read load and hold them.
+const (
+	ingestCache = "PRAGMA cache_size = -65536" // 64 MiB
+	idleCache   = "PRAGMA cache_size = -4096"  // 4 MiB, as in writerPragmas
+)
+
+// writerIdleAfter is the pause in ingest after which the writer's cache
+// shrinks (a variable for tests).
+var writerIdleAfter = 2 * time.Second
+
+// growForIngest enlarges the writer's cache for an Apply. The caller holds
+// wsem.
+func (s *Store) growForIngest(ctx context.Context) {
+	if !s.ingesting {
+		_, _ = s.w.ExecContext(ctx, ingestCache)
+		s.ingesting = true
+	}
+}
+
+// releaseWhenIdle (re)arms the timer that shrinks the writer's cache
+// writerIdleAfter after the last Apply. The timer never waits for the
+// writer: if a write holds it, the cache stays large until that write's
+// Apply re-arms the timer, or until the next pause.
+func (s *Store) releaseWhenIdle() {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	if s.idle != nil {
+		s.idle.Reset(writerIdleAfter)
+		return
+	}
+	s.idle = time.AfterFunc(writerIdleAfter, func() {
+		select {
+		case s.wsem <- struct{}{}:
+		default:
+			return
+		}
+		defer func() { <-s.wsem }()
+		if s.closed.Load() || !s.ingesting {
+			return
+		}
+		ctx := context.Background()
+		if _, err := s.w.ExecContext(ctx, idleCache); err == nil {
+			_, _ = s.w.ExecContext(ctx, "PRAGMA shrink_memory")
+			s.ingesting = false
+		}
+	})
 }
 
 var _ store.Store = (*Store)(nil)
@@ -259,6 +319,11 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.idleMu.Lock()
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	s.idleMu.Unlock()
 	s.wsem <- struct{}{}
 	defer func() { <-s.wsem }()
 	if s.w != nil {
