@@ -421,35 +421,29 @@ func idArgs(c *store.Clause) []any {
 
 // driverIn adds "r.rid IN (lookups by value on the index table's primary
 // key)", one UNION ALL branch per value so each branch is an index range.
-// With comp (token clauses only), the lookups are by patient and value on
-// idx_token_comp, one branch per patient and value.
+// With comp (token clauses only), each branch looks the value up on
+// idx_token_comp within the compartments' cids: still one branch per value,
+// however many patients (SQLite caps a compound SELECT at 500 terms).
 func (b *sqlBuilder) driverIn(cl clause, comp []string) error {
 	var sb strings.Builder
 	var args []any
 	sb.WriteString("r.rid IN (")
-	patients := comp
-	if len(patients) == 0 {
-		patients = []string{""}
-	}
-	n := 0
-	for _, p := range patients {
-		for _, v := range cl.c.Values {
-			if n > 0 {
-				sb.WriteString(" UNION ALL ")
-			}
-			n++
-			pred, pargs, err := valuePred(cl.c, v)
-			if err != nil {
-				return err
-			}
-			if len(comp) == 0 {
-				sb.WriteString("SELECT x.rid FROM " + cl.table + " x WHERE x.pid = ? AND " + pred)
-				args = append(append(args, cl.pid), pargs...)
-				continue
-			}
-			sb.WriteString("SELECT x.rid FROM idx_token x INDEXED BY idx_token_comp WHERE x.cid = (SELECT cid FROM compartments WHERE patient = ?) AND x.pid = ? AND " + pred)
-			args = append(append(args, p, cl.pid), pargs...)
+	for i, v := range cl.c.Values {
+		if i > 0 {
+			sb.WriteString(" UNION ALL ")
 		}
+		pred, pargs, err := valuePred(cl.c, v)
+		if err != nil {
+			return err
+		}
+		if len(comp) == 0 {
+			sb.WriteString("SELECT x.rid FROM " + cl.table + " x WHERE x.pid = ? AND " + pred)
+			args = append(append(args, cl.pid), pargs...)
+			continue
+		}
+		sb.WriteString("SELECT x.rid FROM idx_token x INDEXED BY idx_token_comp WHERE x.cid IN (SELECT cid FROM compartments WHERE patient IN (" +
+			placeholders(len(comp)) + ")) AND x.pid = ? AND " + pred)
+		args = append(append(append(args, stringArgs(comp)...), cl.pid), pargs...)
 	}
 	sb.WriteString(")")
 	b.add(sb.String(), args...)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -170,6 +171,21 @@ func testCompartmentMove(t *testing.T, newStore NewStoreFunc) {
 	obs("p2", "h2")
 	wantStrings(t, "p1 after the move", search("p1"), nil)
 	wantStrings(t, "p2 after the move", search("p2"), []string{"o1", "o1"})
+
+	// Access restricted to many compartments (a clinician's panel) with
+	// several codes: more patient-and-code lookups than a backend may put in
+	// one compound query.
+	many := make([]string, 0, 191)
+	for i := range 190 {
+		many = append(many, fmt.Sprintf("other-%d", i))
+	}
+	many = append(many, "p2")
+	got, err := s.Search(ctx, store.Query{Type: "Observation", Patients: many, Clauses: []store.Clause{
+		{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "http://loinc.org", Code: "8867-4"}, {Code: "x"}, {Code: "y"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStrings(t, "codes within 191 compartments", ids(got.Resources), []string{"o1"})
 }
 
 func testSearch(t *testing.T, newStore NewStoreFunc) {
