@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
 // The fault tests stop and restart their own private PostgreSQL and Redis
@@ -32,7 +34,7 @@ func startPrivateRedis(t *testing.T, port string) *privateRedis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		skipOrFail(t, "redis-server is not installed")
+		storetest.SkipOrFail(t, "redis-server is not installed")
 	}
 	r := &privateRedis{port: port, done: make(chan struct{})}
 	r.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -90,19 +92,11 @@ type privatePG struct {
 	logFile string
 }
 
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
-		t.Fatal(why + " and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
-	}
-	t.Skip(why)
-}
-
 func startPrivatePG(t *testing.T, port string) *privatePG {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
-		skipOrFail(t, "initdb is not installed")
+		storetest.SkipOrFail(t, "initdb is not installed")
 	}
 	pg := &privatePG{t: t, bin: filepath.Dir(bins[len(bins)-1]), port: port}
 	base, err := os.MkdirTemp("", "kb-pg-")
@@ -120,7 +114,7 @@ func startPrivatePG(t *testing.T, port string) *privatePG {
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			skipOrFail(t, "running as root and there is no postgres user to run a private PostgreSQL as")
+			storetest.SkipOrFail(t, "running as root and there is no postgres user to run a private PostgreSQL as")
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -337,7 +331,7 @@ func TestStartsWithRedisDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	dbURL := isolated(t, Config{DatabaseURL: serviceURL(t, "KETABRIDGE_TEST_DATABASE_URL")}).DatabaseURL
+	dbURL := isolated(t, Config{DatabaseURL: storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")}).DatabaseURL
 	redisPort := smartFreePort(t) // nothing listens there yet
 	port := smartFreePort(t)
 	env := []string{"KETABRIDGE_DATABASE_URL=" + dbURL, "KETABRIDGE_REDIS_URL=redis://127.0.0.1:" + redisPort + "/0",

@@ -56,21 +56,6 @@ func ketabridgeBinary(t *testing.T) string {
 	return binPath
 }
 
-// serviceURL returns the test service URL from env, or skips the test
-// (fails it when KETABRIDGE_TEST_REQUIRE_SERVICES=1) when unset.
-func serviceURL(t *testing.T, name string) string {
-	t.Helper()
-	u := os.Getenv(name)
-	if u == "" {
-		why := name + " is unset: no server to test against"
-		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal(why + " and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip(why)
-	}
-	return u
-}
-
 // isolated is cfg with its own PostgreSQL schema and Redis key prefix
 // (freshNamespace), dropped when t ends: no two tests see each other's data.
 func isolated(t *testing.T, cfg Config) Config {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
 // replicaSet is two gateway processes on one PostgreSQL schema and one Redis
@@ -41,7 +42,7 @@ func startReplicas(t *testing.T, extraEnv ...string) *replicaSet {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	return startReplicasOn(t, serviceURL(t, "KETABRIDGE_TEST_DATABASE_URL"), serviceURL(t, "KETABRIDGE_TEST_REDIS_URL"), extraEnv...)
+	return startReplicasOn(t, storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL"), storetest.ServiceURL(t, "KETABRIDGE_TEST_REDIS_URL"), extraEnv...)
 }
 
 // startReplicasOn is startReplicas on the given servers, in a fresh schema

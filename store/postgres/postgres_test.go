@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io/fs"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -18,18 +17,9 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// databaseURL returns the test server's URL, skipping the test when none is
-// configured (failing it when KETABRIDGE_TEST_REQUIRE_SERVICES=1).
+// databaseURL is the test server's URL (storetest.ServiceURL).
 func databaseURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("KETABRIDGE_TEST_DATABASE_URL")
-	if u == "" {
-		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("KETABRIDGE_TEST_DATABASE_URL is not set and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip("KETABRIDGE_TEST_DATABASE_URL is not set: skipping the PostgreSQL contract tests")
-	}
-	return u
+	return storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 }
 
 // openFresh opens a store in a new schema of the test database, dropped when

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -15,19 +14,9 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// redisURL returns the test server's URL from KETABRIDGE_TEST_REDIS_URL, or
-// skips (fails when KETABRIDGE_TEST_REQUIRE_SERVICES=1) when it is unset.
+// redisURL is the test server's URL (storetest.ServiceURL).
 func redisURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv("KETABRIDGE_TEST_REDIS_URL")
-	if url == "" {
-		const why = "KETABRIDGE_TEST_REDIS_URL is unset (e.g. redis://127.0.0.1:6379/0): no Redis to test against"
-		if os.Getenv("KETABRIDGE_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal(why + " and KETABRIDGE_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip(why)
-	}
-	return url
+	return storetest.ServiceURL(t, "KETABRIDGE_TEST_REDIS_URL")
 }
 
 // openTest opens an Ephemeral under a fresh random prefix and deletes every
