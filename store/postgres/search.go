@@ -192,15 +192,11 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 			if c.Kind == store.KindToken && len(comp) > 0 {
 				cond = "x.patient = ANY(" + b.arg(comp) + "::text[]) AND " + cond
 			}
-			parts := make([]string, 0, len(c.Values))
-			for _, v := range c.Values {
-				p, err := valuePred(b, c, v)
-				if err != nil {
-					return false, err
-				}
-				parts = append(parts, p)
+			anyOf, err := anyValuePred(b, c)
+			if err != nil {
+				return false, err
 			}
-			b.add("r.rid IN (SELECT x.rid FROM " + indexTables[c.Kind] + " x WHERE " + cond + " AND (" + strings.Join(parts, " OR ") + "))")
+			b.add("r.rid IN (SELECT x.rid FROM " + indexTables[c.Kind] + " x WHERE " + cond + " AND " + anyOf + ")")
 			continue
 		}
 		// Every other clause is checked per candidate through its (rid,
@@ -216,17 +212,26 @@ func compileWhere(b *sqlBuilder, q *store.Query) (bool, error) {
 			}
 			continue
 		}
-		parts := make([]string, 0, len(c.Values))
-		for _, v := range c.Values {
-			p, err := valuePred(b, c, v)
-			if err != nil {
-				return false, err
-			}
-			parts = append(parts, p)
+		anyOf, err := anyValuePred(b, c)
+		if err != nil {
+			return false, err
 		}
-		b.add("EXISTS (" + sub + " AND (" + strings.Join(parts, " OR ") + ") OFFSET 0)")
+		b.add("EXISTS (" + sub + " AND " + anyOf + " OFFSET 0)")
 	}
 	return false, nil
+}
+
+// anyValuePred is the condition "any of c's values" on an index row x.
+func anyValuePred(b *sqlBuilder, c *store.Clause) (string, error) {
+	parts := make([]string, 0, len(c.Values))
+	for _, v := range c.Values {
+		p, err := valuePred(b, c, v)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, p)
+	}
+	return "(" + strings.Join(parts, " OR ") + ")", nil
 }
 
 // driverPreference orders index kinds by how few rows a value of theirs
