@@ -8,11 +8,12 @@ import (
 )
 
 // Validate checks what every backend needs of a record before writing it:
-// kind, clinic id and hash present; resource types and ids present and free of
-// '/' and newlines, each resource listed once; index rows with a parameter, a known kind and, for dates,
-// a range that does not end before it starts; a compartment reference
-// (CompartmentParams) to a Patient agreeing with the resource's Patient. Errors name positions and
-// parameters, never values.
+// kind, clinic id and hash present; resource types and ids present and free
+// of '/' and newlines, each resource listed once; index rows with a
+// parameter, a known kind and, for dates, a range that does not end before it
+// starts; a compartment reference (CompartmentParams) to a Patient agreeing
+// with the resource's Patient. Errors name positions and parameters, never
+// values.
 func (rec *RecordWrite) Validate() error {
 	if rec.Kind == "" || rec.ClinicID == "" {
 		return errors.New("record kind and clinic id are required")
