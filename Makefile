@@ -25,12 +25,12 @@ race:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ketabridge
 
-# bench: `ketabridge bench` (issue 4): ~1M synthetic resources into SQLite
+# bench: `ketabridge bench`: ~1M synthetic resources into SQLite
 # (ingest resources/s), then six vegeta scenarios at 32 connections, 10 s each,
 # with a real client_credentials token (read-hot, read-uniform, search,
 # search-include, everything, and the bare net/http limit); prints the table,
 # writes bench/results.json and bench/latency-*.svg, appends the dated rows to
-# docs/benchmarks.md. Then `bench --compare` (issue 5): the same scenarios on
+# docs/benchmarks.md. Then `bench --compare`: the same scenarios on
 # SQLite, SQLite + memory cache and, when PostgreSQL and Redis answer at
 # BENCH_DATABASE_URL and BENCH_REDIS_URL (default: the local servers; the
 # variants are skipped with a note when they do not), PostgreSQL and

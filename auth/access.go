@@ -16,10 +16,10 @@ const (
 	InteractionDelete          Interaction = "delete"
 )
 
-// Needed returns the SMART v2 permission an interaction needs (SMART.md R49:
-// r = read/vread/instance history; s = type search and history; c = create;
-// u = update/patch; d = delete). An unknown interaction needs nothing it can
-// be granted, so it is denied.
+// Needed returns the SMART v2 permission an interaction needs
+// (docs/design/security.md RS-3: r = read/vread/instance history; s = type
+// search and history; c = create; u = update/patch; d = delete). An unknown
+// interaction needs nothing it can be granted, so it is denied.
 func Needed(i Interaction) (Perm, bool) {
 	switch i {
 	case InteractionRead, InteractionVRead, InteractionHistoryInstance:
@@ -59,7 +59,7 @@ type Decision struct {
 }
 
 // Decide is the access decision for one interaction on one resource type
-// (SMART.md R49-R51). Default deny.
+// (docs/design/security.md RS-3 to RS-5). Default deny.
 //
 // Scopes of the system/ and user/ contexts reach every patient (a user/ scope
 // of a patient's own login reaches only that patient); patient/ scopes reach

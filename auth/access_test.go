@@ -15,7 +15,7 @@ func principal(t *testing.T, scope, patient string, patientUser bool) Principal 
 }
 
 // TestDecideMatrix is the access matrix: scopes x interaction x resource type
-// x patient context (SMART.md R49-R51, N46-N48).
+// x patient context (docs/design/security.md RS-3 to RS-5, NEG-40 to NEG-42).
 func TestDecideMatrix(t *testing.T) {
 	all := []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch,
 		InteractionHistoryType, InteractionCreate, InteractionUpdate, InteractionPatch, InteractionDelete}

@@ -15,21 +15,21 @@ import (
 )
 
 // The authorization endpoint (RFC 6749 §4.1.1, SMART App Launch 2.2
-// app-launch#step-4, SMART.md R10-R21, N1-N9).
+// app-launch#step-4, docs/design/security.md AZ-1 to AZ-12, NEG-1 to NEG-9).
 //
 // GET or POST /auth/authorize validates the request in this order:
 //  1. client_id is known (and not a backend client) and redirect_uri is
 //     exactly one of its registered URIs; otherwise a 400 error page and
-//     never a redirect (RFC 6749 §4.1.2.1; N1, N2).
+//     never a redirect (RFC 6749 §4.1.2.1; NEG-1, NEG-2).
 //  2. Every later failure is redirected to the redirect_uri with error,
 //     error_description and the state (when there is one): response_type
-//     must be code (unsupported_response_type, N5); state is required
-//     (invalid_request, N6); aud (or its synonym resource) must be the FHIR
-//     base (invalid_request, N3); code_challenge with method S256 is required
-//     (invalid_request, N4); every resource scope must parse (invalid_scope,
-//     N9: never widened) and the scopes are narrowed to the client's
-//     registration; an EHR launch id must be live and bound to this client
-//     (invalid_request, N7).
+//     must be code (unsupported_response_type, NEG-5); state is required
+//     (invalid_request, NEG-6); aud (or its synonym resource) must be the FHIR
+//     base (invalid_request, NEG-3); code_challenge with method S256 is
+//     required (invalid_request, NEG-4); every resource scope must parse
+//     (invalid_scope, NEG-9: never widened) and the scopes are narrowed to the
+//     client's registration; an EHR launch id must be live and bound to this
+//     client (invalid_request, NEG-7).
 //
 // The validated request is kept server-side in Ephemeral under a random
 // request id (rid) and the browser is sent to GET /auth/consent?rid=..., which
@@ -87,8 +87,8 @@ func consentURL(rid string) string { return "/auth/consent?rid=" + url.QueryEsca
 var authorizeParams = []string{"response_type", "state", "aud", "resource", "scope",
 	"code_challenge", "code_challenge_method", "launch", "nonce"}
 
-// handleAuthorize is GET and POST /auth/authorize (SMART.md R10: POST takes
-// an application/x-www-form-urlencoded body).
+// handleAuthorize is GET and POST /auth/authorize (docs/design/security.md
+// AZ-1: POST takes an application/x-www-form-urlencoded body).
 func (s *Server) handleAuthorize(c echo.Context) error {
 	params := c.Request().URL.Query()
 	if c.Request().Method == http.MethodPost {
@@ -149,7 +149,7 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 	}
 	aud := params.Get("aud")
 	if aud == "" {
-		aud = params.Get("resource") // SMART.md R13: resource is a synonym
+		aud = params.Get("resource") // docs/design/security.md AZ-4: resource is a synonym
 	}
 	if aud == "" {
 		return fail("invalid_request", "aud is required")
@@ -194,8 +194,8 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 			return s.pageFailure(c, err)
 		}
 		if !ok {
-			// SMART.md N7: the same answer for unknown, expired and foreign
-			// launch ids, and nothing about the context.
+			// docs/design/security.md NEG-7: the same answer for unknown,
+			// expired and foreign launch ids, and nothing about the context.
 			return fail("invalid_request", "launch is unknown, expired or not issued to this client")
 		}
 		p.EHRLaunch, p.LaunchUser, p.Patient, p.Encounter = true, lc.UserID, lc.Patient, lc.Encounter

@@ -338,21 +338,21 @@ func TestAuthorizeNeverRedirectsBadClientOrRedirectURI(t *testing.T) {
 		name string
 		mod  func(url.Values)
 	}{
-		{"N1 unknown client", func(v url.Values) { v.Set("client_id", "nope") }},
+		{"NEG-1 unknown client", func(v url.Values) { v.Set("client_id", "nope") }},
 		{"missing client_id", func(v url.Values) { v.Del("client_id") }},
 		{"backend client", func(v url.Values) { v.Set("client_id", "backend"); v.Set("redirect_uri", "https://backend.example/cb") }},
-		{"N2 missing redirect_uri", func(v url.Values) { v.Del("redirect_uri") }},
-		{"N2 trailing slash", func(v url.Values) { v.Set("redirect_uri", azRedirect+"/") }},
-		{"N2 case", func(v url.Values) { v.Set("redirect_uri", "https://APP.example/cb") }},
-		{"N2 path case", func(v url.Values) { v.Set("redirect_uri", "https://app.example/CB") }},
-		{"N2 extra query", func(v url.Values) { v.Set("redirect_uri", azRedirect+"?x=1") }},
-		{"N2 other port", func(v url.Values) { v.Set("redirect_uri", "https://app.example:8443/cb") }},
-		{"N2 other scheme", func(v url.Values) { v.Set("redirect_uri", "http://app.example/cb") }},
-		{"N2 evil host", func(v url.Values) { v.Set("redirect_uri", "https://evil.example") }},
-		{"N2 another client's uri", func(v url.Values) { v.Set("redirect_uri", "https://other.example/cb") }},
+		{"NEG-2 missing redirect_uri", func(v url.Values) { v.Del("redirect_uri") }},
+		{"NEG-2 trailing slash", func(v url.Values) { v.Set("redirect_uri", azRedirect+"/") }},
+		{"NEG-2 case", func(v url.Values) { v.Set("redirect_uri", "https://APP.example/cb") }},
+		{"NEG-2 path case", func(v url.Values) { v.Set("redirect_uri", "https://app.example/CB") }},
+		{"NEG-2 extra query", func(v url.Values) { v.Set("redirect_uri", azRedirect+"?x=1") }},
+		{"NEG-2 other port", func(v url.Values) { v.Set("redirect_uri", "https://app.example:8443/cb") }},
+		{"NEG-2 other scheme", func(v url.Values) { v.Set("redirect_uri", "http://app.example/cb") }},
+		{"NEG-2 evil host", func(v url.Values) { v.Set("redirect_uri", "https://evil.example") }},
+		{"NEG-2 another client's uri", func(v url.Values) { v.Set("redirect_uri", "https://other.example/cb") }},
 		{"repeated redirect_uri", func(v url.Values) { v.Add("redirect_uri", azRedirect) }},
 		// Even with every other parameter wrong, a bad redirect_uri is never used.
-		{"N2 with bad response_type", func(v url.Values) { v.Set("redirect_uri", "https://evil.example/cb"); v.Set("response_type", "token") }},
+		{"NEG-2 with bad response_type", func(v url.Values) { v.Set("redirect_uri", "https://evil.example/cb"); v.Set("response_type", "token") }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,21 +394,21 @@ func TestAuthorizeErrorRedirects(t *testing.T) {
 		wantError string
 		noState   bool
 	}{
-		{"N3 foreign aud", func(v url.Values) { v.Set("aud", "https://inferno.example/invalid_aud") }, "invalid_request", false},
-		{"N3 aud with trailing slash", func(v url.Values) { v.Set("aud", azFHIR+"/") }, "invalid_request", false},
-		{"N3 missing aud", func(v url.Values) { v.Del("aud") }, "invalid_request", false},
-		{"N4 missing code_challenge", func(v url.Values) { v.Del("code_challenge") }, "invalid_request", false},
-		{"N4 plain method", func(v url.Values) { v.Set("code_challenge_method", "plain") }, "invalid_request", false},
-		{"N4 missing method", func(v url.Values) { v.Del("code_challenge_method") }, "invalid_request", false},
-		{"N4 challenge not a digest", func(v url.Values) { v.Set("code_challenge", "short") }, "invalid_request", false},
-		{"N5 response_type token", func(v url.Values) { v.Set("response_type", "token") }, "unsupported_response_type", false},
+		{"NEG-3 foreign aud", func(v url.Values) { v.Set("aud", "https://inferno.example/invalid_aud") }, "invalid_request", false},
+		{"NEG-3 aud with trailing slash", func(v url.Values) { v.Set("aud", azFHIR+"/") }, "invalid_request", false},
+		{"NEG-3 missing aud", func(v url.Values) { v.Del("aud") }, "invalid_request", false},
+		{"NEG-4 missing code_challenge", func(v url.Values) { v.Del("code_challenge") }, "invalid_request", false},
+		{"NEG-4 plain method", func(v url.Values) { v.Set("code_challenge_method", "plain") }, "invalid_request", false},
+		{"NEG-4 missing method", func(v url.Values) { v.Del("code_challenge_method") }, "invalid_request", false},
+		{"NEG-4 challenge not a digest", func(v url.Values) { v.Set("code_challenge", "short") }, "invalid_request", false},
+		{"NEG-5 response_type token", func(v url.Values) { v.Set("response_type", "token") }, "unsupported_response_type", false},
 		{"missing response_type", func(v url.Values) { v.Del("response_type") }, "invalid_request", false},
-		{"N6 missing state", func(v url.Values) { v.Del("state") }, "invalid_request", true},
-		{"N7 bogus launch", func(v url.Values) { v.Set("launch", "bogus") }, "invalid_request", false},
-		{"N7 expired launch", func(v url.Values) { v.Set("launch", "launch-expired") }, "invalid_request", false},
-		{"N7 launch of another client", func(v url.Values) { v.Set("launch", "launch-other-client") }, "invalid_request", false},
-		{"N9 out of order dus", func(v url.Values) { v.Set("scope", "openid patient/Observation.dus") }, "invalid_scope", false},
-		{"N9 reads suffix", func(v url.Values) { v.Set("scope", "patient/Observation.reads") }, "invalid_scope", false},
+		{"NEG-6 missing state", func(v url.Values) { v.Del("state") }, "invalid_request", true},
+		{"NEG-7 bogus launch", func(v url.Values) { v.Set("launch", "bogus") }, "invalid_request", false},
+		{"NEG-7 expired launch", func(v url.Values) { v.Set("launch", "launch-expired") }, "invalid_request", false},
+		{"NEG-7 launch of another client", func(v url.Values) { v.Set("launch", "launch-other-client") }, "invalid_request", false},
+		{"NEG-9 out of order dus", func(v url.Values) { v.Set("scope", "openid patient/Observation.dus") }, "invalid_scope", false},
+		{"NEG-9 reads suffix", func(v url.Values) { v.Set("scope", "patient/Observation.reads") }, "invalid_scope", false},
 		{"nothing allowed", func(v url.Values) { v.Set("scope", "system/*.rs") }, "invalid_scope", false},
 		{"empty scope", func(v url.Values) { v.Del("scope") }, "invalid_scope", false},
 		{"repeated scope", func(v url.Values) { v.Add("scope", "patient/*.rs") }, "invalid_request", false},
@@ -444,7 +444,8 @@ func TestAuthorizeErrorRedirects(t *testing.T) {
 			}
 		})
 	}
-	// N7: the launch of another client is not consumed by the failed attempt.
+	// NEG-7: the launch of another client is not consumed by the failed
+	// attempt.
 	if _, err := env.eph.Get(ctx, LaunchKey("launch-other-client")); err != nil {
 		t.Errorf("another client's launch was consumed: %v", err)
 	}
@@ -465,7 +466,7 @@ func TestStandalonePatientUser(t *testing.T) {
 	env := newAZEnv(t, false)
 	b := env.browser()
 	p := azParams("openid fhirUser launch/patient patient/*.rs offline_access")
-	// R10: the request comes as a form POST (SMART authorize-post).
+	// AZ-1: the request comes as a form POST (SMART authorize-post).
 	r := env.do(b, http.MethodPost, "/auth/authorize", p)
 	if r.status != http.StatusSeeOther {
 		t.Fatalf("POST authorize: %d %.300s", r.status, r.body)
@@ -506,7 +507,7 @@ func TestStandalonePatientUser(t *testing.T) {
 	if ac != want {
 		t.Errorf("AuthCode\n got %+v\nwant %+v", ac, want)
 	}
-	// R16: the code lives CodeTTL.
+	// AZ-7: the code lives CodeTTL.
 	env.clock.Add(CodeTTL)
 	if _, err := env.eph.Get(context.Background(), CodeKey(code)); err == nil {
 		t.Error("code still stored after CodeTTL")
@@ -643,7 +644,7 @@ func TestEHRLaunch(t *testing.T) {
 	if ac.Patient != "p2" || !ac.EHRLaunch || ac.NeedBanner || ac.UserID != "doc" || ac.Scope != "launch openid fhirUser patient/Patient.rs" {
 		t.Errorf("AuthCode %+v", ac)
 	}
-	// N7: a launch id is single use.
+	// NEG-7: a launch id is single use.
 	if r := env.authorize(b, p); r.location().Query().Get("error") != "invalid_request" {
 		t.Errorf("reused launch: %d %s", r.status, r.header.Get("Location"))
 	}
@@ -752,7 +753,7 @@ func TestConsentOffersAllCategories(t *testing.T) {
 		t.Errorf("sub-scopes\n got %v\nwant %v", got, want)
 	}
 	if len(want) != 9 {
-		t.Errorf("R20 lists 6 Observation and 3 Condition categories, have %d", len(want))
+		t.Errorf("AZ-11 lists 6 Observation and 3 Condition categories, have %d", len(want))
 	}
 }
 
@@ -764,7 +765,7 @@ func TestDeny(t *testing.T) {
 	r := env.consent(b, page, "deny", inputs(page.body, "scope"), nil, "")
 	q := r.location().Query()
 	if r.status != http.StatusFound || q.Get("error") != "access_denied" || q.Get("state") != azState || q.Has("code") {
-		t.Fatalf("N8 deny: %d %s", r.status, r.header.Get("Location"))
+		t.Fatalf("NEG-8 deny: %d %s", r.status, r.header.Get("Location"))
 	}
 }
 

@@ -9,10 +9,11 @@ import (
 // Resource-server errors (RFC 6750 §3.1).
 var (
 	// ErrNoBearer means the request carries no bearer credentials: 401 with
-	// a bare challenge and no error code (RFC 6750 §3.1, SMART.md N40).
+	// a bare challenge and no error code (RFC 6750 §3.1,
+	// docs/design/security.md NEG-35).
 	ErrNoBearer = errors.New("no bearer token")
 	// ErrInsufficientScope means the token does not allow the request: 403
-	// insufficient_scope (RFC 6750 §3.1, SMART.md R49).
+	// insufficient_scope (RFC 6750 §3.1, docs/design/security.md RS-3).
 	ErrInsufficientScope = errors.New("insufficient_scope")
 )
 

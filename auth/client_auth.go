@@ -34,8 +34,8 @@ const (
 // (RFC 7523 §2.2, SMART Backend Services).
 const JWTBearerAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// assertionAlgs are the client-assertion algorithms accepted (SMART.md R36:
-// RS384 and ES384; never none or HS*).
+// assertionAlgs are the client-assertion algorithms accepted
+// (docs/design/security.md CLI-2: RS384 and ES384; never none or HS*).
 var assertionAlgs = []string{"RS384", "ES384"}
 
 const (
@@ -56,9 +56,9 @@ func (a *authedClient) confidential() bool { return a != nil && a.Method != auth
 
 // authenticateClient authenticates the client of a token-side request
 // (RFC 6749 §2.3, §3.2.1). It returns nil, nil when the request carries no
-// client identification at all (allowed for public-client refresh, SMART.md
-// R32; the grant handler decides). A client using more than one method is
-// invalid_request (RFC 6749 §2.3).
+// client identification at all (allowed for public-client refresh,
+// docs/design/security.md REF-3; the grant handler decides). A client using
+// more than one method is invalid_request (RFC 6749 §2.3).
 func (t *tokenService) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (*authedClient, error) {
 	user, pass, basic := r.BasicAuth()
 	assertionType, assertion := form.Get("client_assertion_type"), form.Get("client_assertion")
@@ -79,7 +79,8 @@ func (t *tokenService) authenticateClient(ctx context.Context, r *http.Request, 
 		return t.authAssertion(ctx, assertionType, assertion, bodyID)
 	case form.Get("client_secret") != "":
 		// client_secret_post is not offered (token_endpoint_auth_methods_supported),
-		// and backend clients never use secrets (SMART.md N38).
+		// and backend clients never use secrets (docs/design/security.md
+		// NEG-33).
 		return nil, ErrInvalidClient.WithDescription("client_secret_post is not supported; use HTTP Basic")
 	case bodyID != "":
 		c, err := t.lookupClient(ctx, bodyID)
@@ -108,7 +109,7 @@ func (t *tokenService) lookupClient(ctx context.Context, id string) (store.Clien
 
 // authBasic is client_secret_basic (RFC 6749 §2.3.1): the id and secret are
 // form-urlencoded before base64. Every failure is 401 invalid_client with a
-// Basic challenge (RFC 6749 §5.2, SMART.md N11).
+// Basic challenge (RFC 6749 §5.2, docs/design/security.md NEG-11).
 func (t *tokenService) authBasic(ctx context.Context, user, pass, bodyID string) (*authedClient, error) {
 	fail := func(d string) error { return withChallenge(ErrInvalidClient.WithDescription(d), basicChallenge) }
 	id, err1 := url.QueryUnescape(user)
@@ -127,7 +128,8 @@ func (t *tokenService) authBasic(ctx context.Context, user, pass, bodyID string)
 		return nil, fmt.Errorf("load client: %w", err)
 	}
 	// Only symmetric clients hold secrets; an asymmetric or backend client
-	// presenting one is refused (SMART.md N38, SAL req 344).
+	// presenting one is refused (docs/design/security.md NEG-33;
+	// SMART Backend Services authenticate with asymmetric keys only).
 	if c.Kind != store.ClientSymmetric || c.SecretHash == "" || !CheckPassword(c.SecretHash, secret) {
 		return nil, fail("client authentication failed")
 	}
@@ -140,9 +142,10 @@ type assertionClaims struct {
 }
 
 // authAssertion is private_key_jwt (RFC 7523 §2.2, §3; SMART App Launch 2.2
-// client-confidential-asymmetric#signature-verification; SMART.md R35-R38).
-// Failures are 401 invalid_client, except a wrong client_assertion_type,
-// which is 400 invalid_request (SMART.md N27).
+// client-confidential-asymmetric#signature-verification;
+// docs/design/security.md CLI-1 to CLI-4). Failures are 401 invalid_client,
+// except a wrong client_assertion_type, which is 400 invalid_request
+// (docs/design/security.md NEG-24).
 func (t *tokenService) authAssertion(ctx context.Context, typ, raw, bodyID string) (*authedClient, error) {
 	if typ != JWTBearerAssertionType {
 		return nil, ErrInvalidRequest.WithDescription("client_assertion_type must be " + JWTBearerAssertionType)
@@ -206,12 +209,13 @@ func (t *tokenService) authAssertion(ctx context.Context, typ, raw, bodyID strin
 	case err != nil || !tok.Valid:
 		return nil, fail("invalid signature or claims")
 	}
-	// exp <= now + 5 min (+ skew) (SMART.md R36, N34).
+	// exp <= now + 5 min (+ skew) (docs/design/security.md CLI-2, NEG-29).
 	if claims.ExpiresAt.After(now.Add(AssertionMaxLifetime + Skew)) {
 		return nil, fail("exp is too far in the future")
 	}
 	// jti: required and single use within the assertion lifetime (RFC 7523
-	// §3 item 7; SMART.md N35, N36). The replay entry outlives exp by Skew.
+	// §3 item 7; docs/design/security.md NEG-30, NEG-31). The replay entry
+	// outlives exp by Skew.
 	if claims.ID == "" {
 		return nil, fail("jti is required")
 	}
@@ -227,8 +231,9 @@ func (t *tokenService) authAssertion(ctx context.Context, typ, raw, bodyID strin
 
 // assertionKey resolves the one key that may verify a client assertion
 // (SMART App Launch 2.2 client-confidential-asymmetric#signature-verification,
-// SMART.md R37): a jku header must equal the registered JWKS URL (never
-// fetched otherwise); the key is chosen by kid with a kty matching alg.
+// docs/design/security.md CLI-3): a jku header must equal the registered JWKS
+// URL (never fetched otherwise); the key is chosen by kid with a kty matching
+// alg.
 func (t *tokenService) assertionKey(ctx context.Context, c store.Client, tok *jwt.Token) (any, error) {
 	fail := func(d string) error { return ErrInvalidClient.WithDescription("client assertion: " + d) }
 	alg, _ := tok.Header["alg"].(string)
@@ -325,9 +330,9 @@ func parseJWKS(b []byte) ([]jose.JSONWebKey, error) {
 	return out, nil
 }
 
-// jwksCache fetches registered client JWKS URLs (SMART.md R37): GET with
-// Accept: application/json and a 5 s timeout, cached as long as
-// Cache-Control max-age allows but at most an hour; no-store/no-cache or no
+// jwksCache fetches registered client JWKS URLs (docs/design/security.md
+// CLI-3): GET with Accept: application/json and a 5 s timeout, cached as long
+// as Cache-Control max-age allows but at most an hour; no-store/no-cache or no
 // max-age means no caching. An unknown kid forces a refetch at most every
 // jwksRefetchEvery.
 type jwksCache struct {

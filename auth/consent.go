@@ -12,12 +12,13 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// The consent page (SMART.md R15, R18-R20, N8): the signed-in user sees which
-// app asks for what, may untick any scope (grant a subset), may narrow
-// Observation and Condition read/search scopes to categories, picks the
-// patient when a clinician launches standalone, and approves or denies.
+// The consent page (docs/design/security.md AZ-6, AZ-9 to AZ-11, NEG-8): the
+// signed-in user sees which app asks for what, may untick any scope (grant a
+// subset), may narrow Observation and Condition read/search scopes to
+// categories, picks the patient when a clinician launches standalone, and
+// approves or denies.
 //
-// Patient context (R18, R19): a patient user always gets their own record
+// Patient context (AZ-9, AZ-10): a patient user always gets their own record
 // (User.FHIRUser Patient/{id}), without a picker; an EHR launch has the
 // patient the launcher chose; a clinician launching standalone picks one
 // whenever a granted scope needs it (a patient/ scope or launch/patient).
@@ -31,9 +32,9 @@ import (
 const patientPickerLimit = 25
 
 // Sub-resource categories offered for Observation and Condition read/search
-// scopes (SMART.md R20; ONC granular scope selection). A chosen category
-// becomes `patient/Type.rs?category=code` (code only: it matches the
-// category in any code system, as a FHIR token search does).
+// scopes (docs/design/security.md AZ-11; ONC granular scope selection). A
+// chosen category becomes `patient/Type.rs?category=code` (code only: it
+// matches the category in any code system, as a FHIR token search does).
 var subCategories = map[string][]string{
 	"Observation": {"clinical-test", "laboratory", "social-history", "sdoh", "survey", "vital-signs"},
 	"Condition":   {"encounter-diagnosis", "problem-list-item", "health-concern"},
@@ -124,7 +125,7 @@ func grantedScopes(offered, ticked, chosenSubs []string) []string {
 }
 
 // needsPatient reports whether granting scopes needs a patient in context
-// (SMART.md R18, R19).
+// (docs/design/security.md AZ-9, AZ-10).
 func needsPatient(scopes []string) bool {
 	for _, s := range scopes {
 		if s == "launch/patient" || strings.HasPrefix(s, "patient/") {
@@ -210,8 +211,8 @@ func (s *Server) renderConsent(c echo.Context, status int, p *pendingAuthz, rid 
 	return renderPage(c, status, "consent", pageData{Title: "Allow access", Error: errMsg, CSRF: s.csrfToken(c), Body: v})
 }
 
-// handleConsent is POST /auth/consent: Deny redirects access_denied (N8);
-// Allow issues the authorization code (R15, R16).
+// handleConsent is POST /auth/consent: Deny redirects access_denied (NEG-8);
+// Allow issues the authorization code (AZ-6, AZ-7).
 func (s *Server) handleConsent(c echo.Context) error {
 	if err := parsePageForm(c); err != nil {
 		return errorPage(c, http.StatusBadRequest, "Bad request", "The form could not be read.")
@@ -268,7 +269,7 @@ func (s *Server) handleConsent(c echo.Context) error {
 			patient = chosen
 		}
 	}
-	if needsPatient(granted) && patient == "" { // R19: fail closed
+	if needsPatient(granted) && patient == "" { // AZ-10: fail closed
 		return errorPage(c, http.StatusBadRequest, "Access cannot be granted", "No patient is in context for patient-level access.")
 	}
 	// The request is used up before the code exists: a double submit cannot

@@ -8,9 +8,9 @@ import (
 )
 
 // CORS (SMART App Launch 2.2 app-launch#considerations-for-cross-origin-
-// resource-sharing-cors-support; SMART.md R54): discovery documents and the
-// JWKS are open to any origin; the token, introspection and revocation
-// endpoints answer only origins some registered client lists in
+// resource-sharing-cors-support; docs/design/security.md NET-1): discovery
+// documents and the JWKS are open to any origin; the token, introspection and
+// revocation endpoints answer only origins some registered client lists in
 // store.Client.Origins. Preflights allow the Authorization and Content-Type
 // headers.
 

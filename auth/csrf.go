@@ -26,7 +26,8 @@ const (
 )
 
 // authzRandom returns n random bytes as unpadded base64url: URL-safe
-// opaque ids, codes and tokens (SMART.md R63: codes go into URLs unencoded).
+// opaque ids, codes and tokens (docs/design/security.md APP-1: codes go into
+// URLs unencoded).
 func authzRandom(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

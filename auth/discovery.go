@@ -7,7 +7,7 @@ import (
 )
 
 // SMARTCapabilities are the capabilities the gateway advertises (SMART App
-// Launch 2.2 conformance#capabilities; SMART.md R6, issue 3).
+// Launch 2.2 conformance#capabilities; docs/design/security.md DISC-6).
 var SMARTCapabilities = []string{
 	"launch-ehr", "launch-standalone",
 	"client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
@@ -18,8 +18,9 @@ var SMARTCapabilities = []string{
 }
 
 // supportedScopes are the scopes listed in scopes_supported: the server
-// supports every one (SMART.md R4). Resource scopes narrower than these
-// (types, permissions, granular constraints) are supported as well.
+// supports every one (docs/design/security.md DISC-4). Resource scopes
+// narrower than these (types, permissions, granular constraints) are supported
+// as well.
 var supportedScopes = []string{
 	"openid", "fhirUser", "launch", "launch/patient", "launch/encounter",
 	"offline_access", "online_access",
@@ -27,7 +28,7 @@ var supportedScopes = []string{
 }
 
 // smartConfiguration is /fhir/.well-known/smart-configuration (SMART App
-// Launch 2.2 conformance#metadata; SMART.md R1-R5).
+// Launch 2.2 conformance#metadata; docs/design/security.md DISC-1 to DISC-5).
 type smartConfiguration struct {
 	Issuer                                     string   `json:"issuer"`
 	JWKSURI                                    string   `json:"jwks_uri"`
@@ -45,7 +46,7 @@ type smartConfiguration struct {
 }
 
 // openIDConfiguration is {issuer}/.well-known/openid-configuration (OpenID
-// Connect Discovery 1.0 §3; SMART.md R8).
+// Connect Discovery 1.0 §3; docs/design/security.md DISC-8).
 type openIDConfiguration struct {
 	Issuer                            string   `json:"issuer"`
 	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
@@ -110,7 +111,8 @@ func (s *Server) openIDConfiguration() openIDConfiguration {
 }
 
 // mountDiscovery mounts the discovery documents and the JWKS: always
-// application/json whatever Accept says (SMART.md R1, N59), open CORS (R54).
+// application/json whatever Accept says (docs/design/security.md DISC-1,
+// NEG-50), open CORS (NET-1).
 func (s *Server) mountDiscovery(e *echo.Echo, g *echo.Group) {
 	doc := func(v func() any) echo.HandlerFunc {
 		return func(c echo.Context) error {

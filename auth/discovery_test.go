@@ -10,7 +10,7 @@ import (
 )
 
 // TestDiscoveryDocuments checks the SMART and OIDC discovery documents and
-// the JWKS (SMART.md R1-R9, N59, R54).
+// the JWKS (docs/design/security.md DISC-1 to DISC-9, NEG-50, NET-1).
 func TestDiscoveryDocuments(t *testing.T) {
 	env := newTDEnv(t)
 	get := func(path, accept string) tdResp {
@@ -29,7 +29,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 		name, path, accept string
 	}{
 		{"smart json", "/fhir/.well-known/smart-configuration", "application/json"},
-		{"smart xml accept still json (N59)", "/fhir/.well-known/smart-configuration", "application/xml"},
+		{"smart xml accept still json (NEG-50)", "/fhir/.well-known/smart-configuration", "application/xml"},
 		{"smart no accept", "/fhir/.well-known/smart-configuration", ""},
 		{"oidc", "/auth/.well-known/openid-configuration", "text/html"},
 	} {
@@ -81,7 +81,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 			}
 		}
 		if !slices.Equal(doc.PKCE, []string{"S256"}) {
-			t.Errorf("code_challenge_methods_supported = %v (S256 only, R2)", doc.PKCE)
+			t.Errorf("code_challenge_methods_supported = %v (S256 only, DISC-2)", doc.PKCE)
 		}
 		if !slices.Contains(doc.AuthMethods, "private_key_jwt") || !slices.Contains(doc.AuthMethods, "client_secret_basic") {
 			t.Errorf("auth methods = %v", doc.AuthMethods)
@@ -100,7 +100,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 		}
 	})
 
-	t.Run("oidc required fields (R8)", func(t *testing.T) {
+	t.Run("oidc required fields (DISC-8)", func(t *testing.T) {
 		r := get("/auth/.well-known/openid-configuration", "")
 		for _, f := range []string{"response_types_supported", "subject_types_supported", "id_token_signing_alg_values_supported"} {
 			if _, ok := r.body[f].([]any); !ok {
@@ -112,7 +112,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 		}
 	})
 
-	t.Run("jwks (R9)", func(t *testing.T) {
+	t.Run("jwks (DISC-9)", func(t *testing.T) {
 		r := get("/auth/jwks", "")
 		keys, _ := r.body["keys"].([]any)
 		if r.status != 200 || len(keys) == 0 {

@@ -14,7 +14,7 @@ import (
 
 // authorizeCodeFlow is grant_type=authorization_code (RFC 6749 §4.1.3 with
 // PKCE, RFC 7636 §4.5-4.6; SMART App Launch 2.2 app-launch#step-5;
-// SMART.md R22-R29).
+// docs/design/security.md TOK-1 to TOK-8).
 type authorizeCodeFlow struct{ t *tokenService }
 
 func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
@@ -32,7 +32,8 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 	raw, err := t.s.opts.Ephemeral.Take(ctx, CodeKey(code))
 	if errors.Is(err, store.ErrNotFound) {
 		// Unknown, expired, or already redeemed. A second redemption revokes
-		// what the first one issued (RFC 6749 §4.1.2, SMART.md N13).
+		// what the first one issued (RFC 6749 §4.1.2, docs/design/security.md
+		// NEG-13).
 		if gid, err := t.s.opts.Ephemeral.Get(ctx, UsedCodeKey(code)); err == nil {
 			if err := t.revokeGrant(ctx, string(gid)); err != nil {
 				return nil, fmt.Errorf("revoke grant of a reused code: %w", err)
@@ -51,8 +52,9 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		return nil, fmt.Errorf("mark code used: %w", err)
 	}
 
-	// The code is bound to the client (SMART.md R23), the redirect_uri
-	// (RFC 6749 §4.1.3, N14) and the PKCE challenge (RFC 7636 §4.6, N12).
+	// The code is bound to the client (docs/design/security.md TOK-2), the
+	// redirect_uri (RFC 6749 §4.1.3, NEG-14) and the PKCE challenge (RFC 7636
+	// §4.6, NEG-12).
 	if ac.ClientID != req.client.ID {
 		return nil, ErrInvalidGrant.WithDescription("the authorization code was issued to another client")
 	}
@@ -85,7 +87,8 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		ID: ac.GrantID, ClientID: ac.ClientID, UserID: ac.UserID, Scope: ac.Scope,
 		Patient: ac.Patient, Encounter: ac.Encounter, Created: now, Expires: now.Add(AccessTTL),
 	}
-	// A refresh token only with offline_access, or online_access (SMART.md R30).
+	// A refresh token only with offline_access, or online_access
+	// (docs/design/security.md REF-1).
 	var refresh string
 	if granted.Has("offline_access") || granted.Has("online_access") {
 		if refresh, err = newOpaqueToken(); err != nil {
@@ -115,7 +118,8 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		RefreshToken: refresh, Patient: g.Patient, Encounter: g.Encounter,
 		NeedPatientBanner: &banner, SmartStyleURL: t.styleURL(),
 	}
-	// OpenID Connect: openid + fhirUser granted -> id_token (SMART.md R42, R43).
+	// OpenID Connect: openid + fhirUser granted -> id_token
+	// (docs/design/security.md OIDC-1, OIDC-2).
 	if granted.Has("openid") && granted.Has("fhirUser") && fhirUser != "" {
 		if resp.IDToken, err = t.s.tokens.IDToken(IDTokenRequest{
 			ClientID: g.ClientID, Subject: g.UserID, FHIRUser: fhirUser, Nonce: ac.Nonce, AuthTime: ac.AuthTime,

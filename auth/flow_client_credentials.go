@@ -12,14 +12,14 @@ import (
 
 // clientCredentialsFlow is grant_type=client_credentials for SMART Backend
 // Services (RFC 6749 §4.4; SMART App Launch 2.2
-// backend-services#obtain-access-token; SMART.md R39-R41): a backend client
-// authenticated with private_key_jwt gets a short-lived access token for
-// system/ scopes within its registered policy, and never a refresh token
-// (N39).
+// backend-services#obtain-access-token; docs/design/security.md CLI-5 to
+// CLI-7): a backend client authenticated with private_key_jwt gets a
+// short-lived access token for system/ scopes within its registered policy,
+// and never a refresh token (NEG-34).
 //
 // Scopes beyond the policy are narrowed or dropped and the response's scope
-// reports what was granted (RFC 6749 §3.3, SMART.md N37); when nothing
-// remains the request is invalid_scope.
+// reports what was granted (RFC 6749 §3.3, docs/design/security.md NEG-32);
+// when nothing remains the request is invalid_scope.
 type clientCredentialsFlow struct{ t *tokenService }
 
 func (f *clientCredentialsFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
@@ -58,9 +58,9 @@ func (f *clientCredentialsFlow) handle(ctx context.Context, req *tokenRequest) (
 // narrowSystemScopes grants each requested system/ scope as far as the
 // client's policy allows (SMART App Launch 2.2 scopes#system-level-scopes):
 // its permissions are cut to those of the policy scopes that cover its type
-// and constraints; v1 and v2 forms are both accepted (SMART.md R40). A scope
-// granted whole keeps the requested spelling; a narrowed one is written in
-// v2. Non-system and unparseable scopes are dropped.
+// and constraints; v1 and v2 forms are both accepted (docs/design/security.md
+// CLI-6). A scope granted whole keeps the requested spelling; a narrowed one
+// is written in v2. Non-system and unparseable scopes are dropped.
 func narrowSystemScopes(requested string, policy []string) string {
 	var pol []Scope
 	for _, p := range policy {

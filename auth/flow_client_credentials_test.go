@@ -9,8 +9,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// TestClientCredentialsGrant covers SMART Backend Services (SMART.md
-// R35-R41, N26-N39).
+// TestClientCredentialsGrant covers SMART Backend Services
+// (docs/design/security.md CLI-1 to CLI-7, NEG-23 to NEG-34).
 func TestClientCredentialsGrant(t *testing.T) {
 	t.Run("RS384 inline JWKS", func(t *testing.T) {
 		env := newTDEnv(t)
@@ -22,10 +22,10 @@ func TestClientCredentialsGrant(t *testing.T) {
 			t.Errorf("response: %s", r.raw)
 		}
 		if n, _ := r.body["expires_in"].(float64); n <= 0 || n > 300 {
-			t.Errorf("expires_in = %v (<= 300, R39)", r.body["expires_in"])
+			t.Errorf("expires_in = %v (<= 300, CLI-5)", r.body["expires_in"])
 		}
 		if _, ok := r.body["refresh_token"]; ok {
-			t.Errorf("N39: refresh_token issued to a backend client")
+			t.Errorf("NEG-34: refresh_token issued to a backend client")
 		}
 		if r.header.Get("Cache-Control") != "no-store" {
 			t.Errorf("caching headers")
@@ -39,7 +39,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("ES384 inline JWKS, v1 scope (R40)", func(t *testing.T) {
+	t.Run("ES384 inline JWKS, v1 scope (CLI-6)", func(t *testing.T) {
 		env := newTDEnv(t)
 		r := env.backend(env.assertion(env.es, "bk", nil), "system/*.read")
 		if r.status != 200 || r.str("scope") != "system/*.read" {
@@ -78,7 +78,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("N37 scope narrowed to the policy", func(t *testing.T) {
+	t.Run("NEG-32 scope narrowed to the policy", func(t *testing.T) {
 		env := newTDEnv(t)
 		r := env.backend(env.assertion(env.rs, "bk", nil), "system/*.cruds system/Observation.cruds patient/*.rs launch")
 		if r.status != 200 || r.str("scope") != "system/*.rs system/Observation.cruds" {
@@ -86,7 +86,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("N37 nothing within the policy", func(t *testing.T) {
+	t.Run("NEG-32 nothing within the policy", func(t *testing.T) {
 		env := newTDEnv(t)
 		wantError(t, env.backend(env.assertion(env.rs, "bk", nil), "user/*.rs patient/*.rs"), 400, "invalid_scope")
 	})
@@ -105,7 +105,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 			"Authorization", basicCredentials("conf", tdSecret)), 400, "unauthorized_client")
 	})
 
-	t.Run("N38 backend client with a secret", func(t *testing.T) {
+	t.Run("NEG-33 backend client with a secret", func(t *testing.T) {
 		env := newTDEnv(t)
 		r := env.post("/auth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}},
 			"Authorization", basicCredentials("bkbad", tdSecret))
@@ -114,14 +114,14 @@ func TestClientCredentialsGrant(t *testing.T) {
 			"client_id": {"bkbad"}, "client_secret": {tdSecret}}), 401, "invalid_client")
 	})
 
-	t.Run("N27 wrong client_assertion_type", func(t *testing.T) {
+	t.Run("NEG-24 wrong client_assertion_type", func(t *testing.T) {
 		env := newTDEnv(t)
 		r := env.post("/auth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
 			"client_assertion_type": {"not_an_assertion_type"}, "client_assertion": {env.assertion(env.rs, "bk", nil)}})
 		wantError(t, r, 400, "invalid_request")
 	})
 
-	t.Run("N36 replayed assertion", func(t *testing.T) {
+	t.Run("NEG-31 replayed assertion", func(t *testing.T) {
 		env := newTDEnv(t)
 		a := env.assertion(env.rs, "bk", nil)
 		if r := env.backend(a, "system/*.rs"); r.status != 200 {
@@ -134,7 +134,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 		wantError(t, env.backend(a, "system/*.rs"), 401, "invalid_client")
 	})
 
-	t.Run("jku not the registered URL: never fetched (R37)", func(t *testing.T) {
+	t.Run("jku not the registered URL: never fetched (CLI-3)", func(t *testing.T) {
 		env := newTDEnv(t)
 		a := env.assertion(env.esURL, "bkurl", func(_ jwt.MapClaims, h map[string]any) { h["jku"] = "https://evil.example/jwks" })
 		wantError(t, env.backend(a, "system/*.rs"), 401, "invalid_client")
@@ -155,41 +155,41 @@ func TestClientCredentialsGrant(t *testing.T) {
 		mutate func(c jwt.MapClaims, h map[string]any)
 		raw    func(good string) string
 	}{
-		{name: "N28 iss != sub", mutate: func(c jwt.MapClaims, _ map[string]any) { c["sub"] = "bkurl" }},
-		{name: "N28 unknown iss", iss: "not_a_valid_iss"},
-		{name: "N28 iss of a public client", iss: "pub"},
-		{name: "N29 alg none", raw: func(good string) string {
+		{name: "NEG-25 iss != sub", mutate: func(c jwt.MapClaims, _ map[string]any) { c["sub"] = "bkurl" }},
+		{name: "NEG-25 unknown iss", iss: "not_a_valid_iss"},
+		{name: "NEG-25 iss of a public client", iss: "pub"},
+		{name: "NEG-26 alg none", raw: func(good string) string {
 			p := strings.Split(good, ".")
 			return tdB64(`{"alg":"none","typ":"JWT","kid":"rs1"}`) + "." + p[1] + "."
 		}},
-		{name: "N29 empty signature", raw: func(good string) string {
+		{name: "NEG-26 empty signature", raw: func(good string) string {
 			p := strings.Split(good, ".")
 			return p[0] + "." + p[1] + "."
 		}},
-		{name: "N29 HS256 with the public key as secret", raw: func(good string) string {
+		{name: "NEG-26 HS256 with the public key as secret", raw: func(good string) string {
 			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "bk", "sub": "bk",
 				"aud": env.s.opts.TokenEndpoint(), "exp": now.Add(time.Minute).Unix(), "jti": "hs"})
 			tok.Header["kid"] = "rs1"
 			s, _ := tok.SignedString(tdJWKS(t, env.rs))
 			return s
 		}},
-		{name: "N29 RS256 is not allowed", raw: func(good string) string {
+		{name: "NEG-26 RS256 is not allowed", raw: func(good string) string {
 			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "bk", "sub": "bk",
 				"aud": env.s.opts.TokenEndpoint(), "exp": now.Add(time.Minute).Unix(), "jti": "rs256"})
 			tok.Header["kid"] = "rs1"
 			s, _ := tok.SignedString(env.rs.priv)
 			return s
 		}},
-		{name: "N31 unregistered key with a registered kid", key: env.other},
-		{name: "N31 kid not in the JWKS", mutate: func(_ jwt.MapClaims, h map[string]any) { h["kid"] = "nope" }},
-		{name: "N31 kid missing", mutate: func(_ jwt.MapClaims, h map[string]any) { delete(h, "kid") }},
-		{name: "N31 kid matches but kty does not", key: env.es, mutate: func(_ jwt.MapClaims, h map[string]any) { h["kid"] = "rs1" }},
-		{name: "N33 aud is the FHIR base", mutate: func(c jwt.MapClaims, _ map[string]any) { c["aud"] = env.s.opts.FHIRBase() }},
-		{name: "N33 aud is another URL", mutate: func(c jwt.MapClaims, _ map[string]any) { c["aud"] = env.s.opts.TokenEndpoint() + "/" }},
-		{name: "N34 exp missing", mutate: func(c jwt.MapClaims, _ map[string]any) { delete(c, "exp") }},
-		{name: "N34 exp past", mutate: func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(-2 * Skew).Unix() }},
-		{name: "N34 exp in 10 minutes", mutate: func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(10 * time.Minute).Unix() }},
-		{name: "N35 jti missing", mutate: func(c jwt.MapClaims, _ map[string]any) { delete(c, "jti") }},
+		{name: "NEG-27 unregistered key with a registered kid", key: env.other},
+		{name: "NEG-27 kid not in the JWKS", mutate: func(_ jwt.MapClaims, h map[string]any) { h["kid"] = "nope" }},
+		{name: "NEG-27 kid missing", mutate: func(_ jwt.MapClaims, h map[string]any) { delete(h, "kid") }},
+		{name: "NEG-27 kid matches but kty does not", key: env.es, mutate: func(_ jwt.MapClaims, h map[string]any) { h["kid"] = "rs1" }},
+		{name: "NEG-28 aud is the FHIR base", mutate: func(c jwt.MapClaims, _ map[string]any) { c["aud"] = env.s.opts.FHIRBase() }},
+		{name: "NEG-28 aud is another URL", mutate: func(c jwt.MapClaims, _ map[string]any) { c["aud"] = env.s.opts.TokenEndpoint() + "/" }},
+		{name: "NEG-29 exp missing", mutate: func(c jwt.MapClaims, _ map[string]any) { delete(c, "exp") }},
+		{name: "NEG-29 exp past", mutate: func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(-2 * Skew).Unix() }},
+		{name: "NEG-29 exp in 10 minutes", mutate: func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(10 * time.Minute).Unix() }},
+		{name: "NEG-30 jti missing", mutate: func(c jwt.MapClaims, _ map[string]any) { delete(c, "jti") }},
 		{name: "client_id differs from iss", raw: nil, mutate: nil, iss: "bk!client_id"},
 		{name: "garbage assertion", raw: func(string) string { return "not.a.jwt" }},
 	} {

@@ -10,9 +10,9 @@ import (
 )
 
 // refreshFlow is grant_type=refresh_token (RFC 6749 §6; SMART App Launch 2.2
-// app-launch#step-7; SMART.md R30-R34, N20-N25). Refresh tokens rotate on
-// every use; presenting one that was rotated away revokes the whole grant
-// (OAuth 2.0 Security BCP §4.14.2).
+// app-launch#step-7; docs/design/security.md REF-1 to REF-5, NEG-18 to
+// NEG-22). Refresh tokens rotate on every use; presenting one that was rotated
+// away revokes the whole grant (OAuth 2.0 Security BCP §4.14.2).
 type refreshFlow struct{ t *tokenService }
 
 func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
@@ -26,7 +26,8 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	g, err := t.s.opts.Store.FindGrantByRefresh(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		// A token rotated away from: someone holds a copy. Revoke the grant.
-		// Anything else (random strings, access tokens: N20, N25) is unknown.
+		// Anything else (random strings, access tokens: NEG-18, NEG-22) is
+		// unknown.
 		old, err := t.s.opts.Store.FindGrantByAnyRefresh(ctx, h)
 		if err == nil {
 			if err := t.revokeGrant(ctx, old.ID); err != nil {
@@ -51,9 +52,10 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 		return nil, invalid
 	}
 
-	// Client binding (RFC 6749 §6, SMART.md R32, N23): a confidential
-	// client authenticates as at the code exchange; a public client need not
-	// identify itself, but a client_id it sends must be its own.
+	// Client binding (RFC 6749 §6, docs/design/security.md REF-3, NEG-21): a
+	// confidential client authenticates as at the code exchange; a public
+	// client need not identify itself, but a client_id it sends must be its
+	// own.
 	owner, err := t.s.opts.Store.GetClient(ctx, g.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, invalid
@@ -67,12 +69,14 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	case owner.Kind != store.ClientPublic && !req.client.confidential():
 		return nil, ErrInvalidClient.WithDescription("client authentication required")
 	case owner.Kind == store.ClientBackend:
-		// Backend grants never have refresh tokens (SMART.md R39).
+		// Backend grants never have refresh tokens (docs/design/security.md
+		// CLI-5).
 		return nil, invalid
 	}
 
 	// scope: absent means the original grant; otherwise each scope must have
-	// been granted, never more (RFC 6749 §6, SMART.md R33, N22).
+	// been granted, never more (RFC 6749 §6, docs/design/security.md REF-4,
+	// NEG-20).
 	scope := g.Scope
 	if s := strings.TrimSpace(req.get("scope")); s != "" {
 		have := map[string]bool{}
@@ -128,7 +132,8 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	if err != nil {
 		return nil, err
 	}
-	// The launch context repeats so the app keeps its patient (SMART.md R31).
+	// The launch context repeats so the app keeps its patient
+	// (docs/design/security.md REF-2).
 	return &tokenResponse{
 		AccessToken: access, TokenType: "Bearer", ExpiresIn: t.expiresIn(exp), Scope: scope,
 		RefreshToken: next, Patient: g.Patient, Encounter: g.Encounter, SmartStyleURL: t.styleURL(),

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// TestRefreshGrant covers SMART.md R30-R34 and N20-N25.
+// TestRefreshGrant covers docs/design/security.md REF-1 to REF-5 and NEG-18 to
+// NEG-22.
 func TestRefreshGrant(t *testing.T) {
 	const scope = "launch/patient patient/*.rs openid fhirUser offline_access"
 	start := func(t *testing.T, env *tdEnv, ac AuthCode) tdResp {
@@ -32,7 +33,7 @@ func TestRefreshGrant(t *testing.T) {
 		return env.post("/auth/token", f, hdr...)
 	}
 
-	t.Run("rotation and context (R31, R34)", func(t *testing.T) {
+	t.Run("rotation and context (REF-2, REF-5)", func(t *testing.T) {
 		env := newTDEnv(t)
 		first := start(t, env, AuthCode{})
 		env.clock.Add(10 * time.Minute)
@@ -41,7 +42,7 @@ func TestRefreshGrant(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 		if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
-			t.Errorf("caching headers (R25)")
+			t.Errorf("caching headers (TOK-4)")
 		}
 		if r.str("scope") != scope || r.str("patient") != "p1" || r.str("token_type") != "Bearer" || r.body["expires_in"] == nil {
 			t.Errorf("refresh response: %s", r.raw)
@@ -52,7 +53,7 @@ func TestRefreshGrant(t *testing.T) {
 		if _, err := env.s.Tokens().Verify(t.Context(), r.str("access_token")); err != nil {
 			t.Errorf("new access token: %v", err)
 		}
-		// The rotated-away token is reused: the whole grant dies (R34).
+		// The rotated-away token is reused: the whole grant dies (REF-5).
 		wantError(t, refresh(env, first.str("refresh_token"), nil), 400, "invalid_grant")
 		wantError(t, refresh(env, r.str("refresh_token"), nil), 400, "invalid_grant")
 		if _, err := env.s.Tokens().Verify(t.Context(), r.str("access_token")); err == nil {
@@ -60,7 +61,7 @@ func TestRefreshGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("narrower scope (R30)", func(t *testing.T) {
+	t.Run("narrower scope (REF-1)", func(t *testing.T) {
 		env := newTDEnv(t)
 		first := start(t, env, AuthCode{})
 		r := refresh(env, first.str("refresh_token"), url.Values{"scope": {"patient/*.rs offline_access"}})
@@ -86,7 +87,7 @@ func TestRefreshGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("public client may send its own client_id (R32)", func(t *testing.T) {
+	t.Run("public client may send its own client_id (REF-3)", func(t *testing.T) {
 		env := newTDEnv(t)
 		first := start(t, env, AuthCode{})
 		if r := refresh(env, first.str("refresh_token"), url.Values{"client_id": {"pub"}}); r.status != 200 {
@@ -94,7 +95,7 @@ func TestRefreshGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("confidential client authenticates (R32)", func(t *testing.T) {
+	t.Run("confidential client authenticates (REF-3)", func(t *testing.T) {
 		env := newTDEnv(t)
 		first := start(t, env, AuthCode{ClientID: "conf"})
 		if r := refresh(env, first.str("refresh_token"), nil, "Authorization", basicCredentials("conf", tdSecret)); r.status != 200 {
@@ -111,9 +112,9 @@ func TestRefreshGrant(t *testing.T) {
 		status int
 		code   string
 	}{
-		{name: "N20 random token", token: func(*tdEnv, tdResp) string { return "c29tZS1yYW5kb20tdG9rZW4tdmFsdWUtMTIzNDU2Nzg5MA" }, status: 400, code: "invalid_grant"},
+		{name: "NEG-18 random token", token: func(*tdEnv, tdResp) string { return "c29tZS1yYW5kb20tdG9rZW4tdmFsdWUtMTIzNDU2Nzg5MA" }, status: 400, code: "invalid_grant"},
 		{name: "missing token", token: func(*tdEnv, tdResp) string { return "" }, status: 400, code: "invalid_request"},
-		{name: "N21 revoked token", token: func(env *tdEnv, first tdResp) string {
+		{name: "NEG-19 revoked token", token: func(env *tdEnv, first tdResp) string {
 			r := env.post("/auth/revoke", url.Values{"token": {first.str("refresh_token")}, "client_id": {"pub"}})
 			if r.status != 200 {
 				t.Fatalf("revoke: %d", r.status)
@@ -124,15 +125,15 @@ func TestRefreshGrant(t *testing.T) {
 			env.clock.Add(RefreshTTL + time.Minute)
 			return first.str("refresh_token")
 		}, status: 400, code: "invalid_grant"},
-		{name: "N22 wider scope", extra: url.Values{"scope": {"patient/*.rs patient/*.cruds"}}, status: 400, code: "invalid_scope"},
-		{name: "N22 user scope", extra: url.Values{"scope": {"user/*.rs"}}, status: 400, code: "invalid_scope"},
-		{name: "N22 more permissions on one type", extra: url.Values{"scope": {"patient/Observation.rsd"}}, status: 400, code: "invalid_scope"},
-		{name: "N22 launch scope not granted", extra: url.Values{"scope": {"launch"}}, status: 400, code: "invalid_scope"},
-		{name: "N23 client B uses A's token", extra: url.Values{"client_id": {"pub2"}}, status: 400, code: "invalid_grant"},
-		{name: "N23 confidential client omits its secret", ac: AuthCode{ClientID: "conf"}, status: 401, code: "invalid_client"},
-		{name: "N23 confidential token with another client's secret", ac: AuthCode{ClientID: "conf"},
+		{name: "NEG-20 wider scope", extra: url.Values{"scope": {"patient/*.rs patient/*.cruds"}}, status: 400, code: "invalid_scope"},
+		{name: "NEG-20 user scope", extra: url.Values{"scope": {"user/*.rs"}}, status: 400, code: "invalid_scope"},
+		{name: "NEG-20 more permissions on one type", extra: url.Values{"scope": {"patient/Observation.rsd"}}, status: 400, code: "invalid_scope"},
+		{name: "NEG-20 launch scope not granted", extra: url.Values{"scope": {"launch"}}, status: 400, code: "invalid_scope"},
+		{name: "NEG-21 client B uses A's token", extra: url.Values{"client_id": {"pub2"}}, status: 400, code: "invalid_grant"},
+		{name: "NEG-21 confidential client omits its secret", ac: AuthCode{ClientID: "conf"}, status: 401, code: "invalid_client"},
+		{name: "NEG-21 confidential token with another client's secret", ac: AuthCode{ClientID: "conf"},
 			extra: url.Values{"client_id": {"pub"}}, status: 400, code: "invalid_grant"},
-		{name: "N25 access token as refresh token", token: func(_ *tdEnv, first tdResp) string { return first.str("access_token") }, status: 400, code: "invalid_grant"},
+		{name: "NEG-22 access token as refresh token", token: func(_ *tdEnv, first tdResp) string { return first.str("access_token") }, status: 400, code: "invalid_grant"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := newTDEnv(t)

@@ -13,12 +13,12 @@ import (
 )
 
 // Token introspection (RFC 7662; SMART App Launch 2.2 token-introspection;
-// SMART.md R44, R45, N56, N57).
+// docs/design/security.md INT-1, INT-2, NEG-48, NEG-49).
 //
 // The endpoint is protected (RFC 7662 §2.1). Callers are either
 //   - a SMART Bearer access token granting read on every type at system
 //     level (system/*.rs, or system/*.read, or wider): such a caller may
-//     introspect any client's token (SAL
+//     introspect any client's token (SMART App Launch 2.2
 //     token-introspection#authorization-to-perform-token-introspection); or
 //   - a confidential client authenticating as at the token endpoint (HTTP
 //     Basic or a private_key_jwt assertion): it may introspect its own

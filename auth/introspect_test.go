@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// TestIntrospection covers RFC 7662 as SMART.md R44, R45, N56, N57 ask.
+// TestIntrospection covers RFC 7662 as docs/design/security.md INT-1, INT-2,
+// NEG-48, NEG-49 ask.
 func TestIntrospection(t *testing.T) {
 	env := newTDEnv(t)
 	code, verifier := env.code(AuthCode{Encounter: "e1"})
@@ -22,14 +23,14 @@ func TestIntrospection(t *testing.T) {
 	}
 	bearer := "Bearer " + bt.str("access_token")
 
-	t.Run("N57 no credentials", func(t *testing.T) {
+	t.Run("NEG-49 no credentials", func(t *testing.T) {
 		r := env.post("/auth/introspect", url.Values{"token": {user.str("access_token")}})
 		wantError(t, r, 401, "invalid_client")
 		if r.header.Get("WWW-Authenticate") == "" {
 			t.Error("no challenge")
 		}
 	})
-	t.Run("N57 public client_id is not authentication", func(t *testing.T) {
+	t.Run("NEG-49 public client_id is not authentication", func(t *testing.T) {
 		wantError(t, env.post("/auth/introspect", url.Values{"token": {user.str("access_token")}, "client_id": {"pub"}}), 401, "invalid_client")
 	})
 	t.Run("bad bearer", func(t *testing.T) {
@@ -43,7 +44,7 @@ func TestIntrospection(t *testing.T) {
 		wantError(t, env.post("/auth/introspect", url.Values{}, "Authorization", bearer), 400, "invalid_request")
 	})
 
-	t.Run("active access token (R44)", func(t *testing.T) {
+	t.Run("active access token (INT-1)", func(t *testing.T) {
 		r := env.post("/auth/introspect", url.Values{"token": {user.str("access_token")}}, "Authorization", bearer)
 		if r.status != 200 || r.body["active"] != true {
 			t.Fatalf("%d %s", r.status, r.raw)
@@ -85,12 +86,12 @@ func TestIntrospection(t *testing.T) {
 		t.Helper()
 		r := env.post("/auth/introspect", url.Values{"token": {tok}}, "Authorization", bearer)
 		if r.status != 200 || len(r.body) != 1 || r.body["active"] != false {
-			t.Fatalf("N56: %d %s", r.status, r.raw)
+			t.Fatalf("NEG-48: %d %s", r.status, r.raw)
 		}
 	}
-	t.Run("N56 garbage", func(t *testing.T) { inactive(t, "garbage") })
-	t.Run("N56 id_token", func(t *testing.T) { inactive(t, user.str("id_token")) })
-	t.Run("N56 revoked", func(t *testing.T) {
+	t.Run("NEG-48 garbage", func(t *testing.T) { inactive(t, "garbage") })
+	t.Run("NEG-48 id_token", func(t *testing.T) { inactive(t, user.str("id_token")) })
+	t.Run("NEG-48 revoked", func(t *testing.T) {
 		code, verifier := env.code(AuthCode{})
 		r := env.exchange(code, verifier)
 		if rr := env.post("/auth/revoke", url.Values{"token": {r.str("access_token")}, "client_id": {"pub"}}); rr.status != 200 {
@@ -99,7 +100,7 @@ func TestIntrospection(t *testing.T) {
 		inactive(t, r.str("access_token"))
 		inactive(t, r.str("refresh_token"))
 	})
-	t.Run("N56 expired", func(t *testing.T) {
+	t.Run("NEG-48 expired", func(t *testing.T) {
 		env.clock.Add(AccessTTL + time.Minute)
 		bt := env.backend(env.assertion(env.rs, "bk", nil), "system/*.rs")
 		bearer = "Bearer " + bt.str("access_token")
@@ -107,7 +108,7 @@ func TestIntrospection(t *testing.T) {
 	})
 }
 
-// TestRevocation covers RFC 7009 (SMART.md R46).
+// TestRevocation covers RFC 7009 (docs/design/security.md INT-3).
 func TestRevocation(t *testing.T) {
 	for _, c := range []struct {
 		name      string
@@ -157,7 +158,8 @@ func TestRevocation(t *testing.T) {
 	}
 }
 
-// TestTokenEndpointCORS covers SMART.md R54 for the client endpoints.
+// TestTokenEndpointCORS covers docs/design/security.md NET-1 for the client
+// endpoints.
 func TestTokenEndpointCORS(t *testing.T) {
 	env := newTDEnv(t)
 	for _, c := range []struct {

@@ -21,7 +21,7 @@ import (
 )
 
 // AlgRS256 is the one algorithm the gateway signs access and id tokens with
-// (SMART.md R42, R48).
+// (docs/design/security.md OIDC-1, RS-2).
 const AlgRS256 = "RS256"
 
 // rsaBits is the signing key size.
@@ -269,7 +269,8 @@ func (k *KeySet) lookup(kid string) (*rsa.PublicKey, bool) {
 
 // JWKS returns the JWK Set document {"keys":[...]} of the public keys that
 // still verify: the current key and retired keys within AccessTTL of their
-// retirement (RFC 7517 §5; SMART.md R9). Each key has kty, kid, use, alg, n, e.
+// retirement (RFC 7517 §5; docs/design/security.md DISC-9). Each key has kty,
+// kid, use, alg, n, e.
 func (k *KeySet) JWKS() []byte {
 	now := k.clock.Now()
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}

@@ -14,11 +14,12 @@ import (
 )
 
 // The EHR launcher (SMART App Launch 2.2 app-launch#step-2-launch-ehr,
-// SMART.md R17): a signed-in clinician picks a registered app that has a
-// launch URL and a patient; POST /auth/launch stores a LaunchContext under a
-// random opaque launch id for LaunchTTL, bound to that client, and sends the
-// browser to the app's launch URL with iss=<FHIR base> and launch=<id>. The
-// app then presents the id at /auth/authorize, which redeems it once.
+// docs/design/security.md AZ-8): a signed-in clinician picks a registered app
+// that has a launch URL and a patient; POST /auth/launch stores a
+// LaunchContext under a random opaque launch id for LaunchTTL, bound to that
+// client, and sends the browser to the app's launch URL with iss=<FHIR base>
+// and launch=<id>. The app then presents the id at /auth/authorize, which
+// redeems it once.
 
 var errNoPatientDirectory = errors.New("auth: no patient directory configured")
 

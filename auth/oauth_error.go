@@ -89,7 +89,7 @@ func withChallenge(e *OAuthError, challenge string) error {
 const basicChallenge = `Basic realm="ketabridge", charset="UTF-8"`
 
 // noStore sets the caching headers every token-side JSON response carries
-// (RFC 6749 §5.1, §5.2; SMART.md R25).
+// (RFC 6749 §5.1, §5.2; docs/design/security.md TOK-4).
 func noStore(c echo.Context) {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")

@@ -78,7 +78,8 @@ func errorPage(c echo.Context, status int, title, message string) error {
 }
 
 // smartStyle is the SMART style document (SMART App Launch 2.2
-// scopes-and-launch-context#styling, SMART.md R27), matching the pages' CSS.
+// scopes-and-launch-context#styling, docs/design/security.md TOK-6), matching
+// the pages' CSS.
 var smartStyle = []byte(`{
   "color_background": "#f6f7f9",
   "color_error": "#b3261e",

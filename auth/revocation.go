@@ -13,7 +13,7 @@ import (
 
 // RevocationRefresh is how often the in-memory revocation set is refreshed
 // from the store, so a revocation made by another process (replica, CLI)
-// takes effect within this interval (SMART.md R46).
+// takes effect within this interval (docs/design/security.md INT-3).
 const RevocationRefresh = 5 * time.Second
 
 // revocationOverlap re-reads a margin before the last refresh, covering
@@ -21,7 +21,7 @@ const RevocationRefresh = 5 * time.Second
 const revocationOverlap = time.Minute
 
 // Revocations answers whether a grant was revoked: the resource server's
-// check on every request (SMART.md R46, N44).
+// check on every request (docs/design/security.md INT-3, NEG-39).
 type Revocations interface {
 	// Revoked reports whether the grant is revoked.
 	Revoked(ctx context.Context, grantID string) (bool, error)

@@ -11,11 +11,12 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// revoke is POST /auth/revoke (RFC 7009; SMART.md R46). The client
-// authenticates as at the token endpoint (a public client by client_id).
-// Revoking an access or a refresh token revokes its whole grant: every token
-// issued from it stops working. The answer is 200 whether or not the token
-// was known (RFC 7009 §2.2); a token of another client is left alone.
+// revoke is POST /auth/revoke (RFC 7009; docs/design/security.md INT-3). The
+// client authenticates as at the token endpoint (a public client by
+// client_id). Revoking an access or a refresh token revokes its whole grant:
+// every token issued from it stops working. The answer is 200 whether or not
+// the token was known (RFC 7009 §2.2); a token of another client is left
+// alone.
 func (t *tokenService) revoke(c echo.Context) error {
 	if err := t.revokeToken(c); err != nil {
 		return t.s.writeOAuthError(c, err)

@@ -1,5 +1,5 @@
 // Package auth is KetaBridge's SMART-on-FHIR side: scopes, access decisions,
-// and (with issue 3) the authorization server and token verification.
+// the authorization server and token verification.
 package auth
 
 import (
@@ -118,7 +118,8 @@ func IsResourceScope(s string) bool {
 //
 // v1 suffixes map read => rs, write => cud, * => cruds. v2 permission letters
 // must appear in cruds order, at most once each; anything else is rejected
-// (never widened: `.dus`, `.rd`, `.sr` are errors, SMART.md N9).
+// (never widened: `.dus`, `.rd`, `.sr` are errors, docs/design/security.md
+// NEG-9).
 func ParseScope(s string) (Scope, error) {
 	bad := func(reason string) (Scope, error) { return Scope{}, &ScopeError{Scope: s, Reason: reason} }
 	slash := strings.IndexByte(s, '/')

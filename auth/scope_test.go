@@ -25,7 +25,8 @@ func TestParseScope(t *testing.T) {
 		{name: "granular with system", in: "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|survey",
 			want: Scope{Context: ContextPatient, ResourceType: "Observation", Perms: PermRead | PermSearch,
 				Filters: []Filter{{Param: "category", System: "http://terminology.hl7.org/CodeSystem/observation-category", Code: "survey"}}}},
-		// SMART.md N9: undefined or out-of-order suffixes are rejected, never widened.
+		// docs/design/security.md NEG-9: undefined or out-of-order suffixes
+		// are rejected, never widened.
 		{name: "out of order dus", in: "patient/Observation.dus", bad: true},
 		{name: "out of order sr", in: "patient/Observation.sr", bad: true},
 		{name: "v1 read is never letters r-e-a-d", in: "patient/Observation.read",

@@ -14,18 +14,21 @@ import (
 
 // Lifetimes of what the authorization server issues.
 const (
-	// CodeTTL is the authorization code lifetime (SMART.md R16: ~1 min).
+	// CodeTTL is the authorization code lifetime (docs/design/security.md
+	// AZ-7: about a minute).
 	CodeTTL = 60 * time.Second
-	// AccessTTL is the access-token lifetime for user launches (R26: <= 1 h).
+	// AccessTTL is the access-token lifetime for user launches
+	// (TOK-5: <= 1 h).
 	AccessTTL = time.Hour
-	// BackendAccessTTL is the client_credentials token lifetime (R39: <= 300 s).
+	// BackendAccessTTL is the client_credentials token lifetime
+	// (CLI-5: <= 300 s).
 	BackendAccessTTL = 5 * time.Minute
 	// LaunchTTL is how long an EHR launch id can be redeemed at /authorize.
 	LaunchTTL = 5 * time.Minute
 	// RefreshTTL bounds a grant's refresh tokens.
 	RefreshTTL = 90 * 24 * time.Hour
 	// AssertionMaxLifetime is the longest client assertion accepted
-	// (R36: exp <= now + 300 s, plus Skew).
+	// (CLI-2: exp <= now + 300 s, plus Skew).
 	AssertionMaxLifetime = 5 * time.Minute
 	// Skew is the clock skew tolerated on client assertions.
 	Skew = 60 * time.Second
@@ -86,10 +89,11 @@ func New(opts Options) *Server {
 // Issuer is the OIDC issuer (and access-token iss).
 func (o Options) Issuer() string { return o.BaseURL + "/auth" }
 
-// FHIRBase is the audience of access tokens (SMART.md R13, R48).
+// FHIRBase is the audience of access tokens (docs/design/security.md AZ-4,
+// RS-2).
 func (o Options) FHIRBase() string { return o.BaseURL + "/fhir" }
 
-// TokenEndpoint is the exact URL client assertions must name as aud (R36).
+// TokenEndpoint is the exact URL client assertions must name as aud (CLI-2).
 func (o Options) TokenEndpoint() string { return o.Issuer() + "/token" }
 
 // Tokens returns the token minter/verifier the server signs with.
@@ -104,8 +108,9 @@ func (s *Server) Register(e *echo.Echo) {
 	s.mountToken(e, g)
 }
 
-// AuthCode is what an authorization code is bound to (SMART.md R16, R22):
-// stored in Ephemeral under CodeKey(code) for CodeTTL, taken exactly once.
+// AuthCode is what an authorization code is bound to (docs/design/security.md
+// AZ-7, TOK-1): stored in Ephemeral under CodeKey(code) for CodeTTL, taken
+// exactly once.
 type AuthCode struct {
 	ClientID      string    `json:"client_id"`
 	RedirectURI   string    `json:"redirect_uri"`
@@ -119,12 +124,12 @@ type AuthCode struct {
 	Nonce         string    `json:"nonce,omitempty"`
 	AuthTime      time.Time `json:"auth_time"`
 	// GrantID is pre-allocated so that a second redemption can revoke what
-	// the first one issued (RFC 6749 §4.1.2, SMART.md N13).
+	// the first one issued (RFC 6749 §4.1.2, docs/design/security.md NEG-13).
 	GrantID string `json:"grant_id"`
 }
 
-// LaunchContext is what an EHR launch id stands for (SMART.md R17, N7):
-// stored under LaunchKey(id) for LaunchTTL, bound to one client.
+// LaunchContext is what an EHR launch id stands for (docs/design/security.md
+// AZ-8, NEG-7): stored under LaunchKey(id) for LaunchTTL, bound to one client.
 type LaunchContext struct {
 	ClientID  string `json:"client_id"`
 	UserID    string `json:"user_id"`

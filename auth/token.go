@@ -83,7 +83,8 @@ func (s *Server) mountToken(e *echo.Echo, g *echo.Group) {
 	g.OPTIONS("/revoke", t.preflight, cors)
 }
 
-// tokenGet answers GET /auth/token: RFC 6749 §3.2 requires POST (SMART.md N19).
+// tokenGet answers GET /auth/token: RFC 6749 §3.2 requires POST
+// (docs/design/security.md NEG-17).
 func (t *tokenService) tokenGet(c echo.Context) error {
 	return t.s.writeOAuthError(c, ErrInvalidRequest.WithDescription("the token endpoint requires POST"))
 }
@@ -95,7 +96,7 @@ func (t *tokenService) token(c echo.Context) error {
 	if err != nil {
 		return t.s.writeOAuthError(c, err)
 	}
-	noStore(c) // RFC 6749 §5.1, SMART.md R25
+	noStore(c) // RFC 6749 §5.1, docs/design/security.md TOK-4
 	return c.JSON(http.StatusOK, resp)
 }
 
@@ -154,7 +155,7 @@ func safeParamName(k string) string {
 }
 
 // newOpaqueToken returns 32 random bytes, base64url without padding: the
-// refresh-token format (URL-safe, SMART.md R63).
+// refresh-token format (URL-safe, docs/design/security.md APP-1).
 func newOpaqueToken() (string, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -166,8 +167,8 @@ func newOpaqueToken() (string, error) {
 // revokeGrant revokes a grant through the Revocations the Tokens share with
 // the resource server, so it takes effect in this process at once: every
 // access and refresh token issued from it stops working (RFC 7009 §2.1,
-// RFC 6749 §4.1.2, SMART.md R46). A grant that does not exist (yet) is not
-// an error.
+// RFC 6749 §4.1.2, docs/design/security.md INT-3). A grant that does not exist
+// (yet) is not an error.
 func (t *tokenService) revokeGrant(ctx context.Context, grantID string) error {
 	r, err := t.s.tokens.Revocations(ctx)
 	if err != nil {
@@ -193,7 +194,7 @@ func (t *tokenService) fhirUserURL(ref string) string {
 	return t.s.opts.FHIRBase() + "/" + ref
 }
 
-// styleURL is smart_style_url (SMART.md R27).
+// styleURL is smart_style_url (docs/design/security.md TOK-6).
 func (t *tokenService) styleURL() string { return t.s.opts.Issuer() + "/style.json" }
 
 // expiresIn is the expires_in of a token that expires at exp.

@@ -9,14 +9,14 @@ import (
 )
 
 // TestTokenEndpointRequestShape covers the request checks common to every
-// grant (SMART.md N18, N19, N26).
+// grant (docs/design/security.md NEG-16, NEG-17, NEG-23).
 func TestTokenEndpointRequestShape(t *testing.T) {
 	env := newTDEnv(t)
-	t.Run("GET (N19)", func(t *testing.T) {
+	t.Run("GET (NEG-17)", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/auth/token?grant_type=authorization_code&code=x", nil)
 		wantError(t, env.do(req), 400, "invalid_request")
 	})
-	t.Run("JSON body (N19)", func(t *testing.T) {
+	t.Run("JSON body (NEG-17)", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+"/auth/token",
 			strings.NewReader(`{"grant_type":"authorization_code","code":"x"}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -29,18 +29,19 @@ func TestTokenEndpointRequestShape(t *testing.T) {
 		wantError(t, env.post("/auth/token", url.Values{"client_id": {"pub"}}), 400, "invalid_request")
 	})
 	for _, gt := range []string{"password", "foo", "not_a_grant_type", "implicit"} {
-		t.Run("grant_type="+gt+" (N18, N26)", func(t *testing.T) {
+		t.Run("grant_type="+gt+" (NEG-16, NEG-23)", func(t *testing.T) {
 			wantError(t, env.post("/auth/token", url.Values{"grant_type": {gt}, "client_id": {"pub"}}), 400, "unsupported_grant_type")
 		})
 	}
-	t.Run("unsupported grant with a valid assertion (N26)", func(t *testing.T) {
+	t.Run("unsupported grant with a valid assertion (NEG-23)", func(t *testing.T) {
 		r := env.post("/auth/token", url.Values{"grant_type": {"not_a_grant_type"}, "scope": {"system/*.rs"},
 			"client_assertion_type": {JWTBearerAssertionType}, "client_assertion": {env.assertion(env.rs, "bk", nil)}})
 		wantError(t, r, 400, "unsupported_grant_type")
 	})
 }
 
-// TestAuthorizationCodeGrant covers SMART.md R22-R29 and N10-N15.
+// TestAuthorizationCodeGrant covers docs/design/security.md TOK-1 to TOK-8 and
+// NEG-10 to NEG-15.
 func TestAuthorizationCodeGrant(t *testing.T) {
 	t.Run("public client happy path", func(t *testing.T) {
 		env := newTDEnv(t)
@@ -50,7 +51,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 		if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
-			t.Errorf("caching headers (R25): %v", r.header)
+			t.Errorf("caching headers (TOK-4): %v", r.header)
 		}
 		for k, want := range map[string]any{
 			"token_type": "Bearer", "scope": "launch/patient patient/*.rs openid fhirUser offline_access",
@@ -90,7 +91,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 		if r.str("refresh_token") != "" || r.str("id_token") != "" {
-			t.Errorf("refresh/id token without offline_access/openid (R30): %s", r.raw)
+			t.Errorf("refresh/id token without offline_access/openid (REF-1): %s", r.raw)
 		}
 	})
 
@@ -105,7 +106,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 		}
 	})
 
-	t.Run("online_access gives a refresh token (R30)", func(t *testing.T) {
+	t.Run("online_access gives a refresh token (REF-1)", func(t *testing.T) {
 		env := newTDEnv(t)
 		code, verifier := env.code(AuthCode{Scope: "launch patient/*.rs online_access", Patient: "p1", EHRLaunch: true})
 		if r := env.exchange(code, verifier); r.status != 200 || r.str("refresh_token") == "" {
@@ -144,29 +145,29 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 		return f
 	}
 	for _, c := range []tc{
-		{name: "N10 bad code", form: with("code", "BAD_CODE"), status: 400, code: "invalid_grant"},
+		{name: "NEG-10 bad code", form: with("code", "BAD_CODE"), status: 400, code: "invalid_grant"},
 		{name: "missing code", form: with("code", "\x00"), status: 400, code: "invalid_request"},
-		{name: "N11 wrong secret", ac: AuthCode{ClientID: "conf"}, form: confForm,
+		{name: "NEG-11 wrong secret", ac: AuthCode{ClientID: "conf"}, form: confForm,
 			hdr: []string{"Authorization", basicCredentials("conf", "wrong")}, status: 401, code: "invalid_client", www: true},
-		{name: "N11 wrong client in Basic", ac: AuthCode{ClientID: "conf"}, form: confForm,
+		{name: "NEG-11 wrong client in Basic", ac: AuthCode{ClientID: "conf"}, form: confForm,
 			hdr: []string{"Authorization", basicCredentials("nobody", tdSecret)}, status: 401, code: "invalid_client", www: true},
-		{name: "N11 public client id with Basic", ac: AuthCode{ClientID: "conf"}, form: confForm,
+		{name: "NEG-11 public client id with Basic", ac: AuthCode{ClientID: "conf"}, form: confForm,
 			hdr: []string{"Authorization", basicCredentials("pub", "x")}, status: 401, code: "invalid_client", www: true},
 		{name: "confidential client without secret", ac: AuthCode{ClientID: "conf"}, form: with("client_id", "conf"), status: 401, code: "invalid_client"},
 		{name: "unknown client_id", form: with("client_id", "ghost"), status: 401, code: "invalid_client"},
 		{name: "no client at all", form: with("client_id", "\x00"), status: 401, code: "invalid_client"},
 		{name: "code of another client", form: with("client_id", "pub2"), status: 400, code: "invalid_grant"},
-		{name: "N12 verifier missing", form: with("code_verifier", "\x00"), status: 400, code: "invalid_request"},
-		{name: "N12 verifier blank", form: with("code_verifier", ""), status: 400, code: "invalid_request"},
-		{name: "N12 verifier wrong", form: with("code_verifier", strings.Repeat("a", 50)), status: 400, code: "invalid_grant"},
-		{name: "N12 verifier equal to challenge", form: func(code, verifier string) url.Values {
+		{name: "NEG-12 verifier missing", form: with("code_verifier", "\x00"), status: 400, code: "invalid_request"},
+		{name: "NEG-12 verifier blank", form: with("code_verifier", ""), status: 400, code: "invalid_request"},
+		{name: "NEG-12 verifier wrong", form: with("code_verifier", strings.Repeat("a", 50)), status: 400, code: "invalid_grant"},
+		{name: "NEG-12 verifier equal to challenge", form: func(code, verifier string) url.Values {
 			f := base(code, verifier)
 			f.Set("code_verifier", pkceChallenge(verifier))
 			return f
 		}, status: 400, code: "invalid_grant"},
-		{name: "N14 redirect_uri differs", form: with("redirect_uri", tdRedirect+"/"), status: 400, code: "invalid_grant"},
+		{name: "NEG-14 redirect_uri differs", form: with("redirect_uri", tdRedirect+"/"), status: 400, code: "invalid_grant"},
 		{name: "redirect_uri missing", form: with("redirect_uri", "\x00"), status: 400, code: "invalid_request"},
-		{name: "N15 code past TTL", form: base, before: func(env *tdEnv) { env.clock.Add(CodeTTL + time.Second) }, status: 400, code: "invalid_grant"},
+		{name: "NEG-15 code past TTL", form: base, before: func(env *tdEnv) { env.clock.Add(CodeTTL + time.Second) }, status: 400, code: "invalid_grant"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := newTDEnv(t)
@@ -184,7 +185,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 			}
 			// A failed attempt by the authenticated client consumed the code: the
 			// right request fails now.
-			if c.before == nil && c.status != 401 && c.name != "missing code" && c.name != "N10 bad code" {
+			if c.before == nil && c.status != 401 && c.name != "missing code" && c.name != "NEG-10 bad code" {
 				if r := env.exchange(code, verifier); r.status != 400 || r.str("error") != "invalid_grant" {
 					t.Errorf("code survived a failed redemption: %d %s", r.status, r.raw)
 				}
@@ -192,7 +193,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 		})
 	}
 
-	t.Run("N13 second redemption revokes the first", func(t *testing.T) {
+	t.Run("NEG-13 second redemption revokes the first", func(t *testing.T) {
 		env := newTDEnv(t)
 		code, verifier := env.code(AuthCode{})
 		first := env.exchange(code, verifier)

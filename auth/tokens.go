@@ -19,7 +19,8 @@ import (
 
 // ErrInvalidToken is the error Verify returns (wrapped with a PHI-free
 // reason) for any token the resource server must reject with 401
-// invalid_token (RFC 6750 §3.1; SMART.md R48, N41-N44).
+// invalid_token (RFC 6750 §3.1; docs/design/security.md RS-2, NEG-36 to
+// NEG-39).
 var ErrInvalidToken = errors.New("invalid_token")
 
 // Token shapes.
@@ -48,7 +49,8 @@ type AccessRequest struct {
 }
 
 // IDTokenRequest is what an OpenID Connect id_token is issued for
-// (SMART.md R42). FHIRUser is the absolute URL of the user's resource.
+// (docs/design/security.md OIDC-1). FHIRUser is the absolute URL of the user's
+// resource.
 type IDTokenRequest struct {
 	ClientID, Subject, FHIRUser, Nonce string
 	AuthTime                           time.Time
@@ -75,7 +77,8 @@ type accessClaims struct {
 	PatientUser bool   `json:"patient_user,omitempty"`
 }
 
-// idClaims are the claims of an id_token (OIDC Core §2; SMART.md R42).
+// idClaims are the claims of an id_token (OIDC Core §2;
+// docs/design/security.md OIDC-1).
 type idClaims struct {
 	jwt.RegisteredClaims
 	AuthTime int64  `json:"auth_time,omitempty"`
@@ -115,8 +118,8 @@ func NewTokens(keys *KeySet, issuer, audience string, clock store.Clock) *Tokens
 	}
 	t := &Tokens{keys: keys, issuer: issuer, audience: audience, clock: clock,
 		cache: map[[sha256.Size]byte]cached{}}
-	// SMART.md R48: RS256 only (alg none and HS256 fail), iss, aud == the FHIR
-	// base, exp required, iat not in the future.
+	// docs/design/security.md RS-2: RS256 only (alg none and HS256 fail), iss,
+	// aud == the FHIR base, exp required, iat not in the future.
 	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{AlgRS256}),
 		jwt.WithIssuer(issuer),
@@ -208,7 +211,8 @@ func (t *Tokens) Access(req AccessRequest) (string, time.Time, error) {
 }
 
 // IDToken mints an RS256 OpenID Connect id_token: kid header, iss, sub,
-// aud = client_id, iat, exp, auth_time, nonce, fhirUser (SMART.md R42).
+// aud = client_id, iat, exp, auth_time, nonce, fhirUser
+// (docs/design/security.md OIDC-1).
 func (t *Tokens) IDToken(req IDTokenRequest) (string, error) {
 	if req.ClientID == "" || strings.TrimSpace(req.Subject) == "" || len(req.Subject) > 255 {
 		return "", errors.New("auth: id_token needs a client and a subject of 1-255 characters")
@@ -245,14 +249,14 @@ func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken,
 
 var errUnknownKey = errors.New("unknown signing key")
 
-// Verify checks an access token (SMART.md R48, N41-N44): RS256 only, signed
-// by one of the key set's keys (by kid), iss, aud == the FHIR base, exp
-// required and not past, iat not in the future, typ at+jwt and token_use
-// access (so an id_token fails), and its grant not revoked. A token is
-// verified once and cached until its exp; revocation is checked on every
-// call. Token problems return an error wrapping ErrInvalidToken with a
-// PHI-free reason; other errors (the revocation set could not be loaded)
-// must fail closed too.
+// Verify checks an access token (docs/design/security.md RS-2, NEG-36 to
+// NEG-39): RS256 only, signed by one of the key set's keys (by kid), iss, aud
+// == the FHIR base, exp required and not past, iat not in the future, typ
+// at+jwt and token_use access (so an id_token fails), and its grant not
+// revoked. A token is verified once and cached until its exp; revocation is
+// checked on every call. Token problems return an error wrapping
+// ErrInvalidToken with a PHI-free reason; other errors (the revocation set
+// could not be loaded) must fail closed too.
 func (t *Tokens) Verify(ctx context.Context, raw string) (*AccessInfo, error) {
 	if raw == "" || len(raw) > maxTokenLen {
 		return nil, invalid("malformed")
@@ -311,7 +315,8 @@ func (t *Tokens) verify(ctx context.Context, raw string) (*AccessInfo, error) {
 	if claims.GrantID == "" || claims.ClientID == "" || claims.ID == "" || claims.IssuedAt == nil {
 		return nil, invalid("missing claims")
 	}
-	// Unparseable scopes are dropped, never widened (SMART.md R21, N9).
+	// Unparseable scopes are dropped, never widened (docs/design/security.md
+	// AZ-12, NEG-9).
 	grant, _ := ParseGrant(claims.Scope)
 	return &AccessInfo{
 		Principal: Principal{

@@ -9,11 +9,11 @@ import (
 )
 
 // forbiddenDeps are packages mapping and conformance must never depend on
-// (ARCHITECTURE.md: dependencies point inward; no web framework, cache,
-// database or JWT code in the pure layers). Module paths match with all
-// their subpackages; database/sql matches exactly, because
-// database/sql/driver (two interfaces, no SQL) comes in through
-// github.com/google/uuid's Scanner/Valuer methods.
+// (docs/design/architecture.md: dependencies point inward; no web framework,
+// cache, database or JWT code in the pure layers). Module paths match with all
+// their subpackages; database/sql matches exactly, because database/sql/driver
+// (two interfaces, no SQL) comes in through github.com/google/uuid's
+// Scanner/Valuer methods.
 var forbiddenDeps = []string{
 	"github.com/labstack/echo",
 	"github.com/redis",

@@ -2,8 +2,8 @@
 // FHIR output. This file and its neighbours are the validator of emitted
 // resources: a fast, Go-native check that every resource and Bundle the
 // gateway emits is valid FHIR R4 (4.0.1) and conforms to the profiles it
-// claims. The independent node validator (shared/tools/fhir-validate) is the
-// second opinion in CI.
+// claims. The independent node validator (fhir-validate, run by .ci/run) is
+// the second opinion in CI.
 //
 // Structure comes from the samply r4 structs by reflection (elements, JSON
 // types, cardinality, choice[x] groups, code enums); primitive formats from

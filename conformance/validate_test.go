@@ -360,10 +360,10 @@ func TestProfileRules(t *testing.T) {
 }
 
 // TestSelftestCorpus runs the known-good and known-bad cases of the
-// independent validator's self-test (testdata, exported from
-// shared/tools/fhir-validate/selftest.mjs). Project rules (security labels,
-// Coding.system) and "unknown claimed profile" are stricter than the
-// independent validator and are not counted.
+// independent validator's self-test (testdata, exported from fhir-validate's
+// selftest.mjs). Project rules (security labels, Coding.system) and "unknown
+// claimed profile" are stricter than the independent validator and are not
+// counted.
 func TestSelftestCorpus(t *testing.T) {
 	b, err := os.ReadFile("testdata/fhir-validate-selftest.json")
 	if err != nil {

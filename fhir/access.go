@@ -22,7 +22,8 @@ const (
 	InteractionEverything Interaction = "everything"
 	InteractionMetadata   Interaction = "metadata"
 	// Write interactions are authorized before the read-only API refuses
-	// them (405), so a token lacking the scope gets 401/403 (SMART.md N48).
+	// them (405), so a token lacking the scope gets 401/403
+	// (docs/design/security.md NEG-42).
 	InteractionCreate Interaction = "create"
 	InteractionUpdate Interaction = "update"
 	InteractionPatch  Interaction = "patch"
@@ -48,10 +49,10 @@ type Access struct {
 // Decision with neither AllPatients nor Patients allows nothing patient-bound.
 //
 // Filters further narrow an allowing Decision (SMART granular scopes,
-// SMART.md R51): the clauses are ANDed into every store.Query of the type
-// BEFORE it runs, and a resource reached otherwise (read, vread, history,
-// _include, $everything) is returned only if a search by its _id under the
-// same Filters and Patients finds it.
+// docs/design/security.md RS-5): the clauses are ANDed into every store.Query
+// of the type BEFORE it runs, and a resource reached otherwise (read, vread,
+// history, _include, $everything) is returned only if a search by its _id
+// under the same Filters and Patients finds it.
 type Decision struct {
 	Allow       bool
 	AllPatients bool

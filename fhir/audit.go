@@ -14,10 +14,10 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// Auditor receives one Event per audited request (ARCHITECTURE.md: every
-// access to patient data writes an AuditEvent). The Server calls Record on
-// the request's goroutine after the response status is known; Record must
-// return quickly (fhir/auditlog queues the event and writes it in the
+// Auditor receives one Event per audited request (every access to patient
+// data writes an AuditEvent, docs/design/security.md PRIV-8). The Server calls
+// Record on the request's goroutine after the response status is known; Record
+// must return quickly (fhir/auditlog queues the event and writes it in the
 // background) and cannot fail the request, which has already been answered.
 // ctx is the request's context and may already be done.
 type Auditor interface {

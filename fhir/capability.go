@@ -18,8 +18,9 @@ import (
 const usCore = "http://hl7.org/fhir/us/core/StructureDefinition/"
 
 // USCoreProfiles are the US Core 6.1 profiles the gateway claims per resource
-// type (see /work/shared/domain/KETAMINE-FHIR.md §3); the CapabilityStatement
-// lists them as supportedProfile for the types that are served.
+// type (types US Core does not profile, such as MedicationAdministration,
+// have none); the CapabilityStatement lists them as supportedProfile for the
+// types that are served.
 var USCoreProfiles = map[string][]string{
 	"Patient":               {usCore + "us-core-patient"},
 	"Practitioner":          {usCore + "us-core-practitioner"},

@@ -27,7 +27,7 @@ var ErrThrottled = NewError(http.StatusTooManyRequests).WithDetails("request rat
 const contextKeyRateLimit = "fhir.ratelimit"
 
 // RateLimit limits the requests of each OAuth client (the client_id of the
-// verified access token, issue 5) with a token bucket: Burst requests at
+// verified access token) with a token bucket: Burst requests at
 // once, refilled at Rate per second. It is charged once per request, after
 // the token is verified and before any store work, on the FHIR API (the
 // SMART Authorizer's RateLimit; the CapabilityStatement, which needs no

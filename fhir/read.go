@@ -114,8 +114,8 @@ func (s *Server) vread(c echo.Context) error {
 // checkFilters returns nil when d has no Filters or a search for typ/id
 // under d's Filters and Patients finds the resource, else 403: a single
 // resource under a granular scope is shown only if the scope's search would
-// show it (SMART.md R51). The version history of a resource follows its
-// current version.
+// show it (docs/design/security.md RS-5). The version history of a resource
+// follows its current version.
 func (s *Server) checkFilters(c echo.Context, d Decision, typ, id string) error {
 	if len(d.Filters) == 0 {
 		return nil

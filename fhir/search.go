@@ -59,7 +59,7 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	}
 	if outsidePatients(typ, sr.Query.Clauses, d) {
 		// Asking for another patient's data is refused, not answered
-		// with an empty page (SMART.md N46).
+		// with an empty page (docs/design/security.md NEG-40).
 		return forbidden(c, d)
 	}
 	q := sr.Query

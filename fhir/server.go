@@ -50,7 +50,8 @@ type Options struct {
 	// Auditor receives an Event for every access to patient data (see
 	// Event). nil disables auditing, which is only for unit tests of other
 	// behaviour: cmd/ketabridge always passes one (fhir/auditlog.Writer),
-	// as ARCHITECTURE.md requires an AuditEvent for every access.
+	// as every access to patient data must write an AuditEvent
+	// (docs/design/security.md PRIV-8).
 	Auditor Auditor
 	// Profiles lists, per resource type, the profiles the gateway claims in
 	// the CapabilityStatement (supportedProfile); nil uses USCoreProfiles.
@@ -186,8 +187,9 @@ func isFHIRPath(p string) bool { return p == "/fhir" || strings.HasPrefix(p, "/f
 // request carries valid credentials at all, whatever it asks for. The server
 // asks it before answering for types and paths it does not serve, so an
 // unauthenticated caller gets 401 everywhere under /fhir except the
-// CapabilityStatement and learns nothing of the API's shape (SMART.md R47,
-// N51). A denying Decision is rendered like an Authorize denial.
+// CapabilityStatement and learns nothing of the API's shape
+// (docs/design/security.md RS-1, NEG-44). A denying Decision is rendered like
+// an Authorize denial.
 type Authenticator interface {
 	Authenticate(c echo.Context) (Decision, error)
 }
@@ -246,8 +248,9 @@ func (s *Server) readOnly(c echo.Context) error {
 		if err := s.checkType(c, t); err != nil {
 			return err
 		}
-		// Every interaction needs authorization (SMART.md R47-R49, N48): a
-		// write the token does not allow is a 401/403, not a 405.
+		// Every interaction needs authorization (docs/design/security.md RS-1
+		// to RS-3, NEG-42): a write the token does not allow is a 401/403, not
+		// a 405.
 		if i, ok := writeInteraction(c.Request().Method, c.Param("id") != ""); ok {
 			if _, err := s.authorize(c, Access{Interaction: i, Type: t, ID: c.Param("id")}); err != nil {
 				return err

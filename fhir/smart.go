@@ -21,9 +21,9 @@ const DefaultRealm = "KetaBridge"
 const contextKeyAccess = "fhir.smart.access"
 
 // SMART is the resource server's Authorizer: every interaction except
-// metadata needs a valid SMART access token (SMART.md R47-R51), and the
-// token's scopes decide (auth.Decide) what it may see, narrowing queries
-// BEFORE they run.
+// metadata needs a valid SMART access token (docs/design/security.md RS-1 to
+// RS-5), and the token's scopes decide (auth.Decide) what it may see,
+// narrowing queries BEFORE they run.
 //
 //   - read, vread, instance history need r; search needs s; $everything needs
 //     r on the Patient itself, and every other type of the compartment is
@@ -107,7 +107,7 @@ func challengeDecision(realm string, err error, details string) (Decision, error
 }
 
 // interactionOf maps a FHIR API interaction to the SMART interaction it
-// needs (SMART.md R49); $everything needs read on the Patient.
+// needs (docs/design/security.md RS-3); $everything needs read on the Patient.
 func interactionOf(i Interaction) (auth.Interaction, bool) {
 	switch i {
 	case InteractionRead, InteractionEverything:
@@ -146,7 +146,7 @@ func (s SMART) Authenticate(c echo.Context) (Decision, error) {
 // Authorize implements Authorizer.
 func (s SMART) Authorize(c echo.Context, a Access) (Decision, error) {
 	if a.Interaction == InteractionMetadata {
-		return Allow(), nil // SMART.md R47: metadata is open
+		return Allow(), nil // docs/design/security.md RS-1: metadata is open
 	}
 	info, err := verifyRequest(c, s.Tokens)
 	if err != nil {
@@ -187,15 +187,15 @@ func (s SMART) Authorize(c echo.Context, a Access) (Decision, error) {
 var errNotExpressible = errors.New("fhir: granular scope filters not expressible as a query")
 
 // FilterClauses expresses auth.Decision.FilterSets (a union of ANDed
-// granular filters, SMART.md R51) as store clauses ANDed into a query of
-// typ. Expressible: no sets (nil: the whole type); one set (each filter a
-// clause); sets of one filter each on the same parameter (one clause whose
-// Values are the union, e.g. category=vital-signs OR survey). A set that
+// granular filters, docs/design/security.md RS-5) as store clauses ANDed into
+// a query of typ. Expressible: no sets (nil: the whole type); one set (each
+// filter a clause); sets of one filter each on the same parameter (one clause
+// whose Values are the union, e.g. category=vital-signs OR survey). A set that
 // contains another set adds nothing to the union and is dropped first.
-// Anything else returns an error and the caller denies: a union of
-// different parameters cannot be ANDed without widening or narrowing
-// wrongly, so it fails closed. Parameters must be token (or _id/reference)
-// search parameters of typ known to fhir/search.
+// Anything else returns an error and the caller denies: a union of different
+// parameters cannot be ANDed without widening or narrowing wrongly, so it
+// fails closed. Parameters must be token (or _id/reference) search parameters
+// of typ known to fhir/search.
 func FilterClauses(typ string, sets [][]auth.Filter) ([]store.Clause, error) {
 	if len(sets) == 0 {
 		return nil, nil

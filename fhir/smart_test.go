@@ -130,7 +130,8 @@ func bearer(tok string) []string {
 	return []string{"Authorization", "Bearer " + tok}
 }
 
-// forgeries returns tokens N41-N43 must reject, built from a valid one.
+// forgeries returns tokens NEG-36 to NEG-38 must reject, built from a valid
+// one.
 func (e *smartEnv) forgeries(t *testing.T) map[string]string {
 	t.Helper()
 	valid := e.token(t, "patient/*.rs", "p1")
@@ -181,15 +182,15 @@ func TestSMARTAuthentication(t *testing.T) {
 		status    int
 		challenge string
 	}{
-		{"N40 no Authorization", nil, 401, chMissing},
-		{"N40 other scheme", []string{"Authorization", "Basic dTpw"}, 401, chMissing},
-		{"N41 garbage", bearer(forged["garbage"]), 401, chInvalid},
-		{"N41 malformed credentials", []string{"Authorization", "Bearer a b"}, 401, chInvalid},
-		{"N41 bad signature", bearer(forged["bad signature"]), 401, chInvalid},
-		{"N41 alg none", bearer(forged["alg none"]), 401, chInvalid},
-		{"N41 HS256 keyed with the public key", bearer(forged["HS256 with the public key"]), 401, chInvalid},
-		{"N42 expired", bearer(forged["expired"]), 401, chInvalid},
-		{"N43 aud of another FHIR base", bearer(forged["other FHIR base as aud"]), 401, chInvalid},
+		{"NEG-35 no Authorization", nil, 401, chMissing},
+		{"NEG-35 other scheme", []string{"Authorization", "Basic dTpw"}, 401, chMissing},
+		{"NEG-36 garbage", bearer(forged["garbage"]), 401, chInvalid},
+		{"NEG-36 malformed credentials", []string{"Authorization", "Bearer a b"}, 401, chInvalid},
+		{"NEG-36 bad signature", bearer(forged["bad signature"]), 401, chInvalid},
+		{"NEG-36 alg none", bearer(forged["alg none"]), 401, chInvalid},
+		{"NEG-36 HS256 keyed with the public key", bearer(forged["HS256 with the public key"]), 401, chInvalid},
+		{"NEG-37 expired", bearer(forged["expired"]), 401, chInvalid},
+		{"NEG-38 aud of another FHIR base", bearer(forged["other FHIR base as aud"]), 401, chInvalid},
 		{"id_token as bearer", bearer(forged["id_token"]), 401, chInvalid},
 		{"valid, lower-case scheme", []string{"Authorization", "bearer " + env.token(t, "patient/*.rs", "p1")}, 200, ""},
 	}
@@ -218,7 +219,7 @@ func TestSMARTAuthentication(t *testing.T) {
 			t.Errorf("status %d", w.Code)
 		}
 	})
-	t.Run("N44 revoked after use", func(t *testing.T) {
+	t.Run("NEG-39 revoked after use", func(t *testing.T) {
 		tok := env.token(t, "patient/*.rs", "p1")
 		if w := env.do("GET", "/fhir/Patient/p1", "", bearer(tok)...); w.Code != 200 {
 			t.Fatalf("status %d", w.Code)
@@ -308,40 +309,40 @@ func TestSMARTScopes(t *testing.T) {
 	env := newSMARTEnv(t)
 	p1Obs := "match:Observation/l1 match:Observation/o01 match:Observation/o02"
 	runSMART(t, env, []smartCase{
-		// N46: a patient-A token sees only A.
-		{name: "N46 read own patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p1", status: 200},
-		{name: "N46 read other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2", status: 403, challenge: chScope},
-		{name: "N46 read other patient's observation", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation/x1", status: 403, challenge: chScope},
-		{name: "N46 vread other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2/_history/1", status: 403, challenge: chScope},
-		{name: "N46 history other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2/_history", status: 403, challenge: chScope},
-		{name: "N46 search other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation?patient=p2", status: 403, challenge: chScope},
-		{name: "N46 search other subject", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation?subject=Patient/p2", status: 403, challenge: chScope},
-		{name: "N46 Patient by other _id", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient?_id=p2", status: 403, challenge: chScope},
-		{name: "N46 everything other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2/$everything", status: 403, challenge: chScope},
-		{name: "N46 search without patient filter", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation?_count=3", status: 200, entries: p1Obs, total: -1},
-		{name: "N46 search own and other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient?_id=p1,p2", status: 200, entries: "match:Patient/p1", total: 1},
+		// NEG-40: a patient-A token sees only A.
+		{name: "NEG-40 read own patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p1", status: 200},
+		{name: "NEG-40 read other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2", status: 403, challenge: chScope},
+		{name: "NEG-40 read other patient's observation", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation/x1", status: 403, challenge: chScope},
+		{name: "NEG-40 vread other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2/_history/1", status: 403, challenge: chScope},
+		{name: "NEG-40 history other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2/_history", status: 403, challenge: chScope},
+		{name: "NEG-40 search other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation?patient=p2", status: 403, challenge: chScope},
+		{name: "NEG-40 search other subject", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation?subject=Patient/p2", status: 403, challenge: chScope},
+		{name: "NEG-40 Patient by other _id", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient?_id=p2", status: 403, challenge: chScope},
+		{name: "NEG-40 everything other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient/p2/$everything", status: 403, challenge: chScope},
+		{name: "NEG-40 search without patient filter", scope: "patient/*.rs", patient: "p1", target: "/fhir/Observation?_count=3", status: 200, entries: p1Obs, total: -1},
+		{name: "NEG-40 search own and other patient", scope: "patient/*.rs", patient: "p1", target: "/fhir/Patient?_id=p1,p2", status: 200, entries: "match:Patient/p1", total: 1},
 		{name: "patient token for a patient that does not exist", scope: "patient/*.rs", patient: "p9", target: "/fhir/Observation", status: 200, entries: "", total: 0},
 		{name: "patient token for a patient that does not exist reads", scope: "patient/*.rs", patient: "p9", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
 		{name: "patient scope without a patient in context", scope: "patient/*.rs", target: "/fhir/Observation", status: 403, challenge: chScope},
 		{name: "user scope reaches every patient", scope: "user/Observation.rs", target: "/fhir/Observation/x1", status: 200},
 		{name: "system scope reaches every patient", scope: "system/*.read", target: "/fhir/Patient/p2", status: 200},
-		// N47: type not granted.
-		{name: "N47 read type not granted", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Patient/p1", status: 403, challenge: chScope},
-		{name: "N47 search type not granted", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Encounter?patient=p1", status: 403, challenge: chScope},
-		{name: "N47 everything without Patient read", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Patient/p1/$everything", status: 403, challenge: chScope},
-		{name: "N47 include of a type not granted is left out", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Observation?_id=o01&_include=Observation:performer&_include=Observation:subject", status: 200, entries: "match:Observation/o01", total: 1},
+		// NEG-41: type not granted.
+		{name: "NEG-41 read type not granted", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Patient/p1", status: 403, challenge: chScope},
+		{name: "NEG-41 search type not granted", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Encounter?patient=p1", status: 403, challenge: chScope},
+		{name: "NEG-41 everything without Patient read", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Patient/p1/$everything", status: 403, challenge: chScope},
+		{name: "NEG-41 include of a type not granted is left out", scope: "patient/Observation.rs", patient: "p1", target: "/fhir/Observation?_id=o01&_include=Observation:performer&_include=Observation:subject", status: 200, entries: "match:Observation/o01", total: 1},
 		{name: "only resource scopes count", scope: "openid fhirUser launch/patient", patient: "p1", target: "/fhir/Patient/p1", status: 403, challenge: chScope},
-		// N48: permission letters.
-		{name: "N48 rs token creates", scope: "patient/Observation.rs", patient: "p1", method: "POST", target: "/fhir/Observation", status: 403, challenge: chScope},
-		{name: "N48 rs token updates", scope: "patient/Observation.rs", patient: "p1", method: "PUT", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
-		{name: "N48 rs token patches", scope: "patient/Observation.rs", patient: "p1", method: "PATCH", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
-		{name: "N48 rs token deletes", scope: "patient/Observation.rs", patient: "p1", method: "DELETE", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
-		{name: "N48 v1 read token writes", scope: "patient/Observation.read", patient: "p1", method: "DELETE", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
-		{name: "N48 r token searches", scope: "patient/Observation.r", patient: "p1", target: "/fhir/Observation", status: 403, challenge: chScope},
-		{name: "N48 s token reads", scope: "patient/Observation.s", patient: "p1", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
-		{name: "N48 s token vreads", scope: "patient/Observation.s", patient: "p1", target: "/fhir/Observation/o01/_history/1", status: 403, challenge: chScope},
-		{name: "N48 s token searches", scope: "patient/Observation.s", patient: "p1", target: "/fhir/Observation?_id=o01", status: 200, entries: "match:Observation/o01", total: 1},
-		{name: "N48 r token reads", scope: "patient/Observation.r", patient: "p1", target: "/fhir/Observation/o01", status: 200},
+		// NEG-42: permission letters.
+		{name: "NEG-42 rs token creates", scope: "patient/Observation.rs", patient: "p1", method: "POST", target: "/fhir/Observation", status: 403, challenge: chScope},
+		{name: "NEG-42 rs token updates", scope: "patient/Observation.rs", patient: "p1", method: "PUT", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
+		{name: "NEG-42 rs token patches", scope: "patient/Observation.rs", patient: "p1", method: "PATCH", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
+		{name: "NEG-42 rs token deletes", scope: "patient/Observation.rs", patient: "p1", method: "DELETE", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
+		{name: "NEG-42 v1 read token writes", scope: "patient/Observation.read", patient: "p1", method: "DELETE", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
+		{name: "NEG-42 r token searches", scope: "patient/Observation.r", patient: "p1", target: "/fhir/Observation", status: 403, challenge: chScope},
+		{name: "NEG-42 s token reads", scope: "patient/Observation.s", patient: "p1", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
+		{name: "NEG-42 s token vreads", scope: "patient/Observation.s", patient: "p1", target: "/fhir/Observation/o01/_history/1", status: 403, challenge: chScope},
+		{name: "NEG-42 s token searches", scope: "patient/Observation.s", patient: "p1", target: "/fhir/Observation?_id=o01", status: 200, entries: "match:Observation/o01", total: 1},
+		{name: "NEG-42 r token reads", scope: "patient/Observation.r", patient: "p1", target: "/fhir/Observation/o01", status: 200},
 		{name: "write scope meets the read-only API", scope: "patient/Observation.cruds", patient: "p1", method: "POST", target: "/fhir/Observation", status: 405},
 		{name: "undefined suffix grants nothing", scope: "patient/Observation.dus", patient: "p1", target: "/fhir/Observation/o01", status: 403, challenge: chScope},
 		// $everything returns only the types the token may search.
@@ -544,8 +545,8 @@ func BenchmarkReadSMART(b *testing.B) {
 // TestSMARTUnservedPathsNeedAToken: paths and types the API does not serve
 // (Bulk Data $export today, an unknown type, a write on the base) answer an
 // unauthenticated caller 401 with the Bearer challenge, not 404/405, so the
-// API's shape is not probeable without a token (SMART.md R47, N51); with a
-// valid token they are the ordinary 404/405 OperationOutcomes.
+// API's shape is not probeable without a token (docs/design/security.md RS-1,
+// NEG-44); with a valid token they are the ordinary 404/405 OperationOutcomes.
 func TestSMARTUnservedPathsNeedAToken(t *testing.T) {
 	env := newSMARTEnv(t)
 	forged := env.forgeries(t)

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestDependencies guards ARCHITECTURE.md: the mappers never import the web
-// framework, Redis, SQL or JWT code.
+// TestDependencies guards the package layering (docs/design/architecture.md:
+// dependencies point inward): the mappers never import the web framework,
+// Redis, SQL or JWT code.
 func TestDependencies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the go tool")

@@ -6,12 +6,13 @@ import (
 )
 
 // AuditRecord is one stored audit event (the record of an access to patient
-// data, ARCHITECTURE.md "Non-negotiables"): the compact, structured form of
-// one FHIR AuditEvent. The store keeps the fields, not the JSON; the FHIR
-// AuditEvent is rendered from a record when it is read (fhir.AuditEventJSON),
-// deterministically: the same record always renders to the same bytes.
-// Patient and ClientID make per-patient and per-client reports lookups.
-// Strings are ids and codes only, never query strings or resource values.
+// data, which every such access writes: docs/design/security.md PRIV-8): the
+// compact, structured form of one FHIR AuditEvent. The store keeps the fields,
+// not the JSON; the FHIR AuditEvent is rendered from a record when it is read
+// (fhir.AuditEventJSON), deterministically: the same record always renders to
+// the same bytes. Patient and ClientID make per-patient and per-client reports
+// lookups. Strings are ids and codes only, never query strings or resource
+// values.
 type AuditRecord struct {
 	// ID is the AuditEvent's id (a UUID).
 	ID string

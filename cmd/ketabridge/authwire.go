@@ -91,10 +91,11 @@ func (a *app) keySealer() (*auth.KeySealer, error) {
 	return auth.NewKeySealer(a.cfg.KeyEncryptionKey)
 }
 
-// fhirCORS is the FHIR API's CORS policy (SMART.md R54): the CapabilityStatement
-// and the SMART configuration are open to any origin; everything else only to
-// origins a registered client lists. Preflights (OPTIONS) are answered here,
-// before routing, allowing the Authorization and Content-Type headers.
+// fhirCORS is the FHIR API's CORS policy (docs/design/security.md NET-1): the
+// CapabilityStatement and the SMART configuration are open to any origin;
+// everything else only to origins a registered client lists. Preflights
+// (OPTIONS) are answered here, before routing, allowing the Authorization and
+// Content-Type headers.
 func fhirCORS(st store.AuthStore) echo.MiddlewareFunc {
 	origins := &originCache{st: st, ttl: 10 * time.Second}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {

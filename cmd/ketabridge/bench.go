@@ -23,8 +23,8 @@ import (
 	"github.com/ketabridge/ketabridge/store/postgres"
 )
 
-// Bench defaults (issue 4): ~1,000,000 resources from 1,100 synthetic
-// patients, 32 connections, 10 s per scenario; --small is a smoke run.
+// Bench defaults: ~1,000,000 resources from 1,100 synthetic patients, 32
+// connections, 10 s per scenario; --small is a smoke run.
 const (
 	benchPatients      = 1100
 	benchSmallPatients = 20
@@ -42,7 +42,7 @@ const (
 	benchEverythingSize = 500
 )
 
-// cmdBench is `ketabridge bench` (issue 4): it synthesises a seeded data set
+// cmdBench is `ketabridge bench`: it synthesises a seeded data set
 // into a temporary SQLite store and reports the ingest throughput, then starts
 // the real gateway (a.newEcho) on loopback, obtains a real token through
 // client_credentials, and drives each scenario with vegeta at a fixed number

@@ -34,7 +34,7 @@ type benchScenario struct {
 // benchScenarioNames are the scenarios' names, in run order.
 var benchScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
 
-// benchScenarios builds the six scenarios of issue 4, in run order. Every
+// benchScenarios builds the six benchmark scenarios, in run order. Every
 // request sequence is a pure function of the seed.
 func benchScenarios(ds *benchDataset, gw, limit string, auth http.Header, seed uint64) []benchScenario {
 	pick := func(l []string, i uint64, salt uint64) string { return l[mix(seed^salt, i)%uint64(len(l))] }

@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// benchResults is results.json, shaped as issue 4 asks; Run carries the
-// parameters needed to reproduce it.
+// benchResults is results.json: the machine, one row per scenario and the
+// Run parameters needed to reproduce it.
 type benchResults struct {
 	Machine   benchMachine     `json:"machine"`
 	Ingest    benchIngest      `json:"ingest"`

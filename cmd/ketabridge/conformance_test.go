@@ -13,11 +13,11 @@ import (
 	"github.com/ketabridge/ketabridge/conformance"
 )
 
-// TestEmittedFHIRConforms is issue 2's acceptance check in Go: every resource
-// the gateway stores for `synth --patients 50`, as served, and every API
-// response shape (search Bundles of every type, includes, $everything,
+// TestEmittedFHIRConforms is the conformance acceptance check in Go: every
+// resource the gateway stores for `synth --patients 50`, as served, and every
+// API response shape (search Bundles of every type, includes, $everything,
 // history, errors) passes conformance.Validate. .ci/run runs the same export
-// through the independent validator (../shared/tools/fhir-validate).
+// through the independent FHIR validator (fhir-validate).
 func TestEmittedFHIRConforms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("maps and serves 50 synthetic patients; skipped with -short")

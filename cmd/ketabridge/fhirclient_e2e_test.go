@@ -31,11 +31,12 @@ var fhirclientDir = filepath.Join("..", "..", "conformance", "fhirclient")
 var fcSummaryLine = regexp.MustCompile(`^(\d+) passed, (\d+) failed$`)
 
 // TestFHIRClientEndToEnd proves that the npm fhirclient library, the
-// reference SMART client, works against the gateway unchanged (SMART.md R63,
-// R64): the real serve command with demo data, a public client and a patient
-// user registered with the CLI, and conformance/fhirclient/test.mjs driving a
-// standalone launch (PKCE, login, consent, code exchange, FHIR reads and
-// search, refresh) with fhirclient's Node adapter.
+// reference SMART client, works against the gateway unchanged
+// (docs/design/security.md APP-1, APP-2): the real serve command with demo
+// data, a public client and a patient user registered with the CLI, and
+// conformance/fhirclient/test.mjs driving a standalone launch (PKCE, login,
+// consent, code exchange, FHIR reads and search, refresh) with fhirclient's
+// Node adapter.
 func TestFHIRClientEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")

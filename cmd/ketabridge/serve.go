@@ -116,7 +116,8 @@ func serve(ctx context.Context, cfg Config, demo bool, log *slog.Logger, e env) 
 		if err != nil {
 			return &exitError{code: 1, msg: "cannot load the TLS certificate: " + err.Error()}
 		}
-		// SMART.md R55: TLS 1.2 or later; 1.0 and 1.1 handshakes are refused.
+		// docs/design/security.md NET-2: TLS 1.2 or later; 1.0 and 1.1
+		// handshakes are refused.
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		scheme = "https"
 	}

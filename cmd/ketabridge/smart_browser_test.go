@@ -1,9 +1,9 @@
 package main
 
-// A SMART standalone launch in a real headless Chromium (issue 3): the
-// browser signs in on the gateway's login page, unticks one scope on the
-// consent page, approves, and lands on the app's redirect URI; the test then
-// exchanges the code and checks that the unticked scope was not granted.
+// A SMART standalone launch in a real headless Chromium: the browser signs
+// in on the gateway's login page, unticks one scope on the consent page,
+// approves, and lands on the app's redirect URI; the test then exchanges the
+// code and checks that the unticked scope was not granted.
 
 import (
 	"context"

@@ -1,11 +1,11 @@
 package main
 
-// End-to-end acceptance tests of issue 3 (SMART on FHIR): the real
+// End-to-end acceptance tests of SMART on FHIR: the real
 // `ketabridge serve --demo` in-process on a loopback port, clients and users
 // registered with the real CLI, and every flow driven over real HTTP (cookie
-// jar, form posts, redirects caught where the test checks them). The numbers
-// in comments are the requirements (R) and negative cases (N) of
-// /work/shared/design/SMART.md.
+// jar, form posts, redirects caught where the test checks them). The ids in
+// comments (AZ-1, NEG-13, ...) are the requirements and negative cases of
+// docs/design/security.md.
 
 import (
 	"bytes"
@@ -570,7 +570,7 @@ func extraString(t *testing.T, tok *oauth2.Token, name string) string {
 	return v
 }
 
-// verifyIDToken checks an id_token against the gateway's JWKS (R42): RS256,
+// verifyIDToken checks an id_token against the gateway's JWKS (OIDC-1): RS256,
 // kid, iss, aud = client_id, exp, iat, sub, fhirUser.
 func (e *smartEnv) verifyIDToken(t *testing.T, raw, clientID, fhirUser string) {
 	t.Helper()
@@ -622,7 +622,7 @@ func wantOAuthError(t *testing.T, r smartResp, statuses []int, code string) {
 	}
 }
 
-// noStoreHeaders checks R25 on a token response.
+// noStoreHeaders checks TOK-4 on a token response.
 func noStoreHeaders(t *testing.T, r smartResp) {
 	t.Helper()
 	if !strings.Contains(r.header.Get("Cache-Control"), "no-store") || r.header.Get("Pragma") != "no-cache" {
@@ -647,7 +647,8 @@ func TestSMARTEndToEnd(t *testing.T) {
 	e.addPublicClient(t, "patient-app", redirect, "", patientScope)
 	e.addUser(t, "pat1", "patient", "Patient/"+e.patient)
 
-	// 1. Standalone launch as a patient user (R10-R19, R22-R27, R42-R43, N46).
+	// 1. Standalone launch as a patient user (AZ-1 to AZ-10, TOK-1 to TOK-6,
+	// OIDC-1, OIDC-2, NEG-40).
 	t.Run("StandalonePatient", func(t *testing.T) {
 		_, tok := e.patientLogin(t, "patient-app", redirect, "pat1", strings.Fields(patientScope)...)
 		checks := []struct {
@@ -687,7 +688,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 			name, path string
 			want       []int
 		}{
-			{"own Patient (fhirUser readable, R43)", "/Patient/" + e.patient, []int{http.StatusOK}},
+			{"own Patient (fhirUser readable, OIDC-2)", "/Patient/" + e.patient, []int{http.StatusOK}},
 			{"another Patient", "/Patient/" + e.other, []int{http.StatusForbidden}},
 			{"another patient's Observations", "/Observation?patient=" + e.other, []int{http.StatusForbidden, http.StatusNotFound}},
 			{"no token", "/Patient/" + e.patient, []int{http.StatusUnauthorized}},
@@ -731,7 +732,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 	})
 
 	// 2. Standalone launch as a clinician: patient picker, user/ scopes and
-	// a granular scope chosen on the consent page (R18, R20, R50, R51).
+	// a granular scope chosen on the consent page (AZ-9, AZ-11, RS-4, RS-5).
 	e.addUser(t, "doc1", "clinician", "Practitioner/"+e.practitioner)
 	const clinRedirect = "http://127.0.0.1:47002/cb"
 	clinScope := "openid fhirUser launch/patient patient/Observation.rs patient/Patient.rs user/Practitioner.rs"
@@ -808,7 +809,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		})
 	})
 
-	// 3. EHR launch (R17, R19, R27, N7).
+	// 3. EHR launch (AZ-8, AZ-10, TOK-6, NEG-7).
 	const ehrRedirect, ehrLaunch = "http://127.0.0.1:47003/cb", "http://127.0.0.1:47003/launch"
 	e.addPublicClient(t, "ehr-app", ehrRedirect, ehrLaunch, "launch openid fhirUser patient/*.rs")
 	t.Run("EHRLaunch", func(t *testing.T) {
@@ -861,7 +862,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 			t.Errorf("GET another Patient: %s", r)
 		}
 
-		// The launch id is single use (N7).
+		// The launch id is single use (NEG-7).
 		a2 := e.app("ehr-app", ehrRedirect, "launch", "patient/*.rs")
 		r = b.get(t, a2.authURL(e, oauth2.SetAuthURLParam("launch", launch)))
 		loc, _ = url.Parse(r.header.Get("Location"))
@@ -872,7 +873,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 	})
 
 	// A code redeemed twice: invalid_grant, and what the first redemption
-	// issued is revoked (RFC 6749 §4.1.2, R29, N13).
+	// issued is revoked (RFC 6749 §4.1.2, TOK-8, NEG-13).
 	t.Run("CodeReplay", func(t *testing.T) {
 		a := e.app("patient-app", redirect, "launch/patient", "patient/Patient.rs")
 		code := a.code(t, e.newBrowser(t).authorize(t, a.authURL(e), "pat1", approveAll))
@@ -888,7 +889,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		}
 	})
 
-	// 4. Refresh (R30-R34, N20-N22).
+	// 4. Refresh (REF-1 to REF-5, NEG-18 to NEG-20).
 	t.Run("Refresh", func(t *testing.T) {
 		_, tok := e.patientLogin(t, "patient-app", redirect, "pat1", strings.Fields(patientScope)...)
 		refresh := func(rt, scope string) smartResp {
@@ -934,7 +935,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 
 		wantOAuthError(t, refresh(third, patientScope+" user/*.rs"), []int{http.StatusBadRequest}, "invalid_scope")
 		wantOAuthError(t, refresh("not-a-refresh-token", ""), []int{http.StatusBadRequest}, "invalid_grant")
-		wantOAuthError(t, refresh(narrow, ""), []int{http.StatusBadRequest}, "invalid_grant") // N25
+		wantOAuthError(t, refresh(narrow, ""), []int{http.StatusBadRequest}, "invalid_grant") // NEG-22
 
 		r = refresh(third, "")
 		m = r.json(t)
@@ -945,7 +946,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		if r := e.fhir(t, last, "/Patient/"+e.patient); r.status != http.StatusOK {
 			t.Fatalf("the last access token before reuse: %s", r)
 		}
-		// Reusing a rotated-away token revokes the whole grant (R34).
+		// Reusing a rotated-away token revokes the whole grant (REF-5).
 		wantOAuthError(t, refresh(second, ""), []int{http.StatusBadRequest}, "invalid_grant")
 		if r := e.fhir(t, last, "/Patient/"+e.patient); r.status != http.StatusUnauthorized {
 			t.Errorf("the grant's access token after refresh-token reuse: %s", r)
@@ -955,7 +956,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		}
 	})
 
-	// 5. Backend services (R35-R41, N36, N39).
+	// 5. Backend services (CLI-1 to CLI-7, NEG-31, NEG-34).
 	t.Run("BackendServices", func(t *testing.T) {
 		keyFile, jwksFile := e.backendKeyFiles(t, "cli-backend")
 		e.cli(t, "clients", "add", "--id", "bk-cli", "--kind", "backend", "--jwks-file", jwksFile, "--scope", "system/*.rs")
@@ -1022,7 +1023,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 				}
 				noStoreHeaders(t, r)
 				if _, has := m["refresh_token"]; has {
-					t.Error("a backend token response has a refresh_token (N39)")
+					t.Error("a backend token response has a refresh_token (NEG-34)")
 				}
 				if n, ok := m["expires_in"].(float64); !ok || n <= 0 || n > 300 {
 					t.Errorf("expires_in %v (want <= 300)", m["expires_in"])
@@ -1037,7 +1038,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 				if r := e.fhir(t, at, "/Encounter?patient="+e.other); r.status != http.StatusForbidden {
 					t.Errorf("GET Encounter outside the policy: %s", r)
 				}
-				// The same assertion again: jti replay (N36).
+				// The same assertion again: jti replay (NEG-31).
 				wantOAuthError(t, request(as, "system/Patient.read"), []int{http.StatusBadRequest, http.StatusUnauthorized}, "invalid_client")
 			})
 		}
@@ -1048,7 +1049,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		})
 	})
 
-	// 6. Introspection and revocation (R44-R46, N44, N56).
+	// 6. Introspection and revocation (INT-1 to INT-3, NEG-39, NEG-48).
 	t.Run("IntrospectionAndRevocation", func(t *testing.T) {
 		_, tok := e.patientLogin(t, "patient-app", redirect, "pat1", strings.Fields(patientScope)...)
 		introspect := func(token string) smartResp {
@@ -1067,7 +1068,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		if got, _ := m["fhirUser"].(string); got != e.fhirBase+"/Patient/"+e.patient {
 			t.Errorf("introspection fhirUser %q", got)
 		}
-		// Without credentials (N57).
+		// Without credentials (NEG-49).
 		if r := postForm(t, e.issuer+"/introspect", url.Values{"token": {tok.AccessToken}}); r.status != http.StatusUnauthorized {
 			t.Errorf("introspection without credentials: %s", r)
 		}
@@ -1097,7 +1098,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 		}
 	})
 
-	// 7. Discovery (R1-R9, N59).
+	// 7. Discovery (DISC-1 to DISC-9, NEG-50).
 	t.Run("Discovery", func(t *testing.T) {
 		b := e.newBrowser(t)
 		req, _ := http.NewRequest(http.MethodGet, e.fhirBase+"/.well-known/smart-configuration", nil)
@@ -1197,7 +1198,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 	})
 
 	// Authorization request errors that must never redirect or must carry
-	// the state (N1-N4): quick guards on the same server.
+	// the state (NEG-1 to NEG-4): quick guards on the same server.
 	t.Run("AuthorizeErrors", func(t *testing.T) {
 		a := e.app("patient-app", redirect, "patient/*.rs")
 		challenge := base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("x", 32)))

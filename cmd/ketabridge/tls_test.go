@@ -48,7 +48,8 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 }
 
 // TestServeTLS: with --tls-cert/--tls-key the gateway speaks HTTPS only,
-// with TLS 1.2 or later; TLS 1.0/1.1 handshakes are refused (SMART.md R55, N60).
+// with TLS 1.2 or later; TLS 1.0/1.1 handshakes are refused
+// (docs/design/security.md NET-2, NEG-51).
 func TestServeTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")

@@ -82,7 +82,8 @@ func newBackendKey(clientID, aud string) (*backendKey, error) {
 	return &backendKey{clientID: clientID, key: k, aud: aud}, nil
 }
 
-// alg is the client-assertion algorithm for the key (SMART.md R36).
+// alg is the client-assertion algorithm for the key (docs/design/security.md
+// CLI-2).
 func (b *backendKey) alg() (jwt.SigningMethod, string) {
 	if _, ok := b.key.(*ecdsa.PrivateKey); ok {
 		return jwt.SigningMethodES384, "ES384"

@@ -1,5 +1,6 @@
 // Headless proof that the npm `fhirclient` library (the reference SMART
-// client) works against the KetaBridge gateway unchanged (SMART.md R63, R64).
+// client) works against the KetaBridge gateway unchanged (docs/design/security.md
+// APP-1, APP-2).
 //
 // It drives a standalone patient launch of a public client with fhirclient's
 // Node adapter: authorize (PKCE S256 from discovery) -> the gateway's login
@@ -316,7 +317,7 @@ async function main() {
     assert(!cb.searchParams.get("error"), `authorization error ${cb.searchParams.get("error")}: ${cb.searchParams.get("error_description")}`);
     assert(cb.searchParams.get("state") === stateKey, `state=${cb.searchParams.get("state")}, want ${stateKey}`);
     const code = cb.searchParams.get("code") || "";
-    assert(/^[A-Za-z0-9._~-]+$/.test(code), `code is not URL-safe: ${JSON.stringify(code)} (fhirclient posts it unencoded, R63)`);
+    assert(/^[A-Za-z0-9._~-]+$/.test(code), `code is not URL-safe: ${JSON.stringify(code)} (fhirclient posts it unencoded, APP-1)`);
     return cb.href;
   });
   if (!callbackURL) return;
@@ -366,7 +367,7 @@ async function main() {
     assert(p && p.resourceType === "Patient" && p.id === patientId, `got ${JSON.stringify(p).slice(0, 200)}`);
   });
 
-  await check("client.user.read() (fhirUser is readable, R43)", async () => {
+  await check("client.user.read() (fhirUser is readable, OIDC-2)", async () => {
     const u = await client.user.read();
     assert(u && u.resourceType === "Patient" && u.id === patientId, `got ${JSON.stringify(u).slice(0, 200)}`);
   });

@@ -3,11 +3,11 @@
 // The samply models (github.com/samply/golang-fhir-models v0.3.2) emit every
 // alternative of a REQUIRED choice element (value[x] with min 1) as a plain,
 // always-marshalled field, so encoding/json writes all alternatives at once:
-// empty objects, empty strings and zero values that look like data (see
-// /work/shared/design/SAMPLY-TRAPS.md). Marshal repairs this by construction:
-// it finds those choice groups by reflection over the struct types (cached per
-// reflect.Type) and emits exactly the one alternative that is set, refusing to
-// guess when it cannot know (plain bool/int alternatives).
+// empty objects, empty strings and zero values that look like data, which
+// is invalid FHIR (ele-1, one value per choice). Marshal repairs this by
+// construction: it finds those choice groups by reflection over the struct
+// types (cached per reflect.Type) and emits exactly the one alternative that
+// is set, refusing to guess when it cannot know (plain bool/int alternatives).
 //
 // As a safety net Marshal refuses output that would contain an empty object,
 // empty array, empty string or null anywhere (FHIR R4 ele-1, json.html#xml):

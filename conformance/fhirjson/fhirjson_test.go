@@ -55,8 +55,9 @@ func dig(t *testing.T, v any, path ...any) map[string]any {
 	return m
 }
 
-// TestChoiceRoundTrip: every affected required choice element of
-// SAMPLY-TRAPS.md this project touches, with each alternative it can carry:
+// TestChoiceRoundTrip: every required choice element this project touches
+// whose samply struct marshals all alternatives, with each alternative it
+// can carry:
 // marshal -> exactly one alternative -> unmarshal with samply -> re-marshal equal.
 func TestChoiceRoundTrip(t *testing.T) {
 	type tc struct {

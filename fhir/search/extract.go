@@ -434,7 +434,9 @@ func deref(s *string) string {
 }
 
 // present reports whether a required-choice CodeableConcept alternative that
-// samply models as a plain value was set (see SAMPLY-TRAPS.md).
+// samply models as a plain value was set (the samply R4 structs marshal every
+// alternative of a required choice[x] element, so an unset one is a zero
+// value).
 func present(cc *r4.CodeableConcept) bool { return len(cc.Coding) > 0 || cc.Text != nil }
 
 func extractPatient(e *emitter, r *r4.Patient) {

@@ -1,8 +1,8 @@
 // Package codes holds the terminology KetaBridge maps clinic records to: code
 // system URIs, the drug, route, LOINC assessment and vital-sign tables, UCUM
 // units, status translations and the concepts of the project's own code
-// systems (defined under the gateway's canonical base, see
-// /work/shared/domain/KETAMINE-FHIR.md §2 for the sources).
+// systems (defined under the gateway's canonical base). The codes come from
+// the public terminologies: RxNorm, NDC, SNOMED CT, LOINC, ICD-10-CM and UCUM.
 //
 // The tables are plain data with no FHIR model dependency; package mapping
 // turns them into samply r4 Codings. Everything here is read-only: callers
@@ -190,8 +190,9 @@ func itoa(n int) string {
 	return itoa(n/10) + string(rune('0'+n%10))
 }
 
-// Instruments maps the clinic's instrument to its codes (LOINC per
-// KETAMINE-FHIR.md §2; MADRS, CADSS, MOAA/S and items LOINC lacks are local).
+// Instruments maps the clinic's instrument to its codes (LOINC panels, scores
+// and items from loinc.org; MADRS, CADSS, MOAA/S and items LOINC lacks are
+// local).
 var Instruments = map[string]Instrument{
 	"phq9": {
 		Name:  "PHQ-9",
@@ -401,7 +402,9 @@ var CourseStatus = map[string]struct{ MedicationRequest, CarePlan string }{
 	"on-hold":   {"on-hold", "on-hold"},
 }
 
-// Security labels for mental-health content (KETAMINE-FHIR.md §3).
+// Security labels for mental-health content: PSY (psychiatry information
+// sensitivity, v3-ActCode) and confidentiality R (restricted,
+// v3-Confidentiality), from the HL7 privacy and security classification.
 var (
 	SecurityPSY        = Code{V3ActCode, "PSY", "psychiatry information sensitivity"}
 	SecurityRestricted = Code{V3Confidentiality, "R", "restricted"}

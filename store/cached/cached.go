@@ -1,8 +1,8 @@
-// Package cached is the read cache in front of a store.Store (issue 5): a
-// decorator that serves Read, Search, Everything, GetMany and Refs through a
-// store.Cache (Redis shared by replicas, or store/memory in the embedded
-// mode) and invalidates after every Apply, so an answer is never older than
-// a write whose Apply returned before the read began, on any replica.
+// Package cached is the read cache in front of a store.Store: a decorator that
+// serves Read, Search, Everything, GetMany and Refs through a store.Cache
+// (Redis shared by replicas, or store/memory in the embedded mode) and
+// invalidates after every Apply, so an answer is never older than a write
+// whose Apply returned before the read began, on any replica.
 //
 // Invalidation is by version stamps (see store.Cache): every entry is filled
 // at the values of its stamps, and Apply bumps the stamps of what it wrote:

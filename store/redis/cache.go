@@ -24,7 +24,8 @@ import (
 // (which evicts only keys with an expiry: entries, never stamps).
 //
 // Lookup's script reads an entry whose name it computes, so it is not Redis
-// Cluster safe; the gateway uses one Redis (ARCHITECTURE.md "Deployments").
+// Cluster safe; a replicated deployment uses one Redis shared by every replica
+// (docs/design/architecture.md, deployments).
 type Cache struct {
 	c      *goredis.Client
 	stamps string // prefix of stamp counters

@@ -1,5 +1,5 @@
-// Package redis is the Redis backend of store.Ephemeral, shared by replicas
-// (issue 5): authorization codes, launch contexts, login sessions, the
+// Package redis is the Redis backend of store.Ephemeral, shared by replicas:
+// authorization codes, launch contexts, login sessions, the
 // client-assertion jti replay set and login throttling live in one Redis so
 // every replica sees the same state. Expiry is Redis's own (PX, wall clock).
 //
