@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"net"
 	"slices"
 
 	"github.com/labstack/echo/v4"
@@ -128,29 +127,6 @@ type DenyAll struct{}
 // Authorize implements Authorizer.
 func (DenyAll) Authorize(echo.Context, Access) (Decision, error) {
 	return Deny(ErrUnauthorized), nil
-}
-
-// LoopbackOnly allows everything to requests whose TCP peer
-// (http.Request.RemoteAddr; X-Forwarded-For is ignored) is a loopback address
-// and denies all others with 401 and WWW-Authenticate: Bearer (RFC 6750 §3).
-// It is for local development until SMART authorization is configured.
-type LoopbackOnly struct{}
-
-// Authorize implements Authorizer.
-func (LoopbackOnly) Authorize(c echo.Context, _ Access) (Decision, error) {
-	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-	if err != nil {
-		host = c.Request().RemoteAddr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return Allow(), nil
-	}
-	return Deny(ErrUnauthorized), nil
-}
-
-// Authenticate implements Authenticator: only loopback peers pass.
-func (l LoopbackOnly) Authenticate(c echo.Context) (Decision, error) {
-	return l.Authorize(c, Access{})
 }
 
 // Authenticate implements Authenticator: nobody passes.

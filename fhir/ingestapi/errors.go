@@ -2,10 +2,11 @@ package ingestapi
 
 import (
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/auth"
 )
 
 // apiError is an error about a request as a whole, rendered as an
@@ -130,25 +131,14 @@ func asAPIError(err error) *apiError {
 // LoopbackOnly lets through requests whose TCP peer (RemoteAddr, never a
 // forwarding header) is a loopback address, and answers every other request
 // 401 with an OperationOutcome. It is the internal API's guard until SMART
-// authorization covers it; it is the same rule as fhir.LoopbackOnly.
+// authorization covers it; auth.IsLoopback is the rule.
 func LoopbackOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !IsLoopback(c.Request().RemoteAddr) {
+		if !auth.IsLoopback(c.Request().RemoteAddr) {
 			// RFC 6750 §3: a protected resource names the scheme it wants.
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
 			return errUnauth
 		}
 		return next(c)
 	}
-}
-
-// IsLoopback reports whether addr ("host:port" or a bare host) is a loopback
-// IP address (127.0.0.0/8 or ::1).
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
