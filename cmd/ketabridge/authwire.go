@@ -12,13 +12,13 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir/ingestapi"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/memory"
 )
 
-// ingestScope is the SMART scope the internal ingest API requires: a backend
-// client's token with system/ClinicRecord.write (or .c / .cruds).
-const ingestScope = "system/ClinicRecord.write"
+// ingestScope is the SMART scope the internal ingest API requires.
+const ingestScope = ingestapi.Scope
 
 // authState is the SMART side of a running gateway: the authorization server
 // and the token verifier the FHIR and ingest APIs check every request with.
