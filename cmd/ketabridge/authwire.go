@@ -12,7 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketabridge/ketabridge/auth"
-	"github.com/ketabridge/ketabridge/fhir/ingestapi"
+	"github.com/ketabridge/ketabridge/ingestapi"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/memory"
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketabridge/ketabridge/fhir"
-	"github.com/ketabridge/ketabridge/fhir/ingestapi"
+	"github.com/ketabridge/ketabridge/ingestapi"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"

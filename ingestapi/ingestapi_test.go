@@ -108,7 +108,7 @@ func (a *testAPI) post(t *testing.T, contentType string, body []byte) (int, Resp
 // goodRecords is mapping/ingest/testdata/good.ndjson as generic objects.
 func goodRecords(t *testing.T) []map[string]any {
 	t.Helper()
-	data, err := os.ReadFile("../../mapping/ingest/testdata/good.ndjson")
+	data, err := os.ReadFile("../mapping/ingest/testdata/good.ndjson")
 	if err != nil {
 		t.Fatal(err)
 	}
