@@ -40,17 +40,23 @@ import (
 // Routes mounted here: /auth/authorize (GET, POST), /auth/consent (GET,
 // POST), /auth/login (GET, POST), /auth/logout (POST), /auth/launch (GET,
 // POST, the EHR launcher) and /auth/style.json.
-func (s *Server) mountAuthorize(_ *echo.Echo, g *echo.Group) {
-	g.GET("/authorize", s.handleAuthorize)
-	g.POST("/authorize", s.handleAuthorize)
-	g.GET("/consent", s.handleConsentPage)
-	g.POST("/consent", s.handleConsent)
-	g.GET("/login", s.handleLoginPage)
-	g.POST("/login", s.handleLogin)
-	g.POST("/logout", s.handleLogout)
-	g.GET("/launch", s.handleLaunchPage)
-	g.POST("/launch", s.handleLaunch)
-	g.GET("/style.json", handleStyle)
+//
+// Every page handler returns its failures to pageErrors, the pages' one
+// error renderer.
+func (s *Server) mountAuthorize(r routes) {
+	for _, p := range []struct {
+		method, path string
+		h            echo.HandlerFunc
+	}{
+		{http.MethodGet, "/authorize", s.handleAuthorize}, {http.MethodPost, "/authorize", s.handleAuthorize},
+		{http.MethodGet, "/consent", s.handleConsentPage}, {http.MethodPost, "/consent", s.handleConsent},
+		{http.MethodGet, "/login", s.handleLoginPage}, {http.MethodPost, "/login", s.handleLogin},
+		{http.MethodPost, "/logout", s.handleLogout},
+		{http.MethodGet, "/launch", s.handleLaunchPage}, {http.MethodPost, "/launch", s.handleLaunch},
+	} {
+		r.auth(p.method, p.path, p.h, s.pageErrors)
+	}
+	r.auth(http.MethodGet, "/style.json", handleStyle)
 }
 
 // pendingTTL is how long a user has to sign in and consent.
@@ -93,7 +99,7 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 	params := c.Request().URL.Query()
 	if c.Request().Method == http.MethodPost {
 		if err := parsePageForm(c); err != nil {
-			return errorPage(c, http.StatusBadRequest, "Invalid authorization request",
+			return errorPage(http.StatusBadRequest, "Invalid authorization request",
 				"The authorization request must be an application/x-www-form-urlencoded form.")
 		}
 		params = c.Request().PostForm
@@ -102,25 +108,25 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 
 	// 1. Client and redirect_uri: failures are shown, never redirected.
 	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {
-		return errorPage(c, http.StatusBadRequest, "Invalid authorization request", "client_id or redirect_uri is repeated.")
+		return errorPage(http.StatusBadRequest, "Invalid authorization request", "client_id or redirect_uri is repeated.")
 	}
 	clientID, redirectURI := params.Get("client_id"), params.Get("redirect_uri")
 	if clientID == "" {
-		return errorPage(c, http.StatusBadRequest, "Invalid authorization request", "client_id is missing.")
+		return errorPage(http.StatusBadRequest, "Invalid authorization request", "client_id is missing.")
 	}
 	client, err := s.opts.Store.GetClient(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorPage(c, http.StatusBadRequest, "Unknown application", "The application (client_id) is not registered with this server.")
+		return errorPage(http.StatusBadRequest, "Unknown application", "The application (client_id) is not registered with this server.")
 	}
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	if client.Kind == store.ClientBackend {
-		return errorPage(c, http.StatusBadRequest, "Invalid authorization request",
+		return errorPage(http.StatusBadRequest, "Invalid authorization request",
 			"This application is a backend service and cannot use the authorization endpoint.")
 	}
 	if redirectURI == "" || !slices.Contains(client.RedirectURIs, redirectURI) {
-		return errorPage(c, http.StatusBadRequest, "Invalid redirect URI",
+		return errorPage(http.StatusBadRequest, "Invalid redirect URI",
 			"The redirect_uri is not registered for this application (it must match exactly).")
 	}
 
@@ -191,7 +197,7 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 	if launch := params.Get("launch"); launch != "" {
 		lc, ok, err := s.redeemLaunch(c, launch, client.ID)
 		if err != nil {
-			return s.pageFailure(c, err)
+			return err
 		}
 		if !ok {
 			// docs/design/security.md NEG-7: the same answer for unknown,
@@ -203,10 +209,10 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 	rid := authzRandom(32)
 	raw, err := json.Marshal(p)
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	if err := s.opts.Ephemeral.Put(ctx, pendingKey(rid), raw, pendingTTL); err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	return c.Redirect(http.StatusSeeOther, consentURL(rid))
 }
@@ -305,20 +311,6 @@ func appendQuery(base string, v url.Values) string {
 		u.RawQuery += "&" + v.Encode()
 	}
 	return u.String()
-}
-
-// pageFailure logs an internal error (never PHI: store errors carry ids only)
-// and shows a generic 500 page.
-func (s *Server) pageFailure(c echo.Context, err error) error {
-	if store.IsUnavailable(err) {
-		// Shared state is down: fail closed with a 503 the user can retry.
-		s.opts.Logger.WarnContext(c.Request().Context(), "auth: page dependency unavailable", "route", c.Path(), "err", err)
-		c.Response().Header().Set("Retry-After", "5")
-		return errorPage(c, http.StatusServiceUnavailable, "Temporarily unavailable",
-			"The sign-in service is temporarily unavailable. Try again in a moment.")
-	}
-	s.opts.Logger.ErrorContext(c.Request().Context(), "auth: page failed", "route", c.Path(), "err", err)
-	return errorPage(c, http.StatusInternalServerError, "Something went wrong", "The request could not be processed. Try again later.")
 }
 
 // nonResourceScopes are the scopes other than resource scopes a client may be

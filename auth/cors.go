@@ -44,7 +44,7 @@ func (t *tokenService) clientCORS(next echo.HandlerFunc) echo.HandlerFunc {
 		if origin := c.Request().Header.Get("Origin"); origin != "" {
 			ok, err := t.originAllowed(c, origin)
 			if err != nil {
-				return t.s.writeOAuthError(c, err)
+				return err // fail closed: no CORS headers, oauthErrors answers
 			}
 			if ok {
 				h.Set("Access-Control-Allow-Origin", origin)

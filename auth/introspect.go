@@ -44,7 +44,7 @@ type introspectionCaller struct {
 func (t *tokenService) introspect(c echo.Context) error {
 	body, err := t.introspectBody(c)
 	if err != nil {
-		return t.s.writeOAuthError(c, err)
+		return err
 	}
 	noStore(c)
 	return c.JSON(http.StatusOK, body)

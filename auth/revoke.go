@@ -19,7 +19,7 @@ import (
 // alone.
 func (t *tokenService) revoke(c echo.Context) error {
 	if err := t.revokeToken(c); err != nil {
-		return t.s.writeOAuthError(c, err)
+		return err
 	}
 	noStore(c)
 	return c.NoContent(http.StatusOK)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -101,11 +102,30 @@ func (s *Server) Tokens() *Tokens { return s.tokens }
 
 // Register mounts the authorization server's routes on e: /auth/* and the
 // discovery documents (/fhir/.well-known/smart-configuration and
-// /auth/.well-known/openid-configuration).
-func (s *Server) Register(e *echo.Echo) {
-	g := e.Group("/auth")
-	s.mountAuthorize(e, g)
-	s.mountToken(e, g)
+// /auth/.well-known/openid-configuration). mw wrap every route, the first
+// outermost, before the route's own middleware (the gateway passes its one
+// access log).
+func (s *Server) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
+	r := routes{e: e, g: e.Group("/auth"), mw: mw}
+	s.mountAuthorize(r)
+	s.mountToken(r)
+}
+
+// routes mounts handlers with the middleware Register was given.
+type routes struct {
+	e  *echo.Echo
+	g  *echo.Group
+	mw []echo.MiddlewareFunc
+}
+
+// auth mounts h at /auth+path with the common middleware, then own.
+func (r routes) auth(method, path string, h echo.HandlerFunc, own ...echo.MiddlewareFunc) {
+	r.g.Add(method, path, h, append(slices.Clip(r.mw), own...)...)
+}
+
+// root mounts h at path (outside /auth) with the common middleware, then own.
+func (r routes) root(method, path string, h echo.HandlerFunc, own ...echo.MiddlewareFunc) {
+	r.e.Add(method, path, h, append(slices.Clip(r.mw), own...)...)
 }
 
 // AuthCode is what an authorization code is bound to (docs/design/security.md

@@ -63,30 +63,33 @@ type tokenService struct {
 }
 
 // mountToken mounts /auth/token, /auth/introspect, /auth/revoke, /auth/jwks
-// and the discovery documents.
-func (s *Server) mountToken(e *echo.Echo, g *echo.Group) {
+// and the discovery documents. The JSON endpoints return their failures to
+// oauthErrors, their one error renderer (its CORS check included).
+func (s *Server) mountToken(r routes) {
 	t := &tokenService{s: s, jwks: newJWKSCache(&http.Client{Timeout: jwksFetchTimeout}, s.opts.Clock)}
 	t.grants = map[string]grantHandler{
 		"authorization_code": &authorizeCodeFlow{t: t},
 		"refresh_token":      &refreshFlow{t: t},
 		"client_credentials": &clientCredentialsFlow{t: t},
 	}
-	s.mountDiscovery(e, g)
+	s.mountDiscovery(r)
 
-	cors := t.clientCORS
-	g.POST("/token", t.token, cors)
-	g.GET("/token", t.tokenGet, cors)
-	g.OPTIONS("/token", t.preflight, cors)
-	g.POST("/introspect", t.introspect, cors)
-	g.OPTIONS("/introspect", t.preflight, cors)
-	g.POST("/revoke", t.revoke, cors)
-	g.OPTIONS("/revoke", t.preflight, cors)
+	for _, ep := range []struct {
+		method, path string
+		h            echo.HandlerFunc
+	}{
+		{http.MethodPost, "/token", t.token}, {http.MethodGet, "/token", t.tokenGet}, {http.MethodOptions, "/token", t.preflight},
+		{http.MethodPost, "/introspect", t.introspect}, {http.MethodOptions, "/introspect", t.preflight},
+		{http.MethodPost, "/revoke", t.revoke}, {http.MethodOptions, "/revoke", t.preflight},
+	} {
+		r.auth(ep.method, ep.path, ep.h, s.oauthErrors, t.clientCORS)
+	}
 }
 
 // tokenGet answers GET /auth/token: RFC 6749 §3.2 requires POST
 // (docs/design/security.md NEG-17).
-func (t *tokenService) tokenGet(c echo.Context) error {
-	return t.s.writeOAuthError(c, ErrInvalidRequest.WithDescription("the token endpoint requires POST"))
+func (t *tokenService) tokenGet(echo.Context) error {
+	return ErrInvalidRequest.WithDescription("the token endpoint requires POST")
 }
 
 // token is POST /auth/token (RFC 6749 §3.2): parse the form, dispatch on
@@ -94,7 +97,7 @@ func (t *tokenService) tokenGet(c echo.Context) error {
 func (t *tokenService) token(c echo.Context) error {
 	resp, err := t.exchange(c)
 	if err != nil {
-		return t.s.writeOAuthError(c, err)
+		return err
 	}
 	noStore(c) // RFC 6749 §5.1, docs/design/security.md TOK-4
 	return c.JSON(http.StatusOK, resp)

@@ -198,7 +198,7 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	}
 	// The authorization server first: fhir.Register wraps the error handler
 	// in place at that moment for everything outside /fhir.
-	as.server.Register(ec)
+	as.server.Register(ec, fhir.AccessLog(log))
 	fs.Register(ec)
 
 	ingestapi.Register(ec.Group("/internal/v1"), a.ingest, clinic.Schema(),

@@ -292,6 +292,9 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("access log of %s: %v", route, m)
 		}
 	}
+	if m := logLineWith(t, logs.String(), "request", "route", "/auth/token"); m["status"] != 200.0 || m["method"] != "POST" {
+		t.Errorf("access log of /auth/token: %v", m)
+	}
 	if strings.Contains(logs.String(), "bogus") || strings.Contains(logs.String(), patient+"/$everything") {
 		t.Error("the access log holds a query string or a raw URL")
 	}
