@@ -56,7 +56,7 @@ func (s *Server) mountAuthorize(r routes) {
 	} {
 		r.auth(p.method, p.path, p.h, s.pageErrors)
 	}
-	r.auth(http.MethodGet, "/style.json", handleStyle)
+	r.auth(http.MethodGet, "/style.json", handleStyle, s.cors.Open)
 }
 
 // pendingTTL is how long a user has to sign in and consent.

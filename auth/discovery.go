@@ -127,8 +127,8 @@ func (s *Server) mountDiscovery(r routes) {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.opts.Keys.JWKS())
 	}
 	for _, m := range []string{http.MethodGet, http.MethodOptions} {
-		r.root(m, "/fhir/.well-known/smart-configuration", smart, openCORS)
-		r.auth(m, "/.well-known/openid-configuration", oidc, openCORS)
-		r.auth(m, "/jwks", jwks, openCORS)
+		r.root(m, "/fhir/.well-known/smart-configuration", smart, s.cors.Open)
+		r.auth(m, "/.well-known/openid-configuration", oidc, s.cors.Open)
+		r.auth(m, "/jwks", jwks, s.cors.Open)
 	}
 }

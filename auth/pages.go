@@ -144,12 +144,11 @@ var smartStyle = []byte(`{
 `)
 
 // handleStyle serves GET /auth/style.json, the smart_style_url document. It
-// is public and the same for everyone, so it may be cached and read from any
-// origin.
+// is public and the same for everyone, so it may be cached and (CORS.Open)
+// read from any origin.
 func handleStyle(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "public, max-age=3600")
-	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("X-Content-Type-Options", "nosniff")
 	return c.Blob(http.StatusOK, "application/json", smartStyle)
 }

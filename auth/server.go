@@ -74,6 +74,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	tokens *Tokens
+	cors   *CORS
 }
 
 // New builds the authorization server.
@@ -84,8 +85,13 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, tokens: NewTokens(opts.Keys, opts.Issuer(), opts.FHIRBase(), opts.Clock)}
+	return &Server{opts: opts, tokens: NewTokens(opts.Keys, opts.Issuer(), opts.FHIRBase(), opts.Clock),
+		cors: NewCORS(opts.Store, opts.Clock)}
 }
+
+// CORS returns the gateway's CORS policy over the registered clients, which
+// the server applies to its own routes; the FHIR API applies it too.
+func (s *Server) CORS() *CORS { return s.cors }
 
 // Issuer is the OIDC issuer (and access-token iss).
 func (o Options) Issuer() string { return o.BaseURL + "/auth" }

@@ -78,11 +78,11 @@ func (s *Server) mountToken(r routes) {
 		method, path string
 		h            echo.HandlerFunc
 	}{
-		{http.MethodPost, "/token", t.token}, {http.MethodGet, "/token", t.tokenGet}, {http.MethodOptions, "/token", t.preflight},
-		{http.MethodPost, "/introspect", t.introspect}, {http.MethodOptions, "/introspect", t.preflight},
-		{http.MethodPost, "/revoke", t.revoke}, {http.MethodOptions, "/revoke", t.preflight},
+		{http.MethodPost, "/token", t.token}, {http.MethodGet, "/token", t.tokenGet}, {http.MethodOptions, "/token", preflight},
+		{http.MethodPost, "/introspect", t.introspect}, {http.MethodOptions, "/introspect", preflight},
+		{http.MethodPost, "/revoke", t.revoke}, {http.MethodOptions, "/revoke", preflight},
 	} {
-		r.auth(ep.method, ep.path, ep.h, s.oauthErrors, t.clientCORS)
+		r.auth(ep.method, ep.path, ep.h, s.oauthErrors, s.cors.Clients)
 	}
 }
 

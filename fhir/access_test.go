@@ -1,11 +1,13 @@
 package fhir
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/store"
 )
 
 func TestDefaultDeny(t *testing.T) {
@@ -228,4 +230,63 @@ func TestIncludeAuthorization(t *testing.T) {
 			}
 		})
 	}
+}
+
+// corsClients lists one client with a registered origin, or fails.
+type corsClients struct{ fail error }
+
+func (l corsClients) ListClients(context.Context) ([]store.Client, error) {
+	return []store.Client{{ID: "app", Origins: []string{"https://app.example"}}}, l.fail
+}
+
+// TestCORS: the FHIR API applies auth's CORS policy before authentication,
+// so a browser app's preflight succeeds without a token and its 401 is
+// readable (docs/design/security.md NET-1); metadata is open to any origin;
+// an unreadable origin list fails closed.
+func TestCORS(t *testing.T) {
+	const app = "https://app.example"
+	env := newEnvWith(t, Options{Verifier: allowAll, CORS: auth.NewCORS(corsClients{}, nil)})
+	tests := []struct {
+		name, method, target, origin string
+		hdr                          []string
+		status                       int
+		allowOrigin                  string
+	}{
+		{name: "preflight without a token", method: "OPTIONS", target: "/fhir/Observation?code=1", origin: app,
+			hdr: []string{"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "authorization"}, status: 204, allowOrigin: app},
+		{name: "preflight of an unknown path", method: "OPTIONS", target: "/fhir/a/b/c", origin: app,
+			hdr: []string{"Access-Control-Request-Method", "GET"}, status: 204, allowOrigin: app},
+		{name: "preflight from a foreign origin", method: "OPTIONS", target: "/fhir/Observation", origin: "https://evil.example",
+			hdr: []string{"Access-Control-Request-Method", "GET"}, status: 204},
+		{name: "401 is readable by a registered origin", method: "GET", target: "/fhir/Patient/p1", origin: app, status: 401, allowOrigin: app},
+		{name: "data for a registered origin", method: "GET", target: "/fhir/Patient/p1", origin: app,
+			hdr: []string{"Authorization", "Bearer " + defaultToken}, status: 200, allowOrigin: app},
+		{name: "data for a foreign origin carries no CORS headers", method: "GET", target: "/fhir/Patient/p1", origin: "https://evil.example",
+			hdr: []string{"Authorization", "Bearer " + defaultToken}, status: 200},
+		{name: "metadata for any origin", method: "GET", target: "/fhir/metadata", origin: "https://evil.example", status: 200, allowOrigin: "*"},
+		{name: "metadata preflight", method: "OPTIONS", target: "/fhir/metadata", origin: "https://evil.example",
+			hdr: []string{"Access-Control-Request-Method", "GET"}, status: 204, allowOrigin: "*"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := env.doAs("", tc.method, tc.target, "", append([]string{"Origin", tc.origin}, tc.hdr...)...)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if got := w.Header().Get("Access-Control-Allow-Origin"); got != tc.allowOrigin {
+				t.Errorf("Allow-Origin = %q, want %q", got, tc.allowOrigin)
+			}
+			if tc.allowOrigin != "" && !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+				t.Errorf("Expose-Headers = %q", w.Header().Get("Access-Control-Expose-Headers"))
+			}
+		})
+	}
+	t.Run("an unreadable origin list fails closed", func(t *testing.T) {
+		env := newEnvWith(t, Options{Verifier: allowAll, CORS: auth.NewCORS(corsClients{fail: store.ErrUnavailable}, nil)})
+		w := env.doAs(defaultToken, "GET", "/fhir/Patient/p1", "", "Origin", app)
+		outcome(t, w, 503, "transient")
+		if w.Header().Get("Access-Control-Allow-Origin") != "" || strings.Contains(w.Body.String(), "Doe") {
+			t.Errorf("headers %v body %s", w.Header(), w.Body)
+		}
+	})
 }

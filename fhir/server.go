@@ -43,6 +43,10 @@ type Options struct {
 	// RateLimit, when set, limits each client's requests, charged right
 	// after authentication and before anything else (see RateLimit).
 	RateLimit *RateLimit
+	// CORS is the gateway's CORS policy (docs/design/security.md NET-1):
+	// any origin for metadata, registered client origins for the rest. nil
+	// sends no CORS headers.
+	CORS *auth.CORS
 	// Logger receives the access log; nil uses slog.Default().
 	Logger *slog.Logger
 	// Clock stamps Bundle meta.lastUpdated; nil uses the wall clock.
@@ -70,6 +74,7 @@ type Server struct {
 	base       string
 	verifier   auth.Verifier
 	rateLimit  *RateLimit
+	cors       *auth.CORS
 	auditor    Auditor
 	log        *slog.Logger
 	clock      store.Clock
@@ -94,6 +99,7 @@ func New(opts Options) (*Server, error) {
 		base:      strings.TrimSuffix(opts.Base, "/"),
 		verifier:  opts.Verifier,
 		rateLimit: opts.RateLimit,
+		cors:      opts.CORS,
 		auditor:   opts.Auditor,
 		log:       opts.Logger,
 		clock:     opts.Clock,
@@ -154,7 +160,9 @@ func (s *Server) Register(e *echo.Echo) {
 	add := func(method, path string, i auth.Interaction, h echo.HandlerFunc) {
 		g.Add(method, path, s.chain(i, h))
 	}
-	g.GET("/metadata", s.openChain(s.metadata)) // docs/design/security.md RS-1, DISC-7: no token
+	for _, m := range []string{http.MethodGet, http.MethodOptions} {
+		g.Add(m, "/metadata", s.openChain(s.metadata)) // docs/design/security.md RS-1, DISC-7: no token
+	}
 	add(http.MethodGet, "/:type", auth.InteractionSearch, s.search)
 	add(http.MethodPost, "/:type/_search", auth.InteractionSearch, s.searchPost)
 	add(http.MethodGet, "/:type/_search", auth.InteractionSearch, s.search)
@@ -173,25 +181,29 @@ func (s *Server) Register(e *echo.Echo) {
 	}
 	// Unmatched paths under /fhir (still through the middleware, so an
 	// unauthenticated caller gets 401 there too): 404 for GET, 405 for other
-	// methods.
-	add(echo.RouteNotFound, "", "", s.unmatched)
-	add(echo.RouteNotFound, "/*", "", s.unmatched)
+	// methods. OPTIONS reaches the chain everywhere, whose CORS policy
+	// answers preflights before authentication.
+	for _, m := range []string{echo.RouteNotFound, http.MethodOptions} {
+		add(m, "", "", s.unmatched)
+		add(m, "/*", "", s.unmatched)
+	}
 }
 
 // chain wraps a data route's handler h in the /fhir middleware, outermost
 // first: the access log (with the request id), the audit trail (after the
-// response is complete), error rendering, panic recovery, the request timeout,
-// then authentication (docs/design/security.md RS-1: before anything parses
-// the request), the rate limit, content negotiation (406) and the body limit.
+// response is complete), error rendering, panic recovery, the request
+// timeout, CORS (preflights end here), then authentication
+// (docs/design/security.md RS-1: before anything parses the request), the
+// rate limit, content negotiation (406) and the body limit.
 func (s *Server) chain(i auth.Interaction, h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), s.audit(i), RenderErrors, Recover, s.timeoutMW,
+	return wrap(h, AccessLog(s.log), s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
 		auth.Authenticate(s.verifier), s.rateLimit.Middleware, s.negotiate, s.bodyLimitMW)
 }
 
 // openChain is chain for the routes that need no token (the
-// CapabilityStatement): no authentication, rate limit or audit.
+// CapabilityStatement): open CORS, no authentication, rate limit or audit.
 func (s *Server) openChain(h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.negotiate, s.bodyLimitMW)
+	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.cors.Open, s.negotiate, s.bodyLimitMW)
 }
 
 // wrap applies mws to h, the first outermost.

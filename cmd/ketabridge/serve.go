@@ -15,7 +15,6 @@ import (
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/ingestapi"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
-	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
 	"github.com/ketabridge/ketabridge/store/memory"
 	"github.com/ketabridge/ketabridge/store/sqlite"
@@ -179,7 +178,6 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ec.Pre(fhirCORS(a.store.(store.AuthStore)))
 	rl, err := a.rateLimit()
 	if err != nil {
 		return nil, err
@@ -189,6 +187,7 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 		Base:      a.cfg.FHIRBase(),
 		Verifier:  as.tokens,
 		RateLimit: rl,
+		CORS:      as.server.CORS(),
 		Auditor:   aud,
 		Logger:    log,
 		Version:   versionString(),
