@@ -10,6 +10,7 @@
 package fhir
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,9 +32,26 @@ const (
 	DefaultTimeout   = 30 * time.Second
 )
 
+// Reader is the storage the FHIR API reads, declared here by its consumer and
+// no larger than it needs: the read interactions of store.Store (whose
+// comments cite the spec section of each). Every backend and the read cache
+// implement it.
+type Reader interface {
+	Read(ctx context.Context, typ, id string) (store.Resource, error)
+	VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error)
+	History(ctx context.Context, typ, id string, count, offset int) ([]store.Resource, int, error)
+	GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error)
+	Search(ctx context.Context, q store.Query) (store.SearchResult, error)
+	Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error)
+	Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error)
+}
+
+var _ Reader = store.Store(nil)
+
 // Options configure a Server.
 type Options struct {
-	Store store.Store
+	// Store is what the API reads.
+	Store Reader
 	// Base is the FHIR base URL clients use, e.g. http://localhost:8080/fhir;
 	// fullUrls, paging links and implementation.url are built from it.
 	Base string
@@ -70,7 +88,7 @@ type Options struct {
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
 type Server struct {
-	store      store.Store
+	store      Reader
 	base       string
 	verifier   auth.Verifier
 	rateLimit  *RateLimit

@@ -4,10 +4,10 @@
 //
 // A bad record gets precise errors (field path and message, never values) and
 // writes nothing; good records in the same batch still land. Every record is
-// written atomically with everything mapped from it (store.Store.Apply).
+// written atomically with everything mapped from it (Writer.Apply).
 //
-// The package knows the store only through its interfaces; it imports no web
-// framework and no database driver.
+// The package knows the store only through Writer, the interface it declares;
+// it imports no web framework and no database driver.
 package ingest
 
 import (
@@ -40,10 +40,23 @@ const (
 // DefaultChunk is the number of records written per store.Apply call.
 const DefaultChunk = 500
 
+// Writer is the storage the ingest pipeline uses, declared here by its
+// consumer and no larger than it needs: the write side of store.Store. Every
+// backend and the read cache (which invalidates what changed) implement it.
+type Writer interface {
+	// Apply writes each record atomically and reports per-record outcomes.
+	Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error)
+	// SourceRecords returns the stored source records for the keys that
+	// exist (references are checked against them).
+	SourceRecords(ctx context.Context, keys []store.RecordKey) (map[store.RecordKey][]byte, error)
+}
+
+var _ Writer = store.Store(nil)
+
 // Service ingests clinic records. It is safe for concurrent use; concurrent
 // batches that touch the same records are serialised by the store.
 type Service struct {
-	st     store.Store
+	st     Writer
 	mapper *mapping.Mapper
 	index  Indexer
 	clock  store.Clock
@@ -52,7 +65,7 @@ type Service struct {
 
 // New returns a Service writing to st. clock supplies the recorded time handed
 // to the mapper (one instant per batch).
-func New(st store.Store, m *mapping.Mapper, index Indexer, clock store.Clock) *Service {
+func New(st Writer, m *mapping.Mapper, index Indexer, clock store.Clock) *Service {
 	if clock == nil {
 		clock = store.SystemClock{}
 	}
