@@ -114,7 +114,7 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 	if clientID == "" {
 		return errorPage(http.StatusBadRequest, "Invalid authorization request", "client_id is missing.")
 	}
-	client, err := s.opts.Store.GetClient(ctx, clientID)
+	client, err := s.opts.Clients.GetClient(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return errorPage(http.StatusBadRequest, "Unknown application", "The application (client_id) is not registered with this server.")
 	}

@@ -28,8 +28,8 @@ import (
 )
 
 // Test fakes at the I/O seams (prefixed az to stay clear of the other auth
-// test files): a map-backed AuthStore (clients and users only), a settable
-// clock and a fixed patient directory. Ephemeral is the real in-memory twin.
+// test files): map-backed Clients and Users, a settable clock and a fixed
+// patient directory. Ephemeral is the real in-memory twin.
 
 type azClock struct {
 	mu sync.Mutex
@@ -44,14 +44,18 @@ func (c *azClock) Add(d time.Duration) {
 }
 
 type azStore struct {
-	store.AuthStore // nil: grant and key methods are not used here
-	mu              sync.Mutex
-	clients         map[string]store.Client
-	users           map[string]store.User
+	mu      sync.Mutex
+	clients map[string]store.Client
+	users   map[string]store.User
 	// failClients and failUsers, when set, are returned by GetClient and
 	// GetUser.
 	failClients, failUsers error
 }
+
+var (
+	_ Clients = (*azStore)(nil)
+	_ Users   = (*azStore)(nil)
+)
 
 func (s *azStore) GetClient(_ context.Context, id string) (store.Client, error) {
 	s.mu.Lock()
@@ -173,7 +177,8 @@ func newAZEnv(t *testing.T, secure bool) *azEnv {
 	eph := memory.NewEphemeral(clock)
 	s := New(Options{
 		BaseURL:   azBase,
-		Store:     st,
+		Clients:   st,
+		Users:     st,
 		Ephemeral: eph,
 		Patients: azPatients{list: []PatientSummary{
 			{ID: "p1", Name: "Pat Example", BirthDate: "1980-01-01"},

@@ -97,7 +97,7 @@ func (t *tokenService) authenticateClient(ctx context.Context, r *http.Request, 
 
 // lookupClient loads a registered client; unknown is invalid_client.
 func (t *tokenService) lookupClient(ctx context.Context, id string) (store.Client, error) {
-	c, err := t.s.opts.Store.GetClient(ctx, id)
+	c, err := t.clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, ErrInvalidClient.WithDescription("unknown client")
 	}
@@ -120,7 +120,7 @@ func (t *tokenService) authBasic(ctx context.Context, user, pass, bodyID string)
 	if bodyID != "" && bodyID != id {
 		return nil, fail("client_id does not match the authenticated client")
 	}
-	c, err := t.s.opts.Store.GetClient(ctx, id)
+	c, err := t.clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fail("client authentication failed")
 	}
@@ -168,7 +168,7 @@ func (t *tokenService) authAssertion(ctx context.Context, typ, raw, bodyID strin
 	if bodyID != "" && bodyID != iss {
 		return nil, fail("client_id does not match the assertion issuer")
 	}
-	c, err := t.s.opts.Store.GetClient(ctx, iss)
+	c, err := t.clients.GetClient(ctx, iss)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fail("unknown issuer")
 	}

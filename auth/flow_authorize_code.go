@@ -15,7 +15,11 @@ import (
 // authorizeCodeFlow is grant_type=authorization_code (RFC 6749 §4.1.3 with
 // PKCE, RFC 7636 §4.5-4.6; SMART App Launch 2.2 app-launch#step-5;
 // docs/design/security.md TOK-1 to TOK-8).
-type authorizeCodeFlow struct{ t *tokenService }
+type authorizeCodeFlow struct {
+	t      *tokenService
+	users  Users
+	grants grantCreator
+}
 
 func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
 	t := f.t
@@ -73,7 +77,7 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		return nil, ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge")
 	}
 
-	user, err := t.s.opts.Store.GetUser(ctx, ac.UserID)
+	user, err := f.users.GetUser(ctx, ac.UserID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
 		return nil, ErrInvalidGrant.WithDescription("the user of this authorization is no longer active")
 	}
@@ -97,7 +101,7 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		g.RefreshHash = Hash(refresh)
 		g.Expires = now.Add(RefreshTTL)
 	}
-	if err := t.s.opts.Store.CreateGrant(ctx, g); errors.Is(err, store.ErrExists) {
+	if err := f.grants.CreateGrant(ctx, g); errors.Is(err, store.ErrExists) {
 		return nil, ErrInvalidGrant.WithDescription("the authorization code was already used")
 	} else if err != nil {
 		return nil, fmt.Errorf("create grant: %w", err)

@@ -13,7 +13,12 @@ import (
 // app-launch#step-7; docs/design/security.md REF-1 to REF-5, NEG-18 to
 // NEG-22). Refresh tokens rotate on every use; presenting one that was rotated
 // away revokes the whole grant (OAuth 2.0 Security BCP §4.14.2).
-type refreshFlow struct{ t *tokenService }
+type refreshFlow struct {
+	t       *tokenService
+	clients clientGetter
+	users   Users
+	grants  refreshGrants
+}
 
 func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
 	t := f.t
@@ -23,12 +28,12 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	}
 	invalid := ErrInvalidGrant.WithDescription("the refresh token is invalid, expired or revoked")
 	h := Hash(rt)
-	g, err := t.s.opts.Store.FindGrantByRefresh(ctx, h)
+	g, err := f.grants.FindGrantByRefresh(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		// A token rotated away from: someone holds a copy. Revoke the grant.
 		// Anything else (random strings, access tokens: NEG-18, NEG-22) is
 		// unknown.
-		old, err := t.s.opts.Store.FindGrantByAnyRefresh(ctx, h)
+		old, err := f.grants.FindGrantByAnyRefresh(ctx, h)
 		if err == nil {
 			if err := t.revokeGrant(ctx, old.ID); err != nil {
 				return nil, fmt.Errorf("revoke grant on refresh reuse: %w", err)
@@ -56,7 +61,7 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	// confidential client authenticates as at the code exchange; a public
 	// client need not identify itself, but a client_id it sends must be its
 	// own.
-	owner, err := t.s.opts.Store.GetClient(ctx, g.ClientID)
+	owner, err := f.clients.GetClient(ctx, g.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, invalid
 	}
@@ -102,7 +107,7 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	if err != nil {
 		return nil, err
 	}
-	if err := t.s.opts.Store.RotateRefresh(ctx, g.ID, h, Hash(next)); errors.Is(err, store.ErrStale) {
+	if err := f.grants.RotateRefresh(ctx, g.ID, h, Hash(next)); errors.Is(err, store.ErrStale) {
 		// Lost a race with another use of the same token: a reuse.
 		if err := t.revokeGrant(ctx, g.ID); err != nil {
 			return nil, fmt.Errorf("revoke grant on refresh reuse: %w", err)
@@ -115,7 +120,7 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	var fhirUser string
 	var patientUser bool
 	if g.UserID != "" {
-		u, err := t.s.opts.Store.GetUser(ctx, g.UserID)
+		u, err := f.users.GetUser(ctx, g.UserID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
 			return nil, invalid
 		}

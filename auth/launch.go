@@ -60,7 +60,7 @@ func (s *Server) handleLaunchPage(c echo.Context) error {
 
 func (s *Server) renderLauncher(c echo.Context, status int, u store.User, query, errMsg string) error {
 	ctx := c.Request().Context()
-	all, err := s.opts.Store.ListClients(ctx)
+	all, err := s.opts.Clients.ListClients(ctx)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func (s *Server) handleLaunch(c echo.Context) error {
 	}
 	r := c.Request()
 	ctx := r.Context()
-	cl, err := s.opts.Store.GetClient(ctx, r.PostFormValue("client_id"))
+	cl, err := s.opts.Clients.GetClient(ctx, r.PostFormValue("client_id"))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !launchable(cl)) {
 		return s.renderLauncher(c, http.StatusBadRequest, u, "", "Choose an application.")
 	}

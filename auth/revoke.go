@@ -57,7 +57,7 @@ func (t *tokenService) grantOfToken(ctx context.Context, tok string) (grantID, c
 	} else if !errors.Is(err, ErrInvalidToken) {
 		return "", "", err
 	}
-	g, err := t.s.opts.Store.FindGrantByRefresh(ctx, Hash(tok))
+	g, err := t.grants.FindGrantByRefresh(ctx, Hash(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", "", nil
 	}

@@ -57,8 +57,12 @@ type Options struct {
 	// BaseURL is the gateway's public URL (e.g. http://localhost:8080).
 	// The issuer is BaseURL+"/auth"; the FHIR base (token audience) is
 	// BaseURL+"/fhir".
-	BaseURL   string
-	Store     store.AuthStore
+	BaseURL string
+	// Clients, Users and Grants are the durable auth state (a
+	// store.AuthStore serves all three).
+	Clients   Clients
+	Users     Users
+	Grants    Grants
 	Ephemeral store.Ephemeral
 	Keys      *KeySet
 	Patients  PatientDirectory
@@ -86,7 +90,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{opts: opts, tokens: NewTokens(opts.Keys, opts.Issuer(), opts.FHIRBase(), opts.Clock),
-		cors: NewCORS(opts.Store, opts.Clock)}
+		cors: NewCORS(opts.Clients, opts.Clock)}
 }
 
 // CORS returns the gateway's CORS policy over the registered clients, which

@@ -61,7 +61,7 @@ func (s *Server) currentUser(c echo.Context) (loginSession, store.User, bool) {
 	if json.Unmarshal(raw, &sess) != nil || sess.UserID == "" {
 		return loginSession{}, store.User{}, false
 	}
-	u, err := s.opts.Store.GetUser(ctx, sess.UserID)
+	u, err := s.opts.Users.GetUser(ctx, sess.UserID)
 	if err != nil || u.Disabled {
 		return loginSession{}, store.User{}, false
 	}
@@ -224,7 +224,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 		return errorPage(http.StatusTooManyRequests, "Too many sign-in attempts",
 			"Too many failed sign-in attempts. Wait 15 minutes and try again.")
 	}
-	u, err := s.opts.Store.GetUser(ctx, username)
+	u, err := s.opts.Users.GetUser(ctx, username)
 	ok := false
 	switch {
 	case err == nil:

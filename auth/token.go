@@ -57,20 +57,27 @@ type grantHandler interface {
 // handlers, client authentication with its JWKS cache, introspection and
 // revocation. mountToken builds one per Server.
 type tokenService struct {
-	s      *Server
-	grants map[string]grantHandler
-	jwks   *jwksCache
+	s    *Server
+	jwks *jwksCache
+	// flows are the grant handlers by grant_type.
+	flows map[string]grantHandler
+	// clients authenticate clients; grants serve introspection and
+	// revocation.
+	clients clientGetter
+	grants  grantReader
 }
 
 // mountToken mounts /auth/token, /auth/introspect, /auth/revoke, /auth/jwks
 // and the discovery documents. The JSON endpoints return their failures to
 // oauthErrors, their one error renderer (its CORS check included).
 func (s *Server) mountToken(r routes) {
-	t := &tokenService{s: s, jwks: newJWKSCache(&http.Client{Timeout: jwksFetchTimeout}, s.opts.Clock)}
-	t.grants = map[string]grantHandler{
-		"authorization_code": &authorizeCodeFlow{t: t},
-		"refresh_token":      &refreshFlow{t: t},
-		"client_credentials": &clientCredentialsFlow{t: t},
+	o := s.opts
+	t := &tokenService{s: s, jwks: newJWKSCache(&http.Client{Timeout: jwksFetchTimeout}, o.Clock),
+		clients: o.Clients, grants: o.Grants}
+	t.flows = map[string]grantHandler{
+		"authorization_code": &authorizeCodeFlow{t: t, users: o.Users, grants: o.Grants},
+		"refresh_token":      &refreshFlow{t: t, clients: o.Clients, users: o.Users, grants: o.Grants},
+		"client_credentials": &clientCredentialsFlow{t: t, grants: o.Grants},
 	}
 	s.mountDiscovery(r)
 
@@ -112,7 +119,7 @@ func (t *tokenService) exchange(c echo.Context) (*tokenResponse, error) {
 	if gt == "" {
 		return nil, ErrInvalidRequest.WithDescription("grant_type is required")
 	}
-	h, ok := t.grants[gt]
+	h, ok := t.flows[gt]
 	if !ok {
 		return nil, ErrUnsupportedGrantType.WithDescription("supported grant types: authorization_code, refresh_token, client_credentials")
 	}

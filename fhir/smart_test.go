@@ -31,14 +31,18 @@ const (
 	catSystem   = "http://terminology.hl7.org/CodeSystem/observation-category"
 )
 
-// smartAuthStore is a store.AuthStore holding signing keys and revocations
-// (the only parts auth.Tokens uses); other methods panic (nil embedded).
+// smartAuthStore is an in-memory auth.KeyStore and auth.RevocationStore: the
+// state auth.Tokens verifies against.
 type smartAuthStore struct {
-	store.AuthStore
 	mu      sync.Mutex
 	keys    []store.SigningKey
 	revoked map[string]time.Time
 }
+
+var (
+	_ auth.KeyStore        = (*smartAuthStore)(nil)
+	_ auth.RevocationStore = (*smartAuthStore)(nil)
+)
 
 func (s *smartAuthStore) PutKey(_ context.Context, k store.SigningKey) error {
 	s.mu.Lock()
@@ -82,11 +86,18 @@ var smartKit = sync.OnceValues(func() (*auth.KeySet, *smartAuthStore) {
 	return ks, st
 })
 
-// smartTokens is a token minter and verifier on the shared key set.
+// smartTokens is a token minter and verifier on the shared key set and
+// revocations.
 func smartTokens(t testing.TB, clock store.Clock) *auth.Tokens {
 	t.Helper()
-	ks, _ := smartKit()
-	return auth.NewTokens(ks, smartIssuer, testBase, clock)
+	ks, st := smartKit()
+	revs, err := auth.NewRevocations(context.Background(), st, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := auth.NewTokens(ks, smartIssuer, testBase, clock)
+	tk.SetRevocations(revs)
+	return tk
 }
 
 type smartEnv struct {

@@ -59,7 +59,9 @@ func (a *app) openAuth(ctx context.Context) (*authState, error) {
 	}
 	srv := auth.New(auth.Options{
 		BaseURL:       a.cfg.BaseURL,
-		Store:         as,
+		Clients:       as,
+		Users:         as,
+		Grants:        as,
 		Ephemeral:     eph,
 		Keys:          keys,
 		Patients:      newPatientDirectory(a.store),
