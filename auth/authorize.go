@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -104,86 +106,93 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 		}
 		params = c.Request().PostForm
 	}
-	ctx := c.Request().Context()
-
 	// 1. Client and redirect_uri: failures are shown, never redirected.
-	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {
-		return errorPage(http.StatusBadRequest, "Invalid authorization request", "client_id or redirect_uri is repeated.")
-	}
-	clientID, redirectURI := params.Get("client_id"), params.Get("redirect_uri")
-	if clientID == "" {
-		return errorPage(http.StatusBadRequest, "Invalid authorization request", "client_id is missing.")
-	}
-	client, err := s.opts.Clients.GetClient(ctx, clientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return errorPage(http.StatusBadRequest, "Unknown application", "The application (client_id) is not registered with this server.")
-	}
+	client, redirectURI, err := s.authorizeClient(c.Request().Context(), params)
 	if err != nil {
 		return err
 	}
-	if client.Kind == store.ClientBackend {
-		return errorPage(http.StatusBadRequest, "Invalid authorization request",
-			"This application is a backend service and cannot use the authorization endpoint.")
-	}
-	if redirectURI == "" || !slices.Contains(client.RedirectURIs, redirectURI) {
-		return errorPage(http.StatusBadRequest, "Invalid redirect URI",
-			"The redirect_uri is not registered for this application (it must match exactly).")
-	}
-
 	// 2. Everything else is reported to the client (RFC 6749 §4.1.2.1).
 	state := ""
 	if len(params["state"]) == 1 {
 		state = params.Get("state")
 	}
-	fail := func(code, desc string) error {
-		return c.Redirect(http.StatusFound, authzErrorURL(redirectURI, code, desc, state))
+	p, err := s.pendingRequest(c, params, client, redirectURI, state)
+	var ae *authzError
+	if errors.As(err, &ae) {
+		return c.Redirect(http.StatusFound, authzErrorURL(redirectURI, ae.code, ae.desc, state))
 	}
-	for _, k := range authorizeParams {
-		if len(params[k]) > 1 {
-			return fail("invalid_request", k+" is repeated")
-		}
+	if err != nil {
+		return err
 	}
-	switch rt := params.Get("response_type"); rt {
-	case "code":
-	case "":
-		return fail("invalid_request", "response_type is missing")
-	default:
-		return fail("unsupported_response_type", "only response_type=code is supported")
+	rid := authzRandom(32)
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
 	}
-	if state == "" {
-		return fail("invalid_request", "state is required")
+	if err := s.opts.Ephemeral.Put(c.Request().Context(), pendingKey(rid), raw, pendingTTL); err != nil {
+		return err
 	}
-	aud := params.Get("aud")
-	if aud == "" {
-		aud = params.Get("resource") // docs/design/security.md AZ-4: resource is a synonym
+	return c.Redirect(http.StatusSeeOther, consentURL(rid))
+}
+
+// authzError is a failure of an authorization request that is redirected to
+// the client's redirect_uri (RFC 6749 §4.1.2.1): the error code and its
+// description.
+type authzError struct{ code, desc string }
+
+func (e *authzError) Error() string { return "auth: authorize: " + e.code + ": " + e.desc }
+
+// authorizeClient checks client_id and redirect_uri (docs/design/security.md
+// AZ-3, NEG-1, NEG-2): the client must be known and not a backend client, and
+// redirect_uri must be exactly one of its registered URIs. A failure is a
+// pageError: it is shown to the user and never redirected.
+func (s *Server) authorizeClient(ctx context.Context, params url.Values) (store.Client, string, error) {
+	const invalid = "Invalid authorization request"
+	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, invalid, "client_id or redirect_uri is repeated.")
 	}
-	if aud == "" {
-		return fail("invalid_request", "aud is required")
+	clientID, redirectURI := params.Get("client_id"), params.Get("redirect_uri")
+	if clientID == "" {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, invalid, "client_id is missing.")
 	}
-	if aud != s.opts.FHIRBase() {
-		return fail("invalid_request", "aud is not this server's FHIR base URL")
+	client, err := s.opts.Clients.GetClient(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, "Unknown application",
+			"The application (client_id) is not registered with this server.")
 	}
-	challenge := params.Get("code_challenge")
-	if challenge == "" {
-		return fail("invalid_request", "code_challenge is required (PKCE)")
+	if err != nil {
+		return store.Client{}, "", err
 	}
-	if params.Get("code_challenge_method") != "S256" {
-		return fail("invalid_request", "code_challenge_method must be S256")
+	if client.Kind == store.ClientBackend {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, invalid,
+			"This application is a backend service and cannot use the authorization endpoint.")
 	}
-	if !validOpaque(challenge) { // BASE64URL(SHA256(verifier)): 43 characters
-		return fail("invalid_request", "code_challenge is not a base64url SHA-256 digest")
+	if redirectURI == "" || !slices.Contains(client.RedirectURIs, redirectURI) {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, "Invalid redirect URI",
+			"The redirect_uri is not registered for this application (it must match exactly).")
+	}
+	return client, redirectURI, nil
+}
+
+// pendingRequest validates the rest of the request for client and builds the
+// pending request the consent page continues. Failures to redirect are
+// *authzError; other errors are internal.
+func (s *Server) pendingRequest(c echo.Context, params url.Values, client store.Client, redirectURI, state string) (*pendingAuthz, error) {
+	challenge, err := s.checkAuthorizeParams(params, state)
+	if err != nil {
+		return nil, err
 	}
 	scope := params.Get("scope")
 	if _, errs := ParseGrant(scope); len(errs) > 0 {
-		return fail("invalid_scope", errs[0].Error())
+		return nil, &authzError{"invalid_scope", errs[0].Error()}
 	}
 	scopes := narrowScopes(scope, client.Scopes)
 	if len(scopes) == 0 {
-		return fail("invalid_scope", "none of the requested scopes is allowed for this client")
+		return nil, &authzError{"invalid_scope", "none of the requested scopes is allowed for this client"}
 	}
-	p := pendingAuthz{
+	p := &pendingAuthz{
 		ClientID:      client.ID,
-		ClientName:    client.Name,
+		ClientName:    cmp.Or(client.Name, client.ID),
 		RedirectURI:   redirectURI,
 		State:         state,
 		CodeChallenge: challenge,
@@ -191,30 +200,59 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 		Scopes:        scopes,
 		Created:       s.opts.Clock.Now().UTC(),
 	}
-	if p.ClientName == "" {
-		p.ClientName = client.ID
-	}
 	if launch := params.Get("launch"); launch != "" {
 		lc, ok, err := s.redeemLaunch(c, launch, client.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !ok {
 			// docs/design/security.md NEG-7: the same answer for unknown,
 			// expired and foreign launch ids, and nothing about the context.
-			return fail("invalid_request", "launch is unknown, expired or not issued to this client")
+			return nil, &authzError{"invalid_request", "launch is unknown, expired or not issued to this client"}
 		}
 		p.EHRLaunch, p.LaunchUser, p.Patient, p.Encounter = true, lc.UserID, lc.Patient, lc.Encounter
 	}
-	rid := authzRandom(32)
-	raw, err := json.Marshal(p)
-	if err != nil {
-		return err
+	return p, nil
+}
+
+// checkAuthorizeParams checks the parameters of an authorization request for
+// a known client and returns its PKCE challenge (docs/design/security.md
+// AZ-2, AZ-4, AZ-5; NEG-3 to NEG-6): no parameter repeated, response_type
+// code, a state, aud (or resource) equal to the FHIR base, and an S256
+// code_challenge.
+func (s *Server) checkAuthorizeParams(params url.Values, state string) (string, error) {
+	for _, k := range authorizeParams {
+		if len(params[k]) > 1 {
+			return "", &authzError{"invalid_request", k + " is repeated"}
+		}
 	}
-	if err := s.opts.Ephemeral.Put(ctx, pendingKey(rid), raw, pendingTTL); err != nil {
-		return err
+	switch rt := params.Get("response_type"); rt {
+	case "code":
+	case "":
+		return "", &authzError{"invalid_request", "response_type is missing"}
+	default:
+		return "", &authzError{"unsupported_response_type", "only response_type=code is supported"}
 	}
-	return c.Redirect(http.StatusSeeOther, consentURL(rid))
+	if state == "" {
+		return "", &authzError{"invalid_request", "state is required"}
+	}
+	aud := cmp.Or(params.Get("aud"), params.Get("resource")) // AZ-4: resource is a synonym
+	switch {
+	case aud == "":
+		return "", &authzError{"invalid_request", "aud is required"}
+	case aud != s.opts.FHIRBase():
+		return "", &authzError{"invalid_request", "aud is not this server's FHIR base URL"}
+	}
+	challenge := params.Get("code_challenge")
+	switch {
+	case challenge == "":
+		return "", &authzError{"invalid_request", "code_challenge is required (PKCE)"}
+	case params.Get("code_challenge_method") != "S256":
+		return "", &authzError{"invalid_request", "code_challenge_method must be S256"}
+	case !validOpaque(challenge): // BASE64URL(SHA256(verifier)): 43 characters
+		return "", &authzError{"invalid_request", "code_challenge is not a base64url SHA-256 digest"}
+	}
+	return challenge, nil
 }
 
 // redeemLaunch takes the launch id when it is live and bound to clientID.
