@@ -272,8 +272,15 @@ func (s *Server) handleConsent(c echo.Context) error {
 	if needsPatient(granted) && patient == "" { // AZ-10: fail closed
 		return errorPage(http.StatusBadRequest, "Access cannot be granted", "No patient is in context for patient-level access.")
 	}
-	// The request is used up before the code exists: a double submit cannot
-	// mint two codes.
+	return s.issueCode(c, p, rid, sess, u, granted, patient)
+}
+
+// issueCode uses up the pending request rid and redirects to the client with
+// a new authorization code for the granted scopes and patient
+// (docs/design/security.md AZ-6, AZ-7). The request is used up before the
+// code exists: a double submit cannot mint two codes.
+func (s *Server) issueCode(c echo.Context, p *pendingAuthz, rid string, sess loginSession, u store.User, granted []string, patient string) error {
+	ctx := c.Request().Context()
 	if _, err := s.opts.Ephemeral.Take(ctx, pendingKey(rid)); err != nil {
 		return errorPage(http.StatusBadRequest, "Sign-in request not found", "This request was already completed.")
 	}

@@ -340,16 +340,26 @@ func (ev Event) AuditEvent(id string) r4.AuditEvent {
 		ae.PurposeOfEvent = []r4.CodeableConcept{{Coding: []r4.Coding{coding(systemActReason, ev.Purpose, "")}}}
 	}
 
+	ae.Agent = ev.agents()
+	ae.Entity = ev.entities()
+	return ae
+}
+
+// agents are the AuditEvent's agents: the client (the requestor when no user
+// acted), the user (reference fhirUser, altId the login subject), or an
+// anonymous requestor when the request had no verified token.
+func (ev Event) agents() []r4.AuditEventAgent {
+	var agents []r4.AuditEventAgent
 	user := ev.FHIRUser != "" || ev.Subject != ""
 	switch {
 	case ev.ClientID != "":
-		ae.Agent = append(ae.Agent, r4.AuditEventAgent{
+		agents = append(agents, r4.AuditEventAgent{
 			Type:      &r4.CodeableConcept{Coding: []r4.Coding{coding(systemDICOM, "110150", "Application")}},
 			Who:       &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}},
 			Requestor: !user,
 		})
 	case !user:
-		ae.Agent = append(ae.Agent, r4.AuditEventAgent{
+		agents = append(agents, r4.AuditEventAgent{
 			Who:       &r4.Reference{Display: ptr(auditAnonymousDisplay)},
 			Requestor: true,
 		})
@@ -364,9 +374,16 @@ func (ev Event) AuditEvent(id string) r4.AuditEvent {
 		} else {
 			ag.Who = &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.Subject)}}
 		}
-		ae.Agent = append(ae.Agent, ag)
+		agents = append(agents, ag)
 	}
+	return agents
+}
 
+// entities are the AuditEvent's entities: the target (the instance
+// reference, or for a search only the resource type: no query string, no
+// values) with the request id as a detail, then one entity per patient.
+func (ev Event) entities() []r4.AuditEventEntity {
+	var entities []r4.AuditEventEntity
 	var target r4.AuditEventEntity
 	if ev.Type != "" {
 		target.Type = ptr(coding(systemResourceTypes, ev.Type, ""))
@@ -386,16 +403,16 @@ func (ev Event) AuditEvent(id string) r4.AuditEvent {
 		target.Detail = []r4.AuditEventEntityDetail{{Type: "request-id", ValueString: ev.RequestID}}
 	}
 	if target.Type != nil || target.What != nil || target.Detail != nil {
-		ae.Entity = append(ae.Entity, target)
+		entities = append(entities, target)
 	}
 	for _, p := range ev.Patients {
-		ae.Entity = append(ae.Entity, r4.AuditEventEntity{
+		entities = append(entities, r4.AuditEventEntity{
 			What: &r4.Reference{Reference: ptr("Patient/" + p)},
 			Type: ptr(coding(systemEntityType, "1", "Person")),
 			Role: ptr(coding(systemObjectRole, "1", "Patient")),
 		})
 	}
-	return ae
+	return entities
 }
 
 // MarshalAuditEvent returns the canonical JSON (fhirjson.Marshal) of ev's

@@ -27,32 +27,9 @@ func (s *Server) everything(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	canon := url.Values{}
-	eq := store.EverythingQuery{Patient: id, Count: count, Offset: offset}
-	if v := values.Get("_since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return ErrInvalid.WithDetails("_since must be a FHIR instant").WithExpression("_since")
-		}
-		eq.Since = t
-		canon.Set("_since", t.UTC().Format(store.LastUpdatedFormat))
-	}
-	for _, v := range values["_type"] {
-		for t := range strings.SplitSeq(v, ",") {
-			t = strings.TrimSpace(t)
-			if t == "" {
-				continue
-			}
-			if !s.types[t] {
-				return ErrInvalid.WithDetails("_type names an unsupported resource type").WithExpression("_type")
-			}
-			if !slices.Contains(eq.Types, t) {
-				eq.Types = append(eq.Types, t)
-			}
-		}
-	}
-	if len(eq.Types) > 0 {
-		canon.Set("_type", strings.Join(eq.Types, ","))
+	eq, canon, err := s.everythingQuery(values, id, count, offset)
+	if err != nil {
+		return err
 	}
 
 	d, err := s.authorize(c, access{interaction: auth.InteractionEverything, typ: "Patient", id: id})
@@ -70,22 +47,7 @@ func (s *Server) everything(c echo.Context) error {
 		return err
 	}
 	plan := s.everythingPlan(ctx, id, d, eq.Types)
-	var rs []store.Resource
-	var total int
-	switch {
-	case len(plan.types) == 0:
-		// Nothing the token may see besides what _type excluded.
-	case plan.filtered:
-		rs, total, err = s.everythingBySearch(ctx, id, plan, eq)
-	default:
-		if plan.narrowed {
-			eq.Types = make([]string, len(plan.types))
-			for i, t := range plan.types {
-				eq.Types[i] = t.typ
-			}
-		}
-		rs, total, err = s.store.Everything(ctx, eq)
-	}
+	rs, total, err := s.everythingPage(ctx, plan, eq)
 	if err != nil {
 		return err
 	}
@@ -107,6 +69,58 @@ func (s *Server) everything(c echo.Context) error {
 	}
 	b.outcomeEntry(warnings)
 	return b.write(c)
+}
+
+// everythingQuery reads _since and _type into the store query of the
+// patient's page, and returns them in canonical form for the paging links.
+func (s *Server) everythingQuery(values url.Values, patient string, count, offset int) (store.EverythingQuery, url.Values, error) {
+	canon := url.Values{}
+	eq := store.EverythingQuery{Patient: patient, Count: count, Offset: offset}
+	if v := values.Get("_since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return eq, nil, ErrInvalid.WithDetails("_since must be a FHIR instant").WithExpression("_since")
+		}
+		eq.Since = t
+		canon.Set("_since", t.UTC().Format(store.LastUpdatedFormat))
+	}
+	for _, v := range values["_type"] {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == "" {
+				continue
+			}
+			if !s.types[t] {
+				return eq, nil, ErrInvalid.WithDetails("_type names an unsupported resource type").WithExpression("_type")
+			}
+			if !slices.Contains(eq.Types, t) {
+				eq.Types = append(eq.Types, t)
+			}
+		}
+	}
+	if len(eq.Types) > 0 {
+		canon.Set("_type", strings.Join(eq.Types, ","))
+	}
+	return eq, canon, nil
+}
+
+// everythingPage reads the page eq asks for under plan: nothing when no type
+// is visible, type by type searches when some type is under granular
+// filters, else one store.Everything over the visible types.
+func (s *Server) everythingPage(ctx context.Context, plan *everythingTypes, eq store.EverythingQuery) ([]store.Resource, int, error) {
+	switch {
+	case len(plan.types) == 0:
+		return nil, 0, nil // nothing the token may see besides what _type excluded
+	case plan.filtered:
+		return s.everythingBySearch(ctx, eq.Patient, plan, eq)
+	}
+	if plan.narrowed {
+		eq.Types = make([]string, len(plan.types))
+		for i, t := range plan.types {
+			eq.Types[i] = t.typ
+		}
+	}
+	return s.store.Everything(ctx, eq)
 }
 
 // everythingType is one resource type $everything returns, with the

@@ -63,19 +63,7 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 		// with an empty page (docs/design/security.md NEG-40).
 		return errOutside
 	}
-	q := sr.Query
-	q.Type = typ
-	if sr.TotalMode == "accurate" {
-		q.Total = true
-	}
-	if sr.Summary == "count" {
-		q.CountOnly, q.Total = true, true
-	}
-	var warnings []*Error
-	for _, name := range sr.Ignored {
-		warnings = append(warnings, ErrNotImplemented.WithSeverity(SeverityWarning).
-			WithDetails("search parameter ignored").WithExpression(name))
-	}
+	q := searchQuery(typ, sr)
 	rewrite, err := newRewriter(typ, sr.Elements, sr.Summary)
 	if err != nil {
 		return err
@@ -87,16 +75,7 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 		return err
 	}
 	matches := filterAllowed(res.Resources, d)
-	total := -1
-	switch {
-	case res.Total >= 0:
-		total = res.Total
-	case q.Offset == 0 && !res.More && !q.CountOnly:
-		total = len(matches) // cheap: this page holds every match
-	}
-	if sr.TotalMode == "none" && !q.CountOnly {
-		total = -1
-	}
+	total := searchTotal(res, q, sr.TotalMode, len(matches))
 
 	var included []store.Resource
 	if !q.CountOnly && len(matches) > 0 {
@@ -127,8 +106,50 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	for i := range included {
 		b.searchEntry(&included[i], nil, modeInclude)
 	}
-	b.outcomeEntry(warnings)
+	b.outcomeEntry(ignoredWarnings(sr.Ignored))
 	return b.write(c)
+}
+
+// searchQuery is the store query of a search of typ parsed into sr: _total
+// and _summary=count decide whether the store counts.
+func searchQuery(typ string, sr *search.Request) store.Query {
+	q := sr.Query
+	q.Type = typ
+	if sr.TotalMode == "accurate" {
+		q.Total = true
+	}
+	if sr.Summary == "count" {
+		q.CountOnly, q.Total = true, true
+	}
+	return q
+}
+
+// searchTotal is Bundle.total (-1: left out): the store's count when it
+// counted, else the number of matches when this page holds every one of
+// them, and never for _total=none (search.html#total).
+func searchTotal(res store.SearchResult, q store.Query, mode string, matches int) int {
+	total := -1
+	switch {
+	case res.Total >= 0:
+		total = res.Total
+	case q.Offset == 0 && !res.More && !q.CountOnly:
+		total = matches // cheap: this page holds every match
+	}
+	if mode == "none" && !q.CountOnly {
+		total = -1
+	}
+	return total
+}
+
+// ignoredWarnings are the warning issues of the parameters a lenient search
+// ignored (search.html#errors).
+func ignoredWarnings(names []string) []*Error {
+	var warnings []*Error
+	for _, name := range names {
+		warnings = append(warnings, ErrNotImplemented.WithSeverity(SeverityWarning).
+			WithDetails("search parameter ignored").WithExpression(name))
+	}
+	return warnings
 }
 
 // searchWithin runs q restricted to the narrowing's patients: it sets
