@@ -71,28 +71,26 @@ func TestAccessFailsClosed(t *testing.T) {
 		"openid-only":   caller("openid fhirUser", "p1"),
 		"unexpressible": caller("system/Observation.rs?code=1 system/Observation.rs?category=a", ""),
 	}
-	tests := []struct {
+	for _, tc := range []struct {
 		name, token string
-		status      int
-		code        string
+		want        *Error // the kind answered
 	}{
-		{"verification cannot reach shared state: 503", "down", 503, "transient"},
-		{"verification fails otherwise: 500", "broken", 500, "exception"},
-		{"patient scope without a patient", "no-patient", 403, "forbidden"},
-		{"no resource scope", "openid-only", 403, "forbidden"},
-		{"granular union that is not one query", "unexpressible", 403, "forbidden"},
-	}
-	for _, tc := range tests {
+		{"verification cannot reach shared state", "down", ErrUnavailable},
+		{"verification fails otherwise", "broken", ErrInternal},
+		{"patient scope without a patient", "no-patient", ErrForbidden},
+		{"no resource scope", "openid-only", ErrForbidden},
+		{"granular union that is not one query", "unexpressible", ErrForbidden},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t, callers)
 			for _, target := range []string{"/fhir/Patient/p1", "/fhir/Observation?code=8867-4", "/fhir/Patient/p1/$everything"} {
 				w := env.doAs(tc.token, "GET", target, "")
-				outcome(t, w, tc.status, tc.code)
+				outcome(t, w, tc.want.Status, tc.want.Code)
 				if strings.Contains(w.Body.String(), "Doe") || strings.Contains(w.Body.String(), "revocation") {
 					t.Errorf("%s: leak: %s", target, w.Body)
 				}
 			}
-			if tc.status >= 500 && len(env.fs.queries) != 0 {
+			if tc.want.Status >= 500 && len(env.fs.queries) != 0 {
 				t.Errorf("store queried without a verified caller")
 			}
 		})

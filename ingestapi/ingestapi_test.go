@@ -105,20 +105,23 @@ func (a *testAPI) post(t *testing.T, contentType string, body []byte) (int, Resp
 	return rec.Code, resp, rec
 }
 
-// goodRecords is mapping/ingest/testdata/good.ndjson as generic objects.
+// goodRecords is mapping/ingest/testdata/good.ndjson as generic objects,
+// split by the API's own NDJSON reader.
 func goodRecords(t *testing.T) []map[string]any {
 	t.Helper()
 	data, err := os.ReadFile("../mapping/ingest/testdata/good.ndjson")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var m map[string]any
-		if err := json.Unmarshal(l, &m); err != nil {
+	raw, err := ParseNDJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]map[string]any, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal(r, &out[i]); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, m)
 	}
 	return out
 }
