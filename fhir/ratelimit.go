@@ -100,7 +100,7 @@ func (r *RateLimit) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return next(c)
 		}
-		if ok, retry := r.take(c.Request().Context(), clientKey(info.ClientID)); !ok {
+		if allowed, retry := r.take(c.Request().Context(), clientKey(info.ClientID)); !allowed {
 			c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter(retry))
 			return ErrThrottled
 		}
