@@ -1,9 +1,12 @@
 package auth
 
-// Interaction is a FHIR RESTful interaction the resource server authorizes.
+// Interaction is what a request asks to do, in the one access vocabulary of
+// the gateway: the FHIR RESTful interactions (http.html) and operations the
+// API authorizes. The values are the codes of the FHIR restful-interaction
+// code system where one exists; they are also what audit records store.
 type Interaction string
 
-// Interactions (FHIR http.html) the access decision knows.
+// Interactions the access decision knows.
 const (
 	InteractionRead            Interaction = "read"
 	InteractionVRead           Interaction = "vread"
@@ -14,15 +17,31 @@ const (
 	InteractionUpdate          Interaction = "update"
 	InteractionPatch           Interaction = "patch"
 	InteractionDelete          Interaction = "delete"
+	// InteractionEverything is the Patient $everything operation
+	// (operation-patient-everything.html). It needs read on the Patient
+	// itself; every other type of the compartment is decided separately as
+	// InteractionSearch, so the operation returns only what the caller may
+	// search.
+	InteractionEverything Interaction = "everything"
 )
 
+// Write reports whether i changes data (create, update, patch, delete).
+func (i Interaction) Write() bool {
+	switch i {
+	case InteractionCreate, InteractionUpdate, InteractionPatch, InteractionDelete:
+		return true
+	}
+	return false
+}
+
 // Needed returns the SMART v2 permission an interaction needs
-// (docs/design/security.md RS-3: r = read/vread/instance history; s = type
-// search and history; c = create; u = update/patch; d = delete). An unknown
-// interaction needs nothing it can be granted, so it is denied.
+// (docs/design/security.md RS-3: r = read/vread/instance history and
+// $everything on the Patient; s = type search and history; c = create; u =
+// update/patch; d = delete). An unknown interaction needs nothing it can be
+// granted, so it is denied (PRIV-1).
 func Needed(i Interaction) (Perm, bool) {
 	switch i {
-	case InteractionRead, InteractionVRead, InteractionHistoryInstance:
+	case InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionEverything:
 		return PermRead, true
 	case InteractionSearch, InteractionHistoryType:
 		return PermSearch, true
@@ -47,9 +66,10 @@ type Principal struct {
 	PatientUser bool
 }
 
-// Decision is the outcome of an access check. When Allowed, the query must be
-// narrowed BEFORE it runs: to Patients when non-nil, and to resources matching
-// at least one of FilterSets when non-empty (each set is ANDed).
+// Decision is the outcome of an access check. The zero Decision denies. When
+// Allowed, the query must be narrowed BEFORE it runs (docs/design/security.md
+// PRIV-3): to Patients when non-nil, and to resources matching at least one
+// of FilterSets when non-empty (each set is ANDed).
 type Decision struct {
 	Allowed    bool
 	Patients   []string
@@ -97,6 +117,12 @@ func Decide(p Principal, typ string, i Interaction) Decision {
 		return Decision{Allowed: true, Patients: []string{p.Patient}, FilterSets: filterSets(narrow)}
 	}
 	return Decision{Reason: "no scope grants " + need.String() + " on " + typ}
+}
+
+// Unrestricted reports whether d allows the interaction on every resource of
+// the type: every patient, no granular filters.
+func (d Decision) Unrestricted() bool {
+	return d.Allowed && d.Patients == nil && len(d.FilterSets) == 0
 }
 
 // filterSets is the union of the scopes' granular constraints; any scope

@@ -17,7 +17,7 @@ func principal(t *testing.T, scope, patient string, patientUser bool) Principal 
 // TestDecideMatrix is the access matrix: scopes x interaction x resource type
 // x patient context (docs/design/security.md RS-3 to RS-5, NEG-40 to NEG-42).
 func TestDecideMatrix(t *testing.T) {
-	all := []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch,
+	all := []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch,
 		InteractionHistoryType, InteractionCreate, InteractionUpdate, InteractionPatch, InteractionDelete}
 	tests := []struct {
 		name        string
@@ -30,30 +30,30 @@ func TestDecideMatrix(t *testing.T) {
 		filters     [][]Filter
 	}{
 		{name: "patient rs reads and searches own compartment", scope: "patient/Observation.rs", patient: "p1", typ: "Observation",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
 		{name: "patient rs does not reach other types", scope: "patient/Observation.rs", patient: "p1", typ: "Condition"},
 		{name: "patient scope without patient context fails closed", scope: "patient/Observation.rs", typ: "Observation"},
 		{name: "r only: read but no search", scope: "patient/Observation.r", patient: "p1", typ: "Observation",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance}, patients: []string{"p1"}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance}, patients: []string{"p1"}},
 		{name: "s only: search but no read", scope: "patient/Observation.s", patient: "p1", typ: "Observation",
 			allowed: []Interaction{InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
 		{name: "v1 read is rs", scope: "patient/*.read", patient: "p1", typ: "Encounter",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
 		{name: "v1 write is cud", scope: "user/Observation.write", typ: "Observation",
 			allowed: []Interaction{InteractionCreate, InteractionUpdate, InteractionPatch, InteractionDelete}},
 		{name: "system wildcard reads every patient", scope: "system/*.rs", typ: "MedicationAdministration",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}},
 		{name: "clinician user scope reaches every patient", scope: "user/Patient.rs", patient: "p1", typ: "Patient",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}},
 		{name: "patient user's user scope is limited to self", scope: "user/Patient.rs", patient: "p1", patientUser: true, typ: "Patient",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
 		{name: "granular scopes union", scope: "patient/Observation.rs?category=vital-signs patient/Observation.rs?category=survey", patient: "p1", typ: "Observation",
-			allowed:  []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType},
+			allowed:  []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType},
 			patients: []string{"p1"}, filters: [][]Filter{{{Param: "category", Code: "vital-signs"}}, {{Param: "category", Code: "survey"}}}},
 		{name: "an unfiltered scope lifts the filters", scope: "patient/Observation.rs?category=vital-signs patient/Observation.rs", patient: "p1", typ: "Observation",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType}, patients: []string{"p1"}},
 		{name: "system scope wins over patient scope, never widening its filters", scope: "patient/Observation.rs system/Observation.rs?category=laboratory", patient: "p1", typ: "Observation",
-			allowed: []Interaction{InteractionRead, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType},
+			allowed: []Interaction{InteractionRead, InteractionEverything, InteractionVRead, InteractionHistoryInstance, InteractionSearch, InteractionHistoryType},
 			filters: [][]Filter{{{Param: "category", Code: "laboratory"}}}},
 		{name: "no resource scopes", scope: "openid fhirUser launch", patient: "p1", typ: "Patient"},
 	}
@@ -85,6 +85,23 @@ func TestDecideMatrix(t *testing.T) {
 				if !reflect.DeepEqual(d.FilterSets, tc.filters) {
 					t.Errorf("%s: FilterSets = %v, want %v", i, d.FilterSets, tc.filters)
 				}
+			}
+		})
+	}
+}
+
+func TestInteractionWrite(t *testing.T) {
+	for _, tc := range []struct {
+		i     Interaction
+		write bool
+	}{
+		{InteractionRead, false}, {InteractionVRead, false}, {InteractionHistoryInstance, false},
+		{InteractionHistoryType, false}, {InteractionSearch, false}, {InteractionEverything, false},
+		{InteractionCreate, true}, {InteractionUpdate, true}, {InteractionPatch, true}, {InteractionDelete, true},
+	} {
+		t.Run(string(tc.i), func(t *testing.T) {
+			if tc.i.Write() != tc.write {
+				t.Errorf("Write() = %v", !tc.write)
 			}
 		})
 	}

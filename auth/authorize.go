@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -40,17 +42,23 @@ import (
 // Routes mounted here: /auth/authorize (GET, POST), /auth/consent (GET,
 // POST), /auth/login (GET, POST), /auth/logout (POST), /auth/launch (GET,
 // POST, the EHR launcher) and /auth/style.json.
-func (s *Server) mountAuthorize(_ *echo.Echo, g *echo.Group) {
-	g.GET("/authorize", s.handleAuthorize)
-	g.POST("/authorize", s.handleAuthorize)
-	g.GET("/consent", s.handleConsentPage)
-	g.POST("/consent", s.handleConsent)
-	g.GET("/login", s.handleLoginPage)
-	g.POST("/login", s.handleLogin)
-	g.POST("/logout", s.handleLogout)
-	g.GET("/launch", s.handleLaunchPage)
-	g.POST("/launch", s.handleLaunch)
-	g.GET("/style.json", handleStyle)
+//
+// Every page handler returns its failures to pageErrors, the pages' one
+// error renderer.
+func (s *Server) mountAuthorize(r routes) {
+	for _, p := range []struct {
+		method, path string
+		h            echo.HandlerFunc
+	}{
+		{http.MethodGet, "/authorize", s.handleAuthorize}, {http.MethodPost, "/authorize", s.handleAuthorize},
+		{http.MethodGet, "/consent", s.handleConsentPage}, {http.MethodPost, "/consent", s.handleConsent},
+		{http.MethodGet, "/login", s.handleLoginPage}, {http.MethodPost, "/login", s.handleLogin},
+		{http.MethodPost, "/logout", s.handleLogout},
+		{http.MethodGet, "/launch", s.handleLaunchPage}, {http.MethodPost, "/launch", s.handleLaunch},
+	} {
+		r.auth(p.method, p.path, p.h, s.pageErrors)
+	}
+	r.auth(http.MethodGet, "/style.json", handleStyle, s.cors.Open)
 }
 
 // pendingTTL is how long a user has to sign in and consent.
@@ -93,91 +101,98 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 	params := c.Request().URL.Query()
 	if c.Request().Method == http.MethodPost {
 		if err := parsePageForm(c); err != nil {
-			return errorPage(c, http.StatusBadRequest, "Invalid authorization request",
+			return errorPage(http.StatusBadRequest, "Invalid authorization request",
 				"The authorization request must be an application/x-www-form-urlencoded form.")
 		}
 		params = c.Request().PostForm
 	}
-	ctx := c.Request().Context()
-
 	// 1. Client and redirect_uri: failures are shown, never redirected.
-	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {
-		return errorPage(c, http.StatusBadRequest, "Invalid authorization request", "client_id or redirect_uri is repeated.")
-	}
-	clientID, redirectURI := params.Get("client_id"), params.Get("redirect_uri")
-	if clientID == "" {
-		return errorPage(c, http.StatusBadRequest, "Invalid authorization request", "client_id is missing.")
-	}
-	client, err := s.opts.Store.GetClient(ctx, clientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return errorPage(c, http.StatusBadRequest, "Unknown application", "The application (client_id) is not registered with this server.")
-	}
+	client, redirectURI, err := s.authorizeClient(c.Request().Context(), params)
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
-	if client.Kind == store.ClientBackend {
-		return errorPage(c, http.StatusBadRequest, "Invalid authorization request",
-			"This application is a backend service and cannot use the authorization endpoint.")
-	}
-	if redirectURI == "" || !slices.Contains(client.RedirectURIs, redirectURI) {
-		return errorPage(c, http.StatusBadRequest, "Invalid redirect URI",
-			"The redirect_uri is not registered for this application (it must match exactly).")
-	}
-
 	// 2. Everything else is reported to the client (RFC 6749 §4.1.2.1).
 	state := ""
 	if len(params["state"]) == 1 {
 		state = params.Get("state")
 	}
-	fail := func(code, desc string) error {
-		return c.Redirect(http.StatusFound, authzErrorURL(redirectURI, code, desc, state))
+	p, err := s.pendingRequest(c, params, client, redirectURI, state)
+	var ae *authzError
+	if errors.As(err, &ae) {
+		return c.Redirect(http.StatusFound, authzErrorURL(redirectURI, ae.code, ae.desc, state))
 	}
-	for _, k := range authorizeParams {
-		if len(params[k]) > 1 {
-			return fail("invalid_request", k+" is repeated")
-		}
+	if err != nil {
+		return err
 	}
-	switch rt := params.Get("response_type"); rt {
-	case "code":
-	case "":
-		return fail("invalid_request", "response_type is missing")
-	default:
-		return fail("unsupported_response_type", "only response_type=code is supported")
+	rid := authzRandom(32)
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
 	}
-	if state == "" {
-		return fail("invalid_request", "state is required")
+	if err := s.opts.Ephemeral.Put(c.Request().Context(), pendingKey(rid), raw, pendingTTL); err != nil {
+		return err
 	}
-	aud := params.Get("aud")
-	if aud == "" {
-		aud = params.Get("resource") // docs/design/security.md AZ-4: resource is a synonym
+	return c.Redirect(http.StatusSeeOther, consentURL(rid))
+}
+
+// authzError is a failure of an authorization request that is redirected to
+// the client's redirect_uri (RFC 6749 §4.1.2.1): the error code and its
+// description.
+type authzError struct{ code, desc string }
+
+func (e *authzError) Error() string { return "auth: authorize: " + e.code + ": " + e.desc }
+
+// authorizeClient checks client_id and redirect_uri (docs/design/security.md
+// AZ-3, NEG-1, NEG-2): the client must be known and not a backend client, and
+// redirect_uri must be exactly one of its registered URIs. A failure is a
+// pageError: it is shown to the user and never redirected.
+func (s *Server) authorizeClient(ctx context.Context, params url.Values) (store.Client, string, error) {
+	const invalid = "Invalid authorization request"
+	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, invalid, "client_id or redirect_uri is repeated.")
 	}
-	if aud == "" {
-		return fail("invalid_request", "aud is required")
+	clientID, redirectURI := params.Get("client_id"), params.Get("redirect_uri")
+	if clientID == "" {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, invalid, "client_id is missing.")
 	}
-	if aud != s.opts.FHIRBase() {
-		return fail("invalid_request", "aud is not this server's FHIR base URL")
+	client, err := s.opts.Clients.GetClient(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, "Unknown application",
+			"The application (client_id) is not registered with this server.")
 	}
-	challenge := params.Get("code_challenge")
-	if challenge == "" {
-		return fail("invalid_request", "code_challenge is required (PKCE)")
+	if err != nil {
+		return store.Client{}, "", err
 	}
-	if params.Get("code_challenge_method") != "S256" {
-		return fail("invalid_request", "code_challenge_method must be S256")
+	if client.Kind == store.ClientBackend {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, invalid,
+			"This application is a backend service and cannot use the authorization endpoint.")
 	}
-	if !validOpaque(challenge) { // BASE64URL(SHA256(verifier)): 43 characters
-		return fail("invalid_request", "code_challenge is not a base64url SHA-256 digest")
+	if redirectURI == "" || !slices.Contains(client.RedirectURIs, redirectURI) {
+		return store.Client{}, "", errorPage(http.StatusBadRequest, "Invalid redirect URI",
+			"The redirect_uri is not registered for this application (it must match exactly).")
+	}
+	return client, redirectURI, nil
+}
+
+// pendingRequest validates the rest of the request for client and builds the
+// pending request the consent page continues. Failures to redirect are
+// *authzError; other errors are internal.
+func (s *Server) pendingRequest(c echo.Context, params url.Values, client store.Client, redirectURI, state string) (*pendingAuthz, error) {
+	challenge, err := s.checkAuthorizeParams(params, state)
+	if err != nil {
+		return nil, err
 	}
 	scope := params.Get("scope")
 	if _, errs := ParseGrant(scope); len(errs) > 0 {
-		return fail("invalid_scope", errs[0].Error())
+		return nil, &authzError{"invalid_scope", errs[0].Error()}
 	}
 	scopes := narrowScopes(scope, client.Scopes)
 	if len(scopes) == 0 {
-		return fail("invalid_scope", "none of the requested scopes is allowed for this client")
+		return nil, &authzError{"invalid_scope", "none of the requested scopes is allowed for this client"}
 	}
-	p := pendingAuthz{
+	p := &pendingAuthz{
 		ClientID:      client.ID,
-		ClientName:    client.Name,
+		ClientName:    cmp.Or(client.Name, client.ID),
 		RedirectURI:   redirectURI,
 		State:         state,
 		CodeChallenge: challenge,
@@ -185,30 +200,59 @@ func (s *Server) handleAuthorize(c echo.Context) error {
 		Scopes:        scopes,
 		Created:       s.opts.Clock.Now().UTC(),
 	}
-	if p.ClientName == "" {
-		p.ClientName = client.ID
-	}
 	if launch := params.Get("launch"); launch != "" {
 		lc, ok, err := s.redeemLaunch(c, launch, client.ID)
 		if err != nil {
-			return s.pageFailure(c, err)
+			return nil, err
 		}
 		if !ok {
 			// docs/design/security.md NEG-7: the same answer for unknown,
 			// expired and foreign launch ids, and nothing about the context.
-			return fail("invalid_request", "launch is unknown, expired or not issued to this client")
+			return nil, &authzError{"invalid_request", "launch is unknown, expired or not issued to this client"}
 		}
 		p.EHRLaunch, p.LaunchUser, p.Patient, p.Encounter = true, lc.UserID, lc.Patient, lc.Encounter
 	}
-	rid := authzRandom(32)
-	raw, err := json.Marshal(p)
-	if err != nil {
-		return s.pageFailure(c, err)
+	return p, nil
+}
+
+// checkAuthorizeParams checks the parameters of an authorization request for
+// a known client and returns its PKCE challenge (docs/design/security.md
+// AZ-2, AZ-4, AZ-5; NEG-3 to NEG-6): no parameter repeated, response_type
+// code, a state, aud (or resource) equal to the FHIR base, and an S256
+// code_challenge.
+func (s *Server) checkAuthorizeParams(params url.Values, state string) (string, error) {
+	for _, k := range authorizeParams {
+		if len(params[k]) > 1 {
+			return "", &authzError{"invalid_request", k + " is repeated"}
+		}
 	}
-	if err := s.opts.Ephemeral.Put(ctx, pendingKey(rid), raw, pendingTTL); err != nil {
-		return s.pageFailure(c, err)
+	switch rt := params.Get("response_type"); rt {
+	case "code":
+	case "":
+		return "", &authzError{"invalid_request", "response_type is missing"}
+	default:
+		return "", &authzError{"unsupported_response_type", "only response_type=code is supported"}
 	}
-	return c.Redirect(http.StatusSeeOther, consentURL(rid))
+	if state == "" {
+		return "", &authzError{"invalid_request", "state is required"}
+	}
+	aud := cmp.Or(params.Get("aud"), params.Get("resource")) // AZ-4: resource is a synonym
+	switch {
+	case aud == "":
+		return "", &authzError{"invalid_request", "aud is required"}
+	case aud != s.opts.FHIRBase():
+		return "", &authzError{"invalid_request", "aud is not this server's FHIR base URL"}
+	}
+	challenge := params.Get("code_challenge")
+	switch {
+	case challenge == "":
+		return "", &authzError{"invalid_request", "code_challenge is required (PKCE)"}
+	case params.Get("code_challenge_method") != "S256":
+		return "", &authzError{"invalid_request", "code_challenge_method must be S256"}
+	case !validOpaque(challenge): // BASE64URL(SHA256(verifier)): 43 characters
+		return "", &authzError{"invalid_request", "code_challenge is not a base64url SHA-256 digest"}
+	}
+	return challenge, nil
 }
 
 // redeemLaunch takes the launch id when it is live and bound to clientID.
@@ -305,20 +349,6 @@ func appendQuery(base string, v url.Values) string {
 		u.RawQuery += "&" + v.Encode()
 	}
 	return u.String()
-}
-
-// pageFailure logs an internal error (never PHI: store errors carry ids only)
-// and shows a generic 500 page.
-func (s *Server) pageFailure(c echo.Context, err error) error {
-	if store.IsUnavailable(err) {
-		// Shared state is down: fail closed with a 503 the user can retry.
-		s.opts.Logger.WarnContext(c.Request().Context(), "auth: page dependency unavailable", "route", c.Path(), "err", err)
-		c.Response().Header().Set("Retry-After", "5")
-		return errorPage(c, http.StatusServiceUnavailable, "Temporarily unavailable",
-			"The sign-in service is temporarily unavailable. Try again in a moment.")
-	}
-	s.opts.Logger.ErrorContext(c.Request().Context(), "auth: page failed", "route", c.Path(), "err", err)
-	return errorPage(c, http.StatusInternalServerError, "Something went wrong", "The request could not be processed. Try again later.")
 }
 
 // nonResourceScopes are the scopes other than resource scopes a client may be

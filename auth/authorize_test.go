@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -26,8 +28,8 @@ import (
 )
 
 // Test fakes at the I/O seams (prefixed az to stay clear of the other auth
-// test files): a map-backed AuthStore (clients and users only), a settable
-// clock and a fixed patient directory. Ephemeral is the real in-memory twin.
+// test files): map-backed Clients and Users, a settable clock and a fixed
+// patient directory. Ephemeral is the real in-memory twin.
 
 type azClock struct {
 	mu sync.Mutex
@@ -42,15 +44,25 @@ func (c *azClock) Add(d time.Duration) {
 }
 
 type azStore struct {
-	store.AuthStore // nil: grant and key methods are not used here
-	mu              sync.Mutex
-	clients         map[string]store.Client
-	users           map[string]store.User
+	mu      sync.Mutex
+	clients map[string]store.Client
+	users   map[string]store.User
+	// failClients and failUsers, when set, are returned by GetClient and
+	// GetUser.
+	failClients, failUsers error
 }
+
+var (
+	_ Clients = (*azStore)(nil)
+	_ Users   = (*azStore)(nil)
+)
 
 func (s *azStore) GetClient(_ context.Context, id string) (store.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failClients != nil {
+		return store.Client{}, s.failClients
+	}
 	c, ok := s.clients[id]
 	if !ok {
 		return store.Client{}, store.ErrNotFound
@@ -71,6 +83,9 @@ func (s *azStore) ListClients(context.Context) ([]store.Client, error) {
 func (s *azStore) GetUser(_ context.Context, id string) (store.User, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failUsers != nil {
+		return store.User{}, s.failUsers
+	}
 	u, ok := s.users[id]
 	if !ok {
 		return store.User{}, store.ErrNotFound
@@ -162,7 +177,8 @@ func newAZEnv(t *testing.T, secure bool) *azEnv {
 	eph := memory.NewEphemeral(clock)
 	s := New(Options{
 		BaseURL:   azBase,
-		Store:     st,
+		Clients:   st,
+		Users:     st,
 		Ephemeral: eph,
 		Patients: azPatients{list: []PatientSummary{
 			{ID: "p1", Name: "Pat Example", BirthDate: "1980-01-01"},
@@ -173,7 +189,7 @@ func newAZEnv(t *testing.T, secure bool) *azEnv {
 		SecureCookies: secure,
 	})
 	e := echo.New()
-	s.mountAuthorize(e, e.Group("/auth"))
+	s.mountAuthorize(routes{e: e, g: e.Group("/auth")})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &azEnv{t: t, srv: srv, st: st, eph: eph, clock: clock}
@@ -947,6 +963,53 @@ func TestNarrowScopes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := narrowScopes(tc.requested, tc.registered); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPageFailures: a page whose storage fails answers an HTML error page
+// from the pages' one renderer (503 with Retry-After when shared state is
+// down, else a generic 500), never a JSON body or the cause
+// (docs/design/security.md PRIV-2, PRIV-9).
+func TestPageFailures(t *testing.T) {
+	env := newAZEnv(t, false)
+	b := env.browser()
+	page, _ := env.startFlow(b, azParams("launch/patient patient/*.rs"))
+	for _, tc := range []struct {
+		name   string
+		fail   error
+		send   func() azResp
+		status int
+	}{
+		{"authorize, database down", fmt.Errorf("clients: %w", store.ErrUnavailable),
+			func() azResp { return env.authorize(b, azParams("patient/*.rs")) }, http.StatusServiceUnavailable},
+		{"login, unexpected store error", errors.New("users table: row for pat is corrupt"),
+			func() azResp {
+				h := hidden(page.body)
+				return env.do(b, http.MethodPost, "/auth/login", url.Values{"csrf": {h["csrf"]}, "rid": {h["rid"]},
+					"username": {"pat"}, "password": {"pat-pw"}})
+			}, http.StatusInternalServerError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env.st.mu.Lock()
+			env.st.failClients, env.st.failUsers = tc.fail, tc.fail
+			env.st.mu.Unlock()
+			defer func() {
+				env.st.mu.Lock()
+				env.st.failClients, env.st.failUsers = nil, nil
+				env.st.mu.Unlock()
+			}()
+			r := tc.send()
+			if r.status != tc.status || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") ||
+				r.header.Get("Cache-Control") != "no-store" || r.header.Get("Content-Security-Policy") == "" {
+				t.Fatalf("status %d, headers %v: %.300s", r.status, r.header, r.body)
+			}
+			if (tc.status == http.StatusServiceUnavailable) != (r.header.Get("Retry-After") == "5") {
+				t.Errorf("Retry-After = %q", r.header.Get("Retry-After"))
+			}
+			if strings.Contains(r.body, "corrupt") || strings.Contains(r.body, "unavailable:") {
+				t.Errorf("the page shows the cause: %.500s", r.body)
 			}
 		})
 	}

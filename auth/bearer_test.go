@@ -1,10 +1,14 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/labstack/echo/v4"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -61,5 +65,134 @@ func TestBearerChallenge(t *testing.T) {
 	}
 	if _, ch := BearerChallenge(`a"b\c`, ErrNoBearer); ch != `Bearer realm="a\"b\\c"` {
 		t.Errorf("realm quoting: %s", ch)
+	}
+}
+
+// verifierFunc adapts a function to Verifier (the fake at the token seam).
+type verifierFunc func(ctx context.Context, raw string) (*AccessInfo, error)
+
+func (f verifierFunc) Verify(ctx context.Context, raw string) (*AccessInfo, error) {
+	return f(ctx, raw)
+}
+
+// fakeVerifier accepts the tokens named in infos; "down" fails to decide.
+func fakeVerifier(infos map[string]*AccessInfo) Verifier {
+	return verifierFunc(func(_ context.Context, raw string) (*AccessInfo, error) {
+		if raw == "down" {
+			return nil, errors.New("revocation store down")
+		}
+		if info, ok := infos[raw]; ok {
+			return info, nil
+		}
+		return nil, invalid("unknown")
+	})
+}
+
+// TestAuthenticate covers docs/design/security.md RS-1, RS-2, NEG-35, NEG-36:
+// the caller is verified once, before the handler, and travels in the
+// request's context.
+func TestAuthenticate(t *testing.T) {
+	good := &AccessInfo{ClientID: "app"}
+	v := fakeVerifier(map[string]*AccessInfo{"good": good})
+	tests := []struct {
+		name      string
+		v         Verifier
+		header    string
+		status    int // 0: the handler ran
+		challenge string
+		failure   bool // a failure to decide, not a refusal
+	}{
+		{name: "valid token", v: v, header: "Bearer good"},
+		{name: "no Authorization", v: v, status: 401, challenge: `Bearer realm="KetaBridge"`},
+		{name: "other scheme", v: v, header: "Basic dTpw", status: 401, challenge: `Bearer realm="KetaBridge"`},
+		{name: "unknown token", v: v, header: "Bearer nope", status: 401, challenge: `Bearer realm="KetaBridge", error="invalid_token"`},
+		{name: "malformed credentials", v: v, header: "Bearer a b", status: 401, challenge: `Bearer realm="KetaBridge", error="invalid_token"`},
+		{name: "verification fails", v: v, header: "Bearer down", failure: true},
+		{name: "no verifier refuses", v: nil, header: "Bearer good", status: 401, challenge: `Bearer realm="KetaBridge", error="invalid_token"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got *AccessInfo
+			h := Authenticate(tc.v)(func(c echo.Context) error {
+				got, _ = FromContext(c.Request().Context())
+				return c.NoContent(http.StatusNoContent)
+			})
+			req := httptest.NewRequest(http.MethodGet, "/fhir/Patient/p1", nil)
+			if tc.header != "" {
+				req.Header.Set("Authorization", tc.header)
+			}
+			err := h(echo.New().NewContext(req, httptest.NewRecorder()))
+			var be *BearerError
+			switch {
+			case tc.failure:
+				if err == nil || errors.As(err, &be) {
+					t.Fatalf("err = %v, want a failure to decide", err)
+				}
+			case tc.status == 0:
+				if err != nil || got != good {
+					t.Fatalf("err = %v, caller = %v", err, got)
+				}
+			default:
+				if !errors.As(err, &be) || be.Status != tc.status || be.Challenge != tc.challenge || be.Details == "" {
+					t.Fatalf("err = %#v, want %d %q", err, tc.status, tc.challenge)
+				}
+				if got != nil {
+					t.Fatal("the handler ran")
+				}
+			}
+		})
+	}
+}
+
+func TestRequireScope(t *testing.T) {
+	tests := []struct {
+		name, scope string
+		anonymous   bool
+		status      int // 0: allowed
+	}{
+		{name: "backend write scope", scope: "system/ClinicRecord.write"},
+		{name: "v2 create scope", scope: "system/ClinicRecord.c"},
+		{name: "read-only system scope", scope: "system/ClinicRecord.read", status: 403},
+		{name: "other type", scope: "system/Observation.write", status: 403},
+		{name: "patient scope", scope: "patient/ClinicRecord.write", status: 403},
+		{name: "granular scope", scope: "system/ClinicRecord.c?category=x", status: 403},
+		{name: "not authenticated", anonymous: true, status: 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ran := false
+			h := RequireScope("ClinicRecord", InteractionCreate)(func(echo.Context) error { ran = true; return nil })
+			req := httptest.NewRequest(http.MethodPost, "/internal/v1/records", nil)
+			if !tc.anonymous {
+				req = req.WithContext(NewContext(req.Context(), &AccessInfo{Principal: principal(t, tc.scope, "p1", false)}))
+			}
+			err := h(echo.New().NewContext(req, httptest.NewRecorder()))
+			if tc.status == 0 {
+				if err != nil || !ran {
+					t.Fatalf("err = %v, ran = %v", err, ran)
+				}
+				return
+			}
+			var be *BearerError
+			if !errors.As(err, &be) || be.Status != tc.status || ran {
+				t.Fatalf("err = %v, ran = %v; want %d", err, ran, tc.status)
+			}
+			if tc.status == 403 && (!errors.Is(err, ErrInsufficientScope) || be.Challenge != `Bearer realm="KetaBridge", error="insufficient_scope"`) {
+				t.Errorf("403 = %#v", be)
+			}
+		})
+	}
+}
+
+func TestContext(t *testing.T) {
+	if _, ok := FromContext(context.Background()); ok {
+		t.Error("a bare context has a caller")
+	}
+	if _, ok := FromContext(NewContext(context.Background(), nil)); ok {
+		t.Error("a nil caller counts")
+	}
+	info := &AccessInfo{ClientID: "app"}
+	if got, ok := FromContext(NewContext(context.Background(), info)); !ok || got != info {
+		t.Errorf("FromContext = %v, %v", got, ok)
 	}
 }

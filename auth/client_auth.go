@@ -97,7 +97,7 @@ func (t *tokenService) authenticateClient(ctx context.Context, r *http.Request, 
 
 // lookupClient loads a registered client; unknown is invalid_client.
 func (t *tokenService) lookupClient(ctx context.Context, id string) (store.Client, error) {
-	c, err := t.s.opts.Store.GetClient(ctx, id)
+	c, err := t.clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, ErrInvalidClient.WithDescription("unknown client")
 	}
@@ -120,7 +120,7 @@ func (t *tokenService) authBasic(ctx context.Context, user, pass, bodyID string)
 	if bodyID != "" && bodyID != id {
 		return nil, fail("client_id does not match the authenticated client")
 	}
-	c, err := t.s.opts.Store.GetClient(ctx, id)
+	c, err := t.clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fail("client authentication failed")
 	}
@@ -153,33 +153,69 @@ func (t *tokenService) authAssertion(ctx context.Context, typ, raw, bodyID strin
 	if raw == "" {
 		return nil, ErrInvalidRequest.WithDescription("client_assertion is required")
 	}
-	fail := func(d string) error { return ErrInvalidClient.WithDescription("client assertion: " + d) }
+	c, err := t.assertionClient(ctx, raw, bodyID)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := t.verifyAssertion(ctx, c, raw)
+	if err != nil {
+		return nil, err
+	}
+	// jti: required and single use within the assertion lifetime (RFC 7523
+	// §3 item 7; docs/design/security.md NEG-30, NEG-31). The replay entry
+	// outlives exp by Skew.
+	if claims.ID == "" {
+		return nil, assertionFailed("jti is required")
+	}
+	ttl := claims.ExpiresAt.Sub(t.s.opts.Clock.Now()) + Skew
+	fresh, err := t.s.opts.Ephemeral.Claim(ctx, JTIKey(c.ID, claims.ID), ttl)
+	if err != nil {
+		return nil, fmt.Errorf("jti replay set: %w", err)
+	}
+	if !fresh {
+		return nil, assertionFailed("jti already used")
+	}
+	return &authedClient{Client: c, Method: authPrivateJWT}, nil
+}
 
-	// iss and sub name the client (RFC 7523 §3 items 1-2); read them before
-	// the signature to find the client's keys, then verify everything.
+// assertionFailed is the invalid_client answer to a client assertion.
+func assertionFailed(d string) error {
+	return ErrInvalidClient.WithDescription("client assertion: " + d)
+}
+
+// assertionClient finds the client an assertion names. iss and sub name the
+// client (RFC 7523 §3 items 1-2): they are read before the signature, to find
+// the client's keys, and everything is verified afterwards.
+func (t *tokenService) assertionClient(ctx context.Context, raw, bodyID string) (store.Client, error) {
 	var unverified assertionClaims
 	if _, _, err := jwt.NewParser().ParseUnverified(raw, &unverified); err != nil {
-		return nil, fail("malformed JWT")
+		return store.Client{}, assertionFailed("malformed JWT")
 	}
 	iss := unverified.Issuer
 	if iss == "" || iss != unverified.Subject {
-		return nil, fail("iss and sub must both be the client_id")
+		return store.Client{}, assertionFailed("iss and sub must both be the client_id")
 	}
 	if bodyID != "" && bodyID != iss {
-		return nil, fail("client_id does not match the assertion issuer")
+		return store.Client{}, assertionFailed("client_id does not match the assertion issuer")
 	}
-	c, err := t.s.opts.Store.GetClient(ctx, iss)
+	c, err := t.clients.GetClient(ctx, iss)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fail("unknown issuer")
+		return store.Client{}, assertionFailed("unknown issuer")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load client: %w", err)
+		return store.Client{}, fmt.Errorf("load client: %w", err)
 	}
 	if c.Kind != store.ClientAsymmetric && c.Kind != store.ClientBackend {
-		return nil, fail("client is not registered for private_key_jwt")
+		return store.Client{}, assertionFailed("client is not registered for private_key_jwt")
 	}
+	return c, nil
+}
 
-	now := t.s.opts.Clock.Now()
+// verifyAssertion verifies the assertion of client c: signature by one of its
+// keys with an allowed algorithm, iss and sub c, aud the token endpoint, exp
+// present, not past and at most five minutes ahead (docs/design/security.md
+// CLI-2, NEG-26 to NEG-29).
+func (t *tokenService) verifyAssertion(ctx context.Context, c store.Client, raw string) (assertionClaims, error) {
 	var claims assertionClaims
 	var keyErr error
 	tok, err := jwt.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
@@ -199,34 +235,20 @@ func (t *tokenService) authAssertion(ctx context.Context, typ, raw, bodyID strin
 	case keyErr != nil:
 		var oe *OAuthError
 		if errors.As(keyErr, &oe) {
-			return nil, keyErr
+			return claims, keyErr
 		}
-		return nil, fail("key resolution failed")
+		return claims, assertionFailed("key resolution failed")
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return nil, fail("aud must be the token endpoint URL")
+		return claims, assertionFailed("aud must be the token endpoint URL")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing), errors.Is(err, jwt.ErrTokenExpired):
-		return nil, fail("exp is missing or past")
+		return claims, assertionFailed("exp is missing or past")
 	case err != nil || !tok.Valid:
-		return nil, fail("invalid signature or claims")
+		return claims, assertionFailed("invalid signature or claims")
 	}
-	// exp <= now + 5 min (+ skew) (docs/design/security.md CLI-2, NEG-29).
-	if claims.ExpiresAt.After(now.Add(AssertionMaxLifetime + Skew)) {
-		return nil, fail("exp is too far in the future")
+	if claims.ExpiresAt.After(t.s.opts.Clock.Now().Add(AssertionMaxLifetime + Skew)) {
+		return claims, assertionFailed("exp is too far in the future")
 	}
-	// jti: required and single use within the assertion lifetime (RFC 7523
-	// §3 item 7; docs/design/security.md NEG-30, NEG-31). The replay entry
-	// outlives exp by Skew.
-	if claims.ID == "" {
-		return nil, fail("jti is required")
-	}
-	fresh, err := t.s.opts.Ephemeral.Claim(ctx, JTIKey(c.ID, claims.ID), claims.ExpiresAt.Sub(now)+Skew)
-	if err != nil {
-		return nil, fmt.Errorf("jti replay set: %w", err)
-	}
-	if !fresh {
-		return nil, fail("jti already used")
-	}
-	return &authedClient{Client: c, Method: authPrivateJWT}, nil
+	return claims, nil
 }
 
 // assertionKey resolves the one key that may verify a client assertion

@@ -163,7 +163,7 @@ func (s *Server) handleConsentPage(c echo.Context) error {
 	rid := c.QueryParam("rid")
 	p, status, msg := s.loadPending(c, rid)
 	if p == nil {
-		return errorPage(c, status, "Sign-in request not found", msg)
+		return errorPage(status, "Sign-in request not found", msg)
 	}
 	_, u, ok := s.currentUser(c)
 	if !ok {
@@ -176,7 +176,7 @@ func (s *Server) handleConsentPage(c echo.Context) error {
 func (s *Server) renderConsent(c echo.Context, status int, p *pendingAuthz, rid string, u store.User, query, selected, errMsg string) error {
 	patient, picker, st, msg := s.consentContext(p, u)
 	if st != 0 {
-		return errorPage(c, st, "Access cannot be granted", msg)
+		return errorPage(st, "Access cannot be granted", msg)
 	}
 	v := consentView{
 		ClientName: p.ClientName,
@@ -194,11 +194,11 @@ func (s *Server) renderConsent(c echo.Context, status int, p *pendingAuthz, rid 
 	}
 	if picker {
 		if s.opts.Patients == nil {
-			return s.pageFailure(c, errNoPatientDirectory)
+			return errNoPatientDirectory
 		}
 		found, err := s.opts.Patients.FindPatients(c.Request().Context(), strings.TrimSpace(query), patientPickerLimit)
 		if err != nil {
-			return s.pageFailure(c, err)
+			return err
 		}
 		for _, f := range found {
 			v.Patients = append(v.Patients, pickerPatient{PatientSummary: f, Selected: f.ID == selected})
@@ -215,17 +215,17 @@ func (s *Server) renderConsent(c echo.Context, status int, p *pendingAuthz, rid 
 // Allow issues the authorization code (AZ-6, AZ-7).
 func (s *Server) handleConsent(c echo.Context) error {
 	if err := parsePageForm(c); err != nil {
-		return errorPage(c, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return errorPage(http.StatusBadRequest, "Bad request", "The form could not be read.")
 	}
 	if !checkCSRF(c) {
-		return csrfFailed(c)
+		return errCSRF
 	}
 	r := c.Request()
 	ctx := r.Context()
 	rid := r.PostFormValue("rid")
 	p, status, msg := s.loadPending(c, rid)
 	if p == nil {
-		return errorPage(c, status, "Sign-in request not found", msg)
+		return errorPage(status, "Sign-in request not found", msg)
 	}
 	sess, u, ok := s.currentUser(c)
 	if !ok {
@@ -233,17 +233,17 @@ func (s *Server) handleConsent(c echo.Context) error {
 	}
 	patient, picker, st, msg := s.consentContext(p, u)
 	if st != 0 {
-		return errorPage(c, st, "Access cannot be granted", msg)
+		return errorPage(st, "Access cannot be granted", msg)
 	}
 	switch r.PostFormValue("action") {
 	case "deny":
 		if _, err := s.opts.Ephemeral.Take(ctx, pendingKey(rid)); err != nil {
-			return errorPage(c, http.StatusBadRequest, "Sign-in request not found", "This request was already completed.")
+			return errorPage(http.StatusBadRequest, "Sign-in request not found", "This request was already completed.")
 		}
 		return c.Redirect(http.StatusFound, authzErrorURL(p.RedirectURI, "access_denied", "the user denied the request", p.State))
 	case "approve":
 	default:
-		return errorPage(c, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.")
+		return errorPage(http.StatusBadRequest, "Bad request", "Choose Allow or Deny.")
 	}
 	granted := grantedScopes(p.Scopes, r.PostForm["scope"], r.PostForm["sub"])
 	chosen := strings.TrimSpace(r.PostFormValue("patient"))
@@ -257,11 +257,11 @@ func (s *Server) handleConsent(c echo.Context) error {
 				return s.renderConsent(c, http.StatusBadRequest, p, rid, u, "", "", "Choose the patient.")
 			}
 			if s.opts.Patients == nil {
-				return s.pageFailure(c, errNoPatientDirectory)
+				return errNoPatientDirectory
 			}
 			exists, err := s.opts.Patients.PatientExists(ctx, chosen)
 			if err != nil {
-				return s.pageFailure(c, err)
+				return err
 			}
 			if !exists {
 				return s.renderConsent(c, http.StatusBadRequest, p, rid, u, "", "", "That patient does not exist. Choose the patient again.")
@@ -270,12 +270,19 @@ func (s *Server) handleConsent(c echo.Context) error {
 		}
 	}
 	if needsPatient(granted) && patient == "" { // AZ-10: fail closed
-		return errorPage(c, http.StatusBadRequest, "Access cannot be granted", "No patient is in context for patient-level access.")
+		return errorPage(http.StatusBadRequest, "Access cannot be granted", "No patient is in context for patient-level access.")
 	}
-	// The request is used up before the code exists: a double submit cannot
-	// mint two codes.
+	return s.issueCode(c, p, rid, sess, u, granted, patient)
+}
+
+// issueCode uses up the pending request rid and redirects to the client with
+// a new authorization code for the granted scopes and patient
+// (docs/design/security.md AZ-6, AZ-7). The request is used up before the
+// code exists: a double submit cannot mint two codes.
+func (s *Server) issueCode(c echo.Context, p *pendingAuthz, rid string, sess loginSession, u store.User, granted []string, patient string) error {
+	ctx := c.Request().Context()
 	if _, err := s.opts.Ephemeral.Take(ctx, pendingKey(rid)); err != nil {
-		return errorPage(c, http.StatusBadRequest, "Sign-in request not found", "This request was already completed.")
+		return errorPage(http.StatusBadRequest, "Sign-in request not found", "This request was already completed.")
 	}
 	code := authzRandom(32)
 	ac := AuthCode{
@@ -296,10 +303,10 @@ func (s *Server) handleConsent(c echo.Context) error {
 	}
 	raw, err := json.Marshal(ac)
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	if err := s.opts.Ephemeral.Put(ctx, CodeKey(code), raw, CodeTTL); err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	s.opts.Logger.InfoContext(ctx, "auth: authorization granted", "client_id", p.ClientID, "ehr_launch", p.EHRLaunch)
 	return c.Redirect(http.StatusFound, appendQuery(p.RedirectURI, map[string][]string{"code": {code}, "state": {p.State}}))

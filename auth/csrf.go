@@ -88,8 +88,6 @@ func validOpaque(v string) bool {
 	return true
 }
 
-// csrfFailed is the answer to a form post without a valid CSRF token.
-func csrfFailed(c echo.Context) error {
-	return errorPage(c, http.StatusForbidden, "This form has expired",
-		"The form could not be verified (missing or stale security token). Reload the page and try again.")
-}
+// errCSRF is the answer to a form post without a valid CSRF token.
+var errCSRF = errorPage(http.StatusForbidden, "This form has expired",
+	"The form could not be verified (missing or stale security token). Reload the page and try again.")

@@ -113,7 +113,7 @@ func (s *Server) openIDConfiguration() openIDConfiguration {
 // mountDiscovery mounts the discovery documents and the JWKS: always
 // application/json whatever Accept says (docs/design/security.md DISC-1,
 // NEG-50), open CORS (NET-1).
-func (s *Server) mountDiscovery(e *echo.Echo, g *echo.Group) {
+func (s *Server) mountDiscovery(r routes) {
 	doc := func(v func() any) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			c.Response().Header().Set("Cache-Control", "public, max-age=300")
@@ -126,10 +126,9 @@ func (s *Server) mountDiscovery(e *echo.Echo, g *echo.Group) {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.opts.Keys.JWKS())
 	}
-	e.GET("/fhir/.well-known/smart-configuration", smart, openCORS)
-	e.OPTIONS("/fhir/.well-known/smart-configuration", smart, openCORS)
-	g.GET("/.well-known/openid-configuration", oidc, openCORS)
-	g.OPTIONS("/.well-known/openid-configuration", oidc, openCORS)
-	g.GET("/jwks", jwks, openCORS)
-	g.OPTIONS("/jwks", jwks, openCORS)
+	for _, m := range []string{http.MethodGet, http.MethodOptions} {
+		r.root(m, "/fhir/.well-known/smart-configuration", smart, s.cors.Open)
+		r.auth(m, "/.well-known/openid-configuration", oidc, s.cors.Open)
+		r.auth(m, "/jwks", jwks, s.cors.Open)
+	}
 }

@@ -15,10 +15,13 @@ import (
 // authorizeCodeFlow is grant_type=authorization_code (RFC 6749 §4.1.3 with
 // PKCE, RFC 7636 §4.5-4.6; SMART App Launch 2.2 app-launch#step-5;
 // docs/design/security.md TOK-1 to TOK-8).
-type authorizeCodeFlow struct{ t *tokenService }
+type authorizeCodeFlow struct {
+	t      *tokenService
+	users  Users
+	grants grantCreator
+}
 
 func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
-	t := f.t
 	if req.client == nil {
 		// RFC 6749 §4.1.3: a public client sends client_id; others authenticate.
 		return nil, ErrInvalidClient.WithDescription("client_id or client authentication is required")
@@ -27,8 +30,28 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 	if code == "" {
 		return nil, ErrInvalidRequest.WithDescription("code is required")
 	}
-	// Single use: Take removes the code whatever happens next, so a code
-	// that fails a check here cannot be retried (RFC 6749 §4.1.2).
+	ac, err := f.redeem(ctx, code)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCodeBinding(req, ac); err != nil {
+		return nil, err
+	}
+	user, err := f.users.GetUser(ctx, ac.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
+		return nil, ErrInvalidGrant.WithDescription("the user of this authorization is no longer active")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load user: %w", err)
+	}
+	return f.issue(ctx, ac, user)
+}
+
+// redeem takes the code (single use: Take removes it whatever happens next,
+// so a code that fails a later check cannot be retried, RFC 6749 §4.1.2) and
+// marks it used, remembering its grant.
+func (f *authorizeCodeFlow) redeem(ctx context.Context, code string) (AuthCode, error) {
+	t := f.t
 	raw, err := t.s.opts.Ephemeral.Take(ctx, CodeKey(code))
 	if errors.Is(err, store.ErrNotFound) {
 		// Unknown, expired, or already redeemed. A second redemption revokes
@@ -36,68 +59,70 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		// NEG-13).
 		if gid, err := t.s.opts.Ephemeral.Get(ctx, UsedCodeKey(code)); err == nil {
 			if err := t.revokeGrant(ctx, string(gid)); err != nil {
-				return nil, fmt.Errorf("revoke grant of a reused code: %w", err)
+				return AuthCode{}, fmt.Errorf("revoke grant of a reused code: %w", err)
 			}
 		}
-		return nil, ErrInvalidGrant.WithDescription("the authorization code is invalid, expired or already used")
+		return AuthCode{}, ErrInvalidGrant.WithDescription("the authorization code is invalid, expired or already used")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("take code: %w", err)
+		return AuthCode{}, fmt.Errorf("take code: %w", err)
 	}
 	var ac AuthCode
 	if err := json.Unmarshal(raw, &ac); err != nil || ac.GrantID == "" {
-		return nil, fmt.Errorf("decode code: malformed record")
+		return AuthCode{}, fmt.Errorf("decode code: malformed record")
 	}
 	if err := t.s.opts.Ephemeral.Put(ctx, UsedCodeKey(code), []byte(ac.GrantID), CodeTTL); err != nil {
-		return nil, fmt.Errorf("mark code used: %w", err)
+		return AuthCode{}, fmt.Errorf("mark code used: %w", err)
 	}
+	return ac, nil
+}
 
-	// The code is bound to the client (docs/design/security.md TOK-2), the
-	// redirect_uri (RFC 6749 §4.1.3, NEG-14) and the PKCE challenge (RFC 7636
-	// §4.6, NEG-12).
+// checkCodeBinding checks what the code is bound to: the client
+// (docs/design/security.md TOK-2), the redirect_uri (RFC 6749 §4.1.3, NEG-14)
+// and the PKCE challenge (RFC 7636 §4.6, NEG-12).
+func checkCodeBinding(req *tokenRequest, ac AuthCode) error {
 	if ac.ClientID != req.client.ID {
-		return nil, ErrInvalidGrant.WithDescription("the authorization code was issued to another client")
+		return ErrInvalidGrant.WithDescription("the authorization code was issued to another client")
 	}
 	redirect := req.get("redirect_uri")
 	if redirect == "" {
-		return nil, ErrInvalidRequest.WithDescription("redirect_uri is required")
+		return ErrInvalidRequest.WithDescription("redirect_uri is required")
 	}
 	if redirect != ac.RedirectURI {
-		return nil, ErrInvalidGrant.WithDescription("redirect_uri does not match the authorization request")
+		return ErrInvalidGrant.WithDescription("redirect_uri does not match the authorization request")
 	}
 	verifier := req.get("code_verifier")
 	if verifier == "" {
-		return nil, ErrInvalidRequest.WithDescription("code_verifier is required")
+		return ErrInvalidRequest.WithDescription("code_verifier is required")
 	}
 	if !pkceS256Matches(verifier, ac.CodeChallenge) {
-		return nil, ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge")
+		return ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge")
 	}
+	return nil
+}
 
-	user, err := t.s.opts.Store.GetUser(ctx, ac.UserID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
-		return nil, ErrInvalidGrant.WithDescription("the user of this authorization is no longer active")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load user: %w", err)
-	}
-
+// issue stores the grant of a redeemed code and issues its tokens: an access
+// token, a refresh token with offline_access or online_access
+// (docs/design/security.md REF-1), and an id_token with openid and fhirUser
+// (OIDC-1, OIDC-2).
+func (f *authorizeCodeFlow) issue(ctx context.Context, ac AuthCode, user store.User) (*tokenResponse, error) {
+	t := f.t
 	granted, _ := ParseGrant(ac.Scope)
 	now := t.s.opts.Clock.Now()
 	g := store.Grant{
 		ID: ac.GrantID, ClientID: ac.ClientID, UserID: ac.UserID, Scope: ac.Scope,
 		Patient: ac.Patient, Encounter: ac.Encounter, Created: now, Expires: now.Add(AccessTTL),
 	}
-	// A refresh token only with offline_access, or online_access
-	// (docs/design/security.md REF-1).
 	var refresh string
 	if granted.Has("offline_access") || granted.Has("online_access") {
+		var err error
 		if refresh, err = newOpaqueToken(); err != nil {
 			return nil, err
 		}
 		g.RefreshHash = Hash(refresh)
 		g.Expires = now.Add(RefreshTTL)
 	}
-	if err := t.s.opts.Store.CreateGrant(ctx, g); errors.Is(err, store.ErrExists) {
+	if err := f.grants.CreateGrant(ctx, g); errors.Is(err, store.ErrExists) {
 		return nil, ErrInvalidGrant.WithDescription("the authorization code was already used")
 	} else if err != nil {
 		return nil, fmt.Errorf("create grant: %w", err)
@@ -118,8 +143,6 @@ func (f *authorizeCodeFlow) handle(ctx context.Context, req *tokenRequest) (*tok
 		RefreshToken: refresh, Patient: g.Patient, Encounter: g.Encounter,
 		NeedPatientBanner: &banner, SmartStyleURL: t.styleURL(),
 	}
-	// OpenID Connect: openid + fhirUser granted -> id_token
-	// (docs/design/security.md OIDC-1, OIDC-2).
 	if granted.Has("openid") && granted.Has("fhirUser") && fhirUser != "" {
 		if resp.IDToken, err = t.s.tokens.IDToken(IDTokenRequest{
 			ClientID: g.ClientID, Subject: g.UserID, FHIRUser: fhirUser, Nonce: ac.Nonce, AuthTime: ac.AuthTime,

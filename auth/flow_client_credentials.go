@@ -20,7 +20,10 @@ import (
 // Scopes beyond the policy are narrowed or dropped and the response's scope
 // reports what was granted (RFC 6749 §3.3, docs/design/security.md NEG-32);
 // when nothing remains the request is invalid_scope.
-type clientCredentialsFlow struct{ t *tokenService }
+type clientCredentialsFlow struct {
+	t      *tokenService
+	grants grantCreator
+}
 
 func (f *clientCredentialsFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
 	t := f.t
@@ -43,7 +46,7 @@ func (f *clientCredentialsFlow) handle(ctx context.Context, req *tokenRequest) (
 		ID: uuid.NewString(), ClientID: req.client.ID, Scope: granted,
 		Created: now, Expires: now.Add(BackendAccessTTL),
 	}
-	if err := t.s.opts.Store.CreateGrant(ctx, g); err != nil {
+	if err := f.grants.CreateGrant(ctx, g); err != nil {
 		return nil, fmt.Errorf("create grant: %w", err)
 	}
 	access, exp, err := t.s.tokens.Access(AccessRequest{

@@ -13,111 +13,159 @@ import (
 // app-launch#step-7; docs/design/security.md REF-1 to REF-5, NEG-18 to
 // NEG-22). Refresh tokens rotate on every use; presenting one that was rotated
 // away revokes the whole grant (OAuth 2.0 Security BCP §4.14.2).
-type refreshFlow struct{ t *tokenService }
+type refreshFlow struct {
+	t       *tokenService
+	clients clientGetter
+	users   Users
+	grants  refreshGrants
+}
+
+// errRefreshInvalid is the answer to every refresh token that is unknown,
+// expired, revoked or bound elsewhere: the same for each.
+var errRefreshInvalid = ErrInvalidGrant.WithDescription("the refresh token is invalid, expired or revoked")
 
 func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResponse, error) {
-	t := f.t
 	rt := req.get("refresh_token")
 	if rt == "" {
 		return nil, ErrInvalidRequest.WithDescription("refresh_token is required")
 	}
-	invalid := ErrInvalidGrant.WithDescription("the refresh token is invalid, expired or revoked")
 	h := Hash(rt)
-	g, err := t.s.opts.Store.FindGrantByRefresh(ctx, h)
+	g, err := f.activeGrant(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.checkClient(ctx, req, g); err != nil {
+		return nil, err
+	}
+	scope, err := refreshScope(g, req.get("scope"))
+	if err != nil {
+		return nil, err
+	}
+	next, err := f.rotate(ctx, g, h)
+	if err != nil {
+		return nil, err
+	}
+	return f.issue(ctx, g, scope, next)
+}
+
+// activeGrant finds the grant whose current refresh token hashes to h and
+// checks it is active and not revoked. A token the grant rotated away from
+// means someone holds a copy: the grant is revoked (OAuth 2.0 Security BCP
+// §4.14.2). Anything else (random strings, access tokens: NEG-18, NEG-22)
+// is unknown.
+func (f *refreshFlow) activeGrant(ctx context.Context, h string) (store.Grant, error) {
+	t := f.t
+	g, err := f.grants.FindGrantByRefresh(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
-		// A token rotated away from: someone holds a copy. Revoke the grant.
-		// Anything else (random strings, access tokens: NEG-18, NEG-22) is
-		// unknown.
-		old, err := t.s.opts.Store.FindGrantByAnyRefresh(ctx, h)
+		old, err := f.grants.FindGrantByAnyRefresh(ctx, h)
 		if err == nil {
 			if err := t.revokeGrant(ctx, old.ID); err != nil {
-				return nil, fmt.Errorf("revoke grant on refresh reuse: %w", err)
+				return store.Grant{}, fmt.Errorf("revoke grant on refresh reuse: %w", err)
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("find grant: %w", err)
+			return store.Grant{}, fmt.Errorf("find grant: %w", err)
 		}
-		return nil, invalid
+		return store.Grant{}, errRefreshInvalid
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find grant: %w", err)
+		return store.Grant{}, fmt.Errorf("find grant: %w", err)
 	}
 	if !t.grantActive(g) {
-		return nil, invalid
+		return store.Grant{}, errRefreshInvalid
 	}
 	if revs, err := t.s.tokens.Revocations(ctx); err != nil {
-		return nil, err
+		return store.Grant{}, err
 	} else if revoked, err := revs.Revoked(ctx, g.ID); err != nil {
-		return nil, err
+		return store.Grant{}, err
 	} else if revoked {
-		return nil, invalid
+		return store.Grant{}, errRefreshInvalid
 	}
+	return g, nil
+}
 
-	// Client binding (RFC 6749 §6, docs/design/security.md REF-3, NEG-21): a
-	// confidential client authenticates as at the code exchange; a public
-	// client need not identify itself, but a client_id it sends must be its
-	// own.
-	owner, err := t.s.opts.Store.GetClient(ctx, g.ClientID)
+// checkClient is the client binding (RFC 6749 §6, docs/design/security.md
+// REF-3, NEG-21): a confidential client authenticates as at the code
+// exchange; a public client need not identify itself, but a client_id it
+// sends must be its own.
+func (f *refreshFlow) checkClient(ctx context.Context, req *tokenRequest, g store.Grant) error {
+	owner, err := f.clients.GetClient(ctx, g.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, invalid
+		return errRefreshInvalid
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load client: %w", err)
+		return fmt.Errorf("load client: %w", err)
 	}
 	switch {
 	case req.client != nil && req.client.ID != g.ClientID:
-		return nil, ErrInvalidGrant.WithDescription("the refresh token was issued to another client")
+		return ErrInvalidGrant.WithDescription("the refresh token was issued to another client")
 	case owner.Kind != store.ClientPublic && !req.client.confidential():
-		return nil, ErrInvalidClient.WithDescription("client authentication required")
+		return ErrInvalidClient.WithDescription("client authentication required")
 	case owner.Kind == store.ClientBackend:
 		// Backend grants never have refresh tokens (docs/design/security.md
 		// CLI-5).
-		return nil, invalid
+		return errRefreshInvalid
 	}
+	return nil
+}
 
-	// scope: absent means the original grant; otherwise each scope must have
-	// been granted, never more (RFC 6749 §6, docs/design/security.md REF-4,
-	// NEG-20).
-	scope := g.Scope
-	if s := strings.TrimSpace(req.get("scope")); s != "" {
-		have := map[string]bool{}
-		for _, x := range strings.Fields(g.Scope) {
-			have[x] = true
-		}
-		var want []string
-		seen := map[string]bool{}
-		granted, _ := ParseGrant(g.Scope)
-		for _, x := range strings.Fields(s) {
-			if !have[x] && !coveredByGrant(granted, x) {
-				return nil, ErrInvalidScope.WithDescription("the requested scope exceeds the original grant")
-			}
-			if !seen[x] {
-				seen[x] = true
-				want = append(want, x)
-			}
-		}
-		scope = strings.Join(want, " ")
+// refreshScope is the scope of the refreshed access token: absent means the
+// original grant; otherwise each scope must have been granted, never more
+// (RFC 6749 §6, docs/design/security.md REF-4, NEG-20).
+func refreshScope(g store.Grant, requested string) (string, error) {
+	requested = strings.TrimSpace(requested)
+	if requested == "" {
+		return g.Scope, nil
 	}
+	have := map[string]bool{}
+	for _, x := range strings.Fields(g.Scope) {
+		have[x] = true
+	}
+	var want []string
+	seen := map[string]bool{}
+	granted, _ := ParseGrant(g.Scope)
+	for _, x := range strings.Fields(requested) {
+		if !have[x] && !coveredByGrant(granted, x) {
+			return "", ErrInvalidScope.WithDescription("the requested scope exceeds the original grant")
+		}
+		if !seen[x] {
+			seen[x] = true
+			want = append(want, x)
+		}
+	}
+	return strings.Join(want, " "), nil
+}
 
+// rotate replaces the grant's refresh token (hash h) by a new one and
+// returns it. Losing a race with another use of the same token is a reuse:
+// the grant is revoked.
+func (f *refreshFlow) rotate(ctx context.Context, g store.Grant, h string) (string, error) {
 	next, err := newOpaqueToken()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	if err := t.s.opts.Store.RotateRefresh(ctx, g.ID, h, Hash(next)); errors.Is(err, store.ErrStale) {
-		// Lost a race with another use of the same token: a reuse.
-		if err := t.revokeGrant(ctx, g.ID); err != nil {
-			return nil, fmt.Errorf("revoke grant on refresh reuse: %w", err)
+	if err := f.grants.RotateRefresh(ctx, g.ID, h, Hash(next)); errors.Is(err, store.ErrStale) {
+		if err := f.t.revokeGrant(ctx, g.ID); err != nil {
+			return "", fmt.Errorf("revoke grant on refresh reuse: %w", err)
 		}
-		return nil, invalid
+		return "", errRefreshInvalid
 	} else if err != nil {
-		return nil, fmt.Errorf("rotate refresh token: %w", err)
+		return "", fmt.Errorf("rotate refresh token: %w", err)
 	}
+	return next, nil
+}
 
+// issue issues the refreshed access token with scope, and the next refresh
+// token. The launch context repeats so the app keeps its patient
+// (docs/design/security.md REF-2); a user since deleted or disabled gets
+// nothing.
+func (f *refreshFlow) issue(ctx context.Context, g store.Grant, scope, next string) (*tokenResponse, error) {
+	t := f.t
 	var fhirUser string
 	var patientUser bool
 	if g.UserID != "" {
-		u, err := t.s.opts.Store.GetUser(ctx, g.UserID)
+		u, err := f.users.GetUser(ctx, g.UserID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
-			return nil, invalid
+			return nil, errRefreshInvalid
 		}
 		if err != nil {
 			return nil, fmt.Errorf("load user: %w", err)
@@ -132,8 +180,6 @@ func (f *refreshFlow) handle(ctx context.Context, req *tokenRequest) (*tokenResp
 	if err != nil {
 		return nil, err
 	}
-	// The launch context repeats so the app keeps its patient
-	// (docs/design/security.md REF-2).
 	return &tokenResponse{
 		AccessToken: access, TokenType: "Bearer", ExpiresIn: t.expiresIn(exp), Scope: scope,
 		RefreshToken: next, Patient: g.Patient, Encounter: g.Encounter, SmartStyleURL: t.styleURL(),

@@ -44,7 +44,7 @@ type introspectionCaller struct {
 func (t *tokenService) introspect(c echo.Context) error {
 	body, err := t.introspectBody(c)
 	if err != nil {
-		return t.s.writeOAuthError(c, err)
+		return err
 	}
 	noStore(c)
 	return c.JSON(http.StatusOK, body)
@@ -83,7 +83,7 @@ func (t *tokenService) introspectBody(c echo.Context) (map[string]any, error) {
 		if info.Principal.Patient != "" {
 			out["patient"] = info.Principal.Patient
 		}
-		if g, err := t.s.opts.Store.GetGrant(ctx, info.GrantID); err == nil && g.Encounter != "" {
+		if g, err := t.grants.GetGrant(ctx, info.GrantID); err == nil && g.Encounter != "" {
 			out["encounter"] = g.Encounter
 		}
 		return out, nil
@@ -91,7 +91,7 @@ func (t *tokenService) introspectBody(c echo.Context) (map[string]any, error) {
 		return nil, err
 	}
 	// A refresh token is active while its grant is.
-	g, err := t.s.opts.Store.FindGrantByRefresh(ctx, Hash(tok))
+	g, err := t.grants.FindGrantByRefresh(ctx, Hash(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		return inactive, nil
 	}

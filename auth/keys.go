@@ -47,11 +47,11 @@ func (k *signingKey) verifies(now time.Time) bool {
 }
 
 // KeySet holds the authorization server's RS256 signing keys, shared by every
-// replica through store.AuthStore. The newest non-retired key signs; retired
+// replica through a KeyStore. The newest non-retired key signs; retired
 // keys keep verifying (and stay in the JWKS) until AccessTTL after their
 // retirement. Safe for concurrent use.
 type KeySet struct {
-	st     store.AuthStore
+	st     KeyStore
 	clock  store.Clock
 	sealer *KeySealer // nil: keys stored in clear
 
@@ -62,7 +62,7 @@ type KeySet struct {
 
 // LoadKeySet loads the signing keys from the store, generating (and storing)
 // an RSA-2048 key on first start, or when every stored key is retired.
-func LoadKeySet(ctx context.Context, st store.AuthStore, clock store.Clock) (*KeySet, error) {
+func LoadKeySet(ctx context.Context, st KeyStore, clock store.Clock) (*KeySet, error) {
 	return LoadSealedKeySet(ctx, st, clock, nil)
 }
 
@@ -70,7 +70,7 @@ func LoadKeySet(ctx context.Context, st store.AuthStore, clock store.Clock) (*Ke
 // and retired keys are stored sealed; stored keys are opened with it (keys
 // stored in clear before a sealer was configured still load). A nil sealer
 // stores keys in clear and refuses sealed ones with a clear error.
-func LoadSealedKeySet(ctx context.Context, st store.AuthStore, clock store.Clock, sealer *KeySealer) (*KeySet, error) {
+func LoadSealedKeySet(ctx context.Context, st KeyStore, clock store.Clock, sealer *KeySealer) (*KeySet, error) {
 	if st == nil {
 		return nil, errors.New("auth: LoadKeySet needs a store")
 	}

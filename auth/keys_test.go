@@ -32,17 +32,19 @@ func (c *tkClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// tkStore is an in-memory store.AuthStore with working keys and
-// revocations; the other methods are not used by these tests (the embedded
-// nil interface panics if they are).
+// tkStore is an in-memory KeyStore and RevocationStore.
 type tkStore struct {
-	store.AuthStore
 	mu      sync.Mutex
 	keys    map[string]store.SigningKey
 	revoked map[string]time.Time
 	puts    int
 	fail    error
 }
+
+var (
+	_ KeyStore        = (*tkStore)(nil)
+	_ RevocationStore = (*tkStore)(nil)
+)
 
 func newTKStore() *tkStore {
 	return &tkStore{keys: map[string]store.SigningKey{}, revoked: map[string]time.Time{}}

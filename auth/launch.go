@@ -44,7 +44,7 @@ func (s *Server) launcherUser(c echo.Context) (store.User, bool, error) {
 		return store.User{}, false, s.renderLogin(c, http.StatusOK, nil, "", loginNextLaunch, "", "")
 	}
 	if u.Role != store.RoleClinician && u.Role != store.RoleAdmin {
-		return store.User{}, false, errorPage(c, http.StatusForbidden, "Not allowed", "Only clinicians can launch applications.")
+		return store.User{}, false, errorPage(http.StatusForbidden, "Not allowed", "Only clinicians can launch applications.")
 	}
 	return u, true, nil
 }
@@ -60,9 +60,9 @@ func (s *Server) handleLaunchPage(c echo.Context) error {
 
 func (s *Server) renderLauncher(c echo.Context, status int, u store.User, query, errMsg string) error {
 	ctx := c.Request().Context()
-	all, err := s.opts.Store.ListClients(ctx)
+	all, err := s.opts.Clients.ListClients(ctx)
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	v := launchView{UserName: displayName(u), Query: query}
 	for _, cl := range all {
@@ -73,11 +73,11 @@ func (s *Server) renderLauncher(c echo.Context, status int, u store.User, query,
 	sort.Slice(v.Clients, func(i, j int) bool { return v.Clients[i].Name < v.Clients[j].Name })
 	if len(v.Clients) > 0 {
 		if s.opts.Patients == nil {
-			return s.pageFailure(c, errNoPatientDirectory)
+			return errNoPatientDirectory
 		}
 		v.Patients, err = s.opts.Patients.FindPatients(ctx, strings.TrimSpace(query), patientPickerLimit)
 		if err != nil {
-			return s.pageFailure(c, err)
+			return err
 		}
 	}
 	return renderPage(c, status, "launch", pageData{Title: "Launch an application", Error: errMsg, CSRF: s.csrfToken(c), Body: v})
@@ -95,10 +95,10 @@ func launchable(cl store.Client) bool {
 // handleLaunch is POST /auth/launch: client_id and patient.
 func (s *Server) handleLaunch(c echo.Context) error {
 	if err := parsePageForm(c); err != nil {
-		return errorPage(c, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return errorPage(http.StatusBadRequest, "Bad request", "The form could not be read.")
 	}
 	if !checkCSRF(c) {
-		return csrfFailed(c)
+		return errCSRF
 	}
 	u, ok, err := s.launcherUser(c)
 	if !ok {
@@ -106,23 +106,23 @@ func (s *Server) handleLaunch(c echo.Context) error {
 	}
 	r := c.Request()
 	ctx := r.Context()
-	cl, err := s.opts.Store.GetClient(ctx, r.PostFormValue("client_id"))
+	cl, err := s.opts.Clients.GetClient(ctx, r.PostFormValue("client_id"))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !launchable(cl)) {
 		return s.renderLauncher(c, http.StatusBadRequest, u, "", "Choose an application.")
 	}
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	patient := strings.TrimSpace(r.PostFormValue("patient"))
 	if patient == "" {
 		return s.renderLauncher(c, http.StatusBadRequest, u, "", "Choose a patient.")
 	}
 	if s.opts.Patients == nil {
-		return s.pageFailure(c, errNoPatientDirectory)
+		return errNoPatientDirectory
 	}
 	exists, err := s.opts.Patients.PatientExists(ctx, patient)
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	if !exists {
 		return s.renderLauncher(c, http.StatusBadRequest, u, "", "That patient does not exist. Choose the patient again.")
@@ -130,10 +130,10 @@ func (s *Server) handleLaunch(c echo.Context) error {
 	id := authzRandom(32)
 	raw, err := json.Marshal(LaunchContext{ClientID: cl.ID, UserID: u.ID, Patient: patient})
 	if err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	if err := s.opts.Ephemeral.Put(ctx, LaunchKey(id), raw, LaunchTTL); err != nil {
-		return s.pageFailure(c, err)
+		return err
 	}
 	s.opts.Logger.InfoContext(ctx, "auth: ehr launch", "client_id", cl.ID)
 	return c.Redirect(http.StatusFound, appendQuery(cl.LaunchURL, url.Values{"iss": {s.opts.FHIRBase()}, "launch": {id}}))

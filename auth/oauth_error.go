@@ -96,6 +96,18 @@ func noStore(c echo.Context) {
 	h.Set("Pragma", "no-cache")
 }
 
+// oauthErrors is the error renderer of the /auth JSON endpoints as middleware:
+// an error the handler (or the CORS check) returns is answered through
+// writeOAuthError.
+func (s *Server) oauthErrors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := next(c); err != nil {
+			return s.writeOAuthError(c, err)
+		}
+		return nil
+	}
+}
+
 // writeOAuthError is the one renderer of errors for the /auth JSON endpoints:
 // `{"error","error_description"}` with no-store caching. Anything that is not
 // an OAuthError becomes a 500 server_error with a generic description; the

@@ -3,10 +3,14 @@ package auth
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"html/template"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // The login, consent, launcher and error pages are server-rendered
@@ -71,10 +75,54 @@ func renderPage(c echo.Context, status int, name string, d pageData) error {
 	return c.HTMLBlob(status, buf.Bytes())
 }
 
-// errorPage renders a plain error page: no redirect, no form. message must
-// not contain PHI or secrets.
-func errorPage(c echo.Context, status int, title, message string) error {
-	return renderPage(c, status, "error", pageData{Title: title, Error: message})
+// pageError is a failure the user sees as a plain error page: no redirect,
+// no form (docs/design/security.md AZ-3). The handlers of the pages return
+// it; pageErrors renders it. title and message must not contain PHI or
+// secrets.
+type pageError struct {
+	status         int
+	title, message string
+}
+
+func (e *pageError) Error() string { return "auth: page " + strconv.Itoa(e.status) + ": " + e.title }
+
+// errorPage returns the pageError with status, title and message.
+func errorPage(status int, title, message string) error {
+	return &pageError{status: status, title: title, message: message}
+}
+
+// pageErrors is the one error renderer of the HTML pages (authorize, consent,
+// login, logout, launch): a *pageError is shown as it is; any other error is
+// logged (never PHI: store errors carry ids only) and shown as a generic 500
+// page, or a 503 page the user can retry when shared state (database, Redis)
+// is down (fail closed, docs/design/security.md PRIV-2).
+func (s *Server) pageErrors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err == nil || c.Response().Committed {
+			return err
+		}
+		var pe *pageError
+		if !errors.As(err, &pe) {
+			pe = s.pageFailure(c, err)
+		}
+		return renderPage(c, pe.status, "error", pageData{Title: pe.title, Error: pe.message})
+	}
+}
+
+// pageFailure logs an unexpected error of a page and returns the page to
+// show for it.
+func (s *Server) pageFailure(c echo.Context, err error) *pageError {
+	ctx := c.Request().Context()
+	if store.IsUnavailable(err) {
+		s.opts.Logger.WarnContext(ctx, "auth: page dependency unavailable", "route", c.Path(), "err", err)
+		c.Response().Header().Set("Retry-After", "5")
+		return &pageError{status: http.StatusServiceUnavailable, title: "Temporarily unavailable",
+			message: "The sign-in service is temporarily unavailable. Try again in a moment."}
+	}
+	s.opts.Logger.ErrorContext(ctx, "auth: page failed", "route", c.Path(), "err", err)
+	return &pageError{status: http.StatusInternalServerError, title: "Something went wrong",
+		message: "The request could not be processed. Try again later."}
 }
 
 // smartStyle is the SMART style document (SMART App Launch 2.2
@@ -96,12 +144,11 @@ var smartStyle = []byte(`{
 `)
 
 // handleStyle serves GET /auth/style.json, the smart_style_url document. It
-// is public and the same for everyone, so it may be cached and read from any
-// origin.
+// is public and the same for everyone, so it may be cached and (CORS.Open)
+// read from any origin.
 func handleStyle(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "public, max-age=3600")
-	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("X-Content-Type-Options", "nosniff")
 	return c.Blob(http.StatusOK, "application/json", smartStyle)
 }

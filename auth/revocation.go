@@ -25,17 +25,17 @@ const revocationOverlap = time.Minute
 type Revocations interface {
 	// Revoked reports whether the grant is revoked.
 	Revoked(ctx context.Context, grantID string) (bool, error)
-	// Revoke revokes the grant durably (store.AuthStore.RevokeGrant) and at
+	// Revoke revokes the grant durably (RevocationStore.RevokeGrant) and at
 	// once in this process.
 	Revoke(ctx context.Context, grantID string, at time.Time) error
 }
 
-// revocationSet is the in-memory Revocations over store.AuthStore: an O(1)
+// revocationSet is the in-memory Revocations over a RevocationStore: an O(1)
 // set lookup, loaded at start and refreshed from RevokedSince in the
 // background at most every RevocationRefresh (never on the request path
 // after the first load).
 type revocationSet struct {
-	st    store.AuthStore
+	st    RevocationStore
 	clock store.Clock
 
 	mu      sync.RWMutex
@@ -48,7 +48,7 @@ type revocationSet struct {
 
 // NewRevocations loads the revoked grants from st and returns the set,
 // which refreshes itself from st every RevocationRefresh.
-func NewRevocations(ctx context.Context, st store.AuthStore, clock store.Clock) (Revocations, error) {
+func NewRevocations(ctx context.Context, st RevocationStore, clock store.Clock) (Revocations, error) {
 	if clock == nil {
 		clock = store.SystemClock{}
 	}
@@ -130,11 +130,11 @@ func revocationKey(grantID string) string { return "rev:" + grantID }
 type sharedRevocations struct {
 	local *revocationSet
 	eph   store.Ephemeral
-	st    store.AuthStore
+	st    SharedRevocationStore
 }
 
 // NewSharedRevocations is NewRevocations for replicas sharing eph (Redis).
-func NewSharedRevocations(ctx context.Context, st store.AuthStore, eph store.Ephemeral, clock store.Clock) (Revocations, error) {
+func NewSharedRevocations(ctx context.Context, st SharedRevocationStore, eph store.Ephemeral, clock store.Clock) (Revocations, error) {
 	local, err := NewRevocations(ctx, st, clock)
 	if err != nil {
 		return nil, err

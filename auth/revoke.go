@@ -19,7 +19,7 @@ import (
 // alone.
 func (t *tokenService) revoke(c echo.Context) error {
 	if err := t.revokeToken(c); err != nil {
-		return t.s.writeOAuthError(c, err)
+		return err
 	}
 	noStore(c)
 	return c.NoContent(http.StatusOK)
@@ -57,7 +57,7 @@ func (t *tokenService) grantOfToken(ctx context.Context, tok string) (grantID, c
 	} else if !errors.Is(err, ErrInvalidToken) {
 		return "", "", err
 	}
-	g, err := t.s.opts.Store.FindGrantByRefresh(ctx, Hash(tok))
+	g, err := t.grants.FindGrantByRefresh(ctx, Hash(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", "", nil
 	}

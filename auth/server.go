@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -56,8 +57,12 @@ type Options struct {
 	// BaseURL is the gateway's public URL (e.g. http://localhost:8080).
 	// The issuer is BaseURL+"/auth"; the FHIR base (token audience) is
 	// BaseURL+"/fhir".
-	BaseURL   string
-	Store     store.AuthStore
+	BaseURL string
+	// Clients, Users and Grants are the durable auth state (a
+	// store.AuthStore serves all three).
+	Clients   Clients
+	Users     Users
+	Grants    Grants
 	Ephemeral store.Ephemeral
 	Keys      *KeySet
 	Patients  PatientDirectory
@@ -73,6 +78,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	tokens *Tokens
+	cors   *CORS
 }
 
 // New builds the authorization server.
@@ -83,8 +89,13 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, tokens: NewTokens(opts.Keys, opts.Issuer(), opts.FHIRBase(), opts.Clock)}
+	return &Server{opts: opts, tokens: NewTokens(opts.Keys, opts.Issuer(), opts.FHIRBase(), opts.Clock),
+		cors: NewCORS(opts.Clients, opts.Clock)}
 }
+
+// CORS returns the gateway's CORS policy over the registered clients, which
+// the server applies to its own routes; the FHIR API applies it too.
+func (s *Server) CORS() *CORS { return s.cors }
 
 // Issuer is the OIDC issuer (and access-token iss).
 func (o Options) Issuer() string { return o.BaseURL + "/auth" }
@@ -101,11 +112,30 @@ func (s *Server) Tokens() *Tokens { return s.tokens }
 
 // Register mounts the authorization server's routes on e: /auth/* and the
 // discovery documents (/fhir/.well-known/smart-configuration and
-// /auth/.well-known/openid-configuration).
-func (s *Server) Register(e *echo.Echo) {
-	g := e.Group("/auth")
-	s.mountAuthorize(e, g)
-	s.mountToken(e, g)
+// /auth/.well-known/openid-configuration). mw wrap every route, the first
+// outermost, before the route's own middleware (the gateway passes its one
+// access log).
+func (s *Server) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
+	r := routes{e: e, g: e.Group("/auth"), mw: mw}
+	s.mountAuthorize(r)
+	s.mountToken(r)
+}
+
+// routes mounts handlers with the middleware Register was given.
+type routes struct {
+	e  *echo.Echo
+	g  *echo.Group
+	mw []echo.MiddlewareFunc
+}
+
+// auth mounts h at /auth+path with the common middleware, then own.
+func (r routes) auth(method, path string, h echo.HandlerFunc, own ...echo.MiddlewareFunc) {
+	r.g.Add(method, path, h, append(slices.Clip(r.mw), own...)...)
+}
+
+// root mounts h at path (outside /auth) with the common middleware, then own.
+func (r routes) root(method, path string, h echo.HandlerFunc, own ...echo.MiddlewareFunc) {
+	r.e.Add(method, path, h, append(slices.Clip(r.mw), own...)...)
 }
 
 // AuthCode is what an authorization code is bound to (docs/design/security.md

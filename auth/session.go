@@ -61,7 +61,7 @@ func (s *Server) currentUser(c echo.Context) (loginSession, store.User, bool) {
 	if json.Unmarshal(raw, &sess) != nil || sess.UserID == "" {
 		return loginSession{}, store.User{}, false
 	}
-	u, err := s.opts.Store.GetUser(ctx, sess.UserID)
+	u, err := s.opts.Users.GetUser(ctx, sess.UserID)
 	if err != nil || u.Disabled {
 		return loginSession{}, store.User{}, false
 	}
@@ -193,10 +193,10 @@ func (s *Server) renderLogin(c echo.Context, status int, p *pendingAuthz, rid, n
 // of the pending request (or to the launcher).
 func (s *Server) handleLogin(c echo.Context) error {
 	if err := parsePageForm(c); err != nil {
-		return errorPage(c, http.StatusBadRequest, "Bad request", "The sign-in form could not be read.")
+		return errorPage(http.StatusBadRequest, "Bad request", "The sign-in form could not be read.")
 	}
 	if !checkCSRF(c) {
-		return csrfFailed(c)
+		return errCSRF
 	}
 	ctx := c.Request().Context()
 	r := c.Request()
@@ -208,12 +208,12 @@ func (s *Server) handleLogin(c echo.Context) error {
 		var msg string
 		p, status, msg = s.loadPending(c, rid)
 		if p == nil {
-			return errorPage(c, status, "Sign-in request not found", msg)
+			return errorPage(status, "Sign-in request not found", msg)
 		}
 		next = ""
 	case next == loginNextLaunch:
 	default:
-		return errorPage(c, http.StatusBadRequest, "Bad request", "Start from the application you want to use.")
+		return errorPage(http.StatusBadRequest, "Bad request", "Start from the application you want to use.")
 	}
 	username := strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
@@ -221,10 +221,10 @@ func (s *Server) handleLogin(c echo.Context) error {
 	addr := clientAddr(c)
 	if s.loginLocked(ctx, throttleName, addr) {
 		checkUnknownUser(password) // constant-ish time
-		return errorPage(c, http.StatusTooManyRequests, "Too many sign-in attempts",
+		return errorPage(http.StatusTooManyRequests, "Too many sign-in attempts",
 			"Too many failed sign-in attempts. Wait 15 minutes and try again.")
 	}
-	u, err := s.opts.Store.GetUser(ctx, username)
+	u, err := s.opts.Users.GetUser(ctx, username)
 	ok := false
 	switch {
 	case err == nil:
@@ -241,7 +241,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 		}
 		s.opts.Logger.InfoContext(ctx, "auth: login failed", "locked", locked)
 		if locked {
-			return errorPage(c, http.StatusTooManyRequests, "Too many sign-in attempts",
+			return errorPage(http.StatusTooManyRequests, "Too many sign-in attempts",
 				"Too many failed sign-in attempts. Wait 15 minutes and try again.")
 		}
 		return s.renderLogin(c, http.StatusBadRequest, p, rid, next, username, "Unknown username or wrong password.")
@@ -259,10 +259,10 @@ func (s *Server) handleLogin(c echo.Context) error {
 // handleLogout is POST /auth/logout: ends the session.
 func (s *Server) handleLogout(c echo.Context) error {
 	if err := parsePageForm(c); err != nil {
-		return errorPage(c, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return errorPage(http.StatusBadRequest, "Bad request", "The form could not be read.")
 	}
 	if !checkCSRF(c) {
-		return csrfFailed(c)
+		return errCSRF
 	}
 	if ck, err := c.Cookie(sessionCookie); err == nil && validOpaque(ck.Value) {
 		_ = s.opts.Ephemeral.Delete(c.Request().Context(), sessionKey(ck.Value))

@@ -57,36 +57,46 @@ type grantHandler interface {
 // handlers, client authentication with its JWKS cache, introspection and
 // revocation. mountToken builds one per Server.
 type tokenService struct {
-	s      *Server
-	grants map[string]grantHandler
-	jwks   *jwksCache
+	s    *Server
+	jwks *jwksCache
+	// flows are the grant handlers by grant_type.
+	flows map[string]grantHandler
+	// clients authenticate clients; grants serve introspection and
+	// revocation.
+	clients clientGetter
+	grants  grantReader
 }
 
 // mountToken mounts /auth/token, /auth/introspect, /auth/revoke, /auth/jwks
-// and the discovery documents.
-func (s *Server) mountToken(e *echo.Echo, g *echo.Group) {
-	t := &tokenService{s: s, jwks: newJWKSCache(&http.Client{Timeout: jwksFetchTimeout}, s.opts.Clock)}
-	t.grants = map[string]grantHandler{
-		"authorization_code": &authorizeCodeFlow{t: t},
-		"refresh_token":      &refreshFlow{t: t},
-		"client_credentials": &clientCredentialsFlow{t: t},
+// and the discovery documents. The JSON endpoints return their failures to
+// oauthErrors, their one error renderer (its CORS check included).
+func (s *Server) mountToken(r routes) {
+	o := s.opts
+	t := &tokenService{s: s, jwks: newJWKSCache(&http.Client{Timeout: jwksFetchTimeout}, o.Clock),
+		clients: o.Clients, grants: o.Grants}
+	t.flows = map[string]grantHandler{
+		"authorization_code": &authorizeCodeFlow{t: t, users: o.Users, grants: o.Grants},
+		"refresh_token":      &refreshFlow{t: t, clients: o.Clients, users: o.Users, grants: o.Grants},
+		"client_credentials": &clientCredentialsFlow{t: t, grants: o.Grants},
 	}
-	s.mountDiscovery(e, g)
+	s.mountDiscovery(r)
 
-	cors := t.clientCORS
-	g.POST("/token", t.token, cors)
-	g.GET("/token", t.tokenGet, cors)
-	g.OPTIONS("/token", t.preflight, cors)
-	g.POST("/introspect", t.introspect, cors)
-	g.OPTIONS("/introspect", t.preflight, cors)
-	g.POST("/revoke", t.revoke, cors)
-	g.OPTIONS("/revoke", t.preflight, cors)
+	for _, ep := range []struct {
+		method, path string
+		h            echo.HandlerFunc
+	}{
+		{http.MethodPost, "/token", t.token}, {http.MethodGet, "/token", t.tokenGet}, {http.MethodOptions, "/token", preflight},
+		{http.MethodPost, "/introspect", t.introspect}, {http.MethodOptions, "/introspect", preflight},
+		{http.MethodPost, "/revoke", t.revoke}, {http.MethodOptions, "/revoke", preflight},
+	} {
+		r.auth(ep.method, ep.path, ep.h, s.oauthErrors, s.cors.Clients)
+	}
 }
 
 // tokenGet answers GET /auth/token: RFC 6749 §3.2 requires POST
 // (docs/design/security.md NEG-17).
-func (t *tokenService) tokenGet(c echo.Context) error {
-	return t.s.writeOAuthError(c, ErrInvalidRequest.WithDescription("the token endpoint requires POST"))
+func (t *tokenService) tokenGet(echo.Context) error {
+	return ErrInvalidRequest.WithDescription("the token endpoint requires POST")
 }
 
 // token is POST /auth/token (RFC 6749 §3.2): parse the form, dispatch on
@@ -94,7 +104,7 @@ func (t *tokenService) tokenGet(c echo.Context) error {
 func (t *tokenService) token(c echo.Context) error {
 	resp, err := t.exchange(c)
 	if err != nil {
-		return t.s.writeOAuthError(c, err)
+		return err
 	}
 	noStore(c) // RFC 6749 §5.1, docs/design/security.md TOK-4
 	return c.JSON(http.StatusOK, resp)
@@ -109,7 +119,7 @@ func (t *tokenService) exchange(c echo.Context) (*tokenResponse, error) {
 	if gt == "" {
 		return nil, ErrInvalidRequest.WithDescription("grant_type is required")
 	}
-	h, ok := t.grants[gt]
+	h, ok := t.flows[gt]
 	if !ok {
 		return nil, ErrUnsupportedGrantType.WithDescription("supported grant types: authorization_code, refresh_token, client_credentials")
 	}

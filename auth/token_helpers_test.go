@@ -322,7 +322,8 @@ func newTDEnv(t *testing.T) *tdEnv {
 	e := echo.New()
 	env.srv = httptest.NewServer(e)
 	t.Cleanup(env.srv.Close)
-	env.s = New(Options{BaseURL: env.srv.URL, Store: env.st, Ephemeral: env.eph, Keys: keys, Clock: env.clock})
+	env.s = New(Options{BaseURL: env.srv.URL, Clients: env.st, Users: env.st, Grants: env.st, Ephemeral: env.eph,
+		Keys: keys, Clock: env.clock})
 	revs, err := NewRevocations(ctx, env.st, env.clock)
 	if err != nil {
 		t.Fatal(err)

@@ -102,16 +102,15 @@ type Tokens struct {
 	clock    store.Clock
 	parser   *jwt.Parser
 
-	rev   atomic.Pointer[revHolder]
-	revMu sync.Mutex
+	rev atomic.Pointer[revHolder]
 
 	mu    sync.RWMutex
 	cache map[[sha256.Size]byte]cached
 }
 
 // NewTokens returns a Tokens signing with keys, issuing as issuer for the
-// FHIR base audience. Revocations default to a set loaded from the key
-// set's store on first use (see SetRevocations).
+// FHIR base audience. Verify fails closed until SetRevocations gives it the
+// revocation set.
 func NewTokens(keys *KeySet, issuer, audience string, clock store.Clock) *Tokens {
 	if clock == nil {
 		clock = store.SystemClock{}
@@ -137,26 +136,16 @@ func (t *Tokens) SetRevocations(r Revocations) {
 	t.rev.Store(&revHolder{r: r})
 }
 
-// Revocations returns the revocation set Verify consults, loading the
-// default one from the key set's store when none was set.
-func (t *Tokens) Revocations(ctx context.Context) (Revocations, error) {
+// errNoRevocations fails Verify closed when no revocation set was given.
+var errNoRevocations = errors.New("auth: no revocation set configured (Tokens.SetRevocations)")
+
+// Revocations returns the revocation set Verify consults, or an error when
+// none was set (every token then fails to verify: fail closed).
+func (t *Tokens) Revocations(context.Context) (Revocations, error) {
 	if h := t.rev.Load(); h != nil && h.r != nil {
 		return h.r, nil
 	}
-	t.revMu.Lock()
-	defer t.revMu.Unlock()
-	if h := t.rev.Load(); h != nil && h.r != nil {
-		return h.r, nil
-	}
-	if t.keys == nil || t.keys.st == nil {
-		return nil, errors.New("auth: no revocation set configured")
-	}
-	r, err := NewRevocations(ctx, t.keys.st, t.clock)
-	if err != nil {
-		return nil, err
-	}
-	t.rev.Store(&revHolder{r: r})
-	return r, nil
+	return nil, errNoRevocations
 }
 
 // Issuer is the iss of the tokens.

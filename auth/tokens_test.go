@@ -36,7 +36,13 @@ func newTKEnv(t testing.TB) *tkEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tkEnv{st: st, clock: clock, keys: ks, tok: NewTokens(ks, tkIssuer, tkAud, clock)}
+	revs, err := NewRevocations(context.Background(), st, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := NewTokens(ks, tkIssuer, tkAud, clock)
+	tok.SetRevocations(revs)
+	return &tkEnv{st: st, clock: clock, keys: ks, tok: tok}
 }
 
 var tkReq = AccessRequest{
@@ -303,6 +309,11 @@ func TestVerifyCacheAndRevocation(t *testing.T) {
 	t.Run("revoked before start is loaded", func(t *testing.T) {
 		env := newTKEnv(t)
 		env.st.revoked["g1"] = tkT0.Add(-48 * time.Hour)
+		revs, err := NewRevocations(ctx, env.st, env.clock) // as a process starting now
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.tok.SetRevocations(revs)
 		tok, _, _ := env.tok.Access(tkReq)
 		if _, err := env.tok.Verify(ctx, tok); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("token of a revoked grant accepted: %v", err)
@@ -331,9 +342,14 @@ func TestVerifyCacheAndRevocation(t *testing.T) {
 	})
 	t.Run("revocation store down at start fails closed", func(t *testing.T) {
 		env := newTKEnv(t)
-		tok, _, _ := env.tok.Access(tkReq)
 		env.st.fail = errors.New("db down")
-		info, err := env.tok.Verify(ctx, tok)
+		if _, err := NewRevocations(ctx, env.st, env.clock); err == nil {
+			t.Error("NewRevocations succeeded with the store down")
+		}
+		// A Tokens without its revocation set verifies nothing.
+		tk := NewTokens(env.keys, tkIssuer, tkAud, env.clock)
+		tok, _, _ := tk.Access(tkReq)
+		info, err := tk.Verify(ctx, tok)
 		if info != nil || err == nil || errors.Is(err, ErrInvalidToken) {
 			t.Errorf("Verify = %v, %v; want a non-token error", info, err)
 		}

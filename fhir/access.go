@@ -1,157 +1,235 @@
 package fhir
 
 import (
-	"net"
+	"context"
+	"errors"
 	"slices"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// Interaction names a FHIR interaction for an access decision
-// (http.html, operation-patient-everything.html).
-type Interaction string
-
-// Interactions the read-only API serves.
-const (
-	InteractionRead       Interaction = "read"
-	InteractionVRead      Interaction = "vread"
-	InteractionHistory    Interaction = "history"
-	InteractionSearch     Interaction = "search"
-	InteractionEverything Interaction = "everything"
-	InteractionMetadata   Interaction = "metadata"
-	// Write interactions are authorized before the read-only API refuses
-	// them (405), so a token lacking the scope gets 401/403
-	// (docs/design/security.md NEG-42).
-	InteractionCreate Interaction = "create"
-	InteractionUpdate Interaction = "update"
-	InteractionPatch  Interaction = "patch"
-	InteractionDelete Interaction = "delete"
-)
-
-// Access describes the interaction a request asks for. Included resources of
-// another type are authorized with InteractionSearch and their own Type.
-type Access struct {
-	Interaction Interaction
-	// Type is the resource type ("" for metadata).
-	Type string
-	// ID is the resource id for read, vread, history and everything.
-	ID string
-}
-
-// Decision is an Authorizer's answer, made BEFORE the store is queried.
+// The access decision is auth's (auth.Decide over the caller that
+// auth.Authenticate put in the request's context); this file turns an allowing
+// decision into query narrowing BEFORE the store is queried
+// (docs/design/security.md RS-3 to RS-5, PRIV-3):
 //
-// The zero Decision denies. An allowing Decision either covers all patients
-// (AllPatients) or restricts the request to the compartments in Patients:
-// searches get store.Query.Patients set, and every resource returned (reads,
-// includes, $everything) must have Resource.Patient in the list. An allowing
-// Decision with neither AllPatients nor Patients allows nothing patient-bound.
-//
-// Filters further narrow an allowing Decision (SMART granular scopes,
-// docs/design/security.md RS-5): the clauses are ANDed into every store.Query
-// of the type BEFORE it runs, and a resource reached otherwise (read, vread,
-// history, _include, $everything) is returned only if a search by its _id
-// under the same Filters and Patients finds it.
-type Decision struct {
-	Allow       bool
-	AllPatients bool
-	Patients    []string
-	Filters     []store.Clause
-	// Deny is the error returned when Allow is false (ErrForbidden if nil).
-	Deny *Error
-	// Challenge, when set, is the WWW-Authenticate value (RFC 6750 §3) sent
-	// with a 401 or 403 this Decision causes: its denial, or a resource an
-	// allowing Decision does not cover.
-	Challenge string
+//   - read, vread and instance history need r; search needs s; $everything
+//     needs r on the Patient itself, and every other type of the compartment is
+//     decided separately as a search (everythingPlan), so $everything returns
+//     only the types the caller may search;
+//   - patient/ scopes restrict to the patient in context (narrowing.patients);
+//   - granular scopes (`?category=vital-signs`) become narrowing.filters.
+
+// access is what a request asks for: an interaction on a resource type and,
+// for read, vread, history and $everything, an instance. The audit trail
+// reports it.
+type access struct {
+	interaction auth.Interaction
+	typ, id     string
 }
 
-// Allow returns a Decision allowing the interaction for all patients.
-func Allow() Decision { return Decision{Allow: true, AllPatients: true} }
-
-// AllowPatients returns a Decision allowing the interaction within the given
-// patients' compartments only.
-func AllowPatients(ids ...string) Decision {
-	return Decision{Allow: true, Patients: slices.Clone(ids)}
+// narrowing is an allowing auth.Decision as the queries apply it. Searches get
+// store.Query.Patients set to patients (unless all) and filters ANDed into
+// their clauses; every resource returned otherwise (reads, includes,
+// $everything) must be in one of the patients' compartments, and under
+// filters a resource reached by id is returned only if a search by its _id
+// under the same narrowing finds it. The zero narrowing shows nothing
+// patient-bound.
+type narrowing struct {
+	all      bool // every patient
+	patients []string
+	filters  []store.Clause
 }
-
-// Deny returns a denying Decision rendered as err (ErrForbidden if nil).
-func Deny(err *Error) Decision { return Decision{Deny: err} }
 
 // allows reports whether a resource in patient's compartment ("" = none) may
-// be returned under d.
-func (d Decision) allows(patient string) bool {
-	if !d.Allow {
-		return false
+// be returned under n.
+func (n narrowing) allows(patient string) bool {
+	return n.all || (patient != "" && slices.Contains(n.patients, patient))
+}
+
+// errOutside refuses a resource the allowing decision does not cover: another
+// patient's, or one its granular scopes exclude (RFC 6750 §3.1
+// insufficient_scope).
+var errOutside = auth.InsufficientScope("access denied")
+
+// errNoCaller answers a data access without a verified caller. auth.Authenticate
+// runs before every data route, so it is a wiring fault: fail closed.
+var errNoCaller = ErrUnauthorized.WithDetails("bearer token required")
+
+// decide is the access decision for interaction i on typ for the request's
+// caller, as narrowing. A denial, or granular scopes that cannot be expressed
+// as one query, is 403 insufficient_scope (fail closed).
+func decide(ctx context.Context, i auth.Interaction, typ string) (narrowing, error) {
+	info, ok := auth.FromContext(ctx)
+	if !ok {
+		return narrowing{}, errNoCaller
 	}
-	if d.AllPatients {
+	d := auth.Decide(info.Principal, typ, i)
+	if !d.Allowed {
+		return narrowing{}, auth.InsufficientScope("insufficient scope: " + d.Reason)
+	}
+	filters, err := FilterClauses(typ, d.FilterSets)
+	if err != nil {
+		return narrowing{}, auth.InsufficientScope("granular scope cannot be enforced on this type")
+	}
+	n := narrowing{filters: filters}
+	if d.Patients == nil {
+		n.all = true
+	} else {
+		// A patient/ token is narrowed to its patient even when that
+		// patient does not exist (empty results), never widened.
+		n.patients = slices.DeleteFunc(slices.Clone(d.Patients), func(p string) bool { return p == "" })
+	}
+	return n, nil
+}
+
+// authorize decides the request's access a and notes it for the audit trail.
+func (s *Server) authorize(c echo.Context, a access) (narrowing, error) {
+	n, err := decide(c.Request().Context(), a.interaction, a.typ)
+	noteAccess(c, a, n)
+	return n, err
+}
+
+// decisions caches one search decision per resource type for a request's
+// included resources and $everything: nil means the type is denied and left
+// out, not an error.
+type decisions struct {
+	ctx context.Context
+	got map[string]*narrowing
+}
+
+func newDecisions(ctx context.Context) *decisions {
+	return &decisions{ctx: ctx, got: map[string]*narrowing{}}
+}
+
+func (ds *decisions) get(typ string) *narrowing {
+	if n, ok := ds.got[typ]; ok {
+		return n
+	}
+	var np *narrowing
+	if n, err := decide(ds.ctx, auth.InteractionSearch, typ); err == nil {
+		np = &n
+	}
+	ds.got[typ] = np
+	return np
+}
+
+// errNotExpressible is a set of granular filters that cannot be ANDed into
+// one store query.
+var errNotExpressible = errors.New("fhir: granular scope filters not expressible as a query")
+
+// FilterClauses expresses auth.Decision.FilterSets (a union of ANDed
+// granular filters, docs/design/security.md RS-5) as store clauses ANDed into
+// a query of typ. Expressible: no sets (nil: the whole type); one set (each
+// filter a clause); sets of one filter each on the same parameter (one clause
+// whose Values are the union, e.g. category=vital-signs OR survey). A set that
+// contains another set adds nothing to the union and is dropped first.
+// Anything else returns an error and the caller denies: a union of different
+// parameters cannot be ANDed without widening or narrowing wrongly, so it
+// fails closed. Parameters must be token (or _id/reference) search parameters
+// of typ known to fhir/search.
+func FilterClauses(typ string, sets [][]auth.Filter) ([]store.Clause, error) {
+	if len(sets) == 0 {
+		return nil, nil
+	}
+	sets = minimalSets(sets)
+	if len(sets) == 1 {
+		out := make([]store.Clause, 0, len(sets[0]))
+		for _, f := range sets[0] {
+			cl, err := filterClause(typ, f.Param, []auth.Filter{f})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cl)
+		}
+		return out, nil
+	}
+	param := sets[0][0].Param
+	var union []auth.Filter
+	for _, set := range sets {
+		if len(set) != 1 || set[0].Param != param {
+			return nil, errNotExpressible
+		}
+		if !slices.Contains(union, set[0]) {
+			union = append(union, set[0])
+		}
+	}
+	cl, err := filterClause(typ, param, union)
+	if err != nil {
+		return nil, err
+	}
+	return []store.Clause{cl}, nil
+}
+
+// minimalSets drops every set that contains another (A ∪ (A∧B) = A) and
+// duplicates.
+func minimalSets(sets [][]auth.Filter) [][]auth.Filter {
+	subset := func(a, b []auth.Filter) bool { // a ⊆ b
+		for _, f := range a {
+			if !slices.Contains(b, f) {
+				return false
+			}
+		}
 		return true
 	}
-	return patient != "" && slices.Contains(d.Patients, patient)
-}
-
-// forbidden returns ErrForbidden for a resource the allowing Decision d does
-// not cover, with d's challenge (RFC 6750 §3.1 insufficient_scope).
-func forbidden(c echo.Context, d Decision) error {
-	if d.Challenge != "" {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, d.Challenge)
+	var out [][]auth.Filter
+	for i, s := range sets {
+		redundant := false
+		for j, o := range sets {
+			if i == j || !subset(o, s) {
+				continue
+			}
+			// o ⊆ s: s is redundant unless they are equal and s comes first.
+			if !subset(s, o) || j < i {
+				redundant = true
+				break
+			}
+		}
+		if !redundant {
+			out = append(out, s)
+		}
 	}
-	return ErrForbidden
+	return out
 }
 
-// denial returns the error to render for a denying Decision.
-func (d Decision) denial() *Error {
-	if d.Deny != nil {
-		return d.Deny
+// filterClause is one clause matching any of the filters (all on param).
+func filterClause(typ, param string, fs []auth.Filter) (store.Clause, error) {
+	p, ok := search.Lookup(typ, param)
+	if !ok {
+		return store.Clause{}, errNotExpressible
 	}
-	return ErrForbidden
-}
-
-// Authorizer decides whether a request may perform an interaction. It is the
-// seam the SMART resource server plugs into. A returned error fails closed:
-// the request gets a 500 OperationOutcome (or the error itself when it is an
-// *Error), never data.
-type Authorizer interface {
-	Authorize(c echo.Context, a Access) (Decision, error)
-}
-
-// AuthorizerFunc adapts a function to Authorizer.
-type AuthorizerFunc func(c echo.Context, a Access) (Decision, error)
-
-// Authorize implements Authorizer.
-func (f AuthorizerFunc) Authorize(c echo.Context, a Access) (Decision, error) { return f(c, a) }
-
-// DenyAll denies every request with 401 (the default when no Authorizer is
-// configured).
-type DenyAll struct{}
-
-// Authorize implements Authorizer.
-func (DenyAll) Authorize(echo.Context, Access) (Decision, error) {
-	return Deny(ErrUnauthorized), nil
-}
-
-// LoopbackOnly allows everything to requests whose TCP peer
-// (http.Request.RemoteAddr; X-Forwarded-For is ignored) is a loopback address
-// and denies all others with 401 and WWW-Authenticate: Bearer (RFC 6750 §3).
-// It is for local development until SMART authorization is configured.
-type LoopbackOnly struct{}
-
-// Authorize implements Authorizer.
-func (LoopbackOnly) Authorize(c echo.Context, _ Access) (Decision, error) {
-	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-	if err != nil {
-		host = c.Request().RemoteAddr
+	cl := store.Clause{Param: p.Name, Kind: p.Type}
+	for _, f := range fs {
+		var v store.Value
+		switch {
+		case p.Name == store.ParamID:
+			if f.System != "" {
+				return store.Clause{}, errNotExpressible
+			}
+			v = store.Value{Str: f.Code}
+		case p.Type == store.KindToken && p.FHIRType() == "uri":
+			if f.System != "" {
+				return store.Clause{}, errNotExpressible
+			}
+			v = store.Value{Code: f.Code, AnySystem: true}
+		case p.Type == store.KindToken:
+			// `category=vital-signs` matches any system (search.html#token).
+			// The scope parser reads `|code` (explicitly no system) as a bare
+			// code too, so that form also matches any system.
+			v = store.Value{System: f.System, Code: f.Code, AnySystem: f.System == ""}
+		case p.Type == store.KindReference:
+			if f.System != "" {
+				return store.Clause{}, errNotExpressible
+			}
+			v = store.Value{Str: f.Code}
+		default:
+			return store.Clause{}, errNotExpressible
+		}
+		cl.Values = append(cl.Values, v)
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return Allow(), nil
-	}
-	return Deny(ErrUnauthorized), nil
+	return cl, nil
 }
-
-// Authenticate implements Authenticator: only loopback peers pass.
-func (l LoopbackOnly) Authenticate(c echo.Context) (Decision, error) {
-	return l.Authorize(c, Access{})
-}
-
-// Authenticate implements Authenticator: nobody passes.
-func (d DenyAll) Authenticate(c echo.Context) (Decision, error) { return d.Authorize(c, Access{}) }

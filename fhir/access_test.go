@@ -1,79 +1,27 @@
 package fhir
 
 import (
-	"errors"
+	"context"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/store"
 )
-
-func TestLoopbackOnly(t *testing.T) {
-	env := newEnv(t, LoopbackOnly{})
-	tests := []struct {
-		name   string
-		remote string
-		hdr    []string
-		status int
-	}{
-		{"ipv4 loopback", "127.0.0.1:5000", nil, 200},
-		{"ipv6 loopback", "[::1]:5000", nil, 200},
-		{"other loopback address", "127.8.9.10:1", nil, 200},
-		{"remote", "203.0.113.7:5000", nil, 401},
-		{"remote with forged forwarded-for", "203.0.113.7:5000", []string{"X-Forwarded-For", "127.0.0.1", "X-Real-Ip", "127.0.0.1"}, 401},
-		{"garbage remote addr", "not-an-address", nil, 401},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, target := range []string{"/fhir/Patient/p1", "/fhir/Patient?name=doe", "/fhir/Patient/p1/$everything", "/fhir/Patient/p1/_history"} {
-				w := env.do("GET", target, "", append([]string{"RemoteAddr", tc.remote}, tc.hdr...)...)
-				if tc.status == 200 {
-					if w.Code != 200 {
-						t.Fatalf("%s: status %d: %s", target, w.Code, w.Body)
-					}
-					continue
-				}
-				outcome(t, w, 401, "login")
-				if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
-					t.Errorf("WWW-Authenticate = %q", got)
-				}
-				if strings.Contains(w.Body.String(), "Doe") {
-					t.Errorf("data leaked: %s", w.Body)
-				}
-			}
-		})
-	}
-	t.Run("metadata needs no auth", func(t *testing.T) {
-		if w := env.do("GET", "/fhir/metadata", "", "RemoteAddr", "203.0.113.7:5000"); w.Code != 200 {
-			t.Errorf("status %d", w.Code)
-		}
-	})
-}
 
 func TestDefaultDeny(t *testing.T) {
 	env := newEnv(t, nil)
-	outcome(t, env.do("GET", "/fhir/Patient/p1", ""), 401, "login")
+	outcome(t, env.doAs("anything", "GET", "/fhir/Patient/p1", ""), 401, "login")
 	if len(env.fs.queries) != 0 {
 		t.Errorf("store queried before the decision")
 	}
 }
 
-// patientOnly restricts every data interaction to patient p1 and records the
-// accesses it was asked about.
-type patientOnly struct{ asked []Access }
-
-func (p *patientOnly) Authorize(_ echo.Context, a Access) (Decision, error) {
-	p.asked = append(p.asked, a)
-	if a.Type == "Practitioner" {
-		return Deny(nil), nil // scopes without Practitioner
-	}
-	return AllowPatients("p1"), nil
-}
-
 func TestPatientRestriction(t *testing.T) {
-	auth := &patientOnly{}
-	env := newEnv(t, auth)
+	// Patient p1's app may read and search Patient, Observation and
+	// Encounter of p1's compartment, and no Practitioner.
+	env := newEnv(t, testCallers{defaultToken: caller("patient/Patient.rs patient/Observation.rs patient/Encounter.rs", "p1")})
 	t.Run("read own", func(t *testing.T) {
 		if w := env.do("GET", "/fhir/Patient/p1", ""); w.Code != 200 {
 			t.Errorf("status %d", w.Code)
@@ -112,47 +60,85 @@ func TestPatientRestriction(t *testing.T) {
 			t.Errorf("revinclude query = %+v", q)
 		}
 	})
-	if !slices.Contains(auth.asked, Access{Interaction: InteractionEverything, Type: "Patient", ID: "p2"}) {
-		t.Errorf("everything access not described: %v", auth.asked)
-	}
 }
 
-func TestAuthorizerFailure(t *testing.T) {
-	tests := []struct {
-		name   string
-		auth   Authorizer
-		status int
-		code   string
-	}{
-		{"error fails closed", AuthorizerFunc(func(echo.Context, Access) (Decision, error) {
-			return Allow(), errors.New("token cache down")
-		}), 500, "exception"},
-		{"fhir error is rendered", AuthorizerFunc(func(echo.Context, Access) (Decision, error) {
-			return Decision{}, ErrForbidden.WithDetails("insufficient scope")
-		}), 403, "forbidden"},
-		{"zero decision denies", AuthorizerFunc(func(echo.Context, Access) (Decision, error) {
-			return Decision{}, nil
-		}), 403, "forbidden"},
-		{"allow without patients shows nothing patient-bound", AuthorizerFunc(func(echo.Context, Access) (Decision, error) {
-			return Decision{Allow: true}, nil
-		}), 403, "forbidden"},
+// TestAccessFailsClosed: a token that cannot be verified, or a decision that
+// denies, answers an OperationOutcome and never data
+// (docs/design/security.md PRIV-1, PRIV-2).
+func TestAccessFailsClosed(t *testing.T) {
+	callers := testCallers{
+		"no-patient":    caller("patient/*.rs", ""),
+		"openid-only":   caller("openid fhirUser", "p1"),
+		"unexpressible": caller("system/Observation.rs?code=1 system/Observation.rs?category=a", ""),
 	}
-	for _, tc := range tests {
+	for _, tc := range []struct {
+		name, token string
+		want        *Error // the kind answered
+	}{
+		{"verification cannot reach shared state", "down", ErrUnavailable},
+		{"verification fails otherwise", "broken", ErrInternal},
+		{"patient scope without a patient", "no-patient", ErrForbidden},
+		{"no resource scope", "openid-only", ErrForbidden},
+		{"granular union that is not one query", "unexpressible", ErrForbidden},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newEnv(t, tc.auth)
-			w := env.do("GET", "/fhir/Patient/p1", "")
-			outcome(t, w, tc.status, tc.code)
-			if strings.Contains(w.Body.String(), "Doe") || strings.Contains(w.Body.String(), "token cache") {
-				t.Errorf("leak: %s", w.Body)
+			env := newEnv(t, callers)
+			for _, target := range []string{"/fhir/Patient/p1", "/fhir/Observation?code=8867-4", "/fhir/Patient/p1/$everything"} {
+				w := env.doAs(tc.token, "GET", target, "")
+				outcome(t, w, tc.want.Status, tc.want.Code)
+				if strings.Contains(w.Body.String(), "Doe") || strings.Contains(w.Body.String(), "revocation") {
+					t.Errorf("%s: leak: %s", target, w.Body)
+				}
 			}
-			// A search under such a decision returns no data either.
-			w = env.do("GET", "/fhir/Observation?code=8867-4", "")
-			if w.Code == 200 && strings.Contains(w.Body.String(), `"entry"`) {
-				t.Errorf("search returned data: %s", w.Body)
+			if tc.want.Status >= 500 && len(env.fs.queries) != 0 {
+				t.Errorf("store queried without a verified caller")
 			}
 		})
 	}
 }
+
+// TestAuthenticationBeforeParsing: without a valid token the answer is 401,
+// whatever else is wrong with the request, so the API's shape cannot be
+// probed (docs/design/security.md RS-1, NEG-35).
+func TestAuthenticationBeforeParsing(t *testing.T) {
+	env := newEnv(t, allowAll)
+	tests := []struct {
+		name, method, target, body string
+		hdr                        []string
+		authenticated              int // the status with a valid token
+	}{
+		{name: "unknown search parameter", method: "GET", target: "/fhir/Observation?bogus=1", authenticated: 400},
+		{name: "POST _search with a bad body", method: "POST", target: "/fhir/Observation/_search", body: "%zz",
+			hdr: []string{"Content-Type", "application/x-www-form-urlencoded"}, authenticated: 400},
+		{name: "POST _search with another content type", method: "POST", target: "/fhir/Observation/_search", body: "{}",
+			hdr: []string{"Content-Type", "application/json"}, authenticated: 415},
+		{name: "unacceptable Accept header", method: "GET", target: "/fhir/Patient/p1",
+			hdr: []string{"Accept", "application/fhir+xml"}, authenticated: 406},
+		{name: "unacceptable _format", method: "GET", target: "/fhir/Patient/p1?_format=xml", authenticated: 406},
+		{name: "unknown type", method: "GET", target: "/fhir/Spaceship", authenticated: 404},
+		{name: "invalid id", method: "GET", target: "/fhir/Patient/" + strings.Repeat("x", 65), authenticated: 404},
+		{name: "body over the limit", method: "POST", target: "/fhir/Observation/_search", body: "a=" + strings.Repeat("x", 5000),
+			hdr: []string{"Content-Type", "application/x-www-form-urlencoded"}, authenticated: 413},
+		{name: "write on an instance", method: "POST", target: "/fhir/Patient/p1", authenticated: 405},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := env.doAs("", tc.method, tc.target, tc.body, tc.hdr...)
+			outcome(t, w, 401, "login")
+			if got := w.Header().Get("WWW-Authenticate"); got != `Bearer realm="KetaBridge"` {
+				t.Errorf("WWW-Authenticate = %q", got)
+			}
+			if w := env.doAs("forged", tc.method, tc.target, tc.body, tc.hdr...); w.Code != 401 {
+				t.Errorf("invalid token: status %d, want 401", w.Code)
+			}
+			if w := env.do(tc.method, tc.target, tc.body, tc.hdr...); w.Code != tc.authenticated {
+				t.Errorf("valid token: status %d, want %d: %s", w.Code, tc.authenticated, w.Body)
+			}
+		})
+	}
+}
+
+var _ auth.Verifier = testCallers{}
 
 func TestMetadata(t *testing.T) {
 	env := newEnv(t, nil) // no auth needed
@@ -223,35 +209,82 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 }
 
+// TestIncludeAuthorization: an included resource of a type the caller may
+// not search is left out, not an error (docs/design/security.md NEG-41).
 func TestIncludeAuthorization(t *testing.T) {
 	tests := []struct {
-		name    string
-		err     error
-		status  int
-		entries string
+		name  string
+		scope string
 	}{
-		{"fhir error means not included", ErrForbidden, 200, "match:Observation/o01"},
-		{"other error fails the request", errors.New("policy store down"), 500, ""},
+		{"type not granted", "system/Observation.rs"},
+		{"granular scope that cannot be enforced", "system/Observation.rs system/Practitioner.rs?colour=red"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newEnv(t, AuthorizerFunc(func(_ echo.Context, a Access) (Decision, error) {
-				if a.Type == "Practitioner" {
-					return Decision{}, tc.err
-				}
-				return Allow(), nil
-			}))
+			env := newEnv(t, testCallers{defaultToken: caller(tc.scope, "")})
 			w := env.do("GET", "/fhir/Observation?_id=o01&_include=Observation:performer", "")
-			if tc.status != 200 {
-				outcome(t, w, tc.status, "exception")
-				if strings.Contains(w.Body.String(), "o01") {
-					t.Errorf("data in a failed response: %s", w.Body)
-				}
-				return
-			}
-			if got := strings.Join(entryIDs(parseFHIR(t, w.Body.Bytes())), " "); got != tc.entries {
+			if got := strings.Join(entryIDs(parseFHIR(t, w.Body.Bytes())), " "); got != "match:Observation/o01" {
 				t.Errorf("entries %s", got)
 			}
 		})
 	}
+}
+
+// corsClients lists one client with a registered origin, or fails.
+type corsClients struct{ fail error }
+
+func (l corsClients) ListClients(context.Context) ([]store.Client, error) {
+	return []store.Client{{ID: "app", Origins: []string{"https://app.example"}}}, l.fail
+}
+
+// TestCORS: the FHIR API applies auth's CORS policy before authentication,
+// so a browser app's preflight succeeds without a token and its 401 is
+// readable (docs/design/security.md NET-1); metadata is open to any origin;
+// an unreadable origin list fails closed.
+func TestCORS(t *testing.T) {
+	const app = "https://app.example"
+	env := newEnvWith(t, Options{Verifier: allowAll, CORS: auth.NewCORS(corsClients{}, nil)})
+	tests := []struct {
+		name, method, target, origin string
+		hdr                          []string
+		status                       int
+		allowOrigin                  string
+	}{
+		{name: "preflight without a token", method: "OPTIONS", target: "/fhir/Observation?code=1", origin: app,
+			hdr: []string{"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "authorization"}, status: 204, allowOrigin: app},
+		{name: "preflight of an unknown path", method: "OPTIONS", target: "/fhir/a/b/c", origin: app,
+			hdr: []string{"Access-Control-Request-Method", "GET"}, status: 204, allowOrigin: app},
+		{name: "preflight from a foreign origin", method: "OPTIONS", target: "/fhir/Observation", origin: "https://evil.example",
+			hdr: []string{"Access-Control-Request-Method", "GET"}, status: 204},
+		{name: "401 is readable by a registered origin", method: "GET", target: "/fhir/Patient/p1", origin: app, status: 401, allowOrigin: app},
+		{name: "data for a registered origin", method: "GET", target: "/fhir/Patient/p1", origin: app,
+			hdr: []string{"Authorization", "Bearer " + defaultToken}, status: 200, allowOrigin: app},
+		{name: "data for a foreign origin carries no CORS headers", method: "GET", target: "/fhir/Patient/p1", origin: "https://evil.example",
+			hdr: []string{"Authorization", "Bearer " + defaultToken}, status: 200},
+		{name: "metadata for any origin", method: "GET", target: "/fhir/metadata", origin: "https://evil.example", status: 200, allowOrigin: "*"},
+		{name: "metadata preflight", method: "OPTIONS", target: "/fhir/metadata", origin: "https://evil.example",
+			hdr: []string{"Access-Control-Request-Method", "GET"}, status: 204, allowOrigin: "*"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := env.doAs("", tc.method, tc.target, "", append([]string{"Origin", tc.origin}, tc.hdr...)...)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if got := w.Header().Get("Access-Control-Allow-Origin"); got != tc.allowOrigin {
+				t.Errorf("Allow-Origin = %q, want %q", got, tc.allowOrigin)
+			}
+			if tc.allowOrigin != "" && !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+				t.Errorf("Expose-Headers = %q", w.Header().Get("Access-Control-Expose-Headers"))
+			}
+		})
+	}
+	t.Run("an unreadable origin list fails closed", func(t *testing.T) {
+		env := newEnvWith(t, Options{Verifier: allowAll, CORS: auth.NewCORS(corsClients{fail: store.ErrUnavailable}, nil)})
+		w := env.doAs(defaultToken, "GET", "/fhir/Patient/p1", "", "Origin", app)
+		outcome(t, w, 503, "transient")
+		if w.Header().Get("Access-Control-Allow-Origin") != "" || strings.Contains(w.Body.String(), "Doe") {
+			t.Errorf("headers %v body %s", w.Header(), w.Body)
+		}
+	})
 }

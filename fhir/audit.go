@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -38,9 +39,11 @@ func (f AuditorFunc) Record(ctx context.Context, ev Event) { f(ctx, ev) }
 // The Server emits an Event for every read, vread, history, search and
 // $everything that returned or tried to return patient data - it touched a
 // Patient-compartment resource, asked for a Patient-compartment type or a
-// Patient instance - and for every request the access decision denied (401,
-// 403), writes included. metadata and requests that failed before the
-// access decision (unknown type, malformed parameters) emit none.
+// Patient instance - and for every request refused for its credentials,
+// scope or rate (401, 403, 429) on a served type, writes included: a
+// request refused before its handler ran is reported with the interaction of
+// its route. metadata and requests that failed otherwise before the access
+// decision (unknown type, malformed parameters) emit none.
 type Event struct {
 	// Time is when the response was complete (AuditEvent.recorded).
 	Time time.Time
@@ -48,14 +51,14 @@ type Event struct {
 	RequestID string
 	// Interaction, Type and ID are what was asked for (ID empty for a
 	// search); Version is the version id of a vread.
-	Interaction Interaction
+	Interaction auth.Interaction
 	Type        string
 	ID          string
 	Version     string
 	// Patients are the ids of the Patients whose compartments the request
 	// touched, in first-seen order without duplicates: the compartments of
 	// the resources read or returned (a denied read included), the Patient
-	// of a Patient instance request, else those the access Decision
+	// of a Patient instance request, else those the access decision
 	// restricted the request to.
 	Patients []string
 	// Status is the HTTP status of the response.
@@ -80,8 +83,10 @@ const contextKeyAudit = "fhir.audit"
 
 // auditNote collects, while a request runs, what its Event reports.
 type auditNote struct {
-	access Access // the first access decision asked for ("" = none)
-	// scope is the allowing Decision's patient restriction.
+	// route is the interaction the request's route serves ("" = none).
+	route  auth.Interaction
+	access access // the first access decision asked for ("" = none)
+	// scope is the allowing decision's patient restriction.
 	scope    []string
 	patients []string
 	seen     map[string]bool // index of patients once it grows
@@ -117,15 +122,16 @@ func auditNoteOf(c echo.Context) *auditNote {
 	return n
 }
 
-// noteAccess records the request's (first) access decision.
-func noteAccess(c echo.Context, a Access, d Decision) {
+// noteAccess records the request's (first) access decision; d is the zero
+// narrowing for a denial.
+func noteAccess(c echo.Context, a access, d narrowing) {
 	n := auditNoteOf(c)
-	if n == nil || n.access.Interaction != "" {
+	if n == nil || n.access.interaction != "" {
 		return
 	}
 	n.access = a
-	if d.Allow && !d.AllPatients {
-		n.scope = slices.Clone(d.Patients)
+	if !d.all {
+		n.scope = slices.Clone(d.patients)
 	}
 }
 
@@ -141,71 +147,89 @@ func noteResources(c echo.Context, rs ...store.Resource) {
 }
 
 // audit emits the request's Event once the response (and so its status) is
-// complete: it runs outside accessLog, which renders errors.
-func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
-	if s.auditor == nil {
-		return next
-	}
-	return func(c echo.Context) error {
-		n := &auditNote{}
-		c.Set(contextKeyAudit, n)
-		err := next(c)
-		if ev, ok := s.auditEvent(c, n); ok {
-			s.auditor.Record(c.Request().Context(), ev)
+// complete: it runs outside RenderErrors. route is the interaction the
+// route serves.
+func (s *Server) audit(route auth.Interaction) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if s.auditor == nil {
+			return next
 		}
-		return err
+		return func(c echo.Context) error {
+			n := &auditNote{route: route}
+			c.Set(contextKeyAudit, n)
+			err := next(c)
+			if ev, ok := s.auditEvent(c, n); ok {
+				s.auditor.Record(c.Request().Context(), ev)
+			}
+			return err
+		}
 	}
+}
+
+// refused reports whether status refuses the caller's credentials, scope or
+// request rate.
+func refused(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests
+}
+
+// routeAccess is what a request refused before its handler asked for: the
+// interaction of its route on the type and id of its path, when the type is
+// served and the id could exist.
+func (s *Server) routeAccess(c echo.Context, i auth.Interaction) (access, bool) {
+	typ, id := c.Param("type"), c.Param("id")
+	if typ == "" && i == auth.InteractionEverything {
+		typ = "Patient" // the $everything route has Patient in its path
+	}
+	if i == "" || !s.types[typ] || (id != "" && !validID(id)) {
+		return access{}, false
+	}
+	return access{interaction: i, typ: typ, id: id}, true
 }
 
 // auditEvent builds the Event of a finished request, or reports false when
 // the request is not audited (see Event).
 func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
-	a := n.access
-	if a.Interaction == "" || a.Interaction == InteractionMetadata {
-		return Event{}, false
-	}
 	status := c.Response().Status
-	denied := status == http.StatusUnauthorized || status == http.StatusForbidden
-	if isWrite(a.Interaction) && !denied {
+	denied := refused(status)
+	a := n.access
+	if a.interaction == "" {
+		var ok bool
+		if a, ok = s.routeAccess(c, n.route); !ok || !denied {
+			return Event{}, false
+		}
+	}
+	if a.interaction.Write() && !denied {
 		return Event{}, false // refused as read-only (405): nothing was accessed
 	}
-	if a.Type == "Patient" && a.ID != "" {
-		n.touch(a.ID)
+	if a.typ == "Patient" && a.id != "" {
+		n.touch(a.id)
 	}
 	patients := n.patients
 	if len(patients) == 0 && !denied {
 		patients = n.scope
 	}
-	if len(patients) == 0 && !denied && !patientCompartment[a.Type] {
+	if len(patients) == 0 && !denied && !patientCompartment[a.typ] {
 		return Event{}, false
 	}
 	ev := Event{
 		Time:        s.clock.Now(),
 		RequestID:   requestIDOf(c),
-		Interaction: a.Interaction,
-		Type:        a.Type,
-		ID:          a.ID,
+		Interaction: a.interaction,
+		Type:        a.typ,
+		ID:          a.id,
 		Patients:    slices.Clone(patients),
 		Status:      status,
 	}
-	if a.Interaction == InteractionVRead {
+	if a.interaction == auth.InteractionVRead {
 		ev.Version = c.Param("vid")
 	}
-	if info := TokenInfo(c); info != nil {
+	if info, ok := auth.FromContext(c.Request().Context()); ok {
 		ev.ClientID, ev.FHIRUser = info.ClientID, info.FHIRUser
 		if info.Subject != info.ClientID {
 			ev.Subject = info.Subject
 		}
 	}
 	return ev, true
-}
-
-func isWrite(i Interaction) bool {
-	switch i {
-	case InteractionCreate, InteractionUpdate, InteractionPatch, InteractionDelete:
-		return true
-	}
-	return false
 }
 
 // patientCompartment lists the resource types of the R4 Patient compartment
@@ -248,28 +272,28 @@ const (
 
 // restfulInteraction maps an Interaction to its restful-interaction code
 // and AuditEvent.action (C, R, U, D, E).
-func restfulInteraction(i Interaction) (code string, action r4.AuditEventAction) {
+func restfulInteraction(i auth.Interaction) (code string, action r4.AuditEventAction) {
 	switch i {
-	case InteractionRead:
-		return "read", r4.AuditEventActionR
-	case InteractionVRead:
-		return "vread", r4.AuditEventActionR
-	case InteractionHistory:
-		return "history-instance", r4.AuditEventActionR
-	case InteractionSearch:
-		return "search-type", r4.AuditEventActionE
-	case InteractionEverything:
-		return "operation", r4.AuditEventActionE
-	case InteractionCreate:
-		return "create", r4.AuditEventActionC
-	case InteractionUpdate:
-		return "update", r4.AuditEventActionU
-	case InteractionPatch:
-		return "patch", r4.AuditEventActionU
-	case InteractionDelete:
-		return "delete", r4.AuditEventActionD
+	case auth.InteractionRead, auth.InteractionVRead, auth.InteractionHistoryInstance, auth.InteractionHistoryType:
+		return string(i), r4.AuditEventActionR
+	case auth.InteractionSearch:
+		return string(i), r4.AuditEventActionE
+	case auth.InteractionCreate:
+		return string(i), r4.AuditEventActionC
+	case auth.InteractionUpdate, auth.InteractionPatch:
+		return string(i), r4.AuditEventActionU
+	case auth.InteractionDelete:
+		return string(i), r4.AuditEventActionD
 	}
-	return "operation", r4.AuditEventActionE
+	return "operation", r4.AuditEventActionE // $everything
+}
+
+// storedInteractions maps the interaction names of audit records stored
+// before the access vocabulary moved to auth ("history", "search") to their
+// auth.Interaction, so old records render as they did.
+var storedInteractions = map[string]auth.Interaction{
+	"history": auth.InteractionHistoryInstance,
+	"search":  auth.InteractionSearch,
 }
 
 // AuditEvent returns the R4 AuditEvent of ev with the given id, following
@@ -316,16 +340,26 @@ func (ev Event) AuditEvent(id string) r4.AuditEvent {
 		ae.PurposeOfEvent = []r4.CodeableConcept{{Coding: []r4.Coding{coding(systemActReason, ev.Purpose, "")}}}
 	}
 
+	ae.Agent = ev.agents()
+	ae.Entity = ev.entities()
+	return ae
+}
+
+// agents are the AuditEvent's agents: the client (the requestor when no user
+// acted), the user (reference fhirUser, altId the login subject), or an
+// anonymous requestor when the request had no verified token.
+func (ev Event) agents() []r4.AuditEventAgent {
+	var agents []r4.AuditEventAgent
 	user := ev.FHIRUser != "" || ev.Subject != ""
 	switch {
 	case ev.ClientID != "":
-		ae.Agent = append(ae.Agent, r4.AuditEventAgent{
+		agents = append(agents, r4.AuditEventAgent{
 			Type:      &r4.CodeableConcept{Coding: []r4.Coding{coding(systemDICOM, "110150", "Application")}},
 			Who:       &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}},
 			Requestor: !user,
 		})
 	case !user:
-		ae.Agent = append(ae.Agent, r4.AuditEventAgent{
+		agents = append(agents, r4.AuditEventAgent{
 			Who:       &r4.Reference{Display: ptr(auditAnonymousDisplay)},
 			Requestor: true,
 		})
@@ -340,9 +374,16 @@ func (ev Event) AuditEvent(id string) r4.AuditEvent {
 		} else {
 			ag.Who = &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.Subject)}}
 		}
-		ae.Agent = append(ae.Agent, ag)
+		agents = append(agents, ag)
 	}
+	return agents
+}
 
+// entities are the AuditEvent's entities: the target (the instance
+// reference, or for a search only the resource type: no query string, no
+// values) with the request id as a detail, then one entity per patient.
+func (ev Event) entities() []r4.AuditEventEntity {
+	var entities []r4.AuditEventEntity
 	var target r4.AuditEventEntity
 	if ev.Type != "" {
 		target.Type = ptr(coding(systemResourceTypes, ev.Type, ""))
@@ -362,16 +403,16 @@ func (ev Event) AuditEvent(id string) r4.AuditEvent {
 		target.Detail = []r4.AuditEventEntityDetail{{Type: "request-id", ValueString: ev.RequestID}}
 	}
 	if target.Type != nil || target.What != nil || target.Detail != nil {
-		ae.Entity = append(ae.Entity, target)
+		entities = append(entities, target)
 	}
 	for _, p := range ev.Patients {
-		ae.Entity = append(ae.Entity, r4.AuditEventEntity{
+		entities = append(entities, r4.AuditEventEntity{
 			What: &r4.Reference{Reference: ptr("Patient/" + p)},
 			Type: ptr(coding(systemEntityType, "1", "Person")),
 			Role: ptr(coding(systemObjectRole, "1", "Patient")),
 		})
 	}
-	return ae
+	return entities
 }
 
 // MarshalAuditEvent returns the canonical JSON (fhirjson.Marshal) of ev's
@@ -399,9 +440,13 @@ func (ev Event) AuditRecord(id, patient string) store.AuditRecord {
 // canonical emit path. The output depends on the record alone: the same
 // record always renders to the same bytes.
 func AuditEventJSON(rec store.AuditRecord) ([]byte, error) {
+	i, ok := storedInteractions[rec.Interaction]
+	if !ok {
+		i = auth.Interaction(rec.Interaction)
+	}
 	ev := Event{
 		Time: rec.Recorded, RequestID: rec.RequestID,
-		Interaction: Interaction(rec.Interaction), Type: rec.Type, ID: rec.ResourceID, Version: rec.Version,
+		Interaction: i, Type: rec.Type, ID: rec.ResourceID, Version: rec.Version,
 		Status: rec.Status, ClientID: rec.ClientID, FHIRUser: rec.FHIRUser, Subject: rec.Subject,
 		Purpose: rec.Purpose,
 	}

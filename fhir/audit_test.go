@@ -3,17 +3,15 @@ package fhir
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // eventLog is a fake Auditor collecting Events.
@@ -36,112 +34,107 @@ func (l *eventLog) take() []Event {
 	return out
 }
 
-// tokenAuthorizer marks the request as carrying info's token (as SMART does)
-// and answers with decide.
-func tokenAuthorizer(info *auth.AccessInfo, decide func(Access) Decision) Authorizer {
-	return AuthorizerFunc(func(c echo.Context, a Access) (Decision, error) {
-		if info != nil {
-			c.Set(contextKeyAccess, info)
-		}
-		return decide(a), nil
-	})
-}
-
-func newAuditEnv(t *testing.T, authz Authorizer) (*testEnv, *eventLog) {
+func newAuditEnv(t *testing.T, callers testCallers) (*testEnv, *eventLog) {
 	t.Helper()
 	events := &eventLog{}
-	s, err := New(Options{
-		Store: fixture(), Base: testBase, Authorizer: authz, Clock: fixedClock{t0.Add(24 * time.Hour)},
-		Logger: slog.New(slog.DiscardHandler), Auditor: events,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := echo.New()
-	s.Register(e)
-	return &testEnv{e: e}, events
+	env := newEnvWith(t, Options{Verifier: callers, Auditor: events,
+		RateLimit: &RateLimit{Limiter: throttleAll{}, Rate: 1, Burst: 1}})
+	return env, events
+}
+
+// throttleAll refuses the requests of client "greedy" and serves the others.
+type throttleAll struct{}
+
+func (throttleAll) Take(_ context.Context, key string, _ float64, _ int) (bool, time.Duration, error) {
+	return key != clientKey("greedy"), time.Second, nil
 }
 
 func TestAuditEvents(t *testing.T) {
-	clinician := &auth.AccessInfo{ClientID: "app-1", Subject: "alice", FHIRUser: "Practitioner/dr1", Scope: "user/*.rs"}
-	patientApp := &auth.AccessInfo{ClientID: "app-2", Subject: "jane", FHIRUser: "Patient/p1", Scope: "patient/*.rs",
-		Principal: auth.Principal{Patient: "p1"}}
-	backend := &auth.AccessInfo{ClientID: "ehr-1", Subject: "ehr-1", Scope: "system/*.rs"}
-
-	all := func(Access) Decision { return Allow() }
-	onlyP1 := func(Access) Decision { return AllowPatients("p1") }
-	noToken := func(Access) Decision { return Deny(ErrUnauthorized) }
-	noWrite := func(a Access) Decision {
-		if isWrite(a.Interaction) {
-			return Deny(ErrForbidden)
-		}
-		return Allow()
+	who := func(client, subject, fhirUser, scope, patient string) *auth.AccessInfo {
+		info := caller(scope, patient)
+		info.ClientID, info.Subject, info.FHIRUser = client, subject, fhirUser
+		return info
+	}
+	callers := testCallers{
+		"clinician":  who("app-1", "alice", "Practitioner/dr1", "user/*.rs", ""),
+		"patientApp": who("app-2", "jane", "Patient/p1", "patient/*.rs", "p1"),
+		"backend":    who("ehr-1", "ehr-1", "", "system/*.rs", ""),
+		"writer":     who("ehr-1", "ehr-1", "", "system/*.cruds", ""),
+		"greedy":     who("greedy", "greedy", "", "system/*.rs", ""),
 	}
 
 	cases := []struct {
 		name    string
-		info    *auth.AccessInfo
-		decide  func(Access) Decision
+		token   string // "": none
 		method  string
 		path    string
 		status  int
 		want    *Event // nil: no Event
 		outcome string
 	}{
-		{name: "read patient", info: clinician, decide: all, path: "/fhir/Patient/p1", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"},
+		{name: "read patient", token: "clinician", path: "/fhir/Patient/p1", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"},
 				ClientID: "app-1", FHIRUser: "Practitioner/dr1", Subject: "alice"}},
-		{name: "read observation", info: patientApp, decide: onlyP1, path: "/fhir/Observation/o01", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "o01", Patients: []string{"p1"},
+		{name: "read observation", token: "patientApp", path: "/fhir/Observation/o01", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionRead, Type: "Observation", ID: "o01", Patients: []string{"p1"},
 				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
-		{name: "vread", info: backend, decide: all, path: "/fhir/Observation/o02/_history/1", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionVRead, Type: "Observation", ID: "o02", Version: "1", Patients: []string{"p1"},
+		{name: "vread", token: "backend", path: "/fhir/Observation/o02/_history/1", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionVRead, Type: "Observation", ID: "o02", Version: "1", Patients: []string{"p1"},
 				ClientID: "ehr-1"}},
-		{name: "history", info: backend, decide: all, path: "/fhir/Patient/p1/_history", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionHistory, Type: "Patient", ID: "p1", Patients: []string{"p1"}, ClientID: "ehr-1"}},
-		{name: "search one patient", info: patientApp, decide: onlyP1, path: "/fhir/Observation?patient=p1", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionSearch, Type: "Observation", Patients: []string{"p1"},
+		{name: "history", token: "backend", path: "/fhir/Patient/p1/_history", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionHistoryInstance, Type: "Patient", ID: "p1", Patients: []string{"p1"}, ClientID: "ehr-1"}},
+		{name: "search one patient", token: "patientApp", path: "/fhir/Observation?patient=p1", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionSearch, Type: "Observation", Patients: []string{"p1"},
 				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
-		{name: "search many patients", info: backend, decide: all, path: "/fhir/Observation?_count=100", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionSearch, Type: "Observation", Patients: []string{"p1", "p2"}, ClientID: "ehr-1"}},
-		{name: "search with include", info: backend, decide: all, path: "/fhir/Encounter?_include=Encounter:subject", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionSearch, Type: "Encounter", Patients: []string{"p1"}, ClientID: "ehr-1"}},
-		{name: "count only names the decision's patients", info: patientApp, decide: onlyP1, path: "/fhir/Observation?_summary=count",
+		{name: "search many patients", token: "backend", path: "/fhir/Observation?_count=100", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionSearch, Type: "Observation", Patients: []string{"p1", "p2"}, ClientID: "ehr-1"}},
+		{name: "search with include", token: "backend", path: "/fhir/Encounter?_include=Encounter:subject", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionSearch, Type: "Encounter", Patients: []string{"p1"}, ClientID: "ehr-1"}},
+		{name: "count only names the decision's patients", token: "patientApp", path: "/fhir/Observation?_summary=count",
 			status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionSearch, Type: "Observation", Patients: []string{"p1"},
+			want: &Event{Interaction: auth.InteractionSearch, Type: "Observation", Patients: []string{"p1"},
 				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
-		{name: "denied read of another patient's resource", info: patientApp, decide: onlyP1, path: "/fhir/Observation/x1",
+		{name: "denied read of another patient's resource", token: "patientApp", path: "/fhir/Observation/x1",
 			status: 403, outcome: "4",
-			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "x1", Patients: []string{"p2"},
+			want: &Event{Interaction: auth.InteractionRead, Type: "Observation", ID: "x1", Patients: []string{"p2"},
 				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
-		{name: "denied without token", decide: noToken, path: "/fhir/Observation/o01", status: 401, outcome: "4",
-			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "o01"}},
-		{name: "denied everything of another patient", info: patientApp, decide: onlyP1, path: "/fhir/Patient/p2/$everything",
+		{name: "denied without token", path: "/fhir/Observation/o01", status: 401, outcome: "4",
+			want: &Event{Interaction: auth.InteractionRead, Type: "Observation", ID: "o01"}},
+		{name: "denied everything of another patient", token: "patientApp", path: "/fhir/Patient/p2/$everything",
 			status: 403, outcome: "4",
-			want: &Event{Interaction: InteractionEverything, Type: "Patient", ID: "p2", Patients: []string{"p2"},
+			want: &Event{Interaction: auth.InteractionEverything, Type: "Patient", ID: "p2", Patients: []string{"p2"},
 				ClientID: "app-2", FHIRUser: "Patient/p1", Subject: "jane"}},
-		{name: "everything", info: clinician, decide: all, path: "/fhir/Patient/p1/$everything", status: 200, outcome: "0",
-			want: &Event{Interaction: InteractionEverything, Type: "Patient", ID: "p1", Patients: []string{"p1"},
+		{name: "everything", token: "clinician", path: "/fhir/Patient/p1/$everything", status: 200, outcome: "0",
+			want: &Event{Interaction: auth.InteractionEverything, Type: "Patient", ID: "p1", Patients: []string{"p1"},
 				ClientID: "app-1", FHIRUser: "Practitioner/dr1", Subject: "alice"}},
-		{name: "not found in a compartment type", info: backend, decide: all, path: "/fhir/Observation/nope", status: 404, outcome: "4",
-			want: &Event{Interaction: InteractionRead, Type: "Observation", ID: "nope", ClientID: "ehr-1"}},
-		{name: "denied practitioner read", decide: noToken, path: "/fhir/Practitioner/dr1", status: 401, outcome: "4",
-			want: &Event{Interaction: InteractionRead, Type: "Practitioner", ID: "dr1"}},
-		{name: "denied write", info: backend, decide: noWrite, method: http.MethodPost, path: "/fhir/Observation", status: 403, outcome: "4",
-			want: &Event{Interaction: InteractionCreate, Type: "Observation", ClientID: "ehr-1"}},
-		{name: "metadata is not audited", decide: noToken, path: "/fhir/metadata", status: 200},
-		{name: "practitioner read is not patient data", info: backend, decide: all, path: "/fhir/Practitioner/dr1", status: 200},
-		{name: "refused write touches nothing", info: backend, decide: all, method: http.MethodPost, path: "/fhir/Observation", status: 405},
-		{name: "bad parameter before the decision", info: backend, decide: all, path: "/fhir/Observation?bogus=1", status: 400},
+		{name: "not found in a compartment type", token: "backend", path: "/fhir/Observation/nope", status: 404, outcome: "4",
+			want: &Event{Interaction: auth.InteractionRead, Type: "Observation", ID: "nope", ClientID: "ehr-1"}},
+		{name: "denied practitioner read", path: "/fhir/Practitioner/dr1", status: 401, outcome: "4",
+			want: &Event{Interaction: auth.InteractionRead, Type: "Practitioner", ID: "dr1"}},
+		{name: "denied write", token: "backend", method: http.MethodPost, path: "/fhir/Observation", status: 403, outcome: "4",
+			want: &Event{Interaction: auth.InteractionCreate, Type: "Observation", ClientID: "ehr-1"}},
+		{name: "metadata is not audited", path: "/fhir/metadata", status: 200},
+		{name: "practitioner read is not patient data", token: "backend", path: "/fhir/Practitioner/dr1", status: 200},
+		{name: "refused write touches nothing", token: "writer", method: http.MethodPost, path: "/fhir/Observation", status: 405},
+		{name: "bad parameter before the decision", token: "backend", path: "/fhir/Observation?bogus=1", status: 400},
+		{name: "unauthenticated bad parameter is a denied search", path: "/fhir/Observation?bogus=1", status: 401, outcome: "4",
+			want: &Event{Interaction: auth.InteractionSearch, Type: "Observation"}},
+		{name: "invalid token", token: "forged", path: "/fhir/Patient/p1", status: 401, outcome: "4",
+			want: &Event{Interaction: auth.InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"}}},
+		{name: "throttled", token: "greedy", path: "/fhir/Observation/o01/_history", status: 429, outcome: "4",
+			want: &Event{Interaction: auth.InteractionHistoryInstance, Type: "Observation", ID: "o01", ClientID: "greedy"}},
+		{name: "unauthenticated unknown type is not patient data", path: "/fhir/Spaceship/s1", status: 401},
+		{name: "unauthenticated write", method: http.MethodDelete, path: "/fhir/Observation/o01", status: 401, outcome: "4",
+			want: &Event{Interaction: auth.InteractionDelete, Type: "Observation", ID: "o01"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env, events := newAuditEnv(t, tokenAuthorizer(tc.info, tc.decide))
+			env, events := newAuditEnv(t, callers)
 			method := tc.method
 			if method == "" {
 				method = http.MethodGet
 			}
-			w := env.do(method, tc.path, "", "X-Request-Id", "req-1")
+			w := env.doAs(tc.token, method, tc.path, "", "X-Request-Id", "req-1")
 			if w.Code != tc.status {
 				t.Fatalf("status = %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
@@ -193,7 +186,7 @@ func sampleName(s string) string {
 func TestAuditEventShape(t *testing.T) {
 	base := Event{
 		Time: time.Date(2025, 2, 3, 4, 5, 6, 7_000_000, time.FixedZone("X", 3600)), RequestID: "r1",
-		Interaction: InteractionSearch, Type: "Observation", Status: 200,
+		Interaction: auth.InteractionSearch, Type: "Observation", Status: 200,
 	}
 	type check struct {
 		path []any
@@ -221,7 +214,7 @@ func TestAuditEventShape(t *testing.T) {
 			},
 			absent: [][]any{{"agent", 1}, {"entity", 0, "what"}, {"entity", 0, "query"}, {"purposeOfEvent"}, {"entity", 3}}},
 		{name: "user agent is the requestor", edit: func(e *Event) {
-			e.Interaction, e.ID, e.Version, e.Status = InteractionVRead, "o1", "3", 403
+			e.Interaction, e.ID, e.Version, e.Status = auth.InteractionVRead, "o1", "3", 403
 			e.ClientID, e.FHIRUser, e.Subject, e.Purpose = "app-1", "Practitioner/dr1", "alice", "TREAT"
 		},
 			checks: []check{
@@ -234,13 +227,13 @@ func TestAuditEventShape(t *testing.T) {
 				{[]any{"purposeOfEvent", 0, "coding", 0, "code"}, "TREAT"},
 			},
 			absent: [][]any{{"entity", 1}}},
-		{name: "anonymous and a server error", edit: func(e *Event) { e.Interaction, e.ID, e.Status = InteractionEverything, "p1", 500 },
+		{name: "anonymous and a server error", edit: func(e *Event) { e.Interaction, e.ID, e.Status = auth.InteractionEverything, "p1", 500 },
 			checks: []check{
 				{[]any{"subtype", 0, "code"}, "operation"}, {[]any{"action"}, "E"}, {[]any{"outcome"}, "8"},
 				{[]any{"agent", 0, "who", "display"}, auditAnonymousDisplay}, {[]any{"agent", 0, "requestor"}, true},
 			},
 			absent: [][]any{{"agent", 1}}},
-		{name: "history", edit: func(e *Event) { e.Interaction, e.ID = InteractionHistory, "o1" },
+		{name: "history", edit: func(e *Event) { e.Interaction, e.ID = auth.InteractionHistoryInstance, "o1" },
 			checks: []check{{[]any{"subtype", 0, "code"}, "history-instance"}, {[]any{"action"}, "R"}}},
 	}
 	for _, tc := range cases {
@@ -283,19 +276,19 @@ func TestAuditEventJSONRoundTrip(t *testing.T) {
 		name string
 		ev   Event
 	}{
-		{"vread by a user, two patients", Event{Time: at, RequestID: "req-1", Interaction: InteractionVRead,
+		{"vread by a user, two patients", Event{Time: at, RequestID: "req-1", Interaction: auth.InteractionVRead,
 			Type: "Observation", ID: "o1", Version: "3", Patients: []string{"p1", "p2"}, Status: 200,
 			ClientID: "app-1", FHIRUser: "Practitioner/dr1", Subject: "alice", Purpose: "TREAT"}},
-		{"search by a backend client", Event{Time: at, RequestID: "req-2", Interaction: InteractionSearch,
+		{"search by a backend client", Event{Time: at, RequestID: "req-2", Interaction: auth.InteractionSearch,
 			Type: "Observation", Patients: []string{"p1"}, Status: 200, ClientID: "ehr-1"}},
-		{"anonymous denied read, no patient", Event{Time: at, Interaction: InteractionRead, Type: "Patient",
+		{"anonymous denied read, no patient", Event{Time: at, Interaction: auth.InteractionRead, Type: "Patient",
 			ID: "p9", Status: 401}},
-		{"user without fhirUser, server error", Event{Time: at, RequestID: "req-3", Interaction: InteractionEverything,
+		{"user without fhirUser, server error", Event{Time: at, RequestID: "req-3", Interaction: auth.InteractionEverything,
 			Type: "Patient", ID: "p1", Patients: []string{"p1"}, Status: 500, Subject: "bob"}},
-		{"refused write", Event{Time: at, RequestID: "req-4", Interaction: InteractionUpdate, Type: "Observation",
+		{"refused write", Event{Time: at, RequestID: "req-4", Interaction: auth.InteractionUpdate, Type: "Observation",
 			ID: "o1", Status: 403, ClientID: "app-1"}},
 		{"before 1970 with sub-ms digits", Event{Time: time.Date(1969, 12, 31, 23, 59, 59, 998_500_000, time.UTC),
-			Interaction: InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"}, Status: 200}},
+			Interaction: auth.InteractionRead, Type: "Patient", ID: "p1", Patients: []string{"p1"}, Status: 200}},
 	}
 	for _, tc := range cases {
 		patients := tc.ev.Patients
@@ -334,5 +327,28 @@ func TestAuditEventJSONRoundTrip(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAuditEventJSONStoredNames: records stored with the interaction names
+// used before the access vocabulary moved to auth render as they did.
+func TestAuditEventJSONStoredNames(t *testing.T) {
+	for _, tc := range []struct{ stored, code string }{
+		{"search", "search-type"}, {"history", "history-instance"}, {"search-type", "search-type"},
+		{"history-instance", "history-instance"}, {"everything", "operation"}, {"read", "read"},
+	} {
+		t.Run(tc.stored, func(t *testing.T) {
+			body, err := AuditEventJSON(store.AuditRecord{ID: "a1", Recorded: t0, Interaction: tc.stored, Type: "Observation", Status: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			if got := get(m, "subtype", 0, "code"); got != tc.code {
+				t.Errorf("subtype = %v, want %s", got, tc.code)
+			}
+		})
 	}
 }

@@ -17,7 +17,7 @@ func benchEnv(b *testing.B) *echo.Echo {
 		fs.put("Observation", id, "p2", t0, obsBody(id, "p2"), obsRows("p2")...)
 	}
 	s, err := New(Options{
-		Store: fs, Base: testBase, Authorizer: allowAll, Clock: fixedClock{t0},
+		Store: fs, Base: testBase, Verifier: allowAll, Clock: fixedClock{t0},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -29,11 +29,13 @@ func benchEnv(b *testing.B) *echo.Echo {
 }
 
 // BenchmarkRead measures GET Patient/{id} through Echo, middleware, access
-// log (JSON to io.Discard) and the fake store.
+// log (JSON to io.Discard) and the fake store, with a caller whose token
+// verification is a map lookup (BenchmarkReadSMART verifies a real token).
 func BenchmarkRead(b *testing.B) {
 	e := benchEnv(b)
 	req := httptest.NewRequest("GET", "/fhir/Patient/p1", nil)
 	req.Header.Set("Accept", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+defaultToken)
 	b.ReportAllocs()
 	for b.Loop() {
 		w := httptest.NewRecorder()
@@ -48,6 +50,7 @@ func BenchmarkRead(b *testing.B) {
 func BenchmarkSearchBundle(b *testing.B) {
 	e := benchEnv(b)
 	req := httptest.NewRequest("GET", "/fhir/Observation?patient=Patient/p2&_count=50", nil)
+	req.Header.Set("Authorization", "Bearer "+defaultToken)
 	b.ReportAllocs()
 	for b.Loop() {
 		w := httptest.NewRecorder()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -43,6 +44,8 @@ type Error struct {
 	Expression []string
 
 	cause error
+	// challenge is the WWW-Authenticate value of a refusal (RFC 6750 §3).
+	challenge string
 }
 
 // kind is one row of the status <-> IssueType table.
@@ -111,11 +114,10 @@ var (
 	// be reached; the request may succeed later (Retry-After is set).
 	ErrUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "transient", Severity: SeverityError,
 		Details: "a backing service is temporarily unavailable; retry later"}
-	ErrUnknownType       = ErrNotFound.WithDetails("resource type not supported")
-	ErrUnknownRoute      = ErrNotFound.WithDetails("unknown route")
-	ErrReadOnly          = ErrMethodNotAllowed.WithDetails("this API is read-only")
-	ErrInvalidSearch     = ErrInvalid.WithDetails("invalid search parameter")
-	ErrAuthorizerFailure = ErrInternal.WithDetails("access decision failed")
+	ErrUnknownType   = ErrNotFound.WithDetails("resource type not supported")
+	ErrUnknownRoute  = ErrNotFound.WithDetails("unknown route")
+	ErrReadOnly      = ErrMethodNotAllowed.WithDetails("this API is read-only")
+	ErrInvalidSearch = ErrInvalid.WithDetails("invalid search parameter")
 )
 
 // Error implements error; the text is Details, safe to log.
@@ -175,11 +177,14 @@ func (e *Error) WithCause(cause error) *Error {
 	return c
 }
 
-// AsError maps any error a handler returns to an *Error: store sentinels,
-// search parse errors, echo errors, body-limit and context errors; anything
-// else becomes a 500 exception with a generic text wrapping the cause.
+// AsError maps any error a handler returns to an *Error: the resource
+// server's refusals (auth.BearerError: 401 login or 403 forbidden with their
+// challenge), store sentinels, search parse errors, echo errors, body-limit
+// and context errors; anything else becomes a 500 exception with a generic
+// text wrapping the cause.
 func AsError(err error) *Error {
 	var fe *Error
+	var be *auth.BearerError
 	var se *search.Error
 	var he *echo.HTTPError
 	var mbe *http.MaxBytesError
@@ -188,6 +193,10 @@ func AsError(err error) *Error {
 		return nil
 	case errors.As(err, &fe):
 		return fe
+	case errors.As(err, &be):
+		e := NewError(be.Status).WithDetails(be.Details).WithCause(err)
+		e.challenge = be.Challenge
+		return e
 	case errors.Is(err, store.ErrGone):
 		return ErrGone.WithCause(err)
 	case errors.Is(err, store.ErrNotFound):

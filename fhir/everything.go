@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/store"
 )
 
@@ -26,72 +27,31 @@ func (s *Server) everything(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	canon := url.Values{}
-	eq := store.EverythingQuery{Patient: id, Count: count, Offset: offset}
-	if v := values.Get("_since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return ErrInvalid.WithDetails("_since must be a FHIR instant").WithExpression("_since")
-		}
-		eq.Since = t
-		canon.Set("_since", t.UTC().Format(store.LastUpdatedFormat))
-	}
-	for _, v := range values["_type"] {
-		for t := range strings.SplitSeq(v, ",") {
-			t = strings.TrimSpace(t)
-			if t == "" {
-				continue
-			}
-			if !s.types[t] {
-				return ErrInvalid.WithDetails("_type names an unsupported resource type").WithExpression("_type")
-			}
-			if !slices.Contains(eq.Types, t) {
-				eq.Types = append(eq.Types, t)
-			}
-		}
-	}
-	if len(eq.Types) > 0 {
-		canon.Set("_type", strings.Join(eq.Types, ","))
+	eq, canon, err := s.everythingQuery(values, id, count, offset)
+	if err != nil {
+		return err
 	}
 
-	d, err := s.authorize(c, Access{Interaction: InteractionEverything, Type: "Patient", ID: id})
+	d, err := s.authorize(c, access{interaction: auth.InteractionEverything, typ: "Patient", id: id})
 	if err != nil {
 		return err
 	}
 	if !d.allows(id) {
-		return forbidden(c, d)
+		return errOutside
 	}
 	ctx := c.Request().Context()
 	if _, err := s.store.Read(ctx, "Patient", id); err != nil {
 		return err
 	}
-	if err := s.checkFilters(c, d, "Patient", id); err != nil {
+	if err := s.checkFilters(ctx, d, "Patient", id); err != nil {
 		return err
 	}
-	plan, err := s.everythingPlan(c, id, d, eq.Types)
+	plan := s.everythingPlan(ctx, id, d, eq.Types)
+	rs, total, err := s.everythingPage(ctx, plan, eq)
 	if err != nil {
 		return err
 	}
-	var rs []store.Resource
-	var total int
-	switch {
-	case len(plan.types) == 0:
-		// Nothing the token may see besides what _type excluded.
-	case plan.filtered:
-		rs, total, err = s.everythingBySearch(ctx, id, plan, eq)
-	default:
-		if plan.narrowed {
-			eq.Types = make([]string, len(plan.types))
-			for i, t := range plan.types {
-				eq.Types[i] = t.typ
-			}
-		}
-		rs, total, err = s.store.Everything(ctx, eq)
-	}
-	if err != nil {
-		return err
-	}
-	// Keep only what the Decisions allow (the compartment and the types are
+	// Keep only what the decisions allow (the compartment and the types are
 	// the store's job; this is the second line of defence).
 	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(r) })
 	noteResources(c, rs...)
@@ -111,11 +71,63 @@ func (s *Server) everything(c echo.Context) error {
 	return b.write(c)
 }
 
+// everythingQuery reads _since and _type into the store query of the
+// patient's page, and returns them in canonical form for the paging links.
+func (s *Server) everythingQuery(values url.Values, patient string, count, offset int) (store.EverythingQuery, url.Values, error) {
+	canon := url.Values{}
+	eq := store.EverythingQuery{Patient: patient, Count: count, Offset: offset}
+	if v := values.Get("_since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return eq, nil, ErrInvalid.WithDetails("_since must be a FHIR instant").WithExpression("_since")
+		}
+		eq.Since = t
+		canon.Set("_since", t.UTC().Format(store.LastUpdatedFormat))
+	}
+	for _, v := range values["_type"] {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == "" {
+				continue
+			}
+			if !s.types[t] {
+				return eq, nil, ErrInvalid.WithDetails("_type names an unsupported resource type").WithExpression("_type")
+			}
+			if !slices.Contains(eq.Types, t) {
+				eq.Types = append(eq.Types, t)
+			}
+		}
+	}
+	if len(eq.Types) > 0 {
+		canon.Set("_type", strings.Join(eq.Types, ","))
+	}
+	return eq, canon, nil
+}
+
+// everythingPage reads the page eq asks for under plan: nothing when no type
+// is visible, type by type searches when some type is under granular
+// filters, else one store.Everything over the visible types.
+func (s *Server) everythingPage(ctx context.Context, plan *everythingTypes, eq store.EverythingQuery) ([]store.Resource, int, error) {
+	switch {
+	case len(plan.types) == 0:
+		return nil, 0, nil // nothing the token may see besides what _type excluded
+	case plan.filtered:
+		return s.everythingBySearch(ctx, eq.Patient, plan, eq)
+	}
+	if plan.narrowed {
+		eq.Types = make([]string, len(plan.types))
+		for i, t := range plan.types {
+			eq.Types[i] = t.typ
+		}
+	}
+	return s.store.Everything(ctx, eq)
+}
+
 // everythingType is one resource type $everything returns, with the
-// Decision it is returned under.
+// narrowing it is returned under.
 type everythingType struct {
 	typ string
-	d   Decision
+	d   narrowing
 }
 
 // everythingTypes is which types $everything may return for one patient.
@@ -123,7 +135,7 @@ type everythingTypes struct {
 	types []everythingType // Patient first, then by name
 	// narrowed: some served type is left out (denied or excluded by _type).
 	narrowed bool
-	// filtered: some type is under granular Filters.
+	// filtered: some type is under granular filters.
 	filtered bool
 }
 
@@ -136,14 +148,14 @@ func (p *everythingTypes) allows(r store.Resource) bool {
 	return false
 }
 
-// everythingPlan authorizes each resource type of the patient's compartment
-// separately with InteractionSearch, as included resources are
+// everythingPlan decides each resource type of the patient's compartment
+// separately as a search, as included resources are
 // (operation-patient-everything.html returns only what the client may
-// see): the Patient itself under d, every other type only if its Decision
-// allows the patient. A denial (or an *Error) leaves the type out; any
-// other Authorizer error fails the request. only, when non-empty, is _type.
-func (s *Server) everythingPlan(c echo.Context, patient string, d Decision, only []string) (*everythingTypes, error) {
-	ds := &decisions{s: s, c: c, got: map[string]*Decision{}}
+// see): the Patient itself under d, every other type only if its decision
+// allows the patient. A denied type is left out. only, when non-empty, is
+// _type.
+func (s *Server) everythingPlan(ctx context.Context, patient string, d narrowing, only []string) *everythingTypes {
+	ds := newDecisions(ctx)
 	names := make([]string, 0, len(s.types))
 	for t := range s.types {
 		if t != "Patient" {
@@ -158,22 +170,18 @@ func (s *Server) everythingPlan(c echo.Context, patient string, d Decision, only
 			plan.narrowed = true
 			continue
 		}
-		td := d
+		td := &d
 		if t != "Patient" {
-			got, err := ds.get(t)
-			if err != nil {
-				return nil, err
-			}
-			td = *got
+			td = ds.get(t)
 		}
-		if !td.Allow || !td.allows(patient) {
+		if td == nil || !td.allows(patient) {
 			plan.narrowed = true
 			continue
 		}
-		plan.filtered = plan.filtered || len(td.Filters) > 0
-		plan.types = append(plan.types, everythingType{typ: t, d: td})
+		plan.filtered = plan.filtered || len(td.filters) > 0
+		plan.types = append(plan.types, everythingType{typ: t, d: *td})
 	}
-	return plan, nil
+	return plan
 }
 
 // everythingBySearch pages through the patient's compartment type by type

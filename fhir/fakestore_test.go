@@ -3,7 +3,6 @@ package fhir
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +11,7 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// fakeStore is an in-memory store.Store for the HTTP tests: versions per
+// fakeStore is an in-memory Reader for the HTTP tests: versions per
 // key, index rows per current version, naive matching. fail, when set, is
 // returned by every read method; panics makes them panic.
 type fakeStore struct {
@@ -24,7 +23,7 @@ type fakeStore struct {
 	queries  []store.Query // every Search, for assertions
 }
 
-var _ store.Store = (*fakeStore)(nil)
+var _ Reader = (*fakeStore)(nil)
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{versions: map[store.Key][]store.Resource{}, index: map[store.Key][]store.IndexRow{}}
@@ -60,14 +59,6 @@ func (f *fakeStore) check() error {
 		panic("fake store panic with PHI-like value: Jane Doe")
 	}
 	return f.fail
-}
-
-func (f *fakeStore) Apply(context.Context, []store.RecordWrite) ([]store.WriteResult, error) {
-	return nil, errors.New("fake: read-only")
-}
-
-func (f *fakeStore) SourceRecords(context.Context, []store.RecordKey) (map[store.RecordKey][]byte, error) {
-	return nil, nil
 }
 
 func (f *fakeStore) Read(_ context.Context, typ, id string) (store.Resource, error) {
@@ -263,6 +254,3 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
-
-func (f *fakeStore) Ping(context.Context) error { return f.fail }
-func (f *fakeStore) Close() error               { return nil }

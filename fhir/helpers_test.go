@@ -2,7 +2,9 @@ package fhir
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/store"
 )
 
@@ -26,8 +29,42 @@ type fixedClock struct{ t time.Time }
 
 func (c fixedClock) Now() time.Time { return c.t }
 
-// allowAll is the Authorizer of tests that are not about access.
-var allowAll = AuthorizerFunc(func(echo.Context, Access) (Decision, error) { return Allow(), nil })
+// testCallers is the fake auth.Verifier of the tests (the seam at token
+// verification): each bearer token names a caller; any other token is
+// invalid. The token "down" fails to verify because the revocation set
+// cannot be read, "broken" for an unexpected reason.
+type testCallers map[string]*auth.AccessInfo
+
+func (tc testCallers) Verify(_ context.Context, raw string) (*auth.AccessInfo, error) {
+	switch raw {
+	case "down":
+		return nil, fmt.Errorf("revocations: %w", store.ErrUnavailable)
+	case "broken":
+		return nil, errors.New("revocation set: Jane Doe's grant is corrupt")
+	}
+	if info, ok := tc[raw]; ok {
+		return info, nil
+	}
+	return nil, fmt.Errorf("%w: not a test token", auth.ErrInvalidToken)
+}
+
+// defaultToken is the bearer token env.do sends when the request names none.
+const defaultToken = "test"
+
+// caller is a verified token of client "app" with scope and the patient in
+// context.
+func caller(scope, patient string) *auth.AccessInfo {
+	g, errs := auth.ParseGrant(scope)
+	if len(errs) > 0 {
+		panic(fmt.Sprint(errs))
+	}
+	return &auth.AccessInfo{ClientID: "app", Subject: "app", Scope: scope,
+		Principal: auth.Principal{ClientID: "app", Grant: g, Patient: patient}}
+}
+
+// allowAll is the caller of tests that are not about access: every
+// interaction on every patient.
+var allowAll = testCallers{defaultToken: caller("system/*.cruds", "")}
 
 // secMeta is the meta every sensitive (psychiatric) resource carries: the
 // project's PSY + R security labels.
@@ -82,16 +119,34 @@ type testEnv struct {
 	e   *echo.Echo
 	fs  *fakeStore
 	log *bytes.Buffer
+	// token is the bearer token do sends ("" = none).
+	token string
 }
 
-func newEnv(t testing.TB, auth Authorizer) *testEnv {
+// newEnv serves the fixture with callers verifying the tokens (nil: no
+// Verifier, so every data request is refused).
+func newEnv(t testing.TB, callers testCallers) *testEnv {
+	t.Helper()
+	opts := Options{}
+	if callers != nil {
+		opts.Verifier = callers
+	}
+	env := newEnvWith(t, opts)
+	if callers[defaultToken] != nil {
+		env.token = defaultToken
+	}
+	return env
+}
+
+// newEnvWith serves the fixture with opts (its Store, Base, Clock, Logger and
+// BodyLimit are set here).
+func newEnvWith(t testing.TB, opts Options) *testEnv {
 	t.Helper()
 	fs := fixture()
 	var buf bytes.Buffer
-	s, err := New(Options{
-		Store: fs, Base: testBase, Authorizer: auth, Clock: fixedClock{t0.Add(24 * time.Hour)},
-		Logger: slog.New(slog.NewJSONHandler(&buf, nil)), BodyLimit: 4096,
-	})
+	opts.Store, opts.Base, opts.Clock = fs, testBase, fixedClock{t0.Add(24 * time.Hour)}
+	opts.Logger, opts.BodyLimit = slog.New(slog.NewJSONHandler(&buf, nil)), 4096
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,21 +155,26 @@ func newEnv(t testing.TB, auth Authorizer) *testEnv {
 	return &testEnv{e: e, fs: fs, log: &buf}
 }
 
-// do runs one request; hdr holds header name/value pairs.
+// do runs one request with env.token, unless hdr names an Authorization
+// header; hdr holds header name/value pairs.
 func (env *testEnv) do(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	return env.doAs(env.token, method, target, body, hdr...)
+}
+
+// doAs runs one request with bearer token tok ("" = none), unless hdr names
+// an Authorization header.
+func (env *testEnv) doAs(tok, method, target, body string, hdr ...string) *httptest.ResponseRecorder {
 	var r *http.Request
 	if body != "" {
 		r = httptest.NewRequest(method, target, strings.NewReader(body))
 	} else {
 		r = httptest.NewRequest(method, target, nil)
 	}
-	r.RemoteAddr = "127.0.0.1:40000"
 	for i := 0; i+1 < len(hdr); i += 2 {
-		if hdr[i] == "RemoteAddr" {
-			r.RemoteAddr = hdr[i+1]
-			continue
-		}
 		r.Header.Add(hdr[i], hdr[i+1])
+	}
+	if _, set := r.Header["Authorization"]; !set && tok != "" {
+		r.Header.Set("Authorization", "Bearer "+tok)
 	}
 	w := httptest.NewRecorder()
 	env.e.ServeHTTP(w, r)

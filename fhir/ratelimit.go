@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,17 +23,13 @@ import (
 // name no client and no patient.
 var ErrThrottled = NewError(http.StatusTooManyRequests).WithDetails("request rate limit exceeded")
 
-// contextKeyRateLimit is the echo.Context key of the request's rate-limit
-// outcome: true when served, ErrThrottled when refused.
-const contextKeyRateLimit = "fhir.ratelimit"
-
 // RateLimit limits the requests of each OAuth client (the client_id of the
-// verified access token) with a token bucket: Burst requests at
-// once, refilled at Rate per second. It is charged once per request, after
-// the token is verified and before any store work, on the FHIR API (the
-// SMART Authorizer's RateLimit; the CapabilityStatement, which needs no
-// token, is not charged) and on the ingest API (Guard). Requests without a
-// valid token are not charged: they fail with 401 before any work.
+// verified access token) with a token bucket: Burst requests at once,
+// refilled at Rate per second (docs/design/security.md PRIV-10). Its
+// Middleware charges each request once, right after auth.Authenticate and
+// before anything else, on the FHIR API (the CapabilityStatement, which needs
+// no token, is not charged) and on the ingest API. Requests without a valid
+// token are not charged: they fail with 401 before it.
 //
 // When Limiter fails (Redis down), the request is charged to Fallback, a
 // local bucket per replica, so the API neither fails (500/503) nor goes
@@ -60,6 +57,8 @@ type RateLimit struct {
 	// most Lease tokens for that long (a client gets less, never more). When
 	// fewer than Lease tokens are left, one is taken as usual.
 	Lease int
+	// Clock times the leases; nil uses the wall clock.
+	Clock store.Clock
 
 	leaseMu sync.Mutex
 	leases  map[string]*lease
@@ -88,37 +87,39 @@ func (r *RateLimit) Validate() error {
 	return nil
 }
 
-// check charges the client of info, the request's verified token, one
-// token, once per request (an Authorizer is asked several times for some
-// requests). It returns nil when the request may proceed, or ErrThrottled
-// with Retry-After set on the response. A nil RateLimit or info charges
-// nothing.
-func (r *RateLimit) check(c echo.Context, info *auth.AccessInfo) *Error {
-	if r == nil || info == nil {
-		return nil
+// Middleware charges the request's client one token (the caller
+// auth.Authenticate put in the request's context) and answers 429 throttled,
+// with Retry-After, when its bucket is empty. A nil RateLimit, or a request
+// without a verified caller, charges nothing.
+func (r *RateLimit) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	if r == nil {
+		return next
 	}
-	switch v := c.Get(contextKeyRateLimit).(type) {
-	case bool:
-		return nil
-	case *Error:
-		return v
+	return func(c echo.Context) error {
+		info, ok := auth.FromContext(c.Request().Context())
+		if !ok {
+			return next(c)
+		}
+		if allowed, retry := r.take(c.Request().Context(), clientKey(info.ClientID)); !allowed {
+			c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter(retry))
+			return ErrThrottled
+		}
+		return next(c)
 	}
-	ok, retry := r.take(c, clientKey(info.ClientID))
-	if ok {
-		c.Set(contextKeyRateLimit, true)
-		return nil
+}
+
+func (r *RateLimit) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
 	}
-	c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter(retry))
-	c.Set(contextKeyRateLimit, ErrThrottled)
-	return ErrThrottled
+	return r.Clock.Now()
 }
 
 // take spends a leased token, or asks Limiter (for a new lease when Lease
 // is set), then Fallback when Limiter fails; it fails open.
-func (r *RateLimit) take(c echo.Context, key string) (bool, time.Duration) {
-	ctx := c.Request().Context()
+func (r *RateLimit) take(ctx context.Context, key string) (bool, time.Duration) {
 	if bl, ok := r.Limiter.(store.BatchLimiter); ok && r.Lease > 1 {
-		now := time.Now()
+		now := r.now()
 		if r.spendLease(key, now) {
 			return true, 0
 		}
@@ -167,7 +168,7 @@ func (r *RateLimit) grantLease(key string, n int, expires time.Time) {
 	if r.leases == nil {
 		r.leases = map[string]*lease{}
 	}
-	now := time.Now()
+	now := r.now()
 	if len(r.leases) > 64 {
 		for k, l := range r.leases {
 			if !now.Before(l.expires) {
@@ -176,25 +177,6 @@ func (r *RateLimit) grantLease(key string, n int, expires time.Time) {
 		}
 	}
 	r.leases[key] = &lease{left: n, expires: expires}
-}
-
-// Guard returns guard followed by the rate limit, for the ingest API's
-// access guard: guard (RequireScope) verifies the token and its scope, then
-// the token's client is charged, and a throttled request is answered with
-// the 429 OperationOutcome before any ingest work. A nil RateLimit returns
-// guard itself.
-func (r *RateLimit) Guard(guard echo.MiddlewareFunc) echo.MiddlewareFunc {
-	if r == nil {
-		return guard
-	}
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return guard(func(c echo.Context) error {
-			if e := r.check(c, TokenInfo(c)); e != nil {
-				return writeOutcome(c, e, "")
-			}
-			return next(c)
-		})
-	}
 }
 
 // clientKey is the bucket key of a client: a hash, so key names stay

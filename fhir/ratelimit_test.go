@@ -12,15 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/store"
-	"github.com/ketabridge/ketabridge/store/memory"
+	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// rateEnv serves the fixture behind SMART with rl, and mints tokens for
-// any client.
+// rateEnv serves the fixture with rl behind real SMART tokens, and mints
+// tokens for any client.
 type rateEnv struct {
 	*testEnv
 	tokens *auth.Tokens
@@ -28,9 +26,8 @@ type rateEnv struct {
 
 func newRateEnv(t *testing.T, rl *RateLimit) *rateEnv {
 	t.Helper()
-	ks, _ := smartKit()
-	tk := auth.NewTokens(ks, smartIssuer, testBase, store.SystemClock{})
-	return &rateEnv{testEnv: newEnv(t, SMART{Tokens: tk, RateLimit: rl}), tokens: tk}
+	tk := smartTokens(t, store.SystemClock{})
+	return &rateEnv{testEnv: newEnvWith(t, Options{Verifier: tk, RateLimit: rl}), tokens: tk}
 }
 
 // token mints a system/*.rs access token of client.
@@ -41,6 +38,41 @@ func (e *rateEnv) token(t *testing.T, client string) []string {
 		t.Fatal(err)
 	}
 	return bearer(tok)
+}
+
+// clockBucket is a token-bucket store.Limiter on a fake clock (the seam at
+// the shared limiter): the tests move time instead of sleeping.
+type clockBucket struct {
+	clock *storetest.FakeClock
+	mu    sync.Mutex
+	b     map[string]*bucketState
+}
+
+type bucketState struct {
+	tokens float64
+	at     time.Time
+}
+
+func newClockBucket() *clockBucket {
+	return &clockBucket{clock: storetest.NewFakeClock(t0), b: map[string]*bucketState{}}
+}
+
+func (l *clockBucket) Take(_ context.Context, key string, rate float64, burst int) (bool, time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now()
+	st := l.b[key]
+	if st == nil {
+		st = &bucketState{tokens: float64(burst), at: now}
+		l.b[key] = st
+	}
+	st.tokens = min(float64(burst), st.tokens+now.Sub(st.at).Seconds()*rate)
+	st.at = now
+	if st.tokens >= 1 {
+		st.tokens--
+		return true, 0, nil
+	}
+	return false, time.Duration((1 - st.tokens) / rate * float64(time.Second)), nil
 }
 
 // wantThrottled checks a 429 answer: Retry-After in whole seconds (>= 1),
@@ -66,7 +98,8 @@ func wantThrottled(t *testing.T, w *httptest.ResponseRecorder, client string) ti
 }
 
 func TestRateLimitPerClient(t *testing.T) {
-	env := newRateEnv(t, &RateLimit{Limiter: memory.NewLimiter(), Rate: 1, Burst: 3})
+	bucket := newClockBucket()
+	env := newRateEnv(t, &RateLimit{Limiter: bucket, Rate: 1, Burst: 3})
 	a, b := env.token(t, "app-a"), env.token(t, "app-b")
 	for i := range 3 {
 		if w := env.do("GET", "/fhir/Patient/p1", "", a...); w.Code != http.StatusOK {
@@ -82,8 +115,8 @@ func TestRateLimitPerClient(t *testing.T) {
 	}
 	env.fs.panics = false
 
-	// Every API path with a valid token is limited, including the paths
-	// answered after Authenticate only; the CapabilityStatement is not.
+	// Every API path with a valid token is limited, including paths no
+	// route serves; the CapabilityStatement is not.
 	wantThrottled(t, env.do("GET", "/fhir/Observation?patient=p1", "", a...), "app-a")
 	wantThrottled(t, env.do("GET", "/fhir/NoSuchType", "", a...), "app-a")
 	if w := env.do("GET", "/fhir/metadata", "", a...); w.Code != http.StatusOK {
@@ -100,7 +133,7 @@ func TestRateLimitPerClient(t *testing.T) {
 		t.Errorf("another client: status %d, want 200: %s", w.Code, w.Body)
 	}
 
-	time.Sleep(retry)
+	bucket.clock.Advance(retry)
 	if w := env.do("GET", "/fhir/Patient/p1", "", a...); w.Code != http.StatusOK {
 		t.Errorf("after waiting Retry-After: status %d, want 200: %s", w.Code, w.Body)
 	}
@@ -108,13 +141,13 @@ func TestRateLimitPerClient(t *testing.T) {
 }
 
 func TestRateLimitOncePerRequest(t *testing.T) {
-	// $everything and _include ask the Authorizer once per type: the
-	// client is still charged once per request.
+	// $everything and _include decide once per type: the client is still
+	// charged once per request.
 	for _, target := range []string{"/fhir/Patient/p1/$everything", "/fhir/Observation?patient=p1&_include=Observation:subject"} {
 		t.Run(target, func(t *testing.T) {
 			// A type denied within a request is left out of the answer, not
 			// an error: what shows a second charge is the bucket.
-			env := newRateEnv(t, &RateLimit{Limiter: memory.NewLimiter(), Rate: 0.01, Burst: 2})
+			env := newRateEnv(t, &RateLimit{Limiter: newClockBucket(), Rate: 0.01, Burst: 2})
 			a := env.token(t, "app-a")
 			if w := env.do("GET", target, "", a...); w.Code != http.StatusOK {
 				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
@@ -142,7 +175,7 @@ func TestRateLimitFallback(t *testing.T) {
 		statuses []int
 		errs     int64
 	}{
-		{"local bucket limits", memory.NewLimiter(), []int{200, 200, 200, 429, 429}, 5},
+		{"local bucket limits", newClockBucket(), []int{200, 200, 200, 429, 429}, 5},
 		{"no fallback serves", nil, []int{200, 200, 200, 200, 200}, 5},
 		{"failing fallback serves", failingLimiter{}, []int{200, 200, 200, 200, 200}, 10},
 	}
@@ -163,51 +196,6 @@ func TestRateLimitFallback(t *testing.T) {
 				t.Errorf("OnError called %d times, want %d", n, tc.errs)
 			}
 		})
-	}
-}
-
-func TestRateLimitIngestGuard(t *testing.T) {
-	env := newRateEnv(t, nil)
-	rl := &RateLimit{Limiter: memory.NewLimiter(), Rate: 0.01, Burst: 2}
-	e := echo.New()
-	g := e.Group("/internal/v1", rl.Guard(RequireScope(env.tokens, "ClinicRecord", auth.InteractionCreate)))
-	var served atomic.Int64
-	g.POST("/records", func(c echo.Context) error {
-		served.Add(1)
-		return c.NoContent(http.StatusNoContent)
-	})
-	post := func(client, scope string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", "/internal/v1/records", strings.NewReader("{}"))
-		if client != "" {
-			tok, _, err := env.tokens.Access(auth.AccessRequest{GrantID: "g-" + client, ClientID: client, Scope: scope})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Header.Set("Authorization", "Bearer "+tok)
-		}
-		w := httptest.NewRecorder()
-		e.ServeHTTP(w, r)
-		return w
-	}
-	const write = "system/ClinicRecord.write"
-	// Refused requests (no token, insufficient scope) are not charged.
-	if w := post("", ""); w.Code != http.StatusUnauthorized {
-		t.Fatalf("no token: status %d, want 401", w.Code)
-	}
-	if w := post("etl", "system/ClinicRecord.read"); w.Code != http.StatusForbidden {
-		t.Fatalf("read scope: status %d, want 403", w.Code)
-	}
-	for i := range 2 {
-		if w := post("etl", write); w.Code != http.StatusNoContent {
-			t.Fatalf("request #%d: status %d, want 204: %s", i+1, w.Code, w.Body)
-		}
-	}
-	wantThrottled(t, post("etl", write), "etl")
-	if n := served.Load(); n != 2 {
-		t.Errorf("handler ran %d times, want 2 (not for the throttled request)", n)
-	}
-	if w := post("etl-2", write); w.Code != http.StatusNoContent {
-		t.Errorf("another client: status %d, want 204", w.Code)
 	}
 }
 
@@ -242,7 +230,7 @@ func TestClientKey(t *testing.T) {
 }
 
 func TestRateLimitValidate(t *testing.T) {
-	lim := memory.NewLimiter()
+	lim := newClockBucket()
 	tests := []struct {
 		name string
 		rl   *RateLimit
@@ -315,17 +303,21 @@ func TestRateLimitLeases(t *testing.T) {
 		t.Errorf("%d round trips (%d leases, %d single) for 11 requests: leases saved nothing", takeNs+takes, takeNs, takes)
 	}
 
-	// A lease lasts LeaseTTL (50 ms): after it the shared bucket is asked
-	// again rather than the stale tokens spent.
+	// A lease lasts LeaseTTL: after it the shared bucket is asked again
+	// rather than the stale tokens spent.
 	bucket = &sharedBucket{tokens: 100}
-	env = newRateEnv(t, &RateLimit{Limiter: bucket, Rate: 100, Burst: 100, Lease: 4})
+	clock := storetest.NewFakeClock(t0)
+	env = newRateEnv(t, &RateLimit{Limiter: bucket, Rate: 100, Burst: 100, Lease: 4, Clock: clock})
 	a = env.token(t, "app-a")
 	env.do("GET", "/fhir/Patient/p1", "", a...)
-	time.Sleep(60 * time.Millisecond)
+	clock.Advance(LeaseTTL - time.Nanosecond)
+	env.do("GET", "/fhir/Patient/p1", "", a...) // spends a leased token
+	clock.Advance(time.Nanosecond)
 	env.do("GET", "/fhir/Patient/p1", "", a...)
 	bucket.mu.Lock()
 	defer bucket.mu.Unlock()
 	if bucket.takeNs != 2 || bucket.tokens != 92 {
-		t.Errorf("after an expired lease: %d leases taken, %d tokens left; want 2 and 92", bucket.takeNs, bucket.tokens)
+		t.Errorf("after an expired lease: %d leases taken, %d tokens left; want 2 and 92 (a lease lives exactly LeaseTTL)",
+			bucket.takeNs, bucket.tokens)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -36,16 +37,11 @@ func (s *Server) target(c echo.Context) (typ, id string, err error) {
 	if typ == "" {
 		typ = "Patient" // the $everything route has Patient in its path
 	}
-	if err := s.checkType(c, typ); err != nil {
+	if err := s.checkType(typ); err != nil {
 		return "", "", err
 	}
 	if !validID(id) {
-		// No such resource can exist; still, only an authenticated caller
-		// learns that (an invalid id is also how $export-style paths land).
-		if err := s.authenticated(c); err != nil {
-			return "", "", err
-		}
-		return "", "", ErrNotFound
+		return "", "", ErrNotFound // no such resource can exist
 	}
 	return typ, id, nil
 }
@@ -56,22 +52,22 @@ func (s *Server) read(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.authorize(c, Access{Interaction: InteractionRead, Type: typ, ID: id})
+	d, err := s.authorize(c, access{interaction: auth.InteractionRead, typ: typ, id: id})
 	if err != nil {
 		return err
 	}
 	r, err := s.store.Read(c.Request().Context(), typ, id)
 	noteResources(c, r) // a denied or deleted read still touched the compartment
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.Filters) > 0) {
-			return forbidden(c, d)
+		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.filters) > 0) {
+			return errOutside
 		}
 		return err
 	}
 	if !d.allows(r.Patient) {
-		return forbidden(c, d)
+		return errOutside
 	}
-	if err := s.checkFilters(c, d, typ, id); err != nil {
+	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
 		return err
 	}
 	return writeResource(c, &r)
@@ -87,22 +83,22 @@ func (s *Server) vread(c echo.Context) error {
 	if err != nil || vid < 1 {
 		return ErrNotFound.WithDetails("unknown version")
 	}
-	d, err := s.authorize(c, Access{Interaction: InteractionVRead, Type: typ, ID: id})
+	d, err := s.authorize(c, access{interaction: auth.InteractionVRead, typ: typ, id: id})
 	if err != nil {
 		return err
 	}
 	r, err := s.store.VRead(c.Request().Context(), typ, id, vid)
 	noteResources(c, r)
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.Filters) > 0) {
-			return forbidden(c, d)
+		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.filters) > 0) {
+			return errOutside
 		}
 		return err
 	}
 	if !d.allows(r.Patient) {
-		return forbidden(c, d)
+		return errOutside
 	}
-	if err := s.checkFilters(c, d, typ, id); err != nil {
+	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
 		return err
 	}
 	if r.Deleted || len(r.Body) == 0 {
@@ -111,28 +107,28 @@ func (s *Server) vread(c echo.Context) error {
 	return writeResource(c, &r)
 }
 
-// checkFilters returns nil when d has no Filters or a search for typ/id
-// under d's Filters and Patients finds the resource, else 403: a single
+// checkFilters returns nil when d has no filters or a search for typ/id
+// under d's filters and patients finds the resource, else 403: a single
 // resource under a granular scope is shown only if the scope's search would
 // show it (docs/design/security.md RS-5). The version history of a resource
 // follows its current version.
-func (s *Server) checkFilters(c echo.Context, d Decision, typ, id string) error {
-	if len(d.Filters) == 0 {
+func (s *Server) checkFilters(ctx context.Context, d narrowing, typ, id string) error {
+	if len(d.filters) == 0 {
 		return nil
 	}
-	ok, err := s.visible(c.Request().Context(), d, typ, []string{id})
+	ok, err := s.visible(ctx, d, typ, []string{id})
 	if err != nil {
 		return err
 	}
 	if !ok[id] {
-		return forbidden(c, d)
+		return errOutside
 	}
 	return nil
 }
 
-// visible returns which of the ids of typ a search under d (Filters and
-// Patients) finds. It runs store searches by _id, never inspects bodies.
-func (s *Server) visible(ctx context.Context, d Decision, typ string, ids []string) (map[string]bool, error) {
+// visible returns which of the ids of typ a search under d (filters and
+// patients) finds. It runs store searches by _id, never inspects bodies.
+func (s *Server) visible(ctx context.Context, d narrowing, typ string, ids []string) (map[string]bool, error) {
 	found := make(map[string]bool, len(ids))
 	for start := 0; start < len(ids); start += search.MaxCount {
 		chunk := ids[start:min(len(ids), start+search.MaxCount)]
@@ -221,7 +217,7 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.authorize(c, Access{Interaction: InteractionHistory, Type: typ, ID: id})
+	d, err := s.authorize(c, access{interaction: auth.InteractionHistoryInstance, typ: typ, id: id})
 	if err != nil {
 		return err
 	}
@@ -236,11 +232,11 @@ func (s *Server) history(c echo.Context) error {
 	size := 0
 	for i := range versions {
 		if !d.allows(versions[i].Patient) {
-			return forbidden(c, d)
+			return errOutside
 		}
 		size += s.searchEntrySize(&versions[i]) + 192 // request and response
 	}
-	if err := s.checkFilters(c, d, typ, id); err != nil {
+	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
 		return err
 	}
 	path := s.base + "/" + typ + "/" + id + "/_history"

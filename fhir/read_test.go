@@ -70,6 +70,9 @@ func TestRead(t *testing.T) {
 				t.Errorf("no request id")
 			}
 			parseFHIR(t, w.Body.Bytes())
+			if tc.name == "current version" {
+				writeSample(t, "read.json", w.Body.Bytes())
+			}
 		})
 	}
 }

@@ -11,29 +11,35 @@ import (
 // come back (or fail over) on the order of seconds.
 const retryAfterUnavailable = "5"
 
-// renderError is THE error renderer under /fhir: every error becomes an
-// OperationOutcome (operationoutcome.html) with the status from the kind
-// table. 401 carries WWW-Authenticate: Bearer (RFC 6750 §3) unless the
-// Authorizer already set a more specific challenge; 405 carries Allow.
-func (s *Server) renderError(c echo.Context, err error) {
+// renderError is THE error renderer under /fhir and /internal: every error
+// becomes an OperationOutcome (operationoutcome.html) with the status from the
+// kind table and Cache-Control: no-store. A refusal of the caller's
+// credentials or scope carries its WWW-Authenticate challenge (RFC 6750 §3),
+// any other 401 a bare Bearer one; 405 carries Allow; 503 Retry-After. The
+// rendered *Error is remembered for AccessLog.
+func renderError(c echo.Context, err error) {
 	resp := c.Response()
 	if resp.Committed {
 		return
 	}
 	fe := AsError(err)
+	c.Set(contextKeyError, fe)
 	h := resp.Header()
 	ct, ok := responseType(c)
 	if !ok {
 		ct = contentFHIRJSON
 	}
 	h.Set(echo.HeaderContentType, ct)
+	h.Set(echo.HeaderCacheControl, "no-store")
 	h.Del(headerETag)
 	h.Del(echo.HeaderLastModified)
+	switch {
+	case fe.challenge != "":
+		h.Set(echo.HeaderWWWAuthenticate, fe.challenge)
+	case fe.Status == http.StatusUnauthorized:
+		h.Set(echo.HeaderWWWAuthenticate, "Bearer")
+	}
 	switch fe.Status {
-	case http.StatusUnauthorized:
-		if h.Get(echo.HeaderWWWAuthenticate) == "" {
-			h.Set(echo.HeaderWWWAuthenticate, "Bearer")
-		}
 	case http.StatusMethodNotAllowed:
 		allow, _ := c.Get(echo.ContextKeyHeaderAllow).(string)
 		if allow == "" {

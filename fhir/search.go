@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -23,7 +24,7 @@ func (s *Server) search(c echo.Context) error {
 // (http.html#search: parameters may also be in the URL). Other content
 // types get 415.
 func (s *Server) searchPost(c echo.Context) error {
-	if err := s.checkType(c, c.Param("type")); err != nil {
+	if err := s.checkType(c.Param("type")); err != nil {
 		return err
 	}
 	req := c.Request()
@@ -46,35 +47,23 @@ func (s *Server) searchPost(c echo.Context) error {
 // searchset Bundle.
 func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	typ := c.Param("type")
-	if err := s.checkType(c, typ); err != nil {
+	if err := s.checkType(typ); err != nil {
 		return err
 	}
 	sr, err := search.Parse(typ, values, lenient(c))
 	if err != nil {
 		return err
 	}
-	d, err := s.authorize(c, Access{Interaction: InteractionSearch, Type: typ})
+	d, err := s.authorize(c, access{interaction: auth.InteractionSearch, typ: typ})
 	if err != nil {
 		return err
 	}
 	if outsidePatients(typ, sr.Query.Clauses, d) {
 		// Asking for another patient's data is refused, not answered
 		// with an empty page (docs/design/security.md NEG-40).
-		return forbidden(c, d)
+		return errOutside
 	}
-	q := sr.Query
-	q.Type = typ
-	if sr.TotalMode == "accurate" {
-		q.Total = true
-	}
-	if sr.Summary == "count" {
-		q.CountOnly, q.Total = true, true
-	}
-	var warnings []*Error
-	for _, name := range sr.Ignored {
-		warnings = append(warnings, ErrNotImplemented.WithSeverity(SeverityWarning).
-			WithDetails("search parameter ignored").WithExpression(name))
-	}
+	q := searchQuery(typ, sr)
 	rewrite, err := newRewriter(typ, sr.Elements, sr.Summary)
 	if err != nil {
 		return err
@@ -86,16 +75,7 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 		return err
 	}
 	matches := filterAllowed(res.Resources, d)
-	total := -1
-	switch {
-	case res.Total >= 0:
-		total = res.Total
-	case q.Offset == 0 && !res.More && !q.CountOnly:
-		total = len(matches) // cheap: this page holds every match
-	}
-	if sr.TotalMode == "none" && !q.CountOnly {
-		total = -1
-	}
+	total := searchTotal(res, q, sr.TotalMode, len(matches))
 
 	var included []store.Resource
 	if !q.CountOnly && len(matches) > 0 {
@@ -126,27 +106,66 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	for i := range included {
 		b.searchEntry(&included[i], nil, modeInclude)
 	}
-	b.outcomeEntry(warnings)
+	b.outcomeEntry(ignoredWarnings(sr.Ignored))
 	return b.write(c)
 }
 
-// searchWithin runs q restricted to the Decision's patients: it sets
+// searchQuery is the store query of a search of typ parsed into sr: _total
+// and _summary=count decide whether the store counts.
+func searchQuery(typ string, sr *search.Request) store.Query {
+	q := sr.Query
+	q.Type = typ
+	if sr.TotalMode == "accurate" {
+		q.Total = true
+	}
+	if sr.Summary == "count" {
+		q.CountOnly, q.Total = true, true
+	}
+	return q
+}
+
+// searchTotal is Bundle.total (-1: left out): the store's count when it
+// counted, else the number of matches when this page holds every one of
+// them, and never for _total=none (search.html#total).
+func searchTotal(res store.SearchResult, q store.Query, mode string, matches int) int {
+	total := -1
+	switch {
+	case res.Total >= 0:
+		total = res.Total
+	case q.Offset == 0 && !res.More && !q.CountOnly:
+		total = matches // cheap: this page holds every match
+	}
+	if mode == "none" && !q.CountOnly {
+		total = -1
+	}
+	return total
+}
+
+// ignoredWarnings are the warning issues of the parameters a lenient search
+// ignored (search.html#errors).
+func ignoredWarnings(names []string) []*Error {
+	var warnings []*Error
+	for _, name := range names {
+		warnings = append(warnings, ErrNotImplemented.WithSeverity(SeverityWarning).
+			WithDetails("search parameter ignored").WithExpression(name))
+	}
+	return warnings
+}
+
+// searchWithin runs q restricted to the narrowing's patients: it sets
 // store.Query.Patients before the query runs (intersecting any restriction
 // the query already has) and never runs an unrestricted query for a
-// restricted Decision.
+// restricted narrowing.
 //
-// The Decision's Filters (granular scopes) are ANDed into the query's
+// The narrowing's filters (granular scopes) are ANDed into the query's
 // clauses, so no page, total, _include or _revinclude can reach a resource
 // they exclude.
-func (s *Server) searchWithin(ctx context.Context, q store.Query, d Decision) (store.SearchResult, error) {
-	if !d.Allow {
-		return store.SearchResult{}, ErrForbidden // never reached: callers pass allowing Decisions
+func (s *Server) searchWithin(ctx context.Context, q store.Query, d narrowing) (store.SearchResult, error) {
+	if len(d.filters) > 0 {
+		q.Clauses = append(slices.Clip(q.Clauses), d.filters...)
 	}
-	if len(d.Filters) > 0 {
-		q.Clauses = append(slices.Clip(q.Clauses), d.Filters...)
-	}
-	if !d.AllPatients {
-		patients := slices.Clone(d.Patients)
+	if !d.all {
+		patients := slices.Clone(d.patients)
 		if len(q.Patients) > 0 {
 			patients = slices.DeleteFunc(patients, func(p string) bool { return !slices.Contains(q.Patients, p) })
 		}
@@ -166,10 +185,10 @@ func (s *Server) searchWithin(ctx context.Context, q store.Query, d Decision) (s
 }
 
 // outsidePatients reports whether a query can only match resources outside
-// a patient-restricted Decision's compartments: a patient or subject
+// a patient-restricted narrowing's compartments: a patient or subject
 // reference clause (or _id on Patient) naming only other patients.
-func outsidePatients(typ string, clauses []store.Clause, d Decision) bool {
-	if d.AllPatients {
+func outsidePatients(typ string, clauses []store.Clause, d narrowing) bool {
+	if d.all {
 		return false
 	}
 	for _, c := range clauses {
@@ -192,169 +211,166 @@ func outsidePatients(typ string, clauses []store.Clause, d Decision) bool {
 				ids = append(ids, v.Str)
 			}
 		}
-		if len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(d.Patients, id) }) {
+		if len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(d.patients, id) }) {
 			return true
 		}
 	}
 	return false
 }
 
-// filterAllowed drops resources outside the Decision's compartments (a
+// filterAllowed drops resources outside the narrowing's compartments (a
 // second line of defence behind store.Query.Patients).
-func filterAllowed(rs []store.Resource, d Decision) []store.Resource {
-	if d.AllPatients {
+func filterAllowed(rs []store.Resource, d narrowing) []store.Resource {
+	if d.all {
 		return rs
 	}
 	return slices.DeleteFunc(rs, func(r store.Resource) bool { return !d.allows(r.Patient) })
 }
 
-// decisions caches one access Decision per resource type for a request's
-// included resources; a denial means "not included", an Authorizer error
-// fails the request.
-type decisions struct {
-	s   *Server
-	c   echo.Context
-	got map[string]*Decision
-}
-
-func (ds *decisions) get(typ string) (*Decision, error) {
-	if d, ok := ds.got[typ]; ok {
-		return d, nil
-	}
-	d, err := ds.s.auth.Authorize(ds.c, Access{Interaction: InteractionSearch, Type: typ})
-	var fe *Error
-	switch {
-	case errors.As(err, &fe):
-		d = Decision{} // an *Error is a denial: the type is not included
-	case err != nil:
-		return nil, ErrAuthorizerFailure.WithCause(err)
-	}
-	ds.got[typ] = &d
-	return &d, nil
-}
-
 // includes resolves _include (store.Refs + store.GetMany) and _revinclude (a
 // reference search over the matched keys) (search.html#include). Every
-// included resource passes the access Decision for its own type and
+// included resource passes the access decision for its own type and
 // compartment; _include:iterate is not followed.
 func (s *Server) includes(c echo.Context, typ string, matches []store.Resource, sr *search.Request) ([]store.Resource, error) {
 	if len(sr.Includes) == 0 && len(sr.RevIncludes) == 0 {
 		return nil, nil
 	}
 	ctx := c.Request().Context()
-	ds := &decisions{s: s, c: c, got: map[string]*Decision{}}
-	seen := make(map[store.Key]bool, len(matches))
-	keys := make([]store.Key, len(matches))
+	in := &includeSet{s: s, ctx: ctx, ds: newDecisions(ctx), seen: make(map[store.Key]bool, len(matches)),
+		keys: make([]store.Key, len(matches))}
 	for i := range matches {
-		keys[i] = store.Key{Type: matches[i].Type, ID: matches[i].ID}
-		seen[keys[i]] = true
+		in.keys[i] = store.Key{Type: matches[i].Type, ID: matches[i].ID}
+		in.seen[in.keys[i]] = true
 	}
-	var out []store.Resource
-	add := func(rs []store.Resource) error {
-		// Types under granular Filters: keep only what a search by _id
-		// under the type's Decision finds (one search per type).
-		filtered := map[string][]string{}
-		for _, r := range rs {
-			d, err := ds.get(r.Type)
-			if err != nil {
-				return err
-			}
-			if len(d.Filters) > 0 && d.allows(r.Patient) {
-				filtered[r.Type] = append(filtered[r.Type], r.ID)
-			}
+	for _, inc := range sr.Includes {
+		if err := in.include(typ, inc); err != nil {
+			return nil, err
 		}
-		visible := map[string]map[string]bool{}
-		for typ, ids := range filtered {
-			d, _ := ds.get(typ)
-			v, err := s.visible(ctx, *d, typ, ids)
-			if err != nil {
-				return err
-			}
-			visible[typ] = v
+	}
+	for _, inc := range sr.RevIncludes {
+		if err := in.revInclude(typ, inc); err != nil {
+			return nil, err
 		}
-		for _, r := range rs {
-			k := store.Key{Type: r.Type, ID: r.ID}
-			if seen[k] || r.Deleted || len(r.Body) == 0 {
-				continue
-			}
-			d, err := ds.get(r.Type)
-			if err != nil {
-				return err
-			}
-			if !d.allows(r.Patient) || (len(d.Filters) > 0 && !visible[r.Type][r.ID]) {
-				continue
-			}
-			seen[k] = true
-			out = append(out, r)
-		}
+	}
+	return in.out, nil
+}
+
+// includeSet collects the resources a searchset includes besides its
+// matches, each at most once.
+type includeSet struct {
+	s    *Server
+	ctx  context.Context
+	ds   *decisions
+	seen map[store.Key]bool // matches and resources already included
+	keys []store.Key        // the matches
+	out  []store.Resource
+}
+
+// include follows one _include from the matches to the resources they
+// reference.
+func (in *includeSet) include(typ string, inc search.Include) error {
+	if inc.Source != typ {
 		return nil
 	}
-
-	for _, inc := range sr.Includes {
-		if inc.Source != typ {
+	var params []string
+	if inc.Param != "*" {
+		params = []string{inc.Param}
+	}
+	refs, err := in.s.store.Refs(in.ctx, in.keys, params)
+	if err != nil {
+		return err
+	}
+	var targets []store.Key
+	for _, ref := range refs {
+		if (inc.Target != "" && ref.Target.Type != inc.Target) || in.seen[ref.Target] || !in.s.types[ref.Target.Type] {
 			continue
 		}
-		var params []string
-		if inc.Param != "*" {
-			params = []string{inc.Param}
-		}
-		refs, err := s.store.Refs(ctx, keys, params)
-		if err != nil {
-			return nil, err
-		}
-		var targets []store.Key
-		for _, ref := range refs {
-			if (inc.Target != "" && ref.Target.Type != inc.Target) || seen[ref.Target] || !s.types[ref.Target.Type] {
-				continue
-			}
-			if !slices.Contains(targets, ref.Target) {
-				targets = append(targets, ref.Target)
-			}
-		}
-		if len(targets) == 0 {
-			continue
-		}
-		rs, err := s.store.GetMany(ctx, targets)
-		if err != nil {
-			return nil, err
-		}
-		if err := add(rs); err != nil {
-			return nil, err
+		if !slices.Contains(targets, ref.Target) {
+			targets = append(targets, ref.Target)
 		}
 	}
+	if len(targets) == 0 {
+		return nil
+	}
+	rs, err := in.s.store.GetMany(in.ctx, targets)
+	if err != nil {
+		return err
+	}
+	return in.add(rs)
+}
 
-	for _, inc := range sr.RevIncludes {
-		if (inc.Target != "" && inc.Target != typ) || !s.types[inc.Source] {
+// revInclude follows one _revinclude: the resources of inc.Source whose
+// reference parameter points at a match, searched under the source type's
+// own narrowing.
+func (in *includeSet) revInclude(typ string, inc search.Include) error {
+	if (inc.Target != "" && inc.Target != typ) || !in.s.types[inc.Source] {
+		return nil
+	}
+	d := in.ds.get(inc.Source)
+	if d == nil {
+		return nil // the caller may not search the source type
+	}
+	p, _ := search.Lookup(inc.Source, inc.Param)
+	if p.Type != 0 && p.Type != store.KindReference {
+		return nil
+	}
+	clause := store.Clause{Param: inc.Param, Kind: store.KindReference}
+	for _, k := range in.keys {
+		clause.Values = append(clause.Values, store.Value{Str: k.String()})
+	}
+	res, err := in.s.searchWithin(in.ctx, store.Query{
+		Type:    inc.Source,
+		Clauses: []store.Clause{clause},
+		Count:   search.MaxCount,
+	}, *d)
+	if err != nil {
+		return err
+	}
+	return in.add(res.Resources)
+}
+
+// add includes the resources of rs the caller may see under their own type's
+// decision: in an allowed compartment and, under granular filters, found by a
+// search by _id under them.
+func (in *includeSet) add(rs []store.Resource) error {
+	visible, err := in.visibleUnderFilters(rs)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		k := store.Key{Type: r.Type, ID: r.ID}
+		if in.seen[k] || r.Deleted || len(r.Body) == 0 {
 			continue
 		}
-		d, err := ds.get(inc.Source)
-		if err != nil {
-			return nil, err
-		}
-		if !d.Allow {
+		d := in.ds.get(r.Type)
+		if d == nil || !d.allows(r.Patient) || (len(d.filters) > 0 && !visible[r.Type][r.ID]) {
 			continue
 		}
-		p, _ := search.Lookup(inc.Source, inc.Param)
-		if p.Type != 0 && p.Type != store.KindReference {
-			continue
-		}
-		clause := store.Clause{Param: inc.Param, Kind: store.KindReference}
-		for _, k := range keys {
-			clause.Values = append(clause.Values, store.Value{Str: k.String()})
-		}
-		res, err := s.searchWithin(ctx, store.Query{
-			Type:    inc.Source,
-			Clauses: []store.Clause{clause},
-			Count:   search.MaxCount,
-		}, *d)
-		if err != nil {
-			return nil, err
-		}
-		if err := add(res.Resources); err != nil {
-			return nil, err
+		in.seen[k] = true
+		in.out = append(in.out, r)
+	}
+	return nil
+}
+
+// visibleUnderFilters runs, for each type of rs under granular filters, one
+// search by _id under the type's narrowing, and returns what it finds by type
+// and id.
+func (in *includeSet) visibleUnderFilters(rs []store.Resource) (map[string]map[string]bool, error) {
+	filtered := map[string][]string{}
+	for _, r := range rs {
+		if d := in.ds.get(r.Type); d != nil && len(d.filters) > 0 && d.allows(r.Patient) {
+			filtered[r.Type] = append(filtered[r.Type], r.ID)
 		}
 	}
-	return out, nil
+	visible := make(map[string]map[string]bool, len(filtered))
+	for typ, ids := range filtered {
+		v, err := in.s.visible(in.ctx, *in.ds.get(typ), typ, ids)
+		if err != nil {
+			return nil, err
+		}
+		visible[typ] = v
+	}
+	return visible, nil
 }
 
 // controlParams are the result and common parameters a paging link may carry

@@ -4,11 +4,13 @@
 // Patient/$everything, the CapabilityStatement, content negotiation, ETags,
 // and one error renderer that answers every failure with an OperationOutcome.
 //
-// The API is read-only (ingest is separate); every data access passes an
-// Authorizer decision before the store is queried.
+// The API is read-only (ingest is separate). Every data route authenticates
+// the caller first (auth.Authenticate), and every data access passes the
+// caller's access decision (auth.Decide) before the store is queried.
 package fhir
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -29,14 +32,39 @@ const (
 	DefaultTimeout   = 30 * time.Second
 )
 
+// Reader is the storage the FHIR API reads, declared here by its consumer and
+// no larger than it needs: the read interactions of store.Store (whose
+// comments cite the spec section of each). Every backend and the read cache
+// implement it.
+type Reader interface {
+	Read(ctx context.Context, typ, id string) (store.Resource, error)
+	VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error)
+	History(ctx context.Context, typ, id string, count, offset int) ([]store.Resource, int, error)
+	GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error)
+	Search(ctx context.Context, q store.Query) (store.SearchResult, error)
+	Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error)
+	Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error)
+}
+
+var _ Reader = store.Store(nil)
+
 // Options configure a Server.
 type Options struct {
-	Store store.Store
+	// Store is what the API reads.
+	Store Reader
 	// Base is the FHIR base URL clients use, e.g. http://localhost:8080/fhir;
 	// fullUrls, paging links and implementation.url are built from it.
 	Base string
-	// Authorizer decides access; nil denies everything (DenyAll).
-	Authorizer Authorizer
+	// Verifier verifies the bearer tokens of every route but metadata
+	// (auth.Authenticate); nil refuses every such request with 401.
+	Verifier auth.Verifier
+	// RateLimit, when set, limits each client's requests, charged right
+	// after authentication and before anything else (see RateLimit).
+	RateLimit *RateLimit
+	// CORS is the gateway's CORS policy (docs/design/security.md NET-1):
+	// any origin for metadata, registered client origins for the rest. nil
+	// sends no CORS headers.
+	CORS *auth.CORS
 	// Logger receives the access log; nil uses slog.Default().
 	Logger *slog.Logger
 	// Clock stamps Bundle meta.lastUpdated; nil uses the wall clock.
@@ -60,9 +88,11 @@ type Options struct {
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
 type Server struct {
-	store      store.Store
+	store      Reader
 	base       string
-	auth       Authorizer
+	verifier   auth.Verifier
+	rateLimit  *RateLimit
+	cors       *auth.CORS
 	auditor    Auditor
 	log        *slog.Logger
 	clock      store.Clock
@@ -85,16 +115,15 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		store:     opts.Store,
 		base:      strings.TrimSuffix(opts.Base, "/"),
-		auth:      opts.Authorizer,
+		verifier:  opts.Verifier,
+		rateLimit: opts.RateLimit,
+		cors:      opts.CORS,
 		auditor:   opts.Auditor,
 		log:       opts.Logger,
 		clock:     opts.Clock,
 		bodyLimit: opts.BodyLimit,
 		timeout:   opts.Timeout,
 		types:     map[string]bool{},
-	}
-	if s.auth == nil {
-		s.auth = DenyAll{}
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -135,46 +164,68 @@ func (s *Server) Register(e *echo.Echo) {
 	}
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if isFHIRPath(c.Request().URL.Path) {
-			s.renderError(c, err)
+			renderError(c, err)
 			return
 		}
 		prev(err, c)
 	}
 
 	// The middleware chain is composed once per route here rather than by
-	// group middleware, which echo v4 re-applies on every request.
+	// group middleware, which echo v4 re-applies on every request. Each data
+	// route names the interaction it serves, for the audit trail of requests
+	// refused before the handler runs.
 	g := e.Group("/fhir")
-	add := func(method, path string, h echo.HandlerFunc) {
-		g.Add(method, path, s.chain(h))
+	add := func(method, path string, i auth.Interaction, h echo.HandlerFunc) {
+		g.Add(method, path, s.chain(i, h))
 	}
-	add(http.MethodGet, "/metadata", s.metadata)
-	add(http.MethodGet, "/:type", s.search)
-	add(http.MethodPost, "/:type/_search", s.searchPost)
-	add(http.MethodGet, "/:type/_search", s.search)
-	add(http.MethodGet, "/:type/:id", s.read)
-	add(http.MethodGet, "/:type/:id/_history", s.history)
-	add(http.MethodGet, "/:type/:id/_history/:vid", s.vread)
-	add(http.MethodGet, "/Patient/:id/$everything", s.everything)
-	add(http.MethodGet, "/Patient/:id/%24everything", s.everything) // echo routes on the raw path when it is escaped
+	for _, m := range []string{http.MethodGet, http.MethodOptions} {
+		g.Add(m, "/metadata", s.openChain(s.metadata)) // docs/design/security.md RS-1, DISC-7: no token
+	}
+	add(http.MethodGet, "/:type", auth.InteractionSearch, s.search)
+	add(http.MethodPost, "/:type/_search", auth.InteractionSearch, s.searchPost)
+	add(http.MethodGet, "/:type/_search", auth.InteractionSearch, s.search)
+	add(http.MethodGet, "/:type/:id", auth.InteractionRead, s.read)
+	add(http.MethodGet, "/:type/:id/_history", auth.InteractionHistoryInstance, s.history)
+	add(http.MethodGet, "/:type/:id/_history/:vid", auth.InteractionVRead, s.vread)
+	add(http.MethodGet, "/Patient/:id/$everything", auth.InteractionEverything, s.everything)
+	add(http.MethodGet, "/Patient/:id/%24everything", auth.InteractionEverything, s.everything) // echo routes on the raw path when it is escaped
 
 	// Write interactions (http.html#create, #update, #patch, #delete,
 	// #transaction): the API is read-only.
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		add(m, "", s.readOnly)
-		add(m, "/:type", s.readOnly)
-		add(m, "/:type/:id", s.readOnly)
+		add(m, "", "", s.readOnly)
+		add(m, "/:type", writeInteraction(m, false), s.readOnly)
+		add(m, "/:type/:id", writeInteraction(m, true), s.readOnly)
 	}
-	// Unmatched paths under /fhir (still through the middleware): 404 for
-	// GET, 405 for other methods.
-	add(echo.RouteNotFound, "", s.unmatched)
-	add(echo.RouteNotFound, "/*", s.unmatched)
+	// Unmatched paths under /fhir (still through the middleware, so an
+	// unauthenticated caller gets 401 there too): 404 for GET, 405 for other
+	// methods. OPTIONS reaches the chain everywhere, whose CORS policy
+	// answers preflights before authentication.
+	for _, m := range []string{echo.RouteNotFound, http.MethodOptions} {
+		add(m, "", "", s.unmatched)
+		add(m, "/*", "", s.unmatched)
+	}
 }
 
-// chain wraps h in the /fhir middleware, outermost first: request id,
-// audit (after the response is complete), access log + error rendering, panic recovery, content negotiation (406),
-// body limit and timeout.
-func (s *Server) chain(h echo.HandlerFunc) echo.HandlerFunc {
-	mws := []echo.MiddlewareFunc{s.requestID, s.audit, s.accessLog, s.recover, s.negotiate, s.limits}
+// chain wraps a data route's handler h in the /fhir middleware, outermost
+// first: the access log (with the request id), the audit trail (after the
+// response is complete), error rendering, panic recovery, the request
+// timeout, CORS (preflights end here), then authentication
+// (docs/design/security.md RS-1: before anything parses the request), the
+// rate limit, content negotiation (406) and the body limit.
+func (s *Server) chain(i auth.Interaction, h echo.HandlerFunc) echo.HandlerFunc {
+	return wrap(h, AccessLog(s.log), s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
+		auth.Authenticate(s.verifier), s.rateLimit.Middleware, s.negotiate, s.bodyLimitMW)
+}
+
+// openChain is chain for the routes that need no token (the
+// CapabilityStatement): open CORS, no authentication, rate limit or audit.
+func (s *Server) openChain(h echo.HandlerFunc) echo.HandlerFunc {
+	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.cors.Open, s.negotiate, s.bodyLimitMW)
+}
+
+// wrap applies mws to h, the first outermost.
+func wrap(h echo.HandlerFunc, mws ...echo.MiddlewareFunc) echo.HandlerFunc {
 	for i := len(mws) - 1; i >= 0; i-- {
 		h = mws[i](h)
 	}
@@ -183,59 +234,17 @@ func (s *Server) chain(h echo.HandlerFunc) echo.HandlerFunc {
 
 func isFHIRPath(p string) bool { return p == "/fhir" || strings.HasPrefix(p, "/fhir/") }
 
-// Authenticator is implemented by Authorizers that can tell whether a
-// request carries valid credentials at all, whatever it asks for. The server
-// asks it before answering for types and paths it does not serve, so an
-// unauthenticated caller gets 401 everywhere under /fhir except the
-// CapabilityStatement and learns nothing of the API's shape
-// (docs/design/security.md RS-1, NEG-44). A denying Decision is rendered like
-// an Authorize denial.
-type Authenticator interface {
-	Authenticate(c echo.Context) (Decision, error)
-}
-
-// authenticated checks the caller's credentials when the Authorizer can.
-func (s *Server) authenticated(c echo.Context) error {
-	a, ok := s.auth.(Authenticator)
-	if !ok {
-		return nil
-	}
-	d, err := a.Authenticate(c)
-	if err != nil {
-		var fe *Error
-		if errors.As(err, &fe) {
-			return fe
-		}
-		return ErrAuthorizerFailure.WithCause(err)
-	}
-	if !d.Allow {
-		if d.Challenge != "" {
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, d.Challenge)
-		}
-		return d.denial()
-	}
-	return nil
-}
-
-// checkType returns ErrUnknownType unless typ is served; for an unknown type
-// the caller's credentials are checked first.
-func (s *Server) checkType(c echo.Context, typ string) error {
+// checkType returns ErrUnknownType unless typ is served.
+func (s *Server) checkType(typ string) error {
 	if !s.types[typ] {
-		if err := s.authenticated(c); err != nil {
-			return err
-		}
 		return ErrUnknownType
 	}
 	return nil
 }
 
-// unmatched answers requests no route matched, after checking the caller's
-// credentials: 404 for GET, else 405 (only GET, and POST for _search, are
-// served under /fhir).
+// unmatched answers requests no route matched: 404 for GET, else 405 (only
+// GET, and POST for _search, are served under /fhir).
 func (s *Server) unmatched(c echo.Context) error {
-	if err := s.authenticated(c); err != nil {
-		return err
-	}
 	if c.Request().Method == http.MethodGet {
 		return ErrUnknownRoute
 	}
@@ -245,14 +254,14 @@ func (s *Server) unmatched(c echo.Context) error {
 // readOnly answers write interactions: 404 for an unknown type, else 405.
 func (s *Server) readOnly(c echo.Context) error {
 	if t := c.Param("type"); t != "" {
-		if err := s.checkType(c, t); err != nil {
+		if err := s.checkType(t); err != nil {
 			return err
 		}
 		// Every interaction needs authorization (docs/design/security.md RS-1
-		// to RS-3, NEG-42): a write the token does not allow is a 401/403, not
+		// to RS-3, NEG-42): a write the token does not allow is a 403, not
 		// a 405.
-		if i, ok := writeInteraction(c.Request().Method, c.Param("id") != ""); ok {
-			if _, err := s.authorize(c, Access{Interaction: i, Type: t, ID: c.Param("id")}); err != nil {
+		if i := writeInteraction(c.Request().Method, c.Param("id") != ""); i != "" {
+			if _, err := s.authorize(c, access{interaction: i, typ: t, id: c.Param("id")}); err != nil {
 				return err
 			}
 		}
@@ -261,43 +270,18 @@ func (s *Server) readOnly(c echo.Context) error {
 }
 
 // writeInteraction names the write interaction of a method on a type
-// (withID: on an instance) (http.html#create, #update, #patch, #delete).
-func writeInteraction(method string, withID bool) (Interaction, bool) {
+// (withID: on an instance) (http.html#create, #update, #patch, #delete), ""
+// for none.
+func writeInteraction(method string, withID bool) auth.Interaction {
 	switch {
 	case method == http.MethodPost && !withID:
-		return InteractionCreate, true
+		return auth.InteractionCreate
 	case method == http.MethodPut:
-		return InteractionUpdate, true
+		return auth.InteractionUpdate
 	case method == http.MethodPatch:
-		return InteractionPatch, true
+		return auth.InteractionPatch
 	case method == http.MethodDelete:
-		return InteractionDelete, true
+		return auth.InteractionDelete
 	}
-	return "", false
-}
-
-// authorize asks the Authorizer and turns denials and failures into errors
-// (fail closed).
-func (s *Server) authorize(c echo.Context, a Access) (Decision, error) {
-	d, err := s.auth.Authorize(c, a)
-	noteAccess(c, a, d)
-	if err != nil {
-		var fe *Error
-		if errors.As(err, &fe) {
-			return Decision{}, fe
-		}
-		if store.IsUnavailable(err) {
-			// Shared auth state (revocations) could not be checked: fail
-			// closed, but say it is transient.
-			return Decision{}, ErrUnavailable.WithCause(err)
-		}
-		return Decision{}, ErrAuthorizerFailure.WithCause(err)
-	}
-	if !d.Allow {
-		if d.Challenge != "" {
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, d.Challenge)
-		}
-		return Decision{}, d.denial()
-	}
-	return d, nil
+	return ""
 }

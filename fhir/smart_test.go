@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -32,14 +31,18 @@ const (
 	catSystem   = "http://terminology.hl7.org/CodeSystem/observation-category"
 )
 
-// smartAuthStore is a store.AuthStore holding signing keys and revocations
-// (the only parts auth.Tokens uses); other methods panic (nil embedded).
+// smartAuthStore is an in-memory auth.KeyStore and auth.RevocationStore: the
+// state auth.Tokens verifies against.
 type smartAuthStore struct {
-	store.AuthStore
 	mu      sync.Mutex
 	keys    []store.SigningKey
 	revoked map[string]time.Time
 }
+
+var (
+	_ auth.KeyStore        = (*smartAuthStore)(nil)
+	_ auth.RevocationStore = (*smartAuthStore)(nil)
+)
 
 func (s *smartAuthStore) PutKey(_ context.Context, k store.SigningKey) error {
 	s.mu.Lock()
@@ -83,6 +86,20 @@ var smartKit = sync.OnceValues(func() (*auth.KeySet, *smartAuthStore) {
 	return ks, st
 })
 
+// smartTokens is a token minter and verifier on the shared key set and
+// revocations.
+func smartTokens(t testing.TB, clock store.Clock) *auth.Tokens {
+	t.Helper()
+	ks, st := smartKit()
+	revs, err := auth.NewRevocations(context.Background(), st, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := auth.NewTokens(ks, smartIssuer, testBase, clock)
+	tk.SetRevocations(revs)
+	return tk
+}
+
 type smartEnv struct {
 	*testEnv
 	tokens *auth.Tokens
@@ -97,8 +114,8 @@ type smartEnv struct {
 func newSMARTEnv(t *testing.T) *smartEnv {
 	t.Helper()
 	ks, _ := smartKit()
-	tk := auth.NewTokens(ks, smartIssuer, testBase, store.SystemClock{})
-	env := newEnv(t, SMART{Tokens: tk, Realm: "KetaBridge"})
+	tk := smartTokens(t, store.SystemClock{})
+	env := newEnvWith(t, Options{Verifier: tk})
 	for _, o := range []struct{ id, patient, cat string }{{"v1", "p1", "vital-signs"}, {"s1", "p1", "survey"}, {"l1", "p1", "laboratory"}, {"v2", "p2", "vital-signs"}} {
 		rows := append(obsRows(o.patient), store.IndexRow{Param: "category", Kind: store.KindToken, System: catSystem, Code: o.cat})
 		env.fs.put("Observation", o.id, o.patient, t0, obsBody(o.id, o.patient), rows...)
@@ -457,67 +474,12 @@ func TestFilterClauses(t *testing.T) {
 	}
 }
 
-func TestRequireScope(t *testing.T) {
-	env := newSMARTEnv(t)
-	e := echo.New()
-	g := e.Group("/internal/v1", RequireScope(env.tokens, "ClinicRecord", auth.InteractionCreate))
-	g.POST("/records", func(c echo.Context) error {
-		if TokenInfo(c) == nil {
-			t.Error("no token info for the handler")
-		}
-		return c.NoContent(http.StatusNoContent)
-	})
-	forged := env.forgeries(t)
-	tests := []struct {
-		name, scope string
-		hdr         []string
-		status      int
-		challenge   string
-	}{
-		{name: "no token", status: 401, challenge: chMissing},
-		{name: "invalid token", hdr: bearer(forged["bad signature"]), status: 401, challenge: chInvalid},
-		{name: "expired token", hdr: bearer(forged["expired"]), status: 401, challenge: chInvalid},
-		{name: "backend scope", scope: "system/ClinicRecord.write", status: 204},
-		{name: "v2 create scope", scope: "system/ClinicRecord.c", status: 204},
-		{name: "read-only system scope", scope: "system/ClinicRecord.read", status: 403, challenge: chScope},
-		{name: "other type", scope: "system/Observation.write", status: 403, challenge: chScope},
-		{name: "patient scope", scope: "patient/ClinicRecord.write", status: 403, challenge: chScope},
-		{name: "granular scope", scope: "system/ClinicRecord.c?category=x", status: 403, challenge: chScope},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			hdr := tc.hdr
-			if tc.scope != "" {
-				hdr = bearer(env.token(t, tc.scope, "p1"))
-			}
-			r := httptest.NewRequest("POST", "/internal/v1/records", strings.NewReader("{}"))
-			for i := 0; i+1 < len(hdr); i += 2 {
-				r.Header.Set(hdr[i], hdr[i+1])
-			}
-			w := httptest.NewRecorder()
-			e.ServeHTTP(w, r)
-			if got := w.Header().Get("WWW-Authenticate"); got != tc.challenge {
-				t.Errorf("WWW-Authenticate = %q, want %q", got, tc.challenge)
-			}
-			if tc.status == 204 {
-				if w.Code != 204 {
-					t.Errorf("status %d: %s", w.Code, w.Body)
-				}
-				return
-			}
-			code := map[int]string{401: "login", 403: "forbidden"}[tc.status]
-			outcome(t, w, tc.status, code)
-		})
-	}
-}
-
 // BenchmarkReadSMART is BenchmarkRead with a verified (cached) SMART token:
 // the cost of authorization on the hottest path.
 func BenchmarkReadSMART(b *testing.B) {
-	ks, _ := smartKit()
-	tk := auth.NewTokens(ks, smartIssuer, testBase, store.SystemClock{})
+	tk := smartTokens(b, store.SystemClock{})
 	s, err := New(Options{
-		Store: fixture(), Base: testBase, Authorizer: SMART{Tokens: tk}, Clock: fixedClock{t0},
+		Store: fixture(), Base: testBase, Verifier: tk, Clock: fixedClock{t0},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -25,8 +25,8 @@ type AuditRecord struct {
 	// ClientID is the SMART client that made the request, empty when the
 	// request carried no verified token.
 	ClientID string
-	// Interaction is the FHIR interaction asked for (a fhir.Interaction:
-	// "read", "vread", "search", ...). Required.
+	// Interaction is the FHIR interaction asked for (an auth.Interaction:
+	// "read", "vread", "search-type", ...). Required.
 	Interaction string
 	// Type is the resource type asked for, empty when none.
 	Type string

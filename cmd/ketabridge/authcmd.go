@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"strings"
 	"unicode"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/postgres"
 	"github.com/ketabridge/ketabridge/store/sqlite"
@@ -124,15 +124,6 @@ func validID(id string) bool {
 	return true
 }
 
-// isLoopback reports whether host (no port) is a loopback name or address.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // checkWebURL checks an absolute https URL (http only for loopback hosts),
 // without credentials or fragment (RFC 6749 §3.1.2: a redirection URI is
 // absolute and has no fragment).
@@ -147,7 +138,7 @@ func checkWebURL(s string) error {
 		return fmt.Errorf("must not contain credentials")
 	case u.Scheme == "https":
 		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && auth.IsLoopback(u.Hostname()):
 		return nil
 	case u.Scheme == "http":
 		return fmt.Errorf("must use https (http is allowed for loopback hosts only)")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -13,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ketabridge/ketabridge/auth"
 )
 
 // metrics are the gateway's Prometheus metrics. Labels are route templates,
@@ -97,9 +98,7 @@ func (m *metrics) handler() http.Handler {
 func loopbackOnly(h http.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() ||
-			r.Header.Get("Forwarded") != "" || r.Header.Get("X-Forwarded-For") != "" {
+		if !auth.IsLoopback(r.RemoteAddr) || r.Header.Get("Forwarded") != "" || r.Header.Get("X-Forwarded-For") != "" {
 			return echo.NewHTTPError(http.StatusNotFound)
 		}
 		h.ServeHTTP(c.Response(), c.Request())

@@ -12,11 +12,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir"
-	"github.com/ketabridge/ketabridge/fhir/ingestapi"
+	"github.com/ketabridge/ketabridge/ingestapi"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
-	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
 	"github.com/ketabridge/ketabridge/store/memory"
 	"github.com/ketabridge/ketabridge/store/sqlite"
@@ -180,33 +178,30 @@ func (a *app) newEcho(log *slog.Logger) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ec.Pre(fhirCORS(a.store.(store.AuthStore)))
 	rl, err := a.rateLimit()
 	if err != nil {
 		return nil, err
 	}
 	fs, err := fhir.New(fhir.Options{
-		Store:      a.reads,
-		Base:       a.cfg.FHIRBase(),
-		Authorizer: fhir.SMART{Tokens: as.tokens, Realm: fhir.DefaultRealm, RateLimit: rl},
-		Auditor:    aud,
-		Logger:     log,
-		Version:    versionString(),
+		Store:     a.reads,
+		Base:      a.cfg.FHIRBase(),
+		Verifier:  as.tokens,
+		RateLimit: rl,
+		CORS:      as.server.CORS(),
+		Auditor:   aud,
+		Logger:    log,
+		Version:   versionString(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fhir server: %w", err)
 	}
 	// The authorization server first: fhir.Register wraps the error handler
 	// in place at that moment for everything outside /fhir.
-	as.server.Register(ec)
+	as.server.Register(ec, fhir.AccessLog(log))
 	fs.Register(ec)
 
-	internal := ec.Group("/internal/v1", requestLog(log))
-	guard := fhir.RequireScope(as.tokens, "ClinicRecord", auth.InteractionCreate)
-	if rl != nil {
-		guard = rl.Guard(guard)
-	}
-	ingestapi.Register(internal, a.ingest, clinic.Schema(), guard)
+	ingestapi.Register(ec.Group("/internal/v1"), a.ingest, clinic.Schema(),
+		ingestapi.Options{Verifier: as.tokens, RateLimit: rl, Logger: log})
 
 	// Liveness: the process answers (always 200 while it runs).
 	ec.GET("/healthz", func(c echo.Context) error {
@@ -284,37 +279,6 @@ func (a *app) rateLimit() (*fhir.RateLimit, error) {
 		return nil, fmt.Errorf("rate limit: %w", err)
 	}
 	return rl, nil
-}
-
-// requestLog logs one line per request: method, route template, status,
-// latency. Never query strings or bodies (PHI).
-func requestLog(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			start := time.Now()
-			err := next(c)
-			status := c.Response().Status
-			if err != nil {
-				var he *echo.HTTPError
-				if errors.As(err, &he) {
-					status = he.Code
-				} else {
-					status = http.StatusInternalServerError
-				}
-			}
-			level := slog.LevelInfo
-			if status >= 500 {
-				level = slog.LevelError
-			}
-			attrs := []any{"method", c.Request().Method, "route", c.Path(), "status", status,
-				"latency_ms", time.Since(start).Milliseconds()}
-			if cause, ok := c.Get("ingestapi.error").(error); ok && cause != nil {
-				attrs = append(attrs, "err", cause.Error())
-			}
-			log.Log(c.Request().Context(), level, "request", attrs...)
-			return err
-		}
-	}
 }
 
 type discard struct{}

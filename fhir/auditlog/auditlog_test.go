@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/store"
@@ -97,7 +98,7 @@ const phiPatient = "patient-jane-doe-1980"
 func event(i int, patients ...string) fhir.Event {
 	return fhir.Event{
 		Time: t0.Add(time.Duration(i) * time.Millisecond), RequestID: fmt.Sprintf("req-%d", i),
-		Interaction: fhir.InteractionRead, Type: "Observation", ID: fmt.Sprintf("o%d", i),
+		Interaction: auth.InteractionRead, Type: "Observation", ID: fmt.Sprintf("o%d", i),
 		Patients: patients, Status: 200, ClientID: "ehr-1",
 	}
 }
@@ -331,9 +332,9 @@ func TestStoredRecordsRenderAsMarshalled(t *testing.T) {
 	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour, NewID: func() string { n++; return fmt.Sprintf("id-%03d", n) }})
 	user := event(1, "p1", "p2")
 	user.Time = user.Time.Add(456789 * time.Nanosecond) // sub-ms digits
-	user.Interaction, user.Version = fhir.InteractionVRead, "2"
+	user.Interaction, user.Version = auth.InteractionVRead, "2"
 	user.FHIRUser, user.Subject, user.Purpose = "Practitioner/dr1", "alice", "TREAT"
-	denied := fhir.Event{Time: t0.Add(time.Second), Interaction: fhir.InteractionSearch, Type: "Observation", Status: 401}
+	denied := fhir.Event{Time: t0.Add(time.Second), Interaction: auth.InteractionSearch, Type: "Observation", Status: 401}
 	events := []fhir.Event{user, denied}
 	for _, ev := range events {
 		w.Record(ctx, ev)

@@ -4,10 +4,10 @@
 //
 // A bad record gets precise errors (field path and message, never values) and
 // writes nothing; good records in the same batch still land. Every record is
-// written atomically with everything mapped from it (store.Store.Apply).
+// written atomically with everything mapped from it (Writer.Apply).
 //
-// The package knows the store only through its interfaces; it imports no web
-// framework and no database driver.
+// The package knows the store only through Writer, the interface it declares;
+// it imports no web framework and no database driver.
 package ingest
 
 import (
@@ -40,10 +40,23 @@ const (
 // DefaultChunk is the number of records written per store.Apply call.
 const DefaultChunk = 500
 
+// Writer is the storage the ingest pipeline uses, declared here by its
+// consumer and no larger than it needs: the write side of store.Store. Every
+// backend and the read cache (which invalidates what changed) implement it.
+type Writer interface {
+	// Apply writes each record atomically and reports per-record outcomes.
+	Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error)
+	// SourceRecords returns the stored source records for the keys that
+	// exist (references are checked against them).
+	SourceRecords(ctx context.Context, keys []store.RecordKey) (map[store.RecordKey][]byte, error)
+}
+
+var _ Writer = store.Store(nil)
+
 // Service ingests clinic records. It is safe for concurrent use; concurrent
 // batches that touch the same records are serialised by the store.
 type Service struct {
-	st     store.Store
+	st     Writer
 	mapper *mapping.Mapper
 	index  Indexer
 	clock  store.Clock
@@ -52,7 +65,7 @@ type Service struct {
 
 // New returns a Service writing to st. clock supplies the recorded time handed
 // to the mapper (one instant per batch).
-func New(st store.Store, m *mapping.Mapper, index Indexer, clock store.Clock) *Service {
+func New(st Writer, m *mapping.Mapper, index Indexer, clock store.Clock) *Service {
 	if clock == nil {
 		clock = store.SystemClock{}
 	}
@@ -115,178 +128,240 @@ func (s *Service) Ingest(ctx context.Context, raw []json.RawMessage) ([]Result, 
 // written have an empty Outcome. Re-sending the batch is safe: what landed
 // comes back unchanged.
 func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, progress Progress) ([]Result, Summary, error) {
-	results := make([]Result, len(raw))
-	items := make([]item, len(raw))
+	b := &batchRun{s: s, raw: raw, results: make([]Result, len(raw)), items: make([]item, len(raw))}
 
 	// 1. Decode and validate every record; index the good ones by key.
-	batch := make(map[clinic.Key]int, len(raw)) // key -> index of the last good record
-	for i, data := range raw {
-		results[i].Index = i
-		it := &items[i]
-		rec, errs := decode(data)
-		if rec != nil {
-			results[i].Kind, results[i].ID = string(rec.RecordKind()), rec.RecordID()
-		} else {
-			results[i].Kind, results[i].ID = peekHeader(data)
-		}
-		if len(errs) == 0 {
-			errs = clinic.Validate(rec)
-		}
-		if len(errs) > 0 {
-			s.reject(&results[i], errs)
-			continue
-		}
-		it.rec = rec
-		it.ok = true
-		batch[clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}] = i
-	}
+	b.decode()
 	if err := ctx.Err(); err != nil {
-		return results, Summary{}, err
-	}
-
-	// Records rejected here shadow their key: a reference to them is an
-	// error that says so, even when an older version is stored.
-	res := &resolver{items: items, batch: batch, stored: map[clinic.Key]clinic.Record{}, rejected: map[clinic.Key]bool{}}
-	for i := range results {
-		if results[i].Outcome != OutcomeRejected || results[i].Kind == "" || results[i].ID == "" {
-			continue
-		}
-		if k := (clinic.Key{Kind: clinic.Kind(results[i].Kind), ID: results[i].ID}); !hasKey(batch, k) {
-			res.rejected[k] = true
-		}
+		return b.results, Summary{}, err
 	}
 
 	// 2. Load the referenced records that are not in the batch, in one call.
-	if err := s.loadStored(ctx, items, res); err != nil {
-		return results, Summary{}, err
+	if err := s.loadStored(ctx, b.items, b.res); err != nil {
+		return b.results, Summary{}, err
 	}
 
 	// 3. Check references in dependency order (a kind only references kinds
 	// before it, clinic.Kinds), so a rejection propagates to the records that
 	// reference the rejected one, wherever they stand in the batch.
-	order := dependencyOrder(items)
-	for _, i := range order {
-		it := &items[i]
-		if !it.ok {
-			continue
-		}
-		res.rejectedHits = res.rejectedHits[:0]
-		if errs := clinic.CheckRefs(it.rec, res); len(errs) > 0 {
-			if len(res.rejectedHits) > 0 {
-				errs = explainRejectedRefs(raw[i], errs, res.rejectedHits)
-			}
-			it.ok = false
-			s.reject(&results[i], errs)
-			res.drop(i, it.rec)
-		}
-	}
+	b.order = dependencyOrder(b.items)
+	b.checkRefs()
 
 	// 4. Map, index and write chunk by chunk: the next chunk is prepared while
 	// the store writes the previous one.
-	recorded := s.clock.Now()
-	type chunk struct {
-		idx    []int
-		writes []store.RecordWrite
-		upto   int // records of the batch handled once this chunk is written
+	werr, prepErr := b.write(ctx, progress)
+
+	sum := summarize(b.results)
+	if werr != nil {
+		return b.results, sum, fmt.Errorf("ingest: write: %w", werr)
 	}
+	if prepErr != nil {
+		return b.results, sum, fmt.Errorf("ingest: %w", prepErr)
+	}
+	return b.results, sum, nil
+}
+
+// batchRun is the working state of one IngestProgress call.
+type batchRun struct {
+	s       *Service
+	raw     []json.RawMessage
+	results []Result
+	items   []item
+	res     *resolver
+	order   []int // batch indexes in dependency order
+	// written counts the resources of the records stored so far; only the
+	// goroutine that stores touches it until the batch is done.
+	written int
+}
+
+// chunk is one store write: the batch indexes of its records and their
+// writes.
+type chunk struct {
+	idx    []int
+	writes []store.RecordWrite
+	upto   int // records of the batch handled once this chunk is written
+}
+
+// decode decodes and validates every record, indexes the good ones by key,
+// and builds the resolver. Records rejected here shadow their key: a
+// reference to them is an error that says so, even when an older version is
+// stored.
+func (b *batchRun) decode() {
+	batch := make(map[clinic.Key]int, len(b.raw)) // key -> index of the last good record
+	for i, data := range b.raw {
+		b.results[i].Index = i
+		rec, errs := decode(data)
+		if rec != nil {
+			b.results[i].Kind, b.results[i].ID = string(rec.RecordKind()), rec.RecordID()
+		} else {
+			b.results[i].Kind, b.results[i].ID = peekHeader(data)
+		}
+		if len(errs) == 0 {
+			errs = clinic.Validate(rec)
+		}
+		if len(errs) > 0 {
+			b.s.reject(&b.results[i], errs)
+			continue
+		}
+		b.items[i] = item{rec: rec, ok: true}
+		batch[clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}] = i
+	}
+	b.res = &resolver{items: b.items, batch: batch, stored: map[clinic.Key]clinic.Record{}, rejected: map[clinic.Key]bool{}}
+	for i := range b.results {
+		r := &b.results[i]
+		if r.Outcome != OutcomeRejected || r.Kind == "" || r.ID == "" {
+			continue
+		}
+		if k := (clinic.Key{Kind: clinic.Kind(r.Kind), ID: r.ID}); !hasKey(batch, k) {
+			b.res.rejected[k] = true
+		}
+	}
+}
+
+// checkRefs rejects, in dependency order, the good records whose references
+// do not resolve.
+func (b *batchRun) checkRefs() {
+	for _, i := range b.order {
+		it := &b.items[i]
+		if !it.ok {
+			continue
+		}
+		b.res.rejectedHits = b.res.rejectedHits[:0]
+		if errs := clinic.CheckRefs(it.rec, b.res); len(errs) > 0 {
+			if len(b.res.rejectedHits) > 0 {
+				errs = explainRejectedRefs(b.raw[i], errs, b.res.rejectedHits)
+			}
+			b.reject(i, errs)
+		}
+	}
+}
+
+// reject rejects the good record i and drops it from the resolver, so the
+// records referencing it are rejected too.
+func (b *batchRun) reject(i int, errs []clinic.FieldError) {
+	b.items[i].ok = false
+	b.s.reject(&b.results[i], errs)
+	b.res.drop(i, b.items[i].rec)
+}
+
+// write maps and indexes the good records chunk by chunk, in dependency
+// order, while a goroutine writes the previous chunk. It returns the write
+// error and the preparation error (a context or mapping infrastructure
+// failure); either stops the batch.
+func (b *batchRun) write(ctx context.Context, progress Progress) (werr, prepErr error) {
 	chunks := make(chan chunk, 1)
 	done := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var writtenResources int
-	go func() {
-		var err error
-		for c := range chunks {
-			if err != nil {
-				continue // drain
-			}
-			var wr []store.WriteResult
-			wr, err = s.st.Apply(wctx, c.writes)
-			// A *store.BatchError names records the store refused while it
-			// wrote the others: those are rejected, the batch goes on.
-			failed := map[int]error{}
-			var be *store.BatchError
-			if errors.As(err, &be) {
-				for _, re := range be.Records {
-					failed[re.Index] = re.Err
-				}
-				err = nil
-			}
-			if err == nil && len(wr) != len(c.writes) {
-				err = fmt.Errorf("store returned %d results for %d records", len(wr), len(c.writes))
-			}
-			if err != nil {
-				cancel()
-				continue
-			}
-			for k, i := range c.idx {
-				if ferr, bad := failed[k]; bad || wr[k].Outcome == store.Failed {
-					msg := "could not be stored"
-					if ferr != nil {
-						msg += ": " + ferr.Error()
-					}
-					s.reject(&results[i], []clinic.FieldError{{Message: msg}})
-					continue
-				}
-				results[i].Outcome = string(wr[k].Outcome)
-				results[i].Resources = len(c.writes[k].Resources)
-				writtenResources += results[i].Resources
-			}
-			if progress != nil {
-				progress(c.upto, writtenResources)
-			}
-		}
-		done <- err
-	}()
+	go func() { done <- b.store(wctx, cancel, chunks, progress) }()
+	prepErr = b.prepare(wctx, chunks)
+	close(chunks)
+	werr = <-done
+	if progress != nil && werr == nil && prepErr == nil {
+		progress(len(b.order), b.written)
+	}
+	return werr, prepErr
+}
 
-	var prepErr error
+// prepare maps the good records in dependency order and sends them to
+// chunks, s.chunk records at a time.
+func (b *batchRun) prepare(ctx context.Context, chunks chan<- chunk) error {
+	recorded := b.s.clock.Now()
 	cur := chunk{}
-	for n, i := range order {
-		if err := wctx.Err(); err != nil {
-			prepErr = err
-			break
+	for n, i := range b.order {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		it := &items[i]
+		it := &b.items[i]
 		if !it.ok {
 			continue
 		}
-		w, errs, err := s.prepare(it.rec, recorded)
+		w, errs, err := b.s.prepare(it.rec, recorded)
 		if err != nil {
-			prepErr = err
-			break
+			return err
 		}
 		if len(errs) > 0 {
 			// Mapping failed: reject, and reject the later records that
 			// reference this one (they come later in dependency order).
-			it.ok = false
-			s.reject(&results[i], errs)
-			res.drop(i, it.rec)
+			b.reject(i, errs)
 			continue
 		}
-		if bad := res.rejectedRef(it.rec); len(bad) > 0 {
-			it.ok = false
-			s.reject(&results[i], refErrors(raw[i], bad))
-			res.drop(i, it.rec)
+		if bad := b.res.rejectedRef(it.rec); len(bad) > 0 {
+			b.reject(i, refErrors(b.raw[i], bad))
 			continue
 		}
 		cur.idx = append(cur.idx, i)
 		cur.writes = append(cur.writes, w)
-		if len(cur.idx) >= s.chunk {
+		if len(cur.idx) >= b.s.chunk {
 			cur.upto = n + 1
 			chunks <- cur
 			cur = chunk{}
 		}
 	}
-	if prepErr == nil && len(cur.idx) > 0 {
-		cur.upto = len(order)
+	if len(cur.idx) > 0 {
+		cur.upto = len(b.order)
 		chunks <- cur
 	}
-	close(chunks)
-	werr := <-done
-	if progress != nil && werr == nil && prepErr == nil {
-		progress(len(order), writtenResources)
-	}
+	return nil
+}
 
+// store writes the chunks it receives until chunks is closed. After a
+// failure it cancels the preparation and drains the rest; it returns the
+// failure.
+func (b *batchRun) store(ctx context.Context, cancel func(), chunks <-chan chunk, progress Progress) error {
+	var err error
+	for c := range chunks {
+		if err != nil {
+			continue // drain
+		}
+		if err = b.storeChunk(ctx, c); err != nil {
+			cancel()
+			continue
+		}
+		if progress != nil {
+			progress(c.upto, b.written)
+		}
+	}
+	return err
+}
+
+// storeChunk writes one chunk and records its records' outcomes. A
+// *store.BatchError names records the store refused while it wrote the
+// others: those are rejected, the batch goes on.
+func (b *batchRun) storeChunk(ctx context.Context, c chunk) error {
+	wr, err := b.s.st.Apply(ctx, c.writes)
+	failed := map[int]error{}
+	var be *store.BatchError
+	if errors.As(err, &be) {
+		for _, re := range be.Records {
+			failed[re.Index] = re.Err
+		}
+		err = nil
+	}
+	if err == nil && len(wr) != len(c.writes) {
+		err = fmt.Errorf("store returned %d results for %d records", len(wr), len(c.writes))
+	}
+	if err != nil {
+		return err
+	}
+	for k, i := range c.idx {
+		if ferr, bad := failed[k]; bad || wr[k].Outcome == store.Failed {
+			msg := "could not be stored"
+			if ferr != nil {
+				msg += ": " + ferr.Error()
+			}
+			b.s.reject(&b.results[i], []clinic.FieldError{{Message: msg}})
+			continue
+		}
+		b.results[i].Outcome = string(wr[k].Outcome)
+		b.results[i].Resources = len(c.writes[k].Resources)
+		b.written += b.results[i].Resources
+	}
+	return nil
+}
+
+// summarize counts a batch's outcomes.
+func summarize(results []Result) Summary {
 	var sum Summary
 	for i := range results {
 		switch results[i].Outcome {
@@ -303,13 +378,7 @@ func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, pro
 			sum.Resources += results[i].Resources
 		}
 	}
-	if werr != nil {
-		return results, sum, fmt.Errorf("ingest: write: %w", werr)
-	}
-	if prepErr != nil {
-		return results, sum, fmt.Errorf("ingest: %w", prepErr)
-	}
-	return results, sum, nil
+	return sum
 }
 
 // item is the working state of one record.

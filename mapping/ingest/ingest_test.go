@@ -17,17 +17,18 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// memStore is a fake at the I/O seam: the parts of store.Store the ingest
-// service uses, with hash-based unchanged detection and version counting.
+// memStore is a fake at the I/O seam: an ingest.Writer with hash-based
+// unchanged detection and version counting.
 type memStore struct {
-	store.Store // unused methods panic
-	mu          sync.Mutex
-	sources     map[store.RecordKey][]byte
-	hashes      map[store.RecordKey]string
-	versions    map[store.Key]int64
-	applies     int
-	failApply   error
+	mu        sync.Mutex
+	sources   map[store.RecordKey][]byte
+	hashes    map[store.RecordKey]string
+	versions  map[store.Key]int64
+	applies   int
+	failApply error
 }
+
+var _ ingest.Writer = (*memStore)(nil)
 
 func newMemStore() *memStore {
 	return &memStore{sources: map[store.RecordKey][]byte{}, hashes: map[store.RecordKey]string{}, versions: map[store.Key]int64{}}
@@ -79,7 +80,7 @@ type fixedClock struct{}
 
 func (fixedClock) Now() time.Time { return time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC) }
 
-func newService(st store.Store) *ingest.Service {
+func newService(st ingest.Writer) *ingest.Service {
 	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
 	return ingest.New(st, m, func(any) ([]store.IndexRow, error) { return nil, nil }, fixedClock{})
 }

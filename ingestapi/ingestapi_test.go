@@ -4,21 +4,27 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/memory"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 )
 
@@ -32,6 +38,31 @@ type testAPI struct {
 	st store.Store
 }
 
+// callers is the fake auth.Verifier of the tests (the seam at token
+// verification): each bearer token names a caller.
+type callers map[string]*auth.AccessInfo
+
+func (cs callers) Verify(_ context.Context, raw string) (*auth.AccessInfo, error) {
+	if info, ok := cs[raw]; ok {
+		return info, nil
+	}
+	return nil, fmt.Errorf("%w: not a test token", auth.ErrInvalidToken)
+}
+
+func backend(t testing.TB, client, scope string) *auth.AccessInfo {
+	g, errs := auth.ParseGrant(scope)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return &auth.AccessInfo{ClientID: client, Subject: client, Scope: scope, Principal: auth.Principal{ClientID: client, Grant: g}}
+}
+
+// testCallers: "etl" and "etl-2" may ingest, "reader" may only read.
+func testCallers(t testing.TB) callers {
+	return callers{"etl": backend(t, "etl", Scope), "etl-2": backend(t, "etl-2", Scope),
+		"reader": backend(t, "reader", "system/ClinicRecord.read")}
+}
+
 func newTestAPI(t *testing.T, limit int64) *testAPI {
 	t.Helper()
 	ctx := context.Background()
@@ -43,16 +74,20 @@ func newTestAPI(t *testing.T, limit int64) *testAPI {
 	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
 	svc := ingest.New(st, m, search.Extract, fixedClock{})
 	e := echo.New()
-	register(e.Group("/internal/v1"), svc, clinic.Schema(), limit, LoopbackOnly)
+	Register(e.Group("/internal/v1"), svc, clinic.Schema(), Options{Verifier: testCallers(t), maxBody: limit,
+		Logger: slog.New(slog.DiscardHandler)})
 	return &testAPI{e: e, st: st}
 }
 
-func (a *testAPI) do(method, path, contentType string, body []byte, remote string) *httptest.ResponseRecorder {
+// do sends one request with bearer token tok ("" = none).
+func (a *testAPI) do(method, path, contentType string, body []byte, tok string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
 	if contentType != "" {
 		req.Header.Set(echo.HeaderContentType, contentType)
 	}
-	req.RemoteAddr = remote
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	rec := httptest.NewRecorder()
 	a.e.ServeHTTP(rec, req)
 	return rec
@@ -60,7 +95,7 @@ func (a *testAPI) do(method, path, contentType string, body []byte, remote strin
 
 func (a *testAPI) post(t *testing.T, contentType string, body []byte) (int, Response, *httptest.ResponseRecorder) {
 	t.Helper()
-	rec := a.do(http.MethodPost, "/internal/v1/records", contentType, body, "127.0.0.1:40000")
+	rec := a.do(http.MethodPost, "/internal/v1/records", contentType, body, "etl")
 	var resp Response
 	if rec.Code == http.StatusOK || rec.Code == http.StatusUnprocessableEntity {
 		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
@@ -70,20 +105,23 @@ func (a *testAPI) post(t *testing.T, contentType string, body []byte) (int, Resp
 	return rec.Code, resp, rec
 }
 
-// goodRecords is mapping/ingest/testdata/good.ndjson as generic objects.
+// goodRecords is mapping/ingest/testdata/good.ndjson as generic objects,
+// split by the API's own NDJSON reader.
 func goodRecords(t *testing.T) []map[string]any {
 	t.Helper()
-	data, err := os.ReadFile("../../mapping/ingest/testdata/good.ndjson")
+	data, err := os.ReadFile("../mapping/ingest/testdata/good.ndjson")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var m map[string]any
-		if err := json.Unmarshal(l, &m); err != nil {
+	raw, err := ParseNDJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]map[string]any, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal(r, &out[i]); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, m)
 	}
 	return out
 }
@@ -258,7 +296,7 @@ func TestPostRecordsRequestErrors(t *testing.T) {
 		name        string
 		contentType string
 		body        []byte
-		remote      string
+		token       string // "" = etl, "-" = none
 		status      int
 		code        string // OperationOutcome issue code
 		diagnostics string // substring of diagnostics
@@ -273,23 +311,21 @@ func TestPostRecordsRequestErrors(t *testing.T) {
 		{"no content type", "", good, "", 415, "not-supported", ""},
 		{"other charset", "application/json; charset=latin1", []byte("[]"), "", 415, "not-supported", "UTF-8"},
 		{"too large", "application/x-ndjson", bytes.Repeat([]byte(" "), 5000), "", 413, "too-costly", ""},
-		{"not loopback", "application/x-ndjson", good, "192.0.2.7:5000", 401, "login", ""},
-		{"forwarded header does not help", "application/x-ndjson", good, "[2001:db8::1]:5000", 401, "login", ""},
+		{"no token", "application/x-ndjson", good, "-", 401, "login", ""},
+		{"no token and a bad body", "text/plain", bytes.Repeat([]byte(" "), 5000), "-", 401, "login", ""},
+		{"invalid token", "application/x-ndjson", good, "forged", 401, "login", ""},
+		{"read scope", "application/x-ndjson", good, "reader", 403, "forbidden", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			remote := tc.remote
-			if remote == "" {
-				remote = "127.0.0.1:1234"
+			tok := tc.token
+			switch tok {
+			case "":
+				tok = "etl"
+			case "-":
+				tok = ""
 			}
-			req := httptest.NewRequest(http.MethodPost, "/internal/v1/records", bytes.NewReader(tc.body))
-			if tc.contentType != "" {
-				req.Header.Set(echo.HeaderContentType, tc.contentType)
-			}
-			req.Header.Set("X-Forwarded-For", "127.0.0.1")
-			req.RemoteAddr = remote
-			rec := httptest.NewRecorder()
-			api.e.ServeHTTP(rec, req)
+			rec := api.do(http.MethodPost, "/internal/v1/records", tc.contentType, tc.body, tok)
 			if rec.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
 			}
@@ -311,6 +347,10 @@ func TestPostRecordsRequestErrors(t *testing.T) {
 			if !strings.Contains(oo.Issue[0].Diagnostics, tc.diagnostics) {
 				t.Errorf("diagnostics %q, want %q in it", oo.Issue[0].Diagnostics, tc.diagnostics)
 			}
+			if want := map[int]string{401: "Bearer realm=", 403: `error="insufficient_scope"`}[tc.status]; want != "" &&
+				!strings.Contains(rec.Header().Get(echo.HeaderWWWAuthenticate), want) {
+				t.Errorf("WWW-Authenticate = %q, want %q in it", rec.Header().Get(echo.HeaderWWWAuthenticate), want)
+			}
 		})
 	}
 }
@@ -328,47 +368,15 @@ func TestPostRecordsAllRejected(t *testing.T) {
 
 func TestGetSchema(t *testing.T) {
 	api := newTestAPI(t, MaxBody)
-	rec := api.do(http.MethodGet, "/internal/v1/schema", "", nil, "[::1]:5555")
+	rec := api.do(http.MethodGet, "/internal/v1/schema", "", nil, "etl")
 	if rec.Code != http.StatusOK || rec.Header().Get(echo.HeaderContentType) != MIMESchemaJSON {
 		t.Fatalf("status %d type %q", rec.Code, rec.Header().Get(echo.HeaderContentType))
 	}
 	if !json.Valid(rec.Body.Bytes()) || !bytes.Equal(rec.Body.Bytes(), clinic.Schema()) {
 		t.Error("schema body differs from clinic.Schema()")
 	}
-	if rec := api.do(http.MethodGet, "/internal/v1/schema", "", nil, "10.1.2.3:5555"); rec.Code != http.StatusUnauthorized {
-		t.Errorf("non-loopback schema: status %d", rec.Code)
-	}
-}
-
-func TestLoopbackOnly(t *testing.T) {
-	tests := []struct {
-		name   string
-		remote string
-		want   int
-	}{
-		{"IPv4 loopback", "127.0.0.1:1", http.StatusNoContent},
-		{"other 127/8", "127.9.8.7:1", http.StatusNoContent},
-		{"IPv6 loopback", "[::1]:1", http.StatusNoContent},
-		{"private address", "10.0.0.1:1", http.StatusUnauthorized},
-		{"public address", "203.0.113.5:1", http.StatusUnauthorized},
-		{"garbage", "localhost:1", http.StatusUnauthorized},
-		{"empty", "", http.StatusUnauthorized},
-	}
-	e := echo.New()
-	e.GET("/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }, RenderErrors, LoopbackOnly)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			req := httptest.NewRequest(http.MethodGet, "/x", nil)
-			req.RemoteAddr = tc.remote
-			rec := httptest.NewRecorder()
-			e.ServeHTTP(rec, req)
-			if rec.Code != tc.want {
-				t.Errorf("status %d, want %d", rec.Code, tc.want)
-			}
-			if tc.want == http.StatusUnauthorized && rec.Header().Get(echo.HeaderWWWAuthenticate) != "Bearer" {
-				t.Error("no WWW-Authenticate: Bearer")
-			}
-		})
+	if rec := api.do(http.MethodGet, "/internal/v1/schema", "", nil, ""); rec.Code != http.StatusUnauthorized {
+		t.Errorf("schema without a token: status %d", rec.Code)
 	}
 }
 
@@ -398,4 +406,51 @@ func TestParseNDJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRateLimit: requests refused for their token or scope are not charged;
+// a throttled client gets the 429 OperationOutcome before any ingest work.
+func TestRateLimit(t *testing.T) {
+	var served atomic.Int64
+	e := echo.New()
+	rl := &fhir.RateLimit{Limiter: memory.NewLimiter(), Rate: 0.01, Burst: 2}
+	Register(e.Group("/internal/v1"), ingesterFunc(func() { served.Add(1) }), clinic.Schema(),
+		Options{Verifier: testCallers(t), RateLimit: rl, Logger: slog.New(slog.DiscardHandler)})
+	api := &testAPI{e: e}
+	post := func(tok string) *httptest.ResponseRecorder {
+		return api.do(http.MethodPost, "/internal/v1/records", MIMENDJSON, []byte("{}\n"), tok)
+	}
+	if w := post(""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("no token: status %d, want 401", w.Code)
+	}
+	if w := post("reader"); w.Code != http.StatusForbidden {
+		t.Fatalf("read scope: status %d, want 403", w.Code)
+	}
+	for i := range 2 {
+		if w := post("etl"); w.Code != http.StatusOK {
+			t.Fatalf("request #%d: status %d, want 200: %s", i+1, w.Code, w.Body)
+		}
+	}
+	w := post("etl")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"throttled"`) {
+		t.Fatalf("third request: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	if n := served.Load(); n != 2 {
+		t.Errorf("ingest ran %d times, want 2 (not for the throttled request)", n)
+	}
+	if w := post("etl-2"); w.Code != http.StatusOK {
+		t.Errorf("another client: status %d, want 200", w.Code)
+	}
+}
+
+// ingesterFunc is an Ingester that lands every record, calling f per batch.
+type ingesterFunc func()
+
+func (f ingesterFunc) Ingest(_ context.Context, raw []json.RawMessage) ([]ingest.Result, ingest.Summary, error) {
+	f()
+	res := make([]ingest.Result, len(raw))
+	for i := range res {
+		res[i] = ingest.Result{Index: i, Outcome: ingest.OutcomeCreated}
+	}
+	return res, ingest.Summary{Created: len(raw)}, nil
 }

@@ -24,22 +24,29 @@
 // batch can then be re-sent as it is (re-sent records that landed come back
 // unchanged).
 //
-// Access: the gateway guards the API with a SMART backend-services token
-// carrying system/ClinicRecord.write (see Register).
+// Access: every request needs a SMART backend-services token carrying
+// system/ClinicRecord.write (docs/design/security.md RS-1, RS-2), checked
+// before the request is read; refusals are 401 and 403 OperationOutcomes with
+// their WWW-Authenticate challenge. Errors use fhir's one OperationOutcome
+// renderer and the gateway's one access log (see Register).
 package ingestapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
 )
 
@@ -48,36 +55,62 @@ const MaxBody = 64 << 20
 
 // Media types.
 const (
-	MIMEJSON        = "application/json"
-	MIMENDJSON      = "application/x-ndjson"
-	MIMENDJSONAlt   = "application/ndjson"
-	MIMESchemaJSON  = "application/schema+json"
-	MIMEFHIRJSON    = "application/fhir+json"
-	contentTypeUTF8 = "; charset=utf-8"
+	MIMEJSON       = "application/json"
+	MIMENDJSON     = "application/x-ndjson"
+	MIMENDJSONAlt  = "application/ndjson"
+	MIMESchemaJSON = "application/schema+json"
 )
+
+// Scope is the SMART scope the API requires: a backend client's token with
+// system/ClinicRecord.write (or .c, .cruds).
+const Scope = "system/ClinicRecord.write"
+
+// Request-level errors (http.html#Status-Codes), rendered by fhir's renderer.
+var (
+	errTooLarge         = fhir.ErrTooLarge.WithDetails("request body too large (limit 64 MiB)")
+	errUnsupportedMedia = fhir.ErrUnsupportedMedia.WithDiagnostics(
+		"send application/json (an array of records) or application/x-ndjson (one record per line)")
+	errUnavailable = fhir.ErrUnavailable.WithDetails("the store is unavailable")
+)
+
+// Ingester ingests a batch of clinic records (mapping/ingest.Service).
+type Ingester interface {
+	Ingest(ctx context.Context, raw []json.RawMessage) ([]ingest.Result, ingest.Summary, error)
+}
+
+// Options configure Register.
+type Options struct {
+	// Verifier verifies the bearer tokens (auth.Authenticate); nil refuses
+	// every request with 401.
+	Verifier auth.Verifier
+	// RateLimit, when set, limits each client's requests once its token and
+	// scope are checked.
+	RateLimit *fhir.RateLimit
+	// Logger receives the access log; nil uses slog.Default().
+	Logger *slog.Logger
+	// maxBody overrides MaxBody (tests).
+	maxBody int64
+}
 
 // Register mounts the internal API on g, the group at the API's prefix
 // (conventionally e.Group("/internal/v1")): POST {g}/records and
-// GET {g}/schema. It installs the group's error renderer and guard, the
-// access check every request passes first: the gateway passes the SMART
-// check for a backend token with system/ClinicRecord.write
-// (fhir.RequireScope). There is no default: a nil guard is refused.
-func Register(g *echo.Group, svc *ingest.Service, schema []byte, guard echo.MiddlewareFunc) {
-	register(g, svc, schema, MaxBody, guard)
-}
-
-func register(g *echo.Group, svc *ingest.Service, schema []byte, limit int64, guard echo.MiddlewareFunc) {
-	if guard == nil {
-		panic("ingestapi: Register needs an access guard")
+// GET {g}/schema. Every request passes, in this order: the access log,
+// fhir's OperationOutcome renderer, panic recovery, authentication
+// (auth.Authenticate, before the request is read), the scope check
+// (auth.RequireScope: Scope) and the rate limit.
+func Register(g *echo.Group, svc Ingester, schema []byte, opts Options) {
+	h := &handler{svc: svc, schema: schema, limit: MaxBody}
+	if opts.maxBody > 0 {
+		h.limit = opts.maxBody
 	}
-	h := &handler{svc: svc, schema: schema, limit: limit}
-	g.Use(RenderErrors, guard)
+	g.Use(fhir.AccessLog(opts.Logger), fhir.RenderErrors, fhir.Recover, auth.Authenticate(opts.Verifier),
+		auth.RequireScope("ClinicRecord", auth.InteractionCreate), opts.RateLimit.Middleware)
 	g.POST("/records", h.postRecords)
 	g.GET("/schema", h.getSchema)
 }
 
 type handler struct {
-	svc    *ingest.Service
+	svc    Ingester
 	schema []byte
 	limit  int64
 }
@@ -120,7 +153,7 @@ func (h *handler) postRecords(c echo.Context) error {
 		return errUnsupportedMedia
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return errUnsupportedMedia.withDiagnostics("only UTF-8 is accepted")
+		return errUnsupportedMedia.WithDiagnostics("only UTF-8 is accepted")
 	}
 	var parse func([]byte) ([]json.RawMessage, error)
 	switch strings.ToLower(mt) {
@@ -140,23 +173,25 @@ func (h *handler) postRecords(c echo.Context) error {
 		if errors.As(err, &mbe) {
 			return errTooLarge
 		}
-		return errBadRequest.withDetails("request body could not be read").withCause(err)
+		return fhir.ErrInvalid.WithDetails("request body could not be read").WithCause(err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return errBadRequest.withDetails("empty request body").withDiagnostics("send a JSON array or NDJSON of clinic records")
+		return fhir.ErrInvalid.WithDetails("empty request body").WithDiagnostics("send a JSON array or NDJSON of clinic records")
 	}
 	raw, err := parse(body)
 	if err != nil {
-		return errBadRequest.withDetails("malformed JSON").withDiagnostics(err.Error())
+		return fhir.ErrInvalid.WithDetails("malformed JSON").WithDiagnostics(err.Error())
 	}
 	if len(raw) == 0 {
-		return errBadRequest.withDetails("the batch holds no records")
+		return fhir.ErrInvalid.WithDetails("the batch holds no records")
 	}
 
 	results, sum, err := h.svc.Ingest(req.Context(), raw)
 	if err != nil {
 		landed := sum.Created + sum.Updated + sum.Unchanged
-		return errUnavailable.withCause(err).withDiagnostics(fmt.Sprintf(
+		// The store (or the shared cache) should be back within seconds;
+		// re-sending the batch is safe (landed records come back unchanged).
+		return errUnavailable.WithCause(err).WithDiagnostics(fmt.Sprintf(
 			"the store failed after %d of %d records were stored; re-send the batch (records that landed come back unchanged)",
 			landed, len(raw)))
 	}
