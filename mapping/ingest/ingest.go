@@ -250,7 +250,7 @@ func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, pro
 		if !it.ok {
 			continue
 		}
-		w, errs, err := s.prepare(it.rec, recorded)
+		w, errs, err := s.prepare(it.rec, recorded, res)
 		if err != nil {
 			prepErr = err
 			break
@@ -642,12 +642,16 @@ func lookupPath(doc any, path string) any {
 // prepare maps and indexes one record into a store write. errs reports a
 // record the mapper or indexer refused (the record is rejected); err is
 // reserved for failures that are not the record's fault.
-func (s *Service) prepare(rec clinic.Record, recorded time.Time) (store.RecordWrite, []clinic.FieldError, error) {
+//
+// related resolves the records rec references (the batch's and the stored
+// ones loaded for CheckRefs): the mapper takes a course's dosage from its
+// protocol and a session's reason and product from its course and protocol.
+func (s *Service) prepare(rec clinic.Record, recorded time.Time, related clinic.Resolver) (store.RecordWrite, []clinic.FieldError, error) {
 	src, err := clinic.Canonical(rec)
 	if err != nil {
 		return store.RecordWrite{}, []clinic.FieldError{{Message: "record cannot be serialised: " + err.Error()}}, nil
 	}
-	outs, err := s.mapper.Map(rec, recorded)
+	outs, err := s.mapper.MapWith(rec, recorded, related)
 	if err != nil {
 		return store.RecordWrite{}, []clinic.FieldError{{Message: "record cannot be mapped to FHIR: " + err.Error()}}, nil
 	}
