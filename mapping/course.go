@@ -35,7 +35,7 @@ func (e *emitter) course(c *clinic.Course) {
 		{"prescriberId", c.PrescriberID}, {"diagnosisId", c.DiagnosisID}} {
 		e.require(f[0], f[1])
 	}
-	e.patientID = ResourceID(clinic.KindPatient, c.PatientID)
+	e.setPatient(c.PatientID)
 	start := e.date("start", c.Start)
 	end := e.date("end", c.End)
 	authored := start
@@ -207,7 +207,7 @@ func (e *emitter) diagnosis(d *clinic.Diagnosis) {
 	e.require("patientId", d.PatientID)
 	e.require("icd10", d.ICD10)
 	e.require("clinicalStatus", d.ClinicalStatus)
-	e.patientID = ResourceID(clinic.KindPatient, d.PatientID)
+	e.setPatient(d.PatientID)
 	res := &r4.Condition{
 		Id:   ptr(id),
 		Meta: m.meta("us-core-condition-problems-health-concerns", true),

@@ -39,7 +39,7 @@ func (e *emitter) coverage(c *clinic.Coverage) {
 	if !ok {
 		e.fail("status", "unsupported value")
 	}
-	e.patientID = ResourceID(clinic.KindPatient, c.PatientID)
+	e.setPatient(c.PatientID)
 	res := &r4.Coverage{
 		Id:   ptr(id),
 		Meta: m.meta("us-core-coverage", false),
@@ -131,7 +131,7 @@ func (e *emitter) consent(c *clinic.Consent) {
 	if len(c.RecipientIDs) == 0 {
 		e.fail("recipientIds", "is required")
 	}
-	e.patientID = ResourceID(clinic.KindPatient, c.PatientID)
+	e.setPatient(c.PatientID)
 	prov := &r4.ConsentProvision{
 		Type:   &ptype,
 		Period: period(e.dateOrTime("start", c.Start), e.dateOrTime("end", c.End)),
@@ -200,7 +200,7 @@ func (e *emitter) trial(t *clinic.AntidepressantTrial) {
 	if start == nil {
 		e.fail("start", "is required")
 	}
-	e.patientID = ResourceID(clinic.KindPatient, t.PatientID)
+	e.setPatient(t.PatientID)
 	status := "completed"
 	if t.Outcome == "ongoing" {
 		status = "active"

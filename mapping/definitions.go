@@ -56,6 +56,8 @@ func Definitions() ([]Output, error) {
 	for _, x := range codes.Extensions {
 		res = append(res, extensionDefinition(x))
 	}
+	res = append(res, searchParameters()...)
+	res = append(res, operationDefinitions()...)
 	res = append(res, implementationGuide(res))
 
 	out := make([]Output, len(res))
@@ -69,6 +71,20 @@ func Definitions() ([]Output, error) {
 	}
 	return out, nil
 }
+
+// searchParameters are the SearchParameters of the search parameters the
+// gateway adds beyond R4 and US Core. It has none yet: every parameter it
+// serves is an R4 or US Core one (fhir/search names their canonical
+// definitions). A parameter of its own goes here, with its canonical under
+// codes.CanonicalBase + "/SearchParameter/".
+func searchParameters() []any { return nil }
+
+// operationDefinitions are the OperationDefinitions of the operations the
+// gateway adds. None yet: $everything is the standard Patient operation
+// (http://hl7.org/fhir/OperationDefinition/Patient-everything) and needs no
+// definition of the project's. An operation of its own goes here, with its
+// canonical under codes.CanonicalBase + "/OperationDefinition/".
+func operationDefinitions() []any { return nil }
 
 // typeAndID returns the resource type and id of a definition resource.
 func typeAndID(r any) (string, string) {
@@ -152,7 +168,6 @@ const (
 	ext1Expr   = "extension.exists() != value.exists()"
 	elementSD  = "http://hl7.org/fhir/StructureDefinition/Element"
 	extSD      = "http://hl7.org/fhir/StructureDefinition/Extension"
-	fhirType   = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 	fhirString = "http://hl7.org/fhirpath/System.String"
 )
 
@@ -174,12 +189,12 @@ func base(path string, min int, max string) *r4.ElementDefinitionBase {
 }
 
 // systemString is the type of Element.id and Extension.url in R4
-// StructureDefinitions: a FHIRPath System.String marked with its FHIR type.
-func systemString(fhir string) []r4.ElementDefinitionType {
-	return []r4.ElementDefinitionType{{
-		Extension: []r4.Extension{{Url: fhirType, ValueUrl: ptr(fhir)}},
-		Code:      fhirString,
-	}}
+// StructureDefinitions: a FHIRPath System.String. (R4 marks it with the
+// structuredefinition-fhir-type extension, whose context is the code
+// primitive; the model library cannot emit primitive extensions, so the
+// informative marker is left out.)
+func systemString() []r4.ElementDefinitionType {
+	return []r4.ElementDefinitionType{{Code: fhirString}}
 }
 
 // extensionDefinition is the StructureDefinition of a simple extension: kind
@@ -215,7 +230,7 @@ func extensionDefinition(x codes.ExtensionSpec) *r4.StructureDefinition {
 			Representation: []r4.PropertyRepresentation{r4.PropertyRepresentationXmlAttr},
 			Short:          ptr("Unique id for inter-element referencing"),
 			Definition:     ptr("Unique id for the element within a resource (for internal references). This may be any string value that does not contain spaces."),
-			Min:            ptr(0), Max: ptr("1"), Base: base("Element.id", 0, "1"), Type: systemString("string"),
+			Min:            ptr(0), Max: ptr("1"), Base: base("Element.id", 0, "1"), Type: systemString(),
 			IsModifier: ptr(false), IsSummary: ptr(false)},
 		{Id: ptr("Extension.extension"), Path: "Extension.extension",
 			Slicing: &r4.ElementDefinitionSlicing{
@@ -232,7 +247,7 @@ func extensionDefinition(x codes.ExtensionSpec) *r4.StructureDefinition {
 			Representation: []r4.PropertyRepresentation{r4.PropertyRepresentationXmlAttr},
 			Short:          ptr("identifies the meaning of the extension"),
 			Definition:     ptr("Source of the definition for the extension code - a logical name or a URL."),
-			Min:            ptr(1), Max: ptr("1"), Base: base("Extension.url", 1, "1"), Type: systemString("uri"),
+			Min:            ptr(1), Max: ptr("1"), Base: base("Extension.url", 1, "1"), Type: systemString(),
 			FixedUri: ptr(x.URL), IsModifier: ptr(false), IsSummary: ptr(false)},
 		{Id: ptr("Extension.value[x]"), Path: "Extension.value[x]",
 			Short:      ptr("Value of extension"),

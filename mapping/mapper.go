@@ -301,13 +301,16 @@ type emitter struct {
 	key clinic.Key
 	// org is the clinic id of the organization behind the record, when known.
 	org string
-	// author is the party responsible for the record's content (a
-	// Practitioner or Organization reference), when the record names one.
+	// author is the Practitioner responsible for the record's content, when
+	// the record names one.
 	author *r4.Reference
-	// patientID is the compartment of the record's resources (a Patient id).
-	patientID string
-	outs      []Output
-	err       *Error
+	// locationClinicID is the clinic id of a session's location.
+	locationClinicID string
+	// patientID is the compartment of the record's resources (a Patient id),
+	// patientClinicID the clinic id of that patient.
+	patientID, patientClinicID string
+	outs                       []Output
+	err                        *Error
 }
 
 // add appends a resource; id and type come from the caller, the compartment
@@ -330,6 +333,36 @@ func (e *emitter) fail(path, reason string) {
 // id is the id of a sub-resource of the current record.
 func (e *emitter) id(parts ...string) string { return ResourceID(e.key.Kind, e.key.ID, parts...) }
 
+// setPatient sets the record's patient by clinic id.
+func (e *emitter) setPatient(clinicID string) {
+	e.patientClinicID = clinicID
+	e.patientID = ResourceID(clinic.KindPatient, clinicID)
+}
+
+// clinicOrg is the clinic id of the clinic Organization behind the record:
+// the configured one, else the organization the record names, else the
+// managing organization of the record's patient or the organization of a
+// session's location (when they resolve); "" when none is known.
+func (e *emitter) clinicOrg() string {
+	switch {
+	case e.m.org != "":
+		return e.m.org
+	case e.org != "":
+		return e.org
+	}
+	if r, ok := e.related(clinic.KindPatient, e.patientClinicID); ok {
+		if p := r.(*clinic.Patient); p.OrganizationID != "" {
+			return p.OrganizationID
+		}
+	}
+	if e.locationClinicID != "" {
+		if r, ok := e.related(clinic.KindLocation, e.locationClinicID); ok {
+			return r.(*clinic.Location).OrganizationID
+		}
+	}
+	return ""
+}
+
 // related resolves a record the mapped record references, normalised to a
 // pointer of the key's kind; ok is false without a resolver or a match.
 func (e *emitter) related(k clinic.Kind, id string) (clinic.Record, bool) {
@@ -348,43 +381,38 @@ func (e *emitter) related(k clinic.Kind, id string) (clinic.Record, bool) {
 }
 
 // provenance appends the record's Provenance (us-core-provenance): target =
-// every resource mapped from the record; agent author = the party the record
-// names as responsible (the clinician, prescriber or recorder, else the
-// record's organization, else the configured clinic Organization) and agent
-// transmitter = the configured clinic Organization (else the record's
-// organization), which sends the data through the gateway it runs; entity =
-// the source record by kind/id. When no party is known at all (no clinic
-// Organization configured and none in the record) the agents are
-// display-only references (Options.Organization should be set).
+// every resource mapped from the record; agent author = the clinician the
+// record names as responsible (the session clinician, course prescriber or
+// diagnosis recorder) on behalf of the clinic Organization (US Core
+// provenance-1), else the clinic Organization itself; agent transmitter = the
+// clinic Organization, which sends the data through the gateway it runs
+// (clinicOrg); entity = the source record by kind/id. When no clinic
+// Organization is known (none configured, named or resolvable) the agents
+// are display-only references: Options.Organization should be set.
 func (e *emitter) provenance(recorded time.Time) {
 	m := e.m
 	targets := make([]r4.Reference, len(e.outs))
 	for i, o := range e.outs {
 		targets[i] = ref(o.Type, o.ID)
 	}
-	transmitter := r4.Reference{Display: ptr("KetaBridge clinic record feed")}
-	switch {
-	case m.org != "":
-		transmitter = kref("Organization", clinic.KindOrganization, m.org)
-	case e.org != "":
-		transmitter = kref("Organization", clinic.KindOrganization, e.org)
+	feed := r4.Reference{Display: ptr("KetaBridge clinic record feed")}
+	author := r4.ProvenanceAgent{Type: ccp(m.cc("", codeOf(provParticipant, "author", "Author"))), Who: feed}
+	transmitter := r4.ProvenanceAgent{
+		Type: ccp(m.cc("", codeOf(usCoreProvParticipant, "transmitter", "Transmitter"))), Who: feed,
 	}
-	author := transmitter
-	switch {
-	case e.author != nil:
-		author = *e.author
-	case e.org != "":
-		author = kref("Organization", clinic.KindOrganization, e.org)
+	if org := e.clinicOrg(); org != "" {
+		orgRef := kref("Organization", clinic.KindOrganization, org)
+		author.Who, transmitter.Who = orgRef, orgRef
+		if e.author != nil {
+			author.Who, author.OnBehalfOf = *e.author, &orgRef
+		}
 	}
 	p := &r4.Provenance{
 		Id:       ptr(ProvenanceID(e.key)),
 		Meta:     m.meta("us-core-provenance", false),
 		Target:   targets,
 		Recorded: recorded.UTC().Format(time.RFC3339Nano),
-		Agent: []r4.ProvenanceAgent{
-			{Type: ccp(m.cc("", codeOf(provParticipant, "author", "Author"))), Who: author},
-			{Type: ccp(m.cc("", codeOf(usCoreProvParticipant, "transmitter", "Transmitter"))), Who: transmitter},
-		},
+		Agent:    []r4.ProvenanceAgent{author, transmitter},
 		Entity: []r4.ProvenanceEntity{{
 			Role: r4.ProvenanceEntityRoleSource,
 			What: r4.Reference{Identifier: &r4.Identifier{

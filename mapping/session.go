@@ -36,8 +36,9 @@ func (e *emitter) session(s *clinic.Session) {
 		{"locationId", s.LocationID}, {"clinicianId", s.ClinicianID}} {
 		e.require(f[0], f[1])
 	}
-	e.patientID = ResourceID(clinic.KindPatient, s.PatientID)
+	e.setPatient(s.PatientID)
 	e.author = krefp("Practitioner", clinic.KindPractitioner, s.ClinicianID)
+	e.locationClinicID = s.LocationID
 	sc := &sessionCtx{
 		s:         s,
 		subject:   ref("Patient", e.patientID),
@@ -83,7 +84,7 @@ func (e *emitter) encounter(sc *sessionCtx, id string) {
 			typ = codes.SessionEsketamine
 		}
 	}
-	types := []r4.CodeableConcept{m.cc(typ.Display, typ, codes.SessionProcedure)}
+	types := []r4.CodeableConcept{m.cc(typ.Display, codes.SessionProcedure, typ)}
 	if bill, ok := billingCode(s.Administrations); ok {
 		types = append(types, m.cc("", bill))
 	}
@@ -108,8 +109,8 @@ func (e *emitter) encounter(sc *sessionCtx, id string) {
 	if c := e.sessionCourse(s); c != nil && c.DiagnosisID != "" {
 		res.ReasonReference = []r4.Reference{kref("Condition", clinic.KindDiagnosis, c.DiagnosisID)}
 	}
-	if m.org != "" {
-		res.ServiceProvider = krefp("Organization", clinic.KindOrganization, m.org)
+	if org := e.clinicOrg(); org != "" {
+		res.ServiceProvider = krefp("Organization", clinic.KindOrganization, org)
 	}
 	switch s.Status {
 	case clinic.SessionNoShow:

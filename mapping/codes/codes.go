@@ -515,17 +515,17 @@ var CoursePhases = map[string]Code{
 	"maintenance": local("phase-maintenance", "Maintenance phase"),
 }
 
-// AdverseEffects maps the clinic's effect to a local code and, where a SNOMED
-// CT finding was confirmed, its SNOMED coding.
+// AdverseEffects maps the clinic's effect to its SNOMED CT finding where one
+// was confirmed, then the local code.
 var AdverseEffects = map[string][]Code{
 	"dissociation":           {local("ae-dissociation", "Dissociation")},
-	"hypertension":           {local("ae-hypertension", "Transient blood pressure elevation"), {SNOMED, "24184005", "Finding of increased blood pressure"}},
-	"nausea":                 {local("ae-nausea", "Nausea"), {SNOMED, "422587007", "Nausea"}},
-	"vomiting":               {local("ae-vomiting", "Vomiting"), {SNOMED, "422400008", "Vomiting"}},
+	"hypertension":           {{SNOMED, "24184005", "Finding of increased blood pressure"}, local("ae-hypertension", "Transient blood pressure elevation")},
+	"nausea":                 {{SNOMED, "422587007", "Nausea"}, local("ae-nausea", "Nausea")},
+	"vomiting":               {{SNOMED, "422400008", "Vomiting"}, local("ae-vomiting", "Vomiting")},
 	"sedation":               {local("ae-sedation", "Sedation")},
-	"headache":               {local("ae-headache", "Headache"), {SNOMED, "25064002", "Headache"}},
-	"dizziness":              {local("ae-dizziness", "Dizziness"), {SNOMED, "404640003", "Dizziness"}},
-	"anxiety":                {local("ae-anxiety", "Anxiety"), {SNOMED, "48694002", "Anxiety"}},
+	"headache":               {{SNOMED, "25064002", "Headache"}, local("ae-headache", "Headache")},
+	"dizziness":              {{SNOMED, "404640003", "Dizziness"}, local("ae-dizziness", "Dizziness")},
+	"anxiety":                {{SNOMED, "48694002", "Anxiety"}, local("ae-anxiety", "Anxiety")},
 	"respiratory-depression": {local("ae-respiratory-depression", "Respiratory depression")},
 	"other":                  {local("ae-other", "Other adverse effect")},
 }

@@ -22,7 +22,7 @@ func TestTablesCoverClinicValues(t *testing.T) {
 			func(v string) bool { return EncounterStatus[v] != "" }},
 		{"effects", []string{"dissociation", "hypertension", "nausea", "vomiting", "sedation", "headache",
 			"dizziness", "anxiety", "respiratory-depression", "other"},
-			func(v string) bool { return len(AdverseEffects[v]) > 0 && AdverseEffects[v][0].System == Local }},
+			func(v string) bool { cs := AdverseEffects[v]; return len(cs) > 0 && cs[len(cs)-1].System == Local }},
 		{"actions", []string{"none", "observed", "infusion-paused", "infusion-slowed", "infusion-stopped",
 			"medication-given", "transferred"}, func(v string) bool { _, ok := AdverseActions[v]; return ok }},
 		{"course statuses", []string{"active", "completed", "stopped", "on-hold"},
