@@ -23,11 +23,11 @@ const (
 
 // tableRow is one row of the coding table.
 type tableRow struct {
-	line                                 int
-	field, edit, fixture, element        string
-	system                               string
-	codes                                []string
-	profile                              string
+	line                          int
+	field, edit, fixture, element string
+	system                        string
+	codes                         []string
+	profile                       string
 }
 
 // readCodingTable parses the coding table of docs/fhir-mapping.md: cells
