@@ -154,6 +154,13 @@ func (e *Error) Error() string {
 	return "mapping: " + e.Key.String() + ": " + e.Path + ": " + e.Reason
 }
 
+// Version names the mapping rules: it changes whenever the same clinic record
+// maps to different resources, so that storage can tell a record stored under
+// older rules from an unchanged one (package ingest folds it into the record
+// hash; a re-sent record is then remapped and its changed resources get new
+// versions).
+const Version = "2"
+
 // namespace is the fixed UUIDv5 namespace of KetaBridge resource ids. Never
 // change it: every stored id derives from it.
 var namespace = uuid.MustParse("6f1d0c3e-4b7a-5e21-9c8d-2a4f6b9e0d17")

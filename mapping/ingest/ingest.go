@@ -658,7 +658,7 @@ func (s *Service) prepare(rec clinic.Record, recorded time.Time, related clinic.
 	w := store.RecordWrite{
 		Kind:      string(rec.RecordKind()),
 		ClinicID:  rec.RecordID(),
-		Hash:      clinic.Hash(rec),
+		Hash:      recordHash(rec),
 		Source:    src,
 		Resources: make([]store.ResourceWrite, 0, len(outs)),
 	}
@@ -670,6 +670,13 @@ func (s *Service) prepare(rec clinic.Record, recorded time.Time, related clinic.
 		w.Resources = append(w.Resources, rw)
 	}
 	return w, nil, nil
+}
+
+// recordHash is the hash the store compares to tell an unchanged record: the
+// canonical record's hash under the mapping rules' version, so that a record
+// stored under older rules is remapped when it is sent again.
+func recordHash(rec clinic.Record) string {
+	return "mapping-" + mapping.Version + ":" + clinic.Hash(rec)
 }
 
 // resourceWrite indexes one mapped resource.
