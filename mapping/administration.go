@@ -12,19 +12,22 @@ import (
 
 // administration maps one dose to a MedicationAdministration (base R4: US
 // Core 6.1 has no profile for it). The drug is a Medication resource with
-// code and batch.lotNumber when a lot number is given (REMS asks for it),
-// else a medicationCodeableConcept; RxNorm plus the NDC when given. The mg/kg
-// dose is the dose-per-kg extension on dosage and part of dosage.text.
-// Status is completed, or stopped for the last dose of a stopped-early
-// session.
+// code, the protocol's product (form, ingredient strength) and
+// batch.lotNumber when a lot number is given (REMS asks for it), else a
+// medicationCodeableConcept; RxNorm (the clinical drug when the product is
+// known) plus the NDC when given. The mg/kg dose is the dose-per-kg extension
+// on dosage and part of dosage.text. Status is completed, or stopped for the
+// last dose of a stopped-early session. A dose the patient takes under
+// supervision (intranasal esketamine, sublingual or oral lozenges) has the
+// patient as performer (function performer) and the clinician as a second
+// performer (function witness); other doses have the clinician as performer.
 func (e *emitter) administration(sc *sessionCtx, i int) {
 	m, s := e.m, sc.s
 	a := s.Administrations[i]
 	path := "administrations[" + strconv.Itoa(i) + "]"
 	n := strconv.Itoa(i)
 	id := e.id("administration", n)
-	drug, ok := codes.Drugs[a.Drug]
-	if !ok {
+	if _, ok := codes.Drugs[a.Drug]; !ok {
 		e.fail(path+".drug", "unsupported value")
 	}
 	route, ok := codes.Routes[a.Route]
@@ -34,11 +37,10 @@ func (e *emitter) administration(sc *sessionCtx, i int) {
 	if a.DoseMg <= 0 {
 		e.fail(path+".doseMg", "must be positive")
 	}
-	drugCodes := drug
-	if a.NDC != "" {
-		drugCodes = append(drugCodes[:len(drugCodes):len(drugCodes)], codeOf(codes.NDC, a.NDC, ""))
+	var product *clinic.Product
+	if p := e.sessionProtocol(s); p != nil && p.Drug == a.Drug {
+		product = p.Product
 	}
-	med := m.cc(codes.DrugText[a.Drug], drugCodes...)
 
 	res := &r4.MedicationAdministration{
 		Id:       ptr(id),
@@ -57,16 +59,10 @@ func (e *emitter) administration(sc *sessionCtx, i int) {
 	}
 	if a.LotNumber != "" {
 		mid := e.id("administration", n, "Medication")
-		e.add("Medication", mid, true, &r4.Medication{
-			Id:     ptr(mid),
-			Meta:   m.meta("", false),
-			Code:   &med,
-			Status: ptr("active"),
-			Batch:  &r4.MedicationBatch{LotNumber: ptr(a.LotNumber)},
-		})
+		e.add("Medication", mid, true, m.medication(mid, a.Drug, product, a.NDC, a.LotNumber))
 		res.MedicationReference = ref("Medication", mid)
 	} else {
-		res.MedicationCodeableConcept = med
+		res.MedicationCodeableConcept = m.cc(productText(a.Drug, product), drugCodes(a.Drug, product, a.NDC)...)
 	}
 	if sc.weight != nil {
 		res.SupportingInformation = []r4.Reference{*sc.weight}
@@ -81,11 +77,20 @@ func (e *emitter) administration(sc *sessionCtx, i int) {
 	} else {
 		res.EffectiveDateTime = *start
 	}
-	performer := sc.clinician
+	clinician := sc.clinician
 	if a.PerformerID != "" {
-		performer = kref("Practitioner", clinic.KindPractitioner, a.PerformerID)
+		clinician = kref("Practitioner", clinic.KindPractitioner, a.PerformerID)
 	}
-	res.Performer = []r4.MedicationAdministrationPerformer{{Actor: performer}}
+	if codes.SelfAdministered[a.Route] {
+		res.Performer = []r4.MedicationAdministrationPerformer{
+			{Function: ccp(m.cc("", codes.FunctionPerformer)), Actor: sc.subject},
+			{Function: ccp(m.cc("", codes.FunctionWitness)), Actor: clinician},
+		}
+	} else {
+		res.Performer = []r4.MedicationAdministrationPerformer{
+			{Function: ccp(m.cc("", codes.FunctionPerformer)), Actor: clinician},
+		}
+	}
 
 	dosage := &r4.MedicationAdministrationDosage{
 		Text:  ptr(dosageText(a, s.WeightKg)),
@@ -97,12 +102,7 @@ func (e *emitter) administration(sc *sessionCtx, i int) {
 	}
 	if a.MgPerKg != nil {
 		dosage.Extension = append(dosage.Extension, r4.Extension{
-			Url: m.ext(codes.ExtDosePerKg), ValueQuantity: qty(*a.MgPerKg, codes.UnitMgPerKg),
-		})
-	}
-	if a.Devices > 0 {
-		dosage.Extension = append(dosage.Extension, r4.Extension{
-			Url: m.ext(codes.ExtDeviceCount), ValuePositiveInt: ptr(a.Devices),
+			Url: codes.ExtDosePerKg, ValueQuantity: qty(*a.MgPerKg, codes.UnitMgPerKg),
 		})
 	}
 	res.Dosage = dosage

@@ -18,10 +18,12 @@ var aeSeverities = map[string]codes.Code{
 // event: a local code plus SNOMED CT where confirmed, text = the clinic's
 // text; seriousness serious only when the patient was transferred to a higher
 // level of care; outcome resolved when a resolution time is given, else
-// ongoing; suspectEntity = every MedicationAdministration of the session.
-// R4 has no element for the action taken: it is the adverse-event-action
-// extension (local code), the resolution time the adverse-event-resolved
-// extension.
+// ongoing; suspectEntity = every MedicationAdministration of the session,
+// each with the clinician's causality assessment (R4
+// adverse-event-causality-assess, author = the session clinician) when the
+// clinic records one. R4 has no element for the action taken: it is the
+// adverse-event-action extension (local code), the resolution time the
+// adverse-event-resolved extension.
 func (e *emitter) adverseEvent(sc *sessionCtx, i int) {
 	m := e.m
 	a := sc.s.AdverseEffects[i]
@@ -46,10 +48,19 @@ func (e *emitter) adverseEvent(sc *sessionCtx, i int) {
 		e.fail(path+".onset", "is required")
 		return
 	}
-	exts := []r4.Extension{{Url: m.ext(codes.ExtAEAction), ValueCodeableConcept: ccp(m.cc("", action))}}
+	var causality []r4.AdverseEventSuspectEntityCausality
+	if a.Causality != "" {
+		c, ok := codes.Causality[a.Causality]
+		if !ok {
+			e.fail(path+".causality", "unsupported value")
+			return
+		}
+		causality = []r4.AdverseEventSuspectEntityCausality{{Assessment: ccp(m.cc("", c)), Author: &sc.clinician}}
+	}
+	exts := []r4.Extension{{Url: codes.ExtAEAction, ValueCodeableConcept: ccp(m.cc("", action))}}
 	outcome := codeOf(codes.AEOutcome, "ongoing", "Ongoing")
 	if res := e.dateTime(path+".resolved", a.Resolved); res != nil {
-		exts = append(exts, r4.Extension{Url: m.ext(codes.ExtAEResolved), ValueDateTime: res})
+		exts = append(exts, r4.Extension{Url: codes.ExtAEResolved, ValueDateTime: res})
 		outcome = codeOf(codes.AEOutcome, "resolved", "Resolved")
 	}
 	serious := codeOf(codes.AESeriousness, "non-serious", "Non-serious")
@@ -76,7 +87,7 @@ func (e *emitter) adverseEvent(sc *sessionCtx, i int) {
 		Outcome:     ccp(m.cc("", outcome)),
 	}
 	for _, adm := range sc.admins {
-		res.SuspectEntity = append(res.SuspectEntity, r4.AdverseEventSuspectEntity{Instance: adm})
+		res.SuspectEntity = append(res.SuspectEntity, r4.AdverseEventSuspectEntity{Instance: adm, Causality: causality})
 	}
 	e.add("AdverseEvent", id, true, res)
 }

@@ -11,18 +11,24 @@ import (
 )
 
 // assessment maps one scored scale to US Core screening-assessment
-// Observations (category survey, values as valueInteger).
+// Observations (category survey).
 //
 // Instruments with a LOINC panel (PHQ-9 44249-1, GAD-7 69737-5, C-SSRS
 // 93373-9) become a panel Observation without a value whose hasMember lists
 // an Observation per item, the PHQ-9 difficulty answer and the total score
-// (44261-6, 70274-6) or C-SSRS risk level (93374-7, local risk code) - in that
-// order, after the panel. The others (PCL-5 101698-9, and MADRS, CADSS, MOAA/S
-// with codes of the ketabridge-scales CodeSystem) are one score Observation
-// with an item score component per item. Patient-reported instruments
-// (PHQ-9, GAD-7, PCL-5) have the Patient as performer, clinician-rated ones the
-// session clinician; the timing (baseline, pre-dose, ...) is the
-// assessment-timing extension.
+// (44261-6, 70274-6) or C-SSRS risk level (93374-7) - in that order, after
+// the panel. PHQ-9 and GAD-7 item answers are LOINC answer codes (LL358-3) as
+// valueCodeableConcept, the item score kept in the R4 core ordinalValue
+// extension of the coding; the PHQ-9 difficulty item (69722-7) is its LOINC
+// answer (LL359-1) without a score: it is not part of the total, which is the
+// sum of the nine items and derives from them only. The C-SSRS risk level is
+// the LOINC answer of 93374-7 with the local code as a translation. The
+// totals are valueInteger. The other instruments (PCL-5 101698-9, and MADRS,
+// CADSS, MOAA/S with codes of the ketabridge-scales CodeSystem) are one score
+// Observation with an integer component per item. Patient-reported
+// instruments (PHQ-9, GAD-7, PCL-5) have the Patient as performer,
+// clinician-rated ones the session clinician; the timing (baseline,
+// pre-dose, ...) is a second category (local timing code).
 func (e *emitter) assessment(sc *sessionCtx, i int) {
 	m := e.m
 	a := sc.s.Assessments[i]
@@ -45,19 +51,26 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 	if inst.SelfReport {
 		performer = sc.subject
 	}
-	var exts []r4.Extension
+	var timing *codes.Code
 	if a.Timing != "" {
-		exts = []r4.Extension{{Url: m.ext(codes.ExtAssessmentTiming), ValueCode: ptr(a.Timing)}}
+		c, ok := codes.AssessmentTiming[a.Timing]
+		if !ok {
+			e.fail(path+".timing", "unsupported value")
+			return
+		}
+		timing = &c
 	}
 	n := strconv.Itoa(i)
 	obs := func(id string, code codes.Code) *r4.Observation {
+		cats := []r4.CodeableConcept{m.cc("", codeOf(codes.ObsCategory, "survey", "Survey"))}
+		if timing != nil {
+			cats = append(cats, m.cc("", *timing))
+		}
 		return &r4.Observation{
-			Id:        ptr(id),
-			Meta:      m.meta("us-core-observation-screening-assessment", true),
-			Extension: exts,
-			Status:    r4.ObservationStatusFinal,
-			Category: []r4.CodeableConcept{m.cc("",
-				codeOf(codes.ObsCategory, "survey", "Survey"))},
+			Id:                ptr(id),
+			Meta:              m.meta("us-core-observation-screening-assessment", true),
+			Status:            r4.ObservationStatusFinal,
+			Category:          cats,
 			Code:              m.cc("", code),
 			Subject:           &sc.subject,
 			Encounter:         sc.encounter,
@@ -75,7 +88,7 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 			e.fail(path+".riskLevel", "unsupported value")
 			return
 		}
-		score = func(o *r4.Observation) { o.ValueCodeableConcept = ccp(m.cc("", risk)) }
+		score = func(o *r4.Observation) { o.ValueCodeableConcept = ccp(m.cc("", risk...)) }
 	} else {
 		total := a.Total
 		if total == nil && len(a.Items) > 0 {
@@ -112,7 +125,11 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 	for j, v := range a.Items {
 		id := e.id("assessment", n, "item", strconv.Itoa(j+1))
 		o := obs(id, inst.Items[j])
-		o.ValueInteger = ptr(v)
+		if inst.Answers == nil {
+			o.ValueInteger = ptr(v)
+		} else if o.ValueCodeableConcept = e.answer(inst.Answers, v, path+".items["+strconv.Itoa(j)+"]"); o.ValueCodeableConcept == nil {
+			return
+		}
 		panel.HasMember = append(panel.HasMember, ref("Observation", id))
 		e.add("Observation", id, true, o)
 	}
@@ -123,7 +140,9 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 		}
 		id := e.id("assessment", n, "difficulty")
 		o := obs(id, inst.Difficulty)
-		o.ValueInteger = ptr(*a.Difficulty)
+		if o.ValueCodeableConcept = e.answer(codes.DifficultyAnswers, *a.Difficulty, path+".difficulty"); o.ValueCodeableConcept == nil {
+			return
+		}
 		panel.HasMember = append(panel.HasMember, ref("Observation", id))
 		e.add("Observation", id, true, o)
 	}
@@ -135,4 +154,20 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 	}
 	panel.HasMember = append(panel.HasMember, ref("Observation", id))
 	e.add("Observation", id, true, o)
+}
+
+// answer is the LOINC answer of a score as a CodeableConcept; a scored
+// answer carries its score in the ordinalValue extension of the coding. A
+// score outside the list fails the record at path.
+func (e *emitter) answer(list []codes.Answer, score int, path string) *r4.CodeableConcept {
+	if score < 0 || score >= len(list) || list[score].Score != score {
+		e.fail(path, "has no answer code")
+		return nil
+	}
+	a := list[score]
+	c := e.m.coding(a.Code)
+	if a.Scored {
+		c.Extension = []r4.Extension{{Url: codes.ExtOrdinalValue, ValueDecimal: dec(float64(a.Score))}}
+	}
+	return &r4.CodeableConcept{Coding: []r4.Coding{c}, Text: ptr(a.Display)}
 }

@@ -39,7 +39,7 @@ func benchSession() *clinic.Session {
 }
 
 func BenchmarkMapSession(b *testing.B) {
-	m := New(Options{Canonical: testCanonical})
+	m := testMapper()
 	s := benchSession()
 	recorded := time.Date(2025, 2, 1, 12, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
@@ -59,7 +59,7 @@ func TestBenchSessionIsValid(t *testing.T) {
 	if errs := clinic.Validate(s); len(errs) > 0 {
 		t.Fatalf("benchmark session is not a valid record: %v", errs)
 	}
-	outs, err := New(Options{Canonical: testCanonical}).Map(s, recordedAt)
+	outs, err := testMapper().Map(s, recordedAt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,29 +42,19 @@ func codeOf(system, code, display string) codes.Code {
 	return codes.Code{System: system, Code: code, Display: display}
 }
 
-// system resolves a table system: local paths get the canonical base.
-func (m *Mapper) system(s string) string {
-	switch s {
-	case codes.ScalesPath:
-		return m.scales
-	case codes.LocalPath:
-		return m.local
-	}
-	return s
-}
-
 func (m *Mapper) coding(c codes.Code) r4.Coding {
-	return r4.Coding{System: ptr(m.system(c.System)), Code: ptr(c.Code), Display: str(c.Display)}
+	return r4.Coding{System: ptr(c.System), Code: ptr(c.Code), Display: str(c.Display)}
 }
 
-// cc is a CodeableConcept of the codings with optional text.
+// cc is a CodeableConcept of the codings with optional text. Codes without a
+// code (text-only table entries) are left out.
 func (m *Mapper) cc(text string, cs ...codes.Code) r4.CodeableConcept {
 	out := r4.CodeableConcept{Text: str(text)}
-	if len(cs) > 0 {
-		out.Coding = make([]r4.Coding, len(cs))
-		for i, c := range cs {
-			out.Coding[i] = m.coding(c)
+	for _, c := range cs {
+		if c.Code == "" {
+			continue
 		}
+		out.Coding = append(out.Coding, m.coding(c))
 	}
 	return out
 }
@@ -100,16 +90,15 @@ func qty(v float64, u codes.Unit) *r4.Quantity {
 	return &r4.Quantity{Value: dec(v), Unit: ptr(u.Unit), System: ptr(codes.UCUM), Code: ptr(u.Code)}
 }
 
-// sid is a project identifier system: {Canonical}/sid/name.
-func (m *Mapper) sid(name string) string { return m.canonical + codes.SIDPath + name }
-
-// ext is a project extension URL: {Canonical}/StructureDefinition/name.
-func (m *Mapper) ext(name string) string { return m.canonical + codes.ExtensionPath + name }
+// sid is an identifier system of the clinic's namespace:
+// {IdentifierSystemBase}/name.
+func (m *Mapper) sid(name string) string { return m.sidBase + "/" + name }
 
 // meta returns the meta of a mapped resource: the US Core profile claimed
 // (when not "") and the mental-health security labels PSY + R when sensitive.
-// Resources with neither carry meta.source so meta is never empty (the store
-// stamps versionId/lastUpdated into it).
+// Resources with neither carry meta.source (the project's canonical base: the
+// source system is KetaBridge) so meta is never empty (the store stamps
+// versionId/lastUpdated into it).
 func (m *Mapper) meta(profile string, sensitive bool) *r4.Meta {
 	mt := &r4.Meta{}
 	if profile != "" {
@@ -119,7 +108,7 @@ func (m *Mapper) meta(profile string, sensitive bool) *r4.Meta {
 		mt.Security = []r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityRestricted)}
 	}
 	if profile == "" && !sensitive {
-		mt.Source = ptr(m.canonical)
+		mt.Source = ptr(codes.CanonicalBase)
 	}
 	return mt
 }

@@ -16,7 +16,7 @@ import (
 // Core profiles claimed in meta.profile). It lives in package mapping_test so
 // conformance may import mapping without an import cycle.
 func TestConformance(t *testing.T) {
-	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
+	m := mapping.New(mapping.Options{IdentifierSystemBase: "https://brightmind.example/fhir/sid", Organization: "ORG-1"})
 	recorded := time.Date(2025, 2, 1, 12, 0, 0, 0, time.UTC)
 	files, err := filepath.Glob("testdata/*.input.json")
 	if err != nil || len(files) == 0 {
@@ -47,7 +47,7 @@ func TestConformance(t *testing.T) {
 		})
 	}
 	t.Run("definitions", func(t *testing.T) {
-		outs, err := m.Definitions()
+		outs, err := mapping.Definitions()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,8 +22,10 @@ var relationships = map[string]codes.Code{
 }
 
 // coverage maps a patient's insurance to a US Core Coverage: member id
-// identifier (type MB, system {Canonical}/sid/payer/{payerId}/member-id) and
-// subscriberId, beneficiary, payor, relationship, plan/group classes, period.
+// identifier (type MB, system {IdentifierSystemBase}/payer/{payerId}/member-id)
+// and subscriberId, type (Source of Payment Typology) when the clinic records
+// the payer type, beneficiary, payor, relationship, plan/group classes,
+// period.
 // US Core requires relationship; when the clinic did not send one it is
 // marked with the data-absent-reason extension (unknown) instead of guessed.
 func (e *emitter) coverage(c *clinic.Coverage) {
@@ -37,7 +39,7 @@ func (e *emitter) coverage(c *clinic.Coverage) {
 	if !ok {
 		e.fail("status", "unsupported value")
 	}
-	e.patientID = ResourceID(clinic.KindPatient, c.PatientID)
+	e.setPatient(c.PatientID)
 	res := &r4.Coverage{
 		Id:   ptr(id),
 		Meta: m.meta("us-core-coverage", false),
@@ -51,6 +53,13 @@ func (e *emitter) coverage(c *clinic.Coverage) {
 		Beneficiary:  ref("Patient", e.patientID),
 		Period:       period(e.date("start", c.Start), e.date("end", c.End)),
 		Payor:        []r4.Reference{kref("Organization", clinic.KindOrganization, c.PayerID)},
+	}
+	if c.PayerType != "" {
+		t, ok := codes.PayerTypes[c.PayerType]
+		if !ok {
+			e.fail("payerType", "unsupported value")
+		}
+		res.Type = ccp(m.cc("", t))
 	}
 	if rel, ok := relationships[c.Relationship]; ok {
 		res.Relationship = ccp(m.cc("", rel))
@@ -122,7 +131,7 @@ func (e *emitter) consent(c *clinic.Consent) {
 	if len(c.RecipientIDs) == 0 {
 		e.fail("recipientIds", "is required")
 	}
-	e.patientID = ResourceID(clinic.KindPatient, c.PatientID)
+	e.setPatient(c.PatientID)
 	prov := &r4.ConsentProvision{
 		Type:   &ptype,
 		Period: period(e.dateOrTime("start", c.Start), e.dateOrTime("end", c.End)),
@@ -166,11 +175,13 @@ func (e *emitter) consent(c *clinic.Consent) {
 
 // trial maps an antidepressant trial to a MedicationStatement (status active
 // while ongoing, else completed; RxNorm when given, else the drug as text;
-// effectivePeriod; daily dose as dosage rateQuantity mg/d). The outcome is
-// statusReason (local trial-* code) and a note; the drug class, the
-// adequate-trial flag and the improvement percent are the
+// effectivePeriod; the daily dose as dosage.doseAndRate.doseQuantity (mg)
+// taken once a day; reasonReference = the diagnosis the trial treated, when
+// the clinic records it). The outcome is statusReason (local trial-* code)
+// and a note; the drug class (WHO ATC where it matches, and the local code),
+// the adequate-trial flag and the improvement percent are the
 // antidepressant-class, antidepressant-adequate and antidepressant-improvement
-// extensions under {Canonical}/StructureDefinition/.
+// extensions.
 func (e *emitter) trial(t *clinic.AntidepressantTrial) {
 	m := e.m
 	id := ResourceID(clinic.KindAntidepressantTrial, t.ID)
@@ -189,14 +200,14 @@ func (e *emitter) trial(t *clinic.AntidepressantTrial) {
 	if start == nil {
 		e.fail("start", "is required")
 	}
-	e.patientID = ResourceID(clinic.KindPatient, t.PatientID)
+	e.setPatient(t.PatientID)
 	status := "completed"
 	if t.Outcome == "ongoing" {
 		status = "active"
 	}
 	exts := []r4.Extension{
-		{Url: m.ext(codes.ExtTrialClass), ValueCoding: ptr(m.coding(class))},
-		{Url: m.ext(codes.ExtTrialAdequate), ValueBoolean: ptr(t.AdequateTrial)},
+		{Url: codes.ExtTrialClass, ValueCodeableConcept: ccp(m.cc(t.Class, class...))},
+		{Url: codes.ExtTrialAdequate, ValueBoolean: ptr(t.AdequateTrial)},
 	}
 	note := outcome.Display
 	if t.AdequateTrial {
@@ -204,7 +215,7 @@ func (e *emitter) trial(t *clinic.AntidepressantTrial) {
 	}
 	if t.ImprovementPercent != nil {
 		exts = append(exts, r4.Extension{
-			Url: m.ext(codes.ExtTrialImprovement), ValueQuantity: qty(*t.ImprovementPercent, codes.UnitPercent),
+			Url: codes.ExtTrialImprovement, ValueQuantity: qty(*t.ImprovementPercent, codes.UnitPercent),
 		})
 		note += "; " + fmtNum(*t.ImprovementPercent) + " % improvement on a validated scale"
 	}
@@ -223,10 +234,16 @@ func (e *emitter) trial(t *clinic.AntidepressantTrial) {
 		EffectivePeriod:           period(start, e.date("end", t.End)),
 		Note:                      []r4.Annotation{{Text: note + "."}},
 	}
+	if t.DiagnosisID != "" {
+		res.ReasonReference = []r4.Reference{kref("Condition", clinic.KindDiagnosis, t.DiagnosisID)}
+	}
 	if t.DoseMgDay != nil {
 		res.Dosage = []r4.Dosage{{
-			Text:        ptr(fmtNum(*t.DoseMgDay) + " mg/day"),
-			DoseAndRate: []r4.DosageDoseAndRate{{RateQuantity: qty(*t.DoseMgDay, codes.UnitMgPerD)}},
+			Text: ptr(fmtNum(*t.DoseMgDay) + " mg a day"),
+			Timing: &r4.Timing{Repeat: &r4.TimingRepeat{
+				Frequency: ptr(1), Period: dec(1), PeriodUnit: ptr("d"),
+			}},
+			DoseAndRate: []r4.DosageDoseAndRate{{DoseQuantity: qty(*t.DoseMgDay, codes.UnitMg)}},
 		}}
 	}
 	e.add("MedicationStatement", id, true, res)

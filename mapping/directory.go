@@ -1,6 +1,9 @@
 package mapping
 
 import (
+	"strconv"
+	"strings"
+
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/ketabridge/ketabridge/mapping/clinic"
@@ -14,8 +17,10 @@ var genders = map[string]r4.AdministrativeGender{
 }
 
 // patient maps a patient to a US Core Patient: MRN identifier (type MR,
-// system {Canonical}/sid/mrn), name, gender, birthDate, telecom, address and
-// managing organization.
+// system {IdentifierSystemBase}/mrn), name, gender, birthDate, telecom,
+// address, managing organization and, when the clinic records them, the
+// USCDI demographics: the US Core race, ethnicity and birth-sex extensions and
+// communication.language (preferred).
 func (e *emitter) patient(p *clinic.Patient) {
 	m := e.m
 	id := ResourceID(clinic.KindPatient, p.ID)
@@ -45,11 +50,57 @@ func (e *emitter) patient(p *clinic.Patient) {
 	if p.OrganizationID != "" {
 		res.ManagingOrganization = krefp("Organization", clinic.KindOrganization, p.OrganizationID)
 	}
+	res.Extension = e.demographics(p)
+	if p.Language != "" {
+		res.Communication = []r4.PatientCommunication{{
+			Language:  m.cc("", codeOf(codes.BCP47, p.Language, "")),
+			Preferred: ptr(true),
+		}}
+	}
 	e.add("Patient", id, true, res)
 }
 
+// demographics returns the US Core race, ethnicity and birth-sex extensions
+// of the values the clinic recorded (none when it recorded none). Race and
+// ethnicity are complex extensions: ombCategory codings and the required text.
+func (e *emitter) demographics(p *clinic.Patient) []r4.Extension {
+	m := e.m
+	var out []r4.Extension
+	omb := func(url string, values []string, table map[string]codes.Code, path string) {
+		if len(values) == 0 {
+			return
+		}
+		var subs []r4.Extension
+		var text []string
+		for i, v := range values {
+			c, ok := table[v]
+			if !ok {
+				e.fail(path+"["+strconv.Itoa(i)+"]", "unsupported value")
+				continue
+			}
+			subs = append(subs, r4.Extension{Url: "ombCategory", ValueCoding: ptr(m.coding(c))})
+			text = append(text, c.Display)
+		}
+		subs = append(subs, r4.Extension{Url: "text", ValueString: ptr(strings.Join(text, ", "))})
+		out = append(out, r4.Extension{Url: url, Extension: subs})
+	}
+	omb(codes.ExtUSCoreRace, p.Race, codes.Races, "race")
+	if p.Ethnicity != "" {
+		omb(codes.ExtUSCoreEthnicity, []string{p.Ethnicity}, codes.Ethnicities, "ethnicity")
+	}
+	if p.BirthSex != "" {
+		code, ok := codes.BirthSexes[p.BirthSex]
+		if !ok {
+			e.fail("birthSex", "unsupported value")
+		} else {
+			out = append(out, r4.Extension{Url: codes.ExtUSCoreBirthSex, ValueCode: ptr(code)})
+		}
+	}
+	return out
+}
+
 // practitioner maps a clinician to a US Core Practitioner: NPI identifier when
-// given, otherwise the clinic's id in {Canonical}/sid/practitioner; name;
+// given, otherwise the clinic's id in {IdentifierSystemBase}/practitioner; name;
 // qualification (v2-0360 coding where the credential has one, else text).
 func (e *emitter) practitioner(p *clinic.Practitioner) {
 	m := e.m
@@ -80,7 +131,9 @@ func (e *emitter) practitioner(p *clinic.Practitioner) {
 }
 
 // organization maps an organization to a US Core Organization: active, name,
-// type prov (clinic, partner) or pay (payer), NPI identifier when given.
+// type prov (clinic, partner) or pay (payer), identifiers: NPI, and for a
+// payer its NAIC company code (US Core NAIC slice) and the payer id the clinic
+// bills under ({IdentifierSystemBase}/payer-id).
 func (e *emitter) organization(o *clinic.Organization) {
 	m := e.m
 	id := ResourceID(clinic.KindOrganization, o.ID)
@@ -103,7 +156,13 @@ func (e *emitter) organization(o *clinic.Organization) {
 		Address: addresses(o.Contact),
 	}
 	if o.NPI != "" {
-		res.Identifier = []r4.Identifier{{System: ptr(codes.NPI), Value: ptr(o.NPI)}}
+		res.Identifier = append(res.Identifier, r4.Identifier{System: ptr(codes.NPI), Value: ptr(o.NPI)})
+	}
+	if o.NAIC != "" {
+		res.Identifier = append(res.Identifier, r4.Identifier{System: ptr(codes.NAIC), Value: ptr(o.NAIC)})
+	}
+	if o.PayerID != "" {
+		res.Identifier = append(res.Identifier, r4.Identifier{System: ptr(m.sid("payer-id")), Value: ptr(o.PayerID)})
 	}
 	e.add("Organization", id, false, res)
 }
@@ -111,7 +170,7 @@ func (e *emitter) organization(o *clinic.Organization) {
 // location maps a treatment site to a US Core Location (status active, name,
 // managing organization, address, telecom). A Spravato REMS-certified setting
 // carries the rems-certified extension and its REMS setting id as an
-// identifier in {Canonical}/sid/rems-setting.
+// identifier in {IdentifierSystemBase}/rems-setting.
 func (e *emitter) location(l *clinic.Location) {
 	m := e.m
 	id := ResourceID(clinic.KindLocation, l.ID)
@@ -126,7 +185,7 @@ func (e *emitter) location(l *clinic.Location) {
 		Address: address(l.Contact),
 	}
 	if l.REMSCertified {
-		res.Extension = []r4.Extension{{Url: m.ext(codes.ExtREMSCertified), ValueBoolean: ptr(true)}}
+		res.Extension = []r4.Extension{{Url: codes.ExtREMSCertified, ValueBoolean: ptr(true)}}
 	}
 	if l.REMSSettingID != "" {
 		res.Identifier = []r4.Identifier{{System: ptr(m.sid("rems-setting")), Value: ptr(l.REMSSettingID)}}

@@ -23,17 +23,39 @@
 // Indexes i are 0-based positions in the record, item numbers n 1-based.
 // References are relative ("Type/id").
 //
+// # Canonical URLs and identifier systems
+//
+// Every canonical URL the mapper writes (the project's CodeSystems, ValueSets
+// and extensions) is fixed under codes.CanonicalBase, whatever the
+// deployment's base URL: the same record maps to the same bytes in every
+// deployment. Only the identifier systems of the clinic's own ids
+// ({IdentifierSystemBase}/mrn, /practitioner, /session, ...) and the
+// canonical URL of its protocols ({IdentifierSystemBase}/protocol/{id}) come
+// from configuration (Options.IdentifierSystemBase), because they name the
+// clinic's namespace, not the project's.
+//
+// # Related records
+//
+// A few elements come from records the mapped record references: a course's
+// MedicationRequest takes its dosage instructions from the course's protocol,
+// a session's Encounter its reasonReference from the course's diagnosis, and a
+// session's Medication its product from the protocol. MapWith takes a
+// clinic.Resolver for them; Map maps without (those elements are then left
+// out). Mapping stays pure: the resolver is an input.
+//
 // # Sessions
 //
 // R4 Encounter.status has no no-show or stopped-early. A session maps to
 // Encounter.status finished (completed, stopped-early), cancelled (cancelled,
-// no-show) or planned (scheduled); the clinic's exact status is carried in the
-// {Canonical}/StructureDefinition/session-status extension (valueCodeableConcept
-// with a local session-status code and the clinic's statusReason as text).
-// For stopped-early the last MedicationAdministration has status stopped with
-// the reason in statusReason; a no-show or cancelled Encounter has no period.
-// The course link (R4 Encounter.basedOn allows only ServiceRequest) is the R5
-// cross-version extension Encounter.basedOn -> CarePlan.
+// no-show) or planned (scheduled). A no-show carries the R4 core
+// encounter-reasonCancelled extension with the local code session-no-show
+// (and the clinic's statusReason as text), a cancelled session the reason
+// text. For stopped-early the last MedicationAdministration has status
+// stopped with the reason in statusReason. A planned, cancelled or no-show
+// Encounter keeps the scheduled start as period.start (the time it was
+// planned for); a completed one has the actual period. Encounter.type holds
+// the local session type with SNOMED CT, and the billing code (CPT 96365 /
+// 96372, HCPCS G2082 / G2083) when a dose was given.
 //
 // The Spravato REMS Patient Monitoring Form answers become one Observation
 // (local code rems-monitoring, category survey) with a component per answer:
@@ -45,6 +67,7 @@
 // The action taken for an adverse effect (R4 AdverseEvent has no such
 // element) is the adverse-event-action extension with a local code; its
 // resolution time the adverse-event-resolved extension.
+
 package mapping
 
 import (
@@ -57,37 +80,47 @@ import (
 
 	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/codes"
 )
 
 // Options configure a Mapper.
 type Options struct {
-	// Canonical is the base of the project's own canonical URLs (its CodeSystem
-	// for local codes, PlanDefinition urls), e.g. "http://localhost:8080/fhir".
+	// Canonical is ignored.
+	//
+	// Deprecated: canonical URLs are fixed under codes.CanonicalBase and no
+	// longer follow the deployment's base URL. The field stays so that
+	// existing callers compile; set IdentifierSystemBase instead.
 	Canonical string
+	// IdentifierSystemBase is the clinic's namespace for its own identifiers:
+	// the systems {base}/mrn, {base}/practitioner, {base}/session,
+	// {base}/protocol, {base}/rems-setting, {base}/payer-id,
+	// {base}/clinic-record, {base}/payer/{payerId}/member-id, and the
+	// canonical URLs of its protocols, {base}/protocol/{id}. An absolute URI
+	// without a trailing slash, e.g. "https://lakeside-ketamine.example/fhir/sid".
+	// Empty means codes.DefaultIdentifierSystemBase, which is unique only
+	// within one deployment (docs/fhir-mapping.md).
+	IdentifierSystemBase string
 	// Organization is the clinic id of the clinic's own organization record,
-	// when configured. It is the Provenance author/transmitter of records that
-	// do not name their organization themselves. Optional.
+	// when configured: the Provenance transmitter of every record, the author
+	// of records that name no responsible party, and the Encounter
+	// serviceProvider. Optional.
 	Organization string
 }
 
 // Mapper maps clinic records to FHIR R4 resources. It is safe for concurrent
 // use.
 type Mapper struct {
-	canonical string
-	org       string
-	scales    string // system URI of the ketabridge-scales CodeSystem
-	local     string // system URI of the ketabridge CodeSystem
+	sidBase string
+	org     string
 }
 
 // New returns a Mapper.
 func New(opts Options) *Mapper {
-	c := strings.TrimRight(opts.Canonical, "/")
-	return &Mapper{
-		canonical: c,
-		org:       opts.Organization,
-		scales:    c + "/CodeSystem/ketabridge-scales",
-		local:     c + "/CodeSystem/ketabridge",
+	base := strings.TrimRight(opts.IdentifierSystemBase, "/")
+	if base == "" {
+		base = codes.DefaultIdentifierSystemBase
 	}
+	return &Mapper{sidBase: base, org: opts.Organization}
 }
 
 // Output is one mapped resource.
@@ -120,6 +153,13 @@ func (e *Error) Error() string {
 	}
 	return "mapping: " + e.Key.String() + ": " + e.Path + ": " + e.Reason
 }
+
+// Version names the mapping rules: it changes whenever the same clinic record
+// maps to different resources, so that storage can tell a record stored under
+// older rules from an unchanged one (package ingest folds it into the record
+// hash; a re-sent record is then remapped and its changed resources get new
+// versions).
+const Version = "2"
 
 // namespace is the fixed UUIDv5 namespace of KetaBridge resource ids. Never
 // change it: every stored id derives from it.
@@ -156,20 +196,30 @@ func ProtocolMedicationID(protocolID string) string {
 // ProvenanceID is the id of the Provenance of a record.
 func ProvenanceID(k clinic.Key) string { return ResourceID(k.Kind, k.ID, "Provenance") }
 
-// PlanDefinitionURL is the canonical url of a protocol's PlanDefinition.
+// PlanDefinitionURL is the canonical url of a protocol's PlanDefinition: the
+// protocol's clinic id in the clinic's namespace.
 func (m *Mapper) PlanDefinitionURL(protocolID string) string {
-	return m.canonical + "/PlanDefinition/" + ResourceID(clinic.KindProtocol, protocolID)
+	return m.sidBase + "/protocol/" + protocolID
 }
 
 // Map maps one validated record to its resources plus one Provenance for the
-// record. recorded is when the gateway received the record
-// (Provenance.recorded); Map is pure: no I/O, no time.Now, deterministic,
-// stable order (the record's main resource first, Provenance last).
+// record, without related records (see MapWith). recorded is when the gateway
+// received the record (Provenance.recorded); Map is pure: no I/O, no
+// time.Now, deterministic, stable order (the record's main resource first,
+// Provenance last).
 func (m *Mapper) Map(rec clinic.Record, recorded time.Time) ([]Output, error) {
+	return m.MapWith(rec, recorded, nil)
+}
+
+// MapWith is Map with the records rec references available through related
+// (nil for none): the course's protocol, the session's course and its
+// protocol (see the package documentation). Elements that need a record
+// related cannot resolve are left out; MapWith does not fail for them.
+func (m *Mapper) MapWith(rec clinic.Record, recorded time.Time, related clinic.Resolver) ([]Output, error) {
 	if rec == nil {
 		return nil, &Error{Reason: "nil record"}
 	}
-	e := &emitter{m: m, key: clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}}
+	e := &emitter{m: m, rel: related, key: clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}}
 	if e.key.ID == "" {
 		return nil, &Error{Key: e.key, Path: "id", Reason: "is required"}
 	}
@@ -201,7 +251,7 @@ func (m *Mapper) Map(rec clinic.Record, recorded time.Time) ([]Output, error) {
 		e.trial(r)
 	default:
 		if p := asPointer(rec); p != rec {
-			return m.Map(p, recorded)
+			return m.MapWith(p, recorded, related)
 		}
 		return nil, &Error{Key: e.key, Path: "kind", Reason: "unsupported record type"}
 	}
@@ -254,13 +304,20 @@ func asPointer(r clinic.Record) clinic.Record {
 // emitter collects the resources of one record and the first error.
 type emitter struct {
 	m   *Mapper
+	rel clinic.Resolver
 	key clinic.Key
 	// org is the clinic id of the organization behind the record, when known.
 	org string
-	// patientID is the compartment of the record's resources (a Patient id).
-	patientID string
-	outs      []Output
-	err       *Error
+	// author is the Practitioner responsible for the record's content, when
+	// the record names one.
+	author *r4.Reference
+	// locationClinicID is the clinic id of a session's location.
+	locationClinicID string
+	// patientID is the compartment of the record's resources (a Patient id),
+	// patientClinicID the clinic id of that patient.
+	patientID, patientClinicID string
+	outs                       []Output
+	err                        *Error
 }
 
 // add appends a resource; id and type come from the caller, the compartment
@@ -283,32 +340,86 @@ func (e *emitter) fail(path, reason string) {
 // id is the id of a sub-resource of the current record.
 func (e *emitter) id(parts ...string) string { return ResourceID(e.key.Kind, e.key.ID, parts...) }
 
+// setPatient sets the record's patient by clinic id.
+func (e *emitter) setPatient(clinicID string) {
+	e.patientClinicID = clinicID
+	e.patientID = ResourceID(clinic.KindPatient, clinicID)
+}
+
+// clinicOrg is the clinic id of the clinic Organization behind the record:
+// the configured one, else the organization the record names, else the
+// managing organization of the record's patient or the organization of a
+// session's location (when they resolve); "" when none is known.
+func (e *emitter) clinicOrg() string {
+	switch {
+	case e.m.org != "":
+		return e.m.org
+	case e.org != "":
+		return e.org
+	}
+	if r, ok := e.related(clinic.KindPatient, e.patientClinicID); ok {
+		if p := r.(*clinic.Patient); p.OrganizationID != "" {
+			return p.OrganizationID
+		}
+	}
+	if e.locationClinicID != "" {
+		if r, ok := e.related(clinic.KindLocation, e.locationClinicID); ok {
+			return r.(*clinic.Location).OrganizationID
+		}
+	}
+	return ""
+}
+
+// related resolves a record the mapped record references, normalised to a
+// pointer of the key's kind; ok is false without a resolver or a match.
+func (e *emitter) related(k clinic.Kind, id string) (clinic.Record, bool) {
+	if e.rel == nil || id == "" {
+		return nil, false
+	}
+	r, ok := e.rel.Resolve(clinic.Key{Kind: k, ID: id})
+	if !ok || r == nil {
+		return nil, false
+	}
+	r = asPointer(r)
+	if r.RecordKind() != k {
+		return nil, false
+	}
+	return r, true
+}
+
 // provenance appends the record's Provenance (us-core-provenance): target =
-// every resource mapped from the record, agents author and transmitter = the
-// clinic Organization when known, entity = the source record by kind/id.
+// every resource mapped from the record; agent author = the clinician the
+// record names as responsible (the session clinician, course prescriber or
+// diagnosis recorder) on behalf of the clinic Organization (US Core
+// provenance-1), else the clinic Organization itself; agent transmitter = the
+// clinic Organization, which sends the data through the gateway it runs
+// (clinicOrg); entity = the source record by kind/id. When no clinic
+// Organization is known (none configured, named or resolvable) the agents
+// are display-only references: Options.Organization should be set.
 func (e *emitter) provenance(recorded time.Time) {
 	m := e.m
 	targets := make([]r4.Reference, len(e.outs))
 	for i, o := range e.outs {
 		targets[i] = ref(o.Type, o.ID)
 	}
-	who := r4.Reference{Display: ptr("KetaBridge clinic record feed")}
-	org := e.org
-	if org == "" {
-		org = m.org
+	feed := r4.Reference{Display: ptr("KetaBridge clinic record feed")}
+	author := r4.ProvenanceAgent{Type: ccp(m.cc("", codeOf(provParticipant, "author", "Author"))), Who: feed}
+	transmitter := r4.ProvenanceAgent{
+		Type: ccp(m.cc("", codeOf(usCoreProvParticipant, "transmitter", "Transmitter"))), Who: feed,
 	}
-	if org != "" {
-		who = ref("Organization", ResourceID(clinic.KindOrganization, org))
+	if org := e.clinicOrg(); org != "" {
+		orgRef := kref("Organization", clinic.KindOrganization, org)
+		author.Who, transmitter.Who = orgRef, orgRef
+		if e.author != nil {
+			author.Who, author.OnBehalfOf = *e.author, &orgRef
+		}
 	}
 	p := &r4.Provenance{
 		Id:       ptr(ProvenanceID(e.key)),
 		Meta:     m.meta("us-core-provenance", false),
 		Target:   targets,
 		Recorded: recorded.UTC().Format(time.RFC3339Nano),
-		Agent: []r4.ProvenanceAgent{
-			{Type: ccp(m.cc("", codeOf(provParticipant, "author", "Author"))), Who: who},
-			{Type: ccp(m.cc("", codeOf(usCoreProvParticipant, "transmitter", "Transmitter"))), Who: who},
-		},
+		Agent:    []r4.ProvenanceAgent{author, transmitter},
 		Entity: []r4.ProvenanceEntity{{
 			Role: r4.ProvenanceEntityRoleSource,
 			What: r4.Reference{Identifier: &r4.Identifier{

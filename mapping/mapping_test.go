@@ -16,16 +16,49 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/codes"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
 
-const testCanonical = "http://localhost:8080/fhir"
+// testSIDBase is the identifier-system base of the golden cases.
+const testSIDBase = "https://brightmind.example/fhir/sid"
 
 // recordedAt is the fixed gateway receipt time of every golden case.
 var recordedAt = time.Date(2025, 2, 1, 12, 0, 0, 0, time.UTC)
 
-func testMapper() *Mapper { return New(Options{Canonical: testCanonical}) }
+func testMapper() *Mapper {
+	return New(Options{IdentifierSystemBase: testSIDBase, Organization: "ORG-1"})
+}
+
+// fixture resolves the records of every golden input by key: the small
+// clinic the cases form (a course's protocol, a session's course).
+type fixture map[clinic.Key]clinic.Record
+
+func (f fixture) Resolve(k clinic.Key) (clinic.Record, bool) {
+	r, ok := f[k]
+	return r, ok
+}
+
+func loadFixture(t testing.TB) fixture {
+	t.Helper()
+	f := fixture{}
+	for _, file := range cases(t) {
+		rec := loadRecord(t, file)
+		f[clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}] = rec
+	}
+	return f
+}
+
+// mapCase maps one golden input with the fixture as related records.
+func mapCase(t testing.TB, m *Mapper, f fixture, file string) []Output {
+	t.Helper()
+	outs, err := m.MapWith(loadRecord(t, file), recordedAt, f)
+	if err != nil {
+		t.Fatalf("MapWith: %v", err)
+	}
+	return outs
+}
 
 // loadRecord decodes and validates one clinic record file.
 func loadRecord(t testing.TB, path string) clinic.Record {
@@ -114,23 +147,54 @@ func firstDiff(want, got []byte) string {
 
 func TestGolden(t *testing.T) {
 	m := testMapper()
+	f := loadFixture(t)
 	for _, file := range cases(t) {
 		t.Run(caseName(file), func(t *testing.T) {
-			rec := loadRecord(t, file)
-			outs, err := m.Map(rec, recordedAt)
-			if err != nil {
-				t.Fatalf("Map: %v", err)
-			}
-			compareGolden(t, strings.TrimSuffix(file, ".input.json")+".golden.json", render(t, outs))
+			compareGolden(t, strings.TrimSuffix(file, ".input.json")+".golden.json", render(t, mapCase(t, m, f, file)))
 		})
 	}
-	t.Run("definitions", func(t *testing.T) {
-		outs, err := m.Definitions()
-		if err != nil {
-			t.Fatalf("Definitions: %v", err)
+}
+
+// igDir is the published implementation guide: one file per definition.
+const igDir = "../conformance/ig"
+
+// TestIGFiles checks that the files of the published implementation guide
+// are exactly what Definitions generates (go test ./mapping -update rewrites
+// them and removes files of definitions that no longer exist).
+func TestIGFiles(t *testing.T) {
+	defs, err := Definitions()
+	if err != nil {
+		t.Fatalf("Definitions: %v", err)
+	}
+	want := map[string]bool{}
+	for _, d := range defs {
+		name := d.Type + "-" + d.ID + ".json"
+		want[name] = true
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := json.Indent(&out, d.Body, "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			out.WriteByte('\n')
+			compareGolden(t, filepath.Join(igDir, name), out.Bytes())
+		})
+	}
+	files, err := filepath.Glob(filepath.Join(igDir, "*-*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		if want[filepath.Base(file)] {
+			continue
 		}
-		compareGolden(t, "testdata/definitions.golden.json", render(t, outs))
-	})
+		if *update {
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		t.Errorf("%s is not a definition Definitions generates (run go test ./mapping -update)", file)
+	}
 }
 
 // sensitive are the resource types that carry the PSY and R labels.
@@ -353,13 +417,15 @@ func TestMapErrors(t *testing.T) {
 }
 
 func TestDefinitionsCoverEveryLocalCode(t *testing.T) {
-	m := testMapper()
-	defs, err := m.Definitions()
+	defs, err := Definitions()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defined := map[string]bool{}
 	for _, d := range defs {
+		if d.Type != "CodeSystem" {
+			continue
+		}
 		var cs struct {
 			URL     string `json:"url"`
 			Status  string `json:"status"`
@@ -380,13 +446,10 @@ func TestDefinitionsCoverEveryLocalCode(t *testing.T) {
 		}
 	}
 	// Every local coding in every golden case must be defined.
-	codingRE := regexp.MustCompile(`"system":"(` + regexp.QuoteMeta(testCanonical) + `/CodeSystem/[^"]+)","code":"([^"]+)"`)
+	codingRE := regexp.MustCompile(`"system":"(` + regexp.QuoteMeta(codes.CanonicalBase) + `/CodeSystem/[^"]+)","code":"([^"]+)"`)
+	m, f := testMapper(), loadFixture(t)
 	for _, file := range cases(t) {
-		outs, err := m.Map(loadRecord(t, file), recordedAt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range outs {
+		for _, o := range mapCase(t, m, f, file) {
 			for _, mt := range codingRE.FindAllSubmatch(o.Body, -1) {
 				if !defined[string(mt[1])+"|"+string(mt[2])] {
 					t.Errorf("%s: %s/%s uses undefined local code %s|%s", caseName(file), o.Type, o.ID, mt[1], mt[2])

@@ -16,11 +16,12 @@ var publicationStatuses = map[string]r4.PublicationStatus{
 }
 
 // protocol maps a treatment protocol to a PlanDefinition (type
-// clinical-protocol, url {Canonical}/PlanDefinition/{id}) and a Medication for
-// its drug (the course's MedicationRequest references it, since a course
-// record does not name the drug). useContext focus carries the indications
-// (ICD-10-CM); actions describe the dose rule and route, the induction and
-// maintenance schedules (timingTiming) and each monitoring rule.
+// clinical-protocol, url {IdentifierSystemBase}/protocol/{clinic id}) and a
+// Medication for its drug and product (the course's MedicationRequest
+// references it, since a course record does not name the drug). useContext
+// focus carries the indications (ICD-10-CM); actions describe the dose rule
+// and route, the induction and maintenance schedules (timingTiming) and each
+// monitoring rule.
 func (e *emitter) protocol(p *clinic.Protocol) {
 	m := e.m
 	id := ResourceID(clinic.KindProtocol, p.ID)
@@ -82,12 +83,7 @@ func (e *emitter) protocol(p *clinic.Protocol) {
 	e.add("PlanDefinition", id, false, res)
 
 	mid := ProtocolMedicationID(p.ID)
-	e.add("Medication", mid, false, &r4.Medication{
-		Id:     ptr(mid),
-		Meta:   m.meta("", false),
-		Code:   ccp(m.cc(codes.DrugText[p.Drug], drug...)),
-		Status: ptr("active"),
-	})
+	e.add("Medication", mid, false, m.medication(mid, p.Drug, p.Product, "", ""))
 }
 
 // doseRule describes a protocol's dose rule, route and infusion time.

@@ -36,7 +36,9 @@ func (e *emitter) session(s *clinic.Session) {
 		{"locationId", s.LocationID}, {"clinicianId", s.ClinicianID}} {
 		e.require(f[0], f[1])
 	}
-	e.patientID = ResourceID(clinic.KindPatient, s.PatientID)
+	e.setPatient(s.PatientID)
+	e.author = krefp("Practitioner", clinic.KindPractitioner, s.ClinicianID)
+	e.locationClinicID = s.LocationID
 	sc := &sessionCtx{
 		s:         s,
 		subject:   ref("Patient", e.patientID),
@@ -62,8 +64,11 @@ func (e *emitter) session(s *clinic.Session) {
 	}
 }
 
-// encounter maps the visit itself to a US Core Encounter (class AMB; period
-// from the dose start to discharge).
+// encounter maps the visit itself to a US Core Encounter (class AMB; see the
+// package documentation for status, period and type): identifier = the
+// clinic's session id, reasonReference = the diagnosis of the session's
+// course (when the course resolves), serviceProvider = the clinic
+// Organization when configured.
 func (e *emitter) encounter(sc *sessionCtx, id string) {
 	m, s := e.m, sc.s
 	statusCode, ok := codes.EncounterStatus[s.Status]
@@ -79,28 +84,20 @@ func (e *emitter) encounter(sc *sessionCtx, id string) {
 			typ = codes.SessionEsketamine
 		}
 	}
-	exts := []r4.Extension{{
-		Url:                  m.ext(codes.ExtSessionStatus),
-		ValueCodeableConcept: ccp(m.cc(s.StatusReason, codes.SessionStatus[s.Status])),
-	}}
-	if sched := e.dateTime("scheduledStart", s.ScheduledStart); sched != nil {
-		exts = append(exts, r4.Extension{Url: m.ext(codes.ExtScheduledStart), ValueDateTime: sched})
+	types := []r4.CodeableConcept{m.cc(typ.Display, codes.SessionProcedure, typ)}
+	if bill, ok := billingCode(s.Administrations); ok {
+		types = append(types, m.cc("", bill))
 	}
-	if s.SessionNumber > 0 {
-		exts = append(exts, r4.Extension{Url: m.ext(codes.ExtSessionNumber), ValuePositiveInt: ptr(s.SessionNumber)})
-	}
-	exts = append(exts, r4.Extension{
-		Url:            codes.EncounterBasedOnR5,
-		ValueReference: krefp("CarePlan", clinic.KindCourse, s.CourseID),
-	})
 	res := &r4.Encounter{
-		Id:        ptr(id),
-		Meta:      m.meta("us-core-encounter", true),
-		Extension: exts,
-		Status:    encounterStatuses[statusCode],
-		Class:     m.coding(codeOf(codes.V3ActCode, "AMB", "ambulatory")),
-		Type:      []r4.CodeableConcept{m.cc("", typ)},
-		Subject:   &sc.subject,
+		Id:   ptr(id),
+		Meta: m.meta("us-core-encounter", true),
+		Identifier: []r4.Identifier{{
+			Use: ptr(r4.IdentifierUseUsual), System: ptr(m.sid("session")), Value: ptr(s.ID),
+		}},
+		Status:  encounterStatuses[statusCode],
+		Class:   m.coding(codeOf(codes.V3ActCode, "AMB", "ambulatory")),
+		Type:    types,
+		Subject: &sc.subject,
 		Participant: []r4.EncounterParticipant{{
 			Type:       []r4.CodeableConcept{m.cc("", codeOf(codes.V3Participation, "PPRF", "primary performer"))},
 			Individual: &sc.clinician,
@@ -108,6 +105,22 @@ func (e *emitter) encounter(sc *sessionCtx, id string) {
 		Location: []r4.EncounterLocation{{
 			Location: kref("Location", clinic.KindLocation, s.LocationID),
 		}},
+	}
+	if c := e.sessionCourse(s); c != nil && c.DiagnosisID != "" {
+		res.ReasonReference = []r4.Reference{kref("Condition", clinic.KindDiagnosis, c.DiagnosisID)}
+	}
+	if org := e.clinicOrg(); org != "" {
+		res.ServiceProvider = krefp("Organization", clinic.KindOrganization, org)
+	}
+	switch s.Status {
+	case clinic.SessionNoShow:
+		res.Extension = []r4.Extension{{
+			Url: codes.ExtReasonCancelled, ValueCodeableConcept: ccp(m.cc(s.StatusReason, codes.SessionNoShow)),
+		}}
+	case clinic.SessionCancelled:
+		if s.StatusReason != "" {
+			res.Extension = []r4.Extension{{Url: codes.ExtReasonCancelled, ValueCodeableConcept: ptr(textCC(s.StatusReason))}}
+		}
 	}
 	start := e.dateTime("actualStart", s.ActualStart)
 	end := e.dateTime("dischargeTime", s.DischargeTime)
@@ -120,10 +133,42 @@ func (e *emitter) encounter(sc *sessionCtx, id string) {
 			e.fail("actualStart", "is required for a "+s.Status+" session")
 		}
 		res.Period = period(start, end)
-	case clinic.SessionScheduled:
+	default:
+		// Planned, cancelled and no-show: the time it was planned for.
 		res.Period = period(e.dateTime("scheduledStart", s.ScheduledStart), nil)
 	}
 	e.add("Encounter", id, true, res)
+}
+
+// billingCode is the CPT or HCPCS code of the doses given in a session: HCPCS
+// G2082/G2083 for esketamine up to / over 56 mg in total, else CPT 96365 for
+// an IV infusion, else CPT 96372 for an IM or subcutaneous injection; ok is
+// false when no dose was given or no code applies (oral and sublingual
+// doses are part of the visit).
+func billingCode(admins []clinic.Administration) (codes.Code, bool) {
+	var esk float64
+	var iv, inj bool
+	for _, a := range admins {
+		switch {
+		case a.Drug == "esketamine":
+			esk += a.DoseMg
+		case a.Route == "iv":
+			iv = true
+		case a.Route == "im" || a.Route == "subcutaneous":
+			inj = true
+		}
+	}
+	switch {
+	case esk > 56:
+		return codes.BillingEsketamine84, true
+	case esk > 0:
+		return codes.BillingEsketamine56, true
+	case iv:
+		return codes.BillingIVInfusion, true
+	case inj:
+		return codes.BillingInjection, true
+	}
+	return codes.Code{}, false
 }
 
 // vitalObs is a vital-sign Observation of the session claiming profile.

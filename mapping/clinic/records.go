@@ -96,6 +96,16 @@ type Patient struct {
 	Contact *Contact `json:"contact,omitempty"`
 	// OrganizationID is the managing organization (kind organization).
 	OrganizationID string `json:"organizationId,omitempty"`
+	// Race is the patient's self-reported race (USCDI): any of
+	// american-indian-alaska-native, asian, black,
+	// native-hawaiian-pacific-islander, white; or declined or unknown alone.
+	Race []string `json:"race,omitempty"`
+	// Ethnicity is hispanic-latino, not-hispanic-latino, declined or unknown.
+	Ethnicity string `json:"ethnicity,omitempty"`
+	// BirthSex is the sex assigned at birth: female, male or unknown.
+	BirthSex string `json:"birthSex,omitempty"`
+	// Language is the preferred language as a BCP 47 tag, e.g. en, es, zh-Hant.
+	Language string `json:"language,omitempty"`
 }
 
 // Practitioner is a clinician: prescriber, infusion nurse, monitoring clinician.
@@ -116,6 +126,11 @@ type Organization struct {
 	Type    string   `json:"type"`
 	NPI     string   `json:"npi,omitempty"`
 	Contact *Contact `json:"contact,omitempty"`
+	// NAIC is a payer's 5-digit NAIC company code.
+	NAIC string `json:"naic,omitempty"`
+	// PayerID is the payer id the clinic bills the payer under (electronic
+	// claims payer id), for type payer.
+	PayerID string `json:"payerId,omitempty"`
 }
 
 // Location is a treatment site (infusion suite, Spravato monitoring room).
@@ -166,6 +181,19 @@ type Monitoring struct {
 	HoldAboveDiastolic int `json:"holdAboveDiastolic,omitempty"`
 }
 
+// Product is the drug product a protocol uses, when the clinic records it.
+type Product struct {
+	// Form is injection-solution, nasal-spray or lozenge.
+	Form string `json:"form"`
+	// StrengthMg is the drug per unit of the form: per mL
+	// (injection-solution), per device (nasal-spray: 28) or per lozenge.
+	StrengthMg float64 `json:"strengthMg"`
+	// Compounded marks a pharmacy-compounded product (lozenges, troches).
+	Compounded bool `json:"compounded,omitempty"`
+	// NDC is the product's National Drug Code, when it has one.
+	NDC string `json:"ndc,omitempty"`
+}
+
 // Protocol is the clinic's treatment plan template.
 type Protocol struct {
 	Header
@@ -175,6 +203,7 @@ type Protocol struct {
 	// Route is iv, im, intranasal, oral, sublingual or subcutaneous.
 	Route           string     `json:"route"`
 	Dose            DoseRule   `json:"dose"`
+	Product         *Product   `json:"product,omitempty"`
 	InfusionMinutes int        `json:"infusionMinutes,omitempty"`
 	Induction       Schedule   `json:"induction"`
 	Maintenance     *Schedule  `json:"maintenance,omitempty"`
@@ -324,6 +353,9 @@ type AdverseEffect struct {
 	Action   string `json:"action"`
 	Onset    string `json:"onset"`
 	Resolved string `json:"resolved,omitempty"`
+	// Causality is the clinician's assessment of whether the session's drug
+	// caused the effect: certain, probable, possible, unlikely or unassessable.
+	Causality string `json:"causality,omitempty"`
 }
 
 // REMSMonitoring holds the Spravato REMS Patient Monitoring Form answers.
@@ -348,6 +380,11 @@ type Coverage struct {
 	Group    string `json:"group,omitempty"`
 	// Status is active, cancelled or draft.
 	Status string `json:"status"`
+	// PayerType is the kind of plan (Source of Payment Typology): medicare,
+	// medicare-hmo, medicare-ppo, medicaid, medicaid-hmo, commercial,
+	// commercial-hmo, commercial-ppo, commercial-pos, commercial-epo, bcbs,
+	// tricare, self-pay or other.
+	PayerType string `json:"payerType,omitempty"`
 	// Relationship of the patient to the subscriber: self, spouse, child, other.
 	Relationship string `json:"relationship,omitempty"`
 	Start        string `json:"start,omitempty"`
@@ -394,4 +431,7 @@ type AntidepressantTrial struct {
 	AdequateTrial bool `json:"adequateTrial,omitempty"`
 	// ImprovementPercent on a validated scale, when measured.
 	ImprovementPercent *float64 `json:"improvementPercent,omitempty"`
+	// DiagnosisID is the diagnosis the trial treated (kind diagnosis), when
+	// the clinic records it.
+	DiagnosisID string `json:"diagnosisId,omitempty"`
 }

@@ -60,6 +60,7 @@ func refs(r Record) []ref {
 		}
 	case *AntidepressantTrial:
 		add("patientId", KindPatient, v.PatientID)
+		add("diagnosisId", KindDiagnosis, v.DiagnosisID)
 	}
 	return out
 }
@@ -83,7 +84,8 @@ func Refs(r Record) []Key {
 // and the rules that need another record:
 //   - a session's patientId equals its course's patientId; a course's diagnosis
 //     and coverage belong to the course's patient;
-//   - a coverage's payer is an organization of type payer;
+//   - a coverage's payer is an organization of type payer; an antidepressant
+//     trial's diagnosis belongs to the trial's patient;
 //   - a session's administrations use the protocol's drug, their dose is not
 //     far outside the protocol (mg_per_kg: mg/kg outside [min/2, max*1.5];
 //     fixed_mg: doseMg outside [minMg/2, maxMg*1.5]; min and max default to
@@ -116,6 +118,10 @@ func CheckRefs(r Record, res Resolver) []FieldError {
 		}
 		if cov, ok := found[Key{KindCoverage, v.CoverageID}].(*Coverage); ok && cov.PatientID != v.PatientID && !failed["patientId"] {
 			e.add("coverageId", "must reference a coverage of the course's patient")
+		}
+	case *AntidepressantTrial:
+		if dx, ok := found[Key{KindDiagnosis, v.DiagnosisID}].(*Diagnosis); ok && dx.PatientID != v.PatientID && !failed["patientId"] {
+			e.add("diagnosisId", "must reference a diagnosis of the trial's patient")
 		}
 	case *Session:
 		course, ok := found[Key{KindCourse, v.CourseID}].(*Course)

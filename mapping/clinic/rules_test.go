@@ -186,7 +186,28 @@ func TestRules(t *testing.T) {
 		{"protocol induction missing", "protocol/proto-iv-05", []op{del("induction")}, "validate", "induction", "required"},
 		{"protocol induction zero sessions", "protocol/proto-iv-05", []op{set("induction.sessions", 0)}, "validate", "induction.sessions", "1 and 1000"},
 
+		// Validate: interoperability fields.
+		{"race unknown value", patient, []op{set("race", []any{"caucasian"})}, "validate", "race[0]", "must be one of"},
+		{"race duplicate", patient, []op{set("race", []any{"asian", "asian"})}, "validate", "race[1]", "duplicate"},
+		{"race declined with a category", patient, []op{set("race", []any{"white", "declined"})}, "validate", "race[1]", "only value"},
+		{"ethnicity value", patient, []op{set("ethnicity", "spanish")}, "validate", "ethnicity", "must be one of"},
+		{"birth sex abbreviation", patient, []op{set("birthSex", "F")}, "validate", "birthSex", "female, male, unknown"},
+		{"language not BCP 47", patient, []op{set("language", "English")}, "validate", "language", "BCP 47"},
+		{"naic shape", "organization/org-payer-bh", []op{set("naic", "1234")}, "validate", "naic", "5-digit"},
+		{"naic on a clinic", "organization/org-main", []op{set("naic", "12345")}, "validate", "naic", "payers only"},
+		{"payer id on a partner", "organization/org-partner-rb", []op{set("payerId", "RB1")}, "validate", "payerId", "payers only"},
+		{"payer id shape", "organization/org-payer-bh", []op{set("payerId", "BH 01")}, "validate", "payerId", "A-Z"},
+		{"coverage payer type", "coverage/cov-1001", []op{set("payerType", "gold")}, "validate", "payerType", "must be one of"},
+		{"adverse effect causality", ivSession, []op{set("adverseEffects[0].causality", "maybe")}, "validate", "adverseEffects[0].causality", "must be one of"},
+		{"product form", "protocol/proto-iv-05", []op{set("product", map[string]any{"form": "vial", "strengthMg": 100})}, "validate", "product.form", "must be one of"},
+		{"product without strength", "protocol/proto-iv-05", []op{set("product", map[string]any{"form": "injection-solution"})}, "validate", "product.strengthMg", "required"},
+		{"product form against route", "protocol/proto-iv-05", []op{set("product", map[string]any{"form": "lozenge", "strengthMg": 50})}, "validate", "product.form", "route"},
+		{"esketamine product not a device", "protocol/proto-spravato", []op{set("product", map[string]any{"form": "nasal-spray", "strengthMg": 56})}, "validate", "product", "28 mg"},
+		{"trial diagnosis malformed", "antidepressant_trial/adt-1001-1", []op{set("diagnosisId", "dx 1")}, "validate", "diagnosisId", "1-64"},
+
 		// CheckRefs.
+		{"trial diagnosis of another patient", "antidepressant_trial/adt-1001-1", []op{set("diagnosisId", "dx-1002-1")}, "refs", "diagnosisId", "trial's patient"},
+		{"trial diagnosis missing", "antidepressant_trial/adt-1001-1", []op{set("diagnosisId", "dx-none")}, "refs", "diagnosisId", "diagnosis"},
 		{"session patient missing", ivSession, []op{set("patientId", "pat-9999")}, "refs", "patientId", "existing patient"},
 		{"session patient differs from course", ivSession, []op{set("patientId", "pat-1002")}, "refs", "patientId", "course"},
 		{"course id of another kind", ivSession, []op{set("courseId", "pat-1001")}, "refs", "courseId", "belongs to a patient"},

@@ -35,6 +35,15 @@ var (
 	dataClasses           = []string{"demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage"}
 	trialClasses          = []string{"SSRI", "SNRI", "TCA", "MAOI", "atypical", "augmentation", "other"}
 	trialOutcomes         = []string{"inadequate-response", "partial-response", "response", "intolerance", "ongoing"}
+	races                 = []string{"american-indian-alaska-native", "asian", "black", "native-hawaiian-pacific-islander", "white", "declined", "unknown"}
+	ethnicities           = []string{"hispanic-latino", "not-hispanic-latino", "declined", "unknown"}
+	birthSexes            = []string{"female", "male", "unknown"}
+	productForms          = []string{"injection-solution", "nasal-spray", "lozenge"}
+	causalities           = []string{"certain", "probable", "possible", "unlikely", "unassessable"}
+	payerTypes            = []string{"medicare", "medicare-hmo", "medicare-ppo", "medicaid", "medicaid-hmo", "commercial", "commercial-hmo", "commercial-ppo", "commercial-pos", "commercial-epo", "bcbs", "tricare", "self-pay", "other"}
+	languagePattern       = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$`)
+	naicPattern           = regexp.MustCompile(`^[0-9]{5}$`)
+	payerIDPattern        = regexp.MustCompile(`^[A-Za-z0-9-]{1,20}$`)
 	idPattern             = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	icd10Pattern          = regexp.MustCompile(`^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
 	ndcPattern            = regexp.MustCompile(`^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{11})$`)
@@ -331,6 +340,20 @@ func (p *Patient) validate(e *errs) {
 	e.enum("sex", p.Sex, true, sexes)
 	e.contact("contact", p.Contact)
 	e.id("organizationId", p.OrganizationID, false)
+	for i, r := range p.Race {
+		e.enum(index("race", i), r, true, races)
+		if slices.Index(p.Race, r) < i {
+			e.add(index("race", i), "is a duplicate")
+		}
+		if (r == "declined" || r == "unknown") && len(p.Race) > 1 {
+			e.add(index("race", i), "must be the only value")
+		}
+	}
+	e.enum("ethnicity", p.Ethnicity, false, ethnicities)
+	e.enum("birthSex", p.BirthSex, false, birthSexes)
+	if p.Language != "" && !languagePattern.MatchString(p.Language) {
+		e.add("language", "must be a BCP 47 language tag such as en, es or zh-Hant")
+	}
 }
 
 func (p *Practitioner) validate(e *errs) {
@@ -346,6 +369,20 @@ func (o *Organization) validate(e *errs) {
 	e.enum("type", o.Type, true, orgTypes)
 	e.npi("npi", o.NPI)
 	e.contact("contact", o.Contact)
+	if o.NAIC != "" && !naicPattern.MatchString(o.NAIC) {
+		e.add("naic", "must be a 5-digit NAIC company code")
+	}
+	if o.PayerID != "" && !payerIDPattern.MatchString(o.PayerID) {
+		e.add("payerId", "must be 1-20 characters of A-Z a-z 0-9 -")
+	}
+	if o.Type != "payer" {
+		if o.NAIC != "" {
+			e.add("naic", "applies to payers only")
+		}
+		if o.PayerID != "" {
+			e.add("payerId", "applies to payers only")
+		}
+	}
 }
 
 func (l *Location) validate(e *errs) {
@@ -405,6 +442,7 @@ func (p *Protocol) validate(e *errs) {
 		}
 		e.bounds("dose", d.MinMgPerKg, d.MgPerKg, d.MaxMgPerKg, "minMgPerKg", "mgPerKg", "maxMgPerKg")
 	}
+	e.product("product", p.Product, p.Drug, p.Route)
 	if p.InfusionMinutes < 0 || p.InfusionMinutes > 600 {
 		e.add("infusionMinutes", "must be between 1 and 600")
 	} else if p.InfusionMinutes > 0 && p.Route != "iv" && p.Route != "subcutaneous" {
@@ -447,6 +485,36 @@ func (p *Protocol) validate(e *errs) {
 	}
 	e.id("organizationId", p.OrganizationID, false)
 	e.enum("status", p.Status, false, protocolStatuses)
+}
+
+// productRoutes are the routes each product form is given by.
+var productRoutes = map[string][]string{
+	"injection-solution": {"iv", "im", "subcutaneous"},
+	"nasal-spray":        {"intranasal"},
+	"lozenge":            {"sublingual", "oral"},
+}
+
+// product checks a protocol's drug product against its drug and route.
+func (e *errs) product(path string, p *Product, drug, route string) {
+	if p == nil {
+		return
+	}
+	e.enum(field(path, "form"), p.Form, true, productForms)
+	strength := field(path, "strengthMg")
+	if p.StrengthMg == 0 {
+		e.add(strength, "is required")
+	} else {
+		e.positive(strength, &p.StrengthMg, maxDoseMg)
+	}
+	if p.NDC != "" && !ndcPattern.MatchString(p.NDC) {
+		e.add(field(path, "ndc"), "must be an NDC in 4-4-2, 5-3-2, 5-4-1, 5-4-2 or 11-digit form")
+	}
+	if routes, ok := productRoutes[p.Form]; ok && route != "" && !slices.Contains(routes, route) {
+		e.add(field(path, "form"), "does not fit the route "+route)
+	}
+	if drug == "esketamine" && p.Form != "" && (p.Form != "nasal-spray" || p.StrengthMg != esketamineMgPerDevice) {
+		e.add(path, "must be a 28 mg nasal-spray device for esketamine")
+	}
 }
 
 // bounds checks min <= value <= max for whichever are set.
@@ -696,6 +764,7 @@ func (a *AdverseEffect) validate(e *errs, path string) {
 	if a.Effect == "other" && a.Text == "" {
 		e.add(field(path, "text"), "is required for effect other")
 	}
+	e.enum(field(path, "causality"), a.Causality, false, causalities)
 }
 
 func (c *Coverage) validate(e *errs) {
@@ -705,6 +774,7 @@ func (c *Coverage) validate(e *errs) {
 	e.required("memberId", c.MemberID)
 	e.enum("status", c.Status, true, coverageStatuses)
 	e.enum("relationship", c.Relationship, false, relationships)
+	e.enum("payerType", c.PayerType, false, payerTypes)
 	s, sok := e.date("start", c.Start, false)
 	end, eok := e.date("end", c.End, false)
 	e.notBefore("end", s, end, sok, eok, "start")
@@ -756,4 +826,5 @@ func (t *AntidepressantTrial) validate(e *errs) {
 		e.add("adequateTrial", "requires at least 6 weeks between start and end")
 	}
 	e.floatRange("improvementPercent", t.ImprovementPercent, -100, 100)
+	e.id("diagnosisId", t.DiagnosisID, false)
 }

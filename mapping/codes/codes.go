@@ -1,8 +1,11 @@
 // Package codes holds the terminology KetaBridge maps clinic records to: code
-// system URIs, the drug, route, LOINC assessment and vital-sign tables, UCUM
-// units, status translations and the concepts of the project's own code
-// systems (defined under the gateway's canonical base). The codes come from
-// the public terminologies: RxNorm, NDC, SNOMED CT, LOINC, ICD-10-CM and UCUM.
+// system URIs, the drug, route, LOINC assessment and answer, vital-sign,
+// billing, payer-type and demographics tables, UCUM units, status
+// translations, the project's extensions and the concepts of its own code
+// systems (under the fixed canonical base CanonicalBase). The codes come from
+// the public terminologies: RxNorm, NDC, SNOMED CT, LOINC, ICD-10-CM, CPT,
+// HCPCS, the Source of Payment Typology, CDC race and ethnicity, WHO ATC and
+// UCUM; docs/fhir-mapping.md lists every code with the element it lands on.
 //
 // The tables are plain data with no FHIR model dependency; package mapping
 // turns them into samply r4 Codings. Everything here is read-only: callers
@@ -43,52 +46,150 @@ const (
 	AESeriousness     = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 	AEOutcome         = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 	DataAbsentReason  = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+	AECausalityAssess = "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess"
+	MedAdminFunction  = "http://terminology.hl7.org/CodeSystem/med-admin-perform-function"
+	NullFlavor        = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
+	// CPT is the AMA CPT code system (terminology.hl7.org CodeSystem-CPT).
+	CPT = "http://www.ama-assn.org/go/cpt"
+	// HCPCS is HCPCS Level II as US payer IGs name it.
+	HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+	// SOPT is the Source of Payment Typology, the US Core Coverage.type system.
+	SOPT = "urn:oid:2.16.840.1.113883.3.221.5"
+	// CDCRaceEthnicity is the CDC Race & Ethnicity code system of the US Core
+	// race and ethnicity extensions.
+	CDCRaceEthnicity = "urn:oid:2.16.840.1.113883.6.238"
+	// BCP47 is the language tag system of Patient.communication.language.
+	BCP47 = "urn:ietf:bcp:47"
+	// ATC is the WHO Anatomical Therapeutic Chemical classification.
+	ATC = "http://www.whocc.no/atc"
+	// NAIC is the NAIC company code system of the US Core Organization NAIC slice.
+	NAIC = "urn:oid:2.16.840.1.113883.6.300"
 	// DataAbsentReasonExt is the core extension marking a missing required value.
 	DataAbsentReasonExt = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
-	// EncounterBasedOnR5 is the cross-version extension carrying R5
-	// Encounter.basedOn (which allows CarePlan) in R4, where Encounter.basedOn
-	// may only reference a ServiceRequest (encounter-definitions.html#Encounter.basedOn).
-	EncounterBasedOnR5 = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn"
 	// USCore is the canonical base of the US Core 6.1.0 profiles.
 	USCore = "http://hl7.org/fhir/us/core/StructureDefinition/"
 )
 
-// Paths of the project's own definitions under the gateway's canonical base
-// (Options.Canonical in package mapping).
+// The project's canonical base and what lives under it. Canonical URLs are
+// fixed: they never depend on where a gateway is deployed (--base-url), so a
+// code or extension means the same in every deployment and every export.
 const (
-	// ScalesPath is the CodeSystem of local assessment codes (MADRS, CADSS,
+	// CanonicalBase is the canonical base the project owns.
+	CanonicalBase = "http://ketabridge.org/fhir"
+	// IGURL is the canonical URL of the project's ImplementationGuide.
+	IGURL = CanonicalBase + "/ImplementationGuide/ketabridge"
+	// Scales is the CodeSystem of local assessment codes (MADRS, CADSS,
 	// MOAA/S, item codes without a LOINC code).
-	ScalesPath = "/CodeSystem/ketabridge-scales"
-	// LocalPath is the CodeSystem of every other local code (session types and
-	// statuses, trial outcomes, drug classes, adverse effects and actions, REMS
-	// questions, consent data classes, C-SSRS risk levels).
-	LocalPath = "/CodeSystem/ketabridge"
-	// ExtensionPath is the base of the project's extension URLs.
-	ExtensionPath = "/StructureDefinition/"
-	// SIDPath is the base of the project's identifier systems ({Canonical}/sid/mrn, ...).
-	SIDPath = "/sid/"
+	Scales = CanonicalBase + "/CodeSystem/ketabridge-scales"
+	// Local is the CodeSystem of every other local code (session types, the
+	// no-show reason, REMS questions, C-SSRS risk levels, adverse effects and
+	// actions, assessment timing, course phases, trial outcomes, drug
+	// classes, consent data classes).
+	Local = CanonicalBase + "/CodeSystem/ketabridge"
+	// ExtensionBase is the base of the project's extension URLs.
+	ExtensionBase = CanonicalBase + "/StructureDefinition/"
+	// ValueSetBase is the base of the project's ValueSet URLs.
+	ValueSetBase = CanonicalBase + "/ValueSet/"
+	// DefaultIdentifierSystemBase is the identifier-system base used when the
+	// deployment configures none (package mapping, Options.IdentifierSystemBase):
+	// {base}/mrn, {base}/practitioner, ... It is unique only within one
+	// deployment; see docs/fhir-mapping.md.
+	DefaultIdentifierSystemBase = CanonicalBase + "/sid"
 )
 
-// Extension names under {Canonical}/StructureDefinition/. The StructureDefinitions
-// describing them belong to package conformance.
+// The project's own extensions (StructureDefinitions in conformance/ig). Only
+// what no R4 core or US Core element or extension covers; Extensions says why
+// each stays.
 const (
-	ExtDosePerKg        = "dose-per-kg"                // MedicationAdministration.dosage: valueQuantity mg/kg
-	ExtDeviceCount      = "device-count"               // MedicationAdministration.dosage: valuePositiveInt (esketamine devices)
-	ExtSessionStatus    = "session-status"             // Encounter: valueCodeableConcept (local session-status code, text = reason)
-	ExtScheduledStart   = "scheduled-start"            // Encounter: valueDateTime
-	ExtSessionNumber    = "session-number"             // Encounter: valuePositiveInt
-	ExtAssessmentTiming = "assessment-timing"          // Observation: valueCode baseline|pre-dose|post-dose|follow-up
-	ExtAEAction         = "adverse-event-action"       // AdverseEvent: valueCodeableConcept (local action code)
-	ExtAEResolved       = "adverse-event-resolved"     // AdverseEvent: valueDateTime
-	ExtREMSCertified    = "rems-certified"             // Location: valueBoolean
-	ExtTrialAdequate    = "antidepressant-adequate"    // MedicationStatement: valueBoolean
-	ExtTrialImprovement = "antidepressant-improvement" // MedicationStatement: valueQuantity %
-	ExtTrialClass       = "antidepressant-class"       // MedicationStatement: valueCoding (local drug-class code)
-	ExtCoursePhase      = "course-phase"               // CarePlan: valueCode induction|maintenance
+	ExtDosePerKg        = ExtensionBase + "dose-per-kg"
+	ExtREMSCertified    = ExtensionBase + "rems-certified"
+	ExtTrialClass       = ExtensionBase + "antidepressant-class"
+	ExtTrialAdequate    = ExtensionBase + "antidepressant-adequate"
+	ExtTrialImprovement = ExtensionBase + "antidepressant-improvement"
+	ExtAEAction         = ExtensionBase + "adverse-event-action"
+	ExtAEResolved       = ExtensionBase + "adverse-event-resolved"
 )
 
-// Code is one coded concept. System is a full URI, or one of ScalesPath /
-// LocalPath for a local code (package mapping prefixes the canonical base).
+// Standard extensions the mappers use (R4 core and US Core 6.1.0).
+const (
+	// ExtOrdinalValue is the R4 core ordinalValue extension (on a Coding):
+	// the score of a LOINC answer.
+	ExtOrdinalValue = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+	// ExtReasonCancelled is the R4 core encounter-reasonCancelled extension.
+	ExtReasonCancelled = "http://hl7.org/fhir/StructureDefinition/encounter-reasonCancelled"
+	// US Core demographics extensions.
+	ExtUSCoreRace      = USCore + "us-core-race"
+	ExtUSCoreEthnicity = USCore + "us-core-ethnicity"
+	ExtUSCoreBirthSex  = USCore + "us-core-birthsex"
+)
+
+// ExtensionSpec describes one of the project's extensions: what the
+// StructureDefinition in conformance/ig states.
+type ExtensionSpec struct {
+	URL string
+	// Name is the computable name, Title the human one.
+	Name, Title string
+	// Context is the element path the extension may appear on.
+	Context string
+	// ValueType is the one allowed value[x] type.
+	ValueType string
+	// Short is the one-line summary, Definition what the value means.
+	Short, Definition string
+	// Why says why no standard element or extension fits.
+	Why string
+	// ValueSet is the canonical of the value's binding ("" for none);
+	// Strength its binding strength.
+	ValueSet, Strength string
+}
+
+// Extensions are the project's extensions, in a stable order.
+var Extensions = []ExtensionSpec{
+	{URL: ExtDosePerKg, Name: "DosePerKg", Title: "Dose per kilogram",
+		Context: "MedicationAdministration.dosage", ValueType: "Quantity",
+		Short:      "Weight-based dose the amount given was calculated from (mg/kg)",
+		Definition: "The weight-based dose (UCUM mg/kg) the clinician used to calculate this administration's dose, with the body weight of the session (MedicationAdministration.supportingInformation).",
+		Why: "R4 MedicationAdministration.dosage.dose holds the amount given (mg). The weight-based dose it was calculated from " +
+			"(the titration step, e.g. 0.5 mg/kg) has no element; dividing the rounded dose by the weight does not give it back exactly."},
+	{URL: ExtREMSCertified, Name: "REMSCertified", Title: "Spravato REMS-certified setting",
+		Context: "Location", ValueType: "boolean",
+		Short:      "The location is a Spravato REMS-certified healthcare setting",
+		Definition: "True when the location is certified as a healthcare setting under the Spravato (esketamine) REMS; the REMS setting id, when known, is a Location.identifier.",
+		Why: "R4 Location and US Core Location have no element for a regulatory certification: Location.type is the kind of " +
+			"service, and the REMS setting id is optional in the clinic record."},
+	{URL: ExtTrialClass, Name: "AntidepressantClass", Title: "Antidepressant class",
+		Context: "MedicationStatement", ValueType: "CodeableConcept",
+		Short:      "Therapeutic class of the antidepressant taken",
+		Definition: "The therapeutic class of the drug of this antidepressant trial: a WHO ATC group where one matches the class exactly, and the KetaBridge class code.",
+		Why: "R4 MedicationStatement has no element for the drug's class (MedicationKnowledge.medicineClassification describes " +
+			"drug catalogues, not a patient's trial); payers count failed trials per class.",
+		ValueSet: ValueSetBase + "ketabridge-antidepressant-class", Strength: "extensible"},
+	{URL: ExtTrialAdequate, Name: "AntidepressantAdequateTrial", Title: "Adequate antidepressant trial",
+		Context: "MedicationStatement", ValueType: "boolean",
+		Short:      "The trial reached a therapeutic dose for at least 6 weeks",
+		Definition: "True when the clinician judged the antidepressant trial adequate: a therapeutic dose taken for at least 6 weeks.",
+		Why:        "No R4 or US Core element records whether a medication trial was adequate; treatment-resistance criteria count adequate trials."},
+	{URL: ExtTrialImprovement, Name: "AntidepressantImprovement", Title: "Improvement during an antidepressant trial",
+		Context: "MedicationStatement", ValueType: "Quantity",
+		Short:      "Percent improvement on a validated scale during the trial (UCUM %)",
+		Definition: "The improvement from the trial's baseline on a validated depression scale, in percent (UCUM %); negative when worse.",
+		Why: "R4 MedicationStatement has no outcome element, and the scale results of trials before the patient came to the " +
+			"clinic are not available as Observations; payers read failure as at most 25 % improvement."},
+	{URL: ExtAEAction, Name: "AdverseEventAction", Title: "Action taken for an adverse event",
+		Context: "AdverseEvent", ValueType: "CodeableConcept",
+		Short:      "What was done about the adverse event",
+		Definition: "The action the clinician took in response to the adverse event (observed, infusion paused/slowed/stopped, medication given, transferred, none).",
+		Why: "R4 AdverseEvent has no element for the action taken (R5 added AdverseEvent.mitigatingAction; its cross-version " +
+			"extension is not an R4 definition validators know).",
+		ValueSet: ValueSetBase + "ketabridge-adverse-event-action", Strength: "required"},
+	{URL: ExtAEResolved, Name: "AdverseEventResolved", Title: "Adverse event resolution time",
+		Context: "AdverseEvent", ValueType: "dateTime",
+		Short:      "When the adverse event resolved",
+		Definition: "The time the adverse event resolved; AdverseEvent.date is its onset and AdverseEvent.outcome says resolved.",
+		Why: "R4 AdverseEvent has an onset (date) and an outcome code but no end time (R5 AdverseEvent.occurrence[x] is a " +
+			"Period); Spravato REMS monitoring records until when sedation and dissociation lasted."},
+}
+
+// Code is one coded concept; System is a full URI.
 type Code struct {
 	System, Code, Display string
 }
@@ -97,6 +198,9 @@ type Code struct {
 type Concept struct {
 	Code, Display, Definition string
 }
+
+// local returns a code of the ketabridge CodeSystem.
+func local(code, display string) Code { return Code{Local, code, display} }
 
 // Routes maps the clinic's route to SNOMED CT route of administration.
 var Routes = map[string]Code{
@@ -114,9 +218,14 @@ var RouteText = map[string]string{
 	"sublingual": "sublingual", "subcutaneous": "subcutaneous",
 }
 
-// Drugs maps the clinic's drug to its RxNorm codings: ketamine is the
-// ingredient 6130; esketamine carries the nasal spray (2201623) and the
-// Spravato brand (2201625).
+// SelfAdministered are the routes by which the patient takes the dose under
+// supervision (Spravato is self-administered by label; lozenges are taken by
+// the patient): the patient is the performer, the clinician a witness.
+var SelfAdministered = map[string]bool{"intranasal": true, "sublingual": true, "oral": true}
+
+// Drugs maps the clinic's drug to its RxNorm codings when no product is
+// known: ketamine is the ingredient 6130; esketamine carries the nasal spray
+// (2201623) and the Spravato brand (2201625), esketamine's only US product.
 var Drugs = map[string][]Code{
 	"ketamine": {{RxNorm, "6130", "ketamine"}},
 	"esketamine": {
@@ -128,6 +237,43 @@ var Drugs = map[string][]Code{
 // DrugText is the display text of a drug.
 var DrugText = map[string]string{"ketamine": "ketamine", "esketamine": "esketamine (Spravato)"}
 
+// Ingredients are the ingredient codings of Medication.ingredient.item.
+var Ingredients = map[string]Code{
+	"ketamine":   {RxNorm, "6130", "ketamine"},
+	"esketamine": {System: "", Code: "", Display: "esketamine"},
+}
+
+// ProductKey identifies a drug product by drug, form and strength (mg per
+// unit of the form).
+type ProductKey struct {
+	Drug, Form string
+	StrengthMg float64
+}
+
+// ClinicalDrugs maps a product to its RxNorm clinical drug (SCD): only
+// products whose RxNorm code was checked against a published source (the
+// openFDA NDC directory maps the 100 mg/mL ketamine vials, e.g. NDC
+// 71872-7296, to RxCUI 238083).
+var ClinicalDrugs = map[ProductKey]Code{
+	{"ketamine", "injection-solution", 100}: {RxNorm, "238083", "ketamine 100 MG/ML Injectable Solution"},
+}
+
+// Forms maps a product form to Medication.form: SNOMED CT where the concept
+// was checked (385087003 Lozenge, basic dose form), else text only.
+var Forms = map[string]Code{
+	"injection-solution": {Display: "Injectable solution"},
+	"nasal-spray":        {Display: "Nasal spray"},
+	"lozenge":            {SNOMED, "385087003", "Lozenge"},
+}
+
+// FormUnits is the UCUM denominator unit of a form's strength (per mL, per
+// device, per lozenge).
+var FormUnits = map[string]Unit{
+	"injection-solution": {"mL", "mL"},
+	"nasal-spray":        {"{device}", "device"},
+	"lozenge":            {"{lozenge}", "lozenge"},
+}
+
 // UCUM units: code and human-readable unit.
 type Unit struct{ Code, Unit string }
 
@@ -136,7 +282,6 @@ var (
 	UnitMg      = Unit{"mg", "mg"}
 	UnitMgPerKg = Unit{"mg/kg", "mg/kg"}
 	UnitMgPerH  = Unit{"mg/h", "mg/h"}
-	UnitMgPerD  = Unit{"mg/d", "mg/day"}
 	UnitKg      = Unit{"kg", "kg"}
 	UnitMmHg    = Unit{"mm[Hg]", "mmHg"}
 	UnitPerMin  = Unit{"/min", "/min"}
@@ -158,6 +303,33 @@ var (
 	VitalWeight    = Code{LOINC, "29463-7", "Body weight"}
 )
 
+// Answer is a LOINC answer with its score (ordinalValue); Scored is false for
+// answers that are not part of a total (the PHQ-9 difficulty item).
+type Answer struct {
+	Code
+	Score  int
+	Scored bool
+}
+
+// FrequencyAnswers is the LOINC answer list LL358-3 of the PHQ-9 and GAD-7
+// items, indexed by the item score 0-3 (US Core 6.1 screening-assessment
+// examples code the items with it).
+var FrequencyAnswers = []Answer{
+	{Code{LOINC, "LA6568-5", "Not at all"}, 0, true},
+	{Code{LOINC, "LA6569-3", "Several days"}, 1, true},
+	{Code{LOINC, "LA6570-1", "More than half the days"}, 2, true},
+	{Code{LOINC, "LA6571-9", "Nearly every day"}, 3, true},
+}
+
+// DifficultyAnswers is the LOINC answer list LL359-1 of the PHQ-9 difficulty
+// item 69722-7, indexed by the clinic's 0-3. The item is not scored.
+var DifficultyAnswers = []Answer{
+	{Code{LOINC, "LA6572-7", "Not difficult at all"}, 0, false},
+	{Code{LOINC, "LA6573-5", "Somewhat difficult"}, 1, false},
+	{Code{LOINC, "LA6575-0", "Very difficult"}, 2, false},
+	{Code{LOINC, "LA6574-3", "Extremely difficult"}, 3, false},
+}
+
 // Instrument describes how an assessment instrument is coded. Panel is empty
 // when the instrument is a single score Observation; Items are the item codes
 // in instrument order (LOINC where LOINC has them, else local scale codes).
@@ -167,12 +339,15 @@ type Instrument struct {
 	Score      Code
 	Items      []Code
 	Difficulty Code
+	// Answers is the LOINC answer list of the items (nil: the items are
+	// integer scores).
+	Answers []Answer
 	// SelfReport marks patient-reported instruments (performer = Patient).
 	SelfReport bool
 }
 
 // scale returns a local scale code.
-func scale(code, display string) Code { return Code{ScalesPath, code, display} }
+func scale(code, display string) Code { return Code{Scales, code, display} }
 
 func localItems(prefix, name string, n int) []Code {
 	out := make([]Code, n)
@@ -190,9 +365,9 @@ func itoa(n int) string {
 	return itoa(n/10) + string(rune('0'+n%10))
 }
 
-// Instruments maps the clinic's instrument to its codes (LOINC panels, scores
-// and items from loinc.org; MADRS, CADSS, MOAA/S and items LOINC lacks are
-// local).
+// Instruments maps the clinic's instrument to its codes (LOINC panels, scores,
+// items and answers from loinc.org; MADRS, CADSS, MOAA/S and items LOINC
+// lacks are local).
 var Instruments = map[string]Instrument{
 	"phq9": {
 		Name:  "PHQ-9",
@@ -210,6 +385,7 @@ var Instruments = map[string]Instrument{
 			{LOINC, "44260-8", "Thoughts that you would be better off dead, or of hurting yourself in some way"},
 		},
 		Difficulty: Code{LOINC, "69722-7", "How difficult have these problems made it for you to do your work, take care of things at home, or get along with other people"},
+		Answers:    FrequencyAnswers,
 		SelfReport: true,
 	},
 	"gad7": {
@@ -225,6 +401,7 @@ var Instruments = map[string]Instrument{
 			{LOINC, "69689-8", "Becoming easily annoyed or irritable"},
 			{LOINC, "69736-7", "Feeling afraid as if something awful might happen"},
 		},
+		Answers:    FrequencyAnswers,
 		SelfReport: true,
 	},
 	"pcl5": {
@@ -254,11 +431,15 @@ var Instruments = map[string]Instrument{
 	},
 }
 
-// CSSRSRisk maps the C-SSRS screener risk level to a local code.
-var CSSRSRisk = map[string]Code{
-	"low":      {LocalPath, "cssrs-risk-low", "Low suicide risk"},
-	"moderate": {LocalPath, "cssrs-risk-moderate", "Moderate suicide risk"},
-	"high":     {LocalPath, "cssrs-risk-high", "High suicide risk"},
+// CSSRSRisk maps the C-SSRS screener risk level to the LOINC answer list
+// LL465-6 of 93374-7 (Low LA9194-7 as in the HL7 US Behavioral Health
+// Profiles example; Moderate and High as published implementations list
+// them) followed by the local code, kept as a translation until the LOINC
+// answers are confirmed against loinc.org (docs/fhir-mapping.md).
+var CSSRSRisk = map[string][]Code{
+	"low":      {{LOINC, "LA9194-7", "Low"}, local("cssrs-risk-low", "Low suicide risk")},
+	"moderate": {{LOINC, "LA6751-7", "Moderate"}, local("cssrs-risk-moderate", "Moderate suicide risk")},
+	"high":     {{LOINC, "LA9193-9", "High"}, local("cssrs-risk-high", "High suicide risk")},
 }
 
 // ScaleConcepts are the concepts of the ketabridge-scales CodeSystem.
@@ -276,97 +457,137 @@ func ScaleConcepts() []Concept {
 	return out
 }
 
-// Session statuses (clinic) -> local session-status codes. See mapping's
-// session.go for how each is represented on the Encounter.
-var SessionStatus = map[string]Code{
-	"completed":     {LocalPath, "session-completed", "Session completed"},
-	"stopped-early": {LocalPath, "session-stopped-early", "Session stopped early"},
-	"cancelled":     {LocalPath, "session-cancelled", "Session cancelled"},
-	"no-show":       {LocalPath, "session-no-show", "Patient did not attend"},
-	"scheduled":     {LocalPath, "session-scheduled", "Session scheduled"},
-}
-
 // EncounterStatus maps the clinic session status to Encounter.status (R4
-// valueset-encounter-status). R4 has no no-show status: a no-show is cancelled
-// and told apart by the session-status extension.
+// valueset-encounter-status). R4 has no no-show or stopped-early status: a
+// no-show is cancelled with the reason SessionNoShow; a session stopped early
+// is finished, and its last MedicationAdministration is stopped.
 var EncounterStatus = map[string]string{
 	"completed": "finished", "stopped-early": "finished",
 	"cancelled": "cancelled", "no-show": "cancelled", "scheduled": "planned",
 }
 
-// Session types (Encounter.type).
+// Session types and the no-show reason (Encounter.type,
+// encounter-reasonCancelled).
 var (
-	SessionKetamine   = Code{LocalPath, "ketamine-treatment-session", "Ketamine treatment session"}
-	SessionEsketamine = Code{LocalPath, "esketamine-treatment-session", "Esketamine (Spravato) treatment session with REMS monitoring"}
-	REMSMonitoring    = Code{LocalPath, "rems-monitoring", "Spravato REMS patient monitoring"}
+	SessionKetamine   = local("ketamine-treatment-session", "Ketamine treatment session")
+	SessionEsketamine = local("esketamine-treatment-session", "Esketamine (Spravato) treatment session with REMS monitoring")
+	SessionNoShow     = local("session-no-show", "Patient did not attend")
+	REMSMonitoring    = local("rems-monitoring", "Spravato REMS patient monitoring")
+	// SessionProcedure is the SNOMED CT procedure of every treatment session
+	// (no concept specific to ketamine sessions was confirmed).
+	SessionProcedure = Code{SNOMED, "225426007", "Administration of therapeutic substance"}
+)
+
+// Billing codes of a session (a second Encounter.type): CPT 96365 for an IV
+// infusion up to 1 hour, CPT 96372 for an IM or subcutaneous injection, HCPCS
+// G2082/G2083 for supervised esketamine self-administration up to / over
+// 56 mg including the 2-hour observation.
+var (
+	BillingIVInfusion   = Code{CPT, "96365", "Intravenous infusion, for therapy, prophylaxis, or diagnosis; initial, up to 1 hour"}
+	BillingInjection    = Code{CPT, "96372", "Therapeutic, prophylactic, or diagnostic injection; subcutaneous or intramuscular"}
+	BillingEsketamine56 = Code{HCPCS, "G2082", "Esketamine self-administration, up to 56 mg, with 2 hours post-administration observation"}
+	BillingEsketamine84 = Code{HCPCS, "G2083", "Esketamine self-administration, greater than 56 mg, with 2 hours post-administration observation"}
 )
 
 // REMS question codes (components of the REMS monitoring Observation).
 var (
-	REMSFirstTreatment   = Code{LocalPath, "rems-first-treatment", "First Spravato treatment"}
-	REMSEnrolled         = Code{LocalPath, "rems-enrolled", "Patient enrolled in the Spravato REMS"}
-	REMSConcomitant      = Code{LocalPath, "rems-concomitant-medication", "Concomitant medication of concern"}
-	REMSMinutesToReady   = Code{LocalPath, "rems-minutes-to-ready", "Minutes from first device until ready to leave"}
-	REMSTotalMonitoring  = Code{LocalPath, "rems-total-monitoring-minutes", "Total monitoring minutes"}
-	REMSVitalsBefore     = Code{LocalPath, "rems-vitals-acceptable-before", "Vital signs acceptable before dosing"}
-	REMSVitalsAtDischarg = Code{LocalPath, "rems-vitals-acceptable-at-discharge", "Vital signs acceptable before discharge"}
+	REMSFirstTreatment   = local("rems-first-treatment", "First Spravato treatment")
+	REMSEnrolled         = local("rems-enrolled", "Patient enrolled in the Spravato REMS")
+	REMSConcomitant      = local("rems-concomitant-medication", "Concomitant medication of concern")
+	REMSMinutesToReady   = local("rems-minutes-to-ready", "Minutes from first device until ready to leave")
+	REMSTotalMonitoring  = local("rems-total-monitoring-minutes", "Total monitoring minutes")
+	REMSVitalsBefore     = local("rems-vitals-acceptable-before", "Vital signs acceptable before dosing")
+	REMSVitalsAtDischarg = local("rems-vitals-acceptable-at-discharge", "Vital signs acceptable before discharge")
 )
 
-// AdverseEffects maps the clinic's effect to a local code and, where a SNOMED
-// CT finding could be confirmed, its SNOMED coding.
+// AssessmentTiming maps the clinic's assessment timing to a local category
+// code (a second Observation.category beside survey).
+var AssessmentTiming = map[string]Code{
+	"baseline":  local("timing-baseline", "Baseline assessment"),
+	"pre-dose":  local("timing-pre-dose", "Pre-dose assessment"),
+	"post-dose": local("timing-post-dose", "Post-dose assessment"),
+	"follow-up": local("timing-follow-up", "Follow-up assessment"),
+}
+
+// CoursePhases maps the clinic's course phase to a local CarePlan.category.
+var CoursePhases = map[string]Code{
+	"induction":   local("phase-induction", "Induction phase"),
+	"maintenance": local("phase-maintenance", "Maintenance phase"),
+}
+
+// AdverseEffects maps the clinic's effect to its SNOMED CT finding where one
+// was confirmed, then the local code.
 var AdverseEffects = map[string][]Code{
-	"dissociation":           {{LocalPath, "ae-dissociation", "Dissociation"}},
-	"hypertension":           {{LocalPath, "ae-hypertension", "Transient blood pressure elevation"}},
-	"nausea":                 {{LocalPath, "ae-nausea", "Nausea"}, {SNOMED, "422587007", "Nausea"}},
-	"vomiting":               {{LocalPath, "ae-vomiting", "Vomiting"}, {SNOMED, "422400008", "Vomiting"}},
-	"sedation":               {{LocalPath, "ae-sedation", "Sedation"}},
-	"headache":               {{LocalPath, "ae-headache", "Headache"}, {SNOMED, "25064002", "Headache"}},
-	"dizziness":              {{LocalPath, "ae-dizziness", "Dizziness"}, {SNOMED, "404640003", "Dizziness"}},
-	"anxiety":                {{LocalPath, "ae-anxiety", "Anxiety"}, {SNOMED, "48694002", "Anxiety"}},
-	"respiratory-depression": {{LocalPath, "ae-respiratory-depression", "Respiratory depression"}},
-	"other":                  {{LocalPath, "ae-other", "Other adverse effect"}},
+	"dissociation":           {local("ae-dissociation", "Dissociation")},
+	"hypertension":           {{SNOMED, "24184005", "Finding of increased blood pressure"}, local("ae-hypertension", "Transient blood pressure elevation")},
+	"nausea":                 {{SNOMED, "422587007", "Nausea"}, local("ae-nausea", "Nausea")},
+	"vomiting":               {{SNOMED, "422400008", "Vomiting"}, local("ae-vomiting", "Vomiting")},
+	"sedation":               {local("ae-sedation", "Sedation")},
+	"headache":               {{SNOMED, "25064002", "Headache"}, local("ae-headache", "Headache")},
+	"dizziness":              {{SNOMED, "404640003", "Dizziness"}, local("ae-dizziness", "Dizziness")},
+	"anxiety":                {{SNOMED, "48694002", "Anxiety"}, local("ae-anxiety", "Anxiety")},
+	"respiratory-depression": {local("ae-respiratory-depression", "Respiratory depression")},
+	"other":                  {local("ae-other", "Other adverse effect")},
 }
 
 // AdverseActions maps the clinic's action taken to a local code.
 var AdverseActions = map[string]Code{
-	"none":             {LocalPath, "ae-action-none", "No action taken"},
-	"observed":         {LocalPath, "ae-action-observed", "Observed"},
-	"infusion-paused":  {LocalPath, "ae-action-infusion-paused", "Infusion paused"},
-	"infusion-slowed":  {LocalPath, "ae-action-infusion-slowed", "Infusion slowed"},
-	"infusion-stopped": {LocalPath, "ae-action-infusion-stopped", "Infusion stopped"},
-	"medication-given": {LocalPath, "ae-action-medication-given", "Medication given"},
-	"transferred":      {LocalPath, "ae-action-transferred", "Transferred to a higher level of care"},
+	"none":             local("ae-action-none", "No action taken"),
+	"observed":         local("ae-action-observed", "Observed"),
+	"infusion-paused":  local("ae-action-infusion-paused", "Infusion paused"),
+	"infusion-slowed":  local("ae-action-infusion-slowed", "Infusion slowed"),
+	"infusion-stopped": local("ae-action-infusion-stopped", "Infusion stopped"),
+	"medication-given": local("ae-action-medication-given", "Medication given"),
+	"transferred":      local("ae-action-transferred", "Transferred to a higher level of care"),
 }
+
+// Causality maps the clinic's causality assessment to R4
+// adverse-event-causality-assess.
+var Causality = map[string]Code{
+	"certain":      {AECausalityAssess, "Certain", "Certain"},
+	"probable":     {AECausalityAssess, "Probably-Likely", "Probably/Likely"},
+	"possible":     {AECausalityAssess, "Possible", "Possible"},
+	"unlikely":     {AECausalityAssess, "Unlikely", "Unlikely"},
+	"unassessable": {AECausalityAssess, "Unassessable-Unclassifiable", "Unassessable/Unclassifiable"},
+}
+
+// Performer functions of MedicationAdministration.performer.
+var (
+	FunctionPerformer = Code{MedAdminFunction, "performer", "Performer"}
+	FunctionWitness   = Code{MedAdminFunction, "witness", "Witness"}
+)
 
 // TrialOutcomes maps an antidepressant trial outcome to a local code.
 var TrialOutcomes = map[string]Code{
-	"inadequate-response": {LocalPath, "trial-inadequate-response", "Inadequate response"},
-	"partial-response":    {LocalPath, "trial-partial-response", "Partial response"},
-	"response":            {LocalPath, "trial-response", "Response"},
-	"intolerance":         {LocalPath, "trial-intolerance", "Stopped for intolerance"},
-	"ongoing":             {LocalPath, "trial-ongoing", "Trial ongoing"},
+	"inadequate-response": local("trial-inadequate-response", "Inadequate response"),
+	"partial-response":    local("trial-partial-response", "Partial response"),
+	"response":            local("trial-response", "Response"),
+	"intolerance":         local("trial-intolerance", "Stopped for intolerance"),
+	"ongoing":             local("trial-ongoing", "Trial ongoing"),
 }
 
-// DrugClasses maps an antidepressant class to a local code.
-var DrugClasses = map[string]Code{
-	"SSRI":         {LocalPath, "class-ssri", "Selective serotonin reuptake inhibitor"},
-	"SNRI":         {LocalPath, "class-snri", "Serotonin-norepinephrine reuptake inhibitor"},
-	"TCA":          {LocalPath, "class-tca", "Tricyclic antidepressant"},
-	"MAOI":         {LocalPath, "class-maoi", "Monoamine oxidase inhibitor"},
-	"atypical":     {LocalPath, "class-atypical", "Atypical antidepressant"},
-	"augmentation": {LocalPath, "class-augmentation", "Augmentation agent"},
-	"other":        {LocalPath, "class-other", "Other antidepressant"},
+// DrugClasses maps an antidepressant class to its codes: the WHO ATC group
+// when one is the class exactly (SSRI N06AB, TCA N06AA, atypical = other
+// antidepressants N06AX), then the local code.
+var DrugClasses = map[string][]Code{
+	"SSRI":         {{ATC, "N06AB", "Selective serotonin reuptake inhibitors"}, local("class-ssri", "Selective serotonin reuptake inhibitor")},
+	"SNRI":         {local("class-snri", "Serotonin-norepinephrine reuptake inhibitor")},
+	"TCA":          {{ATC, "N06AA", "Non-selective monoamine reuptake inhibitors"}, local("class-tca", "Tricyclic antidepressant")},
+	"MAOI":         {local("class-maoi", "Monoamine oxidase inhibitor")},
+	"atypical":     {{ATC, "N06AX", "Other antidepressants"}, local("class-atypical", "Atypical antidepressant")},
+	"augmentation": {local("class-augmentation", "Augmentation agent")},
+	"other":        {local("class-other", "Other antidepressant")},
 }
 
 // DataClasses maps a consent data class to a local code (Consent.provision.class).
 var DataClasses = map[string]Code{
-	"demographics": {LocalPath, "data-demographics", "Demographics (Patient)"},
-	"diagnoses":    {LocalPath, "data-diagnoses", "Diagnoses (Condition)"},
-	"medications":  {LocalPath, "data-medications", "Medications (MedicationRequest, MedicationAdministration, MedicationStatement, Medication)"},
-	"sessions":     {LocalPath, "data-sessions", "Treatment sessions (Encounter, AdverseEvent, CarePlan)"},
-	"assessments":  {LocalPath, "data-assessments", "Assessments (Observation category survey)"},
-	"vitals":       {LocalPath, "data-vitals", "Vital signs (Observation category vital-signs)"},
-	"coverage":     {LocalPath, "data-coverage", "Coverage"},
+	"demographics": local("data-demographics", "Demographics (Patient)"),
+	"diagnoses":    local("data-diagnoses", "Diagnoses (Condition)"),
+	"medications":  local("data-medications", "Medications (MedicationRequest, MedicationAdministration, MedicationStatement, Medication)"),
+	"sessions":     local("data-sessions", "Treatment sessions (Encounter, AdverseEvent, CarePlan)"),
+	"assessments":  local("data-assessments", "Assessments (Observation category survey)"),
+	"vitals":       local("data-vitals", "Vital signs (Observation category vital-signs)"),
+	"coverage":     local("data-coverage", "Coverage"),
 }
 
 // Purposes maps a consent purpose to v3-ActReason.
@@ -382,6 +603,50 @@ var OrganizationTypes = map[string]Code{
 	"partner": {OrganizationType, "prov", "Healthcare Provider"},
 	"payer":   {OrganizationType, "pay", "Payer"},
 }
+
+// PayerTypes maps the clinic's coverage payer type to the Source of Payment
+// Typology (Coverage.type, US Core Payer Type).
+var PayerTypes = map[string]Code{
+	"medicare":       {SOPT, "1", "MEDICARE"},
+	"medicare-hmo":   {SOPT, "111", "Medicare HMO"},
+	"medicare-ppo":   {SOPT, "112", "Medicare PPO"},
+	"medicaid":       {SOPT, "2", "MEDICAID"},
+	"medicaid-hmo":   {SOPT, "211", "Medicaid HMO"},
+	"commercial":     {SOPT, "5", "PRIVATE HEALTH INSURANCE"},
+	"commercial-hmo": {SOPT, "511", "Commercial Managed Care - HMO"},
+	"commercial-ppo": {SOPT, "512", "Commercial Managed Care - PPO"},
+	"commercial-pos": {SOPT, "513", "Commercial Managed Care - POS"},
+	"commercial-epo": {SOPT, "514", "Exclusive Provider Organization"},
+	"bcbs":           {SOPT, "6", "BLUE CROSS/BLUE SHIELD"},
+	"tricare":        {SOPT, "311", "TRICARE (CHAMPUS)"},
+	"self-pay":       {SOPT, "81", "Self-pay"},
+	"other":          {SOPT, "9", "MISCELLANEOUS/OTHER"},
+}
+
+// Races maps the clinic's race value to the US Core race extension's
+// ombCategory (OMB categories of the CDC Race & Ethnicity system; declined
+// and unknown are the v3-NullFlavor ASKU and UNK).
+var Races = map[string]Code{
+	"american-indian-alaska-native":    {CDCRaceEthnicity, "1002-5", "American Indian or Alaska Native"},
+	"asian":                            {CDCRaceEthnicity, "2028-9", "Asian"},
+	"black":                            {CDCRaceEthnicity, "2054-5", "Black or African American"},
+	"native-hawaiian-pacific-islander": {CDCRaceEthnicity, "2076-8", "Native Hawaiian or Other Pacific Islander"},
+	"white":                            {CDCRaceEthnicity, "2106-3", "White"},
+	"declined":                         {NullFlavor, "ASKU", "Asked but no answer"},
+	"unknown":                          {NullFlavor, "UNK", "Unknown"},
+}
+
+// Ethnicities maps the clinic's ethnicity to the US Core ethnicity
+// extension's ombCategory.
+var Ethnicities = map[string]Code{
+	"hispanic-latino":     {CDCRaceEthnicity, "2135-2", "Hispanic or Latino"},
+	"not-hispanic-latino": {CDCRaceEthnicity, "2186-5", "Not Hispanic or Latino"},
+	"declined":            {NullFlavor, "ASKU", "Asked but no answer"},
+	"unknown":             {NullFlavor, "UNK", "Unknown"},
+}
+
+// BirthSexes maps the clinic's birth sex to the us-core-birthsex code.
+var BirthSexes = map[string]string{"female": "F", "male": "M", "unknown": "UNK"}
 
 // Qualifications maps a credential to v2-0360 (degree/license) where it has one;
 // others are carried as text only.
@@ -410,42 +675,87 @@ var (
 	SecurityRestricted = Code{V3Confidentiality, "R", "restricted"}
 )
 
-// LocalConcepts are the concepts of the ketabridge CodeSystem (every local
-// code other than assessment scales), in a stable order.
-func LocalConcepts() []Concept {
-	var out []Concept
-	add := func(cs ...Code) {
+// LocalGroup is a group of local codes published as one ValueSet.
+type LocalGroup struct {
+	// ID is the ValueSet id (its url is ValueSetBase + ID).
+	ID, Title, Description string
+	Codes                  []Code
+}
+
+// LocalGroups are the groups of the ketabridge CodeSystem, each published as
+// a ValueSet, in a stable order; together they hold every local code.
+func LocalGroups() []LocalGroup {
+	pick := func(m map[string]Code, keys ...string) []Code {
+		out := make([]Code, len(keys))
+		for i, k := range keys {
+			out[i] = m[k]
+		}
+		return out
+	}
+	localOf := func(cs []Code) Code {
 		for _, c := range cs {
-			if c.System == LocalPath {
-				out = append(out, Concept{Code: c.Code, Display: c.Display})
+			if c.System == Local {
+				return c
 			}
 		}
+		return Code{}
 	}
-	add(SessionKetamine, SessionEsketamine, REMSMonitoring)
-	for _, k := range []string{"completed", "stopped-early", "cancelled", "no-show", "scheduled"} {
-		add(SessionStatus[k])
-	}
-	add(REMSFirstTreatment, REMSEnrolled, REMSConcomitant, REMSMinutesToReady, REMSTotalMonitoring,
-		REMSVitalsBefore, REMSVitalsAtDischarg)
-	for _, k := range []string{"low", "moderate", "high"} {
-		add(CSSRSRisk[k])
-	}
+	var effects, classes, risks []Code
 	for _, k := range []string{"dissociation", "hypertension", "nausea", "vomiting", "sedation", "headache",
 		"dizziness", "anxiety", "respiratory-depression", "other"} {
-		add(AdverseEffects[k]...)
-	}
-	for _, k := range []string{"none", "observed", "infusion-paused", "infusion-slowed", "infusion-stopped",
-		"medication-given", "transferred"} {
-		add(AdverseActions[k])
-	}
-	for _, k := range []string{"inadequate-response", "partial-response", "response", "intolerance", "ongoing"} {
-		add(TrialOutcomes[k])
+		effects = append(effects, localOf(AdverseEffects[k]))
 	}
 	for _, k := range []string{"SSRI", "SNRI", "TCA", "MAOI", "atypical", "augmentation", "other"} {
-		add(DrugClasses[k])
+		classes = append(classes, localOf(DrugClasses[k]))
 	}
-	for _, k := range []string{"demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage"} {
-		add(DataClasses[k])
+	for _, k := range []string{"low", "moderate", "high"} {
+		risks = append(risks, localOf(CSSRSRisk[k]))
+	}
+	return []LocalGroup{
+		{"ketabridge-session-type", "KetaBridge session types",
+			"Encounter.type codes of a ketamine or esketamine treatment session.",
+			[]Code{SessionKetamine, SessionEsketamine}},
+		{"ketabridge-session-cancel-reason", "KetaBridge session cancellation reasons",
+			"encounter-reasonCancelled codes the clinic's session status says more precisely than Encounter.status.",
+			[]Code{SessionNoShow}},
+		{"ketabridge-rems-question", "KetaBridge Spravato REMS monitoring questions",
+			"The code of the Spravato REMS Patient Monitoring Form Observation and of its components.",
+			[]Code{REMSMonitoring, REMSFirstTreatment, REMSEnrolled, REMSConcomitant, REMSMinutesToReady,
+				REMSTotalMonitoring, REMSVitalsBefore, REMSVitalsAtDischarg}},
+		{"ketabridge-cssrs-risk", "KetaBridge C-SSRS risk levels",
+			"Local C-SSRS screener risk levels, sent as a translation of the LOINC answers of 93374-7.", risks},
+		{"ketabridge-assessment-timing", "KetaBridge assessment timing",
+			"Observation.category codes saying when in a course or session an assessment was taken.",
+			pick(AssessmentTiming, "baseline", "pre-dose", "post-dose", "follow-up")},
+		{"ketabridge-course-phase", "KetaBridge course phases",
+			"CarePlan.category codes of the phase of a treatment course.",
+			pick(CoursePhases, "induction", "maintenance")},
+		{"ketabridge-adverse-effect", "KetaBridge adverse effects",
+			"AdverseEvent.event codes of effects seen in ketamine therapy (sent with SNOMED CT where confirmed).", effects},
+		{"ketabridge-adverse-event-action", "KetaBridge adverse event actions",
+			"Values of the adverse-event-action extension.",
+			pick(AdverseActions, "none", "observed", "infusion-paused", "infusion-slowed", "infusion-stopped",
+				"medication-given", "transferred")},
+		{"ketabridge-trial-outcome", "KetaBridge antidepressant trial outcomes",
+			"MedicationStatement.statusReason codes of an antidepressant trial.",
+			pick(TrialOutcomes, "inadequate-response", "partial-response", "response", "intolerance", "ongoing")},
+		{"ketabridge-antidepressant-class", "KetaBridge antidepressant classes",
+			"Local antidepressant classes, the values of the antidepressant-class extension (with a WHO ATC group where one matches).",
+			classes},
+		{"ketabridge-consent-data-class", "KetaBridge consent data classes",
+			"Consent.provision.class codes; each concept names the resources it covers.",
+			pick(DataClasses, "demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage")},
+	}
+}
+
+// LocalConcepts are the concepts of the ketabridge CodeSystem (every local
+// code other than assessment scales), in group order.
+func LocalConcepts() []Concept {
+	var out []Concept
+	for _, g := range LocalGroups() {
+		for _, c := range g.Codes {
+			out = append(out, Concept{Code: c.Code, Display: c.Display})
+		}
 	}
 	return out
 }

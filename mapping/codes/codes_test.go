@@ -1,6 +1,9 @@
 package codes
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // The clinic's value sets (mapping/clinic/validate.go); every value must map.
 func TestTablesCoverClinicValues(t *testing.T) {
@@ -16,19 +19,35 @@ func TestTablesCoverClinicValues(t *testing.T) {
 		{"instruments", []string{"phq9", "gad7", "pcl5", "cssrs", "cadss", "moaas", "madrs"},
 			func(v string) bool { _, ok := Instruments[v]; return ok }},
 		{"session statuses", []string{"completed", "cancelled", "no-show", "stopped-early", "scheduled"},
-			func(v string) bool { _, ok := SessionStatus[v]; return ok && EncounterStatus[v] != "" }},
+			func(v string) bool { return EncounterStatus[v] != "" }},
 		{"effects", []string{"dissociation", "hypertension", "nausea", "vomiting", "sedation", "headache",
 			"dizziness", "anxiety", "respiratory-depression", "other"},
-			func(v string) bool { return len(AdverseEffects[v]) > 0 && AdverseEffects[v][0].System == LocalPath }},
+			func(v string) bool { cs := AdverseEffects[v]; return len(cs) > 0 && cs[len(cs)-1].System == Local }},
 		{"actions", []string{"none", "observed", "infusion-paused", "infusion-slowed", "infusion-stopped",
 			"medication-given", "transferred"}, func(v string) bool { _, ok := AdverseActions[v]; return ok }},
 		{"course statuses", []string{"active", "completed", "stopped", "on-hold"},
 			func(v string) bool { _, ok := CourseStatus[v]; return ok }},
-		{"risk levels", []string{"low", "moderate", "high"}, func(v string) bool { _, ok := CSSRSRisk[v]; return ok }},
+		{"risk levels", []string{"low", "moderate", "high"},
+			func(v string) bool { return len(CSSRSRisk[v]) == 2 && CSSRSRisk[v][0].System == LOINC }},
+		{"assessment timings", []string{"baseline", "pre-dose", "post-dose", "follow-up"},
+			func(v string) bool { _, ok := AssessmentTiming[v]; return ok }},
+		{"course phases", []string{"induction", "maintenance"}, func(v string) bool { _, ok := CoursePhases[v]; return ok }},
+		{"causality", []string{"certain", "probable", "possible", "unlikely", "unassessable"},
+			func(v string) bool { _, ok := Causality[v]; return ok }},
+		{"payer types", []string{"medicare", "medicare-hmo", "medicare-ppo", "medicaid", "medicaid-hmo", "commercial",
+			"commercial-hmo", "commercial-ppo", "commercial-pos", "commercial-epo", "bcbs", "tricare", "self-pay", "other"},
+			func(v string) bool { c, ok := PayerTypes[v]; return ok && c.System == SOPT }},
+		{"races", []string{"american-indian-alaska-native", "asian", "black", "native-hawaiian-pacific-islander",
+			"white", "declined", "unknown"}, func(v string) bool { _, ok := Races[v]; return ok }},
+		{"ethnicities", []string{"hispanic-latino", "not-hispanic-latino", "declined", "unknown"},
+			func(v string) bool { _, ok := Ethnicities[v]; return ok }},
+		{"birth sexes", []string{"female", "male", "unknown"}, func(v string) bool { return BirthSexes[v] != "" }},
+		{"product forms", []string{"injection-solution", "nasal-spray", "lozenge"},
+			func(v string) bool { _, f := Forms[v]; _, u := FormUnits[v]; return f && u }},
 		{"trial outcomes", []string{"inadequate-response", "partial-response", "response", "intolerance", "ongoing"},
 			func(v string) bool { _, ok := TrialOutcomes[v]; return ok }},
 		{"trial classes", []string{"SSRI", "SNRI", "TCA", "MAOI", "atypical", "augmentation", "other"},
-			func(v string) bool { _, ok := DrugClasses[v]; return ok }},
+			func(v string) bool { cs := DrugClasses[v]; return len(cs) > 0 && cs[len(cs)-1].System == Local }},
 		{"data classes", []string{"demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage"},
 			func(v string) bool { _, ok := DataClasses[v]; return ok }},
 		{"purposes", []string{"treatment", "payment", "operations"}, func(v string) bool { _, ok := Purposes[v]; return ok }},
@@ -75,5 +94,62 @@ func TestLocalConceptsUnique(t *testing.T) {
 				seen[c.Code] = true
 			}
 		})
+	}
+}
+
+// TestAnswerLists checks the LOINC answer lists are indexed by their score
+// and that only the frequency answers are scored.
+func TestAnswerLists(t *testing.T) {
+	for name, tc := range map[string]struct {
+		list   []Answer
+		scored bool
+	}{"frequency": {FrequencyAnswers, true}, "difficulty": {DifficultyAnswers, false}} {
+		t.Run(name, func(t *testing.T) {
+			if len(tc.list) != 4 {
+				t.Fatalf("%d answers, want 4", len(tc.list))
+			}
+			for i, a := range tc.list {
+				if a.Score != i || a.Scored != tc.scored || a.System != LOINC || !strings.HasPrefix(a.Code.Code, "LA") {
+					t.Errorf("answer %d = %+v", i, a)
+				}
+			}
+		})
+	}
+}
+
+// TestLocalGroupsPartitionLocalCodes checks every local code belongs to
+// exactly one ValueSet group and every group code is local.
+func TestLocalGroupsPartitionLocalCodes(t *testing.T) {
+	seen := map[string]string{}
+	for _, g := range LocalGroups() {
+		if len(g.Codes) == 0 || g.ID == "" || g.Title == "" || g.Description == "" {
+			t.Errorf("group %+v is incomplete", g)
+		}
+		for _, c := range g.Codes {
+			if c.System != Local || c.Code == "" {
+				t.Errorf("%s: %+v is not a local code", g.ID, c)
+			}
+			if other, dup := seen[c.Code]; dup {
+				t.Errorf("%s in %s and %s", c.Code, other, g.ID)
+			}
+			seen[c.Code] = g.ID
+		}
+	}
+}
+
+func TestExtensionsComplete(t *testing.T) {
+	seen := map[string]bool{}
+	for _, x := range Extensions {
+		if !strings.HasPrefix(x.URL, ExtensionBase) || x.Name == "" || x.Title == "" || x.Context == "" ||
+			x.ValueType == "" || x.Short == "" || x.Definition == "" || x.Why == "" {
+			t.Errorf("extension %+v is incomplete", x)
+		}
+		if (x.ValueSet == "") != (x.Strength == "") {
+			t.Errorf("%s: value set %q with strength %q", x.URL, x.ValueSet, x.Strength)
+		}
+		if seen[x.URL] {
+			t.Errorf("duplicate %s", x.URL)
+		}
+		seen[x.URL] = true
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 
+	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/store"
 )
 
@@ -19,12 +21,30 @@ const (
 	DefinitionsID   = "ketabridge"
 )
 
-// StoreDefinitions writes the mapper's definition resources as one record of
-// kind "definitions". Unchanged definitions leave the store untouched.
-func (s *Service) StoreDefinitions(ctx context.Context) (store.WriteResult, error) {
-	outs, err := s.mapper.Definitions()
+// DefaultDefinitionTypes are the definition resource types StoreDefinitions
+// stores when called without types: those the read side indexes today.
+var DefaultDefinitionTypes = []string{"CodeSystem"}
+
+// StoreDefinitions writes the project's definition resources
+// (mapping.Definitions: the implementation guide published in
+// conformance/ig) of the given resource types as one record of kind
+// "definitions"; no types means DefaultDefinitionTypes. Pass every type of
+// the guide ("CodeSystem", "ValueSet", "StructureDefinition",
+// "ImplementationGuide") once the indexer handles them all. Unchanged
+// definitions leave the store untouched.
+func (s *Service) StoreDefinitions(ctx context.Context, types ...string) (store.WriteResult, error) {
+	if len(types) == 0 {
+		types = DefaultDefinitionTypes
+	}
+	all, err := mapping.Definitions()
 	if err != nil {
 		return store.WriteResult{}, fmt.Errorf("ingest: definitions: %w", err)
+	}
+	var outs []mapping.Output
+	for _, o := range all {
+		if slices.Contains(types, o.Type) {
+			outs = append(outs, o)
+		}
 	}
 	h := sha256.New()
 	type entry struct {

@@ -276,7 +276,7 @@ func (b *batchRun) prepare(ctx context.Context, chunks chan<- chunk) error {
 		if !it.ok {
 			continue
 		}
-		w, errs, err := b.s.prepare(it.rec, recorded)
+		w, errs, err := b.s.prepare(it.rec, recorded, b.res)
 		if err != nil {
 			return err
 		}
@@ -711,19 +711,23 @@ func lookupPath(doc any, path string) any {
 // prepare maps and indexes one record into a store write. errs reports a
 // record the mapper or indexer refused (the record is rejected); err is
 // reserved for failures that are not the record's fault.
-func (s *Service) prepare(rec clinic.Record, recorded time.Time) (store.RecordWrite, []clinic.FieldError, error) {
+//
+// related resolves the records rec references (the batch's and the stored
+// ones loaded for CheckRefs): the mapper takes a course's dosage from its
+// protocol and a session's reason and product from its course and protocol.
+func (s *Service) prepare(rec clinic.Record, recorded time.Time, related clinic.Resolver) (store.RecordWrite, []clinic.FieldError, error) {
 	src, err := clinic.Canonical(rec)
 	if err != nil {
 		return store.RecordWrite{}, []clinic.FieldError{{Message: "record cannot be serialised: " + err.Error()}}, nil
 	}
-	outs, err := s.mapper.Map(rec, recorded)
+	outs, err := s.mapper.MapWith(rec, recorded, related)
 	if err != nil {
 		return store.RecordWrite{}, []clinic.FieldError{{Message: "record cannot be mapped to FHIR: " + err.Error()}}, nil
 	}
 	w := store.RecordWrite{
 		Kind:      string(rec.RecordKind()),
 		ClinicID:  rec.RecordID(),
-		Hash:      clinic.Hash(rec),
+		Hash:      recordHash(rec),
 		Source:    src,
 		Resources: make([]store.ResourceWrite, 0, len(outs)),
 	}
@@ -735,6 +739,13 @@ func (s *Service) prepare(rec clinic.Record, recorded time.Time) (store.RecordWr
 		w.Resources = append(w.Resources, rw)
 	}
 	return w, nil, nil
+}
+
+// recordHash is the hash the store compares to tell an unchanged record: the
+// canonical record's hash under the mapping rules' version, so that a record
+// stored under older rules is remapped when it is sent again.
+func recordHash(rec clinic.Record) string {
+	return "mapping-" + mapping.Version + ":" + clinic.Hash(rec)
 }
 
 // resourceWrite indexes one mapped resource.

@@ -24,6 +24,7 @@ type memStore struct {
 	sources   map[store.RecordKey][]byte
 	hashes    map[store.RecordKey]string
 	versions  map[store.Key]int64
+	bodies    map[store.Key][]byte
 	applies   int
 	failApply error
 }
@@ -31,7 +32,8 @@ type memStore struct {
 var _ ingest.Writer = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{sources: map[store.RecordKey][]byte{}, hashes: map[store.RecordKey]string{}, versions: map[store.Key]int64{}}
+	return &memStore{sources: map[store.RecordKey][]byte{}, hashes: map[store.RecordKey]string{},
+		versions: map[store.Key]int64{}, bodies: map[store.Key][]byte{}}
 }
 
 func (m *memStore) Apply(_ context.Context, recs []store.RecordWrite) ([]store.WriteResult, error) {
@@ -58,6 +60,7 @@ func (m *memStore) Apply(_ context.Context, recs []store.RecordWrite) ([]store.W
 		for _, rw := range r.Resources {
 			rk := store.Key{Type: rw.Type, ID: rw.ID}
 			m.versions[rk]++
+			m.bodies[rk] = rw.Body
 			out[i].Resources = append(out[i].Resources, store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: m.versions[rk]})
 		}
 	}
@@ -81,7 +84,7 @@ type fixedClock struct{}
 func (fixedClock) Now() time.Time { return time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC) }
 
 func newService(st ingest.Writer) *ingest.Service {
-	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
+	m := mapping.New(mapping.Options{IdentifierSystemBase: "https://sunrise.example/fhir/sid"})
 	return ingest.New(st, m, func(any) ([]store.IndexRow, error) { return nil, nil }, fixedClock{})
 }
 
@@ -329,3 +332,108 @@ func TestIngestNotAnObject(t *testing.T) {
 }
 
 var _ = clinic.KindPatient
+
+// TestIngestMapsWithRelatedRecords checks that ingest gives the mapper the
+// records a record references, from the batch and from the store: the
+// course's MedicationRequest carries its protocol's dose, and the session's
+// Encounter the course's diagnosis as its reason, also when the session
+// arrives alone after the rest is stored.
+func TestIngestMapsWithRelatedRecords(t *testing.T) {
+	ctx := context.Background()
+	recs := goodBatch(t)
+	var rest, session []map[string]any
+	for _, r := range recs {
+		if r["kind"] == "session" {
+			session = append(session, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	for name, batch := range map[string][][]map[string]any{
+		"one batch":            {recs},
+		"session from storage": {rest, session},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := newMemStore()
+			svc := newService(st)
+			for _, b := range batch {
+				if _, sum, err := svc.Ingest(ctx, encode(t, b)); err != nil || sum.Rejected > 0 {
+					t.Fatalf("ingest: %v %+v", err, sum)
+				}
+			}
+			req := st.bodies[store.Key{Type: "MedicationRequest", ID: mapping.MedicationRequestID("C1")}]
+			if !bytes.Contains(req, []byte(`"doseAndRate":[{"doseQuantity":`)) {
+				t.Errorf("MedicationRequest without the protocol's dose: %s", req)
+			}
+			enc := st.bodies[store.Key{Type: "Encounter", ID: mapping.ResourceID(clinic.KindSession, "S1")}]
+			dx := `"reasonReference":[{"reference":"Condition/` + mapping.ResourceID(clinic.KindDiagnosis, "DX1") + `"}]`
+			if !bytes.Contains(enc, []byte(dx)) {
+				t.Errorf("Encounter without the course's diagnosis: %s", enc)
+			}
+		})
+	}
+}
+
+// TestIngestRemapsUnderNewRules checks that a record stored under older
+// mapping rules (another hash prefix) is written again when re-sent, while
+// a record stored under the current rules stays unchanged.
+func TestIngestRemapsUnderNewRules(t *testing.T) {
+	ctx := context.Background()
+	st := newMemStore()
+	svc := newService(st)
+	raw := encode(t, goodBatch(t))
+	if _, _, err := svc.Ingest(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	k := store.RecordKey{Kind: "patient", ClinicID: "P1"}
+	if !strings.HasPrefix(st.hashes[k], "mapping-"+mapping.Version+":") {
+		t.Fatalf("stored hash %q does not name the mapping version", st.hashes[k])
+	}
+	st.hashes[k] = strings.TrimPrefix(st.hashes[k], "mapping-"+mapping.Version+":") // as stored by older rules
+	_, sum, err := svc.Ingest(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Updated != 1 || sum.Unchanged != len(raw)-1 {
+		t.Errorf("re-send after a rules change: %+v, want the one old record updated", sum)
+	}
+}
+
+// TestStoreDefinitions checks which definitions are stored: by default the
+// CodeSystems (what the read side indexes today), with types every resource
+// of the guide of those types; storing the same definitions again is a no-op.
+func TestStoreDefinitions(t *testing.T) {
+	defs, err := mapping.Definitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, d := range defs {
+		count[d.Type]++
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		types []string
+		want  int
+	}{
+		{"default", nil, count["CodeSystem"]},
+		{"whole guide", []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"}, len(defs)},
+		{"value sets only", []string{"ValueSet"}, count["ValueSet"]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			svc := newService(st)
+			res, err := svc.StoreDefinitions(ctx, tc.types...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Outcome != store.Created || len(res.Resources) != tc.want {
+				t.Errorf("outcome %s with %d resources, want created with %d", res.Outcome, len(res.Resources), tc.want)
+			}
+			if res, err = svc.StoreDefinitions(ctx, tc.types...); err != nil || res.Outcome != store.Unchanged {
+				t.Errorf("second store: %s, %v; want unchanged", res.Outcome, err)
+			}
+		})
+	}
+}

@@ -23,12 +23,21 @@ const (
 type payer struct {
 	id, name, memberPrefix string
 	plans                  []string
+	// naic and payerID are made-up NAIC company codes and claims payer ids.
+	naic, payerID string
 }
 
 var payers = []payer{
-	{"org-payer-blueheron", "Blue Heron Health Plan", "BHP", []string{"Blue Heron PPO Gold", "Blue Heron HMO Silver"}},
-	{"org-payer-cascade", "Cascade Mutual Insurance", "CMI", []string{"Cascade Choice PPO", "Cascade Essential EPO"}},
-	{"org-payer-prairie", "Prairie State Medicare Advantage", "PSM", []string{"Prairie Advantage HMO"}},
+	{"org-payer-blueheron", "Blue Heron Health Plan", "BHP", []string{"Blue Heron PPO Gold", "Blue Heron HMO Silver"}, "98101", "BHP01"},
+	{"org-payer-cascade", "Cascade Mutual Insurance", "CMI", []string{"Cascade Choice PPO", "Cascade Essential EPO"}, "98102", "CMI22"},
+	{"org-payer-prairie", "Prairie State Medicare Advantage", "PSM", []string{"Prairie Advantage HMO"}, "98103", "PSMA3"},
+}
+
+// planTypes is the payer type (clinic.Coverage.PayerType) of each plan.
+var planTypes = map[string]string{
+	"Blue Heron PPO Gold": "commercial-ppo", "Blue Heron HMO Silver": "commercial-hmo",
+	"Cascade Choice PPO": "commercial-ppo", "Cascade Essential EPO": "commercial-epo",
+	"Prairie Advantage HMO": "medicare-hmo",
 }
 
 var prescribers = []string{pracPsych1, pracPsych2, pracNP}
@@ -54,7 +63,7 @@ func referenceRecords() []clinic.Record {
 	}
 	for n, p := range payers {
 		recs = append(recs, &clinic.Organization{Header: hdr(clinic.KindOrganization, p.id), Name: p.name, Type: "payer",
-			Contact: &clinic.Contact{Phone: "+1-555-02" + string(rune('1'+n)) + "0"}})
+			Contact: &clinic.Contact{Phone: "+1-555-02" + string(rune('1'+n)) + "0"}, NAIC: p.naic, PayerID: p.payerID})
 	}
 	recs = append(recs,
 		&clinic.Organization{Header: hdr(clinic.KindOrganization, orgPartner), Name: "Riverbend Behavioral Health", Type: "partner",
@@ -76,6 +85,7 @@ func referenceRecords() []clinic.Record {
 			REMSCertified: true, REMSSettingID: "HCS-4471902", Contact: &clinic.Contact{Phone: "+1-555-0102", Address: addressSuite}},
 		&clinic.Protocol{Header: hdr(clinic.KindProtocol, protoIV), Name: "IV ketamine 0.5 mg/kg over 40 min: induction and maintenance",
 			Drug: "ketamine", Route: "iv", Dose: clinic.DoseRule{Rule: "mg_per_kg", MgPerKg: f(0.5), MinMgPerKg: f(0.4), MaxMgPerKg: f(0.75)},
+			Product:         &clinic.Product{Form: "injection-solution", StrengthMg: 100, NDC: "0409-2051-05"},
 			InfusionMinutes: 40, Induction: clinic.Schedule{Sessions: 6, Frequency: 3, PeriodDays: 7},
 			Maintenance: &clinic.Schedule{Sessions: 24, Frequency: 1, PeriodDays: 28},
 			Monitoring: clinic.Monitoring{VitalsIntervalMinutes: 10, ObservationMinutes: 40, BPBeforeDose: true, PulseOximetry: true,
@@ -83,18 +93,21 @@ func referenceRecords() []clinic.Record {
 			Indications: []string{"F33.2", "F33.1", "F33.9", "F32.2", "F32.1", "F32.A", "F43.10", "F43.12", "F41.1"}, OrganizationID: orgClinic, Status: "active"},
 		&clinic.Protocol{Header: hdr(clinic.KindProtocol, protoSpr), Name: "Spravato (esketamine) 56/84 mg: twice weekly 4 weeks, weekly 4 weeks, then every 1-2 weeks",
 			Drug: "esketamine", Route: "intranasal", Dose: clinic.DoseRule{Rule: "fixed_mg", Mg: f(56), MinMg: f(56), MaxMg: f(84)},
+			Product:   &clinic.Product{Form: "nasal-spray", StrengthMg: 28},
 			Induction: clinic.Schedule{Sessions: 8, Frequency: 2, PeriodDays: 7}, Maintenance: &clinic.Schedule{Sessions: 24, Frequency: 1, PeriodDays: 7},
 			Monitoring: clinic.Monitoring{ObservationMinutes: 120, BPBeforeDose: true, BPAfterMinutes: 40, PulseOximetry: true, REMS: true,
 				HoldAboveSystolic: 140, HoldAboveDiastolic: 90},
 			Indications: []string{"F33.2", "F33.1", "F33.9", "F32.2", "F32.1", "F32.A"}, OrganizationID: orgClinic, Status: "active"},
 		&clinic.Protocol{Header: hdr(clinic.KindProtocol, protoIM), Name: "IM ketamine for PTSD: 0.5-0.75 mg/kg twice weekly, then every 2-4 weeks",
 			Drug: "ketamine", Route: "im", Dose: clinic.DoseRule{Rule: "mg_per_kg", MgPerKg: f(0.5), MinMgPerKg: f(0.5), MaxMgPerKg: f(1.0)},
+			Product:   &clinic.Product{Form: "injection-solution", StrengthMg: 100},
 			Induction: clinic.Schedule{Sessions: 6, Frequency: 2, PeriodDays: 7}, Maintenance: &clinic.Schedule{Sessions: 24, Frequency: 1, PeriodDays: 21},
 			Monitoring: clinic.Monitoring{VitalsIntervalMinutes: 15, ObservationMinutes: 60, BPBeforeDose: true, PulseOximetry: true,
 				HoldAboveSystolic: 160, HoldAboveDiastolic: 100},
 			Indications: []string{"F43.10", "F43.11", "F43.12"}, OrganizationID: orgClinic, Status: "active"},
 		&clinic.Protocol{Header: hdr(clinic.KindProtocol, protoLozenge), Name: "Sublingual ketamine lozenge 100-300 mg, supervised",
 			Drug: "ketamine", Route: "sublingual", Dose: clinic.DoseRule{Rule: "fixed_mg", Mg: f(100), MinMg: f(50), MaxMg: f(300)},
+			Product:   &clinic.Product{Form: "lozenge", StrengthMg: 50, Compounded: true},
 			Induction: clinic.Schedule{Sessions: 8, Frequency: 2, PeriodDays: 7}, Maintenance: &clinic.Schedule{Sessions: 24, Frequency: 1, PeriodDays: 14},
 			Monitoring: clinic.Monitoring{VitalsIntervalMinutes: 15, ObservationMinutes: 90, BPBeforeDose: true, PulseOximetry: true,
 				HoldAboveSystolic: 160, HoldAboveDiastolic: 100},

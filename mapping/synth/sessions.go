@@ -131,6 +131,7 @@ func (g *patientGen) sessions(c *clinic.Course) []*clinic.Session {
 			}
 			st.done++
 			lastDone = day
+			assessCausality(s)
 		}
 		out = append(out, s)
 	}
@@ -142,6 +143,22 @@ func (g *patientGen) sessions(c *clinic.Course) []*clinic.Session {
 		c.End = date(lastDone)
 	}
 	return out
+}
+
+// causalities is the clinician's causality assessment of each effect: the
+// known effects of ketamine and esketamine (their labels) are probable, the
+// others possible.
+var causalities = map[string]string{
+	"dissociation": "probable", "hypertension": "probable", "sedation": "probable", "nausea": "probable",
+	"vomiting": "probable", "respiratory-depression": "probable", "dizziness": "possible",
+	"headache": "possible", "anxiety": "possible", "other": "possible",
+}
+
+// assessCausality records the causality of every adverse effect of s.
+func assessCausality(s *clinic.Session) {
+	for i := range s.AdverseEffects {
+		s.AdverseEffects[i].Causality = causalities[s.AdverseEffects[i].Effect]
+	}
 }
 
 // sessionState carries a course's progress from session to session.

@@ -85,6 +85,8 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 type patientGen struct {
 	rng   *rand.Rand
 	pcg   *rand.PCG
+	demo  *rand.Rand // demographics only (see demographics)
+	dpcg  *rand.PCG
 	n     int
 	start time.Time // first session date
 
@@ -117,8 +119,11 @@ func (g *patientGen) reset(seed int64, n int, start time.Time) {
 	if g.pcg == nil {
 		g.pcg = rand.NewPCG(s1, s2)
 		g.rng = rand.New(g.pcg)
+		g.dpcg = rand.NewPCG(s1, s2^0xD1B54A32D192ED03)
+		g.demo = rand.New(g.dpcg)
 	} else {
 		g.pcg.Seed(s1, s2)
+		g.dpcg.Seed(s1, s2^0xD1B54A32D192ED03)
 	}
 	g.n = n
 	g.start = start.AddDate(0, 0, 7*g.rng.IntN(26))
@@ -194,7 +199,7 @@ func (g *patientGen) patient() *clinic.Patient {
 	if g.chance(0.3) {
 		name.Given = append(name.Given, string(rune('A'+g.rng.IntN(26)))+".")
 	}
-	return &clinic.Patient{
+	p := &clinic.Patient{
 		Header:    clinic.Header{Kind: clinic.KindPatient, ID: g.patientID},
 		MRN:       fmt.Sprintf("MRN%07d", 1000000+(g.n*7919)%9000000),
 		Name:      name,
@@ -207,6 +212,62 @@ func (g *patientGen) patient() *clinic.Patient {
 				City: c.city, State: "IL", PostalCode: c.zip, Country: "US"},
 		},
 		OrganizationID: orgClinic,
+	}
+	g.demographics(p)
+	return p
+}
+
+// demographics gives most patients the USCDI demographics (race, ethnicity,
+// birth sex, preferred language) with roughly US proportions, from a random
+// stream of their own so the rest of the patient's records do not depend on
+// them.
+func (g *patientGen) demographics(p *clinic.Patient) {
+	r := g.demo
+	if r.Float64() < 0.12 {
+		return // not recorded
+	}
+	switch x := r.Float64(); {
+	case x < 0.04:
+		p.Race = []string{"declined"}
+	case x < 0.64:
+		p.Race = []string{"white"}
+	case x < 0.77:
+		p.Race = []string{"black"}
+	case x < 0.85:
+		p.Race = []string{"asian"}
+	case x < 0.86:
+		p.Race = []string{"american-indian-alaska-native"}
+	case x < 0.87:
+		p.Race = []string{"native-hawaiian-pacific-islander"}
+	case x < 0.91:
+		p.Race = []string{"white", "black"}
+	case x < 0.93:
+		p.Race = []string{"white", "asian"}
+	default:
+		p.Race = []string{"unknown"}
+	}
+	switch x := r.Float64(); {
+	case x < 0.19:
+		p.Ethnicity = "hispanic-latino"
+	case x < 0.95:
+		p.Ethnicity = "not-hispanic-latino"
+	default:
+		p.Ethnicity = "declined"
+	}
+	switch p.Sex {
+	case "female", "male":
+		p.BirthSex = p.Sex
+	default:
+		p.BirthSex = "unknown"
+	}
+	p.Language = "en"
+	switch x := r.Float64(); {
+	case p.Ethnicity == "hispanic-latino" && x < 0.35:
+		p.Language = "es"
+	case x < 0.02:
+		p.Language = "zh"
+	case x < 0.03:
+		p.Language = "vi"
 	}
 }
 
@@ -285,7 +346,7 @@ func (g *patientGen) coverage() *clinic.Coverage {
 	case r < 0.14:
 		rel = "child"
 	}
-	return &clinic.Coverage{
+	c := &clinic.Coverage{
 		Header:       clinic.Header{Kind: clinic.KindCoverage, ID: g.covID},
 		PatientID:    g.patientID,
 		PayerID:      g.payer.id,
@@ -296,6 +357,8 @@ func (g *patientGen) coverage() *clinic.Coverage {
 		Relationship: rel,
 		Start:        fmt.Sprintf("%d-01-01", g.start.Year()),
 	}
+	c.PayerType = planTypes[c.Plan]
+	return c
 }
 
 // trials writes 2-4 antidepressant trials of different classes, the most
@@ -321,6 +384,9 @@ func (g *patientGen) trials() []clinic.Record {
 			RxNorm:    ad.rxnorm,
 			Class:     ad.class,
 			DoseMgDay: f(ad.doses[g.rng.IntN(len(ad.doses))]),
+			// The trials are the treatment-resistance evidence of the
+			// diagnosis the course treats.
+			DiagnosisID: g.dxID,
 		}
 		var startT time.Time
 		switch r := g.rng.Float64(); {

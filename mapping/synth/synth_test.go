@@ -77,6 +77,56 @@ func TestGeneratedRecordsPassAllChecks(t *testing.T) {
 	}
 }
 
+// TestInteroperabilityFields checks the generator fills what the FHIR
+// mapping codes: demographics for most (not all) patients, a payer type on
+// every coverage, payer identifiers, a product on every protocol, the
+// diagnosis of every trial and a causality on every adverse effect.
+func TestInteroperabilityFields(t *testing.T) {
+	recs, _ := decodeAll(t, Options{Patients: 200, Seed: 3})
+	var patients, withDemo, languages, effects int
+	for _, r := range recs {
+		switch v := r.(type) {
+		case *clinic.Patient:
+			patients++
+			if len(v.Race) > 0 && v.Ethnicity != "" && v.BirthSex != "" {
+				withDemo++
+			}
+			if v.Language != "" && v.Language != "en" {
+				languages++
+			}
+		case *clinic.Organization:
+			if v.Type == "payer" && (v.NAIC == "" || v.PayerID == "") {
+				t.Errorf("payer %s lacks NAIC or payer id", v.ID)
+			}
+		case *clinic.Coverage:
+			if v.PayerType == "" {
+				t.Errorf("coverage %s has no payer type", v.ID)
+			}
+		case *clinic.Protocol:
+			if v.Product == nil {
+				t.Errorf("protocol %s has no product", v.ID)
+			}
+		case *clinic.AntidepressantTrial:
+			if v.DiagnosisID == "" {
+				t.Errorf("trial %s has no diagnosis", v.ID)
+			}
+		case *clinic.Session:
+			for _, ae := range v.AdverseEffects {
+				effects++
+				if ae.Causality == "" {
+					t.Errorf("session %s: %s without causality", v.ID, ae.Effect)
+				}
+			}
+		}
+	}
+	if frac := float64(withDemo) / float64(patients); frac < 0.75 || frac > 0.97 {
+		t.Errorf("%.2f of patients have demographics, want most but not all", frac)
+	}
+	if languages == 0 || effects == 0 {
+		t.Errorf("%d non-English speakers, %d adverse effects: want some of each", languages, effects)
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	gen := func(opts Options) []byte {
 		var b bytes.Buffer

@@ -1,0 +1,102 @@
+package conformance
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// The project's canonical URLs (docs/fhir-mapping.md). They are fixed: no
+// deployment setting changes them.
+const (
+	// CanonicalBase is the canonical base the project owns; every
+	// definition of its implementation guide has its url under it.
+	CanonicalBase = "http://ketabridge.org/fhir"
+	// ImplementationGuideURL is the canonical URL of the project's
+	// ImplementationGuide, for CapabilityStatement.implementationGuide.
+	ImplementationGuideURL = CanonicalBase + "/ImplementationGuide/ketabridge"
+	// USCoreServer is the US Core 6.1.0 server CapabilityStatement the
+	// gateway's CapabilityStatement instantiates.
+	USCoreServer = "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
+)
+
+// igFiles are the published implementation guide: one JSON file per
+// definition, named {resourceType}-{id}.json. They are generated from the
+// mapper's code tables (mapping.Definitions; go test ./mapping -update) and
+// reviewed like code.
+//
+//go:embed ig/*.json
+var igFiles embed.FS
+
+// Definition is one conformance resource of the implementation guide.
+type Definition struct {
+	// Type is the resource type (CodeSystem, ValueSet, StructureDefinition,
+	// ImplementationGuide; SearchParameter and OperationDefinition when the
+	// gateway adds its own).
+	Type string
+	// ID is the resource id, URL its canonical URL.
+	ID, URL string
+	// Body is the resource as compact JSON.
+	Body []byte
+}
+
+// Definitions returns every resource of the project's implementation guide
+// (conformance/ig), sorted by type and id, for the server to store and serve
+// and for `conformance export` to write. Each call returns fresh slices.
+func Definitions() ([]Definition, error) {
+	entries, err := igFiles.ReadDir("ig")
+	if err != nil {
+		return nil, fmt.Errorf("conformance: implementation guide: %w", err)
+	}
+	var out []Definition
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		raw, err := igFiles.ReadFile(path.Join("ig", name))
+		if err != nil {
+			return nil, fmt.Errorf("conformance: %s: %w", name, err)
+		}
+		d, err := parseDefinition(name, raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Type != out[j].Type {
+			return out[i].Type < out[j].Type
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// parseDefinition reads one guide file and checks that its name agrees with
+// its resourceType and id and that its url is under CanonicalBase.
+func parseDefinition(name string, raw []byte) (Definition, error) {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+		URL          string `json:"url"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return Definition{}, fmt.Errorf("conformance: %s: %w", name, err)
+	}
+	if want := head.ResourceType + "-" + head.ID + ".json"; name != want {
+		return Definition{}, fmt.Errorf("conformance: %s holds %s/%s (want file %s)", name, head.ResourceType, head.ID, want)
+	}
+	if !strings.HasPrefix(head.URL, CanonicalBase+"/") {
+		return Definition{}, fmt.Errorf("conformance: %s: url is not under %s", name, CanonicalBase)
+	}
+	var body bytes.Buffer
+	if err := json.Compact(&body, raw); err != nil {
+		return Definition{}, fmt.Errorf("conformance: %s: %w", name, err)
+	}
+	return Definition{Type: head.ResourceType, ID: head.ID, URL: head.URL, Body: body.Bytes()}, nil
+}
