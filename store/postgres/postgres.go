@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 //go:embed migrations/*.sql
@@ -42,6 +43,8 @@ var errClosed = errors.New("store: postgres: closed")
 
 // Store is the PostgreSQL store. All methods are safe for concurrent use.
 type Store struct {
+	*authStore // store.AuthStore and ListAudit, with the shared queries
+
 	clock  store.Clock
 	pool   *pgxpool.Pool
 	closed atomic.Bool
@@ -78,6 +81,7 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
 	}
 	s := &Store{clock: clock, pool: pool}
+	s.authStore = sqlcore.NewAuth(sqlcore.Postgres, coreDB{s}, clock, errClosed)
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err

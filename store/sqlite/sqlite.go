@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -77,6 +78,8 @@ var errClosed = errors.New("store: closed")
 
 // Store is the SQLite store.Store. All methods are safe for concurrent use.
 type Store struct {
+	*authStore // store.AuthStore and ListAudit, with the shared queries
+
 	clock store.Clock
 
 	wdb  *sql.DB
@@ -186,6 +189,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		qcache:   make(map[string]*sql.Stmt),
 		qpending: make(map[string]bool),
 	}
+	s.authStore = sqlcore.NewAuth(sqlcore.SQLite, coreDB{s}, clock, errClosed)
 	fail := func(err error) (*Store, error) {
 		s.closeAll()
 		return nil, err
@@ -301,17 +305,32 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store: sqlite: ping: %w", err)
 	}
+	if err := s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWriter()
+	return s.w.PingContext(ctx)
+}
+
+// lockWriter takes the writer connection for the caller (wsem), waiting at
+// most until ctx ends; unlockWriter gives it back.
+func (s *Store) lockWriter(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
 	select {
 	case s.wsem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-s.wsem }()
 	if s.closed.Load() {
+		<-s.wsem
 		return errClosed
 	}
-	return s.w.PingContext(ctx)
+	return nil
 }
+
+func (s *Store) unlockWriter() { <-s.wsem }
 
 // Close waits for a running Apply, runs PRAGMA optimize and closes every
 // connection. Calls after Close fail.
