@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 // Refs returns the references the given current, non-deleted resources make
@@ -142,23 +142,14 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	var b sqlBuilder
-	b.add("r.patient = ?", q.Patient)
-	b.add("r.deleted = 0")
-	if len(q.Types) > 0 {
-		types := append([]string(nil), q.Types...)
-		sort.Strings(types)
-		b.add("r.type IN ("+placeholders(len(types))+")", stringArgs(types)...)
-	}
-	if !q.Since.IsZero() {
-		b.add("r.last_updated >= ?", q.Since.UnixMilli())
-	}
+	b := sqlcore.NewBuilder(sqlcore.SQLite)
+	b.Everything(&q)
 	// (type, id) order, the Patient first; the compartment is small, so the
 	// sort is cheap.
 	const from = "resources r INDEXED BY resources_patient"
-	text := `SELECT r.hid, r.type, r.id, r.version, r.last_updated FROM ` + from + ` WHERE ` + b.sb.String() +
-		` ORDER BY (r.type = 'Patient' AND r.id = ?) DESC, r.type, r.id LIMIT ? OFFSET ?`
-	args := append(append([]any{}, b.args...), q.Patient, limit(q.Count), max(q.Offset, 0))
+	w := where{from: from, sql: b.Where(), args: b.Args()}
+	text := `SELECT r.hid, r.type, r.id, r.version, r.last_updated FROM ` + from + ` WHERE ` + w.sql + b.EverythingOrder(&q)
+	args := b.Args()
 	st, err := s.stmt(ctx, tx, text)
 	if err != nil {
 		return nil, 0, err
@@ -176,7 +167,7 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 			rows.Close()
 			return nil, 0, fmt.Errorf("store: sqlite: everything: %w", err)
 		}
-		r.LastUpdated = msTime(ms)
+		r.LastUpdated = sqlcore.MSTime(ms)
 		out = append(out, r)
 		hids = append(hids, hid)
 	}
@@ -187,11 +178,9 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	if err := s.loadBodies(ctx, tx, out, hids); err != nil {
 		return nil, 0, err
 	}
-	total := max(q.Offset, 0) + len(out)
-	if (q.Count > 0 && len(out) == q.Count) || (len(out) == 0 && q.Offset > 0) {
-		if total, err = s.count(ctx, tx, where{from: from, sql: b.sb.String(), args: b.args}); err != nil {
-			return nil, 0, err
-		}
+	total, err := sqlcore.EverythingTotal(&q, len(out), func() (int, error) { return s.count(ctx, tx, w) })
+	if err != nil {
+		return nil, 0, err
 	}
 	return out, total, nil
 }
