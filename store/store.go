@@ -314,11 +314,20 @@ type Store interface {
 	// last; dates by range start ascending, range end descending), then
 	// insertion order. Count <= 0 returns every match from Offset.
 	Search(ctx context.Context, q Query) (SearchResult, error)
-	// Refs returns the references the given resources make through params
-	// (all reference params when params is empty): the basis of _include.
+	// Refs returns the references the given current, non-deleted resources
+	// make through params (all reference params when params is empty): the
+	// basis of _include (search.html#include). Refs are grouped by source
+	// resource in the order of from (each key once), then ordered by param
+	// and target. Targets that are not "Type/id" are skipped.
 	Refs(ctx context.Context, from []Key, params []string) ([]Ref, error)
-	// Everything returns a page of a patient's compartment (the Patient
-	// first), ordered by type and id, and the total.
+	// Everything returns a page of a patient's compartment for
+	// Patient/$everything (patient-operation-everything.html): current,
+	// non-deleted resources whose compartment is q.Patient, the Patient
+	// itself first, then ordered by type and id; Types limits the types
+	// (_type), Since keeps resources updated at or after it (_since). The
+	// int is the number of all matches. Count <= 0 returns every match from
+	// Offset. An unknown or deleted patient yields no resources and a total
+	// of 0 (the caller decides between 404 and 410 with Read).
 	Everything(ctx context.Context, q EverythingQuery) ([]Resource, int, error)
 
 	// Ping checks the backend is reachable.

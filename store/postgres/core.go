@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,18 +31,7 @@ func (q pgQuerier) Query(ctx context.Context, query string, args ...any) (sqlcor
 }
 
 func (q pgQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlcore.Row {
-	return pgRow{q.q.QueryRow(ctx, query, args...)}
-}
-
-// pgRow reports no row as sqlcore.ErrNoRows.
-type pgRow struct{ row pgx.Row }
-
-func (r pgRow) Scan(dest ...any) error {
-	err := r.row.Scan(dest...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return sqlcore.ErrNoRows
-	}
-	return err
+	return q.q.QueryRow(ctx, query, args...)
 }
 
 // coreDB gives the shared auth and audit queries the pool.

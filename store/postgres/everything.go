@@ -12,11 +12,7 @@ import (
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
-// Refs returns the references the given current, non-deleted resources make
-// through params (all reference params when params is empty), for _include
-// (search.html#include). Refs are grouped by source resource in the order of
-// from (each key once), then ordered by param and target. Targets that are
-// not "Type/id" are skipped.
+// Refs implements store.Store.Refs, whose doc states the semantics.
 func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
 	if len(from) == 0 {
 		return nil, nil
@@ -59,14 +55,8 @@ ORDER BY k.ord, x.param, x.target`, types, ids, paramArg)
 	return out, nil
 }
 
-// Everything returns a page of a patient's compartment for
-// Patient/$everything (patient-operation-everything.html): current,
-// non-deleted resources whose compartment is q.Patient, the Patient itself
-// first, then ordered by type and id; Types limits the types (_type), Since
-// keeps resources updated at or after it (_since). The int is the number of
-// all matches. Count <= 0 returns every match from Offset. An unknown or
-// deleted patient yields no resources and a total of 0 (the caller decides
-// between 404 and 410 with Read).
+// Everything implements store.Store.Everything, whose doc states the
+// semantics.
 func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
 	if q.Patient == "" {
 		return nil, 0, errors.New("store: everything: patient is required")

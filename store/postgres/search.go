@@ -14,9 +14,6 @@ import (
 // Search implements store.Store.Search, whose doc states the semantics every
 // backend shares (the contract suite checks them).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
-	if q.Type == "" {
-		return store.SearchResult{Total: -1}, errors.New("store: search: type is required")
-	}
 	b := sqlcore.NewBuilder(sqlcore.Postgres)
 	none, err := compileWhere(b, &q)
 	if err != nil {

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
@@ -36,24 +35,13 @@ func (q sqlQuerier) Query(ctx context.Context, query string, args ...any) (sqlco
 }
 
 func (q sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlcore.Row {
-	return sqlRow{q.q.QueryRowContext(ctx, query, args...)}
+	return q.q.QueryRowContext(ctx, query, args...)
 }
 
 // sqlRows drops the error of Close (Err reports a failed iteration).
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { _ = r.Rows.Close() }
-
-// sqlRow reports no row as sqlcore.ErrNoRows.
-type sqlRow struct{ row *sql.Row }
-
-func (r sqlRow) Scan(dest ...any) error {
-	err := r.row.Scan(dest...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return sqlcore.ErrNoRows
-	}
-	return err
-}
 
 // coreDB gives the shared auth and audit queries the reader pool and the
 // writer connection.

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -14,9 +13,6 @@ import (
 // Search implements store.Store.Search, whose doc states the semantics every
 // backend shares (the contract suite checks them).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
-	if q.Type == "" {
-		return store.SearchResult{Total: -1}, errors.New("store: search: type is required")
-	}
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return store.SearchResult{Total: -1}, err

@@ -20,10 +20,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,35 +244,24 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 	if err := c.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&cur); err != nil {
 		return fmt.Errorf("store: sqlite: migrate: %w", err)
 	}
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	ms, err := sqlcore.Migrations(migrationFiles)
 	if err != nil {
 		return fmt.Errorf("store: sqlite: migrate: %w", err)
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return fmt.Errorf("store: sqlite: migrate: bad migration name %s", base)
-		}
-		if v <= cur {
+	for _, m := range ms {
+		if m.Version <= cur {
 			continue
 		}
-		text, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("store: sqlite: migrate: %w", err)
-		}
 		if err := execTx(ctx, c, func() error {
-			if _, err := c.ExecContext(ctx, string(text)); err != nil {
+			if _, err := c.ExecContext(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := c.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, v)
+			_, err := c.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, m.Version)
 			return err
 		}); err != nil {
-			return fmt.Errorf("store: sqlite: migrate %s: %w", base, err)
+			return fmt.Errorf("store: sqlite: migrate %s: %w", m.Name, err)
 		}
-		cur = v
+		cur = m.Version
 	}
 	return nil
 }

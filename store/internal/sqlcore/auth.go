@@ -103,7 +103,7 @@ func get[T any](ctx context.Context, a *Auth, op string, scan func(Row) (T, erro
 		return zero, err
 	}
 	v, err := scan(q.QueryRow(ctx, query, args...))
-	if errors.Is(err, ErrNoRows) {
+	if noRows(err) {
 		return zero, store.ErrNotFound
 	}
 	if err != nil {
@@ -323,7 +323,7 @@ func (a *Auth) RotateRefresh(ctx context.Context, grantID, oldHash, newHash stri
 		if n == 0 {
 			var one int
 			err := q.QueryRow(ctx, a.sql.grantExists, grantID).Scan(&one)
-			if errors.Is(err, ErrNoRows) {
+			if noRows(err) {
 				return store.ErrNotFound
 			}
 			if err != nil {

@@ -2,6 +2,7 @@ package sqlcore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -15,7 +16,8 @@ type Querier interface {
 	// Exec runs a statement and returns the number of rows it changed.
 	Exec(ctx context.Context, query string, args ...any) (int64, error)
 	Query(ctx context.Context, query string, args ...any) (Rows, error)
-	// QueryRow's Scan returns ErrNoRows when there is no row.
+	// QueryRow's Scan reports no row with an error that is
+	// sql.ErrNoRows (database/sql's own; pgx's ErrNoRows wraps it).
 	QueryRow(ctx context.Context, query string, args ...any) Row
 }
 
@@ -24,17 +26,23 @@ type Row interface {
 	Scan(dest ...any) error
 }
 
-// Rows is a result set (pgx.Rows has this shape; database/sql's Close
-// returns an error the adapter drops).
-type Rows interface {
+// RowScanner iterates over a result set its caller closes (*sql.Rows and
+// pgx.Rows are ones).
+type RowScanner interface {
 	Row
 	Next() bool
 	Err() error
+}
+
+// Rows is a result set (pgx.Rows has this shape; database/sql's Close
+// returns an error the adapter drops).
+type Rows interface {
+	RowScanner
 	Close()
 }
 
-// ErrNoRows is what an adapted Row's Scan returns when there is no row.
-var ErrNoRows = errors.New("sqlcore: no rows")
+// noRows reports a Row's Scan finding no row.
+func noRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
 
 // DB is a backend's connections as the shared auth and audit queries use
 // them.

@@ -52,20 +52,31 @@ type Dialect struct {
 	// paramCol is the index tables' column naming the parameter: an
 	// interned pid on SQLite, the name itself on PostgreSQL.
 	paramCol string
+
+	// Shared statements in the dialect's placeholder style (init).
+	historyHead, history string
+}
+
+// init writes the dialect's shared statements.
+func (d *Dialect) init() *Dialect {
+	d.historyHead = d.SQL(`SELECT rid, version FROM resources WHERE type = ? AND id = ?`)
+	d.history = d.SQL(`SELECT version, last_updated, deleted, coalesce(patient, ''), body
+FROM history WHERE rid = ? ORDER BY version DESC LIMIT ? OFFSET ?`)
+	return d
 }
 
 // SQLite is the dialect of store/sqlite (modernc.org/sqlite).
-var SQLite = &Dialect{
+var SQLite = (&Dialect{
 	Name:       "sqlite",
 	notDeleted: "r.deleted = 0",
 	noLimit:    -1,
 	ridIndex:   true,
 	checkOnly:  "+",
 	paramCol:   "pid",
-}
+}).init()
 
 // Postgres is the dialect of store/postgres (pgx).
-var Postgres = &Dialect{
+var Postgres = (&Dialect{
 	Name:        "postgres",
 	numbered:    true,
 	arrays:      true,
@@ -74,7 +85,7 @@ var Postgres = &Dialect{
 	noLimit:     nil,
 	existsFence: " OFFSET 0",
 	paramCol:    "param",
-}
+}).init()
 
 // SQL returns query, written with ? placeholders, in d's placeholder style.
 // Queries contain no ? other than placeholders.

@@ -1,6 +1,7 @@
 package sqlcore
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,11 +35,15 @@ func (c Clause) IsColumn() bool {
 // false when no resource of the type was ever indexed under name.
 type ParamKey func(name string) (key any, ok bool, err error)
 
-// Resolve checks q's clauses and resolves their parameters, keeping their
-// order. none reports that nothing can match: a :missing=true on _id or
-// _lastUpdated (always present), or values of a parameter no resource was
-// ever indexed under. Clauses that match everything are left out.
+// Resolve checks q (a type is required) and its clauses, and resolves the
+// clauses' parameters, keeping their order. none reports that nothing can
+// match: a :missing=true on _id or _lastUpdated (always present), or values
+// of a parameter no resource was ever indexed under. Clauses that match
+// everything are left out.
 func Resolve(q *store.Query, key ParamKey) (cls []Clause, none bool, err error) {
+	if q.Type == "" {
+		return nil, false, errors.New("store: search: type is required")
+	}
 	cls = make([]Clause, 0, len(q.Clauses))
 	for i := range q.Clauses {
 		c := Clause{Clause: &q.Clauses[i]}

@@ -165,6 +165,9 @@ func TestResolve(t *testing.T) {
 		return nil, false, nil
 	}
 	code := store.Clause{Param: "code", Kind: store.KindToken, Values: []store.Value{{Code: "c", AnySystem: true}}}
+	if _, _, err := Resolve(&store.Query{Clauses: []store.Clause{code}}, known); err == nil {
+		t.Error("Resolve without a type: no error")
+	}
 	for _, tc := range []struct {
 		name     string
 		clauses  []store.Clause
