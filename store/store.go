@@ -283,12 +283,17 @@ type Store interface {
 	// Read returns the current version (http.html#read). A deleted resource
 	// returns its deletion version and ErrGone; an unknown one ErrNotFound.
 	Read(ctx context.Context, typ, id string) (Resource, error)
-	// VRead returns one version (http.html#vread).
+	// VRead returns one version (http.html#vread). An unknown resource or
+	// version is ErrNotFound; a deletion version is returned with ErrGone.
 	VRead(ctx context.Context, typ, id string, version int64) (Resource, error)
-	// History returns a resource's versions, newest first (http.html#history).
+	// History returns a page of a resource's versions, newest first,
+	// deletion versions included (http.html#history), and the number of all
+	// versions. count <= 0 means no limit. An unknown resource is
+	// ErrNotFound.
 	History(ctx context.Context, typ, id string, count, offset int) ([]Resource, int, error)
 	// GetMany returns the current, non-deleted versions of the keys that
-	// exist, in the order of keys; callers apply access control to the result.
+	// exist, in the order of keys, each key at most once; callers apply
+	// access control to the result.
 	GetMany(ctx context.Context, keys []Key) ([]Resource, error)
 
 	// Search runs a typed query (search.html). Only current, non-deleted

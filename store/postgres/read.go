@@ -21,9 +21,7 @@ const vreadSQL = `SELECT h.version, h.last_updated, h.deleted, coalesce(h.patien
 FROM resources r JOIN history h ON h.rid = r.rid
 WHERE r.type = $1 AND r.id = $2 AND h.version = $3`
 
-// Read returns the current version (http.html#read). A deleted resource
-// returns its deletion version and store.ErrGone; an unknown one
-// store.ErrNotFound.
+// Read implements store.Store.Read, whose doc states the semantics.
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	pool, err := s.db()
 	if err != nil {
@@ -32,8 +30,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error
 	return sqlcore.Postgres.ReadVersion(pool.QueryRow(ctx, readSQL, typ, id), "read", typ, id)
 }
 
-// VRead returns one version (http.html#vread). An unknown resource or version
-// is store.ErrNotFound; a deletion version is returned with store.ErrGone.
+// VRead implements store.Store.VRead, whose doc states the semantics.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
 	pool, err := s.db()
 	if err != nil {
@@ -42,9 +39,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store
 	return sqlcore.Postgres.ReadVersion(pool.QueryRow(ctx, vreadSQL, typ, id, version), "vread", typ, id)
 }
 
-// History returns a page of a resource's versions, newest first, deletion
-// versions included (http.html#history), and the number of all versions.
-// count <= 0 means no limit. An unknown resource is store.ErrNotFound.
+// History implements store.Store.History, whose doc states the semantics.
 func (s *Store) History(ctx context.Context, typ, id string, count, offset int) ([]store.Resource, int, error) {
 	var out []store.Resource
 	var total int
@@ -59,8 +54,7 @@ func (s *Store) History(ctx context.Context, typ, id string, count, offset int) 
 	return out, total, nil
 }
 
-// GetMany returns the current, non-deleted versions of the keys that exist,
-// in the order of keys, each key at most once.
+// GetMany implements store.Store.GetMany, whose doc states the semantics.
 func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
 	if len(keys) == 0 {
 		return nil, nil

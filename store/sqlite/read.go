@@ -20,9 +20,7 @@ const vreadSQL = `SELECT h.version, h.last_updated, h.deleted, coalesce(h.patien
 FROM resources r JOIN history h ON h.rid = r.rid
 WHERE r.type = ? AND r.id = ? AND h.version = ?`
 
-// Read returns the current version (http.html#read). A deleted resource
-// returns its deletion version and store.ErrGone; an unknown one
-// store.ErrNotFound.
+// Read implements store.Store.Read, whose doc states the semantics.
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	q, err := s.queryerFor(ctx, readSQL)
 	if err != nil {
@@ -31,8 +29,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error
 	return sqlcore.SQLite.ReadVersion(q.QueryRowContext(ctx, readSQL, typ, id), "read", typ, id)
 }
 
-// VRead returns one version (http.html#vread). An unknown resource or version
-// is store.ErrNotFound; a deletion version is returned with store.ErrGone.
+// VRead implements store.Store.VRead, whose doc states the semantics.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
 	q, err := s.queryerFor(ctx, vreadSQL)
 	if err != nil {
@@ -41,9 +38,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store
 	return sqlcore.SQLite.ReadVersion(q.QueryRowContext(ctx, vreadSQL, typ, id, version), "vread", typ, id)
 }
 
-// History returns a page of a resource's versions, newest first, deletion
-// versions included (http.html#history), and the number of all versions.
-// count <= 0 means no limit. An unknown resource is store.ErrNotFound.
+// History implements store.Store.History, whose doc states the semantics.
 func (s *Store) History(ctx context.Context, typ, id string, count, offset int) ([]store.Resource, int, error) {
 	tx, err := s.readTx(ctx)
 	if err != nil {
@@ -57,8 +52,7 @@ func (s *Store) History(ctx context.Context, typ, id string, count, offset int) 
 	return out, total, nil
 }
 
-// GetMany returns the current, non-deleted versions of the keys that exist,
-// in the order of keys, each key at most once.
+// GetMany implements store.Store.GetMany, whose doc states the semantics.
 func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
 	if len(keys) == 0 {
 		return nil, nil
