@@ -88,6 +88,7 @@ type applier struct {
 	ctx context.Context
 	now time.Time
 	ms  int64
+	rb  recordBatch // the current record's
 }
 
 // Source implements sqlcore.RecordWriter.
@@ -181,9 +182,10 @@ func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlc
 	}
 	// Decide each resource; the batch queues updates and index deletions
 	// first, the multi-row inserts last.
-	rb := &recordBatch{ms: a.ms}
+	a.rb = recordBatch{ms: a.ms}
+	rb := &a.rb
 	for i := range rec.Resources {
-		rr, err := rb.resource(&rec.Resources[i], i, &preps[i], created, current, srid, a.now)
+		rr, err := rb.resource(&rec.Resources[i], i, &preps[i], created[i], current, srid, a.now)
 		if err != nil {
 			return res, err
 		}
@@ -203,8 +205,9 @@ func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlc
 }
 
 // create inserts the resources of rec that do not exist yet, in one
-// statement and in record order, and returns the rids of those it created.
-func (a *applier) create(rec *store.RecordWrite, preps []sqlcore.Prepared, srid int64) (map[store.Key]int64, error) {
+// statement and in record order. created[i] is the rid of the i-th resource
+// when this created it, else 0 (rids start at 1).
+func (a *applier) create(rec *store.RecordWrite, preps []sqlcore.Prepared, srid int64) (created []int64, err error) {
 	n := len(rec.Resources)
 	types, ids, patients, hashes := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
 	for i := range rec.Resources {
@@ -219,26 +222,31 @@ func (a *applier) create(rec *store.RecordWrite, preps []sqlcore.Prepared, srid 
 		return nil, err
 	}
 	defer rows.Close()
-	created := make(map[store.Key]int64, n)
+	created = make([]int64, n)
+	var k store.Key
+	var rid int64
+	at := 0 // the rows come in record order: look from the last match on
 	for rows.Next() {
-		var k store.Key
-		var rid int64
 		if err := rows.Scan(&k.Type, &k.ID, &rid); err != nil {
 			return nil, err
 		}
-		created[k] = rid
+		for j := range n {
+			if i := (at + j) % n; types[i] == k.Type && ids[i] == k.ID {
+				created[i], at = rid, i+1
+				break
+			}
+		}
 	}
 	return created, rows.Err()
 }
 
 // currentOf reads, in one query, the current rows of rec's resources that
 // existed before (those create did not create) and of the dropped ones.
-func (a *applier) currentOf(rec *store.RecordWrite, created map[store.Key]int64, dropped []store.Key) (map[store.Key]sqlcore.Current, error) {
+func (a *applier) currentOf(rec *store.RecordWrite, created []int64, dropped []store.Key) (map[store.Key]sqlcore.Current, error) {
 	var keys []store.Key
 	for i := range rec.Resources {
-		k := store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID}
-		if _, ok := created[k]; !ok {
-			keys = append(keys, k)
+		if created[i] == 0 {
+			keys = append(keys, store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID})
 		}
 	}
 	return a.Current(append(keys, dropped...))
@@ -254,18 +262,17 @@ type recordBatch struct {
 	ms   int64
 }
 
-// resource writes the record's i-th resource rw: one create made (its rid
-// in created) gets its first version's rows; an existing one (in current)
-// is sqlcore.Update's to decide.
-func (rb *recordBatch) resource(rw *store.ResourceWrite, i int, p *sqlcore.Prepared, created map[store.Key]int64,
+// resource writes the record's i-th resource rw: one create made (rid is
+// its rid) gets its first version's rows; an existing one (in current) is
+// sqlcore.Update's to decide.
+func (rb *recordBatch) resource(rw *store.ResourceWrite, i int, p *sqlcore.Prepared, rid int64,
 	current map[store.Key]sqlcore.Current, srid int64, now time.Time) (store.ResourceResult, error) {
-	k := store.Key{Type: rw.Type, ID: rw.ID}
-	if rid, ok := created[k]; ok {
+	if rid != 0 {
 		rb.hist.add(rid, 1, rb.ms, false, rw.Patient, p.Stamped)
 		rb.idx.add(rw, rid)
 		return store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: 1, Outcome: store.Created}, nil
 	}
-	cur, found := current[k]
+	cur, found := current[store.Key{Type: rw.Type, ID: rw.ID}]
 	if !found {
 		return store.ResourceResult{}, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
 	}

@@ -169,15 +169,14 @@ func Record(w RecordWriter, rec *store.RecordWrite, now time.Time, safe bool) (s
 	if err := w.Intern(rec); err != nil {
 		return store.WriteResult{}, &Fatal{err}
 	}
-	write := func() (store.WriteResult, error) { return w.Write(rec, src, preps) }
 	if !safe {
-		res, err := write()
+		res, err := w.Write(rec, src, preps)
 		if err != nil {
 			return store.WriteResult{}, &Retry{err}
 		}
 		return res, nil
 	}
-	return w.Savepoint(write)
+	return w.Savepoint(func() (store.WriteResult, error) { return w.Write(rec, src, preps) })
 }
 
 // unchanged reports a record whose hash matched: nothing is written.

@@ -33,8 +33,8 @@ type Dialect struct {
 	// notDeleted is the condition "r is not deleted": deleted is an integer
 	// on SQLite, a boolean on PostgreSQL.
 	notDeleted string
-	// numCast follows a number compared with an index column: PostgreSQL
-	// would infer an integer parameter type from the literal's context.
+	// numCast follows a number parameter, typing it as the index tables'
+	// num column (double precision on PostgreSQL).
 	numCast string
 	// noLimit is the LIMIT argument that means no limit.
 	noLimit any
@@ -82,7 +82,7 @@ var Postgres = (&Dialect{
 	arrays:      true,
 	notDeleted:  "NOT r.deleted",
 	numCast:     "::double precision",
-	noLimit:     nil,
+	noLimit:     nil, // LIMIT NULL
 	existsFence: " OFFSET 0",
 	paramCol:    "param",
 }).init()
