@@ -276,6 +276,19 @@ type EverythingQuery struct {
 type Store interface {
 	// Apply writes each record atomically and reports per-record outcomes in
 	// order. An error means nothing of the failing record was written.
+	//
+	// A record whose Hash equals the stored one for its (Kind, ClinicID) is
+	// Unchanged and writes nothing. Otherwise each resource whose body
+	// (compared by a SHA-256 of the unstamped body) differs from its current
+	// version gets a new version stamped with StampMeta (Created when new or
+	// previously deleted, Updated otherwise), its index rows replaced;
+	// resources the record produced before but no longer produces (and that
+	// no other record took over since) get a deletion version (Deleted).
+	// Every version written by one call carries the same lastUpdated, the
+	// clock's now truncated to milliseconds. When some records fail (bad
+	// data, or a write error rolled back to the record alone), the others
+	// are committed, the failed ones have Outcome Failed, and the error is a
+	// *BatchError. Any other error means nothing was written.
 	Apply(ctx context.Context, records []RecordWrite) ([]WriteResult, error)
 	// SourceRecords returns the stored source records for the keys that exist.
 	SourceRecords(ctx context.Context, keys []RecordKey) (map[RecordKey][]byte, error)

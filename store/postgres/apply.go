@@ -21,21 +21,16 @@ var (
 
 const updResSQL = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
 
-// Apply writes each record atomically within one transaction, so a failing
-// record writes nothing of itself while the others land (store.Store.Apply
-// states the semantics; sqlcore.Record decides what each record writes).
-// Every version written by one call carries the same lastUpdated,
-// clock.Now() truncated to milliseconds.
-//
-// Each record is first checked and its bodies stamped in memory; a record
-// failing there writes nothing. Its writes then run; should one fail (an SQL
-// error, not a property of the record's data), the transaction is rolled
-// back and the batch rerun with a SAVEPOINT per record, so the failing record
-// is rolled back alone and the others land.
-//
-// When some records fail, the others are committed, the failed ones have
-// Outcome store.Failed, and the error is a *store.BatchError. Any other error
-// means nothing was written.
+// Apply implements store.Store.Apply, whose doc states the semantics;
+// sqlcore.Record decides what each record writes. Each record is first
+// checked and its bodies stamped in memory; a record failing there writes
+// nothing. Should one of its writes then fail (an I/O or SQL error, not a
+// property of the record's data), the transaction is rolled back and the
+// batch rerun with a SAVEPOINT per record, so the failing record is rolled
+// back alone and the others land.
+// The batch runs in one transaction holding the schema's advisory lock
+// (applyLock), so replicas writing at once neither race on versions nor
+// deadlock.
 func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
 	if len(records) == 0 {
 		return nil, nil
