@@ -18,13 +18,13 @@ import (
 )
 
 // databaseURL is the test server's URL (storetest.ServiceURL).
-func databaseURL(t *testing.T) string {
+func databaseURL(t testing.TB) string {
 	return storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 }
 
 // openFresh opens a store in a new schema of the test database, dropped when
 // the test ends, so tests never see each other's data.
-func openFresh(t *testing.T, clock store.Clock) *postgres.Store {
+func openFresh(t testing.TB, clock store.Clock) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), freshSchema(t), clock)
 	if err != nil {
@@ -36,7 +36,20 @@ func openFresh(t *testing.T, clock store.Clock) *postgres.Store {
 
 // freshSchema creates a schema kb_test_<random>, dropped when the test ends,
 // and returns the test database URL with it as the search_path.
-func freshSchema(t *testing.T) string {
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	u, drop := createSchema(t)
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return u
+}
+
+// createSchema creates a schema kb_test_<random> and returns the test
+// database URL with it as the search_path, and the function dropping it.
+func createSchema(t testing.TB) (string, func() error) {
 	t.Helper()
 	ctx := context.Background()
 	base := databaseURL(t)
@@ -53,24 +66,22 @@ func freshSchema(t *testing.T) string {
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("create schema: %v", err)
 	}
-	t.Cleanup(func() {
+	drop := func() error {
 		c, err := pgx.Connect(context.Background(), base)
 		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
+			return err
 		}
 		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	return withSearchPath(t, base, schema)
+		_, err = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		return err
+	}
+	return withSearchPath(t, base, schema), drop
 }
 
 // withSearchPath adds search_path to the URL's parameters: pgx sends
 // unknown parameters as session settings (RuntimeParams) of every
 // connection of the pool.
-func withSearchPath(t *testing.T, base, schema string) string {
+func withSearchPath(t testing.TB, base, schema string) string {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme == "" {
