@@ -35,6 +35,8 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, stmt := range []string{
+		`ALTER TABLE clients DROP COLUMN organization`, // 0006
+		`ALTER TABLE clients DROP COLUMN role`,
 		`DROP INDEX idx_token_comp`,
 		`ALTER TABLE idx_token DROP COLUMN cid`,
 		`DROP TABLE compartments`,
@@ -76,5 +78,47 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	}
 	if len(got.Resources) != 1 || got.Resources[0].ID != "o1" {
 		t.Errorf("search after migration = %+v, want o1", got.Resources)
+	}
+}
+
+// TestMigrationBindsExistingClientsToNothing: a client registered before
+// migration 0006 reads as an unbound EHR client (no organization, role "").
+func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s, err := Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Back to a schema-5 database holding a client.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`ALTER TABLE clients DROP COLUMN organization`,
+		`ALTER TABLE clients DROP COLUMN role`,
+		`DELETE FROM schema_version WHERE version >= 6`,
+		`INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, launch_url, scopes, origins, jwks_url)
+		 VALUES ('ehr-1', 'EHR', 'backend', '', '[]', '', '["system/*.rs"]', '[]', 'https://ehr.example/jwks')`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	db.Close()
+
+	s, err = Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.GetClient(ctx, "ehr-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Organization != "" || c.Role != "" || c.JWKSURL != "https://ehr.example/jwks" || !slices.Equal(c.Scopes, []string{"system/*.rs"}) {
+		t.Errorf("client after migration = %+v, want unbound and otherwise unchanged", c)
 	}
 }
