@@ -232,7 +232,8 @@ type Query struct {
 // resource is visible when ANY Term matches it (OR). A non-nil Access with
 // no Terms matches nothing (default deny); a nil *Access restricts nothing.
 // The fhir layer builds it from auth's disclosure decision
-// (docs/design/security.md) so a query can never reach past it.
+// (docs/design/security.md PRIV-1, PRIV-3) so a query can never reach
+// past it.
 type Access struct {
 	Terms []AccessTerm
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // The access restriction of a query (store.Access), evaluated in the query
-// itself so nothing past it is ever read (docs/design/security.md): an OR
+// itself so nothing past it is ever read (docs/design/security.md PRIV-3): an OR
 // of its terms, each "r.patient IN (...) AND <its clauses>".
 //
 // Resolution keeps the SQL small. A term's patients are narrowed to the
