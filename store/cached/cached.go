@@ -306,8 +306,10 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error
 		func(ctx context.Context) (store.Resource, error) { return s.st.Read(ctx, typ, id) })
 }
 
-// Search implements store.Store. The key is the whole query, including the
-// compartments access control restricted it to (Query.Patients).
+// Search implements store.Store. The key is the whole query, including
+// what access control restricted it to (Query.Patients, Query.Access), so
+// an answer is only ever served to the audience it was computed for
+// (docs/design/security.md PRIV-3); hashed, it holds no PHI (PRIV-6).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
 	load := func(ctx context.Context) (store.SearchResult, error) { return s.st.Search(ctx, q) }
 	key, ok := jsonKey("search", q)
@@ -317,7 +319,8 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, 
 	return through(ctx, s, "search", key, []string{epoch, global}, encodeSearch, decodeSearch, load)
 }
 
-// Everything implements store.Store.
+// Everything implements store.Store. The key is the whole query, its
+// access restriction (EverythingQuery.Access) included, as for Search.
 func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
 	load := func(ctx context.Context) (page, error) {
 		rs, total, err := s.st.Everything(ctx, q)
