@@ -104,14 +104,19 @@ func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
 	b.And(sqlcore.Postgres.NotDeleted())
 	// The compartments q.Patients or the access terms hold every match to:
 	// a check, and an index (resources_type_patient) the planner may drive
-	// with.
-	if len(res.Patients) > 0 {
+	// with. Many patients of the access terms alone are left to the terms'
+	// own checks: as constants here the planner would estimate each one.
+	comp := res.Compartments
+	short := len(res.Patients) <= sqlcore.MaxInList
+	if len(res.Patients) > 0 && (len(q.Patients) > 0 || short) {
 		b.And(b.In("r.patient", res.Patients))
+	}
+	if res.AccessOnly && !short {
+		comp = nil
 	}
 	// A token clause drives within the compartments every match is in, when
 	// the query names them (idx_token_patient): the patient's resources with
 	// that code, instead of all the patient's resources checked for the code.
-	comp := res.Compartments
 	driver := driverClause(res.Clauses)
 	if len(comp) > 0 {
 		for i, cl := range res.Clauses {

@@ -25,8 +25,10 @@ import (
 // restriction then); and union, the patients of the terms when every term
 // names some (nil otherwise).
 func resolveAccess(terms []store.AccessTerm, typ string, bound []string, key ParamKey) (out []Term, open bool, union []string, err error) {
+	// A few compartments (a search naming its patients) are looked up in
+	// each term's list; many are made a set once.
 	var inBound map[string]bool
-	if bound != nil {
+	if len(bound) > fewCompartments {
 		inBound = set(bound)
 	}
 	named := true
@@ -36,8 +38,13 @@ func resolveAccess(terms []store.AccessTerm, typ string, bound []string, key Par
 			continue
 		}
 		patients := nonEmpty(t.Patients)
-		if patients != nil && inBound != nil {
-			if patients = keep(patients, inBound); len(patients) == 0 {
+		if patients != nil && bound != nil {
+			if inBound != nil {
+				patients = keep(patients, inBound)
+			} else {
+				patients = within(bound, patients)
+			}
+			if len(patients) == 0 {
 				continue
 			}
 		}
@@ -62,7 +69,7 @@ func resolveAccess(terms []store.AccessTerm, typ string, bound []string, key Par
 			}
 		}
 		term := Term{Patients: patients, Clauses: cls}
-		if inBound != nil && patients != nil && covers(patients, bound) {
+		if bound != nil && patients != nil && covers(patients, bound) {
 			term.Patients = nil // the query itself holds every match to them
 		}
 		if term.Patients == nil && len(term.Clauses) == 0 {
@@ -135,7 +142,7 @@ func (b *Builder) Access(terms []Term) (string, error) {
 	for _, t := range terms {
 		conds := make([]string, 0, 2+len(t.Clauses))
 		if len(t.Patients) > 0 {
-			conds = append(conds, b.In(b.CheckOnly("r.patient"), t.Patients))
+			conds = append(conds, b.InCheck("r.patient", t.Patients))
 		}
 		if len(t.Types) > 0 {
 			conds = append(conds, b.In("r.type", t.Types))
@@ -198,6 +205,22 @@ func keep(l []string, s map[string]bool) []string {
 		}
 	}
 	return l
+}
+
+// fewCompartments is the most compartments resolveAccess looks up in the
+// terms' lists one by one (a slices.Contains of a 700-patient list costs
+// less than hashing it into a set).
+const fewCompartments = 8
+
+// within returns the elements of few that are in l, in few's order.
+func within(few, l []string) []string {
+	var out []string
+	for _, x := range few {
+		if slices.Contains(l, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // covers reports whether every element of want is in l.

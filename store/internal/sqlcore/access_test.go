@@ -100,6 +100,11 @@ func TestResolveAccess(t *testing.T) {
 			none: true,
 		},
 		{
+			name:  "searched patients narrowed by the terms",
+			q:     store.Query{Clauses: []store.Clause{pat("p1", "p2", "p9")}, Access: terms(store.AccessTerm{Patients: []string{"p2", "p1", "p3"}, Clauses: []store.Clause{survey}})},
+			terms: []string{"p1,p2||category=category"}, compartments: []string{"p1", "p2"},
+		},
+		{
 			name: "a searched patient in no term: nothing",
 			q:    store.Query{Clauses: []store.Clause{pat("p9")}, Access: terms(store.AccessTerm{Patients: []string{"p1", "p2"}})},
 			none: true,
@@ -107,7 +112,7 @@ func TestResolveAccess(t *testing.T) {
 		{
 			name:  "a searched patient narrows the terms to itself, checked by the search",
 			q:     store.Query{Clauses: []store.Clause{pat("p2")}, Access: terms(store.AccessTerm{Patients: []string{"p1", "p2"}, Clauses: []store.Clause{survey}}, store.AccessTerm{Patients: []string{"p3"}})},
-			terms: []string{"*||category=category"}, patients: []string{"p2"}, compartments: []string{"p2"},
+			terms: []string{"*||category=category"}, patients: nil, compartments: []string{"p2"},
 		},
 		{
 			name:     "a searched patient in a term without clauses: no restriction left",
@@ -117,7 +122,7 @@ func TestResolveAccess(t *testing.T) {
 		{
 			name:  "two searched patients in different terms",
 			q:     store.Query{Clauses: []store.Clause{pat("p1", "p3")}, Access: terms(store.AccessTerm{Patients: []string{"p1", "p2"}, Clauses: []store.Clause{survey}}, store.AccessTerm{Patients: []string{"p3"}})},
-			terms: []string{"p1||category=category", "p3||"}, patients: []string{"p1", "p3"}, compartments: []string{"p1", "p3"},
+			terms: []string{"p1||category=category", "p3||"}, patients: nil, compartments: []string{"p1", "p3"},
 		},
 		{
 			name:  "the compartments restriction narrows the terms",
@@ -285,5 +290,46 @@ func TestAccessSQL(t *testing.T) {
 	}
 	if _, err := NewBuilder(SQLite).Access([]Term{{}}); err == nil {
 		t.Error("a term without conditions: no error")
+	}
+}
+
+// TestInLongList: a long list is one parameter on both dialects.
+func TestInLongList(t *testing.T) {
+	var ids []string
+	for i := range MaxInList + 1 {
+		ids = append(ids, fmt.Sprintf("p%d", i))
+	}
+	b := NewBuilder(SQLite)
+	if got, want := b.In("+r.patient", ids), "+r.patient IN (SELECT value FROM json_each(?))"; got != want {
+		t.Errorf("SQLite: %s, want %s", got, want)
+	}
+	if args := b.Args(); len(args) != 1 || !strings.HasPrefix(args[0].(string), `["p0","p1",`) {
+		t.Errorf("SQLite args = %v", args)
+	}
+	b = NewBuilder(SQLite)
+	if got := b.In("r.patient", ids[:MaxInList]); strings.Count(got, "?") != MaxInList || len(b.Args()) != MaxInList {
+		t.Errorf("SQLite, %d values: %s", MaxInList, got)
+	}
+	b = NewBuilder(Postgres)
+	if got, want := b.In("r.patient", ids), "r.patient = ANY($1::text[])"; got != want || len(b.Args()) != 1 {
+		t.Errorf("Postgres: %s, want %s", got, want)
+	}
+	// Checked only: a hashed subplan on PostgreSQL, whose values the
+	// planner does not estimate one by one.
+	for _, tc := range []struct {
+		d          *Dialect
+		vals       []string
+		want       string
+		wantParams int
+	}{
+		{SQLite, ids, "+r.patient IN (SELECT value FROM json_each(?))", 1},
+		{SQLite, ids[:2], "+r.patient IN (?, ?)", 2},
+		{Postgres, ids, "r.patient IN (SELECT unnest($1::text[]))", 1},
+		{Postgres, ids[:2], "r.patient = ANY($1::text[])", 1},
+	} {
+		b := NewBuilder(tc.d)
+		if got := b.InCheck("r.patient", tc.vals); got != tc.want || len(b.Args()) != tc.wantParams {
+			t.Errorf("%s InCheck of %d: %s (%d parameters), want %s", tc.d.Name, len(tc.vals), got, len(b.Args()), tc.want)
+		}
 	}
 }

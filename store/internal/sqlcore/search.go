@@ -43,13 +43,19 @@ type Resolved struct {
 	// resolveAccess); nil when q.Access restricts nothing.
 	Access []Term
 	// Patients are the compartments q.Patients and q.Access hold every
-	// match to (both narrowed to each other); nil when neither does.
+	// match to (both narrowed to each other; q.Patients alone when a
+	// compartment reference clause bounds the matches); nil when neither
+	// does.
 	Patients []string
 	// Compartments are the compartments every match is in, as tightly as
 	// q tells them: a compartment reference clause's patients
 	// (store.Query.Compartments) narrowed to Patients, or Patients; nil
 	// when unbounded.
 	Compartments []string
+	// AccessOnly reports that Compartments come from q.Access alone: the
+	// patients a client may see, possibly thousands, rather than those a
+	// search names.
+	AccessOnly bool
 }
 
 // Term is a store.AccessTerm resolved: the resource is in one of
@@ -79,10 +85,12 @@ func Resolve(q *store.Query, key ParamKey) (res Resolved, none bool, err error) 
 	// What the query itself holds every match to: a compartment reference
 	// clause (Validate keeps such references and the compartment in
 	// agreement) and the compartments access control restricted it to.
-	bound := intersect((&store.Query{Clauses: q.Clauses}).Compartments(), patients)
+	referenced := (&store.Query{Clauses: q.Clauses}).Compartments()
+	bound := intersect(referenced, patients)
 	if bound != nil && len(bound) == 0 {
 		return res, true, nil
 	}
+	compartments := bound
 	if q.Access != nil {
 		terms, open, union, err := resolveAccess(q.Access.Terms, q.Type, bound, key)
 		if err != nil {
@@ -95,12 +103,18 @@ func Resolve(q *store.Query, key ParamKey) (res Resolved, none bool, err error) 
 		default:
 			res.Access = terms
 			if union != nil {
-				patients = intersect(patients, union)
+				res.AccessOnly = bound == nil
+				compartments = intersect(bound, union)
+				// A compartment reference already holds the matches to
+				// fewer compartments than the terms name.
+				if referenced == nil {
+					patients = intersect(patients, union)
+				}
 			}
 		}
 	}
 	res.Patients = patients
-	res.Compartments = intersect(bound, patients)
+	res.Compartments = compartments
 	return res, false, nil
 }
 
