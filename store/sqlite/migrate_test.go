@@ -114,13 +114,7 @@ func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	c, err := s.GetClient(ctx, "ehr-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Organization != "" || c.Role != "" || c.JWKSURL != "https://ehr.example/jwks" || !slices.Equal(c.Scopes, []string{"system/*.rs"}) {
-		t.Errorf("client after migration = %+v, want unbound and otherwise unchanged", c)
-	}
+	storetest.CheckUnboundClient(t, s)
 }
 
 // TestMigrationIndexesSecurityLabels: resources stored before migration
@@ -133,37 +127,8 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const (
-		conf = `{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}`
-		psy  = `{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY","display":"psychiatry disorder information sensitivity"}`
-	)
-	// A canonical body: meta right after id (store.StampMeta).
-	labelled := func(typ, id, patient, labels string, index ...store.IndexRow) store.ResourceWrite {
-		return store.ResourceWrite{Type: typ, ID: id, Patient: patient, Index: index,
-			Body: []byte(`{"id":"` + id + `","meta":{"security":[` + labels + `]},"resourceType":"` + typ + `"}`)}
-	}
-	obs := func(id, patient, labels string) store.ResourceWrite {
-		return labelled("Observation", id, patient, labels,
-			storetest.Ref("patient", "Patient/"+patient), storetest.Token("code", "http://loinc.org", "44260-8"))
-	}
-	if _, err := s.Apply(ctx, []store.RecordWrite{
-		storetest.Rec("session", "s1", "h1",
-			obs("o-r", "p1", psy+","+conf),
-			obs("o-psy", "p1", psy),
-			obs("o-nocode", "p1", `{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality"}`),
-			storetest.Res("Observation", "o-plain", "p1", `,"status":"final","note":[{"text":"no security here"}]`, storetest.Ref("patient", "Patient/p1")),
-			labelled("Condition", "c-r", "p2", conf, storetest.Ref("patient", "Patient/p2")),
-			labelled("Practitioner", "pr-r", "", conf),
-		),
-		storetest.Rec("session", "s2", "h1", obs("o-gone", "p1", conf)),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Apply(ctx, []store.RecordWrite{storetest.Rec("session", "s2", "h2")}); err != nil { // o-gone deleted
-		t.Fatal(err)
-	}
+	storetest.WriteUnindexedLabels(t, s)
 	s.Close()
-
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -178,37 +143,7 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	notR := store.Clause{Param: "_security", Kind: store.KindToken, Not: true,
-		Values: []store.Value{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R"}}}
-	psyC := store.Clause{Param: "_security", Kind: store.KindToken, Values: []store.Value{{Code: "PSY", AnySystem: true}}}
-	code := store.Clause{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "http://loinc.org", Code: "44260-8"}}}
-	pat := store.Clause{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}
-	for _, tc := range []struct {
-		name string
-		q    store.Query
-		want []string
-	}{
-		{"R excluded", store.Query{Type: "Observation", Clauses: []store.Clause{notR}}, []string{"o-psy", "o-nocode", "o-plain"}},
-		{"PSY found", store.Query{Type: "Observation", Clauses: []store.Clause{psyC}}, []string{"o-r", "o-psy"}},
-		// idx_token_comp: the rows carry their compartment.
-		{"within the compartment, by code", store.Query{Type: "Observation", Clauses: []store.Clause{pat, code, notR}}, []string{"o-psy", "o-nocode"}},
-		{"other types", store.Query{Type: "Condition", Clauses: []store.Clause{notR}}, nil},
-		{"no compartment", store.Query{Type: "Practitioner", Clauses: []store.Clause{notR}}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.Search(ctx, tc.q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, r := range got.Resources {
-				ids = append(ids, r.ID)
-			}
-			if !slices.Equal(ids, tc.want) {
-				t.Errorf("ids = %v, want %v", ids, tc.want)
-			}
-		})
-	}
+	storetest.CheckLabelsIndexed(t, s)
 	var n int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM idx_token x JOIN params p ON p.pid = x.pid WHERE p.name = '_security'`).Scan(&n); err != nil {
 		t.Fatal(err)
