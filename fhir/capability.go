@@ -12,7 +12,6 @@ import (
 
 	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"github.com/ketabridge/ketabridge/fhir/search"
-	"github.com/ketabridge/ketabridge/store"
 )
 
 const usCore = "http://hl7.org/fhir/us/core/StructureDefinition/"
@@ -85,14 +84,14 @@ func buildCapabilityStatement(base, version string, now time.Time, profiles map[
 				sp.Documentation = ptr(p.Doc)
 			}
 			res.SearchParam = append(res.SearchParam, sp)
-			if p.Type == store.KindReference {
+			if p.Includable() {
 				res.SearchInclude = append(res.SearchInclude, typ+":"+p.Name)
 			}
 		}
 		// _revinclude: reference params of other types that can point here.
 		for _, src := range types {
 			for _, p := range search.Params(src) {
-				if p.Type == store.KindReference && (len(p.Targets) == 0 || slices.Contains(p.Targets, typ)) {
+				if p.Includable() && (len(p.Targets) == 0 || slices.Contains(p.Targets, typ)) {
 					res.SearchRevInclude = append(res.SearchRevInclude, src+":"+p.Name)
 				}
 			}
