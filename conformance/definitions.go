@@ -36,7 +36,8 @@ const (
 	// OAuthURIs is the SMART on FHIR extension on
 	// CapabilityStatement.rest.security that names the authorization
 	// server's endpoints (authorize, token, introspect, revoke, ...). Its
-	// definition is vendored in conformance/ig/vendor (Vendored).
+	// SMART definition is vendored in conformance/ig/vendor (Vendored): the
+	// copy in R4 core lacks introspect and revoke.
 	OAuthURIs = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 )
 
@@ -68,12 +69,14 @@ type Definition struct {
 func Definitions() ([]Definition, error) { return readDefinitions("ig", true) }
 
 // Vendored returns the definitions of other publishers that the gateway's
-// output uses and R4 core does not define (conformance/ig/vendor), sorted by
-// type and id: the SMART on FHIR oauth-uris extension of the
-// CapabilityStatement (OAuthURIs). They are not part of the project's
-// guide and keep their publishers' canonical URLs; they sit under
-// conformance/ig so that a validator given that directory (fhir-validate
-// --defs conformance/ig) knows every extension the gateway emits.
+// output uses and R4 core does not define as it uses them
+// (conformance/ig/vendor), sorted by type and id: the SMART on FHIR
+// oauth-uris extension of the CapabilityStatement (OAuthURIs), whose R4 core
+// copy predates its introspect and revoke sub-extensions. They are not part
+// of the project's guide and keep their publishers' canonical URLs; they sit
+// under conformance/ig so that a validator given that directory
+// (fhir-validate --defs conformance/ig) knows every extension the gateway
+// emits.
 func Vendored() ([]Definition, error) { return readDefinitions("ig/vendor", false) }
 
 // readDefinitions reads the JSON files of dir; own says whether their urls
