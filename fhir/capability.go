@@ -104,7 +104,7 @@ type capabilityInput struct {
 	bulkExport bool
 }
 
-// instantiates lists the CapabilityStatements the gateway's own conforms to
+// instantiates lists the CapabilityStatements the gateway's statement conforms to
 // (CapabilityStatement.instantiates, versioned canonicals): the US Core
 // 6.1.0 server's always, and Bulk Data's (BDA export.html) when the server
 // serves $export.
