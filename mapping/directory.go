@@ -33,7 +33,7 @@ func (e *emitter) patient(p *clinic.Patient) {
 	e.require("name.family", p.Name.Family)
 	res := &r4.Patient{
 		Id:   ptr(id),
-		Meta: m.meta("us-core-patient", false),
+		Meta: m.meta("us-core-patient", unlabelled),
 		Identifier: []r4.Identifier{{
 			Use:    ptr(r4.IdentifierUseUsual),
 			Type:   ccp(m.cc("", codeOf(codes.V2IdentifierType, "MR", "Medical record number"))),
@@ -113,7 +113,7 @@ func (e *emitter) practitioner(p *clinic.Practitioner) {
 	e.require("name.family", p.Name.Family)
 	res := &r4.Practitioner{
 		Id:         ptr(id),
-		Meta:       m.meta("us-core-practitioner", false),
+		Meta:       m.meta("us-core-practitioner", unlabelled),
 		Identifier: []r4.Identifier{ident},
 		Active:     ptr(true),
 		Name:       []r4.HumanName{name(p.Name)},
@@ -148,7 +148,7 @@ func (e *emitter) organization(o *clinic.Organization) {
 	e.require("name", o.Name)
 	res := &r4.Organization{
 		Id:      ptr(id),
-		Meta:    m.meta("us-core-organization", false),
+		Meta:    m.meta("us-core-organization", unlabelled),
 		Active:  ptr(true),
 		Type:    []r4.CodeableConcept{m.cc("", t)},
 		Name:    str(o.Name),
@@ -178,7 +178,7 @@ func (e *emitter) location(l *clinic.Location) {
 	e.require("name", l.Name)
 	res := &r4.Location{
 		Id:      ptr(id),
-		Meta:    m.meta("us-core-location", false),
+		Meta:    m.meta("us-core-location", unlabelled),
 		Status:  ptr(r4.LocationStatusActive),
 		Name:    str(l.Name),
 		Telecom: telecom(l.Contact, ptr(r4.ContactPointUseWork)),
