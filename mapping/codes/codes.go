@@ -593,11 +593,13 @@ var DrugClasses = map[string][]Code{
 }
 
 // DataClasses maps a consent data class to a local code (Consent.provision.class).
+// Each display names the resources of the class as the access decision
+// classifies them (package auth, ClassOf).
 var DataClasses = map[string]Code{
 	"demographics": local("data-demographics", "Demographics (Patient)"),
 	"diagnoses":    local("data-diagnoses", "Diagnoses (Condition)"),
-	"medications":  local("data-medications", "Medications (MedicationRequest, MedicationAdministration, MedicationStatement, Medication)"),
-	"sessions":     local("data-sessions", "Treatment sessions (Encounter, AdverseEvent, CarePlan)"),
+	"medications":  local("data-medications", "Medications (MedicationRequest, MedicationStatement)"),
+	"sessions":     local("data-sessions", "Treatment sessions (CarePlan, Encounter, MedicationAdministration, AdverseEvent)"),
 	"assessments":  local("data-assessments", "Assessments (Observation category survey)"),
 	"vitals":       local("data-vitals", "Vital signs (Observation category vital-signs)"),
 	"coverage":     local("data-coverage", "Coverage"),
