@@ -131,9 +131,10 @@ func (e *emitter) practitioner(p *clinic.Practitioner) {
 }
 
 // organization maps an organization to a US Core Organization: active, name,
-// type prov (clinic, partner) or pay (payer), identifiers: NPI, and for a
-// payer its NAIC company code (US Core NAIC slice) and the payer id the clinic
-// bills under ({IdentifierSystemBase}/payer-id).
+// type prov (clinic, partner) or pay (payer), a partner clinic with the local
+// type org-partner-clinic as well, identifiers: NPI, and for a payer its NAIC
+// company code (US Core NAIC slice) and the payer id the clinic bills under
+// ({IdentifierSystemBase}/payer-id).
 func (e *emitter) organization(o *clinic.Organization) {
 	m := e.m
 	id := ResourceID(clinic.KindOrganization, o.ID)
@@ -154,6 +155,9 @@ func (e *emitter) organization(o *clinic.Organization) {
 		Name:    str(o.Name),
 		Telecom: telecom(o.Contact, ptr(r4.ContactPointUseWork)),
 		Address: addresses(o.Contact),
+	}
+	if r, ok := codes.OrganizationRoles[o.Type]; ok {
+		res.Type = append(res.Type, m.cc("", r))
 	}
 	if o.NPI != "" {
 		res.Identifier = append(res.Identifier, r4.Identifier{System: ptr(codes.NPI), Value: ptr(o.NPI)})

@@ -619,6 +619,15 @@ var OrganizationTypes = map[string]Code{
 	"payer":   {OrganizationType, "pay", "Payer"},
 }
 
+// OrganizationRoles are local Organization.type codes, sent beside the
+// organization-type code, for what organization-type cannot tell: a partner
+// clinic is a healthcare provider (prov) like the clinic itself, and the
+// gateway must know which organizations are partners (the partner view of
+// the access decision).
+var OrganizationRoles = map[string]Code{
+	"partner": local("org-partner-clinic", "Partner clinic"),
+}
+
 // PayerTypes maps the clinic's coverage payer type to the Source of Payment
 // Typology (Coverage.type, US Core Payer Type).
 var PayerTypes = map[string]Code{
@@ -761,6 +770,9 @@ func LocalGroups() []LocalGroup {
 		{"ketabridge-antidepressant-class", "KetaBridge antidepressant classes",
 			"Local antidepressant classes, the values of the antidepressant-class extension (with a WHO ATC group where one matches).",
 			classes},
+		{"ketabridge-organization-role", "KetaBridge organization roles",
+			"Organization.type codes, beside organization-type, saying what an organization is to the clinic.",
+			[]Code{OrganizationRoles["partner"]}},
 		{"ketabridge-consent-data-class", "KetaBridge consent data classes",
 			"Consent.provision.class codes; each concept names the resources it covers.",
 			pick(DataClasses, "demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage")},
