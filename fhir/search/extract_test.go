@@ -167,8 +167,8 @@ func extractCases() []extractCase {
 					{System: ptr(sysActCode), Code: ptr("PSY")},
 					{System: ptr(sysConfidentiality), Code: ptr("R")},
 					{System: ptr(sysConfidentiality), Code: ptr("R")}, // repeated: one row
-					{Code: ptr("local")},                               // no system
-					{System: ptr(sysConfidentiality)},                  // no code: no row
+					{Code: ptr("local")},                              // no system
+					{System: ptr(sysConfidentiality)},                 // no code: no row
 				}},
 				Status:  r4.ObservationStatusFinal,
 				Code:    cc(loinc, "44260-8"),
