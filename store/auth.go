@@ -48,7 +48,13 @@ type Client struct {
 	// JWK Set URL (either or both).
 	JWKS    []byte
 	JWKSURL string
-	Created time.Time
+	// Organization is the FHIR Organization id of the organization the
+	// client acts for (empty when none), and Role what it is to the clinic:
+	// "ehr" (also when empty), "payer" or "partner" (auth.Role). What the
+	// client may see follows from both (docs/design/security.md PRIV-3).
+	Organization string
+	Role         string
+	Created      time.Time
 }
 
 // UserRole is what a login is.

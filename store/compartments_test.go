@@ -14,6 +14,8 @@ func TestQueryCompartments(t *testing.T) {
 		return c
 	}
 	yes := true
+	notRef := ref("patient", "Patient/p1")
+	notRef.Not = true
 	for _, tc := range []struct {
 		name string
 		q    Query
@@ -27,6 +29,16 @@ func TestQueryCompartments(t *testing.T) {
 		{":missing names none", Query{Clauses: []Clause{{Param: "patient", Kind: KindReference, Missing: &yes}}}, nil},
 		{"access restriction", Query{Patients: []string{"p1", "p2"}}, []string{"p1", "p2"}},
 		{"reference before restriction", Query{Clauses: []Clause{ref("patient", "Patient/p1")}, Patients: []string{"p1", "p2"}}, []string{"p1"}},
+		{":not names none", Query{Clauses: []Clause{notRef}}, nil},
+		{"access terms all naming patients: their union", Query{Access: &Access{Terms: []AccessTerm{
+			{Patients: []string{"p1", "p2"}}, {Patients: []string{"p2", "p3"}, Clauses: []Clause{ref("performer", "Practitioner/x")}}}}},
+			[]string{"p1", "p2", "p3"}},
+		{"one access term", Query{Access: &Access{Terms: []AccessTerm{{Patients: []string{"p2"}}}}}, []string{"p2"}},
+		{"an access term open to every compartment names none", Query{Access: &Access{Terms: []AccessTerm{
+			{Patients: []string{"p1"}}, {Types: []string{"Practitioner"}}}}}, nil},
+		{"an access without terms names none", Query{Access: &Access{}}, nil},
+		{"restriction before access", Query{Patients: []string{"p9"}, Access: &Access{Terms: []AccessTerm{{Patients: []string{"p1"}}}}}, []string{"p9"}},
+		{"reference before access", Query{Clauses: []Clause{ref("patient", "Patient/p1")}, Access: &Access{Terms: []AccessTerm{{Patients: []string{"p2"}}}}}, []string{"p1"}},
 		{"nothing", Query{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

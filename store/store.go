@@ -190,6 +190,12 @@ type Clause struct {
 	Values []Value
 	// Missing, when non-nil, is the :missing modifier.
 	Missing *bool
+	// Not is the :not modifier of a token (search.html#modifiers): the
+	// resource matches when none of its index rows of Param matches any
+	// Value, which includes a resource with no row of Param at all. It
+	// applies to token and reference parameters and to _id, and not
+	// together with Missing.
+	Not bool
 }
 
 // Sort is one sort key; Param is a search parameter or _id / _lastUpdated.
@@ -208,13 +214,43 @@ type Query struct {
 	// Patients, when non-empty, restricts matches to resources in these
 	// patients' compartments. Access control sets it before the query runs.
 	Patients []string
-	Sort     []Sort
-	Count    int
-	Offset   int
+	// Access, when non-nil, restricts matches to the resources that
+	// satisfy at least one of its Terms; access control sets it before the
+	// query runs. It ANDs with everything else in the Query and applies to
+	// the matches, Total, CountOnly, paging and sort alike.
+	Access *Access
+	Sort   []Sort
+	Count  int
+	Offset int
 	// Total asks for the number of all matches (-1 in the result otherwise).
 	Total bool
 	// CountOnly returns only the total (_summary=count).
 	CountOnly bool
+}
+
+// Access is what a caller may see, as a restriction of a query: a
+// resource is visible when ANY Term matches it (OR). A non-nil Access with
+// no Terms matches nothing (default deny); a nil *Access restricts nothing.
+// The fhir layer builds it from auth's disclosure decision
+// (docs/design/security.md PRIV-1, PRIV-3) so a query can never reach
+// past it.
+type Access struct {
+	Terms []AccessTerm
+}
+
+// AccessTerm matches a resource when ALL of these hold:
+//   - Patients is empty, or the resource is in one of their compartments
+//     (an empty Patients does not restrict the compartment: the term also
+//     matches resources in no compartment, such as a Practitioner);
+//   - Types is empty, or the resource is of one of them (a Search of a type
+//     the term does not list gets nothing from the term);
+//   - every Clause matches (AND), with the semantics of Query.Clauses; a
+//     clause's parameter is the resource's own type's. Patient/$everything
+//     spans types, so there a term with Clauses must list its Types.
+type AccessTerm struct {
+	Patients []string
+	Types    []string
+	Clauses  []Clause
 }
 
 // SearchResult is a page of matches.
@@ -237,12 +273,14 @@ type Ref struct {
 // q, when q names them: the values of a compartment reference clause
 // (CompartmentParams, every value "Patient/<id>"; Validate keeps such
 // references and a resource's compartment in agreement), or else the
-// Patients access control restricted q to. nil when q names none. A store
-// may drive a search through per-compartment indexes with them.
+// Patients access control restricted q to, or else, when every term of
+// q.Access names patients, the union of the terms' patients (in order of
+// first appearance). nil when q names none. A store may drive a search
+// through per-compartment indexes with them.
 func (q *Query) Compartments() []string {
 	for i := range q.Clauses {
 		c := &q.Clauses[i]
-		if c.Kind != KindReference || c.Missing != nil || !slices.Contains(CompartmentParams, c.Param) {
+		if c.Kind != KindReference || c.Missing != nil || c.Not || !slices.Contains(CompartmentParams, c.Param) {
 			continue
 		}
 		ids := make([]string, 0, len(c.Values))
@@ -258,7 +296,40 @@ func (q *Query) Compartments() []string {
 			return ids
 		}
 	}
-	return q.Patients
+	if len(q.Patients) > 0 {
+		return q.Patients
+	}
+	return q.Access.patients()
+}
+
+// patients returns the union of the terms' Patients, in order of first
+// appearance, when every term names some; nil otherwise (no terms, a term
+// open to every compartment, or a nil Access).
+func (a *Access) patients() []string {
+	if a == nil || len(a.Terms) == 0 {
+		return nil
+	}
+	n := 0
+	for _, t := range a.Terms {
+		if len(t.Patients) == 0 {
+			return nil
+		}
+		n += len(t.Patients)
+	}
+	if len(a.Terms) == 1 {
+		return a.Terms[0].Patients
+	}
+	seen := make(map[string]bool, n)
+	out := make([]string, 0, n)
+	for _, t := range a.Terms {
+		for _, p := range t.Patients {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // EverythingQuery selects a patient's compartment for Patient/$everything.
@@ -267,7 +338,10 @@ type EverythingQuery struct {
 	// Types, when non-empty, limits the resource types (_type).
 	Types []string
 	// Since, when non-zero, keeps resources updated at or after it (_since).
-	Since  time.Time
+	Since time.Time
+	// Access, when non-nil, restricts the resources as Query.Access does
+	// (a term whose Patients do not include Patient matches nothing here).
+	Access *Access
 	Count  int
 	Offset int
 }
@@ -326,7 +400,12 @@ type Store interface {
 	//     quantity also matches System and Code when set;
 	//   - _id: the resource id equals Str;
 	//   - Missing (:missing) ignores Values: true matches resources with no
-	//     index row for the parameter, false those with one.
+	//     index row for the parameter, false those with one;
+	//   - Not (:not) matches resources none of whose index rows for the
+	//     parameter match a Value (those with no row included); on _id, the
+	//     resources whose id is none of the Values.
+	// Access, when non-nil, keeps the matches that satisfy one of its terms
+	// (see AccessTerm); a non-nil Access without terms matches nothing.
 	// Order: the Sort keys (a parameter sorts by the lowest of a resource's
 	// values ascending and the highest descending, resources without a value
 	// last; dates by range start ascending, range end descending), then
@@ -342,7 +421,8 @@ type Store interface {
 	// Patient/$everything (patient-operation-everything.html): current,
 	// non-deleted resources whose compartment is q.Patient, the Patient
 	// itself first, then ordered by type and id; Types limits the types
-	// (_type), Since keeps resources updated at or after it (_since). The
+	// (_type), Since keeps resources updated at or after it (_since),
+	// Access (see AccessTerm) keeps those one of its terms matches. The
 	// int is the number of all matches. Count <= 0 returns every match from
 	// Offset. An unknown or deleted patient yields no resources and a total
 	// of 0 (the caller decides between 404 and 410 with Read).

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -48,8 +49,41 @@ func (e *ExtractError) Error() string { return "search: index " + e.Path + ": " 
 // Extract returns the index rows of a resource given as a samply r4 struct
 // (pointer or value), one row per searchable value of each parameter in
 // Params (not _id or _lastUpdated, which the store answers from its own
-// columns). It reads the typed struct directly; nothing is parsed from JSON.
+// columns), _security included. It reads the typed struct directly;
+// nothing is parsed from JSON.
 func Extract(resource any) ([]store.IndexRow, error) {
+	rows, err := extractTyped(resource)
+	if err != nil {
+		return nil, err
+	}
+	return withSecurity(rows, resource), nil
+}
+
+// withSecurity adds the _security rows of resource (a samply r4 struct
+// whose type extractTyped indexed) to its rows: every type has meta, so
+// every type has them, read through reflection rather than per type. A
+// row already present is not added again (a value resource is indexed
+// through its pointer, which added them).
+func withSecurity(rows []store.IndexRow, resource any) []store.IndexRow {
+	v := reflect.Indirect(reflect.ValueOf(resource))
+	f := v.FieldByName("Meta")
+	if !f.IsValid() {
+		return rows
+	}
+	meta, ok := f.Interface().(*r4.Meta)
+	if !ok || meta == nil || len(meta.Security) == 0 {
+		return rows
+	}
+	typ := v.Type().Name()
+	e := &emitter{typ: typ, params: byName[typ], rows: rows}
+	for i := range meta.Security {
+		e.coding(paramSecurity, &meta.Security[i])
+	}
+	return e.rows
+}
+
+// extractTyped returns the rows of resource's type-specific parameters.
+func extractTyped(resource any) ([]store.IndexRow, error) {
 	switch r := resource.(type) {
 	case *r4.Patient:
 		return run("Patient", r == nil, func(e *emitter) { extractPatient(e, r) })

@@ -44,6 +44,9 @@ func cc(system, code string) r4.CodeableConcept {
 }
 
 const (
+	sysActCode         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+	sysConfidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
 	snomed = "http://snomed.info/sct"
 	loinc  = "http://loinc.org"
 	rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -158,6 +161,31 @@ func extractCases() []extractCase {
 			},
 		},
 		{
+			name: "Observation with security labels", typ: "Observation",
+			res: &r4.Observation{
+				Meta: &r4.Meta{Security: []r4.Coding{
+					{System: ptr(sysActCode), Code: ptr("PSY")},
+					{System: ptr(sysConfidentiality), Code: ptr("R")},
+					{System: ptr(sysConfidentiality), Code: ptr("R")}, // repeated: one row
+					{Code: ptr("local")},                              // no system
+					{System: ptr(sysConfidentiality)},                 // no code: no row
+				}},
+				Status:  r4.ObservationStatusFinal,
+				Code:    cc(loinc, "44260-8"),
+				Subject: ref4("Patient/p2"),
+			},
+			want: func(*testing.T) []store.IndexRow {
+				return []store.IndexRow{
+					refRow("patient", "Patient/p2"), refRow("subject", "Patient/p2"),
+					tokRow("code", loinc, "44260-8"),
+					tokRow("status", sysObsStatus, "final"),
+					tokRow("_security", sysActCode, "PSY"),
+					tokRow("_security", sysConfidentiality, "R"),
+					tokRow("_security", "", "local"),
+				}
+			},
+		},
+		{
 			name: "Encounter", typ: "Encounter",
 			res: &r4.Encounter{
 				Identifier: []r4.Identifier{{System: ptr(mrn), Value: ptr("V-9")}},
@@ -190,6 +218,9 @@ func extractCases() []extractCase {
 		{
 			name: "Condition", typ: "Condition",
 			res: &r4.Condition{
+				Meta: &r4.Meta{Security: []r4.Coding{
+					{System: ptr(sysActCode), Code: ptr("PSY"), Display: ptr("psychiatry disorder information sensitivity")},
+				}},
 				ClinicalStatus: ptr(cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "active")),
 				Category:       []r4.CodeableConcept{cc("http://terminology.hl7.org/CodeSystem/condition-category", "problem-list-item")},
 				Code:           ptr(cc("http://hl7.org/fhir/sid/icd-10-cm", "F33.2")),
@@ -208,6 +239,7 @@ func extractCases() []extractCase {
 					dateRow("onset-date", ms(t, "2019-06-01T00:00:00Z"), ms(t, "2019-07-01T00:00:00Z")-1),
 					dateRow("recorded-date", rlo, rhi),
 					refRow("encounter", "Encounter/e1"),
+					tokRow("_security", sysActCode, "PSY"),
 				}
 			},
 		},
@@ -620,8 +652,8 @@ func TestExtractCoversEveryParam(t *testing.T) {
 	for _, typ := range Types() {
 		t.Run(typ, func(t *testing.T) {
 			for _, p := range Params(typ) {
-				if p.Name == store.ParamID || p.Name == store.ParamLastUpdated {
-					continue
+				if p.Name == store.ParamID || p.Name == store.ParamLastUpdated || p.Name == paramSecurity {
+					continue // answered from columns; _security: TestExtractSecurity
 				}
 				if !seen[typ][p.Name] {
 					t.Errorf("no test resource indexes %s.%s", typ, p.Name)
@@ -629,6 +661,43 @@ func TestExtractCoversEveryParam(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExtractSecurity checks that every searchable type indexes its
+// meta.security as _security, from the struct and from stored JSON.
+func TestExtractSecurity(t *testing.T) {
+	want := []store.IndexRow{tokRow("_security", sysConfidentiality, "R"), tokRow("_security", sysActCode, "PSY")}
+	for _, typ := range Types() {
+		t.Run(typ, func(t *testing.T) {
+			body := `{"resourceType":"` + typ + `","meta":{"security":[{"system":"` + sysConfidentiality + `","code":"R"},{"system":"` + sysActCode + `","code":"PSY"}]}}`
+			got, err := ExtractJSON(typ, []byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = slices.DeleteFunc(got, func(r store.IndexRow) bool { return r.Param != "_security" })
+			if !slices.Equal(got, want) {
+				t.Errorf("rows = %+v, want %+v", got, want)
+			}
+			if p, ok := Lookup(typ, "_security"); !ok || p.Type != store.KindToken || p.FHIRType() != "token" {
+				t.Errorf("Lookup(%s, _security) = %+v, %v", typ, p, ok)
+			}
+		})
+	}
+	t.Run("a value indexes as its pointer", func(t *testing.T) {
+		o := sampleObservation()
+		o.Meta = &r4.Meta{Security: []r4.Coding{{System: ptr(sysConfidentiality), Code: ptr("R")}}}
+		byPtr, err := Extract(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byValue, err := Extract(*o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(byPtr, byValue) || !slices.Contains(byValue, want[0]) {
+			t.Errorf("by pointer %+v\nby value   %+v", byPtr, byValue)
+		}
+	})
 }
 
 func TestExtractJSONMatchesExtract(t *testing.T) {

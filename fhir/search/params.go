@@ -354,12 +354,18 @@ var declared = map[string][]Param{
 	),
 }
 
+// paramSecurity is the security labels of a resource (Resource-security):
+// access control excludes labelled resources with _security:not.
+const paramSecurity = "_security"
+
 // common are the parameters of every resource type (search.html#all).
 var common = []Param{
 	{Name: store.ParamID, Type: store.KindToken, Expression: "Resource.id", Definition: sp + "Resource-id",
 		Doc: "The logical id of the resource"},
 	{Name: store.ParamLastUpdated, Type: store.KindDate, Expression: "Resource.meta.lastUpdated",
 		Definition: sp + "Resource-lastUpdated", Doc: "When the resource version last changed"},
+	{Name: paramSecurity, Type: store.KindToken, Expression: "Resource.meta.security",
+		Definition: sp + "Resource-security", Doc: "A security label on the resource (system|code)"},
 }
 
 var (

@@ -334,6 +334,10 @@ func parseClause(p Param, mod string, hasMod bool, v string) (store.Clause, erro
 	refType := ""
 	if hasMod {
 		switch {
+		case mod == "not" && p.Type == store.KindToken && !uriParams[p.Definition]:
+			// search.html#modifiers: the resources with no matching value,
+			// those without the element included.
+			c.Not = true
 		case mod == "missing":
 			// search.html#missing; not for _id/_lastUpdated, which every
 			// resource has.

@@ -94,6 +94,18 @@ func TestParseClauses(t *testing.T) {
 		{"empty value ignored", "Patient", "name=&gender=female", []store.Clause{{Param: "gender", Kind: store.KindToken,
 			Values: []store.Value{{Code: "female", AnySystem: true}}}}},
 		{"_format and _pretty ignored", "Patient", "_format=json&_pretty=true", nil},
+		{"token :not", "Observation", "category:not=vital-signs", []store.Clause{{Param: "category", Kind: store.KindToken, Not: true,
+			Values: []store.Value{{Code: "vital-signs", AnySystem: true}}}}},
+		{"_security :not with system, OR", "Observation", "_security:not=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R,PSY", []store.Clause{{Param: "_security", Kind: store.KindToken, Not: true,
+			Values: []store.Value{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R"}, {Code: "PSY", AnySystem: true}}}}},
+		{"_security on every type", "Practitioner", "_security=R", []store.Clause{{Param: "_security", Kind: store.KindToken,
+			Values: []store.Value{{Code: "R", AnySystem: true}}}}},
+		{"_id :not", "Patient", "_id:not=p1", []store.Clause{{Param: "_id", Kind: store.KindToken, Not: true,
+			Values: []store.Value{{Str: "p1"}}}}},
+		{":not ANDs with the unmodified parameter", "Observation", "status:not=final&status=amended", []store.Clause{
+			{Param: "status", Kind: store.KindToken, Values: []store.Value{{Code: "amended", AnySystem: true}}},
+			{Param: "status", Kind: store.KindToken, Not: true, Values: []store.Value{{Code: "final", AnySystem: true}}},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,7 +167,11 @@ func TestParseErrors(t *testing.T) {
 		{"chained param strict", "Observation", "subject.name=x", false, "subject.name"},
 		{"unknown modifier", "Patient", "name:contains=x", false, "name:contains"},
 		{"unknown modifier lenient", "Patient", "name:contains=x", true, "name:contains"},
-		{"token :not unsupported", "Observation", "status:not=final", false, "status:not"},
+		{":not on a string", "Patient", "name:not=x", false, "name:not"},
+		{":not on a reference", "Observation", "patient:not=Patient/p1", false, "patient:not"},
+		{":not on a date", "Observation", "date:not=2024", false, "date:not"},
+		{":not on a uri", "PlanDefinition", "url:not=https://x.example/PlanDefinition/a", false, "url:not"},
+		{":not with a malformed token", "Observation", "_security:not=a|b|c", false, "_security:not"},
 		{"exact on token", "Observation", "status:exact=final", false, "status:exact"},
 		{"token lone bar", "Observation", "code=|", false, "code"},
 		{"token two bars", "Observation", "code=a|b|c", false, "code"},

@@ -87,6 +87,11 @@ func TestRoundTripSQLite(t *testing.T) {
 		{"operation by code", "OperationDefinition", "code=course&kind=operation&title=a%20course", 1},
 		{"missing true", "Encounter", "based-on:missing=true", 0},
 		{"missing false and year", "Condition", "encounter:missing=false&onset-date=2019", 1},
+		{"security label", "Observation", "_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R", 1},
+		{"security :not keeps the unlabelled", "Observation", "_security:not=R", 1},
+		{"security :not of either label", "Condition", "_security:not=R,PSY", 0},
+		{"security :not of a type never labelled", "Patient", "_security:not=R", 1},
+		{"category :not keeps those without one", "Observation", "category:not=survey", 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -83,3 +83,28 @@ func BenchmarkSearch(b *testing.B) {
 	defer s.Close()
 	storetest.BenchSearch(b, s, benchSearchSize)
 }
+
+// BenchmarkSearchAccess is BenchmarkSearch's search made alternately by
+// an unrestricted client and by a payer client, under an access
+// restriction of 2,000 patients in 3 terms (storetest.BenchAccess).
+// Design target: access/p50 at most 1.2.
+func BenchmarkSearchAccess(b *testing.B) {
+	s, err := postgres.Open(context.Background(), searchURL(b), storetest.NewFakeClock(storetest.T0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchSearchAccess(b, s, benchSearchSize)
+}
+
+// BenchmarkSearchCodeAccess is BenchmarkSearchAccess for
+// Observation?code=Y&date=ge..&date=le..&_count=50, a search of every
+// patient the client may see.
+func BenchmarkSearchCodeAccess(b *testing.B) {
+	s, err := postgres.Open(context.Background(), searchURL(b), storetest.NewFakeClock(storetest.T0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchSearchCodeAccess(b, s, benchSearchSize)
+}

@@ -61,15 +61,26 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	if q.Patient == "" {
 		return nil, 0, errors.New("store: everything: patient is required")
 	}
+	terms, none, err := sqlcore.ResolveEverything(&q, func(string) sqlcore.ParamKey { return paramName })
+	if err != nil || none {
+		return nil, 0, err
+	}
 	b := sqlcore.NewBuilder(sqlcore.Postgres)
 	b.Everything(&q)
+	if terms != nil {
+		cond, err := b.Access(terms)
+		if err != nil {
+			return nil, 0, err
+		}
+		b.And(cond)
+	}
 	where, whereArgs := b.Where(), b.Args()
 	text := `SELECT r.type, r.id, r.version, r.last_updated, h.body
 FROM resources r JOIN history h ON h.rid = r.rid AND h.version = r.version
 WHERE ` + where + b.EverythingOrder(&q)
 	var out []store.Resource
 	total := 0
-	err := s.readTx(ctx, func(tx pgx.Tx) error {
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, text, b.Args()...)
 		if err != nil {
 			return err

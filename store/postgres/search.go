@@ -93,31 +93,40 @@ func scanPage(ctx context.Context, tx pgx.Tx, typ, text string, args []any) ([]s
 func paramName(name string) (any, bool, error) { return name, true, nil }
 
 // compileWhere builds the WHERE over resources r for q. none reports that
-// nothing can match (a :missing=true on _id or _lastUpdated).
+// nothing can match (a :missing=true on _id or _lastUpdated, an access
+// restriction none of whose terms can match).
 func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
-	cls, none, err := sqlcore.Resolve(q, paramName)
+	res, none, err := sqlcore.Resolve(q, paramName)
 	if err != nil || none {
 		return none, err
 	}
 	b.And("r.type = " + b.Arg(q.Type))
 	b.And(sqlcore.Postgres.NotDeleted())
-	if len(q.Patients) > 0 {
-		b.And(b.In("r.patient", q.Patients))
+	// The compartments q.Patients or the access terms hold every match to:
+	// a check, and an index (resources_type_patient) the planner may drive
+	// with. Many patients of the access terms alone are left to the terms'
+	// own checks: as constants here the planner would estimate each one.
+	comp := res.Compartments
+	short := len(res.Patients) <= sqlcore.MaxInList
+	if len(res.Patients) > 0 && (len(q.Patients) > 0 || short) {
+		b.And(b.In("r.patient", res.Patients))
+	}
+	if res.AccessOnly && !short {
+		comp = nil
 	}
 	// A token clause drives within the compartments every match is in, when
 	// the query names them (idx_token_patient): the patient's resources with
 	// that code, instead of all the patient's resources checked for the code.
-	comp := q.Compartments()
-	driver := driverClause(cls)
+	driver := driverClause(res.Clauses)
 	if len(comp) > 0 {
-		for i, cl := range cls {
-			if cl.Kind == store.KindToken && cl.Missing == nil && !cl.IsColumn() {
+		for i, cl := range res.Clauses {
+			if cl.Kind == store.KindToken && cl.Missing == nil && !cl.Not && !cl.IsColumn() {
 				driver = i
 				break
 			}
 		}
 	}
-	for i, cl := range cls {
+	for i, cl := range res.Clauses {
 		if i != driver {
 			// Checked per candidate through its (rid, param) index.
 			if err := b.Filter(cl); err != nil {
@@ -137,6 +146,13 @@ func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
 		}
 		b.And("r.rid IN (SELECT x.rid FROM " + cl.Table() + " x WHERE " + cond + " AND " + anyOf + ")")
 	}
+	if res.Access != nil {
+		cond, err := b.Access(res.Access)
+		if err != nil {
+			return false, err
+		}
+		b.And(cond)
+	}
 	return false, nil
 }
 
@@ -154,12 +170,12 @@ var driverPreference = [sqlcore.NumKinds]int{
 
 // driverClause picks the clause whose index rows drive the search (-1:
 // none, the type's resources are scanned in order): the first clause of the
-// most selective kind that has values (a :missing clause cannot drive, nor
-// can _id or _lastUpdated, which are columns of resources).
+// most selective kind that has values (a :missing or :not clause cannot
+// drive, nor can _id or _lastUpdated, which are columns of resources).
 func driverClause(cls []sqlcore.Clause) int {
 	best, rank := -1, 0
 	for i, cl := range cls {
-		if cl.Missing != nil || cl.IsColumn() {
+		if cl.Missing != nil || cl.Not || cl.IsColumn() {
 			continue
 		}
 		if r := driverPreference[cl.Kind]; best < 0 || r < rank {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
@@ -96,4 +97,39 @@ func BenchmarkSearch(b *testing.B) {
 		b.Logf("query plan:\n%s", plan)
 	}
 	storetest.BenchSearch(b, s, n)
+}
+
+// openSearch opens the BenchmarkSearch database of n Observations and logs
+// the plan of q's shape.
+func openSearch(b *testing.B, n int, q store.Query) *sqlite.Store {
+	s, err := sqlite.Open(b.Context(), searchDB(b, n), storetest.NewFakeClock(storetest.T0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	if plan, err := s.ExplainSearch(b.Context(), q); err == nil {
+		b.Logf("query plan:\n%s", plan)
+	}
+	return s
+}
+
+// BenchmarkSearchAccess is BenchmarkSearch's search made alternately by
+// an unrestricted client and by a payer client, under an access
+// restriction of 2,000 patients in 3 terms (storetest.BenchAccess).
+// Design target: access/p50 at most 1.2.
+func BenchmarkSearchAccess(b *testing.B) {
+	n := benchSize(b)
+	q := storetest.BenchSearchQuery(rand.New(rand.NewPCG(1, 1)), n)
+	q.Access = storetest.BenchAccess(n)
+	storetest.BenchSearchAccess(b, openSearch(b, n, q), n)
+}
+
+// BenchmarkSearchCodeAccess is BenchmarkSearchAccess for
+// Observation?code=Y&date=ge..&date=le..&_count=50, a search of every
+// patient the client may see.
+func BenchmarkSearchCodeAccess(b *testing.B) {
+	n := benchSize(b)
+	q := storetest.BenchSearchCodeQuery(rand.New(rand.NewPCG(1, 1)), n)
+	q.Access = storetest.BenchAccess(n)
+	storetest.BenchSearchCodeAccess(b, openSearch(b, n, q), n)
 }

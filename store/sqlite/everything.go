@@ -132,8 +132,19 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	}
 	defer func() { _ = tx.Rollback() }()
 
+	terms, none, err := sqlcore.ResolveEverything(&q, func(typ string) sqlcore.ParamKey { return s.paramKey(ctx, tx, typ) })
+	if err != nil || none {
+		return nil, 0, err
+	}
 	b := sqlcore.NewBuilder(sqlcore.SQLite)
 	b.Everything(&q)
+	if terms != nil {
+		cond, err := b.Access(terms)
+		if err != nil {
+			return nil, 0, err
+		}
+		b.And(cond)
+	}
 	// (type, id) order, the Patient first; the compartment is small, so the
 	// sort is cheap.
 	const from = "resources r INDEXED BY resources_patient"

@@ -11,6 +11,30 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
+// openMigrated closes s, runs stmts on its file (turning it back into an
+// older schema), and opens it again: the migrations run.
+func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
+	t.Helper()
+	ctx := context.Background()
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	db.Close()
+	s, err = Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // TestMigrationBackfillsTokenCompartments: a database written before
 // migration 0005 gets its token rows' compartments filled in, so searches
 // that idx_token_comp now drives find what was stored before.
@@ -27,30 +51,14 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-
-	// Turn the file back into a schema-4 database.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmt := range []string{
+	// Back to a schema-4 database.
+	s = openMigrated(t, s, path,
+		`ALTER TABLE clients DROP COLUMN organization`, // 0006
+		`ALTER TABLE clients DROP COLUMN role`,
 		`DROP INDEX idx_token_comp`,
 		`ALTER TABLE idx_token DROP COLUMN cid`,
 		`DROP TABLE compartments`,
-		`DELETE FROM schema_version WHERE version >= 5`,
-	} {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	db.Close()
-
-	s, err = Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+		`DELETE FROM schema_version WHERE version >= 5`)
 	var patients []sql.NullString
 	rows, err := s.rdb.QueryContext(ctx, `SELECT c.patient FROM idx_token x LEFT JOIN compartments c ON c.cid = x.cid ORDER BY x.rid`)
 	if err != nil {
@@ -76,5 +84,46 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	}
 	if len(got.Resources) != 1 || got.Resources[0].ID != "o1" {
 		t.Errorf("search after migration = %+v, want o1", got.Resources)
+	}
+}
+
+// TestMigrationBindsExistingClientsToNothing: a client registered before
+// migration 0006 reads as an unbound EHR client (no organization, role "").
+func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s, err := Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to a schema-5 database holding a client.
+	s = openMigrated(t, s, path,
+		`ALTER TABLE clients DROP COLUMN organization`,
+		`ALTER TABLE clients DROP COLUMN role`,
+		`DELETE FROM schema_version WHERE version >= 6`,
+		`INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, launch_url, scopes, origins, jwks_url)
+		 VALUES ('ehr-1', 'EHR', 'backend', '', '[]', '', '["system/*.rs"]', '[]', 'https://ehr.example/jwks')`)
+	storetest.CheckUnboundClient(t, s)
+}
+
+// TestMigrationIndexesSecurityLabels: resources stored before migration
+// 0007 (bodies with meta.security, no _security rows) get their labels'
+// rows, so _security:not=R excludes them.
+func TestMigrationIndexesSecurityLabels(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s, err := Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.WriteUnindexedLabels(t, s)
+	s = openMigrated(t, s, path, `DELETE FROM schema_version WHERE version >= 7`)
+	storetest.CheckLabelsIndexed(t, s)
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM idx_token x JOIN params p ON p.pid = x.pid WHERE p.name = '_security'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 { // o-r (2), o-psy, c-r, pr-r; not the deleted o-gone
+		t.Errorf("%d _security rows, want 5", n)
 	}
 }

@@ -240,7 +240,7 @@ const (
 // Drivers other than a clause (an index into the resolved clauses).
 const (
 	driveTypeScan = -1 // the type's resources in insertion order
-	drivePatients = -2 // the resources of q.Patients
+	drivePatients = -2 // the resources of the compartments q is restricted to
 )
 
 // paramKey resolves a parameter of typ to its pid, as a reader sees them.
@@ -252,23 +252,26 @@ func (s *Store) paramKey(ctx context.Context, q queryer, typ string) sqlcore.Par
 }
 
 // compileWhere builds the WHERE for q. none reports that nothing can match
-// (a clause on a parameter no resource of the type was ever indexed under).
+// (a clause on a parameter no resource of the type was ever indexed under,
+// an access restriction none of whose terms can match).
 func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (where, bool, error) {
-	cls, none, err := sqlcore.Resolve(q, s.paramKey(ctx, tx, q.Type))
+	res, none, err := sqlcore.Resolve(q, s.paramKey(ctx, tx, q.Type))
 	if err != nil || none {
 		return where{}, none, err
 	}
-	driver, comp := pickDriver(q, cls)
+	driver, comp := pickDriver(&res)
 	b := sqlcore.NewBuilder(sqlcore.SQLite)
-	from, err := drive(b, q, cls, driver, comp)
+	from, err := drive(b, q, &res, driver, comp)
 	if err != nil {
 		return where{}, false, err
 	}
 	b.And(sqlcore.SQLite.NotDeleted())
+	// res.Patients from the access terms alone needs no check of its own:
+	// the terms check their patients.
 	if len(q.Patients) > 0 && driver != drivePatients {
-		b.And(b.In(b.CheckOnly("r.patient"), q.Patients))
+		b.And(b.In(b.CheckOnly("r.patient"), res.Patients))
 	}
-	for i, cl := range cls {
+	for i, cl := range res.Clauses {
 		if i == driver {
 			continue
 		}
@@ -276,23 +279,31 @@ func (s *Store) compileWhere(ctx context.Context, tx *sql.Tx, q *store.Query) (w
 			return where{}, false, err
 		}
 	}
+	if res.Access != nil {
+		cond, err := b.Access(res.Access)
+		if err != nil {
+			return where{}, false, err
+		}
+		b.And(cond)
+	}
 	return where{from: from, sql: b.Where(), args: b.Args(), b: b}, false, nil
 }
 
-// pickDriver picks what yields q's candidates at the lowest guessed cost:
-// a clause (its index in cls), the type's resources or q.Patients'. comp
-// is set when a token clause drives within the compartments every match is
-// in (idx_token_comp): the patient's resources with that code, instead of
-// all the patient's resources checked for the code or everyone's resources
-// with the code checked for the patient.
-func pickDriver(q *store.Query, cls []sqlcore.Clause) (driver int, comp []string) {
+// pickDriver picks what yields the candidates of a resolved query at the
+// lowest guessed cost: a clause (its index in res.Clauses), the type's
+// resources or those of res.Patients. comp is set when a token clause
+// drives within the compartments every match is in (idx_token_comp): the
+// patient's resources with that code, instead of all the patient's
+// resources checked for the code or everyone's resources with the code
+// checked for the patient.
+func pickDriver(res *sqlcore.Resolved) (driver int, comp []string) {
 	driver, best := driveTypeScan, costTypeScan
-	if len(q.Patients) > 0 {
-		driver, best = drivePatients, costPatient*len(q.Patients)
+	if len(res.Patients) > 0 {
+		driver, best = drivePatients, costPatient*len(res.Patients)
 	}
-	qcomp := q.Compartments()
-	for i, cl := range cls {
-		if cl.Missing != nil {
+	qcomp := res.Compartments
+	for i, cl := range res.Clauses {
+		if cl.Missing != nil || cl.Not {
 			continue
 		}
 		if cl.Kind == store.KindToken && len(qcomp) > 0 && !cl.IsColumn() {
@@ -340,18 +351,18 @@ func driverCost(cl sqlcore.Clause) int {
 
 // drive adds the conditions through which driver yields the candidates and
 // returns the FROM they need.
-func drive(b *sqlcore.Builder, q *store.Query, cls []sqlcore.Clause, driver int, comp []string) (string, error) {
+func drive(b *sqlcore.Builder, q *store.Query, res *sqlcore.Resolved, driver int, comp []string) (string, error) {
 	switch {
 	case driver == driveTypeScan:
 		b.And("r.type = " + b.Arg(q.Type))
 	case driver == drivePatients:
-		b.And(b.In("r.patient", q.Patients) + " AND r.patient IS NOT NULL AND r.type = " + b.Arg(q.Type))
+		b.And(b.In("r.patient", res.Patients) + " AND r.patient IS NOT NULL AND r.type = " + b.Arg(q.Type))
 		// Without statistics the planner prefers the (type, id) index.
 		return "resources r INDEXED BY resources_patient", nil
-	case cls[driver].Param == store.ParamID:
-		b.And(b.IDs(q.Type, cls[driver].Clause))
+	case res.Clauses[driver].Param == store.ParamID:
+		b.And(b.IDs(q.Type, res.Clauses[driver].Clause))
 	default:
-		in, err := driverIn(b, cls[driver], comp)
+		in, err := driverIn(b, res.Clauses[driver], comp)
 		if err != nil {
 			return "", err
 		}

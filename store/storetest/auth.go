@@ -59,13 +59,20 @@ func testClients(t *testing.T, newStore NewAuthStoreFunc) {
 		Created: T0,
 	}
 	minimal := store.Client{ID: "bare", Kind: store.ClientPublic}
+	payer := store.Client{
+		ID: "payer-1", Name: "Blue Payer PA", Kind: store.ClientBackend,
+		Scopes:       []string{"system/Observation.rs", "system/Patient.rs"},
+		JWKSURL:      "https://payer.example/jwks",
+		Organization: "6f1c3b0e-1d2a-5b7c-9e8f-0a1b2c3d4e5f", Role: "payer",
+		Created: T0,
+	}
 
 	t.Run("unknown is not found", func(t *testing.T) {
 		_, err := s.GetClient(ctx, "nobody")
 		wantErr(t, "GetClient", err, store.ErrNotFound)
 		wantErr(t, "DeleteClient", s.DeleteClient(ctx, "nobody"), store.ErrNotFound)
 	})
-	for _, c := range []store.Client{full, backend, minimal} {
+	for _, c := range []store.Client{full, backend, minimal, payer} {
 		t.Run("round trip "+c.ID, func(t *testing.T) {
 			if err := s.PutClient(ctx, c); err != nil {
 				t.Fatal(err)
@@ -89,6 +96,30 @@ func testClients(t *testing.T, newStore NewAuthStoreFunc) {
 		}
 		wantClient(t, got, c)
 	})
+	t.Run("put replaces the binding", func(t *testing.T) {
+		c := payer
+		c.Organization, c.Role = "0a0b0c0d-0000-5000-8000-000000000001", "partner"
+		if err := s.PutClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetClient(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantClient(t, got, c)
+		// Unbinding: back to an EHR client of no organization.
+		c.Organization, c.Role = "", ""
+		if err := s.PutClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = s.GetClient(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantClient(t, got, c)
+		if err := s.PutClient(ctx, payer); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("list", func(t *testing.T) {
 		l, err := s.ListClients(ctx)
 		if err != nil {
@@ -97,9 +128,15 @@ func testClients(t *testing.T, newStore NewAuthStoreFunc) {
 		var ids []string
 		for _, c := range l {
 			ids = append(ids, c.ID)
+			switch c.ID {
+			case payer.ID:
+				wantClient(t, c, payer)
+			case minimal.ID:
+				wantClient(t, c, minimal)
+			}
 		}
 		sort.Strings(ids)
-		wantStrings(t, "client ids", ids, []string{"app-1", "bare", "ehr-1"})
+		wantStrings(t, "client ids", ids, []string{"app-1", "bare", "ehr-1", "payer-1"})
 	})
 	t.Run("delete", func(t *testing.T) {
 		if err := s.DeleteClient(ctx, "bare"); err != nil {
@@ -112,8 +149,8 @@ func testClients(t *testing.T, newStore NewAuthStoreFunc) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(l) != 2 {
-			t.Errorf("%d clients after delete, want 2", len(l))
+		if len(l) != 3 {
+			t.Errorf("%d clients after delete, want 3", len(l))
 		}
 	})
 }
@@ -122,7 +159,7 @@ func wantClient(t *testing.T, got, want store.Client) {
 	t.Helper()
 	if got.ID != want.ID || got.Name != want.Name || got.Kind != want.Kind || got.SecretHash != want.SecretHash ||
 		got.LaunchURL != want.LaunchURL || got.JWKSURL != want.JWKSURL || !bytes.Equal(got.JWKS, want.JWKS) ||
-		!got.Created.Equal(want.Created) {
+		got.Organization != want.Organization || got.Role != want.Role || !got.Created.Equal(want.Created) {
 		t.Errorf("client = %+v\nwant     %+v", got, want)
 	}
 	wantStrings(t, want.ID+" redirect URIs", got.RedirectURIs, want.RedirectURIs)

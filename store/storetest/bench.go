@@ -134,16 +134,118 @@ func BenchSearchQuery(r *rand.Rand, n int) store.Query {
 	}
 }
 
+// BenchAccess returns the access restriction of a payer bound to 2,000
+// patients in 3 terms, over a store BenchLoad filled with n Observations:
+// every patient of the store (so a search finds what it finds without it)
+// and patients of no resource, each term with the kind of clauses access
+// control adds (a token, and a :not of a token the data has).
+func BenchAccess(n int) *store.Access {
+	const patients = 2000
+	status := store.Clause{Param: "status", Kind: store.KindToken, Values: []store.Value{{Code: "final"}}}
+	notCode := store.Clause{Param: "code", Kind: store.KindToken, Not: true, Values: []store.Value{{System: "http://loinc.org", Code: "72133-2"}}}
+	terms := []store.AccessTerm{{Clauses: []store.Clause{status}}, {Clauses: []store.Clause{notCode}}, {Clauses: []store.Clause{status, notCode}}}
+	stored := max(n/100, 1)
+	for i := range max(patients, stored) {
+		p := "pat-" + strconv.Itoa(i)
+		if i >= stored {
+			p = "other-" + strconv.Itoa(i)
+		}
+		terms[i%3].Patients = append(terms[i%3].Patients, p)
+	}
+	return &store.Access{Terms: terms}
+}
+
 // BenchSearch runs BenchSearchQuery on s, which BenchLoad filled with n
 // Observations, reporting p50 and p99 latency.
 func BenchSearch(b *testing.B, s store.Store, n int) {
+	benchSearch(b, s, func(r *rand.Rand) store.Query { return BenchSearchQuery(r, n) })
+}
+
+// BenchSearchAccess runs BenchSearchQuery on s (filled by BenchLoad with n
+// Observations) alternately as it is and under BenchAccess, the search of
+// a payer client: the pairs run under the same load, so the ratio of
+// their latencies holds on a busy machine. It reports the latencies of
+// both and the ratio of the medians (design target: at most 1.2).
+func BenchSearchAccess(b *testing.B, s store.Store, n int) {
+	benchSearchPair(b, s, BenchAccess(n), func(r *rand.Rand) store.Query { return BenchSearchQuery(r, n) })
+}
+
+// BenchSearchCodeQuery returns a random
+// Observation?code=Y&date=ge..&date=le..&_count=50&_total=accurate (no
+// patient: a system-wide search) over a store BenchLoad filled with n
+// Observations.
+func BenchSearchCodeQuery(r *rand.Rand, n int) store.Query {
+	q := BenchSearchQuery(r, n)
+	q.Clauses = q.Clauses[1:]
+	return q
+}
+
+// BenchSearchCodeAccess is BenchSearchAccess with BenchSearchCodeQuery: a
+// payer's search of all its patients against the same search of the
+// whole store.
+func BenchSearchCodeAccess(b *testing.B, s store.Store, n int) {
+	benchSearchPair(b, s, BenchAccess(n), func(r *rand.Rand) store.Query { return BenchSearchCodeQuery(r, n) })
+}
+
+// benchSearchPair runs each query next returns on s twice, as it is and
+// under access (in alternating order), reporting both latencies and the
+// ratio of their medians.
+func benchSearchPair(b *testing.B, s store.Store, access *store.Access, next func(*rand.Rand) store.Query) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(2, 2))
+	base := make([]time.Duration, 0, b.N)
+	restricted := make([]time.Duration, 0, b.N)
+	matched := 0
+	run := func(q store.Query, lat *[]time.Duration) int {
+		t0 := time.Now()
+		res, err := s.Search(ctx, q)
+		*lat = append(*lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return len(res.Resources)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		q := next(r)
+		qa := q
+		qa.Access = access
+		if i%2 == 0 {
+			run(q, &base)
+			matched += run(qa, &restricted)
+		} else {
+			matched += run(qa, &restricted)
+			run(q, &base)
+		}
+	}
+	b.StopTimer()
+	bp50, bp99 := percentiles(base)
+	ap50, ap99 := percentiles(restricted)
+	b.ReportMetric(bp50, "p50-ms")
+	b.ReportMetric(bp99, "p99-ms")
+	b.ReportMetric(ap50, "access-p50-ms")
+	b.ReportMetric(ap99, "access-p99-ms")
+	b.ReportMetric(ap50/bp50, "access/p50")
+	b.ReportMetric(float64(matched)/float64(b.N), "matches/op")
+}
+
+// percentiles returns the p50 and p99 of lat in milliseconds (lat sorted).
+func percentiles(lat []time.Duration) (p50, p99 float64) {
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000 }
+	return pct(0.5), pct(0.99)
+}
+
+// benchSearch runs the queries next returns on s, reporting p50 and p99
+// latency and the matches per query.
+func benchSearch(b *testing.B, s store.Store, next func(*rand.Rand) store.Query) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(2, 2))
 	lat := make([]time.Duration, 0, b.N)
 	matched := 0
 	b.ResetTimer()
 	for range b.N {
-		q := BenchSearchQuery(r, n)
+		q := next(r)
 		t0 := time.Now()
 		res, err := s.Search(ctx, q)
 		lat = append(lat, time.Since(t0))
@@ -153,10 +255,9 @@ func BenchSearch(b *testing.B, s store.Store, n int) {
 		matched += len(res.Resources)
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	pct := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000 }
-	b.ReportMetric(pct(0.5), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	p50, p99 := percentiles(lat)
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
 	b.ReportMetric(float64(matched)/float64(b.N), "matches/op")
 }
 

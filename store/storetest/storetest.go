@@ -37,6 +37,8 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Run("CompartmentMove", func(t *testing.T) { testCompartmentMove(t, newStore) })
 	t.Run("Refs", func(t *testing.T) { testRefs(t, newStore) })
 	t.Run("Everything", func(t *testing.T) { testEverything(t, newStore) })
+	t.Run("Not", func(t *testing.T) { testNot(t, newStore) })
+	t.Run("Access", func(t *testing.T) { testAccess(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newStore) })
 }

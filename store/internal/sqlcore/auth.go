@@ -34,7 +34,7 @@ type authSQL struct {
 }
 
 const (
-	clientCols = `id, name, kind, secret_hash, redirect_uris, launch_url, scopes, origins, jwks, jwks_url, created`
+	clientCols = `id, name, kind, secret_hash, redirect_uris, launch_url, scopes, origins, jwks, jwks_url, organization, role, created`
 	userCols   = `id, name, role, password_hash, fhir_user, disabled, created`
 	grantCols  = `id, client_id, user_id, scope, patient, encounter, refresh_hash, created, expires, revoked`
 )
@@ -44,10 +44,11 @@ const (
 func NewAuth(d *Dialect, db DB, clock store.Clock, closed error) *Auth {
 	q := d.SQL
 	return &Auth{d: d, db: db, clock: clock, closed: closed, sql: authSQL{
-		putClient: q(`INSERT INTO clients (` + clientCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+		putClient: q(`INSERT INTO clients (` + clientCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, secret_hash = excluded.secret_hash,
  redirect_uris = excluded.redirect_uris, launch_url = excluded.launch_url, scopes = excluded.scopes,
- origins = excluded.origins, jwks = excluded.jwks, jwks_url = excluded.jwks_url, created = excluded.created`),
+ origins = excluded.origins, jwks = excluded.jwks, jwks_url = excluded.jwks_url,
+ organization = excluded.organization, role = excluded.role, created = excluded.created`),
 		getClient:    q(`SELECT ` + clientCols + ` FROM clients WHERE id = ?`),
 		listClients:  `SELECT ` + clientCols + ` FROM clients ORDER BY id`,
 		deleteClient: q(`DELETE FROM clients WHERE id = ?`),
@@ -159,7 +160,7 @@ func (a *Auth) PutClient(ctx context.Context, c store.Client) error {
 	}
 	return a.write(ctx, "put client", func(q Querier) error {
 		_, err := q.Exec(ctx, a.sql.putClient, c.ID, c.Name, string(c.Kind), c.SecretHash, lists[0], c.LaunchURL,
-			lists[1], lists[2], jwks, c.JWKSURL, nullMS(c.Created))
+			lists[1], lists[2], jwks, c.JWKSURL, c.Organization, c.Role, nullMS(c.Created))
 		return err
 	})
 }
@@ -169,7 +170,7 @@ func (a *Auth) scanClient(r Row) (store.Client, error) {
 	var kind string
 	var created *int64
 	if err := r.Scan(&c.ID, &c.Name, &kind, &c.SecretHash, a.d.listDest(&c.RedirectURIs), &c.LaunchURL,
-		a.d.listDest(&c.Scopes), a.d.listDest(&c.Origins), &c.JWKS, &c.JWKSURL, &created); err != nil {
+		a.d.listDest(&c.Scopes), a.d.listDest(&c.Origins), &c.JWKS, &c.JWKSURL, &c.Organization, &c.Role, &created); err != nil {
 		return store.Client{}, err
 	}
 	c.Kind = store.ClientKind(kind)

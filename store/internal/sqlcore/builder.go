@@ -1,6 +1,20 @@
 package sqlcore
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+)
+
+// MaxInList is the longest list In writes with a placeholder per value
+// (SQLite), and InCheck as a plain array (PostgreSQL); a longer one is one
+// parameter SQL turns into a table. A payer's thousands of patients would
+// otherwise be, on SQLite, as many parameters to bind on every search (up
+// to its limit of 32,766 in a statement) and a statement text per list
+// length (one JSON array, json_each, measured equal or faster from 150
+// values on); on PostgreSQL, constants whose selectivity the planner
+// estimates one by one (6 ms of planning for 2,000 patients, against 0.2
+// for a hashed subplan of the array).
+const MaxInList = 32
 
 // Builder collects the conditions of a WHERE, joined with AND, and the
 // arguments of a statement in placeholder order. Arguments keep numbering
@@ -35,11 +49,16 @@ func (b *Builder) Where() string { return b.sb.String() }
 // Args is every argument added so far.
 func (b *Builder) Args() []any { return b.args }
 
-// In is the condition "col is one of vals": one array parameter, or a
-// placeholder per value.
+// In is the condition "col is one of vals": one array parameter
+// (PostgreSQL), a placeholder per value, or for more than maxInList values
+// one JSON array parameter (SQLite's json_each).
 func (b *Builder) In(col string, vals []string) string {
 	if b.d.arrays {
 		return col + " = ANY(" + b.Arg(vals) + "::text[])"
+	}
+	if len(vals) > MaxInList {
+		j, _ := json.Marshal(vals)
+		return col + " IN (SELECT value FROM json_each(" + b.Arg(string(j)) + "))"
 	}
 	var sb strings.Builder
 	sb.WriteString(col)
@@ -52,6 +71,16 @@ func (b *Builder) In(col string, vals []string) string {
 	}
 	sb.WriteString(")")
 	return sb.String()
+}
+
+// InCheck is the condition "col is one of vals" checked on each row,
+// never a way into the query: In of CheckOnly(col), except that a long
+// list is a hashed subplan on PostgreSQL (see MaxInList).
+func (b *Builder) InCheck(col string, vals []string) string {
+	if b.d.arrays && len(vals) > MaxInList {
+		return col + " IN (SELECT unnest(" + b.Arg(vals) + "::text[]))"
+	}
+	return b.In(b.CheckOnly(col), vals)
 }
 
 // CheckOnly marks col as only checked, never a way into the query (see

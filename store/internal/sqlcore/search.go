@@ -35,22 +35,106 @@ func (c Clause) IsColumn() bool {
 // false when no resource of the type was ever indexed under name.
 type ParamKey func(name string) (key any, ok bool, err error)
 
-// Resolve checks q (a type is required) and its clauses, and resolves the
-// clauses' parameters, keeping their order. none reports that nothing can
-// match: a :missing=true on _id or _lastUpdated (always present), or values
-// of a parameter no resource was ever indexed under. Clauses that match
-// everything are left out.
-func Resolve(q *store.Query, key ParamKey) (cls []Clause, none bool, err error) {
+// Resolved is a store.Query checked and resolved for the index tables.
+type Resolved struct {
+	// Clauses are q's clauses that can restrict the matches, in order.
+	Clauses []Clause
+	// Access are the terms of q.Access that can match, resolved (see
+	// resolveAccess); nil when q.Access restricts nothing.
+	Access []Term
+	// Patients are the compartments q.Patients and q.Access hold every
+	// match to (both narrowed to each other; q.Patients alone when a
+	// compartment reference clause bounds the matches); nil when neither
+	// does.
+	Patients []string
+	// Compartments are the compartments every match is in, as tightly as
+	// q tells them: a compartment reference clause's patients
+	// (store.Query.Compartments) narrowed to Patients, or Patients; nil
+	// when unbounded.
+	Compartments []string
+	// AccessOnly reports that Compartments come from q.Access alone: the
+	// patients a client may see, possibly thousands, rather than those a
+	// search names.
+	AccessOnly bool
+}
+
+// Term is a store.AccessTerm resolved: the resource is in one of
+// Patients' compartments (any when nil), of one of Types (any when nil),
+// and every Clause matches it.
+type Term struct {
+	Patients []string
+	Types    []string
+	Clauses  []Clause
+}
+
+// Resolve checks q (a type is required), resolves the parameters of its
+// clauses and of its access terms, and narrows the compartments it names.
+// none reports that nothing can match: a :missing=true on _id or
+// _lastUpdated (always present), values of a parameter no resource was
+// ever indexed under, compartment restrictions that exclude each other, or
+// an Access none of whose terms can match. Clauses that match everything
+// are left out.
+func Resolve(q *store.Query, key ParamKey) (res Resolved, none bool, err error) {
 	if q.Type == "" {
-		return nil, false, errors.New("store: search: type is required")
+		return res, false, errors.New("store: search: type is required")
 	}
-	cls = make([]Clause, 0, len(q.Clauses))
-	for i := range q.Clauses {
-		c := Clause{Clause: &q.Clauses[i]}
+	if res.Clauses, none, err = resolveClauses(q.Clauses, key); err != nil || none {
+		return res, none, err
+	}
+	patients := nonEmpty(q.Patients)
+	// What the query itself holds every match to: a compartment reference
+	// clause (Validate keeps such references and the compartment in
+	// agreement) and the compartments access control restricted it to.
+	referenced := (&store.Query{Clauses: q.Clauses}).Compartments()
+	bound := intersect(referenced, patients)
+	if bound != nil && len(bound) == 0 {
+		return res, true, nil
+	}
+	compartments := bound
+	if q.Access != nil {
+		terms, open, union, err := resolveAccess(q.Access.Terms, q.Type, bound, key)
+		if err != nil {
+			return res, false, err
+		}
+		switch {
+		case open:
+		case len(terms) == 0:
+			return res, true, nil
+		default:
+			res.Access = terms
+			if union != nil {
+				res.AccessOnly = bound == nil
+				compartments = intersect(bound, union)
+				// A compartment reference already holds the matches to
+				// fewer compartments than the terms name.
+				if referenced == nil {
+					patients = intersect(patients, union)
+				}
+			}
+		}
+	}
+	res.Patients = patients
+	res.Compartments = compartments
+	return res, false, nil
+}
+
+// resolveClauses checks and resolves clauses, keeping their order. none
+// reports that nothing can match; clauses that match everything are left
+// out.
+func resolveClauses(clauses []store.Clause, key ParamKey) (cls []Clause, none bool, err error) {
+	cls = make([]Clause, 0, len(clauses))
+	for i := range clauses {
+		c := Clause{Clause: &clauses[i]}
+		if c.Not && c.Missing != nil {
+			return nil, false, fmt.Errorf("store: search: %s: :not with :missing", c.Param)
+		}
 		if c.Missing == nil && len(c.Values) == 0 {
 			return nil, false, fmt.Errorf("store: search: %s: no values", c.Param)
 		}
 		if c.IsColumn() {
+			if c.Not && c.Param != store.ParamID {
+				return nil, false, fmt.Errorf("store: search: %s: :not applies to token and reference parameters", c.Param)
+			}
 			if c.Missing != nil {
 				if *c.Missing {
 					return nil, true, nil
@@ -63,12 +147,15 @@ func Resolve(q *store.Query, key ParamKey) (cls []Clause, none bool, err error) 
 		if c.Kind < store.KindToken || c.Kind > store.KindQuantity {
 			return nil, false, fmt.Errorf("store: search: %s: unknown kind %d", c.Param, c.Kind)
 		}
+		if c.Not && c.Kind != store.KindToken && c.Kind != store.KindReference {
+			return nil, false, fmt.Errorf("store: search: %s: :not applies to token and reference parameters", c.Param)
+		}
 		k, ok, err := key(c.Param)
 		if err != nil {
 			return nil, false, fmt.Errorf("store: search: %w", err)
 		}
 		if !ok {
-			if c.Missing != nil && *c.Missing {
+			if c.Not || (c.Missing != nil && *c.Missing) {
 				continue // every resource lacks it
 			}
 			return nil, true, nil
@@ -95,38 +182,50 @@ func (b *Builder) ridIndex(table string) string {
 
 // Filter adds the check of one non-driving clause on each candidate r.
 func (b *Builder) Filter(cl Clause) error {
+	cond, err := b.Cond(cl)
+	if err != nil {
+		return err
+	}
+	b.And(cond)
+	return nil
+}
+
+// Cond is the condition one clause puts on a resource r.
+func (b *Builder) Cond(cl Clause) (string, error) {
 	switch cl.Param {
 	case store.ParamID:
-		b.And(b.In(b.CheckOnly("r.id"), idValues(cl.Clause)))
-		return nil
+		in := b.In(b.CheckOnly("r.id"), idValues(cl.Clause))
+		if cl.Not {
+			return "NOT (" + in + ")", nil
+		}
+		return in, nil
 	case store.ParamLastUpdated:
 		parts := make([]string, 0, len(cl.Values))
 		for _, v := range cl.Values {
 			p, err := b.datePred(v, "r.last_updated", "r.last_updated")
 			if err != nil {
-				return fmt.Errorf("store: search: %s: %w", cl.Param, err)
+				return "", fmt.Errorf("store: search: %s: %w", cl.Param, err)
 			}
 			parts = append(parts, p)
 		}
-		b.And("(" + strings.Join(parts, " OR ") + ")")
-		return nil
+		return "(" + strings.Join(parts, " OR ") + ")", nil
 	}
 	// Through the index table's (rid, param) index.
 	sub := "SELECT 1 FROM " + cl.Table() + " x" + b.ridIndex(cl.Table()) + " WHERE x.rid = r.rid AND " + b.ParamIs(cl.Key)
 	if cl.Missing != nil {
 		if *cl.Missing {
-			b.And("NOT EXISTS (" + sub + b.d.existsFence + ")")
-		} else {
-			b.And("EXISTS (" + sub + b.d.existsFence + ")")
+			return "NOT EXISTS (" + sub + b.d.existsFence + ")", nil
 		}
-		return nil
+		return "EXISTS (" + sub + b.d.existsFence + ")", nil
 	}
 	anyOf, err := b.AnyValue(cl.Clause)
 	if err != nil {
-		return err
+		return "", err
 	}
-	b.And("EXISTS (" + sub + " AND " + anyOf + b.d.existsFence + ")")
-	return nil
+	if cl.Not {
+		return "NOT EXISTS (" + sub + " AND " + anyOf + b.d.existsFence + ")", nil
+	}
+	return "EXISTS (" + sub + " AND " + anyOf + b.d.existsFence + ")", nil
 }
 
 // idValues are an _id clause's ids.

@@ -100,6 +100,19 @@ func TestFilter(t *testing.T) {
 			args:     []any{"code"},
 		},
 		{
+			name:     "token not: no row matches, none at all included",
+			cl:       Clause{Clause: &store.Clause{Param: "_security", Kind: store.KindToken, Not: true, Values: []store.Value{{Code: "R", AnySystem: true}}}, Key: "_security"},
+			sqlite:   "NOT EXISTS (SELECT 1 FROM idx_token x INDEXED BY idx_token_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.code = ?))",
+			postgres: "NOT EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $1 AND (x.code = $2) OFFSET 0)",
+			args:     []any{"_security", "R"},
+		},
+		{
+			name:     "_id not",
+			cl:       Clause{Clause: &store.Clause{Param: store.ParamID, Not: true, Values: []store.Value{{Str: "a"}}}},
+			sqlite:   "NOT (+r.id IN (?))",
+			postgres: "NOT (r.id = ANY($1::text[]))",
+		},
+		{
 			name:     "_id",
 			cl:       Clause{Clause: &store.Clause{Param: store.ParamID, Values: []store.Value{{Str: "a"}, {Str: "b"}}}},
 			sqlite:   "+r.id IN (?, ?)",
@@ -184,14 +197,22 @@ func TestResolve(t *testing.T) {
 		{"no values", []store.Clause{{Param: "code", Kind: store.KindToken}}, nil, false, true},
 		{"unknown kind", []store.Clause{{Param: "code", Kind: 0, Values: []store.Value{{Str: "x"}}}}, nil, false, true},
 		{"lookup error", []store.Clause{{Param: "broken", Kind: store.KindToken, Values: []store.Value{{Code: "x"}}}}, nil, false, true},
+		{"not on an unknown param is dropped", []store.Clause{{Param: "other", Kind: store.KindToken, Not: true, Values: []store.Value{{Code: "x"}}}, code}, []any{int64(7)}, false, false},
+		{"not on a known param", []store.Clause{{Param: "code", Kind: store.KindToken, Not: true, Values: []store.Value{{Code: "x"}}}}, []any{int64(7)}, false, false},
+		{"not on a reference", []store.Clause{{Param: "code", Kind: store.KindReference, Not: true, Values: []store.Value{{Str: "Patient/x"}}}}, []any{int64(7)}, false, false},
+		{"not on _id", []store.Clause{{Param: store.ParamID, Not: true, Values: []store.Value{{Str: "a"}}}}, []any{nil}, false, false},
+		{"not with missing", []store.Clause{{Param: "code", Kind: store.KindToken, Not: true, Missing: &yes}}, nil, false, true},
+		{"not on a date", []store.Clause{{Param: "code", Kind: store.KindDate, Not: true, Values: []store.Value{{Lo: 1, Hi: 2}}}}, nil, false, true},
+		{"not on _lastUpdated", []store.Clause{{Param: store.ParamLastUpdated, Not: true, Values: []store.Value{{Lo: 1, Hi: 2}}}}, nil, false, true},
+		{"not without values", []store.Clause{{Param: "code", Kind: store.KindToken, Not: true}}, nil, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cls, none, err := Resolve(&store.Query{Type: "Observation", Clauses: tc.clauses}, known)
+			res, none, err := Resolve(&store.Query{Type: "Observation", Clauses: tc.clauses}, known)
 			if (err != nil) != tc.err || none != tc.none {
 				t.Fatalf("Resolve = none %v, err %v; want none %v, error %v", none, err, tc.none, tc.err)
 			}
 			var keys []any
-			for _, c := range cls {
+			for _, c := range res.Clauses {
 				keys = append(keys, c.Key)
 			}
 			if !reflect.DeepEqual(keys, tc.wantKeys) {
