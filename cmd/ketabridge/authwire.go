@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/ingestapi"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/memory"
@@ -64,7 +65,7 @@ func (a *app) openAuth(ctx context.Context) (*authState, error) {
 		Grants:        as,
 		Ephemeral:     eph,
 		Keys:          keys,
-		Patients:      newPatientDirectory(a.store),
+		Patients:      fhir.NewPatientDirectory(a.store),
 		Clock:         clock,
 		Logger:        a.log,
 		SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
