@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io/fs"
-	"net/url"
 	"testing"
 	"time"
 
@@ -34,52 +33,25 @@ func openFresh(t *testing.T, clock store.Clock) *postgres.Store {
 	return s
 }
 
-// freshSchema creates a schema kb_test_<random>, dropped when the test ends,
-// and returns the test database URL with it as the search_path.
+// freshSchema creates a schema kb_test_<random> (postgres.NewSchema),
+// dropped when the test ends, and returns the test database URL with it as
+// the search_path.
 func freshSchema(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	base := databaseURL(t)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
 	}
-	schema := "kb_test_" + hex.EncodeToString(rnd[:])
-	admin, err := pgx.Connect(ctx, base)
+	u, drop, err := postgres.NewSchema(context.Background(), databaseURL(t), "kb_test_"+hex.EncodeToString(rnd[:]))
 	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+		if err := drop(context.Background()); err != nil {
 			t.Errorf("drop schema: %v", err)
 		}
 	})
-	return withSearchPath(t, base, schema)
-}
-
-// withSearchPath adds search_path to the URL's parameters: pgx sends
-// unknown parameters as session settings (RuntimeParams) of every
-// connection of the pool.
-func withSearchPath(t *testing.T, base, schema string) string {
-	t.Helper()
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("KETABRIDGE_TEST_DATABASE_URL must be a postgres:// URL")
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return u
 }
 
 func TestContract(t *testing.T) {
