@@ -132,10 +132,10 @@ func (b *BackendKey) Client(name, scope string, now time.Time) (store.Client, er
 	return c, err
 }
 
-// assertion builds a client assertion JWT (RFC 7523 §3): iss = sub = client
+// Assertion builds a client assertion JWT (RFC 7523 §3): iss = sub = client
 // id, aud = the token endpoint as the server advertises it, a fresh jti, exp
 // within 5 minutes.
-func (b *BackendKey) assertion(aud string) (string, error) {
+func (b *BackendKey) Assertion(aud string) (string, error) {
 	j, err := b.jwk()
 	if err != nil {
 		return "", err
@@ -157,7 +157,7 @@ func (b *BackendKey) assertion(aud string) (string, error) {
 // aud (the token endpoint the server advertises, {base-url}/auth/token;
 // tokenURL may differ, e.g. behind a proxy) and returns the access token.
 func (b *BackendKey) AccessToken(ctx context.Context, c *http.Client, tokenURL, aud, scope string) (string, error) {
-	as, err := b.assertion(aud)
+	as, err := b.Assertion(aud)
 	if err != nil {
 		return "", fmt.Errorf("signing the client assertion: %w", err)
 	}

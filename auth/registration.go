@@ -101,7 +101,7 @@ func NewClient(r ClientRegistration, now time.Time) (c store.Client, generated s
 		secret = base64.RawURLEncoding.EncodeToString(b)
 		generated = secret
 	case len(secret) < MinSecretLen || len(secret) > maxSecretLen:
-		return store.Client{}, "", fieldErr("secret", "must have %d to %d characters", MinSecretLen, maxSecretLen)
+		return store.Client{}, "", fieldErr("secret", "must have at least %d characters (at most %d)", MinSecretLen, maxSecretLen)
 	}
 	if c.SecretHash, err = HashPassword(secret); err != nil {
 		return store.Client{}, "", err

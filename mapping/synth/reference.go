@@ -2,6 +2,11 @@ package synth
 
 import "github.com/ketabridge/ketabridge/mapping/clinic"
 
+// ClinicOrganizationID is the clinic id of the synthetic clinic's own
+// organization record: what a deployment serving the synthetic data sets as
+// its clinic organization (mapping.Options.Organization).
+const ClinicOrganizationID = orgClinic
+
 // Ids of the shared reference records.
 const (
 	orgClinic    = "org-lakeside"

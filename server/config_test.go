@@ -1,0 +1,164 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// parse builds the Config from a command line and an environment, as the
+// binaries do.
+func parse(args []string, env map[string]string) (Config, error) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cf := AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, &ConfigError{Msg: err.Error()}
+	}
+	return cf.Config(envOf(env))
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{"defaults", nil, nil, func(t *testing.T, c Config) {
+			if c.DataDir != "./data" || c.Addr != ":8080" || c.BaseURL != "http://localhost:8080" ||
+				c.LogLevel != slog.LevelInfo || c.DatabaseURL != "" || c.RedisURL != "" {
+				t.Errorf("defaults: %+v", c)
+			}
+			if c.FHIRBase() != "http://localhost:8080/fhir" || c.DBPath() != "data/ketabridge.db" {
+				t.Errorf("derived: %s %s", c.FHIRBase(), c.DBPath())
+			}
+		}},
+		{"env beats default", nil, map[string]string{
+			"KETABRIDGE_DATA_DIR": "/var/lib/kb", "KETABRIDGE_ADDR": "127.0.0.1:9000",
+			"KETABRIDGE_BASE_URL": "https://fhir.example.org/", "KETABRIDGE_LOG_LEVEL": "debug",
+		}, func(t *testing.T, c Config) {
+			if c.DataDir != "/var/lib/kb" || c.Addr != "127.0.0.1:9000" || c.BaseURL != "https://fhir.example.org" ||
+				c.LogLevel != slog.LevelDebug {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"flag beats env", []string{"--data-dir", "/tmp/x", "--addr=:9100", "--base-url", "http://gw.local:9100/kb",
+			"--log-level", "error"}, map[string]string{
+			"KETABRIDGE_DATA_DIR": "/var/lib/kb", "KETABRIDGE_ADDR": "127.0.0.1:9000",
+			"KETABRIDGE_BASE_URL": "https://fhir.example.org", "KETABRIDGE_LOG_LEVEL": "debug",
+		}, func(t *testing.T, c Config) {
+			if c.DataDir != "/tmp/x" || c.Addr != ":9100" || c.BaseURL != "http://gw.local:9100/kb" ||
+				c.LogLevel != slog.LevelError || c.FHIRBase() != "http://gw.local:9100/kb/fhir" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"replicated", []string{"--database-url", "postgres://kb:secret@db:5432/kb?sslmode=require"}, map[string]string{
+			"KETABRIDGE_REDIS_URL": "rediss://cache:6380/1", "KETABRIDGE_RATE_LIMIT": "50.5", "KETABRIDGE_RATE_BURST": "10",
+			"KETABRIDGE_CACHE_MB": "0", "KETABRIDGE_METRICS_ADDR": ":9090"}, func(t *testing.T, c Config) {
+			if c.DatabaseURL != "postgres://kb:secret@db:5432/kb?sslmode=require" || c.RedisURL != "rediss://cache:6380/1" ||
+				c.RateLimit != 50.5 || c.RateBurst != 10 || c.CacheMB != 0 || c.MetricsAddr != ":9090" {
+				t.Errorf("%+v", c)
+			}
+			if strings.Contains(c.String(), "secret") {
+				t.Errorf("String leaks the password: %s", c)
+			}
+		}},
+		{"clinic namespace and organization", []string{"--clinic-organization", "org-lakeside"}, map[string]string{
+			"KETABRIDGE_IDENTIFIER_SYSTEM_BASE": "https://lakeside-ketamine.example/fhir/sid"}, func(t *testing.T, c Config) {
+			if c.IdentifierSystemBase != "https://lakeside-ketamine.example/fhir/sid" || c.ClinicOrganization != "org-lakeside" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"urn identifier base", []string{"--identifier-system-base", "urn:example:clinic-b:sid"}, nil, func(t *testing.T, c Config) {
+			if c.IdentifierSystemBase != "urn:example:clinic-b:sid" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"flag beats an invalid env value", []string{"--log-level", "warn"}, map[string]string{
+			"KETABRIDGE_LOG_LEVEL": "loud"}, func(t *testing.T, c Config) {
+			if c.LogLevel != slog.LevelWarn {
+				t.Errorf("%+v", c)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parse(tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // substring of the one stderr line
+	}{
+		{"empty data dir", []string{"--data-dir", ""}, nil, "--data-dir"},
+		{"postgres without host", []string{"--database-url", "postgres:///kb"}, nil, "must name the server"},
+		{"other database", []string{"--database-url", "mysql://u:secret@db/kb"}, nil, "unsupported scheme"},
+		{"redis scheme", nil, map[string]string{"KETABRIDGE_REDIS_URL": "memcache://cache:6379"}, "invalid KETABRIDGE_REDIS_URL"},
+		{"redis without host", []string{"--redis-url", "redis://"}, nil, "invalid --redis-url"},
+		{"cache size", []string{"--cache-mb", "-1"}, nil, "invalid --cache-mb"},
+		{"rate limit", nil, map[string]string{"KETABRIDGE_RATE_LIMIT": "fast"}, "invalid KETABRIDGE_RATE_LIMIT"},
+		{"rate burst", []string{"--rate-burst", "0"}, nil, "invalid --rate-burst"},
+		{"metrics addr", []string{"--metrics-addr", "9090"}, nil, "invalid --metrics-addr"},
+		{"kek missing", []string{"--key-encryption-key-file", "/nonexistent/kek"}, nil, "invalid --key-encryption-key-file"},
+		{"kek short", []string{"--key-encryption-key-file", "testdata/kek-short.txt"}, nil, "32 random bytes"},
+		{"addr without port", []string{"--addr", "localhost"}, nil, "invalid --addr"},
+		{"addr bad port", nil, map[string]string{"KETABRIDGE_ADDR": ":99999"}, "invalid KETABRIDGE_ADDR"},
+		{"base url relative", []string{"--base-url", "/fhir"}, nil, "invalid --base-url"},
+		{"base url ftp", nil, map[string]string{"KETABRIDGE_BASE_URL": "ftp://x"}, "invalid KETABRIDGE_BASE_URL"},
+		{"base url query", []string{"--base-url", "http://x/?a=1"}, nil, "query or fragment"},
+		{"base url fragment", []string{"--base-url", "http://x/#f"}, nil, "query or fragment"},
+		{"base url credentials", []string{"--base-url", "http://u:p@x"}, nil, "credentials"},
+		{"log level", nil, map[string]string{"KETABRIDGE_LOG_LEVEL": "loud"}, "invalid KETABRIDGE_LOG_LEVEL"},
+		{"identifier base relative", []string{"--identifier-system-base", "clinic/sid"}, nil, "absolute URI"},
+		{"identifier base trailing slash", []string{"--identifier-system-base", "https://clinic.example/sid/"}, nil, "slash"},
+		{"identifier base query", nil, map[string]string{"KETABRIDGE_IDENTIFIER_SYSTEM_BASE": "https://clinic.example/sid?x=1"}, "invalid KETABRIDGE_IDENTIFIER_SYSTEM_BASE"},
+		{"identifier base oid", []string{"--identifier-system-base", "urn:oid:1.2.3"}, nil, "OID"},
+		{"identifier base without host", []string{"--identifier-system-base", "https:/sid"}, nil, "host"},
+		{"clinic organization", []string{"--clinic-organization", "org lakeside"}, nil, "invalid --clinic-organization"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(append([]string{"--data-dir", t.TempDir()}, tc.args...), tc.env)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v, want a *ConfigError", err)
+			}
+			if !strings.Contains(ce.Msg, tc.want) || strings.Contains(ce.Msg, "\n") {
+				t.Errorf("%q, want one line containing %q", ce.Msg, tc.want)
+			}
+			if strings.Contains(ce.Msg, "secret") {
+				t.Error("the message leaks a password")
+			}
+		})
+	}
+}
+
+func TestConfigStringRedacts(t *testing.T) {
+	kek := []byte("0123456789abcdef0123456789abcdef")
+	c := Config{DatabaseURL: "postgres://kb:hunter2@db:5432/kb", RedisURL: "redis://:pw@cache:6379", KeyEncryptionKey: kek}
+	s := c.String()
+	if strings.Contains(s, "hunter2") || strings.Contains(s, ":pw@") || strings.Contains(s, string(kek)) ||
+		strings.Contains(s, "MDEyMzQ1") {
+		t.Errorf("String() leaks secrets: %s", s)
+	}
+	if !strings.Contains(s, "key-encryption-key=true") || !strings.Contains(s, "db:5432") {
+		t.Errorf("String() hides what is not secret: %s", s)
+	}
+}
