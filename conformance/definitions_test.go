@@ -133,3 +133,87 @@ type element struct {
 	FixedURI string `json:"fixedUri"`
 	Type     []struct{ Code string }
 }
+
+// TestVendored checks the vendored definitions of other publishers: valid
+// R4, named after type and id, outside the project's canonical base and not
+// mixed into its guide; and the SMART oauth-uris extension has the shape
+// clients and validators read: on CapabilityStatement.rest.security, no
+// value of its own, authorize required, and token, introspect and revoke
+// optional sub-extensions each fixed to its name with a uri value.
+func TestVendored(t *testing.T) {
+	vendored, err := Vendored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := Definitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range own {
+		if strings.HasPrefix(d.URL, "http://fhir-registry.smarthealthit.org/") {
+			t.Errorf("the project's guide holds %s", d.URL)
+		}
+	}
+	byURL := map[string]Definition{}
+	for _, d := range vendored {
+		byURL[d.URL] = d
+		t.Run(d.Type+"/"+d.ID, func(t *testing.T) {
+			for _, is := range Validate(d.Body) {
+				t.Errorf("%s: %s (%s)", is.Path, is.Message, is.Code)
+			}
+			if strings.HasPrefix(d.URL, CanonicalBase) {
+				t.Errorf("vendored url %s is under the project's base", d.URL)
+			}
+		})
+	}
+	d, ok := byURL[OAuthURIs]
+	if !ok {
+		t.Fatalf("no vendored definition of %s", OAuthURIs)
+	}
+	var sd struct {
+		Type, Kind, Derivation string
+		Context                []struct{ Type, Expression string }
+		Differential           struct {
+			Element []struct {
+				ID, SliceName string
+				Min           *int
+				Max           string
+				FixedURI      string `json:"fixedUri"`
+				Type          []struct{ Code string }
+			}
+		}
+	}
+	if err := json.Unmarshal(d.Body, &sd); err != nil {
+		t.Fatal(err)
+	}
+	if sd.Type != "Extension" || sd.Kind != "complex-type" || sd.Derivation != "constraint" ||
+		len(sd.Context) != 1 || sd.Context[0].Type != "element" || sd.Context[0].Expression != "CapabilityStatement.rest.security" {
+		t.Errorf("type %s kind %s derivation %s context %+v", sd.Type, sd.Kind, sd.Derivation, sd.Context)
+	}
+	byID := map[string]int{}
+	for i, e := range sd.Differential.Element {
+		byID[e.ID] = i
+	}
+	if i, ok := byID["Extension.value[x]"]; !ok || sd.Differential.Element[i].Max != "0" {
+		t.Error("Extension.value[x] is not forbidden")
+	}
+	if i, ok := byID["Extension.url"]; !ok || sd.Differential.Element[i].FixedURI != OAuthURIs {
+		t.Error("Extension.url is not fixed to the extension's url")
+	}
+	for name, min := range map[string]int{"authorize": 1, "token": 0, "introspect": 0, "revoke": 0} {
+		slice := "Extension.extension:" + name
+		i, ok := byID[slice]
+		if !ok || sd.Differential.Element[i].SliceName != name || sd.Differential.Element[i].Min == nil ||
+			*sd.Differential.Element[i].Min != min || sd.Differential.Element[i].Max != "1" {
+			t.Errorf("%s: missing or not %d..1", slice, min)
+			continue
+		}
+		if j, ok := byID[slice+".url"]; !ok || sd.Differential.Element[j].FixedURI != name {
+			t.Errorf("%s.url is not fixed to %q", slice, name)
+		}
+		if j, ok := byID[slice+".value[x]"]; !ok || len(sd.Differential.Element[j].Type) != 1 ||
+			sd.Differential.Element[j].Type[0].Code != "uri" {
+			t.Errorf("%s.value[x] is not a uri", slice)
+		}
+	}
+}

@@ -3,16 +3,19 @@ package fhir
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"github.com/ketabridge/ketabridge/fhir/search"
-	"github.com/ketabridge/ketabridge/store"
 )
 
 const usCore = "http://hl7.org/fhir/us/core/StructureDefinition/"
@@ -47,12 +50,111 @@ var USCoreProfiles = map[string][]string{
 // everythingDefinition is the canonical of Patient/$everything.
 const everythingDefinition = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 
+// The SMART on FHIR code of CapabilityStatement.rest.security.service
+// (R4 valueset-restful-security-service, extensible).
+const (
+	systemSecurityService = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+	codeSMARTOnFHIR       = "SMART-on-FHIR"
+)
+
+// OAuthEndpoints are the authorization server's endpoints the
+// CapabilityStatement names in the SMART oauth-uris extension
+// (conformance.OAuthURIs; docs/design/security.md DISC-7). Each is an
+// absolute URL.
+type OAuthEndpoints struct {
+	Authorize, Token, Introspect, Revoke string
+}
+
+// gatewayOAuth returns the endpoints of the gateway's own authorization
+// server for a FHIR base {root}/fhir: the server lives under {root}/auth
+// (auth.Options.Issuer, docs/design/security.md, Endpoints). ok is false
+// for a base of another shape, whose endpoints cannot be derived.
+func gatewayOAuth(base string) (OAuthEndpoints, bool) {
+	root, ok := strings.CutSuffix(base, "/fhir")
+	if !ok {
+		return OAuthEndpoints{}, false
+	}
+	as := auth.Options{BaseURL: root}
+	iss := as.Issuer()
+	return OAuthEndpoints{Authorize: iss + "/authorize", Token: as.TokenEndpoint(),
+		Introspect: iss + "/introspect", Revoke: iss + "/revoke"}, true
+}
+
+// valid reports whether every endpoint is an absolute http(s) URL.
+func (o OAuthEndpoints) valid() bool {
+	for _, s := range []string{o.Authorize, o.Token, o.Introspect, o.Revoke} {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// capabilityInput is what the CapabilityStatement declares beyond the
+// registered search types.
+type capabilityInput struct {
+	base, version string
+	now           time.Time
+	profiles      map[string][]string
+	oauth         OAuthEndpoints
+	// bulkExport is set when the server serves Bulk Data $export: the
+	// statement then also instantiates the Bulk Data server
+	// CapabilityStatement (see instantiates). Nothing sets it yet.
+	bulkExport bool
+}
+
+// instantiates lists the CapabilityStatements the gateway's statement conforms to
+// (CapabilityStatement.instantiates, versioned canonicals): the US Core
+// 6.1.0 server's always, and Bulk Data's (BDA export.html) when the server
+// serves $export.
+func instantiates(bulkExport bool) []string {
+	out := []string{conformance.USCoreServer + "|" + conformance.USCoreVersion}
+	if bulkExport {
+		out = append(out, conformance.BulkDataServer+"|"+conformance.BulkDataVersion)
+	}
+	return out
+}
+
+// implementationGuides lists the guides the gateway follows
+// (CapabilityStatement.implementationGuide): its own, which it serves under
+// /fhir, and US Core.
+func implementationGuides() []string {
+	return []string{conformance.ImplementationGuideURL, conformance.USCoreIG + "|" + conformance.USCoreVersion}
+}
+
+// restSecurity is rest.security: CORS, the SMART-on-FHIR service and the
+// oauth-uris extension with the authorization server's endpoints
+// (docs/design/security.md DISC-7; the SMART configuration document remains
+// the primary discovery route).
+func restSecurity(base string, o OAuthEndpoints) *r4.CapabilityStatementRestSecurity {
+	sub := func(name, uri string) r4.Extension { return r4.Extension{Url: name, ValueUri: ptr(uri)} }
+	return &r4.CapabilityStatementRestSecurity{
+		Extension: []r4.Extension{{
+			Url: conformance.OAuthURIs,
+			Extension: []r4.Extension{
+				sub("authorize", o.Authorize), sub("token", o.Token),
+				sub("introspect", o.Introspect), sub("revoke", o.Revoke),
+			},
+		}},
+		Cors: ptr(true),
+		Service: []r4.CodeableConcept{{
+			Coding: []r4.Coding{{System: ptr(systemSecurityService), Code: ptr(codeSMARTOnFHIR), Display: ptr(codeSMARTOnFHIR)}},
+		}},
+		Description: ptr("Every interaction but metadata needs an OAuth2 bearer token from the SMART on FHIR " +
+			"authorization server (SMART App Launch 2.2); its endpoints are listed in " + base +
+			"/.well-known/smart-configuration and, for older clients, in the oauth-uris extension here."),
+	}
+}
+
 // buildCapabilityStatement generates the CapabilityStatement
 // (capabilitystatement.html) from what is registered: one rest.resource per
 // search.Types() with read/vread/history-instance/search-type, its
 // searchParams, include/revinclude from reference params, and $everything on
-// Patient. It is emitted once through fhirjson.Marshal and cached.
-func buildCapabilityStatement(base, version string, now time.Time, profiles map[string][]string) ([]byte, error) {
+// Patient; the guides it follows and instantiates; and rest.security. It is
+// emitted once through fhirjson.Marshal and cached.
+func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
+	base, version, now, profiles := in.base, in.version, in.now, in.profiles
 	types := slices.Sorted(slices.Values(search.Types()))
 	var resources []r4.CapabilityStatementRestResource
 	for _, typ := range types {
@@ -85,14 +187,14 @@ func buildCapabilityStatement(base, version string, now time.Time, profiles map[
 				sp.Documentation = ptr(p.Doc)
 			}
 			res.SearchParam = append(res.SearchParam, sp)
-			if p.Type == store.KindReference {
+			if p.Includable() {
 				res.SearchInclude = append(res.SearchInclude, typ+":"+p.Name)
 			}
 		}
 		// _revinclude: reference params of other types that can point here.
 		for _, src := range types {
 			for _, p := range search.Params(src) {
-				if p.Type == store.KindReference && (len(p.Targets) == 0 || slices.Contains(p.Targets, typ)) {
+				if p.Includable() && (len(p.Targets) == 0 || slices.Contains(p.Targets, typ)) {
 					res.SearchRevInclude = append(res.SearchRevInclude, src+":"+p.Name)
 				}
 			}
@@ -106,22 +208,25 @@ func buildCapabilityStatement(base, version string, now time.Time, profiles map[
 		resources = append(resources, res)
 	}
 	cs := r4.CapabilityStatement{
-		Name:        ptr("KetaBridgeCapabilityStatement"),
-		Title:       ptr("KetaBridge FHIR API"),
-		Status:      r4.PublicationStatusActive,
-		Date:        now.UTC().Format(time.RFC3339),
-		Publisher:   ptr("KetaBridge"),
-		Description: ptr("Read-only FHIR R4 API of a KetaBridge gateway."),
-		Kind:        r4.CapabilityStatementKindInstance,
-		Software:    &r4.CapabilityStatementSoftware{Name: "KetaBridge", Version: ptr(version)},
+		Name:         ptr("KetaBridgeCapabilityStatement"),
+		Title:        ptr("KetaBridge FHIR API"),
+		Status:       r4.PublicationStatusActive,
+		Date:         now.UTC().Format(time.RFC3339),
+		Publisher:    ptr("KetaBridge"),
+		Description:  ptr("Read-only FHIR R4 API of a KetaBridge gateway."),
+		Kind:         r4.CapabilityStatementKindInstance,
+		Instantiates: instantiates(in.bulkExport),
+		Software:     &r4.CapabilityStatementSoftware{Name: "KetaBridge", Version: ptr(version)},
 		Implementation: &r4.CapabilityStatementImplementation{
 			Description: "KetaBridge FHIR gateway",
 			Url:         ptr(base),
 		},
-		FhirVersion: r4.FHIRVersion4_0_1,
-		Format:      []string{"json"},
+		FhirVersion:         r4.FHIRVersion4_0_1,
+		Format:              []string{"json"},
+		ImplementationGuide: implementationGuides(),
 		Rest: []r4.CapabilityStatementRest{{
 			Mode:     r4.RestfulCapabilityModeServer,
+			Security: restSecurity(base, in.oauth),
 			Resource: resources,
 		}},
 	}

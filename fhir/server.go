@@ -84,6 +84,11 @@ type Options struct {
 	// Profiles lists, per resource type, the profiles the gateway claims in
 	// the CapabilityStatement (supportedProfile); nil uses USCoreProfiles.
 	Profiles map[string][]string
+	// OAuth names the authorization server's endpoints in the
+	// CapabilityStatement (rest.security, SMART oauth-uris). nil derives
+	// the gateway's own from Base, which must then be {root}/fhir: the
+	// authorization server is at {root}/auth.
+	OAuth *OAuthEndpoints
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -148,7 +153,18 @@ func New(opts Options) (*Server, error) {
 	if version == "" {
 		version = "dev"
 	}
-	s.capability, err = buildCapabilityStatement(s.base, version, s.clock.Now(), profiles)
+	oauth, derived := gatewayOAuth(s.base)
+	if opts.OAuth != nil {
+		oauth = *opts.OAuth
+	} else if !derived {
+		return nil, errors.New("fhir: Options.OAuth is required when Base does not end in /fhir")
+	}
+	if !oauth.valid() {
+		return nil, errors.New("fhir: Options.OAuth must name four absolute http(s) URLs")
+	}
+	s.capability, err = buildCapabilityStatement(capabilityInput{
+		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
+	})
 	if err != nil {
 		return nil, err
 	}

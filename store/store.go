@@ -276,6 +276,19 @@ type EverythingQuery struct {
 type Store interface {
 	// Apply writes each record atomically and reports per-record outcomes in
 	// order. An error means nothing of the failing record was written.
+	//
+	// A record whose Hash equals the stored one for its (Kind, ClinicID) is
+	// Unchanged and writes nothing. Otherwise each resource whose body
+	// (compared by a SHA-256 of the unstamped body) differs from its current
+	// version gets a new version stamped with StampMeta (Created when new or
+	// previously deleted, Updated otherwise), its index rows replaced;
+	// resources the record produced before but no longer produces (and that
+	// no other record took over since) get a deletion version (Deleted).
+	// Every version written by one call carries the same lastUpdated, the
+	// clock's now truncated to milliseconds. When some records fail (bad
+	// data, or a write error rolled back to the record alone), the others
+	// are committed, the failed ones have Outcome Failed, and the error is a
+	// *BatchError. Any other error means nothing was written.
 	Apply(ctx context.Context, records []RecordWrite) ([]WriteResult, error)
 	// SourceRecords returns the stored source records for the keys that exist.
 	SourceRecords(ctx context.Context, keys []RecordKey) (map[RecordKey][]byte, error)
@@ -283,12 +296,17 @@ type Store interface {
 	// Read returns the current version (http.html#read). A deleted resource
 	// returns its deletion version and ErrGone; an unknown one ErrNotFound.
 	Read(ctx context.Context, typ, id string) (Resource, error)
-	// VRead returns one version (http.html#vread).
+	// VRead returns one version (http.html#vread). An unknown resource or
+	// version is ErrNotFound; a deletion version is returned with ErrGone.
 	VRead(ctx context.Context, typ, id string, version int64) (Resource, error)
-	// History returns a resource's versions, newest first (http.html#history).
+	// History returns a page of a resource's versions, newest first,
+	// deletion versions included (http.html#history), and the number of all
+	// versions. count <= 0 means no limit. An unknown resource is
+	// ErrNotFound.
 	History(ctx context.Context, typ, id string, count, offset int) ([]Resource, int, error)
 	// GetMany returns the current, non-deleted versions of the keys that
-	// exist, in the order of keys; callers apply access control to the result.
+	// exist, in the order of keys, each key at most once; callers apply
+	// access control to the result.
 	GetMany(ctx context.Context, keys []Key) ([]Resource, error)
 
 	// Search runs a typed query (search.html). Only current, non-deleted
@@ -314,11 +332,20 @@ type Store interface {
 	// last; dates by range start ascending, range end descending), then
 	// insertion order. Count <= 0 returns every match from Offset.
 	Search(ctx context.Context, q Query) (SearchResult, error)
-	// Refs returns the references the given resources make through params
-	// (all reference params when params is empty): the basis of _include.
+	// Refs returns the references the given current, non-deleted resources
+	// make through params (all reference params when params is empty): the
+	// basis of _include (search.html#include). Refs are grouped by source
+	// resource in the order of from (each key once), then ordered by param
+	// and target. Targets that are not "Type/id" are skipped.
 	Refs(ctx context.Context, from []Key, params []string) ([]Ref, error)
-	// Everything returns a page of a patient's compartment (the Patient
-	// first), ordered by type and id, and the total.
+	// Everything returns a page of a patient's compartment for
+	// Patient/$everything (patient-operation-everything.html): current,
+	// non-deleted resources whose compartment is q.Patient, the Patient
+	// itself first, then ordered by type and id; Types limits the types
+	// (_type), Since keeps resources updated at or after it (_since). The
+	// int is the number of all matches. Count <= 0 returns every match from
+	// Offset. An unknown or deleted patient yields no resources and a total
+	// of 0 (the caller decides between 404 and 410 with Read).
 	Everything(ctx context.Context, q EverythingQuery) ([]Resource, int, error)
 
 	// Ping checks the backend is reachable.

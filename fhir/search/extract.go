@@ -29,6 +29,11 @@ const (
 	sysFMStatus      = "http://hl7.org/fhir/fm-status"
 	sysConsentState  = "http://hl7.org/fhir/consent-state-codes"
 	sysAEActuality   = "http://hl7.org/fhir/adverse-event-actuality"
+	sysSDKind        = "http://hl7.org/fhir/structure-definition-kind"
+	sysDerivation    = "http://hl7.org/fhir/type-derivation-rule"
+	sysResourceTypes = "http://hl7.org/fhir/resource-types"
+	sysSearchParam   = "http://hl7.org/fhir/search-param-type"
+	sysOperationKind = "http://hl7.org/fhir/operation-kind"
 )
 
 // ExtractError is a resource value that cannot be indexed. Path is the FHIR
@@ -118,6 +123,26 @@ func Extract(resource any) ([]store.IndexRow, error) {
 		return run("CodeSystem", r == nil, func(e *emitter) { extractCodeSystem(e, r) })
 	case r4.CodeSystem:
 		return Extract(&r)
+	case *r4.ValueSet:
+		return run("ValueSet", r == nil, func(e *emitter) { extractValueSet(e, r) })
+	case r4.ValueSet:
+		return Extract(&r)
+	case *r4.StructureDefinition:
+		return run("StructureDefinition", r == nil, func(e *emitter) { extractStructureDefinition(e, r) })
+	case r4.StructureDefinition:
+		return Extract(&r)
+	case *r4.ImplementationGuide:
+		return run("ImplementationGuide", r == nil, func(e *emitter) { extractImplementationGuide(e, r) })
+	case r4.ImplementationGuide:
+		return Extract(&r)
+	case *r4.SearchParameter:
+		return run("SearchParameter", r == nil, func(e *emitter) { extractSearchParameter(e, r) })
+	case r4.SearchParameter:
+		return Extract(&r)
+	case *r4.OperationDefinition:
+		return run("OperationDefinition", r == nil, func(e *emitter) { extractOperationDefinition(e, r) })
+	case r4.OperationDefinition:
+		return Extract(&r)
 	}
 	return nil, fmt.Errorf("search: index: unsupported resource type %T", resource)
 }
@@ -166,6 +191,16 @@ func ExtractJSON(resourceType string, body []byte) ([]store.IndexRow, error) {
 		v, err = decode(r4.UnmarshalMedication, body)
 	case "CodeSystem":
 		v, err = decode(r4.UnmarshalCodeSystem, body)
+	case "ValueSet":
+		v, err = decode(r4.UnmarshalValueSet, body)
+	case "StructureDefinition":
+		v, err = decode(r4.UnmarshalStructureDefinition, body)
+	case "ImplementationGuide":
+		v, err = decode(r4.UnmarshalImplementationGuide, body)
+	case "SearchParameter":
+		v, err = decode(r4.UnmarshalSearchParameter, body)
+	case "OperationDefinition":
+		v, err = decode(r4.UnmarshalOperationDefinition, body)
 	default:
 		return nil, fmt.Errorf("search: index: unsupported resource type %q", resourceType)
 	}
@@ -657,10 +692,66 @@ func extractMedication(e *emitter, r *r4.Medication) {
 	}
 }
 
-func extractCodeSystem(e *emitter, r *r4.CodeSystem) {
-	if r.Url != nil {
-		e.token("url", "", *r.Url)
+// canonicalResource adds the parameters every conformance resource shares
+// (the conformance function of params.go): url as a uri (a token without
+// system), name, status, version and title.
+func (e *emitter) canonicalResource(url, name *string, status r4.PublicationStatus, version, title *string) {
+	if url != nil {
+		e.token("url", "", *url)
 	}
-	e.str("name", r.Name)
-	e.code("status", sysPublication, r.Status.Code())
+	e.str("name", name)
+	e.code("status", sysPublication, status.Code())
+	if version != nil {
+		e.token("version", "", *version)
+	}
+	e.str("title", title) // nil for SearchParameter, which has no title
+}
+
+func extractCodeSystem(e *emitter, r *r4.CodeSystem) {
+	e.canonicalResource(r.Url, r.Name, r.Status, r.Version, r.Title)
+}
+
+func extractValueSet(e *emitter, r *r4.ValueSet) {
+	e.canonicalResource(r.Url, r.Name, r.Status, r.Version, r.Title)
+	if r.Compose != nil {
+		for _, inc := range r.Compose.Include {
+			if inc.System != nil {
+				e.token("reference", "", *inc.System)
+			}
+		}
+	}
+}
+
+func extractStructureDefinition(e *emitter, r *r4.StructureDefinition) {
+	e.canonicalResource(&r.Url, &r.Name, r.Status, r.Version, r.Title)
+	e.token("type", "", r.Type)
+	e.code("kind", sysSDKind, r.Kind.Code())
+	if r.Derivation != nil {
+		e.code("derivation", sysDerivation, r.Derivation.Code())
+	}
+	if r.BaseDefinition != nil {
+		e.canonical("base", *r.BaseDefinition)
+	}
+}
+
+func extractImplementationGuide(e *emitter, r *r4.ImplementationGuide) {
+	e.canonicalResource(&r.Url, &r.Name, r.Status, r.Version, r.Title)
+	for _, d := range r.DependsOn {
+		e.canonical("depends-on", d.Uri)
+	}
+}
+
+func extractSearchParameter(e *emitter, r *r4.SearchParameter) {
+	e.canonicalResource(&r.Url, &r.Name, r.Status, r.Version, nil)
+	for _, b := range r.Base {
+		e.code("base", sysResourceTypes, b.Code())
+	}
+	e.token("code", "", r.Code)
+	e.code("type", sysSearchParam, r.Type.Code())
+}
+
+func extractOperationDefinition(e *emitter, r *r4.OperationDefinition) {
+	e.canonicalResource(r.Url, &r.Name, r.Status, r.Version, r.Title)
+	e.token("code", "", r.Code)
+	e.code("kind", sysOperationKind, r.Kind.Code())
 }

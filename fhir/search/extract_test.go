@@ -450,13 +450,119 @@ func extractCases() []extractCase {
 			name: "CodeSystem", typ: "CodeSystem",
 			res: &r4.CodeSystem{
 				Url: ptr("https://clinic.example/fhir/CodeSystem/ketamine-local"), Name: ptr("KetamineLocal"),
-				Status: r4.PublicationStatusActive,
+				Status: r4.PublicationStatusActive, Version: ptr("1.0.0"), Title: ptr("Ketamine local codes"),
 			},
 			want: func(*testing.T) []store.IndexRow {
 				return []store.IndexRow{
 					tokRow("url", "", "https://clinic.example/fhir/CodeSystem/ketamine-local"),
 					strRow("name", "ketaminelocal"),
 					tokRow("status", sysPublication, "active"),
+					tokRow("version", "", "1.0.0"),
+					strRow("title", "ketamine local codes"),
+				}
+			},
+		},
+		{
+			name: "ValueSet", typ: "ValueSet",
+			res: &r4.ValueSet{
+				Url: ptr("http://ketabridge.org/fhir/ValueSet/ketabridge-session-type"), Name: ptr("KetabridgeSessionType"),
+				Status: r4.PublicationStatusDraft, Version: ptr("1.0.0"), Title: ptr("Session types"),
+				Compose: &r4.ValueSetCompose{Include: []r4.ValueSetComposeInclude{
+					{System: ptr("http://ketabridge.org/fhir/CodeSystem/ketabridge")},
+					{ValueSet: []string{"http://hl7.org/fhir/ValueSet/other"}}, // no system: no row
+				}},
+			},
+			want: func(*testing.T) []store.IndexRow {
+				return []store.IndexRow{
+					tokRow("url", "", "http://ketabridge.org/fhir/ValueSet/ketabridge-session-type"),
+					strRow("name", "ketabridgesessiontype"),
+					tokRow("status", sysPublication, "draft"),
+					tokRow("version", "", "1.0.0"),
+					strRow("title", "session types"),
+					tokRow("reference", "", "http://ketabridge.org/fhir/CodeSystem/ketabridge"),
+				}
+			},
+		},
+		{
+			name: "StructureDefinition", typ: "StructureDefinition",
+			res: &r4.StructureDefinition{
+				Url: "http://ketabridge.org/fhir/StructureDefinition/dose-per-kg", Name: "DosePerKg",
+				Status: r4.PublicationStatusActive, Version: ptr("1.0.0"), Title: ptr("Dose per kg"),
+				Kind: r4.StructureDefinitionKindComplexType, Type: "Extension",
+				Derivation:     ptr(r4.TypeDerivationRuleConstraint),
+				BaseDefinition: ptr("http://hl7.org/fhir/StructureDefinition/Extension|4.0.1"),
+			},
+			want: func(*testing.T) []store.IndexRow {
+				return []store.IndexRow{
+					tokRow("url", "", "http://ketabridge.org/fhir/StructureDefinition/dose-per-kg"),
+					strRow("name", "doseperkg"),
+					tokRow("status", sysPublication, "active"),
+					tokRow("version", "", "1.0.0"),
+					strRow("title", "dose per kg"),
+					tokRow("type", "", "Extension"),
+					tokRow("kind", sysSDKind, "complex-type"),
+					tokRow("derivation", sysDerivation, "constraint"),
+					refRow("base", "http://hl7.org/fhir/StructureDefinition/Extension"),
+				}
+			},
+		},
+		{
+			name: "ImplementationGuide", typ: "ImplementationGuide",
+			res: &r4.ImplementationGuide{
+				Url: "http://ketabridge.org/fhir/ImplementationGuide/ketabridge", Name: "KetaBridge",
+				Status: r4.PublicationStatusActive, Version: ptr("1.0.0"), Title: ptr("KetaBridge guide"),
+				DependsOn: []r4.ImplementationGuideDependsOn{
+					{Uri: "http://hl7.org/fhir/us/core/ImplementationGuide/hl7.fhir.us.core", Version: ptr("6.1.0")},
+				},
+			},
+			want: func(*testing.T) []store.IndexRow {
+				return []store.IndexRow{
+					tokRow("url", "", "http://ketabridge.org/fhir/ImplementationGuide/ketabridge"),
+					strRow("name", "ketabridge"),
+					tokRow("status", sysPublication, "active"),
+					tokRow("version", "", "1.0.0"),
+					strRow("title", "ketabridge guide"),
+					refRow("depends-on", "http://hl7.org/fhir/us/core/ImplementationGuide/hl7.fhir.us.core"),
+				}
+			},
+		},
+		{
+			name: "SearchParameter", typ: "SearchParameter",
+			res: &r4.SearchParameter{
+				Url: "http://ketabridge.org/fhir/SearchParameter/session-number", Name: "SessionNumber",
+				Status: r4.PublicationStatusActive, Version: ptr("1.0.0"), Code: "session-number",
+				Base: []r4.ResourceType{r4.ResourceTypeEncounter, r4.ResourceTypeMedicationAdministration},
+				Type: r4.SearchParamTypeNumber,
+			},
+			want: func(*testing.T) []store.IndexRow {
+				return []store.IndexRow{
+					tokRow("url", "", "http://ketabridge.org/fhir/SearchParameter/session-number"),
+					strRow("name", "sessionnumber"),
+					tokRow("status", sysPublication, "active"),
+					tokRow("version", "", "1.0.0"),
+					tokRow("base", sysResourceTypes, "Encounter"),
+					tokRow("base", sysResourceTypes, "MedicationAdministration"),
+					tokRow("code", "", "session-number"),
+					tokRow("type", sysSearchParam, "number"),
+				}
+			},
+		},
+		{
+			name: "OperationDefinition", typ: "OperationDefinition",
+			res: &r4.OperationDefinition{
+				Url: ptr("http://ketabridge.org/fhir/OperationDefinition/Patient-course"), Name: "PatientCourse",
+				Status: r4.PublicationStatusRetired, Version: ptr("1.0.0"), Title: ptr("A course of treatment"),
+				Kind: r4.OperationKindOperation, Code: "course",
+			},
+			want: func(*testing.T) []store.IndexRow {
+				return []store.IndexRow{
+					tokRow("url", "", "http://ketabridge.org/fhir/OperationDefinition/Patient-course"),
+					strRow("name", "patientcourse"),
+					tokRow("status", sysPublication, "retired"),
+					tokRow("version", "", "1.0.0"),
+					strRow("title", "a course of treatment"),
+					tokRow("code", "", "course"),
+					tokRow("kind", sysOperationKind, "operation"),
 				}
 			},
 		},

@@ -52,8 +52,10 @@ const sp = "http://hl7.org/fhir/SearchParameter/"
 // uriParams are the uri-typed parameters (exact match on the whole value,
 // search.html#uri); they are indexed as tokens with no system.
 var uriParams = map[string]bool{
-	sp + "PlanDefinition-url": true,
-	sp + "CodeSystem-url":     true,
+	sp + "PlanDefinition-url":       true,
+	sp + "conformance-url":          true,
+	sp + "StructureDefinition-type": true,
+	sp + "ValueSet-reference":       true,
 }
 
 // canonicalParams are reference parameters whose element is a canonical
@@ -61,6 +63,19 @@ var uriParams = map[string]bool{
 // indexed and matched as the canonical URL, without a |version.
 var canonicalParams = map[string]bool{
 	sp + "CarePlan-instantiates-canonical": true,
+	sp + "StructureDefinition-base":        true,
+	sp + "ImplementationGuide-depends-on":  true,
+}
+
+// Includable reports whether the parameter can name the source of an
+// _include or _revinclude: a reference to a resource by Type/id, not a
+// canonical URL (search.html#include; canonical references are not resolved).
+func (p Param) Includable() bool {
+	return p.Type == store.KindReference && !canonicalParams[p.Definition]
+}
+
+func uri(name, expr, def, doc string) Param {
+	return Param{Name: name, Type: store.KindToken, Expression: expr, Definition: sp + def, Doc: doc + " (uri: exact match)"}
 }
 
 func tok(name, expr, def, doc string) Param {
@@ -92,9 +107,10 @@ var (
 // Provenance.target may point at any of them.
 var searchable = []string{
 	"AdverseEvent", "CarePlan", "CodeSystem", "Condition", "Consent", "Coverage",
-	"Encounter", "Location", "Medication", "MedicationAdministration",
-	"MedicationRequest", "MedicationStatement", "Observation", "Organization",
-	"Patient", "PlanDefinition", "Practitioner", "Provenance",
+	"Encounter", "ImplementationGuide", "Location", "Medication", "MedicationAdministration",
+	"MedicationRequest", "MedicationStatement", "Observation", "OperationDefinition", "Organization",
+	"Patient", "PlanDefinition", "Practitioner", "Provenance", "SearchParameter",
+	"StructureDefinition", "ValueSet",
 }
 
 // clinicalPatient is the patient parameter of the clinical resources
@@ -102,6 +118,23 @@ var searchable = []string{
 func clinicalPatient(typ string) Param {
 	return ref("patient", typ+".subject.where(resolve() is Patient)", "clinical-patient",
 		"The patient the "+typ+" is about (subject when it is a Patient)", "Patient")
+}
+
+// conformance are the parameters R4 shares among the canonical conformance
+// resources (SearchParameter conformance-url, -name, -status, -version and,
+// for the types that have a title, conformance-title): a definition is found
+// by its canonical URL, and a version by url plus version.
+func conformance(typ string, title bool, more ...Param) []Param {
+	ps := []Param{
+		uri("url", typ+".url", "conformance-url", "The canonical URL"),
+		str("name", typ+".name", "conformance-name", "The computer-friendly name"),
+		tok("status", typ+".status", "conformance-status", "The publication status (http://hl7.org/fhir/publication-status)"),
+		tok("version", typ+".version", "conformance-version", "The business version"),
+	}
+	if title {
+		ps = append(ps, str("title", typ+".title", "conformance-title", "The human-friendly title"))
+	}
+	return append(ps, more...)
 }
 
 func subject(typ string, targets ...string) Param {
@@ -231,8 +264,7 @@ var declared = map[string][]Param{
 			"ActivityDefinition", "Measure", "OperationDefinition", "PlanDefinition", "Questionnaire"),
 	},
 	"PlanDefinition": {
-		{Name: "url", Type: store.KindToken, Expression: "PlanDefinition.url", Definition: sp + "PlanDefinition-url",
-			Doc: "The canonical URL (uri: exact match)"},
+		uri("url", "PlanDefinition.url", "PlanDefinition-url", "The canonical URL"),
 		str("name", "PlanDefinition.name", "PlanDefinition-name", "The computer-friendly name"),
 		tok("status", "PlanDefinition.status", "PlanDefinition-status", "The publication status"),
 		str("title", "PlanDefinition.title", "PlanDefinition-title", "The human-friendly title"),
@@ -287,12 +319,39 @@ var declared = map[string][]Param{
 		tok("lot-number", "Medication.batch.lotNumber", "Medication-lot-number", "The batch lot number"),
 		tok("status", "Medication.status", "Medication-status", "The status (http://hl7.org/fhir/CodeSystem/medication-status)"),
 	},
-	"CodeSystem": {
-		{Name: "url", Type: store.KindToken, Expression: "CodeSystem.url", Definition: sp + "CodeSystem-url",
-			Doc: "The canonical URL (uri: exact match)"},
-		str("name", "CodeSystem.name", "CodeSystem-name", "The computer-friendly name"),
-		tok("status", "CodeSystem.status", "CodeSystem-status", "The publication status"),
-	},
+	// The definition resources of the implementation guides the gateway
+	// publishes and follows (conformance resources, R4 conformance-*
+	// parameters). They belong to no patient compartment.
+	"CodeSystem": conformance("CodeSystem", true),
+	"ValueSet": conformance("ValueSet", true,
+		uri("reference", "ValueSet.compose.include.system", "ValueSet-reference", "A code system the value set includes codes from"),
+	),
+	"StructureDefinition": conformance("StructureDefinition", true,
+		uri("type", "StructureDefinition.type", "StructureDefinition-type",
+			"The type defined or constrained, e.g. Extension or Observation"),
+		tok("kind", "StructureDefinition.kind", "StructureDefinition-kind",
+			"primitive-type | complex-type | resource | logical (http://hl7.org/fhir/structure-definition-kind)"),
+		tok("derivation", "StructureDefinition.derivation", "StructureDefinition-derivation",
+			"specialization | constraint (http://hl7.org/fhir/type-derivation-rule)"),
+		ref("base", "StructureDefinition.baseDefinition", "StructureDefinition-base",
+			"The canonical URL of the definition this one derives from", "StructureDefinition"),
+	),
+	"ImplementationGuide": conformance("ImplementationGuide", true,
+		ref("depends-on", "ImplementationGuide.dependsOn.uri", "ImplementationGuide-depends-on",
+			"The canonical URL of an implementation guide this one depends on", "ImplementationGuide"),
+	),
+	"SearchParameter": conformance("SearchParameter", false,
+		tok("base", "SearchParameter.base", "SearchParameter-base",
+			"A resource type the parameter applies to (http://hl7.org/fhir/resource-types)"),
+		tok("code", "SearchParameter.code", "SearchParameter-code", "The code used in the URL"),
+		tok("type", "SearchParameter.type", "SearchParameter-type",
+			"The parameter type (http://hl7.org/fhir/search-param-type)"),
+	),
+	"OperationDefinition": conformance("OperationDefinition", true,
+		tok("code", "OperationDefinition.code", "OperationDefinition-code", "The name used to invoke the operation"),
+		tok("kind", "OperationDefinition.kind", "OperationDefinition-kind",
+			"operation | query (http://hl7.org/fhir/operation-kind)"),
+	),
 }
 
 // common are the parameters of every resource type (search.html#all).

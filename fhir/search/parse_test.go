@@ -429,6 +429,32 @@ func TestRegistry(t *testing.T) {
 	if p, _ := Lookup("PlanDefinition", "url"); p.FHIRType() != "uri" {
 		t.Errorf("PlanDefinition.url FHIRType = %q", p.FHIRType())
 	}
+	// The definition resources are found by canonical URL, name, status
+	// and version, with the R4 conformance-* definitions.
+	for _, typ := range []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide",
+		"SearchParameter", "OperationDefinition"} {
+		for name, want := range map[string]string{"url": "uri", "name": "string", "status": "token", "version": "token"} {
+			p, ok := Lookup(typ, name)
+			if !ok || p.FHIRType() != want || p.Definition != "http://hl7.org/fhir/SearchParameter/conformance-"+name {
+				t.Errorf("%s.%s = %+v (%s), want a %s conformance-%s parameter", typ, name, p, p.FHIRType(), want, name)
+			}
+		}
+	}
+	if p, _ := Lookup("StructureDefinition", "type"); p.FHIRType() != "uri" {
+		t.Errorf("StructureDefinition.type FHIRType = %q", p.FHIRType())
+	}
+	// A canonical reference cannot be included; a Type/id one can.
+	for _, tc := range []struct {
+		typ, name string
+		want      bool
+	}{
+		{"StructureDefinition", "base", false}, {"CarePlan", "instantiates-canonical", false},
+		{"Observation", "patient", true}, {"Observation", "code", false},
+	} {
+		if p, _ := Lookup(tc.typ, tc.name); p.Includable() != tc.want {
+			t.Errorf("%s.%s Includable = %v, want %v", tc.typ, tc.name, p.Includable(), tc.want)
+		}
+	}
 	// Callers cannot modify the registry through returned slices.
 	p.Targets[0] = "Mutated"
 	if q, _ := Lookup("Observation", "patient"); q.Targets[0] != "Patient" {

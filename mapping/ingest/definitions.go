@@ -22,16 +22,15 @@ const (
 )
 
 // DefaultDefinitionTypes are the definition resource types StoreDefinitions
-// stores when called without types: those the read side indexes today.
-var DefaultDefinitionTypes = []string{"CodeSystem"}
+// stores when called without types: every type of the published guide, all
+// of which fhir/search indexes.
+var DefaultDefinitionTypes = []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"}
 
 // StoreDefinitions writes the project's definition resources
 // (mapping.Definitions: the implementation guide published in
 // conformance/ig) of the given resource types as one record of kind
-// "definitions"; no types means DefaultDefinitionTypes. Pass every type of
-// the guide ("CodeSystem", "ValueSet", "StructureDefinition",
-// "ImplementationGuide") once the indexer handles them all. Unchanged
-// definitions leave the store untouched.
+// "definitions"; no types means DefaultDefinitionTypes (the whole guide).
+// Unchanged definitions leave the store untouched.
 func (s *Service) StoreDefinitions(ctx context.Context, types ...string) (store.WriteResult, error) {
 	if len(types) == 0 {
 		types = DefaultDefinitionTypes

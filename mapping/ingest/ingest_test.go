@@ -417,7 +417,7 @@ func TestStoreDefinitions(t *testing.T) {
 		types []string
 		want  int
 	}{
-		{"default", nil, count["CodeSystem"]},
+		{"default: the whole guide", nil, len(defs)},
 		{"whole guide", []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"}, len(defs)},
 		{"value sets only", []string{"ValueSet"}, count["ValueSet"]},
 	} {

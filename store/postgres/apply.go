@@ -1,60 +1,36 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
-// numKinds bounds store.IndexKind values (1..KindQuantity).
-const numKinds = int(store.KindQuantity) + 1
-
-// indexTables names the index table of each kind.
-var indexTables = [numKinds]string{
-	store.KindToken:     "idx_token",
-	store.KindString:    "idx_string",
-	store.KindDate:      "idx_date",
-	store.KindReference: "idx_ref",
-	store.KindNumber:    "idx_number",
-	store.KindQuantity:  "idx_quantity",
-}
-
-const (
-	getSourceSQL = `SELECT srid, hash, resources FROM source_records WHERE kind = $1 AND clinic_id = $2`
-	insSourceSQL = `INSERT INTO source_records (kind, clinic_id, hash, body, resources, updated) VALUES ($1, $2, $3, $4, $5, $6) RETURNING srid`
-	updSourceSQL = `UPDATE source_records SET hash = $1, body = $2, resources = $3, updated = $4 WHERE srid = $5`
-	updResSQL    = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
-	setSrcSQL    = `UPDATE resources SET src = $1 WHERE rid = $2`
+var (
+	getSourceSQL = sqlcore.Postgres.SQL(sqlcore.SourceSQL)
+	insSourceSQL = sqlcore.Postgres.SQL(sqlcore.InsertSourceSQL)
+	updSourceSQL = sqlcore.Postgres.SQL(sqlcore.UpdateSourceSQL)
+	setSrcSQL    = sqlcore.Postgres.SQL(sqlcore.SetSourceSQL)
 )
 
-// Apply writes each record atomically within one transaction, so a failing
-// record writes nothing of itself while the others land. A record whose Hash equals the stored one for its (Kind,
-// ClinicID) is Unchanged and writes nothing. Otherwise each resource whose
-// body (compared by a SHA-256 of the unstamped body) differs from its current
-// version gets a new version stamped with store.StampMeta (Created when new
-// or previously deleted, Updated otherwise), its index rows replaced;
-// resources the record produced before but no longer produces (and that no
-// other record took over since) get a deletion version (Deleted). Every
-// version written by one call carries the same lastUpdated, clock.Now()
-// truncated to milliseconds.
-//
-// Each record is first checked and its bodies stamped in memory; a record
-// failing there writes nothing. Its writes then run; should one fail (an SQL
-// error, not a property of the record's data), the transaction is rolled
-// back and the batch rerun with a SAVEPOINT per record, so the failing record
-// is rolled back alone and the others land.
-//
-// When some records fail, the others are committed, the failed ones have
-// Outcome store.Failed, and the error is a *store.BatchError. Any other error
-// means nothing was written.
+const updResSQL = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
+
+// Apply implements store.Store.Apply, whose doc states the semantics;
+// sqlcore.Record decides what each record writes. Each record is first
+// checked and its bodies stamped in memory; a record failing there writes
+// nothing. Should one of its writes then fail (an I/O or SQL error, not a
+// property of the record's data), the transaction is rolled back and the
+// batch rerun with a SAVEPOINT per record, so the failing record is rolled
+// back alone and the others land.
+// The batch runs in one transaction holding the schema's advisory lock
+// (applyLock), so replicas writing at once neither race on versions nor
+// deadlock.
 func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
 	if len(records) == 0 {
 		return nil, nil
@@ -71,49 +47,19 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		results []store.WriteResult
 		failed  []*store.RecordError
 	)
-	run := func(safe bool) error {
+	err = sqlcore.WithRetry(ctx, func(safe bool) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			results, failed = nil, nil
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.applyLock); err != nil {
 				return err
 			}
-			a := &applier{tx: tx, ctx: ctx, now: now, ms: now.UnixMilli(), safe: safe}
-			results = make([]store.WriteResult, len(records))
-			for i := range records {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				res, err := a.record(&records[i])
-				if err != nil {
-					var fatal *fatalError
-					var retry *retrySafe
-					switch {
-					case errors.As(err, &retry):
-						return err
-					case errors.As(err, &fatal):
-						return fatal.err
-					}
-					if cerr := ctx.Err(); cerr != nil {
-						return cerr
-					}
-					failed = append(failed, &store.RecordError{
-						Index: i,
-						Key:   store.RecordKey{Kind: records[i].Kind, ClinicID: records[i].ClinicID},
-						Err:   err,
-					})
-					results[i] = store.WriteResult{Outcome: store.Failed}
-					continue
-				}
-				results[i] = res
-			}
-			return nil
+			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
+			var err error
+			results, failed, err = sqlcore.Records(ctx, records, func(rec *store.RecordWrite) (store.WriteResult, error) {
+				return sqlcore.Record(a, rec, now, safe)
+			})
+			return err
 		})
-	}
-	err = run(false)
-	var retry *retrySafe
-	if errors.As(err, &retry) && ctx.Err() == nil {
-		err = run(true)
-	}
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -127,51 +73,49 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	return results, nil
 }
 
-// retrySafe asks Apply to rerun the batch with a savepoint per record.
-type retrySafe struct{ err error }
-
-func (e *retrySafe) Error() string { return e.err.Error() }
-
-// fatalError aborts the whole Apply (the transaction state is unknown).
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-
+// applier writes the records of one Apply transaction
+// (sqlcore.RecordWriter).
 type applier struct {
-	tx  pgx.Tx
+	tx pgx.Tx
+	// q is where the current record's statements go: tx, or the record's
+	// savepoint.
+	q   pgx.Tx
 	ctx context.Context
 	now time.Time
 	ms  int64
-	// safe puts each record's writes in a savepoint; without it a failing
-	// write aborts the transaction and Apply reruns the batch safely.
-	safe bool
+	rb  recordBatch // the current record's
 }
 
-// curRes is a resource's current row.
-type curRes struct {
-	rid, version int64
-	deleted      bool
-	hash         []byte
-	src          int64 // 0: none
-	patient      string
+// Source implements sqlcore.RecordWriter.
+func (a *applier) Source(rec *store.RecordWrite) (sqlcore.Source, error) {
+	src := sqlcore.Source{Found: true}
+	err := a.q.QueryRow(a.ctx, getSourceSQL, rec.Kind, rec.ClinicID).Scan(&src.ID, &src.Hash, &src.Keys)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sqlcore.Source{}, nil
+	}
+	return src, err
 }
 
-// currentMany returns the current rows of the resources named by types[i],
-// ids[i] that exist, in one query.
-func (a *applier) currentMany(q pgx.Tx, types, ids []string) (map[store.Key]curRes, error) {
-	out := make(map[store.Key]curRes, len(types))
-	if len(types) == 0 {
+// Current implements sqlcore.RecordWriter: the current rows of the keys
+// that exist, in one query.
+func (a *applier) Current(keys []store.Key) (map[store.Key]sqlcore.Current, error) {
+	out := make(map[store.Key]sqlcore.Current, len(keys))
+	if len(keys) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(a.ctx, getResManySQL, types, ids)
+	types, ids := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		types[i], ids[i] = k.Type, k.ID
+	}
+	rows, err := a.q.Query(a.ctx, getResManySQL, types, ids)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var k store.Key
-		var c curRes
-		if err := rows.Scan(&k.Type, &k.ID, &c.rid, &c.version, &c.deleted, &c.hash, &c.src, &c.patient); err != nil {
+		var c sqlcore.Current
+		if err := rows.Scan(&k.Type, &k.ID, &c.RID, &c.Version, &c.Deleted, &c.Hash, &c.Src, &c.Patient); err != nil {
 			return nil, err
 		}
 		out[k] = c
@@ -179,250 +123,184 @@ func (a *applier) currentMany(q pgx.Tx, types, ids []string) (map[store.Key]curR
 	return out, rows.Err()
 }
 
-// prepared is a resource checked and stamped as version 1 in memory.
-type prepared struct {
-	sum     [sha256.Size]byte
-	stamped []byte
-}
+// Intern implements sqlcore.RecordWriter: index rows name their parameter
+// and compartment, so there is nothing to intern.
+func (a *applier) Intern(*store.RecordWrite) error { return nil }
 
-func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
-	if err := rec.Validate(); err != nil {
-		return store.WriteResult{}, err
-	}
-	var (
-		srid     int64
-		oldHash  string
-		oldKeys  string
-		existing = true
-	)
-	err := a.tx.QueryRow(a.ctx, getSourceSQL, rec.Kind, rec.ClinicID).Scan(&srid, &oldHash, &oldKeys)
-	if errors.Is(err, pgx.ErrNoRows) {
-		existing = false
-	} else if err != nil {
-		return store.WriteResult{}, &fatalError{err}
-	}
-	if existing && oldHash == rec.Hash {
-		return a.unchanged(rec)
-	}
-	preps := make([]prepared, len(rec.Resources))
-	for i := range rec.Resources {
-		if err := a.prepare(&rec.Resources[i], &preps[i]); err != nil {
-			return store.WriteResult{}, err
-		}
-	}
-	if !a.safe {
-		res, err := a.writeRecord(a.tx, rec, existing, srid, oldKeys, preps)
-		if err != nil {
-			return store.WriteResult{}, &retrySafe{err}
-		}
-		return res, nil
-	}
+// Savepoint implements sqlcore.RecordWriter.
+func (a *applier) Savepoint(write func() (store.WriteResult, error)) (store.WriteResult, error) {
 	sp, err := a.tx.Begin(a.ctx) // SAVEPOINT
 	if err != nil {
-		return store.WriteResult{}, &fatalError{err}
+		return store.WriteResult{}, &sqlcore.Fatal{Err: err}
 	}
-	res, err := a.writeRecord(sp, rec, existing, srid, oldKeys, preps)
+	a.q = sp
+	defer func() { a.q = a.tx }()
+	res, err := write()
 	if err != nil {
 		if rerr := sp.Rollback(a.ctx); rerr != nil {
-			return store.WriteResult{}, &fatalError{rerr}
+			return store.WriteResult{}, &sqlcore.Fatal{Err: rerr}
 		}
 		return store.WriteResult{}, err
 	}
 	if err := sp.Commit(a.ctx); err != nil { // RELEASE
-		return store.WriteResult{}, &fatalError{err}
+		return store.WriteResult{}, &sqlcore.Fatal{Err: err}
 	}
 	return res, nil
 }
 
-// prepare checks rw's body and stamps it as version 1: every way a body can
-// fail shows here, before the record writes anything.
-func (a *applier) prepare(rw *store.ResourceWrite, p *prepared) error {
-	if len(rw.Body) < len(rw.ID)+8 || !bytes.HasPrefix(rw.Body, []byte(`{"id":"`)) ||
-		string(rw.Body[7:7+len(rw.ID)]) != rw.ID || rw.Body[7+len(rw.ID)] != '"' {
-		return fmt.Errorf("%s/%s: body does not start with the resource's id", rw.Type, rw.ID)
-	}
-	stamped, err := store.StampMeta(rw.Body, 1, a.now)
-	if err != nil {
-		return fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-	}
-	p.stamped = stamped
-	p.sum = sha256.Sum256(rw.Body)
-	return nil
-}
-
-// unchanged reports a record whose hash matched: nothing is written.
-func (a *applier) unchanged(rec *store.RecordWrite) (store.WriteResult, error) {
-	res := store.WriteResult{Outcome: store.Unchanged, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
-	types, ids := make([]string, len(rec.Resources)), make([]string, len(rec.Resources))
-	for i := range rec.Resources {
-		types[i], ids[i] = rec.Resources[i].Type, rec.Resources[i].ID
-	}
-	current, err := a.currentMany(a.tx, types, ids)
-	if err != nil {
-		return store.WriteResult{}, &fatalError{err}
-	}
-	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		c := current[store.Key{Type: rw.Type, ID: rw.ID}]
-		res.Resources = append(res.Resources, store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: c.version, Outcome: store.Unchanged})
-	}
-	return res, nil
-}
-
-// writeRecord writes rec inside savepoint sp in a fixed handful of round
-// trips whatever its size: the source record; one INSERT creating every
-// resource that does not exist yet (in record order, so insertion order is
-// kept); one SELECT of the current rows of the others and of the resources
-// the record no longer produces; then one pipelined batch of the updates,
-// the index deletions, and one multi-row INSERT per table (history and each
-// index table) from arrays. A record of 65 resources with 1,500 index rows
-// is about ten statements, not 1,600.
-func (a *applier) writeRecord(sp pgx.Tx, rec *store.RecordWrite, existing bool, srid int64, oldKeys string, preps []prepared) (store.WriteResult, error) {
-	n := len(rec.Resources)
-	produced := make(map[store.Key]int, n) // Validate: each resource once
-	for i := range rec.Resources {
-		produced[store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID}] = i
-	}
-	res := store.WriteResult{Outcome: store.Created, Resources: make([]store.ResourceResult, 0, n)}
-	var keys strings.Builder
-	for i := range rec.Resources {
-		if i > 0 {
-			keys.WriteByte('\n')
-		}
-		keys.WriteString(rec.Resources[i].Type)
-		keys.WriteByte('/')
-		keys.WriteString(rec.Resources[i].ID)
-	}
-	if existing {
-		res.Outcome = store.Updated
-		if _, err := sp.Exec(a.ctx, updSourceSQL, rec.Hash, nonNil(rec.Source), keys.String(), a.ms, srid); err != nil {
+// Write implements sqlcore.RecordWriter. It writes rec in a fixed handful
+// of round trips whatever its size: the source record; one INSERT creating
+// every resource that does not exist yet (in record order, so insertion
+// order is kept); one SELECT of the current rows of the others and of the
+// resources the record no longer produces; then one pipelined batch of the
+// updates, the index deletions, and one multi-row INSERT per table (history
+// and each index table) from arrays. A record of 65 resources with 1,500
+// index rows is about ten statements, not 1,600.
+func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlcore.Prepared) (store.WriteResult, error) {
+	res, keys, body := sqlcore.SourceRow(rec, src)
+	srid := src.ID
+	if src.Found {
+		if _, err := a.q.Exec(a.ctx, updSourceSQL, rec.Hash, body, keys, a.ms, srid); err != nil {
 			return res, err
 		}
-	} else if err := sp.QueryRow(a.ctx, insSourceSQL, rec.Kind, rec.ClinicID, rec.Hash, nonNil(rec.Source), keys.String(), a.ms).Scan(&srid); err != nil {
+	} else if err := a.q.QueryRow(a.ctx, insSourceSQL, rec.Kind, rec.ClinicID, rec.Hash, body, keys, a.ms).Scan(&srid); err != nil {
 		return res, err
 	}
-
-	// 1. Create the new resources.
-	types, ids, patients, hashes := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
-	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		types[i], ids[i], hashes[i] = rw.Type, rw.ID, preps[i].sum[:]
-		if rw.Patient != "" {
-			patients[i] = &rw.Patient
-		}
-	}
-	created := make(map[store.Key]int64, n)
-	rows, err := sp.Query(a.ctx, insResManySQL, types, ids, a.ms, patients, hashes, srid)
+	created, err := a.create(rec, preps, srid)
 	if err != nil {
 		return res, err
 	}
-	for rows.Next() {
-		var k store.Key
-		var rid int64
-		if err := rows.Scan(&k.Type, &k.ID, &rid); err != nil {
-			rows.Close()
-			return res, err
-		}
-		created[k] = rid
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return res, err
-	}
-
-	// 2. The current rows of the others and of the dropped resources.
-	var dropped []store.Key
-	if existing && oldKeys != "" {
-		for key := range strings.SplitSeq(oldKeys, "\n") {
-			typ, id, ok := strings.Cut(key, "/")
-			if !ok {
-				continue
-			}
-			if _, ok := produced[store.Key{Type: typ, ID: id}]; !ok {
-				dropped = append(dropped, store.Key{Type: typ, ID: id})
-			}
-		}
-	}
-	var lookT, lookI []string
-	for i := range rec.Resources {
-		k := store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID}
-		if _, ok := created[k]; !ok {
-			lookT, lookI = append(lookT, k.Type), append(lookI, k.ID)
-		}
-	}
-	for _, k := range dropped {
-		lookT, lookI = append(lookT, k.Type), append(lookI, k.ID)
-	}
-	current, err := a.currentMany(sp, lookT, lookI)
+	dropped := sqlcore.Dropped(rec, src)
+	current, err := a.currentOf(rec, created, dropped)
 	if err != nil {
 		return res, err
 	}
-
-	// 3. Decide each resource; queue updates and index deletions first, the
-	// multi-row inserts last.
-	b := &pgx.Batch{}
-	var hist histRows
-	var idx indexRows
+	// Decide each resource; the batch queues updates and index deletions
+	// first, the multi-row inserts last.
+	a.rb = recordBatch{ms: a.ms}
+	rb := &a.rb
 	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		k := store.Key{Type: rw.Type, ID: rw.ID}
-		rr := store.ResourceResult{Type: rw.Type, ID: rw.ID}
-		patient := nullString(rw.Patient)
-		if rid, ok := created[k]; ok {
-			hist.add(rid, 1, a.ms, false, rw.Patient, preps[i].stamped)
-			idx.add(rw, rid)
-			rr.Version, rr.Outcome = 1, store.Created
-			res.Resources = append(res.Resources, rr)
-			continue
-		}
-		cur, found := current[k]
-		if !found {
-			return res, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
-		}
-		if !cur.deleted && bytes.Equal(cur.hash, preps[i].sum[:]) {
-			if cur.src != srid {
-				b.Queue(setSrcSQL, srid, cur.rid)
-			}
-			rr.Version, rr.Outcome = cur.version, store.Unchanged
-			res.Resources = append(res.Resources, rr)
-			continue
-		}
-		version := cur.version + 1
-		body, err := store.StampMeta(rw.Body, version, a.now)
+		rr, err := rb.resource(&rec.Resources[i], i, &preps[i], created[i], current, srid, a.now)
 		if err != nil {
-			return res, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-		}
-		b.Queue(updResSQL, version, a.ms, false, patient, preps[i].sum[:], srid, cur.rid)
-		queueDeleteIndex(b, cur.rid)
-		hist.add(cur.rid, version, a.ms, false, rw.Patient, body)
-		idx.add(rw, cur.rid)
-		rr.Version, rr.Outcome = version, store.Updated
-		if cur.deleted {
-			rr.Outcome = store.Created
+			return res, err
 		}
 		res.Resources = append(res.Resources, rr)
 	}
 	for _, k := range dropped {
-		// Only a resource this record last wrote is deleted; one another
-		// record took over is left alone.
 		cur, found := current[k]
-		if !found || cur.deleted || cur.src != srid {
-			continue
-		}
-		version := cur.version + 1
-		b.Queue(updResSQL, version, a.ms, true, nullString(cur.patient), nil, srid, cur.rid)
-		hist.add(cur.rid, version, a.ms, true, cur.patient, nil)
-		queueDeleteIndex(b, cur.rid)
-		res.Resources = append(res.Resources, store.ResourceResult{Type: k.Type, ID: k.ID, Version: version, Outcome: store.Deleted})
-	}
-	hist.queue(b)
-	idx.queue(b)
-	if b.Len() > 0 {
-		if err := sp.SendBatch(a.ctx, b).Close(); err != nil {
+		rr, done, err := sqlcore.Delete(rb, k, cur, found, srid)
+		if err != nil {
 			return res, err
 		}
+		if done {
+			res.Resources = append(res.Resources, rr)
+		}
 	}
-	return res, nil
+	return res, rb.send(a.ctx, a.q)
+}
+
+// create inserts the resources of rec that do not exist yet, in one
+// statement and in record order. created[i] is the rid of the i-th resource
+// when this created it, else 0 (rids start at 1).
+func (a *applier) create(rec *store.RecordWrite, preps []sqlcore.Prepared, srid int64) (created []int64, err error) {
+	n := len(rec.Resources)
+	types, ids, patients, hashes := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
+	for i := range rec.Resources {
+		rw := &rec.Resources[i]
+		types[i], ids[i], hashes[i] = rw.Type, rw.ID, preps[i].Sum[:]
+		if rw.Patient != "" {
+			patients[i] = &rw.Patient
+		}
+	}
+	rows, err := a.q.Query(a.ctx, insResManySQL, types, ids, a.ms, patients, hashes, srid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	created = make([]int64, n)
+	var k store.Key
+	var rid int64
+	at := 0 // the rows come in record order: look from the last match on
+	for rows.Next() {
+		if err := rows.Scan(&k.Type, &k.ID, &rid); err != nil {
+			return nil, err
+		}
+		for j := range n {
+			if i := (at + j) % n; types[i] == k.Type && ids[i] == k.ID {
+				created[i], at = rid, i+1
+				break
+			}
+		}
+	}
+	return created, rows.Err()
+}
+
+// currentOf reads, in one query, the current rows of rec's resources that
+// existed before (those create did not create) and of the dropped ones.
+func (a *applier) currentOf(rec *store.RecordWrite, created []int64, dropped []store.Key) (map[store.Key]sqlcore.Current, error) {
+	var keys []store.Key
+	for i := range rec.Resources {
+		if created[i] == 0 {
+			keys = append(keys, store.Key{Type: rec.Resources[i].Type, ID: rec.Resources[i].ID})
+		}
+	}
+	return a.Current(append(keys, dropped...))
+}
+
+// recordBatch collects the writes of one record for one pipelined batch
+// (sqlcore.VersionWriter): statements in the order they are queued, then
+// one multi-row INSERT into history and into each index table.
+type recordBatch struct {
+	b    pgx.Batch
+	hist histRows
+	idx  indexRows
+	ms   int64
+}
+
+// resource writes the record's i-th resource rw: one create made (rid is
+// its rid) gets its first version's rows; an existing one (in current) is
+// sqlcore.Update's to decide.
+func (rb *recordBatch) resource(rw *store.ResourceWrite, i int, p *sqlcore.Prepared, rid int64,
+	current map[store.Key]sqlcore.Current, srid int64, now time.Time) (store.ResourceResult, error) {
+	if rid != 0 {
+		rb.hist.add(rid, 1, rb.ms, false, rw.Patient, p.Stamped)
+		rb.idx.add(rw, rid)
+		return store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: 1, Outcome: store.Created}, nil
+	}
+	cur, found := current[store.Key{Type: rw.Type, ID: rw.ID}]
+	if !found {
+		return store.ResourceResult{}, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
+	}
+	return sqlcore.Update(rb, rw, i, p, cur, srid, now)
+}
+
+// SetSource implements sqlcore.VersionWriter.
+func (rb *recordBatch) SetSource(rid, srid int64) error {
+	rb.b.Queue(setSrcSQL, srid, rid)
+	return nil
+}
+
+// WriteVersion implements sqlcore.VersionWriter.
+func (rb *recordBatch) WriteVersion(v *sqlcore.Version) error {
+	rb.b.Queue(updResSQL, v.Version, rb.ms, v.Deleted, sqlcore.NullString(v.Patient), v.Hash, v.Src, v.RID)
+	for k := store.KindToken; k <= store.KindQuantity; k++ {
+		rb.b.Queue(`DELETE FROM `+sqlcore.IndexTables[k]+` WHERE rid = $1`, v.RID)
+	}
+	rb.hist.add(v.RID, v.Version, rb.ms, v.Deleted, v.Patient, v.Body)
+	if v.Resource != nil {
+		rb.idx.add(v.Resource, v.RID)
+	}
+	return nil
+}
+
+// send sends the batch on q.
+func (rb *recordBatch) send(ctx context.Context, q pgx.Tx) error {
+	rb.hist.queue(&rb.b)
+	rb.idx.queue(&rb.b)
+	if rb.b.Len() == 0 {
+		return nil
+	}
+	return q.SendBatch(ctx, &rb.b).Close()
 }
 
 const (
@@ -536,27 +414,6 @@ func (x *indexRows) queue(b *pgx.Batch) {
 	}
 }
 
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-// queueDeleteIndex queues the deletion of rid's index rows.
-func queueDeleteIndex(b *pgx.Batch, rid int64) {
-	for k := store.KindToken; k <= store.KindQuantity; k++ {
-		b.Queue(`DELETE FROM `+indexTables[k]+` WHERE rid = $1`, rid)
-	}
-}
-
 // SourceRecords returns the stored source records for the keys that exist.
 func (s *Store) SourceRecords(ctx context.Context, keys []store.RecordKey) (map[store.RecordKey][]byte, error) {
 	out := make(map[store.RecordKey][]byte, len(keys))
@@ -613,14 +470,7 @@ var analyzeMinRows int64 = 20_000
 // noteWrites counts the resource versions a committed Apply wrote and starts
 // a background ANALYZE when they are due.
 func (s *Store) noteWrites(results []store.WriteResult) {
-	n := int64(0)
-	for _, r := range results {
-		for _, rr := range r.Resources {
-			if rr.Outcome != store.Unchanged {
-				n++
-			}
-		}
-	}
+	n := int64(sqlcore.Written(results))
 	if n == 0 {
 		return
 	}

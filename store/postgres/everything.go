@@ -4,19 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
-// Refs returns the references the given current, non-deleted resources make
-// through params (all reference params when params is empty), for _include
-// (search.html#include). Refs are grouped by source resource in the order of
-// from (each key once), then ordered by param and target. Targets that are
-// not "Type/id" are skipped.
+// Refs implements store.Store.Refs, whose doc states the semantics.
 func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
 	if len(from) == 0 {
 		return nil, nil
@@ -59,40 +55,22 @@ ORDER BY k.ord, x.param, x.target`, types, ids, paramArg)
 	return out, nil
 }
 
-// Everything returns a page of a patient's compartment for
-// Patient/$everything (patient-operation-everything.html): current,
-// non-deleted resources whose compartment is q.Patient, the Patient itself
-// first, then ordered by type and id; Types limits the types (_type), Since
-// keeps resources updated at or after it (_since). The int is the number of
-// all matches. Count <= 0 returns every match from Offset. An unknown or
-// deleted patient yields no resources and a total of 0 (the caller decides
-// between 404 and 410 with Read).
+// Everything implements store.Store.Everything, whose doc states the
+// semantics.
 func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
 	if q.Patient == "" {
 		return nil, 0, errors.New("store: everything: patient is required")
 	}
-	var b sqlBuilder
-	pat := b.arg(q.Patient)
-	b.add("r.patient = " + pat)
-	b.add("NOT r.deleted")
-	if len(q.Types) > 0 {
-		types := append([]string(nil), q.Types...)
-		sort.Strings(types)
-		b.add("r.type = ANY(" + b.arg(types) + "::text[])")
-	}
-	if !q.Since.IsZero() {
-		b.add("r.last_updated >= " + b.arg(q.Since.UnixMilli()))
-	}
-	where := b.sb.String()
-	nWhere := len(b.args)
+	b := sqlcore.NewBuilder(sqlcore.Postgres)
+	b.Everything(&q)
+	where, whereArgs := b.Where(), b.Args()
 	text := `SELECT r.type, r.id, r.version, r.last_updated, h.body
 FROM resources r JOIN history h ON h.rid = r.rid AND h.version = r.version
-WHERE ` + where + ` ORDER BY (r.type = 'Patient' AND r.id = ` + pat + `) DESC, r.type, r.id LIMIT ` +
-		b.arg(limitArg(q.Count)) + ` OFFSET ` + b.arg(max(q.Offset, 0))
+WHERE ` + where + b.EverythingOrder(&q)
 	var out []store.Resource
 	total := 0
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, text, b.args...)
+		rows, err := tx.Query(ctx, text, b.Args()...)
 		if err != nil {
 			return err
 		}
@@ -103,18 +81,17 @@ WHERE ` + where + ` ORDER BY (r.type = 'Patient' AND r.id = ` + pat + `) DESC, r
 				rows.Close()
 				return err
 			}
-			r.LastUpdated = msTime(ms)
+			r.LastUpdated = sqlcore.MSTime(ms)
 			out = append(out, r)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		total = max(q.Offset, 0) + len(out)
-		if (q.Count > 0 && len(out) == q.Count) || (len(out) == 0 && q.Offset > 0) {
-			return tx.QueryRow(ctx, `SELECT count(*) FROM resources r WHERE `+where, b.args[:nWhere]...).Scan(&total)
-		}
-		return nil
+		total, err = sqlcore.EverythingTotal(&q, len(out), func() (n int, err error) {
+			return n, tx.QueryRow(ctx, `SELECT count(*) FROM resources r WHERE `+where, whereArgs...).Scan(&n)
+		})
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, errClosed) {

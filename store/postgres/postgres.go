@@ -21,17 +21,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 //go:embed migrations/*.sql
@@ -42,6 +38,8 @@ var errClosed = errors.New("store: postgres: closed")
 
 // Store is the PostgreSQL store. All methods are safe for concurrent use.
 type Store struct {
+	*authStore // store.AuthStore and ListAudit, with the shared queries
+
 	clock  store.Clock
 	pool   *pgxpool.Pool
 	closed atomic.Bool
@@ -78,6 +76,7 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
 	}
 	s := &Store{clock: clock, pool: pool}
+	s.authStore = sqlcore.NewAuth(sqlcore.Postgres, coreDB{s}, clock, errClosed)
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
@@ -94,11 +93,10 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 // replicas starting together apply each migration exactly once. Files are
 // named NNNN_description.sql.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	ms, err := sqlcore.Migrations(migrationFiles)
 	if err != nil {
 		return fmt.Errorf("store: postgres: migrate: %w", err)
 	}
-	sort.Strings(names)
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ketabridge:migrate:' || current_schema(), 0))`); err != nil {
 			return err
@@ -110,26 +108,16 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&cur); err != nil {
 			return err
 		}
-		for _, name := range names {
-			base := strings.TrimPrefix(name, "migrations/")
-			num, _, ok := strings.Cut(base, "_")
-			v, err := strconv.Atoi(num)
-			if !ok || err != nil {
-				return fmt.Errorf("bad migration name %s", base)
-			}
-			if v <= cur {
+		for _, m := range ms {
+			if m.Version <= cur {
 				continue
 			}
-			text, err := migrationFiles.ReadFile(name)
-			if err != nil {
-				return err
-			}
 			// No arguments: the simple protocol runs every statement of the file.
-			if _, err := tx.Exec(ctx, string(text)); err != nil {
-				return fmt.Errorf("%s: %w", base, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES ($1)`, v); err != nil {
-				return fmt.Errorf("%s: %w", base, err)
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES ($1)`, m.Version); err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
 			}
 		}
 		return nil
@@ -177,14 +165,4 @@ func (s *Store) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return err
 	}
 	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
-}
-
-func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
-
-// limitArg maps a page size to a LIMIT argument (NULL: no limit).
-func limitArg(count int) any {
-	if count <= 0 {
-		return nil
-	}
-	return count
 }

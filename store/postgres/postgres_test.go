@@ -17,13 +17,13 @@ import (
 )
 
 // databaseURL is the test server's URL (storetest.ServiceURL).
-func databaseURL(t *testing.T) string {
+func databaseURL(t testing.TB) string {
 	return storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 }
 
 // openFresh opens a store in a new schema of the test database, dropped when
 // the test ends, so tests never see each other's data.
-func openFresh(t *testing.T, clock store.Clock) *postgres.Store {
+func openFresh(t testing.TB, clock store.Clock) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), freshSchema(t), clock)
 	if err != nil {
@@ -33,10 +33,23 @@ func openFresh(t *testing.T, clock store.Clock) *postgres.Store {
 	return s
 }
 
-// freshSchema creates a schema kb_test_<random> (postgres.NewSchema),
-// dropped when the test ends, and returns the test database URL with it as
-// the search_path.
-func freshSchema(t *testing.T) string {
+// freshSchema creates a schema kb_test_<random>, dropped when the test ends,
+// and returns the test database URL with it as the search_path.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	u, drop := createSchema(t)
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return u
+}
+
+// createSchema creates a schema kb_test_<random> (postgres.NewSchema) and
+// returns the test database URL with it as the search_path, and the
+// function dropping it.
+func createSchema(t testing.TB) (string, func() error) {
 	t.Helper()
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -46,12 +59,7 @@ func freshSchema(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := drop(context.Background()); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	return u
+	return u, func() error { return drop(context.Background()) }
 }
 
 func TestContract(t *testing.T) {

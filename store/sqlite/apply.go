@@ -1,17 +1,15 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 // writeStmts are the writer connection's prepared statements.
@@ -21,22 +19,9 @@ type writeStmts struct {
 	getPID, insPID                  *dstmt
 	getCID, insCID                  *dstmt
 	maxRID, maxHID                  *dstmt
-	delIdx                          [numKinds]*dstmt
+	delIdx                          [sqlcore.NumKinds]*dstmt
 	multi                           map[multiKey]*dstmt // multi-row inserts, prepared on first use
 	all                             []*dstmt
-}
-
-// numKinds bounds store.IndexKind values (1..KindQuantity).
-const numKinds = int(store.KindQuantity) + 1
-
-// indexTables names the index table of each kind.
-var indexTables = [numKinds]string{
-	store.KindToken:     "idx_token",
-	store.KindString:    "idx_string",
-	store.KindDate:      "idx_date",
-	store.KindReference: "idx_ref",
-	store.KindNumber:    "idx_number",
-	store.KindQuantity:  "idx_quantity",
 }
 
 func prepareWrite(ctx context.Context, c dconn) (*writeStmts, error) {
@@ -54,16 +39,16 @@ func prepareWrite(ctx context.Context, c dconn) (*writeStmts, error) {
 		ws.all = append(ws.all, st)
 		return st
 	}
-	ws.getSource = prep(`SELECT srid, hash, resources FROM source_records WHERE kind = ? AND clinic_id = ?`)
-	ws.insSource = prep(`INSERT INTO source_records (kind, clinic_id, hash, body, resources, updated) VALUES (?, ?, ?, ?, ?, ?) RETURNING srid`)
-	ws.updSource = prep(`UPDATE source_records SET hash = ?, body = ?, resources = ?, updated = ? WHERE srid = ?`)
+	ws.getSource = prep(sqlcore.SourceSQL)
+	ws.insSource = prep(sqlcore.InsertSourceSQL)
+	ws.updSource = prep(sqlcore.UpdateSourceSQL)
 	ws.getRes = prep(`SELECT rid, version, deleted, hash, src, patient FROM resources WHERE type = ? AND id = ?`)
 	// Creates are tried first: the unique (type, id) index answers "exists?"
 	// as part of the insert, saving a lookup per new resource.
 	ws.insRes = prep(`INSERT INTO resources (rid, type, id, version, hid, last_updated, deleted, patient, hash, src)
 VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	ws.updRes = prep(`UPDATE resources SET version = ?, hid = ?, last_updated = ?, deleted = ?, patient = ?, hash = ?, src = ? WHERE rid = ?`)
-	ws.setSrc = prep(`UPDATE resources SET src = ? WHERE rid = ?`)
+	ws.setSrc = prep(sqlcore.SetSourceSQL)
 	ws.getPID = prep(`SELECT pid FROM params WHERE type = ? AND name = ?`)
 	ws.insPID = prep(`INSERT INTO params (type, name) VALUES (?, ?) RETURNING pid`)
 	ws.getCID = prep(`SELECT cid FROM compartments WHERE patient = ?`)
@@ -71,7 +56,7 @@ VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	ws.maxRID = prep(`SELECT coalesce(max(rid), 0) FROM resources`)
 	ws.maxHID = prep(`SELECT coalesce(max(hid), 0) FROM history`)
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
-		ws.delIdx[k] = prep(`DELETE FROM ` + indexTables[k] + ` WHERE rid = ?`)
+		ws.delIdx[k] = prep(`DELETE FROM ` + sqlcore.IndexTables[k] + ` WHERE rid = ?`)
 	}
 	if firstErr != nil {
 		_ = ws.close()
@@ -89,39 +74,23 @@ func (ws *writeStmts) close() error {
 	return errors.Join(errs...)
 }
 
-// Apply writes each record atomically within one transaction, so a failing
-// record writes nothing of itself while the others land. A record whose Hash
-// equals the stored one for its (Kind, ClinicID) is Unchanged and writes
-// nothing. Otherwise each resource whose body (compared by a SHA-256 of the
-// unstamped body) differs from its current version gets a new version
-// stamped with store.StampMeta (Created when new or previously deleted,
-// Updated otherwise), its index rows replaced; resources the record produced
-// before but no longer produces (and that no other record took over since)
-// get a deletion version (Deleted). Every version written by one call
-// carries the same lastUpdated, clock.Now() truncated to milliseconds.
-//
-// Each record is first checked and its bodies stamped in memory; a record
-// failing there writes nothing. Its writes then run; should one fail (an
-// I/O or SQL error, not a property of the record's data), the transaction is
-// rolled back and the batch rerun with a SAVEPOINT per record, so the failing
-// record is rolled back alone and the others land.
-//
-// When some records fail, the others are committed, the failed ones have
-// Outcome store.Failed, and the error is a *store.BatchError. Any other error
-// means nothing was written.
+// Apply implements store.Store.Apply, whose doc states the semantics;
+// sqlcore.Record decides what each record writes. Each record is first
+// checked and its bodies stamped in memory; a record failing there writes
+// nothing. Should one of its writes then fail (an I/O or SQL error, not a
+// property of the record's data), the transaction is rolled back and the
+// batch rerun with a SAVEPOINT per record, so the failing record is rolled
+// back alone and the others land.
+// The batch runs in one BEGIN IMMEDIATE transaction on the writer
+// connection.
 func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
 	if len(records) == 0 {
 		return nil, nil
 	}
-	select {
-	case s.wsem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := s.lockWriter(ctx); err != nil {
+		return nil, err
 	}
-	defer func() { <-s.wsem }()
-	if s.closed.Load() {
-		return nil, errClosed
-	}
+	defer s.unlockWriter()
 	s.growForIngest(ctx)
 	var (
 		results []store.WriteResult
@@ -129,13 +98,11 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	)
 	err := s.w.Raw(func(dc any) error {
 		c := dconn{dc.(driver.Conn)}
-		var err error
-		results, failed, err = s.apply(ctx, c, records, false)
-		var retry *retrySafe
-		if errors.As(err, &retry) {
-			results, failed, err = s.apply(ctx, c, records, true)
-		}
-		return err
+		return sqlcore.WithRetry(ctx, func(safe bool) error {
+			var err error
+			results, failed, err = s.apply(ctx, c, records, safe)
+			return err
+		})
 	})
 	s.releaseWhenIdle()
 	if err != nil {
@@ -147,26 +114,9 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	return results, nil
 }
 
-// wroteResources reports whether any result wrote a resource version.
-func wroteResources(results []store.WriteResult) bool {
-	for _, r := range results {
-		for _, rr := range r.Resources {
-			if rr.Outcome != store.Unchanged {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // failAfterWrite, when set (by tests), fails the write of a created
 // resource after its rows are written, standing in for an I/O error.
 var failAfterWrite func(typ, id string) error
-
-// retrySafe asks Apply to rerun the batch with a savepoint per record.
-type retrySafe struct{ err error }
-
-func (e *retrySafe) Error() string { return e.err.Error() }
 
 // apply runs one transaction over records; safe puts each record's writes in
 // a SAVEPOINT.
@@ -190,39 +140,23 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 	if _, err := a.ws.maxHID.queryRow(bg, nil, &a.lastHID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
-	results := make([]store.WriteResult, len(records))
-	var failed []*store.RecordError
-	for i := range records {
-		if err := ctx.Err(); err != nil {
-			return rollback(err)
+	results, failed, err := sqlcore.Records(ctx, records, func(rec *store.RecordWrite) (store.WriteResult, error) {
+		return sqlcore.Record(a, rec, a.now, a.safe)
+	})
+	if err != nil {
+		var fatal *sqlcore.Fatal
+		if errors.As(err, &fatal) {
+			err = fmt.Errorf("store: sqlite: apply: %w", fatal.Err)
 		}
-		res, err := a.record(&records[i])
-		if err != nil {
-			var fatal *fatalError
-			var retry *retrySafe
-			switch {
-			case errors.As(err, &retry):
-				return rollback(err)
-			case errors.As(err, &fatal):
-				return rollback(fmt.Errorf("store: sqlite: apply: %w", fatal.err))
-			}
-			failed = append(failed, &store.RecordError{
-				Index: i,
-				Key:   store.RecordKey{Kind: records[i].Kind, ClinicID: records[i].ClinicID},
-				Err:   err,
-			})
-			results[i] = store.WriteResult{Outcome: store.Failed}
-			continue
-		}
-		results[i] = res
+		return rollback(err)
 	}
 	if err := a.flush(); err != nil {
 		if !safe {
-			return rollback(&retrySafe{err})
+			return rollback(&sqlcore.Retry{Err: err})
 		}
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
-	if wroteResources(results) {
+	if sqlcore.Written(results) > 0 {
 		if err := c.exec(bg, "UPDATE changes SET seq = seq + 1 WHERE id = 1"); err != nil {
 			return rollback(fmt.Errorf("store: sqlite: apply: count the change: %w", err))
 		}
@@ -240,11 +174,8 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 	return results, failed, nil
 }
 
-// fatalError aborts the whole Apply (the transaction state is unknown).
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-
+// applier writes the records of one Apply transaction on the writer
+// connection (sqlcore.RecordWriter, sqlcore.VersionWriter).
 type applier struct {
 	c       dconn
 	ws      *writeStmts
@@ -257,132 +188,95 @@ type applier struct {
 	lastHID int64
 	newPIDs map[paramKey]int64 // created in this transaction
 	cids    map[string]int64   // compartments interned in this transaction
+	ids     []interned         // of the current record's resources
 	buf     rowBuf             // index and history rows awaiting a flush
 }
 
-// curRes is a resource's current row as the writer sees it.
-type curRes struct {
-	rid, version int64
-	deleted      bool
-	hash         []byte
-	src          int64 // 0: none
-	patient      string
+// interned are the ids a resource's index rows refer to.
+type interned struct {
+	pids []int64 // of each index row's parameter
+	cid  any     // the compartment's cid (int64), nil when none
 }
 
-func (a *applier) current(typ, id string) (curRes, bool, error) {
-	var c curRes
-	found, err := a.ws.getRes.queryRow(a.ctx, []any{typ, id}, &c.rid, &c.version, &c.deleted, &c.hash, &c.src, &c.patient)
+// current reads the current row of typ/id.
+func (a *applier) current(typ, id string) (sqlcore.Current, bool, error) {
+	var c sqlcore.Current
+	found, err := a.ws.getRes.queryRow(a.ctx, []any{typ, id}, &c.RID, &c.Version, &c.Deleted, &c.Hash, &c.Src, &c.Patient)
 	return c, found, err
 }
 
-// prepared is a resource checked and stamped as version 1 in memory.
-type prepared struct {
-	sum     [sha256.Size]byte
-	stamped []byte
-	pids    []int64
-	cid     any // the compartment's cid (int64), nil when none
+// Source implements sqlcore.RecordWriter.
+func (a *applier) Source(rec *store.RecordWrite) (sqlcore.Source, error) {
+	var src sqlcore.Source
+	var err error
+	src.Found, err = a.ws.getSource.queryRow(a.ctx, []any{rec.Kind, rec.ClinicID}, &src.ID, &src.Hash, &src.Keys)
+	return src, err
 }
 
-func (a *applier) record(rec *store.RecordWrite) (store.WriteResult, error) {
-	if err := rec.Validate(); err != nil {
-		return store.WriteResult{}, err
-	}
-	var (
-		srid    int64
-		oldHash string
-		oldKeys string
-	)
-	existing, err := a.ws.getSource.queryRow(a.ctx, []any{rec.Kind, rec.ClinicID}, &srid, &oldHash, &oldKeys)
-	if err != nil {
-		return store.WriteResult{}, &fatalError{err}
-	}
-	if existing && oldHash == rec.Hash {
-		return a.unchanged(rec)
-	}
-	preps := make([]prepared, len(rec.Resources))
-	for i := range rec.Resources {
-		if err := a.prepare(&rec.Resources[i], &preps[i]); err != nil {
-			return store.WriteResult{}, err
+// Current implements sqlcore.RecordWriter, a row at a time.
+func (a *applier) Current(keys []store.Key) (map[store.Key]sqlcore.Current, error) {
+	out := make(map[store.Key]sqlcore.Current, len(keys))
+	for _, k := range keys {
+		c, found, err := a.current(k.Type, k.ID)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out[k] = c
 		}
 	}
-	// Params and compartments are interned outside the record's savepoint
-	// so that a rolled back record cannot leave the caches pointing at
-	// nothing.
+	return out, nil
+}
+
+// Intern implements sqlcore.RecordWriter: params and compartments are
+// interned outside the record's savepoint so that a rolled back record
+// cannot leave the caches pointing at nothing.
+func (a *applier) Intern(rec *store.RecordWrite) error {
+	a.ids = a.ids[:0]
 	for i := range rec.Resources {
 		rw := &rec.Resources[i]
-		preps[i].pids = make([]int64, len(rw.Index))
+		ids := interned{pids: make([]int64, len(rw.Index))}
 		for j := range rw.Index {
 			pid, err := a.pid(rw.Type, rw.Index[j].Param)
 			if err != nil {
-				return store.WriteResult{}, &fatalError{err}
+				return err
 			}
-			preps[i].pids[j] = pid
+			ids.pids[j] = pid
 		}
 		if rw.Patient != "" {
 			cid, err := a.cid(rw.Patient)
 			if err != nil {
-				return store.WriteResult{}, &fatalError{err}
+				return err
 			}
-			preps[i].cid = cid
+			ids.cid = cid
 		}
+		a.ids = append(a.ids, ids)
 	}
-	if !a.safe {
-		res, err := a.writeRecord(rec, existing, srid, oldKeys, preps)
-		if err != nil {
-			return store.WriteResult{}, &retrySafe{err}
-		}
-		return res, nil
-	}
+	return nil
+}
+
+// Savepoint implements sqlcore.RecordWriter; the record's buffered rows are
+// flushed inside its savepoint.
+func (a *applier) Savepoint(write func() (store.WriteResult, error)) (store.WriteResult, error) {
 	if err := a.c.exec(a.ctx, "SAVEPOINT rec"); err != nil {
-		return store.WriteResult{}, &fatalError{err}
+		return store.WriteResult{}, &sqlcore.Fatal{Err: err}
 	}
-	res, err := a.writeRecord(rec, existing, srid, oldKeys, preps)
+	res, err := write()
 	if err == nil {
-		err = a.flush() // the record's rows land inside its savepoint
+		err = a.flush()
 	}
 	if err != nil {
 		a.buf.reset()
 		if rerr := a.c.exec(a.ctx, "ROLLBACK TO rec"); rerr != nil {
-			return store.WriteResult{}, &fatalError{rerr}
+			return store.WriteResult{}, &sqlcore.Fatal{Err: rerr}
 		}
 		if rerr := a.c.exec(a.ctx, "RELEASE rec"); rerr != nil {
-			return store.WriteResult{}, &fatalError{rerr}
+			return store.WriteResult{}, &sqlcore.Fatal{Err: rerr}
 		}
 		return store.WriteResult{}, err
 	}
 	if err := a.c.exec(a.ctx, "RELEASE rec"); err != nil {
-		return store.WriteResult{}, &fatalError{err}
-	}
-	return res, nil
-}
-
-// prepare checks rw's body and stamps it as version 1: every way a body can
-// fail shows here, before the record writes anything.
-func (a *applier) prepare(rw *store.ResourceWrite, p *prepared) error {
-	// The body's id must be the key's id (StampMeta relies on the leading id).
-	if len(rw.Body) < len(rw.ID)+8 || !bytes.HasPrefix(rw.Body, []byte(`{"id":"`)) ||
-		string(rw.Body[7:7+len(rw.ID)]) != rw.ID || rw.Body[7+len(rw.ID)] != '"' {
-		return fmt.Errorf("%s/%s: body does not start with the resource's id", rw.Type, rw.ID)
-	}
-	stamped, err := store.StampMeta(rw.Body, 1, a.now)
-	if err != nil {
-		return fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-	}
-	p.stamped = stamped
-	p.sum = sha256.Sum256(rw.Body)
-	return nil
-}
-
-// unchanged reports a record whose hash matched: nothing is written.
-func (a *applier) unchanged(rec *store.RecordWrite) (store.WriteResult, error) {
-	res := store.WriteResult{Outcome: store.Unchanged, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
-	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		c, _, err := a.current(rw.Type, rw.ID)
-		if err != nil {
-			return store.WriteResult{}, &fatalError{err}
-		}
-		res.Resources = append(res.Resources, store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: c.version, Outcome: store.Unchanged})
+		return store.WriteResult{}, &sqlcore.Fatal{Err: err}
 	}
 	return res, nil
 }
@@ -424,137 +318,106 @@ func (a *applier) cid(patient string) (int64, error) {
 	return cid, nil
 }
 
-func (a *applier) writeRecord(rec *store.RecordWrite, existing bool, srid int64, oldKeys string, preps []prepared) (store.WriteResult, error) {
-	res := store.WriteResult{Outcome: store.Created, Resources: make([]store.ResourceResult, 0, len(rec.Resources))}
-	var keys strings.Builder
-	for i := range rec.Resources {
-		rw := &rec.Resources[i]
-		if i > 0 {
-			keys.WriteByte('\n')
-		}
-		keys.WriteString(rw.Type)
-		keys.WriteByte('/')
-		keys.WriteString(rw.ID)
-	}
-	if existing {
-		res.Outcome = store.Updated
-		if _, err := a.ws.updSource.exec(a.ctx, rec.Hash, nonNil(rec.Source), keys.String(), a.ms, srid); err != nil {
+// Write implements sqlcore.RecordWriter: the source record, then each
+// resource in turn, then the deletions.
+func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlcore.Prepared) (store.WriteResult, error) {
+	res, keys, body := sqlcore.SourceRow(rec, src)
+	srid := src.ID
+	if src.Found {
+		if _, err := a.ws.updSource.exec(a.ctx, rec.Hash, body, keys, a.ms, srid); err != nil {
 			return res, err
 		}
-	} else {
-		if _, err := a.ws.insSource.queryRow(a.ctx, []any{rec.Kind, rec.ClinicID, rec.Hash, nonNil(rec.Source), keys.String(), a.ms}, &srid); err != nil {
-			return res, err
-		}
+	} else if _, err := a.ws.insSource.queryRow(a.ctx, []any{rec.Kind, rec.ClinicID, rec.Hash, body, keys, a.ms}, &srid); err != nil {
+		return res, err
 	}
 	for i := range rec.Resources {
-		rr, err := a.writeResource(&rec.Resources[i], srid, &preps[i])
+		rr, err := a.writeResource(&rec.Resources[i], i, srid, &preps[i])
 		if err != nil {
 			return res, err
 		}
 		res.Resources = append(res.Resources, rr)
 	}
-	if existing && oldKeys != "" {
-		produced := make(map[string]struct{}, len(rec.Resources))
-		for i := range rec.Resources {
-			produced[rec.Resources[i].Type+"/"+rec.Resources[i].ID] = struct{}{}
+	for _, k := range sqlcore.Dropped(rec, src) {
+		cur, found, err := a.current(k.Type, k.ID)
+		if err != nil {
+			return res, err
 		}
-		for key := range strings.SplitSeq(oldKeys, "\n") {
-			if _, ok := produced[key]; ok {
-				continue
-			}
-			typ, id, ok := strings.Cut(key, "/")
-			if !ok {
-				continue
-			}
-			rr, done, err := a.deleteResource(typ, id, srid)
-			if err != nil {
-				return res, err
-			}
-			if done {
-				res.Resources = append(res.Resources, rr)
-			}
+		rr, done, err := sqlcore.Delete(a, k, cur, found, srid)
+		if err != nil {
+			return res, err
+		}
+		if done {
+			res.Resources = append(res.Resources, rr)
 		}
 	}
 	return res, nil
 }
 
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
+// writeResource writes the record's i-th resource rw: creates are tried
+// first, the unique (type, id) index answering "exists?" as part of the
+// insert; an existing resource is sqlcore.Update's to decide.
+func (a *applier) writeResource(rw *store.ResourceWrite, i int, srid int64, p *sqlcore.Prepared) (store.ResourceResult, error) {
+	rid, hid := a.lastRID+1, a.lastHID+1
+	n, err := a.ws.insRes.exec(a.ctx, rid, rw.Type, rw.ID, hid, a.ms, sqlcore.NullString(rw.Patient), p.Sum[:], srid)
+	if err != nil {
+		return store.ResourceResult{}, err
 	}
-	return b
+	if n == 0 {
+		cur, found, err := a.current(rw.Type, rw.ID)
+		if err != nil {
+			return store.ResourceResult{}, err
+		}
+		if !found {
+			return store.ResourceResult{}, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
+		}
+		return sqlcore.Update(a, rw, i, p, cur, srid, a.now)
+	}
+	a.lastRID, a.lastHID = rid, hid
+	if err := a.bufferHistory(histRow{hid: hid, rid: rid, version: 1, patient: sqlcore.NullString(rw.Patient), body: p.Stamped}); err != nil {
+		return store.ResourceResult{}, err
+	}
+	if err := a.bufferIndex(rw, rid, &a.ids[i]); err != nil {
+		return store.ResourceResult{}, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
+	}
+	if failAfterWrite != nil {
+		if err := failAfterWrite(rw.Type, rw.ID); err != nil {
+			return store.ResourceResult{}, err
+		}
+	}
+	return store.ResourceResult{Type: rw.Type, ID: rw.ID, Version: 1, Outcome: store.Created}, nil
 }
 
-func nullString(s string) any {
-	if s == "" {
+// SetSource implements sqlcore.VersionWriter.
+func (a *applier) SetSource(rid, srid int64) error {
+	_, err := a.ws.setSrc.exec(a.ctx, srid, rid)
+	return err
+}
+
+// WriteVersion implements sqlcore.VersionWriter.
+func (a *applier) WriteVersion(v *sqlcore.Version) error {
+	hid := a.lastHID + 1
+	a.lastHID = hid
+	patient := sqlcore.NullString(v.Patient)
+	var hash any // NULL for a deletion
+	if v.Hash != nil {
+		hash = v.Hash
+	}
+	if _, err := a.ws.updRes.exec(a.ctx, v.Version, hid, a.ms, v.Deleted, patient, hash, v.Src, v.RID); err != nil {
+		return err
+	}
+	if err := a.deleteIndex(v.RID); err != nil {
+		return err
+	}
+	if err := a.bufferHistory(histRow{hid: hid, rid: v.RID, version: v.Version, deleted: v.Deleted, patient: patient, body: v.Body}); err != nil {
+		return err
+	}
+	if v.Resource == nil {
 		return nil
 	}
-	return s
-}
-
-func (a *applier) writeResource(rw *store.ResourceWrite, srid int64, p *prepared) (store.ResourceResult, error) {
-	rr := store.ResourceResult{Type: rw.Type, ID: rw.ID}
-	patient := nullString(rw.Patient)
-	rid, hid := a.lastRID+1, a.lastHID+1
-	n, err := a.ws.insRes.exec(a.ctx, rid, rw.Type, rw.ID, hid, a.ms, patient, p.sum[:], srid)
-	if err != nil {
-		return rr, err
+	if err := a.bufferIndex(v.Resource, v.RID, &a.ids[v.Index]); err != nil {
+		return fmt.Errorf("%s/%s: %w", v.Resource.Type, v.Resource.ID, err)
 	}
-	if n == 1 { // created
-		a.lastRID, a.lastHID = rid, hid
-		if err := a.bufferHistory(histRow{hid: hid, rid: rid, version: 1, patient: patient, body: p.stamped}); err != nil {
-			return rr, err
-		}
-		if err := a.bufferIndex(rw, rid, p); err != nil {
-			return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-		}
-		if failAfterWrite != nil {
-			if err := failAfterWrite(rw.Type, rw.ID); err != nil {
-				return rr, err
-			}
-		}
-		rr.Version, rr.Outcome = 1, store.Created
-		return rr, nil
-	}
-	cur, found, err := a.current(rw.Type, rw.ID)
-	if err != nil {
-		return rr, err
-	}
-	if !found {
-		return rr, fmt.Errorf("%s/%s: conflicting insert but no row", rw.Type, rw.ID)
-	}
-	if !cur.deleted && bytes.Equal(cur.hash, p.sum[:]) {
-		if cur.src != srid {
-			if _, err := a.ws.setSrc.exec(a.ctx, srid, cur.rid); err != nil {
-				return rr, err
-			}
-		}
-		rr.Version, rr.Outcome = cur.version, store.Unchanged
-		return rr, nil
-	}
-	version := cur.version + 1
-	body, err := store.StampMeta(rw.Body, version, a.now)
-	if err != nil {
-		return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-	}
-	a.lastHID = hid
-	if _, err := a.ws.updRes.exec(a.ctx, version, hid, a.ms, false, patient, p.sum[:], srid, cur.rid); err != nil {
-		return rr, err
-	}
-	if err := a.deleteIndex(cur.rid); err != nil {
-		return rr, err
-	}
-	if err := a.bufferHistory(histRow{hid: hid, rid: cur.rid, version: version, patient: patient, body: body}); err != nil {
-		return rr, err
-	}
-	if err := a.bufferIndex(rw, cur.rid, p); err != nil {
-		return rr, fmt.Errorf("%s/%s: %w", rw.Type, rw.ID, err)
-	}
-	rr.Version, rr.Outcome = version, store.Updated
-	if cur.deleted {
-		rr.Outcome = store.Created
-	}
-	return rr, nil
+	return nil
 }
 
 // deleteIndex deletes rid's index rows, flushing the buffer first (it may
@@ -569,30 +432,6 @@ func (a *applier) deleteIndex(rid int64) error {
 		}
 	}
 	return nil
-}
-
-// deleteResource writes a deletion version of typ/id when it exists, is not
-// deleted, and was last written by record srid (a resource another record
-// now produces is left alone).
-func (a *applier) deleteResource(typ, id string, srid int64) (store.ResourceResult, bool, error) {
-	cur, found, err := a.current(typ, id)
-	if err != nil || !found || cur.deleted || cur.src != srid {
-		return store.ResourceResult{}, false, err
-	}
-	version := cur.version + 1
-	hid := a.lastHID + 1
-	a.lastHID = hid
-	patient := nullString(cur.patient)
-	if _, err := a.ws.updRes.exec(a.ctx, version, hid, a.ms, true, patient, nil, srid, cur.rid); err != nil {
-		return store.ResourceResult{}, false, err
-	}
-	if err := a.bufferHistory(histRow{hid: hid, rid: cur.rid, version: version, deleted: true, patient: patient}); err != nil {
-		return store.ResourceResult{}, false, err
-	}
-	if err := a.deleteIndex(cur.rid); err != nil {
-		return store.ResourceResult{}, false, err
-	}
-	return store.ResourceResult{Type: typ, ID: id, Version: version, Outcome: store.Deleted}, true, nil
 }
 
 // SourceRecords returns the stored source records for the keys that exist.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 // Index and history rows are not inserted one statement per row: the writer
@@ -52,7 +53,7 @@ type histRow struct {
 
 // rowBuf holds the rows awaiting a flush.
 type rowBuf struct {
-	idx  [numKinds][]idxRow
+	idx  [sqlcore.NumKinds][]idxRow
 	hist []histRow
 	n    int
 	nv   []driver.NamedValue
@@ -69,7 +70,7 @@ func (b *rowBuf) reset() {
 }
 
 // indexColumns lists each index table's columns in insert order.
-var indexColumns = [numKinds]string{
+var indexColumns = [sqlcore.NumKinds]string{
 	store.KindToken:     "pid, code, system, rid, cid",
 	store.KindString:    "pid, value, rid",
 	store.KindDate:      "pid, lo, hi, rid",
@@ -97,7 +98,7 @@ func (a *applier) multiInsert(kind store.IndexKind, rows int) (*dstmt, error) {
 		q.WriteString("INSERT INTO history (hid, rid, version, last_updated, deleted, patient, body) VALUES ")
 		cols = 7
 	} else {
-		q.WriteString("INSERT OR IGNORE INTO " + indexTables[kind] + " (" + indexColumns[kind] + ") VALUES ")
+		q.WriteString("INSERT OR IGNORE INTO " + sqlcore.IndexTables[kind] + " (" + indexColumns[kind] + ") VALUES ")
 		cols = strings.Count(indexColumns[kind], ",") + 1
 	}
 	tuple := "(" + placeholders(cols) + ")"
@@ -120,13 +121,13 @@ func (a *applier) multiInsert(kind store.IndexKind, rows int) (*dstmt, error) {
 }
 
 // bufferIndex buffers rw's index rows for resource rid.
-func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, p *prepared) error {
+func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, ids *interned) error {
 	for j := range rw.Index {
 		row := &rw.Index[j]
-		r := idxRow{pid: p.pids[j], rid: rid}
+		r := idxRow{pid: ids.pids[j], rid: rid}
 		switch row.Kind {
 		case store.KindToken:
-			r.a, r.b, r.cid = row.Code, row.System, p.cid
+			r.a, r.b, r.cid = row.Code, row.System, ids.cid
 		case store.KindString:
 			r.a = store.NormalizeString(row.Value)
 		case store.KindDate:
@@ -222,7 +223,7 @@ func (a *applier) flush() error {
 		if err := a.flushRows(k, len(rows), maxIdxRowsPerInsert, func(nv []driver.NamedValue, i int) []driver.NamedValue {
 			return appendIdxArgs(nv, k, &rows[i])
 		}); err != nil {
-			return fmt.Errorf("index %s: %w", indexTables[k], err)
+			return fmt.Errorf("index %s: %w", sqlcore.IndexTables[k], err)
 		}
 	}
 	return nil

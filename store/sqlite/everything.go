@@ -5,17 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
-// Refs returns the references the given current, non-deleted resources make
-// through params (all reference params when params is empty), for _include
-// (search.html#include). Refs are grouped by source resource in the order of
-// from (each key once), then ordered by param and target. Targets that are
-// not "Type/id" are skipped.
+// Refs implements store.Store.Refs, whose doc states the semantics.
 func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]store.Ref, error) {
 	if len(from) == 0 {
 		return nil, nil
@@ -124,14 +120,8 @@ func (s *Store) eachIDChunk(ctx context.Context, tx *sql.Tx, keys []store.Key, t
 // idChunk is the most ids one eachIDChunk query asks for.
 const idChunk = 64
 
-// Everything returns a page of a patient's compartment for
-// Patient/$everything (patient-operation-everything.html): current,
-// non-deleted resources whose compartment is q.Patient, the Patient itself
-// first, then ordered by type and id; Types limits the types (_type), Since
-// keeps resources updated at or after it (_since). The int is the number of
-// all matches. Count <= 0 returns every match from Offset. An unknown or
-// deleted patient yields no resources and a total of 0 (the caller decides
-// between 404 and 410 with Read).
+// Everything implements store.Store.Everything, whose doc states the
+// semantics.
 func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
 	if q.Patient == "" {
 		return nil, 0, errors.New("store: everything: patient is required")
@@ -142,23 +132,14 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	var b sqlBuilder
-	b.add("r.patient = ?", q.Patient)
-	b.add("r.deleted = 0")
-	if len(q.Types) > 0 {
-		types := append([]string(nil), q.Types...)
-		sort.Strings(types)
-		b.add("r.type IN ("+placeholders(len(types))+")", stringArgs(types)...)
-	}
-	if !q.Since.IsZero() {
-		b.add("r.last_updated >= ?", q.Since.UnixMilli())
-	}
+	b := sqlcore.NewBuilder(sqlcore.SQLite)
+	b.Everything(&q)
 	// (type, id) order, the Patient first; the compartment is small, so the
 	// sort is cheap.
 	const from = "resources r INDEXED BY resources_patient"
-	text := `SELECT r.hid, r.type, r.id, r.version, r.last_updated FROM ` + from + ` WHERE ` + b.sb.String() +
-		` ORDER BY (r.type = 'Patient' AND r.id = ?) DESC, r.type, r.id LIMIT ? OFFSET ?`
-	args := append(append([]any{}, b.args...), q.Patient, limit(q.Count), max(q.Offset, 0))
+	w := where{from: from, sql: b.Where(), args: b.Args()}
+	text := `SELECT r.hid, r.type, r.id, r.version, r.last_updated FROM ` + from + ` WHERE ` + w.sql + b.EverythingOrder(&q)
+	args := b.Args()
 	st, err := s.stmt(ctx, tx, text)
 	if err != nil {
 		return nil, 0, err
@@ -176,7 +157,7 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 			rows.Close()
 			return nil, 0, fmt.Errorf("store: sqlite: everything: %w", err)
 		}
-		r.LastUpdated = msTime(ms)
+		r.LastUpdated = sqlcore.MSTime(ms)
 		out = append(out, r)
 		hids = append(hids, hid)
 	}
@@ -187,11 +168,9 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	if err := s.loadBodies(ctx, tx, out, hids); err != nil {
 		return nil, 0, err
 	}
-	total := max(q.Offset, 0) + len(out)
-	if (q.Count > 0 && len(out) == q.Count) || (len(out) == 0 && q.Offset > 0) {
-		if total, err = s.count(ctx, tx, where{from: from, sql: b.sb.String(), args: b.args}); err != nil {
-			return nil, 0, err
-		}
+	total, err := sqlcore.EverythingTotal(&q, len(out), func() (int, error) { return s.count(ctx, tx, w) })
+	if err != nil {
+		return nil, 0, err
 	}
 	return out, total, nil
 }

@@ -3,137 +3,56 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
-// SQL for the current version of one resource: the unique (type, id) index,
-// then the history row by rowid.
+// SQL for the current version of one resource (a version row: see
+// sqlcore.ReadVersion): the unique (type, id) index, then the history row by
+// rowid.
 const readSQL = `SELECT r.version, r.last_updated, r.deleted, coalesce(r.patient, ''), h.body
 FROM resources r JOIN history h ON h.hid = r.hid
 WHERE r.type = ? AND r.id = ?`
 
-const vreadSQL = `SELECT h.last_updated, h.deleted, coalesce(h.patient, ''), h.body
+const vreadSQL = `SELECT h.version, h.last_updated, h.deleted, coalesce(h.patient, ''), h.body
 FROM resources r JOIN history h ON h.rid = r.rid
 WHERE r.type = ? AND r.id = ? AND h.version = ?`
 
-func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
-
-// Read returns the current version (http.html#read). A deleted resource
-// returns its deletion version and store.ErrGone; an unknown one
-// store.ErrNotFound.
+// Read implements store.Store.Read, whose doc states the semantics.
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
-	if s.closed.Load() {
-		return store.Resource{}, errClosed
-	}
 	q, err := s.queryerFor(ctx, readSQL)
 	if err != nil {
 		return store.Resource{}, err
 	}
-	r, err := readOne(ctx, q, typ, id)
-	if err != nil {
-		return r, err
-	}
-	if r.Deleted {
-		return r, store.ErrGone
-	}
-	return r, nil
+	return sqlcore.SQLite.ReadVersion(q.QueryRowContext(ctx, readSQL, typ, id), "read", typ, id)
 }
 
-func readOne(ctx context.Context, q queryer, typ, id string) (store.Resource, error) {
-	r := store.Resource{Type: typ, ID: id}
-	var ms int64
-	err := q.QueryRowContext(ctx, readSQL, typ, id).Scan(&r.Version, &ms, &r.Deleted, &r.Patient, &r.Body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Resource{}, store.ErrNotFound
-	}
-	if err != nil {
-		return store.Resource{}, fmt.Errorf("store: sqlite: read: %w", err)
-	}
-	r.LastUpdated = msTime(ms)
-	return r, nil
-}
-
-// VRead returns one version (http.html#vread). An unknown resource or version
-// is store.ErrNotFound; a deletion version is returned with store.ErrGone.
+// VRead implements store.Store.VRead, whose doc states the semantics.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
-	if s.closed.Load() {
-		return store.Resource{}, errClosed
-	}
 	q, err := s.queryerFor(ctx, vreadSQL)
 	if err != nil {
 		return store.Resource{}, err
 	}
-	r := store.Resource{Type: typ, ID: id, Version: version}
-	var ms int64
-	err = q.QueryRowContext(ctx, vreadSQL, typ, id, version).Scan(&ms, &r.Deleted, &r.Patient, &r.Body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Resource{}, store.ErrNotFound
-	}
-	if err != nil {
-		return store.Resource{}, fmt.Errorf("store: sqlite: vread: %w", err)
-	}
-	r.LastUpdated = msTime(ms)
-	if r.Deleted {
-		return r, store.ErrGone
-	}
-	return r, nil
+	return sqlcore.SQLite.ReadVersion(q.QueryRowContext(ctx, vreadSQL, typ, id, version), "vread", typ, id)
 }
 
-// History returns a page of a resource's versions, newest first, deletion
-// versions included (http.html#history), and the number of all versions.
-// count <= 0 means no limit. An unknown resource is store.ErrNotFound.
+// History implements store.Store.History, whose doc states the semantics.
 func (s *Store) History(ctx context.Context, typ, id string, count, offset int) ([]store.Resource, int, error) {
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	var rid int64
-	var total int
-	err = tx.QueryRowContext(ctx, `SELECT rid, version FROM resources WHERE type = ? AND id = ?`, typ, id).Scan(&rid, &total)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, store.ErrNotFound
-	}
+	out, total, err := sqlcore.SQLite.History(ctx, sqlQuerier{tx}, typ, id, count, offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: sqlite: history: %w", err)
-	}
-	// Versions are 1..current without gaps, so the current version is the count.
-	rows, err := tx.QueryContext(ctx, `SELECT version, last_updated, deleted, coalesce(patient, ''), body
-FROM history WHERE rid = ? ORDER BY version DESC LIMIT ? OFFSET ?`, rid, limit(count), max(offset, 0))
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: sqlite: history: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Resource
-	for rows.Next() {
-		r := store.Resource{Type: typ, ID: id}
-		var ms int64
-		if err := rows.Scan(&r.Version, &ms, &r.Deleted, &r.Patient, &r.Body); err != nil {
-			return nil, 0, fmt.Errorf("store: sqlite: history: %w", err)
-		}
-		r.LastUpdated = msTime(ms)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("store: sqlite: history: %w", err)
+		return nil, 0, sqlcore.SQLite.WrapRead("history", err, errClosed)
 	}
 	return out, total, nil
 }
 
-// limit maps a page size to SQL LIMIT (-1: none).
-func limit(count int) int {
-	if count <= 0 {
-		return -1
-	}
-	return count
-}
-
-// GetMany returns the current, non-deleted versions of the keys that exist,
-// in the order of keys, each key at most once.
+// GetMany implements store.Store.GetMany, whose doc states the semantics.
 func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
 	if len(keys) == 0 {
 		return nil, nil
@@ -152,7 +71,7 @@ WHERE r.type = ? AND r.id IN (%s) AND r.deleted = 0`, func(typ string, rows *sql
 		if err := rows.Scan(&r.ID, &r.Version, &ms, &r.Patient, &r.Body); err != nil {
 			return err
 		}
-		r.LastUpdated = msTime(ms)
+		r.LastUpdated = sqlcore.MSTime(ms)
 		found[store.Key{Type: typ, ID: r.ID}] = r
 		return nil
 	})

@@ -20,16 +20,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -77,6 +75,8 @@ var errClosed = errors.New("store: closed")
 
 // Store is the SQLite store.Store. All methods are safe for concurrent use.
 type Store struct {
+	*authStore // store.AuthStore and ListAudit, with the shared queries
+
 	clock store.Clock
 
 	wdb  *sql.DB
@@ -186,6 +186,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		qcache:   make(map[string]*sql.Stmt),
 		qpending: make(map[string]bool),
 	}
+	s.authStore = sqlcore.NewAuth(sqlcore.SQLite, coreDB{s}, clock, errClosed)
 	fail := func(err error) (*Store, error) {
 		s.closeAll()
 		return nil, err
@@ -243,35 +244,24 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 	if err := c.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&cur); err != nil {
 		return fmt.Errorf("store: sqlite: migrate: %w", err)
 	}
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	ms, err := sqlcore.Migrations(migrationFiles)
 	if err != nil {
 		return fmt.Errorf("store: sqlite: migrate: %w", err)
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return fmt.Errorf("store: sqlite: migrate: bad migration name %s", base)
-		}
-		if v <= cur {
+	for _, m := range ms {
+		if m.Version <= cur {
 			continue
 		}
-		text, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("store: sqlite: migrate: %w", err)
-		}
 		if err := execTx(ctx, c, func() error {
-			if _, err := c.ExecContext(ctx, string(text)); err != nil {
+			if _, err := c.ExecContext(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := c.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, v)
+			_, err := c.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, m.Version)
 			return err
 		}); err != nil {
-			return fmt.Errorf("store: sqlite: migrate %s: %w", base, err)
+			return fmt.Errorf("store: sqlite: migrate %s: %w", m.Name, err)
 		}
-		cur = v
+		cur = m.Version
 	}
 	return nil
 }
@@ -301,17 +291,32 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store: sqlite: ping: %w", err)
 	}
+	if err := s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWriter()
+	return s.w.PingContext(ctx)
+}
+
+// lockWriter takes the writer connection for the caller (wsem), waiting at
+// most until ctx ends; unlockWriter gives it back.
+func (s *Store) lockWriter(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
 	select {
 	case s.wsem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-s.wsem }()
 	if s.closed.Load() {
+		<-s.wsem
 		return errClosed
 	}
-	return s.w.PingContext(ctx)
+	return nil
 }
+
+func (s *Store) unlockWriter() { <-s.wsem }
 
 // Close waits for a running Apply, runs PRAGMA optimize and closes every
 // connection. Calls after Close fail.

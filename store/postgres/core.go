@@ -1,0 +1,58 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
+)
+
+// What the shared SQL core (store/internal/sqlcore) needs of pgx.
+
+// pgQuerier adapts a *pgxpool.Pool or a pgx.Tx to sqlcore.Querier
+// (pgx.Rows is already a sqlcore.Rows).
+type pgQuerier struct {
+	q interface {
+		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
+}
+
+func (q pgQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := q.q.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
+}
+
+func (q pgQuerier) Query(ctx context.Context, query string, args ...any) (sqlcore.Rows, error) {
+	return q.q.Query(ctx, query, args...)
+}
+
+func (q pgQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlcore.Row {
+	return q.q.QueryRow(ctx, query, args...)
+}
+
+// coreDB gives the shared auth and audit queries the pool.
+type coreDB struct{ s *Store }
+
+func (c coreDB) Reader() (sqlcore.Querier, error) {
+	pool, err := c.s.db()
+	if err != nil {
+		return nil, err
+	}
+	return pgQuerier{pool}, nil
+}
+
+func (c coreDB) Write(ctx context.Context, fn func(sqlcore.Querier) error) error {
+	pool, err := c.s.db()
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(pgQuerier{tx}) })
+}
+
+// authStore is the shared implementation of store.AuthStore (and
+// ListAudit), embedded in Store under an unexported name.
+type authStore = sqlcore.Auth

@@ -1,0 +1,63 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
+)
+
+// What the shared SQL core (store/internal/sqlcore) needs of database/sql.
+
+// sqlQuerier adapts a *sql.DB, *sql.Conn or *sql.Tx to sqlcore.Querier.
+type sqlQuerier struct {
+	q interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	}
+}
+
+func (q sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q sqlQuerier) Query(ctx context.Context, query string, args ...any) (sqlcore.Rows, error) {
+	rows, err := q.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (q sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlcore.Row {
+	return q.q.QueryRowContext(ctx, query, args...)
+}
+
+// sqlRows drops the error of Close (Err reports a failed iteration).
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+// coreDB gives the shared auth and audit queries the reader pool and the
+// writer connection.
+type coreDB struct{ s *Store }
+
+func (c coreDB) Reader() (sqlcore.Querier, error) {
+	if c.s.closed.Load() {
+		return nil, errClosed
+	}
+	return sqlQuerier{c.s.rdb}, nil
+}
+
+func (c coreDB) Write(ctx context.Context, fn func(sqlcore.Querier) error) error {
+	return c.s.writeTx(ctx, func(w *sql.Conn) error { return fn(sqlQuerier{w}) })
+}
+
+// authStore is the shared implementation of store.AuthStore (and
+// ListAudit), embedded in Store under an unexported name.
+type authStore = sqlcore.Auth
