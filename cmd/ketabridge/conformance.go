@@ -18,7 +18,7 @@ import (
 var conformanceCommand = &command{name: "conformance", summary: "check what the gateway emits", verbs: []*command{{
 	name: "conformance export", args: "--patients N --out DIR [--seed S]",
 	summary: "serve synthetic patients from a temporary store on loopback and write every resource and API response " +
-		"the gateway answers (resources.ndjson, api-*.json) and the implementation guide (ig/), for an external validator",
+		"the gateway answers (resources.ndjson, api-*.json) and the implementation guide (ig/, ig/vendor/), for an external validator",
 	flags: func(fs *flag.FlagSet) action {
 		patients := fs.Int("patients", 50, "number of synthetic patients")
 		seed := fs.Int64("seed", 1, "random seed")
@@ -38,7 +38,7 @@ var conformanceCommand = &command{name: "conformance", summary: "check what the 
 				return fmt.Errorf("conformance export: %w", err)
 			}
 			fmt.Fprintf(inv.e.stdout, "conformance export: %d resources in %s/resources.ndjson, %d API responses (api-*.json), "+
-				"%d definitions (ig/)\n", res.Resources, *out, res.Responses, res.Definitions)
+				"%d definitions (ig/), %d vendored definitions (ig/vendor/)\n", res.Resources, *out, res.Responses, res.Definitions, res.Vendored)
 			return nil
 		}
 	},

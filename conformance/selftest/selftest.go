@@ -31,25 +31,29 @@ type Options struct {
 	Token string
 	// Client sends the requests (nil: http.DefaultClient).
 	Client *http.Client
-	// Out is the output directory: resources.ndjson, api-{name}.json and
-	// ig/{resourceType}-{id}.json are written there.
+	// Out is the output directory: resources.ndjson, api-{name}.json,
+	// ig/{resourceType}-{id}.json and ig/vendor/{resourceType}-{id}.json are
+	// written there.
 	Out string
 }
 
 // Result counts what Export wrote.
 type Result struct {
-	Resources, Responses, Definitions int
+	Resources, Responses, Definitions, Vendored int
 }
 
 // Export writes every resource the gateway serves (each searchable type,
 // paged through with the links the gateway gives), the API responses of
-// Captures for the first patients served, and the implementation guide.
+// Captures for the first patients served, the implementation guide
+// (conformance.Definitions) and, in ig/vendor, the other publishers'
+// definitions the gateway emits (conformance.Vendored): a validator given
+// the ig directory knows every extension the gateway may emit.
 func Export(ctx context.Context, o Options) (Result, error) {
 	if o.Client == nil {
 		o.Client = http.DefaultClient
 	}
 	var res Result
-	if err := os.MkdirAll(filepath.Join(o.Out, "ig"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(o.Out, "ig", "vendor"), 0o755); err != nil {
 		return res, err
 	}
 	n, patients, err := o.exportResources(ctx, filepath.Join(o.Out, "resources.ndjson"))
@@ -73,17 +77,26 @@ func Export(ctx context.Context, o Options) (Result, error) {
 		}
 		res.Responses++
 	}
-	defs, err := conformance.Definitions()
-	if err != nil {
+	if res.Definitions, err = writeDefinitions(filepath.Join(o.Out, "ig"), conformance.Definitions); err != nil {
 		return res, err
 	}
-	for _, d := range defs {
-		if err := os.WriteFile(filepath.Join(o.Out, "ig", d.Type+"-"+d.ID+".json"), d.Body, 0o644); err != nil {
-			return res, err
-		}
-		res.Definitions++
+	res.Vendored, err = writeDefinitions(filepath.Join(o.Out, "ig", "vendor"), conformance.Vendored)
+	return res, err
+}
+
+// writeDefinitions writes the definitions list returns to dir, one
+// {resourceType}-{id}.json each.
+func writeDefinitions(dir string, list func() ([]conformance.Definition, error)) (int, error) {
+	defs, err := list()
+	if err != nil {
+		return 0, err
 	}
-	return res, nil
+	for _, d := range defs {
+		if err := os.WriteFile(filepath.Join(dir, d.Type+"-"+d.ID+".json"), d.Body, 0o644); err != nil {
+			return 0, err
+		}
+	}
+	return len(defs), nil
 }
 
 // page is the part of a searchset Bundle the export reads.

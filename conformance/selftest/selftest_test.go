@@ -91,7 +91,12 @@ func TestExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Resources != 5 || res.Responses != len(Captures(g.patients)) || res.Definitions != len(defs) {
+	vendored, err := conformance.Vendored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resources != 5 || res.Responses != len(Captures(g.patients)) || res.Definitions != len(defs) ||
+		res.Vendored != len(vendored) || len(vendored) == 0 {
 		t.Errorf("result %+v", res)
 	}
 
@@ -142,11 +147,13 @@ func TestExport(t *testing.T) {
 			t.Errorf("$everything captured for %d more patients, want up to three in all", n+1)
 		}
 	})
-	t.Run("the implementation guide, one file a definition", func(t *testing.T) {
-		for _, d := range defs {
-			b, err := os.ReadFile(filepath.Join(out, "ig", d.Type+"-"+d.ID+".json"))
-			if err != nil || string(b) != string(d.Body) {
-				t.Errorf("%s/%s: %v", d.Type, d.ID, err)
+	t.Run("the implementation guide and the vendored definitions, one file a definition", func(t *testing.T) {
+		for dir, list := range map[string][]conformance.Definition{"ig": defs, filepath.Join("ig", "vendor"): vendored} {
+			for _, d := range list {
+				b, err := os.ReadFile(filepath.Join(out, dir, d.Type+"-"+d.ID+".json"))
+				if err != nil || string(b) != string(d.Body) {
+					t.Errorf("%s/%s in %s: %v", d.Type, d.ID, dir, err)
+				}
 			}
 		}
 	})
