@@ -67,15 +67,7 @@ func usersAdd(fs *flag.FlagSet) action {
 		if err != nil {
 			return err
 		}
-		st, err := inv.openStore(ctx)
-		if err != nil {
-			return err
-		}
-		old, err := st.GetUser(ctx, u.ID)
-		if err := checkReplace("user", u.ID, *replace, err, &u.Created, old.Created); err != nil {
-			return err
-		}
-		if err := st.PutUser(ctx, u); err != nil {
+		if err := save(ctx, inv, *replace, &u); err != nil {
 			return err
 		}
 		fmt.Fprintf(inv.e.stdout, "user %s (%s, %s) saved\n", u.ID, u.Role, orDash(u.FHIRUser))
@@ -113,15 +105,7 @@ func clientsAdd(fs *flag.FlagSet) action {
 		if err != nil {
 			return err
 		}
-		st, err := inv.openStore(ctx)
-		if err != nil {
-			return err
-		}
-		old, err := st.GetClient(ctx, c.ID)
-		if err := checkReplace("client", c.ID, *replace, err, &c.Created, old.Created); err != nil {
-			return err
-		}
-		if err := st.PutClient(ctx, c); err != nil {
+		if err := save(ctx, inv, *replace, &c); err != nil {
 			return err
 		}
 		fmt.Fprintf(inv.e.stdout, "client %s (%s) saved\n", c.ID, c.Kind)
@@ -132,19 +116,39 @@ func clientsAdd(fs *flag.FlagSet) action {
 	}
 }
 
-// checkReplace decides whether a registration of what id may be stored,
-// given the lookup of the existing one (getErr): a new id is created now,
-// an existing one is refused unless replace, which keeps its creation time.
-func checkReplace(what, id string, replace bool, getErr error, created *time.Time, oldCreated time.Time) error {
-	switch {
-	case getErr == nil && !replace:
-		return &exitError{code: 1, msg: fmt.Sprintf("%ss add: %s %s exists (use --replace to replace it)", what, what, id)}
-	case getErr == nil:
-		*created = oldCreated
-	case !errors.Is(getErr, store.ErrNotFound):
-		return getErr
+// save stores a new user or client (a *store.User or *store.Client). One
+// whose id exists is refused unless replace, which keeps its creation time.
+func save(ctx context.Context, inv *invocation, replace bool, rec any) error {
+	st, err := inv.openStore(ctx)
+	if err != nil {
+		return err
 	}
-	return nil
+	exists := func(what, id string, err error, created *time.Time, old time.Time) error {
+		switch {
+		case err == nil && !replace:
+			return &exitError{code: 1, msg: fmt.Sprintf("%ss add: %s %s exists (use --replace to replace it)", what, what, id)}
+		case err == nil:
+			*created = old
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		return nil
+	}
+	switch r := rec.(type) {
+	case *store.User:
+		old, err := st.GetUser(ctx, r.ID)
+		if err = exists("user", r.ID, err, &r.Created, old.Created); err != nil {
+			return err
+		}
+		return st.PutUser(ctx, *r)
+	case *store.Client:
+		old, err := st.GetClient(ctx, r.ID)
+		if err = exists("client", r.ID, err, &r.Created, old.Created); err != nil {
+			return err
+		}
+		return st.PutClient(ctx, *r)
+	}
+	return fmt.Errorf("save: %T is not a registration", rec)
 }
 
 // listing is a list verb: print writes the registry as a table.
