@@ -282,13 +282,5 @@ func appendCompareDocs(path string, c *comparison) error {
 	if c.Skipped != "" {
 		fmt.Fprintf(&b, "\nSkipped: %s.\n", c.Skipped)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(b.String()); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return appendFile(path, []byte(b.String()))
 }

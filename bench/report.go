@@ -287,11 +287,16 @@ func appendDocs(path, outDir string, r *results) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	return appendFile(path, b.Bytes())
+}
+
+// appendFile appends b to the file at path, created when missing.
+func appendFile(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b.Bytes()); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return err
 	}
