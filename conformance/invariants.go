@@ -21,10 +21,13 @@ const (
 	sysCondVerStatus   = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 )
 
-// sensitiveTypes carry the PSY + R security labels (project rule: ketamine
-// therapy records are psychiatric, restricted; security-labels.html).
+// sensitiveTypes always hold mental-health content and carry the security
+// label PSY with a confidentiality code (project rule, docs/fhir-mapping.md
+// "Security labels": ketamine therapy records are psychiatric). A Condition
+// carries PSY only for a mental-health diagnosis, so it is not listed; its
+// labels, like every resource's, must still be well formed (securityLabels).
 var sensitiveTypes = map[string]bool{
-	"Condition": true, "Observation": true, "Encounter": true, "MedicationAdministration": true,
+	"Observation": true, "Encounter": true, "MedicationAdministration": true,
 	"MedicationRequest": true, "MedicationStatement": true, "CarePlan": true, "AdverseEvent": true,
 }
 
@@ -365,8 +368,8 @@ func (c *checker) resourceRules(rt string, r map[string]any, p string, ctx *resC
 			}
 		}
 	}
-	if sensitiveTypes[rt] && !inContained {
-		c.securityLabels(r, p)
+	if !inContained {
+		c.securityLabels(r, p, sensitiveTypes[rt])
 	}
 	switch rt {
 	case "Observation":
@@ -396,23 +399,26 @@ func (c *checker) resourceRules(rt string, r map[string]any, p string, ctx *resC
 	c.profiles(rt, r, p)
 }
 
-// securityLabels enforces the project rule: PSY (v3-ActCode) and R
-// (v3-Confidentiality) on every sensitive resource.
-func (c *checker) securityLabels(r map[string]any, p string) {
-	sec := arrOf(objOf(r, "meta"), "security")
-	has := func(system, code string) bool {
-		for _, cd := range sec {
-			if codingIs(cd, system, code) {
-				return true
-			}
+// securityLabels checks meta.security against the HL7 classification (FHIR R4
+// security-labels.html#hcs): at most one confidentiality code, and one beside
+// a sensitivity label (PSY); and the project rule that a sensitive type
+// (required) carries PSY and a confidentiality code.
+func (c *checker) securityLabels(r map[string]any, p string, required bool) {
+	var psy bool
+	var conf int
+	for _, cd := range arrOf(objOf(r, "meta"), "security") {
+		psy = psy || codingIs(cd, sysActCode, "PSY")
+		if m, ok := cd.(map[string]any); ok && m["system"] == sysConfidentiality {
+			conf++
 		}
-		return false
 	}
-	if !has(sysActCode, "PSY") {
+	switch {
+	case conf > 1:
+		c.add(p+".meta.security", CodeValue, "more than one confidentiality code ("+sysConfidentiality+")")
+	case required && !psy:
 		c.add(p+".meta.security", CodeRequired, "project rule: security label PSY ("+sysActCode+") missing")
-	}
-	if !has(sysConfidentiality, "R") {
-		c.add(p+".meta.security", CodeRequired, "project rule: security label R ("+sysConfidentiality+") missing")
+	case (required || psy) && conf == 0:
+		c.add(p+".meta.security", CodeRequired, "project rule: confidentiality code ("+sysConfidentiality+") missing beside PSY")
 	}
 }
 

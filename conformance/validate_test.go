@@ -12,7 +12,7 @@ import (
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
-const security = `"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"},{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]`
+const security = `"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"},{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"N"}]`
 
 const vitalCat = `"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}]`
 
@@ -213,9 +213,17 @@ func TestValidateBad(t *testing.T) {
 		{"security label PSY missing", hr, func(m map[string]any) {
 			o(m, "meta")["security"] = js(`[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]`)
 		}, "Observation.meta.security", CodeRequired},
-		{"security label R missing", ma, func(m map[string]any) {
+		{"confidentiality code missing", ma, func(m map[string]any) {
 			o(m, "meta")["security"] = js(`[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"}]`)
 		}, "MedicationAdministration.meta.security", CodeRequired},
+		{"two confidentiality codes", ma, func(m map[string]any) {
+			o(m, "meta")["security"] = js(`[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"},
+				{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"N"},
+				{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]`)
+		}, "MedicationAdministration.meta.security", CodeValue},
+		{"PSY without confidentiality on an unlisted type", pat, func(m map[string]any) {
+			m["meta"] = js(`{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"}]}`)
+		}, "Patient.meta.security", CodeRequired},
 		// Bundle rules
 		{"searchset fullUrl missing", ss, func(m map[string]any) { delete(a(m, "entry", 0), "fullUrl") }, "Bundle.entry[0].fullUrl", CodeRequired},
 		{"searchset fullUrl relative", ss, func(m map[string]any) { a(m, "entry", 0)["fullUrl"] = "Patient/p1" }, "Bundle.entry[0].fullUrl", CodeValue},

@@ -44,7 +44,7 @@ func (e *emitter) administration(sc *sessionCtx, i int) {
 
 	res := &r4.MedicationAdministration{
 		Id:       ptr(id),
-		Meta:     m.meta("", true),
+		Meta:     m.meta("", mentalHealth),
 		Status:   "completed",
 		Category: ccp(m.cc("", codeOf(codes.MedAdminCategory, "outpatient", "Outpatient"))),
 		Subject:  sc.subject,

@@ -74,7 +74,7 @@ func (e *emitter) adverseEvent(sc *sessionCtx, i int) {
 	id := e.id("adverse", strconv.Itoa(i))
 	res := &r4.AdverseEvent{
 		Id:          ptr(id),
-		Meta:        m.meta("", true),
+		Meta:        m.meta("", mentalHealth),
 		Extension:   exts,
 		Actuality:   r4.AdverseEventActualityActual,
 		Event:       ccp(m.cc(text, event...)),
@@ -141,7 +141,7 @@ func (e *emitter) rems(sc *sessionCtx) {
 	id := e.id("rems")
 	e.add("Observation", id, true, &r4.Observation{
 		Id:     ptr(id),
-		Meta:   m.meta("", true),
+		Meta:   m.meta("", mentalHealth),
 		Status: r4.ObservationStatusFinal,
 		Category: []r4.CodeableConcept{m.cc("",
 			codeOf(codes.ObsCategory, "survey", "Survey"))},

@@ -29,6 +29,13 @@ import (
 // instruments (PHQ-9, GAD-7, PCL-5) have the Patient as performer,
 // clinician-rated ones the session clinician; the timing (baseline,
 // pre-dose, ...) is a second category (local timing code).
+//
+// Every assessment Observation is labelled PSY. Confidentiality is R
+// (restricted) only on suicide-risk content: every C-SSRS Observation, the
+// Observation of the PHQ-9 item 9 answer (44260-8) and a MADRS Observation
+// that carries item 10 (suicidal thoughts) as a component; N on the others,
+// the PHQ-9 panel and total included (their hasMember and derivedFrom still
+// reference item 9: docs/fhir-mapping.md "Security labels").
 func (e *emitter) assessment(sc *sessionCtx, i int) {
 	m := e.m
 	a := sc.s.Assessments[i]
@@ -61,14 +68,22 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 		timing = &c
 	}
 	n := strconv.Itoa(i)
-	obs := func(id string, code codes.Code) *r4.Observation {
+	// label is the labels of an Observation of the instrument that carries
+	// the answers to its items 1..items (0: none) as components.
+	label := func(items int) labels {
+		if inst.SuicideRisk || inst.SuicideItem > 0 && inst.SuicideItem <= items {
+			return suicideRisk
+		}
+		return mentalHealth
+	}
+	obs := func(id string, code codes.Code, l labels) *r4.Observation {
 		cats := []r4.CodeableConcept{m.cc("", codeOf(codes.ObsCategory, "survey", "Survey"))}
 		if timing != nil {
 			cats = append(cats, m.cc("", *timing))
 		}
 		return &r4.Observation{
 			Id:                ptr(id),
-			Meta:              m.meta("us-core-observation-screening-assessment", true),
+			Meta:              m.meta("us-core-observation-screening-assessment", l),
 			Status:            r4.ObservationStatusFinal,
 			Category:          cats,
 			Code:              m.cc("", code),
@@ -108,7 +123,7 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 
 	if inst.Panel.Code == "" {
 		id := e.id("assessment", n)
-		o := obs(id, inst.Score)
+		o := obs(id, inst.Score, label(len(a.Items)))
 		score(o)
 		for j, v := range a.Items {
 			o.Component = append(o.Component, r4.ObservationComponent{
@@ -120,11 +135,15 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 	}
 
 	panelID := e.id("assessment", n)
-	panel := obs(panelID, inst.Panel)
+	panel := obs(panelID, inst.Panel, label(0))
 	e.add("Observation", panelID, true, panel)
 	for j, v := range a.Items {
 		id := e.id("assessment", n, "item", strconv.Itoa(j+1))
-		o := obs(id, inst.Items[j])
+		l := mentalHealth
+		if inst.SuicideRisk || j+1 == inst.SuicideItem {
+			l = suicideRisk
+		}
+		o := obs(id, inst.Items[j], l)
 		if inst.Answers == nil {
 			o.ValueInteger = ptr(v)
 		} else if o.ValueCodeableConcept = e.answer(inst.Answers, v, path+".items["+strconv.Itoa(j)+"]"); o.ValueCodeableConcept == nil {
@@ -139,7 +158,7 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 			return
 		}
 		id := e.id("assessment", n, "difficulty")
-		o := obs(id, inst.Difficulty)
+		o := obs(id, inst.Difficulty, label(0))
 		if o.ValueCodeableConcept = e.answer(codes.DifficultyAnswers, *a.Difficulty, path+".difficulty"); o.ValueCodeableConcept == nil {
 			return
 		}
@@ -147,7 +166,7 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 		e.add("Observation", id, true, o)
 	}
 	id := e.id("assessment", n, "score")
-	o := obs(id, inst.Score)
+	o := obs(id, inst.Score, label(0))
 	score(o)
 	if len(a.Items) > 0 {
 		o.DerivedFrom = slices.Clone(panel.HasMember[:len(a.Items)])

@@ -94,20 +94,41 @@ func qty(v float64, u codes.Unit) *r4.Quantity {
 // {IdentifierSystemBase}/name.
 func (m *Mapper) sid(name string) string { return m.sidBase + "/" + name }
 
+// labels is the security-label set of a mapped resource (meta.security),
+// chosen per resource by its content (docs/fhir-mapping.md "Security
+// labels"). The HL7 classification gives a resource at most one
+// confidentiality code and asks for one beside every sensitivity category
+// (FHIR R4 security-labels.html#hcs), so a labelled resource carries PSY and
+// exactly one of N or R; a resource without a sensitivity category carries no
+// label at all: its confidentiality follows from its type.
+type labels uint8
+
+const (
+	// unlabelled: identity, coverage, consent, provenance, the directory.
+	unlabelled labels = iota
+	// mentalHealth: PSY with confidentiality N (normal).
+	mentalHealth
+	// suicideRisk: PSY with confidentiality R (restricted), for suicide-risk
+	// content only.
+	suicideRisk
+)
+
 // meta returns the meta of a mapped resource: the US Core profile claimed
-// (when not "") and the mental-health security labels PSY + R when sensitive.
-// Resources with neither carry meta.source (the project's canonical base: the
-// source system is KetaBridge) so meta is never empty (the store stamps
-// versionId/lastUpdated into it).
-func (m *Mapper) meta(profile string, sensitive bool) *r4.Meta {
+// (when not "") and the security labels l. Resources with neither carry
+// meta.source (the project's canonical base: the source system is KetaBridge)
+// so meta is never empty (the store stamps versionId/lastUpdated into it).
+func (m *Mapper) meta(profile string, l labels) *r4.Meta {
 	mt := &r4.Meta{}
 	if profile != "" {
 		mt.Profile = []string{codes.USCore + profile}
 	}
-	if sensitive {
+	switch l {
+	case mentalHealth:
+		mt.Security = []r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityNormal)}
+	case suicideRisk:
 		mt.Security = []r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityRestricted)}
 	}
-	if profile == "" && !sensitive {
+	if profile == "" && l == unlabelled {
 		mt.Source = ptr(codes.CanonicalBase)
 	}
 	return mt

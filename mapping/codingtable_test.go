@@ -188,7 +188,7 @@ func editedRecord(t *testing.T, r tableRow) clinic.Record {
 	return rec
 }
 
-var segmentRE = regexp.MustCompile(`^([A-Za-z]+)(?:\[([0-9]+)\])?$`)
+var segmentRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*)(?:\[([0-9]+)\])?$`)
 
 // setPath sets a JSON path (name or name[i] segments; an index one past the
 // end appends) to val; a null val removes the member.

@@ -56,7 +56,7 @@ func (e *emitter) course(c *clinic.Course) {
 	summary += "."
 	plan := &r4.CarePlan{
 		Id:                    ptr(id),
-		Meta:                  m.meta("us-core-careplan", true),
+		Meta:                  m.meta("us-core-careplan", mentalHealth),
 		Text:                  narrative(summary),
 		InstantiatesCanonical: []string{planURL},
 		Status:                carePlanStatus(st.CarePlan),
@@ -82,7 +82,7 @@ func (e *emitter) course(c *clinic.Course) {
 
 	req := &r4.MedicationRequest{
 		Id:     ptr(mrID),
-		Meta:   m.meta("us-core-medicationrequest", true),
+		Meta:   m.meta("us-core-medicationrequest", mentalHealth),
 		Status: st.MedicationRequest,
 		Intent: "order",
 		Category: []r4.CodeableConcept{m.cc("",
@@ -199,7 +199,9 @@ func carePlanStatus(s string) r4.RequestStatus {
 }
 
 // diagnosis maps an ICD-10-CM diagnosis to a US Core problem-list Condition
-// (clinicalStatus, verificationStatus confirmed, category problem-list-item).
+// (clinicalStatus, verificationStatus confirmed, category problem-list-item),
+// labelled by its code: PSY + R for suicidal ideation, suicidal behaviour or
+// self-harm, PSY + N for other mental-health diagnoses, none for the rest.
 func (e *emitter) diagnosis(d *clinic.Diagnosis) {
 	m := e.m
 	id := ResourceID(clinic.KindDiagnosis, d.ID)
@@ -208,9 +210,16 @@ func (e *emitter) diagnosis(d *clinic.Diagnosis) {
 	e.require("icd10", d.ICD10)
 	e.require("clinicalStatus", d.ClinicalStatus)
 	e.setPatient(d.PatientID)
+	l := unlabelled
+	switch {
+	case codes.SuicideRiskDiagnosis(d.ICD10):
+		l = suicideRisk
+	case codes.MentalHealthDiagnosis(d.ICD10):
+		l = mentalHealth
+	}
 	res := &r4.Condition{
 		Id:   ptr(id),
-		Meta: m.meta("us-core-condition-problems-health-concerns", true),
+		Meta: m.meta("us-core-condition-problems-health-concerns", l),
 		ClinicalStatus: ccp(m.cc("",
 			codeOf(codes.ConditionClinical, d.ClinicalStatus, ""))),
 		VerificationStatus: ccp(m.cc("",

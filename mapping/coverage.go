@@ -42,7 +42,7 @@ func (e *emitter) coverage(c *clinic.Coverage) {
 	e.setPatient(c.PatientID)
 	res := &r4.Coverage{
 		Id:   ptr(id),
-		Meta: m.meta("us-core-coverage", false),
+		Meta: m.meta("us-core-coverage", unlabelled),
 		Identifier: []r4.Identifier{{
 			Type:   ccp(m.cc("", codeOf(codes.V2IdentifierType, "MB", "Member Number"))),
 			System: ptr(m.sid("payer/" + c.PayerID + "/member-id")),
@@ -160,7 +160,7 @@ func (e *emitter) consent(c *clinic.Consent) {
 	}
 	res := &r4.Consent{
 		Id:     ptr(id),
-		Meta:   m.meta("", false),
+		Meta:   m.meta("", unlabelled),
 		Status: status,
 		Scope:  m.cc("", codeOf(codes.ConsentScope, "patient-privacy", "Privacy Consent")),
 		Category: []r4.CodeableConcept{m.cc("",
@@ -225,7 +225,7 @@ func (e *emitter) trial(t *clinic.AntidepressantTrial) {
 	}
 	res := &r4.MedicationStatement{
 		Id:                        ptr(id),
-		Meta:                      m.meta("", true),
+		Meta:                      m.meta("", mentalHealth),
 		Extension:                 exts,
 		Status:                    status,
 		StatusReason:              []r4.CodeableConcept{m.cc("", outcome)},

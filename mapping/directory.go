@@ -33,7 +33,7 @@ func (e *emitter) patient(p *clinic.Patient) {
 	e.require("name.family", p.Name.Family)
 	res := &r4.Patient{
 		Id:   ptr(id),
-		Meta: m.meta("us-core-patient", false),
+		Meta: m.meta("us-core-patient", unlabelled),
 		Identifier: []r4.Identifier{{
 			Use:    ptr(r4.IdentifierUseUsual),
 			Type:   ccp(m.cc("", codeOf(codes.V2IdentifierType, "MR", "Medical record number"))),
@@ -113,7 +113,7 @@ func (e *emitter) practitioner(p *clinic.Practitioner) {
 	e.require("name.family", p.Name.Family)
 	res := &r4.Practitioner{
 		Id:         ptr(id),
-		Meta:       m.meta("us-core-practitioner", false),
+		Meta:       m.meta("us-core-practitioner", unlabelled),
 		Identifier: []r4.Identifier{ident},
 		Active:     ptr(true),
 		Name:       []r4.HumanName{name(p.Name)},
@@ -131,9 +131,10 @@ func (e *emitter) practitioner(p *clinic.Practitioner) {
 }
 
 // organization maps an organization to a US Core Organization: active, name,
-// type prov (clinic, partner) or pay (payer), identifiers: NPI, and for a
-// payer its NAIC company code (US Core NAIC slice) and the payer id the clinic
-// bills under ({IdentifierSystemBase}/payer-id).
+// type prov (clinic, partner) or pay (payer), a partner clinic with the local
+// type org-partner-clinic as well, identifiers: NPI, and for a payer its NAIC
+// company code (US Core NAIC slice) and the payer id the clinic bills under
+// ({IdentifierSystemBase}/payer-id).
 func (e *emitter) organization(o *clinic.Organization) {
 	m := e.m
 	id := ResourceID(clinic.KindOrganization, o.ID)
@@ -148,12 +149,15 @@ func (e *emitter) organization(o *clinic.Organization) {
 	e.require("name", o.Name)
 	res := &r4.Organization{
 		Id:      ptr(id),
-		Meta:    m.meta("us-core-organization", false),
+		Meta:    m.meta("us-core-organization", unlabelled),
 		Active:  ptr(true),
 		Type:    []r4.CodeableConcept{m.cc("", t)},
 		Name:    str(o.Name),
 		Telecom: telecom(o.Contact, ptr(r4.ContactPointUseWork)),
 		Address: addresses(o.Contact),
+	}
+	if r, ok := codes.OrganizationRoles[o.Type]; ok {
+		res.Type = append(res.Type, m.cc("", r))
 	}
 	if o.NPI != "" {
 		res.Identifier = append(res.Identifier, r4.Identifier{System: ptr(codes.NPI), Value: ptr(o.NPI)})
@@ -178,7 +182,7 @@ func (e *emitter) location(l *clinic.Location) {
 	e.require("name", l.Name)
 	res := &r4.Location{
 		Id:      ptr(id),
-		Meta:    m.meta("us-core-location", false),
+		Meta:    m.meta("us-core-location", unlabelled),
 		Status:  ptr(r4.LocationStatusActive),
 		Name:    str(l.Name),
 		Telecom: telecom(l.Contact, ptr(r4.ContactPointUseWork)),

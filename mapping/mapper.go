@@ -64,6 +64,18 @@
 // and at discharge (booleans always present: the record cannot tell false from
 // absent, and the form asks yes/no).
 //
+// # Security labels
+//
+// meta.security is chosen per resource by its content (docs/fhir-mapping.md
+// "Security labels"): PSY (psychiatry disorder information sensitivity) with
+// confidentiality N on mental-health content - mental-health diagnoses, the
+// course, everything of a session (vital signs included), the
+// antidepressant history - and PSY with confidentiality R (restricted) only
+// on suicide-risk content: every C-SSRS Observation, the PHQ-9 item 9
+// answer, a MADRS Observation carrying item 10 and diagnoses of suicidal
+// ideation, suicidal behaviour or self-harm. Patient, Coverage, Consent,
+// Provenance, Medication and the directory carry no label.
+//
 // The action taken for an adverse effect (R4 AdverseEvent has no such
 // element) is the adverse-event-action extension with a local code; its
 // resolution time the adverse-event-resolved extension.
@@ -153,7 +165,7 @@ func (e *Error) Error() string {
 // older rules from an unchanged one (package ingest folds it into the record
 // hash; a re-sent record is then remapped and its changed resources get new
 // versions).
-const Version = "2"
+const Version = "3"
 
 // namespace is the fixed UUIDv5 namespace of KetaBridge resource ids. Never
 // change it: every stored id derives from it.
@@ -410,7 +422,7 @@ func (e *emitter) provenance(recorded time.Time) {
 	}
 	p := &r4.Provenance{
 		Id:       ptr(ProvenanceID(e.key)),
-		Meta:     m.meta("us-core-provenance", false),
+		Meta:     m.meta("us-core-provenance", unlabelled),
 		Target:   targets,
 		Recorded: recorded.UTC().Format(time.RFC3339Nano),
 		Agent:    []r4.ProvenanceAgent{author, transmitter},

@@ -57,7 +57,7 @@ func productText(drug string, p *clinic.Product) string {
 func (m *Mapper) medication(id, drug string, product *clinic.Product, ndc, lot string) *r4.Medication {
 	res := &r4.Medication{
 		Id:     ptr(id),
-		Meta:   m.meta("", false),
+		Meta:   m.meta("", unlabelled),
 		Code:   ccp(m.cc(productText(drug, product), drugCodes(drug, product, ndc)...)),
 		Status: ptr("active"),
 	}

@@ -68,7 +68,7 @@ func (e *emitter) protocol(p *clinic.Protocol) {
 	}
 	res := &r4.PlanDefinition{
 		Id:   ptr(id),
-		Meta: m.meta("", false),
+		Meta: m.meta("", unlabelled),
 		Url:  ptr(m.PlanDefinitionURL(p.ID)),
 		Identifier: []r4.Identifier{{
 			System: ptr(m.sid("protocol")), Value: ptr(p.ID),

@@ -90,7 +90,7 @@ func (e *emitter) encounter(sc *sessionCtx, id string) {
 	}
 	res := &r4.Encounter{
 		Id:   ptr(id),
-		Meta: m.meta("us-core-encounter", true),
+		Meta: m.meta("us-core-encounter", mentalHealth),
 		Identifier: []r4.Identifier{{
 			Use: ptr(r4.IdentifierUseUsual), System: ptr(m.sid("session")), Value: ptr(s.ID),
 		}},
@@ -171,12 +171,16 @@ func billingCode(admins []clinic.Administration) (codes.Code, bool) {
 	return codes.Code{}, false
 }
 
-// vitalObs is a vital-sign Observation of the session claiming profile.
+// vitalObs is a vital-sign Observation of the session claiming profile. It is
+// labelled PSY + N like the rest of the session: vital signs taken during a
+// ketamine treatment session reveal the psychiatric treatment (the
+// Observation references the session's Encounter, and the readings follow
+// the dose).
 func (e *emitter) vitalObs(sc *sessionCtx, id, profile, when string, code r4.CodeableConcept) *r4.Observation {
 	m := e.m
 	return &r4.Observation{
 		Id:     ptr(id),
-		Meta:   m.meta(profile, true),
+		Meta:   m.meta(profile, mentalHealth),
 		Status: r4.ObservationStatusFinal,
 		Category: []r4.CodeableConcept{m.cc("",
 			codeOf(codes.ObsCategory, "vital-signs", "Vital Signs"))},

@@ -31,7 +31,7 @@ func TestGatewayServes(t *testing.T) {
 	}
 	base := "http://" + ln.Addr().String()
 	cfg, err := parse([]string{"--data-dir", t.TempDir(), "--base-url", base,
-		"--clinic-organization", synth.ClinicOrganizationID}, nil)
+		"--clinic-organization", synth.OrgClinic}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestGatewayServes(t *testing.T) {
 		if err := json.Unmarshal(body, &bundle); err != nil || len(bundle.Entry) == 0 {
 			t.Fatalf("%v, %d entries", err, len(bundle.Entry))
 		}
-		org := "Organization/" + mapping.ResourceID(clinic.KindOrganization, synth.ClinicOrganizationID)
+		org := "Organization/" + mapping.ResourceID(clinic.KindOrganization, synth.OrgClinic)
 		for i, e := range bundle.Entry {
 			ag := e.Resource.Agent
 			if len(ag) != 2 || ag[1].Who.Reference != org || ag[0].Who.Reference == "" {

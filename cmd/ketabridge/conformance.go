@@ -65,7 +65,7 @@ func exportConformance(ctx context.Context, inv *invocation, patients int, seed 
 	cfg.DataDir, cfg.BaseURL = dir, "http://"+ln.Addr().String()
 	cfg.DatabaseURL, cfg.RedisURL, cfg.MetricsAddr, cfg.TLSCert, cfg.TLSKey = "", "", "", "", ""
 	if cfg.ClinicOrganization == "" {
-		cfg.ClinicOrganization = synth.ClinicOrganizationID
+		cfg.ClinicOrganization = synth.OrgClinic
 	}
 	g, err := server.Open(ctx, cfg, inv.logger())
 	if err != nil {

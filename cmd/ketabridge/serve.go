@@ -24,7 +24,7 @@ func serve(ctx context.Context, inv *invocation, demo bool) error {
 	cfg, e := inv.cfg, inv.e
 	if demo && cfg.ClinicOrganization == "" {
 		// The demo data's own clinic, so Provenance agents are references.
-		cfg.ClinicOrganization = synth.ClinicOrganizationID
+		cfg.ClinicOrganization = synth.OrgClinic
 	}
 	log := inv.logger()
 	g, err := server.Open(ctx, cfg, log)

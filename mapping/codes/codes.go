@@ -12,6 +12,8 @@
 // must not modify the maps or slices.
 package codes
 
+import "strings"
+
 // Code system URIs (FHIR R4 terminologies.html and the US Core 6.1.0 IG).
 const (
 	LOINC             = "http://loinc.org"
@@ -344,6 +346,14 @@ type Instrument struct {
 	Answers []Answer
 	// SelfReport marks patient-reported instruments (performer = Patient).
 	SelfReport bool
+	// SuicideRisk marks an instrument whose every answer is suicide-risk
+	// content (the C-SSRS screener): all its Observations are restricted.
+	SuicideRisk bool
+	// SuicideItem is the 1-based number of the item that asks about
+	// thoughts of death or self-harm (PHQ-9 item 9, MADRS item 10: suicidal
+	// thoughts), 0 for none: the Observation carrying its answer is
+	// restricted.
+	SuicideItem int
 }
 
 // scale returns a local scale code.
@@ -384,9 +394,10 @@ var Instruments = map[string]Instrument{
 			{LOINC, "44253-3", "Moving or speaking so slowly that other people could have noticed. Or the opposite"},
 			{LOINC, "44260-8", "Thoughts that you would be better off dead, or of hurting yourself in some way"},
 		},
-		Difficulty: Code{LOINC, "69722-7", "How difficult have these problems made it for you to do your work, take care of things at home, or get along with other people"},
-		Answers:    FrequencyAnswers,
-		SelfReport: true,
+		Difficulty:  Code{LOINC, "69722-7", "How difficult have these problems made it for you to do your work, take care of things at home, or get along with other people"},
+		Answers:     FrequencyAnswers,
+		SelfReport:  true,
+		SuicideItem: 9,
 	},
 	"gad7": {
 		Name:  "GAD-7",
@@ -411,14 +422,16 @@ var Instruments = map[string]Instrument{
 		SelfReport: true,
 	},
 	"cssrs": {
-		Name:  "C-SSRS",
-		Panel: Code{LOINC, "93373-9", "Columbia suicide severity rating scale screener - recent"},
-		Score: Code{LOINC, "93374-7", "Suicide risk level [C-SSRS]"},
+		Name:        "C-SSRS",
+		Panel:       Code{LOINC, "93373-9", "Columbia suicide severity rating scale screener - recent"},
+		Score:       Code{LOINC, "93374-7", "Suicide risk level [C-SSRS]"},
+		SuicideRisk: true,
 	},
 	"madrs": {
-		Name:  "MADRS",
-		Score: scale("madrs-total", "MADRS total score"),
-		Items: localItems("madrs", "MADRS", 10),
+		Name:        "MADRS",
+		Score:       scale("madrs-total", "MADRS total score"),
+		Items:       localItems("madrs", "MADRS", 10),
+		SuicideItem: 10,
 	},
 	"cadss": {
 		Name:  "CADSS",
@@ -580,11 +593,13 @@ var DrugClasses = map[string][]Code{
 }
 
 // DataClasses maps a consent data class to a local code (Consent.provision.class).
+// Each display names the resources of the class as the access decision
+// classifies them (package auth, ClassOf).
 var DataClasses = map[string]Code{
 	"demographics": local("data-demographics", "Demographics (Patient)"),
 	"diagnoses":    local("data-diagnoses", "Diagnoses (Condition)"),
-	"medications":  local("data-medications", "Medications (MedicationRequest, MedicationAdministration, MedicationStatement, Medication)"),
-	"sessions":     local("data-sessions", "Treatment sessions (Encounter, AdverseEvent, CarePlan)"),
+	"medications":  local("data-medications", "Medications (MedicationRequest, MedicationStatement)"),
+	"sessions":     local("data-sessions", "Treatment sessions (CarePlan, Encounter, MedicationAdministration, AdverseEvent)"),
 	"assessments":  local("data-assessments", "Assessments (Observation category survey)"),
 	"vitals":       local("data-vitals", "Vital signs (Observation category vital-signs)"),
 	"coverage":     local("data-coverage", "Coverage"),
@@ -602,6 +617,15 @@ var OrganizationTypes = map[string]Code{
 	"clinic":  {OrganizationType, "prov", "Healthcare Provider"},
 	"partner": {OrganizationType, "prov", "Healthcare Provider"},
 	"payer":   {OrganizationType, "pay", "Payer"},
+}
+
+// OrganizationRoles are local Organization.type codes, sent beside the
+// organization-type code, for what organization-type cannot tell: a partner
+// clinic is a healthcare provider (prov) like the clinic itself, and the
+// gateway must know which organizations are partners (the partner view of
+// the access decision).
+var OrganizationRoles = map[string]Code{
+	"partner": local("org-partner-clinic", "Partner clinic"),
 }
 
 // PayerTypes maps the clinic's coverage payer type to the Source of Payment
@@ -667,11 +691,15 @@ var CourseStatus = map[string]struct{ MedicationRequest, CarePlan string }{
 	"on-hold":   {"on-hold", "on-hold"},
 }
 
-// Security labels for mental-health content: PSY (psychiatry information
-// sensitivity, v3-ActCode) and confidentiality R (restricted,
-// v3-Confidentiality), from the HL7 privacy and security classification.
+// Security labels (meta.security) from the HL7 Healthcare Privacy and
+// Security Classification System (FHIR R4 security-labels.html#hcs), with
+// their official displays: the sensitivity category PSY (v3-ActCode) on
+// mental-health content, and one confidentiality code (v3-Confidentiality)
+// beside it: R (restricted) on suicide-risk content, else N (normal).
+// docs/fhir-mapping.md "Security labels" says which resource gets which.
 var (
-	SecurityPSY        = Code{V3ActCode, "PSY", "psychiatry information sensitivity"}
+	SecurityPSY        = Code{V3ActCode, "PSY", "psychiatry disorder information sensitivity"}
+	SecurityNormal     = Code{V3Confidentiality, "N", "normal"}
 	SecurityRestricted = Code{V3Confidentiality, "R", "restricted"}
 )
 
@@ -742,6 +770,9 @@ func LocalGroups() []LocalGroup {
 		{"ketabridge-antidepressant-class", "KetaBridge antidepressant classes",
 			"Local antidepressant classes, the values of the antidepressant-class extension (with a WHO ATC group where one matches).",
 			classes},
+		{"ketabridge-organization-role", "KetaBridge organization roles",
+			"Organization.type codes, beside organization-type, saying what an organization is to the clinic.",
+			[]Code{OrganizationRoles["partner"]}},
 		{"ketabridge-consent-data-class", "KetaBridge consent data classes",
 			"Consent.provision.class codes; each concept names the resources it covers.",
 			pick(DataClasses, "demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage")},
@@ -758,4 +789,57 @@ func LocalConcepts() []Concept {
 		}
 	}
 	return out
+}
+
+// MentalHealthDiagnosis reports whether an ICD-10-CM code is mental-health
+// content (label PSY): chapter 5, mental, behavioral and neurodevelopmental
+// disorders (F01-F99); R45, symptoms and signs involving emotional state;
+// and every suicide-risk code (SuicideRiskDiagnosis).
+func MentalHealthDiagnosis(icd10 string) bool {
+	c := icdKey(icd10)
+	return strings.HasPrefix(c, "F") || strings.HasPrefix(c, "R45") || SuicideRiskDiagnosis(icd10)
+}
+
+// SuicideRiskDiagnosis reports whether an ICD-10-CM code records suicidal
+// ideation, suicidal behaviour or self-harm (confidentiality R): R45.851
+// suicidal ideations, R45.88 nonsuicidal self-harm, T14.91 suicide attempt,
+// Z91.5 personal history of self-harm (Z91.51, Z91.52), X71-X83 intentional
+// self-harm, and the poisonings, toxic effects and asphyxiations whose intent
+// character is 2, intentional self-harm (T36-T65, T71.1).
+func SuicideRiskDiagnosis(icd10 string) bool {
+	c := icdKey(icd10)
+	for _, p := range []string{"R45851", "R4588", "T1491", "Z915"} {
+		if strings.HasPrefix(c, p) {
+			return true
+		}
+	}
+	if len(c) < 3 {
+		return false
+	}
+	n, ok := twoDigits(c[1:3])
+	switch {
+	case !ok:
+		return false
+	case c[0] == 'X':
+		return n >= 71 && n <= 83
+	case c[0] == 'T' && (n >= 36 && n <= 65 || strings.HasPrefix(c, "T711")):
+		// The intent is the character after the subcategory: the 6th
+		// (T36.0X2A, T43.012A), or the 5th when a placeholder X follows it
+		// (T51.92XA). Every T code needs a 7th character, so a code too
+		// short to show its intent is not a code the clinic can send.
+		return len(c) >= 6 && (c[5] == '2' || c[5] == 'X' && c[4] == '2')
+	}
+	return false
+}
+
+// icdKey is an ICD-10-CM code without its dot, in upper case.
+func icdKey(code string) string {
+	return strings.ToUpper(strings.ReplaceAll(code, ".", ""))
+}
+
+func twoDigits(s string) (int, bool) {
+	if len(s) != 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' {
+		return 0, false
+	}
+	return int(s[0]-'0')*10 + int(s[1]-'0'), true
 }

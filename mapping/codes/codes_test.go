@@ -153,3 +153,88 @@ func TestExtensionsComplete(t *testing.T) {
 		seen[x.URL] = true
 	}
 }
+
+func TestDiagnosisSensitivity(t *testing.T) {
+	tests := []struct {
+		code             string
+		mental, suicidal bool
+	}{
+		{"F33.2", true, false},
+		{"F32.A", true, false},
+		{"F43.10", true, false},
+		{"f41.1", true, false},
+		{"R45.1", true, false},
+		{"R45.84", true, false},
+		{"R45.851", true, true},
+		{"R45.88", true, true},
+		{"R45.89", true, false},
+		{"T14.91XA", true, true},
+		{"T14.90XA", false, false},
+		{"Z91.51", true, true},
+		{"Z91.52", true, true},
+		{"Z91.5", true, true},
+		{"Z91.41", false, false},
+		{"X71.0XXA", true, true},
+		{"X83.8XXA", true, true},
+		{"X84", false, false},
+		{"X70", false, false},
+		{"T42.4X2A", true, true},
+		{"T42.4X1A", false, false},
+		{"T43.012A", true, true},
+		{"T43.011A", false, false},
+		{"T51.92XA", true, true},
+		{"T51.91XA", false, false},
+		{"T65.822A", true, true},
+		{"T71.122A", true, true},
+		{"T71.121A", false, false},
+		{"T71.20XA", false, false},
+		{"T66.XXXA", false, false},
+		{"T35.2", false, false},
+		{"I10", false, false},
+		{"G89.4", false, false},
+		{"", false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.code, func(t *testing.T) {
+			if got := MentalHealthDiagnosis(tc.code); got != tc.mental {
+				t.Errorf("MentalHealthDiagnosis = %v, want %v", got, tc.mental)
+			}
+			if got := SuicideRiskDiagnosis(tc.code); got != tc.suicidal {
+				t.Errorf("SuicideRiskDiagnosis = %v, want %v", got, tc.suicidal)
+			}
+		})
+	}
+}
+
+// TestSuicideItems pins the items whose answers are suicide-risk content to
+// the questions they ask.
+func TestSuicideItems(t *testing.T) {
+	tests := []struct {
+		instrument string
+		item       string
+		all        bool
+	}{
+		{"phq9", "44260-8", false},
+		{"madrs", "madrs-item-10", false},
+		{"cssrs", "", true},
+		{"gad7", "", false},
+		{"pcl5", "", false},
+		{"cadss", "", false},
+		{"moaas", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.instrument, func(t *testing.T) {
+			inst := Instruments[tc.instrument]
+			if inst.SuicideRisk != tc.all {
+				t.Errorf("SuicideRisk = %v, want %v", inst.SuicideRisk, tc.all)
+			}
+			var got string
+			if inst.SuicideItem > 0 {
+				got = inst.Items[inst.SuicideItem-1].Code
+			}
+			if got != tc.item {
+				t.Errorf("suicide item code = %q, want %q", got, tc.item)
+			}
+		})
+	}
+}

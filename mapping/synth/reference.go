@@ -2,15 +2,19 @@ package synth
 
 import "github.com/ketabridge/ketabridge/mapping/clinic"
 
-// ClinicOrganizationID is the clinic id of the synthetic clinic's own
-// organization record: what a deployment serving the synthetic data sets as
-// its clinic organization (mapping.Options.Organization).
-const ClinicOrganizationID = orgClinic
-
-// Ids of the shared reference records.
+// Clinic record ids of the organizations every generated data set has: the
+// clinic, two payers (type payer) and two partner clinics (type partner).
 const (
-	orgClinic    = "org-lakeside"
-	orgPartner   = "org-partner-riverbend"
+	OrgClinic           = "org-lakeside"
+	OrgPayerBlueHeron   = "org-payer-blueheron"
+	OrgPayerCascade     = "org-payer-cascade"
+	OrgPartnerRiverbend = "org-partner-riverbend"
+	OrgPartnerNorthgate = "org-partner-northgate"
+)
+
+// Ids of the other shared reference records.
+const (
+	orgClinic    = OrgClinic
 	locInfusion  = "loc-infusion"
 	locSpravato  = "loc-spravato"
 	protoIV      = "proto-iv-ketamine"
@@ -33,16 +37,21 @@ type payer struct {
 }
 
 var payers = []payer{
-	{"org-payer-blueheron", "Blue Heron Health Plan", "BHP", []string{"Blue Heron PPO Gold", "Blue Heron HMO Silver"}, "98101", "BHP01"},
-	{"org-payer-cascade", "Cascade Mutual Insurance", "CMI", []string{"Cascade Choice PPO", "Cascade Essential EPO"}, "98102", "CMI22"},
-	{"org-payer-prairie", "Prairie State Medicare Advantage", "PSM", []string{"Prairie Advantage HMO"}, "98103", "PSMA3"},
+	{OrgPayerBlueHeron, "Blue Heron Health Plan", "BHP", []string{"Blue Heron PPO Gold", "Blue Heron HMO Silver"}, "98101", "BHP01"},
+	{OrgPayerCascade, "Cascade Mutual Insurance", "CMI", []string{"Cascade Choice PPO", "Cascade Essential EPO", "Cascade Medicare Advantage HMO"}, "98102", "CMI22"},
 }
 
 // planTypes is the payer type (clinic.Coverage.PayerType) of each plan.
 var planTypes = map[string]string{
 	"Blue Heron PPO Gold": "commercial-ppo", "Blue Heron HMO Silver": "commercial-hmo",
 	"Cascade Choice PPO": "commercial-ppo", "Cascade Essential EPO": "commercial-epo",
-	"Prairie Advantage HMO": "medicare-hmo",
+	"Cascade Medicare Advantage HMO": "medicare-hmo",
+}
+
+// partners are the partner clinics patients are referred to and from.
+var partners = []struct{ id, name, npi, phone, email string }{
+	{OrgPartnerRiverbend, "Riverbend Behavioral Health", npi("198765432"), "+1-555-0300", "referrals@riverbend.example"},
+	{OrgPartnerNorthgate, "Northgate Psychiatry Associates", npi("165432109"), "+1-555-0310", "intake@northgate.example"},
 }
 
 var prescribers = []string{pracPsych1, pracPsych2, pracNP}
@@ -70,9 +79,11 @@ func referenceRecords() []clinic.Record {
 		recs = append(recs, &clinic.Organization{Header: hdr(clinic.KindOrganization, p.id), Name: p.name, Type: "payer",
 			Contact: &clinic.Contact{Phone: "+1-555-02" + string(rune('1'+n)) + "0"}, NAIC: p.naic, PayerID: p.payerID})
 	}
+	for _, p := range partners {
+		recs = append(recs, &clinic.Organization{Header: hdr(clinic.KindOrganization, p.id), Name: p.name, Type: "partner",
+			NPI: p.npi, Contact: &clinic.Contact{Phone: p.phone, Email: p.email}})
+	}
 	recs = append(recs,
-		&clinic.Organization{Header: hdr(clinic.KindOrganization, orgPartner), Name: "Riverbend Behavioral Health", Type: "partner",
-			NPI: npi("198765432"), Contact: &clinic.Contact{Phone: "+1-555-0300", Email: "referrals@riverbend.example"}},
 		&clinic.Practitioner{Header: hdr(clinic.KindPractitioner, pracPsych1), NPI: npi("145678901"),
 			Name: clinic.HumanName{Family: "Okafor", Given: []string{"Adaeze"}, Prefix: []string{"Dr."}}, Qualification: "MD",
 			Contact: &clinic.Contact{Phone: "+1-555-0110", Email: "a.okafor@lakeside.example"}},

@@ -1,8 +1,10 @@
 // Package synth generates realistic synthetic clinic records (NDJSON in the
 // shape of mapping/clinic) for demos, tests and benchmarks: a ketamine clinic
-// with payers and a partner clinic, its staff, locations and protocols, and
-// patients with diagnoses, coverage, antidepressant history, a course and
-// 15-30 sessions each. Every record passes clinic.Decode, Validate and
+// with two payers and two partner clinics, its staff, locations and
+// protocols, and patients with diagnoses, coverage (one payer each, a few
+// self-pay), antidepressant history, a course, 8-30 sessions and the
+// consents that decide which outside organization may see what (consentPlans:
+// every data set of 12 patients or more has every kind). Every record passes clinic.Decode, Validate and
 // CheckRefs. Names, MRNs and member ids are made up; phone numbers use the
 // fictional 555-01xx range and email addresses .example domains.
 package synth
@@ -42,7 +44,7 @@ var zone = time.FixedZone("CST", -6*3600)
 
 // Generate writes records as NDJSON in dependency order (organizations,
 // practitioners, locations, protocols, then per patient: patient, diagnosis,
-// coverage, antidepressant trials, course, sessions, consent). The output is
+// coverage, antidepressant trials, course, sessions, consents). The output is
 // deterministic per Options; patient n's records depend only on Seed, Start
 // and n, not on the number of patients.
 func Generate(w io.Writer, opts Options) (Stats, error) {
@@ -151,8 +153,12 @@ func clamp(v, lo, hi int) int { return max(lo, min(hi, v)) }
 
 func (g *patientGen) generate(emit func(clinic.Record) error) error {
 	recs := make([]clinic.Record, 0, 40)
-	recs = append(recs, g.patient())
-	recs = append(recs, g.diagnosis(), g.coverage())
+	recs = append(recs, g.patient(), g.diagnosis())
+	// The coverage is drawn for every patient, so that the random stream
+	// (and the rest of the records) does not depend on who is uncovered.
+	if cov := g.coverage(); g.covered() {
+		recs = append(recs, cov)
+	}
 	recs = append(recs, g.trials()...)
 	course := g.course()
 	sessions := g.sessions(course) // also settles the course's status and end
@@ -167,7 +173,12 @@ func (g *patientGen) generate(emit func(clinic.Record) error) error {
 			return err
 		}
 	}
-	return emit(g.consent())
+	for _, c := range g.consents() {
+		if err := emit(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (g *patientGen) patient() *clinic.Patient {
@@ -453,6 +464,10 @@ func (g *patientGen) course() *clinic.Course {
 	}
 	g.sprMg = 56
 	authored := g.start.AddDate(0, 0, -g.between(3, 14)).Add(time.Duration(g.between(9*60, 16*60)) * time.Minute)
+	coverage := g.covID
+	if !g.covered() {
+		coverage = ""
+	}
 	return &clinic.Course{
 		Header:       clinic.Header{Kind: clinic.KindCourse, ID: g.courseID},
 		PatientID:    g.patientID,
@@ -462,33 +477,7 @@ func (g *patientGen) course() *clinic.Course {
 		Start:        date(g.start),
 		Status:       "active",
 		Phase:        "induction",
-		CoverageID:   g.covID,
+		CoverageID:   coverage,
 		AuthoredOn:   dt(authored),
 	}
-}
-
-func (g *patientGen) consent() *clinic.Consent {
-	c := &clinic.Consent{
-		Header:       clinic.Header{Kind: clinic.KindConsent, ID: "consent-" + g.id},
-		PatientID:    g.patientID,
-		Status:       "active",
-		Decision:     "permit",
-		DateTime:     dt(g.start.Add(8*time.Hour + 30*time.Minute)),
-		RecipientIDs: []string{g.payer.id},
-		Purposes:     []string{"payment"},
-		DataClasses:  []string{"demographics", "diagnoses", "medications", "assessments", "coverage"},
-		Start:        date(g.start),
-		End:          date(g.start.AddDate(1, 0, 0)),
-	}
-	switch r := g.rng.Float64(); {
-	case r < 0.40:
-		c.RecipientIDs = append(c.RecipientIDs, orgPartner)
-		c.Purposes = []string{"treatment", "payment"}
-		c.DataClasses = nil // all classes
-	case r < 0.45:
-		c.Decision = "deny"
-		c.RecipientIDs = []string{orgPartner}
-		c.Purposes = []string{"treatment", "operations"}
-	}
-	return c
 }
