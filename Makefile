@@ -1,8 +1,9 @@
-# KetaBridge developer commands. `make run` starts the gateway with demo data;
-# `make test` is what CI runs (after `make lint`).
+# KetaBridge developer commands. `make help` lists them; `make run` starts the
+# gateway with demo data; `make test` is what CI runs (after `make lint`).
 
 GO        ?= go
 BIN       ?= bin/ketabridge
+BENCH_BIN ?= bin/ketabridge-bench
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
@@ -10,27 +11,37 @@ PKGS      := ./...
 RACE_PKGS ?= ./mapping/ingest/... ./store/sqlite/...
 IMAGE     ?= ketabridge:$(VERSION)
 
-.PHONY: run test race build bench bench-go lint docker clean
+.PHONY: help run test race build bench bench-go lint docker clean
 
-run:
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## the gateway with demo data on http://localhost:8080 (the first run compiles for minutes)
 	$(GO) run ./cmd/ketabridge serve --demo
 
-test:
+# Tests that need a service the machine lacks skip, silently without -v: say
+# which, and why, before they run.
+test: ## go vet and every test (PostgreSQL/Redis tests need KETABRIDGE_TEST_* set, see README)
 	$(GO) vet $(PKGS)
+	$(if $(KETABRIDGE_TEST_DATABASE_URL),,@echo "make test: KETABRIDGE_TEST_DATABASE_URL is unset: the PostgreSQL tests skip (README, Development)")
+	$(if $(KETABRIDGE_TEST_REDIS_URL),,@echo "make test: KETABRIDGE_TEST_REDIS_URL is unset: the Redis tests skip (README, Development)")
+	$(if $(wildcard conformance/fhirclient/node_modules),,@echo "make test: conformance/fhirclient/node_modules is missing: the fhirclient end-to-end test skips (npm ci there)")
+	$(if $(shell command -v chromium),,@echo "make test: chromium is not installed: the browser end-to-end test skips")
 	$(GO) test -timeout 10m -count=1 $(PKGS)
 
-race:
+race: ## the race detector on the concurrent packages
 	$(GO) test -race -timeout 10m -count=1 $(RACE_PKGS)
 
-build:
+build: ## static binaries in bin/: ketabridge and ketabridge-bench
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ketabridge
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BENCH_BIN) ./cmd/ketabridge-bench
 
-# bench: `ketabridge bench`: ~1M synthetic resources into SQLite
+# bench: `ketabridge-bench`: ~1M synthetic resources into SQLite
 # (ingest resources/s), then six vegeta scenarios at 32 connections, 10 s each,
 # with a real client_credentials token (read-hot, read-uniform, search,
 # search-include, everything, and the bare net/http limit); prints the table,
 # writes bench/results.json and bench/latency-*.svg, appends the dated rows to
-# docs/benchmarks.md. Then `bench --compare`: the same scenarios on
+# docs/benchmarks.md. Then `ketabridge-bench --compare`: the same scenarios on
 # SQLite, SQLite + memory cache and, when PostgreSQL and Redis answer at
 # BENCH_DATABASE_URL and BENCH_REDIS_URL (default: the local servers; the
 # variants are skipped with a note when they do not), PostgreSQL and
@@ -40,21 +51,21 @@ build:
 # read through the same handler).
 BENCH_DATABASE_URL ?= postgres://127.0.0.1:5432/test?sslmode=disable
 BENCH_REDIS_URL    ?= redis://127.0.0.1:6379/0
-bench:
-	$(GO) run ./cmd/ketabridge bench
-	$(GO) run ./cmd/ketabridge bench --compare --database-url '$(BENCH_DATABASE_URL)' --redis-url '$(BENCH_REDIS_URL)'
+bench: ## the benchmark and the store comparison (~9 minutes; docs/benchmarks.md)
+	$(GO) run ./cmd/ketabridge-bench
+	$(GO) run ./cmd/ketabridge-bench --compare --database-url '$(BENCH_DATABASE_URL)' --redis-url '$(BENCH_REDIS_URL)'
 	$(GO) test -run '^$$' -bench 'BenchmarkRead$$|BenchmarkReadSMART$$|BenchmarkVerify' -benchmem ./fhir ./auth
 
-bench-go:
+bench-go: ## every Go micro-benchmark
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m $(PKGS)
 
-lint:
+lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-docker:
+docker: ## the container image
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
-clean:
+clean: ## remove bin/
 	rm -rf bin

@@ -71,7 +71,7 @@ func newTestAPI(t *testing.T, limit int64) *testAPI {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
+	m := mapping.New(mapping.Options{})
 	svc := ingest.New(st, m, search.Extract, fixedClock{})
 	e := echo.New()
 	Register(e.Group("/internal/v1"), svc, clinic.Schema(), Options{Verifier: testCallers(t), maxBody: limit,

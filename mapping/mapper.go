@@ -97,12 +97,6 @@ import (
 
 // Options configure a Mapper.
 type Options struct {
-	// Canonical is ignored.
-	//
-	// Deprecated: canonical URLs are fixed under codes.CanonicalBase and no
-	// longer follow the deployment's base URL. The field stays so that
-	// existing callers compile; set IdentifierSystemBase instead.
-	Canonical string
 	// IdentifierSystemBase is the clinic's namespace for its own identifiers:
 	// the systems {base}/mrn, {base}/practitioner, {base}/session,
 	// {base}/protocol, {base}/rems-setting, {base}/payer-id,

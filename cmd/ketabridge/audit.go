@@ -1,79 +1,44 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/store"
 )
 
-const auditUsage = "audit export [--since RFC3339] [--out FILE]"
-
 // auditPage is how many AuditEvents export reads per store call.
 const auditPage = 1000
 
-// cmdAudit reads the audit trail the FHIR API writes (one FHIR AuditEvent
-// per access to patient data).
-func cmdAudit(ctx context.Context, args []string, e env) error {
-	return verbCommand("audit", args, map[string]func([]string) error{
-		"export": func(a []string) error { return auditExport(ctx, a, e) },
-	}, auditUsage)
-}
-
-// auditExport writes the stored AuditEvents, oldest first, as NDJSON (one
-// AuditEvent JSON per line) to --out (created 0600: AuditEvents name
-// patients) or stdout.
-func auditExport(ctx context.Context, args []string, e env) error {
-	cf := newFlagSet("audit export")
-	sinceStr := cf.fs.String("since", "", "only events recorded at or after this RFC 3339 time")
-	out := cf.fs.String("out", "", "output file (default stdout)")
-	cfg, err := parseNoArgs(cf, args, e)
-	if err != nil {
-		return err
-	}
-	var since time.Time
-	if *sinceStr != "" {
-		if since, err = time.Parse(time.RFC3339Nano, *sinceStr); err != nil {
-			return &usageError{msg: "invalid --since: must be an RFC 3339 time, e.g. 2025-01-31T00:00:00Z"}
+var auditCommand = &command{name: "audit", summary: "read the audit trail (one AuditEvent per access to patient data)", verbs: []*command{{
+	name: "audit export", args: "[--since RFC3339] [--out FILE]",
+	summary: "write the stored AuditEvents, oldest first, as NDJSON (--out is created readable by its owner only: AuditEvents name patients)",
+	flags: func(fs *flag.FlagSet) action {
+		sinceStr := fs.String("since", "", "only events recorded at or after this RFC 3339 time")
+		out := fs.String("out", "", "output file (default stdout)")
+		return func(ctx context.Context, inv *invocation) error {
+			var since time.Time
+			if *sinceStr != "" {
+				var err error
+				if since, err = time.Parse(time.RFC3339Nano, *sinceStr); err != nil {
+					return usageError("invalid --since: must be an RFC 3339 time, e.g. 2025-01-31T00:00:00Z")
+				}
+			}
+			st, err := inv.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			return writeOut(inv, "audit export", *out, 0o600, func(w io.Writer) (string, error) {
+				n, err := exportAudit(ctx, st, since, w)
+				return fmt.Sprintf("%d AuditEvents", n), err
+			})
 		}
-	}
-	st, err := openAuthStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	var w io.Writer = e.stdout
-	var f *os.File
-	if *out != "" && *out != "-" {
-		if f, err = os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
-			return &exitError{code: 1, msg: fmt.Sprintf("audit export: %v", err)}
-		}
-		w = f
-	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	n, err := exportAudit(ctx, st, since, bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if f != nil {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		return &exitError{code: 1, msg: fmt.Sprintf("audit export: %v", err)}
-	}
-	if f != nil {
-		fmt.Fprintf(e.stderr, "audit export: wrote %d AuditEvents to %s\n", n, *out)
-	}
-	return nil
-}
+	},
+}}}
 
 // exportAudit pages through the audit trail from since (ListAudit orders by
 // recorded time, then id) and writes each body as one line. A page resumes
@@ -105,10 +70,7 @@ func exportAudit(ctx context.Context, st store.AuditStore, since time.Time, w io
 				// fhirjson errors name an element path, never a value.
 				return n, fmt.Errorf("AuditEvent %s: %w", r.ID, err)
 			}
-			if _, err := w.Write(body); err != nil {
-				return n, err
-			}
-			if _, err := w.Write([]byte{'\n'}); err != nil {
+			if _, err := w.Write(append(body, '\n')); err != nil {
 				return n, err
 			}
 			n++

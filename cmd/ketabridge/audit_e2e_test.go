@@ -16,6 +16,7 @@ import (
 	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/server"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 )
@@ -60,7 +61,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	started := time.Now().UTC()
 	base, logs, stop := startServe(t, dir, "--demo")
 
-	raw, err := synthRecords(demoPatients, demoSeed, demoStart)
+	raw, err := server.SynthRecords(server.DemoPatients, 1, server.DemoStart)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,19 +78,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	}
 
 	// A backend client registered and given a token by the CLI.
-	bk, err := newBackendKey("audit-ehr", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := bk.jwks()
-	keyPEM, _ := bk.privatePEM()
-	jwksFile, keyFile := filepath.Join(t.TempDir(), "jwks.json"), filepath.Join(t.TempDir(), "key.pem")
-	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, jwksFile := backendKeyFiles(t, "audit-ehr")
 	var out, errOut bytes.Buffer
 	cli := env{stdout: &out, stderr: &errOut, getenv: envOf(nil)}
 	if code := run(context.Background(), []string{"clients", "add", "--data-dir", dir, "--id", "audit-ehr", "--kind", "backend",

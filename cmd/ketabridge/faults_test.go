@@ -331,7 +331,7 @@ func TestStartsWithRedisDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	dbURL := isolated(t, Config{DatabaseURL: storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")}).DatabaseURL
+	dbURL := testSchema(t, storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL"))
 	redisPort := smartFreePort(t) // nothing listens there yet
 	port := smartFreePort(t)
 	env := []string{"KETABRIDGE_DATABASE_URL=" + dbURL, "KETABRIDGE_REDIS_URL=redis://127.0.0.1:" + redisPort + "/0",

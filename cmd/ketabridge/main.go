@@ -1,36 +1,33 @@
 // Command ketabridge is the KetaBridge FHIR R4 gateway for ketamine-therapy
 // clinics: one binary that ingests the clinic's records, maps them to FHIR and
-// serves them.
+// serves them. It only wires: it parses its command line and the KETABRIDGE_*
+// environment into a server.Config and calls the packages that do the work
+// (server, auth, conformance/selftest, ...).
 //
-// Subcommands:
-//
-//	serve        run the gateway (--demo loads synthetic patients)
-//	import FILE  ingest an NDJSON file of clinic records
-//	synth        write synthetic clinic records as NDJSON
-//	bench        measure ingest throughput and read/search latency
-//	healthcheck  GET /healthz of a running gateway (container HEALTHCHECK)
-//	audit        export the audit trail (AuditEvents) as NDJSON
-//	version      print the version
-//
-// Every subcommand takes the shared flags (--data-dir, --database-url,
-// --redis-url, --addr, --base-url, --log-level), each with a KETABRIDGE_*
-// environment fallback. Configuration errors print one line and exit 2.
+// `ketabridge --help` lists the subcommands; `ketabridge COMMAND --help`
+// prints one's usage and flags. Every subcommand takes the shared flags
+// (--data-dir, --database-url, --redis-url, --addr, --base-url, ...), each
+// with a KETABRIDGE_* environment fallback. Exit codes: 0 success, 1
+// failure, 2 usage or configuration error (one line on stderr).
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -60,29 +57,55 @@ func main() {
 	os.Exit(code)
 }
 
-// command is one subcommand.
+// command is one subcommand, or a group of verbs (users add|list|remove).
 type command struct {
+	name    string // the full name: "clients add"
+	args    string // what follows the name in the usage line
 	summary string
-	hidden  bool
-	run     func(ctx context.Context, args []string, e env) error
+	// nargs is the number of positional arguments the command takes.
+	nargs int
+	// flags registers the command's own flags on fs and returns the action.
+	flags func(fs *flag.FlagSet) action
+	verbs []*command
 }
 
-var commands map[string]command
+// action runs a parsed command.
+type action func(ctx context.Context, inv *invocation) error
+
+// invocation is one parsed command line.
+type invocation struct {
+	name string
+	run  action
+	cfg  server.Config
+	args []string
+	e    env
+	// closers run when the command returns (stores it opened).
+	closers []func() error
+}
+
+// openStore opens the configured database for the command; it is closed
+// when the command returns.
+func (inv *invocation) openStore(ctx context.Context) (server.DurableStore, error) {
+	st, err := server.OpenStore(ctx, inv.cfg)
+	if err != nil {
+		return nil, err
+	}
+	inv.closers = append(inv.closers, st.Close)
+	return st, nil
+}
+
+// logger is the JSON logger on stderr at the configured level.
+func (inv *invocation) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(inv.e.stderr, &slog.HandlerOptions{Level: inv.cfg.LogLevel}))
+}
+
+// commands are the subcommands, in the order `ketabridge --help` lists them.
+var commands []*command
 
 func init() {
-	commands = map[string]command{
-		"serve":       {summary: "run the gateway (--demo loads 12 synthetic patients)", run: cmdServe},
-		"import":      {summary: "ingest an NDJSON file of clinic records: import FILE", run: cmdImport},
-		"synth":       {summary: "write synthetic clinic records as NDJSON", run: cmdSynth},
-		"bench":       {summary: "measure ingest throughput and read/search latency", run: cmdBench},
-		"healthcheck": {summary: "check a running gateway's /healthz (exit 0 when healthy)", run: cmdHealthcheck},
-		"version":     {summary: "print the version", run: cmdVersion},
-		"conformance": {summary: "conformance export --patients N --out DIR", hidden: true, run: cmdConformance},
-		"users":       {summary: "manage logins: users add|list|remove", run: cmdUsers},
-		"clients":     {summary: "manage SMART client apps: clients add|list|remove", run: cmdClients},
-		"keys":        {summary: "manage token signing keys: keys rotate|list", run: cmdKeys},
-		"token":       {summary: "get an access token as a backend client (client_credentials)", run: cmdToken},
-		"audit":       {summary: "export the audit trail: audit export [--since RFC3339] [--out FILE]", run: cmdAudit},
+	commands = []*command{
+		serveCommand, importCommand, synthCommand, usersCommand, clientsCommand, keysCommand, tokenCommand,
+		auditCommand, conformanceCommand, healthcheckCommand, versionCommand,
 	}
 }
 
@@ -94,70 +117,183 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 
+// usageError is a command-line problem: one line, exit code 2.
+func usageError(format string, a ...any) error {
+	return &server.ConfigError{Msg: fmt.Sprintf(format, a...)}
+}
+
 // run executes one command line and returns the exit code: 0 success, 1
 // failure, 2 usage or configuration error.
 func run(ctx context.Context, args []string, e env) int {
 	if e.getenv == nil {
 		e.getenv = func(string) string { return "" }
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(e.stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(e.stderr, "ketabridge: unknown command %q (run ketabridge help)\n", args[0])
 		return 2
 	}
-	err := cmd.run(ctx, args[1:], e)
-	var ce *configError
+	if isHelp(args[0]) {
+		if len(args) > 1 { // help COMMAND [VERB]
+			return run(ctx, append(args[1:], "--help"), e)
+		}
+		usage(e.stdout)
+		return 0
+	}
+	c := find(commands, args[0])
+	if c == nil {
+		fmt.Fprintf(e.stderr, "ketabridge: unknown command %q (run ketabridge --help)\n", args[0])
+		return 2
+	}
+	args = args[1:]
+	for c.verbs != nil {
+		switch {
+		case len(args) == 0:
+			return report(e, c.name, usageError("%s: want a subcommand: %s", c.name, verbList(c)))
+		case isHelp(args[0]):
+			groupUsage(e.stdout, c)
+			return 0
+		}
+		v := find(c.verbs, args[0])
+		if v == nil {
+			return report(e, c.name, usageError("%s: unknown subcommand %q (want %s)", c.name, args[0], verbList(c)))
+		}
+		c, args = v, args[1:]
+	}
+	inv, err := parse(c, args, e)
+	if errors.Is(err, flag.ErrHelp) {
+		leafUsage(e.stdout, c)
+		return 0
+	}
+	if err == nil {
+		err = inv.act(ctx)
+	}
+	return report(e, c.name, err)
+}
+
+// act runs the command and closes what it opened.
+func (inv *invocation) act(ctx context.Context) error {
+	err := inv.run(ctx, inv)
+	for i := len(inv.closers) - 1; i >= 0; i-- {
+		if cerr := inv.closers[i](); err == nil && cerr != nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// parse parses a leaf command's flags, the shared ones included, and builds
+// the validated configuration.
+func parse(c *command, args []string, e env) (*invocation, error) {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	act := c.flags(fs)
+	cf := server.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError("%s: %v", c.name, err)
+	}
+	if fs.NArg() != c.nargs {
+		if fs.NArg() > c.nargs {
+			return nil, usageError("%s: unexpected argument %q", c.name, fs.Arg(c.nargs))
+		}
+		return nil, usageError("%s: want %s", c.name, c.args)
+	}
+	cfg, err := cf.Config(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Version = versionString()
+	return &invocation{name: c.name, run: act, cfg: cfg, args: fs.Args(), e: e}, nil
+}
+
+// report prints err (if any) as one line and returns the exit code.
+func report(e env, name string, err error) int {
+	var ce *server.ConfigError
 	var xe *exitError
+	var fe *auth.FieldError
+	msg, code := "", 1
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errHelp):
-		usage(e.stdout)
-		return 0
 	case errors.As(err, &ce):
-		fmt.Fprintln(e.stderr, "ketabridge: "+oneLine(ce.msg))
-		return 2
+		msg, code = ce.Msg, 2
+	case errors.As(err, &fe):
+		msg, code = name+": "+fieldName(fe.Field)+" "+fe.Msg, 2
 	case errors.As(err, &xe):
-		if xe.msg != "" {
-			fmt.Fprintln(e.stderr, "ketabridge: "+oneLine(xe.msg))
-		}
-		return xe.code
+		msg, code = xe.msg, xe.code
 	default:
-		fmt.Fprintln(e.stderr, "ketabridge: "+oneLine(err.Error()))
-		return 1
+		msg = err.Error()
 	}
+	if msg != "" {
+		fmt.Fprintln(e.stderr, "ketabridge: "+strings.Join(strings.Fields(msg), " "))
+	}
+	return code
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// fieldName names a registration field as the CLI takes it.
+func fieldName(field string) string {
+	switch field {
+	case "jwks":
+		return "--jwks-file"
+	case "secret":
+		return "the client secret (--secret-file)"
+	case "password":
+		return "the password"
+	}
+	return "--" + field
+}
 
+func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "help" }
+
+func find(cs []*command, name string) *command {
+	for _, c := range cs {
+		if c.name == name || strings.HasSuffix(c.name, " "+name) {
+			return c
+		}
+	}
+	return nil
+}
+
+func verbList(c *command) string {
+	var vs []string
+	for _, v := range c.verbs {
+		vs = append(vs, strings.TrimPrefix(v.name, c.name+" "))
+	}
+	return strings.Join(vs, ", ")
+}
+
+// usage lists every subcommand and the shared flags.
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: ketabridge COMMAND [flags]")
+	fmt.Fprintln(w, "usage: ketabridge COMMAND [flags]    (ketabridge COMMAND --help: its usage and flags)")
 	fmt.Fprintln(w, "\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n, c := range commands {
-		if !c.hidden {
-			names = append(names, n)
+	for _, c := range commands {
+		name := c.name
+		if c.verbs != nil {
+			name += " " + strings.ReplaceAll(verbList(c), ", ", "|")
 		}
+		fmt.Fprintf(w, "  %-28s %s\n", name, c.summary)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	server.WriteFlags(w, flag.NewFlagSet("", flag.ContinueOnError))
+}
+
+// groupUsage prints a group's verbs.
+func groupUsage(w io.Writer, c *command) {
+	fmt.Fprintf(w, "usage: ketabridge %s %s [flags]\n\n%s\n\nsubcommands:\n", c.name, strings.ReplaceAll(verbList(c), ", ", "|"), c.summary)
+	for _, v := range c.verbs {
+		fmt.Fprintf(w, "  %-8s %s\n", strings.TrimPrefix(v.name, c.name+" "), v.summary)
 	}
-	fmt.Fprintln(w, "\nshared flags (flag beats environment beats default):")
-	for _, f := range sharedFlags {
-		def := f.def
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  --%-13s %s (env %s, default %s)\n", f.name, f.usage, f.env, def)
-	}
+	fmt.Fprintf(w, "\nketabridge %s VERB --help prints its flags.\n", c.name)
+}
+
+// leafUsage prints a command's usage line, summary and flags.
+func leafUsage(w io.Writer, c *command) {
+	fmt.Fprintf(w, "usage: ketabridge %s %s\n\n%s\n", c.name, c.args, c.summary)
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	c.flags(fs)
+	server.AddFlags(fs)
+	server.WriteFlags(w, fs)
 }
 
 // versionString is the build's version: the -ldflags value, else the VCS
@@ -166,43 +302,25 @@ func versionString() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, modified string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value
-			}
-		}
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if rev != "" {
-			if modified == "true" {
-				rev += "-dirty"
-			}
-			return "dev-" + rev
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
 		}
 	}
-	return "dev"
-}
-
-func cmdVersion(_ context.Context, args []string, e env) error {
-	if len(args) > 0 && args[0] != "-h" && args[0] != "--help" {
-		return &usageError{msg: "version takes no arguments"}
+	if rev == "" {
+		return "dev"
 	}
-	bi, _ := debug.ReadBuildInfo()
-	goVersion := "unknown"
-	if bi != nil {
-		goVersion = bi.GoVersion
+	rev = rev[:min(len(rev), 12)]
+	if modified == "true" {
+		rev += "-dirty"
 	}
-	fmt.Fprintf(e.stdout, "ketabridge %s (%s)\n", versionString(), goVersion)
-	return nil
-}
-
-// newLogger returns the JSON logger on stderr at the configured level.
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return "dev-" + rev
 }

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ketabridge/ketabridge/store/postgres"
+	redisstore "github.com/ketabridge/ketabridge/store/redis"
 )
 
 // This file runs KetaBridge as real processes (the built binary) against
@@ -56,16 +59,38 @@ func ketabridgeBinary(t *testing.T) string {
 	return binPath
 }
 
-// isolated is cfg with its own PostgreSQL schema and Redis key prefix
-// (freshNamespace), dropped when t ends: no two tests see each other's data.
-func isolated(t *testing.T, cfg Config) Config {
+// testSchema is a fresh PostgreSQL schema on the server dbURL names,
+// dropped when t ends, as the URL that selects it: no two tests see each
+// other's data.
+func testSchema(t *testing.T, dbURL string) string {
 	t.Helper()
-	out, cleanup, err := freshNamespace(context.Background(), cfg, "test")
-	t.Cleanup(cleanup)
+	u, drop, err := postgres.NewSchema(context.Background(), dbURL, fmt.Sprintf("kb_test_%d", time.Now().UnixNano()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	t.Cleanup(func() { _ = drop(context.Background()) })
+	return u
+}
+
+// testPrefix is a fresh Redis key prefix whose keys are deleted when t
+// ends.
+func testPrefix(t *testing.T, redisURL string) string {
+	t.Helper()
+	prefix := fmt.Sprintf("ketabridge-test:%d:", time.Now().UnixNano())
+	r, err := redisstore.Connect(redisURL, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = r.DeleteAll(context.Background())
+		r.Close()
+	})
+	return prefix
+}
+
+// envOf is an environment of the given variables only.
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
 }
 
 // proc is one running gateway process.

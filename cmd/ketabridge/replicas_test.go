@@ -12,8 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/server"
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
@@ -49,8 +51,7 @@ func startReplicas(t *testing.T, extraEnv ...string) *replicaSet {
 // and key prefix.
 func startReplicasOn(t *testing.T, dbURL, redisURL string, extraEnv ...string) *replicaSet {
 	t.Helper()
-	ns := isolated(t, Config{DatabaseURL: dbURL, RedisURL: redisURL})
-	dbURL, prefix := ns.DatabaseURL, ns.RedisPrefix
+	dbURL, prefix := testSchema(t, dbURL), testPrefix(t, redisURL)
 	portA, portB := smartFreePort(t), smartFreePort(t)
 	public := "http://127.0.0.1:" + portA
 	// The replicas share one key-encryption key file: the signing keys in
@@ -74,7 +75,7 @@ func startReplicasOn(t *testing.T, dbURL, redisURL string, extraEnv ...string) *
 		patient: mapping.ResourceID(clinic.KindPatient, "pat-000001"),
 	}
 	var jwksFile string
-	rs.keyFile, jwksFile = rs.env.backendKeyFiles(t, "replica")
+	rs.keyFile, jwksFile = backendKeyFiles(t, "replica")
 	cliEnv(t, rs.vars, "clients", "add", "--id", rs.backend, "--kind", "backend", "--jwks-file", jwksFile,
 		"--scope", "system/*.rs system/ClinicRecord.write")
 	cliEnv(t, rs.vars, "clients", "add", "--id", "replica-app", "--kind", "public", "--name", "Replica app",
@@ -109,7 +110,7 @@ func startReplicasOn(t *testing.T, dbURL, redisURL string, extraEnv ...string) *
 // patient's family name set to family (a re-ingest changes it).
 func patientRecords(t *testing.T, family string) []byte {
 	t.Helper()
-	raw, err := synthRecords(1, demoSeed, demoStart)
+	raw, err := server.SynthRecords(1, 1, server.DemoStart)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,12 +154,11 @@ func (rs *replicaSet) signAssertion(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := parsePrivateKey(pemBytes)
+	bk, err := auth.ParseBackendKey(rs.backend, pemBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bk := backendKey{clientID: rs.backend, key: key, aud: rs.env.issuer + "/token"}
-	s, err := bk.assertion()
+	s, err := bk.Assertion(rs.env.issuer + "/token")
 	if err != nil {
 		t.Fatal(err)
 	}

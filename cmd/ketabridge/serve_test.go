@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/server"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
@@ -179,19 +178,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	// The operator's path: register a backend client with the CLI, then get
 	// a token with `ketabridge token` (client_credentials + private_key_jwt).
-	bk, err := newBackendKey("ehr-1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := bk.jwks()
-	keyPEM, _ := bk.privatePEM()
-	jwksFile, keyFile := filepath.Join(t.TempDir(), "ehr-1.jwks.json"), filepath.Join(t.TempDir(), "ehr-1.key.pem")
-	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, jwksFile := backendKeyFiles(t, "ehr-1")
 	var out, errOut bytes.Buffer
 	cli := env{stdout: &out, stderr: &errOut, getenv: envOf(nil)}
 	scope := "system/*.rs system/ClinicRecord.write"
@@ -211,7 +198,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// Ingest a synth batch over HTTP (other patients than the demo's).
-	raw, err := synthRecords(3, 42, demoStart)
+	raw, err := server.SynthRecords(3, 42, server.DemoStart)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"golang.org/x/oauth2"
+
+	"github.com/ketabridge/ketabridge/auth"
 )
 
 // smartPassword is the password of every test user (from a --password-file).
@@ -107,7 +109,7 @@ func startSMART(t *testing.T) *smartEnv {
 	e.base, e.fhirBase, e.issuer = base, base+"/fhir", base+"/auth"
 
 	// The lookup client: registered with the CLI, token from `ketabridge token`.
-	keyFile, jwksFile := e.backendKeyFiles(t, "lookup")
+	keyFile, jwksFile := backendKeyFiles(t, "lookup")
 	e.cli(t, "clients", "add", "--id", "e2e-lookup", "--kind", "backend", "--jwks-file", jwksFile, "--scope", "system/*.rs")
 	e.system = strings.TrimSpace(e.cli(t, "token", "--client", "e2e-lookup", "--key", keyFile, "--scope", "system/*.rs",
 		"--token-url", e.issuer+"/token"))
@@ -137,18 +139,19 @@ func startSMART(t *testing.T) *smartEnv {
 	return e
 }
 
-// backendKeyFiles writes a fresh RSA key (PKCS#8 PEM) and its public JWKS.
-func (e *smartEnv) backendKeyFiles(t *testing.T, name string) (keyFile, jwksFile string) {
+// backendKeyFiles writes a fresh RSA key (PKCS#8 PEM) for the backend
+// client name and its public JWKS, as an operator would have them.
+func backendKeyFiles(t *testing.T, name string) (keyFile, jwksFile string) {
 	t.Helper()
-	bk, err := newBackendKey(name, "")
+	bk, err := auth.NewBackendKey(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := bk.jwks()
+	jwks, err := bk.JWKS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, err := bk.privatePEM()
+	keyPEM, err := bk.PrivatePEM()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -958,7 +961,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 
 	// 5. Backend services (CLI-1 to CLI-7, NEG-31, NEG-34).
 	t.Run("BackendServices", func(t *testing.T) {
-		keyFile, jwksFile := e.backendKeyFiles(t, "cli-backend")
+		keyFile, jwksFile := backendKeyFiles(t, "cli-backend")
 		e.cli(t, "clients", "add", "--id", "bk-cli", "--kind", "backend", "--jwks-file", jwksFile, "--scope", "system/*.rs")
 		tok := strings.TrimSpace(e.cli(t, "token", "--client", "bk-cli", "--key", keyFile, "--scope", "system/*.read",
 			"--token-url", e.issuer+"/token"))

@@ -54,6 +54,10 @@ var (
 	esketamineMgPerDevice = 28.0
 )
 
+// ValidID reports whether s is a valid clinic id: 1 to 64 letters, digits,
+// '.', '_' or '-'.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
 // Physiological ranges (inclusive) for vitals and dosing weight.
 const (
 	minHR, maxHR               = 20, 250

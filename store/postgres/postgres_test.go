@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io/fs"
-	"net/url"
 	"testing"
 	"time"
 
@@ -47,50 +46,20 @@ func freshSchema(t testing.TB) string {
 	return u
 }
 
-// createSchema creates a schema kb_test_<random> and returns the test
-// database URL with it as the search_path, and the function dropping it.
+// createSchema creates a schema kb_test_<random> (postgres.NewSchema) and
+// returns the test database URL with it as the search_path, and the
+// function dropping it.
 func createSchema(t testing.TB) (string, func() error) {
 	t.Helper()
-	ctx := context.Background()
-	base := databaseURL(t)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
 	}
-	schema := "kb_test_" + hex.EncodeToString(rnd[:])
-	admin, err := pgx.Connect(ctx, base)
+	u, drop, err := postgres.NewSchema(context.Background(), databaseURL(t), "kb_test_"+hex.EncodeToString(rnd[:]))
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	drop := func() error {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			return err
-		}
-		defer c.Close(context.Background())
-		_, err = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		return err
-	}
-	return withSearchPath(t, base, schema), drop
-}
-
-// withSearchPath adds search_path to the URL's parameters: pgx sends
-// unknown parameters as session settings (RuntimeParams) of every
-// connection of the pool.
-func withSearchPath(t testing.TB, base, schema string) string {
-	t.Helper()
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("KETABRIDGE_TEST_DATABASE_URL must be a postgres:// URL")
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return u, func() error { return drop(context.Background()) }
 }
 
 func TestContract(t *testing.T) {

@@ -33,19 +33,8 @@ func openTest(t *testing.T, url string) *Ephemeral {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		var keys []string
-		iter := e.c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("cleanup scan: %v", err)
-		}
-		if len(keys) > 0 {
-			if err := e.c.Del(ctx, keys...).Err(); err != nil {
-				t.Errorf("cleanup del: %v", err)
-			}
+		if err := e.DeleteAll(context.Background()); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 		if err := e.Close(); err != nil {
 			t.Errorf("Close: %v", err)

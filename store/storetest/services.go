@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"fmt"
 	"os"
+	"sync"
 	"testing"
 )
 
@@ -30,5 +32,14 @@ func SkipOrFail(t testing.TB, why string) {
 	if os.Getenv(requireServices) == "1" {
 		t.Fatal(why + " and " + requireServices + "=1")
 	}
+	// A skip is silent without -v: say it once per test binary on stderr
+	// (shown by `go test` in a package directory; `make test` prints its
+	// own note for ./...).
+	if _, said := told.LoadOrStore(why, true); !said {
+		fmt.Fprintf(os.Stderr, "skipping the tests that need it: %s\n", why)
+	}
 	t.Skip(why)
 }
+
+// told holds the skip reasons already printed.
+var told sync.Map

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -16,19 +16,19 @@ import (
 	"time"
 )
 
-// benchResults is results.json: the machine, one row per scenario and the
+// results is results.json: the machine, one row per scenario and the
 // Run parameters needed to reproduce it.
-type benchResults struct {
-	Machine   benchMachine     `json:"machine"`
-	Ingest    benchIngest      `json:"ingest"`
+type results struct {
+	Machine   machine          `json:"machine"`
+	Ingest    ingestInfo       `json:"ingest"`
 	Scenarios []scenarioResult `json:"scenarios"`
 	// PeakRSSMB is the highest per-scenario peak RSS of the serving phase.
-	PeakRSSMB float64  `json:"peak_rss_mb"`
-	Run       benchRun `json:"run"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+	Run       runInfo `json:"run"`
 }
 
-// benchMachine describes where the run happened.
-type benchMachine struct {
+// machine describes where the run happened.
+type machine struct {
 	Date     string `json:"date"`
 	CPU      string `json:"cpu,omitempty"`
 	Cores    int    `json:"cores"`
@@ -37,8 +37,8 @@ type benchMachine struct {
 	OS       string `json:"os"`
 }
 
-// benchIngest is the ingest phase of the run.
-type benchIngest struct {
+// ingestInfo is the ingest phase of the run.
+type ingestInfo struct {
 	ResourcesPerS float64 `json:"resources_per_s"`
 	Resources     int     `json:"resources"`
 	Records       int     `json:"records"`
@@ -49,8 +49,8 @@ type benchIngest struct {
 	PeakRSSMB float64 `json:"peak_rss_mb"`
 }
 
-// benchRun holds the run's parameters.
-type benchRun struct {
+// runInfo holds the run's parameters.
+type runInfo struct {
 	Patients    int      `json:"patients"`
 	Seed        int64    `json:"seed"`
 	DurationS   float64  `json:"duration_s"`
@@ -87,7 +87,7 @@ type scenarioResult struct {
 }
 
 // finish sets the limit ratios and the overall peak RSS.
-func (r *benchResults) finish() {
+func (r *results) finish() {
 	var limit float64
 	for _, s := range r.Scenarios {
 		if s.Name == "limit" {
@@ -105,8 +105,8 @@ func (r *benchResults) finish() {
 }
 
 // machineInfo reads the CPU model and memory from /proc where present.
-func machineInfo() benchMachine {
-	m := benchMachine{
+func machineInfo() machine {
+	m := machine{
 		Date:  time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 	}
@@ -130,8 +130,8 @@ func machineInfo() benchMachine {
 	return m
 }
 
-// printBenchTable prints the run's one table.
-func printBenchTable(w io.Writer, r *benchResults) {
+// printTable prints the run's one table.
+func printTable(w io.Writer, r *results) {
 	fmt.Fprintf(w, "ingest: %d records, %d resources in %.1f s: %.0f resources/s (%d rejected, peak RSS %.0f MB)\n",
 		r.Ingest.Records, r.Ingest.Resources, r.Ingest.Seconds, r.Ingest.ResourcesPerS, r.Ingest.Rejected, r.Ingest.PeakRSSMB)
 	fmt.Fprintf(w, "%d connections, %s per scenario; gateway, SQLite and load generator in one process on %d cores; peak RSS: %s\n",
@@ -152,11 +152,11 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 }
 
-// benchJoin joins an output path for display.
-func benchJoin(dir, name string) string { return filepath.Join(dir, name) }
+// joinPath joins an output path for display.
+func joinPath(dir, name string) string { return filepath.Join(dir, name) }
 
-// writeBenchOutputs writes results.json and latency-<scenario>.svg to dir.
-func writeBenchOutputs(dir string, r *benchResults) error {
+// writeOutputs writes results.json and latency-<scenario>.svg to dir.
+func writeOutputs(dir string, r *results) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
@@ -176,7 +176,7 @@ func chartName(scenario string) string { return "latency-" + scenario + ".svg" }
 
 // latencySVG draws a scenario's latency percentiles (p50, p90, p95, p99,
 // max) as horizontal bars on a linear millisecond scale.
-func latencySVG(s scenarioResult, r *benchResults) []byte {
+func latencySVG(s scenarioResult, r *results) []byte {
 	bars := []struct {
 		label string
 		v     float64
@@ -217,13 +217,13 @@ func latencySVG(s scenarioResult, r *benchResults) []byte {
 	return buf.Bytes()
 }
 
-// benchDocsSection heads the appended runs in docs/benchmarks.md.
-const benchDocsSection = "## Runs of `ketabridge bench`"
+// DocsSection heads the appended runs in docs/benchmarks.md.
+const DocsSection = "## Runs of `ketabridge-bench`"
 
-// appendBenchDocs appends the run's dated row set to the Markdown file at
-// path (created when missing), under benchDocsSection, keeping everything
+// appendDocs appends the run's dated row set to the Markdown file at
+// path (created when missing), under DocsSection, keeping everything
 // already there; chart links are relative to the file.
-func appendBenchDocs(path, outDir string, r *benchResults) error {
+func appendDocs(path, outDir string, r *results) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -248,11 +248,11 @@ func appendBenchDocs(path, outDir string, r *benchResults) error {
 	} else if !bytes.HasSuffix(old, []byte("\n")) {
 		fmt.Fprintln(w)
 	}
-	if !bytes.Contains(old, []byte(benchDocsSection)) {
+	if !bytes.Contains(old, []byte(DocsSection)) {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, benchDocsSection)
+		fmt.Fprintln(w, DocsSection)
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Appended by `make bench` (`ketabridge bench`, vegeta as a library): each scenario runs unpaced at a fixed")
+		fmt.Fprintln(w, "Appended by `make bench` (`ketabridge-bench`, vegeta as a library): each scenario runs unpaced at a fixed")
 		fmt.Fprintln(w, "number of connections for a fixed time; `limit` serves the read-hot responses' bytes from memory with a bare")
 		fmt.Fprintln(w, "`net/http` handler (no auth), and the limit ratio is requests/s divided by the limit's. The gateway, SQLite")
 		fmt.Fprintln(w, "and the load generator share one process and the same cores; peak RSS is that process's VmHWM.")
@@ -287,11 +287,16 @@ func appendBenchDocs(path, outDir string, r *benchResults) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	return appendFile(path, b.Bytes())
+}
+
+// appendFile appends b to the file at path, created when missing.
+func appendFile(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b.Bytes()); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return err
 	}

@@ -1,39 +1,67 @@
-package main
+package fhir
 
 import (
+	"bytes"
 	"context"
-	"log/slog"
+	"encoding/json"
+	"errors"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/ingest"
+	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/sqlite"
 )
+
+// directoryPatients is the size of the synthetic data set the directory is
+// searched over.
+const directoryPatients = 12
+
+// directoryStore is a SQLite store holding directoryPatients synthetic
+// patients, ingested as the gateway ingests: the directory's name search is
+// the store's, so it is tested against a real one.
+func directoryStore(t *testing.T) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	var buf bytes.Buffer
+	if _, err := synth.Generate(&buf, synth.Options{Patients: directoryPatients, Seed: 1,
+		Start: time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	var raw []json.RawMessage
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		raw = append(raw, json.RawMessage(l))
+	}
+	svc := ingest.New(st, mapping.New(mapping.Options{}), search.Extract, store.SystemClock{})
+	if _, sum, err := svc.Ingest(ctx, raw); err != nil || sum.Rejected > 0 {
+		t.Fatalf("ingest: %v, %d rejected", err, sum.Rejected)
+	}
+	return st
+}
 
 func TestPatientDirectory(t *testing.T) {
 	ctx := context.Background()
-	cf := newFlagSet("test")
-	cfg, err := cf.parse([]string{"--data-dir", t.TempDir()}, envOf(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if err := a.loadDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dir := newPatientDirectory(a.store)
+	st := directoryStore(t)
+	dir := NewPatientDirectory(st)
 
 	all, err := dir.FindPatients(ctx, "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != demoPatients {
-		t.Fatalf("FindPatients(\"\") = %d patients, want %d", len(all), demoPatients)
+	if len(all) != directoryPatients {
+		t.Fatalf("FindPatients(\"\") = %d patients, want %d", len(all), directoryPatients)
 	}
 	family := func(p auth.PatientSummary) string {
 		f := strings.Fields(p.Name)
@@ -48,7 +76,7 @@ func TestPatientDirectory(t *testing.T) {
 		t.Errorf("not ordered by family name: %v", all)
 	}
 	// Cross-check the summary against the stored body.
-	r, err := a.store.Read(ctx, "Patient", all[0].ID)
+	r, err := st.Read(ctx, "Patient", all[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,13 +96,13 @@ func TestPatientDirectory(t *testing.T) {
 	}{
 		{"family prefix", fam[:3], 100, target.ID, func(p auth.PatientSummary) bool {
 			return strings.Contains(strings.ToLower(p.Name), fam[:3])
-		}, demoPatients},
-		{"upper case", strings.ToUpper(fam[:3]), 100, target.ID, nil, demoPatients},
+		}, directoryPatients},
+		{"upper case", strings.ToUpper(fam[:3]), 100, target.ID, nil, directoryPatients},
 		{"given and family", given + " " + fam, 100, target.ID, func(p auth.PatientSummary) bool {
 			n := strings.ToLower(p.Name)
 			return strings.Contains(n, given) && strings.Contains(n, fam)
-		}, demoPatients},
-		{"comma separated words", given + "," + fam, 100, target.ID, nil, demoPatients},
+		}, directoryPatients},
+		{"comma separated words", given + "," + fam, 100, target.ID, nil, directoryPatients},
 		{"limit", "", 3, "", nil, 3},
 		{"no limit is the default page", "", 0, "", nil, defaultPickerLimit},
 		{"no match", "zzzzqqq", 10, "", nil, 0},
@@ -125,12 +153,27 @@ func TestPatientDirectory(t *testing.T) {
 		}
 	})
 	t.Run("a non-Patient id is not a patient", func(t *testing.T) {
-		res, err := a.store.Search(ctx, store.Query{Type: "Practitioner", Count: 1})
-		if err != nil || len(res.Resources) == 0 {
-			t.Skip("no Practitioner in the demo set")
+		res, err := st.Search(ctx, store.Query{Type: "Practitioner", Count: 1})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got, _ := dir.PatientExists(ctx, res.Resources[0].ID); got {
-			t.Errorf("Practitioner id %s reported as a patient", res.Resources[0].ID)
+		if len(res.Resources) == 0 {
+			t.Fatal("the synthetic data set has no Practitioner")
+		}
+		got, err := dir.PatientExists(ctx, res.Resources[0].ID)
+		if err != nil || got {
+			t.Errorf("PatientExists(Practitioner %s) = %v, %v; want false", res.Resources[0].ID, got, err)
+		}
+	})
+	t.Run("a store error is an error, never an answer", func(t *testing.T) {
+		failing := newFakeStore()
+		failing.fail = errors.New("database is locked")
+		broken := NewPatientDirectory(failing)
+		if ok, err := broken.PatientExists(ctx, "p1"); err == nil || ok {
+			t.Errorf("PatientExists on a failing store = %v, %v; want an error", ok, err)
+		}
+		if ps, err := broken.FindPatients(ctx, "doe", 5); err == nil || len(ps) != 0 {
+			t.Errorf("FindPatients on a failing store = %v, %v; want an error", ps, err)
 		}
 	})
 }

@@ -8,55 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ketabridge/ketabridge/fhir/search"
-	"github.com/ketabridge/ketabridge/mapping"
-	"github.com/ketabridge/ketabridge/mapping/ingest"
-	"github.com/ketabridge/ketabridge/store"
-	"github.com/ketabridge/ketabridge/store/sqlite"
+	"github.com/ketabridge/ketabridge/bench"
 )
 
-// BenchmarkIngest measures the whole ingest path (decode, validate,
-// reference check, map, index, SQLite write) over synthetic records into a
-// fresh store per iteration, and reports FHIR resources per second.
-func BenchmarkIngest(b *testing.B) {
-	raw, err := synthRecords(100, 1, demoStart)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	m := mapping.New(mapping.Options{Canonical: "http://localhost:8080/fhir"})
-	var resources int
-	var elapsed time.Duration
-	for i := 0; b.Loop(); i++ {
-		b.StopTimer()
-		st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), store.SystemClock{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		svc := ingest.New(st, m, search.Extract, store.SystemClock{})
-		b.StartTimer()
-		start := time.Now()
-		_, sum, err := svc.Ingest(ctx, raw)
-		elapsed += time.Since(start)
-		if err != nil || sum.Rejected > 0 {
-			b.Fatalf("ingest: %v, %d rejected", err, sum.Rejected)
-		}
-		resources += sum.Resources
-		b.StopTimer()
-		st.Close()
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(resources)/elapsed.Seconds(), "resources/s")
-	b.ReportMetric(float64(len(raw)), "records/op")
-}
-
-// TestBenchCommand runs `bench --small` with tiny durations and checks the
+// TestBench runs `ketabridge-bench --small` with tiny durations and checks the
 // outputs: results.json with the six scenarios, each with requests served and
 // no errors, a chart per scenario, and the docs row appended after the
 // existing content.
-func TestBenchCommand(t *testing.T) {
+func TestBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench")
 	}
@@ -70,8 +30,8 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"bench", "--small", "--patients", "8", "--duration", "300ms",
-		"--out", out, "--docs", docs}, env{stdout: &stdout, stderr: &stderr, getenv: envOf(nil)})
+	code := run(context.Background(), []string{"--small", "--patients", "8", "--duration", "300ms",
+		"--out", out, "--docs", docs}, &stdout, &stderr, func(string) string { return "" })
 	if code != 0 {
 		t.Fatalf("bench exited %d: %s", code, stderr.String())
 	}
@@ -141,24 +101,36 @@ func TestBenchCommand(t *testing.T) {
 			}
 		})
 	}
-	if !strings.HasPrefix(string(doc), before) || !strings.Contains(string(doc), benchDocsSection) {
+	if !strings.HasPrefix(string(doc), before) || !strings.Contains(string(doc), bench.DocsSection) {
 		t.Errorf("docs lost their content or the section heading:\n%s", doc)
 	}
 }
 
-// TestThousands checks the docs' number format.
-func TestThousands(t *testing.T) {
-	for _, tc := range []struct {
+func TestUsage(t *testing.T) {
+	tests := []struct {
 		name string
-		n    int
-		want string
+		args []string
+		code int
+		out  string // substring of stdout (code 0) or stderr
 	}{
-		{"small", 7, "7"}, {"three digits", 999, "999"}, {"four digits", 1000, "1,000"},
-		{"million", 1234567, "1,234,567"}, {"negative", -12345, "-12,345"},
-	} {
+		{"help", []string{"--help"}, 0, "--compare"},
+		{"help lists the shared flags", []string{"-h"}, 0, "KETABRIDGE_DATABASE_URL"},
+		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
+		{"unknown scenario", []string{"--scenarios", "read-hot,fly"}, 2, `unknown scenario "fly"`},
+		{"bad configuration", []string{"--database-url", "mysql://db/kb"}, 2, "invalid --database-url"},
+		{"no connections", []string{"--connections", "0"}, 2, "--connections"},
+		{"positional argument", []string{"extra"}, 2, "unexpected argument"},
+	}
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := thousands(tc.n); got != tc.want {
-				t.Errorf("thousands(%d) = %q, want %q", tc.n, got, tc.want)
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, &stdout, &stderr, func(string) string { return "" })
+			got := stderr.String()
+			if tc.code == 0 {
+				got = stdout.String()
+			}
+			if code != tc.code || !strings.Contains(got, tc.out) {
+				t.Errorf("exit %d, want %d; output %q, want %q", code, tc.code, got, tc.out)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package main
+package fhir
 
 import (
 	"context"
@@ -14,16 +14,17 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// patientDirectory is the auth.PatientDirectory over the FHIR store: the
-// clinician's patient picker and the launch-context check.
-type patientDirectory struct {
-	st store.Store
+// PatientDirectory is the auth.PatientDirectory over the FHIR store: the
+// clinician's patient picker and the launch-context check. It searches with
+// the same parser and store query as `GET /fhir/Patient?name=...`.
+type PatientDirectory struct {
+	st Reader
 }
 
-var _ auth.PatientDirectory = patientDirectory{}
+var _ auth.PatientDirectory = PatientDirectory{}
 
-// newPatientDirectory returns the patient directory over st.
-func newPatientDirectory(st store.Store) auth.PatientDirectory { return patientDirectory{st: st} }
+// NewPatientDirectory returns the patient directory over st.
+func NewPatientDirectory(st Reader) PatientDirectory { return PatientDirectory{st: st} }
 
 // defaultPickerLimit is the page size when FindPatients gets no limit;
 // maxPickerWords bounds the words of a query.
@@ -37,7 +38,7 @@ const (
 // accent-insensitive prefix of any name part); a query of several words
 // matches patients with a name part starting with each. Results are ordered
 // by family then given name then id. An empty query lists every patient.
-func (d patientDirectory) FindPatients(ctx context.Context, query string, limit int) ([]auth.PatientSummary, error) {
+func (d PatientDirectory) FindPatients(ctx context.Context, query string, limit int) ([]auth.PatientSummary, error) {
 	vals := url.Values{"_sort": {"family,given"}, "_total": {"none"}}
 	// Each word of the query is a name prefix, all must match (a repeated
 	// parameter is AND, search.html#combining); commas, which would be OR,
@@ -64,13 +65,13 @@ func (d patientDirectory) FindPatients(ctx context.Context, query string, limit 
 	}
 	out := make([]auth.PatientSummary, 0, len(res.Resources))
 	for _, r := range res.Resources {
-		out = append(out, summarize(r))
+		out = append(out, summarizePatient(r))
 	}
 	return out, nil
 }
 
-// patientBody is the part of a stored Patient the picker shows.
-type patientBody struct {
+// pickerPatientBody is the part of a stored Patient the picker shows.
+type pickerPatientBody struct {
 	Name []struct {
 		Use    string   `json:"use"`
 		Text   string   `json:"text"`
@@ -81,11 +82,11 @@ type patientBody struct {
 	BirthDate string `json:"birthDate"`
 }
 
-// summarize reads the display name (the official name, else the first; its
+// summarizePatient reads the display name (the official name, else the first; its
 // text, else given names then family) and birth date from a stored body.
-func summarize(r store.Resource) auth.PatientSummary {
+func summarizePatient(r store.Resource) auth.PatientSummary {
 	s := auth.PatientSummary{ID: r.ID}
-	var p patientBody
+	var p pickerPatientBody
 	if err := json.Unmarshal(r.Body, &p); err != nil {
 		return s
 	}
@@ -110,8 +111,8 @@ func summarize(r store.Resource) auth.PatientSummary {
 }
 
 // PatientExists reports whether the Patient id exists and is not deleted.
-func (d patientDirectory) PatientExists(ctx context.Context, id string) (bool, error) {
-	if !fhirIDPattern.MatchString(id) {
+func (d PatientDirectory) PatientExists(ctx context.Context, id string) (bool, error) {
+	if !validID(id) {
 		return false, nil
 	}
 	_, err := d.st.Read(ctx, "Patient", id)

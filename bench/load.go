@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -17,9 +17,9 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// benchScenario is one measured workload: the request paths it cycles
+// scenario is one measured workload: the request paths it cycles
 // through against one server.
-type benchScenario struct {
+type scenario struct {
 	name string
 	base string
 	hdr  http.Header
@@ -31,16 +31,16 @@ type benchScenario struct {
 	bundle bool
 }
 
-// benchScenarioNames are the scenarios' names, in run order.
-var benchScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
+// ScenarioNames are the scenarios' names, in run order.
+var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
 
-// benchScenarios builds the six benchmark scenarios, in run order. Every
+// scenarios builds the six benchmark scenarios, in run order. Every
 // request sequence is a pure function of the seed.
-func benchScenarios(ds *benchDataset, gw, limit string, auth http.Header, seed uint64) []benchScenario {
+func buildScenarios(ds *dataset, gw, limit string, auth http.Header, seed uint64) []scenario {
 	pick := func(l []string, i uint64, salt uint64) string { return l[mix(seed^salt, i)%uint64(len(l))] }
 	// Unauthenticated, but the same Accept header as the gateway reads.
 	bare := http.Header{"Accept": {"application/fhir+json"}}
-	return []benchScenario{
+	return []scenario{
 		{name: "read-hot", base: gw, hdr: auth, path: func(i uint64) string { return pick(ds.hot, i, 1) }},
 		{name: "read-uniform", base: gw, hdr: auth, path: func(i uint64) string { return pick(ds.sample, i, 2) }},
 		// Heart rate (LOINC 8867-4) is recorded at every vitals set.
@@ -53,7 +53,7 @@ func benchScenarios(ds *benchDataset, gw, limit string, auth http.Header, seed u
 				"&_include=MedicationAdministration:medication"
 		}},
 		{name: "everything", base: gw, hdr: auth, bundle: true, path: func(uint64) string {
-			return "/fhir/Patient/" + ds.everything + "/$everything?_count=" + strconv.Itoa(benchEverythingSize)
+			return "/fhir/Patient/" + ds.everything + "/$everything?_count=" + strconv.Itoa(everythingSize)
 		}},
 		// The same reads as read-hot, from memory, no auth: the limit.
 		{name: "limit", base: limit, hdr: bare, path: func(i uint64) string { return pick(ds.hot, i, 1) }},
@@ -70,7 +70,7 @@ func mix(seed, i uint64) uint64 {
 
 // targeter yields the scenario's requests in sequence; safe for vegeta's
 // concurrent workers (Target.Request copies the shared header).
-func (sc benchScenario) targeter() vegeta.Targeter {
+func (sc scenario) targeter() vegeta.Targeter {
 	var n atomic.Uint64
 	return func(t *vegeta.Target) error {
 		i := n.Add(1) - 1
@@ -84,13 +84,8 @@ func (sc benchScenario) targeter() vegeta.Targeter {
 // preflight sends the scenario's first request once and checks it is a 200
 // with what the scenario is meant to exercise, so a run never measures
 // errors or empty Bundles.
-func (sc benchScenario) preflight(ctx context.Context, c *http.Client) error {
-	hdr := make([]string, 0, 2*len(sc.hdr))
-	for k, vs := range sc.hdr {
-		hdr = append(hdr, k, vs[0])
-	}
-	u := sc.base + sc.path(0)
-	b, status, err := httpGet(ctx, c, u, hdr...)
+func (sc scenario) preflight(ctx context.Context, c *http.Client) error {
+	b, status, err := get(ctx, c, sc.base+sc.path(0), sc.hdr)
 	if err != nil {
 		return err
 	}
@@ -124,7 +119,7 @@ func (sc benchScenario) preflight(ctx context.Context, c *http.Client) error {
 // many workers (an unpaced, closed-loop load) for d, and summarises it with
 // vegeta.Metrics. Peak RSS is the process's VmHWM, reset first when the
 // kernel allows.
-func attackScenario(sc benchScenario, conns int, d time.Duration) (scenarioResult, error) {
+func attackScenario(sc scenario, conns int, d time.Duration) (scenarioResult, error) {
 	// Each scenario's peak starts from the gateway at rest: the heap the
 	// previous scenario grew (and the runtime keeps for a while) is handed
 	// back to the OS first, so it does not count against this one.

@@ -48,27 +48,3 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	}
 	return p
 }
-
-func TestAuthCommandUsage(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		name string
-		args []string
-		code int
-	}{
-		{"users without verb", []string{"users"}, 2},
-		{"users unknown verb", []string{"users", "frob"}, 2},
-		{"clients without verb", []string{"clients"}, 2},
-		{"keys unknown verb", []string{"keys", "delete"}, 2},
-		{"users help", []string{"users", "--help"}, 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), append(tc.args, "--data-dir", dir), env{stdout: &stdout, stderr: &stderr})
-			if code != tc.code {
-				t.Errorf("exit %d, want %d (stderr %s)", code, tc.code, stderr.String())
-			}
-		})
-	}
-}

@@ -1,8 +1,9 @@
-package main
+package server
 
 import (
-	"bytes"
-	"context"
+	"errors"
+	"flag"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,18 @@ import (
 
 func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// parse builds the Config from a command line and an environment, as the
+// binaries do.
+func parse(args []string, env map[string]string) (Config, error) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cf := AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, &ConfigError{Msg: err.Error()}
+	}
+	return cf.Config(envOf(env))
 }
 
 func TestConfigPrecedence(t *testing.T) {
@@ -58,6 +71,17 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("String leaks the password: %s", c)
 			}
 		}},
+		{"clinic namespace and organization", []string{"--clinic-organization", "org-lakeside"}, map[string]string{
+			"KETABRIDGE_IDENTIFIER_SYSTEM_BASE": "https://lakeside-ketamine.example/fhir/sid"}, func(t *testing.T, c Config) {
+			if c.IdentifierSystemBase != "https://lakeside-ketamine.example/fhir/sid" || c.ClinicOrganization != "org-lakeside" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"urn identifier base", []string{"--identifier-system-base", "urn:example:clinic-b:sid"}, nil, func(t *testing.T, c Config) {
+			if c.IdentifierSystemBase != "urn:example:clinic-b:sid" {
+				t.Errorf("%+v", c)
+			}
+		}},
 		{"flag beats an invalid env value", []string{"--log-level", "warn"}, map[string]string{
 			"KETABRIDGE_LOG_LEVEL": "loud"}, func(t *testing.T, c Config) {
 			if c.LogLevel != slog.LevelWarn {
@@ -67,7 +91,7 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := newFlagSet("serve").parse(tc.args, envOf(tc.env))
+			c, err := parse(tc.args, tc.env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,42 +126,39 @@ func TestConfigInvalid(t *testing.T) {
 		{"base url fragment", []string{"--base-url", "http://x/#f"}, nil, "query or fragment"},
 		{"base url credentials", []string{"--base-url", "http://u:p@x"}, nil, "credentials"},
 		{"log level", nil, map[string]string{"KETABRIDGE_LOG_LEVEL": "loud"}, "invalid KETABRIDGE_LOG_LEVEL"},
-		{"unknown flag", []string{"--nope"}, nil, "flag provided but not defined"},
-		{"unexpected argument", []string{"extra"}, nil, "unexpected argument"},
+		{"identifier base relative", []string{"--identifier-system-base", "clinic/sid"}, nil, "absolute URI"},
+		{"identifier base trailing slash", []string{"--identifier-system-base", "https://clinic.example/sid/"}, nil, "slash"},
+		{"identifier base query", nil, map[string]string{"KETABRIDGE_IDENTIFIER_SYSTEM_BASE": "https://clinic.example/sid?x=1"}, "invalid KETABRIDGE_IDENTIFIER_SYSTEM_BASE"},
+		{"identifier base oid", []string{"--identifier-system-base", "urn:oid:1.2.3"}, nil, "OID"},
+		{"identifier base without host", []string{"--identifier-system-base", "https:/sid"}, nil, "host"},
+		{"clinic organization", []string{"--clinic-organization", "org lakeside"}, nil, "invalid --clinic-organization"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			args := append([]string{"serve", "--data-dir", t.TempDir()}, tc.args...)
-			code := run(context.Background(), args, env{stdout: &stdout, stderr: &stderr, getenv: envOf(tc.env)})
-			if code != 2 {
-				t.Fatalf("exit code %d, want 2; stderr %q", code, stderr.String())
+			_, err := parse(append([]string{"--data-dir", t.TempDir()}, tc.args...), tc.env)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v, want a *ConfigError", err)
 			}
-			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
-			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-				t.Errorf("stderr %q, want one line containing %q", stderr.String(), tc.want)
+			if !strings.Contains(ce.Msg, tc.want) || strings.Contains(ce.Msg, "\n") {
+				t.Errorf("%q, want one line containing %q", ce.Msg, tc.want)
 			}
-			if strings.Contains(stderr.String(), "secret") {
-				t.Error("stderr leaks a password")
+			if strings.Contains(ce.Msg, "secret") {
+				t.Error("the message leaks a password")
 			}
 		})
 	}
 }
 
 func TestConfigStringRedacts(t *testing.T) {
-	c := Config{DatabaseURL: "postgres://kb:hunter2@db:5432/kb", RedisURL: "redis://:pw@cache:6379"}
-	if s := c.String(); strings.Contains(s, "hunter2") || strings.Contains(s, ":pw@") {
+	kek := []byte("0123456789abcdef0123456789abcdef")
+	c := Config{DatabaseURL: "postgres://kb:hunter2@db:5432/kb", RedisURL: "redis://:pw@cache:6379", KeyEncryptionKey: kek}
+	s := c.String()
+	if strings.Contains(s, "hunter2") || strings.Contains(s, ":pw@") || strings.Contains(s, string(kek)) ||
+		strings.Contains(s, "MDEyMzQ1") {
 		t.Errorf("String() leaks secrets: %s", s)
 	}
-}
-
-func TestUnknownCommand(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"frobnicate"}, env{stdout: &stdout, stderr: &stderr}); code != 2 {
-		t.Errorf("exit code %d", code)
-	}
-	if code := run(context.Background(), []string{"help"}, env{stdout: &stdout, stderr: &stderr}); code != 0 ||
-		!strings.Contains(stdout.String(), "serve") || strings.Contains(stdout.String(), "conformance") {
-		t.Errorf("help: %d %q", code, stdout.String())
+	if !strings.Contains(s, "key-encryption-key=true") || !strings.Contains(s, "db:5432") {
+		t.Errorf("String() hides what is not secret: %s", s)
 	}
 }

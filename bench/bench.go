@@ -1,0 +1,391 @@
+// Package bench is KetaBridge's benchmark (`ketabridge-bench`, `make
+// bench`): it synthesises a seeded data set, ingests it through a real
+// gateway (package server) and reports the throughput, then serves it on a
+// loopback listener, obtains a real token through client_credentials and
+// drives read and search scenarios with vegeta at a fixed number of
+// connections for a fixed time. It prints one table, writes results.json and
+// one latency chart per scenario, and appends the dated rows to
+// docs/benchmarks.md. Compare runs the same scenarios on each store
+// configuration (SQLite, SQLite + memory cache, PostgreSQL, PostgreSQL +
+// Redis) in a fresh PostgreSQL schema and Redis key prefix.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"time"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/server"
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/postgres"
+)
+
+// Defaults: ~1,000,000 resources from 1,100 synthetic patients, 32
+// connections, 10 s per scenario; Small is a smoke run.
+const (
+	DefaultPatients    = 1100
+	SmallPatients      = 20
+	DefaultDuration    = 10 * time.Second
+	SmallDuration      = 3 * time.Second
+	DefaultConnections = 32
+	// hotSet is the number of ids read-hot (and the limit handler) cycle
+	// through.
+	hotSet = 16
+	// sampleSize caps the ids read-uniform draws from: a uniform reservoir
+	// sample of every stored compartment resource, so the id list does not
+	// inflate the RSS being measured.
+	sampleSize = 100_000
+	// everythingSize is the compartment size $everything is measured on.
+	everythingSize = 500
+)
+
+// Params are the parameters of one benchmark run.
+type Params struct {
+	Patients    int
+	Seed        int64
+	Duration    time.Duration
+	Connections int
+	// Only, when set, limits the scenarios run (by name, ScenarioNames).
+	Only []string
+	// CPUProfile, when set, is the file the scenarios' CPU profile goes to.
+	CPUProfile string
+	// Out is the directory of results.json, compare.json and the charts;
+	// Docs the Markdown file the dated rows are appended to (empty: none).
+	Out, Docs string
+	// Small marks a smoke run (Compare caps the patients at SmallPatients).
+	Small bool
+	// store labels the store configuration in the results.
+	store string
+}
+
+// Run measures one store configuration (cfg's: a temporary SQLite file, or
+// a fresh schema and key prefix on the PostgreSQL and Redis cfg names),
+// prints the table to stdout and writes the outputs.
+func Run(ctx context.Context, cfg server.Config, p Params, stdout, stderr io.Writer) error {
+	// Never the servers' existing data: a fresh schema and key prefix.
+	bcfg, cleanup, err := freshNamespace(ctx, cfg, "bench")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	res, err := run(ctx, bcfg, p, stderr)
+	if err != nil {
+		return err
+	}
+	printTable(stdout, res)
+	if err := writeOutputs(p.Out, res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s and %d latency charts\n", joinPath(p.Out, "results.json"), len(res.Scenarios))
+	if p.Docs != "" {
+		if err := appendDocs(p.Docs, p.Out, res); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "appended the run to %s\n", p.Docs)
+	}
+	return nil
+}
+
+// gatewayRun is a gateway serving the benchmark's data set on loopback.
+type gatewayRun struct {
+	g      *server.Gateway
+	base   string
+	client *http.Client
+	token  string
+	stop   func()
+}
+
+// startGateway opens a gateway for cfg in a temporary data directory on a
+// loopback listener whose address is its base URL. stop shuts it down and
+// removes the directory.
+func startGateway(ctx context.Context, cfg server.Config) (*gatewayRun, error) {
+	dir, err := os.MkdirTemp("", "ketabridge-bench-")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cfg.DataDir, cfg.BaseURL = dir, "http://"+ln.Addr().String()
+	g, err := server.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(sctx, ln) }()
+	gr := &gatewayRun{g: g, base: cfg.BaseURL, client: &http.Client{Timeout: 30 * time.Second}}
+	gr.stop = func() {
+		cancel()
+		<-served
+		g.Close()
+		os.RemoveAll(dir)
+	}
+	return gr, nil
+}
+
+// obtainToken registers a backend client with a fresh key and obtains a
+// system/*.rs token through client_credentials, as any backend client does.
+func (gr *gatewayRun) obtainToken(ctx context.Context) error {
+	bk, err := auth.NewBackendKey("ketabridge-bench")
+	if err != nil {
+		return err
+	}
+	c, err := bk.Client("KetaBridge benchmark", "system/*.rs", time.Now())
+	if err != nil {
+		return err
+	}
+	if err := gr.g.RegisterClient(ctx, c); err != nil {
+		return err
+	}
+	aud := gr.base + "/auth/token"
+	gr.token, err = bk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
+	return err
+}
+
+// run synthesises and ingests the data set into the store cfg selects,
+// serves it on loopback and drives the scenarios.
+func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*results, error) {
+	if p.store == "" {
+		p.store = storeLabel(cfg)
+	}
+	res := results{
+		Machine: machineInfo(),
+		Run: runInfo{Patients: p.Patients, Seed: p.Seed, DurationS: p.Duration.Seconds(), Connections: p.Connections,
+			Store: p.store, Load: "vegeta (in-process)", RSSScope: "process"},
+	}
+	fmt.Fprintf(stderr, "bench: synthesising %d patients (seed %d)\n", p.Patients, p.Seed)
+	raw, err := server.SynthRecords(p.Patients, p.Seed, server.DemoStart)
+	if err != nil {
+		return nil, err
+	}
+	gr, err := startGateway(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer gr.stop()
+
+	// 1. Ingest.
+	fmt.Fprintf(stderr, "bench: ingesting %d records\n", len(raw))
+	start := time.Now()
+	_, sum, err := gr.g.Ingester().Ingest(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	el := time.Since(start)
+	res.Ingest = ingestInfo{
+		ResourcesPerS: round1(float64(sum.Resources) / el.Seconds()),
+		Resources:     sum.Resources, Records: len(raw), Rejected: sum.Rejected,
+		Seconds: round3(el.Seconds()), PeakRSSMB: peakRSSMB(),
+	}
+	if pg, ok := gr.g.Store().(*postgres.Store); ok {
+		// The scenarios measure the steady state: planner statistics that
+		// describe the loaded data (the store also starts this itself after
+		// bulk writes, in the background).
+		if err := pg.Analyze(ctx); err != nil {
+			return nil, err
+		}
+	}
+	pids := patientIDs(raw)
+	if len(pids) == 0 {
+		return nil, errors.New("bench: no patients generated")
+	}
+	// The records are no longer needed: release them so the serving phase's
+	// RSS is the gateway's, not the synthesiser's.
+	raw = nil
+	runtime.GC()
+	debug.FreeOSMemory()
+
+	// 2. Ids from the store: compartment sizes, a uniform sample of ids.
+	fmt.Fprintf(stderr, "bench: reading ids from the store\n")
+	ds, err := datasetFrom(ctx, gr.g.Store(), pids, p.Seed)
+	if err != nil {
+		return nil, err
+	}
+	res.Run.Types = ds.types
+	res.Run.EverythingSize = ds.size
+
+	// 3. A real token (client_credentials) and the scenarios.
+	if err := gr.obtainToken(ctx); err != nil {
+		return nil, fmt.Errorf("bench: token: %w", err)
+	}
+	if err := runScenarios(ctx, gr, ds, p, &res, stderr); err != nil {
+		return nil, err
+	}
+	res.finish()
+	res.Run.RSSEndAnonMB, res.Run.RSSEndFileMB = rssNowMB()
+	return &res, nil
+}
+
+// runScenarios serves the limit, checks each scenario once and runs them.
+func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, res *results, stderr io.Writer) error {
+	authHdr := http.Header{"Authorization": {"Bearer " + gr.token}, "Accept": {"application/fhir+json"}}
+	// The limit: the hot set's bytes, exactly as the gateway served them,
+	// from memory by a bare net/http handler on its own server, no auth.
+	hotBodies := make(map[string][]byte, len(ds.hot))
+	for _, path := range ds.hot {
+		b, status, err := get(ctx, gr.client, gr.base+path, authHdr)
+		if err != nil || status != http.StatusOK {
+			return fmt.Errorf("bench: read %s: status %d: %v", path, status, err)
+		}
+		hotBodies[path] = b
+	}
+	limitLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	limitSrv := &http.Server{Handler: bareHandler(hotBodies), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = limitSrv.Serve(limitLn) }()
+	defer limitSrv.Close()
+
+	scenarios := buildScenarios(ds, gr.base, "http://"+limitLn.Addr().String(), authHdr, uint64(p.Seed))
+	if len(p.Only) > 0 {
+		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool { return !slices.Contains(p.Only, sc.name) })
+	}
+	for _, sc := range scenarios {
+		if err := sc.preflight(ctx, gr.client); err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+	}
+	if rssResettable() {
+		res.Run.RSSScope = "process, reset before each scenario"
+	}
+	if p.CPUProfile != "" {
+		f, err := os.Create(p.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for _, sc := range scenarios {
+		fmt.Fprintf(stderr, "bench: %s for %s\n", sc.name, p.Duration)
+		r, err := attackScenario(sc, p.Connections, p.Duration)
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		res.Scenarios = append(res.Scenarios, r)
+	}
+	return nil
+}
+
+// get fetches u with the header and returns the body and status.
+func get(ctx context.Context, c *http.Client, u string, hdr http.Header) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header = hdr.Clone()
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return b, resp.StatusCode, err
+}
+
+// patientIDs returns the FHIR ids of the Patient records in raw, in order.
+func patientIDs(raw []json.RawMessage) []string {
+	var pids []string
+	for _, r := range raw {
+		var h clinic.Header
+		if json.Unmarshal(r, &h) == nil && h.Kind == clinic.KindPatient {
+			pids = append(pids, mapping.ResourceID(clinic.KindPatient, h.ID))
+		}
+	}
+	return pids
+}
+
+// dataset is what the scenarios draw from, read back from the store.
+type dataset struct {
+	// patients are the Patient ids; maPatients those with at least one
+	// MedicationAdministration (search-include draws from them).
+	patients, maPatients []string
+	// sample is a uniform sample of every stored compartment resource, as
+	// "/fhir/Type/id"; hot its first hotSet entries.
+	sample, hot []string
+	// total is the number of compartment resources the sample is drawn from.
+	total int
+	// everything is the patient whose compartment size is closest to
+	// everythingSize, and size that size.
+	everything string
+	size       int
+	types      []string
+}
+
+// datasetFrom reads each patient's compartment back from the store
+// (Store.Everything) to size the compartments and draw a seeded uniform
+// reservoir sample of all their resource ids.
+func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64) (*dataset, error) {
+	ds := &dataset{patients: pids}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x6b657461))
+	types := map[string]bool{}
+	best := -1
+	for _, pid := range pids {
+		rs, _, err := st.Everything(ctx, store.EverythingQuery{Patient: pid})
+		if err != nil {
+			return nil, fmt.Errorf("bench: everything %s: %w", pid, err)
+		}
+		ma := false
+		for i := range rs {
+			r := &rs[i]
+			types[r.Type] = true
+			ma = ma || r.Type == "MedicationAdministration"
+			ds.total++
+			p := "/fhir/" + r.Type + "/" + r.ID
+			if len(ds.sample) < sampleSize {
+				ds.sample = append(ds.sample, p)
+			} else if j := rng.IntN(ds.total); j < sampleSize {
+				ds.sample[j] = p
+			}
+		}
+		if ma {
+			ds.maPatients = append(ds.maPatients, pid)
+		}
+		if d := abs(len(rs) - everythingSize); best < 0 || d < best {
+			best, ds.everything, ds.size = d, pid, len(rs)
+		}
+	}
+	if len(ds.sample) == 0 || len(ds.maPatients) == 0 {
+		return nil, errors.New("bench: the store holds no compartment resources or no MedicationAdministration")
+	}
+	// The reservoir's order follows the store's; shuffle so the hot set
+	// mixes types.
+	rng.Shuffle(len(ds.sample), func(i, j int) { ds.sample[i], ds.sample[j] = ds.sample[j], ds.sample[i] })
+	ds.hot = ds.sample[:min(hotSet, len(ds.sample))]
+	for t := range types {
+		ds.types = append(ds.types, t)
+	}
+	slices.Sort(ds.types)
+	return ds, nil
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

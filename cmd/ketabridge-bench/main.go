@@ -1,0 +1,141 @@
+// Command ketabridge-bench is KetaBridge's benchmark (`make bench`, package
+// bench): it ingests a seeded synthetic data set through a real gateway,
+// serves it on loopback and measures reads and searches with vegeta; with
+// --compare, on each store configuration. It is a binary of its own so that
+// the product binary links no load generator or chart code.
+//
+// It takes the gateway's shared flags (--database-url, --redis-url,
+// --rate-limit, ...) with their KETABRIDGE_* environment fallbacks, and its
+// own. Exit codes: 0 done, 1 failed, 2 usage or configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/ketabridge/ketabridge/bench"
+	"github.com/ketabridge/ketabridge/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	p, cfg, compare, err := parse(args, getenv)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return 0
+	case err != nil:
+		fmt.Fprintln(stderr, "ketabridge-bench: "+strings.Join(strings.Fields(err.Error()), " "))
+		return 2
+	}
+	if err := os.MkdirAll(p.Out, 0o755); err != nil {
+		fmt.Fprintln(stderr, "ketabridge-bench: "+err.Error())
+		return 1
+	}
+	if compare {
+		err = bench.Compare(ctx, cfg, p, stdout, stderr)
+	} else {
+		err = bench.Run(ctx, cfg, p, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "ketabridge-bench: "+strings.Join(strings.Fields(err.Error()), " "))
+		return 1
+	}
+	return 0
+}
+
+// newFlags returns the flag set with the benchmark's flags and the shared
+// settings, and the function that reads them once parsed.
+func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, server.Config, bool, error)) {
+	fs := flag.NewFlagSet("ketabridge-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	small := fs.Bool("small", false, fmt.Sprintf("smoke run: %d patients, %s per scenario, no docs row unless --docs is given",
+		bench.SmallPatients, bench.SmallDuration))
+	patients := fs.Int("patients", bench.DefaultPatients, "number of synthetic patients (~860 resources each)")
+	seed := fs.Int64("seed", 1, "random seed of the data set and of the request sequence")
+	duration := fs.Duration("duration", bench.DefaultDuration, "how long each scenario runs")
+	conns := fs.Int("connections", bench.DefaultConnections, "connections (and vegeta workers) per scenario")
+	out := fs.String("out", "bench", "directory for results.json and the latency charts")
+	docs := fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: all): "+strings.Join(bench.ScenarioNames, ", "))
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file, for go tool pprof")
+	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
+	cf := server.AddFlags(fs)
+	return fs, func(getenv func(string) string) (bench.Params, server.Config, bool, error) {
+		cfg, err := cf.Config(getenv)
+		if err != nil {
+			return bench.Params{}, cfg, false, err
+		}
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
+			Docs: *docs, CPUProfile: *cpuProfile, Small: *small}
+		if *small {
+			if !given["patients"] {
+				p.Patients = bench.SmallPatients
+			}
+			if !given["duration"] {
+				p.Duration = bench.SmallDuration
+			}
+			if !given["docs"] {
+				p.Docs = ""
+			}
+		}
+		if !given["rate-limit"] && getenv("KETABRIDGE_RATE_LIMIT") == "" {
+			// The limiter stays in the request path (its cost is measured)
+			// at a rate no scenario reaches: one client drives all the load.
+			cfg.RateLimit, cfg.RateBurst = 1e9, 1<<30
+		}
+		if p.Patients < 1 || p.Connections < 1 || p.Duration <= 0 {
+			return p, cfg, false, errors.New("--patients and --connections must be at least 1 and --duration positive")
+		}
+		if p.Out == "" {
+			return p, cfg, false, errors.New("--out must name a directory")
+		}
+		if *scenarios != "" {
+			for _, name := range strings.Split(*scenarios, ",") {
+				if !slices.Contains(bench.ScenarioNames, name) {
+					return p, cfg, false, fmt.Errorf("--scenarios: unknown scenario %q (want %s)", name, strings.Join(bench.ScenarioNames, ", "))
+				}
+				p.Only = append(p.Only, name)
+			}
+		}
+		return p, cfg, *compare, nil
+	}
+}
+
+// parse reads the command line and the environment.
+func parse(args []string, getenv func(string) string) (bench.Params, server.Config, bool, error) {
+	fs, read := newFlags()
+	if err := fs.Parse(args); err != nil {
+		return bench.Params{}, server.Config{}, false, err
+	}
+	if fs.NArg() > 0 {
+		return bench.Params{}, server.Config{}, false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return read(getenv)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: ketabridge-bench [--small] [--compare] [flags]")
+	fmt.Fprintln(w, "\nThe KetaBridge benchmark: ingest throughput, then read and search latency under load (vegeta),")
+	fmt.Fprintln(w, "against a real gateway on loopback with a real token. Writes results.json and latency charts to")
+	fmt.Fprintln(w, "--out and appends the dated rows to --docs; --compare: the same scenarios on each store configuration.")
+	fs, _ := newFlags()
+	server.WriteFlags(w, fs)
+}

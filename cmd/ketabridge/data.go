@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/ketabridge/ketabridge/mapping/ingest"
+	"github.com/ketabridge/ketabridge/mapping/synth"
+	"github.com/ketabridge/ketabridge/server"
+)
+
+// maxPrintedErrors is how many record errors import prints.
+const maxPrintedErrors = 20
+
+var importCommand = &command{
+	name: "import", args: "FILE [flags]", nargs: 1,
+	summary: "ingest an NDJSON file of clinic records, one record per line (- for stdin)",
+	flags:   func(*flag.FlagSet) action { return importFile },
+}
+
+func importFile(ctx context.Context, inv *invocation) error {
+	name, e := inv.args[0], inv.e
+	var data []byte
+	var err error
+	if name == "-" {
+		data, err = io.ReadAll(e.stdin)
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return fmt.Errorf("import: cannot read %s: %v", name, err)
+	}
+	var raw []json.RawMessage
+	var lines []int
+	for i, l := range bytes.Split(data, []byte("\n")) {
+		if l = bytes.TrimSpace(l); len(l) > 0 {
+			raw, lines = append(raw, json.RawMessage(l)), append(lines, i+1)
+		}
+	}
+	if len(raw) == 0 {
+		return fmt.Errorf("import: %s holds no records", name)
+	}
+	d, err := server.OpenData(ctx, inv.cfg, inv.logger())
+	if err != nil {
+		return err
+	}
+	inv.closers = append(inv.closers, d.Close)
+
+	var progress ingest.Progress
+	var bar *progressbar.ProgressBar
+	if e.stderrTerminal {
+		bar = progressbar.NewOptions(len(raw), progressbar.OptionSetWriter(e.stderr),
+			progressbar.OptionSetDescription("importing"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("records"), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+		progress = func(records, _ int) { _ = bar.Set(records) }
+	}
+	start := time.Now()
+	results, sum, err := d.Ingester().IngestProgress(ctx, raw, progress)
+	elapsed := time.Since(start)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err != nil {
+		return fmt.Errorf("import: %v (%d records were stored before the failure; run the import again, stored records come back unchanged)",
+			err, sum.Created+sum.Updated+sum.Unchanged)
+	}
+	printImportSummary(e.stdout, results, sum, lines, elapsed)
+	if sum.Rejected > 0 {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// printImportSummary prints the outcome counts, throughput and the first
+// rejected records' errors as "record N (kind/id) path: message", N being
+// the line number in the file.
+func printImportSummary(w io.Writer, results []ingest.Result, sum ingest.Summary, lines []int, elapsed time.Duration) {
+	secs := max(elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(w, "records:   %d (created %d, updated %d, unchanged %d, rejected %d)\n",
+		len(results), sum.Created, sum.Updated, sum.Unchanged, sum.Rejected)
+	fmt.Fprintf(w, "resources: %d in %s (%.0f resources/s)\n", sum.Resources, elapsed.Round(time.Millisecond),
+		float64(sum.Resources)/secs)
+	if sum.Rejected == 0 {
+		return
+	}
+	fmt.Fprintf(w, "rejected records (record numbers are line numbers; first %d errors):\n", maxPrintedErrors)
+	printed := 0
+	for i, r := range results {
+		if r.Outcome != ingest.OutcomeRejected {
+			continue
+		}
+		for _, fe := range r.Errors {
+			if printed == maxPrintedErrors {
+				fmt.Fprintf(w, "... and more (%d records rejected)\n", sum.Rejected)
+				return
+			}
+			path := fe.Path
+			if path == "" {
+				path = "(record)"
+			}
+			fmt.Fprintf(w, "record %d (%s/%s) %s: %s\n", lines[i], orDash(r.Kind), orDash(r.ID), path, fe.Message)
+			printed++
+		}
+	}
+}
+
+var synthCommand = &command{
+	name: "synth", args: "[--patients N] [--seed S] [--out FILE]",
+	summary: "write realistic synthetic clinic records as NDJSON",
+	flags: func(fs *flag.FlagSet) action {
+		patients := fs.Int("patients", 10, "number of synthetic patients")
+		seed := fs.Int64("seed", 1, "random seed (same seed, same records)")
+		out := fs.String("out", "", "output file (default stdout)")
+		start := fs.String("start", server.DemoStart.Format(time.DateOnly), "first treatment day, YYYY-MM-DD")
+		return func(ctx context.Context, inv *invocation) error {
+			if *patients < 1 || *patients > 1_000_000 {
+				return usageError("invalid --patients: must be from 1 to 1000000")
+			}
+			day, err := time.Parse(time.DateOnly, *start)
+			if err != nil {
+				return usageError("invalid --start: must be a date YYYY-MM-DD")
+			}
+			return writeOut(inv, "synth", *out, 0o644, func(w io.Writer) (string, error) {
+				stats, err := synth.Generate(w, synth.Options{Patients: *patients, Seed: *seed, Start: day})
+				return fmt.Sprintf("%d records", stats.Records), err
+			})
+		}
+	},
+}
+
+// writeOut runs write into the file out (created with perm; "" or "-":
+// stdout) through a buffer, and reports on stderr what write says it wrote.
+func writeOut(inv *invocation, name, out string, perm os.FileMode, write func(io.Writer) (string, error)) error {
+	var w io.Writer = inv.e.stdout
+	var f *os.File
+	if out != "" && out != "-" {
+		var err error
+		if f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm); err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	what, err := write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if f != nil {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	if f != nil {
+		fmt.Fprintf(inv.e.stderr, "%s: wrote %s to %s\n", name, what, out)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

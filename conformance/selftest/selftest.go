@@ -1,0 +1,264 @@
+// Package selftest drives a running KetaBridge gateway over plain HTTP, as
+// any client would (a bearer token obtained at its token endpoint, real
+// requests), and writes what it answers for external validation: every
+// resource it serves, one response of every interaction and Bundle shape
+// (errors included), and the published implementation guide
+// (conformance.Definitions) that a validator takes with --defs.
+package selftest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/fhir/search"
+)
+
+// Options say which gateway to drive and where the output goes.
+type Options struct {
+	// Base is the gateway's base URL (the FHIR base is Base + "/fhir").
+	Base string
+	// Token is a bearer token that may read everything (system/*.rs).
+	Token string
+	// Client sends the requests (nil: http.DefaultClient).
+	Client *http.Client
+	// Out is the output directory: resources.ndjson, api-{name}.json,
+	// ig/{resourceType}-{id}.json and ig/vendor/{resourceType}-{id}.json are
+	// written there.
+	Out string
+}
+
+// Result counts what Export wrote.
+type Result struct {
+	Resources, Responses, Definitions, Vendored int
+}
+
+// Export writes every resource the gateway serves (each searchable type,
+// paged through with the links the gateway gives), the API responses of
+// Captures for the first patients served, the implementation guide
+// (conformance.Definitions) and, in ig/vendor, the other publishers'
+// definitions the gateway emits (conformance.Vendored): a validator given
+// the ig directory knows every extension the gateway may emit.
+func Export(ctx context.Context, o Options) (Result, error) {
+	if o.Client == nil {
+		o.Client = http.DefaultClient
+	}
+	var res Result
+	if err := os.MkdirAll(filepath.Join(o.Out, "ig", "vendor"), 0o755); err != nil {
+		return res, err
+	}
+	n, patients, err := o.exportResources(ctx, filepath.Join(o.Out, "resources.ndjson"))
+	if err != nil {
+		return res, err
+	}
+	res.Resources = n
+	if len(patients) == 0 {
+		return res, fmt.Errorf("selftest: the gateway serves no Patient")
+	}
+	for _, c := range Captures(patients) {
+		body, status, err := o.get(ctx, o.Base+c.Path, c.Header...)
+		if err != nil {
+			return res, fmt.Errorf("selftest: GET %s: %w", c.Name, err)
+		}
+		if status != c.Status {
+			return res, fmt.Errorf("selftest: GET %s: status %d, want %d", c.Name, status, c.Status)
+		}
+		if err := os.WriteFile(filepath.Join(o.Out, "api-"+c.Name+".json"), body, 0o644); err != nil {
+			return res, err
+		}
+		res.Responses++
+	}
+	if res.Definitions, err = writeDefinitions(filepath.Join(o.Out, "ig"), conformance.Definitions); err != nil {
+		return res, err
+	}
+	res.Vendored, err = writeDefinitions(filepath.Join(o.Out, "ig", "vendor"), conformance.Vendored)
+	return res, err
+}
+
+// writeDefinitions writes the definitions list returns to dir, one
+// {resourceType}-{id}.json each.
+func writeDefinitions(dir string, list func() ([]conformance.Definition, error)) (int, error) {
+	defs, err := list()
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range defs {
+		if err := os.WriteFile(filepath.Join(dir, d.Type+"-"+d.ID+".json"), d.Body, 0o644); err != nil {
+			return 0, err
+		}
+	}
+	return len(defs), nil
+}
+
+// page is the part of a searchset Bundle the export reads.
+type page struct {
+	Entry []struct {
+		Resource json.RawMessage `json:"resource"`
+		Search   struct {
+			Mode string `json:"mode"`
+		} `json:"search"`
+	} `json:"entry"`
+	Link []struct {
+		Relation string `json:"relation"`
+		URL      string `json:"url"`
+	} `json:"link"`
+}
+
+// exportResources searches every type, following the next links, and
+// writes each match as one NDJSON line; it returns the count and the
+// Patient ids in the order served.
+func (o Options) exportResources(ctx context.Context, path string) (int, []string, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	n := 0
+	var patients []string
+	for _, typ := range search.Types() {
+		next := fmt.Sprintf("%s/fhir/%s?_count=%d", o.Base, typ, search.MaxCount)
+		for next != "" {
+			var p page
+			if err := o.getJSON(ctx, next, &p); err != nil {
+				return n, nil, fmt.Errorf("selftest: search %s: %w", typ, err)
+			}
+			next = ""
+			for _, l := range p.Link {
+				if l.Relation == "next" {
+					next = l.URL
+				}
+			}
+			for _, e := range p.Entry {
+				if e.Search.Mode != "match" {
+					continue
+				}
+				if typ == "Patient" {
+					var head struct {
+						ID string `json:"id"`
+					}
+					if err := json.Unmarshal(e.Resource, &head); err != nil {
+						return n, nil, err
+					}
+					patients = append(patients, head.ID)
+				}
+				var line bytes.Buffer
+				if err := json.Compact(&line, e.Resource); err != nil {
+					return n, nil, err
+				}
+				line.WriteByte('\n')
+				if _, err := w.Write(line.Bytes()); err != nil {
+					return n, nil, err
+				}
+				n++
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return n, nil, err
+	}
+	return n, patients, f.Close()
+}
+
+// getJSON fetches u (200 expected) and decodes it into v.
+func (o Options) getJSON(ctx context.Context, u string, v any) error {
+	body, status, err := o.get(ctx, u)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("status %d: %.200s", status, body)
+	}
+	return json.Unmarshal(body, v)
+}
+
+// get fetches u with the bearer token and Accept: application/fhir+json;
+// header holds name, value pairs applied after those (an empty value
+// removes the header).
+func (o Options) get(ctx context.Context, u string, header ...string) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+o.Token)
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return b, resp.StatusCode, err
+}
+
+// Capture is one API request whose response the export records.
+type Capture struct {
+	// Name names the file: api-{Name}.json.
+	Name, Path string
+	// Header holds name, value pairs (an empty value removes the header).
+	Header []string
+	// Status is the status the gateway must answer.
+	Status int
+}
+
+// Captures lists the API requests whose responses the export records: a
+// search page of every type, the search features, $everything for up to
+// three patients, history and vread, and OperationOutcomes for errors. It
+// needs at least one patient (none: nil).
+func Captures(patients []string) []Capture {
+	if len(patients) == 0 {
+		return nil
+	}
+	pid := url.PathEscape(patients[0])
+	cs := []Capture{
+		{Name: "metadata", Path: "/fhir/metadata", Status: 200},
+		{Name: "read-patient", Path: "/fhir/Patient/" + pid, Status: 200},
+		{Name: "history-patient", Path: "/fhir/Patient/" + pid + "/_history", Status: 200},
+		{Name: "vread-patient", Path: "/fhir/Patient/" + pid + "/_history/1", Status: 200},
+		{Name: "search-observation-code-date", Path: "/fhir/Observation?patient=" + pid +
+			"&code=http://loinc.org|85354-9&date=ge2020-01-01&date=le2030-12-31&_count=50&_sort=-date", Status: 200},
+		{Name: "search-observation-survey", Path: "/fhir/Observation?patient=" + pid + "&category=survey&_total=accurate", Status: 200},
+		{Name: "search-observation-category-code", Path: "/fhir/Observation?category=survey&code=http://loinc.org|44261-6&_count=5", Status: 200},
+		{Name: "search-encounter-status-date", Path: "/fhir/Encounter?status=finished&date=ge2020-01-01&_sort=date&_count=5", Status: 200},
+		{Name: "search-medadmin-include", Path: "/fhir/MedicationAdministration?patient=" + pid +
+			"&_include=MedicationAdministration:medication&_include=MedicationAdministration:request&_include=MedicationAdministration:context", Status: 200},
+		{Name: "search-encounter-revinclude", Path: "/fhir/Encounter?patient=" + pid + "&_revinclude=Provenance:target&_count=5", Status: 200},
+		{Name: "search-condition-include", Path: "/fhir/Condition?patient=" + pid + "&_include=Condition:subject", Status: 200},
+		{Name: "search-elements", Path: "/fhir/Patient?_elements=name,birthDate&_count=5", Status: 200},
+		{Name: "search-summary-count", Path: "/fhir/Observation?patient=" + pid + "&_summary=count", Status: 200},
+		{Name: "search-lenient", Path: "/fhir/Patient?_count=2&unknown-param=1", Header: []string{"Prefer", "handling=lenient"}, Status: 200},
+		{Name: "search-page-2", Path: "/fhir/Observation?patient=" + pid + "&_count=10&_offset=10", Status: 200},
+		{Name: "error-unknown-param", Path: "/fhir/Patient?unknown-param=1", Status: 400},
+		{Name: "error-not-found", Path: "/fhir/Patient/does-not-exist", Status: 404},
+		{Name: "error-unknown-type", Path: "/fhir/NoSuchType", Status: 404},
+		{Name: "error-xml", Path: "/fhir/Patient/" + pid, Header: []string{"Accept", "application/fhir+xml"}, Status: 406},
+		{Name: "error-no-token", Path: "/fhir/Patient/" + pid, Header: []string{"Authorization", ""}, Status: 401},
+		{Name: "error-bad-token", Path: "/fhir/Patient/" + pid, Header: []string{"Authorization", "Bearer not-a-token"}, Status: 401},
+	}
+	for _, typ := range search.Types() {
+		cs = append(cs, Capture{Name: "search-type-" + strings.ToLower(typ), Path: "/fhir/" + typ + "?_count=100", Status: 200})
+	}
+	for i, p := range patients {
+		if i == 3 {
+			break
+		}
+		cs = append(cs, Capture{Name: fmt.Sprintf("everything-%d", i), Path: "/fhir/Patient/" + url.PathEscape(p) + "/$everything?_count=500", Status: 200})
+	}
+	return cs
+}

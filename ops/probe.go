@@ -1,0 +1,120 @@
+package ops
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// ProbeTimeout bounds each dependency's ping.
+const ProbeTimeout = 2 * time.Second
+
+// Dependency is something the gateway needs, probed by name.
+type Dependency struct {
+	Name string
+	Ping func(ctx context.Context) error
+	// Required: the gateway cannot serve while it is down (/readyz 503);
+	// otherwise it serves degraded.
+	Required bool
+}
+
+// Prober pings the dependencies every interval, keeping their state for
+// /readyz and the dependency_up gauge, and logs transitions (not every
+// failure: at 3 a.m. one line per outage and one per recovery).
+type Prober struct {
+	deps []Dependency
+	m    *Metrics
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	down map[string]bool
+}
+
+// NewProber returns a prober of deps reporting to m.
+func NewProber(deps []Dependency, m *Metrics, log *slog.Logger) *Prober {
+	return &Prober{deps: deps, m: m, log: log, down: map[string]bool{}}
+}
+
+// check pings every dependency now and returns the names of those down and
+// whether any required one is.
+func (p *Prober) check(ctx context.Context) (down []string, fatal bool) {
+	for _, d := range p.deps {
+		pctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+		err := d.Ping(pctx)
+		cancel()
+		p.mu.Lock()
+		was := p.down[d.Name]
+		p.down[d.Name] = err != nil
+		p.mu.Unlock()
+		if err != nil {
+			down = append(down, d.Name)
+			fatal = fatal || d.Required
+			p.m.DependencyError(d.Name)
+			p.m.depUp.WithLabelValues(d.Name).Set(0)
+			if !was {
+				p.log.Error("dependency down", "dependency", d.Name, "err", err)
+			}
+			continue
+		}
+		p.m.depUp.WithLabelValues(d.Name).Set(1)
+		if was {
+			p.log.Info("dependency back", "dependency", d.Name)
+		}
+	}
+	return down, fatal
+}
+
+// Run probes every interval until ctx is done.
+func (p *Prober) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		p.check(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Readyz answers /readyz from a fresh probe: 200 "ready" when everything
+// answers, 200 "degraded" when only optional dependencies are down (Redis:
+// reads are served from the store), 503 "unavailable" when a required one
+// (the database) is. The body names what is down.
+func (p *Prober) Readyz(c echo.Context) error {
+	down, fatal := p.check(c.Request().Context())
+	checks := map[string]string{}
+	for _, d := range p.deps {
+		checks[d.Name] = "ok"
+	}
+	for _, n := range down {
+		checks[n] = "down"
+	}
+	switch {
+	case fatal:
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down, "checks": checks})
+	case len(down) > 0:
+		return c.JSON(http.StatusOK, map[string]any{"status": "degraded", "down": down, "checks": checks})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// Healthz is liveness: the process answers (always 200 while it runs).
+func Healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Register routes /healthz, /readyz and, unless metrics have a listener of
+// their own, /metrics for loopback callers on e.
+func Register(e *echo.Echo, p *Prober, m *Metrics, ownMetricsListener bool) {
+	e.GET("/healthz", Healthz)
+	e.GET("/readyz", p.Readyz)
+	if !ownMetricsListener {
+		e.GET("/metrics", LoopbackOnly(m.Handler()))
+	}
+}

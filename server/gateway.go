@@ -1,0 +1,235 @@
+// Package server assembles a KetaBridge gateway from a validated Config: the
+// store (SQLite or PostgreSQL), Redis, the read cache, the mapper and the
+// ingest service, the SMART authorization server, the audit writer, the
+// FHIR and ingest APIs and the operability endpoints; it serves them and
+// shuts them down (docs/design/architecture.md). The binaries only parse
+// their command lines into a Config and call it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir"
+	"github.com/ketabridge/ketabridge/fhir/auditlog"
+	"github.com/ketabridge/ketabridge/ingestapi"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/ops"
+	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/memory"
+)
+
+// auditCloseTimeout bounds how long Close waits for queued AuditEvents to
+// be written before it closes the store.
+const auditCloseTimeout = 10 * time.Second
+
+// Gateway is an assembled gateway: its data side and the HTTP side on it.
+type Gateway struct {
+	*Data
+	auth   *auth.Server
+	audit  *auditlog.Writer
+	prober *ops.Prober
+	echo   *echo.Echo
+}
+
+// Open assembles the gateway cfg describes: it opens the data side (OpenData),
+// loads (on first start generates) the signing keys and the revocation set,
+// starts the audit writer and builds the routes. The caller closes it.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
+	d, err := OpenData(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{Data: d}
+	if err := g.build(ctx); err != nil {
+		_ = g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// build makes the HTTP side: authorization server, audit writer, rate
+// limit, routes.
+func (g *Gateway) build(ctx context.Context) error {
+	var err error
+	if g.auth, err = g.openAuth(ctx); err != nil {
+		return err
+	}
+	as, ok := g.store.(store.AuditStore)
+	if !ok {
+		// The FHIR API is not served unaudited.
+		return errors.New("the store does not keep an audit trail")
+	}
+	g.audit = auditlog.New(as, auditlog.Options{Logger: g.log})
+	rl, err := g.rateLimit()
+	if err != nil {
+		return err
+	}
+	deps := []ops.Dependency{{Name: "database", Ping: g.store.Ping, Required: true}}
+	if g.redis != nil {
+		deps = append(deps, ops.Dependency{Name: "redis", Ping: g.redis.Ping})
+	}
+	g.prober = ops.NewProber(deps, g.metrics, g.log)
+
+	ec := echo.New()
+	ec.HideBanner, ec.HidePort = true, true
+	ec.Logger.SetOutput(discard{})
+	ec.Use(g.metrics.Middleware)
+	fs, err := fhir.New(fhir.Options{
+		Store:     g.reads,
+		Base:      g.cfg.FHIRBase(),
+		Verifier:  g.auth.Tokens(),
+		RateLimit: rl,
+		CORS:      g.auth.CORS(),
+		Auditor:   g.audit,
+		Logger:    g.log,
+		Version:   g.cfg.Version,
+	})
+	if err != nil {
+		return fmt.Errorf("fhir server: %w", err)
+	}
+	// The authorization server first: fhir.Register wraps the error handler
+	// in place at that moment for everything outside /fhir.
+	g.auth.Register(ec, fhir.AccessLog(g.log))
+	fs.Register(ec)
+	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
+		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log})
+	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
+	g.echo = ec
+	return nil
+}
+
+// Handler is the gateway's HTTP handler: /auth, /fhir, /internal/v1,
+// /healthz, /readyz and (unless it has its own listener) /metrics.
+func (g *Gateway) Handler() http.Handler { return g.echo }
+
+// RegisterClient registers (or replaces) a client in the gateway's client
+// registry, checked by auth.ValidateClient.
+func (g *Gateway) RegisterClient(ctx context.Context, c store.Client) error {
+	if err := auth.ValidateClient(c); err != nil {
+		return err
+	}
+	as, ok := g.store.(store.AuthStore)
+	if !ok {
+		return errors.New("the store does not keep auth state")
+	}
+	return as.PutClient(ctx, c)
+}
+
+// Close flushes and stops the audit writer (queued AuditEvents are written
+// while the store is still open), then closes the data side. Call it after
+// Serve has returned, so no request records an event afterwards.
+func (g *Gateway) Close() error {
+	var errs []error
+	if g.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		errs = append(errs, g.audit.Close(ctx))
+		cancel()
+	}
+	return errors.Join(append(errs, g.Data.Close())...)
+}
+
+// openAuth loads (or on first start generates) the signing keys and the
+// revocation set from the durable store and builds the authorization server.
+func (g *Gateway) openAuth(ctx context.Context) (*auth.Server, error) {
+	as, ok := g.store.(store.AuthStore)
+	if !ok {
+		return nil, errors.New("the store does not keep auth state")
+	}
+	clock := store.SystemClock{}
+	sealer, err := g.keySealer()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := auth.LoadSealedKeySet(ctx, as, clock, sealer)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	// One process keeps codes, launch ids, the jti replay set and throttling
+	// in memory; replicas share them (and revocations) through Redis.
+	var (
+		eph  store.Ephemeral
+		revs auth.Revocations
+	)
+	if g.redis != nil {
+		eph = g.redis
+		revs, err = auth.NewSharedRevocations(ctx, as, eph, clock)
+	} else {
+		eph = memory.NewEphemeral(clock)
+		revs, err = auth.NewRevocations(ctx, as, clock)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	srv := auth.New(auth.Options{
+		BaseURL:       g.cfg.BaseURL,
+		Clients:       as,
+		Users:         as,
+		Grants:        as,
+		Ephemeral:     eph,
+		Keys:          keys,
+		Patients:      fhir.NewPatientDirectory(g.store),
+		Clock:         clock,
+		Logger:        g.log,
+		SecureCookies: strings.HasPrefix(g.cfg.BaseURL, "https://"),
+	})
+	srv.Tokens().SetRevocations(revs)
+	return srv, nil
+}
+
+// keySealer is the signing keys' encryption at rest, when configured. A
+// shared database without it is allowed but logged: whoever reads the
+// database could mint tokens.
+func (g *Gateway) keySealer() (*auth.KeySealer, error) {
+	if g.cfg.KeyEncryptionKey == nil {
+		if g.backend == "postgres" {
+			g.log.Warn("signing keys are stored in the database unencrypted; set --key-encryption-key-file on every replica")
+		}
+		return nil, nil
+	}
+	return auth.NewKeySealer(g.cfg.KeyEncryptionKey)
+}
+
+// rateLimit is the per-client rate limit (nil when RateLimit is 0): shared
+// buckets in Redis with a local fallback, or local buckets.
+func (g *Gateway) rateLimit() (*fhir.RateLimit, error) {
+	if g.cfg.RateLimit == 0 {
+		return nil, nil
+	}
+	local := memory.NewLimiter()
+	rl := &fhir.RateLimit{Limiter: local, Rate: g.cfg.RateLimit, Burst: g.cfg.RateBurst}
+	if g.redis != nil {
+		rl.Limiter, rl.Fallback = g.redis.Limiter(), local
+		rl.OnError = func() { g.metrics.DependencyError("redis") }
+		// Leases of what the client earns in fhir.LeaseTTL (50 ms), at most
+		// 32 tokens and a quarter of the burst: one Redis round trip per
+		// lease instead of per request for busy clients; the shared bucket
+		// still counts every token.
+		rl.Lease = max(1, min(32, int(g.cfg.RateLimit*fhir.LeaseTTL.Seconds()), g.cfg.RateBurst/4))
+	}
+	if err := rl.Validate(); err != nil {
+		return nil, fmt.Errorf("rate limit: %w", err)
+	}
+	return rl, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// mkdataDir creates the data directory, readable by its owner only.
+func mkdataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create data directory %s: %v", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ketabridge/ketabridge/store/cached"
+	"github.com/ketabridge/ketabridge/store/sqlite"
+)
+
+// Server timeouts and intervals.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 5 * time.Minute // large ingest batches
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 15 * time.Second
+	probeInterval     = 5 * time.Second
+	// externalWriteInterval is how often an embedded gateway with a cache
+	// checks whether another process wrote its SQLite file.
+	externalWriteInterval = 250 * time.Millisecond
+)
+
+// Serve serves the gateway on ln until ctx is done, then shuts down
+// gracefully (in-flight requests get shutdownTimeout). It speaks HTTPS when
+// the configuration names a certificate (TLS 1.2 or later), and runs the
+// dependency prober, the external-write watcher and, when configured, the
+// separate /metrics listener meanwhile. It returns nil after a shutdown
+// ctx asked for, else why the server stopped.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go g.prober.Run(pctx, probeInterval)
+	if watch := g.externalWriteWatcher(pctx, externalWriteInterval); watch != nil {
+		go watch()
+	}
+	if g.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", g.cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen on %s: %v", g.cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metrics.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		g.log.Info("metrics listening", "addr", mln.Addr().String())
+	}
+	srv := &http.Server{
+		Handler:           g.echo,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if g.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.TLSCert, g.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("cannot load the TLS certificate: %v", err)
+		}
+		// docs/design/security.md NET-2: TLS 1.2 or later; 1.0 and 1.1
+		// handshakes are refused.
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		scheme = "https"
+	}
+	served := make(chan error, 1)
+	go func() {
+		if scheme == "https" {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
+	g.log.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "fhir_base", g.cfg.FHIRBase(), "version", g.cfg.Version)
+	if scheme == "http" {
+		g.log.Warn("serving plain HTTP: for local use only")
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	g.log.Info("shutting down", "drain_timeout", shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		g.log.Warn("graceful shutdown incomplete; closing connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		g.log.Warn("server", "err", err)
+	}
+	g.log.Info("stopped")
+	return nil
+}
+
+// externalWriteWatcher drops the whole read cache when the SQLite file has
+// new resource versions (sqlite.Store.ChangeVersion): another process (such
+// as `ketabridge import`) may have written them, which the cache cannot
+// see, so such writes show within one interval. Writes through this
+// process's ingest invalidate precisely and at once anyway; they also trip
+// this check, which only costs hits.
+//
+// The baseline is read here, before the gateway serves (and so before any
+// entry is cached), so no write can fall between it and the cache.
+func (g *Gateway) externalWriteWatcher(ctx context.Context, interval time.Duration) func() {
+	sq, ok := g.store.(*sqlite.Store)
+	cs, cok := g.reads.(*cached.Store)
+	if !ok || !cok {
+		return nil
+	}
+	last, err := sq.ChangeVersion(ctx)
+	known := err == nil
+	return func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			v, err := sq.ChangeVersion(ctx)
+			if err != nil {
+				continue
+			}
+			if !known || v != last {
+				// Unknown baseline (the first read failed): drop to be safe.
+				if err := cs.Invalidate(ctx); err != nil {
+					g.log.Warn("cannot drop the read cache after a database change", "err", err)
+					continue // try again on the next tick
+				}
+				g.log.Debug("the database changed: read cache dropped")
+			}
+			last, known = v, true
+		}
+	}
+}
