@@ -184,6 +184,7 @@ func (s *Store) dbStmt(_ context.Context, text string) (*sql.Stmt, error) {
 	}
 	if len(s.qcache)+len(s.qpending) < 512 && !s.qpending[text] {
 		s.qpending[text] = true
+		s.prepares.Add(1)
 		go s.prepareShared(text)
 	}
 	return nil, nil
@@ -191,6 +192,7 @@ func (s *Store) dbStmt(_ context.Context, text string) (*sql.Stmt, error) {
 
 // prepareShared prepares text on the reader pool and adds it to the cache.
 func (s *Store) prepareShared(text string) {
+	defer s.prepares.Done()
 	st, err := s.rdb.PrepareContext(context.Background(), text)
 	s.qmu.Lock()
 	defer s.qmu.Unlock()

@@ -93,6 +93,10 @@ type Store struct {
 	qcache map[string]*sql.Stmt // prepared search SQL on rdb
 	// qpending marks statements being prepared in the background.
 	qpending map[string]bool
+	// prepares counts the background prepares; Close waits for them, so no
+	// reader connection opens (and recreates the -wal and -shm files) after
+	// Close returns.
+	prepares sync.WaitGroup
 
 	closed atomic.Bool
 
@@ -329,6 +333,9 @@ func (s *Store) Close() error {
 		s.idle.Stop()
 	}
 	s.idleMu.Unlock()
+	s.qmu.Lock() // dbStmt adds to prepares under qmu and checks closed first
+	s.qmu.Unlock()
+	s.prepares.Wait()
 	s.wsem <- struct{}{}
 	defer func() { <-s.wsem }()
 	if s.w != nil {
