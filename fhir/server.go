@@ -227,17 +227,18 @@ func (s *Server) Register(e *echo.Echo) {
 // first: the access log (with the request id), the audit trail (after the
 // response is complete), error rendering, panic recovery, the request
 // timeout, CORS (preflights end here), then authentication
-// (docs/design/security.md RS-1: before anything parses the request), the
-// rate limit, content negotiation (406) and the body limit.
+// (docs/design/security.md RS-1, LIM-4: before anything parses the
+// request), the rate limit, the strict query parse (LIM-2), content
+// negotiation (406) and the body limit.
 func (s *Server) chain(i auth.Interaction, h echo.HandlerFunc) echo.HandlerFunc {
 	return wrap(h, AccessLog(s.log), s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
-		auth.Authenticate(s.verifier), s.rateLimit.Middleware, s.negotiate, s.bodyLimitMW)
+		auth.Authenticate(s.verifier), s.rateLimit.Middleware, strictQuery, s.negotiate, s.bodyLimitMW)
 }
 
 // openChain is chain for the routes that need no token (the
 // CapabilityStatement): open CORS, no authentication, rate limit or audit.
 func (s *Server) openChain(h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.cors.Open, s.negotiate, s.bodyLimitMW)
+	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.cors.Open, strictQuery, s.negotiate, s.bodyLimitMW)
 }
 
 // wrap applies mws to h, the first outermost.
