@@ -64,3 +64,26 @@ func TestQueryIsParsedWholeOrRefused(t *testing.T) {
 		outcome(t, w, 400, "invalid")
 	})
 }
+
+// TestHeadMirrorsGet: docs/design/security.md LIM-3. HEAD is served wherever
+// GET is, with the GET's status and headers and no body; it was 405.
+func TestHeadMirrorsGet(t *testing.T) {
+	env := newEnv(t, allowAll)
+	for _, target := range []string{"/fhir/Patient/p1", "/fhir/Patient/p1/_history/1", "/fhir/Patient/p1/_history",
+		"/fhir/Observation?patient=p1", "/fhir/Observation/_search?patient=p1", "/fhir/Patient/p1/$everything",
+		"/fhir/metadata", "/fhir/Patient/nobody", "/fhir/Patient/p3", "/fhir/Spaceship"} {
+		get := env.do("GET", target, "")
+		head := env.do("HEAD", target, "")
+		if head.Code != get.Code || head.Body.Len() != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes; GET %d", target, head.Code, head.Body.Len(), get.Code)
+		}
+		for _, h := range []string{"Content-Type", "ETag", "Last-Modified", "Cache-Control"} {
+			if head.Header().Get(h) != get.Header().Get(h) {
+				t.Errorf("HEAD %s: %s %q, GET %q", target, h, head.Header().Get(h), get.Header().Get(h))
+			}
+		}
+	}
+	if w := env.doAs("", "HEAD", "/fhir/Patient/p1", ""); w.Code != 401 || w.Body.Len() != 0 {
+		t.Errorf("HEAD without a token: %d, %d bytes", w.Code, w.Body.Len())
+	}
+}
