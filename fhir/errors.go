@@ -68,6 +68,7 @@ var kinds = []kind{
 	{http.StatusGone, "deleted", "resource deleted"},
 	{http.StatusRequestEntityTooLarge, "too-costly", "request body too large"},
 	{http.StatusUnsupportedMediaType, "not-supported", "unsupported content type"},
+	{http.StatusRequestedRangeNotSatisfiable, "invalid", "requested range not satisfiable"},
 	{http.StatusUnprocessableEntity, "processing", "request could not be processed"},
 	{http.StatusTooManyRequests, "throttled", "too many requests"},
 	{http.StatusInternalServerError, "exception", "internal server error"},
