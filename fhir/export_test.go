@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -610,4 +611,29 @@ func TestGroups(t *testing.T) {
 	if w.Code != http.StatusOK || b["total"] != 1.0 || !strings.Contains(w.Body.String(), `"id":"payer-payer1"`) {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
+}
+
+// TestExportCapability: the CapabilityStatement instantiates the Bulk Data
+// server statement and declares the three export operations and Group
+// (docs/design/security.md BULK-7).
+func TestExportCapability(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{})
+	w := env.do("", http.MethodGet, "/fhir/metadata", "")
+	cs := parseFHIR(t, w.Body.Bytes())
+	body := w.Body.String()
+	for _, want := range []string{
+		`"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data|2.0.0"`,
+		`"operation":[{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]`,
+		`{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}`,
+		`{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}`,
+		`"type":"Group"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in the CapabilityStatement", want)
+		}
+	}
+	if dir := os.Getenv("KETABRIDGE_EXPORT_CAPABILITY_DIR"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, "CapabilityStatement.json"), w.Body.Bytes(), 0o644)
+	}
+	_ = cs
 }

@@ -177,6 +177,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.capability, err = buildCapabilityStatement(capabilityInput{
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
+		bulkExport: s.export != nil,
 	})
 	if err != nil {
 		return nil, err
