@@ -172,3 +172,67 @@ func clientToken(t *testing.T, base, id, keyFile string) string {
 	}
 	return tok
 }
+
+// TestExportAcrossReplicas: two gateway processes on one PostgreSQL and one
+// Redis. An export kicked off at A is polled and downloaded at B, and B's
+// files are byte for byte A's: job state lives in the store and files are
+// re-derived from the snapshot, never on one replica's disk.
+func TestExportAcrossReplicas(t *testing.T) {
+	rs := startReplicas(t)
+	a, b := rs.a, rs.b
+	tok := rs.backendToken(t, a, "system/*.rs")
+	kick := a.doHeaders(t, http.MethodGet, "/fhir/$export", tok, "Prefer", "respond-async")
+	if kick.status != http.StatusAccepted {
+		t.Fatalf("kick-off at A: %s", kick)
+	}
+	status := strings.TrimPrefix(kick.header.Get("Content-Location"), rs.env.base)
+	var m bulkclient.Manifest
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		r := b.do(t, http.MethodGet, status, tok, "", nil)
+		if r.status == http.StatusOK {
+			if err := json.Unmarshal(r.body, &m); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if r.status != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("status at B: %s", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(m.Output) == 0 {
+		t.Fatalf("manifest %+v", m)
+	}
+	for _, o := range m.Output {
+		path := strings.TrimPrefix(o.URL, rs.env.base)
+		fa, fb := a.do(t, http.MethodGet, path, tok, "", nil), b.do(t, http.MethodGet, path, tok, "", nil)
+		if fa.status != http.StatusOK || fb.status != http.StatusOK || !bytes.Equal(fa.body, fb.body) {
+			t.Fatalf("%s: A %d, B %d, equal %t", o.Type, fa.status, fb.status, bytes.Equal(fa.body, fb.body))
+		}
+		if n := bytes.Count(fb.body, []byte("\n")); n != o.Count {
+			t.Errorf("%s: %d lines, count %d", o.Type, n, o.Count)
+		}
+	}
+	if r := b.do(t, http.MethodDelete, status, tok, "", nil); r.status != http.StatusAccepted {
+		t.Fatalf("DELETE at B: %s", r)
+	}
+	if r := a.do(t, http.MethodGet, status, tok, "", nil); r.status != http.StatusNotFound {
+		t.Fatalf("poll at A after DELETE at B: %s", r)
+	}
+}
+
+// doHeaders sends a GET-like request with extra header name/value pairs.
+func (p *proc) doHeaders(t *testing.T, method, path, token string, hdr ...string) smartResp {
+	t.Helper()
+	req, err := http.NewRequest(method, p.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return smartDo(t, &http.Client{Timeout: 30 * time.Second}, req)
+}
