@@ -283,6 +283,11 @@ func exportValues(c echo.Context) (url.Values, error) {
 		}
 		return v, nil
 	}
+	if req.ContentLength == 0 {
+		// A POST without a body carries its parameters in the URL, as
+		// clients such as @medplum/core's bulkExport send it.
+		return c.QueryParams(), nil
+	}
 	if mt := mediaType(req.Header.Get(echo.HeaderContentType)); mt != MIMEFHIRJSON && mt != MIMEJSON {
 		return nil, ErrUnsupportedMedia.WithDetails("POST $export takes a Parameters resource")
 	}
