@@ -936,7 +936,18 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		var cur [2]*exportFile // output, deleted
 		prev := ""
 		collect := req.Level != levelSystem && inCompartment(typ)
+		seen, last := 0, s.clock.Now()
 		err = s.walk(ctx, q, "", func(r *store.Resource) error {
+			// Renew the lease well before it ends, so no other replica
+			// takes over a job that is still running.
+			if seen++; seen%exportPage == 0 {
+				if now := s.clock.Now(); now.Sub(last) > s.export.Lease/3 {
+					last = now
+					if err := progress(strconv.Itoa(i*100/len(types)) + "%"); err != nil {
+						return err
+					}
+				}
+			}
 			kind, k := fileOutput, 0
 			if r.Deleted {
 				kind, k = fileDeleted, 1
