@@ -69,6 +69,7 @@ var kinds = []kind{
 	{http.StatusRequestEntityTooLarge, "too-costly", "request body too large"},
 	{http.StatusRequestURITooLong, "too-long", "request URL too long"},
 	{http.StatusUnsupportedMediaType, "not-supported", "unsupported content type"},
+	{http.StatusRequestedRangeNotSatisfiable, "invalid", "requested range not satisfiable"},
 	{http.StatusUnprocessableEntity, "processing", "request could not be processed"},
 	{http.StatusTooManyRequests, "throttled", "too many requests"},
 	{http.StatusRequestHeaderFieldsTooLarge, "too-long", "request header fields too large"},

@@ -89,6 +89,9 @@ type Options struct {
 	// the gateway's own from Base, which must then be {root}/fhir: the
 	// authorization server is at {root}/auth.
 	OAuth *OAuthEndpoints
+	// Export serves Bulk Data $export (docs/bulk-export.md); nil leaves it
+	// unserved. RunExports must run for jobs to finish.
+	Export *ExportOptions
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -105,6 +108,8 @@ type Server struct {
 	timeout    time.Duration
 	types      map[string]bool
 	capability []byte
+	export     *ExportOptions
+	exportWake chan struct{}
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -132,6 +137,14 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if opts.Export != nil {
+		if opts.Export.Store == nil {
+			return nil, errors.New("fhir: Options.Export.Store is required")
+		}
+		s.export = opts.Export.withDefaults()
+		s.exportWake = make(chan struct{}, 1)
+		s.types["Group"] = true // derived cohorts (groups.go)
 	}
 	if s.clock == nil {
 		s.clock = store.SystemClock{}
@@ -164,6 +177,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.capability, err = buildCapabilityStatement(capabilityInput{
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
+		bulkExport: s.export != nil,
 	})
 	if err != nil {
 		return nil, err
@@ -210,6 +224,10 @@ func (s *Server) Register(e *echo.Echo) {
 	add(http.MethodGet, "/:type/:id/_history/:vid", auth.InteractionVRead, s.vread)
 	add(http.MethodGet, "/Patient/:id/$everything", auth.InteractionEverything, s.everything)
 	add(http.MethodGet, "/Patient/:id/%24everything", auth.InteractionEverything, s.everything) // echo routes on the raw path when it is escaped
+
+	if s.export != nil {
+		s.registerExport(g, add)
+	}
 
 	// Write interactions (http.html#create, #update, #patch, #delete,
 	// #transaction): the API is read-only.

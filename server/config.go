@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 )
@@ -42,6 +43,12 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the per-client bucket size.
 	RateBurst int
+	// ExportMaxJobs is how many running Bulk Data exports one client may
+	// have; ExportFileSize the most resources per export file;
+	// ExportExpiry how long a finished export stays (docs/bulk-export.md).
+	ExportMaxJobs  int
+	ExportFileSize int
+	ExportExpiry   time.Duration
 	// MetricsAddr, when set, is a separate listener for /metrics.
 	MetricsAddr string
 	// Addr is the listen address of serve, host:port.
@@ -82,10 +89,10 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 // key-encryption key) redacted, for logs.
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
-		"cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
+		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
 		"clinic-organization=%s",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr, c.KeyEncryptionKey != nil,
+		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry, c.MetricsAddr, c.KeyEncryptionKey != nil,
 		c.IdentifierSystemBase, c.ClinicOrganization)
 }
 
@@ -125,6 +132,9 @@ var Settings = []Setting{
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
+	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},
+	{"export-file-size", "KETABRIDGE_EXPORT_FILE_SIZE", "100000", "most resources per Bulk Data export file"},
+	{"export-expiry", "KETABRIDGE_EXPORT_EXPIRY", "24h", "how long a finished Bulk Data export and its files stay"},
 	{"metrics-addr", "KETABRIDGE_METRICS_ADDR", "", "listen address of a separate /metrics listener; empty = /metrics on --addr for loopback callers only"},
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
@@ -258,6 +268,15 @@ func readLimits(r *reader, c *Config) error {
 	}
 	if c.RateBurst, err = strconv.Atoi(r.vals["rate-burst"]); err != nil || c.RateBurst < 1 {
 		return r.bad("rate-burst", "must be a whole number >= 1")
+	}
+	if c.ExportMaxJobs, err = strconv.Atoi(r.vals["export-max-jobs"]); err != nil || c.ExportMaxJobs < 1 {
+		return r.bad("export-max-jobs", "must be a whole number >= 1")
+	}
+	if c.ExportFileSize, err = strconv.Atoi(r.vals["export-file-size"]); err != nil || c.ExportFileSize < 1 {
+		return r.bad("export-file-size", "must be a whole number >= 1")
+	}
+	if c.ExportExpiry, err = time.ParseDuration(r.vals["export-expiry"]); err != nil || c.ExportExpiry < time.Minute {
+		return r.bad("export-expiry", "must be a duration of at least 1m, e.g. 24h")
 	}
 	return nil
 }

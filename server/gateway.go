@@ -39,6 +39,7 @@ type Gateway struct {
 	audit  *auditlog.Writer
 	prober *ops.Prober
 	echo   *echo.Echo
+	fhir   *fhir.Server
 }
 
 // Open assembles the gateway cfg describes: it opens the data side (OpenData),
@@ -97,7 +98,15 @@ func (g *Gateway) build(ctx context.Context) error {
 		}
 		fhir.RenderError(c, err)
 	}
+	// Bulk Data export reads the durable store itself, never the read
+	// cache: its snapshots are by time, and its jobs are shared state.
+	var export *fhir.ExportOptions
+	if es, ok := g.store.(fhir.ExportStore); ok {
+		export = &fhir.ExportOptions{Store: es, MaxActive: g.cfg.ExportMaxJobs,
+			FileSize: g.cfg.ExportFileSize, Expiry: g.cfg.ExportExpiry}
+	}
 	fs, err := fhir.New(fhir.Options{
+		Export:    export,
 		Store:     g.reads,
 		Base:      g.cfg.FHIRBase(),
 		Verifier:  g.auth.Tokens(),
@@ -112,6 +121,7 @@ func (g *Gateway) build(ctx context.Context) error {
 	}
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
+	g.fhir = fs
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
 		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")

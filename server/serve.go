@@ -44,6 +44,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go g.prober.Run(pctx, probeInterval)
+	go g.fhir.RunExports(pctx)
 	if watch := g.externalWriteWatcher(pctx, externalWriteInterval); watch != nil {
 		go watch()
 	}

@@ -39,6 +39,7 @@ var errClosed = errors.New("store: postgres: closed")
 // Store is the PostgreSQL store. All methods are safe for concurrent use.
 type Store struct {
 	*authStore // store.AuthStore and ListAudit, with the shared queries
+	*jobStore  // store.JobStore, with the shared queries
 
 	clock  store.Clock
 	pool   *pgxpool.Pool
@@ -77,6 +78,7 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 	}
 	s := &Store{clock: clock, pool: pool}
 	s.authStore = sqlcore.NewAuth(sqlcore.Postgres, coreDB{s}, clock, errClosed)
+	s.jobStore = sqlcore.NewJobs(sqlcore.Postgres, coreDB{s}, errClosed)
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err

@@ -76,6 +76,7 @@ var errClosed = errors.New("store: closed")
 // Store is the SQLite store.Store. All methods are safe for concurrent use.
 type Store struct {
 	*authStore // store.AuthStore and ListAudit, with the shared queries
+	*jobStore  // store.JobStore, with the shared queries
 
 	clock store.Clock
 
@@ -191,6 +192,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		qpending: make(map[string]bool),
 	}
 	s.authStore = sqlcore.NewAuth(sqlcore.SQLite, coreDB{s}, clock, errClosed)
+	s.jobStore = sqlcore.NewJobs(sqlcore.SQLite, coreDB{s}, errClosed)
 	fail := func(err error) (*Store, error) {
 		s.closeAll()
 		return nil, err
