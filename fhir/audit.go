@@ -72,9 +72,9 @@ type Event struct {
 	// client itself (a backend client's subject is its client id).
 	Subject string
 	// Purpose is the purpose of use (a code of
-	// http://terminology.hl7.org/CodeSystem/v3-ActReason, e.g. TREAT) when
-	// the token carries one. The gateway's tokens carry none yet, so it is
-	// empty; the field keeps the AuditEvent mapping in one place.
+	// http://terminology.hl7.org/CodeSystem/v3-ActReason): HPAYMT for a
+	// payer client, TREAT for a partner or an EHR (the client's role);
+	// empty when the request had no verified token.
 	Purpose string
 }
 
@@ -225,6 +225,9 @@ func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
 	}
 	if info, ok := auth.FromContext(c.Request().Context()); ok {
 		ev.ClientID, ev.FHIRUser = info.ClientID, info.FHIRUser
+		// purposeOfEvent (docs/design/security.md PRIV-8, PRIV-11): payment
+		// for a payer, treatment for a partner or an EHR.
+		ev.Purpose = purposeCode(info.Principal.Role.Purpose())
 		if info.Subject != info.ClientID {
 			ev.Subject = info.Subject
 		}
@@ -462,4 +465,12 @@ func coding(system, code, display string) r4.Coding {
 		c.Display = ptr(display)
 	}
 	return c
+}
+
+// purposeCode is the v3-ActReason code of a purpose of use.
+func purposeCode(p auth.Purpose) string {
+	if p == auth.PurposePayment {
+		return "HPAYMT"
+	}
+	return "TREAT"
 }

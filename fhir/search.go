@@ -87,6 +87,12 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 
 	noteResources(c, matches...)
 	noteResources(c, included...)
+	if matches, err = outwardAll(ctx, matches); err != nil {
+		return err
+	}
+	if included, err = outwardAll(ctx, included); err != nil {
+		return err
+	}
 	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)
 	size := 0
 	for i := range matches {
@@ -163,6 +169,9 @@ func ignoredWarnings(names []string) []*Error {
 func (s *Server) searchWithin(ctx context.Context, q store.Query, d narrowing) (store.SearchResult, error) {
 	if len(d.filters) > 0 {
 		q.Clauses = append(slices.Clip(q.Clauses), d.filters...)
+	}
+	if d.access != nil {
+		q.Access = d.access
 	}
 	if !d.all {
 		patients := slices.Clone(d.patients)
@@ -343,7 +352,7 @@ func (in *includeSet) add(rs []store.Resource) error {
 			continue
 		}
 		d := in.ds.get(r.Type)
-		if d == nil || !d.allows(r.Patient) || (len(d.filters) > 0 && !visible[r.Type][r.ID]) {
+		if d == nil || !d.allows(r.Patient) || (d.restricts() && !visible[r.Type][r.ID]) {
 			continue
 		}
 		in.seen[k] = true
@@ -358,7 +367,7 @@ func (in *includeSet) add(rs []store.Resource) error {
 func (in *includeSet) visibleUnderFilters(rs []store.Resource) (map[string]map[string]bool, error) {
 	filtered := map[string][]string{}
 	for _, r := range rs {
-		if d := in.ds.get(r.Type); d != nil && len(d.filters) > 0 && d.allows(r.Patient) {
+		if d := in.ds.get(r.Type); d != nil && d.restricts() && d.allows(r.Patient) {
 			filtered[r.Type] = append(filtered[r.Type], r.ID)
 		}
 	}

@@ -89,6 +89,9 @@ type Options struct {
 	// the gateway's own from Base, which must then be {root}/fhir: the
 	// authorization server is at {root}/auth.
 	OAuth *OAuthEndpoints
+	// Disclosure holds the disclosure settings of the outside views
+	// (docs/access.md): the zero value is the strict default.
+	Disclosure auth.DisclosurePolicy
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -105,6 +108,7 @@ type Server struct {
 	timeout    time.Duration
 	types      map[string]bool
 	capability []byte
+	disclosure auth.DisclosurePolicy
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -118,17 +122,18 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fhir: Options.Base must be an absolute http(s) URL without query")
 	}
 	s := &Server{
-		store:     opts.Store,
-		base:      strings.TrimSuffix(opts.Base, "/"),
-		verifier:  opts.Verifier,
-		rateLimit: opts.RateLimit,
-		cors:      opts.CORS,
-		auditor:   opts.Auditor,
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		bodyLimit: opts.BodyLimit,
-		timeout:   opts.Timeout,
-		types:     map[string]bool{},
+		store:      opts.Store,
+		base:       strings.TrimSuffix(opts.Base, "/"),
+		verifier:   opts.Verifier,
+		rateLimit:  opts.RateLimit,
+		cors:       opts.CORS,
+		auditor:    opts.Auditor,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		bodyLimit:  opts.BodyLimit,
+		timeout:    opts.Timeout,
+		types:      map[string]bool{},
+		disclosure: opts.Disclosure,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
