@@ -58,9 +58,11 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	if err != nil {
 		return err
 	}
-	if outsidePatients(typ, sr.Query.Clauses, d) {
+	if !d.hide && outsidePatients(typ, sr.Query.Clauses, d) {
 		// Asking for another patient's data is refused, not answered
-		// with an empty page (docs/design/security.md NEG-40).
+		// with an empty page (docs/design/security.md NEG-40). An outside
+		// organization's search of a patient outside its view finds
+		// nothing instead, as for a patient that does not exist (PRIV-12).
 		return errOutside
 	}
 	q := searchQuery(typ, sr)
