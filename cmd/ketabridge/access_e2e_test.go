@@ -17,8 +17,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -647,4 +647,3 @@ func ingestConsent(t *testing.T, e *smartEnv, id, status string) {
 		t.Fatalf("ingest consent %s as %s: %s", id, status, r)
 	}
 }
-
