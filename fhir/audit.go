@@ -76,6 +76,10 @@ type Event struct {
 	// payer client, TREAT for a partner or an EHR (the client's role);
 	// empty when the request had no verified token.
 	Purpose string
+	// Organization is the id of the Organization the client acts for (its
+	// binding), empty when none: the client agent's who then references
+	// it (docs/design/security.md PRIV-11).
+	Organization string
 }
 
 // contextKeyAudit is the echo.Context key of the request's *auditNote.
@@ -228,6 +232,7 @@ func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
 		// purposeOfEvent (docs/design/security.md PRIV-8, PRIV-11): payment
 		// for a payer, treatment for a partner or an EHR.
 		ev.Purpose = purposeCode(info.Principal.Role.Purpose())
+		ev.Organization = info.Principal.Organization
 		if info.Subject != info.ClientID {
 			ev.Subject = info.Subject
 		}
@@ -358,7 +363,7 @@ func (ev Event) agents() []r4.AuditEventAgent {
 	case ev.ClientID != "":
 		agents = append(agents, r4.AuditEventAgent{
 			Type:      &r4.CodeableConcept{Coding: []r4.Coding{coding(systemDICOM, "110150", "Application")}},
-			Who:       &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}},
+			Who:       ev.clientWho(),
 			Requestor: !user,
 		})
 	case !user:
@@ -433,7 +438,7 @@ func (ev Event) AuditRecord(id, patient string) store.AuditRecord {
 		ID: id, Recorded: ev.Time.Truncate(time.Millisecond), Patient: patient, ClientID: ev.ClientID,
 		Interaction: string(ev.Interaction), Type: ev.Type, ResourceID: ev.ID, Version: ev.Version,
 		Status: ev.Status, FHIRUser: ev.FHIRUser, Subject: ev.Subject, Purpose: ev.Purpose,
-		RequestID: ev.RequestID,
+		RequestID: ev.RequestID, Organization: ev.Organization,
 	}
 }
 
@@ -451,7 +456,7 @@ func AuditEventJSON(rec store.AuditRecord) ([]byte, error) {
 		Time: rec.Recorded, RequestID: rec.RequestID,
 		Interaction: i, Type: rec.Type, ID: rec.ResourceID, Version: rec.Version,
 		Status: rec.Status, ClientID: rec.ClientID, FHIRUser: rec.FHIRUser, Subject: rec.Subject,
-		Purpose: rec.Purpose,
+		Purpose: rec.Purpose, Organization: rec.Organization,
 	}
 	if rec.Patient != "" {
 		ev.Patients = []string{rec.Patient}
@@ -473,4 +478,15 @@ func purposeCode(p auth.Purpose) string {
 		return "HPAYMT"
 	}
 	return "TREAT"
+}
+
+// clientWho is the client agent's who: the client id as identifier and,
+// for a client bound to an organization, a reference to that Organization
+// (docs/design/security.md PRIV-11).
+func (ev Event) clientWho() *r4.Reference {
+	who := &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}}
+	if ev.Organization != "" {
+		who.Reference = ptr("Organization/" + ev.Organization)
+	}
+	return who
 }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
@@ -405,6 +406,50 @@ func TestOutsideViewsEndToEnd(t *testing.T) {
 			if r := e.fhir(t, c.token, "/Consent/"+consents[0].id); r.status != http.StatusNotFound {
 				t.Errorf("%s Consent read: %d, want 404", c.id, r.status)
 			}
+		}
+	})
+
+	t.Run("audit names the organization and the purpose", func(t *testing.T) {
+		want := map[string]string{"payer-blueheron": "HPAYMT", "partner-northgate": "TREAT"}
+		found := map[string]bool{}
+		for try := 0; try < 50 && len(found) < len(want); try++ {
+			if try > 0 {
+				time.Sleep(200 * time.Millisecond) // the audit writer flushes in the background
+			}
+			for l := range strings.Lines(e.cli(t, "audit", "export")) {
+				var ev struct {
+					Agent []struct {
+						Who struct {
+							Reference  string `json:"reference"`
+							Identifier struct {
+								Value string `json:"value"`
+							} `json:"identifier"`
+						} `json:"who"`
+					} `json:"agent"`
+					PurposeOfEvent []struct {
+						Coding []struct {
+							Code string `json:"code"`
+						} `json:"coding"`
+					} `json:"purposeOfEvent"`
+				}
+				if json.Unmarshal([]byte(l), &ev) != nil || len(ev.Agent) == 0 {
+					continue
+				}
+				for _, c := range clients {
+					purpose, ok := want[c.id]
+					if !ok || ev.Agent[0].Who.Identifier.Value != c.id {
+						continue
+					}
+					if ev.Agent[0].Who.Reference != "Organization/"+orgID(c.org) ||
+						len(ev.PurposeOfEvent) != 1 || ev.PurposeOfEvent[0].Coding[0].Code != purpose {
+						t.Fatalf("AuditEvent of %s: %s", c.id, l)
+					}
+					found[c.id] = true
+				}
+			}
+		}
+		if len(found) != len(want) {
+			t.Errorf("AuditEvents found for %v of %v", found, want)
 		}
 	})
 
