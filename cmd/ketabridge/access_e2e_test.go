@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
@@ -690,5 +692,94 @@ func ingestConsent(t *testing.T, e *smartEnv, id, status string) {
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if r := smartDo(t, noRedirect, req); r.status >= 300 || !strings.Contains(string(r.body), "updated") {
 		t.Fatalf("ingest consent %s as %s: %s", id, status, r)
+	}
+}
+
+// TestOutsideViewRevocationAcrossReplicas: two replicas on one PostgreSQL
+// schema and one Redis; a partner reads a patient through B (filling B's
+// shared cache), the consent is re-ingested as inactive through A, and B's
+// very next request answers 404 (docs/design/security.md PRIV-13).
+func TestOutsideViewRevocationAcrossReplicas(t *testing.T) {
+	rs := startReplicas(t)
+	a, b := rs.a, rs.b
+	raw, err := server.SynthRecords(1, 1, server.DemoStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := func(consentStatus string) []byte {
+		var out []string
+		for _, r := range raw {
+			var m map[string]any
+			if err := json.Unmarshal(r, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["kind"] == "consent" && m["id"] == "consent-000001-partner" {
+				m["status"] = consentStatus
+				r, _ = json.Marshal(m)
+			}
+			out = append(out, string(r))
+		}
+		return []byte(strings.Join(out, "\n") + "\n")
+	}
+	ingest := func(p *proc, status string) {
+		t.Helper()
+		tok := rs.backendToken(t, p, "system/ClinicRecord.write")
+		if r := p.do(t, http.MethodPost, "/internal/v1/records", tok, "application/x-ndjson", records(status)); r.status != http.StatusOK {
+			t.Fatalf("ingest at %s: %s", p.name, r)
+		}
+	}
+	ingest(a, "active")
+
+	// The partner client, registered in the shared registry.
+	keyFile, jwksFile := backendKeyFiles(t, "replica-riverbend")
+	cliEnv(t, rs.vars, "clients", "add", "--id", "replica-riverbend", "--kind", "backend", "--jwks-file", jwksFile,
+		"--scope", "system/*.rs", "--organization", synth.OrgPartnerRiverbend, "--role", "partner")
+	pemBytes, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := auth.ParseBackendKey("replica-riverbend", pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertion, err := bk.Assertion(rs.env.issuer + "/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := a.form(t, "/auth/token", rs.assertionForm(t, assertion, "system/*.rs"))
+	if tr.status != http.StatusOK {
+		t.Fatalf("partner token at A: %s", tr)
+	}
+	tok := tr.json(t)["access_token"].(string)
+
+	count := func(p *proc) int {
+		t.Helper()
+		r := p.do(t, http.MethodGet, "/fhir/Observation?_summary=count", tok, "", nil)
+		var bd struct {
+			Total *int `json:"total"`
+		}
+		if r.status != http.StatusOK || json.Unmarshal(r.body, &bd) != nil || bd.Total == nil {
+			t.Fatalf("count at %s: %s", p.name, r)
+		}
+		return *bd.Total
+	}
+	for range 2 { // the second answers may come from the shared cache
+		if r := b.do(t, http.MethodGet, "/fhir/Patient/"+rs.patient, tok, "", nil); r.status != http.StatusOK {
+			t.Fatalf("partner read at B before: %s", r)
+		}
+		if n := count(b); n == 0 {
+			t.Fatal("partner sees no Observation at B before the revocation")
+		}
+	}
+
+	ingest(a, "inactive")
+	if r := b.do(t, http.MethodGet, "/fhir/Patient/"+rs.patient, tok, "", nil); r.status != http.StatusNotFound {
+		t.Errorf("partner read at B after the consent went inactive at A: %d, want 404", r.status)
+	}
+	if n := count(b); n != 0 {
+		t.Errorf("partner Observation count at B after the revocation: %d, want 0", n)
+	}
+	if r := a.do(t, http.MethodGet, "/fhir/Patient/"+rs.patient+"/$everything", tok, "", nil); r.status != http.StatusNotFound {
+		t.Errorf("partner $everything at A after the revocation: %d, want 404", r.status)
 	}
 }
