@@ -392,39 +392,51 @@ var reducedPatient = func() *rewriter {
 	return &rewriter{keep: keep}
 }()
 
-// outward prepares the resource r for the request's caller: a Patient
-// served to an outside organization without the demographics class is
-// reduced (docs/design/security.md PRIV-15); r's Body is replaced, never
-// modified in place (stored bodies are shared).
-func outward(ctx context.Context, r *store.Resource) error {
+// outward prepares the resource r for the request's caller
+// (docs/design/security.md PRIV-15, PRIV-16): a Patient served to an
+// outside organization without the demographics class is reduced, and a
+// Provenance loses the targets the caller may not read. r's Body is
+// replaced, never modified in place (stored bodies are shared).
+func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 	if r.Deleted || len(r.Body) == 0 {
 		return nil
 	}
-	v, ok := viewFrom(ctx)
-	if !ok || r.Type != "Patient" {
-		return nil
+	switch r.Type {
+	case "Patient":
+		v, ok := viewFrom(ctx)
+		if !ok {
+			return nil
+		}
+		if g, ok := v.disc.Patients[r.ID]; ok && g.Classes.Has(auth.ClassDemographics) {
+			return nil
+		}
+		body, err := reducedPatient.apply(r.Body)
+		if err != nil {
+			return err
+		}
+		r.Body = body
+	case "Provenance":
+		body, err := s.provenanceTargets(ctx, r.Body)
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			r.Body = body
+		}
 	}
-	if g, ok := v.disc.Patients[r.ID]; ok && g.Classes.Has(auth.ClassDemographics) {
-		return nil
-	}
-	body, err := reducedPatient.apply(r.Body)
-	if err != nil {
-		return err
-	}
-	r.Body = body
 	return nil
 }
 
 // outwardAll applies outward to each of rs. rs may be shared with the
 // read cache: when a resource changes, the result is a copy.
-func outwardAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
-	if _, ok := viewFrom(ctx); !ok {
-		return rs, nil
-	}
+func (s *Server) outwardAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
 	copied := false
 	for i := range rs {
+		if rs[i].Type != "Patient" && rs[i].Type != "Provenance" {
+			continue
+		}
 		r := rs[i]
-		if err := outward(ctx, &r); err != nil {
+		if err := s.outward(ctx, &r); err != nil {
 			return nil, err
 		}
 		if len(r.Body) == len(rs[i].Body) && (len(r.Body) == 0 || &r.Body[0] == &rs[i].Body[0]) {
@@ -436,4 +448,137 @@ func outwardAll(ctx context.Context, rs []store.Resource) ([]store.Resource, err
 		rs[i] = r
 	}
 	return rs, nil
+}
+
+// withheldTarget replaces the targets of a Provenance none of whose targets
+// the caller may read: Provenance.target is required (1..*), and a
+// reference with only a display names nothing.
+const withheldTarget = `[{"display":"withheld"}]`
+
+// provenanceTargets returns the Provenance body without the targets the
+// caller may not read, tagged SUBSETTED, or nil when it may read them all
+// (docs/design/security.md PRIV-16): a resource the caller may read never
+// reveals the ids of resources it may not.
+func (s *Server) provenanceTargets(ctx context.Context, body []byte) ([]byte, error) {
+	ms, err := members(body)
+	if err != nil {
+		return nil, err
+	}
+	var targets []json.RawMessage
+	for _, m := range ms {
+		if m.name == "target" {
+			if err := json.Unmarshal(m.raw, &targets); err != nil {
+				return nil, ErrInternal.WithDetails("stored Provenance target unreadable").WithCause(err)
+			}
+		}
+	}
+	refs := make([]store.Key, len(targets))
+	byType := map[string][]string{}
+	for i, t := range targets {
+		var ref jsonRef
+		_ = json.Unmarshal(t, &ref)
+		typ, id, ok := strings.Cut(ref.Reference, "/")
+		if !ok || strings.Contains(id, "/") {
+			continue // not a local Type/id reference: nothing it could reveal here
+		}
+		refs[i] = store.Key{Type: typ, ID: id}
+		byType[typ] = append(byType[typ], id)
+	}
+	// What the caller may read of each target type, decided as a read.
+	readable := map[store.Key]bool{}
+	var check []store.Key
+	narrow := map[string]narrowing{}
+	for typ, ids := range byType {
+		// Readable: by id, or else by a search (a search-only client
+		// still finds it).
+		n, err := decide(ctx, auth.InteractionRead, typ)
+		if err != nil {
+			n, err = decide(ctx, auth.InteractionSearch, typ)
+		}
+		if err != nil || !s.types[typ] {
+			continue // none of them
+		}
+		for _, id := range ids {
+			k := store.Key{Type: typ, ID: id}
+			if n.all && !n.restricts() {
+				readable[k] = true
+			} else {
+				check = append(check, k)
+			}
+		}
+		narrow[typ] = n
+	}
+	if len(check) > 0 {
+		rs, err := s.store.GetMany(ctx, check)
+		if err != nil {
+			return nil, err
+		}
+		restricted := map[string][]string{}
+		for _, r := range rs {
+			n := narrow[r.Type]
+			switch {
+			case !n.allows(r.Patient):
+			case n.restricts():
+				restricted[r.Type] = append(restricted[r.Type], r.ID)
+			default:
+				readable[store.Key{Type: r.Type, ID: r.ID}] = true
+			}
+		}
+		for typ, ids := range restricted {
+			ok, err := s.visible(ctx, narrow[typ], typ, ids)
+			if err != nil {
+				return nil, err
+			}
+			for id := range ok {
+				readable[store.Key{Type: typ, ID: id}] = true
+			}
+		}
+	}
+	kept := make([]json.RawMessage, 0, len(targets))
+	for i, t := range targets {
+		if refs[i].Type == "" || readable[refs[i]] {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) == len(targets) {
+		return nil, nil
+	}
+	out := make([]byte, 0, len(body)+len(subsettedTag)+16)
+	out = append(out, '{')
+	sawMeta := false
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, m.name)
+		out = append(out, ':')
+		switch m.name {
+		case "target":
+			if len(kept) == 0 {
+				out = append(out, withheldTarget...)
+				continue
+			}
+			out = append(out, '[')
+			for j, t := range kept {
+				if j > 0 {
+					out = append(out, ',')
+				}
+				out = append(out, t...)
+			}
+			out = append(out, ']')
+		case "meta":
+			sawMeta = true
+			meta, err := tagSubsetted(m.raw)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, meta...)
+		default:
+			out = append(out, m.raw...)
+		}
+	}
+	if !sawMeta {
+		out = append(out, `,"meta":{"tag":[`+subsettedTag+`]}`...)
+	}
+	return append(out, '}'), nil
 }

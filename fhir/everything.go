@@ -55,7 +55,7 @@ func (s *Server) everything(c echo.Context) error {
 	// the store's job; this is the second line of defence).
 	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(r) })
 	noteResources(c, rs...)
-	if rs, err = outwardAll(ctx, rs); err != nil {
+	if rs, err = s.outwardAll(ctx, rs); err != nil {
 		return err
 	}
 	links := pageLinks(s.base+"/Patient/"+id+"/$everything", canon, count, offset, offset+len(rs) < total)

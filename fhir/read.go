@@ -70,7 +70,7 @@ func (s *Server) read(c echo.Context) error {
 	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
 		return err
 	}
-	if err := outward(c.Request().Context(), &r); err != nil {
+	if err := s.outward(c.Request().Context(), &r); err != nil {
 		return err
 	}
 	return writeResource(c, &r)
@@ -107,7 +107,7 @@ func (s *Server) vread(c echo.Context) error {
 	if r.Deleted || len(r.Body) == 0 {
 		return ErrGone
 	}
-	if err := outward(c.Request().Context(), &r); err != nil {
+	if err := s.outward(c.Request().Context(), &r); err != nil {
 		return err
 	}
 	return writeResource(c, &r)
@@ -245,7 +245,7 @@ func (s *Server) history(c echo.Context) error {
 	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
 		return err
 	}
-	if versions, err = outwardAll(c.Request().Context(), versions); err != nil {
+	if versions, err = s.outwardAll(c.Request().Context(), versions); err != nil {
 		return err
 	}
 	path := s.base + "/" + typ + "/" + id + "/_history"

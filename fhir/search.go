@@ -89,10 +89,10 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 
 	noteResources(c, matches...)
 	noteResources(c, included...)
-	if matches, err = outwardAll(ctx, matches); err != nil {
+	if matches, err = s.outwardAll(ctx, matches); err != nil {
 		return err
 	}
-	if included, err = outwardAll(ctx, included); err != nil {
+	if included, err = s.outwardAll(ctx, included); err != nil {
 		return err
 	}
 	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)

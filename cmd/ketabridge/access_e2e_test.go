@@ -783,3 +783,78 @@ func TestOutsideViewRevocationAcrossReplicas(t *testing.T) {
 		t.Errorf("partner $everything at A after the revocation: %d, want 404", r.status)
 	}
 }
+
+// TestProvenanceTargetsSubsetted: an EHR client that may read only vital
+// signs among the Observations reads every Provenance with the targets it
+// may not read removed and the SUBSETTED tag (docs/design/security.md
+// PRIV-16); the unrestricted client gets them whole.
+func TestProvenanceTargetsSubsetted(t *testing.T) {
+	e := startSMART(t)
+	keyFile, jwksFile := backendKeyFiles(t, "ehr-vitals")
+	scope := "system/Provenance.rs system/Observation.rs?category=vital-signs"
+	e.cli(t, "clients", "add", "--id", "ehr-vitals", "--kind", "backend", "--jwks-file", jwksFile, "--scope", scope)
+	tok := strings.TrimSpace(e.cli(t, "token", "--client", "ehr-vitals", "--key", keyFile, "--scope", scope,
+		"--token-url", e.issuer+"/token"))
+
+	// Which targets it may read, from the unrestricted answers.
+	vitals := map[string]bool{}
+	obs, _ := e.searchPages(t, e.system, "/Observation?_count=500")
+	for _, r := range obs {
+		if slices.Contains(r.categories, "vital-signs") {
+			vitals[r.key()] = true
+		}
+	}
+	full, _ := e.searchPages(t, e.system, "/Provenance?_count=200")
+	fullByID := map[string]accRes{}
+	for _, p := range full {
+		fullByID[p.id] = p
+		if slices.Contains(p.tags, "SUBSETTED") {
+			t.Fatalf("unrestricted Provenance/%s is tagged SUBSETTED", p.id)
+		}
+	}
+	targetsOf := func(r accRes) []string {
+		var out []string
+		list, _ := r.raw["target"].([]any)
+		for _, x := range list {
+			ref, _ := x.(map[string]any)["reference"].(string)
+			out = append(out, ref)
+		}
+		return out
+	}
+	got, _ := e.searchPages(t, tok, "/Provenance?_count=200")
+	if len(got) != len(full) || len(full) == 0 {
+		t.Fatalf("%d Provenances, want %d", len(got), len(full))
+	}
+	subsetted := 0
+	for _, p := range got {
+		var want []string
+		for _, ref := range targetsOf(fullByID[p.id]) {
+			if vitals[ref] {
+				want = append(want, ref)
+			}
+		}
+		gotTargets := targetsOf(p)
+		whole := len(want) == len(targetsOf(fullByID[p.id]))
+		switch {
+		case len(want) == 0:
+			if len(gotTargets) != 1 || gotTargets[0] != "" {
+				t.Errorf("Provenance/%s: targets %v, want only a withheld one", p.id, gotTargets)
+			}
+		case !slices.Equal(gotTargets, want):
+			t.Errorf("Provenance/%s: targets %v, want %v", p.id, gotTargets, want)
+		}
+		if whole == slices.Contains(p.tags, "SUBSETTED") {
+			t.Errorf("Provenance/%s: whole %v, tags %v", p.id, whole, p.tags)
+		}
+		if !whole {
+			subsetted++
+			if r := e.fhir(t, tok, "/Provenance/"+p.id); r.status != http.StatusOK ||
+				!slices.Equal(targetsOf(parseAccRes(t, r.json(t))), gotTargets) {
+				t.Errorf("read Provenance/%s differs from the search: %s", p.id, r)
+			}
+		}
+	}
+	if subsetted == 0 {
+		t.Fatal("no Provenance needed subsetting: the test proves nothing")
+	}
+}
