@@ -371,6 +371,22 @@ func TestOutsideViewsEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("introspection shows the binding", func(t *testing.T) {
+		for _, c := range clients {
+			req, err := http.NewRequest(http.MethodPost, e.issuer+"/introspect", strings.NewReader("token="+c.token))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Authorization", "Bearer "+e.system)
+			r := smartDo(t, noRedirect, req)
+			m := r.json(t)
+			if m["active"] != true || m["organization"] != "Organization/"+orgID(c.org) || m["role"] != c.role {
+				t.Errorf("introspect %s: %s", c.id, r)
+			}
+		}
+	})
+
 	t.Run("registration refuses a wrong or unknown organization", func(t *testing.T) {
 		_, jwksFile := backendKeyFiles(t, "bad")
 		for _, tc := range []struct{ org, role, want string }{
