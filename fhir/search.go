@@ -87,9 +87,11 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	if err != nil {
 		return err
 	}
-	if outsidePatients(typ, sr.Query.Clauses, d) {
+	if !d.hide && outsidePatients(typ, sr.Query.Clauses, d) {
 		// Asking for another patient's data is refused, not answered
-		// with an empty page (docs/design/security.md NEG-40).
+		// with an empty page (docs/design/security.md NEG-40). An outside
+		// organization's search of a patient outside its view finds
+		// nothing instead, as for a patient that does not exist (PRIV-12).
 		return errOutside
 	}
 	q := searchQuery(typ, sr)
@@ -116,6 +118,12 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 
 	noteResources(c, matches...)
 	noteResources(c, included...)
+	if matches, err = s.outwardAll(ctx, matches); err != nil {
+		return err
+	}
+	if included, err = s.outwardAll(ctx, included); err != nil {
+		return err
+	}
 	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)
 	size := 0
 	for i := range matches {
@@ -192,6 +200,9 @@ func ignoredWarnings(names []string) []*Error {
 func (s *Server) searchWithin(ctx context.Context, q store.Query, d narrowing) (store.SearchResult, error) {
 	if len(d.filters) > 0 {
 		q.Clauses = append(slices.Clip(q.Clauses), d.filters...)
+	}
+	if d.access != nil {
+		q.Access = d.access
 	}
 	if !d.all {
 		patients := slices.Clone(d.patients)
@@ -372,7 +383,7 @@ func (in *includeSet) add(rs []store.Resource) error {
 			continue
 		}
 		d := in.ds.get(r.Type)
-		if d == nil || !d.allows(r.Patient) || (len(d.filters) > 0 && !visible[r.Type][r.ID]) {
+		if d == nil || !d.allows(r.Patient) || (d.restricts() && !visible[r.Type][r.ID]) {
 			continue
 		}
 		in.seen[k] = true
@@ -387,7 +398,7 @@ func (in *includeSet) add(rs []store.Resource) error {
 func (in *includeSet) visibleUnderFilters(rs []store.Resource) (map[string]map[string]bool, error) {
 	filtered := map[string][]string{}
 	for _, r := range rs {
-		if d := in.ds.get(r.Type); d != nil && len(d.filters) > 0 && d.allows(r.Patient) {
+		if d := in.ds.get(r.Type); d != nil && d.restricts() && d.allows(r.Patient) {
 			filtered[r.Type] = append(filtered[r.Type], r.ID)
 		}
 	}

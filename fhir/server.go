@@ -92,6 +92,9 @@ type Options struct {
 	// Export serves Bulk Data $export (docs/bulk-export.md); nil leaves it
 	// unserved. RunExports must run for jobs to finish.
 	Export *ExportOptions
+	// Disclosure holds the disclosure settings of the outside views
+	// (docs/access.md): the zero value is the strict default.
+	Disclosure auth.DisclosurePolicy
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -110,6 +113,7 @@ type Server struct {
 	capability []byte
 	export     *ExportOptions
 	exportWake chan struct{}
+	disclosure auth.DisclosurePolicy
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -123,17 +127,18 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fhir: Options.Base must be an absolute http(s) URL without query")
 	}
 	s := &Server{
-		store:     opts.Store,
-		base:      strings.TrimSuffix(opts.Base, "/"),
-		verifier:  opts.Verifier,
-		rateLimit: opts.RateLimit,
-		cors:      opts.CORS,
-		auditor:   opts.Auditor,
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		bodyLimit: opts.BodyLimit,
-		timeout:   opts.Timeout,
-		types:     map[string]bool{},
+		store:      opts.Store,
+		base:       strings.TrimSuffix(opts.Base, "/"),
+		verifier:   opts.Verifier,
+		rateLimit:  opts.RateLimit,
+		cors:       opts.CORS,
+		auditor:    opts.Auditor,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		bodyLimit:  opts.BodyLimit,
+		timeout:    opts.Timeout,
+		types:      map[string]bool{},
+		disclosure: opts.Disclosure,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -115,6 +115,8 @@ func (g *Gateway) build(ctx context.Context) error {
 		Auditor:   g.audit,
 		Logger:    g.log,
 		Version:   g.cfg.Version,
+		// docs/access.md: the payer view's setting.
+		Disclosure: auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly},
 	})
 	if err != nil {
 		return fmt.Errorf("fhir server: %w", err)
