@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/ingest"
 )
 
 // Config is the configuration of a gateway, built once from flags with
@@ -42,6 +43,9 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the per-client bucket size.
 	RateBurst int
+	// IngestLimits bound one batch of the ingest API: the body, one record
+	// and the records of a batch (docs/clinic-records.md, Limits).
+	IngestLimits ingest.Limits
 	// MetricsAddr, when set, is a separate listener for /metrics.
 	MetricsAddr string
 	// Addr is the listen address of serve, host:port.
@@ -82,10 +86,11 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 // key-encryption key) redacted, for logs.
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
-		"cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
+		"cache-mb=%d rate-limit=%g rate-burst=%d ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
 		"clinic-organization=%s",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr, c.KeyEncryptionKey != nil,
+		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes,
+		c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
 		c.IdentifierSystemBase, c.ClinicOrganization)
 }
 
@@ -125,6 +130,9 @@ var Settings = []Setting{
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
+	{"ingest-max-body-mb", "KETABRIDGE_INGEST_MAX_BODY_MB", "64", "largest request body of the ingest API in MiB (413 above it)"},
+	{"ingest-max-record-kb", "KETABRIDGE_INGEST_MAX_RECORD_KB", "4096", "largest clinic record in KiB (a larger one is rejected on its own; import too)"},
+	{"ingest-max-records", "KETABRIDGE_INGEST_MAX_RECORDS", "50000", "most records in one batch of the ingest API (413 above it)"},
 	{"metrics-addr", "KETABRIDGE_METRICS_ADDR", "", "listen address of a separate /metrics listener; empty = /metrics on --addr for loopback callers only"},
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
@@ -259,6 +267,25 @@ func readLimits(r *reader, c *Config) error {
 	if c.RateBurst, err = strconv.Atoi(r.vals["rate-burst"]); err != nil || c.RateBurst < 1 {
 		return r.bad("rate-burst", "must be a whole number >= 1")
 	}
+	return readIngestLimits(r, c)
+}
+
+// readIngestLimits reads the ingest API's limits (docs/design/security.md
+// IN-3).
+func readIngestLimits(r *reader, c *Config) error {
+	mb, err := strconv.Atoi(r.vals["ingest-max-body-mb"])
+	if err != nil || mb < 1 || mb > 4096 {
+		return r.bad("ingest-max-body-mb", "must be a whole number of MiB from 1 to 4096")
+	}
+	kb, err := strconv.Atoi(r.vals["ingest-max-record-kb"])
+	if err != nil || kb < 64 || kb > 1<<20 {
+		return r.bad("ingest-max-record-kb", "must be a whole number of KiB from 64 to 1048576")
+	}
+	n, err := strconv.Atoi(r.vals["ingest-max-records"])
+	if err != nil || n < 1 || n > 10_000_000 {
+		return r.bad("ingest-max-records", "must be a whole number from 1 to 10000000")
+	}
+	c.IngestLimits = ingest.Limits{MaxBytes: int64(mb) << 20, MaxRecordBytes: kb << 10, MaxRecords: n}
 	return nil
 }
 

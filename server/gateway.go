@@ -102,7 +102,7 @@ func (g *Gateway) build(ctx context.Context) error {
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
-		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log})
+		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log, Limits: g.cfg.IngestLimits})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
 	g.echo = ec
 	return nil
