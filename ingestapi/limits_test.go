@@ -195,7 +195,7 @@ func TestPostRecordsHugeStringBoundedMemory(t *testing.T) {
 	family := strings.Repeat("x", 60<<20)
 	for _, tc := range []struct {
 		name, ctype, body string
-		status           int
+		status            int
 	}{
 		{"one record", MIMEJSON, patientWithFamily("P60", family), http.StatusRequestEntityTooLarge},
 		{"array", MIMEJSON, "[" + patientWithFamily("P60", family) + "]", http.StatusUnprocessableEntity},
