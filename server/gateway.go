@@ -74,7 +74,11 @@ func (g *Gateway) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deps := []ops.Dependency{{Name: "database", Ping: g.store.Ping, Required: true}}
+	db := ops.Dependency{Name: "database", Ping: g.store.Ping, Required: true}
+	if wl, ok := g.store.(store.WriterLagger); ok {
+		db.Lag = wl.WriterLag
+	}
+	deps := []ops.Dependency{db}
 	if g.redis != nil {
 		deps = append(deps, ops.Dependency{Name: "redis", Ping: g.redis.Ping})
 	}
