@@ -329,10 +329,10 @@ func (s *elemScanner) element(i int) (raw json.RawMessage, over bool, err error)
 				return nil, false, s.syntax("unbalanced '" + string(c) + "' in record [" + strconv.Itoa(i) + "]")
 			}
 			if depth == 0 { // the record's object (or array) is closed
-				if !over {
-					s.buf = append(s.buf, c)
+				if s.buf = append(s.buf, c); over || (s.lim.MaxRecordBytes > 0 && len(s.buf) > s.lim.MaxRecordBytes) {
+					return nil, true, nil
 				}
-				return bytes.Clone(s.buf), over, nil
+				return bytes.Clone(s.buf), false, nil
 			}
 		}
 		if !started && (c == ' ' || c == '\t' || c == '\n' || c == '\r') {

@@ -63,6 +63,10 @@ func TestReadJSONArray(t *testing.T) {
 		{"empty", `[]`, 0, -1, ""},
 		{"broken element kept for the record rule", `[{"a":}, {}]`, 2, -1, ""},
 		{"element over the record limit", `[{}, {"a":"` + strings.Repeat("x", 50) + `"}, {}]`, 3, 1, ""},
+		// Found by FuzzReadBatch: the closing brace took a record one byte
+		// over the limit.
+		{"closing brace over the record limit", `[{"a":"` + strings.Repeat("x", 9) + `"}]`, 1, 0, ""},
+		{"exactly the record limit", `[{"a":"` + strings.Repeat("x", 8) + `"}]`, 1, -1, ""},
 		{"not an array", `{"a":1}`, 0, -1, "JSON array"},
 		{"missing comma", `[{} {}]`, 0, -1, "expected ',' or ']'"},
 		{"empty element", `[{},,{}]`, 0, -1, "expected a record"},
