@@ -3,6 +3,8 @@
 //
 //	POST /internal/v1/records   a batch of clinic records (JSON array or NDJSON)
 //	GET  /internal/v1/schema    the JSON Schema of the records
+//	GET  /internal/v1/jobs/{id} an asynchronous batch's status and outcomes
+//	DELETE /internal/v1/jobs/{id}
 //
 // # Request
 //
@@ -30,6 +32,14 @@
 // batch can then be re-sent as it is (re-sent records that landed come back
 // unchanged).
 //
+// # Asynchronous batches
+//
+// A batch over Options.AsyncRecords records sent with Prefer: respond-async
+// is answered 202 with its status URL in Content-Location
+// (GET/DELETE {g}/jobs/{id}, see jobs.go); the job is kept in the store
+// (store.JobStore), so any replica answers it (docs/design/security.md
+// IN-5).
+//
 // Access: every request needs a SMART backend-services token carrying
 // system/ClinicRecord.write (docs/design/security.md RS-1, RS-2), checked
 // before the request is read; refusals are 401 and 403 OperationOutcomes with
@@ -49,6 +59,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -56,6 +67,7 @@ import (
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // MaxBody is the largest request body accepted by default (413 above it).
@@ -97,8 +109,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Limits bound a batch; zero fields take ingest.DefaultLimits.
 	Limits ingest.Limits
+	// Jobs keeps the jobs of batches answered asynchronously; nil answers
+	// every batch synchronously.
+	Jobs store.JobStore
+	// AsyncRecords is the batch size above which a request with Prefer:
+	// respond-async is answered 202 (0: DefaultAsyncRecords).
+	AsyncRecords int
+	// BaseURL is the gateway's public base URL, for the absolute status URL
+	// of a job (empty: a path).
+	BaseURL string
 	// maxBody overrides Limits.MaxBytes (tests).
 	maxBody int64
+	// running, when set, counts the jobs in the background (tests wait).
+	running *sync.WaitGroup
 }
 
 // Register mounts the internal API on g, the group at the API's prefix
@@ -108,7 +131,17 @@ type Options struct {
 // (auth.Authenticate, before the request is read), the scope check
 // (auth.RequireScope: Scope) and the rate limit.
 func Register(g *echo.Group, svc Ingester, schema []byte, opts Options) {
-	h := &handler{svc: svc, schema: schema, lim: opts.Limits}
+	h := &handler{svc: svc, schema: schema, lim: opts.Limits, jobs: opts.Jobs, async: opts.AsyncRecords,
+		base: strings.TrimRight(opts.BaseURL, "/"), log: opts.Logger, running: opts.running}
+	if h.async <= 0 {
+		h.async = DefaultAsyncRecords
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.running == nil {
+		h.running = &sync.WaitGroup{}
+	}
 	if h.lim.MaxBytes <= 0 {
 		h.lim.MaxBytes = ingest.DefaultMaxBytes
 	}
@@ -125,12 +158,20 @@ func Register(g *echo.Group, svc Ingester, schema []byte, opts Options) {
 		auth.RequireScope("ClinicRecord", auth.InteractionCreate), opts.RateLimit.Middleware)
 	g.POST("/records", h.postRecords)
 	g.GET("/schema", h.getSchema)
+	g.GET("/jobs/:id", h.getJob)
+	g.DELETE("/jobs/:id", h.deleteJob)
 }
 
 type handler struct {
 	svc    Ingester
 	schema []byte
 	lim    ingest.Limits
+	jobs   store.JobStore
+	async  int
+	base   string
+	log    *slog.Logger
+	// running counts the jobs in the background.
+	running *sync.WaitGroup
 }
 
 // FieldError is one error of a rejected record in a response.
@@ -203,6 +244,9 @@ func (h *handler) postRecords(c echo.Context) error {
 		return fhir.ErrInvalid.WithDetails("the batch holds no records").WithDiagnostics("send a JSON array or NDJSON of clinic records")
 	}
 
+	if h.jobs != nil && batch.Len() > h.async && wantsAsync(req) {
+		return h.startJob(c, batch)
+	}
 	results, sum, err := h.svc.IngestBatch(req.Context(), batch, nil)
 	if err != nil {
 		return unavailable(err, sum, batch.Len())

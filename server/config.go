@@ -46,6 +46,9 @@ type Config struct {
 	// IngestLimits bound one batch of the ingest API: the body, one record
 	// and the records of a batch (docs/clinic-records.md, Limits).
 	IngestLimits ingest.Limits
+	// IngestAsyncRecords is the batch size above which a request with
+	// Prefer: respond-async is answered 202 with a status URL.
+	IngestAsyncRecords int
 	// MetricsAddr, when set, is a separate listener for /metrics.
 	MetricsAddr string
 	// Addr is the listen address of serve, host:port.
@@ -133,6 +136,7 @@ var Settings = []Setting{
 	{"ingest-max-body-mb", "KETABRIDGE_INGEST_MAX_BODY_MB", "64", "largest request body of the ingest API in MiB (413 above it)"},
 	{"ingest-max-record-kb", "KETABRIDGE_INGEST_MAX_RECORD_KB", "4096", "largest clinic record in KiB (a larger one is rejected on its own; import too)"},
 	{"ingest-max-records", "KETABRIDGE_INGEST_MAX_RECORDS", "50000", "most records in one batch of the ingest API (413 above it)"},
+	{"ingest-async-records", "KETABRIDGE_INGEST_ASYNC_RECORDS", "1000", "batches above this many records sent with Prefer: respond-async are answered 202 with a status URL"},
 	{"metrics-addr", "KETABRIDGE_METRICS_ADDR", "", "listen address of a separate /metrics listener; empty = /metrics on --addr for loopback callers only"},
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
@@ -286,6 +290,9 @@ func readIngestLimits(r *reader, c *Config) error {
 		return r.bad("ingest-max-records", "must be a whole number from 1 to 10000000")
 	}
 	c.IngestLimits = ingest.Limits{MaxBytes: int64(mb) << 20, MaxRecordBytes: kb << 10, MaxRecords: n}
+	if c.IngestAsyncRecords, err = strconv.Atoi(r.vals["ingest-async-records"]); err != nil || c.IngestAsyncRecords < 1 {
+		return r.bad("ingest-async-records", "must be a whole number >= 1")
+	}
 	return nil
 }
 

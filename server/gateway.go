@@ -105,8 +105,10 @@ func (g *Gateway) build(ctx context.Context) error {
 	// in place at that moment for everything outside /fhir.
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
+	jobs, _ := g.store.(store.JobStore) // nil: every batch is answered synchronously
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
-		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log, Limits: g.cfg.IngestLimits})
+		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log, Limits: g.cfg.IngestLimits,
+			Jobs: jobs, AsyncRecords: g.cfg.IngestAsyncRecords, BaseURL: g.cfg.BaseURL})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
 	g.echo = ec
 	return nil
