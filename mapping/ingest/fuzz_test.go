@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -48,6 +49,18 @@ func FuzzReadBatch(f *testing.F) {
 			t.Fatalf("array: %v", err)
 		default:
 			check(t, arr, lim)
+			// A valid array splits into exactly its elements.
+			var want []json.RawMessage
+			if json.Unmarshal(data, &want) == nil {
+				if len(want) != arr.Len() {
+					t.Fatalf("%d records for %d elements", arr.Len(), len(want))
+				}
+				for i, r := range arr.Records {
+					if r != nil && !bytes.Equal(r, want[i]) {
+						t.Fatalf("record %d = %q, want %q", i, r, want[i])
+					}
+				}
+			}
 		}
 	})
 }

@@ -339,12 +339,46 @@ func (s *elemScanner) element(i int) (raw json.RawMessage, over bool, err error)
 			continue
 		}
 		started = true
-		if over {
-			continue
+		if !over {
+			s.buf = append(s.buf, c)
+			if s.lim.MaxRecordBytes > 0 && len(s.buf) > s.lim.MaxRecordBytes {
+				over, s.buf = true, s.buf[:0]
+			}
 		}
-		s.buf = append(s.buf, c)
-		if s.lim.MaxRecordBytes > 0 && len(s.buf) > s.lim.MaxRecordBytes {
-			over, s.buf = true, s.buf[:0]
+		if inStr && !esc {
+			// Inside a string: take the plain run that follows in bulk
+			// (strings are most of a record's bytes).
+			if err := s.plainRun(&over); err != nil {
+				return nil, false, err
+			}
 		}
 	}
+}
+
+// plainRun consumes, inside a string, the buffered bytes up to the next
+// quote, backslash or line feed, appending them to the record unless it is
+// over the limit.
+func (s *elemScanner) plainRun(over *bool) error {
+	buf, _ := s.br.Peek(s.br.Buffered())
+	n := bytes.IndexAny(buf, "\"\\\n")
+	if n < 0 {
+		n = len(buf)
+	}
+	if n == 0 {
+		return nil
+	}
+	s.total += int64(n)
+	if s.lim.MaxBytes > 0 && s.total > s.lim.MaxBytes {
+		return &LimitError{Path: "", Msg: tooManyBytes(s.lim.MaxBytes)}
+	}
+	s.col += n
+	s.prevCol, s.lastNewl = s.col-1, false
+	if !*over {
+		s.buf = append(s.buf, buf[:n]...)
+		if s.lim.MaxRecordBytes > 0 && len(s.buf) > s.lim.MaxRecordBytes {
+			*over, s.buf = true, s.buf[:0]
+		}
+	}
+	_, err := s.br.Discard(n)
+	return err
 }

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -92,6 +94,15 @@ func TestReadJSONArray(t *testing.T) {
 			}
 			if tc.refused < 0 && len(b.Refused) != 0 {
 				t.Errorf("refused: %v", b.Refused)
+			}
+			// Each record is its element's bytes, exactly.
+			var want []json.RawMessage
+			if json.Unmarshal([]byte(tc.in), &want) == nil {
+				for i, r := range b.Records {
+					if r != nil && !bytes.Equal(r, want[i]) {
+						t.Errorf("record %d = %s, want %s", i, r, want[i])
+					}
+				}
 			}
 		})
 	}
