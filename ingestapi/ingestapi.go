@@ -27,10 +27,10 @@
 // The status is 200 when at least one record landed (created, updated or
 // unchanged) and 422 when every record was rejected; the body has the same
 // shape either way. A body of one record (a JSON object) that is rejected
-// is a 422 OperationOutcome naming the fields in error (IN-1). Errors about the request as a whole are FHIR
-// OperationOutcomes with the matching status; a store failure is 503, and the
-// batch can then be re-sent as it is (re-sent records that landed come back
-// unchanged).
+// is a 422 OperationOutcome naming the fields in error (IN-1). Errors about
+// the request as a whole are FHIR OperationOutcomes with the matching status;
+// a store failure is 503, and the batch can then be re-sent as it is
+// (re-sent records that landed come back unchanged).
 //
 // # Asynchronous batches
 //
