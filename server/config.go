@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/ingest"
 )
 
 // Config is the configuration of a gateway, built once from flags with
@@ -49,6 +50,12 @@ type Config struct {
 	ExportMaxJobs  int
 	ExportFileSize int
 	ExportExpiry   time.Duration
+	// IngestLimits bound one batch of the ingest API: the body, one record
+	// and the records of a batch (docs/clinic-records.md, Limits).
+	IngestLimits ingest.Limits
+	// IngestAsyncRecords is the batch size above which a request with
+	// Prefer: respond-async is answered 202 with a status URL.
+	IngestAsyncRecords int
 	// MetricsAddr, when set, is a separate listener for /metrics.
 	MetricsAddr string
 	// Addr is the listen address of serve, host:port.
@@ -94,10 +101,11 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 // key-encryption key) redacted, for logs.
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
-		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
+		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
 		"clinic-organization=%s payer-access-coverage-only=%t",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry, c.MetricsAddr, c.KeyEncryptionKey != nil,
+		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
+		c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes, c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
 		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly)
 }
 
@@ -140,6 +148,10 @@ var Settings = []Setting{
 	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},
 	{"export-file-size", "KETABRIDGE_EXPORT_FILE_SIZE", "100000", "most resources per Bulk Data export file"},
 	{"export-expiry", "KETABRIDGE_EXPORT_EXPIRY", "24h", "how long a finished Bulk Data export and its files stay"},
+	{"ingest-max-body-mb", "KETABRIDGE_INGEST_MAX_BODY_MB", "64", "largest request body of the ingest API in MiB (413 above it)"},
+	{"ingest-max-record-kb", "KETABRIDGE_INGEST_MAX_RECORD_KB", "4096", "largest clinic record in KiB (a larger one is rejected on its own; import too)"},
+	{"ingest-max-records", "KETABRIDGE_INGEST_MAX_RECORDS", "50000", "most records in one batch of the ingest API (413 above it)"},
+	{"ingest-async-records", "KETABRIDGE_INGEST_ASYNC_RECORDS", "1000", "batches above this many records sent with Prefer: respond-async are answered 202 with a status URL"},
 	{"metrics-addr", "KETABRIDGE_METRICS_ADDR", "", "listen address of a separate /metrics listener; empty = /metrics on --addr for loopback callers only"},
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
@@ -283,6 +295,28 @@ func readLimits(r *reader, c *Config) error {
 	}
 	if c.ExportExpiry, err = time.ParseDuration(r.vals["export-expiry"]); err != nil || c.ExportExpiry < time.Minute {
 		return r.bad("export-expiry", "must be a duration of at least 1m, e.g. 24h")
+	}
+	return readIngestLimits(r, c)
+}
+
+// readIngestLimits reads the ingest API's limits (docs/design/security.md
+// IN-3).
+func readIngestLimits(r *reader, c *Config) error {
+	mb, err := strconv.Atoi(r.vals["ingest-max-body-mb"])
+	if err != nil || mb < 1 || mb > 4096 {
+		return r.bad("ingest-max-body-mb", "must be a whole number of MiB from 1 to 4096")
+	}
+	kb, err := strconv.Atoi(r.vals["ingest-max-record-kb"])
+	if err != nil || kb < 64 || kb > 1<<20 {
+		return r.bad("ingest-max-record-kb", "must be a whole number of KiB from 64 to 1048576")
+	}
+	n, err := strconv.Atoi(r.vals["ingest-max-records"])
+	if err != nil || n < 1 || n > 10_000_000 {
+		return r.bad("ingest-max-records", "must be a whole number from 1 to 10000000")
+	}
+	c.IngestLimits = ingest.Limits{MaxBytes: int64(mb) << 20, MaxRecordBytes: kb << 10, MaxRecords: n}
+	if c.IngestAsyncRecords, err = strconv.Atoi(r.vals["ingest-async-records"]); err != nil || c.IngestAsyncRecords < 1 {
+		return r.bad("ingest-async-records", "must be a whole number >= 1")
 	}
 	return nil
 }

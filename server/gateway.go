@@ -75,7 +75,11 @@ func (g *Gateway) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deps := []ops.Dependency{{Name: "database", Ping: g.store.Ping, Required: true}}
+	db := ops.Dependency{Name: "database", Ping: g.store.Ping, Required: true}
+	if wl, ok := g.store.(store.WriterLagger); ok {
+		db.Lag = wl.WriterLag
+	}
+	deps := []ops.Dependency{db}
 	if g.redis != nil {
 		deps = append(deps, ops.Dependency{Name: "redis", Ping: g.redis.Ping})
 	}
@@ -124,8 +128,10 @@ func (g *Gateway) build(ctx context.Context) error {
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
 	g.fhir = fs
+	jobs, _ := g.store.(store.JobStore) // nil: every batch is answered synchronously
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
-		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log})
+		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log, Limits: g.cfg.IngestLimits,
+			Jobs: jobs, AsyncRecords: g.cfg.IngestAsyncRecords, BaseURL: g.cfg.BaseURL})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
 	g.echo = ec
 	return nil

@@ -98,7 +98,8 @@ var ErrTooManyJobs = errors.New("store: too many active jobs")
 // JobStore keeps asynchronous jobs. A job that is not found, or has expired,
 // is ErrNotFound.
 type JobStore interface {
-	// CreateJob stores j (ID, Kind, Owner, Request set; State accepted),
+	// CreateJob stores j (ID, Kind, Owner, Request set; State accepted, or
+	// running when its creator runs it itself under j.Lease),
 	// unless its owner already has maxActive or more active jobs of its
 	// kind (ErrTooManyJobs; maxActive <= 0: no limit). The check and the
 	// insert are one atomic step on every replica.

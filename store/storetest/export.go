@@ -208,6 +208,25 @@ func testJobs(t *testing.T, newStore NewExportStoreFunc) {
 	_, err = s.Job(ctx, "nope", clock.Now())
 	wantErr(t, "unknown job", err, store.ErrNotFound)
 
+	// A job its creator runs itself: running from the start under the
+	// creator's lease, updated under it, never claimed by a worker of its
+	// kind while the lease holds.
+	held := clock.Now().Add(time.Hour)
+	self := store.Job{ID: "s1", Kind: "self", Owner: "c1", State: store.JobRunning, Lease: held, Created: clock.Now()}
+	if err := s.CreateJob(ctx, self, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Job(ctx, "s1", clock.Now()); err != nil || got.State != store.JobRunning || !got.Lease.Equal(held) {
+		t.Fatalf("self-run job %+v, err %v", got, err)
+	}
+	if c, ok, err := s.ClaimJob(ctx, "self", clock.Now(), held); err != nil || ok {
+		t.Fatalf("claimed a self-run job under its lease: %+v %v %v", c, ok, err)
+	}
+	self.State, self.Progress, self.Updated, self.Expires = store.JobDone, "3/3", clock.Now(), T0.Add(48*time.Hour)
+	if ok, err := s.UpdateJob(ctx, self, held); err != nil || !ok {
+		t.Fatalf("self-run job's update under its lease: %v %v", ok, err)
+	}
+
 	// Claims: oldest first, one winner, a lease.
 	now := clock.Now()
 	lease := now.Add(time.Minute)

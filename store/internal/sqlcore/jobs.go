@@ -78,7 +78,11 @@ func (s *Jobs) CreateJob(ctx context.Context, j store.Job, maxActive int) error 
 				return store.ErrTooManyJobs
 			}
 		}
-		_, err := q.Exec(ctx, s.sql.insert, j.ID, j.Kind, j.Owner, string(store.JobAccepted), bytesOrEmpty(j.Request),
+		state := store.JobAccepted
+		if j.State == store.JobRunning {
+			state = store.JobRunning // held from the start by its creator's Lease
+		}
+		_, err := q.Exec(ctx, s.sql.insert, j.ID, j.Kind, j.Owner, string(state), bytesOrEmpty(j.Request),
 			j.Progress, bytesOrEmpty(j.Result), j.Error, j.Created.UnixMilli(), j.Created.UnixMilli(),
 			nullMS(j.Expires), nullMS(j.Lease), 0)
 		return err

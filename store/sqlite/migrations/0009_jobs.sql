@@ -1,4 +1,4 @@
--- 0008: asynchronous jobs (store.JobStore), e.g. Bulk Data export: kept in
+-- 0009: asynchronous jobs (store.JobStore), e.g. Bulk Data export: kept in
 -- the store so any process answers a job's status and any may finish it.
 -- Times are Unix milliseconds (UTC); NULL is the zero time.
 CREATE TABLE jobs (
