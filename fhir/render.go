@@ -49,7 +49,7 @@ func renderError(c echo.Context, err error) {
 	case http.StatusMethodNotAllowed:
 		allow, _ := c.Get(echo.ContextKeyHeaderAllow).(string)
 		if allow == "" {
-			allow = http.MethodGet
+			allow = "GET, HEAD" // HEAD wherever GET (docs/design/security.md LIM-3)
 		}
 		h.Set(echo.HeaderAllow, allow)
 	case http.StatusServiceUnavailable:
