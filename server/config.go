@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ketabridge/ketabridge/apps/course"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 )
 
@@ -62,6 +63,10 @@ type Config struct {
 	// ClinicOrganization is the clinic id of the clinic's own organization
 	// record (mapping.Options.Organization); empty: none configured.
 	ClinicOrganization string
+	// AppFrameAncestors are the origins (the EHRs') allowed to frame the
+	// course viewer at /apps/course/; empty: none (docs/design/security.md
+	// VIEW-2).
+	AppFrameAncestors []string
 
 	// Version is the build's version, shown in the CapabilityStatement (set
 	// by the binary, not a setting).
@@ -83,10 +88,10 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
 		"cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
-		"clinic-organization=%s",
+		"clinic-organization=%s app-frame-ancestors=%s",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
 		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr, c.KeyEncryptionKey != nil,
-		c.IdentifierSystemBase, c.ClinicOrganization)
+		c.IdentifierSystemBase, c.ClinicOrganization, strings.Join(c.AppFrameAncestors, ","))
 }
 
 // RedactURL is s with the password of its userinfo, if any, replaced.
@@ -133,6 +138,7 @@ var Settings = []Setting{
 	{"tls-key", "KETABRIDGE_TLS_KEY", "", "PEM private key of --tls-cert"},
 	{"identifier-system-base", "KETABRIDGE_IDENTIFIER_SYSTEM_BASE", "", "the clinic's namespace for the identifier systems of its own ids, an absolute URI without a trailing slash; empty = http://ketabridge.org/fhir/sid"},
 	{"clinic-organization", "KETABRIDGE_CLINIC_ORGANIZATION", "", "clinic id of the clinic's own organization record (Provenance agent, Encounter.serviceProvider); empty = none"},
+	{"app-frame-ancestors", "KETABRIDGE_APP_FRAME_ANCESTORS", "", "space-separated origins (https://ehr.example) allowed to frame the course viewer at /apps/course/; empty = none"},
 }
 
 // IsSetting reports whether name is the flag of a shared setting.
@@ -306,6 +312,12 @@ func readListen(r *reader, c *Config) error {
 		return r.bad("log-level", "must be debug, info, warn or error")
 	}
 	c.LogLevel = level
+	for _, o := range strings.Fields(r.vals["app-frame-ancestors"]) {
+		if err := course.CheckFrameAncestor(o); err != nil {
+			return r.bad("app-frame-ancestors", err.Error())
+		}
+		c.AppFrameAncestors = append(c.AppFrameAncestors, o)
+	}
 	return nil
 }
 

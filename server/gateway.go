@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/apps/course"
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/fhir/auditlog"
@@ -36,6 +37,7 @@ const auditCloseTimeout = 10 * time.Second
 type Gateway struct {
 	*Data
 	auth   *auth.Server
+	eph    store.Ephemeral
 	audit  *auditlog.Writer
 	prober *ops.Prober
 	echo   *echo.Echo
@@ -101,10 +103,39 @@ func (g *Gateway) build(ctx context.Context) error {
 	// in place at that moment for everything outside /fhir.
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
+	if err := g.courseViewer(ctx, ec); err != nil {
+		return err
+	}
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
 		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
 	g.echo = ec
+	return nil
+}
+
+// courseViewer registers the course viewer as a client (at every start:
+// its redirect and launch URLs follow the base URL) and mounts it at
+// /apps/course/ (docs/design/security.md VIEW-1).
+func (g *Gateway) courseViewer(ctx context.Context, ec *echo.Echo) error {
+	cl, err := course.Client(g.cfg.BaseURL, time.Now())
+	if err != nil {
+		return fmt.Errorf("course viewer client: %w", err)
+	}
+	if err := g.RegisterClient(ctx, cl); err != nil {
+		return fmt.Errorf("course viewer client: %w", err)
+	}
+	app, err := course.New(course.Options{
+		BaseURL:        g.cfg.BaseURL,
+		Gateway:        ec,
+		Ephemeral:      g.eph,
+		FrameAncestors: g.cfg.AppFrameAncestors,
+		SecureCookies:  strings.HasPrefix(g.cfg.BaseURL, "https://"),
+		Logger:         g.log,
+	})
+	if err != nil {
+		return err
+	}
+	app.Register(ec, fhir.AccessLog(g.log))
 	return nil
 }
 
@@ -183,6 +214,7 @@ func (g *Gateway) openAuth(ctx context.Context) (*auth.Server, error) {
 		SecureCookies: strings.HasPrefix(g.cfg.BaseURL, "https://"),
 	})
 	srv.Tokens().SetRevocations(revs)
+	g.eph = eph
 	return srv, nil
 }
 
