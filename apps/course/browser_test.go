@@ -483,7 +483,7 @@ func axeCheck(t *testing.T, ctx context.Context) {
 	}
 }
 
-// artifacts writes screenshots at 400 and 1280 px and the printed PDF to
+// artifacts writes screenshots (the first 1000 px) at 400 and 1280 px and the printed PDF to
 // $KETABRIDGE_TEST_ARTIFACTS (else a temporary directory), and checks the
 // print is one or two pages.
 func artifacts(t *testing.T, ctx context.Context) {
@@ -493,8 +493,12 @@ func artifacts(t *testing.T, ctx context.Context) {
 		dir = t.TempDir()
 	}
 	for _, w := range []int64{400, 1280} {
-		run(t, ctx, "viewport", chromedp.EmulateViewport(w, 900), chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("sessions")))
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(85))
+		run(t, ctx, "viewport", chromedp.EmulateViewport(w, 1000), chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("sessions")))
+		if w > 600 {
+			// The wide one shows the top: safety, summary, trends.
+			_ = eval[bool](t, ctx, `window.scrollTo(0, 0); true`)
+		}
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -502,7 +506,7 @@ func artifacts(t *testing.T, ctx context.Context) {
 		if scroll > int(w) {
 			t.Errorf("at %d px the page is %d px wide: it must reflow, not scroll sideways", w, scroll)
 		}
-		name := filepath.Join(dir, fmt.Sprintf("course-viewer-%d.jpg", w))
+		name := filepath.Join(dir, fmt.Sprintf("course-viewer-%d.png", w))
 		if err := os.WriteFile(name, png, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -41,6 +41,17 @@ type vline struct {
 	Label string
 }
 
+// Anchor keeps a label at x inside the chart.
+func (c chart) Anchor(x float64) string {
+	switch {
+	case x > c.R-30:
+		return "end"
+	case x < c.L+30:
+		return "start"
+	}
+	return "middle"
+}
+
 type tick struct {
 	X, Y  float64
 	Label string
