@@ -98,6 +98,9 @@ type capabilityInput struct {
 	now           time.Time
 	profiles      map[string][]string
 	oauth         OAuthEndpoints
+	// documentation is rest.documentation (markdown): the apps the
+	// gateway serves; empty: none.
+	documentation string
 	// bulkExport is set when the server serves Bulk Data $export: the
 	// statement then also instantiates the Bulk Data server
 	// CapabilityStatement (see instantiates). Nothing sets it yet.
@@ -229,6 +232,9 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 			Security: restSecurity(base, in.oauth),
 			Resource: resources,
 		}},
+	}
+	if in.documentation != "" {
+		cs.Rest[0].Documentation = ptr(in.documentation)
 	}
 	b, err := fhirjson.Marshal(cs)
 	if err != nil {

@@ -89,6 +89,10 @@ type Options struct {
 	// the gateway's own from Base, which must then be {root}/fhir: the
 	// authorization server is at {root}/auth.
 	OAuth *OAuthEndpoints
+	// Documentation is the CapabilityStatement's rest.documentation
+	// (markdown): what else the gateway serves on this API, such as its
+	// own SMART apps. Empty: none.
+	Documentation string
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -164,6 +168,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.capability, err = buildCapabilityStatement(capabilityInput{
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
+		documentation: opts.Documentation,
 	})
 	if err != nil {
 		return nil, err

@@ -87,14 +87,15 @@ func (g *Gateway) build(ctx context.Context) error {
 	ec.Logger.SetOutput(discard{})
 	ec.Use(g.metrics.Middleware)
 	fs, err := fhir.New(fhir.Options{
-		Store:     g.reads,
-		Base:      g.cfg.FHIRBase(),
-		Verifier:  g.auth.Tokens(),
-		RateLimit: rl,
-		CORS:      g.auth.CORS(),
-		Auditor:   g.audit,
-		Logger:    g.log,
-		Version:   g.cfg.Version,
+		Store:         g.reads,
+		Base:          g.cfg.FHIRBase(),
+		Verifier:      g.auth.Tokens(),
+		RateLimit:     rl,
+		CORS:          g.auth.CORS(),
+		Auditor:       g.audit,
+		Logger:        g.log,
+		Version:       g.cfg.Version,
+		Documentation: course.Documentation(g.cfg.BaseURL),
 	})
 	if err != nil {
 		return fmt.Errorf("fhir server: %w", err)

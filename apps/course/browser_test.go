@@ -297,6 +297,16 @@ func incognito(t *testing.T, bctx context.Context) context.Context {
 // records; then the clinician's EHR launch of the same patient.
 func launches(t *testing.T, root context.Context, gw *gateway) {
 	bctx := incognito(t, root)
+	var md struct{ Rest []struct{ Documentation string } }
+	res, err := http.Get(gw.base + "/fhir/metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(res.Body).Decode(&md); err != nil || len(md.Rest) != 1 ||
+		!strings.Contains(md.Rest[0].Documentation, gw.base+"/apps/course/") {
+		t.Errorf("the CapabilityStatement does not document the viewer: %v %+v", err, md)
+	}
+	res.Body.Close()
 
 	// Standalone launch: the demo patient opens the one URL, signs in,
 	// approves, and lands on the course with a clean address.

@@ -154,6 +154,16 @@ func Client(baseURL string, now time.Time) (store.Client, error) {
 	return c, err
 }
 
+// Documentation describes the app for the CapabilityStatement's
+// rest.documentation (markdown).
+func Documentation(baseURL string) string {
+	return "Course viewer: a SMART on FHIR app this gateway serves at " + baseURL + Path +
+		" (client id `" + ClientID + "`, public, PKCE; EHR launch URL " + baseURL + Path + "launch, " +
+		"standalone launch at " + baseURL + Path + "). It shows one patient's ketamine treatment course " +
+		"(outcome trends, sessions and doses, a session's monitoring vital signs, course summary, safety flags) " +
+		"and reads this API with the signed-in user's token, so it shows only what that user and grant may see."
+}
+
 // Register mounts the app under Path with the given middleware (the access
 // log).
 func (a *App) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
