@@ -297,7 +297,9 @@ func incognito(t *testing.T, bctx context.Context) context.Context {
 // records; then the clinician's EHR launch of the same patient.
 func launches(t *testing.T, root context.Context, gw *gateway) {
 	bctx := incognito(t, root)
-	var md struct{ Rest []struct{ Documentation string } }
+	var md struct {
+		Rest []struct{ Documentation string }
+	}
 	res, err := http.Get(gw.base + "/fhir/metadata")
 	if err != nil {
 		t.Fatal(err)
