@@ -609,8 +609,8 @@ func safetyFlags(surveys []observation) []string {
 	slices.Sort(flags)
 	if len(item9Days) > 0 {
 		slices.Sort(item9Days)
-		flags = append([]string{fmt.Sprintf("PHQ-9 item 9 (thoughts of self-harm) scored 1 or more with no C-SSRS the same day, %d times: %s.",
-			len(item9Days), strings.Join(item9Days, ", "))}, flags...)
+		flags = append([]string{"PHQ-9 item 9 (thoughts of self-harm) scored 1 or more with no C-SSRS the same day: " +
+			strings.Join(item9Days, ", ") + " (score in brackets)."}, flags...)
 	}
 	return flags
 }
