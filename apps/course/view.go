@@ -754,11 +754,11 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 		if !ok {
 			return nil
 		}
-		min := int(math.Round(t.Sub(t0).Minutes()))
-		if rows[min] == nil {
-			rows[min] = &vitalRow{Minute: min}
+		minute := int(math.Round(t.Sub(t0).Minutes()))
+		if rows[minute] == nil {
+			rows[minute] = &vitalRow{Minute: minute}
 		}
-		return rows[min]
+		return rows[minute]
 	}
 	for _, o := range obs {
 		vr := row(o.EffectiveDateTime)
