@@ -202,7 +202,7 @@ type step = chromedp.Action[chromedp.Void]
 // run does the steps; on failure it reports where the browser is.
 func run(t *testing.T, ctx context.Context, what string, steps ...step) {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 	if err := chromedp.Do(sctx, steps...); err != nil {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -264,7 +264,10 @@ func num(f float64) string {
 
 func TestCourseViewerBrowser(t *testing.T) {
 	needChromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// A bound on the whole test, generous: under `go test ./...` on two
+	// shared cores loading the demo alone can take a minute. Each step has
+	// its own bound (run).
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// The browser starts (bound to bctx itself, by its first action) while
 	// the gateway loads its demo data.
