@@ -20,7 +20,15 @@ const testBase = "http://127.0.0.1:8080"
 
 // fakeGateway answers the token endpoint with a fixed token and counts
 // the calls.
-type fakeGateway struct{ tokenCalls atomic.Int32 }
+type fakeGateway struct {
+	tokenCalls atomic.Int32
+	// fhir answers GET /fhir/{key} where key is the type (or type/id);
+	// forbid answers 403 for a type and category ("Observation vital-signs").
+	fhir   map[string]string
+	forbid map[string]bool
+	// auth is the Authorization header of the last FHIR read.
+	auth string
+}
 
 func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/auth/token" {
@@ -31,15 +39,45 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"secret-access-token","token_type":"Bearer","expires_in":3600,"scope":"patient/Patient.r","patient":"p1"}`))
+		_, _ = w.Write([]byte(`{"access_token":"secret-access-token","token_type":"Bearer","expires_in":3600,"scope":"patient/Patient.r patient/Observation.rs","patient":"p1"}`))
+		return
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/fhir/"); ok && f.fhir != nil {
+		f.auth = r.Header.Get("Authorization")
+		if f.forbid[rest+" "+r.URL.Query().Get("category")] {
+			http.Error(w, "{}", http.StatusForbidden)
+			return
+		}
+		key := rest
+		if c := r.URL.Query().Get("category"); c != "" {
+			key += " " + c
+		}
+		body, ok := f.fhir[key]
+		if !ok {
+			body = `{"resourceType":"Bundle","type":"searchset"}`
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write([]byte(body))
 		return
 	}
 	http.Error(w, "{}", http.StatusForbidden)
 }
 
+func bundleOf(resources ...string) string {
+	var entries []string
+	for _, r := range resources {
+		entries = append(entries, `{"resource":`+r+`}`)
+	}
+	return `{"resourceType":"Bundle","type":"searchset","entry":[` + strings.Join(entries, ",") + `]}`
+}
+
 func newTestApp(t *testing.T, ancestors ...string) (*echo.Echo, *fakeGateway, store.Ephemeral) {
 	t.Helper()
-	gw := &fakeGateway{}
+	return newTestAppWith(t, &fakeGateway{}, ancestors...)
+}
+
+func newTestAppWith(t *testing.T, gw *fakeGateway, ancestors ...string) (*echo.Echo, *fakeGateway, store.Ephemeral) {
+	t.Helper()
 	eph := memory.NewEphemeral(store.SystemClock{})
 	a, err := New(Options{BaseURL: testBase, Gateway: gw, Ephemeral: eph, FrameAncestors: ancestors})
 	if err != nil {
@@ -231,5 +269,94 @@ func TestSafetyFlags(t *testing.T) {
 	})
 	if len(flags) != 2 || !strings.Contains(flags[0], "same day: 2025-01-02 (2) (score") || !strings.Contains(flags[1], "2025-01-04: C-SSRS suicide risk high") {
 		t.Errorf("flags %q", flags)
+	}
+}
+
+// signIn completes a standalone launch against the fake token endpoint and
+// returns the session cookie.
+func signIn(t *testing.T, e *echo.Echo) *http.Cookie {
+	t.Helper()
+	start := do(e, http.MethodGet, Path)
+	loc, _ := url.Parse(start.Header().Get("Location"))
+	w := do(e, http.MethodGet, Path+"callback?"+url.Values{"code": {"c"}, "state": {loc.Query().Get("state")}}.Encode(),
+		cookieOf(start, pendingCookie))
+	c := cookieOf(w, sessionCookie)
+	if c == nil {
+		t.Fatalf("no session: %d", w.Code)
+	}
+	return c
+}
+
+const (
+	fxEncounter = `{"resourceType":"Encounter","id":"e1","status":"finished","period":{"start":"2025-06-09T08:40:00-06:00","end":"2025-06-09T10:10:00-06:00"}}`
+	fxMA        = `{"resourceType":"MedicationAdministration","id":"m1","context":{"reference":"Encounter/e1"},"medicationReference":{"reference":"Medication/k"},"effectivePeriod":{"start":"2025-06-09T08:50:00-06:00","end":"2025-06-09T09:30:00-06:00"},"dosage":{"extension":[{"url":"http://ketabridge.org/fhir/StructureDefinition/dose-per-kg","valueQuantity":{"value":0.5}}],"route":{"text":"Intravenous route"},"dose":{"value":42.5,"unit":"mg"}}}`
+	fxMed       = `{"resourceType":"Medication","id":"k","code":{"text":"ketamine 100 mg/mL"},"ingredient":[{"itemCodeableConcept":{"text":"ketamine"}}]}`
+	fxPHQ1      = `{"resourceType":"Observation","id":"q1","code":{"coding":[{"system":"http://loinc.org","code":"44261-6"}]},"effectiveDateTime":"2025-06-02T09:00:00-06:00","valueInteger":18}`
+	fxPHQ2      = `{"resourceType":"Observation","id":"q2","code":{"coding":[{"system":"http://loinc.org","code":"44261-6"}]},"encounter":{"reference":"Encounter/e1"},"effectiveDateTime":"2025-06-09T08:42:00-06:00","valueInteger":8}`
+	fxCADSS     = `{"resourceType":"Observation","id":"c1","code":{"coding":[{"system":"http://ketabridge.org/fhir/CodeSystem/ketabridge-scales","code":"cadss-total"}]},"encounter":{"reference":"Encounter/e1"},"effectiveDateTime":"2025-06-09T09:40:00-06:00","valueInteger":27}`
+	fxBP0       = `{"resourceType":"Observation","id":"b0","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"effectiveDateTime":"2025-06-09T08:45:00-06:00","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":145}},{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":85}}]}`
+	fxBP40      = `{"resourceType":"Observation","id":"b1","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"effectiveDateTime":"2025-06-09T09:30:00-06:00","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":132}},{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":80}}]}`
+)
+
+func courseFixture() *fakeGateway {
+	return &fakeGateway{fhir: map[string]string{
+		"Patient/p1":               `{"resourceType":"Patient","id":"p1","name":[{"given":["Ada"],"family":"Test"}],"birthDate":"1980-01-02"}`,
+		"Encounter":                bundleOf(fxEncounter),
+		"MedicationAdministration": bundleOf(fxMA, fxMed),
+		"Observation survey":       bundleOf(fxPHQ1, fxPHQ2, fxCADSS),
+		"Observation vital-signs":  bundleOf(fxBP0, fxBP40),
+	}, forbid: map[string]bool{}}
+}
+
+// TestRender: the page shows the records it read, with the user's token,
+// and the chart points are the table's numbers.
+func TestRender(t *testing.T) {
+	e, gw, _ := newTestAppWith(t, courseFixture())
+	ck := signIn(t, e)
+	w := do(e, http.MethodGet, Path+"?session=e1", ck)
+	body := w.Body.String()
+	if w.Code != http.StatusOK || gw.auth != "Bearer secret-access-token" {
+		t.Fatalf("view: %d, FHIR read with %q\n%s", w.Code, gw.auth, body)
+	}
+	if strings.Contains(body, "secret-access-token") || strings.Contains(body, "<script") {
+		t.Error("the page holds the token or a script")
+	}
+	for _, want := range []string{
+		"Ada Test, born 1980-01-02",
+		`<tr data-encounter="e1" class="selected" aria-current="true"><td>1</td><td>2025-06-09</td><td>finished</td><td>ketamine</td><td>Intravenous</td><td>42.5</td><td>0.5</td><td>40</td><td>80</td><td>27</td>`,
+		`<tr><td>2025-06-02</td><td>18</td><td>baseline</td></tr>`,
+		`<tr><td>2025-06-09</td><td>8</td><td>-56%</td></tr>`,
+		`data-value="18" data-at="2025-06-02"`, `data-value="8" data-at="2025-06-09"`,
+		"latest 8 on 2025-06-09, baseline 18: response",
+		`<tr><td>-5</td><td>145</td><td>85</td>`, `<tr><td>40</td><td>132</td><td>80</td>`,
+		`data-value="145" data-at="-5"`,
+		"Pre-dose blood pressure 145/85 is above 140/90.",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
+
+// TestRenderNotShared: a refused read says so and shows nothing
+// (docs/design/security.md VIEW-6); any other failure fails the page.
+func TestRenderNotShared(t *testing.T) {
+	f := courseFixture()
+	f.forbid["Observation vital-signs"] = true
+	f.forbid["MedicationStatement "] = true
+	e, _, _ := newTestAppWith(t, f)
+	ck := signIn(t, e)
+	w := do(e, http.MethodGet, Path+"?session=e1", ck)
+	body := w.Body.String()
+	if w.Code != http.StatusOK || !strings.Contains(body, `id="vitals-not-shared"`) || strings.Contains(body, `id="vitals"`) ||
+		!strings.Contains(body, "Not shared with you.") {
+		t.Errorf("refused vitals: %d\n%s", w.Code, body)
+	}
+
+	f = courseFixture()
+	f.fhir["Encounter"] = `not json`
+	e, _, _ = newTestAppWith(t, f)
+	if w := do(e, http.MethodGet, Path, signIn(t, e)); w.Code != http.StatusInternalServerError {
+		t.Errorf("a broken read: %d, want 500", w.Code)
 	}
 }
