@@ -79,6 +79,7 @@ var rooms = []room{
 	{pkg: "fhir/bulkclient"},
 	{pkg: "fhir/auditlog", internal: []string{"fhir", "store"}, outside: []string{"uuid"}},
 	{pkg: "ingestapi", internal: []string{"auth", "fhir", "mapping/...", "store"}, outside: []string{"echo"}},
+	{pkg: "apps/course", internal: []string{"auth", "store"}, outside: []string{"echo"}},
 	{pkg: "auth", internal: []string{"store"}, outside: []string{"echo", "jwt", "jose", "x/crypto", "uuid"}},
 	{pkg: "mapping", internal: []string{"mapping/...", "conformance/fhirjson"}, outside: []string{"r4", "uuid"}, never: pure},
 	{pkg: "mapping/clinic", outside: []string{"jsonschema"}, never: pure},

@@ -105,6 +105,9 @@ type capabilityInput struct {
 	now           time.Time
 	profiles      map[string][]string
 	oauth         OAuthEndpoints
+	// documentation is rest.documentation (markdown): the apps the
+	// gateway serves; empty: none.
+	documentation string
 	// bulkExport is set when the server serves Bulk Data $export: the
 	// statement then also instantiates the Bulk Data server
 	// CapabilityStatement (see instantiates), declares the three export
@@ -257,6 +260,9 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 	}
 	if in.bulkExport {
 		cs.Rest[0].Operation = []r4.CapabilityStatementRestResourceOperation{{Name: "export", Definition: bulkExportDefinition}}
+	}
+	if in.documentation != "" {
+		cs.Rest[0].Documentation = ptr(in.documentation)
 	}
 	b, err := fhirjson.Marshal(cs)
 	if err != nil {

@@ -95,6 +95,10 @@ type Options struct {
 	// Disclosure holds the disclosure settings of the outside views
 	// (docs/access.md): the zero value is the strict default.
 	Disclosure auth.DisclosurePolicy
+	// Documentation is the CapabilityStatement's rest.documentation
+	// (markdown): what else the gateway serves on this API, such as its
+	// own SMART apps. Empty: none.
+	Documentation string
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -182,7 +186,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s.capability, err = buildCapabilityStatement(capabilityInput{
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
-		bulkExport: s.export != nil,
+		bulkExport:    s.export != nil,
+		documentation: opts.Documentation,
 	})
 	if err != nil {
 		return nil, err

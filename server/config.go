@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketabridge/ketabridge/apps/course"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
 )
@@ -81,6 +82,10 @@ type Config struct {
 	// default (consent) also requires an active Consent naming the payer
 	// for payment.
 	PayerCoverageOnly bool
+	// AppFrameAncestors are the origins (the EHRs') allowed to frame the
+	// course viewer at /apps/course/; empty: none (docs/design/security.md
+	// VIEW-2).
+	AppFrameAncestors []string
 
 	// Version is the build's version, shown in the CapabilityStatement (set
 	// by the binary, not a setting).
@@ -102,11 +107,11 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
 		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
-		"clinic-organization=%s payer-access-coverage-only=%t",
+		"clinic-organization=%s payer-access-coverage-only=%t app-frame-ancestors=%s",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
 		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
 		c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes, c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
-		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly)
+		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly, strings.Join(c.AppFrameAncestors, ","))
 }
 
 // RedactURL is s with the password of its userinfo, if any, replaced.
@@ -161,6 +166,7 @@ var Settings = []Setting{
 	{"identifier-system-base", "KETABRIDGE_IDENTIFIER_SYSTEM_BASE", "", "the clinic's namespace for the identifier systems of its own ids, an absolute URI without a trailing slash; empty = http://ketabridge.org/fhir/sid"},
 	{"clinic-organization", "KETABRIDGE_CLINIC_ORGANIZATION", "", "clinic id of the clinic's own organization record (Provenance agent, Encounter.serviceProvider); empty = none"},
 	{"payer-access", "KETABRIDGE_PAYER_ACCESS", "consent", "what opens a patient to a payer client: consent (a coverage naming the payer and an active consent naming it for payment) or coverage (the coverage alone); docs/access.md"},
+	{"app-frame-ancestors", "KETABRIDGE_APP_FRAME_ANCESTORS", "", "space-separated origins (https://ehr.example) allowed to frame the course viewer at /apps/course/; empty = none"},
 }
 
 // IsSetting reports whether name is the flag of a shared setting.
@@ -365,6 +371,12 @@ func readListen(r *reader, c *Config) error {
 		return r.bad("log-level", "must be debug, info, warn or error")
 	}
 	c.LogLevel = level
+	for _, o := range strings.Fields(r.vals["app-frame-ancestors"]) {
+		if err := course.CheckFrameAncestor(o); err != nil {
+			return r.bad("app-frame-ancestors", err.Error())
+		}
+		c.AppFrameAncestors = append(c.AppFrameAncestors, o)
+	}
 	return nil
 }
 

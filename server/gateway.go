@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/apps/course"
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/fhir/auditlog"
@@ -36,6 +37,7 @@ const auditCloseTimeout = 10 * time.Second
 type Gateway struct {
 	*Data
 	auth   *auth.Server
+	eph    store.Ephemeral
 	audit  *auditlog.Writer
 	prober *ops.Prober
 	echo   *echo.Echo
@@ -120,7 +122,8 @@ func (g *Gateway) build(ctx context.Context) error {
 		Logger:    g.log,
 		Version:   g.cfg.Version,
 		// docs/access.md: the payer view's setting.
-		Disclosure: auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly},
+		Disclosure:    auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly},
+		Documentation: course.Documentation(g.cfg.BaseURL),
 	})
 	if err != nil {
 		return fmt.Errorf("fhir server: %w", err)
@@ -129,11 +132,40 @@ func (g *Gateway) build(ctx context.Context) error {
 	fs.Register(ec)
 	g.fhir = fs
 	jobs, _ := g.store.(store.JobStore) // nil: every batch is answered synchronously
+	if err := g.courseViewer(ctx, ec); err != nil {
+		return err
+	}
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
 		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log, Limits: g.cfg.IngestLimits,
 			Jobs: jobs, AsyncRecords: g.cfg.IngestAsyncRecords, BaseURL: g.cfg.BaseURL})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
 	g.echo = ec
+	return nil
+}
+
+// courseViewer registers the course viewer as a client (at every start:
+// its redirect and launch URLs follow the base URL) and mounts it at
+// /apps/course/ (docs/design/security.md VIEW-1).
+func (g *Gateway) courseViewer(ctx context.Context, ec *echo.Echo) error {
+	cl, err := course.Client(g.cfg.BaseURL, time.Now())
+	if err != nil {
+		return fmt.Errorf("course viewer client: %w", err)
+	}
+	if err := g.RegisterClient(ctx, cl); err != nil {
+		return fmt.Errorf("course viewer client: %w", err)
+	}
+	app, err := course.New(course.Options{
+		BaseURL:        g.cfg.BaseURL,
+		Gateway:        ec,
+		Ephemeral:      g.eph,
+		FrameAncestors: g.cfg.AppFrameAncestors,
+		SecureCookies:  strings.HasPrefix(g.cfg.BaseURL, "https://"),
+		Logger:         g.log,
+	})
+	if err != nil {
+		return err
+	}
+	app.Register(ec, fhir.AccessLog(g.log))
 	return nil
 }
 
@@ -212,6 +244,7 @@ func (g *Gateway) openAuth(ctx context.Context) (*auth.Server, error) {
 		SecureCookies: strings.HasPrefix(g.cfg.BaseURL, "https://"),
 	})
 	srv.Tokens().SetRevocations(revs)
+	g.eph = eph
 	return srv, nil
 }
 
