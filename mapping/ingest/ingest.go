@@ -185,7 +185,7 @@ type batchRun struct {
 	refused map[int][]clinic.FieldError
 	// stored, when set, is told the results of each chunk once it is
 	// committed (Batch.Stored).
-	stored func([]Result)
+	stored  func([]Result)
 	results []Result
 	items   []item
 	res     *resolver
