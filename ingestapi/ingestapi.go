@@ -32,6 +32,12 @@
 // a store failure is 503, and the batch can then be re-sent as it is
 // (re-sent records that landed come back unchanged).
 //
+// # Streamed outcomes
+//
+// With Accept: application/x-ndjson the answer is 200 NDJSON: one result line
+// per record, written as each store write commits, then a summary line
+// (stream.go).
+//
 // # Asynchronous batches
 //
 // A batch over Options.AsyncRecords records sent with Prefer: respond-async
@@ -246,6 +252,9 @@ func (h *handler) postRecords(c echo.Context) error {
 
 	if h.jobs != nil && batch.Len() > h.async && wantsAsync(req) {
 		return h.startJob(c, batch)
+	}
+	if wantsStream(req) {
+		return h.streamBatch(c, batch)
 	}
 	results, sum, err := h.svc.IngestBatch(req.Context(), batch, nil)
 	if err != nil {

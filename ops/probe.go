@@ -11,9 +11,9 @@ import (
 )
 
 // ProbeTimeout bounds each dependency's ping: a cheap query on a connection
-// of the probe's own, so a short bound is enough and a load balancer hears
-// promptly when the database is really gone.
-const ProbeTimeout = time.Second
+// of the probe's own, which a busy writer cannot hold up, so the bound is
+// met whatever the ingest load (a machine short of CPU needs the margin).
+const ProbeTimeout = 2 * time.Second
 
 // Dependency is something the gateway needs, probed by name.
 type Dependency struct {

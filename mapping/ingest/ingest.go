@@ -139,7 +139,8 @@ func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, pro
 // the record's line when the batch has lines.
 func (s *Service) IngestBatch(ctx context.Context, batch *Batch, progress Progress) ([]Result, Summary, error) {
 	raw := batch.Records
-	b := &batchRun{s: s, raw: raw, refused: batch.Refused, results: make([]Result, len(raw)), items: make([]item, len(raw))}
+	b := &batchRun{s: s, raw: raw, refused: batch.Refused, results: make([]Result, len(raw)), items: make([]item, len(raw)),
+		stored: batch.Stored}
 	if batch.Lines != nil {
 		for i := range b.results {
 			b.results[i].Line = batch.Lines[i]
@@ -182,6 +183,9 @@ type batchRun struct {
 	s       *Service
 	raw     []json.RawMessage
 	refused map[int][]clinic.FieldError
+	// stored, when set, is told the results of each chunk once it is
+	// committed (Batch.Stored).
+	stored  func([]Result)
 	results []Result
 	items   []item
 	res     *resolver
@@ -338,6 +342,13 @@ func (b *batchRun) store(ctx context.Context, cancel func(), chunks <-chan chunk
 		if err = b.storeChunk(ctx, c); err != nil {
 			cancel()
 			continue
+		}
+		if b.stored != nil {
+			out := make([]Result, len(c.idx))
+			for k, i := range c.idx {
+				out[k] = b.results[i]
+			}
+			b.stored(out)
 		}
 		if progress != nil {
 			progress(c.upto, b.written)

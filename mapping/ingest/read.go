@@ -48,6 +48,11 @@ type Batch struct {
 	// Refused holds the errors of the records refused while reading (too
 	// large), by index.
 	Refused map[int][]clinic.FieldError
+	// Stored, when set, is called by IngestBatch after each store write
+	// with the results of the records it committed (created, updated,
+	// unchanged, or rejected by the store), from the goroutine that writes,
+	// never concurrently: what it is told has landed.
+	Stored func([]Result)
 }
 
 // Len is the number of records of the batch.

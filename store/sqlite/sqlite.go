@@ -239,6 +239,10 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 	s.pdb.SetMaxOpenConns(1)
 	s.pdb.SetMaxIdleConns(1)
 	s.pdb.SetConnMaxIdleTime(0)
+	// Open it now: a probe must not pay for opening a connection.
+	if err := s.pdb.PingContext(ctx); err != nil {
+		return fail(fmt.Errorf("store: sqlite: open the probe connection: %w", err))
+	}
 	return s, nil
 }
 
@@ -314,7 +318,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		return errClosed
 	}
 	var n int
-	if err := s.pdb.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n); err != nil {
+	if err := s.pdb.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM sqlite_schema LIMIT 1)`).Scan(&n); err != nil {
 		return fmt.Errorf("store: sqlite: ping: %w", err)
 	}
 	return nil
