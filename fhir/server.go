@@ -109,6 +109,7 @@ type Server struct {
 	types      map[string]bool
 	capability []byte
 	disclosure auth.DisclosurePolicy
+	facts      factsMemo // parsed Consent and Coverage versions (disclosure.go)
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
