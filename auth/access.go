@@ -23,6 +23,11 @@ const (
 	// InteractionSearch, so the operation returns only what the caller may
 	// search.
 	InteractionEverything Interaction = "everything"
+	// InteractionExport is the Bulk Data $export operation and its status
+	// and file requests. It needs a system/ scope; each exported type is
+	// decided separately as InteractionSearch, so an export holds what the
+	// caller's searches would (docs/design/security.md BULK-4).
+	InteractionExport Interaction = "export"
 )
 
 // Write reports whether i changes data (create, update, patch, delete).

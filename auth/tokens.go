@@ -297,6 +297,9 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (*AccessInfo, error) {
 
 // verify parses and checks raw without the cache or revocation.
 func (t *Tokens) verify(ctx context.Context, raw string) (*AccessInfo, error) {
+	if err := checkCompactJWS(raw); err != nil {
+		return nil, invalid("malformed")
+	}
 	var claims accessClaims
 	_, err := t.parser.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
 		if typ, _ := tok.Header["typ"].(string); !strings.EqualFold(typ, accessTokenType) {

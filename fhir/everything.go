@@ -22,7 +22,10 @@ func (s *Server) everything(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	values := c.QueryParams()
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
 	count, offset, warnings, err := pageParams(values, lenient(c), "_since", "_type")
 	if err != nil {
 		return err

@@ -219,7 +219,11 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	count, offset, _, err := pageParams(c.QueryParams(), lenient(c), "_count", "_offset")
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
+	count, offset, _, err := pageParams(values, lenient(c), "_count", "_offset")
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package fhir
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,7 +18,11 @@ import (
 
 // search serves GET [base]/[type]?params (http.html#search).
 func (s *Server) search(c echo.Context) error {
-	return s.runSearch(c, c.QueryParams())
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
+	return s.runSearch(c, values)
 }
 
 // searchPost serves POST [base]/[type]/_search with a form body
@@ -33,14 +38,38 @@ func (s *Server) searchPost(c echo.Context) error {
 	if mediaType(ct) != mimeForm && (ct != "" || hasBody) {
 		return ErrUnsupportedMedia.WithDetails("POST _search requires application/x-www-form-urlencoded")
 	}
-	if err := req.ParseForm(); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return ErrTooLarge.WithCause(err)
-		}
-		return ErrInvalid.WithDetails("invalid form body").WithCause(err)
+	values, err := queryParams(c)
+	if err != nil {
+		return err
 	}
-	return s.runSearch(c, req.Form)
+	// The body is parsed as strictly as the URL (docs/design/security.md
+	// LIM-2), not by http.Request.ParseForm; its size is capped by
+	// bodyLimitMW.
+	var body []byte
+	if req.Body != nil {
+		if body, err = io.ReadAll(req.Body); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return ErrTooLarge.WithCause(err)
+			}
+			return ErrInvalid.WithDetails("cannot read the form body").WithCause(err)
+		}
+	}
+	form, err := search.ParseQuery(string(body))
+	if err != nil {
+		return malformed("malformed form body", err)
+	}
+	n := 0
+	for k, vs := range values {
+		form[k] = append(form[k], vs...)
+	}
+	for _, vs := range form {
+		n += len(vs)
+	}
+	if n > search.MaxParams {
+		return malformed("malformed form body", &search.Error{Message: "too many parameters in the URL and the body together"})
+	}
+	return s.runSearch(c, form)
 }
 
 // runSearch parses, authorizes and runs a type search and writes the

@@ -12,6 +12,7 @@ package main
 // file's tables decide who sees which.
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -616,6 +617,26 @@ func checkOutsideView(t *testing.T, e *smartEnv, c *outsideClient, all map[strin
 		}
 	}
 
+	// Bulk export holds exactly what the same token finds by search, the
+	// Patient reduced as read serves it (docs/access.md).
+	exported := exportAll(t, e, c.token, "/$export?_type="+strings.Join(patientTypes, ","))
+	for _, typ := range patientTypes {
+		var got []string
+		for _, r := range exported[typ] {
+			got = append(got, r.key())
+			if typ == "Patient" {
+				reduced := !slices.Contains(c.grants[r.id].classes, clsDemo)
+				if reduced != slices.Contains(r.tags, "SUBSETTED") {
+					t.Errorf("exported Patient/%s: reduced=%v but tags %v", r.id, reduced, r.tags)
+				}
+			}
+		}
+		sort.Strings(got)
+		if w := keysOf(expected[typ]); !slices.Equal(got, w) {
+			t.Errorf("%s export: %d resources, want %d\n got %v\nwant %v", typ, len(got), len(w), got, w)
+		}
+	}
+
 	// _include: the subjects of the visible Encounters.
 	_, inc := e.searchPages(t, c.token, "/Encounter?_include=Encounter:subject&_count=50")
 	wantInc := map[string]bool{}
@@ -873,4 +894,61 @@ func TestProvenanceTargetsSubsetted(t *testing.T) {
 	if subsetted == 0 {
 		t.Fatal("no Provenance needed subsetting: the test proves nothing")
 	}
+}
+
+// exportAll runs a Bulk Data export of path with token on e to the end and
+// returns the exported resources by type.
+func exportAll(t *testing.T, e *smartEnv, token, path string) map[string][]accRes {
+	t.Helper()
+	do := func(target string, hdr ...string) smartResp {
+		req, err := http.NewRequest(http.MethodGet, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Accept", "application/fhir+json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return smartDo(t, noRedirect, req)
+	}
+	kick := do(e.fhirBase+path, "Prefer", "respond-async")
+	if kick.status != http.StatusAccepted {
+		t.Fatalf("export kick-off %s: %s", path, kick)
+	}
+	status := kick.header.Get("Content-Location")
+	var m struct {
+		Output []struct {
+			Type string `json:"type"`
+			URL  string `json:"url"`
+		} `json:"output"`
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		r := do(status)
+		if r.status == http.StatusOK {
+			if err := json.Unmarshal(r.body, &m); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if r.status != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("export status: %s", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := map[string][]accRes{}
+	for _, o := range m.Output {
+		r := do(o.URL)
+		if r.status != http.StatusOK {
+			t.Fatalf("export file %s: %s", o.Type, r)
+		}
+		for _, line := range bytes.Split(bytes.TrimSpace(r.body), []byte("\n")) {
+			var v map[string]any
+			if err := json.Unmarshal(line, &v); err != nil {
+				t.Fatalf("export file %s: %v", o.Type, err)
+			}
+			out[o.Type] = append(out[o.Type], parseAccRes(t, v))
+		}
+	}
+	return out
 }

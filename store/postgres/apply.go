@@ -42,6 +42,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	defer s.busy.Begin()()
 	now := s.clock.Now().UTC().Truncate(time.Millisecond)
 	var (
 		results []store.WriteResult

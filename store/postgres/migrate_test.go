@@ -20,7 +20,9 @@ func execAll(t *testing.T, url string, stmts ...string) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	for _, stmt := range stmts {
+	// Every test reverts to a schema before the jobs table (the newest
+	// migration), which it recreates.
+	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`}, stmts...) {
 		if _, err := c.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
