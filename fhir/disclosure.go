@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
@@ -57,7 +59,7 @@ func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
 	if _, ok := viewFrom(ctx); ok {
 		return ctx, nil
 	}
-	disc, err := ReadDisclosure(ctx, s.store, s.disclosure, info.Principal.Role, info.Principal.Organization, s.clock.Now())
+	disc, err := readDisclosure(ctx, s.store, &s.facts, s.disclosure, info.Principal.Role, info.Principal.Organization, s.clock.Now())
 	if err != nil {
 		return ctx, err
 	}
@@ -73,13 +75,81 @@ func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
 // the read cache they stay current at every replica: every ingest
 // invalidates every cached search (store/cached).
 func ReadDisclosure(ctx context.Context, rd Reader, policy auth.DisclosurePolicy, role auth.Role, org string, now time.Time) (auth.Disclosure, error) {
+	return readDisclosure(ctx, rd, nil, policy, role, org, now)
+}
+
+// factsMemo keeps the facts read from stored Consent and Coverage versions.
+// A stored version never changes, so a memo keyed by type, id and version
+// is never stale: it saves parsing, not reading (the searches still run on
+// every request, so a new version is seen at once). Safe for concurrent
+// use; bounded by dropping everything when full.
+type factsMemo struct {
+	mu        sync.Mutex
+	consents  map[string]auth.ConsentFacts
+	coverages map[string]auth.CoverageFacts
+}
+
+// factsMemoMax bounds each of the memo's maps.
+const factsMemoMax = 200_000
+
+func versionKey(r *store.Resource) string { return r.ID + "@" + strconv.FormatInt(r.Version, 10) }
+
+func (m *factsMemo) consent(r *store.Resource) (auth.ConsentFacts, error) {
+	if m == nil {
+		return consentFacts(r.Body)
+	}
+	k := versionKey(r)
+	m.mu.Lock()
+	f, ok := m.consents[k]
+	m.mu.Unlock()
+	if ok {
+		return f, nil
+	}
+	f, err := consentFacts(r.Body)
+	if err != nil {
+		return f, err
+	}
+	m.mu.Lock()
+	if m.consents == nil || len(m.consents) >= factsMemoMax {
+		m.consents = map[string]auth.ConsentFacts{}
+	}
+	m.consents[k] = f
+	m.mu.Unlock()
+	return f, nil
+}
+
+func (m *factsMemo) coverage(r *store.Resource) (auth.CoverageFacts, error) {
+	if m == nil {
+		return coverageFacts(r.Body)
+	}
+	k := versionKey(r)
+	m.mu.Lock()
+	f, ok := m.coverages[k]
+	m.mu.Unlock()
+	if ok {
+		return f, nil
+	}
+	f, err := coverageFacts(r.Body)
+	if err != nil {
+		return f, err
+	}
+	m.mu.Lock()
+	if m.coverages == nil || len(m.coverages) >= factsMemoMax {
+		m.coverages = map[string]auth.CoverageFacts{}
+	}
+	m.coverages[k] = f
+	m.mu.Unlock()
+	return f, nil
+}
+
+func readDisclosure(ctx context.Context, rd Reader, memo *factsMemo, policy auth.DisclosurePolicy, role auth.Role, org string, now time.Time) (auth.Disclosure, error) {
 	if org == "" || (role != auth.RolePayer && role != auth.RolePartner) {
 		return auth.Disclosure{Patients: map[string]auth.PatientGrant{}}, nil
 	}
 	ref := "Organization/" + org
 	var consents []auth.ConsentFacts
-	err := searchAll(ctx, rd, "Consent", "actor", ref, func(body []byte) error {
-		f, err := consentFacts(body)
+	err := searchAll(ctx, rd, "Consent", "actor", ref, func(r *store.Resource) error {
+		f, err := memo.consent(r)
 		if err == nil {
 			consents = append(consents, f)
 		}
@@ -90,8 +160,8 @@ func ReadDisclosure(ctx context.Context, rd Reader, policy auth.DisclosurePolicy
 	}
 	var coverages []auth.CoverageFacts
 	if role == auth.RolePayer {
-		err := searchAll(ctx, rd, "Coverage", "payor", ref, func(body []byte) error {
-			f, err := coverageFacts(body)
+		err := searchAll(ctx, rd, "Coverage", "payor", ref, func(r *store.Resource) error {
+			f, err := memo.coverage(r)
 			if err == nil {
 				coverages = append(coverages, f)
 			}
@@ -106,7 +176,7 @@ func ReadDisclosure(ctx context.Context, rd Reader, policy auth.DisclosurePolicy
 
 // searchAll runs the search typ?param=ref page by page and hands each body
 // to f.
-func searchAll(ctx context.Context, rd Reader, typ, param, ref string, f func([]byte) error) error {
+func searchAll(ctx context.Context, rd Reader, typ, param, ref string, f func(*store.Resource) error) error {
 	p, ok := search.Lookup(typ, param)
 	if !ok {
 		return ErrInternal.WithDetails("disclosure search parameter unknown")
@@ -119,8 +189,8 @@ func searchAll(ctx context.Context, rd Reader, typ, param, ref string, f func([]
 		if err != nil {
 			return err
 		}
-		for _, r := range res.Resources {
-			if err := f(r.Body); err != nil {
+		for i := range res.Resources {
+			if err := f(&res.Resources[i]); err != nil {
 				return ErrInternal.WithDetails("stored " + typ + " unreadable").WithCause(err)
 			}
 		}

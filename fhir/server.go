@@ -118,6 +118,7 @@ type Server struct {
 	export     *ExportOptions
 	exportWake chan struct{}
 	disclosure auth.DisclosurePolicy
+	facts      factsMemo // parsed Consent and Coverage versions (disclosure.go)
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement

@@ -11,6 +11,8 @@ import (
 
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/conformance/selftest"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/server"
 )
@@ -101,5 +103,29 @@ func exportConformance(ctx context.Context, inv *invocation, patients int, seed 
 	if err != nil {
 		return none, fmt.Errorf("token: %w", err)
 	}
-	return selftest.Export(ctx, selftest.Options{Base: cfg.BaseURL, Token: tok, Client: hc, Out: out})
+	// The views of a payer and a partner (docs/access.md), so their answers
+	// (reduced Patients among them) are validated too.
+	var outside []selftest.OutsideToken
+	for _, b := range []struct{ name, org string }{
+		{"payer", synth.OrgPayerBlueHeron}, {"partner", synth.OrgPartnerRiverbend},
+	} {
+		k, err := auth.NewBackendKey("ketabridge-conformance-" + b.name)
+		if err != nil {
+			return none, err
+		}
+		c, err := k.Client("KetaBridge conformance export ("+b.name+")", "system/*.rs", time.Now())
+		if err != nil {
+			return none, err
+		}
+		c.Organization, c.Role = mapping.ResourceID(clinic.KindOrganization, b.org), b.name
+		if err := g.RegisterClient(ctx, c); err != nil {
+			return none, err
+		}
+		t, err := k.AccessToken(ctx, hc, cfg.TokenEndpoint(), cfg.TokenEndpoint(), "system/*.rs")
+		if err != nil {
+			return none, fmt.Errorf("%s token: %w", b.name, err)
+		}
+		outside = append(outside, selftest.OutsideToken{Name: b.name, Token: t})
+	}
+	return selftest.Export(ctx, selftest.Options{Base: cfg.BaseURL, Token: tok, Client: hc, Out: out, Outside: outside})
 }

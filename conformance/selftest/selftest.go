@@ -31,10 +31,20 @@ type Options struct {
 	Token string
 	// Client sends the requests (nil: http.DefaultClient).
 	Client *http.Client
+	// Outside are tokens of clients bound to an outside organization (a
+	// payer or a partner, docs/access.md): the answers of their views are
+	// captured too (api-{name}-{capture}.json), reduced Patients included.
+	Outside []OutsideToken
 	// Out is the output directory: resources.ndjson, api-{name}.json,
 	// ig/{resourceType}-{id}.json and ig/vendor/{resourceType}-{id}.json are
 	// written there.
 	Out string
+}
+
+// OutsideToken is a bearer token of a payer or partner client, and the
+// name its captures are filed under.
+type OutsideToken struct {
+	Name, Token string
 }
 
 // Result counts what Export wrote.
@@ -76,6 +86,13 @@ func Export(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 		res.Responses++
+	}
+	for _, ot := range o.Outside {
+		n, err := o.exportOutside(ctx, ot)
+		res.Responses += n
+		if err != nil {
+			return res, err
+		}
 	}
 	if res.Definitions, err = writeDefinitions(filepath.Join(o.Out, "ig"), conformance.Definitions); err != nil {
 		return res, err
@@ -261,4 +278,51 @@ func Captures(patients []string) []Capture {
 		cs = append(cs, Capture{Name: fmt.Sprintf("everything-%d", i), Path: "/fhir/Patient/" + url.PathEscape(p) + "/$everything?_count=500", Status: 200})
 	}
 	return cs
+}
+
+// exportOutside records the answers an outside organization's view gives:
+// its Patients (full or reduced), its assessments, a read and the
+// $everything of the first patient it sees. Each must answer 200.
+func (o Options) exportOutside(ctx context.Context, ot OutsideToken) (int, error) {
+	v := o
+	v.Token = ot.Token
+	var p page
+	if err := v.getJSON(ctx, o.Base+"/fhir/Patient?_count=20", &p); err != nil {
+		return 0, fmt.Errorf("selftest: %s patients: %w", ot.Name, err)
+	}
+	var pid string
+	for _, e := range p.Entry {
+		var head struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(e.Resource, &head) == nil && head.ID != "" {
+			pid = url.PathEscape(head.ID)
+			break
+		}
+	}
+	if pid == "" {
+		return 0, fmt.Errorf("selftest: %s sees no patient", ot.Name)
+	}
+	captures := []Capture{
+		{Name: "search-patient", Path: "/fhir/Patient?_count=20"},
+		{Name: "read-patient", Path: "/fhir/Patient/" + pid},
+		{Name: "search-observation-survey", Path: "/fhir/Observation?category=survey&_count=50"},
+		{Name: "search-condition-include", Path: "/fhir/Condition?_include=Condition:subject&_count=50"},
+		{Name: "everything", Path: "/fhir/Patient/" + pid + "/$everything?_count=500"},
+	}
+	n := 0
+	for _, c := range captures {
+		body, status, err := v.get(ctx, o.Base+c.Path)
+		if err != nil {
+			return n, fmt.Errorf("selftest: %s GET %s: %w", ot.Name, c.Name, err)
+		}
+		if status != http.StatusOK {
+			return n, fmt.Errorf("selftest: %s GET %s: status %d", ot.Name, c.Name, status)
+		}
+		if err := os.WriteFile(filepath.Join(o.Out, "api-"+ot.Name+"-"+c.Name+".json"), body, 0o644); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
