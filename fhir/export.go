@@ -35,7 +35,7 @@ const (
 	DefaultExportFileSize  = 100_000
 	DefaultExportExpiry    = 24 * time.Hour
 	DefaultExportLease     = time.Minute
-	DefaultExportRetry     = 2 * time.Second
+	DefaultExportRetry     = time.Second
 )
 
 // exportKind is the store.Job kind of a Bulk Data export.
