@@ -421,7 +421,10 @@ func (s *Server) typeFilter(f string) (string, []store.Clause, error) {
 // every served type (system), or the compartment types then the
 // referenced ones (Patient, Group); each one the caller may search.
 func (s *Server) exportTypes(ctx context.Context, req *exportRequest) ([]string, error) {
-	ctx = auth.NewContext(ctx, req.Caller)
+	ctx, err := s.exportContext(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, typ := range search.Types() {
 		if len(req.Types) > 0 && !slices.Contains(req.Types, typ) {
@@ -452,13 +455,32 @@ func (s *Server) exportTypes(ctx context.Context, req *exportRequest) ([]string,
 }
 
 // searchAccess is what the caller in ctx may see of typ, as the search
-// path decides it (auth.Decide, turned into a query restriction before
-// anything is read: docs/design/security.md PRIV-3), expressed as a
-// store.Access. Export reads nothing but through it.
+// path decides it (auth.Decide and, for an outside organization, its view
+// of the patients' consents: docs/design/security.md PRIV-3, PRIV-12),
+// turned into a query restriction before anything is read, as a
+// store.Access. Export reads nothing but through it. ctx must carry the
+// outside view (exportContext) for a payer or partner, or decide fails
+// closed.
 func searchAccess(ctx context.Context, typ string) (*store.Access, error) {
 	d, err := decide(ctx, auth.InteractionSearch, typ)
 	if err != nil {
 		return nil, err
+	}
+	if d.access != nil {
+		// The outside view's terms, each further narrowed by the scopes'
+		// patients and granular filters.
+		a := &store.Access{}
+		for _, t := range d.access.Terms {
+			t.Clauses = append(slices.Clip(t.Clauses), d.filters...)
+			if !d.all && len(t.Patients) > 0 {
+				t.Patients = slices.DeleteFunc(slices.Clone(t.Patients), func(p string) bool { return !slices.Contains(d.patients, p) })
+				if len(t.Patients) == 0 {
+					continue
+				}
+			}
+			a.Terms = append(a.Terms, t)
+		}
+		return a, nil
 	}
 	t := store.AccessTerm{Types: []string{typ}, Clauses: d.filters}
 	if !d.all {
@@ -470,11 +492,22 @@ func searchAccess(ctx context.Context, typ string) (*store.Access, error) {
 	return &store.Access{Terms: []store.AccessTerm{t}}, nil
 }
 
+// exportContext is ctx carrying the job's caller and, for an outside
+// organization, its view as of now (docs/design/security.md PRIV-12): a
+// consent withdrawn after the kick-off narrows the files from then on.
+func (s *Server) exportContext(ctx context.Context, req *exportRequest) (context.Context, error) {
+	return s.withOutsideView(auth.NewContext(ctx, req.Caller))
+}
+
 // exportQuery is the snapshot query of typ for a job (page size and
 // position left to the caller).
 func (s *Server) exportQuery(ctx context.Context, req *exportRequest, res *exportResult, typ, kind string) (store.ExportQuery, error) {
 	q := store.ExportQuery{Type: typ, At: req.At}
-	a, err := searchAccess(auth.NewContext(ctx, req.Caller), typ)
+	ctx, err := s.exportContext(ctx, req)
+	if err != nil {
+		return q, err
+	}
+	a, err := searchAccess(ctx, typ)
 	if err != nil {
 		return q, err
 	}
@@ -519,16 +552,23 @@ func (s *Server) exportQuery(ctx context.Context, req *exportRequest, res *expor
 // refPattern finds references to the referenced types in a body.
 var refPattern = regexp.MustCompile(`"reference":"(Location|Medication|Organization|Practitioner)/([A-Za-z0-9\-.]{1,64})"`)
 
-// exportLine is one NDJSON line (without the newline) of a resource.
-func exportLine(r *store.Resource, kind string, rw *rewriter) ([]byte, error) {
+// exportLine is one NDJSON line (without the newline) of a resource, as
+// served to the caller of ctx (outward: a Patient reduced, a Provenance
+// without the targets it may not read; docs/design/security.md PRIV-15,
+// PRIV-16).
+func (s *Server) exportLine(ctx context.Context, r *store.Resource, kind string, rw *rewriter) ([]byte, error) {
 	if kind == fileDeleted {
 		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"` +
 			r.Type + "/" + r.ID + `"}}]}`), nil
 	}
-	if rw == nil {
-		return r.Body, nil
+	out := *r
+	if err := s.outward(ctx, &out); err != nil {
+		return nil, err
 	}
-	return rw.apply(r.Body)
+	if rw == nil {
+		return out.Body, nil
+	}
+	return rw.apply(out.Body)
 }
 
 // elementsRewriter is the _elements rewrite of typ ("Type.element" or
@@ -771,6 +811,10 @@ func (s *Server) fileLines(ctx context.Context, req *exportRequest, res *exportR
 		}
 		return nil
 	}
+	ctx, err := s.exportContext(ctx, req)
+	if err != nil {
+		return err
+	}
 	q, err := s.exportQuery(ctx, req, res, f.Type, f.Kind)
 	if err != nil {
 		return err
@@ -784,7 +828,7 @@ func (s *Server) fileLines(ctx context.Context, req *exportRequest, res *exportR
 		if r.Deleted != (f.Kind == fileDeleted) {
 			return nil
 		}
-		line, err := exportLine(r, f.Kind, rw)
+		line, err := s.exportLine(ctx, r, f.Kind, rw)
 		if err != nil {
 			return err
 		}
@@ -909,6 +953,10 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		}
 		res.Patients = members
 	}
+	ctx, err := s.exportContext(ctx, req)
+	if err != nil {
+		return err
+	}
 	types, err := s.exportTypes(ctx, req)
 	if err != nil {
 		return err
@@ -960,7 +1008,7 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 				f = &exportFile{Kind: kind, Type: typ, After: prev}
 				cur[k] = f
 			}
-			line, err := exportLine(r, kind, rw)
+			line, err := s.exportLine(ctx, r, kind, rw)
 			if err != nil {
 				return err
 			}

@@ -92,6 +92,9 @@ type Options struct {
 	// Export serves Bulk Data $export (docs/bulk-export.md); nil leaves it
 	// unserved. RunExports must run for jobs to finish.
 	Export *ExportOptions
+	// Disclosure holds the disclosure settings of the outside views
+	// (docs/access.md): the zero value is the strict default.
+	Disclosure auth.DisclosurePolicy
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -110,6 +113,7 @@ type Server struct {
 	capability []byte
 	export     *ExportOptions
 	exportWake chan struct{}
+	disclosure auth.DisclosurePolicy
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -123,17 +127,18 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fhir: Options.Base must be an absolute http(s) URL without query")
 	}
 	s := &Server{
-		store:     opts.Store,
-		base:      strings.TrimSuffix(opts.Base, "/"),
-		verifier:  opts.Verifier,
-		rateLimit: opts.RateLimit,
-		cors:      opts.CORS,
-		auditor:   opts.Auditor,
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		bodyLimit: opts.BodyLimit,
-		timeout:   opts.Timeout,
-		types:     map[string]bool{},
+		store:      opts.Store,
+		base:       strings.TrimSuffix(opts.Base, "/"),
+		verifier:   opts.Verifier,
+		rateLimit:  opts.RateLimit,
+		cors:       opts.CORS,
+		auditor:    opts.Auditor,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		bodyLimit:  opts.BodyLimit,
+		timeout:    opts.Timeout,
+		types:      map[string]bool{},
+		disclosure: opts.Disclosure,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -205,10 +210,15 @@ func (s *Server) Register(e *echo.Echo) {
 	// route names the interaction it serves, for the audit trail of requests
 	// refused before the handler runs.
 	g := e.Group("/fhir")
+	// HEAD is served wherever GET is (http.html, RFC 9110 §9.3.2): the same
+	// handler, status and headers, no body (docs/design/security.md LIM-3).
 	add := func(method, path string, i auth.Interaction, h echo.HandlerFunc) {
 		g.Add(method, path, s.chain(i, h))
+		if method == http.MethodGet {
+			g.Add(http.MethodHead, path, s.chain(i, h))
+		}
 	}
-	for _, m := range []string{http.MethodGet, http.MethodOptions} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodOptions} {
 		g.Add(m, "/metadata", s.openChain(s.metadata)) // docs/design/security.md RS-1, DISC-7: no token
 	}
 	add(http.MethodGet, "/:type", auth.InteractionSearch, s.search)
@@ -239,23 +249,36 @@ func (s *Server) Register(e *echo.Echo) {
 		add(m, "", "", s.unmatched)
 		add(m, "/*", "", s.unmatched)
 	}
+	// A path with a leading "//" that is a /fhir path once repeated slashes
+	// are collapsed ("//fhir//Patient") is answered like any unmatched /fhir
+	// path, through the same chain (401 first); other such paths are left to
+	// e's error handler (docs/design/security.md LIM-3). Only "//" paths:
+	// a not-found route on "/*" would turn every 405 of e into a 404.
+	unmatched := s.chain("", s.unmatched)
+	e.RouteNotFound("//*", func(c echo.Context) error {
+		if isFHIRPath(c.Request().URL.Path) {
+			return unmatched(c)
+		}
+		return echo.ErrNotFound
+	})
 }
 
 // chain wraps a data route's handler h in the /fhir middleware, outermost
 // first: the access log (with the request id), the audit trail (after the
 // response is complete), error rendering, panic recovery, the request
 // timeout, CORS (preflights end here), then authentication
-// (docs/design/security.md RS-1: before anything parses the request), the
-// rate limit, content negotiation (406) and the body limit.
+// (docs/design/security.md RS-1, LIM-4: before anything parses the
+// request), the rate limit, the strict query parse (LIM-2), content
+// negotiation (406) and the body limit.
 func (s *Server) chain(i auth.Interaction, h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
-		auth.Authenticate(s.verifier), s.rateLimit.Middleware, s.negotiate, s.bodyLimitMW)
+	return wrap(h, AccessLog(s.log), headNoBody, s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
+		auth.Authenticate(s.verifier), s.rateLimit.Middleware, strictQuery, s.negotiate, s.bodyLimitMW)
 }
 
 // openChain is chain for the routes that need no token (the
 // CapabilityStatement): open CORS, no authentication, rate limit or audit.
 func (s *Server) openChain(h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.cors.Open, s.negotiate, s.bodyLimitMW)
+	return wrap(h, AccessLog(s.log), headNoBody, RenderErrors, Recover, s.timeoutMW, s.cors.Open, strictQuery, s.negotiate, s.bodyLimitMW)
 }
 
 // wrap applies mws to h, the first outermost.
@@ -266,7 +289,12 @@ func wrap(h echo.HandlerFunc, mws ...echo.MiddlewareFunc) echo.HandlerFunc {
 	return h
 }
 
-func isFHIRPath(p string) bool { return p == "/fhir" || strings.HasPrefix(p, "/fhir/") }
+// isFHIRPath reports whether p is /fhir or below it, repeated slashes
+// collapsed.
+func isFHIRPath(p string) bool {
+	p = cleanPath(p)
+	return p == "/fhir" || strings.HasPrefix(p, "/fhir/")
+}
 
 // checkType returns ErrUnknownType unless typ is served.
 func (s *Server) checkType(typ string) error {
@@ -279,7 +307,7 @@ func (s *Server) checkType(typ string) error {
 // unmatched answers requests no route matched: 404 for GET, else 405 (only
 // GET, and POST for _search, are served under /fhir).
 func (s *Server) unmatched(c echo.Context) error {
-	if c.Request().Method == http.MethodGet {
+	if m := c.Request().Method; m == http.MethodGet || m == http.MethodHead {
 		return ErrUnknownRoute
 	}
 	return ErrMethodNotAllowed

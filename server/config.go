@@ -69,6 +69,11 @@ type Config struct {
 	// ClinicOrganization is the clinic id of the clinic's own organization
 	// record (mapping.Options.Organization); empty: none configured.
 	ClinicOrganization string
+	// PayerCoverageOnly relaxes the payer view to "a coverage naming the
+	// payer is enough" (--payer-access coverage; docs/access.md). The
+	// default (consent) also requires an active Consent naming the payer
+	// for payment.
+	PayerCoverageOnly bool
 
 	// Version is the build's version, shown in the CapabilityStatement (set
 	// by the binary, not a setting).
@@ -90,10 +95,10 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
 		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
-		"clinic-organization=%s",
+		"clinic-organization=%s payer-access-coverage-only=%t",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
 		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry, c.MetricsAddr, c.KeyEncryptionKey != nil,
-		c.IdentifierSystemBase, c.ClinicOrganization)
+		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly)
 }
 
 // RedactURL is s with the password of its userinfo, if any, replaced.
@@ -143,6 +148,7 @@ var Settings = []Setting{
 	{"tls-key", "KETABRIDGE_TLS_KEY", "", "PEM private key of --tls-cert"},
 	{"identifier-system-base", "KETABRIDGE_IDENTIFIER_SYSTEM_BASE", "", "the clinic's namespace for the identifier systems of its own ids, an absolute URI without a trailing slash; empty = http://ketabridge.org/fhir/sid"},
 	{"clinic-organization", "KETABRIDGE_CLINIC_ORGANIZATION", "", "clinic id of the clinic's own organization record (Provenance agent, Encounter.serviceProvider); empty = none"},
+	{"payer-access", "KETABRIDGE_PAYER_ACCESS", "consent", "what opens a patient to a payer client: consent (a coverage naming the payer and an active consent naming it for payment) or coverage (the coverage alone); docs/access.md"},
 }
 
 // IsSetting reports whether name is the flag of a shared setting.
@@ -347,6 +353,13 @@ func readMapping(r *reader, c *Config) error {
 	}
 	if c.ClinicOrganization = r.vals["clinic-organization"]; c.ClinicOrganization != "" && !clinic.ValidID(c.ClinicOrganization) {
 		return r.bad("clinic-organization", "must be the clinic id of an organization record: 1-64 letters, digits, '.', '_' or '-'")
+	}
+	switch strings.ToLower(r.vals["payer-access"]) {
+	case "consent":
+	case "coverage":
+		c.PayerCoverageOnly = true
+	default:
+		return r.bad("payer-access", "must be consent (the default: coverage and consent) or coverage (coverage alone)")
 	}
 	return nil
 }

@@ -84,7 +84,20 @@ func (g *Gateway) build(ctx context.Context) error {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
 	ec.Logger.SetOutput(discard{})
-	ec.Use(g.metrics.Middleware)
+	// The request head's size limits hold on every path, before any route
+	// (docs/design/security.md LIM-1).
+	ec.Use(g.metrics.Middleware, fhir.RequestLimits)
+	// One error handler for what no route rendered, chosen by the path's
+	// family: OAuth error JSON under /auth, an OperationOutcome everywhere
+	// else (docs/design/security.md LIM-3, PRIV-9). fhir.Register keeps its
+	// own branch for /fhir.
+	ec.HTTPErrorHandler = func(err error, c echo.Context) {
+		if authPath(c.Request().URL.Path) {
+			g.auth.RenderError(c, err)
+			return
+		}
+		fhir.RenderError(c, err)
+	}
 	// Bulk Data export reads the durable store itself, never the read
 	// cache: its snapshots are by time, and its jobs are shared state.
 	var export *fhir.ExportOptions
@@ -102,12 +115,12 @@ func (g *Gateway) build(ctx context.Context) error {
 		Auditor:   g.audit,
 		Logger:    g.log,
 		Version:   g.cfg.Version,
+		// docs/access.md: the payer view's setting.
+		Disclosure: auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly},
 	})
 	if err != nil {
 		return fmt.Errorf("fhir server: %w", err)
 	}
-	// The authorization server first: fhir.Register wraps the error handler
-	// in place at that moment for everything outside /fhir.
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
 	g.fhir = fs
@@ -230,6 +243,15 @@ func (g *Gateway) rateLimit() (*fhir.RateLimit, error) {
 		return nil, fmt.Errorf("rate limit: %w", err)
 	}
 	return rl, nil
+}
+
+// authPath reports whether p is /auth or below it, repeated slashes
+// collapsed.
+func authPath(p string) bool {
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	return p == "/auth" || strings.HasPrefix(p, "/auth/")
 }
 
 type discard struct{}

@@ -40,6 +40,7 @@ func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
 	}
 	s.Close()
 	execAll(t, url,
+		`ALTER TABLE audit_events DROP COLUMN organization`,
 		`ALTER TABLE clients DROP COLUMN organization`,
 		`ALTER TABLE clients DROP COLUMN role`,
 		`DELETE FROM schema_version WHERE version >= 5`,
@@ -65,7 +66,7 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 	}
 	storetest.WriteUnindexedLabels(t, s)
 	s.Close()
-	execAll(t, url, `DELETE FROM schema_version WHERE version >= 6`)
+	execAll(t, url, `ALTER TABLE audit_events DROP COLUMN organization`, `DELETE FROM schema_version WHERE version >= 6`)
 
 	s, err = postgres.Open(ctx, url, store.SystemClock{})
 	if err != nil {
