@@ -88,7 +88,7 @@ var rooms = []room{
 	{pkg: "mapping/ingest", internal: []string{"mapping/...", "store"}, never: pure},
 	{pkg: "conformance", internal: []string{"conformance/fhirjson"}, outside: []string{"r4"}, never: pure},
 	{pkg: "conformance/fhirjson", never: pure},
-	{pkg: "conformance/selftest", internal: []string{"conformance", "fhir/search"}},
+	{pkg: "conformance/selftest", internal: []string{"conformance", "fhir/search", "fhir/bulkclient"}},
 	{pkg: "store", outside: []string{"x/text"}, never: pure},
 	{pkg: "store/sqlite", internal: []string{"store", "store/internal/sqlcore"}, outside: []string{"sqlite"}},
 	{pkg: "store/postgres", internal: []string{"store", "store/internal/sqlcore"}, outside: []string{"pgx"}},

@@ -212,7 +212,9 @@ func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
 	if len(patients) == 0 && !denied {
 		patients = n.scope
 	}
-	if len(patients) == 0 && !denied && !patientCompartment[a.typ] {
+	// A Bulk Data export's kick-off, status and files are patient data
+	// whatever their type (docs/design/security.md PRIV-8).
+	if len(patients) == 0 && !denied && !patientCompartment[a.typ] && a.interaction != auth.InteractionExport {
 		return Event{}, false
 	}
 	ev := Event{

@@ -35,7 +35,7 @@ const (
 	DefaultExportFileSize  = 100_000
 	DefaultExportExpiry    = 24 * time.Hour
 	DefaultExportLease     = time.Minute
-	DefaultExportRetry     = 2 * time.Second
+	DefaultExportRetry     = time.Second
 )
 
 // exportKind is the store.Job kind of a Bulk Data export.
@@ -230,7 +230,7 @@ func (s *Server) exportKickoff(level string) echo.HandlerFunc {
 		j := store.Job{ID: uuid.NewString(), Kind: exportKind, Owner: info.ClientID, Request: body, Created: now}
 		if err := ex.Store.CreateJob(c.Request().Context(), j, ex.MaxActive); err != nil {
 			if errors.Is(err, store.ErrTooManyJobs) {
-				c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(int(ex.RetryAfter.Seconds()+0.5)*5))
+				c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(5*max(1, int(ex.RetryAfter.Seconds()))))
 				return NewError(http.StatusTooManyRequests).WithDetails("too many running exports for this client")
 			}
 			return err
@@ -512,11 +512,7 @@ func (s *Server) exportQuery(ctx context.Context, req *exportRequest, res *expor
 		return q, err
 	}
 	q.Access = a
-	if kind == fileDeleted {
-		q.Since = req.Since
-	} else if !req.Since.IsZero() {
-		q.Since = req.Since
-	}
+	q.Since = req.Since
 	var filters []store.AccessTerm
 	for _, f := range req.TypeFilters {
 		ft, cls, err := s.typeFilter(f)
@@ -632,6 +628,7 @@ func (s *Server) exportStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	noteAccess(c, access{interaction: auth.InteractionExport}, narrowing{all: true})
 	h := c.Response().Header()
 	switch j.State {
 	case store.JobAccepted, store.JobRunning:
@@ -690,6 +687,7 @@ func (s *Server) exportDelete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	noteAccess(c, access{interaction: auth.InteractionExport}, narrowing{all: true})
 	if _, err := s.export.Store.DeleteJob(c.Request().Context(), j.ID); err != nil {
 		return err
 	}
@@ -724,7 +722,6 @@ func (s *Server) ownJob(c echo.Context) (store.Job, *exportRequest, error) {
 	if err := json.Unmarshal(j.Request, &req); err != nil {
 		return store.Job{}, nil, err
 	}
-	noteAccess(c, access{interaction: auth.InteractionExport}, narrowing{all: true})
 	return j, &req, nil
 }
 
@@ -748,6 +745,7 @@ func (s *Server) exportFileGet(c echo.Context) error {
 		return errNoJob
 	}
 	f := res.Files[n]
+	noteAccess(c, access{interaction: auth.InteractionExport, typ: f.Type}, narrowing{all: true})
 	w := c.Response()
 	h := w.Header()
 	h.Set(echo.HeaderContentType, MIMENDJSON)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func exportCallers() testCallers {
 	}
 }
 
-func newExportEnv(t *testing.T, opts ExportOptions) *exportEnv {
+func newExportEnv(t *testing.T, opts ExportOptions, auditor ...Auditor) *exportEnv {
 	t.Helper()
 	clock := storetest.NewFakeClock(storetest.T0)
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kb.db"), clock)
@@ -62,8 +63,12 @@ func newExportEnv(t *testing.T, opts ExportOptions) *exportEnv {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	opts.Store = st
-	s, err := New(Options{Store: st, Base: testBase, Clock: clock, Verifier: exportCallers(),
-		Logger: slog.New(slog.DiscardHandler), Export: &opts})
+	o := Options{Store: st, Base: testBase, Clock: clock, Verifier: exportCallers(),
+		Logger: slog.New(slog.DiscardHandler), Export: &opts}
+	if len(auditor) > 0 {
+		o.Auditor = auditor[0]
+	}
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,4 +641,37 @@ func TestExportCapability(t *testing.T) {
 		_ = os.WriteFile(filepath.Join(dir, "CapabilityStatement.json"), w.Body.Bytes(), 0o644)
 	}
 	_ = cs
+}
+
+// TestExportAudited: the kick-off, the status and every file download write
+// an AuditEvent (docs/design/security.md PRIV-8), the file's naming its type.
+func TestExportAudited(t *testing.T) {
+	var mu sync.Mutex
+	var events []Event
+	env := newExportEnv(t, ExportOptions{}, AuditorFunc(func(_ context.Context, ev Event) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}))
+	status := env.kickoff("sys", http.MethodGet, "/fhir/Group/payer-payer1/$export?_type=Patient", "")
+	env.runJobs()
+	m := env.manifest("sys", status)
+	env.lines("sys", m.Output[0].URL)
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, ev := range events {
+		got = append(got, fmt.Sprintf("%s %s/%s %d %s", ev.Interaction, ev.Type, ev.ID, ev.Status, ev.ClientID))
+	}
+	want := []string{"export Group/payer-payer1 202 app", "export / 200 app", "export Patient/ 200 app"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit events %q, want %q", got, want)
+	}
+	for _, ev := range events {
+		b, err := MarshalAuditEvent(ev, "a1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		parseFHIR(t, b)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,18 +135,24 @@ func groupBody(id string, members []string, at time.Time) []byte {
 	return []byte(b.String())
 }
 
-// visibleMembers keeps the members whose Patient the caller may search
-// (docs/design/security.md PRIV-3): a Group never names a patient its
-// reader could not find.
-func visibleMembers(ctx context.Context, members []string) ([]string, error) {
-	d, err := decide(ctx, auth.InteractionSearch, "Patient")
+// visibleMembers keeps the members whose Patient the caller could find by
+// search (searchAccess: scopes, granular filters and an outside
+// organization's view; docs/design/security.md PRIV-3, PRIV-12): a Group
+// never names a patient its reader could not find.
+func (s *Server) visibleMembers(ctx context.Context, members []string, at time.Time) ([]string, error) {
+	if len(members) == 0 {
+		return nil, nil
+	}
+	a, err := searchAccess(ctx, "Patient")
 	if err != nil {
 		return nil, err
 	}
-	if d.all {
-		return members, nil
-	}
-	return slices.DeleteFunc(slices.Clone(members), func(p string) bool { return !slices.Contains(d.patients, p) }), nil
+	var out []string
+	err = s.walk(ctx, store.ExportQuery{Type: "Patient", At: at, IDs: members, Access: a}, "", func(r *store.Resource) error {
+		out = append(out, r.ID)
+		return nil
+	})
+	return out, err
 }
 
 // groupRead serves GET [base]/Group/[id].
@@ -162,7 +167,7 @@ func (s *Server) groupRead(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if members, err = visibleMembers(ctx, members); err != nil {
+	if members, err = s.visibleMembers(ctx, members, at); err != nil {
 		return err
 	}
 	ct, _ := responseType(c)
@@ -203,7 +208,7 @@ func (s *Server) groupSearch(c echo.Context) error {
 		if err != nil {
 			continue // an unknown id matches nothing
 		}
-		if members, err = visibleMembers(ctx, members); err != nil {
+		if members, err = s.visibleMembers(ctx, members, at); err != nil {
 			return err
 		}
 		if len(members) == 0 {

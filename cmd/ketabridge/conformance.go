@@ -40,7 +40,8 @@ var conformanceCommand = &command{name: "conformance", summary: "check what the 
 				return fmt.Errorf("conformance export: %w", err)
 			}
 			fmt.Fprintf(inv.e.stdout, "conformance export: %d resources in %s/resources.ndjson, %d API responses (api-*.json), "+
-				"%d definitions (ig/), %d vendored definitions (ig/vendor/)\n", res.Resources, *out, res.Responses, res.Definitions, res.Vendored)
+				"%d Bulk Data export lines (bulk-export.ndjson), %d definitions (ig/), %d vendored definitions (ig/vendor/)\n",
+				res.Resources, *out, res.Responses, res.Exported, res.Definitions, res.Vendored)
 			return nil
 		}
 	},

@@ -16,6 +16,7 @@ import (
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/fhir/bulkclient"
+	"github.com/ketabridge/ketabridge/server"
 )
 
 // runExportCLI runs `ketabridge export` in-process and returns its stdout.
@@ -235,4 +236,76 @@ func (p *proc) doHeaders(t *testing.T, method, path, token string, hdr ...string
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	return smartDo(t, &http.Client{Timeout: 30 * time.Second}, req)
+}
+
+// TestExportSurvivesReplicaKill: an export running at replica A when A is
+// killed (SIGKILL, mid-job) is finished by replica B once A's lease on the
+// job ends; the client, polling B, notices nothing but time.
+func TestExportSurvivesReplicaKill(t *testing.T) {
+	rs := startReplicas(t)
+	a, b := rs.a, rs.b
+	raw, err := server.SynthRecords(8, 7, server.DemoStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nd bytes.Buffer
+	for _, r := range raw {
+		nd.Write(r)
+		nd.WriteByte('\n')
+	}
+	wtok := rs.backendToken(t, a, "system/ClinicRecord.write")
+	req, _ := http.NewRequest(http.MethodPost, a.base+"/internal/v1/records", &nd)
+	req.Header.Set("Authorization", "Bearer "+wtok)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	if r := smartDo(t, &http.Client{Timeout: 5 * time.Minute}, req); r.status != http.StatusOK {
+		t.Fatalf("ingest: %s", r)
+	}
+	tok := rs.backendToken(t, a, "system/*.rs")
+	kick := a.doHeaders(t, http.MethodGet, "/fhir/$export", tok, "Prefer", "respond-async")
+	if kick.status != http.StatusAccepted {
+		t.Fatalf("kick-off at A: %s", kick)
+	}
+	status := strings.TrimPrefix(kick.header.Get("Content-Location"), rs.env.base)
+	// Wait until a worker has claimed the job, then kill A.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r := b.do(t, http.MethodGet, status, tok, "", nil)
+		if r.status == http.StatusOK {
+			t.Log("the job finished before A was killed; the takeover was not exercised")
+			break
+		}
+		if p := r.header.Get("X-Progress"); p != "" && p != "queued" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job was never claimed: %s", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = a.cmd.Process.Kill()
+	<-a.done
+	var m bulkclient.Manifest
+	for deadline := time.Now().Add(4 * time.Minute); ; {
+		r := b.do(t, http.MethodGet, status, tok, "", nil)
+		if r.status == http.StatusOK {
+			if err := json.Unmarshal(r.body, &m); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if r.status != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("status at B after A was killed: %s", r)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	total := 0
+	for _, o := range m.Output {
+		f := b.do(t, http.MethodGet, strings.TrimPrefix(o.URL, rs.env.base), tok, "", nil)
+		if f.status != http.StatusOK || bytes.Count(f.body, []byte("\n")) != o.Count {
+			t.Fatalf("%s at B: %d, %d lines, count %d", o.Type, f.status, bytes.Count(f.body, []byte("\n")), o.Count)
+		}
+		total += o.Count
+	}
+	if total < 1000 {
+		t.Fatalf("exported %d resources", total)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/fhir/bulkclient"
 	"github.com/ketabridge/ketabridge/fhir/search"
 )
 
@@ -36,6 +37,7 @@ type Options struct {
 	// captured too (api-{name}-{capture}.json), reduced Patients included.
 	Outside []OutsideToken
 	// Out is the output directory: resources.ndjson, api-{name}.json,
+	// bulk-export.ndjson (a Bulk Data export's lines),
 	// ig/{resourceType}-{id}.json and ig/vendor/{resourceType}-{id}.json are
 	// written there.
 	Out string
@@ -49,7 +51,7 @@ type OutsideToken struct {
 
 // Result counts what Export wrote.
 type Result struct {
-	Resources, Responses, Definitions, Vendored int
+	Resources, Responses, Definitions, Vendored, Exported int
 }
 
 // Export writes every resource the gateway serves (each searchable type,
@@ -73,6 +75,9 @@ func Export(ctx context.Context, o Options) (Result, error) {
 	res.Resources = n
 	if len(patients) == 0 {
 		return res, fmt.Errorf("selftest: the gateway serves no Patient")
+	}
+	if res.Exported, err = o.bulkExport(ctx, filepath.Join(o.Out, "bulk-export.ndjson")); err != nil {
+		return res, err
 	}
 	for _, c := range Captures(patients) {
 		body, status, err := o.get(ctx, o.Base+c.Path, c.Header...)
@@ -277,6 +282,8 @@ func Captures(patients []string) []Capture {
 		}
 		cs = append(cs, Capture{Name: fmt.Sprintf("everything-%d", i), Path: "/fhir/Patient/" + url.PathEscape(p) + "/$everything?_count=500", Status: 200})
 	}
+	// The derived cohorts Group-level Bulk Data export offers.
+	cs = append(cs, Capture{Name: "search-type-group", Path: "/fhir/Group", Status: 200})
 	return cs
 }
 
@@ -325,4 +332,48 @@ func (o Options) exportOutside(ctx context.Context, ot OutsideToken) (int, error
 		n++
 	}
 	return n, nil
+}
+
+// bulkExport runs a Patient-level Bulk Data export and writes the lines of
+// every output file to path (each line a resource): what a bulk client
+// receives, for validation. It deletes the export afterwards.
+func (o Options) bulkExport(ctx context.Context, path string) (int, error) {
+	c := &bulkclient.Client{HTTP: o.Client, Token: func(context.Context) (string, error) { return o.Token, nil }}
+	status, err := c.Kickoff(ctx, bulkclient.Request{Base: o.Base + "/fhir", Patient: true})
+	if err != nil {
+		return 0, fmt.Errorf("selftest: bulk export: %w", err)
+	}
+	m, err := c.Wait(ctx, status)
+	if err != nil {
+		return 0, fmt.Errorf("selftest: bulk export: %w", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	tmp, err := os.MkdirTemp("", "selftest-bulk")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+	n := 0
+	for i, out := range m.Output {
+		name := bulkclient.FileName(tmp, "output", i, out)
+		if _, err := c.Download(ctx, out.URL, name); err != nil {
+			return n, fmt.Errorf("selftest: bulk export file: %w", err)
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return n, err
+		}
+		if _, err := f.Write(b); err != nil {
+			return n, err
+		}
+		n += out.Count
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("selftest: the bulk export holds nothing")
+	}
+	return n, c.Delete(ctx, status)
 }

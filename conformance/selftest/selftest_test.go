@@ -48,6 +48,9 @@ func (g *fakeGateway) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	g.seen = append(g.seen, seenRequest{r.URL.RequestURI(), r.Header.Get("Authorization")})
 	g.mu.Unlock()
+	if g.bulk(w, r) {
+		return
+	}
 	status, ok := g.captures[r.URL.RequestURI()]
 	switch {
 	case r.Header.Get("Authorization") != "Bearer tok":
@@ -80,6 +83,29 @@ func (g *fakeGateway) serve(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]%s}`, strings.Join(entries, ","), next)
 }
 
+// bulk answers the Bulk Data export of the selftest: kick-off, a complete
+// manifest, one file of one Patient, the DELETE.
+func (g *fakeGateway) bulk(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get("Authorization") != "Bearer tok" {
+		return false
+	}
+	switch {
+	case r.URL.Path == "/fhir/Patient/$export" && r.Header.Get("Prefer") == "respond-async":
+		w.Header().Set("Content-Location", g.srv.URL+"/fhir/_export/j1")
+		w.WriteHeader(http.StatusAccepted)
+	case r.URL.Path == "/fhir/_export/j1" && r.Method == http.MethodGet:
+		fmt.Fprintf(w, `{"transactionTime":"2024-03-01T10:00:00.000Z","request":"x","requiresAccessToken":true,`+
+			`"output":[{"type":"Patient","url":"%s/fhir/_export/j1/0","count":1}],"error":[]}`, g.srv.URL)
+	case r.URL.Path == "/fhir/_export/j1" && r.Method == http.MethodDelete:
+		w.WriteHeader(http.StatusAccepted)
+	case r.URL.Path == "/fhir/_export/j1/0":
+		fmt.Fprintln(w, `{"resourceType":"Patient","id":"p0"}`)
+	default:
+		return false
+	}
+	return true
+}
+
 func TestExport(t *testing.T) {
 	g := newFakeGateway(t, 5)
 	out := t.TempDir()
@@ -94,6 +120,9 @@ func TestExport(t *testing.T) {
 	vendored, err := conformance.Vendored()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "bulk-export.ndjson")); err != nil || string(b) != `{"resourceType":"Patient","id":"p0"}`+"\n" || res.Exported != 1 {
+		t.Errorf("bulk export: %d resources, %q, %v", res.Exported, b, err)
 	}
 	if res.Resources != 5 || res.Responses != len(Captures(g.patients)) || res.Definitions != len(defs) ||
 		res.Vendored != len(vendored) || len(vendored) == 0 {

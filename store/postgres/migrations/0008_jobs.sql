@@ -1,7 +1,7 @@
 -- 0008: asynchronous jobs (store.JobStore), e.g. Bulk Data export: kept in
 -- the store so any process answers a job's status and any may finish it.
 -- Times are Unix milliseconds (UTC); NULL is the zero time.
-CREATE TABLE jobs (
+CREATE TABLE IF NOT EXISTS jobs (
     id       text    PRIMARY KEY,
     kind     text    NOT NULL,
     owner    text    NOT NULL,  -- client id that started the job
@@ -16,5 +16,5 @@ CREATE TABLE jobs (
     lease    bigint ,           -- a running job's worker holds it until then
     attempts bigint  NOT NULL
 );
-CREATE INDEX jobs_owner ON jobs (owner, kind, state);
-CREATE INDEX jobs_claim ON jobs (kind, state, created);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, kind, state);
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (kind, state, created);
