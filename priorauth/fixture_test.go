@@ -170,8 +170,7 @@ func (s *scenario) records(t testing.TB) (*Records, *Course) {
 	}
 	// The clinic record has no specialty member yet: the prescriber's NUCC
 	// taxonomy is set on the mapped Practitioner.
-	if !s.noNUCC {
-		p := rs.Practitioners["Practitioner/"+mapping.ResourceID(clinic.KindPractitioner, s.prescriber.ID)]
+	if p := rs.Practitioners["Practitioner/"+mapping.ResourceID(clinic.KindPractitioner, s.prescriber.ID)]; p != nil && !s.noNUCC {
 		sys, code := NUCC, s.nucc
 		p.Qualification = append(p.Qualification, r4.PractitionerQualification{
 			Code: r4.CodeableConcept{Coding: []r4.Coding{{System: &sys, Code: &code}}}})
