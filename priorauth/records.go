@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketabridge/ketabridge/mapping/codes"
 )
 
 // Types are the resource types the evaluation and the PAS request read. A
@@ -156,4 +158,15 @@ func RefsTo(rs *Records) []string {
 		add(p.ManagingOrganization)
 	}
 	return out
+}
+
+// Coding is a system and code.
+type Coding struct{ System, Code string }
+
+// ObservationCodes are the only Observation codes the rules read (the PHQ-9
+// and MADRS totals and the REMS monitoring form): a caller gathering a
+// patient's Observations may ask for these alone (minimum necessary, and a
+// course has hundreds of other Observations).
+var ObservationCodes = []Coding{
+	{codes.LOINC, loincPHQ9Total}, {codes.Scales, madrsTotal}, {codes.Local, codes.REMSMonitoring.Code},
 }
