@@ -205,6 +205,15 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				Definition: everythingDefinition,
 			}}
 		}
+		if typ == "CarePlan" {
+			// The prior-authorization operations (fhir/priorauth.go),
+			// defined in the published guide.
+			for _, op := range []string{OpPACriteria, OpPASBundle} {
+				res.Operation = append(res.Operation, r4.CapabilityStatementRestResourceOperation{
+					Name: op, Definition: OperationBase + op,
+				})
+			}
+		}
 		resources = append(resources, res)
 	}
 	cs := r4.CapabilityStatement{

@@ -296,3 +296,29 @@ func TestPACriteriaLatency(t *testing.T) {
 		t.Errorf("p99 %v", p99)
 	}
 }
+
+// TestPAOperationsDefined: every prior-authorization operation the
+// CapabilityStatement names has its OperationDefinition in the published
+// guide, at the canonical the CapabilityStatement gives.
+func TestPAOperationsDefined(t *testing.T) {
+	defs, err := conformance.Definitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(t, nil)
+	w := env.do(http.MethodGet, "/fhir/metadata", "")
+	for _, op := range []string{OpPACriteria, OpPASBundle} {
+		if !strings.Contains(w.Body.String(), `"definition":"`+OperationBase+op+`"`) {
+			t.Errorf("the CapabilityStatement does not name %s", op)
+		}
+		found := false
+		for _, d := range defs {
+			if d.Type == "OperationDefinition" && d.ID == op && strings.Contains(string(d.Body), `"url":"`+OperationBase+op+`"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no OperationDefinition %s%s in the guide", OperationBase, op)
+		}
+	}
+}
