@@ -237,3 +237,13 @@ func (s *scenario) intake(offset, phq int) *clinic.Session {
 		ScheduledStart: at(offset, "09:00"), ActualStart: at(offset, "09:00"), ActualEnd: at(offset, "09:30"),
 		Assessments: []clinic.Assessment{{Instrument: clinic.InstrumentPHQ9, Time: at(offset, "09:05"), Total: ip(phq), Timing: "baseline"}}}
 }
+
+// BenchmarkEvaluate is the evaluation alone (records already decoded) of
+// the hand-built esketamine course under the Blue Heron policy.
+func BenchmarkEvaluate(b *testing.B) {
+	rs, c := esketamineScenario().records(b)
+	p := policy(b, "esketamine-blue-heron")
+	for b.Loop() {
+		_ = Evaluate(p, rs, c, false)
+	}
+}
