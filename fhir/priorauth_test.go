@@ -251,9 +251,6 @@ func TestPASBundleHTTP(t *testing.T) {
 func checkPAS(t *testing.T, body []byte) {
 	t.Helper()
 	for _, is := range conformance.Validate(body) {
-		if is.Code == "not-supported" && strings.Contains(is.Message, "davinci-pas") {
-			continue
-		}
 		t.Errorf("conformance: %s [%s] %s", is.Path, is.Code, is.Message)
 	}
 }

@@ -198,9 +198,6 @@ func TestBuildRequestMissing(t *testing.T) {
 func checkValid(t *testing.T, b []byte) {
 	t.Helper()
 	for _, is := range conformance.Validate(b) {
-		if is.Code == "not-supported" && strings.Contains(is.Message, "davinci-pas") {
-			continue
-		}
 		t.Errorf("%s [%s] %s", is.Path, is.Code, is.Message)
 	}
 }
