@@ -53,6 +53,12 @@ func init() {
 			requireEach(c, r, p, "item", "sequence", "category", "productOrService")
 			requireEach(c, r, p, "supportingInfo", "sequence", "category")
 		}},
+		pasBase + "profile-claimresponse": {"ClaimResponse", func(c *checker, r map[string]any, p string) {
+			requireAll(c, r, p, "status", "type", "use", "patient", "created", "insurer", "outcome")
+			fixedCode(c, r, p, "status", "active")
+			fixedCode(c, r, p, "use", "preauthorization")
+			requireEach(c, r, p, "item", "itemSequence", "adjudication")
+		}},
 		pasBase + "profile-beneficiary": {"Patient", func(c *checker, r map[string]any, p string) {
 			requireAll(c, r, p, "identifier", "name", "gender")
 		}},
