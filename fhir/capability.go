@@ -208,7 +208,7 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 		if typ == "CarePlan" {
 			// The prior-authorization operations (fhir/priorauth.go),
 			// defined in the published guide.
-			for _, op := range []string{OpPACriteria, OpPASBundle} {
+			for _, op := range []string{OpPACriteria, OpPASBundle, OpPAStatus} {
 				res.Operation = append(res.Operation, r4.CapabilityStatementRestResourceOperation{
 					Name: op, Definition: OperationBase + op,
 				})

@@ -32,6 +32,7 @@ import (
 const (
 	OpPACriteria = "pa-criteria"
 	OpPASBundle  = "pas-bundle"
+	OpPAStatus   = "pa-status"
 	// OperationBase is the canonical base of the gateway's own
 	// OperationDefinitions (mapping.Definitions publishes them).
 	OperationBase = "http://ketabridge.org/fhir/OperationDefinition/"
@@ -71,6 +72,37 @@ func (s *Server) pasBundle(c echo.Context) error {
 			WithDetails("the course lacks data a PAS request needs").
 			WithDiagnostics("Record: " + strings.Join(missing.Missing, "; ") + ".")
 	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, body)
+}
+
+// paStatus serves GET CarePlan/{id}/$pa-status: where the course's
+// authorization stands (the latest payer answer, sessions used against
+// approved units, days left, whether renewal is due, and the result of the
+// policy's renewal criteria).
+func (s *Server) paStatus(c echo.Context) error {
+	in, err := s.paInput(c)
+	if err != nil {
+		return err
+	}
+	st, err := priorauth.AuthorizationStatus(in.records, in.course, s.clock.Now())
+	if errors.Is(err, priorauth.ErrNoAnswer) {
+		if in.records.Hidden["ClaimResponse"] {
+			return auth.InsufficientScope("the payer's answers are outside the caller's access")
+		}
+		return ErrNotFound.WithDetails("no payer answer is recorded for the course")
+	}
+	if err != nil {
+		return err
+	}
+	var renewal *priorauth.Evaluation
+	if len(in.policy.Renewal) > 0 {
+		in.renewal = true
+		renewal = in.evaluate()
+	}
+	body, err := priorauth.StatusParameters(st, renewal)
 	if err != nil {
 		return err
 	}

@@ -305,7 +305,7 @@ func TestPAOperationsDefined(t *testing.T) {
 	}
 	env := newEnv(t, nil)
 	w := env.do(http.MethodGet, "/fhir/metadata", "")
-	for _, op := range []string{OpPACriteria, OpPASBundle} {
+	for _, op := range []string{OpPACriteria, OpPASBundle, OpPAStatus} {
 		if !strings.Contains(w.Body.String(), `"definition":"`+OperationBase+op+`"`) {
 			t.Errorf("the CapabilityStatement does not name %s", op)
 		}
@@ -318,5 +318,69 @@ func TestPAOperationsDefined(t *testing.T) {
 		if !found {
 			t.Errorf("no OperationDefinition %s%s in the guide", OperationBase, op)
 		}
+	}
+}
+
+// TestPAStatusHTTP: $pa-status answers the synthetic courses with a payer
+// answer (approved, partial, denied, pended in turn) with the numbers of
+// the answer, and 404 for a course without one; a token without
+// ClaimResponse read is refused rather than told there is none.
+func TestPAStatusHTTP(t *testing.T) {
+	env, st := paEnv(t, testCallers{
+		"ehr":   caller("system/*.rs", ""),
+		"no-cr": caller("system/CarePlan.rs system/MedicationRequest.rs system/Medication.rs system/Coverage.rs system/Organization.rs", ""),
+	})
+	outcomes := map[string]int{}
+	for _, p := range carePlans(t, st) {
+		w := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pa-status", "")
+		m := parseFHIR(t, w.Body.Bytes())
+		switch w.Code {
+		case http.StatusOK:
+			ints := map[string]int{}
+			var outcome string
+			for _, q := range m["parameter"].([]any) {
+				q := q.(map[string]any)
+				if v, ok := q["valueInteger"].(float64); ok {
+					ints[q["name"].(string)] = int(v)
+				}
+				if q["name"] == "outcome" {
+					outcome = q["valueCode"].(string)
+				}
+			}
+			outcomes[outcome]++
+			if ints["remaining"] != max(ints["approved"]-ints["used"], 0) || ints["requested"] == 0 {
+				t.Errorf("%s: %v", p.ID, ints)
+			}
+			switch outcome {
+			case "approved":
+				if ints["approved"] != 16 {
+					t.Errorf("%s approved %d, want 16", p.ID, ints["approved"])
+				}
+			case "partial":
+				if ints["approved"] != 8 {
+					t.Errorf("%s approved %d, want 8", p.ID, ints["approved"])
+				}
+			case "denied", "pended":
+				if ints["approved"] != 0 || ints["used"] != 0 {
+					t.Errorf("%s %s: %v", p.ID, outcome, ints)
+				}
+			}
+		case http.StatusNotFound:
+			outcomes["none"]++
+			if m["resourceType"] != "OperationOutcome" {
+				t.Errorf("%s: %s", p.ID, w.Body)
+			}
+		default:
+			t.Errorf("%s: %d %s", p.ID, w.Code, w.Body)
+		}
+	}
+	t.Logf("answers: %v", outcomes)
+	for _, o := range []string{"approved", "partial", "denied", "pended", "none"} {
+		if outcomes[o] == 0 {
+			t.Errorf("no course with outcome %s among %v", o, outcomes)
+		}
+	}
+	if w := env.doAs("no-cr", http.MethodGet, "/fhir/CarePlan/"+carePlans(t, st)[0].ID+"/$pa-status", ""); w.Code != http.StatusForbidden {
+		t.Errorf("without ClaimResponse read: %d %s", w.Code, w.Body)
 	}
 }

@@ -211,6 +211,7 @@ func (s *Server) Register(e *echo.Echo) {
 		add(http.MethodGet, "/CarePlan/:id/"+op+OpPACriteria, auth.InteractionRead, s.paCriteria)
 		add(http.MethodGet, "/CarePlan/:id/"+op+OpPASBundle, auth.InteractionRead, s.pasBundle)
 		add(http.MethodPost, "/CarePlan/:id/"+op+OpPASBundle, auth.InteractionRead, s.pasBundle)
+		add(http.MethodGet, "/CarePlan/:id/"+op+OpPAStatus, auth.InteractionRead, s.paStatus)
 	}
 
 	// Write interactions (http.html#create, #update, #patch, #delete,

@@ -70,5 +70,21 @@ func priorAuthOperations() []any {
 			payer,
 			param("return", out, 1, "1", "Bundle", "The PAS request Bundle (profile-pas-request-bundle)."),
 		),
+		def("pa-status", "Prior-authorization status of a course",
+			"Where the course's authorization stands, from the latest payer answer recorded for it (a ClaimResponse "+
+				"whose item names the course's MedicationRequest): the outcome, the sessions requested, approved, used "+
+				"in the approved period and remaining, the days left, whether renewal is due (14 days or a quarter of "+
+				"the sessions left), and the result of the policy's renewal criteria. 404 when no answer is recorded.",
+			payer,
+			param("outcome", out, 1, "1", "code", "approved | partial | denied | pended."),
+			param("requested", out, 1, "1", "integer", "Sessions in the course's dose plan."),
+			param("approved", out, 1, "1", "integer", "Sessions the payer approved."),
+			param("used", out, 1, "1", "integer", "Sessions with a completed dose in the approved period."),
+			param("remaining", out, 1, "1", "integer", "approved - used, not below 0."),
+			param("daysLeft", out, 1, "1", "integer", "Days to the end of the approved period."),
+			param("renewalDue", out, 1, "1", "boolean", "Whether to request reauthorization now."),
+			param("claimResponse", out, 1, "1", "Reference", "The payer answer the status comes from."),
+			param("renewalCriteria", out, 0, "1", "code", "met | not-met | unknown: the policy's renewal criteria."),
+		),
 	}
 }

@@ -17,7 +17,7 @@ import (
 var Types = []string{
 	"Patient", "CarePlan", "MedicationRequest", "Medication", "Condition", "MedicationStatement",
 	"Observation", "MedicationAdministration", "Encounter", "Location", "Practitioner",
-	"Organization", "Coverage",
+	"Organization", "Coverage", "ClaimResponse",
 }
 
 // Records are one patient's resources, decoded, keyed by "Type/id".
@@ -35,6 +35,7 @@ type Records struct {
 	Practitioners     map[string]*r4.Practitioner
 	Organizations     map[string]*r4.Organization
 	Coverages         map[string]*r4.Coverage
+	ClaimResponses    map[string]*r4.ClaimResponse
 	// Hidden are the types the requester may not see: what depends on them
 	// is unknown (minimum necessary; docs/design/security.md PA-1).
 	Hidden map[string]bool
@@ -49,7 +50,7 @@ func NewRecords() *Records {
 		Observations: map[string]*r4.Observation{}, MedAdministration: map[string]*r4.MedicationAdministration{},
 		Encounters: map[string]*r4.Encounter{}, Locations: map[string]*r4.Location{},
 		Practitioners: map[string]*r4.Practitioner{}, Organizations: map[string]*r4.Organization{},
-		Coverages: map[string]*r4.Coverage{}, Hidden: map[string]bool{},
+		Coverages: map[string]*r4.Coverage{}, ClaimResponses: map[string]*r4.ClaimResponse{}, Hidden: map[string]bool{},
 	}
 }
 
@@ -95,6 +96,8 @@ func (rs *Records) Add(body []byte) error {
 		err = put(rs.Organizations, key, body)
 	case "Coverage":
 		err = put(rs.Coverages, key, body)
+	case "ClaimResponse":
+		err = put(rs.ClaimResponses, key, body)
 	}
 	if err != nil {
 		return fmt.Errorf("priorauth: %s: %w", key, err)

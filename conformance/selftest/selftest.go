@@ -269,7 +269,8 @@ func Captures(patients []string) []Capture {
 // records for up to maxPA courses: $pa-criteria (a Parameters, or a 422
 // OperationOutcome for a course no policy covers) and $pas-bundle (the Da
 // Vinci PAS request Bundle, whose PAS profiles fhir-validate applies, or a
-// 422 OperationOutcome naming the data a course lacks).
+// 422 OperationOutcome naming the data a course lacks) and $pa-status (or a
+// 404 OperationOutcome for a course without a payer answer).
 func PriorAuthCaptures(carePlans []string) []Capture {
 	const maxPA = 12
 	var cs []Capture
@@ -280,7 +281,8 @@ func PriorAuthCaptures(carePlans []string) []Capture {
 		p := "/fhir/CarePlan/" + url.PathEscape(id)
 		cs = append(cs,
 			Capture{Name: fmt.Sprintf("pa-criteria-%d", i), Path: p + "/$pa-criteria", Status: 200, OrStatus: 422},
-			Capture{Name: fmt.Sprintf("pas-bundle-%d", i), Path: p + "/$pas-bundle", Status: 200, OrStatus: 422})
+			Capture{Name: fmt.Sprintf("pas-bundle-%d", i), Path: p + "/$pas-bundle", Status: 200, OrStatus: 422},
+			Capture{Name: fmt.Sprintf("pa-status-%d", i), Path: p + "/$pa-status", Status: 200, OrStatus: 404})
 	}
 	return cs
 }
