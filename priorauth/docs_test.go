@@ -30,7 +30,22 @@ func TestDocExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkValid(t, bundle)
-	for name, body := range map[string][]byte{"pa-criteria.json": params, "pas-request-bundle.json": bundle} {
+	// The status a week into the course, after the payer approved 16
+	// sessions (the example answer of docs/clinic-records.md, on the
+	// fixture's dates).
+	s := esketamineScenario()
+	s.extra = append(s.extra, s.answer("par-1001-1", "approved", at(-3, "14:20"), 16))
+	rs, c = s.records(t)
+	st, err := AuthorizationStatus(rs, c, courseStart.AddDate(0, 0, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := StatusParameters(st, Evaluate(policy(t, "esketamine-blue-heron"), rs, c, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkValid(t, status)
+	for name, body := range map[string][]byte{"pa-criteria.json": params, "pas-request-bundle.json": bundle, "pa-status.json": status} {
 		var out bytes.Buffer
 		if err := json.Indent(&out, body, "", "  "); err != nil {
 			t.Fatal(err)
