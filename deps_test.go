@@ -73,7 +73,7 @@ var rooms = []room{
 	{pkg: "bench", internal: []string{"..."}, except: []string{"cmd/..."}, outside: []string{"vegeta"}},
 	{pkg: "server", internal: []string{"..."}, except: []string{"cmd/...", "bench"}, outside: []string{"echo"}},
 	{pkg: "ops", internal: []string{"auth"}, outside: []string{"echo", "prometheus"}},
-	{pkg: "fhir", internal: []string{"auth", "store", "fhir/...", "conformance/..."}, outside: []string{"echo", "r4", "uuid"}},
+	{pkg: "fhir", internal: []string{"auth", "store", "fhir/...", "conformance/...", "priorauth"}, outside: []string{"echo", "r4", "uuid"}},
 	{pkg: "fhir/search", internal: []string{"store"}, outside: []string{"r4"}},
 	// The client side of Bulk Data export: plain HTTP, nothing of the server.
 	{pkg: "fhir/bulkclient"},
@@ -86,6 +86,7 @@ var rooms = []room{
 	{pkg: "mapping/codes", never: pure},
 	{pkg: "mapping/synth", internal: []string{"mapping/clinic"}, never: pure},
 	{pkg: "mapping/ingest", internal: []string{"mapping/...", "store"}, never: pure},
+	{pkg: "priorauth", internal: []string{"mapping/codes", "conformance/fhirjson"}, outside: []string{"r4"}, never: pure},
 	{pkg: "conformance", internal: []string{"conformance/fhirjson"}, outside: []string{"r4"}, never: pure},
 	{pkg: "conformance/fhirjson", never: pure},
 	{pkg: "conformance/selftest", internal: []string{"conformance", "fhir/search", "fhir/bulkclient"}},

@@ -50,7 +50,7 @@ func TestDefinitions(t *testing.T) {
 		}
 		others = append(others, d.Type+"/"+d.ID)
 	}
-	for _, typ := range []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"} {
+	for _, typ := range []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "OperationDefinition"} {
 		if types[typ] == 0 {
 			t.Errorf("no %s in the guide", typ)
 		}

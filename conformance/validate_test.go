@@ -356,8 +356,8 @@ func TestProfileRules(t *testing.T) {
 		})
 	}
 	t.Run("every supported profile has a rule for its resource type", func(t *testing.T) {
-		if n := len(SupportedProfiles()); n != 20 {
-			t.Fatalf("SupportedProfiles() has %d entries, want 20", n)
+		if n := len(SupportedProfiles()); n != 30 { // 20 US Core and R4, 10 Da Vinci PAS (pas.go)
+			t.Fatalf("SupportedProfiles() has %d entries, want 30", n)
 		}
 		for _, url := range SupportedProfiles() {
 			if _, ok := resourceTypes[profileRules[url].resourceType]; !ok {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -183,6 +184,9 @@ func (s *Server) routeAccess(c echo.Context, i auth.Interaction) (access, bool) 
 	typ, id := c.Param("type"), c.Param("id")
 	if typ == "" && i == auth.InteractionEverything {
 		typ = "Patient" // the $everything route has Patient in its path
+	}
+	if typ == "" && strings.HasPrefix(c.Path(), "/fhir/CarePlan/:id/") {
+		typ = "CarePlan" // the prior-authorization operations (fhir/priorauth.go)
 	}
 	if i == "" || !s.types[typ] || (id != "" && !validID(id)) {
 		return access{}, false

@@ -233,6 +233,15 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				Definition: ptr("http://hl7.org/fhir/SearchParameter/Resource-id")}}
 			res.Operation = []r4.CapabilityStatementRestResourceOperation{{Name: "export", Definition: bulkGroupExportDefinition}}
 		}
+		if typ == "CarePlan" {
+			// The prior-authorization operations (fhir/priorauth.go),
+			// defined in the published guide.
+			for _, op := range []string{OpPACriteria, OpPASBundle, OpPAStatus} {
+				res.Operation = append(res.Operation, r4.CapabilityStatementRestResourceOperation{
+					Name: op, Definition: OperationBase + op,
+				})
+			}
+		}
 		resources = append(resources, res)
 	}
 	cs := r4.CapabilityStatement{

@@ -22,7 +22,7 @@ import (
 
 // guideTypes are the resource types of the published implementation guide,
 // as the wiring passes them to ingest.Service.StoreDefinitions.
-var guideTypes = []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"}
+var guideTypes = []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "OperationDefinition"}
 
 // TestServeImplementationGuide stores the whole published guide the way the
 // gateway does (ingest.Service.StoreDefinitions with guideTypes, the real

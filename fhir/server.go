@@ -235,6 +235,14 @@ func (s *Server) Register(e *echo.Echo) {
 	add(http.MethodGet, "/:type/:id/_history/:vid", auth.InteractionVRead, s.vread)
 	add(http.MethodGet, "/Patient/:id/$everything", auth.InteractionEverything, s.everything)
 	add(http.MethodGet, "/Patient/:id/%24everything", auth.InteractionEverything, s.everything) // echo routes on the raw path when it is escaped
+	// Prior authorization on a course (fhir/priorauth.go): read on the
+	// CarePlan, the evidence under the caller's search decisions.
+	for _, op := range []string{"$", "%24"} {
+		add(http.MethodGet, "/CarePlan/:id/"+op+OpPACriteria, auth.InteractionRead, s.paCriteria)
+		add(http.MethodGet, "/CarePlan/:id/"+op+OpPASBundle, auth.InteractionRead, s.pasBundle)
+		add(http.MethodPost, "/CarePlan/:id/"+op+OpPASBundle, auth.InteractionRead, s.pasBundle)
+		add(http.MethodGet, "/CarePlan/:id/"+op+OpPAStatus, auth.InteractionRead, s.paStatus)
+	}
 
 	if s.export != nil {
 		s.registerExport(g, add)

@@ -124,6 +124,8 @@ func extensionURLs(v any, into map[string]bool) {
 var standardExtensions = []string{
 	codes.ExtOrdinalValue, codes.ExtReasonCancelled, codes.ExtUSCoreRace, codes.ExtUSCoreEthnicity,
 	codes.ExtUSCoreBirthSex, codes.DataAbsentReasonExt,
+	// Da Vinci PAS 2.0.1, on the ClaimResponse of a prior_auth_response.
+	pasRequestedService, pasReviewAction, pasReviewActionCode,
 }
 
 // TestExtensionsHaveDefinitions checks that every extension the mapper emits
@@ -183,7 +185,7 @@ func TestCanonicalsUnderProjectBase(t *testing.T) {
 	known := []string{"http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm",
 		"http://hl7.org/fhir/", "http://terminology.hl7.org/CodeSystem/", "http://unitsofmeasure.org",
 		"http://www.ama-assn.org/go/cpt", "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
-		"http://www.whocc.no/atc", codes.CanonicalBase + "/", testSIDBase + "/"}
+		"http://www.whocc.no/atc", x12ReviewActionCodes, codes.CanonicalBase + "/", testSIDBase + "/"}
 	for _, o := range corpus(t, testMapper()) {
 		for _, m := range systemRE.FindAllSubmatch(o.Body, -1) {
 			u := string(m[1])

@@ -80,11 +80,11 @@ func Definitions() ([]Output, error) {
 func searchParameters() []any { return nil }
 
 // operationDefinitions are the OperationDefinitions of the operations the
-// gateway adds. None yet: $everything is the standard Patient operation
-// (http://hl7.org/fhir/OperationDefinition/Patient-everything) and needs no
-// definition of the project's. An operation of its own goes here, with its
-// canonical under codes.CanonicalBase + "/OperationDefinition/".
-func operationDefinitions() []any { return nil }
+// gateway adds ($everything is the standard Patient operation,
+// http://hl7.org/fhir/OperationDefinition/Patient-everything, and needs no
+// definition of the project's): the prior-authorization operations, with
+// canonicals under OperationBase.
+func operationDefinitions() []any { return priorAuthOperations() }
 
 // typeAndID returns the resource type and id of a definition resource.
 func typeAndID(r any) (string, string) {
@@ -97,6 +97,8 @@ func typeAndID(r any) (string, string) {
 		return "StructureDefinition", *v.Id
 	case *r4.ImplementationGuide:
 		return "ImplementationGuide", *v.Id
+	case *r4.OperationDefinition:
+		return "OperationDefinition", *v.Id
 	}
 	panic("mapping: unknown definition type") // static input: a bug, caught by tests
 }
@@ -294,6 +296,8 @@ func implementationGuide(defs []any) *r4.ImplementationGuide {
 		case *r4.ValueSet:
 			name, desc = v.Title, v.Description
 		case *r4.StructureDefinition:
+			name, desc = v.Title, v.Description
+		case *r4.OperationDefinition:
 			name, desc = v.Title, v.Description
 		}
 		entries[i] = r4.ImplementationGuideDefinitionResource{

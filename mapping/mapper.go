@@ -255,6 +255,8 @@ func (m *Mapper) MapWith(rec clinic.Record, recorded time.Time, related clinic.R
 		e.consent(r)
 	case *clinic.AntidepressantTrial:
 		e.trial(r)
+	case *clinic.PriorAuthResponse:
+		e.priorAuthResponse(r)
 	default:
 		if p := asPointer(rec); p != rec {
 			return m.MapWith(p, recorded, related)
@@ -302,6 +304,8 @@ func asPointer(r clinic.Record) clinic.Record {
 	case clinic.Consent:
 		return &v
 	case clinic.AntidepressantTrial:
+		return &v
+	case clinic.PriorAuthResponse:
 		return &v
 	}
 	return r

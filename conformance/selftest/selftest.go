@@ -68,10 +68,11 @@ func Export(ctx context.Context, o Options) (Result, error) {
 	if err := os.MkdirAll(filepath.Join(o.Out, "ig", "vendor"), 0o755); err != nil {
 		return res, err
 	}
-	n, patients, err := o.exportResources(ctx, filepath.Join(o.Out, "resources.ndjson"))
+	n, ids, err := o.exportResources(ctx, filepath.Join(o.Out, "resources.ndjson"))
 	if err != nil {
 		return res, err
 	}
+	patients := ids["Patient"]
 	res.Resources = n
 	if len(patients) == 0 {
 		return res, fmt.Errorf("selftest: the gateway serves no Patient")
@@ -79,12 +80,12 @@ func Export(ctx context.Context, o Options) (Result, error) {
 	if res.Exported, err = o.bulkExport(ctx, filepath.Join(o.Out, "bulk-export.ndjson")); err != nil {
 		return res, err
 	}
-	for _, c := range Captures(patients) {
+	for _, c := range append(Captures(patients), PriorAuthCaptures(ids["CarePlan"])...) {
 		body, status, err := o.get(ctx, o.Base+c.Path, c.Header...)
 		if err != nil {
 			return res, fmt.Errorf("selftest: GET %s: %w", c.Name, err)
 		}
-		if status != c.Status {
+		if status != c.Status && status != c.OrStatus {
 			return res, fmt.Errorf("selftest: GET %s: status %d, want %d", c.Name, status, c.Status)
 		}
 		if err := os.WriteFile(filepath.Join(o.Out, "api-"+c.Name+".json"), body, 0o644); err != nil {
@@ -137,8 +138,8 @@ type page struct {
 
 // exportResources searches every type, following the next links, and
 // writes each match as one NDJSON line; it returns the count and the
-// Patient ids in the order served.
-func (o Options) exportResources(ctx context.Context, path string) (int, []string, error) {
+// Patient and CarePlan ids in the order served.
+func (o Options) exportResources(ctx context.Context, path string) (int, map[string][]string, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, nil, err
@@ -146,7 +147,7 @@ func (o Options) exportResources(ctx context.Context, path string) (int, []strin
 	defer f.Close()
 	w := bufio.NewWriter(f)
 	n := 0
-	var patients []string
+	ids := map[string][]string{}
 	for _, typ := range search.Types() {
 		next := fmt.Sprintf("%s/fhir/%s?_count=%d", o.Base, typ, search.MaxCount)
 		for next != "" {
@@ -164,14 +165,14 @@ func (o Options) exportResources(ctx context.Context, path string) (int, []strin
 				if e.Search.Mode != "match" {
 					continue
 				}
-				if typ == "Patient" {
+				if typ == "Patient" || typ == "CarePlan" {
 					var head struct {
 						ID string `json:"id"`
 					}
 					if err := json.Unmarshal(e.Resource, &head); err != nil {
 						return n, nil, err
 					}
-					patients = append(patients, head.ID)
+					ids[typ] = append(ids[typ], head.ID)
 				}
 				var line bytes.Buffer
 				if err := json.Compact(&line, e.Resource); err != nil {
@@ -188,7 +189,7 @@ func (o Options) exportResources(ctx context.Context, path string) (int, []strin
 	if err := w.Flush(); err != nil {
 		return n, nil, err
 	}
-	return n, patients, f.Close()
+	return n, ids, f.Close()
 }
 
 // getJSON fetches u (200 expected) and decodes it into v.
@@ -235,8 +236,9 @@ type Capture struct {
 	Name, Path string
 	// Header holds name, value pairs (an empty value removes the header).
 	Header []string
-	// Status is the status the gateway must answer.
-	Status int
+	// Status is the status the gateway must answer; OrStatus, when not 0,
+	// is another status accepted.
+	Status, OrStatus int
 }
 
 // Captures lists the API requests whose responses the export records: a
@@ -376,4 +378,26 @@ func (o Options) bulkExport(ctx context.Context, path string) (int, error) {
 		return 0, fmt.Errorf("selftest: the bulk export holds nothing")
 	}
 	return n, c.Delete(ctx, status)
+}
+
+// PriorAuthCaptures lists the prior-authorization answers the export
+// records for up to maxPA courses: $pa-criteria (a Parameters, or a 422
+// OperationOutcome for a course no policy covers) and $pas-bundle (the Da
+// Vinci PAS request Bundle, whose PAS profiles fhir-validate applies, or a
+// 422 OperationOutcome naming the data a course lacks) and $pa-status (or a
+// 404 OperationOutcome for a course without a payer answer).
+func PriorAuthCaptures(carePlans []string) []Capture {
+	const maxPA = 12
+	var cs []Capture
+	for i, id := range carePlans {
+		if i == maxPA {
+			break
+		}
+		p := "/fhir/CarePlan/" + url.PathEscape(id)
+		cs = append(cs,
+			Capture{Name: fmt.Sprintf("pa-criteria-%d", i), Path: p + "/$pa-criteria", Status: 200, OrStatus: 422},
+			Capture{Name: fmt.Sprintf("pas-bundle-%d", i), Path: p + "/$pas-bundle", Status: 200, OrStatus: 422},
+			Capture{Name: fmt.Sprintf("pa-status-%d", i), Path: p + "/$pa-status", Status: 200, OrStatus: 404})
+	}
+	return cs
 }

@@ -25,6 +25,7 @@ var structs = map[string]reflect.Type{
 	"MedicationAdministration": reflect.TypeFor[r4.MedicationAdministration](),
 	"MedicationRequest":        reflect.TypeFor[r4.MedicationRequest](),
 	"MedicationStatement":      reflect.TypeFor[r4.MedicationStatement](),
+	"ClaimResponse":            reflect.TypeFor[r4.ClaimResponse](),
 	"Observation":              reflect.TypeFor[r4.Observation](),
 	"OperationDefinition":      reflect.TypeFor[r4.OperationDefinition](),
 	"Organization":             reflect.TypeFor[r4.Organization](),

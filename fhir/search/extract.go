@@ -121,6 +121,10 @@ func extractTyped(resource any) ([]store.IndexRow, error) {
 		return run("MedicationRequest", r == nil, func(e *emitter) { extractMedicationRequest(e, r) })
 	case r4.MedicationRequest:
 		return Extract(&r)
+	case *r4.ClaimResponse:
+		return run("ClaimResponse", r == nil, func(e *emitter) { extractClaimResponse(e, r) })
+	case r4.ClaimResponse:
+		return Extract(&r)
 	case *r4.MedicationStatement:
 		return run("MedicationStatement", r == nil, func(e *emitter) { extractMedicationStatement(e, r) })
 	case r4.MedicationStatement:
@@ -209,6 +213,8 @@ func ExtractJSON(resourceType string, body []byte) ([]store.IndexRow, error) {
 		v, err = decode(r4.UnmarshalMedicationRequest, body)
 	case "MedicationStatement":
 		v, err = decode(r4.UnmarshalMedicationStatement, body)
+	case "ClaimResponse":
+		v, err = decode(r4.UnmarshalClaimResponse, body)
 	case "CarePlan":
 		v, err = decode(r4.UnmarshalCarePlan, body)
 	case "PlanDefinition":
@@ -685,6 +691,16 @@ func extractCoverage(e *emitter, r *r4.Coverage) {
 	e.identifiers("identifier", r.Identifier)
 	e.reference("subscriber", r.Subscriber)
 	e.concept("type", r.Type)
+}
+
+func extractClaimResponse(e *emitter, r *r4.ClaimResponse) {
+	e.patient("patient", &r.Patient)
+	e.identifiers("identifier", r.Identifier)
+	e.code("status", sysFMStatus, r.Status.Code())
+	e.code("outcome", "http://hl7.org/fhir/remittance-outcome", r.Outcome.Code())
+	e.code("use", "http://hl7.org/fhir/claim-use", r.Use.Code())
+	e.dateTime("created", "ClaimResponse.created", &r.Created)
+	e.reference("insurer", &r.Insurer)
 }
 
 func extractConsent(e *emitter, r *r4.Consent) {

@@ -329,6 +329,30 @@ func extractCases() []extractCase {
 			},
 		},
 		{
+			name: "ClaimResponse", typ: "ClaimResponse",
+			res: &r4.ClaimResponse{
+				Identifier: []r4.Identifier{{System: ptr("https://clinic.example/sid/par"), Value: ptr("par-1")}},
+				Status:     r4.FinancialResourceStatusCodesActive,
+				Use:        r4.UsePreauthorization,
+				Patient:    *ref4("Patient/p1"),
+				Created:    "2025-01-03T14:20:00Z",
+				Insurer:    *ref4("Organization/payer"),
+				Outcome:    r4.ClaimProcessingCodesPartial,
+			},
+			want: func(t *testing.T) []store.IndexRow {
+				c := ms(t, "2025-01-03T14:20:00Z")
+				return []store.IndexRow{
+					refRow("patient", "Patient/p1"),
+					tokRow("identifier", "https://clinic.example/sid/par", "par-1"),
+					tokRow("status", sysFMStatus, "active"),
+					tokRow("outcome", "http://hl7.org/fhir/remittance-outcome", "partial"),
+					tokRow("use", "http://hl7.org/fhir/claim-use", "preauthorization"),
+					dateRow("created", c, c+999),
+					refRow("insurer", "Organization/payer"),
+				}
+			},
+		},
+		{
 			name: "CarePlan", typ: "CarePlan",
 			res: &r4.CarePlan{
 				InstantiatesCanonical: []string{"https://clinic.example/fhir/PlanDefinition/ketamine-iv|1.0"},

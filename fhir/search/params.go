@@ -106,7 +106,7 @@ var (
 // searchable lists the resource types the gateway stores, in sorted order;
 // Provenance.target may point at any of them.
 var searchable = []string{
-	"AdverseEvent", "CarePlan", "CodeSystem", "Condition", "Consent", "Coverage",
+	"AdverseEvent", "CarePlan", "ClaimResponse", "CodeSystem", "Condition", "Consent", "Coverage",
 	"Encounter", "ImplementationGuide", "Location", "Medication", "MedicationAdministration",
 	"MedicationRequest", "MedicationStatement", "Observation", "OperationDefinition", "Organization",
 	"Patient", "PlanDefinition", "Practitioner", "Provenance", "SearchParameter",
@@ -286,6 +286,16 @@ var declared = map[string][]Param{
 			"Group", "Patient", "Practitioner", "RelatedPerson"),
 		ref("substance", "AdverseEvent.suspectEntity.instance", "AdverseEvent-substance", "A suspected cause",
 			"Device", "Immunization", "Medication", "MedicationAdministration", "MedicationStatement", "Procedure", "Substance"),
+	},
+	"ClaimResponse": {
+		ref("patient", "ClaimResponse.patient", "ClaimResponse-patient", "The patient the answer is about", "Patient"),
+		tok("identifier", "ClaimResponse.identifier", "ClaimResponse-identifier", "A response identifier (system|value)"),
+		tok("status", "ClaimResponse.status", "ClaimResponse-status", "The status (http://hl7.org/fhir/fm-status)"),
+		tok("outcome", "ClaimResponse.outcome", "ClaimResponse-outcome",
+			"The processing outcome (http://hl7.org/fhir/remittance-outcome)"),
+		tok("use", "ClaimResponse.use", "ClaimResponse-use", "claim | preauthorization | predetermination"),
+		date("created", "ClaimResponse.created", "ClaimResponse-created", "When the payer answered"),
+		ref("insurer", "ClaimResponse.insurer", "ClaimResponse-insurer", "The payer that answered", "Organization"),
 	},
 	"Coverage": {
 		ref("patient", "Coverage.beneficiary", "Coverage-patient", "The covered patient (beneficiary)", "Patient"),

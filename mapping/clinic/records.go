@@ -24,6 +24,7 @@ const (
 	KindCoverage            Kind = "coverage"
 	KindConsent             Kind = "consent"
 	KindAntidepressantTrial Kind = "antidepressant_trial"
+	KindPriorAuthResponse   Kind = "prior_auth_response"
 )
 
 // Kinds lists every kind in dependency order: a kind only references kinds
@@ -31,6 +32,7 @@ const (
 var Kinds = []Kind{
 	KindOrganization, KindPractitioner, KindLocation, KindPatient, KindProtocol,
 	KindDiagnosis, KindCoverage, KindCourse, KindSession, KindConsent, KindAntidepressantTrial,
+	KindPriorAuthResponse,
 }
 
 // Record is implemented by every record kind.
@@ -434,4 +436,28 @@ type AntidepressantTrial struct {
 	// DiagnosisID is the diagnosis the trial treated (kind diagnosis), when
 	// the clinic records it.
 	DiagnosisID string `json:"diagnosisId,omitempty"`
+}
+
+// PriorAuthResponse is a payer's answer to a prior-authorization request for
+// a course, as the clinic received it (portal, fax, phone or the payer's
+// ClaimResponse).
+type PriorAuthResponse struct {
+	Header
+	PatientID string `json:"patientId"`
+	CourseID  string `json:"courseId"`
+	// PayerID is the payer (kind organization, type payer) that answered.
+	PayerID string `json:"payerId"`
+	// Outcome is approved, partial (fewer sessions or a shorter period than
+	// requested), denied or pended.
+	Outcome string `json:"outcome"`
+	// Created is when the payer answered.
+	Created string `json:"created"`
+	// PreAuthRef is the payer's authorization number (approved, partial).
+	PreAuthRef string `json:"preAuthRef,omitempty"`
+	// Start and End bound the approval (approved, partial).
+	Start string `json:"start,omitempty"`
+	End   string `json:"end,omitempty"`
+	// RequestedSessions and ApprovedSessions count sessions (units).
+	RequestedSessions *int `json:"requestedSessions,omitempty"`
+	ApprovedSessions  *int `json:"approvedSessions,omitempty"`
 }

@@ -61,6 +61,10 @@ func refs(r Record) []ref {
 	case *AntidepressantTrial:
 		add("patientId", KindPatient, v.PatientID)
 		add("diagnosisId", KindDiagnosis, v.DiagnosisID)
+	case *PriorAuthResponse:
+		add("patientId", KindPatient, v.PatientID)
+		add("courseId", KindCourse, v.CourseID)
+		add("payerId", KindOrganization, v.PayerID)
 	}
 	return out
 }
@@ -122,6 +126,13 @@ func CheckRefs(r Record, res Resolver) []FieldError {
 	case *AntidepressantTrial:
 		if dx, ok := found[Key{KindDiagnosis, v.DiagnosisID}].(*Diagnosis); ok && dx.PatientID != v.PatientID && !failed["patientId"] {
 			e.add("diagnosisId", "must reference a diagnosis of the trial's patient")
+		}
+	case *PriorAuthResponse:
+		if c, ok := found[Key{KindCourse, v.CourseID}].(*Course); ok && c.PatientID != v.PatientID && !failed["patientId"] {
+			e.add("courseId", "must reference a course of the response's patient")
+		}
+		if org, ok := found[Key{KindOrganization, v.PayerID}].(*Organization); ok && org.Type != "payer" {
+			e.add("payerId", "must reference an organization of type payer")
 		}
 	case *Session:
 		course, ok := found[Key{KindCourse, v.CourseID}].(*Course)

@@ -117,6 +117,8 @@ func Validate(r Record) []FieldError {
 		v.validate(&e)
 	case *AntidepressantTrial:
 		v.validate(&e)
+	case *PriorAuthResponse:
+		v.validate(&e)
 	case nil:
 		e.add("", "record is missing")
 	default:
@@ -831,4 +833,37 @@ func (t *AntidepressantTrial) validate(e *errs) {
 	}
 	e.floatRange("improvementPercent", t.ImprovementPercent, -100, 100)
 	e.id("diagnosisId", t.DiagnosisID, false)
+}
+
+// paOutcomes are the outcomes of a prior-authorization response.
+var paOutcomes = []string{"approved", "partial", "denied", "pended"}
+
+func (r *PriorAuthResponse) validate(e *errs) {
+	e.header(r.Header, KindPriorAuthResponse)
+	e.id("patientId", r.PatientID, true)
+	e.id("courseId", r.CourseID, true)
+	e.id("payerId", r.PayerID, true)
+	e.enum("outcome", r.Outcome, true, paOutcomes)
+	e.dateTime("created", r.Created, true)
+	s, sok := e.date("start", r.Start, false)
+	end, eok := e.date("end", r.End, false)
+	e.notBefore("end", s, end, sok, eok, "start")
+	e.intRange("requestedSessions", r.RequestedSessions, 1, 1000)
+	e.intRange("approvedSessions", r.ApprovedSessions, 0, 1000)
+	switch r.Outcome {
+	case "approved", "partial":
+		e.required("preAuthRef", r.PreAuthRef)
+		e.required("start", r.Start)
+		e.required("end", r.End)
+		if r.ApprovedSessions == nil || *r.ApprovedSessions < 1 {
+			e.add("approvedSessions", "is required (at least 1) for an approval")
+		}
+	case "denied", "pended":
+		if r.ApprovedSessions != nil && *r.ApprovedSessions != 0 {
+			e.add("approvedSessions", "must be empty or 0 unless approved")
+		}
+	}
+	if len(r.PreAuthRef) > 64 {
+		e.add("preAuthRef", "must be at most 64 characters")
+	}
 }

@@ -24,7 +24,7 @@ const (
 // DefaultDefinitionTypes are the definition resource types StoreDefinitions
 // stores when called without types: every type of the published guide, all
 // of which fhir/search indexes.
-var DefaultDefinitionTypes = []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"}
+var DefaultDefinitionTypes = []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "OperationDefinition"}
 
 // StoreDefinitions writes the project's definition resources
 // (mapping.Definitions: the implementation guide published in

@@ -418,7 +418,7 @@ func TestStoreDefinitions(t *testing.T) {
 		want  int
 	}{
 		{"default: the whole guide", nil, len(defs)},
-		{"whole guide", []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide"}, len(defs)},
+		{"whole guide", []string{"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "OperationDefinition"}, len(defs)},
 		{"value sets only", []string{"ValueSet"}, count["ValueSet"]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -178,7 +178,44 @@ func (g *patientGen) generate(emit func(clinic.Record) error) error {
 			return err
 		}
 	}
+	if r := g.priorAuth(course); r != nil {
+		return emit(r)
+	}
 	return nil
+}
+
+// paOutcomes are the payer answers the synthetic patients get, in turn
+// (patient n gets paOutcomes[n % 4]): approved, denied, pended, partial.
+var paOutcomes = []string{"approved", "denied", "pended", "partial"}
+
+// priorAuth is the payer's answer to the prior-authorization request of a
+// covered patient's course, three days before the first session. It draws
+// nothing from the random streams, so the other records do not change.
+func (g *patientGen) priorAuth(c *clinic.Course) *clinic.PriorAuthResponse {
+	if !g.covered() || c.CoverageID == "" {
+		return nil
+	}
+	requested := 16
+	r := &clinic.PriorAuthResponse{
+		Header:            clinic.Header{Kind: clinic.KindPriorAuthResponse, ID: "par-" + g.id},
+		PatientID:         g.patientID,
+		CourseID:          c.ID,
+		PayerID:           g.payer.id,
+		Outcome:           paOutcomes[g.n%len(paOutcomes)],
+		Created:           dt(g.start.AddDate(0, 0, -3).Add(14 * time.Hour)),
+		RequestedSessions: &requested,
+	}
+	switch r.Outcome {
+	case "approved", "partial":
+		approved, days := requested, 180
+		if r.Outcome == "partial" {
+			approved, days = 8, 60
+		}
+		r.ApprovedSessions = &approved
+		r.PreAuthRef = fmt.Sprintf("%s-%s", g.payer.payerID, g.id)
+		r.Start, r.End = date(g.start), date(g.start.AddDate(0, 0, days-1))
+	}
+	return r
 }
 
 func (g *patientGen) patient() *clinic.Patient {
