@@ -75,6 +75,7 @@ var rooms = []room{
 	{pkg: "ops", internal: []string{"auth"}, outside: []string{"echo", "prometheus"}},
 	{pkg: "fhir", internal: []string{"auth", "store", "fhir/...", "conformance/..."}, outside: []string{"echo", "r4", "uuid"}},
 	{pkg: "fhir/search", internal: []string{"store"}, outside: []string{"r4"}},
+	{pkg: "fhir/referral", never: pure},
 	{pkg: "fhir/auditlog", internal: []string{"fhir", "store"}, outside: []string{"uuid"}},
 	{pkg: "ingestapi", internal: []string{"auth", "fhir", "mapping/...", "store"}, outside: []string{"echo"}},
 	{pkg: "auth", internal: []string{"store"}, outside: []string{"echo", "jwt", "jose", "x/crypto", "uuid"}},
