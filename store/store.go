@@ -110,6 +110,21 @@ type RecordWrite struct {
 	Hash      string
 	Source    []byte
 	Resources []ResourceWrite
+	// Expect are preconditions on resources' current versions, checked
+	// inside the write's transaction before anything of the record is
+	// written (and before its Hash is compared): when one fails, the
+	// record writes nothing and fails with a *PreconditionError. They make
+	// writes of outside FHIR safe against concurrent writers: an update
+	// with If-Match, a create that must not find its resource
+	// (docs/design/security.md REF-3).
+	Expect []Expectation
+}
+
+// Expectation is one precondition of a RecordWrite: the current version of
+// Key is Version, where 0 means the resource does not exist or is deleted.
+type Expectation struct {
+	Key     Key
+	Version int64
 }
 
 // Outcome is what a write did.

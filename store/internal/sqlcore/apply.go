@@ -153,6 +153,9 @@ func Record(w RecordWriter, rec *store.RecordWrite, now time.Time, safe bool) (s
 	if err := rec.Validate(); err != nil {
 		return store.WriteResult{}, err
 	}
+	if err := expect(w, rec); err != nil {
+		return store.WriteResult{}, err
+	}
 	src, err := w.Source(rec)
 	if err != nil {
 		return store.WriteResult{}, &Fatal{err}
@@ -177,6 +180,34 @@ func Record(w RecordWriter, rec *store.RecordWrite, now time.Time, safe bool) (s
 		return res, nil
 	}
 	return w.Savepoint(func() (store.WriteResult, error) { return w.Write(rec, src, preps) })
+}
+
+// expect checks rec.Expect against the current rows, inside the
+// transaction (both backends hold their write lock by now, so no other
+// write can come between the check and the record's writes): the first
+// that fails is a *store.PreconditionError, a record failure.
+func expect(w RecordWriter, rec *store.RecordWrite) error {
+	if len(rec.Expect) == 0 {
+		return nil
+	}
+	keys := make([]store.Key, len(rec.Expect))
+	for i, e := range rec.Expect {
+		keys[i] = e.Key
+	}
+	current, err := w.Current(keys)
+	if err != nil {
+		return &Fatal{err}
+	}
+	for _, e := range rec.Expect {
+		var have int64
+		if c, ok := current[e.Key]; ok && !c.Deleted {
+			have = c.Version
+		}
+		if have != e.Version {
+			return &store.PreconditionError{Key: e.Key, Want: e.Version, Have: have}
+		}
+	}
+	return nil
 }
 
 // unchanged reports a record whose hash matched: nothing is written.
