@@ -84,6 +84,13 @@ type Options struct {
 	// Profiles lists, per resource type, the profiles the gateway claims in
 	// the CapabilityStatement (supportedProfile); nil uses USCoreProfiles.
 	Profiles map[string][]string
+	// Writer, with Clients, turns on the referral write path
+	// (docs/referrals.md): the transaction Bundle at POST [base] and Task
+	// updates. nil keeps the API read-only (405).
+	Writer Writer
+	// Clients tells the organization and role each client is registered
+	// with; required with Writer.
+	Clients Clients
 	// OAuth names the authorization server's endpoints in the
 	// CapabilityStatement (rest.security, SMART oauth-uris). nil derives
 	// the gateway's own from Base, which must then be {root}/fhir: the
@@ -105,6 +112,8 @@ type Server struct {
 	timeout    time.Duration
 	types      map[string]bool
 	capability []byte
+	writer     Writer
+	clients    Clients
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -129,6 +138,11 @@ func New(opts Options) (*Server, error) {
 		bodyLimit: opts.BodyLimit,
 		timeout:   opts.Timeout,
 		types:     map[string]bool{},
+		writer:    opts.Writer,
+		clients:   opts.Clients,
+	}
+	if (s.writer == nil) != (s.clients == nil) {
+		return nil, errors.New("fhir: Options.Writer and Options.Clients go together")
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -208,8 +222,14 @@ func (s *Server) Register(e *echo.Echo) {
 
 	// Write interactions (http.html#create, #update, #patch, #delete,
 	// #transaction): the API is read-only.
+	if s.writer != nil {
+		add(http.MethodPost, "", auth.InteractionCreate, s.transaction)
+		add(http.MethodPut, "/Task/:id", auth.InteractionUpdate, s.updateTask)
+	}
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		add(m, "", "", s.readOnly)
+		if m != http.MethodPost || s.writer == nil {
+			add(m, "", "", s.readOnly)
+		}
 		add(m, "/:type", writeInteraction(m, false), s.readOnly)
 		add(m, "/:type/:id", writeInteraction(m, true), s.readOnly)
 	}

@@ -84,8 +84,16 @@ func (g *Gateway) build(ctx context.Context) error {
 	ec.HideBanner, ec.HidePort = true, true
 	ec.Logger.SetOutput(discard{})
 	ec.Use(g.metrics.Middleware)
+	// The referral write path writes through the read cache, so every
+	// replica's cache drops what it changed (docs/referrals.md).
+	clients, ok := g.store.(fhir.Clients)
+	if !ok {
+		return errors.New("the store does not keep the client registry")
+	}
 	fs, err := fhir.New(fhir.Options{
 		Store:     g.reads,
+		Writer:    g.reads,
+		Clients:   clients,
 		Base:      g.cfg.FHIRBase(),
 		Verifier:  g.auth.Tokens(),
 		RateLimit: rl,

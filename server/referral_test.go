@@ -1,0 +1,357 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/synth"
+)
+
+// referralEnv is a gateway on loopback with the demo data, a partner
+// clinic's backend client and the clinic's EHR client, each with a token
+// from the gateway's own token endpoint.
+type referralEnv struct {
+	base                string
+	partner, ehr, other string // access tokens
+}
+
+func newReferralEnv(t *testing.T) *referralEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("ingests the demo data set")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	cfg, err := parse([]string{"--data-dir", t.TempDir(), "--base-url", base,
+		"--clinic-organization", synth.OrgClinic}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	t.Cleanup(func() {
+		cancel()
+		<-served
+		_ = g.Close()
+	})
+	if err := g.LoadDemo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { served <- g.Serve(ctx, ln) }()
+	token := func(id, role, org, scope string) string {
+		bk, err := auth.NewBackendKey(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := bk.Client(id, scope, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Role, c.Organization = role, org
+		if err := g.RegisterClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := bk.AccessToken(ctx, http.DefaultClient, cfg.TokenEndpoint(), cfg.TokenEndpoint(), scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	partnerScope := "system/Task.cru system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"
+	return &referralEnv{
+		base:    base,
+		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
+		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
+		other:   token("northgate", "partner", orgID(synth.OrgPartnerNorthgate), partnerScope),
+	}
+}
+
+func orgID(clinicID string) string { return mapping.ResourceID(clinic.KindOrganization, clinicID) }
+
+type httpResp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r httpResp) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("%d %s: %v", r.status, r.body, err)
+	}
+	return m
+}
+
+func (e *referralEnv) do(t *testing.T, method, path, tok string, body []byte, hdr ...string) httpResp {
+	t.Helper()
+	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return httpResp{resp.StatusCode, resp.Header, b}
+}
+
+// example reads an example of docs/referrals.md, with its ServiceRequest
+// identifier's value replaced when value is not empty (a new referral).
+func example(t *testing.T, name, value string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../docs/referrals/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if value != "" {
+		b = bytes.ReplaceAll(b, []byte("RB-2026-0042"), []byte(value))
+	}
+	return b
+}
+
+// total runs a search and returns its total.
+func (e *referralEnv) total(t *testing.T, tok, query string) int {
+	t.Helper()
+	r := e.do(t, http.MethodGet, "/fhir/"+query+"&_total=accurate", tok, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("%s: %d %s", query, r.status, r.body)
+	}
+	n, _ := r.json(t)["total"].(float64)
+	return int(n)
+}
+
+// postReferral posts a referral and returns the Task's id.
+func (e *referralEnv) postReferral(t *testing.T, body []byte, want int) (string, map[string]any) {
+	t.Helper()
+	r := e.do(t, http.MethodPost, "/fhir", e.partner, body)
+	if r.status != want {
+		t.Fatalf("POST /fhir: %d, want %d: %s", r.status, want, r.body)
+	}
+	b := r.json(t)
+	entries, _ := b["entry"].([]any)
+	if b["type"] != "transaction-response" || len(entries) == 0 {
+		t.Fatalf("not a transaction-response: %s", r.body)
+	}
+	loc := entries[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	id := strings.Split(strings.TrimPrefix(loc, "Task/"), "/")[0]
+	return id, b
+}
+
+func (e *referralEnv) task(t *testing.T, id string) (map[string]any, string) {
+	t.Helper()
+	r := e.do(t, http.MethodGet, "/fhir/Task/"+id, e.ehr, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("read Task: %d %s", r.status, r.body)
+	}
+	return r.json(t), r.header.Get("ETag")
+}
+
+// move PUTs the Task with status (and extra members) as tok, If-Match
+// ifMatch.
+func (e *referralEnv) move(t *testing.T, tok, id, ifMatch, status string, extra map[string]any) httpResp {
+	t.Helper()
+	cur, _ := e.task(t, id)
+	cur["status"] = status
+	for k, v := range extra {
+		cur[k] = v
+	}
+	b, _ := json.Marshal(cur)
+	hdr := []string{}
+	if ifMatch != "" {
+		hdr = []string{"If-Match", ifMatch}
+	}
+	return e.do(t, http.MethodPut, "/fhir/Task/"+id, tok, b, hdr...)
+}
+
+func wantStatus(t *testing.T, what string, r httpResp, status int, says ...string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: %d, want %d: %s", what, r.status, status, r.body)
+	}
+	for _, s := range says {
+		if !strings.Contains(string(r.body), s) {
+			t.Errorf("%s: answer does not say %q: %s", what, s, r.body)
+		}
+	}
+}
+
+// TestReferralInbound drives an inbound referral end to end with real
+// tokens (docs/referrals.md; docs/design/security.md REF-1 to REF-4).
+func TestReferralInbound(t *testing.T) {
+	e := newReferralEnv(t)
+	const srQuery = "ServiceRequest?identifier=https://riverbend.example.org/referrals|RB-2026-0042"
+
+	t.Run("only a partner posts a referral", func(t *testing.T) {
+		r := e.do(t, http.MethodPost, "/fhir", e.ehr, example(t, "inbound-referral.json", ""))
+		wantStatus(t, "ehr client", r, http.StatusForbidden)
+		// Another partner cannot post in Riverbend's name.
+		r = e.do(t, http.MethodPost, "/fhir", e.other, example(t, "inbound-referral.json", ""))
+		wantStatus(t, "another partner", r, http.StatusUnprocessableEntity, "Bundle.entry[0].resource.requester.reference")
+	})
+
+	var taskID string
+	t.Run("create", func(t *testing.T) {
+		id, b := e.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusCreated)
+		taskID = id
+		for i, x := range b["entry"].([]any) {
+			resp := x.(map[string]any)["response"].(map[string]any)
+			if resp["status"] != "201 Created" || resp["etag"] != `W/"1"` || !strings.HasSuffix(resp["location"].(string), "/_history/1") {
+				t.Errorf("entry %d: %v", i, resp)
+			}
+		}
+		task, etag := e.task(t, taskID)
+		if etag != `W/"1"` || task["status"] != "requested" {
+			t.Errorf("Task %s %v", etag, task["status"])
+		}
+		bs := task["businessStatus"].(map[string]any)["coding"].([]any)[0].(map[string]any)
+		if bs["code"] != "2.0" {
+			t.Errorf("businessStatus %v", bs)
+		}
+		if !strings.Contains(mustJSON(task["input"]), `"valueString":"none"`) {
+			t.Errorf("the patient match is not shown: %v", task["input"])
+		}
+		if n := e.total(t, e.ehr, srQuery); n != 1 {
+			t.Errorf("%d ServiceRequests", n)
+		}
+		if n := e.total(t, e.ehr, "Provenance?agent=Organization/"+orgID(synth.OrgPartnerRiverbend)); n != 1 {
+			t.Errorf("%d Provenances with the partner as agent", n)
+		}
+	})
+
+	t.Run("re-send writes nothing", func(t *testing.T) {
+		id, b := e.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusOK)
+		if id != taskID {
+			t.Errorf("re-send answered Task %s, want %s", id, taskID)
+		}
+		resp := b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)
+		if resp["status"] != "200 OK" {
+			t.Errorf("re-send: %v", resp)
+		}
+		if n := e.total(t, e.ehr, srQuery); n != 1 {
+			t.Errorf("%d ServiceRequests after a re-send", n)
+		}
+		if r := e.do(t, http.MethodGet, "/fhir/Task/"+taskID+"/_history", e.ehr, nil); !strings.Contains(string(r.body), `"total":1`) {
+			t.Errorf("history after a re-send: %s", r.body)
+		}
+	})
+
+	t.Run("bad Bundle stores nothing", func(t *testing.T) {
+		before := e.total(t, e.ehr, "Task?_id:not=x")
+		r := e.do(t, http.MethodPost, "/fhir", e.partner, example(t, "bad-referral.json", ""))
+		wantStatus(t, "bad", r, http.StatusUnprocessableEntity,
+			"Bundle.entry[0].resource.status", "Bundle.entry[1].resource.identifier[0]",
+			"Bundle.entry[3].resource.subject.reference")
+		if after := e.total(t, e.ehr, "Task?_id:not=x"); after != before {
+			t.Errorf("Tasks %d -> %d", before, after)
+		}
+		r = e.do(t, http.MethodPost, "/fhir", e.partner, []byte(`{"resourceType":"Bundle","type":"batch","entry":[]}`))
+		wantStatus(t, "batch", r, http.StatusBadRequest, "Bundle.type")
+	})
+
+	t.Run("accept, work, complete", func(t *testing.T) {
+		wantStatus(t, "no If-Match", e.move(t, e.ehr, taskID, "", "received", nil), http.StatusPreconditionRequired)
+		wantStatus(t, "received", e.move(t, e.ehr, taskID, `W/"1"`, "received", nil), http.StatusOK)
+		wantStatus(t, "stale", e.move(t, e.ehr, taskID, `W/"1"`, "accepted", nil), http.StatusPreconditionFailed)
+		wantStatus(t, "requester accepting", e.move(t, e.partner, taskID, `W/"2"`, "accepted", nil), http.StatusConflict, "only the owner")
+		wantStatus(t, "skip to completed", e.move(t, e.ehr, taskID, `W/"2"`, "completed", nil), http.StatusConflict, "allowed: accepted, rejected")
+		wantStatus(t, "not a referral status", e.move(t, e.ehr, taskID, `W/"2"`, "on-hold", nil), http.StatusUnprocessableEntity)
+		wantStatus(t, "fixed element", e.move(t, e.ehr, taskID, `W/"2"`, "accepted",
+			map[string]any{"owner": map[string]any{"reference": "Organization/" + orgID(synth.OrgPartnerNorthgate)}}),
+			http.StatusUnprocessableEntity, "Task.owner")
+		wantStatus(t, "accepted", e.move(t, e.ehr, taskID, `W/"2"`, "accepted", nil), http.StatusOK, `"code":"3.0"`)
+		wantStatus(t, "cancel after acceptance", e.move(t, e.partner, taskID, `W/"3"`, "cancelled", nil), http.StatusConflict)
+		wantStatus(t, "in-progress", e.move(t, e.ehr, taskID, `W/"3"`, "in-progress", nil), http.StatusOK)
+		wantStatus(t, "complete without output", e.move(t, e.ehr, taskID, `W/"4"`, "completed", nil), http.StatusUnprocessableEntity, "output")
+		output := []any{map[string]any{"type": map[string]any{"text": "consult note"},
+			"valueReference": map[string]any{"reference": "Organization/" + orgID(synth.OrgClinic)}}}
+		r := e.move(t, e.ehr, taskID, `W/"4"`, "completed", map[string]any{"output": output})
+		wantStatus(t, "completed", r, http.StatusOK, `"code":"7.0"`)
+		if r.header.Get("ETag") != `W/"5"` {
+			t.Errorf("ETag %q", r.header.Get("ETag"))
+		}
+		h := e.do(t, http.MethodGet, "/fhir/Task/"+taskID+"/_history", e.ehr, nil)
+		if !strings.Contains(string(h.body), `"total":5`) {
+			t.Errorf("history: %.300s", h.body)
+		}
+		if n := e.total(t, e.ehr, "Task?status=completed&_id="+taskID); n != 1 {
+			t.Errorf("search by the new status: %d", n)
+		}
+	})
+
+	t.Run("reject needs a reason; the requester cancels", func(t *testing.T) {
+		rej, _ := e.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0043"), http.StatusCreated)
+		wantStatus(t, "received", e.move(t, e.ehr, rej, `W/"1"`, "received", nil), http.StatusOK)
+		wantStatus(t, "reject without reason", e.move(t, e.ehr, rej, `W/"2"`, "rejected", nil), http.StatusUnprocessableEntity, "statusReason")
+		wantStatus(t, "rejected", e.move(t, e.ehr, rej, `W/"2"`, "rejected",
+			map[string]any{"statusReason": map[string]any{"text": "outside the clinic's criteria"}}), http.StatusOK, `"code":"4.0"`)
+		can, _ := e.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0044"), http.StatusCreated)
+		wantStatus(t, "owner cancelling", e.move(t, e.ehr, can, `W/"1"`, "cancelled", nil), http.StatusConflict, "only the requester")
+		wantStatus(t, "cancelled", e.move(t, e.partner, can, `W/"1"`, "cancelled", nil), http.StatusOK, `"code":"6.0"`)
+		wantStatus(t, "another partner", e.move(t, e.other, can, `W/"2"`, "requested", nil), http.StatusForbidden)
+	})
+
+	t.Run("If-Match race", func(t *testing.T) {
+		id, _ := e.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0045"), http.StatusCreated)
+		cur, _ := e.task(t, id)
+		cur["status"] = "received"
+		body, _ := json.Marshal(cur)
+		var wg sync.WaitGroup
+		statuses := make([]int, 6)
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i] = e.do(t, http.MethodPut, "/fhir/Task/"+id, e.ehr, body, "If-Match", `W/"1"`).status
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, s := range statuses {
+			switch s {
+			case http.StatusOK:
+				won++
+			case http.StatusPreconditionFailed:
+			default:
+				t.Errorf("status %d", s)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%d updates won: %v", won, statuses)
+		}
+	})
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
