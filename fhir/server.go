@@ -178,6 +178,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.capability, err = buildCapabilityStatement(capabilityInput{
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
+		referrals: s.writer != nil,
 	})
 	if err != nil {
 		return nil, err

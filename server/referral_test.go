@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
@@ -24,6 +26,7 @@ import (
 // clinic's backend client and the clinic's EHR client, each with a token
 // from the gateway's own token endpoint.
 type referralEnv struct {
+	g                   *Gateway
 	base                string
 	partner, ehr, other string // access tokens
 }
@@ -79,6 +82,7 @@ func newReferralEnv(t *testing.T) *referralEnv {
 	}
 	partnerScope := "system/Task.cru system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"
 	return &referralEnv{
+		g:       g,
 		base:    base,
 		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
 		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
@@ -349,6 +353,114 @@ func TestReferralInbound(t *testing.T) {
 			t.Errorf("%d updates won: %v", won, statuses)
 		}
 	})
+}
+
+// TestReferralPatientMatch checks the documented matching rule: a
+// referred patient is matched by identifier, else by family name, first
+// given name, birth date and gender; matched or not it stays its own
+// resource, tagged as referred, and the Task shows the basis.
+func TestReferralPatientMatch(t *testing.T) {
+	e := newReferralEnv(t)
+	r := e.do(t, http.MethodGet, "/fhir/Patient?_count=1", e.ehr, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	demo := r.json(t)["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	demoID := demo["id"].(string)
+	referred := func(t *testing.T, value string, edit func(p map[string]any)) (map[string]any, map[string]any) {
+		t.Helper()
+		var b map[string]any
+		if err := json.Unmarshal(example(t, "inbound-referral.json", value), &b); err != nil {
+			t.Fatal(err)
+		}
+		p := b["entry"].([]any)[2].(map[string]any)["resource"].(map[string]any)
+		edit(p)
+		body, _ := json.Marshal(b)
+		id, _ := e.postReferral(t, body, http.StatusCreated)
+		task, _ := e.task(t, id)
+		pid := strings.TrimPrefix(task["for"].(map[string]any)["reference"].(string), "Patient/")
+		pr := e.do(t, http.MethodGet, "/fhir/Patient/"+pid, e.ehr, nil)
+		if pr.status != http.StatusOK {
+			t.Fatalf("referred patient: %d %s", pr.status, pr.body)
+		}
+		return task, pr.json(t)
+	}
+	t.Run("by identifier", func(t *testing.T) {
+		task, p := referred(t, "RB-M-1", func(p map[string]any) { p["identifier"] = demo["identifier"] })
+		in := mustJSON(task["input"])
+		if !strings.Contains(in, `"valueString":"identifier"`) || !strings.Contains(in, `"Patient/`+demoID+`"`) {
+			t.Errorf("Task.input %s", in)
+		}
+		if p["id"] == demoID || !strings.Contains(mustJSON(p["link"]), `"Patient/`+demoID+`"`) || !strings.Contains(mustJSON(p["meta"]), "referred-patient") {
+			t.Errorf("referred patient %s", mustJSON(p))
+		}
+	})
+	t.Run("by demographics", func(t *testing.T) {
+		task, _ := referred(t, "RB-M-2", func(p map[string]any) {
+			for _, k := range []string{"name", "birthDate", "gender"} {
+				p[k] = demo[k]
+			}
+		})
+		if in := mustJSON(task["input"]); !strings.Contains(in, `"valueString":"demographics"`) || !strings.Contains(in, demoID) {
+			t.Errorf("Task.input %s", in)
+		}
+	})
+	t.Run("a second referral of a referred patient is no match", func(t *testing.T) {
+		referred(t, "RB-M-3", func(map[string]any) {})
+		// The same person again: the first referral's Patient is a
+		// referred one, not the clinic's, so nothing matches.
+		task, p := referred(t, "RB-M-4", func(map[string]any) {})
+		if in := mustJSON(task["input"]); !strings.Contains(in, `"valueString":"none"`) || p["link"] != nil {
+			t.Errorf("Task.input %s, link %v", in, p["link"])
+		}
+	})
+}
+
+// TestReferralWrittenFHIRIsValid checks that what the write path stores
+// and answers passes the gateway's validator, that every change wrote an
+// AuditEvent, and that the CapabilityStatement states the write path.
+func TestReferralWrittenFHIRIsValid(t *testing.T) {
+	e := newReferralEnv(t)
+	id, resp := e.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusCreated)
+	wantStatus(t, "received", e.move(t, e.ehr, id, `W/"1"`, "received", nil), http.StatusOK)
+	body, _ := json.Marshal(resp)
+	if issues := conformance.Validate(body); len(issues) > 0 {
+		t.Errorf("transaction-response: %v", issues)
+	}
+	for _, q := range []string{"Task?_id=" + id, "ServiceRequest?_count=50", "Provenance?agent=Organization/" + orgID(synth.OrgPartnerRiverbend),
+		"Patient?_count=5&_sort=-_lastUpdated", "Condition?_count=5&_sort=-_lastUpdated", "Observation?_count=5&_sort=-_lastUpdated"} {
+		r := e.do(t, http.MethodGet, "/fhir/"+q, e.ehr, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", q, r.status, r.body)
+		}
+		if issues := conformance.Validate(r.body); len(issues) > 0 {
+			t.Errorf("%s: %v", q, issues)
+		}
+	}
+	as := e.g.store.(store.AuditStore)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, err := as.ListAudit(context.Background(), time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var create, update bool
+		for _, r := range recs {
+			create = create || (r.Interaction == "create" && r.Type == "Task" && r.ResourceID == id && r.Status == http.StatusCreated)
+			update = update || (r.Interaction == "update" && r.Type == "Task" && r.ResourceID == id && r.Status == http.StatusOK)
+		}
+		if create && update {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no AuditEvent of the create (%v) or the update (%v)", create, update)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := e.do(t, http.MethodGet, "/fhir/metadata", "", nil)
+	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) {
+		t.Errorf("the CapabilityStatement does not state the write path: %.500s", r.body)
+	}
 }
 
 func mustJSON(v any) string {
