@@ -16,10 +16,10 @@ import (
 
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/conformance"
-	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
+	"github.com/ketabridge/ketabridge/store"
 )
 
 // referralEnv is a gateway on loopback with the demo data, a partner
