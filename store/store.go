@@ -374,7 +374,12 @@ type Store interface {
 	// resources the record produced before but no longer produces (and that
 	// no other record took over since) get a deletion version (Deleted).
 	// Every version written by one call carries the same lastUpdated, the
-	// clock's now truncated to milliseconds. When some records fail (bad
+	// clock's now truncated to milliseconds, taken under the store's write
+	// lock; when a version of one of the call's resource types already
+	// committed is later than that (another replica's clock ran ahead), the
+	// call stamps that version's lastUpdated instead. So within a type,
+	// lastUpdated never decreases in commit order, and a poll with
+	// _lastUpdated=ge<the latest seen> misses no change. When some records fail (bad
 	// data, or a write error rolled back to the record alone), the others
 	// are committed, the failed ones have Outcome Failed, and the error is a
 	// *BatchError. Any other error means nothing was written.

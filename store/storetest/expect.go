@@ -196,3 +196,39 @@ func testExpect(t *testing.T, newStore NewStoreFunc) {
 		}
 	})
 }
+
+// testLastUpdatedOrder checks that lastUpdated never goes back within a
+// type in commit order (store.Store.Apply): a writer whose clock runs
+// behind (another replica's) stamps the latest committed lastUpdated of
+// the types it writes, so a poll with _lastUpdated=ge misses nothing.
+func testLastUpdatedOrder(t *testing.T, newStore NewStoreFunc) {
+	ctx := context.Background()
+	clock := NewFakeClock(T0.Add(time.Hour))
+	s := newStore(t, clock)
+	apply(t, s, Rec("fhir", "Task/t1", "h1", Res("Task", "t1", "", `,"status":"requested"`)))
+	// A replica whose clock is an hour behind.
+	clock.Set(T0)
+	apply(t, s, Rec("fhir", "Task/t2", "h1", Res("Task", "t2", "", `,"status":"requested"`)),
+		Rec("patient", "p9", "h1", Res("Patient", "p9", "p9", "")))
+	r, err := s.Read(ctx, "Task", "t2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.LastUpdated.Equal(T0.Add(time.Hour)) {
+		t.Errorf("Task/t2 lastUpdated %s, want the latest Task's %s", r.LastUpdated, T0.Add(time.Hour))
+	}
+	res, err := s.Search(ctx, store.Query{Type: "Task", Clauses: []store.Clause{{Param: store.ParamLastUpdated, Kind: store.KindDate,
+		Values: []store.Value{{Prefix: store.Ge, Lo: T0.Add(time.Hour).UnixMilli(), Hi: T0.Add(time.Hour).UnixMilli()}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Resources) != 2 {
+		t.Errorf("_lastUpdated=ge the first Task's: %d Tasks, want 2", len(res.Resources))
+	}
+	// The clock going forward again is taken as is.
+	clock.Set(T0.Add(2 * time.Hour))
+	apply(t, s, Rec("fhir", "Task/t3", "h1", Res("Task", "t3", "", `,"status":"requested"`)))
+	if r, _ := s.Read(ctx, "Task", "t3"); !r.LastUpdated.Equal(T0.Add(2 * time.Hour)) {
+		t.Errorf("Task/t3 lastUpdated %s", r.LastUpdated)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,33 @@ const (
 	UpdateSourceSQL = `UPDATE source_records SET hash = ?, body = ?, resources = ?, updated = ? WHERE srid = ?`
 	SetSourceSQL    = `UPDATE resources SET src = ? WHERE rid = ?`
 )
+
+// WrittenTypes are the resource types records write, each once, sorted.
+func WrittenTypes(records []store.RecordWrite) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := range records {
+		for j := range records[i].Resources {
+			if t := records[i].Resources[j].Type; !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// NotBefore returns now, or latest (Unix ms) when now is earlier: the
+// lastUpdated of an Apply never goes back behind a version of its types
+// already committed, whatever the clock of the replica writing says
+// (store.Store.Apply). The backends take latest inside the write lock.
+func NotBefore(now time.Time, latest int64) time.Time {
+	if latest > now.UnixMilli() {
+		return time.UnixMilli(latest).UTC()
+	}
+	return now
+}
 
 // Retry asks Apply to rerun its batch with a savepoint per record: a write
 // failed, and without a savepoint it cannot be rolled back alone.
