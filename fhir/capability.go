@@ -209,6 +209,10 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				Documentation: ptr("A referral Task moves along its state machine with PUT and If-Match " +
 					"(docs/referrals.md); a stale If-Match is 412."),
 			})
+			res.Interaction = append(res.Interaction, r4.CapabilityStatementRestResourceInteraction{
+				Code:          r4.TypeRestfulInteractionPatch,
+				Documentation: ptr("JSON Patch (application/json-patch+json) with If-Match, under the same rules as update."),
+			})
 			res.ConditionalUpdate = ptr(false)
 		}
 		if typ == "Patient" {

@@ -226,6 +226,7 @@ func (s *Server) Register(e *echo.Echo) {
 	if s.writer != nil {
 		add(http.MethodPost, "", auth.InteractionCreate, s.transaction)
 		add(http.MethodPut, "/Task/:id", auth.InteractionUpdate, s.updateTask)
+		add(http.MethodPatch, "/Task/:id", auth.InteractionPatch, s.updateTask)
 	}
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if m != http.MethodPost || s.writer == nil {

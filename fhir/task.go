@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -46,8 +48,16 @@ func (s *Server) updateTask(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readJSONBody(c)
-	if err != nil {
+	patch := c.Request().Method == http.MethodPatch
+	var body []byte
+	if patch {
+		if mediaType(c.Request().Header.Get(echo.HeaderContentType)) != mimeJSONPatch {
+			return ErrUnsupportedMedia.WithDetails("PATCH takes application/json-patch+json")
+		}
+		if body, err = readBody(c); err != nil {
+			return err
+		}
+	} else if body, err = readJSONBody(c); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
@@ -70,11 +80,20 @@ func (s *Server) updateTask(c echo.Context) error {
 		noteAccess(c, a, narrowing{})
 		return auth.InsufficientScope("the client's Organization is neither the Task's owner nor its requester")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
 	var upd map[string]any
-	if err := dec.Decode(&upd); err != nil {
-		return ErrInvalid.WithDetails("the body is not a JSON object")
+	if patch {
+		if upd, err = applyJSONPatch(cur.Body, body); err != nil {
+			return err
+		}
+		if body, err = json.Marshal(upd); err != nil {
+			return err
+		}
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&upd); err != nil {
+			return ErrInvalid.WithDetails("the body is not a JSON object")
+		}
 	}
 	if upd["resourceType"] != "Task" || upd["id"] != id {
 		return ErrInvalid.WithDetails("the body must be the Task with the id of the URL").WithExpression("Task.id")
@@ -141,6 +160,172 @@ func (s *Server) updateTask(c echo.Context) error {
 		return err
 	}
 	return writeResource(c, &r)
+}
+
+// mimeJSONPatch is the media type of a JSON Patch (RFC 6902).
+const mimeJSONPatch = "application/json-patch+json"
+
+// applyJSONPatch applies a JSON Patch (RFC 6902: add, remove, replace,
+// test) to the stored resource doc. A patch that does not apply is 422; a
+// failed test 409 (RFC 5789 §2.2).
+func applyJSONPatch(doc, patch []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var root any
+	if err := dec.Decode(&root); err != nil {
+		return nil, err
+	}
+	var ops []struct {
+		Op    string          `json:"op"`
+		Path  *string         `json:"path"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		return nil, ErrInvalid.WithDetails("the body is not a JSON Patch array")
+	}
+	bad := func(i int, why string) error {
+		return NewError(http.StatusUnprocessableEntity).WithDetails("JSON Patch operation " + strconv.Itoa(i) + ": " + why)
+	}
+	for i, op := range ops {
+		if op.Path == nil || (*op.Path != "" && !strings.HasPrefix(*op.Path, "/")) {
+			return nil, bad(i, "path must be a JSON Pointer")
+		}
+		var val any
+		if op.Op == "add" || op.Op == "replace" || op.Op == "test" {
+			if len(op.Value) == 0 {
+				return nil, bad(i, "value is required")
+			}
+			vd := json.NewDecoder(bytes.NewReader(op.Value))
+			vd.UseNumber()
+			if err := vd.Decode(&val); err != nil {
+				return nil, bad(i, "value is not JSON")
+			}
+		}
+		tokens := strings.Split(*op.Path, "/")[1:]
+		for j := range tokens {
+			tokens[j] = strings.ReplaceAll(strings.ReplaceAll(tokens[j], "~1", "/"), "~0", "~")
+		}
+		if len(tokens) == 0 {
+			return nil, bad(i, "the whole resource cannot be patched")
+		}
+		parent, err := pointerParent(root, tokens[:len(tokens)-1])
+		if err != nil {
+			return nil, bad(i, "path does not exist")
+		}
+		last := tokens[len(tokens)-1]
+		switch p := parent.(type) {
+		case map[string]any:
+			_, exists := p[last]
+			switch op.Op {
+			case "add":
+				p[last] = val
+			case "replace", "remove":
+				if !exists {
+					return nil, bad(i, "path does not exist")
+				}
+				if op.Op == "remove" {
+					delete(p, last)
+				} else {
+					p[last] = val
+				}
+			case "test":
+				if !exists || !jsonEqualValues(p[last], val) {
+					return nil, NewError(http.StatusConflict).WithDetails("JSON Patch test " + strconv.Itoa(i) + " failed")
+				}
+			default:
+				return nil, bad(i, "op must be add, remove, replace or test")
+			}
+		case []any:
+			idx, err := strconv.Atoi(last)
+			if last == "-" && op.Op == "add" {
+				idx, err = len(p), nil
+			}
+			if err != nil || idx < 0 || idx > len(p) || (op.Op != "add" && idx == len(p)) {
+				return nil, bad(i, "array index out of range")
+			}
+			var np []any
+			switch op.Op {
+			case "add":
+				np = append(append(append([]any{}, p[:idx]...), val), p[idx:]...)
+			case "replace":
+				p[idx] = val
+				np = p
+			case "remove":
+				np = append(append([]any{}, p[:idx]...), p[idx+1:]...)
+			case "test":
+				if !jsonEqualValues(p[idx], val) {
+					return nil, NewError(http.StatusConflict).WithDetails("JSON Patch test " + strconv.Itoa(i) + " failed")
+				}
+				np = p
+			default:
+				return nil, bad(i, "op must be add, remove, replace or test")
+			}
+			if err := setPointer(root, tokens[:len(tokens)-1], np); err != nil {
+				return nil, bad(i, "path does not exist")
+			}
+		default:
+			return nil, bad(i, "path does not exist")
+		}
+	}
+	m, ok := root.(map[string]any)
+	if !ok {
+		return nil, ErrInvalid
+	}
+	return m, nil
+}
+
+func pointerParent(root any, tokens []string) (any, error) {
+	cur := root
+	for _, t := range tokens {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[t]
+			if !ok {
+				return nil, ErrNotFound
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(t)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, ErrNotFound
+			}
+			cur = c[i]
+		default:
+			return nil, ErrNotFound
+		}
+	}
+	return cur, nil
+}
+
+// setPointer replaces the array at tokens (a slice that grew or shrank).
+func setPointer(root any, tokens []string, v any) error {
+	if len(tokens) == 0 {
+		return ErrInvalid
+	}
+	parent, err := pointerParent(root, tokens[:len(tokens)-1])
+	if err != nil {
+		return err
+	}
+	last := tokens[len(tokens)-1]
+	switch p := parent.(type) {
+	case map[string]any:
+		p[last] = v
+	case []any:
+		i, err := strconv.Atoi(last)
+		if err != nil || i < 0 || i >= len(p) {
+			return ErrNotFound
+		}
+		p[i] = v
+	default:
+		return ErrNotFound
+	}
+	return nil
+}
+
+func jsonEqualValues(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return jsonEqual(x, y)
 }
 
 // fixedChanged lists the top-level elements other than taskMutable whose

@@ -97,13 +97,17 @@ func (w writeCaller) allows(i auth.Interaction, typ string) bool {
 // readJSONBody reads a FHIR JSON request body: 415 for another content
 // type, 413 past the body limit.
 func readJSONBody(c echo.Context) ([]byte, error) {
-	req := c.Request()
-	switch mediaType(req.Header.Get(echo.HeaderContentType)) {
+	switch mediaType(c.Request().Header.Get(echo.HeaderContentType)) {
 	case MIMEFHIRJSON, echo.MIMEApplicationJSON:
 	default:
 		return nil, ErrUnsupportedMedia.WithDetails("the body must be application/fhir+json")
 	}
-	body, err := io.ReadAll(req.Body)
+	return readBody(c)
+}
+
+// readBody reads the request body: 413 past the body limit.
+func readBody(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -324,6 +324,30 @@ func TestReferralInbound(t *testing.T) {
 		wantStatus(t, "another partner", e.move(t, e.other, can, `W/"2"`, "requested", nil), http.StatusForbidden)
 	})
 
+	t.Run("JSON Patch", func(t *testing.T) {
+		id, _ := e.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0046"), http.StatusCreated)
+		patch := func(ifMatch, ops string) httpResp {
+			req, _ := http.NewRequest(http.MethodPatch, e.base+"/fhir/Task/"+id, strings.NewReader(ops))
+			req.Header.Set("Authorization", "Bearer "+e.ehr)
+			req.Header.Set("Content-Type", "application/json-patch+json")
+			req.Header.Set("If-Match", ifMatch)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return httpResp{resp.StatusCode, resp.Header, b}
+		}
+		wantStatus(t, "patch received", patch(`W/"1"`, `[{"op":"test","path":"/status","value":"requested"},{"op":"replace","path":"/status","value":"received"}]`),
+			http.StatusOK, `"status":"received"`)
+		wantStatus(t, "patch stale", patch(`W/"1"`, `[{"op":"replace","path":"/status","value":"accepted"}]`), http.StatusPreconditionFailed)
+		wantStatus(t, "patch test fails", patch(`W/"2"`, `[{"op":"test","path":"/status","value":"requested"}]`), http.StatusConflict)
+		wantStatus(t, "patch illegal move", patch(`W/"2"`, `[{"op":"replace","path":"/status","value":"completed"}]`), http.StatusConflict, "allowed: accepted, rejected")
+		wantStatus(t, "patch reject", patch(`W/"2"`, `[{"op":"replace","path":"/status","value":"rejected"},{"op":"add","path":"/statusReason","value":{"text":"no capacity"}}]`),
+			http.StatusOK, `"code":"4.0"`)
+	})
+
 	t.Run("If-Match race", func(t *testing.T) {
 		id, _ := e.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0045"), http.StatusCreated)
 		cur, _ := e.task(t, id)
