@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +21,9 @@ import (
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/postgres"
+	redisstore "github.com/ketabridge/ketabridge/store/redis"
+	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
 // referralEnv is a gateway on loopback with the demo data, a partner
@@ -87,6 +91,132 @@ func newReferralEnv(t *testing.T) *referralEnv {
 		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
 		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
 		other:   token("northgate", "partner", orgID(synth.OrgPartnerNorthgate), partnerScope),
+	}
+}
+
+// TestReferralAcrossReplicas runs the write path on two replicas sharing
+// PostgreSQL and Redis: a referral posted at one is served at the other,
+// a Task update at one is seen at the other at once (the read cache of
+// every replica drops what changed), and two updates from the same
+// version made at the two replicas at once: one wins, the other is 412.
+func TestReferralAcrossReplicas(t *testing.T) {
+	dbURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
+	redisURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_REDIS_URL")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	name := fmt.Sprintf("kb_ref_%d", time.Now().UnixNano())
+	schemaURL, drop, err := postgres.NewSchema(ctx, dbURL, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = drop(context.Background()) })
+	prefix := "ketabridge-test:" + name + ":"
+	rc, err := redisstore.Connect(redisURL, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rc.DeleteAll(context.Background()); rc.Close() })
+
+	lnA, errA := net.Listen("tcp", "127.0.0.1:0")
+	lnB, errB := net.Listen("tcp", "127.0.0.1:0")
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	public := "http://" + lnA.Addr().String()
+	open := func(ln net.Listener) *Gateway {
+		cfg, err := parse([]string{"--data-dir", t.TempDir(), "--base-url", public, "--clinic-organization", synth.OrgClinic,
+			"--database-url", schemaURL, "--redis-url", redisURL, "--redis-prefix", prefix}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := Open(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- g.Serve(ctx, ln) }()
+		t.Cleanup(func() {
+			cancel()
+			<-served
+			_ = g.Close()
+		})
+		return g
+	}
+	a := open(lnA)
+	// The directory only: the two organizations a referral names.
+	raw, err := SynthRecords(1, demoSeed, DemoStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orgs []json.RawMessage
+	for _, r := range raw {
+		if bytes.Contains(r, []byte(`"kind":"organization"`)) {
+			orgs = append(orgs, r)
+		}
+	}
+	if _, sum, err := a.Ingester().Ingest(ctx, orgs); err != nil || sum.Rejected > 0 {
+		t.Fatalf("organizations: %v, %+v", err, sum)
+	}
+	b := open(lnB)
+	token := func(id, role, org, scope string) string {
+		bk, err := auth.NewBackendKey(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := bk.Client(id, scope, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Role, c.Organization = role, org
+		if err := a.RegisterClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := bk.AccessToken(ctx, http.DefaultClient, public+"/auth/token", public+"/auth/token", scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	eA := &referralEnv{g: a, base: public,
+		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), "system/Task.cru system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"),
+		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u")}
+	eB := *eA
+	eB.g, eB.base = b, "http://"+lnB.Addr().String()
+
+	id, _ := eA.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusCreated)
+	if task, etag := eB.task(t, id); etag != `W/"1"` || task["status"] != "requested" {
+		t.Fatalf("at B: %s %v", etag, task["status"])
+	}
+	// B has the Task cached; an update at A is seen at B at once.
+	wantStatus(t, "received at A", eA.move(t, eA.ehr, id, `W/"1"`, "received", nil), http.StatusOK)
+	if task, etag := eB.task(t, id); etag != `W/"2"` || task["status"] != "received" {
+		t.Fatalf("at B after the update at A: %s %v", etag, task["status"])
+	}
+	if n := eB.total(t, eB.ehr, "Task?status=received&_id="+id); n != 1 {
+		t.Errorf("search at B by the new status: %d", n)
+	}
+	// Re-sent at B: nothing new.
+	eB.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusOK)
+	// Two updates from version 2, one at each replica, at once.
+	cur, _ := eA.task(t, id)
+	cur["status"] = "accepted"
+	body, _ := json.Marshal(cur)
+	var wg sync.WaitGroup
+	statuses := make([]int, 2)
+	for i, e := range []*referralEnv{eA, &eB} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = e.do(t, http.MethodPut, "/fhir/Task/"+id, e.ehr, body, "If-Match", `W/"2"`).status
+		}()
+	}
+	wg.Wait()
+	if !(statuses[0] == http.StatusOK && statuses[1] == http.StatusPreconditionFailed) &&
+		!(statuses[1] == http.StatusOK && statuses[0] == http.StatusPreconditionFailed) {
+		t.Errorf("statuses %v, want one 200 and one 412", statuses)
+	}
+	if _, etag := eB.task(t, id); etag != `W/"3"` {
+		t.Errorf("after the race: %s", etag)
 	}
 }
 
