@@ -89,6 +89,12 @@ type ResourceWrite struct {
 	// meta.lastUpdated; the store stamps those (see StampMeta).
 	Body  []byte
 	Index []IndexRow
+	// CreateOnly writes the resource only when it does not exist (or is
+	// deleted): an existing one is left as it is (Unchanged), whoever
+	// wrote it last. A clinic record uses it for a resource an outside
+	// party moves on from there, such as the Task of a referral the clinic
+	// sends, so re-sending the record does not undo their changes.
+	CreateOnly bool
 }
 
 // CompartmentParams are the reference search parameters whose value

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -230,5 +231,34 @@ func testLastUpdatedOrder(t *testing.T, newStore NewStoreFunc) {
 	apply(t, s, Rec("fhir", "Task/t3", "h1", Res("Task", "t3", "", `,"status":"requested"`)))
 	if r, _ := s.Read(ctx, "Task", "t3"); !r.LastUpdated.Equal(T0.Add(2 * time.Hour)) {
 		t.Errorf("Task/t3 lastUpdated %s", r.LastUpdated)
+	}
+}
+
+// testCreateOnly checks ResourceWrite.CreateOnly: written when absent or
+// deleted, left alone (Unchanged, no version) when it exists, whoever
+// wrote it last; the record's other resources are written as usual.
+func testCreateOnly(t *testing.T, newStore NewStoreFunc) {
+	ctx := context.Background()
+	clock := NewFakeClock(T0)
+	s := newStore(t, clock)
+	task := func(status string) store.ResourceWrite {
+		rw := Res("Task", "t1", "p1", `,"status":"`+status+`"`, Token("status", "http://hl7.org/fhir/task-status", status))
+		rw.CreateOnly = true
+		return rw
+	}
+	res := apply(t, s, Rec("referral", "r1", "h1", Res("ServiceRequest", "sr1", "p1", `,"note":"a"`), task("requested")))
+	wantResult(t, "create", res[0], "created ServiceRequest/sr1@1:created Task/t1@1:created")
+	// Someone else moves the Task.
+	clock.Advance(time.Minute)
+	moved := Rec("fhir-update", "Task/t1", "h1", Res("Task", "t1", "p1", `,"status":"accepted"`, Token("status", "http://hl7.org/fhir/task-status", "accepted")))
+	apply(t, s, moved)
+	// The record again, changed: its ServiceRequest is updated, its Task
+	// left as it was moved.
+	clock.Advance(time.Minute)
+	res = apply(t, s, Rec("referral", "r1", "h2", Res("ServiceRequest", "sr1", "p1", `,"note":"b"`), task("requested")))
+	wantResult(t, "re-send", res[0], "updated ServiceRequest/sr1@2:updated Task/t1@2:unchanged")
+	r, err := s.Read(ctx, "Task", "t1")
+	if err != nil || !bytes.Contains(r.Body, []byte(`"accepted"`)) || r.Version != 2 {
+		t.Errorf("Task/t1 v%d %s, %v; want the accepted version 2", r.Version, r.Body, err)
 	}
 }

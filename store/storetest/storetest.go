@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Run("Access", func(t *testing.T) { testAccess(t, newStore) })
 	t.Run("Expect", func(t *testing.T) { testExpect(t, newStore) })
 	t.Run("LastUpdatedOrder", func(t *testing.T) { testLastUpdatedOrder(t, newStore) })
+	t.Run("CreateOnly", func(t *testing.T) { testCreateOnly(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newStore) })
 }

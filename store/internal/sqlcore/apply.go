@@ -343,11 +343,17 @@ type VersionWriter interface {
 }
 
 // Update writes rw (the record's i-th resource, prepared as p) over its
-// current row cur for record srid: an unchanged body only moves the
-// resource to the record; a changed one, or a deleted resource, gets the
+// current row cur for record srid: a CreateOnly resource that exists is
+// left alone; an unchanged body only moves the resource to the record; a
+// changed one, or a deleted resource, gets the
 // next version stamped with now (Updated; Created when it was deleted).
 func Update(w VersionWriter, rw *store.ResourceWrite, i int, p *Prepared, cur Current, srid int64, now time.Time) (store.ResourceResult, error) {
 	rr := store.ResourceResult{Type: rw.Type, ID: rw.ID}
+	if !cur.Deleted && rw.CreateOnly {
+		// Left as whoever wrote it last made it (store.ResourceWrite).
+		rr.Version, rr.Outcome = cur.Version, store.Unchanged
+		return rr, nil
+	}
 	if !cur.Deleted && bytes.Equal(cur.Hash, p.Sum[:]) {
 		if cur.Src != srid {
 			if err := w.SetSource(cur.RID, srid); err != nil {
