@@ -143,6 +143,9 @@ type Output struct {
 	Resource any
 	// Body is the canonical JSON from fhirjson.Marshal(Resource).
 	Body []byte
+	// CreateOnly: the store writes it only when it does not exist
+	// (store.ResourceWrite.CreateOnly): an outside party moves it on.
+	CreateOnly bool
 }
 
 // Error is a record that could not be mapped. Path is the JSON path into the
@@ -255,6 +258,8 @@ func (m *Mapper) MapWith(rec clinic.Record, recorded time.Time, related clinic.R
 		e.consent(r)
 	case *clinic.AntidepressantTrial:
 		e.trial(r)
+	case *clinic.Referral:
+		e.referral(r)
 	default:
 		if p := asPointer(rec); p != rec {
 			return m.MapWith(p, recorded, related)
@@ -302,6 +307,8 @@ func asPointer(r clinic.Record) clinic.Record {
 	case clinic.Consent:
 		return &v
 	case clinic.AntidepressantTrial:
+		return &v
+	case clinic.Referral:
 		return &v
 	}
 	return r

@@ -84,7 +84,7 @@ func newReferralEnv(t *testing.T) *referralEnv {
 		}
 		return tok
 	}
-	partnerScope := "system/Task.cru system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"
+	partnerScope := "system/Task.crus system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"
 	return &referralEnv{
 		g:       g,
 		base:    base,
@@ -614,6 +614,50 @@ func TestReferralWrittenFHIRIsValid(t *testing.T) {
 	r := e.do(t, http.MethodGet, "/fhir/metadata", "", nil)
 	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) {
 		t.Errorf("the CapabilityStatement does not state the write path: %.500s", r.body)
+	}
+}
+
+// TestReferralOutbound sends a referral from the clinic (a clinic record of
+// kind referral) and has the partner find it by polling and move it as
+// the Task's owner; sending the record again updates the ServiceRequest
+// and leaves the Task as the partner left it.
+func TestReferralOutbound(t *testing.T) {
+	e := newReferralEnv(t)
+	ctx := context.Background()
+	rec := func(note string) []json.RawMessage {
+		return []json.RawMessage{json.RawMessage(`{"kind":"referral","id":"ref-test-1","patientId":"pat-000001",` +
+			`"partnerId":"` + synth.OrgPartnerRiverbend + `","reason":"F33.2","service":"Psychotherapy after ketamine induction",` +
+			`"note":"` + note + `","authoredOn":"2026-12-01T09:00:00Z"}`)}
+	}
+	if _, sum, err := e.g.Ingester().Ingest(ctx, rec("first")); err != nil || sum.Rejected > 0 || sum.Created != 1 {
+		t.Fatalf("ingest: %v %+v", err, sum)
+	}
+	taskID := mapping.ResourceID(clinic.KindReferral, "ref-test-1", "Task")
+	poll := "Task?owner=Organization/" + orgID(synth.OrgPartnerRiverbend) + "&status=requested&_id=" + taskID
+	if n := e.total(t, e.partner, poll); n != 1 {
+		t.Fatalf("the partner's poll finds %d", n)
+	}
+	if n := e.total(t, e.other, "Task?owner=Organization/"+orgID(synth.OrgPartnerNorthgate)+"&_id="+taskID); n != 0 {
+		t.Errorf("another partner's poll finds %d", n)
+	}
+	wantStatus(t, "clinic accepting its own referral", e.move(t, e.ehr, taskID, `W/"1"`, "received", nil), http.StatusConflict, "only the owner")
+	wantStatus(t, "partner received", e.move(t, e.partner, taskID, `W/"1"`, "received", nil), http.StatusOK)
+	wantStatus(t, "partner accepted", e.move(t, e.partner, taskID, `W/"2"`, "accepted", nil), http.StatusOK, `"code":"3.0"`)
+	if n := e.total(t, e.partner, poll); n != 0 {
+		t.Errorf("the accepted referral is still requested: %d", n)
+	}
+	// The clinic sends the record again, changed.
+	if _, sum, err := e.g.Ingester().Ingest(ctx, rec("second")); err != nil || sum.Updated != 1 {
+		t.Fatalf("re-ingest: %v %+v", err, sum)
+	}
+	task, etag := e.task(t, taskID)
+	if task["status"] != "accepted" || etag != `W/"3"` {
+		t.Errorf("after the re-send the Task is %v at %s, want accepted at 3", task["status"], etag)
+	}
+	srID := mapping.ResourceID(clinic.KindReferral, "ref-test-1")
+	r := e.do(t, http.MethodGet, "/fhir/ServiceRequest/"+srID, e.ehr, nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"second"`) || r.header.Get("ETag") != `W/"2"` {
+		t.Errorf("ServiceRequest after the re-send: %d %s %.300s", r.status, r.header.Get("ETag"), r.body)
 	}
 }
 

@@ -37,6 +37,8 @@ func New(k Kind) (Record, bool) {
 		return &Consent{Header: Header{Kind: k}}, true
 	case KindAntidepressantTrial:
 		return &AntidepressantTrial{Header: Header{Kind: k}}, true
+	case KindReferral:
+		return &Referral{Header: Header{Kind: k}}, true
 	}
 	return nil, false
 }

@@ -176,6 +176,8 @@ var schemaProps = map[string]map[string]schemaEdit{
 		"dateTime": dateTime, "recipientIds": all(minItems(1), itemsPattern(idPattern.String())),
 		"purposes": all(minItems(1), itemsEnum(purposes)), "dataClasses": itemsEnum(dataClasses),
 		"start": date, "end": date},
+	"Referral": {"id": idRef, "patientId": idRef, "partnerId": idRef, "requesterId": idRef, "reason": icd10,
+		"authoredOn": dateTime},
 	"AntidepressantTrial": {"id": idRef, "patientId": idRef, "rxnorm": pattern(rxnormPattern.String()),
 		"class": enum(trialClasses), "start": date, "end": date, "outcome": enum(trialOutcomes),
 		"improvementPercent": numRange(-100, 100), "diagnosisId": idRef},

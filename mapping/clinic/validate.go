@@ -117,6 +117,8 @@ func Validate(r Record) []FieldError {
 		v.validate(&e)
 	case *AntidepressantTrial:
 		v.validate(&e)
+	case *Referral:
+		v.validate(&e)
 	case nil:
 		e.add("", "record is missing")
 	default:
@@ -831,4 +833,14 @@ func (t *AntidepressantTrial) validate(e *errs) {
 	}
 	e.floatRange("improvementPercent", t.ImprovementPercent, -100, 100)
 	e.id("diagnosisId", t.DiagnosisID, false)
+}
+
+func (r *Referral) validate(e *errs) {
+	e.header(r.Header, KindReferral)
+	e.id("patientId", r.PatientID, true)
+	e.id("partnerId", r.PartnerID, true)
+	e.id("requesterId", r.RequesterID, false)
+	e.icd10("reason", r.Reason, true)
+	e.required("service", r.Service)
+	e.dateTime("authoredOn", r.AuthoredOn, true)
 }
