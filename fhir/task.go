@@ -35,12 +35,15 @@ func (s *Server) updateTask(c echo.Context) error {
 		return ErrNotFound.WithDetails("unknown resource")
 	}
 	a := access{interaction: auth.InteractionUpdate, typ: "Task", id: id}
+	if c.Request().Method == http.MethodPatch {
+		a.interaction = auth.InteractionPatch
+	}
 	w, err := s.caller(c)
 	if err != nil {
 		noteAccess(c, a, narrowing{})
 		return err
 	}
-	if !w.allows(auth.InteractionUpdate, "Task") || w.org == "" {
+	if !w.allows(a.interaction, "Task") || w.org == "" {
 		noteAccess(c, a, narrowing{})
 		return auth.InsufficientScope("updating a referral Task needs Task update and a client registered with its Organization")
 	}
