@@ -77,6 +77,7 @@ var rooms = []room{
 	{pkg: "fhir/search", internal: []string{"store"}, outside: []string{"r4"}},
 	// The client side of Bulk Data export: plain HTTP, nothing of the server.
 	{pkg: "fhir/bulkclient"},
+	{pkg: "fhir/referral", never: pure},
 	{pkg: "fhir/auditlog", internal: []string{"fhir", "store"}, outside: []string{"uuid"}},
 	{pkg: "ingestapi", internal: []string{"auth", "fhir", "mapping/...", "store"}, outside: []string{"echo"}},
 	{pkg: "apps/course", internal: []string{"auth", "store"}, outside: []string{"echo"}},

@@ -95,6 +95,9 @@ type auditNote struct {
 	scope    []string
 	patients []string
 	seen     map[string]bool // index of patients once it grows
+	// wrote marks a write the handler made (noteWrite): it is audited
+	// like a read.
+	wrote bool
 }
 
 // touch adds a patient id (first-seen order, no duplicates).
@@ -206,7 +209,7 @@ func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
 			return Event{}, false
 		}
 	}
-	if a.interaction.Write() && !denied {
+	if a.interaction.Write() && !denied && !n.wrote {
 		return Event{}, false // refused as read-only (405): nothing was accessed
 	}
 	if a.typ == "Patient" && a.id != "" {

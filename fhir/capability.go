@@ -113,6 +113,10 @@ type capabilityInput struct {
 	// CapabilityStatement (see instantiates), declares the three export
 	// operations and the derived Group type (docs/design/security.md BULK-7).
 	bulkExport bool
+	// referrals is set when the referral write path is served
+	// (Options.Writer): the transaction interaction at the base and the
+	// update interaction on Task.
+	referrals bool
 }
 
 // instantiates lists the CapabilityStatements the gateway's statement conforms to
@@ -214,6 +218,18 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				}
 			}
 		}
+		if in.referrals && typ == "Task" {
+			res.Interaction = append(res.Interaction, r4.CapabilityStatementRestResourceInteraction{
+				Code: r4.TypeRestfulInteractionUpdate,
+				Documentation: ptr("A referral Task moves along its state machine with PUT and If-Match " +
+					"(docs/referrals.md); a stale If-Match is 412."),
+			})
+			res.Interaction = append(res.Interaction, r4.CapabilityStatementRestResourceInteraction{
+				Code:          r4.TypeRestfulInteractionPatch,
+				Documentation: ptr("JSON Patch (application/json-patch+json) with If-Match, under the same rules as update."),
+			})
+			res.ConditionalUpdate = ptr(false)
+		}
 		if typ == "Patient" {
 			res.Operation = []r4.CapabilityStatementRestResourceOperation{{
 				Name:       "everything",
@@ -244,13 +260,23 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 		}
 		resources = append(resources, res)
 	}
+	desc := "Read-only FHIR R4 API of a KetaBridge gateway."
+	var restInteractions []r4.CapabilityStatementRestInteraction
+	if in.referrals {
+		desc = "FHIR R4 API of a KetaBridge gateway: reads, and referrals written by partner clinics."
+		restInteractions = []r4.CapabilityStatementRestInteraction{{
+			Code: r4.SystemRestfulInteractionTransaction,
+			Documentation: ptr("A partner clinic's referral: a transaction Bundle of Task, ServiceRequest, Patient and " +
+				"supporting resources, stored all or nothing (docs/referrals.md)."),
+		}}
+	}
 	cs := r4.CapabilityStatement{
 		Name:         ptr("KetaBridgeCapabilityStatement"),
 		Title:        ptr("KetaBridge FHIR API"),
 		Status:       r4.PublicationStatusActive,
 		Date:         now.UTC().Format(time.RFC3339),
 		Publisher:    ptr("KetaBridge"),
-		Description:  ptr("Read-only FHIR R4 API of a KetaBridge gateway."),
+		Description:  ptr(desc),
 		Kind:         r4.CapabilityStatementKindInstance,
 		Instantiates: instantiates(in.bulkExport),
 		Software:     &r4.CapabilityStatementSoftware{Name: "KetaBridge", Version: ptr(version)},
@@ -262,9 +288,10 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 		Format:              []string{"json"},
 		ImplementationGuide: implementationGuides(),
 		Rest: []r4.CapabilityStatementRest{{
-			Mode:     r4.RestfulCapabilityModeServer,
-			Security: restSecurity(base, in.oauth),
-			Resource: resources,
+			Mode:        r4.RestfulCapabilityModeServer,
+			Security:    restSecurity(base, in.oauth),
+			Resource:    resources,
+			Interaction: restInteractions,
 		}},
 	}
 	if in.bulkExport {

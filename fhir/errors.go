@@ -43,6 +43,10 @@ type Error struct {
 	// names) the issue is about.
 	Expression []string
 
+	// More are further issues of the same OperationOutcome (a transaction
+	// Bundle names each failing entry); their Status is ignored.
+	More []*Error
+
 	cause error
 	// challenge is the WWW-Authenticate value of a refusal (RFC 6750 §3).
 	challenge string
@@ -65,12 +69,15 @@ var kinds = []kind{
 	{http.StatusNotFound, "not-found", "resource not found"},
 	{http.StatusMethodNotAllowed, "not-supported", "interaction not supported"},
 	{http.StatusNotAcceptable, "not-supported", "only JSON is supported"},
+	{http.StatusConflict, "conflict", "the request conflicts with the resource's current state"},
 	{http.StatusGone, "deleted", "resource deleted"},
+	{http.StatusPreconditionFailed, "conflict", "the resource changed since the version the request names"},
 	{http.StatusRequestEntityTooLarge, "too-costly", "request body too large"},
 	{http.StatusRequestURITooLong, "too-long", "request URL too long"},
 	{http.StatusUnsupportedMediaType, "not-supported", "unsupported content type"},
 	{http.StatusRequestedRangeNotSatisfiable, "invalid", "requested range not satisfiable"},
 	{http.StatusUnprocessableEntity, "processing", "request could not be processed"},
+	{http.StatusPreconditionRequired, "required", "If-Match with the current version is required"},
 	{http.StatusTooManyRequests, "throttled", "too many requests"},
 	{http.StatusRequestHeaderFieldsTooLarge, "too-long", "request header fields too large"},
 	{http.StatusInternalServerError, "exception", "internal server error"},
@@ -141,6 +148,7 @@ func (e *Error) Is(target error) bool {
 func (e *Error) clone() *Error {
 	c := *e
 	c.Expression = slices.Clone(e.Expression)
+	c.More = slices.Clone(e.More)
 	return &c
 }
 
@@ -169,6 +177,13 @@ func (e *Error) WithExpression(expr ...string) *Error {
 func (e *Error) WithSeverity(severity string) *Error {
 	c := e.clone()
 	c.Severity = severity
+	return c
+}
+
+// WithMore returns a copy with more issues after its own.
+func (e *Error) WithMore(more ...*Error) *Error {
+	c := e.clone()
+	c.More = append(c.More, more...)
 	return c
 }
 

@@ -70,6 +70,10 @@ func renderError(c echo.Context, err error) {
 func appendOutcome(dst []byte, e *Error) []byte {
 	dst = append(dst, `{"resourceType":"OperationOutcome","issue":[`...)
 	dst = appendIssue(dst, e)
+	for _, m := range e.More {
+		dst = append(dst, ',')
+		dst = appendIssue(dst, m)
+	}
 	return append(dst, "]}"...)
 }
 

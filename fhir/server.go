@@ -84,6 +84,13 @@ type Options struct {
 	// Profiles lists, per resource type, the profiles the gateway claims in
 	// the CapabilityStatement (supportedProfile); nil uses USCoreProfiles.
 	Profiles map[string][]string
+	// Writer, with Clients, turns on the referral write path
+	// (docs/referrals.md): the transaction Bundle at POST [base] and Task
+	// updates. nil keeps the API read-only (405).
+	Writer Writer
+	// Clients tells the organization and role each client is registered
+	// with; required with Writer.
+	Clients Clients
 	// OAuth names the authorization server's endpoints in the
 	// CapabilityStatement (rest.security, SMART oauth-uris). nil derives
 	// the gateway's own from Base, which must then be {root}/fhir: the
@@ -119,6 +126,8 @@ type Server struct {
 	exportWake chan struct{}
 	disclosure auth.DisclosurePolicy
 	facts      factsMemo // parsed Consent and Coverage versions (disclosure.go)
+	writer     Writer
+	clients    Clients
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -144,6 +153,11 @@ func New(opts Options) (*Server, error) {
 		timeout:    opts.Timeout,
 		types:      map[string]bool{},
 		disclosure: opts.Disclosure,
+		writer:     opts.Writer,
+		clients:    opts.Clients,
+	}
+	if (s.writer == nil) != (s.clients == nil) {
+		return nil, errors.New("fhir: Options.Writer and Options.Clients go together")
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -189,6 +203,7 @@ func New(opts Options) (*Server, error) {
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
 		bulkExport:    s.export != nil,
 		documentation: opts.Documentation,
+		referrals:     s.writer != nil,
 	})
 	if err != nil {
 		return nil, err
@@ -250,8 +265,15 @@ func (s *Server) Register(e *echo.Echo) {
 
 	// Write interactions (http.html#create, #update, #patch, #delete,
 	// #transaction): the API is read-only.
+	if s.writer != nil {
+		add(http.MethodPost, "", auth.InteractionCreate, s.transaction)
+		add(http.MethodPut, "/Task/:id", auth.InteractionUpdate, s.updateTask)
+		add(http.MethodPatch, "/Task/:id", auth.InteractionPatch, s.updateTask)
+	}
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		add(m, "", "", s.readOnly)
+		if m != http.MethodPost || s.writer == nil {
+			add(m, "", "", s.readOnly)
+		}
 		add(m, "/:type", writeInteraction(m, false), s.readOnly)
 		add(m, "/:type/:id", writeInteraction(m, true), s.readOnly)
 	}

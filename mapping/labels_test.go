@@ -26,6 +26,8 @@ var labelRules = []struct {
 	{"consent", "Consent", "", ""},
 	{"provenance", "Provenance", "", ""},
 	{"mental-health diagnosis", "Condition", "", "PSY N"},
+	{"referral for a mental-health reason", "ServiceRequest", "", "PSY N"},
+	{"referral task for a mental-health reason", "Task", "", "PSY N"},
 	{"course plan", "CarePlan", "", "PSY N"},
 	{"course order", "MedicationRequest", "", "PSY N"},
 	{"antidepressant trial", "MedicationStatement", "", "PSY N"},

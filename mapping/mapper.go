@@ -143,6 +143,9 @@ type Output struct {
 	Resource any
 	// Body is the canonical JSON from fhirjson.Marshal(Resource).
 	Body []byte
+	// CreateOnly: the store writes it only when it does not exist
+	// (store.ResourceWrite.CreateOnly): an outside party moves it on.
+	CreateOnly bool
 }
 
 // Error is a record that could not be mapped. Path is the JSON path into the
@@ -257,6 +260,8 @@ func (m *Mapper) MapWith(rec clinic.Record, recorded time.Time, related clinic.R
 		e.trial(r)
 	case *clinic.PriorAuthResponse:
 		e.priorAuthResponse(r)
+	case *clinic.Referral:
+		e.referral(r)
 	default:
 		if p := asPointer(rec); p != rec {
 			return m.MapWith(p, recorded, related)
@@ -306,6 +311,8 @@ func asPointer(r clinic.Record) clinic.Record {
 	case clinic.AntidepressantTrial:
 		return &v
 	case clinic.PriorAuthResponse:
+		return &v
+	case clinic.Referral:
 		return &v
 	}
 	return r

@@ -111,9 +111,17 @@ func (g *Gateway) build(ctx context.Context) error {
 		export = &fhir.ExportOptions{Store: es, MaxActive: g.cfg.ExportMaxJobs,
 			FileSize: g.cfg.ExportFileSize, Expiry: g.cfg.ExportExpiry}
 	}
+	// The referral write path writes through the read cache, so every
+	// replica's cache drops what it changed (docs/referrals.md).
+	clients, ok := g.store.(fhir.Clients)
+	if !ok {
+		return errors.New("the store does not keep the client registry")
+	}
 	fs, err := fhir.New(fhir.Options{
 		Export:    export,
 		Store:     g.reads,
+		Writer:    g.reads,
+		Clients:   clients,
 		Base:      g.cfg.FHIRBase(),
 		Verifier:  g.auth.Tokens(),
 		RateLimit: rl,

@@ -31,6 +31,27 @@ func (e *RecordError) Error() string {
 // Unwrap returns the cause.
 func (e *RecordError) Unwrap() error { return e.Err }
 
+// ErrPreconditionFailed is what a failed RecordWrite.Expect is (errors.Is);
+// the fhir package answers it 412 (or, for a conditional create, with the
+// resource that exists).
+var ErrPreconditionFailed = errors.New("store: precondition failed")
+
+// PreconditionError is a RecordWrite.Expect that did not hold: the current
+// version of Key is Have (0: absent or deleted), not Want. It names only the
+// key and versions, so it is safe to log.
+type PreconditionError struct {
+	Key        Key
+	Want, Have int64
+}
+
+func (e *PreconditionError) Error() string {
+	return "store: precondition failed: " + e.Key.String() + " is at version " + strconv.FormatInt(e.Have, 10) +
+		", expected " + strconv.FormatInt(e.Want, 10)
+}
+
+// Is makes errors.Is(err, ErrPreconditionFailed) true.
+func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
+
 // BatchError is what Apply returns when some records of a batch failed while
 // the others were written: every record not listed here was written, and its
 // WriteResult is valid. The failed records' WriteResults have Outcome Failed.

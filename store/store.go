@@ -89,6 +89,12 @@ type ResourceWrite struct {
 	// meta.lastUpdated; the store stamps those (see StampMeta).
 	Body  []byte
 	Index []IndexRow
+	// CreateOnly writes the resource only when it does not exist (or is
+	// deleted): an existing one is left as it is (Unchanged), whoever
+	// wrote it last. A clinic record uses it for a resource an outside
+	// party moves on from there, such as the Task of a referral the clinic
+	// sends, so re-sending the record does not undo their changes.
+	CreateOnly bool
 }
 
 // CompartmentParams are the reference search parameters whose value
@@ -110,6 +116,21 @@ type RecordWrite struct {
 	Hash      string
 	Source    []byte
 	Resources []ResourceWrite
+	// Expect are preconditions on resources' current versions, checked
+	// inside the write's transaction before anything of the record is
+	// written (and before its Hash is compared): when one fails, the
+	// record writes nothing and fails with a *PreconditionError. They make
+	// writes of outside FHIR safe against concurrent writers: an update
+	// with If-Match, a create that must not find its resource
+	// (docs/design/security.md RFL-3).
+	Expect []Expectation
+}
+
+// Expectation is one precondition of a RecordWrite: the current version of
+// Key is Version, where 0 means the resource does not exist or is deleted.
+type Expectation struct {
+	Key     Key
+	Version int64
 }
 
 // Outcome is what a write did.
@@ -359,7 +380,12 @@ type Store interface {
 	// resources the record produced before but no longer produces (and that
 	// no other record took over since) get a deletion version (Deleted).
 	// Every version written by one call carries the same lastUpdated, the
-	// clock's now truncated to milliseconds. When some records fail (bad
+	// clock's now truncated to milliseconds, taken under the store's write
+	// lock; when a version of one of the call's resource types already
+	// committed is later than that (another replica's clock ran ahead), the
+	// call stamps that version's lastUpdated instead. So within a type,
+	// lastUpdated never decreases in commit order, and a poll with
+	// _lastUpdated=ge<the latest seen> misses no change. When some records fail (bad
 	// data, or a write error rolled back to the record alone), the others
 	// are committed, the failed ones have Outcome Failed, and the error is a
 	// *BatchError. Any other error means nothing was written.

@@ -21,6 +21,11 @@ func (rec *RecordWrite) Validate() error {
 	if rec.Hash == "" {
 		return errors.New("record hash is required")
 	}
+	for i, e := range rec.Expect {
+		if e.Key.Type == "" || e.Key.ID == "" || e.Version < 0 {
+			return fmt.Errorf("expect[%d]: type and id are required and the version may not be negative", i)
+		}
+	}
 	seen := make(map[Key]int, len(rec.Resources))
 	for i := range rec.Resources {
 		rw := &rec.Resources[i]

@@ -18,6 +18,7 @@ var structs = map[string]reflect.Type{
 	"Condition":                reflect.TypeFor[r4.Condition](),
 	"Consent":                  reflect.TypeFor[r4.Consent](),
 	"Coverage":                 reflect.TypeFor[r4.Coverage](),
+	"DocumentReference":        reflect.TypeFor[r4.DocumentReference](),
 	"Encounter":                reflect.TypeFor[r4.Encounter](),
 	"ImplementationGuide":      reflect.TypeFor[r4.ImplementationGuide](),
 	"Location":                 reflect.TypeFor[r4.Location](),
@@ -34,7 +35,9 @@ var structs = map[string]reflect.Type{
 	"Practitioner":             reflect.TypeFor[r4.Practitioner](),
 	"Provenance":               reflect.TypeFor[r4.Provenance](),
 	"SearchParameter":          reflect.TypeFor[r4.SearchParameter](),
+	"ServiceRequest":           reflect.TypeFor[r4.ServiceRequest](),
 	"StructureDefinition":      reflect.TypeFor[r4.StructureDefinition](),
+	"Task":                     reflect.TypeFor[r4.Task](),
 	"ValueSet":                 reflect.TypeFor[r4.ValueSet](),
 }
 
@@ -50,6 +53,7 @@ var choices = map[string][]string{
 	"Patient":                  {"deceased", "multipleBirth"},
 	"PlanDefinition":           {"subject"},
 	"Provenance":               {"occurred"},
+	"ServiceRequest":           {"quantity", "occurrence", "asNeeded"},
 }
 
 var (

@@ -182,6 +182,9 @@ func extractTyped(resource any) ([]store.IndexRow, error) {
 	case r4.OperationDefinition:
 		return Extract(&r)
 	}
+	if rows, ok, err := extractReferral(resource); ok {
+		return rows, err
+	}
 	return nil, fmt.Errorf("search: index: unsupported resource type %T", resource)
 }
 
@@ -242,7 +245,10 @@ func ExtractJSON(resourceType string, body []byte) ([]store.IndexRow, error) {
 	case "OperationDefinition":
 		v, err = decode(r4.UnmarshalOperationDefinition, body)
 	default:
-		return nil, fmt.Errorf("search: index: unsupported resource type %q", resourceType)
+		var ok bool
+		if v, ok, err = decodeReferral(resourceType, body); !ok {
+			return nil, fmt.Errorf("search: index: unsupported resource type %q", resourceType)
+		}
 	}
 	if err != nil {
 		// The samply/encoding/json error may quote values from the body; keep

@@ -62,6 +62,10 @@ type extractCase struct {
 }
 
 func extractCases() []extractCase {
+	return append(baseExtractCases(), referralExtractCases()...)
+}
+
+func baseExtractCases() []extractCase {
 	day := func(t *testing.T, d string) (int64, int64) {
 		lo := ms(t, d+"T00:00:00Z")
 		return lo, lo + 24*3600*1000 - 1
@@ -767,7 +771,7 @@ func TestExtractErrors(t *testing.T) {
 		})
 	}
 	t.Run("unsupported type", func(t *testing.T) {
-		if _, err := Extract(&r4.Task{}); err == nil {
+		if _, err := Extract(&r4.Appointment{}); err == nil {
 			t.Error("want error")
 		}
 	})
@@ -777,7 +781,7 @@ func TestExtractErrors(t *testing.T) {
 		}
 	})
 	t.Run("ExtractJSON unknown type", func(t *testing.T) {
-		if _, err := ExtractJSON("Task", []byte(`{}`)); err == nil {
+		if _, err := ExtractJSON("Appointment", []byte(`{}`)); err == nil {
 			t.Error("want error")
 		}
 	})

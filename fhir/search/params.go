@@ -107,10 +107,10 @@ var (
 // Provenance.target may point at any of them.
 var searchable = []string{
 	"AdverseEvent", "CarePlan", "ClaimResponse", "CodeSystem", "Condition", "Consent", "Coverage",
-	"Encounter", "ImplementationGuide", "Location", "Medication", "MedicationAdministration",
+	"DocumentReference", "Encounter", "ImplementationGuide", "Location", "Medication", "MedicationAdministration",
 	"MedicationRequest", "MedicationStatement", "Observation", "OperationDefinition", "Organization",
-	"Patient", "PlanDefinition", "Practitioner", "Provenance", "SearchParameter",
-	"StructureDefinition", "ValueSet",
+	"Patient", "PlanDefinition", "Practitioner", "Provenance", "SearchParameter", "ServiceRequest",
+	"StructureDefinition", "Task", "ValueSet",
 }
 
 // clinicalPatient is the patient parameter of the clinical resources
@@ -385,6 +385,9 @@ var (
 )
 
 func init() {
+	for typ, ps := range referralParams {
+		declared[typ] = ps
+	}
 	params = make(map[string][]Param, len(declared))
 	byName = make(map[string]map[string]Param, len(declared))
 	for typ, ps := range declared {

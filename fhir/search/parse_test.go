@@ -162,7 +162,7 @@ func TestParseErrors(t *testing.T) {
 		lenient   bool
 		wantParam string
 	}{
-		{"unknown type", "Task", "status=x", false, ""},
+		{"unknown type", "Appointment", "status=x", false, ""},
 		{"unknown param strict", "Patient", "foo=bar", false, "foo"},
 		{"chained param strict", "Observation", "subject.name=x", false, "subject.name"},
 		{"unknown modifier", "Patient", "name:contains=x", false, "name:contains"},
@@ -435,8 +435,8 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("%s: no element names", typ)
 		}
 	}
-	if Params("Task") != nil {
-		t.Error("Params(Task) != nil")
+	if Params("Appointment") != nil {
+		t.Error("Params(Appointment) != nil")
 	}
 	p, ok := Lookup("Observation", "patient")
 	if !ok || p.Definition != "http://hl7.org/fhir/SearchParameter/clinical-patient" || p.Type != store.KindReference {

@@ -39,6 +39,8 @@ func New(k Kind) (Record, bool) {
 		return &AntidepressantTrial{Header: Header{Kind: k}}, true
 	case KindPriorAuthResponse:
 		return &PriorAuthResponse{Header: Header{Kind: k}}, true
+	case KindReferral:
+		return &Referral{Header: Header{Kind: k}}, true
 	}
 	return nil, false
 }

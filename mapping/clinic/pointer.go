@@ -30,6 +30,8 @@ func asPointer(r Record) Record {
 		return &v
 	case PriorAuthResponse:
 		return &v
+	case Referral:
+		return &v
 	}
 	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil // a typed nil pointer is no record

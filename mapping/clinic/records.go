@@ -25,6 +25,7 @@ const (
 	KindConsent             Kind = "consent"
 	KindAntidepressantTrial Kind = "antidepressant_trial"
 	KindPriorAuthResponse   Kind = "prior_auth_response"
+	KindReferral            Kind = "referral"
 )
 
 // Kinds lists every kind in dependency order: a kind only references kinds
@@ -32,7 +33,7 @@ const (
 var Kinds = []Kind{
 	KindOrganization, KindPractitioner, KindLocation, KindPatient, KindProtocol,
 	KindDiagnosis, KindCoverage, KindCourse, KindSession, KindConsent, KindAntidepressantTrial,
-	KindPriorAuthResponse,
+	KindPriorAuthResponse, KindReferral,
 }
 
 // Record is implemented by every record kind.
@@ -460,4 +461,25 @@ type PriorAuthResponse struct {
 	// RequestedSessions and ApprovedSessions count sessions (units).
 	RequestedSessions *int `json:"requestedSessions,omitempty"`
 	ApprovedSessions  *int `json:"approvedSessions,omitempty"`
+}
+
+// Referral is a referral the clinic sends to a partner clinic (an outbound
+// referral: a summary after induction, a hand-off for maintenance, a
+// referral for psychotherapy). It maps to a ServiceRequest and a Task whose
+// owner is the partner, which the partner then moves (docs/referrals.md).
+type Referral struct {
+	Header
+	PatientID string `json:"patientId"`
+	// PartnerID is the organization (of type partner) the patient is
+	// referred to.
+	PartnerID string `json:"partnerId"`
+	// RequesterID is the practitioner who refers, when one does.
+	RequesterID string `json:"requesterId,omitempty"`
+	// Reason is the ICD-10-CM code of the reason for the referral.
+	Reason string `json:"reason"`
+	// Service is the requested service, in words.
+	Service string `json:"service"`
+	Note    string `json:"note,omitempty"`
+	// AuthoredOn is when the referral was made.
+	AuthoredOn string `json:"authoredOn"`
 }

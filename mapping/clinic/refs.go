@@ -65,6 +65,10 @@ func refs(r Record) []ref {
 		add("patientId", KindPatient, v.PatientID)
 		add("courseId", KindCourse, v.CourseID)
 		add("payerId", KindOrganization, v.PayerID)
+	case *Referral:
+		add("patientId", KindPatient, v.PatientID)
+		add("partnerId", KindOrganization, v.PartnerID)
+		add("requesterId", KindPractitioner, v.RequesterID)
 	}
 	return out
 }
@@ -88,7 +92,8 @@ func Refs(r Record) []Key {
 // and the rules that need another record:
 //   - a session's patientId equals its course's patientId; a course's diagnosis
 //     and coverage belong to the course's patient;
-//   - a coverage's payer is an organization of type payer; an antidepressant
+//   - a coverage's payer is an organization of type payer, a referral's
+//     partner one of type partner; an antidepressant
 //     trial's diagnosis belongs to the trial's patient;
 //   - a session's administrations use the protocol's drug, their dose is not
 //     far outside the protocol (mg_per_kg: mg/kg outside [min/2, max*1.5];
@@ -115,6 +120,10 @@ func CheckRefs(r Record, res Resolver) []FieldError {
 	case *Coverage:
 		if org, ok := found[Key{KindOrganization, v.PayerID}].(*Organization); ok && org.Type != "payer" {
 			e.add("payerId", "must reference an organization of type payer")
+		}
+	case *Referral:
+		if org, ok := found[Key{KindOrganization, v.PartnerID}].(*Organization); ok && org.Type != "partner" {
+			e.add("partnerId", "must reference an organization of type partner")
 		}
 	case *Course:
 		if dx, ok := found[Key{KindDiagnosis, v.DiagnosisID}].(*Diagnosis); ok && dx.PatientID != v.PatientID && !failed["patientId"] {

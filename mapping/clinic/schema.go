@@ -179,6 +179,8 @@ var schemaProps = map[string]map[string]schemaEdit{
 	"PriorAuthResponse": {"id": idRef, "patientId": idRef, "courseId": idRef, "payerId": idRef,
 		"outcome": enum(paOutcomes), "created": dateTime, "start": date, "end": date,
 		"requestedSessions": numRange(1, 1000), "approvedSessions": numRange(0, 1000)},
+	"Referral": {"id": idRef, "patientId": idRef, "partnerId": idRef, "requesterId": idRef, "reason": icd10,
+		"authoredOn": dateTime},
 	"AntidepressantTrial": {"id": idRef, "patientId": idRef, "rxnorm": pattern(rxnormPattern.String()),
 		"class": enum(trialClasses), "start": date, "end": date, "outcome": enum(trialOutcomes),
 		"improvementPercent": numRange(-100, 100), "diagnosisId": idRef},

@@ -119,6 +119,8 @@ func Validate(r Record) []FieldError {
 		v.validate(&e)
 	case *PriorAuthResponse:
 		v.validate(&e)
+	case *Referral:
+		v.validate(&e)
 	case nil:
 		e.add("", "record is missing")
 	default:
@@ -866,4 +868,14 @@ func (r *PriorAuthResponse) validate(e *errs) {
 	if len(r.PreAuthRef) > 64 {
 		e.add("preAuthRef", "must be at most 64 characters")
 	}
+}
+
+func (r *Referral) validate(e *errs) {
+	e.header(r.Header, KindReferral)
+	e.id("patientId", r.PatientID, true)
+	e.id("partnerId", r.PartnerID, true)
+	e.id("requesterId", r.RequesterID, false)
+	e.icd10("reason", r.Reason, true)
+	e.required("service", r.Service)
+	e.dateTime("authoredOn", r.AuthoredOn, true)
 }

@@ -793,5 +793,5 @@ func (s *Service) resourceWrite(o mapping.Output) (store.ResourceWrite, error) {
 			return store.ResourceWrite{}, fmt.Errorf("%s/%s cannot be indexed for search: %v", o.Type, o.ID, err)
 		}
 	}
-	return store.ResourceWrite{Type: o.Type, ID: o.ID, Patient: o.Patient, Body: o.Body, Index: rows}, nil
+	return store.ResourceWrite{Type: o.Type, ID: o.ID, Patient: o.Patient, Body: o.Body, Index: rows, CreateOnly: o.CreateOnly}, nil
 }

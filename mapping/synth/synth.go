@@ -95,6 +95,7 @@ type patientGen struct {
 	id            string // number part of the ids, e.g. 000042
 	patientID     string
 	dxID, covID   string
+	dxCode        string // the diagnosis's ICD-10-CM code
 	courseID      string
 	condition     string // mdd, ptsd, gad
 	protocol      string
@@ -179,6 +180,11 @@ func (g *patientGen) generate(emit func(clinic.Record) error) error {
 		}
 	}
 	if r := g.priorAuth(course); r != nil {
+		if err := emit(r); err != nil {
+			return err
+		}
+	}
+	if r := g.referral(); r != nil {
 		return emit(r)
 	}
 	return nil
@@ -373,6 +379,7 @@ func (g *patientGen) diagnosis() *clinic.Diagnosis {
 		code = ptsdCodes[0]
 	}
 	g.prescriber = prescribers[g.rng.IntN(len(prescribers))]
+	g.dxCode = code.code
 	return &clinic.Diagnosis{
 		Header:         clinic.Header{Kind: clinic.KindDiagnosis, ID: g.dxID},
 		PatientID:      g.patientID,

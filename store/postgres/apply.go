@@ -19,6 +19,11 @@ var (
 	setSrcSQL    = sqlcore.Postgres.SQL(sqlcore.SetSourceSQL)
 )
 
+// latestSQL is the latest lastUpdated among the given types (0 when none),
+// one index probe per type (resources_updated).
+const latestSQL = `SELECT coalesce(max(m), 0) FROM unnest($1::text[]) AS t(typ),
+LATERAL (SELECT last_updated AS m FROM resources WHERE type = t.typ ORDER BY last_updated DESC LIMIT 1) AS x`
+
 const updResSQL = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
 
 // Apply implements store.Store.Apply, whose doc states the semantics;
@@ -43,7 +48,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		return nil, err
 	}
 	defer s.busy.Begin()()
-	now := s.clock.Now().UTC().Truncate(time.Millisecond)
+	types := sqlcore.WrittenTypes(records)
 	var (
 		results []store.WriteResult
 		failed  []*store.RecordError
@@ -53,6 +58,14 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.applyLock); err != nil {
 				return err
 			}
+			// The time is taken under the lock and never goes back behind
+			// a committed version of the same types, so _lastUpdated
+			// follows commit order across replicas whose clocks differ.
+			var latest int64
+			if err := tx.QueryRow(ctx, latestSQL, types).Scan(&latest); err != nil {
+				return err
+			}
+			now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
 			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
 			var err error
 			results, failed, err = sqlcore.Records(ctx, records, func(rec *store.RecordWrite) (store.WriteResult, error) {

@@ -19,6 +19,7 @@ type writeStmts struct {
 	getPID, insPID                  *dstmt
 	getCID, insCID                  *dstmt
 	maxRID, maxHID                  *dstmt
+	latest                          *dstmt
 	delIdx                          [sqlcore.NumKinds]*dstmt
 	multi                           map[multiKey]*dstmt // multi-row inserts, prepared on first use
 	all                             []*dstmt
@@ -55,6 +56,7 @@ VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	ws.insCID = prep(`INSERT INTO compartments (patient) VALUES (?) RETURNING cid`)
 	ws.maxRID = prep(`SELECT coalesce(max(rid), 0) FROM resources`)
 	ws.maxHID = prep(`SELECT coalesce(max(hid), 0) FROM history`)
+	ws.latest = prep(`SELECT coalesce(max(last_updated), 0) FROM resources WHERE type = ?`)
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
 		ws.delIdx[k] = prep(`DELETE FROM ` + sqlcore.IndexTables[k] + ` WHERE rid = ?`)
 	}
@@ -125,8 +127,6 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 	// the driver a goroutine per statement. Cancellation is checked between
 	// records instead.
 	bg := context.WithoutCancel(ctx)
-	now := s.clock.Now().UTC().Truncate(time.Millisecond)
-	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, cids: map[string]int64{}, safe: safe}
 	if err := c.exec(bg, "BEGIN IMMEDIATE"); err != nil {
 		return nil, nil, fmt.Errorf("store: sqlite: begin: %w", err)
 	}
@@ -134,6 +134,18 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		_ = c.exec(bg, "ROLLBACK")
 		return nil, nil, err
 	}
+	// lastUpdated never goes back behind a committed version of the same
+	// types (store.Store.Apply), whatever the clock says.
+	var latest int64
+	for _, typ := range sqlcore.WrittenTypes(records) {
+		var l int64
+		if _, err := s.ws.latest.queryRow(bg, []any{typ}, &l); err != nil {
+			return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
+		}
+		latest = max(latest, l)
+	}
+	now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
+	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, cids: map[string]int64{}, safe: safe}
 	if _, err := a.ws.maxRID.queryRow(bg, nil, &a.lastRID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}

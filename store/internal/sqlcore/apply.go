@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,33 @@ const (
 	UpdateSourceSQL = `UPDATE source_records SET hash = ?, body = ?, resources = ?, updated = ? WHERE srid = ?`
 	SetSourceSQL    = `UPDATE resources SET src = ? WHERE rid = ?`
 )
+
+// WrittenTypes are the resource types records write, each once, sorted.
+func WrittenTypes(records []store.RecordWrite) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := range records {
+		for j := range records[i].Resources {
+			if t := records[i].Resources[j].Type; !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// NotBefore returns now, or latest (Unix ms) when now is earlier: the
+// lastUpdated of an Apply never goes back behind a version of its types
+// already committed, whatever the clock of the replica writing says
+// (store.Store.Apply). The backends take latest inside the write lock.
+func NotBefore(now time.Time, latest int64) time.Time {
+	if latest > now.UnixMilli() {
+		return time.UnixMilli(latest).UTC()
+	}
+	return now
+}
 
 // Retry asks Apply to rerun its batch with a savepoint per record: a write
 // failed, and without a savepoint it cannot be rolled back alone.
@@ -153,6 +181,9 @@ func Record(w RecordWriter, rec *store.RecordWrite, now time.Time, safe bool) (s
 	if err := rec.Validate(); err != nil {
 		return store.WriteResult{}, err
 	}
+	if err := expect(w, rec); err != nil {
+		return store.WriteResult{}, err
+	}
 	src, err := w.Source(rec)
 	if err != nil {
 		return store.WriteResult{}, &Fatal{err}
@@ -177,6 +208,34 @@ func Record(w RecordWriter, rec *store.RecordWrite, now time.Time, safe bool) (s
 		return res, nil
 	}
 	return w.Savepoint(func() (store.WriteResult, error) { return w.Write(rec, src, preps) })
+}
+
+// expect checks rec.Expect against the current rows, inside the
+// transaction (both backends hold their write lock by now, so no other
+// write can come between the check and the record's writes): the first
+// that fails is a *store.PreconditionError, a record failure.
+func expect(w RecordWriter, rec *store.RecordWrite) error {
+	if len(rec.Expect) == 0 {
+		return nil
+	}
+	keys := make([]store.Key, len(rec.Expect))
+	for i, e := range rec.Expect {
+		keys[i] = e.Key
+	}
+	current, err := w.Current(keys)
+	if err != nil {
+		return &Fatal{err}
+	}
+	for _, e := range rec.Expect {
+		var have int64
+		if c, ok := current[e.Key]; ok && !c.Deleted {
+			have = c.Version
+		}
+		if have != e.Version {
+			return &store.PreconditionError{Key: e.Key, Want: e.Version, Have: have}
+		}
+	}
+	return nil
 }
 
 // unchanged reports a record whose hash matched: nothing is written.
@@ -284,11 +343,17 @@ type VersionWriter interface {
 }
 
 // Update writes rw (the record's i-th resource, prepared as p) over its
-// current row cur for record srid: an unchanged body only moves the
-// resource to the record; a changed one, or a deleted resource, gets the
+// current row cur for record srid: a CreateOnly resource that exists is
+// left alone; an unchanged body only moves the resource to the record; a
+// changed one, or a deleted resource, gets the
 // next version stamped with now (Updated; Created when it was deleted).
 func Update(w VersionWriter, rw *store.ResourceWrite, i int, p *Prepared, cur Current, srid int64, now time.Time) (store.ResourceResult, error) {
 	rr := store.ResourceResult{Type: rw.Type, ID: rw.ID}
+	if !cur.Deleted && rw.CreateOnly {
+		// Left as whoever wrote it last made it (store.ResourceWrite).
+		rr.Version, rr.Outcome = cur.Version, store.Unchanged
+		return rr, nil
+	}
 	if !cur.Deleted && bytes.Equal(cur.Hash, p.Sum[:]) {
 		if cur.Src != srid {
 			if err := w.SetSource(cur.RID, srid); err != nil {
