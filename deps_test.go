@@ -76,8 +76,11 @@ var rooms = []room{
 	{pkg: "fhir", internal: []string{"auth", "store", "fhir/...", "conformance/..."}, outside: []string{"echo", "r4", "uuid"}},
 	{pkg: "fhir/search", internal: []string{"store"}, outside: []string{"r4"}},
 	{pkg: "fhir/referral", never: pure},
+	// The client side of Bulk Data export: plain HTTP, nothing of the server.
+	{pkg: "fhir/bulkclient"},
 	{pkg: "fhir/auditlog", internal: []string{"fhir", "store"}, outside: []string{"uuid"}},
 	{pkg: "ingestapi", internal: []string{"auth", "fhir", "mapping/...", "store"}, outside: []string{"echo"}},
+	{pkg: "apps/course", internal: []string{"auth", "store"}, outside: []string{"echo"}},
 	{pkg: "auth", internal: []string{"store"}, outside: []string{"echo", "jwt", "jose", "x/crypto", "uuid"}},
 	{pkg: "mapping", internal: []string{"mapping/...", "conformance/fhirjson"}, outside: []string{"r4", "uuid"}, never: pure},
 	{pkg: "mapping/clinic", outside: []string{"jsonschema"}, never: pure},

@@ -23,6 +23,11 @@ const (
 	// InteractionSearch, so the operation returns only what the caller may
 	// search.
 	InteractionEverything Interaction = "everything"
+	// InteractionExport is the Bulk Data $export operation and its status
+	// and file requests. It needs a system/ scope; each exported type is
+	// decided separately as InteractionSearch, so an export holds what the
+	// caller's searches would (docs/design/security.md BULK-4).
+	InteractionExport Interaction = "export"
 )
 
 // Write reports whether i changes data (create, update, patch, delete).
@@ -64,7 +69,18 @@ type Principal struct {
 	// PatientUser marks a patient's own login: user/ scopes are then limited
 	// to the user's own record (Patient) as well.
 	PatientUser bool
+	// Organization is the id of the Organization the client acts for
+	// (empty when none) and Role what it is to the clinic (docs/access.md;
+	// docs/design/security.md PRIV-11). RoleEHR (the zero value is read as
+	// it) leaves the decision to the scopes; a payer or partner is further
+	// limited by its view and the patients' consents (Disclose).
+	Organization string
+	Role         Role
 }
+
+// Outside reports whether the principal is an outside organization (payer
+// or partner), whose access is limited by its view and by consent.
+func (p Principal) Outside() bool { return p.Role == RolePayer || p.Role == RolePartner }
 
 // Decision is the outcome of an access check. The zero Decision denies. When
 // Allowed, the query must be narrowed BEFORE it runs (docs/design/security.md

@@ -188,6 +188,9 @@ func assertionFailed(d string) error {
 // the client's keys, and everything is verified afterwards.
 func (t *tokenService) assertionClient(ctx context.Context, raw, bodyID string) (store.Client, error) {
 	var unverified assertionClaims
+	if err := checkCompactJWS(raw); err != nil {
+		return store.Client{}, assertionFailed("malformed JWT")
+	}
 	if _, _, err := jwt.NewParser().ParseUnverified(raw, &unverified); err != nil {
 		return store.Client{}, assertionFailed("malformed JWT")
 	}

@@ -126,7 +126,7 @@ func (s *Server) mountDiscovery(r routes) {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.opts.Keys.JWKS())
 	}
-	for _, m := range []string{http.MethodGet, http.MethodOptions} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodOptions} {
 		r.root(m, "/fhir/.well-known/smart-configuration", smart, s.cors.Open)
 		r.auth(m, "/.well-known/openid-configuration", oidc, s.cors.Open)
 		r.auth(m, "/jwks", jwks, s.cors.Open)

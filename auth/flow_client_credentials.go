@@ -51,11 +51,21 @@ func (f *clientCredentialsFlow) handle(ctx context.Context, req *tokenRequest) (
 	}
 	access, exp, err := t.s.tokens.Access(AccessRequest{
 		GrantID: g.ID, ClientID: g.ClientID, Subject: g.ClientID, Scope: granted, TTL: BackendAccessTTL,
+		Organization: orgRef(req.client.Organization), Role: Role(req.client.Role),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: t.expiresIn(exp), Scope: granted}, nil
+}
+
+// orgRef is the organization claim of a bound client: "Organization/{id}",
+// or empty.
+func orgRef(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "Organization/" + id
 }
 
 // narrowSystemScopes grants each requested system/ scope as far as the

@@ -83,6 +83,10 @@ func (t *tokenService) introspectBody(c echo.Context) (map[string]any, error) {
 		if info.Principal.Patient != "" {
 			out["patient"] = info.Principal.Patient
 		}
+		if info.Principal.Organization != "" || info.Principal.Role != RoleEHR {
+			out["organization"] = orgRef(info.Principal.Organization)
+			out["role"] = string(info.Principal.Role)
+		}
 		if g, err := t.grants.GetGrant(ctx, info.GrantID); err == nil && g.Encounter != "" {
 			out["encounter"] = g.Encounter
 		}

@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -137,4 +138,33 @@ func (s *Server) writeOAuthError(c echo.Context, err error) error {
 		body["error_description"] = oe.Description
 	}
 	return c.JSON(oe.Status, body)
+}
+
+// RenderError is the gateway's error handler for /auth paths: an error no
+// /auth route rendered (an unknown path, a method the endpoint does not
+// serve, a request head over the gateway's limits) is answered as OAuth
+// error JSON through writeOAuthError (docs/design/security.md PRIV-9,
+// LIM-3): invalid_request with the HTTP status of a client error, and Allow
+// on a 405.
+func (s *Server) RenderError(c echo.Context, err error) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) && he.Code >= 400 && he.Code < 500 {
+		if he.Code == http.StatusMethodNotAllowed {
+			if allow, _ := c.Get(echo.ContextKeyHeaderAllow).(string); allow != "" {
+				c.Response().Header().Set(echo.HeaderAllow, allow)
+			}
+		}
+		err = ErrInvalidRequest.withStatus(he.Code, strings.ToLower(http.StatusText(he.Code)))
+	}
+	_ = s.writeOAuthError(c, err)
+}
+
+// withStatus returns a copy of e answered with status and description.
+func (e *OAuthError) withStatus(status int, description string) *OAuthError {
+	c := *e
+	c.Status, c.Description = status, description
+	return &c
 }

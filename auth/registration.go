@@ -73,6 +73,12 @@ type ClientRegistration struct {
 	JWKSURL string
 	// Secret is a symmetric client's secret; empty generates one.
 	Secret string
+	// Organization is the id of the Organization the client acts for and
+	// Role what it is to the clinic (docs/access.md). The caller checks
+	// the Organization exists and has the role's type (CheckOrganization)
+	// before registering.
+	Organization string
+	Role         Role
 }
 
 // NewClient checks r and returns the client to store, created at now. For a
@@ -82,7 +88,10 @@ func NewClient(r ClientRegistration, now time.Time) (c store.Client, generated s
 	c = store.Client{
 		ID: r.ID, Name: strings.TrimSpace(r.Name), Kind: r.Kind, RedirectURIs: r.RedirectURIs,
 		LaunchURL: r.LaunchURL, Scopes: r.Scopes, Origins: r.Origins, JWKS: r.JWKS, JWKSURL: r.JWKSURL,
-		Created: now.UTC(),
+		Organization: r.Organization, Role: string(r.Role), Created: now.UTC(),
+	}
+	if c.Role == "" {
+		c.Role = string(RoleEHR)
 	}
 	if err := ValidateClient(c); err != nil {
 		return store.Client{}, "", err
@@ -130,6 +139,9 @@ func ValidateClient(c store.Client) error {
 	}
 	if len(c.Scopes) == 0 {
 		return fieldErr("scope", "is required (space-separated scopes)")
+	}
+	if err := checkBinding(c); err != nil {
+		return err
 	}
 	for _, s := range c.Scopes {
 		if err := checkClientScope(s, backend); err != nil {
@@ -345,4 +357,29 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
+}
+
+// checkBinding checks a client's organization and role
+// (docs/design/security.md PRIV-11): the role is ehr, payer or partner; a
+// payer or partner acts for an organization and is a backend client (an
+// outside organization's system, with system/ scopes: its view, not a
+// user's login, limits what it sees); the organization is a FHIR id.
+func checkBinding(c store.Client) error {
+	role, ok := ParseRole(c.Role)
+	if !ok {
+		return fieldErr("role", "must be ehr, payer or partner")
+	}
+	if c.Organization != "" && !ValidID(c.Organization) {
+		return fieldErr("organization", "must be an Organization id")
+	}
+	if role == RoleEHR {
+		return nil
+	}
+	if c.Organization == "" {
+		return fieldErr("organization", "is required for the %s role", role)
+	}
+	if c.Kind != store.ClientBackend {
+		return fieldErr("role", "%s is for backend clients only", role)
+	}
+	return nil
 }

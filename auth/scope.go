@@ -4,7 +4,6 @@ package auth
 
 import (
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 )
@@ -174,32 +173,53 @@ func ParseScope(s string) (Scope, error) {
 		if sc.V1 {
 			return bad("granular constraints need SMART v2 permissions")
 		}
-		vals, err := url.ParseQuery(query)
-		if err != nil {
-			return bad("malformed constraint")
-		}
-		params := make([]string, 0, len(vals))
-		for p := range vals {
-			params = append(params, p)
-		}
-		sort.Strings(params)
-		for _, p := range params {
-			for _, v := range vals[p] {
-				if p == "" || v == "" {
-					return bad("empty constraint")
-				}
-				f := Filter{Param: p, Code: v}
-				if i := strings.LastIndexByte(v, '|'); i >= 0 {
-					f.System, f.Code = v[:i], v[i+1:]
-					if f.Code == "" {
-						return bad("empty constraint code")
-					}
-				}
-				sc.Filters = append(sc.Filters, f)
+		// A constraint is written exactly as it must be written back
+		// (Scope.String): plain param=value pairs joined by "&", in
+		// characters that need no escaping, a system only when it is not
+		// empty. Escapes, "+", ";", "," and an empty system would parse into
+		// a Filter whose String is another scope, wider or narrower than the
+		// one granted (docs/design/security.md NEG-9).
+		pairs := strings.Split(query, "&")
+		for _, pair := range pairs {
+			p, v, ok := strings.Cut(pair, "=")
+			if !ok || p == "" || v == "" {
+				return bad("empty constraint")
 			}
+			if !constraintText(p, false) || !constraintText(v, true) {
+				return bad("a constraint may hold only letters, digits and - . _ ~ : / | @")
+			}
+			f := Filter{Param: p, Code: v}
+			if i := strings.LastIndexByte(v, '|'); i >= 0 {
+				f.System, f.Code = v[:i], v[i+1:]
+				if f.System == "" {
+					return bad("empty constraint system")
+				}
+				if f.Code == "" {
+					return bad("empty constraint code")
+				}
+			}
+			sc.Filters = append(sc.Filters, f)
 		}
+		sort.SliceStable(sc.Filters, func(i, j int) bool { return sc.Filters[i].Param < sc.Filters[j].Param })
 	}
 	return sc, nil
+}
+
+// constraintText reports whether s holds only the characters a granular
+// constraint may use unescaped: letters, digits, "-", ".", "_", "~", ":",
+// and in values also "/", "|" and "@".
+func constraintText(s string, value bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == ':':
+		case value && (c == '/' || c == '|' || c == '@'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func isResourceTypeName(s string) bool {

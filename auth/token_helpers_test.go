@@ -278,7 +278,7 @@ var (
 )
 
 type tdEnv struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	s     *Server
 	st    *tdStore
@@ -290,7 +290,7 @@ type tdEnv struct {
 	jwksURL              string
 }
 
-func newTDEnv(t *testing.T) *tdEnv {
+func newTDEnv(t testing.TB) *tdEnv {
 	t.Helper()
 	ctx := context.Background()
 	env := &tdEnv{t: t, st: newTDStore(), clock: &tdClock{t: time.Now().Truncate(time.Second)}}

@@ -44,6 +44,11 @@ type AccessRequest struct {
 	// PatientUser marks a patient's own login (user/ scopes then reach only
 	// the patient's own record, see Principal).
 	PatientUser bool
+	// Organization ("Organization/{id}") and Role are the client's binding
+	// (docs/design/security.md PRIV-11): they decide which view of the
+	// records the token gets. Empty Role is RoleEHR.
+	Organization string
+	Role         Role
 	// TTL is the lifetime; zero or anything above AccessTTL means AccessTTL.
 	TTL time.Duration
 }
@@ -75,6 +80,9 @@ type accessClaims struct {
 	Encounter   string `json:"encounter,omitempty"`
 	FHIRUser    string `json:"fhirUser,omitempty"`
 	PatientUser bool   `json:"patient_user,omitempty"`
+	// Organization and Role are the client's binding (PRIV-11).
+	Organization string `json:"organization,omitempty"`
+	Role         string `json:"role,omitempty"`
 }
 
 // idClaims are the claims of an id_token (OIDC Core §2;
@@ -189,6 +197,12 @@ func (t *Tokens) Access(req AccessRequest) (string, time.Time, error) {
 		FHIRUser:    req.FHIRUser,
 		PatientUser: req.PatientUser,
 	}
+	if req.Role != "" && req.Role != RoleEHR || req.Organization != "" {
+		claims.Organization, claims.Role = req.Organization, string(req.Role)
+		if claims.Role == "" {
+			claims.Role = string(RoleEHR)
+		}
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	tok.Header["kid"] = kid
 	tok.Header["typ"] = accessTokenType
@@ -283,6 +297,9 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (*AccessInfo, error) {
 
 // verify parses and checks raw without the cache or revocation.
 func (t *Tokens) verify(ctx context.Context, raw string) (*AccessInfo, error) {
+	if err := checkCompactJWS(raw); err != nil {
+		return nil, invalid("malformed")
+	}
 	var claims accessClaims
 	_, err := t.parser.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
 		if typ, _ := tok.Header["typ"].(string); !strings.EqualFold(typ, accessTokenType) {
@@ -307,12 +324,20 @@ func (t *Tokens) verify(ctx context.Context, raw string) (*AccessInfo, error) {
 	// Unparseable scopes are dropped, never widened (docs/design/security.md
 	// AZ-12, NEG-9).
 	grant, _ := ParseGrant(claims.Scope)
+	// An unknown role fails closed (docs/design/security.md PRIV-1): the
+	// token was not minted by this gateway's rules.
+	role, ok := ParseRole(claims.Role)
+	if !ok || (role != RoleEHR && claims.Organization == "") {
+		return nil, invalid("bad role")
+	}
 	return &AccessInfo{
 		Principal: Principal{
-			ClientID:    claims.ClientID,
-			Grant:       grant,
-			Patient:     claims.Patient,
-			PatientUser: claims.PatientUser,
+			ClientID:     claims.ClientID,
+			Grant:        grant,
+			Patient:      claims.Patient,
+			PatientUser:  claims.PatientUser,
+			Organization: strings.TrimPrefix(claims.Organization, "Organization/"),
+			Role:         role,
 		},
 		GrantID:  claims.GrantID,
 		JTI:      claims.ID,

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/ketabridge/ketabridge/store"
 	"strings"
 	"testing"
 	"time"
@@ -224,7 +225,10 @@ func TestVerifyRejects(t *testing.T) {
 		{"empty", "", "malformed"},
 		{"garbage", "not-a-token", "malformed"},
 		{"garbage three parts", "a.b.c", "malformed"},
-		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, validClaims(now), ourHdr), "bad signature"},
+		// An empty signature segment is not a compact JWS the gateway
+		// accepts (docs/design/security.md CLI-8): refused before the
+		// algorithm is looked at.
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, validClaims(now), ourHdr), "malformed"},
 		{"HS256 keyed with the public key", sign(t, jwt.SigningMethodHS256, pubPEM, validClaims(now), ourHdr), "bad signature"},
 		{"RS384", sign(t, jwt.SigningMethodRS384, priv, validClaims(now), ourHdr), "bad signature"},
 		{"bad signature", parts[0] + "." + parts[1] + "." + string(sig), "bad signature"},
@@ -243,6 +247,10 @@ func TestVerifyRejects(t *testing.T) {
 		{"no grant id", sign(t, jwt.SigningMethodRS256, priv, with(func(c jwt.MapClaims) { delete(c, "gid") }), ourHdr), "missing claims"},
 		{"no jti", sign(t, jwt.SigningMethodRS256, priv, with(func(c jwt.MapClaims) { delete(c, "jti") }), ourHdr), "missing claims"},
 		{"too long", strings.Repeat("a", maxTokenLen+1), "malformed"},
+		// docs/design/security.md PRIV-11: a role this gateway never mints,
+		// or an outside role without its organization, is no token of ours.
+		{"unknown role", sign(t, jwt.SigningMethodRS256, priv, with(func(c jwt.MapClaims) { c["role"] = "auditor" }), ourHdr), "bad role"},
+		{"payer without organization", sign(t, jwt.SigningMethodRS256, priv, with(func(c jwt.MapClaims) { c["role"] = "payer" }), ourHdr), "bad role"},
 	}
 	if _, err := env.tok.Verify(ctx, good); err != nil {
 		t.Fatalf("control token rejected: %v", err)
@@ -407,5 +415,82 @@ func BenchmarkVerifyCold(b *testing.B) {
 		if _, err := env.tok.Verify(ctx, tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAccessTokenBinding: a bound client's token carries organization
+// ("Organization/{id}") and role, and Verify gives them back in the
+// Principal; an unbound client's token carries neither and reads as ehr
+// (docs/design/security.md PRIV-11).
+func TestAccessTokenBinding(t *testing.T) {
+	env := newTKEnv(t)
+	req := AccessRequest{GrantID: "g1", ClientID: "payer-1", Subject: "payer-1", Scope: "system/*.rs",
+		Organization: "Organization/o1", Role: RolePayer}
+	tok, _, err := env.tok.Access(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p := payload(t, tok)
+	if p["organization"] != "Organization/o1" || p["role"] != "payer" {
+		t.Errorf("claims organization=%v role=%v", p["organization"], p["role"])
+	}
+	info, err := env.tok.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr := info.Principal; pr.Organization != "o1" || pr.Role != RolePayer || !pr.Outside() {
+		t.Errorf("Principal = %+v", pr)
+	}
+	req.Organization, req.Role = "", ""
+	tok, _, _ = env.tok.Access(req)
+	if _, p = payload(t, tok); p["organization"] != nil || p["role"] != nil {
+		t.Errorf("unbound token claims organization=%v role=%v", p["organization"], p["role"])
+	}
+	if info, err = env.tok.Verify(context.Background(), tok); err != nil || info.Principal.Role != RoleEHR || info.Principal.Outside() {
+		t.Errorf("unbound Principal = %+v, %v", info, err)
+	}
+}
+
+// TestClientBinding: what registration accepts as a client's organization
+// and role (docs/design/security.md PRIV-11).
+func TestClientBinding(t *testing.T) {
+	bk, err := NewBackendKey("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := bk.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := ClientRegistration{ID: "c1", Kind: store.ClientBackend, Scopes: []string{"system/*.rs"}, JWKS: jwks}
+	tests := []struct {
+		name    string
+		mut     func(*ClientRegistration)
+		wantErr string
+	}{
+		{"unbound is ehr", func(*ClientRegistration) {}, ""},
+		{"payer bound", func(r *ClientRegistration) { r.Organization, r.Role = "o1", RolePayer }, ""},
+		{"ehr bound to an organization", func(r *ClientRegistration) { r.Organization, r.Role = "o1", RoleEHR }, ""},
+		{"payer without organization", func(r *ClientRegistration) { r.Role = RolePayer }, "organization is required for the payer role"},
+		{"partner as a public client", func(r *ClientRegistration) {
+			r.Kind, r.JWKS, r.Scopes, r.RedirectURIs = store.ClientPublic, nil, []string{"patient/*.rs"}, []string{"https://app.example/cb"}
+			r.Organization, r.Role = "o1", RolePartner
+		}, "role partner is for backend clients only"},
+		{"unknown role", func(r *ClientRegistration) { r.Organization, r.Role = "o1", "auditor" }, "role must be ehr, payer or partner"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := backend
+			tc.mut(&r)
+			c, _, err := NewClient(r, time.Now())
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("NewClient: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("NewClient error %v, want %q", err, tc.wantErr)
+			case tc.wantErr == "" && c.Role == "":
+				t.Errorf("stored role empty, want %q", r.Role)
+			}
+		})
 	}
 }

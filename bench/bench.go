@@ -30,6 +30,7 @@ import (
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/server"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/postgres"
@@ -107,7 +108,10 @@ type gatewayRun struct {
 	base   string
 	client *http.Client
 	token  string
-	stop   func()
+	// payerToken is a token of a client bound to a payer (docs/access.md):
+	// the search-payer scenario's.
+	payerToken string
+	stop       func()
 }
 
 // startGateway opens a gateway for cfg in a temporary data directory on a
@@ -158,8 +162,64 @@ func (gr *gatewayRun) obtainToken(ctx context.Context) error {
 		return err
 	}
 	aud := gr.base + "/auth/token"
-	gr.token, err = bk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
+	if gr.token, err = bk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs"); err != nil {
+		return err
+	}
+	// The payer: the same scopes, bound to the synthetic payer Blue Heron.
+	pk, err := auth.NewBackendKey("ketabridge-bench-payer")
+	if err != nil {
+		return err
+	}
+	pc, err := pk.Client("KetaBridge benchmark payer", "system/*.rs", time.Now())
+	if err != nil {
+		return err
+	}
+	pc.Organization = mapping.ResourceID(clinic.KindOrganization, synth.OrgPayerBlueHeron)
+	pc.Role = string(auth.RolePayer)
+	if err := gr.g.RegisterClient(ctx, pc); err != nil {
+		return err
+	}
+	gr.payerToken, err = pk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
 	return err
+}
+
+// payerPatients returns the ids of the Patients the payer token sees (its
+// view, read through the API page by page).
+func (gr *gatewayRun) payerPatients(ctx context.Context, hdr http.Header) ([]string, error) {
+	var ids []string
+	next := gr.base + "/fhir/Patient?_elements=id&_count=500"
+	for next != "" {
+		b, status, err := get(ctx, gr.client, next, hdr)
+		if err != nil || status != http.StatusOK {
+			return nil, fmt.Errorf("bench: payer patients: status %d: %v", status, err)
+		}
+		var bundle struct {
+			Link []struct {
+				Relation, URL string
+			} `json:"link"`
+			Entry []struct {
+				Resource struct {
+					ID string `json:"id"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(b, &bundle); err != nil {
+			return nil, err
+		}
+		for _, e := range bundle.Entry {
+			ids = append(ids, e.Resource.ID)
+		}
+		next = ""
+		for _, l := range bundle.Link {
+			if l.Relation == "next" {
+				next = l.URL
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("bench: the payer sees no patient")
+	}
+	return ids, nil
 }
 
 // run synthesises and ingests the data set into the store cfg selects,
@@ -239,6 +299,11 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 // runScenarios serves the limit, checks each scenario once and runs them.
 func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, res *results, stderr io.Writer) error {
 	authHdr := http.Header{"Authorization": {"Bearer " + gr.token}, "Accept": {"application/fhir+json"}}
+	payerHdr := http.Header{"Authorization": {"Bearer " + gr.payerToken}, "Accept": {"application/fhir+json"}}
+	var err error
+	if ds.payerPatients, err = gr.payerPatients(ctx, payerHdr); err != nil {
+		return err
+	}
 	// The limit: the hot set's bytes, exactly as the gateway served them,
 	// from memory by a bare net/http handler on its own server, no auth.
 	hotBodies := make(map[string][]byte, len(ds.hot))
@@ -257,7 +322,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 	go func() { _ = limitSrv.Serve(limitLn) }()
 	defer limitSrv.Close()
 
-	scenarios := buildScenarios(ds, gr.base, "http://"+limitLn.Addr().String(), authHdr, uint64(p.Seed))
+	scenarios := buildScenarios(ds, gr.base, "http://"+limitLn.Addr().String(), authHdr, payerHdr, uint64(p.Seed))
 	if len(p.Only) > 0 {
 		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool { return !slices.Contains(p.Only, sc.name) })
 	}
@@ -324,6 +389,9 @@ type dataset struct {
 	// patients are the Patient ids; maPatients those with at least one
 	// MedicationAdministration (search-include draws from them).
 	patients, maPatients []string
+	// payerPatients are those the payer client sees (search-payer and its
+	// unrestricted twin draw from them).
+	payerPatients []string
 	// sample is a uniform sample of every stored compartment resource, as
 	// "/fhir/Type/id"; hot its first hotSet entries.
 	sample, hot []string

@@ -32,11 +32,11 @@ type scenario struct {
 }
 
 // ScenarioNames are the scenarios' names, in run order.
-var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
+var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "limit"}
 
 // scenarios builds the six benchmark scenarios, in run order. Every
 // request sequence is a pure function of the seed.
-func buildScenarios(ds *dataset, gw, limit string, auth http.Header, seed uint64) []scenario {
+func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed uint64) []scenario {
 	pick := func(l []string, i uint64, salt uint64) string { return l[mix(seed^salt, i)%uint64(len(l))] }
 	// Unauthenticated, but the same Accept header as the gateway reads.
 	bare := http.Header{"Accept": {"application/fhir+json"}}
@@ -51,6 +51,15 @@ func buildScenarios(ds *dataset, gw, limit string, auth http.Header, seed uint64
 		{name: "search-include", base: gw, hdr: auth, bundle: true, include: true, path: func(i uint64) string {
 			return "/fhir/MedicationAdministration?patient=" + pick(ds.maPatients, i, 4) +
 				"&_include=MedicationAdministration:medication"
+		}},
+		// A payer's prior-authorization lookup (assessment scores), and the
+		// same requests by the unrestricted system client: the cost of the
+		// payer view (docs/access.md) is the ratio of the two.
+		{name: "search-assessments", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
+			return "/fhir/Observation?patient=" + pick(ds.payerPatients, i, 5) + "&category=survey&_count=50"
+		}},
+		{name: "search-payer", base: gw, hdr: payer, bundle: true, path: func(i uint64) string {
+			return "/fhir/Observation?patient=" + pick(ds.payerPatients, i, 5) + "&category=survey&_count=50"
 		}},
 		{name: "everything", base: gw, hdr: auth, bundle: true, path: func(uint64) string {
 			return "/fhir/Patient/" + ds.everything + "/$everything?_count=" + strconv.Itoa(everythingSize)

@@ -43,12 +43,34 @@ type narrowing struct {
 	all      bool // every patient
 	patients []string
 	filters  []store.Clause
+	// access, when non-nil, further restricts what a query finds (an
+	// outside organization's view, DisclosureAccess); like filters, a
+	// resource reached by id is returned only if a search by its _id
+	// under the same narrowing finds it.
+	access *store.Access
+	// hide answers a refusal 404, not 403: the caller is an outside
+	// organization, which must not learn that a patient or resource
+	// outside its view exists (docs/design/security.md PRIV-12).
+	hide bool
 }
 
 // allows reports whether a resource in patient's compartment ("" = none) may
 // be returned under n.
 func (n narrowing) allows(patient string) bool {
 	return n.all || (patient != "" && slices.Contains(n.patients, patient))
+}
+
+// restricts reports whether a resource reached by id must also be found by
+// a search under n (granular filters or an outside view) to be shown.
+func (n narrowing) restricts() bool { return len(n.filters) > 0 || n.access != nil }
+
+// refuse is the refusal of a resource outside n: 403, or 404 for an
+// outside organization (hide).
+func (n narrowing) refuse() error {
+	if n.hide {
+		return ErrNotFound
+	}
+	return errOutside
 }
 
 // errOutside refuses a resource the allowing decision does not cover: another
@@ -84,12 +106,38 @@ func decide(ctx context.Context, i auth.Interaction, typ string) (narrowing, err
 		// patient does not exist (empty results), never widened.
 		n.patients = slices.DeleteFunc(slices.Clone(d.Patients), func(p string) bool { return p == "" })
 	}
+	if !info.Principal.Outside() {
+		return n, nil
+	}
+	// An outside organization: its view and the patients' consents narrow
+	// the scopes' decision (docs/design/security.md PRIV-12). Without the
+	// view loaded the request fails closed.
+	v, ok := viewFrom(ctx)
+	if !ok {
+		return narrowing{}, ErrInternal.WithDetails("outside view not loaded")
+	}
+	n, ok = outsideNarrowing(v, n, typ)
+	if !ok {
+		switch i {
+		case auth.InteractionSearch, auth.InteractionHistoryType:
+			return narrowing{}, auth.InsufficientScope("resource type not in the " + string(v.role) + " view")
+		}
+		return narrowing{}, ErrNotFound
+	}
 	return n, nil
 }
 
-// authorize decides the request's access a and notes it for the audit trail.
+// authorize decides the request's access a and notes it for the audit
+// trail. For an outside organization it first loads the disclosure
+// decision into the request's context, once per request.
 func (s *Server) authorize(c echo.Context, a access) (narrowing, error) {
-	n, err := decide(c.Request().Context(), a.interaction, a.typ)
+	ctx, err := s.withOutsideView(c.Request().Context())
+	if err != nil {
+		noteAccess(c, a, narrowing{})
+		return narrowing{}, err
+	}
+	c.SetRequest(c.Request().WithContext(ctx))
+	n, err := decide(ctx, a.interaction, a.typ)
 	noteAccess(c, a, n)
 	return n, err
 }

@@ -72,10 +72,14 @@ type Event struct {
 	// client itself (a backend client's subject is its client id).
 	Subject string
 	// Purpose is the purpose of use (a code of
-	// http://terminology.hl7.org/CodeSystem/v3-ActReason, e.g. TREAT) when
-	// the token carries one. The gateway's tokens carry none yet, so it is
-	// empty; the field keeps the AuditEvent mapping in one place.
+	// http://terminology.hl7.org/CodeSystem/v3-ActReason): HPAYMT for a
+	// payer client, TREAT for a partner or an EHR (the client's role);
+	// empty when the request had no verified token.
 	Purpose string
+	// Organization is the id of the Organization the client acts for (its
+	// binding), empty when none: the client agent's who then references
+	// it (docs/design/security.md PRIV-11).
+	Organization string
 }
 
 // contextKeyAudit is the echo.Context key of the request's *auditNote.
@@ -228,6 +232,10 @@ func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
 	}
 	if info, ok := auth.FromContext(c.Request().Context()); ok {
 		ev.ClientID, ev.FHIRUser = info.ClientID, info.FHIRUser
+		// purposeOfEvent (docs/design/security.md PRIV-8, PRIV-11): payment
+		// for a payer, treatment for a partner or an EHR.
+		ev.Purpose = purposeCode(info.Principal.Role.Purpose())
+		ev.Organization = info.Principal.Organization
 		if info.Subject != info.ClientID {
 			ev.Subject = info.Subject
 		}
@@ -358,7 +366,7 @@ func (ev Event) agents() []r4.AuditEventAgent {
 	case ev.ClientID != "":
 		agents = append(agents, r4.AuditEventAgent{
 			Type:      &r4.CodeableConcept{Coding: []r4.Coding{coding(systemDICOM, "110150", "Application")}},
-			Who:       &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}},
+			Who:       ev.clientWho(),
 			Requestor: !user,
 		})
 	case !user:
@@ -433,7 +441,7 @@ func (ev Event) AuditRecord(id, patient string) store.AuditRecord {
 		ID: id, Recorded: ev.Time.Truncate(time.Millisecond), Patient: patient, ClientID: ev.ClientID,
 		Interaction: string(ev.Interaction), Type: ev.Type, ResourceID: ev.ID, Version: ev.Version,
 		Status: ev.Status, FHIRUser: ev.FHIRUser, Subject: ev.Subject, Purpose: ev.Purpose,
-		RequestID: ev.RequestID,
+		RequestID: ev.RequestID, Organization: ev.Organization,
 	}
 }
 
@@ -451,7 +459,7 @@ func AuditEventJSON(rec store.AuditRecord) ([]byte, error) {
 		Time: rec.Recorded, RequestID: rec.RequestID,
 		Interaction: i, Type: rec.Type, ID: rec.ResourceID, Version: rec.Version,
 		Status: rec.Status, ClientID: rec.ClientID, FHIRUser: rec.FHIRUser, Subject: rec.Subject,
-		Purpose: rec.Purpose,
+		Purpose: rec.Purpose, Organization: rec.Organization,
 	}
 	if rec.Patient != "" {
 		ev.Patients = []string{rec.Patient}
@@ -465,4 +473,23 @@ func coding(system, code, display string) r4.Coding {
 		c.Display = ptr(display)
 	}
 	return c
+}
+
+// purposeCode is the v3-ActReason code of a purpose of use.
+func purposeCode(p auth.Purpose) string {
+	if p == auth.PurposePayment {
+		return "HPAYMT"
+	}
+	return "TREAT"
+}
+
+// clientWho is the client agent's who: the client id as identifier and,
+// for a client bound to an organization, a reference to that Organization
+// (docs/design/security.md PRIV-11).
+func (ev Event) clientWho() *r4.Reference {
+	who := &r4.Reference{Identifier: &r4.Identifier{Value: ptr(ev.ClientID)}}
+	if ev.Organization != "" {
+		who.Reference = ptr("Organization/" + ev.Organization)
+	}
+	return who
 }

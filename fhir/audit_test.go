@@ -151,10 +151,13 @@ func TestAuditEvents(t *testing.T) {
 			ev := got[0]
 			want := *tc.want
 			want.Status, want.RequestID, want.Time = tc.status, "req-1", t0.Add(24*time.Hour)
+			if want.ClientID != "" {
+				want.Purpose = "TREAT" // an EHR client's purpose of use (PRIV-8)
+			}
 			if ev.Interaction != want.Interaction || ev.Type != want.Type || ev.ID != want.ID || ev.Version != want.Version ||
 				!slices.Equal(ev.Patients, want.Patients) || ev.Status != want.Status || ev.ClientID != want.ClientID ||
 				ev.FHIRUser != want.FHIRUser || ev.Subject != want.Subject || ev.RequestID != want.RequestID ||
-				!ev.Time.Equal(want.Time) || ev.Purpose != "" {
+				!ev.Time.Equal(want.Time) || ev.Purpose != want.Purpose {
 				t.Fatalf("Event =\n%+v\nwant\n%+v", ev, want)
 			}
 			body, err := MarshalAuditEvent(ev, "4f0c2a57-6b1e-4c1a-9d55-3a1f0e7b2c11")

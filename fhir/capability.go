@@ -50,6 +50,13 @@ var USCoreProfiles = map[string][]string{
 // everythingDefinition is the canonical of Patient/$everything.
 const everythingDefinition = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 
+// The Bulk Data Access IG's export OperationDefinitions (BDA export.html).
+const (
+	bulkExportDefinition        = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+	bulkPatientExportDefinition = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+	bulkGroupExportDefinition   = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+)
+
 // The SMART on FHIR code of CapabilityStatement.rest.security.service
 // (R4 valueset-restful-security-service, extensible).
 const (
@@ -98,9 +105,13 @@ type capabilityInput struct {
 	now           time.Time
 	profiles      map[string][]string
 	oauth         OAuthEndpoints
+	// documentation is rest.documentation (markdown): the apps the
+	// gateway serves; empty: none.
+	documentation string
 	// bulkExport is set when the server serves Bulk Data $export: the
 	// statement then also instantiates the Bulk Data server
-	// CapabilityStatement (see instantiates). Nothing sets it yet.
+	// CapabilityStatement (see instantiates), declares the three export
+	// operations and the derived Group type (docs/design/security.md BULK-7).
 	bulkExport bool
 	// referrals is set when the referral write path is served
 	// (Options.Writer): the transaction interaction at the base and the
@@ -160,6 +171,10 @@ func restSecurity(base string, o OAuthEndpoints) *r4.CapabilityStatementRestSecu
 func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 	base, version, now, profiles := in.base, in.version, in.now, in.profiles
 	types := slices.Sorted(slices.Values(search.Types()))
+	if in.bulkExport && !slices.Contains(types, "Group") {
+		types = append(types, "Group")
+		slices.Sort(types)
+	}
 	var resources []r4.CapabilityStatementRestResource
 	for _, typ := range types {
 		var rt r4.ResourceType
@@ -220,6 +235,19 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				Name:       "everything",
 				Definition: everythingDefinition,
 			}}
+			if in.bulkExport {
+				res.Operation = append(res.Operation, r4.CapabilityStatementRestResourceOperation{
+					Name: "export", Definition: bulkPatientExportDefinition})
+			}
+		}
+		if typ == "Group" {
+			// Derived cohorts (groups.go): read and an _id search, no history.
+			res.Interaction = []r4.CapabilityStatementRestResourceInteraction{
+				{Code: r4.TypeRestfulInteractionRead}, {Code: r4.TypeRestfulInteractionSearchType}}
+			res.Versioning, res.ReadHistory = ptr(r4.ResourceVersionPolicyNoVersion), ptr(false)
+			res.SearchParam = []r4.CapabilityStatementRestResourceSearchParam{{Name: "_id", Type: r4.SearchParamTypeToken,
+				Definition: ptr("http://hl7.org/fhir/SearchParameter/Resource-id")}}
+			res.Operation = []r4.CapabilityStatementRestResourceOperation{{Name: "export", Definition: bulkGroupExportDefinition}}
 		}
 		resources = append(resources, res)
 	}
@@ -256,6 +284,12 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 			Resource:    resources,
 			Interaction: restInteractions,
 		}},
+	}
+	if in.bulkExport {
+		cs.Rest[0].Operation = []r4.CapabilityStatementRestResourceOperation{{Name: "export", Definition: bulkExportDefinition}}
+	}
+	if in.documentation != "" {
+		cs.Rest[0].Documentation = ptr(in.documentation)
 	}
 	b, err := fhirjson.Marshal(cs)
 	if err != nil {

@@ -107,6 +107,18 @@ func TestCapabilityOAuthOptions(t *testing.T) {
 	}
 }
 
+// TestCapabilityDocumentation: rest.documentation names what the gateway
+// serves besides the API (its own SMART apps), and is absent otherwise.
+func TestCapabilityDocumentation(t *testing.T) {
+	const doc = "Course viewer: https://gw.example/apps/course/"
+	if got := get(metadata(t, Options{Documentation: doc}), "rest", 0, "documentation"); got != doc {
+		t.Errorf("rest.documentation = %v, want %q", got, doc)
+	}
+	if got := get(metadata(t, Options{}), "rest", 0, "documentation"); got != nil {
+		t.Errorf("rest.documentation = %v without Options.Documentation", got)
+	}
+}
+
 // TestInstantiates: the US Core server statement always; the Bulk Data
 // server statement joins when the server serves $export.
 func TestInstantiates(t *testing.T) {

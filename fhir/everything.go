@@ -22,7 +22,10 @@ func (s *Server) everything(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	values := c.QueryParams()
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
 	count, offset, warnings, err := pageParams(values, lenient(c), "_since", "_type")
 	if err != nil {
 		return err
@@ -37,7 +40,7 @@ func (s *Server) everything(c echo.Context) error {
 		return err
 	}
 	if !d.allows(id) {
-		return errOutside
+		return d.refuse()
 	}
 	ctx := c.Request().Context()
 	if _, err := s.store.Read(ctx, "Patient", id); err != nil {
@@ -55,6 +58,9 @@ func (s *Server) everything(c echo.Context) error {
 	// the store's job; this is the second line of defence).
 	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(r) })
 	noteResources(c, rs...)
+	if rs, err = s.outwardAll(ctx, rs); err != nil {
+		return err
+	}
 	links := pageLinks(s.base+"/Patient/"+id+"/$everything", canon, count, offset, offset+len(rs) < total)
 	size := 0
 	for i := range rs {
@@ -178,7 +184,7 @@ func (s *Server) everythingPlan(ctx context.Context, patient string, d narrowing
 			plan.narrowed = true
 			continue
 		}
-		plan.filtered = plan.filtered || len(td.filters) > 0
+		plan.filtered = plan.filtered || td.restricts()
 		plan.types = append(plan.types, everythingType{typ: t, d: *td})
 	}
 	return plan

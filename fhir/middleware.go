@@ -206,3 +206,25 @@ func (s *Server) bodyLimitMW(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// headNoBody answers a HEAD request like the GET it mirrors, without the
+// body: the handler runs as for GET (the same status, headers and audit
+// trail) and what it writes is dropped (RFC 9110 §9.3.2). net/http drops a
+// HEAD body as well; this keeps the handler's answer right on any writer.
+func headNoBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().Method == http.MethodHead {
+			resp := c.Response()
+			resp.Writer = headWriter{resp.Writer}
+		}
+		return next(c)
+	}
+}
+
+// headWriter drops the body of a HEAD answer.
+type headWriter struct{ http.ResponseWriter }
+
+func (w headWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w headWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -32,16 +32,14 @@ func (s *Server) negotiate(next echo.HandlerFunc) echo.HandlerFunc {
 // application/json and not for application/fhir+json.
 func responseType(c echo.Context) (string, bool) {
 	req := c.Request()
-	if req.URL.RawQuery != "" {
-		if f := c.QueryParam("_format"); f != "" {
-			switch mediaType(f) {
-			case "json", MIMEFHIRJSON, "application/json+fhir", "fhir+json":
-				return contentFHIRJSON, true
-			case MIMEJSON:
-				return contentPlainJSON, true
-			}
-			return "", false
+	if f := formatParam(c); f != "" {
+		switch mediaType(f) {
+		case "json", MIMEFHIRJSON, "application/json+fhir", "fhir+json":
+			return contentFHIRJSON, true
+		case MIMEJSON:
+			return contentPlainJSON, true
 		}
+		return "", false
 	}
 	accept := req.Header.Get(echo.HeaderAccept)
 	if accept == "" {

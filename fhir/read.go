@@ -59,15 +59,18 @@ func (s *Server) read(c echo.Context) error {
 	r, err := s.store.Read(c.Request().Context(), typ, id)
 	noteResources(c, r) // a denied or deleted read still touched the compartment
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.filters) > 0) {
-			return errOutside
+		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || d.restricts()) {
+			return d.refuse()
 		}
 		return err
 	}
 	if !d.allows(r.Patient) {
-		return errOutside
+		return d.refuse()
 	}
 	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
+		return err
+	}
+	if err := s.outward(c.Request().Context(), &r); err != nil {
 		return err
 	}
 	return writeResource(c, &r)
@@ -90,19 +93,22 @@ func (s *Server) vread(c echo.Context) error {
 	r, err := s.store.VRead(c.Request().Context(), typ, id, vid)
 	noteResources(c, r)
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || len(d.filters) > 0) {
-			return errOutside
+		if errors.Is(err, store.ErrGone) && (!d.allows(r.Patient) || d.restricts()) {
+			return d.refuse()
 		}
 		return err
 	}
 	if !d.allows(r.Patient) {
-		return errOutside
+		return d.refuse()
 	}
 	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
 		return err
 	}
 	if r.Deleted || len(r.Body) == 0 {
 		return ErrGone
+	}
+	if err := s.outward(c.Request().Context(), &r); err != nil {
+		return err
 	}
 	return writeResource(c, &r)
 }
@@ -113,7 +119,7 @@ func (s *Server) vread(c echo.Context) error {
 // show it (docs/design/security.md RS-5). The version history of a resource
 // follows its current version.
 func (s *Server) checkFilters(ctx context.Context, d narrowing, typ, id string) error {
-	if len(d.filters) == 0 {
+	if !d.restricts() {
 		return nil
 	}
 	ok, err := s.visible(ctx, d, typ, []string{id})
@@ -121,7 +127,7 @@ func (s *Server) checkFilters(ctx context.Context, d narrowing, typ, id string) 
 		return err
 	}
 	if !ok[id] {
-		return errOutside
+		return d.refuse()
 	}
 	return nil
 }
@@ -213,7 +219,11 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	count, offset, _, err := pageParams(c.QueryParams(), lenient(c), "_count", "_offset")
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
+	count, offset, _, err := pageParams(values, lenient(c), "_count", "_offset")
 	if err != nil {
 		return err
 	}
@@ -232,11 +242,14 @@ func (s *Server) history(c echo.Context) error {
 	size := 0
 	for i := range versions {
 		if !d.allows(versions[i].Patient) {
-			return errOutside
+			return d.refuse()
 		}
 		size += s.searchEntrySize(&versions[i]) + 192 // request and response
 	}
 	if err := s.checkFilters(c.Request().Context(), d, typ, id); err != nil {
+		return err
+	}
+	if versions, err = s.outwardAll(c.Request().Context(), versions); err != nil {
 		return err
 	}
 	path := s.base + "/" + typ + "/" + id + "/_history"

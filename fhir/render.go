@@ -11,6 +11,12 @@ import (
 // come back (or fail over) on the order of seconds.
 const retryAfterUnavailable = "5"
 
+// RenderError is renderError for the gateway's error handler: an error no
+// route rendered (no route matched, a method not served, a request head
+// over RequestLimits) on a path outside /auth, answered with an
+// OperationOutcome (docs/design/security.md LIM-3, PRIV-9).
+func RenderError(c echo.Context, err error) { renderError(c, err) }
+
 // renderError is THE error renderer under /fhir and /internal: every error
 // becomes an OperationOutcome (operationoutcome.html) with the status from the
 // kind table and Cache-Control: no-store. A refusal of the caller's
@@ -43,7 +49,7 @@ func renderError(c echo.Context, err error) {
 	case http.StatusMethodNotAllowed:
 		allow, _ := c.Get(echo.ContextKeyHeaderAllow).(string)
 		if allow == "" {
-			allow = http.MethodGet
+			allow = "GET, HEAD" // HEAD wherever GET (docs/design/security.md LIM-3)
 		}
 		h.Set(echo.HeaderAllow, allow)
 	case http.StatusServiceUnavailable:

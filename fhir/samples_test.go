@@ -44,7 +44,7 @@ func TestErrorOutcomes(t *testing.T) {
 			header: "WWW-Authenticate", headerValue: `Bearer realm="KetaBridge", error="insufficient_scope"`},
 		{name: "404 unknown id", target: "/fhir/Patient/nope", status: 404, code: "not-found"},
 		{name: "405 write", method: "DELETE", target: "/fhir/Patient/p1", status: 405, code: "not-supported",
-			header: "Allow", headerValue: "GET"},
+			header: "Allow", headerValue: "GET, HEAD"},
 		{name: "406 XML", target: "/fhir/Patient/p1", hdr: []string{"Accept", "application/fhir+xml"}, status: 406, code: "not-supported"},
 		{name: "410 deleted", target: "/fhir/Patient/p3", status: 410, code: "deleted"},
 		{name: "413 body", method: "POST", target: "/fhir/Patient/_search", body: "name=" + strings.Repeat("x", 5000), hdr: form,

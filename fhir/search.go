@@ -3,6 +3,7 @@ package fhir
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,7 +18,11 @@ import (
 
 // search serves GET [base]/[type]?params (http.html#search).
 func (s *Server) search(c echo.Context) error {
-	return s.runSearch(c, c.QueryParams())
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
+	return s.runSearch(c, values)
 }
 
 // searchPost serves POST [base]/[type]/_search with a form body
@@ -33,14 +38,38 @@ func (s *Server) searchPost(c echo.Context) error {
 	if mediaType(ct) != mimeForm && (ct != "" || hasBody) {
 		return ErrUnsupportedMedia.WithDetails("POST _search requires application/x-www-form-urlencoded")
 	}
-	if err := req.ParseForm(); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return ErrTooLarge.WithCause(err)
-		}
-		return ErrInvalid.WithDetails("invalid form body").WithCause(err)
+	values, err := queryParams(c)
+	if err != nil {
+		return err
 	}
-	return s.runSearch(c, req.Form)
+	// The body is parsed as strictly as the URL (docs/design/security.md
+	// LIM-2), not by http.Request.ParseForm; its size is capped by
+	// bodyLimitMW.
+	var body []byte
+	if req.Body != nil {
+		if body, err = io.ReadAll(req.Body); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return ErrTooLarge.WithCause(err)
+			}
+			return ErrInvalid.WithDetails("cannot read the form body").WithCause(err)
+		}
+	}
+	form, err := search.ParseQuery(string(body))
+	if err != nil {
+		return malformed("malformed form body", err)
+	}
+	n := 0
+	for k, vs := range values {
+		form[k] = append(form[k], vs...)
+	}
+	for _, vs := range form {
+		n += len(vs)
+	}
+	if n > search.MaxParams {
+		return malformed("malformed form body", &search.Error{Message: "too many parameters in the URL and the body together"})
+	}
+	return s.runSearch(c, form)
 }
 
 // runSearch parses, authorizes and runs a type search and writes the
@@ -58,9 +87,11 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	if err != nil {
 		return err
 	}
-	if outsidePatients(typ, sr.Query.Clauses, d) {
+	if !d.hide && outsidePatients(typ, sr.Query.Clauses, d) {
 		// Asking for another patient's data is refused, not answered
-		// with an empty page (docs/design/security.md NEG-40).
+		// with an empty page (docs/design/security.md NEG-40). An outside
+		// organization's search of a patient outside its view finds
+		// nothing instead, as for a patient that does not exist (PRIV-12).
 		return errOutside
 	}
 	q := searchQuery(typ, sr)
@@ -87,6 +118,12 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 
 	noteResources(c, matches...)
 	noteResources(c, included...)
+	if matches, err = s.outwardAll(ctx, matches); err != nil {
+		return err
+	}
+	if included, err = s.outwardAll(ctx, included); err != nil {
+		return err
+	}
 	links := pageLinks(s.base+"/"+typ, canonicalQuery(typ, values, sr), q.Count, q.Offset, res.More && !q.CountOnly)
 	size := 0
 	for i := range matches {
@@ -163,6 +200,9 @@ func ignoredWarnings(names []string) []*Error {
 func (s *Server) searchWithin(ctx context.Context, q store.Query, d narrowing) (store.SearchResult, error) {
 	if len(d.filters) > 0 {
 		q.Clauses = append(slices.Clip(q.Clauses), d.filters...)
+	}
+	if d.access != nil {
+		q.Access = d.access
 	}
 	if !d.all {
 		patients := slices.Clone(d.patients)
@@ -343,7 +383,7 @@ func (in *includeSet) add(rs []store.Resource) error {
 			continue
 		}
 		d := in.ds.get(r.Type)
-		if d == nil || !d.allows(r.Patient) || (len(d.filters) > 0 && !visible[r.Type][r.ID]) {
+		if d == nil || !d.allows(r.Patient) || (d.restricts() && !visible[r.Type][r.ID]) {
 			continue
 		}
 		in.seen[k] = true
@@ -358,7 +398,7 @@ func (in *includeSet) add(rs []store.Resource) error {
 func (in *includeSet) visibleUnderFilters(rs []store.Resource) (map[string]map[string]bool, error) {
 	filtered := map[string][]string{}
 	for _, r := range rs {
-		if d := in.ds.get(r.Type); d != nil && len(d.filters) > 0 && d.allows(r.Patient) {
+		if d := in.ds.get(r.Type); d != nil && d.restricts() && d.allows(r.Patient) {
 			filtered[r.Type] = append(filtered[r.Type], r.ID)
 		}
 	}

@@ -96,6 +96,16 @@ type Options struct {
 	// the gateway's own from Base, which must then be {root}/fhir: the
 	// authorization server is at {root}/auth.
 	OAuth *OAuthEndpoints
+	// Export serves Bulk Data $export (docs/bulk-export.md); nil leaves it
+	// unserved. RunExports must run for jobs to finish.
+	Export *ExportOptions
+	// Disclosure holds the disclosure settings of the outside views
+	// (docs/access.md): the zero value is the strict default.
+	Disclosure auth.DisclosurePolicy
+	// Documentation is the CapabilityStatement's rest.documentation
+	// (markdown): what else the gateway serves on this API, such as its
+	// own SMART apps. Empty: none.
+	Documentation string
 }
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
@@ -112,6 +122,9 @@ type Server struct {
 	timeout    time.Duration
 	types      map[string]bool
 	capability []byte
+	export     *ExportOptions
+	exportWake chan struct{}
+	disclosure auth.DisclosurePolicy
 	writer     Writer
 	clients    Clients
 }
@@ -127,25 +140,34 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fhir: Options.Base must be an absolute http(s) URL without query")
 	}
 	s := &Server{
-		store:     opts.Store,
-		base:      strings.TrimSuffix(opts.Base, "/"),
-		verifier:  opts.Verifier,
-		rateLimit: opts.RateLimit,
-		cors:      opts.CORS,
-		auditor:   opts.Auditor,
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		bodyLimit: opts.BodyLimit,
-		timeout:   opts.Timeout,
-		types:     map[string]bool{},
-		writer:    opts.Writer,
-		clients:   opts.Clients,
+		store:      opts.Store,
+		base:       strings.TrimSuffix(opts.Base, "/"),
+		verifier:   opts.Verifier,
+		rateLimit:  opts.RateLimit,
+		cors:       opts.CORS,
+		auditor:    opts.Auditor,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		bodyLimit:  opts.BodyLimit,
+		timeout:    opts.Timeout,
+		types:      map[string]bool{},
+		disclosure: opts.Disclosure,
+		writer:     opts.Writer,
+		clients:    opts.Clients,
 	}
 	if (s.writer == nil) != (s.clients == nil) {
 		return nil, errors.New("fhir: Options.Writer and Options.Clients go together")
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if opts.Export != nil {
+		if opts.Export.Store == nil {
+			return nil, errors.New("fhir: Options.Export.Store is required")
+		}
+		s.export = opts.Export.withDefaults()
+		s.exportWake = make(chan struct{}, 1)
+		s.types["Group"] = true // derived cohorts (groups.go)
 	}
 	if s.clock == nil {
 		s.clock = store.SystemClock{}
@@ -178,7 +200,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s.capability, err = buildCapabilityStatement(capabilityInput{
 		base: s.base, version: version, now: s.clock.Now(), profiles: profiles, oauth: oauth,
-		referrals: s.writer != nil,
+		bulkExport:    s.export != nil,
+		documentation: opts.Documentation,
+		referrals:     s.writer != nil,
 	})
 	if err != nil {
 		return nil, err
@@ -206,10 +230,15 @@ func (s *Server) Register(e *echo.Echo) {
 	// route names the interaction it serves, for the audit trail of requests
 	// refused before the handler runs.
 	g := e.Group("/fhir")
+	// HEAD is served wherever GET is (http.html, RFC 9110 §9.3.2): the same
+	// handler, status and headers, no body (docs/design/security.md LIM-3).
 	add := func(method, path string, i auth.Interaction, h echo.HandlerFunc) {
 		g.Add(method, path, s.chain(i, h))
+		if method == http.MethodGet {
+			g.Add(http.MethodHead, path, s.chain(i, h))
+		}
 	}
-	for _, m := range []string{http.MethodGet, http.MethodOptions} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodOptions} {
 		g.Add(m, "/metadata", s.openChain(s.metadata)) // docs/design/security.md RS-1, DISC-7: no token
 	}
 	add(http.MethodGet, "/:type", auth.InteractionSearch, s.search)
@@ -220,6 +249,10 @@ func (s *Server) Register(e *echo.Echo) {
 	add(http.MethodGet, "/:type/:id/_history/:vid", auth.InteractionVRead, s.vread)
 	add(http.MethodGet, "/Patient/:id/$everything", auth.InteractionEverything, s.everything)
 	add(http.MethodGet, "/Patient/:id/%24everything", auth.InteractionEverything, s.everything) // echo routes on the raw path when it is escaped
+
+	if s.export != nil {
+		s.registerExport(g, add)
+	}
 
 	// Write interactions (http.html#create, #update, #patch, #delete,
 	// #transaction): the API is read-only.
@@ -243,23 +276,36 @@ func (s *Server) Register(e *echo.Echo) {
 		add(m, "", "", s.unmatched)
 		add(m, "/*", "", s.unmatched)
 	}
+	// A path with a leading "//" that is a /fhir path once repeated slashes
+	// are collapsed ("//fhir//Patient") is answered like any unmatched /fhir
+	// path, through the same chain (401 first); other such paths are left to
+	// e's error handler (docs/design/security.md LIM-3). Only "//" paths:
+	// a not-found route on "/*" would turn every 405 of e into a 404.
+	unmatched := s.chain("", s.unmatched)
+	e.RouteNotFound("//*", func(c echo.Context) error {
+		if isFHIRPath(c.Request().URL.Path) {
+			return unmatched(c)
+		}
+		return echo.ErrNotFound
+	})
 }
 
 // chain wraps a data route's handler h in the /fhir middleware, outermost
 // first: the access log (with the request id), the audit trail (after the
 // response is complete), error rendering, panic recovery, the request
 // timeout, CORS (preflights end here), then authentication
-// (docs/design/security.md RS-1: before anything parses the request), the
-// rate limit, content negotiation (406) and the body limit.
+// (docs/design/security.md RS-1, LIM-4: before anything parses the
+// request), the rate limit, the strict query parse (LIM-2), content
+// negotiation (406) and the body limit.
 func (s *Server) chain(i auth.Interaction, h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
-		auth.Authenticate(s.verifier), s.rateLimit.Middleware, s.negotiate, s.bodyLimitMW)
+	return wrap(h, AccessLog(s.log), headNoBody, s.audit(i), RenderErrors, Recover, s.timeoutMW, s.cors.Clients,
+		auth.Authenticate(s.verifier), s.rateLimit.Middleware, strictQuery, s.negotiate, s.bodyLimitMW)
 }
 
 // openChain is chain for the routes that need no token (the
 // CapabilityStatement): open CORS, no authentication, rate limit or audit.
 func (s *Server) openChain(h echo.HandlerFunc) echo.HandlerFunc {
-	return wrap(h, AccessLog(s.log), RenderErrors, Recover, s.timeoutMW, s.cors.Open, s.negotiate, s.bodyLimitMW)
+	return wrap(h, AccessLog(s.log), headNoBody, RenderErrors, Recover, s.timeoutMW, s.cors.Open, strictQuery, s.negotiate, s.bodyLimitMW)
 }
 
 // wrap applies mws to h, the first outermost.
@@ -270,7 +316,12 @@ func wrap(h echo.HandlerFunc, mws ...echo.MiddlewareFunc) echo.HandlerFunc {
 	return h
 }
 
-func isFHIRPath(p string) bool { return p == "/fhir" || strings.HasPrefix(p, "/fhir/") }
+// isFHIRPath reports whether p is /fhir or below it, repeated slashes
+// collapsed.
+func isFHIRPath(p string) bool {
+	p = cleanPath(p)
+	return p == "/fhir" || strings.HasPrefix(p, "/fhir/")
+}
 
 // checkType returns ErrUnknownType unless typ is served.
 func (s *Server) checkType(typ string) error {
@@ -283,7 +334,7 @@ func (s *Server) checkType(typ string) error {
 // unmatched answers requests no route matched: 404 for GET, else 405 (only
 // GET, and POST for _search, are served under /fhir).
 func (s *Server) unmatched(c echo.Context) error {
-	if c.Request().Method == http.MethodGet {
+	if m := c.Request().Method; m == http.MethodGet || m == http.MethodHead {
 		return ErrUnknownRoute
 	}
 	return ErrMethodNotAllowed

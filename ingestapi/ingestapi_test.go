@@ -113,12 +113,12 @@ func goodRecords(t *testing.T) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := ParseNDJSON(data)
+	b, err := ingest.ReadNDJSON(bytes.NewReader(data), ingest.DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]map[string]any, len(raw))
-	for i, r := range raw {
+	out := make([]map[string]any, b.Len())
+	for i, r := range b.Records {
 		if err := json.Unmarshal(r, &out[i]); err != nil {
 			t.Fatal(err)
 		}
@@ -304,9 +304,10 @@ func TestPostRecordsRequestErrors(t *testing.T) {
 		{"empty body", "application/json", nil, "", 400, "invalid", ""},
 		{"blank body", "application/x-ndjson", []byte("\n \n"), "", 400, "invalid", ""},
 		{"empty array", "application/json", []byte("[]"), "", 400, "invalid", ""},
-		{"broken JSON array", "application/json", []byte("[\n{\"kind\":\"patient\",\n\"id\":}]"), "", 400, "invalid", "line 3, column 6"},
-		{"not an array", "application/json", []byte(`{"kind":"patient"}`), "", 400, "invalid", "JSON array"},
-		{"broken NDJSON line", "application/x-ndjson", append(append([]byte{}, good...), []byte("{\"kind\":\n")...), "", 400, "invalid", "line 2"},
+		{"broken JSON array", "application/json", []byte("[\n{\"kind\":\"patient\"},\n\"id\":}]"), "", 400, "invalid", "line 3, column 6"},
+		{"not an array", "application/json", []byte(`"kind"`), "", 400, "invalid", "JSON array"},
+		{"data after the array", "application/json", []byte(`[{}] {}`), "", 400, "invalid", "after the array"},
+		{"one record rejected", "application/json", []byte(`{"kind":"patient","id":"P1"}`), "", 422, "processing", "mrn: is required"},
 		{"unsupported type", "text/plain", good, "", 415, "not-supported", ""},
 		{"no content type", "", good, "", 415, "not-supported", ""},
 		{"other charset", "application/json; charset=latin1", []byte("[]"), "", 415, "not-supported", "UTF-8"},
@@ -380,34 +381,6 @@ func TestGetSchema(t *testing.T) {
 	}
 }
 
-func TestParseNDJSON(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		n       int
-		wantErr string
-	}{
-		{"lines", "{\"a\":1}\n{\"b\":2}\n", 2, ""},
-		{"crlf and blanks", "{\"a\":1}\r\n\r\n  \n{\"b\":2}", 2, ""},
-		{"broken third line", "{}\n{}\n{\"a\":", 0, "line 3"},
-		{"two values on a line", "{} {}\n", 0, "line 1"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseNDJSON([]byte(tc.in))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || len(got) != tc.n {
-				t.Fatalf("got %d records, err %v", len(got), err)
-			}
-		})
-	}
-}
-
 // TestRateLimit: requests refused for their token or scope are not charged;
 // a throttled client gets the 429 OperationOutcome before any ingest work.
 func TestRateLimit(t *testing.T) {
@@ -446,8 +419,9 @@ func TestRateLimit(t *testing.T) {
 // ingesterFunc is an Ingester that lands every record, calling f per batch.
 type ingesterFunc func()
 
-func (f ingesterFunc) Ingest(_ context.Context, raw []json.RawMessage) ([]ingest.Result, ingest.Summary, error) {
+func (f ingesterFunc) IngestBatch(_ context.Context, b *ingest.Batch, _ ingest.Progress) ([]ingest.Result, ingest.Summary, error) {
 	f()
+	raw := b.Records
 	res := make([]ingest.Result, len(raw))
 	for i := range res {
 		res[i] = ingest.Result{Index: i, Outcome: ingest.OutcomeCreated}

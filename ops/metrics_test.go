@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -126,9 +127,11 @@ func TestReadyz(t *testing.T) {
 		want   string
 		down   []string
 	}{
-		{"all up", []Dependency{{"database", up, true}, {"redis", up, false}}, 200, "ready", nil},
-		{"optional down", []Dependency{{"database", up, true}, {"redis", down, false}}, 200, "degraded", []string{"redis"}},
-		{"required down", []Dependency{{"database", down, true}, {"redis", up, false}}, 503, "unavailable", []string{"database"}},
+		{"all up", []Dependency{{Name: "database", Ping: up, Required: true}, {Name: "redis", Ping: up, Required: false}}, 200, "ready", nil},
+		{"optional down", []Dependency{{Name: "database", Ping: up, Required: true}, {Name: "redis", Ping: down, Required: false}}, 200, "degraded", []string{"redis"}},
+		{"required down", []Dependency{{Name: "database", Ping: down, Required: true}, {Name: "redis", Ping: up, Required: false}}, 503, "unavailable", []string{"database"}},
+		// A writer busy for a minute is reported, and the gateway is ready.
+		{"writer busy", []Dependency{{Name: "database", Ping: up, Required: true, Lag: func() time.Duration { return time.Minute }}}, 200, "ready", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,9 +143,10 @@ func TestReadyz(t *testing.T) {
 			e.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			b, _ := io.ReadAll(w.Body)
 			var got struct {
-				Status string            `json:"status"`
-				Down   []string          `json:"down"`
-				Checks map[string]string `json:"checks"`
+				Status string             `json:"status"`
+				Down   []string           `json:"down"`
+				Checks map[string]string  `json:"checks"`
+				Lag    map[string]float64 `json:"writer_lag_seconds"`
 			}
 			if err := json.Unmarshal(b, &got); err != nil {
 				t.Fatal(err)
@@ -152,6 +156,9 @@ func TestReadyz(t *testing.T) {
 			}
 			if len(got.Checks) != len(tc.deps) {
 				t.Errorf("checks %v", got.Checks)
+			}
+			if want := tc.deps[0].Lag != nil; want != (got.Lag["database"] == 60) || len(got.Lag) > 1 {
+				t.Errorf("writer lag %v", got.Lag)
 			}
 			for _, n := range tc.down {
 				if !strings.Contains(scrape(t, e), `ketabridge_dependency_up{dependency="`+n+`"} 0`) {

@@ -14,8 +14,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/ketabridge/ketabridge/apps/course"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/ingest"
 )
 
 // Config is the configuration of a gateway, built once from flags with
@@ -42,6 +45,18 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the per-client bucket size.
 	RateBurst int
+	// ExportMaxJobs is how many running Bulk Data exports one client may
+	// have; ExportFileSize the most resources per export file;
+	// ExportExpiry how long a finished export stays (docs/bulk-export.md).
+	ExportMaxJobs  int
+	ExportFileSize int
+	ExportExpiry   time.Duration
+	// IngestLimits bound one batch of the ingest API: the body, one record
+	// and the records of a batch (docs/clinic-records.md, Limits).
+	IngestLimits ingest.Limits
+	// IngestAsyncRecords is the batch size above which a request with
+	// Prefer: respond-async is answered 202 with a status URL.
+	IngestAsyncRecords int
 	// MetricsAddr, when set, is a separate listener for /metrics.
 	MetricsAddr string
 	// Addr is the listen address of serve, host:port.
@@ -62,6 +77,15 @@ type Config struct {
 	// ClinicOrganization is the clinic id of the clinic's own organization
 	// record (mapping.Options.Organization); empty: none configured.
 	ClinicOrganization string
+	// PayerCoverageOnly relaxes the payer view to "a coverage naming the
+	// payer is enough" (--payer-access coverage; docs/access.md). The
+	// default (consent) also requires an active Consent naming the payer
+	// for payment.
+	PayerCoverageOnly bool
+	// AppFrameAncestors are the origins (the EHRs') allowed to frame the
+	// course viewer at /apps/course/; empty: none (docs/design/security.md
+	// VIEW-2).
+	AppFrameAncestors []string
 
 	// Version is the build's version, shown in the CapabilityStatement (set
 	// by the binary, not a setting).
@@ -82,11 +106,12 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 // key-encryption key) redacted, for logs.
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
-		"cache-mb=%d rate-limit=%g rate-burst=%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
-		"clinic-organization=%s",
+		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
+		"clinic-organization=%s payer-access-coverage-only=%t app-frame-ancestors=%s",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.MetricsAddr, c.KeyEncryptionKey != nil,
-		c.IdentifierSystemBase, c.ClinicOrganization)
+		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
+		c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes, c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
+		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly, strings.Join(c.AppFrameAncestors, ","))
 }
 
 // RedactURL is s with the password of its userinfo, if any, replaced.
@@ -125,6 +150,13 @@ var Settings = []Setting{
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
+	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},
+	{"export-file-size", "KETABRIDGE_EXPORT_FILE_SIZE", "100000", "most resources per Bulk Data export file"},
+	{"export-expiry", "KETABRIDGE_EXPORT_EXPIRY", "24h", "how long a finished Bulk Data export and its files stay"},
+	{"ingest-max-body-mb", "KETABRIDGE_INGEST_MAX_BODY_MB", "64", "largest request body of the ingest API in MiB (413 above it)"},
+	{"ingest-max-record-kb", "KETABRIDGE_INGEST_MAX_RECORD_KB", "4096", "largest clinic record in KiB (a larger one is rejected on its own; import too)"},
+	{"ingest-max-records", "KETABRIDGE_INGEST_MAX_RECORDS", "50000", "most records in one batch of the ingest API (413 above it)"},
+	{"ingest-async-records", "KETABRIDGE_INGEST_ASYNC_RECORDS", "1000", "batches above this many records sent with Prefer: respond-async are answered 202 with a status URL"},
 	{"metrics-addr", "KETABRIDGE_METRICS_ADDR", "", "listen address of a separate /metrics listener; empty = /metrics on --addr for loopback callers only"},
 	{"addr", "KETABRIDGE_ADDR", ":8080", "listen address host:port"},
 	{"base-url", "KETABRIDGE_BASE_URL", "http://localhost:8080", "public base URL; the FHIR base is {base-url}/fhir"},
@@ -133,6 +165,8 @@ var Settings = []Setting{
 	{"tls-key", "KETABRIDGE_TLS_KEY", "", "PEM private key of --tls-cert"},
 	{"identifier-system-base", "KETABRIDGE_IDENTIFIER_SYSTEM_BASE", "", "the clinic's namespace for the identifier systems of its own ids, an absolute URI without a trailing slash; empty = http://ketabridge.org/fhir/sid"},
 	{"clinic-organization", "KETABRIDGE_CLINIC_ORGANIZATION", "", "clinic id of the clinic's own organization record (Provenance agent, Encounter.serviceProvider); empty = none"},
+	{"payer-access", "KETABRIDGE_PAYER_ACCESS", "consent", "what opens a patient to a payer client: consent (a coverage naming the payer and an active consent naming it for payment) or coverage (the coverage alone); docs/access.md"},
+	{"app-frame-ancestors", "KETABRIDGE_APP_FRAME_ANCESTORS", "", "space-separated origins (https://ehr.example) allowed to frame the course viewer at /apps/course/; empty = none"},
 }
 
 // IsSetting reports whether name is the flag of a shared setting.
@@ -259,6 +293,37 @@ func readLimits(r *reader, c *Config) error {
 	if c.RateBurst, err = strconv.Atoi(r.vals["rate-burst"]); err != nil || c.RateBurst < 1 {
 		return r.bad("rate-burst", "must be a whole number >= 1")
 	}
+	if c.ExportMaxJobs, err = strconv.Atoi(r.vals["export-max-jobs"]); err != nil || c.ExportMaxJobs < 1 {
+		return r.bad("export-max-jobs", "must be a whole number >= 1")
+	}
+	if c.ExportFileSize, err = strconv.Atoi(r.vals["export-file-size"]); err != nil || c.ExportFileSize < 1 {
+		return r.bad("export-file-size", "must be a whole number >= 1")
+	}
+	if c.ExportExpiry, err = time.ParseDuration(r.vals["export-expiry"]); err != nil || c.ExportExpiry < time.Minute {
+		return r.bad("export-expiry", "must be a duration of at least 1m, e.g. 24h")
+	}
+	return readIngestLimits(r, c)
+}
+
+// readIngestLimits reads the ingest API's limits (docs/design/security.md
+// IN-3).
+func readIngestLimits(r *reader, c *Config) error {
+	mb, err := strconv.Atoi(r.vals["ingest-max-body-mb"])
+	if err != nil || mb < 1 || mb > 4096 {
+		return r.bad("ingest-max-body-mb", "must be a whole number of MiB from 1 to 4096")
+	}
+	kb, err := strconv.Atoi(r.vals["ingest-max-record-kb"])
+	if err != nil || kb < 64 || kb > 1<<20 {
+		return r.bad("ingest-max-record-kb", "must be a whole number of KiB from 64 to 1048576")
+	}
+	n, err := strconv.Atoi(r.vals["ingest-max-records"])
+	if err != nil || n < 1 || n > 10_000_000 {
+		return r.bad("ingest-max-records", "must be a whole number from 1 to 10000000")
+	}
+	c.IngestLimits = ingest.Limits{MaxBytes: int64(mb) << 20, MaxRecordBytes: kb << 10, MaxRecords: n}
+	if c.IngestAsyncRecords, err = strconv.Atoi(r.vals["ingest-async-records"]); err != nil || c.IngestAsyncRecords < 1 {
+		return r.bad("ingest-async-records", "must be a whole number >= 1")
+	}
 	return nil
 }
 
@@ -306,6 +371,12 @@ func readListen(r *reader, c *Config) error {
 		return r.bad("log-level", "must be debug, info, warn or error")
 	}
 	c.LogLevel = level
+	for _, o := range strings.Fields(r.vals["app-frame-ancestors"]) {
+		if err := course.CheckFrameAncestor(o); err != nil {
+			return r.bad("app-frame-ancestors", err.Error())
+		}
+		c.AppFrameAncestors = append(c.AppFrameAncestors, o)
+	}
 	return nil
 }
 
@@ -328,6 +399,13 @@ func readMapping(r *reader, c *Config) error {
 	}
 	if c.ClinicOrganization = r.vals["clinic-organization"]; c.ClinicOrganization != "" && !clinic.ValidID(c.ClinicOrganization) {
 		return r.bad("clinic-organization", "must be the clinic id of an organization record: 1-64 letters, digits, '.', '_' or '-'")
+	}
+	switch strings.ToLower(r.vals["payer-access"]) {
+	case "consent":
+	case "coverage":
+		c.PayerCoverageOnly = true
+	default:
+		return r.bad("payer-access", "must be consent (the default: coverage and consent) or coverage (coverage alone)")
 	}
 	return nil
 }

@@ -77,6 +77,12 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"app frame ancestors", nil, map[string]string{
+			"KETABRIDGE_APP_FRAME_ANCESTORS": "https://ehr.example  https://ehr2.example:8443"}, func(t *testing.T, c Config) {
+			if strings.Join(c.AppFrameAncestors, ",") != "https://ehr.example,https://ehr2.example:8443" {
+				t.Errorf("%+v", c)
+			}
+		}},
 		{"urn identifier base", []string{"--identifier-system-base", "urn:example:clinic-b:sid"}, nil, func(t *testing.T, c Config) {
 			if c.IdentifierSystemBase != "urn:example:clinic-b:sid" {
 				t.Errorf("%+v", c)
@@ -132,6 +138,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"identifier base oid", []string{"--identifier-system-base", "urn:oid:1.2.3"}, nil, "OID"},
 		{"identifier base without host", []string{"--identifier-system-base", "https:/sid"}, nil, "host"},
 		{"clinic organization", []string{"--clinic-organization", "org lakeside"}, nil, "invalid --clinic-organization"},
+		{"app frame ancestor not an origin", []string{"--app-frame-ancestors", "https://ehr.example/chart"}, nil, "invalid --app-frame-ancestors"},
+		{"app frame ancestor http", []string{"--app-frame-ancestors", "http://ehr.example"}, nil, "invalid --app-frame-ancestors"},
+		{"app frame ancestor wildcard", []string{"--app-frame-ancestors", "*"}, nil, "invalid --app-frame-ancestors"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

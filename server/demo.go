@@ -151,11 +151,13 @@ func (g *Gateway) printDemo(w io.Writer, creds demoCreds, keyPath string) {
 	fmt.Fprintf(w, `
 Demo registrations (--demo; passwords in %s):
   logins:   clinician / %s      patient / %s
+  viewer:   %s/apps/course/ (sign in as patient; clinicians pick a patient, or launch it from %s/auth/launch)
   app:      %s (public, redirect %s)
   backend:  %s (key %s, scopes %q)
   token:    TOKEN=$(go run ./cmd/ketabridge token --client %s --key %s --scope 'system/*.rs'%s)
   request:  curl -H "Authorization: Bearer $TOKEN" '%s/Patient?_count=3'
-`, filepath.Join(g.cfg.DataDir, demoCredsFile), creds.Clinician, creds.Patient, demoAppID, demoAppRedirect,
+`, filepath.Join(g.cfg.DataDir, demoCredsFile), creds.Clinician, creds.Patient, g.cfg.BaseURL, g.cfg.BaseURL,
+		demoAppID, demoAppRedirect,
 		demoBackendID, keyPath, demoBackendScope, demoBackendID, keyPath, baseFlag, g.cfg.FHIRBase())
 }
 

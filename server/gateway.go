@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/apps/course"
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/fhir/auditlog"
@@ -36,9 +37,11 @@ const auditCloseTimeout = 10 * time.Second
 type Gateway struct {
 	*Data
 	auth   *auth.Server
+	eph    store.Ephemeral
 	audit  *auditlog.Writer
 	prober *ops.Prober
 	echo   *echo.Echo
+	fhir   *fhir.Server
 }
 
 // Open assembles the gateway cfg describes: it opens the data side (OpenData),
@@ -74,7 +77,11 @@ func (g *Gateway) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deps := []ops.Dependency{{Name: "database", Ping: g.store.Ping, Required: true}}
+	db := ops.Dependency{Name: "database", Ping: g.store.Ping, Required: true}
+	if wl, ok := g.store.(store.WriterLagger); ok {
+		db.Lag = wl.WriterLag
+	}
+	deps := []ops.Dependency{db}
 	if g.redis != nil {
 		deps = append(deps, ops.Dependency{Name: "redis", Ping: g.redis.Ping})
 	}
@@ -83,7 +90,27 @@ func (g *Gateway) build(ctx context.Context) error {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
 	ec.Logger.SetOutput(discard{})
-	ec.Use(g.metrics.Middleware)
+	// The request head's size limits hold on every path, before any route
+	// (docs/design/security.md LIM-1).
+	ec.Use(g.metrics.Middleware, fhir.RequestLimits)
+	// One error handler for what no route rendered, chosen by the path's
+	// family: OAuth error JSON under /auth, an OperationOutcome everywhere
+	// else (docs/design/security.md LIM-3, PRIV-9). fhir.Register keeps its
+	// own branch for /fhir.
+	ec.HTTPErrorHandler = func(err error, c echo.Context) {
+		if authPath(c.Request().URL.Path) {
+			g.auth.RenderError(c, err)
+			return
+		}
+		fhir.RenderError(c, err)
+	}
+	// Bulk Data export reads the durable store itself, never the read
+	// cache: its snapshots are by time, and its jobs are shared state.
+	var export *fhir.ExportOptions
+	if es, ok := g.store.(fhir.ExportStore); ok {
+		export = &fhir.ExportOptions{Store: es, MaxActive: g.cfg.ExportMaxJobs,
+			FileSize: g.cfg.ExportFileSize, Expiry: g.cfg.ExportExpiry}
+	}
 	// The referral write path writes through the read cache, so every
 	// replica's cache drops what it changed (docs/referrals.md).
 	clients, ok := g.store.(fhir.Clients)
@@ -91,6 +118,7 @@ func (g *Gateway) build(ctx context.Context) error {
 		return errors.New("the store does not keep the client registry")
 	}
 	fs, err := fhir.New(fhir.Options{
+		Export:    export,
 		Store:     g.reads,
 		Writer:    g.reads,
 		Clients:   clients,
@@ -101,18 +129,51 @@ func (g *Gateway) build(ctx context.Context) error {
 		Auditor:   g.audit,
 		Logger:    g.log,
 		Version:   g.cfg.Version,
+		// docs/access.md: the payer view's setting.
+		Disclosure:    auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly},
+		Documentation: course.Documentation(g.cfg.BaseURL),
 	})
 	if err != nil {
 		return fmt.Errorf("fhir server: %w", err)
 	}
-	// The authorization server first: fhir.Register wraps the error handler
-	// in place at that moment for everything outside /fhir.
 	g.auth.Register(ec, fhir.AccessLog(g.log))
 	fs.Register(ec)
+	g.fhir = fs
+	jobs, _ := g.store.(store.JobStore) // nil: every batch is answered synchronously
+	if err := g.courseViewer(ctx, ec); err != nil {
+		return err
+	}
 	ingestapi.Register(ec.Group("/internal/v1"), g.ingest, clinic.Schema(),
-		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log})
+		ingestapi.Options{Verifier: g.auth.Tokens(), RateLimit: rl, Logger: g.log, Limits: g.cfg.IngestLimits,
+			Jobs: jobs, AsyncRecords: g.cfg.IngestAsyncRecords, BaseURL: g.cfg.BaseURL})
 	ops.Register(ec, g.prober, g.metrics, g.cfg.MetricsAddr != "")
 	g.echo = ec
+	return nil
+}
+
+// courseViewer registers the course viewer as a client (at every start:
+// its redirect and launch URLs follow the base URL) and mounts it at
+// /apps/course/ (docs/design/security.md VIEW-1).
+func (g *Gateway) courseViewer(ctx context.Context, ec *echo.Echo) error {
+	cl, err := course.Client(g.cfg.BaseURL, time.Now())
+	if err != nil {
+		return fmt.Errorf("course viewer client: %w", err)
+	}
+	if err := g.RegisterClient(ctx, cl); err != nil {
+		return fmt.Errorf("course viewer client: %w", err)
+	}
+	app, err := course.New(course.Options{
+		BaseURL:        g.cfg.BaseURL,
+		Gateway:        ec,
+		Ephemeral:      g.eph,
+		FrameAncestors: g.cfg.AppFrameAncestors,
+		SecureCookies:  strings.HasPrefix(g.cfg.BaseURL, "https://"),
+		Logger:         g.log,
+	})
+	if err != nil {
+		return err
+	}
+	app.Register(ec, fhir.AccessLog(g.log))
 	return nil
 }
 
@@ -191,6 +252,7 @@ func (g *Gateway) openAuth(ctx context.Context) (*auth.Server, error) {
 		SecureCookies: strings.HasPrefix(g.cfg.BaseURL, "https://"),
 	})
 	srv.Tokens().SetRevocations(revs)
+	g.eph = eph
 	return srv, nil
 }
 
@@ -228,6 +290,15 @@ func (g *Gateway) rateLimit() (*fhir.RateLimit, error) {
 		return nil, fmt.Errorf("rate limit: %w", err)
 	}
 	return rl, nil
+}
+
+// authPath reports whether p is /auth or below it, repeated slashes
+// collapsed.
+func authPath(p string) bool {
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	return p == "/auth" || strings.HasPrefix(p, "/auth/")
 }
 
 type discard struct{}

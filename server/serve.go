@@ -26,6 +26,14 @@ const (
 	externalWriteInterval = 250 * time.Millisecond
 )
 
+// maxHeaderBytes is net/http's cap on a request head, the last resort behind
+// fhir.RequestLimits (docs/design/security.md LIM-1): a head between those
+// limits and this one is answered 414 or 431 with an OperationOutcome (or
+// OAuth error JSON under /auth); past this one Go answers a plain-text 431
+// before any handler runs. It bounds the memory one connection's head may
+// take while ReadHeaderTimeout runs.
+const maxHeaderBytes = 2 << 20
+
 // Serve serves the gateway on ln until ctx is done, then shuts down
 // gracefully (in-flight requests get shutdownTimeout). It speaks HTTPS when
 // the configuration names a certificate (TLS 1.2 or later), and runs the
@@ -36,6 +44,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go g.prober.Run(pctx, probeInterval)
+	go g.fhir.RunExports(pctx)
 	if watch := g.externalWriteWatcher(pctx, externalWriteInterval); watch != nil {
 		go watch()
 	}
@@ -54,6 +63,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.echo,
 		ReadHeaderTimeout: readHeaderTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),

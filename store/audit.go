@@ -43,6 +43,9 @@ type AuditRecord struct {
 	Subject string
 	// Purpose is the purpose-of-use code (v3-ActReason), empty when none.
 	Purpose string
+	// Organization is the id of the FHIR Organization the client acts for
+	// (its binding, docs/design/security.md PRIV-11), empty when none.
+	Organization string
 	// RequestID is the X-Request-Id of the request, empty when none.
 	RequestID string
 }

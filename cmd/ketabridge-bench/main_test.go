@@ -66,7 +66,7 @@ func TestBench(t *testing.T) {
 	if res.PeakRSSMB == nil {
 		t.Error("peak_rss_mb missing")
 	}
-	names := []string{"read-hot", "read-uniform", "search", "search-include", "everything", "limit"}
+	names := []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "limit"}
 	if len(res.Scenarios) != len(names) {
 		t.Fatalf("got %d scenarios, want %d", len(res.Scenarios), len(names))
 	}

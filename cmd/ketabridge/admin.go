@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/store"
 )
 
@@ -31,7 +33,7 @@ var usersCommand = &command{name: "users", summary: "manage logins (clinician, p
 }}
 
 var clientsCommand = &command{name: "clients", summary: "manage SMART client apps (public, symmetric, asymmetric, backend)", verbs: []*command{
-	{name: "clients add", args: "--id ID --kind public|symmetric|asymmetric|backend --scope \"SCOPES\" [flags]",
+	{name: "clients add", args: "--id ID --kind public|symmetric|asymmetric|backend --scope \"SCOPES\" [--organization ORG --role ehr|payer|partner] [flags]",
 		summary: "register a client app (a symmetric client's secret is generated and shown once unless --secret-file)", flags: clientsAdd},
 	{name: "clients list", summary: "list the client apps", flags: listing(printClients)},
 	{name: "clients remove", args: "--id ID", summary: "remove a client app", flags: removal("client",
@@ -88,8 +90,15 @@ func clientsAdd(fs *flag.FlagSet) action {
 	fs.StringVar(&r.JWKSURL, "jwks-url", "", "the client's JWK Set URL (asymmetric, backend)")
 	secretFile := fs.String("secret-file", "", "file holding a symmetric client's secret (default: generate one)")
 	replace := fs.Bool("replace", false, "replace an existing client of this id")
+	org := fs.String("organization", "", "the organization the client acts for: its clinic record id or Organization/ID")
+	role := fs.String("role", "", "what the client is to the clinic: ehr (default), payer or partner (docs/access.md)")
 	return func(ctx context.Context, inv *invocation) error {
 		r.Kind, r.Scopes = store.ClientKind(*kind), strings.Fields(*scope)
+		var ok bool
+		if r.Role, ok = auth.ParseRole(*role); !ok {
+			return usageError("clients add: --role must be ehr, payer or partner")
+		}
+		r.Organization = organizationID(*org)
 		var err error
 		if *jwksFile != "" {
 			if r.JWKS, err = os.ReadFile(*jwksFile); err != nil {
@@ -105,15 +114,42 @@ func clientsAdd(fs *flag.FlagSet) action {
 		if err != nil {
 			return err
 		}
+		if c.Organization != "" {
+			// The binding names an organization of the clinic's records of
+			// the role's type (docs/design/security.md PRIV-11).
+			st, err := inv.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			if err := auth.CheckOrganization(ctx, st, c.Organization, auth.Role(c.Role)); err != nil {
+				return err
+			}
+		}
 		if err := save(ctx, inv, *replace, &c); err != nil {
 			return err
 		}
 		fmt.Fprintf(inv.e.stdout, "client %s (%s) saved\n", c.ID, c.Kind)
+		if c.Organization != "" {
+			fmt.Fprintf(inv.e.stdout, "bound to Organization/%s as %s\n", c.Organization, c.Role)
+		}
 		if generated != "" {
 			fmt.Fprintf(inv.e.stdout, "client_secret: %s\n(shown once: store it now; it cannot be recovered)\n", generated)
 		}
 		return nil
 	}
+}
+
+// organizationID is the FHIR id of the organization ORG names: the id of
+// "Organization/{id}", else the id mapping gives the clinic's organization
+// record ORG.
+func organizationID(org string) string {
+	if org == "" {
+		return ""
+	}
+	if id, ok := strings.CutPrefix(org, "Organization/"); ok {
+		return id
+	}
+	return mapping.ResourceID(clinic.KindOrganization, org)
 }
 
 // save stores a new user or client (a *store.User or *store.Client). One
@@ -206,7 +242,7 @@ func printUsers(ctx context.Context, st store.AuthStore, tw *tabwriter.Writer) e
 
 func printClients(ctx context.Context, st store.AuthStore, tw *tabwriter.Writer) error {
 	clients, err := st.ListClients(ctx)
-	fmt.Fprintln(tw, "ID\tKIND\tNAME\tSCOPES\tREDIRECT URIS\tKEYS")
+	fmt.Fprintln(tw, "ID\tKIND\tROLE\tORGANIZATION\tNAME\tSCOPES\tREDIRECT URIS\tKEYS")
 	for _, c := range clients {
 		keys := "-"
 		switch {
@@ -217,8 +253,15 @@ func printClients(ctx context.Context, st store.AuthStore, tw *tabwriter.Writer)
 		case c.JWKSURL != "":
 			keys = c.JWKSURL
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Kind, orDash(c.Name), orDash(strings.Join(c.Scopes, " ")),
-			orDash(strings.Join(c.RedirectURIs, " ")), keys)
+		role, org := c.Role, "-"
+		if role == "" {
+			role = string(auth.RoleEHR)
+		}
+		if c.Organization != "" {
+			org = "Organization/" + c.Organization
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Kind, role, org, orDash(c.Name),
+			orDash(strings.Join(c.Scopes, " ")), orDash(strings.Join(c.RedirectURIs, " ")), keys)
 	}
 	return err
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -29,24 +27,23 @@ var importCommand = &command{
 
 func importFile(ctx context.Context, inv *invocation) error {
 	name, e := inv.args[0], inv.e
-	var data []byte
-	var err error
-	if name == "-" {
-		data, err = io.ReadAll(e.stdin)
-	} else {
-		data, err = os.ReadFile(name)
+	in := e.stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("import: cannot read %s: %v", name, err)
+		}
+		defer f.Close()
+		in = f
 	}
+	// The ingest API's NDJSON reader and rule (docs/clinic-records.md,
+	// NDJSON): per line, a bad line is rejected on its own. A local file has
+	// no batch limits, only the record limit.
+	batch, err := ingest.ReadNDJSON(in, ingest.Limits{MaxRecordBytes: inv.cfg.IngestLimits.MaxRecordBytes})
 	if err != nil {
 		return fmt.Errorf("import: cannot read %s: %v", name, err)
 	}
-	var raw []json.RawMessage
-	var lines []int
-	for i, l := range bytes.Split(data, []byte("\n")) {
-		if l = bytes.TrimSpace(l); len(l) > 0 {
-			raw, lines = append(raw, json.RawMessage(l)), append(lines, i+1)
-		}
-	}
-	if len(raw) == 0 {
+	if batch.Len() == 0 {
 		return fmt.Errorf("import: %s holds no records", name)
 	}
 	d, err := server.OpenData(ctx, inv.cfg, inv.logger())
@@ -58,14 +55,14 @@ func importFile(ctx context.Context, inv *invocation) error {
 	var progress ingest.Progress
 	var bar *progressbar.ProgressBar
 	if e.stderrTerminal {
-		bar = progressbar.NewOptions(len(raw), progressbar.OptionSetWriter(e.stderr),
+		bar = progressbar.NewOptions(batch.Len(), progressbar.OptionSetWriter(e.stderr),
 			progressbar.OptionSetDescription("importing"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 			progressbar.OptionSetItsString("records"), progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish())
 		progress = func(records, _ int) { _ = bar.Set(records) }
 	}
 	start := time.Now()
-	results, sum, err := d.Ingester().IngestProgress(ctx, raw, progress)
+	results, sum, err := d.Ingester().IngestBatch(ctx, batch, progress)
 	elapsed := time.Since(start)
 	if bar != nil {
 		_ = bar.Finish()
@@ -74,7 +71,7 @@ func importFile(ctx context.Context, inv *invocation) error {
 		return fmt.Errorf("import: %v (%d records were stored before the failure; run the import again, stored records come back unchanged)",
 			err, sum.Created+sum.Updated+sum.Unchanged)
 	}
-	printImportSummary(e.stdout, results, sum, lines, elapsed)
+	printImportSummary(e.stdout, results, sum, elapsed)
 	if sum.Rejected > 0 {
 		return &exitError{code: 1}
 	}
@@ -84,7 +81,7 @@ func importFile(ctx context.Context, inv *invocation) error {
 // printImportSummary prints the outcome counts, throughput and the first
 // rejected records' errors as "record N (kind/id) path: message", N being
 // the line number in the file.
-func printImportSummary(w io.Writer, results []ingest.Result, sum ingest.Summary, lines []int, elapsed time.Duration) {
+func printImportSummary(w io.Writer, results []ingest.Result, sum ingest.Summary, elapsed time.Duration) {
 	secs := max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(w, "records:   %d (created %d, updated %d, unchanged %d, rejected %d)\n",
 		len(results), sum.Created, sum.Updated, sum.Unchanged, sum.Rejected)
@@ -95,7 +92,7 @@ func printImportSummary(w io.Writer, results []ingest.Result, sum ingest.Summary
 	}
 	fmt.Fprintf(w, "rejected records (record numbers are line numbers; first %d errors):\n", maxPrintedErrors)
 	printed := 0
-	for i, r := range results {
+	for _, r := range results {
 		if r.Outcome != ingest.OutcomeRejected {
 			continue
 		}
@@ -108,7 +105,7 @@ func printImportSummary(w io.Writer, results []ingest.Result, sum ingest.Summary
 			if path == "" {
 				path = "(record)"
 			}
-			fmt.Fprintf(w, "record %d (%s/%s) %s: %s\n", lines[i], orDash(r.Kind), orDash(r.ID), path, fe.Message)
+			fmt.Fprintf(w, "record %d (%s/%s) %s: %s\n", r.Line, orDash(r.Kind), orDash(r.ID), path, fe.Message)
 			printed++
 		}
 	}

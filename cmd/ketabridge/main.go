@@ -105,7 +105,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		serveCommand, importCommand, synthCommand, usersCommand, clientsCommand, keysCommand, tokenCommand,
-		auditCommand, conformanceCommand, healthcheckCommand, versionCommand,
+		exportCommand, auditCommand, conformanceCommand, healthcheckCommand, versionCommand,
 	}
 }
 

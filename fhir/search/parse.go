@@ -93,6 +93,17 @@ func Parse(resourceType string, values url.Values, lenient bool) (*Request, erro
 	sort.Strings(keys)
 	for _, key := range keys {
 		vals := values[key]
+		// Text that is not UTF-8 (or holds control characters) cannot match
+		// anything stored and must not be repaired into something that does
+		// (docs/design/security.md LIM-2).
+		if msg := badText(key); msg != "" {
+			return nil, &Error{Param: safeName(key), Message: msg + " in a parameter name"}
+		}
+		for _, v := range vals {
+			if msg := badText(v); msg != "" {
+				return nil, &Error{Param: safeName(key), Message: msg + " in the value"}
+			}
+		}
 		name, mod, hasMod := strings.Cut(key, ":")
 		switch name {
 		case "_format", "_pretty":

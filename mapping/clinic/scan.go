@@ -206,7 +206,9 @@ func (s *scanner) value(t reflect.Type) {
 			wrong()
 			return
 		}
-		s.str()
+		if msg := textProblem(s.str()); msg != "" {
+			s.fail(msg)
+		}
 	case reflect.Bool:
 		if c != 't' && c != 'f' {
 			wrong()
@@ -255,6 +257,22 @@ func (s *scanner) object(t reflect.Type) {
 	}
 	for {
 		s.ws()
+		if msg := textProblem(s.peekStr()); msg != "" {
+			// The name itself is not text: report it on the object, whose
+			// path is printable, and skip the member.
+			s.fail("a member name " + strings.TrimPrefix(msg, "is "))
+			s.str()
+			s.ws()
+			s.pos++ // ':'
+			s.skip()
+			s.ws()
+			c := s.data[s.pos]
+			s.pos++
+			if c == '}' {
+				return
+			}
+			continue
+		}
 		name := s.key()
 		s.ws()
 		s.pos++ // ':'
@@ -285,4 +303,15 @@ func (s *scanner) object(t reflect.Type) {
 // as \/ that strconv does not know).
 func jsonUnquote(raw []byte, out *string) error {
 	return json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), out)
+}
+
+// textProblem applies CheckText to a string read by str.
+func textProblem(raw []byte, _ bool) string { return CheckText(raw) }
+
+// peekStr returns the raw bytes of the string at pos without moving.
+func (s *scanner) peekStr() ([]byte, bool) {
+	pos := s.pos
+	raw, escaped := s.str()
+	s.pos = pos
+	return raw, escaped
 }

@@ -85,6 +85,8 @@ func (s *Service) SetChunk(n int) {
 type Result struct {
 	// Index is the record's position in the batch (0-based).
 	Index int
+	// Line is the record's 1-based line in an NDJSON batch (0 otherwise).
+	Line int
 	// Kind and ID are the record's kind and clinic id, when they could be read.
 	Kind, ID string
 	// Outcome is created, updated, unchanged or rejected.
@@ -128,7 +130,21 @@ func (s *Service) Ingest(ctx context.Context, raw []json.RawMessage) ([]Result, 
 // written have an empty Outcome. Re-sending the batch is safe: what landed
 // comes back unchanged.
 func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, progress Progress) ([]Result, Summary, error) {
-	b := &batchRun{s: s, raw: raw, results: make([]Result, len(raw)), items: make([]item, len(raw))}
+	return s.IngestBatch(ctx, BatchOf(raw), progress)
+}
+
+// IngestBatch is IngestProgress on a batch as ReadNDJSON, ReadJSONArray (or
+// BatchOf) made it: the records refused while reading are rejected with
+// their errors, like a record that does not decode, and each result carries
+// the record's line when the batch has lines.
+func (s *Service) IngestBatch(ctx context.Context, batch *Batch, progress Progress) ([]Result, Summary, error) {
+	raw := batch.Records
+	b := &batchRun{s: s, raw: raw, refused: batch.Refused, results: make([]Result, len(raw)), items: make([]item, len(raw))}
+	if batch.Lines != nil {
+		for i := range b.results {
+			b.results[i].Line = batch.Lines[i]
+		}
+	}
 
 	// 1. Decode and validate every record; index the good ones by key.
 	b.decode()
@@ -165,6 +181,7 @@ func (s *Service) IngestProgress(ctx context.Context, raw []json.RawMessage, pro
 type batchRun struct {
 	s       *Service
 	raw     []json.RawMessage
+	refused map[int][]clinic.FieldError
 	results []Result
 	items   []item
 	res     *resolver
@@ -190,6 +207,10 @@ func (b *batchRun) decode() {
 	batch := make(map[clinic.Key]int, len(b.raw)) // key -> index of the last good record
 	for i, data := range b.raw {
 		b.results[i].Index = i
+		if errs, ok := b.refused[i]; ok {
+			b.s.reject(&b.results[i], errs)
+			continue
+		}
 		rec, errs := decode(data)
 		if rec != nil {
 			b.results[i].Kind, b.results[i].ID = string(rec.RecordKind()), rec.RecordID()

@@ -47,6 +47,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	defer s.busy.Begin()()
 	types := sqlcore.WrittenTypes(records)
 	var (
 		results []store.WriteResult

@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
@@ -56,3 +57,15 @@ func (c coreDB) Write(ctx context.Context, fn func(sqlcore.Querier) error) error
 // authStore is the shared implementation of store.AuthStore (and
 // ListAudit), embedded in Store under an unexported name.
 type authStore = sqlcore.Auth
+
+type jobStore = sqlcore.Jobs
+
+// Export implements store.Exporter with the shared snapshot query
+// (sqlcore.Export).
+func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]store.Resource, error) {
+	pool, err := s.db()
+	if err != nil {
+		return nil, err
+	}
+	return sqlcore.Export(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName)
+}

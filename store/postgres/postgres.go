@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -39,9 +40,15 @@ var errClosed = errors.New("store: postgres: closed")
 // Store is the PostgreSQL store. All methods are safe for concurrent use.
 type Store struct {
 	*authStore // store.AuthStore and ListAudit, with the shared queries
+	*jobStore  // store.JobStore, with the shared queries
 
-	clock  store.Clock
-	pool   *pgxpool.Pool
+	clock store.Clock
+	pool  *pgxpool.Pool
+	// probe is the readiness probe's own one-connection pool: a pool busy
+	// with a long ingest cannot keep Ping waiting for a connection.
+	probe *pgxpool.Pool
+	// busy tracks the Applies in flight, for WriterLag.
+	busy   store.Busy
 	closed atomic.Bool
 	// applyLock is the advisory lock key serializing Apply in this schema.
 	applyLock int64
@@ -53,9 +60,10 @@ type Store struct {
 }
 
 var (
-	_ store.Store      = (*Store)(nil)
-	_ store.AuthStore  = (*Store)(nil)
-	_ store.AuditStore = (*Store)(nil)
+	_ store.Store        = (*Store)(nil)
+	_ store.AuthStore    = (*Store)(nil)
+	_ store.AuditStore   = (*Store)(nil)
+	_ store.WriterLagger = (*Store)(nil)
 )
 
 // Open connects to the database at url (a libpq URL or key=value string; extra
@@ -75,14 +83,24 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
 	}
-	s := &Store{clock: clock, pool: pool}
+	pcfg := cfg.Copy()
+	pcfg.MaxConns, pcfg.MinConns = 1, 0
+	probe, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: postgres: open: %w", err)
+	}
+	s := &Store{clock: clock, pool: pool, probe: probe}
 	s.authStore = sqlcore.NewAuth(sqlcore.Postgres, coreDB{s}, clock, errClosed)
+	s.jobStore = sqlcore.NewJobs(sqlcore.Postgres, coreDB{s}, errClosed)
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
+		probe.Close()
 		return nil, err
 	}
 	if err := pool.QueryRow(ctx, `SELECT hashtextextended('ketabridge:apply:' || current_schema(), 0)`).Scan(&s.applyLock); err != nil {
 		pool.Close()
+		probe.Close()
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
 	}
 	return s, nil
@@ -133,11 +151,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	if err := s.pool.Ping(ctx); err != nil {
+	// A cheap query on the probe's own connection (docs/design/architecture.md,
+	// Operability): never queued behind the pool's writers.
+	var one int
+	if err := s.probe.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store: postgres: ping: %w", err)
 	}
 	return nil
 }
+
+// WriterLag implements store.WriterLagger: how long the oldest Apply of
+// this process has been running (0 when none is).
+func (s *Store) WriterLag() time.Duration { return s.busy.Lag() }
 
 // Close closes the pool, waiting for connections in use to be released.
 // Calls after Close fail.
@@ -146,6 +171,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.pool.Close()
+	s.probe.Close()
 	return nil
 }
 

@@ -200,3 +200,7 @@ func TestAnalyzeAfterBulkWrites(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestExportContract(t *testing.T) {
+	storetest.RunExport(t, func(t *testing.T, clock store.Clock) storetest.ExportStore { return openFresh(t, clock) })
+}

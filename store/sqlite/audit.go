@@ -63,7 +63,7 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 			args = args[:0]
 			for _, r := range chunk {
 				args = append(args, r.ID, r.Recorded.UnixMilli(), r.Patient, r.ClientID, r.Interaction, r.Type,
-					r.ResourceID, r.Version, r.Status, r.FHIRUser, r.Subject, r.Purpose, r.RequestID)
+					r.ResourceID, r.Version, r.Status, r.FHIRUser, r.Subject, r.Purpose, r.RequestID, r.Organization)
 			}
 			if len(chunk) < auditRowsPerInsert {
 				if _, err := w.ExecContext(ctx, auditInsertSQL(len(chunk)), args...); err != nil {

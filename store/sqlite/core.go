@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 
+	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
@@ -61,3 +62,14 @@ func (c coreDB) Write(ctx context.Context, fn func(sqlcore.Querier) error) error
 // authStore is the shared implementation of store.AuthStore (and
 // ListAudit), embedded in Store under an unexported name.
 type authStore = sqlcore.Auth
+
+type jobStore = sqlcore.Jobs
+
+// Export implements store.Exporter with the shared snapshot query, on the
+// reader pool: a page needs no transaction of its own (sqlcore.Export).
+func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]store.Resource, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	return sqlcore.Export(ctx, sqlcore.SQLite, sqlQuerier{s.rdb}, &q, s.paramKey(ctx, s.rdb, q.Type))
+}

@@ -76,6 +76,7 @@ var errClosed = errors.New("store: closed")
 // Store is the SQLite store.Store. All methods are safe for concurrent use.
 type Store struct {
 	*authStore // store.AuthStore and ListAudit, with the shared queries
+	*jobStore  // store.JobStore, with the shared queries
 
 	clock store.Clock
 
@@ -85,6 +86,13 @@ type Store struct {
 	ws   *writeStmts
 
 	rdb *sql.DB // reader pool (query_only)
+	// pdb is the readiness probe's own connection (query_only): neither the
+	// writer nor busy readers can keep Ping waiting.
+	pdb *sql.DB
+	// busy tracks who holds the writer, for WriterLag.
+	busy store.Busy
+	// wend ends the busy record of the writer's holder (guarded by wsem).
+	wend func()
 
 	pmu  sync.RWMutex
 	pids map[paramKey]int64 // committed (type, param) -> pid
@@ -160,7 +168,10 @@ func (s *Store) releaseWhenIdle() {
 	})
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.WriterLagger = (*Store)(nil)
+)
 
 type paramKey struct{ typ, name string }
 
@@ -191,6 +202,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		qpending: make(map[string]bool),
 	}
 	s.authStore = sqlcore.NewAuth(sqlcore.SQLite, coreDB{s}, clock, errClosed)
+	s.jobStore = sqlcore.NewJobs(sqlcore.SQLite, coreDB{s}, errClosed)
 	fail := func(err error) (*Store, error) {
 		s.closeAll()
 		return nil, err
@@ -220,6 +232,13 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return fail(fmt.Errorf("store: sqlite: open readers: %w", err))
 	}
+	s.pdb, err = sql.Open("sqlite", dsn(path, append(append([]string{}, commonPragmas...), readerPragmas...)))
+	if err != nil {
+		return fail(fmt.Errorf("store: sqlite: open the probe connection: %w", err))
+	}
+	s.pdb.SetMaxOpenConns(1)
+	s.pdb.SetMaxIdleConns(1)
+	s.pdb.SetConnMaxIdleTime(0)
 	return s, nil
 }
 
@@ -286,21 +305,24 @@ func execTx(ctx context.Context, c *sql.Conn, fn func() error) error {
 	return nil
 }
 
-// Ping checks both the writer and the reader connections answer.
+// Ping checks the database answers: a cheap read of the schema page on the
+// probe's own connection. In WAL mode a reader never waits for the writer,
+// so a long ingest holding the writer cannot starve readiness; how long the
+// writer has been held is WriterLag.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	var one int
-	if err := s.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+	var n int
+	if err := s.pdb.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n); err != nil {
 		return fmt.Errorf("store: sqlite: ping: %w", err)
 	}
-	if err := s.lockWriter(ctx); err != nil {
-		return err
-	}
-	defer s.unlockWriter()
-	return s.w.PingContext(ctx)
+	return nil
 }
+
+// WriterLag implements store.WriterLagger: how long the writer connection
+// has been held by its current user (0 when it is free).
+func (s *Store) WriterLag() time.Duration { return s.busy.Lag() }
 
 // lockWriter takes the writer connection for the caller (wsem), waiting at
 // most until ctx ends; unlockWriter gives it back.
@@ -317,10 +339,14 @@ func (s *Store) lockWriter(ctx context.Context) error {
 		<-s.wsem
 		return errClosed
 	}
+	s.wend = s.busy.Begin()
 	return nil
 }
 
-func (s *Store) unlockWriter() { <-s.wsem }
+func (s *Store) unlockWriter() {
+	s.wend()
+	<-s.wsem
+}
 
 // Close waits for a running Apply, runs PRAGMA optimize and closes every
 // connection. Calls after Close fail.
@@ -360,6 +386,9 @@ func (s *Store) closeAll() error {
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.pdb != nil {
+		errs = append(errs, s.pdb.Close())
 	}
 	errs = append(errs, s.wdb.Close())
 	return errors.Join(errs...)

@@ -23,3 +23,7 @@ func openTemp(t testing.TB, clock store.Clock) *sqlite.Store {
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clock store.Clock) store.Store { return openTemp(t, clock) })
 }
+
+func TestExportContract(t *testing.T) {
+	storetest.RunExport(t, func(t *testing.T, clock store.Clock) storetest.ExportStore { return openTemp(t, clock) })
+}

@@ -30,7 +30,8 @@ func RunAudit(t *testing.T, newStore NewAuditStoreFunc) {
 func auditRec(id string, at time.Time, patient string) store.AuditRecord {
 	return store.AuditRecord{ID: id, Recorded: at, Patient: patient, ClientID: "ehr-1",
 		Interaction: "vread", Type: "Observation", ResourceID: "obs-" + id, Version: "3", Status: 200,
-		FHIRUser: "Practitioner/dr1", Subject: "alice", Purpose: "TREAT", RequestID: "req-" + id}
+		FHIRUser: "Practitioner/dr1", Subject: "alice", Purpose: "TREAT", RequestID: "req-" + id,
+		Organization: "org-" + id}
 }
 
 func listAudit(t *testing.T, s store.AuditStore, since time.Time, limit int) []store.AuditRecord {

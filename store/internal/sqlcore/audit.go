@@ -15,10 +15,10 @@ import (
 // arrays in one statement); reading is shared.
 
 // AuditColumns are audit_events' columns, in insert and select order.
-const AuditColumns = "id, recorded, patient, client_id, interaction, type, resource_id, version, status, fhir_user, subject, purpose, request_id"
+const AuditColumns = "id, recorded, patient, client_id, interaction, type, resource_id, version, status, fhir_user, subject, purpose, request_id, organization"
 
 // AuditColumnCount is the number of AuditColumns.
-const AuditColumnCount = 13
+const AuditColumnCount = 14
 
 // CheckAudit checks the records an AppendAudit stores: each needs an id and
 // an interaction.
@@ -42,7 +42,7 @@ func scanAudit(r Row) (store.AuditRecord, error) {
 	var rec store.AuditRecord
 	var ms int64
 	if err := r.Scan(&rec.ID, &ms, &rec.Patient, &rec.ClientID, &rec.Interaction, &rec.Type, &rec.ResourceID,
-		&rec.Version, &rec.Status, &rec.FHIRUser, &rec.Subject, &rec.Purpose, &rec.RequestID); err != nil {
+		&rec.Version, &rec.Status, &rec.FHIRUser, &rec.Subject, &rec.Purpose, &rec.RequestID, &rec.Organization); err != nil {
 		return store.AuditRecord{}, err
 	}
 	rec.Recorded = MSTime(ms)

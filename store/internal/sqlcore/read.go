@@ -81,6 +81,9 @@ type Migration struct {
 }
 
 // Migrations reads the migrations/*.sql files of fsys, in version order.
+// Versions must be 1, 2, 3, ... without a gap or a repeat: two files of one
+// number (two branches each adding "the next" migration) would leave one
+// of them never applied on a database already at that version.
 func Migrations(fsys fs.FS) ([]Migration, error) {
 	names, err := fs.Glob(fsys, "migrations/*.sql")
 	if err != nil {
@@ -98,6 +101,9 @@ func Migrations(fsys fs.FS) ([]Migration, error) {
 		text, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, err
+		}
+		if v != len(out)+1 {
+			return nil, fmt.Errorf("migration %s: version %d, want %d (versions run 1, 2, 3, ... once each)", base, v, len(out)+1)
 		}
 		out = append(out, Migration{Version: v, Name: base, SQL: string(text)})
 	}

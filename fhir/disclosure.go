@@ -1,0 +1,584 @@
+package fhir
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// The views of outside organizations (docs/access.md; docs/design/security.md
+// PRIV-11 to PRIV-15): a payer or partner client's requests are narrowed,
+// before any query runs, to what auth's disclosure decision (auth.Disclose
+// over the Consents and Coverages read from the store at request time)
+// lets its organization see. This file turns that decision into query
+// restrictions (store.Access), the same way access.go turns auth.Decide
+// into narrowing; the handlers then apply both.
+
+// Label codes the access decision filters by (docs/fhir-mapping.md
+// "Security labels"): R (restricted) marks suicide-risk content. PSY is
+// cleared with the data class it labels: a resource of a class the consent
+// covers is shown whatever its PSY label, one of a class it does not cover
+// is not shown at all, so PSY needs no clause of its own.
+const (
+	systemConfidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+	systemObsCategory     = "http://terminology.hl7.org/CodeSystem/observation-category"
+	systemActReasonCodes  = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+)
+
+// outsideView is an outside organization's view for one request: its role
+// and the disclosure decision at the request's moment.
+type outsideView struct {
+	role auth.Role
+	disc auth.Disclosure
+}
+
+// viewKey is the context.Context key of the request's *outsideView.
+type viewKey struct{}
+
+func viewFrom(ctx context.Context) (*outsideView, bool) {
+	v, ok := ctx.Value(viewKey{}).(*outsideView)
+	return v, ok && v != nil
+}
+
+// withOutsideView returns ctx carrying the disclosure decision of its
+// caller when the caller is an outside organization (loaded once per
+// request), else ctx unchanged.
+func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
+	info, ok := auth.FromContext(ctx)
+	if !ok || !info.Principal.Outside() {
+		return ctx, nil
+	}
+	if _, ok := viewFrom(ctx); ok {
+		return ctx, nil
+	}
+	disc, err := ReadDisclosure(ctx, s.store, s.disclosure, info.Principal.Role, info.Principal.Organization, s.clock.Now())
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, viewKey{}, &outsideView{role: info.Principal.Role, disc: disc}), nil
+}
+
+// ReadDisclosure is the disclosure decision for org acting as role at now:
+// it reads the Consents naming org as an actor and, for a payer, the
+// Coverages naming it as payor, from rd, and applies policy
+// (auth.DisclosurePolicy.Disclose). The facts are read on every call, never
+// kept: a Consent re-ingested as inactive, or one whose period ended, stops
+// counting on the next request (docs/design/security.md PRIV-13). Through
+// the read cache they stay current at every replica: every ingest
+// invalidates every cached search (store/cached).
+func ReadDisclosure(ctx context.Context, rd Reader, policy auth.DisclosurePolicy, role auth.Role, org string, now time.Time) (auth.Disclosure, error) {
+	if org == "" || (role != auth.RolePayer && role != auth.RolePartner) {
+		return auth.Disclosure{Patients: map[string]auth.PatientGrant{}}, nil
+	}
+	ref := "Organization/" + org
+	var consents []auth.ConsentFacts
+	err := searchAll(ctx, rd, "Consent", "actor", ref, func(body []byte) error {
+		f, err := consentFacts(body)
+		if err == nil {
+			consents = append(consents, f)
+		}
+		return err
+	})
+	if err != nil {
+		return auth.Disclosure{}, err
+	}
+	var coverages []auth.CoverageFacts
+	if role == auth.RolePayer {
+		err := searchAll(ctx, rd, "Coverage", "payor", ref, func(body []byte) error {
+			f, err := coverageFacts(body)
+			if err == nil {
+				coverages = append(coverages, f)
+			}
+			return err
+		})
+		if err != nil {
+			return auth.Disclosure{}, err
+		}
+	}
+	return policy.Disclose(role, org, consents, coverages, now), nil
+}
+
+// searchAll runs the search typ?param=ref page by page and hands each body
+// to f.
+func searchAll(ctx context.Context, rd Reader, typ, param, ref string, f func([]byte) error) error {
+	p, ok := search.Lookup(typ, param)
+	if !ok {
+		return ErrInternal.WithDetails("disclosure search parameter unknown")
+	}
+	q := store.Query{Type: typ, Count: search.MaxCount, Clauses: []store.Clause{{
+		Param: p.Name, Kind: store.KindReference, Values: []store.Value{{Str: ref}},
+	}}}
+	for {
+		res, err := rd.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range res.Resources {
+			if err := f(r.Body); err != nil {
+				return ErrInternal.WithDetails("stored " + typ + " unreadable").WithCause(err)
+			}
+		}
+		if !res.More || len(res.Resources) == 0 {
+			return nil
+		}
+		q.Offset += len(res.Resources)
+	}
+}
+
+type jsonRef struct {
+	Reference string `json:"reference"`
+}
+
+type jsonCoding struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
+}
+
+type jsonPeriod struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// consentFacts reads what the decision needs of a stored Consent
+// (docs/fhir-mapping.md: one provision, actors = recipient Organizations,
+// purposes from v3-ActReason, classes from the local data-class codes).
+func consentFacts(body []byte) (auth.ConsentFacts, error) {
+	var c struct {
+		ID        string  `json:"id"`
+		Status    string  `json:"status"`
+		Patient   jsonRef `json:"patient"`
+		Provision *struct {
+			Type  string `json:"type"`
+			Actor []struct {
+				Reference jsonRef `json:"reference"`
+			} `json:"actor"`
+			Purpose []jsonCoding `json:"purpose"`
+			Class   []jsonCoding `json:"class"`
+			Period  *jsonPeriod  `json:"period"`
+		} `json:"provision"`
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		return auth.ConsentFacts{}, err
+	}
+	f := auth.ConsentFacts{ID: c.ID, Status: c.Status}
+	f.Patient, _ = strings.CutPrefix(c.Patient.Reference, "Patient/")
+	p := c.Provision
+	if p == nil {
+		// No provision: nothing it permits; a consent that counts for
+		// nothing (status kept so a deny reader could tell).
+		f.Status = "no-provision"
+		return f, nil
+	}
+	f.Deny = p.Type == "deny"
+	for _, a := range p.Actor {
+		if id, ok := strings.CutPrefix(a.Reference.Reference, "Organization/"); ok {
+			f.Recipients = append(f.Recipients, id)
+		} else {
+			// An actor that is not an Organization keeps the list non-empty,
+			// so a deny naming someone else never reads as "everyone".
+			f.Recipients = append(f.Recipients, "other:"+a.Reference.Reference)
+		}
+	}
+	for _, pu := range p.Purpose {
+		switch {
+		case pu.System == systemActReasonCodes && pu.Code == "TREAT":
+			f.Purposes = append(f.Purposes, auth.PurposeTreatment)
+		case pu.System == systemActReasonCodes && pu.Code == "HPAYMT":
+			f.Purposes = append(f.Purposes, auth.PurposePayment)
+		default:
+			// Another purpose keeps the list non-empty (see Recipients).
+			f.Purposes = append(f.Purposes, auth.Purpose("other:"+pu.Code))
+		}
+	}
+	f.ClassesListed = len(p.Class) > 0
+	for _, cl := range p.Class {
+		if name, ok := strings.CutPrefix(cl.Code, "data-"); ok && strings.HasSuffix(cl.System, "/CodeSystem/ketabridge") {
+			if dc, ok := auth.ParseDataClass(name); ok {
+				f.Classes |= auth.ClassSet(dc)
+			}
+		}
+	}
+	if p.Period != nil {
+		var ok1, ok2 bool
+		f.Start, ok1 = periodBound(p.Period.Start, false)
+		f.End, ok2 = periodBound(p.Period.End, true)
+		switch {
+		case ok1 && ok2:
+		case f.Deny:
+			// Fail closed: a deny whose period cannot be read always applies.
+			f.Start, f.End = time.Time{}, time.Time{}
+		default:
+			// A permit whose period cannot be read counts for nothing.
+			f.Status = "unreadable-period"
+		}
+	}
+	return f, nil
+}
+
+// coverageFacts reads what the payer view needs of a stored Coverage.
+func coverageFacts(body []byte) (auth.CoverageFacts, error) {
+	var c struct {
+		Status      string      `json:"status"`
+		Beneficiary jsonRef     `json:"beneficiary"`
+		Payor       []jsonRef   `json:"payor"`
+		Period      *jsonPeriod `json:"period"`
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		return auth.CoverageFacts{}, err
+	}
+	f := auth.CoverageFacts{Status: c.Status}
+	f.Patient, _ = strings.CutPrefix(c.Beneficiary.Reference, "Patient/")
+	for _, p := range c.Payor {
+		if id, ok := strings.CutPrefix(p.Reference, "Organization/"); ok {
+			f.Payer = id
+			break
+		}
+	}
+	if c.Period != nil {
+		var ok1, ok2 bool
+		f.Start, ok1 = periodBound(c.Period.Start, false)
+		f.End, ok2 = periodBound(c.Period.End, true)
+		if !ok1 || !ok2 {
+			f.Status = "unreadable-period"
+		}
+	}
+	return f, nil
+}
+
+// periodBound parses a FHIR date or dateTime bound ("" is open). An end of
+// lower precision than a second covers its whole day, month or year: the
+// bound returned is the start of the next one ([start, end) in auth).
+func periodBound(s string, end bool) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, true
+	}
+	layouts := []struct {
+		layout string
+		next   func(time.Time) time.Time
+	}{
+		{time.RFC3339Nano, nil},
+		{"2006-01-02", func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
+		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
+		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
+	}
+	for _, l := range layouts {
+		t, err := time.Parse(l.layout, s)
+		if err != nil {
+			continue
+		}
+		if end && l.next != nil {
+			t = l.next(t)
+		}
+		return t, true
+	}
+	return time.Time{}, false
+}
+
+// DisclosureAccess is the access builder of the outside views: the
+// restriction of a query of typ for an organization acting as role whose
+// disclosure decision is disc (docs/design/security.md PRIV-12, PRIV-14).
+// inView is false when role may never see typ. Otherwise, when all is
+// true the type holds no patient's data (the directory) and is not
+// restricted; else patients are the patients of disc with something of typ
+// to show and access restricts each of them to the classes (Observation
+// categories) it may see and, unless it clears R, to resources without the
+// R label. Patient itself is shown for every patient of disc (identity
+// travels with the data; without demographics the body is reduced, see
+// reducePatient).
+func DisclosureAccess(role auth.Role, disc auth.Disclosure, typ string) (inView, all bool, patients []string, access *store.Access) {
+	if !auth.InView(role, typ) {
+		return false, false, nil, nil
+	}
+	if auth.Directory(typ) {
+		return true, true, nil, nil
+	}
+	ids := make([]string, 0, len(disc.Patients))
+	for id := range disc.Patients {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if typ == "Patient" {
+		return true, false, ids, &store.Access{Terms: []store.AccessTerm{{Patients: ids, Types: []string{typ}}}}
+	}
+	classes := auth.TypeClasses(typ)
+	type group struct {
+		cats       []string
+		restricted bool
+	}
+	var order []string
+	groups := map[string]*store.AccessTerm{}
+	for _, id := range ids {
+		g := disc.Patients[id]
+		cls := g.Classes & classes
+		if cls == 0 {
+			continue
+		}
+		var cats []string
+		if typ == "Observation" {
+			for _, c := range cls.List() {
+				cats = append(cats, auth.ClassCategories(c)...)
+			}
+			slices.Sort(cats)
+		}
+		key := strings.Join(cats, ",")
+		if g.Restricted {
+			key += "|R"
+		}
+		t := groups[key]
+		if t == nil {
+			t = &store.AccessTerm{Types: []string{typ}}
+			if len(cats) > 0 {
+				cl := store.Clause{Param: "category", Kind: store.KindToken}
+				for _, c := range cats {
+					cl.Values = append(cl.Values, store.Value{System: systemObsCategory, Code: c})
+				}
+				t.Clauses = append(t.Clauses, cl)
+			}
+			if !g.Restricted {
+				// docs/design/security.md PRIV-14: no payer ever clears R; a
+				// partner only through a consent listing assessments.
+				t.Clauses = append(t.Clauses, store.Clause{Param: "_security", Kind: store.KindToken, Not: true,
+					Values: []store.Value{{System: systemConfidentiality, Code: "R"}}})
+			}
+			groups[key] = t
+			order = append(order, key)
+		}
+		t.Patients = append(t.Patients, id)
+		patients = append(patients, id)
+	}
+	access = &store.Access{}
+	for _, k := range order {
+		access.Terms = append(access.Terms, *groups[k])
+	}
+	return true, false, patients, access
+}
+
+// outsideNarrowing narrows n, the scopes' allowing decision for typ, to the
+// caller's outside view (DisclosureAccess). ok is false when typ is not in
+// the view.
+func outsideNarrowing(v *outsideView, n narrowing, typ string) (narrowing, bool) {
+	inView, all, patients, access := DisclosureAccess(v.role, v.disc, typ)
+	if !inView {
+		return narrowing{hide: true}, false
+	}
+	n.hide = true
+	if all {
+		return n, true
+	}
+	if !n.all {
+		patients = slices.DeleteFunc(patients, func(p string) bool { return !slices.Contains(n.patients, p) })
+	}
+	n.all, n.patients, n.access = false, patients, access
+	if n.patients == nil {
+		n.patients = []string{}
+	}
+	return n, true
+}
+
+// reducedPatient keeps what identifies a patient (docs/access.md): a view
+// without the demographics class gets the Patient reduced to these, tagged
+// SUBSETTED.
+var reducedPatient = func() *rewriter {
+	keep := mandatory("Patient")
+	for _, e := range []string{"identifier", "name", "gender", "birthDate"} {
+		keep[e] = true
+	}
+	return &rewriter{keep: keep}
+}()
+
+// outward prepares the resource r for the request's caller
+// (docs/design/security.md PRIV-15, PRIV-16): a Patient served to an
+// outside organization without the demographics class is reduced, and a
+// Provenance loses the targets the caller may not read. r's Body is
+// replaced, never modified in place (stored bodies are shared).
+func (s *Server) outward(ctx context.Context, r *store.Resource) error {
+	if r.Deleted || len(r.Body) == 0 {
+		return nil
+	}
+	switch r.Type {
+	case "Patient":
+		v, ok := viewFrom(ctx)
+		if !ok {
+			return nil
+		}
+		if g, ok := v.disc.Patients[r.ID]; ok && g.Classes.Has(auth.ClassDemographics) {
+			return nil
+		}
+		body, err := reducedPatient.apply(r.Body)
+		if err != nil {
+			return err
+		}
+		r.Body = body
+	case "Provenance":
+		body, err := s.provenanceTargets(ctx, r.Body)
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			r.Body = body
+		}
+	}
+	return nil
+}
+
+// outwardAll applies outward to each of rs. rs may be shared with the
+// read cache: when a resource changes, the result is a copy.
+func (s *Server) outwardAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
+	copied := false
+	for i := range rs {
+		if rs[i].Type != "Patient" && rs[i].Type != "Provenance" {
+			continue
+		}
+		r := rs[i]
+		if err := s.outward(ctx, &r); err != nil {
+			return nil, err
+		}
+		if len(r.Body) == len(rs[i].Body) && (len(r.Body) == 0 || &r.Body[0] == &rs[i].Body[0]) {
+			continue
+		}
+		if !copied {
+			rs, copied = slices.Clone(rs), true
+		}
+		rs[i] = r
+	}
+	return rs, nil
+}
+
+// withheldTarget replaces the targets of a Provenance none of whose targets
+// the caller may read: Provenance.target is required (1..*), and a
+// reference with only a display names nothing.
+const withheldTarget = `[{"display":"withheld"}]`
+
+// provenanceTargets returns the Provenance body without the targets the
+// caller may not read, tagged SUBSETTED, or nil when it may read them all
+// (docs/design/security.md PRIV-16): a resource the caller may read never
+// reveals the ids of resources it may not.
+func (s *Server) provenanceTargets(ctx context.Context, body []byte) ([]byte, error) {
+	ms, err := members(body)
+	if err != nil {
+		return nil, err
+	}
+	var targets []json.RawMessage
+	for _, m := range ms {
+		if m.name == "target" {
+			if err := json.Unmarshal(m.raw, &targets); err != nil {
+				return nil, ErrInternal.WithDetails("stored Provenance target unreadable").WithCause(err)
+			}
+		}
+	}
+	refs := make([]store.Key, len(targets))
+	byType := map[string][]string{}
+	for i, t := range targets {
+		var ref jsonRef
+		_ = json.Unmarshal(t, &ref)
+		typ, id, ok := strings.Cut(ref.Reference, "/")
+		if !ok || strings.Contains(id, "/") {
+			continue // not a local Type/id reference: nothing it could reveal here
+		}
+		refs[i] = store.Key{Type: typ, ID: id}
+		byType[typ] = append(byType[typ], id)
+	}
+	// What the caller may read of each target type, decided as a read.
+	readable := map[store.Key]bool{}
+	var check []store.Key
+	narrow := map[string]narrowing{}
+	for typ, ids := range byType {
+		// Readable: by id, or else by a search (a search-only client
+		// still finds it).
+		n, err := decide(ctx, auth.InteractionRead, typ)
+		if err != nil {
+			n, err = decide(ctx, auth.InteractionSearch, typ)
+		}
+		if err != nil || !s.types[typ] {
+			continue // none of them
+		}
+		for _, id := range ids {
+			k := store.Key{Type: typ, ID: id}
+			if n.all && !n.restricts() {
+				readable[k] = true
+			} else {
+				check = append(check, k)
+			}
+		}
+		narrow[typ] = n
+	}
+	if len(check) > 0 {
+		rs, err := s.store.GetMany(ctx, check)
+		if err != nil {
+			return nil, err
+		}
+		restricted := map[string][]string{}
+		for _, r := range rs {
+			n := narrow[r.Type]
+			switch {
+			case !n.allows(r.Patient):
+			case n.restricts():
+				restricted[r.Type] = append(restricted[r.Type], r.ID)
+			default:
+				readable[store.Key{Type: r.Type, ID: r.ID}] = true
+			}
+		}
+		for typ, ids := range restricted {
+			ok, err := s.visible(ctx, narrow[typ], typ, ids)
+			if err != nil {
+				return nil, err
+			}
+			for id := range ok {
+				readable[store.Key{Type: typ, ID: id}] = true
+			}
+		}
+	}
+	kept := make([]json.RawMessage, 0, len(targets))
+	for i, t := range targets {
+		if refs[i].Type == "" || readable[refs[i]] {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) == len(targets) {
+		return nil, nil
+	}
+	out := make([]byte, 0, len(body)+len(subsettedTag)+16)
+	out = append(out, '{')
+	sawMeta := false
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, m.name)
+		out = append(out, ':')
+		switch m.name {
+		case "target":
+			if len(kept) == 0 {
+				out = append(out, withheldTarget...)
+				continue
+			}
+			out = append(out, '[')
+			for j, t := range kept {
+				if j > 0 {
+					out = append(out, ',')
+				}
+				out = append(out, t...)
+			}
+			out = append(out, ']')
+		case "meta":
+			sawMeta = true
+			meta, err := tagSubsetted(m.raw)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, meta...)
+		default:
+			out = append(out, m.raw...)
+		}
+	}
+	if !sawMeta {
+		out = append(out, `,"meta":{"tag":[`+subsettedTag+`]}`...)
+	}
+	return append(out, '}'), nil
+}

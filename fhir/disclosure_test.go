@@ -1,0 +1,139 @@
+package fhir
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/store"
+)
+
+// TestConsentFacts reads stored Consents as the mapping writes them
+// (docs/fhir-mapping.md) into the decision's facts; what cannot be read
+// fails closed (a permit counts for nothing, a deny always applies).
+func TestConsentFacts(t *testing.T) {
+	const local = "http://ketabridge.org/fhir/CodeSystem/ketabridge"
+	consent := func(provision string) []byte {
+		return []byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/p1"},"provision":` + provision + `}`)
+	}
+	day := func(s string) time.Time { t, _ := time.Parse("2006-01-02", s); return t }
+	tests := []struct {
+		name string
+		body []byte
+		want auth.ConsentFacts
+	}{
+		{"permit with classes and a date period",
+			consent(`{"type":"permit","period":{"start":"2025-01-06","end":"2025-03-03"},
+			"actor":[{"role":{},"reference":{"reference":"Organization/o1"}}],
+			"purpose":[{"system":"` + systemActReasonCodes + `","code":"HPAYMT"}],
+			"class":[{"system":"` + local + `","code":"data-diagnoses"},{"system":"` + local + `","code":"data-assessments"}]}`),
+			auth.ConsentFacts{ID: "c1", Patient: "p1", Status: "active", Recipients: []string{"o1"},
+				Purposes: []auth.Purpose{auth.PurposePayment}, ClassesListed: true,
+				Classes: auth.ClassSet(auth.ClassDiagnoses, auth.ClassAssessments),
+				Start:   day("2025-01-06"), End: day("2025-03-04")}}, // a date end covers its day
+		{"deny of every class, another purpose kept",
+			consent(`{"type":"deny","actor":[{"reference":{"reference":"Organization/o2"}}],
+			"purpose":[{"system":"` + systemActReasonCodes + `","code":"HOPERAT"}]}`),
+			auth.ConsentFacts{ID: "c1", Patient: "p1", Status: "active", Deny: true, Recipients: []string{"o2"},
+				Purposes: []auth.Purpose{"other:HOPERAT"}}},
+		{"an unknown class code keeps the list non-empty",
+			consent(`{"type":"permit","actor":[{"reference":{"reference":"Organization/o1"}}],
+			"class":[{"system":"` + local + `","code":"data-genomics"}]}`),
+			auth.ConsentFacts{ID: "c1", Patient: "p1", Status: "active", Recipients: []string{"o1"}, ClassesListed: true}},
+		{"a permit with an unreadable period counts for nothing",
+			consent(`{"type":"permit","period":{"end":"soon"},"actor":[{"reference":{"reference":"Organization/o1"}}]}`),
+			auth.ConsentFacts{ID: "c1", Patient: "p1", Status: "unreadable-period", Recipients: []string{"o1"}}},
+		{"a deny with an unreadable period always applies",
+			consent(`{"type":"deny","period":{"end":"soon"},"actor":[{"reference":{"reference":"Organization/o1"}}]}`),
+			auth.ConsentFacts{ID: "c1", Patient: "p1", Status: "active", Deny: true, Recipients: []string{"o1"}}},
+		{"no provision",
+			[]byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/p1"}}`),
+			auth.ConsentFacts{ID: "c1", Patient: "p1", Status: "no-provision"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := consentFacts(tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := tc.want
+			if got.ID != w.ID || got.Patient != w.Patient || got.Status != w.Status || got.Deny != w.Deny ||
+				!slices.Equal(got.Recipients, w.Recipients) || !slices.Equal(got.Purposes, w.Purposes) ||
+				got.Classes != w.Classes || got.ClassesListed != w.ClassesListed ||
+				!got.Start.Equal(w.Start) || !got.End.Equal(w.End) {
+				t.Errorf("consentFacts =\n%+v\nwant\n%+v", got, w)
+			}
+		})
+	}
+}
+
+// TestDisclosureAccess: the access builder turns a disclosure into one
+// restriction per type: Observations by category per patient's classes,
+// R excluded unless cleared, Patient for every disclosed patient, the
+// directory open, types outside the view refused.
+func TestDisclosureAccess(t *testing.T) {
+	disc := auth.Disclosure{Patients: map[string]auth.PatientGrant{
+		"p1": {Classes: auth.ClassSet(auth.ClassAssessments, auth.ClassVitals), Restricted: true},
+		"p2": {Classes: auth.ClassSet(auth.ClassAssessments)},
+		"p3": {Classes: auth.ClassSet(auth.ClassCoverage)},
+	}}
+	notR := store.Clause{Param: "_security", Kind: store.KindToken, Not: true,
+		Values: []store.Value{{System: systemConfidentiality, Code: "R"}}}
+	cat := func(codes ...string) store.Clause {
+		cl := store.Clause{Param: "category", Kind: store.KindToken}
+		for _, c := range codes {
+			cl.Values = append(cl.Values, store.Value{System: systemObsCategory, Code: c})
+		}
+		return cl
+	}
+
+	inView, all, patients, access := DisclosureAccess(auth.RolePartner, disc, "Observation")
+	want := &store.Access{Terms: []store.AccessTerm{
+		{Patients: []string{"p1"}, Types: []string{"Observation"}, Clauses: []store.Clause{cat("survey", "vital-signs")}},
+		{Patients: []string{"p2"}, Types: []string{"Observation"}, Clauses: []store.Clause{cat("survey"), notR}},
+	}}
+	if !inView || all || !slices.Equal(patients, []string{"p1", "p2"}) || !accessEqual(access, want) {
+		t.Errorf("partner Observation: inView %v all %v patients %v access %+v", inView, all, patients, access)
+	}
+
+	inView, _, patients, access = DisclosureAccess(auth.RolePayer, disc, "Coverage")
+	want = &store.Access{Terms: []store.AccessTerm{{Patients: []string{"p3"}, Types: []string{"Coverage"}, Clauses: []store.Clause{notR}}}}
+	if !inView || !slices.Equal(patients, []string{"p3"}) || !accessEqual(access, want) {
+		t.Errorf("payer Coverage: patients %v access %+v", patients, access)
+	}
+
+	if _, _, patients, _ = DisclosureAccess(auth.RolePayer, disc, "Patient"); !slices.Equal(patients, []string{"p1", "p2", "p3"}) {
+		t.Errorf("payer Patient: %v, want every disclosed patient", patients)
+	}
+	if _, _, patients, access = DisclosureAccess(auth.RolePayer, disc, "Condition"); len(patients) != 0 || access == nil || len(access.Terms) != 0 {
+		t.Errorf("payer Condition without diagnoses: %v %+v, want nobody", patients, access)
+	}
+	if inView, all, _, access = DisclosureAccess(auth.RolePayer, disc, "Practitioner"); !inView || !all || access != nil {
+		t.Errorf("payer Practitioner: inView %v all %v", inView, all)
+	}
+	for _, typ := range []string{"Consent", "Provenance", "AuditEvent"} {
+		if inView, _, _, _ = DisclosureAccess(auth.RolePayer, disc, typ); inView {
+			t.Errorf("payer %s in view", typ)
+		}
+	}
+}
+
+func accessEqual(a, b *store.Access) bool {
+	if a == nil || b == nil || len(a.Terms) != len(b.Terms) {
+		return a == b
+	}
+	for i := range a.Terms {
+		x, y := a.Terms[i], b.Terms[i]
+		if !slices.Equal(x.Patients, y.Patients) || !slices.Equal(x.Types, y.Types) || len(x.Clauses) != len(y.Clauses) {
+			return false
+		}
+		for j := range x.Clauses {
+			if x.Clauses[j].Param != y.Clauses[j].Param || x.Clauses[j].Not != y.Clauses[j].Not ||
+				!slices.Equal(x.Clauses[j].Values, y.Clauses[j].Values) {
+				return false
+			}
+		}
+	}
+	return true
+}
