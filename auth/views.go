@@ -103,6 +103,7 @@ var viewTypes = map[Role][]string{
 		"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "SearchParameter", "OperationDefinition",
 	},
 	RolePartner: {
+		"Task", // only the referrals it owns or requested (fhir: referralTerms)
 		"Patient", "Coverage", "Condition", "CarePlan", "MedicationRequest", "MedicationStatement",
 		"MedicationAdministration", "Encounter", "Observation", "AdverseEvent",
 		"Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "PlanDefinition",

@@ -37,6 +37,7 @@ const (
 // and the disclosure decision at the request's moment.
 type outsideView struct {
 	role auth.Role
+	org  string // the organization's resource id
 	disc auth.Disclosure
 }
 
@@ -63,7 +64,7 @@ func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
 	if err != nil {
 		return ctx, err
 	}
-	return context.WithValue(ctx, viewKey{}, &outsideView{role: info.Principal.Role, disc: disc}), nil
+	return context.WithValue(ctx, viewKey{}, &outsideView{role: info.Principal.Role, org: info.Principal.Organization, disc: disc}), nil
 }
 
 // ReadDisclosure is the disclosure decision for org acting as role at now:
@@ -433,6 +434,16 @@ func DisclosureAccess(role auth.Role, disc auth.Disclosure, typ string) (inView,
 // caller's outside view (DisclosureAccess). ok is false when typ is not in
 // the view.
 func outsideNarrowing(v *outsideView, n narrowing, typ string) (narrowing, bool) {
+	if v.role == auth.RolePartner && typ == "Task" {
+		// A referral is a business record between the two organizations:
+		// the partner sees the Tasks it owns or requested, whatever the
+		// patient's consent, and nothing else of the type (docs/access.md;
+		// the clinical content travels in the other resources, which the
+		// consent gates).
+		n.hide = true
+		n.access = referralTerms(v.org)
+		return n, true
+	}
 	inView, all, patients, access := DisclosureAccess(v.role, v.disc, typ)
 	if !inView {
 		return narrowing{hide: true}, false
@@ -449,6 +460,15 @@ func outsideNarrowing(v *outsideView, n narrowing, typ string) (narrowing, bool)
 		n.patients = []string{}
 	}
 	return n, true
+}
+
+// referralTerms finds the Tasks org owns or requested.
+func referralTerms(org string) *store.Access {
+	ref := []store.Value{{Str: "Organization/" + org}}
+	return &store.Access{Terms: []store.AccessTerm{
+		{Types: []string{"Task"}, Clauses: []store.Clause{{Param: "owner", Kind: store.KindReference, Values: ref}}},
+		{Types: []string{"Task"}, Clauses: []store.Clause{{Param: "requester", Kind: store.KindReference, Values: ref}}},
+	}}
 }
 
 // reducedPatient keeps what identifies a patient (docs/access.md): a view
