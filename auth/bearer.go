@@ -213,12 +213,18 @@ func authenticate(r *http.Request, v Verifier) (*AccessInfo, error) {
 // Services token with system/ClinicRecord.write (or .c) for typ "ClinicRecord"
 // and InteractionCreate. Anything less is refused with 403 insufficient_scope;
 // a request Authenticate did not pass is refused with 401 (fail closed).
+// These APIs are the clinic's own doors: a client bound to an outside
+// organization (a payer or partner) is refused whatever its scopes
+// (docs/design/security.md PRIV-11).
 func RequireScope(typ string, i Interaction) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			info, ok := FromContext(c.Request().Context())
 			if !ok {
 				return refusal(ErrNoBearer)
+			}
+			if info.Principal.Outside() {
+				return InsufficientScope("an outside organization's client")
 			}
 			if !Decide(info.Principal, typ, i).Unrestricted() {
 				return InsufficientScope("insufficient scope")

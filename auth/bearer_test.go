@@ -148,8 +148,11 @@ func TestRequireScope(t *testing.T) {
 	tests := []struct {
 		name, scope string
 		anonymous   bool
-		status      int // 0: allowed
+		role        Role // bound to an outside organization when set
+		status      int  // 0: allowed
 	}{
+		{name: "a payer's client with the write scope", scope: "system/ClinicRecord.write", role: RolePayer, status: 403},
+		{name: "a partner's client with the write scope", scope: "system/ClinicRecord.write", role: RolePartner, status: 403},
 		{name: "backend write scope", scope: "system/ClinicRecord.write"},
 		{name: "v2 create scope", scope: "system/ClinicRecord.c"},
 		{name: "read-only system scope", scope: "system/ClinicRecord.read", status: 403},
@@ -164,7 +167,11 @@ func TestRequireScope(t *testing.T) {
 			h := RequireScope("ClinicRecord", InteractionCreate)(func(echo.Context) error { ran = true; return nil })
 			req := httptest.NewRequest(http.MethodPost, "/internal/v1/records", nil)
 			if !tc.anonymous {
-				req = req.WithContext(NewContext(req.Context(), &AccessInfo{Principal: principal(t, tc.scope, "p1", false)}))
+				p := principal(t, tc.scope, "p1", false)
+				if tc.role != "" {
+					p.Role, p.Organization = tc.role, "org-1"
+				}
+				req = req.WithContext(NewContext(req.Context(), &AccessInfo{Principal: p}))
 			}
 			err := h(echo.New().NewContext(req, httptest.NewRecorder()))
 			if tc.status == 0 {
