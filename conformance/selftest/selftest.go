@@ -28,8 +28,10 @@ import (
 type Options struct {
 	// Base is the gateway's base URL (the FHIR base is Base + "/fhir").
 	Base string
-	// Token is a bearer token that may read everything (system/*.rs).
-	Token string
+	// Token returns a bearer token that may read everything (system/*.rs).
+	// It is asked before every request, so a source that renews its token
+	// keeps a long export going past the token's lifetime.
+	Token TokenSource
 	// Client sends the requests (nil: http.DefaultClient).
 	Client *http.Client
 	// Outside are tokens of clients bound to an outside organization (a
@@ -43,10 +45,19 @@ type Options struct {
 	Out string
 }
 
-// OutsideToken is a bearer token of a payer or partner client, and the
+// OutsideToken is the token source of a payer or partner client, and the
 // name its captures are filed under.
 type OutsideToken struct {
-	Name, Token string
+	Name  string
+	Token TokenSource
+}
+
+// TokenSource returns a current bearer token.
+type TokenSource func(context.Context) (string, error)
+
+// Static is a TokenSource of one fixed token.
+func Static(tok string) TokenSource {
+	return func(context.Context) (string, error) { return tok, nil }
 }
 
 // Result counts what Export wrote.
@@ -213,7 +224,11 @@ func (o Options) get(ctx context.Context, u string, header ...string) ([]byte, i
 		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("Authorization", "Bearer "+o.Token)
+	tok, err := o.Token(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("token: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
 			req.Header.Del(header[i])
@@ -340,7 +355,7 @@ func (o Options) exportOutside(ctx context.Context, ot OutsideToken) (int, error
 // every output file to path (each line a resource): what a bulk client
 // receives, for validation. It deletes the export afterwards.
 func (o Options) bulkExport(ctx context.Context, path string) (int, error) {
-	c := &bulkclient.Client{HTTP: o.Client, Token: func(context.Context) (string, error) { return o.Token, nil }}
+	c := &bulkclient.Client{HTTP: o.Client, Token: o.Token}
 	status, err := c.Kickoff(ctx, bulkclient.Request{Base: o.Base + "/fhir", Patient: true})
 	if err != nil {
 		return 0, fmt.Errorf("selftest: bulk export: %w", err)

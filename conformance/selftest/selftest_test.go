@@ -109,7 +109,7 @@ func (g *fakeGateway) bulk(w http.ResponseWriter, r *http.Request) bool {
 func TestExport(t *testing.T) {
 	g := newFakeGateway(t, 5)
 	out := t.TempDir()
-	res, err := Export(t.Context(), Options{Base: g.srv.URL, Token: "tok", Out: out})
+	res, err := Export(t.Context(), Options{Base: g.srv.URL, Token: Static("tok"), Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestExport(t *testing.T) {
 func TestExportWrongStatus(t *testing.T) {
 	g := newFakeGateway(t, 1)
 	g.captures["/fhir/Patient/does-not-exist"] = http.StatusOK
-	if _, err := Export(t.Context(), Options{Base: g.srv.URL, Token: "tok", Out: t.TempDir()}); err == nil ||
+	if _, err := Export(t.Context(), Options{Base: g.srv.URL, Token: Static("tok"), Out: t.TempDir()}); err == nil ||
 		!strings.Contains(err.Error(), "error-not-found: status 200, want 404") {
 		t.Fatalf("error %v", err)
 	}
@@ -202,7 +202,7 @@ func TestExportWrongStatus(t *testing.T) {
 // TestExportNoPatient: a gateway that serves no Patient cannot be checked.
 func TestExportNoPatient(t *testing.T) {
 	g := newFakeGateway(t, 0)
-	if _, err := Export(t.Context(), Options{Base: g.srv.URL, Token: "tok", Out: t.TempDir()}); err == nil {
+	if _, err := Export(t.Context(), Options{Base: g.srv.URL, Token: Static("tok"), Out: t.TempDir()}); err == nil {
 		t.Fatal("export of an empty gateway succeeded")
 	}
 }
