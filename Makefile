@@ -27,7 +27,7 @@ test: ## go vet and every test (PostgreSQL/Redis tests need KETABRIDGE_TEST_* se
 	$(if $(KETABRIDGE_TEST_REDIS_URL),,@echo "make test: KETABRIDGE_TEST_REDIS_URL is unset: the Redis tests skip (README, Development)")
 	$(if $(wildcard conformance/fhirclient/node_modules),,@echo "make test: conformance/fhirclient/node_modules is missing: the fhirclient end-to-end test skips (npm ci there)")
 	$(if $(shell command -v chromium),,@echo "make test: chromium is not installed: the browser end-to-end test skips")
-	$(GO) test -timeout 10m -count=1 $(PKGS)
+	$(GO) test -timeout 20m -count=1 $(PKGS)
 
 race: ## the race detector on the concurrent packages
 	$(GO) test -race -timeout 10m -count=1 $(RACE_PKGS)
