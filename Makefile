@@ -28,7 +28,7 @@ test: ## go vet and every test (PostgreSQL/Redis tests need KETABRIDGE_TEST_* se
 	$(if $(wildcard conformance/fhirclient/node_modules),,@echo "make test: conformance/fhirclient/node_modules is missing: the fhirclient end-to-end test skips (npm ci there)")
 	$(if $(wildcard apps/course/a11y/node_modules),,@echo "make test: apps/course/a11y/node_modules is missing: the course viewer's axe-core check skips (npm ci there)")
 	$(if $(shell command -v chromium),,@echo "make test: chromium is not installed: the browser end-to-end tests skip")
-	$(GO) test -timeout 10m -count=1 $(PKGS)
+	$(GO) test -timeout 20m -count=1 $(PKGS)
 
 race: ## the race detector on the concurrent packages
 	$(GO) test -race -timeout 10m -count=1 $(RACE_PKGS)
