@@ -98,7 +98,15 @@ var authorizeParams = []string{"response_type", "state", "aud", "resource", "sco
 // handleAuthorize is GET and POST /auth/authorize (docs/design/security.md
 // AZ-1: POST takes an application/x-www-form-urlencoded body).
 func (s *Server) handleAuthorize(c echo.Context) error {
-	params := c.Request().URL.Query()
+	// Parsed whole or refused: net/url returns what it could parse beside
+	// its error (and stops at 10,000 parameters), and a request judged on a
+	// part of its parameters is not the request that was sent
+	// (docs/design/security.md LIM-2).
+	params, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		return errorPage(http.StatusBadRequest, "Invalid authorization request",
+			"The authorization request's query string could not be read.")
+	}
 	if c.Request().Method == http.MethodPost {
 		if err := parsePageForm(c); err != nil {
 			return errorPage(http.StatusBadRequest, "Invalid authorization request",

@@ -1014,3 +1014,23 @@ func TestPageFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthorizeQueryReadWholeOrRefused: a query net/url cannot read whole (a
+// bad escape) is refused with 400, never judged on the part it could read
+// (docs/design/security.md LIM-2). Before, the request went on with the
+// parameters parsed before the bad one.
+func TestAuthorizeQueryReadWholeOrRefused(t *testing.T) {
+	env := newAZEnv(t, false)
+	good := azParams("openid patient/*.rs").Encode()
+	for name, raw := range map[string]string{
+		"bad escape after valid parameters": good + "&x=%zz",
+		"semicolon separator":               good + ";x=1",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := env.do(env.browser(), http.MethodGet, "/auth/authorize?"+raw, nil)
+			if r.status != http.StatusBadRequest || r.header.Get("Location") != "" {
+				t.Fatalf("status %d location %q, want 400 and no redirect", r.status, r.header.Get("Location"))
+			}
+		})
+	}
+}

@@ -277,7 +277,10 @@ func (s *Server) requestURL(c echo.Context) string {
 func exportValues(c echo.Context) (url.Values, error) {
 	req := c.Request()
 	if req.Method != http.MethodPost {
-		v := c.QueryParams()
+		v, err := queryParams(c)
+		if err != nil {
+			return nil, err
+		}
 		if len(v["patient"]) > 0 {
 			return nil, ErrInvalid.WithDetails("patient is a POST parameter").WithExpression("patient")
 		}
@@ -286,7 +289,7 @@ func exportValues(c echo.Context) (url.Values, error) {
 	if req.ContentLength == 0 {
 		// A POST without a body carries its parameters in the URL, as
 		// clients such as @medplum/core's bulkExport send it.
-		return c.QueryParams(), nil
+		return queryParams(c)
 	}
 	if mt := mediaType(req.Header.Get(echo.HeaderContentType)); mt != MIMEFHIRJSON && mt != MIMEJSON {
 		return nil, ErrUnsupportedMedia.WithDetails("POST $export takes a Parameters resource")

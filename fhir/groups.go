@@ -180,8 +180,12 @@ func (s *Server) groupSearch(c echo.Context) error {
 	if _, err := s.authorize(c, access{interaction: auth.InteractionSearch, typ: "Group"}); err != nil {
 		return err
 	}
+	values, err := queryParams(c)
+	if err != nil {
+		return err
+	}
 	var ids []string
-	for name, vs := range c.QueryParams() {
+	for name, vs := range values {
 		switch name {
 		case "_id":
 			for _, v := range vs {

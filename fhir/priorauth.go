@@ -130,7 +130,10 @@ func (s *Server) paInput(c echo.Context) (*paInputs, error) {
 		return nil, ErrNotFound
 	}
 	// Parameters come in the query; a POST body, if any, is not read.
-	values := c.QueryParams()
+	values, err := queryParams(c)
+	if err != nil {
+		return nil, err
+	}
 	payer, renewal := "", false
 	for k, vs := range values {
 		switch k {
