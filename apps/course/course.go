@@ -59,6 +59,13 @@ var Scope = []string{
 	"patient/AdverseEvent.rs",
 	"patient/CarePlan.rs",
 	"patient/MedicationStatement.rs",
+	// The prior-authorization status ($pa-status reads the course's order
+	// and the payer's answers with the caller's own permissions) and the
+	// referral Tasks with the Organizations they name.
+	"patient/MedicationRequest.rs",
+	"patient/ClaimResponse.rs",
+	"patient/Task.rs",
+	"patient/Organization.rs",
 }
 
 const (
