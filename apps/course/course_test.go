@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/memory"
 )
@@ -458,5 +460,23 @@ func TestRenderPriorAuthAndReferrals(t *testing.T) {
 	e, _, _ = newTestAppWith(t, f)
 	if w := do(e, http.MethodGet, Path, signIn(t, e)); w.Code != http.StatusInternalServerError {
 		t.Errorf("a failed $pa-status: %d, want 500", w.Code)
+	}
+}
+
+// TestClientRole: the viewer's registration is of the clinic's own (ehr)
+// role with no organization, so no outside view or consent narrows its
+// reads to an empty Bundle the page could not tell from "none recorded"
+// (docs/design/security.md VIEW-7), and its scopes are exactly Scope plus
+// the standalone launch's.
+func TestClientRole(t *testing.T) {
+	c, err := Client(testBase, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Role != string(auth.RoleEHR) || c.Organization != "" {
+		t.Errorf("the viewer is registered as role %q for %q", c.Role, c.Organization)
+	}
+	if got, want := strings.Join(c.Scopes, " "), "launch/patient "+strings.Join(Scope, " "); got != want {
+		t.Errorf("scopes %q, want %q", got, want)
 	}
 }
