@@ -648,5 +648,5 @@ func summaryStatus(t *testing.T, bctx context.Context, gw *gateway) {
 	if !slices.Equal(got, want) {
 		t.Errorf("referral statuses: the page shows %v, the Tasks say %v", got, want)
 	}
-	t.Logf("referrals shown: %d", len(got))
+	t.Logf("referrals shown: %d %v", len(got), eval[[][]string](t, bctx, tableJS("referrals")))
 }
