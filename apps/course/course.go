@@ -59,6 +59,13 @@ var Scope = []string{
 	"patient/AdverseEvent.rs",
 	"patient/CarePlan.rs",
 	"patient/MedicationStatement.rs",
+	// The prior-authorization status ($pa-status reads the course's order
+	// and the payer's answers with the caller's own permissions) and the
+	// referral Tasks with the Organizations they name.
+	"patient/MedicationRequest.rs",
+	"patient/ClaimResponse.rs",
+	"patient/Task.rs",
+	"patient/Organization.rs",
 }
 
 const (
@@ -160,7 +167,8 @@ func Documentation(baseURL string) string {
 	return "Course viewer: a SMART on FHIR app this gateway serves at " + baseURL + Path +
 		" (client id `" + ClientID + "`, public, PKCE; EHR launch URL " + baseURL + Path + "launch, " +
 		"standalone launch at " + baseURL + Path + "). It shows one patient's ketamine treatment course " +
-		"(outcome trends, sessions and doses, a session's monitoring vital signs, course summary, safety flags) " +
+		"(outcome trends, sessions and doses, a session's monitoring vital signs, course summary with prior-authorization " +
+		"and referral status, safety flags) " +
 		"and reads this API with the signed-in user's token, so it shows only what that user and grant may see."
 }
 

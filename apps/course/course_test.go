@@ -6,12 +6,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/memory"
 )
@@ -26,6 +29,8 @@ type fakeGateway struct {
 	// forbid answers 403 for a type and category ("Observation vital-signs").
 	fhir   map[string]string
 	forbid map[string]bool
+	// status answers a key (as forbid) with that status and an empty body.
+	status map[string]int
 	// auth is the Authorization header of the last FHIR read.
 	auth string
 }
@@ -46,6 +51,10 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.auth = r.Header.Get("Authorization")
 		if f.forbid[rest+" "+r.URL.Query().Get("category")] {
 			http.Error(w, "{}", http.StatusForbidden)
+			return
+		}
+		if st := f.status[rest+" "+r.URL.Query().Get("category")]; st != 0 {
+			http.Error(w, "{}", st)
 			return
 		}
 		key := rest
@@ -358,5 +367,116 @@ func TestRenderNotShared(t *testing.T) {
 	e, _, _ = newTestAppWith(t, f)
 	if w := do(e, http.MethodGet, Path, signIn(t, e)); w.Code != http.StatusInternalServerError {
 		t.Errorf("a broken read: %d, want 500", w.Code)
+	}
+}
+
+const (
+	fxPlan  = `{"resourceType":"CarePlan","id":"cp1","status":"active","period":{"start":"2025-01-06"}}`
+	fxCR    = `{"resourceType":"ClaimResponse","id":"a1426e2f-8dcd-5b0d-a1f1-c0cc9fe50c4a","preAuthPeriod":{"start":"2025-01-06","end":"2025-07-05"}}`
+	fxTask1 = `{"resourceType":"Task","id":"t1","status":"accepted","authoredOn":"2025-02-01T10:00:00-06:00","lastModified":"2025-02-03T09:00:00-06:00","requester":{"reference":"Organization/clinic"},"owner":{"reference":"Organization/willow"},"businessStatus":{"coding":[{"system":"http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS","code":"3.0","display":"Service Request Accepted"}]}}`
+	fxTask2 = `{"resourceType":"Task","id":"t2","status":"rejected","authoredOn":"2025-03-01T10:00:00-06:00","requester":{"reference":"Organization/clinic"},"owner":{"reference":"Organization/hidden"},"statusReason":{"text":"not taking new patients"}}`
+	fxOrg   = `{"resourceType":"Organization","id":"willow","name":"Willow Therapy Group"}`
+)
+
+// statusFixture is courseFixture with a course, its payer answer (the
+// documented $pa-status example, which a test keeps equal to the
+// operation's output) and two referrals.
+func statusFixture(t *testing.T) *fakeGateway {
+	t.Helper()
+	pa, err := os.ReadFile("../../docs/examples/pa-status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := courseFixture()
+	f.fhir["CarePlan"] = bundleOf(fxPlan)
+	f.fhir["CarePlan/cp1/$pa-status"] = string(pa)
+	f.fhir["ClaimResponse/a1426e2f-8dcd-5b0d-a1f1-c0cc9fe50c4a"] = fxCR
+	f.fhir["Task"] = bundleOf(fxTask1, fxTask2, fxOrg)
+	f.status = map[string]int{}
+	return f
+}
+
+// TestRenderPriorAuthAndReferrals: the course summary shows the payer's
+// answer as $pa-status gives it, the approved period from the answer's
+// ClaimResponse, and each referral's status and organizations (by name when
+// the gateway included the Organization).
+func TestRenderPriorAuthAndReferrals(t *testing.T) {
+	e, _, _ := newTestAppWith(t, statusFixture(t))
+	body := do(e, http.MethodGet, Path, signIn(t, e)).Body.String()
+	for _, want := range []string{
+		`<dd id="pa-outcome">approved</dd>`,
+		`<dd id="pa-approved">16 of 16 requested</dd>`,
+		`<dd id="pa-used">2</dd>`,
+		`<dd id="pa-remaining">14</dd>`,
+		`<dd id="pa-period">2025-01-06 to 2025-07-05 (172 days left)</dd>`,
+		`<tr><td>2025-03-01</td><td>Organization/clinic</td><td>Organization/hidden</td><td>rejected (not taking new patients)</td><td></td><td></td></tr>`,
+		`<tr><td>2025-02-01</td><td>Organization/clinic</td><td>Willow Therapy Group</td><td>accepted</td><td>Service Request Accepted</td><td>2025-02-03</td></tr>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `id="pa-renewal"`) {
+		t.Error("renewal shown as due")
+	}
+
+	// No payer answer (404), a course no criteria cover (422), the answers
+	// or the Tasks outside the user's access (403): nothing of them is
+	// shown, and the rest of the page is.
+	for name, set := range map[string]func(f *fakeGateway){
+		"none": func(f *fakeGateway) {
+			f.status["CarePlan/cp1/$pa-status "] = http.StatusNotFound
+			f.fhir["Task"] = bundleOf()
+		},
+		"no criteria": func(f *fakeGateway) {
+			f.status["CarePlan/cp1/$pa-status "] = http.StatusUnprocessableEntity
+			f.fhir["Task"] = bundleOf()
+		},
+		"not visible": func(f *fakeGateway) { f.forbid["CarePlan/cp1/$pa-status "] = true; f.forbid["Task "] = true },
+	} {
+		f := statusFixture(t)
+		set(f)
+		e, _, _ := newTestAppWith(t, f)
+		w := do(e, http.MethodGet, Path, signIn(t, e))
+		body := w.Body.String()
+		if w.Code != http.StatusOK || strings.Contains(body, "Prior authorization") || strings.Contains(body, "Referrals") ||
+			strings.Contains(body, "Not shared") || !strings.Contains(body, `<dd id="given">1</dd>`) {
+			t.Errorf("%s: %d\n%s", name, w.Code, body)
+		}
+	}
+
+	// The answer's ClaimResponse refused: the status without the period.
+	f := statusFixture(t)
+	f.forbid["ClaimResponse/a1426e2f-8dcd-5b0d-a1f1-c0cc9fe50c4a "] = true
+	e, _, _ = newTestAppWith(t, f)
+	body = do(e, http.MethodGet, Path, signIn(t, e)).Body.String()
+	if !strings.Contains(body, `<dd id="pa-remaining">14</dd>`) || strings.Contains(body, "pa-period") {
+		t.Errorf("ClaimResponse refused:\n%s", body)
+	}
+
+	// Any other failure fails the page (fail closed).
+	f = statusFixture(t)
+	f.status["CarePlan/cp1/$pa-status "] = http.StatusInternalServerError
+	e, _, _ = newTestAppWith(t, f)
+	if w := do(e, http.MethodGet, Path, signIn(t, e)); w.Code != http.StatusInternalServerError {
+		t.Errorf("a failed $pa-status: %d, want 500", w.Code)
+	}
+}
+
+// TestClientRole: the viewer's registration is of the clinic's own (ehr)
+// role with no organization, so no outside view or consent narrows its
+// reads to an empty Bundle the page could not tell from "none recorded"
+// (docs/design/security.md VIEW-7), and its scopes are exactly Scope plus
+// the standalone launch's.
+func TestClientRole(t *testing.T) {
+	c, err := Client(testBase, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Role != string(auth.RoleEHR) || c.Organization != "" {
+		t.Errorf("the viewer is registered as role %q for %q", c.Role, c.Organization)
+	}
+	if got, want := strings.Join(c.Scopes, " "), "launch/patient "+strings.Join(Scope, " "); got != want {
+		t.Errorf("scopes %q, want %q", got, want)
 	}
 }

@@ -20,6 +20,10 @@ var (
 	// errNotShared: the gateway refused the read (403): the token may not
 	// see that data, and the page says so instead of showing it.
 	errNotShared = errors.New("course: not shared with you")
+	// errAbsent: the gateway answered 404 or 422 (an operation with no
+	// answer for this course, e.g. $pa-status before any payer answer).
+	// Only optional sections treat it as "nothing to show".
+	errAbsent = errors.New("course: no such record")
 )
 
 // reader reads the FHIR API with the user's token, in process.
@@ -46,6 +50,8 @@ func (r *reader) get(ctx context.Context, path string, v any) error {
 		return errExpired
 	case http.StatusForbidden:
 		return errNotShared
+	case http.StatusNotFound, http.StatusUnprocessableEntity:
+		return errAbsent
 	default:
 		// The type and status only: the path may hold ids, not PHI, but the
 		// error stays small (docs/design/security.md PRIV-4).

@@ -133,7 +133,7 @@ type (
 		Severity  concept
 	}
 	carePlan struct {
-		Status                string
+		ID, Status            string
 		InstantiatesCanonical []string
 		Category              []concept
 		Period                period
@@ -237,6 +237,11 @@ type summary struct {
 	Given, Planned, Cancelled      int
 	Antidepressants                []trial
 	TrialsNote                     string
+	// PriorAuth and Referrals are nil when there is none or the user may
+	// not see it: the page then shows nothing of them.
+	PriorAuth *paStatus
+	Referrals []referral
+	planID    string
 }
 
 type trial struct {
@@ -366,6 +371,12 @@ func buildView(ctx context.Context, r *reader, pid, scope, selected string) (*vi
 			return nil, err
 		default:
 			v.Summary.Antidepressants = antidepressants(trials)
+		}
+		if v.Summary.PriorAuth, err = readPAStatus(ctx, r, v.Summary.planID); err != nil {
+			return nil, err
+		}
+		if v.Summary.Referrals, err = readReferrals(ctx, r, pid); err != nil {
+			return nil, err
 		}
 	}
 
@@ -650,7 +661,7 @@ func courseSummary(plans []carePlan, encs []encounter) *summary {
 			c := p.InstantiatesCanonical[0]
 			s.Protocol = c[strings.LastIndex(c, "/")+1:]
 		}
-		s.Status, s.Start = p.Status, p.Period.Start
+		s.Status, s.Start, s.planID = p.Status, p.Period.Start, p.ID
 		for _, c := range p.Category {
 			if c.code(local) != "" {
 				s.Phase = c.label()
