@@ -99,7 +99,10 @@ func decide(ctx context.Context, i auth.Interaction, typ string) (narrowing, err
 		return narrowing{}, auth.InsufficientScope("granular scope cannot be enforced on this type")
 	}
 	n := narrowing{filters: filters}
-	if d.Patients == nil {
+	if d.Patients == nil || auth.Directory(typ) {
+		// A directory type holds no patient's data: a patient/ scope that
+		// grants it reads it whole (docs/design/security.md RS-4), as a
+		// patient's app reads the Medication its orders name.
 		n.all = true
 	} else {
 		// A patient/ token is narrowed to its patient even when that
