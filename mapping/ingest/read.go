@@ -96,12 +96,18 @@ func ReadNDJSON(r io.Reader, lim Limits) (*Batch, error) {
 	var line []byte
 	for n := 1; ; n++ {
 		line = line[:0]
-		over := false
+		// over: the line is past the record limit and no longer kept;
+		// blank: nothing but white space seen on it so far (a blank line
+		// is no record, however long).
+		over, blank := false, true
 		var err error
 		for {
 			var frag []byte
 			frag, err = br.ReadSlice('\n')
 			total += int64(len(frag))
+			if blank && len(bytes.TrimSpace(frag)) > 0 {
+				blank = false
+			}
 			if lim.MaxBytes > 0 && total > lim.MaxBytes {
 				return nil, &LimitError{Path: "line " + strconv.Itoa(n), Msg: tooManyBytes(lim.MaxBytes)}
 			}
@@ -119,7 +125,7 @@ func ReadNDJSON(r io.Reader, lim Limits) (*Batch, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
-		if t := bytes.TrimSpace(line); over || len(t) > 0 {
+		if t := bytes.TrimSpace(line); (over && !blank) || len(t) > 0 {
 			if lim.MaxRecords > 0 && len(b.Records) >= lim.MaxRecords {
 				return nil, &LimitError{Path: "line " + strconv.Itoa(n), Msg: tooManyRecords(lim.MaxRecords)}
 			}

@@ -21,6 +21,9 @@ func TestReadNDJSON(t *testing.T) {
 		{"crlf and blanks", "{\"a\":1}\r\n\r\n  \n{\"b\":2}", []int{1, 4}, nil, ""},
 		{"a broken line is kept for the record rule", "{}\n{}\n{\"a\":", []int{1, 2, 3}, nil, ""},
 		{"a line over the record limit", "{}\n{\"a\":\"" + strings.Repeat("x", 100) + "\"}\n{}", []int{1, 2, 3}, []int{1}, ""},
+		// Found by FuzzReadBatch: a blank line longer than the record limit
+		// was refused as a record instead of skipped.
+		{"a blank line over the record limit", "{}\n" + strings.Repeat(" ", 40) + "\n{}", []int{1, 3}, nil, ""},
 		{"exactly the record limit", "{\"a\":\"" + strings.Repeat("x", 8) + "\"}\r\n", []int{1}, nil, ""},
 		{"too many records", "{}\n\n{}\n{}\n{}\n", nil, nil, "line 5"},
 	} {
@@ -68,6 +71,9 @@ func TestReadJSONArray(t *testing.T) {
 		// Found by FuzzReadBatch: the closing brace took a record one byte
 		// over the limit.
 		{"closing brace over the record limit", `[{"a":"` + strings.Repeat("x", 9) + `"}]`, 1, 0, ""},
+		// Found by FuzzReadBatch: a blank line longer than the record limit
+		// was refused as a record instead of skipped.
+		{"a blank line over the record limit", "{}\n" + strings.Repeat(" ", 40) + "\n{}", []int{1, 3}, nil, ""},
 		{"exactly the record limit", `[{"a":"` + strings.Repeat("x", 8) + `"}]`, 1, -1, ""},
 		{"not an array", `{"a":1}`, 0, -1, "JSON array"},
 		{"missing comma", `[{} {}]`, 0, -1, "expected ',' or ']'"},
