@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ketabridge/ketabridge/bench"
 	"github.com/ketabridge/ketabridge/server"
@@ -34,7 +35,7 @@ func main() {
 
 // run executes one command line and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	p, cfg, compare, err := parse(args, getenv)
+	p, cfg, mode, err := parse(args, getenv)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		usage(stdout)
@@ -47,9 +48,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintln(stderr, "ketabridge-bench: "+err.Error())
 		return 1
 	}
-	if compare {
+	switch {
+	case mode.soak > 0:
+		sp := bench.DefaultSoakParams(mode.soak)
+		sp.Rate, sp.Seed, sp.Docs = mode.soakRate, p.Seed, p.Docs
+		if p.Small {
+			sp.Docs = ""
+		}
+		err = bench.Soak(ctx, cfg, sp, stdout, stderr)
+	case mode.compare:
 		err = bench.Compare(ctx, cfg, p, stdout, stderr)
-	} else {
+	default:
 		err = bench.Run(ctx, cfg, p, stdout, stderr)
 	}
 	if err != nil {
@@ -59,9 +68,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return 0
 }
 
+// mode is what a command line runs besides the benchmark: --compare or
+// --soak (its duration and rate).
+type mode struct {
+	compare  bool
+	soak     time.Duration
+	soakRate int
+}
+
 // newFlags returns the flag set with the benchmark's flags and the shared
 // settings, and the function that reads them once parsed.
-func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, server.Config, bool, error)) {
+func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, server.Config, mode, error)) {
 	fs := flag.NewFlagSet("ketabridge-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	small := fs.Bool("small", false, fmt.Sprintf("smoke run: %d patients, %s per scenario, no docs row unless --docs is given",
@@ -75,11 +92,13 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: all): "+strings.Join(bench.ScenarioNames, ", "))
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file, for go tool pprof")
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
+	soak := fs.Duration("soak", 0, "run the soak instead (e.g. 10m): a fixed rate of mixed reads, searches and ingests with Redis paused and clients dropping connections mid-body on a schedule; errors by kind, RSS over time, every acknowledged record read back (make soak)")
+	soakRate := fs.Int("soak-rate", bench.DefaultSoakRate, "requests/s of the soak")
 	cf := server.AddFlags(fs)
-	return fs, func(getenv func(string) string) (bench.Params, server.Config, bool, error) {
+	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
 		cfg, err := cf.Config(getenv)
 		if err != nil {
-			return bench.Params{}, cfg, false, err
+			return bench.Params{}, cfg, mode{}, err
 		}
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -102,40 +121,47 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 			cfg.RateLimit, cfg.RateBurst = 1e9, 1<<30
 		}
 		if p.Patients < 1 || p.Connections < 1 || p.Duration <= 0 {
-			return p, cfg, false, errors.New("--patients and --connections must be at least 1 and --duration positive")
+			return p, cfg, mode{}, errors.New("--patients and --connections must be at least 1 and --duration positive")
 		}
 		if p.Out == "" {
-			return p, cfg, false, errors.New("--out must name a directory")
+			return p, cfg, mode{}, errors.New("--out must name a directory")
 		}
 		if *scenarios != "" {
 			for _, name := range strings.Split(*scenarios, ",") {
 				if !slices.Contains(bench.ScenarioNames, name) {
-					return p, cfg, false, fmt.Errorf("--scenarios: unknown scenario %q (want %s)", name, strings.Join(bench.ScenarioNames, ", "))
+					return p, cfg, mode{}, fmt.Errorf("--scenarios: unknown scenario %q (want %s)", name, strings.Join(bench.ScenarioNames, ", "))
 				}
 				p.Only = append(p.Only, name)
 			}
 		}
-		return p, cfg, *compare, nil
+		if *soak < 0 || *soakRate < 1 {
+			return p, cfg, mode{}, errors.New("--soak must be positive and --soak-rate at least 1")
+		}
+		if *soak > 0 && *compare {
+			return p, cfg, mode{}, errors.New("--soak and --compare are separate runs")
+		}
+		return p, cfg, mode{compare: *compare, soak: *soak, soakRate: *soakRate}, nil
 	}
 }
 
 // parse reads the command line and the environment.
-func parse(args []string, getenv func(string) string) (bench.Params, server.Config, bool, error) {
+func parse(args []string, getenv func(string) string) (bench.Params, server.Config, mode, error) {
 	fs, read := newFlags()
 	if err := fs.Parse(args); err != nil {
-		return bench.Params{}, server.Config{}, false, err
+		return bench.Params{}, server.Config{}, mode{}, err
 	}
 	if fs.NArg() > 0 {
-		return bench.Params{}, server.Config{}, false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return bench.Params{}, server.Config{}, mode{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return read(getenv)
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: ketabridge-bench [--small] [--compare] [flags]")
+	fmt.Fprintln(w, "usage: ketabridge-bench [--small] [--compare | --soak DURATION] [flags]")
 	fmt.Fprintln(w, "\nThe KetaBridge benchmark: ingest throughput, then read and search latency under load (vegeta),")
 	fmt.Fprintln(w, "against a real gateway on loopback with a real token. Writes results.json and latency charts to")
-	fmt.Fprintln(w, "--out and appends the dated rows to --docs; --compare: the same scenarios on each store configuration.")
+	fmt.Fprintln(w, "--out and appends the dated rows to --docs; --compare: the same scenarios on each store configuration;")
+	fmt.Fprintln(w, "--soak: the soak test (faults injected, RSS over time, acknowledged records read back).")
 	fs, _ := newFlags()
 	server.WriteFlags(w, fs)
 }

@@ -1,0 +1,866 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/server"
+	redisstore "github.com/ketabridge/ketabridge/store/redis"
+)
+
+// Soak defaults (`make soak`): 10 minutes at 40 requests/s of mixed reads,
+// searches and ingests against a gateway on SQLite with the Redis read cache.
+const (
+	DefaultSoakRate     = 40
+	DefaultSoakPatients = 20
+	// soakBatch is the number of records per ingest request.
+	soakBatch = 5
+	// soakExtraPatients are synthesised beyond the base data set; their
+	// records are what the soak ingests (re-sent from the start once used).
+	soakExtraPatients = 60
+	// rssTolerance is the target: RSS at the end within 10 % of RSS after
+	// the warm-up.
+	rssTolerance = 0.10
+	// pauseGrace is how long after a Redis pause ends a 503 still counts as
+	// the pause's: connections that timed out during it are redialled.
+	pauseGrace = 2 * time.Second
+)
+
+// SoakParams are the parameters of a soak run.
+type SoakParams struct {
+	Duration time.Duration
+	// Rate is the fixed request rate (requests/s) of the mixed load.
+	Rate int
+	// Patients is the base data set the reads and searches draw from.
+	Patients int
+	Seed     int64
+	// PauseEvery and PauseFor schedule the Redis pauses (none when Redis is
+	// not used); DropEvery the clients that drop their connection mid-body.
+	PauseEvery, PauseFor, DropEvery time.Duration
+	// Docs is the Markdown file the dated section is appended to (empty:
+	// none).
+	Docs string
+}
+
+// DefaultSoakParams returns the parameters of a soak of duration d, with the
+// fault schedule scaled to it (at least one Redis pause and a few drops).
+func DefaultSoakParams(d time.Duration) SoakParams {
+	p := SoakParams{Duration: d, Rate: DefaultSoakRate, Patients: DefaultSoakPatients, Seed: 1,
+		PauseEvery: time.Minute, PauseFor: 3 * time.Second, DropEvery: 5 * time.Second, Docs: "docs/benchmarks.md"}
+	if d < 2*time.Minute {
+		p.PauseEvery, p.PauseFor, p.DropEvery = d/3, min(3*time.Second, d/6), max(d/8, 200*time.Millisecond)
+	}
+	return p
+}
+
+// window is one injected Redis pause.
+type window struct{ from, to time.Time }
+
+// Error classes of the soak's answers.
+const (
+	classOK         = "2xx"
+	classPause503   = "503 during a Redis pause (documented)"
+	classUnexpected = "5xx other than the documented 503s"
+	classTransport  = "transport error (no answer)"
+)
+
+// classify names the class of one answer: 2xx, a 4xx by its code, a 503
+// whose request overlapped a Redis pause (docs/deploy.md "Failure
+// behaviour": ingest and the token endpoint answer 503 while Redis hangs),
+// any other 5xx, or no answer at all.
+func classify(code int, start time.Time, latency time.Duration, pauses []window) string {
+	switch {
+	case code == 0:
+		return classTransport
+	case code >= 200 && code < 300:
+		return classOK
+	case code == http.StatusServiceUnavailable && overlapsPause(start, start.Add(latency), pauses):
+		return classPause503
+	case code >= 500:
+		return classUnexpected
+	}
+	return strconv.Itoa(code)
+}
+
+// overlapsPause reports whether [from, to] meets a pause (extended by
+// pauseGrace).
+func overlapsPause(from, to time.Time, pauses []window) bool {
+	for _, w := range pauses {
+		if !to.Before(w.from) && !from.After(w.to.Add(pauseGrace)) {
+			return true
+		}
+	}
+	return false
+}
+
+// rssSample is one reading of the process's memory.
+type rssSample struct {
+	At                  time.Duration // since the load started
+	RSSMB, AnonMB, File float64
+	Goroutines          int
+}
+
+// rssVerdict compares the RSS at the end with the first sample taken after
+// the warm-up: within tol (a fraction) or not. ok is false when there is no
+// sample after the warm-up.
+func rssVerdict(samples []rssSample, warmup time.Duration, tol float64) (after, end, change float64, within, ok bool) {
+	i := slices.IndexFunc(samples, func(s rssSample) bool { return s.At >= warmup })
+	if i < 0 || samples[i].RSSMB <= 0 {
+		return 0, 0, 0, false, false
+	}
+	after, end = samples[i].RSSMB, samples[len(samples)-1].RSSMB
+	change = (end - after) / after
+	return after, end, change, change <= tol && change >= -tol, true
+}
+
+// pauseProxy forwards TCP connections to Redis and can hold every byte in
+// both directions for a while: what a hung Redis looks like to the gateway
+// (as CLIENT PAUSE would), without pausing a Redis other programs share.
+type pauseProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cond   *sync.Cond
+	paused bool
+	conns  map[net.Conn]struct{}
+}
+
+func newPauseProxy(target string) (*pauseProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &pauseProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.cond = sync.NewCond(&p.mu)
+	go p.accept()
+	return p, nil
+}
+
+func (p *pauseProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			u, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+			if err != nil {
+				c.Close()
+				return
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+			p.mu.Unlock()
+			go p.pipe(u, c)
+			p.pipe(c, u)
+		}()
+	}
+}
+
+// pipe copies src to dst, holding each chunk while the proxy is paused.
+func (p *pauseProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.paused {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+}
+
+func (p *pauseProxy) setPaused(v bool) {
+	p.mu.Lock()
+	p.paused = v
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *pauseProxy) close() {
+	p.setPaused(false)
+	p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// soakResult is what a soak run measured.
+type soakResult struct {
+	Date, Go, Store string
+	Cores           int
+	Duration        time.Duration
+	Rate            int
+	Patients        int
+	// Classes counts answers by request kind (read, search, ingest) and
+	// class (classify).
+	Classes map[string]map[string]int
+	// Pauses are the Redis pauses injected; Drops the connections dropped
+	// mid-body (DropErrors: those the client could not even send).
+	Pauses             []window
+	PauseFor           time.Duration
+	Drops, DropErrors  int
+	Start              time.Time
+	RSS                []rssSample
+	Warmup             time.Duration
+	RecordsAcked       int
+	RecordsRejected    int
+	FirstRejection     string
+	ResourcesChecked   int
+	ResourcesLost      int
+	FirstLost          string
+	LatP50, LatP99     time.Duration
+	Requests           uint64
+	Skipped            string
+	TokenRenewals      int
+	TokenRenewFailures int
+}
+
+// Soak runs the soak: a real gateway on a temporary SQLite file (with the
+// Redis read cache and shared auth state behind a pausing proxy when cfg
+// names Redis; a fresh key prefix, removed afterwards), a fixed rate of mixed
+// reads, searches and ingests for p.Duration with faults injected on a
+// schedule, RSS sampled throughout, and every acknowledged record's
+// resources read back at the end. It prints the report and appends it to
+// p.Docs.
+func Soak(ctx context.Context, cfg server.Config, p SoakParams, stdout, stderr io.Writer) error {
+	res, err := runSoak(ctx, cfg, p, stderr)
+	if err != nil {
+		return err
+	}
+	printSoak(stdout, res)
+	if p.Docs != "" {
+		if err := appendFile(p.Docs, []byte(soakMarkdown(res))); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "appended the soak to %s\n", p.Docs)
+	}
+	return nil
+}
+
+// runSoak runs the soak and returns its figures.
+func runSoak(ctx context.Context, cfg server.Config, p SoakParams, stderr io.Writer) (*soakResult, error) {
+	cfg.DatabaseURL = ""
+	res := &soakResult{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Go: runtime.Version(),
+		Cores: runtime.NumCPU(), Duration: p.Duration, Rate: p.Rate, Patients: p.Patients, PauseFor: p.PauseFor}
+	var proxy *pauseProxy
+	if cfg.RedisURL != "" {
+		if why := redisDown(ctx, cfg.RedisURL); why != "" {
+			res.Skipped = why + ": no Redis, so no Redis pauses"
+			cfg.RedisURL = ""
+		}
+	} else {
+		res.Skipped = "no --redis-url: no Redis, so no Redis pauses"
+	}
+	if res.Skipped != "" {
+		fmt.Fprintln(stderr, "soak:", res.Skipped)
+	}
+	cfg, cleanup, err := freshNamespace(ctx, cfg, "soak")
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	if cfg.RedisURL != "" {
+		u, err := url.Parse(cfg.RedisURL)
+		if err != nil {
+			return nil, err
+		}
+		if proxy, err = newPauseProxy(u.Host); err != nil {
+			return nil, err
+		}
+		defer proxy.close()
+		u.Host = proxy.ln.Addr().String()
+		cfg.RedisURL, cfg.ReadCache = u.String(), true
+	}
+	res.Store = storeLabel(cfg)
+
+	fmt.Fprintf(stderr, "soak: synthesising %d + %d patients\n", p.Patients, soakExtraPatients)
+	raw, err := server.SynthRecords(p.Patients+soakExtraPatients, p.Seed, server.DemoStart)
+	if err != nil {
+		return nil, err
+	}
+	base, stream := splitAtPatient(raw, p.Patients)
+	gr, err := startGateway(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer gr.stop()
+	if _, sum, err := gr.g.Ingester().Ingest(ctx, base); err != nil || sum.Rejected > 0 {
+		return nil, fmt.Errorf("soak: base ingest: %v (%d rejected)", err, sum.Rejected)
+	}
+	ds, err := datasetFrom(ctx, gr.g.Store(), patientIDs(base), p.Seed)
+	if err != nil {
+		return nil, err
+	}
+	const scope = "system/*.rs system/ClinicRecord.write"
+	tok, err := newSoakToken(ctx, gr, scope)
+	if err != nil {
+		return nil, fmt.Errorf("soak: token: %w", err)
+	}
+
+	var hdr atomic.Pointer[string]
+	bearer := "Bearer " + tok.token
+	hdr.Store(&bearer)
+	byKey := map[string]json.RawMessage{}
+	for _, r := range raw {
+		byKey[recordKey(r)] = r
+	}
+	tg := soakTargeter(ds, gr.base, stream, &hdr, uint64(p.Seed))
+
+	// The load starts from the gateway at rest: the synthesiser's and the
+	// base ingest's garbage is handed back to the OS first.
+	runtime.GC()
+	debug.FreeOSMemory()
+	lctx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var pmu sync.Mutex
+	start := time.Now()
+	res.Start = start
+	res.Warmup = min(time.Minute, p.Duration/5)
+	// RSS, every 5 s (more often in short runs).
+	every := min(5*time.Second, max(p.Duration/20, 250*time.Millisecond))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			s := rssSample{At: time.Since(start), RSSMB: procStatusMB("VmRSS:"), AnonMB: procStatusMB("RssAnon:"),
+				File: procStatusMB("RssFile:"), Goroutines: runtime.NumGoroutine()}
+			pmu.Lock()
+			res.RSS = append(res.RSS, s)
+			pmu.Unlock()
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	// The token, renewed every minute (outside the pauses: the token
+	// endpoint answers 503 while Redis hangs, and that is retried).
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+			for {
+				s, err := tok.key.AccessToken(lctx, gr.client, gr.base+"/auth/token", gr.base+"/auth/token", scope)
+				pmu.Lock()
+				if err == nil {
+					res.TokenRenewals++
+				} else {
+					res.TokenRenewFailures++
+				}
+				pmu.Unlock()
+				if err == nil {
+					b := "Bearer " + s
+					hdr.Store(&b)
+					break
+				}
+				if lctx.Err() != nil {
+					return
+				}
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	// Redis pauses.
+	if proxy != nil && p.PauseEvery > 0 && p.PauseFor > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(p.PauseEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-lctx.Done():
+					return
+				case <-t.C:
+				}
+				w := window{from: time.Now()}
+				proxy.setPaused(true)
+				select {
+				case <-lctx.Done():
+				case <-time.After(p.PauseFor):
+				}
+				proxy.setPaused(false)
+				w.to = time.Now()
+				pmu.Lock()
+				res.Pauses = append(res.Pauses, w)
+				pmu.Unlock()
+			}
+		}()
+	}
+	// Clients that drop their connection halfway through an ingest body.
+	if p.DropEvery > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(p.DropEvery)
+			defer t.Stop()
+			n := 0
+			for {
+				select {
+				case <-lctx.Done():
+					return
+				case <-t.C:
+				}
+				body := ndjsonBatch(stream, n*soakBatch, 4*soakBatch)
+				n++
+				err := dropMidBody(gr.base, *hdr.Load(), body)
+				pmu.Lock()
+				res.Drops++
+				if err != nil {
+					res.DropErrors++
+				}
+				pmu.Unlock()
+			}
+		}()
+	}
+
+	fmt.Fprintf(stderr, "soak: %d requests/s for %s\n", p.Rate, p.Duration)
+	atk := vegeta.NewAttacker(vegeta.Workers(8), vegeta.MaxWorkers(256),
+		vegeta.KeepAlive(true), vegeta.HTTP2(false), vegeta.Redirects(vegeta.NoFollow),
+		vegeta.Timeout(30*time.Second), vegeta.MaxBody(-1))
+	var m vegeta.Metrics
+	type answer struct {
+		kind  string
+		code  int
+		start time.Time
+		lat   time.Duration
+	}
+	var answers []answer
+	acked := map[string]bool{}
+	for r := range atk.Attack(tg, vegeta.Rate{Freq: p.Rate, Per: time.Second}, p.Duration, "soak") {
+		m.Add(r)
+		kind := requestKind(r.Method, r.URL)
+		answers = append(answers, answer{kind, int(r.Code), r.Timestamp, r.Latency})
+		if kind == "ingest" && (r.Code == http.StatusOK || r.Code == http.StatusUnprocessableEntity) {
+			var out struct {
+				Results []struct {
+					Kind, ID, Outcome string
+					Errors            []struct{ Path, Message string }
+				}
+			}
+			if json.Unmarshal(r.Body, &out) == nil {
+				for _, x := range out.Results {
+					if x.Outcome == "rejected" {
+						res.RecordsRejected++
+						if res.FirstRejection == "" && len(x.Errors) > 0 {
+							res.FirstRejection = x.Kind + ": " + x.Errors[0].Path + ": " + x.Errors[0].Message
+						}
+					} else {
+						acked[x.Kind+"/"+x.ID] = true
+					}
+				}
+			}
+		}
+	}
+	m.Close()
+	stopLoad()
+	wg.Wait()
+	res.Requests, res.LatP50, res.LatP99 = m.Requests, m.Latencies.P50, m.Latencies.P99
+	res.Classes = map[string]map[string]int{}
+	for _, a := range answers {
+		c := classify(a.code, a.start, a.lat, res.Pauses)
+		if res.Classes[a.kind] == nil {
+			res.Classes[a.kind] = map[string]int{}
+		}
+		res.Classes[a.kind][c]++
+	}
+	res.RSS = append(res.RSS, rssSample{At: time.Since(start), RSSMB: procStatusMB("VmRSS:"),
+		AnonMB: procStatusMB("RssAnon:"), File: procStatusMB("RssFile:"), Goroutines: runtime.NumGoroutine()})
+
+	// Every acknowledged record's resources, read back through the API.
+	fmt.Fprintf(stderr, "soak: reading back the resources of %d acknowledged records\n", len(acked))
+	res.RecordsAcked = len(acked)
+	bearer = *hdr.Load()
+	if err := readBack(ctx, cfg, gr, bearer, acked, byKey, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// redisDown says why Redis at u cannot be used ("" when it answers).
+func redisDown(ctx context.Context, u string) string {
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r, err := redisstore.Open(pctx, u, "ketabridge-probe:")
+	if err != nil {
+		return "no Redis answers at " + server.RedactURL(u)
+	}
+	r.Close()
+	return ""
+}
+
+// soakToken is a backend client's key and its first token.
+type soakToken struct {
+	key   *auth.BackendKey
+	token string
+}
+
+// newSoakToken registers a backend client with scope and obtains a token
+// through client_credentials.
+func newSoakToken(ctx context.Context, gr *gatewayRun, scope string) (*soakToken, error) {
+	bk, err := auth.NewBackendKey("ketabridge-soak")
+	if err != nil {
+		return nil, err
+	}
+	c, err := bk.Client("KetaBridge soak", scope, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := gr.g.RegisterClient(ctx, c); err != nil {
+		return nil, err
+	}
+	aud := gr.base + "/auth/token"
+	t, err := bk.AccessToken(ctx, gr.client, aud, aud, scope)
+	if err != nil {
+		return nil, err
+	}
+	return &soakToken{key: bk, token: t}, nil
+}
+
+// splitAtPatient splits synthesised records before the (n+1)-th Patient
+// record: the shared reference records and n patients' records, then the
+// rest.
+func splitAtPatient(raw []json.RawMessage, n int) (base, rest []json.RawMessage) {
+	seen := 0
+	for i, r := range raw {
+		var h clinic.Header
+		if json.Unmarshal(r, &h) == nil && h.Kind == clinic.KindPatient {
+			if seen == n {
+				return raw[:i], raw[i:]
+			}
+			seen++
+		}
+	}
+	return raw, nil
+}
+
+// recordKey is "kind/id" of a record (as the ingest API's results name it).
+func recordKey(r json.RawMessage) string {
+	var h clinic.Header
+	_ = json.Unmarshal(r, &h)
+	return string(h.Kind) + "/" + h.ID
+}
+
+// ndjsonBatch is n records of stream from index from (wrapping), as NDJSON.
+func ndjsonBatch(stream []json.RawMessage, from, n int) []byte {
+	var b bytes.Buffer
+	for i := range n {
+		b.Write(stream[(from+i)%len(stream)])
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// soakTargeter yields the mixed load: of every 20 requests, 12 reads, 5
+// searches and 3 ingests of the next soakBatch records (re-sent from the
+// start once all are sent; those come back unchanged).
+func soakTargeter(ds *dataset, base string, stream []json.RawMessage, hdr *atomic.Pointer[string], seed uint64) vegeta.Targeter {
+	var n, batches atomic.Uint64
+	return func(t *vegeta.Target) error {
+		i := n.Add(1) - 1
+		t.Header = http.Header{"Authorization": {*hdr.Load()}, "Accept": {"application/fhir+json"}}
+		t.Body = nil
+		switch r := mix(seed, i) % 20; {
+		case r < 12:
+			t.Method, t.URL = http.MethodGet, base+ds.sample[mix(seed^11, i)%uint64(len(ds.sample))]
+		case r < 17:
+			pid := ds.patients[mix(seed^13, i)%uint64(len(ds.patients))]
+			t.Method, t.URL = http.MethodGet, base+"/fhir/Observation?patient="+pid+"&code=http://loinc.org|8867-4&_count=50"
+		default:
+			b := batches.Add(1) - 1
+			t.Method, t.URL = http.MethodPost, base+"/internal/v1/records"
+			t.Body = ndjsonBatch(stream, int(b)*soakBatch%len(stream), soakBatch)
+			t.Header.Set("Content-Type", "application/x-ndjson")
+			t.Header.Set("Accept", "application/json")
+		}
+		return nil
+	}
+}
+
+// requestKind names a request of the mix from its method and URL.
+func requestKind(method, u string) string {
+	switch {
+	case method == http.MethodPost:
+		return "ingest"
+	case strings.Contains(u, "?"):
+		return "search"
+	}
+	return "read"
+}
+
+// dropMidBody sends an ingest request whose Content-Length promises body,
+// writes half of it and closes the connection: a client that goes away
+// mid-upload. The gateway must drop the half batch and carry on.
+func dropMidBody(base, bearer string, body []byte) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return err
+	}
+	c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	head := fmt.Sprintf("POST /internal/v1/records HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\n"+
+		"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", u.Host, bearer, len(body))
+	if _, err := io.WriteString(c, head); err != nil {
+		return err
+	}
+	_, err = c.Write(body[:len(body)/2])
+	return err
+}
+
+// readBack maps every acknowledged record again (ids are deterministic:
+// mapping.ResourceID) and reads each of its resources through the API,
+// counting those that do not answer 200.
+func readBack(ctx context.Context, cfg server.Config, gr *gatewayRun, bearer string, acked map[string]bool, byKey map[string]json.RawMessage, res *soakResult) error {
+	m := mapping.New(mapping.Options{IdentifierSystemBase: cfg.IdentifierSystemBase, Organization: cfg.ClinicOrganization})
+	// The records a record references (its patient, course, protocol...),
+	// as the gateway's ingest resolves them.
+	related := recordResolver{}
+	for _, raw := range byKey {
+		rec, ferrs := clinic.Decode(raw)
+		if len(ferrs) > 0 {
+			return fmt.Errorf("soak: decode: %v", ferrs)
+		}
+		related[clinic.Key{Kind: rec.RecordKind(), ID: rec.RecordID()}] = rec
+	}
+	var paths []string
+	seen := map[string]bool{}
+	for key := range acked {
+		raw, ok := byKey[key]
+		if !ok {
+			return fmt.Errorf("soak: the gateway acknowledged %s, which was never sent", key)
+		}
+		rec, _ := clinic.Decode(raw)
+		outs, err := m.MapWith(rec, time.Now(), related)
+		if err != nil {
+			return fmt.Errorf("soak: map %s: %w", key, err)
+		}
+		for _, o := range outs {
+			if p := "/fhir/" + o.Type + "/" + o.ID; !seen[p] {
+				seen[p] = true
+				paths = append(paths, p)
+			}
+		}
+	}
+	sort.Strings(paths)
+	hdr := http.Header{"Authorization": {bearer}, "Accept": {"application/fhir+json"}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(paths) {
+					return
+				}
+				_, status, err := get(ctx, gr.client, gr.base+paths[i], hdr)
+				mu.Lock()
+				res.ResourcesChecked++
+				if err != nil || status != http.StatusOK {
+					res.ResourcesLost++
+					if res.FirstLost == "" {
+						res.FirstLost = fmt.Sprintf("%s: status %d %v", paths[i], status, err)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if res.ResourcesChecked == 0 && len(acked) > 0 {
+		return errors.New("soak: no resource to read back")
+	}
+	return nil
+}
+
+// recordResolver resolves references among the synthesised records.
+type recordResolver map[clinic.Key]clinic.Record
+
+func (r recordResolver) Resolve(k clinic.Key) (clinic.Record, bool) {
+	rec, ok := r[k]
+	return rec, ok
+}
+
+// classOrder lists the classes in report order (4xx codes after them).
+func classNames(cl map[string]map[string]int) []string {
+	set := map[string]bool{}
+	for _, m := range cl {
+		for c := range m {
+			set[c] = true
+		}
+	}
+	order := []string{classOK, classPause503, classUnexpected, classTransport}
+	var out []string
+	for _, c := range order {
+		if set[c] {
+			out = append(out, c)
+			delete(set, c)
+		}
+	}
+	var rest []string
+	for c := range set {
+		rest = append(rest, c)
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
+}
+
+// verdicts are the targets' outcomes: zero unexpected 5xx, zero lost, RSS
+// flat.
+func (r *soakResult) verdicts() (unexpected int, rss string) {
+	for _, m := range r.Classes {
+		unexpected += m[classUnexpected]
+	}
+	after, end, ch, within, ok := rssVerdict(r.RSS, r.Warmup, rssTolerance)
+	switch {
+	case !ok:
+		rss = "no sample after the warm-up"
+	case within:
+		rss = fmt.Sprintf("%.0f MB after the %s warm-up, %.0f MB at the end (%+.1f %%): within 10 %%", after, r.Warmup, end, ch*100)
+	default:
+		rss = fmt.Sprintf("%.0f MB after the %s warm-up, %.0f MB at the end (%+.1f %%): NOT within 10 %%", after, r.Warmup, end, ch*100)
+	}
+	return unexpected, rss
+}
+
+func (r *soakResult) table(md bool) string {
+	var b strings.Builder
+	kinds := []string{"read", "search", "ingest"}
+	names := classNames(r.Classes)
+	if md {
+		b.WriteString("| answers | " + strings.Join(kinds, " | ") + " |\n|---|---|---|---|\n")
+	} else {
+		fmt.Fprintf(&b, "%-40s %8s %8s %8s\n", "answers", kinds[0], kinds[1], kinds[2])
+	}
+	for _, c := range names {
+		var cells []string
+		for _, k := range kinds {
+			cells = append(cells, strconv.Itoa(r.Classes[k][c]))
+		}
+		if md {
+			b.WriteString("| " + c + " | " + strings.Join(cells, " | ") + " |\n")
+		} else {
+			fmt.Fprintf(&b, "%-40s %8s %8s %8s\n", c, cells[0], cells[1], cells[2])
+		}
+	}
+	return b.String()
+}
+
+// rssLine lists the RSS samples, at most about a dozen of them.
+func (r *soakResult) rssLine() string {
+	step := max(1, len(r.RSS)/12)
+	var parts []string
+	for i, s := range r.RSS {
+		if i%step == 0 || i == len(r.RSS)-1 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", s.At.Round(time.Second), s.RSSMB))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r *soakResult) summary() string {
+	var b strings.Builder
+	unexpected, rss := r.verdicts()
+	fmt.Fprintf(&b, "%d requests at %d/s for %s (p50 %.1f ms, p99 %.1f ms); %d Redis pauses of %s; %d connections dropped mid-body (%d could not be sent).\n",
+		r.Requests, r.Rate, r.Duration, float64(r.LatP50)/1e6, float64(r.LatP99)/1e6, len(r.Pauses), r.PauseFor, r.Drops, r.DropErrors)
+	fmt.Fprintf(&b, "5xx other than the documented 503s: %d (target 0).\n", unexpected)
+	fmt.Fprintf(&b, "Acknowledged records: %d (and %d record rejections: batches are sent concurrently, so a record can arrive before the one it references, and lands when re-sent", r.RecordsAcked, r.RecordsRejected)
+	if r.FirstRejection != "" {
+		fmt.Fprintf(&b, ", the first: %s", r.FirstRejection)
+	}
+	fmt.Fprintf(&b, "); their %d resources read back: %d lost (target 0)", r.ResourcesChecked, r.ResourcesLost)
+	if r.FirstLost != "" {
+		fmt.Fprintf(&b, "; first: %s", r.FirstLost)
+	}
+	b.WriteString(".\n")
+	fmt.Fprintf(&b, "RSS: %s (target: within 10 %%).\n", rss)
+	if len(r.RSS) > 0 {
+		last := r.RSS[len(r.RSS)-1]
+		fmt.Fprintf(&b, "RSS over time (s MB): %s; at the end %.0f MB anonymous, %.0f MB file-backed, %d goroutines.\n",
+			r.rssLine(), last.AnonMB, last.File, last.Goroutines)
+	}
+	fmt.Fprintf(&b, "Token renewals: %d (%d attempts refused or failed, retried).\n", r.TokenRenewals, r.TokenRenewFailures)
+	if r.Skipped != "" {
+		fmt.Fprintf(&b, "Skipped: %s.\n", r.Skipped)
+	}
+	return b.String()
+}
+
+func printSoak(w io.Writer, r *soakResult) {
+	fmt.Fprintf(w, "soak: %s, %d base patients, %s, %d cores\n", r.Store, r.Patients, r.Go, r.Cores)
+	fmt.Fprint(w, r.table(false))
+	fmt.Fprint(w, r.summary())
+}
+
+// soakMarkdown is the dated docs section of a run.
+func soakMarkdown(r *soakResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### %s - Soak, %s at %d requests/s, %s, %d cores, %s\n\n", r.Date, r.Duration, r.Rate, r.Store, r.Cores, r.Go)
+	fmt.Fprintf(&b, "`ketabridge-bench --soak %s`: %d base patients; of every 20 requests 12 reads, 5 searches and 3 ingests of %d records\n",
+		r.Duration, r.Patients, soakBatch)
+	b.WriteString("(NDJSON to `POST /internal/v1/records`); faults: Redis held (every byte, both ways) behind a proxy, and clients\n")
+	b.WriteString("that send half an ingest body and close. Gateway, SQLite and load generator share the process (RSS is theirs).\n\n")
+	b.WriteString(r.table(true))
+	b.WriteString("\n")
+	for _, l := range strings.Split(strings.TrimSpace(r.summary()), "\n") {
+		b.WriteString("- " + l + "\n")
+	}
+	return b.String()
+}

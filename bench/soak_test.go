@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketabridge/ketabridge/server"
+	"github.com/ketabridge/ketabridge/store/storetest"
+)
+
+// TestClassify checks the error classes of the soak's report: a 503 is the
+// documented Redis-pause answer only when its request met a pause (or the
+// grace after it); any other 5xx is unexpected.
+func TestClassify(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	pauses := []window{{from: t0.Add(10 * time.Second), to: t0.Add(13 * time.Second)}}
+	for _, tc := range []struct {
+		name  string
+		code  int
+		start time.Duration
+		lat   time.Duration
+		want  string
+	}{
+		{"200", 200, 0, time.Millisecond, classOK},
+		{"201", 201, 0, time.Millisecond, classOK},
+		{"no answer", 0, 11 * time.Second, time.Millisecond, classTransport},
+		{"503 inside the pause", 503, 11 * time.Second, time.Millisecond, classPause503},
+		{"503 started before, answered during", 503, 9 * time.Second, 2 * time.Second, classPause503},
+		{"503 within the grace after", 503, 14 * time.Second, time.Millisecond, classPause503},
+		{"503 long after", 503, 20 * time.Second, time.Millisecond, classUnexpected},
+		{"503 before", 503, 5 * time.Second, time.Millisecond, classUnexpected},
+		{"500 inside the pause", 500, 11 * time.Second, time.Millisecond, classUnexpected},
+		{"502", 502, 0, time.Millisecond, classUnexpected},
+		{"422 by its code", 422, 0, time.Millisecond, "422"},
+		{"401 by its code", 401, 11 * time.Second, time.Millisecond, "401"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := classify(tc.code, t0.Add(tc.start), tc.lat, pauses); got != tc.want {
+				t.Errorf("classify(%d) = %q, want %q", tc.code, got, tc.want)
+			}
+		})
+	}
+	if got := classify(503, t0, time.Millisecond, nil); got != classUnexpected {
+		t.Errorf("a 503 without any pause = %q, want %q", got, classUnexpected)
+	}
+}
+
+// TestRSSVerdict checks the flat-RSS target: the end against the first
+// sample at or after the warm-up, within 10 % either way.
+func TestRSSVerdict(t *testing.T) {
+	s := func(at time.Duration, mb float64) rssSample { return rssSample{At: at, RSSMB: mb} }
+	for _, tc := range []struct {
+		name          string
+		samples       []rssSample
+		after, end    float64
+		within, known bool
+	}{
+		{"flat", []rssSample{s(0, 50), s(60*time.Second, 100), s(600*time.Second, 105)}, 100, 105, true, true},
+		{"grew 10 %", []rssSample{s(60*time.Second, 100), s(600*time.Second, 110)}, 100, 110, true, true},
+		{"grew 11 %", []rssSample{s(60*time.Second, 100), s(600*time.Second, 111)}, 100, 111, false, true},
+		{"shrank 20 %", []rssSample{s(60*time.Second, 100), s(600*time.Second, 80)}, 100, 80, false, true},
+		{"warm-up samples ignored", []rssSample{s(0, 300), s(30*time.Second, 10), s(61*time.Second, 100), s(600*time.Second, 95)}, 100, 95, true, true},
+		{"none after the warm-up", []rssSample{s(0, 100), s(30*time.Second, 100)}, 0, 0, false, false},
+		{"no /proc", []rssSample{s(60*time.Second, 0), s(600*time.Second, 0)}, 0, 0, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			after, end, _, within, known := rssVerdict(tc.samples, time.Minute, 0.10)
+			if after != tc.after || end != tc.end || within != tc.within || known != tc.known {
+				t.Errorf("rssVerdict = %v, %v, within %v, known %v; want %v, %v, %v, %v",
+					after, end, within, known, tc.after, tc.end, tc.within, tc.known)
+			}
+		})
+	}
+}
+
+// TestPauseProxy checks that the proxy standing in for a hung Redis holds
+// the bytes while paused and delivers them once resumed.
+func TestPauseProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // an echo server
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	p, err := newPauseProxy(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	c, err := net.Dial("tcp", p.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 4)
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("through the proxy: %q, %v", buf, err)
+	}
+	p.setPaused(true)
+	if _, err := c.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("paused, yet %q came through", buf[:n])
+	}
+	p.setPaused(false)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("after the pause: %q, %v", buf, err)
+	}
+}
+
+// TestSoakSmoke runs the soak for a few seconds against a real gateway on
+// SQLite with the Redis read cache behind the pausing proxy: faults are
+// injected, no 5xx other than the pauses' 503s, and every acknowledged
+// record's resources are read back.
+func TestSoakSmoke(t *testing.T) {
+	redisURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_REDIS_URL")
+	docs := filepath.Join(t.TempDir(), "benchmarks.md")
+	p := DefaultSoakParams(6 * time.Second)
+	p.Patients, p.Docs = 5, docs
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	cf := server.AddFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cf.Config(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RedisURL = redisURL
+	cfg.RateLimit, cfg.RateBurst = 1e9, 1<<30
+	var stderr bytes.Buffer
+	res, err := runSoak(context.Background(), cfg, p, &stderr)
+	if err != nil {
+		t.Fatalf("soak: %v\n%s", err, stderr.String())
+	}
+	if res.Skipped != "" {
+		t.Fatalf("skipped: %s", res.Skipped)
+	}
+	if len(res.Pauses) == 0 || res.Drops == 0 || res.DropErrors > 0 {
+		t.Errorf("faults: %d pauses, %d drops (%d not sent); want both", len(res.Pauses), res.Drops, res.DropErrors)
+	}
+	unexpected, _ := res.verdicts()
+	if unexpected > 0 || res.Classes["read"][classOK] == 0 || res.Classes["search"][classOK] == 0 {
+		t.Errorf("answers: %v", res.Classes)
+	}
+	if res.RecordsAcked == 0 || res.ResourcesChecked < res.RecordsAcked || res.ResourcesLost > 0 {
+		t.Errorf("%d records acknowledged, %d resources read back, %d lost (%s)",
+			res.RecordsAcked, res.ResourcesChecked, res.ResourcesLost, res.FirstLost)
+	}
+	if len(res.RSS) < 3 || res.RSS[len(res.RSS)-1].RSSMB <= 0 {
+		t.Errorf("RSS samples: %v", res.RSS)
+	}
+	var out bytes.Buffer
+	p.Docs = docs
+	printSoak(&out, res)
+	if err := appendFile(docs, []byte(soakMarkdown(res))); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(docs)
+	if err != nil || !strings.Contains(string(b), "- Soak, 6s at 40 requests/s") || !strings.Contains(string(b), "| 2xx |") {
+		t.Errorf("docs section:\n%s", b)
+	}
+}
