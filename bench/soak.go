@@ -234,15 +234,17 @@ type soakResult struct {
 	Classes map[string]map[string]int
 	// Pauses are the Redis pauses injected; Drops the connections dropped
 	// mid-body (DropErrors: those the client could not even send).
-	Pauses             []window
-	PauseFor           time.Duration
-	Drops, DropErrors  int
-	Start              time.Time
-	RSS                []rssSample
-	Warmup             time.Duration
-	RecordsAcked       int
-	RecordsRejected    int
-	FirstRejection     string
+	Pauses            []window
+	PauseFor          time.Duration
+	Drops, DropErrors int
+	Start             time.Time
+	RSS               []rssSample
+	Warmup            time.Duration
+	RecordsAcked      int
+	RecordsRejected   int
+	FirstRejection    string
+	// Unexpected describes the first 5xx answers outside the pauses.
+	Unexpected         []string
 	ResourcesChecked   int
 	ResourcesLost      int
 	FirstLost          string
@@ -379,13 +381,21 @@ func runSoak(ctx context.Context, cfg server.Config, p SoakParams, stderr io.Wri
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Half a minute out of phase with the Redis holds.
+		select {
+		case <-lctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-t.C:
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-lctx.Done():
+					return
+				case <-t.C:
+				}
 			}
 			for {
 				s, err := tok.key.AccessToken(lctx, gr.client, gr.base+"/auth/token", gr.base+"/auth/token", scope)
@@ -474,11 +484,22 @@ func runSoak(ctx context.Context, cfg server.Config, p SoakParams, stderr io.Wri
 		lat   time.Duration
 	}
 	var answers []answer
+	type odd struct {
+		code       int
+		start, lat time.Duration
+		kind, body string
+	}
+	var odds []odd
 	acked := map[string]bool{}
 	for r := range atk.Attack(tg, vegeta.Rate{Freq: p.Rate, Per: time.Second}, p.Duration, "soak") {
 		m.Add(r)
 		kind := requestKind(r.Method, r.URL)
 		answers = append(answers, answer{kind, int(r.Code), r.Timestamp, r.Latency})
+		if r.Code >= 500 && len(odds) < 50 {
+			// Kept to name the unexpected ones once the pauses are known:
+			// the OperationOutcome's text, which carries no record content.
+			odds = append(odds, odd{int(r.Code), r.Timestamp.Sub(start), r.Latency, kind, outcomeText(r.Body)})
+		}
 		if kind == "ingest" && (r.Code == http.StatusOK || r.Code == http.StatusUnprocessableEntity) {
 			var out struct {
 				Results []struct {
@@ -512,6 +533,13 @@ func runSoak(ctx context.Context, cfg server.Config, p SoakParams, stderr io.Wri
 		}
 		res.Classes[a.kind][c]++
 	}
+	for _, o := range odds {
+		if classify(o.code, start.Add(o.start), o.lat, res.Pauses) == classUnexpected {
+			res.Unexpected = append(res.Unexpected, fmt.Sprintf("%s %d at %s (%s after the nearest hold's end, took %s): %s",
+				o.kind, o.code, o.start.Round(time.Second), nearestPause(start.Add(o.start), res.Pauses).Round(100*time.Millisecond),
+				o.lat.Round(time.Millisecond), o.body))
+		}
+	}
 	res.RSS = append(res.RSS, rssSample{At: time.Since(start), RSSMB: procStatusMB("VmRSS:"),
 		AnonMB: procStatusMB("RssAnon:"), File: procStatusMB("RssFile:"), Goroutines: runtime.NumGoroutine()})
 
@@ -523,6 +551,30 @@ func runSoak(ctx context.Context, cfg server.Config, p SoakParams, stderr io.Wri
 		return nil, err
 	}
 	return res, nil
+}
+
+// outcomeText is the diagnostics of an OperationOutcome body (or its
+// first 160 bytes), on one line.
+func outcomeText(b []byte) string {
+	var oo struct {
+		Issue []struct{ Code, Diagnostics string }
+	}
+	if json.Unmarshal(b, &oo) == nil && len(oo.Issue) > 0 {
+		return oo.Issue[0].Code + ": " + oo.Issue[0].Diagnostics
+	}
+	return strings.Join(strings.Fields(string(b[:min(len(b), 160)])), " ")
+}
+
+// nearestPause is the time from the end of the last pause that ended before
+// t (negative: t is before every pause's end; 0 without pauses).
+func nearestPause(t time.Time, pauses []window) time.Duration {
+	var d time.Duration
+	for i, w := range pauses {
+		if x := t.Sub(w.to); i == 0 || (x >= 0 && (d < 0 || x < d)) {
+			d = x
+		}
+	}
+	return d
 }
 
 // redisDown says why Redis at u cannot be used ("" when it answers).
@@ -809,7 +861,7 @@ func (r *soakResult) rssLine() string {
 	var parts []string
 	for i, s := range r.RSS {
 		if i%step == 0 || i == len(r.RSS)-1 {
-			parts = append(parts, fmt.Sprintf("%s %.0f", s.At.Round(time.Second), s.RSSMB))
+			parts = append(parts, fmt.Sprintf("%s %.0f (%d)", s.At.Round(time.Second), s.RSSMB, s.Goroutines))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -821,6 +873,9 @@ func (r *soakResult) summary() string {
 	fmt.Fprintf(&b, "%d requests at %d/s for %s (p50 %.1f ms, p99 %.1f ms); %d Redis pauses of %s; %d connections dropped mid-body (%d could not be sent).\n",
 		r.Requests, r.Rate, r.Duration, float64(r.LatP50)/1e6, float64(r.LatP99)/1e6, len(r.Pauses), r.PauseFor, r.Drops, r.DropErrors)
 	fmt.Fprintf(&b, "5xx other than the documented 503s: %d (target 0).\n", unexpected)
+	for _, u := range r.Unexpected {
+		fmt.Fprintf(&b, "  %s\n", u)
+	}
 	fmt.Fprintf(&b, "Acknowledged records: %d (and %d record rejections: batches are sent concurrently, so a record can arrive before the one it references, and lands when re-sent", r.RecordsAcked, r.RecordsRejected)
 	if r.FirstRejection != "" {
 		fmt.Fprintf(&b, ", the first: %s", r.FirstRejection)
@@ -833,7 +888,7 @@ func (r *soakResult) summary() string {
 	fmt.Fprintf(&b, "RSS: %s (target: within 10 %%).\n", rss)
 	if len(r.RSS) > 0 {
 		last := r.RSS[len(r.RSS)-1]
-		fmt.Fprintf(&b, "RSS over time (s MB): %s; at the end %.0f MB anonymous, %.0f MB file-backed, %d goroutines.\n",
+		fmt.Fprintf(&b, "RSS over time (time MB (goroutines)): %s; at the end %.0f MB anonymous, %.0f MB file-backed, %d goroutines.\n",
 			r.rssLine(), last.AnonMB, last.File, last.Goroutines)
 	}
 	fmt.Fprintf(&b, "Token renewals: %d (%d attempts refused or failed, retried).\n", r.TokenRenewals, r.TokenRenewFailures)
@@ -860,6 +915,10 @@ func soakMarkdown(r *soakResult) string {
 	b.WriteString(r.table(true))
 	b.WriteString("\n")
 	for _, l := range strings.Split(strings.TrimSpace(r.summary()), "\n") {
+		if rest, ok := strings.CutPrefix(l, "  "); ok {
+			b.WriteString("  - " + rest + "\n")
+			continue
+		}
 		b.WriteString("- " + l + "\n")
 	}
 	return b.String()

@@ -183,3 +183,25 @@ func TestSoakSmoke(t *testing.T) {
 		t.Errorf("docs section:\n%s", b)
 	}
 }
+
+// TestNearestPause checks how an unexpected 5xx is placed against the
+// holds: the time since the end of the last hold before it.
+func TestNearestPause(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	pauses := []window{{from: t0.Add(60 * time.Second), to: t0.Add(63 * time.Second)},
+		{from: t0.Add(120 * time.Second), to: t0.Add(123 * time.Second)}}
+	for _, tc := range []struct {
+		at   time.Duration
+		want time.Duration
+	}{
+		{70 * time.Second, 7 * time.Second}, {125 * time.Second, 2 * time.Second},
+		{100 * time.Second, 37 * time.Second}, {10 * time.Second, -53 * time.Second},
+	} {
+		if got := nearestPause(t0.Add(tc.at), pauses); got != tc.want {
+			t.Errorf("nearestPause(+%s) = %s, want %s", tc.at, got, tc.want)
+		}
+	}
+	if got := nearestPause(t0, nil); got != 0 {
+		t.Errorf("without pauses: %s, want 0", got)
+	}
+}
