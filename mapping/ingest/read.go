@@ -190,10 +190,16 @@ func ReadJSONArray(r io.Reader, lim Limits) (*Batch, error) {
 		if err != nil {
 			return nil, err
 		}
-		if over {
+		switch {
+		case over:
 			b.refuse(i, recordTooLarge(lim.MaxRecordBytes))
 			b.Records = append(b.Records, nil)
-		} else {
+		case len(bytes.TrimSpace(raw)) == 0:
+			// Nothing but characters JSON does not count as white space
+			// (a form feed): no record, and refused as such.
+			b.refuse(i, []clinic.FieldError{{Path: "", Message: "the array element is empty"}})
+			b.Records = append(b.Records, nil)
+		default:
 			b.Records = append(b.Records, raw)
 		}
 		c, err := s.nonSpace()
