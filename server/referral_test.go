@@ -222,13 +222,7 @@ func TestReferralAcrossReplicas(t *testing.T) {
 
 func orgID(clinicID string) string { return mapping.ResourceID(clinic.KindOrganization, clinicID) }
 
-type httpResp struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r httpResp) json(t *testing.T) map[string]any {
+func (r edgeAnswer) json(t *testing.T) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -237,26 +231,12 @@ func (r httpResp) json(t *testing.T) map[string]any {
 	return m
 }
 
-func (e *referralEnv) do(t *testing.T, method, path, tok string, body []byte, hdr ...string) httpResp {
+func (e *referralEnv) do(t *testing.T, method, path, tok string, body []byte, hdr ...string) edgeAnswer {
 	t.Helper()
-	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/fhir+json")
+		hdr = append([]string{"Content-Type", "application/fhir+json"}, hdr...)
 	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return httpResp{resp.StatusCode, resp.Header, b}
+	return edgeDo(t, method, e.base+path, tok, string(body), hdr...)
 }
 
 // example reads an example of docs/referrals.md, with its ServiceRequest
@@ -312,7 +292,7 @@ func (e *referralEnv) task(t *testing.T, id string) (map[string]any, string) {
 
 // move PUTs the Task with status (and extra members) as tok, If-Match
 // ifMatch.
-func (e *referralEnv) move(t *testing.T, tok, id, ifMatch, status string, extra map[string]any) httpResp {
+func (e *referralEnv) move(t *testing.T, tok, id, ifMatch, status string, extra map[string]any) edgeAnswer {
 	t.Helper()
 	cur, _ := e.task(t, id)
 	cur["status"] = status
@@ -327,7 +307,7 @@ func (e *referralEnv) move(t *testing.T, tok, id, ifMatch, status string, extra 
 	return e.do(t, http.MethodPut, "/fhir/Task/"+id, tok, b, hdr...)
 }
 
-func wantStatus(t *testing.T, what string, r httpResp, status int, says ...string) {
+func wantStatus(t *testing.T, what string, r edgeAnswer, status int, says ...string) {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("%s: %d, want %d: %s", what, r.status, status, r.body)
@@ -456,7 +436,7 @@ func TestReferralInbound(t *testing.T) {
 
 	t.Run("JSON Patch", func(t *testing.T) {
 		id, _ := e.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0046"), http.StatusCreated)
-		patch := func(ifMatch, ops string) httpResp {
+		patch := func(ifMatch, ops string) edgeAnswer {
 			req, _ := http.NewRequest(http.MethodPatch, e.base+"/fhir/Task/"+id, strings.NewReader(ops))
 			req.Header.Set("Authorization", "Bearer "+e.ehr)
 			req.Header.Set("Content-Type", "application/json-patch+json")
@@ -467,7 +447,7 @@ func TestReferralInbound(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
-			return httpResp{resp.StatusCode, resp.Header, b}
+			return edgeAnswer{resp.StatusCode, resp.Header, b}
 		}
 		wantStatus(t, "patch received", patch(`W/"1"`, `[{"op":"test","path":"/status","value":"requested"},{"op":"replace","path":"/status","value":"received"}]`),
 			http.StatusOK, `"status":"received"`)
