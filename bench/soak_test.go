@@ -53,31 +53,57 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// TestRSSVerdict checks the flat-RSS target: the end against the first
-// sample at or after the warm-up, within 10 % either way.
+// TestRSSVerdict checks the RSS target: the median of the last third of the
+// samples after the warm-up at most 10 % above the median of the first
+// third; a lone outlier at either end moves neither, and a fall is no leak.
 func TestRSSVerdict(t *testing.T) {
-	s := func(at time.Duration, mb float64) rssSample { return rssSample{At: at, RSSMB: mb} }
+	// series returns one sample every 5 s from start, mb(i) MB each.
+	series := func(start time.Duration, n int, mb func(i int) float64) []rssSample {
+		out := make([]rssSample, n)
+		for i := range out {
+			out[i] = rssSample{At: start + time.Duration(i)*5*time.Second, RSSMB: mb(i)}
+		}
+		return out
+	}
+	flat := func(int) float64 { return 100 }
 	for _, tc := range []struct {
 		name          string
 		samples       []rssSample
-		after, end    float64
+		first, last   float64
 		within, known bool
 	}{
-		{"flat", []rssSample{s(0, 50), s(60*time.Second, 100), s(600*time.Second, 105)}, 100, 105, true, true},
-		{"grew 10 %", []rssSample{s(60*time.Second, 100), s(600*time.Second, 110)}, 100, 110, true, true},
-		{"grew 11 %", []rssSample{s(60*time.Second, 100), s(600*time.Second, 111)}, 100, 111, false, true},
-		{"shrank 20 %", []rssSample{s(60*time.Second, 100), s(600*time.Second, 80)}, 100, 80, false, true},
-		{"warm-up samples ignored", []rssSample{s(0, 300), s(30*time.Second, 10), s(61*time.Second, 100), s(600*time.Second, 95)}, 100, 95, true, true},
-		{"none after the warm-up", []rssSample{s(0, 100), s(30*time.Second, 100)}, 0, 0, false, false},
-		{"no /proc", []rssSample{s(60*time.Second, 0), s(600*time.Second, 0)}, 0, 0, false, false},
+		{"flat", series(time.Minute, 108, flat), 100, 100, true, true},
+		{"warm-up samples ignored", append(series(0, 12, func(int) float64 { return 300 }), series(time.Minute, 108, flat)...), 100, 100, true, true},
+		// The runs of 2026-12-06: the sample after the warm-up caught a
+		// peak and the last one a trough.
+		{"a peak after the warm-up and a trough at the end", series(time.Minute, 108, func(i int) float64 {
+			switch i {
+			case 0:
+				return 200
+			case 107:
+				return 100
+			}
+			return 140
+		}), 140, 140, true, true},
+		{"grew 10 %", series(time.Minute, 9, func(i int) float64 { return []float64{100, 100, 100, 105, 105, 105, 110, 110, 110}[i] }), 100, 110, true, true},
+		{"grew 11 %", series(time.Minute, 9, func(i int) float64 { return []float64{100, 100, 100, 105, 105, 105, 111, 111, 111}[i] }), 100, 111, false, true},
+		{"steady growth", series(time.Minute, 108, func(i int) float64 { return 100 + float64(i)/2 }), 108.75, 144.75, false, true},
+		{"shrank 20 %", series(time.Minute, 9, func(i int) float64 { return []float64{100, 100, 100, 90, 90, 90, 80, 80, 80}[i] }), 100, 80, true, true},
+		{"too few after the warm-up", series(50*time.Second, 4, flat), 0, 0, false, false},
+		{"no /proc", series(time.Minute, 20, func(int) float64 { return 0 }), 0, 0, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			after, end, _, within, known := rssVerdict(tc.samples, time.Minute, 0.10)
-			if after != tc.after || end != tc.end || within != tc.within || known != tc.known {
-				t.Errorf("rssVerdict = %v, %v, within %v, known %v; want %v, %v, %v, %v",
-					after, end, within, known, tc.after, tc.end, tc.within, tc.known)
+			w, known := rssVerdict(tc.samples, time.Minute, 0.10)
+			if w.First != tc.first || w.Last != tc.last || w.Within != tc.within || known != tc.known {
+				t.Errorf("rssVerdict = first %v, last %v, within %v, known %v; want %v, %v, %v, %v",
+					w.First, w.Last, w.Within, known, tc.first, tc.last, tc.within, tc.known)
 			}
 		})
+	}
+	// The slope is reported in MB per minute: 0.5 MB every 5 s is 6 MB/min.
+	w, _ := rssVerdict(series(time.Minute, 108, func(i int) float64 { return 100 + float64(i)/2 }), time.Minute, 0.10)
+	if w.Slope < 5.999 || w.Slope > 6.001 {
+		t.Errorf("slope = %v MB/min, want 6", w.Slope)
 	}
 }
 
@@ -162,9 +188,11 @@ func TestSoakSmoke(t *testing.T) {
 		t.Errorf("faults: %d pauses, %d drops (%d not sent); want both", len(res.Pauses), res.Drops, res.DropErrors)
 	}
 	// Reads and searches never answer an unexpected 5xx. An ingest may,
-	// on a machine busy enough to time out the SQLite writer (a 503 that is
-	// safe to re-send): the 10-minute soak counts those against its target
-	// and names them; a few seconds here would only measure the machine.
+	// on a machine busy enough that Redis does not confirm the cache
+	// invalidation within its retries (the documented 503 that counts the
+	// records stored, safe to re-send; docs/design/security.md IN-6): the
+	// 10-minute soak counts those against its target and names them; a few
+	// seconds here would only measure the machine.
 	if res.Classes["read"][classUnexpected] > 0 || res.Classes["search"][classUnexpected] > 0 ||
 		res.Classes["read"][classOK] == 0 || res.Classes["search"][classOK] == 0 {
 		t.Errorf("answers: %v", res.Classes)

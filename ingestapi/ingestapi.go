@@ -29,8 +29,10 @@
 // shape either way. A body of one record (a JSON object) that is rejected
 // is a 422 OperationOutcome naming the fields in error (IN-1). Errors about
 // the request as a whole are FHIR OperationOutcomes with the matching status;
-// a store failure is 503, and the batch can then be re-sent as it is
-// (re-sent records that landed come back unchanged).
+// a store failure is 503 with Retry-After, saying how many records were
+// stored, and the batch can then be re-sent as it is (re-sent records that
+// landed come back unchanged). Records written whose read-cache
+// invalidation failed count as stored (docs/design/security.md IN-6).
 //
 // # Streamed outcomes
 //
@@ -334,14 +336,29 @@ func (h *handler) tooLarge() error {
 		WithDiagnostics("the body is larger than the limit of " + strconv.FormatInt(h.lim.MaxBytes, 10) + " bytes")
 }
 
-// unavailable is the answer to a store failure in the middle of a batch.
+// unavailable is the answer to a store failure in the middle of a batch: a
+// 503 (with Retry-After) saying how many records were stored.
 func unavailable(err error, sum ingest.Summary, n int) error {
 	landed := sum.Created + sum.Updated + sum.Unchanged
 	// The store (or the shared cache) should be back within seconds;
 	// re-sending the batch is safe (landed records come back unchanged).
-	return errUnavailable.WithCause(err).WithDiagnostics(fmt.Sprintf(
-		"the store failed after %d of %d records were stored; re-send the batch (records that landed come back unchanged)",
-		landed, n))
+	return errUnavailable.WithCause(err).WithDiagnostics(failureText(err, landed, n, "the batch"))
+}
+
+// failureText explains a batch the store did not finish: how many of its n
+// records were stored and what to re-send (resend: after a store failure).
+// When the records were written but the shared read cache could not be
+// told (store.StaleCacheError), the count includes them and the whole batch
+// is to be re-sent: re-sent records come back unchanged and are
+// invalidated again (docs/design/security.md IN-6).
+func failureText(err error, landed, n int, resend string) string {
+	var stale *store.StaleCacheError
+	if errors.As(err, &stale) {
+		return fmt.Sprintf("%d of %d records were stored, but the shared read cache could not be invalidated; "+
+			"re-send the batch (records that landed come back unchanged and are invalidated again)", landed, n)
+	}
+	return fmt.Sprintf("the store failed after %d of %d records were stored; re-send %s (records that landed come back unchanged)",
+		landed, n, resend)
 }
 
 // newResponse is the body of an answered batch.

@@ -152,8 +152,7 @@ func (h *handler) runJob(ctx context.Context, job store.Job, batch *ingest.Batch
 	if err != nil {
 		landed := sum.Created + sum.Updated + sum.Unchanged
 		job.State = store.JobFailed
-		job.Error = fmt.Sprintf("the store failed after %d of %d records were stored; re-send the records not stored (records that landed come back unchanged)",
-			landed, batch.Len())
+		job.Error = failureText(err, landed, batch.Len(), "the records not stored")
 		done := 0
 		for i := range resp.Results {
 			if resp.Results[i].Outcome == "" {

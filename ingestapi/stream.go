@@ -2,7 +2,6 @@ package ingestapi
 
 import (
 	"encoding/json"
-	"fmt"
 	"mime"
 	"net/http"
 	"strings"
@@ -72,8 +71,7 @@ func (h *handler) streamBatch(c echo.Context, batch *ingest.Batch) error {
 	}
 	end := StreamEnd{Summary: newResponse(nil, sum).Summary}
 	if err != nil {
-		end.Error = fmt.Sprintf("the store failed after %d of %d records were stored; re-send the records not stored (records that landed come back unchanged)",
-			sum.Created+sum.Updated+sum.Unchanged, batch.Len())
+		end.Error = failureText(err, sum.Created+sum.Updated+sum.Unchanged, batch.Len(), "the records not stored")
 	}
 	_ = enc.Encode(end)
 	w.Flush()

@@ -115,3 +115,22 @@ func IsUnavailable(err error) bool {
 	}
 	return false
 }
+
+// StaleCacheError is what a Store with a shared read cache (store/cached)
+// returns from Apply when the write committed but the cache could not be
+// told: the WriteResults are valid (every record they list as written was
+// written), yet replicas may serve answers older than the write until the
+// invalidation is done. Re-sending the same records completes it (they come
+// back unchanged and are invalidated again). Err is marked ErrUnavailable,
+// so HTTP layers answer 503 with Retry-After (docs/design/security.md
+// IN-6).
+type StaleCacheError struct {
+	Err error
+}
+
+func (e *StaleCacheError) Error() string {
+	return "store: written, but the read cache could not be invalidated: " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *StaleCacheError) Unwrap() error { return e.Err }

@@ -339,9 +339,13 @@ func (b *batchRun) store(ctx context.Context, cancel func(), chunks <-chan chunk
 		if err != nil {
 			continue // drain
 		}
-		if err = b.storeChunk(ctx, c); err != nil {
+		recorded, cerr := b.storeChunk(ctx, c)
+		if cerr != nil {
+			err = cerr
 			cancel()
-			continue
+			if !recorded {
+				continue
+			}
 		}
 		if b.stored != nil {
 			out := make([]Result, len(c.idx))
@@ -359,22 +363,31 @@ func (b *batchRun) store(ctx context.Context, cancel func(), chunks <-chan chunk
 
 // storeChunk writes one chunk and records its records' outcomes. A
 // *store.BatchError names records the store refused while it wrote the
-// others: those are rejected, the batch goes on.
-func (b *batchRun) storeChunk(ctx context.Context, c chunk) error {
+// others: those are rejected, the batch goes on. A *store.StaleCacheError
+// is a chunk written whose read-cache invalidation failed: its outcomes are
+// recorded (recorded is true, they are what was written) and the error is
+// returned, so the batch stops there and its answer counts the chunk as
+// stored (docs/design/security.md IN-6).
+func (b *batchRun) storeChunk(ctx context.Context, c chunk) (recorded bool, err error) {
 	wr, err := b.s.st.Apply(ctx, c.writes)
 	failed := map[int]error{}
 	var be *store.BatchError
+	var stale *store.StaleCacheError
+	written := err == nil || errors.As(err, &stale)
 	if errors.As(err, &be) {
 		for _, re := range be.Records {
 			failed[re.Index] = re.Err
 		}
-		err = nil
+		if stale == nil {
+			err = nil
+		}
+		written = true
 	}
-	if err == nil && len(wr) != len(c.writes) {
-		err = fmt.Errorf("store returned %d results for %d records", len(wr), len(c.writes))
+	if written && len(wr) != len(c.writes) {
+		return false, fmt.Errorf("store returned %d results for %d records", len(wr), len(c.writes))
 	}
-	if err != nil {
-		return err
+	if !written {
+		return false, err
 	}
 	for k, i := range c.idx {
 		if ferr, bad := failed[k]; bad || wr[k].Outcome == store.Failed {
@@ -389,7 +402,10 @@ func (b *batchRun) storeChunk(ctx context.Context, c chunk) error {
 		b.results[i].Resources = len(c.writes[k].Resources)
 		b.written += b.results[i].Resources
 	}
-	return nil
+	if stale != nil {
+		return true, stale
+	}
+	return true, nil
 }
 
 // summarize counts a batch's outcomes.

@@ -17,9 +17,10 @@
 //
 // The cache fails open: when it cannot be reached, reads are served by the
 // store, uncached, after at most Options.Timeout. But when a Bump fails the
-// cache may hold data older than the write, so Apply returns an error
-// (store.ErrUnavailable) and the decorator stops using the cache until it
-// has bumped the epoch.
+// cache may hold data older than the write, so Apply retries it for a few
+// seconds and then returns an error (store.ErrUnavailable; a
+// store.StaleCacheError when the write itself succeeded) and the decorator
+// stops using the cache until it has bumped the epoch.
 //
 // Cache keys are SHA-256 hashes and stamps bucket numbers: never PHI. Values
 // hold resource bodies and live for Options.TTL.
@@ -50,10 +51,23 @@ const (
 	DefaultBuckets = 1 << 16
 )
 
-// bumpTimeout bounds Apply's Bump. It is longer than a read's Timeout: a
-// write's invalidation is worth waiting for, and giving up on it turns the
-// write into an error.
+// bumpTimeout bounds one attempt at Apply's Bump. It is longer than a read's
+// Timeout: a write's invalidation is worth waiting for, and giving up on it
+// turns the write into an error.
 const bumpTimeout = time.Second
+
+// bumpBudget bounds all of Apply's attempts at its Bump, retried with
+// backoff (a variable for tests). One round trip to Redis, bounded by the
+// client's 500 ms read timeout, did not always finish on a gateway whose
+// cores were shared eight ways (the soaks of 2026-12-06, docs/benchmarks.md):
+// the write had committed, and a single late answer turned it into a 503.
+// A few seconds of retries outlast such stalls and the soak's 3-second Redis
+// holds; a Redis that stays away still gets its documented 503
+// (docs/design/security.md IN-6).
+var bumpBudget = 4 * time.Second
+
+// bumpBackoff is the wait after the first failed attempt; it doubles.
+var bumpBackoff = 100 * time.Millisecond
 
 // Stamp names (see the package documentation).
 const (
@@ -429,10 +443,13 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 // every resource of the records and of the results (a deletion appears only
 // in the results). It bumps even when Apply failed, since a batch may be
 // partly written (store.BatchError), and when nothing changed, since this
-// may be the retry of an Apply whose Bump failed. When the Bump fails, Apply
-// returns an error marked store.ErrUnavailable (joined with the inner
-// error, if any; the results stay valid) and reads bypass the cache until an
-// epoch Bump succeeds.
+// may be the retry of an Apply whose Bump failed. A failed Bump is retried
+// with backoff for up to bumpBudget. When it still fails, reads bypass the
+// cache until an epoch Bump succeeds, and Apply returns an error marked
+// store.ErrUnavailable: a *store.StaleCacheError (joined with the inner
+// *store.BatchError, if any) when the inner Apply succeeded, so the results
+// stay valid and say what was written; joined with the inner error
+// otherwise (docs/design/security.md IN-6).
 func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
 	s.usable(ctx) // when dirty, try to clean up first
 	res, err := s.st.Apply(ctx, records)
@@ -440,18 +457,38 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		return res, err
 	}
 	// The write has happened: invalidate even if the caller gives up now.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bumpTimeout)
-	defer cancel()
-	if berr := s.c.Bump(bctx, s.writeStamps(records, res)); berr != nil {
-		s.failed.Add(1)
-		s.opts.Observer.error("bump")
-		berr = fmt.Errorf("cached: invalidate after apply: %w: %w", store.ErrUnavailable, berr)
-		if err == nil {
-			return res, berr
-		}
-		return res, errors.Join(err, berr)
+	berr := s.bump(context.WithoutCancel(ctx), s.writeStamps(records, res))
+	if berr == nil {
+		return res, err
 	}
-	return res, err
+	s.failed.Add(1)
+	s.opts.Observer.error("bump")
+	berr = fmt.Errorf("cached: invalidate after apply: %w: %w", store.ErrUnavailable, berr)
+	var be *store.BatchError
+	switch {
+	case err == nil:
+		return res, &store.StaleCacheError{Err: berr}
+	case errors.As(err, &be):
+		return res, errors.Join(err, &store.StaleCacheError{Err: berr})
+	}
+	return res, errors.Join(err, berr)
+}
+
+// bump bumps stamps, each attempt bounded by bumpTimeout, retried with
+// backoff while bumpBudget lasts. It returns the last attempt's error.
+func (s *Store) bump(ctx context.Context, stamps []string) error {
+	start := time.Now()
+	wait := bumpBackoff
+	for {
+		bctx, cancel := context.WithTimeout(ctx, bumpTimeout)
+		err := s.c.Bump(bctx, stamps)
+		cancel()
+		if err == nil || time.Since(start)+wait >= bumpBudget {
+			return err
+		}
+		time.Sleep(wait)
+		wait *= 2
+	}
 }
 
 // writeStamps returns "g" and the buckets of the resources of records and

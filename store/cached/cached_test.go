@@ -265,6 +265,8 @@ func (e *events) get(kind, op string) int {
 type faulty struct {
 	store.Cache
 	failLookup, failFill, failBump, hang, corrupt atomic.Bool
+	// failBumps fails that many Bumps more (a Redis that answers late).
+	failBumps atomic.Int32
 
 	mu     sync.Mutex
 	bumped [][]string
@@ -297,7 +299,7 @@ func (f *faulty) Bump(ctx context.Context, stamps []string) error {
 	f.mu.Lock()
 	f.bumped = append(f.bumped, append([]string(nil), stamps...))
 	f.mu.Unlock()
-	if f.failBump.Load() {
+	if f.failBump.Load() || f.failBumps.Add(-1) >= 0 {
 		return errCacheDown
 	}
 	return f.Cache.Bump(ctx, stamps)
@@ -569,12 +571,18 @@ func TestFailedBumpBypassesUntilEpochBump(t *testing.T) {
 		t.Fatalf("setup: %d store reads, want 1 (a hit)", f.inner.reads.Load())
 	}
 
-	// The write lands but its invalidation fails: Apply says so.
+	// The write lands but its invalidation fails: Apply says so, and its
+	// results say what was written (docs/design/security.md IN-6).
+	cached.ShortBumpBudget(t, 20*time.Millisecond)
 	f.cache.failBump.Store(true)
-	_, err := f.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h2",
+	res, err := f.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h2",
 		storetest.Res("Patient", "p1", "p1", `,"v":2`))})
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("Apply with a failing Bump: %v, want ErrUnavailable", err)
+	var stale *store.StaleCacheError
+	if !errors.Is(err, store.ErrUnavailable) || !errors.As(err, &stale) {
+		t.Fatalf("Apply with a failing Bump: %v, want a StaleCacheError marked ErrUnavailable", err)
+	}
+	if len(res) != 1 || res[0].Outcome != store.Updated {
+		t.Fatalf("Apply with a failing Bump: results %+v, want the record updated", res)
 	}
 	if r, err := f.Inner().Read(ctx, "Patient", "p1"); err != nil || r.Version != 2 {
 		t.Fatalf("the write itself: v%d, %v; want v2", r.Version, err)
@@ -614,14 +622,42 @@ func TestFailedBumpKeepsInnerError(t *testing.T) {
 	// still finds the store.BatchError of a partly written batch.
 	ctx := context.Background()
 	f := newFixture(t)
+	cached.ShortBumpBudget(t, 20*time.Millisecond)
 	f.cache.failBump.Store(true)
 	_, err := f.Apply(ctx, []store.RecordWrite{
 		storetest.Rec("patient", "p2", "h1", storetest.Res("Patient", "p2", "p2", "")),
 		storetest.Rec("patient", "p3", "h1", storetest.Res("Patient", "", "p3", "")), // invalid: no id
 	})
 	var be *store.BatchError
-	if !errors.As(err, &be) || !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("Apply = %v; want a BatchError joined with ErrUnavailable", err)
+	var stale *store.StaleCacheError
+	if !errors.As(err, &be) || !errors.Is(err, store.ErrUnavailable) || !errors.As(err, &stale) {
+		t.Errorf("Apply = %v; want a BatchError joined with a StaleCacheError (ErrUnavailable)", err)
+	}
+}
+
+// TestLateBumpRetried: a Bump that fails a few times (a Redis answering
+// late on a loaded machine) is retried, and the committed write is answered
+// as written, without error (docs/design/security.md IN-6). Before, the
+// first failed Bump turned the write into a 503 that said nothing was
+// stored.
+func TestLateBumpRetried(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	if _, err := f.Read(ctx, "Patient", "p1"); err != nil { // cache v1
+		t.Fatal(err)
+	}
+	f.cache.failBumps.Store(2)
+	n := len(f.cache.bumps())
+	res, err := f.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h2",
+		storetest.Res("Patient", "p1", "p1", `,"v":2`))})
+	if err != nil || len(res) != 1 || res[0].Outcome != store.Updated {
+		t.Fatalf("Apply with two late Bumps = %+v, %v; want updated, no error", res, err)
+	}
+	if got := len(f.cache.bumps()) - n; got != 3 {
+		t.Errorf("%d Bumps, want 3 (two failed, one retry that worked)", got)
+	}
+	if r, err := f.Read(ctx, "Patient", "p1"); err != nil || r.Version != 2 {
+		t.Errorf("read after the write: v%d, %v; want v2", r.Version, err)
 	}
 }
 

@@ -1,0 +1,14 @@
+package cached
+
+import (
+	"testing"
+	"time"
+)
+
+// ShortBumpBudget makes Apply give up on a failing Bump after budget (tests
+// of the failure, which would otherwise wait for the full budget).
+func ShortBumpBudget(t *testing.T, budget time.Duration) {
+	old, oldBackoff := bumpBudget, bumpBackoff
+	bumpBudget, bumpBackoff = budget, time.Millisecond
+	t.Cleanup(func() { bumpBudget, bumpBackoff = old, oldBackoff })
+}
