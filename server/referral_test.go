@@ -33,6 +33,9 @@ type referralEnv struct {
 	g                   *Gateway
 	base                string
 	partner, ehr, other string // access tokens
+	// tokenURL is the gateway's token endpoint (token registers more
+	// clients).
+	tokenURL string
 }
 
 func newReferralEnv(t *testing.T) *referralEnv {
@@ -86,11 +89,12 @@ func newReferralEnv(t *testing.T) *referralEnv {
 	}
 	partnerScope := "system/Task.crus system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"
 	return &referralEnv{
-		g:       g,
-		base:    base,
-		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
-		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
-		other:   token("northgate", "partner", orgID(synth.OrgPartnerNorthgate), partnerScope),
+		g:        g,
+		base:     base,
+		tokenURL: cfg.TokenEndpoint(),
+		partner:  token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
+		ehr:      token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
+		other:    token("northgate", "partner", orgID(synth.OrgPartnerNorthgate), partnerScope),
 	}
 }
 
@@ -177,7 +181,7 @@ func TestReferralAcrossReplicas(t *testing.T) {
 		}
 		return tok
 	}
-	eA := &referralEnv{g: a, base: public,
+	eA := &referralEnv{g: a, base: public, tokenURL: public + "/auth/token",
 		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), "system/Task.cru system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"),
 		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u")}
 	eB := *eA
@@ -218,6 +222,29 @@ func TestReferralAcrossReplicas(t *testing.T) {
 	if _, etag := eB.task(t, id); etag != `W/"3"` {
 		t.Errorf("after the race: %s", etag)
 	}
+}
+
+// token registers a backend client with role and organization and
+// returns an access token for scope.
+func (e *referralEnv) token(t *testing.T, id, role, org, scope string) string {
+	t.Helper()
+	bk, err := auth.NewBackendKey(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bk.Client(id, scope, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Role, c.Organization = role, org
+	if err := e.g.RegisterClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := bk.AccessToken(context.Background(), http.DefaultClient, e.tokenURL, e.tokenURL, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func orgID(clinicID string) string { return mapping.ResourceID(clinic.KindOrganization, clinicID) }
@@ -351,7 +378,7 @@ func TestReferralInbound(t *testing.T) {
 		if bs["code"] != "2.0" {
 			t.Errorf("businessStatus %v", bs)
 		}
-		if !strings.Contains(mustJSON(task["input"]), `"valueString":"none"`) {
+		if !strings.Contains(mustJSON(task["input"]), `"code":"match-none"`) {
 			t.Errorf("the patient match is not shown: %v", task["input"])
 		}
 		if n := e.total(t, e.ehr, srQuery); n != 1 {
@@ -522,7 +549,7 @@ func TestReferralPatientMatch(t *testing.T) {
 	t.Run("by identifier", func(t *testing.T) {
 		task, p := referred(t, "RB-M-1", func(p map[string]any) { p["identifier"] = demo["identifier"] })
 		in := mustJSON(task["input"])
-		if !strings.Contains(in, `"valueString":"identifier"`) || !strings.Contains(in, `"Patient/`+demoID+`"`) {
+		if !strings.Contains(in, `"code":"match-identifier"`) || !strings.Contains(in, `"Patient/`+demoID+`"`) {
 			t.Errorf("Task.input %s", in)
 		}
 		if p["id"] == demoID || !strings.Contains(mustJSON(p["link"]), `"Patient/`+demoID+`"`) || !strings.Contains(mustJSON(p["meta"]), "referred-patient") {
@@ -535,7 +562,7 @@ func TestReferralPatientMatch(t *testing.T) {
 				p[k] = demo[k]
 			}
 		})
-		if in := mustJSON(task["input"]); !strings.Contains(in, `"valueString":"demographics"`) || !strings.Contains(in, demoID) {
+		if in := mustJSON(task["input"]); !strings.Contains(in, `"code":"match-demographics"`) || !strings.Contains(in, demoID) {
 			t.Errorf("Task.input %s", in)
 		}
 	})
@@ -544,7 +571,7 @@ func TestReferralPatientMatch(t *testing.T) {
 		// The same person again: the first referral's Patient is a
 		// referred one, not the clinic's, so nothing matches.
 		task, p := referred(t, "RB-M-4", func(map[string]any) {})
-		if in := mustJSON(task["input"]); !strings.Contains(in, `"valueString":"none"`) || p["link"] != nil {
+		if in := mustJSON(task["input"]); !strings.Contains(in, `"code":"match-none"`) || p["link"] != nil {
 			t.Errorf("Task.input %s, link %v", in, p["link"])
 		}
 	})
