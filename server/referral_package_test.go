@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +240,80 @@ func TestReferralClosedWhenConsentExpires(t *testing.T) {
 	// A second sweep, as another replica's, closes nothing again.
 	if n, err := e.g.closer.Sweep(ctx, after); err != nil || n != 0 {
 		t.Errorf("second sweep: %d %v", n, err)
+	}
+}
+
+// TestReferralPackageAcrossReplicas runs the package and its closing on
+// two replicas sharing PostgreSQL and Redis: a package read cached at B
+// is refused at B on the request after the consent is withdrawn at A, the
+// Task closed at A is served closed at B, and two replicas sweeping at
+// once close a lapsed referral once (docs/design/security.md RFL-5, RFL-6).
+func TestReferralPackageAcrossReplicas(t *testing.T) {
+	var pat string
+	eA, eB := replicaPair(t, func(r json.RawMessage) bool {
+		var h struct{ Kind, ID string }
+		_ = json.Unmarshal(r, &h)
+		if h.Kind == "patient" {
+			pat = h.ID
+		}
+		// One patient's records, without its own consents and referrals.
+		return h.Kind != "consent" && h.Kind != "referral"
+	})
+	if pat == "" {
+		t.Fatal("no patient record")
+	}
+	pid := mapping.ResourceID(clinic.KindPatient, pat)
+	partner := eA.token(t, "riverbend-pkg", "partner", orgID(synth.OrgPartnerRiverbend), packageScope)
+	ingestRecords(t, eA.g, referralRecord("ref-rep-1", pat, synth.OrgPartnerRiverbend),
+		consentRecord("consent-rep-1", pat, synth.OrgPartnerRiverbend, "active", "", "diagnoses"))
+	sr := "/fhir/ServiceRequest/" + mapping.ResourceID(clinic.KindReferral, "ref-rep-1")
+	taskID := mapping.ResourceID(clinic.KindReferral, "ref-rep-1", "Task")
+	wantStatus(t, "package at B", eB.do(t, http.MethodGet, sr, partner, nil), http.StatusOK)
+	conditions := eB.total(t, partner, "Condition?patient=Patient/"+pid)
+	if conditions == 0 {
+		t.Fatal("the partner sees no Condition at B")
+	}
+	// Again at B: served from its cache.
+	wantStatus(t, "package at B again", eB.do(t, http.MethodGet, sr, partner, nil), http.StatusOK)
+
+	ingestRecords(t, eA.g, consentRecord("consent-rep-1", pat, synth.OrgPartnerRiverbend, "inactive", "", "diagnoses"))
+	wantStatus(t, "package at B after the withdrawal at A", eB.do(t, http.MethodGet, sr, partner, nil), http.StatusNotFound)
+	if n := eB.total(t, partner, "Condition?patient=Patient/"+pid); n != 0 {
+		t.Errorf("Conditions at B after the withdrawal: %d", n)
+	}
+	r := eB.do(t, http.MethodGet, "/fhir/Task/"+taskID, partner, nil)
+	wantStatus(t, "Task at B", r, http.StatusOK, `"status":"cancelled"`, `"code":"consent-withdrawn"`)
+	if etag := r.header.Get("ETag"); etag != `W/"2"` {
+		t.Errorf("Task at B: %s", etag)
+	}
+
+	// A consent that lapses: both replicas sweep at once after its end.
+	end := time.Now().UTC().AddDate(0, 0, 1)
+	ingestRecords(t, eA.g, consentRecord("consent-rep-2", pat, synth.OrgPartnerNorthgate, "active", end.Format(time.DateOnly)),
+		referralRecord("ref-rep-2", pat, synth.OrgPartnerNorthgate))
+	task2 := mapping.ResourceID(clinic.KindReferral, "ref-rep-2", "Task")
+	if task, _ := eB.task(t, task2); task["status"] != "requested" {
+		t.Fatalf("lapsing referral: %v", task["status"])
+	}
+	after := end.AddDate(0, 0, 2)
+	var wg sync.WaitGroup
+	closed := make([]int, 2)
+	errs := make([]error, 2)
+	for i, e := range []*referralEnv{eA, eB} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			closed[i], errs[i] = e.g.closer.Sweep(context.Background(), after)
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || closed[0]+closed[1] != 1 {
+		t.Errorf("two sweeps closed %v (%v), want 1 in all", closed, errs)
+	}
+	if task, etag := eA.task(t, task2); task["status"] != "cancelled" || etag != `W/"2"` {
+		t.Errorf("lapsed referral at A: %v at %s", task["status"], etag)
+	}
+	if task, etag := eB.task(t, task2); task["status"] != "cancelled" || etag != `W/"2"` {
+		t.Errorf("lapsed referral at B: %v at %s", task["status"], etag)
 	}
 }

@@ -98,16 +98,14 @@ func newReferralEnv(t *testing.T) *referralEnv {
 	}
 }
 
-// TestReferralAcrossReplicas runs the write path on two replicas sharing
-// PostgreSQL and Redis: a referral posted at one is served at the other,
-// a Task update at one is seen at the other at once (the read cache of
-// every replica drops what changed), and two updates from the same
-// version made at the two replicas at once: one wins, the other is 412.
-func TestReferralAcrossReplicas(t *testing.T) {
+// replicaPair opens two replicas sharing a fresh PostgreSQL schema and
+// Redis key prefix, ingests records (keep chooses them from one synthetic
+// patient's) at the first, and registers the partner and EHR clients.
+func replicaPair(t *testing.T, keep func(raw json.RawMessage) bool) (*referralEnv, *referralEnv) {
 	dbURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 	redisURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_REDIS_URL")
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	name := fmt.Sprintf("kb_ref_%d", time.Now().UnixNano())
 	schemaURL, drop, err := postgres.NewSchema(ctx, dbURL, name)
 	if err != nil {
@@ -147,19 +145,18 @@ func TestReferralAcrossReplicas(t *testing.T) {
 		return g
 	}
 	a := open(lnA)
-	// The directory only: the two organizations a referral names.
 	raw, err := SynthRecords(1, demoSeed, DemoStart)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var orgs []json.RawMessage
+	var recs []json.RawMessage
 	for _, r := range raw {
-		if bytes.Contains(r, []byte(`"kind":"organization"`)) {
-			orgs = append(orgs, r)
+		if keep(r) {
+			recs = append(recs, r)
 		}
 	}
-	if _, sum, err := a.Ingester().Ingest(ctx, orgs); err != nil || sum.Rejected > 0 {
-		t.Fatalf("organizations: %v, %+v", err, sum)
+	if _, sum, err := a.Ingester().Ingest(ctx, recs); err != nil || sum.Rejected > 0 {
+		t.Fatalf("records: %v, %+v", err, sum)
 	}
 	b := open(lnB)
 	token := func(id, role, org, scope string) string {
@@ -186,6 +183,17 @@ func TestReferralAcrossReplicas(t *testing.T) {
 		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u")}
 	eB := *eA
 	eB.g, eB.base = b, "http://"+lnB.Addr().String()
+	return eA, &eB
+}
+
+// TestReferralAcrossReplicas runs the write path on two replicas sharing
+// PostgreSQL and Redis: a referral posted at one is served at the other,
+// a Task update at one is seen at the other at once (the read cache of
+// every replica drops what changed), and two updates from the same
+// version made at the two replicas at once: one wins, the other is 412.
+func TestReferralAcrossReplicas(t *testing.T) {
+	// The directory only: the two organizations a referral names.
+	eA, eB := replicaPair(t, func(r json.RawMessage) bool { return bytes.Contains(r, []byte(`"kind":"organization"`)) })
 
 	id, _ := eA.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusCreated)
 	if task, etag := eB.task(t, id); etag != `W/"1"` || task["status"] != "requested" {
@@ -207,7 +215,7 @@ func TestReferralAcrossReplicas(t *testing.T) {
 	body, _ := json.Marshal(cur)
 	var wg sync.WaitGroup
 	statuses := make([]int, 2)
-	for i, e := range []*referralEnv{eA, &eB} {
+	for i, e := range []*referralEnv{eA, eB} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
