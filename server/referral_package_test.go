@@ -20,13 +20,41 @@ import (
 // packageScope is what a partner's client asks for to read a referral
 // package (docs/referrals.md).
 const packageScope = "system/Task.rus system/ServiceRequest.rs system/Patient.rs system/Condition.rs " +
-	"system/Observation.rs system/MedicationStatement.rs system/Coverage.rs system/Organization.rs"
+	"system/Observation.rs system/MedicationStatement.rs system/Coverage.rs system/CarePlan.rs system/Organization.rs"
 
 // referralRecord is an outbound referral clinic record for patient to
-// partner.
-func referralRecord(id, patient, partner string) json.RawMessage {
-	return json.RawMessage(`{"kind":"referral","id":"` + id + `","patientId":"` + patient + `","partnerId":"` + partner +
-		`","reason":"F33.2","service":"Psychotherapy after ketamine induction","authoredOn":"2026-12-01T09:00:00Z"}`)
+// partner, with the package members of extra (diagnosisIds, courseId, ...).
+func referralRecord(id, patient, partner string, extra ...map[string]any) json.RawMessage {
+	r := map[string]any{"kind": "referral", "id": id, "patientId": patient, "partnerId": partner,
+		"reason": "F33.2", "service": "Psychotherapy after ketamine induction", "authoredOn": "2026-12-01T09:00:00Z"}
+	for _, x := range extra {
+		for k, v := range x {
+			r[k] = v
+		}
+	}
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// demoRecordIDs returns the clinic ids of the demo patient's records of
+// kind, in the order of the demo data.
+func demoRecordIDs(t *testing.T, patient, kind string) []string {
+	t.Helper()
+	raw, err := SynthRecords(DemoPatients, demoSeed, DemoStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range raw {
+		var h struct{ Kind, ID, PatientID string }
+		if err := json.Unmarshal(r, &h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Kind == kind && h.PatientID == patient {
+			out = append(out, h.ID)
+		}
+	}
+	return out
 }
 
 // consentRecord is a consent clinic record of patient for partner, for
@@ -111,7 +139,21 @@ func TestReferralPackage(t *testing.T) {
 
 	pat := e.unconsentedPatient(t, synth.OrgPartnerRiverbend)
 	pid := mapping.ResourceID(clinic.KindPatient, pat)
-	ingestRecords(t, e.g, referralRecord("ref-pkg-1", pat, synth.OrgPartnerRiverbend))
+	dxs, courses, covs := demoRecordIDs(t, pat, "diagnosis"), demoRecordIDs(t, pat, "course"), demoRecordIDs(t, pat, "coverage")
+	if len(dxs) == 0 || len(courses) == 0 || len(covs) == 0 {
+		t.Fatalf("demo patient %s lacks a diagnosis, course or coverage", pat)
+	}
+	// A referral may name only its own patient's records.
+	elsewhere := demoRecordIDs(t, e.unconsentedPatient(t, synth.OrgPartnerRiverbend, pat), "diagnosis")
+	if _, sum, err := e.g.Ingester().Ingest(context.Background(), []json.RawMessage{referralRecord("ref-pkg-x", pat,
+		synth.OrgPartnerRiverbend, map[string]any{"diagnosisIds": elsewhere[:1]})}); err != nil || sum.Rejected != 1 {
+		t.Fatalf("a referral naming another patient's diagnosis: %v %+v", err, sum)
+	}
+	ingestRecords(t, e.g, referralRecord("ref-pkg-1", pat, synth.OrgPartnerRiverbend,
+		map[string]any{"diagnosisIds": dxs[:1], "courseId": courses[0], "coverageId": covs[0]}))
+	condition := "/fhir/Condition/" + mapping.ResourceID(clinic.KindDiagnosis, dxs[0])
+	carePlan := "/fhir/CarePlan/" + mapping.ResourceID(clinic.KindCourse, courses[0])
+	coverage := "/fhir/Coverage/" + mapping.ResourceID(clinic.KindCoverage, covs[0])
 	srID := mapping.ResourceID(clinic.KindReferral, "ref-pkg-1")
 	taskID := mapping.ResourceID(clinic.KindReferral, "ref-pkg-1", "Task")
 	sr := "/fhir/ServiceRequest/" + srID
@@ -119,6 +161,7 @@ func TestReferralPackage(t *testing.T) {
 	t.Run("without consent", func(t *testing.T) {
 		wantStatus(t, "ServiceRequest", e.do(t, http.MethodGet, sr, partner, nil), http.StatusNotFound)
 		wantStatus(t, "Patient", e.do(t, http.MethodGet, "/fhir/Patient/"+pid, partner, nil), http.StatusNotFound)
+		wantStatus(t, "its Condition", e.do(t, http.MethodGet, condition, partner, nil), http.StatusNotFound)
 		if n := e.total(t, partner, "ServiceRequest?_id="+srID); n != 0 {
 			t.Errorf("search finds %d", n)
 		}
@@ -129,7 +172,17 @@ func TestReferralPackage(t *testing.T) {
 
 	ingestRecords(t, e.g, consentRecord("consent-pkg-1", pat, synth.OrgPartnerRiverbend, "active", "", "diagnoses"))
 	t.Run("with consent", func(t *testing.T) {
-		wantStatus(t, "ServiceRequest", e.do(t, http.MethodGet, sr, partner, nil), http.StatusOK, `"Organization/`+riverbend+`"`)
+		// The ServiceRequest names the package: supportingInfo and insurance.
+		wantStatus(t, "ServiceRequest", e.do(t, http.MethodGet, sr, partner, nil), http.StatusOK, `"Organization/`+riverbend+`"`,
+			`"supportingInfo":[{"reference":"`+strings.TrimPrefix(condition, "/fhir/")+`"},{"reference":"`+strings.TrimPrefix(carePlan, "/fhir/")+`"}]`,
+			`"insurance":[{"reference":"`+strings.TrimPrefix(coverage, "/fhir/")+`"}]`)
+		// Of what it names, what the consent's classes cover (diagnoses),
+		// and nothing else, though it exists.
+		wantStatus(t, "its Condition", e.do(t, http.MethodGet, condition, partner, nil), http.StatusOK)
+		for _, p := range []string{carePlan, coverage} {
+			wantStatus(t, "clinic reads "+p, e.do(t, http.MethodGet, p, e.ehr, nil), http.StatusOK)
+			wantStatus(t, "partner reads "+p, e.do(t, http.MethodGet, p, partner, nil), http.StatusNotFound)
+		}
 		if n := e.total(t, partner, "ServiceRequest?patient=Patient/"+pid); n != 1 {
 			t.Errorf("the partner's ServiceRequest search finds %d, want its one referral", n)
 		}
