@@ -328,6 +328,16 @@ func TestReferralPackageAcrossReplicas(t *testing.T) {
 	}
 	// Again at B: served from its cache.
 	wantStatus(t, "package at B again", eB.do(t, http.MethodGet, sr, partner, nil), http.StatusOK)
+	// The partner finds its work at B and moves it at both.
+	poll := "Task?owner=Organization/" + orgID(synth.OrgPartnerRiverbend) + "&status=requested&_id=" + taskID
+	if n := eB.total(t, partner, poll); n != 1 {
+		t.Fatalf("the partner's poll at B finds %d", n)
+	}
+	wantStatus(t, "received at A", eA.move(t, partner, taskID, `W/"1"`, "received", nil), http.StatusOK)
+	wantStatus(t, "accepted at B", eB.move(t, partner, taskID, `W/"2"`, "accepted", nil), http.StatusOK, `"code":"3.0"`)
+	if n := eB.total(t, partner, poll); n != 0 {
+		t.Errorf("the accepted referral still polls as requested at B: %d", n)
+	}
 
 	ingestRecords(t, eA.g, consentRecord("consent-rep-1", pat, synth.OrgPartnerRiverbend, "inactive", "", "diagnoses"))
 	wantStatus(t, "package at B after the withdrawal at A", eB.do(t, http.MethodGet, sr, partner, nil), http.StatusNotFound)
@@ -336,7 +346,7 @@ func TestReferralPackageAcrossReplicas(t *testing.T) {
 	}
 	r := eB.do(t, http.MethodGet, "/fhir/Task/"+taskID, partner, nil)
 	wantStatus(t, "Task at B", r, http.StatusOK, `"status":"cancelled"`, `"code":"consent-withdrawn"`)
-	if etag := r.header.Get("ETag"); etag != `W/"2"` {
+	if etag := r.header.Get("ETag"); etag != `W/"4"` {
 		t.Errorf("Task at B: %s", etag)
 	}
 

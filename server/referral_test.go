@@ -230,6 +230,20 @@ func TestReferralAcrossReplicas(t *testing.T) {
 	if _, etag := eB.task(t, id); etag != `W/"3"` {
 		t.Errorf("after the race: %s", etag)
 	}
+	// The rest of the referral's life alternates between the replicas.
+	wantStatus(t, "in-progress at A", eA.move(t, eA.ehr, id, `W/"3"`, "in-progress", nil), http.StatusOK)
+	output := []any{map[string]any{"type": map[string]any{"text": "consult note"},
+		"valueReference": map[string]any{"reference": "Organization/" + orgID(synth.OrgClinic)}}}
+	wantStatus(t, "completed at B", eB.move(t, eB.ehr, id, `W/"4"`, "completed", map[string]any{"output": output}), http.StatusOK, `"code":"7.0"`)
+	if task, etag := eA.task(t, id); etag != `W/"5"` || task["status"] != "completed" {
+		t.Errorf("at A after the completion at B: %s %v", etag, task["status"])
+	}
+	rej, _ := eB.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0143"), http.StatusCreated)
+	wantStatus(t, "received at A", eA.move(t, eA.ehr, rej, `W/"1"`, "received", nil), http.StatusOK)
+	wantStatus(t, "reject without reason at B", eB.move(t, eB.ehr, rej, `W/"2"`, "rejected", nil), http.StatusUnprocessableEntity, "statusReason")
+	wantStatus(t, "rejected at B", eB.move(t, eB.ehr, rej, `W/"2"`, "rejected",
+		map[string]any{"statusReason": map[string]any{"text": "no capacity"}}), http.StatusOK, `"code":"4.0"`)
+	wantStatus(t, "illegal at A", eA.move(t, eA.ehr, rej, `W/"3"`, "accepted", nil), http.StatusConflict, "nothing moves it")
 }
 
 // token registers a backend client with role and organization and
