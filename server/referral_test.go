@@ -641,7 +641,8 @@ func TestReferralWrittenFHIRIsValid(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r := e.do(t, http.MethodGet, "/fhir/metadata", "", nil)
-	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) {
+	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) ||
+		!strings.Contains(string(r.body), "only while the patient's Consent permits the partner") {
 		t.Errorf("the CapabilityStatement does not state the write path: %.500s", r.body)
 	}
 }
