@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -93,7 +94,7 @@ func exportConformance(ctx context.Context, inv *invocation, patients int, seed 
 	if _, sum, err := g.Ingester().Ingest(ctx, raw); err != nil || sum.Rejected > 0 {
 		return none, fmt.Errorf("ingest of the synthetic records: %v (%d rejected)", err, sum.Rejected)
 	}
-	if err := referralSamples(ctx, g, raw, cfg.TokenEndpoint(), cfg.FHIRBase()); err != nil {
+	if err := referralSamples(ctx, g, raw, cfg.TokenEndpoint(), cfg.FHIRBase(), out); err != nil {
 		return none, err
 	}
 	bk, err := auth.NewBackendKey("ketabridge-conformance")
@@ -165,7 +166,7 @@ func renewing(k *auth.BackendKey, hc *http.Client, tokenURL string) selftest.Tok
 // closed when a deny Consent for the partner is recorded (the
 // closed Task, its statusReason and Provenance; docs/design/security.md
 // RFL-6).
-func referralSamples(ctx context.Context, g *server.Gateway, raw []json.RawMessage, tokenURL, fhirBase string) error {
+func referralSamples(ctx context.Context, g *server.Gateway, raw []json.RawMessage, tokenURL, fhirBase, out string) error {
 	var pat string
 	for _, r := range raw {
 		var h struct{ Kind, ID string }
@@ -253,6 +254,10 @@ func referralSamples(ctx context.Context, g *server.Gateway, raw []json.RawMessa
 	}
 	if resp.StatusCode != http.StatusCreated || json.Unmarshal(answer, &tr) != nil || len(tr.Entry) == 0 {
 		return fmt.Errorf("conformance export: the sample referral was answered %d", resp.StatusCode)
+	}
+	// The answer itself is validated with the other API responses.
+	if err := os.WriteFile(filepath.Join(out, "api-referral-transaction-response.json"), answer, 0o644); err != nil {
+		return err
 	}
 	taskID, _, _ := strings.Cut(strings.TrimPrefix(tr.Entry[0].Response.Location, "Task/"), "/")
 	in, err := g.Store().Read(ctx, "Task", taskID)
