@@ -94,7 +94,9 @@ var directoryTypes = []string{
 // signs, consents, provenance or anything else.
 //
 // Partner: every data class (each still limited by the patient's consent)
-// and the directory.
+// and the directory; the referral Tasks it owns or requested, and the
+// ServiceRequests of the referrals sent to it while the patient's consent
+// permits it (docs/referrals.md).
 var viewTypes = map[Role][]string{
 	RolePayer: {
 		"Patient", "Coverage", "Condition", "CarePlan", "PlanDefinition", "MedicationRequest",
@@ -103,7 +105,8 @@ var viewTypes = map[Role][]string{
 		"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "SearchParameter", "OperationDefinition",
 	},
 	RolePartner: {
-		"Task", // only the referrals it owns or requested (fhir: referralTerms)
+		"Task",           // only the referrals it owns or requested (fhir: referralTerms)
+		"ServiceRequest", // only the referrals sent to it, while the consent permits it (fhir: referralPackageTerms)
 		"Patient", "Coverage", "Condition", "CarePlan", "MedicationRequest", "MedicationStatement",
 		"MedicationAdministration", "Encounter", "Observation", "AdverseEvent",
 		"Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "PlanDefinition",

@@ -218,6 +218,11 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				}
 			}
 		}
+		if in.referrals && typ == "ServiceRequest" {
+			res.Documentation = ptr("A partner clinic's client reads the ServiceRequest of a referral the clinic sent it " +
+				"(performer its Organization), and the resources it names, only while the patient's Consent permits " +
+				"the partner; otherwise 404 (docs/referrals.md, the referral package).")
+		}
 		if in.referrals && typ == "Task" {
 			res.Interaction = append(res.Interaction, r4.CapabilityStatementRestResourceInteraction{
 				Code: r4.TypeRestfulInteractionUpdate,

@@ -444,6 +444,23 @@ func outsideNarrowing(v *outsideView, n narrowing, typ string) (narrowing, bool)
 		n.access = referralTerms(v.org)
 		return n, true
 	}
+	if v.role == auth.RolePartner && typ == "ServiceRequest" {
+		// The referral the clinic sent the partner, readable only while
+		// the patient's consent permits the partner (RFL-5).
+		ids := make([]string, 0, len(v.disc.Patients))
+		for id := range v.disc.Patients {
+			if n.all || slices.Contains(n.patients, id) {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		patients, access := referralPackageTerms(v.org, v.disc, ids)
+		n.all, n.hide, n.patients, n.access = false, true, patients, access
+		if n.patients == nil {
+			n.patients = []string{}
+		}
+		return n, true
+	}
 	inView, all, patients, access := DisclosureAccess(v.role, v.disc, typ)
 	if !inView {
 		return narrowing{hide: true}, false
@@ -469,6 +486,47 @@ func referralTerms(org string) *store.Access {
 		{Types: []string{"Task"}, Clauses: []store.Clause{{Param: "owner", Kind: store.KindReference, Values: ref}}},
 		{Types: []string{"Task"}, Clauses: []store.Clause{{Param: "requester", Kind: store.KindReference, Values: ref}}},
 	}}
+}
+
+// referralPackageTerms finds the ServiceRequests of the referrals the
+// clinic sent org (performer Organization/{org}) whose patient, one of
+// ids, has a consent that permits org now (disc), and returns those
+// patients
+// (docs/design/security.md RFL-5). The referral package is that
+// ServiceRequest and what it and its Task name: the Patient, its
+// Conditions, Observations, medications, course and Coverage are each
+// read under the partner's view like any other read, by the data classes
+// the consent lists (PRIV-12, PRIV-14, PRIV-15); the directory is open to
+// the view. Without a counting consent the package is empty: each of its
+// resources answers 404. A ServiceRequest labelled R (a suicide-risk
+// reason) is shown only where the partner clears R.
+func referralPackageTerms(org string, disc auth.Disclosure, ids []string) ([]string, *store.Access) {
+	performer := store.Clause{Param: "performer", Kind: store.KindReference, Values: []store.Value{{Str: "Organization/" + org}}}
+	notR := store.Clause{Param: "_security", Kind: store.KindToken, Not: true,
+		Values: []store.Value{{System: systemConfidentiality, Code: "R"}}}
+	var clear, plain []string
+	for _, id := range ids {
+		g, ok := disc.Patients[id]
+		switch {
+		case !ok || g.Classes == 0:
+		case g.Restricted:
+			clear = append(clear, id)
+		default:
+			plain = append(plain, id)
+		}
+	}
+	// A non-nil Access without terms finds nothing (default deny); a term
+	// is never built with no patients, which would not restrict them.
+	access := &store.Access{}
+	if len(clear) > 0 {
+		access.Terms = append(access.Terms, store.AccessTerm{Patients: clear, Types: []string{"ServiceRequest"},
+			Clauses: []store.Clause{performer}})
+	}
+	if len(plain) > 0 {
+		access.Terms = append(access.Terms, store.AccessTerm{Patients: plain, Types: []string{"ServiceRequest"},
+			Clauses: []store.Clause{performer, notR}})
+	}
+	return append(clear, plain...), access
 }
 
 // reducedPatient keeps what identifies a patient (docs/access.md): a view

@@ -53,6 +53,19 @@ const (
 	matchNone         = "none"
 )
 
+// matchBases are the local codes of the match bases
+// (ValueSet ketabridge-patient-match-basis).
+var matchBases = map[string]struct{ code, display string }{
+	matchIdentifier:   {"match-identifier", "Matched by identifier"},
+	matchDemographics: {"match-demographics", "Matched by family name, first given name, birth date and gender"},
+	matchNone:         {"match-none", "No match: awaiting registration"},
+}
+
+// localConcept is a CodeableConcept of one code of LocalCodeSystem.
+func localConcept(code, display, text string) map[string]any {
+	return map[string]any{"coding": []any{map[string]any{"system": LocalCodeSystem, "code": code, "display": display}}, "text": text}
+}
+
 // txEntry is one entry of a referral transaction.
 type txEntry struct {
 	index   int
@@ -455,8 +468,8 @@ func (s *Server) referralRecord(ctx context.Context, w writeCaller, r *referralI
 		meta = map[string]any{}
 	}
 	tags, _ := meta["tag"].([]any)
-	meta["tag"] = append(tags, map[string]any{"system": referredTagSystem, "code": referredTagCode,
-		"display": "referred patient awaiting registration"})
+	meta["tag"] = append(tags, map[string]any{"system": LocalCodeSystem, "code": referredTagCode,
+		"display": referredTagDisplay})
 	r.patient.res["meta"] = meta
 	if matched != "" {
 		// Never merged: the referred Patient stays its own resource and
@@ -466,14 +479,18 @@ func (s *Server) referralRecord(ctx context.Context, w writeCaller, r *referralI
 	}
 	// The Task shows the match and its basis, and the BSeR business status.
 	input, _ := r.task.res["input"].([]any)
+	// Coded in the gateway's local CodeSystem, published with its
+	// ValueSets in the implementation guide (ketabridge-referral-input,
+	// ketabridge-patient-match-basis); the text keeps the plain word.
+	mb := matchBases[basis]
 	match := map[string]any{
-		"type":        map[string]any{"text": "patient-match"},
-		"valueString": basis,
+		"type":                 localConcept("patient-match", "Basis of the referred patient's match", "patient-match"),
+		"valueCodeableConcept": localConcept(mb.code, mb.display, basis),
 	}
 	input = append(input, match)
 	if matched != "" {
 		input = append(input, map[string]any{
-			"type":           map[string]any{"text": "matched-patient"},
+			"type":           localConcept("matched-patient", "Clinic patient the referred patient matched", "matched-patient"),
 			"valueReference": map[string]any{"reference": "Patient/" + matched},
 		})
 	}
@@ -647,7 +664,7 @@ func (s *Server) uniquePatient(ctx context.Context, clauses []store.Clause) (str
 			return "", err
 		}
 		if !slices.ContainsFunc(p.Meta.Tag, func(t struct{ System, Code string }) bool {
-			return t.System == referredTagSystem && t.Code == referredTagCode
+			return (t.System == LocalCodeSystem || t.System == legacyReferredTagSystem) && t.Code == referredTagCode
 		}) {
 			found = append(found, r.ID)
 		}
@@ -659,10 +676,14 @@ func (s *Server) uniquePatient(ctx context.Context, clauses []store.Clause) (str
 }
 
 // The tag of a Patient a referral wrote: a referred patient, awaiting
-// registration at the clinic (docs/referrals.md).
+// registration at the clinic (docs/referrals.md), a code of
+// LocalCodeSystem (ValueSet ketabridge-referral-tag). Patients written
+// before the code was published carry it under legacyReferredTagSystem,
+// which is still recognised so they never become a match.
 const (
-	referredTagSystem = "http://ketabridge.org/fhir/referral-tag"
-	referredTagCode   = "referred-patient"
+	referredTagCode         = "referred-patient"
+	referredTagDisplay      = "Referred patient awaiting registration"
+	legacyReferredTagSystem = "http://ketabridge.org/fhir/referral-tag"
 )
 
 // decodeResource decodes a written resource into its R4 model (a value

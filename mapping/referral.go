@@ -71,6 +71,21 @@ func (e *emitter) referral(r *clinic.Referral) {
 	if r.Note != "" {
 		sr.Note = []r4.Annotation{{Text: r.Note}}
 	}
+	// The package: what the referral names of the patient's records. The
+	// partner reads each only as the patient's consent allows
+	// (docs/design/security.md RFL-5).
+	for _, id := range r.DiagnosisIDs {
+		sr.SupportingInfo = append(sr.SupportingInfo, kref("Condition", clinic.KindDiagnosis, id))
+	}
+	if r.CourseID != "" {
+		sr.SupportingInfo = append(sr.SupportingInfo, kref("CarePlan", clinic.KindCourse, r.CourseID))
+	}
+	for _, id := range r.TrialIDs {
+		sr.SupportingInfo = append(sr.SupportingInfo, kref("MedicationStatement", clinic.KindAntidepressantTrial, id))
+	}
+	if r.CoverageID != "" {
+		sr.Insurance = []r4.Reference{kref("Coverage", clinic.KindCoverage, r.CoverageID)}
+	}
 	e.add("ServiceRequest", srID, true, sr)
 	task := &r4.Task{
 		Id:             ptr(taskID),

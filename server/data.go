@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir"
 	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
@@ -39,6 +42,10 @@ type Data struct {
 	mapper  *mapping.Mapper
 	ingest  *ingest.Service
 	metrics *ops.Metrics
+	// closer closes the referrals whose patient's consent for their
+	// recipient no longer counts (docs/design/security.md RFL-6): after
+	// every ingest that writes a Consent, and by Serve's periodic sweep.
+	closer *fhir.ReferralCloser
 }
 
 // DurableStore is a durable backend: resources, auth state and the audit
@@ -106,7 +113,12 @@ func OpenData(ctx context.Context, cfg Config, log *slog.Logger) (*Data, error) 
 	}
 	d.reads = d.cacheStore(st)
 	d.mapper = mapping.New(mapping.Options{IdentifierSystemBase: cfg.IdentifierSystemBase, Organization: cfg.ClinicOrganization})
-	d.ingest = ingest.New(d.reads, d.mapper, search.Extract, store.SystemClock{})
+	d.closer = &fhir.ReferralCloser{Store: d.reads, Writer: d.reads,
+		Policy: auth.DisclosurePolicy{PayerCoverageOnly: cfg.PayerCoverageOnly}}
+	if as, ok := st.(store.AuditStore); ok {
+		d.closer.Audit = as.AppendAudit
+	}
+	d.ingest = ingest.New(consentWatch{Store: d.reads, d: d}, d.mapper, search.Extract, store.SystemClock{})
 	log.Info("store opened", "backend", d.backend, "redis", d.redis != nil)
 	if err := d.storeDefinitions(ctx); err != nil {
 		_ = d.Close()
@@ -117,6 +129,54 @@ func OpenData(ctx context.Context, cfg Config, log *slog.Logger) (*Data, error) 
 
 // Ingester is the ingest pipeline, writing through the read cache.
 func (d *Data) Ingester() *ingest.Service { return d.ingest }
+
+// consentWatch is the ingest pipeline's writer: it writes through the
+// read cache and, after a write that stored a new version of a Consent,
+// closes the referral Tasks of that patient whose recipient's consent no
+// longer counts (docs/design/security.md RFL-6). A failure to close is
+// logged and left to the next sweep: the Consent is stored, and the
+// referral package already reads it (RFL-5), so nothing stays readable.
+type consentWatch struct {
+	store.Store
+	d *Data
+}
+
+// Apply implements ingest.Writer.
+func (w consentWatch) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
+	results, err := w.Store.Apply(ctx, records)
+	if err != nil {
+		return results, err
+	}
+	var patients []string
+	for _, res := range results {
+		for _, r := range res.Resources {
+			if r.Type != "Consent" || r.Outcome == store.Unchanged {
+				continue
+			}
+			if p := consentPatient(records, r.ID); p != "" && !slices.Contains(patients, p) {
+				patients = append(patients, p)
+			}
+		}
+	}
+	if len(patients) > 0 {
+		if _, cerr := w.d.closer.Close(ctx, patients, time.Now()); cerr != nil {
+			w.d.log.Warn("referrals: closing on consent withdrawal failed; the sweep retries", "err", cerr)
+		}
+	}
+	return results, nil
+}
+
+// consentPatient is the compartment of the Consent id written by records.
+func consentPatient(records []store.RecordWrite, id string) string {
+	for _, rec := range records {
+		for _, rw := range rec.Resources {
+			if rw.Type == "Consent" && rw.ID == id {
+				return rw.Patient
+			}
+		}
+	}
+	return ""
+}
 
 // Store is the durable store itself, under the read cache: for tools that
 // read it whole (the benchmark's data set).

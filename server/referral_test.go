@@ -33,6 +33,9 @@ type referralEnv struct {
 	g                   *Gateway
 	base                string
 	partner, ehr, other string // access tokens
+	// tokenURL is the gateway's token endpoint (token registers more
+	// clients).
+	tokenURL string
 }
 
 func newReferralEnv(t *testing.T) *referralEnv {
@@ -86,24 +89,23 @@ func newReferralEnv(t *testing.T) *referralEnv {
 	}
 	partnerScope := "system/Task.crus system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"
 	return &referralEnv{
-		g:       g,
-		base:    base,
-		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
-		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
-		other:   token("northgate", "partner", orgID(synth.OrgPartnerNorthgate), partnerScope),
+		g:        g,
+		base:     base,
+		tokenURL: cfg.TokenEndpoint(),
+		partner:  token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), partnerScope),
+		ehr:      token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u"),
+		other:    token("northgate", "partner", orgID(synth.OrgPartnerNorthgate), partnerScope),
 	}
 }
 
-// TestReferralAcrossReplicas runs the write path on two replicas sharing
-// PostgreSQL and Redis: a referral posted at one is served at the other,
-// a Task update at one is seen at the other at once (the read cache of
-// every replica drops what changed), and two updates from the same
-// version made at the two replicas at once: one wins, the other is 412.
-func TestReferralAcrossReplicas(t *testing.T) {
+// replicaPair opens two replicas sharing a fresh PostgreSQL schema and
+// Redis key prefix, ingests records (keep chooses them from one synthetic
+// patient's) at the first, and registers the partner and EHR clients.
+func replicaPair(t *testing.T, keep func(raw json.RawMessage) bool) (*referralEnv, *referralEnv) {
 	dbURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 	redisURL := storetest.ServiceURL(t, "KETABRIDGE_TEST_REDIS_URL")
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	name := fmt.Sprintf("kb_ref_%d", time.Now().UnixNano())
 	schemaURL, drop, err := postgres.NewSchema(ctx, dbURL, name)
 	if err != nil {
@@ -143,19 +145,18 @@ func TestReferralAcrossReplicas(t *testing.T) {
 		return g
 	}
 	a := open(lnA)
-	// The directory only: the two organizations a referral names.
 	raw, err := SynthRecords(1, demoSeed, DemoStart)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var orgs []json.RawMessage
+	var recs []json.RawMessage
 	for _, r := range raw {
-		if bytes.Contains(r, []byte(`"kind":"organization"`)) {
-			orgs = append(orgs, r)
+		if keep(r) {
+			recs = append(recs, r)
 		}
 	}
-	if _, sum, err := a.Ingester().Ingest(ctx, orgs); err != nil || sum.Rejected > 0 {
-		t.Fatalf("organizations: %v, %+v", err, sum)
+	if _, sum, err := a.Ingester().Ingest(ctx, recs); err != nil || sum.Rejected > 0 {
+		t.Fatalf("records: %v, %+v", err, sum)
 	}
 	b := open(lnB)
 	token := func(id, role, org, scope string) string {
@@ -177,11 +178,22 @@ func TestReferralAcrossReplicas(t *testing.T) {
 		}
 		return tok
 	}
-	eA := &referralEnv{g: a, base: public,
+	eA := &referralEnv{g: a, base: public, tokenURL: public + "/auth/token",
 		partner: token("riverbend", "partner", orgID(synth.OrgPartnerRiverbend), "system/Task.cru system/ServiceRequest.c system/Patient.c system/Condition.c system/Observation.c"),
 		ehr:     token("lakeside-ehr", "ehr", orgID(synth.OrgClinic), "system/*.rs system/Task.u")}
 	eB := *eA
 	eB.g, eB.base = b, "http://"+lnB.Addr().String()
+	return eA, &eB
+}
+
+// TestReferralAcrossReplicas runs the write path on two replicas sharing
+// PostgreSQL and Redis: a referral posted at one is served at the other,
+// a Task update at one is seen at the other at once (the read cache of
+// every replica drops what changed), and two updates from the same
+// version made at the two replicas at once: one wins, the other is 412.
+func TestReferralAcrossReplicas(t *testing.T) {
+	// The directory only: the two organizations a referral names.
+	eA, eB := replicaPair(t, func(r json.RawMessage) bool { return bytes.Contains(r, []byte(`"kind":"organization"`)) })
 
 	id, _ := eA.postReferral(t, example(t, "inbound-referral.json", ""), http.StatusCreated)
 	if task, etag := eB.task(t, id); etag != `W/"1"` || task["status"] != "requested" {
@@ -203,7 +215,7 @@ func TestReferralAcrossReplicas(t *testing.T) {
 	body, _ := json.Marshal(cur)
 	var wg sync.WaitGroup
 	statuses := make([]int, 2)
-	for i, e := range []*referralEnv{eA, &eB} {
+	for i, e := range []*referralEnv{eA, eB} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -218,6 +230,43 @@ func TestReferralAcrossReplicas(t *testing.T) {
 	if _, etag := eB.task(t, id); etag != `W/"3"` {
 		t.Errorf("after the race: %s", etag)
 	}
+	// The rest of the referral's life alternates between the replicas.
+	wantStatus(t, "in-progress at A", eA.move(t, eA.ehr, id, `W/"3"`, "in-progress", nil), http.StatusOK)
+	output := []any{map[string]any{"type": map[string]any{"text": "consult note"},
+		"valueReference": map[string]any{"reference": "Organization/" + orgID(synth.OrgClinic)}}}
+	wantStatus(t, "completed at B", eB.move(t, eB.ehr, id, `W/"4"`, "completed", map[string]any{"output": output}), http.StatusOK, `"code":"7.0"`)
+	if task, etag := eA.task(t, id); etag != `W/"5"` || task["status"] != "completed" {
+		t.Errorf("at A after the completion at B: %s %v", etag, task["status"])
+	}
+	rej, _ := eB.postReferral(t, example(t, "inbound-referral.json", "RB-2026-0143"), http.StatusCreated)
+	wantStatus(t, "received at A", eA.move(t, eA.ehr, rej, `W/"1"`, "received", nil), http.StatusOK)
+	wantStatus(t, "reject without reason at B", eB.move(t, eB.ehr, rej, `W/"2"`, "rejected", nil), http.StatusUnprocessableEntity, "statusReason")
+	wantStatus(t, "rejected at B", eB.move(t, eB.ehr, rej, `W/"2"`, "rejected",
+		map[string]any{"statusReason": map[string]any{"text": "no capacity"}}), http.StatusOK, `"code":"4.0"`)
+	wantStatus(t, "illegal at A", eA.move(t, eA.ehr, rej, `W/"3"`, "accepted", nil), http.StatusConflict, "nothing moves it")
+}
+
+// token registers a backend client with role and organization and
+// returns an access token for scope.
+func (e *referralEnv) token(t *testing.T, id, role, org, scope string) string {
+	t.Helper()
+	bk, err := auth.NewBackendKey(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bk.Client(id, scope, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Role, c.Organization = role, org
+	if err := e.g.RegisterClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := bk.AccessToken(context.Background(), http.DefaultClient, e.tokenURL, e.tokenURL, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func orgID(clinicID string) string { return mapping.ResourceID(clinic.KindOrganization, clinicID) }
@@ -351,7 +400,7 @@ func TestReferralInbound(t *testing.T) {
 		if bs["code"] != "2.0" {
 			t.Errorf("businessStatus %v", bs)
 		}
-		if !strings.Contains(mustJSON(task["input"]), `"valueString":"none"`) {
+		if !strings.Contains(mustJSON(task["input"]), `"code":"match-none"`) {
 			t.Errorf("the patient match is not shown: %v", task["input"])
 		}
 		if n := e.total(t, e.ehr, srQuery); n != 1 {
@@ -522,7 +571,7 @@ func TestReferralPatientMatch(t *testing.T) {
 	t.Run("by identifier", func(t *testing.T) {
 		task, p := referred(t, "RB-M-1", func(p map[string]any) { p["identifier"] = demo["identifier"] })
 		in := mustJSON(task["input"])
-		if !strings.Contains(in, `"valueString":"identifier"`) || !strings.Contains(in, `"Patient/`+demoID+`"`) {
+		if !strings.Contains(in, `"code":"match-identifier"`) || !strings.Contains(in, `"Patient/`+demoID+`"`) {
 			t.Errorf("Task.input %s", in)
 		}
 		if p["id"] == demoID || !strings.Contains(mustJSON(p["link"]), `"Patient/`+demoID+`"`) || !strings.Contains(mustJSON(p["meta"]), "referred-patient") {
@@ -535,7 +584,7 @@ func TestReferralPatientMatch(t *testing.T) {
 				p[k] = demo[k]
 			}
 		})
-		if in := mustJSON(task["input"]); !strings.Contains(in, `"valueString":"demographics"`) || !strings.Contains(in, demoID) {
+		if in := mustJSON(task["input"]); !strings.Contains(in, `"code":"match-demographics"`) || !strings.Contains(in, demoID) {
 			t.Errorf("Task.input %s", in)
 		}
 	})
@@ -544,7 +593,7 @@ func TestReferralPatientMatch(t *testing.T) {
 		// The same person again: the first referral's Patient is a
 		// referred one, not the clinic's, so nothing matches.
 		task, p := referred(t, "RB-M-4", func(map[string]any) {})
-		if in := mustJSON(task["input"]); !strings.Contains(in, `"valueString":"none"`) || p["link"] != nil {
+		if in := mustJSON(task["input"]); !strings.Contains(in, `"code":"match-none"`) || p["link"] != nil {
 			t.Errorf("Task.input %s, link %v", in, p["link"])
 		}
 	})
@@ -592,7 +641,8 @@ func TestReferralWrittenFHIRIsValid(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r := e.do(t, http.MethodGet, "/fhir/metadata", "", nil)
-	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) {
+	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) ||
+		!strings.Contains(string(r.body), "only while the patient's Consent permits the partner") {
 		t.Errorf("the CapabilityStatement does not state the write path: %.500s", r.body)
 	}
 }

@@ -45,6 +45,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	go g.prober.Run(pctx, probeInterval)
 	go g.fhir.RunExports(pctx)
+	go g.sweepReferrals(pctx, referralSweepInterval)
 	if watch := g.externalWriteWatcher(pctx, externalWriteInterval); watch != nil {
 		go watch()
 	}
@@ -109,6 +110,34 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	g.log.Info("stopped")
 	return nil
+}
+
+// referralSweepInterval is how often a replica closes the referrals whose
+// consent stopped counting without an ingest (a period that ended):
+// docs/referrals.md. The package itself closes at once (RFL-5); the sweep
+// is for the Task.
+const referralSweepInterval = 5 * time.Minute
+
+// sweepReferrals runs the referral closer's sweep every interval
+// (docs/design/security.md RFL-6). Several replicas may sweep at once: a
+// close expects the version it read, so each Task is closed once.
+func (g *Gateway) sweepReferrals(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := g.closer.Sweep(ctx, time.Now()); err != nil {
+				if ctx.Err() == nil {
+					g.log.Warn("referrals: sweep failed", "err", err)
+				}
+			} else if n > 0 {
+				g.log.Info("referrals: closed on consent withdrawal", "tasks", n)
+			}
+		}
+	}
 }
 
 // externalWriteWatcher drops the whole read cache when the SQLite file has

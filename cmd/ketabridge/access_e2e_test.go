@@ -252,6 +252,17 @@ func (c *outsideClient) sees(r accRes) bool {
 	if r.typ == "Patient" {
 		return true // identity travels with the data
 	}
+	if r.typ == "ServiceRequest" {
+		// A referral the clinic sent the partner: its package, while the
+		// consent counts (docs/design/security.md RFL-5).
+		performers, _ := r.raw["performer"].([]any)
+		mine := false
+		for _, p := range performers {
+			ref, _ := p.(map[string]any)
+			mine = mine || ref["reference"] == "Organization/"+mapping.ResourceID(clinic.KindOrganization, c.org)
+		}
+		return c.role == "partner" && mine && (!slices.Contains(r.security, "R") || g.restricted)
+	}
 	cls := classOfTest(r)
 	if cls == "" || !slices.Contains(g.classes, cls) {
 		return false
@@ -278,7 +289,7 @@ func TestOutsideViewsEndToEnd(t *testing.T) {
 	// Everything of the patient-data types, unrestricted (the EHR client).
 	all := map[string][]accRes{}
 	var labelledR, labelledPSY int
-	for _, typ := range patientTypes {
+	for _, typ := range append(slices.Clone(patientTypes), "ServiceRequest") {
 		ms, _ := e.searchPages(t, e.system, "/"+typ+"?_count=200")
 		all[typ] = ms
 		for _, r := range ms {
@@ -512,7 +523,7 @@ func TestOutsideViewsEndToEnd(t *testing.T) {
 func checkOutsideView(t *testing.T, e *smartEnv, c *outsideClient, all map[string][]accRes) {
 	expected := map[string][]accRes{}
 	byPatient := map[string][]string{}
-	for _, typ := range patientTypes {
+	for _, typ := range append(slices.Clone(patientTypes), "ServiceRequest") {
 		for _, r := range all[typ] {
 			if c.sees(r) {
 				expected[typ] = append(expected[typ], r)
@@ -538,6 +549,17 @@ func checkOutsideView(t *testing.T, e *smartEnv, c *outsideClient, all map[strin
 		if json.Unmarshal(r.body, &b) != nil || b.Total == nil || *b.Total != len(expected[typ]) {
 			t.Errorf("%s _total=accurate: %s", typ, r)
 		}
+	}
+
+	// The referrals the clinic sent: a partner finds those sent to it whose
+	// patient's consent counts; a payer may not search the type.
+	if c.role == "partner" {
+		got, _ := e.searchPages(t, c.token, "/ServiceRequest?_count=7")
+		if g, w := keysOf(got), keysOf(expected["ServiceRequest"]); !slices.Equal(g, w) {
+			t.Errorf("ServiceRequest search: %d resources, want %d\n got %v\nwant %v", len(g), len(w), g, w)
+		}
+	} else if r := e.fhir(t, c.token, "/ServiceRequest"); r.status != http.StatusForbidden {
+		t.Errorf("ServiceRequest search by a %s: %d, want 403", c.role, r.status)
 	}
 
 	// Reads: every Patient (full, reduced or 404), and for every other type
@@ -603,7 +625,7 @@ func checkOutsideView(t *testing.T, e *smartEnv, c *outsideClient, all map[strin
 		got, _ := e.searchPages(t, c.token, path)
 		var gotKeys []string
 		for _, r := range got {
-			if slices.Contains(patientTypes, r.typ) {
+			if slices.Contains(patientTypes, r.typ) || r.typ == "ServiceRequest" {
 				gotKeys = append(gotKeys, r.key())
 			} else if r.patient != "" || r.typ == "Consent" || r.typ == "Provenance" {
 				t.Errorf("$everything of Patient/%s returned %s, a type outside the view", p.id, r.key())

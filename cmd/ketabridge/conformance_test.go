@@ -104,7 +104,8 @@ func TestEmittedFHIRConforms(t *testing.T) {
 // where the gateway is deployed. Each `conformance export` serves on its own
 // loopback port (so its base URL differs); the stored resources of two runs
 // are byte-identical once the store's own meta.versionId and meta.lastUpdated
-// and the Provenance's time of ingest are set aside, and none names the deployment's address: extension,
+// and the times of this run's writes (Provenance.recorded, a referral
+// Task's lastModified) are set aside, and none names the deployment's address: extension,
 // CodeSystem and identifier-system URLs are fixed canonicals or come from
 // the configured identifier-system base (docs/fhir-mapping.md).
 func TestExportIndependentOfBaseURL(t *testing.T) {
@@ -138,6 +139,9 @@ func TestExportIndependentOfBaseURL(t *testing.T) {
 			}
 			if doc["resourceType"] == "Provenance" {
 				delete(doc, "recorded") // when this run ingested the record
+			}
+			if doc["resourceType"] == "Task" {
+				delete(doc, "lastModified") // when this run wrote a referral's version
 			}
 			norm, err := json.Marshal(doc)
 			if err != nil {

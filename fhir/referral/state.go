@@ -37,13 +37,18 @@ func Known(s Status) bool { return slices.Contains(Statuses, s) }
 func Terminal(s Status) bool { return s == Rejected || s == Completed || s == Cancelled }
 
 // Actor is who asks for a move: the Task's owner (the recipient of the
-// referral) or its requester (the referrer).
+// referral) or its requester (the referrer), or the gateway acting on the
+// patient's consent.
 type Actor string
 
 // Actors.
 const (
 	Owner     Actor = "owner"
 	Requester Actor = "requester"
+	// ConsentWithdrawn is the gateway closing a referral the clinic sent
+	// because the patient's consent for its owner no longer counts
+	// (docs/design/security.md RFL-6). No client acts as it.
+	ConsentWithdrawn Actor = "consent-withdrawn"
 )
 
 // edge is one allowed move and who may make it.
@@ -55,7 +60,9 @@ type edge struct {
 // edges is the state machine (docs/design/security.md RFL-2): the owner
 // moves a referral requested -> received -> accepted | rejected ->
 // in-progress -> completed; the requester may cancel it before it is
-// accepted. Nothing leaves rejected, completed or cancelled.
+// accepted. The gateway cancels a referral that is still open when the
+// patient's consent for its owner is withdrawn (RFL-6). Nothing leaves
+// rejected, completed or cancelled.
 var edges = []edge{
 	{Requested, Received, Owner},
 	{Received, Accepted, Owner},
@@ -64,6 +71,10 @@ var edges = []edge{
 	{InProgress, Completed, Owner},
 	{Requested, Cancelled, Requester},
 	{Received, Cancelled, Requester},
+	{Requested, Cancelled, ConsentWithdrawn},
+	{Received, Cancelled, ConsentWithdrawn},
+	{Accepted, Cancelled, ConsentWithdrawn},
+	{InProgress, Cancelled, ConsentWithdrawn},
 }
 
 // Move is a requested change of a Task's status.
@@ -132,12 +143,12 @@ func Decide(m Move) Verdict {
 		switch {
 		case Terminal(m.From):
 			v.Reason = "the referral is " + string(m.From) + "; nothing moves it any more"
-		case slices.ContainsFunc(edges, func(e edge) bool { return e.from == m.From && e.to == m.To }):
+		case slices.ContainsFunc(edges, func(e edge) bool { return e.from == m.From && e.to == m.To && e.by != ConsentWithdrawn }):
 			v.Reason = "only the " + string(other(m.By)) + " may move the referral from " + string(m.From) + " to " + string(m.To) + allowed(next)
 		default:
 			v.Reason = "no move from " + string(m.From) + " to " + string(m.To) + allowed(next)
 		}
-	case m.To == Rejected && !m.HasStatusReason:
+	case (m.To == Rejected || m.By == ConsentWithdrawn) && !m.HasStatusReason:
 		v.Code, v.Reason = Unprocessable, "Task.statusReason is required to move the referral to "+string(m.To)
 	case m.To == Completed && !m.HasOutput:
 		v.Code, v.Reason = Unprocessable, "Task.output is required to complete the referral (the consult note or summary)"
@@ -147,6 +158,19 @@ func Decide(m Move) Verdict {
 	return v
 }
 
+// Withdrawal is the move that closes a referral in from when the
+// patient's consent for its owner is withdrawn (docs/design/security.md
+// RFL-6): cancelled, with statusReason, from any status that is not final;
+// ok is false when the referral is already closed (or in no referral
+// status), and nothing is to be done. The move is judged by Decide like
+// any other.
+func Withdrawal(from Status) (m Move, ok bool) {
+	m = Move{From: from, To: Cancelled, By: ConsentWithdrawn, HasStatusReason: true}
+	return m, Known(from) && Decide(m).Code == Allowed && from != Cancelled
+}
+
+// other is the actor of an edge the caller (owner or requester) may not
+// make.
 func other(a Actor) Actor {
 	if a == Owner {
 		return Requester

@@ -31,6 +31,15 @@ var matrix = map[Actor][]string{
 		/* completed   */ "409 409 409 409 409 =   409",
 		/* cancelled   */ "409 409 409 409 409 409 =",
 	},
+	ConsentWithdrawn: {
+		/* requested   */ "=   409 409 409 409 409 ok",
+		/* received    */ "409 =   409 409 409 409 ok",
+		/* accepted    */ "409 409 =   409 409 409 ok",
+		/* rejected    */ "409 409 409 =   409 409 409",
+		/* in-progress */ "409 409 409 409 =   409 ok",
+		/* completed   */ "409 409 409 409 409 =   409",
+		/* cancelled   */ "409 409 409 409 409 409 =",
+	},
 }
 
 // TestDecideMatrix checks every (from, to, actor) move against the matrix
@@ -103,6 +112,9 @@ func TestDecideRequirements(t *testing.T) {
 		{"skipping received", Move{From: Requested, To: Accepted, By: Owner}, Conflict, "allowed: received"},
 		{"after completion", Move{From: Completed, To: InProgress, By: Owner, HasOutput: true}, Conflict, "nothing moves it"},
 		{"requester after acceptance", Move{From: Accepted, To: Cancelled, By: Requester}, Conflict, "no move is allowed"},
+		{"owner cancelling after acceptance", Move{From: Accepted, To: Cancelled, By: Owner}, Conflict, "no move from accepted to cancelled"},
+		{"withdrawal without statusReason", Move{From: InProgress, To: Cancelled, By: ConsentWithdrawn}, Unprocessable, "statusReason"},
+		{"withdrawal completing", Move{From: InProgress, To: Completed, By: ConsentWithdrawn, HasOutput: true}, Conflict, "allowed: cancelled"},
 		{"unknown current status", Move{From: "draft", To: Requested, By: Owner}, Conflict, "not a referral status"},
 		// The missing element is only judged for a move that is allowed.
 		{"reject by requester without reason", Move{From: Received, To: Rejected, By: Requester}, Conflict, "only the owner"},
@@ -129,5 +141,25 @@ func TestBusinessStatus(t *testing.T) {
 	}
 	if _, ok := BusinessStatusOf("draft"); ok {
 		t.Error("draft has a business status")
+	}
+}
+
+// TestWithdrawal checks the move that closes a referral on consent
+// withdrawal (docs/design/security.md RFL-6): cancelled with statusReason
+// from every open status, nothing from a closed one.
+func TestWithdrawal(t *testing.T) {
+	for _, from := range Statuses {
+		m, ok := Withdrawal(from)
+		open := !Terminal(from)
+		if ok != open {
+			t.Errorf("Withdrawal(%s) ok = %v, want %v", from, ok, open)
+			continue
+		}
+		if ok && (m.To != Cancelled || m.By != ConsentWithdrawn || !m.HasStatusReason || Decide(m).Code != Allowed) {
+			t.Errorf("Withdrawal(%s) = %+v", from, m)
+		}
+	}
+	if _, ok := Withdrawal("draft"); ok {
+		t.Error("Withdrawal(draft) is a move")
 	}
 }

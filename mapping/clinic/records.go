@@ -482,4 +482,12 @@ type Referral struct {
 	Note    string `json:"note,omitempty"`
 	// AuthoredOn is when the referral was made.
 	AuthoredOn string `json:"authoredOn"`
+	// The patient's records the referral names, its package for the
+	// partner (docs/referrals.md): diagnoses, the ketamine course, the
+	// antidepressant trials (ServiceRequest.supportingInfo) and the
+	// coverage (ServiceRequest.insurance). Each must be the patient's.
+	DiagnosisIDs []string `json:"diagnosisIds,omitempty"`
+	CourseID     string   `json:"courseId,omitempty"`
+	TrialIDs     []string `json:"trialIds,omitempty"`
+	CoverageID   string   `json:"coverageId,omitempty"`
 }

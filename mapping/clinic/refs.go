@@ -69,6 +69,14 @@ func refs(r Record) []ref {
 		add("patientId", KindPatient, v.PatientID)
 		add("partnerId", KindOrganization, v.PartnerID)
 		add("requesterId", KindPractitioner, v.RequesterID)
+		for i, id := range v.DiagnosisIDs {
+			add(index("diagnosisIds", i), KindDiagnosis, id)
+		}
+		add("courseId", KindCourse, v.CourseID)
+		for i, id := range v.TrialIDs {
+			add(index("trialIds", i), KindAntidepressantTrial, id)
+		}
+		add("coverageId", KindCoverage, v.CoverageID)
 	}
 	return out
 }
@@ -124,6 +132,25 @@ func CheckRefs(r Record, res Resolver) []FieldError {
 	case *Referral:
 		if org, ok := found[Key{KindOrganization, v.PartnerID}].(*Organization); ok && org.Type != "partner" {
 			e.add("partnerId", "must reference an organization of type partner")
+		}
+		// The package holds the referred patient's records only.
+		if !failed["patientId"] {
+			for i, id := range v.DiagnosisIDs {
+				if dx, ok := found[Key{KindDiagnosis, id}].(*Diagnosis); ok && dx.PatientID != v.PatientID {
+					e.add(index("diagnosisIds", i), "must reference a diagnosis of the referral's patient")
+				}
+			}
+			if c, ok := found[Key{KindCourse, v.CourseID}].(*Course); ok && c.PatientID != v.PatientID {
+				e.add("courseId", "must reference a course of the referral's patient")
+			}
+			for i, id := range v.TrialIDs {
+				if tr, ok := found[Key{KindAntidepressantTrial, id}].(*AntidepressantTrial); ok && tr.PatientID != v.PatientID {
+					e.add(index("trialIds", i), "must reference an antidepressant trial of the referral's patient")
+				}
+			}
+			if cov, ok := found[Key{KindCoverage, v.CoverageID}].(*Coverage); ok && cov.PatientID != v.PatientID {
+				e.add("coverageId", "must reference a coverage of the referral's patient")
+			}
 		}
 	case *Course:
 		if dx, ok := found[Key{KindDiagnosis, v.DiagnosisID}].(*Diagnosis); ok && dx.PatientID != v.PatientID && !failed["patientId"] {

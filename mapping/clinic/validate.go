@@ -878,4 +878,12 @@ func (r *Referral) validate(e *errs) {
 	e.icd10("reason", r.Reason, true)
 	e.required("service", r.Service)
 	e.dateTime("authoredOn", r.AuthoredOn, true)
+	for i, id := range r.DiagnosisIDs {
+		e.id(index("diagnosisIds", i), id, true)
+	}
+	e.id("courseId", r.CourseID, false)
+	for i, id := range r.TrialIDs {
+		e.id(index("trialIds", i), id, true)
+	}
+	e.id("coverageId", r.CoverageID, false)
 }

@@ -703,6 +703,26 @@ var (
 	SecurityRestricted = Code{V3Confidentiality, "R", "restricted"}
 )
 
+// Local codes of referrals (docs/referrals.md). The fhir package writes
+// them (it does not import this package; a server test keeps the two
+// equal).
+var (
+	// ReferralInputPatientMatch and ReferralInputMatchedPatient are the
+	// Task.input types of an inbound referral: the basis of the patient
+	// match, and the clinic's Patient it matched.
+	ReferralInputPatientMatch   = local("patient-match", "Basis of the referred patient's match")
+	ReferralInputMatchedPatient = local("matched-patient", "Clinic patient the referred patient matched")
+	// The bases of a patient match, the value of the patient-match input.
+	MatchIdentifier   = local("match-identifier", "Matched by identifier")
+	MatchDemographics = local("match-demographics", "Matched by family name, first given name, birth date and gender")
+	MatchNone         = local("match-none", "No match: awaiting registration")
+	// ReferredPatient tags a Patient an inbound referral wrote (meta.tag).
+	ReferredPatient = local("referred-patient", "Referred patient awaiting registration")
+	// ConsentWithdrawn is the Task.statusReason of a referral closed when
+	// the patient's consent for its recipient stopped counting.
+	ConsentWithdrawn = local("consent-withdrawn", "Patient consent for the recipient withdrawn")
+)
+
 // LocalGroup is a group of local codes published as one ValueSet.
 type LocalGroup struct {
 	// ID is the ValueSet id (its url is ValueSetBase + ID).
@@ -776,6 +796,18 @@ func LocalGroups() []LocalGroup {
 		{"ketabridge-consent-data-class", "KetaBridge consent data classes",
 			"Consent.provision.class codes; each concept names the resources it covers.",
 			pick(DataClasses, "demographics", "diagnoses", "medications", "sessions", "assessments", "vitals", "coverage")},
+		{"ketabridge-referral-input", "KetaBridge referral Task inputs",
+			"Task.input.type codes of an inbound referral: the basis of the referred patient's match and the clinic's Patient it matched.",
+			[]Code{ReferralInputPatientMatch, ReferralInputMatchedPatient}},
+		{"ketabridge-patient-match-basis", "KetaBridge patient match bases",
+			"Values of a referral Task's patient-match input: how the referred patient was matched to a clinic patient, or that it was not.",
+			[]Code{MatchIdentifier, MatchDemographics, MatchNone}},
+		{"ketabridge-referral-tag", "KetaBridge referral tags",
+			"meta.tag codes of resources a referral wrote: a referred Patient awaiting registration, never merged.",
+			[]Code{ReferredPatient}},
+		{"ketabridge-referral-status-reason", "KetaBridge referral status reasons",
+			"Task.statusReason codes the gateway sets when it closes a referral itself.",
+			[]Code{ConsentWithdrawn}},
 	}
 }
 

@@ -18,7 +18,7 @@ func (g *patientGen) referral() *clinic.Referral {
 	if g.n%len(consentPlans) != referralPlan {
 		return nil
 	}
-	return &clinic.Referral{
+	r := &clinic.Referral{
 		Header:      clinic.Header{Kind: clinic.KindReferral, ID: fmt.Sprintf("ref-%s", g.id)},
 		PatientID:   g.patientID,
 		PartnerID:   OrgPartnerRiverbend,
@@ -26,5 +26,12 @@ func (g *patientGen) referral() *clinic.Referral {
 		Reason:      g.dxCode,
 		Service:     "Psychotherapy after ketamine induction",
 		AuthoredOn:  dt(g.start.AddDate(0, 0, 28).Add(9 * 3600e9)),
+		// The package: the diagnosis, the course and the coverage.
+		DiagnosisIDs: []string{g.dxID},
+		CourseID:     g.courseID,
 	}
+	if g.covered() {
+		r.CoverageID = g.covID
+	}
+	return r
 }
