@@ -269,6 +269,9 @@ func (s *Server) Register(e *echo.Echo) {
 		add(http.MethodPost, "", auth.InteractionCreate, s.transaction)
 		add(http.MethodPut, "/Task/:id", auth.InteractionUpdate, s.updateTask)
 		add(http.MethodPatch, "/Task/:id", auth.InteractionPatch, s.updateTask)
+		// A payer's answer to a prior-authorization request
+		// (fhir/claimresponse.go).
+		add(http.MethodPost, "/ClaimResponse", auth.InteractionCreate, s.createClaimResponse)
 	}
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if m != http.MethodPost || s.writer == nil {
