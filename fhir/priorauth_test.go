@@ -14,6 +14,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/priorauth"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -387,5 +390,57 @@ func TestPAStatusHTTP(t *testing.T) {
 	}
 	if w := env.doAs("no-cr", http.MethodGet, "/fhir/CarePlan/"+carePlans(t, st)[0].ID+"/$pa-status", ""); w.Code != http.StatusForbidden {
 		t.Errorf("without ClaimResponse read: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestPAPrescriberSpecialty: the synthetic practitioners carry their NUCC
+// specialty (the clinic record's specialty member), so under the policy
+// that asks for a psychiatrist prescriber the criterion answers met for a
+// psychiatrist's course and not-met for anyone else's, never unknown, and the PAS request's PractitionerRole carries the specialty.
+func TestPAPrescriberSpecialty(t *testing.T) {
+	env, st := paEnv(t, testCallers{"ehr": caller("system/*.rs", "")})
+	payer := "Organization/" + mapping.ResourceID(clinic.KindOrganization, synth.OrgPayerBlueHeron)
+	seen := map[string]int{}
+	for _, p := range carePlans(t, st) {
+		w := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pa-criteria?payer="+payer, "")
+		if w.Code != http.StatusOK {
+			continue // a course no policy covers (422)
+		}
+		var pp paParams
+		if err := json.Unmarshal(w.Body.Bytes(), &pp); err != nil {
+			t.Fatal(err)
+		}
+		c := pp.criteria()["psychiatrist-prescriber"]
+		if len(c) == 0 {
+			continue // the ketamine policy does not ask
+		}
+		seen[c[0]]++
+		if len(c) != 2 || !strings.HasPrefix(c[1], "Practitioner/") {
+			t.Errorf("%s: psychiatrist-prescriber %v, want the prescriber as evidence", p.ID, c)
+		}
+		pr := env.doAs("ehr", http.MethodGet, "/fhir/"+c[1], "")
+		want := "not-met"
+		if strings.Contains(pr.Body.String(), `{"system":"http://nucc.org/provider-taxonomy","code":"2084P0800X"`) {
+			want = "met"
+		}
+		if c[0] != want {
+			t.Errorf("%s: psychiatrist-prescriber %s, want %s for %s", p.ID, c[0], want, pr.Body)
+		}
+		if c[0] == "met" {
+			b := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pas-bundle?payer="+payer, "")
+			if b.Code == http.StatusOK && !strings.Contains(b.Body.String(), `"specialty":[{"coding":[{"system":"http://nucc.org/provider-taxonomy","code":"2084P0800X"`) {
+				t.Errorf("%s: the PAS PractitionerRole has no specialty", p.ID)
+			}
+		}
+	}
+	t.Logf("psychiatrist-prescriber: %v", seen)
+	if seen["met"] == 0 || seen["unknown"] != 0 {
+		t.Errorf("psychiatrist-prescriber answers %v, want met, never unknown", seen)
+	}
+	// The nurse practitioner's specialty is recorded too (not-met on her
+	// courses; the table test of priorauth covers the rule itself).
+	np := "Practitioner/" + mapping.ResourceID(clinic.KindPractitioner, "prac-np-castillo")
+	if w := env.doAs("ehr", http.MethodGet, "/fhir/"+np, ""); !strings.Contains(w.Body.String(), `"code":"363LP0808X"`) {
+		t.Errorf("the nurse practitioner's specialty: %d %s", w.Code, w.Body)
 	}
 }

@@ -682,6 +682,32 @@ var Qualifications = map[string]Code{
 	"PA": {V2Degree, "PA", "Physician Assistant"},
 }
 
+// NUCCTaxonomy is the NUCC Health Care Provider Taxonomy, the code system
+// of a practitioner's specialty (US Core 6.1.0 binds PractitionerRole.specialty
+// to it).
+const NUCCTaxonomy = "http://nucc.org/provider-taxonomy"
+
+// Taxonomies are the displays of the NUCC taxonomy codes a ketamine clinic's
+// staff commonly have (nucc.org, version 24.0 names). A valid code not listed
+// here is carried without a display.
+var Taxonomies = map[string]string{
+	"2084P0800X": "Psychiatry & Neurology, Psychiatry",
+	"2084P0804X": "Psychiatry & Neurology, Child & Adolescent Psychiatry",
+	"2084P0805X": "Psychiatry & Neurology, Geriatric Psychiatry",
+	"2084A0401X": "Psychiatry & Neurology, Addiction Medicine",
+	"2084N0400X": "Psychiatry & Neurology, Neurology",
+	"207L00000X": "Anesthesiology",
+	"207Q00000X": "Family Medicine",
+	"207R00000X": "Internal Medicine",
+	"363LP0808X": "Nurse Practitioner, Psychiatric/Mental Health",
+	"363LF0000X": "Nurse Practitioner, Family",
+	"363AM0700X": "Physician Assistant, Medical",
+	"367500000X": "Nurse Anesthetist, Certified Registered",
+	"163W00000X": "Registered Nurse",
+	"163WP0808X": "Registered Nurse, Psychiatric/Mental Health",
+	"103T00000X": "Psychologist",
+}
+
 // CourseStatus maps a course status to MedicationRequest.status
 // (medicationrequest-status) and CarePlan.status (request-status).
 var CourseStatus = map[string]struct{ MedicationRequest, CarePlan string }{
