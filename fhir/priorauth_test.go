@@ -24,11 +24,16 @@ import (
 // paEnv serves the synthetic data set of directoryStore (real SQLite,
 // ingested as the gateway ingests) to the callers.
 func paEnv(t *testing.T, callers testCallers) (*testEnv, store.Store) {
+	return paEnvBase(t, callers, "")
+}
+
+// paEnvBase is paEnv with the clinic's identifier namespace idBase.
+func paEnvBase(t *testing.T, callers testCallers, idBase string) (*testEnv, store.Store) {
 	t.Helper()
 	st := directoryStore(t)
 	var buf bytes.Buffer
 	s, err := New(Options{Store: st, Base: testBase, Clock: fixedClock{time.Date(2025, 2, 20, 12, 0, 0, 0, time.UTC)},
-		Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Verifier: callers})
+		Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Verifier: callers, IdentifierSystemBase: idBase})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +255,47 @@ func TestPASBundleHTTP(t *testing.T) {
 		t.Errorf("no PAS bundle built (%d refused for missing data)", missing)
 	}
 	t.Logf("%d bundles, %d refused for missing data", ok, missing)
+}
+
+// TestPASIdentifiersOnConfiguredBase: the PAS request's Bundle and Claim
+// identifiers are in the clinic's configured identifier namespace
+// ({base}/pas-request), the default namespace without one.
+func TestPASIdentifiersOnConfiguredBase(t *testing.T) {
+	for _, c := range []struct{ base, want string }{
+		{"https://clinic-b.example/fhir/sid", "https://clinic-b.example/fhir/sid/pas-request"},
+		{"urn:example:clinic-b:sid", "urn:example:clinic-b:sid/pas-request"},
+		{"", "http://ketabridge.org/fhir/sid/pas-request"},
+	} {
+		env, st := paEnvBase(t, testCallers{"ehr": caller("system/*.rs", "")}, c.base)
+		built := 0
+		for _, p := range carePlans(t, st) {
+			w := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pas-bundle", "")
+			if w.Code != http.StatusOK {
+				continue
+			}
+			built++
+			var b struct {
+				Identifier struct{ System, Value string }
+				Entry      []struct {
+					Resource struct {
+						ResourceType string
+						Identifier   []struct{ System, Value string }
+					}
+				}
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
+				t.Fatal(err)
+			}
+			claim := b.Entry[0].Resource
+			if b.Identifier.System != c.want || claim.ResourceType != "Claim" || len(claim.Identifier) != 1 ||
+				claim.Identifier[0].System != c.want || claim.Identifier[0].Value != b.Identifier.Value {
+				t.Errorf("base %q: Bundle identifier %+v, Claim identifiers %+v; want system %s", c.base, b.Identifier, claim.Identifier, c.want)
+			}
+		}
+		if built == 0 {
+			t.Errorf("base %q: no PAS bundle built", c.base)
+		}
+	}
 }
 
 // checkPAS runs the gateway's own validator over a PAS Bundle, which checks
