@@ -233,3 +233,49 @@ func str(v any, path ...any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// TestMADRSTotalInPayerView: a MADRS sent with its items maps to a total
+// (N) and an item-scores Observation (R, item 10 rates suicidal thoughts).
+// A payer, who never clears R, reads the total of every such MADRS of a
+// patient whose assessments it may see, without components, and never the
+// item scores (docs/fhir-mapping.md "Security labels", PRIV-14).
+func TestMADRSTotalInPayerView(t *testing.T) {
+	re := newReferralEnv(t)
+	e := &answerEnv{referralEnv: re,
+		blueheron: re.token("blueheron-pa", "payer", orgID(synth.OrgPayerBlueHeron), "system/*.rs")}
+	const scales = "http://ketabridge.org/fhir/CodeSystem/ketabridge-scales"
+	items := e.searchAll(t, e.ehr, "Observation?code="+scales+"|madrs-items&_count=500")
+	if len(items) == 0 {
+		t.Fatal("the demo data has no MADRS with items")
+	}
+	if got := e.searchAll(t, e.blueheron, "Observation?code="+scales+"|madrs-items&_count=500"); len(got) != 0 {
+		t.Errorf("the payer finds %d MADRS item-scores Observations", len(got))
+	}
+	seen := 0
+	for _, it := range items {
+		id := it["id"].(string)
+		if !strings.Contains(mustJSON(it["meta"]), `"code":"R"`) || len(it["component"].([]any)) != 10 {
+			t.Errorf("item scores %s: %v", id, it["meta"])
+		}
+		wantStatus(t, "payer reads the item scores", e.do(t, http.MethodGet, "/fhir/Observation/"+id, e.blueheron, nil), http.StatusNotFound)
+		total := str(it, "hasMember", 0, "reference")
+		patient := str(it, "subject", "reference")
+		// The payer sees this patient's assessments when it finds any of
+		// them (the PHQ-9 totals, N).
+		assessments := e.searchAll(t, e.blueheron, "Observation?patient="+patient+"&code=http://loinc.org|44261-6&_count=1")
+		r := e.do(t, http.MethodGet, "/fhir/"+total, e.blueheron, nil)
+		if len(assessments) == 0 {
+			wantStatus(t, "a total outside the payer's view", r, http.StatusNotFound)
+			continue
+		}
+		wantStatus(t, "payer reads the total", r, http.StatusOK, `"code":"madrs-total"`, `"valueInteger"`, `"code":"N"`)
+		if strings.Contains(string(r.body), `"component"`) || strings.Contains(string(r.body), "madrs-item-") {
+			t.Errorf("the payer's MADRS total carries items: %s", r.body)
+		}
+		seen++
+	}
+	t.Logf("%d MADRS with items; the payer reads %d totals", len(items), seen)
+	if seen == 0 {
+		t.Error("the payer reads no MADRS total")
+	}
+}

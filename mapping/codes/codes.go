@@ -354,6 +354,13 @@ type Instrument struct {
 	// thoughts), 0 for none: the Observation carrying its answer is
 	// restricted.
 	SuicideItem int
+	// ItemScores is the code of the Observation that carries the item
+	// scores as components, apart from the total, of an instrument without
+	// a panel whose SuicideItem is among the answered items: that
+	// Observation is restricted and the total is an Observation of its
+	// own that is not, so that minimum necessary can show the total
+	// without item 10 (docs/fhir-mapping.md "Security labels").
+	ItemScores Code
 }
 
 // scale returns a local scale code.
@@ -432,6 +439,7 @@ var Instruments = map[string]Instrument{
 		Score:       scale("madrs-total", "MADRS total score"),
 		Items:       localItems("madrs", "MADRS", 10),
 		SuicideItem: 10,
+		ItemScores:  scale("madrs-items", "MADRS item scores"),
 	},
 	"cadss": {
 		Name:  "CADSS",
@@ -459,6 +467,7 @@ var CSSRSRisk = map[string][]Code{
 func ScaleConcepts() []Concept {
 	out := []Concept{
 		{"madrs-total", "MADRS total score", "Montgomery-Asberg Depression Rating Scale total score (0-60)."},
+		{"madrs-items", "MADRS item scores", "Montgomery-Asberg Depression Rating Scale item scores, items 1-10 as components, apart from the total."},
 		{"cadss-total", "CADSS total score", "Clinician-Administered Dissociative States Scale total score (0-92)."},
 		{"moaas-score", "MOAA/S score", "Modified Observer's Assessment of Alertness/Sedation score (0-5)."},
 	}
