@@ -90,7 +90,9 @@ func TestClaimResponseFromPayer(t *testing.T) {
 		id := m["id"].(string)
 		bhOrder := covPayer[str(m, "insurance", 0, "reference")] == "Organization/"+bh
 		switch {
-		case visible[id] && bhOrder && order == "":
+		case visible[id] && bhOrder && order == "" && strings.Contains(mustJSON(m), `"code":"46713006"`):
+			// An esketamine order (nasal route): Blue Heron's policy for
+			// it asks for a psychiatrist prescriber.
 			order, patient = "MedicationRequest/"+id, str(m, "subject", "reference")
 		case !visible[id] && outside == "":
 			outside = "MedicationRequest/" + id
@@ -198,6 +200,24 @@ func TestClaimResponseFromPayer(t *testing.T) {
 		}
 		r := e.do(t, http.MethodGet, "/fhir/CarePlan/"+plan+"/$pa-status", e.blueheron, nil)
 		wantStatus(t, "payer status", r, http.StatusOK, "ClaimResponse/"+id, `"valueCode":"approved"`)
+		// The payer's own checklist and request of the course, with its
+		// token: the psychiatrist criterion of its policy is answered from
+		// the prescriber's recorded specialty, not unknown.
+		crit := e.do(t, http.MethodGet, "/fhir/CarePlan/"+plan+"/$pa-criteria", e.blueheron, nil)
+		wantStatus(t, "payer criteria", crit, http.StatusOK, `"valueString":"esketamine-blue-heron|`, `"valueCode":"psychiatrist-prescriber"`)
+		status := ""
+		for _, q := range crit.json(t)["parameter"].([]any) {
+			parts, _ := q.(map[string]any)["part"].([]any)
+			if len(parts) > 2 && str(parts, 0, "valueCode") == "psychiatrist-prescriber" {
+				status = str(parts, 2, "valueCode")
+			}
+		}
+		if status != "met" && status != "not-met" {
+			t.Errorf("payer criteria: psychiatrist-prescriber %q, want met or not-met: %s", status, crit.body)
+		}
+		if b := e.do(t, http.MethodGet, "/fhir/CarePlan/"+plan+"/$pas-bundle", e.blueheron, nil); b.status != http.StatusOK && b.status != http.StatusUnprocessableEntity {
+			t.Errorf("payer PAS request: %d %s", b.status, b.body)
+		}
 		// The payer sees its own answers only; the other payer none.
 		own := e.searchAll(t, e.blueheron, "ClaimResponse?_count=500")
 		if len(own) == 0 {
