@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ketabridge/ketabridge/conformance"
@@ -232,6 +233,49 @@ func TestClaimResponseFromPayer(t *testing.T) {
 			t.Errorf("Cascade sees Blue Heron's answer: %v", got)
 		}
 		wantStatus(t, "Cascade read", e.do(t, http.MethodGet, "/fhir/ClaimResponse/"+id, e.cascade, nil), http.StatusNotFound)
+	})
+	t.Run("two answers with one identifier at once", func(t *testing.T) {
+		// Whatever the interleaving: one create, never two, never a 5xx; a
+		// loser is 409 (send again) or, when it came second, a new version.
+		bodies := [][]byte{
+			bytes.Replace(answerBody(t, order, patient, bh, "BH-RACE", "A4", "queued"), []byte(`"preAuthRef": "BHP-2025-0042117",`), nil, 1),
+			answerBody(t, order, patient, bh, "BH-RACE", "A1", "complete"),
+		}
+		statuses := make([]int, 2)
+		var wg sync.WaitGroup
+		for i := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i] = post(e.blueheron, bodies[i]).status
+			}()
+		}
+		wg.Wait()
+		created, conflict := 0, 0
+		for _, st := range statuses {
+			switch st {
+			case http.StatusCreated:
+				created++
+			case http.StatusConflict:
+				conflict++
+			case http.StatusOK:
+			default:
+				t.Fatalf("statuses %v", statuses)
+			}
+		}
+		if created != 1 {
+			t.Fatalf("statuses %v: want exactly one create", statuses)
+		}
+		found := e.searchAll(t, e.ehr, "ClaimResponse?identifier=https://blueheron.example/pa-decisions|BH-RACE")
+		if len(found) != 1 {
+			t.Fatalf("%d ClaimResponses with the identifier", len(found))
+		}
+		h := e.do(t, http.MethodGet, "/fhir/ClaimResponse/"+found[0]["id"].(string)+"/_history", e.ehr, nil)
+		want := `"total":2`
+		if conflict == 1 {
+			want = `"total":1`
+		}
+		wantStatus(t, "history after the race", h, http.StatusOK, want)
 	})
 }
 
