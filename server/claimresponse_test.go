@@ -343,3 +343,73 @@ func TestMADRSTotalInPayerView(t *testing.T) {
 		t.Error("the payer reads no MADRS total")
 	}
 }
+
+// TestPAOperationsPayerAndEHR runs the prior-authorization operations with
+// the real tokens of Blue Heron and of the EHR over every course the payer
+// sees in the demo data: the checklist answers for each, and the payer, who
+// sees less, never has a criterion met that the EHR's checklist of the same
+// course does not also have met (docs/design/security.md PA-1, PA-2); the
+// status answers as for the EHR or 404, and the PAS request is a Bundle or
+// a 422 naming what to record.
+func TestPAOperationsPayerAndEHR(t *testing.T) {
+	re := newReferralEnv(t)
+	e := &answerEnv{referralEnv: re,
+		blueheron: re.token("blueheron-pa", "payer", orgID(synth.OrgPayerBlueHeron), "system/*.rs")}
+	criteria := func(tok, plan string) (string, map[string]string) {
+		r := e.do(t, http.MethodGet, "/fhir/CarePlan/"+plan+"/$pa-criteria", tok, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s criteria: %d %s", plan, r.status, r.body)
+		}
+		out, result := map[string]string{}, ""
+		for _, q := range r.json(t)["parameter"].([]any) {
+			q := q.(map[string]any)
+			if q["name"] == "result" {
+				result, _ = q["valueCode"].(string)
+			}
+			if parts, _ := q["part"].([]any); q["name"] == "criterion" && len(parts) > 2 {
+				out[str(parts, 0, "valueCode")] = str(parts, 2, "valueCode")
+			}
+		}
+		return result, out
+	}
+	plans := e.searchAll(t, e.blueheron, "CarePlan?_count=500")
+	if len(plans) == 0 {
+		t.Fatal("the payer sees no course")
+	}
+	results, statuses := map[string]int{}, map[int]int{}
+	for _, p := range plans {
+		id := p["id"].(string)
+		result, payer := criteria(e.blueheron, id)
+		_, ehr := criteria(e.ehr, id)
+		results[result]++
+		for code, st := range payer {
+			if st == "met" && ehr[code] != "met" {
+				t.Errorf("%s: %s met for the payer, %q for the EHR", id, code, ehr[code])
+			}
+		}
+		ps := e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pa-status", e.blueheron, nil)
+		es := e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pa-status", e.ehr, nil)
+		statuses[ps.status]++
+		// The renewal criteria are checked under each caller's view and may
+		// differ; the rest is the same answer.
+		core := func(a edgeAnswer) string {
+			var kept []any
+			for _, q := range a.json(t)["parameter"].([]any) {
+				if q.(map[string]any)["name"] != "renewalCriteria" {
+					kept = append(kept, q)
+				}
+			}
+			return mustJSON(kept)
+		}
+		if ps.status == http.StatusOK && (es.status != http.StatusOK || core(ps) != core(es)) || ps.status != http.StatusOK && ps.status != http.StatusNotFound {
+			t.Errorf("%s status: payer %d %s, EHR %d %s", id, ps.status, ps.body, es.status, es.body)
+		}
+		if b := e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pas-bundle", e.blueheron, nil); b.status != http.StatusOK && b.status != http.StatusUnprocessableEntity {
+			t.Errorf("%s PAS request: %d %s", id, b.status, b.body)
+		}
+	}
+	t.Logf("%d courses: results %v, status answers %v", len(plans), results, statuses)
+	if statuses[http.StatusOK] == 0 {
+		t.Error("the payer reads no authorization status")
+	}
+}
