@@ -90,7 +90,8 @@ var directoryTypes = []string{
 // encounters, assessment scores and adverse events; the Practitioners and
 // Organizations they reference; and, beyond the table the issue started
 // from, Medication (the product a request or dose names) and Location (the
-// REMS-certified setting is a prior-authorization criterion). Not vital
+// REMS-certified setting is a prior-authorization criterion), and its own
+// answers to prior-authorization requests (ClaimResponse). Not vital
 // signs, consents, provenance or anything else.
 //
 // Partner: every data class (each still limited by the patient's consent)
@@ -102,6 +103,7 @@ var viewTypes = map[Role][]string{
 		"Patient", "Coverage", "Condition", "CarePlan", "PlanDefinition", "MedicationRequest",
 		"MedicationStatement", "MedicationAdministration", "Encounter", "Observation", "AdverseEvent",
 		"Practitioner", "Organization", "Medication", "Location",
+		"ClaimResponse", // only its own answers (fhir: payerAnswerTerms)
 		"CodeSystem", "ValueSet", "StructureDefinition", "ImplementationGuide", "SearchParameter", "OperationDefinition",
 	},
 	RolePartner: {

@@ -347,7 +347,11 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 	}
 	for _, sc := range scenarios {
 		fmt.Fprintf(stderr, "bench: %s for %s\n", sc.name, p.Duration)
-		r, err := attackScenario(sc, p.Connections, p.Duration)
+		conns := p.Connections
+		if sc.conns > 0 {
+			conns = sc.conns
+		}
+		r, err := attackScenario(sc, conns, p.Duration)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
@@ -397,6 +401,8 @@ type dataset struct {
 	sample, hot []string
 	// total is the number of compartment resources the sample is drawn from.
 	total int
+	// carePlans are the courses (CarePlan ids) pa-criteria draws from.
+	carePlans []string
 	// everything is the patient whose compartment size is closest to
 	// everythingSize, and size that size.
 	everything string
@@ -422,6 +428,9 @@ func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64)
 			r := &rs[i]
 			types[r.Type] = true
 			ma = ma || r.Type == "MedicationAdministration"
+			if r.Type == "CarePlan" {
+				ds.carePlans = append(ds.carePlans, r.ID)
+			}
 			ds.total++
 			p := "/fhir/" + r.Type + "/" + r.ID
 			if len(ds.sample) < sampleSize {
@@ -437,8 +446,8 @@ func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64)
 			best, ds.everything, ds.size = d, pid, len(rs)
 		}
 	}
-	if len(ds.sample) == 0 || len(ds.maPatients) == 0 {
-		return nil, errors.New("bench: the store holds no compartment resources or no MedicationAdministration")
+	if len(ds.sample) == 0 || len(ds.maPatients) == 0 || len(ds.carePlans) == 0 {
+		return nil, errors.New("bench: the store holds no compartment resources, no MedicationAdministration or no CarePlan")
 	}
 	// The reservoir's order follows the store's; shuffle so the hot set
 	// mixes types.

@@ -79,11 +79,23 @@ type scenarioResult struct {
 	Max        float64 `json:"max_ms"`
 	Errors     int     `json:"errors"`
 	LimitRatio float64 `json:"limit_ratio"`
+	// Connections is set when the scenario ran at its own number of
+	// connections instead of the run's (pa-criteria: one).
+	Connections int `json:"connections,omitempty"`
 
 	requests   uint64
 	p90, mean  float64
 	peakRSS    float64
 	firstError string
+}
+
+// label is the scenario's name in the tables, with its connections when
+// they are its own.
+func (s scenarioResult) label() string {
+	if s.Connections > 0 {
+		return fmt.Sprintf("%s (%d conn.)", s.Name, s.Connections)
+	}
+	return s.Name
 }
 
 // finish sets the limit ratios and the overall peak RSS.
@@ -140,7 +152,7 @@ func printTable(w io.Writer, r *results) {
 	fmt.Fprintln(tw, "scenario\trequests/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tlimit ratio\tpeak RSS MB\t")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%.0f\t\n",
-			s.Name, s.RPS, s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS)
+			s.label(), s.RPS, s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "RSS at the end: %.0f MB anonymous (Go heap, SQLite page caches), %.0f MB file-backed (the binary, mapped files)\n",
@@ -281,7 +293,7 @@ func appendDocs(path, outDir string, r *results) error {
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.0f | [svg](%s/%s) |\n",
-			s.Name, thousands(int(s.RPS+0.5)), s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS,
+			s.label(), thousands(int(s.RPS+0.5)), s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS,
 			rel, chartName(s.Name))
 	}
 	if err := w.Flush(); err != nil {

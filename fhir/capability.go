@@ -16,6 +16,7 @@ import (
 	"github.com/ketabridge/ketabridge/conformance"
 	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"github.com/ketabridge/ketabridge/fhir/search"
+	"github.com/ketabridge/ketabridge/priorauth"
 )
 
 const usCore = "http://hl7.org/fhir/us/core/StructureDefinition/"
@@ -113,9 +114,9 @@ type capabilityInput struct {
 	// CapabilityStatement (see instantiates), declares the three export
 	// operations and the derived Group type (docs/design/security.md BULK-7).
 	bulkExport bool
-	// referrals is set when the referral write path is served
-	// (Options.Writer): the transaction interaction at the base and the
-	// update interaction on Task.
+	// referrals is set when the write path is served (Options.Writer):
+	// the transaction interaction at the base, the update interaction on
+	// Task and the create interaction on ClaimResponse.
 	referrals bool
 }
 
@@ -235,6 +236,18 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 			})
 			res.ConditionalUpdate = ptr(false)
 		}
+		if in.referrals && typ == "ClaimResponse" {
+			res.Interaction = append(res.Interaction, r4.CapabilityStatementRestResourceInteraction{
+				Code: r4.TypeRestfulInteractionCreate,
+				Documentation: ptr("A payer's answer to a prior-authorization request (Da Vinci PAS ClaimResponse), " +
+					"posted by the payer's client for a course it insures within its view (docs/prior-auth.md); " +
+					"re-sending the same identifier changes the same resource."),
+			})
+			if !slices.Contains(res.SupportedProfile, priorauth.ProfileClaimResponse) {
+				res.SupportedProfile = append(res.SupportedProfile, priorauth.ProfileClaimResponse)
+			}
+			res.ConditionalCreate = ptr(false)
+		}
 		if typ == "Patient" {
 			res.Operation = []r4.CapabilityStatementRestResourceOperation{{
 				Name:       "everything",
@@ -268,7 +281,7 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 	desc := "Read-only FHIR R4 API of a KetaBridge gateway."
 	var restInteractions []r4.CapabilityStatementRestInteraction
 	if in.referrals {
-		desc = "FHIR R4 API of a KetaBridge gateway: reads, and referrals written by partner clinics."
+		desc = "FHIR R4 API of a KetaBridge gateway: reads, referrals written by partner clinics, and payers' prior-authorization answers."
 		restInteractions = []r4.CapabilityStatementRestInteraction{{
 			Code: r4.SystemRestfulInteractionTransaction,
 			Documentation: ptr("A partner clinic's referral: a transaction Bundle of Task, ServiceRequest, Patient and " +

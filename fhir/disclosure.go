@@ -461,6 +461,14 @@ func outsideNarrowing(v *outsideView, n narrowing, typ string) (narrowing, bool)
 		}
 		return n, true
 	}
+	if v.role == auth.RolePayer && typ == "ClaimResponse" {
+		// A payer sees its own answers (insurer its Organization) about the
+		// patients of its view, whatever their classes, never one labelled
+		// R, and nobody else's (docs/design/security.md PA-4).
+		patients := payerAnswerPatients(v, n)
+		n.hide, n.all, n.patients, n.access = true, false, patients, payerAnswerTerms(v.org, patients)
+		return n, true
+	}
 	inView, all, patients, access := DisclosureAccess(v.role, v.disc, typ)
 	if !inView {
 		return narrowing{hide: true}, false
@@ -477,6 +485,31 @@ func outsideNarrowing(v *outsideView, n narrowing, typ string) (narrowing, bool)
 		n.patients = []string{}
 	}
 	return n, true
+}
+
+// payerAnswerPatients are the patients of the payer's view that the
+// scopes' decision n also allows.
+func payerAnswerPatients(v *outsideView, n narrowing) []string {
+	ids := make([]string, 0, len(v.disc.Patients))
+	for id := range v.disc.Patients {
+		if n.allows(id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// payerAnswerTerms finds the ClaimResponses org is the insurer of, in the
+// compartments of patients, without the R label.
+func payerAnswerTerms(org string, patients []string) *store.Access {
+	if len(patients) == 0 {
+		return &store.Access{}
+	}
+	return &store.Access{Terms: []store.AccessTerm{{Patients: patients, Types: []string{"ClaimResponse"}, Clauses: []store.Clause{
+		{Param: "insurer", Kind: store.KindReference, Values: []store.Value{{Str: "Organization/" + org}}},
+		{Param: "_security", Kind: store.KindToken, Not: true, Values: []store.Value{{System: systemConfidentiality, Code: "R"}}},
+	}}}}
 }
 
 // referralTerms finds the Tasks org owns or requested.

@@ -62,7 +62,7 @@ func (s *Server) pasBundle(c echo.Context) error {
 		return err
 	}
 	body, err := priorauth.BuildRequest(in.records, in.course, in.evaluate(), priorauth.PASOptions{
-		Base: s.base, Now: s.clock.Now(), IdentifierSystem: priorauth.DefaultIdentifierSystem,
+		Base: s.base, Now: s.clock.Now(), IdentifierSystem: priorauth.IdentifierSystem(s.identifierBase),
 	})
 	var missing *priorauth.MissingError
 	if errors.As(err, &missing) {

@@ -14,6 +14,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketabridge/ketabridge/conformance"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/priorauth"
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -21,11 +24,16 @@ import (
 // paEnv serves the synthetic data set of directoryStore (real SQLite,
 // ingested as the gateway ingests) to the callers.
 func paEnv(t *testing.T, callers testCallers) (*testEnv, store.Store) {
+	return paEnvBase(t, callers, "")
+}
+
+// paEnvBase is paEnv with the clinic's identifier namespace idBase.
+func paEnvBase(t *testing.T, callers testCallers, idBase string) (*testEnv, store.Store) {
 	t.Helper()
 	st := directoryStore(t)
 	var buf bytes.Buffer
 	s, err := New(Options{Store: st, Base: testBase, Clock: fixedClock{time.Date(2025, 2, 20, 12, 0, 0, 0, time.UTC)},
-		Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Verifier: callers})
+		Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Verifier: callers, IdentifierSystemBase: idBase})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +257,47 @@ func TestPASBundleHTTP(t *testing.T) {
 	t.Logf("%d bundles, %d refused for missing data", ok, missing)
 }
 
+// TestPASIdentifiersOnConfiguredBase: the PAS request's Bundle and Claim
+// identifiers are in the clinic's configured identifier namespace
+// ({base}/pas-request), the default namespace without one.
+func TestPASIdentifiersOnConfiguredBase(t *testing.T) {
+	for _, c := range []struct{ base, want string }{
+		{"https://clinic-b.example/fhir/sid", "https://clinic-b.example/fhir/sid/pas-request"},
+		{"urn:example:clinic-b:sid", "urn:example:clinic-b:sid/pas-request"},
+		{"", "http://ketabridge.org/fhir/sid/pas-request"},
+	} {
+		env, st := paEnvBase(t, testCallers{"ehr": caller("system/*.rs", "")}, c.base)
+		built := 0
+		for _, p := range carePlans(t, st) {
+			w := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pas-bundle", "")
+			if w.Code != http.StatusOK {
+				continue
+			}
+			built++
+			var b struct {
+				Identifier struct{ System, Value string }
+				Entry      []struct {
+					Resource struct {
+						ResourceType string
+						Identifier   []struct{ System, Value string }
+					}
+				}
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
+				t.Fatal(err)
+			}
+			claim := b.Entry[0].Resource
+			if b.Identifier.System != c.want || claim.ResourceType != "Claim" || len(claim.Identifier) != 1 ||
+				claim.Identifier[0].System != c.want || claim.Identifier[0].Value != b.Identifier.Value {
+				t.Errorf("base %q: Bundle identifier %+v, Claim identifiers %+v; want system %s", c.base, b.Identifier, claim.Identifier, c.want)
+			}
+		}
+		if built == 0 {
+			t.Errorf("base %q: no PAS bundle built", c.base)
+		}
+	}
+}
+
 // checkPAS runs the gateway's own validator over a PAS Bundle, which checks
 // R4 but not the PAS profiles themselves (it says so, and that is skipped
 // here): .ci/run passes the conformance export's $pas-bundle responses
@@ -387,5 +436,57 @@ func TestPAStatusHTTP(t *testing.T) {
 	}
 	if w := env.doAs("no-cr", http.MethodGet, "/fhir/CarePlan/"+carePlans(t, st)[0].ID+"/$pa-status", ""); w.Code != http.StatusForbidden {
 		t.Errorf("without ClaimResponse read: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestPAPrescriberSpecialty: the synthetic practitioners carry their NUCC
+// specialty (the clinic record's specialty member), so under the policy
+// that asks for a psychiatrist prescriber the criterion answers met for a
+// psychiatrist's course and not-met for anyone else's, never unknown, and the PAS request's PractitionerRole carries the specialty.
+func TestPAPrescriberSpecialty(t *testing.T) {
+	env, st := paEnv(t, testCallers{"ehr": caller("system/*.rs", "")})
+	payer := "Organization/" + mapping.ResourceID(clinic.KindOrganization, synth.OrgPayerBlueHeron)
+	seen := map[string]int{}
+	for _, p := range carePlans(t, st) {
+		w := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pa-criteria?payer="+payer, "")
+		if w.Code != http.StatusOK {
+			continue // a course no policy covers (422)
+		}
+		var pp paParams
+		if err := json.Unmarshal(w.Body.Bytes(), &pp); err != nil {
+			t.Fatal(err)
+		}
+		c := pp.criteria()["psychiatrist-prescriber"]
+		if len(c) == 0 {
+			continue // the ketamine policy does not ask
+		}
+		seen[c[0]]++
+		if len(c) != 2 || !strings.HasPrefix(c[1], "Practitioner/") {
+			t.Errorf("%s: psychiatrist-prescriber %v, want the prescriber as evidence", p.ID, c)
+		}
+		pr := env.doAs("ehr", http.MethodGet, "/fhir/"+c[1], "")
+		want := "not-met"
+		if strings.Contains(pr.Body.String(), `{"system":"http://nucc.org/provider-taxonomy","code":"2084P0800X"`) {
+			want = "met"
+		}
+		if c[0] != want {
+			t.Errorf("%s: psychiatrist-prescriber %s, want %s for %s", p.ID, c[0], want, pr.Body)
+		}
+		if c[0] == "met" {
+			b := env.doAs("ehr", http.MethodGet, "/fhir/CarePlan/"+p.ID+"/$pas-bundle?payer="+payer, "")
+			if b.Code == http.StatusOK && !strings.Contains(b.Body.String(), `"specialty":[{"coding":[{"system":"http://nucc.org/provider-taxonomy","code":"2084P0800X"`) {
+				t.Errorf("%s: the PAS PractitionerRole has no specialty", p.ID)
+			}
+		}
+	}
+	t.Logf("psychiatrist-prescriber: %v", seen)
+	if seen["met"] == 0 || seen["unknown"] != 0 {
+		t.Errorf("psychiatrist-prescriber answers %v, want met, never unknown", seen)
+	}
+	// The nurse practitioner's specialty is recorded too (not-met on her
+	// courses; the table test of priorauth covers the rule itself).
+	np := "Practitioner/" + mapping.ResourceID(clinic.KindPractitioner, "prac-np-castillo")
+	if w := env.doAs("ehr", http.MethodGet, "/fhir/"+np, ""); !strings.Contains(w.Body.String(), `"code":"363LP0808X"`) {
+		t.Errorf("the nurse practitioner's specialty: %d %s", w.Code, w.Body)
 	}
 }

@@ -91,6 +91,10 @@ type Options struct {
 	// Clients tells the organization and role each client is registered
 	// with; required with Writer.
 	Clients Clients
+	// IdentifierSystemBase is the clinic's identifier namespace (the
+	// mapper's, server Config.IdentifierSystemBase): the PAS request's
+	// identifiers are {base}/pas-request. Empty: the default base.
+	IdentifierSystemBase string
 	// OAuth names the authorization server's endpoints in the
 	// CapabilityStatement (rest.security, SMART oauth-uris). nil derives
 	// the gateway's own from Base, which must then be {root}/fhir: the
@@ -128,6 +132,8 @@ type Server struct {
 	facts      factsMemo // parsed Consent and Coverage versions (disclosure.go)
 	writer     Writer
 	clients    Clients
+	// identifierBase is Options.IdentifierSystemBase.
+	identifierBase string
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -141,20 +147,21 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fhir: Options.Base must be an absolute http(s) URL without query")
 	}
 	s := &Server{
-		store:      opts.Store,
-		base:       strings.TrimSuffix(opts.Base, "/"),
-		verifier:   opts.Verifier,
-		rateLimit:  opts.RateLimit,
-		cors:       opts.CORS,
-		auditor:    opts.Auditor,
-		log:        opts.Logger,
-		clock:      opts.Clock,
-		bodyLimit:  opts.BodyLimit,
-		timeout:    opts.Timeout,
-		types:      map[string]bool{},
-		disclosure: opts.Disclosure,
-		writer:     opts.Writer,
-		clients:    opts.Clients,
+		store:          opts.Store,
+		base:           strings.TrimSuffix(opts.Base, "/"),
+		verifier:       opts.Verifier,
+		rateLimit:      opts.RateLimit,
+		cors:           opts.CORS,
+		auditor:        opts.Auditor,
+		log:            opts.Logger,
+		clock:          opts.Clock,
+		bodyLimit:      opts.BodyLimit,
+		timeout:        opts.Timeout,
+		types:          map[string]bool{},
+		disclosure:     opts.Disclosure,
+		writer:         opts.Writer,
+		clients:        opts.Clients,
+		identifierBase: opts.IdentifierSystemBase,
 	}
 	if (s.writer == nil) != (s.clients == nil) {
 		return nil, errors.New("fhir: Options.Writer and Options.Clients go together")
@@ -269,6 +276,9 @@ func (s *Server) Register(e *echo.Echo) {
 		add(http.MethodPost, "", auth.InteractionCreate, s.transaction)
 		add(http.MethodPut, "/Task/:id", auth.InteractionUpdate, s.updateTask)
 		add(http.MethodPatch, "/Task/:id", auth.InteractionPatch, s.updateTask)
+		// A payer's answer to a prior-authorization request
+		// (fhir/claimresponse.go).
+		add(http.MethodPost, "/ClaimResponse", auth.InteractionCreate, s.createClaimResponse)
 	}
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if m != http.MethodPost || s.writer == nil {

@@ -365,12 +365,7 @@ func (s *Server) checkReferral(ctx context.Context, w writeCaller, entries []*tx
 	r.provenanceID = derivedID(r.recordID, "Provenance")
 
 	// References: urn:uuid inside the Bundle, or Type/id of the directory.
-	var outside []store.Key
-	type at struct {
-		e    *txEntry
-		path string
-	}
-	var outsideAt []at
+	var outside []directoryRefAt
 	for _, e := range entries {
 		walkRefs(e.res, "resource", func(path, ref string, set func(string)) {
 			if strings.HasPrefix(ref, "#") {
@@ -385,25 +380,14 @@ func (s *Server) checkReferral(ctx context.Context, w writeCaller, entries []*tx
 				issues = append(issues, issueAt(e.path(path), "a reference must name a Bundle entry by its fullUrl, or an Organization, Practitioner, PractitionerRole or Location of the gateway", ""))
 				return
 			}
-			outside = append(outside, store.Key{Type: typ, ID: id})
-			outsideAt = append(outsideAt, at{e, path})
+			outside = append(outside, directoryRefAt{store.Key{Type: typ, ID: id}, e.path(path)})
 		})
 	}
-	if len(outside) > 0 {
-		found, err := s.store.GetMany(ctx, outside)
-		if err != nil {
-			return nil, err
-		}
-		have := map[store.Key]bool{}
-		for _, f := range found {
-			have[store.Key{Type: f.Type, ID: f.ID}] = true
-		}
-		for i, k := range outside {
-			if !have[k] {
-				issues = append(issues, issueAt(outsideAt[i].e.path(outsideAt[i].path), "the reference does not resolve to a resource of the gateway", ""))
-			}
-		}
+	more, err := s.unresolvedRefs(ctx, outside)
+	if err != nil {
+		return nil, err
 	}
+	issues = append(issues, more...)
 	if err := ifNoneExistMatches(sr, r.system, r.value); err != nil {
 		issues = append(issues, err)
 	}
@@ -411,6 +395,42 @@ func (s *Server) checkReferral(ctx context.Context, w writeCaller, entries []*tx
 		return nil, err
 	}
 	return r, nil
+}
+
+// directoryRefAt is a reference from written outside FHIR to the gateway's
+// directory, and where it was found.
+type directoryRefAt struct {
+	key  store.Key
+	path string
+}
+
+// unresolvedRefs names each reference that does not resolve to a resource
+// the gateway holds (the directory: no patient's data is probed).
+func (s *Server) unresolvedRefs(ctx context.Context, refs []directoryRefAt) ([]*Error, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	keys := make([]store.Key, len(refs))
+	for i, r := range refs {
+		keys[i] = r.key
+	}
+	found, err := s.store.GetMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	have := map[store.Key]bool{}
+	for _, f := range found {
+		if !f.Deleted {
+			have[store.Key{Type: f.Type, ID: f.ID}] = true
+		}
+	}
+	var issues []*Error
+	for _, r := range refs {
+		if !have[r.key] {
+			issues = append(issues, issueAt(r.path, "the reference does not resolve to a resource of the gateway", ""))
+		}
+	}
+	return issues, nil
 }
 
 // ifNoneExistMatches checks the ServiceRequest entry's ifNoneExist, when
@@ -521,9 +541,23 @@ func (s *Server) referralRecord(ctx context.Context, w writeCaller, r *referralI
 		rec.Resources = append(rec.Resources, rw)
 		targets = append(targets, map[string]any{"reference": e.typ + "/" + e.id})
 	}
-	prov := map[string]any{
+	prov := outsideProvenance(r.provenanceID, targets, w, now)
+	rw, err := resourceWrite("Provenance", prov, pid)
+	if err != nil {
+		return store.RecordWrite{}, err
+	}
+	rec.Resources = append(rec.Resources, rw)
+	return rec, nil
+}
+
+// outsideProvenance is the Provenance of FHIR written from outside: the
+// client's Organization as author, the client (a Device named by its client
+// id) as enterer on its behalf, recorded now (docs/design/security.md
+// RFL-4, PA-4).
+func outsideProvenance(id string, targets []any, w writeCaller, now time.Time) map[string]any {
+	return map[string]any{
 		"resourceType": "Provenance",
-		"id":           r.provenanceID,
+		"id":           id,
 		"target":       targets,
 		"recorded":     now.Format(time.RFC3339Nano),
 		"activity": map[string]any{"coding": []any{map[string]any{
@@ -543,12 +577,6 @@ func (s *Server) referralRecord(ctx context.Context, w writeCaller, r *referralI
 			},
 		},
 	}
-	rw, err := resourceWrite("Provenance", prov, pid)
-	if err != nil {
-		return store.RecordWrite{}, err
-	}
-	rec.Resources = append(rec.Resources, rw)
-	return rec, nil
 }
 
 // clientIDSystem names SMART client ids in identifiers (a Provenance's
@@ -715,6 +743,8 @@ func decodeResource(typ string, raw []byte) (any, error) {
 		v, err = decodeAs(r4.UnmarshalPractitioner, raw)
 	case "Provenance":
 		v, err = decodeAs(r4.UnmarshalProvenance, raw)
+	case "ClaimResponse":
+		v, err = decodeAs(r4.UnmarshalClaimResponse, raw)
 	default:
 		return nil, errors.New("the resource type is not written by the gateway")
 	}

@@ -25,15 +25,17 @@ import (
 // the LOINC answer of 93374-7 with the local code as a translation. The
 // totals are valueInteger. The other instruments (PCL-5 101698-9, and MADRS,
 // CADSS, MOAA/S with codes of the ketabridge-scales CodeSystem) are one score
-// Observation with an integer component per item. Patient-reported
+// Observation with an integer component per item, except a MADRS whose items
+// include item 10: its total is one Observation (no components) and its item
+// scores another (madrs-items, components, hasMember the total). Patient-reported
 // instruments (PHQ-9, GAD-7, PCL-5) have the Patient as performer,
 // clinician-rated ones the session clinician; the timing (baseline,
 // pre-dose, ...) is a second category (local timing code).
 //
 // Every assessment Observation is labelled PSY. Confidentiality is R
 // (restricted) only on suicide-risk content: every C-SSRS Observation, the
-// Observation of the PHQ-9 item 9 answer (44260-8) and a MADRS Observation
-// that carries item 10 (suicidal thoughts) as a component; N on the others,
+// Observation of the PHQ-9 item 9 answer (44260-8) and the MADRS item-scores
+// Observation, which carries item 10 (suicidal thoughts); N on the others,
 // the PHQ-9 panel and total included (their hasMember and derivedFrom still
 // reference item 9: docs/fhir-mapping.md "Security labels").
 func (e *emitter) assessment(sc *sessionCtx, i int) {
@@ -123,6 +125,28 @@ func (e *emitter) assessment(sc *sessionCtx, i int) {
 
 	if inst.Panel.Code == "" {
 		id := e.id("assessment", n)
+		if inst.ItemScores.Code != "" && label(len(a.Items)) != label(0) {
+			// The items include the restricted one (MADRS item 10): the
+			// total keeps the assessment's id without components, labelled
+			// N, and the item scores are an Observation of their own,
+			// labelled R, whose hasMember is the total. A client that does
+			// not clear R (a payer) sees the total and not the items
+			// (minimum necessary); the total names no restricted resource
+			// (PRIV-16).
+			o := obs(id, inst.Score, label(0))
+			score(o)
+			e.add("Observation", id, true, o)
+			itemsID := e.id("assessment", n, "items")
+			items := obs(itemsID, inst.ItemScores, label(len(a.Items)))
+			for j, v := range a.Items {
+				items.Component = append(items.Component, r4.ObservationComponent{
+					Code: m.cc("", inst.Items[j]), ValueInteger: ptr(v),
+				})
+			}
+			items.HasMember = []r4.Reference{ref("Observation", id)}
+			e.add("Observation", itemsID, true, items)
+			return
+		}
 		o := obs(id, inst.Score, label(len(a.Items)))
 		score(o)
 		for j, v := range a.Items {

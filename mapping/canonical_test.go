@@ -185,7 +185,7 @@ func TestCanonicalsUnderProjectBase(t *testing.T) {
 	known := []string{"http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm",
 		"http://hl7.org/fhir/", "http://terminology.hl7.org/CodeSystem/", "http://unitsofmeasure.org",
 		"http://www.ama-assn.org/go/cpt", "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
-		"http://www.whocc.no/atc", x12ReviewActionCodes, codes.CanonicalBase + "/", testSIDBase + "/"}
+		"http://www.whocc.no/atc", x12ReviewActionCodes, codes.NUCCTaxonomy, codes.CanonicalBase + "/", testSIDBase + "/"}
 	for _, o := range corpus(t, testMapper()) {
 		for _, m := range systemRE.FindAllSubmatch(o.Body, -1) {
 			u := string(m[1])

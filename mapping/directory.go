@@ -101,7 +101,8 @@ func (e *emitter) demographics(p *clinic.Patient) []r4.Extension {
 
 // practitioner maps a clinician to a US Core Practitioner: NPI identifier when
 // given, otherwise the clinic's id in {IdentifierSystemBase}/practitioner; name;
-// qualification (v2-0360 coding where the credential has one, else text).
+// qualification (v2-0360 coding where the credential has one, else text) and
+// the specialty as a second qualification coded in the NUCC taxonomy.
 func (e *emitter) practitioner(p *clinic.Practitioner) {
 	m := e.m
 	id := ResourceID(clinic.KindPractitioner, p.ID)
@@ -126,6 +127,13 @@ func (e *emitter) practitioner(p *clinic.Practitioner) {
 			code = m.cc(q, c)
 		}
 		res.Qualification = []r4.PractitionerQualification{{Code: code}}
+	}
+	if t := p.Specialty; t != "" {
+		// The specialty as a qualification coded in the NUCC taxonomy: the
+		// Practitioner is what the payer view shows (docs/fhir-mapping.md);
+		// the PAS request's PractitionerRole carries it as specialty.
+		res.Qualification = append(res.Qualification, r4.PractitionerQualification{
+			Code: m.cc("", codes.Code{System: codes.NUCCTaxonomy, Code: t, Display: codes.Taxonomies[t]})})
 	}
 	e.add("Practitioner", id, false, res)
 }

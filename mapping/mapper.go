@@ -72,7 +72,8 @@
 // course, everything of a session (vital signs included), the
 // antidepressant history - and PSY with confidentiality R (restricted) only
 // on suicide-risk content: every C-SSRS Observation, the PHQ-9 item 9
-// answer, a MADRS Observation carrying item 10 and diagnoses of suicidal
+// answer, the MADRS item scores (item 10; the MADRS total is an
+// Observation of its own, N) and diagnoses of suicidal
 // ideation, suicidal behaviour or self-harm. Patient, Coverage, Consent,
 // Provenance, Medication and the directory carry no label.
 //

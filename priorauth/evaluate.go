@@ -61,7 +61,7 @@ const (
 	loincPHQ9Total = "44261-6"
 	madrsTotal     = "madrs-total"
 	// NUCC is the NUCC Health Care Provider Taxonomy code system.
-	NUCC = "http://nucc.org/provider-taxonomy"
+	NUCC = codes.NUCCTaxonomy
 )
 
 // ErrNoCourse is returned when the CarePlan is not in the records.

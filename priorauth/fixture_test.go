@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
-
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 )
@@ -128,6 +126,10 @@ func (r resolver) Resolve(k clinic.Key) (clinic.Record, bool) { v, ok := r[k]; r
 
 // all lists the scenario's records in dependency order.
 func (s *scenario) all() []clinic.Record {
+	// The prescriber's specialty, from the clinic record's specialty member.
+	if s.prescriber.Specialty = s.nucc; s.noNUCC {
+		s.prescriber.Specialty = ""
+	}
 	out := []clinic.Record{s.clinicOrg, s.payer, s.prescriber, s.nurse, s.suite, s.patient, s.protocol, s.dx}
 	out = append(out, s.extra...)
 	out = append(out, s.coverage, s.course)
@@ -167,13 +169,6 @@ func (s *scenario) records(t testing.TB) (*Records, *Course) {
 				t.Fatal(err)
 			}
 		}
-	}
-	// The clinic record has no specialty member yet: the prescriber's NUCC
-	// taxonomy is set on the mapped Practitioner.
-	if p := rs.Practitioners["Practitioner/"+mapping.ResourceID(clinic.KindPractitioner, s.prescriber.ID)]; p != nil && !s.noNUCC {
-		sys, code := NUCC, s.nucc
-		p.Qualification = append(p.Qualification, r4.PractitionerQualification{
-			Code: r4.CodeableConcept{Coding: []r4.Coding{{System: &sys, Code: &code}}}})
 	}
 	for _, h := range s.hidden {
 		rs.Hidden[h] = true

@@ -1,15 +1,25 @@
 package priorauth
 
 import (
+	"strings"
+
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/ketabridge/ketabridge/conformance/fhirjson"
 	"github.com/ketabridge/ketabridge/mapping/codes"
 )
 
-// DefaultIdentifierSystem is the system of PAS request identifiers when the
-// deployment names no clinic namespace.
-const DefaultIdentifierSystem = codes.DefaultIdentifierSystemBase + "/pas-request"
+// IdentifierSystem is the system of the PAS request's identifiers (Bundle
+// and Claim) in the clinic's identifier namespace base, the same
+// configured base the mapper names the clinic's own ids under
+// (mapping.Options.IdentifierSystemBase): {base}/pas-request. An empty base
+// is codes.DefaultIdentifierSystemBase.
+func IdentifierSystem(base string) string {
+	if base = strings.TrimRight(base, "/"); base == "" {
+		base = codes.DefaultIdentifierSystemBase
+	}
+	return base + "/pas-request"
+}
 
 // Parameters renders an evaluation as the $pa-criteria answer: a `policy`
 // (valueString id|version), `course` (valueReference), `request`

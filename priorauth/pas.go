@@ -68,7 +68,8 @@ func (e *MissingError) Error() string {
 // BuildRequest builds the Da Vinci PAS 2.0.1 Request Bundle for the course:
 // the Claim (profile-claim, use preauthorization) first, then the
 // beneficiary Patient, Coverage, insurer and requestor Organizations, the
-// prescriber as Practitioner and PractitionerRole, the MedicationRequest
+// prescriber as Practitioner and PractitionerRole (its specialty the
+// Practitioner's NUCC taxonomy qualifications), the MedicationRequest
 // (the items' requestedService) with its Medication, and every resource the
 // evaluation used as evidence (the Claim's supportingInfo). ev may be nil
 // (no supportingInfo). Missing data is a *MissingError.
@@ -269,6 +270,7 @@ func (b *pasBuilder) build(ev *Evaluation) ([]byte, error) {
 		Active:       ptr(true),
 		Practitioner: &r4.Reference{Reference: ptr(pracKey)},
 		Organization: &r4.Reference{Reference: ptr(requester)},
+		Specialty:    specialties(prac),
 	})
 	mr := *c.Order
 	mr.Meta = profiled(mr.Meta, ProfileMedicationReq)
@@ -390,6 +392,21 @@ func (b *pasBuilder) items() []r4.ClaimItem {
 	}
 	if len(out) == 0 {
 		b.need("a dose plan with a session count and frequency (protocol.dose, protocol.induction)")
+	}
+	return out
+}
+
+// specialties are the NUCC taxonomy codings of a Practitioner's
+// qualifications, as PractitionerRole.specialty (US Core 6.1.0 binds it to
+// the NUCC taxonomy).
+func specialties(p *r4.Practitioner) []r4.CodeableConcept {
+	var out []r4.CodeableConcept
+	for _, q := range p.Qualification {
+		for _, cd := range q.Code.Coding {
+			if cd.System != nil && *cd.System == NUCC && cd.Code != nil {
+				out = append(out, r4.CodeableConcept{Coding: []r4.Coding{cd}})
+			}
+		}
 	}
 	return out
 }

@@ -70,7 +70,8 @@ type Config struct {
 	// (TLS 1.2 or later). Both or neither.
 	TLSCert, TLSKey string
 	// IdentifierSystemBase is the clinic's namespace for the identifier
-	// systems of its own ids (mapping.Options.IdentifierSystemBase): an
+	// systems of its own ids (mapping.Options.IdentifierSystemBase) and of
+	// its PAS requests (fhir.Options.IdentifierSystemBase): an
 	// absolute URI without a trailing slash; empty is
 	// codes.DefaultIdentifierSystemBase (docs/fhir-mapping.md).
 	IdentifierSystemBase string
@@ -163,7 +164,7 @@ var Settings = []Setting{
 	{"log-level", "KETABRIDGE_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 	{"tls-cert", "KETABRIDGE_TLS_CERT", "", "PEM certificate chain; with --tls-key, serve HTTPS (TLS >= 1.2)"},
 	{"tls-key", "KETABRIDGE_TLS_KEY", "", "PEM private key of --tls-cert"},
-	{"identifier-system-base", "KETABRIDGE_IDENTIFIER_SYSTEM_BASE", "", "the clinic's namespace for the identifier systems of its own ids, an absolute URI without a trailing slash; empty = http://ketabridge.org/fhir/sid"},
+	{"identifier-system-base", "KETABRIDGE_IDENTIFIER_SYSTEM_BASE", "", "the clinic's namespace for the identifier systems of its own ids and of its PAS requests, an absolute URI without a trailing slash; empty = http://ketabridge.org/fhir/sid"},
 	{"clinic-organization", "KETABRIDGE_CLINIC_ORGANIZATION", "", "clinic id of the clinic's own organization record (Provenance agent, Encounter.serviceProvider); empty = none"},
 	{"payer-access", "KETABRIDGE_PAYER_ACCESS", "consent", "what opens a patient to a payer client: consent (a coverage naming the payer and an active consent naming it for payment) or coverage (the coverage alone); docs/access.md"},
 	{"app-frame-ancestors", "KETABRIDGE_APP_FRAME_ANCESTORS", "", "space-separated origins (https://ehr.example) allowed to frame the course viewer at /apps/course/; empty = none"},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -267,6 +268,33 @@ func (e *referralEnv) token(t *testing.T, id, role, org, scope string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// awaitAudit waits until the audit trail holds, for each named want, a
+// record it matches (the audit writer flushes in the background).
+func awaitAudit(t *testing.T, g *Gateway, want map[string]func(store.AuditRecord) bool) {
+	t.Helper()
+	as := g.store.(store.AuditStore)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, err := as.ListAudit(context.Background(), time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var missing []string
+		for name, f := range want {
+			if !slices.ContainsFunc(recs, f) {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no AuditEvent of %v", missing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func orgID(clinicID string) string { return mapping.ResourceID(clinic.KindOrganization, clinicID) }
@@ -620,26 +648,14 @@ func TestReferralWrittenFHIRIsValid(t *testing.T) {
 			t.Errorf("%s: %v", q, issues)
 		}
 	}
-	as := e.g.store.(store.AuditStore)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs, err := as.ListAudit(context.Background(), time.Time{}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var create, update bool
-		for _, r := range recs {
-			create = create || (r.Interaction == "create" && r.Type == "Task" && r.ResourceID == id && r.Status == http.StatusCreated)
-			update = update || (r.Interaction == "update" && r.Type == "Task" && r.ResourceID == id && r.Status == http.StatusOK)
-		}
-		if create && update {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no AuditEvent of the create (%v) or the update (%v)", create, update)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitAudit(t, e.g, map[string]func(store.AuditRecord) bool{
+		"the create": func(r store.AuditRecord) bool {
+			return r.Interaction == "create" && r.Type == "Task" && r.ResourceID == id && r.Status == http.StatusCreated
+		},
+		"the update": func(r store.AuditRecord) bool {
+			return r.Interaction == "update" && r.Type == "Task" && r.ResourceID == id && r.Status == http.StatusOK
+		},
+	})
 	r := e.do(t, http.MethodGet, "/fhir/metadata", "", nil)
 	if !strings.Contains(string(r.body), `"interaction":[{"code":"transaction"`) || !strings.Contains(string(r.body), `{"code":"update"`) ||
 		!strings.Contains(string(r.body), "only while the patient's Consent permits the partner") {

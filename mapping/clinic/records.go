@@ -117,8 +117,11 @@ type Practitioner struct {
 	NPI  string    `json:"npi,omitempty"`
 	Name HumanName `json:"name"`
 	// Qualification is the credential, e.g. MD, DO, NP, PMHNP, RN, CRNA.
-	Qualification string   `json:"qualification,omitempty"`
-	Contact       *Contact `json:"contact,omitempty"`
+	Qualification string `json:"qualification,omitempty"`
+	// Specialty is the NUCC Health Care Provider Taxonomy code of the
+	// practitioner's specialty, e.g. 2084P0800X (Psychiatry).
+	Specialty string   `json:"specialty,omitempty"`
+	Contact   *Contact `json:"contact,omitempty"`
 }
 
 // Organization is the clinic itself, a partner clinic or a payer.

@@ -113,6 +113,8 @@ func TestRules(t *testing.T) {
 		{"icd9 code", "diagnosis/dx-1001-1", []op{set("icd10", "296.33")}, "validate", "icd10", "ICD-10-CM"},
 		{"protocol indication shape", "protocol/proto-iv-05", []op{set("indications[1]", "F33-1")}, "validate", "indications[1]", "ICD-10-CM"},
 		{"npi check digit", "practitioner/prac-okafor", []op{set("npi", "1456789010")}, "validate", "npi", "check digit"},
+		{"specialty not a NUCC code", "practitioner/prac-okafor", []op{set("specialty", "psychiatry")}, "validate", "specialty", "NUCC taxonomy"},
+		{"specialty without the final X", "practitioner/prac-okafor", []op{set("specialty", "2084P08000")}, "validate", "specialty", "NUCC taxonomy"},
 		{"cssrs risk level", ivSession, []op{set("assessments[2].riskLevel", "extreme")}, "validate", "assessments[2].riskLevel", "low, moderate, high"},
 		{"cssrs without risk level", ivSession, []op{del("assessments[2].riskLevel")}, "validate", "assessments[2].riskLevel", "required"},
 		{"session status", ivSession, []op{set("status", "done")}, "validate", "status", "must be one of"},

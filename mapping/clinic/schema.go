@@ -143,7 +143,7 @@ var schemaProps = map[string]map[string]schemaEdit{
 	"Patient": {"id": idRef, "birthDate": all(date, pattern(datePattern)), "sex": enum(sexes), "organizationId": idRef,
 		"race": itemsEnum(races), "ethnicity": enum(ethnicities), "birthSex": enum(birthSexes),
 		"language": pattern(languagePattern.String())},
-	"Practitioner": {"id": idRef, "npi": pattern(npiPattern.String())},
+	"Practitioner": {"id": idRef, "npi": pattern(npiPattern.String()), "specialty": pattern(nuccPattern.String())},
 	"Organization": {"id": idRef, "type": enum(orgTypes), "npi": pattern(npiPattern.String()),
 		"naic": pattern(naicPattern.String()), "payerId": pattern(payerIDPattern.String())},
 	"Location": {"id": idRef, "organizationId": idRef},

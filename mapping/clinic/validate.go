@@ -48,6 +48,7 @@ var (
 	icd10Pattern          = regexp.MustCompile(`^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
 	ndcPattern            = regexp.MustCompile(`^([0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9]{1,2}|[0-9]{11})$`)
 	npiPattern            = regexp.MustCompile(`^[0-9]{10}$`)
+	nuccPattern           = regexp.MustCompile(`^[0-9]{3}[0-9A-Z]{6}X$`)
 	rxnormPattern         = regexp.MustCompile(`^[0-9]{1,10}$`)
 	datePattern           = `^[0-9]{4}-[0-9]{2}-[0-9]{2}$`
 	dateRegexp            = regexp.MustCompile(datePattern)
@@ -367,6 +368,9 @@ func (p *Patient) validate(e *errs) {
 func (p *Practitioner) validate(e *errs) {
 	e.header(p.Header, KindPractitioner)
 	e.npi("npi", p.NPI)
+	if p.Specialty != "" && !nuccPattern.MatchString(p.Specialty) {
+		e.add("specialty", "must be a NUCC taxonomy code, e.g. 2084P0800X (Psychiatry)")
+	}
 	e.name("name", p.Name)
 	e.contact("contact", p.Contact)
 }

@@ -354,6 +354,13 @@ type Instrument struct {
 	// thoughts), 0 for none: the Observation carrying its answer is
 	// restricted.
 	SuicideItem int
+	// ItemScores is the code of the Observation that carries the item
+	// scores as components, apart from the total, of an instrument without
+	// a panel whose SuicideItem is among the answered items: that
+	// Observation is restricted and the total is an Observation of its
+	// own that is not, so that minimum necessary can show the total
+	// without item 10 (docs/fhir-mapping.md "Security labels").
+	ItemScores Code
 }
 
 // scale returns a local scale code.
@@ -432,6 +439,7 @@ var Instruments = map[string]Instrument{
 		Score:       scale("madrs-total", "MADRS total score"),
 		Items:       localItems("madrs", "MADRS", 10),
 		SuicideItem: 10,
+		ItemScores:  scale("madrs-items", "MADRS item scores"),
 	},
 	"cadss": {
 		Name:  "CADSS",
@@ -459,6 +467,7 @@ var CSSRSRisk = map[string][]Code{
 func ScaleConcepts() []Concept {
 	out := []Concept{
 		{"madrs-total", "MADRS total score", "Montgomery-Asberg Depression Rating Scale total score (0-60)."},
+		{"madrs-items", "MADRS item scores", "Montgomery-Asberg Depression Rating Scale item scores, items 1-10 as components, apart from the total."},
 		{"cadss-total", "CADSS total score", "Clinician-Administered Dissociative States Scale total score (0-92)."},
 		{"moaas-score", "MOAA/S score", "Modified Observer's Assessment of Alertness/Sedation score (0-5)."},
 	}
@@ -680,6 +689,32 @@ var Qualifications = map[string]Code{
 	"NP": {V2Degree, "NP", "Nurse practitioner"},
 	"RN": {V2Degree, "RN", "Registered Nurse"},
 	"PA": {V2Degree, "PA", "Physician Assistant"},
+}
+
+// NUCCTaxonomy is the NUCC Health Care Provider Taxonomy, the code system
+// of a practitioner's specialty (US Core 6.1.0 binds PractitionerRole.specialty
+// to it).
+const NUCCTaxonomy = "http://nucc.org/provider-taxonomy"
+
+// Taxonomies are the displays of the NUCC taxonomy codes a ketamine clinic's
+// staff commonly have (nucc.org, version 24.0 names). A valid code not listed
+// here is carried without a display.
+var Taxonomies = map[string]string{
+	"2084P0800X": "Psychiatry & Neurology, Psychiatry",
+	"2084P0804X": "Psychiatry & Neurology, Child & Adolescent Psychiatry",
+	"2084P0805X": "Psychiatry & Neurology, Geriatric Psychiatry",
+	"2084A0401X": "Psychiatry & Neurology, Addiction Medicine",
+	"2084N0400X": "Psychiatry & Neurology, Neurology",
+	"207L00000X": "Anesthesiology",
+	"207Q00000X": "Family Medicine",
+	"207R00000X": "Internal Medicine",
+	"363LP0808X": "Nurse Practitioner, Psychiatric/Mental Health",
+	"363LF0000X": "Nurse Practitioner, Family",
+	"363AM0700X": "Physician Assistant, Medical",
+	"367500000X": "Nurse Anesthetist, Certified Registered",
+	"163W00000X": "Registered Nurse",
+	"163WP0808X": "Registered Nurse, Psychiatric/Mental Health",
+	"103T00000X": "Psychologist",
 }
 
 // CourseStatus maps a course status to MedicationRequest.status
