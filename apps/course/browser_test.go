@@ -54,7 +54,7 @@ type gateway struct {
 
 // startGateway runs a real gateway (SQLite, demo data and logins) on a
 // loopback listener.
-func startGateway(t *testing.T, extra ...string) *gateway {
+func startGateway(t testing.TB, extra ...string) *gateway {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
@@ -117,7 +117,7 @@ func startGateway(t *testing.T, extra ...string) *gateway {
 }
 
 // read GETs a FHIR path with the backend token.
-func (gw *gateway) read(t *testing.T, path string, v any) {
+func (gw *gateway) read(t testing.TB, path string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, gw.base+"/fhir"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+gw.backend)
@@ -148,7 +148,7 @@ type resource struct {
 	}
 }
 
-func (gw *gateway) search(t *testing.T, path string) []resource {
+func (gw *gateway) search(t testing.TB, path string) []resource {
 	t.Helper()
 	var b struct{ Entry []struct{ Resource resource } }
 	gw.read(t, path+"&_count=500", &b)
@@ -159,7 +159,7 @@ func (gw *gateway) search(t *testing.T, path string) []resource {
 	return out
 }
 
-func needChromium(t *testing.T) {
+func needChromium(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -175,7 +175,7 @@ func needChromium(t *testing.T) {
 
 // browser starts headless Chromium with a throwaway profile and the flags a
 // closed network needs.
-func browser(t *testing.T, ctx context.Context) context.Context {
+func browser(t testing.TB, ctx context.Context) context.Context {
 	t.Helper()
 	actx, cancelA := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromiumPath),
@@ -200,7 +200,7 @@ func browser(t *testing.T, ctx context.Context) context.Context {
 type step = chromedp.Action[chromedp.Void]
 
 // run does the steps; on failure it reports where the browser is.
-func run(t *testing.T, ctx context.Context, what string, steps ...step) {
+func run(t testing.TB, ctx context.Context, what string, steps ...step) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
@@ -214,7 +214,7 @@ func run(t *testing.T, ctx context.Context, what string, steps ...step) {
 }
 
 // eval evaluates a JavaScript expression in the page.
-func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+func eval[T any](t testing.TB, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
@@ -286,7 +286,7 @@ func TestCourseViewerBrowser(t *testing.T) {
 
 // incognito is a new tab in a fresh browser context of the same browser: no
 // cookies of the other tabs.
-func incognito(t *testing.T, bctx context.Context) context.Context {
+func incognito(t testing.TB, bctx context.Context) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
@@ -420,10 +420,8 @@ func launches(t *testing.T, root context.Context, gw *gateway) {
 	// How fast the full page (every section and one monitoring chart)
 	// comes back, measured by the browser.
 	ms := eval[float64](t, bctx, `(() => { const n = performance.getEntriesByType('navigation')[0]; return n.responseEnd - n.requestStart })()`)
+	// A figure for the log, not a test: BenchmarkCoursePage measures it.
 	t.Logf("viewer page with %d sessions and a monitoring chart: %.0f ms", len(rows), ms)
-	if ms > 3000 {
-		t.Errorf("the page took %.0f ms", ms)
-	}
 
 	phase = time.Now()
 	axeCheck(t, bctx)
@@ -548,7 +546,7 @@ func artifacts(t *testing.T, ctx context.Context) {
 
 // get GETs a FHIR path with the backend token and returns the status and
 // body.
-func (gw *gateway) get(t *testing.T, path string) (int, []byte) {
+func (gw *gateway) get(t testing.TB, path string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, gw.base+"/fhir"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+gw.backend)
