@@ -328,7 +328,8 @@ func buildView(ctx context.Context, r *reader, pid, scope, selected string) (*vi
 	mas, meds := splitMA(maRaw)
 	surveyQ := pq()
 	surveyQ.Set("category", "survey")
-	surveys, err := decodeAll[observation](r.search(ctx, "Observation", surveyQ))
+	surveyRaw, surveysWithheld, err := r.searchMarked(ctx, "Observation", surveyQ)
+	surveys, err := decodeAll[observation](surveyRaw, err)
 	surveysShared := true
 	if errors.Is(err, errNotShared) {
 		surveysShared, v.TrendNote, v.SafetyNote = false, notShared, notShared
@@ -347,12 +348,26 @@ func buildView(ctx context.Context, r *reader, pid, scope, selected string) (*vi
 			v.SessionNote = "No sessions recorded."
 		}
 	}
-	if surveysShared {
+	switch {
+	case surveysShared && surveysWithheld && len(surveys) == 0:
+		// docs/design/security.md VIEW-8: the gateway withheld the
+		// assessments (PRIV-17): "not shared", never "none recorded".
+		v.TrendNote, v.SafetyNote = notShared, notShared
+	case surveysShared:
 		v.Trends = trends(surveys, v.Sessions)
-		if len(v.Trends) == 0 {
+		v.Safety = safetyFlags(surveys)
+		switch {
+		case surveysWithheld:
+			// Part withheld (for example the suicide-risk answers a
+			// consent does not clear): the trends show what is shared
+			// and say so; the safety check cannot be complete, so it
+			// gives no all-clear: it shows the flags it found and says
+			// the rest is not shared.
+			v.TrendNote = "Some outcome measures are not shared with you; the charts show only those that are."
+			v.SafetyNote = "Not shared with you in full: the safety check needs answers you may not see."
+		case len(v.Trends) == 0:
 			v.TrendNote = "No outcome measures recorded."
 		}
-		v.Safety = safetyFlags(surveys)
 	}
 
 	plans, err := decodeAll[carePlan](r.search(ctx, "CarePlan", pq()))
