@@ -250,6 +250,19 @@ func (g *Gateway) openAuth(ctx context.Context) (*auth.Server, error) {
 		Clock:         clock,
 		Logger:        g.log,
 		SecureCookies: strings.HasPrefix(g.cfg.BaseURL, "https://"),
+		PartnerLogins: g.cfg.PartnerLogins,
+		Records:       g.store,
+		Disclosed: func(ctx context.Context, role auth.Role, org string) ([]string, error) {
+			d, err := fhir.ReadDisclosure(ctx, g.store, auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly}, role, org, clock.Now())
+			if err != nil {
+				return nil, err
+			}
+			ids := make([]string, 0, len(d.Patients))
+			for id := range d.Patients {
+				ids = append(ids, id)
+			}
+			return ids, nil
+		},
 	})
 	srv.Tokens().SetRevocations(revs)
 	g.eph = eph
