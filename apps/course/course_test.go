@@ -541,3 +541,25 @@ func TestRenderWithheld(t *testing.T) {
 		t.Errorf("a warning outcome: the vitals are not shown: %d\n%s", w.Code, body)
 	}
 }
+
+// TestVitalsSameMinute: blood pressures taken in the same minute (a
+// repeat of a high reading), or even at the same instant, are rows and
+// chart points of their own, none hiding another.
+func TestVitalsSameMinute(t *testing.T) {
+	f := courseFixture()
+	repeat := strings.NewReplacer(`"id":"b0"`, `"id":"b0r"`, `08:45:00`, `08:45:20`, `"value":145`, `"value":138`).Replace(fxBP0)
+	// And one at the very same instant as the first (two sets recorded at
+	// one time).
+	same := strings.NewReplacer(`"id":"b0"`, `"id":"b0s"`, `"value":145`, `"value":151`).Replace(fxBP0)
+	f.fhir["Observation vital-signs"] = bundleOf(fxBP0, repeat, same, fxBP40)
+	e, _, _ := newTestAppWith(t, f)
+	w := do(e, http.MethodGet, Path+"?session=e1", signIn(t, e))
+	body := w.Body.String()
+	for _, want := range []string{`<tr><td>-5</td><td>145</td><td>85</td>`, `<tr><td>-5</td><td>138</td><td>85</td>`,
+		`<tr><td>-5</td><td>151</td><td>85</td>`,
+		`data-value="145" data-at="-5"`, `data-value="138" data-at="-5"`, `data-value="151" data-at="-5"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("same-minute readings: the page lacks %s", want)
+		}
+	}
+}

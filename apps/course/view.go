@@ -1,6 +1,7 @@
 package course
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -282,6 +283,7 @@ type vitalRow struct {
 	Sys, Dia, HR, SpO2     string
 	sys, dia, hr, spo2     float64
 	hasSys, hasHR, hasSpO2 bool
+	at                     int64 // the measurement time (Unix ns): the row's identity and order
 }
 
 type monitoring struct {
@@ -774,25 +776,33 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 		m.Flags = append(m.Flags, "No dose time is recorded, so minutes since dose cannot be shown.")
 		return m, nil
 	}
-	rows := map[int]*vitalRow{}
-	row := func(when string) *vitalRow {
+	// One row per measurement time: the readings taken together (blood
+	// pressure, heart rate, SpO2 at one instant) share a row; a second
+	// reading of the same kind, in the same minute or even at the same
+	// instant, gets a row of its own: no Observation ever hides another.
+	var rows []*vitalRow
+	row := func(when string, taken func(*vitalRow) bool) *vitalRow {
 		t, ok := parseWhen(when)
 		if !ok {
 			return nil
 		}
-		minute := int(math.Round(t.Sub(t0).Minutes()))
-		if rows[minute] == nil {
-			rows[minute] = &vitalRow{Minute: minute}
+		k := t.UnixNano()
+		for _, r := range rows {
+			if r.at == k && !taken(r) {
+				return r
+			}
 		}
-		return rows[minute]
+		r := &vitalRow{Minute: int(math.Round(t.Sub(t0).Minutes())), at: k}
+		rows = append(rows, r)
+		return r
 	}
 	for _, o := range obs {
-		vr := row(o.EffectiveDateTime)
-		if vr == nil {
-			continue
-		}
 		switch {
 		case o.Code.has(loinc, codeBP):
+			vr := row(o.EffectiveDateTime, func(r *vitalRow) bool { return r.hasSys || r.Dia != "" })
+			if vr == nil {
+				continue
+			}
 			for _, c := range o.Component {
 				if c.ValueQuantity == nil || c.ValueQuantity.Value == nil {
 					continue
@@ -806,11 +816,15 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 			}
 		case o.Code.has(loinc, codeHR):
 			if val, ok := obsValue(o); ok {
-				vr.hr, vr.HR, vr.hasHR = val, fmtNum(val), true
+				if vr := row(o.EffectiveDateTime, func(r *vitalRow) bool { return r.hasHR }); vr != nil {
+					vr.hr, vr.HR, vr.hasHR = val, fmtNum(val), true
+				}
 			}
 		case o.Code.has(loinc, codeSpO2):
 			if val, ok := obsValue(o); ok {
-				vr.spo2, vr.SpO2, vr.hasSpO2 = val, fmtNum(val), true
+				if vr := row(o.EffectiveDateTime, func(r *vitalRow) bool { return r.hasSpO2 }); vr != nil {
+					vr.spo2, vr.SpO2, vr.hasSpO2 = val, fmtNum(val), true
+				}
 			}
 		}
 	}
@@ -819,7 +833,7 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 			m.Rows = append(m.Rows, *vr)
 		}
 	}
-	slices.SortFunc(m.Rows, func(a, b vitalRow) int { return a.Minute - b.Minute })
+	slices.SortStableFunc(m.Rows, func(a, b vitalRow) int { return cmp.Compare(a.at, b.at) })
 	m.Flags = append(m.Flags, monitoringFlags(m.Rows, t0, doseEnd)...)
 	m.Charts = monitoringCharts(m.Rows)
 	return m, nil
