@@ -193,10 +193,11 @@ func (s *Server) renderConsent(c echo.Context, status int, p *pendingAuthz, rid 
 		}
 	}
 	if picker {
-		if s.opts.Patients == nil {
-			return errNoPatientDirectory
+		dir, err := s.patientsFor(c.Request().Context(), u)
+		if err != nil {
+			return err
 		}
-		found, err := s.opts.Patients.FindPatients(c.Request().Context(), strings.TrimSpace(query), patientPickerLimit)
+		found, err := dir.FindPatients(c.Request().Context(), strings.TrimSpace(query), patientPickerLimit)
 		if err != nil {
 			return err
 		}
@@ -256,10 +257,11 @@ func (s *Server) handleConsent(c echo.Context) error {
 			if chosen == "" {
 				return s.renderConsent(c, http.StatusBadRequest, p, rid, u, "", "", "Choose the patient.")
 			}
-			if s.opts.Patients == nil {
-				return errNoPatientDirectory
+			dir, err := s.patientsFor(ctx, u)
+			if err != nil {
+				return err
 			}
-			exists, err := s.opts.Patients.PatientExists(ctx, chosen)
+			exists, err := dir.PatientExists(ctx, chosen)
 			if err != nil {
 				return err
 			}

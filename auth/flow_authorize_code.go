@@ -109,6 +109,14 @@ func (f *authorizeCodeFlow) issue(ctx context.Context, ac AuthCode, user store.U
 	t := f.t
 	granted, _ := ParseGrant(ac.Scope)
 	now := t.s.opts.Clock.Now()
+	// docs/design/security.md PRIV-18: a partner clinic's login acts for
+	// its organization, in any app.
+	org, role, err := t.s.partnerBinding(ctx, user)
+	if errors.Is(err, errPartnerBinding) {
+		return nil, ErrInvalidGrant.WithDescription("the login's partner organization is not a partner clinic in the clinic's records")
+	} else if err != nil {
+		return nil, err
+	}
 	g := store.Grant{
 		ID: ac.GrantID, ClientID: ac.ClientID, UserID: ac.UserID, Scope: ac.Scope,
 		Patient: ac.Patient, Encounter: ac.Encounter, Created: now, Expires: now.Add(AccessTTL),
@@ -133,6 +141,7 @@ func (f *authorizeCodeFlow) issue(ctx context.Context, ac AuthCode, user store.U
 		GrantID: g.ID, ClientID: g.ClientID, Subject: g.UserID, Scope: g.Scope,
 		Patient: g.Patient, Encounter: g.Encounter, FHIRUser: fhirUser,
 		PatientUser: user.Role == store.RolePatient, TTL: AccessTTL,
+		Organization: org, Role: role,
 	})
 	if err != nil {
 		return nil, err

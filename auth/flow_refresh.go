@@ -160,8 +160,9 @@ func (f *refreshFlow) rotate(ctx context.Context, g store.Grant, h string) (stri
 // nothing.
 func (f *refreshFlow) issue(ctx context.Context, g store.Grant, scope, next string) (*tokenResponse, error) {
 	t := f.t
-	var fhirUser string
+	var fhirUser, org string
 	var patientUser bool
+	var role Role
 	if g.UserID != "" {
 		u, err := f.users.GetUser(ctx, g.UserID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
@@ -171,11 +172,19 @@ func (f *refreshFlow) issue(ctx context.Context, g store.Grant, scope, next stri
 			return nil, fmt.Errorf("load user: %w", err)
 		}
 		fhirUser, patientUser = t.fhirUserURL(u.FHIRUser), u.Role == store.RolePatient
+		// PRIV-18: the binding as it is now (a removed binding ends with the
+		// next refresh; an invalid one refuses it).
+		org, role, err = t.s.partnerBinding(ctx, u)
+		if errors.Is(err, errPartnerBinding) {
+			return nil, errRefreshInvalid
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	access, exp, err := t.s.tokens.Access(AccessRequest{
 		GrantID: g.ID, ClientID: g.ClientID, Subject: g.UserID, Scope: scope,
 		Patient: g.Patient, Encounter: g.Encounter, FHIRUser: fhirUser,
-		PatientUser: patientUser, TTL: AccessTTL,
+		PatientUser: patientUser, TTL: AccessTTL, Organization: org, Role: role,
 	})
 	if err != nil {
 		return nil, err

@@ -72,10 +72,11 @@ func (s *Server) renderLauncher(c echo.Context, status int, u store.User, query,
 	}
 	sort.Slice(v.Clients, func(i, j int) bool { return v.Clients[i].Name < v.Clients[j].Name })
 	if len(v.Clients) > 0 {
-		if s.opts.Patients == nil {
-			return errNoPatientDirectory
+		dir, err := s.patientsFor(ctx, u)
+		if err != nil {
+			return err
 		}
-		v.Patients, err = s.opts.Patients.FindPatients(ctx, strings.TrimSpace(query), patientPickerLimit)
+		v.Patients, err = dir.FindPatients(ctx, strings.TrimSpace(query), patientPickerLimit)
 		if err != nil {
 			return err
 		}
@@ -117,10 +118,11 @@ func (s *Server) handleLaunch(c echo.Context) error {
 	if patient == "" {
 		return s.renderLauncher(c, http.StatusBadRequest, u, "", "Choose a patient.")
 	}
-	if s.opts.Patients == nil {
-		return errNoPatientDirectory
+	dir, err := s.patientsFor(ctx, u)
+	if err != nil {
+		return err
 	}
-	exists, err := s.opts.Patients.PatientExists(ctx, patient)
+	exists, err := dir.PatientExists(ctx, patient)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,16 @@ type Options struct {
 	Logger    *slog.Logger
 	// SecureCookies sets the Secure attribute on cookies (true under TLS).
 	SecureCookies bool
+	// PartnerLogins binds logins (by id) to the partner clinic
+	// Organization (by id) they act for (docs/design/security.md PRIV-18).
+	PartnerLogins map[string]string
+	// Records reads the clinic's stored Organizations (a partner login's
+	// binding is checked against them at every token issue).
+	Records ResourceReader
+	// Disclosed lists the patients an organization acting as role may see
+	// now (the consent decision, fhir.ReadDisclosure): a partner login's
+	// pickers offer only these.
+	Disclosed func(ctx context.Context, role Role, org string) ([]string, error)
 }
 
 // Server is the SMART authorization server: discovery, /auth/authorize with

@@ -159,7 +159,9 @@ func restSecurity(base string, o OAuthEndpoints) *r4.CapabilityStatementRestSecu
 		}},
 		Description: ptr("Every interaction but metadata needs an OAuth2 bearer token from the SMART on FHIR " +
 			"authorization server (SMART App Launch 2.2); its endpoints are listed in " + base +
-			"/.well-known/smart-configuration and, for older clients, in the oauth-uris extension here."),
+			"/.well-known/smart-configuration and, for older clients, in the oauth-uris extension here. " +
+			"A payer's or partner's search whose answer its view narrows (a data class the patient's consent leaves out) " +
+			"carries an OperationOutcome entry (search.mode outcome) with an issue of type suppressed: not shared, not none."),
 	}
 }
 

@@ -763,3 +763,99 @@ func (s *Server) provenanceTargets(ctx context.Context, body []byte) ([]byte, er
 	}
 	return append(out, '}'), nil
 }
+
+// withheldIssue is the search.mode=outcome issue of a search whose answer
+// an outside view narrowed (docs/design/security.md PRIV-17): IssueType
+// suppressed ("not returned due to business rules, consent or privacy
+// rules, or access permission constraints"), severity information. It says
+// that something of what the search asks for is not disclosed to the
+// caller, never what, and never whether such data exists.
+var withheldIssue = &Error{Code: "suppressed", Severity: SeverityInformation,
+	Details: "Some of what this search asks for is not disclosed to you under the patient's consent or the access policy; what is withheld, and whether any such data exists, is not said"}
+
+// withholds reports whether the outside view v withholds part of what a
+// search of typ with clauses could return from the view's patients (within
+// scope, the token's patient restriction, nil for none) (docs/design/security.md PRIV-17): a data class of the
+// type (for Observation, of the categories the search names) that some of
+// those patients' grants leave out, or, where assessments or diagnoses are
+// asked for, the R-labelled content a grant does not clear. It depends only on the
+// consents and the query, never on the data: a patient outside the view is
+// not among patients (the search finds nothing, PRIV-12), and a partner's
+// Task search (its own referrals, whatever the consent) and the directory
+// are never narrowed by consent. Observations of categories in no class
+// (laboratory, ...) are outside every view, not withheld by a consent, and
+// are not marked.
+// labelledR are the classes whose resources can carry the R label
+// (docs/fhir-mapping.md "Security labels": suicide-risk assessments and
+// diagnoses).
+var labelledR = auth.ClassSet(auth.ClassAssessments, auth.ClassDiagnoses)
+
+func withholds(v *outsideView, typ string, clauses []store.Clause, scope []string) bool {
+	// The patients of the view (whether or not they have anything of typ to
+	// show), within the token's own patient restriction (nil: none).
+	var patients []string
+	for id := range v.disc.Patients {
+		if scope == nil || slices.Contains(scope, id) {
+			patients = append(patients, id)
+		}
+	}
+	if typ == "Patient" || auth.Directory(typ) || (v.role == auth.RolePartner && typ == "Task") {
+		return false
+	}
+	want := auth.TypeClasses(typ)
+	for _, c := range clauses {
+		if typ != "Observation" || c.Param != "category" || c.Not || c.Missing != nil || len(c.Values) == 0 {
+			continue
+		}
+		var named auth.Classes
+		for _, val := range c.Values {
+			if val.System != "" && val.System != systemObsCategory {
+				continue
+			}
+			if dc, ok := auth.ClassOf("Observation", val.Code); ok {
+				named |= auth.ClassSet(dc)
+			}
+		}
+		want &= named
+	}
+	if want == 0 {
+		return false
+	}
+	// The search's own patient or subject clauses narrow the patients.
+	for _, c := range clauses {
+		if c.Kind != store.KindReference || (c.Param != "patient" && c.Param != "subject") || c.Missing != nil || c.Not {
+			continue
+		}
+		var named []string
+		for _, val := range c.Values {
+			if id, ok := strings.CutPrefix(val.Str, "Patient/"); ok {
+				named = append(named, id)
+			}
+		}
+		patients = slices.DeleteFunc(slices.Clone(patients), func(p string) bool { return !slices.Contains(named, p) })
+	}
+	for _, p := range patients {
+		g, ok := v.disc.Patients[p]
+		if !ok {
+			continue
+		}
+		if want&^g.Classes != 0 || (want&labelledR != 0 && !g.Restricted) {
+			return true
+		}
+	}
+	return false
+}
+
+// scopePatients is the patient restriction of the caller's scopes for a
+// search of typ (nil: none, a system/ or user/ grant).
+func scopePatients(ctx context.Context, typ string) []string {
+	info, ok := auth.FromContext(ctx)
+	if !ok {
+		return []string{}
+	}
+	d := auth.Decide(info.Principal, typ, auth.InteractionSearch)
+	if !d.Allowed {
+		return []string{}
+	}
+	return d.Patients
+}

@@ -137,3 +137,68 @@ func accessEqual(a, b *store.Access) bool {
 	}
 	return true
 }
+
+// TestWithholds: docs/design/security.md PRIV-17. The withheld mark follows
+// the consents and the query only: the classes the search asks for (an
+// Observation category narrows them), the patients of the view within the
+// token's and the search's own patients, and R for assessments and
+// diagnoses. A patient outside the view, laboratory Observations, the
+// directory and a partner's Tasks are never marked.
+func TestWithholds(t *testing.T) {
+	v := &outsideView{role: auth.RolePartner, org: "north", disc: auth.Disclosure{Patients: map[string]auth.PatientGrant{
+		// p1: sessions and medications only; p2: everything, R cleared.
+		"p1": {Classes: auth.ClassSet(auth.ClassDemographics, auth.ClassSessions, auth.ClassMedications)},
+		"p2": {Classes: auth.AllClasses, Restricted: true},
+		// p3: everything but R.
+		"p3": {Classes: auth.AllClasses},
+	}}}
+	ref := func(param string, ids ...string) store.Clause {
+		c := store.Clause{Param: param, Kind: store.KindReference}
+		for _, id := range ids {
+			c.Values = append(c.Values, store.Value{Str: "Patient/" + id})
+		}
+		return c
+	}
+	cat := func(system string, codes ...string) store.Clause {
+		c := store.Clause{Param: "category", Kind: store.KindToken}
+		for _, code := range codes {
+			c.Values = append(c.Values, store.Value{System: system, Code: code})
+		}
+		return c
+	}
+	const obsCat = systemObsCategory
+	tests := []struct {
+		name    string
+		typ     string
+		clauses []store.Clause
+		scope   []string
+		want    bool
+	}{
+		{"p1 vitals", "Observation", []store.Clause{ref("patient", "p1"), cat(obsCat, "vital-signs")}, nil, true},
+		{"p1 vitals, category without system", "Observation", []store.Clause{ref("subject", "p1"), cat("", "vital-signs")}, nil, true},
+		{"p2 vitals", "Observation", []store.Clause{ref("patient", "p2"), cat(obsCat, "vital-signs")}, nil, false},
+		{"p3 vitals", "Observation", []store.Clause{ref("patient", "p3"), cat(obsCat, "vital-signs")}, nil, false},
+		{"p3 assessments: R not cleared", "Observation", []store.Clause{ref("patient", "p3"), cat(obsCat, "survey")}, nil, true},
+		{"p3 diagnoses: R not cleared", "Condition", []store.Clause{ref("patient", "p3")}, nil, true},
+		{"p2 diagnoses", "Condition", []store.Clause{ref("patient", "p2")}, nil, false},
+		{"p1 sessions", "Encounter", []store.Clause{ref("patient", "p1")}, nil, false},
+		{"p1 coverage", "Coverage", []store.Clause{ref("patient", "p1")}, nil, true},
+		{"a patient outside the view", "Observation", []store.Clause{ref("patient", "p9"), cat(obsCat, "vital-signs")}, nil, false},
+		{"laboratory", "Observation", []store.Clause{ref("patient", "p1"), cat(obsCat, "laboratory")}, nil, false},
+		{"another category system", "Observation", []store.Clause{ref("patient", "p1"), cat("http://example.org/cat", "vital-signs")}, nil, false},
+		{"no patient: any of the view", "Observation", []store.Clause{cat(obsCat, "vital-signs")}, nil, true},
+		{"token of p2 only", "Observation", []store.Clause{cat(obsCat, "vital-signs")}, []string{"p2"}, false},
+		{"token of p1", "Observation", []store.Clause{cat(obsCat, "vital-signs")}, []string{"p1"}, true},
+		{"token of nobody", "Observation", nil, []string{}, false},
+		{"the Patient itself", "Patient", []store.Clause{ref("_id", "p1")}, nil, false},
+		{"directory", "Organization", nil, nil, false},
+		{"the partner's Tasks", "Task", []store.Clause{ref("patient", "p1")}, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withholds(v, tc.typ, tc.clauses, tc.scope); got != tc.want {
+				t.Errorf("withholds = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

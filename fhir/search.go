@@ -143,7 +143,13 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	for i := range included {
 		b.searchEntry(&included[i], nil, modeInclude)
 	}
-	b.outcomeEntry(ignoredWarnings(sr.Ignored))
+	issues := ignoredWarnings(sr.Ignored)
+	if v, ok := viewFrom(ctx); ok && withholds(v, typ, sr.Query.Clauses, scopePatients(ctx, typ)) {
+		// docs/design/security.md PRIV-17: the caller learns that its view
+		// narrowed the answer, so an empty page is not read as "none".
+		issues = append(issues, withheldIssue)
+	}
+	b.outcomeEntry(issues)
 	return b.write(c)
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/apps/course"
+	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
 )
@@ -87,6 +89,11 @@ type Config struct {
 	// course viewer at /apps/course/; empty: none (docs/design/security.md
 	// VIEW-2).
 	AppFrameAncestors []string
+	// PartnerLogins binds logins to the FHIR ids of the partner clinic
+	// Organizations they act for (--partner-logins login=organization ...,
+	// the organization the clinic's record id or Organization/{id};
+	// docs/design/security.md PRIV-18).
+	PartnerLogins map[string]string
 
 	// Version is the build's version, shown in the CapabilityStatement (set
 	// by the binary, not a setting).
@@ -108,11 +115,11 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
 		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
-		"clinic-organization=%s payer-access-coverage-only=%t app-frame-ancestors=%s",
+		"clinic-organization=%s payer-access-coverage-only=%t app-frame-ancestors=%s partner-logins=%d",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
 		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
 		c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes, c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
-		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly, strings.Join(c.AppFrameAncestors, ","))
+		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly, strings.Join(c.AppFrameAncestors, ","), len(c.PartnerLogins))
 }
 
 // RedactURL is s with the password of its userinfo, if any, replaced.
@@ -168,6 +175,7 @@ var Settings = []Setting{
 	{"clinic-organization", "KETABRIDGE_CLINIC_ORGANIZATION", "", "clinic id of the clinic's own organization record (Provenance agent, Encounter.serviceProvider); empty = none"},
 	{"payer-access", "KETABRIDGE_PAYER_ACCESS", "consent", "what opens a patient to a payer client: consent (a coverage naming the payer and an active consent naming it for payment) or coverage (the coverage alone); docs/access.md"},
 	{"app-frame-ancestors", "KETABRIDGE_APP_FRAME_ANCESTORS", "", "space-separated origins (https://ehr.example) allowed to frame the course viewer at /apps/course/; empty = none"},
+	{"partner-logins", "KETABRIDGE_PARTNER_LOGINS", "", "space-separated login=organization pairs: logins of a partner clinic's clinicians, each bound to the clinic's record id of that partner Organization; their tokens, in any app, get the partner's view (docs/access.md); empty = none"},
 }
 
 // IsSetting reports whether name is the flag of a shared setting.
@@ -377,6 +385,28 @@ func readListen(r *reader, c *Config) error {
 			return r.bad("app-frame-ancestors", err.Error())
 		}
 		c.AppFrameAncestors = append(c.AppFrameAncestors, o)
+	}
+	for _, pair := range strings.Fields(r.vals["partner-logins"]) {
+		login, org, ok := strings.Cut(pair, "=")
+		// The organization is the clinic's record id (as `clients add
+		// --organization` takes it) or Organization/{FHIR id}.
+		if id, isRef := strings.CutPrefix(org, "Organization/"); isRef {
+			org = id
+		} else if auth.ValidID(org) && !strings.Contains(org, "/") {
+			org = mapping.ResourceID(clinic.KindOrganization, org)
+		} else {
+			ok = false
+		}
+		if !ok || !auth.ValidID(login) || !auth.ValidID(org) || strings.Contains(org, "/") {
+			return r.bad("partner-logins", "must be login=organization pairs, the organization the clinic's record id or Organization/{id} (e.g. dr-lee=org-partner-northgate)")
+		}
+		if c.PartnerLogins == nil {
+			c.PartnerLogins = map[string]string{}
+		}
+		if _, dup := c.PartnerLogins[login]; dup {
+			return r.bad("partner-logins", "names the login "+login+" twice")
+		}
+		c.PartnerLogins[login] = org
 	}
 	return nil
 }

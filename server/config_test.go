@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -83,6 +86,12 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"partner logins", []string{"--partner-logins", "dr-lee=org-partner-northgate  dr-ray=Organization/0b9e"}, nil, func(t *testing.T, c Config) {
+			if len(c.PartnerLogins) != 2 || c.PartnerLogins["dr-lee"] != mapping.ResourceID(clinic.KindOrganization, "org-partner-northgate") ||
+				c.PartnerLogins["dr-ray"] != "0b9e" {
+				t.Errorf("%+v", c.PartnerLogins)
+			}
+		}},
 		{"urn identifier base", []string{"--identifier-system-base", "urn:example:clinic-b:sid"}, nil, func(t *testing.T, c Config) {
 			if c.IdentifierSystemBase != "urn:example:clinic-b:sid" {
 				t.Errorf("%+v", c)
@@ -141,6 +150,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"app frame ancestor not an origin", []string{"--app-frame-ancestors", "https://ehr.example/chart"}, nil, "invalid --app-frame-ancestors"},
 		{"app frame ancestor http", []string{"--app-frame-ancestors", "http://ehr.example"}, nil, "invalid --app-frame-ancestors"},
 		{"app frame ancestor wildcard", []string{"--app-frame-ancestors", "*"}, nil, "invalid --app-frame-ancestors"},
+		{"partner login without organization", []string{"--partner-logins", "dr-lee"}, nil, "invalid --partner-logins"},
+		{"partner login with a path", []string{"--partner-logins", "dr-lee=Organization/a/b"}, nil, "invalid --partner-logins"},
+		{"partner login twice", nil, map[string]string{"KETABRIDGE_PARTNER_LOGINS": "dr-lee=org-1 dr-lee=org-2"}, "twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

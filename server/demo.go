@@ -47,11 +47,17 @@ const (
 	defaultBaseURL   = "http://localhost:8080"
 )
 
+// DemoLongCourse is the session count of the first synthetic patient's
+// course (synth.Options.LongCourse): the course viewer's load time is
+// measured on a course of this size (docs/course-viewer.md).
+const DemoLongCourse = 40
+
 // SynthRecords generates the synthetic clinic records of patients patients
-// (mapping/synth) as one JSON value each.
+// (mapping/synth) as one JSON value each; the first patient's course has
+// DemoLongCourse sessions.
 func SynthRecords(patients int, seed int64, start time.Time) ([]json.RawMessage, error) {
 	var buf bytes.Buffer
-	if _, err := synth.Generate(&buf, synth.Options{Patients: patients, Seed: seed, Start: start}); err != nil {
+	if _, err := synth.Generate(&buf, synth.Options{Patients: patients, Seed: seed, Start: start, LongCourse: DemoLongCourse}); err != nil {
 		return nil, fmt.Errorf("synth: %w", err)
 	}
 	var out []json.RawMessage

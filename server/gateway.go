@@ -195,6 +195,20 @@ func (g *Gateway) RegisterClient(ctx context.Context, c store.Client) error {
 	return as.PutClient(ctx, c)
 }
 
+// RegisterUser registers (or replaces) a login, checked and hashed by
+// auth.NewUser (as `ketabridge users add` does).
+func (g *Gateway) RegisterUser(ctx context.Context, r auth.UserRegistration) error {
+	u, err := auth.NewUser(r, time.Now())
+	if err != nil {
+		return err
+	}
+	as, ok := g.store.(store.AuthStore)
+	if !ok {
+		return errors.New("the store does not keep auth state")
+	}
+	return as.PutUser(ctx, u)
+}
+
 // Close flushes and stops the audit writer (queued AuditEvents are written
 // while the store is still open), then closes the data side. Call it after
 // Serve has returned, so no request records an event afterwards.
@@ -251,6 +265,19 @@ func (g *Gateway) openAuth(ctx context.Context) (*auth.Server, error) {
 		Clock:         clock,
 		Logger:        g.log,
 		SecureCookies: strings.HasPrefix(g.cfg.BaseURL, "https://"),
+		PartnerLogins: g.cfg.PartnerLogins,
+		Records:       g.store,
+		Disclosed: func(ctx context.Context, role auth.Role, org string) ([]string, error) {
+			d, err := fhir.ReadDisclosure(ctx, g.store, auth.DisclosurePolicy{PayerCoverageOnly: g.cfg.PayerCoverageOnly}, role, org, clock.Now())
+			if err != nil {
+				return nil, err
+			}
+			ids := make([]string, 0, len(d.Patients))
+			for id := range d.Patients {
+				ids = append(ids, id)
+			}
+			return ids, nil
+		},
 	})
 	srv.Tokens().SetRevocations(revs)
 	g.eph = eph

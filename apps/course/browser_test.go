@@ -30,7 +30,11 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/mapping"
+	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/server"
+	"github.com/ketabridge/ketabridge/store"
 )
 
 const (
@@ -45,6 +49,7 @@ const (
 var axePath = filepath.Join("a11y", "node_modules", "axe-core", "axe.min.js")
 
 type gateway struct {
+	g       *server.Gateway
 	base    string
 	dir     string
 	creds   struct{ Clinician, Patient string }
@@ -54,7 +59,7 @@ type gateway struct {
 
 // startGateway runs a real gateway (SQLite, demo data and logins) on a
 // loopback listener.
-func startGateway(t *testing.T, extra ...string) *gateway {
+func startGateway(t testing.TB, extra ...string) *gateway {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
@@ -88,7 +93,7 @@ func startGateway(t *testing.T, extra ...string) *gateway {
 			t.Error(err)
 		}
 	})
-	gw := &gateway{base: base, dir: dir}
+	gw := &gateway{g: g, base: base, dir: dir}
 	b, err := os.ReadFile(filepath.Join(dir, "demo-credentials.json"))
 	if err != nil || json.Unmarshal(b, &gw.creds) != nil {
 		t.Fatalf("demo credentials: %v", err)
@@ -117,7 +122,7 @@ func startGateway(t *testing.T, extra ...string) *gateway {
 }
 
 // read GETs a FHIR path with the backend token.
-func (gw *gateway) read(t *testing.T, path string, v any) {
+func (gw *gateway) read(t testing.TB, path string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, gw.base+"/fhir"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+gw.backend)
@@ -148,7 +153,7 @@ type resource struct {
 	}
 }
 
-func (gw *gateway) search(t *testing.T, path string) []resource {
+func (gw *gateway) search(t testing.TB, path string) []resource {
 	t.Helper()
 	var b struct{ Entry []struct{ Resource resource } }
 	gw.read(t, path+"&_count=500", &b)
@@ -159,7 +164,7 @@ func (gw *gateway) search(t *testing.T, path string) []resource {
 	return out
 }
 
-func needChromium(t *testing.T) {
+func needChromium(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -175,7 +180,7 @@ func needChromium(t *testing.T) {
 
 // browser starts headless Chromium with a throwaway profile and the flags a
 // closed network needs.
-func browser(t *testing.T, ctx context.Context) context.Context {
+func browser(t testing.TB, ctx context.Context) context.Context {
 	t.Helper()
 	actx, cancelA := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromiumPath),
@@ -200,7 +205,7 @@ func browser(t *testing.T, ctx context.Context) context.Context {
 type step = chromedp.Action[chromedp.Void]
 
 // run does the steps; on failure it reports where the browser is.
-func run(t *testing.T, ctx context.Context, what string, steps ...step) {
+func run(t testing.TB, ctx context.Context, what string, steps ...step) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
@@ -214,7 +219,7 @@ func run(t *testing.T, ctx context.Context, what string, steps ...step) {
 }
 
 // eval evaluates a JavaScript expression in the page.
-func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+func eval[T any](t testing.TB, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
@@ -275,18 +280,82 @@ func TestCourseViewerBrowser(t *testing.T) {
 	started := make(chan error, 1)
 	go func() { started <- chromedp.Do(bctx) }()
 	start := time.Now()
-	gw := startGateway(t)
+	// A partner clinic's clinician (docs/design/security.md PRIV-18).
+	gw := startGateway(t, "--partner-logins", partnerLogin+"="+synth.OrgPartnerNorthgate)
 	t.Logf("gateway with demo data ready in %v", time.Since(start).Round(time.Millisecond))
 	if err := <-started; err != nil {
 		t.Fatalf("starting %s: %v", chromiumPath, err)
 	}
 	t.Run("standalone and EHR launch", func(t *testing.T) { launches(t, bctx, gw) })
 	t.Run("granular scope", func(t *testing.T) { granular(t, incognito(t, bctx), gw) })
+	t.Run("partner consent without vitals", func(t *testing.T) { partnerView(t, bctx, gw) })
+}
+
+// partnerLogin is the login bound to the Northgate partner clinic.
+const partnerLogin = "dr-north"
+
+// partnerView: a partner clinic's clinician opens the viewer. The patient
+// choice lists only the patients whose consent names the partner; for the
+// demo patient whose consent gives Northgate demographics, medications and
+// sessions (mapping/synth consent plan 7: pat-000008) the sessions show,
+// and the outcome trends and a session's monitoring chart say "not shared
+// with you" instead of showing data (docs/design/security.md PRIV-17,
+// PRIV-18, VIEW-8); for the patient whose consent lists vital signs (plan
+// 11: pat-000012) the same chart shows them.
+func partnerView(t *testing.T, root context.Context, gw *gateway) {
+	ctx := context.Background()
+	if err := gw.g.RegisterUser(ctx, auth.UserRegistration{ID: partnerLogin, Name: "Dr North", Role: store.RoleClinician,
+		FHIRUser: "Practitioner/northgate-lee", Password: "partner-clinician-pw-1"}); err != nil {
+		t.Fatal(err)
+	}
+	noVitals := mapping.ResourceID(clinic.KindPatient, "pat-000008")
+	withVitals := mapping.ResourceID(clinic.KindPatient, "pat-000012")
+	open := func(patient string) context.Context {
+		tab := incognito(t, root)
+		run(t, tab, "partner launch", chromedp.Navigate(gw.base+"/apps/course/"), login(partnerLogin, "partner-clinician-pw-1"),
+			chromedp.WaitVisible(css(`input[name="patient"][value="`+patient+`"]`)))
+		listed := eval[[]string](t, tab, `Array.from(document.querySelectorAll('input[name="patient"]')).map(i => i.value)`)
+		if len(listed) == 0 || len(listed) >= server.DemoPatients || slices.Contains(listed, gw.patient) {
+			t.Errorf("the partner's patient choice lists %d patients (of %d), the demo patient %v: only the consenting ones belong",
+				len(listed), server.DemoPatients, slices.Contains(listed, gw.patient))
+		}
+		run(t, tab, "partner consent", chromedp.Click(css(`input[name="patient"][value="`+patient+`"]`)), approve,
+			chromedp.WaitVisible(chromedp.ID("sessions")))
+		return tab
+	}
+	chartLink := func(tab context.Context) string {
+		for _, r := range eval[[]row](t, tab, rowsJS) {
+			if r.Link != "" {
+				return r.Link
+			}
+		}
+		t.Fatal("no session has a chart link")
+		return ""
+	}
+
+	tab := open(noVitals)
+	rows := eval[[]row](t, tab, rowsJS)
+	trend := eval[string](t, tab, `document.getElementById('trend').textContent`)
+	if len(rows) == 0 || !strings.Contains(trend, "Not shared with you.") || strings.Contains(trend, "No outcome measures recorded") {
+		t.Errorf("partner without assessments: %d session rows, trends %.200q", len(rows), trend)
+	}
+	run(t, tab, "monitoring", chromedp.Navigate(chartLink(tab)), chromedp.WaitVisible(chromedp.ID("vitals-not-shared")))
+	note := eval[string](t, tab, `document.getElementById('vitals-not-shared').textContent`)
+	data := eval[int](t, tab, `document.querySelectorAll('#monitoring circle, #vitals').length`)
+	if !strings.Contains(note, "not shared with you") || data != 0 {
+		t.Errorf("partner without vitals: monitoring note %q with %d data elements", note, data)
+	}
+
+	tab = open(withVitals)
+	run(t, tab, "monitoring", chromedp.Navigate(chartLink(tab)), chromedp.WaitVisible(chromedp.ID("vitals")))
+	if n := eval[int](t, tab, `document.querySelectorAll('#vitals tbody tr').length`); n == 0 {
+		t.Error("partner with vitals: the monitoring table is empty")
+	}
 }
 
 // incognito is a new tab in a fresh browser context of the same browser: no
 // cookies of the other tabs.
-func incognito(t *testing.T, bctx context.Context) context.Context {
+func incognito(t testing.TB, bctx context.Context) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
@@ -420,10 +489,8 @@ func launches(t *testing.T, root context.Context, gw *gateway) {
 	// How fast the full page (every section and one monitoring chart)
 	// comes back, measured by the browser.
 	ms := eval[float64](t, bctx, `(() => { const n = performance.getEntriesByType('navigation')[0]; return n.responseEnd - n.requestStart })()`)
+	// A figure for the log, not a test: BenchmarkCoursePage measures it.
 	t.Logf("viewer page with %d sessions and a monitoring chart: %.0f ms", len(rows), ms)
-	if ms > 3000 {
-		t.Errorf("the page took %.0f ms", ms)
-	}
 
 	phase = time.Now()
 	axeCheck(t, bctx)
@@ -548,7 +615,7 @@ func artifacts(t *testing.T, ctx context.Context) {
 
 // get GETs a FHIR path with the backend token and returns the status and
 // body.
-func (gw *gateway) get(t *testing.T, path string) (int, []byte) {
+func (gw *gateway) get(t testing.TB, path string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, gw.base+"/fhir"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+gw.backend)

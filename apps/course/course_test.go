@@ -480,3 +480,86 @@ func TestClientRole(t *testing.T) {
 		t.Errorf("scopes %q, want %q", got, want)
 	}
 }
+
+// withheldBundle is a searchset the gateway marked as withheld in part
+// (docs/design/security.md PRIV-17): its entries and an outcome entry of
+// issue type suppressed.
+func withheldBundle(resources ...string) string {
+	entries := []string{`{"fullUrl":"urn:uuid:0b7e1d3a-4f9e-4c1e-9a57-3f0c2c9d8e11","resource":{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"suppressed","details":{"text":"withheld"}}]},"search":{"mode":"outcome"}}`}
+	for _, r := range resources {
+		entries = append(entries, `{"resource":`+r+`,"search":{"mode":"match"}}`)
+	}
+	return `{"resourceType":"Bundle","type":"searchset","entry":[` + strings.Join(entries, ",") + `]}`
+}
+
+// TestRenderWithheld: a search the gateway marks as withheld says "not
+// shared with you", never "none recorded", and shows nothing of a
+// withheld class: the monitoring chart of a partner whose consent leaves
+// out vitals, and the assessments; assessments withheld in part show the
+// trends they have with a note, and the safety check gives no all-clear
+// (docs/design/security.md VIEW-8). An outcome entry of another kind (a
+// lenient search's warning) changes nothing.
+func TestRenderWithheld(t *testing.T) {
+	f := courseFixture()
+	f.fhir["Observation vital-signs"] = withheldBundle()
+	f.fhir["Observation survey"] = withheldBundle()
+	e, _, _ := newTestAppWith(t, f)
+	w := do(e, http.MethodGet, Path+"?session=e1", signIn(t, e))
+	body := w.Body.String()
+	if w.Code != http.StatusOK || !strings.Contains(body, `id="vitals-not-shared"`) || strings.Contains(body, `id="vitals"`) ||
+		strings.Contains(body, "No outcome measures recorded") || strings.Contains(body, "No safety flags") ||
+		strings.Count(body, "Not shared with you.") < 2 {
+		t.Errorf("withheld vitals and assessments: %d\n%s", w.Code, body)
+	}
+
+	// A withheld mark on a page with data: the vitals show nothing.
+	f = courseFixture()
+	f.fhir["Observation vital-signs"] = withheldBundle(fxBP0, fxBP40)
+	f.fhir["Observation survey"] = withheldBundle(fxPHQ1, fxPHQ2, fxCADSS)
+	e, _, _ = newTestAppWith(t, f)
+	w = do(e, http.MethodGet, Path+"?session=e1", signIn(t, e))
+	body = w.Body.String()
+	if w.Code != http.StatusOK || !strings.Contains(body, `id="vitals-not-shared"`) || strings.Contains(body, `data-value="145"`) {
+		t.Errorf("vitals withheld in part must show none: %d\n%s", w.Code, body)
+	}
+	for _, want := range []string{`data-value="18" data-at="2025-06-02"`, "Some outcome measures are not shared with you",
+		"Not shared with you in full: the safety check"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("assessments withheld in part: the page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "No safety flags") {
+		t.Error("assessments withheld in part: the safety check gives an all-clear")
+	}
+
+	// Another outcome issue (not suppressed) is no mark.
+	f = courseFixture()
+	f.fhir["Observation vital-signs"] = strings.Replace(withheldBundle(fxBP0, fxBP40), `"suppressed"`, `"not-supported"`, 1)
+	e, _, _ = newTestAppWith(t, f)
+	w = do(e, http.MethodGet, Path+"?session=e1", signIn(t, e))
+	if body := w.Body.String(); w.Code != http.StatusOK || !strings.Contains(body, `data-value="145" data-at="-5"`) {
+		t.Errorf("a warning outcome: the vitals are not shown: %d\n%s", w.Code, body)
+	}
+}
+
+// TestVitalsSameMinute: blood pressures taken in the same minute (a
+// repeat of a high reading), or even at the same instant, are rows and
+// chart points of their own, none hiding another.
+func TestVitalsSameMinute(t *testing.T) {
+	f := courseFixture()
+	repeat := strings.NewReplacer(`"id":"b0"`, `"id":"b0r"`, `08:45:00`, `08:45:20`, `"value":145`, `"value":138`).Replace(fxBP0)
+	// And one at the very same instant as the first (two sets recorded at
+	// one time).
+	same := strings.NewReplacer(`"id":"b0"`, `"id":"b0s"`, `"value":145`, `"value":151`).Replace(fxBP0)
+	f.fhir["Observation vital-signs"] = bundleOf(fxBP0, repeat, same, fxBP40)
+	e, _, _ := newTestAppWith(t, f)
+	w := do(e, http.MethodGet, Path+"?session=e1", signIn(t, e))
+	body := w.Body.String()
+	for _, want := range []string{`<tr><td>-5</td><td>145</td><td>85</td>`, `<tr><td>-5</td><td>138</td><td>85</td>`,
+		`<tr><td>-5</td><td>151</td><td>85</td>`,
+		`data-value="145" data-at="-5"`, `data-value="138" data-at="-5"`, `data-value="151" data-at="-5"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("same-minute readings: the page lacks %s", want)
+		}
+	}
+}

@@ -63,21 +63,71 @@ type bundle struct {
 	Link  []struct{ Relation, URL string } `json:"link"`
 	Entry []struct {
 		Resource json.RawMessage `json:"resource"`
+		Search   struct {
+			Mode string `json:"mode"`
+		} `json:"search"`
 	} `json:"entry"`
 }
 
+// withheldOutcome reads a search.mode=outcome entry: whether it has an
+// issue of type suppressed (the gateway withheld part of the answer,
+// docs/design/security.md PRIV-17).
+func withheldOutcome(raw json.RawMessage) (bool, error) {
+	var oo struct {
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Code string `json:"code"`
+		} `json:"issue"`
+	}
+	if err := json.Unmarshal(raw, &oo); err != nil {
+		return false, err
+	}
+	for _, i := range oo.Issue {
+		if oo.ResourceType == "OperationOutcome" && i.Code == "suppressed" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // search runs a search and follows its next links; it returns every
-// resource of the matched and included entries.
+// resource of the matched and included entries. A search the gateway
+// marks as withheld (PRIV-17) answers errNotShared and nothing of it: a
+// section must not show part of a class as if it were all of it
+// (docs/design/security.md VIEW-8).
 func (r *reader) search(ctx context.Context, typ string, q url.Values) ([]json.RawMessage, error) {
+	out, withheld, err := r.searchMarked(ctx, typ, q)
+	if err != nil {
+		return nil, err
+	}
+	if withheld {
+		return nil, errNotShared
+	}
+	return out, nil
+}
+
+// searchMarked is search that also reports whether the gateway marked the
+// answer as withheld in part, for the one section that shows what it is
+// given with a note (the outcome trends, VIEW-8).
+func (r *reader) searchMarked(ctx context.Context, typ string, q url.Values) ([]json.RawMessage, bool, error) {
 	q.Set("_count", "500")
 	path := "/" + typ + "?" + q.Encode()
 	var out []json.RawMessage
+	withheld := false
 	for range maxPages {
 		var b bundle
 		if err := r.get(ctx, path, &b); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, e := range b.Entry {
+			if e.Search.Mode == "outcome" {
+				w, err := withheldOutcome(e.Resource)
+				if err != nil {
+					return nil, false, err
+				}
+				withheld = withheld || w
+				continue
+			}
 			out = append(out, e.Resource)
 		}
 		next := ""
@@ -87,15 +137,15 @@ func (r *reader) search(ctx context.Context, typ string, q url.Values) ([]json.R
 			}
 		}
 		if next == "" {
-			return out, nil
+			return out, withheld, nil
 		}
 		// The next link is absolute under the FHIR base; anything else is
 		// not followed.
 		rest, ok := strings.CutPrefix(next, r.app.fhirBase())
 		if !ok {
-			return nil, errors.New("course: a next link outside the FHIR base")
+			return nil, false, errors.New("course: a next link outside the FHIR base")
 		}
 		path = rest
 	}
-	return out, nil
+	return out, withheld, nil
 }

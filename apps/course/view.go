@@ -1,6 +1,7 @@
 package course
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -282,6 +283,7 @@ type vitalRow struct {
 	Sys, Dia, HR, SpO2     string
 	sys, dia, hr, spo2     float64
 	hasSys, hasHR, hasSpO2 bool
+	at                     int64 // the measurement time (Unix ns): the row's identity and order
 }
 
 type monitoring struct {
@@ -328,7 +330,8 @@ func buildView(ctx context.Context, r *reader, pid, scope, selected string) (*vi
 	mas, meds := splitMA(maRaw)
 	surveyQ := pq()
 	surveyQ.Set("category", "survey")
-	surveys, err := decodeAll[observation](r.search(ctx, "Observation", surveyQ))
+	surveyRaw, surveysWithheld, err := r.searchMarked(ctx, "Observation", surveyQ)
+	surveys, err := decodeAll[observation](surveyRaw, err)
 	surveysShared := true
 	if errors.Is(err, errNotShared) {
 		surveysShared, v.TrendNote, v.SafetyNote = false, notShared, notShared
@@ -347,12 +350,26 @@ func buildView(ctx context.Context, r *reader, pid, scope, selected string) (*vi
 			v.SessionNote = "No sessions recorded."
 		}
 	}
-	if surveysShared {
+	switch {
+	case surveysShared && surveysWithheld && len(surveys) == 0:
+		// docs/design/security.md VIEW-8: the gateway withheld the
+		// assessments (PRIV-17): "not shared", never "none recorded".
+		v.TrendNote, v.SafetyNote = notShared, notShared
+	case surveysShared:
 		v.Trends = trends(surveys, v.Sessions)
-		if len(v.Trends) == 0 {
+		v.Safety = safetyFlags(surveys)
+		switch {
+		case surveysWithheld:
+			// Part withheld (for example the suicide-risk answers a
+			// consent does not clear): the trends show what is shared
+			// and say so; the safety check cannot be complete, so it
+			// gives no all-clear: it shows the flags it found and says
+			// the rest is not shared.
+			v.TrendNote = "Some outcome measures are not shared with you; the charts show only those that are."
+			v.SafetyNote = "Not shared with you in full: the safety check needs answers you may not see."
+		case len(v.Trends) == 0:
 			v.TrendNote = "No outcome measures recorded."
 		}
-		v.Safety = safetyFlags(surveys)
 	}
 
 	plans, err := decodeAll[carePlan](r.search(ctx, "CarePlan", pq()))
@@ -759,25 +776,33 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 		m.Flags = append(m.Flags, "No dose time is recorded, so minutes since dose cannot be shown.")
 		return m, nil
 	}
-	rows := map[int]*vitalRow{}
-	row := func(when string) *vitalRow {
+	// One row per measurement time: the readings taken together (blood
+	// pressure, heart rate, SpO2 at one instant) share a row; a second
+	// reading of the same kind, in the same minute or even at the same
+	// instant, gets a row of its own: no Observation ever hides another.
+	var rows []*vitalRow
+	row := func(when string, taken func(*vitalRow) bool) *vitalRow {
 		t, ok := parseWhen(when)
 		if !ok {
 			return nil
 		}
-		minute := int(math.Round(t.Sub(t0).Minutes()))
-		if rows[minute] == nil {
-			rows[minute] = &vitalRow{Minute: minute}
+		k := t.UnixNano()
+		for _, r := range rows {
+			if r.at == k && !taken(r) {
+				return r
+			}
 		}
-		return rows[minute]
+		r := &vitalRow{Minute: int(math.Round(t.Sub(t0).Minutes())), at: k}
+		rows = append(rows, r)
+		return r
 	}
 	for _, o := range obs {
-		vr := row(o.EffectiveDateTime)
-		if vr == nil {
-			continue
-		}
 		switch {
 		case o.Code.has(loinc, codeBP):
+			vr := row(o.EffectiveDateTime, func(r *vitalRow) bool { return r.hasSys || r.Dia != "" })
+			if vr == nil {
+				continue
+			}
 			for _, c := range o.Component {
 				if c.ValueQuantity == nil || c.ValueQuantity.Value == nil {
 					continue
@@ -791,11 +816,15 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 			}
 		case o.Code.has(loinc, codeHR):
 			if val, ok := obsValue(o); ok {
-				vr.hr, vr.HR, vr.hasHR = val, fmtNum(val), true
+				if vr := row(o.EffectiveDateTime, func(r *vitalRow) bool { return r.hasHR }); vr != nil {
+					vr.hr, vr.HR, vr.hasHR = val, fmtNum(val), true
+				}
 			}
 		case o.Code.has(loinc, codeSpO2):
 			if val, ok := obsValue(o); ok {
-				vr.spo2, vr.SpO2, vr.hasSpO2 = val, fmtNum(val), true
+				if vr := row(o.EffectiveDateTime, func(r *vitalRow) bool { return r.hasSpO2 }); vr != nil {
+					vr.spo2, vr.SpO2, vr.hasSpO2 = val, fmtNum(val), true
+				}
 			}
 		}
 	}
@@ -804,7 +833,7 @@ func sessionMonitoring(ctx context.Context, r *reader, pid, scope string, s sess
 			m.Rows = append(m.Rows, *vr)
 		}
 	}
-	slices.SortFunc(m.Rows, func(a, b vitalRow) int { return a.Minute - b.Minute })
+	slices.SortStableFunc(m.Rows, func(a, b vitalRow) int { return cmp.Compare(a.at, b.at) })
 	m.Flags = append(m.Flags, monitoringFlags(m.Rows, t0, doseEnd)...)
 	m.Charts = monitoringCharts(m.Rows)
 	return m, nil

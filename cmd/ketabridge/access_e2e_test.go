@@ -562,6 +562,34 @@ func checkOutsideView(t *testing.T, e *smartEnv, c *outsideClient, all map[strin
 		t.Errorf("ServiceRequest search by a %s: %d, want 403", c.role, r.status)
 	}
 
+	// docs/design/security.md PRIV-17: a search of one patient's vital signs
+	// or assessments carries the "suppressed" outcome exactly when the view
+	// withholds part of that class (or, for assessments, R-labelled content)
+	// from a patient in the view, whatever the data; a patient outside the
+	// view finds nothing, with no mark.
+	for _, p := range all["Patient"] {
+		g := c.grants[p.id]
+		for _, q := range []struct{ cat, cls string }{{"vital-signs", clsVitals}, {"survey", clsAssess}} {
+			want := g != nil && (!slices.Contains(g.classes, q.cls) || (c.role == "payer" && q.cls == clsVitals) ||
+				(q.cls == clsAssess && !g.restricted))
+			r := e.fhir(t, c.token, "/Observation?patient=Patient/"+p.id+"&category="+q.cat)
+			var b accBundle
+			if r.status != http.StatusOK || json.Unmarshal(r.body, &b) != nil {
+				t.Fatalf("Observation %s of Patient/%s: %s", q.cat, p.id, r)
+			}
+			marked := false
+			for _, en := range b.Entry {
+				if en.Resource["resourceType"] == "OperationOutcome" && en.Search.Mode == "outcome" &&
+					strings.Contains(string(r.body), `"code":"suppressed"`) {
+					marked = true
+				}
+			}
+			if marked != want {
+				t.Errorf("Observation %s of Patient/%s (grant %+v): withheld mark %v, want %v", q.cat, p.id, g, marked, want)
+			}
+		}
+	}
+
 	// Reads: every Patient (full, reduced or 404), and for every other type
 	// one resource inside and one outside the view.
 	for _, p := range all["Patient"] {

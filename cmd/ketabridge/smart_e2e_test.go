@@ -91,7 +91,7 @@ func (e *smartEnv) cli(t *testing.T, args ...string) string {
 // base URL is the configured --base-url, registers a backend client for
 // looking the demo data up, and finds the patients and practitioner the
 // flows use.
-func startSMART(t *testing.T) *smartEnv {
+func startSMART(t *testing.T, extra ...string) *smartEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -101,7 +101,7 @@ func startSMART(t *testing.T) *smartEnv {
 	// first, serve fails to listen and startServe fails the test.
 	port := smartFreePort(t)
 	want := "http://127.0.0.1:" + port
-	base, logs, _ := startServe(t, e.dir, "--demo", "--addr", "127.0.0.1:"+port, "--base-url", want)
+	base, logs, _ := startServe(t, e.dir, append([]string{"--demo", "--addr", "127.0.0.1:" + port, "--base-url", want}, extra...)...)
 	if base != want {
 		t.Fatalf("serve listens on %s, not %s", base, want)
 	}

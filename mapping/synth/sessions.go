@@ -67,6 +67,10 @@ func (g *patientGen) sessions(c *clinic.Course) []*clinic.Session {
 	default:
 		count = g.between(10, 14)
 	}
+	if g.long > 0 {
+		// Drawn above all the same, so the stream does not depend on it.
+		count = g.long
+	}
 	days := g.sessionDays(count)
 	finalState := "active"
 	switch {

@@ -2,7 +2,8 @@
 // shape of mapping/clinic) for demos, tests and benchmarks: a ketamine clinic
 // with two payers and two partner clinics, its staff, locations and
 // protocols, and patients with diagnoses, coverage (one payer each, a few
-// self-pay), antidepressant history, a course, 8-30 sessions and the
+// self-pay), antidepressant history, a course, 8-30 sessions (or the first
+// patient's long course, Options.LongCourse) and the
 // consents that decide which outside organization may see what (consentPlans:
 // every data set of 12 patients or more has every kind). Every record passes clinic.Decode, Validate and
 // CheckRefs. Names, MRNs and member ids are made up; phone numbers use the
@@ -31,6 +32,11 @@ type Options struct {
 	// Start is the date of the first session; patients start on it or in the
 	// 26 weeks after. Zero means 2025-01-06. Only the date is used.
 	Start time.Time
+	// LongCourse, when above 0, makes the first patient's course a
+	// responder's long maintenance course of exactly that many sessions
+	// (the course viewer's size target is measured on a 40-session course,
+	// docs/course-viewer.md). 0 draws the count like every other patient's.
+	LongCourse int
 }
 
 // Stats counts the records Generate wrote.
@@ -74,8 +80,14 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 		}
 	}
 	g := &patientGen{}
+	if opts.LongCourse < 0 || opts.LongCourse > 200 {
+		return Stats{}, errors.New("synth: the long course must have 0 to 200 sessions")
+	}
 	for n := range opts.Patients {
 		g.reset(opts.Seed, n, start)
+		if n == 0 {
+			g.long = opts.LongCourse
+		}
 		if err := g.generate(emit); err != nil {
 			return st, err
 		}
@@ -91,6 +103,7 @@ type patientGen struct {
 	dpcg  *rand.PCG
 	n     int
 	start time.Time // first session date
+	long  int       // this patient's session count when above 0 (Options.LongCourse)
 
 	id            string // number part of the ids, e.g. 000042
 	patientID     string
@@ -136,6 +149,7 @@ func (g *patientGen) reset(seed int64, n int, start time.Time) {
 	g.covID = "cov-" + g.id
 	g.courseID = "course-" + g.id
 	g.concomitant = nil
+	g.long = 0
 }
 
 func (g *patientGen) pick(list []string) string { return list[g.rng.IntN(len(list))] }
@@ -478,6 +492,11 @@ func (g *patientGen) course() *clinic.Course {
 		g.responder = g.chance(0.55)
 	default:
 		g.responder = g.chance(0.5)
+	}
+	if g.long > 0 {
+		// A long course is a responder's (drawn as above, so the random
+		// stream is the same as without it).
+		g.responder = true
 	}
 	if g.responder {
 		g.improvement = 0.5 + g.rng.Float64()*0.4

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -284,3 +285,48 @@ func BenchmarkGenerate3000(b *testing.B) {
 type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// TestLongCourse: Options.LongCourse gives the first patient a responder's
+// course of exactly that many sessions, every record still valid, and leaves
+// the other patients' records as they are without it.
+func TestLongCourse(t *testing.T) {
+	for _, seed := range []int64{1, 2, 3} {
+		recs, _ := decodeAll(t, Options{Patients: 3, Seed: seed, LongCourse: 40})
+		base, _ := decodeAll(t, Options{Patients: 3, Seed: seed})
+		sessions := map[string]int{}
+		var course *clinic.Course
+		for _, r := range recs {
+			switch r := r.(type) {
+			case *clinic.Session:
+				sessions[r.PatientID]++
+			case *clinic.Course:
+				if r.PatientID == "pat-000001" {
+					course = r
+				}
+			}
+		}
+		if got := sessions["pat-000001"]; got != 40 {
+			t.Errorf("seed %d: the first patient has %d sessions, want 40", seed, got)
+		}
+		if course == nil || course.Status == "stopped" {
+			t.Errorf("seed %d: the long course is not a responder's: %+v", seed, course)
+		}
+		other := func(rs []clinic.Record) []clinic.Record {
+			return slices.DeleteFunc(slices.Clone(rs), func(r clinic.Record) bool {
+				return bytes.Contains([]byte(r.RecordID()), []byte("000001"))
+			})
+		}
+		a, b := other(recs), other(base)
+		if len(a) != len(b) {
+			t.Fatalf("seed %d: the other patients have %d records, %d without the long course", seed, len(a), len(b))
+		}
+		for i := range a {
+			if !reflect.DeepEqual(a[i], b[i]) {
+				t.Fatalf("seed %d: record %s differs from the one without the long course", seed, a[i].RecordID())
+			}
+		}
+	}
+	if _, err := Generate(io.Discard, Options{Patients: 1, LongCourse: -1}); err == nil {
+		t.Error("a negative long course: no error")
+	}
+}
