@@ -5,15 +5,38 @@
 // whose Apply returned before the read began, on any replica.
 //
 // Invalidation is by version stamps (see store.Cache): every entry is filled
-// at the values of its stamps, and Apply bumps the stamps of what it wrote:
+// at the values of its stamps, and Apply bumps the stamps of what it wrote,
+// so a write drops exactly the answers that could contain what it wrote
+// (docs/design/security.md CACHE-1):
 //
 //   - "e", the epoch, is under every entry; bumping it drops the whole cache.
 //   - "r:{bucket}" is under the entries of the resources hashing to the
 //     bucket: Read of the resource, and GetMany and Refs of key sets that
 //     include it. Apply bumps the buckets of every resource it wrote or
 //     deleted.
-//   - "g" is under Search and Everything, whose answers any write may
-//     change; every Apply bumps it.
+//   - "t:{type}" is under the searches of the type that name no
+//     compartment (or too many): a search's answer depends only on the
+//     resources of its own type (its clauses, its Patients and its Access
+//     terms all test the resource itself), so Apply bumps the type of every
+//     resource it wrote.
+//   - "q:{type}:{compartment bucket}" is under the searches of the type
+//     whose matches all lie in at most maxCompartmentStamps named patients'
+//     compartments (store.Query.Compartments), one stamp per compartment;
+//     "p:{compartment bucket}" is under Patient/$everything of the
+//     patients hashing to the bucket. Apply bumps them for the compartment
+//     each written resource is in now and the one it was in before (read
+//     from the version before the write: versions never change, so no
+//     concurrent write can make that answer wrong).
+//   - "m" is under every compartment entry ("q:" and "p:"): Apply bumps it
+//     instead of reading previous compartments when a batch updates or
+//     deletes more than maxPrevious resources, or when a previous version
+//     cannot be read (fail closed).
+//
+// An access restriction (Query.Access, Query.Patients) is part of an
+// answer's key, so a write that changes a caller's disclosure decision (a
+// Consent, a Coverage) leads to a different key, never to a stale hit: the
+// decision itself is read from Consent and Coverage searches, under their
+// types' stamps (fhir/disclosure.go).
 //
 // The cache fails open: when it cannot be reached, reads are served by the
 // store, uncached, after at most Options.Timeout. But when a Bump fails the
@@ -57,9 +80,23 @@ const bumpTimeout = time.Second
 
 // Stamp names (see the package documentation).
 const (
-	epoch  = "e"
-	global = "g"
+	epoch = "e"
+	moved = "m"
 )
+
+// compartmentBuckets is how many "p:" and "q:{type}:" stamps compartments
+// hash into. Fixed, so that every replica agrees, and small enough that the
+// in-memory cache's stamp map stays bounded (types x buckets).
+const compartmentBuckets = 1 << 12
+
+// maxCompartmentStamps is the most compartments a search may name and still
+// be filed under their "q:" stamps rather than its type's "t:" stamp.
+const maxCompartmentStamps = 8
+
+// maxPrevious bounds the previous versions Apply reads to learn the
+// compartments resources left: a larger batch of updates and deletions (a
+// re-ingest) bumps "m" instead.
+const maxPrevious = 64
 
 // Options configure a Store; zero values take the defaults.
 type Options struct {
@@ -160,9 +197,8 @@ func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFun
 // (store.AuthStore, store.AuditStore) and anything else not cached.
 func (s *Store) Inner() store.Store { return s.st }
 
-// bucket returns the "r:" stamp of the resource typ/id: FNV-1a of
-// "typ/id", the same on every replica.
-func (s *Store) bucket(typ, id string) string {
+// fnv is FNV-1a of "typ/id", the same on every replica.
+func fnv(typ, id string) uint64 {
 	const offset, prime = 14695981039346656037, 1099511628211
 	h := uint64(offset)
 	for i := 0; i < len(typ); i++ {
@@ -172,8 +208,48 @@ func (s *Store) bucket(typ, id string) string {
 	for i := 0; i < len(id); i++ {
 		h = (h ^ uint64(id[i])) * prime
 	}
+	return h
+}
+
+// bucket returns the "r:" stamp of the resource typ/id.
+func (s *Store) bucket(typ, id string) string {
 	var buf [24]byte
-	return string(strconv.AppendUint(append(buf[:0], "r:"...), h%uint64(s.opts.Buckets), 10))
+	return string(strconv.AppendUint(append(buf[:0], "r:"...), fnv(typ, id)%uint64(s.opts.Buckets), 10))
+}
+
+// compartment returns the compartment bucket of the patient id (a number,
+// never the id: stamps hold no PHI).
+func compartment(patient string) string {
+	return strconv.FormatUint(fnv("Patient", patient)%compartmentBuckets, 10)
+}
+
+// typeStamp is the "t:" stamp of typ's searches.
+func typeStamp(typ string) string { return "t:" + typ }
+
+// searchCompartmentStamp is the "q:" stamp of typ's searches in the
+// compartment bucket b.
+func searchCompartmentStamp(typ, b string) string { return "q:" + typ + ":" + b }
+
+// everythingStamp is the "p:" stamp of $everything in the compartment
+// bucket b.
+func everythingStamp(b string) string { return "p:" + b }
+
+// searchStamps returns the stamps of q's answer: its compartments' "q:"
+// stamps when it names a few (and "m"), else its type's "t:" stamp.
+func searchStamps(q *store.Query) []string {
+	cs := q.Compartments()
+	if len(cs) == 0 || len(cs) > maxCompartmentStamps {
+		return []string{epoch, typeStamp(q.Type)}
+	}
+	stamps := make([]string, 2, 2+len(cs))
+	stamps[0], stamps[1] = epoch, moved
+	for _, p := range cs {
+		st := searchCompartmentStamp(q.Type, compartment(p))
+		if !slices.Contains(stamps, st) {
+			stamps = append(stamps, st)
+		}
+	}
+	return stamps
 }
 
 // keyStamps returns the stamps of an answer about the resources keys: the
@@ -379,7 +455,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, 
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "search", key, []string{epoch, global}, encodeSearch, decodeSearch, load)
+	return through(ctx, s, "search", key, searchStamps(&q), encodeSearch, decodeSearch, load)
 }
 
 // Everything implements store.Store. The key is the whole query, its
@@ -396,12 +472,13 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 		p, err := load(ctx)
 		return p.rs, p.total, err
 	}
-	p, err := through(ctx, s, "everything", key, []string{epoch, global}, encodePage, decodePage, load)
+	stamps := []string{epoch, moved, everythingStamp(compartment(q.Patient))}
+	p, err := through(ctx, s, "everything", key, stamps, encodePage, decodePage, load)
 	return p.rs, p.total, err
 }
 
 // GetMany implements store.Store. Its answer depends on the keys' resources
-// only, so it is under their buckets, not "g".
+// only, so it is under their buckets, not a type's stamp.
 func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
 	load := func(ctx context.Context) ([]store.Resource, error) { return s.st.GetMany(ctx, keys) }
 	key, ok := jsonKey("getmany", keys)
@@ -425,9 +502,8 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, load)
 }
 
-// Apply writes through the inner store, then bumps "g" and the bucket of
-// every resource of the records and of the results (a deletion appears only
-// in the results). It bumps even when Apply failed, since a batch may be
+// Apply writes through the inner store, then bumps the stamps of what it
+// wrote (writeStamps). It bumps even when Apply failed, since a batch may be
 // partly written (store.BatchError), and when nothing changed, since this
 // may be the retry of an Apply whose Bump failed. When the Bump fails, Apply
 // returns an error marked store.ErrUnavailable (joined with the inner
@@ -442,7 +518,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	// The write has happened: invalidate even if the caller gives up now.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bumpTimeout)
 	defer cancel()
-	if berr := s.c.Bump(bctx, s.writeStamps(records, res)); berr != nil {
+	if berr := s.c.Bump(bctx, s.writeStamps(bctx, records, res)); berr != nil {
 		s.failed.Add(1)
 		s.opts.Observer.error("bump")
 		berr = fmt.Errorf("cached: invalidate after apply: %w: %w", store.ErrUnavailable, berr)
@@ -454,26 +530,65 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	return res, err
 }
 
-// writeStamps returns "g" and the buckets of the resources of records and
-// results, once each.
-func (s *Store) writeStamps(records []store.RecordWrite, results []store.WriteResult) []string {
-	stamps := []string{global}
+// writeStamps returns the stamps of what records and their results wrote,
+// once each (see the package documentation): for every resource of the
+// records and of the results (a deletion appears only in the results), its
+// "r:" bucket and its type's "t:" stamp; for each compartment a resource is
+// in now (the records' Patient) or was in before an update or deletion
+// (the Patient of its previous version), the "p:" stamp and the "q:" stamp
+// of the resource's type. When a previous compartment cannot be known it
+// bumps "m", which drops every compartment entry.
+func (s *Store) writeStamps(ctx context.Context, records []store.RecordWrite, results []store.WriteResult) []string {
+	var stamps []string
 	seen := map[string]bool{}
-	add := func(typ, id string) {
-		if b := s.bucket(typ, id); !seen[b] {
-			seen[b] = true
-			stamps = append(stamps, b)
+	add := func(st string) {
+		if !seen[st] {
+			seen[st] = true
+			stamps = append(stamps, st)
 		}
+	}
+	in := func(typ, patient string) {
+		if patient == "" {
+			return // in no compartment: no compartment answer holds it
+		}
+		b := compartment(patient)
+		add(everythingStamp(b))
+		add(searchCompartmentStamp(typ, b))
 	}
 	for _, r := range records {
 		for _, w := range r.Resources {
-			add(w.Type, w.ID)
+			add(s.bucket(w.Type, w.ID))
+			add(typeStamp(w.Type))
+			in(w.Type, w.Patient)
 		}
 	}
+	var previous []store.ResourceResult
 	for _, r := range results {
 		for _, w := range r.Resources {
-			add(w.Type, w.ID)
+			add(s.bucket(w.Type, w.ID))
+			add(typeStamp(w.Type))
+			if w.Outcome == store.Updated || w.Outcome == store.Deleted {
+				previous = append(previous, w)
+			}
 		}
+	}
+	if len(previous) > maxPrevious {
+		add(moved)
+		return stamps
+	}
+	// Versions are numbered 1, 2, ...: the one before an update or a
+	// deletion is the resource as it was, live, with its compartment.
+	for _, w := range previous {
+		if w.Version < 2 {
+			add(moved)
+			continue
+		}
+		prev, err := s.st.VRead(ctx, w.Type, w.ID, w.Version-1)
+		if err != nil || prev.Deleted {
+			add(moved)
+			continue
+		}
+		in(w.Type, prev.Patient)
 	}
 	return stamps
 }

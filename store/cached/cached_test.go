@@ -18,6 +18,7 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
 	"github.com/ketabridge/ketabridge/store/memory"
+	"github.com/ketabridge/ketabridge/store/postgres"
 	"github.com/ketabridge/ketabridge/store/redis"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 	"github.com/ketabridge/ketabridge/store/storetest"
@@ -490,7 +491,8 @@ func (f fixture) mustInner(t *testing.T) store.Resource {
 
 func TestUnchangedApplyBumps(t *testing.T) {
 	// A retry of an Apply whose Bump failed writes nothing new, yet must
-	// invalidate: Apply bumps "g" and the resources' buckets regardless.
+	// invalidate: Apply bumps the stamps of the record's resources
+	// regardless.
 	f := newFixture(t)
 	n := len(f.cache.bumps())
 	res := f.apply(t, "h1", `,"v":1`, true)
@@ -502,9 +504,20 @@ func TestUnchangedApplyBumps(t *testing.T) {
 		t.Fatalf("%d Bumps, want 1", len(bumps))
 	}
 	got := bumps[0]
-	// "g" and three resources' buckets (distinct with 65536 buckets).
-	if len(got) != 4 || got[0] != "g" {
-		t.Errorf("bumped %v, want g and 3 buckets", got)
+	// Three resources' buckets (distinct with 65536 buckets), the two
+	// types, and the one compartment's $everything and two types' searches
+	// in it; nothing else (no epoch, no "m": nothing was updated).
+	want := map[string]int{"r:": 3, "t:": 2, "p:": 1, "q:": 2}
+	for _, st := range got {
+		want[st[:2]]--
+	}
+	for prefix, n := range want {
+		if n != 0 {
+			t.Errorf("bumped %v: %d stamps %q too few", got, n, prefix)
+		}
+	}
+	if len(got) != 8 {
+		t.Errorf("bumped %v, want 8 stamps", got)
 	}
 }
 
@@ -768,4 +781,54 @@ func TestAudiencesAreCachedApart(t *testing.T) {
 			t.Errorf("not %v: %q, want %q", c.Not, got, want)
 		}
 	}
+}
+
+// TestInvalidation runs the targeted invalidation suite on SQLite with the
+// in-memory cache of the embedded mode.
+func TestInvalidation(t *testing.T) {
+	storetest.RunInvalidation(t, func(t *testing.T, clock store.Clock) storetest.CachedStores {
+		inner := openSQLite(t, clock)
+		return openInvalidation(t, inner, memory.NewCache(64<<20))
+	})
+}
+
+// TestInvalidationPostgresRedis runs it on PostgreSQL with the Redis cache
+// of the replicated deployment.
+func TestInvalidationPostgresRedis(t *testing.T) {
+	url := redisURL(t)
+	storetest.RunInvalidation(t, func(t *testing.T, clock store.Clock) storetest.CachedStores {
+		return openInvalidation(t, openPostgres(t, clock), openRedisCache(t, url))
+	})
+}
+
+func openInvalidation(t *testing.T, inner store.Store, c store.Cache) storetest.CachedStores {
+	var hits atomic.Int64
+	obs := cached.Observer{
+		Hit:   func(string) { hits.Add(1) },
+		Error: func(op string) { t.Errorf("cache error (%s)", op) },
+	}
+	cs := cached.New(inner, c, cached.Options{Observer: obs, Timeout: time.Second})
+	return storetest.CachedStores{Cached: cs, Inner: inner, Hits: hits.Load}
+}
+
+// openPostgres opens a PostgreSQL store in a fresh schema of the test
+// database, dropped when t ends.
+func openPostgres(t *testing.T, clock store.Clock) *postgres.Store {
+	t.Helper()
+	ctx := context.Background()
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	u, drop, err := postgres.NewSchema(ctx, storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL"), "kb_cache_"+hex.EncodeToString(b[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = drop(context.Background()) })
+	s, err := postgres.Open(ctx, u, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
