@@ -117,7 +117,7 @@ type Options struct {
 }
 
 // Ops are the op names an Observer receives.
-var Ops = []string{"read", "search", "everything", "getmany", "refs", "bump"}
+var Ops = []string{"read", "search", "everything", "getmany", "refs", "bump", "versions"}
 
 // Observer receives cache events, with op one of Ops. Any func may be nil. They are
 // called on the request path: keep them cheap (a counter increment).
@@ -168,7 +168,10 @@ type Store struct {
 	closed atomic.Bool
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.TypeVersioner = (*Store)(nil)
+)
 
 // New returns st with reads cached in c. Closing the Store closes st, not c.
 func New(st store.Store, c store.Cache, opts Options) *Store {
@@ -432,6 +435,40 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		s.opts.Observer.error(op)
 	}
 	return v, nil
+}
+
+// versionsKey is the key TypeVersions looks up: never filled, so the Lookup
+// only reads the stamps.
+const versionsKey = "versions"
+
+// TypeVersions implements store.TypeVersioner: the current values of the
+// epoch and of the types' "t:" stamps, which every Apply writing a resource
+// of one of the types bumps before it returns (on the shared cache, so on
+// every replica). Not usable when the cache is dirty or does not answer.
+func (s *Store) TypeVersions(ctx context.Context, types []string) (string, bool) {
+	if !s.usable(ctx) {
+		return "", false
+	}
+	stamps := make([]string, 1, len(types)+1)
+	stamps[0] = epoch
+	for _, t := range types {
+		stamps = append(stamps, typeStamp(t))
+	}
+	cctx, cancel := s.bounded(ctx)
+	at, _, _, err := s.c.Lookup(cctx, versionsKey, stamps)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.opts.Observer.error("versions")
+		}
+		return "", false
+	}
+	// A Bump that failed meanwhile may have left a type's stamp behind its
+	// writes.
+	if s.failed.Load() != s.cleared.Load() {
+		return "", false
+	}
+	return at, true
 }
 
 // Read implements store.Store. A deleted or unknown resource is an error,

@@ -832,3 +832,61 @@ func openPostgres(t *testing.T, clock store.Clock) *postgres.Store {
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// TestTypeVersions: the version token of some types changes with a write of
+// one of them, on another replica sharing the cache too, and not with a
+// write of another type; while the cache is dirty there is no token.
+func TestTypeVersions(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		c    func(t *testing.T) store.Cache
+	}{
+		{"memory", func(*testing.T) store.Cache { return memory.NewCache(1 << 20) }},
+		{"redis", func(t *testing.T) store.Cache { return openRedisCache(t, redisURL(t)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := openSQLite(t, storetest.NewFakeClock(storetest.T0))
+			shared := &faulty{Cache: tc.c(t)}
+			a := cached.New(inner, shared, cached.Options{Timeout: time.Second})
+			b := cached.New(inner, shared, cached.Options{Timeout: time.Second}) // another replica
+			types := []string{"Consent", "Coverage"}
+			token := func(s *cached.Store) string {
+				t.Helper()
+				v, ok := s.TypeVersions(ctx, types)
+				if !ok {
+					t.Fatal("no version token from a clean cache")
+				}
+				return v
+			}
+			write := func(rw store.ResourceWrite) {
+				t.Helper()
+				if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec(rw.Type, rw.ID, string(rw.Body), rw)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v0 := token(b)
+			write(storetest.Res("Observation", "o1", "p1", `,"v":1`))
+			if v := token(b); v != v0 {
+				t.Errorf("an Observation write changed the Consent/Coverage token: %s -> %s", v0, v)
+			}
+			write(storetest.Res("Consent", "c1", "p1", `,"status":"inactive"`))
+			v1 := token(b)
+			if v1 == v0 {
+				t.Error("a Consent write left the token unchanged at the other replica")
+			}
+			write(storetest.Res("Coverage", "v1", "p1", `,"status":"active"`))
+			if v := token(b); v == v1 {
+				t.Error("a Coverage write left the token unchanged at the other replica")
+			}
+			shared.failBump.Store(true)
+			if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec("Consent", "c1", "h2",
+				storetest.Res("Consent", "c1", "p1", `,"status":"active"`))}); err == nil {
+				t.Fatal("Apply with a failing Bump succeeded")
+			}
+			if _, ok := a.TypeVersions(ctx, types); ok {
+				t.Error("a token from a replica whose invalidation failed")
+			}
+		})
+	}
+}
