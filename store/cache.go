@@ -45,3 +45,16 @@ type TypeVersioner interface {
 	// requires of its stamps.
 	TypeVersions(ctx context.Context, types []string) (token string, ok bool)
 }
+
+// NearCache is optionally implemented by a Cache shared between processes
+// (Redis), for an in-process near cache in front of it (store/cached): a
+// replica keeps decoded answers with the stamp values they were filled at,
+// and asks the shared cache only whether those values are still current.
+type NearCache interface {
+	// LookupUnless is Lookup, except that when the stamps' current values
+	// equal have (the values a near entry was filled at; "" for none) it
+	// returns at == have and no value: the near entry is current. The
+	// stamps are read from the shared cache on every call, after the call
+	// began, so a Bump that returned before (on any replica) is seen.
+	LookupUnless(ctx context.Context, key string, stamps []string, have string) (at string, val []byte, hit bool, err error)
+}

@@ -114,6 +114,11 @@ type Options struct {
 	Buckets int
 	// Observer, when set, is told of hits, misses and errors (metrics).
 	Observer Observer
+	// NearBytes, when positive and the cache is shared between processes
+	// (it implements store.NearCache: Redis), bounds an in-process near
+	// cache of decoded answers in front of it (see near). Every lookup
+	// still asks the shared cache whether the stamps are unchanged.
+	NearBytes int64
 }
 
 // Ops are the op names an Observer receives.
@@ -158,6 +163,10 @@ type Store struct {
 	// never block: no timeout (a timer per call) is needed to bound them.
 	local bool
 
+	// near is the near cache in front of nc (nil when off).
+	near *near
+	nc   store.NearCache
+
 	// The cache is dirty while failed != cleared: a Bump failed, so entries
 	// older than a write may still be found. A successful epoch Bump sets
 	// cleared to the failures counted before it began.
@@ -185,7 +194,19 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 		opts.Buckets = DefaultBuckets
 	}
 	_, local := c.(*memory.Cache)
-	return &Store{st: st, c: c, opts: opts, local: local}
+	s := &Store{st: st, c: c, opts: opts, local: local}
+	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
+		s.near, s.nc = newNear(opts.NearBytes), nc
+	}
+	return s
+}
+
+// NearSize returns the bytes the near cache holds (0 when it is off).
+func (s *Store) NearSize() int64 {
+	if s.near == nil {
+		return 0
+	}
+	return s.near.size()
 }
 
 // bounded returns ctx limited to opts.Timeout for a cache call.
@@ -389,15 +410,31 @@ func (s *Store) recover(ctx context.Context) bool {
 
 // through answers op from the cache, or from load and then fills the cache.
 // Only successful answers are cached. Every cache failure falls back to
-// load: the cache is an optimization, never a dependency of reads.
+// load: the cache is an optimization, never a dependency of reads. With a
+// near cache, a near entry filled at the stamps' current values answers
+// without the shared cache's entry; share copies what a caller could
+// modify (the slices of an answer) of a value the near cache keeps.
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
-	enc func(T) []byte, dec func([]byte) (T, error), load func(context.Context) (T, error),
+	enc func(T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
 	if !s.usable(ctx) {
 		return load(ctx)
 	}
-	cctx, cancel := s.bounded(ctx)
-	at, val, hit, err := s.c.Lookup(cctx, key, stamps)
+	var (
+		have         nearEntry
+		haveOK       bool
+		at           string
+		val          []byte
+		hit          bool
+		err          error
+		cctx, cancel = s.bounded(ctx)
+	)
+	if s.near != nil {
+		have, haveOK = s.near.get(key)
+		at, val, hit, err = s.nc.LookupUnless(cctx, key, stamps, have.at)
+	} else {
+		at, val, hit, err = s.c.Lookup(cctx, key, stamps)
+	}
 	cancel()
 	switch {
 	case err != nil:
@@ -405,6 +442,12 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 			s.opts.Observer.error(op)
 		}
 		return load(ctx)
+	case haveOK && at == have.at:
+		if v, ok := have.v.(T); ok {
+			s.opts.Observer.hit(op)
+			return share(v), nil
+		}
+		s.near.drop(key)
 	case hit:
 		plain, err := unpack(val)
 		var v T
@@ -413,6 +456,10 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		}
 		if err == nil {
 			s.opts.Observer.hit(op)
+			if s.near != nil {
+				s.near.put(key, at, v, len(plain))
+				return share(v), nil
+			}
 			return v, nil
 		}
 		// A corrupt entry is a miss; the Fill below replaces it.
@@ -429,10 +476,15 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	if s.failed.Load() != s.cleared.Load() {
 		return v, nil
 	}
+	plain := enc(v)
 	cctx, cancel = s.bounded(ctx)
 	defer cancel()
-	if err := s.c.Fill(cctx, key, at, pack(enc(v)), s.opts.TTL); err != nil && ctx.Err() == nil {
+	if err := s.c.Fill(cctx, key, at, pack(plain), s.opts.TTL); err != nil && ctx.Err() == nil {
 		s.opts.Observer.error(op)
+	}
+	if s.near != nil {
+		s.near.put(key, at, v, len(plain))
+		return share(v), nil
 	}
 	return v, nil
 }
@@ -471,12 +523,26 @@ func (s *Store) TypeVersions(ctx context.Context, types []string) (string, bool)
 	return at, true
 }
 
+// same shares a value with nothing a caller could modify in place (a
+// Resource's Body is read-only by contract).
+func same[T any](v T) T { return v }
+
+func shareSearch(r store.SearchResult) store.SearchResult {
+	r.Resources = slices.Clone(r.Resources)
+	return r
+}
+
+func sharePage(p page) page {
+	p.rs = slices.Clone(p.rs)
+	return p
+}
+
 // Read implements store.Store. A deleted or unknown resource is an error,
 // never cached.
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	ref := typ + "/" + id
 	return through(ctx, s, "read", cacheKey("read", []byte(ref)), []string{epoch, s.bucket(typ, id)},
-		encodeResource, decodeResource,
+		encodeResource, decodeResource, same[store.Resource],
 		func(ctx context.Context) (store.Resource, error) { return s.st.Read(ctx, typ, id) })
 }
 
@@ -492,7 +558,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, 
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "search", key, searchStamps(&q), encodeSearch, decodeSearch, load)
+	return through(ctx, s, "search", key, searchStamps(&q), encodeSearch, decodeSearch, shareSearch, load)
 }
 
 // Everything implements store.Store. The key is the whole query, its
@@ -510,7 +576,7 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 		return p.rs, p.total, err
 	}
 	stamps := []string{epoch, moved, everythingStamp(compartment(q.Patient))}
-	p, err := through(ctx, s, "everything", key, stamps, encodePage, decodePage, load)
+	p, err := through(ctx, s, "everything", key, stamps, encodePage, decodePage, sharePage, load)
 	return p.rs, p.total, err
 }
 
@@ -522,7 +588,7 @@ func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "getmany", key, s.keyStamps(keys), encodeResources, decodeResources, load)
+	return through(ctx, s, "getmany", key, s.keyStamps(keys), encodeResources, decodeResources, slices.Clone[[]store.Resource], load)
 }
 
 // Refs implements store.Store. References are index rows of the from
@@ -536,7 +602,7 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, load)
+	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, slices.Clone[[]store.Ref], load)
 }
 
 // Apply writes through the inner store, then bumps the stamps of what it

@@ -48,7 +48,15 @@ func TestContractRedis(t *testing.T) {
 	runContract(t, func(t *testing.T) store.Cache { return openRedisCache(t, url) })
 }
 
-func runContract(t *testing.T, newCache func(t *testing.T) store.Cache) {
+// TestContractRedisNear is TestContract over the Redis cache with a near
+// cache in front: second reads are near hits, and must answer as the store
+// does too.
+func TestContractRedisNear(t *testing.T) {
+	url := redisURL(t)
+	runContract(t, func(t *testing.T) store.Cache { return openRedisCache(t, url) }, 4<<20)
+}
+
+func runContract(t *testing.T, newCache func(t *testing.T) store.Cache, near ...int64) {
 	ev := &events{}
 	obs := ev.observer()
 	storetest.Run(t, func(t *testing.T, clock store.Clock) store.Store {
@@ -56,6 +64,9 @@ func runContract(t *testing.T, newCache func(t *testing.T) store.Cache) {
 		// suite checks there are none, so it allows for a busy machine
 		// (make test runs the end-to-end tests beside it).
 		opts := cached.Options{Observer: obs, Timeout: time.Second}
+		if len(near) > 0 {
+			opts.NearBytes = near[0]
+		}
 		return &twice{t: t, Store: cached.New(openSQLite(t, clock), newCache(t), opts)}
 	})
 	// Most second reads hit (not the errors, nor reads after a concurrent
@@ -801,13 +812,38 @@ func TestInvalidationPostgresRedis(t *testing.T) {
 	})
 }
 
-func openInvalidation(t *testing.T, inner store.Store, c store.Cache) storetest.CachedStores {
+// TestInvalidationReplicasNear runs it on two replicas sharing PostgreSQL
+// and Redis, each with its near cache: the writes go through one, the
+// probes through the other, and a write acknowledged on one is never
+// answered stale by the other's near cache.
+func TestInvalidationReplicasNear(t *testing.T) {
+	url := redisURL(t)
+	storetest.RunInvalidation(t, func(t *testing.T, clock store.Clock) storetest.CachedStores {
+		inner := openPostgres(t, clock)
+		c := openRedisCache(t, url)
+		s := openInvalidation(t, inner, c, 8<<20)
+		var hitsB atomic.Int64
+		b := cached.New(inner, c, cached.Options{NearBytes: 8 << 20, Timeout: time.Second, Observer: cached.Observer{
+			Hit:   func(string) { hitsB.Add(1) },
+			Error: func(op string) { t.Errorf("cache error at B (%s)", op) },
+		}})
+		hitsA := s.Hits
+		s.Replica, s.Hits = b, func() int64 { return hitsA() + hitsB.Load() }
+		return s
+	})
+}
+
+func openInvalidation(t *testing.T, inner store.Store, c store.Cache, near ...int64) storetest.CachedStores {
 	var hits atomic.Int64
 	obs := cached.Observer{
 		Hit:   func(string) { hits.Add(1) },
 		Error: func(op string) { t.Errorf("cache error (%s)", op) },
 	}
-	cs := cached.New(inner, c, cached.Options{Observer: obs, Timeout: time.Second})
+	opts := cached.Options{Observer: obs, Timeout: time.Second}
+	if len(near) > 0 {
+		opts.NearBytes = near[0]
+	}
+	cs := cached.New(inner, c, opts)
 	return storetest.CachedStores{Cached: cs, Inner: inner, Hits: hits.Load}
 }
 

@@ -19,7 +19,12 @@ type CachedStores struct {
 	// Inner is the same store without the cache: the truth each cached
 	// answer is compared with.
 	Inner store.Store
-	// Hits returns how many answers the cache has served so far.
+	// Replica, when set, is another replica over the same store and the
+	// same shared cache: the probes are asked of it (the writes go through
+	// Cached), so a write on one replica is checked on the other.
+	Replica store.Store
+	// Hits returns how many answers the cache has served so far, on both
+	// replicas.
 	Hits func() int64
 }
 
@@ -265,20 +270,31 @@ func RunInvalidation(t *testing.T, open func(t *testing.T, clock store.Clock) Ca
 			for _, h := range step.hit {
 				must[h] = true
 			}
+			readers := []store.Store{s.Cached}
+			if s.Replica != nil {
+				readers = []store.Store{s.Replica, s.Cached}
+			}
 			// Warm: every probe is filled (and a second ask is a hit).
 			for _, p := range probes {
-				ask(s.Cached, p.run)
-				ask(s.Cached, p.run)
+				for _, r := range readers {
+					ask(r, p.run)
+					ask(r, p.run)
+				}
 			}
 			step.write(t)
 			hits := 0
 			for _, p := range probes {
 				before := s.Hits()
-				got := ask(s.Cached, p.run)
+				got := ask(readers[0], p.run)
 				hit := s.Hits() > before
 				want := ask(s.Inner, p.run)
 				if !reflect.DeepEqual(got, want) {
 					t.Errorf("%s after the write (hit %v): stale answer\n got  %+v\n want %+v", p.name, hit, got, want)
+				}
+				if len(readers) > 1 {
+					if got := ask(readers[1], p.run); !reflect.DeepEqual(got, want) {
+						t.Errorf("%s after the write, on the writing replica: stale answer\n got  %+v\n want %+v", p.name, got, want)
+					}
 				}
 				if hit {
 					hits++
