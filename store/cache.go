@@ -51,10 +51,9 @@ type TypeVersioner interface {
 // replica keeps decoded answers with the stamp values they were filled at,
 // and asks the shared cache only whether those values are still current.
 type NearCache interface {
-	// LookupUnless is Lookup, except that when the stamps' current values
-	// equal have (the values a near entry was filled at; "" for none) it
-	// returns at == have and no value: the near entry is current. The
-	// stamps are read from the shared cache on every call, after the call
-	// began, so a Bump that returned before (on any replica) is seen.
-	LookupUnless(ctx context.Context, key string, stamps []string, have string) (at string, val []byte, hit bool, err error)
+	// Stamps returns the current values of stamps, encoded as Lookup's at,
+	// read from the shared cache after the call began (so every Bump that
+	// returned before it, on any replica, is seen). An implementation may
+	// answer concurrent calls from one round trip.
+	Stamps(ctx context.Context, stamps []string) (at string, err error)
 }

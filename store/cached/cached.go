@@ -410,31 +410,55 @@ func (s *Store) recover(ctx context.Context) bool {
 
 // through answers op from the cache, or from load and then fills the cache.
 // Only successful answers are cached. Every cache failure falls back to
-// load: the cache is an optimization, never a dependency of reads. With a
-// near cache, a near entry filled at the stamps' current values answers
-// without the shared cache's entry; share copies what a caller could
-// modify (the slices of an answer) of a value the near cache keeps.
+// load: the cache is an optimization, never a dependency of reads.
+//
+// With a near cache, a near entry whose stamp values are current (read from
+// the shared cache after the call began, store.NearCache.Stamps) answers
+// alone; share copies what a caller could modify (the slices of an answer)
+// of a value the near cache keeps. Reads by id (nearOnly) are kept in the
+// near cache only: a Redis entry costs the round trip a PostgreSQL
+// primary-key read costs, so on a near miss the store answers.
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
 	enc func(T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
 	if !s.usable(ctx) {
 		return load(ctx)
 	}
-	var (
-		have         nearEntry
-		haveOK       bool
-		at           string
-		val          []byte
-		hit          bool
-		err          error
-		cctx, cancel = s.bounded(ctx)
-	)
 	if s.near != nil {
-		have, haveOK = s.near.get(key)
-		at, val, hit, err = s.nc.LookupUnless(cctx, key, stamps, have.at)
-	} else {
-		at, val, hit, err = s.c.Lookup(cctx, key, stamps)
+		have, haveOK := s.near.get(key)
+		nearOnly := op == "read"
+		if haveOK || nearOnly {
+			cctx, cancel := s.bounded(ctx)
+			at, err := s.nc.Stamps(cctx, stamps)
+			cancel()
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					s.opts.Observer.error(op)
+				}
+				return load(ctx)
+			case haveOK && at == have.at:
+				if v, ok := have.v.(T); ok {
+					s.opts.Observer.hit(op)
+					return share(v), nil
+				}
+				s.near.drop(key)
+			}
+			if nearOnly {
+				s.opts.Observer.miss(op)
+				v, err := load(ctx)
+				if err != nil || s.failed.Load() != s.cleared.Load() {
+					return v, err
+				}
+				s.near.put(key, at, v, len(enc(v)))
+				return share(v), nil
+			}
+			// A near entry of older stamps: the shared cache may hold a
+			// current one.
+		}
 	}
+	cctx, cancel := s.bounded(ctx)
+	at, val, hit, err := s.c.Lookup(cctx, key, stamps)
 	cancel()
 	switch {
 	case err != nil:
@@ -442,12 +466,6 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 			s.opts.Observer.error(op)
 		}
 		return load(ctx)
-	case haveOK && at == have.at:
-		if v, ok := have.v.(T); ok {
-			s.opts.Observer.hit(op)
-			return share(v), nil
-		}
-		s.near.drop(key)
 	case hit:
 		plain, err := unpack(val)
 		var v T

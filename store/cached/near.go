@@ -9,12 +9,13 @@ import (
 // decoded answers this process read from the shared cache or the store,
 // each with the stamp values it was filled at. It is never trusted alone:
 // every lookup still reads the stamps' current values from the shared cache
-// (store.NearCache.LookupUnless), one round trip after the request began,
-// and a near entry is used only when they equal its own. A write
-// acknowledged on any replica has bumped its stamps before it returned, so
-// no later lookup finds an entry older than it (docs/design/security.md
-// CACHE-1). What the near cache saves is the entry crossing the network,
-// its decompression and its decoding.
+// (store.NearCache.Stamps) after the request began, and a near entry is used
+// only when they equal its own. A write acknowledged on any replica has
+// bumped its stamps before it returned, so no later lookup finds an entry
+// older than it (docs/design/security.md CACHE-1). What the near cache saves
+// is the entry crossing the network, its decompression and its decoding;
+// and since concurrent stamp reads share one MGET (store/redis Stamps), a
+// hot read costs a fraction of a round trip.
 //
 // Invalidation messages (Redis pub/sub) were the alternative, and would save
 // the round trip too, but a message is delivered some time after the write

@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -30,6 +31,10 @@ type Cache struct {
 	c      *goredis.Client
 	stamps string // prefix of stamp counters
 	vals   string // prefix of entries
+
+	// Stamps' batches (stamps.go).
+	stampQ  chan *stampReq
+	workers atomic.Int32
 }
 
 var (
@@ -40,7 +45,7 @@ var (
 // Cache returns the read cache over e's client and key prefix. It needs no
 // closing of its own: closing e closes it.
 func (e *Ephemeral) Cache() *Cache {
-	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:"}
+	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:", stampQ: make(chan *stampReq, 4*stampBatch)}
 }
 
 // lookupScript reads the stamps (KEYS, a missing one as "0"), joins their
@@ -56,21 +61,6 @@ local s = table.concat(at, '.')
 return {s, redis.call('GET', ARGV[1] .. redis.sha1hex(s))}
 `)
 
-// lookupUnlessScript is lookupScript, except that when at equals ARGV[2]
-// (the stamp values of the caller's near entry) it returns {at} alone: the
-// caller's copy is current, and the entry need not cross the network.
-var lookupUnlessScript = goredis.NewScript(`
-local at = {}
-for i, k in ipairs(KEYS) do
-  at[i] = redis.call('GET', k) or '0'
-end
-local s = table.concat(at, '.')
-if s == ARGV[2] then
-  return {s}
-end
-return {s, redis.call('GET', ARGV[1] .. redis.sha1hex(s))}
-`)
-
 // wrapCache names the failed operation and marks the error
 // store.ErrUnavailable, as wrap does for the Ephemeral: no cache error is a
 // "not found", so every one means Redis could not answer.
@@ -80,23 +70,11 @@ func wrapCache(op string, err error) error {
 
 // Lookup implements store.Cache in one script call.
 func (c *Cache) Lookup(ctx context.Context, key string, stamps []string) (at string, val []byte, hit bool, err error) {
-	return c.lookup(ctx, lookupScript, key, stamps)
-}
-
-// LookupUnless implements store.NearCache in one script call.
-func (c *Cache) LookupUnless(ctx context.Context, key string, stamps []string, have string) (at string, val []byte, hit bool, err error) {
-	if have == "" {
-		return c.Lookup(ctx, key, stamps)
-	}
-	return c.lookup(ctx, lookupUnlessScript, key, stamps, have)
-}
-
-func (c *Cache) lookup(ctx context.Context, script *goredis.Script, key string, stamps []string, have ...any) (at string, val []byte, hit bool, err error) {
 	keys := make([]string, len(stamps))
 	for i, s := range stamps {
 		keys[i] = c.stamps + s
 	}
-	res, err := script.Run(ctx, c.c, keys, append([]any{c.vals + key + ":"}, have...)...).Slice()
+	res, err := lookupScript.Run(ctx, c.c, keys, c.vals+key+":").Slice()
 	if err != nil {
 		return "", nil, false, wrapCache("lookup", err)
 	}
@@ -106,9 +84,6 @@ func (c *Cache) lookup(ctx context.Context, script *goredis.Script, key string, 
 	at, ok := res[0].(string)
 	if !ok {
 		return "", nil, false, wrapCache("lookup", fmt.Errorf("script returned at of type %T", res[0]))
-	}
-	if len(have) > 0 && at == have[0] {
-		return at, nil, false, nil // the caller's near entry is current
 	}
 	if len(res) < 2 || res[1] == nil {
 		return at, nil, false, nil
