@@ -525,7 +525,15 @@ func (s *Store) TypeVersions(ctx context.Context, types []string) (string, bool)
 		stamps = append(stamps, typeStamp(t))
 	}
 	cctx, cancel := s.bounded(ctx)
-	at, _, _, err := s.c.Lookup(cctx, versionsKey, stamps)
+	var (
+		at  string
+		err error
+	)
+	if s.nc != nil {
+		at, err = s.nc.Stamps(cctx, stamps) // shares a round trip with concurrent reads
+	} else {
+		at, _, _, err = s.c.Lookup(cctx, versionsKey, stamps)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {

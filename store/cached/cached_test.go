@@ -877,15 +877,20 @@ func TestTypeVersions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		c    func(t *testing.T) store.Cache
+		near int64
 	}{
-		{"memory", func(*testing.T) store.Cache { return memory.NewCache(1 << 20) }},
-		{"redis", func(t *testing.T) store.Cache { return openRedisCache(t, redisURL(t)) }},
+		{"memory", func(*testing.T) store.Cache { return memory.NewCache(1 << 20) }, 0},
+		{"redis", func(t *testing.T) store.Cache { return openRedisCache(t, redisURL(t)) }, 0},
+		{"redis with near caches", func(t *testing.T) store.Cache { return openRedisCache(t, redisURL(t)) }, 1 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inner := openSQLite(t, storetest.NewFakeClock(storetest.T0))
-			shared := &faulty{Cache: tc.c(t)}
-			a := cached.New(inner, shared, cached.Options{Timeout: time.Second})
-			b := cached.New(inner, shared, cached.Options{Timeout: time.Second}) // another replica
+			var shared store.Cache = tc.c(t)
+			if tc.near == 0 {
+				shared = &faulty{Cache: shared}
+			}
+			a := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: tc.near})
+			b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: tc.near}) // another replica
 			types := []string{"Consent", "Coverage"}
 			token := func(s *cached.Store) string {
 				t.Helper()
@@ -915,7 +920,11 @@ func TestTypeVersions(t *testing.T) {
 			if v := token(b); v == v1 {
 				t.Error("a Coverage write left the token unchanged at the other replica")
 			}
-			shared.failBump.Store(true)
+			f, ok := shared.(*faulty)
+			if !ok {
+				return // the near cache needs the Redis cache itself, not a wrapper
+			}
+			f.failBump.Store(true)
 			if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec("Consent", "c1", "h2",
 				storetest.Res("Consent", "c1", "p1", `,"status":"active"`))}); err == nil {
 				t.Fatal("Apply with a failing Bump succeeded")
