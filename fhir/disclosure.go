@@ -60,11 +60,91 @@ func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
 	if _, ok := viewFrom(ctx); ok {
 		return ctx, nil
 	}
-	disc, err := readDisclosure(ctx, s.store, &s.facts, s.disclosure, info.Principal.Role, info.Principal.Organization, s.clock.Now())
+	disc, err := s.decide(ctx, info.Principal.Role, info.Principal.Organization, s.clock.Now())
 	if err != nil {
 		return ctx, err
 	}
 	return context.WithValue(ctx, viewKey{}, &outsideView{role: info.Principal.Role, org: info.Principal.Organization, disc: disc}), nil
+}
+
+// disclosureTypes are the types whose resources a disclosure decision is
+// read from: no other write can change it.
+var disclosureTypes = []string{"Consent", "Coverage"}
+
+// decisionMemo keeps disclosure decisions for as long as they are certain to
+// be what reading the facts again would give (docs/design/security.md
+// CACHE-2): a decision is stored with the read cache's version token of the
+// Consent and Coverage types, read before the facts were, and the span of
+// time in which no consent or coverage period of its facts starts or ends.
+// It is reused only while the token is unchanged (no Consent or Coverage was
+// written since, on any replica: store.TypeVersioner) and the clock is
+// within that span, so a withdrawn consent, a cancelled coverage or a period
+// that ends counts on the next request, as without the memo. Without a read
+// cache (or while it cannot answer) nothing is memoized. Safe for concurrent
+// use; bounded by dropping everything when full.
+type decisionMemo struct {
+	mu sync.Mutex
+	m  map[decisionKey]decision
+}
+
+type decisionKey struct {
+	role auth.Role
+	org  string
+}
+
+type decision struct {
+	token string
+	// from and until bound the moments the decision holds for: from is the
+	// moment it was made, until the first period bound after it (zero: no
+	// bound ahead).
+	from, until time.Time
+	disc        auth.Disclosure
+}
+
+// decisionMemoMax bounds the memo (one entry per outside organization and
+// role).
+const decisionMemoMax = 4096
+
+func (m *decisionMemo) get(k decisionKey, token string, now time.Time) (auth.Disclosure, bool) {
+	m.mu.Lock()
+	d, ok := m.m[k]
+	m.mu.Unlock()
+	if !ok || d.token != token || now.Before(d.from) || (!d.until.IsZero() && !now.Before(d.until)) {
+		return auth.Disclosure{}, false
+	}
+	return d.disc, true
+}
+
+func (m *decisionMemo) put(k decisionKey, d decision) {
+	m.mu.Lock()
+	if m.m == nil || len(m.m) >= decisionMemoMax {
+		m.m = map[decisionKey]decision{}
+	}
+	m.m[k] = d
+	m.mu.Unlock()
+}
+
+// decide is the disclosure decision for org acting as role at now: the
+// memoized one while it holds (decisionMemo), else read from the store.
+// The decision's Patients map is shared between requests: read-only.
+func (s *Server) decide(ctx context.Context, role auth.Role, org string, now time.Time) (auth.Disclosure, error) {
+	tv, ok := s.store.(store.TypeVersioner)
+	var token string
+	if ok {
+		token, ok = tv.TypeVersions(ctx, disclosureTypes)
+	}
+	k := decisionKey{role, org}
+	if ok {
+		if d, hit := s.decisions.get(k, token, now); hit {
+			return d, nil
+		}
+	}
+	disc, until, err := readDisclosureUntil(ctx, s.store, &s.facts, s.disclosure, role, org, now)
+	if err != nil || !ok {
+		return disc, err
+	}
+	s.decisions.put(k, decision{token: token, from: now, until: until, disc: disc})
+	return disc, nil
 }
 
 // ReadDisclosure is the disclosure decision for org acting as role at now:
@@ -73,8 +153,9 @@ func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
 // (auth.DisclosurePolicy.Disclose). The facts are read on every call, never
 // kept: a Consent re-ingested as inactive, or one whose period ended, stops
 // counting on the next request (docs/design/security.md PRIV-13). Through
-// the read cache they stay current at every replica: every ingest
-// invalidates every cached search (store/cached).
+// the read cache they stay current at every replica: every write of a
+// Consent or Coverage invalidates the cached searches of its type
+// (store/cached, docs/design/security.md CACHE-1).
 func ReadDisclosure(ctx context.Context, rd Reader, policy auth.DisclosurePolicy, role auth.Role, org string, now time.Time) (auth.Disclosure, error) {
 	return readDisclosure(ctx, rd, nil, policy, role, org, now)
 }
@@ -144,8 +225,24 @@ func (m *factsMemo) coverage(r *store.Resource) (auth.CoverageFacts, error) {
 }
 
 func readDisclosure(ctx context.Context, rd Reader, memo *factsMemo, policy auth.DisclosurePolicy, role auth.Role, org string, now time.Time) (auth.Disclosure, error) {
+	disc, _, err := readDisclosureUntil(ctx, rd, memo, policy, role, org, now)
+	return disc, err
+}
+
+// readDisclosureUntil is readDisclosure, and also the first moment after
+// now at which a period of the facts read starts or ends (zero when none
+// does): until then, the same facts give the same decision.
+func readDisclosureUntil(ctx context.Context, rd Reader, memo *factsMemo, policy auth.DisclosurePolicy, role auth.Role, org string, now time.Time) (auth.Disclosure, time.Time, error) {
+	var until time.Time
+	bound := func(ts ...time.Time) {
+		for _, t := range ts {
+			if t.After(now) && (until.IsZero() || t.Before(until)) {
+				until = t
+			}
+		}
+	}
 	if org == "" || (role != auth.RolePayer && role != auth.RolePartner) {
-		return auth.Disclosure{Patients: map[string]auth.PatientGrant{}}, nil
+		return auth.Disclosure{Patients: map[string]auth.PatientGrant{}}, until, nil
 	}
 	ref := "Organization/" + org
 	var consents []auth.ConsentFacts
@@ -153,11 +250,12 @@ func readDisclosure(ctx context.Context, rd Reader, memo *factsMemo, policy auth
 		f, err := memo.consent(r)
 		if err == nil {
 			consents = append(consents, f)
+			bound(f.Start, f.End)
 		}
 		return err
 	})
 	if err != nil {
-		return auth.Disclosure{}, err
+		return auth.Disclosure{}, until, err
 	}
 	var coverages []auth.CoverageFacts
 	if role == auth.RolePayer {
@@ -165,14 +263,15 @@ func readDisclosure(ctx context.Context, rd Reader, memo *factsMemo, policy auth
 			f, err := memo.coverage(r)
 			if err == nil {
 				coverages = append(coverages, f)
+				bound(f.Start, f.End)
 			}
 			return err
 		})
 		if err != nil {
-			return auth.Disclosure{}, err
+			return auth.Disclosure{}, until, err
 		}
 	}
-	return policy.Disclose(role, org, consents, coverages, now), nil
+	return policy.Disclose(role, org, consents, coverages, now), until, nil
 }
 
 // searchAll runs the search typ?param=ref page by page and hands each body

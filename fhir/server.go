@@ -129,7 +129,8 @@ type Server struct {
 	export     *ExportOptions
 	exportWake chan struct{}
 	disclosure auth.DisclosurePolicy
-	facts      factsMemo // parsed Consent and Coverage versions (disclosure.go)
+	facts      factsMemo    // parsed Consent and Coverage versions (disclosure.go)
+	decisions  decisionMemo // disclosure decisions while they hold (disclosure.go)
 	writer     Writer
 	clients    Clients
 	// identifierBase is Options.IdentifierSystemBase.

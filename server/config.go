@@ -41,7 +41,8 @@ type Config struct {
 	KeyEncryptionKey []byte
 	// ReadCache turns the read cache on (default) or off.
 	ReadCache bool
-	// CacheMB bounds the in-memory read cache (no Redis); 0 disables it.
+	// CacheMB bounds the in-memory read cache (no Redis), or each replica's
+	// near cache in front of Redis; 0 disables it.
 	CacheMB int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
 	RateLimit float64
@@ -155,7 +156,7 @@ var Settings = []Setting{
 	{"redis-prefix", "KETABRIDGE_REDIS_PREFIX", "ketabridge:", "prefix of every Redis key (one per gateway deployment sharing a Redis)"},
 	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
-	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB when no Redis is configured (0 = none)"},
+	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB: the whole cache without Redis, each replica's near cache with it (0 = none)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
 	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},

@@ -192,8 +192,9 @@ func (d *Data) Close() error {
 }
 
 // cacheStore puts the read cache in front of st: Redis when configured
-// (shared by replicas, invalidated across them), else, for SQLite, an
-// in-memory cache of CacheMB, else none. PostgreSQL without Redis gets no
+// (shared by replicas, invalidated across them, with a near cache of
+// CacheMB in each), else, for SQLite, an in-memory cache of CacheMB, else
+// none. PostgreSQL without Redis gets no
 // cache: other replicas' writes could not invalidate a local one.
 func (d *Data) cacheStore(st store.Store) store.Store {
 	var c store.Cache
@@ -212,7 +213,13 @@ func (d *Data) cacheStore(st store.Store) store.Store {
 		onErr = func() { d.metrics.DependencyError("redis") }
 	}
 	hit, miss, fail := d.metrics.CacheCounters(cached.Ops, onErr)
-	return cached.New(st, c, cached.Options{Observer: cached.Observer{Hit: hit, Miss: miss, Error: fail}})
+	opts := cached.Options{Observer: cached.Observer{Hit: hit, Miss: miss, Error: fail}}
+	if d.redis != nil {
+		// Replicas keep a near cache of CacheMB in front of Redis; each hit
+		// still reads the stamps from Redis (docs/design/security.md CACHE-1).
+		opts.NearBytes = int64(d.cfg.CacheMB) << 20
+	}
+	return cached.New(st, c, opts)
 }
 
 // storeDefinitions writes the mapper's definition resources (one synthetic

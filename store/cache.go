@@ -31,3 +31,29 @@ type Cache interface {
 	// visible to every Lookup, on every replica.
 	Bump(ctx context.Context, stamps []string) error
 }
+
+// TypeVersioner is implemented by a read-cached store (store/cached): it
+// tells whether anything of some types may have changed, so that a value
+// derived from searches of those types alone can be reused until then.
+type TypeVersioner interface {
+	// TypeVersions returns a token of the current versions of types: after
+	// an Apply writing a resource of one of them has returned, on any
+	// replica, every later call returns a different token. ok is false when
+	// that cannot be promised (the cache cannot be reached, or is dirty
+	// after a failed invalidation): the caller must not reuse anything then.
+	// Read the token BEFORE the data a value is derived from, as Cache.Fill
+	// requires of its stamps.
+	TypeVersions(ctx context.Context, types []string) (token string, ok bool)
+}
+
+// NearCache is optionally implemented by a Cache shared between processes
+// (Redis), for an in-process near cache in front of it (store/cached): a
+// replica keeps decoded answers with the stamp values they were filled at,
+// and asks the shared cache only whether those values are still current.
+type NearCache interface {
+	// Stamps returns the current values of stamps, encoded as Lookup's at,
+	// read from the shared cache after the call began (so every Bump that
+	// returned before it, on any replica, is seen). An implementation may
+	// answer concurrent calls from one round trip.
+	Stamps(ctx context.Context, stamps []string) (at string, err error)
+}

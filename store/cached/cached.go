@@ -5,15 +5,38 @@
 // whose Apply returned before the read began, on any replica.
 //
 // Invalidation is by version stamps (see store.Cache): every entry is filled
-// at the values of its stamps, and Apply bumps the stamps of what it wrote:
+// at the values of its stamps, and Apply bumps the stamps of what it wrote,
+// so a write drops exactly the answers that could contain what it wrote
+// (docs/design/security.md CACHE-1):
 //
 //   - "e", the epoch, is under every entry; bumping it drops the whole cache.
 //   - "r:{bucket}" is under the entries of the resources hashing to the
 //     bucket: Read of the resource, and GetMany and Refs of key sets that
 //     include it. Apply bumps the buckets of every resource it wrote or
 //     deleted.
-//   - "g" is under Search and Everything, whose answers any write may
-//     change; every Apply bumps it.
+//   - "t:{type}" is under the searches of the type that name no
+//     compartment (or too many): a search's answer depends only on the
+//     resources of its own type (its clauses, its Patients and its Access
+//     terms all test the resource itself), so Apply bumps the type of every
+//     resource it wrote.
+//   - "q:{type}:{compartment bucket}" is under the searches of the type
+//     whose matches all lie in at most maxCompartmentStamps named patients'
+//     compartments (store.Query.Compartments), one stamp per compartment;
+//     "p:{compartment bucket}" is under Patient/$everything of the
+//     patients hashing to the bucket. Apply bumps them for the compartment
+//     each written resource is in now and the one it was in before (read
+//     from the version before the write: versions never change, so no
+//     concurrent write can make that answer wrong).
+//   - "m" is under every compartment entry ("q:" and "p:"): Apply bumps it
+//     instead of reading previous compartments when a batch updates or
+//     deletes more than maxPrevious resources, or when a previous version
+//     cannot be read (fail closed).
+//
+// An access restriction (Query.Access, Query.Patients) is part of an
+// answer's key, so a write that changes a caller's disclosure decision (a
+// Consent, a Coverage) leads to a different key, never to a stale hit: the
+// decision itself is read from Consent and Coverage searches, under their
+// types' stamps (fhir/disclosure.go).
 //
 // The cache fails open: when it cannot be reached, reads are served by the
 // store, uncached, after at most Options.Timeout. But when a Bump fails the
@@ -71,9 +94,23 @@ var bumpBackoff = 100 * time.Millisecond
 
 // Stamp names (see the package documentation).
 const (
-	epoch  = "e"
-	global = "g"
+	epoch = "e"
+	moved = "m"
 )
+
+// compartmentBuckets is how many "p:" and "q:{type}:" stamps compartments
+// hash into. Fixed, so that every replica agrees, and small enough that the
+// in-memory cache's stamp map stays bounded (types x buckets).
+const compartmentBuckets = 1 << 12
+
+// maxCompartmentStamps is the most compartments a search may name and still
+// be filed under their "q:" stamps rather than its type's "t:" stamp.
+const maxCompartmentStamps = 8
+
+// maxPrevious bounds the previous versions Apply reads to learn the
+// compartments resources left: a larger batch of updates and deletions (a
+// re-ingest) bumps "m" instead.
+const maxPrevious = 64
 
 // Options configure a Store; zero values take the defaults.
 type Options struct {
@@ -91,10 +128,15 @@ type Options struct {
 	Buckets int
 	// Observer, when set, is told of hits, misses and errors (metrics).
 	Observer Observer
+	// NearBytes, when positive and the cache is shared between processes
+	// (it implements store.NearCache: Redis), bounds an in-process near
+	// cache of decoded answers in front of it (see near). Every lookup
+	// still asks the shared cache whether the stamps are unchanged.
+	NearBytes int64
 }
 
 // Ops are the op names an Observer receives.
-var Ops = []string{"read", "search", "everything", "getmany", "refs", "bump"}
+var Ops = []string{"read", "search", "everything", "getmany", "refs", "bump", "versions"}
 
 // Observer receives cache events, with op one of Ops. Any func may be nil. They are
 // called on the request path: keep them cheap (a counter increment).
@@ -135,6 +177,10 @@ type Store struct {
 	// never block: no timeout (a timer per call) is needed to bound them.
 	local bool
 
+	// near is the near cache in front of nc (nil when off).
+	near *near
+	nc   store.NearCache
+
 	// The cache is dirty while failed != cleared: a Bump failed, so entries
 	// older than a write may still be found. A successful epoch Bump sets
 	// cleared to the failures counted before it began.
@@ -145,7 +191,10 @@ type Store struct {
 	closed atomic.Bool
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.TypeVersioner = (*Store)(nil)
+)
 
 // New returns st with reads cached in c. Closing the Store closes st, not c.
 func New(st store.Store, c store.Cache, opts Options) *Store {
@@ -159,7 +208,19 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 		opts.Buckets = DefaultBuckets
 	}
 	_, local := c.(*memory.Cache)
-	return &Store{st: st, c: c, opts: opts, local: local}
+	s := &Store{st: st, c: c, opts: opts, local: local}
+	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
+		s.near, s.nc = newNear(opts.NearBytes), nc
+	}
+	return s
+}
+
+// NearSize returns the bytes the near cache holds (0 when it is off).
+func (s *Store) NearSize() int64 {
+	if s.near == nil {
+		return 0
+	}
+	return s.near.size()
 }
 
 // bounded returns ctx limited to opts.Timeout for a cache call.
@@ -174,9 +235,8 @@ func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFun
 // (store.AuthStore, store.AuditStore) and anything else not cached.
 func (s *Store) Inner() store.Store { return s.st }
 
-// bucket returns the "r:" stamp of the resource typ/id: FNV-1a of
-// "typ/id", the same on every replica.
-func (s *Store) bucket(typ, id string) string {
+// fnv is FNV-1a of "typ/id", the same on every replica.
+func fnv(typ, id string) uint64 {
 	const offset, prime = 14695981039346656037, 1099511628211
 	h := uint64(offset)
 	for i := 0; i < len(typ); i++ {
@@ -186,8 +246,48 @@ func (s *Store) bucket(typ, id string) string {
 	for i := 0; i < len(id); i++ {
 		h = (h ^ uint64(id[i])) * prime
 	}
+	return h
+}
+
+// bucket returns the "r:" stamp of the resource typ/id.
+func (s *Store) bucket(typ, id string) string {
 	var buf [24]byte
-	return string(strconv.AppendUint(append(buf[:0], "r:"...), h%uint64(s.opts.Buckets), 10))
+	return string(strconv.AppendUint(append(buf[:0], "r:"...), fnv(typ, id)%uint64(s.opts.Buckets), 10))
+}
+
+// compartment returns the compartment bucket of the patient id (a number,
+// never the id: stamps hold no PHI).
+func compartment(patient string) string {
+	return strconv.FormatUint(fnv("Patient", patient)%compartmentBuckets, 10)
+}
+
+// typeStamp is the "t:" stamp of typ's searches.
+func typeStamp(typ string) string { return "t:" + typ }
+
+// searchCompartmentStamp is the "q:" stamp of typ's searches in the
+// compartment bucket b.
+func searchCompartmentStamp(typ, b string) string { return "q:" + typ + ":" + b }
+
+// everythingStamp is the "p:" stamp of $everything in the compartment
+// bucket b.
+func everythingStamp(b string) string { return "p:" + b }
+
+// searchStamps returns the stamps of q's answer: its compartments' "q:"
+// stamps when it names a few (and "m"), else its type's "t:" stamp.
+func searchStamps(q *store.Query) []string {
+	cs := q.Compartments()
+	if len(cs) == 0 || len(cs) > maxCompartmentStamps {
+		return []string{epoch, typeStamp(q.Type)}
+	}
+	stamps := make([]string, 2, 2+len(cs))
+	stamps[0], stamps[1] = epoch, moved
+	for _, p := range cs {
+		st := searchCompartmentStamp(q.Type, compartment(p))
+		if !slices.Contains(stamps, st) {
+			stamps = append(stamps, st)
+		}
+	}
+	return stamps
 }
 
 // keyStamps returns the stamps of an answer about the resources keys: the
@@ -325,11 +425,51 @@ func (s *Store) recover(ctx context.Context) bool {
 // through answers op from the cache, or from load and then fills the cache.
 // Only successful answers are cached. Every cache failure falls back to
 // load: the cache is an optimization, never a dependency of reads.
+//
+// With a near cache, a near entry whose stamp values are current (read from
+// the shared cache after the call began, store.NearCache.Stamps) answers
+// alone; share copies what a caller could modify (the slices of an answer)
+// of a value the near cache keeps. Reads by id (nearOnly) are kept in the
+// near cache only: a Redis entry costs the round trip a PostgreSQL
+// primary-key read costs, so on a near miss the store answers.
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
-	enc func(T) []byte, dec func([]byte) (T, error), load func(context.Context) (T, error),
+	enc func(T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
 	if !s.usable(ctx) {
 		return load(ctx)
+	}
+	if s.near != nil {
+		have, haveOK := s.near.get(key)
+		nearOnly := op == "read"
+		if haveOK || nearOnly {
+			cctx, cancel := s.bounded(ctx)
+			at, err := s.nc.Stamps(cctx, stamps)
+			cancel()
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					s.opts.Observer.error(op)
+				}
+				return load(ctx)
+			case haveOK && at == have.at:
+				if v, ok := have.v.(T); ok {
+					s.opts.Observer.hit(op)
+					return share(v), nil
+				}
+				s.near.drop(key)
+			}
+			if nearOnly {
+				s.opts.Observer.miss(op)
+				v, err := load(ctx)
+				if err != nil || s.failed.Load() != s.cleared.Load() {
+					return v, err
+				}
+				s.near.put(key, at, v, len(enc(v)))
+				return share(v), nil
+			}
+			// A near entry of older stamps: the shared cache may hold a
+			// current one.
+		}
 	}
 	cctx, cancel := s.bounded(ctx)
 	at, val, hit, err := s.c.Lookup(cctx, key, stamps)
@@ -348,6 +488,10 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		}
 		if err == nil {
 			s.opts.Observer.hit(op)
+			if s.near != nil {
+				s.near.put(key, at, v, len(plain))
+				return share(v), nil
+			}
 			return v, nil
 		}
 		// A corrupt entry is a miss; the Fill below replaces it.
@@ -364,12 +508,73 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	if s.failed.Load() != s.cleared.Load() {
 		return v, nil
 	}
+	plain := enc(v)
 	cctx, cancel = s.bounded(ctx)
 	defer cancel()
-	if err := s.c.Fill(cctx, key, at, pack(enc(v)), s.opts.TTL); err != nil && ctx.Err() == nil {
+	if err := s.c.Fill(cctx, key, at, pack(plain), s.opts.TTL); err != nil && ctx.Err() == nil {
 		s.opts.Observer.error(op)
 	}
+	if s.near != nil {
+		s.near.put(key, at, v, len(plain))
+		return share(v), nil
+	}
 	return v, nil
+}
+
+// versionsKey is the key TypeVersions looks up: never filled, so the Lookup
+// only reads the stamps.
+const versionsKey = "versions"
+
+// TypeVersions implements store.TypeVersioner: the current values of the
+// epoch and of the types' "t:" stamps, which every Apply writing a resource
+// of one of the types bumps before it returns (on the shared cache, so on
+// every replica). Not usable when the cache is dirty or does not answer.
+func (s *Store) TypeVersions(ctx context.Context, types []string) (string, bool) {
+	if !s.usable(ctx) {
+		return "", false
+	}
+	stamps := make([]string, 1, len(types)+1)
+	stamps[0] = epoch
+	for _, t := range types {
+		stamps = append(stamps, typeStamp(t))
+	}
+	cctx, cancel := s.bounded(ctx)
+	var (
+		at  string
+		err error
+	)
+	if s.nc != nil {
+		at, err = s.nc.Stamps(cctx, stamps) // shares a round trip with concurrent reads
+	} else {
+		at, _, _, err = s.c.Lookup(cctx, versionsKey, stamps)
+	}
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.opts.Observer.error("versions")
+		}
+		return "", false
+	}
+	// A Bump that failed meanwhile may have left a type's stamp behind its
+	// writes.
+	if s.failed.Load() != s.cleared.Load() {
+		return "", false
+	}
+	return at, true
+}
+
+// same shares a value with nothing a caller could modify in place (a
+// Resource's Body is read-only by contract).
+func same[T any](v T) T { return v }
+
+func shareSearch(r store.SearchResult) store.SearchResult {
+	r.Resources = slices.Clone(r.Resources)
+	return r
+}
+
+func sharePage(p page) page {
+	p.rs = slices.Clone(p.rs)
+	return p
 }
 
 // Read implements store.Store. A deleted or unknown resource is an error,
@@ -377,7 +582,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	ref := typ + "/" + id
 	return through(ctx, s, "read", cacheKey("read", []byte(ref)), []string{epoch, s.bucket(typ, id)},
-		encodeResource, decodeResource,
+		encodeResource, decodeResource, same[store.Resource],
 		func(ctx context.Context) (store.Resource, error) { return s.st.Read(ctx, typ, id) })
 }
 
@@ -393,7 +598,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, 
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "search", key, []string{epoch, global}, encodeSearch, decodeSearch, load)
+	return through(ctx, s, "search", key, searchStamps(&q), encodeSearch, decodeSearch, shareSearch, load)
 }
 
 // Everything implements store.Store. The key is the whole query, its
@@ -410,19 +615,20 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 		p, err := load(ctx)
 		return p.rs, p.total, err
 	}
-	p, err := through(ctx, s, "everything", key, []string{epoch, global}, encodePage, decodePage, load)
+	stamps := []string{epoch, moved, everythingStamp(compartment(q.Patient))}
+	p, err := through(ctx, s, "everything", key, stamps, encodePage, decodePage, sharePage, load)
 	return p.rs, p.total, err
 }
 
 // GetMany implements store.Store. Its answer depends on the keys' resources
-// only, so it is under their buckets, not "g".
+// only, so it is under their buckets, not a type's stamp.
 func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource, error) {
 	load := func(ctx context.Context) ([]store.Resource, error) { return s.st.GetMany(ctx, keys) }
 	key, ok := jsonKey("getmany", keys)
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "getmany", key, s.keyStamps(keys), encodeResources, decodeResources, load)
+	return through(ctx, s, "getmany", key, s.keyStamps(keys), encodeResources, decodeResources, slices.Clone[[]store.Resource], load)
 }
 
 // Refs implements store.Store. References are index rows of the from
@@ -436,12 +642,11 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, load)
+	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, slices.Clone[[]store.Ref], load)
 }
 
-// Apply writes through the inner store, then bumps "g" and the bucket of
-// every resource of the records and of the results (a deletion appears only
-// in the results). It bumps even when Apply failed, since a batch may be
+// Apply writes through the inner store, then bumps the stamps of what it
+// wrote (writeStamps). It bumps even when Apply failed, since a batch may be
 // partly written (store.BatchError), and when nothing changed, since this
 // may be the retry of an Apply whose Bump failed. A failed Bump is retried
 // with backoff for up to bumpBudget. When it still fails, reads bypass the
@@ -457,7 +662,13 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		return res, err
 	}
 	// The write has happened: invalidate even if the caller gives up now.
-	berr := s.bump(context.WithoutCancel(ctx), s.writeStamps(records, res))
+	wctx := context.WithoutCancel(ctx)
+	// writeStamps reads previous versions (bounded like one bump; it
+	// falls back to dropping every compartment answer when it cannot).
+	sctx, cancel := context.WithTimeout(wctx, bumpTimeout)
+	stamps := s.writeStamps(sctx, records, res)
+	cancel()
+	berr := s.bump(wctx, stamps)
 	if berr == nil {
 		return res, err
 	}
@@ -491,26 +702,65 @@ func (s *Store) bump(ctx context.Context, stamps []string) error {
 	}
 }
 
-// writeStamps returns "g" and the buckets of the resources of records and
-// results, once each.
-func (s *Store) writeStamps(records []store.RecordWrite, results []store.WriteResult) []string {
-	stamps := []string{global}
+// writeStamps returns the stamps of what records and their results wrote,
+// once each (see the package documentation): for every resource of the
+// records and of the results (a deletion appears only in the results), its
+// "r:" bucket and its type's "t:" stamp; for each compartment a resource is
+// in now (the records' Patient) or was in before an update or deletion
+// (the Patient of its previous version), the "p:" stamp and the "q:" stamp
+// of the resource's type. When a previous compartment cannot be known it
+// bumps "m", which drops every compartment entry.
+func (s *Store) writeStamps(ctx context.Context, records []store.RecordWrite, results []store.WriteResult) []string {
+	var stamps []string
 	seen := map[string]bool{}
-	add := func(typ, id string) {
-		if b := s.bucket(typ, id); !seen[b] {
-			seen[b] = true
-			stamps = append(stamps, b)
+	add := func(st string) {
+		if !seen[st] {
+			seen[st] = true
+			stamps = append(stamps, st)
 		}
+	}
+	in := func(typ, patient string) {
+		if patient == "" {
+			return // in no compartment: no compartment answer holds it
+		}
+		b := compartment(patient)
+		add(everythingStamp(b))
+		add(searchCompartmentStamp(typ, b))
 	}
 	for _, r := range records {
 		for _, w := range r.Resources {
-			add(w.Type, w.ID)
+			add(s.bucket(w.Type, w.ID))
+			add(typeStamp(w.Type))
+			in(w.Type, w.Patient)
 		}
 	}
+	var previous []store.ResourceResult
 	for _, r := range results {
 		for _, w := range r.Resources {
-			add(w.Type, w.ID)
+			add(s.bucket(w.Type, w.ID))
+			add(typeStamp(w.Type))
+			if w.Outcome == store.Updated || w.Outcome == store.Deleted {
+				previous = append(previous, w)
+			}
 		}
+	}
+	if len(previous) > maxPrevious {
+		add(moved)
+		return stamps
+	}
+	// Versions are numbered 1, 2, ...: the one before an update or a
+	// deletion is the resource as it was, live, with its compartment.
+	for _, w := range previous {
+		if w.Version < 2 {
+			add(moved)
+			continue
+		}
+		prev, err := s.st.VRead(ctx, w.Type, w.ID, w.Version-1)
+		if err != nil || prev.Deleted {
+			add(moved)
+			continue
+		}
+		in(w.Type, prev.Patient)
 	}
 	return stamps
 }

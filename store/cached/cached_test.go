@@ -18,6 +18,7 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
 	"github.com/ketabridge/ketabridge/store/memory"
+	"github.com/ketabridge/ketabridge/store/postgres"
 	"github.com/ketabridge/ketabridge/store/redis"
 	"github.com/ketabridge/ketabridge/store/sqlite"
 	"github.com/ketabridge/ketabridge/store/storetest"
@@ -47,7 +48,15 @@ func TestContractRedis(t *testing.T) {
 	runContract(t, func(t *testing.T) store.Cache { return openRedisCache(t, url) })
 }
 
-func runContract(t *testing.T, newCache func(t *testing.T) store.Cache) {
+// TestContractRedisNear is TestContract over the Redis cache with a near
+// cache in front: second reads are near hits, and must answer as the store
+// does too.
+func TestContractRedisNear(t *testing.T) {
+	url := redisURL(t)
+	runContract(t, func(t *testing.T) store.Cache { return openRedisCache(t, url) }, 4<<20)
+}
+
+func runContract(t *testing.T, newCache func(t *testing.T) store.Cache, near ...int64) {
 	ev := &events{}
 	obs := ev.observer()
 	storetest.Run(t, func(t *testing.T, clock store.Clock) store.Store {
@@ -55,6 +64,9 @@ func runContract(t *testing.T, newCache func(t *testing.T) store.Cache) {
 		// suite checks there are none, so it allows for a busy machine
 		// (make test runs the end-to-end tests beside it).
 		opts := cached.Options{Observer: obs, Timeout: time.Second}
+		if len(near) > 0 {
+			opts.NearBytes = near[0]
+		}
 		return &twice{t: t, Store: cached.New(openSQLite(t, clock), newCache(t), opts)}
 	})
 	// Most second reads hit (not the errors, nor reads after a concurrent
@@ -492,7 +504,8 @@ func (f fixture) mustInner(t *testing.T) store.Resource {
 
 func TestUnchangedApplyBumps(t *testing.T) {
 	// A retry of an Apply whose Bump failed writes nothing new, yet must
-	// invalidate: Apply bumps "g" and the resources' buckets regardless.
+	// invalidate: Apply bumps the stamps of the record's resources
+	// regardless.
 	f := newFixture(t)
 	n := len(f.cache.bumps())
 	res := f.apply(t, "h1", `,"v":1`, true)
@@ -504,9 +517,20 @@ func TestUnchangedApplyBumps(t *testing.T) {
 		t.Fatalf("%d Bumps, want 1", len(bumps))
 	}
 	got := bumps[0]
-	// "g" and three resources' buckets (distinct with 65536 buckets).
-	if len(got) != 4 || got[0] != "g" {
-		t.Errorf("bumped %v, want g and 3 buckets", got)
+	// Three resources' buckets (distinct with 65536 buckets), the two
+	// types, and the one compartment's $everything and two types' searches
+	// in it; nothing else (no epoch, no "m": nothing was updated).
+	want := map[string]int{"r:": 3, "t:": 2, "p:": 1, "q:": 2}
+	for _, st := range got {
+		want[st[:2]]--
+	}
+	for prefix, n := range want {
+		if n != 0 {
+			t.Errorf("bumped %v: %d stamps %q too few", got, n, prefix)
+		}
+	}
+	if len(got) != 8 {
+		t.Errorf("bumped %v, want 8 stamps", got)
 	}
 }
 
@@ -803,5 +827,147 @@ func TestAudiencesAreCachedApart(t *testing.T) {
 		if got := versions(res.Resources); got != want {
 			t.Errorf("not %v: %q, want %q", c.Not, got, want)
 		}
+	}
+}
+
+// TestInvalidation runs the targeted invalidation suite on SQLite with the
+// in-memory cache of the embedded mode.
+func TestInvalidation(t *testing.T) {
+	storetest.RunInvalidation(t, func(t *testing.T, clock store.Clock) storetest.CachedStores {
+		inner := openSQLite(t, clock)
+		return openInvalidation(t, inner, memory.NewCache(64<<20))
+	})
+}
+
+// TestInvalidationPostgresRedis runs it on PostgreSQL with the Redis cache
+// of the replicated deployment.
+func TestInvalidationPostgresRedis(t *testing.T) {
+	url := redisURL(t)
+	storetest.RunInvalidation(t, func(t *testing.T, clock store.Clock) storetest.CachedStores {
+		return openInvalidation(t, openPostgres(t, clock), openRedisCache(t, url))
+	})
+}
+
+// TestInvalidationReplicasNear runs it on two replicas sharing PostgreSQL
+// and Redis, each with its near cache: the writes go through one, the
+// probes through the other, and a write acknowledged on one is never
+// answered stale by the other's near cache.
+func TestInvalidationReplicasNear(t *testing.T) {
+	url := redisURL(t)
+	storetest.RunInvalidation(t, func(t *testing.T, clock store.Clock) storetest.CachedStores {
+		inner := openPostgres(t, clock)
+		c := openRedisCache(t, url)
+		s := openInvalidation(t, inner, c, 8<<20)
+		var hitsB atomic.Int64
+		b := cached.New(inner, c, cached.Options{NearBytes: 8 << 20, Timeout: time.Second, Observer: cached.Observer{
+			Hit:   func(string) { hitsB.Add(1) },
+			Error: func(op string) { t.Errorf("cache error at B (%s)", op) },
+		}})
+		hitsA := s.Hits
+		s.Replica, s.Hits = b, func() int64 { return hitsA() + hitsB.Load() }
+		return s
+	})
+}
+
+func openInvalidation(t *testing.T, inner store.Store, c store.Cache, near ...int64) storetest.CachedStores {
+	var hits atomic.Int64
+	obs := cached.Observer{
+		Hit:   func(string) { hits.Add(1) },
+		Error: func(op string) { t.Errorf("cache error (%s)", op) },
+	}
+	opts := cached.Options{Observer: obs, Timeout: time.Second}
+	if len(near) > 0 {
+		opts.NearBytes = near[0]
+	}
+	cs := cached.New(inner, c, opts)
+	return storetest.CachedStores{Cached: cs, Inner: inner, Hits: hits.Load}
+}
+
+// openPostgres opens a PostgreSQL store in a fresh schema of the test
+// database, dropped when t ends.
+func openPostgres(t *testing.T, clock store.Clock) *postgres.Store {
+	t.Helper()
+	ctx := context.Background()
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	u, drop, err := postgres.NewSchema(ctx, storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL"), "kb_cache_"+hex.EncodeToString(b[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = drop(context.Background()) })
+	s, err := postgres.Open(ctx, u, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestTypeVersions: the version token of some types changes with a write of
+// one of them, on another replica sharing the cache too, and not with a
+// write of another type; while the cache is dirty there is no token.
+func TestTypeVersions(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		c    func(t *testing.T) store.Cache
+		near int64
+	}{
+		{"memory", func(*testing.T) store.Cache { return memory.NewCache(1 << 20) }, 0},
+		{"redis", func(t *testing.T) store.Cache { return openRedisCache(t, redisURL(t)) }, 0},
+		{"redis with near caches", func(t *testing.T) store.Cache { return openRedisCache(t, redisURL(t)) }, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := openSQLite(t, storetest.NewFakeClock(storetest.T0))
+			var shared store.Cache = tc.c(t)
+			if tc.near == 0 {
+				shared = &faulty{Cache: shared}
+			}
+			a := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: tc.near})
+			b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: tc.near}) // another replica
+			types := []string{"Consent", "Coverage"}
+			token := func(s *cached.Store) string {
+				t.Helper()
+				v, ok := s.TypeVersions(ctx, types)
+				if !ok {
+					t.Fatal("no version token from a clean cache")
+				}
+				return v
+			}
+			write := func(rw store.ResourceWrite) {
+				t.Helper()
+				if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec(rw.Type, rw.ID, string(rw.Body), rw)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v0 := token(b)
+			write(storetest.Res("Observation", "o1", "p1", `,"v":1`))
+			if v := token(b); v != v0 {
+				t.Errorf("an Observation write changed the Consent/Coverage token: %s -> %s", v0, v)
+			}
+			write(storetest.Res("Consent", "c1", "p1", `,"status":"inactive"`))
+			v1 := token(b)
+			if v1 == v0 {
+				t.Error("a Consent write left the token unchanged at the other replica")
+			}
+			write(storetest.Res("Coverage", "v1", "p1", `,"status":"active"`))
+			if v := token(b); v == v1 {
+				t.Error("a Coverage write left the token unchanged at the other replica")
+			}
+			f, ok := shared.(*faulty)
+			if !ok {
+				return // the near cache needs the Redis cache itself, not a wrapper
+			}
+			f.failBump.Store(true)
+			if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec("Consent", "c1", "h2",
+				storetest.Res("Consent", "c1", "p1", `,"status":"active"`))}); err == nil {
+				t.Fatal("Apply with a failing Bump succeeded")
+			}
+			if _, ok := a.TypeVersions(ctx, types); ok {
+				t.Error("a token from a replica whose invalidation failed")
+			}
+		})
 	}
 }

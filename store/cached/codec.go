@@ -19,8 +19,10 @@ import (
 // store length+1, 0 meaning nil, so a decoded answer is the inner store's
 // answer exactly, nil or empty alike. A change of layout changes
 // codecVersion, which is also part of every cache key, so replicas of two
-// versions never read each other's entries.
-const codecVersion = 2
+// versions never read each other's entries. (3: the stamps an entry is
+// filed under changed with targeted invalidation; an entry of version 2
+// filed under the old stamps must not be found under the new ones.)
+const codecVersion = 3
 
 // Values of at least compressAt bytes are stored s2-compressed, the kind
 // byte marked with flagCompressed. FHIR JSON compresses about 7x (50

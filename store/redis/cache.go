@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -30,14 +31,21 @@ type Cache struct {
 	c      *goredis.Client
 	stamps string // prefix of stamp counters
 	vals   string // prefix of entries
+
+	// Stamps' batches (stamps.go).
+	stampQ  chan *stampReq
+	workers atomic.Int32
 }
 
-var _ store.Cache = (*Cache)(nil)
+var (
+	_ store.Cache     = (*Cache)(nil)
+	_ store.NearCache = (*Cache)(nil)
+)
 
 // Cache returns the read cache over e's client and key prefix. It needs no
 // closing of its own: closing e closes it.
 func (e *Ephemeral) Cache() *Cache {
-	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:"}
+	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:", stampQ: make(chan *stampReq, 4*stampBatch)}
 }
 
 // lookupScript reads the stamps (KEYS, a missing one as "0"), joins their

@@ -3,8 +3,12 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,5 +128,69 @@ func TestCacheLookupHonoursDeadline(t *testing.T) {
 	}
 	if d < 40*time.Millisecond || d > 300*time.Millisecond {
 		t.Errorf("Lookup took %v with a 50 ms deadline, want about 50 ms", d)
+	}
+}
+
+// TestCacheStamps: Stamps encodes the values as Lookup's at does, and,
+// with concurrent calls sharing batches, never returns a value older than
+// a Bump that returned before the call began.
+func TestCacheStamps(t *testing.T) {
+	url := redisURL(t)
+	ctx := context.Background()
+	c := openTest(t, url).Cache()
+	stamps := []string{"e", "t:Observation"}
+	if err := c.Bump(ctx, stamps[1:]); err != nil {
+		t.Fatal(err)
+	}
+	at, _, _, err := c.Lookup(ctx, "k", stamps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Stamps(ctx, stamps)
+	if err != nil || got != at || got != "0.1" {
+		t.Fatalf("Stamps = %q, %v; want Lookup's at %q (0.1)", got, err, at)
+	}
+
+	const readers, bumps = 8, 200
+	var announced atomic.Int64 // the stamp's value after the latest Bump that returned
+	announced.Store(1)
+	stop := make(chan struct{})
+	errs := make(chan error, readers)
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				floor := announced.Load()
+				got, err := c.Stamps(ctx, stamps)
+				if err != nil {
+					errs <- err
+					return
+				}
+				v, err := strconv.ParseInt(strings.TrimPrefix(got, "0."), 10, 64)
+				if err != nil || v < floor {
+					errs <- fmt.Errorf("Stamps = %q after a Bump to %d had returned", got, floor)
+					return
+				}
+			}
+		}()
+	}
+	for i := range bumps {
+		if err := c.Bump(ctx, stamps[1:]); err != nil {
+			t.Fatal(err)
+		}
+		announced.Store(int64(i) + 2)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

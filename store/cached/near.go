@@ -1,0 +1,120 @@
+package cached
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// near is the in-process near cache of a replica (Options.NearBytes): the
+// decoded answers this process read from the shared cache or the store,
+// each with the stamp values it was filled at. It is never trusted alone:
+// every lookup still reads the stamps' current values from the shared cache
+// (store.NearCache.Stamps) after the request began, and a near entry is used
+// only when they equal its own. A write acknowledged on any replica has
+// bumped its stamps before it returned, so no later lookup finds an entry
+// older than it (docs/design/security.md CACHE-1). What the near cache saves
+// is the entry crossing the network, its decompression and its decoding;
+// and since concurrent stamp reads share one MGET (store/redis Stamps), a
+// hot read costs a fraction of a round trip.
+//
+// Invalidation messages (Redis pub/sub) were the alternative, and would save
+// the round trip too, but a message is delivered some time after the write
+// is acknowledged: a read on another replica in between would be served the
+// old answer. Checking the stamps on each hit cannot be.
+//
+// Bounded in bytes (the entry's encoded size plus an overhead), evicting
+// arbitrary entries of the shard that is full.
+type near struct {
+	seed   maphash.Seed
+	shards [nearShards]nearShard
+}
+
+const (
+	nearShards   = 16
+	nearOverhead = 128
+)
+
+type nearShard struct {
+	mu    sync.Mutex
+	m     map[string]nearEntry
+	bytes int64
+	max   int64
+	_     [32]byte
+}
+
+type nearEntry struct {
+	at   string
+	v    any
+	size int64
+}
+
+func newNear(maxBytes int64) *near {
+	n := &near{seed: maphash.MakeSeed()}
+	for i := range n.shards {
+		n.shards[i].m = map[string]nearEntry{}
+		n.shards[i].max = maxBytes / nearShards
+	}
+	return n
+}
+
+func (n *near) shard(key string) *nearShard {
+	return &n.shards[maphash.String(n.seed, key)%nearShards]
+}
+
+// get returns key's entry, if any.
+func (n *near) get(key string) (nearEntry, bool) {
+	sh := n.shard(key)
+	sh.mu.Lock()
+	e, ok := sh.m[key]
+	sh.mu.Unlock()
+	return e, ok
+}
+
+// put stores v for key at the stamp values at (replacing the key's entry),
+// evicting others when the shard is full; an entry larger than a shard is
+// not kept.
+func (n *near) put(key, at string, v any, encoded int) {
+	size := int64(len(key)+len(at)+encoded) + nearOverhead
+	sh := n.shard(key)
+	if size > sh.max {
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[key]; ok {
+		sh.bytes -= old.size
+		delete(sh.m, key)
+	}
+	for k, e := range sh.m {
+		if sh.bytes+size <= sh.max {
+			break
+		}
+		sh.bytes -= e.size
+		delete(sh.m, k)
+	}
+	sh.m[key] = nearEntry{at: at, v: v, size: size}
+	sh.bytes += size
+}
+
+// drop removes key's entry.
+func (n *near) drop(key string) {
+	sh := n.shard(key)
+	sh.mu.Lock()
+	if old, ok := sh.m[key]; ok {
+		sh.bytes -= old.size
+		delete(sh.m, key)
+	}
+	sh.mu.Unlock()
+}
+
+// size returns the accounted bytes of the entries held.
+func (n *near) size() int64 {
+	var total int64
+	for i := range n.shards {
+		sh := &n.shards[i]
+		sh.mu.Lock()
+		total += sh.bytes
+		sh.mu.Unlock()
+	}
+	return total
+}
