@@ -69,8 +69,9 @@ func (s *Server) withOutsideView(ctx context.Context) (context.Context, error) {
 }
 
 // ReadDisclosure is the disclosure decision for org acting as role at now:
-// it reads the Consents naming org as an actor and, for a payer, the
-// Coverages naming it as payor, from rd, and applies policy
+// it reads the Consents naming org as an actor, for a payer the Coverages
+// naming it as payor, and the Consents naming no actor of the patients
+// those name (PRIV-20), from rd, and applies policy
 // (auth.DisclosurePolicy.Disclose). The facts are read on every call, never
 // kept: a Consent re-ingested as inactive, or one whose period ended, stops
 // counting on the next request (docs/design/security.md PRIV-13). Through
@@ -173,7 +174,52 @@ func readDisclosure(ctx context.Context, rd Reader, memo *factsMemo, policy auth
 			return auth.Disclosure{}, err
 		}
 	}
+	// A Consent naming no actor applies to every recipient: a deny of
+	// "share with no one" withdraws from org too (docs/design/security.md
+	// PRIV-20). It can only take away, so it matters only for the patients
+	// a Consent naming org or a Coverage naming it may open: one more
+	// query, by the patient compartment (indexed), not a scan of every
+	// patient's Consents.
+	var candidates []string
+	for _, c := range consents {
+		candidates = append(candidates, c.Patient)
+	}
+	for _, c := range coverages {
+		candidates = append(candidates, c.Patient)
+	}
+	candidates = slices.DeleteFunc(candidates, func(p string) bool { return p == "" })
+	slices.Sort(candidates)
+	candidates = slices.Compact(candidates)
+	if len(candidates) > 0 {
+		q, err := noActorConsents(candidates)
+		if err != nil {
+			return auth.Disclosure{}, err
+		}
+		err = searchQueryAll(ctx, rd, q, func(r *store.Resource) error {
+			f, err := memo.consent(r)
+			if err == nil {
+				consents = append(consents, f)
+			}
+			return err
+		})
+		if err != nil {
+			return auth.Disclosure{}, err
+		}
+	}
 	return policy.Disclose(role, org, consents, coverages, now), nil
+}
+
+// noActorConsents is the query of the Consents of patients that name no
+// actor (Consent?actor:missing=true in their compartments), which apply
+// to every recipient (PRIV-20).
+func noActorConsents(patients []string) (store.Query, error) {
+	p, ok := search.Lookup("Consent", "actor")
+	if !ok {
+		return store.Query{}, ErrInternal.WithDetails("Consent actor search parameter unknown")
+	}
+	missing := true
+	return store.Query{Type: "Consent", Patients: patients, Count: search.MaxCount,
+		Clauses: []store.Clause{{Param: p.Name, Kind: store.KindReference, Missing: &missing}}}, nil
 }
 
 // searchAll runs the search typ?param=ref page by page and hands each body
@@ -186,6 +232,12 @@ func searchAll(ctx context.Context, rd Reader, typ, param, ref string, f func(*s
 	q := store.Query{Type: typ, Count: search.MaxCount, Clauses: []store.Clause{{
 		Param: p.Name, Kind: store.KindReference, Values: []store.Value{{Str: ref}},
 	}}}
+	return searchQueryAll(ctx, rd, q, f)
+}
+
+// searchQueryAll runs q page by page and hands each body to f.
+func searchQueryAll(ctx context.Context, rd Reader, q store.Query, f func(*store.Resource) error) error {
+	typ := q.Type
 	for {
 		res, err := rd.Search(ctx, q)
 		if err != nil {
