@@ -77,6 +77,10 @@ func TestReferralTaskLabels(t *testing.T) {
 	}
 
 	check("without consent", nil, true)
+	// A payer never sees a referral Task.
+	payer := e.token(t, "blueheron-lbl", "payer", orgID(synth.OrgPayerBlueHeron), "system/*.rs")
+	wantStatus(t, "payer reads the Task", e.do(t, http.MethodGet, path, payer, nil), http.StatusNotFound)
+	wantStatus(t, "payer searches Task", e.do(t, http.MethodGet, "/fhir/Task?_id="+taskID, payer, nil), http.StatusForbidden)
 	// A JSON Patch test of the withheld label fails as on a Task without
 	// labels (the path is not in the Task as served: 422); the same move
 	// without the test goes through, answered as served.
