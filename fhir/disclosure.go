@@ -899,23 +899,28 @@ func joinMembers(ms []member) []byte {
 
 // errTaskSecuritySearch refuses a partner's search of Task by _security.
 var errTaskSecuritySearch = ErrInvalid.WithExpression("_security").
-	WithDetails("a partner cannot search Task by _security: a referral Task's labels are served as the patient's consent clears them")
+	WithDetails("a partner cannot search or sort Task by _security: a referral Task's labels are served as the patient's consent clears them")
 
 // partnerTaskSecurity refuses a partner's Task search by _security, with
-// any modifier or value, and in any handling mode (docs/design/security.md
-// PRIV-19): the stored labels of a Task may be withheld from the partner
-// (taskLabels), and a search by them would tell which Tasks carry them.
-// The refusal does not depend on any Task or consent, so it reveals
-// nothing.
-func partnerTaskSecurity(ctx context.Context, typ string, clauses []store.Clause) error {
+// any modifier or value, in any handling mode, and its sort by _security
+// (docs/design/security.md PRIV-19): the stored labels of a Task may be
+// withheld from the partner (taskLabels), and a search or an order by them
+// would tell which Tasks carry them. The refusal does not depend on any
+// Task or consent, so it reveals nothing.
+func partnerTaskSecurity(ctx context.Context, typ string, q store.Query) error {
 	if typ != "Task" {
 		return nil
 	}
 	if v, ok := viewFrom(ctx); !ok || v.role != auth.RolePartner {
 		return nil
 	}
-	for _, cl := range clauses {
+	for _, cl := range q.Clauses {
 		if cl.Param == "_security" {
+			return errTaskSecuritySearch
+		}
+	}
+	for _, s := range q.Sort {
+		if s.Param == "_security" {
 			return errTaskSecuritySearch
 		}
 	}

@@ -87,7 +87,7 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	if err != nil {
 		return err
 	}
-	if err := partnerTaskSecurity(c.Request().Context(), typ, sr.Query.Clauses); err != nil {
+	if err := partnerTaskSecurity(c.Request().Context(), typ, sr.Query); err != nil {
 		return err
 	}
 	if !d.hide && outsidePatients(typ, sr.Query.Clauses, d) {

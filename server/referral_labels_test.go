@@ -71,7 +71,7 @@ func TestReferralTaskLabels(t *testing.T) {
 			t.Errorf("%s: search labels %v subsetted %v, want %v %v", what, got, sub, want, wantSub)
 		}
 		for _, q := range []string{"_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R",
-			"_security:not=R", "_security=PSY", "_security:missing=true"} {
+			"_security:not=R", "_security=PSY", "_security:missing=true", "_sort=_security", "_sort=-_security"} {
 			wantStatus(t, what+": "+q, e.do(t, http.MethodGet, "/fhir/Task?"+q, partner, nil), http.StatusBadRequest, "_security")
 		}
 	}
