@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"testing"
 
@@ -77,6 +78,13 @@ func TestReferralTaskLabels(t *testing.T) {
 	}
 
 	check("without consent", nil, true)
+	// Nor by a bulk export's _typeFilter (checked at the kick-off); the
+	// same export without it is accepted.
+	exp := "/fhir/$export?_type=Task&_typeFilter=" + url.QueryEscape("Task?_security=R")
+	wantStatus(t, "export filtering Task by _security", e.do(t, http.MethodGet, exp, partner, nil, "Prefer", "respond-async"),
+		http.StatusBadRequest, "_security")
+	wantStatus(t, "export filtering Task by status", e.do(t, http.MethodGet, "/fhir/$export?_type=Task&_typeFilter="+
+		url.QueryEscape("Task?status=requested"), partner, nil, "Prefer", "respond-async"), http.StatusAccepted)
 	// A payer never sees a referral Task.
 	payer := e.token(t, "blueheron-lbl", "payer", orgID(synth.OrgPayerBlueHeron), "system/*.rs")
 	wantStatus(t, "payer reads the Task", e.do(t, http.MethodGet, path, payer, nil), http.StatusNotFound)
