@@ -12,10 +12,14 @@ import (
 
 // denyEveryoneRecord is a patient's "share with no one": a deny consent
 // record naming no recipient, for every purpose and class.
-func denyEveryoneRecord(id, patient string) json.RawMessage {
-	b, _ := json.Marshal(map[string]any{"kind": "consent", "id": id, "patientId": patient, "status": "active",
+func denyEveryoneRecord(id, patient string, classes ...string) json.RawMessage {
+	r := map[string]any{"kind": "consent", "id": id, "patientId": patient, "status": "active",
 		"decision": "deny", "dateTime": "2026-01-06T10:00:00Z", "purposes": []string{"treatment", "payment", "operations"},
-		"start": "2026-01-01"})
+		"start": "2026-01-01"}
+	if len(classes) > 0 {
+		r["dataClasses"] = classes
+	}
+	b, _ := json.Marshal(r)
 	return b
 }
 
@@ -41,9 +45,20 @@ func TestReferralDenyNamingNoOne(t *testing.T) {
 	wantStatus(t, "ServiceRequest under the permit", e.do(t, http.MethodGet, sr, partner, nil), http.StatusOK)
 	wantStatus(t, "Patient under the permit", e.do(t, http.MethodGet, "/fhir/Patient/"+pid, partner, nil), http.StatusOK)
 
+	// A deny of one class to everyone takes that class away and leaves
+	// both referrals open: the permit's diagnoses still count, and
+	// nothing was given to Northgate that a deny of assessments withdraws.
+	ingestRecords(t, e.g, denyEveryoneRecord("consent-dny-3", pat, "assessments"))
+	wantStatus(t, "ServiceRequest after a deny of assessments", e.do(t, http.MethodGet, sr, partner, nil), http.StatusOK)
+	for _, id := range []string{task1, task2} {
+		if task, _ := e.task(t, id); task["status"] != "requested" {
+			t.Fatalf("Task %s after a deny of assessments to everyone: %v, want requested", id, task["status"])
+		}
+	}
+
 	ingestRecords(t, e.g, denyEveryoneRecord("consent-dny-2", pat))
-	if n := e.total(t, e.ehr, "Consent?patient=Patient/"+pid+"&actor:missing=true"); n != 1 {
-		t.Fatalf("the deny is stored naming no actor: %d found", n)
+	if n := e.total(t, e.ehr, "Consent?patient=Patient/"+pid+"&actor:missing=true"); n != 2 {
+		t.Fatalf("the denies are stored naming no actor: %d found, want 2", n)
 	}
 	wantStatus(t, "ServiceRequest after the deny", e.do(t, http.MethodGet, sr, partner, nil), http.StatusNotFound)
 	wantStatus(t, "Patient after the deny", e.do(t, http.MethodGet, "/fhir/Patient/"+pid, partner, nil), http.StatusNotFound)
