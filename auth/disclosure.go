@@ -201,9 +201,11 @@ func ViewClasses(r Role) Classes {
 //   - A permit counts for org only when it names org as a recipient and the
 //     role's purpose of use (payment for a payer, treatment for a partner).
 //     It permits its listed classes, or every class when it lists none.
-//   - A deny that counts and names org (or names no recipient) for the
-//     role's purpose (or names no purpose) withdraws its listed classes, or
-//     every class when it lists none; a deny overrides any permit.
+//   - A deny that counts and names org, or names no recipient at all (it
+//     applies to every recipient: a patient's "share with no one",
+//     docs/design/security.md PRIV-20), for the role's purpose (or names no
+//     purpose) withdraws its listed classes, or every class when it lists
+//     none; a deny overrides any permit.
 //   - A payer also needs an active Coverage naming it whose period covers
 //     now. With PayerCoverageOnly that Coverage alone permits every class of
 //     the payer view; without it (the default) a permit is needed as well.

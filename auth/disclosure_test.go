@@ -41,6 +41,16 @@ func withStatus(c ConsentFacts, s string) ConsentFacts       { c.Status = s; ret
 func withPeriod(c ConsentFacts, s, e time.Time) ConsentFacts { c.Start, c.End = s, e; return c }
 func asDeny(c ConsentFacts) ConsentFacts                     { c.Deny = true; return c }
 
+// denyEveryone is a deny naming no recipient (a patient's "share with no
+// one") for treatment and payment, of classes (every class when none).
+func denyEveryone(classes ...DataClass) ConsentFacts {
+	c := asDeny(permit("", PurposeTreatment, classes...))
+	c.Recipients, c.Purposes = nil, []Purpose{PurposeTreatment, PurposePayment}
+	return c
+}
+
+func withPurposes(c ConsentFacts, ps ...Purpose) ConsentFacts { c.Purposes = ps; return c }
+
 // TestDisclose is the table of the consent decision: role x consent state x
 // the moment of access inside or outside the consent's period, with the exact
 // classes and R clearance expected; each outcome is then checked for every
@@ -154,6 +164,36 @@ func TestDisclose(t *testing.T) {
 		{name: "partner/two permits add up", role: RolePartner, org: partner, at: jul1,
 			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassDiagnoses), permit(partner, PurposeTreatment, ClassVitals)},
 			want:     ClassSet(ClassDiagnoses, ClassVitals)},
+
+		// A deny naming no recipient applies to every recipient
+		// (docs/design/security.md PRIV-20).
+		{name: "partner/deny naming nobody denies everybody", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassDiagnoses, ClassAssessments), denyEveryone()}},
+		{name: "partner/deny naming nobody of a class overrides the permit of it, and R with it", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassAssessments, ClassVitals), denyEveryone(ClassAssessments)},
+			want:     ClassSet(ClassVitals)},
+		{name: "partner/deny naming nobody for payment only", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassDiagnoses), withPurposes(denyEveryone(), PurposePayment)},
+			want:     ClassSet(ClassDiagnoses)},
+		{name: "partner/deny naming nobody and no purpose", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassDiagnoses), withPurposes(denyEveryone())}},
+		{name: "partner/inactive deny naming nobody changes nothing", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassDiagnoses), withStatus(denyEveryone(), "inactive")},
+			want:     ClassSet(ClassDiagnoses)},
+		{name: "partner/deny naming another actor is not everybody's", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{permit(partner, PurposeTreatment, ClassDiagnoses), func() ConsentFacts {
+				c := denyEveryone()
+				c.Recipients = []string{"other:Practitioner/x"}
+				return c
+			}()},
+			want: ClassSet(ClassDiagnoses)},
+		{name: "partner/permit naming nobody permits nobody", role: RolePartner, org: partner, at: jul1,
+			consents: []ConsentFacts{func() ConsentFacts { c := permit(partner, PurposeTreatment); c.Recipients = nil; return c }()}},
+		{name: "payer/deny naming nobody, relaxed to coverage", role: RolePayer, org: payer, at: jul1, coverages: coverage,
+			policy: DisclosurePolicy{PayerCoverageOnly: true}, consents: []ConsentFacts{denyEveryone()}},
+		{name: "payer/deny naming nobody of a class", role: RolePayer, org: payer, at: jul1, coverages: coverage,
+			consents: []ConsentFacts{permit(payer, PurposePayment, ClassDiagnoses, ClassCoverage), denyEveryone(ClassCoverage)},
+			want:     ClassSet(ClassDiagnoses)},
 
 		// Roles that get no disclosure.
 		{name: "ehr gets no disclosure", role: RoleEHR, org: partner, at: jul1,

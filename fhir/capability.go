@@ -237,6 +237,9 @@ func buildCapabilityStatement(in capabilityInput) ([]byte, error) {
 				Documentation: ptr("JSON Patch (application/json-patch+json) with If-Match, under the same rules as update."),
 			})
 			res.ConditionalUpdate = ptr(false)
+			res.Documentation = ptr("A partner clinic's client sees the referral Tasks its Organization owns or requested, " +
+				"with only the security labels the patient's Consent clears for it (tagged SUBSETTED otherwise); " +
+				"its Task search by _security is refused (docs/referrals.md).")
 		}
 		if in.referrals && typ == "ClaimResponse" {
 			res.Interaction = append(res.Interaction, r4.CapabilityStatementRestResourceInteraction{

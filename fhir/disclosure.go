@@ -31,6 +31,7 @@ const (
 	systemConfidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	systemObsCategory     = "http://terminology.hl7.org/CodeSystem/observation-category"
 	systemActReasonCodes  = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	systemActCode         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 )
 
 // outsideView is an outside organization's view for one request: its role
@@ -148,8 +149,9 @@ func (s *Server) decide(ctx context.Context, role auth.Role, org string, now tim
 }
 
 // ReadDisclosure is the disclosure decision for org acting as role at now:
-// it reads the Consents naming org as an actor and, for a payer, the
-// Coverages naming it as payor, from rd, and applies policy
+// it reads the Consents naming org as an actor, for a payer the Coverages
+// naming it as payor, and the Consents naming no actor of the patients
+// those name (PRIV-20), from rd, and applies policy
 // (auth.DisclosurePolicy.Disclose). The facts are read on every call, never
 // kept: a Consent re-ingested as inactive, or one whose period ended, stops
 // counting on the next request (docs/design/security.md PRIV-13). Through
@@ -271,7 +273,53 @@ func readDisclosureUntil(ctx context.Context, rd Reader, memo *factsMemo, policy
 			return auth.Disclosure{}, until, err
 		}
 	}
+	// A Consent naming no actor applies to every recipient: a deny of
+	// "share with no one" withdraws from org too (docs/design/security.md
+	// PRIV-20). It can only take away, so it matters only for the patients
+	// a Consent naming org or a Coverage naming it may open: one more
+	// query, by the patient compartment (indexed), not a scan of every
+	// patient's Consents.
+	var candidates []string
+	for _, c := range consents {
+		candidates = append(candidates, c.Patient)
+	}
+	for _, c := range coverages {
+		candidates = append(candidates, c.Patient)
+	}
+	candidates = slices.DeleteFunc(candidates, func(p string) bool { return p == "" })
+	slices.Sort(candidates)
+	candidates = slices.Compact(candidates)
+	if len(candidates) > 0 {
+		q, err := noActorConsents(candidates)
+		if err != nil {
+			return auth.Disclosure{}, until, err
+		}
+		err = searchQueryAll(ctx, rd, q, func(r *store.Resource) error {
+			f, err := memo.consent(r)
+			if err == nil {
+				consents = append(consents, f)
+				bound(f.Start, f.End)
+			}
+			return err
+		})
+		if err != nil {
+			return auth.Disclosure{}, until, err
+		}
+	}
 	return policy.Disclose(role, org, consents, coverages, now), until, nil
+}
+
+// noActorConsents is the query of the Consents of patients that name no
+// actor (Consent?actor:missing=true in their compartments), which apply
+// to every recipient (PRIV-20).
+func noActorConsents(patients []string) (store.Query, error) {
+	p, ok := search.Lookup("Consent", "actor")
+	if !ok {
+		return store.Query{}, ErrInternal.WithDetails("Consent actor search parameter unknown")
+	}
+	missing := true
+	return store.Query{Type: "Consent", Patients: patients, Count: search.MaxCount,
+		Clauses: []store.Clause{{Param: p.Name, Kind: store.KindReference, Missing: &missing}}}, nil
 }
 
 // searchAll runs the search typ?param=ref page by page and hands each body
@@ -284,6 +332,12 @@ func searchAll(ctx context.Context, rd Reader, typ, param, ref string, f func(*s
 	q := store.Query{Type: typ, Count: search.MaxCount, Clauses: []store.Clause{{
 		Param: p.Name, Kind: store.KindReference, Values: []store.Value{{Str: ref}},
 	}}}
+	return searchQueryAll(ctx, rd, q, f)
+}
+
+// searchQueryAll runs q page by page and hands each body to f.
+func searchQueryAll(ctx context.Context, rd Reader, q store.Query, f func(*store.Resource) error) error {
+	typ := q.Type
 	for {
 		res, err := rd.Search(ctx, q)
 		if err != nil {
@@ -673,10 +727,12 @@ var reducedPatient = func() *rewriter {
 }()
 
 // outward prepares the resource r for the request's caller
-// (docs/design/security.md PRIV-15, PRIV-16): a Patient served to an
-// outside organization without the demographics class is reduced, and a
-// Provenance loses the targets the caller may not read. r's Body is
-// replaced, never modified in place (stored bodies are shared).
+// (docs/design/security.md PRIV-15, PRIV-16, PRIV-19): a Patient served to
+// an outside organization without the demographics class is reduced, a
+// referral Task served to a partner loses the security labels its consent
+// does not clear, and a Provenance loses the targets the caller may not
+// read. r's Body is replaced, never modified in place (stored bodies are
+// shared).
 func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 	if r.Deleted || len(r.Body) == 0 {
 		return nil
@@ -695,6 +751,20 @@ func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 			return err
 		}
 		r.Body = body
+	case "Task":
+		v, ok := viewFrom(ctx)
+		if !ok || v.role != auth.RolePartner {
+			return nil
+		}
+		g, consented := v.disc.Patients[r.Patient]
+		consented = consented && g.Classes != 0
+		body, err := taskLabels(r.Body, consented, consented && g.Restricted)
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			r.Body = body
+		}
 	case "Provenance":
 		body, err := s.provenanceTargets(ctx, r.Body)
 		if err != nil {
@@ -712,7 +782,7 @@ func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 func (s *Server) outwardAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
 	copied := false
 	for i := range rs {
-		if rs[i].Type != "Patient" && rs[i].Type != "Provenance" {
+		if rs[i].Type != "Patient" && rs[i].Type != "Provenance" && rs[i].Type != "Task" {
 			continue
 		}
 		r := rs[i]
@@ -957,4 +1027,138 @@ func scopePatients(ctx context.Context, typ string) []string {
 		return []string{}
 	}
 	return d.Patients
+}
+
+// taskLabels returns the Task body as served to a partner that clears PSY
+// (clearPSY) and R (clearR): unchanged (nil) when it clears both, else
+// with meta.security reduced to the labels it clears and meta tagged
+// SUBSETTED (docs/design/security.md PRIV-19). A referral Task carries the
+// labels of its reason (PSY with N, or PSY with R for a suicide-risk
+// reason) and is shown to the partner whatever the patient's consent
+// (PRIV-12), so its labels would reveal the sensitivity of the reason. A
+// label is cleared exactly when the partner may read the referral's
+// ServiceRequest bearing it (RFL-5): PSY while the patient's consent
+// counts for the partner, R only where the consent also clears R
+// (PRIV-14). The confidentiality code (N or R) is kept only with R
+// cleared, and a Task is tagged SUBSETTED whenever the partner does not
+// clear both, whatever it bore: what is served then depends on the
+// consent alone, never on the labels withheld (N beside a withheld R, or
+// a tag on labelled Tasks only, would tell them apart). Any other
+// security coding is removed too (fail closed). The rest of the Task
+// holds no clinical content of the clinic's (mapping of the referral
+// record: code fulfill, focus, for, requester, owner, status and dates;
+// RFL-2 lets an update change only status, statusReason, businessStatus,
+// output and note).
+func taskLabels(body []byte, clearPSY, clearR bool) ([]byte, error) {
+	if clearPSY && clearR {
+		return nil, nil
+	}
+	ms, err := members(body)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]member, 0, len(ms)+1)
+	sawMeta := false
+	for _, m := range ms {
+		if m.name != "meta" {
+			out = append(out, m)
+			continue
+		}
+		sawMeta = true
+		mm, err := members(m.raw)
+		if err != nil {
+			return nil, err
+		}
+		meta := make([]member, 0, len(mm))
+		for _, f := range mm {
+			if f.name != "security" {
+				meta = append(meta, f)
+				continue
+			}
+			var labels []json.RawMessage
+			if err := json.Unmarshal(f.raw, &labels); err != nil {
+				return nil, ErrInternal.WithDetails("stored Task meta.security unreadable").WithCause(err)
+			}
+			kept := make([]json.RawMessage, 0, len(labels))
+			for _, l := range labels {
+				var c jsonCoding
+				_ = json.Unmarshal(l, &c)
+				if clearPSY && c.System == systemActCode && c.Code == "PSY" {
+					kept = append(kept, l)
+				}
+			}
+			if len(kept) > 0 {
+				raw, err := json.Marshal(kept)
+				if err != nil {
+					return nil, err
+				}
+				meta = append(meta, member{"security", raw})
+			}
+		}
+		raw, err := tagSubsetted(joinMembers(meta))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, member{"meta", raw})
+	}
+	if !sawMeta {
+		out = append(out, member{"meta", json.RawMessage(`{"tag":[` + subsettedTag + `]}`)})
+	}
+	return joinMembers(out), nil
+}
+
+// joinMembers writes the members as a JSON object.
+func joinMembers(ms []member) []byte {
+	n := 2
+	for _, m := range ms {
+		n += len(m.name) + len(m.raw) + 4
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '{')
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, m.name)
+		out = append(out, ':')
+		out = append(out, m.raw...)
+	}
+	return append(out, '}')
+}
+
+// errTaskSecuritySearch refuses a partner's search of Task by _security.
+var errTaskSecuritySearch = ErrInvalid.WithExpression("_security").
+	WithDetails("a partner cannot search or sort Task by _security: a referral Task's labels are served as the patient's consent clears them")
+
+// partnerTaskSecurity refuses a partner's Task search by _security, with
+// any modifier or value, in any handling mode, and its sort by _security
+// (docs/design/security.md PRIV-19): the stored labels of a Task may be
+// withheld from the partner (taskLabels), and a search or an order by them
+// would tell which Tasks carry them. The refusal does not depend on any
+// Task or consent, so it reveals nothing.
+func partnerTaskSecurity(ctx context.Context, typ string, q store.Query) error {
+	v, ok := viewFrom(ctx)
+	if !ok {
+		return nil
+	}
+	return taskSecurityRefused(v.role, typ, q)
+}
+
+// taskSecurityRefused is partnerTaskSecurity for a caller of role: also
+// used for a bulk export's _typeFilter, checked at the kick-off.
+func taskSecurityRefused(role auth.Role, typ string, q store.Query) error {
+	if typ != "Task" || role != auth.RolePartner {
+		return nil
+	}
+	for _, cl := range q.Clauses {
+		if cl.Param == "_security" {
+			return errTaskSecuritySearch
+		}
+	}
+	for _, s := range q.Sort {
+		if s.Param == "_security" {
+			return errTaskSecuritySearch
+		}
+	}
+	return nil
 }

@@ -101,12 +101,14 @@ func TestDisclosureMemo(t *testing.T) {
 	reads := func() int { return vs.searches("Consent") + vs.searches("Coverage") }
 
 	want("first", sees(t0), "p1", "p2")
-	if n := reads(); n != 2 {
-		t.Fatalf("first decision: %d searches, want 2 (Consents, Coverages)", n)
+	// Three searches: the Consents naming the payer, its Coverages, and the
+	// Consents naming no actor of their patients (PRIV-20).
+	if n := reads(); n != 3 {
+		t.Fatalf("first decision: %d searches, want 3 (Consents, Coverages, Consents naming no actor)", n)
 	}
 	want("again", sees(t0.Add(time.Minute)), "p1", "p2")
-	if n := reads(); n != 2 {
-		t.Errorf("an unchanged decision was read again: %d searches, want 2", n)
+	if n := reads(); n != 3 {
+		t.Errorf("an unchanged decision was read again: %d searches, want 3", n)
 	}
 
 	// A withdrawn consent: the write bumps the version, the next request
@@ -114,8 +116,8 @@ func TestDisclosureMemo(t *testing.T) {
 	putConsent("c1", "p1", "inactive", "")
 	vs.bump()
 	want("consent withdrawn", sees(t0.Add(2*time.Minute)), "p2")
-	if n := reads(); n != 4 {
-		t.Errorf("after the withdrawal: %d searches, want 4", n)
+	if n := reads(); n != 6 {
+		t.Errorf("after the withdrawal: %d searches, want 6", n)
 	}
 	want("withdrawn, again", sees(t0.Add(3*time.Minute)), "p2")
 
@@ -148,7 +150,7 @@ func TestDisclosureMemo(t *testing.T) {
 	before = reads()
 	sees(end)
 	sees(end)
-	if n := reads() - before; n != 4 {
-		t.Errorf("without a version token: %d searches for two decisions, want 4", n)
+	if n := reads() - before; n != 6 {
+		t.Errorf("without a version token: %d searches for two decisions, want 6", n)
 	}
 }

@@ -202,3 +202,42 @@ func TestWithholds(t *testing.T) {
 		})
 	}
 }
+
+// TestTaskLabels checks the Task a partner is served (PRIV-19): only the
+// labels it clears, tagged SUBSETTED whenever it does not clear both,
+// whatever the Task bore, so that labelled and unlabelled Tasks cannot be
+// told apart by the tag.
+func TestTaskLabels(t *testing.T) {
+	const psy = `{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"}`
+	const n = `{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"N"}`
+	const r = `{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}`
+	task := func(sec string) []byte {
+		meta := `"meta":{"versionId":"3"}`
+		if sec != "" {
+			meta = `"meta":{"versionId":"3","security":[` + sec + `]}`
+		}
+		return []byte(`{"resourceType":"Task","id":"t1",` + meta + `,"status":"requested"}`)
+	}
+	sub := `"tag":[` + subsettedTag + `]`
+	for _, c := range []struct {
+		name         string
+		body         []byte
+		clearPSY, cR bool
+		want         string // "" = unchanged
+	}{
+		{"both cleared", task(psy + "," + r), true, true, ""},
+		{"R withheld", task(psy + "," + r), true, false, `{"resourceType":"Task","id":"t1","meta":{"versionId":"3","security":[` + psy + `],` + sub + `},"status":"requested"}`},
+		{"N withheld beside PSY", task(psy + "," + n), true, false, `{"resourceType":"Task","id":"t1","meta":{"versionId":"3","security":[` + psy + `],` + sub + `},"status":"requested"}`},
+		{"nothing cleared", task(psy + "," + r), false, false, `{"resourceType":"Task","id":"t1","meta":{"versionId":"3",` + sub + `},"status":"requested"}`},
+		{"unlabelled, nothing cleared", task(""), false, false, `{"resourceType":"Task","id":"t1","meta":{"versionId":"3",` + sub + `},"status":"requested"}`},
+		{"no meta", []byte(`{"resourceType":"Task","id":"t1"}`), false, false, `{"resourceType":"Task","id":"t1","meta":{` + sub + `}}`},
+	} {
+		got, err := taskLabels(c.body, c.clearPSY, c.cR)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if string(got) != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, got, c.want)
+		}
+	}
+}

@@ -370,8 +370,13 @@ func (s *Server) parseExport(c echo.Context, req *exportRequest, values url.Valu
 	}
 	for _, v := range values["_typeFilter"] {
 		for f := range strings.SplitSeq(v, ",") {
-			if _, _, err := s.typeFilter(f); err != nil {
+			ft, cls, err := s.typeFilter(f)
+			if err != nil {
 				return err
+			}
+			// PRIV-19: a partner filters no Task by labels it may not see.
+			if taskSecurityRefused(req.Caller.Principal.Role, ft, store.Query{Clauses: cls}) != nil {
+				return errTaskSecuritySearch.WithExpression("_typeFilter")
 			}
 			req.TypeFilters = append(req.TypeFilters, f)
 		}

@@ -87,6 +87,9 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	if err != nil {
 		return err
 	}
+	if err := partnerTaskSecurity(c.Request().Context(), typ, sr.Query); err != nil {
+		return err
+	}
 	if !d.hide && outsidePatients(typ, sr.Query.Clauses, d) {
 		// Asking for another patient's data is refused, not answered
 		// with an empty page (docs/design/security.md NEG-40). An outside

@@ -104,9 +104,10 @@ func (c *ReferralCloser) Sweep(ctx context.Context, now time.Time) (int, error) 
 // Close closes the open referral Tasks of patients whose owner once had a
 // Consent of that patient (a Consent naming the owner's Organization) and
 // whose consent no longer counts at now (auth.DisclosurePolicy.Disclose,
-// the rule of every read). A referral to an organization the patient never
-// named in a Consent is left open: nothing was withdrawn. It returns how
-// many it closed.
+// the rule of every read), and those a deny naming no recipient withdraws
+// wholly (PRIV-20). A referral to an organization the patient never named
+// in a Consent is otherwise left open: nothing was withdrawn. It returns
+// how many it closed.
 func (c *ReferralCloser) Close(ctx context.Context, patients []string, now time.Time) (int, error) {
 	closed := 0
 	for _, patient := range patients {
@@ -162,29 +163,47 @@ func (c *ReferralCloser) search(ctx context.Context, typ, patient string, clause
 	}
 }
 
-// counts reports whether the patient's consent for owner counts at now.
-// It is true (nothing to close) when no Consent of the patient names owner
-// at all: a referral never consented to was not withdrawn.
+// counts reports whether the patient's consent for owner counts at now,
+// by the Consents of the patient naming owner and those naming no actor,
+// which apply to every recipient (docs/design/security.md PRIV-20). When
+// no Consent names owner, the referral was never consented to and nothing
+// was withdrawn from it, unless a Consent naming no actor now withdraws
+// everything from every recipient (a deny of "share with no one"): then
+// even a permit of every class for owner would not count, and the
+// referral is closed too (RFL-6).
 func (c *ReferralCloser) counts(ctx context.Context, patient, owner string, now time.Time) (bool, error) {
 	p, ok := search.Lookup("Consent", "actor")
 	if !ok {
 		return false, ErrInternal.WithDetails("Consent actor search parameter unknown")
 	}
-	rs, err := c.search(ctx, "Consent", patient, store.Clause{Param: p.Name, Kind: store.KindReference,
+	named, err := c.search(ctx, "Consent", patient, store.Clause{Param: p.Name, Kind: store.KindReference,
 		Values: []store.Value{{Str: "Organization/" + owner}}})
 	if err != nil {
 		return false, err
 	}
-	if len(rs) == 0 {
+	q, err := noActorConsents([]string{patient})
+	if err != nil {
+		return false, err
+	}
+	everyone, err := c.search(ctx, "Consent", patient, q.Clauses...)
+	if err != nil {
+		return false, err
+	}
+	if len(named) == 0 && len(everyone) == 0 {
 		return true, nil
 	}
-	facts := make([]auth.ConsentFacts, 0, len(rs))
-	for _, r := range rs {
+	facts := make([]auth.ConsentFacts, 0, len(named)+len(everyone)+1)
+	for _, r := range append(named, everyone...) {
 		f, err := consentFacts(r.Body)
 		if err != nil {
 			return false, ErrInternal.WithDetails("stored Consent unreadable").WithCause(err)
 		}
 		facts = append(facts, f)
+	}
+	if len(named) == 0 {
+		// Would the denies leave anything of a permit of every class?
+		facts = append(facts, auth.ConsentFacts{ID: "every-class", Patient: patient, Status: "active",
+			Recipients: []string{owner}, Purposes: []auth.Purpose{auth.PurposeTreatment}})
 	}
 	_, ok = c.Policy.Disclose(auth.RolePartner, owner, facts, nil, now).Patients[patient]
 	return ok, nil

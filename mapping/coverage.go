@@ -128,7 +128,9 @@ func (e *emitter) consent(c *clinic.Consent) {
 	if dt == nil {
 		e.fail("dateTime", "is required")
 	}
-	if len(c.RecipientIDs) == 0 {
+	if len(c.RecipientIDs) == 0 && c.Decision != "deny" {
+		// A deny naming no actor applies to every recipient (FHIR R4
+		// Consent; docs/design/security.md PRIV-20).
 		e.fail("recipientIds", "is required")
 	}
 	e.setPatient(c.PatientID)

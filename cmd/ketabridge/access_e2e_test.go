@@ -516,6 +516,50 @@ func TestOutsideViewsEndToEnd(t *testing.T) {
 			t.Errorf("Riverbend read after the consent is active again: %d", r.status)
 		}
 	})
+
+	t.Run("a deny naming no one cuts every payer and partner at once", func(t *testing.T) {
+		// docs/design/security.md PRIV-20: plan 0's patient is seen by its
+		// payer and by Riverbend; a deny with no recipient withdraws it
+		// from both, and the clinic's own client still reads it.
+		p0 := mapping.ResourceID(clinic.KindPatient, "pat-000001")
+		var seeing []*outsideClient
+		payers := 0
+		for _, c := range clients {
+			if r := e.fhir(t, c.token, "/Patient/"+p0); r.status == http.StatusOK {
+				seeing = append(seeing, c)
+				if c.role == "payer" {
+					payers++
+				}
+			}
+		}
+		if len(seeing) < 2 || payers == 0 {
+			t.Fatalf("plan 0 patient seen by %d clients (%d payers), want a payer and a partner", len(seeing), payers)
+		}
+		deny := func(status string) []byte {
+			b, _ := json.Marshal(map[string]any{"kind": "consent", "id": "consent-000001-nobody", "patientId": "pat-000001",
+				"status": status, "decision": "deny", "dateTime": "2026-01-06T10:00:00Z",
+				"purposes": []string{"treatment", "payment", "operations"}})
+			return b
+		}
+		ingestRecord(t, e, deny("active"))
+		for _, c := range seeing {
+			if r := e.fhir(t, c.token, "/Patient/"+p0); r.status != http.StatusNotFound {
+				t.Errorf("%s read after the deny naming no one: %d, want 404", c.id, r.status)
+			}
+			if n := e.count(t, c.token, "/Observation?patient=Patient/"+p0+"&_summary=count"); n != 0 {
+				t.Errorf("%s finds %d Observations after the deny naming no one", c.id, n)
+			}
+		}
+		if r := e.fhir(t, e.system, "/Patient/"+p0); r.status != http.StatusOK {
+			t.Errorf("the clinic's read after the deny: %d", r.status)
+		}
+		ingestRecord(t, e, deny("inactive"))
+		for _, c := range seeing {
+			if r := e.fhir(t, c.token, "/Patient/"+p0); r.status != http.StatusOK {
+				t.Errorf("%s read after the deny went inactive: %d", c.id, r.status)
+			}
+		}
+	})
 }
 
 // checkOutsideView checks that c sees exactly what its grants allow through
@@ -769,6 +813,13 @@ func ingestConsent(t *testing.T, e *smartEnv, id, status string) {
 	if rec == nil {
 		t.Fatalf("no synthetic consent %s", id)
 	}
+	ingestRecord(t, e, rec)
+}
+
+// ingestRecord ingests one clinic record through the ingest API with the
+// demo backend's token.
+func ingestRecord(t *testing.T, e *smartEnv, rec []byte) {
+	t.Helper()
 	tok := strings.TrimSpace(e.cli(t, "token", "--client", "demo-backend", "--key", filepath.Join(e.dir, "demo-backend.key.pem"),
 		"--scope", "system/ClinicRecord.write", "--token-url", e.issuer+"/token"))
 	req, err := http.NewRequest(http.MethodPost, e.base+"/internal/v1/records", strings.NewReader(string(rec)+"\n"))
@@ -778,7 +829,7 @@ func ingestConsent(t *testing.T, e *smartEnv, id, status string) {
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if r := smartDo(t, noRedirect, req); r.status >= 300 || !strings.Contains(string(r.body), "updated") {
-		t.Fatalf("ingest consent %s as %s: %s", id, status, r)
+		t.Fatalf("ingest %s: %s", rec, r)
 	}
 }
 

@@ -90,6 +90,7 @@ func buildSchema() *jsonschema.Schema {
 var notRequired = map[string]bool{
 	"REMSMonitoring.enrolled": true, // false when absent
 	"Protocol.monitoring":     true, // all members optional
+	"Consent.recipientIds":    true, // a deny may name no one: it applies to every recipient
 }
 
 type schemaEdit func(*jsonschema.Schema)
@@ -173,7 +174,7 @@ var schemaProps = map[string]map[string]schemaEdit{
 	"Coverage": {"id": idRef, "patientId": idRef, "payerId": idRef, "status": enum(coverageStatuses),
 		"relationship": enum(relationships), "payerType": enum(payerTypes), "start": date, "end": date},
 	"Consent": {"id": idRef, "patientId": idRef, "status": enum(consentStatuses), "decision": enum(decisions),
-		"dateTime": dateTime, "recipientIds": all(minItems(1), itemsPattern(idPattern.String())),
+		"dateTime": dateTime, "recipientIds": itemsPattern(idPattern.String()),
 		"purposes": all(minItems(1), itemsEnum(purposes)), "dataClasses": itemsEnum(dataClasses),
 		"start": date, "end": date},
 	"PriorAuthResponse": {"id": idRef, "patientId": idRef, "courseId": idRef, "payerId": idRef,

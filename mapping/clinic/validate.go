@@ -798,7 +798,9 @@ func (c *Consent) validate(e *errs) {
 	e.enum("status", c.Status, true, consentStatuses)
 	e.enum("decision", c.Decision, true, decisions)
 	e.dateTime("dateTime", c.DateTime, true)
-	if len(c.RecipientIDs) == 0 {
+	if len(c.RecipientIDs) == 0 && c.Decision != "deny" {
+		// A deny naming no one applies to every recipient
+		// (docs/design/security.md PRIV-20); a permit must name whom.
 		e.add("recipientIds", "is required")
 	}
 	for i, id := range c.RecipientIDs {
