@@ -32,7 +32,7 @@ type scenario struct {
 }
 
 // ScenarioNames are the scenarios' names, in run order.
-var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "limit"}
+var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "limit", exportName}
 
 // scenarios builds the six benchmark scenarios, in run order. Every
 // request sequence is a pure function of the seed.
