@@ -62,6 +62,8 @@ type Dialect struct {
 	// rid) index, partial on "version > 0" (every row) so that searches,
 	// which never state it, do not take it for their id order.
 	exportIndex, exportCond string
+	// lateral: an export joins the version at the snapshot laterally.
+	lateral bool
 
 	// Shared statements in the dialect's placeholder style (init).
 	historyHead, history string
@@ -99,6 +101,7 @@ var Postgres = (&Dialect{
 	noLimit:     nil, // LIMIT NULL
 	existsFence: " OFFSET 0",
 	paramCol:    "param",
+	lateral:     true,
 }).init()
 
 // SQL returns query, written with ? placeholders, in d's placeholder style.
