@@ -766,3 +766,44 @@ func TestRefsOpen(t *testing.T) {
 		t.Error("a caller who reads nothing whole took the fast path")
 	}
 }
+
+// TestExportAccessJudgedNow (docs/design/security.md BULK-8): a restricted
+// token's export leaves out what changed after transactionTime, whether it
+// left its view (v-p1 is no longer a vital sign) or not (v-p2 amended), and
+// its next _since export carries what it may see now; an unrestricted
+// token's export keeps the versions at transactionTime.
+func TestExportAccessJudgedNow(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{})
+	vit := env.kickoff("vit", http.MethodGet, "/fhir/$export?_type=Observation", "")
+	sys := env.kickoff("sys", http.MethodGet, "/fhir/$export?_type=Observation", "")
+	env.clock.Advance(time.Second)
+	env.apply(obsWrite("v-p1", "p1", "survey", "amended"), obsWrite("v-p2", "p2", "vital-signs", "amended"))
+	env.runJobs()
+	ids := func(tok, status string) ([]string, string) {
+		m := env.manifest(tok, status)
+		var got []string
+		for _, o := range m.Output {
+			for _, l := range env.lines(tok, o.URL) {
+				var r struct{ ID string }
+				if err := json.Unmarshal([]byte(l), &r); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, r.ID)
+			}
+		}
+		sort.Strings(got)
+		return got, m.TransactionTime
+	}
+	got, at := ids("vit", vit)
+	if !slices.Equal(got, []string{"v-p3"}) {
+		t.Fatalf("restricted export: %v, want [v-p3]", got)
+	}
+	if got, _ := ids("sys", sys); !slices.Equal(got, []string{"s-p1", "s-p2", "s-p3", "v-p1", "v-p2", "v-p3"}) {
+		t.Fatalf("unrestricted export: %v", got)
+	}
+	env.clock.Advance(time.Second)
+	got, m := env.export("vit", http.MethodGet, "/fhir/$export?_type=Observation&_since="+at, "")
+	if !slices.Equal(got, []string{"Observation/v-p2"}) || len(m.Deleted) != 0 {
+		t.Fatalf("restricted _since export: %v, deleted %v", got, m.Deleted)
+	}
+}

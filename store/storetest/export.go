@@ -28,6 +28,7 @@ func RunExport(t *testing.T, newStore NewExportStoreFunc) {
 	t.Run("Snapshot", func(t *testing.T) { testExportSnapshot(t, newStore) })
 	t.Run("Restrictions", func(t *testing.T) { testExportRestrictions(t, newStore) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { testExportConcurrent(t, newStore) })
+	t.Run("AccessJudgedNow", func(t *testing.T) { testExportAccessNow(t, newStore) })
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, newStore) })
 }
 
@@ -267,6 +268,52 @@ func testExportConcurrent(t *testing.T, newStore NewExportStoreFunc) {
 	wantStrings(t, "since the snapshot", got, changed)
 	// And the snapshot itself has not moved.
 	wantStrings(t, "the snapshot after the writes", exportAll(t, s, store.ExportQuery{Type: "Observation", At: at}, 7), want)
+}
+
+// testExportAccessNow: the snapshot's versions are those at At, but a
+// restricted view is judged on the resources' current labels, index rows
+// and compartments (docs/design/security.md BULK-8), which describe their
+// current versions: a resource changed after At is left out under such a
+// view, whichever way the change went, never shown in a version nobody
+// judged; the unrestricted export keeps its version at At.
+func testExportAccessNow(t *testing.T, newStore NewExportStoreFunc) {
+	clock := NewFakeClock(T0)
+	s := newStore(t, clock)
+	accessFixture(t, s)
+	at := clock.Now()
+	clock.Advance(time.Second)
+	r := Token("_security", sysConfidentiality, "R")
+	vital := Token("category", sysObsCategory, "vital-signs")
+	hr := Token("code", loinc, "8867-4")
+	obs := func(id, patient string, rows ...store.IndexRow) store.RecordWrite {
+		rows = append([]store.IndexRow{Ref("patient", "Patient/"+patient), Ref("subject", "Patient/"+patient)}, rows...)
+		return Rec("session", id, "h2", Res("Observation", id, patient, `,"status":"amended"`, rows...))
+	}
+	// After the snapshot: v1 gets the restricted label, v3 loses it, v2
+	// moves to p3's compartment.
+	apply(t, s, obs("v1", "p1", vital, r, hr), obs("v3", "p2", vital, hr), obs("v2", "p3", vital, hr))
+	for _, tc := range []struct {
+		name string
+		q    store.ExportQuery
+		want []string
+	}{
+		{"unrestricted: the versions at the snapshot", store.ExportQuery{},
+			[]string{"a1 v1", "a2 v1", "a3 v1", "a4 v1", "n1 v1", "v1 v1", "v2 v1", "v3 v1"}},
+		{"a label added since excludes", store.ExportQuery{Access: access(term(nil, notR))},
+			[]string{"a1 v1", "a3 v1", "a4 v1", "n1 v1"}},
+		{"a compartment left since excludes", store.ExportQuery{Access: access(term(pats("p2")))}, []string{"a3 v1"}},
+		{"a compartment entered since does not include", store.ExportQuery{Access: access(term(pats("p3")))}, []string{"a4 v1"}},
+		{"since the snapshot, the current versions judged now", store.ExportQuery{Access: access(term(nil, notR)), Since: at},
+			[]string{"v2 v2", "v3 v2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.Type, tc.q.At = "Observation", at
+			if !tc.q.Since.IsZero() {
+				tc.q.At = clock.Now()
+			}
+			wantStrings(t, "export", exportAll(t, s, tc.q, 3), tc.want)
+		})
+	}
 }
 
 func testExportRestrictions(t *testing.T, newStore NewExportStoreFunc) {
