@@ -37,6 +37,12 @@ type exportInfo struct {
 	PeakRSSMB float64 `json:"peak_rss_mb"`
 	// Load1 is the machine's one-minute load average at the end.
 	Load1 float64 `json:"load1,omitempty"`
+	// CPUSeconds is the process's CPU time (user and system) over the
+	// export, the gateway's and the downloading client's together, and
+	// ResourcesPerCPUS Resources over it: on shared cores the wall figure
+	// says as much about the other jobs as about the export.
+	CPUSeconds       float64 `json:"cpu_seconds,omitempty"`
+	ResourcesPerCPUS float64 `json:"resources_per_cpu_s,omitempty"`
 }
 
 // runExport kicks off a system export with the benchmark's token, polls
@@ -55,7 +61,7 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 		// seconds): the figure is the export's time, not the interval's.
 		MinPoll: 20 * time.Millisecond, MaxPoll: 20 * time.Millisecond,
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	status, err := c.Kickoff(ctx, bulkclient.Request{Base: gr.base + "/fhir"})
 	if err != nil {
 		return nil, fmt.Errorf("kick-off: %w", err)
@@ -78,7 +84,7 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 		info.Bytes += n
 		info.Files++
 	}
-	took := time.Since(start)
+	took, cpu := time.Since(start), cpuSeconds()-cpu0
 	if len(m.Error) > 0 || len(m.Deleted) > 0 {
 		return nil, fmt.Errorf("the export has %d error and %d deleted files, want none", len(m.Error), len(m.Deleted))
 	}
@@ -89,6 +95,10 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	info.ResourcesPerS = round1(float64(info.Resources) / took.Seconds())
 	info.PeakRSSMB = peakRSSMB()
 	info.Load1 = loadAverage()
+	if cpu > 0 {
+		info.CPUSeconds = round3(cpu)
+		info.ResourcesPerCPUS = round1(float64(info.Resources) / cpu)
+	}
 	if err := c.Delete(ctx, status); err != nil {
 		return nil, fmt.Errorf("releasing the export: %w", err)
 	}

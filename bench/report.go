@@ -306,10 +306,15 @@ func appendDocs(path, outDir string, r *results) error {
 
 // exportLine is the export scenario's sentence of the table and the docs.
 func exportLine(e *exportInfo) string {
+	cpu := ""
+	if e.CPUSeconds > 0 {
+		cpu = fmt.Sprintf(" The process (gateway and downloading client) used %.1f s of CPU for it: %s resources per CPU-second.",
+			e.CPUSeconds, thousands(int(e.ResourcesPerCPUS+0.5)))
+	}
 	return fmt.Sprintf("Export: a system `$export` of %s resources (%d files, %.1f MB of NDJSON) from kick-off to the last byte downloaded in %.2f s "+
-		"(the job's manifest after %.2f s): **%s resources/s**, peak RSS %.0f MB, load average %.2f (design target: >= 200,000 resources/s, peak RSS < 150 MB).",
+		"(the job's manifest after %.2f s): **%s resources/s**, peak RSS %.0f MB, load average %.2f (design target: >= 200,000 resources/s, peak RSS < 150 MB).%s",
 		thousands(e.Resources), e.Files, float64(e.Bytes)/1e6, e.Seconds, e.JobSeconds,
-		thousands(int(e.ResourcesPerS+0.5)), e.PeakRSSMB, e.Load1)
+		thousands(int(e.ResourcesPerS+0.5)), e.PeakRSSMB, e.Load1, cpu)
 }
 
 // appendFile appends b to the file at path, created when missing.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -61,6 +62,8 @@ func TestBench(t *testing.T) {
 			Seconds       float64 `json:"seconds"`
 			JobSeconds    float64 `json:"job_seconds"`
 			PeakRSSMB     float64 `json:"peak_rss_mb"`
+			CPUSeconds    float64 `json:"cpu_seconds"`
+			PerCPUSecond  float64 `json:"resources_per_cpu_s"`
 		} `json:"export"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
@@ -121,6 +124,9 @@ func TestBench(t *testing.T) {
 		if e.Resources < int(ingested) || e.Files < 1 || e.Bytes <= int64(e.Resources) || e.ResourcesPerS <= 0 ||
 			e.Seconds < e.JobSeconds || e.JobSeconds <= 0 || e.PeakRSSMB < 0 {
 			t.Errorf("export %+v (ingested %v)", *e, ingested)
+		}
+		if runtime.GOOS == "linux" && (e.CPUSeconds <= 0 || e.PerCPUSecond <= 0) {
+			t.Errorf("export CPU time %v s, %v resources per CPU-second", e.CPUSeconds, e.PerCPUSecond)
 		}
 		for _, out := range []string{stdout.String(), string(doc)} {
 			if !strings.Contains(out, "Export: a system `$export` of ") || !strings.Contains(out, "resources/s") {
