@@ -134,6 +134,10 @@ type exportFile struct {
 // exportResult is what a finished job produced (store.Job.Result).
 type exportResult struct {
 	Files []exportFile `json:"files"`
+	// Positions marks files bounded by snapshot positions; a job finished
+	// by an earlier version bounded them by ids, which this one cannot
+	// serve (its files are refused, never served whole).
+	Positions bool `json:"positions,omitempty"`
 	// Patients are the compartments of a Group export (its members at At).
 	Patients []string `json:"patients,omitempty"`
 	// Refs are the ids of the referenced resources a Patient or Group
@@ -845,6 +849,9 @@ func (s *Server) exportFileGet(c echo.Context) error {
 		return errNoJob
 	}
 	f := res.Files[n]
+	if !res.Positions && f.Kind != fileError {
+		return ErrNotFound.WithDetails("an export from an earlier version of the gateway: start a new export")
+	}
 	noteAccess(c, access{interaction: auth.InteractionExport, typ: f.Type}, narrowing{all: true})
 	ctx := c.Request().Context()
 	w := c.Response()
@@ -907,8 +914,6 @@ func (s *Server) exportFileGet(c echo.Context) error {
 	}
 	return nil
 }
-
-var newline = []byte{'\n'}
 
 // countWriter counts what is written to it.
 type countWriter struct{ n int64 }
@@ -1074,6 +1079,7 @@ func (s *Server) runJob(ctx context.Context, j store.Job) {
 
 // cutFiles fills res for req.
 func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportResult, progress func(string) error) error {
+	res.Positions = true
 	for _, name := range req.Ignored {
 		res.Errors = append(res.Errors, "parameter ignored: "+name)
 	}

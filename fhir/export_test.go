@@ -807,3 +807,36 @@ func TestExportAccessJudgedNow(t *testing.T) {
 		t.Fatalf("restricted _since export: %v, deleted %v", got, m.Deleted)
 	}
 }
+
+// TestExportEarlierVersionFiles: a job finished by a version that bounded
+// its files by ids is refused file by file (404 with a reason), never
+// served whole; its status still answers.
+func TestExportEarlierVersionFiles(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{})
+	status := env.kickoff("sys", http.MethodGet, "/fhir/$export?_type=Patient", "")
+	env.runJobs()
+	ctx := context.Background()
+	done, err := env.st.Job(ctx, strings.TrimPrefix(status, "/fhir/_export/"), env.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := store.Job{ID: "00000000-0000-4000-8000-000000000001", Kind: done.Kind, Owner: done.Owner, Request: done.Request,
+		State: store.JobRunning, Lease: env.clock.Now().Add(time.Minute), Created: env.clock.Now()}
+	if err := env.st.CreateJob(ctx, old, 0); err != nil {
+		t.Fatal(err)
+	}
+	held := old.Lease
+	old.State, old.Lease, old.Updated, old.Expires = store.JobDone, time.Time{}, env.clock.Now(), env.clock.Now().Add(time.Hour)
+	old.Result = []byte(`{"files":[{"kind":"output","type":"Patient","after":"","last":"p3","count":3,"size":300}]}`)
+	if ok, err := env.st.UpdateJob(ctx, old, held); err != nil || !ok {
+		t.Fatalf("update: %v %v", ok, err)
+	}
+	m := env.manifest("sys", "/fhir/_export/"+old.ID)
+	if len(m.Output) != 1 || m.Output[0].Count != 3 {
+		t.Fatalf("manifest %+v", m)
+	}
+	w := env.do("sys", http.MethodGet, strings.TrimPrefix(m.Output[0].URL, "http://localhost:8080"), "")
+	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "earlier version") {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+}
