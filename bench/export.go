@@ -52,10 +52,8 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	debug.FreeOSMemory()
 	resetPeakRSS()
 	c := &bulkclient.Client{
-		// No overall timeout: a file streams as long as it takes. The files
-		// come uncompressed: on loopback gzip would only spend the shared
-		// cores (the gateway compresses when asked; docs/bulk-export.md).
-		HTTP:  &http.Client{Transport: &http.Transport{DisableCompression: true}},
+		// No overall timeout: a file streams as long as it takes.
+		HTTP:  &http.Client{Transport: exportTransport()},
 		Token: tokenCache(gr.freshToken),
 		// Poll at the client's pace, not the server's Retry-After (whole
 		// seconds): the figure is the export's time, not the interval's.
@@ -126,6 +124,18 @@ func download(ctx context.Context, c *bulkclient.Client, url string) (int, int64
 			return lines, n, err
 		}
 	}
+}
+
+// exportTransport is the download client's transport: files come
+// uncompressed (on loopback gzip would only spend the shared cores; the
+// gateway compresses when asked, docs/bulk-export.md), read through a
+// 256 KiB buffer instead of the default 4 KiB, a read system call per
+// 4 KiB of a 1 GB export otherwise.
+func exportTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true
+	t.ReadBufferSize = 256 << 10
+	return t
 }
 
 // tokenCache reuses a token for two minutes (backend tokens live five).
