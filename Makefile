@@ -40,14 +40,17 @@ build: ## static binaries in bin/: ketabridge and ketabridge-bench
 # bench: `ketabridge-bench`: ~1M synthetic resources into SQLite
 # (ingest resources/s), then six vegeta scenarios at 32 connections, 10 s each,
 # with a real client_credentials token (read-hot, read-uniform, search,
-# search-include, everything, and the bare net/http limit); prints the table,
+# search-include, everything, and the bare net/http limit), then the export
+# scenario (a system Bulk Data $export of every resource, kick-off to the last
+# byte downloaded: resources/s and peak RSS); prints the table,
 # writes bench/results.json and bench/latency-*.svg, appends the dated rows to
 # docs/benchmarks.md. Then `ketabridge-bench --compare`: the same scenarios on
 # SQLite, SQLite + memory cache and, when PostgreSQL and Redis answer at
 # BENCH_DATABASE_URL and BENCH_REDIS_URL (default: the local servers; the
 # variants are skipped with a note when they do not), PostgreSQL and
 # PostgreSQL + Redis with the read cache off and on (fresh schema and key
-# prefix, dropped afterwards; bench/compare.json). Then the
+# prefix, dropped afterwards; bench/compare.json), the export on SQLite and
+# on PostgreSQL. Then the
 # cost of token verification on a read (unauthenticated vs SMART-authorized
 # read through the same handler).
 BENCH_DATABASE_URL ?= postgres://127.0.0.1:5432/test?sslmode=disable

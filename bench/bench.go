@@ -111,7 +111,10 @@ type gatewayRun struct {
 	// payerToken is a token of a client bound to a payer (docs/access.md):
 	// the search-payer scenario's.
 	payerToken string
-	stop       func()
+	// key is the system client's key: freshToken obtains a new token
+	// with it (a long run outlives one).
+	key  *auth.BackendKey
+	stop func()
 }
 
 // startGateway opens a gateway for cfg in a temporary data directory on a
@@ -165,6 +168,7 @@ func (gr *gatewayRun) obtainToken(ctx context.Context) error {
 	if gr.token, err = bk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs"); err != nil {
 		return err
 	}
+	gr.key = bk
 	// The payer: the same scopes, bound to the synthetic payer Blue Heron.
 	pk, err := auth.NewBackendKey("ketabridge-bench-payer")
 	if err != nil {
@@ -181,6 +185,13 @@ func (gr *gatewayRun) obtainToken(ctx context.Context) error {
 	}
 	gr.payerToken, err = pk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
 	return err
+}
+
+// freshToken obtains a new system/*.rs token for the benchmark's system
+// client.
+func (gr *gatewayRun) freshToken(ctx context.Context) (string, error) {
+	aud := gr.base + "/auth/token"
+	return gr.key.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
 }
 
 // payerPatients returns the ids of the Patients the payer token sees (its
@@ -323,6 +334,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 	defer limitSrv.Close()
 
 	scenarios := buildScenarios(ds, gr.base, "http://"+limitLn.Addr().String(), authHdr, payerHdr, uint64(p.Seed))
+	export := len(p.Only) == 0 || slices.Contains(p.Only, exportName)
 	if len(p.Only) > 0 {
 		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool { return !slices.Contains(p.Only, sc.name) })
 	}
@@ -356,6 +368,12 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
 		res.Scenarios = append(res.Scenarios, r)
+	}
+	if export {
+		fmt.Fprintf(stderr, "bench: %s (a system export of every resource, downloaded)\n", exportName)
+		if res.Export, err = runExport(ctx, gr); err != nil {
+			return fmt.Errorf("bench: %s: %w", exportName, err)
+		}
 	}
 	return nil
 }

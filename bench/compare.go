@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,6 +75,11 @@ func Compare(ctx context.Context, cfg server.Config, p Params, stdout, stderr io
 		}
 		vp := p
 		vp.store = v.name
+		if !v.cfg.ReadCache && (v.cfg.RedisURL == "" || v.cfg.DatabaseURL == "") {
+			// The export reads the durable store, never a cache: measured
+			// once per store, SQLite and PostgreSQL.
+			vp.Only = append(slices.Clip(vp.Only), exportName)
+		}
 		res, err := run(ctx, vcfg, vp, stderr)
 		cleanup()
 		if err != nil {
@@ -242,6 +248,11 @@ func printComparison(w io.Writer, c *comparison) {
 		}
 	}
 	tw.Flush()
+	for _, v := range c.Variants {
+		if e := v.Results.Export; e != nil {
+			fmt.Fprintf(w, "%s: %s\n", v.Name, exportLine(e))
+		}
+	}
 	for _, sc := range []string{"read-hot", "read-uniform", "search"} {
 		if r, ok := c.CachedOverUncachedPG[sc]; ok {
 			fmt.Fprintf(w, "%s: PostgreSQL + Redis, read cache on over off: %.2fx (design target >= 3x)\n", sc, r)
@@ -268,6 +279,11 @@ func appendCompareDocs(path string, c *comparison) error {
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f | %.2f | %d | %.0f |\n", name, ingest, s.Name,
 				thousands(int(s.RPS+0.5)), s.P50, s.P99, s.Errors, s.peakRSS)
+		}
+	}
+	for _, v := range c.Variants {
+		if e := v.Results.Export; e != nil {
+			fmt.Fprintf(&b, "\n%s. %s\n", v.Name, exportLine(e))
 		}
 	}
 	if len(c.CachedOverUncachedPG) > 0 {

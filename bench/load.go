@@ -37,7 +37,7 @@ type scenario struct {
 }
 
 // ScenarioNames are the scenarios' names, in run order.
-var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "pa-criteria", "limit"}
+var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "pa-criteria", "limit", exportName}
 
 // paConnections are the connections of the pa-criteria scenario: one, so
 // that its latency is one evaluation's and not the queue 32 callers make on

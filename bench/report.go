@@ -22,7 +22,10 @@ type results struct {
 	Machine   machine          `json:"machine"`
 	Ingest    ingestInfo       `json:"ingest"`
 	Scenarios []scenarioResult `json:"scenarios"`
-	// PeakRSSMB is the highest per-scenario peak RSS of the serving phase.
+	// Export is the export scenario's figures (nil when it did not run).
+	Export *exportInfo `json:"export,omitempty"`
+	// PeakRSSMB is the highest per-scenario peak RSS of the serving phase
+	// (the export's included).
 	PeakRSSMB float64 `json:"peak_rss_mb"`
 	Run       runInfo `json:"run"`
 }
@@ -114,6 +117,9 @@ func (r *results) finish() {
 		}
 		r.PeakRSSMB = max(r.PeakRSSMB, s.peakRSS)
 	}
+	if r.Export != nil {
+		r.PeakRSSMB = max(r.PeakRSSMB, r.Export.PeakRSSMB)
+	}
 }
 
 // machineInfo reads the CPU model and memory from /proc where present.
@@ -155,6 +161,9 @@ func printTable(w io.Writer, r *results) {
 			s.label(), s.RPS, s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS)
 	}
 	tw.Flush()
+	if e := r.Export; e != nil {
+		fmt.Fprintf(w, "%s\n", exportLine(e))
+	}
 	fmt.Fprintf(w, "RSS at the end: %.0f MB anonymous (Go heap, SQLite page caches), %.0f MB file-backed (the binary, mapped files)\n",
 		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
 	for _, s := range r.Scenarios {
@@ -289,17 +298,35 @@ func appendDocs(path, outDir string, r *results) error {
 		thousands(int(r.Ingest.ResourcesPerS+0.5)), r.Ingest.Rejected, r.Ingest.PeakRSSMB)
 	fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous (Go heap and stacks, SQLite page caches), %.0f MB file-backed (the binary).\n\n",
 		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
-	fmt.Fprintln(w, "| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | limit ratio | peak RSS MB | chart |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	if len(r.Scenarios) > 0 {
+		fmt.Fprintln(w, "| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | limit ratio | peak RSS MB | chart |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	}
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.0f | [svg](%s/%s) |\n",
 			s.label(), thousands(int(s.RPS+0.5)), s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS,
 			rel, chartName(s.Name))
 	}
+	if e := r.Export; e != nil {
+		fmt.Fprintf(w, "\n%s\n", exportLine(e))
+	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	return appendFile(path, b.Bytes())
+}
+
+// exportLine is the export scenario's sentence of the table and the docs.
+func exportLine(e *exportInfo) string {
+	cpu := ""
+	if e.CPUSeconds > 0 {
+		cpu = fmt.Sprintf(" The process (gateway and downloading client) used %.1f s of CPU for it: %s resources per CPU-second.",
+			e.CPUSeconds, thousands(int(e.ResourcesPerCPUS+0.5)))
+	}
+	return fmt.Sprintf("Export: a system `$export` of %s resources (%d files, %.1f MB of NDJSON) from kick-off to the last byte downloaded in %.2f s "+
+		"(the job's manifest after %.2f s): **%s resources/s**, peak RSS %.0f MB, load average %.2f (design target: >= 200,000 resources/s, peak RSS < 150 MB).%s",
+		thousands(e.Resources), e.Files, float64(e.Bytes)/1e6, e.Seconds, e.JobSeconds,
+		thousands(int(e.ResourcesPerS+0.5)), e.PeakRSSMB, e.Load1, cpu)
 }
 
 // appendFile appends b to the file at path, created when missing.

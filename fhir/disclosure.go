@@ -733,6 +733,13 @@ var reducedPatient = func() *rewriter {
 // does not clear, and a Provenance loses the targets the caller may not
 // read. r's Body is replaced, never modified in place (stored bodies are
 // shared).
+// outwardInView reports whether outward may change a resource of typ for a
+// caller with an outside view (a Patient reduced, PRIV-15; a referral Task's
+// labels, PRIV-19). A Provenance may change for any caller (PRIV-16). Bulk
+// export writes every other resource as stored (BULK-10), so a type outward
+// learns to change under a view must be named here.
+func outwardInView(typ string) bool { return typ == "Patient" || typ == "Task" }
+
 func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 	if r.Deleted || len(r.Body) == 0 {
 		return nil

@@ -1,11 +1,13 @@
 package fhir
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -25,9 +27,11 @@ import (
 // Bulk Data export (FHIR Bulk Data Access IG 2.0.0, export.html; see
 // docs/bulk-export.md). Kick-off stores a job with the caller's verified
 // token and the transaction time; a worker on any replica claims it, walks
-// the snapshot once to count and cut the files, and stores their bounds;
-// a file GET re-derives its lines from the snapshot (store.Exporter), so no
-// replica's disk holds anything (docs/design/security.md BULK-8, BULK-9).
+// the snapshot's index rows once to count and cut the files (no body is
+// read), and stores their bounds; a file GET streams its lines from the
+// snapshot (store.Exporter), the stored bytes as they are wherever the
+// caller's view does not change them, so no replica's disk holds anything
+// (docs/design/security.md BULK-8, BULK-9).
 
 // Defaults of ExportOptions.
 const (
@@ -115,20 +119,25 @@ type exportRequest struct {
 	At time.Time `json:"at"`
 }
 
-// exportFile is one file of a finished job: the resources of Type with ids
-// in (After, Last] (Kind output or deleted), or the job's error lines.
+// exportFile is one file of a finished job: the resources of Type at
+// snapshot positions in (After, Last] (Kind output or deleted), or the
+// job's error lines. Its size in bytes is not kept: a ranged request
+// measures it (exportFileGet).
 type exportFile struct {
 	Kind  string `json:"kind"`
 	Type  string `json:"type"`
-	After string `json:"after,omitempty"`
-	Last  string `json:"last,omitempty"`
+	After int64  `json:"from,omitempty"`
+	Last  int64  `json:"to,omitempty"`
 	Count int    `json:"count"`
-	Size  int64  `json:"size"`
 }
 
 // exportResult is what a finished job produced (store.Job.Result).
 type exportResult struct {
 	Files []exportFile `json:"files"`
+	// Positions marks files bounded by snapshot positions; a job finished
+	// by an earlier version bounded them by ids, which this one cannot
+	// serve (its files are refused, never served whole).
+	Positions bool `json:"positions,omitempty"`
 	// Patients are the compartments of a Group export (its members at At).
 	Patients []string `json:"patients,omitempty"`
 	// Refs are the ids of the referenced resources a Patient or Group
@@ -560,23 +569,102 @@ func (s *Server) exportQuery(ctx context.Context, req *exportRequest, res *expor
 // refPattern finds references to the referenced types in a body.
 var refPattern = regexp.MustCompile(`"reference":"(Location|Medication|Organization|Practitioner)/([A-Za-z0-9\-.]{1,64})"`)
 
-// exportLine is one NDJSON line (without the newline) of a resource, as
-// served to the caller of ctx (outward: a Patient reduced, a Provenance
-// without the targets it may not read; docs/design/security.md PRIV-15,
-// PRIV-16).
-func (s *Server) exportLine(ctx context.Context, r *store.Resource, kind string, rw *rewriter) ([]byte, error) {
-	if kind == fileDeleted {
+// liner makes the NDJSON lines (without the newline) of one file: each
+// resource as served to the job's caller (outward: a Patient reduced, a
+// referral Task with only the labels a partner clears, a Provenance without
+// the targets it may not read; docs/design/security.md PRIV-15, PRIV-19,
+// PRIV-16), then subsetted by _elements. Where the caller's view
+// cannot change a resource, the line is the stored bytes as they are
+// (BULK-10).
+type liner struct {
+	s    *Server
+	ctx  context.Context
+	kind string
+	rw   *rewriter
+	// view: an outside view is loaded, so a Patient may be reduced and a
+	// Task's labels withheld (outwardInView).
+	view bool
+	// open are the types the caller reads whole (decided as
+	// provenanceTargets decides them): a Provenance whose references all
+	// name resources of these types keeps every target.
+	open map[string]bool
+}
+
+// newLiner returns the liner of a file of typ and kind for the caller of
+// ctx.
+func (s *Server) newLiner(ctx context.Context, typ, kind string, elements []string) (*liner, error) {
+	rw, err := elementsRewriter(typ, elements)
+	if err != nil {
+		return nil, err
+	}
+	l := &liner{s: s, ctx: ctx, kind: kind, rw: rw}
+	_, l.view = viewFrom(ctx)
+	if typ == "Provenance" {
+		l.open = map[string]bool{}
+		for t := range s.types {
+			n, err := decide(ctx, auth.InteractionRead, t)
+			if err != nil {
+				n, err = decide(ctx, auth.InteractionSearch, t)
+			}
+			if err == nil && n.all && !n.restricts() {
+				l.open[t] = true
+			}
+		}
+	}
+	return l, nil
+}
+
+// line is r's line. It may be r.Body itself, valid as long as r.Body is.
+func (l *liner) line(r *store.Resource) ([]byte, error) {
+	if l.kind == fileDeleted {
 		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"` +
 			r.Type + "/" + r.ID + `"}}]}`), nil
 	}
-	out := *r
-	if err := s.outward(ctx, &out); err != nil {
-		return nil, err
+	body := r.Body
+	if (l.view && outwardInView(r.Type)) || (r.Type == "Provenance" && !refsOpen(r.Body, l.open)) {
+		out := *r
+		if err := l.s.outward(l.ctx, &out); err != nil {
+			return nil, err
+		}
+		body = out.Body
 	}
-	if rw == nil {
-		return out.Body, nil
+	if l.rw == nil {
+		return body, nil
 	}
-	return rw.apply(out.Body)
+	return l.rw.apply(body)
+}
+
+// refsOpen reports whether every reference in body is a local Type/id
+// reference to a type in open, so that provenanceTargets keeps every
+// target of it. Stored bodies are canonical JSON (conformance/fhirjson:
+// compact, no insignificant space), where a reference is exactly
+// "reference":"Type/id"; anything else in the body spelling "reference"
+// (a value, an escape) sends it the exact way.
+func refsOpen(body []byte, open map[string]bool) bool {
+	const key = `"reference":"`
+	if len(open) == 0 {
+		return false
+	}
+	seen, rest := 0, body
+	for {
+		i := bytes.Index(rest, []byte(key))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len(key):]
+		j := bytes.IndexByte(rest, '"')
+		if j < 0 {
+			return false
+		}
+		ref := rest[:j]
+		rest = rest[j+1:]
+		t, id, ok := bytes.Cut(ref, []byte{'/'})
+		if !ok || !open[string(t)] || !validID(string(id)) {
+			return false
+		}
+		seen++
+	}
+	return seen == bytes.Count(body, []byte(`"reference"`))
 }
 
 // elementsRewriter is the _elements rewrite of typ ("Type.element" or
@@ -598,32 +686,45 @@ func elementsRewriter(typ string, elements []string) (*rewriter, error) {
 	return newRewriter(typ, names, "")
 }
 
-// walk calls fn for each resource of q in the snapshot, page by page,
-// stopping after last when set.
-func (s *Server) walk(ctx context.Context, q store.ExportQuery, last string, fn func(r *store.Resource) error) error {
+// walk calls fn with each resource of q in the snapshot from position
+// q.After up to q.Last (when set), page by page; r and r.Body are valid
+// during the call only. fn may end a page early by returning errPageFull
+// after taking its resource; flush, when set, runs after each page, once
+// the store's rows are closed (a slow client then holds no connection).
+func (s *Server) walk(ctx context.Context, q store.ExportQuery, fn func(pos int64, r *store.Resource) error, flush func() error) error {
 	q.Count = exportPage
 	for {
-		page, err := s.export.Store.Export(ctx, q)
-		if err != nil {
+		n := 0
+		err := s.export.Store.Export(ctx, q, func(pos int64, r *store.Resource) error {
+			n++
+			q.After = pos
+			return fn(pos, r)
+		})
+		full := errors.Is(err, errPageFull)
+		if err != nil && !full {
 			return err
 		}
-		for i := range page {
-			if last != "" && page[i].ID > last {
-				return nil
-			}
-			if err := fn(&page[i]); err != nil {
+		if flush != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 		}
-		if len(page) < q.Count {
+		if !full && n < q.Count {
 			return nil
 		}
-		q.After = page[len(page)-1].ID
 	}
 }
 
-// exportPage is the page size of snapshot reads.
-const exportPage = 1000
+// errPageFull ends a page of walk early, its resource taken.
+var errPageFull = errors.New("fhir: export page full")
+
+// exportPage is the page size of snapshot reads, and exportBuffer about
+// the most bytes of lines a file download holds before writing them
+// (variables for the tests).
+var (
+	exportPage   = 1000
+	exportBuffer = 1 << 20
+)
 
 // errorLine is one line of the error file.
 func errorLine(diagnostics string) []byte {
@@ -734,8 +835,10 @@ func (s *Server) ownJob(c echo.Context) (store.Job, *exportRequest, error) {
 }
 
 // exportFileGet serves an output, deleted or error file
-// (export.html#bulk-data-output-file-request): NDJSON, gzip when accepted,
-// byte ranges.
+// (export.html#bulk-data-output-file-request): NDJSON streamed from the
+// snapshot, gzip when accepted, byte ranges. A whole file goes out chunked
+// as it is read; a ranged request (or HEAD) first measures the file with a
+// pass that writes nothing, so Content-Range and Content-Length are exact.
 func (s *Server) exportFileGet(c echo.Context) error {
 	j, req, err := s.ownJob(c)
 	if err != nil {
@@ -753,7 +856,11 @@ func (s *Server) exportFileGet(c echo.Context) error {
 		return errNoJob
 	}
 	f := res.Files[n]
+	if !res.Positions && f.Kind != fileError {
+		return ErrNotFound.WithDetails("an export from an earlier version of the gateway: start a new export")
+	}
 	noteAccess(c, access{interaction: auth.InteractionExport, typ: f.Type}, narrowing{all: true})
+	ctx := c.Request().Context()
 	w := c.Response()
 	h := w.Header()
 	h.Set(echo.HeaderContentType, MIMENDJSON)
@@ -761,26 +868,38 @@ func (s *Server) exportFileGet(c echo.Context) error {
 	h.Set(echo.HeaderCacheControl, "private, no-store")
 	etag := `"` + j.ID + "-" + strconv.Itoa(n) + `"`
 	h.Set(headerETag, etag)
-	start, end, partial, err := byteRange(c.Request(), f.Size, etag)
-	if err != nil {
-		h.Set("Content-Range", "bytes */"+strconv.FormatInt(f.Size, 10))
-		return NewError(http.StatusRequestedRangeNotSatisfiable).WithDetails("unsatisfiable range")
-	}
-	out := &rangeWriter{start: start, end: end}
-	var gz *gzip.Writer
 	h.Add(echo.HeaderVary, echo.HeaderAcceptEncoding)
-	if !partial && acceptsGzip(c.Request()) {
+	size := int64(-1)
+	if c.Request().Method == http.MethodHead || c.Request().Header.Get("Range") != "" {
+		cw := &countWriter{}
+		if err := s.writeFile(ctx, req, &res, f, cw); err != nil {
+			return err
+		}
+		size = cw.n
+	}
+	start, end, partial := int64(0), size, false
+	if size >= 0 {
+		start, end, partial, err = byteRange(c.Request(), size, etag)
+		if err != nil {
+			h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			return NewError(http.StatusRequestedRangeNotSatisfiable).WithDetails("unsatisfiable range")
+		}
+	}
+	var out io.Writer = w
+	var gz *gzip.Writer
+	switch {
+	case !partial && acceptsGzip(c.Request()):
 		// A range is of the identity encoding, so ranged GETs are never
 		// compressed; a resumed download asks for identity bytes.
 		h.Set(echo.HeaderContentEncoding, "gzip")
 		gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
-		out.w = gz
-	} else {
+		out = gz
+	case size >= 0:
 		h.Set(echo.HeaderContentLength, strconv.FormatInt(end-start, 10))
-		out.w = w
 	}
 	if partial {
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, f.Size))
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, size))
+		out = &rangeWriter{w: w, start: start, end: end}
 		w.WriteHeader(http.StatusPartialContent)
 	} else {
 		w.WriteHeader(http.StatusOK)
@@ -788,32 +907,36 @@ func (s *Server) exportFileGet(c echo.Context) error {
 	if c.Request().Method == http.MethodHead {
 		return nil
 	}
-	err = s.fileLines(c.Request().Context(), req, &res, f, func(line []byte) error {
-		if err := out.write(line); err != nil {
-			return err
-		}
-		return out.write(newline)
-	})
+	err = s.writeFile(ctx, req, &res, f, out)
 	if gz != nil {
 		if cerr := gz.Close(); err == nil {
 			err = cerr
 		}
 	}
 	if err != nil && !errors.Is(err, errRangeDone) {
-		// The status is sent: the client sees a short body (its length
-		// or the gzip stream tells it) and resumes with a range.
+		// The status is sent: the client sees a short body (its length,
+		// the chunked encoding or the gzip stream tells it) and resumes
+		// with a range.
 		s.log.Warn("export file aborted", "error_kind", fmt.Sprintf("%T", err))
 	}
 	return nil
 }
 
-var newline = []byte{'\n'}
+// countWriter counts what is written to it.
+type countWriter struct{ n int64 }
 
-// fileLines calls fn with each line of file f of a job.
-func (s *Server) fileLines(ctx context.Context, req *exportRequest, res *exportResult, f exportFile, fn func([]byte) error) error {
+func (cw *countWriter) Write(p []byte) (int, error) {
+	cw.n += int64(len(p))
+	return len(p), nil
+}
+
+// writeFile writes file f of a job to w: its lines, each ended by a
+// newline, gathered in a buffer of about exportBuffer bytes that is written
+// out between the store's pages.
+func (s *Server) writeFile(ctx context.Context, req *exportRequest, res *exportResult, f exportFile, w io.Writer) error {
 	if f.Kind == fileError {
 		for _, e := range res.Errors {
-			if err := fn(errorLine(e)); err != nil {
+			if _, err := w.Write(append(errorLine(e), '\n')); err != nil {
 				return err
 			}
 		}
@@ -827,21 +950,34 @@ func (s *Server) fileLines(ctx context.Context, req *exportRequest, res *exportR
 	if err != nil {
 		return err
 	}
-	q.After = f.After
-	rw, err := elementsRewriter(f.Type, req.Elements)
+	q.After, q.Last = f.After, f.Last
+	l, err := s.newLiner(ctx, f.Type, f.Kind, req.Elements)
 	if err != nil {
 		return err
 	}
-	return s.walk(ctx, q, f.Last, func(r *store.Resource) error {
+	buf := make([]byte, 0, 64<<10)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := w.Write(buf)
+		buf = buf[:0]
+		return err
+	}
+	return s.walk(ctx, q, func(_ int64, r *store.Resource) error {
 		if r.Deleted != (f.Kind == fileDeleted) {
 			return nil
 		}
-		line, err := s.exportLine(ctx, r, f.Kind, rw)
+		line, err := l.line(r)
 		if err != nil {
 			return err
 		}
-		return fn(line)
-	})
+		buf = append(append(buf, line...), '\n')
+		if len(buf) >= exportBuffer {
+			return errPageFull
+		}
+		return nil
+	}, flush)
 }
 
 // nudgeExport wakes the worker of this replica.
@@ -899,8 +1035,7 @@ func (s *Server) RunExportOnce(ctx context.Context) bool {
 var errJobGone = errors.New("fhir: export job cancelled or taken over")
 
 // runJob walks the job's snapshot once: it counts the resources of each
-// type, cuts files of at most FileSize, measures their bytes (for ranges),
-// and stores the result.
+// type, cuts files of at most FileSize, and stores the result.
 func (s *Server) runJob(ctx context.Context, j store.Job) {
 	held := j.Lease
 	var req exportRequest
@@ -951,6 +1086,7 @@ func (s *Server) runJob(ctx context.Context, j store.Job) {
 
 // cutFiles fills res for req.
 func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportResult, progress func(string) error) error {
+	res.Positions = true
 	for _, name := range req.Ignored {
 		res.Errors = append(res.Errors, "parameter ignored: "+name)
 	}
@@ -983,15 +1119,14 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		if err != nil {
 			return err
 		}
-		rw, err := elementsRewriter(typ, req.Elements)
-		if err != nil {
-			return err
-		}
 		var cur [2]*exportFile // output, deleted
-		prev := ""
+		var prev int64
 		collect := req.Level != levelSystem && inCompartment(typ)
+		// Counting needs no body: only the references a Patient or Group
+		// export follows are read from them.
+		q.NoBody = !collect
 		seen, last := 0, s.clock.Now()
-		err = s.walk(ctx, q, "", func(r *store.Resource) error {
+		err = s.walk(ctx, q, func(pos int64, r *store.Resource) error {
 			// Renew the lease well before it ends, so no other replica
 			// takes over a job that is still running.
 			if seen++; seen%exportPage == 0 {
@@ -1012,18 +1147,14 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 					res.Files = append(res.Files, *f)
 				}
 				// The file starts after the resource before this one (of
-				// either kind): the page bounds are ids, kinds are filtered.
+				// either kind): the page bounds are positions, kinds are
+				// filtered.
 				f = &exportFile{Kind: kind, Type: typ, After: prev}
 				cur[k] = f
 			}
-			line, err := s.exportLine(ctx, r, kind, rw)
-			if err != nil {
-				return err
-			}
 			f.Count++
-			f.Size += int64(len(line)) + 1
-			f.Last = r.ID
-			prev = r.ID
+			f.Last = pos
+			prev = pos
 			if collect && !r.Deleted {
 				for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
 					t := string(m[1])
@@ -1034,7 +1165,7 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 				}
 			}
 			return nil
-		})
+		}, nil)
 		if err != nil {
 			return err
 		}
@@ -1050,12 +1181,7 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		}
 	}
 	if len(res.Errors) > 0 {
-		f := exportFile{Kind: fileError, Type: "OperationOutcome"}
-		for _, e := range res.Errors {
-			f.Count++
-			f.Size += int64(len(errorLine(e))) + 1
-		}
-		res.Files = append(res.Files, f)
+		res.Files = append(res.Files, exportFile{Kind: fileError, Type: "OperationOutcome", Count: len(res.Errors)})
 	}
 	return nil
 }
@@ -1113,28 +1239,34 @@ func byteRange(r *http.Request, size int64, etag string) (start, end int64, part
 // errRangeDone ends a walk once the range is written.
 var errRangeDone = errors.New("range written")
 
-// rangeWriter writes the bytes of [start, end) of what it is given.
+// rangeWriter writes the bytes of [start, end) of what it is given, and
+// ends the writing with errRangeDone once it has them all.
 type rangeWriter struct {
-	w          interface{ Write([]byte) (int, error) }
+	w          io.Writer
 	pos        int64
 	start, end int64
 }
 
-func (rw *rangeWriter) write(p []byte) error {
+func (rw *rangeWriter) Write(p []byte) (int, error) {
 	lo, hi := rw.pos, rw.pos+int64(len(p))
 	rw.pos = hi
 	if hi <= rw.start {
-		return nil
+		return len(p), nil
 	}
 	if lo >= rw.end {
-		return errRangeDone
+		return 0, errRangeDone
 	}
-	p = p[max(rw.start-lo, 0):]
+	q := p[max(rw.start-lo, 0):]
 	if hi > rw.end {
-		p = p[:int64(len(p))-(hi-rw.end)]
+		q = q[:int64(len(q))-(hi-rw.end)]
 	}
-	_, err := rw.w.Write(p)
-	return err
+	if _, err := rw.w.Write(q); err != nil {
+		return 0, err
+	}
+	if hi >= rw.end {
+		return len(p), errRangeDone
+	}
+	return len(p), nil
 }
 
 // acceptsGzip reports Accept-Encoding: gzip (with a non-zero quality).

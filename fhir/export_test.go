@@ -473,9 +473,14 @@ func TestExportLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("range", func(t *testing.T) {
+		// A whole file streams as it is read (no length up front); HEAD
+		// and ranges measure it first.
 		size := full.Body.Len()
-		if full.Header().Get("Content-Length") != fmt.Sprint(size) || full.Header().Get("Accept-Ranges") != "bytes" {
+		if full.Header().Get("Accept-Ranges") != "bytes" {
 			t.Fatalf("headers %v, body %d", full.Header(), size)
+		}
+		if w := env.do("sys", http.MethodHead, file, ""); w.Code != http.StatusOK || w.Header().Get("Content-Length") != fmt.Sprint(size) || w.Body.Len() != 0 {
+			t.Fatalf("HEAD: %d %v, body %d", w.Code, w.Header(), w.Body.Len())
 		}
 		w := env.do("sys", http.MethodGet, file, "", "Range", "bytes=10-49")
 		if w.Code != http.StatusPartialContent || w.Body.String() != full.Body.String()[10:50] ||
@@ -483,8 +488,10 @@ func TestExportLifecycle(t *testing.T) {
 			t.Fatalf("%d %v %q", w.Code, w.Header(), w.Body)
 		}
 		w = env.do("sys", http.MethodGet, file, "", "Range", "bytes=100-")
-		if w.Code != http.StatusPartialContent || w.Body.String() != full.Body.String()[100:] {
-			t.Fatalf("open range: %d", w.Code)
+		if w.Code != http.StatusPartialContent || w.Body.String() != full.Body.String()[100:] ||
+			w.Header().Get("Content-Range") != fmt.Sprintf("bytes 100-%d/%d", size-1, size) ||
+			w.Header().Get("Content-Length") != fmt.Sprint(size-100) {
+			t.Fatalf("open range: %d %v", w.Code, w.Header())
 		}
 		w = env.do("sys", http.MethodGet, file, "", "Range", fmt.Sprintf("bytes=%d-", size))
 		if w.Code != http.StatusRequestedRangeNotSatisfiable {
@@ -500,6 +507,61 @@ func TestExportLifecycle(t *testing.T) {
 			t.Fatalf("file after expiry: %d", w.Code)
 		}
 	})
+}
+
+// TestExportPaging: an export walked in pages of two resources, each page
+// cut short by a buffer of a few bytes, is byte for byte the export walked
+// in whole pages: the same files and counts, and every range of a file the
+// same slice of it.
+func TestExportPaging(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{FileSize: 4})
+	for i := range 9 {
+		env.apply(obsWrite(fmt.Sprintf("x%d", i), "p1", "survey", "final"))
+	}
+	env.clock.Advance(time.Second)
+	files := func() (manifest, []string) {
+		status := env.kickoff("sys", http.MethodGet, "/fhir/$export?_type=Observation,Patient,Provenance", "")
+		env.runJobs()
+		m := env.manifest("sys", status)
+		var bodies []string
+		for _, o := range m.Output {
+			w := env.do("sys", http.MethodGet, strings.TrimPrefix(o.URL, "http://localhost:8080"), "")
+			if w.Code != http.StatusOK || strings.Count(w.Body.String(), "\n") != o.Count {
+				t.Fatalf("%s: %d, %d lines, manifest count %d", o.URL, w.Code, strings.Count(w.Body.String(), "\n"), o.Count)
+			}
+			bodies = append(bodies, w.Body.String())
+		}
+		env.clock.Advance(time.Second)
+		return m, bodies
+	}
+	m1, whole := files()
+	page, buffer := exportPage, exportBuffer
+	exportPage, exportBuffer = 2, 10
+	t.Cleanup(func() { exportPage, exportBuffer = page, buffer })
+	m2, paged := files()
+	if len(m1.Output) != len(m2.Output) || len(m1.Output) < 4 {
+		t.Fatalf("%d files, then %d in small pages", len(m1.Output), len(m2.Output))
+	}
+	for i := range m1.Output {
+		if m1.Output[i].Count != m2.Output[i].Count || m1.Output[i].Type != m2.Output[i].Type || whole[i] != paged[i] {
+			t.Fatalf("file %d: %s %d %q\nin small pages: %s %d %q", i, m1.Output[i].Type, m1.Output[i].Count, whole[i],
+				m2.Output[i].Type, m2.Output[i].Count, paged[i])
+		}
+		file := strings.TrimPrefix(m2.Output[i].URL, "http://localhost:8080")
+		size := len(paged[i])
+		for start := 0; start < size; start += 37 {
+			for _, end := range []int{start, start + 1, start + 250, size - 1} {
+				if end < start || end >= size {
+					continue
+				}
+				w := env.do("sys", http.MethodGet, file, "", "Range", fmt.Sprintf("bytes=%d-%d", start, end))
+				if w.Code != http.StatusPartialContent || w.Body.String() != paged[i][start:end+1] ||
+					w.Header().Get("Content-Range") != fmt.Sprintf("bytes %d-%d/%d", start, end, size) {
+					t.Fatalf("file %d bytes %d-%d: %d %v %q", i, start, end, w.Code, w.Header(), w.Body)
+				}
+			}
+		}
+	}
 }
 
 // TestExportSnapshot: writes after the kick-off do not appear; a resource
@@ -673,5 +735,108 @@ func TestExportAudited(t *testing.T) {
 			t.Fatal(err)
 		}
 		parseFHIR(t, b)
+	}
+}
+
+// TestRefsOpen: the Provenance fast path takes only bodies whose every
+// reference is plainly a Type/id of a type the caller reads whole; any
+// other spelling goes the exact way (provenanceTargets).
+func TestRefsOpen(t *testing.T) {
+	open := map[string]bool{"Observation": true, "Patient": true}
+	for _, tc := range []struct {
+		name, body string
+		want       bool
+	}{
+		{"all open", `{"target":[{"reference":"Observation/o1"},{"reference":"Patient/p1"}]}`, true},
+		{"no reference", `{"target":[{"display":"x"}]}`, true},
+		{"a type not read whole", `{"target":[{"reference":"Observation/o1"},{"reference":"Condition/c1"}]}`, false},
+		{"not Type/id", `{"target":[{"reference":"urn:uuid:1"}]}`, false},
+		{"an escape", `{"target":[{"reference":"Observation\/o1"}]}`, false},
+		{"spaced", `{"target":[{"reference" : "Condition/c1"}]}`, false},
+		{"a value", `{"target":[{"reference":"Observation/o1","display":"reference"}]}`, false},
+		{"an absolute URL", `{"target":[{"reference":"https://x.example/fhir/Observation/o1"}]}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := refsOpen([]byte(tc.body), open); got != tc.want {
+				t.Errorf("refsOpen(%s) = %v, want %v", tc.body, got, tc.want)
+			}
+		})
+	}
+	if refsOpen([]byte(`{"target":[{"display":"x"}]}`), nil) {
+		t.Error("a caller who reads nothing whole took the fast path")
+	}
+}
+
+// TestExportAccessJudgedNow (docs/design/security.md BULK-8): a restricted
+// token's export leaves out what changed after transactionTime, whether it
+// left its view (v-p1 is no longer a vital sign) or not (v-p2 amended), and
+// its next _since export carries what it may see now; an unrestricted
+// token's export keeps the versions at transactionTime.
+func TestExportAccessJudgedNow(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{})
+	vit := env.kickoff("vit", http.MethodGet, "/fhir/$export?_type=Observation", "")
+	sys := env.kickoff("sys", http.MethodGet, "/fhir/$export?_type=Observation", "")
+	env.clock.Advance(time.Second)
+	env.apply(obsWrite("v-p1", "p1", "survey", "amended"), obsWrite("v-p2", "p2", "vital-signs", "amended"))
+	env.runJobs()
+	ids := func(tok, status string) ([]string, string) {
+		m := env.manifest(tok, status)
+		var got []string
+		for _, o := range m.Output {
+			for _, l := range env.lines(tok, o.URL) {
+				var r struct{ ID string }
+				if err := json.Unmarshal([]byte(l), &r); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, r.ID)
+			}
+		}
+		sort.Strings(got)
+		return got, m.TransactionTime
+	}
+	got, at := ids("vit", vit)
+	if !slices.Equal(got, []string{"v-p3"}) {
+		t.Fatalf("restricted export: %v, want [v-p3]", got)
+	}
+	if got, _ := ids("sys", sys); !slices.Equal(got, []string{"s-p1", "s-p2", "s-p3", "v-p1", "v-p2", "v-p3"}) {
+		t.Fatalf("unrestricted export: %v", got)
+	}
+	env.clock.Advance(time.Second)
+	got, m := env.export("vit", http.MethodGet, "/fhir/$export?_type=Observation&_since="+at, "")
+	if !slices.Equal(got, []string{"Observation/v-p2"}) || len(m.Deleted) != 0 {
+		t.Fatalf("restricted _since export: %v, deleted %v", got, m.Deleted)
+	}
+}
+
+// TestExportEarlierVersionFiles: a job finished by a version that bounded
+// its files by ids is refused file by file (404 with a reason), never
+// served whole; its status still answers.
+func TestExportEarlierVersionFiles(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{})
+	status := env.kickoff("sys", http.MethodGet, "/fhir/$export?_type=Patient", "")
+	env.runJobs()
+	ctx := context.Background()
+	done, err := env.st.Job(ctx, strings.TrimPrefix(status, "/fhir/_export/"), env.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := store.Job{ID: "00000000-0000-4000-8000-000000000001", Kind: done.Kind, Owner: done.Owner, Request: done.Request,
+		State: store.JobRunning, Lease: env.clock.Now().Add(time.Minute), Created: env.clock.Now()}
+	if err := env.st.CreateJob(ctx, old, 0); err != nil {
+		t.Fatal(err)
+	}
+	held := old.Lease
+	old.State, old.Lease, old.Updated, old.Expires = store.JobDone, time.Time{}, env.clock.Now(), env.clock.Now().Add(time.Hour)
+	old.Result = []byte(`{"files":[{"kind":"output","type":"Patient","after":"","last":"p3","count":3,"size":300}]}`)
+	if ok, err := env.st.UpdateJob(ctx, old, held); err != nil || !ok {
+		t.Fatalf("update: %v %v", ok, err)
+	}
+	m := env.manifest("sys", "/fhir/_export/"+old.ID)
+	if len(m.Output) != 1 || m.Output[0].Count != 3 {
+		t.Fatalf("manifest %+v", m)
+	}
+	w := env.do("sys", http.MethodGet, strings.TrimPrefix(m.Output[0].URL, "http://localhost:8080"), "")
+	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "earlier version") {
+		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,11 +61,16 @@ func (s *Server) groupMembers(ctx context.Context, id string, at time.Time) ([]s
 		return nil, errUnknownGroup
 	}
 	src := groupSource[kind]
-	page, err := s.export.Store.Export(ctx, store.ExportQuery{Type: src.target, At: at, IDs: []string{target}, Count: 1})
+	found := false
+	err := s.export.Store.Export(ctx, store.ExportQuery{Type: src.target, At: at, IDs: []string{target}, Count: 1, NoBody: true},
+		func(int64, *store.Resource) error {
+			found = true
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	if len(page) == 0 {
+	if !found {
 		return nil, errUnknownGroup
 	}
 	ref := src.target + "/" + target
@@ -73,12 +79,12 @@ func (s *Server) groupMembers(ctx context.Context, id string, at time.Time) ([]s
 		Clauses: []store.Clause{{Param: src.param, Kind: store.KindReference, Values: []store.Value{{Str: ref}}}},
 	}}}}
 	seen := map[string]bool{}
-	err = s.walk(ctx, q, "", func(r *store.Resource) error {
+	err = s.walk(ctx, q, func(_ int64, r *store.Resource) error {
 		if r.Patient != "" && !seen[r.Patient] && groupMember(kind, r.Body, ref) {
 			seen[r.Patient] = true
 		}
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -148,10 +154,11 @@ func (s *Server) visibleMembers(ctx context.Context, members []string, at time.T
 		return nil, err
 	}
 	var out []string
-	err = s.walk(ctx, store.ExportQuery{Type: "Patient", At: at, IDs: members, Access: a}, "", func(r *store.Resource) error {
+	err = s.walk(ctx, store.ExportQuery{Type: "Patient", At: at, IDs: members, Access: a, NoBody: true}, func(_ int64, r *store.Resource) error {
 		out = append(out, r.ID)
 		return nil
-	})
+	}, nil)
+	slices.Sort(out)
 	return out, err
 }
 
@@ -238,14 +245,14 @@ func (s *Server) groupIDs(ctx context.Context, at time.Time) ([]string, error) {
 	for _, kind := range []string{groupLocation, groupPartner, groupPayer} {
 		src := groupSource[kind]
 		prefix := []byte(`"reference":"` + src.target + `/`)
-		err := s.walk(ctx, store.ExportQuery{Type: src.typ, At: at}, "", func(r *store.Resource) error {
+		err := s.walk(ctx, store.ExportQuery{Type: src.typ, At: at}, func(_ int64, r *store.Resource) error {
 			for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
 				if string(m[1]) == src.target && strings.Contains(string(r.Body), string(prefix)) {
 					seen[kind+"-"+string(m[2])] = true
 				}
 			}
 			return nil
-		})
+		}, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -1,11 +1,16 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/ketabridge/ketabridge/fhir/bulkclient"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
@@ -71,6 +76,10 @@ func TestReferralTaskLabels(t *testing.T) {
 		if got, sub := taskLabelsOf(t, r); !slices.Equal(got, want) || sub != wantSub {
 			t.Errorf("%s: search labels %v subsetted %v, want %v %v", what, got, sub, want, wantSub)
 		}
+		// A Bulk export carries the Task as a read serves it (BULK-10).
+		if got, sub := taskLabelsOf(t, exportedTask(t, e, partner, taskID)); !slices.Equal(got, want) || sub != wantSub {
+			t.Errorf("%s: exported labels %v subsetted %v, want %v %v", what, got, sub, want, wantSub)
+		}
 		for _, q := range []string{"_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R",
 			"_security:not=R", "_security=PSY", "_security:missing=true", "_sort=_security", "_sort=-_security"} {
 			wantStatus(t, what+": "+q, e.do(t, http.MethodGet, "/fhir/Task?"+q, partner, nil), http.StatusBadRequest, "_security")
@@ -110,4 +119,39 @@ func TestReferralTaskLabels(t *testing.T) {
 	// A consent listing assessments clears R: the Task in full.
 	ingestRecords(t, e.g, consentRecord("consent-lbl-1", pat, synth.OrgPartnerRiverbend, "active", "", "diagnoses", "assessments"))
 	check("consent listing assessments", []string{"PSY", "R"}, false)
+}
+
+// exportedTask runs a Bulk Data export of Task with token and returns the
+// line of Task/id as an answer (its body the resource).
+func exportedTask(t *testing.T, e *referralEnv, token, id string) edgeAnswer {
+	t.Helper()
+	ctx := context.Background()
+	bc := &bulkclient.Client{HTTP: http.DefaultClient, MinPoll: 10 * time.Millisecond, MaxPoll: time.Second,
+		Token: func(context.Context) (string, error) { return token, nil }}
+	status, err := bc.Kickoff(ctx, bulkclient.Request{Base: e.base + "/fhir", Types: []string{"Task"}})
+	if err != nil {
+		t.Fatalf("export kick-off: %v", err)
+	}
+	m, err := bc.Wait(ctx, status)
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	for _, o := range m.Output {
+		rc, err := bc.Open(ctx, o.URL)
+		if err != nil {
+			t.Fatalf("export file: %v", err)
+		}
+		sc := bufio.NewScanner(rc)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if bytes.Contains(sc.Bytes(), []byte(`"id":"`+id+`"`)) {
+				line := bytes.Clone(sc.Bytes())
+				rc.Close()
+				return edgeAnswer{status: http.StatusOK, body: line}
+			}
+		}
+		rc.Close()
+	}
+	t.Fatalf("Task/%s not in the export", id)
+	return edgeAnswer{}
 }

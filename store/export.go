@@ -13,10 +13,13 @@ import (
 // version at At is a deletion is left out, or, with Since set, returned as
 // a deletion (Deleted, no Body) when that deletion is after Since.
 //
-// Pages come in id order; the next page starts after the last id of this
-// one (After), so paging neither skips nor repeats whatever is written
-// meanwhile: the snapshot is fixed by At alone, and a page can be read again
-// at any time, on any replica, with the same result.
+// A snapshot is walked in the order of its positions: a position is the
+// store's own number for a resource (int64 > 0, fixed when the resource is
+// first stored, never reused), so the walk reads the stored rows in about
+// the order they were written, and a page starts after the last position
+// of the one before (After). Paging neither skips nor repeats whatever is
+// written meanwhile: the snapshot is fixed by At alone, and a page can be
+// read again at any time, on any replica, with the same result.
 type ExportQuery struct {
 	Type string
 	// At is the snapshot time (required): versions whose lastUpdated is at
@@ -36,10 +39,14 @@ type ExportQuery struct {
 	// Access restricts as Query.Access does (nil: no restriction; no terms:
 	// nothing).
 	Access *Access
-	// After is the id the page starts after ("" for the first page).
-	After string
-	// Count is the page size (required, > 0).
+	// After is the position the page starts after (0: the first page);
+	// Last, when non-zero, the last position it may reach.
+	After, Last int64
+	// Count is the most resources of the page (required, > 0).
 	Count int
+	// NoBody leaves the bodies unread (Body nil): what counting the
+	// snapshot needs, at a fraction of the reads.
+	NoBody bool
 }
 
 // Exporter reads snapshots for Bulk Data export. Clause-based parts of the
@@ -48,7 +55,11 @@ type ExportQuery struct {
 // its own compartment: a resource that no longer matches them is left out
 // (fail closed, docs/design/security.md BULK-8).
 type Exporter interface {
-	Export(ctx context.Context, q ExportQuery) ([]Resource, error)
+	// Export calls fn with each resource of one page of q and its
+	// position, in position order, as the rows stream from the store: r
+	// and r.Body are only valid during the call (the body is the driver's
+	// buffer, not a copy). An error of fn ends the page and is returned.
+	Export(ctx context.Context, q ExportQuery, fn func(pos int64, r *Resource) error) error
 }
 
 // JobState is where an asynchronous job is.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -54,6 +55,17 @@ func TestBench(t *testing.T) {
 			Conns      int      `json:"connections"`
 		} `json:"scenarios"`
 		PeakRSSMB *float64 `json:"peak_rss_mb"`
+		Export    *struct {
+			ResourcesPerS float64 `json:"resources_per_s"`
+			Resources     int     `json:"resources"`
+			Files         int     `json:"files"`
+			Bytes         int64   `json:"bytes"`
+			Seconds       float64 `json:"seconds"`
+			JobSeconds    float64 `json:"job_seconds"`
+			PeakRSSMB     float64 `json:"peak_rss_mb"`
+			CPUSeconds    float64 `json:"cpu_seconds"`
+			PerCPUSecond  float64 `json:"resources_per_cpu_s"`
+		} `json:"export"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
@@ -110,6 +122,27 @@ func TestBench(t *testing.T) {
 			}
 		})
 	}
+	t.Run("export", func(t *testing.T) {
+		e := res.Export
+		if e == nil {
+			t.Fatal("results.json has no export")
+		}
+		// Every resource ingested is exported (the store also holds the
+		// gateway's own conformance resources).
+		ingested, _ := res.Ingest["resources"].(float64)
+		if e.Resources < int(ingested) || e.Files < 1 || e.Bytes <= int64(e.Resources) || e.ResourcesPerS <= 0 ||
+			e.Seconds < e.JobSeconds || e.JobSeconds <= 0 || e.PeakRSSMB < 0 {
+			t.Errorf("export %+v (ingested %v)", *e, ingested)
+		}
+		if runtime.GOOS == "linux" && (e.CPUSeconds <= 0 || e.PerCPUSecond <= 0) {
+			t.Errorf("export CPU time %v s, %v resources per CPU-second", e.CPUSeconds, e.PerCPUSecond)
+		}
+		for _, out := range []string{stdout.String(), string(doc)} {
+			if !strings.Contains(out, "Export: a system `$export` of ") || !strings.Contains(out, "resources/s") {
+				t.Errorf("no export line in:\n%s", out)
+			}
+		}
+	})
 	if !strings.HasPrefix(string(doc), before) || !strings.Contains(string(doc), bench.DocsSection) {
 		t.Errorf("docs lost their content or the section heading:\n%s", doc)
 	}

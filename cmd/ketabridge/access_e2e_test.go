@@ -731,6 +731,26 @@ func checkOutsideView(t *testing.T, e *smartEnv, c *outsideClient, all map[strin
 		}
 	}
 
+	// A partner's referral Tasks leave the export as a read serves them:
+	// with only the labels the partner clears, tagged SUBSETTED otherwise
+	// (docs/design/security.md PRIV-19, BULK-10).
+	if c.role == "partner" {
+		tasks := exportAll(t, e, c.token, "/$export?_type=Task")
+		for _, r := range tasks["Task"] {
+			rd := e.fhir(t, c.token, "/Task/"+r.id)
+			var m map[string]any
+			if rd.status != http.StatusOK || json.Unmarshal(rd.body, &m) != nil {
+				t.Errorf("read of exported Task/%s: %s", r.id, rd)
+				continue
+			}
+			read := parseAccRes(t, m)
+			if !slices.Equal(r.security, read.security) || !slices.Equal(r.tags, read.tags) {
+				t.Errorf("exported Task/%s: security %v tags %v, read serves security %v tags %v",
+					r.id, r.security, r.tags, read.security, read.tags)
+			}
+		}
+	}
+
 	// _include: the subjects of the visible Encounters.
 	_, inc := e.searchPages(t, c.token, "/Encounter?_include=Encounter:subject&_count=50")
 	wantInc := map[string]bool{}

@@ -228,6 +228,20 @@ func (c *Client) Download(ctx context.Context, fileURL, path string) (int64, err
 	return have + n, err
 }
 
+// Open starts the download of one whole file and returns its body (the
+// caller closes it).
+func (c *Client) Open(ctx context.Context, fileURL string) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, http.MethodGet, fileURL, nil, map[string]string{"Accept": "application/fhir+ndjson"})
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, errorOf(resp)
+	}
+	return resp.Body, nil
+}
+
 // Delete cancels an export or releases its files.
 func (c *Client) Delete(ctx context.Context, status string) error {
 	resp, err := c.do(ctx, http.MethodDelete, status, nil, nil)

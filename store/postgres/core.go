@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
@@ -62,10 +63,16 @@ type jobStore = sqlcore.Jobs
 
 // Export implements store.Exporter with the shared snapshot query
 // (sqlcore.Export).
-func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]store.Resource, error) {
+func (s *Store) Export(ctx context.Context, q store.ExportQuery, fn func(pos int64, r *store.Resource) error) error {
 	pool, err := s.db()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return sqlcore.Export(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName)
+	return sqlcore.Export(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName, &driverBody{}, fn)
 }
+
+// driverBody lends a body's bytes from pgx's read buffer without a copy.
+type driverBody struct{ b pgtype.DriverBytes }
+
+func (d *driverBody) Dest() any     { return &d.b }
+func (d *driverBody) Bytes() []byte { return d.b }

@@ -20,9 +20,9 @@ func execAll(t *testing.T, url string, stmts ...string) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	// Every test reverts to a schema before the jobs table (the newest
-	// migration), which it recreates.
-	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`}, stmts...) {
+	// Every test reverts to a schema before the jobs table and the export
+	// walk's index (the newest migrations), which it recreates.
+	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, stmts...) {
 		if _, err := c.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

@@ -66,10 +66,17 @@ type authStore = sqlcore.Auth
 type jobStore = sqlcore.Jobs
 
 // Export implements store.Exporter with the shared snapshot query, on the
-// reader pool: a page needs no transaction of its own (sqlcore.Export).
-func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]store.Resource, error) {
+// reader pool: a page is one statement and needs no transaction of its own
+// (sqlcore.Export).
+func (s *Store) Export(ctx context.Context, q store.ExportQuery, fn func(pos int64, r *store.Resource) error) error {
 	if s.closed.Load() {
-		return nil, errClosed
+		return errClosed
 	}
-	return sqlcore.Export(ctx, sqlcore.SQLite, sqlQuerier{s.rdb}, &q, s.paramKey(ctx, s.rdb, q.Type))
+	return sqlcore.Export(ctx, sqlcore.SQLite, sqlQuerier{s.rdb}, &q, s.paramKey(ctx, s.rdb, q.Type), &rawBody{}, fn)
 }
+
+// rawBody lends a body's bytes from database/sql without a copy.
+type rawBody struct{ b sql.RawBytes }
+
+func (r *rawBody) Dest() any     { return &r.b }
+func (r *rawBody) Bytes() []byte { return r.b }

@@ -21,9 +21,9 @@ func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every test reverts to a schema before the jobs table (the newest
-	// migration), which it recreates.
-	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`}, stmts...) {
+	// Every test reverts to a schema before the jobs table and the export
+	// walk's index (the newest migrations), which it recreates.
+	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, stmts...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

@@ -3,7 +3,9 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,43 +27,83 @@ type NewExportStoreFunc func(t *testing.T, clock store.Clock) ExportStore
 func RunExport(t *testing.T, newStore NewExportStoreFunc) {
 	t.Run("Snapshot", func(t *testing.T) { testExportSnapshot(t, newStore) })
 	t.Run("Restrictions", func(t *testing.T) { testExportRestrictions(t, newStore) })
+	t.Run("ConcurrentWrites", func(t *testing.T) { testExportConcurrent(t, newStore) })
+	t.Run("AccessJudgedNow", func(t *testing.T) { testExportAccessNow(t, newStore) })
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, newStore) })
 }
 
 // exportAll pages through q (page size count) and renders each resource as
-// "id vN" or "id deleted", checking the bodies carry their version.
+// "id vN" or "id deleted", sorted. It checks that positions only grow,
+// within and across pages and up to q.Last, that the bodies carry their
+// version, and that the same walk without bodies finds the same resources.
 func exportAll(t *testing.T, s store.Exporter, q store.ExportQuery, count int) []string {
+	t.Helper()
+	out := exportWalk(t, s, q, count)
+	q.NoBody = true
+	wantStrings(t, "the same walk without bodies", exportWalk(t, s, q, count), out)
+	return out
+}
+
+func exportWalk(t *testing.T, s store.Exporter, q store.ExportQuery, count int) []string {
 	t.Helper()
 	q.Count = count
 	var out []string
 	for range 1000 {
-		page, err := s.Export(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range page {
+		n := 0
+		err := s.Export(context.Background(), q, func(pos int64, r *store.Resource) error {
+			if pos <= q.After || (q.Last > 0 && pos > q.Last) {
+				t.Fatalf("%s at position %d in a page after %d up to %d", r.ID, pos, q.After, q.Last)
+			}
+			q.After = pos
+			n++
 			if r.Type != q.Type {
 				t.Fatalf("type %s in an export of %s", r.Type, q.Type)
 			}
-			if r.Deleted {
+			switch {
+			case r.Deleted:
 				if r.Body != nil {
 					t.Fatalf("%s: a deletion with a body", r.ID)
 				}
 				out = append(out, r.ID+" deleted")
-				continue
-			}
-			if want := fmt.Sprintf(`"versionId":"%d"`, r.Version); !strings.Contains(string(r.Body), want) {
-				t.Fatalf("%s v%d: body %s lacks %s", r.ID, r.Version, r.Body, want)
+				return nil
+			case q.NoBody:
+				if r.Body != nil {
+					t.Fatalf("%s: a body in a walk without bodies", r.ID)
+				}
+			default:
+				if want := fmt.Sprintf(`"versionId":"%d"`, r.Version); !strings.Contains(string(r.Body), want) {
+					t.Fatalf("%s v%d: body %s lacks %s", r.ID, r.Version, r.Body, want)
+				}
 			}
 			out = append(out, fmt.Sprintf("%s v%d", r.ID, r.Version))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(page) < count {
+		if n > count {
+			t.Fatalf("a page of %d resources, asked for %d", n, count)
+		}
+		if n < count {
+			slices.Sort(out)
 			return out
 		}
-		q.After = page[len(page)-1].ID
 	}
 	t.Fatal("export does not end")
 	return nil
+}
+
+// exportPage returns one page of q, the bodies copied.
+func exportPage(t *testing.T, s store.Exporter, q store.ExportQuery) ([]store.Resource, error) {
+	t.Helper()
+	var page []store.Resource
+	err := s.Export(context.Background(), q, func(_ int64, r *store.Resource) error {
+		c := *r
+		c.Body = slices.Clone(r.Body)
+		page = append(page, c)
+		return nil
+	})
+	return page, err
 }
 
 func testExportSnapshot(t *testing.T, newStore NewExportStoreFunc) {
@@ -115,7 +157,7 @@ func testExportSnapshot(t *testing.T, newStore NewExportStoreFunc) {
 		})
 	}
 	t.Run("body is the version at the snapshot", func(t *testing.T) {
-		page, err := s.Export(context.Background(), store.ExportQuery{Type: "Observation", At: t1, Count: 1})
+		page, err := exportPage(t, s, store.ExportQuery{Type: "Observation", At: t1, Count: 1})
 		if err != nil || len(page) != 1 {
 			t.Fatalf("page %v, err %v", page, err)
 		}
@@ -127,13 +169,151 @@ func testExportSnapshot(t *testing.T, newStore NewExportStoreFunc) {
 		}
 	})
 	t.Run("query checked", func(t *testing.T) {
-		if _, err := s.Export(context.Background(), store.ExportQuery{Type: "Observation", At: t1}); err == nil {
+		if _, err := exportPage(t, s, store.ExportQuery{Type: "Observation", At: t1}); err == nil {
 			t.Fatal("no count accepted")
 		}
-		if _, err := s.Export(context.Background(), store.ExportQuery{Type: "Observation", Count: 1}); err == nil {
+		if _, err := exportPage(t, s, store.ExportQuery{Type: "Observation", Count: 1}); err == nil {
 			t.Fatal("no snapshot time accepted")
 		}
 	})
+}
+
+// testExportConcurrent walks a snapshot while another goroutine updates,
+// deletes, re-creates and creates resources of the type: the walk, in small
+// pages, with and without bodies, holds exactly the versions current at the
+// snapshot; then a _since walk from the snapshot holds exactly what the
+// writer changed, in its last state.
+func testExportConcurrent(t *testing.T, newStore NewExportStoreFunc) {
+	clock := NewFakeClock(T0)
+	s := newStore(t, clock)
+	const n = 40
+	obs := func(i int, hash, status string) store.RecordWrite {
+		id := fmt.Sprintf("o%03d", i)
+		return Rec("session", id, hash, Res("Observation", id, "p1", `,"status":"`+status+`"`, Ref("subject", "Patient/p1")))
+	}
+	recs := []store.RecordWrite{Rec("patient", "p1", "h1", Res("Patient", "p1", "p1", ""))}
+	var want []string
+	for i := range n {
+		recs = append(recs, obs(i, "h1", "preliminary"))
+		want = append(want, fmt.Sprintf("o%03d v1", i))
+	}
+	apply(t, s, recs...)
+	clock.Advance(time.Second)
+	at := clock.Now()
+	clock.Advance(time.Second)
+
+	// The writer: round r updates, deletes, re-creates or creates one
+	// resource; last holds each changed resource's final state.
+	ver := map[int]int{} // current version, 0: never stored
+	live := map[int]bool{}
+	for i := range n {
+		ver[i], live[i] = 1, true
+	}
+	last := map[string]string{}
+	var rounds atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for r := 0; ; r++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			clock.Advance(time.Millisecond)
+			i := r % (n + 10) // and 10 ids created after the snapshot
+			id := fmt.Sprintf("o%03d", i)
+			rec := obs(i, fmt.Sprintf("u%d", r), fmt.Sprintf("s%d", r))
+			if live[i] && r%3 == 2 {
+				rec = Rec("session", id, fmt.Sprintf("d%d", r)) // the record no longer produces it
+			}
+			if _, err := s.Apply(context.Background(), []store.RecordWrite{rec}); err != nil {
+				done <- err
+				return
+			}
+			ver[i]++ // a deletion is a version too
+			live[i] = rec.Resources != nil
+			last[id] = fmt.Sprintf("%s v%d", id, ver[i])
+			if !live[i] {
+				last[id] = id + " deleted"
+			}
+			rounds.Add(1)
+		}
+	}()
+	// Walk the snapshot while the writer runs, in pages of 3, with and
+	// without bodies, until the writer has been round every id a few times.
+	for walks := 0; walks < 4 || rounds.Load() < 3*(n+10); walks++ {
+		select {
+		case err := <-done:
+			t.Fatalf("the writer stopped: %v", err)
+		default:
+		}
+		q := store.ExportQuery{Type: "Observation", At: at, NoBody: walks%2 == 1}
+		wantStrings(t, "the snapshot under concurrent writes", exportWalk(t, s, q, 3), want)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Everything the writer did is after at: a later snapshot since at
+	// holds exactly its changes, deletions listed.
+	clock.Advance(time.Millisecond)
+	var changed []string
+	for _, v := range last {
+		changed = append(changed, v)
+	}
+	slices.Sort(changed)
+	got := exportAll(t, s, store.ExportQuery{Type: "Observation", At: clock.Now(), Since: at}, 4)
+	wantStrings(t, "since the snapshot", got, changed)
+	// And the snapshot itself has not moved.
+	wantStrings(t, "the snapshot after the writes", exportAll(t, s, store.ExportQuery{Type: "Observation", At: at}, 7), want)
+}
+
+// testExportAccessNow: the snapshot's versions are those at At, but a
+// restricted view is judged on the resources' current labels, index rows
+// and compartments (docs/design/security.md BULK-8), which describe their
+// current versions: a resource changed after At is left out under such a
+// view, whichever way the change went, never shown in a version nobody
+// judged; the unrestricted export keeps its version at At.
+func testExportAccessNow(t *testing.T, newStore NewExportStoreFunc) {
+	clock := NewFakeClock(T0)
+	s := newStore(t, clock)
+	accessFixture(t, s)
+	at := clock.Now()
+	clock.Advance(time.Second)
+	r := Token("_security", sysConfidentiality, "R")
+	vital := Token("category", sysObsCategory, "vital-signs")
+	hr := Token("code", loinc, "8867-4")
+	obs := func(id, patient string, rows ...store.IndexRow) store.RecordWrite {
+		rows = append([]store.IndexRow{Ref("patient", "Patient/"+patient), Ref("subject", "Patient/"+patient)}, rows...)
+		return Rec("session", id, "h2", Res("Observation", id, patient, `,"status":"amended"`, rows...))
+	}
+	// After the snapshot: v1 gets the restricted label, v3 loses it, v2
+	// moves to p3's compartment.
+	apply(t, s, obs("v1", "p1", vital, r, hr), obs("v3", "p2", vital, hr), obs("v2", "p3", vital, hr))
+	for _, tc := range []struct {
+		name string
+		q    store.ExportQuery
+		want []string
+	}{
+		{"unrestricted: the versions at the snapshot", store.ExportQuery{},
+			[]string{"a1 v1", "a2 v1", "a3 v1", "a4 v1", "n1 v1", "v1 v1", "v2 v1", "v3 v1"}},
+		{"a label added since excludes", store.ExportQuery{Access: access(term(nil, notR))},
+			[]string{"a1 v1", "a3 v1", "a4 v1", "n1 v1"}},
+		{"a compartment left since excludes", store.ExportQuery{Access: access(term(pats("p2")))}, []string{"a3 v1"}},
+		{"a compartment entered since does not include", store.ExportQuery{Access: access(term(pats("p3")))}, []string{"a4 v1"}},
+		{"since the snapshot, the current versions judged now", store.ExportQuery{Access: access(term(nil, notR)), Since: at},
+			[]string{"v2 v2", "v3 v2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.Type, tc.q.At = "Observation", at
+			if !tc.q.Since.IsZero() {
+				tc.q.At = clock.Now()
+			}
+			wantStrings(t, "export", exportAll(t, s, tc.q, 3), tc.want)
+		})
+	}
 }
 
 func testExportRestrictions(t *testing.T, newStore NewExportStoreFunc) {

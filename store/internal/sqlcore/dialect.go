@@ -53,6 +53,18 @@ type Dialect struct {
 	// interned pid on SQLite, the name itself on PostgreSQL.
 	paramCol string
 
+	// historyRowid: history rows have their own rowid (hid), and
+	// resources.hid names the current version's; else a history row is
+	// found by (rid, version).
+	historyRowid bool
+	// exportIndex follows "resources r" in an export's walk, and
+	// exportCond is a condition of its WHERE: SQLite is told the (type,
+	// rid) index, partial on "version > 0" (every row) so that searches,
+	// which never state it, do not take it for their id order.
+	exportIndex, exportCond string
+	// lateral: an export joins the version at the snapshot laterally.
+	lateral bool
+
 	// Shared statements in the dialect's placeholder style (init).
 	historyHead, history string
 }
@@ -73,6 +85,10 @@ var SQLite = (&Dialect{
 	ridIndex:   true,
 	checkOnly:  "+",
 	paramCol:   "pid",
+
+	historyRowid: true,
+	exportIndex:  " INDEXED BY resources_type_rid",
+	exportCond:   "r.version > 0",
 }).init()
 
 // Postgres is the dialect of store/postgres (pgx).
@@ -85,6 +101,7 @@ var Postgres = (&Dialect{
 	noLimit:     nil, // LIMIT NULL
 	existsFence: " OFFSET 0",
 	paramCol:    "param",
+	lateral:     true,
 }).init()
 
 // SQL returns query, written with ? placeholders, in d's placeholder style.

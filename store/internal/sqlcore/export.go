@@ -9,34 +9,95 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// Export reads one page of a snapshot (store.ExportQuery) with the same SQL
-// on both backends. The version at q.At is the history row of the highest
-// version stamped at or before At: history is append-only, so the answer
-// never changes once At has passed, and a page needs no long transaction.
-// It walks the (type, id) unique index in id order, one page per query.
-func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, key ParamKey) ([]store.Resource, error) {
+// BodyDest is a scan destination through which the driver lends a body's
+// bytes without copying them (database/sql's RawBytes, pgx's DriverBytes):
+// an export streams every stored body once, and a copy per row would be
+// most of its allocations.
+type BodyDest interface {
+	// Dest is what Rows.Scan fills.
+	Dest() any
+	// Bytes are the bytes last scanned, valid until the next row.
+	Bytes() []byte
+}
+
+// Export streams one page of a snapshot (store.ExportQuery) with the same
+// SQL on both backends, one statement per page, so the page is one
+// consistent read of the store.
+//
+// The walk goes through the (type, rid) index: positions are rids, and
+// rids follow the order resources were first stored, as their history rows
+// do, so the rows are read in about the order they lie on disk (walking the
+// ids instead, the order of the (type, id) index, made every row a random
+// read: about seven times slower on the 1M-resource set).
+//
+// The version at At is the resource's current row when it was last
+// updated at or before At, which holds for every resource but those
+// written after the kick-off; only for those is the history row of the
+// highest version stamped at or before At looked up (history is
+// append-only, so the answer never changes once At has passed). With
+// q.NoBody the history is not read at all for the others.
+func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, key ParamKey, body BodyDest,
+	fn func(pos int64, r *store.Resource) error) error {
 	if q.Type == "" || q.At.IsZero() || q.Count <= 0 {
-		return nil, errors.New("store: export: type, at and count are required")
+		return errors.New("store: export: type, at and count are required")
 	}
 	b := NewBuilder(d)
-	b.And("r.type = " + b.Arg(q.Type))
-	if q.After != "" {
-		b.And("r.id > " + b.Arg(q.After))
+	at := q.At.UnixMilli()
+	// v is a column of the version at At: h's when the history row is
+	// joined for every resource, else the current row's unless h holds
+	// an older version.
+	v := func(col string) string {
+		if !q.NoBody {
+			return "h." + col
+		}
+		return "CASE WHEN h.version IS NULL THEN r." + col + " ELSE h." + col + " END"
 	}
-	b.And(`h.version = (SELECT h2.version FROM history h2 WHERE h2.rid = r.rid AND h2.last_updated <= ` +
-		b.Arg(q.At.UnixMilli()) + ` ORDER BY h2.version DESC LIMIT 1)`)
-	if q.Since.IsZero() {
-		b.And(strings.Replace(d.notDeleted, "r.", "h.", 1))
+	cols := "r.rid, r.id, " + v("version") + ", " + v("last_updated") + ", " + v("deleted") + ", coalesce(" + v("patient") + ", '')"
+	from := "resources r"
+	if len(q.IDs) == 0 {
+		from += d.exportIndex
+	}
+	join, hcols := " JOIN ", "h.version, h.last_updated, h.deleted, h.patient"
+	if q.NoBody {
+		join = " LEFT JOIN "
 	} else {
-		b.And("h.last_updated > " + b.Arg(q.Since.UnixMilli()))
+		cols += ", h.body"
+		hcols += ", h.body"
+	}
+	if d.lateral {
+		// A lateral join (LIMIT 1: not flattened into a plain one) keeps
+		// PostgreSQL walking the resources in rid order with one history
+		// lookup each, as the page's LIMIT needs: with a plain join it
+		// estimated the CASE badly and hashed both tables whole for every
+		// page (200 ms a page of 1,000 on 40k resources, against 6 ms).
+		from += join + "LATERAL (SELECT " + hcols + " FROM history h WHERE " + d.versionAt(b, at, q.NoBody) + " LIMIT 1) h ON true"
+	} else {
+		from += join + "history h ON " + d.versionAt(b, at, q.NoBody)
+	}
+	b.And("r.type = " + b.Arg(q.Type))
+	if len(q.IDs) == 0 && d.exportCond != "" {
+		b.And(d.exportCond)
+	}
+	b.And("r.rid > " + b.Arg(q.After))
+	if q.Last > 0 {
+		b.And("r.rid <= " + b.Arg(q.Last))
+	}
+	if q.NoBody {
+		// Created after At: no version then.
+		b.And("(r.last_updated <= " + b.Arg(at) + " OR h.version IS NOT NULL)")
+	}
+	if q.Since.IsZero() {
+		b.And("NOT (" + v("deleted") + ")")
+	} else {
+		b.And("(" + v("last_updated") + ") > " + b.Arg(q.Since.UnixMilli()))
 	}
 	if len(q.Patients) > 0 {
-		b.And(b.InCheck("h.patient", q.Patients))
+		b.And(b.InCheck("("+v("patient")+")", q.Patients))
 	}
 	if len(q.IDs) > 0 {
 		ids := slices.Clone(q.IDs)
 		slices.Sort(ids)
-		b.And(b.In(b.CheckOnly("r.id"), slices.Compact(ids)))
+		b.And(b.In("r.id", slices.Compact(ids)))
 	}
 	for _, a := range []*store.Access{q.Filters, q.Access} {
 		if a == nil {
@@ -44,43 +105,86 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 		}
 		terms, open, _, err := resolveAccess(a.Terms, q.Type, nil, key)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if open {
 			continue
 		}
 		if len(terms) == 0 {
-			return nil, nil // no term can match this type
+			return nil // no term can match this type
 		}
 		cond, err := b.Access(terms)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		b.And(cond)
+		if a == q.Access {
+			// A restricted view is judged on the current labels, index
+			// rows and compartment, which describe the current version:
+			// a resource changed since At is left out rather than shown in
+			// a version nobody judged (BULK-8, fail closed). A later
+			// _since export carries its current version, judged then.
+			b.And("r.last_updated <= " + b.Arg(at))
+		}
 	}
-	text := `SELECT r.id, h.version, h.last_updated, h.deleted, coalesce(h.patient, ''), h.body
-FROM resources r JOIN history h ON h.rid = r.rid
-WHERE ` + b.Where() + ` ORDER BY r.id LIMIT ` + b.Arg(q.Count)
+	text := "SELECT " + cols + " FROM " + from + " WHERE " + b.Where() + " ORDER BY r.rid LIMIT " + b.Arg(q.Count)
 	rows, err := db.Query(ctx, text, b.Args()...)
 	if err != nil {
-		return nil, d.wrap("export", err)
+		return d.wrap("export", err)
 	}
 	defer rows.Close()
-	out := make([]store.Resource, 0, min(q.Count, 1024))
+	r := store.Resource{Type: q.Type}
+	dest := []any{nil, &r.ID, &r.Version, nil, &r.Deleted, &r.Patient}
+	var pos, ms int64
+	dest[0], dest[3] = &pos, &ms
+	if !q.NoBody {
+		dest = append(dest, body.Dest())
+	}
 	for rows.Next() {
-		r := store.Resource{Type: q.Type}
-		var ms int64
-		if err := rows.Scan(&r.ID, &r.Version, &ms, &r.Deleted, &r.Patient, &r.Body); err != nil {
-			return nil, d.wrap("export", err)
+		if err := rows.Scan(dest...); err != nil {
+			return d.wrap("export", err)
 		}
 		r.LastUpdated = MSTime(ms)
-		if r.Deleted {
-			r.Body = nil
+		r.Body = nil
+		if !q.NoBody && !r.Deleted {
+			r.Body = body.Bytes()
 		}
-		out = append(out, r)
+		if err := fn(pos, &r); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, d.wrap("export", err)
+		return d.wrap("export", err)
 	}
-	return out, nil
+	return nil
+}
+
+// versionAt is the join condition of h, the history row of r's version at
+// at: for every resource, or (changedOnly) only for those updated after at,
+// h being NULL for the others.
+func (d *Dialect) versionAt(b *Builder, at int64, changedOnly bool) string {
+	var sb strings.Builder
+	if d.historyRowid {
+		sb.WriteString("h.hid = CASE WHEN r.last_updated ")
+	} else {
+		sb.WriteString("h.rid = r.rid AND h.version = CASE WHEN r.last_updated ")
+	}
+	if changedOnly {
+		sb.WriteString("> " + b.Arg(at) + " THEN ")
+	} else {
+		current := "r.version"
+		if d.historyRowid {
+			current = "r.hid"
+		}
+		sb.WriteString("<= " + b.Arg(at) + " THEN " + current + " ELSE ")
+	}
+	// The version at at of a resource updated after it.
+	if d.historyRowid {
+		sb.WriteString(`(SELECT h2.hid FROM history h2 WHERE h2.rid = r.rid AND h2.last_updated <= ` + b.Arg(at) +
+			` ORDER BY h2.version DESC LIMIT 1)`)
+	} else {
+		sb.WriteString(`(SELECT max(h2.version) FROM history h2 WHERE h2.rid = r.rid AND h2.last_updated <= ` + b.Arg(at) + `)`)
+	}
+	sb.WriteString(" END")
+	return sb.String()
 }

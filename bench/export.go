@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ketabridge/ketabridge/fhir/bulkclient"
+)
+
+// exportName is the export scenario's name (ScenarioNames).
+const exportName = "export"
+
+// exportInfo is the export scenario's figures (results.json "export"): a
+// system-level Bulk Data export of the whole data set by the benchmark's
+// backend client, timed from the kick-off to the last byte downloaded.
+type exportInfo struct {
+	// ResourcesPerS is Resources over Seconds.
+	ResourcesPerS float64 `json:"resources_per_s"`
+	Resources     int     `json:"resources"`
+	Files         int     `json:"files"`
+	Bytes         int64   `json:"bytes"`
+	// Seconds is the wall time from the kick-off request to the last byte
+	// of the last file; JobSeconds the part until the manifest came.
+	Seconds    float64 `json:"seconds"`
+	JobSeconds float64 `json:"job_seconds"`
+	// PeakRSSMB is the process's peak RSS during the export (VmHWM, reset
+	// before it where the kernel allows).
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// Load1 is the machine's one-minute load average at the end.
+	Load1 float64 `json:"load1,omitempty"`
+	// CPUSeconds is the process's CPU time (user and system) over the
+	// export, the gateway's and the downloading client's together, and
+	// ResourcesPerCPUS Resources over it: on shared cores the wall figure
+	// says as much about the other jobs as about the export.
+	CPUSeconds       float64 `json:"cpu_seconds,omitempty"`
+	ResourcesPerCPUS float64 `json:"resources_per_cpu_s,omitempty"`
+}
+
+// runExport kicks off a system export with the benchmark's token, polls
+// its status, downloads every file as a bulk client does (each line read
+// and counted; the counts must match the manifest's) and measures it.
+func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
+	debug.FreeOSMemory()
+	resetPeakRSS()
+	c := &bulkclient.Client{
+		// No overall timeout: a file streams as long as it takes.
+		HTTP:  &http.Client{Transport: exportTransport()},
+		Token: tokenCache(gr.freshToken),
+		// Poll at the client's pace, not the server's Retry-After (whole
+		// seconds): the figure is the export's time, not the interval's.
+		MinPoll: 20 * time.Millisecond, MaxPoll: 20 * time.Millisecond,
+	}
+	start, cpu0 := time.Now(), cpuSeconds()
+	status, err := c.Kickoff(ctx, bulkclient.Request{Base: gr.base + "/fhir"})
+	if err != nil {
+		return nil, fmt.Errorf("kick-off: %w", err)
+	}
+	m, err := c.Wait(ctx, status)
+	if err != nil {
+		return nil, err
+	}
+	job := time.Since(start)
+	info := &exportInfo{}
+	for _, o := range m.Output {
+		lines, n, err := download(ctx, c, o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("download %s: %w", o.Type, err)
+		}
+		if lines != o.Count {
+			return nil, fmt.Errorf("%s file: %d lines, the manifest says %d", o.Type, lines, o.Count)
+		}
+		info.Resources += lines
+		info.Bytes += n
+		info.Files++
+	}
+	took, cpu := time.Since(start), cpuSeconds()-cpu0
+	if len(m.Error) > 0 || len(m.Deleted) > 0 {
+		return nil, fmt.Errorf("the export has %d error and %d deleted files, want none", len(m.Error), len(m.Deleted))
+	}
+	if info.Resources == 0 {
+		return nil, errors.New("the export holds no resource")
+	}
+	info.Seconds, info.JobSeconds = round3(took.Seconds()), round3(job.Seconds())
+	info.ResourcesPerS = round1(float64(info.Resources) / took.Seconds())
+	info.PeakRSSMB = peakRSSMB()
+	info.Load1 = loadAverage()
+	if cpu > 0 {
+		info.CPUSeconds = round3(cpu)
+		info.ResourcesPerCPUS = round1(float64(info.Resources) / cpu)
+	}
+	if err := c.Delete(ctx, status); err != nil {
+		return nil, fmt.Errorf("releasing the export: %w", err)
+	}
+	return info, nil
+}
+
+// download reads one file to the end and returns its lines and bytes.
+func download(ctx context.Context, c *bulkclient.Client, url string) (int, int64, error) {
+	body, err := c.Open(ctx, url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer body.Close()
+	var lines int
+	var n int64
+	buf := make([]byte, 256<<10)
+	for {
+		k, err := body.Read(buf)
+		n += int64(k)
+		lines += bytes.Count(buf[:k], []byte{'\n'})
+		if err == io.EOF {
+			return lines, n, nil
+		}
+		if err != nil {
+			return lines, n, err
+		}
+	}
+}
+
+// exportTransport is the download client's transport: files come
+// uncompressed (on loopback gzip would only spend the shared cores; the
+// gateway compresses when asked, docs/bulk-export.md), read through a
+// 256 KiB buffer instead of the default 4 KiB, a read system call per
+// 4 KiB of a 1 GB export otherwise.
+func exportTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true
+	t.ReadBufferSize = 256 << 10
+	return t
+}
+
+// tokenCache reuses a token for two minutes (backend tokens live five).
+func tokenCache(get func(context.Context) (string, error)) func(context.Context) (string, error) {
+	var tok string
+	var at time.Time
+	return func(ctx context.Context) (string, error) {
+		if tok != "" && time.Since(at) < 2*time.Minute {
+			return tok, nil
+		}
+		t, err := get(ctx)
+		if err != nil {
+			return "", err
+		}
+		tok, at = t, time.Now()
+		return tok, nil
+	}
+}
+
+// loadAverage is the machine's one-minute load average (0 where
+// /proc/loadavg is not available).
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
