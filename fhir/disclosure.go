@@ -182,47 +182,36 @@ func (m *factsMemo) consent(r *store.Resource) (auth.ConsentFacts, error) {
 	if m == nil {
 		return consentFacts(r.Body)
 	}
-	k := versionKey(r)
-	m.mu.Lock()
-	f, ok := m.consents[k]
-	m.mu.Unlock()
-	if ok {
-		return f, nil
-	}
-	f, err := consentFacts(r.Body)
-	if err != nil {
-		return f, err
-	}
-	m.mu.Lock()
-	if m.consents == nil || len(m.consents) >= factsMemoMax {
-		m.consents = map[string]auth.ConsentFacts{}
-	}
-	m.consents[k] = f
-	m.mu.Unlock()
-	return f, nil
+	return memoFacts(&m.mu, &m.consents, r, consentFacts)
 }
 
 func (m *factsMemo) coverage(r *store.Resource) (auth.CoverageFacts, error) {
 	if m == nil {
 		return coverageFacts(r.Body)
 	}
+	return memoFacts(&m.mu, &m.coverages, r, coverageFacts)
+}
+
+// memoFacts returns the facts of r's version from *m, parsing and keeping
+// them on a miss (a full map is dropped whole: factsMemoMax).
+func memoFacts[F any](mu *sync.Mutex, m *map[string]F, r *store.Resource, parse func([]byte) (F, error)) (F, error) {
 	k := versionKey(r)
-	m.mu.Lock()
-	f, ok := m.coverages[k]
-	m.mu.Unlock()
+	mu.Lock()
+	f, ok := (*m)[k]
+	mu.Unlock()
 	if ok {
 		return f, nil
 	}
-	f, err := coverageFacts(r.Body)
+	f, err := parse(r.Body)
 	if err != nil {
 		return f, err
 	}
-	m.mu.Lock()
-	if m.coverages == nil || len(m.coverages) >= factsMemoMax {
-		m.coverages = map[string]auth.CoverageFacts{}
+	mu.Lock()
+	if *m == nil || len(*m) >= factsMemoMax {
+		*m = map[string]F{}
 	}
-	m.coverages[k] = f
-	m.mu.Unlock()
+	(*m)[k] = f
+	mu.Unlock()
 	return f, nil
 }
 
