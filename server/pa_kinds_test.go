@@ -224,10 +224,15 @@ func TestPAAnswerOutcomes(t *testing.T) {
 				b = bytes.Replace(b, []byte(`, "display": "Certified in total"`), nil, 1)
 				b = bytes.Replace(b, []byte(`"disposition": "Certified in total: 16 sessions.",`), nil, 1)
 				if s.status == "pended" || s.status == "denied" {
-					// Nothing certified: no authorization number, period or units.
-					for _, cut := range []string{`"preAuthRef": "BHP-2025-0042117",`, `"preAuthPeriod": {"start": "2025-03-03", "end": "2025-08-29"},`, `,
-      "value": 16`} {
+					// Nothing certified: no authorization number or period. The
+					// denial keeps the submitted units (adjudication category
+					// submitted, 16): they are not approved units.
+					for _, cut := range []string{`"preAuthRef": "BHP-2025-0042117",`, `"preAuthPeriod": {"start": "2025-03-03", "end": "2025-08-29"},`} {
 						b = bytes.Replace(b, []byte(cut), nil, 1)
+					}
+					if s.status == "pended" {
+						b = bytes.Replace(b, []byte(`,
+      "value": 16`), nil, 1)
 					}
 				}
 				want := http.StatusOK
