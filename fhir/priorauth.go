@@ -163,13 +163,13 @@ func (s *Server) paInput(c echo.Context) (*paInputs, error) {
 	plan, err := s.store.Read(ctx, "CarePlan", id)
 	noteResources(c, plan)
 	if err != nil {
-		if errors.Is(err, store.ErrGone) && !d.allows(plan.Patient) {
-			return nil, errOutside
+		if errors.Is(err, store.ErrGone) && (!d.allows(plan.Patient) || d.restricts()) {
+			return nil, d.refuse()
 		}
 		return nil, err
 	}
 	if !d.allows(plan.Patient) || plan.Patient == "" {
-		return nil, errOutside
+		return nil, d.refuse()
 	}
 	if err := s.checkFilters(ctx, d, "CarePlan", id); err != nil {
 		return nil, err

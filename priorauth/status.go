@@ -69,6 +69,7 @@ func AuthorizationStatus(rs *Records, c *Course, today time.Time) (*AuthStatus, 
 	case r4.ClaimProcessingCodesPartial:
 		st.Outcome = "partial"
 	}
+	units := 0 // the items' adjudicated units
 	for _, it := range cr.Item {
 		for _, adj := range it.Adjudication {
 			for _, x := range adj.Extension {
@@ -85,7 +86,7 @@ func AuthorizationStatus(rs *Records, c *Course, today time.Time) (*AuthStatus, 
 			}
 			if adj.Value != nil {
 				if n, err := adj.Value.Int64(); err == nil {
-					st.Approved += int(n)
+					units += int(n)
 				}
 			}
 		}
@@ -100,6 +101,9 @@ func AuthorizationStatus(rs *Records, c *Course, today time.Time) (*AuthStatus, 
 		from, to = day(p.Start), day(p.End)
 	}
 	if st.Outcome == "approved" || st.Outcome == "partial" {
+		// Only a certification approves units: a denial or a pended answer
+		// that echoes the submitted units approves none.
+		st.Approved = units
 		seen := map[string]bool{}
 		for _, k := range sortedKeys(rs.MedAdministration) {
 			ma := rs.MedAdministration[k]
