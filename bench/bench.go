@@ -11,6 +11,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -419,7 +420,8 @@ type dataset struct {
 	sample, hot []string
 	// total is the number of compartment resources the sample is drawn from.
 	total int
-	// carePlans are the courses (CarePlan ids) pa-criteria draws from.
+	// carePlans are the courses (CarePlan ids) pa-criteria draws from:
+	// those a criteria set covers (paCovered).
 	carePlans []string
 	// everything is the patient whose compartment size is closest to
 	// everythingSize, and size that size.
@@ -446,7 +448,7 @@ func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64)
 			r := &rs[i]
 			types[r.Type] = true
 			ma = ma || r.Type == "MedicationAdministration"
-			if r.Type == "CarePlan" {
+			if r.Type == "CarePlan" && paCovered(r.Body) {
 				ds.carePlans = append(ds.carePlans, r.ID)
 			}
 			ds.total++
@@ -483,4 +485,12 @@ func abs(n int) int {
 		return -n
 	}
 	return n
+}
+
+// paCovered reports whether a synthetic course's CarePlan instantiates a
+// protocol a prior-authorization criteria set covers (priorauth/policies:
+// IV ketamine, esketamine nasal spray); an IM or oral course has none and
+// $pa-criteria answers it 422.
+func paCovered(body []byte) bool {
+	return bytes.Contains(body, []byte(`/protocol/proto-iv-ketamine"`)) || bytes.Contains(body, []byte(`/protocol/proto-spravato"`))
 }

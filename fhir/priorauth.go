@@ -48,6 +48,9 @@ func (s *Server) paCriteria(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if in.policy == nil {
+		return errNoPolicy
+	}
 	body, err := priorauth.Parameters(in.evaluate())
 	if err != nil {
 		return err
@@ -60,6 +63,9 @@ func (s *Server) pasBundle(c echo.Context) error {
 	in, err := s.paInput(c)
 	if err != nil {
 		return err
+	}
+	if in.policy == nil {
+		return errNoPolicy
 	}
 	body, err := priorauth.BuildRequest(in.records, in.course, in.evaluate(), priorauth.PASOptions{
 		Base: s.base, Now: s.clock.Now(), IdentifierSystem: priorauth.IdentifierSystem(s.identifierBase),
@@ -98,7 +104,7 @@ func (s *Server) paStatus(c echo.Context) error {
 		return err
 	}
 	var renewal *priorauth.Evaluation
-	if len(in.policy.Renewal) > 0 {
+	if in.policy != nil && len(in.policy.Renewal) > 0 {
 		in.renewal = true
 		renewal = in.evaluate()
 	}
@@ -215,15 +221,21 @@ func (s *Server) paInput(c echo.Context) (*paInputs, error) {
 	} else if payer != "" {
 		return nil, ErrInvalid.WithDetails("payer names no organization the caller may see").WithExpression("payer")
 	}
-	p := priorauth.Select(priorauth.Policies(), course.Therapy, payerIDs)
-	if p == nil {
-		return nil, NewError(http.StatusUnprocessableEntity).WithDetails("no prior-authorization policy covers the course's drug")
-	}
-	if renewal && len(p.Renewal) == 0 {
+	// No policy for the course's drug by its route: $pa-criteria and
+	// $pas-bundle refuse (noPolicy); $pa-status still reports the payer's
+	// answers, without renewal criteria.
+	p := priorauth.Select(priorauth.Policies(), course.Therapy, course.Route, payerIDs)
+	if p != nil && renewal && len(p.Renewal) == 0 {
 		return nil, NewError(http.StatusUnprocessableEntity).WithDetails("the policy has no renewal criteria")
 	}
 	return &paInputs{records: rs, course: course, policy: p, renewal: renewal}, nil
 }
+
+// errNoPolicy refuses to check or request a course no criteria set covers:
+// its drug by its route (priorauth.Policy.Routes: the IV ketamine criteria
+// do not judge an IM or oral course), rather than apply another therapy's.
+var errNoPolicy = NewError(http.StatusUnprocessableEntity).
+	WithDetails("no prior-authorization policy covers the course's drug by its route of administration")
 
 func deref(s *string) string {
 	if s == nil {

@@ -82,6 +82,9 @@ type Course struct {
 	// Sessions are the Encounters with a dose of the course, sorted.
 	Sessions []string
 	Therapy  string // esketamine, ketamine or ""
+	// Route is the SNOMED CT code of the order's route of administration
+	// (its first dosage naming one), "" when none is recorded.
+	Route string
 }
 
 // ResolveCourse finds the course of CarePlan carePlanID in rs.
@@ -131,8 +134,25 @@ func ResolveCourse(rs *Records, carePlanID string) (*Course, error) {
 		}
 		slices.Sort(c.Sessions)
 		c.Therapy = therapyOf(rs, c.Order)
+		c.Route = routeOf(c.Order)
 	}
 	return c, nil
+}
+
+// routeOf reads the SNOMED CT route of the order's first dosage that names
+// one.
+func routeOf(mr *r4.MedicationRequest) string {
+	for _, d := range mr.DosageInstruction {
+		if d.Route == nil {
+			continue
+		}
+		for _, cd := range d.Route.Coding {
+			if cd.System != nil && *cd.System == codes.SNOMED && cd.Code != nil {
+				return *cd.Code
+			}
+		}
+	}
+	return ""
 }
 
 // therapyOf reads the therapy from the order's medication codes.

@@ -87,6 +87,11 @@ type Policy struct {
 	Title   string `json:"title"`
 	// Therapy is esketamine or ketamine.
 	Therapy string `json:"therapy"`
+	// Routes are the SNOMED CT routes of administration the policy covers
+	// (the code of the order's dosage route); empty: every route. A course
+	// given by another route is checked against no policy of this one: the
+	// IV ketamine criteria say nothing of an oral or IM course.
+	Routes []string `json:"routes,omitempty"`
 	// Payers are the payer identifiers (the claims payer id or NAIC code on
 	// the payer's Organization) the policy is for; empty: the default policy
 	// of its therapy.
@@ -219,13 +224,14 @@ func (c Criterion) check() error {
 	return nil
 }
 
-// Select picks the policy for a therapy and the payer's identifiers: the one
-// naming one of the identifiers, else the therapy's default (no Payers).
-// nil when there is none.
-func Select(policies []*Policy, therapy string, payerIDs []string) *Policy {
+// Select picks the policy for a therapy given by route (a SNOMED CT code,
+// "" when the order names none) and the payer's identifiers: among the
+// therapy's policies that cover the route, the one naming one of the
+// identifiers, else the default (no Payers). nil when there is none.
+func Select(policies []*Policy, therapy, route string, payerIDs []string) *Policy {
 	var def *Policy
 	for _, p := range policies {
-		if p.Therapy != therapy {
+		if p.Therapy != therapy || (len(p.Routes) > 0 && !slices.Contains(p.Routes, route)) {
 			continue
 		}
 		if len(p.Payers) == 0 {

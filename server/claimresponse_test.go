@@ -383,6 +383,16 @@ func TestPAOperationsPayerAndEHR(t *testing.T) {
 	results, statuses := map[string]int{}, map[int]int{}
 	for _, p := range plans {
 		id := p["id"].(string)
+		if r := e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pa-criteria", e.ehr, nil); r.status == http.StatusUnprocessableEntity {
+			// A course no criteria set covers (IM or oral; priorauth
+			// Policy.Routes): the payer is told the same, not another
+			// route's checklist.
+			wantStatus(t, id+" EHR criteria", r, http.StatusUnprocessableEntity, "no prior-authorization policy covers")
+			wantStatus(t, id+" payer criteria", e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pa-criteria", e.blueheron, nil),
+				http.StatusUnprocessableEntity, "no prior-authorization policy covers")
+			results["no policy"]++
+			continue
+		}
 		result, payer := criteria(e.blueheron, id)
 		_, ehr := criteria(e.ehr, id)
 		results[result]++

@@ -121,7 +121,31 @@ func TestPAOperationsEveryCourseKind(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			seen := map[string]int{} // payer: courses of the kind it sees
 			policies := map[string]bool{}
+			// Only IV ketamine and esketamine nasal spray have criteria
+			// sets (priorauth/policies); an IM or oral course is refused
+			// with the 422 that says so, by every caller that may see it,
+			// never checked against another route's criteria.
+			covered := kind == "proto-iv-ketamine" || kind == "proto-spravato"
 			for _, id := range byKind[kind] {
+				if !covered {
+					for _, c := range append([]struct{ name, tok string }{{"EHR", e.ehr}}, payers...) {
+						for _, op := range []string{"$pa-criteria", "$pas-bundle"} {
+							want := http.StatusUnprocessableEntity
+							if c.name != "EHR" && !views[c.name][id] {
+								want = http.StatusNotFound
+							} else if c.name != "EHR" && op == "$pa-criteria" {
+								seen[c.name]++
+							}
+							r := e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/"+op, c.tok, nil)
+							if want == http.StatusUnprocessableEntity {
+								wantStatus(t, c.name+" "+op+" of a "+kind+" course", r, want, "no prior-authorization policy covers")
+							} else {
+								wantStatus(t, c.name+" "+op+" outside its view", r, want)
+							}
+						}
+					}
+					continue
+				}
 				_, _, ehr := e.paCriteria(t, e.ehr, id)
 				bundle("EHR", id, e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pas-bundle", e.ehr, nil))
 				es := e.do(t, http.MethodGet, "/fhir/CarePlan/"+id+"/$pa-status", e.ehr, nil)
