@@ -128,13 +128,11 @@ func download(ctx context.Context, c *bulkclient.Client, url string) (int, int64
 
 // exportTransport is the download client's transport: files come
 // uncompressed (on loopback gzip would only spend the shared cores; the
-// gateway compresses when asked, docs/bulk-export.md), read through a
-// 256 KiB buffer instead of the default 4 KiB, a read system call per
-// 4 KiB of a 1 GB export otherwise.
+// gateway compresses when asked, docs/bulk-export.md), read through
+// bulkclient.Transport's 256 KiB buffer.
 func exportTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := bulkclient.Transport()
 	t.DisableCompression = true
-	t.ReadBufferSize = 256 << 10
 	return t
 }
 

@@ -62,7 +62,7 @@ var exportCommand = &command{
 			if err := os.MkdirAll(*out, 0o750); err != nil {
 				return fmt.Errorf("export: %v", err)
 			}
-			hc := &http.Client{Timeout: 0} // files stream as long as they take
+			hc := &http.Client{Transport: bulkclient.Transport()} // no timeout: files stream as long as they take
 			tokenURL, err := discoverTokenURL(ctx, req.Base)
 			if err != nil {
 				return fmt.Errorf("export: %v", err)
