@@ -237,14 +237,15 @@ func readDisclosureUntil(ctx context.Context, rd Reader, memo *factsMemo, policy
 	}
 	ref := "Organization/" + org
 	var consents []auth.ConsentFacts
-	err := searchAll(ctx, rd, "Consent", "actor", ref, func(r *store.Resource) error {
+	addConsent := func(r *store.Resource) error {
 		f, err := memo.consent(r)
 		if err == nil {
 			consents = append(consents, f)
 			bound(f.Start, f.End)
 		}
 		return err
-	})
+	}
+	err := searchAll(ctx, rd, "Consent", "actor", ref, addConsent)
 	if err != nil {
 		return auth.Disclosure{}, until, err
 	}
@@ -283,14 +284,7 @@ func readDisclosureUntil(ctx context.Context, rd Reader, memo *factsMemo, policy
 		if err != nil {
 			return auth.Disclosure{}, until, err
 		}
-		err = searchQueryAll(ctx, rd, q, func(r *store.Resource) error {
-			f, err := memo.consent(r)
-			if err == nil {
-				consents = append(consents, f)
-				bound(f.Start, f.End)
-			}
-			return err
-		})
+		err = searchQueryAll(ctx, rd, q, addConsent)
 		if err != nil {
 			return auth.Disclosure{}, until, err
 		}
