@@ -253,6 +253,9 @@ func runScale(ctx context.Context, cfg server.Config, p Params, sizes []int, std
 				thousands(stored), thousands(next), thousands(sum.Resources), took.Seconds(),
 				thousands(int(float64(sum.Resources)/took.Seconds()+0.5)))
 		}
+		if len(chunks) == 0 {
+			fmt.Fprintf(stderr, "scale: the store already holds %s resources: nothing to ingest\n", thousands(stored))
+		}
 		row.Resources, row.Patients = stored, next
 		row.StepResources, row.StepSeconds, row.IngestPerS = rate(chunks, 0)
 		row.TailResources, _, row.IngestTailPerS = rate(chunks, scaleTail)
@@ -435,8 +438,11 @@ func scaleScenarioNames(rows []scaleRow) []string {
 
 // scaleCells are a row's cells, the table's and the docs' alike.
 func scaleCells(r *scaleRow, names []string) []string {
-	c := []string{thousands(r.Resources), thousands(r.Patients),
-		thousands(int(r.IngestPerS + 0.5)), thousands(int(r.IngestTailPerS + 0.5)),
+	ingest, tail := "-", "-" // the previous step's overshoot reached this size
+	if r.StepResources > 0 {
+		ingest, tail = thousands(int(r.IngestPerS+0.5)), thousands(int(r.IngestTailPerS+0.5))
+	}
+	c := []string{thousands(r.Resources), thousands(r.Patients), ingest, tail,
 		strconv.FormatFloat(float64(r.DBBytes)/(1<<20), 'f', 0, 64), strconv.FormatFloat(float64(r.WALBytes)/(1<<20), 'f', 0, 64), thousands(int(float64(r.DBBytes)/float64(max(r.Resources, 1)) + 0.5))}
 	for _, n := range names {
 		if s := r.scenario(n); s != nil {

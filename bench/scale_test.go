@@ -65,7 +65,7 @@ func TestIngestRate(t *testing.T) {
 // 2x (missed), the tail ingest rate falls 25 % (met).
 func scaleFixture() *scaleResults {
 	row := func(res, patients int, ingest float64, db int64, read, search, every float64) scaleRow {
-		return scaleRow{Size: res, Resources: res, Patients: patients, IngestPerS: ingest + 500, IngestTailPerS: ingest,
+		return scaleRow{Size: res, Resources: res, Patients: patients, StepResources: res / 2, IngestPerS: ingest + 500, IngestTailPerS: ingest,
 			DBBytes: db, WALBytes: 4 << 20, EverythingSize: 503, IngestPeakRSSMB: 300, ServePeakRSSMB: 150,
 			Scenarios: []scenarioResult{
 				{Name: "read-uniform", RPS: 9000, P99: read},
@@ -160,6 +160,12 @@ func TestScaleTable(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "search p99 from 100,000 to 3,000,000 resources: 20.00 ms -> 40.00 ms, 2.00x (target: less than 1.5x): missed") {
 		t.Errorf("the table has no target line:\n%s", out.String())
+	}
+	// A size the previous step's last Ingest call already reached has no
+	// ingest of its own: no rate, rather than a rate of 0.
+	r.Rows[1].StepResources, r.Rows[1].IngestPerS, r.Rows[1].IngestTailPerS = 0, 0, 0
+	if c := scaleCells(&r.Rows[1], []string{"search"}); c[2] != "-" || c[3] != "-" || c[4] != "4000" {
+		t.Errorf("cells of a step with no ingest: %q", c)
 	}
 }
 
