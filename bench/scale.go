@@ -140,6 +140,9 @@ type scaleRow struct {
 	// serving phase (the highest scenario's).
 	IngestPeakRSSMB float64 `json:"ingest_peak_rss_mb"`
 	ServePeakRSSMB  float64 `json:"serve_peak_rss_mb"`
+	// Load1 is the machine's one-minute load average after the scenarios:
+	// figures of a loaded machine compare only with each other.
+	Load1 float64 `json:"load1,omitempty"`
 }
 
 // scenario returns the row's figures of the named scenario (nil: not run).
@@ -288,7 +291,7 @@ func runScale(ctx context.Context, cfg server.Config, p Params, sizes []int, std
 			return nil, err
 		}
 		r.finish()
-		row.Scenarios, row.ServePeakRSSMB = r.Scenarios, r.PeakRSSMB
+		row.Scenarios, row.ServePeakRSSMB, row.Load1 = r.Scenarios, r.PeakRSSMB, loadAverage()
 		res.Rows = append(res.Rows, row)
 	}
 	res.Targets = scaleTargets(res.Rows)
@@ -451,7 +454,8 @@ func scaleCells(r *scaleRow, names []string) []string {
 			c = append(c, "", "")
 		}
 	}
-	return append(c, strconv.FormatFloat(r.IngestPeakRSSMB, 'f', 0, 64), strconv.FormatFloat(r.ServePeakRSSMB, 'f', 0, 64))
+	return append(c, strconv.FormatFloat(r.IngestPeakRSSMB, 'f', 0, 64), strconv.FormatFloat(r.ServePeakRSSMB, 'f', 0, 64),
+		strconv.FormatFloat(r.Load1, 'f', 1, 64))
 }
 
 // scaleHeader is the table's header for the scenarios names.
@@ -460,7 +464,7 @@ func scaleHeader(names []string) []string {
 	for _, n := range names {
 		h = append(h, n+" req/s", n+" p99 ms")
 	}
-	return append(h, "peak RSS MB ingest", "peak RSS MB serving")
+	return append(h, "peak RSS MB ingest", "peak RSS MB serving", "load average")
 }
 
 // printScale prints the scale run's table and targets.

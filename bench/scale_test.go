@@ -66,7 +66,7 @@ func TestIngestRate(t *testing.T) {
 func scaleFixture() *scaleResults {
 	row := func(res, patients int, ingest float64, db int64, read, search, every float64) scaleRow {
 		return scaleRow{Size: res, Resources: res, Patients: patients, StepResources: res / 2, IngestPerS: ingest + 500, IngestTailPerS: ingest,
-			DBBytes: db, WALBytes: 4 << 20, EverythingSize: 503, IngestPeakRSSMB: 300, ServePeakRSSMB: 150,
+			DBBytes: db, WALBytes: 4 << 20, EverythingSize: 503, IngestPeakRSSMB: 300, ServePeakRSSMB: 150, Load1: 1.25,
 			Scenarios: []scenarioResult{
 				{Name: "read-uniform", RPS: 9000, P99: read},
 				{Name: "search", RPS: 800, P99: search},
@@ -136,10 +136,10 @@ func TestScaleTable(t *testing.T) {
 	for _, want := range []string{
 		"### 2026-12-06 07:00 UTC - scale, 100,000 / 1,000,000 / 3,000,000 resources, sqlite, 32 connections, 10s per scenario",
 		"[chart](../bench/scale.svg)",
-		"| resources | patients | ingest res/s (step) | ingest res/s (last 100k) | database MiB | WAL MiB | bytes/resource | read-uniform req/s | read-uniform p99 ms | search req/s | search p99 ms | everything req/s | everything p99 ms | peak RSS MB ingest | peak RSS MB serving |",
-		"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+		"| resources | patients | ingest res/s (step) | ingest res/s (last 100k) | database MiB | WAL MiB | bytes/resource | read-uniform req/s | read-uniform p99 ms | search req/s | search p99 ms | everything req/s | everything p99 ms | peak RSS MB ingest | peak RSS MB serving | load average |",
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
 		// 12,000 MiB over 3M resources: 4,194 bytes each.
-		"| 3,000,000 | 3,465 | 8,000 | 7,500 | 12000 | 4 | 4,194 | 9,000 | 4.80 | 800 | 40.00 | 40 | 150.00 | 300 | 150 |",
+		"| 3,000,000 | 3,465 | 8,000 | 7,500 | 12000 | 4 | 4,194 | 9,000 | 4.80 | 800 | 40.00 | 40 | 150.00 | 300 | 150 | 1.2 |",
 		"- read-uniform p99 from 100,000 to 3,000,000 resources: 4.00 ms -> 4.80 ms, 1.20x (target: less than 1.5x): **met**",
 		"- search p99 from 100,000 to 3,000,000 resources: 20.00 ms -> 40.00 ms, 2.00x (target: less than 1.5x): **missed**",
 		"- ingest resources/s from 100,000 to 3,000,000 resources: 10,000 -> 7,500, 0.75x (-25 %; target: falls by less than 30 %): **met**",
@@ -155,7 +155,7 @@ func TestScaleTable(t *testing.T) {
 			rows = append(rows, strings.Join(f, " "))
 		}
 	}
-	if want := "1,000,000 1,155 9,500 9,000 4000 4 4,194 9,000 4.40 800 30.00 40 110.00 300 150"; len(rows) != 3 || rows[1] != want {
+	if want := "1,000,000 1,155 9,500 9,000 4000 4 4,194 9,000 4.40 800 30.00 40 110.00 300 150 1.2"; len(rows) != 3 || rows[1] != want {
 		t.Errorf("table rows %q, want the second %q:\n%s", rows, want, out.String())
 	}
 	if !strings.Contains(out.String(), "search p99 from 100,000 to 3,000,000 resources: 20.00 ms -> 40.00 ms, 2.00x (target: less than 1.5x): missed") {
