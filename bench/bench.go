@@ -113,8 +113,11 @@ type gatewayRun struct {
 	// the search-payer scenario's.
 	payerToken string
 	// key is the system client's key: freshToken obtains a new token
-	// with it (a long run outlives one).
-	key  *auth.BackendKey
+	// with it (a long run outlives one); payerKey the payer client's.
+	key, payerKey *auth.BackendKey
+	// cfg is the gateway's configuration (DataDir and DBPath: the database's
+	// size on disk).
+	cfg  server.Config
 	stop func()
 }
 
@@ -141,7 +144,7 @@ func startGateway(ctx context.Context, cfg server.Config) (*gatewayRun, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(sctx, ln) }()
-	gr := &gatewayRun{g: g, base: cfg.BaseURL, client: &http.Client{Timeout: 30 * time.Second}}
+	gr := &gatewayRun{g: g, base: cfg.BaseURL, cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}
 	gr.stop = func() {
 		cancel()
 		<-served
@@ -184,7 +187,20 @@ func (gr *gatewayRun) obtainToken(ctx context.Context) error {
 	if err := gr.g.RegisterClient(ctx, pc); err != nil {
 		return err
 	}
+	gr.payerKey = pk
 	gr.payerToken, err = pk.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
+	return err
+}
+
+// refreshTokens obtains new tokens for the system and payer clients
+// obtainToken registered: a scale run outlives the first ones.
+func (gr *gatewayRun) refreshTokens(ctx context.Context) error {
+	aud := gr.base + "/auth/token"
+	var err error
+	if gr.token, err = gr.key.AccessToken(ctx, gr.client, aud, aud, "system/*.rs"); err != nil {
+		return err
+	}
+	gr.payerToken, err = gr.payerKey.AccessToken(ctx, gr.client, aud, aud, "system/*.rs")
 	return err
 }
 
@@ -313,8 +329,11 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 	authHdr := http.Header{"Authorization": {"Bearer " + gr.token}, "Accept": {"application/fhir+json"}}
 	payerHdr := http.Header{"Authorization": {"Bearer " + gr.payerToken}, "Accept": {"application/fhir+json"}}
 	var err error
-	if ds.payerPatients, err = gr.payerPatients(ctx, payerHdr); err != nil {
-		return err
+	// The payer's patients, when a scenario draws from them.
+	if len(p.Only) == 0 || slices.Contains(p.Only, "search-assessments") || slices.Contains(p.Only, "search-payer") {
+		if ds.payerPatients, err = gr.payerPatients(ctx, payerHdr); err != nil {
+			return err
+		}
 	}
 	// The limit: the hot set's bytes, exactly as the gateway served them,
 	// from memory by a bare net/http handler on its own server, no auth.

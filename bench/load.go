@@ -37,7 +37,7 @@ type scenario struct {
 }
 
 // ScenarioNames are the scenarios' names, in run order.
-var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "pa-criteria", "limit", exportName}
+var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "everything-default", "pa-criteria", "limit", exportName}
 
 // paConnections are the connections of the pa-criteria scenario: one, so
 // that its latency is one evaluation's and not the queue 32 callers make on
@@ -73,6 +73,13 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 		}},
 		{name: "everything", base: gw, hdr: auth, bundle: true, path: func(uint64) string {
 			return "/fhir/Patient/" + ds.everything + "/$everything?_count=" + strconv.Itoa(everythingSize)
+		}},
+		// $everything as a client that does not page by hand asks for it:
+		// no _count (the default page, search.DefaultCount entries, with the
+		// compartment's total), patients uniform, as the outside comparison
+		// measures it.
+		{name: "everything-default", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
+			return "/fhir/Patient/" + pick(ds.patients, i, 7) + "/$everything"
 		}},
 		// A course's prior-authorization checklist (docs/prior-auth.md),
 		// courses uniform, by the system client, one connection.

@@ -212,30 +212,43 @@ func latencySVG(s scenarioResult, r *results) []byte {
 	}
 	span := float64(w - left - right)
 	var buf bytes.Buffer
-	esc := func(s string) string {
-		var b strings.Builder
-		_ = xml.EscapeText(&b, []byte(s))
-		return b.String()
-	}
-	fmt.Fprintf(&buf, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
-	fmt.Fprintf(&buf, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", w, h)
-	fmt.Fprintf(&buf, `<text x="%d" y="20" font-size="14" font-weight="bold">%s: latency (ms)</text>`+"\n", left, esc(s.Name))
-	fmt.Fprintf(&buf, `<text x="%d" y="38" fill="#555">%s req/s, %d requests, %d connections, %d errors, %s</text>`+"\n",
-		left, strconv.FormatFloat(s.RPS, 'f', 0, 64), s.requests, r.Run.Connections, s.Errors, esc(r.Machine.Date))
+	svgOpen(&buf, w, h, left, s.Name+": latency (ms)",
+		fmt.Sprintf("%s req/s, %d requests, %d connections, %d errors, %s",
+			strconv.FormatFloat(s.RPS, 'f', 0, 64), s.requests, r.Run.Connections, s.Errors, r.Machine.Date))
 	for i, b := range bars {
-		y := top + i*(barH+gap)
-		bw := b.v / top1 * span
-		if b.v > 0 && bw < 1 {
-			bw = 1
-		}
-		fmt.Fprintf(&buf, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+barH/2+4, b.label)
-		fmt.Fprintf(&buf, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="#3b6ea8"/>`+"\n", left, y, bw, barH)
-		fmt.Fprintf(&buf, `<text x="%.1f" y="%d">%s ms</text>`+"\n", float64(left)+bw+6, y+barH/2+4,
-			strconv.FormatFloat(b.v, 'f', 2, 64))
+		svgBar(&buf, left, top+i*(barH+gap), barH, b.v/top1*span, b.v > 0, b.label, "#3b6ea8",
+			strconv.FormatFloat(b.v, 'f', 2, 64)+" ms")
 	}
 	fmt.Fprintf(&buf, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#999"/>`+"\n", left, top-4, left, h-20)
 	buf.WriteString("</svg>\n")
 	return buf.Bytes()
+}
+
+// svgEsc escapes s for SVG text.
+func svgEsc(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// svgOpen starts a w x h chart on a white ground with a bold title and a
+// grey subtitle at x left: the charts' common head.
+func svgOpen(buf *bytes.Buffer, w, h, left int, title, subtitle string) {
+	fmt.Fprintf(buf, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
+	fmt.Fprintf(buf, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", w, h)
+	fmt.Fprintf(buf, `<text x="%d" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", left, svgEsc(title))
+	fmt.Fprintf(buf, `<text x="%d" y="38" fill="#555">%s</text>`+"\n", left, svgEsc(subtitle))
+}
+
+// svgBar draws one horizontal bar of width bw from x left at y, labelled on
+// its left and followed by text; a positive value's bar is at least 1 px.
+func svgBar(buf *bytes.Buffer, left, y, barH int, bw float64, positive bool, label, color, text string) {
+	if positive && bw < 1 {
+		bw = 1
+	}
+	fmt.Fprintf(buf, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+barH/2+4, svgEsc(label))
+	fmt.Fprintf(buf, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", left, y, bw, barH, color)
+	fmt.Fprintf(buf, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(left)+bw+6, y+barH/2+4, svgEsc(text))
 }
 
 // DocsSection heads the appended runs in docs/benchmarks.md.

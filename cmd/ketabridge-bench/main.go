@@ -58,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = bench.Soak(ctx, cfg, sp, stdout, stderr)
 	case mode.compare:
 		err = bench.Compare(ctx, cfg, p, stdout, stderr)
+	case len(mode.scale) > 0:
+		err = bench.Scale(ctx, cfg, p, mode.scale, stdout, stderr)
 	default:
 		err = bench.Run(ctx, cfg, p, stdout, stderr)
 	}
@@ -68,12 +70,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return 0
 }
 
-// mode is what a command line runs besides the benchmark: --compare or
-// --soak (its duration and rate).
+// mode is what a command line runs besides the benchmark: --compare,
+// --soak (its duration and rate) or --scale (its sizes).
 type mode struct {
 	compare  bool
 	soak     time.Duration
 	soakRate int
+	scale    []int
 }
 
 // newFlags returns the flag set with the benchmark's flags and the shared
@@ -94,6 +97,9 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	soak := fs.Duration("soak", 0, "run the soak instead (e.g. 10m): a fixed rate of mixed reads, searches and ingests with Redis paused and clients dropping connections mid-body on a schedule; errors by kind, RSS over time, every acknowledged record read back (make soak)")
 	soakRate := fs.Int("soak-rate", bench.DefaultSoakRate, "requests/s of the soak")
+	scale := fs.String("scale", "", "run the scale benchmark instead, at these sizes in resources (make bench-scale: "+bench.DefaultScaleSizes+
+		"): one store loaded in steps and measured at each size (ingest resources/s, database size, "+strings.Join(bench.ScaleScenarios, ", ")+
+		" requests/s and p99, peak RSS); writes scale.json and scale.svg to --out")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
 		cfg, err := cf.Config(getenv)
@@ -140,7 +146,19 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		if *soak > 0 && *compare {
 			return p, cfg, mode{}, errors.New("--soak and --compare are separate runs")
 		}
-		return p, cfg, mode{compare: *compare, soak: *soak, soakRate: *soakRate}, nil
+		m := mode{compare: *compare, soak: *soak, soakRate: *soakRate}
+		if given["scale"] {
+			if *soak > 0 || *compare {
+				return p, cfg, mode{}, errors.New("--scale, --soak and --compare are separate runs")
+			}
+			if given["patients"] {
+				return p, cfg, mode{}, errors.New("--scale sets the data set's sizes in resources: --patients does not apply")
+			}
+			if m.scale, err = bench.ParseSizes(*scale); err != nil {
+				return p, cfg, mode{}, fmt.Errorf("--scale: %w", err)
+			}
+		}
+		return p, cfg, m, nil
 	}
 }
 
@@ -157,11 +175,12 @@ func parse(args []string, getenv func(string) string) (bench.Params, server.Conf
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: ketabridge-bench [--small] [--compare | --soak DURATION] [flags]")
+	fmt.Fprintln(w, "usage: ketabridge-bench [--small] [--compare | --soak DURATION | --scale SIZES] [flags]")
 	fmt.Fprintln(w, "\nThe KetaBridge benchmark: ingest throughput, then read and search latency under load (vegeta),")
 	fmt.Fprintln(w, "against a real gateway on loopback with a real token. Writes results.json and latency charts to")
 	fmt.Fprintln(w, "--out and appends the dated rows to --docs; --compare: the same scenarios on each store configuration;")
-	fmt.Fprintln(w, "--soak: the soak test (faults injected, RSS over time, acknowledged records read back).")
+	fmt.Fprintln(w, "--soak: the soak test (faults injected, RSS over time, acknowledged records read back);")
+	fmt.Fprintln(w, "--scale: the cost curve (one store loaded in steps to each size, e.g. "+bench.DefaultScaleSizes+", measured at each).")
 	fs, _ := newFlags()
 	server.WriteFlags(w, fs)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,7 +80,7 @@ func TestBench(t *testing.T) {
 	if res.PeakRSSMB == nil {
 		t.Error("peak_rss_mb missing")
 	}
-	names := []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "pa-criteria", "limit"}
+	names := []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "everything-default", "pa-criteria", "limit"}
 	if len(res.Scenarios) != len(names) {
 		t.Fatalf("got %d scenarios, want %d", len(res.Scenarios), len(names))
 	}
@@ -148,6 +149,85 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// TestScale runs `ketabridge-bench --scale` at two tiny sizes with tiny
+// durations and checks the outputs: scale.json with a row per size (the
+// store grown to at least each size, ingest and every scale scenario
+// measured without errors, the database's size), the chart, the docs
+// section appended after the existing content.
+func TestScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench")
+	}
+	out := t.TempDir()
+	docs := filepath.Join(t.TempDir(), "benchmarks.md")
+	const before = "# Benchmarks\n\nearlier rows\n"
+	if err := os.WriteFile(docs, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--scale", "2k,5k", "--duration", "300ms", "--connections", "4",
+		"--out", out, "--docs", docs}, &stdout, &stderr, func(string) string { return "" })
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s", code, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "scale.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Rows []struct {
+			Size, Resources, Patients int
+			StepResources             int     `json:"step_resources"`
+			IngestPerS                float64 `json:"ingest_resources_per_s"`
+			IngestTailPerS            float64 `json:"ingest_tail_resources_per_s"`
+			DBBytes                   int64   `json:"db_bytes"`
+			Scenarios                 []struct {
+				Name   string
+				RPS    float64 `json:"rps"`
+				P99    float64 `json:"p99_ms"`
+				Errors int     `json:"errors"`
+			}
+		}
+		Targets []struct{ Name string }
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 2 || len(res.Targets) != 3 {
+		t.Fatalf("%d rows, %d targets, want 2 and 3: %s", len(res.Rows), len(res.Targets), b)
+	}
+	for i, size := range []int{2000, 5000} {
+		r := res.Rows[i]
+		if r.Size != size || r.Resources < size || r.IngestPerS <= 0 || r.IngestTailPerS <= 0 || r.DBBytes <= 0 {
+			t.Errorf("row %d: %+v", i, r)
+		}
+		if i > 0 && (r.Patients <= res.Rows[0].Patients || r.StepResources != r.Resources-res.Rows[0].Resources) {
+			t.Errorf("row %d did not grow the store of row 0: %+v after %+v", i, r, res.Rows[0])
+		}
+		var names []string
+		for _, s := range r.Scenarios {
+			names = append(names, s.Name)
+			if s.RPS <= 0 || s.P99 <= 0 || s.Errors != 0 {
+				t.Errorf("size %d, %s: %+v", size, s.Name, s)
+			}
+		}
+		if !slices.Equal(names, bench.ScaleScenarios) {
+			t.Errorf("size %d: scenarios %v, want %v", size, names, bench.ScaleScenarios)
+		}
+	}
+	if svg, err := os.ReadFile(filepath.Join(out, "scale.svg")); err != nil || !bytes.HasPrefix(svg, []byte("<svg")) {
+		t.Errorf("chart: %v, %.20q", err, svg)
+	}
+	doc, err := os.ReadFile(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(doc), before) || !strings.Contains(string(doc), bench.DocsSection) ||
+		!strings.Contains(string(doc), "- scale, ") || !strings.Contains(stdout.String(), "search p99 from ") {
+		t.Errorf("docs or table lack the run:\n%s\n%s", doc, stdout.String())
+	}
+}
+
 func TestUsage(t *testing.T) {
 	tests := []struct {
 		name string
@@ -162,6 +242,11 @@ func TestUsage(t *testing.T) {
 		{"bad configuration", []string{"--database-url", "mysql://db/kb"}, 2, "invalid --database-url"},
 		{"no connections", []string{"--connections", "0"}, 2, "--connections"},
 		{"positional argument", []string{"extra"}, 2, "unexpected argument"},
+		{"help lists --scale", []string{"--help"}, 0, "--scale SIZES"},
+		{"scale sizes not increasing", []string{"--scale", "1m,100k"}, 2, "--scale: sizes must increase"},
+		{"scale size not a number", []string{"--scale", "lots"}, 2, `--scale: size "lots"`},
+		{"scale with compare", []string{"--scale", "100k", "--compare"}, 2, "separate runs"},
+		{"scale with patients", []string{"--scale", "100k", "--patients", "10"}, 2, "--patients does not apply"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

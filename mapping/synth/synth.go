@@ -27,6 +27,12 @@ import (
 type Options struct {
 	// Patients is the number of patients (0: only the shared reference records).
 	Patients int
+	// From, when above 0, is the number of the first patient written: the
+	// output is patients From to Patients-1 without the shared reference
+	// records, exactly the lines a run with From 0 writes for them (a patient's
+	// records depend only on Seed, Start and its number). A data set is built
+	// up in steps this way (the bench's --scale run) without holding it all.
+	From int
 	// Seed makes the output deterministic: the same options give the same bytes.
 	Seed int64
 	// Start is the date of the first session; patients start on it or in the
@@ -57,6 +63,9 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 	if opts.Patients < 0 {
 		return Stats{}, errors.New("synth: negative patient count")
 	}
+	if opts.From < 0 || opts.From > opts.Patients {
+		return Stats{}, errors.New("synth: the first patient must be between 0 and the patient count")
+	}
 	start := time.Date(2025, 1, 6, 0, 0, 0, 0, zone)
 	if !opts.Start.IsZero() {
 		y, m, d := opts.Start.Date()
@@ -74,16 +83,18 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 		st.ByKind[r.RecordKind()]++
 		return nil
 	}
-	for _, r := range referenceRecords() {
-		if err := emit(r); err != nil {
-			return st, err
+	if opts.From == 0 {
+		for _, r := range referenceRecords() {
+			if err := emit(r); err != nil {
+				return st, err
+			}
 		}
 	}
 	g := &patientGen{}
 	if opts.LongCourse < 0 || opts.LongCourse > 200 {
 		return Stats{}, errors.New("synth: the long course must have 0 to 200 sessions")
 	}
-	for n := range opts.Patients {
+	for n := opts.From; n < opts.Patients; n++ {
 		g.reset(opts.Seed, n, start)
 		if n == 0 {
 			g.long = opts.LongCourse

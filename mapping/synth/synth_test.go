@@ -166,6 +166,35 @@ func TestDeterministic(t *testing.T) {
 			t.Fatal("no error")
 		}
 	})
+	// A data set built up in steps (From) is the one generated at once: the
+	// steps' outputs, concatenated, are its bytes, the reference records
+	// only in the first step's.
+	t.Run("steps concatenate to the whole", func(t *testing.T) {
+		long := Options{Seed: 1, LongCourse: 40}
+		var steps []byte
+		for _, r := range [][2]int{{0, 2}, {2, 3}, {3, 3}, {3, 5}} {
+			o := long
+			o.From, o.Patients = r[0], r[1]
+			steps = append(steps, gen(o)...)
+		}
+		long.Patients = 5
+		if whole := gen(long); !bytes.Equal(steps, whole) {
+			t.Fatalf("steps give %d bytes, the whole %d, not the same bytes", len(steps), len(whole))
+		}
+		if !bytes.Contains(gen(Options{Seed: 1, Patients: 1}), []byte(`"kind":"organization"`)) {
+			t.Fatal("no reference records in a first step")
+		}
+		if b := gen(Options{Seed: 1, From: 3, Patients: 5}); bytes.Contains(b, []byte(`"kind":"organization"`)) {
+			t.Fatal("a later step repeats the reference records")
+		}
+	})
+	t.Run("first patient out of range", func(t *testing.T) {
+		for _, o := range []Options{{From: -1, Patients: 2}, {From: 3, Patients: 2}} {
+			if _, err := Generate(io.Discard, o); err == nil {
+				t.Fatalf("From %d, Patients %d: no error", o.From, o.Patients)
+			}
+		}
+	})
 }
 
 // TestRealism checks the clinical shape of a larger sample.
