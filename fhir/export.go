@@ -724,9 +724,16 @@ var errPageFull = errors.New("fhir: export page full")
 // the most bytes of lines a file download holds before writing them
 // (variables for the tests).
 var (
-	exportPage   = 1000
-	exportBuffer = 1 << 20
+	exportPage   = 2000
+	exportBuffer = 2 << 20
 )
+
+// exportLineSlack is the room a file buffer has past exportBuffer, for the
+// line that crosses it (a longer one grows the buffer).
+const exportLineSlack = 256 << 10
+
+// exportBuffers are the file downloads' buffers (*[]byte), reused.
+var exportBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // errorLine is one line of the error file.
 func errorLine(diagnostics string) []byte {
@@ -957,7 +964,22 @@ func (s *Server) writeFile(ctx context.Context, req *exportRequest, res *exportR
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 0, 64<<10)
+	// One buffer for the whole file, from a pool shared by the downloads:
+	// growing a fresh one to exportBuffer for every file copied about
+	// twice its size each time.
+	bp := exportBuffers.Get().(*[]byte)
+	defer exportBuffers.Put(bp)
+	if cap(*bp) < exportBuffer+exportLineSlack {
+		*bp = make([]byte, 0, exportBuffer+exportLineSlack)
+	}
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 2*(exportBuffer+exportLineSlack) {
+			*bp = buf[:0]
+		} else {
+			*bp = nil // grown by a huge line: not kept
+		}
+	}()
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
