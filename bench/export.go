@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ketabridge/ketabridge/fhir/bulkclient"
@@ -70,17 +71,40 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	}
 	job := time.Since(start)
 	info := &exportInfo{}
+	// The files are downloaded exportDownloads at a time, as bulk clients
+	// do (the files are independent; each download is a walk of the store
+	// on the gateway's side, so two use both cores).
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan bulkclient.Output)
+	var wg sync.WaitGroup
+	for range exportDownloads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range next {
+				lines, n, err := download(ctx, c, o.URL)
+				if err == nil && lines != o.Count {
+					err = fmt.Errorf("%d lines, the manifest says %d", lines, o.Count)
+				}
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("download %s file: %w", o.Type, err)
+				}
+				info.Resources += lines
+				info.Bytes += n
+				info.Files++
+				mu.Unlock()
+			}
+		}()
+	}
 	for _, o := range m.Output {
-		lines, n, err := download(ctx, c, o.URL)
-		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", o.Type, err)
-		}
-		if lines != o.Count {
-			return nil, fmt.Errorf("%s file: %d lines, the manifest says %d", o.Type, lines, o.Count)
-		}
-		info.Resources += lines
-		info.Bytes += n
-		info.Files++
+		next <- o
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	took, cpu := time.Since(start), cpuSeconds()-cpu0
 	if len(m.Error) > 0 || len(m.Deleted) > 0 {
@@ -102,6 +126,9 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	}
 	return info, nil
 }
+
+// exportDownloads is how many files the export scenario downloads at once.
+const exportDownloads = 2
 
 // download reads one file to the end and returns its lines and bytes.
 func download(ctx context.Context, c *bulkclient.Client, url string) (int, int64, error) {

@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -722,9 +724,16 @@ var errPageFull = errors.New("fhir: export page full")
 // the most bytes of lines a file download holds before writing them
 // (variables for the tests).
 var (
-	exportPage   = 1000
-	exportBuffer = 1 << 20
+	exportPage   = 2000
+	exportBuffer = 2 << 20
 )
+
+// exportLineSlack is the room a file buffer has past exportBuffer, for the
+// line that crosses it (a longer one grows the buffer).
+const exportLineSlack = 256 << 10
+
+// exportBuffers are the file downloads' buffers (*[]byte), reused.
+var exportBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // errorLine is one line of the error file.
 func errorLine(diagnostics string) []byte {
@@ -955,7 +964,22 @@ func (s *Server) writeFile(ctx context.Context, req *exportRequest, res *exportR
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 0, 64<<10)
+	// One buffer for the whole file, from a pool shared by the downloads:
+	// growing a fresh one to exportBuffer for every file copied about
+	// twice its size each time.
+	bp := exportBuffers.Get().(*[]byte)
+	defer exportBuffers.Put(bp)
+	if cap(*bp) < exportBuffer+exportLineSlack {
+		*bp = make([]byte, 0, exportBuffer+exportLineSlack)
+	}
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 2*(exportBuffer+exportLineSlack) {
+			*bp = buf[:0]
+		} else {
+			*bp = nil // grown by a huge line: not kept
+		}
+	}()
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
@@ -1110,31 +1134,57 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 			res.Errors = append(res.Errors, "type not exported (not permitted for this client): "+t)
 		}
 	}
-	refs := map[string]map[string]bool{}
+	// The types are walked by exportWorkers at once (each walk is one
+	// goroutine reading the store, so two cores cut the files in about
+	// half the time), in two phases for a Patient or Group export: the
+	// compartment types, then the referenced types, whose ids are what the
+	// compartment resources referenced. The files keep the types' order.
+	var first, then []int
 	for i, typ := range types {
-		if err := progress(strconv.Itoa(i*100/len(types)) + "%"); err != nil {
-			return err
+		if req.Level != levelSystem && !inCompartment(typ) {
+			then = append(then, i)
+		} else {
+			first = append(first, i)
 		}
+	}
+	files := make([][]exportFile, len(types))
+	refs := map[string]map[string]bool{}
+	var mu sync.Mutex // guards refs, done, last and the calls of progress
+	done, last := 0, s.clock.Now()
+	// renew reports the progress and renews the lease when a type is
+	// finished (force) or the lease is a third gone, so no other replica
+	// takes over a job that is still running.
+	renew := func(force bool) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if now := s.clock.Now(); force || now.Sub(last) > s.export.Lease/3 {
+			last = now
+			return progress(strconv.Itoa(done*100/len(types)) + "%")
+		}
+		return nil
+	}
+	cut := func(ctx context.Context, i int) error {
+		typ := types[i]
 		q, err := s.exportQuery(ctx, req, res, typ, fileOutput)
 		if err != nil {
 			return err
 		}
 		var cur [2]*exportFile // output, deleted
 		var prev int64
+		var out []exportFile
 		collect := req.Level != levelSystem && inCompartment(typ)
+		var found map[string]map[string]bool
+		if collect {
+			found = map[string]map[string]bool{}
+		}
 		// Counting needs no body: only the references a Patient or Group
 		// export follows are read from them.
 		q.NoBody = !collect
-		seen, last := 0, s.clock.Now()
+		seen := 0
 		err = s.walk(ctx, q, func(pos int64, r *store.Resource) error {
-			// Renew the lease well before it ends, so no other replica
-			// takes over a job that is still running.
 			if seen++; seen%exportPage == 0 {
-				if now := s.clock.Now(); now.Sub(last) > s.export.Lease/3 {
-					last = now
-					if err := progress(strconv.Itoa(i*100/len(types)) + "%"); err != nil {
-						return err
-					}
+				if err := renew(false); err != nil {
+					return err
 				}
 			}
 			kind, k := fileOutput, 0
@@ -1144,7 +1194,7 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 			f := cur[k]
 			if f == nil || f.Count >= s.export.FileSize {
 				if f != nil {
-					res.Files = append(res.Files, *f)
+					out = append(out, *f)
 				}
 				// The file starts after the resource before this one (of
 				// either kind): the page bounds are positions, kinds are
@@ -1158,10 +1208,10 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 			if collect && !r.Deleted {
 				for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
 					t := string(m[1])
-					if refs[t] == nil {
-						refs[t] = map[string]bool{}
+					if found[t] == nil {
+						found[t] = map[string]bool{}
 					}
-					refs[t][string(m[2])] = true
+					found[t][string(m[2])] = true
 				}
 			}
 			return nil
@@ -1171,17 +1221,76 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		}
 		for _, f := range cur {
 			if f != nil {
-				res.Files = append(res.Files, *f)
+				out = append(out, *f)
 			}
 		}
-		if collect {
-			for t, ids := range refs {
-				res.Refs[t] = sortedKeys(ids)
+		files[i] = out
+		mu.Lock()
+		for t, ids := range found {
+			if refs[t] == nil {
+				refs[t] = map[string]bool{}
+			}
+			for id := range ids {
+				refs[t][id] = true
 			}
 		}
+		done++
+		mu.Unlock()
+		return renew(true)
+	}
+	if err := renew(true); err != nil {
+		return err
+	}
+	for _, phase := range [][]int{first, then} {
+		if err := eachParallel(ctx, exportWorkers, phase, cut); err != nil {
+			return err
+		}
+		for t, ids := range refs {
+			res.Refs[t] = sortedKeys(ids)
+		}
+	}
+	for _, f := range files {
+		res.Files = append(res.Files, f...)
 	}
 	if len(res.Errors) > 0 {
 		res.Files = append(res.Files, exportFile{Kind: fileError, Type: "OperationOutcome", Count: len(res.Errors)})
+	}
+	return nil
+}
+
+// exportWorkers is how many types a job walks at once.
+var exportWorkers = max(2, runtime.GOMAXPROCS(0))
+
+// eachParallel calls fn with each of items on at most n goroutines; the
+// first error cancels the context of the others' calls and is returned.
+func eachParallel(ctx context.Context, n int, items []int, fn func(ctx context.Context, item int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for _, i := range items {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+		return err
 	}
 	return nil
 }

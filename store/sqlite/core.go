@@ -66,13 +66,13 @@ type authStore = sqlcore.Auth
 type jobStore = sqlcore.Jobs
 
 // Export implements store.Exporter with the shared snapshot query, on the
-// reader pool: a page is one statement and needs no transaction of its own
-// (sqlcore.Export).
+// export pool (exportPragmas): a page is one statement and needs no
+// transaction of its own (sqlcore.Export).
 func (s *Store) Export(ctx context.Context, q store.ExportQuery, fn func(pos int64, r *store.Resource) error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	return sqlcore.Export(ctx, sqlcore.SQLite, sqlQuerier{s.rdb}, &q, s.paramKey(ctx, s.rdb, q.Type), &rawBody{}, fn)
+	return sqlcore.Export(ctx, sqlcore.SQLite, sqlQuerier{s.xdb}, &q, s.paramKey(ctx, s.rdb, q.Type), &rawBody{}, fn)
 }
 
 // rawBody lends a body's bytes from database/sql without a copy.

@@ -2,10 +2,13 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 // ExplainSearch returns SQLite's EXPLAIN QUERY PLAN of the page query Search
@@ -42,3 +45,50 @@ func (s *Store) ExplainSearch(ctx context.Context, q store.Query) (string, error
 	}
 	return b.String(), rows.Err()
 }
+
+// ExplainExport returns SQLite's EXPLAIN QUERY PLAN of the page query
+// Export runs for q, one line per plan step.
+func (s *Store) ExplainExport(ctx context.Context, q store.ExportQuery) (string, error) {
+	e := &explainer{db: s.xdb}
+	err := sqlcore.Export(ctx, sqlcore.SQLite, e, &q, s.paramKey(ctx, s.rdb, q.Type), &rawBody{}, func(int64, *store.Resource) error { return nil })
+	return e.plan.String(), errors.Join(err, e.err)
+}
+
+// explainer runs EXPLAIN QUERY PLAN of the queries given it and answers
+// them with no row.
+type explainer struct {
+	db   *sql.DB
+	plan strings.Builder
+	err  error
+}
+
+func (e *explainer) Exec(context.Context, string, ...any) (int64, error) {
+	return 0, errors.New("explainer: exec")
+}
+
+func (e *explainer) QueryRow(context.Context, string, ...any) sqlcore.Row { return nil }
+
+func (e *explainer) Query(ctx context.Context, text string, args ...any) (sqlcore.Rows, error) {
+	rows, err := e.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+text, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(&e.plan, detail)
+	}
+	e.err = rows.Err()
+	return noRows{}, nil
+}
+
+type noRows struct{}
+
+func (noRows) Next() bool        { return false }
+func (noRows) Err() error        { return nil }
+func (noRows) Close()            {}
+func (noRows) Scan(...any) error { return errors.New("no row") }

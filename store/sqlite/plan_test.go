@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -89,6 +90,46 @@ func TestQueryPlans(t *testing.T) {
 				if !strings.Contains(plan, w) {
 					t.Errorf("plan lacks %q:\n%s", w, plan)
 				}
+			}
+		})
+	}
+}
+
+// TestExportPlans checks that a Bulk Data export's walk reads the covering
+// (type, rid, ...) index alone (migration 0011): no resources row, and the
+// history only for the bodies, or for counting only for resources changed
+// after the snapshot.
+func TestExportPlans(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "plan.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rw := store.ResourceWrite{Type: "Observation", ID: "o1", Patient: "p1", Body: []byte(`{"id":"o1","resourceType":"Observation"}`)}
+	if _, err := s.Apply(ctx, []store.RecordWrite{{Kind: "k", ClinicID: "c", Hash: "h", Resources: []store.ResourceWrite{rw}}}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	for _, tc := range []struct {
+		name string
+		q    store.ExportQuery
+	}{
+		{"files", store.ExportQuery{Type: "Observation", At: at, Count: 1000, After: 5, Last: 9000}},
+		{"counting", store.ExportQuery{Type: "Observation", At: at, Count: 1000, NoBody: true}},
+		{"patients", store.ExportQuery{Type: "Observation", At: at, Count: 1000, Patients: []string{"p1", "p2"}}},
+		{"since", store.ExportQuery{Type: "Observation", At: at, Since: at.Add(-time.Hour), Count: 1000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := s.ExplainExport(ctx, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan, "SEARCH r USING COVERING INDEX resources_type_rid (type=? AND rid>?") {
+				t.Errorf("plan does not walk the covering index:\n%s", plan)
+			}
+			if strings.Contains(plan, "SCAN history") {
+				t.Errorf("plan scans the history:\n%s", plan)
 			}
 		})
 	}
