@@ -7,11 +7,16 @@ import (
 
 // memoryLimitHeadroomMB is what the default memory limit allows the Go
 // runtime beyond the read cache: the working set of the requests in flight
-// (a 500-entry page of resources and a 64 KiB chunk each, docs/design/security.md
-// PERF-ST-1), the auth and rate-limit state, and the collector's headroom.
-// At 1,100 patients and 32 connections the live heap besides the cache is
-// about 30 MiB, so the collector keeps about twice that as headroom.
-const memoryLimitHeadroomMB = 64
+// (a page of up to 500 resources and a 64 KiB chunk each,
+// docs/design/security.md PERF-ST-1), the auth and rate-limit state, and
+// the collector's headroom. Measured (docs/benchmarks.md, "Streamed Bundles
+// and a default memory limit"): with the cache + 64 MiB the $everything
+// scenario's peak RSS fell by about 40 MB but each request cost about a
+// fifth more CPU (the collector and the scavenger at work near a live heap
+// of about 50 MB); the cache + 128 MiB stays above the steady state's heap
+// at 200 patients (about 105 MB at its peak) and caps the heap a burst
+// could grow to, where GOGC alone lets it reach twice the largest live heap.
+const memoryLimitHeadroomMB = 128
 
 // ApplyMemoryLimit sets the Go runtime's soft memory limit to
 // cfg.MemoryLimitMB (docs/design/security.md PERF-ST-4) and returns the
