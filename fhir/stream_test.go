@@ -82,6 +82,18 @@ func TestBundleStreamedInChunks(t *testing.T) {
 	}
 }
 
+// TestBundleStreamedHead: HEAD of an answer of many chunks gets the GET's
+// status and content type and no body.
+func TestBundleStreamedHead(t *testing.T) {
+	env := newEnv(t, allowAll)
+	env.fs.put("Patient", "p9", "p9", t0, patientBody("p9", "Nine"))
+	addObservations(env, "p9", "big", 450)
+	w := env.do("HEAD", "/fhir/Patient/p9/$everything", "")
+	if w.Code != 200 || w.Body.Len() != 0 || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/fhir+json") {
+		t.Errorf("HEAD: status %d, %d body bytes, Content-Type %q", w.Code, w.Body.Len(), w.Header().Get("Content-Type"))
+	}
+}
+
 // TestEverythingDefaultPageWholeRecord: without _count, $everything answers
 // a whole compartment of up to search.MaxCount resources in one page
 // (docs/design/security.md PERF-ST-3), not 20 of them.
