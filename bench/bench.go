@@ -302,6 +302,10 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	raw = nil
 	runtime.GC()
 	debug.FreeOSMemory()
+	// The gateway's memory limit (--memory-limit-mb) applies from here: the
+	// synthesised records above are the benchmark's, not the gateway's, and
+	// a limit below them would only slow their ingest.
+	server.ApplyMemoryLimit(cfg)
 
 	// 2. Ids from the store: compartment sizes, a uniform sample of ids.
 	fmt.Fprintf(stderr, "bench: reading ids from the store\n")

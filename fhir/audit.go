@@ -165,6 +165,19 @@ func (s *Server) audit(route auth.Interaction) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			n := &auditNote{route: route}
 			c.Set(contextKeyAudit, n)
+			defer func() {
+				// A streamed Bundle aborted after its first chunk
+				// (bundleWriter.fail) disclosed part of what it noted:
+				// it is audited before the abort goes on to net/http.
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						if ev, ok := s.auditEvent(c, n); ok {
+							s.auditor.Record(c.Request().Context(), ev)
+						}
+					}
+					panic(r)
+				}
+			}()
 			err := next(c)
 			if ev, ok := s.auditEvent(c, n); ok {
 				s.auditor.Record(c.Request().Context(), ev)

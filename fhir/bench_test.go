@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -57,6 +58,50 @@ func BenchmarkSearchBundle(b *testing.B) {
 		e.ServeHTTP(w, req)
 		if w.Code != 200 {
 			b.Fatal(w.Code)
+		}
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps the headers and drops the
+// body, as a client reading to the end does: a benchmark's B/op is then the
+// handler's, not a recorder's copy of the answer.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// BenchmarkEverythingBundle measures a $everything page of 500 entries
+// (the Patient and 499 Observations, about 330 KB) written to a client that
+// discards it.
+func BenchmarkEverythingBundle(b *testing.B) {
+	fs := fixture()
+	fs.put("Patient", "p9", "p9", t0, patientBody("p9", "Nine"))
+	for i := range 499 {
+		id := fmt.Sprintf("e%03d", i)
+		fs.put("Observation", id, "p9", t0, obsBody(id, "p9"), obsRows("p9")...)
+	}
+	s, err := New(Options{
+		Store: fs, Base: testBase, Verifier: allowAll, Clock: fixedClock{t0},
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := echo.New()
+	s.Register(e)
+	req := httptest.NewRequest("GET", "/fhir/Patient/p9/$everything?_count=500", nil)
+	req.Header.Set("Authorization", "Bearer "+defaultToken)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &discardWriter{h: http.Header{}}
+		e.ServeHTTP(w, req)
+		if w.code != 200 || w.n < 300_000 {
+			b.Fatal(w.code, w.n)
 		}
 	}
 }

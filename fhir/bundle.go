@@ -1,6 +1,8 @@
 package fhir
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,27 +26,49 @@ const (
 // link is one Bundle.link (bundle.html#paging, http.html#paging).
 type link struct{ relation, url string }
 
-// bundleWriter assembles a Bundle by appending stored resource bytes; no
+// bundleWriter writes a Bundle by appending stored resource bytes; no
 // resource is unmarshalled or re-marshalled. Members are written in the
 // order resourceType, id, meta, type, total, link, entry, and empty arrays are
 // never written (ele-1).
+//
+// The Bundle is streamed (docs/design/security.md PERF-ST-1): what is
+// appended goes to a buffer of about bundleChunk bytes that is sent to the
+// client whenever an entry ends past bundleChunk, so an answer of any size
+// holds one chunk, not the whole Bundle, in memory. An answer that fits in
+// one chunk is sent whole by write, as before. Once a chunk is sent the
+// status is 200 and cannot change: fail then aborts the connection
+// (PERF-ST-2) so the client sees a broken body, never a complete-looking
+// Bundle with entries missing.
 type bundleWriter struct {
 	buf     []byte
 	base    string
 	entries int
+	c       echo.Context
+	log     *slog.Logger
+	// sent is the number of bytes already sent; > 0 means the status and
+	// headers are sent.
+	sent int
+	// err is the error of a failed send (the client went away).
+	err error
 }
+
+// bundleChunk is how many bytes a streamed Bundle gathers before sending
+// them: large enough that a write is one syscall of many entries, small
+// enough that 32 concurrent answers hold 2 MB of buffers between them.
+const bundleChunk = 64 << 10
 
 // searchEntrySize is what searchEntry appends for r, its body unchanged: the
 // body, the fullUrl and 64 bytes of entry syntax (57 with the longest mode).
-// Sizing the buffer short by a few bytes per entry would copy the whole
-// Bundle once more when the last entries grow it.
 func (s *Server) searchEntrySize(r *store.Resource) int {
 	return len(r.Body) + len(s.base) + len(r.Type) + len(r.ID) + 64
 }
 
-// newBundle starts a Bundle of bundleType; total < 0 leaves total out.
-func (s *Server) newBundle(bundleType string, total int, links []link, sizeHint int) *bundleWriter {
-	b := &bundleWriter{buf: getBundleBuf(512 + sizeHint), base: s.base}
+// newBundle starts a Bundle of bundleType answering c; total < 0 leaves
+// total out. sizeHint is the size of the whole Bundle when known; the
+// buffer is sized for it up to a chunk and a half (an entry larger than
+// that grows it once).
+func (s *Server) newBundle(c echo.Context, bundleType string, total int, links []link, sizeHint int) *bundleWriter {
+	b := &bundleWriter{buf: getBundleBuf(min(512+sizeHint, bundleChunk+bundleChunk/2)), base: s.base, c: c, log: s.log}
 	b.buf = append(b.buf, `{"resourceType":"Bundle","id":"`...)
 	id := uuid.New()
 	b.buf = append(b.buf, id.String()...)
@@ -107,6 +131,7 @@ func (b *bundleWriter) searchEntry(r *store.Resource, body []byte, mode string) 
 	b.buf = append(b.buf, `,"search":{"mode":"`...)
 	b.buf = append(b.buf, mode...)
 	b.buf = append(b.buf, `"}}`...)
+	b.entryDone()
 }
 
 // outcomeEntry appends an OperationOutcome entry with search.mode outcome
@@ -128,6 +153,7 @@ func (b *bundleWriter) outcomeEntry(issues []*Error) {
 		b.buf = appendIssue(b.buf, e)
 	}
 	b.buf = append(b.buf, `]},"search":{"mode":"outcome"}}`...)
+	b.entryDone()
 }
 
 // historyEntry appends a history entry (http.html#history): the version's
@@ -167,9 +193,11 @@ func (b *bundleWriter) historyEntry(r *store.Resource) {
 		b.buf = append(b.buf, '"')
 	}
 	b.buf = append(b.buf, `}}`...)
+	b.entryDone()
 }
 
-// finish closes the Bundle and returns its bytes.
+// finish closes the Bundle and returns its bytes (the unsent rest when
+// chunks were sent).
 func (b *bundleWriter) finish() []byte {
 	if b.entries > 0 {
 		b.buf = append(b.buf, ']')
@@ -177,24 +205,86 @@ func (b *bundleWriter) finish() []byte {
 	return append(b.buf, '}')
 }
 
-// write finishes the Bundle and sends it with the negotiated JSON content
-// type; its buffer then goes back to the pool (the writer is done with it).
-func (b *bundleWriter) write(c echo.Context) error {
-	body := b.finish()
-	b.buf = nil
-	ct, _ := responseType(c)
-	err := c.Blob(http.StatusOK, ct, body)
-	putBundleBuf(body)
-	return err
+// entryDone sends the buffer once it holds a chunk; callers call it after
+// each entry. After a failed send the rest is discarded (the client is
+// gone; write returns the error).
+func (b *bundleWriter) entryDone() {
+	switch {
+	case b.err != nil:
+		b.buf = b.buf[:0]
+	case len(b.buf) >= bundleChunk:
+		b.send()
+	}
 }
 
-// bundleBufs recycles Bundle buffers: a $everything page is about 650 KB,
-// and allocating and zeroing one per request, and collecting it, was a
-// tenth of that scenario's CPU.
+// send sends the buffer, with the status line and the negotiated JSON
+// content type first when nothing was sent yet.
+func (b *bundleWriter) send() {
+	resp := b.c.Response()
+	if b.sent == 0 {
+		ct, _ := responseType(b.c)
+		resp.Header().Set(echo.HeaderContentType, ct)
+		resp.WriteHeader(http.StatusOK)
+	}
+	n, err := resp.Write(b.buf)
+	b.sent += max(n, 1)
+	if err != nil {
+		b.err = err
+	}
+	b.buf = b.buf[:0]
+}
+
+// write finishes the Bundle and sends it (its last chunk when chunks were
+// sent) with the negotiated JSON content type; its buffer then goes back to
+// the pool (the writer is done with it).
+func (b *bundleWriter) write(c echo.Context) error {
+	body := b.finish()
+	if b.sent == 0 {
+		b.buf = nil
+		ct, _ := responseType(c)
+		err := c.Blob(http.StatusOK, ct, body)
+		putBundleBuf(body)
+		return err
+	}
+	b.buf = body
+	if b.err == nil {
+		b.send()
+	}
+	putBundleBuf(b.buf)
+	b.buf = nil
+	return b.err
+}
+
+// fail ends the answer with err. Before anything was sent the buffer is
+// dropped and err returned, so the client gets the OperationOutcome and
+// status err renders. Once a chunk has been sent the status was 200 and
+// the Bundle is incomplete: the connection is aborted (panic with
+// http.ErrAbortHandler: net/http closes an HTTP/1.1 connection without the
+// chunked encoding's last chunk and resets an HTTP/2 stream), so no client
+// takes the part it received for the whole answer (docs/design/security.md
+// PERF-ST-2).
+func (b *bundleWriter) fail(err error) error {
+	buf := b.buf
+	b.buf = nil
+	putBundleBuf(buf)
+	if b.sent == 0 {
+		return err
+	}
+	if b.log != nil {
+		// The kind of error only: a backend's message may quote values.
+		b.log.Warn("bundle aborted after its first chunk", "error_kind", fmt.Sprintf("%T", err))
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// bundleBufs recycles Bundle buffers (a chunk and a half each): allocating
+// and zeroing one per request, and collecting it, was a tenth of the
+// $everything scenario's CPU when a Bundle was built whole.
 var bundleBufs sync.Pool // of *[]byte
 
-// maxPooledBundle is the largest buffer kept for reuse.
-const maxPooledBundle = 8 << 20
+// maxPooledBundle is the largest buffer kept for reuse: an entry larger
+// than a chunk grows the buffer once, and such a buffer is not kept.
+const maxPooledBundle = 1 << 20
 
 func getBundleBuf(n int) []byte {
 	if p, ok := bundleBufs.Get().(*[]byte); ok && cap(*p) >= n {
@@ -204,7 +294,7 @@ func getBundleBuf(n int) []byte {
 }
 
 func putBundleBuf(b []byte) {
-	if cap(b) <= maxPooledBundle {
+	if b != nil && cap(b) <= maxPooledBundle {
 		bundleBufs.Put(&b)
 	}
 }

@@ -10,8 +10,17 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/fhir/search"
 	"github.com/ketabridge/ketabridge/store"
 )
+
+// everythingDefaultCount is the page size of a $everything without _count
+// (docs/design/security.md PERF-ST-3): the largest page, search.MaxCount, so
+// a client pulling a whole record makes one request for a compartment of up
+// to 500 resources instead of one per 20. The Bundle is streamed
+// (bundleWriter), so the page size costs the page's resources from the
+// store, not a second copy of them as a Bundle.
+const everythingDefaultCount = search.MaxCount
 
 // everything serves GET [base]/Patient/[id]/$everything
 // (operation-patient-everything.html) with _since, _type, _count and
@@ -29,6 +38,9 @@ func (s *Server) everything(c echo.Context) error {
 	count, offset, warnings, err := pageParams(values, lenient(c), "_since", "_type")
 	if err != nil {
 		return err
+	}
+	if _, given := values["_count"]; !given {
+		count = everythingDefaultCount
 	}
 	eq, canon, err := s.everythingQuery(values, id, count, offset)
 	if err != nil {
@@ -66,7 +78,7 @@ func (s *Server) everything(c echo.Context) error {
 	for i := range rs {
 		size += s.searchEntrySize(&rs[i])
 	}
-	b := s.newBundle(bundleSearchset, total, links, size)
+	b := s.newBundle(c, bundleSearchset, total, links, size)
 	for i := range rs {
 		if rs[i].Deleted || len(rs[i].Body) == 0 {
 			continue

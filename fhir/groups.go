@@ -231,7 +231,7 @@ func (s *Server) groupSearch(c echo.Context) error {
 	for i := range rs {
 		size += s.searchEntrySize(&rs[i])
 	}
-	b := s.newBundle(bundleSearchset, len(rs), nil, size)
+	b := s.newBundle(c, bundleSearchset, len(rs), nil, size)
 	for i := range rs {
 		b.searchEntry(&rs[i], nil, modeMatch)
 	}

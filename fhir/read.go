@@ -254,7 +254,7 @@ func (s *Server) history(c echo.Context) error {
 	}
 	path := s.base + "/" + typ + "/" + id + "/_history"
 	links := pageLinks(path, nil, count, offset, offset+len(versions) < total)
-	b := s.newBundle(bundleHistory, total, links, size)
+	b := s.newBundle(c, bundleHistory, total, links, size)
 	for i := range versions {
 		b.historyEntry(&versions[i])
 	}

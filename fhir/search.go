@@ -135,11 +135,11 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	for i := range included {
 		size += s.searchEntrySize(&included[i])
 	}
-	b := s.newBundle(bundleSearchset, total, links, size)
+	b := s.newBundle(c, bundleSearchset, total, links, size)
 	for i := range matches {
 		body, err := rewrite.apply(matches[i].Body)
 		if err != nil {
-			return err
+			return b.fail(err)
 		}
 		b.searchEntry(&matches[i], body, modeMatch)
 	}

@@ -44,6 +44,10 @@ type Config struct {
 	// CacheMB bounds the in-memory read cache (no Redis), or each replica's
 	// near cache in front of Redis; 0 disables it.
 	CacheMB int
+	// MemoryLimitMB is the Go runtime's soft memory limit in MiB
+	// (ApplyMemoryLimit); 0 sets none. "auto" (the default) is CacheMB +
+	// memoryLimitHeadroomMB.
+	MemoryLimitMB int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
 	RateLimit float64
 	// RateBurst is the per-client bucket size.
@@ -115,10 +119,10 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 // key-encryption key) redacted, for logs.
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
-		"cache-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
+		"cache-mb=%d memory-limit-mb=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
 		"clinic-organization=%s payer-access-coverage-only=%t app-frame-ancestors=%s partner-logins=%d",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.ReadCache, c.CacheMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
+		c.ReadCache, c.CacheMB, c.MemoryLimitMB, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
 		c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes, c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
 		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly, strings.Join(c.AppFrameAncestors, ","), len(c.PartnerLogins))
 }
@@ -157,6 +161,7 @@ var Settings = []Setting{
 	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB: the whole cache without Redis, each replica's near cache with it (0 = none)"},
+	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "auto", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); auto = --cache-mb + 128; 0 = none (GOMEMLIMIT, when set, wins over auto)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
 	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},
@@ -210,7 +215,7 @@ func AddFlags(fs *flag.FlagSet) *ConfigFlags {
 func (cf *ConfigFlags) Config(getenv func(string) string) (Config, error) {
 	given := map[string]bool{}
 	cf.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	r := reader{vals: map[string]string{}, source: map[string]string{}}
+	r := reader{vals: map[string]string{}, source: map[string]string{}, getenv: getenv}
 	for _, s := range Settings {
 		v, src := *cf.vals[s.Name], "--"+s.Name
 		if !given[s.Name] {
@@ -234,6 +239,7 @@ func (cf *ConfigFlags) Config(getenv func(string) string) (Config, error) {
 // reader holds the settings' values and where each came from.
 type reader struct {
 	vals, source map[string]string
+	getenv       func(string) string
 }
 
 func (r *reader) bad(name, why string) error {
@@ -295,6 +301,17 @@ func readLimits(r *reader, c *Config) error {
 	var err error
 	if c.CacheMB, err = strconv.Atoi(r.vals["cache-mb"]); err != nil || c.CacheMB < 0 || c.CacheMB > 1<<16 {
 		return r.bad("cache-mb", "must be a whole number of MiB from 0 (no cache) to 65536")
+	}
+	switch v := r.vals["memory-limit-mb"]; v {
+	case "auto":
+		c.MemoryLimitMB = c.CacheMB + memoryLimitHeadroomMB
+		if r.getenv("GOMEMLIMIT") != "" {
+			c.MemoryLimitMB = 0 // the runtime read it at start
+		}
+	default:
+		if c.MemoryLimitMB, err = strconv.Atoi(v); err != nil || c.MemoryLimitMB < 0 || (c.MemoryLimitMB > 0 && c.MemoryLimitMB < c.CacheMB+32) {
+			return r.bad("memory-limit-mb", "must be auto, 0 (none) or a whole number of MiB at least --cache-mb + 32")
+		}
 	}
 	if c.RateLimit, err = strconv.ParseFloat(r.vals["rate-limit"], 64); err != nil || c.RateLimit < 0 ||
 		math.IsInf(c.RateLimit, 0) || math.IsNaN(c.RateLimit) {

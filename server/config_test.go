@@ -74,6 +74,26 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("String leaks the password: %s", c)
 			}
 		}},
+		{"memory limit auto follows the cache", []string{"--cache-mb", "64"}, nil, func(t *testing.T, c Config) {
+			if c.MemoryLimitMB != 64+memoryLimitHeadroomMB {
+				t.Errorf("memory limit %d MiB with a 64 MiB cache", c.MemoryLimitMB)
+			}
+		}},
+		{"memory limit auto yields to GOMEMLIMIT", nil, map[string]string{"GOMEMLIMIT": "1GiB"}, func(t *testing.T, c Config) {
+			if c.MemoryLimitMB != 0 {
+				t.Errorf("memory limit %d MiB over GOMEMLIMIT", c.MemoryLimitMB)
+			}
+		}},
+		{"memory limit given", nil, map[string]string{"KETABRIDGE_MEMORY_LIMIT_MB": "512", "GOMEMLIMIT": "1GiB"}, func(t *testing.T, c Config) {
+			if c.MemoryLimitMB != 512 {
+				t.Errorf("memory limit %d MiB", c.MemoryLimitMB)
+			}
+		}},
+		{"memory limit off", []string{"--memory-limit-mb", "0"}, nil, func(t *testing.T, c Config) {
+			if c.MemoryLimitMB != 0 {
+				t.Errorf("memory limit %d MiB", c.MemoryLimitMB)
+			}
+		}},
 		{"clinic namespace and organization", []string{"--clinic-organization", "org-lakeside"}, map[string]string{
 			"KETABRIDGE_IDENTIFIER_SYSTEM_BASE": "https://lakeside-ketamine.example/fhir/sid"}, func(t *testing.T, c Config) {
 			if c.IdentifierSystemBase != "https://lakeside-ketamine.example/fhir/sid" || c.ClinicOrganization != "org-lakeside" {
@@ -128,6 +148,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"redis scheme", nil, map[string]string{"KETABRIDGE_REDIS_URL": "memcache://cache:6379"}, "invalid KETABRIDGE_REDIS_URL"},
 		{"redis without host", []string{"--redis-url", "redis://"}, nil, "invalid --redis-url"},
 		{"cache size", []string{"--cache-mb", "-1"}, nil, "invalid --cache-mb"},
+		{"memory limit word", []string{"--memory-limit-mb", "lots"}, nil, "invalid --memory-limit-mb"},
+		{"memory limit below the cache", []string{"--cache-mb", "256", "--memory-limit-mb", "200"}, nil, "at least --cache-mb + 32"},
+		{"memory limit negative", nil, map[string]string{"KETABRIDGE_MEMORY_LIMIT_MB": "-1"}, "invalid KETABRIDGE_MEMORY_LIMIT_MB"},
 		{"rate limit", nil, map[string]string{"KETABRIDGE_RATE_LIMIT": "fast"}, "invalid KETABRIDGE_RATE_LIMIT"},
 		{"rate burst", []string{"--rate-burst", "0"}, nil, "invalid --rate-burst"},
 		{"metrics addr", []string{"--metrics-addr", "9090"}, nil, "invalid --metrics-addr"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 
 	"github.com/ketabridge/ketabridge/mapping/synth"
@@ -30,6 +31,9 @@ func serve(ctx context.Context, inv *invocation, demo bool) error {
 	g, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	if limit := server.ApplyMemoryLimit(cfg); limit < math.MaxInt64 {
+		log.Info("memory limit", "mib", limit>>20)
 	}
 	defer func() {
 		if err := g.Close(); err != nil {
