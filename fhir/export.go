@@ -917,16 +917,22 @@ func (s *Server) exportFileGet(c echo.Context) error {
 		return nil
 	}
 	err = s.writeFile(ctx, req, &res, f, out)
-	if gz != nil {
-		if cerr := gz.Close(); err == nil {
-			err = cerr
-		}
-	}
 	if err != nil && !errors.Is(err, errRangeDone) {
-		// The status is sent: the client sees a short body (its length,
-		// the chunked encoding or the gzip stream tells it) and resumes
-		// with a range.
+		// The status is sent. Ending the handler normally would close the
+		// chunked encoding with its last chunk, or the gzip stream with a
+		// valid trailer, and the client would take the part it received
+		// for the whole file. Abort the connection instead (as a streamed
+		// Bundle does, PERF-ST-2): the client sees a broken body and
+		// resumes with a range (BULK-8's snapshot makes the bytes the
+		// same).
 		s.log.Warn("export file aborted", "error_kind", fmt.Sprintf("%T", err))
+		panic(http.ErrAbortHandler)
+	}
+	if gz != nil {
+		if err := gz.Close(); err != nil {
+			s.log.Warn("export file aborted", "error_kind", fmt.Sprintf("%T", err))
+			panic(http.ErrAbortHandler)
+		}
 	}
 	return nil
 }
