@@ -68,6 +68,12 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 			now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
 			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
 			var err error
+			if !safe {
+				// The set-based path (bulk.go); a failing write reruns
+				// the batch below, a savepoint per record.
+				results, failed, err = a.applyBulk(records)
+				return err
+			}
 			results, failed, err = sqlcore.Records(ctx, records, func(rec *store.RecordWrite) (store.WriteResult, error) {
 				return sqlcore.Record(a, rec, now, safe)
 			})
