@@ -32,8 +32,8 @@ import (
 // batch is rerun on the per-record path with a savepoint per record
 // (Apply), which rolls the failing record back alone. A run the bulk path
 // cannot decide without the per-record order (a record dropping a resource
-// another record of the run produces, a key twice in one record) is written
-// on the per-record path, in the same transaction.
+// another record of the run names) is written on the per-record path, in
+// the same transaction.
 
 // bulkApply is one Apply attempt on the bulk path: its records' outcomes.
 type bulkApply struct {
@@ -183,14 +183,9 @@ func (b *bulkApply) run(records []store.RecordWrite, start, end int) error {
 		for _, e := range rec.Expect {
 			name(e.Key, i)
 		}
-		seen := make(map[store.Key]struct{}, len(rec.Resources))
+		// Validate refused a resource listed twice in one record.
 		for j := range rec.Resources {
-			k := store.Key{Type: rec.Resources[j].Type, ID: rec.Resources[j].ID}
-			if _, twice := seen[k]; twice {
-				return b.perRecord(records, start, end)
-			}
-			seen[k] = struct{}{}
-			name(k, i)
+			name(store.Key{Type: rec.Resources[j].Type, ID: rec.Resources[j].ID}, i)
 		}
 	}
 	for i := start; i < end; i++ {
