@@ -11,24 +11,31 @@ import (
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
-// The bulk path of Apply (docs/design/architecture.md, PERF-PG-1): a batch is
-// cut into runs of records that share no record key and no resource key,
-// and each run is written set-based in a fixed number of round trips
-// whatever its size: one SELECT of the runs' source rows, one of the current
-// rows of every resource they name, one allocation of the new rids and
-// srids, then COPY (pgx CopyFrom, the binary protocol) of the new
-// source_records, resources, history and index rows, and array UPDATEs and
-// DELETEs for the existing ones. The decisions are sqlcore's, record by
-// record in batch order, exactly as on the per-record path (Record); only
-// the writing is batched. Records in one run are independent (disjoint
-// keys), so deciding them all against the state before the run gives what
-// deciding them one after the other would. A later run sees the earlier
-// runs' rows: the transaction is the same.
+// The bulk path of Apply (docs/design/architecture.md, "The data flows":
+// Ingest). A batch is cut into runs of records that share no record key and
+// no resource key, and each run is written set-based in a fixed number of
+// round trips whatever its size: one SELECT of the run's source rows, one of
+// the current rows of every resource it names, one allocation each of the
+// new rids and srids (nextval, in batch order: insertion order is kept),
+// then COPY (pgx CopyFrom, the binary protocol) of the new source_records,
+// resources, history and index rows, and one UPDATE or DELETE from arrays
+// (unnest) per table for the rows that exist. New rows go straight into
+// their tables: under the apply lock nothing else writes them, so there is
+// nothing to merge and no staging table is needed; existing rows are merged
+// from the arrays, which serve as the staging set without a temporary
+// table's catalog writes.
+//
+// The decisions are sqlcore's, record by record in batch order, exactly as
+// on the per-record path (sqlcore.Record); only the writing is batched.
+// Records of one run are independent (disjoint keys), so deciding each
+// against the state before the run gives what deciding them one after the
+// other would; a later run sees the earlier runs' rows (same transaction).
+// storetest.RunBatchApply holds this to the per-record answers.
 //
 // A record failing its checks (validation, preconditions, a body that
 // cannot be stamped) fails alone and writes nothing, as before. A write
-// failing in the database (a COPY refusing a row: an I/O or SQL error, not a
-// property the checks see) aborts the attempt with a *sqlcore.Retry: the
+// failing in the database (a COPY refusing a row: an I/O or SQL error, not
+// a property the checks see) aborts the attempt with a *sqlcore.Retry: the
 // batch is rerun on the per-record path with a savepoint per record
 // (Apply), which rolls the failing record back alone. A run the bulk path
 // cannot decide without the per-record order (a record dropping a resource

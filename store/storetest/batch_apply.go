@@ -17,7 +17,7 @@ import (
 // drops and another produces, a precondition on what an earlier record
 // wrote), unchanged, failing and updating records mixed with new ones, and
 // a resource's duplicate index rows. A backend writing a batch set-based
-// (store/postgres's bulk path, docs/design/architecture.md PERF-PG-1) must
+// (store/postgres's bulk path) must
 // decide these in order as the per-record path does.
 func RunBatchApply(t *testing.T, newStore NewStoreFunc) {
 	t.Run("SameRecordTwice", func(t *testing.T) { testBatchSameRecordTwice(t, newStore) })
