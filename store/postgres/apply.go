@@ -27,15 +27,19 @@ LATERAL (SELECT last_updated AS m FROM resources WHERE type = t.typ ORDER BY las
 const updResSQL = `UPDATE resources SET version = $1, last_updated = $2, deleted = $3, patient = $4, hash = $5, src = $6 WHERE rid = $7`
 
 // Apply implements store.Store.Apply, whose doc states the semantics;
-// sqlcore.Record decides what each record writes. Each record is first
-// checked and its bodies stamped in memory; a record failing there writes
-// nothing. Should one of its writes then fail (an I/O or SQL error, not a
-// property of the record's data), the transaction is rolled back and the
-// batch rerun with a SAVEPOINT per record, so the failing record is rolled
-// back alone and the others land.
+// sqlcore decides what each record writes. Each record is first checked and
+// its bodies stamped in memory; a record failing there writes nothing. The
+// batch is written set-based (bulk.go: COPY and array statements per run of
+// independent records). Should a write then fail (an I/O or SQL error, not
+// a property of the record's data), the transaction is rolled back and the
+// batch rerun record by record with a SAVEPOINT each (sqlcore.Record), so
+// the failing record is rolled back alone and the others land.
 // The batch runs in one transaction holding the schema's advisory lock
 // (applyLock), so replicas writing at once neither race on versions nor
-// deadlock.
+// deadlock, and lastUpdated follows commit order within a type (the
+// store.Store.Apply guarantee _lastUpdated polls and _since exports rely
+// on). A lock per compartment would let two replicas commit Observations
+// out of their lastUpdated order, so the lock stays per schema.
 func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
 	if len(records) == 0 {
 		return nil, nil
@@ -68,6 +72,12 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 			now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
 			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
 			var err error
+			if !safe {
+				// The set-based path (bulk.go); a failing write reruns
+				// the batch below, a savepoint per record.
+				results, failed, err = a.applyBulk(records)
+				return err
+			}
 			results, failed, err = sqlcore.Records(ctx, records, func(rec *store.RecordWrite) (store.WriteResult, error) {
 				return sqlcore.Record(a, rec, now, safe)
 			})

@@ -75,3 +75,29 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 	defer s.Close()
 	storetest.CheckLabelsIndexed(t, s)
 }
+
+// TestMigrationDropsIndexForeignKeys: after migration 0010, history and the
+// index tables carry no foreign key to resources (the bulk path's COPY pays
+// no per-row check); resources, the table they name, is unchanged.
+func TestMigrationDropsIndexForeignKeys(t *testing.T) {
+	ctx := context.Background()
+	url := freshSchema(t)
+	s, err := postgres.Open(ctx, url, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_constraint
+		WHERE contype = 'f' AND connamespace = current_schema()::regnamespace AND confrelid = 'resources'::regclass`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d foreign keys to resources remain", n)
+	}
+}

@@ -13,7 +13,9 @@
 //
 // Writes of resources (Apply) are serialized per schema by a transaction-level
 // advisory lock, so replicas writing at once neither race on versions nor
-// deadlock; reads run concurrently under READ COMMITTED snapshots.
+// deadlock and lastUpdated follows commit order within a type; reads run
+// concurrently under READ COMMITTED snapshots. A batch is written set-based:
+// COPY of the new rows, array statements for the existing ones (bulk.go).
 package postgres
 
 import (
