@@ -114,6 +114,9 @@ type Store struct {
 	idleMu    sync.Mutex
 	idle      *time.Timer
 	ingesting bool
+
+	// bulk is set while a bulk load runs (BeginBulk; guarded by wsem).
+	bulk bool
 }
 
 // The writer's page cache: large while records are ingested (the index
@@ -213,6 +216,11 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 	}
 	if err := migrate(ctx, s.w); err != nil {
 		return fail(err)
+	}
+	// A bulk load that never ended (its process died): build the indexes it
+	// dropped (bulk.go).
+	if err := rebuildIndexes(ctx, s.w); err != nil {
+		return fail(fmt.Errorf("store: sqlite: finish an interrupted bulk load: %w", err))
 	}
 	if err := s.w.Raw(func(dc any) error {
 		var err error
