@@ -8,44 +8,62 @@ import (
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
+	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
 // A bulk load (store.BulkWriter; docs/design/architecture.md PERF-SQLB-1).
 //
-// Each resource costs the writer about 25 B-tree inserts, and most of them
-// go to secondary indexes whose keys arrive in random order: every index
-// row of a search table is written twice (its primary key and its
-// (rid, pid) index), every resource and history row adds a compartment,
-// export and version index entry. Into an empty store, a bulk load drops
-// those indexes and builds them once at the end, where CREATE INDEX sorts
-// the keys and writes each page once. Nothing else changes: Apply writes the
-// same rows under the same transactions (synchronous=NORMAL, committed per
-// call), so a crash loses no committed record; the indexes' CREATE
-// statements are saved in bulk_indexes in the transaction that drops them,
-// and Open builds them again when it finds any there.
+// Most of the writer's time goes to the search tables: each is a WITHOUT
+// ROWID B-tree keyed (pid, value..., rid), so every index row is an insert
+// at a random place in a large tree, plus its (rid, pid) index entry. Into
+// an empty store, a bulk load writes index rows to staging tables instead
+// (bulk_idx_*: plain rowid tables, appended to, with a rid index for the
+// updates a load may make) and drops the search tables and the secondary
+// indexes of resources and history. When it ends, each search table is
+// created again and filled from its staging table in key order (appends to
+// a growing tree), and the indexes are built by sorting: every page written
+// once. Apply writes everything else as always, under the same
+// transactions (synchronous=NORMAL, committed per call), so a crash loses
+// no committed record; the dropped tables' and indexes' CREATE statements
+// are saved in bulk_indexes in the transaction that drops them, and Open
+// finishes a load it finds there.
 //
 // Kept during the load: the unique indexes (they answer "exists?" for each
 // record and resource written) and resources_updated (each Apply reads the
-// latest lastUpdated of its types through it). Reads that name a dropped
-// index (INDEXED BY) fail until the load ends; the store was empty, so they
-// could only have seen the load's own records.
+// latest lastUpdated of its types through it). Searches, refs and
+// $everything fail during the load ("no such table"), never answering from
+// a partial index; reads and history answer (history more slowly).
+//
+// "Empty" is a new store: at most bulkStageMax resources (the gateway's own
+// definitions, a first small import), whose index rows are copied to the
+// staging tables. Into a store that holds more nothing is dropped: its
+// readers need the indexes, and sorting them again could cost more than the
+// load.
 
-// bulkTables are the tables whose secondary indexes a bulk load drops.
-var bulkTables = []string{"resources", "history", "idx_token", "idx_string", "idx_date", "idx_ref", "idx_number", "idx_quantity"}
+// bulkIndexTables are the tables whose secondary indexes a bulk load drops
+// (the search tables go whole).
+var bulkIndexTables = []string{"resources", "history"}
 
-// bulkKeep are the indexes of bulkTables a bulk load keeps.
+// bulkKeep are the indexes of bulkIndexTables a bulk load keeps.
 var bulkKeep = []string{"resources_updated"}
+
+// bulkStageMax is the most resources a store may hold for a bulk load to
+// stage (a variable for tests).
+var bulkStageMax = 10_000
 
 // bulkCache is the writer's page cache during a bulk load.
 const bulkCache = "PRAGMA cache_size = -131072" // 128 MiB
 
+// stagingTable names the staging table of an index kind.
+func stagingTable(kind store.IndexKind) string { return "bulk_" + sqlcore.IndexTables[kind] }
+
 // errBulkActive is BeginBulk's error while a load runs.
 var errBulkActive = errors.New("store: sqlite: a bulk load is already running")
 
-// BeginBulk implements store.BulkWriter. Into an empty store (no resource
-// ever written) it drops the secondary indexes of the resource tables; into
-// one that holds resources it keeps them (its readers need them) and only
-// enlarges the writer's cache. end builds the dropped indexes.
+// BeginBulk implements store.BulkWriter. Into an empty store (at most
+// bulkStageMax resources) it stages the index rows and drops the search tables and
+// the secondary indexes; into one that holds resources it only enlarges the
+// writer's cache. end builds what was dropped.
 func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error, err error) {
 	if err := s.lockWriter(ctx); err != nil {
 		return nil, err
@@ -54,55 +72,25 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 	if s.bulk {
 		return nil, errBulkActive
 	}
+	staged := false
 	err = execTx(ctx, s.w, func() error {
-		var empty bool
-		if err := s.w.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM resources)`).Scan(&empty); err != nil {
+		var small bool
+		if err := s.w.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM resources LIMIT ?)) <= ? AND NOT EXISTS (SELECT 1 FROM bulk_indexes)`,
+			bulkStageMax+1, bulkStageMax).Scan(&small); err != nil {
 			return err
 		}
-		if !empty {
+		if !small {
 			return nil
 		}
-		q := `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN (` +
-			placeholders(len(bulkTables)) + `) AND name NOT IN (` + placeholders(len(bulkKeep)) + `) ORDER BY name`
-		var args []any
-		for _, t := range bulkTables {
-			args = append(args, t)
-		}
-		for _, n := range bulkKeep {
-			args = append(args, n)
-		}
-		rows, err := s.w.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		var names, stmts []string
-		for rows.Next() {
-			var name, stmt string
-			if err := rows.Scan(&name, &stmt); err != nil {
-				rows.Close()
-				return err
-			}
-			names, stmts = append(names, name), append(stmts, stmt)
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		for i, name := range names {
-			if _, err := s.w.ExecContext(ctx, `INSERT INTO bulk_indexes (name, sql) VALUES (?, ?)`, name, stmts[i]); err != nil {
-				return err
-			}
-			if _, err := s.w.ExecContext(ctx, `DROP INDEX "`+name+`"`); err != nil {
-				return err
-			}
-		}
-		return nil
+		staged = true
+		return stage(ctx, s.w)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: begin bulk load: %w", err)
 	}
-	s.bulk = true
+	s.bulk, s.staged = true, staged
 	_, _ = s.w.ExecContext(ctx, bulkCache)
-	s.ingesting = true // releaseWhenIdle shrinks it once the load pauses
+	s.ingesting = true // releaseWhenIdle shrinks the cache once the load pauses
 	ended := false
 	return func(ctx context.Context) error {
 		if err := s.lockWriter(ctx); err != nil {
@@ -112,10 +100,10 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 		if ended {
 			return errors.New("store: sqlite: the bulk load has ended")
 		}
-		if err := rebuildIndexes(ctx, s.w); err != nil {
+		if err := finishBulk(ctx, s.w); err != nil {
 			return fmt.Errorf("store: sqlite: end bulk load: %w", err)
 		}
-		ended, s.bulk = true, false
+		ended, s.bulk, s.staged = true, false, false
 		s.releaseWhenIdle()
 		return nil
 	}, nil
@@ -123,28 +111,126 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 
 var _ store.BulkWriter = (*Store)(nil)
 
-// rebuildIndexes builds the indexes a bulk load dropped (bulk_indexes),
-// idempotently, in one transaction. The sort runs in temporary files, not
-// in memory (temp_store is MEMORY otherwise): the keys of a million
-// resources' index rows would not fit the memory budget.
-func rebuildIndexes(ctx context.Context, c *sql.Conn) error {
-	rows, err := c.QueryContext(ctx, `SELECT name, sql FROM bulk_indexes ORDER BY name`)
+// stage saves and drops the search tables and the secondary indexes of
+// resources and history, and creates the staging tables, inside the
+// caller's transaction on c.
+func stage(ctx context.Context, c *sql.Conn) error {
+	var args []any
+	for _, t := range bulkIndexTables {
+		args = append(args, t)
+	}
+	for _, n := range bulkKeep {
+		args = append(args, n)
+	}
+	for _, t := range sqlcore.IndexTables[store.KindToken:] {
+		args = append(args, t)
+	}
+	q := `SELECT name, type, sql FROM sqlite_schema WHERE sql IS NOT NULL AND (
+	    (type = 'index' AND tbl_name IN (` + placeholders(len(bulkIndexTables)) + `) AND name NOT IN (` + placeholders(len(bulkKeep)) + `))
+	    OR (type = 'table' AND name IN (` + placeholders(len(sqlcore.IndexTables)-1) + `)))`
+	rows, err := c.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}
-	var stmts []string
+	type saved struct{ name, typ, sql string }
+	var all []saved
 	for rows.Next() {
-		var name, stmt string
-		if err := rows.Scan(&name, &stmt); err != nil {
+		var v saved
+		if err := rows.Scan(&v.name, &v.typ, &v.sql); err != nil {
 			rows.Close()
 			return err
 		}
-		stmts = append(stmts, ifNotExists(stmt))
+		all = append(all, v)
 	}
 	if err := rows.Close(); err != nil {
 		return err
 	}
-	if len(stmts) == 0 {
+	// The search tables' own indexes go with them; save their definitions.
+	for _, t := range sqlcore.IndexTables[store.KindToken:] {
+		rows, err := c.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL AND tbl_name = ?`, t)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			v := saved{typ: "index"}
+			if err := rows.Scan(&v.name, &v.sql); err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, v)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	for _, v := range all {
+		if _, err := c.ExecContext(ctx, `INSERT INTO bulk_indexes (name, type, sql) VALUES (?, ?, ?)`, v.name, v.typ, v.sql); err != nil {
+			return err
+		}
+	}
+	for k := store.KindToken; k <= store.KindQuantity; k++ {
+		t, st := sqlcore.IndexTables[k], stagingTable(k)
+		for _, q := range []string{
+			`CREATE TABLE ` + st + ` AS SELECT * FROM ` + t, // what a new store holds: its definitions' rows
+			`CREATE INDEX ` + st + `_rid ON ` + st + ` (rid)`,
+			`DROP TABLE ` + t,
+		} {
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range all {
+		if v.typ != "index" || !strings.HasPrefix(v.name, "resources") && !strings.HasPrefix(v.name, "history") {
+			continue
+		}
+		if _, err := c.ExecContext(ctx, `DROP INDEX IF EXISTS "`+v.name+`"`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexKeys are the search tables' primary keys: the order a staging
+// table is copied in.
+var indexKeys = [sqlcore.NumKinds]string{
+	store.KindToken:     "pid, code, system, rid",
+	store.KindString:    "pid, value, rid",
+	store.KindDate:      "pid, lo, hi, rid",
+	store.KindReference: "pid, target, rid",
+	store.KindNumber:    "pid, num, rid",
+	store.KindQuantity:  "pid, num, system, code, rid",
+}
+
+// finishBulk ends a bulk load, in one transaction: the search tables are
+// created again and filled from their staging tables in key order, then
+// the saved indexes are built. It does nothing when no load was staged, so
+// Open calls it every time. Sorts run in temporary files, not in memory
+// (temp_store is MEMORY otherwise): the keys of a million resources' index
+// rows would not fit the memory budget.
+func finishBulk(ctx context.Context, c *sql.Conn) error {
+	rows, err := c.QueryContext(ctx, `SELECT name, type, sql FROM bulk_indexes ORDER BY type DESC, name`) // tables first
+	if err != nil {
+		return err
+	}
+	var tables, indexes []string
+	for rows.Next() {
+		var name, typ, stmt string
+		if err := rows.Scan(&name, &typ, &stmt); err != nil {
+			rows.Close()
+			return err
+		}
+		if typ == "table" {
+			tables = append(tables, name)
+		} else {
+			indexes = append(indexes, ifNotExists(stmt))
+		}
+		_ = stmt
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if len(tables) == 0 && len(indexes) == 0 {
 		return nil
 	}
 	if _, err := c.ExecContext(ctx, "PRAGMA temp_store = FILE"); err != nil {
@@ -152,7 +238,27 @@ func rebuildIndexes(ctx context.Context, c *sql.Conn) error {
 	}
 	defer func() { _, _ = c.ExecContext(context.Background(), "PRAGMA temp_store = MEMORY") }()
 	return execTx(ctx, c, func() error {
-		for _, st := range stmts {
+		for k := store.KindToken; k <= store.KindQuantity; k++ {
+			var stmt string
+			err := c.QueryRowContext(ctx, `SELECT sql FROM bulk_indexes WHERE name = ? AND type = 'table'`, sqlcore.IndexTables[k]).Scan(&stmt)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			t, st := sqlcore.IndexTables[k], stagingTable(k)
+			for _, q := range []string{
+				ifNotExistsTable(stmt),
+				`INSERT OR IGNORE INTO ` + t + ` SELECT * FROM ` + st + ` ORDER BY ` + indexKeys[k],
+				`DROP TABLE ` + st,
+			} {
+				if _, err := c.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("%s: %w", t, err)
+				}
+			}
+		}
+		for _, st := range indexes {
 			if _, err := c.ExecContext(ctx, st); err != nil {
 				return err
 			}
@@ -168,6 +274,14 @@ func ifNotExists(stmt string) string {
 		if rest, ok := strings.CutPrefix(stmt, p); ok && !strings.HasPrefix(rest, "IF NOT EXISTS ") {
 			return p + "IF NOT EXISTS " + rest
 		}
+	}
+	return stmt
+}
+
+// ifNotExistsTable makes a saved CREATE TABLE statement idempotent.
+func ifNotExistsTable(stmt string) string {
+	if rest, ok := strings.CutPrefix(stmt, "CREATE TABLE "); ok && !strings.HasPrefix(rest, "IF NOT EXISTS ") {
+		return "CREATE TABLE IF NOT EXISTS " + rest
 	}
 	return stmt
 }

@@ -10,6 +10,10 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
+// RunBulk runs only the suite's bulk-load test ("Bulk"), for a backend
+// that tests its bulk path under more than one setting.
+func RunBulk(t *testing.T, newStore NewStoreFunc) { testBulk(t, newStore) }
+
 // testBulk: a bulk load (store.BulkWriter) gives the same store as the same
 // Apply calls made without one - reads, versions, history, searches of
 // every index kind, sorts, compartments, $everything, refs and source
