@@ -130,6 +130,23 @@ func OpenData(ctx context.Context, cfg Config, log *slog.Logger) (*Data, error) 
 // Ingester is the ingest pipeline, writing through the read cache.
 func (d *Data) Ingester() *ingest.Service { return d.ingest }
 
+// BeginBulk starts a bulk load on the durable store when it has a bulk path
+// (store.BulkWriter; docs/design/architecture.md PERF-SQLB-1): a large
+// import (`ketabridge import --bulk`, the benchmark) runs its ingests
+// between it and end, through Ingester as always. ok is false, and end does
+// nothing, when the store has none (the ingests are then plain ones).
+func (d *Data) BeginBulk(ctx context.Context) (end func(context.Context) error, ok bool, err error) {
+	bw, ok := d.store.(store.BulkWriter)
+	if !ok {
+		return func(context.Context) error { return nil }, false, nil
+	}
+	end, err = bw.BeginBulk(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return end, true, nil
+}
+
 // consentWatch is the ingest pipeline's writer: it writes through the
 // read cache and, after a write that stored a new version of a Consent,
 // closes the referral Tasks of that patient whose recipient's consent no
