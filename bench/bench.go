@@ -73,9 +73,9 @@ type Params struct {
 	Out, Docs string
 	// Small marks a smoke run (Compare caps the patients at SmallPatients).
 	Small bool
-	// PlainIngest ingests with plain Apply calls instead of inside a bulk
-	// load (store.BulkWriter), to compare the two.
-	PlainIngest bool
+	// BulkIngest ingests inside a bulk load (store.BulkWriter) instead of
+	// with plain Apply calls, to compare the two.
+	BulkIngest bool
 	// store labels the store configuration in the results.
 	store string
 }
@@ -263,9 +263,9 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	defer gr.stop()
 
 	// 1. Ingest.
-	fmt.Fprintf(stderr, "bench: ingesting the records (bulk load: %v)\n", !p.PlainIngest)
+	fmt.Fprintf(stderr, "bench: ingesting the records (bulk load: %v)\n", p.BulkIngest)
 	start := time.Now()
-	in, err := ingestFile(ctx, gr.g, file, !p.PlainIngest)
+	in, err := ingestFile(ctx, gr.g, file, p.BulkIngest)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	soak := fs.Duration("soak", 0, "run the soak instead (e.g. 10m): a fixed rate of mixed reads, searches and ingests with Redis paused and clients dropping connections mid-body on a schedule; errors by kind, RSS over time, every acknowledged record read back (make soak)")
 	soakRate := fs.Int("soak-rate", bench.DefaultSoakRate, "requests/s of the soak")
-	plainIngest := fs.Bool("plain-ingest", false, "ingest with plain writes instead of a bulk load (store.BulkWriter), to compare the two")
+	bulkIngest := fs.Bool("bulk-ingest", false, "ingest inside a bulk load (store.BulkWriter, as ketabridge import --bulk) instead of with plain writes")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
 		cfg, err := cf.Config(getenv)
@@ -104,7 +104,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, CPUProfile: *cpuProfile, Small: *small, PlainIngest: *plainIngest}
+			Docs: *docs, CPUProfile: *cpuProfile, Small: *small, BulkIngest: *bulkIngest}
 		if *small {
 			if !given["patients"] {
 				p.Patients = bench.SmallPatients

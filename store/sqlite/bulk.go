@@ -52,7 +52,7 @@ var bulkKeep = []string{"resources_updated"}
 var bulkStageMax = 10_000
 
 // bulkCache is the writer's page cache during a bulk load.
-const bulkCache = "PRAGMA cache_size = -131072" // 128 MiB
+const bulkCache = "PRAGMA cache_size = -65536" // 64 MiB, as ingestCache: it also bounds the sorts' memory when the load ends
 
 // stagingTable names the staging table of an index kind.
 func stagingTable(kind store.IndexKind) string { return "bulk_" + sqlcore.IndexTables[kind] }
