@@ -103,7 +103,9 @@ func TestImportBulk(t *testing.T) {
 	plainDir, bulkDir := filepath.Join(dir, "plain"), filepath.Join(dir, "bulk")
 	plainOut := importInto(plainDir)
 	bulkOut := importInto(bulkDir, "--bulk")
-	summary := func(out string) string { return strings.SplitN(out, "\n", 3)[0] + "\n" + regexp.MustCompile(` in .*`).ReplaceAllString(strings.SplitN(out, "\n", 3)[1], "") }
+	summary := func(out string) string {
+		return strings.SplitN(out, "\n", 3)[0] + "\n" + regexp.MustCompile(` in .*`).ReplaceAllString(strings.SplitN(out, "\n", 3)[1], "")
+	}
 	if summary(bulkOut) != summary(plainOut) || !strings.Contains(bulkOut, "created "+itoa(n)) {
 		t.Fatalf("bulk import summary:\n%s\nplain:\n%s", bulkOut, plainOut)
 	}

@@ -22,7 +22,7 @@ type writeStmts struct {
 	latest                          *dstmt
 	delIdx                          [sqlcore.NumKinds]*dstmt
 	delStaged                       [sqlcore.NumKinds]*dstmt // of a bulk load's staging tables, prepared on first use
-	multi                           map[multiKey]*dstmt // multi-row inserts, prepared on first use
+	multi                           map[multiKey]*dstmt      // multi-row inserts, prepared on first use
 	all                             []*dstmt
 }
 

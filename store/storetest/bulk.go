@@ -116,7 +116,7 @@ func bulkWorkload(t *testing.T, s store.Store, clock *FakeClock, from, to int) {
 				Rec("session", "o2", "h2", Res("Observation", "o2", "p2", `,"status":"final"`,
 					Ref("patient", "Patient/p2"), Ref("subject", "Patient/p2"),
 					Token("code", loinc, "5678"), Token("status", "", "final"))),
-				Rec("patient", "p3", "h1", Res("Patient", "p3", "p3", "", Str("name", "Smith"))), // unchanged
+				Rec("patient", "p3", "h1", Res("Patient", "p3", "p3", "", Str("name", "Smith"))),          // unchanged
 				Rec("course", "e1", "h2", Res("Condition", "z2", "p1", "", Ref("patient", "Patient/p1"))), // e1 dropped
 			)
 		case 2:
