@@ -11,6 +11,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,6 +32,7 @@ import (
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
+	"github.com/ketabridge/ketabridge/mapping/ingest"
 	"github.com/ketabridge/ketabridge/mapping/synth"
 	"github.com/ketabridge/ketabridge/server"
 	"github.com/ketabridge/ketabridge/store"
@@ -71,6 +73,9 @@ type Params struct {
 	Out, Docs string
 	// Small marks a smoke run (Compare caps the patients at SmallPatients).
 	Small bool
+	// BulkIngest ingests inside a bulk load (store.BulkWriter) instead of
+	// with plain Apply calls, to compare the two.
+	BulkIngest bool
 	// store labels the store configuration in the results.
 	store string
 }
@@ -261,11 +266,12 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 		Run: runInfo{Patients: p.Patients, Seed: p.Seed, DurationS: p.Duration.Seconds(), Connections: p.Connections,
 			Store: p.store, Load: "vegeta (in-process)", RSSScope: "process"},
 	}
-	fmt.Fprintf(stderr, "bench: synthesising %d patients (seed %d)\n", p.Patients, p.Seed)
-	raw, err := server.SynthRecords(p.Patients, p.Seed, server.DemoStart)
+	fmt.Fprintf(stderr, "bench: synthesising %d patients (seed %d) to a temporary file\n", p.Patients, p.Seed)
+	file, err := synthFile(p)
 	if err != nil {
 		return nil, err
 	}
+	defer os.Remove(file)
 	gr, err := startGateway(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -273,17 +279,17 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	defer gr.stop()
 
 	// 1. Ingest.
-	fmt.Fprintf(stderr, "bench: ingesting %d records\n", len(raw))
+	fmt.Fprintf(stderr, "bench: ingesting the records (bulk load: %v)\n", p.BulkIngest)
 	start := time.Now()
-	_, sum, err := gr.g.Ingester().Ingest(ctx, raw)
+	in, err := ingestFile(ctx, gr.g, file, p.BulkIngest)
 	if err != nil {
 		return nil, err
 	}
 	el := time.Since(start)
 	res.Ingest = ingestInfo{
-		ResourcesPerS: round1(float64(sum.Resources) / el.Seconds()),
-		Resources:     sum.Resources, Records: len(raw), Rejected: sum.Rejected,
-		Seconds: round3(el.Seconds()), PeakRSSMB: peakRSSMB(),
+		ResourcesPerS: round1(float64(in.sum.Resources) / el.Seconds()),
+		Resources:     in.sum.Resources, Records: in.records, Rejected: in.sum.Rejected,
+		Seconds: round3(el.Seconds()), PeakRSSMB: peakRSSMB(), Bulk: in.bulk,
 	}
 	if pg, ok := gr.g.Store().(*postgres.Store); ok {
 		// The scenarios measure the steady state: planner statistics that
@@ -293,13 +299,10 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 			return nil, err
 		}
 	}
-	pids := patientIDs(raw)
+	pids := in.patients
 	if len(pids) == 0 {
 		return nil, errors.New("bench: no patients generated")
 	}
-	// The records are no longer needed: release them so the serving phase's
-	// RSS is the gateway's, not the synthesiser's.
-	raw = nil
 	runtime.GC()
 	debug.FreeOSMemory()
 	// The gateway's memory limit (--memory-limit-mb) applies from here: the
@@ -326,6 +329,105 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	res.finish()
 	res.Run.RSSEndAnonMB, res.Run.RSSEndFileMB = rssNowMB()
 	return &res, nil
+}
+
+// ingestBatch is the number of records the benchmark hands the ingest
+// pipeline at a time: the records stream from the synthesised file, so the
+// ingest's memory is bounded by a batch, not by the data set (about 66,000
+// resources a batch).
+const ingestBatch = 2000
+
+// synthFile writes the data set of p as NDJSON to a temporary file and
+// returns its name: the records are streamed from it, not held in memory.
+func synthFile(p Params) (string, error) {
+	f, err := os.CreateTemp("", "ketabridge-bench-*.ndjson")
+	if err != nil {
+		return "", err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, err = synth.Generate(bw, synth.Options{Patients: p.Patients, Seed: p.Seed, Start: server.DemoStart, LongCourse: server.DemoLongCourse})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("bench: synth: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// ingested is what ingestFile did.
+type ingested struct {
+	sum      ingest.Summary
+	records  int
+	patients []string // the Patient ids, in order
+	bulk     bool     // the store ran a bulk load
+}
+
+// ingestFile ingests the NDJSON file through the gateway's pipeline,
+// ingestBatch records at a time (the synthesiser writes records in
+// dependency order, so a batch's references resolve against the batch and
+// the records stored before it), inside one bulk load when bulk is set and
+// the store has one (docs/design/architecture.md PERF-SQLB-1).
+func ingestFile(ctx context.Context, g *server.Gateway, file string, bulk bool) (*ingested, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := &ingested{}
+	end := func(context.Context) error { return nil }
+	if bulk {
+		if end, out.bulk, err = g.BeginBulk(ctx); err != nil {
+			return nil, err
+		}
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	var batch []json.RawMessage
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, sum, err := g.Ingester().Ingest(ctx, batch)
+		out.sum.Created += sum.Created
+		out.sum.Updated += sum.Updated
+		out.sum.Unchanged += sum.Unchanged
+		out.sum.Rejected += sum.Rejected
+		out.sum.Resources += sum.Resources
+		out.records += len(batch)
+		out.patients = append(out.patients, patientIDs(batch)...)
+		batch = nil
+		return err
+	}
+	var ierr error
+	for ierr == nil {
+		line, err := r.ReadBytes('\n')
+		if l := bytes.TrimSpace(line); len(l) > 0 {
+			batch = append(batch, json.RawMessage(l))
+			if len(batch) == ingestBatch {
+				ierr = flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ierr = err
+		}
+	}
+	if ierr == nil {
+		ierr = flush()
+	}
+	if err := end(context.WithoutCancel(ctx)); err != nil && ierr == nil {
+		ierr = fmt.Errorf("bench: end the bulk load: %w", err)
+	}
+	if ierr != nil {
+		return nil, ierr
+	}
+	return out, nil
 }
 
 // runScenarios serves the limit, checks each scenario once and runs them.

@@ -47,9 +47,11 @@ type ingestInfo struct {
 	Records       int     `json:"records"`
 	Rejected      int     `json:"rejected"`
 	Seconds       float64 `json:"seconds"`
-	// PeakRSSMB is the process's peak RSS up to the end of ingest
-	// (synthesised records held in memory included).
+	// PeakRSSMB is the process's peak RSS up to the end of ingest (the
+	// records stream from a file, ingestBatch at a time).
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// Bulk reports that the ingest ran inside a bulk load.
+	Bulk bool `json:"bulk"`
 }
 
 // runInfo holds the run's parameters.
@@ -306,8 +308,12 @@ func appendDocs(path, outDir string, r *results) error {
 	}
 	fmt.Fprintf(w, "Machine: %s, %d cores, %s, %s %s. Seed %d; `$everything` on a %d-resource compartment; read-uniform over %s.\n",
 		cpu, m.Cores, mem, m.Go, m.OS, r.Run.Seed, r.Run.EverythingSize, strings.Join(r.Run.Types, ", "))
-	fmt.Fprintf(w, "Ingest: %s records, %s resources in %.1f s: **%s resources/s** (%d rejected; peak RSS %.0f MB with the synthesised records in memory).\n",
-		thousands(r.Ingest.Records), thousands(r.Ingest.Resources), r.Ingest.Seconds,
+	mode := "plain"
+	if r.Ingest.Bulk {
+		mode = "bulk load"
+	}
+	fmt.Fprintf(w, "Ingest (%s, records streamed from a file %d at a time): %s records, %s resources in %.1f s: **%s resources/s** (%d rejected; peak RSS %.0f MB).\n",
+		mode, ingestBatch, thousands(r.Ingest.Records), thousands(r.Ingest.Resources), r.Ingest.Seconds,
 		thousands(int(r.Ingest.ResourcesPerS+0.5)), r.Ingest.Rejected, r.Ingest.PeakRSSMB)
 	fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous (Go heap and stacks, SQLite page caches), %.0f MB file-backed (the binary).\n\n",
 		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)

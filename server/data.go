@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
@@ -46,6 +47,12 @@ type Data struct {
 	// recipient no longer counts (docs/design/security.md RFL-6): after
 	// every ingest that writes a Consent, and by Serve's periodic sweep.
 	closer *fhir.ReferralCloser
+	// bulkMu guards bulk and bulkPatients: while a bulk load runs
+	// (BeginBulk) searches may fail, so the patients whose Consents the
+	// ingest stores are closed for when it ends.
+	bulkMu       sync.Mutex
+	bulk         bool
+	bulkPatients []string
 }
 
 // DurableStore is a durable backend: resources, auth state and the audit
@@ -130,6 +137,40 @@ func OpenData(ctx context.Context, cfg Config, log *slog.Logger) (*Data, error) 
 // Ingester is the ingest pipeline, writing through the read cache.
 func (d *Data) Ingester() *ingest.Service { return d.ingest }
 
+// BeginBulk starts a bulk load on the durable store when it has a bulk path
+// (store.BulkWriter; docs/design/architecture.md PERF-SQLB-1): a large
+// import (`ketabridge import --bulk`, the benchmark) runs its ingests
+// between it and end, through Ingester as always. ok is false, and end does
+// nothing, when the store has none (the ingests are then plain ones).
+func (d *Data) BeginBulk(ctx context.Context) (end func(context.Context) error, ok bool, err error) {
+	bw, ok := d.store.(store.BulkWriter)
+	if !ok {
+		return func(context.Context) error { return nil }, false, nil
+	}
+	storeEnd, err := bw.BeginBulk(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	d.bulkMu.Lock()
+	d.bulk = true
+	d.bulkMu.Unlock()
+	return func(ctx context.Context) error {
+		err := storeEnd(ctx)
+		d.bulkMu.Lock()
+		patients := d.bulkPatients
+		d.bulk, d.bulkPatients = false, nil
+		d.bulkMu.Unlock()
+		// The referrals the load's Consents close (RFL-6), now that searches
+		// answer; a failure is left to the sweep, as after any ingest.
+		if len(patients) > 0 && err == nil {
+			if _, cerr := d.closer.Close(ctx, patients, time.Now()); cerr != nil {
+				d.log.Warn("referrals: closing on consent withdrawal failed; the sweep retries", "err", cerr)
+			}
+		}
+		return err
+	}, true, nil
+}
+
 // consentWatch is the ingest pipeline's writer: it writes through the
 // read cache and, after a write that stored a new version of a Consent,
 // closes the referral Tasks of that patient whose recipient's consent no
@@ -159,6 +200,19 @@ func (w consentWatch) Apply(ctx context.Context, records []store.RecordWrite) ([
 		}
 	}
 	if len(patients) > 0 {
+		w.d.bulkMu.Lock()
+		bulk := w.d.bulk
+		if bulk {
+			for _, p := range patients {
+				if !slices.Contains(w.d.bulkPatients, p) {
+					w.d.bulkPatients = append(w.d.bulkPatients, p)
+				}
+			}
+		}
+		w.d.bulkMu.Unlock()
+		if bulk {
+			return results, nil // closed when the bulk load ends (BeginBulk)
+		}
 		if _, cerr := w.d.closer.Close(ctx, patients, time.Now()); cerr != nil {
 			w.d.log.Warn("referrals: closing on consent withdrawal failed; the sweep retries", "err", cerr)
 		}

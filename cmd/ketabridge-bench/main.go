@@ -100,6 +100,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	scale := fs.String("scale", "", "run the scale benchmark instead, at these sizes in resources (make bench-scale: "+bench.DefaultScaleSizes+
 		"): one store loaded in steps and measured at each size (ingest resources/s, database size, "+strings.Join(bench.ScaleScenarios, ", ")+
 		" requests/s and p99, peak RSS); writes scale.json and scale.svg to --out")
+	bulkIngest := fs.Bool("bulk-ingest", false, "ingest inside a bulk load (store.BulkWriter, as ketabridge import --bulk) instead of with plain writes")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
 		cfg, err := cf.Config(getenv)
@@ -109,7 +110,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, CPUProfile: *cpuProfile, Small: *small}
+			Docs: *docs, CPUProfile: *cpuProfile, Small: *small, BulkIngest: *bulkIngest}
 		if *small {
 			if !given["patients"] {
 				p.Patients = bench.SmallPatients

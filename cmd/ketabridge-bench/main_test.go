@@ -74,6 +74,9 @@ func TestBench(t *testing.T) {
 	if rps, _ := res.Ingest["resources_per_s"].(float64); rps <= 0 {
 		t.Errorf("ingest.resources_per_s = %v", res.Ingest["resources_per_s"])
 	}
+	if bulk, ok := res.Ingest["bulk"].(bool); !ok || bulk {
+		t.Errorf("ingest.bulk = %v, want false (a plain ingest unless --bulk-ingest)", res.Ingest["bulk"])
+	}
 	if cores, _ := res.Machine["cores"].(float64); cores < 1 {
 		t.Errorf("machine.cores = %v", res.Machine["cores"])
 	}

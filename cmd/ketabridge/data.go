@@ -20,12 +20,16 @@ import (
 const maxPrintedErrors = 20
 
 var importCommand = &command{
-	name: "import", args: "FILE [flags]", nargs: 1,
+	name: "import", args: "FILE [--bulk] [flags]", nargs: 1,
 	summary: "ingest an NDJSON file of clinic records, one record per line (- for stdin)",
-	flags:   func(*flag.FlagSet) action { return importFile },
+	flags: func(fs *flag.FlagSet) action {
+		bulk := fs.Bool("bulk", false, "bulk load: into a new SQLite store, build the search indexes once at the end "+
+			"(searches fail until the import ends; same records, same answers); run it with the gateway stopped")
+		return func(ctx context.Context, inv *invocation) error { return importFile(ctx, inv, *bulk) }
+	},
 }
 
-func importFile(ctx context.Context, inv *invocation) error {
+func importFile(ctx context.Context, inv *invocation, bulk bool) error {
 	name, e := inv.args[0], inv.e
 	in := e.stdin
 	if name != "-" {
@@ -62,11 +66,23 @@ func importFile(ctx context.Context, inv *invocation) error {
 		progress = func(records, _ int) { _ = bar.Set(records) }
 	}
 	start := time.Now()
+	end := func(context.Context) error { return nil }
+	if bulk {
+		// docs/design/architecture.md PERF-SQLB-1: the same ingest, inside a
+		// bulk load; ended (the indexes built) also after a failure, so the
+		// records stored before it are searchable.
+		if end, _, err = d.BeginBulk(ctx); err != nil {
+			return fmt.Errorf("import: cannot start the bulk load: %v", err)
+		}
+	}
 	results, sum, err := d.Ingester().IngestBatch(ctx, batch, progress)
-	elapsed := time.Since(start)
 	if bar != nil {
 		_ = bar.Finish()
 	}
+	if eerr := end(context.WithoutCancel(ctx)); eerr != nil && err == nil {
+		err = fmt.Errorf("cannot finish the bulk load: %v", eerr)
+	}
+	elapsed := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("import: %v (%d records were stored before the failure; run the import again, stored records come back unchanged)",
 			err, sum.Created+sum.Updated+sum.Unchanged)

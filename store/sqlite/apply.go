@@ -21,7 +21,8 @@ type writeStmts struct {
 	maxRID, maxHID                  *dstmt
 	latest                          *dstmt
 	delIdx                          [sqlcore.NumKinds]*dstmt
-	multi                           map[multiKey]*dstmt // multi-row inserts, prepared on first use
+	delStaged                       [sqlcore.NumKinds]*dstmt // of a bulk load's staging tables, prepared on first use
+	multi                           map[multiKey]*dstmt      // multi-row inserts, prepared on first use
 	all                             []*dstmt
 }
 
@@ -145,7 +146,7 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		latest = max(latest, l)
 	}
 	now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
-	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, cids: map[string]int64{}, safe: safe}
+	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged}
 	if _, err := a.ws.maxRID.queryRow(bg, nil, &a.lastRID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
@@ -202,6 +203,17 @@ type applier struct {
 	cids    map[string]int64   // compartments interned in this transaction
 	ids     []interned         // of the current record's resources
 	buf     rowBuf             // index and history rows awaiting a flush
+	// staged: a bulk load into an empty store runs; index rows go to its
+	// staging tables (bulk.go).
+	staged bool
+}
+
+// indexTable is the table index rows of kind are written to.
+func (a *applier) indexTable(kind store.IndexKind) string {
+	if a.staged {
+		return stagingTable(kind)
+	}
+	return sqlcore.IndexTables[kind]
 }
 
 // interned are the ids a resource's index rows refer to.
@@ -439,7 +451,18 @@ func (a *applier) deleteIndex(rid int64) error {
 		return err
 	}
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
-		if _, err := a.ws.delIdx[k].exec(a.ctx, rid); err != nil {
+		st := a.ws.delIdx[k]
+		if a.staged {
+			if st = a.ws.delStaged[k]; st == nil {
+				var err error
+				if st, err = a.c.prepare(a.ctx, `DELETE FROM `+stagingTable(k)+` WHERE rid = ?`); err != nil {
+					return err
+				}
+				a.ws.delStaged[k] = st
+				a.ws.all = append(a.ws.all, st)
+			}
+		}
+		if _, err := st.exec(a.ctx, rid); err != nil {
 			return err
 		}
 	}

@@ -79,16 +79,18 @@ var indexColumns = [sqlcore.NumKinds]string{
 	store.KindQuantity:  "pid, num, system, code, rid",
 }
 
-// multiKey names a multi-row statement: kind 0 is history.
+// multiKey names a multi-row statement: kind 0 is history; staged inserts
+// into a bulk load's staging table (bulk.go).
 type multiKey struct {
-	kind store.IndexKind
-	rows int
+	kind   store.IndexKind
+	rows   int
+	staged bool
 }
 
 // multiInsert returns the prepared statement inserting rows rows into the
 // table of kind (0: history), preparing it on first use.
 func (a *applier) multiInsert(kind store.IndexKind, rows int) (*dstmt, error) {
-	k := multiKey{kind, rows}
+	k := multiKey{kind, rows, a.staged}
 	if st := a.ws.multi[k]; st != nil {
 		return st, nil
 	}
@@ -98,7 +100,7 @@ func (a *applier) multiInsert(kind store.IndexKind, rows int) (*dstmt, error) {
 		q.WriteString("INSERT INTO history (hid, rid, version, last_updated, deleted, patient, body) VALUES ")
 		cols = 7
 	} else {
-		q.WriteString("INSERT OR IGNORE INTO " + sqlcore.IndexTables[kind] + " (" + indexColumns[kind] + ") VALUES ")
+		q.WriteString("INSERT OR IGNORE INTO " + a.indexTable(kind) + " (" + indexColumns[kind] + ") VALUES ")
 		cols = strings.Count(indexColumns[kind], ",") + 1
 	}
 	tuple := "(" + placeholders(cols) + ")"

@@ -11,6 +11,14 @@ import (
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
 )
 
+// SetBulkStageMax sets the most resources a store may hold for a bulk load
+// to stage its index rows, and returns the function that restores it.
+func SetBulkStageMax(n int) (restore func()) {
+	old := bulkStageMax
+	bulkStageMax = n
+	return func() { bulkStageMax = old }
+}
+
 // ExplainSearch returns SQLite's EXPLAIN QUERY PLAN of the page query Search
 // runs for q, one line per plan step, indented by depth.
 func (s *Store) ExplainSearch(ctx context.Context, q store.Query) (string, error) {

@@ -131,6 +131,10 @@ type Store struct {
 	idleMu    sync.Mutex
 	idle      *time.Timer
 	ingesting bool
+
+	// bulk is set while a bulk load runs, staged when it stages index rows
+	// (BeginBulk; guarded by wsem).
+	bulk, staged bool
 }
 
 // The writer's page cache: large while records are ingested (the index
@@ -230,6 +234,11 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 	}
 	if err := migrate(ctx, s.w); err != nil {
 		return fail(err)
+	}
+	// A bulk load that never ended (its process died): build what it dropped
+	// (bulk.go).
+	if err := finishBulk(ctx, s.w); err != nil {
+		return fail(fmt.Errorf("store: sqlite: finish an interrupted bulk load: %w", err))
 	}
 	if err := s.w.Raw(func(dc any) error {
 		var err error

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newStore) })
 	t.Run("Readiness", func(t *testing.T) { testReadiness(t, newStore) })
+	t.Run("Bulk", func(t *testing.T) { testBulk(t, newStore) })
 }
 
 // FakeClock is a store.Clock that tests set and advance. Safe for concurrent
