@@ -127,10 +127,20 @@ func revocationKey(grantID string) string { return "rev:" + grantID }
 // key, which Revoke writes before it returns. When Redis cannot answer the
 // check falls back to the durable store itself (exact, slower); when that
 // fails too the error is returned and the request fails closed (503).
+//
+// The key is read once per check, never remembered: a local cache of the
+// answer (for any time) would let a replica accept a token another replica
+// has already acknowledged as revoked. What the check shares is the round
+// trip: when eph is a store.BatchGetter (Redis), concurrent checks, and the
+// read cache's stamp reads, join one MGET that is sent after each of them
+// began, so a revocation acknowledged before a request arrived is still seen
+// by it, on every replica (docs/design/security.md INT-3, RS-2, NEG-39).
 type sharedRevocations struct {
 	local *revocationSet
 	eph   store.Ephemeral
-	st    SharedRevocationStore
+	// get is eph's GetBatched when it has one, else its Get.
+	get func(ctx context.Context, key string) ([]byte, error)
+	st  SharedRevocationStore
 }
 
 // NewSharedRevocations is NewRevocations for replicas sharing eph (Redis).
@@ -139,7 +149,15 @@ func NewSharedRevocations(ctx context.Context, st SharedRevocationStore, eph sto
 	if err != nil {
 		return nil, err
 	}
-	return &sharedRevocations{local: local.(*revocationSet), eph: eph, st: st}, nil
+	return newSharedRevocations(local.(*revocationSet), eph, st), nil
+}
+
+func newSharedRevocations(local *revocationSet, eph store.Ephemeral, st SharedRevocationStore) *sharedRevocations {
+	r := &sharedRevocations{local: local, eph: eph, get: eph.Get, st: st}
+	if b, ok := eph.(store.BatchGetter); ok {
+		r.get = b.GetBatched
+	}
+	return r
 }
 
 // Revoked implements Revocations.
@@ -150,7 +168,7 @@ func (r *sharedRevocations) Revoked(ctx context.Context, grantID string) (bool, 
 	// A hung Redis costs at most sharedCheckTimeout before the durable
 	// store answers instead.
 	rctx, cancel := context.WithTimeout(ctx, sharedCheckTimeout)
-	_, err := r.eph.Get(rctx, revocationKey(grantID))
+	_, err := r.get(rctx, revocationKey(grantID))
 	cancel()
 	switch {
 	case err == nil:

@@ -174,3 +174,14 @@ type Ephemeral interface {
 	// Delete removes a key (no error when absent).
 	Delete(ctx context.Context, key string) error
 }
+
+// BatchGetter is optionally implemented by an Ephemeral shared between
+// processes (Redis): a Get whose concurrent calls may share one round trip.
+// The value is still read after the call began, so a Put that returned
+// before the call, on any process, is seen; what is saved is the round trip
+// per call (the revocation check of every request, auth/revocation.go).
+type BatchGetter interface {
+	// GetBatched is Get, read after the call began, possibly in one round
+	// trip with concurrent calls.
+	GetBatched(ctx context.Context, key string) ([]byte, error)
+}

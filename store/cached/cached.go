@@ -179,6 +179,8 @@ type Store struct {
 
 	// near is the near cache in front of nc (nil when off).
 	near *near
+	// door admits reads by id to near on their second miss (near.go).
+	door *doorkeeper
 	nc   store.NearCache
 
 	// The cache is dirty while failed != cleared: a Bump failed, so entries
@@ -210,7 +212,7 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	_, local := c.(*memory.Cache)
 	s := &Store{st: st, c: c, opts: opts, local: local}
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
-		s.near, s.nc = newNear(opts.NearBytes), nc
+		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
 	}
 	return s
 }
@@ -431,7 +433,9 @@ func (s *Store) recover(ctx context.Context) bool {
 // alone; share copies what a caller could modify (the slices of an answer)
 // of a value the near cache keeps. Reads by id (nearOnly) are kept in the
 // near cache only: a Redis entry costs the round trip a PostgreSQL
-// primary-key read costs, so on a near miss the store answers.
+// primary-key read costs, so on a near miss the store answers; and a read by
+// id is filled only on its second miss (doorkeeper, near.go), so reads that
+// never repeat do not pay the stamp read.
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
 	enc func(T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
@@ -441,6 +445,11 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	if s.near != nil {
 		have, haveOK := s.near.get(key)
 		nearOnly := op == "read"
+		if nearOnly && !haveOK && !s.door.seen(key) {
+			// A first miss: the store answers alone, nothing is filled.
+			s.opts.Observer.miss(op)
+			return load(ctx)
+		}
 		if haveOK || nearOnly {
 			cctx, cancel := s.bounded(ctx)
 			at, err := s.nc.Stamps(cctx, stamps)

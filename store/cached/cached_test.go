@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -970,4 +971,49 @@ func TestTypeVersions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNearReadAdmission: on a replica with a near cache, a read by id is
+// answered by the store alone on its first miss (no stamp read, nothing
+// filled), filled on its second and a near hit after that; and a write
+// acknowledged at another replica is never answered stale, whichever of
+// those states the read is in.
+func TestNearReadAdmission(t *testing.T) {
+	ctx := context.Background()
+	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
+	shared := openRedisCache(t, redisURL(t))
+	var ev events
+	a := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20, Observer: ev.observer()})
+	b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20}) // another replica
+	write := func(v int) {
+		t.Helper()
+		rw := storetest.Res("Patient", "p1", "p1", fmt.Sprintf(`,"v":%d`, v))
+		if _, err := b.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", fmt.Sprint("h", v), rw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(want int64) {
+		t.Helper()
+		r, err := a.Read(ctx, "Patient", "p1")
+		if err != nil || r.Version != want {
+			t.Fatalf("Read = v%d, %v; want v%d", r.Version, err, want)
+		}
+	}
+	write(1)
+	for i, want := range []struct{ reads, hits int64 }{{1, 0}, {2, 0}, {2, 1}, {2, 2}} {
+		read(1)
+		if got, hits := inner.reads.Load(), int64(ev.get("hit", "read")); got != want.reads || hits != want.hits {
+			t.Fatalf("read #%d: %d store reads and %d hits, want %d and %d", i+1, got, hits, want.reads, want.hits)
+		}
+	}
+	write(2) // at the other replica: the near entry's stamps are now old
+	read(2)
+	read(2)
+	if hits := ev.get("hit", "read"); hits != 3 {
+		t.Errorf("after the write: %d hits in all, want 3 (refilled by the first read, hit by the second)", hits)
+	}
+	// A key the table has seen but the near cache does not hold (filled,
+	// then superseded) still reads the stamps: never stale.
+	write(3)
+	read(3)
 }

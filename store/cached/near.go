@@ -3,6 +3,7 @@ package cached
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // near is the in-process near cache of a replica (Options.NearBytes): the
@@ -117,4 +118,39 @@ func (n *near) size() int64 {
 		sh.mu.Unlock()
 	}
 	return total
+}
+
+// doorkeeper admits a read by id to the near cache on its second miss
+// within a window, not its first: a near miss of a read by id pays the
+// stamp read (a Redis round trip) before the store's read so that it can
+// fill the near cache, and a key read only once (ids read uniformly from a
+// large set) never repays it. A key's first miss is answered by the store
+// alone, uncached, as with the cache off; its next miss reads the stamps and
+// fills; its later reads are hits.
+//
+// A direct-mapped table of key hashes: a collision can only make a key look
+// seen (it takes the usual path: stamps, store, fill) or forget one (one
+// more uncached read). Neither can serve anything stale: nothing is answered
+// from the table, it only decides whether to fill. It holds hashes, no keys.
+type doorkeeper struct {
+	seed  maphash.Seed
+	slots [doorSlots]atomic.Uint64
+}
+
+// doorSlots is the table's size (512 KiB): about as many keys as the reads by
+// id a busy replica serves in a few seconds.
+const doorSlots = 1 << 16
+
+func newDoorkeeper() *doorkeeper { return &doorkeeper{seed: maphash.MakeSeed()} }
+
+// seen reports whether key was passed to seen before (as far as the table
+// remembers), and remembers it.
+func (d *doorkeeper) seen(key string) bool {
+	h := maphash.String(d.seed, key) | 1 // never 0, the empty slot
+	slot := &d.slots[h%doorSlots]
+	if slot.Load() == h {
+		return true
+	}
+	slot.Store(h)
+	return false
 }

@@ -37,3 +37,24 @@ func TestNearBounded(t *testing.T) {
 		t.Error("no bytes accounted for the entries held")
 	}
 }
+
+// TestDoorkeeper: a key is unseen the first time and seen the next, and
+// remembering many other keys forgets it at most (never the other way).
+func TestDoorkeeper(t *testing.T) {
+	d := newDoorkeeper()
+	if d.seen("a") {
+		t.Fatal("a key never passed reads as seen")
+	}
+	if !d.seen("a") {
+		t.Fatal("a key passed once reads as unseen")
+	}
+	fresh := 0
+	for i := range 1000 {
+		if !d.seen("k" + strconv.Itoa(i)) {
+			fresh++
+		}
+	}
+	if fresh < 990 { // a few may share a slot with an earlier key
+		t.Errorf("%d of 1000 new keys read as unseen, want nearly all", fresh)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -32,9 +31,8 @@ type Cache struct {
 	stamps string // prefix of stamp counters
 	vals   string // prefix of entries
 
-	// Stamps' batches (stamps.go).
-	stampQ  chan *stampReq
-	workers atomic.Int32
+	// Stamps' batches, shared with the Ephemeral's GetBatched (batch.go).
+	reads *reads
 }
 
 var (
@@ -45,7 +43,7 @@ var (
 // Cache returns the read cache over e's client and key prefix. It needs no
 // closing of its own: closing e closes it.
 func (e *Ephemeral) Cache() *Cache {
-	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:", stampQ: make(chan *stampReq, 4*stampBatch)}
+	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:", reads: e.reads}
 }
 
 // lookupScript reads the stamps (KEYS, a missing one as "0"), joins their
