@@ -21,6 +21,7 @@ package auditlog
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -60,7 +61,9 @@ type Options struct {
 	// Logger receives warnings (counts and error types only); nil uses
 	// slog.Default().
 	Logger *slog.Logger
-	// NewID returns AuditEvent ids; nil uses time-ordered UUIDs (version 7).
+	// NewID returns AuditEvent ids; nil uses UUIDv7s whose time is the
+	// event's own millisecond (AuditEvent.recorded), the form the SQL
+	// stores keep in 10 bytes (docs/design/security.md AUD-ARCH-1).
 	NewID func() string
 }
 
@@ -70,7 +73,7 @@ type Writer struct {
 	st    store.AuditStore
 	opts  Options
 	log   *slog.Logger
-	newID func() string
+	newID func(at time.Time) string
 
 	mu     sync.RWMutex // guards closed against Record's send
 	closed bool
@@ -107,7 +110,7 @@ func New(st store.AuditStore, opts Options) *Writer {
 		st:    st,
 		opts:  opts,
 		log:   opts.Logger,
-		newID: opts.NewID,
+		newID: newV7At,
 		queue: make(chan fhir.Event, opts.Buffer),
 		done:  make(chan struct{}),
 		abort: make(chan struct{}),
@@ -115,8 +118,8 @@ func New(st store.AuditStore, opts Options) *Writer {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
-	if w.newID == nil {
-		w.newID = newV7
+	if opts.NewID != nil {
+		w.newID = func(time.Time) string { return opts.NewID() }
 	}
 	go w.run()
 	return w
@@ -234,10 +237,10 @@ func (w *Writer) run() {
 // when the trail is read (fhir.AuditEventJSON), off the request path.
 func (w *Writer) records(batch []store.AuditRecord, ev fhir.Event) []store.AuditRecord {
 	if len(ev.Patients) == 0 {
-		return append(batch, ev.AuditRecord(w.newID(), ""))
+		return append(batch, ev.AuditRecord(w.newID(ev.Time), ""))
 	}
 	for _, p := range ev.Patients {
-		batch = append(batch, ev.AuditRecord(w.newID(), p))
+		batch = append(batch, ev.AuditRecord(w.newID(ev.Time), p))
 	}
 	return batch
 }
@@ -274,13 +277,21 @@ func (w *Writer) append(batch []store.AuditRecord) {
 	}
 }
 
-// newV7 returns a time-ordered UUID (RFC 9562 version 7): consecutive audit
-// rows then land at the end of the trail's id index instead of at random
-// pages of it, which made the audit insert the costliest part of a read.
-func newV7() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString() // the random source failed: version 4 also panics on that
+// newV7At returns a time-ordered UUID (RFC 9562 version 7) whose time is
+// at's millisecond, the event's AuditEvent.recorded: consecutive rows land
+// at the end of the trail's key, and the SQL stores keep only the 10 bytes
+// after the time, which the row's recorded column already holds
+// (docs/design/security.md AUD-ARCH-1). The other 74 bits are random.
+func newV7At(at time.Time) string {
+	var u uuid.UUID
+	if _, err := rand.Read(u[6:]); err != nil {
+		return uuid.NewString() // crypto/rand does not fail; version 4 would panic too
 	}
-	return id.String()
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (8 * (5 - i)))
+	}
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
+	return u.String()
 }
