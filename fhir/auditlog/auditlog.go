@@ -10,13 +10,21 @@
 // store.AuditRecord.Patient; an Event that touched no patient (a denied or
 // empty request) is stored once without one.
 //
-// The trade-off when the queue is full (the store is slow or down): Record
-// blocks the request's goroutine for at most Options.Block, then gives up,
-// counts the event in Dropped and logs a warning with counts only. A request
-// is thus never held indefinitely by auditing and never goes unaudited
-// silently; the operator sees the drop count in the logs (and via Dropped).
-// A store error retries the batch with exponential backoff (logged, no PHI)
-// while events keep queueing; Close flushes what is queued.
+// Records go to the store in group commits: one transaction per batch of up
+// to Options.Batch records from many requests (or what arrived within
+// Options.FlushEvery), so a read costs no transaction of its own.
+//
+// The audit trail fails closed (docs/design/security.md AUD-ARCH-2): the
+// Writer is a fhir.AuditGate whose Admit refuses new audited requests (503,
+// before anything is read) while the store is failing (from the first failed
+// append until one succeeds) or the queue is at least 90 % full, so patient
+// data is not answered while its AuditEvents cannot be kept. The requests
+// already admitted fit in the remaining tenth; should the queue still be
+// full, Record blocks the request's goroutine (its response is already
+// written) for at most Options.Block, then counts the event in Dropped and
+// logs a warning with counts only, and Close reports the loss. A store error
+// retries the batch with exponential backoff (logged, no PHI) while events
+// keep queueing; Close flushes what is queued.
 package auditlog
 
 import (
@@ -82,12 +90,16 @@ type Writer struct {
 	abort  chan struct{} // closed when Close gives up waiting
 	once   sync.Once
 
+	failing  atomic.Bool // the last append failed
 	dropped  atomic.Uint64
 	lastWarn atomic.Int64 // unix nanos of the last drop warning
 	written  atomic.Uint64
 }
 
-var _ fhir.Auditor = (*Writer)(nil)
+var (
+	_ fhir.Auditor   = (*Writer)(nil)
+	_ fhir.AuditGate = (*Writer)(nil)
+)
 
 // New starts a Writer on st. Close it to flush and stop.
 func New(st store.AuditStore, opts Options) *Writer {
@@ -149,6 +161,29 @@ func (w *Writer) Record(_ context.Context, ev fhir.Event) {
 	case <-t.C:
 		w.drop("audit queue full")
 	}
+}
+
+// errAuditBacklog and errAuditStore are Admit's refusals.
+var (
+	errAuditBacklog = fmt.Errorf("auditlog: audit queue nearly full")
+	errAuditStore   = fmt.Errorf("auditlog: audit store failing")
+)
+
+// Admit implements fhir.AuditGate: it refuses while the store is failing
+// or the queue is at least 90 % full, and after Close.
+func (w *Writer) Admit() error {
+	switch {
+	case w.failing.Load():
+		return errAuditStore
+	case len(w.queue) >= cap(w.queue)-cap(w.queue)/10:
+		return errAuditBacklog
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return errAuditBacklog
+	}
+	return nil
 }
 
 // drop counts one lost Event and warns, rate-limited to one line a second.
@@ -254,12 +289,14 @@ func (w *Writer) append(batch []store.AuditRecord) {
 		err := w.st.AppendAudit(ctx, batch)
 		cancel()
 		if err == nil {
+			w.failing.Store(false)
 			w.written.Add(uint64(len(batch)))
 			if attempt > 1 {
 				w.log.Info("audit store append succeeded after retries", "attempt", attempt, "records", len(batch))
 			}
 			return
 		}
+		w.failing.Store(true)
 		// Store errors name SQL, tables and constraints, never the bound
 		// values (the records' ids are not in them).
 		w.log.Warn("audit store append failed; retrying", "attempt", attempt, "records", len(batch),

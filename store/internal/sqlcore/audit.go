@@ -3,6 +3,7 @@ package sqlcore
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -23,12 +24,12 @@ import (
 //     event's recorded millisecond: fhir/auditlog) only the 10 bytes after
 //     the time (the time is recorded); any other id is 0x00 followed by its
 //     text, unique through a small partial index on those rows only.
-//   - every repeated string (patient, client, interaction, type, resource
-//     id, version, fhirUser, subject, purpose, organization) is an integer
-//     code into audit_terms, 0 for the empty string; codes are cached in
-//     memory both ways (a code never changes once assigned).
-//   - status is the HTTP status minus 200, so SQLite stores a 200 in no
-//     bytes at all;
+//   - the repeated strings are integer codes into audit_terms (0 for the
+//     empty string), cached in memory both ways (a code never changes once
+//     assigned): patient, resource (the resource id), and shape, whose
+//     term is the JSON array of everything a read repeats: client,
+//     interaction, type, version, status, fhirUser, subject, purpose and
+//     organization (a clinic has a few thousand such shapes at most);
 //   - request is the request id: lowercase hex as its bytes after 0x01,
 //     anything else as its text after 0x02, empty when none.
 //
@@ -37,13 +38,13 @@ import (
 // created when a batch first needs it) and drops partitions.
 
 // auditCols are the audit table's columns, in insert and select order.
-const auditCols = "recorded, idk, patient, client, interaction, type, resource, version, status, fhir_user, subject, purpose, organization, request"
+const auditCols = "recorded, idk, shape, patient, resource, request"
 
 // auditColCount is the number of auditCols.
-const auditColCount = 14
+const auditColCount = 6
 
-// auditTermCount is how many of a record's fields are audit_terms codes.
-const auditTermCount = 10
+// auditTermCount is how many of a row's columns are audit_terms codes.
+const auditTermCount = 3
 
 // auditRowsPerInsert is how many rows one INSERT carries.
 const auditRowsPerInsert = 100
@@ -113,10 +114,45 @@ func (d *Dialect) CheckAudit(records []store.AuditRecord) error {
 	return nil
 }
 
-// auditTermsOf returns r's fields that are stored as codes, in column order.
+// auditTermsOf returns the terms of r's coded columns: shape, patient,
+// resource.
 func auditTermsOf(r *store.AuditRecord) [auditTermCount]string {
-	return [auditTermCount]string{r.Patient, r.ClientID, r.Interaction, r.Type, r.ResourceID, r.Version,
-		r.FHIRUser, r.Subject, r.Purpose, r.Organization}
+	return [auditTermCount]string{auditShape(r), r.Patient, r.ResourceID}
+}
+
+// auditShape is the term of r's shape column: the JSON array (of strings)
+// of client, interaction, type, version, status, fhirUser, subject, purpose
+// and organization. Migrations build it with the database's own JSON
+// functions; a tuple spelt differently there only costs a second term.
+func auditShape(r *store.AuditRecord) string {
+	var b strings.Builder
+	b.Grow(64)
+	b.WriteByte('[')
+	for i, f := range [...]string{r.ClientID, r.Interaction, r.Type, r.Version, strconv.Itoa(r.Status),
+		r.FHIRUser, r.Subject, r.Purpose, r.Organization} {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		q, _ := json.Marshal(f) // a string always marshals
+		b.Write(q)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// parseShape fills r from a shape term.
+func parseShape(term string, r *store.AuditRecord) error {
+	var f []string
+	if err := json.Unmarshal([]byte(term), &f); err != nil || len(f) != 9 {
+		return fmt.Errorf("malformed audit shape")
+	}
+	status, err := strconv.Atoi(f[4])
+	if err != nil {
+		return fmt.Errorf("malformed audit shape status")
+	}
+	r.ClientID, r.Interaction, r.Type, r.Version, r.Status = f[0], f[1], f[2], f[3], status
+	r.FHIRUser, r.Subject, r.Purpose, r.Organization = f[5], f[6], f[7], f[8]
+	return nil
 }
 
 // AuditKey returns the stored key of event id recorded at ms: the 10 bytes
@@ -262,8 +298,10 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	}
 	var unknown []string
 	seen := map[string]bool{}
+	terms := make([][auditTermCount]string, len(records))
 	for i := range records {
-		for _, s := range auditTermsOf(&records[i]) {
+		terms[i] = auditTermsOf(&records[i])
+		for _, s := range terms[i] {
 			if s == "" || seen[s] {
 				continue
 			}
@@ -279,12 +317,8 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	var fresh map[string]int64
 	err := a.db.Write(ctx, func(q Querier) error {
 		fresh = make(map[string]int64, len(unknown))
-		for _, s := range unknown {
-			var c int64
-			if err := q.QueryRow(ctx, a.sql.putTerm, s).Scan(&c); err != nil {
-				return err
-			}
-			fresh[s] = c
+		if err := a.putTerms(ctx, q, unknown, fresh); err != nil {
+			return err
 		}
 		code := func(s string) int64 {
 			if s == "" {
@@ -301,13 +335,12 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			chunk := rest[:min(len(rest), auditRowsPerInsert)]
 			rest = rest[len(chunk):]
 			args = args[:0]
+			done := len(records) - len(rest) - len(chunk)
 			for i := range chunk {
 				r := &chunk[i]
 				ms := r.Recorded.UnixMilli()
-				t := auditTermsOf(r)
-				args = append(args, ms, AuditKey(r.ID, ms), code(t[0]), code(t[1]), code(t[2]), code(t[3]),
-					code(t[4]), code(t[5]), int64(r.Status-200), code(t[6]), code(t[7]), code(t[8]), code(t[9]),
-					auditRequest(r.RequestID))
+				t := terms[done+i]
+				args = append(args, ms, AuditKey(r.ID, ms), code(t[0]), code(t[1]), code(t[2]), auditRequest(r.RequestID))
 			}
 			if _, err := q.Exec(ctx, a.auditInsert(len(chunk)), args...); err != nil {
 				return err
@@ -322,6 +355,44 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 		return a.Wrap("append audit", err)
 	}
 	a.terms.add(fresh)
+	return nil
+}
+
+// putTerms adds the terms to audit_terms (those already there are kept) and
+// reads back their codes into codes, a few hundred terms per statement.
+func (a *Auth) putTerms(ctx context.Context, q Querier, terms []string, codes map[string]int64) error {
+	for rest := terms; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 500)]
+		rest = rest[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, s := range chunk {
+			args[i] = s
+		}
+		marks := "?" + strings.Repeat(",?", len(chunk)-1)
+		if _, err := q.Exec(ctx, a.d.SQL(`INSERT INTO audit_terms (term) VALUES (`+strings.ReplaceAll(marks, ",", "),(")+`) ON CONFLICT (term) DO NOTHING`), args...); err != nil {
+			return err
+		}
+		rows, err := q.Query(ctx, a.d.SQL(`SELECT id, term FROM audit_terms WHERE term IN (`+marks+`)`), args...)
+		type pair struct {
+			c int64
+			s string
+		}
+		ps, err := collect(rows, err, func(r Row) (pair, error) {
+			var p pair
+			return p, r.Scan(&p.c, &p.s)
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			codes[p.s] = p.c
+		}
+	}
+	for _, s := range terms {
+		if _, ok := codes[s]; !ok {
+			return fmt.Errorf("audit term not stored")
+		}
+	}
 	return nil
 }
 
@@ -350,8 +421,7 @@ func (a *Auth) buildAuditInsert(n int) string {
 		}
 		return b.String()
 	}
-	types := []string{"bigint", "bytea", "integer", "integer", "integer", "integer", "integer", "integer",
-		"integer", "integer", "integer", "integer", "integer", "bytea"}
+	types := []string{"bigint", "bytea", "integer", "integer", "integer", "bytea"}
 	b.WriteString("INSERT INTO audit (" + auditCols + ")\nSELECT DISTINCT ON (CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk) " +
 		auditCols + " FROM (VALUES ")
 	p := 0
@@ -415,18 +485,16 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 		return nil, err
 	}
 	type raw struct {
-		ms          int64
-		idk, req    []byte
-		codes       [auditTermCount]int64
-		status      int64
-		interaction int64
+		ms       int64
+		idk, req []byte
+		codes    [auditTermCount]int64
 	}
 	// sinceMS: the stored precision, so a record at since is never skipped.
 	rows, err := q.Query(ctx, a.sql.listAudit, sinceMS(since), a.d.Limit(limit))
 	raws, err := collect(rows, err, func(r Row) (raw, error) {
 		var x raw
 		c := &x.codes
-		err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &x.status, &c[6], &c[7], &c[8], &c[9], &x.req)
+		err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &c[2], &x.req)
 		return x, err
 	})
 	if err != nil {
@@ -454,6 +522,7 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 		a.terms.add(found)
 	}
 	out := make([]store.AuditRecord, len(raws))
+	shapes := map[int64]store.AuditRecord{} // parsed shapes, by code
 	a.terms.mu.RLock()
 	defer a.terms.mu.RUnlock()
 	for i := range raws {
@@ -477,9 +546,15 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 		if err != nil {
 			return nil, a.d.wrap("list audit", err)
 		}
-		out[i] = store.AuditRecord{ID: id, Recorded: MSTime(x.ms), Patient: t[0], ClientID: t[1], Interaction: t[2],
-			Type: t[3], ResourceID: t[4], Version: t[5], Status: int(x.status) + 200, FHIRUser: t[6], Subject: t[7],
-			Purpose: t[8], Organization: t[9], RequestID: req}
+		rec, ok := shapes[x.codes[0]]
+		if !ok {
+			if err := parseShape(t[0], &rec); err != nil {
+				return nil, a.d.wrap("list audit", err)
+			}
+			shapes[x.codes[0]] = rec
+		}
+		rec.ID, rec.Recorded, rec.Patient, rec.ResourceID, rec.RequestID = id, MSTime(x.ms), t[1], t[2], req
+		out[i] = rec
 	}
 	return out, nil
 }

@@ -36,7 +36,7 @@ type authSQL struct {
 	grantByAnyRefresh, rotate, grantExists, retire  string
 	revokeGrant, revokedSince                       string
 	putKey, listKeys, listAudit                     string
-	putTerm, auditDays, auditExports, markExported  string
+	auditDays, auditExports, markExported           string
 	markDropped                                     string
 }
 
@@ -85,7 +85,6 @@ ON CONFLICT (kid) DO UPDATE SET alg = excluded.alg, private_pem = excluded.priva
 		listKeys: `SELECT kid, alg, private_pem, created, retired FROM signing_keys ORDER BY coalesce(created, 0), kid`,
 		listAudit: q(`SELECT ` + auditCols + ` FROM audit
 WHERE recorded >= ? ORDER BY recorded, idk LIMIT ?`),
-		putTerm:      q(`INSERT INTO audit_terms (term) VALUES (?) ON CONFLICT (term) DO UPDATE SET term = excluded.term RETURNING id`),
 		auditDays:    q(`SELECT recorded / ? AS day, count(*) FROM audit WHERE recorded < ? GROUP BY 1 ORDER BY 1`),
 		auditExports: q(`SELECT day, events, exported_at FROM audit_exports WHERE day < ? ORDER BY day`),
 		markExported: q(`INSERT INTO audit_exports (day, events, exported_at) VALUES (?, ?, ?)

@@ -4,9 +4,11 @@
 -- (Unix ms) into one partition per UTC day, audit_YYYYMMDD (the store
 -- creates a day's partition when a batch first needs it), keyed by
 -- (recorded, idk), the repeated strings as audit_terms codes.
+--   shape: the code of the JSON array (of strings) of client, interaction,
+--        type, version, status, fhirUser, subject, purpose, organization.
+--   patient, resource: the codes of the patient and resource ids.
 --   idk: the 10 bytes after the time of a UUIDv7 whose time is recorded;
 --        any other id (every id of 0003's rows) is '\x00' and its text.
---   status: the HTTP status minus 200.
 --   request: '\x01' and the bytes of a lowercase-hex request id, '\x02' and
 --        the text of any other, empty when none.
 -- audit_exports records what `ketabridge audit export --before` wrote of
@@ -18,20 +20,12 @@ CREATE TABLE audit_terms (
 );
 
 CREATE TABLE audit (
-    recorded     bigint  NOT NULL,
-    idk          bytea   NOT NULL,
-    patient      integer NOT NULL,
-    client       integer NOT NULL,
-    interaction  integer NOT NULL,
-    type         integer NOT NULL,
-    resource     integer NOT NULL,
-    version      integer NOT NULL,
-    status       integer NOT NULL,
-    fhir_user    integer NOT NULL,
-    subject      integer NOT NULL,
-    purpose      integer NOT NULL,
-    organization integer NOT NULL,
-    request      bytea   NOT NULL,
+    recorded bigint  NOT NULL,
+    idk      bytea   NOT NULL,
+    shape    integer NOT NULL,
+    patient  integer NOT NULL,
+    resource integer NOT NULL,
+    request  bytea   NOT NULL,
     PRIMARY KEY (recorded, idk)
 ) PARTITION BY RANGE (recorded);
 -- Ids stored as text: a unique index cannot leave out the partition key, so
@@ -56,27 +50,15 @@ END $$;
 
 INSERT INTO audit_terms (term)
 SELECT term FROM (
-    SELECT patient AS term FROM audit_events UNION SELECT client_id FROM audit_events
-    UNION SELECT interaction FROM audit_events UNION SELECT type FROM audit_events
-    UNION SELECT resource_id FROM audit_events UNION SELECT version FROM audit_events
-    UNION SELECT fhir_user FROM audit_events UNION SELECT subject FROM audit_events
-    UNION SELECT purpose FROM audit_events UNION SELECT organization FROM audit_events
+    SELECT patient AS term FROM audit_events e UNION SELECT resource_id FROM audit_events e
+    UNION SELECT array_to_json(ARRAY[e.client_id, e.interaction, e.type, e.version, e.status::text, e.fhir_user, e.subject, e.purpose, e.organization])::text FROM audit_events e
 ) t WHERE term <> '' ORDER BY term;
 
-INSERT INTO audit (recorded, idk, patient, client, interaction, type, resource, version, status,
-    fhir_user, subject, purpose, organization, request)
+INSERT INTO audit (recorded, idk, shape, patient, resource, request)
 SELECT e.recorded, '\x00'::bytea || convert_to(e.id, 'UTF8'),
+    (SELECT id FROM audit_terms WHERE term = array_to_json(ARRAY[e.client_id, e.interaction, e.type, e.version, e.status::text, e.fhir_user, e.subject, e.purpose, e.organization])::text),
     coalesce((SELECT id FROM audit_terms WHERE term = e.patient), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.client_id), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.interaction), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.type), 0),
     coalesce((SELECT id FROM audit_terms WHERE term = e.resource_id), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.version), 0),
-    e.status - 200,
-    coalesce((SELECT id FROM audit_terms WHERE term = e.fhir_user), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.subject), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.purpose), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.organization), 0),
     CASE
         WHEN e.request_id = '' THEN ''::bytea
         WHEN e.request_id ~ '^([0-9a-f]{2})+$' THEN '\x01'::bytea || decode(e.request_id, 'hex')

@@ -3,9 +3,11 @@
 -- 0003 audit_events rows (about 250 bytes each with their id index) move to
 -- audit: a WITHOUT ROWID table keyed by (recorded, idk), the repeated
 -- strings as audit_terms codes, no second index over every row.
+--   shape: the code of the JSON array (of strings) of client, interaction,
+--        type, version, status, fhirUser, subject, purpose, organization.
+--   patient, resource: the codes of the patient and resource ids.
 --   idk: the 10 bytes after the time of a UUIDv7 whose time is recorded;
 --        any other id (every id of 0003's rows) is x'00' and its text.
---   status: the HTTP status minus 200 (a 200 is stored in no bytes).
 --   request: x'01' and the bytes of a lowercase-hex request id, x'02' and
 --        the text of any other, empty when none.
 -- audit_exports records what `ketabridge audit export --before` wrote of
@@ -17,20 +19,12 @@ CREATE TABLE audit_terms (
 );
 
 CREATE TABLE audit (
-    recorded     INTEGER NOT NULL,
-    idk          BLOB    NOT NULL,
-    patient      INTEGER NOT NULL,
-    client       INTEGER NOT NULL,
-    interaction  INTEGER NOT NULL,
-    type         INTEGER NOT NULL,
-    resource     INTEGER NOT NULL,
-    version      INTEGER NOT NULL,
-    status       INTEGER NOT NULL,
-    fhir_user    INTEGER NOT NULL,
-    subject      INTEGER NOT NULL,
-    purpose      INTEGER NOT NULL,
-    organization INTEGER NOT NULL,
-    request      BLOB    NOT NULL,
+    recorded INTEGER NOT NULL,
+    idk      BLOB    NOT NULL,
+    shape    INTEGER NOT NULL,
+    patient  INTEGER NOT NULL,
+    resource INTEGER NOT NULL,
+    request  BLOB    NOT NULL,
     PRIMARY KEY (recorded, idk)
 ) WITHOUT ROWID;
 -- Ids stored as text are unique across days; the writer's compact ids are
@@ -46,27 +40,15 @@ CREATE TABLE audit_exports (
 
 INSERT INTO audit_terms (term)
 SELECT term FROM (
-    SELECT patient AS term FROM audit_events UNION SELECT client_id FROM audit_events
-    UNION SELECT interaction FROM audit_events UNION SELECT type FROM audit_events
-    UNION SELECT resource_id FROM audit_events UNION SELECT version FROM audit_events
-    UNION SELECT fhir_user FROM audit_events UNION SELECT subject FROM audit_events
-    UNION SELECT purpose FROM audit_events UNION SELECT organization FROM audit_events
+    SELECT patient AS term FROM audit_events e UNION SELECT resource_id FROM audit_events e
+    UNION SELECT json_array(e.client_id, e.interaction, e.type, e.version, CAST(e.status AS TEXT), e.fhir_user, e.subject, e.purpose, e.organization) FROM audit_events e
 ) WHERE term <> '' ORDER BY term;
 
-INSERT OR IGNORE INTO audit (recorded, idk, patient, client, interaction, type, resource, version, status,
-    fhir_user, subject, purpose, organization, request)
+INSERT OR IGNORE INTO audit (recorded, idk, shape, patient, resource, request)
 SELECT e.recorded, unhex('00' || hex(e.id)),
+    (SELECT id FROM audit_terms WHERE term = json_array(e.client_id, e.interaction, e.type, e.version, CAST(e.status AS TEXT), e.fhir_user, e.subject, e.purpose, e.organization)),
     coalesce((SELECT id FROM audit_terms WHERE term = e.patient AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.client_id AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.interaction AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.type AND term <> ''), 0),
     coalesce((SELECT id FROM audit_terms WHERE term = e.resource_id AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.version AND term <> ''), 0),
-    e.status - 200,
-    coalesce((SELECT id FROM audit_terms WHERE term = e.fhir_user AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.subject AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.purpose AND term <> ''), 0),
-    coalesce((SELECT id FROM audit_terms WHERE term = e.organization AND term <> ''), 0),
     CASE
         WHEN e.request_id = '' THEN x''
         WHEN length(e.request_id) % 2 = 0 AND e.request_id NOT GLOB '*[^0-9a-f]*' THEN unhex('01' || e.request_id)
