@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/internal/benchonly"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/synth"
@@ -71,6 +72,10 @@ type Params struct {
 	Out, Docs string
 	// Small marks a smoke run (Compare caps the patients at SmallPatients).
 	Small bool
+	// AuditOff serves the scenarios without an audit trail
+	// (internal/benchonly): the baseline of what auditing costs a read.
+	// Only the harness can ask for it; the gateway has no such setting.
+	AuditOff bool
 	// store labels the store configuration in the results.
 	store string
 }
@@ -250,7 +255,12 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	if err != nil {
 		return nil, err
 	}
-	gr, err := startGateway(ctx, cfg)
+	gctx := ctx
+	res.Run.Audit = "on"
+	if p.AuditOff {
+		gctx, res.Run.Audit = benchonly.Unaudited(ctx), "off (bench baseline)"
+	}
+	gr, err := startGateway(gctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +374,19 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if sc.conns > 0 {
 			conns = sc.conns
 		}
+		ev0, by0, err := settleAudit(ctx, gr.g.Store())
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
 		r, err := attackScenario(sc, conns, p.Duration)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
+		ev1, by1, err := settleAudit(ctx, gr.g.Store())
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		r.AuditEvents, r.AuditBytes = ev1-ev0, by1-by0
 		res.Scenarios = append(res.Scenarios, r)
 	}
 	if export {
@@ -377,6 +396,33 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 	}
 	return nil
+}
+
+// settleAudit waits until the audit writer has written what the last
+// scenario queued (the trail's event count holds still across two polls,
+// its batches flush every 200 ms) and returns the trail's events and bytes
+// on disk (SQLite: dbstat; PostgreSQL: pg_total_relation_size): the
+// scenario's audit growth is the difference around it.
+func settleAudit(ctx context.Context, st store.Store) (events, bytes int64, err error) {
+	ar, ok := st.(store.AuditArchive)
+	if !ok {
+		return 0, 0, nil
+	}
+	last, still := int64(-1), 0
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if events, bytes, err = ar.AuditUsage(ctx); err != nil {
+			return 0, 0, err
+		}
+		if events == last {
+			if still++; still == 2 {
+				return events, bytes, nil
+			}
+		} else {
+			last, still = events, 0
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return events, bytes, nil
 }
 
 // get fetches u with the header and returns the body and status.

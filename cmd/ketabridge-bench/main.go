@@ -94,6 +94,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	soak := fs.Duration("soak", 0, "run the soak instead (e.g. 10m): a fixed rate of mixed reads, searches and ingests with Redis paused and clients dropping connections mid-body on a schedule; errors by kind, RSS over time, every acknowledged record read back (make soak)")
 	soakRate := fs.Int("soak-rate", bench.DefaultSoakRate, "requests/s of the soak")
+	auditOff := fs.Bool("audit-off", false, "serve the scenarios without an audit trail: the baseline of what auditing costs a read (a harness-only switch: the gateway itself always audits); no docs row unless --docs is given")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
 		cfg, err := cf.Config(getenv)
@@ -103,7 +104,10 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, CPUProfile: *cpuProfile, Small: *small}
+			Docs: *docs, CPUProfile: *cpuProfile, Small: *small, AuditOff: *auditOff}
+		if *auditOff && !given["docs"] {
+			p.Docs = ""
+		}
 		if *small {
 			if !given["patients"] {
 				p.Patients = bench.SmallPatients
