@@ -104,10 +104,11 @@ func TestBench(t *testing.T) {
 			if s.LimitRatio == nil || *s.LimitRatio <= 0 {
 				t.Errorf("limit_ratio = %v", s.LimitRatio)
 			}
-			// Every gateway read is audited and the trail's growth on
-			// disk is measured; the limit serves no gateway request.
-			if name != "limit" && (s.AuditEv <= 0 || s.AuditBytes <= 0) {
-				t.Errorf("audit growth = %d events, %d bytes; want both > 0", s.AuditEv, s.AuditBytes)
+			// Every gateway read is audited; the limit serves no gateway
+			// request. (A few dozen events may fit in the pages' free
+			// space: bytes are checked over the run, below.)
+			if name != "limit" && (s.AuditEv <= 0 || s.AuditBytes < 0) {
+				t.Errorf("audit growth = %d events, %d bytes; want events > 0", s.AuditEv, s.AuditBytes)
 			}
 			svg, err := os.ReadFile(filepath.Join(out, "latency-"+name+".svg"))
 			if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) {
@@ -128,6 +129,13 @@ func TestBench(t *testing.T) {
 				t.Errorf("docs have no %s row", name)
 			}
 		})
+	}
+	var auditBytes int64
+	for _, s := range res.Scenarios {
+		auditBytes += s.AuditBytes
+	}
+	if auditBytes <= 0 || !strings.Contains(stdout.String(), "bytes/event") {
+		t.Errorf("the audit trail grew by %d bytes over the run; stdout:\n%s", auditBytes, stdout.String())
 	}
 	t.Run("export", func(t *testing.T) {
 		e := res.Export
