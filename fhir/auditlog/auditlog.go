@@ -91,6 +91,7 @@ type Writer struct {
 	once   sync.Once
 
 	failing  atomic.Bool // the last append failed
+	shut     atomic.Bool // Close was called (Admit's lock-free view of closed)
 	dropped  atomic.Uint64
 	lastWarn atomic.Int64 // unix nanos of the last drop warning
 	written  atomic.Uint64
@@ -178,9 +179,7 @@ func (w *Writer) Admit() error {
 	case len(w.queue) >= cap(w.queue)-cap(w.queue)/10:
 		return errAuditBacklog
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.closed {
+	if w.shut.Load() {
 		return errAuditBacklog
 	}
 	return nil
@@ -213,6 +212,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.once.Do(func() {
 		w.mu.Lock()
 		w.closed = true
+		w.shut.Store(true)
 		close(w.queue)
 		w.mu.Unlock()
 	})

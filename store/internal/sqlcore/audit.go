@@ -133,11 +133,29 @@ func auditShape(r *store.AuditRecord) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
+		if plainTerm(f) {
+			b.WriteByte('"')
+			b.WriteString(f)
+			b.WriteByte('"')
+			continue
+		}
 		q, _ := json.Marshal(f) // a string always marshals
 		b.Write(q)
 	}
 	b.WriteByte(']')
 	return b.String()
+}
+
+// plainTerm reports whether s is JSON-quoted as itself between quotes (the
+// ids, codes and statuses of a shape nearly always are).
+func plainTerm(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '/' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseShape fills r from a shape term.
