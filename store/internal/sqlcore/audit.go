@@ -314,19 +314,24 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			return a.Wrap("append audit", err)
 		}
 	}
+	// Every term's code, read once from the cache: a term the cache does
+	// not hold (or drops meanwhile) is looked up or added in the
+	// transaction, so no row is ever written with a missing code.
+	codes := map[string]int64{"": 0}
 	var unknown []string
-	seen := map[string]bool{}
 	terms := make([][auditTermCount]string, len(records))
 	for i := range records {
 		terms[i] = auditTermsOf(&records[i])
 		for _, s := range terms[i] {
-			if s == "" || seen[s] {
+			if _, ok := codes[s]; ok {
 				continue
 			}
-			seen[s] = true
-			if _, ok := a.terms.code(s); !ok {
-				unknown = append(unknown, s)
+			if c, ok := a.terms.code(s); ok {
+				codes[s] = c
+				continue
 			}
+			codes[s] = -1
+			unknown = append(unknown, s)
 		}
 	}
 	// Sorted, so two replicas adding the same terms take their locks in
@@ -339,14 +344,10 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			return err
 		}
 		code := func(s string) int64 {
-			if s == "" {
-				return 0
-			}
 			if c, ok := fresh[s]; ok {
 				return c
 			}
-			c, _ := a.terms.code(s)
-			return c
+			return codes[s]
 		}
 		args := make([]any, 0, auditColCount*min(len(records), auditRowsPerInsert))
 		for rest := records; len(rest) > 0; {
