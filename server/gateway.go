@@ -94,6 +94,11 @@ func (g *Gateway) build(ctx context.Context) error {
 	if g.redis != nil {
 		deps = append(deps, ops.Dependency{Name: "redis", Ping: g.redis.Ping})
 	}
+	// The audit trail fails closed (docs/design/security.md AUD-ARCH-2):
+	// while it refuses audited requests the replica is not ready, so a load
+	// balancer sends the reads elsewhere and /readyz says why.
+	deps = append(deps, ops.Dependency{Name: "audit", Required: true,
+		Ping: func(context.Context) error { return g.audit.Admit() }})
 	g.prober = ops.NewProber(deps, g.metrics, g.log)
 
 	ec := echo.New()
