@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
+	"github.com/ketabridge/ketabridge/internal/benchonly"
 	"github.com/ketabridge/ketabridge/mapping"
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/ingest"
@@ -76,6 +77,10 @@ type Params struct {
 	// BulkIngest ingests inside a bulk load (store.BulkWriter) instead of
 	// with plain Apply calls, to compare the two.
 	BulkIngest bool
+	// AuditOff serves the scenarios without an audit trail
+	// (internal/benchonly): the baseline of what auditing costs a read.
+	// Only the harness can ask for it; the gateway has no such setting.
+	AuditOff bool
 	// store labels the store configuration in the results.
 	store string
 }
@@ -272,7 +277,12 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 		return nil, err
 	}
 	defer os.Remove(file)
-	gr, err := startGateway(ctx, cfg)
+	gctx := ctx
+	res.Run.Audit = "on"
+	if p.AuditOff {
+		gctx, res.Run.Audit = benchonly.Unaudited(ctx), "off (bench baseline)"
+	}
+	gr, err := startGateway(gctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -489,9 +499,26 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if sc.conns > 0 {
 			conns = sc.conns
 		}
+		ev0, by0, err := settleAudit(ctx, gr.g.Store())
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		cpu0 := cpuSeconds()
 		r, err := attackScenario(sc, conns, p.Duration)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		ev1, by1, err := settleAudit(ctx, gr.g.Store())
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		r.AuditEvents, r.AuditBytes = ev1-ev0, by1-by0
+		// The process's CPU time per request, the audit writes flushed
+		// after the scenario included: steadier than requests/s on a
+		// loaded machine, the figure to compare audited and unaudited
+		// runs by.
+		if cpu := cpuSeconds() - cpu0; cpu > 0 && r.requests > 0 {
+			r.CPUPerRequestUS = round1(cpu * 1e6 / float64(r.requests))
 		}
 		res.Scenarios = append(res.Scenarios, r)
 	}
@@ -502,6 +529,33 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 	}
 	return nil
+}
+
+// settleAudit waits until the audit writer has written what the last
+// scenario queued (the trail's event count holds still across two polls,
+// its batches flush every 200 ms) and returns the trail's events and bytes
+// on disk (SQLite: dbstat; PostgreSQL: pg_total_relation_size): the
+// scenario's audit growth is the difference around it.
+func settleAudit(ctx context.Context, st store.Store) (events, bytes int64, err error) {
+	ar, ok := st.(store.AuditArchive)
+	if !ok {
+		return 0, 0, nil
+	}
+	last, still := int64(-1), 0
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if events, bytes, err = ar.AuditUsage(ctx); err != nil {
+			return 0, 0, err
+		}
+		if events == last {
+			if still++; still == 2 {
+				return events, bytes, nil
+			}
+		} else {
+			last, still = events, 0
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return events, bytes, nil
 }
 
 // get fetches u with the header and returns the body and status.

@@ -71,6 +71,8 @@ type runInfo struct {
 	// ones (the binary and mapped files).
 	RSSEndAnonMB float64 `json:"rss_end_anon_mb"`
 	RSSEndFileMB float64 `json:"rss_end_file_mb"`
+	// Audit is "on", or "off (bench baseline)" for a run with --audit-off.
+	Audit string `json:"audit"`
 }
 
 // scenarioResult is one scenario's figures; the exported fields are the
@@ -87,6 +89,13 @@ type scenarioResult struct {
 	// Connections is set when the scenario ran at its own number of
 	// connections instead of the run's (pa-criteria: one).
 	Connections int `json:"connections,omitempty"`
+	// AuditEvents and AuditBytes are what the audit trail grew by during
+	// the scenario: events, and bytes on disk of its tables and indexes.
+	AuditEvents int64 `json:"audit_events"`
+	AuditBytes  int64 `json:"audit_bytes"`
+	// CPUPerRequestUS is the process's CPU time (gateway, load generator,
+	// audit writer) per request of the scenario, in microseconds.
+	CPUPerRequestUS float64 `json:"cpu_us_per_request,omitempty"`
 
 	requests   uint64
 	p90, mean  float64
@@ -166,6 +175,7 @@ func printTable(w io.Writer, r *results) {
 	if e := r.Export; e != nil {
 		fmt.Fprintf(w, "%s\n", exportLine(e))
 	}
+	printAudit(w, r)
 	fmt.Fprintf(w, "RSS at the end: %.0f MB anonymous (Go heap, SQLite page caches), %.0f MB file-backed (the binary, mapped files)\n",
 		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
 	for _, s := range r.Scenarios {
@@ -173,6 +183,23 @@ func printTable(w io.Writer, r *results) {
 			fmt.Fprintf(w, "%s: first error: %s\n", s.Name, s.firstError)
 		}
 	}
+}
+
+// printAudit prints what the audit trail grew by in each scenario: bytes on
+// disk per AuditEvent and per million requests (docs/benchmarks.md).
+func printAudit(w io.Writer, r *results) {
+	fmt.Fprintf(w, "audit trail: %s\n", r.Run.Audit)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trequests\tCPU us/request\taudit events\taudit bytes\tbytes/event\tMB per 1M requests\t")
+	for _, s := range r.Scenarios {
+		perEvent := 0.0
+		if s.AuditEvents > 0 {
+			perEvent = float64(s.AuditBytes) / float64(s.AuditEvents)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%d\t%d\t%.1f\t%.1f\t\n", s.label(), s.requests, s.CPUPerRequestUS, s.AuditEvents, s.AuditBytes,
+			perEvent, float64(s.AuditBytes)/float64(max(s.requests, 1)))
+	}
+	tw.Flush()
 }
 
 // joinPath joins an output path for display.

@@ -26,6 +26,20 @@ type Auditor interface {
 	Record(ctx context.Context, ev Event)
 }
 
+// AuditGate is what an Auditor may also implement to fail closed
+// (docs/design/security.md AUD-ARCH-2): Admit is asked before an audited
+// request is served, and an error refuses it with a 503 before anything is
+// read, so no patient data is answered whose AuditEvent could not be kept.
+// fhir/auditlog.Writer refuses while its store is failing or its queue is
+// nearly full.
+type AuditGate interface {
+	Admit() error
+}
+
+// ErrAuditUnavailable refuses a request the audit trail cannot record now.
+var ErrAuditUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "transient", Severity: SeverityError,
+	Details: "the audit trail cannot record this access now; retry later"}
+
 // AuditorFunc adapts a function to Auditor.
 type AuditorFunc func(ctx context.Context, ev Event)
 
@@ -162,7 +176,13 @@ func (s *Server) audit(route auth.Interaction) echo.MiddlewareFunc {
 		if s.auditor == nil {
 			return next
 		}
+		gate, _ := s.auditor.(AuditGate)
 		return func(c echo.Context) error {
+			if gate != nil && gate.Admit() != nil {
+				// Refused before the handler: nothing was accessed, so
+				// there is nothing to audit.
+				return ErrAuditUnavailable
+			}
 			n := &auditNote{route: route}
 			c.Set(contextKeyAudit, n)
 			defer func() {

@@ -3,8 +3,10 @@ package fhir
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -353,5 +355,43 @@ func TestAuditEventJSONStoredNames(t *testing.T) {
 				t.Errorf("subtype = %v, want %s", got, tc.code)
 			}
 		})
+	}
+}
+
+// gatedLog is an Auditor that refuses admission while closed is set
+// (docs/design/security.md AUD-ARCH-2).
+type gatedLog struct {
+	eventLog
+	closed bool
+}
+
+func (g *gatedLog) Admit() error {
+	if g.closed {
+		return errors.New("audit store down")
+	}
+	return nil
+}
+
+// TestAuditGateFailsClosed: while the Auditor refuses admission, an audited
+// request is answered 503 with an OperationOutcome and no data; once it
+// admits again the same request is served and audited.
+func TestAuditGateFailsClosed(t *testing.T) {
+	gate := &gatedLog{closed: true}
+	env := newEnvWith(t, Options{Verifier: testCallers{"backend": caller("system/*.rs", "")}, Auditor: gate})
+	w := env.doAs("backend", http.MethodGet, "/fhir/Observation/o01", "")
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "OperationOutcome") ||
+		strings.Contains(w.Body.String(), `"resourceType":"Observation"`) {
+		t.Fatalf("refused: %d %s, want a 503 OperationOutcome", w.Code, w.Body)
+	}
+	if got := gate.take(); len(got) != 0 {
+		t.Errorf("a refused request was audited as an access: %+v", got)
+	}
+	gate.closed = false
+	w = env.doAs("backend", http.MethodGet, "/fhir/Observation/o01", "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("admitted: %d %s", w.Code, w.Body)
+	}
+	if got := gate.take(); len(got) != 1 || got[0].ID != "o01" {
+		t.Errorf("events = %+v, want the read of o01", got)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -63,4 +64,54 @@ type AuditStore interface {
 	// or after since (all when since is zero; compared at millisecond
 	// precision), ordered by Recorded, then ID.
 	ListAudit(ctx context.Context, since time.Time, limit int) ([]AuditRecord, error)
+}
+
+// AuditDay is one UTC day of the audit trail (docs/design/security.md
+// AUD-ARCH-1): how many events it holds and what the last export of it
+// wrote.
+type AuditDay struct {
+	// Day is the day's first instant (midnight UTC).
+	Day time.Time
+	// Events is how many events the store holds for the day.
+	Events int64
+	// Exported is how many events the day's last recorded export wrote
+	// (MarkAuditExported); meaningful only when ExportedAt is set.
+	Exported int64
+	// ExportedAt is when the day was last marked exported, zero when never.
+	ExportedAt time.Time
+}
+
+// ErrAuditNotExported is returned (wrapped, naming the day) by DropAudit when
+// a day it would drop was never exported, or holds more events than its last
+// export wrote: unexported audit is never dropped.
+var ErrAuditNotExported = errors.New("store: audit day not exported")
+
+// AuditArchive is the day-partitioned side of the audit trail: old days are
+// exported (ketabridge audit export --before) and then dropped whole
+// (ketabridge audit drop --before). Both SQL backends implement it.
+type AuditArchive interface {
+	// AuditDays returns the days before before (a midnight UTC; the zero
+	// time is every day) that hold events or were marked exported, oldest
+	// first.
+	AuditDays(ctx context.Context, before time.Time) ([]AuditDay, error)
+	// MarkAuditExported records that an export wrote days[i].Events events
+	// of days[i].Day (durably, before this call); ExportedAt is set from
+	// the store's clock.
+	MarkAuditExported(ctx context.Context, days []AuditDay) error
+	// DropAudit deletes every event recorded before before (a midnight
+	// UTC), all or nothing: when any such day was never marked exported or
+	// now holds a different number of events than its export wrote, it
+	// drops nothing and returns ErrAuditNotExported naming the day. It
+	// returns the days dropped.
+	DropAudit(ctx context.Context, before time.Time) ([]AuditDay, error)
+	// AuditUsage returns how many events the trail holds and the bytes its
+	// tables and indexes take on disk (for the benchmark's bytes per
+	// audited read).
+	AuditUsage(ctx context.Context) (events, bytes int64, err error)
+}
+
+// AuditDayStart returns the midnight UTC that starts t's day.
+func AuditDayStart(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }

@@ -101,6 +101,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		"): one store loaded in steps and measured at each size (ingest resources/s, database size, "+strings.Join(bench.ScaleScenarios, ", ")+
 		" requests/s and p99, peak RSS); writes scale.json and scale.svg to --out")
 	bulkIngest := fs.Bool("bulk-ingest", false, "ingest inside a bulk load (store.BulkWriter, as ketabridge import --bulk) instead of with plain writes")
+	auditOff := fs.Bool("audit-off", false, "serve the scenarios without an audit trail: the baseline of what auditing costs a read (a harness-only switch: the gateway itself always audits); no docs row unless --docs is given")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
 		cfg, err := cf.Config(getenv)
@@ -110,7 +111,10 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, CPUProfile: *cpuProfile, Small: *small, BulkIngest: *bulkIngest}
+			Docs: *docs, CPUProfile: *cpuProfile, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
+		if *auditOff && !given["docs"] {
+			p.Docs = ""
+		}
 		if *small {
 			if !given["patients"] {
 				p.Patients = bench.SmallPatients

@@ -54,6 +54,8 @@ func TestBench(t *testing.T) {
 			Errors     *int     `json:"errors"`
 			LimitRatio *float64 `json:"limit_ratio"`
 			Conns      int      `json:"connections"`
+			AuditEv    int64    `json:"audit_events"`
+			AuditBytes int64    `json:"audit_bytes"`
 		} `json:"scenarios"`
 		PeakRSSMB *float64 `json:"peak_rss_mb"`
 		Export    *struct {
@@ -106,6 +108,12 @@ func TestBench(t *testing.T) {
 			if s.LimitRatio == nil || *s.LimitRatio <= 0 {
 				t.Errorf("limit_ratio = %v", s.LimitRatio)
 			}
+			// Every gateway read is audited; the limit serves no gateway
+			// request. (A few dozen events may fit in the pages' free
+			// space: bytes are checked over the run, below.)
+			if name != "limit" && (s.AuditEv <= 0 || s.AuditBytes < 0) {
+				t.Errorf("audit growth = %d events, %d bytes; want events > 0", s.AuditEv, s.AuditBytes)
+			}
 			svg, err := os.ReadFile(filepath.Join(out, "latency-"+name+".svg"))
 			if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) {
 				t.Errorf("chart: %v, %.20q", err, svg)
@@ -125,6 +133,13 @@ func TestBench(t *testing.T) {
 				t.Errorf("docs have no %s row", name)
 			}
 		})
+	}
+	var auditBytes int64
+	for _, s := range res.Scenarios {
+		auditBytes += s.AuditBytes
+	}
+	if auditBytes <= 0 || !strings.Contains(stdout.String(), "bytes/event") {
+		t.Errorf("the audit trail grew by %d bytes over the run; stdout:\n%s", auditBytes, stdout.String())
 	}
 	t.Run("export", func(t *testing.T) {
 		e := res.Export
@@ -263,5 +278,42 @@ func TestUsage(t *testing.T) {
 				t.Errorf("exit %d, want %d; output %q, want %q", code, tc.code, got, tc.out)
 			}
 		})
+	}
+}
+
+// TestBenchAuditOff: --audit-off (the harness's baseline) serves the reads
+// without writing AuditEvents, says so, and appends no docs row by default.
+func TestBenchAuditOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench")
+	}
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--small", "--patients", "4", "--duration", "300ms", "--scenarios", "read-hot",
+		"--out", out, "--audit-off"}, &stdout, &stderr, func(string) string { return "" })
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s", code, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Scenarios []struct {
+			RPS     float64 `json:"rps"`
+			AuditEv int64   `json:"audit_events"`
+		} `json:"scenarios"`
+		Run struct {
+			Audit string `json:"audit"`
+		} `json:"run"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Scenarios) != 1 || res.Scenarios[0].RPS <= 0 || res.Scenarios[0].AuditEv != 0 {
+		t.Errorf("scenarios = %+v, want read-hot served with no audit events", res.Scenarios)
+	}
+	if !strings.HasPrefix(res.Run.Audit, "off") || !strings.Contains(stdout.String(), "audit trail: off") {
+		t.Errorf("run.audit = %q; stdout:\n%s", res.Run.Audit, stdout.String())
 	}
 }

@@ -207,7 +207,7 @@ func TestExportAuditPaging(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	n, err := exportAudit(ctx, st, time.Time{}, &buf)
+	n, err := exportAudit(ctx, st, time.Time{}, time.Time{}, &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestExportAuditPaging(t *testing.T) {
 		}
 		seen[l] = true
 	}
-	if n != total || len(seen) != total {
-		t.Fatalf("wrote %d (%d distinct) lines, want %d", n, len(seen), total)
+	if n.total != total || len(seen) != total {
+		t.Fatalf("wrote %d (%d distinct) lines, want %d", n.total, len(seen), total)
 	}
 }

@@ -10,17 +10,26 @@
 // store.AuditRecord.Patient; an Event that touched no patient (a denied or
 // empty request) is stored once without one.
 //
-// The trade-off when the queue is full (the store is slow or down): Record
-// blocks the request's goroutine for at most Options.Block, then gives up,
-// counts the event in Dropped and logs a warning with counts only. A request
-// is thus never held indefinitely by auditing and never goes unaudited
-// silently; the operator sees the drop count in the logs (and via Dropped).
-// A store error retries the batch with exponential backoff (logged, no PHI)
-// while events keep queueing; Close flushes what is queued.
+// Records go to the store in group commits: one transaction per batch of up
+// to Options.Batch records from many requests (or what arrived within
+// Options.FlushEvery), so a read costs no transaction of its own.
+//
+// The audit trail fails closed (docs/design/security.md AUD-ARCH-2): the
+// Writer is a fhir.AuditGate whose Admit refuses new audited requests (503,
+// before anything is read) while the store is failing (from the first failed
+// append until one succeeds) or the queue is at least 90 % full, so patient
+// data is not answered while its AuditEvents cannot be kept. The requests
+// already admitted fit in the remaining tenth; should the queue still be
+// full, Record blocks the request's goroutine (its response is already
+// written) for at most Options.Block, then counts the event in Dropped and
+// logs a warning with counts only, and Close reports the loss. A store error
+// retries the batch with exponential backoff (logged, no PHI) while events
+// keep queueing; Close flushes what is queued.
 package auditlog
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -60,7 +69,9 @@ type Options struct {
 	// Logger receives warnings (counts and error types only); nil uses
 	// slog.Default().
 	Logger *slog.Logger
-	// NewID returns AuditEvent ids; nil uses time-ordered UUIDs (version 7).
+	// NewID returns AuditEvent ids; nil uses UUIDv7s whose time is the
+	// event's own millisecond (AuditEvent.recorded), the form the SQL
+	// stores keep in 10 bytes (docs/design/security.md AUD-ARCH-1).
 	NewID func() string
 }
 
@@ -70,7 +81,7 @@ type Writer struct {
 	st    store.AuditStore
 	opts  Options
 	log   *slog.Logger
-	newID func() string
+	newID func(at time.Time) string
 
 	mu     sync.RWMutex // guards closed against Record's send
 	closed bool
@@ -79,12 +90,17 @@ type Writer struct {
 	abort  chan struct{} // closed when Close gives up waiting
 	once   sync.Once
 
+	failing  atomic.Bool // the last append failed
+	shut     atomic.Bool // Close was called (Admit's lock-free view of closed)
 	dropped  atomic.Uint64
 	lastWarn atomic.Int64 // unix nanos of the last drop warning
 	written  atomic.Uint64
 }
 
-var _ fhir.Auditor = (*Writer)(nil)
+var (
+	_ fhir.Auditor   = (*Writer)(nil)
+	_ fhir.AuditGate = (*Writer)(nil)
+)
 
 // New starts a Writer on st. Close it to flush and stop.
 func New(st store.AuditStore, opts Options) *Writer {
@@ -107,7 +123,7 @@ func New(st store.AuditStore, opts Options) *Writer {
 		st:    st,
 		opts:  opts,
 		log:   opts.Logger,
-		newID: opts.NewID,
+		newID: newV7At,
 		queue: make(chan fhir.Event, opts.Buffer),
 		done:  make(chan struct{}),
 		abort: make(chan struct{}),
@@ -115,8 +131,8 @@ func New(st store.AuditStore, opts Options) *Writer {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
-	if w.newID == nil {
-		w.newID = newV7
+	if opts.NewID != nil {
+		w.newID = func(time.Time) string { return opts.NewID() }
 	}
 	go w.run()
 	return w
@@ -148,6 +164,27 @@ func (w *Writer) Record(_ context.Context, ev fhir.Event) {
 	}
 }
 
+// errAuditBacklog and errAuditStore are Admit's refusals.
+var (
+	errAuditBacklog = fmt.Errorf("auditlog: audit queue nearly full")
+	errAuditStore   = fmt.Errorf("auditlog: audit store failing")
+)
+
+// Admit implements fhir.AuditGate: it refuses while the store is failing
+// or the queue is at least 90 % full, and after Close.
+func (w *Writer) Admit() error {
+	switch {
+	case w.failing.Load():
+		return errAuditStore
+	case len(w.queue) >= cap(w.queue)-cap(w.queue)/10:
+		return errAuditBacklog
+	}
+	if w.shut.Load() {
+		return errAuditBacklog
+	}
+	return nil
+}
+
 // drop counts one lost Event and warns, rate-limited to one line a second.
 func (w *Writer) drop(msg string) {
 	n := w.dropped.Add(1)
@@ -175,6 +212,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.once.Do(func() {
 		w.mu.Lock()
 		w.closed = true
+		w.shut.Store(true)
 		close(w.queue)
 		w.mu.Unlock()
 	})
@@ -234,10 +272,10 @@ func (w *Writer) run() {
 // when the trail is read (fhir.AuditEventJSON), off the request path.
 func (w *Writer) records(batch []store.AuditRecord, ev fhir.Event) []store.AuditRecord {
 	if len(ev.Patients) == 0 {
-		return append(batch, ev.AuditRecord(w.newID(), ""))
+		return append(batch, ev.AuditRecord(w.newID(ev.Time), ""))
 	}
 	for _, p := range ev.Patients {
-		batch = append(batch, ev.AuditRecord(w.newID(), p))
+		batch = append(batch, ev.AuditRecord(w.newID(ev.Time), p))
 	}
 	return batch
 }
@@ -251,12 +289,14 @@ func (w *Writer) append(batch []store.AuditRecord) {
 		err := w.st.AppendAudit(ctx, batch)
 		cancel()
 		if err == nil {
+			w.failing.Store(false)
 			w.written.Add(uint64(len(batch)))
 			if attempt > 1 {
 				w.log.Info("audit store append succeeded after retries", "attempt", attempt, "records", len(batch))
 			}
 			return
 		}
+		w.failing.Store(true)
 		// Store errors name SQL, tables and constraints, never the bound
 		// values (the records' ids are not in them).
 		w.log.Warn("audit store append failed; retrying", "attempt", attempt, "records", len(batch),
@@ -274,13 +314,21 @@ func (w *Writer) append(batch []store.AuditRecord) {
 	}
 }
 
-// newV7 returns a time-ordered UUID (RFC 9562 version 7): consecutive audit
-// rows then land at the end of the trail's id index instead of at random
-// pages of it, which made the audit insert the costliest part of a read.
-func newV7() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString() // the random source failed: version 4 also panics on that
+// newV7At returns a time-ordered UUID (RFC 9562 version 7) whose time is
+// at's millisecond, the event's AuditEvent.recorded: consecutive rows land
+// at the end of the trail's key, and the SQL stores keep only the 10 bytes
+// after the time, which the row's recorded column already holds
+// (docs/design/security.md AUD-ARCH-1). The other 74 bits are random.
+func newV7At(at time.Time) string {
+	var u uuid.UUID
+	if _, err := rand.Read(u[6:]); err != nil {
+		return uuid.NewString() // crypto/rand does not fail; version 4 would panic too
 	}
-	return id.String()
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (8 * (5 - i)))
+	}
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
+	return u.String()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -176,8 +177,9 @@ func TestRecordsPerPatient(t *testing.T) {
 }
 
 // TestDefaultIDsAreTimeOrdered: without Options.NewID, ids are version-7
-// UUIDs in the order the records were made, so the trail's id index grows
-// at its end.
+// UUIDs whose time is the event's own millisecond (the form the SQL stores
+// keep compact: docs/design/security.md AUD-ARCH-1), so they sort in the
+// order of the events' times.
 func TestDefaultIDsAreTimeOrdered(t *testing.T) {
 	st := &fakeAudit{}
 	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour})
@@ -195,6 +197,9 @@ func TestDefaultIDsAreTimeOrdered(t *testing.T) {
 		id, err := uuid.Parse(r.ID)
 		if err != nil || id.Version() != 7 {
 			t.Fatalf("record %d id %q: version %d, %v; want a version-7 UUID", i, r.ID, id.Version(), err)
+		}
+		if sec, nsec := id.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != r.Recorded.UnixMilli() {
+			t.Errorf("record %d id %s: time %v, want the event's %v", i, r.ID, time.Unix(sec, nsec).UTC(), r.Recorded)
 		}
 		if i > 0 && r.ID <= got[i-1].ID {
 			t.Errorf("record %d id %s does not sort after %s", i, r.ID, got[i-1].ID)
@@ -381,4 +386,72 @@ func TestStoredRecordsRenderAsMarshalled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdmitFailsClosed: the Writer refuses new audited requests while its
+// store fails and admits them again once an append succeeds; it refuses
+// while its queue is nearly full (docs/design/security.md AUD-ARCH-2).
+func TestAdmitFailsClosed(t *testing.T) {
+	t.Run("store failing", func(t *testing.T) {
+		st := &fakeAudit{failures: 2}
+		w, _ := newWriter(t, st, Options{Batch: 1, MaxBackoff: time.Millisecond})
+		if err := w.Admit(); err != nil {
+			t.Fatalf("a fresh writer refuses: %v", err)
+		}
+		w.Record(context.Background(), event(1, "p1"))
+		refused := false
+		for w.Written() == 0 { // until the third attempt succeeds
+			if w.Admit() != nil {
+				refused = true
+			}
+			runtime.Gosched()
+		}
+		st.mu.Lock()
+		attempts := st.attempts
+		st.mu.Unlock()
+		if attempts != 3 {
+			t.Fatalf("attempts = %d, want 3", attempts)
+		}
+		if !refused {
+			// The failing flag is set before the first retry's wait and
+			// cleared only by the success: Admit must have seen it unless
+			// the loop never ran between them, which the 100 ms first
+			// backoff rules out.
+			t.Error("Admit admitted while the store was failing")
+		}
+		if err := w.Admit(); err != nil {
+			t.Errorf("after a successful append Admit = %v", err)
+		}
+		if err := closeNow(t, w); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("queue nearly full", func(t *testing.T) {
+		st := &fakeAudit{gate: make(chan struct{})}
+		w, _ := newWriter(t, st, Options{Buffer: 20, Batch: 1})
+		w.Record(context.Background(), event(1, "p1")) // taken by the drain, blocked in the store
+		for len(w.queue) > 0 {
+			runtime.Gosched()
+		}
+		for i := range 17 {
+			w.Record(context.Background(), event(i+2, "p1"))
+		}
+		for len(w.queue) < 17 {
+			runtime.Gosched()
+		}
+		if err := w.Admit(); err != nil {
+			t.Errorf("17 of 20 queued: Admit = %v, want admitted", err)
+		}
+		w.Record(context.Background(), event(19, "p1"))
+		if err := w.Admit(); err == nil {
+			t.Error("18 of 20 queued: Admit admitted")
+		}
+		close(st.gate)
+		if err := closeNow(t, w); err != nil {
+			t.Fatal(err)
+		}
+		if w.Admit() == nil {
+			t.Error("a closed writer admits")
+		}
+	})
 }

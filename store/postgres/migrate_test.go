@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -20,9 +22,17 @@ func execAll(t *testing.T, url string, stmts ...string) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	// Every test reverts to a schema before the jobs table and the export
-	// walk's index (the newest migrations), which it recreates.
-	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, stmts...) {
+	// Every test reverts to a schema before the jobs table, the export
+	// walk's index and the compact audit trail (the newest migrations),
+	// which it recreates.
+	undo := []string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`,
+		`DROP TABLE IF EXISTS audit`, `DROP TABLE IF EXISTS audit_terms`, `DROP TABLE IF EXISTS audit_exports`,
+		`CREATE TABLE IF NOT EXISTS audit_events (id text COLLATE "C" PRIMARY KEY, recorded bigint NOT NULL,
+    patient text NOT NULL, client_id text NOT NULL, interaction text NOT NULL, type text NOT NULL,
+    resource_id text NOT NULL, version text NOT NULL, status integer NOT NULL, fhir_user text NOT NULL,
+    subject text NOT NULL, purpose text NOT NULL, request_id text NOT NULL, organization text NOT NULL DEFAULT '')`,
+		`CREATE INDEX IF NOT EXISTS audit_events_recorded ON audit_events (recorded, id)`}
+	for _, stmt := range append(undo, stmts...) {
 		if _, err := c.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
@@ -101,3 +111,31 @@ func TestMigrationDropsIndexForeignKeys(t *testing.T) {
 		t.Errorf("%d foreign keys to resources remain", n)
 	}
 }
+
+// TestMigrationMovesAuditEvents: the audit events stored before migration
+// 0011 read back unchanged from the compact, partitioned trail.
+func TestMigrationMovesAuditEvents(t *testing.T) {
+	ctx := context.Background()
+	url := freshSchema(t)
+	s, err := postgres.Open(ctx, url, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var stmts []string
+	for _, r := range storetest.LegacyAuditRecords() {
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
+			sqlQuote(r.ID), r.Recorded.UnixMilli(), sqlQuote(r.Patient), sqlQuote(r.ClientID), sqlQuote(r.Interaction),
+			sqlQuote(r.Type), sqlQuote(r.ResourceID), sqlQuote(r.Version), r.Status, sqlQuote(r.FHIRUser),
+			sqlQuote(r.Subject), sqlQuote(r.Purpose), sqlQuote(r.RequestID), sqlQuote(r.Organization)))
+	}
+	execAll(t, url, append(stmts, `DELETE FROM schema_version WHERE version >= 11`)...)
+	s, err = postgres.Open(ctx, url, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.CheckLegacyAudit(t, s)
+}
+
+func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -3,13 +3,26 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
+
+// undoAuditCompact turns the audit trail back into migration 0012's
+// (0003's audit_events with 0008's organization).
+var undoAuditCompact = []string{
+	`DROP TABLE IF EXISTS audit`, `DROP TABLE IF EXISTS audit_terms`, `DROP TABLE IF EXISTS audit_exports`,
+	`CREATE TABLE IF NOT EXISTS audit_events (id TEXT PRIMARY KEY, recorded INTEGER NOT NULL, patient TEXT NOT NULL,
+    client_id TEXT NOT NULL, interaction TEXT NOT NULL, type TEXT NOT NULL, resource_id TEXT NOT NULL,
+    version TEXT NOT NULL, status INTEGER NOT NULL, fhir_user TEXT NOT NULL, subject TEXT NOT NULL,
+    purpose TEXT NOT NULL, request_id TEXT NOT NULL, organization TEXT NOT NULL DEFAULT '')`,
+	`CREATE INDEX IF NOT EXISTS audit_events_recorded ON audit_events (recorded, id)`,
+}
 
 // openMigrated closes s, runs stmts on its file (turning it back into an
 // older schema), and opens it again: the migrations run.
@@ -21,9 +34,11 @@ func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every test reverts to a schema before the jobs table and the export
-	// walk's index (the newest migrations), which it recreates.
-	for _, stmt := range append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, stmts...) {
+	// Every test reverts to a schema before the jobs table, the export
+	// walk's index and the compact audit trail (the newest migrations),
+	// which it recreates.
+	undo := append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, undoAuditCompact...)
+	for _, stmt := range append(undo, stmts...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
@@ -131,3 +146,25 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 		t.Errorf("%d _security rows, want 5", n)
 	}
 }
+
+// TestMigrationMovesAuditEvents: the audit events stored before migration
+// 0013 read back unchanged from the compact trail.
+func TestMigrationMovesAuditEvents(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s, err := Open(ctx, path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stmts []string
+	for _, r := range storetest.LegacyAuditRecords() {
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
+			sqlQuote(r.ID), r.Recorded.UnixMilli(), sqlQuote(r.Patient), sqlQuote(r.ClientID), sqlQuote(r.Interaction),
+			sqlQuote(r.Type), sqlQuote(r.ResourceID), sqlQuote(r.Version), r.Status, sqlQuote(r.FHIRUser),
+			sqlQuote(r.Subject), sqlQuote(r.Purpose), sqlQuote(r.RequestID), sqlQuote(r.Organization)))
+	}
+	s = openMigrated(t, s, path, append(stmts, `DELETE FROM schema_version WHERE version >= 13`)...)
+	storetest.CheckLegacyAudit(t, s)
+}
+
+func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

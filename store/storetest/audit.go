@@ -18,13 +18,18 @@ type NewAuditStoreFunc func(t *testing.T, clock store.Clock) store.AuditStore
 // doc comments it pins: every field round-trips (Recorded at millisecond
 // precision, in UTC); the order is Recorded then ID whatever the insertion
 // order; since is inclusive; a batch with an invalid record writes nothing;
-// a batch larger than any one statement a backend uses is stored whole.
+// a batch larger than any one statement a backend uses is stored whole; ids
+// of every shape round-trip (audit_archive.go); and old days are dropped
+// only once exported (store.AuditArchive).
 func RunAudit(t *testing.T, newStore NewAuditStoreFunc) {
 	t.Run("RoundTripAndOrder", func(t *testing.T) { testAuditRoundTrip(t, newStore) })
 	t.Run("LargeBatch", func(t *testing.T) { testAuditLargeBatch(t, newStore) })
 	t.Run("SinceAndLimit", func(t *testing.T) { testAuditSinceLimit(t, newStore) })
 	t.Run("DuplicateIgnored", func(t *testing.T) { testAuditDuplicate(t, newStore) })
 	t.Run("InvalidBatch", func(t *testing.T) { testAuditInvalid(t, newStore) })
+	t.Run("IDShapes", func(t *testing.T) { testAuditIDShapes(t, newStore) })
+	t.Run("TextIDAcrossDays", func(t *testing.T) { testAuditTextIDAcrossDays(t, newStore) })
+	t.Run("Archive", func(t *testing.T) { testAuditArchive(t, newStore) })
 }
 
 func auditRec(id string, at time.Time, patient string) store.AuditRecord {

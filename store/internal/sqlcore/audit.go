@@ -2,23 +2,106 @@ package sqlcore
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// The audit trail (store.AuditStore) lives in migrations/0003_audit.sql's
-// audit_events table on both backends, one compact row per event (the
-// AuditEvent JSON is rendered when read). Appending is each backend's own
-// fast path (SQLite: multi-row INSERTs on its writer; PostgreSQL: column
-// arrays in one statement); reading is shared.
+// The audit trail (store.AuditStore, store.AuditArchive) lives in the audit
+// table of SQLite's migration 0013 and PostgreSQL's 0011, the same compact
+// row on both backends (docs/design/security.md AUD-ARCH-1):
+//
+//   - recorded (Unix ms) and idk make the primary key, so the table is
+//     ordered as ListAudit reads it and needs no other index. idk is the
+//     event id: for the ids the writer makes (UUIDv7 whose time is the
+//     event's recorded millisecond: fhir/auditlog) only the 10 bytes after
+//     the time (the time is recorded); any other id is 0x00 followed by its
+//     text, unique through a small partial index on those rows only.
+//   - the repeated strings are integer codes into audit_terms (0 for the
+//     empty string), cached in memory both ways (a code never changes once
+//     assigned): patient, resource (the resource id), and shape, whose
+//     term is the JSON array of everything a read repeats: client,
+//     interaction, type, version, status, fhirUser, subject, purpose and
+//     organization (a clinic has a few thousand such shapes at most);
+//   - request is the request id: lowercase hex as its bytes after 0x01,
+//     anything else as its text after 0x02, empty when none.
+//
+// A day is a contiguous range of the key: SQLite drops old days with one
+// range DELETE, PostgreSQL keeps a partition per day (audit_YYYYMMDD,
+// created when a batch first needs it) and drops partitions.
 
-// AuditColumns are audit_events' columns, in insert and select order.
-const AuditColumns = "id, recorded, patient, client_id, interaction, type, resource_id, version, status, fhir_user, subject, purpose, request_id, organization"
+// auditCols are the audit table's columns, in insert and select order.
+const auditCols = "recorded, idk, shape, patient, resource, request"
 
-// AuditColumnCount is the number of AuditColumns.
-const AuditColumnCount = 14
+// auditColCount is the number of auditCols.
+const auditColCount = 6
+
+// auditTermCount is how many of a row's columns are audit_terms codes.
+const auditTermCount = 3
+
+// auditRowsPerInsert is how many rows one INSERT carries.
+const auditRowsPerInsert = 100
+
+// dayMS is one day in milliseconds.
+const dayMS = 24 * 60 * 60 * 1000
+
+// auditTermCacheMax bounds each direction of the term cache; past it the
+// cache starts over (codes are re-read from audit_terms as needed).
+const auditTermCacheMax = 1 << 20
+
+// auditTerms caches audit_terms both ways.
+type auditTerms struct {
+	mu    sync.RWMutex
+	codes map[string]int64
+	terms map[int64]string
+	days  map[int64]bool // PostgreSQL: the day partitions known to exist
+}
+
+func (t *auditTerms) code(s string) (int64, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	c, ok := t.codes[s]
+	return c, ok
+}
+
+func (t *auditTerms) add(m map[string]int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.codes == nil || len(t.codes)+len(m) > auditTermCacheMax {
+		t.codes, t.terms = map[string]int64{}, map[int64]string{}
+	}
+	for s, c := range m {
+		t.codes[s], t.terms[c] = c, s
+	}
+}
+
+func (t *auditTerms) dayKnown(day int64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.days[day]
+}
+
+func (t *auditTerms) setDays(days []int64, known bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !known {
+		t.days = nil
+		return
+	}
+	if t.days == nil {
+		t.days = map[int64]bool{}
+	}
+	for _, d := range days {
+		t.days[d] = true
+	}
+}
 
 // CheckAudit checks the records an AppendAudit stores: each needs an id and
 // an interaction.
@@ -31,20 +114,673 @@ func (d *Dialect) CheckAudit(records []store.AuditRecord) error {
 	return nil
 }
 
-// ListAudit returns up to limit records (all when limit <= 0) recorded at or
-// after since, ordered by recorded time, then id.
-func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]store.AuditRecord, error) {
-	// sinceMS: the stored precision, so a record at since is never skipped.
-	return list(ctx, a, "list audit", scanAudit, a.sql.listAudit, sinceMS(since), a.d.Limit(limit))
+// auditTermsOf returns the terms of r's coded columns: shape, patient,
+// resource.
+func auditTermsOf(r *store.AuditRecord) [auditTermCount]string {
+	return [auditTermCount]string{auditShape(r), r.Patient, r.ResourceID}
 }
 
-func scanAudit(r Row) (store.AuditRecord, error) {
-	var rec store.AuditRecord
-	var ms int64
-	if err := r.Scan(&rec.ID, &ms, &rec.Patient, &rec.ClientID, &rec.Interaction, &rec.Type, &rec.ResourceID,
-		&rec.Version, &rec.Status, &rec.FHIRUser, &rec.Subject, &rec.Purpose, &rec.RequestID, &rec.Organization); err != nil {
-		return store.AuditRecord{}, err
+// auditShape is the term of r's shape column: the JSON array (of strings)
+// of client, interaction, type, version, status, fhirUser, subject, purpose
+// and organization. Migrations build it with the database's own JSON
+// functions; a tuple spelt differently there only costs a second term.
+func auditShape(r *store.AuditRecord) string {
+	var b strings.Builder
+	b.Grow(64)
+	b.WriteByte('[')
+	for i, f := range [...]string{r.ClientID, r.Interaction, r.Type, r.Version, strconv.Itoa(r.Status),
+		r.FHIRUser, r.Subject, r.Purpose, r.Organization} {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if plainTerm(f) {
+			b.WriteByte('"')
+			b.WriteString(f)
+			b.WriteByte('"')
+			continue
+		}
+		q, _ := json.Marshal(f) // a string always marshals
+		b.Write(q)
 	}
-	rec.Recorded = MSTime(ms)
-	return rec, nil
+	b.WriteByte(']')
+	return b.String()
+}
+
+// plainTerm reports whether s is JSON-quoted as itself between quotes (the
+// ids, codes and statuses of a shape nearly always are).
+func plainTerm(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '/' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseShape fills r from a shape term.
+func parseShape(term string, r *store.AuditRecord) error {
+	var f []string
+	if err := json.Unmarshal([]byte(term), &f); err != nil || len(f) != 9 {
+		return fmt.Errorf("malformed audit shape")
+	}
+	status, err := strconv.Atoi(f[4])
+	if err != nil {
+		return fmt.Errorf("malformed audit shape status")
+	}
+	r.ClientID, r.Interaction, r.Type, r.Version, r.Status = f[0], f[1], f[2], f[3], status
+	r.FHIRUser, r.Subject, r.Purpose, r.Organization = f[5], f[6], f[7], f[8]
+	return nil
+}
+
+// AuditKey returns the stored key of event id recorded at ms: the 10 bytes
+// after the time of a lowercase UUIDv7 whose time is ms, else 0x00 and the
+// id's text.
+func AuditKey(id string, ms int64) []byte {
+	if u, ok := parseUUID(id); ok && u[6]>>4 == 7 && ms >= 0 && uuidMS(u) == ms {
+		return slices.Clone(u[6:])
+	}
+	return append([]byte{0}, id...)
+}
+
+// auditID is AuditKey's inverse.
+func auditID(k []byte, ms int64) (string, error) {
+	if len(k) > 0 && k[0] == 0 {
+		return string(k[1:]), nil
+	}
+	if len(k) != 10 || ms < 0 || ms >= 1<<48 {
+		return "", fmt.Errorf("malformed audit key (%d bytes)", len(k))
+	}
+	var u [16]byte
+	for i := range 6 {
+		u[i] = byte(ms >> (8 * (5 - i)))
+	}
+	copy(u[6:], k)
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], u[10:16])
+	return string(b[:]), nil
+}
+
+// parseUUID parses a canonical lowercase UUID.
+func parseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if s[i] == '-' {
+			i--
+			continue
+		}
+		hi, ok1 := lowerHex(s[i])
+		lo, ok2 := lowerHex(s[i+1])
+		if !ok1 || !ok2 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return u, j == 16
+}
+
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// uuidMS is the Unix-millisecond time of a UUIDv7.
+func uuidMS(u [16]byte) int64 {
+	var ms int64
+	for _, b := range u[:6] {
+		ms = ms<<8 | int64(b)
+	}
+	return ms
+}
+
+// auditRequest encodes a request id: 0x01 and the bytes of lowercase hex,
+// else 0x02 and the text; empty stays empty.
+func auditRequest(id string) []byte {
+	if id == "" {
+		return []byte{}
+	}
+	if len(id)%2 == 0 {
+		ok := true
+		for i := 0; i < len(id) && ok; i++ {
+			_, ok = lowerHex(id[i])
+		}
+		if ok {
+			b := make([]byte, 1+len(id)/2)
+			b[0] = 1
+			_, _ = hex.Decode(b[1:], []byte(id))
+			return b
+		}
+	}
+	return append([]byte{2}, id...)
+}
+
+// auditRequestID is auditRequest's inverse.
+func auditRequestID(b []byte) (string, error) {
+	switch {
+	case len(b) == 0:
+		return "", nil
+	case b[0] == 1:
+		return hex.EncodeToString(b[1:]), nil
+	case b[0] == 2:
+		return string(b[1:]), nil
+	}
+	return "", fmt.Errorf("malformed audit request id")
+}
+
+// auditDay is the day number (days since 1970-01-01 UTC) of ms.
+func auditDay(ms int64) int64 {
+	d := ms / dayMS
+	if ms < 0 && ms%dayMS != 0 {
+		d--
+	}
+	return d
+}
+
+// auditPartition names the PostgreSQL partition of a day.
+func auditPartition(day int64) string {
+	return "audit_" + time.UnixMilli(day*dayMS).UTC().Format("20060102")
+}
+
+// AppendAudit writes records (store.AuditStore): the strings unknown to the
+// term cache are looked up or added to audit_terms, then the rows go in
+// multi-row INSERTs, all in one transaction of the backend's writer. On
+// PostgreSQL the day partitions the batch needs are created first.
+func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
+	if len(records) == 0 {
+		return nil
+	}
+	if err := a.d.CheckAudit(records); err != nil {
+		return err
+	}
+	if a.d.arrays {
+		if err := a.auditPartitions(ctx, records); err != nil {
+			return a.Wrap("append audit", err)
+		}
+	}
+	// Every term's code, read once from the cache: a term the cache does
+	// not hold (or drops meanwhile) is looked up or added in the
+	// transaction, so no row is ever written with a missing code.
+	codes := map[string]int64{"": 0}
+	var unknown []string
+	terms := make([][auditTermCount]string, len(records))
+	for i := range records {
+		terms[i] = auditTermsOf(&records[i])
+		for _, s := range terms[i] {
+			if _, ok := codes[s]; ok {
+				continue
+			}
+			if c, ok := a.terms.code(s); ok {
+				codes[s] = c
+				continue
+			}
+			codes[s] = -1
+			unknown = append(unknown, s)
+		}
+	}
+	// Sorted, so two replicas adding the same terms take their locks in
+	// one order.
+	slices.Sort(unknown)
+	var fresh map[string]int64
+	err := a.db.Write(ctx, func(q Querier) error {
+		fresh = make(map[string]int64, len(unknown))
+		if err := a.putTerms(ctx, q, unknown, fresh); err != nil {
+			return err
+		}
+		code := func(s string) int64 {
+			if c, ok := fresh[s]; ok {
+				return c
+			}
+			return codes[s]
+		}
+		args := make([]any, 0, auditColCount*min(len(records), auditRowsPerInsert))
+		for rest := records; len(rest) > 0; {
+			chunk := rest[:min(len(rest), auditRowsPerInsert)]
+			rest = rest[len(chunk):]
+			args = args[:0]
+			done := len(records) - len(rest) - len(chunk)
+			for i := range chunk {
+				r := &chunk[i]
+				ms := r.Recorded.UnixMilli()
+				t := terms[done+i]
+				args = append(args, ms, AuditKey(r.ID, ms), code(t[0]), code(t[1]), code(t[2]), auditRequest(r.RequestID))
+			}
+			if _, err := q.Exec(ctx, a.auditInsert(len(chunk)), args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// A partition may have been dropped under the cache (audit drop):
+		// the retry looks again.
+		a.terms.setDays(nil, false)
+		return a.Wrap("append audit", err)
+	}
+	a.terms.add(fresh)
+	return nil
+}
+
+// putTerms adds the terms to audit_terms (those already there are kept) and
+// reads back their codes into codes, a few hundred terms per statement.
+func (a *Auth) putTerms(ctx context.Context, q Querier, terms []string, codes map[string]int64) error {
+	for rest := terms; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 500)]
+		rest = rest[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, s := range chunk {
+			args[i] = s
+		}
+		marks := "?" + strings.Repeat(",?", len(chunk)-1)
+		if _, err := q.Exec(ctx, a.d.SQL(`INSERT INTO audit_terms (term) VALUES (`+strings.ReplaceAll(marks, ",", "),(")+`) ON CONFLICT (term) DO NOTHING`), args...); err != nil {
+			return err
+		}
+		rows, err := q.Query(ctx, a.d.SQL(`SELECT id, term FROM audit_terms WHERE term IN (`+marks+`)`), args...)
+		type pair struct {
+			c int64
+			s string
+		}
+		ps, err := collect(rows, err, func(r Row) (pair, error) {
+			var p pair
+			return p, r.Scan(&p.c, &p.s)
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			codes[p.s] = p.c
+		}
+	}
+	for _, s := range terms {
+		if _, ok := codes[s]; !ok {
+			return fmt.Errorf("audit term not stored")
+		}
+	}
+	return nil
+}
+
+// auditInsert returns the INSERT of n rows. A stored key is skipped (a
+// retried batch is idempotent); on PostgreSQL, whose partitioned table
+// cannot hold a unique index on idk alone, a text id stored on another day
+// is skipped by NOT EXISTS and duplicates within the batch by DISTINCT ON.
+func (a *Auth) auditInsert(n int) string {
+	if n == auditRowsPerInsert {
+		a.insertOnce.Do(func() { a.insertFull = a.buildAuditInsert(n) })
+		return a.insertFull
+	}
+	return a.buildAuditInsert(n)
+}
+
+func (a *Auth) buildAuditInsert(n int) string {
+	var b strings.Builder
+	if !a.d.arrays {
+		row := "(?" + strings.Repeat(",?", auditColCount-1) + ")"
+		b.WriteString("INSERT OR IGNORE INTO audit (" + auditCols + ") VALUES ")
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(row)
+		}
+		return b.String()
+	}
+	types := []string{"bigint", "bytea", "integer", "integer", "integer", "bytea"}
+	b.WriteString("INSERT INTO audit (" + auditCols + ")\nSELECT DISTINCT ON (CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk) " +
+		auditCols + " FROM (VALUES ")
+	p := 0
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for j, t := range types {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			p++
+			b.WriteString("$" + strconv.Itoa(p) + "::" + t)
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(") AS v(" + auditCols + ")\nWHERE v.idk >= '\\x01'::bytea OR NOT EXISTS (SELECT 1 FROM audit o WHERE o.idk < '\\x01'::bytea AND o.idk = v.idk)\n" +
+		"ORDER BY CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk\nON CONFLICT DO NOTHING")
+	return b.String()
+}
+
+// auditPartitions creates the PostgreSQL day partitions records need and
+// the cache does not know, under an advisory lock so replicas do not race.
+func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord) error {
+	var need []int64
+	for i := range records {
+		d := auditDay(records[i].Recorded.UnixMilli())
+		if !a.terms.dayKnown(d) && !slices.Contains(need, d) {
+			need = append(need, d)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	err := a.db.Write(ctx, func(q Querier) error {
+		if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(7412087301)`); err != nil {
+			return err
+		}
+		for _, d := range need {
+			if _, err := q.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF audit FOR VALUES FROM (%d) TO (%d)`,
+				auditPartition(d), d*dayMS, (d+1)*dayMS)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		a.terms.setDays(need, true)
+	}
+	return err
+}
+
+// ListAudit returns up to limit records (all when limit <= 0) recorded at or
+// after since, ordered by recorded time, then key (the id order among the
+// ids of one millisecond, except that ids stored as text sort before the
+// writer's compact ones).
+func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]store.AuditRecord, error) {
+	q, err := a.db.Reader()
+	if err != nil {
+		return nil, err
+	}
+	type raw struct {
+		ms       int64
+		idk, req []byte
+		codes    [auditTermCount]int64
+	}
+	// sinceMS: the stored precision, so a record at since is never skipped.
+	rows, err := q.Query(ctx, a.sql.listAudit, sinceMS(since), a.d.Limit(limit))
+	raws, err := collect(rows, err, func(r Row) (raw, error) {
+		var x raw
+		c := &x.codes
+		err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &c[2], &x.req)
+		return x, err
+	})
+	if err != nil {
+		return nil, a.d.wrap("list audit", err)
+	}
+	if len(raws) == 0 {
+		return nil, nil
+	}
+	// Resolve the codes the cache does not hold.
+	need := map[int64]bool{}
+	a.terms.mu.RLock()
+	for i := range raws {
+		for _, c := range raws[i].codes {
+			if _, ok := a.terms.terms[c]; c != 0 && !ok {
+				need[c] = true
+			}
+		}
+	}
+	a.terms.mu.RUnlock()
+	if len(need) > 0 {
+		found, err := a.auditTermsByCode(ctx, q, need)
+		if err != nil {
+			return nil, a.d.wrap("list audit", err)
+		}
+		a.terms.add(found)
+	}
+	out := make([]store.AuditRecord, len(raws))
+	shapes := map[int64]store.AuditRecord{} // parsed shapes, by code
+	a.terms.mu.RLock()
+	defer a.terms.mu.RUnlock()
+	for i := range raws {
+		x := &raws[i]
+		var t [auditTermCount]string
+		for j, c := range x.codes {
+			if c == 0 {
+				continue
+			}
+			s, ok := a.terms.terms[c]
+			if !ok {
+				return nil, a.d.wrap("list audit", fmt.Errorf("audit term %d missing", c))
+			}
+			t[j] = s
+		}
+		id, err := auditID(x.idk, x.ms)
+		if err != nil {
+			return nil, a.d.wrap("list audit", err)
+		}
+		req, err := auditRequestID(x.req)
+		if err != nil {
+			return nil, a.d.wrap("list audit", err)
+		}
+		rec, ok := shapes[x.codes[0]]
+		if !ok {
+			if err := parseShape(t[0], &rec); err != nil {
+				return nil, a.d.wrap("list audit", err)
+			}
+			shapes[x.codes[0]] = rec
+		}
+		rec.ID, rec.Recorded, rec.Patient, rec.ResourceID, rec.RequestID = id, MSTime(x.ms), t[1], t[2], req
+		out[i] = rec
+	}
+	return out, nil
+}
+
+// auditTermsByCode reads the terms of codes from audit_terms.
+func (a *Auth) auditTermsByCode(ctx context.Context, q Querier, codes map[int64]bool) (map[string]int64, error) {
+	list := make([]int64, 0, len(codes))
+	for c := range codes {
+		list = append(list, c)
+	}
+	found := make(map[string]int64, len(list))
+	scan := func(rows Rows, err error) error {
+		type pair struct {
+			c int64
+			s string
+		}
+		ps, err := collect(rows, err, func(r Row) (pair, error) {
+			var p pair
+			return p, r.Scan(&p.c, &p.s)
+		})
+		for _, p := range ps {
+			found[p.s] = p.c
+		}
+		return err
+	}
+	if a.d.arrays {
+		rows, err := q.Query(ctx, `SELECT id, term FROM audit_terms WHERE id = ANY($1)`, list)
+		return found, scan(rows, err)
+	}
+	for rest := list; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 500)]
+		rest = rest[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, c := range chunk {
+			args[i] = c
+		}
+		rows, err := q.Query(ctx, `SELECT id, term FROM audit_terms WHERE id IN (?`+strings.Repeat(",?", len(chunk)-1)+`)`, args...)
+		if err := scan(rows, err); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// auditMidnight checks that before is a midnight UTC (or zero) and returns
+// it in Unix ms (the zero time is no bound).
+func (a *Auth) auditMidnight(op string, before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 1 << 62, nil
+	}
+	if !before.Equal(store.AuditDayStart(before)) {
+		return 0, a.d.wrap(op, fmt.Errorf("%s is not a midnight UTC", before.Format(time.RFC3339)))
+	}
+	return before.UnixMilli(), nil
+}
+
+// auditDays counts the events of each day before beforeMS and joins the
+// export marks.
+func (a *Auth) auditDays(ctx context.Context, q Querier, beforeMS int64) ([]store.AuditDay, error) {
+	type count struct{ day, events, exported, at int64 }
+	rows, err := q.Query(ctx, a.sql.auditDays, dayMS, beforeMS)
+	counts, err := collect(rows, err, func(r Row) (count, error) {
+		var c count
+		return c, r.Scan(&c.day, &c.events)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rows, err = q.Query(ctx, a.sql.auditExports, beforeMS/dayMS)
+	marks, err := collect(rows, err, func(r Row) (count, error) {
+		var c count
+		return c, r.Scan(&c.day, &c.exported, &c.at)
+	})
+	if err != nil {
+		return nil, err
+	}
+	byDay := map[int64]*store.AuditDay{}
+	var days []int64
+	get := func(d int64) *store.AuditDay {
+		if x, ok := byDay[d]; ok {
+			return x
+		}
+		x := &store.AuditDay{Day: MSTime(d * dayMS)}
+		byDay[d] = x
+		days = append(days, d)
+		return x
+	}
+	for _, c := range counts {
+		get(c.day).Events = c.events
+	}
+	for _, m := range marks {
+		x := get(m.day)
+		x.Exported, x.ExportedAt = m.exported, MSTime(m.at)
+	}
+	slices.Sort(days)
+	out := make([]store.AuditDay, len(days))
+	for i, d := range days {
+		out[i] = *byDay[d]
+	}
+	return out, nil
+}
+
+// AuditDays implements store.AuditArchive.
+func (a *Auth) AuditDays(ctx context.Context, before time.Time) ([]store.AuditDay, error) {
+	ms, err := a.auditMidnight("audit days", before)
+	if err != nil {
+		return nil, err
+	}
+	q, err := a.db.Reader()
+	if err != nil {
+		return nil, err
+	}
+	days, err := a.auditDays(ctx, q, ms)
+	if err != nil {
+		return nil, a.d.wrap("audit days", err)
+	}
+	return days, nil
+}
+
+// MarkAuditExported implements store.AuditArchive.
+func (a *Auth) MarkAuditExported(ctx context.Context, days []store.AuditDay) error {
+	now := a.clock.Now().UnixMilli()
+	for _, d := range days {
+		if !d.Day.Equal(store.AuditDayStart(d.Day)) || d.Events < 0 {
+			return a.d.wrap("mark audit exported", fmt.Errorf("%s is not a midnight UTC", d.Day.Format(time.RFC3339)))
+		}
+	}
+	return a.write(ctx, "mark audit exported", func(q Querier) error {
+		for _, d := range days {
+			if _, err := q.Exec(ctx, a.sql.markExported, auditDay(d.Day.UnixMilli()), d.Events, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DropAudit implements store.AuditArchive: in one transaction it counts the
+// days (on PostgreSQL after locking their partitions, so no event lands in
+// them between the count and the drop), refuses when any day's count is not
+// what its export wrote, and deletes the days (SQLite: one DELETE of the key
+// range; PostgreSQL: DROP TABLE of the partitions).
+func (a *Auth) DropAudit(ctx context.Context, before time.Time) ([]store.AuditDay, error) {
+	ms, err := a.auditMidnight("drop audit", before)
+	if err != nil {
+		return nil, err
+	}
+	if before.IsZero() {
+		return nil, a.d.wrap("drop audit", fmt.Errorf("a bound is required"))
+	}
+	var dropped []store.AuditDay
+	err = a.db.Write(ctx, func(q Querier) error {
+		var parts []string
+		if a.d.arrays {
+			rows, err := q.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'audit'::regclass ORDER BY c.relname`)
+			names, err := collect(rows, err, func(r Row) (string, error) {
+				var s string
+				return s, r.Scan(&s)
+			})
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				t, perr := time.Parse("20060102", strings.TrimPrefix(n, "audit_"))
+				if perr != nil || !t.Before(before) {
+					continue
+				}
+				if _, err := q.Exec(ctx, `LOCK TABLE `+n+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+					return err
+				}
+				parts = append(parts, n)
+			}
+		}
+		days, err := a.auditDays(ctx, q, ms)
+		if err != nil {
+			return err
+		}
+		for _, d := range days {
+			if d.Events == 0 {
+				continue
+			}
+			if d.ExportedAt.IsZero() {
+				return fmt.Errorf("%w: %s holds %d events and was never exported", store.ErrAuditNotExported, d.Day.Format(time.DateOnly), d.Events)
+			}
+			if d.Events != d.Exported {
+				return fmt.Errorf("%w: %s holds %d events, its export wrote %d", store.ErrAuditNotExported, d.Day.Format(time.DateOnly), d.Events, d.Exported)
+			}
+			dropped = append(dropped, d)
+		}
+		if a.d.arrays {
+			for _, n := range parts {
+				if _, err := q.Exec(ctx, `DROP TABLE `+n); err != nil {
+					return err
+				}
+			}
+		} else if _, err := q.Exec(ctx, `DELETE FROM audit WHERE recorded < ?`, ms); err != nil {
+			return err
+		}
+		_, err = q.Exec(ctx, a.sql.markDropped, a.clock.Now().UnixMilli(), ms/dayMS)
+		return err
+	})
+	if a.d.arrays {
+		a.terms.setDays(nil, false)
+	}
+	if err != nil {
+		return nil, a.Wrap("drop audit", err)
+	}
+	return dropped, nil
 }

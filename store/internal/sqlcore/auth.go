@@ -3,6 +3,7 @@ package sqlcore
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -20,6 +21,10 @@ type Auth struct {
 	clock  store.Clock
 	closed error // the backend's error for a closed store, returned as is
 	sql    authSQL
+
+	terms      auditTerms // the audit_terms cache (audit.go)
+	insertOnce sync.Once
+	insertFull string // the audit INSERT of auditRowsPerInsert rows
 }
 
 // authSQL are Auth's statements in the dialect's placeholder style.
@@ -31,6 +36,8 @@ type authSQL struct {
 	grantByAnyRefresh, rotate, grantExists, retire  string
 	revokeGrant, revokedSince                       string
 	putKey, listKeys, listAudit                     string
+	auditDays, auditExports, markExported           string
+	markDropped                                     string
 }
 
 const (
@@ -76,8 +83,13 @@ ON CONFLICT (hash) DO UPDATE SET grant_id = excluded.grant_id, retired = exclude
 ON CONFLICT (kid) DO UPDATE SET alg = excluded.alg, private_pem = excluded.private_pem,
  created = excluded.created, retired = excluded.retired`),
 		listKeys: `SELECT kid, alg, private_pem, created, retired FROM signing_keys ORDER BY coalesce(created, 0), kid`,
-		listAudit: q(`SELECT ` + AuditColumns + ` FROM audit_events
-WHERE recorded >= ? ORDER BY recorded, id LIMIT ?`),
+		listAudit: q(`SELECT ` + auditCols + ` FROM audit
+WHERE recorded >= ? ORDER BY recorded, idk LIMIT ?`),
+		auditDays:    q(`SELECT recorded / ? AS day, count(*) FROM audit WHERE recorded < ? GROUP BY 1 ORDER BY 1`),
+		auditExports: q(`SELECT day, events, exported_at FROM audit_exports WHERE day < ? ORDER BY day`),
+		markExported: q(`INSERT INTO audit_exports (day, events, exported_at) VALUES (?, ?, ?)
+ON CONFLICT (day) DO UPDATE SET events = excluded.events, exported_at = excluded.exported_at, dropped_at = NULL`),
+		markDropped: q(`UPDATE audit_exports SET dropped_at = ? WHERE day < ? AND dropped_at IS NULL`),
 	}}
 }
 
