@@ -71,7 +71,7 @@ var rooms = []room{
 	// The product binary never reaches the benchmark's unaudited switch.
 	{pkg: "cmd/ketabridge", internal: []string{"..."}, except: []string{"bench", "cmd/...", "internal/benchonly"}, outside: []string{"progressbar"}},
 	{pkg: "cmd/ketabridge-bench", internal: []string{"bench", "server"}},
-	{pkg: "bench", internal: []string{"..."}, except: []string{"cmd/..."}, outside: []string{"vegeta"}},
+	{pkg: "bench", internal: []string{"..."}, except: []string{"cmd/..."}, outside: []string{"vegeta", "pgx"}},
 	{pkg: "server", internal: []string{"..."}, except: []string{"cmd/...", "bench"}, outside: []string{"echo"}},
 	{pkg: "internal/benchonly"},
 	{pkg: "ops", internal: []string{"auth"}, outside: []string{"echo", "prometheus"}},
@@ -100,7 +100,7 @@ var rooms = []room{
 	{pkg: "store/redis", internal: []string{"store"}, outside: []string{"redis"}},
 	{pkg: "store/memory", internal: []string{"store"}, outside: []string{"x/time"}},
 	{pkg: "store/cached", internal: []string{"store", "store/memory"}, outside: []string{"s2"}},
-	{pkg: "store/storetest", internal: []string{"store"}},
+	{pkg: "store/storetest", internal: []string{"store"}, outside: []string{"uuid"}},
 }
 
 // match reports whether rel (a package path relative to the module, "."
