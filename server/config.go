@@ -45,7 +45,7 @@ type Config struct {
 	// near cache in front of Redis; 0 disables it.
 	CacheMB int
 	// MemoryLimitMB is the Go runtime's soft memory limit in MiB
-	// (ApplyMemoryLimit); 0 sets none. "auto" (the default) is CacheMB +
+	// (ApplyMemoryLimit); 0 (the default) sets none. "auto" is CacheMB +
 	// memoryLimitHeadroomMB.
 	MemoryLimitMB int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
@@ -161,7 +161,7 @@ var Settings = []Setting{
 	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB: the whole cache without Redis, each replica's near cache with it (0 = none)"},
-	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "auto", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); auto = --cache-mb + 128; 0 = none (GOMEMLIMIT, when set, wins over auto)"},
+	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "0", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); 0 = none (the default: GOMEMLIMIT, if set); auto = --cache-mb + 128 (GOMEMLIMIT, when set, wins over auto)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
 	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},

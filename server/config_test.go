@@ -74,12 +74,12 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("String leaks the password: %s", c)
 			}
 		}},
-		{"memory limit auto follows the cache", []string{"--cache-mb", "64"}, nil, func(t *testing.T, c Config) {
+		{"memory limit auto follows the cache", []string{"--cache-mb", "64", "--memory-limit-mb", "auto"}, nil, func(t *testing.T, c Config) {
 			if c.MemoryLimitMB != 64+memoryLimitHeadroomMB {
 				t.Errorf("memory limit %d MiB with a 64 MiB cache", c.MemoryLimitMB)
 			}
 		}},
-		{"memory limit auto yields to GOMEMLIMIT", nil, map[string]string{"GOMEMLIMIT": "1GiB"}, func(t *testing.T, c Config) {
+		{"memory limit auto yields to GOMEMLIMIT", []string{"--memory-limit-mb", "auto"}, map[string]string{"GOMEMLIMIT": "1GiB"}, func(t *testing.T, c Config) {
 			if c.MemoryLimitMB != 0 {
 				t.Errorf("memory limit %d MiB over GOMEMLIMIT", c.MemoryLimitMB)
 			}
@@ -87,6 +87,11 @@ func TestConfigPrecedence(t *testing.T) {
 		{"memory limit given", nil, map[string]string{"KETABRIDGE_MEMORY_LIMIT_MB": "512", "GOMEMLIMIT": "1GiB"}, func(t *testing.T, c Config) {
 			if c.MemoryLimitMB != 512 {
 				t.Errorf("memory limit %d MiB", c.MemoryLimitMB)
+			}
+		}},
+		{"memory limit none by default", nil, nil, func(t *testing.T, c Config) {
+			if c.MemoryLimitMB != 0 {
+				t.Errorf("memory limit %d MiB by default", c.MemoryLimitMB)
 			}
 		}},
 		{"memory limit off", []string{"--memory-limit-mb", "0"}, nil, func(t *testing.T, c Config) {
