@@ -131,20 +131,7 @@ func (a *applier) Current(keys []store.Key) (map[store.Key]sqlcore.Current, erro
 	for i, k := range keys {
 		types[i], ids[i] = k.Type, k.ID
 	}
-	rows, err := a.q.Query(a.ctx, getResManySQL, types, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k store.Key
-		var c sqlcore.Current
-		if err := rows.Scan(&k.Type, &k.ID, &c.RID, &c.Version, &c.Deleted, &c.Hash, &c.Src, &c.Patient); err != nil {
-			return nil, err
-		}
-		out[k] = c
-	}
-	return out, rows.Err()
+	return currentRows(a.ctx, a.q, types, ids)
 }
 
 // Intern implements sqlcore.RecordWriter: index rows name their parameter

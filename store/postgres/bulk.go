@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -306,11 +307,18 @@ func (a *applier) nextvals(seq string, n int) ([]int64, error) {
 
 // currentMany reads the current rows of the keys that exist.
 func (a *applier) currentMany(types, ids []string) (map[store.Key]sqlcore.Current, error) {
-	out := make(map[store.Key]sqlcore.Current, len(types))
 	if len(types) == 0 {
-		return out, nil
+		return map[store.Key]sqlcore.Current{}, nil
 	}
-	rows, err := a.tx.Query(a.ctx, getResManySQL, types, ids)
+	return currentRows(a.ctx, a.tx, types, ids)
+}
+
+// currentRows reads the current rows of the keys (types[i], ids[i]) that
+// exist through q, in one query: the per-record path's Current and the
+// set-based path's currentMany share it.
+func currentRows(ctx context.Context, q pgx.Tx, types, ids []string) (map[store.Key]sqlcore.Current, error) {
+	out := make(map[store.Key]sqlcore.Current, len(types))
+	rows, err := q.Query(ctx, getResManySQL, types, ids)
 	if err != nil {
 		return nil, err
 	}
