@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +16,9 @@ import (
 )
 
 // The audit trail (store.AuditStore, store.AuditArchive) lives in the audit
-// table of SQLite's migration 0013 and PostgreSQL's 0011, the same compact
-// row on both backends (docs/design/security.md AUD-ARCH-1):
+// table of SQLite's migrations 0013 and 0014 and PostgreSQL's 0011 and 0012,
+// the same compact row on both backends (docs/design/security.md AUD-ARCH-1,
+// AUD-ARCH-3):
 //
 //   - recorded (Unix ms) and idk make the primary key, so the table is
 //     ordered as ListAudit reads it and needs no other index. idk is the
@@ -26,10 +28,18 @@ import (
 //     text, unique through a small partial index on those rows only.
 //   - the repeated strings are integer codes into audit_terms (0 for the
 //     empty string), cached in memory both ways (a code never changes once
-//     assigned): patient, resource (the resource id), and shape, whose
-//     term is the JSON array of everything a read repeats: client,
-//     interaction, type, version, status, fhirUser, subject, purpose and
-//     organization (a clinic has a few thousand such shapes at most);
+//     assigned): patient, and shape, whose term is the JSON array of
+//     everything a read repeats: client, interaction, type, version,
+//     status, fhirUser, subject, purpose and organization (a clinic has a
+//     few thousand such shapes at most);
+//   - resource (the resource id) is bytes: empty when none; 0x01 and the 16
+//     bytes of a lowercase UUID (the mapper's ids) or 0x02 and the text of
+//     any other id, for an id this process has seen fewer than
+//     auditInlineReads times; 0x03 and the big-endian audit_terms code of
+//     a resource read more often. A dictionary term costs about 95 bytes
+//     once (its text and its unique index) and saves 13 on each later read,
+//     so an id read once or twice (most of a uniform scan) stays inline
+//     and one read again and again is coded (AUD-ARCH-3);
 //   - request is the request id: lowercase hex as its bytes after 0x01,
 //     anything else as its text after 0x02, empty when none.
 //
@@ -43,8 +53,24 @@ const auditCols = "recorded, idk, shape, patient, resource, request"
 // auditColCount is the number of auditCols.
 const auditColCount = 6
 
-// auditTermCount is how many of a row's columns are audit_terms codes.
-const auditTermCount = 3
+// auditTermCount is how many of a row's columns are audit_terms codes
+// (shape, patient; resource may be a third: auditResource).
+const auditTermCount = 2
+
+// auditInlineReads is how many reads of a resource id (by this process)
+// store it inline before it becomes a dictionary term.
+const auditInlineReads = 3
+
+// auditSeenMax bounds the count of reads per resource id kept to decide
+// that; past it the counts start over.
+const auditSeenMax = 1 << 17
+
+// Tags of the resource column (auditResource).
+const (
+	resUUID = 0x01
+	resText = 0x02
+	resCode = 0x03
+)
 
 // auditRowsPerInsert is how many rows one INSERT carries.
 const auditRowsPerInsert = 100
@@ -58,10 +84,52 @@ const auditTermCacheMax = 1 << 20
 
 // auditTerms caches audit_terms both ways.
 type auditTerms struct {
-	mu    sync.RWMutex
-	codes map[string]int64
-	terms map[int64]string
-	days  map[int64]bool // PostgreSQL: the day partitions known to exist
+	mu     sync.RWMutex
+	codes  map[string]int64
+	terms  map[int64]string
+	shapes map[shapeKey]int64 // the codes of shapes, by their fields
+	days   map[int64]bool     // PostgreSQL: the day partitions known to exist
+
+	seedOnce sync.Once
+	seed     maphash.Seed
+	seen     map[uint64]uint8 // reads of resource ids not yet terms, by hash
+}
+
+// shapeKey is what a shape term spells (auditShape): a map key, so a known
+// shape's code is found without building its term.
+type shapeKey struct {
+	client, interaction, typ, version string
+	status                            int
+	fhirUser, subject, purpose, org   string
+}
+
+func shapeKeyOf(r *store.AuditRecord) shapeKey {
+	return shapeKey{r.ClientID, r.Interaction, r.Type, r.Version, r.Status, r.FHIRUser, r.Subject, r.Purpose, r.Organization}
+}
+
+func (t *auditTerms) shapeCode(k shapeKey) (int64, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	c, ok := t.shapes[k]
+	return c, ok
+}
+
+// sighting counts one more read of resource id id and reports how many
+// this process has counted (a hash collision only codes an id early).
+func (t *auditTerms) sighting(id string) int {
+	t.seedOnce.Do(func() { t.seed = maphash.MakeSeed() })
+	h := maphash.String(t.seed, id)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil || len(t.seen) >= auditSeenMax {
+		t.seen = make(map[uint64]uint8, 1024)
+	}
+	n := t.seen[h]
+	if n < 255 {
+		n++
+		t.seen[h] = n
+	}
+	return int(n)
 }
 
 func (t *auditTerms) code(s string) (int64, bool) {
@@ -71,14 +139,26 @@ func (t *auditTerms) code(s string) (int64, bool) {
 	return c, ok
 }
 
-func (t *auditTerms) add(m map[string]int64) {
+func (t *auditTerms) add(m map[string]int64) { t.addShapes(m, nil) }
+
+// addShapes caches the terms of m and the codes of the shapes whose terms
+// are in shapes.
+func (t *auditTerms) addShapes(m map[string]int64, shapes map[string]shapeKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.codes == nil || len(t.codes)+len(m) > auditTermCacheMax {
 		t.codes, t.terms = map[string]int64{}, map[int64]string{}
 	}
+	if t.shapes == nil || len(t.shapes)+len(shapes) > auditTermCacheMax {
+		t.shapes = map[shapeKey]int64{}
+	}
 	for s, c := range m {
 		t.codes[s], t.terms[c] = c, s
+	}
+	for s, k := range shapes {
+		if c, ok := t.codes[s]; ok {
+			t.shapes[k] = c
+		}
 	}
 }
 
@@ -112,12 +192,6 @@ func (d *Dialect) CheckAudit(records []store.AuditRecord) error {
 		}
 	}
 	return nil
-}
-
-// auditTermsOf returns the terms of r's coded columns: shape, patient,
-// resource.
-func auditTermsOf(r *store.AuditRecord) [auditTermCount]string {
-	return [auditTermCount]string{auditShape(r), r.Patient, r.ResourceID}
 }
 
 // auditShape is the term of r's shape column: the JSON array (of strings)
@@ -196,6 +270,11 @@ func auditID(k []byte, ms int64) (string, error) {
 		u[i] = byte(ms >> (8 * (5 - i)))
 	}
 	copy(u[6:], k)
+	return formatUUID(u), nil
+}
+
+// formatUUID is a UUID's canonical lowercase text.
+func formatUUID(u [16]byte) string {
 	var b [36]byte
 	hex.Encode(b[0:8], u[0:4])
 	b[8] = '-'
@@ -206,7 +285,54 @@ func auditID(k []byte, ms int64) (string, error) {
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:36], u[10:16])
-	return string(b[:]), nil
+	return string(b[:])
+}
+
+// auditInline is the inline resource column of id (see the package
+// comment): 0x01 and a lowercase UUID's 16 bytes, else 0x02 and the text.
+func auditInline(id string) []byte {
+	if id == "" {
+		return []byte{}
+	}
+	if u, ok := parseUUID(id); ok {
+		return append([]byte{resUUID}, u[:]...)
+	}
+	return append([]byte{resText}, id...)
+}
+
+// auditCoded is the resource column of a coded id: 0x03 and the code's
+// big-endian bytes, as few as hold it.
+func auditCoded(c int64) []byte {
+	b := []byte{resCode}
+	n := 1
+	for c>>(8*n) > 0 && n < 8 {
+		n++
+	}
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, byte(c>>(8*i)))
+	}
+	return b
+}
+
+// auditResource decodes a resource column: the id when inline, else its
+// audit_terms code.
+func auditResource(b []byte) (id string, code int64, err error) {
+	switch {
+	case len(b) == 0:
+		return "", 0, nil
+	case b[0] == resUUID && len(b) == 17:
+		return formatUUID([16]byte(b[1:])), 0, nil
+	case b[0] == resText && len(b) > 1:
+		return string(b[1:]), 0, nil
+	case b[0] == resCode && len(b) > 1 && len(b) <= 9:
+		for _, x := range b[1:] {
+			code = code<<8 | int64(x)
+		}
+		if code > 0 {
+			return "", code, nil
+		}
+	}
+	return "", 0, fmt.Errorf("malformed audit resource (%d bytes)", len(b))
 }
 
 // parseUUID parses a canonical lowercase UUID.
@@ -300,8 +426,10 @@ func auditPartition(day int64) string {
 
 // AppendAudit writes records (store.AuditStore): the strings unknown to the
 // term cache are looked up or added to audit_terms, then the rows go in
-// multi-row INSERTs, all in one transaction of the backend's writer. On
-// PostgreSQL the day partitions the batch needs are created first.
+// multi-row INSERTs (the full-size one prepared once where the backend
+// keeps statements: StmtExecer), all in one transaction of the backend's
+// writer. On PostgreSQL the day partitions the batch needs are created
+// first.
 func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
 	if len(records) == 0 {
 		return nil
@@ -319,19 +447,51 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	// transaction, so no row is ever written with a missing code.
 	codes := map[string]int64{"": 0}
 	var unknown []string
-	terms := make([][auditTermCount]string, len(records))
+	need := func(s string) {
+		if _, ok := codes[s]; ok {
+			return
+		}
+		if c, ok := a.terms.code(s); ok {
+			codes[s] = c
+			return
+		}
+		codes[s] = -1
+		unknown = append(unknown, s)
+	}
+	type row struct {
+		shape    int64  // the shape's code, -1 when by its term
+		shapeT   string // the shape's term when not cached by its fields
+		resource string // the term of a coded resource id not yet cached
+		inline   []byte // the resource column, when known without a term
+	}
+	rows := make([]row, len(records))
+	var newShapes map[string]shapeKey
 	for i := range records {
-		terms[i] = auditTermsOf(&records[i])
-		for _, s := range terms[i] {
-			if _, ok := codes[s]; ok {
-				continue
+		r, w := &records[i], &rows[i]
+		k := shapeKeyOf(r)
+		if c, ok := a.terms.shapeCode(k); ok {
+			w.shape = c
+		} else {
+			w.shape, w.shapeT = -1, auditShape(r)
+			need(w.shapeT)
+			if newShapes == nil {
+				newShapes = map[string]shapeKey{}
 			}
-			if c, ok := a.terms.code(s); ok {
-				codes[s] = c
-				continue
+			newShapes[w.shapeT] = k
+		}
+		need(r.Patient)
+		switch id := r.ResourceID; {
+		case id == "":
+			w.inline = []byte{}
+		default:
+			if c, ok := a.terms.code(id); ok {
+				w.inline = auditCoded(c)
+			} else if a.terms.sighting(id) > auditInlineReads {
+				w.resource = id
+				need(id)
+			} else {
+				w.inline = auditInline(id)
 			}
-			codes[s] = -1
-			unknown = append(unknown, s)
 		}
 	}
 	// Sorted, so two replicas adding the same terms take their locks in
@@ -356,12 +516,24 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			args = args[:0]
 			done := len(records) - len(rest) - len(chunk)
 			for i := range chunk {
-				r := &chunk[i]
+				r, w := &chunk[i], &rows[done+i]
 				ms := r.Recorded.UnixMilli()
-				t := terms[done+i]
-				args = append(args, ms, AuditKey(r.ID, ms), code(t[0]), code(t[1]), code(t[2]), auditRequest(r.RequestID))
+				shape, res := w.shape, w.inline
+				if shape < 0 {
+					shape = code(w.shapeT)
+				}
+				if res == nil {
+					res = auditCoded(code(w.resource))
+				}
+				args = append(args, ms, AuditKey(r.ID, ms), shape, code(r.Patient), res, auditRequest(r.RequestID))
 			}
-			if _, err := q.Exec(ctx, a.auditInsert(len(chunk)), args...); err != nil {
+			var err error
+			if se, ok := q.(StmtExecer); ok && len(chunk) == auditRowsPerInsert {
+				_, err = se.ExecStmt(ctx, a.auditInsert(len(chunk)), args...)
+			} else {
+				_, err = q.Exec(ctx, a.auditInsert(len(chunk)), args...)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -373,7 +545,7 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 		a.terms.setDays(nil, false)
 		return a.Wrap("append audit", err)
 	}
-	a.terms.add(fresh)
+	a.terms.addShapes(fresh, newShapes)
 	return nil
 }
 
@@ -440,7 +612,7 @@ func (a *Auth) buildAuditInsert(n int) string {
 		}
 		return b.String()
 	}
-	types := []string{"bigint", "bytea", "integer", "integer", "integer", "bytea"}
+	types := []string{"bigint", "bytea", "integer", "integer", "bytea", "bytea"}
 	b.WriteString("INSERT INTO audit (" + auditCols + ")\nSELECT DISTINCT ON (CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk) " +
 		auditCols + " FROM (VALUES ")
 	p := 0
@@ -504,16 +676,21 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 		return nil, err
 	}
 	type raw struct {
-		ms       int64
-		idk, req []byte
-		codes    [auditTermCount]int64
+		ms            int64
+		idk, req, res []byte
+		codes         [auditTermCount + 1]int64 // shape, patient, coded resource
+		resID         string                    // an inline resource id
 	}
 	// sinceMS: the stored precision, so a record at since is never skipped.
 	rows, err := q.Query(ctx, a.sql.listAudit, sinceMS(since), a.d.Limit(limit))
 	raws, err := collect(rows, err, func(r Row) (raw, error) {
 		var x raw
 		c := &x.codes
-		err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &c[2], &x.req)
+		if err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &x.res, &x.req); err != nil {
+			return x, err
+		}
+		var err error
+		x.resID, c[2], err = auditResource(x.res)
 		return x, err
 	})
 	if err != nil {
@@ -546,7 +723,7 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 	defer a.terms.mu.RUnlock()
 	for i := range raws {
 		x := &raws[i]
-		var t [auditTermCount]string
+		var t [auditTermCount + 1]string
 		for j, c := range x.codes {
 			if c == 0 {
 				continue
@@ -556,6 +733,9 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 				return nil, a.d.wrap("list audit", fmt.Errorf("audit term %d missing", c))
 			}
 			t[j] = s
+		}
+		if x.codes[2] == 0 {
+			t[2] = x.resID
 		}
 		id, err := auditID(x.idk, x.ms)
 		if err != nil {
