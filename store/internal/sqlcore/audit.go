@@ -41,7 +41,10 @@ import (
 //     so an id read once or twice (most of a uniform scan) stays inline
 //     and one read again and again is coded (AUD-ARCH-3);
 //   - request is the request id: lowercase hex as its bytes after 0x01,
-//     anything else as its text after 0x02, empty when none.
+//     anything else as its text after 0x02, empty when none; when the
+//     event's id was derived from the request id (the writer does so for
+//     the gateway's own random request ids), 0x03 and the 4 bytes idk does
+//     not already hold (auditDerived).
 //
 // A day is a contiguous range of the key: SQLite drops old days with one
 // range DELETE, PostgreSQL keeps a partition per day (audit_YYYYMMDD,
@@ -377,8 +380,11 @@ func uuidMS(u [16]byte) int64 {
 }
 
 // auditRequest encodes a request id: 0x01 and the bytes of lowercase hex,
-// else 0x02 and the text; empty stays empty.
-func auditRequest(id string) []byte {
+// else 0x02 and the text; empty stays empty. When the event's stored key
+// idk (auditKey's 10 bytes) holds most of the request id's 12 bytes (the
+// writer derives the ids of a request the gateway numbered from its
+// number: fhir/auditlog), only the rest is stored (auditDerived).
+func auditRequest(id string, idk []byte) []byte {
 	if id == "" {
 		return []byte{}
 	}
@@ -391,14 +397,32 @@ func auditRequest(id string) []byte {
 			b := make([]byte, 1+len(id)/2)
 			b[0] = 1
 			_, _ = hex.Decode(b[1:], []byte(id))
+			if d, ok := auditDerived(b[1:], idk); ok {
+				return d
+			}
 			return b
 		}
 	}
 	return append([]byte{2}, id...)
 }
 
-// auditRequestID is auditRequest's inverse.
-func auditRequestID(b []byte) (string, error) {
+// auditDerived is the request column of a request id r (12 bytes) whose
+// event key idk (the 10 bytes of a UUIDv7 after its time) was derived from
+// it (fhir/auditlog): idk is r[0:10] with the version and variant bits set
+// and the last byte XORed with the event's index k among the request's
+// patients. The column is 0x03, k, the 6 bits the version and variant
+// replaced, and r[10:12]: 5 bytes instead of 13 (docs/design/security.md
+// AUD-ARCH-3). It reports false for any other pair.
+func auditDerived(r, idk []byte) ([]byte, bool) {
+	if len(r) != 12 || len(idk) != 10 || idk[0]&0xf0 != 0x70 || idk[2]&0xc0 != 0x80 ||
+		idk[0]&0x0f != r[0]&0x0f || idk[1] != r[1] || idk[2]&0x3f != r[2]&0x3f || string(idk[3:9]) != string(r[3:9]) {
+		return nil, false
+	}
+	return []byte{3, idk[9] ^ r[9], r[0]>>4<<2 | r[2]>>6, r[10], r[11]}, true
+}
+
+// auditRequestID is auditRequest's inverse; idk is the row's stored key.
+func auditRequestID(b, idk []byte) (string, error) {
 	switch {
 	case len(b) == 0:
 		return "", nil
@@ -406,6 +430,15 @@ func auditRequestID(b []byte) (string, error) {
 		return hex.EncodeToString(b[1:]), nil
 	case b[0] == 2:
 		return string(b[1:]), nil
+	case b[0] == 3 && len(b) == 5 && len(idk) == 10:
+		var r [12]byte
+		r[0] = b[2]>>2<<4 | idk[0]&0x0f
+		r[1] = idk[1]
+		r[2] = b[2]&3<<6 | idk[2]&0x3f
+		copy(r[3:9], idk[3:9])
+		r[9] = idk[9] ^ b[1]
+		r[10], r[11] = b[3], b[4]
+		return hex.EncodeToString(r[:]), nil
 	}
 	return "", fmt.Errorf("malformed audit request id")
 }
@@ -525,7 +558,8 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 				if res == nil {
 					res = auditCoded(code(w.resource))
 				}
-				args = append(args, ms, AuditKey(r.ID, ms), shape, code(r.Patient), res, auditRequest(r.RequestID))
+				idk := AuditKey(r.ID, ms)
+				args = append(args, ms, idk, shape, code(r.Patient), res, auditRequest(r.RequestID, idk))
 			}
 			var err error
 			if se, ok := q.(StmtExecer); ok && len(chunk) == auditRowsPerInsert {
@@ -741,7 +775,7 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 		if err != nil {
 			return nil, a.d.wrap("list audit", err)
 		}
-		req, err := auditRequestID(x.req)
+		req, err := auditRequestID(x.req, x.idk)
 		if err != nil {
 			return nil, a.d.wrap("list audit", err)
 		}
