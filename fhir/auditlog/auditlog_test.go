@@ -328,11 +328,7 @@ func TestRetry(t *testing.T) {
 // valid R4.
 func TestStoredRecordsRenderAsMarshalled(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLite(t)
 	n := 0
 	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour, NewID: func() string { n++; return fmt.Sprintf("id-%03d", n) }})
 	user := event(1, "p1", "p2")
@@ -463,11 +459,7 @@ func TestAdmitFailsClosed(t *testing.T) {
 // record reads back with its own id and request id.
 func TestRequestDerivedIDs(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLite(t)
 	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour})
 	numbered := event(1, "p1", "p2", "p3")
 	numbered.RequestID, numbered.RequestIDRandom = "0123456789abcdef01234567", true
@@ -515,4 +507,16 @@ func TestRequestDerivedIDs(t *testing.T) {
 	if derived != 4 {
 		t.Errorf("%d ids derived from their request id, want 4 (the gateway-numbered requests' records only)", derived)
 	}
+}
+
+// openSQLite opens a SQLite store in t's temporary directory, closed when t
+// ends (after the Writer newWriter registered).
+func openSQLite(t *testing.T) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
