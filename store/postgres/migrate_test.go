@@ -111,7 +111,7 @@ func openSchema(t *testing.T, url string) *postgres.Store {
 }
 
 // connect opens a connection to url's schema, closed when t ends.
-func connect(t *testing.T, url string) *pgx.Conn {
+func connect(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), url)
 	if err != nil {

@@ -50,7 +50,7 @@ func testAuditRepeatedResources(t *testing.T, newStore NewAuditStoreFunc) {
 	n := 0
 	for b := range 4 {
 		var batch []store.AuditRecord
-		for range 3 {
+		for range 5 {
 			for _, id := range ids {
 				r := auditRec(fmt.Sprintf("r%03d", n), T0.Add(time.Duration(n)*time.Millisecond), "p1")
 				r.ResourceID = id

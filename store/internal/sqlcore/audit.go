@@ -34,11 +34,11 @@ import (
 //     few thousand such shapes at most);
 //   - resource (the resource id) is bytes: empty when none; 0x01 and the 16
 //     bytes of a lowercase UUID (the mapper's ids) or 0x02 and the text of
-//     any other id, for an id this process has seen fewer than
-//     auditInlineReads times; 0x03 and the big-endian audit_terms code of
-//     a resource read more often. A dictionary term costs about 95 bytes
-//     once (its text and its unique index) and saves 13 on each later read,
-//     so an id read once or twice (most of a uniform scan) stays inline
+//     any other id, for the first auditInlineReads reads of an id this
+//     process counts; 0x03 and the big-endian audit_terms code of a
+//     resource read more often. A dictionary term costs about 95 bytes
+//     once (its text and its unique index) and saves about 14 on each later
+//     read, so an id read a few times (most of a uniform scan) stays inline
 //     and one read again and again is coded (AUD-ARCH-3);
 //   - request is the request id: lowercase hex as its bytes after 0x01,
 //     anything else as its text after 0x02, empty when none; when the
@@ -61,8 +61,12 @@ const auditColCount = 6
 const auditTermCount = 2
 
 // auditInlineReads is how many reads of a resource id (by this process)
-// store it inline before it becomes a dictionary term.
-const auditInlineReads = 3
+// store it inline before it becomes a dictionary term: a term (about 95
+// bytes once) saves about 14 bytes on each later read, so it pays for
+// itself after about 7 more; promoting after 6 inline reads wastes at most
+// about as much as it can save (a ski-rental bound), and an id read a few
+// times never costs a term.
+const auditInlineReads = 6
 
 // auditSeenMax bounds the count of reads per resource id kept to decide
 // that; past it the counts start over.
