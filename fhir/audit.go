@@ -67,7 +67,7 @@ type Event struct {
 	// RequestIDRandom reports that the gateway made RequestID (24 hex
 	// digits of 12 random bytes; a client's own id may repeat): unique, so
 	// the audit writer may derive the AuditEvents' ids from it
-	// (docs/design/security.md AUD-ARCH-3).
+	// (docs/design/security.md AUD-ARCH-4).
 	RequestIDRandom bool
 	// Interaction, Type and ID are what was asked for (ID empty for a
 	// search); Version is the version id of a vread.

@@ -72,7 +72,9 @@ type Options struct {
 	Logger *slog.Logger
 	// NewID returns AuditEvent ids; nil uses UUIDv7s whose time is the
 	// event's own millisecond (AuditEvent.recorded), the form the SQL
-	// stores keep in 10 bytes (docs/design/security.md AUD-ARCH-1).
+	// stores keep in 10 bytes (docs/design/security.md AUD-ARCH-1), and
+	// for a request the gateway numbered, ids derived from its number
+	// (derivedV7, AUD-ARCH-4). A NewID set is used for every event.
 	NewID func() string
 }
 
@@ -301,7 +303,7 @@ func (w *Writer) records(batch []store.AuditRecord, ev fhir.Event) []store.Audit
 // version and variant bits), the last XORed with k. r is unique (the
 // gateway's crypto/rand), so the ids are; and the SQL stores, finding the
 // request id in the key, keep only its 4 other bytes
-// (docs/design/security.md AUD-ARCH-3; store/internal/sqlcore
+// (docs/design/security.md AUD-ARCH-4; store/internal/sqlcore
 // auditDerived).
 func derivedV7(at time.Time, r [12]byte, k byte) string {
 	var u uuid.UUID

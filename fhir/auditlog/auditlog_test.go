@@ -453,7 +453,7 @@ func TestAdmitFailsClosed(t *testing.T) {
 }
 
 // TestRequestDerivedIDs: the events of a request the gateway numbered get
-// ids derived from its number (docs/design/security.md AUD-ARCH-3): version-7
+// ids derived from its number (docs/design/security.md AUD-ARCH-4): version-7
 // UUIDs at the event's millisecond, distinct per patient, and a request id
 // a client chose (which may repeat) never gets them. Through SQLite every
 // record reads back with its own id and request id.

@@ -64,7 +64,7 @@ func (c coreDB) Write(ctx context.Context, fn func(sqlcore.Querier) error) error
 // ExecStmt runs a statement prepared on first use and kept with the
 // writer's own (the audit trail's full-size INSERT: parsing its 600
 // placeholders was a tenth of an append, docs/design/security.md
-// AUD-ARCH-3).
+// AUD-ARCH-2).
 type writerQuerier struct {
 	sqlQuerier
 	w  *sql.Conn

@@ -18,7 +18,7 @@ import (
 // The audit trail (store.AuditStore, store.AuditArchive) lives in the audit
 // table of SQLite's migrations 0013 and 0014 and PostgreSQL's 0011 and 0012,
 // the same compact row on both backends (docs/design/security.md AUD-ARCH-1,
-// AUD-ARCH-3):
+// AUD-ARCH-3, AUD-ARCH-4):
 //
 //   - recorded (Unix ms) and idk make the primary key, so the table is
 //     ordered as ListAudit reads it and needs no other index. idk is the
@@ -416,7 +416,7 @@ func auditRequest(id string, idk []byte) []byte {
 // and the last byte XORed with the event's index k among the request's
 // patients. The column is 0x03, k, the 6 bits the version and variant
 // replaced, and r[10:12]: 5 bytes instead of 13 (docs/design/security.md
-// AUD-ARCH-3). It reports false for any other pair.
+// AUD-ARCH-4). It reports false for any other pair.
 func auditDerived(r, idk []byte) ([]byte, bool) {
 	if len(r) != 12 || len(idk) != 10 || idk[0]&0xf0 != 0x70 || idk[2]&0xc0 != 0x80 ||
 		idk[0]&0x0f != r[0]&0x0f || idk[1] != r[1] || idk[2]&0x3f != r[2]&0x3f || string(idk[3:9]) != string(r[3:9]) {

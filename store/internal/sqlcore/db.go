@@ -23,7 +23,7 @@ type Querier interface {
 
 // StmtExecer is what a Querier may also offer: Exec of a statement that is
 // prepared once and kept for the connection's life (SQLite's writer keeps
-// the audit trail's full-size INSERT so, AUD-ARCH-3; pgx caches every
+// the audit trail's full-size INSERT so, AUD-ARCH-2; pgx caches every
 // statement by itself). query is one of a few fixed texts.
 type StmtExecer interface {
 	ExecStmt(ctx context.Context, query string, args ...any) (int64, error)
