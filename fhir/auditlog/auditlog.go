@@ -43,12 +43,11 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// Defaults for Options. DefaultBatch: under read load every commit costs
-// the readers more than the rows it writes, since in SQLite's WAL mode a
-// reader connection drops its whole page cache at its next read after any
-// commit (about 3 % of a read's CPU in the audited benchmark's profile,
-// docs/benchmarks.md); batches of up to 2,000 keep a busy gateway at about
-// five commits a second (FlushEvery) where 500 made it twelve.
+// Defaults for Options. DefaultBatch: a busy gateway commits about five
+// times a second (FlushEvery) rather than once per 500 events; a commit
+// costs more than the rows it adds (and, before the SQLite trail had a file
+// of its own, cost every reader of the store its page cache:
+// docs/design/security.md AUD-ARCH-5).
 const (
 	DefaultBuffer     = 10_000
 	DefaultBatch      = 2_000

@@ -23,7 +23,7 @@ type writeStmts struct {
 	delIdx                          [sqlcore.NumKinds]*dstmt
 	delStaged                       [sqlcore.NumKinds]*dstmt // of a bulk load's staging tables, prepared on first use
 	multi                           map[multiKey]*dstmt      // multi-row inserts, prepared on first use
-	byText                          map[string]*dstmt        // the shared queries' kept statements (kept)
+	byText                          keptStmts                // the shared queries' kept statements (writerQuerier)
 	all                             []*dstmt
 }
 
@@ -69,26 +69,8 @@ VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	return ws, nil
 }
 
-// kept returns the statement of query, prepared on c on first use and
-// kept until the Store closes (writerQuerier.ExecStmt; the texts are few).
-func (ws *writeStmts) kept(ctx context.Context, c dconn, query string) (*dstmt, error) {
-	if st := ws.byText[query]; st != nil {
-		return st, nil
-	}
-	st, err := c.prepare(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("store: sqlite: prepare: %w", err)
-	}
-	if ws.byText == nil {
-		ws.byText = map[string]*dstmt{}
-	}
-	ws.byText[query] = st
-	ws.all = append(ws.all, st)
-	return st, nil
-}
-
 func (ws *writeStmts) close() error {
-	var errs []error
+	errs := []error{ws.byText.close()}
 	for _, st := range ws.all {
 		errs = append(errs, st.close())
 	}

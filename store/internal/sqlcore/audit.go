@@ -535,7 +535,7 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	// one order.
 	slices.Sort(unknown)
 	var fresh map[string]int64
-	err := a.db.Write(ctx, func(q Querier) error {
+	err := a.auditDB().Write(ctx, func(q Querier) error {
 		fresh = make(map[string]int64, len(unknown))
 		if err := a.putTerms(ctx, q, unknown, fresh); err != nil {
 			return err
@@ -686,7 +686,7 @@ func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord)
 	if len(need) == 0 {
 		return nil
 	}
-	err := a.db.Write(ctx, func(q Querier) error {
+	err := a.auditDB().Write(ctx, func(q Querier) error {
 		if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(7412087301)`); err != nil {
 			return err
 		}
@@ -709,7 +709,7 @@ func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord)
 // ids of one millisecond, except that ids stored as text sort before the
 // writer's compact ones).
 func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]store.AuditRecord, error) {
-	q, err := a.db.Reader()
+	q, err := a.auditDB().Reader()
 	if err != nil {
 		return nil, err
 	}
@@ -900,7 +900,7 @@ func (a *Auth) AuditDays(ctx context.Context, before time.Time) ([]store.AuditDa
 	if err != nil {
 		return nil, err
 	}
-	q, err := a.db.Reader()
+	q, err := a.auditDB().Reader()
 	if err != nil {
 		return nil, err
 	}
@@ -919,14 +919,14 @@ func (a *Auth) MarkAuditExported(ctx context.Context, days []store.AuditDay) err
 			return a.d.wrap("mark audit exported", fmt.Errorf("%s is not a midnight UTC", d.Day.Format(time.RFC3339)))
 		}
 	}
-	return a.write(ctx, "mark audit exported", func(q Querier) error {
+	return a.Wrap("mark audit exported", a.auditDB().Write(ctx, func(q Querier) error {
 		for _, d := range days {
 			if _, err := q.Exec(ctx, a.sql.markExported, auditDay(d.Day.UnixMilli()), d.Events, now); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // DropAudit implements store.AuditArchive: in one transaction it counts the
@@ -943,7 +943,7 @@ func (a *Auth) DropAudit(ctx context.Context, before time.Time) ([]store.AuditDa
 		return nil, a.d.wrap("drop audit", fmt.Errorf("a bound is required"))
 	}
 	var dropped []store.AuditDay
-	err = a.db.Write(ctx, func(q Querier) error {
+	err = a.auditDB().Write(ctx, func(q Querier) error {
 		var parts []string
 		if a.d.arrays {
 			rows, err := q.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
