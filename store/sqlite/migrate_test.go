@@ -59,10 +59,7 @@ func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
 func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	rec := storetest.Rec("session", "s1", "h1",
 		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"), storetest.Token("code", "http://loinc.org", "8867-4")),
 		storetest.Res("Practitioner", "pr1", "", ``, storetest.Token("identifier", "urn:npi", "1")))
@@ -109,12 +106,8 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 // TestMigrationBindsExistingClientsToNothing: a client registered before
 // migration 0006 reads as an unbound EHR client (no organization, role "").
 func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	// Back to a schema-5 database holding a client.
 	s = openMigrated(t, s, path,
 		`ALTER TABLE audit_events DROP COLUMN organization`,
@@ -132,10 +125,7 @@ func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
 func TestMigrationIndexesSecurityLabels(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	storetest.WriteUnindexedLabels(t, s)
 	s = openMigrated(t, s, path, `ALTER TABLE audit_events DROP COLUMN organization`, `DELETE FROM schema_version WHERE version >= 7`)
 	storetest.CheckLabelsIndexed(t, s)
@@ -151,12 +141,8 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 // TestMigrationMovesAuditEvents: the audit events stored before migration
 // 0013 read back unchanged from the compact trail.
 func TestMigrationMovesAuditEvents(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	var stmts []string
 	for _, r := range storetest.LegacyAuditRecords() {
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
@@ -177,10 +163,7 @@ func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") +
 func TestAuditTrailInItsOwnFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	recs := []store.AuditRecord{
 		{ID: "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", Recorded: storetest.T0, Patient: "p1", ClientID: "ehr-1",
 			Interaction: "read", Type: "Observation", ResourceID: "o1", Status: 200, RequestID: "r1"},
@@ -223,10 +206,7 @@ func TestAuditTrailInItsOwnFile(t *testing.T) {
 		}
 	}
 	copyBack()
-	s, err = Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatalf("open after an unfinished move: %v", err)
-	}
+	s = openAt(t, path)
 	if got := auditIDsOf(t, s); got != want {
 		t.Errorf("trail after the move finished: %s, want %s", got, want)
 	}
@@ -245,6 +225,17 @@ func TestAuditTrailInItsOwnFile(t *testing.T) {
 		}
 		t.Fatalf("open with two different trails: %v, want a refusal", err)
 	}
+}
+
+// openAt opens the store at path (closed when t ends, if not before).
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 func auditIDsOf(t *testing.T, s *Store) string {
