@@ -313,12 +313,7 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	if len(pids) == 0 {
 		return nil, errors.New("bench: no patients generated")
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	// The gateway's memory limit (--memory-limit-mb) applies from here: the
-	// synthesised records above are the benchmark's, not the gateway's, and
-	// a limit below them would only slow their ingest.
-	server.ApplyMemoryLimit(cfg)
+	gatewayAtRest(cfg)
 
 	// 2. Ids from the store: compartment sizes, a uniform sample of ids.
 	fmt.Fprintf(stderr, "bench: reading ids from the store\n")
@@ -529,6 +524,18 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 	}
 	return nil
+}
+
+// gatewayAtRest hands the harness's garbage (the synthesised records, the
+// ingest) back to the OS and applies the gateway's memory limit
+// (--memory-limit-mb) as `ketabridge serve` does: from here on the
+// process's memory is the gateway's, and a limit set before would only
+// have slowed the harness's ingest. It returns the limit in force
+// (server.ApplyMemoryLimit).
+func gatewayAtRest(cfg server.Config) int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	return server.ApplyMemoryLimit(cfg)
 }
 
 // settleAudit waits until the audit writer has written what the last

@@ -283,10 +283,11 @@ func svgBar(buf *bytes.Buffer, left, y, barH int, bw float64, positive bool, lab
 // DocsSection heads the appended runs in docs/benchmarks.md.
 const DocsSection = "## Runs of `ketabridge-bench`"
 
-// appendDocs appends the run's dated row set to the Markdown file at
-// path (created when missing), under DocsSection, keeping everything
-// already there; chart links are relative to the file.
-func appendDocs(path, outDir string, r *results) error {
+// appendDocsSection appends a section to the Markdown file at path
+// (created when missing), under DocsSection (the heading and its
+// introduction written when missing), keeping everything already there;
+// body writes the section.
+func appendDocsSection(path string, body func(w *bufio.Writer)) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -294,16 +295,6 @@ func appendDocs(path, outDir string, r *results) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	rel := outDir
-	if absOut, err1 := filepath.Abs(outDir); err1 == nil {
-		if absDoc, err2 := filepath.Abs(filepath.Dir(path)); err2 == nil {
-			if p, err3 := filepath.Rel(absDoc, absOut); err3 == nil {
-				rel = p
-			}
-		}
-	}
-	rel = filepath.ToSlash(rel)
-
 	var b bytes.Buffer
 	w := bufio.NewWriter(&b)
 	if len(old) == 0 {
@@ -320,46 +311,60 @@ func appendDocs(path, outDir string, r *results) error {
 		fmt.Fprintln(w, "`net/http` handler (no auth), and the limit ratio is requests/s divided by the limit's. The gateway, SQLite")
 		fmt.Fprintln(w, "and the load generator share one process and the same cores; peak RSS is that process's VmHWM.")
 	}
-	m := r.Machine
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "### %s - %s patients, %s resources, %s, %d connections, %s per scenario\n\n",
-		m.Date, thousands(r.Run.Patients), thousands(r.Ingest.Resources), r.Run.Store, r.Run.Connections,
-		time.Duration(r.Run.DurationS*float64(time.Second)))
-	mem := "memory unknown"
-	if m.MemoryMB > 0 {
-		mem = fmt.Sprintf("%.1f GiB", float64(m.MemoryMB)/1024)
-	}
-	cpu := m.CPU
-	if cpu == "" {
-		cpu = "CPU unknown"
-	}
-	fmt.Fprintf(w, "Machine: %s, %d cores, %s, %s %s. Seed %d; `$everything` on a %d-resource compartment; read-uniform over %s.\n",
-		cpu, m.Cores, mem, m.Go, m.OS, r.Run.Seed, r.Run.EverythingSize, strings.Join(r.Run.Types, ", "))
-	mode := "plain"
-	if r.Ingest.Bulk {
-		mode = "bulk load"
-	}
-	fmt.Fprintf(w, "Ingest (%s, records streamed from a file %d at a time): %s records, %s resources in %.1f s: **%s resources/s** (%d rejected; peak RSS %.0f MB).\n",
-		mode, ingestBatch, thousands(r.Ingest.Records), thousands(r.Ingest.Resources), r.Ingest.Seconds,
-		thousands(int(r.Ingest.ResourcesPerS+0.5)), r.Ingest.Rejected, r.Ingest.PeakRSSMB)
-	fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous (Go heap and stacks, SQLite page caches), %.0f MB file-backed (the binary).\n\n",
-		r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
-	if len(r.Scenarios) > 0 {
-		fmt.Fprintln(w, "| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | limit ratio | peak RSS MB | chart |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
-	}
-	for _, s := range r.Scenarios {
-		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.0f | [svg](%s/%s) |\n",
-			s.label(), thousands(int(s.RPS+0.5)), s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS,
-			rel, chartName(s.Name))
-	}
-	if e := r.Export; e != nil {
-		fmt.Fprintf(w, "\n%s\n", exportLine(e))
-	}
+	body(w)
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	return appendFile(path, b.Bytes())
+}
+
+// machineText is how a report names the machine's memory and CPU.
+func machineText(m machine) (mem, cpu string) {
+	mem, cpu = "memory unknown", m.CPU
+	if m.MemoryMB > 0 {
+		mem = fmt.Sprintf("%.1f GiB", float64(m.MemoryMB)/1024)
+	}
+	if cpu == "" {
+		cpu = "CPU unknown"
+	}
+	return mem, cpu
+}
+
+// appendDocs appends the run's dated row set to the Markdown file at
+// path (appendDocsSection); chart links are relative to the file.
+func appendDocs(path, outDir string, r *results) error {
+	rel := relPath(path, outDir)
+	return appendDocsSection(path, func(w *bufio.Writer) {
+		m := r.Machine
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "### %s - %s patients, %s resources, %s, %d connections, %s per scenario\n\n",
+			m.Date, thousands(r.Run.Patients), thousands(r.Ingest.Resources), r.Run.Store, r.Run.Connections,
+			time.Duration(r.Run.DurationS*float64(time.Second)))
+		mem, cpu := machineText(m)
+		fmt.Fprintf(w, "Machine: %s, %d cores, %s, %s %s. Seed %d; `$everything` on a %d-resource compartment; read-uniform over %s.\n",
+			cpu, m.Cores, mem, m.Go, m.OS, r.Run.Seed, r.Run.EverythingSize, strings.Join(r.Run.Types, ", "))
+		mode := "plain"
+		if r.Ingest.Bulk {
+			mode = "bulk load"
+		}
+		fmt.Fprintf(w, "Ingest (%s, records streamed from a file %d at a time): %s records, %s resources in %.1f s: **%s resources/s** (%d rejected; peak RSS %.0f MB).\n",
+			mode, ingestBatch, thousands(r.Ingest.Records), thousands(r.Ingest.Resources), r.Ingest.Seconds,
+			thousands(int(r.Ingest.ResourcesPerS+0.5)), r.Ingest.Rejected, r.Ingest.PeakRSSMB)
+		fmt.Fprintf(w, "RSS at the end of the run: %.0f MB anonymous (Go heap and stacks, SQLite page caches), %.0f MB file-backed (the binary).\n\n",
+			r.Run.RSSEndAnonMB, r.Run.RSSEndFileMB)
+		if len(r.Scenarios) > 0 {
+			fmt.Fprintln(w, "| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | limit ratio | peak RSS MB | chart |")
+			fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+		}
+		for _, s := range r.Scenarios {
+			fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.0f | [svg](%s/%s) |\n",
+				s.label(), thousands(int(s.RPS+0.5)), s.P50, s.P95, s.P99, s.Max, s.Errors, s.LimitRatio, s.peakRSS,
+				rel, chartName(s.Name))
+		}
+		if e := r.Export; e != nil {
+			fmt.Fprintf(w, "\n%s\n", exportLine(e))
+		}
+	})
 }
 
 // exportLine is the export scenario's sentence of the table and the docs.

@@ -593,63 +593,37 @@ func scaleSVG(r *scaleResults) []byte {
 }
 
 // appendScaleDocs appends the scale run's dated section to the Markdown
-// file at path, under DocsSection (the heading written when missing).
+// file at path (appendDocsSection).
 func appendScaleDocs(path, outDir string, r *scaleResults) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	var b bytes.Buffer
-	w := bufio.NewWriter(&b)
-	if len(old) == 0 {
-		fmt.Fprintln(w, "# Benchmarks")
-	} else if !bytes.HasSuffix(old, []byte("\n")) {
-		fmt.Fprintln(w)
-	}
-	if !bytes.Contains(old, []byte(DocsSection)) {
-		fmt.Fprintf(w, "\n%s\n", DocsSection)
-	}
-	m := r.Machine
-	var sizes []string
-	for _, row := range r.Rows {
-		sizes = append(sizes, thousands(row.Resources))
-	}
-	fmt.Fprintf(w, "\n### %s - scale, %s resources, %s, %d connections, %s per scenario\n\n",
-		m.Date, strings.Join(sizes, " / "), r.Run.Store, r.Run.Connections, time.Duration(r.Run.DurationS*float64(time.Second)))
-	mem := "memory unknown"
-	if m.MemoryMB > 0 {
-		mem = fmt.Sprintf("%.1f GiB", float64(m.MemoryMB)/1024)
-	}
-	cpu := m.CPU
-	if cpu == "" {
-		cpu = "CPU unknown"
-	}
-	var ev []string
-	for _, row := range r.Rows {
-		ev = append(ev, strconv.Itoa(row.EverythingSize))
-	}
-	fmt.Fprintf(w, "Machine: %s, %d cores, %s, %s %s. Seed %d; one store loaded in steps (Ingest calls of %d patients); "+
-		"`everything` on a compartment of %s resources at each size. [chart](%s/%s)\n\n",
-		cpu, m.Cores, mem, m.Go, m.OS, r.Run.Seed, r.Run.ChunkPatients, strings.Join(ev, " / "), relPath(path, outDir), scaleChart)
-	names := scaleScenarioNames(r.Rows)
-	h := scaleHeader(names)
-	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(h, " | "), strings.Repeat("---|", len(h)))
-	for i := range r.Rows {
-		fmt.Fprintf(w, "| %s |\n", strings.Join(scaleCells(&r.Rows[i], names), " | "))
-	}
-	if len(r.Targets) > 0 {
-		fmt.Fprintln(w)
-	}
-	for _, t := range r.Targets {
-		fmt.Fprintf(w, "- %s\n", t.line(r.Rows[0].Resources, r.Rows[len(r.Rows)-1].Resources))
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return appendFile(path, b.Bytes())
+	return appendDocsSection(path, func(w *bufio.Writer) {
+		m := r.Machine
+		var sizes []string
+		for _, row := range r.Rows {
+			sizes = append(sizes, thousands(row.Resources))
+		}
+		fmt.Fprintf(w, "\n### %s - scale, %s resources, %s, %d connections, %s per scenario\n\n",
+			m.Date, strings.Join(sizes, " / "), r.Run.Store, r.Run.Connections, time.Duration(r.Run.DurationS*float64(time.Second)))
+		mem, cpu := machineText(m)
+		var ev []string
+		for _, row := range r.Rows {
+			ev = append(ev, strconv.Itoa(row.EverythingSize))
+		}
+		fmt.Fprintf(w, "Machine: %s, %d cores, %s, %s %s. Seed %d; one store loaded in steps (Ingest calls of %d patients); "+
+			"`everything` on a compartment of %s resources at each size. [chart](%s/%s)\n\n",
+			cpu, m.Cores, mem, m.Go, m.OS, r.Run.Seed, r.Run.ChunkPatients, strings.Join(ev, " / "), relPath(path, outDir), scaleChart)
+		names := scaleScenarioNames(r.Rows)
+		h := scaleHeader(names)
+		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(h, " | "), strings.Repeat("---|", len(h)))
+		for i := range r.Rows {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(scaleCells(&r.Rows[i], names), " | "))
+		}
+		if len(r.Targets) > 0 {
+			fmt.Fprintln(w)
+		}
+		for _, t := range r.Targets {
+			fmt.Fprintf(w, "- %s\n", t.line(r.Rows[0].Resources, r.Rows[len(r.Rows)-1].Resources))
+		}
+	})
 }
 
 // relPath is outDir relative to the directory of the file at path, with

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -409,9 +408,9 @@ func runSoak(ctx context.Context, cfg server.Config, p SoakParams, stderr io.Wri
 	tg := soakTargeter(ds, gr.base, stream, &hdr, uint64(p.Seed))
 
 	// The load starts from the gateway at rest: the synthesiser's and the
-	// base ingest's garbage is handed back to the OS first.
-	runtime.GC()
-	debug.FreeOSMemory()
+	// base ingest's garbage is handed back to the OS first, and the
+	// gateway's memory limit applies from here, as in serve.
+	gatewayAtRest(cfg)
 	lctx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var pmu sync.Mutex

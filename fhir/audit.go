@@ -64,6 +64,11 @@ type Event struct {
 	Time time.Time
 	// RequestID is the X-Request-Id of the request.
 	RequestID string
+	// RequestIDRandom reports that the gateway made RequestID (24 hex
+	// digits of 12 random bytes; a client's own id may repeat): unique, so
+	// the audit writer may derive the AuditEvents' ids from it
+	// (docs/design/security.md AUD-ARCH-4).
+	RequestIDRandom bool
 	// Interaction, Type and ID are what was asked for (ID empty for a
 	// search); Version is the version id of a vread.
 	Interaction auth.Interaction
@@ -266,6 +271,7 @@ func (s *Server) auditEvent(c echo.Context, n *auditNote) (Event, bool) {
 		Patients:    slices.Clone(patients),
 		Status:      status,
 	}
+	ev.RequestIDRandom, _ = c.Get(contextKeyRandomRequestID).(bool)
 	if a.interaction == auth.InteractionVRead {
 		ev.Version = c.Param("vid")
 	}

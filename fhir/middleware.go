@@ -90,6 +90,10 @@ func accessAttrs(c echo.Context, status int, latency time.Duration) []slog.Attr 
 	return attrs
 }
 
+// contextKeyRandomRequestID marks (true) a request whose id setRequestID
+// made: 12 random bytes, unique, unlike a client's.
+const contextKeyRandomRequestID = "fhir.request-id-random"
+
 // setRequestID sets the request id on the response: the client's when it is
 // plain, else a new random one.
 func setRequestID(c echo.Context) {
@@ -98,6 +102,7 @@ func setRequestID(c echo.Context) {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
+		c.Set(contextKeyRandomRequestID, true)
 	}
 	c.Response().Header()[HeaderRequestID] = []string{id} // canonical form of X-Request-Id
 }

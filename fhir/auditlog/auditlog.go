@@ -30,6 +30,7 @@ package auditlog
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -42,10 +43,14 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// Defaults for Options.
+// Defaults for Options. DefaultBatch: a busy gateway commits about five
+// times a second (FlushEvery) rather than once per 500 events; a commit
+// costs more than the rows it adds (and, before the SQLite trail had a file
+// of its own, cost every reader of the store its page cache:
+// docs/design/security.md AUD-ARCH-5).
 const (
 	DefaultBuffer     = 10_000
-	DefaultBatch      = 500
+	DefaultBatch      = 2_000
 	DefaultFlushEvery = 200 * time.Millisecond
 	DefaultBlock      = 50 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
@@ -71,17 +76,20 @@ type Options struct {
 	Logger *slog.Logger
 	// NewID returns AuditEvent ids; nil uses UUIDv7s whose time is the
 	// event's own millisecond (AuditEvent.recorded), the form the SQL
-	// stores keep in 10 bytes (docs/design/security.md AUD-ARCH-1).
+	// stores keep in 10 bytes (docs/design/security.md AUD-ARCH-1), and
+	// for a request the gateway numbered, ids derived from its number
+	// (derivedV7, AUD-ARCH-4). A NewID set is used for every event.
 	NewID func() string
 }
 
 // Writer is a fhir.Auditor that queues Events and appends them to a
 // store.AuditStore from one background goroutine. Safe for concurrent use.
 type Writer struct {
-	st    store.AuditStore
-	opts  Options
-	log   *slog.Logger
-	newID func(at time.Time) string
+	st     store.AuditStore
+	opts   Options
+	log    *slog.Logger
+	newID  func(at time.Time) string
+	derive bool // ids of requests the gateway numbered come from their number (derivedV7)
 
 	mu     sync.RWMutex // guards closed against Record's send
 	closed bool
@@ -120,13 +128,14 @@ func New(st store.AuditStore, opts Options) *Writer {
 		opts.MaxBackoff = DefaultMaxBackoff
 	}
 	w := &Writer{
-		st:    st,
-		opts:  opts,
-		log:   opts.Logger,
-		newID: newV7At,
-		queue: make(chan fhir.Event, opts.Buffer),
-		done:  make(chan struct{}),
-		abort: make(chan struct{}),
+		st:     st,
+		opts:   opts,
+		log:    opts.Logger,
+		newID:  newV7At,
+		derive: opts.NewID == nil,
+		queue:  make(chan fhir.Event, opts.Buffer),
+		done:   make(chan struct{}),
+		abort:  make(chan struct{}),
 	}
 	if w.log == nil {
 		w.log = slog.Default()
@@ -271,13 +280,46 @@ func (w *Writer) run() {
 // patient) to batch. They are compact rows: the AuditEvent JSON is rendered
 // when the trail is read (fhir.AuditEventJSON), off the request path.
 func (w *Writer) records(batch []store.AuditRecord, ev fhir.Event) []store.AuditRecord {
-	if len(ev.Patients) == 0 {
-		return append(batch, ev.AuditRecord(w.newID(ev.Time), ""))
+	var r [12]byte
+	derive := w.derive && ev.RequestIDRandom && len(ev.Patients) <= 256 && len(ev.RequestID) == 24
+	if derive {
+		_, err := hex.Decode(r[:], []byte(ev.RequestID))
+		derive = err == nil
 	}
-	for _, p := range ev.Patients {
-		batch = append(batch, ev.AuditRecord(w.newID(ev.Time), p))
+	id := func(k int) string {
+		if derive {
+			return derivedV7(ev.Time, r, byte(k))
+		}
+		return w.newID(ev.Time)
+	}
+	if len(ev.Patients) == 0 {
+		return append(batch, ev.AuditRecord(id(0), ""))
+	}
+	for k, p := range ev.Patients {
+		batch = append(batch, ev.AuditRecord(id(k), p))
 	}
 	return batch
+}
+
+// derivedV7 is the id of the k-th AuditEvent (k: the patient's index) of
+// a request the gateway numbered with the 12 random bytes r: a UUIDv7 at
+// at's millisecond whose 74 other bits are r's first 10 bytes (less the
+// version and variant bits), the last XORed with k. r is unique (the
+// gateway's crypto/rand), so the ids are; and the SQL stores, finding the
+// request id in the key, keep only its 4 other bytes
+// (docs/design/security.md AUD-ARCH-4; store/internal/sqlcore
+// auditDerived).
+func derivedV7(at time.Time, r [12]byte, k byte) string {
+	var u uuid.UUID
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (8 * (5 - i)))
+	}
+	copy(u[6:], r[:10])
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
+	u[15] ^= k
+	return u.String()
 }
 
 // append writes one batch, retrying with exponential backoff until it is

@@ -328,11 +328,7 @@ func TestRetry(t *testing.T) {
 // valid R4.
 func TestStoredRecordsRenderAsMarshalled(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLite(t)
 	n := 0
 	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour, NewID: func() string { n++; return fmt.Sprintf("id-%03d", n) }})
 	user := event(1, "p1", "p2")
@@ -454,4 +450,73 @@ func TestAdmitFailsClosed(t *testing.T) {
 			t.Error("a closed writer admits")
 		}
 	})
+}
+
+// TestRequestDerivedIDs: the events of a request the gateway numbered get
+// ids derived from its number (docs/design/security.md AUD-ARCH-4): version-7
+// UUIDs at the event's millisecond, distinct per patient, and a request id
+// a client chose (which may repeat) never gets them. Through SQLite every
+// record reads back with its own id and request id.
+func TestRequestDerivedIDs(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLite(t)
+	w, _ := newWriter(t, st, Options{FlushEvery: time.Hour})
+	numbered := event(1, "p1", "p2", "p3")
+	numbered.RequestID, numbered.RequestIDRandom = "0123456789abcdef01234567", true
+	// The same number sent by a client, in the same millisecond: its ids
+	// must not be derived, or they would repeat the first request's.
+	client := numbered
+	client.RequestIDRandom = false
+	again := event(1, "p1")
+	again.RequestID, again.RequestIDRandom = "fedcba9876543210fedcba98", true
+	for _, ev := range []fhir.Event{numbered, client, again} {
+		w.Record(ctx, ev)
+	}
+	if err := closeNow(t, w); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.ListAudit(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 7 {
+		t.Fatalf("stored %d records, want 7", len(recs))
+	}
+	seen := map[string]bool{}
+	derived := 0
+	for _, r := range recs {
+		if seen[r.ID] {
+			t.Errorf("id %s stored twice", r.ID)
+		}
+		seen[r.ID] = true
+		id, err := uuid.Parse(r.ID)
+		if err != nil || id.Version() != 7 || id.Variant() != uuid.RFC4122 {
+			t.Fatalf("id %q: %v; want a version-7 UUID", r.ID, err)
+		}
+		if sec, nsec := id.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != r.Recorded.UnixMilli() {
+			t.Errorf("id %s: not at the event's millisecond %v", r.ID, r.Recorded)
+		}
+		// A derived id carries the request id's bytes 3-8 unchanged.
+		if strings.ReplaceAll(r.ID, "-", "")[18:30] == r.RequestID[6:18] {
+			derived++
+		}
+		if r.RequestID != numbered.RequestID && r.RequestID != again.RequestID {
+			t.Errorf("record %s: request id %q", r.ID, r.RequestID)
+		}
+	}
+	if derived != 4 {
+		t.Errorf("%d ids derived from their request id, want 4 (the gateway-numbered requests' records only)", derived)
+	}
+}
+
+// openSQLite opens a SQLite store in t's temporary directory, closed when t
+// ends (after the Writer newWriter registered).
+func openSQLite(t *testing.T) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ketabridge.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ketabridge/ketabridge/store/postgres"
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
@@ -21,11 +19,7 @@ func BenchmarkAuditAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connect(b, url)
 	storetest.BenchAuditAppend(b, s, func() (all, terms int64) {
 		if _, err := c.Exec(ctx, `CHECKPOINT`); err != nil {
 			b.Fatal(err)

@@ -17,11 +17,7 @@ import (
 func execAll(t *testing.T, url string, stmts ...string) {
 	t.Helper()
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connect(t, url)
 	// Every test reverts to a schema before the jobs table, the export
 	// walk's index and the compact audit trail (the newest migrations),
 	// which it recreates.
@@ -42,13 +38,7 @@ func execAll(t *testing.T, url string, stmts ...string) {
 // TestMigrationBindsExistingClientsToNothing: a client registered before
 // migration 0005 reads as an unbound EHR client (no organization, role "").
 func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
-	ctx := context.Background()
-	url := freshSchema(t)
-	s, err := postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	url := migratedSchema(t)
 	execAll(t, url,
 		`ALTER TABLE audit_events DROP COLUMN organization`,
 		`ALTER TABLE clients DROP COLUMN organization`,
@@ -56,10 +46,7 @@ func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
 		`DELETE FROM schema_version WHERE version >= 5`,
 		`INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, launch_url, scopes, origins, jwks_url)
 		 VALUES ('ehr-1', 'EHR', 'backend', '', '{}', '', '{system/*.rs}', '{}', 'https://ehr.example/jwks')`)
-	s, err = postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSchema(t, url)
 	defer s.Close()
 	storetest.CheckUnboundClient(t, s)
 }
@@ -68,20 +55,13 @@ func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
 // 0006 (bodies with meta.security, no _security rows) get their labels'
 // rows, so _security:not=R excludes them.
 func TestMigrationIndexesSecurityLabels(t *testing.T) {
-	ctx := context.Background()
 	url := freshSchema(t)
-	s, err := postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSchema(t, url)
 	storetest.WriteUnindexedLabels(t, s)
 	s.Close()
 	execAll(t, url, `ALTER TABLE audit_events DROP COLUMN organization`, `DELETE FROM schema_version WHERE version >= 6`)
 
-	s, err = postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openSchema(t, url)
 	defer s.Close()
 	storetest.CheckLabelsIndexed(t, s)
 }
@@ -91,17 +71,8 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 // no per-row check); resources, the table they name, is unchanged.
 func TestMigrationDropsIndexForeignKeys(t *testing.T) {
 	ctx := context.Background()
-	url := freshSchema(t)
-	s, err := postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	url := migratedSchema(t)
+	c := connect(t, url)
 	var n int
 	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_constraint
 		WHERE contype = 'f' AND connamespace = current_schema()::regnamespace AND confrelid = 'resources'::regclass`).Scan(&n); err != nil {
@@ -115,13 +86,7 @@ func TestMigrationDropsIndexForeignKeys(t *testing.T) {
 // TestMigrationMovesAuditEvents: the audit events stored before migration
 // 0011 read back unchanged from the compact, partitioned trail.
 func TestMigrationMovesAuditEvents(t *testing.T) {
-	ctx := context.Background()
-	url := freshSchema(t)
-	s, err := postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	url := migratedSchema(t)
 	var stmts []string
 	for _, r := range storetest.LegacyAuditRecords() {
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
@@ -130,12 +95,38 @@ func TestMigrationMovesAuditEvents(t *testing.T) {
 			sqlQuote(r.Subject), sqlQuote(r.Purpose), sqlQuote(r.RequestID), sqlQuote(r.Organization)))
 	}
 	execAll(t, url, append(stmts, `DELETE FROM schema_version WHERE version >= 11`)...)
-	s, err = postgres.Open(ctx, url, store.SystemClock{})
+	s := openSchema(t, url)
+	defer s.Close()
+	storetest.CheckLegacyAudit(t, s)
+}
+
+// openSchema opens the store on url's schema, migrating it.
+func openSchema(t *testing.T, url string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), url, store.SystemClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	storetest.CheckLegacyAudit(t, s)
+	return s
+}
+
+// connect opens a connection to url's schema, closed when t ends.
+func connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// migratedSchema is a fresh schema at the newest migration, no store open.
+func migratedSchema(t *testing.T) string {
+	t.Helper()
+	url := freshSchema(t)
+	openSchema(t, url).Close()
+	return url
 }
 
 func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/postgres"
 	"github.com/ketabridge/ketabridge/store/storetest"
@@ -139,11 +137,7 @@ func TestMigrateTwice(t *testing.T) {
 			t.Errorf("concurrent Open: %v", err)
 		}
 	}
-	c, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connect(t, u)
 	var n, distinct int
 	if err := c.QueryRow(ctx, `SELECT count(*), count(DISTINCT version) FROM schema_version`).Scan(&n, &distinct); err != nil {
 		t.Fatal(err)
@@ -164,16 +158,9 @@ func TestAnalyzeAfterBulkWrites(t *testing.T) {
 	defer postgres.SetAnalyzeMinRows(3)()
 	ctx := context.Background()
 	url := freshSchema(t)
-	s, err := postgres.Open(ctx, url, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSchema(t, url)
 	defer s.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	analyzed := func() bool {
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_user_tables

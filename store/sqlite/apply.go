@@ -23,6 +23,7 @@ type writeStmts struct {
 	delIdx                          [sqlcore.NumKinds]*dstmt
 	delStaged                       [sqlcore.NumKinds]*dstmt // of a bulk load's staging tables, prepared on first use
 	multi                           map[multiKey]*dstmt      // multi-row inserts, prepared on first use
+	byText                          keptStmts                // the shared queries' kept statements (writerQuerier)
 	all                             []*dstmt
 }
 
@@ -69,7 +70,7 @@ VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 }
 
 func (ws *writeStmts) close() error {
-	var errs []error
+	errs := []error{ws.byText.close()}
 	for _, st := range ws.all {
 		errs = append(errs, st.close())
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/internal/sqlcore"
@@ -56,7 +57,42 @@ func (c coreDB) Reader() (sqlcore.Querier, error) {
 }
 
 func (c coreDB) Write(ctx context.Context, fn func(sqlcore.Querier) error) error {
-	return c.s.writeTx(ctx, func(w *sql.Conn) error { return fn(sqlQuerier{w}) })
+	return c.s.writeTx(ctx, func(w *sql.Conn) error {
+		var kept *keptStmts
+		if c.s.ws != nil {
+			kept = &c.s.ws.byText
+		}
+		return fn(writerQuerier{sqlQuerier{w}, w, kept})
+	})
+}
+
+// writerQuerier is a writer connection as the shared queries use it; its
+// ExecStmt runs a statement prepared on first use and kept in kept (the
+// audit trail's full-size INSERT: parsing its 600 placeholders was a tenth
+// of an append, docs/design/security.md AUD-ARCH-2). The caller holds the
+// connection's writer lock, which guards kept.
+type writerQuerier struct {
+	sqlQuerier
+	w    *sql.Conn
+	kept *keptStmts
+}
+
+var _ sqlcore.StmtExecer = writerQuerier{}
+
+func (q writerQuerier) ExecStmt(ctx context.Context, query string, args ...any) (int64, error) {
+	if q.kept == nil {
+		return q.Exec(ctx, query, args...)
+	}
+	var n int64
+	err := q.w.Raw(func(dc any) error {
+		st, err := q.kept.get(ctx, dconn{dc.(driver.Conn)}, query)
+		if err != nil {
+			return err
+		}
+		n, err = st.exec(ctx, args...)
+		return err
+	})
+	return n, err
 }
 
 // authStore is the shared implementation of store.AuthStore (and

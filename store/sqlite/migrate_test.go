@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/storetest"
@@ -58,10 +59,7 @@ func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
 func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	rec := storetest.Rec("session", "s1", "h1",
 		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"), storetest.Token("code", "http://loinc.org", "8867-4")),
 		storetest.Res("Practitioner", "pr1", "", ``, storetest.Token("identifier", "urn:npi", "1")))
@@ -108,12 +106,8 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 // TestMigrationBindsExistingClientsToNothing: a client registered before
 // migration 0006 reads as an unbound EHR client (no organization, role "").
 func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	// Back to a schema-5 database holding a client.
 	s = openMigrated(t, s, path,
 		`ALTER TABLE audit_events DROP COLUMN organization`,
@@ -131,10 +125,7 @@ func TestMigrationBindsExistingClientsToNothing(t *testing.T) {
 func TestMigrationIndexesSecurityLabels(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	storetest.WriteUnindexedLabels(t, s)
 	s = openMigrated(t, s, path, `ALTER TABLE audit_events DROP COLUMN organization`, `DELETE FROM schema_version WHERE version >= 7`)
 	storetest.CheckLabelsIndexed(t, s)
@@ -150,12 +141,8 @@ func TestMigrationIndexesSecurityLabels(t *testing.T) {
 // TestMigrationMovesAuditEvents: the audit events stored before migration
 // 0013 read back unchanged from the compact trail.
 func TestMigrationMovesAuditEvents(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
-	s, err := Open(ctx, path, store.SystemClock{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path)
 	var stmts []string
 	for _, r := range storetest.LegacyAuditRecords() {
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
@@ -168,3 +155,98 @@ func TestMigrationMovesAuditEvents(t *testing.T) {
 }
 
 func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// TestAuditTrailInItsOwnFile: the audit trail is kept in the audit file,
+// not the store's (docs/design/security.md AUD-ARCH-5); a move that copied
+// the trail but crashed before dropping the store's copy finishes on the
+// next open; two different trails fail the open instead of being mixed.
+func TestAuditTrailInItsOwnFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s := openAt(t, path)
+	recs := []store.AuditRecord{
+		{ID: "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", Recorded: storetest.T0, Patient: "p1", ClientID: "ehr-1",
+			Interaction: "read", Type: "Observation", ResourceID: "o1", Status: 200, RequestID: "r1"},
+		{ID: "text-id", Recorded: storetest.T0.Add(time.Second), Interaction: "search", Status: 401},
+	}
+	if err := s.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	want := auditIDsOf(t, s)
+	s.Close()
+	raw := func(p string) *sql.DB {
+		db, err := sql.Open("sqlite", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}
+	tables := func(db *sql.DB) int {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = 'audit'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	main, aud := raw(path), raw(AuditPath(path))
+	if tables(main) != 0 || tables(aud) != 1 {
+		t.Fatalf("audit tables: %d in the store's file, %d in the audit file; want 0 and 1", tables(main), tables(aud))
+	}
+	// A copy that committed before its drop: the store's file holds the
+	// same trail again.
+	copyBack := func() {
+		t.Helper()
+		for _, q := range []string{auditSchema, `ATTACH DATABASE '` + AuditPath(path) + `' AS a`,
+			`INSERT INTO audit_terms SELECT * FROM a.audit_terms`, `INSERT INTO audit SELECT * FROM a.audit`,
+			`INSERT INTO audit_exports SELECT * FROM a.audit_exports`, `DETACH DATABASE a`} {
+			if _, err := main.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	copyBack()
+	s = openAt(t, path)
+	if got := auditIDsOf(t, s); got != want {
+		t.Errorf("trail after the move finished: %s, want %s", got, want)
+	}
+	s.Close()
+	if tables(main) != 0 {
+		t.Error("the store's file still holds the audit tables")
+	}
+	// A different trail in the store's file: refused, nothing mixed.
+	copyBack()
+	if _, err := main.ExecContext(ctx, `INSERT INTO audit VALUES (1, x'0078', 1, 0, x'', x'')`); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(ctx, path, store.SystemClock{}); err == nil || !strings.Contains(err.Error(), "hold an audit trail") {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open with two different trails: %v, want a refusal", err)
+	}
+}
+
+// openAt opens the store at path (closed when t ends, if not before).
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path, store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func auditIDsOf(t *testing.T, s *Store) string {
+	t.Helper()
+	rs, err := s.ListAudit(context.Background(), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.ID+"/"+r.ResourceID)
+	}
+	return strings.Join(ids, ",")
+}

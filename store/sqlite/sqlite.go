@@ -74,9 +74,9 @@ var readerPragmas = []string{
 // the history front to back, each page once, so a page cache only holds
 // the B-trees' root and interior pages it re-visits. A large one costs
 // more than it saves: in WAL mode a connection drops its whole cache at the
-// start of a read when anything was committed since its last one (an audit
-// record, a job's progress), which happens between most of an export's
-// page queries; the pure-Go SQLite then freed thousands of 4 KiB pages one
+// start of a read when anything was committed since its last one (a job's
+// progress; the audit trail commits to a file of its own, auditfile.go),
+// which happened between most of an export's page queries; the pure-Go SQLite then freed thousands of 4 KiB pages one
 // by one (each an madvise) and allocated them again, about a third of an
 // export's CPU. 128 pages (512 KiB) hold the walk's hot pages.
 var exportPragmas = []string{
@@ -106,6 +106,8 @@ type Store struct {
 	// pdb is the readiness probe's own connection (query_only): neither the
 	// writer nor busy readers can keep Ping waiting.
 	pdb *sql.DB
+	// audit is the audit trail's own file (auditfile.go).
+	audit *auditFile
 	// busy tracks who holds the writer, for WriterLag.
 	busy store.Busy
 	// wend ends the busy record of the writer's holder (guarded by wsem).
@@ -246,6 +248,13 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		return err
 	}); err != nil {
 		return fail(err)
+	}
+	if s.audit, err = openAuditFile(ctx, s, AuditPath(path)); err != nil {
+		return fail(fmt.Errorf("store: sqlite: open the audit trail: %w", err))
+	}
+	s.authStore.SetAuditDB(s.audit)
+	if err := s.moveLegacyAudit(ctx, path); err != nil {
+		return fail(fmt.Errorf("store: sqlite: move the audit trail to its own file: %w", err))
 	}
 	s.rdb, err = sql.Open("sqlite", dsn(path, append(append([]string{}, commonPragmas...), readerPragmas...)))
 	if err != nil {
@@ -408,6 +417,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closeAll() error {
 	var errs []error
+	if s.audit != nil {
+		errs = append(errs, s.audit.close())
+	}
 	if s.ws != nil && s.w != nil {
 		errs = append(errs, s.w.Raw(func(any) error { return s.ws.close() }))
 	}

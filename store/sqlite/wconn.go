@@ -46,6 +46,34 @@ func (c dconn) prepare(ctx context.Context, query string) (*dstmt, error) {
 	return &dstmt{st: st, ex: ex, qu: qu}, nil
 }
 
+// keptStmts are statements prepared on one driver connection on first use
+// and kept, by their text (the texts are few), until close.
+type keptStmts map[string]*dstmt
+
+func (k *keptStmts) get(ctx context.Context, c dconn, query string) (*dstmt, error) {
+	if st := (*k)[query]; st != nil {
+		return st, nil
+	}
+	st, err := c.prepare(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: prepare: %w", err)
+	}
+	if *k == nil {
+		*k = keptStmts{}
+	}
+	(*k)[query] = st
+	return st, nil
+}
+
+func (k *keptStmts) close() error {
+	var errs []error
+	for q, st := range *k {
+		errs = append(errs, st.close())
+		delete(*k, q)
+	}
+	return errors.Join(errs...)
+}
+
 // dstmt is a prepared driver statement with reusable argument buffers.
 type dstmt struct {
 	st   driver.Stmt

@@ -30,6 +30,48 @@ func RunAudit(t *testing.T, newStore NewAuditStoreFunc) {
 	t.Run("IDShapes", func(t *testing.T) { testAuditIDShapes(t, newStore) })
 	t.Run("TextIDAcrossDays", func(t *testing.T) { testAuditTextIDAcrossDays(t, newStore) })
 	t.Run("Archive", func(t *testing.T) { testAuditArchive(t, newStore) })
+	t.Run("RepeatedResourceIDs", func(t *testing.T) { testAuditRepeatedResources(t, newStore) })
+}
+
+// testAuditRepeatedResources reads the same resource ids many times, in one
+// batch and across batches: however a backend stores an id it has seen
+// often (SQL stores: inline at first, a dictionary code later,
+// docs/design/security.md AUD-ARCH-3), every record returns its own.
+func testAuditRepeatedResources(t *testing.T, newStore NewAuditStoreFunc) {
+	ctx := context.Background()
+	s := newStore(t, NewFakeClock(T0))
+	ids := []string{
+		"0b7e3a52-6f1c-5d2e-9a4b-3c8d1e2f4a5b", // a lowercase UUID
+		"0B7E3A52-6F1C-5D2E-9A4B-3C8D1E2F4A5B", // the same, uppercase: another id
+		"obs-1.a",                              // any other FHIR id
+		"0123456789abcdef",                     // 16 characters, as long as a UUID's bytes
+	}
+	var want []store.AuditRecord
+	n := 0
+	for b := range 4 {
+		var batch []store.AuditRecord
+		for range 5 {
+			for _, id := range ids {
+				r := auditRec(fmt.Sprintf("r%03d", n), T0.Add(time.Duration(n)*time.Millisecond), "p1")
+				r.ResourceID = id
+				n++
+				batch = append(batch, r)
+			}
+		}
+		if err := s.AppendAudit(ctx, batch); err != nil {
+			t.Fatalf("AppendAudit batch %d: %v", b, err)
+		}
+		want = append(want, batch...)
+	}
+	got := listAudit(t, s, time.Time{}, 0)
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || got[i].ResourceID != want[i].ResourceID {
+			t.Errorf("record %d = %s about %q, want %s about %q", i, got[i].ID, got[i].ResourceID, want[i].ID, want[i].ResourceID)
+		}
+	}
 }
 
 func auditRec(id string, at time.Time, patient string) store.AuditRecord {

@@ -14,11 +14,12 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// benchAuditID is the id the audit writer gives an event recorded at at: a
-// UUIDv7 at the event's millisecond (fhir/auditlog newV7At).
-func benchAuditID(at time.Time) string {
+// benchAuditID is the id the audit writer gives the (only) event of a
+// request the gateway numbered req, recorded at at: a UUIDv7 at the event's
+// millisecond whose other bits are req's (fhir/auditlog derivedV7).
+func benchAuditID(at time.Time, req [12]byte) string {
 	var u uuid.UUID
-	_, _ = rand.Read(u[6:])
+	copy(u[6:], req[:10])
 	ms := uint64(at.UnixMilli())
 	for i := range 6 {
 		u[i] = byte(ms >> (8 * (5 - i)))
@@ -65,7 +66,7 @@ func BenchAuditAppend(b *testing.B, s store.AuditStore, usage func() (all, terms
 		}
 		var req [12]byte
 		_, _ = rand.Read(req[:])
-		batch = append(batch, store.AuditRecord{ID: benchAuditID(at), Recorded: at,
+		batch = append(batch, store.AuditRecord{ID: benchAuditID(at, req), Recorded: at,
 			Patient:  uuid.NewSHA1(ns, fmt.Appendf(nil, "p%d", i%2000)).String(),
 			ClientID: "ketabridge-bench", Interaction: "read", Type: types[i%len(types)],
 			ResourceID: uuid.NewSHA1(ns, fmt.Appendf(nil, "r%d", (i*7919)%80000)).String(),

@@ -191,11 +191,9 @@ func Record(w RecordWriter, rec *store.RecordWrite, now time.Time, safe bool) (s
 	if src.Found && src.Hash == rec.Hash {
 		return unchanged(w, rec)
 	}
-	preps := make([]Prepared, len(rec.Resources))
-	for i := range rec.Resources {
-		if err := prepare(&rec.Resources[i], &preps[i], now); err != nil {
-			return store.WriteResult{}, err
-		}
+	preps, err := Prepare(rec, now)
+	if err != nil {
+		return store.WriteResult{}, err
 	}
 	if err := w.Intern(rec); err != nil {
 		return store.WriteResult{}, &Fatal{err}
@@ -226,16 +224,7 @@ func expect(w RecordWriter, rec *store.RecordWrite) error {
 	if err != nil {
 		return &Fatal{err}
 	}
-	for _, e := range rec.Expect {
-		var have int64
-		if c, ok := current[e.Key]; ok && !c.Deleted {
-			have = c.Version
-		}
-		if have != e.Version {
-			return &store.PreconditionError{Key: e.Key, Want: e.Version, Have: have}
-		}
-	}
-	return nil
+	return CheckExpect(rec, current)
 }
 
 // unchanged reports a record whose hash matched: nothing is written.
@@ -248,11 +237,7 @@ func unchanged(w RecordWriter, rec *store.RecordWrite) (store.WriteResult, error
 	if err != nil {
 		return store.WriteResult{}, &Fatal{err}
 	}
-	res := store.WriteResult{Outcome: store.Unchanged, Resources: make([]store.ResourceResult, 0, len(keys))}
-	for _, k := range keys {
-		res.Resources = append(res.Resources, store.ResourceResult{Type: k.Type, ID: k.ID, Version: current[k].Version, Outcome: store.Unchanged})
-	}
-	return res, nil
+	return UnchangedResult(rec, current), nil
 }
 
 // prepare checks rw's body and stamps it as version 1: every way a body can

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +16,9 @@ import (
 )
 
 // The audit trail (store.AuditStore, store.AuditArchive) lives in the audit
-// table of SQLite's migration 0013 and PostgreSQL's 0011, the same compact
-// row on both backends (docs/design/security.md AUD-ARCH-1):
+// table of SQLite's migrations 0013 and 0014 and PostgreSQL's 0011 and 0012,
+// the same compact row on both backends (docs/design/security.md AUD-ARCH-1,
+// AUD-ARCH-3, AUD-ARCH-4):
 //
 //   - recorded (Unix ms) and idk make the primary key, so the table is
 //     ordered as ListAudit reads it and needs no other index. idk is the
@@ -26,12 +28,23 @@ import (
 //     text, unique through a small partial index on those rows only.
 //   - the repeated strings are integer codes into audit_terms (0 for the
 //     empty string), cached in memory both ways (a code never changes once
-//     assigned): patient, resource (the resource id), and shape, whose
-//     term is the JSON array of everything a read repeats: client,
-//     interaction, type, version, status, fhirUser, subject, purpose and
-//     organization (a clinic has a few thousand such shapes at most);
+//     assigned): patient, and shape, whose term is the JSON array of
+//     everything a read repeats: client, interaction, type, version,
+//     status, fhirUser, subject, purpose and organization (a clinic has a
+//     few thousand such shapes at most);
+//   - resource (the resource id) is bytes: empty when none; 0x01 and the 16
+//     bytes of a lowercase UUID (the mapper's ids) or 0x02 and the text of
+//     any other id, for the first auditInlineReads reads of an id this
+//     process counts; 0x03 and the big-endian audit_terms code of a
+//     resource read more often. A dictionary term costs about 95 bytes
+//     once (its text and its unique index) and saves about 14 on each later
+//     read, so an id read a few times (most of a uniform scan) stays inline
+//     and one read again and again is coded (AUD-ARCH-3);
 //   - request is the request id: lowercase hex as its bytes after 0x01,
-//     anything else as its text after 0x02, empty when none.
+//     anything else as its text after 0x02, empty when none; when the
+//     event's id was derived from the request id (the writer does so for
+//     the gateway's own random request ids), 0x03 and the 4 bytes idk does
+//     not already hold (auditDerived).
 //
 // A day is a contiguous range of the key: SQLite drops old days with one
 // range DELETE, PostgreSQL keeps a partition per day (audit_YYYYMMDD,
@@ -43,8 +56,28 @@ const auditCols = "recorded, idk, shape, patient, resource, request"
 // auditColCount is the number of auditCols.
 const auditColCount = 6
 
-// auditTermCount is how many of a row's columns are audit_terms codes.
-const auditTermCount = 3
+// auditTermCount is how many of a row's columns are audit_terms codes
+// (shape, patient; resource may be a third: auditResource).
+const auditTermCount = 2
+
+// auditInlineReads is how many reads of a resource id (by this process)
+// store it inline before it becomes a dictionary term: a term (about 95
+// bytes once) saves about 14 bytes on each later read, so it pays for
+// itself after about 7 more; promoting after 6 inline reads wastes at most
+// about as much as it can save (a ski-rental bound), and an id read a few
+// times never costs a term.
+const auditInlineReads = 6
+
+// auditSeenMax bounds the count of reads per resource id kept to decide
+// that; past it the counts start over.
+const auditSeenMax = 1 << 17
+
+// Tags of the resource column (auditResource).
+const (
+	resUUID = 0x01
+	resText = 0x02
+	resCode = 0x03
+)
 
 // auditRowsPerInsert is how many rows one INSERT carries.
 const auditRowsPerInsert = 100
@@ -58,10 +91,52 @@ const auditTermCacheMax = 1 << 20
 
 // auditTerms caches audit_terms both ways.
 type auditTerms struct {
-	mu    sync.RWMutex
-	codes map[string]int64
-	terms map[int64]string
-	days  map[int64]bool // PostgreSQL: the day partitions known to exist
+	mu     sync.RWMutex
+	codes  map[string]int64
+	terms  map[int64]string
+	shapes map[shapeKey]int64 // the codes of shapes, by their fields
+	days   map[int64]bool     // PostgreSQL: the day partitions known to exist
+
+	seedOnce sync.Once
+	seed     maphash.Seed
+	seen     map[uint64]uint8 // reads of resource ids not yet terms, by hash
+}
+
+// shapeKey is what a shape term spells (auditShape): a map key, so a known
+// shape's code is found without building its term.
+type shapeKey struct {
+	client, interaction, typ, version string
+	status                            int
+	fhirUser, subject, purpose, org   string
+}
+
+func shapeKeyOf(r *store.AuditRecord) shapeKey {
+	return shapeKey{r.ClientID, r.Interaction, r.Type, r.Version, r.Status, r.FHIRUser, r.Subject, r.Purpose, r.Organization}
+}
+
+func (t *auditTerms) shapeCode(k shapeKey) (int64, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	c, ok := t.shapes[k]
+	return c, ok
+}
+
+// sighting counts one more read of resource id id and reports how many
+// this process has counted (a hash collision only codes an id early).
+func (t *auditTerms) sighting(id string) int {
+	t.seedOnce.Do(func() { t.seed = maphash.MakeSeed() })
+	h := maphash.String(t.seed, id)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil || len(t.seen) >= auditSeenMax {
+		t.seen = make(map[uint64]uint8, 1024)
+	}
+	n := t.seen[h]
+	if n < 255 {
+		n++
+		t.seen[h] = n
+	}
+	return int(n)
 }
 
 func (t *auditTerms) code(s string) (int64, bool) {
@@ -71,14 +146,26 @@ func (t *auditTerms) code(s string) (int64, bool) {
 	return c, ok
 }
 
-func (t *auditTerms) add(m map[string]int64) {
+func (t *auditTerms) add(m map[string]int64) { t.addShapes(m, nil) }
+
+// addShapes caches the terms of m and the codes of the shapes whose terms
+// are in shapes.
+func (t *auditTerms) addShapes(m map[string]int64, shapes map[string]shapeKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.codes == nil || len(t.codes)+len(m) > auditTermCacheMax {
 		t.codes, t.terms = map[string]int64{}, map[int64]string{}
 	}
+	if t.shapes == nil || len(t.shapes)+len(shapes) > auditTermCacheMax {
+		t.shapes = map[shapeKey]int64{}
+	}
 	for s, c := range m {
 		t.codes[s], t.terms[c] = c, s
+	}
+	for s, k := range shapes {
+		if c, ok := t.codes[s]; ok {
+			t.shapes[k] = c
+		}
 	}
 }
 
@@ -112,12 +199,6 @@ func (d *Dialect) CheckAudit(records []store.AuditRecord) error {
 		}
 	}
 	return nil
-}
-
-// auditTermsOf returns the terms of r's coded columns: shape, patient,
-// resource.
-func auditTermsOf(r *store.AuditRecord) [auditTermCount]string {
-	return [auditTermCount]string{auditShape(r), r.Patient, r.ResourceID}
 }
 
 // auditShape is the term of r's shape column: the JSON array (of strings)
@@ -196,6 +277,11 @@ func auditID(k []byte, ms int64) (string, error) {
 		u[i] = byte(ms >> (8 * (5 - i)))
 	}
 	copy(u[6:], k)
+	return formatUUID(u), nil
+}
+
+// formatUUID is a UUID's canonical lowercase text.
+func formatUUID(u [16]byte) string {
 	var b [36]byte
 	hex.Encode(b[0:8], u[0:4])
 	b[8] = '-'
@@ -206,7 +292,54 @@ func auditID(k []byte, ms int64) (string, error) {
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:36], u[10:16])
-	return string(b[:]), nil
+	return string(b[:])
+}
+
+// auditInline is the inline resource column of id (see the package
+// comment): 0x01 and a lowercase UUID's 16 bytes, else 0x02 and the text.
+func auditInline(id string) []byte {
+	if id == "" {
+		return []byte{}
+	}
+	if u, ok := parseUUID(id); ok {
+		return append([]byte{resUUID}, u[:]...)
+	}
+	return append([]byte{resText}, id...)
+}
+
+// auditCoded is the resource column of a coded id: 0x03 and the code's
+// big-endian bytes, as few as hold it.
+func auditCoded(c int64) []byte {
+	b := []byte{resCode}
+	n := 1
+	for c>>(8*n) > 0 && n < 8 {
+		n++
+	}
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, byte(c>>(8*i)))
+	}
+	return b
+}
+
+// auditResource decodes a resource column: the id when inline, else its
+// audit_terms code.
+func auditResource(b []byte) (id string, code int64, err error) {
+	switch {
+	case len(b) == 0:
+		return "", 0, nil
+	case b[0] == resUUID && len(b) == 17:
+		return formatUUID([16]byte(b[1:])), 0, nil
+	case b[0] == resText && len(b) > 1:
+		return string(b[1:]), 0, nil
+	case b[0] == resCode && len(b) > 1 && len(b) <= 9:
+		for _, x := range b[1:] {
+			code = code<<8 | int64(x)
+		}
+		if code > 0 {
+			return "", code, nil
+		}
+	}
+	return "", 0, fmt.Errorf("malformed audit resource (%d bytes)", len(b))
 }
 
 // parseUUID parses a canonical lowercase UUID.
@@ -251,8 +384,11 @@ func uuidMS(u [16]byte) int64 {
 }
 
 // auditRequest encodes a request id: 0x01 and the bytes of lowercase hex,
-// else 0x02 and the text; empty stays empty.
-func auditRequest(id string) []byte {
+// else 0x02 and the text; empty stays empty. When the event's stored key
+// idk (auditKey's 10 bytes) holds most of the request id's 12 bytes (the
+// writer derives the ids of a request the gateway numbered from its
+// number: fhir/auditlog), only the rest is stored (auditDerived).
+func auditRequest(id string, idk []byte) []byte {
 	if id == "" {
 		return []byte{}
 	}
@@ -265,14 +401,32 @@ func auditRequest(id string) []byte {
 			b := make([]byte, 1+len(id)/2)
 			b[0] = 1
 			_, _ = hex.Decode(b[1:], []byte(id))
+			if d, ok := auditDerived(b[1:], idk); ok {
+				return d
+			}
 			return b
 		}
 	}
 	return append([]byte{2}, id...)
 }
 
-// auditRequestID is auditRequest's inverse.
-func auditRequestID(b []byte) (string, error) {
+// auditDerived is the request column of a request id r (12 bytes) whose
+// event key idk (the 10 bytes of a UUIDv7 after its time) was derived from
+// it (fhir/auditlog): idk is r[0:10] with the version and variant bits set
+// and the last byte XORed with the event's index k among the request's
+// patients. The column is 0x03, k, the 6 bits the version and variant
+// replaced, and r[10:12]: 5 bytes instead of 13 (docs/design/security.md
+// AUD-ARCH-4). It reports false for any other pair.
+func auditDerived(r, idk []byte) ([]byte, bool) {
+	if len(r) != 12 || len(idk) != 10 || idk[0]&0xf0 != 0x70 || idk[2]&0xc0 != 0x80 ||
+		idk[0]&0x0f != r[0]&0x0f || idk[1] != r[1] || idk[2]&0x3f != r[2]&0x3f || string(idk[3:9]) != string(r[3:9]) {
+		return nil, false
+	}
+	return []byte{3, idk[9] ^ r[9], r[0]>>4<<2 | r[2]>>6, r[10], r[11]}, true
+}
+
+// auditRequestID is auditRequest's inverse; idk is the row's stored key.
+func auditRequestID(b, idk []byte) (string, error) {
 	switch {
 	case len(b) == 0:
 		return "", nil
@@ -280,6 +434,15 @@ func auditRequestID(b []byte) (string, error) {
 		return hex.EncodeToString(b[1:]), nil
 	case b[0] == 2:
 		return string(b[1:]), nil
+	case b[0] == 3 && len(b) == 5 && len(idk) == 10:
+		var r [12]byte
+		r[0] = b[2]>>2<<4 | idk[0]&0x0f
+		r[1] = idk[1]
+		r[2] = b[2]&3<<6 | idk[2]&0x3f
+		copy(r[3:9], idk[3:9])
+		r[9] = idk[9] ^ b[1]
+		r[10], r[11] = b[3], b[4]
+		return hex.EncodeToString(r[:]), nil
 	}
 	return "", fmt.Errorf("malformed audit request id")
 }
@@ -300,8 +463,10 @@ func auditPartition(day int64) string {
 
 // AppendAudit writes records (store.AuditStore): the strings unknown to the
 // term cache are looked up or added to audit_terms, then the rows go in
-// multi-row INSERTs, all in one transaction of the backend's writer. On
-// PostgreSQL the day partitions the batch needs are created first.
+// multi-row INSERTs (the full-size one prepared once where the backend
+// keeps statements: StmtExecer), all in one transaction of the backend's
+// writer. On PostgreSQL the day partitions the batch needs are created
+// first.
 func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
 	if len(records) == 0 {
 		return nil
@@ -319,26 +484,58 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	// transaction, so no row is ever written with a missing code.
 	codes := map[string]int64{"": 0}
 	var unknown []string
-	terms := make([][auditTermCount]string, len(records))
+	need := func(s string) {
+		if _, ok := codes[s]; ok {
+			return
+		}
+		if c, ok := a.terms.code(s); ok {
+			codes[s] = c
+			return
+		}
+		codes[s] = -1
+		unknown = append(unknown, s)
+	}
+	type row struct {
+		shape    int64  // the shape's code, -1 when by its term
+		shapeT   string // the shape's term when not cached by its fields
+		resource string // the term of a coded resource id not yet cached
+		inline   []byte // the resource column, when known without a term
+	}
+	rows := make([]row, len(records))
+	var newShapes map[string]shapeKey
 	for i := range records {
-		terms[i] = auditTermsOf(&records[i])
-		for _, s := range terms[i] {
-			if _, ok := codes[s]; ok {
-				continue
+		r, w := &records[i], &rows[i]
+		k := shapeKeyOf(r)
+		if c, ok := a.terms.shapeCode(k); ok {
+			w.shape = c
+		} else {
+			w.shape, w.shapeT = -1, auditShape(r)
+			need(w.shapeT)
+			if newShapes == nil {
+				newShapes = map[string]shapeKey{}
 			}
-			if c, ok := a.terms.code(s); ok {
-				codes[s] = c
-				continue
+			newShapes[w.shapeT] = k
+		}
+		need(r.Patient)
+		switch id := r.ResourceID; {
+		case id == "":
+			w.inline = []byte{}
+		default:
+			if c, ok := a.terms.code(id); ok {
+				w.inline = auditCoded(c)
+			} else if a.terms.sighting(id) > auditInlineReads {
+				w.resource = id
+				need(id)
+			} else {
+				w.inline = auditInline(id)
 			}
-			codes[s] = -1
-			unknown = append(unknown, s)
 		}
 	}
 	// Sorted, so two replicas adding the same terms take their locks in
 	// one order.
 	slices.Sort(unknown)
 	var fresh map[string]int64
-	err := a.db.Write(ctx, func(q Querier) error {
+	err := a.auditDB().Write(ctx, func(q Querier) error {
 		fresh = make(map[string]int64, len(unknown))
 		if err := a.putTerms(ctx, q, unknown, fresh); err != nil {
 			return err
@@ -356,12 +553,25 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			args = args[:0]
 			done := len(records) - len(rest) - len(chunk)
 			for i := range chunk {
-				r := &chunk[i]
+				r, w := &chunk[i], &rows[done+i]
 				ms := r.Recorded.UnixMilli()
-				t := terms[done+i]
-				args = append(args, ms, AuditKey(r.ID, ms), code(t[0]), code(t[1]), code(t[2]), auditRequest(r.RequestID))
+				shape, res := w.shape, w.inline
+				if shape < 0 {
+					shape = code(w.shapeT)
+				}
+				if res == nil {
+					res = auditCoded(code(w.resource))
+				}
+				idk := AuditKey(r.ID, ms)
+				args = append(args, ms, idk, shape, code(r.Patient), res, auditRequest(r.RequestID, idk))
 			}
-			if _, err := q.Exec(ctx, a.auditInsert(len(chunk)), args...); err != nil {
+			var err error
+			if se, ok := q.(StmtExecer); ok && len(chunk) == auditRowsPerInsert {
+				_, err = se.ExecStmt(ctx, a.auditInsert(len(chunk)), args...)
+			} else {
+				_, err = q.Exec(ctx, a.auditInsert(len(chunk)), args...)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -373,7 +583,7 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 		a.terms.setDays(nil, false)
 		return a.Wrap("append audit", err)
 	}
-	a.terms.add(fresh)
+	a.terms.addShapes(fresh, newShapes)
 	return nil
 }
 
@@ -440,7 +650,7 @@ func (a *Auth) buildAuditInsert(n int) string {
 		}
 		return b.String()
 	}
-	types := []string{"bigint", "bytea", "integer", "integer", "integer", "bytea"}
+	types := []string{"bigint", "bytea", "integer", "integer", "bytea", "bytea"}
 	b.WriteString("INSERT INTO audit (" + auditCols + ")\nSELECT DISTINCT ON (CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk) " +
 		auditCols + " FROM (VALUES ")
 	p := 0
@@ -476,7 +686,7 @@ func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord)
 	if len(need) == 0 {
 		return nil
 	}
-	err := a.db.Write(ctx, func(q Querier) error {
+	err := a.auditDB().Write(ctx, func(q Querier) error {
 		if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(7412087301)`); err != nil {
 			return err
 		}
@@ -499,21 +709,26 @@ func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord)
 // ids of one millisecond, except that ids stored as text sort before the
 // writer's compact ones).
 func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]store.AuditRecord, error) {
-	q, err := a.db.Reader()
+	q, err := a.auditDB().Reader()
 	if err != nil {
 		return nil, err
 	}
 	type raw struct {
-		ms       int64
-		idk, req []byte
-		codes    [auditTermCount]int64
+		ms            int64
+		idk, req, res []byte
+		codes         [auditTermCount + 1]int64 // shape, patient, coded resource
+		resID         string                    // an inline resource id
 	}
 	// sinceMS: the stored precision, so a record at since is never skipped.
 	rows, err := q.Query(ctx, a.sql.listAudit, sinceMS(since), a.d.Limit(limit))
 	raws, err := collect(rows, err, func(r Row) (raw, error) {
 		var x raw
 		c := &x.codes
-		err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &c[2], &x.req)
+		if err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &x.res, &x.req); err != nil {
+			return x, err
+		}
+		var err error
+		x.resID, c[2], err = auditResource(x.res)
 		return x, err
 	})
 	if err != nil {
@@ -546,7 +761,7 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 	defer a.terms.mu.RUnlock()
 	for i := range raws {
 		x := &raws[i]
-		var t [auditTermCount]string
+		var t [auditTermCount + 1]string
 		for j, c := range x.codes {
 			if c == 0 {
 				continue
@@ -557,11 +772,14 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 			}
 			t[j] = s
 		}
+		if x.codes[2] == 0 {
+			t[2] = x.resID
+		}
 		id, err := auditID(x.idk, x.ms)
 		if err != nil {
 			return nil, a.d.wrap("list audit", err)
 		}
-		req, err := auditRequestID(x.req)
+		req, err := auditRequestID(x.req, x.idk)
 		if err != nil {
 			return nil, a.d.wrap("list audit", err)
 		}
@@ -682,7 +900,7 @@ func (a *Auth) AuditDays(ctx context.Context, before time.Time) ([]store.AuditDa
 	if err != nil {
 		return nil, err
 	}
-	q, err := a.db.Reader()
+	q, err := a.auditDB().Reader()
 	if err != nil {
 		return nil, err
 	}
@@ -701,14 +919,14 @@ func (a *Auth) MarkAuditExported(ctx context.Context, days []store.AuditDay) err
 			return a.d.wrap("mark audit exported", fmt.Errorf("%s is not a midnight UTC", d.Day.Format(time.RFC3339)))
 		}
 	}
-	return a.write(ctx, "mark audit exported", func(q Querier) error {
+	return a.Wrap("mark audit exported", a.auditDB().Write(ctx, func(q Querier) error {
 		for _, d := range days {
 			if _, err := q.Exec(ctx, a.sql.markExported, auditDay(d.Day.UnixMilli()), d.Events, now); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // DropAudit implements store.AuditArchive: in one transaction it counts the
@@ -725,7 +943,7 @@ func (a *Auth) DropAudit(ctx context.Context, before time.Time) ([]store.AuditDa
 		return nil, a.d.wrap("drop audit", fmt.Errorf("a bound is required"))
 	}
 	var dropped []store.AuditDay
-	err = a.db.Write(ctx, func(q Querier) error {
+	err = a.auditDB().Write(ctx, func(q Querier) error {
 		var parts []string
 		if a.d.arrays {
 			rows, err := q.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

@@ -22,6 +22,7 @@ type Auth struct {
 	closed error // the backend's error for a closed store, returned as is
 	sql    authSQL
 
+	adb        DB         // the audit trail's connections, when not db's (SetAuditDB)
 	terms      auditTerms // the audit_terms cache (audit.go)
 	insertOnce sync.Once
 	insertFull string // the audit INSERT of auditRowsPerInsert rows
@@ -91,6 +92,19 @@ WHERE recorded >= ? ORDER BY recorded, idk LIMIT ?`),
 ON CONFLICT (day) DO UPDATE SET events = excluded.events, exported_at = excluded.exported_at, dropped_at = NULL`),
 		markDropped: q(`UPDATE audit_exports SET dropped_at = ? WHERE day < ? AND dropped_at IS NULL`),
 	}}
+}
+
+// SetAuditDB puts the audit trail's queries on db instead of the store's
+// own connections (SQLite keeps the trail in a file of its own). Call it
+// before any use.
+func (a *Auth) SetAuditDB(db DB) { a.adb = db }
+
+// auditDB is what the audit trail's queries run on.
+func (a *Auth) auditDB() DB {
+	if a.adb != nil {
+		return a.adb
+	}
+	return a.db
 }
 
 // write runs fn in a write transaction.

@@ -21,6 +21,14 @@ type Querier interface {
 	QueryRow(ctx context.Context, query string, args ...any) Row
 }
 
+// StmtExecer is what a Querier may also offer: Exec of a statement that is
+// prepared once and kept for the connection's life (SQLite's writer keeps
+// the audit trail's full-size INSERT so, AUD-ARCH-2; pgx caches every
+// statement by itself). query is one of a few fixed texts.
+type StmtExecer interface {
+	ExecStmt(ctx context.Context, query string, args ...any) (int64, error)
+}
+
 // Row is one result row.
 type Row interface {
 	Scan(dest ...any) error
