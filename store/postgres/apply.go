@@ -470,8 +470,14 @@ JOIN source_records s ON s.kind = k.kind AND s.clinic_id = k.clinic_id`, kinds, 
 const (
 	// analyzeMinRows and analyzeFraction: ANALYZE once this many resource
 	// versions were written since the last one, and at least this fraction
-	// of what had been written before it.
-	analyzeFraction = 0.2
+	// of what had been written before it. At 1 the statistics are refreshed
+	// each time the store doubles (at most 2x behind the data: plans are
+	// chosen on the shape of the data, which a doubling does not change),
+	// six times in a 1M-resource load instead of 21 at 0.2; each costs
+	// about 0.15 s of a backend's CPU whatever the size (a sample of 30,000
+	// rows per table), and at 0.2 they were 18% of PostgreSQL's CPU in a
+	// 85k-resource ingest (docs/design/security.md PERF-PG-1).
+	analyzeFraction = 1.0
 	analyzeTimeout  = 10 * time.Minute
 )
 
