@@ -46,7 +46,7 @@ func TestBulkPathNeedsNoRetry(t *testing.T) {
 	for i, batch := range batches {
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			now := storetest.T0
-			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
+			a := &applier{s: s, tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli(), timed: true}
 			_, failed, err := a.applyBulk(batch)
 			if len(failed) > 0 {
 				t.Errorf("batch %d: failed records %v", i, failed[0].Err)
