@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -612,6 +613,12 @@ func (w *bulkRows) restamp(now time.Time) error {
 	if ms == w.ms {
 		return nil
 	}
+	// The bodies were stamped at w.ms (sqlcore.Prepare, sqlcore.Update:
+	// store.StampMeta puts lastUpdated at the start of meta, just after
+	// the id, in a fixed-width layout): the new time is written over the
+	// old in place, and a body where it is not found is stamped again.
+	was := append([]byte(`"lastUpdated":"`), time.UnixMilli(w.ms).UTC().Format(store.LastUpdatedFormat)...)
+	is := now.UTC().AppendFormat(nil, store.LastUpdatedFormat)
 	w.ms = ms
 	for _, row := range w.newSrc {
 		row[6] = ms
@@ -624,6 +631,12 @@ func (w *bulkRows) restamp(now time.Time) error {
 		st := w.stamp[i]
 		if st.rw == nil {
 			continue
+		}
+		if body, ok := row[5].([]byte); ok && len(is) == len(was)-len(`"lastUpdated":"`) {
+			if at := bytes.Index(body, was); at >= 0 {
+				copy(body[at+len(`"lastUpdated":"`):], is)
+				continue
+			}
 		}
 		body, err := store.StampMeta(st.rw.Body, st.version, now)
 		if err != nil {
