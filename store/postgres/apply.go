@@ -34,12 +34,34 @@ const updResSQL = `UPDATE resources SET version = $1, last_updated = $2, deleted
 // a property of the record's data), the transaction is rolled back and the
 // batch rerun record by record with a SAVEPOINT each (sqlcore.Record), so
 // the failing record is rolled back alone and the others land.
-// The batch runs in one transaction holding the schema's advisory lock
-// (applyLock), so replicas writing at once neither race on versions nor
-// deadlock, and lastUpdated follows commit order within a type (the
-// store.Store.Apply guarantee _lastUpdated polls and _since exports rely
-// on). A lock per compartment would let two replicas commit Observations
-// out of their lastUpdated order, so the lock stays per schema.
+//
+// Locks (docs/design/security.md PERF-PG-2). Replicas writing different
+// patients' records write in parallel; what they serialize on is short:
+//
+//  1. Row locks, taken first, in one statement each and in key order (so
+//     two batches never wait on each other in a cycle): the source rows
+//     of the batch's records (by srid), then the current rows of every
+//     resource a changed or new record produces, expects or may drop (its
+//     stored source's resources; by rid). A batch writing the same
+//     records or resources as another waits here for it to commit; one
+//     creating a row another creates at the same time fails on the unique
+//     key when it writes it, and is rerun (the rerun finds the row).
+//  2. The writes no other reader sees before commit and that carry no
+//     time: the old index rows deleted, the new ones copied (most of an
+//     ingest's cost: the B-tree inserts of 4 to 5 index rows per
+//     resource).
+//  3. The schema's apply lock (applyLock), then the time: never behind
+//     the latest lastUpdated already committed for the types written (and
+//     so also across replicas whose clocks differ), then the rows that
+//     carry it (source records, resources, history, with the bodies
+//     stamped with it), then commit. The lock is held until commit, so
+//     lastUpdated follows commit order within a type: the store.Store.Apply
+//     guarantee _lastUpdated polls and _since exports rely on.
+//
+// Only a batch of one run (bulk.go runEnd) without preconditions takes the
+// lock this late; the others (the per-record rerun, a batch writing a
+// record twice, preconditions) take it after the row locks, before any
+// write, as before.
 func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store.WriteResult, error) {
 	if len(records) == 0 {
 		return nil, nil
@@ -53,24 +75,30 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	}
 	defer s.busy.Begin()()
 	types := sqlcore.WrittenTypes(records)
+	late := lateLock(records)
 	var (
 		results []store.WriteResult
 		failed  []*store.RecordError
 	)
 	err = sqlcore.WithRetry(ctx, func(safe bool) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.applyLock); err != nil {
+			a := &applier{tx: tx, q: tx, ctx: ctx, s: s, types: types, late: !safe && late}
+			if err := a.lockRows(records); err != nil {
 				return err
 			}
-			// The time is taken under the lock and never goes back behind
-			// a committed version of the same types, so _lastUpdated
-			// follows commit order across replicas whose clocks differ.
-			var latest int64
-			if err := tx.QueryRow(ctx, latestSQL, types).Scan(&latest); err != nil {
+			if a.late {
+				// The time stamped before the lock is provisional: the
+				// rows that carry it are written after commitTime,
+				// restamped (bulk.go).
+				a.now = s.clock.Now().UTC().Truncate(time.Millisecond)
+				a.ms = a.now.UnixMilli()
+				var err error
+				results, failed, err = a.applyBulk(records)
 				return err
 			}
-			now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
-			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
+			if err := a.commitTime(); err != nil {
+				return err
+			}
 			var err error
 			if !safe {
 				// The set-based path (bulk.go); a failing write reruns
@@ -79,7 +107,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 				return err
 			}
 			results, failed, err = sqlcore.Records(ctx, records, func(rec *store.RecordWrite) (store.WriteResult, error) {
-				return sqlcore.Record(a, rec, now, safe)
+				return sqlcore.Record(a, rec, a.now, safe)
 			})
 			return err
 		})
@@ -97,17 +125,138 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	return results, nil
 }
 
+// lateLock reports whether a batch may take the apply lock only for its
+// writes that carry the time (Apply): one run of independent records, none
+// with a precondition.
+func lateLock(records []store.RecordWrite) bool {
+	for i := range records {
+		if len(records[i].Expect) > 0 {
+			return false
+		}
+	}
+	return runEnd(records, 0) == len(records)
+}
+
+// commitHook, when set (by a test), runs once a late-locking batch has
+// written its index rows, before it takes the apply lock.
+var commitHook func()
+
+// commitTime takes the schema's apply lock, held until the transaction
+// ends, and the time of the batch's writes under it: the clock's, never
+// behind the latest lastUpdated committed for the batch's types. Once per
+// transaction.
+func (a *applier) commitTime() error {
+	if a.timed {
+		return nil
+	}
+	if a.late && commitHook != nil {
+		commitHook()
+	}
+	if _, err := a.tx.Exec(a.ctx, `SELECT pg_advisory_xact_lock($1)`, a.s.applyLock); err != nil {
+		return err
+	}
+	var latest int64
+	if err := a.tx.QueryRow(a.ctx, latestSQL, a.types).Scan(&latest); err != nil {
+		return err
+	}
+	a.now = sqlcore.NotBefore(a.s.clock.Now().UTC().Truncate(time.Millisecond), latest)
+	a.ms, a.timed = a.now.UnixMilli(), true
+	return nil
+}
+
+const (
+	// lockSourcesSQL locks the source rows of the records named, in srid
+	// order, and reads which resources each produced.
+	lockSourcesSQL = `SELECT k.n, s.hash, s.resources
+FROM source_records s JOIN unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(kind, clinic_id, n)
+ON s.kind = k.kind AND s.clinic_id = k.clinic_id ORDER BY s.srid FOR NO KEY UPDATE OF s`
+	// lockResourcesSQL locks the current rows of the resources named, in
+	// rid order.
+	lockResourcesSQL = `SELECT r.rid FROM resources r JOIN unnest($1::text[], $2::text[]) AS k(t, i)
+ON r.type = k.t AND r.id = k.i ORDER BY r.rid FOR NO KEY UPDATE OF r`
+)
+
+// lockRows locks the rows the batch may write (Apply, step 1): the source
+// rows of its records, then the current rows of the resources its new and
+// changed records produce, expect or produced before. A record stored with
+// the same hash writes nothing, so only its source row is locked.
+func (a *applier) lockRows(records []store.RecordWrite) error {
+	kinds, cids := make([]string, len(records)), make([]string, len(records))
+	for i := range records {
+		kinds[i], cids[i] = records[i].Kind, records[i].ClinicID
+	}
+	rows, err := a.tx.Query(a.ctx, lockSourcesSQL, kinds, cids)
+	if err != nil {
+		return err
+	}
+	type stored struct{ hash, keys string }
+	srcs := make(map[int]stored)
+	for rows.Next() {
+		var n int
+		var st stored
+		if err := rows.Scan(&n, &st.hash, &st.keys); err != nil {
+			rows.Close()
+			return err
+		}
+		srcs[n-1] = st
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	seen := map[store.Key]struct{}{}
+	var types, ids []string
+	add := func(k store.Key) {
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			types, ids = append(types, k.Type), append(ids, k.ID)
+		}
+	}
+	for i := range records {
+		rec := &records[i]
+		st, found := srcs[i]
+		if found && st.hash == rec.Hash {
+			continue
+		}
+		for j := range rec.Resources {
+			add(store.Key{Type: rec.Resources[j].Type, ID: rec.Resources[j].ID})
+		}
+		for _, e := range rec.Expect {
+			add(e.Key)
+		}
+		if found {
+			for _, k := range sqlcore.Dropped(&store.RecordWrite{}, sqlcore.Source{Found: true, Keys: st.keys}) {
+				add(k)
+			}
+		}
+	}
+	if len(types) > 0 {
+		if _, err := a.tx.Exec(a.ctx, lockResourcesSQL, types, ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // applier writes the records of one Apply transaction
 // (sqlcore.RecordWriter).
 type applier struct {
+	s  *Store
 	tx pgx.Tx
 	// q is where the current record's statements go: tx, or the record's
 	// savepoint.
 	q   pgx.Tx
 	ctx context.Context
+	// now is the time of the batch's writes (ms in Unix milliseconds):
+	// provisional until commitTime when late.
 	now time.Time
 	ms  int64
 	rb  recordBatch // the current record's
+	// types are the types the batch writes (commitTime's latest).
+	types []string
+	// late: the batch takes the apply lock only for its writes that carry
+	// the time; timed: it holds it and now is final.
+	late, timed bool
 }
 
 // Source implements sqlcore.RecordWriter.
@@ -470,8 +619,14 @@ JOIN source_records s ON s.kind = k.kind AND s.clinic_id = k.clinic_id`, kinds, 
 const (
 	// analyzeMinRows and analyzeFraction: ANALYZE once this many resource
 	// versions were written since the last one, and at least this fraction
-	// of what had been written before it.
-	analyzeFraction = 0.2
+	// of what had been written before it. At 1 the statistics are refreshed
+	// each time the store doubles (at most 2x behind the data: plans are
+	// chosen on the shape of the data, which a doubling does not change),
+	// six times in a 1M-resource load instead of 21 at 0.2; each costs
+	// about 0.15 s of a backend's CPU whatever the size (a sample of 30,000
+	// rows per table), and at 0.2 they were 18% of PostgreSQL's CPU in a
+	// 85k-resource ingest (docs/design/security.md PERF-PG-1).
+	analyzeFraction = 1.0
 	analyzeTimeout  = 10 * time.Minute
 )
 

@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,10 +23,13 @@ import (
 // then COPY (pgx CopyFrom, the binary protocol) of the new source_records,
 // resources, history and index rows, and one UPDATE or DELETE from arrays
 // (unnest) per table for the rows that exist. New rows go straight into
-// their tables: under the apply lock nothing else writes them, so there is
+// their tables: the rows they replace are locked (Apply), and a row another
+// batch creates at the same time fails on its unique key, so there is
 // nothing to merge and no staging table is needed; existing rows are merged
 // from the arrays, which serve as the staging set without a temporary
-// table's catalog writes.
+// table's catalog writes. The index rows are written first, the rows that
+// carry the time (source records, resources, history) last, under the
+// apply lock and with the time taken under it (restamp).
 //
 // The decisions are sqlcore's, record by record in batch order, exactly as
 // on the per-record path (sqlcore.Record); only the writing is batched.
@@ -207,6 +212,11 @@ func (b *bulkApply) run(records []store.RecordWrite, start, end int) error {
 		dropped[i-start] = sqlcore.Dropped(&records[i], src)
 		for _, k := range dropped[i-start] {
 			if !name(k, i) {
+				// The per-record path writes as it goes: with the
+				// time, so under the apply lock.
+				if err := a.commitTime(); err != nil {
+					return &sqlcore.Fatal{Err: err}
+				}
 				return b.perRecord(records, start, end)
 			}
 		}
@@ -271,8 +281,22 @@ func (b *bulkApply) run(records []store.RecordWrite, start, end int) error {
 		rids = rids[used:]
 		b.results[i] = res
 	}
-	// 7. The run's writes.
-	if err := w.send(a); err != nil {
+	// 7. The run's writes: those that carry no time, then, under the apply
+	// lock, those that do (Apply). A run with nothing to write (every
+	// record unchanged or failed) does not take the lock.
+	if w.empty() {
+		return nil
+	}
+	if err := w.sendIndex(a); err != nil {
+		return &sqlcore.Retry{Err: err}
+	}
+	if err := a.commitTime(); err != nil {
+		return &sqlcore.Fatal{Err: err}
+	}
+	if err := w.restamp(a.now); err != nil {
+		return &sqlcore.Retry{Err: err}
+	}
+	if err := w.sendRows(a); err != nil {
 		return &sqlcore.Retry{Err: err}
 	}
 	return nil
@@ -363,7 +387,10 @@ type bulkRows struct {
 		hash              [][]byte
 	}
 	hist [][]any
-	idx  [sqlcore.NumKinds][][]any
+	// stamp is, for each history row with a body, the resource and version
+	// it stamps (restamp); nil for a deletion.
+	stamp []stamped
+	idx   [sqlcore.NumKinds][][]any
 	// pending are the current record's rows, kept apart until it is
 	// decided whole (a record failing midway writes nothing).
 	pending bulkPending
@@ -374,6 +401,12 @@ type bulkPending struct {
 	setSrc  [][2]int64
 	version []*sqlcore.Version
 	created []created
+}
+
+// stamped is what a history row's body was stamped from.
+type stamped struct {
+	rw      *store.ResourceWrite
+	version int64
 }
 
 type created struct {
@@ -449,6 +482,7 @@ func (w *bulkRows) record(rec *store.RecordWrite, src sqlcore.Source, srid int64
 		}
 		w.newRes = append(w.newRes, []any{c.rid, c.rw.Type, c.rw.ID, int64(1), w.ms, false, patient, c.p.Sum[:], srid})
 		w.hist = append(w.hist, []any{c.rid, int64(1), w.ms, false, patient, c.p.Stamped})
+		w.stamp = append(w.stamp, stamped{c.rw, 1})
 		w.addIndex(c.rw, c.rid)
 	}
 	for _, p := range w.pending.setSrc {
@@ -468,6 +502,7 @@ func (w *bulkRows) record(rec *store.RecordWrite, src sqlcore.Source, srid int64
 			body = v.Body
 		}
 		w.hist = append(w.hist, []any{v.RID, v.Version, w.ms, v.Deleted, hpatient, body})
+		w.stamp = append(w.stamp, stamped{v.Resource, v.Version})
 		if v.Resource != nil {
 			w.addIndex(v.Resource, v.RID)
 		}
@@ -564,29 +599,99 @@ FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[]) AS u(srid, h, b, 
 FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::text[], $5::bytea[], $6::bigint[]) AS u(rid, v, d, p, h, s) WHERE r.rid = u.rid`
 )
 
-// send writes the run's rows: the new source records and resources first
-// (history and index rows refer to them), then the updates of existing
-// rows and the deletion of their old index rows, then history and the new
-// index rows.
-func (w *bulkRows) send(a *applier) error {
-	tx, ctx := a.tx, a.ctx
-	cp := func(table string, cols []string, rows [][]any) error {
-		if len(rows) == 0 {
-			return nil
-		}
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
-		if err != nil {
-			return fmt.Errorf("copy %s: %w", table, err)
-		}
-		if n != int64(len(rows)) {
-			return fmt.Errorf("copy %s: %d rows, want %d", table, n, len(rows))
-		}
+// empty reports whether the run writes nothing.
+func (w *bulkRows) empty() bool {
+	return len(w.newSrc) == 0 && len(w.updSrc.srid) == 0 && len(w.newRes) == 0 && len(w.setSrc.rid) == 0 &&
+		len(w.updRes.rid) == 0 && len(w.hist) == 0
+}
+
+// restamp moves the run's rows to the time now when they were decided at
+// another (a provisional time, Apply): the rows' lastUpdated, and the
+// bodies stamped again from the resources written.
+func (w *bulkRows) restamp(now time.Time) error {
+	ms := now.UnixMilli()
+	if ms == w.ms {
 		return nil
 	}
-	if err := cp("source_records", []string{"srid", "kind", "clinic_id", "hash", "body", "resources", "updated"}, w.newSrc); err != nil {
+	// The bodies were stamped at w.ms (sqlcore.Prepare, sqlcore.Update:
+	// store.StampMeta puts lastUpdated at the start of meta, just after
+	// the id, in a fixed-width layout): the new time is written over the
+	// old in place, and a body where it is not found is stamped again.
+	was := append([]byte(`"lastUpdated":"`), time.UnixMilli(w.ms).UTC().Format(store.LastUpdatedFormat)...)
+	is := now.UTC().AppendFormat(nil, store.LastUpdatedFormat)
+	w.ms = ms
+	for _, row := range w.newSrc {
+		row[6] = ms
+	}
+	for _, row := range w.newRes {
+		row[4] = ms
+	}
+	for i, row := range w.hist {
+		row[2] = ms
+		st := w.stamp[i]
+		if st.rw == nil {
+			continue
+		}
+		if body, ok := row[5].([]byte); ok && len(is) == len(was)-len(`"lastUpdated":"`) {
+			if at := bytes.Index(body, was); at >= 0 {
+				copy(body[at+len(`"lastUpdated":"`):], is)
+				continue
+			}
+		}
+		body, err := store.StampMeta(st.rw.Body, st.version, now)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", st.rw.Type, st.rw.ID, err)
+		}
+		row[5] = body
+	}
+	return nil
+}
+
+// copyRows copies rows into table's columns on a's transaction.
+func copyRows(a *applier, table string, cols []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	n, err := a.tx.CopyFrom(a.ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", table, err)
+	}
+	if n != int64(len(rows)) {
+		return fmt.Errorf("copy %s: %d rows, want %d", table, n, len(rows))
+	}
+	return nil
+}
+
+// sendIndex writes the run's index rows: the deletion of those of the
+// resources getting a new version, then the new ones. They carry no time
+// and no reader sees them before commit, so they are written before the
+// apply lock (Apply); the resources they belong to are locked or new.
+func (w *bulkRows) sendIndex(a *applier) error {
+	if len(w.updRes.rid) > 0 {
+		var batch pgx.Batch
+		for k := store.KindToken; k <= store.KindQuantity; k++ {
+			batch.Queue(`DELETE FROM `+sqlcore.IndexTables[k]+` WHERE rid = ANY($1::bigint[])`, w.updRes.rid)
+		}
+		if err := a.tx.SendBatch(a.ctx, &batch).Close(); err != nil {
+			return err
+		}
+	}
+	for k := store.KindToken; k <= store.KindQuantity; k++ {
+		if err := copyRows(a, sqlcore.IndexTables[k], idxColumns[k], w.idx[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendRows writes the run's rows that carry the time, under the apply
+// lock: the new source records and resources, the updates of existing
+// rows, and history.
+func (w *bulkRows) sendRows(a *applier) error {
+	if err := copyRows(a, "source_records", []string{"srid", "kind", "clinic_id", "hash", "body", "resources", "updated"}, w.newSrc); err != nil {
 		return err
 	}
-	if err := cp("resources", []string{"rid", "type", "id", "version", "last_updated", "deleted", "patient", "hash", "src"}, w.newRes); err != nil {
+	if err := copyRows(a, "resources", []string{"rid", "type", "id", "version", "last_updated", "deleted", "patient", "hash", "src"}, w.newRes); err != nil {
 		return err
 	}
 	var batch pgx.Batch
@@ -598,22 +703,11 @@ func (w *bulkRows) send(a *applier) error {
 	}
 	if len(w.updRes.rid) > 0 {
 		batch.Queue(updVersionsSQL, w.updRes.rid, w.updRes.version, w.updRes.deleted, w.updRes.patient, w.updRes.hash, w.updRes.src, w.ms)
-		for k := store.KindToken; k <= store.KindQuantity; k++ {
-			batch.Queue(`DELETE FROM `+sqlcore.IndexTables[k]+` WHERE rid = ANY($1::bigint[])`, w.updRes.rid)
-		}
 	}
 	if batch.Len() > 0 {
-		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+		if err := a.tx.SendBatch(a.ctx, &batch).Close(); err != nil {
 			return err
 		}
 	}
-	if err := cp("history", []string{"rid", "version", "last_updated", "deleted", "patient", "body"}, w.hist); err != nil {
-		return err
-	}
-	for k := store.KindToken; k <= store.KindQuantity; k++ {
-		if err := cp(sqlcore.IndexTables[k], idxColumns[k], w.idx[k]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return copyRows(a, "history", []string{"rid", "version", "last_updated", "deleted", "patient", "body"}, w.hist)
 }

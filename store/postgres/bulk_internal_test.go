@@ -1,12 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -46,7 +48,7 @@ func TestBulkPathNeedsNoRetry(t *testing.T) {
 	for i, batch := range batches {
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			now := storetest.T0
-			a := &applier{tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli()}
+			a := &applier{s: s, tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli(), timed: true}
 			_, failed, err := a.applyBulk(batch)
 			if len(failed) > 0 {
 				t.Errorf("batch %d: failed records %v", i, failed[0].Err)
@@ -59,5 +61,55 @@ func TestBulkPathNeedsNoRetry(t *testing.T) {
 		} else if err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
+	}
+}
+
+// TestRestamp: a run's rows decided at one time and restamped at another
+// are those decided at the other: lastUpdated in every row, the bodies as
+// store.StampMeta stamps them (created and new versions; a deletion has no
+// body).
+func TestRestamp(t *testing.T) {
+	t0, t1 := storetest.T0, storetest.T0.Add(1234*time.Millisecond)
+	x := storetest.Res("Observation", "x", "p1", `"status":"final"`)
+	y := storetest.Res("Observation", "y", "p1", `"meta":{"profile":["http://example.org/p"]},"status":"final"`)
+	stamp := func(rw *store.ResourceWrite, v int64, at time.Time) []byte {
+		b, err := store.StampMeta(rw.Body, v, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	w := &bulkRows{ms: t0.UnixMilli()}
+	w.newSrc = [][]any{{int64(1), "session", "a", "h", []byte{}, "", w.ms}}
+	w.newRes = [][]any{{int64(1), "Observation", "x", int64(1), w.ms, false, "p1", []byte{}, int64(1)}}
+	w.hist = [][]any{
+		{int64(1), int64(1), w.ms, false, "p1", stamp(&x, 1, t0)},
+		{int64(2), int64(3), w.ms, false, "p1", stamp(&y, 3, t0)},
+		{int64(3), int64(2), w.ms, true, "p1", nil},
+	}
+	w.stamp = []stamped{{&x, 1}, {&y, 3}, {}}
+	if err := w.restamp(t1); err != nil {
+		t.Fatal(err)
+	}
+	ms := t1.UnixMilli()
+	if w.ms != ms || w.newSrc[0][6] != ms || w.newRes[0][4] != ms {
+		t.Errorf("times %d %v %v, want %d", w.ms, w.newSrc[0][6], w.newRes[0][4], ms)
+	}
+	for i, want := range [][]byte{stamp(&x, 1, t1), stamp(&y, 3, t1), nil} {
+		if w.hist[i][2] != ms {
+			t.Errorf("history row %d at %v, want %d", i, w.hist[i][2], ms)
+		}
+		if got, _ := w.hist[i][5].([]byte); !bytes.Equal(got, want) {
+			t.Errorf("history row %d body %s, want %s", i, got, want)
+		}
+	}
+	// A body not stamped as StampMeta stamps is stamped again.
+	w.hist[0][5] = []byte(`{"id":"x"}`)
+	t2 := t1.Add(time.Second)
+	if err := w.restamp(t2); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.hist[0][5].([]byte); !bytes.Equal(got, stamp(&x, 1, t2)) {
+		t.Errorf("body stamped elsewhere: %s, want %s", got, stamp(&x, 1, t2))
 	}
 }
