@@ -29,8 +29,9 @@ import (
 // Bulk Data export (FHIR Bulk Data Access IG 2.0.0, export.html; see
 // docs/bulk-export.md). Kick-off stores a job with the caller's verified
 // token and the transaction time; a worker on any replica claims it, walks
-// the snapshot's index rows once to count and cut the files (no body is
-// read), and stores their bounds; a file GET streams its lines from the
+// the snapshot once to cut the files (counted in the store, no body read,
+// unless a Patient or Group export must follow references), and stores
+// their bounds; a file GET streams its lines from the
 // snapshot (store.Exporter), the stored bytes as they are wherever the
 // caller's view does not change them, so no replica's disk holds anything
 // (docs/design/security.md BULK-8, BULK-9).
@@ -965,7 +966,7 @@ func (s *Server) writeFile(ctx context.Context, req *exportRequest, res *exportR
 	if err != nil {
 		return err
 	}
-	q.After, q.Last = f.After, f.Last
+	q.After, q.Last, q.Kind = f.After, f.Last, exportKinds[f.Kind]
 	l, err := s.newLiner(ctx, f.Type, f.Kind, req.Elements)
 	if err != nil {
 		return err
@@ -1064,8 +1065,8 @@ func (s *Server) RunExportOnce(ctx context.Context) bool {
 // errJobGone stops a job that was cancelled or taken over.
 var errJobGone = errors.New("fhir: export job cancelled or taken over")
 
-// runJob walks the job's snapshot once: it counts the resources of each
-// type, cuts files of at most FileSize, and stores the result.
+// runJob cuts the job's snapshot into files of at most FileSize resources
+// of one type and kind (cutFiles), and stores the result.
 func (s *Server) runJob(ctx context.Context, j store.Job) {
 	held := j.Lease
 	var req exportRequest
@@ -1175,60 +1176,17 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		if err != nil {
 			return err
 		}
-		var cur [2]*exportFile // output, deleted
-		var prev int64
 		var out []exportFile
 		collect := req.Level != levelSystem && inCompartment(typ)
 		var found map[string]map[string]bool
 		if collect {
 			found = map[string]map[string]bool{}
+			out, err = s.cutWalk(ctx, q, typ, found, renew)
+		} else {
+			out, err = s.cutCount(ctx, q, typ, renew)
 		}
-		// Counting needs no body: only the references a Patient or Group
-		// export follows are read from them.
-		q.NoBody = !collect
-		seen := 0
-		err = s.walk(ctx, q, func(pos int64, r *store.Resource) error {
-			if seen++; seen%exportPage == 0 {
-				if err := renew(false); err != nil {
-					return err
-				}
-			}
-			kind, k := fileOutput, 0
-			if r.Deleted {
-				kind, k = fileDeleted, 1
-			}
-			f := cur[k]
-			if f == nil || f.Count >= s.export.FileSize {
-				if f != nil {
-					out = append(out, *f)
-				}
-				// The file starts after the resource before this one (of
-				// either kind): the page bounds are positions, kinds are
-				// filtered.
-				f = &exportFile{Kind: kind, Type: typ, After: prev}
-				cur[k] = f
-			}
-			f.Count++
-			f.Last = pos
-			prev = pos
-			if collect && !r.Deleted {
-				for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
-					t := string(m[1])
-					if found[t] == nil {
-						found[t] = map[string]bool{}
-					}
-					found[t][string(m[2])] = true
-				}
-			}
-			return nil
-		}, nil)
 		if err != nil {
 			return err
-		}
-		for _, f := range cur {
-			if f != nil {
-				out = append(out, *f)
-			}
 		}
 		files[i] = out
 		mu.Lock()
@@ -1262,6 +1220,98 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		res.Files = append(res.Files, exportFile{Kind: fileError, Type: "OperationOutcome", Count: len(res.Errors)})
 	}
 	return nil
+}
+
+// cutCount cuts the files of typ by counting them in the store
+// (store.Exporter.ExportCount): one statement per file and kind, the
+// positions never handed to Go, so cutting costs a fraction of serving.
+// A file of a kind holds the resources of that kind in its positions
+// (After, Last]: the serving walk asks for that kind alone.
+func (s *Server) cutCount(ctx context.Context, q store.ExportQuery, typ string, renew func(bool) error) ([]exportFile, error) {
+	var out []exportFile
+	kinds := []string{fileOutput}
+	if !q.Since.IsZero() {
+		kinds = append(kinds, fileDeleted) // deletions are listed by _since exports only
+	}
+	for _, kind := range kinds {
+		q.Kind, q.After, q.Count = exportKinds[kind], 0, s.export.FileSize
+		for {
+			n, last, err := s.export.Store.ExportCount(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				break
+			}
+			out = append(out, exportFile{Kind: kind, Type: typ, After: q.After, Last: last, Count: n})
+			if err := renew(false); err != nil {
+				return nil, err
+			}
+			if n < q.Count {
+				break
+			}
+			q.After = last
+		}
+	}
+	return out, nil
+}
+
+// exportKinds are the snapshot kinds (store.ExportQuery.Kind) of the
+// files' kinds.
+var exportKinds = map[string]store.ExportKind{fileOutput: store.ExportLive, fileDeleted: store.ExportDeletions}
+
+// cutWalk cuts the files of typ, a compartment type of a Patient or Group
+// export, by walking its resources with their bodies: the references they
+// hold to the referenced types are collected into found as it goes.
+func (s *Server) cutWalk(ctx context.Context, q store.ExportQuery, typ string, found map[string]map[string]bool,
+	renew func(bool) error) ([]exportFile, error) {
+	var cur [2]*exportFile // output, deleted
+	var out []exportFile
+	seen := 0
+	err := s.walk(ctx, q, func(pos int64, r *store.Resource) error {
+		if seen++; seen%exportPage == 0 {
+			if err := renew(false); err != nil {
+				return err
+			}
+		}
+		kind, k := fileOutput, 0
+		if r.Deleted {
+			kind, k = fileDeleted, 1
+		}
+		f := cur[k]
+		if f == nil || f.Count >= s.export.FileSize {
+			if f != nil {
+				out = append(out, *f)
+				// The next file of the kind starts after this one's
+				// last resource: a file is served by its kind alone.
+				f = &exportFile{Kind: kind, Type: typ, After: f.Last}
+			} else {
+				f = &exportFile{Kind: kind, Type: typ}
+			}
+			cur[k] = f
+		}
+		f.Count++
+		f.Last = pos
+		if !r.Deleted {
+			for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
+				t := string(m[1])
+				if found[t] == nil {
+					found[t] = map[string]bool{}
+				}
+				found[t][string(m[2])] = true
+			}
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range cur {
+		if f != nil {
+			out = append(out, *f)
+		}
+	}
+	return out, nil
 }
 
 // exportWorkers is how many types a job walks at once.

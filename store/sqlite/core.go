@@ -75,6 +75,15 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery, fn func(pos int
 	return sqlcore.Export(ctx, sqlcore.SQLite, sqlQuerier{s.xdb}, &q, s.paramKey(ctx, s.rdb, q.Type), &rawBody{}, fn)
 }
 
+// ExportCount implements store.Exporter with the shared count
+// (sqlcore.ExportCount), on the export pool.
+func (s *Store) ExportCount(ctx context.Context, q store.ExportQuery) (int, int64, error) {
+	if s.closed.Load() {
+		return 0, 0, errClosed
+	}
+	return sqlcore.ExportCount(ctx, sqlcore.SQLite, sqlQuerier{s.xdb}, &q, s.paramKey(ctx, s.rdb, q.Type))
+}
+
 // rawBody lends a body's bytes from database/sql without a copy.
 type rawBody struct{ b sql.RawBytes }
 
