@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +205,61 @@ func TestAnalyzeAfterBulkWrites(t *testing.T) {
 
 func TestExportContract(t *testing.T) {
 	storetest.RunExport(t, func(t *testing.T, clock store.Clock) storetest.ExportStore { return openFresh(t, clock) })
+}
+
+// TestExportPlans checks with EXPLAIN that a Bulk Data export's walk reads
+// the covering (type, rid) INCLUDE (...) index alone (migration 0012): an
+// index-only scan that, once Analyze has vacuumed resources, fetches no
+// resources row, and the history by its primary key for the bodies only.
+func TestExportPlans(t *testing.T) {
+	ctx := context.Background()
+	s := openFresh(t, store.SystemClock{})
+	// Observations a tenth of the resources, spread among the others, as
+	// each type is in a real store.
+	var recs []store.RecordWrite
+	for i := range 3000 {
+		p := fmt.Sprintf("p%d", i)
+		res := []store.ResourceWrite{storetest.Res("Patient", p, p, "")}
+		for j := range 8 {
+			res = append(res, storetest.Res("Encounter", fmt.Sprintf("e%d-%s", j, p), p, "", storetest.Ref("subject", "Patient/"+p)))
+		}
+		res = append(res, storetest.Res("Observation", "o"+p, p, "", storetest.Ref("subject", "Patient/"+p)))
+		recs = append(recs, storetest.Rec("patient", p, "h1", res...))
+	}
+	if _, err := s.Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Analyze(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(time.Second)
+	for _, tc := range []struct {
+		name string
+		q    store.ExportQuery
+	}{
+		{"files", store.ExportQuery{Type: "Observation", At: at, Count: 1000, After: 5, Last: 90000}},
+		{"counting", store.ExportQuery{Type: "Observation", At: at, Count: 1000, NoBody: true}},
+		{"patients", store.ExportQuery{Type: "Observation", At: at, Count: 1000, Patients: []string{"p1", "p2"}}},
+		{"since", store.ExportQuery{Type: "Observation", At: at, Since: at.Add(-time.Hour), Count: 1000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := s.ExplainExport(ctx, tc.q, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan, "Index Only Scan using resources_type_rid on resources r") {
+				t.Errorf("plan does not walk the covering index:\n%s", plan)
+			}
+			if strings.Contains(plan, "Seq Scan") {
+				t.Errorf("plan scans a table:\n%s", plan)
+			}
+			plan, err = s.ExplainExport(ctx, tc.q, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan, "Heap Fetches: 0") {
+				t.Errorf("the walk reads resources rows:\n%s", plan)
+			}
+		})
+	}
 }
