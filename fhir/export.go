@@ -617,6 +617,13 @@ func (s *Server) newLiner(ctx context.Context, typ, kind string, elements []stri
 	return l, nil
 }
 
+// lean reports whether the lines of typ never need more of a resource than
+// its body (store.ExportQuery.Lean): output lines that the outward rewrite
+// cannot touch (no outside view, not a Provenance).
+func (l *liner) lean(typ string) bool {
+	return l.kind == fileOutput && !l.view && typ != "Provenance"
+}
+
 // line is r's line. It may be r.Body itself, valid as long as r.Body is.
 func (l *liner) line(r *store.Resource) ([]byte, error) {
 	if l.kind == fileDeleted {
@@ -971,6 +978,7 @@ func (s *Server) writeFile(ctx context.Context, req *exportRequest, res *exportR
 	if err != nil {
 		return err
 	}
+	q.Lean = l.lean(f.Type)
 	// One buffer for the whole file, from a pool shared by the downloads:
 	// growing a fresh one to exportBuffer for every file copied about
 	// twice its size each time.

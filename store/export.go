@@ -47,6 +47,11 @@ type ExportQuery struct {
 	// NoBody leaves the bodies unread (Body nil): what counting the
 	// snapshot needs, at a fraction of the reads.
 	NoBody bool
+	// Lean reads only the positions, Deleted and the bodies: the other
+	// fields of the Resource are left zero (Type aside). What a file
+	// whose lines are the stored bodies needs, for a fraction of the
+	// driver's work per resource.
+	Lean bool
 	// Kind, when set, keeps only the live resources (ExportLive) or only
 	// the deletions (ExportDeletions) of the snapshot.
 	Kind ExportKind

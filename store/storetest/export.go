@@ -59,9 +59,42 @@ func exportAll(t *testing.T, s store.Exporter, q store.ExportQuery, count int) [
 	for _, k := range []store.ExportQuery{q, live, deletions} {
 		exportCounts(t, s, k, count)
 	}
+	exportLean(t, s, q, count)
 	q.NoBody = true
 	wantStrings(t, "the same walk without bodies", exportWalk(t, s, q, count), out)
 	return out
+}
+
+// exportLean checks that a Lean walk of q (page size count) finds the
+// positions, deletions and bodies of the full walk, and no other field.
+func exportLean(t *testing.T, s store.Exporter, q store.ExportQuery, count int) {
+	t.Helper()
+	walk := func(q store.ExportQuery) []string {
+		var out []string
+		q.Count = count
+		for range 1000 {
+			n := 0
+			if err := s.Export(context.Background(), q, func(pos int64, r *store.Resource) error {
+				n++
+				q.After = pos
+				if q.Lean && (r.ID != "" || r.Version != 0 || !r.LastUpdated.IsZero() || r.Patient != "") {
+					t.Fatalf("a lean walk read %+v", r)
+				}
+				out = append(out, fmt.Sprintf("%d %t %s", pos, r.Deleted, r.Body))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n < count {
+				return out
+			}
+		}
+		t.Fatal("export does not end")
+		return nil
+	}
+	lean := q
+	lean.Lean = true
+	wantStrings(t, "the lean walk", walk(lean), walk(q))
 }
 
 // exportCounts checks that ExportCount counts each page of q (page size

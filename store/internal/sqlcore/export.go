@@ -48,9 +48,11 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 	}
 	defer rows.Close()
 	r := store.Resource{Type: q.Type}
-	dest := []any{nil, &r.ID, &r.Version, nil, &r.Deleted, &r.Patient}
 	var pos, ms int64
-	dest[0], dest[3] = &pos, &ms
+	dest := []any{&pos, &r.ID, &r.Version, &ms, &r.Deleted, &r.Patient}
+	if q.Lean {
+		dest = []any{&pos, &r.Deleted}
+	}
 	if !q.NoBody {
 		dest = append(dest, body.Dest())
 	}
@@ -58,7 +60,9 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 		if err := rows.Scan(dest...); err != nil {
 			return d.wrap("export", err)
 		}
-		r.LastUpdated = MSTime(ms)
+		if !q.Lean {
+			r.LastUpdated = MSTime(ms)
+		}
 		r.Body = nil
 		if !q.NoBody && !r.Deleted {
 			r.Body = body.Bytes()
@@ -191,8 +195,16 @@ func exportSQL(d *Dialect, q *store.ExportQuery, key ParamKey, count bool) (text
 			b.And("r.last_updated <= " + b.Arg(at))
 		}
 	}
-	if count {
+	switch {
+	case count:
 		cols = "r.rid AS rid"
+	case q.Lean:
+		// Each column read costs the driver a call and most of them an
+		// allocation (a string, a boxed integer), per resource.
+		cols = "r.rid AS rid, " + v("deleted")
+		if !q.NoBody {
+			cols += ", h.body"
+		}
 	}
 	text = "SELECT " + cols + " FROM " + from + " WHERE " + b.Where() + " ORDER BY r.rid LIMIT " + b.Arg(q.Count)
 	return text, b.Args(), false, nil
