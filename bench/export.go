@@ -142,6 +142,10 @@ type rssParts struct {
 	FileMB     float64 `json:"file_mb"`
 	GoMB       float64 `json:"go_mb"`
 	HeapLiveMB float64 `json:"heap_live_mb"`
+	// HeapGoalMB is the collector's heap goal then, and HeapFreeMB the
+	// heap's free pages not yet returned to the OS.
+	HeapGoalMB float64 `json:"heap_goal_mb"`
+	HeapFreeMB float64 `json:"heap_free_mb"`
 	OtherMB    float64 `json:"other_anon_mb"`
 }
 
@@ -155,14 +159,15 @@ func sampleRSS() func() *rssParts {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
-			{Name: "/gc/heap/live:bytes"}}
+			{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
+		mb := func(i int) float64 { return round1(float64(samples[i].Value.Uint64()) / (1 << 20)) }
 		for {
 			anon, file := rssNowMB()
 			if peak == nil || anon+file > peak.RSSMB {
 				metrics.Read(samples)
 				goMB := float64(samples[0].Value.Uint64()-samples[1].Value.Uint64()) / (1 << 20)
 				peak = &rssParts{RSSMB: round1(anon + file), FileMB: round1(file), GoMB: round1(goMB),
-					HeapLiveMB: round1(float64(samples[2].Value.Uint64()) / (1 << 20)), OtherMB: round1(max(0, anon-goMB))}
+					HeapLiveMB: mb(2), HeapGoalMB: mb(3), HeapFreeMB: mb(4), OtherMB: round1(max(0, anon-goMB))}
 			}
 			select {
 			case <-done:
