@@ -619,7 +619,8 @@ func (s *Server) newLiner(ctx context.Context, typ, kind string, elements []stri
 
 // lean reports whether the lines of typ never need more of a resource than
 // its body (store.ExportQuery.Lean): output lines that the outward rewrite
-// cannot touch (no outside view, not a Provenance).
+// cannot touch (no outside view, not a Provenance; docs/design/security.md
+// BULK-14).
 func (l *liner) lean(typ string) bool {
 	return l.kind == fileOutput && !l.view && typ != "Provenance"
 }
@@ -1234,7 +1235,8 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 // (store.Exporter.ExportCount): one statement per file and kind, the
 // positions never handed to Go, so cutting costs a fraction of serving.
 // A file of a kind holds the resources of that kind in its positions
-// (After, Last]: the serving walk asks for that kind alone.
+// (After, Last]: the serving walk asks for that kind alone
+// (docs/design/security.md BULK-11).
 func (s *Server) cutCount(ctx context.Context, q store.ExportQuery, typ string, renew func(bool) error) ([]exportFile, error) {
 	var out []exportFile
 	kinds := []string{fileOutput}

@@ -244,7 +244,7 @@ type File struct {
 // time). A download that fails for a reason that may pass (a broken
 // connection, 408, 429 or a 5xx answer) is tried again, up to attempts
 // times in all, resuming with a Range request from the bytes already in
-// its file (Download). It returns the bytes in the files; the first error
+// its file (Download; docs/design/security.md BULK-12). It returns the bytes in the files; the first error
 // that remains stops the downloads not yet started and is returned.
 func (c *Client) DownloadAll(ctx context.Context, files []File, parallel, attempts int) (int64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)

@@ -505,7 +505,8 @@ func (s *Store) noteWrites(results []store.WriteResult) {
 // walk the covering index without reading the table (migration 0012): a
 // table written in bulk has no all-visible page until a vacuum, and
 // autovacuum's insert threshold comes late on a large one. resources is
-// the small table (no bodies), a fraction of the store.
+// the small table (no bodies), a fraction of the store
+// (docs/design/security.md BULK-13).
 func (s *Store) Analyze(ctx context.Context) error {
 	pool, err := s.db()
 	if err != nil {

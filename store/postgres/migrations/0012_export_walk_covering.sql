@@ -4,6 +4,6 @@
 -- with an index-only scan and reads no resources row (where the visibility
 -- map says a page is all-visible: Store.Analyze vacuums resources for it),
 -- only each resource's history row for its body. Same name: the export
--- query is unchanged.
+-- query is unchanged. docs/design/security.md BULK-13.
 DROP INDEX IF EXISTS resources_type_rid;
 CREATE INDEX resources_type_rid ON resources (type, rid) INCLUDE (id, version, last_updated, deleted, patient);
