@@ -77,7 +77,7 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	info := &exportInfo{}
 	// The files are downloaded exportDownloads at a time, as bulk clients
 	// do (the files are independent; each download is a walk of the store
-	// on the gateway's side, so two use both cores).
+	// on the gateway's side, so two or more use both cores).
 	var mu sync.Mutex
 	var firstErr error
 	next := make(chan bulkclient.Output)
@@ -183,8 +183,9 @@ func sampleRSS() func() *rssParts {
 	}
 }
 
-// exportDownloads is how many files the export scenario downloads at once.
-const exportDownloads = 2
+// exportDownloads is how many files the export scenario downloads at once:
+// as many as `ketabridge export` does by default.
+const exportDownloads = bulkclient.DefaultParallel
 
 // download reads one file to the end and returns its lines and bytes.
 func download(ctx context.Context, c *bulkclient.Client, url string) (int, int64, error) {

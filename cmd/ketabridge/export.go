@@ -132,11 +132,10 @@ var exportCommand = &command{
 	},
 }
 
-// The export command's downloads: files at once by default and at most
-// (each is a walk of the store on the server's side: a few use its cores
-// without crowding its other clients), and tries of each file.
+// The export command's downloads: files at once by default and at most,
+// and tries of each file.
 const (
-	defaultExportParallel = 3
+	defaultExportParallel = bulkclient.DefaultParallel
 	maxExportParallel     = 8
 	defaultExportAttempts = 4
 )

@@ -234,6 +234,12 @@ func (c *Client) Download(ctx context.Context, fileURL, path string) (int64, err
 	return have + n, err
 }
 
+// DefaultParallel is how many files a bulk client here downloads at once
+// (`ketabridge export --parallel`, and the benchmark's export scenario):
+// each download is a walk of the store on the server's side, so a few use
+// its cores without crowding its other clients.
+const DefaultParallel = 3
+
 // File is one file of a manifest to download to Path.
 type File struct {
 	URL, Path string
