@@ -292,7 +292,13 @@ feed:
 }
 
 // downloadRetrying is Download, tried again after a failure that may pass.
+// A file already at f.Path is emptied first: it is of another export
+// (another snapshot), whose bytes a Range request would extend with this
+// one's.
 func (c *Client) downloadRetrying(ctx context.Context, f File, attempts int) (int64, error) {
+	if err := os.Truncate(f.Path, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
 	wait := c.RetryWait
 	if wait <= 0 {
 		wait = time.Second

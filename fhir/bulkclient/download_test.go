@@ -77,6 +77,10 @@ func TestDownloadAll(t *testing.T) {
 		files = append(files, File{URL: srv.URL + "/" + strconv.Itoa(i), Path: filepath.Join(dir, strconv.Itoa(i)+".ndjson")})
 		want += int64(len(body(i)))
 	}
+	// An earlier export's file of the same name is overwritten, not resumed.
+	if err := os.WriteFile(files[4].Path, []byte(`{"resourceType":"Patient","id":"old"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	n, err := c.DownloadAll(context.Background(), files, parallel, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +96,9 @@ func TestDownloadAll(t *testing.T) {
 	}
 	if p := peak.Load(); p < 2 || p > parallel {
 		t.Errorf("%d downloads at once, want 2 to %d", p, parallel)
+	}
+	if r := requests["4"]; len(r) != 1 || r[0] != "" {
+		t.Errorf("a file left by an earlier export was fetched with %q, want one whole request", r)
 	}
 	if r := requests["2"]; len(r) != 2 || r[0] != "" || !strings.HasPrefix(r[1], "bytes=") || r[1] == "bytes=0-" {
 		t.Errorf("the broken file's requests: %q, want a whole one then a resumed range", r)
