@@ -130,7 +130,16 @@ func exportSQL(d *Dialect, q *store.ExportQuery, key ParamKey, count bool) (text
 		// lookup each, as the page's LIMIT needs: with a plain join it
 		// estimated the CASE badly and hashed both tables whole for every
 		// page (200 ms a page of 1,000 on 40k resources, against 6 ms).
-		from += join + "LATERAL (SELECT " + hcols + " FROM history h WHERE " + d.versionAt(b, at, q.NoBody) + " LIMIT 1) h ON true"
+		gate := ""
+		if q.NoBody {
+			// Only a resource updated after At needs its history row:
+			// stated on r alone, PostgreSQL tests it once per resource
+			// (a one-time filter) instead of probing the history's index
+			// with a NULL version for every one (counting 24k resources
+			// took 555 ms that way).
+			gate = "r.last_updated > " + b.Arg(at) + " AND "
+		}
+		from += join + "LATERAL (SELECT " + hcols + " FROM history h WHERE " + gate + d.versionAt(b, at, q.NoBody) + " LIMIT 1) h ON true"
 	} else {
 		from += join + "history h ON " + d.versionAt(b, at, q.NoBody)
 	}
