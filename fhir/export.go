@@ -1167,13 +1167,16 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 	refs := map[string]map[string]bool{}
 	var mu sync.Mutex // guards refs, done, last and the calls of progress
 	done, last := 0, s.clock.Now()
-	// renew reports the progress and renews the lease when a type is
-	// finished (force) or the lease is a third gone, so no other replica
-	// takes over a job that is still running.
-	renew := func(force bool) error {
+	// renew reports the progress and renews the lease when the lease is a
+	// third gone, so no other replica takes over a job that is still
+	// running, and when a type is finished (typeDone) if the clients' polling
+	// interval has passed since the last report: each report is a durable
+	// write (on PostgreSQL a commit waiting for the disk), and a report
+	// per type cost more than counting the types.
+	renew := func(typeDone bool) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if now := s.clock.Now(); force || now.Sub(last) > s.export.Lease/3 {
+		if now := s.clock.Now(); now.Sub(last) > s.export.Lease/3 || (typeDone && now.Sub(last) >= s.export.RetryAfter) {
 			last = now
 			return progress(strconv.Itoa(done*100/len(types)) + "%")
 		}
@@ -1210,9 +1213,6 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		done++
 		mu.Unlock()
 		return renew(true)
-	}
-	if err := renew(true); err != nil {
-		return err
 	}
 	for _, phase := range [][]int{first, then} {
 		if err := eachParallel(ctx, exportWorkers, phase, cut); err != nil {
