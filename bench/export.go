@@ -184,7 +184,7 @@ func sampleRSS() func() *rssParts {
 }
 
 // exportDownloads is how many files the export scenario downloads at once:
-// as many as `ketabridge export` does by default.
+// as many as `ketabridge export` does by default (two).
 const exportDownloads = bulkclient.DefaultParallel
 
 // download reads one file to the end and returns its lines and bytes.

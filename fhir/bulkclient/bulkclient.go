@@ -237,8 +237,10 @@ func (c *Client) Download(ctx context.Context, fileURL, path string) (int64, err
 // DefaultParallel is how many files a bulk client here downloads at once
 // (`ketabridge export --parallel`, and the benchmark's export scenario):
 // each download is a walk of the store on the server's side, so a few use
-// its cores without crowding its other clients.
-const DefaultParallel = 3
+// its cores without crowding its other clients. Two: one per core of the
+// machine the benchmark measures; each more holds its own buffers on both
+// sides (docs/bulk-export.md).
+const DefaultParallel = 2
 
 // File is one file of a manifest to download to Path.
 type File struct {
