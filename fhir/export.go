@@ -652,17 +652,23 @@ func (l *liner) line(r *store.Resource) ([]byte, error) {
 // "reference":"Type/id"; anything else in the body spelling "reference"
 // (a value, an escape) sends it the exact way.
 func refsOpen(body []byte, open map[string]bool) bool {
-	const key = `"reference":"`
+	const key = `"reference"`
 	if len(open) == 0 {
 		return false
 	}
-	seen, rest := 0, body
+	// One pass: every "reference" must be a key followed by a plain
+	// "Type/id" string.
+	rest := body
 	for {
 		i := bytes.Index(rest, []byte(key))
 		if i < 0 {
-			break
+			return true
 		}
 		rest = rest[i+len(key):]
+		if len(rest) < 2 || rest[0] != ':' || rest[1] != '"' {
+			return false
+		}
+		rest = rest[2:]
 		j := bytes.IndexByte(rest, '"')
 		if j < 0 {
 			return false
@@ -670,12 +676,23 @@ func refsOpen(body []byte, open map[string]bool) bool {
 		ref := rest[:j]
 		rest = rest[j+1:]
 		t, id, ok := bytes.Cut(ref, []byte{'/'})
-		if !ok || !open[string(t)] || !validID(string(id)) {
+		if !ok || !open[string(t)] || !validIDBytes(id) {
 			return false
 		}
-		seen++
 	}
-	return seen == bytes.Count(body, []byte(`"reference"`))
+}
+
+// validIDBytes is validID of id's bytes (no string made of them).
+func validIDBytes(id []byte) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, b := range id {
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // elementsRewriter is the _elements rewrite of typ ("Type.element" or
