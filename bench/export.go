@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ type exportInfo struct {
 	// PeakRSSMB is the process's peak RSS during the export (VmHWM, reset
 	// before it where the kernel allows).
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// PeakParts is what the RSS held at its highest sample (every 50 ms).
+	PeakParts *rssParts `json:"peak_parts,omitempty"`
 	// Load1 is the machine's one-minute load average at the end.
 	Load1 float64 `json:"load1,omitempty"`
 	// CPUSeconds is the process's CPU time (user and system) over the
@@ -60,6 +63,7 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 		// seconds): the figure is the export's time, not the interval's.
 		MinPoll: 20 * time.Millisecond, MaxPoll: 20 * time.Millisecond,
 	}
+	stopSampling := sampleRSS()
 	start, cpu0 := time.Now(), cpuSeconds()
 	status, err := c.Kickoff(ctx, bulkclient.Request{Base: gr.base + "/fhir"})
 	if err != nil {
@@ -73,7 +77,7 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	info := &exportInfo{}
 	// The files are downloaded exportDownloads at a time, as bulk clients
 	// do (the files are independent; each download is a walk of the store
-	// on the gateway's side, so two use both cores).
+	// on the gateway's side, so two or more use both cores).
 	var mu sync.Mutex
 	var firstErr error
 	next := make(chan bulkclient.Output)
@@ -116,6 +120,7 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	info.Seconds, info.JobSeconds = round3(took.Seconds()), round3(job.Seconds())
 	info.ResourcesPerS = round1(float64(info.Resources) / took.Seconds())
 	info.PeakRSSMB = peakRSSMB()
+	info.PeakParts = stopSampling()
 	info.Load1 = loadAverage()
 	if cpu > 0 {
 		info.CPUSeconds = round3(cpu)
@@ -127,8 +132,60 @@ func runExport(ctx context.Context, gr *gatewayRun) (*exportInfo, error) {
 	return info, nil
 }
 
-// exportDownloads is how many files the export scenario downloads at once.
-const exportDownloads = 2
+// rssParts splits a sample of the process's RSS: file-backed pages (the
+// binary), the Go runtime's memory not returned to the OS (heap, stacks,
+// its metadata), of which the heap live at the last collection, and the
+// anonymous rest (SQLite's page caches and allocations, in the pure-Go
+// SQLite's own allocator).
+type rssParts struct {
+	RSSMB      float64 `json:"rss_mb"`
+	FileMB     float64 `json:"file_mb"`
+	GoMB       float64 `json:"go_mb"`
+	HeapLiveMB float64 `json:"heap_live_mb"`
+	// HeapGoalMB is the collector's heap goal then, and HeapFreeMB the
+	// heap's free pages not yet returned to the OS.
+	HeapGoalMB float64 `json:"heap_goal_mb"`
+	HeapFreeMB float64 `json:"heap_free_mb"`
+	OtherMB    float64 `json:"other_anon_mb"`
+}
+
+// sampleRSS samples the RSS every 50 ms until the returned function is
+// called, which returns the parts of the highest sample.
+func sampleRSS() func() *rssParts {
+	done := make(chan struct{})
+	out := make(chan *rssParts, 1)
+	go func() {
+		var peak *rssParts
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
+			{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
+		mb := func(i int) float64 { return round1(float64(samples[i].Value.Uint64()) / (1 << 20)) }
+		for {
+			anon, file := rssNowMB()
+			if peak == nil || anon+file > peak.RSSMB {
+				metrics.Read(samples)
+				goMB := float64(samples[0].Value.Uint64()-samples[1].Value.Uint64()) / (1 << 20)
+				peak = &rssParts{RSSMB: round1(anon + file), FileMB: round1(file), GoMB: round1(goMB),
+					HeapLiveMB: mb(2), HeapGoalMB: mb(3), HeapFreeMB: mb(4), OtherMB: round1(max(0, anon-goMB))}
+			}
+			select {
+			case <-done:
+				out <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() *rssParts {
+		close(done)
+		return <-out
+	}
+}
+
+// exportDownloads is how many files the export scenario downloads at once:
+// as many as `ketabridge export` does by default (two).
+const exportDownloads = bulkclient.DefaultParallel
 
 // download reads one file to the end and returns its lines and bytes.
 func download(ctx context.Context, c *bulkclient.Client, url string) (int, int64, error) {

@@ -374,6 +374,11 @@ func exportLine(e *exportInfo) string {
 		cpu = fmt.Sprintf(" The process (gateway and downloading client) used %.1f s of CPU for it: %s resources per CPU-second.",
 			e.CPUSeconds, thousands(int(e.ResourcesPerCPUS+0.5)))
 	}
+	if p := e.PeakParts; p != nil {
+		cpu += fmt.Sprintf(" At its highest sample the RSS (%.0f MB) held %.0f MB of the Go runtime (a heap of %.0f MB live at the last collection, "+
+			"its goal %.0f MB, %.0f MB free not yet returned), %.0f MB of other anonymous memory (SQLite's page caches) and %.0f MB file-backed (the binary).",
+			p.RSSMB, p.GoMB, p.HeapLiveMB, p.HeapGoalMB, p.HeapFreeMB, p.OtherMB, p.FileMB)
+	}
 	return fmt.Sprintf("Export: a system `$export` of %s resources (%d files, %.1f MB of NDJSON) from kick-off to the last byte downloaded in %.2f s "+
 		"(the job's manifest after %.2f s): **%s resources/s**, peak RSS %.0f MB, load average %.2f (design target: >= 200,000 resources/s, peak RSS < 150 MB).%s",
 		thousands(e.Resources), e.Files, float64(e.Bytes)/1e6, e.Seconds, e.JobSeconds,

@@ -29,8 +29,9 @@ import (
 // Bulk Data export (FHIR Bulk Data Access IG 2.0.0, export.html; see
 // docs/bulk-export.md). Kick-off stores a job with the caller's verified
 // token and the transaction time; a worker on any replica claims it, walks
-// the snapshot's index rows once to count and cut the files (no body is
-// read), and stores their bounds; a file GET streams its lines from the
+// the snapshot once to cut the files (counted in the store, no body read,
+// unless a Patient or Group export must follow references), and stores
+// their bounds; a file GET streams its lines from the
 // snapshot (store.Exporter), the stored bytes as they are wherever the
 // caller's view does not change them, so no replica's disk holds anything
 // (docs/design/security.md BULK-8, BULK-9).
@@ -616,6 +617,14 @@ func (s *Server) newLiner(ctx context.Context, typ, kind string, elements []stri
 	return l, nil
 }
 
+// lean reports whether the lines of typ never need more of a resource than
+// its body (store.ExportQuery.Lean): output lines that the outward rewrite
+// cannot touch (no outside view, not a Provenance; docs/design/security.md
+// BULK-14).
+func (l *liner) lean(typ string) bool {
+	return l.kind == fileOutput && !l.view && typ != "Provenance"
+}
+
 // line is r's line. It may be r.Body itself, valid as long as r.Body is.
 func (l *liner) line(r *store.Resource) ([]byte, error) {
 	if l.kind == fileDeleted {
@@ -643,17 +652,23 @@ func (l *liner) line(r *store.Resource) ([]byte, error) {
 // "reference":"Type/id"; anything else in the body spelling "reference"
 // (a value, an escape) sends it the exact way.
 func refsOpen(body []byte, open map[string]bool) bool {
-	const key = `"reference":"`
+	const key = `"reference"`
 	if len(open) == 0 {
 		return false
 	}
-	seen, rest := 0, body
+	// One pass: every "reference" must be a key followed by a plain
+	// "Type/id" string.
+	rest := body
 	for {
 		i := bytes.Index(rest, []byte(key))
 		if i < 0 {
-			break
+			return true
 		}
 		rest = rest[i+len(key):]
+		if len(rest) < 2 || rest[0] != ':' || rest[1] != '"' {
+			return false
+		}
+		rest = rest[2:]
 		j := bytes.IndexByte(rest, '"')
 		if j < 0 {
 			return false
@@ -661,12 +676,23 @@ func refsOpen(body []byte, open map[string]bool) bool {
 		ref := rest[:j]
 		rest = rest[j+1:]
 		t, id, ok := bytes.Cut(ref, []byte{'/'})
-		if !ok || !open[string(t)] || !validID(string(id)) {
+		if !ok || !open[string(t)] || !validIDBytes(id) {
 			return false
 		}
-		seen++
 	}
-	return seen == bytes.Count(body, []byte(`"reference"`))
+}
+
+// validIDBytes is validID of id's bytes (no string made of them).
+func validIDBytes(id []byte) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, b := range id {
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // elementsRewriter is the _elements rewrite of typ ("Type.element" or
@@ -965,11 +991,12 @@ func (s *Server) writeFile(ctx context.Context, req *exportRequest, res *exportR
 	if err != nil {
 		return err
 	}
-	q.After, q.Last = f.After, f.Last
+	q.After, q.Last, q.Kind = f.After, f.Last, exportKinds[f.Kind]
 	l, err := s.newLiner(ctx, f.Type, f.Kind, req.Elements)
 	if err != nil {
 		return err
 	}
+	q.Lean = l.lean(f.Type)
 	// One buffer for the whole file, from a pool shared by the downloads:
 	// growing a fresh one to exportBuffer for every file copied about
 	// twice its size each time.
@@ -1064,8 +1091,8 @@ func (s *Server) RunExportOnce(ctx context.Context) bool {
 // errJobGone stops a job that was cancelled or taken over.
 var errJobGone = errors.New("fhir: export job cancelled or taken over")
 
-// runJob walks the job's snapshot once: it counts the resources of each
-// type, cuts files of at most FileSize, and stores the result.
+// runJob cuts the job's snapshot into files of at most FileSize resources
+// of one type and kind (cutFiles), and stores the result.
 func (s *Server) runJob(ctx context.Context, j store.Job) {
 	held := j.Lease
 	var req exportRequest
@@ -1157,13 +1184,16 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 	refs := map[string]map[string]bool{}
 	var mu sync.Mutex // guards refs, done, last and the calls of progress
 	done, last := 0, s.clock.Now()
-	// renew reports the progress and renews the lease when a type is
-	// finished (force) or the lease is a third gone, so no other replica
-	// takes over a job that is still running.
-	renew := func(force bool) error {
+	// renew reports the progress and renews the lease when the lease is a
+	// third gone, so no other replica takes over a job that is still
+	// running, and when a type is finished (typeDone) if the clients' polling
+	// interval has passed since the last report: each report is a durable
+	// write (on PostgreSQL a commit waiting for the disk), and a report
+	// per type cost more than counting the types.
+	renew := func(typeDone bool) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if now := s.clock.Now(); force || now.Sub(last) > s.export.Lease/3 {
+		if now := s.clock.Now(); now.Sub(last) > s.export.Lease/3 || (typeDone && now.Sub(last) >= s.export.RetryAfter) {
 			last = now
 			return progress(strconv.Itoa(done*100/len(types)) + "%")
 		}
@@ -1175,60 +1205,17 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		if err != nil {
 			return err
 		}
-		var cur [2]*exportFile // output, deleted
-		var prev int64
 		var out []exportFile
 		collect := req.Level != levelSystem && inCompartment(typ)
 		var found map[string]map[string]bool
 		if collect {
 			found = map[string]map[string]bool{}
+			out, err = s.cutWalk(ctx, q, typ, found, renew)
+		} else {
+			out, err = s.cutCount(ctx, q, typ, renew)
 		}
-		// Counting needs no body: only the references a Patient or Group
-		// export follows are read from them.
-		q.NoBody = !collect
-		seen := 0
-		err = s.walk(ctx, q, func(pos int64, r *store.Resource) error {
-			if seen++; seen%exportPage == 0 {
-				if err := renew(false); err != nil {
-					return err
-				}
-			}
-			kind, k := fileOutput, 0
-			if r.Deleted {
-				kind, k = fileDeleted, 1
-			}
-			f := cur[k]
-			if f == nil || f.Count >= s.export.FileSize {
-				if f != nil {
-					out = append(out, *f)
-				}
-				// The file starts after the resource before this one (of
-				// either kind): the page bounds are positions, kinds are
-				// filtered.
-				f = &exportFile{Kind: kind, Type: typ, After: prev}
-				cur[k] = f
-			}
-			f.Count++
-			f.Last = pos
-			prev = pos
-			if collect && !r.Deleted {
-				for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
-					t := string(m[1])
-					if found[t] == nil {
-						found[t] = map[string]bool{}
-					}
-					found[t][string(m[2])] = true
-				}
-			}
-			return nil
-		}, nil)
 		if err != nil {
 			return err
-		}
-		for _, f := range cur {
-			if f != nil {
-				out = append(out, *f)
-			}
 		}
 		files[i] = out
 		mu.Lock()
@@ -1243,9 +1230,6 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		done++
 		mu.Unlock()
 		return renew(true)
-	}
-	if err := renew(true); err != nil {
-		return err
 	}
 	for _, phase := range [][]int{first, then} {
 		if err := eachParallel(ctx, exportWorkers, phase, cut); err != nil {
@@ -1262,6 +1246,99 @@ func (s *Server) cutFiles(ctx context.Context, req *exportRequest, res *exportRe
 		res.Files = append(res.Files, exportFile{Kind: fileError, Type: "OperationOutcome", Count: len(res.Errors)})
 	}
 	return nil
+}
+
+// cutCount cuts the files of typ by counting them in the store
+// (store.Exporter.ExportCount): one statement per file and kind, the
+// positions never handed to Go, so cutting costs a fraction of serving.
+// A file of a kind holds the resources of that kind in its positions
+// (After, Last]: the serving walk asks for that kind alone
+// (docs/design/security.md BULK-11).
+func (s *Server) cutCount(ctx context.Context, q store.ExportQuery, typ string, renew func(bool) error) ([]exportFile, error) {
+	var out []exportFile
+	kinds := []string{fileOutput}
+	if !q.Since.IsZero() {
+		kinds = append(kinds, fileDeleted) // deletions are listed by _since exports only
+	}
+	for _, kind := range kinds {
+		q.Kind, q.After, q.Count = exportKinds[kind], 0, s.export.FileSize
+		for {
+			n, last, err := s.export.Store.ExportCount(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				break
+			}
+			out = append(out, exportFile{Kind: kind, Type: typ, After: q.After, Last: last, Count: n})
+			if err := renew(false); err != nil {
+				return nil, err
+			}
+			if n < q.Count {
+				break
+			}
+			q.After = last
+		}
+	}
+	return out, nil
+}
+
+// exportKinds are the snapshot kinds (store.ExportQuery.Kind) of the
+// files' kinds.
+var exportKinds = map[string]store.ExportKind{fileOutput: store.ExportLive, fileDeleted: store.ExportDeletions}
+
+// cutWalk cuts the files of typ, a compartment type of a Patient or Group
+// export, by walking its resources with their bodies: the references they
+// hold to the referenced types are collected into found as it goes.
+func (s *Server) cutWalk(ctx context.Context, q store.ExportQuery, typ string, found map[string]map[string]bool,
+	renew func(bool) error) ([]exportFile, error) {
+	var cur [2]*exportFile // output, deleted
+	var out []exportFile
+	seen := 0
+	err := s.walk(ctx, q, func(pos int64, r *store.Resource) error {
+		if seen++; seen%exportPage == 0 {
+			if err := renew(false); err != nil {
+				return err
+			}
+		}
+		kind, k := fileOutput, 0
+		if r.Deleted {
+			kind, k = fileDeleted, 1
+		}
+		f := cur[k]
+		if f == nil || f.Count >= s.export.FileSize {
+			if f != nil {
+				out = append(out, *f)
+				// The next file of the kind starts after this one's
+				// last resource: a file is served by its kind alone.
+				f = &exportFile{Kind: kind, Type: typ, After: f.Last}
+			} else {
+				f = &exportFile{Kind: kind, Type: typ}
+			}
+			cur[k] = f
+		}
+		f.Count++
+		f.Last = pos
+		if !r.Deleted {
+			for _, m := range refPattern.FindAllSubmatch(r.Body, -1) {
+				t := string(m[1])
+				if found[t] == nil {
+					found[t] = map[string]bool{}
+				}
+				found[t][string(m[2])] = true
+			}
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range cur {
+		if f != nil {
+			out = append(out, *f)
+		}
+	}
+	return out, nil
 }
 
 // exportWorkers is how many types a job walks at once.

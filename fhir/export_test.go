@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -838,5 +839,59 @@ func TestExportEarlierVersionFiles(t *testing.T) {
 	w := env.do("sys", http.MethodGet, strings.TrimPrefix(m.Output[0].URL, "http://localhost:8080"), "")
 	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "earlier version") {
 		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+}
+
+// TestExportSinceFiles: a _since export whose updates and deletions lie
+// between one another in snapshot order, cut into files of two: at the
+// system level (files counted in the store) and at the Patient level
+// (files cut while references are collected), every output and deleted
+// file holds exactly its manifest count of its own kind, and together they
+// hold exactly what changed.
+func TestExportSinceFiles(t *testing.T) {
+	env := newExportEnv(t, ExportOptions{FileSize: 2})
+	for i := range 6 {
+		env.apply(obsWrite(fmt.Sprintf("x%d", i), "p1", "survey", "final"))
+	}
+	env.clock.Advance(time.Second)
+	_, m := env.export("sys", http.MethodGet, "/fhir/$export?_type=Observation", "")
+	env.clock.Advance(time.Second)
+	env.apply(obsWrite("x0", "p1", "survey", "amended"), storetest.Rec("session", "x1", "gone"),
+		obsWrite("x2", "p1", "survey", "amended"), storetest.Rec("session", "x3", "gone"),
+		obsWrite("x4", "p1", "survey", "amended"), storetest.Rec("session", "v-p1", "gone"),
+		obsWrite("s-p3", "p3", "survey", "amended"))
+	env.clock.Advance(time.Second)
+	deletedURL := regexp.MustCompile(`"method":"DELETE","url":"([^"]+)"`)
+	for _, target := range []string{"/fhir/$export", "/fhir/Patient/$export"} {
+		got, m2 := env.export("sys", http.MethodGet, target+"?_type=Observation&_since="+m.TransactionTime, "")
+		if want := []string{"Observation/s-p3", "Observation/x0", "Observation/x2", "Observation/x4"}; !slices.Equal(got, want) {
+			t.Errorf("%s: output %v, want %v", target, got, want)
+		}
+		var deleted []string
+		for _, o := range m2.Deleted {
+			ls := env.lines("sys", o.URL)
+			if len(ls) != o.Count || o.Count > 2 || o.Type != "Bundle" {
+				t.Errorf("%s: deleted file of %d lines, manifest %+v", target, len(ls), o)
+			}
+			for _, l := range ls {
+				mm := deletedURL.FindStringSubmatch(l)
+				if mm == nil {
+					t.Fatalf("%s: deleted line %s", target, l)
+				}
+				deleted = append(deleted, mm[1])
+			}
+		}
+		for _, o := range m2.Output {
+			if o.Count > 2 {
+				t.Errorf("%s: a file of %d", target, o.Count)
+			}
+		}
+		slices.Sort(deleted)
+		if want := []string{"Observation/v-p1", "Observation/x1", "Observation/x3"}; !slices.Equal(deleted, want) {
+			t.Errorf("%s: deleted %v, want %v", target, deleted, want)
+		}
+		if len(m2.Output) != 2 || len(m2.Deleted) != 2 {
+			t.Errorf("%s: %d output and %d deleted files, want 2 and 2", target, len(m2.Output), len(m2.Deleted))
+		}
 	}
 }

@@ -47,7 +47,27 @@ type ExportQuery struct {
 	// NoBody leaves the bodies unread (Body nil): what counting the
 	// snapshot needs, at a fraction of the reads.
 	NoBody bool
+	// Lean reads only the positions, Deleted and the bodies: the other
+	// fields of the Resource are left zero (Type aside). What a file
+	// whose lines are the stored bodies needs, for a fraction of the
+	// driver's work per resource.
+	Lean bool
+	// Kind, when set, keeps only the live resources (ExportLive) or only
+	// the deletions (ExportDeletions) of the snapshot.
+	Kind ExportKind
 }
+
+// ExportKind selects the resources of a snapshot by whether their version
+// at At is a deletion (ExportQuery.Kind).
+type ExportKind int
+
+// Export kinds: every resource of the query, the live ones, the deleted
+// ones.
+const (
+	ExportAll ExportKind = iota
+	ExportLive
+	ExportDeletions
+)
 
 // Exporter reads snapshots for Bulk Data export. Clause-based parts of the
 // query (Filters, and Access terms with clauses or patients) are judged on
@@ -60,6 +80,11 @@ type Exporter interface {
 	// and r.Body are only valid during the call (the body is the driver's
 	// buffer, not a copy). An error of fn ends the page and is returned.
 	Export(ctx context.Context, q ExportQuery, fn func(pos int64, r *Resource) error) error
+	// ExportCount counts the resources one page of q would give (at most
+	// q.Count, after q.After) and returns how many and the position of
+	// the last (0 when none), without handing any to the caller: what
+	// cutting a snapshot into files needs, at the cost of one statement.
+	ExportCount(ctx context.Context, q ExportQuery) (n int, last int64, err error)
 }
 
 // JobState is where an asynchronous job is.

@@ -18,7 +18,7 @@ import (
 )
 
 var exportCommand = &command{
-	name: "export", args: "--base URL --client ID --key FILE [--group ID | --patient] [--type T,...] [--since T] --out DIR",
+	name: "export", args: "--base URL --client ID --key FILE [--group ID | --patient] [--type T,...] [--since T] [--parallel N] --out DIR",
 	summary: "run a Bulk Data export as a backend client: kick-off, poll with progress, download the NDJSON files",
 	flags: func(fs *flag.FlagSet) action {
 		base := fs.String("base", "", "FHIR base URL of the server, e.g. https://gateway.example/fhir")
@@ -32,9 +32,17 @@ var exportCommand = &command{
 		typeFilter := fs.String("type-filter", "", "a _typeFilter, e.g. Observation?category=survey")
 		since := fs.String("since", "", "only what changed after this instant (_since), e.g. a previous transactionTime")
 		out := fs.String("out", "", "directory to write the files and manifest.json to")
+		parallel := fs.Int("parallel", defaultExportParallel, fmt.Sprintf("files downloaded at once (1-%d)", maxExportParallel))
+		attempts := fs.Int("attempts", defaultExportAttempts, "tries of each file download; a broken one resumes where it stopped (a Range request)")
 		return func(ctx context.Context, inv *invocation) error {
 			if *base == "" || *clientID == "" || *keyFile == "" || *out == "" {
 				return usageError("export: --base, --client, --key and --out are required")
+			}
+			if *parallel < 1 || *parallel > maxExportParallel {
+				return usageError("export: --parallel must be 1 to %d", maxExportParallel)
+			}
+			if *attempts < 1 {
+				return usageError("export: --attempts must be at least 1")
 			}
 			req := bulkclient.Request{Base: strings.TrimSuffix(*base, "/"), Group: *group, Patient: *patient}
 			if *types != "" {
@@ -95,18 +103,21 @@ var exportCommand = &command{
 				_ = bar.Finish()
 			}
 			var resources int
-			var bytes int64
-			for kind, list := range map[string][]bulkclient.Output{"output": m.Output, "deleted": m.Deleted, "error": m.Error} {
-				for i, o := range list {
-					n, err := c.Download(ctx, o.URL, bulkclient.FileName(*out, kind, i, o))
-					if err != nil {
-						return fmt.Errorf("export: download: %v", err)
-					}
-					bytes += n
-					if kind == "output" {
+			var files []bulkclient.File
+			for _, l := range []struct {
+				kind string
+				list []bulkclient.Output
+			}{{"output", m.Output}, {"deleted", m.Deleted}, {"error", m.Error}} {
+				for i, o := range l.list {
+					files = append(files, bulkclient.File{URL: o.URL, Path: bulkclient.FileName(*out, l.kind, i, o)})
+					if l.kind == "output" {
 						resources += o.Count
 					}
 				}
+			}
+			bytes, err := c.DownloadAll(ctx, files, *parallel, *attempts)
+			if err != nil {
+				return fmt.Errorf("export: download: %v", err)
 			}
 			mb, _ := json.MarshalIndent(m, "", "  ")
 			if err := os.WriteFile(*out+"/manifest.json", append(mb, '\n'), 0o600); err != nil {
@@ -120,6 +131,14 @@ var exportCommand = &command{
 		}
 	},
 }
+
+// The export command's downloads: files at once by default and at most,
+// and tries of each file.
+const (
+	defaultExportParallel = bulkclient.DefaultParallel
+	maxExportParallel     = 8
+	defaultExportAttempts = 4
+)
 
 // discoverTokenURL reads the token endpoint from the server's SMART
 // configuration ({base}/.well-known/smart-configuration); it is also the

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -62,6 +63,9 @@ type Client struct {
 	// MinPoll and MaxPoll bound the wait between polls (default 100ms and
 	// 10s); the server's Retry-After is honoured within them.
 	MinPoll, MaxPoll time.Duration
+	// RetryWait is the wait before the first retry of a broken download
+	// (DownloadAll; default 1s), doubled at each further one.
+	RetryWait time.Duration
 }
 
 // Error is a non-success answer of the server.
@@ -228,6 +232,102 @@ func (c *Client) Download(ctx context.Context, fileURL, path string) (int64, err
 	// large reads of the body pass the connection's buffer by (Transport).
 	n, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{resp.Body}, make([]byte, readBuffer))
 	return have + n, err
+}
+
+// DefaultParallel is how many files a bulk client here downloads at once
+// (`ketabridge export --parallel`, and the benchmark's export scenario):
+// each download is a walk of the store on the server's side, so a few use
+// its cores without crowding its other clients. Two: one per core of the
+// machine the benchmark measures; each more holds its own buffers on both
+// sides (docs/bulk-export.md).
+const DefaultParallel = 2
+
+// File is one file of a manifest to download to Path.
+type File struct {
+	URL, Path string
+}
+
+// DownloadAll downloads files, at most parallel at once (bulk clients
+// fetch the independent files of a manifest concurrently; <= 0: one at a
+// time). A download that fails for a reason that may pass (a broken
+// connection, 408, 429 or a 5xx answer) is tried again, up to attempts
+// times in all, resuming with a Range request from the bytes already in
+// its file (Download; docs/design/security.md BULK-12). It returns the bytes in the files; the first error
+// that remains stops the downloads not yet started and is returned.
+func (c *Client) DownloadAll(ctx context.Context, files []File, parallel, attempts int) (int64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan File)
+	var mu sync.Mutex
+	var total int64
+	var wg sync.WaitGroup
+	for range max(1, min(parallel, len(files))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range next {
+				n, err := c.downloadRetrying(ctx, f, attempts)
+				if err != nil {
+					cancel(fmt.Errorf("%s: %w", filepath.Base(f.Path), err))
+					continue
+				}
+				mu.Lock()
+				total += n
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, f := range files {
+		select {
+		case next <- f:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return total, err
+	}
+	return total, nil
+}
+
+// downloadRetrying is Download, tried again after a failure that may pass.
+// A file already at f.Path is emptied first: it is of another export
+// (another snapshot), whose bytes a Range request would extend with this
+// one's.
+func (c *Client) downloadRetrying(ctx context.Context, f File, attempts int) (int64, error) {
+	if err := os.Truncate(f.Path, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	wait := c.RetryWait
+	if wait <= 0 {
+		wait = time.Second
+	}
+	for i := 1; ; i++ {
+		n, err := c.Download(ctx, f.URL, f.Path)
+		if err == nil || i >= attempts || ctx.Err() != nil || !retryable(err) {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return n, context.Cause(ctx)
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// retryable reports whether a download error may pass: anything but an
+// answer of the server that refuses the request.
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests || e.Status >= 500
+	}
+	var pe *os.PathError
+	return !errors.As(err, &pe) // a local file error does not pass
 }
 
 // readBuffer is the size of the reads of a file download.

@@ -655,14 +655,25 @@ func (s *Store) noteWrites(results []store.WriteResult) {
 	}()
 }
 
-// Analyze refreshes the planner statistics of the store's tables now.
+// Analyze refreshes the planner statistics of the store's tables now, and
+// vacuums resources, so that its visibility map lets a Bulk Data export
+// walk the covering index without reading the table (migration 0013): a
+// table written in bulk has no all-visible page until a vacuum, and
+// autovacuum's insert threshold comes late on a large one. resources is
+// the small table (no bodies), a fraction of the store
+// (docs/design/security.md BULK-13).
 func (s *Store) Analyze(ctx context.Context) error {
 	pool, err := s.db()
 	if err != nil {
 		return err
 	}
 	since := s.sinceAnalyze.Swap(0)
-	if _, err := pool.Exec(ctx, `ANALYZE resources, history, idx_token, idx_string, idx_date, idx_ref, idx_number, idx_quantity`); err != nil {
+	// VACUUM runs outside a transaction: a statement of its own.
+	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) resources`); err != nil {
+		s.sinceAnalyze.Add(since) // still due
+		return fmt.Errorf("store: postgres: vacuum: %w", err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE history, idx_token, idx_string, idx_date, idx_ref, idx_number, idx_quantity`); err != nil {
 		s.sinceAnalyze.Add(since) // still due
 		return fmt.Errorf("store: postgres: analyze: %w", err)
 	}

@@ -71,6 +71,16 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery, fn func(pos int
 	return sqlcore.Export(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName, &driverBody{}, fn)
 }
 
+// ExportCount implements store.Exporter with the shared count
+// (sqlcore.ExportCount).
+func (s *Store) ExportCount(ctx context.Context, q store.ExportQuery) (int, int64, error) {
+	pool, err := s.db()
+	if err != nil {
+		return 0, 0, err
+	}
+	return sqlcore.ExportCount(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName)
+}
+
 // driverBody lends a body's bytes from pgx's read buffer without a copy.
 type driverBody struct{ b pgtype.DriverBytes }
 

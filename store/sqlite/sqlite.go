@@ -118,6 +118,8 @@ type Store struct {
 
 	qmu    sync.Mutex
 	qcache map[string]*sql.Stmt // prepared search SQL on rdb
+	xmu    sync.Mutex
+	xcache map[string]*sql.Stmt // prepared export SQL on xdb
 	// qpending marks statements being prepared in the background.
 	qpending map[string]bool
 	// prepares counts the background prepares; Close waits for them, so no
@@ -222,6 +224,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		wsem:     make(chan struct{}, 1),
 		pids:     make(map[paramKey]int64),
 		qcache:   make(map[string]*sql.Stmt),
+		xcache:   make(map[string]*sql.Stmt),
 		qpending: make(map[string]bool),
 	}
 	s.authStore = sqlcore.NewAuth(sqlcore.SQLite, coreDB{s}, clock, errClosed)
@@ -428,6 +431,12 @@ func (s *Store) closeAll() error {
 		errs = append(errs, st.Close())
 		delete(s.qcache, k)
 	}
+	s.xmu.Lock()
+	for k, st := range s.xcache {
+		errs = append(errs, st.Close())
+		delete(s.xcache, k)
+	}
+	s.xmu.Unlock()
 	s.qmu.Unlock()
 	if s.w != nil {
 		errs = append(errs, s.w.Close())

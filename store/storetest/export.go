@@ -39,9 +39,91 @@ func RunExport(t *testing.T, newStore NewExportStoreFunc) {
 func exportAll(t *testing.T, s store.Exporter, q store.ExportQuery, count int) []string {
 	t.Helper()
 	out := exportWalk(t, s, q, count)
+	// The kinds split the walk: the live resources and the deletions.
+	live, deletions := q, q
+	live.Kind, deletions.Kind = store.ExportLive, store.ExportDeletions
+	lw, dw := exportWalk(t, s, live, count), exportWalk(t, s, deletions, count)
+	for _, l := range lw {
+		if strings.HasSuffix(l, " deleted") {
+			t.Fatalf("a deletion (%s) in the live resources", l)
+		}
+	}
+	for _, d := range dw {
+		if !strings.HasSuffix(d, " deleted") {
+			t.Fatalf("a live resource (%s) in the deletions", d)
+		}
+	}
+	both := append(slices.Clone(lw), dw...)
+	slices.Sort(both)
+	wantStrings(t, "the live resources and the deletions", both, out)
+	for _, k := range []store.ExportQuery{q, live, deletions} {
+		exportCounts(t, s, k, count)
+	}
+	exportLean(t, s, q, count)
 	q.NoBody = true
 	wantStrings(t, "the same walk without bodies", exportWalk(t, s, q, count), out)
 	return out
+}
+
+// exportLean checks that a Lean walk of q (page size count) finds the
+// positions, deletions and bodies of the full walk, and no other field.
+func exportLean(t *testing.T, s store.Exporter, q store.ExportQuery, count int) {
+	t.Helper()
+	walk := func(q store.ExportQuery) []string {
+		var out []string
+		q.Count = count
+		for range 1000 {
+			n := 0
+			if err := s.Export(context.Background(), q, func(pos int64, r *store.Resource) error {
+				n++
+				q.After = pos
+				if q.Lean && (r.ID != "" || r.Version != 0 || !r.LastUpdated.IsZero() || r.Patient != "") {
+					t.Fatalf("a lean walk read %+v", r)
+				}
+				out = append(out, fmt.Sprintf("%d %t %s", pos, r.Deleted, r.Body))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n < count {
+				return out
+			}
+		}
+		t.Fatal("export does not end")
+		return nil
+	}
+	lean := q
+	lean.Lean = true
+	wantStrings(t, "the lean walk", walk(lean), walk(q))
+}
+
+// exportCounts checks that ExportCount counts each page of q (page size
+// count) as the walk finds it: how many, and the last position.
+func exportCounts(t *testing.T, s store.Exporter, q store.ExportQuery, count int) {
+	t.Helper()
+	q.Count = count
+	for range 1000 {
+		n, last := 0, int64(0)
+		if err := s.Export(context.Background(), q, func(pos int64, _ *store.Resource) error {
+			n++
+			last = pos
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cn, clast, err := s.ExportCount(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cn != n || clast != last {
+			t.Fatalf("ExportCount after %d: %d up to %d, the walk finds %d up to %d", q.After, cn, clast, n, last)
+		}
+		if n < count {
+			return
+		}
+		q.After = last
+	}
+	t.Fatal("export does not end")
 }
 
 func exportWalk(t *testing.T, s store.Exporter, q store.ExportQuery, count int) []string {

@@ -38,8 +38,68 @@ type BodyDest interface {
 // q.NoBody the history is not read at all for the others.
 func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, key ParamKey, body BodyDest,
 	fn func(pos int64, r *store.Resource) error) error {
+	text, args, none, err := exportSQL(d, q, key, false)
+	if err != nil || none {
+		return err
+	}
+	rows, err := db.Query(ctx, text, args...)
+	if err != nil {
+		return d.wrap("export", err)
+	}
+	defer rows.Close()
+	r := store.Resource{Type: q.Type}
+	var pos, ms int64
+	dest := []any{&pos, &r.ID, &r.Version, &ms, &r.Deleted, &r.Patient}
+	if q.Lean {
+		dest = []any{&pos, &r.Deleted}
+	}
+	if !q.NoBody {
+		dest = append(dest, body.Dest())
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return d.wrap("export", err)
+		}
+		if !q.Lean {
+			r.LastUpdated = MSTime(ms)
+		}
+		r.Body = nil
+		if !q.NoBody && !r.Deleted {
+			r.Body = body.Bytes()
+		}
+		if err := fn(pos, &r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return d.wrap("export", err)
+	}
+	return nil
+}
+
+// ExportCount counts one page of a snapshot (store.Exporter.ExportCount):
+// the page query of Export without bodies, reduced to its positions, in a
+// count the database makes itself, so a page of 100,000 resources costs one
+// statement and no row handed to Go.
+func ExportCount(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, key ParamKey) (int, int64, error) {
+	c := *q
+	c.NoBody = true
+	text, args, none, err := exportSQL(d, &c, key, true)
+	if err != nil || none {
+		return 0, 0, err
+	}
+	var n, last int64
+	if err := db.QueryRow(ctx, "SELECT count(*), coalesce(max(rid), 0) FROM ("+text+") p", args...).Scan(&n, &last); err != nil {
+		return 0, 0, d.wrap("export count", err)
+	}
+	return int(n), last, nil
+}
+
+// exportSQL is the page query of q (with count, its positions alone), and its arguments; none reports a
+// query that can match nothing (no access term applies to the type).
+func exportSQL(d *Dialect, q *store.ExportQuery, key ParamKey, count bool) (text string, args []any, none bool, err error) {
 	if q.Type == "" || q.At.IsZero() || q.Count <= 0 {
-		return errors.New("store: export: type, at and count are required")
+		return "", nil, false, errors.New("store: export: type, at and count are required")
 	}
 	b := NewBuilder(d)
 	at := q.At.UnixMilli()
@@ -52,7 +112,7 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 		}
 		return "CASE WHEN h.version IS NULL THEN r." + col + " ELSE h." + col + " END"
 	}
-	cols := "r.rid, r.id, " + v("version") + ", " + v("last_updated") + ", " + v("deleted") + ", coalesce(" + v("patient") + ", '')"
+	cols := "r.rid AS rid, r.id, " + v("version") + ", " + v("last_updated") + ", " + v("deleted") + ", coalesce(" + v("patient") + ", '')"
 	from := "resources r"
 	if len(q.IDs) == 0 {
 		from += d.exportIndex
@@ -70,7 +130,16 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 		// lookup each, as the page's LIMIT needs: with a plain join it
 		// estimated the CASE badly and hashed both tables whole for every
 		// page (200 ms a page of 1,000 on 40k resources, against 6 ms).
-		from += join + "LATERAL (SELECT " + hcols + " FROM history h WHERE " + d.versionAt(b, at, q.NoBody) + " LIMIT 1) h ON true"
+		gate := ""
+		if q.NoBody {
+			// Only a resource updated after At needs its history row:
+			// stated on r alone, PostgreSQL tests it once per resource
+			// (a one-time filter) instead of probing the history's index
+			// with a NULL version for every one (counting 24k resources
+			// took 555 ms that way).
+			gate = "r.last_updated > " + b.Arg(at) + " AND "
+		}
+		from += join + "LATERAL (SELECT " + hcols + " FROM history h WHERE " + gate + d.versionAt(b, at, q.NoBody) + " LIMIT 1) h ON true"
 	} else {
 		from += join + "history h ON " + d.versionAt(b, at, q.NoBody)
 	}
@@ -91,6 +160,14 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 	} else {
 		b.And("(" + v("last_updated") + ") > " + b.Arg(q.Since.UnixMilli()))
 	}
+	switch q.Kind {
+	case store.ExportLive:
+		if !q.Since.IsZero() {
+			b.And("NOT (" + v("deleted") + ")")
+		}
+	case store.ExportDeletions:
+		b.And("(" + v("deleted") + ")")
+	}
 	if len(q.Patients) > 0 {
 		b.And(b.InCheck("("+v("patient")+")", q.Patients))
 	}
@@ -105,17 +182,17 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 		}
 		terms, open, _, err := resolveAccess(a.Terms, q.Type, nil, key)
 		if err != nil {
-			return err
+			return "", nil, false, err
 		}
 		if open {
 			continue
 		}
 		if len(terms) == 0 {
-			return nil // no term can match this type
+			return "", nil, true, nil // no term can match this type
 		}
 		cond, err := b.Access(terms)
 		if err != nil {
-			return err
+			return "", nil, false, err
 		}
 		b.And(cond)
 		if a == q.Access {
@@ -127,36 +204,19 @@ func Export(ctx context.Context, d *Dialect, db Querier, q *store.ExportQuery, k
 			b.And("r.last_updated <= " + b.Arg(at))
 		}
 	}
-	text := "SELECT " + cols + " FROM " + from + " WHERE " + b.Where() + " ORDER BY r.rid LIMIT " + b.Arg(q.Count)
-	rows, err := db.Query(ctx, text, b.Args()...)
-	if err != nil {
-		return d.wrap("export", err)
-	}
-	defer rows.Close()
-	r := store.Resource{Type: q.Type}
-	dest := []any{nil, &r.ID, &r.Version, nil, &r.Deleted, &r.Patient}
-	var pos, ms int64
-	dest[0], dest[3] = &pos, &ms
-	if !q.NoBody {
-		dest = append(dest, body.Dest())
-	}
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return d.wrap("export", err)
-		}
-		r.LastUpdated = MSTime(ms)
-		r.Body = nil
-		if !q.NoBody && !r.Deleted {
-			r.Body = body.Bytes()
-		}
-		if err := fn(pos, &r); err != nil {
-			return err
+	switch {
+	case count:
+		cols = "r.rid AS rid"
+	case q.Lean:
+		// Each column read costs the driver a call and most of them an
+		// allocation (a string, a boxed integer), per resource.
+		cols = "r.rid AS rid, " + v("deleted")
+		if !q.NoBody {
+			cols += ", h.body"
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return d.wrap("export", err)
-	}
-	return nil
+	text = "SELECT " + cols + " FROM " + from + " WHERE " + b.Where() + " ORDER BY r.rid LIMIT " + b.Arg(q.Count)
+	return text, b.Args(), false, nil
 }
 
 // versionAt is the join condition of h, the history row of r's version at
