@@ -182,6 +182,9 @@ type Store struct {
 	// door admits reads by id to near on their second miss (near.go).
 	door *doorkeeper
 	nc   store.NearCache
+	// watched, when the shared cache offers it, answers stamp values
+	// without a round trip while it can vouch for them (CACHE-3).
+	watched store.Watched
 
 	// The cache is dirty while failed != cleared: a Bump failed, so entries
 	// older than a write may still be found. A successful epoch Bump sets
@@ -213,6 +216,7 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	s := &Store{st: st, c: c, opts: opts, local: local}
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
+		s.watched, _ = c.(store.Watched)
 	}
 	return s
 }
@@ -451,9 +455,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 			return load(ctx)
 		}
 		if haveOK || nearOnly {
-			cctx, cancel := s.bounded(ctx)
-			at, err := s.nc.Stamps(cctx, stamps)
-			cancel()
+			at, err := s.stampsNow(ctx, stamps)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {
@@ -530,6 +532,20 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	return v, nil
 }
 
+// stampsNow returns the current values of stamps for the near cache: from
+// the watch's mirror when it vouches for them (no round trip, CACHE-3),
+// else read from the shared cache.
+func (s *Store) stampsNow(ctx context.Context, stamps []string) (string, error) {
+	if s.watched != nil {
+		if at, ok := s.watched.Known(stamps); ok {
+			return at, nil
+		}
+	}
+	cctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return s.nc.Stamps(cctx, stamps)
+}
+
 // versionsKey is the key TypeVersions looks up: never filled, so the Lookup
 // only reads the stamps.
 const versionsKey = "versions"
@@ -547,17 +563,17 @@ func (s *Store) TypeVersions(ctx context.Context, types []string) (string, bool)
 	for _, t := range types {
 		stamps = append(stamps, typeStamp(t))
 	}
-	cctx, cancel := s.bounded(ctx)
 	var (
 		at  string
 		err error
 	)
 	if s.nc != nil {
-		at, err = s.nc.Stamps(cctx, stamps) // shares a round trip with concurrent reads
+		at, err = s.stampsNow(ctx, stamps) // shares a round trip with concurrent reads, or none
 	} else {
+		cctx, cancel := s.bounded(ctx)
 		at, _, _, err = s.c.Lookup(cctx, versionsKey, stamps)
+		cancel()
 	}
-	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.opts.Observer.error("versions")
