@@ -131,7 +131,9 @@ type Options struct {
 	// NearBytes, when positive and the cache is shared between processes
 	// (it implements store.NearCache: Redis), bounds an in-process near
 	// cache of decoded answers in front of it (see near). Every lookup
-	// still asks the shared cache whether the stamps are unchanged.
+	// checks the stamps are unchanged: from the shared cache, or without
+	// a round trip while its watch vouches for them (store.Watched,
+	// CACHE-3).
 	NearBytes int64
 }
 
@@ -433,8 +435,8 @@ func (s *Store) recover(ctx context.Context) bool {
 // load: the cache is an optimization, never a dependency of reads.
 //
 // With a near cache, a near entry whose stamp values are current (read from
-// the shared cache after the call began, store.NearCache.Stamps) answers
-// alone; share copies what a caller could modify (the slices of an answer)
+// the shared cache after the call began, store.NearCache.Stamps, or known
+// without a round trip, store.Watched, CACHE-3) answers alone; share copies what a caller could modify (the slices of an answer)
 // of a value the near cache keeps. Reads by id (nearOnly) are kept in the
 // near cache only: a Redis entry costs the round trip a PostgreSQL
 // primary-key read costs, so on a near miss the store answers; and a read by
