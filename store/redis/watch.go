@@ -158,8 +158,13 @@ func (w *watch) subscriber() {
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" && m.Count == 2 {
+				// A new connection (go-redis reconnects on its own, also
+				// from a failed Ping): whatever was published since the
+				// last one was missed.
 				w.mu.Lock()
 				w.newSession()
+				clear(w.acked)
+				w.applied = 0
 				w.subscribed = true
 				w.mu.Unlock()
 				w.pong() // renew (or take) the lease now
