@@ -3,6 +3,7 @@ package cached_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
@@ -67,3 +68,67 @@ func BenchmarkSearchHit(b *testing.B) { benchSearch(b, benchStore(b, true)) }
 
 // BenchmarkSearchSQLite is the same Search from SQLite.
 func BenchmarkSearchSQLite(b *testing.B) { benchSearch(b, benchStore(b, false)) }
+
+// unwatched hides the Redis cache's watch (store.Watched): every near hit
+// reads the stamps from Redis, as before CACHE-3.
+type unwatched struct {
+	store.Cache
+	nc store.NearCache
+}
+
+func (u unwatched) Stamps(ctx context.Context, stamps []string) (string, error) {
+	return u.nc.Stamps(ctx, stamps)
+}
+
+// benchNearRead is a Read served by a replica's near cache over Redis, 32
+// callers at once, with the watch vouching for the stamps or without it.
+func benchNearRead(b *testing.B, watched bool) {
+	url := storetest.ServiceURL(b, "KETABRIDGE_TEST_REDIS_URL")
+	var c store.Cache = openRedisCache(b, url)
+	if !watched {
+		c = unwatched{Cache: c, nc: c.(store.NearCache)}
+	}
+	st := cached.New(openSQLite(b, storetest.NewFakeClock(storetest.T0)), c, cached.Options{NearBytes: 8 << 20})
+	ctx := context.Background()
+	if _, err := st.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h1",
+		storetest.Res("Patient", "p1", "p1", `,"v":1`))}); err != nil {
+		b.Fatal(err)
+	}
+	// Admitted on the second miss; then wait for the watch to vouch.
+	for range 2 {
+		if _, err := st.Read(ctx, "Patient", "p1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if w, ok := c.(store.Watched); ok {
+		for i := 0; ; i++ {
+			if _, ok := w.Known([]string{"e"}); ok {
+				break
+			}
+			if i > 2000 {
+				b.Fatal("the watch never vouched")
+			}
+			_, _ = c.(store.NearCache).Stamps(ctx, []string{"e"})
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.ReportAllocs()
+	b.SetParallelism(16) // 32 callers on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.Read(ctx, "Patient", "p1"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkNearReadWatched is a near hit while the watch vouches (no round
+// trip).
+func BenchmarkNearReadWatched(b *testing.B) { benchNearRead(b, true) }
+
+// BenchmarkNearReadStamps is the same near hit reading the stamps from
+// Redis (shared MGETs), as when the watch cannot vouch.
+func BenchmarkNearReadStamps(b *testing.B) { benchNearRead(b, false) }

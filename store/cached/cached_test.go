@@ -182,7 +182,7 @@ func redisURL(t *testing.T) string {
 
 // openRedisCache returns a Redis cache under a fresh random prefix and
 // deletes every key under it when t ends.
-func openRedisCache(t *testing.T, url string) store.Cache {
+func openRedisCache(t testing.TB, url string) store.Cache {
 	t.Helper()
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
