@@ -33,7 +33,9 @@ import (
 // before the renewal was sent, less a margin). The mirror learns values
 // only from messages and from stamp reads (MGET) sent after the
 // subscription was confirmed and while the lease was held, and a message
-// is applied as the maximum of the two, since stamps only grow. Anything
+// is applied as the maximum of the two, since stamps only grow; a message
+// updates only the stamps the mirror holds, and a stamp read overtaken by
+// a message is not learned (it could be older than the message). Anything
 // that may lose a message (the subscription dropped or reconnecting, the
 // lease lapsed in Redis, the mirror outgrowing its bound) starts a new
 // session: the mirror is emptied and every stamp is read again.
@@ -60,7 +62,8 @@ type watch struct {
 	until      time.Time // the lease holds until then (local clock)
 	wanted     bool      // a near cache asked for Known: hold a lease
 	mirror     map[string]uint64
-	applied    int64 // highest sequence applied in this subscription
+	messages   uint64 // invalidation messages applied (in any gen)
+	applied    int64  // highest sequence applied in this subscription
 	// acked is the highest sequence each replica acknowledged, as heard on
 	// this subscription; cleared when it drops.
 	acked   map[string]int64
@@ -76,8 +79,10 @@ const (
 	// pingEvery is how often the subscription is pinged; each pong renews
 	// the lease.
 	pingEvery = 150 * time.Millisecond
-	// mirrorMax bounds the mirror's stamps; past it, a new session.
-	mirrorMax = 1 << 18
+	// mirrorMax bounds the mirror's stamps (those near hits asked for, at
+	// most the 65,536 resource buckets and a few thousand others in
+	// practice); past it, a new session.
+	mirrorMax = 1 << 17
 )
 
 func newWatch(c *goredis.Client, prefix string) *watch {
@@ -223,13 +228,13 @@ func (w *watch) apply(payload string) {
 			w.newSession()
 			break
 		}
-		if v > w.mirror[name] {
+		// Only stamps the mirror holds: one it does not is read from
+		// Redis when needed (learn drops a read that a message overtook).
+		if old, ok := w.mirror[name]; ok && v > old {
 			w.mirror[name] = v
 		}
 	}
-	if len(w.mirror) > mirrorMax {
-		w.newSession()
-	}
+	w.messages++
 	if seq > w.applied {
 		w.applied = seq
 	}
@@ -346,21 +351,29 @@ func (w *watch) leaser() {
 	}
 }
 
-// session returns the gen in which a stamp read may be learned, and
+// mark is where a stamp read began: the session and the messages applied.
+type mark struct{ gen, messages uint64 }
+
+// session returns the mark at which a stamp read may be learned, and
 // whether one may be at all: subscribed and the lease held.
-func (w *watch) session() (uint64, bool) {
+func (w *watch) session() (mark, bool) {
 	w.start()
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	return w.gen, w.subscribed && time.Now().Before(w.until)
+	return mark{w.gen, w.messages}, w.subscribed && time.Now().Before(w.until)
 }
 
 // learn records stamp values read (by an MGET sent after session returned
-// gen) unless the session changed meanwhile.
-func (w *watch) learn(gen uint64, names []string, vals []any) {
+// at) unless the session changed or a message was applied meanwhile (it
+// may be newer than the read and name a stamp the mirror did not hold).
+func (w *watch) learn(at mark, names []string, vals []any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.gen != gen || !w.subscribed || len(w.mirror)+len(names) > mirrorMax {
+	if w.gen != at.gen || w.messages != at.messages || !w.subscribed {
+		return
+	}
+	if len(w.mirror)+len(names) > mirrorMax {
+		w.newSession()
 		return
 	}
 	for i, name := range names {
@@ -372,9 +385,7 @@ func (w *watch) learn(gen uint64, names []string, vals []any) {
 			}
 			v = n
 		}
-		if v > w.mirror[name] {
-			w.mirror[name] = v
-		} else if _, ok := w.mirror[name]; !ok {
+		if old, ok := w.mirror[name]; !ok || v > old {
 			w.mirror[name] = v
 		}
 	}
