@@ -101,7 +101,9 @@ func (w *watch) start() {
 		w.ctx, w.cancel = context.WithCancel(context.Background())
 		w.pongs = make(chan struct{}, 1)
 		w.acks = make(chan struct{}, 1)
-		w.ps = w.c.Subscribe(w.ctx, w.inv, w.ack)
+		// No channels yet: nothing is sent here, on a caller's request
+		// path; the subscriber subscribes.
+		w.ps = w.c.Subscribe(w.ctx)
 		w.done.Add(3)
 		go w.subscriber()
 		go w.leaser()
@@ -137,6 +139,8 @@ func (w *watch) newSession() {
 // messages, acknowledgements and pongs.
 func (w *watch) subscriber() {
 	defer w.done.Done()
+	// Remembered even when it fails: every reconnection subscribes again.
+	_ = w.ps.Subscribe(w.ctx, w.inv, w.ack)
 	for {
 		msg, err := w.ps.Receive(w.ctx)
 		if err != nil {
