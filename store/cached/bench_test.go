@@ -2,6 +2,8 @@ package cached_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,3 +134,48 @@ func BenchmarkNearReadWatched(b *testing.B) { benchNearRead(b, true) }
 // BenchmarkNearReadStamps is the same near hit reading the stamps from
 // Redis (shared MGETs), as when the watch cannot vouch.
 func BenchmarkNearReadStamps(b *testing.B) { benchNearRead(b, false) }
+
+// benchReadMiss reads distinct ids of 20,000 Patients (run it with
+// -benchtime 20000x or less), 32 callers at once, through a replica's cache
+// (near cache over Redis) or from the store alone: every read is a first
+// miss, and what the cache adds to one shows as the difference.
+func benchReadMiss(b *testing.B, withCache bool) {
+	const n = 20_000
+	inner := openSQLite(b, storetest.NewFakeClock(storetest.T0))
+	ctx := context.Background()
+	var recs []store.RecordWrite
+	for i := range n {
+		id := fmt.Sprint("p", i)
+		recs = append(recs, storetest.Rec("patient", id, "h", storetest.Res("Patient", id, id, `,"v":1`)))
+		if len(recs) == 1000 {
+			if _, err := inner.Apply(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	var st store.Store = inner
+	if withCache {
+		st = cached.New(inner, openRedisCache(b, storetest.ServiceURL(b, "KETABRIDGE_TEST_REDIS_URL")), cached.Options{NearBytes: 8 << 20})
+	}
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) * 7919 % n // a permutation of 0..n-1: no id twice in n reads
+			if _, err := st.Read(ctx, "Patient", fmt.Sprint("p", i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkReadMissCached is a read by id that (almost always) misses a
+// replica's cache.
+func BenchmarkReadMissCached(b *testing.B) { benchReadMiss(b, true) }
+
+// BenchmarkReadMissStore is the same reads from the store alone.
+func BenchmarkReadMissStore(b *testing.B) { benchReadMiss(b, false) }
