@@ -25,8 +25,12 @@ import (
 // only while the subscription answers. Bump's script lists the live leases,
 // and Bump returns only once every listed replica has acknowledged the
 // sequence number (after applying the message to its mirror) or its lease
-// has expired. So when a write is acknowledged, every replica that may
-// answer from its mirror has applied the write's new stamp values.
+// has expired: a lease that seems to end is read again, since a replica
+// may have renewed it after a pong that came before the message, and a
+// renewed one is waited on. Acknowledgements are published and kept in a
+// hash, which a writer whose own subscription is down reads instead. So
+// when a write is acknowledged, every replica that may answer from its
+// mirror has applied the write's new stamp values.
 //
 // A replica trusts its mirror only while its subscription is confirmed and
 // its lease is held, by its own conservative clock (the lease's TTL from
@@ -42,6 +46,7 @@ import (
 type watch struct {
 	c                     *goredis.Client
 	inv, ack, seq, leases string // channels and keys (full names)
+	acked                 string // hash of each replica's last acknowledgement
 	stamps                string // prefix of stamp counters
 	id                    string // this replica's lease member
 
@@ -66,8 +71,8 @@ type watch struct {
 	applied    int64  // highest sequence applied in this subscription
 	// acked is the highest sequence each replica acknowledged, as heard on
 	// this subscription; cleared when it drops.
-	acked   map[string]int64
-	ackWake chan struct{} // closed on every acknowledgement heard
+	heardAcks map[string]int64
+	ackWake   chan struct{} // closed on every acknowledgement heard
 }
 
 const (
@@ -79,6 +84,10 @@ const (
 	// pingEvery is how often the subscription is pinged; each pong renews
 	// the lease.
 	pingEvery = 150 * time.Millisecond
+	// ackPoll and ackPollUnsubscribed are how often a waiting Bump reads
+	// the acknowledgements' hash, with its own subscription up or down.
+	ackPoll             = 50 * time.Millisecond
+	ackPollUnsubscribed = 5 * time.Millisecond
 	// mirrorMax bounds the mirror's stamps (those near hits asked for, at
 	// most the 65,536 resource buckets and a few thousand others in
 	// practice); past it, a new session.
@@ -90,8 +99,8 @@ func newWatch(c *goredis.Client, prefix string) *watch {
 	_, _ = rand.Read(b[:])
 	return &watch{
 		c: c, inv: prefix + "cache:inv", ack: prefix + "cache:ack", seq: prefix + "cache:seq",
-		leases: prefix + "cache:leases", stamps: prefix + "cache:s:", id: hex.EncodeToString(b[:]),
-		mirror: map[string]uint64{}, acked: map[string]int64{}, ackWake: make(chan struct{}),
+		leases: prefix + "cache:leases", acked: prefix + "cache:acks", stamps: prefix + "cache:s:", id: hex.EncodeToString(b[:]),
+		mirror: map[string]uint64{}, heardAcks: map[string]int64{}, ackWake: make(chan struct{}),
 	}
 }
 
@@ -127,6 +136,7 @@ func (w *watch) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
 	_ = w.c.ZRem(ctx, w.leases, w.id).Err()
+	_ = w.c.HDel(ctx, w.acked, w.id).Err()
 }
 
 // newSession forgets the mirror (w.mu held).
@@ -149,7 +159,7 @@ func (w *watch) subscriber() {
 				w.subscribed = false
 				w.newSession()
 				// A restarted Redis counts sequences from 0 again.
-				clear(w.acked)
+				clear(w.heardAcks)
 				w.applied = 0
 			}
 			w.mu.Unlock()
@@ -172,7 +182,7 @@ func (w *watch) subscriber() {
 				// last one was missed.
 				w.mu.Lock()
 				w.newSession()
-				clear(w.acked)
+				clear(w.heardAcks)
 				w.applied = 0
 				w.subscribed = true
 				w.mu.Unlock()
@@ -257,8 +267,8 @@ func (w *watch) heard(payload string) {
 		return
 	}
 	w.mu.Lock()
-	if seq > w.acked[id] {
-		w.acked[id] = seq
+	if seq > w.heardAcks[id] {
+		w.heardAcks[id] = seq
 	}
 	close(w.ackWake)
 	w.ackWake = make(chan struct{})
@@ -282,22 +292,36 @@ func (w *watch) acker() {
 			continue
 		}
 		// Also sent after every pong, unchanged or not: a writer whose
-		// subscription reconnected meanwhile hears it again.
+		// subscription reconnected meanwhile hears it again; and kept in
+		// a hash, for a writer whose subscription is down (it polls).
 		ctx, cancel := context.WithTimeout(w.ctx, ioTimeout)
-		_ = w.c.Publish(ctx, w.ack, w.id+" "+strconv.FormatInt(seq, 10)).Err()
+		_ = ackScript.Run(ctx, w.c, []string{w.acked}, w.id, seq, w.ack).Err()
 		cancel()
 	}
 }
 
+// ackScript records the acknowledgement ARGV[2] of the replica ARGV[1] in
+// the hash KEYS[1] and publishes "id seq" on the channel ARGV[3].
+var ackScript = goredis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. ' ' .. ARGV[2])
+return 1
+`)
+
 // leaseScript adds or renews the lease ARGV[1] for ARGV[2] ms in the
-// sorted set KEYS[1], removes expired leases, and returns whether the
-// lease was live before, and the current sequence number KEYS[2].
+// sorted set KEYS[1], removes expired leases (and their replicas'
+// acknowledgements from the hash KEYS[3]), and returns whether the lease
+// was live before, and the current sequence number KEYS[2].
 var leaseScript = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+if #dead > 0 then
+  redis.call('HDEL', KEYS[3], unpack(dead))
+  redis.call('ZREM', KEYS[1], unpack(dead))
+end
 local live = 0
 if old and tonumber(old) > now then live = 1 end
 return {live, tonumber(redis.call('GET', KEYS[2]) or '0')}
@@ -334,7 +358,7 @@ func (w *watch) leaser() {
 		}
 		sent := time.Now()
 		ctx, cancel := context.WithTimeout(w.ctx, ioTimeout)
-		res, err := leaseScript.Run(ctx, w.c, []string{w.leases, w.seq}, w.id, ttl.Milliseconds()).Int64Slice()
+		res, err := leaseScript.Run(ctx, w.c, []string{w.leases, w.seq, w.acked}, w.id, ttl.Milliseconds()).Int64Slice()
 		cancel()
 		if err != nil || len(res) != 2 {
 			continue
@@ -452,6 +476,59 @@ return {seq, now, redis.call('ZRANGEBYSCORE', KEYS[n + 2], '(' .. now, '+inf', '
 
 var errBumpReply = errors.New("bump script returned an unexpected reply")
 
+// lease is a replica's lease as a waiting Bump sees it.
+type lease struct {
+	id  string
+	end time.Time // on this replica's clock, at the latest
+}
+
+// leaseEndScript returns the Redis time in ms and the expiries of the
+// leases ARGV (false for none) in the sorted set KEYS[1].
+var leaseEndScript = goredis.NewScript(`
+local t = redis.call('TIME')
+local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+for i, id in ipairs(ARGV) do
+  out[i + 1] = redis.call('ZSCORE', KEYS[1], id) or ''
+end
+return out
+`)
+
+// liveLeases returns those of ids whose leases are still live, with their
+// ends.
+func (w *watch) liveLeases(ctx context.Context, ids []string) ([]lease, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	res, err := leaseEndScript.Run(ctx, w.c, []string{w.leases}, args...).Slice()
+	received := time.Now()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != len(ids)+1 {
+		return nil, errBumpReply
+	}
+	now, ok := res[0].(int64)
+	if !ok {
+		return nil, errBumpReply
+	}
+	var live []lease
+	for i, id := range ids {
+		sc, _ := res[i+1].(string)
+		if sc == "" {
+			continue
+		}
+		exp, err := strconv.ParseFloat(sc, 64)
+		if err != nil {
+			return nil, errBumpReply
+		}
+		if int64(exp) > now {
+			live = append(live, lease{id, received.Add(time.Duration(int64(exp)-now) * time.Millisecond)})
+		}
+	}
+	return live, nil
+}
+
 // bump increments stamps, publishes them, and waits until every replica
 // holding a lease has acknowledged them or lost its lease.
 func (w *watch) bump(ctx context.Context, stamps []string) error {
@@ -478,10 +555,6 @@ func (w *watch) bump(ctx context.Context, stamps []string) error {
 	if !ok1 || !ok2 || !ok3 || len(live)%2 != 0 {
 		return errBumpReply
 	}
-	type lease struct {
-		id  string
-		end time.Time // local
-	}
 	pending := make([]lease, 0, len(live)/2)
 	for i := 0; i < len(live); i += 2 {
 		id, ok := live[i].(string)
@@ -495,14 +568,20 @@ func (w *watch) bump(ctx context.Context, stamps []string) error {
 		}
 		pending = append(pending, lease{id, received.Add(time.Duration(int64(exp)-now) * time.Millisecond)})
 	}
+	polled := map[string]int64{} // acknowledgements read from the hash
 	for {
 		w.mu.RLock()
-		wake := w.ackWake
+		wake, subscribed := w.ackWake, w.subscribed
 		left := pending[:0]
 		var next time.Time
 		t := time.Now()
+		var ended []string
 		for _, l := range pending {
-			if w.acked[l.id] >= seq || !t.Before(l.end) {
+			if w.heardAcks[l.id] >= seq || polled[l.id] >= seq {
+				continue
+			}
+			if !t.Before(l.end) {
+				ended = append(ended, l.id)
 				continue
 			}
 			left = append(left, l)
@@ -512,13 +591,53 @@ func (w *watch) bump(ctx context.Context, stamps []string) error {
 		}
 		w.mu.RUnlock()
 		pending = left
+		if len(ended) > 0 {
+			// A lease seen ending may have been renewed since: the replica
+			// renews after a pong, which may have come before this Bump's
+			// message. Wait on for those still live.
+			renewed, err := w.liveLeases(ctx, ended)
+			if err != nil {
+				return err
+			}
+			for _, l := range renewed {
+				pending = append(pending, l)
+				if next.IsZero() || l.end.Before(next) {
+					next = l.end
+				}
+			}
+		}
 		if len(pending) == 0 {
 			return nil
+		}
+		// Acknowledgements come as messages; the hash is read too, soon
+		// when this replica's own subscription is down (it hears none).
+		poll := t.Add(ackPoll)
+		if !subscribed {
+			poll = t.Add(ackPollUnsubscribed)
+		}
+		if poll.Before(next) {
+			next = poll
 		}
 		timer := time.NewTimer(time.Until(next))
 		select {
 		case <-wake:
 		case <-timer.C:
+			if !time.Now().Before(poll) {
+				ids := make([]string, len(pending))
+				for i, l := range pending {
+					ids[i] = l.id
+				}
+				vals, err := w.c.HMGet(ctx, w.acked, ids...).Result()
+				if err == nil {
+					for i, v := range vals {
+						if sv, ok := v.(string); ok {
+							if n, err := strconv.ParseInt(sv, 10, 64); err == nil {
+								polled[ids[i]] = n
+							}
+						}
+					}
+				}
+			}
 		case <-ctx.Done():
 			timer.Stop()
 			return ctx.Err()

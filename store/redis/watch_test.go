@@ -158,3 +158,34 @@ func TestWatchAcrossReplicas(t *testing.T) {
 		t.Errorf("a closed replica's lease is still held (score %v)", n)
 	}
 }
+
+// TestWatchWriterUnsubscribed: a writer whose own subscription is down
+// hears no acknowledgements, yet its Bump still returns once the leased
+// replica has applied it (read from the acknowledgements' hash), not only
+// when that lease, renewed all along, expires.
+func TestWatchWriterUnsubscribed(t *testing.T) {
+	url := redisURL(t)
+	ctx := context.Background()
+	prefix := "ketabridge-test:" + randomHex(t) + ":"
+	a := openReplica(t, url, prefix, "kb-watch-"+randomHex(t))
+	b := openReplica(t, url, prefix, "kb-watch-"+randomHex(t))
+	t.Cleanup(func() { _ = a.DeleteAll(context.Background()) })
+	ca, cb := a.Cache(), b.Cache()
+	stamps := []string{"e", "r:7"}
+	waitKnown(t, cb, stamps)
+	a.w.start()
+	if err := a.w.ps.Close(); err != nil { // A's subscription, for good
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := ca.Bump(bctx, stamps[1:])
+		cancel()
+		if err != nil {
+			t.Fatalf("Bump %d from an unsubscribed writer: %v", i, err)
+		}
+		if at, ok := cb.Known(stamps); ok && at != fmt.Sprintf("0.%d", i) {
+			t.Fatalf("Known = %q after Bump %d returned", at, i)
+		}
+	}
+}
