@@ -477,7 +477,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 				if err != nil || s.failed.Load() != s.cleared.Load() {
 					return v, err
 				}
-				s.near.put(key, at, v, len(enc(v)))
+				s.near.put(key, at, v, nearSize(v, enc))
 				return share(v), nil
 			}
 			// A near entry of older stamps: the shared cache may hold a
@@ -546,6 +546,17 @@ func (s *Store) stampsNow(ctx context.Context, stamps []string) (string, error) 
 	cctx, cancel := s.bounded(ctx)
 	defer cancel()
 	return s.nc.Stamps(cctx, stamps)
+}
+
+// nearSize is what a value kept in the near cache only is charged: for a
+// resource, its body and fields (about its encoded size, without encoding
+// it: a read by id filled on its second miss would otherwise copy its
+// body just to be measured); else its encoded size.
+func nearSize[T any](v T, enc func(T) []byte) int {
+	if r, ok := any(v).(store.Resource); ok {
+		return len(r.Body) + len(r.Type) + len(r.ID) + len(r.Patient) + 32
+	}
+	return len(enc(v))
 }
 
 // versionsKey is the key TypeVersions looks up: never filled, so the Lookup
