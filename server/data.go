@@ -269,8 +269,9 @@ func (d *Data) cacheStore(st store.Store) store.Store {
 	hit, miss, fail := d.metrics.CacheCounters(cached.Ops, onErr)
 	opts := cached.Options{Observer: cached.Observer{Hit: hit, Miss: miss, Error: fail}}
 	if d.redis != nil {
-		// Replicas keep a near cache of CacheMB in front of Redis; each hit
-		// still reads the stamps from Redis (docs/design/security.md CACHE-1).
+		// Replicas keep a near cache of CacheMB in front of Redis; a hit
+		// reads the stamps from Redis unless the replica's watch vouches
+		// for them (docs/design/security.md CACHE-1, CACHE-3).
 		opts.NearBytes = int64(d.cfg.CacheMB) << 20
 	}
 	return cached.New(st, c, opts)

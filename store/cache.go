@@ -57,3 +57,17 @@ type NearCache interface {
 	// answer concurrent calls from one round trip.
 	Stamps(ctx context.Context, stamps []string) (at string, err error)
 }
+
+// Watched is optionally implemented by a NearCache whose replicas learn of
+// every Bump by message (Redis pub/sub), for near hits without a round trip
+// (docs/design/security.md CACHE-3).
+type Watched interface {
+	// Known returns the current values of stamps, encoded as Stamps does,
+	// without asking the shared cache, or ok false when it cannot vouch
+	// that they are current: it may answer only while no Bump can have
+	// returned, on any replica, without this replica having applied it
+	// (its subscription confirmed and unbroken, its lease held, every
+	// value learned within that session). Then every Bump that returned
+	// before the call is seen, as with Stamps.
+	Known(stamps []string) (at string, ok bool)
+}

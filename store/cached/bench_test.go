@@ -2,7 +2,10 @@ package cached_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
@@ -67,3 +70,112 @@ func BenchmarkSearchHit(b *testing.B) { benchSearch(b, benchStore(b, true)) }
 
 // BenchmarkSearchSQLite is the same Search from SQLite.
 func BenchmarkSearchSQLite(b *testing.B) { benchSearch(b, benchStore(b, false)) }
+
+// unwatched hides the Redis cache's watch (store.Watched): every near hit
+// reads the stamps from Redis, as before CACHE-3.
+type unwatched struct {
+	store.Cache
+	nc store.NearCache
+}
+
+func (u unwatched) Stamps(ctx context.Context, stamps []string) (string, error) {
+	return u.nc.Stamps(ctx, stamps)
+}
+
+// benchNearRead is a Read served by a replica's near cache over Redis, 32
+// callers at once, with the watch vouching for the stamps or without it.
+func benchNearRead(b *testing.B, watched bool) {
+	url := storetest.ServiceURL(b, "KETABRIDGE_TEST_REDIS_URL")
+	var c store.Cache = openRedisCache(b, url)
+	if !watched {
+		c = unwatched{Cache: c, nc: c.(store.NearCache)}
+	}
+	st := cached.New(openSQLite(b, storetest.NewFakeClock(storetest.T0)), c, cached.Options{NearBytes: 8 << 20})
+	ctx := context.Background()
+	if _, err := st.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h1",
+		storetest.Res("Patient", "p1", "p1", `,"v":1`))}); err != nil {
+		b.Fatal(err)
+	}
+	// Admitted on the second miss; then wait for the watch to vouch.
+	for range 2 {
+		if _, err := st.Read(ctx, "Patient", "p1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if w, ok := c.(store.Watched); ok {
+		for i := 0; ; i++ {
+			if _, ok := w.Known([]string{"e"}); ok {
+				break
+			}
+			if i > 2000 {
+				b.Fatal("the watch never vouched")
+			}
+			_, _ = c.(store.NearCache).Stamps(ctx, []string{"e"})
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.ReportAllocs()
+	b.SetParallelism(16) // 32 callers on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.Read(ctx, "Patient", "p1"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkNearReadWatched is a near hit while the watch vouches (no round
+// trip).
+func BenchmarkNearReadWatched(b *testing.B) { benchNearRead(b, true) }
+
+// BenchmarkNearReadStamps is the same near hit reading the stamps from
+// Redis (shared MGETs), as when the watch cannot vouch.
+func BenchmarkNearReadStamps(b *testing.B) { benchNearRead(b, false) }
+
+// benchReadMiss reads distinct ids of 20,000 Patients (run it with
+// -benchtime 20000x or less), 32 callers at once, through a replica's cache
+// (near cache over Redis) or from the store alone: every read is a first
+// miss, and what the cache adds to one shows as the difference.
+func benchReadMiss(b *testing.B, withCache bool) {
+	const n = 20_000
+	inner := openSQLite(b, storetest.NewFakeClock(storetest.T0))
+	ctx := context.Background()
+	var recs []store.RecordWrite
+	for i := range n {
+		id := fmt.Sprint("p", i)
+		recs = append(recs, storetest.Rec("patient", id, "h", storetest.Res("Patient", id, id, `,"v":1`)))
+		if len(recs) == 1000 {
+			if _, err := inner.Apply(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	var st store.Store = inner
+	if withCache {
+		st = cached.New(inner, openRedisCache(b, storetest.ServiceURL(b, "KETABRIDGE_TEST_REDIS_URL")), cached.Options{NearBytes: 8 << 20})
+	}
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) * 7919 % n // a permutation of 0..n-1: no id twice in n reads
+			if _, err := st.Read(ctx, "Patient", fmt.Sprint("p", i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkReadMissCached is a read by id that (almost always) misses a
+// replica's cache.
+func BenchmarkReadMissCached(b *testing.B) { benchReadMiss(b, true) }
+
+// BenchmarkReadMissStore is the same reads from the store alone.
+func BenchmarkReadMissStore(b *testing.B) { benchReadMiss(b, false) }

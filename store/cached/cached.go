@@ -131,7 +131,9 @@ type Options struct {
 	// NearBytes, when positive and the cache is shared between processes
 	// (it implements store.NearCache: Redis), bounds an in-process near
 	// cache of decoded answers in front of it (see near). Every lookup
-	// still asks the shared cache whether the stamps are unchanged.
+	// checks the stamps are unchanged: from the shared cache, or without
+	// a round trip while its watch vouches for them (store.Watched,
+	// CACHE-3).
 	NearBytes int64
 }
 
@@ -182,6 +184,9 @@ type Store struct {
 	// door admits reads by id to near on their second miss (near.go).
 	door *doorkeeper
 	nc   store.NearCache
+	// watched, when the shared cache offers it, answers stamp values
+	// without a round trip while it can vouch for them (CACHE-3).
+	watched store.Watched
 
 	// The cache is dirty while failed != cleared: a Bump failed, so entries
 	// older than a write may still be found. A successful epoch Bump sets
@@ -213,6 +218,7 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	s := &Store{st: st, c: c, opts: opts, local: local}
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
+		s.watched, _ = c.(store.Watched)
 	}
 	return s
 }
@@ -429,8 +435,8 @@ func (s *Store) recover(ctx context.Context) bool {
 // load: the cache is an optimization, never a dependency of reads.
 //
 // With a near cache, a near entry whose stamp values are current (read from
-// the shared cache after the call began, store.NearCache.Stamps) answers
-// alone; share copies what a caller could modify (the slices of an answer)
+// the shared cache after the call began, store.NearCache.Stamps, or known
+// without a round trip, store.Watched, CACHE-3) answers alone; share copies what a caller could modify (the slices of an answer)
 // of a value the near cache keeps. Reads by id (nearOnly) are kept in the
 // near cache only: a Redis entry costs the round trip a PostgreSQL
 // primary-key read costs, so on a near miss the store answers; and a read by
@@ -451,9 +457,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 			return load(ctx)
 		}
 		if haveOK || nearOnly {
-			cctx, cancel := s.bounded(ctx)
-			at, err := s.nc.Stamps(cctx, stamps)
-			cancel()
+			at, err := s.stampsNow(ctx, stamps)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {
@@ -473,7 +477,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 				if err != nil || s.failed.Load() != s.cleared.Load() {
 					return v, err
 				}
-				s.near.put(key, at, v, len(enc(v)))
+				s.near.put(key, at, v, nearSize(v, enc))
 				return share(v), nil
 			}
 			// A near entry of older stamps: the shared cache may hold a
@@ -530,6 +534,31 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	return v, nil
 }
 
+// stampsNow returns the current values of stamps for the near cache: from
+// the watch's mirror when it vouches for them (no round trip, CACHE-3),
+// else read from the shared cache.
+func (s *Store) stampsNow(ctx context.Context, stamps []string) (string, error) {
+	if s.watched != nil {
+		if at, ok := s.watched.Known(stamps); ok {
+			return at, nil
+		}
+	}
+	cctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return s.nc.Stamps(cctx, stamps)
+}
+
+// nearSize is what a value kept in the near cache only is charged: for a
+// resource, its body and fields (about its encoded size, without encoding
+// it: a read by id filled on its second miss would otherwise copy its
+// body just to be measured); else its encoded size.
+func nearSize[T any](v T, enc func(T) []byte) int {
+	if r, ok := any(v).(store.Resource); ok {
+		return len(r.Body) + len(r.Type) + len(r.ID) + len(r.Patient) + 32
+	}
+	return len(enc(v))
+}
+
 // versionsKey is the key TypeVersions looks up: never filled, so the Lookup
 // only reads the stamps.
 const versionsKey = "versions"
@@ -547,17 +576,17 @@ func (s *Store) TypeVersions(ctx context.Context, types []string) (string, bool)
 	for _, t := range types {
 		stamps = append(stamps, typeStamp(t))
 	}
-	cctx, cancel := s.bounded(ctx)
 	var (
 		at  string
 		err error
 	)
 	if s.nc != nil {
-		at, err = s.nc.Stamps(cctx, stamps) // shares a round trip with concurrent reads
+		at, err = s.stampsNow(ctx, stamps) // shares a round trip with concurrent reads, or none
 	} else {
+		cctx, cancel := s.bounded(ctx)
 		at, _, _, err = s.c.Lookup(cctx, versionsKey, stamps)
+		cancel()
 	}
-	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.opts.Observer.error("versions")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,7 +182,7 @@ func redisURL(t *testing.T) string {
 
 // openRedisCache returns a Redis cache under a fresh random prefix and
 // deletes every key under it when t ends.
-func openRedisCache(t *testing.T, url string) store.Cache {
+func openRedisCache(t testing.TB, url string) store.Cache {
 	t.Helper()
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -1016,4 +1017,160 @@ func TestNearReadAdmission(t *testing.T) {
 	// then superseded) still reads the stamps: never stale.
 	write(3)
 	read(3)
+}
+
+// roundTrips is a replica's Redis cache counting the stamp reads it sends
+// (the round trips a near hit makes when the watch cannot vouch).
+type roundTrips struct {
+	*redis.Cache
+	stamps atomic.Int64
+}
+
+func (r *roundTrips) Stamps(ctx context.Context, stamps []string) (string, error) {
+	r.stamps.Add(1)
+	return r.Cache.Stamps(ctx, stamps)
+}
+
+// openReplicaCache opens a replica's own Redis connection (client name
+// name) under prefix, closed when t ends.
+func openReplicaCache(t *testing.T, url, prefix, name string) (*redis.Ephemeral, *goredis.Client) {
+	t.Helper()
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	e, err := redis.Open(context.Background(), url+sep+"client_name="+name, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(opt)
+	t.Cleanup(func() {
+		_ = e.DeleteAll(context.Background())
+		_ = e.Close()
+		_ = admin.Close()
+	})
+	return e, admin
+}
+
+// cutSubscription kills the subscribed connection of the client named
+// name, as a network fault would.
+func cutSubscription(t *testing.T, admin *goredis.Client, name string) {
+	t.Helper()
+	ctx := context.Background()
+	list, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		fields := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			k, v, _ := strings.Cut(f, "=")
+			fields[k] = v
+		}
+		if fields["name"] == name && fields["sub"] != "" && fields["sub"] != "0" {
+			if err := admin.Do(ctx, "CLIENT", "KILL", "ID", fields["id"]).Err(); err != nil {
+				t.Fatal(err)
+			}
+			killed++
+		}
+	}
+	if killed != 1 {
+		t.Fatalf("killed %d subscribed connections, want 1", killed)
+	}
+}
+
+// TestWatchedReplicas (docs/design/security.md CACHE-3): two replicas, each
+// with its own Redis connection and near cache, over one store. With the
+// near cache warm at B, a write through A is seen by B's next read, search
+// and $everything, and B's near hits make no Redis round trip while its
+// watch vouches for the stamps; with B's subscription cut (and while it
+// reconnects), B still never answers an old version: it checks the stamps
+// (fail closed) or has applied the write before A's Apply returned.
+func TestWatchedReplicas(t *testing.T) {
+	url := redisURL(t)
+	ctx := context.Background()
+	var b8 [8]byte
+	if _, err := rand.Read(b8[:]); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "ketabridge-test:" + hex.EncodeToString(b8[:]) + ":"
+	nameB := "kb-replica-b-" + hex.EncodeToString(b8[:])
+	ea, _ := openReplicaCache(t, url, prefix, "kb-replica-a-"+hex.EncodeToString(b8[:]))
+	eb, admin := openReplicaCache(t, url, prefix, nameB)
+	st := openSQLite(t, storetest.NewFakeClock(storetest.T0))
+	var hits atomic.Int64
+	rb := &roundTrips{Cache: eb.Cache()}
+	opts := cached.Options{Timeout: time.Second, NearBytes: 1 << 20}
+	a := cached.New(st, ea.Cache(), opts)
+	opts.Observer = cached.Observer{Hit: func(string) { hits.Add(1) }}
+	b := cached.New(st, rb, opts)
+
+	v := 0
+	write := func() {
+		t.Helper()
+		v++
+		rw := storetest.Res("Patient", "p1", "p1", fmt.Sprintf(`,"v":%d`, v))
+		if _, err := a.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", fmt.Sprint("h", v), rw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readAll := func(phase string) {
+		t.Helper()
+		r, err := b.Read(ctx, "Patient", "p1")
+		if err != nil || r.Version != int64(v) {
+			t.Fatalf("%s: B Read = v%d, %v; want v%d", phase, r.Version, err, v)
+		}
+		res, err := b.Search(ctx, store.Query{Type: "Patient"})
+		if err != nil || len(res.Resources) != 1 || res.Resources[0].Version != int64(v) {
+			t.Fatalf("%s: B Search = %+v, %v; want v%d", phase, res, err, v)
+		}
+		rs, _, err := b.Everything(ctx, store.EverythingQuery{Patient: "p1"})
+		if err != nil || len(rs) != 1 || rs[0].Version != int64(v) {
+			t.Fatalf("%s: B Everything = %+v, %v; want v%d", phase, rs, err, v)
+		}
+	}
+	write()
+	// Warm B until its watch vouches: a near hit without a stamp read.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		before, trips := hits.Load(), rb.stamps.Load()
+		readAll("warming")
+		if hits.Load()-before == 3 && rb.stamps.Load() == trips {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B's near hits never stopped reading the stamps from Redis")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const rounds = 30
+	trips, before := rb.stamps.Load(), hits.Load()
+	for range rounds {
+		write()
+		readAll("watched") // refilled: the near entries were of the old stamps
+		readAll("watched, warm")
+	}
+	// 3 near hits per round at least (the second reads); a lease lapsing
+	// on a loaded machine makes some of them read the stamps, most not.
+	if h := hits.Load() - before; h < 3*rounds {
+		t.Errorf("%d near hits in %d rounds, want at least %d", h, rounds, 3*rounds)
+	}
+	if n := rb.stamps.Load() - trips; n > 3*rounds {
+		t.Errorf("%d stamp round trips for %d near hits: the watch did not vouch", n, 6*rounds)
+	}
+
+	for range 3 {
+		cutSubscription(t, admin, nameB)
+		for range 5 {
+			write()
+			readAll("cut")
+			readAll("cut, again")
+		}
+	}
 }

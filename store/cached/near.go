@@ -9,19 +9,22 @@ import (
 // near is the in-process near cache of a replica (Options.NearBytes): the
 // decoded answers this process read from the shared cache or the store,
 // each with the stamp values it was filled at. It is never trusted alone:
-// every lookup still reads the stamps' current values from the shared cache
-// (store.NearCache.Stamps) after the request began, and a near entry is used
-// only when they equal its own. A write acknowledged on any replica has
-// bumped its stamps before it returned, so no later lookup finds an entry
-// older than it (docs/design/security.md CACHE-1). What the near cache saves
-// is the entry crossing the network, its decompression and its decoding;
-// and since concurrent stamp reads share one MGET (store/redis Stamps), a
-// hot read costs a fraction of a round trip.
+// every lookup compares them with the stamps' current values, and a near
+// entry is used only when they are equal. A write acknowledged on any
+// replica has bumped its stamps before it returned, so no later lookup
+// finds an entry older than it (docs/design/security.md CACHE-1). What the
+// near cache saves is the entry crossing the network, its decompression
+// and its decoding.
 //
-// Invalidation messages (Redis pub/sub) were the alternative, and would save
-// the round trip too, but a message is delivered some time after the write
-// is acknowledged: a read on another replica in between would be served the
-// old answer. Checking the stamps on each hit cannot be.
+// The current values come without a round trip while the shared cache's
+// watch vouches for them (store.Watched; store/redis publishes every Bump
+// and returns only once every replica holding a lease has applied it,
+// CACHE-3), else from a stamp read in the shared cache after the lookup
+// began (store.NearCache.Stamps; concurrent ones share one MGET). A
+// message alone would not do: it is delivered some time after the write is
+// acknowledged, and a read on another replica in between would be served
+// the old answer. The writer's wait for the acknowledgements closes that
+// gap.
 //
 // Bounded in bytes (the entry's encoded size plus an overhead), evicting
 // arbitrary entries of the shard that is full.
@@ -122,9 +125,10 @@ func (n *near) size() int64 {
 
 // doorkeeper admits a read by id to the near cache on its second miss
 // within a window, not its first: a near miss of a read by id pays the
-// stamp read (a Redis round trip) before the store's read so that it can
-// fill the near cache, and a key read only once (ids read uniformly from a
-// large set) never repays it. A key's first miss is answered by the store
+// stamp read (a Redis round trip, unless the watch knows the stamps) and
+// the entry's encoding before the store's read so that it can fill the
+// near cache, and a key read only once (ids read uniformly from a large
+// set) never repays it. A key's first miss is answered by the store
 // alone, uncached, as with the cache off; its next miss reads the stamps and
 // fills; its later reads are hits.
 //

@@ -33,17 +33,20 @@ type Cache struct {
 
 	// Stamps' batches, shared with the Ephemeral's GetBatched (batch.go).
 	reads *reads
+	// w publishes Bumps and mirrors the stamps (watch.go).
+	w *watch
 }
 
 var (
 	_ store.Cache     = (*Cache)(nil)
 	_ store.NearCache = (*Cache)(nil)
+	_ store.Watched   = (*Cache)(nil)
 )
 
 // Cache returns the read cache over e's client and key prefix. It needs no
 // closing of its own: closing e closes it.
 func (e *Ephemeral) Cache() *Cache {
-	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:", reads: e.reads}
+	return &Cache{c: e.c, stamps: e.prefix + "cache:s:", vals: e.prefix + "cache:v:", reads: e.reads, w: e.w}
 }
 
 // lookupScript reads the stamps (KEYS, a missing one as "0"), joins their
@@ -114,21 +117,21 @@ func (c *Cache) Fill(ctx context.Context, key, at string, val []byte, ttl time.D
 	return nil
 }
 
-// Bump increments every stamp in one MULTI/EXEC: one round trip, and the
-// increments land together. It returns once Redis has applied them, so any
-// Lookup that starts afterwards, from any replica, sees them.
+// Bump increments every stamp, publishes their new values to the replicas'
+// watches, and returns once Redis has applied the increments and every
+// replica that may answer from its mirror of the stamps has applied them
+// too, or lost its lease (watch.go; docs/design/security.md CACHE-3). So any
+// Lookup, Stamps or Known that starts afterwards, on any replica, sees them.
 func (c *Cache) Bump(ctx context.Context, stamps []string) error {
 	if len(stamps) == 0 {
 		return nil
 	}
-	_, err := c.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, s := range stamps {
-			p.Incr(ctx, c.stamps+s)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := c.w.bump(ctx, stamps); err != nil {
 		return wrapCache("bump", err)
 	}
 	return nil
 }
+
+// Known implements store.Watched: the stamps' values from this replica's
+// mirror, without a round trip, while its watch can vouch for them.
+func (c *Cache) Known(stamps []string) (string, bool) { return c.w.known(stamps) }

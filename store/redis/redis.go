@@ -34,6 +34,8 @@ type Ephemeral struct {
 	prefix string
 	// reads batches GetBatched and the read cache's Stamps (batch.go).
 	reads *reads
+	// w is the read cache's invalidation watch (watch.go).
+	w *watch
 }
 
 var (
@@ -99,19 +101,24 @@ func newEphemeral(opt *goredis.Options, prefix string) *Ephemeral {
 	opt.MaxRetries = 1               // one retry of a failed command
 	opt.DialerRetries = 1            // no dial retries (the default is 5, 100 ms apart)
 	opt.ContextTimeoutEnabled = true // honour callers' deadlines too
-	// RESP2: the gateway subscribes to nothing and uses no client-side
-	// caching, so RESP3's push notifications carry nothing for it, yet with
+	// RESP2: the gateway uses no client-side caching (its one subscription,
+	// the read cache's watch, reads its messages itself), so RESP3's push
+	// notifications carry nothing for it, yet with
 	// RESP3 go-redis peeks for them around every reply (about 3 % of the
 	// process's CPU in a profile of cached reads by id, where every request
 	// makes Redis round trips). Every reply the gateway reads (strings,
 	// integers, nil, script arrays) is the same in both protocols.
 	opt.Protocol = 2
 	c := goredis.NewClient(opt)
-	return &Ephemeral{c: c, prefix: prefix, reads: newReads(c)}
+	return &Ephemeral{c: c, prefix: prefix, reads: newReads(c), w: newWatch(c, prefix)}
 }
 
-// Close closes the connection pool.
-func (e *Ephemeral) Close() error { return e.c.Close() }
+// Close stops the read cache's watch (giving its lease up) and closes the
+// connection pool.
+func (e *Ephemeral) Close() error {
+	e.w.close()
+	return e.c.Close()
+}
 
 func (e *Ephemeral) key(k string) string { return e.prefix + k }
 

@@ -21,9 +21,13 @@ func (c *Cache) Stamps(ctx context.Context, stamps []string) (string, error) {
 	for i, s := range stamps {
 		keys[i] = c.stamps + s
 	}
+	mark, learn := c.w.session()
 	vals, err := c.reads.mget(ctx, keys)
 	if err != nil {
 		return "", wrapCache("stamps", err)
+	}
+	if learn {
+		c.w.learn(mark, stamps, vals)
 	}
 	var b strings.Builder
 	for i, v := range vals {
