@@ -43,11 +43,11 @@ const DefaultChunk = 500
 // DefaultChunkResources is the most resources written per store.Apply call
 // (a record is never split: a chunk holds at least one record). A chunk's
 // writes are held in memory from its mapping until the store has written
-// them, while the next chunk is mapped and the one after waits, so this
-// bound, not the record count, bounds the ingest's memory: a clinic record
-// maps to one resource or to a hundred (a session's observations). At about
-// 4 KB per mapped resource (body, stamped copy, index rows), three chunks in
-// flight hold some 50 MB (docs/design/security.md PERF-IN-1).
+// them, while the next chunk is mapped, so this bound, not the record
+// count, bounds the ingest's memory: a clinic record maps to one resource or
+// to a hundred (a session's observations). At about 4 KB per mapped
+// resource (body, stamped copy, index rows), the two chunks in flight hold
+// some 35 MB (docs/design/security.md PERF-IN-1).
 const DefaultChunkResources = 4096
 
 // Writer is the storage the ingest pipeline uses, declared here by its
@@ -297,7 +297,11 @@ func (b *batchRun) reject(i int, errs []clinic.FieldError) {
 // error and the preparation error (a context or mapping infrastructure
 // failure); either stops the batch.
 func (b *batchRun) write(ctx context.Context, progress Progress) (werr, prepErr error) {
-	chunks := make(chan chunk, 1)
+	// Unbuffered: a mapped chunk waits in the preparing goroutine until the
+	// store takes it, so two chunks are in memory (the one written, the next
+	// one mapped), not three; mapping a chunk takes a fraction of writing it,
+	// so the store never waits for it (PERF-IN-1).
+	chunks := make(chan chunk)
 	done := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
