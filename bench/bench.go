@@ -69,6 +69,10 @@ type Params struct {
 	Only []string
 	// CPUProfile, when set, is the file the scenarios' CPU profile goes to.
 	CPUProfile string
+	// IngestProfile, when set, is the file the ingest's CPU profile goes to;
+	// IngestProfile+".heap" gets a heap profile taken at the end of the
+	// ingest, before anything is freed.
+	IngestProfile string
 	// Out is the directory of results.json, compare.json and the charts;
 	// Docs the Markdown file the dated rows are appended to (empty: none).
 	Out, Docs string
@@ -290,12 +294,19 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 
 	// 1. Ingest.
 	fmt.Fprintf(stderr, "bench: ingesting the records (bulk load: %v)\n", p.BulkIngest)
-	start := time.Now()
-	in, err := ingestFile(ctx, gr.g, file, p.BulkIngest)
+	stopProfile, err := startIngestProfile(p.IngestProfile)
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
+	in, err := ingestFile(ctx, gr.g, file, p.BulkIngest)
 	el := time.Since(start)
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return nil, err
+	}
 	res.Ingest = ingestInfo{
 		ResourcesPerS: round1(float64(in.sum.Resources) / el.Seconds()),
 		Resources:     in.sum.Resources, Records: in.records, Rejected: in.sum.Rejected,
@@ -334,6 +345,34 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	res.finish()
 	res.Run.RSSEndAnonMB, res.Run.RSSEndFileMB = rssNowMB()
 	return &res, nil
+}
+
+// startIngestProfile starts the ingest's CPU profile into file (none when
+// file is empty); stop ends it and writes the heap profile beside it.
+func startIngestProfile(file string) (stop func() error, err error) {
+	if file == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		err := f.Close()
+		h, herr := os.Create(file + ".heap")
+		if herr == nil {
+			herr = pprof.Lookup("heap").WriteTo(h, 0)
+			if cerr := h.Close(); herr == nil {
+				herr = cerr
+			}
+		}
+		return errors.Join(err, herr)
+	}, nil
 }
 
 // ingestBatch is the number of records the benchmark hands the ingest

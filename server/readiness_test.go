@@ -55,6 +55,7 @@ func TestReadinessDuringIngest(t *testing.T) {
 	}
 	svc := g.Ingester()
 	svc.SetChunk(batch.Len()) // one store write: the writer is held for the whole batch
+	svc.SetChunkResources(1 << 30)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := svc.IngestBatch(ctx, batch, nil)

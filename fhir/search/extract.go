@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -75,11 +77,16 @@ func withSecurity(rows []store.IndexRow, resource any) []store.IndexRow {
 		return rows
 	}
 	typ := v.Type().Name()
-	e := &emitter{typ: typ, params: byName[typ], rows: rows}
+	e := emitterPool.Get().(*emitter)
+	e.typ, e.params, e.rows = typ, byName[typ], append(e.rows[:0], rows...)
 	for i := range meta.Security {
 		e.coding(paramSecurity, &meta.Security[i])
 	}
-	return e.rows
+	if len(e.rows) > len(rows) {
+		rows = slices.Clone(e.rows) // exact size, as run's
+	}
+	putEmitter(e)
+	return rows
 }
 
 // extractTyped returns the rows of resource's type-specific parameters.
@@ -284,13 +291,31 @@ func run(typ string, isNil bool, fn func(*emitter)) ([]store.IndexRow, error) {
 	if isNil {
 		return nil, fmt.Errorf("search: index: nil %s", typ)
 	}
-	e := &emitter{typ: typ, params: byName[typ], rows: make([]store.IndexRow, 0, 16)}
+	e := emitterPool.Get().(*emitter)
+	e.typ, e.params, e.err = typ, byName[typ], nil
 	fn(e)
-	if e.err != nil {
-		return nil, e.err
+	err := e.err
+	var rows []store.IndexRow
+	if err == nil {
+		// Exactly as many as there are: the rows of a whole ingest chunk
+		// wait in memory for the store write, and a growing slice's spare
+		// capacity was a third of their bytes (docs/design/security.md
+		// PERF-IN-1).
+		rows = slices.Clone(e.rows)
 	}
-	return e.rows, nil
+	putEmitter(e)
+	return rows, err
 }
+
+// putEmitter returns e to emitterPool, its rows dropped.
+func putEmitter(e *emitter) {
+	clear(e.rows)
+	e.rows, e.typ, e.params, e.err = e.rows[:0], "", nil, nil
+	emitterPool.Put(e)
+}
+
+// emitterPool holds emitters with their row buffers for reuse.
+var emitterPool = sync.Pool{New: func() any { return &emitter{rows: make([]store.IndexRow, 0, 32)} }}
 
 func (e *emitter) fail(path, reason string) {
 	if e.err == nil {

@@ -37,8 +37,18 @@ const (
 	OutcomeRejected  = "rejected"
 )
 
-// DefaultChunk is the number of records written per store.Apply call.
+// DefaultChunk is the most records written per store.Apply call.
 const DefaultChunk = 500
+
+// DefaultChunkResources is the most resources written per store.Apply call
+// (a record is never split: a chunk holds at least one record). A chunk's
+// writes are held in memory from its mapping until the store has written
+// them, while the next chunk is mapped, so this bound, not the record
+// count, bounds the ingest's memory: a clinic record maps to one resource or
+// to a hundred (a session's observations). At about 4 KB per mapped
+// resource (body, stamped copy, index rows), the two chunks in flight hold
+// some 35 MB (docs/design/security.md PERF-IN-1).
+const DefaultChunkResources = 4096
 
 // Writer is the storage the ingest pipeline uses, declared here by its
 // consumer and no larger than it needs: the write side of store.Store. Every
@@ -61,6 +71,8 @@ type Service struct {
 	index  Indexer
 	clock  store.Clock
 	chunk  int
+	// chunkResources bounds a chunk's resources (DefaultChunkResources).
+	chunkResources int
 }
 
 // New returns a Service writing to st. clock supplies the recorded time handed
@@ -69,7 +81,7 @@ func New(st Writer, m *mapping.Mapper, index Indexer, clock store.Clock) *Servic
 	if clock == nil {
 		clock = store.SystemClock{}
 	}
-	return &Service{st: st, mapper: m, index: index, clock: clock, chunk: DefaultChunk}
+	return &Service{st: st, mapper: m, index: index, clock: clock, chunk: DefaultChunk, chunkResources: DefaultChunkResources}
 }
 
 // SetChunk sets how many records go into one store write (default
@@ -79,6 +91,16 @@ func (s *Service) SetChunk(n int) {
 		n = DefaultChunk
 	}
 	s.chunk = n
+}
+
+// SetChunkResources sets the most resources one store write holds (default
+// DefaultChunkResources; a record is never split); n < 1 restores the
+// default. Call it before use.
+func (s *Service) SetChunkResources(n int) {
+	if n < 1 {
+		n = DefaultChunkResources
+	}
+	s.chunkResources = n
 }
 
 // Result is the outcome of one record of a batch.
@@ -198,9 +220,10 @@ type batchRun struct {
 // chunk is one store write: the batch indexes of its records and their
 // writes.
 type chunk struct {
-	idx    []int
-	writes []store.RecordWrite
-	upto   int // records of the batch handled once this chunk is written
+	idx       []int
+	writes    []store.RecordWrite
+	resources int // of writes
+	upto      int // records of the batch handled once this chunk is written
 }
 
 // decode decodes and validates every record, indexes the good ones by key,
@@ -274,7 +297,11 @@ func (b *batchRun) reject(i int, errs []clinic.FieldError) {
 // error and the preparation error (a context or mapping infrastructure
 // failure); either stops the batch.
 func (b *batchRun) write(ctx context.Context, progress Progress) (werr, prepErr error) {
-	chunks := make(chan chunk, 1)
+	// Unbuffered: a mapped chunk waits in the preparing goroutine until the
+	// store takes it, so two chunks are in memory (the one written, the next
+	// one mapped), not three; mapping a chunk takes a fraction of writing it,
+	// so the store never waits for it (PERF-IN-1).
+	chunks := make(chan chunk)
 	done := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -289,7 +316,8 @@ func (b *batchRun) write(ctx context.Context, progress Progress) (werr, prepErr 
 }
 
 // prepare maps the good records in dependency order and sends them to
-// chunks, s.chunk records at a time.
+// chunks, at most s.chunk records and, unless one record maps to more,
+// s.chunkResources resources at a time.
 func (b *batchRun) prepare(ctx context.Context, chunks chan<- chunk) error {
 	recorded := b.s.clock.Now()
 	cur := chunk{}
@@ -315,8 +343,14 @@ func (b *batchRun) prepare(ctx context.Context, chunks chan<- chunk) error {
 			b.reject(i, refErrors(b.raw[i], bad))
 			continue
 		}
+		if len(cur.idx) > 0 && cur.resources+len(w.Resources) > b.s.chunkResources {
+			cur.upto = n
+			chunks <- cur
+			cur = chunk{}
+		}
 		cur.idx = append(cur.idx, i)
 		cur.writes = append(cur.writes, w)
+		cur.resources += len(w.Resources)
 		if len(cur.idx) >= b.s.chunk {
 			cur.upto = n + 1
 			chunks <- cur

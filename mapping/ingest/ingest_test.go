@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,8 @@ type memStore struct {
 	bodies    map[store.Key][]byte
 	applies   int
 	failApply error
+	// writes records each Apply's records and resources.
+	writes [][2]int
 }
 
 var _ ingest.Writer = (*memStore)(nil)
@@ -43,6 +46,11 @@ func (m *memStore) Apply(_ context.Context, recs []store.RecordWrite) ([]store.W
 		return nil, m.failApply
 	}
 	m.applies++
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Resources)
+	}
+	m.writes = append(m.writes, [2]int{len(recs), n})
 	out := make([]store.WriteResult, len(recs))
 	for i, r := range recs {
 		k := store.RecordKey{Kind: r.Kind, ClinicID: r.ClinicID}
@@ -308,6 +316,52 @@ func TestIngestOrderAndChunks(t *testing.T) {
 	}
 	if len(calls) == 0 || calls[len(calls)-1] != len(rev) {
 		t.Errorf("progress calls %v", calls)
+	}
+}
+
+// TestIngestChunkResources: a store write holds at most the resource bound
+// (PERF-IN-1), except a lone record that maps to more, which is never split;
+// outcomes, order and progress are those of one write.
+func TestIngestChunkResources(t *testing.T) {
+	recs := goodBatch(t)
+	one := newMemStore()
+	want, wantSum, err := newService(one).Ingest(context.Background(), encode(t, recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.writes) != 1 || one.writes[0][1] < 4 {
+		t.Fatalf("writes with the defaults: %v, want one of several resources", one.writes)
+	}
+	for _, bound := range []int{1, 3} {
+		st := newMemStore()
+		svc := newService(st)
+		svc.SetChunkResources(bound)
+		var calls []int
+		got, sum, err := svc.IngestProgress(context.Background(), encode(t, recs), func(records, _ int) { calls = append(calls, records) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum != wantSum || len(got) != len(want) {
+			t.Fatalf("bound %d: summary %+v, want %+v", bound, sum, wantSum)
+		}
+		for i := range got {
+			if got[i].Outcome != want[i].Outcome || got[i].ID != want[i].ID || got[i].Resources != want[i].Resources {
+				t.Errorf("bound %d: result %d is %+v, want %+v", bound, i, got[i], want[i])
+			}
+		}
+		total := 0
+		for _, w := range st.writes {
+			if w[1] > bound && w[0] != 1 {
+				t.Errorf("bound %d: a write of %d records holds %d resources", bound, w[0], w[1])
+			}
+			total += w[1]
+		}
+		if len(st.writes) < 2 || total != wantSum.Resources {
+			t.Errorf("bound %d: writes %v, want several, %d resources in all", bound, st.writes, wantSum.Resources)
+		}
+		if len(calls) == 0 || calls[len(calls)-1] != len(recs) || !slices.IsSorted(calls) {
+			t.Errorf("bound %d: progress calls %v", bound, calls)
+		}
 	}
 }
 

@@ -30,8 +30,8 @@ const (
 )
 
 // flushAt is the number of buffered rows that triggers a flush (a variable
-// so tests can make flushes happen mid-record); 256Ki rows hold a 500-record
-// chunk of the ingest pipeline, so a chunk usually flushes once.
+// so tests can make flushes happen mid-record); 256Ki rows hold a whole
+// chunk of the ingest pipeline (4,096 resources), so a chunk flushes once.
 var flushAt = 1 << 18
 
 // idxRow is a buffered index row.

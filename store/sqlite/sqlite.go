@@ -151,6 +151,21 @@ const (
 	idleCache   = "PRAGMA cache_size = -4096"  // 4 MiB, as in writerPragmas
 )
 
+// The WAL's checkpoint threshold, likewise. A commit that leaves the WAL
+// above it copies the WAL into the database and syncs both, on the writer's
+// goroutine. An ingest chunk (4,096 resources, PERF-IN-1) writes about
+// 12,000 pages at 1M resources, so the default of 1,000 pages checkpointed
+// after every chunk: at 1M resources, checkpoints (their copies, reads and
+// syncs) were 17% of the writer's time, and many of the pages they copied
+// were copied again a chunk later (index interior pages, the ends of the
+// tables). During ingest the WAL grows to about 128 MiB before a checkpoint
+// (docs/design/security.md PERF-IN-2); between ingests it is SQLite's
+// default.
+const (
+	ingestCheckpoint = "PRAGMA wal_autocheckpoint = 32768" // pages: 128 MiB
+	idleCheckpoint   = "PRAGMA wal_autocheckpoint = 1000"  // SQLite's default
+)
+
 // writerIdleAfter is the pause in ingest after which the writer's cache
 // shrinks (a variable for tests).
 var writerIdleAfter = 2 * time.Second
@@ -160,6 +175,7 @@ var writerIdleAfter = 2 * time.Second
 func (s *Store) growForIngest(ctx context.Context) {
 	if !s.ingesting {
 		_, _ = s.w.ExecContext(ctx, ingestCache)
+		_, _ = s.w.ExecContext(ctx, ingestCheckpoint)
 		s.ingesting = true
 	}
 }
@@ -188,6 +204,10 @@ func (s *Store) releaseWhenIdle() {
 		ctx := context.Background()
 		if _, err := s.w.ExecContext(ctx, idleCache); err == nil {
 			_, _ = s.w.ExecContext(ctx, "PRAGMA shrink_memory")
+			_, _ = s.w.ExecContext(ctx, idleCheckpoint)
+			// What the ingest left in the WAL goes to the database now,
+			// not at the next write: readers look pages up in the WAL.
+			_, _ = s.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 			s.ingesting = false
 		}
 	})
