@@ -643,10 +643,16 @@ func (l *liner) line(r *store.Resource) ([]byte, error) {
 // "reference":"Type/id"; anything else in the body spelling "reference"
 // (a value, an escape) sends it the exact way.
 func refsOpen(body []byte, open map[string]bool) bool {
-	const key = `"reference":"`
 	if len(open) == 0 {
 		return false
 	}
+	return refsAll(body, func(typ []byte) bool { return open[string(typ)] })
+}
+
+// refsAll reports whether every reference in body is a local Type/id
+// reference whose type open accepts, spelled as refsOpen describes.
+func refsAll(body []byte, open func(typ []byte) bool) bool {
+	const key = `"reference":"`
 	seen, rest := 0, body
 	for {
 		i := bytes.Index(rest, []byte(key))
@@ -661,7 +667,7 @@ func refsOpen(body []byte, open map[string]bool) bool {
 		ref := rest[:j]
 		rest = rest[j+1:]
 		t, id, ok := bytes.Cut(ref, []byte{'/'})
-		if !ok || !open[string(t)] || !validID(string(id)) {
+		if !ok || !validID(string(id)) || !open(t) {
 			return false
 		}
 		seen++
