@@ -48,8 +48,8 @@ type Config struct {
 	// (ApplyMemoryLimit); 0 (the default) sets none. "auto" is CacheMB +
 	// memoryLimitHeadroomMB.
 	MemoryLimitMB int
-	// GCPercent is the Go collector's GOGC (ApplyMemoryLimit): 50 by
-	// default; 0 leaves the runtime's (GOGC when set, else 100).
+	// GCPercent is the Go collector's GOGC (ApplyMemoryLimit): 100 by
+	// default, the runtime's own; 0 leaves the runtime's (GOGC when set).
 	GCPercent int
 	// RateLimit is the per-client request rate (tokens/s); 0 disables it.
 	RateLimit float64
@@ -165,7 +165,7 @@ var Settings = []Setting{
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB: the whole cache without Redis, each replica's near cache with it (0 = none)"},
 	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "0", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); 0 = none (the default: GOMEMLIMIT, if set); auto = --cache-mb + 128 (GOMEMLIMIT, when set, wins over auto)"},
-	{"gc-percent", "KETABRIDGE_GC_PERCENT", "50", "the Go garbage collector's GOGC: the heap may grow this many percent past what is live before a collection; 50 keeps the heap at 1.5x the live heap instead of the runtime's 2x (GOGC, when set, wins)"},
+	{"gc-percent", "KETABRIDGE_GC_PERCENT", "100", "the Go garbage collector's GOGC: the heap may grow this many percent past what is live before a collection; 50 keeps it at 1.5x the live heap instead of 2x, for less RSS and more CPU per request (GOGC, when set, wins)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},
 	{"export-max-jobs", "KETABRIDGE_EXPORT_MAX_JOBS", "3", "running Bulk Data exports per OAuth client (429 beyond)"},

@@ -94,8 +94,8 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("memory limit %d MiB by default", c.MemoryLimitMB)
 			}
 		}},
-		{"gc percent 50 by default", nil, nil, func(t *testing.T, c Config) {
-			if c.GCPercent != 50 {
+		{"gc percent 100 by default", nil, nil, func(t *testing.T, c Config) {
+			if c.GCPercent != 100 {
 				t.Errorf("gc percent %d by default", c.GCPercent)
 			}
 		}},
