@@ -73,6 +73,10 @@ type Params struct {
 	// IngestProfile+".heap" gets a heap profile taken at the end of the
 	// ingest, before anything is freed.
 	IngestProfile string
+	// MemProfile, when set, is the prefix of each scenario's heap profile
+	// (MemProfile.<scenario>.heap), and each scenario prints where its
+	// memory was at its highest anonymous RSS (memdiag.go).
+	MemProfile string
 	// Out is the directory of results.json, compare.json and the charts;
 	// Docs the Markdown file the dated rows are appended to (empty: none).
 	Out, Docs string
@@ -538,7 +542,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
 		cpu0 := cpuSeconds()
-		r, err := attackScenario(sc, conns, p.Duration)
+		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}

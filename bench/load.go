@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -169,7 +170,7 @@ func (sc scenario) preflight(ctx context.Context, c *http.Client) error {
 // many workers (an unpaced, closed-loop load) for d, and summarises it with
 // vegeta.Metrics. Peak RSS is the process's VmHWM, reset first when the
 // kernel allows.
-func attackScenario(sc scenario, conns int, d time.Duration) (scenarioResult, error) {
+func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, stderr io.Writer) (scenarioResult, error) {
 	// Each scenario's peak starts from the gateway at rest: the heap the
 	// previous scenario grew (and the runtime keeps for a while) is handed
 	// back to the OS first, so it does not count against this one.
@@ -185,6 +186,7 @@ func attackScenario(sc scenario, conns int, d time.Duration) (scenarioResult, er
 		// the shared cores a quarter of that scenario's CPU.
 		vegeta.MaxBody(0),
 	)
+	endDiag := memDiag(memProfile, sc.name, stderr)
 	var m vegeta.Metrics
 	var errs int
 	var first string
@@ -198,6 +200,7 @@ func attackScenario(sc scenario, conns int, d time.Duration) (scenarioResult, er
 		}
 	}
 	m.Close()
+	endDiag()
 	if m.Requests == 0 {
 		return scenarioResult{}, fmt.Errorf("no request completed")
 	}

@@ -790,6 +790,33 @@ func (s *Server) outwardAll(ctx context.Context, rs []store.Resource) ([]store.R
 	return rs, nil
 }
 
+// provenanceReadable reports, without decoding body, that the caller may
+// read every target of the stored Provenance: every reference in it (its
+// agents' too) is a plain local Type/id of a served type the caller reads
+// whole (unrestricted, every patient), as refsOpen checks an export line
+// (BULK-10). Then provenanceTargets has nothing to withhold; anything else
+// takes its full check (docs/design/security.md PERF-ST-5). A system
+// client's $everything page holds dozens of Provenances, and decoding each
+// with encoding/json to learn that was about two thirds of that answer's
+// CPU.
+func (s *Server) provenanceReadable(ctx context.Context, body []byte) bool {
+	var whole []string // types decided readable whole
+	return refsAll(body, func(typ []byte) bool {
+		if slices.Contains(whole, string(typ)) {
+			return true
+		}
+		if !s.types[string(typ)] {
+			return false
+		}
+		n, err := decide(ctx, auth.InteractionRead, string(typ))
+		if err != nil || !n.all || n.restricts() {
+			return false
+		}
+		whole = append(whole, string(typ))
+		return true
+	})
+}
+
 // withheldTarget replaces the targets of a Provenance none of whose targets
 // the caller may read: Provenance.target is required (1..*), and a
 // reference with only a display names nothing.
@@ -800,6 +827,9 @@ const withheldTarget = `[{"display":"withheld"}]`
 // (docs/design/security.md PRIV-16): a resource the caller may read never
 // reveals the ids of resources it may not.
 func (s *Server) provenanceTargets(ctx context.Context, body []byte) ([]byte, error) {
+	if s.provenanceReadable(ctx, body) {
+		return nil, nil
+	}
 	ms, err := members(body)
 	if err != nil {
 		return nil, err

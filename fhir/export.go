@@ -652,12 +652,18 @@ func (l *liner) line(r *store.Resource) ([]byte, error) {
 // "reference":"Type/id"; anything else in the body spelling "reference"
 // (a value, an escape) sends it the exact way.
 func refsOpen(body []byte, open map[string]bool) bool {
-	const key = `"reference"`
 	if len(open) == 0 {
 		return false
 	}
-	// One pass: every "reference" must be a key followed by a plain
-	// "Type/id" string.
+	return refsAll(body, func(typ []byte) bool { return open[string(typ)] })
+}
+
+// refsAll reports whether every reference in body is a local Type/id
+// reference whose type open accepts, spelled as refsOpen describes. One
+// pass: every "reference" must be a key followed by a plain "Type/id"
+// string.
+func refsAll(body []byte, open func(typ []byte) bool) bool {
+	const key = `"reference"`
 	rest := body
 	for {
 		i := bytes.Index(rest, []byte(key))
@@ -676,7 +682,7 @@ func refsOpen(body []byte, open map[string]bool) bool {
 		ref := rest[:j]
 		rest = rest[j+1:]
 		t, id, ok := bytes.Cut(ref, []byte{'/'})
-		if !ok || !open[string(t)] || !validIDBytes(id) {
+		if !ok || !validIDBytes(id) || !open(t) {
 			return false
 		}
 	}

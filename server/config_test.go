@@ -94,6 +94,21 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("memory limit %d MiB by default", c.MemoryLimitMB)
 			}
 		}},
+		{"gc percent 100 by default", nil, nil, func(t *testing.T, c Config) {
+			if c.GCPercent != 100 {
+				t.Errorf("gc percent %d by default", c.GCPercent)
+			}
+		}},
+		{"gc percent given", nil, map[string]string{"KETABRIDGE_GC_PERCENT": "200"}, func(t *testing.T, c Config) {
+			if c.GCPercent != 200 {
+				t.Errorf("gc percent %d", c.GCPercent)
+			}
+		}},
+		{"gc percent yields to GOGC", []string{"--gc-percent", "80"}, map[string]string{"GOGC": "150"}, func(t *testing.T, c Config) {
+			if c.GCPercent != 0 {
+				t.Errorf("gc percent %d over GOGC", c.GCPercent)
+			}
+		}},
 		{"memory limit off", []string{"--memory-limit-mb", "0"}, nil, func(t *testing.T, c Config) {
 			if c.MemoryLimitMB != 0 {
 				t.Errorf("memory limit %d MiB", c.MemoryLimitMB)
@@ -154,6 +169,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"redis without host", []string{"--redis-url", "redis://"}, nil, "invalid --redis-url"},
 		{"cache size", []string{"--cache-mb", "-1"}, nil, "invalid --cache-mb"},
 		{"memory limit word", []string{"--memory-limit-mb", "lots"}, nil, "invalid --memory-limit-mb"},
+		{"gc percent too low", []string{"--gc-percent", "5"}, nil, "invalid --gc-percent"},
+		{"gc percent word", []string{"--gc-percent", "off"}, nil, "invalid --gc-percent"},
 		{"memory limit below the cache", []string{"--cache-mb", "256", "--memory-limit-mb", "200"}, nil, "at least --cache-mb + 32"},
 		{"memory limit negative", nil, map[string]string{"KETABRIDGE_MEMORY_LIMIT_MB": "-1"}, "invalid KETABRIDGE_MEMORY_LIMIT_MB"},
 		{"rate limit", nil, map[string]string{"KETABRIDGE_RATE_LIMIT": "fast"}, "invalid KETABRIDGE_RATE_LIMIT"},

@@ -29,7 +29,19 @@ const memoryLimitHeadroomMB = 128
 // but never fails it), and freed memory goes back to the OS promptly, so
 // RSS stays flat after a burst instead of keeping the heap of GOGC=100 at
 // twice the largest live heap seen.
+//
+// It also sets the collector's GOGC to cfg.GCPercent (docs/design/security.md
+// PERF-ST-7; 0 leaves the runtime's). The default is the runtime's 100: at
+// 50 the heap grows to 1.5 times what is live between collections instead
+// of twice, and on the bench each scenario's peak RSS fell by 10-80 MB, but
+// the cache-hit reads cost about 15-30 % more CPU per request
+// (docs/benchmarks.md, "Memory and tail latency: PERF-ST-5..7"), and issue
+// 18 asks for flat memory with no throughput lost. An operator short of
+// memory sets 50.
 func ApplyMemoryLimit(cfg Config) int64 {
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	if cfg.MemoryLimitMB <= 0 {
 		return debug.SetMemoryLimit(-1)
 	}

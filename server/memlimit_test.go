@@ -24,3 +24,20 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Errorf("the runtime's limit is %d, want 123 MiB kept", now)
 	}
 }
+
+func TestApplyGCPercent(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+
+	ApplyMemoryLimit(Config{GCPercent: 50})
+	if now := debug.SetGCPercent(100); now != 50 {
+		t.Errorf("GOGC is %d, want 50", now)
+	}
+	// 0 leaves the runtime's (GOGC's) in force.
+	debug.SetGCPercent(170)
+	ApplyMemoryLimit(Config{})
+	if now := debug.SetGCPercent(100); now != 170 {
+		t.Errorf("GOGC is %d, want 170 kept", now)
+	}
+}

@@ -35,6 +35,9 @@ func serve(ctx context.Context, inv *invocation, demo bool) error {
 	if limit := server.ApplyMemoryLimit(cfg); limit < math.MaxInt64 {
 		log.Info("memory limit", "mib", limit>>20)
 	}
+	if cfg.GCPercent > 0 {
+		log.Info("garbage collector", "gogc", cfg.GCPercent)
+	}
 	defer func() {
 		if err := g.Close(); err != nil {
 			log.Error("closing the audit writer and the store", "err", err)

@@ -65,8 +65,25 @@ var writerPragmas = []string{
 	"cache_size(-4096)", // 4 MiB between ingests, 64 MiB during them (ingestCache)
 }
 
+// readerPragmas: 2 MiB of page cache per reader (docs/design/security.md
+// PERF-ST-6). A larger one buys little and costs twice its size: in WAL
+// mode a reader drops its whole cache at the start of a read whenever
+// anything was committed since its last one, and the audit writer commits
+// every 200 ms under load, so a cache never holds more than one such
+// window's pages; and the pure-Go SQLite's allocator (modernc.org/memory)
+// rounds each cached page (4 KiB plus SQLite's header) up to an 8 KiB slot,
+// so 8 MiB per reader cost up to 16 MiB of RSS each (57 MB for 4 readers
+// in the 1M search scenario), refilled by one malloc per page behind
+// the allocator's one process-wide lock.
 var readerPragmas = []string{
-	"cache_size(-8192)", // 8 MiB per reader
+	"cache_size(-2048)",
+	"query_only(1)",
+}
+
+// probePragmas are the readiness probe's: it reads one page of the
+// schema.
+var probePragmas = []string{
+	"cache_size(16)",
 	"query_only(1)",
 }
 
@@ -296,7 +313,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 	}
 	s.xdb.SetMaxOpenConns(n)
 	s.xdb.SetMaxIdleConns(runtime.GOMAXPROCS(0))
-	s.pdb, err = sql.Open("sqlite", dsn(path, append(append([]string{}, commonPragmas...), readerPragmas...)))
+	s.pdb, err = sql.Open("sqlite", dsn(path, append(append([]string{}, commonPragmas...), probePragmas...)))
 	if err != nil {
 		return fail(fmt.Errorf("store: sqlite: open the probe connection: %w", err))
 	}
