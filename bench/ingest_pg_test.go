@@ -48,12 +48,8 @@ func BenchmarkIngestPostgres(b *testing.B) {
 	var goCPU, pgCPU float64
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		u, drop, err := postgres.NewSchema(ctx, url, fmt.Sprintf("kb_benchingest_%d", time.Now().UnixNano()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		app := fmt.Sprintf("kb_benchingest_%d", i)
-		st, err := postgres.Open(ctx, u+"&application_name="+app, store.SystemClock{})
+		u, app, drop := ingestSchema(ctx, b, url, i)
+		st, err := postgres.Open(ctx, u, store.SystemClock{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -79,10 +75,26 @@ func BenchmarkIngestPostgres(b *testing.B) {
 		}
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(resources)/elapsed.Seconds(), "resources/s")
 	b.ReportMetric(float64(len(raw)), "records/op")
-	b.ReportMetric(goCPU*1e6/float64(resources), "go-cpu-us/resource")
-	b.ReportMetric(pgCPU*1e6/float64(resources), "pg-cpu-us/resource")
+	reportIngest(b, resources, elapsed, goCPU, pgCPU)
+}
+
+// ingestSchema makes a fresh schema for iteration i and returns its URL,
+// tagged with an application name (app) that backendCPU finds its
+// backends by, and the function that drops it.
+func ingestSchema(ctx context.Context, b *testing.B, url string, i int) (u, app string, drop func(context.Context) error) {
+	u, drop, err := postgres.NewSchema(ctx, url, fmt.Sprintf("kb_benchingest_%d", time.Now().UnixNano()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	app = fmt.Sprintf("kb_benchingest_%d", i)
+	return u + "&application_name=" + app, app, drop
+}
+
+// reportIngest reports the resources/s and the CPU per resource of the Go
+// process and of the PostgreSQL backends.
+func reportIngest(b *testing.B, resources int, elapsed time.Duration, goCPU, pgCPU float64) {
+	reportIngest(b, resources, elapsed, goCPU, pgCPU)
 }
 
 // backendCPU is the CPU time (user and system, seconds) the PostgreSQL
@@ -153,15 +165,12 @@ func BenchmarkIngestPostgresReplicas(b *testing.B) {
 	var goCPU, pgCPU float64
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		u, drop, err := postgres.NewSchema(ctx, url, fmt.Sprintf("kb_benchingest_%d", time.Now().UnixNano()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		app := fmt.Sprintf("kb_benchingest_%d", i)
+		u, app, drop := ingestSchema(ctx, b, url, i)
 		var svcs [2]*ingest.Service
 		var stores [2]*postgres.Store
 		for r := range stores {
-			if stores[r], err = postgres.Open(ctx, u+"&application_name="+app, store.SystemClock{}); err != nil {
+			var err error
+			if stores[r], err = postgres.Open(ctx, u, store.SystemClock{}); err != nil {
 				b.Fatal(err)
 			}
 			svcs[r] = ingest.New(stores[r], m, search.Extract, store.SystemClock{})
