@@ -3,8 +3,6 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"math"
 	"testing"
@@ -23,20 +21,8 @@ import (
 // (storetest.RunBatchApply checks the answers; this that they are the bulk
 // path's).
 func TestBulkPathNeedsNoRetry(t *testing.T) {
-	url := storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 	ctx := context.Background()
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	u, drop, err := NewSchema(ctx, url, "kb_test_"+hex.EncodeToString(rnd[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = drop(context.Background()) })
-	s, err := Open(ctx, u, storetest.NewFakeClock(storetest.T0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, _ := freshStore(t, storetest.NewFakeClock(storetest.T0))
 	x := storetest.Res("Observation", "x", "p1", "", storetest.Token("code", "http://loinc.org", "1"), storetest.Token("code", "http://loinc.org", "1"),
 		storetest.Num("n", 0), storetest.Num("n", math.Copysign(0, -1)), storetest.Num("n", math.NaN()), storetest.Num("n", math.NaN()),
 		store.IndexRow{Param: "name", Kind: store.KindString, Value: "Ada"}, store.IndexRow{Param: "name", Kind: store.KindString, Value: "ada"})

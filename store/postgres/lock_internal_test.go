@@ -15,8 +15,9 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// lockTestStore opens a store on a fresh schema with clock.
-func lockTestStore(t *testing.T, clock store.Clock) (*Store, string) {
+// freshStore opens a store on a fresh schema with clock (dropped at cleanup)
+// and returns it with its URL.
+func freshStore(t *testing.T, clock store.Clock) (*Store, string) {
 	t.Helper()
 	url := storetest.ServiceURL(t, "KETABRIDGE_TEST_DATABASE_URL")
 	ctx := context.Background()
@@ -60,7 +61,7 @@ func pauseFirst(t *testing.T) (paused, release chan struct{}) {
 func TestPatientsIngestInParallel(t *testing.T) {
 	ctx := context.Background()
 	clock := storetest.NewFakeClock(storetest.T0)
-	s, _ := lockTestStore(t, clock)
+	s, _ := freshStore(t, clock)
 	paused, release := pauseFirst(t)
 
 	a := storetest.Rec("session", "a", "h1", storetest.Res("Observation", "a1", "p1", `"status":"final"`,
@@ -128,7 +129,7 @@ func TestPatientsIngestInParallel(t *testing.T) {
 func TestSameRecordWaits(t *testing.T) {
 	ctx := context.Background()
 	clock := storetest.NewFakeClock(storetest.T0)
-	s, u := lockTestStore(t, clock)
+	s, u := freshStore(t, clock)
 	rec := func(hash, status string) store.RecordWrite {
 		return storetest.Rec("session", "a", hash, storetest.Res("Observation", "a1", "p1", `"status":"`+status+`"`,
 			storetest.Token("status", "", status)))
@@ -199,7 +200,7 @@ func TestSameRecordWaits(t *testing.T) {
 // one version, one set of index rows.
 func TestSameNewRecordAtOnce(t *testing.T) {
 	ctx := context.Background()
-	s, u := lockTestStore(t, storetest.NewFakeClock(storetest.T0))
+	s, u := freshStore(t, storetest.NewFakeClock(storetest.T0))
 	paused, release := pauseFirst(t)
 	rec := storetest.Rec("session", "a", "h1", storetest.Res("Observation", "a1", "p1", `"status":"final"`,
 		storetest.Token("code", "http://loinc.org", "1")))
