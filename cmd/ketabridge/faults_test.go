@@ -299,10 +299,15 @@ func TestFaultsRedisAndPostgresDown(t *testing.T) {
 
 	t.Run("postgres back", func(t *testing.T) {
 		pg.start()
-		waitFor(t, "readyz ready after PostgreSQL restarted", func() bool {
-			code, _, _ := readyz(t, a)
-			return code == http.StatusOK
-		})
+		// Each replica is ready again once its own audit writer has
+		// appended after its backoff (AUD-ARCH-2): a load balancer routes
+		// by each replica's /readyz, so the test waits for both.
+		for _, p := range []*proc{a, b} {
+			waitFor(t, p.name+" readyz ready after PostgreSQL restarted", func() bool {
+				code, _, _ := readyz(t, p)
+				return code == http.StatusOK
+			})
+		}
 		// Nothing acknowledged was lost, and the gateway works again with no
 		// restart.
 		for _, p := range []*proc{a, b} {
