@@ -35,7 +35,7 @@ import (
 func BenchmarkIngestPostgres(b *testing.B) { ingestPostgres(b, false) }
 
 // BenchmarkIngestPostgresBulk is BenchmarkIngestPostgres inside a bulk load
-// (store.BulkWriter, docs/design/architecture.md PERF-PG-3), its end (the
+// (store.BulkWriter, docs/design/security.md PERF-PG-3), its end (the
 // index builds) included in the time and the CPU. The index builds' CPU
 // lands on the store's backend only when the server builds without
 // parallel workers: add max_parallel_maintenance_workers=0 to the URL to

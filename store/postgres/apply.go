@@ -503,7 +503,7 @@ func (h *histRows) queue(b *pgx.Batch) {
 
 // indexRows are index rows collected per table for one multi-row INSERT
 // each (duplicates of a row are kept once: SELECT DISTINCT, so also while a
-// bulk load has dropped the primary keys, docs/design/architecture.md
+// bulk load has dropped the primary keys, docs/design/security.md
 // PERF-PG-3; ON CONFLICT DO NOTHING against the rows already stored).
 type indexRows struct {
 	tokP, tokCode, tokSys []string

@@ -12,7 +12,7 @@ import (
 	"github.com/ketabridge/ketabridge/store"
 )
 
-// A bulk load (store.BulkWriter; docs/design/architecture.md PERF-PG-3).
+// A bulk load (store.BulkWriter; docs/design/security.md PERF-PG-3).
 //
 // An ingest's cost on PostgreSQL is B-tree maintenance: about 33 index
 // inserts per resource, most of them at random places in large trees (the

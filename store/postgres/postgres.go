@@ -114,7 +114,7 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
 	}
 	// A bulk load cut short, with no load running: build what it dropped
-	// (docs/design/architecture.md PERF-PG-3).
+	// (docs/design/security.md PERF-PG-3).
 	if err := s.finishOnOpen(ctx); err != nil {
 		pool.Close()
 		probe.Close()
