@@ -79,8 +79,12 @@ func ingestPostgres(b *testing.B, bulk bool) {
 			}
 			resources += sum.Resources
 		}
+		endStart := time.Now()
 		if err := end(ctx); err != nil {
 			b.Fatal(err)
+		}
+		if bulk {
+			b.Logf("the load's end (the index builds) took %v", time.Since(endStart).Round(time.Millisecond))
 		}
 		elapsed += time.Since(start)
 		goCPU += cpuSeconds() - goCPU0
