@@ -23,8 +23,9 @@ var importCommand = &command{
 	name: "import", args: "FILE [--bulk] [flags]", nargs: 1,
 	summary: "ingest an NDJSON file of clinic records, one record per line (- for stdin)",
 	flags: func(fs *flag.FlagSet) action {
-		bulk := fs.Bool("bulk", false, "bulk load: into a new SQLite store, build the search indexes once at the end "+
-			"(searches fail until the import ends; same records, same answers); run it with the gateway stopped")
+		bulk := fs.Bool("bulk", false, "bulk load: into a new store, build the search indexes once at the end "+
+			"(SQLite: searches fail until the import ends; PostgreSQL: searches are slow until it ends; same records, same answers); "+
+			"run it with the gateway stopped")
 		return func(ctx context.Context, inv *invocation) error { return importFile(ctx, inv, *bulk) }
 	},
 }
@@ -68,7 +69,8 @@ func importFile(ctx context.Context, inv *invocation, bulk bool) error {
 	start := time.Now()
 	end := func(context.Context) error { return nil }
 	if bulk {
-		// docs/design/architecture.md PERF-SQLB-1: the same ingest, inside a
+		// docs/design/architecture.md PERF-SQLB-1 (PostgreSQL: docs/design/
+		// security.md PERF-PG-3): the same ingest, inside a
 		// bulk load; ended (the indexes built) also after a failure, so the
 		// records stored before it are searchable.
 		if end, _, err = d.BeginBulk(ctx); err != nil {

@@ -502,7 +502,9 @@ func (h *histRows) queue(b *pgx.Batch) {
 }
 
 // indexRows are index rows collected per table for one multi-row INSERT
-// each (duplicates of a row are kept once, as ON CONFLICT DO NOTHING).
+// each (duplicates of a row are kept once: SELECT DISTINCT, so also while a
+// bulk load has dropped the primary keys, docs/design/security.md
+// PERF-PG-3; ON CONFLICT DO NOTHING against the rows already stored).
 type indexRows struct {
 	tokP, tokCode, tokSys []string
 	tokRID                []int64
@@ -549,27 +551,27 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 
 func (x *indexRows) queue(b *pgx.Batch) {
 	if len(x.tokRID) > 0 {
-		b.Queue(`INSERT INTO idx_token (param, code, system, rid, patient) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_token (param, code, system, rid, patient) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
 			x.tokP, x.tokCode, x.tokSys, x.tokRID, x.tokPatient)
 	}
 	if len(x.strRID) > 0 {
-		b.Queue(`INSERT INTO idx_string (param, value, rid) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_string (param, value, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 			x.strP, x.strV, x.strRID)
 	}
 	if len(x.dateRID) > 0 {
-		b.Queue(`INSERT INTO idx_date (param, lo, hi, rid) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_date (param, lo, hi, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING`,
 			x.dateP, x.dateLo, x.dateHi, x.dateRID)
 	}
 	if len(x.refRID) > 0 {
-		b.Queue(`INSERT INTO idx_ref (param, target, rid) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_ref (param, target, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 			x.refP, x.refT, x.refRID)
 	}
 	if len(x.numRID) > 0 {
-		b.Queue(`INSERT INTO idx_number (param, num, rid) SELECT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_number (param, num, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 			x.numP, x.numN, x.numRID)
 	}
 	if len(x.qtyRID) > 0 {
-		b.Queue(`INSERT INTO idx_quantity (param, num, system, code, rid) SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_quantity (param, num, system, code, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
 			x.qtyP, x.qtyN, x.qtySys, x.qtyCode, x.qtyRID)
 	}
 }

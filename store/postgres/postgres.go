@@ -23,6 +23,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,13 @@ type Store struct {
 	closed atomic.Bool
 	// applyLock is the advisory lock key serializing Apply in this schema.
 	applyLock int64
+	// bulkLock is the advisory lock key of bulk loads (bulkload.go): held
+	// shared by each running load; bulkLock+1 serializes their staging.
+	// bulkConn is the session holding it for this store's load (nil when
+	// none runs), under bulkMu.
+	bulkLock int64
+	bulkMu   sync.Mutex
+	bulkConn *pgxpool.Conn
 	// sinceAnalyze counts resource versions written since the last ANALYZE,
 	// analyzedAt those written before it (this process's view); analyzing
 	// is set while one runs. See noteWrites.
@@ -100,10 +108,17 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 		probe.Close()
 		return nil, err
 	}
-	if err := pool.QueryRow(ctx, `SELECT hashtextextended('ketabridge:apply:' || current_schema(), 0)`).Scan(&s.applyLock); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT hashtextextended('ketabridge:apply:' || current_schema(), 0), hashtextextended('ketabridge:bulk:' || current_schema(), 0)`).Scan(&s.applyLock, &s.bulkLock); err != nil {
 		pool.Close()
 		probe.Close()
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
+	}
+	// A bulk load cut short, with no load running: build what it dropped
+	// (docs/design/security.md PERF-PG-3).
+	if err := s.finishOnOpen(ctx); err != nil {
+		pool.Close()
+		probe.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -172,6 +187,14 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.bulkMu.Lock()
+	if s.bulkConn != nil {
+		// A load not ended: its session ends here, releasing its lock;
+		// the indexes are built by another load's end or the next Open.
+		discard(s.bulkConn)
+		s.bulkConn = nil
+	}
+	s.bulkMu.Unlock()
 	s.pool.Close()
 	s.probe.Close()
 	return nil
