@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,17 @@ type watch struct {
 	marksWanted bool // Marked was asked: load the marks in every session
 	marksLoaded bool // marks holds every marked key (in this gen)
 	marks       map[string]struct{}
+
+	// The stamps loaded into the mirror in every session (Preload; the
+	// read cache's epoch and resource buckets, CACHE-4). While a load is
+	// in flight (recording), apply keeps the highest value each message
+	// names of a stamp the mirror does not hold in recent, which the load
+	// then merges: the load learns values read after its session began, and
+	// the messages since, whatever their order.
+	preload   []string
+	preloaded bool
+	recording bool
+	recent    map[string]uint64
 }
 
 const (
@@ -161,6 +173,7 @@ func (w *watch) newSession() {
 	clear(w.mirror)
 	clear(w.marks)
 	w.marksLoaded = false
+	w.preloaded = false
 }
 
 // subscriber reads the subscription: confirmations, invalidation
@@ -270,9 +283,14 @@ func (w *watch) apply(payload string) {
 			break
 		}
 		// Only stamps the mirror holds: one it does not is read from
-		// Redis when needed (learn drops a read that a message overtook).
-		if old, ok := w.mirror[name]; ok && v > old {
-			w.mirror[name] = v
+		// Redis when needed (learn drops a read that a message overtook),
+		// or merged into a Preload's load in flight.
+		if old, ok := w.mirror[name]; ok {
+			if v > old {
+				w.mirror[name] = v
+			}
+		} else if w.recording && v > w.recent[name] {
+			w.recent[name] = v
 		}
 	}
 	w.messages++
@@ -391,7 +409,7 @@ func (w *watch) leaser() {
 			continue
 		}
 		w.mu.Lock()
-		load := false
+		load, preload := false, false
 		if w.gen == gen && w.subscribed {
 			if wanted {
 				if res[0] == 0 {
@@ -402,6 +420,7 @@ func (w *watch) leaser() {
 				w.until = sent.Add(leaseTTL - leaseMargin)
 			}
 			load = wanted && w.marksWanted && !w.marksLoaded
+			preload = wanted && len(w.preload) > 0 && !w.preloaded
 			gen = w.gen
 		}
 		w.mu.Unlock()
@@ -409,7 +428,78 @@ func (w *watch) leaser() {
 		if load {
 			w.loadMarks(gen)
 		}
+		if preload {
+			w.loadStamps(gen)
+		}
 	}
+}
+
+// preloadChunk is how many stamps one MGET of loadStamps reads.
+const preloadChunk = 8192
+
+// setPreload has every session of the watch load names into the mirror
+// (the first call's names; later calls change nothing).
+func (w *watch) setPreload(names []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.preload) == 0 && len(names) > 0 && len(names) <= mirrorMax*3/4 {
+		w.preload = slices.Clone(names)
+		w.recent = map[string]uint64{}
+	}
+}
+
+// loadStamps reads the Preload stamps in MGETs sent after the session gen
+// began (subscription confirmed, lease held) and learns them, each as the
+// highest of the value read and the values of the messages applied since
+// the first MGET was sent (kept in recent): stamps only grow, and every
+// message since the read is either counted there or was applied to a stamp
+// the mirror already held. A changed session learns nothing.
+func (w *watch) loadStamps(gen uint64) {
+	w.mu.Lock()
+	if w.gen != gen || w.preloaded {
+		w.mu.Unlock()
+		return
+	}
+	names := w.preload
+	w.recording = true
+	clear(w.recent)
+	w.mu.Unlock()
+	vals := make([]any, 0, len(names))
+	ok := true
+	for i := 0; i < len(names) && ok; i += preloadChunk {
+		chunk := names[i:min(i+preloadChunk, len(names))]
+		keys := make([]string, len(chunk))
+		for j, n := range chunk {
+			keys[j] = w.stamps + n
+		}
+		ctx, cancel := context.WithTimeout(w.ctx, ioTimeout)
+		v, err := w.c.MGet(ctx, keys...).Result()
+		cancel()
+		ok = err == nil && len(v) == len(chunk)
+		vals = append(vals, v...)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.recording = false
+	defer clear(w.recent)
+	if !ok || w.gen != gen || !w.subscribed || len(w.mirror)+len(names) > mirrorMax {
+		return // tried again after the next renewal
+	}
+	for i, name := range names {
+		var v uint64
+		if s, isStr := vals[i].(string); isStr {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return
+			}
+			v = n
+		}
+		v = max(v, w.recent[name])
+		if old, held := w.mirror[name]; !held || v > old {
+			w.mirror[name] = v
+		}
+	}
+	w.preloaded = true
 }
 
 // marksScript returns the members of the sorted set KEYS[1] that have not
