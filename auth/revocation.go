@@ -128,7 +128,10 @@ func revocationKey(grantID string) string { return "rev:" + grantID }
 // check falls back to the durable store itself (exact, slower); when that
 // fails too the error is returned and the request fails closed (503).
 //
-// The key is read once per check, never remembered: a local cache of the
+// With a store.Mirrored eph (Redis), the check asks this replica's mirror of
+// the revoked grants, which Revoke's Mark updates on every replica holding
+// a lease before it returns (INT-4); when the mirror cannot vouch, the key
+// is read as follows. That read is never remembered: a local cache of the
 // answer (for any time) would let a replica accept a token another replica
 // has already acknowledged as revoked. What the check shares is the round
 // trip: when eph is a store.BatchGetter (Redis), concurrent checks, and the
@@ -140,7 +143,11 @@ type sharedRevocations struct {
 	eph   store.Ephemeral
 	// get is eph's GetBatched when it has one, else its Get.
 	get func(ctx context.Context, key string) ([]byte, error)
-	st  SharedRevocationStore
+	// mirror is eph when it is a store.Mirrored (Redis): each replica
+	// mirrors the revoked grants, so the check makes no round trip while
+	// the mirror can vouch (docs/design/security.md INT-4).
+	mirror store.Mirrored
+	st     SharedRevocationStore
 }
 
 // NewSharedRevocations is NewRevocations for replicas sharing eph (Redis).
@@ -157,6 +164,7 @@ func newSharedRevocations(local *revocationSet, eph store.Ephemeral, st SharedRe
 	if b, ok := eph.(store.BatchGetter); ok {
 		r.get = b.GetBatched
 	}
+	r.mirror, _ = eph.(store.Mirrored)
 	return r
 }
 
@@ -164,6 +172,15 @@ func newSharedRevocations(local *revocationSet, eph store.Ephemeral, st SharedRe
 func (r *sharedRevocations) Revoked(ctx context.Context, grantID string) (bool, error) {
 	if ok, _ := r.local.Revoked(ctx, grantID); ok {
 		return true, nil
+	}
+	if r.mirror != nil {
+		// Every revocation acknowledged anywhere (Mark returned) is in a
+		// mirror that vouches; one that cannot (not loaded, subscription
+		// down, lease lapsed) sends the check to Redis, then the durable
+		// store, as without it (INT-4).
+		if revoked, ok := r.mirror.Marked(revocationKey(grantID)); ok {
+			return revoked, nil
+		}
 	}
 	// A hung Redis costs at most sharedCheckTimeout before the durable
 	// store answers instead.
@@ -195,7 +212,14 @@ func (r *sharedRevocations) Revoke(ctx context.Context, grantID string, at time.
 	if err := r.local.Revoke(ctx, grantID, at); err != nil {
 		return err
 	}
-	if err := r.eph.Put(ctx, revocationKey(grantID), []byte{1}, sharedRevocationTTL); err != nil {
+	var err error
+	if r.mirror != nil {
+		// Returns once every replica whose mirror may answer has it (INT-4).
+		err = r.mirror.Mark(ctx, revocationKey(grantID), sharedRevocationTTL)
+	} else {
+		err = r.eph.Put(ctx, revocationKey(grantID), []byte{1}, sharedRevocationTTL)
+	}
+	if err != nil {
 		return fmt.Errorf("auth: publish revocation: %w", err)
 	}
 	return nil

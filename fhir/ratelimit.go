@@ -67,10 +67,18 @@ type RateLimit struct {
 // LeaseTTL is how long leased tokens may be spent (see RateLimit.Lease).
 const LeaseTTL = 50 * time.Millisecond
 
+// MaxLease is the most tokens a gateway leases at once: at 1,024, a client
+// served 30,000 requests/s by one replica costs it about 30 round trips/s
+// (docs/design/security.md PRIV-21).
+const MaxLease = 1024
+
 // lease is a client's tokens taken from the shared bucket, not yet spent.
 type lease struct {
 	left    int
 	expires time.Time
+	// asking, while a request asks Limiter for the next lease, is closed
+	// when it has the answer.
+	asking chan struct{}
 }
 
 // Validate reports a RateLimit that cannot limit: no Limiter, a Rate that
@@ -116,18 +124,36 @@ func (r *RateLimit) now() time.Time {
 }
 
 // take spends a leased token, or asks Limiter (for a new lease when Lease
-// is set), then Fallback when Limiter fails; it fails open.
+// is set), then Fallback when Limiter fails; it fails open. Of concurrent
+// requests of a client that find its lease spent, one asks for the next
+// lease and the others wait for that answer (a busy client's requests
+// would otherwise each send a round trip at once, and the shared bucket
+// would lend several leases where one would do).
 func (r *RateLimit) take(ctx context.Context, key string) (bool, time.Duration) {
 	if bl, ok := r.Limiter.(store.BatchLimiter); ok && r.Lease > 1 {
-		now := r.now()
-		if r.spendLease(key, now) {
-			return true, 0
-		}
-		n := min(r.Lease, r.Burst)
-		ok, _, err := bl.TakeN(ctx, key, n, r.Rate, r.Burst)
-		if err == nil && ok {
-			r.grantLease(key, n-1, now.Add(LeaseTTL))
-			return true, 0
+		for range 2 {
+			wait, refill := r.spendLease(key, r.now())
+			switch {
+			case wait == nil && !refill:
+				return true, 0 // a leased token
+			case wait != nil:
+				// Another request is asking for the next lease.
+				select {
+				case <-wait:
+				case <-ctx.Done():
+					return true, 0 // the request is gone: nothing to serve or refuse
+				}
+				continue
+			}
+			// This request asks for the next lease.
+			n := min(r.Lease, r.Burst)
+			ok, _, err := bl.TakeN(ctx, key, n, r.Rate, r.Burst)
+			if err == nil && ok {
+				r.grantLease(key, n-1, r.now().Add(LeaseTTL))
+				return true, 0
+			}
+			r.grantLease(key, 0, time.Time{}) // wake the waiters: none leased
+			break
 		}
 		// Not enough left for a lease, or the limiter failed: one token,
 		// as without leases (the failure reaches OnError there).
@@ -147,36 +173,56 @@ func (r *RateLimit) take(ctx context.Context, key string) (bool, time.Duration) 
 	return true, 0
 }
 
-// spendLease takes one of key's leased tokens when it has an unexpired one.
-func (r *RateLimit) spendLease(key string, now time.Time) bool {
+// spendLease takes one of key's leased tokens when it has an unexpired one
+// (wait nil, refill false). Otherwise, when another request is asking for
+// the next lease, it returns a channel closed once that one is granted (or
+// refused); else it marks this request as the one asking (refill true),
+// which must then call grantLease.
+func (r *RateLimit) spendLease(key string, now time.Time) (wait <-chan struct{}, refill bool) {
 	r.leaseMu.Lock()
 	defer r.leaseMu.Unlock()
 	l := r.leases[key]
-	if l == nil || l.left == 0 || !now.Before(l.expires) {
-		return false
+	if l != nil && l.left > 0 && now.Before(l.expires) {
+		l.left--
+		return nil, false
 	}
-	l.left--
-	return true
-}
-
-// grantLease records n leased tokens of key, valid until expires. Expired
-// leases of other clients are dropped on the way, so the map holds only
-// clients active in the last lease period.
-func (r *RateLimit) grantLease(key string, n int, expires time.Time) {
-	r.leaseMu.Lock()
-	defer r.leaseMu.Unlock()
+	if l != nil && l.asking != nil {
+		return l.asking, false
+	}
 	if r.leases == nil {
 		r.leases = map[string]*lease{}
 	}
-	now := r.now()
-	if len(r.leases) > 64 {
-		for k, l := range r.leases {
-			if !now.Before(l.expires) {
-				delete(r.leases, k)
+	if l == nil {
+		if len(r.leases) > 64 {
+			// Expired leases of other clients are dropped on the way, so
+			// the map holds only clients active in the last lease period.
+			for k, o := range r.leases {
+				if !now.Before(o.expires) && o.asking == nil {
+					delete(r.leases, k)
+				}
 			}
 		}
+		l = &lease{}
+		r.leases[key] = l
 	}
-	r.leases[key] = &lease{left: n, expires: expires}
+	l.asking = make(chan struct{})
+	return nil, true
+}
+
+// grantLease records n leased tokens of key, valid until expires (none
+// when n is 0), and wakes the requests waiting for them.
+func (r *RateLimit) grantLease(key string, n int, expires time.Time) {
+	r.leaseMu.Lock()
+	defer r.leaseMu.Unlock()
+	l := r.leases[key]
+	if l == nil {
+		return
+	}
+	l.left, l.expires = n, expires
+	if l.asking != nil {
+		close(l.asking)
+		l.asking = nil
+	}
 }
 
 // clientKey is the bucket key of a client: a hash, so key names stay

@@ -323,10 +323,12 @@ func (g *Gateway) rateLimit() (*fhir.RateLimit, error) {
 		rl.Limiter, rl.Fallback = g.redis.Limiter(), local
 		rl.OnError = func() { g.metrics.DependencyError("redis") }
 		// Leases of what the client earns in fhir.LeaseTTL (50 ms), at most
-		// 32 tokens and a quarter of the burst: one Redis round trip per
-		// lease instead of per request for busy clients; the shared bucket
-		// still counts every token.
-		rl.Lease = max(1, min(32, int(g.cfg.RateLimit*fhir.LeaseTTL.Seconds()), g.cfg.RateBurst/4))
+		// fhir.MaxLease tokens and a quarter of the burst: one Redis round
+		// trip per lease instead of per request for busy clients; the
+		// shared bucket still counts every token, so a client is served at
+		// most Burst + Rate x (T + LeaseTTL) in any T across all replicas
+		// (docs/design/security.md PRIV-21).
+		rl.Lease = max(1, min(fhir.MaxLease, int(g.cfg.RateLimit*fhir.LeaseTTL.Seconds()), g.cfg.RateBurst/4))
 	}
 	if err := rl.Validate(); err != nil {
 		return nil, fmt.Errorf("rate limit: %w", err)

@@ -185,3 +185,21 @@ type BatchGetter interface {
 	// trip with concurrent calls.
 	GetBatched(ctx context.Context, key string) ([]byte, error)
 }
+
+// Mirrored is optionally implemented by an Ephemeral shared between
+// processes (Redis) whose processes each keep a mirror of a set of marked
+// keys (the revoked grants), so that a membership check needs no round trip
+// (docs/design/security.md INT-4).
+type Mirrored interface {
+	// Mark puts key (with a value, as Put does, readable by Get) for ttl and
+	// adds it to the mirrored set. It returns only once every process that
+	// may answer Marked from its mirror has applied it, or can no longer
+	// answer from it (its lease expired): so a Marked that begins after Mark
+	// returned, on any process, reports the key marked, or declines.
+	Mark(ctx context.Context, key string, ttl time.Duration) error
+	// Marked reports whether key is marked, from this process's mirror,
+	// without a round trip; ok is false when the mirror cannot vouch for
+	// its answer (not yet loaded, its subscription down or its lease
+	// lapsed): then the caller must read the key (Get).
+	Marked(key string) (marked, ok bool)
+}

@@ -71,3 +71,11 @@ type Watched interface {
 	// before the call is seen, as with Stamps.
 	Known(stamps []string) (at string, ok bool)
 }
+
+// Preloaded is optionally implemented by a Watched cache that can load
+// stamps into its mirror ahead of use (docs/design/security.md CACHE-4).
+type Preloaded interface {
+	// Preload has the mirror load names in every session, so that Known
+	// answers for them without a stamp read having taught it first.
+	Preload(names []string)
+}

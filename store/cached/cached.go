@@ -219,6 +219,18 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
 		s.watched, _ = c.(store.Watched)
+		if p, ok := c.(store.Preloaded); ok && s.watched != nil {
+			// The stamps of every read by id (the epoch and each resource
+			// bucket) are in the mirror from the start of each session, so
+			// a read by id's miss and its fill make no Redis round trip
+			// (CACHE-4); searches' stamps are learned on use (CACHE-3).
+			names := make([]string, 0, s.opts.Buckets+1)
+			names = append(names, epoch)
+			for b := range s.opts.Buckets {
+				names = append(names, "r:"+strconv.Itoa(b))
+			}
+			p.Preload(names)
+		}
 	}
 	return s
 }

@@ -132,6 +132,15 @@ func (c *Cache) Bump(ctx context.Context, stamps []string) error {
 	return nil
 }
 
+var _ store.Preloaded = (*Cache)(nil)
+
+// Preload implements store.Preloaded: every session of the watch loads the
+// stamps' values (MGETs sent after it began, merged with the messages since)
+// into the mirror (watch.go loadStamps; docs/design/security.md CACHE-4).
+// Only the first call's names count; at most three quarters of the
+// mirror's bound.
+func (c *Cache) Preload(names []string) { c.w.setPreload(names) }
+
 // Known implements store.Watched: the stamps' values from this replica's
 // mirror, without a round trip, while its watch can vouch for them.
 func (c *Cache) Known(stamps []string) (string, bool) { return c.w.known(stamps) }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -179,6 +180,28 @@ func (e *Ephemeral) GetBatched(ctx context.Context, key string) ([]byte, error) 
 	}
 	return nil, wrap("get", fmt.Errorf("unexpected value type %T", vals[0]))
 }
+
+var _ store.Mirrored = (*Ephemeral)(nil)
+
+// Mark implements store.Mirrored: the key's value and its membership of the
+// marked set are written, and published to every replica's watch, in one
+// script; it returns once each replica holding a lease has acknowledged it
+// or lost its lease (watch.go; docs/design/security.md INT-4). A key holding
+// a space cannot be published and is refused.
+func (e *Ephemeral) Mark(ctx context.Context, key string, ttl time.Duration) error {
+	if key == "" || strings.ContainsAny(key, " =") || ttl <= 0 {
+		return fmt.Errorf("redis ephemeral: mark: invalid key or ttl")
+	}
+	if err := e.w.mark(ctx, key, ttl); err != nil {
+		return wrap("mark", err)
+	}
+	return nil
+}
+
+// Marked implements store.Mirrored from this replica's mirror of the marked
+// keys: no round trip; it declines until the watch is subscribed, holds its
+// lease and has loaded the marks (the first call starts that).
+func (e *Ephemeral) Marked(key string) (marked, ok bool) { return e.w.marked(key) }
 
 // Take returns and deletes the value atomically (GETDEL, Redis >= 6.2), or
 // store.ErrNotFound: of concurrent Takes exactly one gets the value.

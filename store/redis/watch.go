@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,8 @@ type watch struct {
 	acked                 string // hash of each replica's last acknowledgement
 	stamps                string // prefix of stamp counters
 	id                    string // this replica's lease member
+	marksKey              string // sorted set of the marked keys, scored with their expiries
+	prefix                string // of every key (a marked key's value)
 
 	startOnce sync.Once
 	ctx       context.Context
@@ -73,6 +76,26 @@ type watch struct {
 	// this subscription; cleared when it drops.
 	heardAcks map[string]int64
 	ackWake   chan struct{} // closed on every acknowledgement heard
+
+	// The mirror of the marked keys (Mark, Marked; docs/design/security.md
+	// INT-4): every key marked in Redis and not yet expired there, once
+	// loaded in this gen (marksLoaded), kept current by the messages since.
+	// Keys are only ever added, so a load and the messages applied during
+	// it combine as a union.
+	marksWanted bool // Marked was asked: load the marks in every session
+	marksLoaded bool // marks holds every marked key (in this gen)
+	marks       map[string]struct{}
+
+	// The stamps loaded into the mirror in every session (Preload; the
+	// read cache's epoch and resource buckets, CACHE-4). While a load is
+	// in flight (recording), apply keeps the highest value each message
+	// names of a stamp the mirror does not hold in recent, which the load
+	// then merges: the load learns values read after its session began, and
+	// the messages since, whatever their order.
+	preload   []string
+	preloaded bool
+	recording bool
+	recent    map[string]uint64
 }
 
 const (
@@ -92,6 +115,10 @@ const (
 	// most the 65,536 resource buckets and a few thousand others in
 	// practice); past it, a new session.
 	mirrorMax = 1 << 17
+	// marksMax bounds the mirrored marks (revoked grants of the last hour);
+	// past it Marked declines (the caller reads Redis) until a session
+	// whose load fits.
+	marksMax = 1 << 20
 )
 
 func newWatch(c *goredis.Client, prefix string) *watch {
@@ -101,6 +128,7 @@ func newWatch(c *goredis.Client, prefix string) *watch {
 		c: c, inv: prefix + "cache:inv", ack: prefix + "cache:ack", seq: prefix + "cache:seq",
 		leases: prefix + "cache:leases", acked: prefix + "cache:acks", stamps: prefix + "cache:s:", id: hex.EncodeToString(b[:]),
 		mirror: map[string]uint64{}, heardAcks: map[string]int64{}, ackWake: make(chan struct{}),
+		marksKey: prefix + "marks", prefix: prefix, marks: map[string]struct{}{},
 	}
 }
 
@@ -143,6 +171,9 @@ func (w *watch) close() {
 func (w *watch) newSession() {
 	w.gen++
 	clear(w.mirror)
+	clear(w.marks)
+	w.marksLoaded = false
+	w.preloaded = false
 }
 
 // subscriber reads the subscription: confirmations, invalidation
@@ -236,6 +267,15 @@ func (w *watch) apply(payload string) {
 	for rest != "" {
 		var pair string
 		pair, rest, _ = strings.Cut(rest, " ")
+		if key, ok := strings.CutPrefix(pair, "+"); ok && key != "" {
+			// A marked key (Mark): learned whether loaded yet or not, as
+			// the load and the messages make a union.
+			if len(w.marks) >= marksMax {
+				w.newSession() // past the bound: a new session, whose load declines
+			}
+			w.marks[key] = struct{}{}
+			continue
+		}
 		name, val, ok := strings.Cut(pair, "=")
 		v, err := strconv.ParseUint(val, 10, 64)
 		if !ok || err != nil {
@@ -243,9 +283,14 @@ func (w *watch) apply(payload string) {
 			break
 		}
 		// Only stamps the mirror holds: one it does not is read from
-		// Redis when needed (learn drops a read that a message overtook).
-		if old, ok := w.mirror[name]; ok && v > old {
-			w.mirror[name] = v
+		// Redis when needed (learn drops a read that a message overtook),
+		// or merged into a Preload's load in flight.
+		if old, ok := w.mirror[name]; ok {
+			if v > old {
+				w.mirror[name] = v
+			}
+		} else if w.recording && v > w.recent[name] {
+			w.recent[name] = v
 		}
 	}
 	w.messages++
@@ -364,6 +409,7 @@ func (w *watch) leaser() {
 			continue
 		}
 		w.mu.Lock()
+		load, preload := false, false
 		if w.gen == gen && w.subscribed {
 			if wanted {
 				if res[0] == 0 {
@@ -373,10 +419,170 @@ func (w *watch) leaser() {
 				}
 				w.until = sent.Add(leaseTTL - leaseMargin)
 			}
+			load = wanted && w.marksWanted && !w.marksLoaded
+			preload = wanted && len(w.preload) > 0 && !w.preloaded
+			gen = w.gen
 		}
 		w.mu.Unlock()
 		last = res[1]
+		if load {
+			w.loadMarks(gen)
+		}
+		if preload {
+			w.loadStamps(gen)
+		}
 	}
+}
+
+// preloadChunk is how many stamps one MGET of loadStamps reads.
+const preloadChunk = 8192
+
+// setPreload has every session of the watch load names into the mirror
+// (the first call's names; later calls change nothing).
+func (w *watch) setPreload(names []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.preload) == 0 && len(names) > 0 && len(names) <= mirrorMax*3/4 {
+		w.preload = slices.Clone(names)
+		w.recent = map[string]uint64{}
+	}
+}
+
+// loadStamps reads the Preload stamps in MGETs sent after the session gen
+// began (subscription confirmed, lease held) and learns them, each as the
+// highest of the value read and the values of the messages applied since
+// the first MGET was sent (kept in recent): stamps only grow, and every
+// message since the read is either counted there or was applied to a stamp
+// the mirror already held. A changed session learns nothing.
+func (w *watch) loadStamps(gen uint64) {
+	w.mu.Lock()
+	if w.gen != gen || w.preloaded {
+		w.mu.Unlock()
+		return
+	}
+	names := w.preload
+	w.recording = true
+	clear(w.recent)
+	w.mu.Unlock()
+	vals := make([]any, 0, len(names))
+	ok := true
+	for i := 0; i < len(names) && ok; i += preloadChunk {
+		chunk := names[i:min(i+preloadChunk, len(names))]
+		keys := make([]string, len(chunk))
+		for j, n := range chunk {
+			keys[j] = w.stamps + n
+		}
+		ctx, cancel := context.WithTimeout(w.ctx, ioTimeout)
+		v, err := w.c.MGet(ctx, keys...).Result()
+		cancel()
+		ok = err == nil && len(v) == len(chunk)
+		vals = append(vals, v...)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.recording = false
+	defer clear(w.recent)
+	if !ok || w.gen != gen || !w.subscribed || len(w.mirror)+len(names) > mirrorMax {
+		return // tried again after the next renewal
+	}
+	for i, name := range names {
+		var v uint64
+		if s, isStr := vals[i].(string); isStr {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return
+			}
+			v = n
+		}
+		v = max(v, w.recent[name])
+		if old, held := w.mirror[name]; !held || v > old {
+			w.mirror[name] = v
+		}
+	}
+	w.preloaded = true
+}
+
+// marksScript returns the members of the sorted set KEYS[1] that have not
+// expired by Redis time.
+var marksScript = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+`)
+
+// loadMarks reads every marked key, in a read sent after the session gen
+// began (subscription confirmed, lease held): with the messages applied in
+// the session, before and after, the mirror then holds every key marked
+// before it was sent or since. A changed session learns nothing.
+func (w *watch) loadMarks(gen uint64) {
+	ctx, cancel := context.WithTimeout(w.ctx, ioTimeout)
+	keys, err := marksScript.Run(ctx, w.c, []string{w.marksKey}).StringSlice()
+	cancel()
+	if err != nil || len(keys) > marksMax {
+		return // tried again after the next renewal
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gen != gen || !w.subscribed || len(w.marks)+len(keys) > marksMax {
+		return
+	}
+	for _, k := range keys {
+		w.marks[k] = struct{}{}
+	}
+	w.marksLoaded = true
+}
+
+// marked reports whether key is marked, from the mirror, and whether the
+// mirror can vouch for the answer: subscribed, the lease held, the marks
+// loaded in this session. The first call has the watch take a lease and
+// load the marks.
+func (w *watch) marked(key string) (marked, ok bool) {
+	w.mu.RLock()
+	if !w.marksWanted {
+		w.mu.RUnlock()
+		w.start()
+		w.mu.Lock()
+		w.wanted, w.marksWanted = true, true
+		w.mu.Unlock()
+		w.pong()
+		return false, false
+	}
+	defer w.mu.RUnlock()
+	if !w.marksLoaded || !w.subscribed || !time.Now().Before(w.until) {
+		return false, false
+	}
+	_, marked = w.marks[key]
+	return marked, true
+}
+
+// markScript sets the key KEYS[1] (value "1", expiring in ARGV[3] ms),
+// adds ARGV[2] (its name without the prefix) to the sorted set KEYS[2]
+// scored with its expiry and drops the expired members, increments the
+// sequence KEYS[3], publishes "seq +name" on the channel ARGV[1], and
+// returns what bumpScript returns: one atomic step, so a load of the marks
+// sees the key if and only if it was run after the message was published.
+var markScript = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], '1', 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local seq = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[1], seq .. ' +' .. ARGV[2])
+return {seq, now, redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. now, '+inf', 'WITHSCORES')}
+`)
+
+// mark marks key for ttl and waits until every replica holding a lease
+// has applied it to its mirror, or lost its lease.
+func (w *watch) mark(ctx context.Context, key string, ttl time.Duration) error {
+	w.start()
+	res, err := markScript.Run(ctx, w.c, []string{w.prefix + key, w.marksKey, w.seq, w.leases},
+		w.inv, key, ms(ttl)).Slice()
+	if err != nil {
+		return err
+	}
+	return w.await(ctx, res)
 }
 
 // mark is where a stamp read began: the session and the messages applied.
@@ -545,6 +751,14 @@ func (w *watch) bump(ctx context.Context, stamps []string) error {
 	if err != nil {
 		return err
 	}
+	return w.await(ctx, res)
+}
+
+// await waits, after a script that published the message of sequence seq
+// and returned {seq, Redis time in ms, the live leases with their
+// expiries}, until every replica listed has acknowledged seq or lost its
+// lease.
+func (w *watch) await(ctx context.Context, res []any) error {
 	received := time.Now()
 	if len(res) != 3 {
 		return errBumpReply
