@@ -37,7 +37,8 @@ var flushAt = 1 << 18
 // idxRow is a buffered index row.
 type idxRow struct {
 	pid, rid int64
-	a, b     string // token: code, system; string: value; reference: target; quantity: system, code
+	sid      int64  // token: the interned system (token_systems)
+	a, b     string // token: code; string: value; reference: target; quantity: system, code
 	lo, hi   int64  // date
 	num      float64
 	cid      any // token: the resource's compartment (int64), or nil
@@ -71,7 +72,7 @@ func (b *rowBuf) reset() {
 
 // indexColumns lists each index table's columns in insert order.
 var indexColumns = [sqlcore.NumKinds]string{
-	store.KindToken:     "pid, code, system, rid, cid",
+	store.KindToken:     "pid, code, sid, rid, cid",
 	store.KindString:    "pid, value, rid",
 	store.KindDate:      "pid, lo, hi, rid",
 	store.KindReference: "pid, target, rid",
@@ -129,7 +130,7 @@ func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, ids *interned)
 		r := idxRow{pid: ids.pids[j], rid: rid}
 		switch row.Kind {
 		case store.KindToken:
-			r.a, r.b, r.cid = row.Code, row.System, ids.cid
+			r.a, r.sid, r.cid = row.Code, ids.sids[j], ids.cid
 		case store.KindString:
 			r.a = store.NormalizeString(row.Value)
 		case store.KindDate:
@@ -168,7 +169,7 @@ func appendIdxArgs(nv []driver.NamedValue, kind store.IndexKind, r *idxRow) []dr
 	switch kind {
 	case store.KindToken:
 		add(r.a)
-		add(r.b)
+		add(r.sid)
 	case store.KindString, store.KindReference:
 		add(r.a)
 	case store.KindDate:

@@ -194,7 +194,7 @@ func stage(ctx context.Context, c *sql.Conn) error {
 // indexKeys are the search tables' primary keys: the order a staging
 // table is copied in.
 var indexKeys = [sqlcore.NumKinds]string{
-	store.KindToken:     "pid, code, system, rid",
+	store.KindToken:     "pid, code, sid, rid",
 	store.KindString:    "pid, value, rid",
 	store.KindDate:      "pid, lo, hi, rid",
 	store.KindReference: "pid, target, rid",

@@ -132,6 +132,7 @@ type Store struct {
 
 	pmu  sync.RWMutex
 	pids map[paramKey]int64 // committed (type, param) -> pid
+	sids map[string]int64   // committed token system -> sid (the writer's)
 
 	qmu    sync.Mutex
 	qcache map[string]*sql.Stmt // prepared search SQL on rdb
@@ -260,6 +261,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		wdb:      wdb,
 		wsem:     make(chan struct{}, 1),
 		pids:     make(map[paramKey]int64),
+		sids:     make(map[string]int64),
 		qcache:   make(map[string]*sql.Stmt),
 		xcache:   make(map[string]*sql.Stmt),
 		qpending: make(map[string]bool),
