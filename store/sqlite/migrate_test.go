@@ -129,7 +129,8 @@ func TestMigrationInternsTokenSystems(t *testing.T) {
 	s := openAt(t, path)
 	rec := storetest.Rec("session", "s1", "h1",
 		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"),
-			storetest.Token("code", "http://loinc.org", "8867-4"), storetest.Token("category", "", "vital")),
+			storetest.Token("code", "http://loinc.org", "8867-4"), storetest.Token("category", "", "vital"),
+			storetest.Token("_security", "urn:conf", "R")),
 		storetest.Res("Observation", "o2", "p2", `,"status":"final"`, storetest.Ref("patient", "Patient/p2"),
 			storetest.Token("code", "http://loinc.org", "8867-4"), storetest.Token("code", "urn:local", "8867-4")),
 		storetest.Res("Practitioner", "pr1", "", ``, storetest.Token("identifier", "urn:npi", "1")))
@@ -156,8 +157,13 @@ JOIN resources r ON r.rid = x.rid LEFT JOIN compartments c ON c.cid = x.cid ORDE
 		return strings.Join(out, "; ")
 	}
 	before := dump(s)
-	// Back to a schema-14 database: the systems' text in each row.
-	s = openMigrated(t, s, path, `DELETE FROM schema_version WHERE version >= 15`)
+	if !strings.Contains(before, "Observation._security R urn:conf o1 -") {
+		t.Fatalf("a new label's row carries a compartment: %s", before)
+	}
+	// Back to a schema-14 database: the systems' text in each row, and
+	// the labels' rows in their compartments.
+	s = openMigrated(t, s, path, `DELETE FROM schema_version WHERE version >= 15`,
+		`UPDATE idx_token SET cid = (SELECT cid FROM compartments WHERE patient = 'p1') WHERE pid = (SELECT pid FROM params WHERE name = '_security')`)
 	var text int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('idx_token') WHERE name = 'system'`).Scan(&text); err != nil {
 		t.Fatal(err)
@@ -172,8 +178,8 @@ JOIN resources r ON r.rid = x.rid LEFT JOIN compartments c ON c.cid = x.cid ORDE
 	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT system) FROM token_systems`).Scan(&systems, &distinct); err != nil {
 		t.Fatal(err)
 	}
-	if systems != 4 || distinct != 4 { // http://loinc.org, '', urn:local, urn:npi
-		t.Errorf("%d token systems (%d distinct), want 4", systems, distinct)
+	if systems != 5 || distinct != 5 { // http://loinc.org, '', urn:conf, urn:local, urn:npi
+		t.Errorf("%d token systems (%d distinct), want 5", systems, distinct)
 	}
 	search := func(clauses ...store.Clause) []string {
 		t.Helper()
@@ -205,6 +211,7 @@ JOIN resources r ON r.rid = x.rid LEFT JOIN compartments c ON c.cid = x.cid ORDE
 		{"a system never stored", []store.Clause{code(store.Value{System: "urn:none", Code: "8867-4"})}, nil},
 		{"not a system", []store.Clause{{Param: "code", Kind: store.KindToken, Not: true, Values: []store.Value{{System: "urn:local", Code: "8867-4"}}}}, []string{"o1"}},
 		{"code within the patient", []store.Clause{p1, code(store.Value{System: "http://loinc.org", Code: "8867-4"})}, []string{"o1"}},
+		{"label within the patient", []store.Clause{p1, {Param: "_security", Kind: store.KindToken, Values: []store.Value{{System: "urn:conf", Code: "R"}}}}, []string{"o1"}},
 	} {
 		if got := search(tc.clauses...); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -219,11 +226,58 @@ JOIN resources r ON r.rid = x.rid LEFT JOIN compartments c ON c.cid = x.cid ORDE
 	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM token_systems`).Scan(&systems); err != nil {
 		t.Fatal(err)
 	}
-	if systems != 4 {
-		t.Errorf("%d token systems after a write in a stored system, want 4", systems)
+	if systems != 5 {
+		t.Errorf("%d token systems after a write in a stored system, want 5", systems)
 	}
 	if got := search(code(store.Value{System: "urn:local"})); !slices.Equal(got, []string{"o2", "o3"}) {
 		t.Errorf("system only after a write: %v, want [o2 o3]", got)
+	}
+}
+
+// TestMigrationFinishesABulkLoadFirst: a schema-14 store left mid bulk
+// load (its search tables dropped, their rows staged) is migrated after
+// the load is finished, so migration 0015 finds idx_token and the store
+// answers as before.
+func TestMigrationFinishesABulkLoadFirst(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s := openAt(t, path)
+	rec := storetest.Rec("session", "s1", "h1",
+		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"),
+			storetest.Token("code", "http://loinc.org", "8867-4")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, stmt := range append(undoTokenSystems, `DELETE FROM schema_version WHERE version >= 15`) {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(ctx, c); err != nil { // as BeginBulk, then the process died
+		t.Fatal(err)
+	}
+	c.Close()
+	db.Close()
+	s = openAt(t, path)
+	got, err := s.Search(ctx, store.Query{Type: "Observation", Clauses: []store.Clause{
+		{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}},
+		{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "http://loinc.org", Code: "8867-4"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Resources) != 1 || got.Resources[0].ID != "o1" {
+		t.Errorf("search after the load and the migration = %+v, want o1", got.Resources)
 	}
 }
 

@@ -28,6 +28,7 @@ func TestQueryPlans(t *testing.T) {
 			{Param: "date", Kind: store.KindDate, Lo: 1, Hi: 2},
 			{Param: "name", Kind: store.KindString, Value: "x"},
 			{Param: "score", Kind: store.KindNumber, Num: 1},
+			{Param: "_security", Kind: store.KindToken, System: "s", Code: "R"},
 		}}
 	if _, err := s.Apply(ctx, []store.RecordWrite{{Kind: "k", ClinicID: "c", Hash: "h", Resources: []store.ResourceWrite{rw}}}); err != nil {
 		t.Fatal(err)
@@ -73,6 +74,9 @@ func TestQueryPlans(t *testing.T) {
 		{"many access patients drive", store.Query{Type: "Observation", Clauses: []store.Clause{date}, Access: payer}, []string{"resources_patient (patient=? AND type=?)"}},
 		{"code within many access patients", store.Query{Type: "Observation", Clauses: []store.Clause{{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "s", Code: "c"}}}}, Patients: many[:30], Access: payer},
 			[]string{"idx_token_comp (cid=? AND pid=? AND code=? AND sid=?)"}},
+		// Labels' rows are not in idx_token_comp (PERF-SQLB-2): the patient drives.
+		{"label within the referenced patient", store.Query{Type: "Observation", Clauses: []store.Clause{ref, {Param: "_security", Kind: store.KindToken, Values: []store.Value{{System: "s", Code: "R"}}}}},
+			[]string{"PRIMARY KEY (pid=? AND target=?)", "idx_token_rid (rid=? AND pid=?"}},
 		{"_id under access", store.Query{Type: "Observation", Clauses: []store.Clause{id}, Access: payer}, []string{"sqlite_autoindex_resources_1 (type=? AND id=?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -344,6 +344,9 @@ func dsn(path string, pragmas []string) string {
 	return b.String()
 }
 
+// bulkLoadVersion is the migration that created bulk_indexes (0012).
+const bulkLoadVersion = 12
+
 // migrate applies the embedded migrations newer than schema_version, each in
 // its own transaction. Files are named NNNN_description.sql.
 func migrate(ctx context.Context, c *sql.Conn) error {
@@ -361,6 +364,14 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 	for _, m := range ms {
 		if m.Version <= cur {
 			continue
+		}
+		// A bulk load left unfinished (bulk_indexes, from 0012 on) has
+		// dropped the search tables that later migrations rewrite (0015):
+		// finish it under the schema it started with.
+		if cur >= bulkLoadVersion {
+			if err := finishBulk(ctx, c); err != nil {
+				return fmt.Errorf("store: sqlite: migrate: finish an interrupted bulk load: %w", err)
+			}
 		}
 		if err := execTx(ctx, c, func() error {
 			if _, err := c.ExecContext(ctx, m.SQL); err != nil {

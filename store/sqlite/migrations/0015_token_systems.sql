@@ -5,8 +5,11 @@
 -- idx_token_comp), repeated for every resource: about 70 % of each token
 -- entry. It becomes sid, a small integer naming a token_systems row ('' is
 -- a system like any other: the rows of codes without one). Every row keeps
--- its code, system, resource and compartment; searches look the system up
--- (an unknown system matches nothing, as before). A bulk load left
+-- its code, system and resource; searches look the system up (an unknown
+-- system matches nothing, as before). The security labels' rows
+-- (_security, two on nearly every resource) no longer carry the
+-- compartment, so idx_token_comp, partial on it, leaves them out: no search
+-- is driven by a label within a patient (store/sqlite pickDriver). A bulk load left
 -- unfinished is finished before this runs (migrate), so idx_token exists.
 CREATE TABLE token_systems (
     sid    INTEGER PRIMARY KEY,
@@ -23,8 +26,8 @@ CREATE TABLE idx_token_sid (
     PRIMARY KEY (pid, code, sid, rid)
 ) WITHOUT ROWID;
 INSERT INTO idx_token_sid (pid, code, sid, rid, cid)
-    SELECT x.pid, x.code, s.sid, x.rid, x.cid
-    FROM idx_token x JOIN token_systems s ON s.system = x.system
+    SELECT x.pid, x.code, s.sid, x.rid, CASE WHEN p.name = '_security' THEN NULL ELSE x.cid END
+    FROM idx_token x JOIN token_systems s ON s.system = x.system JOIN params p ON p.pid = x.pid
     ORDER BY x.pid, x.code, s.sid, x.rid;
 DROP TABLE idx_token;
 ALTER TABLE idx_token_sid RENAME TO idx_token;
