@@ -18,6 +18,7 @@ type writeStmts struct {
 	getRes, insRes, updRes, setSrc  *dstmt
 	getPID, insPID                  *dstmt
 	getCID, insCID                  *dstmt
+	getSID, insSID                  *dstmt
 	maxRID, maxHID                  *dstmt
 	latest                          *dstmt
 	delIdx                          [sqlcore.NumKinds]*dstmt
@@ -56,6 +57,8 @@ VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
 	ws.insPID = prep(`INSERT INTO params (type, name) VALUES (?, ?) RETURNING pid`)
 	ws.getCID = prep(`SELECT cid FROM compartments WHERE patient = ?`)
 	ws.insCID = prep(`INSERT INTO compartments (patient) VALUES (?) RETURNING cid`)
+	ws.getSID = prep(`SELECT sid FROM token_systems WHERE system = ?`)
+	ws.insSID = prep(`INSERT INTO token_systems (system) VALUES (?) RETURNING sid`)
 	ws.maxRID = prep(`SELECT coalesce(max(rid), 0) FROM resources`)
 	ws.maxHID = prep(`SELECT coalesce(max(hid), 0) FROM history`)
 	ws.latest = prep(`SELECT coalesce(max(last_updated), 0) FROM resources WHERE type = ?`)
@@ -147,7 +150,7 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		latest = max(latest, l)
 	}
 	now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
-	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged}
+	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, newSIDs: map[string]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged}
 	if _, err := a.ws.maxRID.queryRow(bg, nil, &a.lastRID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
@@ -185,6 +188,13 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		}
 		s.pmu.Unlock()
 	}
+	if len(a.newSIDs) > 0 {
+		s.pmu.Lock()
+		for k, v := range a.newSIDs {
+			s.sids[k] = v
+		}
+		s.pmu.Unlock()
+	}
 	return results, failed, nil
 }
 
@@ -201,6 +211,7 @@ type applier struct {
 	lastRID int64
 	lastHID int64
 	newPIDs map[paramKey]int64 // created in this transaction
+	newSIDs map[string]int64   // token systems looked up or created in this transaction
 	cids    map[string]int64   // compartments interned in this transaction
 	ids     []interned         // of the current record's resources
 	buf     rowBuf             // index and history rows awaiting a flush
@@ -220,6 +231,7 @@ func (a *applier) indexTable(kind store.IndexKind) string {
 // interned are the ids a resource's index rows refer to.
 type interned struct {
 	pids []int64 // of each index row's parameter
+	sids []int64 // of each token row's system (token_systems), 0 for other kinds
 	cid  any     // the compartment's cid (int64), nil when none
 }
 
@@ -260,13 +272,18 @@ func (a *applier) Intern(rec *store.RecordWrite) error {
 	a.ids = a.ids[:0]
 	for i := range rec.Resources {
 		rw := &rec.Resources[i]
-		ids := interned{pids: make([]int64, len(rw.Index))}
+		ids := interned{pids: make([]int64, len(rw.Index)), sids: make([]int64, len(rw.Index))}
 		for j := range rw.Index {
 			pid, err := a.pid(rw.Type, rw.Index[j].Param)
 			if err != nil {
 				return err
 			}
 			ids.pids[j] = pid
+			if rw.Index[j].Kind == store.KindToken {
+				if ids.sids[j], err = a.sid(rw.Index[j].System); err != nil {
+					return err
+				}
+			}
 		}
 		if rw.Patient != "" {
 			cid, err := a.cid(rw.Patient)
@@ -324,6 +341,30 @@ func (a *applier) pid(typ, name string) (int64, error) {
 	}
 	a.newPIDs[k] = pid
 	return pid, nil
+}
+
+// sid interns a token system (docs/design/architecture.md PERF-SQLB-2): its
+// sid, created on first use. Systems are few (tens), so the committed ones
+// stay cached for the store's life.
+func (a *applier) sid(system string) (int64, error) {
+	a.cache.pmu.RLock()
+	sid, ok := a.cache.sids[system]
+	a.cache.pmu.RUnlock()
+	if ok {
+		return sid, nil
+	}
+	if sid, ok := a.newSIDs[system]; ok {
+		return sid, nil
+	}
+	found, err := a.ws.getSID.queryRow(a.ctx, []any{system}, &sid)
+	if err == nil && !found {
+		_, err = a.ws.insSID.queryRow(a.ctx, []any{system}, &sid)
+	}
+	if err != nil {
+		return 0, err
+	}
+	a.newSIDs[system] = sid
+	return sid, nil
 }
 
 // cid interns patient's compartment: its cid, created on first use.

@@ -37,10 +37,11 @@ var flushAt = 1 << 18
 // idxRow is a buffered index row.
 type idxRow struct {
 	pid, rid int64
-	a, b     string // token: code, system; string: value; reference: target; quantity: system, code
+	sid      int64  // token: the interned system (token_systems)
+	a, b     string // token: code; string: value; reference: target; quantity: system, code
 	lo, hi   int64  // date
 	num      float64
-	cid      any // token: the resource's compartment (int64), or nil
+	cid      any // token: the resource's compartment (int64), or nil (none, or a _security row: securityParam)
 }
 
 // histRow is a buffered history row.
@@ -71,13 +72,22 @@ func (b *rowBuf) reset() {
 
 // indexColumns lists each index table's columns in insert order.
 var indexColumns = [sqlcore.NumKinds]string{
-	store.KindToken:     "pid, code, system, rid, cid",
+	store.KindToken:     "pid, code, sid, rid, cid",
 	store.KindString:    "pid, value, rid",
 	store.KindDate:      "pid, lo, hi, rid",
 	store.KindReference: "pid, target, rid",
 	store.KindNumber:    "pid, num, rid",
 	store.KindQuantity:  "pid, num, system, code, rid",
 }
+
+// securityParam is the parameter of the security labels' token rows. They
+// carry no compartment (cid NULL), so idx_token_comp, partial on cid, holds
+// none of them (docs/design/architecture.md PERF-SQLB-2): nearly every
+// resource has two (a confidentiality and a sensitivity label), and a
+// search within a patient is never better driven by a label the patient's
+// resources nearly all carry than by the patient's own rows, so pickDriver
+// never drives _security through idx_token_comp.
+const securityParam = "_security"
 
 // multiKey names a multi-row statement: kind 0 is history; staged inserts
 // into a bulk load's staging table (bulk.go).
@@ -129,7 +139,10 @@ func (a *applier) bufferIndex(rw *store.ResourceWrite, rid int64, ids *interned)
 		r := idxRow{pid: ids.pids[j], rid: rid}
 		switch row.Kind {
 		case store.KindToken:
-			r.a, r.b, r.cid = row.Code, row.System, ids.cid
+			r.a, r.sid = row.Code, ids.sids[j]
+			if row.Param != securityParam {
+				r.cid = ids.cid
+			}
 		case store.KindString:
 			r.a = store.NormalizeString(row.Value)
 		case store.KindDate:
@@ -168,7 +181,7 @@ func appendIdxArgs(nv []driver.NamedValue, kind store.IndexKind, r *idxRow) []dr
 	switch kind {
 	case store.KindToken:
 		add(r.a)
-		add(r.b)
+		add(r.sid)
 	case store.KindString, store.KindReference:
 		add(r.a)
 	case store.KindDate:

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -191,15 +192,27 @@ func stage(ctx context.Context, c *sql.Conn) error {
 	return nil
 }
 
-// indexKeys are the search tables' primary keys: the order a staging
-// table is copied in.
-var indexKeys = [sqlcore.NumKinds]string{
-	store.KindToken:     "pid, code, system, rid",
-	store.KindString:    "pid, value, rid",
-	store.KindDate:      "pid, lo, hi, rid",
-	store.KindReference: "pid, target, rid",
-	store.KindNumber:    "pid, num, rid",
-	store.KindQuantity:  "pid, num, system, code, rid",
+// indexKeys are the number of leading columns that make each search
+// table's primary key: a staging table (a copy of its columns) is copied in
+// that order, by column position, so that a load staged under an older
+// schema (idx_token's system text before migration 0015) is finished the
+// same way (migrate finishes it before migrating).
+var indexKeys = [sqlcore.NumKinds]int{
+	store.KindToken:     4, // pid, code, sid (system before 0015), rid
+	store.KindString:    3, // pid, value, rid
+	store.KindDate:      4, // pid, lo, hi, rid
+	store.KindReference: 3, // pid, target, rid
+	store.KindNumber:    3, // pid, num, rid
+	store.KindQuantity:  5, // pid, num, system, code, rid
+}
+
+// keyOrder is "1, 2, ..., n".
+func keyOrder(n int) string {
+	cols := make([]string, n)
+	for i := range cols {
+		cols[i] = strconv.Itoa(i + 1)
+	}
+	return strings.Join(cols, ", ")
 }
 
 // finishBulk ends a bulk load, in one transaction: the search tables are
@@ -250,7 +263,7 @@ func finishBulk(ctx context.Context, c *sql.Conn) error {
 			t, st := sqlcore.IndexTables[k], stagingTable(k)
 			for _, q := range []string{
 				ifNotExistsTable(stmt),
-				`INSERT OR IGNORE INTO ` + t + ` SELECT * FROM ` + st + ` ORDER BY ` + indexKeys[k],
+				`INSERT OR IGNORE INTO ` + t + ` SELECT * FROM ` + st + ` ORDER BY ` + keyOrder(indexKeys[k]),
 				`DROP TABLE ` + st,
 			} {
 				if _, err := c.ExecContext(ctx, q); err != nil {

@@ -25,6 +25,19 @@ var undoAuditCompact = []string{
 	`CREATE INDEX IF NOT EXISTS audit_events_recorded ON audit_events (recorded, id)`,
 }
 
+// undoTokenSystems turns idx_token back into migration 0014's: the system's
+// text in each row, no token_systems.
+var undoTokenSystems = []string{
+	`CREATE TABLE idx_token_text (pid INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+    rid INTEGER NOT NULL REFERENCES resources (rid), cid INTEGER, PRIMARY KEY (pid, code, system, rid)) WITHOUT ROWID`,
+	`INSERT INTO idx_token_text SELECT x.pid, x.code, s.system, x.rid, x.cid FROM idx_token x JOIN token_systems s ON s.sid = x.sid`,
+	`DROP TABLE idx_token`,
+	`ALTER TABLE idx_token_text RENAME TO idx_token`,
+	`CREATE INDEX idx_token_rid ON idx_token (rid, pid)`,
+	`CREATE INDEX idx_token_comp ON idx_token (cid, pid, code, system, rid) WHERE cid IS NOT NULL`,
+	`DROP TABLE token_systems`,
+}
+
 // openMigrated closes s, runs stmts on its file (turning it back into an
 // older schema), and opens it again: the migrations run.
 func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
@@ -36,9 +49,10 @@ func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
 		t.Fatal(err)
 	}
 	// Every test reverts to a schema before the jobs table, the export
-	// walk's index and the compact audit trail (the newest migrations),
-	// which it recreates.
+	// walk's index, the compact audit trail and the interned token systems
+	// (the newest migrations), which it recreates.
 	undo := append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, undoAuditCompact...)
+	undo = append(undo, undoTokenSystems...)
 	for _, stmt := range append(undo, stmts...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -100,6 +114,170 @@ func TestMigrationBackfillsTokenCompartments(t *testing.T) {
 	}
 	if len(got.Resources) != 1 || got.Resources[0].ID != "o1" {
 		t.Errorf("search after migration = %+v, want o1", got.Resources)
+	}
+}
+
+// TestMigrationInternsTokenSystems: token rows stored before migration
+// 0015 (the system's text in each row) keep their code, system, resource
+// and compartment, each system interned once, and searches by system, by
+// code and system and by code alone answer as before, within a
+// compartment too; a system never stored matches nothing, and writes after
+// the migration reuse the interned systems.
+func TestMigrationInternsTokenSystems(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s := openAt(t, path)
+	rec := storetest.Rec("session", "s1", "h1",
+		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"),
+			storetest.Token("code", "http://loinc.org", "8867-4"), storetest.Token("category", "", "vital"),
+			storetest.Token("_security", "urn:conf", "R")),
+		storetest.Res("Observation", "o2", "p2", `,"status":"final"`, storetest.Ref("patient", "Patient/p2"),
+			storetest.Token("code", "http://loinc.org", "8867-4"), storetest.Token("code", "urn:local", "8867-4")),
+		storetest.Res("Practitioner", "pr1", "", ``, storetest.Token("identifier", "urn:npi", "1")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	dump := func(s *Store) string {
+		t.Helper()
+		rows, err := s.rdb.QueryContext(ctx, `SELECT p.type || '.' || p.name, x.code, ts.system, r.id, coalesce(c.patient, '-')
+FROM idx_token x JOIN params p ON p.pid = x.pid JOIN token_systems ts ON ts.sid = x.sid
+JOIN resources r ON r.rid = x.rid LEFT JOIN compartments c ON c.cid = x.cid ORDER BY 1, 2, 3, 4`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var a, b, c, d, e string
+			if err := rows.Scan(&a, &b, &c, &d, &e); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, strings.Join([]string{a, b, c, d, e}, " "))
+		}
+		return strings.Join(out, "; ")
+	}
+	before := dump(s)
+	if !strings.Contains(before, "Observation._security R urn:conf o1 -") {
+		t.Fatalf("a new label's row carries a compartment: %s", before)
+	}
+	// Back to a schema-14 database: the systems' text in each row, and
+	// the labels' rows in their compartments.
+	s = openMigrated(t, s, path, `DELETE FROM schema_version WHERE version >= 15`,
+		`UPDATE idx_token SET cid = (SELECT cid FROM compartments WHERE patient = 'p1') WHERE pid = (SELECT pid FROM params WHERE name = '_security')`)
+	var text int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('idx_token') WHERE name = 'system'`).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	if text != 0 {
+		t.Fatal("idx_token still holds the systems' text after migration 0015")
+	}
+	if after := dump(s); after != before || before == "" {
+		t.Errorf("token rows after migration:\n%s\nwant\n%s", after, before)
+	}
+	var systems, distinct int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT system) FROM token_systems`).Scan(&systems, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if systems != 5 || distinct != 5 { // http://loinc.org, '', urn:conf, urn:local, urn:npi
+		t.Errorf("%d token systems (%d distinct), want 5", systems, distinct)
+	}
+	search := func(clauses ...store.Clause) []string {
+		t.Helper()
+		got, err := s.Search(ctx, store.Query{Type: "Observation", Clauses: clauses})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range got.Resources {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	code := func(v ...store.Value) store.Clause {
+		return store.Clause{Param: "code", Kind: store.KindToken, Values: v}
+	}
+	p1 := store.Clause{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}
+	for _, tc := range []struct {
+		name    string
+		clauses []store.Clause
+		want    []string
+	}{
+		{"code and system", []store.Clause{code(store.Value{System: "http://loinc.org", Code: "8867-4"})}, []string{"o1", "o2"}},
+		{"code and another system", []store.Clause{code(store.Value{System: "urn:local", Code: "8867-4"})}, []string{"o2"}},
+		{"system only", []store.Clause{code(store.Value{System: "urn:local"})}, []string{"o2"}},
+		{"code in any system", []store.Clause{code(store.Value{Code: "8867-4", AnySystem: true})}, []string{"o1", "o2"}},
+		{"no system", []store.Clause{{Param: "category", Kind: store.KindToken, Values: []store.Value{{Code: "vital"}}}}, []string{"o1"}},
+		{"a system never stored", []store.Clause{code(store.Value{System: "urn:none", Code: "8867-4"})}, nil},
+		{"not a system", []store.Clause{{Param: "code", Kind: store.KindToken, Not: true, Values: []store.Value{{System: "urn:local", Code: "8867-4"}}}}, []string{"o1"}},
+		{"code within the patient", []store.Clause{p1, code(store.Value{System: "http://loinc.org", Code: "8867-4"})}, []string{"o1"}},
+		{"label within the patient", []store.Clause{p1, {Param: "_security", Kind: store.KindToken, Values: []store.Value{{System: "urn:conf", Code: "R"}}}}, []string{"o1"}},
+	} {
+		if got := search(tc.clauses...); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A write after the migration reuses the interned system.
+	rec2 := storetest.Rec("session", "s2", "h2",
+		storetest.Res("Observation", "o3", "p1", `,"status":"final"`, storetest.Token("code", "urn:local", "1-1")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM token_systems`).Scan(&systems); err != nil {
+		t.Fatal(err)
+	}
+	if systems != 5 {
+		t.Errorf("%d token systems after a write in a stored system, want 5", systems)
+	}
+	if got := search(code(store.Value{System: "urn:local"})); !slices.Equal(got, []string{"o2", "o3"}) {
+		t.Errorf("system only after a write: %v, want [o2 o3]", got)
+	}
+}
+
+// TestMigrationFinishesABulkLoadFirst: a schema-14 store left mid bulk
+// load (its search tables dropped, their rows staged) is migrated after
+// the load is finished, so migration 0015 finds idx_token and the store
+// answers as before.
+func TestMigrationFinishesABulkLoadFirst(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kb.db")
+	s := openAt(t, path)
+	rec := storetest.Rec("session", "s1", "h1",
+		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"),
+			storetest.Token("code", "http://loinc.org", "8867-4")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, stmt := range append(undoTokenSystems, `DELETE FROM schema_version WHERE version >= 15`) {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(ctx, c); err != nil { // as BeginBulk, then the process died
+		t.Fatal(err)
+	}
+	c.Close()
+	db.Close()
+	s = openAt(t, path)
+	got, err := s.Search(ctx, store.Query{Type: "Observation", Clauses: []store.Clause{
+		{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}},
+		{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "http://loinc.org", Code: "8867-4"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Resources) != 1 || got.Resources[0].ID != "o1" {
+		t.Errorf("search after the load and the migration = %+v, want o1", got.Resources)
 	}
 }
 

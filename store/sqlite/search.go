@@ -308,7 +308,7 @@ func pickDriver(res *sqlcore.Resolved) (driver int, comp []string) {
 		if cl.Missing != nil || cl.Not {
 			continue
 		}
-		if cl.Kind == store.KindToken && len(qcomp) > 0 && !cl.IsColumn() {
+		if cl.Kind == store.KindToken && len(qcomp) > 0 && !cl.IsColumn() && cl.Param != securityParam {
 			per := costCompCode
 			for _, v := range cl.Values {
 				if v.Code == "" {

@@ -132,6 +132,7 @@ type Store struct {
 
 	pmu  sync.RWMutex
 	pids map[paramKey]int64 // committed (type, param) -> pid
+	sids map[string]int64   // committed token system -> sid (the writer's)
 
 	qmu    sync.Mutex
 	qcache map[string]*sql.Stmt // prepared search SQL on rdb
@@ -260,6 +261,7 @@ func Open(ctx context.Context, path string, clock store.Clock) (*Store, error) {
 		wdb:      wdb,
 		wsem:     make(chan struct{}, 1),
 		pids:     make(map[paramKey]int64),
+		sids:     make(map[string]int64),
 		qcache:   make(map[string]*sql.Stmt),
 		xcache:   make(map[string]*sql.Stmt),
 		qpending: make(map[string]bool),
@@ -342,6 +344,9 @@ func dsn(path string, pragmas []string) string {
 	return b.String()
 }
 
+// bulkLoadVersion is the migration that created bulk_indexes (0012).
+const bulkLoadVersion = 12
+
 // migrate applies the embedded migrations newer than schema_version, each in
 // its own transaction. Files are named NNNN_description.sql.
 func migrate(ctx context.Context, c *sql.Conn) error {
@@ -359,6 +364,14 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 	for _, m := range ms {
 		if m.Version <= cur {
 			continue
+		}
+		// A bulk load left unfinished (bulk_indexes, from 0012 on) has
+		// dropped the search tables that later migrations rewrite (0015):
+		// finish it under the schema it started with.
+		if cur >= bulkLoadVersion {
+			if err := finishBulk(ctx, c); err != nil {
+				return fmt.Errorf("store: sqlite: migrate: finish an interrupted bulk load: %w", err)
+			}
 		}
 		if err := execTx(ctx, c, func() error {
 			if _, err := c.ExecContext(ctx, m.SQL); err != nil {

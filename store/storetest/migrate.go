@@ -64,7 +64,9 @@ func CheckLabelsIndexed(t *testing.T, s store.Store) {
 	}{
 		{"R excluded", store.Query{Type: "Observation", Clauses: []store.Clause{notR}}, []string{"o-psy", "o-nocode", "o-plain"}},
 		{"PSY found", store.Query{Type: "Observation", Clauses: []store.Clause{psyC}}, []string{"o-r", "o-psy"}},
-		// The rows carry their compartment (idx_token_comp, idx_token_patient).
+		// Found within a compartment too (code rows through idx_token_comp or
+		// idx_token_patient; SQLite's label rows carry no compartment since
+		// migration 0015, PERF-SQLB-2, and the patient drives).
 		{"within the compartment, by code", store.Query{Type: "Observation", Clauses: []store.Clause{pat, code, notR}}, []string{"o-psy", "o-nocode"}},
 		{"within the compartment, by label", store.Query{Type: "Observation", Clauses: []store.Clause{pat, psyC}}, []string{"o-r", "o-psy"}},
 		{"other types", store.Query{Type: "Condition", Clauses: []store.Clause{notR}}, nil},

@@ -52,6 +52,10 @@ type Dialect struct {
 	// paramCol is the index tables' column naming the parameter: an
 	// interned pid on SQLite, the name itself on PostgreSQL.
 	paramCol string
+	// tokenSystems: idx_token names a row's system by sid, a token_systems
+	// row (SQLite, docs/design/architecture.md PERF-SQLB-2), instead of
+	// holding the text.
+	tokenSystems bool
 
 	// historyRowid: history rows have their own rowid (hid), and
 	// resources.hid names the current version's; else a history row is
@@ -85,6 +89,8 @@ var SQLite = (&Dialect{
 	ridIndex:   true,
 	checkOnly:  "+",
 	paramCol:   "pid",
+
+	tokenSystems: true,
 
 	historyRowid: true,
 	exportIndex:  " INDEXED BY resources_type_rid",

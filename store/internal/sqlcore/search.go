@@ -271,9 +271,9 @@ func (b *Builder) ValuePred(c *store.Clause, v store.Value) (string, error) {
 		case v.AnySystem:
 			return "x.code = " + b.Arg(v.Code), nil
 		case v.Code == "":
-			return "x.system = " + b.Arg(v.System), nil
+			return b.tokenSystem(v.System), nil
 		default:
-			return "(x.code = " + b.Arg(v.Code) + " AND x.system = " + b.Arg(v.System) + ")", nil
+			return "(x.code = " + b.Arg(v.Code) + " AND " + b.tokenSystem(v.System) + ")", nil
 		}
 	case store.KindString:
 		n := store.NormalizeString(v.Str)
@@ -293,6 +293,16 @@ func (b *Builder) ValuePred(c *store.Clause, v store.Value) (string, error) {
 		return b.numValuePred(c, v)
 	}
 	return "", fmt.Errorf("store: search: %s: unknown kind %d", c.Param, c.Kind)
+}
+
+// tokenSystem is the condition "the token row x has system": by its sid
+// where systems are interned (a system never stored has none, and matches
+// nothing), else on the text.
+func (b *Builder) tokenSystem(system string) string {
+	if b.d.tokenSystems {
+		return "x.sid = (SELECT sid FROM token_systems WHERE system = " + b.Arg(system) + ")"
+	}
+	return "x.system = " + b.Arg(system)
 }
 
 // numValuePred is ValuePred for numbers and quantities.
