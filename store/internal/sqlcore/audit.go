@@ -537,10 +537,10 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	var fresh map[string]int64
 	err := a.auditDB().Write(ctx, func(q Querier) error {
 		if a.d.arrays {
-			// One PostgreSQL writer at a time, so the check for stored ids
-			// below sees every pack a concurrent append could add
-			// (auditpack.go).
-			if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(7412087302)`); err != nil {
+			// One PostgreSQL writer at a time per schema, so the check for
+			// stored ids below sees every pack a concurrent append could
+			// add (auditpack.go).
+			if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ketabridge:audit:' || current_schema(), 0))`); err != nil {
 				return err
 			}
 		}
