@@ -18,7 +18,9 @@ import (
 // The audit trail (store.AuditStore, store.AuditArchive) lives in the audit
 // table of SQLite's migrations 0013 and 0014 and PostgreSQL's 0011 and 0012,
 // the same compact row on both backends (docs/design/security.md AUD-ARCH-1,
-// AUD-ARCH-3, AUD-ARCH-4):
+// AUD-ARCH-3, AUD-ARCH-4); since its migration 0014 PostgreSQL packs these
+// rows, a second of a batch per row of audit_packs (AUD-ARCH-6,
+// auditpack.go), and reads the rows written before beside the packs:
 //
 //   - recorded (Unix ms) and idk make the primary key, so the table is
 //     ordered as ListAudit reads it and needs no other index. idk is the
@@ -47,8 +49,9 @@ import (
 //     not already hold (auditDerived).
 //
 // A day is a contiguous range of the key: SQLite drops old days with one
-// range DELETE, PostgreSQL keeps a partition per day (audit_YYYYMMDD,
-// created when a batch first needs it) and drops partitions.
+// range DELETE, PostgreSQL keeps a partition per day (auditp_YYYYMMDD of
+// audit_packs, created when a batch first needs it; audit_YYYYMMDD of the
+// rows before packs) and drops partitions.
 
 // auditCols are the audit table's columns, in insert and select order.
 const auditCols = "recorded, idk, shape, patient, resource, request"
@@ -463,10 +466,10 @@ func auditPartition(day int64) string {
 
 // AppendAudit writes records (store.AuditStore): the strings unknown to the
 // term cache are looked up or added to audit_terms, then the rows go in
-// multi-row INSERTs (the full-size one prepared once where the backend
-// keeps statements: StmtExecer), all in one transaction of the backend's
-// writer. On PostgreSQL the day partitions the batch needs are created
-// first.
+// multi-row INSERTs (SQLite: the full-size one prepared once on its writer
+// connection, StmtExecer) or packs (PostgreSQL: writePacks, under the
+// appends' advisory lock), all in one transaction of the backend's writer.
+// On PostgreSQL the day partitions the batch needs are created first.
 func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
 	if len(records) == 0 {
 		return nil
@@ -662,8 +665,9 @@ func (a *Auth) buildAuditInsert(n int) string {
 	return b.String()
 }
 
-// auditPartitions creates the PostgreSQL day partitions records need and
-// the cache does not know, under an advisory lock so replicas do not race.
+// auditPartitions creates the PostgreSQL day partitions of audit_packs
+// records need and the cache does not know, under an advisory lock so
+// replicas do not race.
 func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord) error {
 	var need []int64
 	for i := range records {
