@@ -19,10 +19,10 @@ func execAll(t *testing.T, url string, stmts ...string) {
 	ctx := context.Background()
 	c := connect(t, url)
 	// Every test reverts to a schema before the jobs table, the export
-	// walk's index and the compact audit trail (the newest migrations),
-	// which it recreates.
+	// walk's index and the compact audit trail and its packs (the newest
+	// migrations), which it recreates.
 	undo := []string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`,
-		`DROP TABLE IF EXISTS audit`, `DROP TABLE IF EXISTS audit_terms`, `DROP TABLE IF EXISTS audit_exports`,
+		`DROP TABLE IF EXISTS audit_packs`, `DROP TABLE IF EXISTS audit`, `DROP TABLE IF EXISTS audit_terms`, `DROP TABLE IF EXISTS audit_exports`,
 		`CREATE TABLE IF NOT EXISTS audit_events (id text COLLATE "C" PRIMARY KEY, recorded bigint NOT NULL,
     patient text NOT NULL, client_id text NOT NULL, interaction text NOT NULL, type text NOT NULL,
     resource_id text NOT NULL, version text NOT NULL, status integer NOT NULL, fhir_user text NOT NULL,

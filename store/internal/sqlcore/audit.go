@@ -18,7 +18,9 @@ import (
 // The audit trail (store.AuditStore, store.AuditArchive) lives in the audit
 // table of SQLite's migrations 0013 and 0014 and PostgreSQL's 0011 and 0012,
 // the same compact row on both backends (docs/design/security.md AUD-ARCH-1,
-// AUD-ARCH-3, AUD-ARCH-4):
+// AUD-ARCH-3, AUD-ARCH-4); since its migration 0014 PostgreSQL packs these
+// rows, a second of a batch per row of audit_packs (AUD-ARCH-6,
+// auditpack.go), and reads the rows written before beside the packs:
 //
 //   - recorded (Unix ms) and idk make the primary key, so the table is
 //     ordered as ListAudit reads it and needs no other index. idk is the
@@ -47,8 +49,9 @@ import (
 //     not already hold (auditDerived).
 //
 // A day is a contiguous range of the key: SQLite drops old days with one
-// range DELETE, PostgreSQL keeps a partition per day (audit_YYYYMMDD,
-// created when a batch first needs it) and drops partitions.
+// range DELETE, PostgreSQL keeps a partition per day (auditp_YYYYMMDD of
+// audit_packs, created when a batch first needs it; audit_YYYYMMDD of the
+// rows before packs) and drops partitions.
 
 // auditCols are the audit table's columns, in insert and select order.
 const auditCols = "recorded, idk, shape, patient, resource, request"
@@ -463,10 +466,10 @@ func auditPartition(day int64) string {
 
 // AppendAudit writes records (store.AuditStore): the strings unknown to the
 // term cache are looked up or added to audit_terms, then the rows go in
-// multi-row INSERTs (the full-size one prepared once where the backend
-// keeps statements: StmtExecer), all in one transaction of the backend's
-// writer. On PostgreSQL the day partitions the batch needs are created
-// first.
+// multi-row INSERTs (SQLite: the full-size one prepared once on its writer
+// connection, StmtExecer) or packs (PostgreSQL: writePacks, under the
+// appends' advisory lock), all in one transaction of the backend's writer.
+// On PostgreSQL the day partitions the batch needs are created first.
 func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
 	if len(records) == 0 {
 		return nil
@@ -536,6 +539,14 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 	slices.Sort(unknown)
 	var fresh map[string]int64
 	err := a.auditDB().Write(ctx, func(q Querier) error {
+		if a.d.arrays {
+			// One PostgreSQL writer at a time per schema, so the check for
+			// stored ids below sees every pack a concurrent append could
+			// add (auditpack.go).
+			if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ketabridge:audit:' || current_schema(), 0))`); err != nil {
+				return err
+			}
+		}
 		fresh = make(map[string]int64, len(unknown))
 		if err := a.putTerms(ctx, q, unknown, fresh); err != nil {
 			return err
@@ -546,24 +557,30 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			}
 			return codes[s]
 		}
-		args := make([]any, 0, auditColCount*min(len(records), auditRowsPerInsert))
-		for rest := records; len(rest) > 0; {
+		out := make([]auditRow, len(records))
+		for i := range records {
+			r, w := &records[i], &rows[i]
+			ms := r.Recorded.UnixMilli()
+			shape, res := w.shape, w.inline
+			if shape < 0 {
+				shape = code(w.shapeT)
+			}
+			if res == nil {
+				res = auditCoded(code(w.resource))
+			}
+			idk := AuditKey(r.ID, ms)
+			out[i] = auditRow{ms: ms, idk: idk, shape: shape, patient: code(r.Patient), res: res, req: auditRequest(r.RequestID, idk)}
+		}
+		if a.d.arrays {
+			return a.writePacks(ctx, q, out)
+		}
+		args := make([]any, 0, auditColCount*min(len(out), auditRowsPerInsert))
+		for rest := out; len(rest) > 0; {
 			chunk := rest[:min(len(rest), auditRowsPerInsert)]
 			rest = rest[len(chunk):]
 			args = args[:0]
-			done := len(records) - len(rest) - len(chunk)
-			for i := range chunk {
-				r, w := &chunk[i], &rows[done+i]
-				ms := r.Recorded.UnixMilli()
-				shape, res := w.shape, w.inline
-				if shape < 0 {
-					shape = code(w.shapeT)
-				}
-				if res == nil {
-					res = auditCoded(code(w.resource))
-				}
-				idk := AuditKey(r.ID, ms)
-				args = append(args, ms, idk, shape, code(r.Patient), res, auditRequest(r.RequestID, idk))
+			for _, w := range chunk {
+				args = append(args, w.ms, w.idk, w.shape, w.patient, w.res, w.req)
 			}
 			var err error
 			if se, ok := q.(StmtExecer); ok && len(chunk) == auditRowsPerInsert {
@@ -625,10 +642,8 @@ func (a *Auth) putTerms(ctx context.Context, q Querier, terms []string, codes ma
 	return nil
 }
 
-// auditInsert returns the INSERT of n rows. A stored key is skipped (a
-// retried batch is idempotent); on PostgreSQL, whose partitioned table
-// cannot hold a unique index on idk alone, a text id stored on another day
-// is skipped by NOT EXISTS and duplicates within the batch by DISTINCT ON.
+// auditInsert returns SQLite's INSERT of n rows. A stored key is skipped (a
+// retried batch is idempotent). PostgreSQL writes packs (auditpack.go).
 func (a *Auth) auditInsert(n int) string {
 	if n == auditRowsPerInsert {
 		a.insertOnce.Do(func() { a.insertFull = a.buildAuditInsert(n) })
@@ -639,42 +654,20 @@ func (a *Auth) auditInsert(n int) string {
 
 func (a *Auth) buildAuditInsert(n int) string {
 	var b strings.Builder
-	if !a.d.arrays {
-		row := "(?" + strings.Repeat(",?", auditColCount-1) + ")"
-		b.WriteString("INSERT OR IGNORE INTO audit (" + auditCols + ") VALUES ")
-		for i := range n {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(row)
-		}
-		return b.String()
-	}
-	types := []string{"bigint", "bytea", "integer", "integer", "bytea", "bytea"}
-	b.WriteString("INSERT INTO audit (" + auditCols + ")\nSELECT DISTINCT ON (CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk) " +
-		auditCols + " FROM (VALUES ")
-	p := 0
+	row := "(?" + strings.Repeat(",?", auditColCount-1) + ")"
+	b.WriteString("INSERT OR IGNORE INTO audit (" + auditCols + ") VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteByte('(')
-		for j, t := range types {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			p++
-			b.WriteString("$" + strconv.Itoa(p) + "::" + t)
-		}
-		b.WriteByte(')')
+		b.WriteString(row)
 	}
-	b.WriteString(") AS v(" + auditCols + ")\nWHERE v.idk >= '\\x01'::bytea OR NOT EXISTS (SELECT 1 FROM audit o WHERE o.idk < '\\x01'::bytea AND o.idk = v.idk)\n" +
-		"ORDER BY CASE WHEN v.idk < '\\x01'::bytea THEN 0 ELSE v.recorded END, v.idk\nON CONFLICT DO NOTHING")
 	return b.String()
 }
 
-// auditPartitions creates the PostgreSQL day partitions records need and
-// the cache does not know, under an advisory lock so replicas do not race.
+// auditPartitions creates the PostgreSQL day partitions of audit_packs
+// records need and the cache does not know, under an advisory lock so
+// replicas do not race.
 func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord) error {
 	var need []int64
 	for i := range records {
@@ -691,8 +684,8 @@ func (a *Auth) auditPartitions(ctx context.Context, records []store.AuditRecord)
 			return err
 		}
 		for _, d := range need {
-			if _, err := q.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF audit FOR VALUES FROM (%d) TO (%d)`,
-				auditPartition(d), d*dayMS, (d+1)*dayMS)); err != nil {
+			if _, err := q.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF audit_packs FOR VALUES FROM (%d) TO (%d)`,
+				auditPackPartition(d), d*daySec, (d+1)*daySec)); err != nil {
 				return err
 			}
 		}
@@ -721,21 +714,39 @@ func (a *Auth) ListAudit(ctx context.Context, since time.Time, limit int) ([]sto
 	}
 	// sinceMS: the stored precision, so a record at since is never skipped.
 	rows, err := q.Query(ctx, a.sql.listAudit, sinceMS(since), a.d.Limit(limit))
-	raws, err := collect(rows, err, func(r Row) (raw, error) {
-		var x raw
-		c := &x.codes
-		if err := r.Scan(&x.ms, &x.idk, &c[0], &c[1], &x.res, &x.req); err != nil {
-			return x, err
-		}
-		var err error
-		x.resID, c[2], err = auditResource(x.res)
-		return x, err
+	stored, err := collect(rows, err, func(r Row) (auditRow, error) {
+		var x auditRow
+		return x, r.Scan(&x.ms, &x.idk, &x.shape, &x.patient, &x.res, &x.req)
 	})
 	if err != nil {
 		return nil, a.d.wrap("list audit", err)
 	}
-	if len(raws) == 0 {
+	if a.d.arrays {
+		// PostgreSQL: the packs, merged with the rows before them.
+		packs, err := a.listPacks(ctx, q, sinceMS(since), limit)
+		if err != nil {
+			return nil, a.d.wrap("list audit", err)
+		}
+		if len(stored) == 0 {
+			stored = packs
+		} else if len(packs) > 0 {
+			stored = slices.SortedStableFunc(slices.Values(append(stored, packs...)), cmpRows)
+		}
+		if limit > 0 && len(stored) > limit {
+			stored = stored[:limit]
+		}
+	}
+	if len(stored) == 0 {
 		return nil, nil
+	}
+	raws := make([]raw, len(stored))
+	for i, s := range stored {
+		x := &raws[i]
+		x.ms, x.idk, x.req, x.res = s.ms, s.idk, s.req, s.res
+		x.codes[0], x.codes[1] = s.shape, s.patient
+		if x.resID, x.codes[2], err = auditResource(s.res); err != nil {
+			return nil, a.d.wrap("list audit", err)
+		}
 	}
 	// Resolve the codes the cache does not hold.
 	need := map[int64]bool{}
@@ -860,6 +871,18 @@ func (a *Auth) auditDays(ctx context.Context, q Querier, beforeMS int64) ([]stor
 	if err != nil {
 		return nil, err
 	}
+	if a.d.arrays {
+		rows, err := q.Query(ctx, `SELECT sec / $1 AS day, sum(n)::bigint FROM audit_packs WHERE sec < $2 GROUP BY 1 ORDER BY 1`,
+			daySec, beforeMS/1000)
+		packs, err := collect(rows, err, func(r Row) (count, error) {
+			var c count
+			return c, r.Scan(&c.day, &c.events)
+		})
+		if err != nil {
+			return nil, err
+		}
+		counts = append(counts, packs...)
+	}
 	rows, err = q.Query(ctx, a.sql.auditExports, beforeMS/dayMS)
 	marks, err := collect(rows, err, func(r Row) (count, error) {
 		var c count
@@ -880,7 +903,7 @@ func (a *Auth) auditDays(ctx context.Context, q Querier, beforeMS int64) ([]stor
 		return x
 	}
 	for _, c := range counts {
-		get(c.day).Events = c.events
+		get(c.day).Events += c.events
 	}
 	for _, m := range marks {
 		x := get(m.day)
@@ -946,8 +969,9 @@ func (a *Auth) DropAudit(ctx context.Context, before time.Time) ([]store.AuditDa
 	err = a.auditDB().Write(ctx, func(q Querier) error {
 		var parts []string
 		if a.d.arrays {
+			// The day partitions of the packs and of the rows before them.
 			rows, err := q.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'audit'::regclass ORDER BY c.relname`)
+WHERE i.inhparent IN ('audit'::regclass, 'audit_packs'::regclass) ORDER BY c.relname`)
 			names, err := collect(rows, err, func(r Row) (string, error) {
 				var s string
 				return s, r.Scan(&s)
@@ -956,7 +980,11 @@ WHERE i.inhparent = 'audit'::regclass ORDER BY c.relname`)
 				return err
 			}
 			for _, n := range names {
-				t, perr := time.Parse("20060102", strings.TrimPrefix(n, "audit_"))
+				day, ok := strings.CutPrefix(n, "auditp_")
+				if !ok {
+					day = strings.TrimPrefix(n, "audit_")
+				}
+				t, perr := time.Parse("20060102", day)
 				if perr != nil || !t.Before(before) {
 					continue
 				}
@@ -996,6 +1024,7 @@ WHERE i.inhparent = 'audit'::regclass ORDER BY c.relname`)
 	})
 	if a.d.arrays {
 		a.terms.setDays(nil, false)
+		a.legacy.Store(0)
 	}
 	if err != nil {
 		return nil, a.Wrap("drop audit", err)

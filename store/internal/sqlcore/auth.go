@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -26,6 +27,9 @@ type Auth struct {
 	terms      auditTerms // the audit_terms cache (audit.go)
 	insertOnce sync.Once
 	insertFull string // the audit INSERT of auditRowsPerInsert rows
+	// legacy: whether PostgreSQL's audit table (the rows before packs)
+	// holds any: 0 not known, 1 yes, 2 no (auditpack.go legacyRows).
+	legacy atomic.Int32
 }
 
 // authSQL are Auth's statements in the dialect's placeholder style.
