@@ -180,6 +180,9 @@ type Store struct {
 	local bool
 	// mem is that cache, read in place with View (nil for another cache).
 	mem *memory.Cache
+	// hot shares the decoded answers of mem's largest recent hits
+	// (PERF-ST-10).
+	hot hot
 
 	// near is the near cache in front of nc (nil when off).
 	near *near
@@ -493,11 +496,21 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		err   error
 		uerr  error
 	)
+	pages := op == "everything" || op == "search"
 	if s.mem != nil {
+		at = s.mem.At(stamps)
+		if pages {
+			if v, ok := s.hot.get(key, at); ok {
+				if v, ok := v.(T); ok {
+					s.opts.Observer.hit(op)
+					return share(v), nil
+				}
+			}
+		}
 		// The in-process cache's values live outside the Go heap
 		// (store/memory, PERF-ST-9): expanded (or copied) from its ring
 		// under its lock, never shared.
-		at, hit, err = s.mem.View(key, stamps, func(val []byte) error {
+		hit, err = s.mem.ViewAt(key, at, func(val []byte) error {
 			plain, uerr = unpackCopy(val)
 			return nil
 		})
@@ -524,6 +537,10 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		}
 		if err == nil {
 			s.opts.Observer.hit(op)
+			if pages && s.mem != nil && len(plain) >= hotMin {
+				s.hot.put(key, at, v, len(plain))
+				return share(v), nil
+			}
 			if s.near != nil {
 				s.near.put(key, at, v, len(plain))
 				return share(v), nil

@@ -131,9 +131,9 @@ func (c *Cache) stamp(name string) *atomic.Uint64 {
 	return &c.stamps[fnv1a(name)&(stampSlots-1)]
 }
 
-// at encodes the current values of stamps ("3.0.17"; a stamp never bumped
-// is 0).
-func (c *Cache) at(stamps []string) string {
+// At encodes the current values of stamps ("3.0.17"; a stamp never bumped
+// is 0), as Lookup returns them.
+func (c *Cache) At(stamps []string) string {
 	if len(stamps) == 0 {
 		return ""
 	}
@@ -163,19 +163,25 @@ func (c *Cache) Lookup(_ context.Context, key string, stamps []string) (at strin
 // Fill of the same ring waits for it) and must not keep val, nor any slice
 // of it, after it returns: the bytes are overwritten by later entries.
 func (c *Cache) View(key string, stamps []string, use func(val []byte) error) (at string, hit bool, err error) {
-	at = c.at(stamps)
+	at = c.At(stamps)
+	hit, err = c.ViewAt(key, at, use)
+	return at, hit, err
+}
+
+// ViewAt is View of the entry filled at the stamp values at (from At).
+func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, err error) {
 	r := c.ring(key)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	en, ok := r.m[key]
 	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
-		return at, false, nil
+		return false, nil
 	}
 	if en.n == 0 {
-		return at, true, use([]byte{})
+		return true, use([]byte{})
 	}
 	off := en.pos % uint64(len(r.buf))
-	return at, true, use(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
+	return true, use(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
 }
 
 // intact reports whether en's bytes are still in the ring: no value has
