@@ -510,10 +510,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		// The in-process cache's values live outside the Go heap
 		// (store/memory, PERF-ST-9): expanded (or copied) from its ring
 		// under its lock, never shared.
-		hit, err = s.mem.ViewAt(key, at, func(val []byte) error {
-			plain, uerr = unpackCopy(val)
-			return nil
-		})
+		plain, hit, uerr = s.mem.ExpandAt(key, at, unpackCopy)
 	} else {
 		var val []byte
 		cctx, cancel := s.bounded(ctx)
