@@ -495,6 +495,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		hit   bool
 		err   error
 		uerr  error
+		exp   time.Time // of the in-process cache's entry
 	)
 	pages := op == "everything" || op == "search"
 	if s.mem != nil {
@@ -510,7 +511,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		// The in-process cache's values live outside the Go heap
 		// (store/memory, PERF-ST-9): expanded (or copied) from its ring
 		// under its lock, never shared.
-		plain, hit, uerr = s.mem.ExpandAt(key, at, unpackCopy)
+		plain, exp, hit, uerr = s.mem.ExpandAt(key, at, unpackCopy)
 	} else {
 		var val []byte
 		cctx, cancel := s.bounded(ctx)
@@ -535,7 +536,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		if err == nil {
 			s.opts.Observer.hit(op)
 			if pages && s.mem != nil && len(plain) >= hotMin {
-				s.hot.put(key, at, v, len(plain))
+				s.hot.put(key, at, exp, v, len(plain))
 				return share(v), nil
 			}
 			if s.near != nil {

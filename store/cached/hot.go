@@ -1,6 +1,9 @@
 package cached
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // hot keeps, for the in-process cache (store/memory), the decoded answers
 // of its largest recent hits (docs/design/security.md PERF-ST-10): a page of
@@ -13,6 +16,9 @@ import "sync"
 // values it was filled at, the same test as the cache's own entries
 // (CACHE-1): a write bumps them before it returns, so no later read finds
 // an entry older than it.
+//
+// A hot entry expires with the cache entry it was decoded from (the
+// answer is never older than Options.TTL, as without it).
 //
 // Bounded by hotBytes of decoded values in at most hotSlots entries; a new
 // entry replaces the oldest.
@@ -31,6 +37,7 @@ const (
 
 type hotEntry struct {
 	key, at string
+	exp     time.Time
 	v       any
 	size    int64
 }
@@ -41,15 +48,15 @@ func (h *hot) get(key, at string) (any, bool) {
 	defer h.mu.RUnlock()
 	for i := range h.slots {
 		if e := &h.slots[i]; e.v != nil && e.key == key {
-			return e.v, e.at == at
+			return e.v, e.at == at && time.Now().Before(e.exp)
 		}
 	}
 	return nil, false
 }
 
-// put keeps v, decoded from size bytes, for key at the stamp values at,
-// replacing the key's entry or the oldest ones until it fits.
-func (h *hot) put(key, at string, v any, size int) {
+// put keeps v, decoded from size bytes, for key at the stamp values at
+// until exp, replacing the key's entry or the oldest ones until it fits.
+func (h *hot) put(key, at string, exp time.Time, v any, size int) {
 	if size < hotMin || size > hotBytes {
 		return
 	}
@@ -72,6 +79,6 @@ func (h *hot) put(key, at string, v any, size int) {
 		h.bytes -= e.size
 		*e = hotEntry{}
 	}
-	h.slots[slot] = hotEntry{key: key, at: at, v: v, size: int64(size)}
+	h.slots[slot] = hotEntry{key: key, at: at, exp: exp, v: v, size: int64(size)}
 	h.bytes += int64(size)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/cached"
@@ -66,5 +67,34 @@ func TestHotPages(t *testing.T) {
 	}
 	if n := inner.everything.Load(); n != 2 {
 		t.Errorf("%d Everything calls reached the store, want 2", n)
+	}
+}
+
+// TestHotPagesExpire checks a hot entry lives no longer than the cache
+// entry it was decoded from (Options.TTL).
+func TestHotPagesExpire(t *testing.T) {
+	ctx := context.Background()
+	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
+	const ttl = 2 * time.Second
+	s := cached.New(inner, memory.NewCache(16<<20), cached.Options{TTL: ttl})
+	res := storetest.Res("Patient", "p1", "p1", `,"note":"`+strings.Repeat("k", 300<<10)+`"`)
+	if _, err := s.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", "h1", res)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a miss, then a hit kept decoded
+		if _, _, err := s.Everything(ctx, store.EverythingQuery{Patient: "p1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cached.HotBytes(s) == 0 {
+		t.Fatal("a hit of a large page was not kept decoded")
+	}
+	before := inner.everything.Load()
+	time.Sleep(ttl + 100*time.Millisecond)
+	if _, _, err := s.Everything(ctx, store.EverythingQuery{Patient: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := inner.everything.Load() - before; n != 1 {
+		t.Errorf("after the TTL, %d Everything calls reached the store, want 1", n)
 	}
 }

@@ -170,28 +170,29 @@ func (c *Cache) View(key string, stamps []string, use func(val []byte) error) (a
 
 // ViewAt is View of the entry filled at the stamp values at (from At).
 func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, err error) {
-	_, hit, err = c.ExpandAt(key, at, func(val []byte) ([]byte, error) { return nil, use(val) })
+	_, _, hit, err = c.ExpandAt(key, at, func(val []byte) ([]byte, error) { return nil, use(val) })
 	return hit, err
 }
 
 // ExpandAt is ViewAt for a use that turns the stored value into bytes of
-// its own (store/cached decompresses it): it returns what expand returns.
-// expand runs under the ring's read lock and must not keep val.
-func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)) (out []byte, hit bool, err error) {
+// its own (store/cached decompresses it): it returns what expand returns,
+// and when the entry expires. expand runs under the ring's read lock and
+// must not keep val.
+func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)) (out []byte, exp time.Time, hit bool, err error) {
 	r := c.ring(key)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	en, ok := r.m[key]
 	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
-		return nil, false, nil
+		return nil, time.Time{}, false, nil
 	}
 	if en.n == 0 {
 		out, err = expand([]byte{})
-		return out, true, err
+		return out, en.exp, true, err
 	}
 	off := en.pos % uint64(len(r.buf))
 	out, err = expand(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
-	return out, true, err
+	return out, en.exp, true, err
 }
 
 // intact reports whether en's bytes are still in the ring: no value has
