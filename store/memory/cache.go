@@ -16,9 +16,10 @@ const (
 	// rings is split into up to maxRings rings of about equal size, each
 	// under its own lock (keys hash to a ring), so hits on different
 	// rings never contend; a smaller cache is one ring. An entry larger
-	// than its ring is not stored.
-	ringBytes = 4 << 20
-	maxRings  = 8
+	// than its ring is not stored (a 500-resource $everything page is
+	// about 100 KB compressed).
+	ringBytes = 1 << 20
+	maxRings  = 32
 	// entryOverhead is what an entry costs beyond its key, stamp values and
 	// value (map slot, entry struct, queue slot, string headers), so that
 	// many tiny entries are bounded too.
@@ -170,30 +171,49 @@ func (c *Cache) View(key string, stamps []string, use func(val []byte) error) (a
 
 // ViewAt is View of the entry filled at the stamp values at (from At).
 func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, err error) {
-	_, _, hit, err = c.ExpandAt(key, at, func(val []byte) ([]byte, error) { return nil, use(val) })
-	return hit, err
-}
-
-// ExpandAt is ViewAt for a use that turns the stored value into bytes of
-// its own (store/cached decompresses it): it returns what expand returns,
-// and when the entry expires. expand runs under the ring's read lock and
-// must not keep val.
-func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)) (out []byte, exp time.Time, hit bool, err error) {
 	r := c.ring(key)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	en, ok := r.m[key]
 	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
-		return nil, time.Time{}, false, nil
+		return false, nil
 	}
 	if en.n == 0 {
-		out, err = expand([]byte{})
-		return out, en.exp, true, err
+		return true, use([]byte{})
 	}
 	off := en.pos % uint64(len(r.buf))
-	out, err = expand(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
+	return true, use(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
+}
+
+// ExpandAt is ViewAt for a use that turns the stored value into bytes of
+// its own (store/cached decompresses it): it returns what expand returns,
+// and when the entry expires. The value is copied out under the ring's
+// read lock into a pooled buffer and expanded after it is released, so a
+// Fill of the ring never waits for a decompression (nor, behind it, every
+// other reader of the ring); expand must not keep val.
+func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)) (out []byte, exp time.Time, hit bool, err error) {
+	r := c.ring(key)
+	bp := expandBufs.Get().(*[]byte)
+	defer expandBufs.Put(bp)
+	r.mu.RLock()
+	en, ok := r.m[key]
+	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
+		r.mu.RUnlock()
+		return nil, time.Time{}, false, nil
+	}
+	buf := (*bp)[:0]
+	if en.n > 0 {
+		off := en.pos % uint64(len(r.buf))
+		buf = append(buf, r.buf[off:off+uint64(en.n)]...)
+	}
+	r.mu.RUnlock()
+	*bp = buf[:0]
+	out, err = expand(buf)
 	return out, en.exp, true, err
 }
+
+// expandBufs are ExpandAt's buffers: at most a ring's size each.
+var expandBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // intact reports whether en's bytes are still in the ring: no value has
 // been written over them since (Fill drops overwritten entries; this is a
