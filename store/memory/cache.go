@@ -36,14 +36,14 @@ const (
 // Each key holds one entry, stored with the stamp values it was filled at; a
 // Lookup finds it only when those equal the current values.
 //
-// The entries' values live outside the Go heap (docs/design/security.md
-// PERF-ST-9): in rings of memory mapped from the operating system (ring.go),
-// written in order and overwritten oldest first, so the garbage collector
-// neither scans them nor counts them towards its goal (a heap of twice the
-// live bytes: 32 MiB of entries on the heap cost up to 64 MiB of RSS). Only
-// the index (key, stamp values, position, expiry) is on the heap. With one
-// ttl for every entry, as store/cached fills, oldest first is also
-// soonest-to-expire first.
+// The entries' values live in rings (docs/design/security.md PERF-ST-9),
+// written in order and overwritten oldest first; only the index (key,
+// stamp values, position, expiry) is a map. With one ttl for every entry,
+// as store/cached fills, oldest first is also soonest-to-expire first. The
+// rings are pointer-free heap memory (NewCache), or memory mapped from the
+// operating system (NewOffHeapCache, ring_unix.go), which the garbage
+// collector neither scans nor counts towards its goal (a heap of twice the
+// live bytes: 32 MiB of entries on the heap cost up to 64 MiB of RSS).
 //
 // Stamps are counters in a fixed array that stamp names hash to
 // (PERF-ST-8): a Bump increments the slot of each stamp, so it also drops
@@ -91,7 +91,18 @@ var _ store.Cache = (*Cache)(nil)
 // larger than that, or than its ring, is not stored). The rings' memory
 // is mapped at once but only takes RSS as it is written, and is returned
 // to the operating system when the Cache is garbage collected.
-func NewCache(maxBytes int64) *Cache {
+func NewCache(maxBytes int64) *Cache { return newCache(maxBytes, false) }
+
+// NewOffHeapCache is NewCache with its rings mapped from the operating
+// system, outside the Go heap (docs/design/security.md PERF-ST-9): the
+// collector no longer counts the cache's bytes towards its goal, so RSS
+// falls by up to the cache's size, but it also loses them as room to grow:
+// with the same garbage per request it collects more often (more CPU per
+// request). NewCache's rings are ordinary (pointer-free) heap memory,
+// counted as the old map of values was.
+func NewOffHeapCache(maxBytes int64) *Cache { return newCache(maxBytes, true) }
+
+func newCache(maxBytes int64, offHeap bool) *Cache {
 	n := int64(1)
 	if maxBytes >= 2*ringBytes {
 		n = min(maxBytes/ringBytes, maxRings)
@@ -104,9 +115,15 @@ func NewCache(maxBytes int64) *Cache {
 			r.max += maxBytes % n
 		}
 		r.m = make(map[string]cacheEntry)
-		r.buf = mapRing(int(max(r.max, 0)))
+		if offHeap {
+			r.buf = mapRing(int(max(r.max, 0)))
+		} else if r.max > 0 {
+			r.buf = make([]byte, r.max)
+		}
 	}
-	releaseRings(c)
+	if offHeap {
+		releaseRings(c)
+	}
 	return c
 }
 

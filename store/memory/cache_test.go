@@ -19,6 +19,10 @@ func TestCacheContract(t *testing.T) {
 	storetest.RunCache(t, func(t *testing.T) store.Cache { return NewCache(8 << 20) })
 }
 
+func TestOffHeapCacheContract(t *testing.T) {
+	storetest.RunCache(t, func(t *testing.T) store.Cache { return NewOffHeapCache(8 << 20) })
+}
+
 // entries counts the entries held and sums their accounted sizes.
 func (c *Cache) entries() (n int, size int64) {
 	for i := range c.rings {
@@ -156,9 +160,13 @@ func TestCacheViewDoesNotCopy(t *testing.T) {
 // whose bytes were overwritten must be a miss, never another entry's bytes.
 func TestCacheRingNeverServesOverwrittenBytes(t *testing.T) {
 	ctx := context.Background()
-	for _, max := range []int64{8 << 10, 9 << 20} { // one ring; several
-		t.Run(fmt.Sprint(max), func(t *testing.T) {
-			c := NewCache(max)
+	for _, tc := range []struct {
+		max     int64
+		offHeap bool
+	}{{8 << 10, false}, {9 << 20, false}, {8 << 10, true}, {9 << 20, true}} { // one ring; several
+		max := tc.max
+		t.Run(fmt.Sprint(max, tc.offHeap), func(t *testing.T) {
+			c := newCache(max, tc.offHeap)
 			rng := rand.New(rand.NewPCG(1, uint64(max)))
 			last := map[string][]byte{}
 			hits := 0
