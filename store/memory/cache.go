@@ -36,14 +36,15 @@ const (
 // Each key holds one entry, stored with the stamp values it was filled at; a
 // Lookup finds it only when those equal the current values.
 //
-// The entries' values live in rings (docs/design/security.md PERF-ST-9),
-// written in order and overwritten oldest first; only the index (key,
-// stamp values, position, expiry) is a map. With one ttl for every entry,
-// as store/cached fills, oldest first is also soonest-to-expire first. The
-// rings are pointer-free heap memory (NewCache), or memory mapped from the
-// operating system (NewOffHeapCache, ring_unix.go), which the garbage
-// collector neither scans nor counts towards its goal (a heap of twice the
-// live bytes: 32 MiB of entries on the heap cost up to 64 MiB of RSS).
+// Entries are evicted oldest first, per ring (docs/design/security.md
+// PERF-ST-9); with one ttl for every entry, as store/cached fills, oldest
+// first is also soonest-to-expire first. NewCache keeps each value a heap
+// allocation of its own; NewOffHeapCache writes them into rings of memory
+// mapped from the operating system (ring_unix.go), overwritten oldest
+// first, which the garbage collector neither scans nor counts towards its
+// goal (a heap of twice the live bytes: 32 MiB of entries on the heap cost
+// up to 64 MiB of RSS); only the index (key, stamp values, position,
+// expiry) is then a map.
 //
 // Stamps are counters in a fixed array that stamp names hash to
 // (PERF-ST-8): a Bump increments the slot of each stamp, so it also drops
@@ -63,18 +64,21 @@ type cacheRing struct {
 	queue []queued // the entries in the order their values were written
 	qhead int      // queue[:qhead] is consumed
 	stale int      // queue items of replaced entries
-	buf   []byte   // the ring: off the Go heap (ring.go)
+	buf   []byte   // the ring, off the Go heap (ring_unix.go); nil on the heap
+	heap  bool     // values are heap copies in their entries, not in buf
 	head  uint64   // where the next value is written, counted from the ring's start over all laps
 	bytes int64    // accounted size of the entries in m
 	max   int64    // the ring's share of Cache.max
 	_     [40]byte // keeps neighbouring rings' locks off one cache line
 }
 
-// cacheEntry indexes one value: buf[pos%len(buf):][:n].
+// cacheEntry indexes one value: buf[pos%len(buf):][:n], or val on the
+// heap (pos is then a fill number).
 type cacheEntry struct {
 	at   string
 	pos  uint64
 	n    int
+	val  []byte
 	exp  time.Time
 	size int64
 }
@@ -98,8 +102,7 @@ func NewCache(maxBytes int64) *Cache { return newCache(maxBytes, false) }
 // collector no longer counts the cache's bytes towards its goal, so RSS
 // falls by up to the cache's size, but it also loses them as room to grow:
 // with the same garbage per request it collects more often (more CPU per
-// request). NewCache's rings are ordinary (pointer-free) heap memory,
-// counted as the old map of values was.
+// request). NewCache keeps each value a heap allocation of its own.
 func NewOffHeapCache(maxBytes int64) *Cache { return newCache(maxBytes, true) }
 
 func newCache(maxBytes int64, offHeap bool) *Cache {
@@ -117,8 +120,11 @@ func newCache(maxBytes int64, offHeap bool) *Cache {
 		r.m = make(map[string]cacheEntry)
 		if offHeap {
 			r.buf = mapRing(int(max(r.max, 0)))
-		} else if r.max > 0 {
-			r.buf = make([]byte, r.max)
+		} else {
+			// Each value a heap allocation of its own, as before the
+			// rings: a ring allocated whole would count towards the
+			// collector's goal at its full size from the start.
+			r.heap = true
 		}
 	}
 	if offHeap {
@@ -195,8 +201,8 @@ func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, er
 	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
 		return false, nil
 	}
-	if en.n == 0 {
-		return true, use([]byte{})
+	if r.heap || en.n == 0 {
+		return true, use(en.val[:len(en.val):len(en.val)])
 	}
 	off := en.pos % uint64(len(r.buf))
 	return true, use(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
@@ -210,14 +216,19 @@ func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, er
 // other reader of the ring); expand must not keep val.
 func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)) (out []byte, exp time.Time, hit bool, err error) {
 	r := c.ring(key)
-	bp := expandBufs.Get().(*[]byte)
-	defer expandBufs.Put(bp)
 	r.mu.RLock()
 	en, ok := r.m[key]
 	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
 		r.mu.RUnlock()
 		return nil, time.Time{}, false, nil
 	}
+	if r.heap {
+		r.mu.RUnlock() // a heap value never changes
+		out, err = expand(en.val[:len(en.val):len(en.val)])
+		return out, en.exp, true, err
+	}
+	bp := expandBufs.Get().(*[]byte)
+	defer expandBufs.Put(bp)
 	buf := (*bp)[:0]
 	if en.n > 0 {
 		off := en.pos % uint64(len(r.buf))
@@ -236,7 +247,7 @@ var expandBufs = sync.Pool{New: func() any { return new([]byte) }}
 // been written over them since (Fill drops overwritten entries; this is a
 // second check).
 func (r *cacheRing) intact(en cacheEntry) bool {
-	return en.n == 0 || r.head <= en.pos+uint64(len(r.buf))
+	return r.heap || en.n == 0 || r.head <= en.pos+uint64(len(r.buf))
 }
 
 // Fill stores a copy of val for key at the stamp values at, replacing the
@@ -249,8 +260,12 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	}
 	size := int64(len(key)+len(at)+len(val)) + entryOverhead
 	r := c.ring(key)
-	if size > r.max || len(val) > len(r.buf) {
+	if size > r.max || (!r.heap && len(val) > len(r.buf)) {
 		return nil
+	}
+	var heapVal []byte
+	if r.heap {
+		heapVal = append(make([]byte, 0, len(val)), val...) // outside the lock
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -261,7 +276,9 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	}
 	pos := r.head
 	n := uint64(len(val))
-	if n > 0 {
+	if r.heap {
+		r.head++ // a fill number: the queue's items stay distinct
+	} else if n > 0 {
 		ringLen := uint64(len(r.buf))
 		if pos%ringLen+n > ringLen {
 			pos += ringLen - pos%ringLen // does not fit before the end: start the next lap
@@ -272,7 +289,7 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	// lies where its value goes.
 	for r.qhead < len(r.queue) {
 		q := r.queue[r.qhead]
-		if r.bytes+size <= r.max && q.pos+uint64(len(r.buf)) >= r.head {
+		if r.bytes+size <= r.max && (r.heap || q.pos+uint64(len(r.buf)) >= r.head) {
 			break
 		}
 		r.queue[r.qhead] = queued{}
@@ -288,11 +305,11 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	if r.bytes+size > r.max {
 		return nil // the queue is empty: only a value of a replaced entry was left (never: size <= max)
 	}
-	if n > 0 {
+	if n > 0 && !r.heap {
 		off := pos % uint64(len(r.buf))
 		copy(r.buf[off:off+n], val)
 	}
-	r.m[key] = cacheEntry{at: at, pos: pos, n: len(val), exp: time.Now().Add(ttl), size: size}
+	r.m[key] = cacheEntry{at: at, pos: pos, n: len(val), val: heapVal, exp: time.Now().Add(ttl), size: size}
 	r.queue = append(r.queue, queued{key: key, pos: pos})
 	r.bytes += size
 	return nil
