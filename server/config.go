@@ -44,6 +44,9 @@ type Config struct {
 	// CacheMB bounds the in-memory read cache (no Redis), or each replica's
 	// near cache in front of Redis; 0 disables it.
 	CacheMB int
+	// CacheOffHeap puts the in-memory read cache's values outside the Go
+	// heap (memory.NewOffHeapCache, docs/design/security.md PERF-ST-9).
+	CacheOffHeap bool
 	// MemoryLimitMB is the Go runtime's soft memory limit in MiB
 	// (ApplyMemoryLimit); 0 (the default) sets none. "auto" is CacheMB +
 	// memoryLimitHeadroomMB.
@@ -122,10 +125,10 @@ func (c Config) TokenEndpoint() string { return c.BaseURL + "/auth/token" }
 // key-encryption key) redacted, for logs.
 func (c Config) String() string {
 	return fmt.Sprintf("data-dir=%s database-url=%s redis-url=%s addr=%s base-url=%s log-level=%s read-cache=%t "+
-		"cache-mb=%d memory-limit-mb=%d gc-percent=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
+		"cache-mb=%d cache-off-heap=%t memory-limit-mb=%d gc-percent=%d rate-limit=%g rate-burst=%d export-max-jobs=%d export-file-size=%d export-expiry=%s ingest-limits=%d/%d/%d metrics-addr=%s key-encryption-key=%t identifier-system-base=%s "+
 		"clinic-organization=%s payer-access-coverage-only=%t app-frame-ancestors=%s partner-logins=%d",
 		c.DataDir, RedactURL(c.DatabaseURL), RedactURL(c.RedisURL), c.Addr, c.BaseURL, c.LogLevel,
-		c.ReadCache, c.CacheMB, c.MemoryLimitMB, c.GCPercent, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
+		c.ReadCache, c.CacheMB, c.CacheOffHeap, c.MemoryLimitMB, c.GCPercent, c.RateLimit, c.RateBurst, c.ExportMaxJobs, c.ExportFileSize, c.ExportExpiry,
 		c.IngestLimits.MaxBytes, c.IngestLimits.MaxRecordBytes, c.IngestLimits.MaxRecords, c.MetricsAddr, c.KeyEncryptionKey != nil,
 		c.IdentifierSystemBase, c.ClinicOrganization, c.PayerCoverageOnly, strings.Join(c.AppFrameAncestors, ","), len(c.PartnerLogins))
 }
@@ -164,6 +167,7 @@ var Settings = []Setting{
 	{"key-encryption-key-file", "KETABRIDGE_KEY_ENCRYPTION_KEY_FILE", "", "file holding a base64 32-byte key that encrypts the signing keys in the database (same file on every replica)"},
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB: the whole cache without Redis, each replica's near cache with it (0 = none)"},
+	{"cache-off-heap", "KETABRIDGE_CACHE_OFF_HEAP", "off", "on: the in-memory read cache's values outside the Go heap (memory mapped): up to --cache-mb less RSS, but the collector, losing them as room to grow, collects more often (more CPU per cached read); off: on the heap"},
 	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "0", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); 0 = none (the default: GOMEMLIMIT, if set); auto = --cache-mb + 128 (GOMEMLIMIT, when set, wins over auto)"},
 	{"gc-percent", "KETABRIDGE_GC_PERCENT", "100", "the Go garbage collector's GOGC: the heap may grow this many percent past what is live before a collection; 50 keeps it at 1.5x the live heap instead of 2x, for less RSS and more CPU per request (GOGC, when set, wins)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
@@ -305,6 +309,13 @@ func readLimits(r *reader, c *Config) error {
 	var err error
 	if c.CacheMB, err = strconv.Atoi(r.vals["cache-mb"]); err != nil || c.CacheMB < 0 || c.CacheMB > 1<<16 {
 		return r.bad("cache-mb", "must be a whole number of MiB from 0 (no cache) to 65536")
+	}
+	switch r.vals["cache-off-heap"] {
+	case "on", "true", "1":
+		c.CacheOffHeap = true
+	case "off", "false", "0":
+	default:
+		return r.bad("cache-off-heap", "must be on or off")
 	}
 	switch v := r.vals["memory-limit-mb"]; v {
 	case "auto":

@@ -94,6 +94,16 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("memory limit %d MiB by default", c.MemoryLimitMB)
 			}
 		}},
+		{"cache on the heap by default", nil, nil, func(t *testing.T, c Config) {
+			if c.CacheOffHeap {
+				t.Error("cache off the heap by default")
+			}
+		}},
+		{"cache off the heap", []string{"--cache-off-heap", "on"}, nil, func(t *testing.T, c Config) {
+			if !c.CacheOffHeap {
+				t.Error("--cache-off-heap on not taken")
+			}
+		}},
 		{"gc percent 100 by default", nil, nil, func(t *testing.T, c Config) {
 			if c.GCPercent != 100 {
 				t.Errorf("gc percent %d by default", c.GCPercent)
@@ -169,6 +179,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"redis without host", []string{"--redis-url", "redis://"}, nil, "invalid --redis-url"},
 		{"cache size", []string{"--cache-mb", "-1"}, nil, "invalid --cache-mb"},
 		{"memory limit word", []string{"--memory-limit-mb", "lots"}, nil, "invalid --memory-limit-mb"},
+		{"cache off heap word", []string{"--cache-off-heap", "maybe"}, nil, "invalid --cache-off-heap"},
 		{"gc percent too low", []string{"--gc-percent", "5"}, nil, "invalid --gc-percent"},
 		{"gc percent word", []string{"--gc-percent", "off"}, nil, "invalid --gc-percent"},
 		{"memory limit below the cache", []string{"--cache-mb", "256", "--memory-limit-mb", "200"}, nil, "at least --cache-mb + 32"},

@@ -257,6 +257,8 @@ func (d *Data) cacheStore(st store.Store) store.Store {
 		return st
 	case d.redis != nil:
 		c = d.redis.Cache()
+	case d.cfg.CacheMB > 0 && d.backend == "sqlite" && d.cfg.CacheOffHeap:
+		c = memory.NewOffHeapCache(int64(d.cfg.CacheMB) << 20) // docs/design/security.md PERF-ST-9
 	case d.cfg.CacheMB > 0 && d.backend == "sqlite":
 		c = memory.NewCache(int64(d.cfg.CacheMB) << 20)
 	default:

@@ -178,6 +178,11 @@ type Store struct {
 	// local is set for the in-process cache (store/memory), whose calls
 	// never block: no timeout (a timer per call) is needed to bound them.
 	local bool
+	// mem is that cache, read in place with View (nil for another cache).
+	mem *memory.Cache
+	// hot shares the decoded answers of mem's largest recent hits
+	// (PERF-ST-10).
+	hot hot
 
 	// near is the near cache in front of nc (nil when off).
 	near *near
@@ -214,8 +219,8 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	if opts.Buckets <= 0 {
 		opts.Buckets = DefaultBuckets
 	}
-	_, local := c.(*memory.Cache)
-	s := &Store{st: st, c: c, opts: opts, local: local}
+	mem, local := c.(*memory.Cache)
+	s := &Store{st: st, c: c, opts: opts, local: local, mem: mem}
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
 		s.watched, _ = c.(store.Watched)
@@ -496,9 +501,38 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 			// current one.
 		}
 	}
-	cctx, cancel := s.bounded(ctx)
-	at, val, hit, err := s.c.Lookup(cctx, key, stamps)
-	cancel()
+	var (
+		at    string
+		plain []byte
+		hit   bool
+		err   error
+		uerr  error
+		exp   time.Time // of the in-process cache's entry
+	)
+	pages := op == "everything" || op == "search"
+	if s.mem != nil {
+		at = s.mem.At(stamps)
+		if pages {
+			if v, ok := s.hot.get(key, at); ok {
+				if v, ok := v.(T); ok {
+					s.opts.Observer.hit(op)
+					return share(v), nil
+				}
+			}
+		}
+		// The in-process cache's values live outside the Go heap
+		// (store/memory, PERF-ST-9): expanded (or copied) from its ring
+		// under its lock, never shared.
+		plain, exp, hit, uerr = s.mem.ExpandAt(key, at, unpackCopy)
+	} else {
+		var val []byte
+		cctx, cancel := s.bounded(ctx)
+		at, val, hit, err = s.c.Lookup(cctx, key, stamps)
+		cancel()
+		if hit {
+			plain, uerr = unpack(val)
+		}
+	}
 	switch {
 	case err != nil:
 		if ctx.Err() == nil { // not the caller giving up
@@ -506,13 +540,17 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		}
 		return load(ctx)
 	case hit:
-		plain, err := unpack(val)
 		var v T
+		err := uerr
 		if err == nil {
 			v, err = dec(plain)
 		}
 		if err == nil {
 			s.opts.Observer.hit(op)
+			if pages && s.mem != nil && len(plain) >= hotMin {
+				s.hot.put(key, at, exp, v, len(plain))
+				return share(v), nil
+			}
 			if s.near != nil {
 				s.near.put(key, at, v, len(plain))
 				return share(v), nil
@@ -533,8 +571,8 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	if s.failed.Load() != s.cleared.Load() {
 		return v, nil
 	}
-	plain := enc(v)
-	cctx, cancel = s.bounded(ctx)
+	plain = enc(v)
+	cctx, cancel := s.bounded(ctx)
 	defer cancel()
 	if err := s.c.Fill(cctx, key, at, pack(plain), s.opts.TTL); err != nil && ctx.Err() == nil {
 		s.opts.Observer.error(op)

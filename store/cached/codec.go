@@ -173,6 +173,17 @@ func unpack(b []byte) ([]byte, error) {
 	return out, nil
 }
 
+// unpackCopy is unpack of a value it must not share: the bytes of the
+// in-process cache's ring, overwritten by later entries (store/memory
+// View). A compressed value is expanded into new memory anyway; a small
+// plain one is copied.
+func unpackCopy(b []byte) ([]byte, error) {
+	if len(b) < 2 || b[1]&flagCompressed == 0 {
+		return append(make([]byte, 0, len(b)), b...), nil
+	}
+	return unpack(b)
+}
+
 // decoder reads a value; the first failure sticks in err and every later
 // read returns zero values, so callers check err once at the end.
 type decoder struct {

@@ -12,3 +12,11 @@ func ShortBumpBudget(t *testing.T, budget time.Duration) {
 	bumpBudget, bumpBackoff = budget, time.Millisecond
 	t.Cleanup(func() { bumpBudget, bumpBackoff = old, oldBackoff })
 }
+
+// HotBytes returns the decoded bytes the Store's hot entries hold
+// (PERF-ST-10).
+func HotBytes(s *Store) int64 {
+	s.hot.mu.RLock()
+	defer s.hot.mu.RUnlock()
+	return s.hot.bytes
+}

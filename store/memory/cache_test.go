@@ -1,8 +1,12 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,16 +19,20 @@ func TestCacheContract(t *testing.T) {
 	storetest.RunCache(t, func(t *testing.T) store.Cache { return NewCache(8 << 20) })
 }
 
+func TestOffHeapCacheContract(t *testing.T) {
+	storetest.RunCache(t, func(t *testing.T) store.Cache { return NewOffHeapCache(8 << 20) })
+}
+
 // entries counts the entries held and sums their accounted sizes.
 func (c *Cache) entries() (n int, size int64) {
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.RLock()
-		for _, en := range sh.m {
+	for i := range c.rings {
+		r := &c.rings[i]
+		r.mu.RLock()
+		for _, en := range r.m {
 			n++
 			size += en.size
 		}
-		sh.mu.RUnlock()
+		r.mu.RUnlock()
 	}
 	return n, size
 }
@@ -111,23 +119,149 @@ func TestCacheReplaceAccounts(t *testing.T) {
 	}
 }
 
-// TestCacheHitDoesNotAllocateValue checks the hit path returns the stored
-// slice: no copy of the value per hit.
-func TestCacheHitDoesNotAllocateValue(t *testing.T) {
+// TestCacheViewDoesNotCopy checks the hit path of View hands over the
+// stored bytes: no copy of the value per hit (store/cached decompresses
+// from them).
+func TestCacheViewDoesNotCopy(t *testing.T) {
 	ctx := context.Background()
 	c := NewCache(1 << 20)
 	stamps := []string{"e", "r:1"}
 	at, _, _, _ := c.Lookup(ctx, "k", stamps)
-	if err := c.Fill(ctx, "k", at, make([]byte, 4096), time.Minute); err != nil {
+	val := bytes.Repeat([]byte("abcd"), 1024)
+	if err := c.Fill(ctx, "k", at, val, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	use := func(v []byte) error {
+		if !bytes.Equal(v, val) {
+			t.Fatalf("View gave %d bytes, not the value filled", len(v))
+		}
+		return nil
+	}
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, _, hit, _ := c.Lookup(ctx, "k", stamps); !hit {
+		if _, hit, _ := c.View("k", stamps, use); !hit {
 			t.Fatal("miss")
 		}
 	})
 	// One allocation: the at string returned.
 	if allocs > 1 {
 		t.Errorf("a hit allocates %v times, want at most 1", allocs)
+	}
+	// Lookup's value is a copy: changing it changes no later hit.
+	_, got, _, _ := c.Lookup(ctx, "k", stamps)
+	got[0] = 'X'
+	if _, again, _, _ := c.Lookup(ctx, "k", stamps); !bytes.Equal(again, val) {
+		t.Error("a change to one Lookup's value reached the cache")
+	}
+}
+
+// TestCacheRingNeverServesOverwrittenBytes fills keys with values of many
+// sizes, far more than the cache holds, so its rings wrap many times, and
+// checks every hit against the last value filled for the key: an entry
+// whose bytes were overwritten must be a miss, never another entry's bytes.
+func TestCacheRingNeverServesOverwrittenBytes(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		max     int64
+		offHeap bool
+	}{{8 << 10, false}, {9 << 20, false}, {8 << 10, true}, {9 << 20, true}} { // one ring; several
+		max := tc.max
+		t.Run(fmt.Sprint(max, tc.offHeap), func(t *testing.T) {
+			c := newCache(max, tc.offHeap)
+			rng := rand.New(rand.NewPCG(1, uint64(max)))
+			last := map[string][]byte{}
+			hits := 0
+			for i := range 20000 {
+				key := fmt.Sprintf("k%d", rng.IntN(300))
+				if rng.IntN(2) == 0 {
+					n := rng.IntN(int(max) / 40)
+					if i%500 == 0 {
+						n = int(max) / 5 // now and then a large one
+					}
+					val := bytes.Repeat([]byte{byte(i)}, n)
+					if n > 0 {
+						val[0], val[n-1] = byte(n), byte(i>>8)
+					}
+					if err := c.Fill(ctx, key, "", val, time.Minute); err != nil {
+						t.Fatal(err)
+					}
+					last[key] = val
+					continue
+				}
+				_, got, hit, err := c.Lookup(ctx, key, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if hit {
+					hits++
+					if !bytes.Equal(got, last[key]) {
+						t.Fatalf("step %d: %s gave %d bytes, not the %d filled last", i, key, len(got), len(last[key]))
+					}
+				}
+				if s := c.Size(); s > max {
+					t.Fatalf("size %d over the bound %d", s, max)
+				}
+			}
+			// The cache must be useful, not emptied by its wrapping.
+			if hits < 1000 {
+				t.Errorf("%d hits of about 10,000 lookups", hits)
+			}
+			n, size := c.entries()
+			if size != c.Size() {
+				t.Errorf("%d entries sum to %d bytes, accounted %d", n, size, c.Size())
+			}
+		})
+	}
+}
+
+// TestCacheQueueBounded fills one key over and over with empty values,
+// which never wrap the ring: the queue of fill order must not grow with
+// the fills.
+func TestCacheQueueBounded(t *testing.T) {
+	ctx := context.Background()
+	c := NewCache(1 << 20)
+	for i := range 10000 {
+		if err := c.Fill(ctx, "k", strconv.Itoa(i), nil, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q := len(c.rings[0].queue); q > 200 {
+		t.Errorf("queue of %d items for one entry", q)
+	}
+}
+
+// TestCacheStampsBounded checks PERF-ST-8: bumping a million distinct
+// stamp names takes no memory beyond the fixed slots, and each Bump still
+// drops the entries under its stamp.
+func TestCacheStampsBounded(t *testing.T) {
+	ctx := context.Background()
+	c := NewCache(1 << 20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	name := make([]byte, 0, 16)
+	for i := range 1 << 20 {
+		name = strconv.AppendInt(append(name[:0], "r:"...), int64(i), 10)
+		if err := c.Bump(ctx, []string{string(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Errorf("the heap grew %d bytes for a million stamps", grew)
+	}
+	stamps := []string{"e", "r:12345"}
+	at, _, _, _ := c.Lookup(ctx, "k", stamps)
+	if err := c.Fill(ctx, "k", at, []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, hit, _ := c.Lookup(ctx, "k", stamps); !hit {
+		t.Fatal("miss before the Bump")
+	}
+	if err := c.Bump(ctx, []string{"r:12345"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, hit, _ := c.Lookup(ctx, "k", stamps); hit {
+		t.Error("hit after its stamp was bumped")
 	}
 }
