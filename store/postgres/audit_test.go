@@ -138,16 +138,7 @@ func cmpString(a, b string) int {
 // an exported day drops both.
 func TestMigrationKeepsAuditRows(t *testing.T) {
 	ctx := context.Background()
-	url := migratedSchema(t)
-	var stmts []string
-	for _, r := range storetest.LegacyAuditRecords() {
-		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
-			sqlQuote(r.ID), r.Recorded.UnixMilli(), sqlQuote(r.Patient), sqlQuote(r.ClientID), sqlQuote(r.Interaction),
-			sqlQuote(r.Type), sqlQuote(r.ResourceID), sqlQuote(r.Version), r.Status, sqlQuote(r.FHIRUser),
-			sqlQuote(r.Subject), sqlQuote(r.Purpose), sqlQuote(r.RequestID), sqlQuote(r.Organization)))
-	}
-	execAll(t, url, append(stmts, `DELETE FROM schema_version WHERE version >= 11`)...)
-	s := openSchema(t, url)
+	s, url := openLegacyAuditSchema(t)
 	defer s.Close()
 	var rows int
 	if err := connect(t, url).QueryRow(ctx, `SELECT count(*) FROM audit`).Scan(&rows); err != nil {

@@ -86,16 +86,7 @@ func TestMigrationDropsIndexForeignKeys(t *testing.T) {
 // TestMigrationMovesAuditEvents: the audit events stored before migration
 // 0011 read back unchanged from the compact, partitioned trail.
 func TestMigrationMovesAuditEvents(t *testing.T) {
-	url := migratedSchema(t)
-	var stmts []string
-	for _, r := range storetest.LegacyAuditRecords() {
-		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
-			sqlQuote(r.ID), r.Recorded.UnixMilli(), sqlQuote(r.Patient), sqlQuote(r.ClientID), sqlQuote(r.Interaction),
-			sqlQuote(r.Type), sqlQuote(r.ResourceID), sqlQuote(r.Version), r.Status, sqlQuote(r.FHIRUser),
-			sqlQuote(r.Subject), sqlQuote(r.Purpose), sqlQuote(r.RequestID), sqlQuote(r.Organization)))
-	}
-	execAll(t, url, append(stmts, `DELETE FROM schema_version WHERE version >= 11`)...)
-	s := openSchema(t, url)
+	s, _ := openLegacyAuditSchema(t)
 	defer s.Close()
 	storetest.CheckLegacyAudit(t, s)
 }
@@ -130,3 +121,20 @@ func migratedSchema(t *testing.T) string {
 }
 
 func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// openLegacyAuditSchema opens a fresh schema whose audit trail is the
+// storetest legacy records in the pre-0011 audit_events table, migrated on
+// open (the start of the audit migration tests), and the schema's URL.
+func openLegacyAuditSchema(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
+	url := migratedSchema(t)
+	var stmts []string
+	for _, r := range storetest.LegacyAuditRecords() {
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO audit_events VALUES (%s, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s)`,
+			sqlQuote(r.ID), r.Recorded.UnixMilli(), sqlQuote(r.Patient), sqlQuote(r.ClientID), sqlQuote(r.Interaction),
+			sqlQuote(r.Type), sqlQuote(r.ResourceID), sqlQuote(r.Version), r.Status, sqlQuote(r.FHIRUser),
+			sqlQuote(r.Subject), sqlQuote(r.Purpose), sqlQuote(r.RequestID), sqlQuote(r.Organization)))
+	}
+	execAll(t, url, append(stmts, `DELETE FROM schema_version WHERE version >= 11`)...)
+	return openSchema(t, url), url
+}
