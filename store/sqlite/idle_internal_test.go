@@ -39,6 +39,9 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("wal_autocheckpoint"); n != 1000 {
 		t.Fatalf("wal_autocheckpoint at rest = %d, want 1000", n)
 	}
+	if n := pragma("journal_size_limit"); n != 134217728 {
+		t.Fatalf("journal_size_limit at rest = %d, want 134217728", n)
+	}
 	rec := storetest.Rec("patient", "p1", "h1", storetest.Res("Patient", "p1", "p1", `"active":true`))
 	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
 		t.Fatal(err)
@@ -50,6 +53,9 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("wal_autocheckpoint"); n != 32768 {
 		t.Errorf("wal_autocheckpoint after Apply = %d, want 32768", n)
 	}
+	if n := pragma("journal_size_limit"); n != -1 {
+		t.Errorf("journal_size_limit after Apply = %d, want -1", n)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for cacheSize() != -4096 {
 		if time.Now().After(deadline) {
@@ -60,9 +66,32 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("wal_autocheckpoint"); n != 1000 {
 		t.Errorf("wal_autocheckpoint after ingest paused = %d, want 1000", n)
 	}
+	if n := pragma("journal_size_limit"); n != 134217728 {
+		t.Errorf("journal_size_limit after ingest paused = %d, want 134217728", n)
+	}
 	// The next Apply grows it again and still writes.
 	rec = storetest.Rec("patient", "p1", "h2", storetest.Res("Patient", "p1", "p1", `"active":false`))
 	if res, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil || res[0].Outcome != store.Updated {
 		t.Fatalf("second Apply = %+v, %v", res, err)
+	}
+}
+
+// TestIngestWALPages pins PERF-IN-3: during ingest the WAL's checkpoint
+// threshold is a quarter of the database, between 128 MiB and 512 MiB, in
+// steps of 8,192 pages.
+func TestIngestWALPages(t *testing.T) {
+	for _, c := range []struct{ db, want int64 }{
+		{0, 32768},
+		{100_000, 32768},  // 390 MiB: the floor
+		{150_000, 32768},  // 37,500 rounds down to 32,768
+		{200_000, 49152},  // 50,000 rounds down to 49,152
+		{256_000, 57344},  // 1 GB (300 patients, 256k resources): 64,000 -> 57,344
+		{524_288, 131072}, // 2 GiB: the cap
+		{845_000, 131072}, // 3.3 GB (1M resources)
+		{1 << 40, 131072},
+	} {
+		if got := ingestWALPages(c.db); got != c.want {
+			t.Errorf("ingestWALPages(%d) = %d, want %d", c.db, got, c.want)
+		}
 	}
 }
