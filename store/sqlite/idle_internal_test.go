@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -93,5 +94,56 @@ func TestIngestWALPages(t *testing.T) {
 		if got := ingestWALPages(c.db); got != c.want {
 			t.Errorf("ingestWALPages(%d) = %d, want %d", c.db, got, c.want)
 		}
+	}
+}
+
+// TestWALThresholdFollowsTheStore pins PERF-IN-3's wiring: each Apply sets
+// the WAL threshold from the database's size (bounds lowered so a small
+// store reaches them), and a pause restores SQLite's default.
+func TestWALThresholdFollowsTheStore(t *testing.T) {
+	defer func(lo, hi, step int64, d time.Duration) {
+		minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter = lo, hi, step, d
+	}(minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter)
+	minIngestWALPages, maxIngestWALPages, ingestWALPagesStep = 4, 1<<20, 2
+	writerIdleAfter = time.Hour
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "kb.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pragma := func(name string) int64 {
+		t.Helper()
+		s.wsem <- struct{}{}
+		defer func() { <-s.wsem }()
+		var n int64
+		if err := s.w.QueryRowContext(ctx, "PRAGMA "+name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var last int64
+	for i := range 3 {
+		var recs []store.RecordWrite
+		for j := range 200 {
+			id := fmt.Sprintf("p%d-%d", i, j)
+			recs = append(recs, storetest.Rec("patient", id, "h", storetest.Res("Patient", id, id, `"active":true`)))
+		}
+		if _, err := s.Apply(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		// The threshold was set before this Apply wrote: from the size
+		// the store had then, which the next Apply sees grown.
+		got := pragma("wal_autocheckpoint")
+		if i > 0 && got <= last {
+			t.Errorf("Apply %d: wal_autocheckpoint = %d, not above %d: it did not follow the store", i, got, last)
+		}
+		if got < 4 || got%2 != 0 {
+			t.Errorf("Apply %d: wal_autocheckpoint = %d, want an even number of at least 4", i, got)
+		}
+		last = got
+	}
+	if want := ingestWALPages(pragma("page_count")); last > want {
+		t.Errorf("wal_autocheckpoint = %d, above ingestWALPages(page_count) = %d", last, want)
 	}
 }

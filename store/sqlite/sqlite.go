@@ -201,11 +201,15 @@ const (
 // the WAL file is cut back to 128 MiB when it is next reset
 // (idleJournalLimit): while ingesting it keeps its size rather than being
 // cut and extended again after every checkpoint.
-const (
-	minIngestWALPages  = 32768
-	maxIngestWALPages  = 131072
-	ingestWALPagesStep = 8192 // the threshold moves in steps, not at every chunk
+//
+// The bounds are variables so tests can reach them with a small store.
+var (
+	minIngestWALPages  int64 = 32768
+	maxIngestWALPages  int64 = 131072
+	ingestWALPagesStep int64 = 8192 // the threshold moves in steps, not at every chunk
+)
 
+const (
 	ingestJournalLimit = "PRAGMA journal_size_limit = -1"
 	idleJournalLimit   = "PRAGMA journal_size_limit = 134217728" // 128 MiB
 )
@@ -228,7 +232,7 @@ func (s *Store) growForIngest(ctx context.Context) {
 		_, _ = s.w.ExecContext(ctx, ingestCache)
 		_, _ = s.w.ExecContext(ctx, ingestCheckpoint)
 		_, _ = s.w.ExecContext(ctx, ingestJournalLimit)
-		s.walPages = minIngestWALPages
+		s.walPages = 32768 // ingestCheckpoint
 		s.ingesting = true
 	}
 	// The threshold follows the store's size (PERF-IN-3): page_count reads
