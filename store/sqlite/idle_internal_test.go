@@ -101,10 +101,10 @@ func TestIngestWALPages(t *testing.T) {
 // the WAL threshold from the database's size (bounds lowered so a small
 // store reaches them), and a pause restores SQLite's default.
 func TestWALThresholdFollowsTheStore(t *testing.T) {
-	defer func(lo, hi, step int64, d time.Duration) {
-		minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter = lo, hi, step, d
-	}(minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter)
-	minIngestWALPages, maxIngestWALPages, ingestWALPagesStep = 4, 1<<20, 2
+	defer func(lo, hi, step int64, d time.Duration, every int) {
+		minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery = lo, hi, step, d, every
+	}(minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery)
+	minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, walCheckEvery = 4, 1<<20, 2, 1
 	writerIdleAfter = time.Hour
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "kb.db"), store.SystemClock{})

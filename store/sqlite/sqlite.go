@@ -154,9 +154,11 @@ type Store struct {
 	idleMu    sync.Mutex
 	idle      *time.Timer
 	ingesting bool
-	// walPages is the WAL checkpoint threshold while ingesting (PERF-IN-3;
-	// guarded by wsem).
+	// walPages is the WAL checkpoint threshold while ingesting and
+	// walCheck counts the Applies since ingest began (PERF-IN-3; guarded
+	// by wsem).
 	walPages int64
+	walCheck int
 
 	// bulk is set while a bulk load runs, staged when it stages index rows
 	// (BeginBulk; guarded by wsem).
@@ -204,6 +206,7 @@ const (
 //
 // The bounds are variables so tests can reach them with a small store.
 var (
+	walCheckEvery            = 16
 	minIngestWALPages  int64 = 32768
 	maxIngestWALPages  int64 = 131072
 	ingestWALPagesStep int64 = 8192 // the threshold moves in steps, not at every chunk
@@ -233,10 +236,17 @@ func (s *Store) growForIngest(ctx context.Context) {
 		_, _ = s.w.ExecContext(ctx, ingestCheckpoint)
 		_, _ = s.w.ExecContext(ctx, ingestJournalLimit)
 		s.walPages = 32768 // ingestCheckpoint
+		s.walCheck = 0
 		s.ingesting = true
 	}
-	// The threshold follows the store's size (PERF-IN-3): page_count reads
-	// the database's header, so asking once per Apply costs nothing.
+	// The threshold follows the store's size (PERF-IN-3), asked every
+	// walCheckEvery Applies: a statement of its own costs a one-record
+	// Apply a few per cent, and the store grows by at most 16 chunks
+	// between two looks.
+	s.walCheck++
+	if s.walCheck%walCheckEvery != 1 && walCheckEvery > 1 {
+		return
+	}
 	var pages int64
 	if err := s.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
 		return
