@@ -714,11 +714,12 @@ func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64)
 	return ds, nil
 }
 
-// sampleIDs is the id sample of read-uniform, held by the load generator
-// for the whole run in the gateway's process (whose peak RSS the bench
-// reports): 100,000 ids as "/fhir/Type/id" strings were about 11 MB of live
-// heap at 1M resources, a third of the `$everything` scenario's, which the
-// collector (GOGC 100) let double. Here a resource is its type's index and
+// sampleIDs (docs/design/security.md PERF-ST-12) is the id sample of
+// read-uniform, held by the load generator for the whole run in the
+// gateway's process (whose peak RSS the bench reports): 100,000 ids as
+// "/fhir/Type/id" strings were 11.9 MB of live heap at 1M resources, a
+// third of the `$everything` scenario's, which the collector (GOGC 100)
+// let double. Here a resource is its type's index and
 // its id's 16 bytes when the id is a UUID in canonical form (every id the
 // mapping makes), else the id itself: 17 bytes each, no pointers.
 type sampleIDs struct {
