@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,8 +29,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/internal/benchonly"
@@ -758,7 +757,7 @@ func (s *sampleIDs) set(i int, typ, id string) {
 	}
 	s.ids[i] = sampleID{typ: t}
 	delete(s.other, i)
-	if u, err := uuid.Parse(id); err == nil && u.String() == id {
+	if u, ok := parseUUID(id); ok {
 		s.ids[i].uuid = u
 		return
 	}
@@ -785,11 +784,48 @@ func (s *sampleIDs) swap(i, j int) {
 // path returns the i-th sampled resource's "/fhir/Type/id".
 func (s *sampleIDs) path(i int) string {
 	e := &s.ids[i]
-	id, ok := s.other[i]
-	if !ok {
-		id = uuid.UUID(e.uuid).String()
+	if id, ok := s.other[i]; ok {
+		return "/fhir/" + s.types[e.typ] + "/" + id
 	}
-	return "/fhir/" + s.types[e.typ] + "/" + id
+	return "/fhir/" + s.types[e.typ] + "/" + formatUUID(e.uuid)
+}
+
+// parseUUID reads a UUID in canonical form (8-4-4-4-12 lowercase hex
+// digits), the only form formatUUID gives back.
+func parseUUID(id string) (u [16]byte, ok bool) {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
+		return u, false
+	}
+	var digits [32]byte
+	n := 0
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			continue
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+			digits[n] = c
+			n++
+		default:
+			return u, false
+		}
+	}
+	_, err := hex.Decode(u[:], digits[:])
+	return u, err == nil
+}
+
+func formatUUID(u [16]byte) string {
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], u[10:16])
+	return string(b[:])
 }
 
 func abs(n int) int {

@@ -15,6 +15,9 @@ func TestSampleIDs(t *testing.T) {
 	add("Patient", "p1")                                     // not a UUID
 	add("Encounter", "0C6A7D0E-5D2C-5B8E-9A53-0F0B5C1F1D11") // not canonical: kept as given
 	add("Observation", "6f1d0c3e-4b7a-5e21-9c8d-2a4f6b9e0d17")
+	add("Task", "6f1d0c3e-4b7a-5e21-9c8d-2a4f6b9e0d1g")  // not hex
+	add("Task", "6f1d0c3e-4b7a05e21-9c8d-2a4f6b9e0d17")  // a dash missing
+	add("Task", "6f1d0c3e-4b7a-5e21-9c8d-2a4f6b9e0d170") // too long
 	s.set(3, "Condition", "c-2")
 	want[3] = "/fhir/Condition/c-2"
 	s.set(1, "Patient", "1b4e28ba-2fa1-41d2-883f-0016d3cca427")
