@@ -102,8 +102,12 @@ FROM idx_token x JOIN resources r ON r.rid = x.rid ORDER BY 1`)
 		t.Errorf("rows after the migration:\n%s\nwant\n%s", after, before)
 	}
 	var systems, distinct int
-	if err := c.QueryRow(ctx, `SELECT (SELECT count(*) FROM token_systems), (SELECT count(DISTINCT sid) FROM idx_token)`).Scan(&systems, &distinct); err != nil {
+	var typeIndex bool
+	if err := c.QueryRow(ctx, `SELECT (SELECT count(*) FROM token_systems), (SELECT count(DISTINCT sid) FROM idx_token), to_regclass('resources_type') IS NOT NULL`).Scan(&systems, &distinct, &typeIndex); err != nil {
 		t.Fatal(err)
+	}
+	if typeIndex {
+		t.Error("resources_type remains (resources_type_rid answers for it)")
 	}
 	if systems != distinct {
 		t.Errorf("%d systems interned, %d in use", systems, distinct)
