@@ -109,6 +109,14 @@ FROM idx_token x JOIN resources r ON r.rid = x.rid ORDER BY 1`)
 	if typeIndex {
 		t.Error("resources_type remains (resources_type_rid answers for it)")
 	}
+	var method string
+	if err := c.QueryRow(ctx, `SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'history'::regclass AND attname = 'body'`).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	_, noLZ4 := c.Exec(ctx, `CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)`)
+	if want := map[bool]string{false: "l", true: ""}[noLZ4 != nil]; method != want {
+		t.Errorf("history.body compression %q, want %q (server has lz4: %v)", method, want, noLZ4 == nil)
+	}
 	if systems != distinct {
 		t.Errorf("%d systems interned, %d in use", systems, distinct)
 	}
