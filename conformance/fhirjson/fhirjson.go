@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // samplyPkg is the import path of the generated R4 models.
@@ -100,7 +101,9 @@ type plan struct {
 	relevant []int
 
 	fastOnce sync.Once
-	fastType reflect.Type // resources without groups: fields + ResourceType, no methods
+	viewType reflect.Type // resources without groups: the same fields and layout, no methods (PERF-IN-4)
+	fastType reflect.Type // fallback when viewType cannot be built: exported fields + ResourceType, no methods
+	exported []int        // indexes of the exported fields of t, for fastType
 }
 
 type structPlan struct {
@@ -346,37 +349,85 @@ func typeOnly(err error) string {
 }
 
 // encodeResourceFast encodes a resource struct without required choice groups
-// anywhere inside by one encoding/json call on a method-less copy (so that
-// encoding/json's SetEscapeHTML(false) applies, which samply's own
+// anywhere inside by one encoding/json call on a method-less view of it (so
+// that encoding/json's SetEscapeHTML(false) applies, which samply's own
 // MarshalJSON would bypass), with "resourceType" as its last member.
+//
+// The view is a reflect.StructOf type with the resource's fields, tags and
+// therefore its memory layout (checked field by field when the plan is
+// built), laid over the resource's own memory: no copy of the resource, no
+// per-field reflection per call (docs/design/security.md PERF-IN-4). The
+// bytes are those of the former copy into a struct with a trailing
+// ResourceType member: "resourceType" is appended before the closing brace.
+// A resource passed by value is copied once into addressable memory; a type
+// whose layout does not match falls back to the member-by-member copy.
 func (e *encoder) encodeResourceFast(v reflect.Value, p *plan) error {
-	p.fastOnce.Do(func() {
-		var fs []reflect.StructField
-		for i := 0; i < p.t.NumField(); i++ {
-			f := p.t.Field(i)
+	p.fastOnce.Do(func() { p.buildFast() })
+	var target any
+	if p.viewType != nil {
+		if !v.CanAddr() {
+			cp := reflect.New(p.t).Elem()
+			cp.Set(v)
+			v = cp
+		}
+		target = reflect.NewAt(p.viewType, unsafe.Pointer(v.UnsafeAddr())).Interface()
+	} else {
+		cp := reflect.New(p.fastType).Elem()
+		for j, i := range p.exported {
+			cp.Field(j).Set(v.Field(i))
+		}
+		cp.Field(len(p.exported)).SetString(p.t.Name())
+		target = cp.Addr().Interface()
+	}
+	start := e.buf.Len()
+	if err := e.enc.Encode(target); err != nil {
+		return &Error{Path: p.t.Name(), Reason: "encoding/json: " + typeOnly(err)}
+	}
+	e.buf.Truncate(e.buf.Len() - 1) // Encode appends '\n'
+	if p.viewType != nil {
+		// {...} -> {...,"resourceType":"T"}; {} -> {"resourceType":"T"}
+		e.buf.Truncate(e.buf.Len() - 1)
+		if e.buf.Len() > start+1 {
+			e.buf.WriteByte(',')
+		}
+		e.buf.WriteString(`"resourceType":"`)
+		e.buf.WriteString(p.t.Name())
+		e.buf.WriteString(`"}`)
+	}
+	return nil
+}
+
+// buildFast prepares encodeResourceFast's types for p.t: viewType (same
+// fields, no methods) when every field is exported and not embedded and the
+// layouts agree, else fastType (exported fields plus a ResourceType string).
+func (p *plan) buildFast() {
+	var fs []reflect.StructField
+	all := true
+	for i := 0; i < p.t.NumField(); i++ {
+		f := p.t.Field(i)
+		if !f.IsExported() || f.Anonymous {
+			all = false
 			if !f.IsExported() {
 				continue
 			}
-			fs = append(fs, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
 		}
-		fs = append(fs, reflect.StructField{Name: "ResourceType", Type: reflect.TypeFor[string](), Tag: `json:"resourceType"`})
-		p.fastType = reflect.StructOf(fs)
-	})
-	cp := reflect.New(p.fastType).Elem()
-	j := 0
-	for i := 0; i < p.t.NumField(); i++ {
-		if !p.t.Field(i).IsExported() {
-			continue
+		p.exported = append(p.exported, i)
+		fs = append(fs, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
+	}
+	if all {
+		vt := reflect.StructOf(fs)
+		same := vt.Size() == p.t.Size() && vt.Align() == p.t.Align() && vt.NumField() == p.t.NumField()
+		for i := 0; same && i < vt.NumField(); i++ {
+			a, b := vt.Field(i), p.t.Field(i)
+			same = a.Offset == b.Offset && a.Type == b.Type && a.Name == b.Name && a.Tag == b.Tag
 		}
-		cp.Field(j).Set(v.Field(i))
-		j++
+		if same {
+			p.viewType = vt
+			return
+		}
 	}
-	cp.Field(j).SetString(p.t.Name())
-	if err := e.enc.Encode(cp.Addr().Interface()); err != nil {
-		return &Error{Path: p.t.Name(), Reason: "encoding/json: " + typeOnly(err)}
-	}
-	e.buf.Truncate(e.buf.Len() - 1)
-	return nil
+	fs = append(fs, reflect.StructField{Name: "ResourceType", Type: reflect.TypeFor[string](), Tag: `json:"resourceType"`})
+	p.fastType = reflect.StructOf(fs)
 }
 
 // pathFrame is one step of the element path, kept on the stack while walking
