@@ -731,13 +731,7 @@ func CheckEmpty(b []byte, root string) error {
 			}
 			i++
 		case '"':
-			j := i + 1
-			for j < len(b) && b[j] != '"' {
-				if b[j] == '\\' {
-					j++
-				}
-				j++
-			}
+			j := stringEnd(b, i+1)
 			s := b[i+1 : min(j, len(b))]
 			n := len(stack)
 			if n > 0 && !stack[n-1].arr && j+1 < len(b) && b[j+1] == ':' {
@@ -753,4 +747,27 @@ func CheckEmpty(b []byte, root string) error {
 		}
 	}
 	return nil
+}
+
+// stringEnd returns the index of the quote closing the JSON string whose
+// contents start at b[from] (len(b) if it is not closed): the first quote not
+// escaped by an odd run of backslashes, found with bytes.IndexByte rather
+// than byte by byte (PERF-IN-4).
+func stringEnd(b []byte, from int) int {
+	j := from
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return len(b)
+		}
+		j += k
+		n := 0
+		for p := j - 1; p >= from && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j
+		}
+		j++
+	}
 }

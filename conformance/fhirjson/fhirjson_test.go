@@ -485,3 +485,18 @@ func TestResourceViewMatchesCopy(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkCheckEmpty(b *testing.B) {
+	obs := benchObs()
+	obs.Text = &r4.Narrative{Status: r4.NarrativeStatusGenerated, Div: `<div xmlns="http://www.w3.org/1999/xhtml">a \ b "q"</div>`}
+	body, err := Marshal(&obs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := CheckEmpty(body, "Observation"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
