@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -100,6 +101,12 @@ type plan struct {
 	// group is decided per value by following only these fields.
 	relevant []int
 
+	// elemPlan and relPlans cache planFor of elem and of the relevant
+	// fields' types, so that containsGroups, run for every resource, does
+	// not look them up in plans each time (PERF-IN-4).
+	elemPlan atomic.Pointer[plan]
+	relPlans []atomic.Pointer[plan] // parallel to relevant
+
 	fastOnce sync.Once
 	viewType reflect.Type // resources without groups: the same fields and layout, no methods (PERF-IN-4)
 	fastType reflect.Type // fallback when viewType cannot be built: exported fields + ResourceType, no methods
@@ -128,6 +135,26 @@ var (
 	plans     sync.Map // reflect.Type -> *plan
 	marshaler = reflect.TypeFor[json.Marshaler]()
 )
+
+// elemP is planFor(p.elem), cached in p.
+func (p *plan) elemP() *plan {
+	if ep := p.elemPlan.Load(); ep != nil {
+		return ep
+	}
+	ep := planFor(p.elem)
+	p.elemPlan.Store(ep)
+	return ep
+}
+
+// relP is planFor of the type of the k-th relevant field, cached in p.
+func (p *plan) relP(k int) *plan {
+	if fp := p.relPlans[k].Load(); fp != nil {
+		return fp
+	}
+	fp := planFor(p.t.Field(p.st.fields[p.relevant[k]].index).Type)
+	p.relPlans[k].Store(fp)
+	return fp
+}
 
 func planFor(t reflect.Type) *plan {
 	if p, ok := plans.Load(t); ok {
@@ -170,6 +197,7 @@ func buildPlan(t reflect.Type) *plan {
 				p.relevant = append(p.relevant, fi)
 			}
 		}
+		p.relPlans = make([]atomic.Pointer[plan], len(p.relevant))
 	}
 	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 		p.elem = t.Elem()
@@ -593,7 +621,12 @@ func containsGroups(v reflect.Value, p *plan) bool {
 		return false
 	}
 	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
+	case reflect.Pointer:
+		if v.IsNil() {
+			return false
+		}
+		return containsGroups(v.Elem(), p.elemP())
+	case reflect.Interface:
 		if v.IsNil() {
 			return false
 		}
@@ -602,7 +635,7 @@ func containsGroups(v reflect.Value, p *plan) bool {
 		if v.Len() == 0 {
 			return false
 		}
-		ep := planFor(p.elem)
+		ep := p.elemP()
 		if !ep.hasGroups {
 			return false
 		}
@@ -619,7 +652,7 @@ func containsGroups(v reflect.Value, p *plan) bool {
 		if len(p.st.groups) > 0 {
 			return true
 		}
-		for _, fi := range p.relevant {
+		for k, fi := range p.relevant {
 			fv := v.Field(p.st.fields[fi].index)
 			switch fv.Kind() {
 			case reflect.Pointer, reflect.Slice, reflect.Interface, reflect.Map:
@@ -627,7 +660,7 @@ func containsGroups(v reflect.Value, p *plan) bool {
 					continue
 				}
 			}
-			if containsGroups(fv, planFor(fv.Type())) {
+			if containsGroups(fv, p.relP(k)) {
 				return true
 			}
 		}
