@@ -78,6 +78,11 @@ type Params struct {
 	// (MemProfile.<scenario>.heap), and each scenario prints where its
 	// memory was at its highest anonymous RSS (memdiag.go).
 	MemProfile string
+	// WaitProfile, when set, is the prefix of each scenario's block and
+	// mutex profiles and runtime trace (WaitProfile.<scenario>.block,
+	// .mutex, .trace), and each scenario prints its GC pauses, scheduling
+	// latency and GC assist (waitDiag).
+	WaitProfile string
 	// Out is the directory of results.json, compare.json and the charts;
 	// Docs the Markdown file the dated rows are appended to (empty: none).
 	Out, Docs string
@@ -543,7 +548,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
 		cpu0 := cpuSeconds()
-		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, stderr)
+		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, p.WaitProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}

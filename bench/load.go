@@ -172,7 +172,7 @@ func (sc scenario) preflight(ctx context.Context, c *http.Client) error {
 // many workers (an unpaced, closed-loop load) for d, and summarises it with
 // vegeta.Metrics. Peak RSS is the process's VmHWM, reset first when the
 // kernel allows.
-func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, stderr io.Writer) (scenarioResult, error) {
+func attackScenario(sc scenario, conns int, d time.Duration, memProfile, waitProfile string, stderr io.Writer) (scenarioResult, error) {
 	// Each scenario's peak starts from the gateway at rest: the heap the
 	// previous scenario grew (and the runtime keeps for a while) is handed
 	// back to the OS first, so it does not count against this one.
@@ -189,6 +189,7 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		vegeta.MaxBody(0),
 	)
 	endDiag := memDiag(memProfile, sc.name, stderr)
+	endWait := waitDiag(waitProfile, sc.name, stderr)
 	var m vegeta.Metrics
 	var errs int
 	var first string
@@ -202,6 +203,7 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		}
 	}
 	m.Close()
+	endWait(m.Requests)
 	endDiag()
 	if m.Requests == 0 {
 		return scenarioResult{}, fmt.Errorf("no request completed")
