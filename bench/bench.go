@@ -547,10 +547,23 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
+		var hb0 map[string]float64
+		if p.WaitProfile != "" {
+			if hb0, err = handlerBuckets(ctx, gr.client, gr.base); err != nil {
+				return err
+			}
+		}
 		cpu0 := cpuSeconds()
 		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, p.WaitProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		if p.WaitProfile != "" {
+			hb1, err := handlerBuckets(ctx, gr.client, gr.base)
+			if err != nil {
+				return err
+			}
+			printHandlerTail(stderr, sc.name, hb0, hb1)
 		}
 		ev1, by1, err := settleAudit(ctx, gr.g.Store())
 		if err != nil {

@@ -1,13 +1,17 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -147,4 +151,58 @@ func (h hist) q(q float64) float64 {
 		}
 	}
 	return h.max
+}
+
+// handlerBuckets reads the gateway's own request latency histogram
+// (ops.Metrics, ketabridge_http_request_duration_seconds on /metrics),
+// summed over routes: cumulative counts by upper bound in seconds. It
+// times the handler chain only, from the request read to the response
+// written, without the load generator's side or the wait before the
+// handler runs.
+func handlerBuckets(ctx context.Context, c *http.Client, base string) (map[string]float64, error) {
+	b, status, err := get(ctx, c, base+"/metrics", http.Header{})
+	if err != nil || status != http.StatusOK {
+		return nil, fmt.Errorf("bench: /metrics: status %d: %v", status, err)
+	}
+	out := map[string]float64{}
+	const name = "ketabridge_http_request_duration_seconds_bucket{"
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		i := strings.Index(line, `le="`)
+		j := strings.LastIndexByte(line, ' ')
+		if i < 0 || j < i {
+			continue
+		}
+		le := line[i+4:]
+		le = le[:strings.IndexByte(le, '"')]
+		v, err := strconv.ParseFloat(line[j+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[le] += v
+	}
+	return out, nil
+}
+
+// printHandlerTail prints the share of the scenario's requests whose
+// handler took longer than each bound (the difference of two
+// handlerBuckets reads).
+func printHandlerTail(w io.Writer, name string, before, after map[string]float64) {
+	n := after["+Inf"] - before["+Inf"]
+	if n <= 0 {
+		return
+	}
+	var sb strings.Builder
+	for _, le := range []string{"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05"} {
+		over := n - (after[le] - before[le])
+		fmt.Fprintf(&sb, " over %s ms %.2f %%;", strconv.FormatFloat(mustFloat(le)*1e3, 'f', -1, 64), 100*over/n)
+	}
+	fmt.Fprintf(w, "bench: %s in the gateway's handlers (its own histogram, %d requests):%s\n", name, int64(n), sb.String())
+}
+
+func mustFloat(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
 }
