@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -137,7 +138,8 @@ func histDelta(a, b *metrics.Float64Histogram) hist {
 	return h
 }
 
-// q returns the upper bound of the bucket holding the q-quantile.
+// q returns the upper bound of the bucket holding the q-quantile (the
+// lower bound of the open last bucket).
 func (h hist) q(q float64) float64 {
 	if h.n == 0 {
 		return 0
@@ -147,7 +149,10 @@ func (h hist) q(q float64) float64 {
 	for i, c := range h.counts {
 		seen += c
 		if seen > want {
-			return h.buckets[i+1]
+			if hi := h.buckets[i+1]; !math.IsInf(hi, 1) {
+				return hi
+			}
+			return h.buckets[i] // the open last bucket: its lower bound
 		}
 	}
 	return h.max
