@@ -83,6 +83,11 @@ type Params struct {
 	// .mutex, .trace), and each scenario prints its GC pauses, scheduling
 	// latency and GC assist (waitDiag).
 	WaitProfile string
+	// Pace, when above 0, paces each scenario at that many requests/s
+	// (open loop, at most Connections in flight) instead of as fast as the
+	// connections go: its latencies are those of a gateway below
+	// saturation, without the closed loop's queue (PERF-ST-14).
+	Pace int
 	// Out is the directory of results.json, compare.json and the charts;
 	// Docs the Markdown file the dated rows are appended to (empty: none).
 	Out, Docs string
@@ -554,7 +559,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			}
 		}
 		cpu0 := cpuSeconds()
-		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, p.WaitProfile, stderr)
+		r, err := attackScenario(sc, conns, p.Pace, p.Duration, p.MemProfile, p.WaitProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
