@@ -187,11 +187,15 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		vegeta.MaxBody(0),
 	)
 	endDiag := memDiag(memProfile, sc.name, stderr)
-	var m vegeta.Metrics
+	var m, late vegeta.Metrics
 	var errs int
 	var first string
+	half := time.Now().Add(d / 2)
 	for r := range atk.Attack(sc.targeter(), vegeta.ConstantPacer{}, d, sc.name) {
 		m.Add(r)
+		if r.Timestamp.After(half) {
+			late.Add(r)
+		}
 		if r.Code != http.StatusOK || r.Error != "" {
 			errs++
 			if first == "" {
@@ -200,6 +204,7 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		}
 	}
 	m.Close()
+	late.Close()
 	endDiag()
 	if m.Requests == 0 {
 		return scenarioResult{}, fmt.Errorf("no request completed")
@@ -211,6 +216,9 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		Errors:   errs,
 		requests: m.Requests, p90: ms(m.Latencies.P90), mean: ms(m.Latencies.Mean),
 		peakRSS: peakRSSMB(), firstError: first,
+	}
+	if late.Requests > 0 {
+		r.P99Late = ms(late.Latencies.P99)
 	}
 	if sc.conns > 0 {
 		r.Connections = conns

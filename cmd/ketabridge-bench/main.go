@@ -94,7 +94,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	docs := fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: all): "+strings.Join(bench.ScenarioNames, ", "))
 	memProfile := fs.String("memprofile", "", "write each scenario's heap profile to PREFIX.<scenario>.heap and print the process's memory (Go heap in use and idle, runtime, stacks, outside Go: SQLite's page caches; file-backed) at the scenario's highest RSS")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file, for go tool pprof")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file (with --scale, one per size: FILE.<resources>), for go tool pprof")
 	ingestProfile := fs.String("ingest-cpuprofile", "", "write a CPU profile of the ingest to this file, and a heap profile taken at its end to this file + .heap, for go tool pprof")
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	soak := fs.Duration("soak", 0, "run the soak instead (e.g. 10m): a fixed rate of mixed reads, searches and ingests with Redis paused and clients dropping connections mid-body on a schedule; errors by kind, RSS over time, every acknowledged record read back (make soak)")
