@@ -69,6 +69,11 @@ type Params struct {
 	Connections int
 	// Only, when set, limits the scenarios run (by name, ScenarioNames).
 	Only []string
+	// Warm, when set, precedes each patient-scoped scenario (search,
+	// everything-default) with one untimed request per patient (warmUp),
+	// so that it measures the steady state, not the cache filling.
+	// --scale sets it unless --warm=false.
+	Warm bool
 	// CPUProfile, when set, is the file the scenarios' CPU profile goes to.
 	CPUProfile string
 	// IngestProfile, when set, is the file the ingest's CPU profile goes to;
@@ -543,12 +548,23 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
+		var warmN int
+		var warmD time.Duration
+		if p.Warm {
+			if warmN, warmD, err = warmUp(ctx, sc, gr.client, conns); err != nil {
+				return fmt.Errorf("bench: %s: %w", sc.name, err)
+			}
+			if warmN > 0 {
+				fmt.Fprintf(stderr, "bench: %s: warmed with %d requests (one per patient) in %.1f s\n", sc.name, warmN, warmD.Seconds())
+			}
+		}
 		hit0, miss0 := gr.cacheCounts(ctx)
 		cpu0 := cpuSeconds()
 		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
+		r.WarmRequests, r.WarmSeconds = warmN, round3(warmD.Seconds())
 		if hit1, miss1 := gr.cacheCounts(ctx); hit1+miss1 > hit0+miss0 {
 			r.CacheLookups = int64(hit1 + miss1 - hit0 - miss0)
 			r.CacheHitRatio = round3((hit1 - hit0) / float64(r.CacheLookups))

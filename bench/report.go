@@ -106,6 +106,11 @@ type scenarioResult struct {
 	// half: against P99, how much of the tail the start of the run made
 	// (a cache still filling).
 	P99Late float64 `json:"p99_late_ms,omitempty"`
+	// WarmRequests and WarmSeconds are the untimed warm-up before the
+	// scenario (Params.Warm): one request per patient, and how long they
+	// took (the cache filling, at conns connections).
+	WarmRequests int     `json:"warm_requests,omitempty"`
+	WarmSeconds  float64 `json:"warm_s,omitempty"`
 
 	requests   uint64
 	p90, mean  float64

@@ -103,6 +103,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		"): one store loaded in steps and measured at each size (ingest resources/s, database size, "+strings.Join(bench.ScaleScenarios, ", ")+
 		" requests/s and p99, peak RSS); writes scale.json and scale.svg to --out")
 	bulkIngest := fs.Bool("bulk-ingest", false, "ingest inside a bulk load (store.BulkWriter, as ketabridge import --bulk) instead of with plain writes")
+	warm := fs.Bool("warm", false, "before each patient-scoped scenario (search, everything-default), request each patient's answer once, untimed, so the scenario measures the steady state rather than the read cache filling (default with --scale)")
 	auditOff := fs.Bool("audit-off", false, "serve the scenarios without an audit trail: the baseline of what auditing costs a read (a harness-only switch: the gateway itself always audits); no docs row unless --docs is given")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
@@ -113,7 +114,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, CPUProfile: *cpuProfile, IngestProfile: *ingestProfile, MemProfile: *memProfile, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
+			Docs: *docs, Warm: *warm, CPUProfile: *cpuProfile, IngestProfile: *ingestProfile, MemProfile: *memProfile, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
 		if *auditOff && !given["docs"] {
 			p.Docs = ""
 		}
@@ -161,6 +162,11 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 			if given["patients"] {
 				return p, cfg, mode{}, errors.New("--scale sets the data set's sizes in resources: --patients does not apply")
 			}
+			// The cost curve compares steady states: without the warm-up
+			// each size's first seconds fill the cache with one miss per
+			// patient, a cost that grows with the patients and not with
+			// what a search costs (docs/benchmarks.md).
+			p.Warm = !given["warm"] || *warm
 			if m.scale, err = bench.ParseSizes(*scale); err != nil {
 				return p, cfg, mode{}, fmt.Errorf("--scale: %w", err)
 			}

@@ -210,6 +210,9 @@ func TestScale(t *testing.T) {
 				// the share of its lookups that hit reported.
 				Lookups  int64   `json:"cache_lookups"`
 				HitRatio float64 `json:"cache_hit_ratio"`
+				// --scale warms the patient-scoped scenarios: one
+				// request per patient.
+				Warm int `json:"warm_requests"`
 			}
 		}
 		Targets []struct{ Name string }
@@ -233,6 +236,9 @@ func TestScale(t *testing.T) {
 			names = append(names, s.Name)
 			if s.RPS <= 0 || s.P99 <= 0 || s.Errors != 0 || s.Lookups <= 0 || s.HitRatio < 0 || s.HitRatio > 1 {
 				t.Errorf("size %d, %s: %+v", size, s.Name, s)
+			}
+			if warmed := s.Name == "search" || s.Name == "everything-default"; warmed != (s.Warm == r.Patients) {
+				t.Errorf("size %d, %s: %d warm-up requests for %d patients", size, s.Name, s.Warm, r.Patients)
 			}
 		}
 		// One CPU profile per size, named by the resources it held.
