@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -700,9 +701,11 @@ type dataset struct {
 	// payerPatients are those the payer client sees (search-payer and its
 	// unrestricted twin draw from them).
 	payerPatients []string
-	// sample is a uniform sample of every stored compartment resource, as
-	// "/fhir/Type/id"; hot its first hotSet entries.
-	sample, hot []string
+	// sample is a uniform sample of every stored compartment resource
+	// (samplePath gives its "/fhir/Type/id"); hot the paths of its first
+	// hotSet entries.
+	sample sampleIDs
+	hot    []string
 	// total is the number of compartment resources the sample is drawn from.
 	total int
 	// carePlans are the courses (CarePlan ids) pa-criteria draws from:
@@ -737,11 +740,10 @@ func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64)
 				ds.carePlans = append(ds.carePlans, r.ID)
 			}
 			ds.total++
-			p := "/fhir/" + r.Type + "/" + r.ID
-			if len(ds.sample) < sampleSize {
-				ds.sample = append(ds.sample, p)
+			if ds.sample.len() < sampleSize {
+				ds.sample.add(r.Type, r.ID)
 			} else if j := rng.IntN(ds.total); j < sampleSize {
-				ds.sample[j] = p
+				ds.sample.set(j, r.Type, r.ID)
 			}
 		}
 		if ma {
@@ -751,18 +753,135 @@ func datasetFrom(ctx context.Context, st store.Store, pids []string, seed int64)
 			best, ds.everything, ds.size = d, pid, len(rs)
 		}
 	}
-	if len(ds.sample) == 0 || len(ds.maPatients) == 0 || len(ds.carePlans) == 0 {
+	if ds.sample.len() == 0 || len(ds.maPatients) == 0 || len(ds.carePlans) == 0 {
 		return nil, errors.New("bench: the store holds no compartment resources, no MedicationAdministration or no CarePlan")
 	}
 	// The reservoir's order follows the store's; shuffle so the hot set
 	// mixes types.
-	rng.Shuffle(len(ds.sample), func(i, j int) { ds.sample[i], ds.sample[j] = ds.sample[j], ds.sample[i] })
-	ds.hot = ds.sample[:min(hotSet, len(ds.sample))]
+	rng.Shuffle(ds.sample.len(), ds.sample.swap)
+	for i := range min(hotSet, ds.sample.len()) {
+		ds.hot = append(ds.hot, ds.sample.path(i))
+	}
 	for t := range types {
 		ds.types = append(ds.types, t)
 	}
 	slices.Sort(ds.types)
 	return ds, nil
+}
+
+// sampleIDs (docs/design/security.md PERF-ST-12) is the id sample of
+// read-uniform, held by the load generator for the whole run in the
+// gateway's process (whose peak RSS the bench reports): 100,000 ids as
+// "/fhir/Type/id" strings were 11.9 MB of live heap at 1M resources, a
+// third of the `$everything` scenario's, which the collector (GOGC 100)
+// let double. Here a resource is its type's index and
+// its id's 16 bytes when the id is a UUID in canonical form (every id the
+// mapping makes), else the id itself: 17 bytes each, no pointers.
+type sampleIDs struct {
+	types  []string
+	typeIx map[string]uint8
+	ids    []sampleID
+	// other holds the ids that are not canonical UUIDs, by sample index
+	// (none in the synthetic data set).
+	other map[int]string
+}
+
+type sampleID struct {
+	typ  uint8
+	uuid [16]byte
+}
+
+func (s *sampleIDs) len() int { return len(s.ids) }
+
+func (s *sampleIDs) add(typ, id string) {
+	s.ids = append(s.ids, sampleID{})
+	s.set(len(s.ids)-1, typ, id)
+}
+
+func (s *sampleIDs) set(i int, typ, id string) {
+	t, ok := s.typeIx[typ]
+	if !ok {
+		if s.typeIx == nil {
+			s.typeIx = map[string]uint8{}
+		}
+		if len(s.types) > 255 {
+			panic("bench: more than 256 resource types in the sample")
+		}
+		t = uint8(len(s.types))
+		s.types = append(s.types, typ)
+		s.typeIx[typ] = t
+	}
+	s.ids[i] = sampleID{typ: t}
+	delete(s.other, i)
+	if u, ok := parseUUID(id); ok {
+		s.ids[i].uuid = u
+		return
+	}
+	if s.other == nil {
+		s.other = map[int]string{}
+	}
+	s.other[i] = id
+}
+
+func (s *sampleIDs) swap(i, j int) {
+	s.ids[i], s.ids[j] = s.ids[j], s.ids[i]
+	oi, iok := s.other[i]
+	oj, jok := s.other[j]
+	delete(s.other, i)
+	delete(s.other, j)
+	if iok {
+		s.other[j] = oi
+	}
+	if jok {
+		s.other[i] = oj
+	}
+}
+
+// path returns the i-th sampled resource's "/fhir/Type/id".
+func (s *sampleIDs) path(i int) string {
+	e := &s.ids[i]
+	if id, ok := s.other[i]; ok {
+		return "/fhir/" + s.types[e.typ] + "/" + id
+	}
+	return "/fhir/" + s.types[e.typ] + "/" + formatUUID(e.uuid)
+}
+
+// parseUUID reads a UUID in canonical form (8-4-4-4-12 lowercase hex
+// digits), the only form formatUUID gives back.
+func parseUUID(id string) (u [16]byte, ok bool) {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
+		return u, false
+	}
+	var digits [32]byte
+	n := 0
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			continue
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+			digits[n] = c
+			n++
+		default:
+			return u, false
+		}
+	}
+	_, err := hex.Decode(u[:], digits[:])
+	return u, err == nil
+}
+
+func formatUUID(u [16]byte) string {
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], u[10:16])
+	return string(b[:])
 }
 
 func abs(n int) int {

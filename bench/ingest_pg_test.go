@@ -55,7 +55,7 @@ func ingestPostgres(b *testing.B, bulk bool) {
 	m := mapping.New(mapping.Options{})
 	var resources int
 	var elapsed time.Duration
-	var goCPU, pgCPU float64
+	var goCPU, pgCPU, wal float64
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		u, app, drop := ingestSchema(ctx, b, url, i)
@@ -65,7 +65,7 @@ func ingestPostgres(b *testing.B, bulk bool) {
 		}
 		svc := ingest.New(st, m, search.Extract, store.SystemClock{})
 		b.StartTimer()
-		start, goCPU0 := time.Now(), cpuSeconds()
+		start, goCPU0, lsn0 := time.Now(), cpuSeconds(), walLSN(b, url)
 		end := func(context.Context) error { return nil }
 		if bulk {
 			if end, err = st.BeginBulk(ctx); err != nil {
@@ -89,6 +89,7 @@ func ingestPostgres(b *testing.B, bulk bool) {
 		elapsed += time.Since(start)
 		goCPU += cpuSeconds() - goCPU0
 		b.StopTimer()
+		wal += walLSN(b, url) - lsn0
 		pgCPU += backendCPU(b, url, app)
 		st.Close()
 		if os.Getenv("KB_BENCH_KEEP") != "" {
@@ -100,6 +101,24 @@ func ingestPostgres(b *testing.B, bulk bool) {
 	}
 	b.ReportMetric(float64(len(raw)), "records/op")
 	reportIngest(b, resources, elapsed, goCPU, pgCPU)
+	b.ReportMetric(wal/float64(resources), "wal-bytes/resource")
+}
+
+// walLSN is the server's current WAL insert position in bytes. The
+// difference across an ingest is the WAL it wrote, and whatever else the
+// server wrote meanwhile (other schemas, checkpoints' full-page images):
+// compare runs on a quiet server, or pairs.
+func walLSN(b *testing.B, url string) float64 {
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n float64
+	if err := conn.QueryRow(context.Background(), `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // ingestSchema makes a fresh schema for iteration i and returns its URL,

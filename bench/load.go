@@ -59,7 +59,9 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 	bare := http.Header{"Accept": {"application/fhir+json"}}
 	return []scenario{
 		{name: "read-hot", base: gw, hdr: auth, path: func(i uint64) string { return pick(ds.hot, i, 1) }},
-		{name: "read-uniform", base: gw, hdr: auth, path: func(i uint64) string { return pick(ds.sample, i, 2) }},
+		{name: "read-uniform", base: gw, hdr: auth, path: func(i uint64) string {
+			return ds.sample.path(int(mix(seed^2, i) % uint64(ds.sample.len())))
+		}},
 		{name: "search", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
 			return searchPath(pick(ds.patients, i, 3))
 		}, keys: ds.patients, warm: func(j int) string { return searchPath(ds.patients[j]) }},

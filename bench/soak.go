@@ -723,7 +723,7 @@ func soakTargeter(ds *dataset, base string, stream []json.RawMessage, hdr *atomi
 		t.Body = nil
 		switch r := mix(seed, i) % 20; {
 		case r < 12:
-			t.Method, t.URL = http.MethodGet, base+ds.sample[mix(seed^11, i)%uint64(len(ds.sample))]
+			t.Method, t.URL = http.MethodGet, base+ds.sample.path(int(mix(seed^11, i)%uint64(ds.sample.len())))
 		case r < 17:
 			pid := ds.patients[mix(seed^13, i)%uint64(len(ds.patients))]
 			t.Method, t.URL = http.MethodGet, base+"/fhir/Observation?patient="+pid+"&code=http://loinc.org|8867-4&_count=50"

@@ -42,14 +42,32 @@ func codeOf(system, code, display string) codes.Code {
 	return codes.Code{System: system, Code: code, Display: display}
 }
 
+// coding is c as a Coding. Its strings share one allocation instead of one
+// each (a mapped resource holds dozens of codings; docs/design/security.md
+// PERF-IN-4); the Coding still aliases nothing outside itself.
 func (m *Mapper) coding(c codes.Code) r4.Coding {
-	return r4.Coding{System: ptr(c.System), Code: ptr(c.Code), Display: str(c.Display)}
+	s := &[3]string{c.System, c.Code, c.Display}
+	out := r4.Coding{System: &s[0], Code: &s[1]}
+	if c.Display != "" {
+		out.Display = &s[2]
+	}
+	return out
 }
 
 // cc is a CodeableConcept of the codings with optional text. Codes without a
 // code (text-only table entries) are left out.
 func (m *Mapper) cc(text string, cs ...codes.Code) r4.CodeableConcept {
 	out := r4.CodeableConcept{Text: str(text)}
+	n := 0
+	for _, c := range cs {
+		if c.Code != "" {
+			n++
+		}
+	}
+	if n == 0 {
+		return out
+	}
+	out.Coding = make([]r4.Coding, 0, n)
 	for _, c := range cs {
 		if c.Code == "" {
 			continue
@@ -87,7 +105,14 @@ func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 // qty is a UCUM Quantity.
 func qty(v float64, u codes.Unit) *r4.Quantity {
-	return &r4.Quantity{Value: dec(v), Unit: ptr(u.Unit), System: ptr(codes.UCUM), Code: ptr(u.Code)}
+	// One allocation for the Quantity and its four values (PERF-IN-4).
+	b := &struct {
+		q                  r4.Quantity
+		value              json.Number
+		unit, system, code string
+	}{value: json.Number(strconv.FormatFloat(v, 'f', -1, 64)), unit: u.Unit, system: codes.UCUM, code: u.Code}
+	b.q = r4.Quantity{Value: &b.value, Unit: &b.unit, System: &b.system, Code: &b.code}
+	return &b.q
 }
 
 // sid is an identifier system of the clinic's namespace:
@@ -118,15 +143,24 @@ const (
 // meta.source (the project's canonical base: the source system is KetaBridge)
 // so meta is never empty (the store stamps versionId/lastUpdated into it).
 func (m *Mapper) meta(profile string, l labels) *r4.Meta {
-	mt := &r4.Meta{}
+	// The Meta, its profile and its two labels in one allocation (PERF-IN-4).
+	b := &struct {
+		mt      r4.Meta
+		profile [1]string
+		sec     [2]r4.Coding
+	}{}
+	mt := &b.mt
 	if profile != "" {
-		mt.Profile = []string{codes.USCore + profile}
+		b.profile[0] = codes.USCore + profile
+		mt.Profile = b.profile[:]
 	}
 	switch l {
 	case mentalHealth:
-		mt.Security = []r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityNormal)}
+		b.sec = [2]r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityNormal)}
+		mt.Security = b.sec[:]
 	case suicideRisk:
-		mt.Security = []r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityRestricted)}
+		b.sec = [2]r4.Coding{m.coding(codes.SecurityPSY), m.coding(codes.SecurityRestricted)}
+		mt.Security = b.sec[:]
 	}
 	if profile == "" && l == unlabelled {
 		mt.Source = ptr(codes.CanonicalBase)

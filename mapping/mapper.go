@@ -84,6 +84,7 @@
 package mapping
 
 import (
+	"crypto/sha1"
 	"fmt"
 	"strings"
 	"time"
@@ -177,12 +178,14 @@ var namespace = uuid.MustParse("6f1d0c3e-4b7a-5e21-9c8d-2a4f6b9e0d17")
 
 // ResourceID is the deterministic id: UUIDv5 over a fixed project namespace of
 // kind + "/" + clinic id (+ "/" + parts...).
+//
+// It computes exactly uuid.NewSHA1(namespace, name) (TestResourceIDIsUUIDv5),
+// hashing the namespace and the name from one stack buffer with sha1.Sum:
+// every mapped resource and reference needs an id, and NewSHA1's hash object,
+// digest slice and name buffer were five allocations each (PERF-IN-4).
 func ResourceID(kind clinic.Kind, clinicID string, parts ...string) string {
-	n := len(kind) + 1 + len(clinicID)
-	for _, p := range parts {
-		n += 1 + len(p)
-	}
-	b := make([]byte, 0, n)
+	var stack [160]byte
+	b := append(stack[:0], namespace[:]...)
 	b = append(b, kind...)
 	b = append(b, '/')
 	b = append(b, clinicID...)
@@ -190,7 +193,12 @@ func ResourceID(kind clinic.Kind, clinicID string, parts ...string) string {
 		b = append(b, '/')
 		b = append(b, p...)
 	}
-	return uuid.NewSHA1(namespace, b).String()
+	sum := sha1.Sum(b)
+	var id uuid.UUID
+	copy(id[:], sum[:])
+	id[6] = (id[6] & 0x0f) | 0x50 // version 5
+	id[8] = (id[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return id.String()
 }
 
 // MedicationRequestID is the id of the MedicationRequest mapped from a course.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/ketabridge/ketabridge/mapping/clinic"
 	"github.com/ketabridge/ketabridge/mapping/codes"
 )
@@ -454,6 +456,33 @@ func TestDefinitionsCoverEveryLocalCode(t *testing.T) {
 					t.Errorf("%s: %s/%s uses undefined local code %s|%s", caseName(file), o.Type, o.ID, mt[1], mt[2])
 				}
 			}
+		}
+	}
+}
+
+// TestResourceIDIsUUIDv5 pins PERF-IN-4's ResourceID to what it computed
+// before: uuid.NewSHA1 over the namespace and kind/id(/parts...), for short
+// names, names longer than its stack buffer and empty parts.
+func TestResourceIDIsUUIDv5(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	for _, c := range []struct {
+		kind  clinic.Kind
+		id    string
+		parts []string
+	}{
+		{clinic.KindPatient, "P-1", nil},
+		{clinic.KindSession, "S-77", []string{"vitals", "3", "bp"}},
+		{clinic.KindSession, "S", []string{"", "assessment", "12", "item", "9"}},
+		{clinic.KindCourse, long, []string{"MedicationRequest"}},
+		{clinic.KindProtocol, "π-ü", []string{long, long}},
+	} {
+		name := string(c.kind) + "/" + c.id
+		for _, p := range c.parts {
+			name += "/" + p
+		}
+		want := uuid.NewSHA1(namespace, []byte(name)).String()
+		if got := ResourceID(c.kind, c.id, c.parts...); got != want {
+			t.Errorf("ResourceID(%s, %d-byte id, %d parts) = %s, want %s", c.kind, len(c.id), len(c.parts), got, want)
 		}
 	}
 }

@@ -26,6 +26,8 @@ type Cache interface {
 	// Fill stores val for key at the stamp values at (from a Lookup made
 	// BEFORE the data was read from the store), for ttl. A Fill racing with
 	// a Bump stores an entry nobody will find: never a stale hit.
+	// Fill does not keep val, nor any slice of it, after it returns (the
+	// caller reuses the buffer: PERF-ST-11).
 	Fill(ctx context.Context, key, at string, val []byte, ttl time.Duration) error
 	// Bump increments each stamp. It returns only after the increments are
 	// visible to every Lookup, on every replica.

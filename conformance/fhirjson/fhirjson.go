@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // samplyPkg is the import path of the generated R4 models.
@@ -99,8 +101,16 @@ type plan struct {
 	// group is decided per value by following only these fields.
 	relevant []int
 
+	// elemPlan and relPlans cache planFor of elem and of the relevant
+	// fields' types, so that containsGroups, run for every resource, does
+	// not look them up in plans each time (PERF-IN-4).
+	elemPlan atomic.Pointer[plan]
+	relPlans []atomic.Pointer[plan] // parallel to relevant
+
 	fastOnce sync.Once
-	fastType reflect.Type // resources without groups: fields + ResourceType, no methods
+	viewType reflect.Type // resources without groups: the same fields and layout, no methods (PERF-IN-4)
+	fastType reflect.Type // fallback when viewType cannot be built: exported fields + ResourceType, no methods
+	exported []int        // indexes of the exported fields of t, for fastType
 }
 
 type structPlan struct {
@@ -125,6 +135,26 @@ var (
 	plans     sync.Map // reflect.Type -> *plan
 	marshaler = reflect.TypeFor[json.Marshaler]()
 )
+
+// elemP is planFor(p.elem), cached in p.
+func (p *plan) elemP() *plan {
+	if ep := p.elemPlan.Load(); ep != nil {
+		return ep
+	}
+	ep := planFor(p.elem)
+	p.elemPlan.Store(ep)
+	return ep
+}
+
+// relP is planFor of the type of the k-th relevant field, cached in p.
+func (p *plan) relP(k int) *plan {
+	if fp := p.relPlans[k].Load(); fp != nil {
+		return fp
+	}
+	fp := planFor(p.t.Field(p.st.fields[p.relevant[k]].index).Type)
+	p.relPlans[k].Store(fp)
+	return fp
+}
 
 func planFor(t reflect.Type) *plan {
 	if p, ok := plans.Load(t); ok {
@@ -167,6 +197,7 @@ func buildPlan(t reflect.Type) *plan {
 				p.relevant = append(p.relevant, fi)
 			}
 		}
+		p.relPlans = make([]atomic.Pointer[plan], len(p.relevant))
 	}
 	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 		p.elem = t.Elem()
@@ -346,37 +377,85 @@ func typeOnly(err error) string {
 }
 
 // encodeResourceFast encodes a resource struct without required choice groups
-// anywhere inside by one encoding/json call on a method-less copy (so that
-// encoding/json's SetEscapeHTML(false) applies, which samply's own
+// anywhere inside by one encoding/json call on a method-less view of it (so
+// that encoding/json's SetEscapeHTML(false) applies, which samply's own
 // MarshalJSON would bypass), with "resourceType" as its last member.
+//
+// The view is a reflect.StructOf type with the resource's fields, tags and
+// therefore its memory layout (checked field by field when the plan is
+// built), laid over the resource's own memory: no copy of the resource, no
+// per-field reflection per call (docs/design/security.md PERF-IN-4). The
+// bytes are those of the former copy into a struct with a trailing
+// ResourceType member: "resourceType" is appended before the closing brace.
+// A resource passed by value is copied once into addressable memory; a type
+// whose layout does not match falls back to the member-by-member copy.
 func (e *encoder) encodeResourceFast(v reflect.Value, p *plan) error {
-	p.fastOnce.Do(func() {
-		var fs []reflect.StructField
-		for i := 0; i < p.t.NumField(); i++ {
-			f := p.t.Field(i)
+	p.fastOnce.Do(func() { p.buildFast() })
+	var target any
+	if p.viewType != nil {
+		if !v.CanAddr() {
+			cp := reflect.New(p.t).Elem()
+			cp.Set(v)
+			v = cp
+		}
+		target = reflect.NewAt(p.viewType, unsafe.Pointer(v.UnsafeAddr())).Interface()
+	} else {
+		cp := reflect.New(p.fastType).Elem()
+		for j, i := range p.exported {
+			cp.Field(j).Set(v.Field(i))
+		}
+		cp.Field(len(p.exported)).SetString(p.t.Name())
+		target = cp.Addr().Interface()
+	}
+	start := e.buf.Len()
+	if err := e.enc.Encode(target); err != nil {
+		return &Error{Path: p.t.Name(), Reason: "encoding/json: " + typeOnly(err)}
+	}
+	e.buf.Truncate(e.buf.Len() - 1) // Encode appends '\n'
+	if p.viewType != nil {
+		// {...} -> {...,"resourceType":"T"}; {} -> {"resourceType":"T"}
+		e.buf.Truncate(e.buf.Len() - 1)
+		if e.buf.Len() > start+1 {
+			e.buf.WriteByte(',')
+		}
+		e.buf.WriteString(`"resourceType":"`)
+		e.buf.WriteString(p.t.Name())
+		e.buf.WriteString(`"}`)
+	}
+	return nil
+}
+
+// buildFast prepares encodeResourceFast's types for p.t: viewType (same
+// fields, no methods) when every field is exported and not embedded and the
+// layouts agree, else fastType (exported fields plus a ResourceType string).
+func (p *plan) buildFast() {
+	var fs []reflect.StructField
+	all := true
+	for i := 0; i < p.t.NumField(); i++ {
+		f := p.t.Field(i)
+		if !f.IsExported() || f.Anonymous {
+			all = false
 			if !f.IsExported() {
 				continue
 			}
-			fs = append(fs, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
 		}
-		fs = append(fs, reflect.StructField{Name: "ResourceType", Type: reflect.TypeFor[string](), Tag: `json:"resourceType"`})
-		p.fastType = reflect.StructOf(fs)
-	})
-	cp := reflect.New(p.fastType).Elem()
-	j := 0
-	for i := 0; i < p.t.NumField(); i++ {
-		if !p.t.Field(i).IsExported() {
-			continue
+		p.exported = append(p.exported, i)
+		fs = append(fs, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
+	}
+	if all {
+		vt := reflect.StructOf(fs)
+		same := vt.Size() == p.t.Size() && vt.Align() == p.t.Align() && vt.NumField() == p.t.NumField()
+		for i := 0; same && i < vt.NumField(); i++ {
+			a, b := vt.Field(i), p.t.Field(i)
+			same = a.Offset == b.Offset && a.Type == b.Type && a.Name == b.Name && a.Tag == b.Tag
 		}
-		cp.Field(j).Set(v.Field(i))
-		j++
+		if same {
+			p.viewType = vt
+			return
+		}
 	}
-	cp.Field(j).SetString(p.t.Name())
-	if err := e.enc.Encode(cp.Addr().Interface()); err != nil {
-		return &Error{Path: p.t.Name(), Reason: "encoding/json: " + typeOnly(err)}
-	}
-	e.buf.Truncate(e.buf.Len() - 1)
-	return nil
+	fs = append(fs, reflect.StructField{Name: "ResourceType", Type: reflect.TypeFor[string](), Tag: `json:"resourceType"`})
+	p.fastType = reflect.StructOf(fs)
 }
 
 // pathFrame is one step of the element path, kept on the stack while walking
@@ -542,7 +621,12 @@ func containsGroups(v reflect.Value, p *plan) bool {
 		return false
 	}
 	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
+	case reflect.Pointer:
+		if v.IsNil() {
+			return false
+		}
+		return containsGroups(v.Elem(), p.elemP())
+	case reflect.Interface:
 		if v.IsNil() {
 			return false
 		}
@@ -551,7 +635,7 @@ func containsGroups(v reflect.Value, p *plan) bool {
 		if v.Len() == 0 {
 			return false
 		}
-		ep := planFor(p.elem)
+		ep := p.elemP()
 		if !ep.hasGroups {
 			return false
 		}
@@ -568,7 +652,7 @@ func containsGroups(v reflect.Value, p *plan) bool {
 		if len(p.st.groups) > 0 {
 			return true
 		}
-		for _, fi := range p.relevant {
+		for k, fi := range p.relevant {
 			fv := v.Field(p.st.fields[fi].index)
 			switch fv.Kind() {
 			case reflect.Pointer, reflect.Slice, reflect.Interface, reflect.Map:
@@ -576,7 +660,7 @@ func containsGroups(v reflect.Value, p *plan) bool {
 					continue
 				}
 			}
-			if containsGroups(fv, planFor(fv.Type())) {
+			if containsGroups(fv, p.relP(k)) {
 				return true
 			}
 		}
@@ -680,13 +764,7 @@ func CheckEmpty(b []byte, root string) error {
 			}
 			i++
 		case '"':
-			j := i + 1
-			for j < len(b) && b[j] != '"' {
-				if b[j] == '\\' {
-					j++
-				}
-				j++
-			}
+			j := stringEnd(b, i+1)
 			s := b[i+1 : min(j, len(b))]
 			n := len(stack)
 			if n > 0 && !stack[n-1].arr && j+1 < len(b) && b[j+1] == ':' {
@@ -702,4 +780,27 @@ func CheckEmpty(b []byte, root string) error {
 		}
 	}
 	return nil
+}
+
+// stringEnd returns the index of the quote closing the JSON string whose
+// contents start at b[from] (len(b) if it is not closed): the first quote not
+// escaped by an odd run of backslashes, found with bytes.IndexByte rather
+// than byte by byte (PERF-IN-4).
+func stringEnd(b []byte, from int) int {
+	j := from
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return len(b)
+		}
+		j += k
+		n := 0
+		for p := j - 1; p >= from && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j
+		}
+		j++
+	}
 }

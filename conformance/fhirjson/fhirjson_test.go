@@ -410,3 +410,93 @@ func BenchmarkEncodingJSONObservation(b *testing.B) {
 		}
 	}
 }
+
+// TestResourceViewMatchesCopy pins PERF-IN-4 (docs/design/security.md): the
+// fast path encodes a resource through a method-less view laid over its own
+// memory; its bytes must equal those of the former path, a member-by-member
+// copy into a struct with a trailing ResourceType member, for resources
+// passed by pointer and by value, empty or full.
+func TestResourceViewMatchesCopy(t *testing.T) {
+	div := `<div xmlns="http://www.w3.org/1999/xhtml">a &amp; b "q" é</div>`
+	obs := benchObs()
+	obs.Text = &r4.Narrative{Status: r4.NarrativeStatusGenerated, Div: div}
+	obs.Note = []r4.Annotation{{Text: "line\nbreak \u2028 <tag> & \\ \t"}}
+	for _, c := range []struct {
+		name string
+		v    any
+	}{
+		{"observation pointer", &obs},
+		{"observation value", obs},
+		{"empty patient", &r4.Patient{}},
+		{"patient", &r4.Patient{Id: ptr("p1"), Active: ptr(false), Gender: ptr(r4.AdministrativeGenderFemale),
+			Name: []r4.HumanName{{Family: ptr("Ödön"), Given: []string{"A", "B"}}}}},
+		{"provenance", &r4.Provenance{Id: ptr("pv"), Recorded: "2025-01-01T00:00:00Z",
+			Target: []r4.Reference{{Reference: ptr("Observation/o")}},
+			Agent:  []r4.ProvenanceAgent{{Who: r4.Reference{Display: ptr("feed")}}}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rv := reflect.ValueOf(c.v)
+			for rv.Kind() == reflect.Pointer {
+				rv = rv.Elem()
+			}
+			pl := planFor(rv.Type())
+			if !pl.resource || containsGroups(rv, pl) {
+				t.Fatalf("%s does not take the fast path", c.name)
+			}
+			got, err := Marshal(c.v)
+			if err != nil && !strings.Contains(c.name, "empty") {
+				t.Fatal(err)
+			}
+			// The former path: a fresh plan forced onto the copy.
+			old := &plan{t: pl.t, resource: true}
+			old.fastOnce.Do(func() {
+				old.buildFast()
+				old.viewType = nil
+				if old.fastType == nil {
+					fs := []reflect.StructField{}
+					for _, i := range old.exported {
+						f := old.t.Field(i)
+						fs = append(fs, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
+					}
+					fs = append(fs, reflect.StructField{Name: "ResourceType", Type: reflect.TypeFor[string](), Tag: `json:"resourceType"`})
+					old.fastType = reflect.StructOf(fs)
+				}
+			})
+			if pl.viewType == nil {
+				t.Fatalf("%s: no view type (layout mismatch?)", pl.t)
+			}
+			e := newEncoder()
+			defer e.release()
+			if err := e.encodeResourceFast(rv, old); err != nil {
+				t.Fatal(err)
+			}
+			want := e.buf.Bytes()
+			if err == nil && !bytes.Equal(got, want) {
+				t.Fatalf("view path differs from copy path:\n got %s\nwant %s", got, want)
+			}
+			e2 := newEncoder()
+			defer e2.release()
+			if err := e2.encodeResourceFast(rv, pl); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(e2.buf.Bytes(), want) {
+				t.Fatalf("view path differs from copy path:\n got %s\nwant %s", e2.buf.Bytes(), want)
+			}
+		})
+	}
+}
+
+func BenchmarkCheckEmpty(b *testing.B) {
+	obs := benchObs()
+	obs.Text = &r4.Narrative{Status: r4.NarrativeStatusGenerated, Div: `<div xmlns="http://www.w3.org/1999/xhtml">a \ b "q"</div>`}
+	body, err := Marshal(&obs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := CheckEmpty(body, "Observation"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -54,138 +54,133 @@ func (e *ExtractError) Error() string { return "search: index " + e.Path + ": " 
 // columns), _security included. It reads the typed struct directly;
 // nothing is parsed from JSON.
 func Extract(resource any) ([]store.IndexRow, error) {
-	rows, err := extractTyped(resource)
-	if err != nil {
-		return nil, err
-	}
-	return withSecurity(rows, resource), nil
+	return extractTyped(resource)
 }
 
-// withSecurity adds the _security rows of resource (a samply r4 struct
-// whose type extractTyped indexed) to its rows: every type has meta, so
-// every type has them, read through reflection rather than per type. A
-// row already present is not added again (a value resource is indexed
-// through its pointer, which added them).
-func withSecurity(rows []store.IndexRow, resource any) []store.IndexRow {
+// addSecurity adds the _security rows of resource (a samply r4 struct
+// whose type e indexes) to e's rows: every type has meta, so every type has
+// them, read through reflection rather than per type. A row already present
+// is not added again. It runs on the emitter of the type-specific rows, so
+// that the rows are collected and copied out once (docs/design/security.md
+// PERF-IN-4); a security coding the type cannot index is skipped without
+// failing the extraction, as before.
+func addSecurity(e *emitter, resource any) {
 	v := reflect.Indirect(reflect.ValueOf(resource))
+	if v.Kind() != reflect.Struct {
+		return
+	}
 	f := v.FieldByName("Meta")
 	if !f.IsValid() {
-		return rows
+		return
 	}
 	meta, ok := f.Interface().(*r4.Meta)
 	if !ok || meta == nil || len(meta.Security) == 0 {
-		return rows
+		return
 	}
-	typ := v.Type().Name()
-	e := emitterPool.Get().(*emitter)
-	e.typ, e.params, e.rows = typ, byName[typ], append(e.rows[:0], rows...)
+	err := e.err
 	for i := range meta.Security {
 		e.coding(paramSecurity, &meta.Security[i])
 	}
-	if len(e.rows) > len(rows) {
-		rows = slices.Clone(e.rows) // exact size, as run's
-	}
-	putEmitter(e)
-	return rows
+	e.err = err
 }
 
 // extractTyped returns the rows of resource's type-specific parameters.
 func extractTyped(resource any) ([]store.IndexRow, error) {
 	switch r := resource.(type) {
 	case *r4.Patient:
-		return run("Patient", r == nil, func(e *emitter) { extractPatient(e, r) })
+		return run("Patient", r == nil, r, func(e *emitter) { extractPatient(e, r) })
 	case r4.Patient:
 		return Extract(&r)
 	case *r4.Practitioner:
-		return run("Practitioner", r == nil, func(e *emitter) { extractPractitioner(e, r) })
+		return run("Practitioner", r == nil, r, func(e *emitter) { extractPractitioner(e, r) })
 	case r4.Practitioner:
 		return Extract(&r)
 	case *r4.Organization:
-		return run("Organization", r == nil, func(e *emitter) { extractOrganization(e, r) })
+		return run("Organization", r == nil, r, func(e *emitter) { extractOrganization(e, r) })
 	case r4.Organization:
 		return Extract(&r)
 	case *r4.Location:
-		return run("Location", r == nil, func(e *emitter) { extractLocation(e, r) })
+		return run("Location", r == nil, r, func(e *emitter) { extractLocation(e, r) })
 	case r4.Location:
 		return Extract(&r)
 	case *r4.Observation:
-		return run("Observation", r == nil, func(e *emitter) { extractObservation(e, r) })
+		return run("Observation", r == nil, r, func(e *emitter) { extractObservation(e, r) })
 	case r4.Observation:
 		return Extract(&r)
 	case *r4.Encounter:
-		return run("Encounter", r == nil, func(e *emitter) { extractEncounter(e, r) })
+		return run("Encounter", r == nil, r, func(e *emitter) { extractEncounter(e, r) })
 	case r4.Encounter:
 		return Extract(&r)
 	case *r4.Condition:
-		return run("Condition", r == nil, func(e *emitter) { extractCondition(e, r) })
+		return run("Condition", r == nil, r, func(e *emitter) { extractCondition(e, r) })
 	case r4.Condition:
 		return Extract(&r)
 	case *r4.MedicationAdministration:
-		return run("MedicationAdministration", r == nil, func(e *emitter) { extractMedicationAdministration(e, r) })
+		return run("MedicationAdministration", r == nil, r, func(e *emitter) { extractMedicationAdministration(e, r) })
 	case r4.MedicationAdministration:
 		return Extract(&r)
 	case *r4.MedicationRequest:
-		return run("MedicationRequest", r == nil, func(e *emitter) { extractMedicationRequest(e, r) })
+		return run("MedicationRequest", r == nil, r, func(e *emitter) { extractMedicationRequest(e, r) })
 	case r4.MedicationRequest:
 		return Extract(&r)
 	case *r4.ClaimResponse:
-		return run("ClaimResponse", r == nil, func(e *emitter) { extractClaimResponse(e, r) })
+		return run("ClaimResponse", r == nil, r, func(e *emitter) { extractClaimResponse(e, r) })
 	case r4.ClaimResponse:
 		return Extract(&r)
 	case *r4.MedicationStatement:
-		return run("MedicationStatement", r == nil, func(e *emitter) { extractMedicationStatement(e, r) })
+		return run("MedicationStatement", r == nil, r, func(e *emitter) { extractMedicationStatement(e, r) })
 	case r4.MedicationStatement:
 		return Extract(&r)
 	case *r4.CarePlan:
-		return run("CarePlan", r == nil, func(e *emitter) { extractCarePlan(e, r) })
+		return run("CarePlan", r == nil, r, func(e *emitter) { extractCarePlan(e, r) })
 	case r4.CarePlan:
 		return Extract(&r)
 	case *r4.PlanDefinition:
-		return run("PlanDefinition", r == nil, func(e *emitter) { extractPlanDefinition(e, r) })
+		return run("PlanDefinition", r == nil, r, func(e *emitter) { extractPlanDefinition(e, r) })
 	case r4.PlanDefinition:
 		return Extract(&r)
 	case *r4.AdverseEvent:
-		return run("AdverseEvent", r == nil, func(e *emitter) { extractAdverseEvent(e, r) })
+		return run("AdverseEvent", r == nil, r, func(e *emitter) { extractAdverseEvent(e, r) })
 	case r4.AdverseEvent:
 		return Extract(&r)
 	case *r4.Coverage:
-		return run("Coverage", r == nil, func(e *emitter) { extractCoverage(e, r) })
+		return run("Coverage", r == nil, r, func(e *emitter) { extractCoverage(e, r) })
 	case r4.Coverage:
 		return Extract(&r)
 	case *r4.Consent:
-		return run("Consent", r == nil, func(e *emitter) { extractConsent(e, r) })
+		return run("Consent", r == nil, r, func(e *emitter) { extractConsent(e, r) })
 	case r4.Consent:
 		return Extract(&r)
 	case *r4.Provenance:
-		return run("Provenance", r == nil, func(e *emitter) { extractProvenance(e, r) })
+		return run("Provenance", r == nil, r, func(e *emitter) { extractProvenance(e, r) })
 	case r4.Provenance:
 		return Extract(&r)
 	case *r4.Medication:
-		return run("Medication", r == nil, func(e *emitter) { extractMedication(e, r) })
+		return run("Medication", r == nil, r, func(e *emitter) { extractMedication(e, r) })
 	case r4.Medication:
 		return Extract(&r)
 	case *r4.CodeSystem:
-		return run("CodeSystem", r == nil, func(e *emitter) { extractCodeSystem(e, r) })
+		return run("CodeSystem", r == nil, r, func(e *emitter) { extractCodeSystem(e, r) })
 	case r4.CodeSystem:
 		return Extract(&r)
 	case *r4.ValueSet:
-		return run("ValueSet", r == nil, func(e *emitter) { extractValueSet(e, r) })
+		return run("ValueSet", r == nil, r, func(e *emitter) { extractValueSet(e, r) })
 	case r4.ValueSet:
 		return Extract(&r)
 	case *r4.StructureDefinition:
-		return run("StructureDefinition", r == nil, func(e *emitter) { extractStructureDefinition(e, r) })
+		return run("StructureDefinition", r == nil, r, func(e *emitter) { extractStructureDefinition(e, r) })
 	case r4.StructureDefinition:
 		return Extract(&r)
 	case *r4.ImplementationGuide:
-		return run("ImplementationGuide", r == nil, func(e *emitter) { extractImplementationGuide(e, r) })
+		return run("ImplementationGuide", r == nil, r, func(e *emitter) { extractImplementationGuide(e, r) })
 	case r4.ImplementationGuide:
 		return Extract(&r)
 	case *r4.SearchParameter:
-		return run("SearchParameter", r == nil, func(e *emitter) { extractSearchParameter(e, r) })
+		return run("SearchParameter", r == nil, r, func(e *emitter) { extractSearchParameter(e, r) })
 	case r4.SearchParameter:
 		return Extract(&r)
 	case *r4.OperationDefinition:
-		return run("OperationDefinition", r == nil, func(e *emitter) { extractOperationDefinition(e, r) })
+		return run("OperationDefinition", r == nil, r, func(e *emitter) { extractOperationDefinition(e, r) })
 	case r4.OperationDefinition:
 		return Extract(&r)
 	}
@@ -287,7 +282,9 @@ type emitter struct {
 	err    error
 }
 
-func run(typ string, isNil bool, fn func(*emitter)) ([]store.IndexRow, error) {
+// run collects the rows of resource (of type typ): those fn adds, then its
+// _security rows.
+func run(typ string, isNil bool, resource any, fn func(*emitter)) ([]store.IndexRow, error) {
 	if isNil {
 		return nil, fmt.Errorf("search: index: nil %s", typ)
 	}
@@ -297,6 +294,7 @@ func run(typ string, isNil bool, fn func(*emitter)) ([]store.IndexRow, error) {
 	err := e.err
 	var rows []store.IndexRow
 	if err == nil {
+		addSecurity(e, resource)
 		// Exactly as many as there are: the rows of a whole ingest chunk
 		// wait in memory for the store write, and a growing slice's spare
 		// capacity was a third of their bytes (docs/design/security.md

@@ -71,19 +71,19 @@ var referralParams = map[string][]Param{
 func extractReferral(resource any) ([]store.IndexRow, bool, error) {
 	switch r := resource.(type) {
 	case *r4.Task:
-		rows, err := run("Task", r == nil, func(e *emitter) { extractTask(e, r) })
+		rows, err := run("Task", r == nil, r, func(e *emitter) { extractTask(e, r) })
 		return rows, true, err
 	case r4.Task:
 		rows, err := Extract(&r)
 		return rows, true, err
 	case *r4.ServiceRequest:
-		rows, err := run("ServiceRequest", r == nil, func(e *emitter) { extractServiceRequest(e, r) })
+		rows, err := run("ServiceRequest", r == nil, r, func(e *emitter) { extractServiceRequest(e, r) })
 		return rows, true, err
 	case r4.ServiceRequest:
 		rows, err := Extract(&r)
 		return rows, true, err
 	case *r4.DocumentReference:
-		rows, err := run("DocumentReference", r == nil, func(e *emitter) { extractDocumentReference(e, r) })
+		rows, err := run("DocumentReference", r == nil, r, func(e *emitter) { extractDocumentReference(e, r) })
 		return rows, true, err
 	case r4.DocumentReference:
 		rows, err := Extract(&r)

@@ -460,7 +460,7 @@ func (s *Store) recover(ctx context.Context) bool {
 // id is filled only on its second miss (doorkeeper, near.go), so reads that
 // never repeat do not pay the stamp read.
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
-	enc func(T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
+	enc func([]byte, T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
 	if !s.usable(ctx) {
 		return load(ctx)
@@ -571,17 +571,54 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	if s.failed.Load() != s.cleared.Load() {
 		return v, nil
 	}
-	plain = enc(v)
+	// The value is encoded and compressed in pooled scratch buffers: the
+	// cache copies what it keeps (store.Cache.Fill), so a miss allocates
+	// no copies of its answer for the cache (PERF-ST-11).
+	pb, cb := getScratch(), getScratch()
+	plain = enc((*pb)[:0], v)
+	packed := packTo((*cb)[:0], plain)
 	cctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.c.Fill(cctx, key, at, pack(plain), s.opts.TTL); err != nil && ctx.Err() == nil {
+	ferr := s.c.Fill(cctx, key, at, packed, s.opts.TTL)
+	cancel()
+	n := len(plain)
+	putScratch(pb, plain)
+	if len(plain) >= compressAt { // else packed is plain, not in *cb
+		putScratch(cb, packed)
+	} else {
+		scratch.Put(cb)
+	}
+	if ferr != nil && ctx.Err() == nil {
 		s.opts.Observer.error(op)
 	}
 	if s.near != nil {
-		s.near.put(key, at, v, len(plain))
+		s.near.put(key, at, v, n)
 		return share(v), nil
 	}
 	return v, nil
+}
+
+// scratch holds the buffers a fill encodes and compresses an answer in
+// (PERF-ST-11): a 500-resource $everything page is about 650 KB encoded
+// and was, on every miss, that plus up to as much again in growth
+// copies and the compressor's 760 KB of output, all garbage as soon as
+// the cache had copied its 100 KB. Buffers above maxScratch (a rare
+// answer of several MB) are left to the collector.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 4 << 20
+
+func getScratch() *[]byte { return scratch.Get().(*[]byte) }
+
+// putScratch returns bp to the pool holding b's memory (b was built in
+// *bp and may have grown out of it).
+func putScratch(bp *[]byte, b []byte) {
+	if cap(b) > maxScratch {
+		return
+	}
+	if cap(b) > cap(*bp) {
+		*bp = b[:0]
+	}
+	scratch.Put(bp)
 }
 
 // stampsNow returns the current values of stamps for the near cache: from
@@ -602,11 +639,15 @@ func (s *Store) stampsNow(ctx context.Context, stamps []string) (string, error) 
 // resource, its body and fields (about its encoded size, without encoding
 // it: a read by id filled on its second miss would otherwise copy its
 // body just to be measured); else its encoded size.
-func nearSize[T any](v T, enc func(T) []byte) int {
+func nearSize[T any](v T, enc func([]byte, T) []byte) int {
 	if r, ok := any(v).(store.Resource); ok {
 		return len(r.Body) + len(r.Type) + len(r.ID) + len(r.Patient) + 32
 	}
-	return len(enc(v))
+	bp := getScratch()
+	b := enc((*bp)[:0], v)
+	n := len(b)
+	putScratch(bp, b)
+	return n
 }
 
 // versionsKey is the key TypeVersions looks up: never filled, so the Lookup
@@ -670,7 +711,7 @@ func sharePage(p page) page {
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
 	ref := typ + "/" + id
 	return through(ctx, s, "read", cacheKey("read", []byte(ref)), []string{epoch, s.bucket(typ, id)},
-		encodeResource, decodeResource, same[store.Resource],
+		encResource, decodeResource, same[store.Resource],
 		func(ctx context.Context) (store.Resource, error) { return s.st.Read(ctx, typ, id) })
 }
 
@@ -686,7 +727,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, 
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "search", key, searchStamps(&q), encodeSearch, decodeSearch, shareSearch, load)
+	return through(ctx, s, "search", key, searchStamps(&q), encSearch, decodeSearch, shareSearch, load)
 }
 
 // Everything implements store.Store. The key is the whole query, its
@@ -704,7 +745,7 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 		return p.rs, p.total, err
 	}
 	stamps := []string{epoch, moved, everythingStamp(compartment(q.Patient))}
-	p, err := through(ctx, s, "everything", key, stamps, encodePage, decodePage, sharePage, load)
+	p, err := through(ctx, s, "everything", key, stamps, encPage, decodePage, sharePage, load)
 	return p.rs, p.total, err
 }
 
@@ -716,7 +757,7 @@ func (s *Store) GetMany(ctx context.Context, keys []store.Key) ([]store.Resource
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "getmany", key, s.keyStamps(keys), encodeResources, decodeResources, slices.Clone[[]store.Resource], load)
+	return through(ctx, s, "getmany", key, s.keyStamps(keys), encResources, decodeResources, slices.Clone[[]store.Resource], load)
 }
 
 // Refs implements store.Store. References are index rows of the from
@@ -730,7 +771,7 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 	if !ok {
 		return load(ctx)
 	}
-	return through(ctx, s, "refs", key, s.keyStamps(from), encodeRefs, decodeRefs, slices.Clone[[]store.Ref], load)
+	return through(ctx, s, "refs", key, s.keyStamps(from), encRefs, decodeRefs, slices.Clone[[]store.Ref], load)
 }
 
 // Apply writes through the inner store, then bumps the stamps of what it

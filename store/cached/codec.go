@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -50,8 +51,6 @@ const (
 const flagDeleted = 1
 
 var errCorrupt = errors.New("cached: corrupt cache entry")
-
-func header(kind byte) []byte { return []byte{codecVersion, kind} }
 
 // appendStrings writes the lengths of ss, then their bytes.
 func appendStrings(b []byte, ss ...string) []byte {
@@ -102,6 +101,15 @@ func appendResource(b []byte, r store.Resource) []byte {
 }
 
 func appendResources(b []byte, rs []store.Resource) []byte {
+	// Grown once for the whole list (about 20 bytes of varints and flags
+	// a resource besides its strings and body), not doubled entry by entry:
+	// a 500-resource page is about 650 KB.
+	n := 16
+	for i := range rs {
+		r := &rs[i]
+		n += len(r.Type) + len(r.ID) + len(r.Patient) + len(r.Body) + 32
+	}
+	b = slices.Grow(b, n)
 	b = appendLen(b, len(rs), rs == nil)
 	for _, r := range rs {
 		b = appendResource(b, r)
@@ -109,12 +117,15 @@ func appendResources(b []byte, rs []store.Resource) []byte {
 	return b
 }
 
-func encodeResource(r store.Resource) []byte {
-	return appendResource(header(kindResource), r)
+// The encoders append a value of each kind to dst (store/cached fills from
+// pooled scratch buffers, PERF-ST-11); the encodeX forms allocate.
+
+func encResource(dst []byte, r store.Resource) []byte {
+	return appendResource(append(dst, codecVersion, kindResource), r)
 }
 
-func encodeSearch(res store.SearchResult) []byte {
-	b := appendResources(header(kindSearch), res.Resources)
+func encSearch(dst []byte, res store.SearchResult) []byte {
+	b := appendResources(append(dst, codecVersion, kindSearch), res.Resources)
 	b = binary.AppendVarint(b, int64(res.Total))
 	if res.More {
 		return append(b, 1)
@@ -122,35 +133,45 @@ func encodeSearch(res store.SearchResult) []byte {
 	return append(b, 0)
 }
 
-// page is an Everything answer: a page of resources and the total.
-type page struct {
-	rs    []store.Resource
-	total int
-}
-
-func encodePage(p page) []byte {
-	b := appendResources(header(kindPage), p.rs)
+func encPage(dst []byte, p page) []byte {
+	b := appendResources(append(dst, codecVersion, kindPage), p.rs)
 	return binary.AppendVarint(b, int64(p.total))
 }
 
-func encodeResources(rs []store.Resource) []byte {
-	return appendResources(header(kindResources), rs)
+func encResources(dst []byte, rs []store.Resource) []byte {
+	return appendResources(append(dst, codecVersion, kindResources), rs)
 }
 
-func encodeRefs(refs []store.Ref) []byte {
-	b := appendLen(header(kindRefs), len(refs), refs == nil)
+func encRefs(dst []byte, refs []store.Ref) []byte {
+	b := appendLen(append(dst, codecVersion, kindRefs), len(refs), refs == nil)
 	for _, r := range refs {
 		b = appendStrings(b, r.From.Type, r.From.ID, r.Param, r.Target.Type, r.Target.ID)
 	}
 	return b
 }
 
+func encodeResource(r store.Resource) []byte     { return encResource(nil, r) }
+func encodeSearch(res store.SearchResult) []byte { return encSearch(nil, res) }
+func encodePage(p page) []byte                   { return encPage(nil, p) }
+func encodeResources(rs []store.Resource) []byte { return encResources(nil, rs) }
+func encodeRefs(refs []store.Ref) []byte         { return encRefs(nil, refs) }
+
+// page is an Everything answer: a page of resources and the total.
+type page struct {
+	rs    []store.Resource
+	total int
+}
+
 // pack compresses an encoded value of at least compressAt bytes.
-func pack(b []byte) []byte {
+func pack(b []byte) []byte { return packTo(nil, b) }
+
+// packTo is pack writing the compressed value into dst's memory (grown if
+// needed); a value below compressAt is returned as it is.
+func packTo(dst, b []byte) []byte {
 	if len(b) < compressAt {
 		return b
 	}
-	out := make([]byte, 2, 2+s2.MaxEncodedLen(len(b)-2))
+	out := slices.Grow(dst[:0], 2+s2.MaxEncodedLen(len(b)-2))[:2]
 	out[0], out[1] = b[0], b[1]|flagCompressed
 	enc := s2.Encode(out[2:cap(out)], b[2:]) // written in place: dst is large enough
 	return out[:2+len(enc)]

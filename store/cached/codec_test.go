@@ -177,7 +177,7 @@ func TestCodecCorrupt(t *testing.T) {
 	}
 	t.Run("huge count", func(t *testing.T) {
 		// A count far beyond the input must fail before allocating it.
-		b := append(header(kindResources), 0xff, 0xff, 0xff, 0xff, 0x0f)
+		b := append([]byte{codecVersion, kindResources}, 0xff, 0xff, 0xff, 0xff, 0x0f)
 		if _, err := decodeResources(b); !errors.Is(err, errCorrupt) {
 			t.Errorf("err = %v", err)
 		}

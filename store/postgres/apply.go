@@ -80,9 +80,16 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		results []store.WriteResult
 		failed  []*store.RecordError
 	)
+	sids, err := s.internSystems(ctx, pool, records)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("store: postgres: apply: %w", err)
+	}
 	err = sqlcore.WithRetry(ctx, func(safe bool) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			a := &applier{tx: tx, q: tx, ctx: ctx, s: s, types: types, late: !safe && late}
+			a := &applier{tx: tx, q: tx, ctx: ctx, s: s, types: types, late: !safe && late, sids: sids}
 			if err := a.lockRows(records); err != nil {
 				return err
 			}
@@ -257,6 +264,9 @@ type applier struct {
 	// late: the batch takes the apply lock only for its writes that carry
 	// the time; timed: it holds it and now is final.
 	late, timed bool
+	// sids are the token systems' ids, every system the batch writes
+	// among them (internSystems, before the transaction).
+	sids map[string]int32
 }
 
 // Source implements sqlcore.RecordWriter.
@@ -337,7 +347,7 @@ func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlc
 	}
 	// Decide each resource; the batch queues updates and index deletions
 	// first, the multi-row inserts last.
-	a.rb = recordBatch{ms: a.ms}
+	a.rb = recordBatch{ms: a.ms, idx: indexRows{sids: a.sids}}
 	rb := &a.rb
 	for i := range rec.Resources {
 		rr, err := rb.resource(&rec.Resources[i], i, &preps[i], created[i], current, srid, a.now)
@@ -506,7 +516,10 @@ func (h *histRows) queue(b *pgx.Batch) {
 // bulk load has dropped the primary keys, docs/design/security.md
 // PERF-PG-3; ON CONFLICT DO NOTHING against the rows already stored).
 type indexRows struct {
-	tokP, tokCode, tokSys []string
+	// sids are the batch's token systems' ids (applier.sids).
+	sids                  map[string]int32
+	tokP, tokCode         []string
+	tokSys                []int32
 	tokRID                []int64
 	tokPatient            []*string // the resource's compartment, nil for none
 	strP, strV            []string
@@ -525,6 +538,7 @@ type indexRows struct {
 }
 
 func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
+	// Every token system of the batch is in sids (internSystems).
 	var patient *string
 	if rw.Patient != "" {
 		patient = &rw.Patient
@@ -533,7 +547,7 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 		row := &rw.Index[j]
 		switch row.Kind {
 		case store.KindToken:
-			x.tokP, x.tokCode, x.tokSys, x.tokRID = append(x.tokP, row.Param), append(x.tokCode, row.Code), append(x.tokSys, row.System), append(x.tokRID, rid)
+			x.tokP, x.tokCode, x.tokSys, x.tokRID = append(x.tokP, row.Param), append(x.tokCode, row.Code), append(x.tokSys, x.sids[row.System]), append(x.tokRID, rid)
 			x.tokPatient = append(x.tokPatient, patient)
 		case store.KindString:
 			x.strP, x.strV, x.strRID = append(x.strP, row.Param), append(x.strV, store.NormalizeString(row.Value)), append(x.strRID, rid)
@@ -551,7 +565,7 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 
 func (x *indexRows) queue(b *pgx.Batch) {
 	if len(x.tokRID) > 0 {
-		b.Queue(`INSERT INTO idx_token (param, code, system, rid, patient) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_token (param, code, sid, rid, patient) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
 			x.tokP, x.tokCode, x.tokSys, x.tokRID, x.tokPatient)
 	}
 	if len(x.strRID) > 0 {

@@ -262,7 +262,7 @@ func (b *bulkApply) run(records []store.RecordWrite, start, end int) error {
 		return &sqlcore.Fatal{Err: err}
 	}
 	// 6. Each record's decisions, in batch order, into the run's rows.
-	w := &bulkRows{ms: a.ms}
+	w := &bulkRows{ms: a.ms, sids: a.sids}
 	for i := start; i < end; i++ {
 		if !writes[i-start] {
 			continue
@@ -368,6 +368,8 @@ JOIN source_records s ON s.kind = k.kind AND s.clinic_id = k.clinic_id`
 // for the updates of what exists.
 type bulkRows struct {
 	ms int64
+	// sids are the batch's token systems' ids (applier.sids).
+	sids map[string]int32
 	// New source_records rows, and updates of existing ones.
 	newSrc [][]any
 	updSrc struct {
@@ -550,7 +552,7 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 		switch row.Kind {
 		case store.KindToken:
 			k.a, k.b = row.Code, row.System
-			vals = []any{row.Param, row.Code, row.System, rid, patient}
+			vals = []any{row.Param, row.Code, w.sids[row.System], rid, patient}
 		case store.KindString:
 			v := store.NormalizeString(row.Value)
 			k.a = v
@@ -583,7 +585,7 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 // idxColumns are the columns each index table is copied into, in the order
 // addIndex gives the values.
 var idxColumns = [sqlcore.NumKinds][]string{
-	store.KindToken:     {"param", "code", "system", "rid", "patient"},
+	store.KindToken:     {"param", "code", "sid", "rid", "patient"},
 	store.KindString:    {"param", "value", "rid"},
 	store.KindDate:      {"param", "lo", "hi", "rid"},
 	store.KindReference: {"param", "target", "rid"},

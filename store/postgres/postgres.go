@@ -67,6 +67,10 @@ type Store struct {
 	// is set while one runs. See noteWrites.
 	sinceAnalyze, analyzedAt atomic.Int64
 	analyzing                atomic.Bool
+	// sids are the token systems interned in token_systems (committed,
+	// never changed or removed), copied on write under sidMu (tokens.go).
+	sids  atomic.Pointer[map[string]int32]
+	sidMu sync.Mutex
 }
 
 var (

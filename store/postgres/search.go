@@ -117,10 +117,16 @@ func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
 	// A token clause drives within the compartments every match is in, when
 	// the query names them (idx_token_patient): the patient's resources with
 	// that code, instead of all the patient's resources checked for the code.
+	// The security labels' rows are not in idx_token_patient (migration
+	// 0015, docs/design/security.md PERF-PG-4): a label never drives
+	// within the compartments, whose own rows (resources_type_patient) do.
 	driver := driverClause(res.Clauses)
 	if len(comp) > 0 {
+		if driver >= 0 && res.Clauses[driver].Param == securityParam {
+			driver = -1
+		}
 		for i, cl := range res.Clauses {
-			if cl.Kind == store.KindToken && cl.Missing == nil && !cl.Not && !cl.IsColumn() {
+			if cl.Kind == store.KindToken && cl.Missing == nil && !cl.Not && !cl.IsColumn() && cl.Param != securityParam {
 				driver = i
 				break
 			}
@@ -155,6 +161,9 @@ func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
 	}
 	return false, nil
 }
+
+// securityParam is the parameter of the security labels' token rows.
+const securityParam = "_security"
 
 // driverPreference orders index kinds by how few rows a value of theirs
 // usually matches: a reference names one resource, a token one code, a

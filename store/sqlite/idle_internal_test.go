@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -39,6 +40,9 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("wal_autocheckpoint"); n != 1000 {
 		t.Fatalf("wal_autocheckpoint at rest = %d, want 1000", n)
 	}
+	if n := pragma("journal_size_limit"); n != 134217728 {
+		t.Fatalf("journal_size_limit at rest = %d, want 134217728", n)
+	}
 	rec := storetest.Rec("patient", "p1", "h1", storetest.Res("Patient", "p1", "p1", `"active":true`))
 	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
 		t.Fatal(err)
@@ -50,6 +54,9 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("wal_autocheckpoint"); n != 32768 {
 		t.Errorf("wal_autocheckpoint after Apply = %d, want 32768", n)
 	}
+	if n := pragma("journal_size_limit"); n != -1 {
+		t.Errorf("journal_size_limit after Apply = %d, want -1", n)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for cacheSize() != -4096 {
 		if time.Now().After(deadline) {
@@ -60,9 +67,83 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("wal_autocheckpoint"); n != 1000 {
 		t.Errorf("wal_autocheckpoint after ingest paused = %d, want 1000", n)
 	}
+	if n := pragma("journal_size_limit"); n != 134217728 {
+		t.Errorf("journal_size_limit after ingest paused = %d, want 134217728", n)
+	}
 	// The next Apply grows it again and still writes.
 	rec = storetest.Rec("patient", "p1", "h2", storetest.Res("Patient", "p1", "p1", `"active":false`))
 	if res, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil || res[0].Outcome != store.Updated {
 		t.Fatalf("second Apply = %+v, %v", res, err)
+	}
+}
+
+// TestIngestWALPages pins PERF-IN-3: during ingest the WAL's checkpoint
+// threshold is a quarter of the database, between 128 MiB and 512 MiB, in
+// steps of 8,192 pages.
+func TestIngestWALPages(t *testing.T) {
+	for _, c := range []struct{ db, want int64 }{
+		{0, 32768},
+		{100_000, 32768},  // 390 MiB: the floor
+		{150_000, 32768},  // 37,500 rounds down to 32,768
+		{200_000, 49152},  // 50,000 rounds down to 49,152
+		{256_000, 57344},  // 1 GB (300 patients, 256k resources): 64,000 -> 57,344
+		{524_288, 131072}, // 2 GiB: the cap
+		{845_000, 131072}, // 3.3 GB (1M resources)
+		{1 << 40, 131072},
+	} {
+		if got := ingestWALPages(c.db); got != c.want {
+			t.Errorf("ingestWALPages(%d) = %d, want %d", c.db, got, c.want)
+		}
+	}
+}
+
+// TestWALThresholdFollowsTheStore pins PERF-IN-3's wiring: each Apply sets
+// the WAL threshold from the database's size (bounds lowered so a small
+// store reaches them), and a pause restores SQLite's default.
+func TestWALThresholdFollowsTheStore(t *testing.T) {
+	defer func(lo, hi, step int64, d time.Duration, every int) {
+		minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery = lo, hi, step, d, every
+	}(minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery)
+	minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, walCheckEvery = 4, 1<<20, 2, 1
+	writerIdleAfter = time.Hour
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "kb.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pragma := func(name string) int64 {
+		t.Helper()
+		s.wsem <- struct{}{}
+		defer func() { <-s.wsem }()
+		var n int64
+		if err := s.w.QueryRowContext(ctx, "PRAGMA "+name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var last int64
+	for i := range 3 {
+		var recs []store.RecordWrite
+		for j := range 200 {
+			id := fmt.Sprintf("p%d-%d", i, j)
+			recs = append(recs, storetest.Rec("patient", id, "h", storetest.Res("Patient", id, id, `"active":true`)))
+		}
+		if _, err := s.Apply(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		// The threshold was set before this Apply wrote: from the size
+		// the store had then, which the next Apply sees grown.
+		got := pragma("wal_autocheckpoint")
+		if i > 0 && got <= last {
+			t.Errorf("Apply %d: wal_autocheckpoint = %d, not above %d: it did not follow the store", i, got, last)
+		}
+		if got < 4 || got%2 != 0 {
+			t.Errorf("Apply %d: wal_autocheckpoint = %d, want an even number of at least 4", i, got)
+		}
+		last = got
+	}
+	if want := ingestWALPages(pragma("page_count")); last > want {
+		t.Errorf("wal_autocheckpoint = %d, above ingestWALPages(page_count) = %d", last, want)
 	}
 }

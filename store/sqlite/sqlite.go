@@ -62,7 +62,8 @@ var writerPragmas = []string{
 	"journal_mode(WAL)",
 	"foreign_keys(0)",
 	"synchronous(NORMAL)",
-	"cache_size(-4096)", // 4 MiB between ingests, 64 MiB during them (ingestCache)
+	"cache_size(-4096)",             // 4 MiB between ingests, 64 MiB during them (ingestCache)
+	"journal_size_limit(134217728)", // idleJournalLimit
 }
 
 // readerPragmas: 2 MiB of page cache per reader (docs/design/security.md
@@ -153,6 +154,11 @@ type Store struct {
 	idleMu    sync.Mutex
 	idle      *time.Timer
 	ingesting bool
+	// walPages is the WAL checkpoint threshold while ingesting and
+	// walCheck counts the Applies since ingest began (PERF-IN-3; guarded
+	// by wsem).
+	walPages int64
+	walCheck int
 
 	// bulk is set while a bulk load runs, staged when it stages index rows
 	// (BeginBulk; guarded by wsem).
@@ -184,6 +190,40 @@ const (
 	idleCheckpoint   = "PRAGMA wal_autocheckpoint = 1000"  // SQLite's default
 )
 
+// The WAL's threshold during ingest grows with the store (docs/design/
+// security.md PERF-IN-3): a quarter of the database's pages, at least
+// 32,768 (128 MiB, PERF-IN-2) and at most 131,072 (512 MiB). A checkpoint
+// copies each page the WAL holds once, however many chunks rewrote it; at 1M
+// resources most of a chunk's 12,000 pages are leaves of the B-trees whose
+// keys arrive in random order ((type, id), reference targets, dates,
+// quantities), some 40,000 pages that a 128 MiB WAL (under three chunks)
+// holds few repeats of, so nearly every frame was copied again. A WAL of a
+// quarter of the store spans several times as many chunks of a large store,
+// and each checkpoint copies a page once for all of them. Between ingests
+// the WAL file is cut back to 128 MiB when it is next reset
+// (idleJournalLimit): while ingesting it keeps its size rather than being
+// cut and extended again after every checkpoint.
+//
+// The bounds are variables so tests can reach them with a small store.
+var (
+	walCheckEvery            = 16
+	minIngestWALPages  int64 = 32768
+	maxIngestWALPages  int64 = 131072
+	ingestWALPagesStep int64 = 8192 // the threshold moves in steps, not at every chunk
+)
+
+const (
+	ingestJournalLimit = "PRAGMA journal_size_limit = -1"
+	idleJournalLimit   = "PRAGMA journal_size_limit = 134217728" // 128 MiB
+)
+
+// ingestWALPages is the WAL checkpoint threshold, in pages, while records
+// are ingested into a database of dbPages pages (PERF-IN-3).
+func ingestWALPages(dbPages int64) int64 {
+	n := dbPages / 4 / ingestWALPagesStep * ingestWALPagesStep
+	return min(max(n, minIngestWALPages), maxIngestWALPages)
+}
+
 // writerIdleAfter is the pause in ingest after which the writer's cache
 // shrinks (a variable for tests).
 var writerIdleAfter = 2 * time.Second
@@ -194,7 +234,27 @@ func (s *Store) growForIngest(ctx context.Context) {
 	if !s.ingesting {
 		_, _ = s.w.ExecContext(ctx, ingestCache)
 		_, _ = s.w.ExecContext(ctx, ingestCheckpoint)
+		_, _ = s.w.ExecContext(ctx, ingestJournalLimit)
+		s.walPages = 32768 // ingestCheckpoint
+		s.walCheck = 0
 		s.ingesting = true
+	}
+	// The threshold follows the store's size (PERF-IN-3), asked every
+	// walCheckEvery Applies: a statement of its own costs a one-record
+	// Apply a few per cent, and the store grows by at most 16 chunks
+	// between two looks.
+	s.walCheck++
+	if s.walCheck%walCheckEvery != 1 && walCheckEvery > 1 {
+		return
+	}
+	var pages int64
+	if err := s.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return
+	}
+	if n := ingestWALPages(pages); n != s.walPages {
+		if _, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", n)); err == nil {
+			s.walPages = n
+		}
 	}
 }
 
@@ -223,6 +283,7 @@ func (s *Store) releaseWhenIdle() {
 		if _, err := s.w.ExecContext(ctx, idleCache); err == nil {
 			_, _ = s.w.ExecContext(ctx, "PRAGMA shrink_memory")
 			_, _ = s.w.ExecContext(ctx, idleCheckpoint)
+			_, _ = s.w.ExecContext(ctx, idleJournalLimit)
 			// What the ingest left in the WAL goes to the database now,
 			// not at the next write: readers look pages up in the WAL.
 			_, _ = s.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")

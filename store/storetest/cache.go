@@ -104,6 +104,24 @@ func RunCache(t *testing.T, newCache func(t *testing.T) store.Cache) {
 		}
 	})
 
+	t.Run("fill keeps no reference to its argument", func(t *testing.T) {
+		// store/cached fills from scratch buffers it reuses as soon as
+		// Fill returns (docs/design/security.md PERF-ST-11): a cache
+		// that kept val would later serve whatever was written over it.
+		c := newCache(t)
+		val := bytes.Repeat([]byte("abcdefgh"), 8<<10)
+		orig := bytes.Clone(val)
+		fill(t, c, "k", []string{"s"}, val)
+		for i := range val {
+			val[i] = 'x'
+		}
+		_, got, hit, err := c.Lookup(ctx, "k", []string{"s"})
+		if err != nil || !hit || !bytes.Equal(got, orig) {
+			t.Errorf("Lookup after the caller overwrote Fill's argument: hit %v, err %v, value unchanged %v; want the value as filled",
+				hit, err, bytes.Equal(got, orig))
+		}
+	})
+
 	t.Run("empty value", func(t *testing.T) {
 		c := newCache(t)
 		for _, tc := range []struct {

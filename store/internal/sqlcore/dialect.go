@@ -53,8 +53,8 @@ type Dialect struct {
 	// interned pid on SQLite, the name itself on PostgreSQL.
 	paramCol string
 	// tokenSystems: idx_token names a row's system by sid, a token_systems
-	// row (SQLite, docs/design/architecture.md PERF-SQLB-2), instead of
-	// holding the text.
+	// row (SQLite, docs/design/architecture.md PERF-SQLB-2; PostgreSQL,
+	// docs/design/security.md PERF-PG-4), instead of holding the text.
 	tokenSystems bool
 
 	// historyRowid: history rows have their own rowid (hid), and
@@ -108,6 +108,8 @@ var Postgres = (&Dialect{
 	existsFence: " OFFSET 0",
 	paramCol:    "param",
 	lateral:     true,
+
+	tokenSystems: true,
 }).init()
 
 // SQL returns query, written with ? placeholders, in d's placeholder style.

@@ -33,14 +33,14 @@ func TestFilter(t *testing.T) {
 			name:     "token code and system, or any system",
 			cl:       Clause{Clause: &store.Clause{Param: "code", Kind: store.KindToken, Values: []store.Value{{System: "s", Code: "c"}, {Code: "d", AnySystem: true}}}, Key: "code"},
 			sqlite:   "EXISTS (SELECT 1 FROM idx_token x INDEXED BY idx_token_rid WHERE x.rid = r.rid AND x.pid = ? AND ((x.code = ? AND x.sid = (SELECT sid FROM token_systems WHERE system = ?)) OR x.code = ?))",
-			postgres: "EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $1 AND ((x.code = $2 AND x.system = $3) OR x.code = $4) OFFSET 0)",
+			postgres: "EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $1 AND ((x.code = $2 AND x.sid = (SELECT sid FROM token_systems WHERE system = $3)) OR x.code = $4) OFFSET 0)",
 			args:     []any{"code", "c", "s", "d"},
 		},
 		{
 			name:     "token system only, any code",
 			cl:       Clause{Clause: &store.Clause{Param: "category", Kind: store.KindToken, Values: []store.Value{{System: "s"}, {AnySystem: true}}}, Key: "category"},
 			sqlite:   "EXISTS (SELECT 1 FROM idx_token x INDEXED BY idx_token_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.sid = (SELECT sid FROM token_systems WHERE system = ?) OR true))",
-			postgres: "EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $1 AND (x.system = $2 OR true) OFFSET 0)",
+			postgres: "EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $1 AND (x.sid = (SELECT sid FROM token_systems WHERE system = $2) OR true) OFFSET 0)",
 			args:     []any{"category", "s"},
 		},
 		{
