@@ -28,6 +28,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
@@ -68,6 +70,11 @@ type Params struct {
 	Connections int
 	// Only, when set, limits the scenarios run (by name, ScenarioNames).
 	Only []string
+	// Warm, when set, precedes each patient-scoped scenario (search,
+	// everything-default) with one untimed request per patient (warmUp),
+	// so that it measures the steady state, not the cache filling.
+	// --scale sets it unless --warm=false.
+	Warm bool
 	// CPUProfile, when set, is the file the scenarios' CPU profile goes to.
 	CPUProfile string
 	// IngestProfile, when set, is the file the ingest's CPU profile goes to;
@@ -552,6 +559,17 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
+		var warmN int
+		var warmD time.Duration
+		if p.Warm {
+			if warmN, warmD, err = warmUp(ctx, sc, gr.client, conns); err != nil {
+				return fmt.Errorf("bench: %s: %w", sc.name, err)
+			}
+			if warmN > 0 {
+				fmt.Fprintf(stderr, "bench: %s: warmed with %d requests (one per patient) in %.1f s\n", sc.name, warmN, warmD.Seconds())
+			}
+		}
+		hit0, miss0 := gr.cacheCounts(ctx)
 		var hb0 map[string]float64
 		if p.WaitProfile != "" {
 			if hb0, err = handlerBuckets(ctx, gr.client, gr.base); err != nil {
@@ -570,6 +588,11 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			}
 			printHandlerTail(stderr, sc.name, hb0, hb1)
 		}
+		r.WarmRequests, r.WarmSeconds = warmN, round3(warmD.Seconds())
+		if hit1, miss1 := gr.cacheCounts(ctx); hit1+miss1 > hit0+miss0 {
+			r.CacheLookups = int64(hit1 + miss1 - hit0 - miss0)
+			r.CacheHitRatio = round3((hit1 - hit0) / float64(r.CacheLookups))
+		}
 		ev1, by1, err := settleAudit(ctx, gr.g.Store())
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
@@ -582,6 +605,8 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if cpu := cpuSeconds() - cpu0; cpu > 0 && r.requests > 0 {
 			r.CPUPerRequestUS = round1(cpu * 1e6 / float64(r.requests))
 		}
+		fmt.Fprintf(stderr, "bench: %s: %.0f requests/s, p99 %.2f ms (second half %.2f ms), %.0f µs CPU per request, cache hit ratio %.3f of %d lookups\n",
+			sc.name, r.RPS, r.P99, r.P99Late, r.CPUPerRequestUS, r.CacheHitRatio, r.CacheLookups)
 		res.Scenarios = append(res.Scenarios, r)
 	}
 	if export {
@@ -646,6 +671,37 @@ func get(ctx context.Context, c *http.Client, u string, hdr http.Header) ([]byte
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return b, resp.StatusCode, err
+}
+
+// cacheCounts returns the read cache's hits and misses so far (all
+// operations), scraped from the gateway's /metrics on loopback (zeros
+// when it cannot be read).
+func (gr *gatewayRun) cacheCounts(ctx context.Context) (hits, misses float64) {
+	b, status, err := get(ctx, gr.client, gr.base+"/metrics", nil)
+	if err != nil || status != http.StatusOK {
+		return 0, 0
+	}
+	for line := range bytes.Lines(b) {
+		rest, ok := bytes.CutPrefix(line, []byte("ketabridge_cache_requests_total{"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) < 2 {
+			continue
+		}
+		n, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(f[0], `result="hit"`):
+			hits += n
+		case strings.Contains(f[0], `result="miss"`):
+			misses += n
+		}
+	}
+	return hits, misses
 }
 
 // patientIDs returns the FHIR ids of the Patient records in raw, in order.
