@@ -85,6 +85,16 @@ type Params struct {
 	// (MemProfile.<scenario>.heap), and each scenario prints where its
 	// memory was at its highest anonymous RSS (memdiag.go).
 	MemProfile string
+	// WaitProfile, when set, is the prefix of each scenario's block and
+	// mutex profiles and runtime trace (WaitProfile.<scenario>.block,
+	// .mutex, .trace), and each scenario prints its GC pauses, scheduling
+	// latency and GC assist (waitDiag).
+	WaitProfile string
+	// Pace, when above 0, paces each scenario at that many requests/s
+	// (open loop, at most Connections in flight) instead of as fast as the
+	// connections go: its latencies are those of a gateway below
+	// saturation, without the closed loop's queue (PERF-ST-14).
+	Pace int
 	// Out is the directory of results.json, compare.json and the charts;
 	// Docs the Markdown file the dated rows are appended to (empty: none).
 	Out, Docs string
@@ -560,10 +570,23 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			}
 		}
 		hit0, miss0 := gr.cacheCounts(ctx)
+		var hb0 map[string]float64
+		if p.WaitProfile != "" {
+			if hb0, err = handlerBuckets(ctx, gr.client, gr.base); err != nil {
+				return err
+			}
+		}
 		cpu0 := cpuSeconds()
-		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, stderr)
+		r, err := attackScenario(sc, conns, p.Pace, p.Duration, p.MemProfile, p.WaitProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		if p.WaitProfile != "" {
+			hb1, err := handlerBuckets(ctx, gr.client, gr.base)
+			if err != nil {
+				return err
+			}
+			printHandlerTail(stderr, sc.name, hb0, hb1)
 		}
 		r.WarmRequests, r.WarmSeconds = warmN, round3(warmD.Seconds())
 		if hit1, miss1 := gr.cacheCounts(ctx); hit1+miss1 > hit0+miss0 {

@@ -182,7 +182,7 @@ func (sc scenario) preflight(ctx context.Context, c *http.Client) error {
 // many workers (an unpaced, closed-loop load) for d, and summarises it with
 // vegeta.Metrics. Peak RSS is the process's VmHWM, reset first when the
 // kernel allows.
-func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, stderr io.Writer) (scenarioResult, error) {
+func attackScenario(sc scenario, conns, rate int, d time.Duration, memProfile, waitProfile string, stderr io.Writer) (scenarioResult, error) {
 	// Each scenario's peak starts from the gateway at rest: the heap the
 	// previous scenario grew (and the runtime keeps for a while) is handed
 	// back to the OS first, so it does not count against this one.
@@ -199,11 +199,16 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		vegeta.MaxBody(0),
 	)
 	endDiag := memDiag(memProfile, sc.name, stderr)
+	endWait := waitDiag(waitProfile, sc.name, stderr)
 	var m, late vegeta.Metrics
 	var errs int
 	var first string
 	half := time.Now().Add(d / 2)
-	for r := range atk.Attack(sc.targeter(), vegeta.ConstantPacer{}, d, sc.name) {
+	pacer := vegeta.ConstantPacer{} // as fast as the connections go
+	if rate > 0 {
+		pacer = vegeta.ConstantPacer{Freq: rate, Per: time.Second}
+	}
+	for r := range atk.Attack(sc.targeter(), pacer, d, sc.name) {
 		m.Add(r)
 		if r.Timestamp.After(half) {
 			late.Add(r)
@@ -217,6 +222,7 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 	}
 	m.Close()
 	late.Close()
+	endWait(m.Requests)
 	endDiag()
 	if m.Requests == 0 {
 		return scenarioResult{}, fmt.Errorf("no request completed")

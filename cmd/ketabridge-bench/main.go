@@ -94,6 +94,8 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	docs := fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: all): "+strings.Join(bench.ScenarioNames, ", "))
 	memProfile := fs.String("memprofile", "", "write each scenario's heap profile to PREFIX.<scenario>.heap and print the process's memory (Go heap in use and idle, runtime, stacks, outside Go: SQLite's page caches; file-backed) at the scenario's highest RSS")
+	pace := fs.Int("pace", 0, "pace each scenario at this many requests/s (open loop, at most --connections in flight) instead of as fast as the connections go: latencies below saturation (0: as fast as possible)")
+	waitProfile := fs.String("waitprofile", "", "write each scenario's block and mutex profiles and a runtime trace of its first 3 s to PREFIX.<scenario>.block, .mutex, .trace, and print its GC pauses, scheduling latency (runnable goroutines waiting for a core) and GC assist per request (a diagnostic: the profiling costs CPU)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file (with --scale, one per size: FILE.<resources>), for go tool pprof")
 	ingestProfile := fs.String("ingest-cpuprofile", "", "write a CPU profile of the ingest to this file, and a heap profile taken at its end to this file + .heap, for go tool pprof")
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
@@ -114,7 +116,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, Warm: *warm, CPUProfile: *cpuProfile, IngestProfile: *ingestProfile, MemProfile: *memProfile, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
+			Docs: *docs, Warm: *warm, CPUProfile: *cpuProfile, IngestProfile: *ingestProfile, MemProfile: *memProfile, WaitProfile: *waitProfile, Pace: *pace, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
 		if *auditOff && !given["docs"] {
 			p.Docs = ""
 		}

@@ -333,3 +333,30 @@ func TestBenchAuditOff(t *testing.T) {
 		t.Errorf("run.audit = %q; stdout:\n%s", res.Run.Audit, stdout.String())
 	}
 }
+
+// TestBenchWaitProfile: --waitprofile (PERF-ST-14) writes the scenario's
+// block and mutex profiles and trace and prints its waiting and its
+// handlers' latency shares; --pace runs the scenario open loop.
+func TestBenchWaitProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench")
+	}
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "w")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--small", "--patients", "4", "--duration", "300ms", "--scenarios", "read-hot",
+		"--out", dir, "--waitprofile", prefix, "--pace", "200"}, &stdout, &stderr, func(string) string { return "" })
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s", code, stderr.String())
+	}
+	for _, ext := range []string{"block", "mutex", "trace"} {
+		if fi, err := os.Stat(prefix + ".read-hot." + ext); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", ext, err)
+		}
+	}
+	for _, s := range []string{"bench: read-hot waiting: GC cycles", "runnable waiting for a P", "bench: read-hot in the gateway's handlers", "over 5 ms"} {
+		if !strings.Contains(stderr.String(), s) {
+			t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+		}
+	}
+}
