@@ -28,6 +28,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ketabridge/ketabridge/auth"
@@ -542,10 +544,18 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
+		hit0, miss0 := gr.cacheLookups(ctx)
 		cpu0 := cpuSeconds()
 		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		// The read cache's hit ratio over the scenario (the gateway's
+		// /metrics): the figure a change of the cache's size or accounting
+		// must not lower (docs/design/security.md PERF-ST-13).
+		if hit1, miss1 := gr.cacheLookups(ctx); hit1+miss1 > hit0+miss0 {
+			h, m := hit1-hit0, miss1-miss0
+			fmt.Fprintf(stderr, "bench: %s: read cache %d hits, %d misses (%.1f %% hits)\n", sc.name, h, m, 100*float64(h)/float64(h+m))
 		}
 		ev1, by1, err := settleAudit(ctx, gr.g.Store())
 		if err != nil {
@@ -568,6 +578,33 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 	}
 	return nil
+}
+
+// cacheLookups sums the read cache's hits and misses over every operation
+// from the gateway's /metrics (served to loopback callers); zero when they
+// cannot be read.
+func (gr *gatewayRun) cacheLookups(ctx context.Context) (hits, misses float64) {
+	b, status, err := get(ctx, gr.client, gr.base+"/metrics", http.Header{})
+	if err != nil || status != http.StatusOK {
+		return 0, 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "ketabridge_cache_requests_total{") {
+			continue
+		}
+		_, num, ok := strings.Cut(strings.TrimSpace(line), "} ")
+		v, err := strconv.ParseFloat(num, 64)
+		if !ok || err != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(line, `result="hit"`):
+			hits += v
+		case strings.Contains(line, `result="miss"`):
+			misses += v
+		}
+	}
+	return hits, misses
 }
 
 // gatewayAtRest hands the harness's garbage (the synthesised records, the
