@@ -555,7 +555,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		// must not lower (docs/design/security.md PERF-ST-13).
 		if hit1, miss1 := gr.cacheLookups(ctx); hit1+miss1 > hit0+miss0 {
 			h, m := hit1-hit0, miss1-miss0
-			fmt.Fprintf(stderr, "bench: %s: read cache %d hits, %d misses (%.1f %% hits)\n", sc.name, h, m, 100*float64(h)/float64(h+m))
+			fmt.Fprintf(stderr, "bench: %s: read cache %.0f hits, %.0f misses (%.1f %% hits)\n", sc.name, h, m, 100*float64(h)/float64(h+m))
 		}
 		ev1, by1, err := settleAudit(ctx, gr.g.Store())
 		if err != nil {
