@@ -78,7 +78,8 @@ soak: ## the soak test: 10 minutes of mixed load with faults injected (docs/benc
 # order, in Ingest calls of 50 patients) and measured at each: ingest
 # resources/s (the step's and its last 100k's), the database's size on disk,
 # read-uniform, search, everything and everything-default requests/s and
-# p99 (32 connections, 10 s each), peak RSS; against the targets (read and
+# p99 (32 connections, 10 s each, search and everything-default after an
+# untimed request per patient: the steady state), peak RSS; against the targets (read and
 # search p99 grow by less than 1.5x, ingest falls by less than 30 %).
 # Prints its progress; writes bench/scale.json and bench/scale.svg and
 # appends a dated section to docs/benchmarks.md. Opt-in: not part of make

@@ -71,6 +71,11 @@ type Params struct {
 	Connections int
 	// Only, when set, limits the scenarios run (by name, ScenarioNames).
 	Only []string
+	// Warm, when set, precedes each patient-scoped scenario (search,
+	// everything-default) with one untimed request per patient (warmUp),
+	// so that it measures the steady state, not the cache filling.
+	// --scale sets it unless --warm=false.
+	Warm bool
 	// CPUProfile, when set, is the file the scenarios' CPU profile goes to.
 	CPUProfile string
 	// IngestProfile, when set, is the file the ingest's CPU profile goes to;
@@ -545,19 +550,27 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
-		hit0, miss0 := gr.cacheLookups(ctx)
+		var warmN int
+		var warmD time.Duration
+		if p.Warm {
+			if warmN, warmD, err = warmUp(ctx, sc, gr.client, conns); err != nil {
+				return fmt.Errorf("bench: %s: %w", sc.name, err)
+			}
+			if warmN > 0 {
+				fmt.Fprintf(stderr, "bench: %s: warmed with %d requests (one per patient) in %.1f s\n", sc.name, warmN, warmD.Seconds())
+			}
+		}
+		hit0, miss0 := gr.cacheCounts(ctx)
 		gc0, cycles0 := gcCPU()
 		cpu0 := cpuSeconds()
 		r, err := attackScenario(sc, conns, p.Duration, p.MemProfile, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
-		// The read cache's hit ratio over the scenario (the gateway's
-		// /metrics): the figure a change of the cache's size or accounting
-		// must not lower (docs/design/security.md PERF-ST-13).
-		if hit1, miss1 := gr.cacheLookups(ctx); hit1+miss1 > hit0+miss0 {
-			h, m := hit1-hit0, miss1-miss0
-			fmt.Fprintf(stderr, "bench: %s: read cache %.0f hits, %.0f misses (%.1f %% hits)\n", sc.name, h, m, 100*float64(h)/float64(h+m))
+		r.WarmRequests, r.WarmSeconds = warmN, round3(warmD.Seconds())
+		if hit1, miss1 := gr.cacheCounts(ctx); hit1+miss1 > hit0+miss0 {
+			r.CacheLookups = int64(hit1 + miss1 - hit0 - miss0)
+			r.CacheHitRatio = round3((hit1 - hit0) / float64(r.CacheLookups))
 		}
 		ev1, by1, err := settleAudit(ctx, gr.g.Store())
 		if err != nil {
@@ -577,6 +590,8 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			fmt.Fprintf(stderr, "bench: %s: collector %.1f %% of the process CPU (%.0f us/request), %d cycles\n",
 				sc.name, 100*(gc1-gc0)/cpu, (gc1-gc0)*1e6/float64(r.requests), cycles1-cycles0)
 		}
+		fmt.Fprintf(stderr, "bench: %s: %.0f requests/s, p99 %.2f ms (second half %.2f ms), %.0f µs CPU per request, cache hit ratio %.3f of %d lookups\n",
+			sc.name, r.RPS, r.P99, r.P99Late, r.CPUPerRequestUS, r.CacheHitRatio, r.CacheLookups)
 		res.Scenarios = append(res.Scenarios, r)
 	}
 	if export {
@@ -601,33 +616,6 @@ func gcCPU() (seconds float64, cycles uint64) {
 		cycles = s[1].Value.Uint64()
 	}
 	return seconds, cycles
-}
-
-// cacheLookups sums the read cache's hits and misses over every operation
-// from the gateway's /metrics (served to loopback callers); zero when they
-// cannot be read.
-func (gr *gatewayRun) cacheLookups(ctx context.Context) (hits, misses float64) {
-	b, status, err := get(ctx, gr.client, gr.base+"/metrics", http.Header{})
-	if err != nil || status != http.StatusOK {
-		return 0, 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if !strings.HasPrefix(line, "ketabridge_cache_requests_total{") {
-			continue
-		}
-		_, num, ok := strings.Cut(strings.TrimSpace(line), "} ")
-		v, err := strconv.ParseFloat(num, 64)
-		if !ok || err != nil {
-			continue
-		}
-		switch {
-		case strings.Contains(line, `result="hit"`):
-			hits += v
-		case strings.Contains(line, `result="miss"`):
-			misses += v
-		}
-	}
-	return hits, misses
 }
 
 // gatewayAtRest hands the harness's garbage (the synthesised records, the
@@ -683,6 +671,37 @@ func get(ctx context.Context, c *http.Client, u string, hdr http.Header) ([]byte
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return b, resp.StatusCode, err
+}
+
+// cacheCounts returns the read cache's hits and misses so far (all
+// operations), scraped from the gateway's /metrics on loopback (zeros
+// when it cannot be read).
+func (gr *gatewayRun) cacheCounts(ctx context.Context) (hits, misses float64) {
+	b, status, err := get(ctx, gr.client, gr.base+"/metrics", nil)
+	if err != nil || status != http.StatusOK {
+		return 0, 0
+	}
+	for line := range bytes.Lines(b) {
+		rest, ok := bytes.CutPrefix(line, []byte("ketabridge_cache_requests_total{"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) < 2 {
+			continue
+		}
+		n, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(f[0], `result="hit"`):
+			hits += n
+		case strings.Contains(f[0], `result="miss"`):
+			misses += n
+		}
+	}
+	return hits, misses
 }
 
 // patientIDs returns the FHIR ids of the Patient records in raw, in order.

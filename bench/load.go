@@ -35,6 +35,12 @@ type scenario struct {
 	params bool
 	// conns, when set, replaces the run's connections for this scenario.
 	conns int
+	// keys are the distinct patients whose answers the scenario draws
+	// (path(i) picks one of them), for Params.Warm's pass: warm(j) is the
+	// path of keys[j]. Nil: no warm-up (a scenario over one compartment,
+	// or over a sample of ids meant to miss).
+	keys []string
+	warm func(j int) string
 }
 
 // ScenarioNames are the scenarios' names, in run order.
@@ -56,11 +62,9 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 		{name: "read-uniform", base: gw, hdr: auth, path: func(i uint64) string {
 			return ds.sample.path(int(mix(seed^2, i) % uint64(ds.sample.len())))
 		}},
-		// Heart rate (LOINC 8867-4) is recorded at every vitals set.
 		{name: "search", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
-			return "/fhir/Observation?patient=" + pick(ds.patients, i, 3) +
-				"&code=http://loinc.org|8867-4&date=ge2024-01-01&date=le2027-12-31&_count=50"
-		}},
+			return searchPath(pick(ds.patients, i, 3))
+		}, keys: ds.patients, warm: func(j int) string { return searchPath(ds.patients[j]) }},
 		{name: "search-include", base: gw, hdr: auth, bundle: true, include: true, path: func(i uint64) string {
 			return "/fhir/MedicationAdministration?patient=" + pick(ds.maPatients, i, 4) +
 				"&_include=MedicationAdministration:medication"
@@ -83,7 +87,7 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 		// measures it.
 		{name: "everything-default", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
 			return "/fhir/Patient/" + pick(ds.patients, i, 7) + "/$everything"
-		}},
+		}, keys: ds.patients, warm: func(j int) string { return "/fhir/Patient/" + ds.patients[j] + "/$everything" }},
 		// A course's prior-authorization checklist (docs/prior-auth.md),
 		// courses uniform, by the system client, one connection.
 		{name: "pa-criteria", base: gw, hdr: auth, params: true, conns: paConnections, path: func(i uint64) string {
@@ -92,6 +96,12 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 		// The same reads as read-hot, from memory, no auth: the limit.
 		{name: "limit", base: limit, hdr: bare, path: func(i uint64) string { return pick(ds.hot, i, 1) }},
 	}
+}
+
+// searchPath is the search scenario's request for one patient: heart rate
+// (LOINC 8867-4), which is recorded at every vitals set.
+func searchPath(patient string) string {
+	return "/fhir/Observation?patient=" + patient + "&code=http://loinc.org|8867-4&date=ge2024-01-01&date=le2027-12-31&_count=50"
 }
 
 // mix is splitmix64 of seed+i: a lock-free, reproducible request sequence.
@@ -189,11 +199,15 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		vegeta.MaxBody(0),
 	)
 	endDiag := memDiag(memProfile, sc.name, stderr)
-	var m vegeta.Metrics
+	var m, late vegeta.Metrics
 	var errs int
 	var first string
+	half := time.Now().Add(d / 2)
 	for r := range atk.Attack(sc.targeter(), vegeta.ConstantPacer{}, d, sc.name) {
 		m.Add(r)
+		if r.Timestamp.After(half) {
+			late.Add(r)
+		}
 		if r.Code != http.StatusOK || r.Error != "" {
 			errs++
 			if first == "" {
@@ -202,6 +216,7 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		}
 	}
 	m.Close()
+	late.Close()
 	endDiag()
 	if m.Requests == 0 {
 		return scenarioResult{}, fmt.Errorf("no request completed")
@@ -214,10 +229,58 @@ func attackScenario(sc scenario, conns int, d time.Duration, memProfile string, 
 		requests: m.Requests, p90: ms(m.Latencies.P90), mean: ms(m.Latencies.Mean),
 		peakRSS: peakRSSMB(), firstError: first,
 	}
+	if late.Requests > 0 {
+		r.P99Late = ms(late.Latencies.P99)
+	}
 	if sc.conns > 0 {
 		r.Connections = conns
 	}
 	return r, nil
+}
+
+// warmUp requests each of the scenario's distinct answers once, untimed,
+// at conns connections (Params.Warm): the measured run then starts from
+// the steady state a gateway serving those patients for longer than a
+// few seconds is in, whatever the cache can hold of them, instead of
+// from a cache the previous scenario filled with its own answers, whose
+// filling (one miss per patient, so longer the more patients the store
+// holds) lands in the first seconds of the scenario and so in its tail.
+// It returns the requests and how long they took.
+func warmUp(ctx context.Context, sc scenario, c *http.Client, conns int) (int, time.Duration, error) {
+	n := len(sc.keys)
+	if n == 0 || sc.warm == nil {
+		return 0, 0, nil
+	}
+	start := time.Now()
+	var next atomic.Int64
+	errc := make(chan error, conns)
+	for range conns {
+		go func() {
+			for {
+				j := int(next.Add(1) - 1)
+				if j >= n || ctx.Err() != nil {
+					errc <- ctx.Err()
+					return
+				}
+				_, status, err := get(ctx, c, sc.base+sc.warm(j), sc.hdr)
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("warm-up: status %d", status)
+				}
+				if err != nil {
+					next.Store(int64(n)) // the others stop too
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	var first error
+	for range conns {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return n, time.Since(start), first
 }
 
 // bareHandler serves the given bodies by path from memory: the least work a

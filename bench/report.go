@@ -96,6 +96,21 @@ type scenarioResult struct {
 	// CPUPerRequestUS is the process's CPU time (gateway, load generator,
 	// audit writer) per request of the scenario, in microseconds.
 	CPUPerRequestUS float64 `json:"cpu_us_per_request,omitempty"`
+	// CacheHitRatio is the read cache's hits over its lookups (every
+	// store operation) during the scenario, from the gateway's
+	// ketabridge_cache_requests_total; CacheLookups counts the lookups
+	// (0: no cache, or none consulted).
+	CacheHitRatio float64 `json:"cache_hit_ratio,omitempty"`
+	CacheLookups  int64   `json:"cache_lookups,omitempty"`
+	// P99Late is the p99 of the requests sent in the scenario's second
+	// half: against P99, how much of the tail the start of the run made
+	// (a cache still filling).
+	P99Late float64 `json:"p99_late_ms,omitempty"`
+	// WarmRequests and WarmSeconds are the untimed warm-up before the
+	// scenario (Params.Warm): one request per patient, and how long they
+	// took (the cache filling, at conns connections).
+	WarmRequests int     `json:"warm_requests,omitempty"`
+	WarmSeconds  float64 `json:"warm_s,omitempty"`
 
 	requests   uint64
 	p90, mean  float64

@@ -287,7 +287,13 @@ func runScale(ctx context.Context, cfg server.Config, p Params, sizes []int, std
 		}
 		var r results
 		r.Run.Connections = p.Connections
-		if err := runScenarios(ctx, gr, ds, p, &r, stderr); err != nil {
+		ps := p
+		if p.CPUProfile != "" {
+			// One profile per size (PROFILE.<resources>), so that sizes
+			// can be compared rather than the last overwriting the rest.
+			ps.CPUProfile = p.CPUProfile + "." + strconv.Itoa(stored)
+		}
+		if err := runScenarios(ctx, gr, ds, ps, &r, stderr); err != nil {
 			return nil, err
 		}
 		r.finish()

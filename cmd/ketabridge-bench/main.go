@@ -94,7 +94,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 	docs := fs.String("docs", "docs/benchmarks.md", "Markdown file the dated rows are appended to (empty: none)")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: all): "+strings.Join(bench.ScenarioNames, ", "))
 	memProfile := fs.String("memprofile", "", "write each scenario's heap profile to PREFIX.<scenario>.heap and print the process's memory (Go heap in use and idle, runtime, stacks, outside Go: SQLite's page caches; file-backed) at the scenario's highest RSS")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file, for go tool pprof")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scenarios (gateway and load generator) to this file (with --scale, one per size: FILE.<resources>), for go tool pprof")
 	ingestProfile := fs.String("ingest-cpuprofile", "", "write a CPU profile of the ingest to this file, and a heap profile taken at its end to this file + .heap, for go tool pprof")
 	compare := fs.Bool("compare", false, "compare store configurations instead: SQLite, SQLite + memory cache, and, with --database-url / --redis-url, PostgreSQL uncached and PostgreSQL + Redis cache (fresh schema and key prefix, removed afterwards)")
 	soak := fs.Duration("soak", 0, "run the soak instead (e.g. 10m): a fixed rate of mixed reads, searches and ingests with Redis paused and clients dropping connections mid-body on a schedule; errors by kind, RSS over time, every acknowledged record read back (make soak)")
@@ -103,6 +103,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		"): one store loaded in steps and measured at each size (ingest resources/s, database size, "+strings.Join(bench.ScaleScenarios, ", ")+
 		" requests/s and p99, peak RSS); writes scale.json and scale.svg to --out")
 	bulkIngest := fs.Bool("bulk-ingest", false, "ingest inside a bulk load (store.BulkWriter, as ketabridge import --bulk) instead of with plain writes")
+	warm := fs.Bool("warm", false, "before each patient-scoped scenario (search, everything-default), request each patient's answer once, untimed, so the scenario measures the steady state rather than the read cache filling (default with --scale)")
 	auditOff := fs.Bool("audit-off", false, "serve the scenarios without an audit trail: the baseline of what auditing costs a read (a harness-only switch: the gateway itself always audits); no docs row unless --docs is given")
 	cf := server.AddFlags(fs)
 	return fs, func(getenv func(string) string) (bench.Params, server.Config, mode, error) {
@@ -113,7 +114,7 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		p := bench.Params{Patients: *patients, Seed: *seed, Duration: *duration, Connections: *conns, Out: *out,
-			Docs: *docs, CPUProfile: *cpuProfile, IngestProfile: *ingestProfile, MemProfile: *memProfile, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
+			Docs: *docs, Warm: *warm, CPUProfile: *cpuProfile, IngestProfile: *ingestProfile, MemProfile: *memProfile, Small: *small, BulkIngest: *bulkIngest, AuditOff: *auditOff}
 		if *auditOff && !given["docs"] {
 			p.Docs = ""
 		}
@@ -161,6 +162,11 @@ func newFlags() (*flag.FlagSet, func(getenv func(string) string) (bench.Params, 
 			if given["patients"] {
 				return p, cfg, mode{}, errors.New("--scale sets the data set's sizes in resources: --patients does not apply")
 			}
+			// The cost curve compares steady states: without the warm-up
+			// each size's first seconds fill the cache with one miss per
+			// patient, a cost that grows with the patients and not with
+			// what a search costs (docs/benchmarks.md).
+			p.Warm = !given["warm"] || *warm
 			if m.scale, err = bench.ParseSizes(*scale); err != nil {
 				return p, cfg, mode{}, fmt.Errorf("--scale: %w", err)
 			}

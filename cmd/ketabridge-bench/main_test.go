@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -183,8 +184,9 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
 	code := run(context.Background(), []string{"--scale", "2k,5k", "--duration", "300ms", "--connections", "4",
-		"--out", out, "--docs", docs}, &stdout, &stderr, func(string) string { return "" })
+		"--out", out, "--docs", docs, "--cpuprofile", prof}, &stdout, &stderr, func(string) string { return "" })
 	if code != 0 {
 		t.Fatalf("bench exited %d: %s", code, stderr.String())
 	}
@@ -204,6 +206,13 @@ func TestScale(t *testing.T) {
 				RPS    float64 `json:"rps"`
 				P99    float64 `json:"p99_ms"`
 				Errors int     `json:"errors"`
+				// The read cache (on by default) was consulted, and
+				// the share of its lookups that hit reported.
+				Lookups  int64   `json:"cache_lookups"`
+				HitRatio float64 `json:"cache_hit_ratio"`
+				// --scale warms the patient-scoped scenarios: one
+				// request per patient.
+				Warm int `json:"warm_requests"`
 			}
 		}
 		Targets []struct{ Name string }
@@ -225,9 +234,16 @@ func TestScale(t *testing.T) {
 		var names []string
 		for _, s := range r.Scenarios {
 			names = append(names, s.Name)
-			if s.RPS <= 0 || s.P99 <= 0 || s.Errors != 0 {
+			if s.RPS <= 0 || s.P99 <= 0 || s.Errors != 0 || s.Lookups <= 0 || s.HitRatio < 0 || s.HitRatio > 1 {
 				t.Errorf("size %d, %s: %+v", size, s.Name, s)
 			}
+			if warmed := s.Name == "search" || s.Name == "everything-default"; warmed != (s.Warm == r.Patients) {
+				t.Errorf("size %d, %s: %d warm-up requests for %d patients", size, s.Name, s.Warm, r.Patients)
+			}
+		}
+		// One CPU profile per size, named by the resources it held.
+		if fi, err := os.Stat(prof + "." + strconv.Itoa(r.Resources)); err != nil || fi.Size() == 0 {
+			t.Errorf("size %d: no CPU profile of its own: %v", size, err)
 		}
 		if !slices.Equal(names, bench.ScaleScenarios) {
 			t.Errorf("size %d: scenarios %v, want %v", size, names, bench.ScaleScenarios)

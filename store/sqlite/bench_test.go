@@ -99,6 +99,19 @@ func BenchmarkSearch(b *testing.B) {
 	storetest.BenchSearch(b, s, n)
 }
 
+// BenchmarkEverything measures Patient/$everything with _count=50 over a
+// compartment of 100 Observations on the BenchmarkSearch database: a page
+// and the compartment's total (PERF-SQLB-3: one pass for both).
+func BenchmarkEverything(b *testing.B) {
+	n := benchSize(b)
+	s, err := sqlite.Open(b.Context(), searchDB(b, n), storetest.NewFakeClock(storetest.T0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchEverything(b, s, n, 50)
+}
+
 // openSearch opens the BenchmarkSearch database of n Observations and logs
 // the plan of q's shape.
 func openSearch(b *testing.B, n int, q store.Query) *sqlite.Store {

@@ -261,6 +261,35 @@ func benchSearch(b *testing.B, s store.Store, next func(*rand.Rand) store.Query)
 	b.ReportMetric(float64(matched)/float64(b.N), "matches/op")
 }
 
+// BenchEverything runs Patient/$everything of a random patient on s, which
+// BenchLoad filled with n Observations (100 per patient), one page of
+// count resources with the compartment's total, reporting p50 and p99
+// latency: with count under 100, the page is smaller than the
+// compartment, the case where the total takes more than the page.
+func BenchEverything(b *testing.B, s store.Store, n, count int) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 3))
+	patients := max(n/100, 1)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		q := store.EverythingQuery{Patient: "pat-" + strconv.Itoa(r.IntN(patients)), Count: count}
+		t0 := time.Now()
+		rs, total, err := s.Everything(ctx, q)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rs) == 0 || total < len(rs) {
+			b.Fatalf("%s: %d resources, total %d", q.Patient, len(rs), total)
+		}
+	}
+	b.StopTimer()
+	p50, p99 := percentiles(lat)
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
+}
+
 // BenchAuth measures a refresh-token exchange's storage work on s: read the
 // client, find the grant by its refresh hash, rotate the hash, and list the
 // revocations since a minute ago (what the resource server polls).

@@ -495,8 +495,14 @@ func (b *Builder) Everything(q *store.EverythingQuery) {
 // EverythingOrder is the ORDER BY and page of Patient/$everything: the
 // Patient first, then by type and id.
 func (b *Builder) EverythingOrder(q *store.EverythingQuery) string {
-	return ` ORDER BY (r.type = 'Patient' AND r.id = ` + b.Arg(q.Patient) + `) DESC, r.type, r.id LIMIT ` +
-		b.Arg(b.d.Limit(q.Count)) + ` OFFSET ` + b.Arg(max(q.Offset, 0))
+	return b.EverythingSort(q) + ` LIMIT ` + b.Arg(b.d.Limit(q.Count)) + ` OFFSET ` + b.Arg(max(q.Offset, 0))
+}
+
+// EverythingSort is EverythingOrder without the page, for a caller that
+// reads every match in order (learning the total as it goes) and keeps the
+// page itself (store/sqlite, docs/design/architecture.md PERF-SQLB-3).
+func (b *Builder) EverythingSort(q *store.EverythingQuery) string {
+	return ` ORDER BY (r.type = 'Patient' AND r.id = ` + b.Arg(q.Patient) + `) DESC, r.type, r.id`
 }
 
 // EverythingTotal is the number of all matches of q when its page held n:
