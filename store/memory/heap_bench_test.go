@@ -9,8 +9,8 @@ import (
 )
 
 // BenchmarkCacheLiveHeap fills a 32 MiB cache (the default --cache-mb) with
-// answers the size of a compressed read by id (about 700 bytes) under
-// 64-character hex keys, as store/cached fills it, and reports the Go heap
+// 700-byte answers (compressed reads by id are 0.5-2 KB) under 64-character
+// hex keys, as store/cached fills it, and reports the Go heap
 // it keeps live per MiB of the bound (docs/design/security.md PERF-ST-13):
 // what the collector counts, and lets double, for the cache.
 func BenchmarkCacheLiveHeap(b *testing.B) {
