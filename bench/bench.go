@@ -26,6 +26,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -576,6 +577,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 				return err
 			}
 		}
+		gc0, cycles0 := gcCPU()
 		cpu0 := cpuSeconds()
 		r, err := attackScenario(sc, conns, p.Pace, p.Duration, p.MemProfile, p.WaitProfile, stderr)
 		if err != nil {
@@ -604,6 +606,12 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		// runs by.
 		if cpu := cpuSeconds() - cpu0; cpu > 0 && r.requests > 0 {
 			r.CPUPerRequestUS = round1(cpu * 1e6 / float64(r.requests))
+			// The collector's share of it (runtime/metrics' estimate): what
+			// a smaller heap goal, which collects more often, would
+			// multiply (docs/design/security.md PERF-ST-13).
+			gc1, cycles1 := gcCPU()
+			fmt.Fprintf(stderr, "bench: %s: collector %.1f %% of the process CPU (%.0f us/request), %d cycles\n",
+				sc.name, 100*(gc1-gc0)/cpu, (gc1-gc0)*1e6/float64(r.requests), cycles1-cycles0)
 		}
 		fmt.Fprintf(stderr, "bench: %s: %.0f requests/s, p99 %.2f ms (second half %.2f ms), %.0f µs CPU per request, cache hit ratio %.3f of %d lookups\n",
 			sc.name, r.RPS, r.P99, r.P99Late, r.CPUPerRequestUS, r.CacheHitRatio, r.CacheLookups)
@@ -616,6 +624,21 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 	}
 	return nil
+}
+
+// gcCPU returns the CPU seconds the collector has used (runtime/metrics'
+// estimate: mark assists, dedicated and idle workers, pauses) and the
+// cycles completed.
+func gcCPU() (seconds float64, cycles uint64) {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindFloat64 {
+		seconds = s[0].Value.Float64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		cycles = s[1].Value.Uint64()
+	}
+	return seconds, cycles
 }
 
 // gatewayAtRest hands the harness's garbage (the synthesised records, the

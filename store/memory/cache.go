@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -73,15 +74,22 @@ type cacheRing struct {
 }
 
 // cacheEntry indexes one value: buf[pos%len(buf):][:n], or val on the
-// heap (pos is then a fill number).
+// heap (pos is then a fill number). It is 64 bytes, not the 88 of a
+// time.Time expiry and int sizes: the index map holds one per entry (tens
+// of thousands in a 32 MiB cache of reads by id), and its slots count
+// towards the collector's goal like the values (docs/design/security.md
+// PERF-ST-13).
 type cacheEntry struct {
 	at   string
-	pos  uint64
-	n    int
 	val  []byte
-	exp  time.Time
-	size int64
+	pos  uint64
+	exp  int64  // wall clock, Unix nanoseconds
+	n    uint32 // len of the value (size bounds it)
+	size uint32 // accounted bytes: at most a ring's share of the bound, refused above 4 GiB
 }
+
+// live reports whether en has not expired at now (Unix nanoseconds).
+func (en *cacheEntry) live(now int64) bool { return now < en.exp }
 
 type queued struct {
 	key string
@@ -198,7 +206,7 @@ func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, er
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	en, ok := r.m[key]
-	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
+	if !ok || en.at != at || !en.live(time.Now().UnixNano()) || !r.intact(en) {
 		return false, nil
 	}
 	if r.heap || en.n == 0 {
@@ -218,14 +226,14 @@ func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)
 	r := c.ring(key)
 	r.mu.RLock()
 	en, ok := r.m[key]
-	if !ok || en.at != at || !time.Now().Before(en.exp) || !r.intact(en) {
+	if !ok || en.at != at || !en.live(time.Now().UnixNano()) || !r.intact(en) {
 		r.mu.RUnlock()
 		return nil, time.Time{}, false, nil
 	}
 	if r.heap {
 		r.mu.RUnlock() // a heap value never changes
 		out, err = expand(en.val[:len(en.val):len(en.val)])
-		return out, en.exp, true, err
+		return out, time.Unix(0, en.exp), true, err
 	}
 	bp := expandBufs.Get().(*[]byte)
 	defer expandBufs.Put(bp)
@@ -237,7 +245,7 @@ func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)
 	r.mu.RUnlock()
 	*bp = buf[:0]
 	out, err = expand(buf)
-	return out, en.exp, true, err
+	return out, time.Unix(0, en.exp), true, err
 }
 
 // expandBufs are ExpandAt's buffers: at most a ring's size each.
@@ -260,7 +268,7 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	}
 	size := int64(len(key)+len(at)+len(val)) + entryOverhead
 	r := c.ring(key)
-	if size > r.max || (!r.heap && len(val) > len(r.buf)) {
+	if size > r.max || size > math.MaxUint32 || (!r.heap && len(val) > len(r.buf)) {
 		return nil
 	}
 	var heapVal []byte
@@ -271,7 +279,7 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	defer r.mu.Unlock()
 	if old, ok := r.m[key]; ok {
 		delete(r.m, key)
-		r.bytes -= old.size
+		r.bytes -= int64(old.size)
 		r.stale++
 	}
 	pos := r.head
@@ -296,7 +304,7 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 		r.qhead++
 		if en, ok := r.m[q.key]; ok && en.pos == q.pos {
 			delete(r.m, q.key)
-			r.bytes -= en.size
+			r.bytes -= int64(en.size)
 		} else if r.stale > 0 {
 			r.stale--
 		}
@@ -309,7 +317,7 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 		off := pos % uint64(len(r.buf))
 		copy(r.buf[off:off+n], val)
 	}
-	r.m[key] = cacheEntry{at: at, pos: pos, n: len(val), val: heapVal, exp: time.Now().Add(ttl), size: size}
+	r.m[key] = cacheEntry{at: at, pos: pos, n: uint32(len(val)), val: heapVal, exp: time.Now().Add(ttl).UnixNano(), size: uint32(size)}
 	r.queue = append(r.queue, queued{key: key, pos: pos})
 	r.bytes += size
 	return nil

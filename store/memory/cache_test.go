@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ketabridge/ketabridge/store"
 	"github.com/ketabridge/ketabridge/store/storetest"
@@ -30,7 +31,7 @@ func (c *Cache) entries() (n int, size int64) {
 		r.mu.RLock()
 		for _, en := range r.m {
 			n++
-			size += en.size
+			size += int64(en.size)
 		}
 		r.mu.RUnlock()
 	}
@@ -263,5 +264,14 @@ func TestCacheStampsBounded(t *testing.T) {
 	}
 	if _, _, hit, _ := c.Lookup(ctx, "k", stamps); hit {
 		t.Error("hit after its stamp was bumped")
+	}
+}
+
+// TestCacheEntrySize: the index's per-entry struct stays 64 bytes
+// (docs/design/security.md PERF-ST-13): the map holds one per entry, and
+// its slots count towards the collector's goal as the values do.
+func TestCacheEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(cacheEntry{}); n > 64 {
+		t.Errorf("cacheEntry is %d bytes, want at most 64", n)
 	}
 }

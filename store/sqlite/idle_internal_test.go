@@ -147,3 +147,37 @@ func TestWALThresholdFollowsTheStore(t *testing.T) {
 		t.Errorf("wal_autocheckpoint = %d, above ingestWALPages(page_count) = %d", last, want)
 	}
 }
+
+// TestReaderCacheSize: every reader connection holds 1 MiB of page cache
+// (docs/design/security.md PERF-ST-13), neither SQLite's default (about
+// 2 MB) nor PERF-ST-6's former 2 MiB.
+func TestReaderCacheSize(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "kb.db"), store.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Hold several readers at once, so the pool opens more than one
+	// connection and each is asked.
+	var conns []interface{ Close() error }
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 3 {
+		c, err := s.rdb.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var n int
+		if err := c.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != -1024 {
+			t.Errorf("reader %d: cache_size = %d, want -1024", i, n)
+		}
+	}
+}

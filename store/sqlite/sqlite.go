@@ -66,18 +66,20 @@ var writerPragmas = []string{
 	"journal_size_limit(134217728)", // idleJournalLimit
 }
 
-// readerPragmas: 2 MiB of page cache per reader (docs/design/security.md
-// PERF-ST-6). A larger one buys little and costs twice its size: in WAL
-// mode a reader drops its whole cache at the start of a read whenever
-// anything was committed since its last one, and the audit writer commits
-// every 200 ms under load, so a cache never holds more than one such
-// window's pages; and the pure-Go SQLite's allocator (modernc.org/memory)
-// rounds each cached page (4 KiB plus SQLite's header) up to an 8 KiB slot,
-// so 8 MiB per reader cost up to 16 MiB of RSS each (57 MB for 4 readers
-// in the 1M search scenario), refilled by one malloc per page behind
-// the allocator's one process-wide lock.
+// readerPragmas: 1 MiB of page cache per reader (docs/design/security.md
+// PERF-ST-6, PERF-ST-13). A larger one buys little and costs twice its
+// size: in WAL mode a reader drops its whole cache at the start of a read
+// whenever anything was committed to the database file since its last one
+// (ingest and other writes; the audit trail commits to a file of its own,
+// auditfile.go, so reads alone no longer empty it); and the pure-Go
+// SQLite's allocator (modernc.org/memory) rounds each cached page (4 KiB
+// plus SQLite's header) up to an 8 KiB slot, so each MiB of cache costs up
+// to 2 MiB of RSS per reader, refilled by one malloc per page behind the
+// allocator's one process-wide lock. 8 MiB per reader cost up to 57 MB for
+// 4 readers in the 1M search scenario; 2 MiB up to 16 MB; 1 MiB (256
+// pages: the B-trees' interior pages the scenarios revisit) up to 8 MB.
 var readerPragmas = []string{
-	"cache_size(-2048)",
+	"cache_size(-1024)",
 	"query_only(1)",
 }
 
