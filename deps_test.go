@@ -71,7 +71,7 @@ var rooms = []room{
 	// The product binary never reaches the benchmark's unaudited switch.
 	{pkg: "cmd/ketabridge", internal: []string{"..."}, except: []string{"bench", "cmd/...", "internal/benchonly"}, outside: []string{"progressbar"}},
 	{pkg: "cmd/ketabridge-bench", internal: []string{"bench", "server"}},
-	{pkg: "bench", internal: []string{"..."}, except: []string{"cmd/..."}, outside: []string{"vegeta", "pgx"}},
+	{pkg: "bench", internal: []string{"..."}, except: []string{"cmd/..."}, outside: []string{"vegeta", "pgx", "uuid"}},
 	{pkg: "server", internal: []string{"..."}, except: []string{"cmd/...", "bench"}, outside: []string{"echo"}},
 	{pkg: "internal/benchonly"},
 	{pkg: "ops", internal: []string{"auth"}, outside: []string{"echo", "prometheus"}},

@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/ketabridge/ketabridge/auth"
 	"github.com/ketabridge/ketabridge/internal/benchonly"
@@ -889,45 +890,15 @@ func (s *sampleIDs) path(i int) string {
 	if id, ok := s.other[i]; ok {
 		return "/fhir/" + s.types[e.typ] + "/" + id
 	}
-	return "/fhir/" + s.types[e.typ] + "/" + formatUUID(e.uuid)
+	return "/fhir/" + s.types[e.typ] + "/" + uuid.UUID(e.uuid).String()
 }
 
 // parseUUID reads a UUID in canonical form (8-4-4-4-12 lowercase hex
-// digits), the only form formatUUID gives back.
-func parseUUID(id string) (u [16]byte, ok bool) {
-	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
-		return u, false
-	}
-	var digits [32]byte
-	n := 0
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			continue
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
-			digits[n] = c
-			n++
-		default:
-			return u, false
-		}
-	}
-	_, err := hex.Decode(u[:], digits[:])
-	return u, err == nil
-}
-
-func formatUUID(u [16]byte) string {
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:36], u[10:16])
-	return string(b[:])
+// digits), the only form uuid.UUID.String gives back, so that path returns
+// exactly the id it was given; any other id is kept as text.
+func parseUUID(id string) ([16]byte, bool) {
+	u, err := uuid.Parse(id)
+	return u, err == nil && u.String() == id
 }
 
 func abs(n int) int {
