@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -83,9 +84,9 @@ func outputDigest(t *testing.T, patients int) (string, int) {
 	}
 	slices.SortFunc(cs.recs, func(a, b store.RecordWrite) int {
 		if a.Kind != b.Kind {
-			return cmpString(a.Kind, b.Kind)
+			return strings.Compare(a.Kind, b.Kind)
 		}
-		return cmpString(a.ClinicID, b.ClinicID)
+		return strings.Compare(a.ClinicID, b.ClinicID)
 	})
 	h := sha256.New()
 	n := 0
@@ -102,16 +103,6 @@ func outputDigest(t *testing.T, patients int) (string, int) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), n
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // TestStoredOutputUnchanged pins the bytes the ingest stores for the

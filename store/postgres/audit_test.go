@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func TestAuditPacks(t *testing.T) {
 			}
 			return 1
 		}
-		return cmpString(a.ID, b.ID)
+		return strings.Compare(a.ID, b.ID)
 	})
 	for _, since := range []time.Time{{}, storetest.T0.Add(3 * time.Millisecond), storetest.T0.Add(5*time.Second + 30*time.Millisecond), storetest.T0.Add(100 * time.Second)} {
 		var want []store.AuditRecord
@@ -120,16 +121,6 @@ func TestAuditPacks(t *testing.T) {
 			}
 		}
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // TestMigrationKeepsAuditRows: the events stored as rows before migration
