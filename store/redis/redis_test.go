@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,9 +44,108 @@ func openTest(t *testing.T, url string) *Ephemeral {
 	return e
 }
 
+// TestEphemeralContract runs storetest's Ephemeral suite on Redis. Redis
+// expires keys by its own clock, which the suite's FakeClock cannot move, so
+// each store is wrapped in a travelingEphemeral: when the suite advances its
+// clock by d, every key under the store's prefix has d taken off its
+// remaining time to live in Redis (an expired key is deleted, as Redis would
+// have), and the suite's ttls and margins (a minute, a second) apply
+// unscaled. Nothing sleeps, so a loaded machine cannot push a "just before
+// the ttl" case past it (the wall-clock version, with 100 ms margins, once
+// failed that way).
 func TestEphemeralContract(t *testing.T) {
 	url := redisURL(t)
-	storetest.RunEphemeralRealTime(t, func(t *testing.T) store.Ephemeral { return openTest(t, url) })
+	storetest.RunEphemeral(t, func(t *testing.T, clock store.Clock) store.Ephemeral {
+		e := openTest(t, url)
+		return &travelingEphemeral{Ephemeral: e, clock: clock, last: clock.Now()}
+	})
+}
+
+// travelingEphemeral moves Redis's expiry for its keys along with the
+// suite's clock before each call (TestEphemeralContract).
+type travelingEphemeral struct {
+	*Ephemeral
+	clock store.Clock
+
+	mu   sync.Mutex
+	last time.Time // the suite's time at the previous call
+}
+
+// travelScript takes ARGV[1] milliseconds off the remaining ttl of each key
+// in KEYS, deleting those it leaves with none; keys without a ttl are left.
+var travelScript = goredis.NewScript(`
+local d = tonumber(ARGV[1])
+for _, k in ipairs(KEYS) do
+  local left = redis.call('PTTL', k)
+  if left > 0 then
+    if left <= d then redis.call('DEL', k) else redis.call('PEXPIRE', k, left - d) end
+  end
+end
+return 0`)
+
+// travel applies the time the suite's clock moved since the previous call.
+// Concurrent callers wait for one another (the suite never advances its
+// clock during a concurrent burst, so only the first moves anything).
+func (s *travelingEphemeral) travel(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	d := now.Sub(s.last)
+	s.last = now
+	if d <= 0 {
+		return nil
+	}
+	var keys []string
+	iter := s.c.Scan(ctx, 0, s.prefix+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil || len(keys) == 0 {
+		return err
+	}
+	return travelScript.Run(ctx, s.c, keys, d.Milliseconds()).Err()
+}
+
+func (s *travelingEphemeral) Put(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if err := s.travel(ctx); err != nil {
+		return err
+	}
+	return s.Ephemeral.Put(ctx, key, val, ttl)
+}
+
+func (s *travelingEphemeral) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := s.travel(ctx); err != nil {
+		return nil, err
+	}
+	return s.Ephemeral.Get(ctx, key)
+}
+
+func (s *travelingEphemeral) Take(ctx context.Context, key string) ([]byte, error) {
+	if err := s.travel(ctx); err != nil {
+		return nil, err
+	}
+	return s.Ephemeral.Take(ctx, key)
+}
+
+func (s *travelingEphemeral) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := s.travel(ctx); err != nil {
+		return false, err
+	}
+	return s.Ephemeral.Claim(ctx, key, ttl)
+}
+
+func (s *travelingEphemeral) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	if err := s.travel(ctx); err != nil {
+		return 0, err
+	}
+	return s.Ephemeral.Incr(ctx, key, ttl)
+}
+
+func (s *travelingEphemeral) Delete(ctx context.Context, key string) error {
+	if err := s.travel(ctx); err != nil {
+		return err
+	}
+	return s.Ephemeral.Delete(ctx, key)
 }
 
 func TestPrefixIsolates(t *testing.T) {
