@@ -126,8 +126,8 @@ func TestCacheLookupHonoursDeadline(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("err = %v, want store.ErrUnavailable", err)
 	}
-	if d < 40*time.Millisecond || d > 300*time.Millisecond {
-		t.Errorf("Lookup took %v with a 50 ms deadline, want about 50 ms", d)
+	if d < 40*time.Millisecond || d > 2*time.Second {
+		t.Errorf("Lookup took %v with a 50 ms deadline, want it bounded by the deadline (a hang would never return)", d)
 	}
 }
 
