@@ -79,7 +79,6 @@ func TestFlatBucket(t *testing.T) {
 	}
 }
 
-
 // TestKnownAt checks knownAt against known: true exactly when known returns
 // the same at and ok, for matching, near-miss and malformed encodings, and
 // never while the mirror cannot vouch (CACHE-5).
