@@ -192,6 +192,16 @@ type Store struct {
 	// watched, when the shared cache offers it, answers stamp values
 	// without a round trip while it can vouch for them (CACHE-3).
 	watched store.Watched
+	// knownAt, when the shared cache offers it, checks a near entry's
+	// stamp values against the watch's without encoding them (CACHE-5).
+	knownAt func(stamps []string, at string) bool
+
+	// bucketNames holds every "r:" stamp name, back to back, and
+	// bucketEnds where each ends: bucket takes its name as a substring
+	// instead of building a string on every read (CACHE-5), and the
+	// table is two objects without pointers inside for the collector.
+	bucketNames string
+	bucketEnds  []uint32
 
 	// The cache is dirty while failed != cleared: a Bump failed, so entries
 	// older than a write may still be found. A successful epoch Bump sets
@@ -221,9 +231,15 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	}
 	mem, local := c.(*memory.Cache)
 	s := &Store{st: st, c: c, opts: opts, local: local, mem: mem}
+	s.bucketNames, s.bucketEnds = bucketTable(opts.Buckets)
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
 		s.watched, _ = c.(store.Watched)
+		if k, ok := c.(interface {
+			KnownAt(stamps []string, at string) bool
+		}); ok && s.watched != nil {
+			s.knownAt = k.KnownAt
+		}
 		if p, ok := c.(store.Preloaded); ok && s.watched != nil {
 			// The stamps of every read by id (the epoch and each resource
 			// bucket) are in the mirror from the start of each session, so
@@ -231,8 +247,10 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 			// (CACHE-4); searches' stamps are learned on use (CACHE-3).
 			names := make([]string, 0, s.opts.Buckets+1)
 			names = append(names, epoch)
-			for b := range s.opts.Buckets {
-				names = append(names, "r:"+strconv.Itoa(b))
+			start := uint32(0)
+			for _, end := range s.bucketEnds {
+				names = append(names, s.bucketNames[start:end])
+				start = end
 			}
 			p.Preload(names)
 		}
@@ -276,8 +294,24 @@ func fnv(typ, id string) uint64 {
 
 // bucket returns the "r:" stamp of the resource typ/id.
 func (s *Store) bucket(typ, id string) string {
-	var buf [24]byte
-	return string(strconv.AppendUint(append(buf[:0], "r:"...), fnv(typ, id)%uint64(s.opts.Buckets), 10))
+	b := fnv(typ, id) % uint64(s.opts.Buckets)
+	start := uint32(0)
+	if b > 0 {
+		start = s.bucketEnds[b-1]
+	}
+	return s.bucketNames[start:s.bucketEnds[b]]
+}
+
+// bucketTable returns the names "r:0" to "r:{n-1}" back to back and where
+// each ends.
+func bucketTable(n int) (string, []uint32) {
+	var b []byte
+	ends := make([]uint32, n)
+	for i := range n {
+		b = strconv.AppendUint(append(b, "r:"...), uint64(i), 10)
+		ends[i] = uint32(len(b))
+	}
+	return string(b), ends
 }
 
 // compartment returns the compartment bucket of the patient id (a number,
@@ -472,6 +506,15 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 			// A first miss: the store answers alone, nothing is filled.
 			s.opts.Observer.miss(op)
 			return load(ctx)
+		}
+		if haveOK && s.knownAt != nil && s.knownAt(stamps, have.at) {
+			// The watch vouches that the entry's stamps are current: a
+			// hit, with nothing encoded or allocated to check it
+			// (CACHE-5); the same answer as stampsNow's below.
+			if v, ok := have.v.(T); ok {
+				s.opts.Observer.hit(op)
+				return share(v), nil
+			}
 		}
 		if haveOK || nearOnly {
 			at, err := s.stampsNow(ctx, stamps)

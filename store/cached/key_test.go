@@ -2,6 +2,7 @@ package cached
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,5 +75,32 @@ func BenchmarkAccessKey(b *testing.B) {
 				accessKey("search", q, tc.a)
 			}
 		})
+	}
+}
+
+// TestBucketNames: the "r:" stamp a resource is filed under is the same
+// name it was before the table (CACHE-5): "r:" and its FNV hash modulo the
+// bucket count, for every bucket, whatever the count. Replicas of different
+// versions sharing a Redis must agree on it.
+func TestBucketNames(t *testing.T) {
+	for _, n := range []int{1, 7, 1000, DefaultBuckets} {
+		s := &Store{opts: Options{Buckets: n}}
+		s.bucketNames, s.bucketEnds = bucketTable(n)
+		for i := range n {
+			want := "r:" + strconv.Itoa(i)
+			start := uint32(0)
+			if i > 0 {
+				start = s.bucketEnds[i-1]
+			}
+			if got := s.bucketNames[start:s.bucketEnds[i]]; got != want {
+				t.Fatalf("%d buckets: name %d = %q, want %q", n, i, got, want)
+			}
+		}
+		for _, id := range []string{"p1", "p2", "0b9f6e2c-6f0e-4c1e-9d7a-3f6c2b1a0e11", "", "x"} {
+			want := "r:" + strconv.FormatUint(fnv("Observation", id)%uint64(n), 10)
+			if got := s.bucket("Observation", id); got != want {
+				t.Errorf("%d buckets: bucket(Observation, %q) = %q, want %q", n, id, got, want)
+			}
+		}
 	}
 }

@@ -144,3 +144,8 @@ func (c *Cache) Preload(names []string) { c.w.setPreload(names) }
 // Known implements store.Watched: the stamps' values from this replica's
 // mirror, without a round trip, while its watch can vouch for them.
 func (c *Cache) Known(stamps []string) (string, bool) { return c.w.known(stamps) }
+
+// KnownAt reports whether this replica's mirror vouches that the stamps'
+// current values are at (Known would return at, true), without encoding
+// them: the near cache's hit check (store/cached, CACHE-5).
+func (c *Cache) KnownAt(stamps []string, at string) bool { return c.w.knownAt(stamps, at) }

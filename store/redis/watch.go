@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +68,7 @@ type watch struct {
 	subscribed bool      // both channels confirmed in this gen
 	until      time.Time // the lease holds until then (local clock)
 	wanted     bool      // a near cache asked for Known: hold a lease
-	mirror     map[string]uint64
+	mirror     stampMirror
 	messages   uint64 // invalidation messages applied (in any gen)
 	applied    int64  // highest sequence applied in this subscription
 	// acked is the highest sequence each replica acknowledged, as heard on
@@ -92,7 +91,7 @@ type watch struct {
 	// names of a stamp the mirror does not hold in recent, which the load
 	// then merges: the load learns values read after its session began, and
 	// the messages since, whatever their order.
-	preload   []string
+	preload   preloadSet
 	preloaded bool
 	recording bool
 	recent    map[string]uint64
@@ -127,7 +126,7 @@ func newWatch(c *goredis.Client, prefix string) *watch {
 	return &watch{
 		c: c, inv: prefix + "cache:inv", ack: prefix + "cache:ack", seq: prefix + "cache:seq",
 		leases: prefix + "cache:leases", acked: prefix + "cache:acks", stamps: prefix + "cache:s:", id: hex.EncodeToString(b[:]),
-		mirror: map[string]uint64{}, heardAcks: map[string]int64{}, ackWake: make(chan struct{}),
+		mirror: newStampMirror(), heardAcks: map[string]int64{}, ackWake: make(chan struct{}),
 		marksKey: prefix + "marks", prefix: prefix, marks: map[string]struct{}{},
 	}
 }
@@ -170,7 +169,7 @@ func (w *watch) close() {
 // newSession forgets the mirror (w.mu held).
 func (w *watch) newSession() {
 	w.gen++
-	clear(w.mirror)
+	w.mirror.clear()
 	clear(w.marks)
 	w.marksLoaded = false
 	w.preloaded = false
@@ -285,9 +284,9 @@ func (w *watch) apply(payload string) {
 		// Only stamps the mirror holds: one it does not is read from
 		// Redis when needed (learn drops a read that a message overtook),
 		// or merged into a Preload's load in flight.
-		if old, ok := w.mirror[name]; ok {
+		if old, ok := w.mirror.get(name); ok {
 			if v > old {
-				w.mirror[name] = v
+				w.mirror.set(name, v)
 			}
 		} else if w.recording && v > w.recent[name] {
 			w.recent[name] = v
@@ -420,7 +419,7 @@ func (w *watch) leaser() {
 				w.until = sent.Add(leaseTTL - leaseMargin)
 			}
 			load = wanted && w.marksWanted && !w.marksLoaded
-			preload = wanted && len(w.preload) > 0 && !w.preloaded
+			preload = wanted && w.preload.len() > 0 && !w.preloaded
 			gen = w.gen
 		}
 		w.mu.Unlock()
@@ -442,8 +441,8 @@ const preloadChunk = 8192
 func (w *watch) setPreload(names []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.preload) == 0 && len(names) > 0 && len(names) <= mirrorMax*3/4 {
-		w.preload = slices.Clone(names)
+	if w.preload.len() == 0 && len(names) > 0 && len(names) <= mirrorMax*3/4 {
+		w.preload = newPreloadSet(names)
 		w.recent = map[string]uint64{}
 	}
 }
@@ -460,32 +459,33 @@ func (w *watch) loadStamps(gen uint64) {
 		w.mu.Unlock()
 		return
 	}
-	names := w.preload
+	names := w.preload // never changed once set
 	w.recording = true
 	clear(w.recent)
 	w.mu.Unlock()
-	vals := make([]any, 0, len(names))
+	total := names.len()
+	vals := make([]any, 0, total)
 	ok := true
-	for i := 0; i < len(names) && ok; i += preloadChunk {
-		chunk := names[i:min(i+preloadChunk, len(names))]
-		keys := make([]string, len(chunk))
-		for j, n := range chunk {
-			keys[j] = w.stamps + n
+	for i := 0; i < total && ok; i += preloadChunk {
+		keys := make([]string, min(preloadChunk, total-i))
+		for j := range keys {
+			keys[j] = w.stamps + names.name(i+j)
 		}
 		ctx, cancel := context.WithTimeout(w.ctx, ioTimeout)
 		v, err := w.c.MGet(ctx, keys...).Result()
 		cancel()
-		ok = err == nil && len(v) == len(chunk)
+		ok = err == nil && len(v) == len(keys)
 		vals = append(vals, v...)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.recording = false
 	defer clear(w.recent)
-	if !ok || w.gen != gen || !w.subscribed || len(w.mirror)+len(names) > mirrorMax {
+	if !ok || w.gen != gen || !w.subscribed || w.mirror.len()+total > mirrorMax {
 		return // tried again after the next renewal
 	}
-	for i, name := range names {
+	for i := range total {
+		name := names.name(i)
 		var v uint64
 		if s, isStr := vals[i].(string); isStr {
 			n, err := strconv.ParseUint(s, 10, 64)
@@ -495,8 +495,8 @@ func (w *watch) loadStamps(gen uint64) {
 			v = n
 		}
 		v = max(v, w.recent[name])
-		if old, held := w.mirror[name]; !held || v > old {
-			w.mirror[name] = v
+		if old, held := w.mirror.get(name); !held || v > old {
+			w.mirror.set(name, v)
 		}
 	}
 	w.preloaded = true
@@ -606,7 +606,7 @@ func (w *watch) learn(at mark, names []string, vals []any) {
 	if w.gen != at.gen || w.messages != at.messages || !w.subscribed {
 		return
 	}
-	if len(w.mirror)+len(names) > mirrorMax {
+	if w.mirror.len()+len(names) > mirrorMax {
 		w.newSession()
 		return
 	}
@@ -619,8 +619,8 @@ func (w *watch) learn(at mark, names []string, vals []any) {
 			}
 			v = n
 		}
-		if old, ok := w.mirror[name]; !ok || v > old {
-			w.mirror[name] = v
+		if old, ok := w.mirror.get(name); !ok || v > old {
+			w.mirror.set(name, v)
 		}
 	}
 }
@@ -641,7 +641,7 @@ func (w *watch) known(stamps []string) (string, bool) {
 	var buf [64]byte
 	b := buf[:0]
 	for i, s := range stamps {
-		v, ok := w.mirror[s]
+		v, ok := w.mirror.get(s)
 		if !ok {
 			return "", false
 		}
@@ -651,6 +651,43 @@ func (w *watch) known(stamps []string) (string, bool) {
 		b = strconv.AppendUint(b, v, 10)
 	}
 	return string(b), true
+}
+
+// knownAt reports whether the mirror can be trusted, knows stamps, and
+// holds exactly the values at encodes (as Known encodes them): a near hit's
+// check, without building the string (CACHE-5). It is true exactly when
+// known(stamps) would return (at, true).
+func (w *watch) knownAt(stamps []string, at string) bool {
+	w.mu.RLock()
+	if !w.wanted {
+		w.mu.RUnlock()
+		w.want()
+		return false
+	}
+	defer w.mu.RUnlock()
+	if !w.subscribed || !time.Now().Before(w.until) {
+		return false
+	}
+	var buf [20]byte
+	rest := at
+	for i, s := range stamps {
+		v, ok := w.mirror.get(s)
+		if !ok {
+			return false
+		}
+		if i > 0 {
+			if rest == "" || rest[0] != '.' {
+				return false
+			}
+			rest = rest[1:]
+		}
+		d := strconv.AppendUint(buf[:0], v, 10)
+		if len(rest) < len(d) || rest[:len(d)] != string(d) {
+			return false
+		}
+		rest = rest[len(d):]
+	}
+	return rest == ""
 }
 
 // want starts the watch and has it take a lease.
