@@ -80,7 +80,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		results []store.WriteResult
 		failed  []*store.RecordError
 	)
-	sids, err := s.internSystems(ctx, pool, records)
+	sids, pids, err := s.internNames(ctx, pool, records)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -89,7 +89,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 	}
 	err = sqlcore.WithRetry(ctx, func(safe bool) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			a := &applier{tx: tx, q: tx, ctx: ctx, s: s, types: types, late: !safe && late, sids: sids}
+			a := &applier{tx: tx, q: tx, ctx: ctx, s: s, types: types, late: !safe && late, sids: sids, pids: pids}
 			if err := a.lockRows(records); err != nil {
 				return err
 			}
@@ -264,9 +264,10 @@ type applier struct {
 	// late: the batch takes the apply lock only for its writes that carry
 	// the time; timed: it holds it and now is final.
 	late, timed bool
-	// sids are the token systems' ids, every system the batch writes
-	// among them (internSystems, before the transaction).
-	sids map[string]int32
+	// sids and pids are the token systems' and the search parameters'
+	// ids, every one the batch writes among them (internNames, before the
+	// transaction).
+	sids, pids map[string]int32
 }
 
 // Source implements sqlcore.RecordWriter.
@@ -347,7 +348,7 @@ func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlc
 	}
 	// Decide each resource; the batch queues updates and index deletions
 	// first, the multi-row inserts last.
-	a.rb = recordBatch{ms: a.ms, idx: indexRows{sids: a.sids}}
+	a.rb = recordBatch{ms: a.ms, idx: indexRows{sids: a.sids, pids: a.pids}}
 	rb := &a.rb
 	for i := range rec.Resources {
 		rr, err := rb.resource(&rec.Resources[i], i, &preps[i], created[i], current, srid, a.now)
@@ -516,25 +517,24 @@ func (h *histRows) queue(b *pgx.Batch) {
 // bulk load has dropped the primary keys, docs/design/security.md
 // PERF-PG-3; ON CONFLICT DO NOTHING against the rows already stored).
 type indexRows struct {
-	// sids are the batch's token systems' ids (applier.sids).
-	sids                  map[string]int32
-	tokP, tokCode         []string
-	tokSys                []int32
-	tokRID                []int64
-	tokPatient            []*string // the resource's compartment, nil for none
-	strP, strV            []string
-	strRID                []int64
-	dateP                 []string
-	dateLo, dateHi        []int64
-	dateRID               []int64
-	refP, refT            []string
-	refRID                []int64
-	numP                  []string
-	numN                  []float64
-	numRID                []int64
-	qtyP, qtySys, qtyCode []string
-	qtyN                  []float64
-	qtyRID                []int64
+	// sids and pids are the batch's ids (applier.sids, applier.pids).
+	sids, pids                      map[string]int32
+	tokP, tokSys, strP, dateP, refP []int32
+	numP, qtyP                      []int32
+	tokCode                         []string
+	tokRID                          []int64
+	tokPatient                      []*string // the resource's compartment, nil for none
+	strV                            []string
+	strRID                          []int64
+	dateLo, dateHi                  []int64
+	dateRID                         []int64
+	refT                            []string
+	refRID                          []int64
+	numN                            []float64
+	numRID                          []int64
+	qtySys, qtyCode                 []string
+	qtyN                            []float64
+	qtyRID                          []int64
 }
 
 func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
@@ -545,47 +545,48 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 	}
 	for j := range rw.Index {
 		row := &rw.Index[j]
+		pid := x.pids[row.Param]
 		switch row.Kind {
 		case store.KindToken:
-			x.tokP, x.tokCode, x.tokSys, x.tokRID = append(x.tokP, row.Param), append(x.tokCode, row.Code), append(x.tokSys, x.sids[row.System]), append(x.tokRID, rid)
+			x.tokP, x.tokCode, x.tokSys, x.tokRID = append(x.tokP, pid), append(x.tokCode, row.Code), append(x.tokSys, x.sids[row.System]), append(x.tokRID, rid)
 			x.tokPatient = append(x.tokPatient, patient)
 		case store.KindString:
-			x.strP, x.strV, x.strRID = append(x.strP, row.Param), append(x.strV, store.NormalizeString(row.Value)), append(x.strRID, rid)
+			x.strP, x.strV, x.strRID = append(x.strP, pid), append(x.strV, store.NormalizeString(row.Value)), append(x.strRID, rid)
 		case store.KindDate:
-			x.dateP, x.dateLo, x.dateHi, x.dateRID = append(x.dateP, row.Param), append(x.dateLo, row.Lo), append(x.dateHi, row.Hi), append(x.dateRID, rid)
+			x.dateP, x.dateLo, x.dateHi, x.dateRID = append(x.dateP, pid), append(x.dateLo, row.Lo), append(x.dateHi, row.Hi), append(x.dateRID, rid)
 		case store.KindReference:
-			x.refP, x.refT, x.refRID = append(x.refP, row.Param), append(x.refT, row.Value), append(x.refRID, rid)
+			x.refP, x.refT, x.refRID = append(x.refP, pid), append(x.refT, row.Value), append(x.refRID, rid)
 		case store.KindNumber:
-			x.numP, x.numN, x.numRID = append(x.numP, row.Param), append(x.numN, row.Num), append(x.numRID, rid)
+			x.numP, x.numN, x.numRID = append(x.numP, pid), append(x.numN, row.Num), append(x.numRID, rid)
 		case store.KindQuantity:
-			x.qtyP, x.qtyN, x.qtySys, x.qtyCode, x.qtyRID = append(x.qtyP, row.Param), append(x.qtyN, row.Num), append(x.qtySys, row.System), append(x.qtyCode, row.Code), append(x.qtyRID, rid)
+			x.qtyP, x.qtyN, x.qtySys, x.qtyCode, x.qtyRID = append(x.qtyP, pid), append(x.qtyN, row.Num), append(x.qtySys, row.System), append(x.qtyCode, row.Code), append(x.qtyRID, rid)
 		}
 	}
 }
 
 func (x *indexRows) queue(b *pgx.Batch) {
 	if len(x.tokRID) > 0 {
-		b.Queue(`INSERT INTO idx_token (param, code, sid, rid, patient) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_token (pid, code, sid, rid, patient) SELECT DISTINCT * FROM unnest($1::integer[], $2::text[], $3::integer[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
 			x.tokP, x.tokCode, x.tokSys, x.tokRID, x.tokPatient)
 	}
 	if len(x.strRID) > 0 {
-		b.Queue(`INSERT INTO idx_string (param, value, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_string (pid, value, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 			x.strP, x.strV, x.strRID)
 	}
 	if len(x.dateRID) > 0 {
-		b.Queue(`INSERT INTO idx_date (param, lo, hi, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_date (pid, lo, hi, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING`,
 			x.dateP, x.dateLo, x.dateHi, x.dateRID)
 	}
 	if len(x.refRID) > 0 {
-		b.Queue(`INSERT INTO idx_ref (param, target, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_ref (pid, target, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 			x.refP, x.refT, x.refRID)
 	}
 	if len(x.numRID) > 0 {
-		b.Queue(`INSERT INTO idx_number (param, num, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_number (pid, num, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::float8[], $3::bigint[]) ON CONFLICT DO NOTHING`,
 			x.numP, x.numN, x.numRID)
 	}
 	if len(x.qtyRID) > 0 {
-		b.Queue(`INSERT INTO idx_quantity (param, num, system, code, rid) SELECT DISTINCT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
+		b.Queue(`INSERT INTO idx_quantity (pid, num, system, code, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::float8[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
 			x.qtyP, x.qtyN, x.qtySys, x.qtyCode, x.qtyRID)
 	}
 }

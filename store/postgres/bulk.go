@@ -262,7 +262,7 @@ func (b *bulkApply) run(records []store.RecordWrite, start, end int) error {
 		return &sqlcore.Fatal{Err: err}
 	}
 	// 6. Each record's decisions, in batch order, into the run's rows.
-	w := &bulkRows{ms: a.ms, sids: a.sids}
+	w := &bulkRows{ms: a.ms, sids: a.sids, pids: a.pids}
 	for i := start; i < end; i++ {
 		if !writes[i-start] {
 			continue
@@ -368,8 +368,8 @@ JOIN source_records s ON s.kind = k.kind AND s.clinic_id = k.clinic_id`
 // for the updates of what exists.
 type bulkRows struct {
 	ms int64
-	// sids are the batch's token systems' ids (applier.sids).
-	sids map[string]int32
+	// sids and pids are the batch's ids (applier.sids, applier.pids).
+	sids, pids map[string]int32
 	// New source_records rows, and updates of existing ones.
 	newSrc [][]any
 	updSrc struct {
@@ -548,27 +548,28 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 	for j := range rw.Index {
 		row := &rw.Index[j]
 		k := idxKey{kind: row.Kind, param: row.Param}
+		pid := w.pids[row.Param]
 		var vals []any
 		switch row.Kind {
 		case store.KindToken:
 			k.a, k.b = row.Code, row.System
-			vals = []any{row.Param, row.Code, w.sids[row.System], rid, patient}
+			vals = []any{pid, row.Code, w.sids[row.System], rid, patient}
 		case store.KindString:
 			v := store.NormalizeString(row.Value)
 			k.a = v
-			vals = []any{row.Param, v, rid}
+			vals = []any{pid, v, rid}
 		case store.KindDate:
 			k.lo, k.hi = row.Lo, row.Hi
-			vals = []any{row.Param, row.Lo, row.Hi, rid}
+			vals = []any{pid, row.Lo, row.Hi, rid}
 		case store.KindReference:
 			k.a = row.Value
-			vals = []any{row.Param, row.Value, rid}
+			vals = []any{pid, row.Value, rid}
 		case store.KindNumber:
 			k.n = floatKey(row.Num)
-			vals = []any{row.Param, row.Num, rid}
+			vals = []any{pid, row.Num, rid}
 		case store.KindQuantity:
 			k.n, k.a, k.b = floatKey(row.Num), row.System, row.Code
-			vals = []any{row.Param, row.Num, row.System, row.Code, rid}
+			vals = []any{pid, row.Num, row.System, row.Code, rid}
 		default:
 			continue
 		}
@@ -585,12 +586,12 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 // idxColumns are the columns each index table is copied into, in the order
 // addIndex gives the values.
 var idxColumns = [sqlcore.NumKinds][]string{
-	store.KindToken:     {"param", "code", "sid", "rid", "patient"},
-	store.KindString:    {"param", "value", "rid"},
-	store.KindDate:      {"param", "lo", "hi", "rid"},
-	store.KindReference: {"param", "target", "rid"},
-	store.KindNumber:    {"param", "num", "rid"},
-	store.KindQuantity:  {"param", "num", "system", "code", "rid"},
+	store.KindToken:     {"pid", "code", "sid", "rid", "patient"},
+	store.KindString:    {"pid", "value", "rid"},
+	store.KindDate:      {"pid", "lo", "hi", "rid"},
+	store.KindReference: {"pid", "target", "rid"},
+	store.KindNumber:    {"pid", "num", "rid"},
+	store.KindQuantity:  {"pid", "num", "system", "code", "rid"},
 }
 
 const (

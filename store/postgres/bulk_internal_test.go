@@ -32,13 +32,13 @@ func TestBulkPathNeedsNoRetry(t *testing.T) {
 		{storetest.Rec("session", "a", "h3", y), storetest.Rec("session", "b", "h1", x)},
 	}
 	for i, batch := range batches {
-		sids, err := s.internSystems(ctx, s.pool, batch)
+		sids, pids, err := s.internNames(ctx, s.pool, batch)
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			now := storetest.T0
-			a := &applier{s: s, tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli(), timed: true, sids: sids}
+			a := &applier{s: s, tx: tx, q: tx, ctx: ctx, now: now, ms: now.UnixMilli(), timed: true, sids: sids, pids: pids}
 			_, failed, err := a.applyBulk(batch)
 			if len(failed) > 0 {
 				t.Errorf("batch %d: failed records %v", i, failed[0].Err)

@@ -68,7 +68,7 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery, fn func(pos int
 	if err != nil {
 		return err
 	}
-	return sqlcore.Export(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName, &driverBody{}, fn)
+	return sqlcore.Export(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, s.paramKey(ctx, pool), &driverBody{}, fn)
 }
 
 // ExportCount implements store.Exporter with the shared count
@@ -78,7 +78,7 @@ func (s *Store) ExportCount(ctx context.Context, q store.ExportQuery) (int, int6
 	if err != nil {
 		return 0, 0, err
 	}
-	return sqlcore.ExportCount(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, paramName)
+	return sqlcore.ExportCount(ctx, sqlcore.Postgres, pgQuerier{pool}, &q, s.paramKey(ctx, pool))
 }
 
 // driverBody lends a body's bytes from pgx's read buffer without a copy.

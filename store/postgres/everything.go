@@ -26,12 +26,16 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 	if len(params) > 0 {
 		paramArg = params
 	}
-	rows, err := pool.Query(ctx, `SELECT k.type, k.id, x.param, x.target
+	// The rows name their parameter by pid (docs/design/security.md
+	// PERF-PG-5): the names are joined back, and order the answer as
+	// before.
+	rows, err := pool.Query(ctx, `SELECT k.type, k.id, p.name, x.target
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(type, id, ord)
 JOIN resources r ON r.type = k.type AND r.id = k.id AND NOT r.deleted
 JOIN idx_ref x ON x.rid = r.rid
-WHERE $3::text[] IS NULL OR x.param = ANY($3::text[])
-ORDER BY k.ord, x.param, x.target`, types, ids, paramArg)
+JOIN search_params p ON p.pid = x.pid
+WHERE $3::text[] IS NULL OR p.name = ANY($3::text[])
+ORDER BY k.ord, p.name, x.target`, types, ids, paramArg)
 	if err != nil {
 		return nil, fmt.Errorf("store: postgres: refs: %w", err)
 	}
@@ -61,26 +65,40 @@ func (s *Store) Everything(ctx context.Context, q store.EverythingQuery) ([]stor
 	if q.Patient == "" {
 		return nil, 0, errors.New("store: everything: patient is required")
 	}
-	terms, none, err := sqlcore.ResolveEverything(&q, func(string) sqlcore.ParamKey { return paramName })
-	if err != nil || none {
+	if _, err := s.db(); err != nil {
 		return nil, 0, err
 	}
-	b := sqlcore.NewBuilder(sqlcore.Postgres)
-	b.Everything(&q)
-	if terms != nil {
-		cond, err := b.Access(terms)
+	var (
+		out        []store.Resource
+		total      int
+		compileErr error // the query's own error, returned as is
+	)
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		// The access terms' parameters resolve to their pids in this
+		// snapshot (docs/design/security.md PERF-PG-5).
+		key := s.paramKey(ctx, tx)
+		terms, none, err := sqlcore.ResolveEverything(&q, func(string) sqlcore.ParamKey { return key })
 		if err != nil {
-			return nil, 0, err
+			compileErr = err
+			return err
 		}
-		b.And(cond)
-	}
-	where, whereArgs := b.Where(), b.Args()
-	text := `SELECT r.type, r.id, r.version, r.last_updated, h.body
+		if none {
+			return nil
+		}
+		b := sqlcore.NewBuilder(sqlcore.Postgres)
+		b.Everything(&q)
+		if terms != nil {
+			cond, err := b.Access(terms)
+			if err != nil {
+				compileErr = err
+				return err
+			}
+			b.And(cond)
+		}
+		where, whereArgs := b.Where(), b.Args()
+		text := `SELECT r.type, r.id, r.version, r.last_updated, h.body
 FROM resources r JOIN history h ON h.rid = r.rid AND h.version = r.version
 WHERE ` + where + b.EverythingOrder(&q)
-	var out []store.Resource
-	total := 0
-	err = s.readTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, text, b.Args()...)
 		if err != nil {
 			return err
@@ -105,7 +123,7 @@ WHERE ` + where + b.EverythingOrder(&q)
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, errClosed) {
+		if errors.Is(err, errClosed) || (compileErr != nil && err == compileErr) {
 			return nil, 0, err
 		}
 		return nil, 0, fmt.Errorf("store: postgres: everything: %w", err)

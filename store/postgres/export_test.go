@@ -28,7 +28,7 @@ func (s *Store) ExplainExport(ctx context.Context, q store.ExportQuery) (string,
 		return "", err
 	}
 	e := &explainer{q: pgQuerier{pool}, explain: "EXPLAIN "}
-	err = sqlcore.Export(ctx, sqlcore.Postgres, e, &q, paramName, &driverBody{}, func(int64, *store.Resource) error { return nil })
+	err = sqlcore.Export(ctx, sqlcore.Postgres, e, &q, s.paramKey(ctx, pool), &driverBody{}, func(int64, *store.Resource) error { return nil })
 	return e.plan.String(), errors.Join(err, e.err)
 }
 
@@ -49,7 +49,7 @@ func (s *Store) ExplainExportCount(ctx context.Context, q store.ExportQuery) (st
 		return "", err
 	}
 	e := &explainer{q: pgQuerier{pool}, explain: "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "}
-	_, _, err = sqlcore.ExportCount(ctx, sqlcore.Postgres, e, &q, paramName)
+	_, _, err = sqlcore.ExportCount(ctx, sqlcore.Postgres, e, &q, s.paramKey(ctx, pool))
 	return e.plan.String(), errors.Join(err, e.err)
 }
 

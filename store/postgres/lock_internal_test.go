@@ -232,7 +232,7 @@ func TestSameNewRecordAtOnce(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	var hist, tokens, sources int
-	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM history), (SELECT count(*) FROM idx_token WHERE param = 'code'),
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM history), (SELECT count(*) FROM idx_token x JOIN search_params p ON p.pid = x.pid WHERE p.name = 'code'),
 		(SELECT count(*) FROM source_records)`).Scan(&hist, &tokens, &sources); err != nil {
 		t.Fatal(err)
 	}

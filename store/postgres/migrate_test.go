@@ -23,7 +23,7 @@ func execAll(t *testing.T, url string, stmts ...string) {
 	// the jobs table, the export
 	// walk's index and the compact audit trail and its packs (the newest
 	// migrations), which it recreates.
-	undo := []string{tokenSystemsUndo, `DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`,
+	undo := []string{searchParamsUndo, tokenSystemsUndo, `DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`,
 		`DROP TABLE IF EXISTS audit_packs`, `DROP TABLE IF EXISTS audit`, `DROP TABLE IF EXISTS audit_terms`, `DROP TABLE IF EXISTS audit_exports`,
 		`CREATE TABLE IF NOT EXISTS audit_events (id text COLLATE "C" PRIMARY KEY, recorded bigint NOT NULL,
     patient text NOT NULL, client_id text NOT NULL, interaction text NOT NULL, type text NOT NULL,
@@ -36,6 +36,31 @@ func execAll(t *testing.T, url string, stmts ...string) {
 		}
 	}
 }
+
+// searchParamsUndo reverts migration 0016: index rows hold their
+// parameter's name again, with the indexes of 0015.
+const searchParamsUndo = `DO $$
+DECLARE t text;
+BEGIN
+    IF to_regclass('search_params') IS NOT NULL THEN
+        FOREACH t IN ARRAY ARRAY['idx_token', 'idx_string', 'idx_date', 'idx_ref', 'idx_number', 'idx_quantity'] LOOP
+            EXECUTE format('ALTER TABLE %I ADD COLUMN param text COLLATE "C"', t);
+            EXECUTE format('UPDATE %I x SET param = p.name FROM search_params p WHERE p.pid = x.pid', t);
+            EXECUTE format('ALTER TABLE %I ALTER COLUMN param SET NOT NULL', t);
+            EXECUTE format('ALTER TABLE %I DROP COLUMN pid', t);
+            EXECUTE format('CREATE INDEX %I ON %I (rid, param)', t || '_rid', t);
+        END LOOP;
+        DROP TABLE search_params;
+        ALTER TABLE idx_token ADD PRIMARY KEY (param, code, sid, rid);
+        CREATE INDEX idx_token_patient ON idx_token (patient, param, code, sid, rid)
+            WHERE patient IS NOT NULL AND param <> '_security';
+        ALTER TABLE idx_string ADD PRIMARY KEY (param, value, rid);
+        ALTER TABLE idx_date ADD PRIMARY KEY (param, lo, hi, rid);
+        ALTER TABLE idx_ref ADD PRIMARY KEY (param, target, rid);
+        ALTER TABLE idx_number ADD PRIMARY KEY (param, num, rid);
+        ALTER TABLE idx_quantity ADD PRIMARY KEY (param, num, system, code, rid);
+    END IF;
+END $$`
 
 // tokenSystemsUndo reverts migration 0015: token rows hold their system's
 // text again, and idx_token_patient holds the labels' rows.
@@ -78,9 +103,9 @@ func TestMigrationInternsTokenSystems(t *testing.T) {
 	// The rows as 0014 held them: each with its system's text.
 	execAll(t, url, `ALTER TABLE audit_events DROP COLUMN organization`, `DELETE FROM schema_version WHERE version >= 6`)
 	c := connect(t, url)
-	dump := func(system string) string {
+	dump := func(param, system string) string {
 		t.Helper()
-		rows, err := c.Query(ctx, `SELECT x.param || ' ' || x.code || ' ' || `+system+` || ' ' || r.id || ' ' || coalesce(x.patient, '-')
+		rows, err := c.Query(ctx, `SELECT `+param+` || ' ' || x.code || ' ' || `+system+` || ' ' || r.id || ' ' || coalesce(x.patient, '-')
 FROM idx_token x JOIN resources r ON r.rid = x.rid ORDER BY 1`)
 		if err != nil {
 			t.Fatal(err)
@@ -91,14 +116,15 @@ FROM idx_token x JOIN resources r ON r.rid = x.rid ORDER BY 1`)
 		}
 		return strings.Join(got, "; ")
 	}
-	before := dump("x.system")
+	before := dump("x.param", "x.system")
 	if !strings.Contains(before, "_security R urn:conf o1 p1") || !strings.Contains(before, "code 8867-4 urn:local o2 p2") {
 		t.Fatalf("rows before the migration: %s", before)
 	}
 
 	s = openSchema(t, url)
 	defer s.Close()
-	if after := dump("(SELECT system FROM token_systems WHERE sid = x.sid)"); after != before {
+	// Migration 0016 (PERF-PG-5) runs too: the parameters by pid.
+	if after := dump("(SELECT name FROM search_params WHERE pid = x.pid)", "(SELECT system FROM token_systems WHERE sid = x.sid)"); after != before {
 		t.Errorf("rows after the migration:\n%s\nwant\n%s", after, before)
 	}
 	var systems, distinct int
@@ -267,4 +293,173 @@ func openLegacyAuditSchema(t *testing.T) (*postgres.Store, string) {
 	}
 	execAll(t, url, append(stmts, `DELETE FROM schema_version WHERE version >= 11`)...)
 	return openSchema(t, url), url
+}
+
+// indexDump is every index row of url's schema as text, sorted: the
+// table, the parameter (param is the expression giving its name; system a
+// token row's system), the values and the resource's type/id.
+func indexDump(t *testing.T, c *pgx.Conn, param, system string) string {
+	t.Helper()
+	var parts []string
+	for tbl, cols := range map[string]string{
+		"idx_token":    `x.code || ' ' || ` + system + ` || ' ' || coalesce(x.patient, '-')`,
+		"idx_string":   `x.value`,
+		"idx_date":     `x.lo || ' ' || x.hi`,
+		"idx_ref":      `x.target`,
+		"idx_number":   `x.num::text`,
+		"idx_quantity": `x.num || ' ' || x.system || ' ' || x.code`,
+	} {
+		rows, err := c.Query(context.Background(), `SELECT '`+tbl+` ' || `+param+` || ' ' || `+cols+` || ' ' || r.type || '/' || r.id
+FROM `+tbl+` x JOIN resources r ON r.rid = x.rid`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, got...)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "\n")
+}
+
+// TestMigrationInternsSearchParams: index rows stored before migration
+// 0016 (each naming its parameter by its text) hold, once converted, what
+// the new code writes for the same records (every table, parameter, value,
+// resource and compartment), each name interned once and _security as pid
+// 1 (idx_token_patient's predicate); searches of every kind, within a
+// compartment too, :missing, a name never stored and _include's Refs
+// answer as before; a write after the migration reuses the interned names
+// and interns a new one (docs/design/security.md PERF-PG-5).
+func TestMigrationInternsSearchParams(t *testing.T) {
+	ctx := context.Background()
+	url := freshSchema(t)
+	s := openSchema(t, url)
+	dayLo, dayHi := storetest.Day("2024-03-01")
+	rec := storetest.Rec("session", "t1", "h1",
+		storetest.Res("Observation", "o1", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"),
+			storetest.Ref("subject", "Patient/p1"), storetest.Ref("performer", "Practitioner/pr1"),
+			storetest.Token("code", "http://loinc.org", "8867-4"), storetest.Token("_security", "urn:conf", "R"),
+			storetest.Date("date", dayLo, dayHi), storetest.Qty("value-quantity", 72, "http://unitsofmeasure.org", "/min")),
+		storetest.Res("Observation", "o2", "p2", `,"status":"final"`, storetest.Ref("patient", "Patient/p2"),
+			storetest.Ref("subject", "Patient/p2"), storetest.Token("code", "http://loinc.org", "8867-4"),
+			storetest.Token("_security", "urn:conf", "N")),
+		storetest.Res("RiskAssessment", "ra1", "p1", ``, storetest.Ref("subject", "Patient/p1"), storetest.Num("probability", 0.25)),
+		storetest.Res("Practitioner", "pr1", "", ``, storetest.Token("identifier", "urn:npi", "1"), storetest.Str("name", "Ada Lovelace")))
+	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	c := connect(t, url)
+	byPID, bySID := "(SELECT name FROM search_params WHERE pid = x.pid)", "(SELECT system FROM token_systems WHERE sid = x.sid)"
+	want := indexDump(t, c, byPID, bySID)
+	if n := strings.Count(want, "\n") + 1; n != 15 {
+		t.Fatalf("%d index rows written, want 15:\n%s", n, want)
+	}
+	// The rows as 0015 held them: each naming its parameter by its text.
+	execAll(t, url, `ALTER TABLE audit_events DROP COLUMN organization`, `DELETE FROM schema_version WHERE version >= 6`)
+	if before := indexDump(t, c, "x.param", "x.system"); before != want {
+		t.Fatalf("rows before the migration:\n%s\nwant\n%s", before, want)
+	}
+
+	s = openSchema(t, url)
+	defer s.Close()
+	if after := indexDump(t, c, byPID, bySID); after != want {
+		t.Errorf("rows after the migration:\n%s\nwant\n%s", after, want)
+	}
+	var names, used, security int
+	var paramCols int
+	var patientPred string
+	if err := c.QueryRow(ctx, `SELECT (SELECT count(*) FROM search_params),
+    (SELECT count(*) FROM (SELECT pid FROM idx_token UNION SELECT pid FROM idx_string UNION SELECT pid FROM idx_date
+        UNION SELECT pid FROM idx_ref UNION SELECT pid FROM idx_number UNION SELECT pid FROM idx_quantity) u),
+    (SELECT pid FROM search_params WHERE name = '_security'),
+    (SELECT count(*) FROM pg_attribute WHERE attname = 'param' AND NOT attisdropped AND attrelid IN
+        ('idx_token'::regclass, 'idx_string'::regclass, 'idx_date'::regclass, 'idx_ref'::regclass, 'idx_number'::regclass, 'idx_quantity'::regclass)),
+    pg_get_expr(i.indpred, i.indrelid) FROM pg_index i WHERE i.indexrelid = 'idx_token_patient'::regclass`).Scan(&names, &used, &security, &paramCols, &patientPred); err != nil {
+		t.Fatal(err)
+	}
+	if names != used || security != 1 || paramCols != 0 || !strings.Contains(patientPred, "pid <> 1") {
+		t.Errorf("%d names interned, %d in use, _security pid %d, %d param columns left, idx_token_patient WHERE %s",
+			names, used, security, paramCols, patientPred)
+	}
+	tok := func(system, code string) store.Value { return store.Value{System: system, Code: code} }
+	yes := true
+	for _, tc := range []struct {
+		name    string
+		typ     string
+		clauses []store.Clause
+		want    string
+	}{
+		{"token", "Observation", []store.Clause{{Param: "code", Kind: store.KindToken, Values: []store.Value{tok("http://loinc.org", "8867-4")}}}, "o1,o2"},
+		{"reference", "Observation", []store.Clause{{Param: "subject", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p2"}}}}, "o2"},
+		{"token within a compartment", "Observation", []store.Clause{
+			{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}},
+			{Param: "code", Kind: store.KindToken, Values: []store.Value{tok("http://loinc.org", "8867-4")}}}, "o1"},
+		{"label within a compartment", "Observation", []store.Clause{
+			{Param: "patient", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p2"}}},
+			{Param: "_security", Kind: store.KindToken, Values: []store.Value{tok("urn:conf", "N")}}}, "o2"},
+		{"date", "Observation", []store.Clause{{Param: "date", Kind: store.KindDate, Values: []store.Value{{Prefix: store.Eq, Lo: dayLo.UnixMilli(), Hi: dayHi.UnixMilli()}}}}, "o1"},
+		{"quantity", "Observation", []store.Clause{{Param: "value-quantity", Kind: store.KindQuantity, Values: []store.Value{{Prefix: store.Gt, Num: 70, System: "http://unitsofmeasure.org", Code: "/min"}}}}, "o1"},
+		{"number", "RiskAssessment", []store.Clause{{Param: "probability", Kind: store.KindNumber, Values: []store.Value{{Prefix: store.Lt, Num: 0.5}}}}, "ra1"},
+		{"string", "Practitioner", []store.Clause{{Param: "name", Kind: store.KindString, Values: []store.Value{{Str: "ada"}}}}, "pr1"},
+		{"missing", "Observation", []store.Clause{{Param: "performer", Kind: store.KindReference, Missing: &yes}}, "o2"},
+		{"a name never stored", "Observation", []store.Clause{{Param: "focus", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}}, ""},
+		{"a name never stored, missing", "Observation", []store.Clause{{Param: "focus", Kind: store.KindReference, Missing: &yes}}, "o1,o2"},
+	} {
+		got, err := s.Search(ctx, store.Query{Type: tc.typ, Clauses: tc.clauses})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var ids []string
+		for _, r := range got.Resources {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		if g := strings.Join(ids, ","); g != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, g, tc.want)
+		}
+	}
+	refs, err := s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range refs {
+		got = append(got, r.Param+" "+r.Target.Type+"/"+r.Target.ID)
+	}
+	if g := strings.Join(got, ", "); g != "patient Patient/p1, performer Practitioner/pr1, subject Patient/p1" {
+		t.Errorf("refs of o1: %s", g)
+	}
+	// A write after the migration reuses the interned names, and interns
+	// one never stored.
+	if _, err := s.Apply(ctx, []store.RecordWrite{storetest.Rec("session", "t2", "h1",
+		storetest.Res("Observation", "o3", "p1", `,"status":"final"`, storetest.Ref("patient", "Patient/p1"),
+			storetest.Ref("focus", "Patient/p1"), storetest.Token("code", "http://loinc.org", "1-1")))}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM search_params`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != names+1 {
+		t.Errorf("%d names after a write of one new name, want %d", n, names+1)
+	}
+	got2, err := s.Search(ctx, store.Query{Type: "Observation", Clauses: []store.Clause{{Param: "focus", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}}})
+	if err != nil || len(got2.Resources) != 1 || got2.Resources[0].ID != "o3" {
+		t.Errorf("focus search after the write: %v, %v", got2.Resources, err)
+	}
+	// Refs are ordered by the parameter's name, not its pid (focus was
+	// interned last).
+	if refs, err = s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o3"}}, []string{"patient", "focus"}); err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, r := range refs {
+		got = append(got, r.Param+" "+r.Target.Type+"/"+r.Target.ID)
+	}
+	if g := strings.Join(got, ", "); g != "focus Patient/p1, patient Patient/p1" {
+		t.Errorf("refs of o3: %s", g)
+	}
 }

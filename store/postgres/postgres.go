@@ -67,10 +67,9 @@ type Store struct {
 	// is set while one runs. See noteWrites.
 	sinceAnalyze, analyzedAt atomic.Int64
 	analyzing                atomic.Bool
-	// sids are the token systems interned in token_systems (committed,
-	// never changed or removed), copied on write under sidMu (tokens.go).
-	sids  atomic.Pointer[map[string]int32]
-	sidMu sync.Mutex
+	// systems and params are the token systems and search parameter
+	// names interned in token_systems and search_params (interned.go).
+	systems, params *interned
 }
 
 var (
@@ -104,7 +103,7 @@ func Open(ctx context.Context, url string, clock store.Clock) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: postgres: open: %w", err)
 	}
-	s := &Store{clock: clock, pool: pool, probe: probe}
+	s := &Store{clock: clock, pool: pool, probe: probe, systems: newSystems(), params: newParams()}
 	s.authStore = sqlcore.NewAuth(sqlcore.Postgres, coreDB{s}, clock, errClosed)
 	s.jobStore = sqlcore.NewJobs(sqlcore.Postgres, coreDB{s}, errClosed)
 	if err := migrate(ctx, pool); err != nil {

@@ -14,21 +14,29 @@ import (
 // Search implements store.Store.Search, whose doc states the semantics every
 // backend shares (the contract suite checks them).
 func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
-	b := sqlcore.NewBuilder(sqlcore.Postgres)
-	none, err := compileWhere(b, &q)
-	if err != nil {
-		return store.SearchResult{Total: -1}, err
-	}
-	if none {
-		return sqlcore.NoMatch(&q), nil
-	}
 	if _, err := s.db(); err != nil {
 		return store.SearchResult{Total: -1}, err
 	}
-	where, whereArgs := b.Where(), b.Args()
-	countSQL := `SELECT count(*) FROM resources r WHERE ` + where
-	var res store.SearchResult
-	err = s.readTx(ctx, func(tx pgx.Tx) error {
+	var (
+		res        store.SearchResult
+		compileErr error // the query's own error, returned as is
+	)
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		// The parameters resolve to their pids in the search's own
+		// snapshot (docs/design/security.md PERF-PG-5).
+		key := s.paramKey(ctx, tx)
+		b := sqlcore.NewBuilder(sqlcore.Postgres)
+		none, err := compileWhere(b, &q, key)
+		if err != nil {
+			compileErr = err
+			return err
+		}
+		if none {
+			res = sqlcore.NoMatch(&q)
+			return nil
+		}
+		where, whereArgs := b.Where(), b.Args()
+		countSQL := `SELECT count(*) FROM resources r WHERE ` + where
 		count := func() (n int, err error) {
 			return n, tx.QueryRow(ctx, countSQL, customPlan(whereArgs)...).Scan(&n)
 		}
@@ -36,7 +44,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.SearchResult, 
 			res.Total, err = count()
 			return err
 		}
-		order, err := b.Order(&q, paramName)
+		order, err := b.Order(&q, key)
 		if err != nil {
 			return err
 		}
@@ -51,7 +59,7 @@ WHERE ` + where + ` ORDER BY ` + order + b.Page(&q)
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, errClosed) {
+		if errors.Is(err, errClosed) || (compileErr != nil && err == compileErr) {
 			return store.SearchResult{Total: -1}, err
 		}
 		return store.SearchResult{Total: -1}, fmt.Errorf("store: postgres: search: %w", err)
@@ -89,14 +97,11 @@ func scanPage(ctx context.Context, tx pgx.Tx, typ, text string, args []any) ([]s
 	return out, rows.Err()
 }
 
-// paramName is how PostgreSQL's index rows name a parameter: by its name.
-func paramName(name string) (any, bool, error) { return name, true, nil }
-
 // compileWhere builds the WHERE over resources r for q. none reports that
 // nothing can match (a :missing=true on _id or _lastUpdated, an access
 // restriction none of whose terms can match).
-func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
-	res, none, err := sqlcore.Resolve(q, paramName)
+func compileWhere(b *sqlcore.Builder, q *store.Query, key sqlcore.ParamKey) (bool, error) {
+	res, none, err := sqlcore.Resolve(q, key)
 	if err != nil || none {
 		return none, err
 	}
@@ -140,7 +145,7 @@ func compileWhere(b *sqlcore.Builder, q *store.Query) (bool, error) {
 			}
 			continue
 		}
-		// The driving clause: the candidates come from its index (x.param,
+		// The driving clause: the candidates come from its index (x.pid,
 		// value...) and are joined to resources.
 		cond := b.ParamIs(cl.Key)
 		if cl.Kind == store.KindToken && len(comp) > 0 {

@@ -253,7 +253,7 @@ func TestAccessSQL(t *testing.T) {
 			name:     "one term",
 			terms:    []Term{{Patients: []string{"p1", "p2"}, Clauses: []Clause{{Clause: survey, Key: "category"}}}},
 			sqlite:   "+r.patient IN (?, ?) AND EXISTS (SELECT 1 FROM idx_token x INDEXED BY idx_token_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.code = ?))",
-			postgres: "r.patient = ANY($1::text[]) AND EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $2 AND (x.code = $3) OFFSET 0)",
+			postgres: "r.patient = ANY($1::text[]) AND EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.pid = $2 AND (x.code = $3) OFFSET 0)",
 			args:     []any{"p1", "p2", "category", "survey"},
 		},
 		{
@@ -264,8 +264,8 @@ func TestAccessSQL(t *testing.T) {
 			},
 			sqlite: "((+r.patient IN (?) AND EXISTS (SELECT 1 FROM idx_token x INDEXED BY idx_token_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.code = ?)) AND " +
 				"NOT EXISTS (SELECT 1 FROM idx_token x INDEXED BY idx_token_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.code = ?))) OR (r.type IN (?, ?)))",
-			postgres: "((r.patient = ANY($1::text[]) AND EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $2 AND (x.code = $3) OFFSET 0) AND " +
-				"NOT EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.param = $4 AND (x.code = $5) OFFSET 0)) OR (r.type = ANY($6::text[])))",
+			postgres: "((r.patient = ANY($1::text[]) AND EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.pid = $2 AND (x.code = $3) OFFSET 0) AND " +
+				"NOT EXISTS (SELECT 1 FROM idx_token x WHERE x.rid = r.rid AND x.pid = $4 AND (x.code = $5) OFFSET 0)) OR (r.type = ANY($6::text[])))",
 			args: []any{"p1", "category", "survey", "_security", "R", "Condition", "Patient"},
 		},
 	} {

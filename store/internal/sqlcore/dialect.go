@@ -50,7 +50,8 @@ type Dialect struct {
 	// keeps the planner from driving the query through the column's index.
 	checkOnly string
 	// paramCol is the index tables' column naming the parameter: an
-	// interned pid on SQLite, the name itself on PostgreSQL.
+	// interned pid on both (SQLite's params; PostgreSQL's search_params,
+	// docs/design/security.md PERF-PG-5).
 	paramCol string
 	// tokenSystems: idx_token names a row's system by sid, a token_systems
 	// row (SQLite, docs/design/architecture.md PERF-SQLB-2; PostgreSQL,
@@ -106,7 +107,7 @@ var Postgres = (&Dialect{
 	numCast:     "::double precision",
 	noLimit:     nil, // LIMIT NULL
 	existsFence: " OFFSET 0",
-	paramCol:    "param",
+	paramCol:    "pid",
 	lateral:     true,
 
 	tokenSystems: true,
