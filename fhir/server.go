@@ -116,6 +116,13 @@ type Options struct {
 type Server struct {
 	store      Reader
 	base       string
+	// baseJSON is base escaped for the inside of a JSON string, once: every
+	// Bundle entry's fullUrl starts with it (docs/design/security.md
+	// PERF-ST-15).
+	baseJSON string
+	// everythingNames are the served types in $everything's order, Patient
+	// first, then by name (everythingPlan; PERF-ST-15).
+	everythingNames []string
 	verifier   auth.Verifier
 	rateLimit  *RateLimit
 	cors       *auth.CORS
@@ -190,6 +197,8 @@ func New(opts Options) (*Server, error) {
 	for _, t := range search.Types() {
 		s.types[t] = true
 	}
+	s.baseJSON = string(appendEscaped(nil, s.base))
+	s.everythingNames = everythingOrder(s.types)
 	profiles := opts.Profiles
 	if profiles == nil {
 		profiles = USCoreProfiles
