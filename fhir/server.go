@@ -114,8 +114,8 @@ type Options struct {
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
 type Server struct {
-	store      Reader
-	base       string
+	store Reader
+	base  string
 	// baseJSON is base escaped for the inside of a JSON string, once: every
 	// Bundle entry's fullUrl starts with it (docs/design/security.md
 	// PERF-ST-15).
@@ -123,23 +123,23 @@ type Server struct {
 	// everythingNames are the served types in $everything's order, Patient
 	// first, then by name (everythingPlan; PERF-ST-15).
 	everythingNames []string
-	verifier   auth.Verifier
-	rateLimit  *RateLimit
-	cors       *auth.CORS
-	auditor    Auditor
-	log        *slog.Logger
-	clock      store.Clock
-	bodyLimit  int64
-	timeout    time.Duration
-	types      map[string]bool
-	capability []byte
-	export     *ExportOptions
-	exportWake chan struct{}
-	disclosure auth.DisclosurePolicy
-	facts      factsMemo    // parsed Consent and Coverage versions (disclosure.go)
-	decisions  decisionMemo // disclosure decisions while they hold (disclosure.go)
-	writer     Writer
-	clients    Clients
+	verifier        auth.Verifier
+	rateLimit       *RateLimit
+	cors            *auth.CORS
+	auditor         Auditor
+	log             *slog.Logger
+	clock           store.Clock
+	bodyLimit       int64
+	timeout         time.Duration
+	types           map[string]bool
+	capability      []byte
+	export          *ExportOptions
+	exportWake      chan struct{}
+	disclosure      auth.DisclosurePolicy
+	facts           factsMemo    // parsed Consent and Coverage versions (disclosure.go)
+	decisions       decisionMemo // disclosure decisions while they hold (disclosure.go)
+	writer          Writer
+	clients         Clients
 	// identifierBase is Options.IdentifierSystemBase.
 	identifierBase string
 }
