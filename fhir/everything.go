@@ -184,23 +184,30 @@ func (p *everythingTypes) allows(r *store.Resource) bool {
 // allows the patient. A denied type is left out. only, when non-empty, is
 // _type.
 func (s *Server) everythingPlan(ctx context.Context, patient string, d narrowing, only []string) *everythingTypes {
-	ds := newDecisions(ctx)
 	plan := &everythingTypes{types: make([]everythingType, 0, len(s.everythingNames))}
 	for _, t := range s.everythingNames {
 		if len(only) > 0 && !slices.Contains(only, t) {
 			plan.narrowed = true
 			continue
 		}
-		td := &d
+		// Each type is decided once here, so without the decisions memo
+		// (newDecisions) and its map (PERF-ST-15); an error denies the
+		// type, as the memo's nil does.
+		td := d
 		if t != "Patient" {
-			td = ds.get(t)
+			n, err := decide(ctx, auth.InteractionSearch, t)
+			if err != nil {
+				plan.narrowed = true
+				continue
+			}
+			td = n
 		}
-		if td == nil || !td.allows(patient) {
+		if !td.allows(patient) {
 			plan.narrowed = true
 			continue
 		}
 		plan.filtered = plan.filtered || td.restricts()
-		plan.types = append(plan.types, everythingType{typ: t, d: *td})
+		plan.types = append(plan.types, everythingType{typ: t, d: td})
 	}
 	return plan
 }
