@@ -109,7 +109,11 @@ func Decide(p Principal, typ string, i Interaction) Decision {
 	if !ok {
 		return Decision{Reason: "interaction not supported"}
 	}
-	var broad, narrow []Scope
+	// The scopes that grant the interaction gather in arrays on the stack
+	// (a token holds a few): the decision is asked on every request, for
+	// every type of a $everything (docs/design/security.md PERF-ST-15).
+	var broadBuf, narrowBuf [4]Scope
+	broad, narrow := broadBuf[:0], narrowBuf[:0]
 	for _, s := range p.Grant.Resource {
 		if s.ResourceType != "*" && s.ResourceType != typ {
 			continue

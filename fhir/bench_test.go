@@ -1,14 +1,18 @@
 package fhir
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketabridge/ketabridge/store"
 )
 
 func benchEnv(b *testing.B) *echo.Echo {
@@ -104,4 +108,63 @@ func BenchmarkEverythingBundle(b *testing.B) {
 			b.Fatal(w.code, w.n)
 		}
 	}
+}
+
+// BenchmarkEverythingRecords measures a $everything page of 500 entries
+// shaped like the bench's synthetic records (PERF-ST-15): the Patient, then
+// 16 records of 30 Observations, each record with a Provenance naming its
+// Observations, the Patient and a Practitioner.
+func BenchmarkEverythingRecords(b *testing.B) {
+	fs := fixture()
+	fs.put("Patient", "p9", "p9", t0, patientBody("p9", "Nine"))
+	n := 0
+	for rec := range 16 {
+		targets := ""
+		for range 30 {
+			id := fmt.Sprintf("e%03d", n)
+			n++
+			fs.put("Observation", id, "p9", t0, obsBody(id, "p9"), obsRows("p9")...)
+			targets += `{"reference":"Observation/` + id + `"},`
+		}
+		pid := fmt.Sprintf("pv%02d", rec)
+		fs.put("Provenance", pid, "p9", t0, `{"id":"`+pid+`","target":[`+targets+`{"reference":"Patient/p9"}],`+
+			`"recorded":"2024-03-01T10:00:00Z","agent":[{"who":{"reference":"Practitioner/dr1"}},{"who":{"reference":"Organization/org1"}}],"resourceType":"Provenance"}`,
+			store.IndexRow{Param: "patient", Kind: store.KindReference, Value: "Patient/p9"})
+	}
+	page, total, err := fs.Everything(context.Background(), store.EverythingQuery{Patient: "p9", Count: 500})
+	if err != nil || len(page) < 490 {
+		b.Fatal(len(page), err)
+	}
+	s, err := New(Options{
+		Store: pageStore{fs, page, total}, Base: testBase, Verifier: allowAll, Clock: fixedClock{t0},
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := echo.New()
+	s.Register(e)
+	req := httptest.NewRequest("GET", "/fhir/Patient/p9/$everything?_count=500", nil)
+	req.Header.Set("Authorization", "Bearer "+defaultToken)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &discardWriter{h: http.Header{}}
+		e.ServeHTTP(w, req)
+		if w.code != 200 || w.n < 300_000 {
+			b.Fatal(w.code, w.n)
+		}
+	}
+}
+
+// pageStore answers Everything with one page, copied as a read cache's
+// hit is, so that a benchmark measures the handler, not the fake store's
+// scan.
+type pageStore struct {
+	*fakeStore
+	page  []store.Resource
+	total int
+}
+
+func (p pageStore) Everything(context.Context, store.EverythingQuery) ([]store.Resource, int, error) {
+	return slices.Clone(p.page), p.total, nil
 }

@@ -724,6 +724,12 @@ var reducedPatient = func() *rewriter {
 func outwardInView(typ string) bool { return typ == "Patient" || typ == "Task" }
 
 func (s *Server) outward(ctx context.Context, r *store.Resource) error {
+	return s.outwardWith(ctx, r, nil)
+}
+
+// outwardWith is outward with the request's memo of the types its caller
+// reads whole (nil: a new one), shared by the resources of one answer.
+func (s *Server) outwardWith(ctx context.Context, r *store.Resource, whole *wholeTypes) error {
 	if r.Deleted || len(r.Body) == 0 {
 		return nil
 	}
@@ -756,7 +762,7 @@ func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 			r.Body = body
 		}
 	case "Provenance":
-		body, err := s.provenanceTargets(ctx, r.Body)
+		body, err := s.provenanceTargets(ctx, r.Body, whole)
 		if err != nil {
 			return err
 		}
@@ -771,12 +777,13 @@ func (s *Server) outward(ctx context.Context, r *store.Resource) error {
 // read cache: when a resource changes, the result is a copy.
 func (s *Server) outwardAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
 	copied := false
+	var whole wholeTypes
 	for i := range rs {
 		if rs[i].Type != "Patient" && rs[i].Type != "Provenance" && rs[i].Type != "Task" {
 			continue
 		}
 		r := rs[i]
-		if err := s.outward(ctx, &r); err != nil {
+		if err := s.outwardWith(ctx, &r, &whole); err != nil {
 			return nil, err
 		}
 		if len(r.Body) == len(rs[i].Body) && (len(r.Body) == 0 || &r.Body[0] == &rs[i].Body[0]) {
@@ -799,22 +806,51 @@ func (s *Server) outwardAll(ctx context.Context, rs []store.Resource) ([]store.R
 // client's $everything page holds dozens of Provenances, and decoding each
 // with encoding/json to learn that was about two thirds of that answer's
 // CPU.
-func (s *Server) provenanceReadable(ctx context.Context, body []byte) bool {
-	var whole []string // types decided readable whole
-	return refsAll(body, func(typ []byte) bool {
-		if slices.Contains(whole, string(typ)) {
+//
+// whole memoizes the decisions for one request (nil: for this body only): a
+// $everything page holds a Provenance per record, each naming the same
+// few types, and deciding each type again for each of them was most of
+// this check's cost (docs/design/security.md PERF-ST-15). The decisions
+// are the request's caller's, so a memo never outlives its request.
+func (s *Server) provenanceReadable(ctx context.Context, body []byte, whole *wholeTypes) bool {
+	if whole == nil {
+		whole = &wholeTypes{}
+	}
+	return refsAll(body, func(typ []byte) bool { return whole.reads(s, ctx, typ) })
+}
+
+// wholeTypes is one request's memo of which types its caller reads whole
+// (a read decision for every patient, no granular filter, no outside view
+// narrowing it): provenanceReadable's test of a reference's type.
+type wholeTypes struct {
+	yes, no []string
+}
+
+// reads reports whether the caller reads typ whole: a served type whose
+// read decision is unrestricted. Each type is decided once.
+func (w *wholeTypes) reads(s *Server, ctx context.Context, typ []byte) bool {
+	for _, t := range w.yes {
+		if t == string(typ) {
 			return true
 		}
-		if !s.types[string(typ)] {
+	}
+	for _, t := range w.no {
+		if t == string(typ) {
 			return false
 		}
-		n, err := decide(ctx, auth.InteractionRead, string(typ))
-		if err != nil || !n.all || n.restricts() {
-			return false
-		}
-		whole = append(whole, string(typ))
-		return true
-	})
+	}
+	t := string(typ)
+	ok := s.types[t]
+	if ok {
+		n, err := decide(ctx, auth.InteractionRead, t)
+		ok = err == nil && n.all && !n.restricts()
+	}
+	if ok {
+		w.yes = append(w.yes, t)
+	} else {
+		w.no = append(w.no, t)
+	}
+	return ok
 }
 
 // withheldTarget replaces the targets of a Provenance none of whose targets
@@ -826,8 +862,8 @@ const withheldTarget = `[{"display":"withheld"}]`
 // caller may not read, tagged SUBSETTED, or nil when it may read them all
 // (docs/design/security.md PRIV-16): a resource the caller may read never
 // reveals the ids of resources it may not.
-func (s *Server) provenanceTargets(ctx context.Context, body []byte) ([]byte, error) {
-	if s.provenanceReadable(ctx, body) {
+func (s *Server) provenanceTargets(ctx context.Context, body []byte, whole *wholeTypes) ([]byte, error) {
+	if s.provenanceReadable(ctx, body, whole) {
 		return nil, nil
 	}
 	ms, err := members(body)

@@ -68,7 +68,7 @@ func (s *Server) everything(c echo.Context) error {
 	}
 	// Keep only what the decisions allow (the compartment and the types are
 	// the store's job; this is the second line of defence).
-	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(r) })
+	rs = slices.DeleteFunc(rs, func(r store.Resource) bool { return !plan.allows(&r) })
 	noteResources(c, rs...)
 	if rs, err = s.outwardAll(ctx, rs); err != nil {
 		return err
@@ -155,11 +155,22 @@ type everythingTypes struct {
 	narrowed bool
 	// filtered: some type is under granular filters.
 	filtered bool
+	// last is the index in types of the type allows found last.
+	last int
 }
 
-func (p *everythingTypes) allows(r store.Resource) bool {
-	for _, t := range p.types {
+// allows reports whether r is of a type in p and its decision allows r's
+// patient. The page comes grouped by type (Patient, then by type and id),
+// so the type of the previous resource is tried first
+// (docs/design/security.md PERF-ST-15: the loop over every type for each of
+// 500 entries), then every type, as before.
+func (p *everythingTypes) allows(r *store.Resource) bool {
+	if p.last < len(p.types) && p.types[p.last].typ == r.Type {
+		return p.types[p.last].d.allows(r.Patient)
+	}
+	for i, t := range p.types {
 		if t.typ == r.Type {
+			p.last = i
 			return t.d.allows(r.Patient)
 		}
 	}
@@ -173,33 +184,45 @@ func (p *everythingTypes) allows(r store.Resource) bool {
 // allows the patient. A denied type is left out. only, when non-empty, is
 // _type.
 func (s *Server) everythingPlan(ctx context.Context, patient string, d narrowing, only []string) *everythingTypes {
-	ds := newDecisions(ctx)
-	names := make([]string, 0, len(s.types))
-	for t := range s.types {
+	plan := &everythingTypes{types: make([]everythingType, 0, len(s.everythingNames))}
+	for _, t := range s.everythingNames {
+		if len(only) > 0 && !slices.Contains(only, t) {
+			plan.narrowed = true
+			continue
+		}
+		// Each type is decided once here, so without the decisions memo
+		// (newDecisions) and its map (PERF-ST-15); an error denies the
+		// type, as the memo's nil does.
+		td := d
+		if t != "Patient" {
+			n, err := decide(ctx, auth.InteractionSearch, t)
+			if err != nil {
+				plan.narrowed = true
+				continue
+			}
+			td = n
+		}
+		if !td.allows(patient) {
+			plan.narrowed = true
+			continue
+		}
+		plan.filtered = plan.filtered || td.restricts()
+		plan.types = append(plan.types, everythingType{typ: t, d: td})
+	}
+	return plan
+}
+
+// everythingOrder is the served types in $everything's order: Patient
+// first, then by name (Server.everythingNames, sorted once).
+func everythingOrder(types map[string]bool) []string {
+	names := make([]string, 0, len(types))
+	for t := range types {
 		if t != "Patient" {
 			names = append(names, t)
 		}
 	}
 	slices.Sort(names)
-	names = append([]string{"Patient"}, names...)
-	plan := &everythingTypes{}
-	for _, t := range names {
-		if len(only) > 0 && !slices.Contains(only, t) {
-			plan.narrowed = true
-			continue
-		}
-		td := &d
-		if t != "Patient" {
-			td = ds.get(t)
-		}
-		if td == nil || !td.allows(patient) {
-			plan.narrowed = true
-			continue
-		}
-		plan.filtered = plan.filtered || td.restricts()
-		plan.types = append(plan.types, everythingType{typ: t, d: *td})
-	}
-	return plan
+	return append([]string{"Patient"}, names...)
 }
 
 // everythingBySearch pages through the patient's compartment type by type

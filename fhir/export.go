@@ -688,18 +688,28 @@ func refsAll(body []byte, open func(typ []byte) bool) bool {
 	}
 }
 
-// validIDBytes is validID of id's bytes (no string made of them).
+// validIDBytes is validID of id's bytes (no string made of them), one
+// table lookup a byte (docs/design/security.md PERF-ST-15: every reference
+// of every Provenance of a $everything page passes through it).
 func validIDBytes(id []byte) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
 	}
 	for _, b := range id {
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.') {
+		if !idChar[b] {
 			return false
 		}
 	}
 	return true
 }
+
+// idChar marks the bytes of a FHIR id: [A-Za-z0-9\-\.].
+var idChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.'
+	}
+	return t
+}()
 
 // elementsRewriter is the _elements rewrite of typ ("Type.element" or
 // "element" entries; nil when none applies).

@@ -126,6 +126,48 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
+// appendPlain is appendEscaped with a fast path for the common case: s is
+// printable ASCII without '"' or '\\' (an id, a type name), checked eight
+// bytes at a time, and appended as it is. The output is appendEscaped's
+// (docs/design/security.md PERF-ST-15).
+func appendPlain(dst []byte, s string) []byte {
+	if jsonPlain(s) {
+		return append(dst, s...)
+	}
+	return appendEscaped(dst, s)
+}
+
+// jsonPlain reports whether every byte of s is ASCII (below 0x80) and
+// none is a control character (below 0x20), '"' or '\\': then s needs no
+// escaping inside a JSON string.
+func jsonPlain(s string) bool {
+	const (
+		lo = 0x0101010101010101
+		hi = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// A byte >= 0x80, < 0x20, == '"' or == '\\' sets its high bit in
+		// bad (the classic "has zero byte" test; it may also flag a byte
+		// after a flagged one, never miss one: a false alarm only takes
+		// the slow path).
+		quote := w ^ (lo * '"')
+		bslash := w ^ (lo * '\\')
+		bad := w | ((w - lo*0x20) &^ w) | ((quote - lo) &^ quote) | ((bslash - lo) &^ bslash)
+		if bad&hi != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // appendEscaped appends s escaped for the inside of a JSON string.
 func appendEscaped(dst []byte, s string) []byte {
 	start := 0

@@ -114,25 +114,32 @@ type Options struct {
 
 // Server serves the FHIR API. Create it with New and mount it with Register.
 type Server struct {
-	store      Reader
-	base       string
-	verifier   auth.Verifier
-	rateLimit  *RateLimit
-	cors       *auth.CORS
-	auditor    Auditor
-	log        *slog.Logger
-	clock      store.Clock
-	bodyLimit  int64
-	timeout    time.Duration
-	types      map[string]bool
-	capability []byte
-	export     *ExportOptions
-	exportWake chan struct{}
-	disclosure auth.DisclosurePolicy
-	facts      factsMemo    // parsed Consent and Coverage versions (disclosure.go)
-	decisions  decisionMemo // disclosure decisions while they hold (disclosure.go)
-	writer     Writer
-	clients    Clients
+	store Reader
+	base  string
+	// baseJSON is base escaped for the inside of a JSON string, once: every
+	// Bundle entry's fullUrl starts with it (docs/design/security.md
+	// PERF-ST-15).
+	baseJSON string
+	// everythingNames are the served types in $everything's order, Patient
+	// first, then by name (everythingPlan; PERF-ST-15).
+	everythingNames []string
+	verifier        auth.Verifier
+	rateLimit       *RateLimit
+	cors            *auth.CORS
+	auditor         Auditor
+	log             *slog.Logger
+	clock           store.Clock
+	bodyLimit       int64
+	timeout         time.Duration
+	types           map[string]bool
+	capability      []byte
+	export          *ExportOptions
+	exportWake      chan struct{}
+	disclosure      auth.DisclosurePolicy
+	facts           factsMemo    // parsed Consent and Coverage versions (disclosure.go)
+	decisions       decisionMemo // disclosure decisions while they hold (disclosure.go)
+	writer          Writer
+	clients         Clients
 	// identifierBase is Options.IdentifierSystemBase.
 	identifierBase string
 }
@@ -190,6 +197,8 @@ func New(opts Options) (*Server, error) {
 	for _, t := range search.Types() {
 		s.types[t] = true
 	}
+	s.baseJSON = string(appendEscaped(nil, s.base))
+	s.everythingNames = everythingOrder(s.types)
 	profiles := opts.Profiles
 	if profiles == nil {
 		profiles = USCoreProfiles
