@@ -94,7 +94,7 @@ type cacheRing struct {
 	head  uint64                // where the next record is written, counted from the ring's start over all laps
 	bytes int64                 // accounted size of the entries in m
 	max   int64                 // the ring's share of Cache.max
-	_     [24]byte              // keeps neighbouring rings' locks off one cache line
+	_     [56]byte              // 192 bytes: neighbouring rings' locks on cache lines of their own
 }
 
 // cacheEntry indexes one record: buf[pos%size:][:n]. It holds no pointer,
