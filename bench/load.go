@@ -219,8 +219,16 @@ func attackScenario(sc scenario, conns, rate int, d time.Duration, memProfile, w
 	// back to the OS first, so it does not count against this one.
 	debug.FreeOSMemory()
 	resetPeakRSS()
+	// The attacker's own transport, so that its keep-alive connections
+	// are closed when the scenario ends (docs/design/security.md
+	// PERF-ST-16): left open, each scenario's 32 idle connections, with
+	// the gateway's goroutine, buffers and stack for each and the
+	// client's two, stayed in the process until the gateway's 2-minute
+	// idle timeout, through every later scenario's peak.
+	client := loadClient()
+	defer client.CloseIdleConnections()
 	atk := vegeta.NewAttacker(
-		vegeta.Client(loadClient()),
+		vegeta.Client(client), // first: the options below configure its transport
 		vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)),
 		vegeta.Connections(conns), vegeta.MaxConnections(conns),
 		vegeta.KeepAlive(true), vegeta.HTTP2(false), vegeta.Redirects(vegeta.NoFollow),

@@ -3,12 +3,14 @@ package bench
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,5 +122,38 @@ func TestLoadClientWireUnchanged(t *testing.T) {
 	}
 	if len(own.conns) > 2 || len(def.conns) > 2 {
 		t.Errorf("connections: loadClient %d, vegeta's %d; want at most 2 each (keep-alive)", len(own.conns), len(def.conns))
+	}
+}
+
+// TestAttackClosesItsConnections: a scenario's keep-alive connections are
+// closed when it ends (docs/design/security.md PERF-ST-16), so the next
+// scenario's peak RSS does not carry them (the gateway's goroutine, buffers
+// and stack for each, the client's two). The server counts its
+// connections open; closing is seen by it asynchronously, so the test waits
+// for the count to reach zero (a condition, not a time limit: it fails only
+// when the connections stay open).
+func TestAttackClosesItsConnections(t *testing.T) {
+	var open atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	sc := scenario{name: "read-hot", base: srv.URL, path: func(uint64) string { return "/x" }}
+	r, err := attackScenario(sc, 4, 0, 200*time.Millisecond, "", "", io.Discard)
+	if err != nil || r.requests == 0 {
+		t.Fatalf("attack: %d requests, %v", r.requests, err)
+	}
+	for i := 0; open.Load() > 0; i++ {
+		if i == 1000 {
+			t.Fatalf("%d connections still open after the scenario", open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -2,6 +2,8 @@ package memory
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/maphash"
 	"math"
 	"strconv"
 	"sync"
@@ -21,10 +23,24 @@ const (
 	// about 100 KB compressed).
 	ringBytes = 1 << 20
 	maxRings  = 32
-	// entryOverhead is what an entry costs beyond its key, stamp values and
-	// value (map slot, entry struct, queue slot, string headers), so that
-	// many tiny entries are bounded too.
-	entryOverhead = 96
+	// recHeader is the bytes a record takes in its ring before its key,
+	// stamp values and value: the key's hash and the three lengths.
+	recHeader = 8 + 3*4
+	// entryOverhead is what an entry costs outside its ring's record: its
+	// slot in the index map (a 64-bit hash and a 24-byte position, at
+	// most 7/8 full and up to twice that after a growth) and its position
+	// in the fill-order queue (docs/design/security.md PERF-ST-16), so
+	// that many tiny entries are bounded too and the bound is the bytes
+	// the cache holds.
+	entryOverhead = 64
+	// indexShare is the part of a ring's bound (1/indexShare) kept for
+	// the index: a ring's buffer is the rest, so buffer and index
+	// together stay within the bound for entries of ~700 bytes or more
+	// (reads by id compress to 0.5-2 KB; smaller ones are bounded by the
+	// accounting, which counts entryOverhead each).
+	indexShare = 16
+	// minGrow is the smallest size a ring's heap buffer starts at.
+	minGrow = 64 << 10
 	// stampSlots is the number of stamp counters (a power of two): stamp
 	// names hash to them (docs/design/security.md PERF-ST-8).
 	stampSlots = 1 << 17
@@ -37,15 +53,21 @@ const (
 // Each key holds one entry, stored with the stamp values it was filled at; a
 // Lookup finds it only when those equal the current values.
 //
-// Entries are evicted oldest first, per ring (docs/design/security.md
-// PERF-ST-9); with one ttl for every entry, as store/cached fills, oldest
-// first is also soonest-to-expire first. NewCache keeps each value a heap
-// allocation of its own; NewOffHeapCache writes them into rings of memory
-// mapped from the operating system (ring_unix.go), overwritten oldest
-// first, which the garbage collector neither scans nor counts towards its
-// goal (a heap of twice the live bytes: 32 MiB of entries on the heap cost
-// up to 64 MiB of RSS); only the index (key, stamp values, position,
-// expiry) is then a map.
+// Entries are records (key, stamp values, value) written in order into
+// rings of bytes, one ring per part of the cache that keys hash to, and
+// overwritten oldest first (docs/design/security.md PERF-ST-9); with one
+// ttl for every entry, as store/cached fills, oldest first is also
+// soonest-to-expire first. Each ring's index maps a 64-bit hash of the key
+// to the record's position and expiry; a hit compares the key and stamp
+// values stored in the record, so two keys of one hash are a miss, never
+// the other's value. Nothing in a ring or its index holds a pointer: the
+// garbage collector marks the whole cache without scanning it, and the
+// heap it counts is the bound, not the bound plus a header, a size class's
+// rounding and an index entry of strings per value (docs/design/security.md
+// PERF-ST-16). NewCache keeps the rings on the heap, each grown as it
+// fills up to its share of the bound; NewOffHeapCache maps them from the
+// operating system (ring_unix.go), outside the heap the collector counts
+// towards its goal.
 //
 // Stamps are counters in a fixed array that stamp names hash to
 // (PERF-ST-8): a Bump increments the slot of each stamp, so it also drops
@@ -54,55 +76,45 @@ const (
 // bumped.
 type Cache struct {
 	max    int64
+	seed   maphash.Seed
 	stamps []atomic.Uint64 // stampSlots counters
 	rings  []cacheRing
 }
 
-// cacheRing is one ring of entries and its index, under one lock.
+// cacheRing is one ring of records and its index, under one lock.
 type cacheRing struct {
 	mu    sync.RWMutex
-	m     map[string]cacheEntry
-	queue []queued // the entries in the order their values were written
-	qhead int      // queue[:qhead] is consumed
-	stale int      // queue items of replaced entries
-	buf   []byte   // the ring, off the Go heap (ring_unix.go); nil on the heap
-	heap  bool     // values are heap copies in their entries, not in buf
-	head  uint64   // where the next value is written, counted from the ring's start over all laps
-	bytes int64    // accounted size of the entries in m
-	max   int64    // the ring's share of Cache.max
-	_     [40]byte // keeps neighbouring rings' locks off one cache line
+	m     map[uint64]cacheEntry // by the key's hash
+	queue []uint64              // the positions of the records in the order they were written
+	qhead int                   // queue[:qhead] is consumed
+	stale int                   // queue items of replaced entries
+	buf   []byte                // the ring: on the heap, grown up to size as it fills, or mapped (ring_unix.go)
+	size  uint64                // the ring's length once grown: positions are taken modulo size
+	grow  bool                  // buf is on the heap and grows up to size
+	head  uint64                // where the next record is written, counted from the ring's start over all laps
+	bytes int64                 // accounted size of the entries in m
+	max   int64                 // the ring's share of Cache.max
+	_     [56]byte              // 192 bytes: neighbouring rings' locks on cache lines of their own
 }
 
-// cacheEntry indexes one value: buf[pos%len(buf):][:n], or val on the
-// heap (pos is then a fill number). It is 64 bytes, not the 88 of a
-// time.Time expiry and int sizes: the index map holds one per entry (tens
-// of thousands in a 32 MiB cache of reads by id), and its slots count
-// towards the collector's goal like the values (docs/design/security.md
-// PERF-ST-13).
+// cacheEntry indexes one record: buf[pos%size:][:n]. It holds no pointer,
+// so the index map is never scanned by the collector (PERF-ST-16).
 type cacheEntry struct {
-	at   string
-	val  []byte
-	pos  uint64
-	exp  int64  // wall clock, Unix nanoseconds
-	n    uint32 // len of the value (size bounds it)
-	size uint32 // accounted bytes: at most a ring's share of the bound, refused above 4 GiB
+	pos uint64
+	exp int64  // wall clock, Unix nanoseconds
+	n   uint32 // the record's length: header, key, stamp values and value
 }
 
 // live reports whether en has not expired at now (Unix nanoseconds).
 func (en *cacheEntry) live(now int64) bool { return now < en.exp }
 
-type queued struct {
-	key string
-	pos uint64
-}
-
 var _ store.Cache = (*Cache)(nil)
 
 // NewCache returns an empty Cache holding at most maxBytes of entries
-// (keys, stamp values, values and a fixed per-entry overhead; an entry
-// larger than that, or than its ring, is not stored). The rings' memory
-// is mapped at once but only takes RSS as it is written, and is returned
-// to the operating system when the Cache is garbage collected.
+// (records of key, stamp values and value, and a fixed per-entry overhead
+// for the index; an entry larger than that, or than its ring, is not
+// stored). Its rings are on the heap, each allocated as it fills, so an
+// empty cache costs the collector nothing and a full one its bound.
 func NewCache(maxBytes int64) *Cache { return newCache(maxBytes, false) }
 
 // NewOffHeapCache is NewCache with its rings mapped from the operating
@@ -110,7 +122,9 @@ func NewCache(maxBytes int64) *Cache { return newCache(maxBytes, false) }
 // collector no longer counts the cache's bytes towards its goal, so RSS
 // falls by up to the cache's size, but it also loses them as room to grow:
 // with the same garbage per request it collects more often (more CPU per
-// request). NewCache keeps each value a heap allocation of its own.
+// request). The rings' memory is mapped at once but only takes RSS as it is
+// written, and is returned to the operating system when the Cache is
+// garbage collected.
 func NewOffHeapCache(maxBytes int64) *Cache { return newCache(maxBytes, true) }
 
 func newCache(maxBytes int64, offHeap bool) *Cache {
@@ -118,21 +132,22 @@ func newCache(maxBytes int64, offHeap bool) *Cache {
 	if maxBytes >= 2*ringBytes {
 		n = min(maxBytes/ringBytes, maxRings)
 	}
-	c := &Cache{max: maxBytes, stamps: make([]atomic.Uint64, stampSlots), rings: make([]cacheRing, n)}
+	c := &Cache{max: maxBytes, seed: maphash.MakeSeed(), stamps: make([]atomic.Uint64, stampSlots), rings: make([]cacheRing, n)}
 	for i := range c.rings {
 		r := &c.rings[i]
 		r.max = maxBytes / n
 		if i == 0 {
 			r.max += maxBytes % n
 		}
-		r.m = make(map[string]cacheEntry)
+		r.m = make(map[uint64]cacheEntry)
+		r.size = uint64(max(r.max-r.max/indexShare, 0))
 		if offHeap {
-			r.buf = mapRing(int(max(r.max, 0)))
+			r.buf = mapRing(int(r.size))
 		} else {
-			// Each value a heap allocation of its own, as before the
-			// rings: a ring allocated whole would count towards the
-			// collector's goal at its full size from the start.
-			r.heap = true
+			// Grown as it fills (Fill): a ring allocated whole would
+			// count towards the collector's goal at its full size from
+			// the start.
+			r.grow = true
 		}
 	}
 	if offHeap {
@@ -152,11 +167,13 @@ func fnv1a(s string) uint64 {
 	return h
 }
 
-func (c *Cache) ring(key string) *cacheRing {
+// ring returns key's ring and hash.
+func (c *Cache) ring(key string) (*cacheRing, uint64) {
+	h := maphash.String(c.seed, key)
 	if len(c.rings) == 1 {
-		return &c.rings[0]
+		return &c.rings[0], h
 	}
-	return &c.rings[fnv1a(key)%uint64(len(c.rings))]
+	return &c.rings[(h>>32)%uint64(len(c.rings))], h
 }
 
 func (c *Cache) stamp(name string) *atomic.Uint64 {
@@ -200,20 +217,33 @@ func (c *Cache) View(key string, stamps []string, use func(val []byte) error) (a
 	return at, hit, err
 }
 
+// find returns the value of key's record filled at the stamp values at,
+// and its entry; r's lock is held.
+func (r *cacheRing) find(h uint64, key, at string) (val []byte, en cacheEntry, ok bool) {
+	en, ok = r.m[h]
+	if !ok || !en.live(time.Now().UnixNano()) || !r.intact(en) {
+		return nil, en, false
+	}
+	off := en.pos % r.size
+	rec := r.buf[off : off+uint64(en.n) : off+uint64(en.n)]
+	kn, an := binary.LittleEndian.Uint32(rec[8:]), binary.LittleEndian.Uint32(rec[12:])
+	if uint64(kn)+uint64(an)+recHeader > uint64(len(rec)) ||
+		string(rec[recHeader:recHeader+kn]) != key || string(rec[recHeader+kn:recHeader+kn+an]) != at {
+		return nil, en, false // another key of the same hash, or other stamp values
+	}
+	return rec[recHeader+kn+an:], en, true
+}
+
 // ViewAt is View of the entry filled at the stamp values at (from At).
 func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, err error) {
-	r := c.ring(key)
+	r, h := c.ring(key)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	en, ok := r.m[key]
-	if !ok || en.at != at || !en.live(time.Now().UnixNano()) || !r.intact(en) {
+	val, _, ok := r.find(h, key, at)
+	if !ok {
 		return false, nil
 	}
-	if r.heap || en.n == 0 {
-		return true, use(en.val[:len(en.val):len(en.val)])
-	}
-	off := en.pos % uint64(len(r.buf))
-	return true, use(r.buf[off : off+uint64(en.n) : off+uint64(en.n)])
+	return true, use(val)
 }
 
 // ExpandAt is ViewAt for a use that turns the stored value into bytes of
@@ -223,25 +253,16 @@ func (c *Cache) ViewAt(key, at string, use func(val []byte) error) (hit bool, er
 // Fill of the ring never waits for a decompression (nor, behind it, every
 // other reader of the ring); expand must not keep val.
 func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)) (out []byte, exp time.Time, hit bool, err error) {
-	r := c.ring(key)
+	r, h := c.ring(key)
 	r.mu.RLock()
-	en, ok := r.m[key]
-	if !ok || en.at != at || !en.live(time.Now().UnixNano()) || !r.intact(en) {
+	val, en, ok := r.find(h, key, at)
+	if !ok {
 		r.mu.RUnlock()
 		return nil, time.Time{}, false, nil
 	}
-	if r.heap {
-		r.mu.RUnlock() // a heap value never changes
-		out, err = expand(en.val[:len(en.val):len(en.val)])
-		return out, time.Unix(0, en.exp), true, err
-	}
 	bp := expandBufs.Get().(*[]byte)
 	defer expandBufs.Put(bp)
-	buf := (*bp)[:0]
-	if en.n > 0 {
-		off := en.pos % uint64(len(r.buf))
-		buf = append(buf, r.buf[off:off+uint64(en.n)]...)
-	}
+	buf := append((*bp)[:0], val...)
 	r.mu.RUnlock()
 	*bp = buf[:0]
 	out, err = expand(buf)
@@ -251,11 +272,11 @@ func (c *Cache) ExpandAt(key, at string, expand func(val []byte) ([]byte, error)
 // expandBufs are ExpandAt's buffers: at most a ring's size each.
 var expandBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// intact reports whether en's bytes are still in the ring: no value has
+// intact reports whether en's bytes are still in the ring: no record has
 // been written over them since (Fill drops overwritten entries; this is a
 // second check).
 func (r *cacheRing) intact(en cacheEntry) bool {
-	return r.heap || en.n == 0 || r.head <= en.pos+uint64(len(r.buf))
+	return r.head <= en.pos+r.size && en.pos%r.size+uint64(en.n) <= uint64(len(r.buf))
 }
 
 // Fill stores a copy of val for key at the stamp values at, replacing the
@@ -266,61 +287,73 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 	if ttl <= 0 {
 		return nil
 	}
-	size := int64(len(key)+len(at)+len(val)) + entryOverhead
-	r := c.ring(key)
-	if size > r.max || size > math.MaxUint32 || (!r.heap && len(val) > len(r.buf)) {
+	n := uint64(recHeader + len(key) + len(at) + len(val))
+	size := int64(n) + entryOverhead
+	r, h := c.ring(key)
+	if size > r.max || n > r.size || n > math.MaxUint32 {
 		return nil
-	}
-	var heapVal []byte
-	if r.heap {
-		heapVal = append(make([]byte, 0, len(val)), val...) // outside the lock
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.m[key]; ok {
-		delete(r.m, key)
-		r.bytes -= int64(old.size)
+	if _, ok := r.m[h]; ok { // the key's entry, or another key's of the same hash: replaced
+		r.drop(h)
 		r.stale++
 	}
 	pos := r.head
-	n := uint64(len(val))
-	if r.heap {
-		r.head++ // a fill number: the queue's items stay distinct
-	} else if n > 0 {
-		ringLen := uint64(len(r.buf))
-		if pos%ringLen+n > ringLen {
-			pos += ringLen - pos%ringLen // does not fit before the end: start the next lap
-		}
-		r.head = pos + n
+	if pos%r.size+n > r.size {
+		pos += r.size - pos%r.size // does not fit before the end: start the next lap
 	}
+	head := pos + n
 	// Drop the oldest entries until the new one fits the bound and none
-	// lies where its value goes.
+	// lies where its record goes.
 	for r.qhead < len(r.queue) {
 		q := r.queue[r.qhead]
-		if r.bytes+size <= r.max && (r.heap || q.pos+uint64(len(r.buf)) >= r.head) {
+		if r.bytes+size <= r.max && q+r.size >= head {
 			break
 		}
-		r.queue[r.qhead] = queued{}
+		r.queue[r.qhead] = 0
 		r.qhead++
-		if en, ok := r.m[q.key]; ok && en.pos == q.pos {
-			delete(r.m, q.key)
-			r.bytes -= int64(en.size)
+		off := q % r.size
+		qh := binary.LittleEndian.Uint64(r.buf[off:])
+		if en, ok := r.m[qh]; ok && en.pos == q {
+			r.drop(qh)
 		} else if r.stale > 0 {
 			r.stale--
 		}
 	}
 	r.compact()
 	if r.bytes+size > r.max {
-		return nil // the queue is empty: only a value of a replaced entry was left (never: size <= max)
+		return nil // the queue is empty: only a record of a replaced entry was left (never: size <= max)
 	}
-	if n > 0 && !r.heap {
-		off := pos % uint64(len(r.buf))
-		copy(r.buf[off:off+n], val)
+	off := pos % r.size
+	if r.grow && off+n > uint64(len(r.buf)) {
+		// The ring's heap buffer grows as it fills, by doubling, up to
+		// its size; the records already written keep their offsets.
+		nb := make([]byte, min(r.size, max(2*uint64(len(r.buf)), off+n, minGrow)))
+		copy(nb, r.buf)
+		r.buf = nb
 	}
-	r.m[key] = cacheEntry{at: at, pos: pos, n: uint32(len(val)), val: heapVal, exp: time.Now().Add(ttl).UnixNano(), size: uint32(size)}
-	r.queue = append(r.queue, queued{key: key, pos: pos})
+	rec := r.buf[off : off+n]
+	binary.LittleEndian.PutUint64(rec, h)
+	binary.LittleEndian.PutUint32(rec[8:], uint32(len(key)))
+	binary.LittleEndian.PutUint32(rec[12:], uint32(len(at)))
+	binary.LittleEndian.PutUint32(rec[16:], uint32(len(val)))
+	body := rec[recHeader:]
+	copy(body, key)
+	copy(body[len(key):], at)
+	copy(body[len(key)+len(at):], val)
+	r.head = head
+	r.m[h] = cacheEntry{pos: pos, n: uint32(n), exp: time.Now().Add(ttl).UnixNano()}
+	r.queue = append(r.queue, pos)
 	r.bytes += size
 	return nil
+}
+
+// drop removes the entry of hash h from the index; r's lock is held.
+func (r *cacheRing) drop(h uint64) {
+	en := r.m[h]
+	delete(r.m, h)
+	r.bytes -= int64(en.n) + entryOverhead
 }
 
 // compact drops the queue's consumed slots, and its items of replaced
@@ -329,18 +362,17 @@ func (c *Cache) Fill(_ context.Context, key, at string, val []byte, ttl time.Dur
 func (r *cacheRing) compact() {
 	if r.stale > 64 && 2*r.stale >= len(r.queue)-r.qhead {
 		q := r.queue[:0]
-		for _, it := range r.queue[r.qhead:] {
-			if en, ok := r.m[it.key]; ok && en.pos == it.pos {
-				q = append(q, it)
+		for _, pos := range r.queue[r.qhead:] {
+			h := binary.LittleEndian.Uint64(r.buf[pos%r.size:])
+			if en, ok := r.m[h]; ok && en.pos == pos {
+				q = append(q, pos)
 			}
 		}
-		clear(r.queue[len(q):])
 		r.queue, r.qhead, r.stale = q, 0, 0
 		return
 	}
 	if r.qhead > 64 && r.qhead*2 >= len(r.queue) {
 		n := copy(r.queue, r.queue[r.qhead:])
-		clear(r.queue[n:])
 		r.queue, r.qhead = r.queue[:n], 0
 	}
 }

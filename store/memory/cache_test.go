@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -24,6 +25,12 @@ func TestOffHeapCacheContract(t *testing.T) {
 	storetest.RunCache(t, func(t *testing.T) store.Cache { return NewOffHeapCache(8 << 20) })
 }
 
+// accounted is what an entry of key, at and a value of n bytes counts
+// towards the bound.
+func accounted(key, at string, n int) int64 {
+	return int64(recHeader+len(key)+len(at)+n) + entryOverhead
+}
+
 // entries counts the entries held and sums their accounted sizes.
 func (c *Cache) entries() (n int, size int64) {
 	for i := range c.rings {
@@ -31,7 +38,7 @@ func (c *Cache) entries() (n int, size int64) {
 		r.mu.RLock()
 		for _, en := range r.m {
 			n++
-			size += int64(en.size)
+			size += int64(en.n) + entryOverhead
 		}
 		r.mu.RUnlock()
 	}
@@ -75,7 +82,7 @@ func TestCacheBound(t *testing.T) {
 				t.Errorf("entries sum to %d bytes, accounted %d, bound %d", size, c.Size(), max)
 			}
 			// Eviction must keep the cache useful: nearly full, not emptied.
-			if per := int64(len("k0-0000") + len(val) + entryOverhead); size < max-int64(tc.workers+1)*per {
+			if per := accounted("k0-0000", "", len(val)); size < max-int64(tc.workers+1)*per {
 				t.Errorf("%d entries, %d bytes: eviction freed more than needed", n, size)
 			}
 			// A sole writer's newest entry is present: eviction makes room
@@ -115,7 +122,7 @@ func TestCacheReplaceAccounts(t *testing.T) {
 		}
 	}
 	n, size := c.entries()
-	if n != 1 || size != c.Size() || size != int64(len("k")+len("99")+199+entryOverhead) {
+	if n != 1 || size != c.Size() || size != accounted("k", "99", 199) {
 		t.Errorf("after 100 replacements: %d entries, %d bytes, accounted %d", n, size, c.Size())
 	}
 }
@@ -267,11 +274,98 @@ func TestCacheStampsBounded(t *testing.T) {
 	}
 }
 
-// TestCacheEntrySize: the index's per-entry struct stays 64 bytes
-// (docs/design/security.md PERF-ST-13): the map holds one per entry, and
-// its slots count towards the collector's goal as the values do.
+// TestCacheEntrySize: the index's per-entry struct stays 24 bytes and
+// neither it nor the index map's key holds a pointer, nor does the queue
+// (docs/design/security.md PERF-ST-16): the collector then marks the index
+// without scanning it, and the entryOverhead the bound counts per entry
+// covers its map slot.
 func TestCacheEntrySize(t *testing.T) {
-	if n := unsafe.Sizeof(cacheEntry{}); n > 64 {
-		t.Errorf("cacheEntry is %d bytes, want at most 64", n)
+	if n := unsafe.Sizeof(cacheEntry{}); n > 24 {
+		t.Errorf("cacheEntry is %d bytes, want at most 24", n)
+	}
+	var r cacheRing
+	for _, typ := range []reflect.Type{reflect.TypeOf(r.m).Key(), reflect.TypeOf(r.m).Elem(), reflect.TypeOf(r.queue).Elem()} {
+		if hasPointers(typ) {
+			t.Errorf("%v holds pointers: the collector scans every entry of the index", typ)
+		}
+	}
+}
+
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	}
+	return true
+}
+
+// TestCacheHashCollisionMisses: the index is by a 64-bit hash of the key,
+// so two keys may share an index slot; a lookup must then compare the key
+// stored in the record and miss, never answer another key's value
+// (PERF-ST-16). The collision is forced by pointing the second key's hash
+// at the first key's record.
+func TestCacheHashCollisionMisses(t *testing.T) {
+	ctx := context.Background()
+	for _, offHeap := range []bool{false, true} {
+		c := newCache(1<<20, offHeap)
+		if err := c.Fill(ctx, "a", "1", []byte("value of a"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		ra, ha := c.ring("a")
+		rb, hb := c.ring("b")
+		if ra != rb {
+			t.Fatal("one ring expected")
+		}
+		ra.m[hb] = ra.m[ha]
+		if hit, _ := c.ViewAt("b", "1", func([]byte) error { return nil }); hit {
+			t.Errorf("off heap %v: key b answered with key a's record", offHeap)
+		}
+		if _, _, hit, _ := c.ExpandAt("b", "1", func(v []byte) ([]byte, error) { return v, nil }); hit {
+			t.Errorf("off heap %v: ExpandAt of key b answered with key a's record", offHeap)
+		}
+		// The stamp values are in the record too.
+		if hit, _ := c.ViewAt("a", "2", func([]byte) error { return nil }); hit {
+			t.Errorf("off heap %v: a hit at other stamp values", offHeap)
+		}
+		if hit, _ := c.ViewAt("a", "1", func([]byte) error { return nil }); !hit {
+			t.Errorf("off heap %v: key a missed", offHeap)
+		}
+	}
+}
+
+// TestCacheHeapRingGrowsAsItFills: a heap ring is allocated as it fills,
+// not whole: a few small entries in a 32 MiB cache take a few of its
+// rings' smallest buffers, not 32 MiB counted towards the collector's goal
+// from the start (PERF-ST-16).
+func TestCacheHeapRingGrowsAsItFills(t *testing.T) {
+	ctx := context.Background()
+	c := NewCache(32 << 20)
+	for i := range 10 {
+		if err := c.Fill(ctx, strconv.Itoa(i), "", make([]byte, 1000), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var held int
+	for i := range c.rings {
+		held += len(c.rings[i].buf)
+	}
+	if held > 10*minGrow {
+		t.Errorf("10 entries of 1 KB hold %d bytes of rings", held)
+	}
+	for i := range 10 {
+		if _, _, hit, _ := c.Lookup(ctx, strconv.Itoa(i), nil); !hit {
+			t.Errorf("entry %d missed", i)
+		}
 	}
 }
