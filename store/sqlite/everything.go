@@ -26,12 +26,14 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 		want[p] = true
 	}
 	byKey := make(map[store.Key][]store.Ref, len(from))
-	err = s.eachIDChunk(ctx, tx, from, `SELECT r.id, p.name, x.target
+	// A target stored as its resource's rid reads back as its "Type/id"
+	// (PERF-SQLB-4), and orders as that text.
+	err = s.eachIDChunk(ctx, tx, from, `SELECT r.id, p.name, `+sqlcore.SQLite.RefTarget("x.target")+` AS target
 FROM resources r
 CROSS JOIN idx_ref x INDEXED BY idx_ref_rid ON x.rid = r.rid
 JOIN params p ON p.pid = x.pid
 WHERE r.type = ? AND r.id IN (%s) AND r.deleted = 0
-ORDER BY r.id, p.name, x.target`, func(typ string, rows *sql.Rows) error {
+ORDER BY r.id, p.name, 3`, func(typ string, rows *sql.Rows) error {
 		var id, name, target string
 		if err := rows.Scan(&id, &name, &target); err != nil {
 			return err
