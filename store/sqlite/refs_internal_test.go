@@ -82,26 +82,30 @@ func TestRefTargetsKeyedByRID(t *testing.T) {
 	}
 	defer s.Close()
 	writeRefRecords(t, s)
-	want := []string{
-		"e9.subject #Patient/p1",
-		"o1.derived-from https://other.example/fhir/Observation/x",
-		"o1.encounter Encounter/e9",
-		"o1.has-member Observation/o1/_history/1",
-		"o1.subject #Patient/p1",
-		"o2.encounter #Encounter/e9",
-		"o2.subject #Patient/p1",
-		"o3.encounter Encounter/a0",
-		"o3.subject #Patient/p1",
-		"o4.encounter #Encounter/zz",
-		"o4.subject #Patient/p1",
-		"pv1.patient #Patient/p1",
-		"pv1.target #Observation/o1",
-		"zz.subject #Patient/p1",
-	}
+	want := refRowsWritten
 	if got := refTargets(t, s); !slices.Equal(got, want) {
 		t.Errorf("reference rows:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	checkRefAnswers(t, s)
+}
+
+// refRowsWritten are the reference rows writeRefRecords leaves, a target
+// stored as a rid shown as #Type/id.
+var refRowsWritten = []string{
+	"e9.subject #Patient/p1",
+	"o1.derived-from https://other.example/fhir/Observation/x",
+	"o1.encounter Encounter/e9",
+	"o1.has-member Observation/o1/_history/1",
+	"o1.subject #Patient/p1",
+	"o2.encounter #Encounter/e9",
+	"o2.subject #Patient/p1",
+	"o3.encounter Encounter/a0",
+	"o3.subject #Patient/p1",
+	"o4.encounter #Encounter/zz",
+	"o4.subject #Patient/p1",
+	"pv1.patient #Patient/p1",
+	"pv1.target #Observation/o1",
+	"zz.subject #Patient/p1",
 }
 
 // writeRefRecords writes the records of TestRefTargetsKeyedByRID, in two
@@ -183,6 +187,30 @@ func checkRefAnswers(t *testing.T, s *Store) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Refs = %v, want %v", got, want)
 	}
+}
+
+// TestRefTargetsKeyedByRIDInABulkLoad: a bulk load (its staging tables,
+// then the search tables filled from them in key order) keeps the rids and
+// the text of its reference rows as plain writes do.
+func TestRefTargetsKeyedByRIDInABulkLoad(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "refs.db"), storetest.NewFakeClock(storetest.T0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	end, err := s.BeginBulk(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRefRecords(t, s)
+	if err := end(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := refTargets(t, s); !slices.Equal(got, refRowsWritten) {
+		t.Errorf("reference rows:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(refRowsWritten, "\n"))
+	}
+	checkRefAnswers(t, s)
 }
 
 // TestRefTargetOfARolledBackRecord: a record rolled back alone (its
