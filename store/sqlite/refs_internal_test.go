@@ -187,6 +187,18 @@ func checkRefAnswers(t *testing.T, s *Store) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Refs = %v, want %v", got, want)
 	}
+	// Only the parameters asked for (a rid target looked up only then).
+	refs, err = s.Refs(ctx, []store.Key{{Type: "Provenance", ID: "pv1"}, {Type: "Observation", ID: "o4"}, {Type: "Observation", ID: "o3"}}, []string{"target", "encounter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, r := range refs {
+		got = append(got, r.From.ID+"."+r.Param+" "+r.Target.Type+"/"+r.Target.ID)
+	}
+	if want := []string{"pv1.target Observation/o1", "o4.encounter Encounter/zz", "o3.encounter Encounter/a0"}; !slices.Equal(got, want) {
+		t.Errorf("Refs of target and encounter = %v, want %v", got, want)
+	}
 }
 
 // TestRefTargetsKeyedByRIDInABulkLoad: a bulk load (its staging tables,
