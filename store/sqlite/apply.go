@@ -16,6 +16,7 @@ import (
 type writeStmts struct {
 	getSource, insSource, updSource *dstmt
 	getRes, insRes, updRes, setSrc  *dstmt
+	getRID                          *dstmt
 	getPID, insPID                  *dstmt
 	getCID, insCID                  *dstmt
 	getSID, insSID                  *dstmt
@@ -51,6 +52,7 @@ func prepareWrite(ctx context.Context, c dconn) (*writeStmts, error) {
 	// as part of the insert, saving a lookup per new resource.
 	ws.insRes = prep(`INSERT INTO resources (rid, type, id, version, hid, last_updated, deleted, patient, hash, src)
 VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
+	ws.getRID = prep(`SELECT rid FROM resources WHERE type = ? AND id = ?`)
 	ws.updRes = prep(`UPDATE resources SET version = ?, hid = ?, last_updated = ?, deleted = ?, patient = ?, hash = ?, src = ? WHERE rid = ?`)
 	ws.setSrc = prep(sqlcore.SetSourceSQL)
 	ws.getPID = prep(`SELECT pid FROM params WHERE type = ? AND name = ?`)
@@ -150,7 +152,8 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		latest = max(latest, l)
 	}
 	now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
-	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, newSIDs: map[string]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged}
+	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, newSIDs: map[string]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged,
+		created: map[store.Key]int64{}, looked: map[store.Key]int64{}}
 	if _, err := a.ws.maxRID.queryRow(bg, nil, &a.lastRID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
@@ -214,7 +217,15 @@ type applier struct {
 	newSIDs map[string]int64   // token systems looked up or created in this transaction
 	cids    map[string]int64   // compartments interned in this transaction
 	ids     []interned         // of the current record's resources
-	buf     rowBuf             // index and history rows awaiting a flush
+	// created are the rids of the resources created in this transaction,
+	// and looked the rids (0: none) that reference targets were looked up
+	// to (resolveRefs); recCreated are the keys the current record added
+	// to created, dropped again when its savepoint is rolled back (its
+	// rids then name no row, and the next transaction reuses them).
+	created    map[store.Key]int64
+	looked     map[store.Key]int64
+	recCreated []store.Key
+	buf        rowBuf // index and history rows awaiting a flush
 	// staged: a bulk load into an empty store runs; index rows go to its
 	// staging tables (bulk.go).
 	staged bool
@@ -303,12 +314,19 @@ func (a *applier) Savepoint(write func() (store.WriteResult, error)) (store.Writ
 	if err := a.c.exec(a.ctx, "SAVEPOINT rec"); err != nil {
 		return store.WriteResult{}, &sqlcore.Fatal{Err: err}
 	}
+	a.recCreated = a.recCreated[:0]
 	res, err := write()
 	if err == nil {
 		err = a.flush()
 	}
 	if err != nil {
 		a.buf.reset()
+		for _, k := range a.recCreated {
+			delete(a.created, k)
+		}
+		// A miss looked up in the record may have found one of its own
+		// (now rolled back) rows.
+		clear(a.looked)
 		if rerr := a.c.exec(a.ctx, "ROLLBACK TO rec"); rerr != nil {
 			return store.WriteResult{}, &sqlcore.Fatal{Err: rerr}
 		}
@@ -439,6 +457,9 @@ func (a *applier) writeResource(rw *store.ResourceWrite, i int, srid int64, p *s
 		return sqlcore.Update(a, rw, i, p, cur, srid, a.now)
 	}
 	a.lastRID, a.lastHID = rid, hid
+	k := store.Key{Type: rw.Type, ID: rw.ID}
+	a.created[k] = rid
+	a.recCreated = append(a.recCreated, k)
 	if err := a.bufferHistory(histRow{hid: hid, rid: rid, version: 1, patient: sqlcore.NullString(rw.Patient), body: p.Stamped}); err != nil {
 		return store.ResourceResult{}, err
 	}

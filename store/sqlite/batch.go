@@ -38,6 +38,7 @@ var flushAt = 1 << 18
 type idxRow struct {
 	pid, rid int64
 	sid      int64  // token: the interned system (token_systems)
+	trid     int64  // reference: the target's rid when it is stored (resolveRefs), else 0 and the text in a
 	a, b     string // token: code; string: value; reference: target; quantity: system, code
 	lo, hi   int64  // date
 	num      float64
@@ -182,8 +183,14 @@ func appendIdxArgs(nv []driver.NamedValue, kind store.IndexKind, r *idxRow) []dr
 	case store.KindToken:
 		add(r.a)
 		add(r.sid)
-	case store.KindString, store.KindReference:
+	case store.KindString:
 		add(r.a)
+	case store.KindReference:
+		if r.trid != 0 {
+			add(r.trid)
+		} else {
+			add(r.a)
+		}
 	case store.KindDate:
 		add(r.lo)
 		add(r.hi)
@@ -230,6 +237,9 @@ func (a *applier) flush() error {
 	}); err != nil {
 		return err
 	}
+	if err := a.resolveRefs(a.buf.idx[store.KindReference]); err != nil {
+		return fmt.Errorf("index %s: %w", sqlcore.IndexTables[store.KindReference], err)
+	}
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
 		rows := a.buf.idx[k]
 		if len(rows) == 0 {
@@ -267,5 +277,44 @@ func (a *applier) flushRows(kind store.IndexKind, n, limit int, args func([]driv
 		i += rows
 	}
 	clear(a.buf.nv) // drop body references
+	return nil
+}
+
+// resolveRefs sets the trid of each reference row whose target "Type/id"
+// (sqlcore.RefKey) is a stored resource: the row is keyed by that rid
+// instead of the text (docs/design/security.md PERF-SQLB-4). Rows are
+// flushed when their record's resources are all written (the whole chunk
+// at once, unless each record runs in its own savepoint), so a Provenance's
+// target, written in the same chunk, is found, and its row lands at the
+// end of the parameter's range (rids grow) instead of at a random UUID:
+// idx_ref's primary key was a third of the pages an ingest wrote. A target
+// not stored (yet) stays text; searches match both forms.
+func (a *applier) resolveRefs(rows []idxRow) error {
+	for i := range rows {
+		r := &rows[i]
+		typ, id, ok := sqlcore.RefKey(r.a)
+		if !ok {
+			continue
+		}
+		k := store.Key{Type: typ, ID: id}
+		if rid, ok := a.created[k]; ok {
+			r.trid = rid
+			continue
+		}
+		rid, ok := a.looked[k]
+		if !ok {
+			found, err := a.ws.getRID.queryRow(a.ctx, []any{typ, id}, &rid)
+			if err != nil {
+				return err
+			}
+			if !found {
+				rid = 0
+			}
+			// A miss is kept too: should a later record of this
+			// transaction create the target, created has it first.
+			a.looked[k] = rid
+		}
+		r.trid = rid
+	}
 	return nil
 }

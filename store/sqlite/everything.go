@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -26,29 +27,62 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 		want[p] = true
 	}
 	byKey := make(map[store.Key][]store.Ref, len(from))
+	// A target stored as its resource's rid (PERF-SQLB-4) is read back as
+	// its "Type/id" once the wanted rows are known (resolveRIDs): looking
+	// it up in the query cost a resources lookup for every reference of
+	// the resources, wanted or not.
+	type pending struct {
+		k store.Key
+		i int
+	}
+	var byRID map[int64][]pending
 	err = s.eachIDChunk(ctx, tx, from, `SELECT r.id, p.name, x.target
 FROM resources r
 CROSS JOIN idx_ref x INDEXED BY idx_ref_rid ON x.rid = r.rid
 JOIN params p ON p.pid = x.pid
-WHERE r.type = ? AND r.id IN (%s) AND r.deleted = 0
-ORDER BY r.id, p.name, x.target`, func(typ string, rows *sql.Rows) error {
-		var id, name, target string
+WHERE r.type = ? AND r.id IN (%s) AND r.deleted = 0`, func(typ string, rows *sql.Rows) error {
+		var id, name string
+		var target any
 		if err := rows.Scan(&id, &name, &target); err != nil {
 			return err
 		}
 		if len(want) > 0 && !want[name] {
 			return nil
 		}
-		ttyp, tid, ok := strings.Cut(target, "/")
-		if !ok || ttyp == "" || tid == "" || strings.Contains(tid, "/") {
-			return nil
-		}
 		k := store.Key{Type: typ, ID: id}
-		byKey[k] = append(byKey[k], store.Ref{From: k, Param: name, Target: store.Key{Type: ttyp, ID: tid}})
+		switch t := target.(type) {
+		case int64:
+			if byRID == nil {
+				byRID = map[int64][]pending{}
+			}
+			byRID[t] = append(byRID[t], pending{k, len(byKey[k])})
+			byKey[k] = append(byKey[k], store.Ref{From: k, Param: name})
+		case string:
+			ttyp, tid, ok := sqlcore.RefKey(t)
+			if !ok {
+				return nil
+			}
+			byKey[k] = append(byKey[k], store.Ref{From: k, Param: name, Target: store.Key{Type: ttyp, ID: tid}})
+		default:
+			return fmt.Errorf("reference target of type %T", target)
+		}
 		return nil
 	})
+	if err == nil && len(byRID) > 0 {
+		err = resolveRIDs(ctx, s, tx, byRID, func(p pending, target store.Key) { byKey[p.k][p.i].Target = target })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: refs: %w", err)
+	}
+	// Each source's refs ordered by param, then target as text, as when
+	// every target was text.
+	for _, refs := range byKey {
+		slices.SortFunc(refs, func(a, b store.Ref) int {
+			if c := strings.Compare(a.Param, b.Param); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Target.Type+"/"+a.Target.ID, b.Target.Type+"/"+b.Target.ID)
+		})
 	}
 	var out []store.Ref
 	for _, k := range from {
@@ -56,6 +90,66 @@ ORDER BY r.id, p.name, x.target`, func(typ string, rows *sql.Rows) error {
 		delete(byKey, k) // each key once
 	}
 	return out, nil
+}
+
+// resolveRIDs looks up the "Type/id" of each rid in byRID (reference
+// targets stored as rids, PERF-SQLB-4) and calls set for each of its
+// pendings: a query per idChunk rids. A rid naming no resource is an
+// error (the writer never stores one, and resources rows are never
+// deleted).
+func resolveRIDs[P any](ctx context.Context, s *Store, tx *sql.Tx, byRID map[int64][]P, set func(P, store.Key)) error {
+	rids := make([]int64, 0, len(byRID))
+	for rid := range byRID {
+		rids = append(rids, rid)
+	}
+	slices.Sort(rids)
+	args := make([]any, 0, idChunk)
+	found := 0
+	for lo := 0; lo < len(rids); lo += idChunk {
+		chunk := rids[lo:min(lo+idChunk, len(rids))]
+		// Padded to a power of two (at least 8) with rid 0, which no
+		// resource has: a handful of statement texts.
+		n := 8
+		for n < len(chunk) {
+			n *= 2
+		}
+		args = args[:0]
+		for _, rid := range chunk {
+			args = append(args, rid)
+		}
+		for len(args) < n {
+			args = append(args, int64(0))
+		}
+		st, err := s.stmt(ctx, tx, `SELECT rid, type, id FROM resources WHERE rid IN (`+placeholders(n)+`)`)
+		if err != nil {
+			return err
+		}
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var rid int64
+			var k store.Key
+			if err := rows.Scan(&rid, &k.Type, &k.ID); err != nil {
+				rows.Close()
+				return err
+			}
+			for _, p := range byRID[rid] {
+				set(p, k)
+			}
+			found++
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if found != len(rids) {
+		return fmt.Errorf("%d reference targets name no resource", len(rids)-found)
+	}
+	return nil
 }
 
 // eachIDChunk runs text (a query with "r.type = ?" and "r.id IN (%s)") for

@@ -38,6 +38,17 @@ var undoTokenSystems = []string{
 	`DROP TABLE token_systems`,
 }
 
+// undoRefRIDs turns idx_ref back into migration 0015's: every target as
+// text (a rid target as the "Type/id" of its resource).
+var undoRefRIDs = []string{
+	`CREATE TABLE idx_ref_text (pid INTEGER NOT NULL, target TEXT NOT NULL, rid INTEGER NOT NULL REFERENCES resources (rid),
+    PRIMARY KEY (pid, target, rid)) WITHOUT ROWID`,
+	`INSERT INTO idx_ref_text SELECT x.pid, CASE WHEN typeof(x.target) = 'integer' THEN (SELECT t.type || '/' || t.id FROM resources t WHERE t.rid = x.target) ELSE x.target END, x.rid FROM idx_ref x`,
+	`DROP TABLE idx_ref`,
+	`ALTER TABLE idx_ref_text RENAME TO idx_ref`,
+	`CREATE INDEX idx_ref_rid ON idx_ref (rid, pid)`,
+}
+
 // openMigrated closes s, runs stmts on its file (turning it back into an
 // older schema), and opens it again: the migrations run.
 func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
@@ -49,10 +60,12 @@ func openMigrated(t *testing.T, s *Store, path string, stmts ...string) *Store {
 		t.Fatal(err)
 	}
 	// Every test reverts to a schema before the jobs table, the export
-	// walk's index, the compact audit trail and the interned token systems
-	// (the newest migrations), which it recreates.
+	// walk's index, the compact audit trail, the interned token systems and
+	// the reference targets' rids (the newest migrations), which it
+	// recreates.
 	undo := append([]string{`DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`}, undoAuditCompact...)
 	undo = append(undo, undoTokenSystems...)
+	undo = append(undo, undoRefRIDs...)
 	for _, stmt := range append(undo, stmts...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -254,7 +267,7 @@ func TestMigrationFinishesABulkLoadFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, stmt := range append(undoTokenSystems, `DELETE FROM schema_version WHERE version >= 15`) {
+	for _, stmt := range append(append(undoRefRIDs, undoTokenSystems...), `DELETE FROM schema_version WHERE version >= 15`) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

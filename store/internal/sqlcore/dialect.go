@@ -57,6 +57,12 @@ type Dialect struct {
 	// row (SQLite, docs/design/architecture.md PERF-SQLB-2; PostgreSQL,
 	// docs/design/security.md PERF-PG-4), instead of holding the text.
 	tokenSystems bool
+	// refRIDs: a reference row whose target "Type/id" was stored when the
+	// row was written holds the target's rid (an integer) instead of the
+	// text, and any other target as text (SQLite, docs/design/security.md
+	// PERF-SQLB-4): a value matches either form, and a target read back is
+	// the text (RefTarget).
+	refRIDs bool
 
 	// historyRowid: history rows have their own rowid (hid), and
 	// resources.hid names the current version's; else a history row is
@@ -92,6 +98,7 @@ var SQLite = (&Dialect{
 	paramCol:   "pid",
 
 	tokenSystems: true,
+	refRIDs:      true,
 
 	historyRowid: true,
 	exportIndex:  " INDEXED BY resources_type_rid",

@@ -282,6 +282,16 @@ func (b *Builder) ValuePred(c *store.Clause, v store.Value) (string, error) {
 		}
 		return "(x.value >= " + b.Arg(n) + " AND x.value < " + b.Arg(n+maxString) + ")", nil
 	case store.KindReference:
+		if b.d.refRIDs {
+			// The target's rid when it is stored (rows written after it
+			// hold that), or the text (rows written before it was, and
+			// targets that name no stored resource): a row holds one or
+			// the other, never both (PERF-SQLB-4).
+			if typ, id, ok := RefKey(v.Str); ok {
+				return "x.target IN ((SELECT rid FROM resources WHERE type = " + b.Arg(typ) + " AND id = " + b.Arg(id) + "), " +
+					b.Arg(v.Str) + ")", nil
+			}
+		}
 		return "x.target = " + b.Arg(v.Str), nil
 	case store.KindDate:
 		p, err := b.datePred(v, "x.lo", "x.hi")
@@ -293,6 +303,31 @@ func (b *Builder) ValuePred(c *store.Clause, v store.Value) (string, error) {
 		return b.numValuePred(c, v)
 	}
 	return "", fmt.Errorf("store: search: %s: unknown kind %d", c.Param, c.Kind)
+}
+
+// RefKey splits a reference target "Type/id" into its type and id; ok is
+// false for any other form (an absolute URL, a versioned reference, a
+// fragment), which the index keeps as text. A store that keeps reference
+// targets as rids (Dialect.refRIDs) resolves exactly the targets RefKey
+// accepts, at write time and in a search alike.
+func RefKey(target string) (typ, id string, ok bool) {
+	typ, id, ok = strings.Cut(target, "/")
+	if !ok || typ == "" || id == "" || strings.IndexByte(id, '/') >= 0 {
+		return "", "", false
+	}
+	return typ, id, true
+}
+
+// RefTarget is the text of a reference row's target column col: itself,
+// or, where targets may be rids (Dialect.refRIDs), the "Type/id" of the
+// resource an integer target names (the same text the row was written
+// with: RefKey split it, and a resource's type and id never change).
+func (d *Dialect) RefTarget(col string) string {
+	if !d.refRIDs {
+		return col
+	}
+	return "CASE WHEN typeof(" + col + ") = 'integer' THEN (SELECT t.type || '/' || t.id FROM resources t WHERE t.rid = " + col +
+		") ELSE " + col + " END"
 }
 
 // tokenSystem is the condition "the token row x has system": by its sid
@@ -423,7 +458,11 @@ func (b *Builder) Order(q *store.Query, key ParamKey) (string, error) {
 			continue // no resource has a value: the key orders nothing
 		}
 		t := IndexTables[so.Kind]
-		parts = append(parts, "(SELECT "+agg+"(x."+sortColumn(so.Kind, so.Desc)+") FROM "+t+" x"+b.ridIndex(t)+
+		col := "x." + sortColumn(so.Kind, so.Desc)
+		if so.Kind == store.KindReference {
+			col = b.d.RefTarget(col)
+		}
+		parts = append(parts, "(SELECT "+agg+"("+col+") FROM "+t+" x"+b.ridIndex(t)+
 			" WHERE x.rid = r.rid AND "+b.ParamIs(k)+")"+dir+" NULLS LAST")
 	}
 	if !hasID {

@@ -28,6 +28,8 @@ func TestFilter(t *testing.T) {
 		sqlite   string
 		postgres string
 		args     []any
+		// sqliteArgs, when set, are SQLite's arguments (else args).
+		sqliteArgs []any
 	}{
 		{
 			name:     "token code and system, or any system",
@@ -51,11 +53,20 @@ func TestFilter(t *testing.T) {
 			args:     []any{"name", "emile", "emile" + maxString, "bo"},
 		},
 		{
-			name:     "reference",
-			cl:       Clause{Clause: &store.Clause{Param: "subject", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}, Key: "subject"},
-			sqlite:   "EXISTS (SELECT 1 FROM idx_ref x INDEXED BY idx_ref_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.target = ?))",
-			postgres: "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND (x.target = $2) OFFSET 0)",
-			args:     []any{"subject", "Patient/p1"},
+			name: "reference",
+			cl:   Clause{Clause: &store.Clause{Param: "subject", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}, Key: "subject"},
+			// SQLite: the target's rid, or the text (PERF-SQLB-4).
+			sqlite:     "EXISTS (SELECT 1 FROM idx_ref x INDEXED BY idx_ref_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.target IN ((SELECT rid FROM resources WHERE type = ? AND id = ?), ?)))",
+			postgres:   "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND (x.target = $2) OFFSET 0)",
+			args:       []any{"subject", "Patient/p1"},
+			sqliteArgs: []any{"subject", "Patient", "p1", "Patient/p1"},
+		},
+		{
+			name:     "reference not of the form Type/id",
+			cl:       Clause{Clause: &store.Clause{Param: "derived-from", Kind: store.KindReference, Values: []store.Value{{Str: "https://x.example/Observation/1"}, {Str: "Observation/1/_history/2"}}}, Key: "derived-from"},
+			sqlite:   "EXISTS (SELECT 1 FROM idx_ref x INDEXED BY idx_ref_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.target = ? OR x.target = ?))",
+			postgres: "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND (x.target = $2 OR x.target = $3) OFFSET 0)",
+			args:     []any{"derived-from", "https://x.example/Observation/1", "Observation/1/_history/2"},
 		},
 		{
 			name:     "date ge and ne",
@@ -141,8 +152,12 @@ func TestFilter(t *testing.T) {
 				if tc.cl.Param == store.ParamID {
 					continue // the ids bind differently: one array or one per id
 				}
-				if got := b.Args(); !reflect.DeepEqual(got, tc.args) {
-					t.Errorf("%s: args = %#v, want %#v", d.d.Name, got, tc.args)
+				want := tc.args
+				if d.d == SQLite && tc.sqliteArgs != nil {
+					want = tc.sqliteArgs
+				}
+				if got := b.Args(); !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: args = %#v, want %#v", d.d.Name, got, want)
 				}
 			}
 		})
