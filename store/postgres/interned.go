@@ -19,7 +19,10 @@ import (
 // docs/design/security.md PERF-PG-4) and the search parameters' names
 // (search_params, migration 0016, PERF-PG-5). An id never changes and is
 // never removed, so the ids are cached for the store's life, copied on
-// write under mu.
+// write under mu. mu is never held across a statement: a search holds a
+// pool connection (its transaction) while it resolves a name, so a lock
+// held by an Apply waiting for a connection to intern would deadlock a
+// pool of waiting searches (storetest Concurrency found it).
 type interned struct {
 	// what names the table in errors; insert and lookup are its
 	// statements: insert interns the texts of a text[] ($1), lookup reads
@@ -69,8 +72,6 @@ func (in *interned) intern(ctx context.Context, pool *pgxpool.Pool, missing []st
 	if len(missing) == 0 {
 		return known, nil
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	if _, err := pool.Exec(ctx, in.insert, missing); err != nil {
 		return nil, fmt.Errorf("%s: %w", in.what, err)
 	}
@@ -92,23 +93,30 @@ type queryer interface {
 }
 
 // read adds to the cache those of texts that are stored, as q sees them,
-// and returns it. The caller holds mu.
+// and returns it. The statement runs without mu; only the copy-on-write
+// merge into the cache holds it (an id never changes, so merges of
+// concurrent reads agree).
 func (in *interned) read(ctx context.Context, q queryer, texts []string) (map[string]int32, error) {
 	rows, err := q.Query(ctx, in.lookup, texts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", in.what, err)
 	}
-	next := maps.Clone(*in.ids.Load())
+	found := make(map[string]int32, len(texts))
 	var (
 		text string
 		id   int32
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&text, &id}, func() error {
-		next[text] = id
+		found[text] = id
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("%s: %w", in.what, err)
 	}
+	in.known() // the cache exists
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	next := maps.Clone(*in.ids.Load())
+	maps.Copy(next, found)
 	in.ids.Store(&next)
 	return next, nil
 }
@@ -120,8 +128,6 @@ func (in *interned) find(ctx context.Context, q queryer, text string) (id int32,
 	if id, ok := in.known()[text]; ok {
 		return id, true, nil
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	next, err := in.read(ctx, q, []string{text})
 	if err != nil {
 		return 0, false, err
