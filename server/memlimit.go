@@ -14,7 +14,7 @@ import (
 // resources is made of (--memprofile, 2026-12-06): about 30 MB of mapped
 // binary and 30-32 MB of SQLite page caches outside Go, neither counted by
 // the limit, so 150 MB of RSS leaves the runtime about 88 MiB: the cache's
-// 32 + 56. At that limit every scenario's peak was 143-150 MB (170-216
+// 32 + 56. At that limit the scenarios' peaks were 143-154 MB (170-216
 // without), for more collector CPU in the scenarios that make the most
 // garbage per request (docs/benchmarks.md, "PERF-ST-17"). It was 128 MiB
 // (PERF-ST-4), measured when the cache alone held 1.1-1.4 times its bound
