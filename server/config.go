@@ -168,7 +168,7 @@ var Settings = []Setting{
 	{"read-cache", "KETABRIDGE_READ_CACHE", "on", "read cache: on (Redis when --redis-url is set, else in memory for SQLite) or off"},
 	{"cache-mb", "KETABRIDGE_CACHE_MB", "32", "in-memory read cache size in MiB: the whole cache without Redis, each replica's near cache with it (0 = none)"},
 	{"cache-off-heap", "KETABRIDGE_CACHE_OFF_HEAP", "off", "on: the in-memory read cache's values outside the Go heap (memory mapped): up to --cache-mb less RSS, but the collector, losing them as room to grow, collects more often (more CPU per cached read); off: on the heap"},
-	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "0", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); 0 = none (the default: GOMEMLIMIT, if set); auto = --cache-mb + 128 (GOMEMLIMIT, when set, wins over auto)"},
+	{"memory-limit-mb", "KETABRIDGE_MEMORY_LIMIT_MB", "0", "soft limit of the Go runtime's memory in MiB (the garbage collector works harder near it, never fails for it); 0 = none (the default: GOMEMLIMIT, if set); auto = --cache-mb + 56 (GOMEMLIMIT, when set, wins over auto)"},
 	{"gc-percent", "KETABRIDGE_GC_PERCENT", "100", "the Go garbage collector's GOGC: the heap may grow this many percent past what is live before a collection; 50 keeps it at 1.5x the live heap instead of 2x, for less RSS and more CPU per request (GOGC, when set, wins)"},
 	{"rate-limit", "KETABRIDGE_RATE_LIMIT", "200", "requests per second per OAuth client (token bucket; 0 = no limit)"},
 	{"rate-burst", "KETABRIDGE_RATE_BURST", "400", "token-bucket size per OAuth client"},

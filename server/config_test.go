@@ -79,6 +79,13 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("memory limit %d MiB with a 64 MiB cache", c.MemoryLimitMB)
 			}
 		}},
+		{"memory limit auto leaves 150 MB of RSS with the default cache", []string{"--memory-limit-mb", "auto"}, nil, func(t *testing.T, c Config) {
+			// 32 MiB of cache + 56: with the binary and SQLite's page caches
+			// outside the runtime, about 150 MB (docs/design/security.md PERF-ST-17).
+			if c.MemoryLimitMB != 88 {
+				t.Errorf("memory limit %d MiB with the default 32 MiB cache", c.MemoryLimitMB)
+			}
+		}},
 		{"memory limit auto yields to GOMEMLIMIT", []string{"--memory-limit-mb", "auto"}, map[string]string{"GOMEMLIMIT": "1GiB"}, func(t *testing.T, c Config) {
 			if c.MemoryLimitMB != 0 {
 				t.Errorf("memory limit %d MiB over GOMEMLIMIT", c.MemoryLimitMB)

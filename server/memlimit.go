@@ -5,18 +5,21 @@ import (
 	"runtime/debug"
 )
 
-// memoryLimitHeadroomMB is what the default memory limit allows the Go
-// runtime beyond the read cache: the working set of the requests in flight
-// (a page of up to 500 resources and a 64 KiB chunk each,
-// docs/design/security.md PERF-ST-1), the auth and rate-limit state, and
-// the collector's headroom. Measured (docs/benchmarks.md, "Streamed Bundles
-// and a default memory limit"): with the cache + 64 MiB the $everything
-// scenario's peak RSS fell by about 40 MB but each request cost about a
-// fifth more CPU (the collector and the scavenger at work near a live heap
-// of about 50 MB); the cache + 128 MiB stays above the steady state's heap
-// at 200 patients (about 105 MB at its peak) and caps the heap a burst
-// could grow to, where GOGC alone lets it reach twice the largest live heap.
-const memoryLimitHeadroomMB = 128
+// memoryLimitHeadroomMB is what the auto memory limit allows the Go
+// runtime beyond the read cache (docs/design/security.md PERF-ST-17): the
+// live heap besides the cache (the audit queue, the auth state, the JSON
+// plans, the requests in flight: 15-25 MB on the 1M bench, load generator
+// included), the runtime's own (stacks, GC metadata: about 11 MB) and the
+// collector's room to grow in. What a peak of `ketabridge-bench` at 1M
+// resources is made of (--memprofile, 2026-12-06): about 30 MB of mapped
+// binary and 30-32 MB of SQLite page caches outside Go, neither counted by
+// the limit, so 150 MB of RSS leaves the runtime about 88 MiB: the cache's
+// 32 + 56. At that limit the scenarios' peaks were 143-154 MB (170-216
+// without), for more collector CPU in the scenarios that make the most
+// garbage per request (docs/benchmarks.md, "PERF-ST-17"). It was 128 MiB
+// (PERF-ST-4), measured when the cache alone held 1.1-1.4 times its bound
+// and the live heap besides it was twice today's.
+const memoryLimitHeadroomMB = 56
 
 // ApplyMemoryLimit sets the Go runtime's soft memory limit to
 // cfg.MemoryLimitMB (docs/design/security.md PERF-ST-4) and returns the
