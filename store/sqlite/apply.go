@@ -159,6 +159,10 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, newSIDs: map[string]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged,
 		buf: s.rowBuf()}
 	a.created, a.looked = a.buf.created, a.buf.looked
+	// Nothing the transaction wrote stays referenced between Applies: the
+	// maps' keys are the chunk's ids, which may share memory with its
+	// mapped records (flush leaves the row slices empty).
+	defer a.buf.release()
 	if _, err := a.ws.maxRID.queryRow(bg, nil, &a.lastRID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}

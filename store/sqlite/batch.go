@@ -69,15 +69,21 @@ type rowBuf struct {
 	created, looked map[store.Key]int64
 }
 
+// release drops what b references, keeping its slices' and maps' room.
+func (b *rowBuf) release() {
+	b.reset()
+	clear(b.created)
+	clear(b.looked)
+	clear(b.nv)
+}
+
 // rowBuf returns the writer's row buffer, empty. The caller holds wsem.
 func (s *Store) rowBuf() *rowBuf {
 	if s.wbuf == nil {
 		s.wbuf = &rowBuf{created: map[store.Key]int64{}, looked: map[store.Key]int64{}}
 	}
 	b := s.wbuf
-	b.reset()
-	clear(b.created)
-	clear(b.looked)
+	b.release()
 	return b
 }
 
