@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ketabridge/ketabridge/store"
@@ -17,6 +18,8 @@ type writeStmts struct {
 	getSource, insSource, updSource *dstmt
 	getRes, insRes, updRes, setSrc  *dstmt
 	getRID                          *dstmt
+	delRes                          *dstmt         // createAll's rows, when one of the record's resources existed
+	insResN                         map[int]*dstmt // createAll's multi-row inserts, prepared on first use
 	getPID, insPID                  *dstmt
 	getCID, insCID                  *dstmt
 	getSID, insSID                  *dstmt
@@ -52,6 +55,7 @@ func prepareWrite(ctx context.Context, c dconn) (*writeStmts, error) {
 	// as part of the insert, saving a lookup per new resource.
 	ws.insRes = prep(`INSERT INTO resources (rid, type, id, version, hid, last_updated, deleted, patient, hash, src)
 VALUES (?, ?, ?, 1, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING`)
+	ws.delRes = prep(`DELETE FROM resources WHERE rid BETWEEN ? AND ?`)
 	ws.getRID = prep(`SELECT rid FROM resources WHERE type = ? AND id = ?`)
 	ws.updRes = prep(`UPDATE resources SET version = ?, hid = ?, last_updated = ?, deleted = ?, patient = ?, hash = ?, src = ? WHERE rid = ?`)
 	ws.setSrc = prep(sqlcore.SetSourceSQL)
@@ -153,7 +157,12 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 	}
 	now := sqlcore.NotBefore(s.clock.Now().UTC().Truncate(time.Millisecond), latest)
 	a := &applier{c: c, ws: s.ws, ctx: bg, now: now, ms: now.UnixMilli(), cache: s, newPIDs: map[paramKey]int64{}, newSIDs: map[string]int64{}, cids: map[string]int64{}, safe: safe, staged: s.staged,
-		created: map[store.Key]int64{}, looked: map[store.Key]int64{}}
+		buf: s.rowBuf()}
+	a.created, a.looked = a.buf.created, a.buf.looked
+	// Nothing the transaction wrote stays referenced between Applies: the
+	// maps' keys are the chunk's ids, which may share memory with its
+	// mapped records (flush leaves the row slices empty).
+	defer a.buf.release()
 	if _, err := a.ws.maxRID.queryRow(bg, nil, &a.lastRID); err != nil {
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
@@ -225,7 +234,7 @@ type applier struct {
 	created    map[store.Key]int64
 	looked     map[store.Key]int64
 	recCreated []store.Key
-	buf        rowBuf // index and history rows awaiting a flush
+	buf        *rowBuf // index and history rows awaiting a flush (the Store's wbuf)
 	// staged: a bulk load into an empty store runs; index rows go to its
 	// staging tables (bulk.go).
 	staged bool
@@ -414,8 +423,21 @@ func (a *applier) Write(rec *store.RecordWrite, src sqlcore.Source, preps []sqlc
 	} else if _, err := a.ws.insSource.queryRow(a.ctx, []any{rec.Kind, rec.ClinicID, rec.Hash, body, keys, a.ms}, &srid); err != nil {
 		return res, err
 	}
+	all := false
+	if !src.Found && len(rec.Resources) > 1 {
+		var err error
+		if all, err = a.createAll(rec, srid, preps); err != nil {
+			return res, err
+		}
+	}
 	for i := range rec.Resources {
-		rr, err := a.writeResource(&rec.Resources[i], i, srid, &preps[i])
+		var rr store.ResourceResult
+		var err error
+		if all {
+			rr, err = a.created1(&rec.Resources[i], i, a.lastRID+1, a.lastHID+1, &preps[i])
+		} else {
+			rr, err = a.writeResource(&rec.Resources[i], i, srid, &preps[i])
+		}
 		if err != nil {
 			return res, err
 		}
@@ -456,6 +478,111 @@ func (a *applier) writeResource(rw *store.ResourceWrite, i int, srid int64, p *s
 		}
 		return sqlcore.Update(a, rw, i, p, cur, srid, a.now)
 	}
+	return a.created1(rw, i, rid, hid, p)
+}
+
+// maxResRowsPerInsert bounds the rows of one multi-row INSERT into
+// resources (createAll); a record's resources go in statements of the
+// largest power of two not above what is left, as flushRows does.
+const maxResRowsPerInsert = 32
+
+// createAll creates all of rec's resources, a record not stored before, in
+// multi-row INSERTs (docs/design/architecture.md PERF-SQLB-5), with the rids
+// and hids writeResource would give them one at a time (the next ones, in
+// the record's order): each single-row INSERT cost the driver a statement
+// (binding, a VDBE program opening and closing five B-tree cursors: the
+// table, (type, id), resources_patient, resources_updated,
+// resources_type_rid) per resource. all is true when every row was
+// inserted; the caller then writes the resources' other rows (created1) in
+// order. When one of them exists already (ON CONFLICT DO NOTHING inserted
+// fewer rows), the rows inserted are deleted again and all is false: the
+// caller writes the record a resource at a time, as before, so rids, hids
+// and outcomes are exactly those of that path.
+func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.Prepared) (all bool, err error) {
+	n := len(rec.Resources)
+	var inserted int64
+	nv := a.buf.nv[:0]
+	for i := 0; i < n; {
+		rows := maxResRowsPerInsert
+		for rows > n-i {
+			rows /= 2
+		}
+		st, err := a.insertResources(rows)
+		if err != nil {
+			return false, err
+		}
+		nv = nv[:0]
+		for j := i; j < i+rows; j++ {
+			rw, p := &rec.Resources[j], &preps[j]
+			for _, v := range [...]driver.Value{a.lastRID + 1 + int64(j), rw.Type, rw.ID, a.lastHID + 1 + int64(j), a.ms, nullValue(rw.Patient), p.Sum[:], srid} {
+				nv = append(nv, driver.NamedValue{Ordinal: len(nv) + 1, Value: v})
+			}
+		}
+		res, err := st.ex.ExecContext(a.ctx, nv)
+		if err != nil {
+			clear(nv)
+			a.buf.nv = nv[:0]
+			return false, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return false, err
+		}
+		inserted += k
+		i += rows
+	}
+	clear(nv) // drop the sums' references
+	a.buf.nv = nv[:0]
+	if inserted == int64(n) {
+		return true, nil
+	}
+	if inserted > 0 {
+		if _, err := a.ws.delRes.exec(a.ctx, a.lastRID+1, a.lastRID+int64(n)); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// nullValue is s, or nil (NULL) when s is empty.
+func nullValue(s string) driver.Value {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// insertResources returns the prepared statement inserting rows resources
+// rows, as insRes does one, preparing it on first use.
+func (a *applier) insertResources(rows int) (*dstmt, error) {
+	if st := a.ws.insResN[rows]; st != nil {
+		return st, nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO resources (rid, type, id, version, hid, last_updated, deleted, patient, hash, src) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, 1, ?, ?, 0, ?, ?, ?)")
+	}
+	q.WriteString(" ON CONFLICT (type, id) DO NOTHING")
+	st, err := a.c.prepare(a.ctx, q.String())
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: prepare: %w", err)
+	}
+	if a.ws.insResN == nil {
+		a.ws.insResN = map[int]*dstmt{}
+	}
+	a.ws.insResN[rows] = st
+	a.ws.all = append(a.ws.all, st)
+	return st, nil
+}
+
+// created1 writes what follows the resources row of the record's i-th
+// resource rw, created as rid with history row hid: its history and index
+// rows (buffered).
+func (a *applier) created1(rw *store.ResourceWrite, i int, rid, hid int64, p *sqlcore.Prepared) (store.ResourceResult, error) {
 	a.lastRID, a.lastHID = rid, hid
 	k := store.Key{Type: rw.Type, ID: rw.ID}
 	a.created[k] = rid

@@ -53,12 +53,38 @@ type histRow struct {
 	body              []byte
 }
 
-// rowBuf holds the rows awaiting a flush.
+// rowBuf holds the rows awaiting a flush, and the argument slice of the
+// statements that flush them. One rowBuf serves the writer's Applies while
+// records are ingested (Store.wbuf, docs/design/architecture.md
+// PERF-SQLB-5): built per Apply, its slices grew from nothing to a chunk's
+// 4,096 history and some 47,000 index rows every time, about 5 % of the
+// writer's time in growing, copying and clearing them and in the collector.
 type rowBuf struct {
 	idx  [sqlcore.NumKinds][]idxRow
 	hist []histRow
 	n    int
 	nv   []driver.NamedValue
+	// created and looked are the applier's maps (applier.created,
+	// applier.looked), kept with the rows for the same reason.
+	created, looked map[store.Key]int64
+}
+
+// release drops what b references, keeping its slices' and maps' room.
+func (b *rowBuf) release() {
+	b.reset()
+	clear(b.created)
+	clear(b.looked)
+	clear(b.nv)
+}
+
+// rowBuf returns the writer's row buffer, empty. The caller holds wsem.
+func (s *Store) rowBuf() *rowBuf {
+	if s.wbuf == nil {
+		s.wbuf = &rowBuf{created: map[store.Key]int64{}, looked: map[store.Key]int64{}}
+	}
+	b := s.wbuf
+	b.release()
+	return b
 }
 
 func (b *rowBuf) reset() {

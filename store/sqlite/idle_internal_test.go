@@ -57,6 +57,14 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("journal_size_limit"); n != -1 {
 		t.Errorf("journal_size_limit after Apply = %d, want -1", n)
 	}
+	wbuf := func() *rowBuf {
+		s.wsem <- struct{}{}
+		defer func() { <-s.wsem }()
+		return s.wbuf
+	}
+	if wbuf() == nil {
+		t.Errorf("the writer's row buffer is not kept while ingesting (PERF-SQLB-5)")
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for cacheSize() != -4096 {
 		if time.Now().After(deadline) {
@@ -69,6 +77,9 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	}
 	if n := pragma("journal_size_limit"); n != 134217728 {
 		t.Errorf("journal_size_limit after ingest paused = %d, want 134217728", n)
+	}
+	if wbuf() != nil {
+		t.Errorf("the writer's row buffer is kept after ingest paused")
 	}
 	// The next Apply grows it again and still writes.
 	rec = storetest.Rec("patient", "p1", "h2", storetest.Res("Patient", "p1", "p1", `"active":false`))

@@ -161,6 +161,11 @@ type Store struct {
 	// by wsem).
 	walPages int64
 	walCheck int
+	// wbuf holds the writer's buffered index and history rows, kept from
+	// one Apply to the next while records are ingested and dropped when the
+	// ingest pauses (docs/design/architecture.md PERF-SQLB-5; guarded by
+	// wsem).
+	wbuf *rowBuf
 
 	// bulk is set while a bulk load runs, staged when it stages index rows
 	// (BeginBulk; guarded by wsem).
@@ -289,6 +294,7 @@ func (s *Store) releaseWhenIdle() {
 			// What the ingest left in the WAL goes to the database now,
 			// not at the next write: readers look pages up in the WAL.
 			_, _ = s.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+			s.wbuf = nil // a chunk's rows: some megabytes of slices
 			s.ingesting = false
 		}
 	})
