@@ -529,6 +529,7 @@ type indexRows struct {
 	dateLo, dateHi                  []int64
 	dateRID                         []int64
 	refT                            []string
+	refType, refID                  []*string // sqlcore.RefKey of refT, nil for another form
 	refRID                          []int64
 	numN                            []float64
 	numRID                          []int64
@@ -555,7 +556,12 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 		case store.KindDate:
 			x.dateP, x.dateLo, x.dateHi, x.dateRID = append(x.dateP, pid), append(x.dateLo, row.Lo), append(x.dateHi, row.Hi), append(x.dateRID, rid)
 		case store.KindReference:
+			var typ, id *string
+			if t, i, ok := sqlcore.RefKey(row.Value); ok {
+				typ, id = &t, &i
+			}
 			x.refP, x.refT, x.refRID = append(x.refP, pid), append(x.refT, row.Value), append(x.refRID, rid)
+			x.refType, x.refID = append(x.refType, typ), append(x.refID, id)
 		case store.KindNumber:
 			x.numP, x.numN, x.numRID = append(x.numP, pid), append(x.numN, row.Num), append(x.numRID, rid)
 		case store.KindQuantity:
@@ -578,8 +584,16 @@ func (x *indexRows) queue(b *pgx.Batch) {
 			x.dateP, x.dateLo, x.dateHi, x.dateRID)
 	}
 	if len(x.refRID) > 0 {
-		b.Queue(`INSERT INTO idx_ref (pid, target, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING`,
-			x.refP, x.refT, x.refRID)
+		// A target "Type/id" the transaction sees stored is kept as its
+		// rid, found in the statement (docs/design/security.md PERF-PG-6):
+		// a record rolled back to its savepoint took its resources and
+		// these rows with it.
+		b.Queue(`INSERT INTO idx_ref (pid, trid, target, rid)
+SELECT DISTINCT u.p, coalesce(t.rid, 0), CASE WHEN t.rid IS NULL THEN u.t ELSE '' END, u.rid
+FROM unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(p, t, ty, i, rid)
+LEFT JOIN resources t ON t.type = u.ty AND t.id = u.i
+ON CONFLICT DO NOTHING`,
+			x.refP, x.refT, x.refType, x.refID, x.refRID)
 	}
 	if len(x.numRID) > 0 {
 		b.Queue(`INSERT INTO idx_number (pid, num, rid) SELECT DISTINCT * FROM unnest($1::integer[], $2::float8[], $3::bigint[]) ON CONFLICT DO NOTHING`,

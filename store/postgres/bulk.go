@@ -562,8 +562,9 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 			k.lo, k.hi = row.Lo, row.Hi
 			vals = []any{pid, row.Lo, row.Hi, rid}
 		case store.KindReference:
+			// The target's rid is set by resolveRefs (PERF-PG-6).
 			k.a = row.Value
-			vals = []any{pid, row.Value, rid}
+			vals = []any{pid, int64(0), row.Value, rid}
 		case store.KindNumber:
 			k.n = floatKey(row.Num)
 			vals = []any{pid, row.Num, rid}
@@ -589,7 +590,7 @@ var idxColumns = [sqlcore.NumKinds][]string{
 	store.KindToken:     {"pid", "code", "sid", "rid", "patient"},
 	store.KindString:    {"pid", "value", "rid"},
 	store.KindDate:      {"pid", "lo", "hi", "rid"},
-	store.KindReference: {"pid", "target", "rid"},
+	store.KindReference: {"pid", "trid", "target", "rid"},
 	store.KindNumber:    {"pid", "num", "rid"},
 	store.KindQuantity:  {"pid", "num", "system", "code", "rid"},
 }
@@ -679,9 +680,75 @@ func (w *bulkRows) sendIndex(a *applier) error {
 			return err
 		}
 	}
+	if err := w.resolveRefs(a); err != nil {
+		return err
+	}
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
 		if err := copyRows(a, sqlcore.IndexTables[k], idxColumns[k], w.idx[k]); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// resolveRefs sets the trid of each of the run's reference rows whose
+// target "Type/id" (sqlcore.RefKey) is a stored resource, and empties its
+// target (docs/design/security.md PERF-PG-6): a resource the run creates
+// (its rid is in newRes, which holds only the records decided whole, so no
+// row names a rid that is not written with it), else one the transaction
+// sees (one query for the run's other targets). A target found in neither
+// keeps its text, which a search for it matches as well.
+func (w *bulkRows) resolveRefs(a *applier) error {
+	rows := w.idx[store.KindReference]
+	if len(rows) == 0 {
+		return nil
+	}
+	known := make(map[store.Key]int64, len(w.newRes))
+	for _, r := range w.newRes {
+		known[store.Key{Type: r[1].(string), ID: r[2].(string)}] = r[0].(int64)
+	}
+	var types, ids []string
+	asked := map[store.Key]struct{}{}
+	for _, r := range rows {
+		typ, id, ok := sqlcore.RefKey(r[2].(string))
+		if !ok {
+			continue
+		}
+		k := store.Key{Type: typ, ID: id}
+		if _, found := known[k]; found {
+			continue
+		}
+		if _, dup := asked[k]; dup {
+			continue
+		}
+		asked[k] = struct{}{}
+		types, ids = append(types, typ), append(ids, id)
+	}
+	if len(types) > 0 {
+		res, err := a.tx.Query(a.ctx, `SELECT r.type, r.id, r.rid FROM unnest($1::text[], $2::text[]) AS k(t, i)
+JOIN resources r ON r.type = k.t AND r.id = k.i`, types, ids)
+		if err != nil {
+			return fmt.Errorf("reference targets: %w", err)
+		}
+		for res.Next() {
+			var k store.Key
+			var rid int64
+			if err := res.Scan(&k.Type, &k.ID, &rid); err != nil {
+				res.Close()
+				return fmt.Errorf("reference targets: %w", err)
+			}
+			known[k] = rid
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("reference targets: %w", err)
+		}
+	}
+	for _, r := range rows {
+		if typ, id, ok := sqlcore.RefKey(r[2].(string)); ok {
+			if rid, found := known[store.Key{Type: typ, ID: id}]; found {
+				r[1], r[2] = rid, ""
+			}
 		}
 	}
 	return nil

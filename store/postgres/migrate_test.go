@@ -23,7 +23,7 @@ func execAll(t *testing.T, url string, stmts ...string) {
 	// the jobs table, the export
 	// walk's index and the compact audit trail and its packs (the newest
 	// migrations), which it recreates.
-	undo := []string{searchParamsUndo, tokenSystemsUndo, `DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`,
+	undo := []string{refRIDsUndo, searchParamsUndo, tokenSystemsUndo, `DROP TABLE IF EXISTS jobs`, `DROP INDEX IF EXISTS resources_type_rid`,
 		`DROP TABLE IF EXISTS audit_packs`, `DROP TABLE IF EXISTS audit`, `DROP TABLE IF EXISTS audit_terms`, `DROP TABLE IF EXISTS audit_exports`,
 		`CREATE TABLE IF NOT EXISTS audit_events (id text COLLATE "C" PRIMARY KEY, recorded bigint NOT NULL,
     patient text NOT NULL, client_id text NOT NULL, interaction text NOT NULL, type text NOT NULL,
@@ -35,6 +35,32 @@ func execAll(t *testing.T, url string, stmts ...string) {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
+}
+
+// refRIDsUndo reverts migration 0017: every reference row holds its
+// target's text again.
+const refRIDsUndo = `DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'idx_ref'::regclass AND attname = 'trid' AND NOT attisdropped) THEN
+        ALTER TABLE idx_ref DROP CONSTRAINT idx_ref_pkey;
+        UPDATE idx_ref x SET target = t.type || '/' || t.id FROM resources t WHERE x.trid <> 0 AND t.rid = x.trid;
+        ALTER TABLE idx_ref DROP COLUMN trid;
+        ALTER TABLE idx_ref ADD PRIMARY KEY (pid, target, rid);
+    END IF;
+END $$`
+
+// refTargetText is the text of the reference row x's target, in the layout
+// of migration 0017 or before it.
+func refTargetText(t *testing.T, c *pgx.Conn) string {
+	t.Helper()
+	var rids bool
+	if err := c.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_attribute
+WHERE attrelid = 'idx_ref'::regclass AND attname = 'trid' AND NOT attisdropped)`).Scan(&rids); err != nil {
+		t.Fatal(err)
+	}
+	if rids {
+		return `CASE WHEN x.trid <> 0 THEN (SELECT t.type || '/' || t.id FROM resources t WHERE t.rid = x.trid) ELSE x.target END`
+	}
+	return `x.target`
 }
 
 // searchParamsUndo reverts migration 0016: index rows hold their
@@ -305,7 +331,7 @@ func indexDump(t *testing.T, c *pgx.Conn, param, system string) string {
 		"idx_token":    `x.code || ' ' || ` + system + ` || ' ' || coalesce(x.patient, '-')`,
 		"idx_string":   `x.value`,
 		"idx_date":     `x.lo || ' ' || x.hi`,
-		"idx_ref":      `x.target`,
+		"idx_ref":      refTargetText(t, c),
 		"idx_number":   `x.num::text`,
 		"idx_quantity": `x.num || ' ' || x.system || ' ' || x.code`,
 	} {

@@ -63,6 +63,11 @@ type Dialect struct {
 	// PERF-SQLB-4): a value matches either form, and a target read back is
 	// the text (RefTarget).
 	refRIDs bool
+	// refTRID: a reference row holds a stored target's rid in its trid
+	// column (target '') and any other target's text in target (trid 0):
+	// PostgreSQL's columns have one type each (docs/design/security.md
+	// PERF-PG-6); a value matches either form, as with refRIDs.
+	refTRID bool
 
 	// historyRowid: history rows have their own rowid (hid), and
 	// resources.hid names the current version's; else a history row is
@@ -118,6 +123,7 @@ var Postgres = (&Dialect{
 	lateral:     true,
 
 	tokenSystems: true,
+	refTRID:      true,
 }).init()
 
 // SQL returns query, written with ? placeholders, in d's placeholder style.

@@ -292,6 +292,15 @@ func (b *Builder) ValuePred(c *store.Clause, v store.Value) (string, error) {
 					b.Arg(v.Str) + ")", nil
 			}
 		}
+		if b.d.refTRID {
+			// Rows written after the target was stored hold its rid
+			// (target ''), the others its text (trid 0) (PERF-PG-6).
+			if typ, id, ok := RefKey(v.Str); ok {
+				return "((x.trid = (SELECT rid FROM resources WHERE type = " + b.Arg(typ) + " AND id = " + b.Arg(id) +
+					") AND x.target = '') OR (x.trid = 0 AND x.target = " + b.Arg(v.Str) + "))", nil
+			}
+			return "(x.trid = 0 AND x.target = " + b.Arg(v.Str) + ")", nil
+		}
 		return "x.target = " + b.Arg(v.Str), nil
 	case store.KindDate:
 		p, err := b.datePred(v, "x.lo", "x.hi")
@@ -323,6 +332,12 @@ func RefKey(target string) (typ, id string, ok bool) {
 // resource an integer target names (the same text the row was written
 // with: RefKey split it, and a resource's type and id never change).
 func (d *Dialect) RefTarget(col string) string {
+	if d.refTRID {
+		// col is <alias>.target; the rid is in <alias>.trid (PERF-PG-6).
+		trid := strings.TrimSuffix(col, "target") + "trid"
+		return "CASE WHEN " + trid + " <> 0 THEN (SELECT t.type || '/' || t.id FROM resources t WHERE t.rid = " + trid +
+			") ELSE " + col + " END"
+	}
 	if !d.refRIDs {
 		return col
 	}

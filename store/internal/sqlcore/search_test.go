@@ -56,16 +56,17 @@ func TestFilter(t *testing.T) {
 			name: "reference",
 			cl:   Clause{Clause: &store.Clause{Param: "subject", Kind: store.KindReference, Values: []store.Value{{Str: "Patient/p1"}}}, Key: "subject"},
 			// SQLite: the target's rid, or the text (PERF-SQLB-4).
-			sqlite:     "EXISTS (SELECT 1 FROM idx_ref x INDEXED BY idx_ref_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.target IN ((SELECT rid FROM resources WHERE type = ? AND id = ?), ?)))",
-			postgres:   "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND (x.target = $2) OFFSET 0)",
-			args:       []any{"subject", "Patient/p1"},
+			sqlite: "EXISTS (SELECT 1 FROM idx_ref x INDEXED BY idx_ref_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.target IN ((SELECT rid FROM resources WHERE type = ? AND id = ?), ?)))",
+			// PostgreSQL: the rid in trid, or the text in target (PERF-PG-6).
+			postgres:   "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND (((x.trid = (SELECT rid FROM resources WHERE type = $2 AND id = $3) AND x.target = '') OR (x.trid = 0 AND x.target = $4))) OFFSET 0)",
+			args:       []any{"subject", "Patient", "p1", "Patient/p1"},
 			sqliteArgs: []any{"subject", "Patient", "p1", "Patient/p1"},
 		},
 		{
 			name:     "reference not of the form Type/id",
 			cl:       Clause{Clause: &store.Clause{Param: "derived-from", Kind: store.KindReference, Values: []store.Value{{Str: "https://x.example/Observation/1"}, {Str: "Observation/1/_history/2"}}}, Key: "derived-from"},
 			sqlite:   "EXISTS (SELECT 1 FROM idx_ref x INDEXED BY idx_ref_rid WHERE x.rid = r.rid AND x.pid = ? AND (x.target = ? OR x.target = ?))",
-			postgres: "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND (x.target = $2 OR x.target = $3) OFFSET 0)",
+			postgres: "EXISTS (SELECT 1 FROM idx_ref x WHERE x.rid = r.rid AND x.pid = $1 AND ((x.trid = 0 AND x.target = $2) OR (x.trid = 0 AND x.target = $3)) OFFSET 0)",
 			args:     []any{"derived-from", "https://x.example/Observation/1", "Observation/1/_history/2"},
 		},
 		{
