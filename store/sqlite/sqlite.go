@@ -267,8 +267,11 @@ func (s *Store) growForIngest(ctx context.Context) {
 
 // releaseWhenIdle (re)arms the timer that shrinks the writer's cache
 // writerIdleAfter after the last Apply. The timer never waits for the
-// writer: if a write holds it, the cache stays large until that write's
-// Apply re-arms the timer, or until the next pause.
+// writer: if someone holds it when the timer fires, the timer is armed
+// again. An Apply re-arms it anyway, but the writer's other users (auth
+// state, jobs, a caller inspecting it) do not, and a timer that gave up
+// on one of them left the ingest's cache and buffers in place until the
+// next ingest.
 func (s *Store) releaseWhenIdle() {
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
@@ -280,6 +283,9 @@ func (s *Store) releaseWhenIdle() {
 		select {
 		case s.wsem <- struct{}{}:
 		default:
+			if !s.closed.Load() {
+				s.releaseWhenIdle()
+			}
 			return
 		}
 		defer func() { <-s.wsem }()
