@@ -447,15 +447,7 @@ func TestMigrationInternsSearchParams(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tc.name, g, tc.want)
 		}
 	}
-	refs, err := s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o1"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range refs {
-		got = append(got, r.Param+" "+r.Target.Type+"/"+r.Target.ID)
-	}
-	if g := strings.Join(got, ", "); g != "patient Patient/p1, performer Practitioner/pr1, subject Patient/p1" {
+	if g := refsText(t, s, nil, store.Key{Type: "Observation", ID: "o1"}); g != "o1 patient Patient/p1, o1 performer Practitioner/pr1, o1 subject Patient/p1" {
 		t.Errorf("refs of o1: %s", g)
 	}
 	// A write after the migration reuses the interned names, and interns
@@ -478,14 +470,7 @@ func TestMigrationInternsSearchParams(t *testing.T) {
 	}
 	// Refs are ordered by the parameter's name, not its pid (focus was
 	// interned last).
-	if refs, err = s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o3"}}, []string{"patient", "focus"}); err != nil {
-		t.Fatal(err)
-	}
-	got = got[:0]
-	for _, r := range refs {
-		got = append(got, r.Param+" "+r.Target.Type+"/"+r.Target.ID)
-	}
-	if g := strings.Join(got, ", "); g != "focus Patient/p1, patient Patient/p1" {
+	if g := refsText(t, s, []string{"patient", "focus"}, store.Key{Type: "Observation", ID: "o3"}); g != "o3 focus Patient/p1, o3 patient Patient/p1" {
 		t.Errorf("refs of o3: %s", g)
 	}
 }

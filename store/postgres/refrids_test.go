@@ -45,6 +45,21 @@ func searchIDs(t *testing.T, s store.Store, q store.Query) string {
 	return strings.Join(ids, ",")
 }
 
+// refsText is s.Refs of keys (params nil: all) as "fromID param Type/id",
+// comma-separated, in the store's order.
+func refsText(t *testing.T, s store.Store, params []string, keys ...store.Key) string {
+	t.Helper()
+	refs, err := s.Refs(context.Background(), keys, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range refs {
+		got = append(got, r.From.ID+" "+r.Param+" "+r.Target.Type+"/"+r.Target.ID)
+	}
+	return strings.Join(got, ", ")
+}
+
 func refClause(param string, not bool, targets ...string) store.Clause {
 	c := store.Clause{Param: param, Kind: store.KindReference, Not: not}
 	for _, v := range targets {
@@ -123,15 +138,7 @@ func TestRefTargetsKeyedByRID(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	refs, err := s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o4"}, {Type: "Observation", ID: "o1"}, {Type: "Observation", ID: "o3"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range refs {
-		got = append(got, r.From.ID+" "+r.Param+" "+r.Target.Type+"/"+r.Target.ID)
-	}
-	if g, w := strings.Join(got, ", "), "o4 performer Practitioner/pr1, o4 performer Practitioner/pr2, "+
+	if g, w := refsText(t, s, nil, store.Key{Type: "Observation", ID: "o4"}, store.Key{Type: "Observation", ID: "o1"}, store.Key{Type: "Observation", ID: "o3"}), "o4 performer Practitioner/pr1, o4 performer Practitioner/pr2, "+
 		"o1 performer Practitioner/pr1, o1 subject Patient/pa, o3 subject Patient/pa"; g != w {
 		t.Errorf("refs: %s\nwant %s", g, w)
 	}
@@ -232,15 +239,7 @@ func TestMigrationKeysRefTargetsByRID(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	refs, err := s.Refs(ctx, []store.Key{{Type: "Observation", ID: "o1"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range refs {
-		got = append(got, r.Param+" "+r.Target.Type+"/"+r.Target.ID)
-	}
-	if g := strings.Join(got, ", "); g != "performer Practitioner/pr1, subject Patient/pa" {
+	if g := refsText(t, s, nil, store.Key{Type: "Observation", ID: "o1"}); g != "o1 performer Practitioner/pr1, o1 subject Patient/pa" {
 		t.Errorf("refs of o1: %s", g)
 	}
 	// A write after the migration keeps a stored target as its rid.
