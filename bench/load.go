@@ -83,7 +83,7 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 			return "/fhir/Patient/" + ds.everything + "/$everything?_count=" + strconv.Itoa(everythingSize)
 		}},
 		// $everything as a client that does not page by hand asks for it:
-		// no _count (the default page, search.DefaultCount entries, with the
+		// no _count (the default page: $everything's, search.MaxCount entries, with the
 		// compartment's total), patients uniform, as the outside comparison
 		// measures it.
 		{name: "everything-default", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
