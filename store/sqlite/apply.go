@@ -514,7 +514,7 @@ func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.
 		nv = nv[:0]
 		for j := i; j < i+rows; j++ {
 			rw, p := &rec.Resources[j], &preps[j]
-			for _, v := range [...]driver.Value{a.lastRID + 1 + int64(j), rw.Type, rw.ID, a.lastHID + 1 + int64(j), a.ms, nullValue(rw.Patient), p.Sum[:], srid} {
+			for _, v := range [...]driver.Value{a.lastRID + 1 + int64(j), rw.Type, rw.ID, a.lastHID + 1 + int64(j), a.ms, sqlcore.NullString(rw.Patient), p.Sum[:], srid} {
 				nv = append(nv, driver.NamedValue{Ordinal: len(nv) + 1, Value: v})
 			}
 		}
@@ -542,14 +542,6 @@ func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.
 		}
 	}
 	return false, nil
-}
-
-// nullValue is s, or nil (NULL) when s is empty.
-func nullValue(s string) driver.Value {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // insertResources returns the prepared statement inserting rows resources
