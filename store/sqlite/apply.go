@@ -507,7 +507,7 @@ const maxResRowsPerInsert = 32
 // journal and copy every existing page the statement first changes into it
 // before changing it, so that a failing row can undo the rows before it.
 // Here those pages are a random leaf of (type, id) and of resources_patient
-// per row: the copies were 18 % of createAll's time, for an undo that a
+// per row: the copies were 15-18 % of createAll's time, for an undo that a
 // statement which cannot fail never needs. SQLite gives each row the
 // largest rid plus one, in order (OP_NewRowid), which is lastRID+1, +2, ...
 // whenever lastRID is the largest rid; it is not after a record was rolled
