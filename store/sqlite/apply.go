@@ -493,14 +493,36 @@ const maxResRowsPerInsert = 32
 // (binding, a VDBE program opening and closing five B-tree cursors: the
 // table, (type, id), resources_patient, resources_updated,
 // resources_type_rid) per resource. all is true when every row was
-// inserted; the caller then writes the resources' other rows (created1) in
-// order. When one of them exists already (ON CONFLICT DO NOTHING inserted
-// fewer rows), the rows inserted are deleted again and all is false: the
-// caller writes the record a resource at a time, as before, so rids, hids
-// and outcomes are exactly those of that path.
+// inserted with those rids; the caller then writes the resources' other
+// rows (created1) in order. When one of them exists already (the statement
+// inserted fewer rows), or the rids differ (see below), the rows inserted
+// are deleted again and all is false: the caller writes the record a
+// resource at a time, as before, so rids, hids and outcomes are exactly
+// those of that path.
+//
+// The statements name no rid and are INSERT OR IGNORE (PERF-SQLB-6): an
+// explicit rid is checked to be an integer as the row goes in, and a
+// multi-row INSERT that can fail on a row (that check, a NOT NULL column,
+// a key other than the one it ignores) makes SQLite open a statement
+// journal and copy every existing page the statement first changes into it
+// before changing it, so that a failing row can undo the rows before it.
+// Here those pages are a random leaf of (type, id) and of resources_patient
+// per row: the copies were 15-18 % of createAll's time, for an undo that a
+// statement which cannot fail never needs. SQLite gives each row the
+// largest rid plus one, in order (OP_NewRowid), which is lastRID+1, +2, ...
+// whenever lastRID is the largest rid; it is not after a record was rolled
+// back to its savepoint (its rids are not reused in the transaction), and
+// then the rids it gave are told apart by the last one (the rows of one
+// record are consecutive: each is the largest plus one when it goes in),
+// deleted, and the record written a resource at a time with the rids that
+// path gives. A row skipped by OR IGNORE (its (type, id) exists; no other
+// constraint can meet a row: the values bound are never NULL where the
+// schema says NOT NULL) takes no rid. An I/O error mid-statement rolls the
+// whole transaction back, as for the index rows' INSERT OR IGNORE
+// statements; Apply then fails or retries as a whole.
 func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.Prepared) (all bool, err error) {
 	n := len(rec.Resources)
-	var inserted int64
+	var inserted, lo, hi int64 // rows inserted, and their first and last rid
 	nv := a.buf.nv[:0]
 	for i := 0; i < n; {
 		rows := maxResRowsPerInsert
@@ -514,7 +536,7 @@ func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.
 		nv = nv[:0]
 		for j := i; j < i+rows; j++ {
 			rw, p := &rec.Resources[j], &preps[j]
-			for _, v := range [...]driver.Value{a.lastRID + 1 + int64(j), rw.Type, rw.ID, a.lastHID + 1 + int64(j), a.ms, sqlcore.NullString(rw.Patient), p.Sum[:], srid} {
+			for _, v := range [...]driver.Value{rw.Type, rw.ID, a.lastHID + 1 + int64(j), a.ms, sqlcore.NullString(rw.Patient), p.Sum[:], srid} {
 				nv = append(nv, driver.NamedValue{Ordinal: len(nv) + 1, Value: v})
 			}
 		}
@@ -528,16 +550,26 @@ func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.
 		if err != nil {
 			return false, err
 		}
+		if k > 0 {
+			last, err := res.LastInsertId()
+			if err != nil {
+				return false, err
+			}
+			if inserted == 0 {
+				lo = last - k + 1
+			}
+			hi = last
+		}
 		inserted += k
 		i += rows
 	}
 	clear(nv) // drop the sums' references
 	a.buf.nv = nv[:0]
-	if inserted == int64(n) {
+	if inserted == int64(n) && lo == a.lastRID+1 && hi == a.lastRID+int64(n) {
 		return true, nil
 	}
 	if inserted > 0 {
-		if _, err := a.ws.delRes.exec(a.ctx, a.lastRID+1, a.lastRID+int64(n)); err != nil {
+		if _, err := a.ws.delRes.exec(a.ctx, lo, hi); err != nil {
 			return false, err
 		}
 	}
@@ -545,20 +577,20 @@ func (a *applier) createAll(rec *store.RecordWrite, srid int64, preps []sqlcore.
 }
 
 // insertResources returns the prepared statement inserting rows resources
-// rows, as insRes does one, preparing it on first use.
+// rows, as insRes does one but with the rid left to SQLite (createAll),
+// preparing it on first use.
 func (a *applier) insertResources(rows int) (*dstmt, error) {
 	if st := a.ws.insResN[rows]; st != nil {
 		return st, nil
 	}
 	var q strings.Builder
-	q.WriteString("INSERT INTO resources (rid, type, id, version, hid, last_updated, deleted, patient, hash, src) VALUES ")
+	q.WriteString("INSERT OR IGNORE INTO resources (type, id, version, hid, last_updated, deleted, patient, hash, src) VALUES ")
 	for i := range rows {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(?, ?, ?, 1, ?, ?, 0, ?, ?, ?)")
+		q.WriteString("(?, ?, 1, ?, ?, 0, ?, ?, ?)")
 	}
-	q.WriteString(" ON CONFLICT (type, id) DO NOTHING")
 	st, err := a.c.prepare(a.ctx, q.String())
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: prepare: %w", err)
