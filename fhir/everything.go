@@ -62,7 +62,12 @@ func (s *Server) everything(c echo.Context) error {
 		return err
 	}
 	plan := s.everythingPlan(ctx, id, d, eq.Types)
-	rs, total, err := s.everythingPage(ctx, plan, eq)
+	// The page's bodies may be lent by the read cache (store.Lease,
+	// docs/design/security.md PERF-ST-18): they are only copied into the
+	// Bundle below, and given back once it is written.
+	lctx, lease := store.WithLease(ctx)
+	defer lease.Release()
+	rs, total, err := s.everythingPage(lctx, plan, eq)
 	if err != nil {
 		return err
 	}

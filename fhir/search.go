@@ -104,7 +104,13 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	}
 
 	ctx := c.Request().Context()
-	res, err := s.searchWithin(ctx, q, d)
+	// The page's bodies may be lent by the read cache (store.Lease,
+	// docs/design/security.md PERF-ST-18): they are only copied into the
+	// Bundle below, and given back once it is written. Only this store
+	// call reads under the Lease: includes and disclosure checks use ctx.
+	lctx, lease := store.WithLease(ctx)
+	defer lease.Release()
+	res, err := s.searchWithin(lctx, q, d)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"sync"
@@ -183,6 +184,9 @@ type Store struct {
 	// hot shares the decoded answers of mem's largest recent hits
 	// (PERF-ST-10).
 	hot hot
+	// recent decides which large pages go to hot rather than being lent
+	// (PERF-ST-18, lend.go).
+	recent recentPages
 
 	// near is the near cache in front of nc (nil when off).
 	near *near
@@ -232,6 +236,7 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	mem, local := c.(*memory.Cache)
 	s := &Store{st: st, c: c, opts: opts, local: local, mem: mem}
 	s.bucketNames, s.bucketEnds = bucketTable(opts.Buckets)
+	s.recent.seed = maphash.MakeSeed()
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
 		s.watched, _ = c.(store.Watched)
@@ -553,6 +558,25 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		exp   time.Time // of the in-process cache's entry
 	)
 	pages := op == "everything" || op == "search"
+	// A page is lent (lend.go, PERF-ST-18) when the caller holds a Lease
+	// and nothing here would keep the answer: there is no near cache, and
+	// the page does not go to the hot table (a large page asked for again
+	// soon does, expanded into memory of its own as before).
+	var lease *store.Lease
+	if pages && s.near == nil {
+		lease = store.LeaseFrom(ctx)
+	}
+	lent := false
+	expand := func(b []byte) (out []byte, err error) {
+		if lease == nil || (s.mem != nil && len(b) >= 2 && b[1]&flagCompressed != 0 && s.hotCandidate(key, b)) {
+			if s.mem != nil {
+				return unpackCopy(b)
+			}
+			return unpack(b)
+		}
+		out, lent, err = unpackLent(b, lease)
+		return out, err
+	}
 	if s.mem != nil {
 		at = s.mem.At(stamps)
 		if pages {
@@ -566,14 +590,22 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		// The in-process cache's values live outside the Go heap
 		// (store/memory, PERF-ST-9): expanded (or copied) from its ring
 		// under its lock, never shared.
-		plain, exp, hit, uerr = s.mem.ExpandAt(key, at, unpackCopy)
+		if lease == nil {
+			plain, exp, hit, uerr = s.mem.ExpandAt(key, at, unpackCopy)
+		} else {
+			plain, exp, hit, uerr = s.mem.ExpandAt(key, at, expand)
+		}
 	} else {
 		var val []byte
 		cctx, cancel := s.bounded(ctx)
 		at, val, hit, err = s.c.Lookup(cctx, key, stamps)
 		cancel()
 		if hit {
-			plain, uerr = unpack(val)
+			if lease == nil {
+				plain, uerr = unpack(val)
+			} else {
+				plain, uerr = expand(val)
+			}
 		}
 	}
 	switch {
@@ -590,7 +622,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		}
 		if err == nil {
 			s.opts.Observer.hit(op)
-			if pages && s.mem != nil && len(plain) >= hotMin {
+			if pages && s.mem != nil && len(plain) >= hotMin && !lent {
 				s.hot.put(key, at, exp, v, len(plain))
 				return share(v), nil
 			}
