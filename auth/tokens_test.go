@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"github.com/ketabridge/ketabridge/store"
+	"hash/maphash"
 	"strings"
 	"testing"
 	"time"
@@ -412,6 +413,9 @@ func BenchmarkVerifyCold(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		clear(env.tok.cache)
+		for i := range env.tok.recent {
+			env.tok.recent[i].Store(nil)
+		}
 		if _, err := env.tok.Verify(ctx, tok); err != nil {
 			b.Fatal(err)
 		}
@@ -492,5 +496,78 @@ func TestClientBinding(t *testing.T) {
 				t.Errorf("stored role empty, want %q", r.Role)
 			}
 		})
+	}
+}
+
+// TestVerifyRecentMemo: the recent-token memo in front of the verified-token
+// cache (docs/design/security.md PERF-ST-19) grants only what verifying the
+// same bytes grants: a token whose last bytes (its slot) are a memoized
+// token's but whose claims differ is verified afresh and refused; a
+// memoized token is refused once its grant is revoked and once its exp is
+// reached, and the memo never outlives the token.
+func TestVerifyRecentMemo(t *testing.T) {
+	ctx := context.Background()
+	env := newTKEnv(t)
+	r := tkReq
+	r.TTL = 10 * time.Minute
+	tok, exp, err := env.tok.Access(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := env.tok.Verify(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := &env.tok.recent[maphash.String(env.tok.seed, tok[len(tok)-recentTail:])%recentSlots]
+	m := slot.Load()
+	if m == nil || m.raw != tok || m.info != a || !m.exp.Equal(exp) {
+		t.Fatalf("the verified token is not in its memo slot until its exp: %+v", m)
+	}
+	if b, err := env.tok.Verify(ctx, tok); err != nil || b != a {
+		t.Fatalf("second Verify not served from the memo: %v", err)
+	}
+
+	// The same signature (so the same slot) under wider claims.
+	parts := strings.Split(tok, ".")
+	_, claims := payload(t, tok)
+	claims["scope"] = "system/*.rs"
+	claims["client_id"] = "someone-else"
+	pb, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := parts[0] + "." + base64.RawURLEncoding.EncodeToString(pb) + "." + parts[2]
+	if got := &env.tok.recent[maphash.String(env.tok.seed, forged[len(forged)-recentTail:])%recentSlots]; got != slot {
+		t.Fatal("the forged token does not share the memo slot")
+	}
+	if info, err := env.tok.Verify(ctx, forged); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("token with the memoized token's signature and other claims: %+v, %v", info, err)
+	}
+	if b, err := env.tok.Verify(ctx, tok); err != nil || b != a {
+		t.Fatalf("the memoized token after the forgery: %v", err)
+	}
+
+	// Revoked while memoized: refused on the next request.
+	rev, err := env.tok.Revocations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := r
+	other.GrantID = "g2"
+	tok2, _, _ := env.tok.Access(other)
+	if _, err := env.tok.Verify(ctx, tok2); err != nil {
+		t.Fatal(err)
+	}
+	if err := rev.Revoke(ctx, "g2", env.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.tok.Verify(ctx, tok2); err == nil || err.Error() != "invalid_token: revoked" {
+		t.Errorf("memoized token of a revoked grant: %v", err)
+	}
+
+	// At its exp the memoized token is refused, and not memoized again.
+	env.clock.Add(10 * time.Minute)
+	if _, err := env.tok.Verify(ctx, tok); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("memoized token accepted at its exp: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,7 +63,16 @@ type RateLimit struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]*lease
+
+	// keys memoizes clientKey by client id (PERF-ST-19): a client's
+	// requests need its bucket key each, and the hash is the same every
+	// time. Bounded by maxKeys, then started afresh.
+	keysMu sync.RWMutex
+	keys   map[string]string
 }
+
+// maxKeys bounds RateLimit's memo of bucket keys.
+const maxKeys = 4096
 
 // LeaseTTL is how long leased tokens may be spent (see RateLimit.Lease).
 const LeaseTTL = 50 * time.Millisecond
@@ -108,7 +118,7 @@ func (r *RateLimit) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return next(c)
 		}
-		if allowed, retry := r.take(c.Request().Context(), clientKey(info.ClientID)); !allowed {
+		if allowed, retry := r.take(c.Request().Context(), r.keyOf(info.ClientID)); !allowed {
 			c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter(retry))
 			return ErrThrottled
 		}
@@ -223,6 +233,24 @@ func (r *RateLimit) grantLease(key string, n int, expires time.Time) {
 		close(l.asking)
 		l.asking = nil
 	}
+}
+
+// keyOf is clientKey(clientID), from the memo when it holds it.
+func (r *RateLimit) keyOf(clientID string) string {
+	r.keysMu.RLock()
+	k, ok := r.keys[clientID]
+	r.keysMu.RUnlock()
+	if ok {
+		return k
+	}
+	k = clientKey(clientID)
+	r.keysMu.Lock()
+	if r.keys == nil || len(r.keys) >= maxKeys {
+		r.keys = make(map[string]string)
+	}
+	r.keys[strings.Clone(clientID)] = k
+	r.keysMu.Unlock()
+	return k
 }
 
 // clientKey is the bucket key of a client: a hash, so key names stay

@@ -321,3 +321,20 @@ func TestRateLimitLeases(t *testing.T) {
 			bucket.takeNs, bucket.tokens)
 	}
 }
+
+// TestRateLimitKeyMemo: the memo of bucket keys (docs/design/security.md
+// PERF-ST-19) gives each client its clientKey, past its bound as well.
+func TestRateLimitKeyMemo(t *testing.T) {
+	r := &RateLimit{}
+	for round := range 2 {
+		for i := range maxKeys + 10 {
+			id := fmt.Sprintf("client-%d", i)
+			if got := r.keyOf(id); got != clientKey(id) {
+				t.Fatalf("round %d: keyOf(%q) = %q, want %q", round, id, got, clientKey(id))
+			}
+		}
+	}
+	if len(r.keys) > maxKeys {
+		t.Errorf("memo holds %d keys, bound %d", len(r.keys), maxKeys)
+	}
+}

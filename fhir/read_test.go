@@ -3,10 +3,12 @@ package fhir
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketabridge/ketabridge/store"
 )
@@ -377,4 +379,30 @@ func TestRouting(t *testing.T) {
 			t.Errorf("non-FHIR path rendered as FHIR: %d %s", w.Code, w.Body)
 		}
 	})
+}
+
+// TestAppendHTTPDate: a read's Last-Modified (docs/design/security.md
+// PERF-ST-19) is byte for byte what time.Time.AppendFormat(http.TimeFormat)
+// gives, over every month and weekday, the ends of a day, non-UTC zones
+// and years outside four digits.
+func TestAppendHTTPDate(t *testing.T) {
+	times := []time.Time{
+		time.Date(2024, 3, 1, 11, 0, 0, 0, time.UTC),
+		time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 6, 23, 30, 5, 0, time.FixedZone("x", -7*3600)),
+		time.Date(2026, 12, 7, 0, 30, 5, 0, time.FixedZone("y", 5*3600+1800)),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		times = append(times, time.Unix(rng.Int64N(1<<36)-1<<34, rng.Int64N(1e9)))
+	}
+	for _, tm := range times {
+		want := string(tm.UTC().AppendFormat([]byte("x"), http.TimeFormat))
+		if got := string(appendHTTPDate([]byte("x"), tm)); got != want {
+			t.Fatalf("%v: %q, want %q", tm, got, want)
+		}
+	}
 }

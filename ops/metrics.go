@@ -3,6 +3,7 @@ package ops
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -25,6 +26,61 @@ type Metrics struct {
 	cacheErr *prometheus.CounterVec   // op
 	depErr   *prometheus.CounterVec   // dependency
 	depUp    *prometheus.GaugeVec     // dependency
+
+	// perRoute memoizes each route template's request counters (by status)
+	// and latency observer (docs/design/security.md PERF-ST-19): resolving
+	// them from the vectors hashes the label values on every request.
+	routeMu  sync.RWMutex
+	perRoute map[string]*routeMetrics
+}
+
+// routeMetrics are one route template's children of the request vectors.
+type routeMetrics struct {
+	latency prometheus.Observer
+	mu      sync.RWMutex
+	codes   map[int]prometheus.Counter
+}
+
+// maxRoutes bounds the memo of routes (templates and "unmatched": a
+// fixed set, bounded all the same); past it the memo starts afresh.
+const maxRoutes = 1024
+
+// route returns route's memoized metrics.
+func (m *Metrics) route(route string) *routeMetrics {
+	m.routeMu.RLock()
+	rm := m.perRoute[route]
+	m.routeMu.RUnlock()
+	if rm != nil {
+		return rm
+	}
+	m.routeMu.Lock()
+	defer m.routeMu.Unlock()
+	if rm = m.perRoute[route]; rm != nil {
+		return rm
+	}
+	if m.perRoute == nil || len(m.perRoute) >= maxRoutes {
+		m.perRoute = map[string]*routeMetrics{}
+	}
+	rm = &routeMetrics{latency: m.latency.WithLabelValues(route), codes: map[int]prometheus.Counter{}}
+	m.perRoute[route] = rm
+	return rm
+}
+
+// requests returns the request counter of route and status.
+func (rm *routeMetrics) requests(m *Metrics, route string, status int) prometheus.Counter {
+	rm.mu.RLock()
+	c := rm.codes[status]
+	rm.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	c = m.requests.WithLabelValues(route, strconv.Itoa(status))
+	rm.mu.Lock()
+	if len(rm.codes) < maxRoutes {
+		rm.codes[status] = c
+	}
+	rm.mu.Unlock()
+	return c
 }
 
 // NewMetrics returns the metrics on a registry of their own, with the Go
@@ -76,8 +132,9 @@ func (m *Metrics) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				status = http.StatusInternalServerError
 			}
 		}
-		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		rm := m.route(route)
+		rm.requests(m, route, status).Inc()
+		rm.latency.Observe(time.Since(start).Seconds())
 		return err
 	}
 }

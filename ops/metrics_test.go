@@ -168,3 +168,36 @@ func TestReadyz(t *testing.T) {
 		})
 	}
 }
+
+// TestMiddlewareRouteMemo: the memoized children of the request vectors
+// (docs/design/security.md PERF-ST-19) count each route and status apart,
+// as resolving them per request did.
+func TestMiddlewareRouteMemo(t *testing.T) {
+	m := NewMetrics()
+	e := echo.New()
+	e.Use(m.Middleware)
+	e.GET("/fhir/Patient/:id", func(c echo.Context) error {
+		if c.Param("id") == "gone" {
+			return c.String(http.StatusGone, "gone")
+		}
+		return c.String(http.StatusOK, "ok")
+	})
+	e.GET("/fhir/Observation/:id", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/metrics", LoopbackOnly(m.Handler()))
+	for _, path := range []string{"/fhir/Patient/a", "/fhir/Patient/gone", "/fhir/Patient/b", "/fhir/Observation/o",
+		"/fhir/Patient/gone", "/fhir/Patient/c"} {
+		e.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
+	}
+	body := scrape(t, e)
+	for _, want := range []string{
+		`ketabridge_http_requests_total{code="200",route="/fhir/Patient/:id"} 3`,
+		`ketabridge_http_requests_total{code="410",route="/fhir/Patient/:id"} 2`,
+		`ketabridge_http_requests_total{code="200",route="/fhir/Observation/:id"} 1`,
+		`ketabridge_http_request_duration_seconds_count{route="/fhir/Patient/:id"} 5`,
+		`ketabridge_http_request_duration_seconds_count{route="/fhir/Observation/:id"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in:\n%.3000s", want, body)
+		}
+	}
+}
