@@ -20,8 +20,9 @@ import (
 // round trips whatever its size: one SELECT of the run's source rows, one of
 // the current rows of every resource it names, one allocation each of the
 // new rids and srids (nextval, in batch order: insertion order is kept),
-// then COPY (pgx CopyFrom, the binary protocol) of the new source_records,
-// resources, history and index rows, and one UPDATE or DELETE from arrays
+// then COPY (the binary format, encoded here: copybin.go, PERF-PG-7) of the
+// new source_records, resources, history and index rows, and one UPDATE or
+// DELETE from arrays
 // (unnest) per table for the rows that exist. New rows go straight into
 // their tables: the rows they replace are locked (Apply), and a row another
 // batch creates at the same time fails on its unique key, so there is
