@@ -25,9 +25,9 @@ import (
 // DELETE from arrays (unnest) per table for the rows that exist. New rows
 // go straight into their tables: the rows they replace are locked (Apply),
 // and a row another batch creates at the same time fails on its unique
-// key, so there is nothing to merge and no staging table is needed; existing rows are merged
-// from the arrays, which serve as the staging set without a temporary
-// table's catalog writes. The index rows are written first, the rows that
+// key, so there is nothing to merge and no staging table is needed;
+// existing rows are merged from the arrays, which serve as the staging set
+// without a temporary table's catalog writes. The index rows are written first, the rows that
 // carry the time (source records, resources, history) last, under the
 // apply lock and with the time taken under it (restamp).
 //
