@@ -20,14 +20,14 @@ import (
 // round trips whatever its size: one SELECT of the run's source rows, one of
 // the current rows of every resource it names, one allocation each of the
 // new rids and srids (nextval, in batch order: insertion order is kept),
-// then COPY (pgx CopyFrom, the binary protocol) of the new source_records,
-// resources, history and index rows, and one UPDATE or DELETE from arrays
-// (unnest) per table for the rows that exist. New rows go straight into
-// their tables: the rows they replace are locked (Apply), and a row another
-// batch creates at the same time fails on its unique key, so there is
-// nothing to merge and no staging table is needed; existing rows are merged
-// from the arrays, which serve as the staging set without a temporary
-// table's catalog writes. The index rows are written first, the rows that
+// then COPY (the binary format, encoded here: copybin.go, PERF-PG-7) of the
+// new source_records, resources, history and index rows, and one UPDATE or
+// DELETE from arrays (unnest) per table for the rows that exist. New rows
+// go straight into their tables: the rows they replace are locked (Apply),
+// and a row another batch creates at the same time fails on its unique
+// key, so there is nothing to merge and no staging table is needed;
+// existing rows are merged from the arrays, which serve as the staging set
+// without a temporary table's catalog writes. The index rows are written first, the rows that
 // carry the time (source records, resources, history) last, under the
 // apply lock and with the time taken under it (restamp).
 //
@@ -392,7 +392,13 @@ type bulkRows struct {
 	// stamp is, for each history row with a body, the resource and version
 	// it stamps (restamp); nil for a deletion.
 	stamp []stamped
-	idx   [sqlcore.NumKinds][][]any
+	// idx are the index tables' COPY rows (the references' table is
+	// encoded from refs once they are resolved); seen and seenMap the
+	// current resource's index keys (addIndex).
+	idx     [sqlcore.NumKinds]copyBuf
+	refs    []refRow
+	seen    []idxKey
+	seenMap map[idxKey]struct{}
 	// pending are the current record's rows, kept apart until it is
 	// decided whole (a record failing midway writes nothing).
 	pending bulkPending
@@ -535,57 +541,121 @@ func floatKey(f float64) uint64 {
 	return math.Float64bits(f)
 }
 
-// addIndex adds the index rows of rw, stored as rid.
+// refRow is a reference index row, kept apart until its target is resolved
+// (resolveRefs, PERF-PG-6).
+type refRow struct {
+	pid    int32
+	trid   int64
+	target string
+	rid    int64
+}
+
+// dedupLinear is the number of a resource's index rows up to which its
+// duplicates are found by comparing each row with the rows before it; a
+// resource with more uses a map (kept across resources).
+const dedupLinear = 32
+
+// dup reports whether the key k is among the resource's keys seen so far,
+// and adds it if not.
+func (w *bulkRows) dup(k idxKey, many bool) bool {
+	if many {
+		if _, dup := w.seenMap[k]; dup {
+			return true
+		}
+		w.seenMap[k] = struct{}{}
+		return false
+	}
+	for i := range w.seen {
+		if w.seen[i] == k {
+			return true
+		}
+	}
+	w.seen = append(w.seen, k)
+	return false
+}
+
+// addIndex adds the index rows of rw, stored as rid: encoded at once into
+// their table's COPY rows (PERF-PG-7), the references kept for resolveRefs.
 func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
-	var patient any
-	if rw.Patient != "" {
-		patient = rw.Patient
+	many := len(rw.Index) > dedupLinear
+	if many {
+		if w.seenMap == nil {
+			w.seenMap = make(map[idxKey]struct{}, len(rw.Index))
+		}
+		clear(w.seenMap)
 	}
-	var seen map[idxKey]struct{}
-	if len(rw.Index) > 1 {
-		seen = make(map[idxKey]struct{}, len(rw.Index))
-	}
+	w.seen = w.seen[:0]
+	check := len(rw.Index) > 1
 	for j := range rw.Index {
 		row := &rw.Index[j]
 		k := idxKey{kind: row.Kind, param: row.Param}
-		pid := w.pids[row.Param]
-		var vals []any
+		var value string
 		switch row.Kind {
 		case store.KindToken:
 			k.a, k.b = row.Code, row.System
-			vals = []any{pid, row.Code, w.sids[row.System], rid, patient}
 		case store.KindString:
-			v := store.NormalizeString(row.Value)
-			k.a = v
-			vals = []any{pid, v, rid}
+			value = store.NormalizeString(row.Value)
+			k.a = value
 		case store.KindDate:
 			k.lo, k.hi = row.Lo, row.Hi
-			vals = []any{pid, row.Lo, row.Hi, rid}
 		case store.KindReference:
-			// The target's rid is set by resolveRefs (PERF-PG-6).
 			k.a = row.Value
-			vals = []any{pid, int64(0), row.Value, rid}
 		case store.KindNumber:
 			k.n = floatKey(row.Num)
-			vals = []any{pid, row.Num, rid}
 		case store.KindQuantity:
 			k.n, k.a, k.b = floatKey(row.Num), row.System, row.Code
-			vals = []any{pid, row.Num, row.System, row.Code, rid}
 		default:
 			continue
 		}
-		if seen != nil {
-			if _, dup := seen[k]; dup {
-				continue
-			}
-			seen[k] = struct{}{}
+		if check && w.dup(k, many) {
+			continue
 		}
-		w.idx[row.Kind] = append(w.idx[row.Kind], vals)
+		pid := w.pids[row.Param]
+		c := &w.idx[row.Kind]
+		switch row.Kind {
+		case store.KindToken:
+			c.row(5)
+			c.int4(pid)
+			c.text(row.Code)
+			c.int4(w.sids[row.System])
+			c.int8(rid)
+			if rw.Patient != "" {
+				c.text(rw.Patient)
+			} else {
+				c.null()
+			}
+		case store.KindString:
+			c.row(3)
+			c.int4(pid)
+			c.text(value)
+			c.int8(rid)
+		case store.KindDate:
+			c.row(4)
+			c.int4(pid)
+			c.int8(row.Lo)
+			c.int8(row.Hi)
+			c.int8(rid)
+		case store.KindReference:
+			// The target's rid is set by resolveRefs (PERF-PG-6).
+			w.refs = append(w.refs, refRow{pid: pid, target: row.Value, rid: rid})
+		case store.KindNumber:
+			c.row(3)
+			c.int4(pid)
+			c.float8(row.Num)
+			c.int8(rid)
+		case store.KindQuantity:
+			c.row(5)
+			c.int4(pid)
+			c.float8(row.Num)
+			c.text(row.System)
+			c.text(row.Code)
+			c.int8(rid)
+		}
 	}
 }
 
-// idxColumns are the columns each index table is copied into, in the order
-// addIndex gives the values.
+// idxColumns are the columns of each index table's COPY rows, in the order
+// addIndex and sendIndex encode them.
 var idxColumns = [sqlcore.NumKinds][]string{
 	store.KindToken:     {"pid", "code", "sid", "rid", "patient"},
 	store.KindString:    {"pid", "value", "rid"},
@@ -594,6 +664,22 @@ var idxColumns = [sqlcore.NumKinds][]string{
 	store.KindNumber:    {"pid", "num", "rid"},
 	store.KindQuantity:  {"pid", "num", "system", "code", "rid"},
 }
+
+// copyIndex are the index tables' COPY statements.
+var copyIndex = func() (t [sqlcore.NumKinds]*copyTable) {
+	types := [sqlcore.NumKinds][]colType{
+		store.KindToken:     {colInt4, colText, colInt4, colInt8, colText},
+		store.KindString:    {colInt4, colText, colInt8},
+		store.KindDate:      {colInt4, colInt8, colInt8, colInt8},
+		store.KindReference: {colInt4, colInt8, colText, colInt8},
+		store.KindNumber:    {colInt4, colFloat8, colInt8},
+		store.KindQuantity:  {colInt4, colFloat8, colText, colText, colInt8},
+	}
+	for k := store.KindToken; k <= store.KindQuantity; k++ {
+		t[k] = newCopyTable(sqlcore.IndexTables[k], idxColumns[k], types[k])
+	}
+	return t
+}()
 
 const (
 	updSourcesSQL = `UPDATE source_records s SET hash = u.h, body = u.b, resources = u.k, updated = $5
@@ -651,17 +737,20 @@ func (w *bulkRows) restamp(now time.Time) error {
 	return nil
 }
 
-// copyRows copies rows into table's columns on a's transaction.
-func copyRows(a *applier, table string, cols []string, rows [][]any) error {
+// copyRows copies rows into t's columns on a's transaction (PERF-PG-7).
+// A row whose values are not of the columns' types fails the COPY (the
+// server is told, and keeps none of the rows).
+func copyRows(a *applier, t *copyTable, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	n, err := a.tx.CopyFrom(a.ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	r := &rowsReader{t: t, rows: rows}
+	tag, err := a.tx.Conn().PgConn().CopyFrom(a.ctx, r, t.sql)
 	if err != nil {
-		return fmt.Errorf("copy %s: %w", table, err)
+		return fmt.Errorf("copy %s: %w", t.name, err)
 	}
-	if n != int64(len(rows)) {
-		return fmt.Errorf("copy %s: %d rows, want %d", table, n, len(rows))
+	if n := tag.RowsAffected(); n != int64(len(rows)) {
+		return fmt.Errorf("copy %s: %d rows, want %d", t.name, n, len(rows))
 	}
 	return nil
 }
@@ -683,8 +772,16 @@ func (w *bulkRows) sendIndex(a *applier) error {
 	if err := w.resolveRefs(a); err != nil {
 		return err
 	}
+	refs := &w.idx[store.KindReference]
+	for _, r := range w.refs {
+		refs.row(4)
+		refs.int4(r.pid)
+		refs.int8(r.trid)
+		refs.text(r.target)
+		refs.int8(r.rid)
+	}
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
-		if err := copyRows(a, sqlcore.IndexTables[k], idxColumns[k], w.idx[k]); err != nil {
+		if err := w.idx[k].send(a, copyIndex[k]); err != nil {
 			return err
 		}
 	}
@@ -699,7 +796,7 @@ func (w *bulkRows) sendIndex(a *applier) error {
 // sees (one query for the run's other targets). A target found in neither
 // keeps its text, which a search for it matches as well.
 func (w *bulkRows) resolveRefs(a *applier) error {
-	rows := w.idx[store.KindReference]
+	rows := w.refs
 	if len(rows) == 0 {
 		return nil
 	}
@@ -710,7 +807,7 @@ func (w *bulkRows) resolveRefs(a *applier) error {
 	var types, ids []string
 	asked := map[store.Key]struct{}{}
 	for _, r := range rows {
-		typ, id, ok := sqlcore.RefKey(r[2].(string))
+		typ, id, ok := sqlcore.RefKey(r.target)
 		if !ok {
 			continue
 		}
@@ -744,10 +841,10 @@ JOIN resources r ON r.type = k.t AND r.id = k.i`, types, ids)
 			return fmt.Errorf("reference targets: %w", err)
 		}
 	}
-	for _, r := range rows {
-		if typ, id, ok := sqlcore.RefKey(r[2].(string)); ok {
+	for i := range rows {
+		if typ, id, ok := sqlcore.RefKey(rows[i].target); ok {
 			if rid, found := known[store.Key{Type: typ, ID: id}]; found {
-				r[1], r[2] = rid, ""
+				rows[i].trid, rows[i].target = rid, ""
 			}
 		}
 	}
@@ -758,10 +855,10 @@ JOIN resources r ON r.type = k.t AND r.id = k.i`, types, ids)
 // lock: the new source records and resources, the updates of existing
 // rows, and history.
 func (w *bulkRows) sendRows(a *applier) error {
-	if err := copyRows(a, "source_records", []string{"srid", "kind", "clinic_id", "hash", "body", "resources", "updated"}, w.newSrc); err != nil {
+	if err := copyRows(a, copySources, w.newSrc); err != nil {
 		return err
 	}
-	if err := copyRows(a, "resources", []string{"rid", "type", "id", "version", "last_updated", "deleted", "patient", "hash", "src"}, w.newRes); err != nil {
+	if err := copyRows(a, copyResources, w.newRes); err != nil {
 		return err
 	}
 	var batch pgx.Batch
@@ -779,5 +876,5 @@ func (w *bulkRows) sendRows(a *applier) error {
 			return err
 		}
 	}
-	return copyRows(a, "history", []string{"rid", "version", "last_updated", "deleted", "patient", "body"}, w.hist)
+	return copyRows(a, copyHistory, w.hist)
 }
