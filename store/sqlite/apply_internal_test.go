@@ -21,13 +21,7 @@ func TestApplyWriteFailure(t *testing.T) {
 	}
 	defer s.Close()
 	errDisk := errors.New("disk on fire")
-	failAfterWrite = func(typ, id string) error {
-		if id == "o2" {
-			return errDisk
-		}
-		return nil
-	}
-	defer func() { failAfterWrite = nil }()
+	failWriteOf(t, "o2", errDisk)
 	res, err := s.Apply(ctx, []store.RecordWrite{
 		storetest.Rec("session", "a", "h1", storetest.Res("Observation", "o1", "p1", "", storetest.Token("code", "s", "c"))),
 		storetest.Rec("session", "b", "h1",
@@ -63,4 +57,18 @@ func TestApplyWriteFailure(t *testing.T) {
 	if err != nil || len(got.Resources) != 1 || got.Resources[0].ID != "o2" {
 		t.Errorf("search after retry: %+v, %v", got.Resources, err)
 	}
+}
+
+// failWriteOf makes the writer fail with err right after it writes the
+// created resource id (failAfterWrite), as a disk error mid-transaction
+// would, until the test ends.
+func failWriteOf(t *testing.T, id string, err error) {
+	t.Helper()
+	failAfterWrite = func(_, got string) error {
+		if got == id {
+			return err
+		}
+		return nil
+	}
+	t.Cleanup(func() { failAfterWrite = nil })
 }

@@ -34,13 +34,7 @@ func TestApplyBufferedRows(t *testing.T) {
 			defer func(n int) { flushAt = n }(flushAt)
 			flushAt = tc.flushAt
 			if tc.fail {
-				failAfterWrite = func(typ, id string) error {
-					if id == "bad" {
-						return errDisk
-					}
-					return nil
-				}
-				defer func() { failAfterWrite = nil }()
+				failWriteOf(t, "bad", errDisk)
 			}
 			s, err := Open(ctx, filepath.Join(t.TempDir(), "buf.db"), storetest.NewFakeClock(storetest.T0))
 			if err != nil {

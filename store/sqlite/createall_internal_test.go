@@ -126,13 +126,7 @@ func createdRIDs(t *testing.T, s *Store) (out []string) {
 func TestCreateAllAfterARolledBackRecord(t *testing.T) {
 	ctx := context.Background()
 	errDisk := errors.New("disk I/O error")
-	failAfterWrite = func(typ, id string) error {
-		if id == "bad" {
-			return errDisk
-		}
-		return nil
-	}
-	defer func() { failAfterWrite = nil }()
+	failWriteOf(t, "bad", errDisk)
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "kb.db"), storetest.NewFakeClock(storetest.T0))
 	if err != nil {
 		t.Fatal(err)
