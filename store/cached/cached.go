@@ -57,7 +57,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strconv"
 	"sync"
@@ -186,7 +185,7 @@ type Store struct {
 	hot hot
 	// recent decides which large pages go to hot rather than being lent
 	// (PERF-ST-18, lend.go).
-	recent recentPages
+	recent *seenTable
 
 	// near is the near cache in front of nc (nil when off).
 	near *near
@@ -236,7 +235,7 @@ func New(st store.Store, c store.Cache, opts Options) *Store {
 	mem, local := c.(*memory.Cache)
 	s := &Store{st: st, c: c, opts: opts, local: local, mem: mem}
 	s.bucketNames, s.bucketEnds = bucketTable(opts.Buckets)
-	s.recent.seed = maphash.MakeSeed()
+	s.recent = newSeenTable(recentSlots)
 	if nc, ok := c.(store.NearCache); ok && opts.NearBytes > 0 && !local {
 		s.near, s.nc, s.door = newNear(opts.NearBytes), nc, newDoorkeeper()
 		s.watched, _ = c.(store.Watched)

@@ -2,10 +2,8 @@ package cached
 
 import (
 	"fmt"
-	"hash/maphash"
 	"math/bits"
 	"sync"
-	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
 
@@ -84,30 +82,14 @@ func unpackLent(b []byte, l *store.Lease) (out []byte, lent bool, err error) {
 	return out[:len(out):len(out)], lent, nil
 }
 
-// recentPages remembers the keys of the last large pages expanded, so that
+// Store.recent remembers the keys of the last large pages expanded, so that
 // a page asked for again soon (32 concurrent requests for one patient's
 // $everything) goes to the hot table and is shared (PERF-ST-10), while a
 // page asked for once in a while (a uniform spread of patients, where the
-// hot table only churned) is lent. A direct-mapped table of key hashes: a
-// collision only decides between lending and sharing, both correct.
-type recentPages struct {
-	seed  maphash.Seed
-	slots [recentSlots]atomic.Uint64
-}
-
+// hot table only churned) is lent: a seenTable (near.go) of recentSlots
+// slots, where a collision only decides between lending and sharing, both
+// correct.
 const recentSlots = 64
-
-// seen reports whether key was passed to seen before (as far as the table
-// remembers), and remembers it.
-func (r *recentPages) seen(key string) bool {
-	h := maphash.String(r.seed, key) | 1 // never 0, the empty slot
-	slot := &r.slots[h%recentSlots]
-	if slot.Load() == h {
-		return true
-	}
-	slot.Store(h)
-	return false
-}
 
 // hotCandidate reports whether the compressed value b of key expands to a
 // page the hot table would keep (hotMin or more) that was expanded recently

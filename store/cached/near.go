@@ -136,22 +136,32 @@ func (n *near) size() int64 {
 // seen (it takes the usual path: stamps, store, fill) or forget one (one
 // more uncached read). Neither can serve anything stale: nothing is answered
 // from the table, it only decides whether to fill. It holds hashes, no keys.
-type doorkeeper struct {
-	seed  maphash.Seed
-	slots [doorSlots]atomic.Uint64
-}
+type doorkeeper = seenTable
 
 // doorSlots is the table's size (512 KiB): about as many keys as the reads by
 // id a busy replica serves in a few seconds.
 const doorSlots = 1 << 16
 
-func newDoorkeeper() *doorkeeper { return &doorkeeper{seed: maphash.MakeSeed()} }
+func newDoorkeeper() *doorkeeper { return newSeenTable(doorSlots) }
+
+// seenTable is a direct-mapped table of key hashes under a per-process seed,
+// one hash per slot: the doorkeeper's, and the one that tells which large
+// pages to share rather than lend (lend.go). A collision can make a key look
+// seen or forget one, so it only ever chooses between two correct paths.
+type seenTable struct {
+	seed  maphash.Seed
+	slots []atomic.Uint64
+}
+
+func newSeenTable(n int) *seenTable {
+	return &seenTable{seed: maphash.MakeSeed(), slots: make([]atomic.Uint64, n)}
+}
 
 // seen reports whether key was passed to seen before (as far as the table
 // remembers), and remembers it.
-func (d *doorkeeper) seen(key string) bool {
+func (d *seenTable) seen(key string) bool {
 	h := maphash.String(d.seed, key) | 1 // never 0, the empty slot
-	slot := &d.slots[h%doorSlots]
+	slot := &d.slots[h%uint64(len(d.slots))]
 	if slot.Load() == h {
 		return true
 	}
