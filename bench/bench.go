@@ -363,6 +363,11 @@ func run(ctx context.Context, cfg server.Config, p Params, stderr io.Writer) (*r
 	if err := gr.obtainToken(ctx); err != nil {
 		return nil, fmt.Errorf("bench: token: %w", err)
 	}
+	if len(p.Only) == 0 || slices.Contains(p.Only, writeScenario) {
+		if err := ds.prepareWrites(ctx, gr, file); err != nil {
+			return nil, err
+		}
+	}
 	if err := runScenarios(ctx, gr, ds, p, &res, stderr); err != nil {
 		return nil, err
 	}
@@ -591,7 +596,20 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 		gc0, cycles0 := gcCPU()
 		cpu0 := cpuSeconds()
+		var w *writer
+		if sc.writes {
+			if len(ds.writes) == 0 {
+				return fmt.Errorf("bench: %s: no records to write", sc.name)
+			}
+			w = startWrites(ctx, gr, ds.writes, authHdr, ds.writeToken)
+		}
 		r, err := attackScenario(sc, conns, p.Pace, p.Duration, p.MemProfile, p.WaitProfile, stderr)
+		if w != nil {
+			ws := w.stop()
+			if err == nil {
+				err = r.addWrites(ws, stderr)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
@@ -759,6 +777,10 @@ type dataset struct {
 	// payerPatients are those the payer client sees (search-payer and its
 	// unrestricted twin draw from them).
 	payerPatients []string
+	// writes are search-writes' records and writeToken its write client's
+	// token (writes.go); set only when that scenario runs.
+	writes     []writeTarget
+	writeToken string
 	// sample is a uniform sample of every stored compartment resource
 	// (samplePath gives its "/fhir/Type/id"); hot the paths of its first
 	// hotSet entries.

@@ -27,7 +27,7 @@ const (
 )
 
 // compareScenarios are the scenarios compare mode runs per variant.
-var compareScenarios = []string{"read-hot", "read-uniform", "search", "limit"}
+var compareScenarios = []string{"read-hot", "read-uniform", "search", writeScenario, "limit"}
 
 // variantResult is one store configuration of a comparison.
 type variantResult struct {

@@ -42,10 +42,12 @@ type scenario struct {
 	// or over a sample of ids meant to miss).
 	keys []string
 	warm func(j int) string
+	// writes runs the scenario's write load beside it (writes.go).
+	writes bool
 }
 
 // ScenarioNames are the scenarios' names, in run order.
-var ScenarioNames = []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "everything-default", "pa-criteria", "limit", exportName}
+var ScenarioNames = []string{"read-hot", "read-uniform", "search", writeScenario, "search-include", "search-assessments", "search-payer", "everything", "everything-default", "pa-criteria", "limit", exportName}
 
 // paConnections are the connections of the pa-criteria scenario: one, so
 // that its latency is one evaluation's and not the queue 32 callers make on
@@ -64,6 +66,11 @@ func buildScenarios(ds *dataset, gw, limit string, auth, payer http.Header, seed
 			return ds.sample.path(int(mix(seed^2, i) % uint64(ds.sample.len())))
 		}},
 		{name: "search", base: gw, hdr: auth, bundle: true, path: func(i uint64) string {
+			return searchPath(pick(ds.patients, i, 3))
+		}, keys: ds.patients, warm: func(j int) string { return searchPath(ds.patients[j]) }},
+		// The same searches while records of the searched patients change
+		// (writes.go): what the read cache keeps across writes.
+		{name: writeScenario, base: gw, hdr: auth, bundle: true, writes: true, path: func(i uint64) string {
 			return searchPath(pick(ds.patients, i, 3))
 		}, keys: ds.patients, warm: func(j int) string { return searchPath(ds.patients[j]) }},
 		{name: "search-include", base: gw, hdr: auth, bundle: true, include: true, path: func(i uint64) string {

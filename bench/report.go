@@ -115,6 +115,13 @@ type scenarioResult struct {
 	// took (the cache filling, at conns connections).
 	WarmRequests int     `json:"warm_requests,omitempty"`
 	WarmSeconds  float64 `json:"warm_s,omitempty"`
+	// Writes, StaleReads and WriteLagMS are search-writes' writes
+	// acknowledged during the scenario, the reads right after one that did
+	// not show it (the target: none), and the mean time from a write's
+	// acknowledgement to the answer of the read that checked it.
+	Writes     int     `json:"writes,omitempty"`
+	StaleReads int     `json:"stale_reads,omitempty"`
+	WriteLagMS float64 `json:"write_lag_ms,omitempty"`
 
 	requests   uint64
 	p90, mean  float64

@@ -57,6 +57,8 @@ func TestBench(t *testing.T) {
 			Conns      int      `json:"connections"`
 			AuditEv    int64    `json:"audit_events"`
 			AuditBytes int64    `json:"audit_bytes"`
+			Writes     int      `json:"writes"`
+			StaleReads int      `json:"stale_reads"`
 		} `json:"scenarios"`
 		PeakRSSMB *float64 `json:"peak_rss_mb"`
 		Export    *struct {
@@ -90,7 +92,7 @@ func TestBench(t *testing.T) {
 	if res.PeakRSSMB == nil {
 		t.Error("peak_rss_mb missing")
 	}
-	names := []string{"read-hot", "read-uniform", "search", "search-include", "search-assessments", "search-payer", "everything", "everything-default", "pa-criteria", "limit"}
+	names := []string{"read-hot", "read-uniform", "search", "search-writes", "search-include", "search-assessments", "search-payer", "everything", "everything-default", "pa-criteria", "limit"}
 	if len(res.Scenarios) != len(names) {
 		t.Fatalf("got %d scenarios, want %d", len(res.Scenarios), len(names))
 	}
@@ -118,6 +120,11 @@ func TestBench(t *testing.T) {
 			// space: bytes are checked over the run, below.)
 			if name != "limit" && (s.AuditEv <= 0 || s.AuditBytes < 0) {
 				t.Errorf("audit growth = %d events, %d bytes; want events > 0", s.AuditEv, s.AuditBytes)
+			}
+			// search-writes changed records while it ran, and every search
+			// right after a write showed it.
+			if wrote := name == "search-writes"; wrote != (s.Writes > 0) || s.StaleReads != 0 {
+				t.Errorf("writes = %d, stale reads = %d", s.Writes, s.StaleReads)
 			}
 			svg, err := os.ReadFile(filepath.Join(out, "latency-"+name+".svg"))
 			if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) {
