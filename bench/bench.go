@@ -588,6 +588,7 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			}
 		}
 		hit0, miss0 := gr.cacheCounts(ctx)
+		search0 := gr.cacheCountsByOp(ctx)["search"]
 		var hb0 map[string]float64
 		if p.WaitProfile != "" {
 			if hb0, err = handlerBuckets(ctx, gr.client, gr.base); err != nil {
@@ -621,6 +622,11 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 			printHandlerTail(stderr, sc.name, hb0, hb1)
 		}
 		r.WarmRequests, r.WarmSeconds = warmN, round3(warmD.Seconds())
+		if s1 := gr.cacheCountsByOp(ctx)["search"]; sc.writes && s1[0]+s1[1] > search0[0]+search0[1] {
+			// The searches' own hit ratio: the writes' lookups (a record's
+			// earlier versions) count in the total.
+			r.SearchHitRatio = round3((s1[0] - search0[0]) / (s1[0] + s1[1] - search0[0] - search0[1]))
+		}
 		if hit1, miss1 := gr.cacheCounts(ctx); hit1+miss1 > hit0+miss0 {
 			r.CacheLookups = int64(hit1 + miss1 - hit0 - miss0)
 			r.CacheHitRatio = round3((hit1 - hit0) / float64(r.CacheLookups))
@@ -645,6 +651,9 @@ func runScenarios(ctx context.Context, gr *gatewayRun, ds *dataset, p Params, re
 		}
 		fmt.Fprintf(stderr, "bench: %s: %.0f requests/s, p99 %.2f ms (second half %.2f ms), %.0f µs CPU per request, cache hit ratio %.3f of %d lookups\n",
 			sc.name, r.RPS, r.P99, r.P99Late, r.CPUPerRequestUS, r.CacheHitRatio, r.CacheLookups)
+		if sc.writes {
+			fmt.Fprintf(stderr, "bench: %s: the searches' own cache hit ratio %.3f (the writes' lookups apart)\n", sc.name, r.SearchHitRatio)
+		}
 		res.Scenarios = append(res.Scenarios, r)
 	}
 	if export && len(p.Only) == 0 && len(scenarios) > 0 {
@@ -730,9 +739,21 @@ func get(ctx context.Context, c *http.Client, u string, hdr http.Header) ([]byte
 // operations), scraped from the gateway's /metrics on loopback (zeros
 // when it cannot be read).
 func (gr *gatewayRun) cacheCounts(ctx context.Context) (hits, misses float64) {
+	c := gr.cacheCountsByOp(ctx)
+	for _, hm := range c {
+		hits += hm[0]
+		misses += hm[1]
+	}
+	return hits, misses
+}
+
+// cacheCountsByOp returns the read cache's hits and misses so far by store
+// operation (cached.Ops).
+func (gr *gatewayRun) cacheCountsByOp(ctx context.Context) map[string][2]float64 {
+	out := map[string][2]float64{}
 	b, status, err := get(ctx, gr.client, gr.base+"/metrics", nil)
 	if err != nil || status != http.StatusOK {
-		return 0, 0
+		return out
 	}
 	for line := range bytes.Lines(b) {
 		rest, ok := bytes.CutPrefix(line, []byte("ketabridge_cache_requests_total{"))
@@ -747,14 +768,18 @@ func (gr *gatewayRun) cacheCounts(ctx context.Context) (hits, misses float64) {
 		if err != nil {
 			continue
 		}
+		_, op, _ := strings.Cut(f[0], `op="`)
+		op, _, _ = strings.Cut(op, `"`)
+		hm := out[op]
 		switch {
 		case strings.Contains(f[0], `result="hit"`):
-			hits += n
+			hm[0] += n
 		case strings.Contains(f[0], `result="miss"`):
-			misses += n
+			hm[1] += n
 		}
+		out[op] = hm
 	}
-	return hits, misses
+	return out
 }
 
 // patientIDs returns the FHIR ids of the Patient records in raw, in order.

@@ -122,6 +122,9 @@ type scenarioResult struct {
 	Writes     int     `json:"writes,omitempty"`
 	StaleReads int     `json:"stale_reads,omitempty"`
 	WriteLagMS float64 `json:"write_lag_ms,omitempty"`
+	// SearchHitRatio is search-writes' hit ratio of the search lookups
+	// alone (the writes' own lookups are in CacheHitRatio).
+	SearchHitRatio float64 `json:"search_hit_ratio,omitempty"`
 
 	requests   uint64
 	p90, mean  float64
