@@ -140,12 +140,13 @@ func (g *Gateway) sweepReferrals(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// externalWriteWatcher drops the whole read cache when the SQLite file has
-// new resource versions (sqlite.Store.ChangeVersion): another process (such
-// as `ketabridge import`) may have written them, which the cache cannot
+// externalWriteWatcher drops the whole read cache when another process
+// (such as `ketabridge import`) has written new resource versions to the
+// SQLite file (sqlite.Store.ForeignChangeVersion), which the cache cannot
 // see, so such writes show within one interval. Writes through this
-// process's ingest invalidate precisely and at once anyway; they also trip
-// this check, which only costs hits.
+// process invalidate precisely and at once (CACHE-1) and do not move the
+// number it watches, so they no longer drop every other answer with them
+// (docs/design/security.md CACHE-6).
 //
 // The baseline is read here, before the gateway serves (and so before any
 // entry is cached), so no write can fall between it and the cache.
@@ -155,8 +156,7 @@ func (g *Gateway) externalWriteWatcher(ctx context.Context, interval time.Durati
 	if !ok || !cok {
 		return nil
 	}
-	last, err := sq.ChangeVersion(ctx)
-	known := err == nil
+	w := newForeignWrites(ctx, sq, cs, g.log)
 	return func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -166,19 +166,45 @@ func (g *Gateway) externalWriteWatcher(ctx context.Context, interval time.Durati
 				return
 			case <-t.C:
 			}
-			v, err := sq.ChangeVersion(ctx)
-			if err != nil {
-				continue
-			}
-			if !known || v != last {
-				// Unknown baseline (the first read failed): drop to be safe.
-				if err := cs.Invalidate(ctx); err != nil {
-					g.log.Warn("cannot drop the read cache after a database change", "err", err)
-					continue // try again on the next tick
-				}
-				g.log.Debug("the database changed: read cache dropped")
-			}
-			last, known = v, true
+			w.check(ctx)
 		}
 	}
+}
+
+// foreignWrites is externalWriteWatcher's state: the foreign change version
+// last seen, once known.
+type foreignWrites struct {
+	sq    *sqlite.Store
+	cs    *cached.Store
+	log   *slog.Logger
+	last  int64
+	known bool
+}
+
+func newForeignWrites(ctx context.Context, sq *sqlite.Store, cs *cached.Store, log *slog.Logger) *foreignWrites {
+	w := &foreignWrites{sq: sq, cs: cs, log: log}
+	var err error
+	w.last, err = sq.ForeignChangeVersion(ctx)
+	w.known = err == nil
+	return w
+}
+
+// check drops the read cache when another process wrote since the last
+// check (or the baseline is unknown), and reports whether it did.
+func (w *foreignWrites) check(ctx context.Context) (dropped bool) {
+	v, err := w.sq.ForeignChangeVersion(ctx)
+	if err != nil {
+		return false
+	}
+	if !w.known || v != w.last {
+		// Unknown baseline (the first read failed): drop to be safe.
+		if err := w.cs.Invalidate(ctx); err != nil {
+			w.log.Warn("cannot drop the read cache after a database change", "err", err)
+			return false // try again on the next tick
+		}
+		w.log.Debug("another process wrote the database: read cache dropped")
+		dropped = true
+	}
+	w.last, w.known = v, true
+	return dropped
 }

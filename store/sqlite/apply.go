@@ -185,12 +185,23 @@ func (s *Store) apply(ctx context.Context, c dconn, records []store.RecordWrite,
 		}
 		return rollback(fmt.Errorf("store: sqlite: apply: %w", err))
 	}
-	if sqlcore.Written(results) > 0 {
+	counted := sqlcore.Written(results) > 0
+	if counted {
 		if err := c.exec(bg, "UPDATE changes SET seq = seq + 1 WHERE id = 1"); err != nil {
 			return rollback(fmt.Errorf("store: sqlite: apply: count the change: %w", err))
 		}
+		// The change is this store's own: counted as it commits, under
+		// the lock ForeignChangeVersion reads under (CACHE-6).
+		s.cmu.Lock()
 	}
-	if err := c.exec(bg, "COMMIT"); err != nil {
+	err = c.exec(bg, "COMMIT")
+	if counted {
+		if err == nil {
+			s.own++
+		}
+		s.cmu.Unlock()
+	}
+	if err != nil {
 		return rollback(fmt.Errorf("store: sqlite: commit: %w", err))
 	}
 	if len(a.newPIDs) > 0 {

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,10 +12,11 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// TestChangeVersion: a commit by another process (here another Store on the
-// same file) changes ChangeVersion, as do the store's own writes; unchanged
-// records and audit events do not.
-func TestChangeVersion(t *testing.T) {
+// TestForeignChangeVersion: a commit by another process (here another Store
+// on the same file) changes ForeignChangeVersion; the store's own writes,
+// unchanged records and audit events do not (docs/design/security.md
+// CACHE-6), not even while its writes commit concurrently with the reads.
+func TestForeignChangeVersion(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kb.db")
 	a, err := Open(ctx, path, store.SystemClock{})
@@ -26,22 +29,27 @@ func TestChangeVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	version := func() int64 {
+	version := func(s *Store) int64 {
 		t.Helper()
-		v, err := a.ChangeVersion(ctx)
+		v, err := s.ForeignChangeVersion(ctx)
 		if err != nil {
-			t.Fatalf("ChangeVersion: %v", err)
+			t.Fatalf("ForeignChangeVersion: %v", err)
 		}
 		return v
 	}
-	v0 := version()
-	rec := storetest.Rec("patient", "p1", "h1", storetest.Res("Patient", "p1", "p1", `"active":true`))
+	patient := func(id string) store.RecordWrite {
+		return storetest.Rec("patient", id, "h1", storetest.Res("Patient", id, id, `"active":true`))
+	}
+	v0, b0 := version(a), version(b)
+	rec := patient("p1")
 	if _, err := a.Apply(ctx, []store.RecordWrite{rec}); err != nil {
 		t.Fatal(err)
 	}
-	v1 := version()
-	if v1 == v0 {
-		t.Fatal("a write left the change version unchanged")
+	if v := version(a); v != v0 {
+		t.Fatalf("the store's own write moved its foreign change version %d -> %d", v0, v)
+	}
+	if v := version(b); v == b0 {
+		t.Fatal("a write by another store left the foreign change version unchanged")
 	}
 	if _, err := a.Apply(ctx, []store.RecordWrite{rec}); err != nil { // unchanged
 		t.Fatal(err)
@@ -49,14 +57,49 @@ func TestChangeVersion(t *testing.T) {
 	if err := a.AppendAudit(ctx, []store.AuditRecord{{ID: "0b6a4a62-5b9e-4f0e-9d3e-2a1c9b7c1e01", Recorded: time.Now(), Interaction: "read", Status: 200}}); err != nil {
 		t.Fatal(err)
 	}
-	if v := version(); v != v1 {
-		t.Fatalf("an unchanged record or an audit event moved the change version %d -> %d", v1, v)
+	b1 := version(b)
+	if v := version(a); v != v0 {
+		t.Fatalf("an unchanged record or an audit event moved the foreign change version %d -> %d", v0, v)
 	}
-	rec2 := storetest.Rec("patient", "p2", "h1", storetest.Res("Patient", "p2", "p2", `"active":true`))
-	if _, err := b.Apply(ctx, []store.RecordWrite{rec2}); err != nil {
+
+	// The store's own writes racing the reads: never seen as foreign.
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	var werr error
+	wg.Go(func() {
+		defer close(done)
+		for i := range 200 {
+			if _, err := a.Apply(ctx, []store.RecordWrite{patient(fmt.Sprintf("q%d", i))}); err != nil {
+				werr = err
+				return
+			}
+		}
+	})
+	reads := 0
+	for polling := true; polling; {
+		select {
+		case <-done:
+			polling = false
+		default:
+		}
+		if v := version(a); v != v0 {
+			wg.Wait()
+			t.Fatalf("read %d, while the store wrote: foreign change version %d -> %d", reads, v0, v)
+		}
+		reads++
+	}
+	wg.Wait()
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if v := version(b); v == b1 {
+		t.Fatal("200 writes by another store left the foreign change version unchanged")
+	}
+	if _, err := b.Apply(ctx, []store.RecordWrite{patient("p2")}); err != nil {
 		t.Fatal(err)
 	}
-	if v := version(); v == v1 {
-		t.Fatal("another connection's commit left the change version unchanged")
+	if v := version(a); v == v0 {
+		t.Fatal("another store's commit left the foreign change version unchanged")
 	}
+	t.Logf("%d reads while 200 writes committed", reads)
 }

@@ -133,6 +133,11 @@ type Store struct {
 	// wend ends the busy record of the writer's holder (guarded by wsem).
 	wend func()
 
+	// cmu orders this store's commits that count a change (changes.seq)
+	// with ForeignChangeVersion's reads; own counts them (guarded by cmu).
+	cmu sync.Mutex
+	own int64
+
 	pmu  sync.RWMutex
 	pids map[paramKey]int64 // committed (type, param) -> pid
 	sids map[string]int64   // committed token system -> sid (the writer's)
@@ -626,18 +631,26 @@ func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
 	return tx, nil
 }
 
-// ChangeVersion returns a number that changes with every committed write
-// of resource versions to the database file, by this store or by any other
-// process (such as `ketabridge import` next to a running gateway), and
-// with nothing else (not the audit trail, not unchanged records). An
-// in-process read cache polls it to drop what another process made stale.
-func (s *Store) ChangeVersion(ctx context.Context) (int64, error) {
+// ForeignChangeVersion returns a number that changes with every committed
+// write of resource versions to the database file by another Store (another
+// process, such as `ketabridge import` next to a running gateway), and with
+// nothing else: not this Store's own writes, the audit trail or unchanged
+// records. It is the count of committed changes (the changes table, moved
+// by every Apply that wrote a version) less those this Store committed. An
+// in-process read cache polls it to drop what another process made stale;
+// its own writes it invalidates precisely (docs/design/security.md CACHE-6). This Store's commits that
+// count a change hold cmu from before COMMIT until they are counted, and the
+// read here holds it too, so it never sees a commit of its own uncounted: a
+// change it does not explain is another writer's.
+func (s *Store) ForeignChangeVersion(ctx context.Context) (int64, error) {
 	if s.closed.Load() {
 		return 0, errClosed
 	}
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
 	var v int64
 	if err := s.rdb.QueryRowContext(ctx, "SELECT seq FROM changes WHERE id = 1").Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: sqlite: change version: %w", err)
 	}
-	return v, nil
+	return v - s.own, nil
 }
