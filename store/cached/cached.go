@@ -494,9 +494,11 @@ func (s *Store) recover(ctx context.Context) bool {
 // without a round trip, store.Watched, CACHE-3) answers alone; share copies what a caller could modify (the slices of an answer)
 // of a value the near cache keeps. Reads by id (nearOnly) are kept in the
 // near cache only: a Redis entry costs the round trip a PostgreSQL
-// primary-key read costs, so on a near miss the store answers; and a read by
-// id is filled only on its second miss (doorkeeper, near.go), so reads that
-// never repeat do not pay the stamp read.
+// primary-key read costs, so on a near miss the store answers. A read by
+// id is filled on its first miss while the watch vouches for its stamps
+// (no round trip, CACHE-4, PERF-ST-20), else only on its second miss
+// (doorkeeper, near.go), so reads that never repeat do not pay a stamp
+// read.
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
 	enc func([]byte, T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
@@ -506,10 +508,23 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	if s.near != nil {
 		have, haveOK := s.near.get(key)
 		nearOnly := op == "read"
-		if nearOnly && !haveOK && !s.door.seen(key) {
-			// A first miss: the store answers alone, nothing is filled.
-			s.opts.Observer.miss(op)
-			return load(ctx)
+		if nearOnly && !haveOK {
+			if s.watched != nil {
+				// The watch vouches for the stamps without a round trip
+				// (CACHE-3, CACHE-4): a first miss is filled at the values
+				// it vouched for before the store read began, as a second
+				// miss is (PERF-ST-20). The doorkeeper only spares a miss
+				// the stamp read, which here costs none, and withheld
+				// every read's first repeat from the near cache.
+				if at, ok := s.watched.Known(stamps); ok {
+					return fillNear(ctx, s, op, key, at, enc, share, load)
+				}
+			}
+			if !s.door.seen(key) {
+				// A first miss: the store answers alone, nothing is filled.
+				s.opts.Observer.miss(op)
+				return load(ctx)
+			}
 		}
 		if haveOK && s.knownAt != nil && s.knownAt(stamps, have.at) {
 			// The watch vouches that the entry's stamps are current: a
@@ -536,13 +551,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 				s.near.drop(key)
 			}
 			if nearOnly {
-				s.opts.Observer.miss(op)
-				v, err := load(ctx)
-				if err != nil || s.failed.Load() != s.cleared.Load() {
-					return v, err
-				}
-				s.near.put(key, at, v, nearSize(v, enc))
-				return share(v), nil
+				return fillNear(ctx, s, op, key, at, enc, share, load)
 			}
 			// A near entry of older stamps: the shared cache may hold a
 			// current one.
@@ -669,6 +678,23 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		return share(v), nil
 	}
 	return v, nil
+}
+
+// fillNear answers a near miss of a read by id from the store and keeps
+// the answer in the near cache under at, the stamps' values read before
+// the store read began: a write that bumps them after that read leaves
+// the entry unreachable (CACHE-1). Nothing is filled when the load fails
+// or the cache turned dirty meanwhile.
+func fillNear[T any](ctx context.Context, s *Store, op, key, at string,
+	enc func([]byte, T) []byte, share func(T) T, load func(context.Context) (T, error),
+) (T, error) {
+	s.opts.Observer.miss(op)
+	v, err := load(ctx)
+	if err != nil || s.failed.Load() != s.cleared.Load() {
+		return v, err
+	}
+	s.near.put(key, at, v, nearSize(v, enc))
+	return share(v), nil
 }
 
 // scratch holds the buffers a fill encodes and compresses an answer in

@@ -982,7 +982,12 @@ func TestTypeVersions(t *testing.T) {
 func TestNearReadAdmission(t *testing.T) {
 	ctx := context.Background()
 	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
-	shared := openRedisCache(t, redisURL(t))
+	// Without a watch that vouches (store.Watched hidden), as while a
+	// replica's watch cannot: a fill costs a stamp read, so the doorkeeper
+	// admits a key on its second miss. With one, see
+	// TestNearReadFirstMissVouched.
+	rc := openRedisCache(t, redisURL(t))
+	shared := unwatched{Cache: rc, nc: rc.(store.NearCache)}
 	var ev events
 	a := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20, Observer: ev.observer()})
 	b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20}) // another replica
@@ -1017,6 +1022,94 @@ func TestNearReadAdmission(t *testing.T) {
 	// then superseded) still reads the stamps: never stale.
 	write(3)
 	read(3)
+}
+
+// vouching is a replica's Redis cache whose watch always vouches
+// (store.Watched), with the stamps' values read from Redis at each call, so
+// current by construction: a watched replica's admission without the
+// lease's timing.
+type vouching struct {
+	store.Cache
+	nc    store.NearCache
+	known atomic.Int64
+}
+
+func (v *vouching) Stamps(ctx context.Context, stamps []string) (string, error) {
+	return v.nc.Stamps(ctx, stamps)
+}
+
+func (v *vouching) Known(stamps []string) (string, bool) {
+	v.known.Add(1)
+	at, err := v.nc.Stamps(context.Background(), stamps)
+	return at, err == nil
+}
+
+// TestNearReadFirstMissVouched: while the watch vouches for a read's stamps
+// (CACHE-4: a fill costs no round trip), a read by id is kept in the near
+// cache on its first miss, so its first repeat is a hit (PERF-ST-20); a
+// write at another replica still makes the next read go to the store, and
+// the entry refilled then is hit by the read after it.
+func TestNearReadFirstMissVouched(t *testing.T) {
+	ctx := context.Background()
+	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
+	rc := openRedisCache(t, redisURL(t))
+	shared := &vouching{Cache: rc, nc: rc.(store.NearCache)}
+	hk := &afterRead{Store: inner}
+	var ev events
+	a := cached.New(hk, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20, Observer: ev.observer()})
+	b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20}) // another replica
+	write := func(v int) {
+		t.Helper()
+		rw := storetest.Res("Patient", "p1", "p1", fmt.Sprintf(`,"v":%d`, v))
+		if _, err := b.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", fmt.Sprint("h", v), rw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(want int64) {
+		t.Helper()
+		r, err := a.Read(ctx, "Patient", "p1")
+		if err != nil || r.Version != want {
+			t.Fatalf("Read = v%d, %v; want v%d", r.Version, err, want)
+		}
+	}
+	write(1)
+	for i, want := range []struct{ reads, hits int64 }{{1, 0}, {1, 1}, {1, 2}} {
+		read(1)
+		if got, hits := inner.reads.Load(), int64(ev.get("hit", "read")); got != want.reads || hits != want.hits {
+			t.Fatalf("read #%d: %d store reads and %d hits, want %d and %d", i+1, got, hits, want.reads, want.hits)
+		}
+	}
+	if shared.known.Load() == 0 {
+		t.Fatal("the watch was never asked")
+	}
+	write(2) // at the other replica: the near entry's stamps are now old
+	read(2)
+	read(2)
+	if got, hits := inner.reads.Load(), ev.get("hit", "read"); got != 2 || hits != 3 {
+		t.Errorf("after the write: %d store reads and %d hits in all, want 2 and 3 (refilled by the first read, hit by the second)", got, hits)
+	}
+	// A write that lands after a miss's store read and before its fill:
+	// the entry is filed under the values vouched for before the store
+	// read, so the next read goes to the store and sees the write.
+	write(3)
+	hk.after = func() { hk.after = nil; write(4) }
+	read(3)
+	read(4)
+}
+
+// afterRead runs after, when set, once the inner store's Read has
+// answered (a write racing a miss's fill).
+type afterRead struct {
+	store.Store
+	after func()
+}
+
+func (s *afterRead) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	r, err := s.Store.Read(ctx, typ, id)
+	if s.after != nil {
+		s.after()
+	}
+	return r, err
 }
 
 // roundTrips is a replica's Redis cache counting the stamp reads it sends

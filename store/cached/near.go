@@ -124,13 +124,16 @@ func (n *near) size() int64 {
 }
 
 // doorkeeper admits a read by id to the near cache on its second miss
-// within a window, not its first: a near miss of a read by id pays the
-// stamp read (a Redis round trip, unless the watch knows the stamps) and
-// the entry's encoding before the store's read so that it can fill the
-// near cache, and a key read only once (ids read uniformly from a large
-// set) never repays it. A key's first miss is answered by the store
-// alone, uncached, as with the cache off; its next miss reads the stamps and
-// fills; its later reads are hits.
+// within a window, not its first, while the watch cannot vouch for the
+// read's stamps: then a near miss of a read by id pays a stamp read (a
+// Redis round trip) before the store's read so that it can fill the near
+// cache, and a key read only once (ids read uniformly from a large set)
+// never repays it. A key's first miss is answered by the store alone,
+// uncached, as with the cache off; its next miss reads the stamps and
+// fills; its later reads are hits. While the watch vouches (CACHE-3,
+// CACHE-4: the stamps of every read by id are preloaded), a fill costs no
+// round trip and a first miss fills (PERF-ST-20): the doorkeeper is not
+// asked.
 //
 // A direct-mapped table of key hashes: a collision can only make a key look
 // seen (it takes the usual path: stamps, store, fill) or forget one (one
