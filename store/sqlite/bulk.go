@@ -52,9 +52,6 @@ var bulkKeep = []string{"resources_updated"}
 // stage (a variable for tests).
 var bulkStageMax = 10_000
 
-// bulkCache is the writer's page cache during a bulk load.
-const bulkCache = "PRAGMA cache_size = -65536" // 64 MiB, as ingestCache: it also bounds the sorts' memory when the load ends
-
 // stagingTable names the staging table of an index kind.
 func stagingTable(kind store.IndexKind) string { return "bulk_" + sqlcore.IndexTables[kind] }
 
@@ -90,8 +87,13 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 		return nil, fmt.Errorf("store: sqlite: begin bulk load: %w", err)
 	}
 	s.bulk, s.staged = true, staged
-	_, _ = s.w.ExecContext(ctx, bulkCache)
-	s.ingesting = true // releaseWhenIdle shrinks the cache once the load pauses
+	// The ingest's cache, WAL threshold and WAL size (PERF-IN-2, PERF-IN-3),
+	// set as by a plain ingest's first Apply: setting only the cache and
+	// marking the writer as ingesting, as a load did before, made that
+	// Apply skip the rest, so the WAL was cut back to 128 MiB at every
+	// reset of a load (docs/design/security.md PERF-SQLB-7).
+	// releaseWhenIdle shrinks them once the load pauses.
+	s.growForIngest(ctx)
 	ended := false
 	return func(ctx context.Context) error {
 		if err := s.lockWriter(ctx); err != nil {
@@ -101,6 +103,10 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 		if ended {
 			return errors.New("store: sqlite: the bulk load has ended")
 		}
+		// The ingest's 64 MiB cache also sizes the sorts' runs: after a
+		// pause in the load the writer holds its idle 4 MiB, and a sort
+		// would write and merge sixteen times as many runs.
+		s.growForIngest(ctx)
 		if err := finishBulk(ctx, s.w); err != nil {
 			return fmt.Errorf("store: sqlite: end bulk load: %w", err)
 		}
@@ -173,7 +179,6 @@ func stage(ctx context.Context, c *sql.Conn) error {
 		t, st := sqlcore.IndexTables[k], stagingTable(k)
 		for _, q := range []string{
 			`CREATE TABLE ` + st + ` AS SELECT * FROM ` + t, // what a new store holds: its definitions' rows
-			`CREATE INDEX ` + st + `_rid ON ` + st + ` (rid)`,
 			`DROP TABLE ` + t,
 		} {
 			if _, err := c.ExecContext(ctx, q); err != nil {
