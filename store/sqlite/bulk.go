@@ -52,6 +52,10 @@ var bulkKeep = []string{"resources_updated"}
 // stage (a variable for tests).
 var bulkStageMax = 10_000
 
+// bulkEndCache is the writer's cache_size while a bulk load ends: 32 MiB
+// (in KiB, negative), half the ingest's (PERF-SQLB-7).
+const bulkEndCache = -32768
+
 // stagingTable names the staging table of an index kind.
 func stagingTable(kind store.IndexKind) string { return "bulk_" + sqlcore.IndexTables[kind] }
 
@@ -255,6 +259,25 @@ func finishBulk(ctx context.Context, c *sql.Conn) error {
 		return err
 	}
 	defer func() { _, _ = c.ExecContext(context.Background(), "PRAGMA temp_store = MEMORY") }()
+	// The sorts on two cores, in the memory of one (PERF-SQLB-7): with a
+	// worker thread SQLite sorts and writes each run while the statement
+	// reads the next (the ingest's mapper, on the other core during the
+	// load, is done), and each of the two holds a run of cache_size bytes,
+	// so the cache is halved for the end: the sorts' memory stays the 64 MiB
+	// a run took alone. Both settings are the connection's, put back after.
+	var cache int64
+	if err := c.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
+		return err
+	}
+	for _, q := range []string{"PRAGMA threads = 1", "PRAGMA cache_size = " + strconv.FormatInt(bulkEndCache, 10)} {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		_, _ = c.ExecContext(context.Background(), "PRAGMA threads = 0")
+		_, _ = c.ExecContext(context.Background(), "PRAGMA cache_size = "+strconv.FormatInt(cache, 10))
+	}()
 	return execTx(ctx, c, func() error {
 		for k := store.KindToken; k <= store.KindQuantity; k++ {
 			var stmt string
