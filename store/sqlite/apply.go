@@ -678,6 +678,15 @@ func (a *applier) deleteIndex(rid int64) error {
 	for k := store.KindToken; k <= store.KindQuantity; k++ {
 		st := a.ws.delIdx[k]
 		if a.staged {
+			// The staging table's rid index is built by the load's first
+			// replacement of index rows, not kept from its start
+			// (docs/design/security.md PERF-SQLB-7): into a new store
+			// resources are mostly created, and each staged row cost a
+			// second B-tree insert for a lookup that never came. A no-op
+			// once the index exists.
+			if err := a.c.exec(a.ctx, `CREATE INDEX IF NOT EXISTS `+stagingTable(k)+`_rid ON `+stagingTable(k)+` (rid)`); err != nil {
+				return err
+			}
 			if st = a.ws.delStaged[k]; st == nil {
 				var err error
 				if st, err = a.c.prepare(a.ctx, `DELETE FROM `+stagingTable(k)+` WHERE rid = ?`); err != nil {

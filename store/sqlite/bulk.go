@@ -52,8 +52,9 @@ var bulkKeep = []string{"resources_updated"}
 // stage (a variable for tests).
 var bulkStageMax = 10_000
 
-// bulkCache is the writer's page cache during a bulk load.
-const bulkCache = "PRAGMA cache_size = -65536" // 64 MiB, as ingestCache: it also bounds the sorts' memory when the load ends
+// bulkEndCache is the writer's cache_size while a bulk load ends: 32 MiB
+// (in KiB, negative), half the ingest's (PERF-SQLB-7).
+const bulkEndCache = -32768
 
 // stagingTable names the staging table of an index kind.
 func stagingTable(kind store.IndexKind) string { return "bulk_" + sqlcore.IndexTables[kind] }
@@ -90,8 +91,13 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 		return nil, fmt.Errorf("store: sqlite: begin bulk load: %w", err)
 	}
 	s.bulk, s.staged = true, staged
-	_, _ = s.w.ExecContext(ctx, bulkCache)
-	s.ingesting = true // releaseWhenIdle shrinks the cache once the load pauses
+	// The ingest's cache, WAL threshold and WAL size (PERF-IN-2, PERF-IN-3),
+	// set as by a plain ingest's first Apply: setting only the cache and
+	// marking the writer as ingesting, as a load did before, made that
+	// Apply skip the rest, so the WAL was cut back to 128 MiB at every
+	// reset of a load (docs/design/security.md PERF-SQLB-7).
+	// releaseWhenIdle shrinks them once the load pauses.
+	s.growForIngest(ctx)
 	ended := false
 	return func(ctx context.Context) error {
 		if err := s.lockWriter(ctx); err != nil {
@@ -101,6 +107,10 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 		if ended {
 			return errors.New("store: sqlite: the bulk load has ended")
 		}
+		// The ingest's 64 MiB cache also sizes the sorts' runs: after a
+		// pause in the load the writer holds its idle 4 MiB, and a sort
+		// would write and merge sixteen times as many runs.
+		s.growForIngest(ctx)
 		if err := finishBulk(ctx, s.w); err != nil {
 			return fmt.Errorf("store: sqlite: end bulk load: %w", err)
 		}
@@ -173,7 +183,6 @@ func stage(ctx context.Context, c *sql.Conn) error {
 		t, st := sqlcore.IndexTables[k], stagingTable(k)
 		for _, q := range []string{
 			`CREATE TABLE ` + st + ` AS SELECT * FROM ` + t, // what a new store holds: its definitions' rows
-			`CREATE INDEX ` + st + `_rid ON ` + st + ` (rid)`,
 			`DROP TABLE ` + t,
 		} {
 			if _, err := c.ExecContext(ctx, q); err != nil {
@@ -250,6 +259,25 @@ func finishBulk(ctx context.Context, c *sql.Conn) error {
 		return err
 	}
 	defer func() { _, _ = c.ExecContext(context.Background(), "PRAGMA temp_store = MEMORY") }()
+	// The sorts on two cores, in the memory of one (PERF-SQLB-7): with a
+	// worker thread SQLite sorts and writes each run while the statement
+	// reads the next (the ingest's mapper, on the other core during the
+	// load, is done), and each of the two holds a run of cache_size bytes,
+	// so the cache is halved for the end: the sorts' memory stays the 64 MiB
+	// a run took alone. Both settings are the connection's, put back after.
+	var cache int64
+	if err := c.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
+		return err
+	}
+	for _, q := range []string{"PRAGMA threads = 1", "PRAGMA cache_size = " + strconv.FormatInt(bulkEndCache, 10)} {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		_, _ = c.ExecContext(context.Background(), "PRAGMA threads = 0")
+		_, _ = c.ExecContext(context.Background(), "PRAGMA cache_size = "+strconv.FormatInt(cache, 10))
+	}()
 	return execTx(ctx, c, func() error {
 		for k := store.KindToken; k <= store.KindQuantity; k++ {
 			var stmt string

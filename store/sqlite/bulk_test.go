@@ -93,6 +93,45 @@ func TestBulkDropsAndRebuildsIndexes(t *testing.T) {
 	}
 }
 
+// TestBulkStagingRIDIndexOnFirstReplacement: a staging table gets its rid
+// index from the load's first replacement of index rows, not at its start
+// (docs/design/security.md PERF-SQLB-7): a load that only creates
+// resources appends each staged row once. The replacement itself, and the
+// answers after the load, are storetest's (TestContract/Bulk).
+func TestBulkStagingRIDIndexOnFirstReplacement(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ketabridge.db")
+	s, err := sqlite.Open(ctx, path, storetest.NewFakeClock(storetest.T0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	end, err := s.BeginBulk(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, bulkRecords()); err != nil {
+		t.Fatal(err)
+	}
+	if during := schemaIndexes(t, path); strings.Contains(during, "bulk_idx_token_rid") {
+		t.Fatalf("a load that only created resources has a staging rid index: %s", during)
+	}
+	// o1 again with another code: its staged rows are replaced.
+	if _, err := s.Apply(ctx, []store.RecordWrite{storetest.Rec("session", "o1", "h2", storetest.Res("Observation", "o1", "p1", `,"status":"amended"`,
+		storetest.Ref("patient", "Patient/p1"), storetest.Token("code", "http://loinc.org", "5678")))}); err != nil {
+		t.Fatal(err)
+	}
+	if during := schemaIndexes(t, path); !strings.Contains(during, "bulk_idx_token_rid") {
+		t.Fatalf("no staging rid index after a replacement: %s", during)
+	}
+	if err := end(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := schemaIndexes(t, path); strings.Contains(after, "bulk_idx") {
+		t.Fatalf("staging indexes left after the load: %s", after)
+	}
+}
+
 // TestBulkInterruptedIsFinishedOnOpen: a process that dies mid-load (here:
 // closes the store without ending the load) leaves the committed records
 // stored and the indexes dropped; the next Open builds them, and searches
