@@ -8,8 +8,9 @@ import (
 // Lease lets a store lend a caller memory for one answer and have it back
 // when the caller is done (docs/design/security.md PERF-ST-18): the read
 // cache (store/cached) expands a cached page into a pooled buffer instead
-// of new memory when the context carries a Lease, and the buffer returns to
-// the pool when the Lease is released. The Resources' Bodies of such an
+// of new memory when the context carries a Lease, and SQLite (store/sqlite)
+// copies a page's bodies into pooled chunks instead of a new slice per row
+// (PERF-ST-21); the buffers return to the pool when the Lease is released. The Resources' Bodies of such an
 // answer alias the lent buffer.
 //
 // The caller that creates a Lease owns the answers read under it and
@@ -36,6 +37,16 @@ type leaseKey struct{}
 func WithLease(ctx context.Context) (context.Context, *Lease) {
 	l := &Lease{}
 	return context.WithValue(ctx, leaseKey{}, l), l
+}
+
+// WithoutLease returns ctx without its Lease: for a store call whose answer
+// the caller's own code keeps beyond the request (a near cache entry), so
+// that no store below it lends (docs/design/security.md PERF-ST-21).
+func WithoutLease(ctx context.Context) context.Context {
+	if LeaseFrom(ctx) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, leaseKey{}, (*Lease)(nil))
 }
 
 // LeaseFrom returns the Lease ctx carries, or nil.

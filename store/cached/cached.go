@@ -502,6 +502,13 @@ func (s *Store) recover(ctx context.Context) bool {
 func through[T any](ctx context.Context, s *Store, op, key string, stamps []string,
 	enc func([]byte, T) []byte, dec func([]byte) (T, error), share func(T) T, load func(context.Context) (T, error),
 ) (T, error) {
+	if s.near != nil {
+		// The near cache keeps what the store answers, a miss's page
+		// too: nothing below may lend it (store.Lease; SQLite lends a
+		// page's bodies, docs/design/security.md PERF-ST-21), nor does
+		// this store (below, lease is nil with a near cache).
+		ctx = store.WithoutLease(ctx)
+	}
 	if !s.usable(ctx) {
 		return load(ctx)
 	}

@@ -121,3 +121,78 @@ func TestLentPagesStayTheirs(t *testing.T) {
 		})
 	}
 }
+
+// leaseSeen is an inner store that records whether each page call's context
+// carried a store.Lease.
+type leaseSeen struct {
+	pages
+	mu   sync.Mutex
+	seen []bool
+}
+
+func (l *leaseSeen) note(ctx context.Context) {
+	l.mu.Lock()
+	l.seen = append(l.seen, store.LeaseFrom(ctx) != nil)
+	l.mu.Unlock()
+}
+
+func (l *leaseSeen) Search(ctx context.Context, q store.Query) (store.SearchResult, error) {
+	l.note(ctx)
+	return l.pages.Search(ctx, q)
+}
+
+func (l *leaseSeen) Everything(ctx context.Context, q store.EverythingQuery) ([]store.Resource, int, error) {
+	l.note(ctx)
+	return l.pages.Everything(ctx, q)
+}
+
+// nearMemory is the in-process cache offered as a shared one
+// (store.NearCache), so that the read cache keeps a near cache in front of
+// it, as it does in front of Redis.
+type nearMemory struct{ *memory.Cache }
+
+func (n nearMemory) Stamps(_ context.Context, stamps []string) (string, error) {
+	return n.At(stamps), nil
+}
+
+// The store below the read cache may lend a page's bodies under the
+// caller's Lease (SQLite does, docs/design/security.md PERF-ST-21), which
+// is sound only where nothing keeps the page past the request. The near
+// cache keeps what a miss loads, so with a near cache the read cache must
+// not pass the Lease down; without one (the in-process cache, which keeps
+// only its compressed copy) it passes it, or nothing is ever lent.
+func TestNearCacheGetsNoLentPages(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cache store.Cache
+		lease bool // whether the inner store may see the Lease
+	}{
+		{"in-process cache", memory.NewCache(64 << 20), true},
+		{"near cache", nearMemory{memory.NewCache(64 << 20)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := &leaseSeen{pages: pages{n: 20}}
+			cs := cached.New(inner, tc.cache, cached.Options{NearBytes: 8 << 20})
+			for _, p := range []string{"p1", "p2", "p3"} {
+				ctx, lease := store.WithLease(context.Background())
+				if _, _, err := cs.Everything(ctx, store.EverythingQuery{Patient: p, Count: 500}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := cs.Search(ctx, store.Query{Type: "Observation", Patients: []string{p}, Count: 20}); err != nil {
+					t.Fatal(err)
+				}
+				lease.Release()
+			}
+			inner.mu.Lock()
+			defer inner.mu.Unlock()
+			if len(inner.seen) == 0 {
+				t.Fatal("the inner store was never asked")
+			}
+			for i, seen := range inner.seen {
+				if seen != tc.lease {
+					t.Errorf("call %d: the inner store saw a Lease: %v, want %v", i, seen, tc.lease)
+				}
+			}
+		})
+	}
+}

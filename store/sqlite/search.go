@@ -111,9 +111,20 @@ func (s *Store) page(ctx context.Context, tx *sql.Tx, typ, text string, args []a
 // loadBodies fills out[i].Body from history row hids[i] (distinct), with
 // one query per bodyChunk rows instead of one per row: a page of 50 bodies
 // cost 50 statement executions, about as much as the search itself.
+//
+// Under a store.Lease (ctx) the bodies are copied into chunks lent for the
+// request instead of a new slice per row (lend.go, docs/design/security.md
+// PERF-ST-21).
 func (s *Store) loadBodies(ctx context.Context, tx *sql.Tx, out []store.Resource, hids []int64) error {
+	if len(hids) == 0 {
+		return nil
+	}
 	at := make(map[int64]int, min(len(hids), bodyChunk))
-	args := make([]any, 0, bodyChunk)
+	args := make([]any, 0, bodyChunk+1)
+	sink := newSink(ctx)
+	if sink != nil {
+		defer sink.close()
+	}
 	for lo := 0; lo < len(hids); lo += bodyChunk {
 		chunk := hids[lo:min(lo+bodyChunk, len(hids))]
 		// Round the list up to a power of two (at least 8), padded with hid
@@ -124,54 +135,103 @@ func (s *Store) loadBodies(ctx context.Context, tx *sql.Tx, out []store.Resource
 		}
 		clear(at)
 		args = args[:0]
+		if sink != nil {
+			args = append(args, sink.n)
+		}
 		for i, hid := range chunk {
 			at[hid] = lo + i
 			args = append(args, hid)
 		}
-		for len(args) < n {
+		for pad := n - len(chunk); pad > 0; pad-- {
 			args = append(args, int64(0))
 		}
-		// CAST(body AS BLOB): every value reaches the driver as a BLOB,
-		// which modernc.org/sqlite hands over as a slice of its own (see
-		// below); a no-op for the bodies as written (BLOBs).
-		st, err := s.stmt(ctx, tx, `SELECT hid, CAST(body AS BLOB) FROM history WHERE hid IN (`+placeholders(n)+`)`)
+		var found int
+		var err error
+		if sink != nil {
+			found, err = s.lendBodies(ctx, tx, sink, out, at, n, args)
+		} else {
+			found, err = s.copyBodies(ctx, tx, out, at, n, args)
+		}
 		if err != nil {
-			return fmt.Errorf("store: sqlite: load bodies: %w", err)
-		}
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return fmt.Errorf("store: sqlite: load bodies: %w", err)
-		}
-		found := 0
-		for rows.Next() {
-			var hid int64
-			// The body is kept as the driver returned it, not copied again
-			// by database/sql (Scan into a []byte clones it): the driver
-			// (modernc.org/sqlite, rows.Next) copies each BLOB out of
-			// SQLite into a new slice per row, so the RawBytes stay valid
-			// after the next row (database/sql only promises that much
-			// until Next; TestLoadedBodiesOwnTheirMemory pins it for the
-			// driver version in go.mod). A 500-resource $everything page
-			// was 650 KB of bodies allocated twice (PERF-ST-11).
-			var body sql.RawBytes
-			if err := rows.Scan(&hid, &body); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: sqlite: load bodies: %w", err)
-			}
-			if i, ok := at[hid]; ok {
-				out[i].Body = []byte(body)[:len(body):len(body)]
-				found++
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("store: sqlite: load bodies: %w", err)
+			return err
 		}
 		if found != len(chunk) {
 			return fmt.Errorf("store: sqlite: load bodies: %d of %d history rows missing", len(chunk)-found, len(chunk))
 		}
 	}
 	return nil
+}
+
+// copyBodies runs one query of loadBodies without a Lease: each body as the
+// driver copied it.
+func (s *Store) copyBodies(ctx context.Context, tx *sql.Tx, out []store.Resource, at map[int64]int, n int, args []any) (int, error) {
+	// CAST(body AS BLOB): every value reaches the driver as a BLOB,
+	// which modernc.org/sqlite hands over as a slice of its own (see
+	// below); a no-op for the bodies as written (BLOBs).
+	st, err := s.stmt(ctx, tx, `SELECT hid, CAST(body AS BLOB) FROM history WHERE hid IN (`+placeholders(n)+`)`)
+	if err != nil {
+		return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		var hid int64
+		// The body is kept as the driver returned it, not copied again
+		// by database/sql (Scan into a []byte clones it): the driver
+		// (modernc.org/sqlite, rows.Next) copies each BLOB out of
+		// SQLite into a new slice per row, so the RawBytes stay valid
+		// after the next row (database/sql only promises that much
+		// until Next; TestLoadedBodiesOwnTheirMemory pins it for the
+		// driver version in go.mod). A 500-resource $everything page
+		// was 650 KB of bodies allocated twice (PERF-ST-11).
+		var body sql.RawBytes
+		if err := rows.Scan(&hid, &body); err != nil {
+			return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+		}
+		if i, ok := at[hid]; ok {
+			out[i].Body = []byte(body)[:len(body):len(body)]
+			found++
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+	}
+	return found, nil
+}
+
+// lendBodies runs one query of loadBodies under a Lease: the SQL function
+// lendBodyFunc copies each body into sink's lent chunks (lend.go,
+// docs/design/security.md PERF-ST-21); args[0] is the sink's number.
+func (s *Store) lendBodies(ctx context.Context, tx *sql.Tx, sink *bodySink, out []store.Resource, at map[int64]int, n int, args []any) (int, error) {
+	st, err := s.stmt(ctx, tx, `SELECT `+lendBodyFunc+`(?, hid, CAST(body AS BLOB)) FROM history WHERE hid IN (`+placeholders(n)+`)`)
+	if err != nil {
+		return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+	}
+	sink.reset()
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("store: sqlite: load bodies: %w", err)
+	}
+	found := 0
+	for j, hid := range sink.hids {
+		if i, ok := at[hid]; ok {
+			out[i].Body = sink.bodies[j]
+			found++
+		}
+	}
+	return found, nil
 }
 
 // bodyChunk is the most bodies one loadBodies query fetches.
