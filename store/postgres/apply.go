@@ -536,6 +536,7 @@ type indexRows struct {
 	qtySys, qtyCode                 []string
 	qtyN                            []float64
 	qtyRID                          []int64
+	pairs                           refPairs // the resource's patient and subject targets (PERF-PG-8)
 }
 
 func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
@@ -544,9 +545,16 @@ func (x *indexRows) add(rw *store.ResourceWrite, rid int64) {
 	if rw.Patient != "" {
 		patient = &rw.Patient
 	}
+	x.pairs.scan(rw.Index)
 	for j := range rw.Index {
 		row := &rw.Index[j]
-		pid := x.pids[row.Param]
+		// A patient and a subject row with one target are stored as one
+		// (PERF-PG-8).
+		param := x.pairs.param(row)
+		if param == "" {
+			continue
+		}
+		pid := x.pids[param]
 		switch row.Kind {
 		case store.KindToken:
 			x.tokP, x.tokCode, x.tokSys, x.tokRID = append(x.tokP, pid), append(x.tokCode, row.Code), append(x.tokSys, x.sids[row.System]), append(x.tokRID, rid)

@@ -399,6 +399,9 @@ type bulkRows struct {
 	refs    []refRow
 	seen    []idxKey
 	seenMap map[idxKey]struct{}
+	// pairs are the current resource's patient and subject targets
+	// (PERF-PG-8).
+	pairs refPairs
 	// pending are the current record's rows, kept apart until it is
 	// decided whole (a record failing midway writes nothing).
 	pending bulkPending
@@ -586,9 +589,16 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 	}
 	w.seen = w.seen[:0]
 	check := len(rw.Index) > 1
+	w.pairs.scan(rw.Index)
 	for j := range rw.Index {
 		row := &rw.Index[j]
-		k := idxKey{kind: row.Kind, param: row.Param}
+		// A patient and a subject row with one target are stored as one
+		// (PERF-PG-8).
+		param := w.pairs.param(row)
+		if param == "" {
+			continue
+		}
+		k := idxKey{kind: row.Kind, param: param}
 		var value string
 		switch row.Kind {
 		case store.KindToken:
@@ -610,7 +620,7 @@ func (w *bulkRows) addIndex(rw *store.ResourceWrite, rid int64) {
 		if check && w.dup(k, many) {
 			continue
 		}
-		pid := w.pids[row.Param]
+		pid := w.pids[param]
 		c := &w.idx[row.Kind]
 		switch row.Kind {
 		case store.KindToken:

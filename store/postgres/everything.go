@@ -30,12 +30,15 @@ func (s *Store) Refs(ctx context.Context, from []store.Key, params []string) ([]
 	// PERF-PG-5): the names are joined back, and order the answer as
 	// before.
 	// A target kept as its rid (PERF-PG-6) is read back as its
-	// "Type/id", the text it was written from.
+	// "Type/id", the text it was written from. A combined patient and
+	// subject row (PERF-PG-8) is read back as the two rows it stands for.
 	rows, err := pool.Query(ctx, `SELECT k.type, k.id, p.name, coalesce(t.type || '/' || t.id, x.target) AS target
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(type, id, ord)
 JOIN resources r ON r.type = k.type AND r.id = k.id AND NOT r.deleted
 JOIN idx_ref x ON x.rid = r.rid
-JOIN search_params p ON p.pid = x.pid
+JOIN (SELECT pid, name FROM search_params WHERE name <> '`+patientSubject+`'
+	UNION ALL SELECT c.pid, v.name FROM search_params c CROSS JOIN (VALUES ('`+patientParam+`'), ('`+subjectParam+`')) AS v(name)
+	WHERE c.name = '`+patientSubject+`') p ON p.pid = x.pid
 LEFT JOIN resources t ON x.trid <> 0 AND t.rid = x.trid
 WHERE $3::text[] IS NULL OR p.name = ANY($3::text[])
 ORDER BY k.ord, p.name, 4`, types, ids, paramArg)

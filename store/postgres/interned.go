@@ -154,6 +154,14 @@ func (s *Store) internNames(ctx context.Context, pool *pgxpool.Pool, records []s
 					seen["p"+row.Param] = true
 					missingParams = append(missingParams, row.Param)
 				}
+				// A patient or subject row may be stored combined with
+				// the other (PERF-PG-8).
+				if row.Kind == store.KindReference && pairedParam(row.Param) && !seen["p"+patientSubject] {
+					if _, ok := params[patientSubject]; !ok {
+						seen["p"+patientSubject] = true
+						missingParams = append(missingParams, patientSubject)
+					}
+				}
 				if row.Kind != store.KindToken {
 					continue
 				}
@@ -179,11 +187,8 @@ func (s *Store) internNames(ctx context.Context, pool *pgxpool.Pool, records []s
 // constant of the statement, so the planner sees it (and proves
 // idx_token_patient's predicate from it), as it saw the name.
 func (s *Store) paramKey(ctx context.Context, q queryer) sqlcore.ParamKey {
+	// patient and subject also match their combined rows (PERF-PG-8).
 	return func(name string) (any, bool, error) {
-		pid, ok, err := s.params.find(ctx, q, name)
-		if err != nil || !ok {
-			return nil, ok, err
-		}
-		return pid, true, nil
+		return s.paramKeys(name, func(n string) (int32, bool, error) { return s.params.find(ctx, q, n) })
 	}
 }

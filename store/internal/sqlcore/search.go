@@ -166,8 +166,22 @@ func resolveClauses(clauses []store.Clause, key ParamKey) (cls []Clause, none bo
 	return cls, false, nil
 }
 
+// ParamKeys is a ParamKey's answer for a parameter whose index rows are
+// stored under more than one key: its own, and that of a row standing for
+// it and another parameter at once (PostgreSQL's combined patient and
+// subject rows, docs/design/security.md PERF-PG-8). A row of the parameter
+// has any of them.
+type ParamKeys []any
+
 // ParamIs is the condition "index row x is of the parameter key".
 func (b *Builder) ParamIs(key any) string {
+	if ks, ok := key.(ParamKeys); ok {
+		parts := make([]string, len(ks))
+		for i, k := range ks {
+			parts[i] = b.Arg(k)
+		}
+		return "x." + b.d.paramCol + " IN (" + strings.Join(parts, ", ") + ")"
+	}
 	return "x." + b.d.paramCol + " = " + b.Arg(key)
 }
 
