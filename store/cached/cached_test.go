@@ -980,7 +980,6 @@ func TestTypeVersions(t *testing.T) {
 // acknowledged at another replica is never answered stale, whichever of
 // those states the read is in.
 func TestNearReadAdmission(t *testing.T) {
-	ctx := context.Background()
 	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
 	// Without a watch that vouches (store.Watched hidden), as while a
 	// replica's watch cannot: a fill costs a stamp read, so the doorkeeper
@@ -991,20 +990,7 @@ func TestNearReadAdmission(t *testing.T) {
 	var ev events
 	a := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20, Observer: ev.observer()})
 	b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20}) // another replica
-	write := func(v int) {
-		t.Helper()
-		rw := storetest.Res("Patient", "p1", "p1", fmt.Sprintf(`,"v":%d`, v))
-		if _, err := b.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", fmt.Sprint("h", v), rw)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func(want int64) {
-		t.Helper()
-		r, err := a.Read(ctx, "Patient", "p1")
-		if err != nil || r.Version != want {
-			t.Fatalf("Read = v%d, %v; want v%d", r.Version, err, want)
-		}
-	}
+	write, read := patientP1(t, b, a)
 	write(1)
 	for i, want := range []struct{ reads, hits int64 }{{1, 0}, {2, 0}, {2, 1}, {2, 2}} {
 		read(1)
@@ -1050,7 +1036,6 @@ func (v *vouching) Known(stamps []string) (string, bool) {
 // write at another replica still makes the next read go to the store, and
 // the entry refilled then is hit by the read after it.
 func TestNearReadFirstMissVouched(t *testing.T) {
-	ctx := context.Background()
 	inner := &counting{Store: openSQLite(t, storetest.NewFakeClock(storetest.T0))}
 	rc := openRedisCache(t, redisURL(t))
 	shared := &vouching{Cache: rc, nc: rc.(store.NearCache)}
@@ -1058,20 +1043,7 @@ func TestNearReadFirstMissVouched(t *testing.T) {
 	var ev events
 	a := cached.New(hk, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20, Observer: ev.observer()})
 	b := cached.New(inner, shared, cached.Options{Timeout: time.Second, NearBytes: 1 << 20}) // another replica
-	write := func(v int) {
-		t.Helper()
-		rw := storetest.Res("Patient", "p1", "p1", fmt.Sprintf(`,"v":%d`, v))
-		if _, err := b.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", fmt.Sprint("h", v), rw)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func(want int64) {
-		t.Helper()
-		r, err := a.Read(ctx, "Patient", "p1")
-		if err != nil || r.Version != want {
-			t.Fatalf("Read = v%d, %v; want v%d", r.Version, err, want)
-		}
-	}
+	write, read := patientP1(t, b, a)
 	write(1)
 	for i, want := range []struct{ reads, hits int64 }{{1, 0}, {1, 1}, {1, 2}} {
 		read(1)
@@ -1266,4 +1238,26 @@ func TestWatchedReplicas(t *testing.T) {
 			readAll("cut, again")
 		}
 	}
+}
+
+// patientP1 returns the near-read tests' write of patient p1's version v
+// through replica b, and their read of p1 through replica a, which must
+// answer version want.
+func patientP1(t *testing.T, b, a *cached.Store) (write func(v int), read func(want int64)) {
+	ctx := context.Background()
+	write = func(v int) {
+		t.Helper()
+		rw := storetest.Res("Patient", "p1", "p1", fmt.Sprintf(`,"v":%d`, v))
+		if _, err := b.Apply(ctx, []store.RecordWrite{storetest.Rec("patient", "p1", fmt.Sprint("h", v), rw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read = func(want int64) {
+		t.Helper()
+		r, err := a.Read(ctx, "Patient", "p1")
+		if err != nil || r.Version != want {
+			t.Fatalf("Read = v%d, %v; want v%d", r.Version, err, want)
+		}
+	}
+	return write, read
 }
