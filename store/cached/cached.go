@@ -186,6 +186,8 @@ type Store struct {
 	// recent decides which large pages go to hot rather than being lent
 	// (PERF-ST-18, lend.go).
 	recent *seenTable
+	// fl are the store loads of misses in progress (flight.go, CACHE-7).
+	fl flights
 
 	// near is the near cache in front of nc (nil when off).
 	near *near
@@ -652,14 +654,25 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 	default:
 		s.opts.Observer.miss(op)
 	}
-	v, err := load(ctx)
-	if err != nil {
+	// Concurrent misses of the same answer at the same stamp values share
+	// one store load (flight.go, docs/design/security.md CACHE-7); the
+	// load's owner fills the cache.
+	v, err, own := loadShared(ctx, s, key, at, share, load)
+	if err != nil || !own {
 		return v, err
+	}
+	// Waiters may be copying v (share) now: when it was shared, the
+	// caller gets its own copy too, never v itself.
+	mine := func(v T) T {
+		if store.LeaseFrom(ctx) == nil {
+			return share(v)
+		}
+		return v
 	}
 	// A Bump that failed meanwhile makes the cache dirty; filling would be
 	// harmless (at predates the epoch Bump to come) but pointless.
 	if s.failed.Load() != s.cleared.Load() {
-		return v, nil
+		return mine(v), nil
 	}
 	// The value is encoded and compressed in pooled scratch buffers: the
 	// cache copies what it keeps (store.Cache.Fill), so a miss allocates
@@ -684,7 +697,7 @@ func through[T any](ctx context.Context, s *Store, op, key string, stamps []stri
 		s.near.put(key, at, v, n)
 		return share(v), nil
 	}
-	return v, nil
+	return mine(v), nil
 }
 
 // fillNear answers a near miss of a read by id from the store and keeps

@@ -20,3 +20,15 @@ func HotBytes(s *Store) int64 {
 	defer s.hot.mu.RUnlock()
 	return s.hot.bytes
 }
+
+// FlightWaiters returns how many misses wait for another's load of the
+// same answer (flight.go, CACHE-7).
+func FlightWaiters(s *Store) int {
+	s.fl.mu.Lock()
+	defer s.fl.mu.Unlock()
+	n := 0
+	for _, f := range s.fl.m {
+		n += f.waiters
+	}
+	return n
+}
