@@ -100,7 +100,8 @@ type Writer struct {
 	// Events, Close once it closed the queue. Between kicks Record hands
 	// its Event over without waking the drain goroutine: a wake per read
 	// (a goroutine switch, and often a thread woken from a futex) cost
-	// more than the Event's share of its batch's commit.
+	// more than the Event's share of its batch's commit
+	// (docs/design/security.md AUD-ARCH-7).
 	kick  chan struct{}
 	need  atomic.Int64  // Events the waiting drain goroutine needs to fill its batch
 	done  chan struct{} // closed when the drain goroutine returned

@@ -90,7 +90,8 @@ const auditRowsPerInsert = 100
 // and of 1, so the writer connection keeps three prepared statements and
 // parses none per batch. (A batch's rest used to be one INSERT of its own
 // size, up to 594 placeholders parsed again for almost every batch: a
-// quarter of the audit transaction's CPU in the audited read-hot profile.)
+// quarter of the audit transaction's CPU in the audited read-hot profile;
+// docs/design/security.md AUD-ARCH-7.)
 var auditInsertSizes = [...]int{auditRowsPerInsert, 10, 1}
 
 // auditChunk is how many of n rows the next INSERT carries.
