@@ -33,6 +33,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,9 +95,18 @@ type Writer struct {
 	mu     sync.RWMutex // guards closed against Record's send
 	closed bool
 	queue  chan fhir.Event
-	done   chan struct{} // closed when the drain goroutine returned
-	abort  chan struct{} // closed when Close gives up waiting
-	once   sync.Once
+	// kick wakes the drain goroutine while it waits for its batch to
+	// fill: Record sends (without blocking) once the queue holds need
+	// Events, Close once it closed the queue. Between kicks Record hands
+	// its Event over without waking the drain goroutine: a wake per read
+	// (a goroutine switch, and often a thread woken from a futex) cost
+	// more than the Event's share of its batch's commit
+	// (docs/design/security.md AUD-ARCH-7).
+	kick  chan struct{}
+	need  atomic.Int64  // Events the waiting drain goroutine needs to fill its batch
+	done  chan struct{} // closed when the drain goroutine returned
+	abort chan struct{} // closed when Close gives up waiting
+	once  sync.Once
 
 	failing  atomic.Bool // the last append failed
 	shut     atomic.Bool // Close was called (Admit's lock-free view of closed)
@@ -134,6 +144,7 @@ func New(st store.AuditStore, opts Options) *Writer {
 		newID:  newV7At,
 		derive: opts.NewID == nil,
 		queue:  make(chan fhir.Event, opts.Buffer),
+		kick:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		abort:  make(chan struct{}),
 	}
@@ -143,6 +154,7 @@ func New(st store.AuditStore, opts Options) *Writer {
 	if opts.NewID != nil {
 		w.newID = func(time.Time) string { return opts.NewID() }
 	}
+	w.need.Store(math.MaxInt64)
 	go w.run()
 	return w
 }
@@ -161,6 +173,7 @@ func (w *Writer) Record(_ context.Context, ev fhir.Event) {
 	}
 	select {
 	case w.queue <- ev:
+		w.nudge()
 		return
 	default:
 	}
@@ -168,8 +181,20 @@ func (w *Writer) Record(_ context.Context, ev fhir.Event) {
 	defer t.Stop()
 	select {
 	case w.queue <- ev:
+		w.nudge()
 	case <-t.C:
 		w.drop("audit queue full")
+	}
+}
+
+// nudge wakes the drain goroutine once the queue holds what its batch
+// needs (an atomic load and a length on the common path).
+func (w *Writer) nudge() {
+	if int64(len(w.queue)) >= w.need.Load() {
+		select {
+		case w.kick <- struct{}{}:
+		default: // a kick is already pending
+		}
 	}
 }
 
@@ -224,6 +249,10 @@ func (w *Writer) Close(ctx context.Context) error {
 		w.shut.Store(true)
 		close(w.queue)
 		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}: // flush now, not at FlushEvery
+		default:
+		}
 	})
 	select {
 	case <-w.done:
@@ -243,7 +272,9 @@ func (w *Writer) Close(ctx context.Context) error {
 
 // run drains the queue: it batches records (up to Options.Batch, or what
 // arrived within Options.FlushEvery of the batch's first record) and appends
-// each batch, retrying failures.
+// each batch, retrying failures. Only the first Event of a batch wakes it;
+// then it waits for the batch's deadline or a kick (the queue holds enough
+// to fill the batch, or Close), and takes what is queued in one go.
 func (w *Writer) run() {
 	defer close(w.done)
 	batch := make([]store.AuditRecord, 0, w.opts.Batch)
@@ -257,22 +288,39 @@ func (w *Writer) run() {
 		}
 	}
 	for {
-		select {
-		case ev, ok := <-w.queue:
-			if !ok {
-				flush()
-				return
-			}
-			if len(batch) == 0 {
-				timer.Reset(w.opts.FlushEvery)
-			}
-			batch = w.records(batch, ev)
-			if len(batch) >= w.opts.Batch {
-				flush()
-			}
-		case <-timer.C:
-			flush()
+		// A blocking receive is woken by the send itself: no kicks.
+		w.need.Store(math.MaxInt64)
+		ev, ok := <-w.queue
+		if !ok {
+			return
 		}
+		timer.Reset(w.opts.FlushEvery)
+		batch = w.records(batch, ev)
+	fill:
+		for len(batch) < w.opts.Batch {
+			// Take what is queued without waiting.
+			select {
+			case ev, ok := <-w.queue:
+				if !ok {
+					flush()
+					return
+				}
+				batch = w.records(batch, ev)
+				continue
+			default:
+			}
+			w.need.Store(int64(w.opts.Batch - len(batch)))
+			if len(w.queue) > 0 {
+				continue // queued between the last take and need's store
+			}
+			select {
+			case <-w.kick:
+			case <-timer.C:
+				break fill
+			}
+		}
+		w.need.Store(math.MaxInt64)
+		flush()
 	}
 }
 

@@ -239,6 +239,51 @@ func TestBatching(t *testing.T) {
 	}
 }
 
+// TestHandOffWakesOncePerBatch: once the drain goroutine holds a batch's
+// first Event, later Events wait in the queue without waking it until they
+// fill the batch (or FlushEvery ends it), so a read does not pay a
+// goroutine switch for its AuditEvent. The queue's length shows it: the
+// old drain goroutine, woken by every send, took each Event as it came.
+func TestHandOffWakesOncePerBatch(t *testing.T) {
+	st := &fakeAudit{}
+	w, _ := newWriter(t, st, Options{Batch: 100, FlushEvery: time.Hour})
+	ctx := context.Background()
+	w.Record(ctx, event(0, "p1"))
+	waitFor(t, "the writer to take the first event", func() bool { return len(w.queue) == 0 })
+	for range 100 {
+		runtime.Gosched() // let the drain goroutine reach its wait
+	}
+	for i := 1; i <= 50; i++ {
+		w.Record(ctx, event(i, "p1"))
+	}
+	for range 100 {
+		runtime.Gosched() // a drain goroutine woken by the sends would take them now
+	}
+	if n := len(w.queue); n != 50 {
+		t.Errorf("%d of 50 events still queued: the drain goroutine was woken before its batch could fill", n)
+	}
+	if got := st.sizes(); len(got) != 0 {
+		t.Fatalf("batches %v appended before the batch filled", got)
+	}
+	// The 99th queued event fills the batch: it wakes the drain goroutine,
+	// which appends the 100 at once.
+	for i := 51; i <= 99; i++ {
+		w.Record(ctx, event(i, "p1"))
+	}
+	waitFor(t, "the full batch", func() bool { return len(st.sizes()) == 1 })
+	if got := fmt.Sprint(st.sizes()); got != "[100]" {
+		t.Errorf("batches %s, want [100]", got)
+	}
+	// Close flushes at once what is queued, not at FlushEvery.
+	w.Record(ctx, event(100, "p1"))
+	if err := closeNow(t, w); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(st.sizes()); got != "[100 1]" {
+		t.Errorf("after Close: batches %s, want [100 1]", got)
+	}
+}
+
 func TestFullQueueDrops(t *testing.T) {
 	st := &fakeAudit{gate: make(chan struct{})}
 	w, logs := newWriter(t, st, Options{Buffer: 1, Batch: 1, Block: 5 * time.Millisecond})

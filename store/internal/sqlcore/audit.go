@@ -85,6 +85,25 @@ const (
 // auditRowsPerInsert is how many rows one INSERT carries.
 const auditRowsPerInsert = 100
 
+// auditInsertSizes are the row counts of SQLite's audit INSERTs, largest
+// first: a batch goes out in INSERTs of 100 rows, its rest in INSERTs of 10
+// and of 1, so the writer connection keeps three prepared statements and
+// parses none per batch. (A batch's rest used to be one INSERT of its own
+// size, up to 594 placeholders parsed again for almost every batch: a
+// quarter of the audit transaction's CPU in the audited read-hot profile;
+// docs/design/security.md AUD-ARCH-7.)
+var auditInsertSizes = [...]int{auditRowsPerInsert, 10, 1}
+
+// auditChunk is how many of n rows the next INSERT carries.
+func auditChunk(n int) int {
+	for _, k := range auditInsertSizes {
+		if n >= k {
+			return k
+		}
+	}
+	return n
+}
+
 // dayMS is one day in milliseconds.
 const dayMS = 24 * 60 * 60 * 1000
 
@@ -575,15 +594,20 @@ func (a *Auth) AppendAudit(ctx context.Context, records []store.AuditRecord) err
 			return a.writePacks(ctx, q, out)
 		}
 		args := make([]any, 0, auditColCount*min(len(out), auditRowsPerInsert))
+		se, kept := q.(StmtExecer)
 		for rest := out; len(rest) > 0; {
-			chunk := rest[:min(len(rest), auditRowsPerInsert)]
+			n := min(len(rest), auditRowsPerInsert) // one statement parsed per INSERT
+			if kept {
+				n = auditChunk(len(rest))
+			}
+			chunk := rest[:n]
 			rest = rest[len(chunk):]
 			args = args[:0]
 			for _, w := range chunk {
 				args = append(args, w.ms, w.idk, w.shape, w.patient, w.res, w.req)
 			}
 			var err error
-			if se, ok := q.(StmtExecer); ok && len(chunk) == auditRowsPerInsert {
+			if kept {
 				_, err = se.ExecStmt(ctx, a.auditInsert(len(chunk)), args...)
 			} else {
 				_, err = q.Exec(ctx, a.auditInsert(len(chunk)), args...)
@@ -645,9 +669,15 @@ func (a *Auth) putTerms(ctx context.Context, q Querier, terms []string, codes ma
 // auditInsert returns SQLite's INSERT of n rows. A stored key is skipped (a
 // retried batch is idempotent). PostgreSQL writes packs (auditpack.go).
 func (a *Auth) auditInsert(n int) string {
-	if n == auditRowsPerInsert {
-		a.insertOnce.Do(func() { a.insertFull = a.buildAuditInsert(n) })
-		return a.insertFull
+	a.insertOnce.Do(func() {
+		for i, k := range auditInsertSizes {
+			a.inserts[i] = a.buildAuditInsert(k)
+		}
+	})
+	for i, k := range auditInsertSizes {
+		if n == k {
+			return a.inserts[i]
+		}
 	}
 	return a.buildAuditInsert(n)
 }

@@ -91,10 +91,19 @@ func auditSec(ms int64) int64 {
 	return s
 }
 
-var flateWriters = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed) // a valid level never fails
-	return w
-}}
+// packDeflater is the deflater packs are written with, kept for the
+// process's life (about 1 MB: its hash tables and window). It was a
+// sync.Pool, which every garbage collection empties: under read load the
+// collector runs several times a second, about as often as the audit
+// writer commits, so most packs built a new deflater, about a sixth of the
+// PostgreSQL audit writer's CPU in the audited read-hot profile (its
+// allocation, zeroing and the collections it brought on;
+// docs/design/security.md AUD-ARCH-7). Packs are written by one audit
+// writer per process, so the lock is not contended.
+var packDeflater struct {
+	mu sync.Mutex
+	w  *flate.Writer
+}
 
 // packRows encodes rows (sorted by cmpRows, all in second sec) as a pack's
 // body: packFormat, then deflated: the count, the millisecond deltas (from
@@ -131,12 +140,17 @@ func packRows(sec int64, rows []auditRow) []byte {
 	var out bytes.Buffer
 	out.Grow(len(raw)/2 + 64)
 	out.WriteByte(packFormat)
-	w := flateWriters.Get().(*flate.Writer)
-	w.Reset(&out)
+	packDeflater.mu.Lock()
+	defer packDeflater.mu.Unlock()
+	if packDeflater.w == nil {
+		packDeflater.w, _ = flate.NewWriter(&out, flate.BestSpeed) // a valid level never fails
+	} else {
+		packDeflater.w.Reset(&out)
+	}
 	// Writes to a bytes.Buffer do not fail.
-	_, _ = w.Write(raw)
-	_ = w.Close()
-	flateWriters.Put(w)
+	_, _ = packDeflater.w.Write(raw)
+	_ = packDeflater.w.Close()
+	packDeflater.w.Reset(nil) // hold no pack's buffer
 	return out.Bytes()
 }
 

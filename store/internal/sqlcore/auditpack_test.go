@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -56,5 +57,31 @@ func TestPackMalformed(t *testing.T) {
 	}
 	if _, err := unpackRows(5, good); err != nil {
 		t.Fatalf("the good pack: %v", err)
+	}
+}
+
+// TestPackDeflaterOutlivesCollections: a pack costs its own bytes, not a
+// new deflater (about 1 MB), even when collections ran since the last
+// pack, as they do several times a second under read load
+// (docs/design/security.md AUD-ARCH-7). A sync.Pool, which each
+// collection empties, built one for almost every pack.
+func TestPackDeflaterOutlivesCollections(t *testing.T) {
+	rows := make([]auditRow, 500)
+	for i := range rows {
+		rows[i] = auditRow{ms: 5_000 + int64(i), idk: bytes.Repeat([]byte{byte(i)}, 10), shape: 1, patient: int64(i % 7),
+			res: auditInline("obs-1"), req: []byte{3, 1, 2, 3, 4}}
+	}
+	packRows(5, rows) // the first pack makes the deflater
+	const packs = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range packs {
+		runtime.GC()
+		runtime.GC()
+		packRows(5, rows)
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / packs; per > 64<<10 {
+		t.Errorf("%d bytes allocated per pack of %d rows after two collections, want under 64 KiB (no new deflater)", per, len(rows))
 	}
 }

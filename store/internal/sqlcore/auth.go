@@ -26,7 +26,7 @@ type Auth struct {
 	adb        DB         // the audit trail's connections, when not db's (SetAuditDB)
 	terms      auditTerms // the audit_terms cache (audit.go)
 	insertOnce sync.Once
-	insertFull string // the audit INSERT of auditRowsPerInsert rows
+	inserts    [len(auditInsertSizes)]string // the audit INSERTs of auditInsertSizes rows
 	// legacy: whether PostgreSQL's audit table (the rows before packs)
 	// holds any: 0 not known, 1 yes, 2 no (auditpack.go legacyRows).
 	legacy atomic.Int32
