@@ -104,7 +104,9 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		return nil, err
 	}
 	defer s.unlockWriter()
-	s.growForIngest(ctx)
+	if s.ingesting || ingestSized(records) {
+		s.growForIngest(ctx)
+	}
 	var (
 		results []store.WriteResult
 		failed  []*store.RecordError

@@ -11,9 +11,10 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// TestWriterCacheShrinksWhenIdle: the writer's page cache is small at rest,
-// large while records are applied, and small again once ingest pauses; so
-// is its WAL checkpoint threshold (PERF-IN-2).
+// TestWriterCacheShrinksWhenIdle: the writer's page cache is small at rest
+// and after a few changed records, large while an ingest's chunks are
+// applied, and small again once ingest pauses; so is its WAL checkpoint
+// threshold (PERF-IN-2, PERF-ST-23).
 func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	defer func(d time.Duration) { writerIdleAfter = d }(writerIdleAfter)
 	writerIdleAfter = time.Second
@@ -43,8 +44,25 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("journal_size_limit"); n != 134217728 {
 		t.Fatalf("journal_size_limit at rest = %d, want 134217728", n)
 	}
+	// A few changed records (a clinic's single record, a referral) leave
+	// the writer as it is at rest (docs/design/security.md PERF-ST-23).
 	rec := storetest.Rec("patient", "p1", "h1", storetest.Res("Patient", "p1", "p1", `"active":true`))
 	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cacheSize(); n != -4096 {
+		t.Errorf("cache_size after a one-resource Apply = %d, want -4096", n)
+	}
+	if n := pragma("wal_autocheckpoint"); n != 1000 {
+		t.Errorf("wal_autocheckpoint after a one-resource Apply = %d, want 1000", n)
+	}
+	// An ingest's chunk grows it.
+	var chunk []store.RecordWrite
+	for i := range ingestMinResources {
+		id := fmt.Sprintf("c%d", i)
+		chunk = append(chunk, storetest.Rec("patient", id, "h1", storetest.Res("Patient", id, id, `"active":true`)))
+	}
+	if _, err := s.Apply(ctx, chunk); err != nil {
 		t.Fatal(err)
 	}
 	// Right after the Apply (the timer fires a second after it).
@@ -87,10 +105,13 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if wbuf() != nil {
 		t.Errorf("the writer's row buffer is kept after ingest paused")
 	}
-	// The next Apply grows it again and still writes.
+	// The next small Apply still writes, at rest.
 	rec = storetest.Rec("patient", "p1", "h2", storetest.Res("Patient", "p1", "p1", `"active":false`))
 	if res, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil || res[0].Outcome != store.Updated {
 		t.Fatalf("second Apply = %+v, %v", res, err)
+	}
+	if n := cacheSize(); n != -4096 {
+		t.Errorf("cache_size after a small Apply at rest = %d, want -4096", n)
 	}
 }
 
@@ -118,10 +139,10 @@ func TestIngestWALPages(t *testing.T) {
 // the WAL threshold from the database's size (bounds lowered so a small
 // store reaches them), and a pause restores SQLite's default.
 func TestWALThresholdFollowsTheStore(t *testing.T) {
-	defer func(lo, hi, step int64, d time.Duration, every int) {
-		minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery = lo, hi, step, d, every
-	}(minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery)
-	minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, walCheckEvery = 4, 1<<20, 2, 1
+	defer func(lo, hi, step int64, d time.Duration, every, min int) {
+		minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery, ingestMinResources = lo, hi, step, d, every, min
+	}(minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, writerIdleAfter, walCheckEvery, ingestMinResources)
+	minIngestWALPages, maxIngestWALPages, ingestWALPagesStep, walCheckEvery, ingestMinResources = 4, 1<<20, 2, 1, 200
 	writerIdleAfter = time.Hour
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "kb.db"), store.SystemClock{})

@@ -236,6 +236,31 @@ func ingestWALPages(dbPages int64) int64 {
 	return min(max(n, minIngestWALPages), maxIngestWALPages)
 }
 
+// ingestMinResources is the size of an Apply, in resources, from which it
+// grows the writer's cache and WAL threshold for ingest (growForIngest):
+// an ingest's chunk holds up to 4,096 (mapping/ingest.DefaultChunkResources),
+// while a clinic's single changed record, a referral's transaction or a
+// Task update writes a few to a few dozen, touches a few hundred pages and
+// gains nothing from 64 MiB of cache; written every 100 ms (the bench's
+// search-writes), such writes kept the writer ingesting and its cache
+// filling to 25-40 MB with the pages of each patient's index rows
+// (docs/design/security.md PERF-ST-23). A small Apply while the writer is
+// ingesting keeps the ingest's settings.
+var ingestMinResources = 1024 // a variable for tests
+
+// ingestSized reports whether records are an ingest's chunk rather than a
+// few changed records (ingestMinResources).
+func ingestSized(records []store.RecordWrite) bool {
+	n := 0
+	for i := range records {
+		n += len(records[i].Resources)
+		if n >= ingestMinResources {
+			return true
+		}
+	}
+	return false
+}
+
 // writerIdleAfter is the pause in ingest after which the writer's cache
 // shrinks (a variable for tests).
 var writerIdleAfter = 2 * time.Second
