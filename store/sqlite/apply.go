@@ -104,7 +104,7 @@ func (s *Store) Apply(ctx context.Context, records []store.RecordWrite) ([]store
 		return nil, err
 	}
 	defer s.unlockWriter()
-	s.growForIngest(ctx)
+	s.growForIngest(ctx, ingestSized(records))
 	var (
 		results []store.WriteResult
 		failed  []*store.RecordError

@@ -97,7 +97,7 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 	// Apply skip the rest, so the WAL was cut back to 128 MiB at every
 	// reset of a load (docs/design/security.md PERF-SQLB-7).
 	// releaseWhenIdle shrinks them once the load pauses.
-	s.growForIngest(ctx)
+	s.growForIngest(ctx, true)
 	ended := false
 	return func(ctx context.Context) error {
 		if err := s.lockWriter(ctx); err != nil {
@@ -110,7 +110,7 @@ func (s *Store) BeginBulk(ctx context.Context) (end func(context.Context) error,
 		// The ingest's 64 MiB cache also sizes the sorts' runs: after a
 		// pause in the load the writer holds its idle 4 MiB, and a sort
 		// would write and merge sixteen times as many runs.
-		s.growForIngest(ctx)
+		s.growForIngest(ctx, true)
 		if err := finishBulk(ctx, s.w); err != nil {
 			return fmt.Errorf("store: sqlite: end bulk load: %w", err)
 		}

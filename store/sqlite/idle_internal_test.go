@@ -11,9 +11,10 @@ import (
 	"github.com/ketabridge/ketabridge/store/storetest"
 )
 
-// TestWriterCacheShrinksWhenIdle: the writer's page cache is small at rest,
-// large while records are applied, and small again once ingest pauses; so
-// is its WAL checkpoint threshold (PERF-IN-2).
+// TestWriterCacheShrinksWhenIdle: the writer's page cache is small at rest
+// and after a few changed records, large while an ingest's chunks are
+// applied, and small again once ingest pauses; so is its WAL checkpoint
+// threshold (PERF-IN-2, PERF-ST-23).
 func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	defer func(d time.Duration) { writerIdleAfter = d }(writerIdleAfter)
 	writerIdleAfter = time.Second
@@ -43,8 +44,26 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if n := pragma("journal_size_limit"); n != 134217728 {
 		t.Fatalf("journal_size_limit at rest = %d, want 134217728", n)
 	}
+	// A few changed records (a clinic's single record, a referral) take
+	// the ingest's WAL threshold but leave the cache as it is at rest
+	// (docs/design/security.md PERF-ST-23).
 	rec := storetest.Rec("patient", "p1", "h1", storetest.Res("Patient", "p1", "p1", `"active":true`))
 	if _, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cacheSize(); n != -4096 {
+		t.Errorf("cache_size after a one-resource Apply = %d, want -4096", n)
+	}
+	if n := pragma("wal_autocheckpoint"); n != 32768 {
+		t.Errorf("wal_autocheckpoint after a one-resource Apply = %d, want 32768", n)
+	}
+	// An ingest's chunk grows it.
+	var chunk []store.RecordWrite
+	for i := range ingestMinResources {
+		id := fmt.Sprintf("c%d", i)
+		chunk = append(chunk, storetest.Rec("patient", id, "h1", storetest.Res("Patient", id, id, `"active":true`)))
+	}
+	if _, err := s.Apply(ctx, chunk); err != nil {
 		t.Fatal(err)
 	}
 	// Right after the Apply (the timer fires a second after it).
@@ -87,10 +106,13 @@ func TestWriterCacheShrinksWhenIdle(t *testing.T) {
 	if wbuf() != nil {
 		t.Errorf("the writer's row buffer is kept after ingest paused")
 	}
-	// The next Apply grows it again and still writes.
+	// The next small Apply still writes, at rest.
 	rec = storetest.Rec("patient", "p1", "h2", storetest.Res("Patient", "p1", "p1", `"active":false`))
 	if res, err := s.Apply(ctx, []store.RecordWrite{rec}); err != nil || res[0].Outcome != store.Updated {
 		t.Fatalf("second Apply = %+v, %v", res, err)
+	}
+	if n := cacheSize(); n != -4096 {
+		t.Errorf("cache_size after a small Apply at rest = %d, want -4096", n)
 	}
 }
 

@@ -161,6 +161,10 @@ type Store struct {
 	idleMu    sync.Mutex
 	idle      *time.Timer
 	ingesting bool
+	// largeCache is set while the writer's cache is the ingest's
+	// (ingestCache: an Apply of at least ingestMinResources, or a bulk
+	// load, since the writer was last at rest; PERF-ST-23).
+	largeCache bool
 	// walPages is the WAL checkpoint threshold while ingesting and
 	// walCheck counts the Applies since ingest began (PERF-IN-3; guarded
 	// by wsem).
@@ -236,15 +240,45 @@ func ingestWALPages(dbPages int64) int64 {
 	return min(max(n, minIngestWALPages), maxIngestWALPages)
 }
 
+// ingestMinResources is the size of an Apply, in resources, from which it
+// grows the writer's page cache to the ingest's (ingestCache): an ingest's
+// chunk holds up to 4,096 (mapping/ingest.DefaultChunkResources), while a
+// clinic's single changed record, a referral's transaction or a Task update
+// writes a few to a few dozen and touches a few hundred pages. Written every
+// 100 ms (the bench's search-writes), such writes kept the writer ingesting
+// and its 64 MiB cache filling with each written patient's index pages:
+// 30-40 MB outside Go (docs/design/security.md PERF-ST-23). Every Apply
+// still takes the ingest's WAL threshold (PERF-IN-2): at SQLite's default
+// of 1,000 pages a write of a few records every 100 ms checkpointed every
+// few writes. Once the cache is large it stays so until the writer rests.
+const ingestMinResources = 1024
+
+// ingestSized reports whether records are an ingest's chunk rather than a
+// few changed records (ingestMinResources).
+func ingestSized(records []store.RecordWrite) bool {
+	n := 0
+	for i := range records {
+		n += len(records[i].Resources)
+		if n >= ingestMinResources {
+			return true
+		}
+	}
+	return false
+}
+
 // writerIdleAfter is the pause in ingest after which the writer's cache
 // shrinks (a variable for tests).
 var writerIdleAfter = 2 * time.Second
 
-// growForIngest enlarges the writer's cache for an Apply. The caller holds
-// wsem.
-func (s *Store) growForIngest(ctx context.Context) {
-	if !s.ingesting {
+// growForIngest sets the ingest's WAL threshold for an Apply, and the
+// ingest's page cache when large (an ingest's chunk or a bulk load,
+// PERF-ST-23). The caller holds wsem.
+func (s *Store) growForIngest(ctx context.Context, large bool) {
+	if large && !s.largeCache {
 		_, _ = s.w.ExecContext(ctx, ingestCache)
+		s.largeCache = true
+	}
+	if !s.ingesting {
 		_, _ = s.w.ExecContext(ctx, ingestCheckpoint)
 		_, _ = s.w.ExecContext(ctx, ingestJournalLimit)
 		s.walPages = 32768 // ingestCheckpoint
@@ -306,7 +340,7 @@ func (s *Store) releaseWhenIdle() {
 			// not at the next write: readers look pages up in the WAL.
 			_, _ = s.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 			s.wbuf = nil // a chunk's rows: some megabytes of slices
-			s.ingesting = false
+			s.ingesting, s.largeCache = false, false
 		}
 	})
 }
