@@ -67,13 +67,6 @@ func (s *Server) everything(c echo.Context) error {
 	// Bundle below, and given back once it is written.
 	lctx, lease := store.WithLease(ctx)
 	defer lease.Release()
-	// The page and its Bundle are built under the gate's weight for the
-	// page (docs/design/security.md PERF-ST-22).
-	done, err := s.pages.acquire(ctx, eq.Count)
-	if err != nil {
-		return err
-	}
-	defer done()
 	rs, total, err := s.everythingPage(lctx, plan, eq)
 	if err != nil {
 		return err

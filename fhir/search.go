@@ -110,17 +110,6 @@ func (s *Server) runSearch(c echo.Context, values url.Values) error {
 	// call reads under the Lease: includes and disclosure checks use ctx.
 	lctx, lease := store.WithLease(ctx)
 	defer lease.Release()
-	// The page, its includes and its Bundle are built under the gate's
-	// weight for the page (docs/design/security.md PERF-ST-22).
-	var admitted int
-	if !q.CountOnly {
-		admitted = q.Count
-	}
-	done, err := s.pages.acquire(ctx, admitted)
-	if err != nil {
-		return err
-	}
-	defer done()
 	res, err := s.searchWithin(lctx, q, d)
 	if err != nil {
 		return err

@@ -142,9 +142,6 @@ type Server struct {
 	clients         Clients
 	// identifierBase is Options.IdentifierSystemBase.
 	identifierBase string
-	// pages admits the searches and $everything pages by their size
-	// (docs/design/security.md PERF-ST-22).
-	pages *pageGate
 }
 
 // New validates opts and builds a Server, including the CapabilityStatement
@@ -173,7 +170,6 @@ func New(opts Options) (*Server, error) {
 		writer:         opts.Writer,
 		clients:        opts.Clients,
 		identifierBase: opts.IdentifierSystemBase,
-		pages:          newPageGate(),
 	}
 	if (s.writer == nil) != (s.clients == nil) {
 		return nil, errors.New("fhir: Options.Writer and Options.Clients go together")
